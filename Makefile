@@ -1,0 +1,45 @@
+# Metamori — top-level entry points. Two commands set everything up on a fresh
+# Debian machine: `make demo` and `make test`. Everything builds into build/
+# (normal) and build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer).
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
+               libxxhash-dev libcmocka-dev python3 rsync
+
+.PHONY: all deps build asan test demo bench clean torture
+
+all: build
+
+# Installs the Debian build dependencies when any is missing (needs root; CI runs as root).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "metamori: deps: run as root or install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMETAMORI_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+test: build asan
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -LE slow
+
+demo: build
+	@sh demo/demo.sh $(BUILD)/metamori
+
+bench: build
+	python3 bench/bench_scan.py --metamori $(BUILD)/metamori
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,208 @@
+/*
+ * metamori.h — incremental file checkpointing for Linux.
+ *
+ * A store (DIR/.metamori) records checkpoints of the tree at DIR. Each
+ * checkpoint keeps only what changed since its parent: namespace changes and
+ * the changed 4 KiB blocks of regular files. Any checkpoint can be restored,
+ * in place or into an empty directory, in any order, any number of times.
+ *
+ * Conventions (after LMDB and libgit2):
+ *  - Every function returning int returns 0 on success, a negative MTM_E*
+ *    code from the reserved band below, or a positive errno value.
+ *  - mtm_strerror() turns any such code into text; mtm_last_error() gives the
+ *    one-line detail of the calling thread's last failure ("what: why").
+ *  - Handles are opaque. Output parameters come first and are named out.
+ *  - Options structs carry a version and have an _INIT initialiser.
+ *  - Memory returned through out parameters is released with mtm_free().
+ *
+ * Caveats:
+ *  - Threads: a mtm_store handle is used by one thread at a time. Separate
+ *    handles on one store may be used concurrently: writers (checkpoint,
+ *    in-place restore) are serialized by a lock on the store and a second
+ *    writer gets MTM_EBUSY; readers (log, diff, restore --to, verify) run
+ *    alongside a writer.
+ *  - fork: do not use a handle in both parent and child; open a new one.
+ *  - Scan mode compares stat data and block hashes, so it sees every change a
+ *    program makes, through any interface (mmap, static binaries, ...), at a
+ *    cost of O(files) + O(bytes of changed files) per checkpoint.
+ *  - Hard links are stored as separate files; sockets, FIFOs and device nodes
+ *    are skipped (not recorded).
+ */
+#ifndef METAMORI_H
+#define METAMORI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MTM_API __attribute__((visibility("default")))
+
+/* Error codes: a negative band of our own; positive values are errno. */
+enum mtm_error {
+	MTM_OK = 0,
+	MTM_ENOSTORE = -30900,  /* no .metamori store found */
+	MTM_EEXIST = -30901,    /* a store already exists there */
+	MTM_ENEWER = -30902,    /* store written by a newer format version */
+	MTM_EFOREIGN = -30903,  /* not a metamori store */
+	MTM_ECORRUPT = -30904,  /* damaged store (checksum, truncation, bad record) */
+	MTM_ENOCKPT = -30905,   /* no such checkpoint */
+	MTM_EBUSY = -30906,     /* another metamori command is writing the store */
+	MTM_EINVAL = -30907,    /* invalid argument */
+	MTM_EUNSAFE = -30908,   /* a path would leave the tree or follow a symlink */
+	MTM_ENOTEMPTY = -30909, /* restore target directory is not empty */
+	MTM_EINDEX = -30910,    /* the SQLite index failed */
+	MTM_EPERM = -30911,     /* store permissions or owner are unsafe */
+	MTM_EFAULT = -30912,    /* injected fault (tests only) */
+};
+
+/* Text for any code this library returns (a superset of strerror). */
+MTM_API const char *mtm_strerror(int err);
+/* The calling thread's last error as one line, "what: why"; "" if none. */
+MTM_API const char *mtm_last_error(void);
+/* Library version, "MAJOR.MINOR.PATCH". */
+MTM_API const char *mtm_version(void);
+/* Releases memory this library returned through an out parameter. */
+MTM_API void mtm_free(void *p);
+
+typedef struct mtm_store mtm_store;
+typedef int64_t mtm_id; /* checkpoint id: 1, 2, ...; 0 means "none" */
+
+/* Special value for mtm_diff's second checkpoint: the live tree. */
+#define MTM_LIVE ((mtm_id)-1)
+
+/*
+ * Creates DIR/.metamori for the tree at dir and opens it.
+ * Errors: MTM_EEXIST if a store is there already; errno from mkdir/open.
+ */
+MTM_API int mtm_init(mtm_store **out, const char *dir);
+
+/*
+ * Opens the store of the tree containing path: walks up from path to the
+ * first directory holding .metamori (like git). If a previous in-place
+ * restore was interrupted, the first writer to open the store completes it.
+ * Errors: MTM_ENOSTORE, MTM_EFOREIGN, MTM_ENEWER, MTM_ECORRUPT, MTM_EPERM.
+ */
+MTM_API int mtm_open(mtm_store **out, const char *path);
+MTM_API void mtm_close(mtm_store *s);
+/* The tracked tree's root (absolute). Valid until mtm_close. */
+MTM_API const char *mtm_root(const mtm_store *s);
+
+/* Progress callback for long work: done and total are bytes. */
+typedef void (*mtm_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
+
+typedef struct mtm_checkpoint_opts {
+	int version;
+	const char *message;          /* may be NULL */
+	const char *const *excludes;  /* extra gitignore patterns, in addition to .metamoriignore */
+	size_t n_excludes;
+	mtm_progress_fn progress;
+	void *progress_arg;
+} mtm_checkpoint_opts;
+#define MTM_CHECKPOINT_OPTS_VERSION 1
+#define MTM_CHECKPOINT_OPTS_INIT {MTM_CHECKPOINT_OPTS_VERSION, NULL, NULL, 0, NULL, NULL}
+
+typedef struct mtm_checkpoint_info {
+	mtm_id id;
+	mtm_id parent;            /* 0 for the first checkpoint */
+	int64_t time_ns;          /* wall clock at the start of the checkpoint */
+	char *message;            /* owned by the containing array / struct */
+	uint64_t files_added;
+	uint64_t files_changed;   /* content or metadata */
+	uint64_t files_removed;
+	uint64_t bytes_changed;   /* logical bytes in changed blocks */
+	uint64_t bytes_stored;    /* bytes appended to packs (after dedup and compression) */
+	uint64_t entries;         /* entries in the tree at this checkpoint */
+	uint64_t tree_bytes;      /* total size of regular files at this checkpoint */
+} mtm_checkpoint_info;
+
+/*
+ * Records the tree as a new checkpoint whose parent is the current head.
+ * A checkpoint with nothing changed is still recorded (it marks a point in
+ * time). On success *out (if non-NULL) describes it; free out->message with
+ * mtm_free. Errors: MTM_EBUSY, MTM_ECORRUPT, MTM_EINDEX, errno (EIO, ENOSPC).
+ * On any error nothing is committed and earlier checkpoints are untouched.
+ */
+MTM_API int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
+
+/* The checkpoint the tree was last recorded as or restored to (0: none yet). */
+MTM_API int mtm_head(mtm_store *s, mtm_id *out);
+
+/* All checkpoints, in id order. Free with mtm_log_free. */
+MTM_API int mtm_log(mtm_store *s, mtm_checkpoint_info **out, size_t *n_out);
+MTM_API void mtm_log_free(mtm_checkpoint_info *list, size_t n);
+
+typedef struct mtm_restore_opts {
+	int version;
+	const char *to_dir;           /* NULL: in place; else an empty or new directory */
+	const char *const *excludes;  /* live paths matching these are left alone (in place) */
+	size_t n_excludes;
+	mtm_progress_fn progress;
+	void *progress_arg;
+} mtm_restore_opts;
+#define MTM_RESTORE_OPTS_VERSION 1
+#define MTM_RESTORE_OPTS_INIT {MTM_RESTORE_OPTS_VERSION, NULL, NULL, 0, NULL, NULL}
+
+typedef struct mtm_restore_stats {
+	uint64_t files_written;   /* files rewritten whole (via a temporary name) */
+	uint64_t files_patched;   /* files patched extent by extent */
+	uint64_t entries_removed;
+	uint64_t entries_created; /* directories and symlinks */
+	uint64_t bytes_written;
+} mtm_restore_stats;
+
+/*
+ * Makes the tree (or opts->to_dir) exactly as it was at checkpoint id.
+ * In place, only what differs is rewritten, and every byte needed is read
+ * and verified before the tree is touched: a damaged store leaves the tree
+ * as it was. Whole files are replaced atomically (temporary name, fsync,
+ * rename); large files are patched under a restore intent that the next
+ * command completes if this one is interrupted. In place, the head becomes id.
+ * Errors: MTM_ENOCKPT, MTM_ECORRUPT, MTM_EUNSAFE, MTM_ENOTEMPTY, MTM_EBUSY, errno.
+ */
+MTM_API int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out);
+
+/* One difference between two states of the tree. */
+typedef struct mtm_change {
+	char kind;          /* 'A' added, 'D' removed, 'M' content changed, 'T' type changed, 'm' metadata only */
+	const char *path;   /* relative to the root */
+	uint64_t bytes;     /* for 'M': bytes in differing blocks (when known) */
+} mtm_change;
+typedef int (*mtm_change_fn)(void *arg, const mtm_change *change);
+
+typedef struct mtm_diff_opts {
+	int version;
+	const char *const *excludes;
+	size_t n_excludes;
+} mtm_diff_opts;
+#define MTM_DIFF_OPTS_VERSION 1
+#define MTM_DIFF_OPTS_INIT {MTM_DIFF_OPTS_VERSION, NULL, 0}
+
+/*
+ * Calls fn for each path that differs between checkpoints a and b, in path
+ * order; b may be MTM_LIVE for the live tree (status is diff(head, live)).
+ * A non-zero return from fn stops the walk and is returned.
+ */
+MTM_API int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_change_fn fn, void *arg);
+
+/* Verification. */
+#define MTM_VERIFY_DATA 1 /* reread and rehash every chunk */
+typedef int (*mtm_problem_fn)(void *arg, const char *problem);
+typedef struct mtm_verify_stats {
+	uint64_t checkpoints, entries, blocks, chunks, packs, bytes_read, problems;
+} mtm_verify_stats;
+/*
+ * Checks the store: the index's own integrity, every reference between its
+ * tables, every chunk's location and (with MTM_VERIFY_DATA) every chunk's
+ * bytes. Calls fn once per problem found. Returns 0 if the store is sound,
+ * MTM_ECORRUPT if any problem was found, or another error if it could not
+ * be checked.
+ */
+MTM_API int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* METAMORI_H */

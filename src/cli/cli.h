@@ -1,0 +1,34 @@
+/* cli.h — shared pieces of the metamori command: each command lives in its
+ * own cmd_<name>.c with its usage text beside it, and uses the public API
+ * only (the CLI is the library's first client). */
+#ifndef MTM_CLI_H
+#define MTM_CLI_H
+#include <stdint.h>
+#include "metamori.h"
+
+typedef struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+	const char *usage;
+} cli_command;
+
+extern const char *cli_dir; /* -C DIR, or NULL */
+
+/* Prints "metamori: <detail>" for err and returns 1 (the exit status). */
+int cli_fail(int err);
+/* Prints "metamori: <what>: <why>" and returns 1. */
+int cli_error(const char *what, const char *why);
+/* Opens the store for the current directory (or -C DIR). */
+int cli_open(mtm_store **out);
+/* A progress callback drawing one line on stderr when it is a terminal. */
+void cli_progress(void *arg, const char *phase, uint64_t done, uint64_t total);
+void cli_progress_end(void);
+/* Parses a checkpoint id ("3", or "head"); returns 0 or prints an error. */
+int cli_parse_id(mtm_store *s, const char *text, mtm_id *out);
+/* Handles "-h/--help" for a command: prints usage, returns 1 if it did. */
+int cli_wants_help(const cli_command *cmd, int argc, char **argv);
+const cli_command *cli_find(const char *name);
+/* JSON string output. */
+void json_string(const char *s);
+#endif

@@ -1,0 +1,86 @@
+/* main.c — the metamori command: global options and dispatch. */
+#include <stdio.h>
+#include <string.h>
+#include "cli/cli.h"
+
+int cmd_init(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_log(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+extern const char usage_init[], usage_checkpoint[], usage_status[], usage_log[], usage_diff[], usage_restore[],
+	usage_verify[];
+
+static const cli_command commands[] = {
+	{"init", cmd_init, "create a store for a directory tree", usage_init},
+	{"checkpoint", cmd_checkpoint, "record what changed since the last checkpoint", usage_checkpoint},
+	{"status", cmd_status, "show what changed since the last checkpoint", usage_status},
+	{"log", cmd_log, "list checkpoints as a tree", usage_log},
+	{"diff", cmd_diff, "show files that differ between checkpoints", usage_diff},
+	{"restore", cmd_restore, "make the tree exactly as it was at a checkpoint", usage_restore},
+	{"verify", cmd_verify, "check the store for damage", usage_verify},
+};
+
+const cli_command *cli_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: metamori [-C DIR] COMMAND [ARGS]\n\n"
+	           "Incremental file checkpointing: record only what changed, restore any checkpoint.\n\n"
+	           "Commands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nOptions:\n"
+	           "  -C DIR      run as if started in DIR\n"
+	           "  -h, --help  show this help ('metamori COMMAND --help' for a command)\n"
+	           "  --version   print the version\n\n"
+	           "The store is DIR/.metamori, found by walking up from the working directory.\n"
+	           "See metamori(1) for details.\n");
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+	while (i < argc && argv[i][0] == '-') {
+		if (!strcmp(argv[i], "-C")) {
+			if (i + 1 >= argc)
+				return cli_error("-C", "needs a directory");
+			cli_dir = argv[i + 1];
+			i += 2;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("metamori %s\n", mtm_version());
+			return 0;
+		} else {
+			return cli_error(argv[i], "unknown option (see 'metamori --help')");
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (!strcmp(argv[i], "help")) {
+		const cli_command *c = i + 1 < argc ? cli_find(argv[i + 1]) : NULL;
+		if (c)
+			printf("%s", c->usage);
+		else
+			usage(stdout);
+		return 0;
+	}
+	const cli_command *c = cli_find(argv[i]);
+	if (!c)
+		return cli_error(argv[i], "unknown command (see 'metamori --help')");
+	if (cli_wants_help(c, argc - i, argv + i))
+		return 0;
+	return c->run(argc - i, argv + i);
+}

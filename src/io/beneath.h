@@ -1,0 +1,23 @@
+/*
+ * beneath.h — resolving store paths inside a tree, never outside it.
+ *
+ * Paths in the store are relative, '/'-separated, and come from a file that
+ * may be damaged or hostile. Before any use they are checked (no empty, "."
+ * or ".." component, not absolute, no NUL), and they are opened relative to
+ * the root's fd with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS (openat2), or
+ * component by component with O_NOFOLLOW where openat2 is missing, so a
+ * symlink planted in the tree can never redirect a write.
+ */
+#ifndef MTM_IO_BENEATH_H
+#define MTM_IO_BENEATH_H
+#include <stddef.h>
+
+/* 1 if path (len bytes, no NUL inside) is a safe relative path. */
+int path_is_safe(const char *path, size_t len);
+/* Opens relpath's parent directory beneath rootfd; *leaf points into relpath
+ * at the last component. Returns 0 or errno (ELOOP/ENOTDIR/EXDEV for a
+ * symlink or escape on the way). */
+int beneath_open_parent(int rootfd, const char *relpath, int *dirfd_out, const char **leaf_out);
+/* Opens relpath itself beneath rootfd with flags (O_NOFOLLOW is added). */
+int beneath_open(int rootfd, const char *relpath, int flags, int *fd_out);
+#endif

@@ -1,0 +1,52 @@
+/*
+ * io.h — the one I/O layer under the store and restore code.
+ *
+ * Every open, read, write, fsync, rename, truncate, unlink and mkdir that the
+ * store or a restore performs goes through these functions (as SQLite's VFS),
+ * so that tests can count the operations and fail, cut or kill at the Nth.
+ * All functions return 0 or a positive errno; they retry EINTR and short
+ * transfers themselves, but never retry a failed fsync: after a failed fsync
+ * the kernel may have dropped the dirty pages, so the caller must fail.
+ *
+ * Fault injection (honoured only when the process is not AT_SECURE), from
+ * the environment:
+ *   METAMORI_FAULT="OP:N:ERR[:always]"  OP is open|read|write|fsync|rename|
+ *       truncate|unlink|mkdir|any; the Nth such call (1-based) fails with ERR
+ *       (EIO, ENOSPC, EINTR, EDQUOT, short — a short transfer); with
+ *       ":always" every call from the Nth on fails.
+ *   METAMORI_CRASH_AT=N   SIGKILL the process just before its Nth mutating
+ *       operation (write, fsync, rename, truncate, unlink, mkdir).
+ *   METAMORI_IO_COUNT=FILE  at exit, write the number of mutating operations
+ *       done to FILE (to enumerate crash points).
+ */
+#ifndef MTM_IO_H
+#define MTM_IO_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum io_op { IO_OPEN, IO_READ, IO_WRITE, IO_FSYNC, IO_RENAME, IO_TRUNCATE, IO_UNLINK, IO_MKDIR, IO_NOPS };
+
+/* Consults the fault plan before an operation: 0 to proceed, or an errno to
+ * fail with. Exported for the SQLite VFS shim, which shares the counters. */
+int io_fault(enum io_op op);
+/* The number of mutating operations done so far. */
+uint64_t io_mutations(void);
+
+int io_openat(int dirfd, const char *path, int flags, mode_t mode, int *fd_out);
+int io_close(int fd);
+/* Reads up to len bytes at off; *got is what was read (short only at EOF). */
+int io_pread(int fd, void *buf, size_t len, off_t off, size_t *got);
+int io_pwrite(int fd, const void *buf, size_t len, off_t off);
+int io_fsync(int fd);
+int io_fdatasync(int fd);
+int io_renameat(int olddir, const char *oldpath, int newdir, const char *newpath);
+int io_ftruncate(int fd, off_t len);
+int io_unlinkat(int dirfd, const char *path, int flags);
+int io_mkdirat(int dirfd, const char *path, mode_t mode);
+int io_symlinkat(const char *target, int dirfd, const char *path);
+/* Frees [off, off+len) keeping the size; falls back to writing zeros. */
+int io_punch_hole(int fd, off_t off, off_t len);
+/* Opens dir (O_DIRECTORY) and fsyncs it: makes a create or rename durable. */
+int io_fsync_dirat(int dirfd, const char *path);
+#endif

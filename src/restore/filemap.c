@@ -1,0 +1,156 @@
+/* filemap.c — see filemap.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "io/io.h"
+#include "restore/filemap.h"
+#include "util/error.h"
+
+#define WBUF (1u << 20)
+
+static const blockref *find_block(const vec *map, int64_t blkno)
+{
+	size_t lo = 0, hi = map->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int64_t b = VEC_AT(map, blockref, mid).blkno;
+		if (b == blkno)
+			return &VEC_AT(map, blockref, mid);
+		if (b < blkno)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+typedef struct {
+	pack_reader *pr;
+	int fd, dry;
+	unsigned char *buf;
+	int64_t buf_start; /* blkno of buf[0], -1 when empty */
+	size_t buf_len;
+	uint64_t *bytes;
+} writer;
+
+static int wflush(writer *w)
+{
+	if (w->buf_start < 0 || !w->buf_len)
+		return 0;
+	int rc = w->dry ? 0 : io_pwrite(w->fd, w->buf, w->buf_len, (off_t)(w->buf_start * MTM_BLOCK));
+	if (rc)
+		return mtm_set_errno(rc, "write");
+	if (w->bytes && !w->dry)
+		*w->bytes += w->buf_len;
+	w->buf_start = -1;
+	w->buf_len = 0;
+	return 0;
+}
+
+/* Puts one block (len bytes: the last block of a file may be short). */
+static int put_block(writer *w, const blockref *b, int64_t len, int punch)
+{
+	if (!b || b->chunk == 0) {
+		MTM_TRY(wflush(w));
+		if (punch && !w->dry) {
+			int rc = io_punch_hole(w->fd, (off_t)(b ? b->blkno : 0) * MTM_BLOCK, (off_t)len);
+			if (rc)
+				return mtm_set_errno(rc, "punch hole");
+		}
+		return 0;
+	}
+	const unsigned char *plain;
+	size_t plen;
+	MTM_TRY(pack_read(w->pr, b->chunk, &plain, &plen));
+	if (w->buf_start >= 0 && (b->blkno != w->buf_start + (int64_t)(w->buf_len / MTM_BLOCK) ||
+	                          w->buf_len % MTM_BLOCK || w->buf_len + MTM_BLOCK > WBUF))
+		MTM_TRY(wflush(w));
+	if (w->buf_start < 0)
+		w->buf_start = b->blkno;
+	unsigned char *dst = w->buf + w->buf_len;
+	size_t from = (size_t)b->boff * MTM_BLOCK;
+	size_t have = from < plen ? plen - from : 0;
+	if (have > (size_t)len)
+		have = (size_t)len;
+	memcpy(dst, plain + from, have);
+	memset(dst + have, 0, (size_t)len - have); /* a short last block of an older, shorter version */
+	w->buf_len += (size_t)len;
+	return 0;
+}
+
+int filemap_write(pack_reader *pr, int fd, const vec *map, int64_t size, const vec *runs, int punch, int dry,
+                  uint64_t *bytes)
+{
+	writer w = {.pr = pr, .fd = fd, .dry = dry, .buf_start = -1, .bytes = bytes};
+	w.buf = malloc(WBUF);
+	if (!w.buf)
+		return mtm_set_error(ENOMEM, "restore");
+	int64_t nblocks = (size + MTM_BLOCK - 1) / MTM_BLOCK;
+	int rc = 0;
+	if (!runs) {
+		for (size_t i = 0; i < map->n && !rc; i++) {
+			const blockref *b = &VEC_AT(map, blockref, i);
+			if (b->blkno >= nblocks)
+				break;
+			if (b->chunk)
+				rc = put_block(&w, b, b->blkno == nblocks - 1 ? size - b->blkno * MTM_BLOCK : MTM_BLOCK, 0);
+		}
+	} else {
+		for (size_t r = 0; r < runs->n && !rc; r++) {
+			const blk_run *run = &VEC_AT(runs, blk_run, r);
+			for (int64_t k = run->blkno; k < run->blkno + run->count && k < nblocks && !rc; k++) {
+				const blockref *b = find_block(map, k);
+				blockref hole = {.blkno = k};
+				rc = put_block(&w, b ? b : &hole, k == nblocks - 1 ? size - k * MTM_BLOCK : MTM_BLOCK, punch);
+			}
+		}
+	}
+	if (!rc)
+		rc = wflush(&w);
+	free(w.buf);
+	return rc;
+}
+
+int filemap_add_run(vec *runs, int64_t blkno)
+{
+	if (runs->n) {
+		blk_run *last = &VEC_AT(runs, blk_run, runs->n - 1);
+		if (last->blkno + last->count == blkno) {
+			last->count++;
+			return 0;
+		}
+	}
+	blk_run *r = vec_push(runs);
+	if (!r)
+		return mtm_set_error(ENOMEM, "restore");
+	r->blkno = blkno;
+	r->count = 1;
+	return 0;
+}
+
+int filemap_diff(const vec *a, int64_t a_size, const vec *b, int64_t b_size, vec *runs, uint64_t *bytes)
+{
+	int64_t nblocks = (a_size + MTM_BLOCK - 1) / MTM_BLOCK;
+	int64_t b_blocks = (b_size + MTM_BLOCK - 1) / MTM_BLOCK; /* b's rows past its end are stale */
+	uint64_t zh = zero_block_hash();
+	size_t i = 0, j = 0;
+	while (i < a->n || j < b->n) {
+		int64_t ba = i < a->n ? VEC_AT(a, blockref, i).blkno : INT64_MAX;
+		int64_t bb = j < b->n ? VEC_AT(b, blockref, j).blkno : INT64_MAX;
+		int64_t blk = ba < bb ? ba : bb;
+		if (blk >= nblocks)
+			break;
+		uint64_t ha = ba == blk ? VEC_AT(a, blockref, i).hash : zh;
+		uint64_t hb = bb == blk && blk < b_blocks ? VEC_AT(b, blockref, j).hash : zh;
+		if (ha != hb) {
+			MTM_TRY(filemap_add_run(runs, blk));
+			if (bytes)
+				*bytes += MTM_BLOCK;
+		}
+		if (ba == blk)
+			i++;
+		if (bb == blk)
+			j++;
+	}
+	return 0;
+}

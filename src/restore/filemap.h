@@ -1,0 +1,24 @@
+/*
+ * filemap.h — writing a file version's blocks from the store.
+ */
+#ifndef MTM_RESTORE_FILEMAP_H
+#define MTM_RESTORE_FILEMAP_H
+#include <stdint.h>
+#include "store/index.h"
+#include "store/pack.h"
+
+typedef struct { int64_t blkno, count; } blk_run;
+
+/* Writes to fd the blocks of the version (map, size) listed in runs, or every
+ * data block when runs is NULL (a fresh file: holes are left as holes).
+ * With punch, hole blocks in runs are punched (patching an existing file).
+ * With dry, nothing is written: every chunk is read and verified only.
+ * *bytes (if non-NULL) is increased by the bytes written. */
+int filemap_write(pack_reader *pr, int fd, const vec *map, int64_t size, const vec *runs, int punch, int dry,
+                  uint64_t *bytes);
+/* Appends to runs the blocks below a_size's end where version (a, a_size)
+ * differs from version (b, b_size); b's blocks past b_size count as zeros. */
+int filemap_diff(const vec *a, int64_t a_size, const vec *b, int64_t b_size, vec *runs, uint64_t *bytes);
+/* Appends block blkno to runs (which must be in increasing order). */
+int filemap_add_run(vec *runs, int64_t blkno);
+#endif

@@ -1,0 +1,679 @@
+/*
+ * restore.c — making the tree (or an empty directory) exactly what it was at
+ * checkpoint k.
+ *
+ * In place, in two phases:
+ *   plan and verify (the tree is not touched): compare the live tree with k;
+ *     a file whose stat shows it still holds the head's version is diffed
+ *     through the index (no read of the live file), any other is hashed;
+ *     every chunk the restore will need is read and verified. A damaged
+ *     store therefore fails here, with the tree as it was.
+ *   apply, under a restore intent fsynced first: remove what k lacks
+ *     (deepest first), make directories, rewrite small or mostly-changed
+ *     files whole (temporary name, O_EXCL|O_NOFOLLOW, metadata through the
+ *     fd, fsync, rename, directory fsync: each file is old or new), patch
+ *     large files extent by extent (the intent makes a rerun finish them),
+ *     create symlinks, then set directory metadata last. The index records
+ *     the new head and stat cache; the intent is removed.
+ * Every path is opened beneath the root with no symlink followed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "io/beneath.h"
+#include "io/io.h"
+#include "restore/filemap.h"
+#include "restore/restore.h"
+#include "scan/scan.h"
+#include "util/error.h"
+#include "util/human.h"
+
+#define PATCH_MIN_SIZE (1 << 20) /* smaller files are always rewritten whole */
+
+enum { ACT_NONE, ACT_META, ACT_REWRITE, ACT_PATCH, ACT_CREATE };
+
+typedef struct {
+	entry *te;       /* target entry */
+	live_item *li;   /* live item at the same path, or NULL */
+	int action;
+	vec map;         /* target block map (files being written) */
+	vec runs;        /* ACT_PATCH: blocks to write */
+} plan_item;
+
+typedef struct {
+	mtm_store *s;
+	int rootfd;
+	int in_place;
+	int64_t t0;
+	unsigned tmp_seq;
+	pack_reader pr;
+	mtm_restore_stats st;
+	const mtm_restore_opts *opts;
+	uint64_t done, total;
+	lineage lin_k, lin_h;
+	pathmap dirs;    /* directories whose entries changed: fsync them */
+} rctx;
+
+static void progress(rctx *c, uint64_t add)
+{
+	c->done += add;
+	if (c->opts && c->opts->progress)
+		c->opts->progress(c->opts->progress_arg, "restore", c->done, c->total);
+}
+
+static int open_parent(rctx *c, const char *path, int *dfd, const char **leaf)
+{
+	int rc = beneath_open_parent(c->rootfd, path, dfd, leaf);
+	if (rc == ELOOP || rc == EXDEV || rc == ENOTDIR)
+		return mtm_set_error(MTM_EUNSAFE, "%s: a symlink or non-directory is in the way; refusing to follow it", path);
+	return rc ? mtm_set_errno(rc, "%s", path) : 0;
+}
+
+static void touch_dir(rctx *c, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+	if (dir && !pathmap_get(&c->dirs, dir))
+		pathmap_put(&c->dirs, dir, (void *)1);
+	free(dir);
+}
+
+/* Sets owner, mode and mtime through an fd (files) or no-follow calls. */
+static int set_meta_fd(rctx *c, int fd, const entry *e)
+{
+	struct stat st;
+	if (fstat(fd, &st))
+		return errno;
+	if ((st.st_uid != e->uid || st.st_gid != e->gid) && fchown(fd, e->uid, e->gid) && !(errno == EPERM && geteuid()))
+		return errno; /* an unprivileged user cannot give files away: keep ours */
+	if (fchmod(fd, e->mode))
+		return errno;
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {e->mtime_ns / 1000000000, e->mtime_ns % 1000000000}};
+	return futimens(fd, ts) ? errno : 0;
+}
+
+static int set_meta_at(int dfd, const char *leaf, const entry *e)
+{
+	struct stat st;
+	if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW))
+		return errno;
+	if ((st.st_uid != e->uid || st.st_gid != e->gid) && fchownat(dfd, leaf, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) &&
+	    !(errno == EPERM && geteuid()))
+		return errno;
+	if (e->kind != KIND_SYMLINK && (st.st_mode & 07777) != e->mode && fchmodat(dfd, leaf, e->mode, AT_SYMLINK_NOFOLLOW))
+		return errno;
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {e->mtime_ns / 1000000000, e->mtime_ns % 1000000000}};
+	return utimensat(dfd, leaf, ts, AT_SYMLINK_NOFOLLOW) ? errno : 0;
+}
+
+static void tmp_name(rctx *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%d.%u", MTM_TMP_PREFIX, (int)getpid(), c->tmp_seq++);
+}
+
+/* Writes a file version whole under a temporary name and renames it in. */
+static int write_whole(rctx *c, const plan_item *p)
+{
+	const entry *e = p->te;
+	int dfd, fd, rc;
+	const char *leaf;
+	MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
+	char tmp[64];
+	tmp_name(c, tmp, sizeof tmp);
+	rc = io_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd);
+	if (rc) {
+		close(dfd);
+		return mtm_set_errno(rc, "%s", e->path);
+	}
+	uint64_t before = c->st.bytes_written;
+	rc = io_ftruncate(fd, (off_t)e->size);
+	if (rc)
+		mtm_set_errno(rc, "%s", e->path);
+	else if ((rc = filemap_write(&c->pr, fd, &p->map, e->size, NULL, 0, 0, &c->st.bytes_written)))
+		mtm_set_error(rc, "%s: %s", e->path, mtm_last_error());
+	else if ((rc = set_meta_fd(c, fd, e)))
+		mtm_set_errno(rc, "%s: setting metadata", e->path);
+	else if (c->in_place && (rc = io_fsync(fd)))
+		mtm_set_errno(rc, "%s: fsync", e->path);
+	close(fd);
+	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
+		mtm_set_errno(rc, "%s: rename into place", e->path);
+	if (rc)
+		unlinkat(dfd, tmp, 0);
+	close(dfd);
+	if (!rc) {
+		touch_dir(c, e->path);
+		c->st.files_written++;
+		progress(c, c->st.bytes_written - before);
+	}
+	return rc;
+}
+
+/* Rewrites only the differing blocks of a large file (under the intent). */
+static int write_patch(rctx *c, const plan_item *p)
+{
+	const entry *e = p->te;
+	int fd, rc = beneath_open(c->rootfd, e->path, O_WRONLY, &fd);
+	if (rc)
+		return rc == ELOOP ? mtm_set_error(MTM_EUNSAFE, "%s: is a symlink now; refusing to follow it", e->path)
+		                   : mtm_set_errno(rc, "%s", e->path);
+	uint64_t before = c->st.bytes_written;
+	if ((rc = io_ftruncate(fd, (off_t)e->size)))
+		mtm_set_errno(rc, "%s", e->path);
+	else if ((rc = filemap_write(&c->pr, fd, &p->map, e->size, &p->runs, 1, 0, &c->st.bytes_written)))
+		mtm_set_error(rc, "%s: %s", e->path, mtm_last_error());
+	else if ((rc = set_meta_fd(c, fd, e)))
+		mtm_set_errno(rc, "%s: setting metadata", e->path);
+	else if ((rc = io_fsync(fd)))
+		mtm_set_errno(rc, "%s: fsync", e->path);
+	close(fd);
+	if (!rc) {
+		c->st.files_patched++;
+		progress(c, c->st.bytes_written - before);
+	}
+	return rc;
+}
+
+static int make_symlink(rctx *c, const entry *e)
+{
+	int dfd, rc;
+	const char *leaf;
+	MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
+	char tmp[64];
+	tmp_name(c, tmp, sizeof tmp);
+	rc = io_symlinkat(e->target, dfd, tmp);
+	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
+		unlinkat(dfd, tmp, 0);
+	if (!rc)
+		rc = set_meta_at(dfd, leaf, e);
+	close(dfd);
+	if (rc)
+		return mtm_set_errno(rc, "%s", e->path);
+	touch_dir(c, e->path);
+	c->st.entries_created++;
+	return 0;
+}
+
+static int make_dir(rctx *c, const entry *e)
+{
+	int dfd, rc;
+	const char *leaf;
+	MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
+	rc = io_mkdirat(dfd, leaf, 0700);
+	if (rc == EEXIST) {
+		struct stat st;
+		rc = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) ? errno : S_ISDIR(st.st_mode) ? 0 : EEXIST;
+	} else if (!rc) {
+		c->st.entries_created++;
+		touch_dir(c, e->path);
+	}
+	close(dfd);
+	return rc ? mtm_set_errno(rc, "%s", e->path) : 0;
+}
+
+static int set_meta_path(rctx *c, const entry *e)
+{
+	int dfd, rc;
+	const char *leaf;
+	MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
+	rc = set_meta_at(dfd, leaf, e);
+	close(dfd);
+	return rc ? mtm_set_errno(rc, "%s: setting metadata", e->path) : 0;
+}
+
+static int remove_path(rctx *c, const live_item *li, int must)
+{
+	int dfd, rc;
+	const char *leaf;
+	MTM_TRY(open_parent(c, li->path, &dfd, &leaf));
+	rc = io_unlinkat(dfd, leaf, li->kind == KIND_DIR ? AT_REMOVEDIR : 0);
+	close(dfd);
+	if (rc == ENOENT)
+		return 0;
+	if ((rc == ENOTEMPTY || rc == EEXIST) && !must) {
+		/* it still holds ignored files: they are not ours to delete */
+		fprintf(stderr, "metamori: %s: kept (holds files excluded from checkpoints)\n", li->path);
+		return 0;
+	}
+	if (rc)
+		return mtm_set_errno(rc, "%s: removing", li->path);
+	touch_dir(c, li->path);
+	c->st.entries_removed++;
+	return 0;
+}
+
+static int meta_differs(const entry *e, const struct stat *st)
+{
+	return (e->kind != KIND_SYMLINK && (uint32_t)(st->st_mode & 07777) != e->mode) || st->st_uid != e->uid ||
+	       st->st_gid != e->gid || st_mtime_ns(st) != e->mtime_ns ||
+	       (e->kind == KIND_FILE && (int64_t)st->st_size != e->size);
+}
+
+typedef struct { vec *runs; } run_collect;
+static int collect_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
+                       const uint64_t *hashes, int zero)
+{
+	run_collect *rc = arg;
+	for (int i = 0; i < nblocks; i++)
+		MTM_TRY(filemap_add_run(rc->runs, blkno + i));
+	return 0;
+}
+
+/* Decides how a live regular file becomes version te. */
+static int plan_file(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc)
+{
+	entry *te = p->te;
+	live_item *li = p->li;
+	MTM_TRY(index_file_map(c->s, te->file_id, &c->lin_k, &p->map));
+	entry *he = tree_find(head_tree, te->path);
+	int fresh = he && he->kind == KIND_FILE && statcache_fresh(pathmap_get(sc, te->path), &li->st, he->ver);
+	if (fresh && he->ver == te->ver) {
+		p->action = meta_differs(te, &li->st) ? ACT_META : ACT_NONE;
+		return 0;
+	}
+	if (fresh) { /* the live file holds the head's version: diff through the index */
+		vec hmap;
+		MTM_TRY(index_file_map(c->s, he->file_id, &c->lin_h, &hmap));
+		int rc = filemap_diff(&p->map, te->size, &hmap, he->size, &p->runs, NULL);
+		vec_free(&hmap);
+		MTM_TRY(rc);
+	} else { /* unknown content: hash it */
+		int fd, rc = beneath_open(c->rootfd, te->path, O_RDONLY, &fd);
+		if (rc)
+			return mtm_set_errno(rc, "%s", te->path);
+		int64_t got;
+		run_collect col = {&p->runs};
+		rc = compare_file(fd, (int64_t)li->st.st_size, &p->map, collect_run, &col, &got);
+		close(fd);
+		if (rc)
+			return mtm_set_error(rc, "%s: %s", te->path, mtm_last_error());
+		/* blocks past the live end that hold data in te */
+		int64_t live_blocks = (got + MTM_BLOCK - 1) / MTM_BLOCK, blocks = (te->size + MTM_BLOCK - 1) / MTM_BLOCK;
+		for (size_t i = 0; i < p->map.n; i++) {
+			blockref *b = &VEC_AT(&p->map, blockref, i);
+			if (b->blkno >= live_blocks && b->blkno < blocks && b->chunk)
+				MTM_TRY(filemap_add_run(&p->runs, b->blkno));
+		}
+	}
+	/* drop runs past te's end (the file is truncated anyway) */
+	int64_t blocks = (te->size + MTM_BLOCK - 1) / MTM_BLOCK, diff = 0;
+	size_t keep = 0;
+	for (size_t i = 0; i < p->runs.n; i++) {
+		blk_run *r = &VEC_AT(&p->runs, blk_run, i);
+		if (r->blkno >= blocks)
+			continue;
+		if (r->blkno + r->count > blocks)
+			r->count = blocks - r->blkno;
+		diff += r->count;
+		VEC_AT(&p->runs, blk_run, keep++) = *r;
+	}
+	p->runs.n = keep;
+	if (!diff && (int64_t)li->st.st_size == te->size) {
+		p->action = meta_differs(te, &li->st) ? ACT_META : ACT_NONE;
+		return 0;
+	}
+	int64_t diff_bytes = diff * MTM_BLOCK;
+	if (te->size >= PATCH_MIN_SIZE && diff_bytes * 2 <= te->size && li->st.st_nlink == 1) {
+		p->action = ACT_PATCH;
+		c->total += (uint64_t)diff_bytes;
+	} else {
+		p->action = ACT_REWRITE;
+		c->total += (uint64_t)te->size;
+	}
+	return 0;
+}
+
+static void plan_free(vec *plan)
+{
+	for (size_t i = 0; i < plan->n; i++) {
+		vec_free(&VEC_AT(plan, plan_item, i).map);
+		vec_free(&VEC_AT(plan, plan_item, i).runs);
+	}
+	vec_free(plan);
+}
+
+static int fsync_dirs(rctx *c)
+{
+	for (size_t i = 0; i < c->dirs.cap; i++) {
+		const char *d = c->dirs.slots[i].key;
+		if (!d)
+			continue;
+		int fd, rc;
+		if (!strcmp(d, "."))
+			rc = io_fsync_dirat(c->rootfd, ".");
+		else if (!(rc = beneath_open(c->rootfd, d, O_RDONLY | O_DIRECTORY, &fd))) {
+			rc = io_fsync(fd);
+			close(fd);
+		}
+		if (rc && rc != ENOENT)
+			return mtm_set_errno(rc, "%s: fsync", d);
+	}
+	return 0;
+}
+
+/* Applies directory metadata last, deepest first: creating entries in a
+ * directory changes its mtime, so nothing may follow this. */
+static int fix_dirs(rctx *c, vec *target)
+{
+	for (size_t i = target->n; i-- > 0;) {
+		entry *e = &VEC_AT(target, entry, i);
+		if (e->kind != KIND_DIR)
+			continue;
+		int dfd;
+		const char *leaf;
+		MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
+		struct stat st;
+		int rc = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) ? errno : 0;
+		if (!rc && meta_differs(e, &st))
+			rc = set_meta_at(dfd, leaf, e);
+		close(dfd);
+		if (rc)
+			return mtm_set_errno(rc, "%s: setting metadata", e->path);
+	}
+	return 0;
+}
+
+static int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed)
+{
+	sqlite3_stmt *put = NULL, *del = NULL;
+	int rc = db_exec(c->s, "BEGIN IMMEDIATE");
+	if (rc)
+		return rc;
+	rc = meta_set_int(c->s, "head", k);
+	for (size_t i = 0; i < plan->n && !rc; i++) {
+		plan_item *p = &VEC_AT(plan, plan_item, i);
+		if (p->te->kind != KIND_FILE || p->action == ACT_NONE)
+			continue;
+		int fd;
+		struct stat st;
+		if ((rc = beneath_open(c->rootfd, p->te->path, O_RDONLY | O_NONBLOCK, &fd))) {
+			rc = mtm_set_errno(rc, "%s", p->te->path);
+			break;
+		}
+		rc = fstat(fd, &st) ? errno : 0;
+		close(fd);
+		if (!rc)
+			rc = statcache_put(c->s, &put, p->te->path, p->te->ver, &st, c->t0);
+	}
+	for (size_t i = 0; i < removed->n && !rc; i++) {
+		live_item *li = VEC_AT(removed, live_item *, i);
+		if (li->kind == KIND_FILE)
+			rc = statcache_del(c->s, &del, li->path);
+	}
+	sqlite3_finalize(put);
+	sqlite3_finalize(del);
+	if (!rc)
+		rc = db_exec(c->s, "COMMIT");
+	if (rc)
+		sqlite3_exec(c->s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+static int restore_in_place(rctx *c, mtm_id k)
+{
+	mtm_store *s = c->s;
+	vec target = VEC_INIT(entry), head_tree = VEC_INIT(entry), live = VEC_INIT(live_item);
+	vec plan = VEC_INIT(plan_item), removed = VEC_INIT(live_item *);
+	pathmap sc = {0};
+	ignore_set ign = {0}, none = {0};
+	mtm_id head = 0;
+	int rc;
+	c->t0 = now_ns();
+	if ((rc = index_load_tree(s, k, &target)) || (rc = lineage_of(s, k, &c->lin_k)) || (rc = mtm_head(s, &head)) ||
+	    (rc = index_load_tree(s, head, &head_tree)) || (rc = lineage_of(s, head, &c->lin_h)) ||
+	    (rc = statcache_load(s, &sc)) ||
+	    (rc = ignore_load(&ign, s->rootfd, c->opts ? c->opts->excludes : NULL, c->opts ? c->opts->n_excludes : 0)) ||
+	    (rc = walk_tree(s, &none, &live)))
+		goto done;
+
+	/* Plan: merge target and live, both in path order. */
+	for (size_t i = 0, j = 0; i < target.n || j < live.n;) {
+		entry *te = i < target.n ? &VEC_AT(&target, entry, i) : NULL;
+		live_item *li = j < live.n ? &VEC_AT(&live, live_item, j) : NULL;
+		int cmp = !te ? 1 : !li ? -1 : strcmp(te->path, li->path);
+		if (cmp > 0) { /* live only: remove unless excluded from checkpoints */
+			j++;
+			if (!ignore_path(&ign, li->path, li->kind == KIND_DIR)) {
+				live_item **slot = vec_push(&removed);
+				if (!slot) {
+					rc = mtm_set_error(ENOMEM, "restore");
+					goto done;
+				}
+				*slot = li;
+			}
+			continue;
+		}
+		plan_item *p = vec_push(&plan);
+		if (!p) {
+			rc = mtm_set_error(ENOMEM, "restore");
+			goto done;
+		}
+		p->map = (vec)VEC_INIT(blockref);
+		p->runs = (vec)VEC_INIT(blk_run);
+		p->te = te;
+		i++;
+		if (cmp == 0) {
+			j++;
+			if (li->kind != te->kind) {
+				live_item **slot = vec_push(&removed);
+				if (!slot) {
+					rc = mtm_set_error(ENOMEM, "restore");
+					goto done;
+				}
+				*slot = li;
+				li = NULL;
+			}
+		} else {
+			li = NULL;
+		}
+		p->li = li;
+		if (!li) {
+			p->action = ACT_CREATE;
+			if (te->kind == KIND_FILE) {
+				if ((rc = index_file_map(s, te->file_id, &c->lin_k, &p->map)))
+					goto done;
+				c->total += (uint64_t)te->size;
+			}
+		} else if (te->kind == KIND_FILE) {
+			if ((rc = plan_file(c, p, &head_tree, &sc)))
+				goto done;
+		} else if (te->kind == KIND_SYMLINK && strcmp(te->target, li->target ? li->target : "") != 0) {
+			p->action = ACT_CREATE;
+		} else {
+			p->action = meta_differs(te, &li->st) ? ACT_META : ACT_NONE;
+		}
+	}
+
+	/* Verify: read every chunk the restore needs before touching anything. */
+	int work = removed.n > 0;
+	for (size_t i = 0; i < plan.n; i++) {
+		plan_item *p = &VEC_AT(&plan, plan_item, i);
+		if (p->action != ACT_NONE)
+			work = 1;
+		if (p->te->kind != KIND_FILE || p->action == ACT_NONE || p->action == ACT_META)
+			continue;
+		if ((rc = filemap_write(&c->pr, -1, &p->map, p->te->size, p->action == ACT_PATCH ? &p->runs : NULL, 0, 1, NULL))) {
+			rc = mtm_set_error(rc, "%s: cannot restore, the tree was not changed: %s", p->te->path, mtm_last_error());
+			goto done;
+		}
+	}
+
+	if (work && (rc = intent_write(s, k)))
+		goto done;
+	/* Apply. Removals deepest first (reverse path order). */
+	for (size_t i = removed.n; i-- > 0;) {
+		live_item *li = VEC_AT(&removed, live_item *, i);
+		entry *te = tree_find(&target, li->path);
+		if ((rc = remove_path(c, li, te != NULL)))
+			goto done;
+	}
+	for (size_t i = 0; i < plan.n && !rc; i++) {
+		plan_item *p = &VEC_AT(&plan, plan_item, i);
+		if (p->te->kind == KIND_DIR && p->action == ACT_CREATE)
+			rc = make_dir(c, p->te);
+	}
+	for (size_t i = 0; i < plan.n && !rc; i++) {
+		plan_item *p = &VEC_AT(&plan, plan_item, i);
+		if (p->te->kind == KIND_FILE) {
+			if (p->action == ACT_CREATE || p->action == ACT_REWRITE)
+				rc = write_whole(c, p);
+			else if (p->action == ACT_PATCH)
+				rc = write_patch(c, p);
+			else if (p->action == ACT_META)
+				rc = set_meta_path(c, p->te);
+		}
+	}
+	for (size_t i = 0; i < plan.n && !rc; i++) { /* symlinks last */
+		plan_item *p = &VEC_AT(&plan, plan_item, i);
+		if (p->te->kind == KIND_SYMLINK)
+			rc = p->action == ACT_CREATE ? make_symlink(c, p->te) : p->action == ACT_META ? set_meta_path(c, p->te) : 0;
+	}
+	if (rc || (rc = fix_dirs(c, &target)) || (rc = fsync_dirs(c)))
+		goto done;
+	if ((rc = record_restored(c, k, &plan, &removed)))
+		goto done;
+	if (work)
+		rc = intent_clear(s);
+done:
+	plan_free(&plan);
+	vec_free(&removed);
+	entries_free(&target);
+	entries_free(&head_tree);
+	live_free(&live);
+	pathmap_free(&sc, free);
+	ignore_free(&ign);
+	lineage_free(&c->lin_k);
+	lineage_free(&c->lin_h);
+	return rc;
+}
+
+static int dir_is_empty(int fd)
+{
+	int dup_fd = dup(fd);
+	if (dup_fd < 0)
+		return -1;
+	DIR *d = fdopendir(dup_fd);
+	if (!d) {
+		close(dup_fd);
+		return -1;
+	}
+	struct dirent *de;
+	int empty = 1;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			empty = 0;
+			break;
+		}
+	closedir(d);
+	return empty;
+}
+
+static int restore_to_dir(rctx *c, mtm_id k, const char *to)
+{
+	vec target = VEC_INIT(entry);
+	int rc = index_load_tree(c->s, k, &target);
+	if (rc)
+		return rc;
+	if ((rc = lineage_of(c->s, k, &c->lin_k))) {
+		entries_free(&target);
+		return rc;
+	}
+	if (mkdir(to, 0700) && errno != EEXIST) {
+		rc = mtm_set_errno(errno, "%s", to);
+		goto done;
+	}
+	if ((rc = io_openat(AT_FDCWD, to, O_RDONLY | O_DIRECTORY, 0, &c->rootfd))) {
+		rc = mtm_set_errno(rc, "%s", to);
+		goto done;
+	}
+	if (dir_is_empty(c->rootfd) != 1) {
+		rc = mtm_set_error(MTM_ENOTEMPTY, "%s: restore target is not an empty directory", to);
+		goto done;
+	}
+	for (size_t i = 0; i < target.n; i++)
+		if (VEC_AT(&target, entry, i).kind == KIND_FILE)
+			c->total += (uint64_t)VEC_AT(&target, entry, i).size;
+	for (size_t i = 0; i < target.n && !rc; i++) {
+		entry *e = &VEC_AT(&target, entry, i);
+		if (e->kind == KIND_DIR) {
+			rc = make_dir(c, e);
+		} else if (e->kind == KIND_FILE) {
+			plan_item p = {.te = e, .map = VEC_INIT(blockref)};
+			if (!(rc = index_file_map(c->s, e->file_id, &c->lin_k, &p.map)))
+				rc = write_whole(c, &p);
+			vec_free(&p.map);
+		}
+	}
+	for (size_t i = 0; i < target.n && !rc; i++)
+		if (VEC_AT(&target, entry, i).kind == KIND_SYMLINK)
+			rc = make_symlink(c, &VEC_AT(&target, entry, i));
+	if (!rc)
+		rc = fix_dirs(c, &target);
+	/* one syncfs instead of an fsync per file: the directory was empty, so
+	 * there is no old version to protect, only durability at the end */
+	if (!rc && syncfs(c->rootfd))
+		rc = mtm_set_errno(errno, "%s: sync", to);
+done:
+	entries_free(&target);
+	lineage_free(&c->lin_k);
+	return rc;
+}
+
+static int rctx_init(rctx *c, mtm_store *s, const mtm_restore_opts *opts)
+{
+	memset(c, 0, sizeof *c);
+	c->s = s;
+	c->opts = opts;
+	c->rootfd = s->rootfd;
+	c->in_place = 1;
+	return pack_reader_init(&c->pr, s);
+}
+
+static void rctx_free(rctx *c)
+{
+	pack_reader_free(&c->pr);
+	pathmap_free(&c->dirs, NULL);
+}
+
+int restore_finish_intent(mtm_store *s, mtm_id id)
+{
+	rctx c;
+	int rc = rctx_init(&c, s, NULL);
+	if (!rc)
+		rc = restore_in_place(&c, id);
+	rctx_free(&c);
+	if (rc)
+		return mtm_set_error(rc, "finishing an interrupted restore to checkpoint %lld: %s", (long long)id,
+		                     mtm_last_error());
+	return 0;
+}
+
+int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out)
+{
+	if (opts && opts->version != MTM_RESTORE_OPTS_VERSION)
+		return mtm_set_error(MTM_EINVAL, "restore: unsupported options version %d", opts->version);
+	int64_t branch;
+	MTM_TRY(checkpoint_branch(s, id, &branch)); /* MTM_ENOCKPT for an unknown id */
+	rctx c;
+	int rc = rctx_init(&c, s, opts);
+	if (!rc) {
+		if (opts && opts->to_dir) {
+			c.in_place = 0;
+			rc = restore_to_dir(&c, id, opts->to_dir);
+			if (c.rootfd >= 0 && c.rootfd != s->rootfd)
+				close(c.rootfd);
+		} else if (!(rc = store_lock(s))) {
+			rc = restore_in_place(&c, id);
+			store_unlock(s);
+		}
+	}
+	if (out)
+		*out = c.st;
+	rctx_free(&c);
+	return rc;
+}

@@ -1,0 +1,165 @@
+/* scan.c — stat cache and block comparison; see scan.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include "io/io.h"
+#include "scan/scan.h"
+#include "util/error.h"
+
+int statcache_load(mtm_store *s, pathmap *out)
+{
+	memset(out, 0, sizeof *out);
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "SELECT path, ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache",
+	                            -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *path = (const char *)sqlite3_column_text(st, 0);
+		if (!path)
+			continue;
+		sc_row *r = malloc(sizeof *r);
+		if (!r || pathmap_put(out, path, r)) {
+			free(r);
+			sqlite3_finalize(st);
+			pathmap_free(out, free);
+			return mtm_set_error(ENOMEM, "stat cache");
+		}
+		r->ver = sqlite3_column_int64(st, 1);
+		r->size = sqlite3_column_int64(st, 2);
+		r->mtime_ns = sqlite3_column_int64(st, 3);
+		r->ctime_ns = sqlite3_column_int64(st, 4);
+		r->ino = sqlite3_column_int64(st, 5);
+		r->dev = sqlite3_column_int64(st, 6);
+		r->mode = (uint32_t)sqlite3_column_int64(st, 7);
+		r->uid = (uint32_t)sqlite3_column_int64(st, 8);
+		r->gid = (uint32_t)sqlite3_column_int64(st, 9);
+		r->racy = sqlite3_column_int(st, 10);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		pathmap_free(out, free);
+		return db_error(s, rc, "index");
+	}
+	return 0;
+}
+
+int statcache_fresh(const sc_row *r, const struct stat *st, int64_t ver)
+{
+	return r && !r->racy && r->ver == ver && r->size == (int64_t)st->st_size && r->mtime_ns == st_mtime_ns(st) &&
+	       r->ctime_ns == st_ctime_ns(st) && r->ino == (int64_t)st->st_ino && r->dev == (int64_t)st->st_dev &&
+	       r->mode == st->st_mode && r->uid == st->st_uid && r->gid == st->st_gid;
+}
+
+int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t ver, const struct stat *st,
+                  int64_t scan_start_ns)
+{
+	int rc;
+	if (!*cache && (rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO statcache VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+	                                        -1, cache, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_stmt *q = *cache;
+	sqlite3_reset(q);
+	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, ver);
+	sqlite3_bind_int64(q, 3, (int64_t)st->st_size);
+	sqlite3_bind_int64(q, 4, st_mtime_ns(st));
+	sqlite3_bind_int64(q, 5, st_ctime_ns(st));
+	sqlite3_bind_int64(q, 6, (int64_t)st->st_ino);
+	sqlite3_bind_int64(q, 7, (int64_t)st->st_dev);
+	sqlite3_bind_int64(q, 8, st->st_mode);
+	sqlite3_bind_int64(q, 9, st->st_uid);
+	sqlite3_bind_int64(q, 10, st->st_gid);
+	/* ctime too: restore's own writes happen "now" */
+	int racy = st_mtime_ns(st) >= scan_start_ns - RACY_WINDOW_NS || st_ctime_ns(st) >= scan_start_ns - RACY_WINDOW_NS;
+	sqlite3_bind_int(q, 11, racy);
+	rc = sqlite3_step(q);
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+int statcache_del(mtm_store *s, sqlite3_stmt **cache, const char *path)
+{
+	int rc;
+	if (!*cache && (rc = sqlite3_prepare_v2(s->db, "DELETE FROM statcache WHERE path=?", -1, cache, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_reset(*cache);
+	sqlite3_bind_text(*cache, 1, path, -1, SQLITE_STATIC);
+	rc = sqlite3_step(*cache);
+	sqlite3_reset(*cache);
+	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+	static const unsigned char z[MTM_BLOCK];
+	return memcmp(p, z, n) == 0;
+}
+
+#define READ_BUF (1u << 20) /* a multiple of the chunk group, so groups never straddle reads */
+
+int compare_file(int fd, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
+{
+	unsigned char *buf;
+	if (posix_memalign((void **)&buf, MTM_BLOCK, READ_BUF))
+		return mtm_set_error(ENOMEM, "compare");
+	unsigned char pad[MTM_BLOCK];
+	const uint64_t zh = zero_block_hash();
+	size_t mi = 0;
+	int64_t off = 0;
+	int rc = 0;
+	while (off < size) {
+		size_t want = (size_t)(size - off < READ_BUF ? size - off : READ_BUF), got;
+		if ((rc = io_pread(fd, buf, want, (off_t)off, &got))) {
+			rc = mtm_set_errno(rc, "read");
+			break;
+		}
+		if (got == 0)
+			break; /* the file shrank while we read it */
+		size_t nblk = (got + MTM_BLOCK - 1) / MTM_BLOCK;
+		for (size_t g = 0; g < nblk && !rc; g += MTM_CHUNK_BLOCKS) {
+			size_t gend = g + MTM_CHUNK_BLOCKS < nblk ? g + MTM_CHUNK_BLOCKS : nblk;
+			uint64_t hashes[MTM_CHUNK_BLOCKS];
+			signed char state[MTM_CHUNK_BLOCKS]; /* 0 same, 1 changed data, 2 changed to zeros */
+			for (size_t b = g; b < gend; b++) {
+				const unsigned char *blk = buf + b * MTM_BLOCK;
+				size_t len = got - b * MTM_BLOCK < MTM_BLOCK ? got - b * MTM_BLOCK : MTM_BLOCK;
+				if (len < MTM_BLOCK) {
+					memcpy(pad, blk, len);
+					memset(pad + len, 0, MTM_BLOCK - len);
+					blk = pad;
+				}
+				uint64_t h = XXH3_64bits(blk, MTM_BLOCK);
+				int64_t blkno = off / MTM_BLOCK + (int64_t)b;
+				while (mi < map->n && VEC_AT(map, blockref, mi).blkno < blkno)
+					mi++;
+				uint64_t ph = mi < map->n && VEC_AT(map, blockref, mi).blkno == blkno ? VEC_AT(map, blockref, mi).hash : zh;
+				hashes[b - g] = h;
+				int zero = h == zh && all_zero(blk, MTM_BLOCK);
+				state[b - g] = h == ph ? 0 : zero ? 2 : 1;
+			}
+			/* emit maximal runs of equal state */
+			for (size_t b = g; b < gend && !rc;) {
+				int stt = state[b - g];
+				size_t e = b + 1;
+				while (e < gend && state[e - g] == stt)
+					e++;
+				if (stt) {
+					size_t start = b * MTM_BLOCK, end = e * MTM_BLOCK < got ? e * MTM_BLOCK : got;
+					rc = fn(arg, off / MTM_BLOCK + (int64_t)b, (int)(e - b), stt == 1 ? buf + start : NULL,
+					        end - start, hashes + (b - g), stt == 2);
+				}
+				b = e;
+			}
+		}
+		off += (int64_t)got;
+		if (got < want)
+			break;
+	}
+	free(buf);
+	*size_read = off;
+	return rc;
+}

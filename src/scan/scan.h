@@ -1,0 +1,54 @@
+/*
+ * scan.h — finding what changed by looking: a walk of the live tree, the stat
+ * cache that lets unchanged files be skipped, and block-by-block comparison
+ * of a file's content with a block map from the index.
+ */
+#ifndef MTM_SCAN_H
+#define MTM_SCAN_H
+#include <sys/stat.h>
+#include "scan/ignore.h"
+#include "store/index.h"
+#include "util/pathmap.h"
+
+/* A file whose mtime is this close to (or after) the start of the scan that
+ * recorded it is "racy": a write in the same timestamp tick would not change
+ * its stat, so the next scan rehashes it (git's racy-git rule, with a margin
+ * wide enough for coarse kernel clocks and 1-2 s file system granularity). */
+#define RACY_WINDOW_NS 2000000000LL
+
+typedef struct live_item {
+	char *path;
+	struct stat st;
+	int kind;       /* KIND_FILE, KIND_DIR, KIND_SYMLINK */
+	char *target;   /* symlinks */
+} live_item;
+
+/* Walks the tree under s->root (skipping .metamori, restore temporaries,
+ * ignored paths, sockets, FIFOs and devices); out is sorted by path. */
+int walk_tree(mtm_store *s, const ignore_set *ign, vec *out /* of live_item */);
+void live_free(vec *v);
+int64_t st_mtime_ns(const struct stat *st);
+int64_t st_ctime_ns(const struct stat *st);
+
+typedef struct sc_row {
+	int64_t ver, size, mtime_ns, ctime_ns, ino, dev;
+	uint32_t mode, uid, gid;
+	int racy;
+} sc_row;
+int statcache_load(mtm_store *s, pathmap *out /* of sc_row* */);
+/* 1 if the live file with stat st is known to hold entry version ver. */
+int statcache_fresh(const sc_row *r, const struct stat *st, int64_t ver);
+/* Upserts (ver > 0) or deletes (ver == 0) a row; inside a transaction. */
+int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t ver, const struct stat *st,
+                  int64_t scan_start_ns);
+int statcache_del(mtm_store *s, sqlite3_stmt **cache, const char *path);
+
+/* Called for each maximal run (within one aligned group of MTM_CHUNK_BLOCKS)
+ * of blocks whose content differs from the map. zero: the run is all zeros
+ * (data is NULL then). hashes: per-block XXH3-64 (zero-padded). */
+typedef int (*run_fn)(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
+                      const uint64_t *hashes, int zero);
+/* Reads fd up to size bytes and compares block by block with map (sorted by
+ * blkno; missing = hole). *size_read is what was actually read. */
+int compare_file(int fd, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read);
+#endif

@@ -1,0 +1,271 @@
+/* index.c — see index.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+#include "io/beneath.h"
+#include "store/index.h"
+#include "util/error.h"
+
+uint64_t zero_block_hash(void)
+{
+	static uint64_t h;
+	static int done;
+	if (!done) {
+		static const unsigned char z[MTM_BLOCK];
+		h = XXH3_64bits(z, sizeof z);
+		done = 1;
+	}
+	return h;
+}
+
+void entry_clear(entry *e)
+{
+	free(e->path);
+	free(e->target);
+	memset(e, 0, sizeof *e);
+}
+
+void entries_free(vec *v)
+{
+	for (size_t i = 0; i < v->n; i++)
+		entry_clear(&VEC_AT(v, entry, i));
+	vec_free(v);
+}
+
+entry *tree_find(const vec *tree, const char *path)
+{
+	size_t lo = 0, hi = tree->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(VEC_AT(tree, entry, mid).path, path);
+		if (c == 0)
+			return &VEC_AT(tree, entry, mid);
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Copies and validates the current row into e. */
+static int read_entry_row(sqlite3_stmt *st, entry *e)
+{
+	const char *path = (const char *)sqlite3_column_text(st, 0);
+	int plen = sqlite3_column_bytes(st, 0);
+	if (!path || !path_is_safe(path, (size_t)plen))
+		return mtm_set_error(MTM_ECORRUPT, "index: unsafe or damaged path in an entry ('%.80s')",
+		                     path ? path : "");
+	e->ver = sqlite3_column_int64(st, 2);
+	e->kind = sqlite3_column_int(st, 3);
+	int64_t mode = sqlite3_column_int64(st, 4);
+	e->uid = (uint32_t)sqlite3_column_int64(st, 5);
+	e->gid = (uint32_t)sqlite3_column_int64(st, 6);
+	e->size = sqlite3_column_int64(st, 7);
+	e->mtime_ns = sqlite3_column_int64(st, 8);
+	e->file_id = sqlite3_column_int64(st, 9);
+	if (e->kind < KIND_NONE || e->kind > KIND_SYMLINK || mode < 0 || mode > 07777 || e->size < 0 ||
+	    e->size > MTM_MAX_FILE_SIZE || (e->kind == KIND_FILE && e->file_id <= 0))
+		return mtm_set_error(MTM_ECORRUPT, "index: damaged entry for '%s'", path);
+	e->mode = (uint32_t)mode;
+	e->path = strdup(path);
+	if (!e->path)
+		return mtm_set_error(ENOMEM, "index");
+	if (e->kind == KIND_SYMLINK) {
+		const char *t = sqlite3_column_blob(st, 10);
+		int tlen = sqlite3_column_bytes(st, 10);
+		if (!t || tlen <= 0 || tlen > 4095 || memchr(t, 0, (size_t)tlen))
+			return mtm_set_error(MTM_ECORRUPT, "index: damaged symlink target for '%s'", path);
+		e->target = strndup(t, (size_t)tlen);
+		if (!e->target)
+			return mtm_set_error(ENOMEM, "index");
+	}
+	return 0;
+}
+
+int index_load_tree(mtm_store *s, mtm_id k, vec *out)
+{
+	*out = (vec)VEC_INIT(entry);
+	lineage l;
+	MTM_TRY(lineage_of(s, k, &l));
+	if (!l.n)
+		return 0;
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_ns, file_id, target "
+	                            "FROM entry ORDER BY path, branch, ckpt",
+	                            -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		lineage_free(&l);
+		return db_error(s, rc, "index");
+	}
+	/* Rows come grouped by path; keep the visible row with the greatest ckpt. */
+	char *group = NULL;
+	int64_t best_ckpt = -1;
+	entry best = {0};
+	int err = 0;
+	for (;;) {
+		rc = sqlite3_step(st);
+		const char *path = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+		if (rc == SQLITE_ROW && !path) {
+			err = mtm_set_error(MTM_ECORRUPT, "index: entry with no path");
+			break;
+		}
+		if (!path || !group || strcmp(path, group) != 0) {
+			/* close the previous group */
+			if (best_ckpt >= 0 && best.kind != KIND_NONE) {
+				entry *slot = vec_push(out);
+				if (!slot) {
+					err = mtm_set_error(ENOMEM, "index");
+					break;
+				}
+				*slot = best;
+				memset(&best, 0, sizeof best);
+			}
+			entry_clear(&best);
+			best_ckpt = -1;
+			free(group);
+			group = NULL;
+			if (!path)
+				break;
+			group = strdup(path);
+			if (!group) {
+				err = mtm_set_error(ENOMEM, "index");
+				break;
+			}
+		}
+		int64_t branch = sqlite3_column_int64(st, 1), ckpt = sqlite3_column_int64(st, 2);
+		if (lineage_visible(&l, branch, ckpt) && ckpt > best_ckpt) {
+			entry_clear(&best);
+			if ((err = read_entry_row(st, &best)))
+				break;
+			best_ckpt = ckpt;
+		}
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = db_error(s, rc, "index");
+	entry_clear(&best);
+	free(group);
+	sqlite3_finalize(st);
+	lineage_free(&l);
+	if (err)
+		entries_free(out);
+	return err;
+}
+
+int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
+{
+	*out = (vec)VEC_INIT(blockref);
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=? "
+	                            "ORDER BY blkno, branch, ckpt",
+	                            -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_int64(st, 1, file_id);
+	int64_t cur = -1, best_ckpt = -1;
+	blockref best = {0};
+	int err = 0;
+	for (;;) {
+		rc = sqlite3_step(st);
+		int64_t blkno = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -2;
+		if (blkno != cur) {
+			if (best_ckpt >= 0) {
+				blockref *b = vec_push(out);
+				if (!b) {
+					err = mtm_set_error(ENOMEM, "index");
+					break;
+				}
+				*b = best;
+			}
+			best_ckpt = -1;
+			cur = blkno;
+			if (rc != SQLITE_ROW)
+				break;
+			if (blkno < 0 || blkno > MTM_MAX_FILE_SIZE / MTM_BLOCK) {
+				err = mtm_set_error(MTM_ECORRUPT, "index: file %lld has a damaged block number", (long long)file_id);
+				break;
+			}
+		}
+		int64_t branch = sqlite3_column_int64(st, 1), ckpt = sqlite3_column_int64(st, 2);
+		if (lineage_visible(l, branch, ckpt) && ckpt > best_ckpt) {
+			best.blkno = blkno;
+			best.hash = (uint64_t)sqlite3_column_int64(st, 3);
+			best.chunk = sqlite3_column_int64(st, 4);
+			best.boff = sqlite3_column_int64(st, 5);
+			best_ckpt = ckpt;
+			if (best.chunk < 0 || best.boff < 0 || best.boff >= MTM_CHUNK_BLOCKS) {
+				err = mtm_set_error(MTM_ECORRUPT, "index: file %lld block %lld has a damaged chunk reference",
+				                    (long long)file_id, (long long)blkno);
+				break;
+			}
+		}
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = db_error(s, rc, "index");
+	sqlite3_finalize(st);
+	if (err)
+		vec_free(out);
+	return err;
+}
+
+int index_writer_init(index_writer *w, mtm_store *s)
+{
+	memset(w, 0, sizeof *w);
+	w->s = s;
+	int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO entry VALUES(?,?,?,?,?,?,?,?,?,?,?)", -1,
+	                            &w->ins_entry, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO block VALUES(?,?,?,?,?,?,?)", -1, &w->ins_block,
+		                        NULL);
+	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
+}
+
+void index_writer_free(index_writer *w)
+{
+	sqlite3_finalize(w->ins_entry);
+	sqlite3_finalize(w->ins_block);
+	memset(w, 0, sizeof *w);
+}
+
+int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *e)
+{
+	sqlite3_stmt *st = w->ins_entry;
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, e->path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, branch);
+	sqlite3_bind_int64(st, 3, ckpt);
+	sqlite3_bind_int(st, 4, e->kind);
+	sqlite3_bind_int64(st, 5, e->mode);
+	sqlite3_bind_int64(st, 6, e->uid);
+	sqlite3_bind_int64(st, 7, e->gid);
+	sqlite3_bind_int64(st, 8, e->size);
+	sqlite3_bind_int64(st, 9, e->mtime_ns);
+	sqlite3_bind_int64(st, 10, e->file_id);
+	if (e->target)
+		sqlite3_bind_blob(st, 11, e->target, (int)strlen(e->target), SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 11);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : db_error(w->s, rc, "index");
+}
+
+int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t branch, int64_t ckpt,
+                    uint64_t hash, int64_t chunk, int64_t boff)
+{
+	sqlite3_stmt *st = w->ins_block;
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, file_id);
+	sqlite3_bind_int64(st, 2, blkno);
+	sqlite3_bind_int64(st, 3, branch);
+	sqlite3_bind_int64(st, 4, ckpt);
+	sqlite3_bind_int64(st, 5, (int64_t)hash);
+	sqlite3_bind_int64(st, 6, chunk);
+	sqlite3_bind_int64(st, 7, boff);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : db_error(w->s, rc, "index");
+}

@@ -1,0 +1,56 @@
+/*
+ * index.h — reading and writing versioned entries and block maps.
+ *
+ * Everything read from the index is validated before use (paths, kinds,
+ * sizes, block numbers): the index may be damaged or hostile, and SQLite
+ * only guarantees that it will not crash on it.
+ */
+#ifndef MTM_STORE_INDEX_H
+#define MTM_STORE_INDEX_H
+#include <stdint.h>
+#include "store/lineage.h"
+#include "store/store.h"
+#include "util/strvec.h"
+
+enum { KIND_NONE = 0, KIND_FILE = 1, KIND_DIR = 2, KIND_SYMLINK = 3 };
+#define MTM_MAX_FILE_SIZE ((int64_t)1 << 46) /* 64 TiB: larger is damage */
+
+typedef struct entry {
+	char *path;
+	int64_t ver;        /* checkpoint that wrote this version */
+	int kind;
+	uint32_t mode, uid, gid;
+	int64_t size, mtime_ns, file_id;
+	char *target;       /* symlinks */
+} entry;
+
+typedef struct blockref {
+	int64_t blkno;
+	uint64_t hash;      /* XXH3-64 of the block zero-padded to MTM_BLOCK */
+	int64_t chunk;      /* 0: hole */
+	int64_t boff;       /* block index inside the chunk */
+} blockref;
+
+/* The tree at checkpoint k, sorted by path (parents before children). */
+int index_load_tree(mtm_store *s, mtm_id k, vec *out /* of entry */);
+void entries_free(vec *v);
+void entry_clear(entry *e);
+/* Binary search in a tree loaded by index_load_tree. */
+entry *tree_find(const vec *tree, const char *path);
+
+/* The visible block map of file_id under lineage l, sorted by blkno.
+ * Includes hole rows (chunk 0); blocks with no row are holes too. */
+int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out /* of blockref */);
+/* The XXH3-64 of an all-zero block. */
+uint64_t zero_block_hash(void);
+
+typedef struct {
+	mtm_store *s;
+	sqlite3_stmt *ins_entry, *ins_block;
+} index_writer;
+int index_writer_init(index_writer *w, mtm_store *s);
+void index_writer_free(index_writer *w);
+int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *e);
+int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t branch, int64_t ckpt,
+                    uint64_t hash, int64_t chunk, int64_t boff);
+#endif

@@ -1,0 +1,62 @@
+/* lineage.c — see lineage.h. */
+#include <stdlib.h>
+#include <errno.h>
+#include "store/lineage.h"
+#include "util/error.h"
+
+int checkpoint_branch(mtm_store *s, mtm_id k, int64_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT branch FROM checkpoint WHERE id=?", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_int64(st, 1, k);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		return mtm_set_error(MTM_ENOCKPT, "checkpoint %lld: no such checkpoint", (long long)k);
+	return rc == SQLITE_ROW ? 0 : db_error(s, rc, "index");
+}
+
+int lineage_of(mtm_store *s, mtm_id k, lineage *out)
+{
+	out->v = NULL;
+	out->n = 0;
+	if (k == 0)
+		return 0;
+	if (k < 0)
+		return mtm_set_error(MTM_ENOCKPT, "checkpoint %lld: no such checkpoint", (long long)k);
+	int64_t b;
+	MTM_TRY(checkpoint_branch(s, k, &b));
+	int64_t max = k;
+	size_t cap = 0;
+	while (b > 0) {
+		if (b >= s->n_branches)
+			return mtm_set_error(MTM_ECORRUPT, "index: checkpoint %lld names unknown branch %lld", (long long)k,
+			                     (long long)b);
+		if (out->n == cap) {
+			cap = cap ? cap * 2 : 8;
+			lin_step *v = realloc(out->v, cap * sizeof *v);
+			if (!v) {
+				lineage_free(out);
+				return mtm_set_error(ENOMEM, "lineage");
+			}
+			out->v = v;
+		}
+		out->v[out->n].branch = b;
+		out->v[out->n].max = max;
+		out->n++;
+		max = s->branches[b].fork;
+		b = s->branches[b].parent; /* strictly decreasing: checked at load */
+	}
+	return 0;
+}
+
+void lineage_free(lineage *l)
+{
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}

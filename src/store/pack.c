@@ -1,0 +1,359 @@
+/* pack.c — see pack.h; record layout in docs/FORMAT.md. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include "io/io.h"
+#include "store/pack.h"
+#include "util/error.h"
+
+#define WBUF (4u << 20)
+struct touched_pack { int64_t id; int fd; uint64_t size; };
+
+static void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+static void put64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+static uint32_t get32(const unsigned char *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
+static uint64_t get64(const unsigned char *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
+
+static void pack_name(char *buf, size_t len, int64_t id) { snprintf(buf, len, "packs/%08lld.pack", (long long)id); }
+
+static int flush(pack_writer *w)
+{
+	if (!w->buf_len)
+		return 0;
+	int rc = io_pwrite(w->fd, w->buf, w->buf_len, (off_t)w->buf_off);
+	if (rc)
+		return mtm_set_errno(rc, "%s/.metamori/packs: writing pack %lld", w->s->root, (long long)w->pack_id);
+	w->buf_off += w->buf_len;
+	w->buf_len = 0;
+	return 0;
+}
+
+static struct touched_pack *current(pack_writer *w)
+{
+	return w->touched.n ? &VEC_AT(&w->touched, struct touched_pack, w->touched.n - 1) : NULL;
+}
+
+/* Opens pack id for appending at committed size, or creates it. A file with
+ * no index row is the unreferenced leftover of a crashed checkpoint: reused. */
+static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
+{
+	char name[64];
+	pack_name(name, sizeof name, id);
+	int rc, fd;
+	if (exists) {
+		rc = io_openat(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &fd);
+		if (!rc)
+			rc = io_ftruncate(fd, (off_t)committed); /* drop a crashed writer's tail */
+	} else {
+		rc = io_openat(w->s->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, &fd);
+		w->created_any = 1;
+	}
+	if (rc)
+		return mtm_set_errno(rc, "%s/.metamori/%s", w->s->root, name);
+	struct touched_pack *t = vec_push(&w->touched);
+	if (!t) {
+		close(fd);
+		return mtm_set_error(ENOMEM, "pack");
+	}
+	t->id = id;
+	t->fd = fd;
+	w->pack_id = id;
+	w->fd = fd;
+	w->buf_off = exists ? committed : 0;
+	w->size = w->buf_off;
+	if (!exists) {
+		unsigned char h[PACK_HEADER_LEN];
+		memcpy(h, "MTMPACK1", 8);
+		put64(h + 8, (uint64_t)id);
+		memcpy(w->buf, h, sizeof h);
+		w->buf_len = sizeof h;
+		w->size = sizeof h;
+	}
+	return 0;
+}
+
+int pack_writer_begin(pack_writer *w, mtm_store *s)
+{
+	memset(w, 0, sizeof *w);
+	w->s = s;
+	w->fd = -1;
+	w->touched = (vec)VEC_INIT(struct touched_pack);
+	w->buf = malloc(WBUF);
+	w->cbuf = malloc(ZSTD_compressBound(CHUNK_MAX_PLAIN));
+	w->cctx = ZSTD_createCCtx();
+	if (!w->buf || !w->cbuf || !w->cctx)
+		return mtm_set_error(ENOMEM, "pack writer");
+	ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, 1);
+	int rc = sqlite3_prepare_v2(s->db, "SELECT id FROM chunk WHERE hash=?", -1, &w->find, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db, "INSERT INTO chunk(hash,pack,off,clen,plen,codec) VALUES(?,?,?,?,?,?)",
+		                        -1, &w->insert, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	/* continue the newest pack if it is not full */
+	sqlite3_stmt *st;
+	rc = sqlite3_prepare_v2(s->db, "SELECT id, size FROM pack ORDER BY id DESC LIMIT 1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	int64_t id = 0;
+	uint64_t size = 0;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		id = sqlite3_column_int64(st, 0);
+		size = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(s, rc, "index");
+	if (id > 0 && size < MTM_PACK_TARGET)
+		return open_pack(w, id, size, 1);
+	return open_pack(w, id + 1, 0, 0);
+}
+
+int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
+{
+	XXH128_canonical_t hc;
+	XXH128_canonicalFromHash(&hc, XXH3_128bits(plain, len));
+	sqlite3_reset(w->find);
+	sqlite3_bind_blob(w->find, 1, hc.digest, 16, SQLITE_STATIC);
+	int rc = sqlite3_step(w->find);
+	if (rc == SQLITE_ROW) {
+		*chunk_id = sqlite3_column_int64(w->find, 0);
+		sqlite3_reset(w->find);
+		return 0;
+	}
+	sqlite3_reset(w->find);
+	if (rc != SQLITE_DONE)
+		return db_error(w->s, rc, "index");
+
+	size_t clen = ZSTD_compress2(w->cctx, w->cbuf, ZSTD_compressBound(CHUNK_MAX_PLAIN), plain, len);
+	int codec = CODEC_ZSTD;
+	const void *data = w->cbuf;
+	if (ZSTD_isError(clen) || clen + clen / 32 >= len) { /* does not pay: store raw */
+		codec = CODEC_RAW;
+		clen = len;
+		data = plain;
+	}
+	if (w->size >= MTM_PACK_TARGET) {
+		if ((rc = flush(w)))
+			return rc;
+		if ((rc = open_pack(w, w->pack_id + 1, 0, 0)))
+			return rc;
+	}
+	if (w->buf_len + CHUNK_HEADER_LEN + clen > WBUF && (rc = flush(w)))
+		return rc;
+	unsigned char *h = w->buf + w->buf_len;
+	memcpy(h, "MTMC", 4);
+	h[4] = (unsigned char)codec;
+	h[5] = h[6] = h[7] = 0;
+	put32(h + 8, (uint32_t)len);
+	put32(h + 12, (uint32_t)clen);
+	memcpy(h + 16, hc.digest, 16);
+	put64(h + 32, XXH3_64bits(h, 32));
+	memcpy(h + CHUNK_HEADER_LEN, data, clen);
+	uint64_t off = w->size;
+	w->buf_len += CHUNK_HEADER_LEN + clen;
+	w->size += CHUNK_HEADER_LEN + clen;
+	current(w)->size = w->size;
+
+	sqlite3_reset(w->insert);
+	sqlite3_bind_blob(w->insert, 1, hc.digest, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(w->insert, 2, w->pack_id);
+	sqlite3_bind_int64(w->insert, 3, (int64_t)off);
+	sqlite3_bind_int64(w->insert, 4, (int64_t)clen);
+	sqlite3_bind_int64(w->insert, 5, (int64_t)len);
+	sqlite3_bind_int64(w->insert, 6, codec);
+	rc = sqlite3_step(w->insert);
+	sqlite3_reset(w->insert);
+	if (rc != SQLITE_DONE)
+		return db_error(w->s, rc, "index");
+	*chunk_id = sqlite3_last_insert_rowid(w->s->db);
+	w->bytes_stored += CHUNK_HEADER_LEN + clen;
+	w->chunks_new++;
+	return 0;
+}
+
+int pack_writer_finish(pack_writer *w)
+{
+	int rc = flush(w);
+	if (rc)
+		return rc;
+	sqlite3_stmt *st;
+	rc = sqlite3_prepare_v2(w->s->db, "INSERT OR REPLACE INTO pack(id,size) VALUES(?,?)", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(w->s, rc, "index");
+	for (size_t i = 0; i < w->touched.n; i++) {
+		struct touched_pack *t = &VEC_AT(&w->touched, struct touched_pack, i);
+		/* the data must be durable before the index names it */
+		if ((rc = io_fsync(t->fd))) {
+			sqlite3_finalize(st);
+			return mtm_set_errno(rc, "%s/.metamori/packs: fsync of pack %lld", w->s->root, (long long)t->id);
+		}
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, t->id);
+		sqlite3_bind_int64(st, 2, (int64_t)t->size);
+		if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+			sqlite3_finalize(st);
+			return db_error(w->s, rc, "index");
+		}
+	}
+	sqlite3_finalize(st);
+	if (w->created_any && (rc = io_fsync_dirat(w->s->dirfd, "packs")))
+		return mtm_set_errno(rc, "%s/.metamori/packs: fsync", w->s->root);
+	return 0;
+}
+
+void pack_writer_free(pack_writer *w)
+{
+	for (size_t i = 0; i < w->touched.n; i++)
+		close(VEC_AT(&w->touched, struct touched_pack, i).fd);
+	vec_free(&w->touched);
+	sqlite3_finalize(w->find);
+	sqlite3_finalize(w->insert);
+	ZSTD_freeCCtx(w->cctx);
+	free(w->buf);
+	free(w->cbuf);
+	memset(w, 0, sizeof *w);
+}
+
+int chunk_decode(ZSTD_DCtx *dctx, const unsigned char *rec, size_t rec_len, unsigned char *plain,
+                 size_t *plen_out, unsigned char hash_out[16])
+{
+	if (rec_len < CHUNK_HEADER_LEN)
+		return mtm_set_error(MTM_ECORRUPT, "chunk record is truncated");
+	if (memcmp(rec, "MTMC", 4) != 0)
+		return mtm_set_error(MTM_ECORRUPT, "chunk record has a bad magic number");
+	if (get64(rec + 32) != XXH3_64bits(rec, 32))
+		return mtm_set_error(MTM_ECORRUPT, "chunk header checksum mismatch");
+	int codec = rec[4];
+	uint32_t plen = get32(rec + 8), clen = get32(rec + 12);
+	if (plen == 0 || plen > CHUNK_MAX_PLAIN || codec > CODEC_ZSTD || (codec == CODEC_RAW && clen != plen) ||
+	    clen > ZSTD_compressBound(CHUNK_MAX_PLAIN))
+		return mtm_set_error(MTM_ECORRUPT, "chunk header has impossible lengths or codec");
+	if (rec_len < CHUNK_HEADER_LEN + (size_t)clen)
+		return mtm_set_error(MTM_ECORRUPT, "chunk data is truncated");
+	const unsigned char *data = rec + CHUNK_HEADER_LEN;
+	if (codec == CODEC_RAW) {
+		memcpy(plain, data, plen);
+	} else {
+		size_t n = ZSTD_decompressDCtx(dctx, plain, CHUNK_MAX_PLAIN, data, clen);
+		if (ZSTD_isError(n) || n != plen)
+			return mtm_set_error(MTM_ECORRUPT, "chunk does not decompress");
+	}
+	XXH128_canonical_t hc;
+	XXH128_canonicalFromHash(&hc, XXH3_128bits(plain, plen));
+	if (memcmp(hc.digest, rec + 16, 16) != 0)
+		return mtm_set_error(MTM_ECORRUPT, "chunk checksum mismatch");
+	*plen_out = plen;
+	if (hash_out)
+		memcpy(hash_out, hc.digest, 16);
+	return 0;
+}
+
+int pack_reader_init(pack_reader *r, mtm_store *s)
+{
+	memset(r, 0, sizeof *r);
+	r->s = s;
+	for (int i = 0; i < 8; i++)
+		r->fds[i].fd = -1;
+	r->dctx = ZSTD_createDCtx();
+	r->rbuf = malloc(CHUNK_HEADER_LEN + ZSTD_compressBound(CHUNK_MAX_PLAIN));
+	for (int i = 0; i < 4; i++) {
+		r->cache[i].data = malloc(CHUNK_MAX_PLAIN);
+		if (!r->cache[i].data)
+			return mtm_set_error(ENOMEM, "pack reader");
+	}
+	if (!r->dctx || !r->rbuf)
+		return mtm_set_error(ENOMEM, "pack reader");
+	int rc = sqlite3_prepare_v2(s->db, "SELECT hash, pack, off, clen, plen, codec FROM chunk WHERE id=?", -1,
+	                            &r->lookup, NULL);
+	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
+}
+
+static int pack_fd(pack_reader *r, int64_t pack, int *fd)
+{
+	for (int i = 0; i < 8; i++)
+		if (r->fds[i].fd >= 0 && r->fds[i].id == pack) {
+			*fd = r->fds[i].fd;
+			return 0;
+		}
+	char name[64];
+	pack_name(name, sizeof name, pack);
+	int slot = (int)(pack % 8), nfd;
+	int rc = io_openat(r->s->dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &nfd);
+	if (rc)
+		return mtm_set_error(rc == ENOENT ? MTM_ECORRUPT : rc, "%s/.metamori/%s: %s", r->s->root, name,
+		                     rc == ENOENT ? "pack file is missing" : strerror(rc));
+	if (r->fds[slot].fd >= 0)
+		close(r->fds[slot].fd);
+	r->fds[slot].id = pack;
+	r->fds[slot].fd = nfd;
+	*fd = nfd;
+	return 0;
+}
+
+int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, size_t *plen)
+{
+	for (int i = 0; i < 4; i++)
+		if (r->cache[i].id == chunk_id && r->cache[i].len) {
+			*plain = r->cache[i].data;
+			*plen = r->cache[i].len;
+			return 0;
+		}
+	sqlite3_reset(r->lookup);
+	sqlite3_bind_int64(r->lookup, 1, chunk_id);
+	int rc = sqlite3_step(r->lookup);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(r->lookup);
+		if (rc == SQLITE_DONE)
+			return mtm_set_error(MTM_ECORRUPT, "index: chunk %lld is referenced but missing", (long long)chunk_id);
+		return db_error(r->s, rc, "index");
+	}
+	unsigned char want_hash[16] = {0};
+	int hash_ok = sqlite3_column_bytes(r->lookup, 0) == 16;
+	if (hash_ok)
+		memcpy(want_hash, sqlite3_column_blob(r->lookup, 0), 16);
+	int64_t pack = sqlite3_column_int64(r->lookup, 1), off = sqlite3_column_int64(r->lookup, 2);
+	int64_t clen = sqlite3_column_int64(r->lookup, 3), want_plen = sqlite3_column_int64(r->lookup, 4);
+	sqlite3_reset(r->lookup);
+	if (!hash_ok || pack <= 0 || off < PACK_HEADER_LEN || clen <= 0 ||
+	    (uint64_t)clen > ZSTD_compressBound(CHUNK_MAX_PLAIN) || want_plen <= 0 || want_plen > CHUNK_MAX_PLAIN)
+		return mtm_set_error(MTM_ECORRUPT, "index: chunk %lld has an impossible location", (long long)chunk_id);
+	int fd = -1;
+	MTM_TRY(pack_fd(r, pack, &fd));
+	size_t got, need = CHUNK_HEADER_LEN + (size_t)clen;
+	if ((rc = io_pread(fd, r->rbuf, need, (off_t)off, &got)))
+		return mtm_set_errno(rc, "%s/.metamori/packs: reading pack %lld", r->s->root, (long long)pack);
+	r->bytes_read += got;
+	int slot = (int)(r->next_victim++ % 4);
+	r->cache[slot].len = 0;
+	size_t n;
+	unsigned char h[16];
+	if ((rc = chunk_decode(r->dctx, r->rbuf, got, r->cache[slot].data, &n, h)))
+		return mtm_set_error(rc, "pack %lld offset %lld (chunk %lld): %s", (long long)pack, (long long)off,
+		                     (long long)chunk_id, mtm_last_error());
+	if ((int64_t)n != want_plen || memcmp(h, want_hash, 16) != 0 || (int64_t)get32(r->rbuf + 12) != clen)
+		return mtm_set_error(MTM_ECORRUPT, "pack %lld offset %lld (chunk %lld): chunk does not match the index",
+		                     (long long)pack, (long long)off, (long long)chunk_id);
+	r->cache[slot].id = chunk_id;
+	r->cache[slot].len = n;
+	*plain = r->cache[slot].data;
+	*plen = n;
+	return 0;
+}
+
+void pack_reader_free(pack_reader *r)
+{
+	for (int i = 0; i < 8; i++)
+		if (r->fds[i].fd >= 0)
+			close(r->fds[i].fd);
+	for (int i = 0; i < 4; i++)
+		free(r->cache[i].data);
+	sqlite3_finalize(r->lookup);
+	ZSTD_freeDCtx(r->dctx);
+	free(r->rbuf);
+	memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,71 @@
+/*
+ * pack.h — chunks in append-only pack files.
+ *
+ * A chunk is up to MTM_CHUNK_BLOCKS adjacent blocks of one file version,
+ * zstd-compressed (or raw when compression does not pay), identified by the
+ * XXH3-128 of its plain bytes: identical chunks are stored once. Every read
+ * checks the record header, the index row and the plain-bytes hash.
+ *
+ * Durability: the writer appends; pack_writer_finish() flushes and fsyncs
+ * every pack it touched (and the packs directory when it created one) and
+ * only then records the packs' new committed sizes in the caller's open
+ * index transaction, whose commit follows.
+ */
+#ifndef MTM_STORE_PACK_H
+#define MTM_STORE_PACK_H
+#include <stddef.h>
+#include <stdint.h>
+#include <zstd.h>
+#include "store/store.h"
+#include "util/strvec.h"
+
+#define PACK_HEADER_LEN 16
+#define CHUNK_HEADER_LEN 40
+#define CHUNK_MAX_PLAIN (MTM_CHUNK_BLOCKS * MTM_BLOCK)
+enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
+
+typedef struct {
+	mtm_store *s;
+	int64_t pack_id;     /* current pack, 0 = none yet */
+	int fd;
+	uint64_t size;       /* bytes in the current pack incl. buffered */
+	int created_any;     /* a new pack file was created: fsync the directory */
+	vec touched;         /* struct touched_pack: packs to fsync and record */
+	unsigned char *buf;  /* pending bytes, starting at file offset buf_off */
+	size_t buf_len;
+	uint64_t buf_off;
+	ZSTD_CCtx *cctx;
+	unsigned char *cbuf;
+	sqlite3_stmt *find, *insert;
+	uint64_t bytes_stored, chunks_new;
+} pack_writer;
+
+int pack_writer_begin(pack_writer *w, mtm_store *s);
+/* Stores plain[len] (len <= CHUNK_MAX_PLAIN) unless an identical chunk exists;
+ * *chunk_id is the chunk's id either way. Inserts into the open transaction. */
+int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id);
+int pack_writer_finish(pack_writer *w);
+void pack_writer_free(pack_writer *w);
+
+typedef struct {
+	mtm_store *s;
+	struct { int64_t id; int fd; } fds[8];
+	struct { int64_t id; size_t len; unsigned char *data; } cache[4];
+	unsigned next_victim;
+	ZSTD_DCtx *dctx;
+	unsigned char *rbuf;
+	sqlite3_stmt *lookup;
+	uint64_t bytes_read;
+} pack_reader;
+
+int pack_reader_init(pack_reader *r, mtm_store *s);
+/* Reads and verifies chunk id; *plain stays valid until the next 4 reads. */
+int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, size_t *plen);
+void pack_reader_free(pack_reader *r);
+
+/* Parses and checks one chunk record already in memory (also used by verify
+ * and the fuzz target): header, lengths, codec, checksum. On success plain
+ * (CHUNK_MAX_PLAIN bytes of room) holds the plain bytes. */
+int chunk_decode(ZSTD_DCtx *dctx, const unsigned char *rec, size_t rec_len, unsigned char *plain,
+                 size_t *plen_out, unsigned char hash_out[16]);
+#endif

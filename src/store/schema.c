@@ -1,0 +1,73 @@
+/* schema.c — the index schema, format version 1 (docs/FORMAT.md). */
+#include <stdio.h>
+#include "store/store.h"
+#include "util/error.h"
+
+static const char *schema_sql =
+	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+	/* checkpoints: parent 0 = none; branch = the chain the checkpoint extends */
+	"CREATE TABLE checkpoint(id INTEGER PRIMARY KEY, parent INTEGER NOT NULL,"
+	" branch INTEGER NOT NULL, time_ns INTEGER NOT NULL, message TEXT NOT NULL,"
+	" files_added INTEGER NOT NULL, files_changed INTEGER NOT NULL, files_removed INTEGER NOT NULL,"
+	" bytes_changed INTEGER NOT NULL, bytes_stored INTEGER NOT NULL, entries INTEGER NOT NULL,"
+	" tree_bytes INTEGER NOT NULL);"
+	"CREATE INDEX checkpoint_by_branch ON checkpoint(branch, id);"
+	/* a branch is a chain of checkpoints that forks from parent_branch after checkpoint fork */
+	"CREATE TABLE branch(id INTEGER PRIMARY KEY, parent_branch INTEGER NOT NULL, fork INTEGER NOT NULL);"
+	/* versioned namespace: the row visible at checkpoint k for a path is the one with the
+	 * greatest ckpt among k's ancestors (k included); kind 0 records a removal */
+	"CREATE TABLE entry(path TEXT NOT NULL, branch INTEGER NOT NULL, ckpt INTEGER NOT NULL,"
+	" kind INTEGER NOT NULL, mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
+	" size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, file_id INTEGER NOT NULL, target BLOB,"
+	" PRIMARY KEY(path, branch, ckpt)) WITHOUT ROWID;"
+	/* versioned block maps, same visibility rule; chunk 0 = a hole (zeros) */
+	"CREATE TABLE block(file_id INTEGER NOT NULL, blkno INTEGER NOT NULL, branch INTEGER NOT NULL,"
+	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL,"
+	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
+	"CREATE TABLE chunk(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, pack INTEGER NOT NULL,"
+	" off INTEGER NOT NULL, clen INTEGER NOT NULL, plen INTEGER NOT NULL, codec INTEGER NOT NULL);"
+	"CREATE TABLE pack(id INTEGER PRIMARY KEY, size INTEGER NOT NULL);"
+	/* live-tree stat of files known identical to entry version ver (not history) */
+	"CREATE TABLE statcache(path TEXT PRIMARY KEY, ver INTEGER NOT NULL, size INTEGER NOT NULL,"
+	" mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, dev INTEGER NOT NULL,"
+	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, racy INTEGER NOT NULL) WITHOUT ROWID;";
+
+int schema_create(mtm_store *s)
+{
+	char sql[256];
+	MTM_TRY(db_exec(s, "BEGIN"));
+	MTM_TRY(db_exec(s, schema_sql));
+	snprintf(sql, sizeof sql,
+	         "PRAGMA application_id=%d; PRAGMA user_version=%d;"
+	         "INSERT INTO meta VALUES('format',%d),('head',0),('next_id',1),('next_file_id',1);",
+	         MTM_APPLICATION_ID, MTM_FORMAT_VERSION, MTM_FORMAT_VERSION);
+	MTM_TRY(db_exec(s, sql));
+	return db_exec(s, "COMMIT");
+}
+
+static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	rc = sqlite3_step(st);
+	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+int schema_check(mtm_store *s)
+{
+	int64_t app, ver;
+	MTM_TRY(pragma_int(s, "PRAGMA application_id", &app));
+	if (app != MTM_APPLICATION_ID)
+		return mtm_set_error(MTM_EFOREIGN, "%s/.metamori/index.db: not a metamori index", s->root);
+	MTM_TRY(pragma_int(s, "PRAGMA user_version", &ver));
+	if (ver > MTM_FORMAT_VERSION)
+		return mtm_set_error(MTM_ENEWER, "%s/.metamori: store format %lld is newer than this metamori (reads %d)",
+		                     s->root, (long long)ver, MTM_FORMAT_VERSION);
+	if (ver < 1)
+		return mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: no format version", s->root);
+	return 0;
+}

@@ -1,0 +1,375 @@
+/*
+ * store.c — creating, finding and opening a store; the writer lock; the
+ * restore intent; small helpers over the index.
+ *
+ * Permissions are set explicitly (directories 0700, files 0600), never left
+ * to the umask: a store holds copies of every tracked file. A store owned by
+ * another user, or writable by group or others, is refused.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "io/io.h"
+#include "restore/restore.h"
+#include "store/store.h"
+#include "util/error.h"
+
+const char *mtm_version(void) { return METAMORI_VERSION; }
+
+int db_error(mtm_store *s, int rc, const char *what)
+{
+	int prim = rc & 0xff;
+	const char *msg = s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+	if (prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB)
+		return mtm_set_error(MTM_ECORRUPT, "%s: index is damaged: %s", what, msg);
+	if (prim == SQLITE_FULL)
+		return mtm_set_error(ENOSPC, "%s: %s", what, msg);
+	if (prim == SQLITE_IOERR)
+		return mtm_set_error(EIO, "%s: index I/O error: %s", what, msg);
+	if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED)
+		return mtm_set_error(MTM_EBUSY, "%s: %s", what, msg);
+	return mtm_set_error(MTM_EINDEX, "%s: %s", what, msg);
+}
+
+int db_exec(mtm_store *s, const char *sql)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
+}
+
+int meta_get_int(mtm_store *s, const char *key, int64_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		return mtm_set_error(MTM_ECORRUPT, "index: meta key '%s' is missing", key);
+	return rc == SQLITE_ROW ? 0 : db_error(s, rc, "index");
+}
+
+int meta_set_int(mtm_store *s, const char *key, int64_t v)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, v);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+int store_load_branches(mtm_store *s)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT id, parent_branch, fork FROM branch ORDER BY id", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	free(s->branches);
+	s->branches = NULL;
+	s->n_branches = 0;
+	int64_t cap = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		int64_t parent = sqlite3_column_int64(st, 1);
+		/* a branch's parent always has a smaller id; anything else is damage
+		 * (and would make lineage walks loop) */
+		if (id <= 0 || id > 100000000 || parent < 0 || parent >= id) {
+			sqlite3_finalize(st);
+			return mtm_set_error(MTM_ECORRUPT, "index: branch %lld is damaged", (long long)id);
+		}
+		if (id >= cap) {
+			int64_t ncap = cap ? cap * 2 : 64;
+			while (ncap <= id)
+				ncap *= 2;
+			struct mtm_branch *b = realloc(s->branches, (size_t)ncap * sizeof *b);
+			if (!b) {
+				sqlite3_finalize(st);
+				return mtm_set_error(ENOMEM, "index: loading branches");
+			}
+			memset(b + cap, 0, (size_t)(ncap - cap) * sizeof *b);
+			s->branches = b;
+			cap = ncap;
+		}
+		s->branches[id].parent = parent;
+		s->branches[id].fork = sqlite3_column_int64(st, 2);
+		if (id + 1 > s->n_branches)
+			s->n_branches = id + 1;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+static int open_db(mtm_store *s, int create)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/.metamori/index.db", s->root);
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		if ((rc & 0xff) == SQLITE_CANTOPEN)
+			return mtm_set_error(MTM_ECORRUPT, "%s: index is missing or unreadable", path);
+		return db_error(s, rc, path);
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, 10000);
+	if (create)
+		chmod(path, 0600);
+	/* WAL: one writer, readers alongside. synchronous=FULL: the WAL is
+	 * fsynced at every commit, so a returned commit is durable. */
+	int err = db_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-32768;");
+	if (err) {
+		/* a file that is not SQLite at all fails here */
+		return mtm_set_error(err == MTM_ECORRUPT ? MTM_EFOREIGN : err, "%s: %s", path,
+		                     err == MTM_ECORRUPT ? "not a metamori index (or damaged)" : mtm_last_error());
+	}
+	return 0;
+}
+
+static void store_free(mtm_store *s)
+{
+	if (!s)
+		return;
+	if (s->db)
+		sqlite3_close_v2(s->db);
+	if (s->rootfd >= 0)
+		close(s->rootfd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	free(s->branches);
+	free(s->root);
+	free(s);
+}
+
+static mtm_store *store_new(const char *root)
+{
+	mtm_store *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->rootfd = s->dirfd = s->lockfd = -1;
+	s->root = strdup(root);
+	if (!s->root) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int mtm_init(mtm_store **out, const char *dir)
+{
+	char root[PATH_MAX];
+	*out = NULL;
+	if (!realpath(dir ? dir : ".", root))
+		return mtm_set_errno(errno, "%s", dir ? dir : ".");
+	struct stat st;
+	if (stat(root, &st) || !S_ISDIR(st.st_mode))
+		return mtm_set_error(ENOTDIR, "%s: not a directory", root);
+	mtm_store *s = store_new(root);
+	if (!s)
+		return mtm_set_error(ENOMEM, "init");
+	int rc;
+	if ((rc = io_openat(AT_FDCWD, root, O_RDONLY | O_DIRECTORY, 0, &s->rootfd)))
+		goto fail_errno;
+	rc = io_mkdirat(s->rootfd, ".metamori", 0700);
+	if (rc == EEXIST) {
+		store_free(s);
+		return mtm_set_error(MTM_EEXIST, "%s/.metamori: a store already exists", root);
+	}
+	if (rc || (rc = io_openat(s->rootfd, ".metamori", O_RDONLY | O_DIRECTORY, 0, &s->dirfd)))
+		goto fail_errno;
+	fchmod(s->dirfd, 0700);
+	if ((rc = io_mkdirat(s->dirfd, "packs", 0700)))
+		goto fail_errno;
+	int lfd;
+	if ((rc = io_openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_EXCL, 0600, &lfd)))
+		goto fail_errno;
+	fchmod(lfd, 0600);
+	s->lockfd = lfd;
+	if ((rc = open_db(s, 1)) || (rc = schema_create(s)))
+		goto fail;
+	if ((rc = io_fsync(s->dirfd)) || (rc = io_fsync_dirat(s->rootfd, ".")))
+		goto fail_errno;
+	*out = s;
+	return 0;
+fail_errno:
+	mtm_set_errno(rc, "%s/.metamori", root);
+fail:
+	store_free(s);
+	return rc;
+}
+
+/* Refuses a store another user could tamper with. */
+static int check_owner(mtm_store *s)
+{
+	struct stat st;
+	if (fstat(s->dirfd, &st))
+		return mtm_set_errno(errno, "%s/.metamori", s->root);
+	if (st.st_uid != geteuid())
+		return mtm_set_error(MTM_EPERM, "%s/.metamori: store is owned by uid %u, not by you", s->root,
+		                     (unsigned)st.st_uid);
+	if (st.st_mode & 022)
+		return mtm_set_error(MTM_EPERM, "%s/.metamori: store is writable by group or others (mode %03o)",
+		                     s->root, (unsigned)(st.st_mode & 0777));
+	return 0;
+}
+
+int mtm_open(mtm_store **out, const char *path)
+{
+	char dir[PATH_MAX];
+	*out = NULL;
+	if (!realpath(path ? path : ".", dir))
+		return mtm_set_errno(errno, "%s", path ? path : ".");
+	/* walk up to the first directory that holds .metamori */
+	for (;;) {
+		char probe[PATH_MAX + 16];
+		struct stat st;
+		snprintf(probe, sizeof probe, "%s/.metamori", strcmp(dir, "/") ? dir : "");
+		if (lstat(probe, &st) == 0 && S_ISDIR(st.st_mode))
+			break;
+		char *slash = strrchr(dir, '/');
+		if (!slash || slash == dir) {
+			if (strcmp(dir, "/") == 0 || !slash)
+				return mtm_set_error(MTM_ENOSTORE, "%s: no metamori store here or in any parent "
+				                     "(run 'metamori init')", path ? path : ".");
+			dir[1] = 0;
+			continue;
+		}
+		*slash = 0;
+	}
+	mtm_store *s = store_new(dir);
+	if (!s)
+		return mtm_set_error(ENOMEM, "open");
+	int rc;
+	if ((rc = io_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0, &s->rootfd)) ||
+	    (rc = io_openat(s->rootfd, ".metamori", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &s->dirfd))) {
+		mtm_set_errno(rc, "%s/.metamori", dir);
+		goto fail;
+	}
+	if ((rc = check_owner(s)))
+		goto fail;
+	struct stat st;
+	if (fstatat(s->dirfd, "index.db", &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode)) {
+		rc = mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: index is missing", dir);
+		goto fail;
+	}
+	if ((rc = open_db(s, 0)) || (rc = schema_check(s)) || (rc = store_load_branches(s)))
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	store_free(s);
+	return rc;
+}
+
+void mtm_close(mtm_store *s)
+{
+	if (s && s->db)
+		/* fold the WAL back into the database when we are the last user */
+		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	store_free(s);
+}
+
+const char *mtm_root(const mtm_store *s) { return s->root; }
+
+int mtm_head(mtm_store *s, mtm_id *out) { return meta_get_int(s, "head", out); }
+
+int store_lock(mtm_store *s)
+{
+	if (s->locked)
+		return 0;
+	if (s->lockfd < 0) {
+		int rc = io_openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW, 0600, &s->lockfd);
+		if (rc)
+			return mtm_set_errno(rc, "%s/.metamori/lock", s->root);
+	}
+	if (flock(s->lockfd, LOCK_EX | LOCK_NB)) {
+		if (errno == EWOULDBLOCK)
+			return mtm_set_error(MTM_EBUSY, "%s: another metamori command is writing this store", s->root);
+		return mtm_set_errno(errno, "%s/.metamori/lock", s->root);
+	}
+	s->locked = 1;
+	/* the branch table may have grown under another writer since we opened */
+	int rc = store_load_branches(s);
+	mtm_id pending = 0;
+	if (!rc)
+		rc = intent_read(s, &pending);
+	if (!rc && pending)
+		rc = restore_finish_intent(s, pending);
+	if (rc)
+		store_unlock(s);
+	return rc;
+}
+
+void store_unlock(mtm_store *s)
+{
+	if (s->locked) {
+		flock(s->lockfd, LOCK_UN);
+		s->locked = 0;
+	}
+}
+
+/* The intent file holds the target checkpoint id as text. It is written and
+ * fsynced (file and directory) before an in-place restore touches the tree. */
+int intent_write(mtm_store *s, mtm_id id)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof buf, "%lld\n", (long long)id);
+	int fd, rc = io_openat(s->dirfd, "intent.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, &fd);
+	if (rc)
+		return mtm_set_errno(rc, "%s/.metamori/intent", s->root);
+	rc = io_pwrite(fd, buf, (size_t)n, 0);
+	if (!rc)
+		rc = io_fsync(fd);
+	close(fd);
+	if (!rc)
+		rc = io_renameat(s->dirfd, "intent.tmp", s->dirfd, "intent");
+	if (!rc)
+		rc = io_fsync(s->dirfd);
+	return rc ? mtm_set_errno(rc, "%s/.metamori/intent", s->root) : 0;
+}
+
+int intent_read(mtm_store *s, mtm_id *out)
+{
+	*out = 0;
+	int fd, rc = io_openat(s->dirfd, "intent", O_RDONLY | O_NOFOLLOW, 0, &fd);
+	if (rc == ENOENT)
+		return 0;
+	if (rc)
+		return mtm_set_errno(rc, "%s/.metamori/intent", s->root);
+	char buf[32] = {0};
+	size_t got;
+	rc = io_pread(fd, buf, sizeof buf - 1, 0, &got);
+	close(fd);
+	if (rc)
+		return mtm_set_errno(rc, "%s/.metamori/intent", s->root);
+	char *end;
+	long long v = strtoll(buf, &end, 10);
+	if (end == buf || v <= 0)
+		return mtm_set_error(MTM_ECORRUPT, "%s/.metamori/intent: damaged restore intent", s->root);
+	*out = v;
+	return 0;
+}
+
+int intent_clear(mtm_store *s)
+{
+	int rc = io_unlinkat(s->dirfd, "intent", 0);
+	if (rc && rc != ENOENT)
+		return mtm_set_errno(rc, "%s/.metamori/intent", s->root);
+	rc = io_fsync(s->dirfd);
+	return rc ? mtm_set_errno(rc, "%s/.metamori", s->root) : 0;
+}

@@ -1,0 +1,62 @@
+/*
+ * store.h — the store handle shared by every part of the library.
+ *
+ * A store is DIR/.metamori/:
+ *   index.db   SQLite (WAL): checkpoints, branches, versioned entries and
+ *              blocks, chunk locations, the stat cache (docs/FORMAT.md)
+ *   packs/     append-only pack files of checksummed, compressed chunks
+ *   lock       flock()ed by the one writer at a time
+ *   intent     present while an in-place restore is unfinished
+ */
+#ifndef MTM_STORE_H
+#define MTM_STORE_H
+#include <sqlite3.h>
+#include <stdint.h>
+#include "metamori.h"
+
+#define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
+#define MTM_FORMAT_VERSION 1
+#define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
+#define MTM_BLOCK 4096
+#define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */
+#define MTM_PACK_TARGET (256u << 20)  /* start a new pack past this size */
+#define MTM_TMP_PREFIX ".metamori-tmp." /* temporary files a restore makes in the tree */
+
+struct mtm_branch { int64_t parent; int64_t fork; };
+
+struct mtm_store {
+	char *root;        /* absolute path of the tracked tree */
+	int rootfd;        /* O_DIRECTORY fd of the tree */
+	int dirfd;         /* fd of .metamori */
+	sqlite3 *db;
+	int locked;        /* holding the writer lock */
+	int lockfd;
+	/* branches, loaded at open and extended by checkpoints */
+	struct mtm_branch *branches; /* index = branch id */
+	int64_t n_branches;          /* highest id + 1 */
+};
+
+/* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. */
+int store_lock(mtm_store *s);
+void store_unlock(mtm_store *s);
+/* Loads the branch table into s->branches. */
+int store_load_branches(mtm_store *s);
+
+/* meta table helpers */
+int meta_get_int(mtm_store *s, const char *key, int64_t *out);
+int meta_set_int(mtm_store *s, const char *key, int64_t v);
+
+/* Runs SQL with no result rows; MTM_EINDEX with the detail on failure. */
+int db_exec(mtm_store *s, const char *sql);
+/* Converts a SQLite result code to ours, setting the detail. */
+int db_error(mtm_store *s, int rc, const char *what);
+
+/* Restore intent: the checkpoint an unfinished in-place restore was making. */
+int intent_write(mtm_store *s, mtm_id id);
+int intent_read(mtm_store *s, mtm_id *out); /* *out = 0 if none */
+int intent_clear(mtm_store *s);
+
+/* Schema creation and checks (schema.c). */
+int schema_create(mtm_store *s);
+int schema_check(mtm_store *s);
+#endif
