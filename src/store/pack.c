@@ -18,6 +18,13 @@ static void put64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[
 static uint32_t get32(const unsigned char *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
 static uint64_t get64(const unsigned char *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
 
+/* The record check covers the 32 header bytes and the stored payload, so
+ * any flipped byte is caught even where the codec would not notice. */
+static uint64_t record_check(const unsigned char *hdr, const unsigned char *data, size_t clen)
+{
+	return XXH3_64bits_withSeed(data, clen, XXH3_64bits(hdr, 32));
+}
+
 static void pack_name(char *buf, size_t len, int64_t id) { snprintf(buf, len, "packs/%08lld.pack", (long long)id); }
 
 static int flush(pack_writer *w)
@@ -152,8 +159,8 @@ int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
 	put32(h + 8, (uint32_t)len);
 	put32(h + 12, (uint32_t)clen);
 	memcpy(h + 16, hc.digest, 16);
-	put64(h + 32, XXH3_64bits(h, 32));
 	memcpy(h + CHUNK_HEADER_LEN, data, clen);
+	put64(h + 32, record_check(h, h + CHUNK_HEADER_LEN, clen));
 	uint64_t off = w->size;
 	w->buf_len += CHUNK_HEADER_LEN + clen;
 	w->size += CHUNK_HEADER_LEN + clen;
@@ -226,8 +233,6 @@ int chunk_decode(ZSTD_DCtx *dctx, const unsigned char *rec, size_t rec_len, unsi
 		return mtm_set_error(MTM_ECORRUPT, "chunk record is truncated");
 	if (memcmp(rec, "MTMC", 4) != 0)
 		return mtm_set_error(MTM_ECORRUPT, "chunk record has a bad magic number");
-	if (get64(rec + 32) != XXH3_64bits(rec, 32))
-		return mtm_set_error(MTM_ECORRUPT, "chunk header checksum mismatch");
 	int codec = rec[4];
 	uint32_t plen = get32(rec + 8), clen = get32(rec + 12);
 	if (plen == 0 || plen > CHUNK_MAX_PLAIN || codec > CODEC_ZSTD || (codec == CODEC_RAW && clen != plen) ||
@@ -236,6 +241,8 @@ int chunk_decode(ZSTD_DCtx *dctx, const unsigned char *rec, size_t rec_len, unsi
 	if (rec_len < CHUNK_HEADER_LEN + (size_t)clen)
 		return mtm_set_error(MTM_ECORRUPT, "chunk data is truncated");
 	const unsigned char *data = rec + CHUNK_HEADER_LEN;
+	if (get64(rec + 32) != record_check(rec, data, clen))
+		return mtm_set_error(MTM_ECORRUPT, "chunk record checksum mismatch");
 	if (codec == CODEC_RAW) {
 		memcpy(plain, data, plen);
 	} else {
