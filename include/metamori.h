@@ -202,6 +202,71 @@ typedef struct mtm_verify_stats {
  */
 MTM_API int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify_stats *out);
 
+/* Retention. */
+typedef struct mtm_prune_opts {
+	int version;
+	uint32_t keep_last;       /* the N newest checkpoints */
+	uint32_t keep_hourly;     /* the newest checkpoint of each of the last N hours that have one */
+	uint32_t keep_daily;      /* likewise for days */
+	int64_t keep_every_ns;    /* the newest checkpoint in each interval of this length (0: off) */
+	const mtm_id *keep;       /* these ids, too */
+	size_t n_keep;
+	int dry_run;              /* compute and report, change nothing */
+	double gc_threshold;      /* rewrite a pack when this fraction of it is dead; < 0: default 0.05 */
+} mtm_prune_opts;
+#define MTM_PRUNE_OPTS_VERSION 1
+#define MTM_PRUNE_OPTS_INIT {MTM_PRUNE_OPTS_VERSION, 0, 0, 0, 0, NULL, 0, 0, -1.0}
+
+typedef struct mtm_prune_stats {
+	uint64_t dropped, kept;      /* checkpoints */
+	uint64_t chunks_freed;       /* chunks no kept checkpoint uses any more */
+	uint64_t bytes_freed;        /* their size in the packs */
+	uint64_t packs_rewritten, packs_removed;
+	uint64_t bytes_copied;       /* live bytes gc copied into new packs */
+	uint64_t bytes_returned;     /* bytes given back to the file system (packs and index) */
+} mtm_prune_stats;
+
+/*
+ * Drops every checkpoint no policy keeps. Always kept: the head and tagged
+ * checkpoints. A dropped checkpoint's changes are folded into its children,
+ * so every kept checkpoint restores exactly as before and branches stay
+ * intact; then chunks nothing uses are freed, and packs whose dead fraction
+ * passes the threshold are rewritten (new pack fsynced before the index stops
+ * naming the old one; the old one removed last). *dropped (if non-NULL)
+ * receives the dropped ids (free with mtm_free). Cost: proportional to the
+ * dropped checkpoints' rows and the packs rewritten. Errors: MTM_EINVAL (no
+ * policy), MTM_EBUSY, MTM_ECORRUPT, errno. Interrupted, it leaves a valid
+ * store and can be rerun.
+ */
+MTM_API int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t *n_dropped,
+                      mtm_prune_stats *out);
+
+/* Names checkpoint id (pins it against prune); id 0 removes the name. */
+MTM_API int mtm_tag(mtm_store *s, const char *name, mtm_id id);
+typedef struct mtm_tag_info { char *name; mtm_id id; } mtm_tag_info;
+/* All tags, by name. Free with mtm_tags_free. */
+MTM_API int mtm_tags(mtm_store *s, mtm_tag_info **out, size_t *n_out);
+MTM_API void mtm_tags_free(mtm_tag_info *tags, size_t n);
+/* Resolves "12", "head" or a tag name to a checkpoint id (MTM_ENOCKPT). */
+MTM_API int mtm_resolve(mtm_store *s, const char *text, mtm_id *out);
+
+/* Space accounting. */
+typedef struct mtm_du_entry {
+	mtm_id id;
+	uint64_t added;   /* bytes its checkpoint appended to packs (including folded ones) */
+	uint64_t unique;  /* bytes only it holds: what pruning it alone would free */
+} mtm_du_entry;
+typedef struct mtm_du_totals {
+	uint64_t logical;     /* sum of every checkpoint's tree size: what full copies would take */
+	uint64_t plain;       /* plain bytes of all stored chunks (after dedup) */
+	uint64_t packed;      /* their size in packs (after compression, with record headers) */
+	uint64_t dead;        /* bytes in packs no checkpoint uses (reclaimed by gc) */
+	uint64_t pack_files;  /* size of the pack files */
+	uint64_t index_bytes; /* size of the index (with its WAL) */
+} mtm_du_totals;
+/* Per checkpoint (id order) and totals. Free *out with mtm_free. */
+MTM_API int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *totals);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,8 +10,11 @@ int cmd_log(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_tag(int argc, char **argv);
+int cmd_du(int argc, char **argv);
 extern const char usage_init[], usage_checkpoint[], usage_status[], usage_log[], usage_diff[], usage_restore[],
-	usage_verify[];
+	usage_verify[], usage_prune[], usage_tag[], usage_du[];
 
 static const cli_command commands[] = {
 	{"init", cmd_init, "create a store for a directory tree", usage_init},
@@ -21,6 +24,9 @@ static const cli_command commands[] = {
 	{"diff", cmd_diff, "show files that differ between checkpoints", usage_diff},
 	{"restore", cmd_restore, "make the tree exactly as it was at a checkpoint", usage_restore},
 	{"verify", cmd_verify, "check the store for damage", usage_verify},
+	{"prune", cmd_prune, "drop old checkpoints and reclaim their space", usage_prune},
+	{"tag", cmd_tag, "name checkpoints (and pin them against prune)", usage_tag},
+	{"du", cmd_du, "show the space each checkpoint uses", usage_du},
 };
 
 const cli_command *cli_find(const char *name)

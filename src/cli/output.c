@@ -61,24 +61,8 @@ void cli_progress_end(void)
 
 int cli_parse_id(mtm_store *s, const char *text, mtm_id *out)
 {
-	if (!strcmp(text, "head") || !strcmp(text, "HEAD")) {
-		int rc = mtm_head(s, out);
-		if (rc)
-			return cli_fail(rc);
-		if (!*out)
-			return cli_error("head", "no checkpoint yet");
-		return 0;
-	}
-	char *end;
-	errno = 0;
-	long long v = strtoll(text, &end, 10);
-	if (errno || end == text || *end || v <= 0) {
-		char what[128];
-		snprintf(what, sizeof what, "%s", text);
-		return cli_error(what, "not a checkpoint id (expected a number such as 3, or 'head')");
-	}
-	*out = v;
-	return 0;
+	int rc = mtm_resolve(s, text, out);
+	return rc ? cli_fail(rc) : 0;
 }
 
 int cli_wants_help(const cli_command *cmd, int argc, char **argv)

@@ -189,7 +189,7 @@ int pack_writer_finish(pack_writer *w)
 	if (rc)
 		return rc;
 	sqlite3_stmt *st;
-	rc = sqlite3_prepare_v2(w->s->db, "INSERT OR REPLACE INTO pack(id,size) VALUES(?,?)", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(w->s->db, "INSERT INTO pack(id,size) VALUES(?,?) ON CONFLICT(id) DO UPDATE SET size=excluded.size", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(w->s, rc, "index");
 	for (size_t i = 0; i < w->touched.n; i++) {

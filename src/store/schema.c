@@ -12,6 +12,7 @@ static const char *schema_sql =
 	" bytes_changed INTEGER NOT NULL, bytes_stored INTEGER NOT NULL, entries INTEGER NOT NULL,"
 	" tree_bytes INTEGER NOT NULL);"
 	"CREATE INDEX checkpoint_by_branch ON checkpoint(branch, id);"
+	"CREATE INDEX checkpoint_by_parent ON checkpoint(parent);"
 	/* a branch is a chain of checkpoints that forks from parent_branch after checkpoint fork */
 	"CREATE TABLE branch(id INTEGER PRIMARY KEY, parent_branch INTEGER NOT NULL, fork INTEGER NOT NULL);"
 	/* versioned namespace: the row visible at checkpoint k for a path is the one with the
@@ -26,7 +27,17 @@ static const char *schema_sql =
 	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
 	"CREATE TABLE chunk(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, pack INTEGER NOT NULL,"
 	" off INTEGER NOT NULL, clen INTEGER NOT NULL, plen INTEGER NOT NULL, codec INTEGER NOT NULL);"
-	"CREATE TABLE pack(id INTEGER PRIMARY KEY, size INTEGER NOT NULL);"
+	/* size: committed length; dead: bytes of records no checkpoint uses (gc rewrites the pack
+	 * when dead/size passes a threshold) */
+	"CREATE TABLE pack(id INTEGER PRIMARY KEY, size INTEGER NOT NULL, dead INTEGER NOT NULL DEFAULT 0);"
+	/* prune works on the rows of the checkpoints it drops, gc on the chunks they used:
+	 * these indexes keep both proportional to what is dropped, not to the store */
+	"CREATE INDEX entry_by_ckpt ON entry(ckpt);"
+	"CREATE INDEX block_by_ckpt ON block(ckpt);"
+	"CREATE INDEX block_by_chunk ON block(chunk);"
+	"CREATE INDEX chunk_by_pack ON chunk(pack, off);"
+	/* names that pin checkpoints against prune */
+	"CREATE TABLE tag(name TEXT PRIMARY KEY, ckpt INTEGER NOT NULL) WITHOUT ROWID;"
 	/* live-tree stat of files known identical to entry version ver (not history) */
 	"CREATE TABLE statcache(path TEXT PRIMARY KEY, ver INTEGER NOT NULL, size INTEGER NOT NULL,"
 	" mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, dev INTEGER NOT NULL,"
@@ -35,6 +46,8 @@ static const char *schema_sql =
 int schema_create(mtm_store *s)
 {
 	char sql[256];
+	/* incremental auto-vacuum: prune gives freed index pages back to the file system */
+	MTM_TRY(db_exec(s, "PRAGMA auto_vacuum=INCREMENTAL"));
 	MTM_TRY(db_exec(s, "BEGIN"));
 	MTM_TRY(db_exec(s, schema_sql));
 	snprintf(sql, sizeof sql,

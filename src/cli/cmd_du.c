@@ -1,0 +1,60 @@
+/* cmd_du.c — metamori du [--json]: space per checkpoint and in total. */
+#include <stdio.h>
+#include <string.h>
+#include "cli/cli.h"
+#include "util/human.h"
+
+const char usage_du[] =
+	"usage: metamori du [--json]\n\n"
+	"Space used by each checkpoint and by the store:\n"
+	"  added    bytes the checkpoint appended to the packs (after dedup and\n"
+	"           compression; a pruned checkpoint's share goes to its child)\n"
+	"  unique   bytes only it holds: what pruning it alone would free\n"
+	"Totals: logical bytes (every checkpoint's tree, as full copies would take),\n"
+	"stored bytes, and the dedup and compression ratios.\n";
+
+int cmd_du(int argc, char **argv)
+{
+	int json = argc == 2 && !strcmp(argv[1], "--json");
+	if (argc > 2 || (argc == 2 && !json))
+		return cli_error(argv[1], "unexpected argument (see 'metamori du --help')");
+	mtm_store *s;
+	if (cli_open(&s))
+		return 1;
+	mtm_du_entry *v;
+	size_t n;
+	mtm_du_totals t;
+	int rc = mtm_du(s, &v, &n, &t);
+	if (rc) {
+		rc = cli_fail(rc);
+		mtm_close(s);
+		return rc;
+	}
+	double dedup = t.plain ? (double)t.logical / (double)t.plain : 0;
+	double comp = t.packed ? (double)t.plain / (double)t.packed : 0;
+	if (json) {
+		printf("{\"checkpoints\": [");
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n  {\"id\": %lld, \"added\": %llu, \"unique\": %llu}", i ? "," : "", (long long)v[i].id,
+			       (unsigned long long)v[i].added, (unsigned long long)v[i].unique);
+		printf("%s],\n \"logical\": %llu, \"plain\": %llu, \"packed\": %llu, \"dead\": %llu, \"pack_files\": %llu,"
+		       " \"index_bytes\": %llu, \"dedup_ratio\": %.3f, \"compression_ratio\": %.3f}\n",
+		       n ? "\n" : "", (unsigned long long)t.logical, (unsigned long long)t.plain,
+		       (unsigned long long)t.packed, (unsigned long long)t.dead, (unsigned long long)t.pack_files,
+		       (unsigned long long)t.index_bytes, dedup, comp);
+	} else {
+		char a[32], b[32];
+		printf("%-6s %10s %10s\n", "id", "added", "unique");
+		for (size_t i = 0; i < n; i++)
+			printf("%-6lld %10s %10s\n", (long long)v[i].id, human_size(a, sizeof a, v[i].added),
+			       human_size(b, sizeof b, v[i].unique));
+		printf("\nlogical   %s (every checkpoint as a full copy)\n", human_size(a, sizeof a, t.logical));
+		printf("stored    %s in packs (%s unused, reclaimed by prune), %s index\n",
+		       human_size(a, sizeof a, t.pack_files), human_size(b, sizeof b, t.dead),
+		       human_size((char[32]){0}, 32, t.index_bytes));
+		printf("ratios    dedup %.2fx, compression %.2fx\n", dedup, comp);
+	}
+	mtm_free(v);
+	mtm_close(s);
+	return 0;
+}

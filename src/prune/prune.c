@@ -1,0 +1,98 @@
+/*
+ * prune.c — mtm_prune: select, fold, free, collect.
+ *
+ * One index transaction folds every dropped checkpoint (oldest first, so a
+ * dropped parent's rows reach its kept descendants through dropped children)
+ * and frees the chunks no row uses any more; its commit is the prune. Pack
+ * rewriting (gc.c) follows in transactions of its own. A dry run does the
+ * same work inside the transaction, reports it and rolls back.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "prune/prune.h"
+#include "util/error.h"
+
+int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t *n_dropped, mtm_prune_stats *out)
+{
+	mtm_prune_opts o = MTM_PRUNE_OPTS_INIT;
+	if (opts) {
+		if (opts->version != MTM_PRUNE_OPTS_VERSION)
+			return mtm_set_error(MTM_EINVAL, "prune: unsupported options version %d", opts->version);
+		o = *opts;
+	}
+	if (o.gc_threshold < 0)
+		o.gc_threshold = 0.05;
+	if (dropped)
+		*dropped = NULL;
+	if (n_dropped)
+		*n_dropped = 0;
+	mtm_prune_stats st = {0};
+	MTM_TRY(store_lock(s));
+	uint64_t before = store_disk_bytes(s);
+	mtm_checkpoint_info *list = NULL;
+	size_t n = 0;
+	char *keep = NULL;
+	mtm_id *gone = NULL;
+	int in_tx = 0, rc = mtm_log(s, &list, &n);
+	if (rc)
+		goto done;
+	keep = malloc(n + 1);
+	gone = malloc((n + 1) * sizeof *gone);
+	if (!keep || !gone) {
+		rc = mtm_set_error(ENOMEM, "prune");
+		goto done;
+	}
+	if ((rc = prune_select(s, &o, list, n, keep)))
+		goto done;
+	if ((rc = db_exec(s, "CREATE TEMP TABLE IF NOT EXISTS gc_candidate(id INTEGER PRIMARY KEY);"
+	                     "DELETE FROM gc_candidate;")) ||
+	    (rc = db_exec(s, "BEGIN IMMEDIATE")))
+		goto done;
+	in_tx = 1;
+	size_t ng = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (keep[i]) {
+			st.kept++;
+			continue;
+		}
+		if ((rc = prune_fold(s, list[i].id)))
+			goto done;
+		gone[ng++] = list[i].id;
+		st.dropped++;
+	}
+	if ((rc = prune_free_chunks(s, &st)))
+		goto done;
+	if (o.dry_run) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		in_tx = 0;
+	} else {
+		if ((rc = db_exec(s, "COMMIT")))
+			goto done;
+		in_tx = 0;
+		if ((rc = store_load_branches(s)) || (rc = gc_packs(s, o.gc_threshold, &st)))
+			goto done;
+		/* give the index's free pages back, and fold the WAL in */
+		db_exec(s, "PRAGMA incremental_vacuum");
+		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+		uint64_t after = store_disk_bytes(s);
+		st.bytes_returned = before > after ? before - after : 0;
+	}
+	if (dropped) {
+		*dropped = gone;
+		gone = NULL;
+	}
+	if (n_dropped)
+		*n_dropped = ng;
+done:
+	if (in_tx)
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	store_load_branches(s);
+	store_unlock(s);
+	mtm_log_free(list, n);
+	free(keep);
+	free(gone);
+	if (out)
+		*out = st;
+	return rc;
+}
