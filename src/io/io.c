@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include "io/io.h"
 
@@ -20,7 +21,8 @@ static struct {
 	uint64_t seen[IO_NOPS + 1];
 	uint64_t mutations;
 	char count_file[512];
-} plan;
+	int trace_fd;      /* -1: not tracing */
+} plan = {.trace_fd = -1};
 
 static const char *op_names[IO_NOPS] = {"open", "read", "write", "fsync", "rename", "truncate", "unlink", "mkdir"};
 
@@ -36,9 +38,10 @@ static void write_count(void)
 static void load_plan(void)
 {
 	plan.loaded = 1;
+	/* never in setuid/setgid/capability programs: these knobs are for tests */
 	if (getauxval(AT_SECURE))
 		return;
-	const char *f = getenv("METAMORI_FAULT");
+	const char *f = secure_getenv("METAMORI_FAULT");
 	if (f && *f) {
 		char op[16] = "", err[16] = "", mode[16] = "";
 		unsigned long long n = 0;
@@ -55,10 +58,13 @@ static void load_plan(void)
 			plan.always = !strcmp(mode, "always");
 		}
 	}
-	const char *c = getenv("METAMORI_CRASH_AT");
+	const char *c = secure_getenv("METAMORI_CRASH_AT");
 	if (c && *c)
 		plan.crash_at = strtoull(c, NULL, 10);
-	const char *cf = getenv("METAMORI_IO_COUNT");
+	const char *tf = secure_getenv("METAMORI_IO_TRACE");
+	if (tf && *tf)
+		plan.trace_fd = open(tf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	const char *cf = secure_getenv("METAMORI_IO_COUNT");
 	if (cf && *cf && strlen(cf) < sizeof plan.count_file) {
 		strcpy(plan.count_file, cf);
 		atexit(write_count);
@@ -66,6 +72,83 @@ static void load_plan(void)
 }
 
 uint64_t io_mutations(void) { return plan.mutations; }
+
+/* --- tracing (tests only) --- */
+enum { TR_WRITE = 'W', TR_SYNC = 'S', TR_RENAME = 'R', TR_TRUNCATE = 'T', TR_UNLINK = 'U', TR_RMDIR = 'D',
+       TR_MKDIR = 'M', TR_CREATE = 'C', TR_SYMLINK = 'L', TR_PUNCH = 'P' };
+
+static int tracing(void)
+{
+	if (!plan.loaded)
+		load_plan();
+	return plan.trace_fd >= 0;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+static void put_u64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+
+static void trace(int op, const char *path, const char *path2, int64_t off, int64_t len, const void *data)
+{
+	size_t l1 = strlen(path), l2 = path2 ? strlen(path2) : 0;
+	size_t n = 1 + 4 + l1 + 4 + l2 + 16;
+	unsigned char *rec = malloc(n);
+	if (!rec)
+		abort();
+	unsigned char *p = rec;
+	*p++ = (unsigned char)op;
+	put_u32(p, (uint32_t)l1); p += 4;
+	memcpy(p, path, l1); p += l1;
+	put_u32(p, (uint32_t)l2); p += 4;
+	if (l2)
+		memcpy(p, path2, l2);
+	p += l2;
+	put_u64(p, (uint64_t)off); p += 8;
+	put_u64(p, (uint64_t)len);
+	struct iovec iov[2] = {{rec, n}, {(void *)data, data ? (size_t)len : 0}};
+	/* one writev with O_APPEND: records never interleave */
+	if (writev(plan.trace_fd, iov, data ? 2 : 1) < 0)
+		abort();
+	free(rec);
+}
+
+/* Absolute path of dirfd/rel (or of fd itself when rel is NULL). */
+static void fd_path(int fd, const char *rel, char *out, size_t len)
+{
+	char link[64], dir[4096];
+	if (fd == AT_FDCWD) {
+		if (!getcwd(dir, sizeof dir))
+			dir[0] = 0;
+	} else {
+		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, dir, sizeof dir - 1);
+		dir[n > 0 ? n : 0] = 0;
+	}
+	if (!rel)
+		snprintf(out, len, "%s", dir);
+	else if (rel[0] == '/')
+		snprintf(out, len, "%s", rel);
+	else
+		snprintf(out, len, "%s/%s", dir, rel);
+}
+
+void io_trace_write(const char *path, const void *buf, size_t len, int64_t off)
+{
+	if (tracing() && path)
+		trace(TR_WRITE, path, NULL, off, (int64_t)len, buf);
+}
+void io_trace_truncate(const char *path, int64_t len) { if (tracing() && path) trace(TR_TRUNCATE, path, NULL, 0, len, NULL); }
+void io_trace_sync(const char *path) { if (tracing() && path) trace(TR_SYNC, path, NULL, 0, 0, NULL); }
+void io_trace_create(const char *path) { if (tracing() && path) trace(TR_CREATE, path, NULL, 0, 0, NULL); }
+void io_trace_unlink(const char *path) { if (tracing() && path) trace(TR_UNLINK, path, NULL, 0, 0, NULL); }
+
+static void trace_fd_op(int op, int fd, const char *rel, int64_t off, int64_t len, const void *data)
+{
+	if (!tracing())
+		return;
+	char path[8192];
+	fd_path(fd, rel, path, sizeof path);
+	trace(op, path, NULL, off, len, data);
+}
 
 int io_fault(enum io_op op)
 {
@@ -100,6 +183,12 @@ int io_openat(int dirfd, const char *path, int flags, mode_t mode, int *fd_out)
 	while (fd < 0 && errno == EINTR);
 	if (fd < 0)
 		return errno;
+	if ((flags & (O_CREAT | O_TRUNC)) && tracing()) {
+		if (flags & O_CREAT)
+			trace_fd_op(TR_CREATE, fd, NULL, 0, 0, NULL);
+		if (flags & O_TRUNC)
+			trace_fd_op(TR_TRUNCATE, fd, NULL, 0, 0, NULL);
+	}
 	*fd_out = fd;
 	return 0;
 }
@@ -148,6 +237,7 @@ int io_pwrite(int fd, const void *buf, size_t len, off_t off)
 		}
 		if (r == 0)
 			return EIO;
+		trace_fd_op(TR_WRITE, fd, NULL, off + (off_t)done, r, (const char *)buf + done);
 		done += (size_t)r;
 	}
 	return 0;
@@ -161,7 +251,10 @@ int io_fsync(int fd)
 	int f = io_fault(IO_FSYNC);
 	if (f > 0)
 		return f == EINTR ? EIO : f;
-	return fsync(fd) ? errno : 0;
+	if (fsync(fd))
+		return errno;
+	trace_fd_op(TR_SYNC, fd, NULL, 0, 0, NULL);
+	return 0;
 }
 
 int io_fdatasync(int fd)
@@ -169,7 +262,10 @@ int io_fdatasync(int fd)
 	int f = io_fault(IO_FSYNC);
 	if (f > 0)
 		return f == EINTR ? EIO : f;
-	return fdatasync(fd) ? errno : 0;
+	if (fdatasync(fd))
+		return errno;
+	trace_fd_op(TR_SYNC, fd, NULL, 0, 0, NULL);
+	return 0;
 }
 
 int io_renameat(int olddir, const char *oldpath, int newdir, const char *newpath)
@@ -177,7 +273,15 @@ int io_renameat(int olddir, const char *oldpath, int newdir, const char *newpath
 	int f = io_fault(IO_RENAME);
 	if (f > 0)
 		return f == EINTR ? EIO : f;
-	return renameat(olddir, oldpath, newdir, newpath) ? errno : 0;
+	if (renameat(olddir, oldpath, newdir, newpath))
+		return errno;
+	if (tracing()) {
+		char a[8192], b[8192];
+		fd_path(olddir, oldpath, a, sizeof a);
+		fd_path(newdir, newpath, b, sizeof b);
+		trace(TR_RENAME, a, b, 0, 0, NULL);
+	}
+	return 0;
 }
 
 int io_ftruncate(int fd, off_t len)
@@ -189,7 +293,10 @@ int io_ftruncate(int fd, off_t len)
 	do
 		r = ftruncate(fd, len);
 	while (r && errno == EINTR);
-	return r ? errno : 0;
+	if (r)
+		return errno;
+	trace_fd_op(TR_TRUNCATE, fd, NULL, 0, len, NULL);
+	return 0;
 }
 
 int io_unlinkat(int dirfd, const char *path, int flags)
@@ -197,6 +304,14 @@ int io_unlinkat(int dirfd, const char *path, int flags)
 	int f = io_fault(IO_UNLINK);
 	if (f > 0)
 		return f == EINTR ? EIO : f;
+	if (tracing()) { /* resolve before the name is gone */
+		char p[8192];
+		fd_path(dirfd, path, p, sizeof p);
+		if (unlinkat(dirfd, path, flags))
+			return errno;
+		trace(flags & AT_REMOVEDIR ? TR_RMDIR : TR_UNLINK, p, NULL, 0, 0, NULL);
+		return 0;
+	}
 	return unlinkat(dirfd, path, flags) ? errno : 0;
 }
 
@@ -205,7 +320,10 @@ int io_mkdirat(int dirfd, const char *path, mode_t mode)
 	int f = io_fault(IO_MKDIR);
 	if (f > 0)
 		return f == EINTR ? EIO : f;
-	return mkdirat(dirfd, path, mode) ? errno : 0;
+	if (mkdirat(dirfd, path, mode))
+		return errno;
+	trace_fd_op(TR_MKDIR, dirfd, path, 0, 0, NULL);
+	return 0;
 }
 
 int io_symlinkat(const char *target, int dirfd, const char *path)
@@ -213,7 +331,14 @@ int io_symlinkat(const char *target, int dirfd, const char *path)
 	int f = io_fault(IO_MKDIR);
 	if (f > 0)
 		return f == EINTR ? EIO : f;
-	return symlinkat(target, dirfd, path) ? errno : 0;
+	if (symlinkat(target, dirfd, path))
+		return errno;
+	if (tracing()) {
+		char p[8192];
+		fd_path(dirfd, path, p, sizeof p);
+		trace(TR_SYMLINK, p, target, 0, 0, NULL);
+	}
+	return 0;
 }
 
 int io_punch_hole(int fd, off_t off, off_t len)
@@ -221,8 +346,10 @@ int io_punch_hole(int fd, off_t off, off_t len)
 	int f = io_fault(IO_WRITE);
 	if (f > 0 && f != EINTR && f != -1)
 		return f;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0) {
+		trace_fd_op(TR_PUNCH, fd, NULL, off, len, NULL);
 		return 0;
+	}
 	if (errno != EOPNOTSUPP && errno != ENOSYS)
 		return errno;
 	static const char zeros[65536];

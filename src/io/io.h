@@ -18,6 +18,10 @@
  *       operation (write, fsync, rename, truncate, unlink, mkdir).
  *   METAMORI_IO_COUNT=FILE  at exit, write the number of mutating operations
  *       done to FILE (to enumerate crash points).
+ *   METAMORI_IO_TRACE=FILE  append a record of every successful mutating
+ *       operation (with the data written) to FILE, for the power-loss
+ *       simulation (tests/reliability/powerloss.py reads the format:
+ *       u8 op, u32 len + path, u32 len + path2, u64 off, u64 len, data).
  */
 #ifndef MTM_IO_H
 #define MTM_IO_H
@@ -49,4 +53,14 @@ int io_symlinkat(const char *target, int dirfd, const char *path);
 int io_punch_hole(int fd, off_t off, off_t len);
 /* Opens dir (O_DIRECTORY) and fsyncs it: makes a create or rename durable. */
 int io_fsync_dirat(int dirfd, const char *path);
+
+/* The name of a SQLite VFS whose file I/O goes through io_fault() and the
+ * trace (sqlite_vfs.c); registered on first use. */
+const char *io_sqlite_vfs(void);
+/* Trace hooks for I/O done outside this file (the SQLite VFS shim). */
+void io_trace_write(const char *path, const void *buf, size_t len, int64_t off);
+void io_trace_truncate(const char *path, int64_t len);
+void io_trace_sync(const char *path);
+void io_trace_create(const char *path);
+void io_trace_unlink(const char *path);
 #endif

@@ -118,7 +118,8 @@ static int open_db(mtm_store *s, int create)
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/.metamori/index.db", s->root);
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-	int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	/* the index's file I/O goes through our fault points too (io/sqlite_vfs.c) */
+	int rc = sqlite3_open_v2(path, &s->db, flags, io_sqlite_vfs());
 	if (rc != SQLITE_OK) {
 		if ((rc & 0xff) == SQLITE_CANTOPEN)
 			return mtm_set_error(MTM_ECORRUPT, "%s: index is missing or unreadable", path);
