@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "io/beneath.h"
@@ -154,14 +156,54 @@ static int write_whole(rctx *c, const plan_item *p)
 	return rc;
 }
 
-/* Rewrites only the differing blocks of a large file (under the intent). */
+/* Where the file system can share extents (btrfs, XFS), a large file is
+ * patched in a reflinked copy renamed into place: old-or-new at the cost of
+ * the differing bytes. Elsewhere it is patched in place, covered by the
+ * intent. Returns the fd to patch, and in tmp the copy's name ("" if none). */
+static int open_for_patch(rctx *c, const entry *e, int *dfd_out, const char **leaf, char *tmp, size_t tmplen, int *fd_out)
+{
+	int dfd, src, rc;
+	MTM_TRY(open_parent(c, e->path, &dfd, leaf));
+	tmp[0] = 0;
+	if ((rc = io_openat(dfd, *leaf, O_RDONLY | O_NOFOLLOW, 0, &src))) {
+		close(dfd);
+		return rc == ELOOP ? mtm_set_error(MTM_EUNSAFE, "%s: is a symlink now; refusing to follow it", e->path)
+		                   : mtm_set_errno(rc, "%s", e->path);
+	}
+	tmp_name(c, tmp, tmplen);
+	int fd = -1;
+	if (!io_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd)) {
+		if (ioctl(fd, FICLONE, src) == 0) {
+			close(src);
+			*dfd_out = dfd;
+			*fd_out = fd;
+			return 0;
+		}
+		close(fd);
+		unlinkat(dfd, tmp, 0);
+	}
+	tmp[0] = 0;
+	close(src);
+	rc = io_openat(dfd, *leaf, O_WRONLY | O_NOFOLLOW, 0, &fd);
+	if (rc) {
+		close(dfd);
+		return mtm_set_errno(rc, "%s", e->path);
+	}
+	*dfd_out = dfd;
+	*fd_out = fd;
+	return 0;
+}
+
+/* Rewrites only the differing blocks of a large file. */
 static int write_patch(rctx *c, const plan_item *p)
 {
 	const entry *e = p->te;
-	int fd, rc = beneath_open(c->rootfd, e->path, O_WRONLY, &fd);
+	int fd = -1, dfd = -1;
+	const char *leaf;
+	char tmp[64];
+	int rc = open_for_patch(c, e, &dfd, &leaf, tmp, sizeof tmp, &fd);
 	if (rc)
-		return rc == ELOOP ? mtm_set_error(MTM_EUNSAFE, "%s: is a symlink now; refusing to follow it", e->path)
-		                   : mtm_set_errno(rc, "%s", e->path);
+		return rc;
 	uint64_t before = c->st.bytes_written;
 	if ((rc = io_ftruncate(fd, (off_t)e->size)))
 		mtm_set_errno(rc, "%s", e->path);
@@ -172,6 +214,15 @@ static int write_patch(rctx *c, const plan_item *p)
 	else if ((rc = io_fsync(fd)))
 		mtm_set_errno(rc, "%s: fsync", e->path);
 	close(fd);
+	if (tmp[0]) {
+		if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
+			mtm_set_errno(rc, "%s: rename into place", e->path);
+		if (rc)
+			unlinkat(dfd, tmp, 0);
+		else
+			touch_dir(c, e->path);
+	}
+	close(dfd);
 	if (!rc) {
 		c->st.files_patched++;
 		progress(c, c->st.bytes_written - before);

@@ -270,6 +270,19 @@ int mtm_open(mtm_store **out, const char *path)
 	}
 	if ((rc = open_db(s, 0)) || (rc = schema_check(s)) || (rc = store_load_branches(s)))
 		goto fail;
+	/* An interrupted in-place restore is finished by the next command,
+	 * whatever it is, before it looks at the tree. If another writer holds
+	 * the lock, that writer finishes it instead. */
+	mtm_id pending = 0;
+	if ((rc = intent_read(s, &pending)))
+		goto fail;
+	if (pending) {
+		rc = store_lock(s);
+		if (rc && rc != MTM_EBUSY)
+			goto fail;
+		store_unlock(s);
+		rc = 0;
+	}
 	*out = s;
 	return 0;
 fail:
