@@ -6,7 +6,8 @@ that shrink and grow, holes, zero blocks, duplicate data, compressible and
 incompressible data, symlinks, a non-UTF-8 name, modes and mtimes), then, for
 every checkpoint, extracts the tree twice, once with `metamori restore --to`
 and once with read_store.py (which knows only the document), and compares the
-two trees byte for byte with their metadata. Prints 'N passed, N failed'.
+two trees byte for byte with their metadata; then prunes some checkpoints and
+checks that the reader still reads the kept ones the same. Prints 'N passed, N failed'.
 """
 import hashlib
 import os
@@ -51,11 +52,6 @@ def main():
 
     def m(*args):
         p = subprocess.run([mtm, "-C", tree] + list(args), capture_output=True, text=True)
-        if p.returncode != 0 and args[0] == "restore" and "fsync: Not a directory" in p.stderr:
-            # metamori 0.1.0 fails an in-place restore that turns a directory whose
-            # entries it removed into a non-directory; the next writer completes it
-            print("note: metamori %s: %s (retrying)" % (" ".join(args), p.stderr.strip()))
-            p = subprocess.run([mtm, "-C", tree] + list(args), capture_output=True, text=True)
         if p.returncode != 0:
             raise SystemExit("metamori %s failed: %s" % (" ".join(args), p.stderr.strip()))
         return p.stdout
@@ -77,7 +73,8 @@ def main():
     step = [0]
 
     def ckpt(msg):
-        # every checkpoint stores some new data (see the report on empty checkpoints)
+        # every checkpoint stores some new data: in metamori 0.1.0 a checkpoint that
+    # stores none resets its pack's committed size (see docs/DESIGN.md, known issues)
         step[0] += 1
         w("stamp", ("step %d %f\n" % (step[0], rnd.random())).encode())
         return int(m("checkpoint", "-q", "-m", msg).strip())
@@ -107,8 +104,7 @@ def main():
 
     w("data/big.bin", big[:10000] + rnd.randbytes(100) + bytes(50000) + big[200000:])  # grow
     os.remove(os.path.join(tree, "link"))
-    os.mkdir(os.path.join(tree, "link"))                            # type change
-    w("link/inside", b"x" * 5000)
+    w("link", b"x" * 5000)                                           # type change: symlink -> file
     os.chmod(os.path.join(tree, "data/text.txt"), 0o600)
     c3 = ckpt("third")
 
@@ -124,24 +120,41 @@ def main():
     c6 = ckpt("branch B")
     m("restore", str(c4))                                            # branch from c4 (not a tip)
     os.remove(os.path.join(tree, "sparse"))
+    os.remove(os.path.join(tree, "data/moved"))
+    os.mkdir(os.path.join(tree, "data/moved"))                       # type change: file -> dir
+    w("data/moved/inside", b"y" * 5000)
     c7 = ckpt("branch C")
+    # (no in-place restore after a file -> directory change: see the report on
+    # restores that turn a directory into a non-directory)
 
     passed = failed = 0
-    for k in (c1, c2, c3, c4, c5, c6, c7):
-        a = os.path.join(work, "restore-%d" % k)
-        b = os.path.join(work, "reader-%d" % k)
-        m("restore", str(k), "--to", a)
+    expected = {}
+
+    def compare(k, what):
+        nonlocal passed, failed
+        b = os.path.join(work, "reader-%s-%d" % (what, k))
         p = subprocess.run([sys.executable, READER, tree, "extract", str(k), b], capture_output=True, text=True)
-        ma, mb = manifest(a), (manifest(b) if p.returncode == 0 else {})
-        if p.returncode == 0 and ma == mb:
+        mb = manifest(b) if p.returncode == 0 else {}
+        if p.returncode == 0 and mb == expected[k]:
             passed += 1
-            print("ok   checkpoint %d: %d entries identical" % (k, len(ma)))
+            print("ok   %s checkpoint %d: %d entries identical" % (what, k, len(mb)))
         else:
             failed += 1
-            print("FAIL checkpoint %d: %s" % (k, p.stderr.strip()))
-            for key in sorted(set(ma) | set(mb)):
-                if ma.get(key) != mb.get(key):
-                    print("   %r: metamori %r, reader %r" % (key, ma.get(key), mb.get(key)))
+            print("FAIL %s checkpoint %d: %s" % (what, k, p.stderr.strip()))
+            for key in sorted(set(expected[k]) | set(mb)):
+                if expected[k].get(key) != mb.get(key):
+                    print("   %r: metamori %r, reader %r" % (key, expected[k].get(key), mb.get(key)))
+
+    for k in (c1, c2, c3, c4, c5, c6, c7):
+        a = os.path.join(work, "restore-%d" % k)
+        m("restore", str(k), "--to", a)
+        expected[k] = manifest(a)
+        compare(k, "before prune:")
+    # prune folds dropped checkpoints into their children (FORMAT.md 12): every
+    # kept checkpoint must still read the same
+    m("prune", "--keep", str(c1), "--keep", str(c5), "--keep", str(c6), "--gc-threshold", "0")
+    for k in (c1, c5, c6, c7):
+        compare(k, "after prune:")
     # cat of one file against the live tree at the head
     p = subprocess.run([sys.executable, READER, tree, "cat", str(c7), "data/big.bin"], capture_output=True)
     with open(os.path.join(tree, "data/big.bin"), "rb") as f:
@@ -151,6 +164,23 @@ def main():
         else:
             failed += 1
             print("FAIL cat data/big.bin at %d: %s" % (c7, p.stderr.decode()))
+    m("verify", "--data")
+    # damage: flip one byte of every stored record's data; the reader must refuse
+    packs = os.path.join(tree, ".metamori", "packs")
+    for name in os.listdir(packs):
+        with open(os.path.join(packs, name), "r+b") as f:
+            data = bytearray(f.read())
+            for i in range(16 + 40, len(data), 997):
+                data[i] ^= 0x5A
+            f.seek(0)
+            f.write(data)
+    p = subprocess.run([sys.executable, READER, tree, "cat", str(c7), "data/big.bin"], capture_output=True)
+    if p.returncode == 1 and b"damaged" in p.stderr:
+        passed += 1
+        print("ok   damaged pack refused: %s" % p.stderr.decode().strip())
+    else:
+        failed += 1
+        print("FAIL damaged pack not noticed (exit %d)" % p.returncode)
     shutil.rmtree(work)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

@@ -10,9 +10,10 @@ disagree, one of them, or the document, is wrong.
     read_store.py ROOT extract K DEST      the whole tree at K into a new DEST
 
 ROOT is the tracked directory (the one holding .metamori). Checks that need
-XXH3 (the chunk header check, the chunk checksum, block hashes) use libxxhash
-through ctypes, else the xxhsum/xxh128sum commands (Debian package xxhash),
-else are skipped with a note on stderr. zstd data is decompressed with libzstd
+XXH3 (the record check, the chunk checksum, block hashes) use libxxhash
+through ctypes, else the xxhsum/xxh128sum commands (Debian package xxhash;
+they cannot compute the seeded record check, which is then skipped), else are
+skipped with a note on stderr. zstd data is decompressed with libzstd
 through ctypes, else the zstd command. Only the Python standard library is
 needed otherwise.
 """
@@ -65,6 +66,8 @@ class Hasher:
         if self.lib:
             self.lib.XXH3_64bits.restype = ctypes.c_uint64
             self.lib.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+            self.lib.XXH3_64bits_withSeed.restype = ctypes.c_uint64
+            self.lib.XXH3_64bits_withSeed.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
             self.lib.XXH3_128bits.restype = _XXH128
             self.lib.XXH3_128bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
             self.how = "libxxhash"
@@ -81,6 +84,13 @@ class Hasher:
         text = out.decode().strip()
         hexpart = text.split("=")[-1].strip() if "=" in text else text.split()[0]
         return int(hexpart, 16)
+
+    def record_check(self, header32, data):
+        """FORMAT.md 6: XXH3-64 of the stored data, seeded with XXH3-64 of the
+        header's first 32 bytes. xxhsum has no seed option: None without libxxhash."""
+        if self.how != "libxxhash":
+            return None
+        return self.lib.XXH3_64bits_withSeed(data, len(data), self.lib.XXH3_64bits(header32, 32))
 
     def h128(self, data):
         """Canonical form: high 64 bits big-endian, then low 64 bits big-endian."""
@@ -232,10 +242,11 @@ class Store:
         magic, r_codec, reserved, r_plen, r_clen, r_hash, check = struct.unpack("<4sB3sII16sQ", rec[:40])
         if magic != b"MTMC":
             raise Damaged("chunk %d: bad magic" % chunk_id)
-        if self.hasher.how and self.hasher.h64(rec[:32]) != check:
-            raise Damaged("chunk %d: header check mismatch" % chunk_id)
         if r_codec > 1 or not 1 <= r_plen <= CHUNK_MAX_PLAIN or (r_codec == 0 and r_clen != r_plen):
             raise Damaged("chunk %d: impossible header" % chunk_id)
+        want_check = self.hasher.record_check(rec[:32], rec[40:40 + r_clen])
+        if want_check is not None and want_check != check:
+            raise Damaged("chunk %d: record check mismatch" % chunk_id)
         if (r_codec, r_plen, r_clen, r_hash) != (codec, plen, clen, bytes(want_hash)):
             raise Damaged("chunk %d: record does not match the index" % chunk_id)
         data = rec[40:40 + r_clen]

@@ -1,0 +1,1 @@
+/* preload.c — placeholder until the interposer lands; see protocol.h. */
