@@ -212,3 +212,37 @@ def rmtree(path):
                 if not os.path.islink(full):
                     os.chmod(full, 0o700)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def write_file(path, data, mode=None, mtime_ns=None):
+    """Creates or replaces (same inode) the file at path with data."""
+    with open(path, "wb") as f:
+        f.write(data)
+    if mode is not None:
+        os.chmod(path, mode)
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def patch_file(path, offset, data):
+    """Overwrites data at offset in place (past the end: the gap is a hole)."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def remove(path):
+    """Removes a file, symlink or directory tree; nothing if absent."""
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        rmtree(path)
+
+
+def restore_counts(output):
+    """'restored checkpoint N: W written, P patched, R removed; ...' -> (W, P, R)."""
+    import re
+    m = re.search(r": (\d+) written, (\d+) patched, (\d+) removed;", output)
+    if not m:
+        raise Failure("unexpected restore output: %r" % output)
+    return tuple(int(x) for x in m.groups())
