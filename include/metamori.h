@@ -116,6 +116,8 @@ typedef struct mtm_checkpoint_info {
 	uint64_t bytes_stored;    /* bytes appended to packs (after dedup and compression) */
 	uint64_t entries;         /* entries in the tree at this checkpoint */
 	uint64_t tree_bytes;      /* total size of regular files at this checkpoint */
+	uint64_t pause_ns;        /* in a session: how long modifying calls were held */
+	int tracked;              /* in a session: 1 if made from the tracked changes, 0 if scanned */
 } mtm_checkpoint_info;
 
 /*
@@ -201,6 +203,35 @@ typedef struct mtm_verify_stats {
  * be checked.
  */
 MTM_API int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify_stats *out);
+
+/* Transparent tracking. */
+typedef struct mtm_run_opts {
+	int version;
+	double every_seconds;         /* checkpoint periodically (0: only on request) */
+	const char *const *excludes;  /* as for checkpoints */
+	size_t n_excludes;
+	const char *preload;          /* path of libmetamori-preload.so (NULL: found next to the
+	                               * running executable, or $METAMORI_PRELOAD) */
+	int quiet;                    /* no line on stderr per checkpoint */
+} mtm_run_opts;
+#define MTM_RUN_OPTS_VERSION 1
+#define MTM_RUN_OPTS_INIT {MTM_RUN_OPTS_VERSION, 0, NULL, 0, NULL, 0}
+
+/*
+ * Runs argv[0] (searched in PATH) with the interposer preloaded, so that
+ * every change it (and its children) make to the tree is recorded as it
+ * happens. While it runs, mtm_checkpoint() from any process (the CLI in
+ * another shell, the program itself, a job script), SIGUSR1 to this process,
+ * or the every_seconds timer make consistent checkpoints: modifying calls
+ * in all traced processes are held while the changed blocks are copied out,
+ * then released before anything is compressed or written. A checkpoint
+ * costs O(bytes changed); what the interposer cannot see precisely (shared
+ * writable mmap, stdio, io_uring, static children) is compared or scanned.
+ * Returns when the program exits; *exit_status is its exit status
+ * (128 + signal if killed). Errors: MTM_EBUSY (a session is already running
+ * on this store), errno (the program could not be started).
+ */
+MTM_API int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exit_status);
 
 /* Retention. */
 typedef struct mtm_prune_opts {

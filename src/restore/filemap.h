@@ -7,8 +7,6 @@
 #include "store/index.h"
 #include "store/pack.h"
 
-typedef struct { int64_t blkno, count; } blk_run;
-
 /* Writes to fd the blocks of the version (map, size) listed in runs, or every
  * data block when runs is NULL (a fresh file: holes are left as holes).
  * With punch, hole blocks in runs are punched (patching an existing file).

@@ -22,6 +22,8 @@
 #include "store/pack.h"
 #include "util/error.h"
 #include "util/human.h"
+#include "scan/checkpoint.h"
+#include "session/session.h"
 
 typedef struct {
 	mtm_store *s;
@@ -140,47 +142,73 @@ static gone_file *find_gone(vec *gone, const struct stat *st)
 	return NULL;
 }
 
-typedef struct {
+struct ckpt_run {
 	mtm_store *s;
 	ckpt_ctx *c;
+	ckpt_ctx ctx;
+	mtm_checkpoint_info info;
 	lineage parent_lin;
 	pathmap sc;
 	sqlite3_stmt *sc_put, *sc_del;
 	int64_t t0;
 	mtm_checkpoint_info *ci;
 	const mtm_checkpoint_opts *opts;
+	ignore_set ign;
 	uint64_t done_bytes, total_bytes;
-} run_state;
+	int in_tx, committed;
+};
+typedef struct ckpt_run run_state;
+
+typedef struct { mtm_store *s; int64_t file_id; const lineage *l; } parent_hash_arg;
+static int parent_hash(void *arg, int64_t blkno, uint64_t *out)
+{
+	parent_hash_arg *a = arg;
+	return index_block_hash(a->s, a->file_id, blkno, a->l, out);
+}
 
 /* Records one live regular file: compares its content with its history. */
 static int record_file(run_state *r, live_item *it, entry *pe, gone_file *renamed)
 {
 	ckpt_ctx *c = r->c;
-	int fd, rc = beneath_open(r->s->rootfd, it->path, O_RDONLY, &fd);
-	if (rc == ENOENT || rc == ELOOP)
-		return ENOENT; /* vanished or replaced since the walk */
-	if (rc)
-		return mtm_set_errno(rc, "%s/%s", r->s->root, it->path);
+	int fd, rc;
 	struct stat st;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return ENOENT;
-	}
-	it->st = st; /* the stat of what we actually read */
 	int64_t file_id = pe && pe->kind == KIND_FILE ? pe->file_id : renamed ? renamed->e->file_id : 0;
-	vec map = VEC_INIT(blockref);
-	if (file_id && (rc = index_file_map(r->s, file_id, &r->parent_lin, &map))) {
-		close(fd);
-		return rc;
+	capture *cap = it->cap;
+	if (cap && !cap->whole && !file_id)
+		cap = NULL; /* only some blocks copied, but no history to take the rest from: read it */
+	if (cap) {
+		fd = cap->fd; /* copied out during the barrier: consistent with the other files */
+		st = it->st;
+	} else {
+		rc = beneath_open(r->s->rootfd, it->path, O_RDONLY, &fd);
+		if (rc == ENOENT || rc == ELOOP)
+			return ENOENT; /* vanished or replaced since the walk */
+		if (rc)
+			return mtm_set_errno(rc, "%s/%s", r->s->root, it->path);
+		if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+			close(fd);
+			return ENOENT;
+		}
+		it->st = st; /* the stat of what we actually read */
 	}
 	if (!file_id)
 		file_id = c->next_file_id++;
 	uint64_t before = c->blocks_changed;
-	int64_t size_read;
+	int64_t size_read = (int64_t)st.st_size;
 	c->cur_file = file_id;
-	rc = compare_file(fd, (int64_t)st.st_size, &map, store_run, c, &size_read);
-	close(fd);
-	vec_free(&map);
+	if (cap && !cap->whole) {
+		/* tracked: only the blocks the program wrote, against the parent's hashes */
+		parent_hash_arg pa = {r->s, file_id, &r->parent_lin};
+		rc = compare_runs(fd, size_read, &cap->runs, parent_hash, &pa, store_run, c);
+	} else {
+		vec map = VEC_INIT(blockref);
+		rc = pe || renamed ? index_file_map(r->s, file_id, &r->parent_lin, &map) : 0;
+		if (!rc)
+			rc = compare_file(fd, (int64_t)st.st_size, &map, store_run, c, &size_read);
+		vec_free(&map);
+	}
+	if (!cap)
+		close(fd);
 	if (rc)
 		return mtm_set_error(rc, "%s/%s: %s", r->s->root, it->path, mtm_last_error());
 	r->done_bytes += (uint64_t)size_read;
@@ -284,7 +312,7 @@ static int scan_and_record(run_state *r, vec *parent, vec *live)
 				break;
 			continue;
 		}
-		if (pe && pe->kind == KIND_FILE && statcache_fresh(pathmap_get(&r->sc, it->path), &it->st, pe->ver)) {
+		if (pe && pe->kind == KIND_FILE && !it->cap && statcache_fresh(pathmap_get(&r->sc, it->path), &it->st, pe->ver)) {
 			r->ci->tree_bytes += (uint64_t)it->st.st_size;
 			continue; /* unchanged: no read at all */
 		}
@@ -303,69 +331,157 @@ static int scan_and_record(run_state *r, vec *parent, vec *live)
 	return rc;
 }
 
-int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
 {
+	*out = NULL;
 	if (opts && opts->version != MTM_CHECKPOINT_OPTS_VERSION)
 		return mtm_set_error(MTM_EINVAL, "checkpoint: unsupported options version %d", opts->version);
-	if (out)
-		memset(out, 0, sizeof *out);
-	MTM_TRY(store_lock(s));
-	mtm_checkpoint_info ci = {0};
-	ckpt_ctx c = {.s = s};
-	run_state r = {.s = s, .c = &c, .ci = &ci, .opts = opts};
-	ignore_set ign = {0};
-	vec parent = VEC_INIT(entry), live = VEC_INIT(live_item);
-	int in_tx = 0, rc;
-	r.t0 = now_ns();
-	ci.time_ns = r.t0;
-	ci.message = (char *)(opts && opts->message ? opts->message : "");
-
-	if ((rc = ignore_load(&ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)))
-		goto done;
-	if ((rc = mtm_head(s, &ci.parent)) || (rc = index_load_tree(s, ci.parent, &parent)) ||
-	    (rc = lineage_of(s, ci.parent, &r.parent_lin)) || (rc = statcache_load(s, &r.sc)))
-		goto done;
-	if ((rc = walk_tree(s, &ign, &live)))
-		goto done;
+	run_state *r = calloc(1, sizeof *r);
+	if (!r)
+		return mtm_set_error(ENOMEM, "checkpoint");
+	int rc = store_lock(s);
+	if (rc) {
+		free(r);
+		return rc;
+	}
+	r->s = s;
+	r->c = &r->ctx;
+	r->ctx.s = s;
+	r->ci = &r->info;
+	r->opts = opts;
+	r->t0 = now_ns();
+	r->info.time_ns = r->t0;
+	r->info.message = (char *)(opts && opts->message ? opts->message : "");
+	*out = r;
+	if ((rc = ignore_load(&r->ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)) ||
+	    (rc = mtm_head(s, &r->info.parent)) || (rc = lineage_of(s, r->info.parent, &r->parent_lin)) ||
+	    (rc = statcache_load(s, &r->sc)))
+		return rc;
 	if ((rc = db_exec(s, "BEGIN IMMEDIATE")))
-		goto done;
-	in_tx = 1;
-	if ((rc = meta_get_int(s, "next_id", &ci.id)) || (rc = meta_get_int(s, "next_file_id", &c.next_file_id)) ||
-	    (rc = choose_branch(s, ci.parent, &c.branch)))
-		goto done;
-	c.id = ci.id;
-	if ((rc = pack_writer_begin(&c.pw, s)) || (rc = index_writer_init(&c.iw, s)))
-		goto done;
-	if ((rc = scan_and_record(&r, &parent, &live)))
-		goto done;
-	ci.bytes_changed = c.bytes_changed;
-	ci.bytes_stored = c.pw.bytes_stored;
-	if ((rc = insert_checkpoint(s, &ci, c.branch)) || (rc = meta_set_int(s, "head", ci.id)) ||
-	    (rc = meta_set_int(s, "next_id", ci.id + 1)) || (rc = meta_set_int(s, "next_file_id", c.next_file_id)))
-		goto done;
+		return rc;
+	r->in_tx = 1;
+	if ((rc = meta_get_int(s, "next_id", &r->info.id)) || (rc = meta_get_int(s, "next_file_id", &r->ctx.next_file_id)) ||
+	    (rc = choose_branch(s, r->info.parent, &r->ctx.branch)))
+		return rc;
+	r->ctx.id = r->info.id;
+	if ((rc = pack_writer_begin(&r->ctx.pw, s)) || (rc = index_writer_init(&r->ctx.iw, s)))
+		return rc;
+	return 0;
+}
+
+mtm_id ckpt_parent(const ckpt_run *r) { return r->info.parent; }
+const lineage *ckpt_lineage(const ckpt_run *r) { return &r->parent_lin; }
+const ignore_set *ckpt_ignore(const ckpt_run *r) { return &r->ign; }
+
+/* Entries and tree bytes of the parent, for a partial (tracked) record. */
+static int parent_totals(run_state *r)
+{
+	if (!r->info.parent)
+		return 0;
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(r->s->db, "SELECT entries, tree_bytes FROM checkpoint WHERE id=?", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(r->s, rc, "index");
+	sqlite3_bind_int64(st, 1, r->info.parent);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r->info.entries = (uint64_t)sqlite3_column_int64(st, 0);
+		r->info.tree_bytes = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(r->s, rc, "index");
+}
+
+int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial)
+{
+	if (!partial)
+		return scan_and_record(r, parent, live);
+	/* parent and live hold only the touched paths: the totals are the
+	 * parent's, adjusted by the difference over those paths */
+	MTM_TRY(parent_totals(r));
+	uint64_t entries = r->info.entries, bytes = r->info.tree_bytes;
+	for (size_t i = 0; i < parent->n; i++) {
+		entry *e = &VEC_AT(parent, entry, i);
+		entries--;
+		if (e->kind == KIND_FILE)
+			bytes -= (uint64_t)e->size;
+	}
+	r->info.entries = r->info.tree_bytes = 0;
+	MTM_TRY(scan_and_record(r, parent, live));
+	r->info.entries += entries;
+	r->info.tree_bytes += bytes;
+	return 0;
+}
+
+int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
+{
+	mtm_store *s = r->s;
+	int rc;
+	r->info.bytes_changed = r->ctx.bytes_changed;
+	r->info.bytes_stored = r->ctx.pw.bytes_stored;
+	if ((rc = insert_checkpoint(s, &r->info, r->ctx.branch)) || (rc = meta_set_int(s, "head", r->info.id)) ||
+	    (rc = meta_set_int(s, "next_id", r->info.id + 1)) || (rc = meta_set_int(s, "next_file_id", r->ctx.next_file_id)))
+		return rc;
 	/* packs durable first; then the commit that names them */
-	if ((rc = pack_writer_finish(&c.pw)))
-		goto done;
-	if ((rc = db_exec(s, "COMMIT")))
-		goto done;
-	in_tx = 0;
-done:
-	if (in_tx)
+	if ((rc = pack_writer_finish(&r->ctx.pw)) || (rc = db_exec(s, "COMMIT")))
+		return rc;
+	r->in_tx = 0;
+	r->committed = 1;
+	if (out) {
+		*out = r->info;
+		out->message = strdup(r->info.message);
+	}
+	return 0;
+}
+
+void ckpt_end(ckpt_run *r)
+{
+	if (!r)
+		return;
+	mtm_store *s = r->s;
+	if (r->in_tx)
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	sqlite3_finalize(r.sc_put);
-	sqlite3_finalize(r.sc_del);
-	pack_writer_free(&c.pw);
-	index_writer_free(&c.iw);
-	pathmap_free(&r.sc, free);
-	lineage_free(&r.parent_lin);
-	entries_free(&parent);
-	live_free(&live);
-	ignore_free(&ign);
+	sqlite3_finalize(r->sc_put);
+	sqlite3_finalize(r->sc_del);
+	pack_writer_free(&r->ctx.pw);
+	index_writer_free(&r->ctx.iw);
+	pathmap_free(&r->sc, free);
+	lineage_free(&r->parent_lin);
+	ignore_free(&r->ign);
 	store_load_branches(s);
 	store_unlock(s);
-	if (!rc && out) {
-		*out = ci;
-		out->message = strdup(ci.message);
-	}
+	free(r);
+}
+
+/* A full scan: the whole tree against the whole parent tree. */
+int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	ckpt_run *r;
+	vec parent = VEC_INIT(entry), live = VEC_INIT(live_item);
+	int rc = ckpt_begin(s, opts, &r);
+	if (!rc)
+		rc = index_load_tree(s, r->info.parent, &parent);
+	if (!rc)
+		rc = walk_tree(s, &r->ign, &live);
+	if (!rc)
+		rc = ckpt_record(r, &parent, &live, 0);
+	if (!rc)
+		rc = ckpt_commit(r, out);
+	entries_free(&parent);
+	live_free(&live);
+	ckpt_end(r);
 	return rc;
+}
+
+int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (opts && opts->version != MTM_CHECKPOINT_OPTS_VERSION)
+		return mtm_set_error(MTM_EINVAL, "checkpoint: unsupported options version %d", opts->version);
+	/* inside `metamori run`, the session makes it (consistent, tracked);
+	 * from elsewhere, ask a running session to make it */
+	int rc = session_checkpoint(s, opts, out);
+	if (rc != MTM_ENOSESSION)
+		return rc;
+	return ckpt_scan(s, opts, out);
 }

@@ -163,3 +163,56 @@ int compare_file(int fd, int64_t size, const vec *map, run_fn fn, void *arg, int
 	*size_read = off;
 	return rc;
 }
+
+int compare_runs(int fd, int64_t size, const vec *runs, hash_fn parent_hash, void *parg, run_fn fn, void *arg)
+{
+	unsigned char buf[MTM_CHUNK_BLOCKS * MTM_BLOCK];
+	const uint64_t zh = zero_block_hash();
+	int64_t nblocks = (size + MTM_BLOCK - 1) / MTM_BLOCK;
+	for (size_t r = 0; r < runs->n; r++) {
+		const blk_run *run = &VEC_AT(runs, blk_run, r);
+		int64_t b = run->blkno, end = run->blkno + run->count < nblocks ? run->blkno + run->count : nblocks;
+		while (b < end) {
+			/* one piece per aligned group: chunks never straddle groups */
+			int64_t gend = (b / MTM_CHUNK_BLOCKS + 1) * MTM_CHUNK_BLOCKS;
+			int64_t pend = gend < end ? gend : end;
+			size_t want = (size_t)((pend - b) * MTM_BLOCK), got;
+			if ((int64_t)(b * MTM_BLOCK + (int64_t)want) > size)
+				want = (size_t)(size - b * MTM_BLOCK);
+			int rc = io_pread(fd, buf, want, (off_t)(b * MTM_BLOCK), &got);
+			if (rc)
+				return mtm_set_errno(rc, "read");
+			if (got < want)
+				memset(buf + got, 0, want - got);
+			int n = (int)(pend - b);
+			uint64_t hashes[MTM_CHUNK_BLOCKS];
+			signed char state[MTM_CHUNK_BLOCKS];
+			for (int i = 0; i < n; i++) {
+				unsigned char pad[MTM_BLOCK];
+				const unsigned char *blk = buf + (size_t)i * MTM_BLOCK;
+				size_t len = want - (size_t)i * MTM_BLOCK < MTM_BLOCK ? want - (size_t)i * MTM_BLOCK : MTM_BLOCK;
+				if (len < MTM_BLOCK) {
+					memcpy(pad, blk, len);
+					memset(pad + len, 0, MTM_BLOCK - len);
+					blk = pad;
+				}
+				uint64_t h = XXH3_64bits(blk, MTM_BLOCK), ph;
+				MTM_TRY(parent_hash(parg, b + i, &ph));
+				hashes[i] = h;
+				state[i] = h == ph ? 0 : (h == zh && all_zero(blk, MTM_BLOCK)) ? 2 : 1;
+			}
+			for (int i = 0; i < n;) {
+				int stt = state[i], e = i + 1;
+				while (e < n && state[e] == stt)
+					e++;
+				if (stt) {
+					size_t start = (size_t)i * MTM_BLOCK, stop = (size_t)e * MTM_BLOCK < want ? (size_t)e * MTM_BLOCK : want;
+					MTM_TRY(fn(arg, b + i, e - i, stt == 1 ? buf + start : NULL, stop - start, hashes + i, stt == 2));
+				}
+				i = e;
+			}
+			b = pend;
+		}
+	}
+	return 0;
+}

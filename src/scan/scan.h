@@ -16,17 +16,29 @@
  * wide enough for coarse kernel clocks and 1-2 s file system granularity). */
 #define RACY_WINDOW_NS 2000000000LL
 
+/* A file's content copied out during a session's barrier (session/): fd is
+ * a memfd holding the whole file (whole) or only the blocks in runs. */
+typedef struct capture {
+	int fd;
+	int whole;
+	vec runs;       /* of blk_run, sorted, when !whole */
+} capture;
+
 typedef struct live_item {
 	char *path;
 	struct stat st;
 	int kind;       /* KIND_FILE, KIND_DIR, KIND_SYMLINK */
 	char *target;   /* symlinks */
+	capture *cap;   /* tracked mode: what to read instead of the live file */
 } live_item;
 
 /* Walks the tree under s->root (skipping .metamori, restore temporaries,
  * ignored paths, sockets, FIFOs and devices); out is sorted by path. */
 int walk_tree(mtm_store *s, const ignore_set *ign, vec *out /* of live_item */);
 void live_free(vec *v);
+/* Appends the entries under directory rel (not rel itself), unsorted. */
+int walk_subtree(mtm_store *s, const ignore_set *ign, const char *rel, vec *out);
+void capture_free(capture *c);
 int64_t st_mtime_ns(const struct stat *st);
 int64_t st_ctime_ns(const struct stat *st);
 
@@ -51,4 +63,8 @@ typedef int (*run_fn)(void *arg, int64_t blkno, int nblocks, const unsigned char
 /* Reads fd up to size bytes and compares block by block with map (sorted by
  * blkno; missing = hole). *size_read is what was actually read. */
 int compare_file(int fd, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read);
+/* Compares only the blocks in runs (sorted blk_runs, clipped to size) with
+ * the hashes parent_hash gives; the rest of the file is taken as unchanged. */
+typedef int (*hash_fn)(void *arg, int64_t blkno, uint64_t *hash);
+int compare_runs(int fd, int64_t size, const vec *runs, hash_fn parent_hash, void *parg, run_fn fn, void *arg);
 #endif

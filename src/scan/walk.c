@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "io/beneath.h"
 #include "scan/scan.h"
 #include "store/store.h"
 #include "util/error.h"
@@ -101,11 +102,31 @@ int walk_tree(mtm_store *s, const ignore_set *ign, vec *out)
 	return 0;
 }
 
+int walk_subtree(mtm_store *s, const ignore_set *ign, const char *rel, vec *out)
+{
+	int dfd;
+	int rc = beneath_open(s->rootfd, rel, O_RDONLY | O_DIRECTORY, &dfd);
+	if (rc)
+		return rc == ENOENT || rc == ENOTDIR || rc == ELOOP ? 0 : mtm_set_errno(rc, "%s/%s", s->root, rel);
+	return walk_dir(s, ign, dfd, rel, out);
+}
+
+void capture_free(capture *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	vec_free(&c->runs);
+	free(c);
+}
+
 void live_free(vec *v)
 {
 	for (size_t i = 0; i < v->n; i++) {
 		free(VEC_AT(v, live_item, i).path);
 		free(VEC_AT(v, live_item, i).target);
+		capture_free(VEC_AT(v, live_item, i).cap);
 	}
 	vec_free(v);
 }

@@ -269,3 +269,150 @@ int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t bra
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : db_error(w->s, rc, "index");
 }
+
+void index_lookups_free(mtm_store *s)
+{
+	sqlite3_finalize(s->q_entry_at);
+	sqlite3_finalize(s->q_block_at);
+	s->q_entry_at = s->q_block_at = NULL;
+}
+
+int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found)
+{
+	*found = 0;
+	memset(out, 0, sizeof *out);
+	int rc;
+	if (!s->q_entry_at &&
+	    (rc = sqlite3_prepare_v2(s->db,
+	                             "SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_ns, file_id, target "
+	                             "FROM entry WHERE path=?1 AND branch=?2 AND ckpt<=?3 ORDER BY ckpt DESC LIMIT 1",
+	                             -1, &s->q_entry_at, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_stmt *st = s->q_entry_at;
+	/* the deepest branch first: its rows are the newest on the path */
+	for (size_t i = 0; i < l->n; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, l->v[i].branch);
+		sqlite3_bind_int64(st, 3, l->v[i].max);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			int err = read_entry_row(st, out);
+			sqlite3_reset(st);
+			if (err)
+				return err;
+			if (out->kind == KIND_NONE)
+				entry_clear(out);
+			else
+				*found = 1;
+			return 0;
+		}
+		if (rc != SQLITE_DONE) {
+			sqlite3_reset(st);
+			return db_error(s, rc, "index");
+		}
+	}
+	sqlite3_reset(st);
+	return 0;
+}
+
+int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *out)
+{
+	/* paths under "d/" sort between "d/" and "d0" ('0' follows '/') */
+	size_t n = strlen(dir);
+	char *lo = malloc(n + 2), *hi = malloc(n + 2);
+	if (!lo || !hi) {
+		free(lo);
+		free(hi);
+		return mtm_set_error(ENOMEM, "index");
+	}
+	memcpy(lo, dir, n);
+	memcpy(hi, dir, n);
+	lo[n] = '/';
+	hi[n] = '0';
+	lo[n + 1] = hi[n + 1] = 0;
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_ns, file_id, target "
+	                            "FROM entry WHERE path>=?1 AND path<?2 ORDER BY path, branch, ckpt",
+	                            -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		free(lo);
+		free(hi);
+		return db_error(s, rc, "index");
+	}
+	sqlite3_bind_text(st, 1, lo, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, hi, -1, SQLITE_TRANSIENT);
+	free(lo);
+	free(hi);
+	char *group = NULL;
+	int64_t best_ckpt = -1;
+	entry best = {0};
+	int err = 0;
+	for (;;) {
+		rc = sqlite3_step(st);
+		const char *path = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+		if (!path || !group || strcmp(path, group) != 0) {
+			if (best_ckpt >= 0 && best.kind != KIND_NONE) {
+				entry *slot = vec_push(out);
+				if (!slot) {
+					err = mtm_set_error(ENOMEM, "index");
+					break;
+				}
+				*slot = best;
+				memset(&best, 0, sizeof best);
+			}
+			entry_clear(&best);
+			best_ckpt = -1;
+			free(group);
+			group = path ? strdup(path) : NULL;
+			if (!path)
+				break;
+		}
+		int64_t branch = sqlite3_column_int64(st, 1), ckpt = sqlite3_column_int64(st, 2);
+		if (lineage_visible(l, branch, ckpt) && ckpt > best_ckpt) {
+			entry_clear(&best);
+			if ((err = read_entry_row(st, &best)))
+				break;
+			best_ckpt = ckpt;
+		}
+	}
+	if (!err && rc != SQLITE_DONE)
+		err = db_error(s, rc, "index");
+	entry_clear(&best);
+	free(group);
+	sqlite3_finalize(st);
+	return err;
+}
+
+int index_block_hash(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *l, uint64_t *out)
+{
+	int rc;
+	if (!s->q_block_at &&
+	    (rc = sqlite3_prepare_v2(s->db,
+	                             "SELECT hash FROM block WHERE file_id=?1 AND blkno=?2 AND branch=?3 AND ckpt<=?4 "
+	                             "ORDER BY ckpt DESC LIMIT 1",
+	                             -1, &s->q_block_at, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_stmt *st = s->q_block_at;
+	*out = zero_block_hash();
+	for (size_t i = 0; i < l->n; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, file_id);
+		sqlite3_bind_int64(st, 2, blkno);
+		sqlite3_bind_int64(st, 3, l->v[i].branch);
+		sqlite3_bind_int64(st, 4, l->v[i].max);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*out = (uint64_t)sqlite3_column_int64(st, 0);
+			sqlite3_reset(st);
+			return 0;
+		}
+		if (rc != SQLITE_DONE) {
+			sqlite3_reset(st);
+			return db_error(s, rc, "index");
+		}
+	}
+	sqlite3_reset(st);
+	return 0;
+}

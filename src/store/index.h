@@ -31,6 +31,9 @@ typedef struct blockref {
 	int64_t boff;       /* block index inside the chunk */
 } blockref;
 
+/* A run of blocks [blkno, blkno + count). */
+typedef struct { int64_t blkno, count; } blk_run;
+
 /* The tree at checkpoint k, sorted by path (parents before children). */
 int index_load_tree(mtm_store *s, mtm_id k, vec *out /* of entry */);
 void entries_free(vec *v);
@@ -41,6 +44,15 @@ entry *tree_find(const vec *tree, const char *path);
 /* The visible block map of file_id under lineage l, sorted by blkno.
  * Includes hole rows (chunk 0); blocks with no row are holes too. */
 int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out /* of blockref */);
+/* Point lookups under lineage l, one index seek per branch of l:
+ * the visible entry for path (*found = 0 if none or removed) ... */
+int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found);
+/* ... the visible entries strictly under directory dir, sorted, appended to out ... */
+int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *out /* of entry */);
+/* ... and the visible hash of one block (the zero-block hash if none). */
+int index_block_hash(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *l, uint64_t *out);
+void index_lookups_free(mtm_store *s);
+
 /* The XXH3-64 of an all-zero block. */
 uint64_t zero_block_hash(void);
 

@@ -34,6 +34,8 @@ struct mtm_store {
 	/* branches, loaded at open and extended by checkpoints */
 	struct mtm_branch *branches; /* index = branch id */
 	int64_t n_branches;          /* highest id + 1 */
+	sqlite3_stmt *q_entry_at, *q_block_at; /* point lookups (index.c) */
+	struct mtm_session *session; /* set inside `metamori run` (session.c) */
 };
 
 /* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. */
