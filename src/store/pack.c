@@ -80,6 +80,9 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 		w->buf_len = sizeof h;
 		w->size = sizeof h;
 	}
+	/* what finish records if nothing is appended: never less than what is
+	 * committed, or the next writer would truncate committed chunks away */
+	t->size = w->size;
 	return 0;
 }
 

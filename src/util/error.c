@@ -33,15 +33,19 @@ const char *mtm_strerror(int err)
 const char *mtm_last_error(void) { return last_error; }
 void mtm_clear_error(void) { last_error[0] = 0; }
 
+/* Formats into a local buffer first: callers often wrap the previous detail
+ * ("%s: %s", what, mtm_last_error()), which must not overlap the output. */
 static int vset(int err, int with_errno, const char *fmt, va_list ap)
 {
-	int n = vsnprintf(last_error, sizeof last_error, fmt, ap);
+	char buf[sizeof last_error];
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
 	if (n < 0)
 		n = 0;
-	if ((size_t)n >= sizeof last_error)
-		n = sizeof last_error - 1;
+	if ((size_t)n >= sizeof buf)
+		n = sizeof buf - 1;
 	if (with_errno)
-		snprintf(last_error + n, sizeof last_error - (size_t)n, ": %s", mtm_strerror(err));
+		snprintf(buf + n, sizeof buf - (size_t)n, ": %s", mtm_strerror(err));
+	memcpy(last_error, buf, sizeof buf);
 	return err;
 }
 
