@@ -175,7 +175,7 @@ int io_fault(enum io_op op)
 int io_openat(int dirfd, const char *path, int flags, mode_t mode, int *fd_out)
 {
 	int f = io_fault(IO_OPEN);
-	if (f > 0)
+	if (f > 0 && f != EINTR) /* an injected EINTR is retried, as a real one */
 		return f;
 	int fd;
 	do
@@ -205,12 +205,12 @@ int io_pread(int fd, void *buf, size_t len, off_t off, size_t *got)
 		size_t want = len - done;
 		if (f == -1 && want > 1)
 			want /= 2; /* injected short read: the loop must carry on */
-		ssize_t r = f == EINTR ? (errno = EINTR, -1) : pread(fd, (char *)buf + done, want, off + (off_t)done);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
+		ssize_t r;
+		do /* an injected EINTR is retried as a real one would be (once: ":always" must not loop) */
+			r = pread(fd, (char *)buf + done, want, off + (off_t)done);
+		while (r < 0 && errno == EINTR);
+		if (r < 0)
 			return errno;
-		}
 		if (r == 0)
 			break;
 		done += (size_t)r;
@@ -229,12 +229,12 @@ int io_pwrite(int fd, const void *buf, size_t len, off_t off)
 		size_t want = len - done;
 		if (f == -1 && want > 1)
 			want /= 2; /* injected short write */
-		ssize_t r = f == EINTR ? (errno = EINTR, -1) : pwrite(fd, (const char *)buf + done, want, off + (off_t)done);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
+		ssize_t r;
+		do
+			r = pwrite(fd, (const char *)buf + done, want, off + (off_t)done);
+		while (r < 0 && errno == EINTR);
+		if (r < 0)
 			return errno;
-		}
 		if (r == 0)
 			return EIO;
 		trace_fd_op(TR_WRITE, fd, NULL, off + (off_t)done, r, (const char *)buf + done);
@@ -271,9 +271,13 @@ int io_fdatasync(int fd)
 int io_renameat(int olddir, const char *oldpath, int newdir, const char *newpath)
 {
 	int f = io_fault(IO_RENAME);
-	if (f > 0)
-		return f == EINTR ? EIO : f;
-	if (renameat(olddir, oldpath, newdir, newpath))
+	if (f > 0 && f != EINTR)
+		return f;
+	int r;
+	do
+		r = renameat(olddir, oldpath, newdir, newpath);
+	while (r && errno == EINTR);
+	if (r)
 		return errno;
 	if (tracing()) {
 		char a[8192], b[8192];
@@ -287,8 +291,8 @@ int io_renameat(int olddir, const char *oldpath, int newdir, const char *newpath
 int io_ftruncate(int fd, off_t len)
 {
 	int f = io_fault(IO_TRUNCATE);
-	if (f > 0)
-		return f == EINTR ? EIO : f;
+	if (f > 0 && f != EINTR)
+		return f;
 	int r;
 	do
 		r = ftruncate(fd, len);
@@ -302,8 +306,8 @@ int io_ftruncate(int fd, off_t len)
 int io_unlinkat(int dirfd, const char *path, int flags)
 {
 	int f = io_fault(IO_UNLINK);
-	if (f > 0)
-		return f == EINTR ? EIO : f;
+	if (f > 0 && f != EINTR)
+		return f;
 	if (tracing()) { /* resolve before the name is gone */
 		char p[8192];
 		fd_path(dirfd, path, p, sizeof p);
@@ -318,8 +322,8 @@ int io_unlinkat(int dirfd, const char *path, int flags)
 int io_mkdirat(int dirfd, const char *path, mode_t mode)
 {
 	int f = io_fault(IO_MKDIR);
-	if (f > 0)
-		return f == EINTR ? EIO : f;
+	if (f > 0 && f != EINTR)
+		return f;
 	if (mkdirat(dirfd, path, mode))
 		return errno;
 	trace_fd_op(TR_MKDIR, dirfd, path, 0, 0, NULL);
@@ -329,8 +333,8 @@ int io_mkdirat(int dirfd, const char *path, mode_t mode)
 int io_symlinkat(const char *target, int dirfd, const char *path)
 {
 	int f = io_fault(IO_MKDIR);
-	if (f > 0)
-		return f == EINTR ? EIO : f;
+	if (f > 0 && f != EINTR)
+		return f;
 	if (symlinkat(target, dirfd, path))
 		return errno;
 	if (tracing()) {

@@ -17,6 +17,7 @@ typedef struct {
 	sqlite3_file base;
 	const char *name;     /* owned by SQLite, valid while open */
 	sqlite3_file *real;   /* the wrapped file, placed right after this struct */
+	int dirsync;          /* the unix VFS fsyncs the directory at the first sync */
 } shim_file;
 
 static sqlite3_vfs *real_vfs;
@@ -45,8 +46,17 @@ static int x_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 	int e = io_fault(IO_WRITE);
 	if (e > 0 && e != EINTR)
 		return fault_rc(e, SQLITE_IOERR_WRITE);
-	io_trace_write(p->name, buf, (size_t)n, off);
-	return p->real->pMethods->xWrite(p->real, buf, n, off);
+	if (e == -1 && n > 1) {
+		/* an injected short write: half reaches the file, and SQLite hears
+		 * what the unix VFS says after a short write (the disk is full) */
+		if (p->real->pMethods->xWrite(p->real, buf, n / 2, off) == SQLITE_OK)
+			io_trace_write(p->name, buf, (size_t)(n / 2), off);
+		return SQLITE_FULL;
+	}
+	int rc = p->real->pMethods->xWrite(p->real, buf, n, off);
+	if (rc == SQLITE_OK) /* traced only once it happened */
+		io_trace_write(p->name, buf, (size_t)n, off);
+	return rc;
 }
 static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
@@ -54,8 +64,10 @@ static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
 	int e = io_fault(IO_TRUNCATE);
 	if (e > 0 && e != EINTR)
 		return fault_rc(e, SQLITE_IOERR_TRUNCATE);
-	io_trace_truncate(p->name, size);
-	return p->real->pMethods->xTruncate(p->real, size);
+	int rc = p->real->pMethods->xTruncate(p->real, size);
+	if (rc == SQLITE_OK)
+		io_trace_truncate(p->name, size);
+	return rc;
 }
 static int x_sync(sqlite3_file *f, int flags)
 {
@@ -64,8 +76,22 @@ static int x_sync(sqlite3_file *f, int flags)
 	if (e > 0)
 		return SQLITE_IOERR_FSYNC;
 	int rc = p->real->pMethods->xSync(p->real, flags);
-	if (rc == SQLITE_OK)
+	if (rc == SQLITE_OK && p->name) {
 		io_trace_sync(p->name);
+		if (p->dirsync) {
+			/* SQLite's unix VFS fsyncs the directory at the first sync of a
+			 * journal or WAL it created (UNIXFILE_DIRSYNC): the new name is
+			 * durable from here on, and the power-loss replay must know it */
+			p->dirsync = 0;
+			const char *slash = strrchr(p->name, '/');
+			if (slash && slash > p->name && (size_t)(slash - p->name) < 4096) {
+				char dir[4096];
+				memcpy(dir, p->name, (size_t)(slash - p->name));
+				dir[slash - p->name] = 0;
+				io_trace_sync(dir);
+			}
+		}
+	}
 	return rc;
 }
 static int x_size(sqlite3_file *f, sqlite3_int64 *out) { shim_file *p = (shim_file *)f; return p->real->pMethods->xFileSize(p->real, out); }
@@ -109,6 +135,8 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
 		return SQLITE_CANTOPEN;
 	p->real = (sqlite3_file *)(p + 1);
 	p->name = name;
+	p->dirsync = (flags & SQLITE_OPEN_CREATE) &&
+	             (flags & (SQLITE_OPEN_MAIN_JOURNAL | SQLITE_OPEN_SUPER_JOURNAL | SQLITE_OPEN_WAL));
 	int rc = real_vfs->xOpen(real_vfs, name, p->real, flags, out_flags);
 	p->base.pMethods = rc == SQLITE_OK && p->real->pMethods ? &shim_methods : NULL;
 	if (rc == SQLITE_OK && name && (flags & SQLITE_OPEN_CREATE))

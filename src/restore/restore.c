@@ -85,6 +85,18 @@ static void touch_dir(rctx *c, const char *path)
 	free(dir);
 }
 
+/* A signed nanosecond time as a timespec: floor division, so that a time
+ * before 1970 keeps tv_nsec in [0, 1e9) as utimensat requires. */
+static struct timespec ns_timespec(int64_t ns)
+{
+	int64_t sec = ns / 1000000000, rem = ns % 1000000000;
+	if (rem < 0) {
+		rem += 1000000000;
+		sec--;
+	}
+	return (struct timespec){.tv_sec = (time_t)sec, .tv_nsec = (long)rem};
+}
+
 /* Sets owner, mode and mtime through an fd (files) or no-follow calls. */
 static int set_meta_fd(rctx *c, int fd, const entry *e)
 {
@@ -95,7 +107,7 @@ static int set_meta_fd(rctx *c, int fd, const entry *e)
 		return errno; /* an unprivileged user cannot give files away: keep ours */
 	if (fchmod(fd, e->mode))
 		return errno;
-	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {e->mtime_ns / 1000000000, e->mtime_ns % 1000000000}};
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, ns_timespec(e->mtime_ns)};
 	return futimens(fd, ts) ? errno : 0;
 }
 
@@ -104,12 +116,18 @@ static int set_meta_at(int dfd, const char *leaf, const entry *e)
 	struct stat st;
 	if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW))
 		return errno;
-	if ((st.st_uid != e->uid || st.st_gid != e->gid) && fchownat(dfd, leaf, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) &&
-	    !(errno == EPERM && geteuid()))
+	int chowned = 0;
+	if (st.st_uid != e->uid || st.st_gid != e->gid) {
+		if (!fchownat(dfd, leaf, e->uid, e->gid, AT_SYMLINK_NOFOLLOW))
+			chowned = 1;
+		else if (!(errno == EPERM && geteuid()))
+			return errno;
+	}
+	/* a chown clears set-id bits: the mode is set again after one */
+	if (e->kind != KIND_SYMLINK && (chowned || (st.st_mode & 07777) != e->mode) &&
+	    fchmodat(dfd, leaf, e->mode, AT_SYMLINK_NOFOLLOW))
 		return errno;
-	if (e->kind != KIND_SYMLINK && (st.st_mode & 07777) != e->mode && fchmodat(dfd, leaf, e->mode, AT_SYMLINK_NOFOLLOW))
-		return errno;
-	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {e->mtime_ns / 1000000000, e->mtime_ns % 1000000000}};
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, ns_timespec(e->mtime_ns)};
 	return utimensat(dfd, leaf, ts, AT_SYMLINK_NOFOLLOW) ? errno : 0;
 }
 
@@ -315,6 +333,20 @@ static int collect_run(void *arg, int64_t blkno, int nblocks, const unsigned cha
 	return 0;
 }
 
+/* A live file whose content is already te's: only its metadata may differ.
+ * A name of a hard-linked file is rewritten instead (a new inode), so that
+ * setting its metadata cannot change the other names. */
+static int file_meta_action(rctx *c, plan_item *p)
+{
+	if (!meta_differs(p->te, &p->li->st))
+		return ACT_NONE;
+	if (p->li->st.st_nlink > 1) {
+		c->total += (uint64_t)p->te->size;
+		return ACT_REWRITE;
+	}
+	return ACT_META;
+}
+
 /* Decides how a live regular file becomes version te. */
 static int plan_file(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc)
 {
@@ -324,7 +356,7 @@ static int plan_file(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc)
 	entry *he = tree_find(head_tree, te->path);
 	int fresh = he && he->kind == KIND_FILE && statcache_fresh(pathmap_get(sc, te->path), &li->st, he->ver);
 	if (fresh && he->ver == te->ver) {
-		p->action = meta_differs(te, &li->st) ? ACT_META : ACT_NONE;
+		p->action = file_meta_action(c, p);
 		return 0;
 	}
 	if (fresh) { /* the live file holds the head's version: diff through the index */
@@ -365,7 +397,7 @@ static int plan_file(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc)
 	}
 	p->runs.n = keep;
 	if (!diff && (int64_t)li->st.st_size == te->size) {
-		p->action = meta_differs(te, &li->st) ? ACT_META : ACT_NONE;
+		p->action = file_meta_action(c, p);
 		return 0;
 	}
 	int64_t diff_bytes = diff * MTM_BLOCK;
@@ -401,7 +433,9 @@ static int fsync_dirs(rctx *c)
 			rc = io_fsync(fd);
 			close(fd);
 		}
-		if (rc && rc != ENOENT)
+		/* a directory removed or replaced later in this restore: its
+		 * parent holds that change and is fsynced itself */
+		if (rc && rc != ENOENT && rc != ENOTDIR && rc != ELOOP)
 			return mtm_set_errno(rc, "%s: fsync", d);
 	}
 	return 0;
@@ -499,6 +533,12 @@ static int restore_in_place(rctx *c, mtm_id k)
 			}
 			continue;
 		}
+		if (ignore_path(&ign, te->path, te->kind == KIND_DIR)) {
+			/* excluded: neither restored nor removed, whatever is live there */
+			i++;
+			j += cmp == 0;
+			continue;
+		}
 		plan_item *p = vec_push(&plan);
 		if (!p) {
 			rc = mtm_set_error(ENOMEM, "restore");
@@ -537,6 +577,24 @@ static int restore_in_place(rctx *c, mtm_id k)
 			p->action = ACT_CREATE;
 		} else {
 			p->action = meta_differs(te, &li->st) ? ACT_META : ACT_NONE;
+		}
+	}
+
+	/* A directory that must give way to another type but holds excluded
+	 * files cannot be removed (they are not ours): fail before any change. */
+	for (size_t i = 0; i < removed.n; i++) {
+		live_item *li = VEC_AT(&removed, live_item *, i);
+		if (li->kind != KIND_DIR || !tree_find(&target, li->path))
+			continue;
+		size_t n = strlen(li->path);
+		for (size_t j = 0; j < live.n; j++) {
+			live_item *x = &VEC_AT(&live, live_item, j);
+			if (!strncmp(x->path, li->path, n) && x->path[n] == '/' && ignore_path(&ign, x->path, x->kind == KIND_DIR)) {
+				rc = mtm_set_error(MTM_ENOTEMPTY, "%s: cannot restore, the tree was not changed: this directory "
+				                   "holds %s, which is excluded from checkpoints; move it away first",
+				                   li->path, x->path);
+				goto done;
+			}
 		}
 	}
 
