@@ -6,7 +6,9 @@
  * so that tests can count the operations and fail, cut or kill at the Nth.
  * All functions return 0 or a positive errno; they retry EINTR and short
  * transfers themselves, but never retry a failed fsync: after a failed fsync
- * the kernel may have dropped the dirty pages, so the caller must fail.
+ * the kernel may have dropped the dirty pages, so the caller must fail (an
+ * injected EINTR on fsync is reported as EIO; on every other operation it
+ * is retried like a real one, so it must be invisible).
  *
  * Fault injection (honoured only when the process is not AT_SECURE), from
  * the environment:
@@ -21,7 +23,16 @@
  *   METAMORI_IO_TRACE=FILE  append a record of every successful mutating
  *       operation (with the data written) to FILE, for the power-loss
  *       simulation (tests/reliability/powerloss.py reads the format:
- *       u8 op, u32 len + path, u32 len + path2, u64 off, u64 len, data).
+ *       u8 op, u32 len + path, u32 len + path2, u64 off, u64 len, data;
+ *       integers little-endian, paths absolute). op is 'W' write (len bytes
+ *       of data follow), 'S' fsync/fdatasync of a file or directory, 'R'
+ *       rename path -> path2, 'T' truncate to len, 'U' unlink, 'D' rmdir,
+ *       'M' mkdir, 'C' open with O_CREAT (the file may have existed), 'L'
+ *       symlink path -> target path2, 'P' punch a hole [off, off+len). The
+ *       SQLite shim records its writes, truncates and syncs the same way,
+ *       and the directory fsync SQLite's unix VFS does at the first sync of
+ *       a WAL or journal it created, or on a delete with sync_dir.
+ *       Open with O_TRUNC records 'C' (if O_CREAT) and then 'T' with len 0.
  */
 #ifndef MTM_IO_H
 #define MTM_IO_H

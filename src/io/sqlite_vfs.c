@@ -149,8 +149,18 @@ static int v_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
 	int e = io_fault(IO_UNLINK);
 	if (e > 0 && e != EINTR)
 		return SQLITE_IOERR_DELETE;
-	io_trace_unlink(name);
-	return real_vfs->xDelete(real_vfs, name, sync_dir);
+	int rc = real_vfs->xDelete(real_vfs, name, sync_dir);
+	if (rc == SQLITE_OK && name) {
+		io_trace_unlink(name);
+		const char *slash = strrchr(name, '/');
+		if (sync_dir && slash && slash > name && (size_t)(slash - name) < 4096) {
+			char dir[4096]; /* the unix VFS fsynced the directory */
+			memcpy(dir, name, (size_t)(slash - name));
+			dir[slash - name] = 0;
+			io_trace_sync(dir);
+		}
+	}
+	return rc;
 }
 static int v_access(sqlite3_vfs *v, const char *n, int fl, int *out) { (void)v; return real_vfs->xAccess(real_vfs, n, fl, out); }
 static int v_full(sqlite3_vfs *v, const char *n, int len, char *out) { (void)v; return real_vfs->xFullPathname(real_vfs, n, len, out); }
