@@ -98,7 +98,8 @@ int walk_tree(mtm_store *s, const ignore_set *ign, vec *out)
 		live_free(out);
 		return rc;
 	}
-	qsort(out->v, out->n, sizeof(live_item), cmp_item);
+	if (out->n) /* an empty tree: no array at all */
+		qsort(out->v, out->n, sizeof(live_item), cmp_item);
 	return 0;
 }
 
