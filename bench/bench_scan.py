@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""bench_scan.py: scan-mode checkpoints and restores on workload W1, against
+the peers (cp -a, rsync --link-dest, borg, restic) and the physical floor, in
+one run. Prints Markdown tables of times and ratios (docs/BENCHMARKS.md).
+
+W1: 16 files x 64 MiB of random data (--scale shrinks it) and a log; per
+interval 1% of all 4 KiB blocks rewritten at random with new data, plus 1 MiB
+appended to the log. Per interval, in the same cache state (see --cache):
+  read-changed  cat of the changed files to /dev/null (what a scan must at least read)
+  scan ckpt     metamori checkpoint
+  peers         cp -a, rsync --link-dest, borg create, restic backup
+  floor         the changed bytes written once into a new file and fsynced
+Then: in-place restore three checkpoints back vs rewriting the differing
+blocks in place (+fsync), and restore --to vs cp -a.
+
+usage: bench_scan.py --metamori build/metamori [--scale 0.1] [--intervals 5]
+                     [--cache auto|cold|warm] [--peers cp,rsync,borg,restic]
+                     [--work DIR] [--keep] [--json FILE]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--metamori", default=os.path.join(here, "..", "build", "metamori"))
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="size factor of W1 (1 = 16 x 64 MiB; 0.1 for a quick run)")
+    ap.add_argument("--intervals", type=int, default=5)
+    ap.add_argument("--cache", choices=("auto", "cold", "warm"), default="auto",
+                    help="cold (drop caches before each contender; default as root) or warm")
+    ap.add_argument("--peers", default="cp,rsync,borg,restic")
+    ap.add_argument("--work", default=os.path.join(here, "work", "scan"))
+    ap.add_argument("--keep", action="store_true", help="leave the work directory")
+    ap.add_argument("--json", help="also write the raw figures to this file")
+    a = ap.parse_args()
+
+    metamori = os.path.abspath(a.metamori)
+    if not os.access(metamori, os.X_OK):
+        sys.exit(f"bench: {metamori}: not built (run make)")
+    cache = B.Cache(a.cache)
+    work = os.path.abspath(a.work)
+    B.rmtree(work)
+    os.makedirs(work)
+    tree = os.path.join(work, "tree")
+    w = B.W1(tree, scale=a.scale)
+    peers = B.Peers(work, tree, w.names, [p for p in a.peers.split(",") if p])
+    for p in peers.missing:
+        B.log(f"bench: {p} not installed: left out (apt-get install {p if p != 'borg' else 'borgbackup'})")
+
+    B.log(f"bench: creating W1: {w.nfiles} x {B.human(w.file_size)} in {tree}")
+    w.create()
+    B.mtm(metamori, "init", tree)
+    peers.init()
+
+    res = {"machine": B.machine(), "df": B.df_t(work), "versions": B.versions(),
+           "scale": a.scale, "cache": cache.mode, "file_size": w.file_size,
+           "nfiles": w.nfiles, "intervals": [], "initial": {}}
+
+    # initial full checkpoint / snapshot (reported, not the point)
+    cache.prepare()
+    s0 = B.store_bytes(tree)
+    t, _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "initial")
+    res["initial"]["metamori"] = {"s": t, "grew": B.store_bytes(tree) - s0}
+    for p in peers.which:
+        cache.prepare()
+        tp, grew = peers.run(p)
+        res["initial"][p] = {"s": tp, "grew": grew}
+    peers.next()
+    B.log(f"bench: initial checkpoint {B.secs(t)}")
+
+    back = min(3, a.intervals)
+    target_interval = a.intervals - back  # checkpoint id = interval + 1
+    target_hashes = w.hashes() if target_interval == 0 else None
+
+    for i in range(1, a.intervals + 1):
+        changed = w.interval()
+        row = {"interval": i, "changed": changed, "files": w.changed_files()}
+        cache.prepare()
+        t, _ = B.timed(["sh", "-c", 'cat "$@" > /dev/null', "cat"] + row["files"], cwd=tree)
+        row["read"] = t
+        cache.prepare()
+        s0 = B.store_bytes(tree)
+        t, p = B.mtm(metamori, "-C", tree, "checkpoint", "-m", f"interval {i}")
+        row["scan"] = t
+        row["store_grew"] = B.store_bytes(tree) - s0
+        row["scan_out"] = p.stdout.strip()
+        last = B.mtm_log(metamori, tree)[-1]
+        row["bytes_changed"] = last["bytes_changed"]
+        row["bytes_stored"] = last["bytes_stored"]
+        row["peers"] = {}
+        for pn in peers.which:
+            cache.prepare()
+            tp, grew = peers.run(pn)
+            row["peers"][pn] = {"s": tp, "grew": grew}
+        peers.next()
+        cache.prepare()
+        row["floor"] = B.floor_write(os.path.join(work, "floor.bin"), changed)
+        res["intervals"].append(row)
+        B.log(f"bench: interval {i}: changed {B.human(changed)}, read {B.secs(row['read'])}, "
+              f"scan ckpt {B.secs(row['scan'])}, floor {B.secs(row['floor'])}, "
+              + ", ".join(f"{k} {B.secs(v['s'])}" for k, v in row["peers"].items()))
+        if i == target_interval:
+            target_hashes = w.hashes()
+
+    # in-place restore `back` checkpoints back vs the floor of rewriting the differing blocks
+    target = target_interval + 1
+    blocks = w.blocks_since(back)
+    differing = len(blocks) * B.BLOCK
+    cache.prepare()
+    t, p = B.mtm(metamori, "-C", tree, "restore", str(target))
+    restore = {"target": target, "back": back, "s": t, "out": p.stdout.strip(),
+               "differing": differing, "log_cut": w.append * back}
+    if w.hashes() != target_hashes:
+        sys.exit(f"bench: restore {target}: the tree differs from checkpoint {target}")
+    cache.prepare()
+    restore["floor"] = B.floor_rewrite_in_place(tree, w.names, blocks,
+                                                extra_files=[os.path.join(tree, "log.txt")])
+    res["restore"] = restore
+    B.log(f"bench: restore {target} in place {B.secs(t)}, floor {B.secs(restore['floor'])}")
+
+    # restore --to vs cp -a (and cp -a followed by sync: restore --to fsyncs what it writes)
+    dst = os.path.join(work, "restored")
+    cache.prepare()
+    t, p = B.mtm(metamori, "-C", tree, "restore", str(target), "--to", dst)
+    to = {"s": t, "out": p.stdout.strip(), "bytes": B.tree_bytes(dst)}
+    B.rmtree(dst)
+    cp_dst = os.path.join(work, "cpcopy")
+    os.makedirs(cp_dst)
+    cache.prepare()
+    to["cp"], _ = B.timed(["cp", "-a"] + w.names + [cp_dst], cwd=tree)
+    B.rmtree(cp_dst)
+    os.makedirs(cp_dst)
+    cache.prepare()
+    to["cp_sync"], _ = B.timed(["sh", "-c", 'cp -a "$@" && sync', "cp"] + w.names + [cp_dst],
+                               cwd=tree)
+    B.rmtree(cp_dst)
+    res["restore_to"] = to
+    res["store_total"] = B.store_bytes(tree)
+
+    report(res, peers)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+    if not a.keep:
+        B.rmtree(work)
+
+
+def report(res, peers):
+    m = res["machine"]
+    out = []
+    out.append(f"## Scan mode, workload W1 (scale {res['scale']}: {res['nfiles']} x "
+               f"{B.human(res['file_size'])} + log), {len(res['intervals'])} intervals")
+    out.append("")
+    out.append(f"Run {m['date']} on {m['nproc']} CPUs ({m.get('cpu', '?')}), {m.get('ram', '?')} RAM, "
+               f"kernel {m['kernel']}; `df -T`: `{res['df']}`.")
+    out.append(f"Cache: {B.Cache.describe(type('c', (), {'mode': res['cache']})())}.")
+    out.append("Peers: " + "; ".join(f"{k}: {v}" for k, v in res["versions"].items()) + ".")
+    out.append("")
+    ini = res["initial"]
+    out.append("Initial full checkpoint/snapshot: " + ", ".join(
+        f"{k} {B.secs(v['s'])} (+{B.human(v['grew'])})" for k, v in ini.items()) + ".")
+    out.append("")
+    pn = [p for p in B.Peers.ALL if p in peers.which]
+    hdr = ["int", "changed", "read-changed", "scan ckpt", "scan/read", "store grew", "grew/changed",
+           "floor"] + pn + ["rsync/scan" if "rsync" in pn else None]
+    hdr = [h for h in hdr if h]
+    rows = []
+    for r in res["intervals"]:
+        row = [r["interval"], B.human(r["changed"]), B.secs(r["read"]), B.secs(r["scan"]),
+               B.ratio(r["scan"], r["read"]), B.human(r["store_grew"]),
+               B.ratio(r["store_grew"], r["changed"]), B.secs(r["floor"])]
+        row += [B.secs(r["peers"][p]["s"]) for p in pn]
+        if "rsync" in pn:
+            row.append(B.ratio(r["peers"]["rsync"]["s"], r["scan"]))
+        rows.append(row)
+    out.append(B.table(hdr, rows))
+    out.append("")
+    ivs = res["intervals"]
+    med = lambda f: B.median([f(r) for r in ivs])  # noqa: E731
+    scan_read = med(lambda r: r["scan"] / r["read"])
+    grew = med(lambda r: r["store_grew"] / r["changed"])
+    out.append("Medians over the intervals, and the goals (docs/DESIGN.md):")
+    out.append("")
+    g = []
+    g.append(["scan ckpt / read-changed", f"{scan_read:.2f}x", "<= 1.5x", B.goal(scan_read, "<=", 1.5)])
+    g.append(["store growth / changed bytes", f"{grew:.3f}x", "<= 1.1x", B.goal(grew, "<=", 1.1)])
+    if "rsync" in pn:
+        rs = med(lambda r: r["peers"]["rsync"]["s"] / r["scan"])
+        g.append(["rsync --link-dest / scan ckpt", f"{rs:.2f}x", ">= 3x", B.goal(rs, ">=", 3)])
+    for p in pn:
+        if p == "rsync":
+            continue
+        x = med(lambda r: r["peers"][p]["s"] / r["scan"])
+        g.append([f"{p} / scan ckpt", f"{x:.2f}x", "", ""])
+    fl = med(lambda r: r["scan"] / r["floor"])
+    g.append(["scan ckpt / floor (write changed + fsync)", f"{fl:.1f}x", "(tracked mode: <= 2x)", ""])
+    for p in pn:
+        x = med(lambda r: r["peers"][p]["grew"] / r["changed"])
+        g.append([f"{p} storage growth / changed bytes", f"{x:.1f}x", "", ""])
+    rs = res["restore"]
+    x = rs["s"] / rs["floor"]
+    g.append([f"in-place restore {rs['back']} back / floor", f"{x:.2f}x", "<= 3x", B.goal(x, "<=", 3)])
+    to = res["restore_to"]
+    g.append(["restore --to / cp -a", f"{to['s'] / to['cp']:.2f}x", "~1x", ""])
+    g.append(["restore --to / (cp -a; sync)", f"{to['s'] / to['cp_sync']:.2f}x", "", ""])
+    out.append(B.table(["measure", "value", "goal", ""], g))
+    out.append("")
+    out.append(f"In-place restore to checkpoint {rs['target']} ({rs['back']} back): {B.secs(rs['s'])} "
+               f"(`{rs['out']}`); floor: rewrite the {B.human(rs['differing'])} of differing blocks in "
+               f"place and fsync each file: {B.secs(rs['floor'])} (the log is also cut by "
+               f"{B.human(rs['log_cut'])}).")
+    out.append(f"restore --to (a new directory, {B.human(to['bytes'])}): {B.secs(to['s'])}; "
+               f"cp -a of the same files: {B.secs(to['cp'])}; cp -a then sync: {B.secs(to['cp_sync'])}.")
+    out.append(f"Store after the run: {B.human(res['store_total'])} "
+               f"(the tree: {B.human(res['nfiles'] * res['file_size'])} + log).")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
