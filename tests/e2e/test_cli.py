@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The command line's contract: exact error lines and exit codes for bad
+input, missing, newer, foreign and damaged stores; help for every command;
+checkpoint output; the store and the tree unchanged by a failed command."""
+import os
+import sqlite3
+
+import mtmtest as T
+from mtmtest import Failure
+
+COMMANDS = ["init", "checkpoint", "status", "log", "diff", "restore", "verify", "prune", "tag", "du"]
+
+
+def expect(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def err_line(args, cwd=None):
+    """Runs a command that must fail (exit 1, one error line); returns the line."""
+    p = T.run_fail(args, cwd=cwd)
+    lines = [l for l in p.stderr.splitlines() if l]
+    expect(len(lines) == 1, "metamori %s: expected one error line, got %r" % (" ".join(args), p.stderr))
+    return lines[0]
+
+
+def with_store(fn):
+    def wrapper():
+        root = T.tempdir("mtm-cli-")
+        try:
+            fn(root)
+        finally:
+            T.rmtree(root)
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+@with_store
+def test_no_store(root):
+    expect(err_line(["-C", root, "status"]) ==
+           "metamori: %s: no metamori store here or in any parent (run 'metamori init')" % root,
+           "missing store message")
+    expect(err_line(["status"], cwd=root) ==
+           "metamori: .: no metamori store here or in any parent (run 'metamori init')", "from the cwd")
+    expect(err_line(["-C", root, "checkpoint"]).startswith("metamori: %s: no metamori store" % root), "checkpoint")
+
+
+@with_store
+def test_init_twice(root):
+    out = T.init(root).stdout.strip()
+    expect(out == "initialized empty metamori store in %s/.metamori" % os.path.realpath(root), out)
+    expect(err_line(["-C", root, "init"]) == "metamori: %s/.metamori: a store already exists" % os.path.realpath(root),
+           "init twice")
+
+
+@with_store
+def test_unknown_command_option_and_ids(root):
+    T.init(root)
+    T.write_file(os.path.join(root, "f"), b"hi")
+    expect(T.checkpoint(root) == 1, "first checkpoint id")
+    before_store, before_tree = T.store_state(root), T.manifest_full(root)
+    expect(err_line(["-C", root, "frob"]) == "metamori: frob: unknown command (see 'metamori --help')", "unknown cmd")
+    expect(err_line(["--frob"]) == "metamori: --frob: unknown option (see 'metamori --help')", "unknown option")
+    expect(err_line(["-C", root, "restore", "9"]) == "metamori: checkpoint 9: no such checkpoint", "restore 9")
+    expect(err_line(["-C", root, "restore", "abc"]) == "metamori: abc: no such checkpoint or tag", "restore abc")
+    expect(err_line(["-C", root, "diff", "7"]) == "metamori: checkpoint 7: no such checkpoint", "diff 7")
+    expect(err_line(["-C", root, "checkpoint", "--bogus"]) ==
+           "metamori: checkpoint: bad option (see 'metamori checkpoint --help')", "bad option")
+    expect(T.store_state(root) == before_store, "a failed command changed the store")
+    T.assert_same(before_tree, T.manifest_full(root), "a failed command changed the tree")
+
+
+@with_store
+def test_checkpoint_output(root):
+    T.init(root)
+    T.write_file(os.path.join(root, "f"), b"x" * 5000)
+    p = T.run(["-C", root, "checkpoint", "-m", "first"])
+    lines = p.stdout.splitlines()
+    expect(lines[0] == "checkpoint 1", p.stdout)
+    expect(lines[1].startswith("  1 added, 0 changed, 0 removed; 4.9 KiB changed"), p.stdout)
+    expect(T.run(["-C", root, "checkpoint", "-q"]).stdout == "2\n", "-q prints only the id")
+    log = T.log_json(root)
+    expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
+
+
+@with_store
+def test_newer_foreign_damaged_index(root):
+    T.init(root)
+    T.write_file(os.path.join(root, "f"), b"hi")
+    T.checkpoint(root)
+    db = os.path.join(root, ".metamori", "index.db")
+    real = os.path.realpath(root)
+
+    def pragma(sql):
+        c = sqlite3.connect(db)
+        c.execute(sql)
+        c.commit()
+        c.close()
+    pragma("PRAGMA user_version=2")
+    expect(err_line(["-C", root, "log"]) ==
+           "metamori: %s/.metamori: store format 2 is newer than this metamori (reads 1)" % real, "newer")
+    expect(err_line(["-C", root, "checkpoint"]).endswith("is newer than this metamori (reads 1)"), "newer ckpt")
+    pragma("PRAGMA user_version=1")
+    pragma("PRAGMA application_id=5")
+    expect(err_line(["-C", root, "log"]) == "metamori: %s/.metamori/index.db: not a metamori index" % real, "foreign")
+    pragma("PRAGMA application_id=1297370450")
+    T.run(["-C", root, "log"])
+    with open(db, "r+b") as f:
+        f.write(b"garbage garbage garbage")
+    line = err_line(["-C", root, "log"])
+    expect(line == "metamori: %s/.metamori/index.db: not a metamori index (or damaged)" % real, line)
+    with open(os.path.join(root, "f"), "rb") as f:
+        expect(f.read() == b"hi", "the tree was touched")
+
+
+def test_help_everywhere():
+    p = T.run(["--help"])
+    for c in COMMANDS:
+        expect(("\n  %s " % c) in p.stdout, "--help does not list %s" % c)
+        h = T.run([c, "--help"]).stdout
+        expect(h.startswith("usage: metamori %s" % c), "%s --help: %r" % (c, h[:80]))
+        expect(T.run(["help", c]).stdout == h, "help %s differs from %s --help" % (c, c))
+    v = T.run(["--version"]).stdout
+    expect(v.startswith("metamori ") and v.count(".") == 2, "--version: %r" % v)
+    p = T.run([], check=False)
+    expect(p.returncode == 1 and p.stderr.startswith("usage: metamori"), "no command: %d %r" % (p.returncode, p.stderr))
+
+
+if __name__ == "__main__":
+    T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
+            test_newer_foreign_damaged_index, test_help_everywhere])
