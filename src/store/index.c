@@ -154,18 +154,67 @@ int index_load_tree(mtm_store *s, mtm_id k, vec *out)
 	return err;
 }
 
+/* A block rewritten in many checkpoints has many versions. Up to this many
+ * are scanned in order; past it the visible one is found by a seek per
+ * lineage step, so that the cost per block stays bounded however long the
+ * history (the versioned-key lookup of FORMAT.md section 4.2). */
+#define VERSIONS_SCANNED 16
+
+static int read_blockref(sqlite3_stmt *st, int64_t file_id, blockref *b)
+{
+	b->blkno = sqlite3_column_int64(st, 0);
+	b->hash = (uint64_t)sqlite3_column_int64(st, 3);
+	b->chunk = sqlite3_column_int64(st, 4);
+	b->boff = sqlite3_column_int64(st, 5);
+	if (b->chunk < 0 || b->boff < 0 || b->boff >= MTM_CHUNK_BLOCKS)
+		return mtm_set_error(MTM_ECORRUPT, "index: file %lld block %lld has a damaged chunk reference",
+		                     (long long)file_id, (long long)b->blkno);
+	return 0;
+}
+
+/* The visible version of one block by seeking: *found = 0 if none. */
+static int block_seek(mtm_store *s, sqlite3_stmt *st, int64_t file_id, int64_t blkno, const lineage *l,
+                      blockref *out, int *found)
+{
+	*found = 0;
+	for (size_t i = 0; i < l->n && !*found; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, file_id);
+		sqlite3_bind_int64(st, 2, blkno);
+		sqlite3_bind_int64(st, 3, l->v[i].branch);
+		sqlite3_bind_int64(st, 4, l->v[i].max);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*found = 1;
+			MTM_TRY(read_blockref(st, file_id, out));
+		} else if (rc != SQLITE_DONE) {
+			return db_error(s, rc, "index");
+		}
+	}
+	sqlite3_reset(st);
+	return 0;
+}
+
 int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 {
 	*out = (vec)VEC_INIT(blockref);
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL, *seek = NULL;
 	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=? "
+	                            "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=?1 AND blkno>=?2 "
 	                            "ORDER BY blkno, branch, ckpt",
 	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db,
+		                        "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=?1 AND blkno=?2 "
+		                        "AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC LIMIT 1",
+		                        -1, &seek, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_finalize(st);
 		return db_error(s, rc, "index");
+	}
 	sqlite3_bind_int64(st, 1, file_id);
-	int64_t cur = -1, best_ckpt = -1;
+	sqlite3_bind_int64(st, 2, 0);
+	int64_t cur = -1, best_ckpt = -1, seen = 0;
 	blockref best = {0};
 	int err = 0;
 	for (;;) {
@@ -181,6 +230,7 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 				*b = best;
 			}
 			best_ckpt = -1;
+			seen = 0;
 			cur = blkno;
 			if (rc != SQLITE_ROW)
 				break;
@@ -189,23 +239,37 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 				break;
 			}
 		}
+		if (++seen > VERSIONS_SCANNED) {
+			/* a hot block: seek its visible version, go on after it */
+			int found;
+			if ((err = block_seek(s, seek, file_id, blkno, l, &best, &found)))
+				break;
+			best_ckpt = found ? 0 : -1;
+			if (found) {
+				blockref *b = vec_push(out);
+				if (!b) {
+					err = mtm_set_error(ENOMEM, "index");
+					break;
+				}
+				*b = best;
+			}
+			best_ckpt = -1;
+			cur = -1;
+			sqlite3_reset(st);
+			sqlite3_bind_int64(st, 2, blkno + 1);
+			continue;
+		}
 		int64_t branch = sqlite3_column_int64(st, 1), ckpt = sqlite3_column_int64(st, 2);
 		if (lineage_visible(l, branch, ckpt) && ckpt > best_ckpt) {
-			best.blkno = blkno;
-			best.hash = (uint64_t)sqlite3_column_int64(st, 3);
-			best.chunk = sqlite3_column_int64(st, 4);
-			best.boff = sqlite3_column_int64(st, 5);
-			best_ckpt = ckpt;
-			if (best.chunk < 0 || best.boff < 0 || best.boff >= MTM_CHUNK_BLOCKS) {
-				err = mtm_set_error(MTM_ECORRUPT, "index: file %lld block %lld has a damaged chunk reference",
-				                    (long long)file_id, (long long)blkno);
+			if ((err = read_blockref(st, file_id, &best)))
 				break;
-			}
+			best_ckpt = ckpt;
 		}
 	}
-	if (!err && rc != SQLITE_DONE)
+	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
 		err = db_error(s, rc, "index");
 	sqlite3_finalize(st);
+	sqlite3_finalize(seek);
 	if (err)
 		vec_free(out);
 	return err;

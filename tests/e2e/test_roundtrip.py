@@ -738,8 +738,41 @@ def test_failed_restore_leaves_store_usable():
         T.rmtree(root)
 
 
+def test_hot_block_many_versions():
+    """A block rewritten in every one of many checkpoints, on two branches:
+    every version restores exactly (the map lookup seeks past long version runs)."""
+    root = T.tempdir("mtm-hot-")
+    dst = T.tempdir("mtm-hot-to-")
+    rng = random.Random(SEED + 1)
+    want = {}
+    try:
+        T.init(root)
+        f = os.path.join(root, "hot.bin")
+        T.write_file(f, rng.randbytes(8 * BLOCK))
+        for n in range(45):
+            T.patch_file(f, 0, rng.randbytes(100))          # block 0: every time
+            T.patch_file(f, rng.randrange(8) * BLOCK, rng.randbytes(10))
+            if n == 30:
+                T.restore(root, 20)                         # a branch from 20
+                T.patch_file(f, 0, rng.randbytes(100))
+            i = T.checkpoint(root)
+            want[i] = T.manifest_full(root)
+        ids = sorted(want)
+        rng.shuffle(ids)
+        for n, i in enumerate(ids[:20]):
+            T.restore(root, i)
+            T.assert_same(want[i], T.manifest_full(root), "in-place restore of %d" % i)
+            to = os.path.join(dst, str(n))
+            T.restore(root, i, to=to)
+            T.assert_same(want[i], T.manifest_full(to), "restore of %d --to" % i)
+    finally:
+        T.rmtree(root)
+        T.rmtree(dst)
+
+
 if __name__ == "__main__":
     T.main([
+        test_hot_block_many_versions,
         test_roundtrip_every_change,
         test_ignore_and_exclude,
         test_diff_kinds,
