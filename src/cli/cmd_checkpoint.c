@@ -62,10 +62,14 @@ int cmd_checkpoint(int argc, char **argv)
 	} else {
 		char a[32], b[32];
 		printf("checkpoint %lld\n", (long long)ci.id);
-		printf("  %llu added, %llu changed, %llu removed; %s changed, %s stored\n",
+		printf("  %llu added, %llu changed, %llu removed; %s changed, %s stored",
 		       (unsigned long long)ci.files_added, (unsigned long long)ci.files_changed,
 		       (unsigned long long)ci.files_removed, human_size(a, sizeof a, ci.bytes_changed),
 		       human_size(b, sizeof b, ci.bytes_stored));
+		/* made by a running `metamori run` session: how, and the pause it cost */
+		if (ci.tracked || ci.pause_ns)
+			printf(" (%s, paused %.1f ms)", ci.tracked ? "tracked" : "scanned", (double)ci.pause_ns / 1e6);
+		printf("\n");
 	}
 	mtm_free(ci.message);
 	mtm_close(s);

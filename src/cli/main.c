@@ -13,8 +13,10 @@ int cmd_verify(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_tag(int argc, char **argv);
 int cmd_du(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 extern const char usage_init[], usage_checkpoint[], usage_status[], usage_log[], usage_diff[], usage_restore[],
 	usage_verify[], usage_prune[], usage_tag[], usage_du[];
+extern const char usage_run[];
 
 static const cli_command commands[] = {
 	{"init", cmd_init, "create a store for a directory tree", usage_init},
@@ -27,6 +29,7 @@ static const cli_command commands[] = {
 	{"prune", cmd_prune, "drop old checkpoints and reclaim their space", usage_prune},
 	{"tag", cmd_tag, "name checkpoints (and pin them against prune)", usage_tag},
 	{"du", cmd_du, "show the space each checkpoint uses", usage_du},
+	{"run", cmd_run, "run a command with transparent tracking of the tree", usage_run},
 };
 
 const cli_command *cli_find(const char *name)
@@ -86,7 +89,8 @@ int main(int argc, char **argv)
 	const cli_command *c = cli_find(argv[i]);
 	if (!c)
 		return cli_error(argv[i], "unknown command (see 'metamori --help')");
-	if (cli_wants_help(c, argc - i, argv + i))
+	/* run: a --help after CMD is CMD's (cmd_run handles its own) */
+	if (strcmp(c->name, "run") && cli_wants_help(c, argc - i, argv + i))
 		return 0;
 	return c->run(argc - i, argv + i);
 }

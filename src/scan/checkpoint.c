@@ -156,6 +156,7 @@ struct ckpt_run {
 	ignore_set ign;
 	uint64_t done_bytes, total_bytes;
 	int in_tx, committed;
+	int sc_loaded; /* the stat cache is read by ckpt_record: all of it, or only the touched paths */
 };
 typedef struct ckpt_run run_state;
 
@@ -354,8 +355,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
 	r->info.message = (char *)(opts && opts->message ? opts->message : "");
 	*out = r;
 	if ((rc = ignore_load(&r->ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)) ||
-	    (rc = mtm_head(s, &r->info.parent)) || (rc = lineage_of(s, r->info.parent, &r->parent_lin)) ||
-	    (rc = statcache_load(s, &r->sc)))
+	    (rc = mtm_head(s, &r->info.parent)) || (rc = lineage_of(s, r->info.parent, &r->parent_lin)))
 		return rc;
 	if ((rc = db_exec(s, "BEGIN IMMEDIATE")))
 		return rc;
@@ -391,8 +391,55 @@ static int parent_totals(run_state *r)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(r->s, rc, "index");
 }
 
+/* The stat cache rows of the paths in parent and live only: a tracked
+ * checkpoint never reads the rows of untouched files. */
+static int statcache_load_paths(run_state *r, const vec *parent, const vec *live)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(r->s->db,
+	                            "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?",
+	                            -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(r->s, rc, "index");
+	for (size_t i = 0; i < parent->n + live->n; i++) {
+		const char *path = i < parent->n ? VEC_AT(parent, entry, i).path : VEC_AT(live, live_item, i - parent->n).path;
+		if (pathmap_get(&r->sc, path))
+			continue;
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+		if ((rc = sqlite3_step(st)) == SQLITE_DONE)
+			continue;
+		if (rc != SQLITE_ROW) {
+			sqlite3_finalize(st);
+			return db_error(r->s, rc, "index");
+		}
+		sc_row *row = malloc(sizeof *row);
+		if (!row || pathmap_put(&r->sc, path, row)) {
+			free(row);
+			sqlite3_finalize(st);
+			return mtm_set_error(ENOMEM, "stat cache");
+		}
+		row->ver = sqlite3_column_int64(st, 0);
+		row->size = sqlite3_column_int64(st, 1);
+		row->mtime_ns = sqlite3_column_int64(st, 2);
+		row->ctime_ns = sqlite3_column_int64(st, 3);
+		row->ino = sqlite3_column_int64(st, 4);
+		row->dev = sqlite3_column_int64(st, 5);
+		row->mode = (uint32_t)sqlite3_column_int64(st, 6);
+		row->uid = (uint32_t)sqlite3_column_int64(st, 7);
+		row->gid = (uint32_t)sqlite3_column_int64(st, 8);
+		row->racy = sqlite3_column_int(st, 9);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
 int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial)
 {
+	if (!r->sc_loaded) {
+		MTM_TRY(partial ? statcache_load_paths(r, parent, live) : statcache_load(r->s, &r->sc));
+		r->sc_loaded = 1;
+	}
 	if (!partial)
 		return scan_and_record(r, parent, live);
 	/* parent and live hold only the touched paths: the totals are the

@@ -1,11 +1,268 @@
 /*
- * client.c — mtm_checkpoint's way to a running `metamori run` session.
- * Until a session exists for the store, checkpoints are made by scanning.
+ * client.c — mtm_checkpoint's way to a running `metamori run` session, and
+ * the session's side of the conversation.
+ *
+ * Wire format (unix stream socket ROOT/.metamori/session/sock, same user
+ * only: the directory is 0700 and the peer's uid is checked):
+ *   request:  struct wire_req, then msg_len bytes of message, then for each
+ *             exclude a uint32_t length and its bytes
+ *   reply:    struct wire_reply, then err_len bytes of error detail, then
+ *             msg_len bytes of message
+ * One request per connection. Without a live session (no lock holder), the
+ * caller scans, as it always did.
  */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <fcntl.h>
 #include "session/session.h"
+#include "util/error.h"
+#include "util/human.h"
+
+#define REQ_MAGIC 0x514d544du   /* "MTMQ" */
+#define REPLY_MAGIC 0x414d544du /* "MTMA" */
+#define WIRE_VERSION 1
+#define MAX_TEXT (1u << 20)
+
+struct wire_req {
+	uint32_t magic, version, msg_len, n_excludes;
+};
+
+struct wire_reply {
+	uint32_t magic, version;
+	int32_t rc, tracked;
+	uint32_t err_len, msg_len;
+	int64_t id, parent, time_ns;
+	uint64_t files_added, files_changed, files_removed, bytes_changed, bytes_stored, entries, tree_bytes, pause_ns;
+};
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *p, size_t n)
+{
+	char *c = p;
+	while (n) {
+		ssize_t r = recv(fd, c, n, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		if (r == 0)
+			return EPIPE;
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static char *read_text(int fd, uint32_t len, int *err)
+{
+	char *t = malloc((size_t)len + 1);
+	if (!t) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	if ((*err = read_all(fd, t, len))) {
+		free(t);
+		return NULL;
+	}
+	t[len] = 0;
+	return t;
+}
+
+/* --- the session's side --- */
+
+static void reply(int fd, int rc, const mtm_checkpoint_info *ci)
+{
+	struct wire_reply w = {.magic = REPLY_MAGIC, .version = WIRE_VERSION, .rc = rc};
+	const char *err = rc ? mtm_last_error() : "";
+	const char *msg = !rc && ci->message ? ci->message : "";
+	w.err_len = (uint32_t)strlen(err);
+	w.msg_len = (uint32_t)strlen(msg);
+	if (!rc) {
+		w.tracked = ci->tracked;
+		w.id = ci->id;
+		w.parent = ci->parent;
+		w.time_ns = ci->time_ns;
+		w.files_added = ci->files_added;
+		w.files_changed = ci->files_changed;
+		w.files_removed = ci->files_removed;
+		w.bytes_changed = ci->bytes_changed;
+		w.bytes_stored = ci->bytes_stored;
+		w.entries = ci->entries;
+		w.tree_bytes = ci->tree_bytes;
+		w.pause_ns = ci->pause_ns;
+	}
+	if (!write_all(fd, &w, sizeof w) && !write_all(fd, err, w.err_len))
+		write_all(fd, msg, w.msg_len);
+}
+
+void session_serve(mtm_session *ss, int fd)
+{
+	/* a client that connects and says nothing must not stall the session */
+	struct timeval tv = {10, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	struct ucred cred;
+	socklen_t cl = sizeof cred;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) || (cred.uid != getuid() && cred.uid != 0))
+		return;
+	struct wire_req q;
+	int err = 0;
+	if (read_all(fd, &q, sizeof q) || q.magic != REQ_MAGIC || q.version != WIRE_VERSION || q.msg_len > MAX_TEXT ||
+	    q.n_excludes > 4096)
+		return;
+	char *msg = read_text(fd, q.msg_len, &err);
+	char **ex = calloc(q.n_excludes + 1, sizeof *ex);
+	size_t nex = 0;
+	if (!msg || !ex)
+		goto done;
+	for (; nex < q.n_excludes; nex++) {
+		uint32_t len;
+		if (read_all(fd, &len, sizeof len) || len > MAX_TEXT || !(ex[nex] = read_text(fd, len, &err)))
+			goto done;
+	}
+	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
+	o.message = *msg ? msg : NULL;
+	o.excludes = (const char *const *)ex;
+	o.n_excludes = nex;
+	mtm_checkpoint_info ci = {0};
+	int rc = session_tracked_checkpoint(ss, &o, &ci);
+	if (ss->verbose) {
+		char line[512];
+		if (rc)
+			fprintf(stderr, "metamori: %s\n", mtm_last_error());
+		else
+			fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, &ci));
+	}
+	reply(fd, rc, &ci);
+	free(ci.message);
+done:
+	for (size_t i = 0; i < nex; i++)
+		free(ex[i]);
+	free(ex);
+	free(msg);
+}
+
+/* --- the client's side --- */
+
+static int ask(mtm_store *s, int fd, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	const char *msg = opts && opts->message ? opts->message : "";
+	size_t nex = opts ? opts->n_excludes : 0;
+	struct wire_req q = {REQ_MAGIC, WIRE_VERSION, (uint32_t)strlen(msg), (uint32_t)nex};
+	int err = write_all(fd, &q, sizeof q);
+	if (!err)
+		err = write_all(fd, msg, q.msg_len);
+	for (size_t i = 0; i < nex && !err; i++) {
+		uint32_t len = (uint32_t)strlen(opts->excludes[i]);
+		if (!(err = write_all(fd, &len, sizeof len)))
+			err = write_all(fd, opts->excludes[i], len);
+	}
+	struct wire_reply w;
+	if (!err)
+		err = read_all(fd, &w, sizeof w);
+	if (err == EPIPE)
+		return mtm_set_error(EPIPE, "checkpoint: the 'metamori run' session ended before it replied");
+	if (err)
+		return mtm_set_errno(err, "checkpoint: talking to the 'metamori run' session");
+	if (w.magic != REPLY_MAGIC || w.version != WIRE_VERSION || w.err_len > MAX_TEXT || w.msg_len > MAX_TEXT)
+		return mtm_set_error(EPROTO, "checkpoint: the 'metamori run' session sent a reply of an unknown form");
+	char *detail = read_text(fd, w.err_len, &err), *m = detail ? read_text(fd, w.msg_len, &err) : NULL;
+	if (!m) {
+		free(detail);
+		return mtm_set_errno(err, "checkpoint: talking to the 'metamori run' session");
+	}
+	if (w.rc) {
+		int rc = *detail ? mtm_set_error(w.rc, "%s", detail) : mtm_set_error(w.rc, "checkpoint: %s", mtm_strerror(w.rc));
+		free(detail);
+		free(m);
+		return rc;
+	}
+	free(detail);
+	if (out) {
+		out->id = w.id;
+		out->parent = w.parent;
+		out->time_ns = w.time_ns;
+		out->message = m;
+		out->files_added = w.files_added;
+		out->files_changed = w.files_changed;
+		out->files_removed = w.files_removed;
+		out->bytes_changed = w.bytes_changed;
+		out->bytes_stored = w.bytes_stored;
+		out->entries = w.entries;
+		out->tree_bytes = w.tree_bytes;
+		out->pause_ns = w.pause_ns;
+		out->tracked = w.tracked;
+	} else {
+		free(m);
+	}
+	(void)s;
+	return 0;
+}
 
 int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
 {
-	(void)s; (void)opts; (void)out;
-	return MTM_ENOSESSION;
+	if (s->session)
+		return session_tracked_checkpoint(s->session, opts, out);
+	if (!session_alive(s))
+		return MTM_ENOSESSION;
+	char *dir;
+	if (asprintf(&dir, "%s/.metamori/session", s->root) < 0)
+		return mtm_set_error(ENOMEM, "checkpoint");
+	int dfd = openat(s->dirfd, "session", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct sockaddr_un sa;
+	int rc = dfd < 0 ? errno : session_sock_addr(dfd, dir, &sa);
+	free(dir);
+	if (rc) {
+		if (dfd >= 0)
+			close(dfd);
+		return mtm_set_errno(rc, "%s/.metamori/session", s->root);
+	}
+	/* the session may be starting (lock taken, socket not yet bound) */
+	int fd = -1;
+	for (int i = 0; i < 200; i++) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			rc = mtm_set_errno(errno, "socket");
+			break;
+		}
+		if (!connect(fd, (struct sockaddr *)&sa, sizeof sa))
+			break;
+		rc = errno;
+		close(fd);
+		fd = -1;
+		if ((rc != ENOENT && rc != ECONNREFUSED) || !session_alive(s)) {
+			rc = session_alive(s) ? mtm_set_errno(rc, "%s/.metamori/session/sock", s->root) : MTM_ENOSESSION;
+			break;
+		}
+		usleep(25000);
+		rc = mtm_set_error(MTM_EBUSY, "checkpoint: the 'metamori run' session does not answer");
+	}
+	close(dfd);
+	if (fd < 0)
+		return rc;
+	rc = ask(s, fd, opts, out);
+	close(fd);
+	return rc;
 }

@@ -2,9 +2,21 @@
  * session.h — `metamori run`: the session that owns the store while a traced
  * program runs, holds the barrier, and turns the interposer's logs into
  * tracked checkpoints (protocol in track/protocol.h).
+ *
+ * Files (ROOT/.metamori/session/, mode 0700):
+ *   lock   flock(LOCK_EX) by the live session for its whole life: the one
+ *          proof that a session is running (a dead session's files are stale)
+ *   ctl    struct mtm_ctl, mapped by every traced process
+ *   sock   unix socket: checkpoint requests from other processes (client.c)
+ *   log.PID  the interposer's per-process logs
+ *
+ * Split: session.c (files, liveness, stale cleanup), barrier.c (the logs and
+ * the barrier), tracked.c (a checkpoint from a change set), run.c (mtm_run:
+ * the child and the event loop), client.c (requests and the wire format).
  */
 #ifndef MTM_SESSION_H
 #define MTM_SESSION_H
+#include <stdint.h>
 #include "metamori.h"
 #include "store/store.h"
 #include "util/pathmap.h"
@@ -24,26 +36,65 @@ typedef struct change_set {
 	pathmap meta;      /* path -> non-NULL */
 	pathmap ns;        /* path -> non-NULL */
 	int scan;          /* only a full scan is safe */
+	const char *scan_why; /* for the log: why */
 } change_set;
 void change_set_free(change_set *cs);
 
-typedef struct mtm_session mtm_session;
-/* Creates ROOT/.metamori/session (control file, socket). MTM_EBUSY if a
- * live session already has it. */
-int session_start(mtm_store *s, mtm_session **out);
+/* One interposer log the session knows about. */
+typedef struct log_slot {
+	char name[32];
+	int fd;
+	int64_t dev, ino;
+	struct mtm_log_hdr *hdr;
+	size_t maplen;
+	int32_t pid;
+	int dead;
+} log_slot;
+
+typedef struct { int32_t pid; char *path; } sticky_whole;
+
+typedef struct mtm_session {
+	mtm_store *s;
+	char *dir;               /* absolute ROOT/.metamori/session */
+	int dirfd, lockfd, listenfd;
+	struct mtm_ctl *ctl;
+	vec logs;                /* of log_slot */
+	vec sticky;              /* of sticky_whole: compared at every checkpoint while the pid lives */
+	vec sticky_scan;         /* of int32_t pid: every checkpoint scans while it lives */
+	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
+	const char *const *excludes;
+	size_t n_excludes;
+	int verbose;             /* a line on stderr per checkpoint */
+} mtm_session;
+
+/* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a
+ * dead session's files. MTM_EBUSY if a live session already has it. */
+int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, mtm_session **out);
 void session_stop(mtm_session *ss);
+/* 1 if a live session holds the store's session lock (any process). */
+int session_alive(mtm_store *s);
+/* MTM_EBUSY with a clear message if a session is running: for in-place
+ * restores, which would change the tree under the traced program. */
+int session_refuse_restore(mtm_store *s);
+
+struct sockaddr_un;
+/* The socket's address: dir/sock, or through /proc/self/fd/DIRFD when long. */
+int session_sock_addr(int dirfd, const char *dir, struct sockaddr_un *sa);
+
 /* The barrier: close holds every traced modifying call and reads and
  * resets the logs into cs; open releases. */
 int barrier_close(mtm_session *ss, change_set *cs);
 void barrier_open(mtm_session *ss);
-/* Listening socket fd (for the run loop). */
-int session_listen_fd(const mtm_session *ss);
+/* After a checkpoint: forget dead processes (their logs and sticky records). */
+void session_reap_logs(mtm_session *ss);
+
 /* Serves one client connection: reads the request, checkpoints, replies. */
-void session_serve(mtm_session *ss, int client, const mtm_checkpoint_opts *defaults);
+void session_serve(mtm_session *ss, int client);
 /* A tracked (or, when needed, scanned) consistent checkpoint. */
 int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
 /* mtm_checkpoint's entry: in the session process, a tracked checkpoint;
  * elsewhere, a request to the running session; MTM_ENOSESSION if none. */
 int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
-mtm_store *session_store(mtm_session *ss);
+/* "checkpoint 3 (tracked, paused 0.4 ms): 1 added, ..." into buf. */
+const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci);
 #endif

@@ -1,0 +1,422 @@
+/*
+ * barrier.c — holding every traced process's modifying calls, and reading
+ * the logs they wrote (protocol in track/protocol.h).
+ *
+ * Closing: gate = 1, then every log in the directory is looked at. A process
+ * whose log is still flock'd is alive: wait until its in-flight count drops
+ * to 0 (it cannot rise again while the gate is closed, and records are only
+ * appended inside the in-flight region, so its log is then stable). A
+ * process whose log is no longer flock'd is dead: its log is read (what it
+ * did before dying still counts) and, if it died inside a call, the change
+ * it was making may not be recorded at all, so this checkpoint scans.
+ * Every log is then reset and ctl->epoch bumped. Sticky records (a file to
+ * compare every time; "always scan") outlive the reset in the session's
+ * memory, until the process releases them or dies.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include "io/beneath.h"
+#include "session/session.h"
+#include "track/protocol.h"
+#include "util/error.h"
+#include "util/human.h"
+
+#define BARRIER_TIMEOUT_NS (60LL * 1000000000) /* a call that never returns (a FIFO, a hung NFS server) */
+
+typedef struct { int64_t off, len; } byte_range;
+
+static void file_change_free(void *p)
+{
+	file_change *fc = p;
+	if (fc)
+		vec_free(&fc->ranges);
+	free(fc);
+}
+
+void change_set_free(change_set *cs)
+{
+	pathmap_free(&cs->files, file_change_free);
+	pathmap_free(&cs->meta, NULL);
+	pathmap_free(&cs->ns, NULL);
+	memset(cs, 0, sizeof *cs);
+}
+
+static file_change *get_change(change_set *cs, const char *path)
+{
+	file_change *fc = pathmap_get(&cs->files, path);
+	if (fc)
+		return fc;
+	fc = calloc(1, sizeof *fc);
+	if (!fc)
+		return NULL;
+	fc->ranges = (vec)VEC_INIT(byte_range);
+	fc->trunc_min = -1;
+	if (pathmap_put(&cs->files, path, fc)) {
+		free(fc);
+		return NULL;
+	}
+	return fc;
+}
+
+static int mark(pathmap *m, const char *path)
+{
+	return pathmap_get(m, path) ? 0 : pathmap_put(m, path, (void *)1);
+}
+
+static int futex_wait(uint32_t *addr, uint32_t val, long ns)
+{
+	struct timespec ts = {0, ns};
+	return (int)syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0);
+}
+
+/* 1 if nobody holds the log's shared lock any more: the process is gone.
+ * The exclusive lock we then hold keeps a late opener waiting until the
+ * log is removed (session_reap_logs). */
+static int log_dead(log_slot *l)
+{
+	if (l->dead)
+		return 1;
+	if (flock(l->fd, LOCK_EX | LOCK_NB) == 0)
+		l->dead = 1;
+	return l->dead;
+}
+
+static void slot_close(log_slot *l)
+{
+	if (l->hdr)
+		munmap(l->hdr, l->maplen);
+	if (l->fd >= 0)
+		close(l->fd);
+	l->hdr = NULL;
+	l->fd = -1;
+}
+
+/* Opens (or refreshes) the slot for log file name. 0, or 1 if the file is
+ * not ready yet (being created: no magic), or an error. */
+static int slot_open(mtm_session *ss, const char *name, log_slot *l)
+{
+	memset(l, 0, sizeof *l);
+	l->fd = -1;
+	snprintf(l->name, sizeof l->name, "%s", name);
+	l->fd = openat(ss->dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (l->fd < 0)
+		return errno == ENOENT ? 1 : mtm_set_errno(errno, "%s/%s", ss->dir, name);
+	struct stat st;
+	if (fstat(l->fd, &st) || !S_ISREG(st.st_mode) || st.st_size < MTM_LOG_HDR_SIZE) {
+		slot_close(l);
+		return 1;
+	}
+	l->dev = (int64_t)st.st_dev;
+	l->ino = (int64_t)st.st_ino;
+	l->maplen = (size_t)st.st_size;
+	void *p = mmap(NULL, l->maplen, PROT_READ | PROT_WRITE, MAP_SHARED, l->fd, 0);
+	if (p == MAP_FAILED) {
+		int e = errno;
+		slot_close(l);
+		return mtm_set_errno(e, "%s/%s", ss->dir, name);
+	}
+	l->hdr = p;
+	if (__atomic_load_n(&l->hdr->magic, __ATOMIC_SEQ_CST) != MTM_TRACK_MAGIC) {
+		slot_close(l);
+		return 1;
+	}
+	l->pid = l->hdr->pid;
+	return 0;
+}
+
+/* Brings ss->logs up to date with the directory. */
+static int list_logs(mtm_session *ss)
+{
+	int dfd = openat(ss->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return mtm_set_errno(errno, "%s", ss->dir);
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		int e = errno;
+		close(dfd);
+		return mtm_set_errno(e, "%s", ss->dir);
+	}
+	int rc = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "log.", 4) || strlen(de->d_name) >= sizeof ((log_slot *)0)->name)
+			continue;
+		log_slot *known = NULL;
+		for (size_t i = 0; i < ss->logs.n && !known; i++)
+			if (!strcmp(VEC_AT(&ss->logs, log_slot, i).name, de->d_name))
+				known = &VEC_AT(&ss->logs, log_slot, i);
+		if (known && (int64_t)de->d_ino == known->ino)
+			continue;
+		log_slot l;
+		int r = slot_open(ss, de->d_name, &l);
+		if (r == 1)
+			continue;
+		if (r) {
+			rc = r;
+			break;
+		}
+		if (known) { /* the same name, another file: the old one is gone */
+			slot_close(known);
+			*known = l;
+			continue;
+		}
+		log_slot *slot = vec_push(&ss->logs);
+		if (!slot) {
+			slot_close(&l);
+			rc = mtm_set_error(ENOMEM, "session");
+			break;
+		}
+		*slot = l;
+	}
+	closedir(d);
+	return rc;
+}
+
+static int sticky_add(mtm_session *ss, int32_t pid, const char *path)
+{
+	for (size_t i = 0; i < ss->sticky.n; i++) {
+		sticky_whole *w = &VEC_AT(&ss->sticky, sticky_whole, i);
+		if (w->pid == pid && !strcmp(w->path, path))
+			return 0;
+	}
+	sticky_whole *w = vec_push(&ss->sticky);
+	if (!w || !(w->path = strdup(path)))
+		return ENOMEM;
+	w->pid = pid;
+	return 0;
+}
+
+static void sticky_remove(mtm_session *ss, int32_t pid, const char *path)
+{
+	for (size_t i = 0; i < ss->sticky.n; i++) {
+		sticky_whole *w = &VEC_AT(&ss->sticky, sticky_whole, i);
+		if (w->pid == pid && (!path || !strcmp(w->path, path))) {
+			free(w->path);
+			*w = VEC_AT(&ss->sticky, sticky_whole, ss->sticky.n - 1);
+			ss->sticky.n--;
+			i--;
+		}
+	}
+}
+
+static int sticky_scan_add(mtm_session *ss, int32_t pid)
+{
+	for (size_t i = 0; i < ss->sticky_scan.n; i++)
+		if (VEC_AT(&ss->sticky_scan, int32_t, i) == pid)
+			return 0;
+	int32_t *p = vec_push(&ss->sticky_scan);
+	if (!p)
+		return ENOMEM;
+	*p = pid;
+	return 0;
+}
+
+static void scan_because(change_set *cs, const char *why)
+{
+	if (!cs->scan)
+		cs->scan_why = why;
+	cs->scan = 1;
+}
+
+/* The store and the restore's temporaries are never part of the tree. */
+static int outside_tree(const char *path)
+{
+	if (!strcmp(path, ".metamori") || !strncmp(path, ".metamori/", 10))
+		return 1;
+	const char *leaf = strrchr(path, '/');
+	leaf = leaf ? leaf + 1 : path;
+	return !strncmp(leaf, MTM_TMP_PREFIX, strlen(MTM_TMP_PREFIX));
+}
+
+/* Reads one log's records into cs. */
+static int read_log(mtm_session *ss, log_slot *l, change_set *cs)
+{
+	struct mtm_log_hdr *h = l->hdr;
+	if (__atomic_load_n(&h->overflow, __ATOMIC_SEQ_CST))
+		scan_because(cs, "a log overflowed");
+	uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+	if (tail > l->maplen - MTM_LOG_HDR_SIZE) {
+		/* the file grew after we mapped it, or the header is damaged */
+		struct stat st;
+		if (fstat(l->fd, &st) == 0 && (uint64_t)st.st_size >= MTM_LOG_HDR_SIZE + tail) {
+			void *p = mremap(l->hdr, l->maplen, (size_t)st.st_size, MREMAP_MAYMOVE);
+			if (p != MAP_FAILED) {
+				l->hdr = h = p;
+				l->maplen = (size_t)st.st_size;
+			}
+		}
+		if (tail > l->maplen - MTM_LOG_HDR_SIZE) {
+			scan_because(cs, "a log is damaged");
+			tail = l->maplen - MTM_LOG_HDR_SIZE;
+		}
+	}
+	const unsigned char *base = (const unsigned char *)h + MTM_LOG_HDR_SIZE;
+	char path[4096 + 1];
+	for (uint64_t off = 0; off + sizeof(struct mtm_rec) <= tail;) {
+		struct mtm_rec rec;
+		memcpy(&rec, base + off, sizeof rec);
+		uint64_t size = MTM_REC_SIZE((uint64_t)rec.path_len);
+		if (off + size > tail || rec.path_len > 4096) {
+			scan_because(cs, "a log is damaged");
+			break;
+		}
+		memcpy(path, base + off + sizeof rec, rec.path_len);
+		path[rec.path_len] = 0;
+		off += size;
+		if (rec.type == MTM_REC_SCAN) {
+			scan_because(cs, "a traced process did something that cannot be tracked");
+			if (rec.a == 1 && sticky_scan_add(ss, l->pid))
+				return mtm_set_error(ENOMEM, "session");
+			continue;
+		}
+		if (rec.path_len == 0 && (rec.type == MTM_REC_META || rec.type == MTM_REC_NS))
+			continue; /* the root directory itself: not an entry */
+		if (!path_is_safe(path, rec.path_len)) {
+			scan_because(cs, "a log holds a path outside the tree");
+			continue;
+		}
+		if (outside_tree(path))
+			continue;
+		file_change *fc;
+		int err = 0;
+		switch (rec.type) {
+		case MTM_REC_WRITE:
+			if (!(fc = get_change(cs, path)))
+				return mtm_set_error(ENOMEM, "session");
+			if (rec.b == 0)
+				break;
+			if (rec.a > (uint64_t)INT64_MAX || rec.b > (uint64_t)INT64_MAX - rec.a) {
+				fc->whole = 1;
+				break;
+			}
+			byte_range *r = fc->ranges.n ? &VEC_AT(&fc->ranges, byte_range, fc->ranges.n - 1) : NULL;
+			if (r && (uint64_t)(r->off + r->len) == rec.a) { /* appends and sequential writes coalesce here */
+				r->len += (int64_t)rec.b;
+				break;
+			}
+			if (!(r = vec_push(&fc->ranges)))
+				return mtm_set_error(ENOMEM, "session");
+			r->off = (int64_t)rec.a;
+			r->len = (int64_t)rec.b;
+			break;
+		case MTM_REC_TRUNC:
+			if (!(fc = get_change(cs, path)))
+				return mtm_set_error(ENOMEM, "session");
+			if (rec.a > (uint64_t)INT64_MAX)
+				fc->whole = 1;
+			else if (fc->trunc_min < 0 || (int64_t)rec.a < fc->trunc_min)
+				fc->trunc_min = (int64_t)rec.a;
+			break;
+		case MTM_REC_WHOLE:
+			if (!(fc = get_change(cs, path)))
+				return mtm_set_error(ENOMEM, "session");
+			fc->whole = 1;
+			if (rec.a == 1)
+				err = sticky_add(ss, l->pid, path);
+			break;
+		case MTM_REC_RELEASE:
+			/* what was written through it until now still needs a compare */
+			if (!(fc = get_change(cs, path)))
+				return mtm_set_error(ENOMEM, "session");
+			fc->whole = 1;
+			sticky_remove(ss, l->pid, path);
+			break;
+		case MTM_REC_META:
+			err = mark(&cs->meta, path);
+			break;
+		case MTM_REC_NS:
+			err = mark(&cs->ns, path);
+			break;
+		default:
+			scan_because(cs, "a log holds an unknown record");
+		}
+		if (err)
+			return mtm_set_error(ENOMEM, "session");
+	}
+	return 0;
+}
+
+int barrier_close(mtm_session *ss, change_set *cs)
+{
+	memset(cs, 0, sizeof *cs);
+	__atomic_store_n(&ss->ctl->gate, 1, __ATOMIC_SEQ_CST);
+	int rc = list_logs(ss);
+	if (rc)
+		return rc;
+	int64_t deadline = now_ns() + BARRIER_TIMEOUT_NS;
+	for (size_t i = 0; i < ss->logs.n; i++) {
+		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
+		for (;;) {
+			uint32_t v = __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST);
+			if (v == 0 || log_dead(l))
+				break;
+			if (now_ns() > deadline)
+				return mtm_set_error(MTM_EBUSY, "checkpoint: traced process %d did not reach the barrier in %lld s",
+				                     (int)l->pid, BARRIER_TIMEOUT_NS / 1000000000);
+			futex_wait(&l->hdr->inflight, v, 1000000); /* 1 ms: then look whether it died */
+		}
+	}
+	/* every live process is held outside its calls: the logs are stable */
+	uint64_t epoch = __atomic_add_fetch(&ss->ctl->epoch, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_exchange_n(&ss->ctl->scan_needed, 0, __ATOMIC_SEQ_CST))
+		scan_because(cs, "the interposer asked for a scan");
+	for (size_t i = 0; i < ss->logs.n; i++) {
+		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
+		int dead = log_dead(l);
+		if (dead && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST))
+			scan_because(cs, "a traced process died inside a call");
+		if ((rc = read_log(ss, l, cs)))
+			return rc;
+		__atomic_store_n(&l->hdr->tail, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&l->hdr->overflow, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&l->hdr->epoch, epoch, __ATOMIC_SEQ_CST);
+	}
+	/* sticky records: compared (or scanned) at every checkpoint while they live */
+	for (size_t i = 0; i < ss->sticky.n; i++) {
+		file_change *fc = get_change(cs, VEC_AT(&ss->sticky, sticky_whole, i).path);
+		if (!fc)
+			return mtm_set_error(ENOMEM, "session");
+		fc->whole = 1;
+	}
+	if (ss->sticky_scan.n)
+		scan_because(cs, "a traced process cannot be tracked");
+	return 0;
+}
+
+void barrier_open(mtm_session *ss)
+{
+	__atomic_store_n(&ss->ctl->gate, 0, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &ss->ctl->gate, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+void session_reap_logs(mtm_session *ss)
+{
+	for (size_t i = 0; i < ss->logs.n; i++) {
+		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
+		if (!l->dead)
+			continue;
+		sticky_remove(ss, l->pid, NULL);
+		for (size_t j = 0; j < ss->sticky_scan.n; j++)
+			if (VEC_AT(&ss->sticky_scan, int32_t, j) == l->pid)
+				VEC_AT(&ss->sticky_scan, int32_t, j--) = VEC_AT(&ss->sticky_scan, int32_t, --ss->sticky_scan.n);
+		/* removed while we hold its lock exclusively: a process that opens the
+		 * same name meanwhile waits for the lock, then finds it unlinked */
+		unlinkat(ss->dirfd, l->name, 0);
+		slot_close(l);
+		*l = VEC_AT(&ss->logs, log_slot, ss->logs.n - 1);
+		ss->logs.n--;
+		i--;
+	}
+}

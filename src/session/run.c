@@ -1,0 +1,311 @@
+/*
+ * run.c — mtm_run: start the program under the interposer and serve
+ * checkpoints until it exits.
+ *
+ * One thread, one poll loop over: the listening socket (requests from any
+ * process), a signalfd (SIGUSR1: checkpoint; SIGCHLD: the program ended;
+ * SIGTERM/SIGHUP: passed on to the program; SIGINT/SIGQUIT: ignored here,
+ * the terminal delivers them to the program, which decides), and a timerfd
+ * for --every. Checkpoints are made one at a time, in this thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "scan/checkpoint.h"
+#include "session/session.h"
+#include "track/protocol.h"
+#include "util/error.h"
+
+#define PRELOAD_NAME "libmetamori-preload.so"
+
+/* The interposer: opts->preload, $METAMORI_PRELOAD, or next to the running
+ * executable (the build directory, or an install's bin/../lib). */
+static int find_preload(const mtm_run_opts *opts, char **out)
+{
+	const char *p = opts->preload ? opts->preload : secure_getenv("METAMORI_PRELOAD");
+	if (p && *p) {
+		if (access(p, R_OK))
+			return mtm_set_errno(errno, "run: %s", p);
+		*out = realpath(p, NULL);
+		return *out ? 0 : mtm_set_errno(errno, "run: %s", p);
+	}
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = 0;
+			const char *cands[] = {"%s/" PRELOAD_NAME, "%s/../lib/" PRELOAD_NAME, "%s/../lib/metamori/" PRELOAD_NAME};
+			for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+				char path[PATH_MAX + 64];
+				snprintf(path, sizeof path, cands[i], exe);
+				if (!access(path, R_OK) && (*out = realpath(path, NULL)))
+					return 0;
+			}
+		}
+	}
+	return mtm_set_error(ENOENT, "run: %s not found next to the metamori executable (set METAMORI_PRELOAD)",
+	                     PRELOAD_NAME);
+}
+
+/* 1 if the tree differs from the head (or there is no head): the logs only
+ * know what happens from now on, so the first checkpoint must scan. */
+typedef struct { int any; } dirty_arg;
+static int note_change(void *arg, const mtm_change *c)
+{
+	(void)c;
+	((dirty_arg *)arg)->any = 1;
+	return 1; /* stop at the first */
+}
+
+static int baseline_dirty(mtm_store *s, const mtm_run_opts *opts, int *dirty)
+{
+	mtm_id head;
+	MTM_TRY(mtm_head(s, &head));
+	if (!head) {
+		*dirty = 1;
+		return 0;
+	}
+	mtm_diff_opts d = MTM_DIFF_OPTS_INIT;
+	d.excludes = opts->excludes;
+	d.n_excludes = opts->n_excludes;
+	dirty_arg a = {0};
+	int rc = mtm_diff(s, head, MTM_LIVE, &d, note_change, &a);
+	if (rc && rc != 1)
+		return rc;
+	*dirty = a.any;
+	return 0;
+}
+
+static char *env_pair(const char *name, const char *value)
+{
+	char *p;
+	return asprintf(&p, "%s=%s", name, value) < 0 ? NULL : p;
+}
+
+/* environ for the program: ours, with the interposer and the session added. */
+static char **child_env(const char *preload, const char *session_dir, const char *root)
+{
+	extern char **environ;
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	char **env = calloc(n + 4, sizeof *env);
+	if (!env)
+		return NULL;
+	size_t k = 0;
+	const char *old_preload = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (!strncmp(environ[i], "LD_PRELOAD=", 11))
+			old_preload = environ[i] + 11;
+		else if (strncmp(environ[i], MTM_ENV_SESSION "=", strlen(MTM_ENV_SESSION) + 1) &&
+		         strncmp(environ[i], MTM_ENV_ROOT "=", strlen(MTM_ENV_ROOT) + 1))
+			env[k++] = environ[i];
+	}
+	char *pl;
+	if (old_preload && *old_preload ? asprintf(&pl, "LD_PRELOAD=%s %s", old_preload, preload) < 0
+	                                : asprintf(&pl, "LD_PRELOAD=%s", preload) < 0)
+		pl = NULL;
+	env[k++] = pl;
+	env[k++] = env_pair(MTM_ENV_SESSION, session_dir);
+	env[k++] = env_pair(MTM_ENV_ROOT, root);
+	if (!env[k - 1] || !env[k - 2] || !env[k - 3])
+		return NULL; /* the child exits on this */
+	return env;
+}
+
+static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
+{
+	if (!ss->verbose)
+		return;
+	char line[512];
+	if (rc)
+		fprintf(stderr, "metamori: %s\n", mtm_last_error());
+	else
+		fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, ci));
+}
+
+static void local_checkpoint(mtm_session *ss, const char *why)
+{
+	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
+	o.message = why;
+	mtm_checkpoint_info ci = {0};
+	int rc = session_tracked_checkpoint(ss, &o, &ci);
+	report(ss, rc, &ci);
+	free(ci.message);
+}
+
+int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exit_status)
+{
+	mtm_run_opts defaults = MTM_RUN_OPTS_INIT;
+	if (!opts)
+		opts = &defaults;
+	if (opts->version != MTM_RUN_OPTS_VERSION)
+		return mtm_set_error(MTM_EINVAL, "run: unsupported options version %d", opts->version);
+	if (!argv || !argv[0] || !*argv[0])
+		return mtm_set_error(MTM_EINVAL, "run: no command given");
+	if (opts->every_seconds < 0 || opts->every_seconds > 1e9)
+		return mtm_set_error(MTM_EINVAL, "run: --every must be a positive number of seconds");
+	if (exit_status)
+		*exit_status = 0;
+	char *preload = NULL;
+	MTM_TRY(find_preload(opts, &preload));
+	mtm_session *ss;
+	int rc = session_start(s, opts->excludes, opts->n_excludes, &ss);
+	if (rc) {
+		free(preload);
+		return rc;
+	}
+	ss->verbose = !opts->quiet;
+	int dirty = 1;
+	if ((rc = baseline_dirty(s, opts, &dirty))) {
+		session_stop(ss);
+		free(preload);
+		return rc;
+	}
+	ss->force_scan = dirty;
+
+	sigset_t mask, old;
+	sigemptyset(&mask);
+	int sigs[] = {SIGUSR1, SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGQUIT};
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaddset(&mask, sigs[i]);
+	pthread_sigmask(SIG_BLOCK, &mask, &old);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK), tfd = -1;
+	int errpipe[2] = {-1, -1};
+	char **env = child_env(preload, ss->dir, s->root);
+	pid_t pid = -1;
+	if (sfd < 0 || pipe2(errpipe, O_CLOEXEC) || !env) {
+		rc = mtm_set_errno(env ? errno : ENOMEM, "run");
+		goto out;
+	}
+	if (opts->every_seconds > 0) {
+		tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		struct itimerspec its = {0};
+		its.it_value.tv_sec = (time_t)opts->every_seconds;
+		its.it_value.tv_nsec = (long)((opts->every_seconds - (double)its.it_value.tv_sec) * 1e9);
+		if (!its.it_value.tv_sec && its.it_value.tv_nsec < 1000000)
+			its.it_value.tv_nsec = 1000000;
+		its.it_interval = its.it_value;
+		if (tfd < 0 || timerfd_settime(tfd, 0, &its, NULL)) {
+			rc = mtm_set_errno(errno, "run: timer");
+			goto out;
+		}
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		rc = mtm_set_errno(errno, "run: fork");
+		goto out;
+	}
+	if (pid == 0) {
+		/* the program gets the signal state we were given */
+		for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+			signal(sigs[i], SIG_DFL);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		execvpe(argv[0], argv, env);
+		int e = errno;
+		if (write(errpipe[1], &e, sizeof e) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(errpipe[1]);
+	errpipe[1] = -1;
+	int exec_err = 0;
+	ssize_t got;
+	do
+		got = read(errpipe[0], &exec_err, sizeof exec_err);
+	while (got < 0 && errno == EINTR);
+	if (got == (ssize_t)sizeof exec_err) {
+		waitpid(pid, NULL, 0);
+		pid = -1;
+		rc = mtm_set_errno(exec_err, "run: %s", argv[0]);
+		goto out;
+	}
+	int status = 0;
+	for (;;) {
+		struct pollfd pf[3] = {{sfd, POLLIN, 0}, {ss->listenfd, POLLIN, 0}, {tfd, POLLIN, 0}};
+		if (poll(pf, tfd >= 0 ? 3 : 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = mtm_set_errno(errno, "run: poll");
+			break;
+		}
+		int ended = 0, want_ckpt = 0;
+		if (pf[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+				if (si.ssi_signo == SIGUSR1)
+					want_ckpt = 1;
+				else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP)
+					kill(pid, (int)si.ssi_signo);
+			}
+			if (waitpid(pid, &status, WNOHANG) == pid)
+				ended = 1;
+		}
+		if (ended)
+			break;
+		if (want_ckpt)
+			local_checkpoint(ss, "SIGUSR1");
+		if (tfd >= 0 && (pf[2].revents & POLLIN)) {
+			uint64_t ticks;
+			if (read(tfd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks)
+				local_checkpoint(ss, "every");
+		}
+		if (pf[1].revents & POLLIN) {
+			int c;
+			while ((c = accept4(ss->listenfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+				session_serve(ss, c);
+				close(c);
+			}
+		}
+		/* SIGCHLD may have come while a checkpoint ran */
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+	}
+	if (!rc && exit_status)
+		*exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+	pid = -1;
+out:
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+	}
+	if (env) {
+		for (size_t i = 0; env[i]; i++)
+			if (!strncmp(env[i], "LD_PRELOAD=", 11) || !strncmp(env[i], MTM_ENV_SESSION "=", strlen(MTM_ENV_SESSION) + 1) ||
+			    !strncmp(env[i], MTM_ENV_ROOT "=", strlen(MTM_ENV_ROOT) + 1))
+				free(env[i]);
+		free(env);
+	}
+	if (errpipe[0] >= 0)
+		close(errpipe[0]);
+	if (errpipe[1] >= 0)
+		close(errpipe[1]);
+	if (tfd >= 0)
+		close(tfd);
+	if (sfd >= 0) {
+		close(sfd);
+		/* drop what arrived for us (a late SIGUSR1 must not kill the caller) */
+		struct timespec zero = {0, 0};
+		siginfo_t si;
+		while (sigtimedwait(&mask, &si, &zero) > 0)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	session_stop(ss);
+	free(preload);
+	return rc;
+}

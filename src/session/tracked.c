@@ -1,0 +1,645 @@
+/*
+ * tracked.c — a session's checkpoint: consistent, and O(what changed).
+ *
+ *   ckpt_begin (writer lock, transaction, head)      the program runs on
+ *   barrier_close: the logs become a change set      modifying calls held
+ *   collect: stat the touched paths, walk the subtrees of namespace changes,
+ *     look up the parent's entries for exactly those paths (point lookups),
+ *     copy the dirty blocks of touched files out of the page cache (capture)
+ *   barrier_open                                     the program runs on
+ *   ckpt_record(partial) / ckpt_commit: hash, compress, write, fsync
+ *
+ * The live side and the parent side hold the same set of paths (whatever
+ * exists of it on each side), so ckpt_record's merge sees additions,
+ * removals and changes among them, and leaves every other path as it was.
+ *
+ * A file's dirty blocks are enough only if the file is the one the parent
+ * recorded at that path: the stat cache row written with the parent's
+ * version names its inode. Otherwise (created, replaced, renamed over, no
+ * history) the whole file is copied. A file renamed with no write is found
+ * by its inode among the removed paths and keeps its history unread.
+ *
+ * When the logs cannot be trusted to name every change (overflow, a SCAN
+ * record, a process that died inside a call, hard links, a symlink in a
+ * recorded path, the ignore file changed), the checkpoint scans, still
+ * inside the barrier: the walk and the copy of the files the stat cache
+ * cannot vouch for happen while calls are held (or, past CAPTURE_LIMIT
+ * bytes, the whole record does), so it is consistent too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "io/beneath.h"
+#include "io/io.h"
+#include "scan/checkpoint.h"
+#include "scan/scan.h"
+#include "session/session.h"
+#include "util/error.h"
+#include "util/human.h"
+
+#define CAPTURE_LIMIT ((uint64_t)512 << 20) /* copy at most this much during a scan's barrier */
+#define NEED_SCAN 1                         /* collect_tracked: the logs are not enough */
+
+typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
+
+typedef struct {
+	mtm_session *ss;
+	mtm_store *s;
+	const lineage *lin;
+	const ignore_set *ign;
+	change_set *cs;
+	vec *live, *parent;
+	pathmap nsdirs;  /* namespace paths whose subtrees are listed on both sides */
+	pathmap points;  /* other touched paths */
+	sqlite3_stmt *q_sc;
+	const char *why; /* NEED_SCAN's reason */
+} tctx;
+
+static int need_scan(tctx *t, const char *why)
+{
+	t->why = why;
+	return NEED_SCAN;
+}
+
+static int cmp_live(const void *a, const void *b)
+{
+	return strcmp(((const live_item *)a)->path, ((const live_item *)b)->path);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	return strcmp(((const entry *)a)->path, ((const entry *)b)->path);
+}
+
+static live_item *live_find(const vec *live, const char *path)
+{
+	live_item key = {.path = (char *)path};
+	return bsearch(&key, live->v, live->n, sizeof(live_item), cmp_live);
+}
+
+/* 1 if a strict ancestor of path is in m. */
+static int under(const pathmap *m, const char *path)
+{
+	if (!m->n)
+		return 0;
+	char buf[4096];
+	size_t n = strlen(path);
+	if (n >= sizeof buf)
+		return 0;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + n; p > buf; p--) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (pathmap_get(m, buf))
+			return 1;
+	}
+	return 0;
+}
+
+static int kind_of(const struct stat *st)
+{
+	return S_ISREG(st->st_mode) ? KIND_FILE : S_ISDIR(st->st_mode) ? KIND_DIR : S_ISLNK(st->st_mode) ? KIND_SYMLINK
+	                                                                                                  : KIND_NONE;
+}
+
+/* lstat of a tree path, never through a symlink. *found = 0 if it is not
+ * there (or is a socket, FIFO or device, which are not recorded). */
+static int live_stat(tctx *t, const char *path, live_item *it, int *found)
+{
+	*found = 0;
+	int dfd;
+	const char *leaf;
+	int rc = beneath_open_parent(t->s->rootfd, path, &dfd, &leaf);
+	if (rc == ENOENT || rc == ENOTDIR)
+		return 0;
+	if (rc == ELOOP || rc == EXDEV)
+		return need_scan(t, "a recorded path goes through a symlink");
+	if (rc)
+		return mtm_set_errno(rc, "%s/%s", t->s->root, path);
+	struct stat st;
+	if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW)) {
+		rc = errno;
+		close(dfd);
+		return rc == ENOENT ? 0 : mtm_set_errno(rc, "%s/%s", t->s->root, path);
+	}
+	int kind = kind_of(&st);
+	if (kind == KIND_SYMLINK) {
+		char buf[4096];
+		ssize_t n = readlinkat(dfd, leaf, buf, sizeof buf - 1);
+		if (n < 0) {
+			rc = errno;
+			close(dfd);
+			return mtm_set_errno(rc, "%s/%s", t->s->root, path);
+		}
+		it->target = strndup(buf, (size_t)n);
+	}
+	close(dfd);
+	if (kind == KIND_NONE)
+		return 0;
+	it->st = st;
+	it->kind = kind;
+	*found = 1;
+	return 0;
+}
+
+/* One touched path that no listed subtree covers: both sides, point lookups. */
+static int add_point(tctx *t, const char *path)
+{
+	live_item it = {0};
+	int have_live, have_pe, rc;
+	entry pe;
+	if ((rc = live_stat(t, path, &it, &have_live)))
+		return rc;
+	if ((rc = index_entry_at(t->s, path, t->lin, &pe, &have_pe))) {
+		free(it.target);
+		return rc;
+	}
+	int kind = have_live ? it.kind : have_pe ? pe.kind : KIND_NONE;
+	if (kind == KIND_NONE || ignore_path(t->ign, path, kind == KIND_DIR)) {
+		free(it.target);
+		if (have_pe)
+			entry_clear(&pe);
+		return 0;
+	}
+	if (have_live) {
+		live_item *slot = vec_push(t->live);
+		if (!slot || !(it.path = strdup(path))) {
+			free(it.target);
+			if (have_pe)
+				entry_clear(&pe);
+			return mtm_set_error(ENOMEM, "checkpoint");
+		}
+		*slot = it;
+	}
+	if (have_pe) {
+		entry *slot = vec_push(t->parent);
+		if (!slot) {
+			entry_clear(&pe);
+			return mtm_set_error(ENOMEM, "checkpoint");
+		}
+		*slot = pe;
+	}
+	return 0;
+}
+
+/* A namespace change at path: its subtree on both sides. */
+static int add_subtree(tctx *t, const char *path)
+{
+	live_item it = {0};
+	int have_live, rc;
+	if ((rc = live_stat(t, path, &it, &have_live)))
+		return rc;
+	free(it.target);
+	if (have_live && ignore_path(t->ign, path, it.kind == KIND_DIR))
+		return 0;
+	if (have_live && it.kind == KIND_DIR && (rc = walk_subtree(t->s, t->ign, path, t->live)))
+		return rc;
+	size_t from = t->parent->n;
+	if ((rc = index_entries_under(t->s, path, t->lin, t->parent)))
+		return rc;
+	/* what the ignore rules leave out now was left out then, as a rule; if
+	 * they changed, the checkpoint scans (.metamoriignore is watched) */
+	size_t keep = from;
+	for (size_t i = from; i < t->parent->n; i++) {
+		entry *e = &VEC_AT(t->parent, entry, i);
+		if (ignore_path(t->ign, e->path, e->kind == KIND_DIR)) {
+			entry_clear(e);
+			continue;
+		}
+		VEC_AT(t->parent, entry, keep++) = *e;
+	}
+	t->parent->n = keep;
+	return 0;
+}
+
+static int put_point(tctx *t, const char *path)
+{
+	return pathmap_get(&t->points, path) || !pathmap_put(&t->points, path, (void *)1) ? 0
+	       : mtm_set_error(ENOMEM, "checkpoint");
+}
+
+/* The stat cache row the parent's version left for path: its inode. */
+static int sc_inode(tctx *t, const char *path, int64_t ver, int64_t *dev, int64_t *ino, int *found)
+{
+	*found = 0;
+	int rc;
+	if (!t->q_sc && (rc = sqlite3_prepare_v2(t->s->db, "SELECT ver, dev, ino FROM statcache WHERE path=?", -1, &t->q_sc,
+	                                         NULL)) != SQLITE_OK)
+		return db_error(t->s, rc, "index");
+	sqlite3_reset(t->q_sc);
+	sqlite3_bind_text(t->q_sc, 1, path, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(t->q_sc);
+	if (rc == SQLITE_ROW && sqlite3_column_int64(t->q_sc, 0) == ver) {
+		*dev = sqlite3_column_int64(t->q_sc, 1);
+		*ino = sqlite3_column_int64(t->q_sc, 2);
+		*found = 1;
+	}
+	sqlite3_reset(t->q_sc);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(t->s, rc, "index");
+}
+
+/* Copies bytes [off, off + len) of fd to the same offset of mfd. */
+static int copy_range(int mfd, int fd, int64_t off, int64_t len)
+{
+	static __thread unsigned char *buf;
+	while (len > 0) {
+		if (lseek(mfd, off, SEEK_SET) < 0)
+			return errno;
+		off_t in = off;
+		ssize_t n = sendfile(mfd, fd, &in, (size_t)(len < (1 << 30) ? len : (1 << 30)));
+		if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
+			/* no sendfile between these two: by hand */
+			if (!buf && !(buf = malloc(1 << 20)))
+				return ENOMEM;
+			size_t want = (size_t)(len < (1 << 20) ? len : (1 << 20)), got;
+			int rc = io_pread(fd, buf, want, off, &got);
+			if (rc)
+				return rc;
+			if (got && pwrite(mfd, buf, got, off) != (ssize_t)got)
+				return errno ? errno : EIO;
+			n = (ssize_t)got;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		if (n == 0)
+			return 0; /* shorter than its stat said: what follows reads as zeros */
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int cmp_run(const void *a, const void *b)
+{
+	const blk_run *x = a, *y = b;
+	return x->blkno < y->blkno ? -1 : x->blkno > y->blkno;
+}
+
+static int add_run(vec *runs, int64_t from, int64_t to /* blocks, exclusive */)
+{
+	if (to <= from)
+		return 0;
+	blk_run *r = vec_push(runs);
+	if (!r)
+		return ENOMEM;
+	r->blkno = from;
+	r->count = to - from;
+	return 0;
+}
+
+/* The blocks a file's records may have changed, against its parent size. */
+static int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, vec *runs)
+{
+	const int64_t B = MTM_BLOCK;
+	int64_t nblk = (size + B - 1) / B;
+	if (fc) {
+		for (size_t i = 0; i < fc->ranges.n; i++) {
+			const byte_range *r = &VEC_AT(&fc->ranges, byte_range, i);
+			int64_t a = r->off / B, b = (r->off + r->len + B - 1) / B;
+			if (b > nblk)
+				b = nblk;
+			if (add_run(runs, a, b))
+				return ENOMEM;
+		}
+		/* a truncation zeroes from its point on, whatever grows back */
+		if (fc->trunc_min >= 0 && add_run(runs, fc->trunc_min / B, nblk))
+			return ENOMEM;
+	}
+	/* growth past the parent's end: holes there must read as zeros, not as
+	 * the blocks an older, longer version left in the map */
+	if (size > parent_size && add_run(runs, parent_size / B, nblk))
+		return ENOMEM;
+	if (!runs->n)
+		return 0;
+	qsort(runs->v, runs->n, sizeof(blk_run), cmp_run);
+	size_t k = 0;
+	for (size_t i = 1; i < runs->n; i++) {
+		blk_run *last = &VEC_AT(runs, blk_run, k), *r = &VEC_AT(runs, blk_run, i);
+		if (r->blkno <= last->blkno + last->count) {
+			int64_t end = r->blkno + r->count;
+			if (end > last->blkno + last->count)
+				last->count = end - last->blkno;
+		} else {
+			VEC_AT(runs, blk_run, ++k) = *r;
+		}
+	}
+	runs->n = k + 1;
+	return 0;
+}
+
+/* Copies a live file's content (whole, or the blocks in cap->runs) into a
+ * memfd, and takes the stat of what was copied. */
+static int capture_file(tctx *t, live_item *it, capture *cap)
+{
+	int fd, rc = beneath_open(t->s->rootfd, it->path, O_RDONLY, &fd);
+	if (rc == ELOOP)
+		return need_scan(t, "a recorded path goes through a symlink");
+	if (rc)
+		return mtm_set_errno(rc, "%s/%s", t->s->root, it->path);
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_ino != it->st.st_ino || st.st_dev != it->st.st_dev) {
+		close(fd);
+		return need_scan(t, "a file changed under an untraced process");
+	}
+	it->st = st;
+	cap->fd = memfd_create("metamori-capture", MFD_CLOEXEC);
+	if (cap->fd < 0) {
+		rc = errno;
+		close(fd);
+		return mtm_set_errno(rc, "memfd_create");
+	}
+	const int64_t B = MTM_BLOCK, size = (int64_t)st.st_size;
+	if (ftruncate(cap->fd, size)) {
+		rc = errno;
+	} else if (cap->whole) {
+		rc = copy_range(cap->fd, fd, 0, size);
+	} else {
+		for (size_t i = 0; i < cap->runs.n && !rc; i++) {
+			const blk_run *r = &VEC_AT(&cap->runs, blk_run, i);
+			int64_t a = r->blkno * B, b = (r->blkno + r->count) * B;
+			if (b > size)
+				b = size;
+			if (b > a)
+				rc = copy_range(cap->fd, fd, a, b - a);
+		}
+	}
+	close(fd);
+	return rc ? mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path) : 0;
+}
+
+typedef struct { int64_t dev, ino; const entry *e; } gone_ino;
+
+/* Inside the barrier: the touched paths, both sides, and the captures. */
+static int collect_tracked(tctx *t)
+{
+	change_set *cs = t->cs;
+	int rc = 0;
+	if (pathmap_get(&cs->files, ".metamoriignore") || pathmap_get(&cs->ns, ".metamoriignore") ||
+	    pathmap_get(&cs->meta, ".metamoriignore"))
+		return need_scan(t, ".metamoriignore changed");
+	/* namespace changes: whole subtrees, unless an ancestor's covers them */
+	for (size_t i = 0; i < cs->ns.cap; i++) {
+		const char *p = cs->ns.slots[i].key;
+		if (p && pathmap_put(&t->nsdirs, p, (void *)1))
+			return mtm_set_error(ENOMEM, "checkpoint");
+	}
+	for (size_t i = 0; i < cs->ns.cap; i++) {
+		const char *p = cs->ns.slots[i].key;
+		if (!p || under(&t->nsdirs, p))
+			continue;
+		if ((rc = add_subtree(t, p)) || (rc = put_point(t, p)))
+			return rc;
+		/* the parent directory: an entry came or went (its mtime changed) */
+		const char *slash = strrchr(p, '/');
+		if (slash) {
+			char *dir = strndup(p, (size_t)(slash - p));
+			rc = dir ? put_point(t, dir) : mtm_set_error(ENOMEM, "checkpoint");
+			free(dir);
+			if (rc)
+				return rc;
+		}
+	}
+	pathmap *sets[] = {&cs->files, &cs->meta};
+	for (size_t k = 0; k < 2; k++)
+		for (size_t i = 0; i < sets[k]->cap; i++)
+			if (sets[k]->slots[i].key && (rc = put_point(t, sets[k]->slots[i].key)))
+				return rc;
+	for (size_t i = 0; i < t->points.cap; i++) {
+		const char *p = t->points.slots[i].key;
+		if (p && !under(&t->nsdirs, p) && (rc = add_point(t, p)))
+			return rc;
+	}
+	/* sorted by path on both sides, as ckpt_record merges them */
+	qsort(t->live->v, t->live->n, sizeof(live_item), cmp_live);
+	qsort(t->parent->v, t->parent->n, sizeof(entry), cmp_entry);
+	for (size_t i = 1; i < t->live->n; i++)
+		if (!strcmp(VEC_AT(t->live, live_item, i - 1).path, VEC_AT(t->live, live_item, i).path))
+			return mtm_set_error(MTM_EINVAL, "checkpoint: '%s' listed twice", VEC_AT(t->live, live_item, i).path);
+	/* files that left their path, by inode: a rename keeps its history */
+	vec gone = VEC_INIT(gone_ino);
+	for (size_t i = 0; i < t->parent->n && !rc; i++) {
+		const entry *e = &VEC_AT(t->parent, entry, i);
+		int found;
+		int64_t dev, ino;
+		if (e->kind != KIND_FILE || live_find(t->live, e->path) || pathmap_get(&cs->files, e->path))
+			continue;
+		if ((rc = sc_inode(t, e->path, e->ver, &dev, &ino, &found)) || !found)
+			continue;
+		gone_ino *g = vec_push(&gone);
+		if (!g) {
+			rc = mtm_set_error(ENOMEM, "checkpoint");
+			break;
+		}
+		g->dev = dev;
+		g->ino = ino;
+		g->e = e;
+	}
+	for (size_t i = 0; i < t->live->n && !rc; i++) {
+		live_item *it = &VEC_AT(t->live, live_item, i);
+		if (it->kind != KIND_FILE)
+			continue;
+		if (it->st.st_nlink > 1) {
+			rc = need_scan(t, "a touched file has other hard links");
+			break;
+		}
+		entry *pe = tree_find(t->parent, it->path);
+		const file_change *fc = pathmap_get(&cs->files, it->path);
+		int same = 0, found;
+		int64_t dev, ino;
+		if (pe && pe->kind == KIND_FILE) {
+			if ((rc = sc_inode(t, it->path, pe->ver, &dev, &ino, &found)))
+				break;
+			same = found && dev == (int64_t)it->st.st_dev && ino == (int64_t)it->st.st_ino;
+		}
+		capture *cap = calloc(1, sizeof *cap);
+		if (!cap) {
+			rc = mtm_set_error(ENOMEM, "checkpoint");
+			break;
+		}
+		cap->fd = -1;
+		cap->runs = (vec)VEC_INIT(blk_run);
+		it->cap = cap;
+		if (!same && !fc && !(pe && pe->kind == KIND_FILE)) {
+			/* renamed here untouched: its old blocks are still right */
+			for (size_t g = 0; g < gone.n; g++)
+				if (VEC_AT(&gone, gone_ino, g).dev == (int64_t)it->st.st_dev &&
+				    VEC_AT(&gone, gone_ino, g).ino == (int64_t)it->st.st_ino) {
+					same = 1;
+					break;
+				}
+			if (same)
+				continue; /* no runs: nothing read */
+		}
+		cap->whole = !same || (fc && fc->whole);
+		if (!cap->whole && dirty_runs(fc, pe ? pe->size : 0, (int64_t)it->st.st_size, &cap->runs)) {
+			rc = mtm_set_error(ENOMEM, "checkpoint");
+			break;
+		}
+		if (cap->whole || cap->runs.n || (int64_t)it->st.st_size != pe->size)
+			rc = capture_file(t, it, cap);
+	}
+	vec_free(&gone);
+	return rc;
+}
+
+/* Inside the barrier, when the logs are not enough: the whole tree. Files
+ * the stat cache cannot vouch for are copied out, unless that is more than
+ * CAPTURE_LIMIT: then *hold says to record before opening the barrier. */
+static int collect_scan(tctx *t, mtm_id parent, int *hold)
+{
+	pathmap sc = {0};
+	int rc;
+	*hold = 0;
+	if ((rc = walk_tree(t->s, t->ign, t->live)) || (rc = index_load_tree(t->s, parent, t->parent)) ||
+	    (rc = statcache_load(t->s, &sc)))
+		goto done;
+	uint64_t total = 0;
+	for (size_t i = 0; i < t->live->n; i++) {
+		live_item *it = &VEC_AT(t->live, live_item, i);
+		entry *pe = tree_find(t->parent, it->path);
+		if (it->kind == KIND_FILE && !(pe && pe->kind == KIND_FILE && statcache_fresh(pathmap_get(&sc, it->path), &it->st, pe->ver)))
+			total += (uint64_t)it->st.st_size;
+	}
+	if (total > CAPTURE_LIMIT) {
+		*hold = 1;
+		goto done;
+	}
+	for (size_t i = 0; i < t->live->n && !rc; i++) {
+		live_item *it = &VEC_AT(t->live, live_item, i);
+		entry *pe = tree_find(t->parent, it->path);
+		if (it->kind != KIND_FILE || (pe && pe->kind == KIND_FILE && statcache_fresh(pathmap_get(&sc, it->path), &it->st, pe->ver)))
+			continue;
+		capture *cap = calloc(1, sizeof *cap);
+		if (!cap) {
+			rc = mtm_set_error(ENOMEM, "checkpoint");
+			break;
+		}
+		cap->fd = -1;
+		cap->whole = 1;
+		cap->runs = (vec)VEC_INIT(blk_run);
+		it->cap = cap;
+		rc = capture_file(t, it, cap);
+		if (rc == NEED_SCAN) { /* changed by an untraced process: read it as it comes */
+			capture_free(cap);
+			it->cap = NULL;
+			rc = 0;
+		}
+	}
+done:
+	pathmap_free(&sc, free);
+	return rc;
+}
+
+static int same_excludes(const mtm_session *ss, const mtm_checkpoint_opts *opts)
+{
+	if (!opts || !opts->n_excludes)
+		return 1;
+	if (opts->n_excludes != ss->n_excludes)
+		return 0;
+	for (size_t i = 0; i < ss->n_excludes; i++)
+		if (strcmp(opts->excludes[i], ss->excludes[i]))
+			return 0;
+	return 1;
+}
+
+int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (!same_excludes(ss, opts))
+		return mtm_set_error(MTM_EINVAL, "checkpoint: --exclude cannot change while 'metamori run' tracks the tree "
+		                                 "(give the patterns to 'metamori run')");
+	mtm_store *s = ss->s;
+	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
+	o.message = opts ? opts->message : NULL;
+	o.excludes = ss->excludes;
+	o.n_excludes = ss->n_excludes;
+	if (opts) {
+		o.progress = opts->progress;
+		o.progress_arg = opts->progress_arg;
+	}
+	ckpt_run *r;
+	int rc = ckpt_begin(s, &o, &r);
+	if (rc) {
+		ckpt_end(r);
+		return rc;
+	}
+	vec live = VEC_INIT(live_item), parent = VEC_INIT(entry);
+	tctx t = {.ss = ss, .s = s, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live, .parent = &parent};
+	change_set cs;
+	int hold = 0, scan = 0, opened = 0;
+	int64_t t0 = now_ns(), t1 = 0;
+	t.cs = &cs;
+	rc = barrier_close(ss, &cs);
+	if (!rc) {
+		scan = cs.scan || ss->force_scan;
+		if (!scan) {
+			rc = collect_tracked(&t);
+			if (rc == NEED_SCAN) {
+				scan = 1;
+				cs.scan_why = t.why;
+				live_free(&live);
+				entries_free(&parent);
+				live = (vec)VEC_INIT(live_item);
+				parent = (vec)VEC_INIT(entry);
+			}
+		}
+		if (scan)
+			rc = collect_scan(&t, ckpt_parent(r), &hold);
+	}
+	if (!hold || rc) {
+		barrier_open(ss);
+		t1 = now_ns();
+		opened = 1;
+	}
+	if (!rc)
+		rc = ckpt_record(r, &parent, &live, !scan);
+	if (!opened) {
+		barrier_open(ss);
+		t1 = now_ns();
+	}
+	mtm_checkpoint_info ci;
+	if (!rc)
+		rc = ckpt_commit(r, &ci);
+	sqlite3_finalize(t.q_sc);
+	ckpt_end(r);
+	live_free(&live);
+	entries_free(&parent);
+	pathmap_free(&t.nsdirs, NULL);
+	pathmap_free(&t.points, NULL);
+	change_set_free(&cs);
+	/* the logs were reset: if this checkpoint failed, only a scan knows
+	 * what they said */
+	ss->force_scan = rc != 0;
+	session_reap_logs(ss);
+	if (rc)
+		return rc;
+	ci.tracked = !scan;
+	ci.pause_ns = (uint64_t)(t1 - t0);
+	if (out)
+		*out = ci;
+	else
+		free(ci.message);
+	return 0;
+}
+
+const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci)
+{
+	char a[32], b[32];
+	snprintf(buf, len, "checkpoint %lld (%s, paused %.1f ms): %llu added, %llu changed, %llu removed; %s changed, %s stored",
+	         (long long)ci->id, ci->tracked ? "tracked" : "scanned", (double)ci->pause_ns / 1e6,
+	         (unsigned long long)ci->files_added, (unsigned long long)ci->files_changed,
+	         (unsigned long long)ci->files_removed, human_size(a, sizeof a, ci->bytes_changed),
+	         human_size(b, sizeof b, ci->bytes_stored));
+	return buf;
+}
