@@ -1,0 +1,497 @@
+#!/usr/bin/env python3
+"""bench_track.py: tracked checkpoints (`metamori run`) on workload W1 against
+the floor and the peers in one run, the pause the application sees, the
+interposer's overhead on fio, checkpoint time with many untouched files, and
+in-place restore. Prints Markdown tables (docs/BENCHMARKS.md).
+
+The application is bench/track_writer.c (compiled here with cc), started
+unmodified as `metamori run -- track_writer ...`. It does each interval of W1
+(1% of the 4 KiB blocks of 16 x 64 MiB rewritten at random with pwrite, 1 MiB
+appended to log.txt with O_APPEND) when the driver asks, then waits; the driver
+runs `metamori checkpoint` from outside (the session makes the checkpoint)
+while a thread of the writer pwrites a heartbeat into the tree every ~100 us
+and times each call: the longest call is the pause the application saw.
+
+Cache: warm for every contender (`sync` first; the data was just written and
+is in the page cache, which is what a tracked checkpoint reads).
+
+Parts (--parts, default all): w1, many, fio.
+  w1    per interval: tracked ckpt, floor (changed bytes written once + fsync),
+        cp -a, rsync --link-dest, borg, restic; pause; then in-place restore 3 back
+        vs rewriting the differing blocks in place (+fsync)
+  many  20,000 vs 2,000 files of 16 KiB, the same 200 files touched per interval:
+        tracked ckpt time (should not depend on the untouched files); scan for contrast
+  fio   4 KiB random pwrite and 1 MiB sequential write (psync, buffered) on a file
+        in the tree, plain vs under `metamori run` (LD_PRELOAD), alternated, medians
+
+usage: bench_track.py --metamori build/metamori [--scale 0.1] [--intervals 5]
+                      [--parts w1,many,fio] [--fio-runtime 5] [--work DIR] [--keep] [--json FILE]
+"""
+import argparse
+import json
+import os
+import random
+import select
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def have_run(metamori):
+    p = subprocess.run([metamori, "run", "--help"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    return p.returncode == 0, (p.stderr or p.stdout).strip()
+
+
+def build_writer(work):
+    exe = os.path.join(work, "track_writer")
+    src = os.path.join(HERE, "track_writer.c")
+    p = subprocess.run(["cc", "-O2", "-pthread", "-o", exe, src], stderr=subprocess.PIPE, text=True)
+    if p.returncode:
+        sys.exit(f"bench: cc {src}: {p.stderr.strip()}")
+    return exe
+
+
+class Session:
+    """`metamori run -- track_writer ...` and the FIFOs to talk to the writer."""
+
+    def __init__(self, metamori, tree, work, writer, args, tag):
+        self.cmd_path = os.path.join(work, f"{tag}.cmd")
+        self.resp_path = os.path.join(work, f"{tag}.resp")
+        for p in (self.cmd_path, self.resp_path):
+            if os.path.exists(p):
+                os.unlink(p)
+            os.mkfifo(p)
+        self.blocks_dir = os.path.join(work, f"{tag}.blocks")
+        os.makedirs(self.blocks_dir, exist_ok=True)
+        argv = [metamori, "-C", tree, "run", "--", writer, self.cmd_path, self.resp_path,
+                tree] + [str(x) for x in args[:4]] + [self.blocks_dir] + [str(x) for x in args[4:]]
+        self.errf = open(os.path.join(work, f"{tag}.session.err"), "w+")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.errf,
+                                     stderr=self.errf, cwd=tree)
+        deadline = time.time() + 30
+        while True:
+            try:
+                self.cmd = os.open(self.cmd_path, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.fail("the writer did not start")
+            time.sleep(0.01)
+        os.set_blocking(self.cmd, True)
+        self.resp = os.open(self.resp_path, os.O_RDONLY)
+        self.buf = b""
+
+    def fail(self, why):
+        self.errf.seek(0)
+        out = self.errf.read().strip()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        sys.exit(f"bench: metamori run: {why} (exit {self.proc.poll()})\n{out}")
+
+    def ask(self, line, timeout=600):
+        os.write(self.cmd, (line + "\n").encode())
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            r, _, _ = select.select([self.resp], [], [], 1.0)
+            if r:
+                chunk = os.read(self.resp, 4096)
+                if not chunk:
+                    self.fail(f"the writer closed its answers to '{line}'")
+                self.buf += chunk
+            elif self.proc.poll() is not None or time.time() > deadline:
+                self.fail(f"no answer to '{line}'")
+        ans, self.buf = self.buf.split(b"\n", 1)
+        ans = ans.decode().split()
+        if not ans or ans[0] != "ok":
+            self.fail(f"'{line}': {' '.join(ans)}")
+        return [int(x) for x in ans[1:]]
+
+    def quit(self):
+        self.ask("quit")
+        os.close(self.cmd)
+        os.close(self.resp)
+        rc = self.proc.wait(timeout=600)
+        self.errf.seek(0)
+        out = self.errf.read().strip()
+        self.errf.close()
+        if rc != 0:
+            sys.exit(f"bench: metamori run: exit {rc} (the writer exits 0)\n{out}")
+        return out
+
+    def blocks(self, interval):
+        with open(os.path.join(self.blocks_dir, str(interval))) as f:
+            return {tuple(map(int, line.split())) for line in f if line.strip()}
+
+
+def checkpoint(metamori, tree, msg, ses=None):
+    """A checkpoint from outside; with ses, while the writer's heartbeat runs.
+    Returns dict(s, out, pause_app_ns, probe_calls, log entry)."""
+    os.sync()
+    if ses:
+        ses.ask("probe start")
+        time.sleep(0.02)
+    t, p = B.mtm(metamori, "-C", tree, "checkpoint", "-m", msg)
+    r = {"s": t, "out": p.stdout.strip()}
+    if ses:
+        time.sleep(0.02)
+        mx, calls, slow = ses.ask("probe stop")
+        r.update(pause_app_ns=mx, probe_calls=calls, probe_slow=slow)
+    entry = B.mtm_log(metamori, tree)[-1]
+    r["entry"] = entry
+    pause = [v for k, v in entry.items() if "pause" in k]
+    r["pause_session_ns"] = pause[0] if pause else None
+    return r
+
+
+def probe_baseline(ses, seconds=0.3):
+    ses.ask("probe start")
+    time.sleep(seconds)
+    mx, calls, slow = ses.ask("probe stop")
+    return mx
+
+
+# ---------------------------------------------------------------------------
+
+def part_w1(a, metamori, writer, work, res):
+    tree = os.path.join(work, "w1")
+    w = B.W1(tree, scale=a.scale)
+    B.log(f"bench: creating W1: {w.nfiles} x {B.human(w.file_size)} in {tree}")
+    w.create()
+    B.mtm(metamori, "init", tree)
+    peers = B.Peers(os.path.join(work, "peers"), tree, w.names,
+                    [p for p in a.peers.split(",") if p])
+    os.makedirs(peers.work, exist_ok=True)
+    peers.init()
+    os.sync()
+    t, _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "initial (scan)")
+    for pn in peers.which:
+        os.sync()
+        peers.run(pn)
+    peers.next()
+    B.log(f"bench: initial scan checkpoint {B.secs(t)}")
+
+    ses = Session(metamori, tree, work, writer,
+                  [w.nfiles, w.file_size, w.append, 7], "w1")
+    out = {"intervals": [], "initial_scan_s": t}
+    out["memcpy_ns"] = None
+    first = checkpoint(metamori, tree, "session start", ses)
+    out["session_first"] = first
+    out["probe_baseline_ns"] = probe_baseline(ses)
+    B.log(f"bench: first checkpoint in the session {B.secs(first['s'])}: {first['out']}")
+    hist = []
+    for i in range(1, a.intervals + 1):
+        changed, nblk = ses.ask("interval")
+        blocks = ses.blocks(i)
+        hist.append(blocks)
+        if out["memcpy_ns"] is None:
+            out["memcpy_ns"] = ses.ask(f"memcpy {changed}")[0]
+        row = {"interval": i, "changed": changed}
+        s0 = B.store_bytes(tree)
+        c = checkpoint(metamori, tree, f"interval {i}", ses)
+        row.update(ckpt=c["s"], out=c["out"], pause_app_ns=c["pause_app_ns"],
+                   pause_session_ns=c["pause_session_ns"], probe_calls=c["probe_calls"],
+                   store_grew=B.store_bytes(tree) - s0, bytes_stored=c["entry"]["bytes_stored"])
+        row["peers"] = {}
+        for pn in peers.which:
+            os.sync()
+            tp, grew = peers.run(pn)
+            row["peers"][pn] = {"s": tp, "grew": grew}
+        peers.next()
+        os.sync()
+        row["floor"] = B.floor_write(os.path.join(work, "floor.bin"), changed)
+        out["intervals"].append(row)
+        B.log(f"bench: interval {i}: changed {B.human(changed)}, tracked ckpt {B.secs(row['ckpt'])}, "
+              f"pause {row['pause_app_ns'] / 1e6:.2f} ms, floor {B.secs(row['floor'])}, "
+              + ", ".join(f"{k} {B.secs(v['s'])}" for k, v in row["peers"].items()))
+    out["session_output"] = ses.quit()
+
+    # in-place restore three checkpoints back (the session has ended)
+    back = min(3, a.intervals)
+    head = B.mtm_log(metamori, tree)[-1]["id"]
+    target = head - back
+    blocks = set()
+    for h in hist[-back:]:
+        blocks |= h
+    os.sync()
+    t, p = B.mtm(metamori, "-C", tree, "restore", str(target))
+    r = {"target": target, "back": back, "s": t, "out": p.stdout.strip(),
+         "differing": len(blocks) * B.BLOCK}
+    os.sync()
+    r["floor"] = B.floor_rewrite_in_place(tree, w.names, blocks,
+                                          extra_files=[os.path.join(tree, "log.txt")])
+    out["restore"] = r
+    B.log(f"bench: restore {target} in place {B.secs(t)}, floor {B.secs(r['floor'])}")
+    out["peer_names"] = peers.which
+    res["w1"] = out
+    B.rmtree(tree)
+    B.rmtree(peers.work)
+
+
+def make_many(root, n, size=16384, seed=3):
+    rng = random.Random(seed)
+    data = rng.randbytes(size + 4096)
+    for f in range(n):
+        d = os.path.join(root, "m", f"d{f // 200:03d}")
+        if f % 200 == 0:
+            os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{f:06d}"), "wb") as fh:
+            off = rng.randrange(4096)
+            fh.write(data[off:off + size])
+
+
+def part_many(a, metamori, writer, work, res):
+    out = {}
+    touched = 200
+    for n in (2000, 20000):
+        tree = os.path.join(work, f"many{n}")
+        make_many(tree, n)
+        B.mtm(metamori, "init", tree)
+        os.sync()
+        t, _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "initial (scan)")
+        ses = Session(metamori, tree, work, writer, [0, 0, 0, 11, n], f"many{n}")
+        first = checkpoint(metamori, tree, "session start", ses)
+        rows = []
+        for i in range(a.intervals):
+            ses.ask(f"touch {touched}")
+            c = checkpoint(metamori, tree, f"touch {i}", ses)
+            rows.append(c["s"])
+        ses.quit()
+        # scan mode for contrast: the same touches by the driver, then a scan checkpoint
+        rng = random.Random(n)
+        scans = []
+        for i in range(min(3, a.intervals)):
+            for f in rng.sample(range(n), touched):
+                p = os.path.join(tree, "m", f"d{f // 200:03d}", f"f{f:06d}")
+                fd = os.open(p, os.O_WRONLY)
+                os.pwrite(fd, os.urandom(B.BLOCK), rng.randrange(4) * B.BLOCK)
+                os.close(fd)
+            os.sync()
+            ts, _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", f"scan {i}")
+            scans.append(ts)
+        out[n] = {"initial_scan_s": t, "session_first_s": first["s"], "tracked": rows,
+                  "scan": scans, "touched": touched}
+        B.log(f"bench: {n} files: tracked {', '.join(B.secs(x) for x in rows)}; "
+              f"scan {', '.join(B.secs(x) for x in scans)}")
+        B.rmtree(tree)
+    res["many"] = out
+
+
+def fio_once(tree, job, runtime, outfile, metamori=None):
+    cmd = ["fio", "--name=" + job, "--filename=" + os.path.join(tree, "fio.dat"), "--size=64m",
+           "--ioengine=psync", "--time_based", f"--runtime={runtime}", "--output-format=json",
+           "--output=" + outfile, "--randrepeat=1"]
+    cmd += ["--rw=randwrite", "--bs=4k"] if job == "rand4k" else ["--rw=write", "--bs=1m"]
+    if metamori:
+        cmd = [metamori, "-C", tree, "run", "--"] + cmd
+    os.sync()
+    B.timed(cmd, cwd=tree)
+    with open(outfile) as f:
+        j = json.load(f)
+    jb = j["jobs"][0]
+    wr = jb["write"]
+    ios = wr.get("total_ios") or 1
+    cpu_ns = (jb["usr_cpu"] + jb["sys_cpu"]) / 100 * jb["job_runtime"] * 1e6
+    return {"iops": wr["iops"], "bw": wr["bw_bytes"], "lat_ns": wr.get("clat_ns", {}).get("mean"),
+            "cpu_ns_per_op": cpu_ns / ios}
+
+
+def cpu_ov(runs):
+    pl = B.median([r["cpu_ns_per_op"] for r in runs["plain"]])
+    tr = B.median([r["cpu_ns_per_op"] for r in runs["tracked"]])
+    return f"{pl / 1000:.2f} / {tr / 1000:.2f} us ({(tr - pl) / pl * 100:+.1f}%)"
+
+
+def part_fio(a, metamori, work, res):
+    import shutil
+    if not shutil.which("fio"):
+        B.log("bench: fio not installed: fio part left out (apt-get install fio)")
+        return
+    tree = os.path.join(work, "fio")
+    os.makedirs(tree)
+    B.mtm(metamori, "init", tree)
+    fio_once(tree, "seq1m", 1, os.path.join(work, "fio-layout.json"))  # lays the file out
+    B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "fio file")
+    out = {}
+    for job in ("rand4k", "seq1m"):
+        runs = {"plain": [], "tracked": []}
+        for mode in ("plain", "tracked"):  # warm-up, not counted
+            fio_once(tree, job, 1, os.path.join(work, "fio-warmup.json"),
+                     metamori if mode == "tracked" else None)
+        for rep in range(a.fio_reps):
+            for mode in ("plain", "tracked"):
+                r = fio_once(tree, job, a.fio_runtime, os.path.join(work, f"fio-{job}-{mode}-{rep}.json"),
+                             metamori if mode == "tracked" else None)
+                runs[mode].append(r)
+        out[job] = runs
+        pl = B.median([r["bw"] for r in runs["plain"]])
+        tr = B.median([r["bw"] for r in runs["tracked"]])
+        B.log(f"bench: fio {job}: plain {B.human(pl)}/s, tracked {B.human(tr)}/s "
+              f"({(pl - tr) / pl * 100:+.1f}% overhead)")
+    res["fio"] = out
+    B.rmtree(tree)
+
+
+# ---------------------------------------------------------------------------
+
+def fastest_peer(row):
+    """The fastest of rsync --link-dest, borg and restic (the issue's peers; cp -a
+    is shown but is not a snapshot tool)."""
+    ts = [v["s"] for k, v in row["peers"].items() if k in ("rsync", "borg", "restic")]
+    return min(ts) if ts else None
+
+
+def report(res):
+    m = res["machine"]
+    o = []
+    o.append("## Tracked mode (`metamori run`)")
+    o.append("")
+    o.append(f"Run {m['date']} on {m['nproc']} CPUs ({m.get('cpu', '?')}), {m.get('ram', '?')} RAM, "
+             f"kernel {m['kernel']}; `df -T`: `{res['df']}`. Cache: warm (`sync` before every "
+             "timed contender; the data just written is in the page cache).")
+    o.append("")
+    if "w1" in res:
+        w = res["w1"]
+        pn = w["peer_names"]
+        o.append(f"### W1 under `metamori run` (scale {res['scale']}), {len(w['intervals'])} intervals")
+        o.append("")
+        o.append(f"First checkpoint of the session (after the initial scan checkpoint, nothing changed): "
+                 f"{B.secs(w['session_first']['s'])} (`{w['session_first']['out']}`). "
+                 f"Heartbeat pwrite latency with no checkpoint running (max over 0.3 s): "
+                 f"{w['probe_baseline_ns'] / 1e6:.2f} ms. One memcpy of the changed bytes: "
+                 f"{w['memcpy_ns'] / 1e6:.2f} ms.")
+        o.append("")
+        hdr = ["int", "changed", "tracked ckpt", "floor", "ckpt/floor", "pause (app)",
+               "pause (session)", "store grew"] + pn + ["fastest of rsync/borg/restic / ckpt"]
+        rows = []
+        for r in w["intervals"]:
+            fastest = fastest_peer(r)
+            ps = r["pause_session_ns"]
+            rows.append([r["interval"], B.human(r["changed"]), B.secs(r["ckpt"]), B.secs(r["floor"]),
+                         B.ratio(r["ckpt"], r["floor"]), f"{r['pause_app_ns'] / 1e6:.2f} ms",
+                         f"{ps / 1e6:.2f} ms" if ps is not None else "-", B.human(r["store_grew"])]
+                        + [B.secs(r["peers"][p]["s"]) for p in pn] + [B.ratio(fastest, r["ckpt"])])
+        o.append(B.table(hdr, rows))
+        o.append("")
+        iv = w["intervals"]
+        fl = B.median([r["ckpt"] / r["floor"] for r in iv])
+        g = [["tracked ckpt / floor", f"{fl:.2f}x", "<= 2x", B.goal(fl, "<=", 2)]]
+        if any(fastest_peer(r) for r in iv):
+            fp = B.median([fastest_peer(r) / r["ckpt"] for r in iv])
+            g.append(["fastest of rsync/borg/restic / tracked ckpt", f"{fp:.1f}x", ">= 25x",
+                      B.goal(fp, ">=", 25)])
+            for p in pn:
+                x = B.median([r["peers"][p]["s"] / r["ckpt"] for r in iv])
+                g.append([f"{p} / tracked ckpt", f"{x:.1f}x", "", ""])
+        pause = B.median([r["pause_app_ns"] for r in iv])
+        lim = w["memcpy_ns"] + 1e6
+        g.append(["pause seen by the application (median of max)", f"{pause / 1e6:.2f} ms",
+                  f"<= memcpy + 1 ms = {lim / 1e6:.2f} ms", B.goal(pause, "<=", lim)])
+        gr = B.median([r["store_grew"] / r["changed"] for r in iv])
+        g.append(["store growth / changed bytes", f"{gr:.3f}x", "<= 1.1x", B.goal(gr, "<=", 1.1)])
+        rs = w["restore"]
+        x = rs["s"] / rs["floor"]
+        g.append([f"in-place restore {rs['back']} back / floor", f"{x:.2f}x", "<= 3x", B.goal(x, "<=", 3)])
+        o.append(B.table(["measure", "value", "goal", ""], g))
+        o.append("")
+        o.append(f"Checkpoint output (interval 1): `{iv[0]['out']}`. In-place restore to checkpoint "
+                 f"{rs['target']}: {B.secs(rs['s'])} (`{rs['out']}`); floor: rewrite the "
+                 f"{B.human(rs['differing'])} of differing blocks in place and fsync: {B.secs(rs['floor'])}.")
+        o.append("")
+    if "many" in res:
+        mm = res["many"]
+        o.append("### Many files: 16 KiB each, the same number touched (one 4 KiB block each) per interval")
+        o.append("")
+        rows = []
+        for n in sorted(mm, key=int):
+            x = mm[n]
+            rows.append([n, x["touched"], B.secs(B.median(x["tracked"])), B.secs(B.median(x["scan"])),
+                         B.secs(x["initial_scan_s"])])
+        o.append(B.table(["files", "touched", "tracked ckpt (median)", "scan ckpt (median)",
+                          "initial scan ckpt"], rows))
+        ks = sorted(mm, key=int)
+        if len(ks) == 2:
+            a_, b_ = mm[ks[0]], mm[ks[1]]
+            x = B.median(b_["tracked"]) / B.median(a_["tracked"])
+            y = B.median(b_["scan"]) / B.median(a_["scan"])
+            o.append("")
+            o.append(f"Tracked ckpt {ks[1]} files / {ks[0]} files: {x:.2f}x (goal: ~1x, independent of "
+                     f"untouched files: {'met' if x <= 1.25 else 'MISSED'}); scan mode: {y:.2f}x.")
+        o.append("")
+    if "fio" in res:
+        f = res["fio"]
+        o.append("### Interposer overhead on fio (psync, buffered, 64 MiB file in the tree)")
+        o.append("")
+        rows = []
+        for job, lim in (("rand4k", 5), ("seq1m", 2)):
+            if job not in f:
+                continue
+            pl = B.median([r["bw"] for r in f[job]["plain"]])
+            tr = B.median([r["bw"] for r in f[job]["tracked"]])
+            ov = (pl - tr) / pl * 100
+            rows.append([job, B.human(pl) + "/s", B.human(tr) + "/s", f"{ov:+.1f}%", f"<= {lim}%",
+                         "met" if ov <= lim else "MISSED",
+                         " ".join(f"{r['bw'] / 2**20:.0f}" for r in f[job]["plain"]) + " / "
+                         + " ".join(f"{r['bw'] / 2**20:.0f}" for r in f[job]["tracked"]),
+                         cpu_ov(f[job])])
+        o.append(B.table(["job", "plain (median)", "under run (median)", "overhead", "goal", "",
+                          "each run MiB/s plain / tracked", "CPU per write plain / tracked"], rows))
+        o.append("")
+        o.append("Throughput overhead = (plain - tracked) / plain of the median bandwidths; the runs "
+                 "alternate plain and tracked. CPU per write = fio's usr+sys CPU time / writes "
+                 "(less sensitive to other load on the machine).")
+        o.append("")
+    print("\n".join(o))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--metamori", default=os.path.join(HERE, "..", "build", "metamori"))
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--intervals", type=int, default=5)
+    ap.add_argument("--parts", default="w1,many,fio")
+    ap.add_argument("--peers", default="cp,rsync,borg,restic")
+    ap.add_argument("--fio-runtime", type=int, default=5)
+    ap.add_argument("--fio-reps", type=int, default=5)
+    ap.add_argument("--work", default=os.path.join(HERE, "work", "track"))
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    metamori = os.path.abspath(a.metamori)
+    if not os.access(metamori, os.X_OK):
+        sys.exit(f"bench: {metamori}: not built (run make)")
+    ok, why = have_run(metamori)
+    if not ok:
+        msg = (f"bench_track: SKIPPED: this metamori has no working 'run' command "
+               f"('{metamori} run --help' says: {why}). Tracked mode cannot be measured yet.")
+        print(msg)
+        print(msg, file=sys.stderr)
+        sys.exit(3)
+    parts = set(a.parts.split(","))
+    work = os.path.abspath(a.work)
+    B.rmtree(work)
+    os.makedirs(work)
+    writer = build_writer(work)
+    res = {"machine": B.machine(), "df": B.df_t(work), "scale": a.scale}
+    if "w1" in parts:
+        part_w1(a, metamori, writer, work, res)
+    if "many" in parts:
+        part_many(a, metamori, writer, work, res)
+    if "fio" in parts:
+        part_fio(a, metamori, work, res)
+    report(res)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+    if not a.keep:
+        B.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
