@@ -7,6 +7,8 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
                libxxhash-dev libcmocka-dev python3 rsync
+# The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
+BENCH_PACKAGES = rsync borgbackup restic fio
 
 .PHONY: all deps build asan test demo bench clean torture
 
@@ -39,7 +41,9 @@ demo: build
 	@sh demo/demo.sh $(BUILD)/metamori
 
 bench: build
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_PACKAGES)"
 	python3 bench/bench_scan.py --metamori $(BUILD)/metamori
+	python3 bench/bench_track.py --metamori $(BUILD)/metamori
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
