@@ -254,7 +254,8 @@ typedef struct mtm_prune_stats {
 	uint64_t bytes_freed;        /* their size in the packs */
 	uint64_t packs_rewritten, packs_removed;
 	uint64_t bytes_copied;       /* live bytes gc copied into new packs */
-	uint64_t bytes_returned;     /* bytes given back to the file system (packs and index) */
+	uint64_t bytes_returned;     /* bytes given back to the file system (packs and index); a dry run:
+	                                what gc would give back from the packs (and copy, rewrite) */
 } mtm_prune_stats;
 
 /*

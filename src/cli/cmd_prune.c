@@ -45,7 +45,10 @@ static int parse_duration(const char *text, int64_t *out)
 		mult = 7 * 86400;
 	else
 		return -1;
-	*out = (int64_t)(v * mult * 1e9);
+	double ns = v * mult * 1e9;
+	if (!(ns >= 1 && ns <= 100 * 366 * 86400e9)) /* also refuses inf and nan */
+		return -1;
+	*out = (int64_t)ns;
 	return 0;
 }
 
@@ -126,10 +129,10 @@ int cmd_prune(int argc, char **argv)
 		printf("kept %llu; %s in %llu chunks %s\n", (unsigned long long)st.kept,
 		       human_size(a, sizeof a, st.bytes_freed), (unsigned long long)st.chunks_freed,
 		       o.dry_run ? "would be freed" : "freed");
-		if (!o.dry_run)
-			printf("gc: %llu pack%s rewritten (%s copied), %s returned to the file system\n",
-			       (unsigned long long)st.packs_rewritten, st.packs_rewritten == 1 ? "" : "s",
-			       human_size(b, sizeof b, st.bytes_copied), human_size(d, sizeof d, st.bytes_returned));
+		printf("gc: %llu pack%s %s (%s copied), %s %s to the file system\n",
+		       (unsigned long long)st.packs_rewritten, st.packs_rewritten == 1 ? "" : "s",
+		       o.dry_run ? "would be rewritten" : "rewritten", human_size(b, sizeof b, st.bytes_copied),
+		       human_size(d, sizeof d, st.bytes_returned), o.dry_run ? "would return" : "returned");
 	}
 	mtm_free(dropped);
 	free(keep);

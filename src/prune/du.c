@@ -5,16 +5,76 @@
 #include <sys/stat.h>
 #include "prune/prune.h"
 #include "util/error.h"
+#include "util/strvec.h"
 
-/* Bytes only checkpoint c holds: chunks used by no other checkpoint's rows,
- * through rows that every child overrides (so pruning c alone frees them). */
+/*
+ * Bytes only checkpoint c holds: what pruning c alone frees. That mirrors
+ * fold.c exactly: c's block row moves to a child k unless k has its own row
+ * for the block or c's file does not exist at k any more (du_live holds, per
+ * child, c's files that do: at the same path, or renamed); a chunk is freed
+ * when every row naming it is one of c's rows that moves nowhere.
+ */
+static const char *live_same_sql =
+	"INSERT OR IGNORE INTO du_live SELECT e.file_id, ?2, ?3 FROM entry e WHERE e.ckpt = ?1 AND e.kind = 1"
+	" AND (NOT EXISTS (SELECT 1 FROM entry x WHERE x.path = e.path AND x.branch = ?3 AND x.ckpt = ?2)"
+	"  OR EXISTS (SELECT 1 FROM entry x WHERE x.path = e.path AND x.branch = ?3 AND x.ckpt = ?2"
+	"   AND x.kind = 1 AND x.file_id = e.file_id))";
+static const char *live_renamed_sql =
+	"INSERT OR IGNORE INTO du_live SELECT e.file_id, ?2, ?3 FROM entry e WHERE e.ckpt = ?1 AND e.kind = 1"
+	" AND e.file_id IN (SELECT file_id FROM entry WHERE ckpt = ?2 AND kind = 1)";
 static const char *unique_sql =
-	"SELECT COALESCE(SUM(40 + ch.clen), 0) FROM chunk ch WHERE ch.id IN ("
-	" SELECT b.chunk FROM block b WHERE b.ckpt = ?1 AND b.chunk != 0 AND NOT EXISTS ("
-	"  SELECT 1 FROM checkpoint k WHERE k.parent = ?1 AND NOT EXISTS ("
-	"   SELECT 1 FROM block o WHERE o.file_id = b.file_id AND o.blkno = b.blkno AND o.branch = k.branch"
-	"   AND o.ckpt = k.id)))"
-	" AND NOT EXISTS (SELECT 1 FROM block b2 WHERE b2.chunk = ch.id AND b2.ckpt != ?1)";
+	"SELECT COALESCE(SUM(40 + ch.clen), 0) FROM (SELECT b.chunk AS id, COUNT(*) AS n FROM block b"
+	" WHERE b.ckpt = ?1 AND b.chunk != 0 AND NOT EXISTS (SELECT 1 FROM du_live l WHERE l.file_id = b.file_id"
+	"  AND NOT EXISTS (SELECT 1 FROM block o WHERE o.file_id = b.file_id AND o.blkno = b.blkno"
+	"   AND o.branch = l.bk AND o.ckpt = l.k))"
+	" GROUP BY b.chunk) f JOIN chunk ch ON ch.id = f.id"
+	" WHERE f.n = (SELECT COUNT(*) FROM block b2 WHERE b2.chunk = f.id)";
+
+static int step3(mtm_store *s, sqlite3_stmt *st, int64_t a, int64_t b, int64_t c)
+{
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, a);
+	if (sqlite3_bind_parameter_count(st) >= 2)
+		sqlite3_bind_int64(st, 2, b);
+	if (sqlite3_bind_parameter_count(st) >= 3)
+		sqlite3_bind_int64(st, 3, c);
+	int rc = sqlite3_step(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(s, rc, "du");
+}
+
+static int unique_bytes(mtm_store *s, sqlite3_stmt **q, mtm_id c, uint64_t *out)
+{
+	MTM_TRY(db_exec(s, "DELETE FROM du_live"));
+	MTM_TRY(step3(s, q[0], c, 0, 0)); /* files of c */
+	int64_t n_files = sqlite3_column_int64(q[0], 0);
+	sqlite3_reset(q[0]);
+	vec kids = VEC_INIT(int64_t[2]);
+	int rc;
+	sqlite3_reset(q[1]);
+	sqlite3_bind_int64(q[1], 1, c);
+	while ((rc = sqlite3_step(q[1])) == SQLITE_ROW) {
+		int64_t *k = vec_push(&kids);
+		if (!k) {
+			vec_free(&kids);
+			return mtm_set_error(ENOMEM, "du");
+		}
+		k[0] = sqlite3_column_int64(q[1], 0);
+		k[1] = sqlite3_column_int64(q[1], 1);
+	}
+	sqlite3_reset(q[1]);
+	int err = rc == SQLITE_DONE ? 0 : db_error(s, rc, "du");
+	for (size_t i = 0; i < kids.n && !err; i++) {
+		int64_t k = ((int64_t *)kids.v)[2 * i], bk = ((int64_t *)kids.v)[2 * i + 1];
+		err = step3(s, q[2], c, k, bk);
+		if (!err && sqlite3_changes(s->db) < n_files)
+			err = step3(s, q[3], c, k, bk);
+	}
+	vec_free(&kids);
+	if (!err && !(err = step3(s, q[4], c, 0, 0)))
+		*out = (uint64_t)sqlite3_column_int64(q[4], 0);
+	sqlite3_reset(q[4]);
+	return err;
+}
 
 static int one_int(mtm_store *s, const char *sql, uint64_t *out)
 {
@@ -37,28 +97,37 @@ int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 	size_t n;
 	MTM_TRY(mtm_log(s, &list, &n));
 	mtm_du_entry *v = calloc(n ? n : 1, sizeof *v);
-	sqlite3_stmt *st = NULL;
-	int rc = v ? sqlite3_prepare_v2(s->db, unique_sql, -1, &st, NULL) : SQLITE_NOMEM;
-	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+	const char *sqls[5] = {"SELECT COUNT(*) FROM entry WHERE ckpt = ?1 AND kind = 1",
+	                       "SELECT id, branch FROM checkpoint WHERE parent = ?1", live_same_sql, live_renamed_sql,
+	                       unique_sql};
+	sqlite3_stmt *q[5] = {0};
+	int err = v ? db_exec(s, "CREATE TEMP TABLE IF NOT EXISTS du_live(file_id INTEGER, k INTEGER, bk INTEGER,"
+	                         " PRIMARY KEY(file_id, k)) WITHOUT ROWID")
+	            : mtm_set_error(ENOMEM, "du");
+	for (int i = 0; i < 5 && !err; i++) {
+		int rc = sqlite3_prepare_v2(s->db, sqls[i], -1, &q[i], NULL);
+		if (rc != SQLITE_OK)
+			err = db_error(s, rc, "du");
+	}
+	/* one snapshot for the whole report */
+	int in_tx = !err && !(err = db_exec(s, "BEGIN"));
+	for (size_t i = 0; !err && i < n; i++) {
 		v[i].id = list[i].id;
 		v[i].added = list[i].bytes_stored;
 		t->logical += list[i].tree_bytes;
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, list[i].id);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			v[i].unique = (uint64_t)sqlite3_column_int64(st, 0);
-		else
-			rc = sqlite3_errcode(s->db);
+		err = unique_bytes(s, q, list[i].id, &v[i].unique);
 	}
-	sqlite3_finalize(st);
+	for (int i = 0; i < 5; i++)
+		sqlite3_finalize(q[i]);
 	mtm_log_free(list, n);
-	int err = rc == SQLITE_OK ? 0 : db_error(s, rc, "du");
 	if (!err)
 		err = one_int(s, "SELECT COALESCE(SUM(plen), 0) FROM chunk", &t->plain);
 	if (!err)
 		err = one_int(s, "SELECT COALESCE(SUM(40 + clen), 0) FROM chunk", &t->packed);
 	if (!err)
 		err = one_int(s, "SELECT COALESCE(SUM(dead), 0) FROM pack", &t->dead);
+	if (in_tx)
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	if (err) {
 		free(v);
 		return err;

@@ -91,11 +91,60 @@ static int sweep_unknown(mtm_store *s, mtm_prune_stats *stats)
 	return err;
 }
 
-typedef struct { int64_t chunk, off; } moved;
+typedef struct { int64_t chunk, pack, off; } moved;
+typedef struct { int64_t id; uint64_t size; } out_pack;
 
-/* Copies the live records of pack `from` to fd at *size. */
-static int copy_live(mtm_store *s, int64_t from, int out_fd, uint64_t *size, vec *moves, ZSTD_DCtx *dctx,
-                     unsigned char *rec, unsigned char *plain, mtm_prune_stats *stats)
+/* The packs gc writes: a new one is started when the current one reaches
+ * the pack size target, as checkpoints do. */
+typedef struct {
+	mtm_store *s;
+	int fd;
+	vec outs; /* out_pack, the last one open */
+	int64_t next_id;
+} gc_writer;
+
+static int out_open(gc_writer *w)
+{
+	char name[64];
+	int64_t id = w->next_id++;
+	pack_file_name(name, sizeof name, id);
+	int err = io_openat(w->s->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, &w->fd);
+	if (err) {
+		w->fd = -1;
+		return mtm_set_errno(err, "%s/.metamori/%s", w->s->root, name);
+	}
+	out_pack *o = vec_push(&w->outs);
+	if (!o)
+		return mtm_set_error(ENOMEM, "gc");
+	o->id = id;
+	o->size = PACK_HEADER_LEN;
+	unsigned char hdr[PACK_HEADER_LEN] = "MTMPACK1";
+	for (int i = 0; i < 8; i++)
+		hdr[8 + i] = (unsigned char)((uint64_t)id >> (8 * i));
+	if ((err = io_pwrite(w->fd, hdr, sizeof hdr, 0)))
+		return mtm_set_errno(err, "%s/.metamori/%s", w->s->root, name);
+	return 0;
+}
+
+/* The copies are durable before the index names them. */
+static int out_close(gc_writer *w)
+{
+	if (w->fd < 0)
+		return 0;
+	int err = io_fsync(w->fd);
+	close(w->fd);
+	w->fd = -1;
+	if (err) {
+		char name[64];
+		pack_file_name(name, sizeof name, VEC_AT(&w->outs, out_pack, w->outs.n - 1).id);
+		return mtm_set_errno(err, "%s/.metamori/%s: fsync", w->s->root, name);
+	}
+	return 0;
+}
+
+/* Copies the live records of pack `from` to the writer. */
+static int copy_live(mtm_store *s, int64_t from, gc_writer *w, vec *moves, ZSTD_DCtx *dctx, unsigned char *rec,
+                     unsigned char *plain, mtm_prune_stats *stats)
 {
 	char name[64];
 	pack_file_name(name, sizeof name, from);
@@ -126,7 +175,13 @@ static int copy_live(mtm_store *s, int64_t from, int out_fd, uint64_t *size, vec
 			              (long long)id, mtm_last_error());
 			break;
 		}
-		if ((err = io_pwrite(out_fd, rec, len, (off_t)*size))) {
+		out_pack *o = &VEC_AT(&w->outs, out_pack, w->outs.n - 1);
+		if (o->size >= MTM_PACK_TARGET) {
+			if ((err = out_close(w)) || (err = out_open(w)))
+				break;
+			o = &VEC_AT(&w->outs, out_pack, w->outs.n - 1);
+		}
+		if ((err = io_pwrite(w->fd, rec, len, (off_t)o->size))) {
 			mtm_set_errno(err, "%s/.metamori/packs: writing", s->root);
 			break;
 		}
@@ -136,8 +191,9 @@ static int copy_live(mtm_store *s, int64_t from, int out_fd, uint64_t *size, vec
 			break;
 		}
 		m->chunk = id;
-		m->off = (int64_t)*size;
-		*size += len;
+		m->pack = o->id;
+		m->off = (int64_t)o->size;
+		o->size += len;
 		stats->bytes_copied += len;
 	}
 	sqlite3_finalize(st);
@@ -147,7 +203,7 @@ static int copy_live(mtm_store *s, int64_t from, int out_fd, uint64_t *size, vec
 	return err;
 }
 
-static int commit_moves(mtm_store *s, int64_t new_id, uint64_t new_size, const vec *moves, const vec *old)
+static int commit_moves(mtm_store *s, const vec *outs, const vec *moves, const vec *old)
 {
 	MTM_TRY(db_exec(s, "BEGIN IMMEDIATE"));
 	sqlite3_stmt *up = NULL, *del = NULL, *ins = NULL;
@@ -159,7 +215,7 @@ static int commit_moves(mtm_store *s, int64_t new_id, uint64_t new_size, const v
 	for (size_t i = 0; rc == SQLITE_OK && i < moves->n; i++) {
 		const moved *m = &VEC_AT(moves, moved, i);
 		sqlite3_reset(up);
-		sqlite3_bind_int64(up, 1, new_id);
+		sqlite3_bind_int64(up, 1, m->pack);
 		sqlite3_bind_int64(up, 2, m->off);
 		sqlite3_bind_int64(up, 3, m->chunk);
 		rc = sqlite3_step(up) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
@@ -169,9 +225,13 @@ static int commit_moves(mtm_store *s, int64_t new_id, uint64_t new_size, const v
 		sqlite3_bind_int64(del, 1, VEC_AT(old, int64_t, i));
 		rc = sqlite3_step(del) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
 	}
-	if (rc == SQLITE_OK && moves->n) {
-		sqlite3_bind_int64(ins, 1, new_id);
-		sqlite3_bind_int64(ins, 2, (int64_t)new_size);
+	for (size_t i = 0; rc == SQLITE_OK && i < outs->n; i++) {
+		const out_pack *o = &VEC_AT(outs, out_pack, i);
+		if (o->size <= PACK_HEADER_LEN)
+			continue; /* nothing was live: no new pack */
+		sqlite3_reset(ins);
+		sqlite3_bind_int64(ins, 1, o->id);
+		sqlite3_bind_int64(ins, 2, (int64_t)o->size);
 		rc = sqlite3_step(ins) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
 	}
 	sqlite3_finalize(up);
@@ -183,18 +243,49 @@ static int commit_moves(mtm_store *s, int64_t new_id, uint64_t new_size, const v
 	return err;
 }
 
+/* Packs whose dead bytes reach the threshold (and have any). */
+static const char *over_sql = "FROM pack WHERE dead > 0 AND dead >= ?1 * size";
+
+int gc_estimate(mtm_store *s, double threshold, mtm_prune_stats *stats)
+{
+	char sql[256];
+	snprintf(sql, sizeof sql,
+	         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN dead + %d >= size THEN 0 ELSE size - dead - %d END), 0),"
+	         " COALESCE(SUM(CASE WHEN dead + %d >= size THEN size ELSE dead END), 0) %s",
+	         PACK_HEADER_LEN, PACK_HEADER_LEN, PACK_HEADER_LEN, over_sql);
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "gc");
+	sqlite3_bind_double(st, 1, threshold);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		stats->packs_rewritten = (uint64_t)sqlite3_column_int64(st, 0);
+		stats->bytes_copied = (uint64_t)sqlite3_column_int64(st, 1);
+		stats->bytes_returned = (uint64_t)sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_error(s, rc, "gc");
+}
+
 int gc_packs(mtm_store *s, double threshold, mtm_prune_stats *stats)
 {
 	MTM_TRY(sweep_unknown(s, stats));
+	char sql[128];
+	snprintf(sql, sizeof sql, "SELECT id %s ORDER BY id", over_sql);
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT id FROM pack WHERE dead > 0 AND dead >= ? * size ORDER BY id", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "gc");
 	sqlite3_bind_double(st, 1, threshold);
 	vec old = VEC_INIT(int64_t);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		*(int64_t *)vec_push(&old) = sqlite3_column_int64(st, 0);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t *p = vec_push(&old);
+		if (!p) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		*p = sqlite3_column_int64(st, 0);
+	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		vec_free(&old);
@@ -204,50 +295,43 @@ int gc_packs(mtm_store *s, double threshold, mtm_prune_stats *stats)
 		vec_free(&old);
 		return 0;
 	}
-	int64_t new_id = 1;
-	sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(id), 0) + 1 FROM pack", -1, &st, NULL);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		new_id = sqlite3_column_int64(st, 0);
+	gc_writer w = {s, -1, VEC_INIT(out_pack), 1};
+	rc = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(id), 0) + 1 FROM pack", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		w.next_id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 
-	char name[64];
-	pack_file_name(name, sizeof name, new_id);
-	int fd, err = io_openat(s->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, &fd);
-	if (err) {
-		vec_free(&old);
-		return mtm_set_errno(err, "%s/.metamori/%s", s->root, name);
-	}
-	unsigned char hdr[PACK_HEADER_LEN] = "MTMPACK1";
-	for (int i = 0; i < 8; i++)
-		hdr[8 + i] = (unsigned char)((uint64_t)new_id >> (8 * i));
-	uint64_t size = PACK_HEADER_LEN;
-	err = io_pwrite(fd, hdr, sizeof hdr, 0);
-	if (err)
-		mtm_set_errno(err, "%s/.metamori/%s", s->root, name);
 	vec moves = VEC_INIT(moved);
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	unsigned char *rec = malloc(CHUNK_HEADER_LEN + ZSTD_compressBound(CHUNK_MAX_PLAIN));
 	unsigned char *plain = malloc(CHUNK_MAX_PLAIN);
-	if (!err && (!dctx || !rec || !plain))
-		err = mtm_set_error(ENOMEM, "gc");
+	int err = !dctx || !rec || !plain ? mtm_set_error(ENOMEM, "gc") : out_open(&w);
 	for (size_t i = 0; i < old.n && !err; i++)
-		err = copy_live(s, VEC_AT(&old, int64_t, i), fd, &size, &moves, dctx, rec, plain, stats);
+		err = copy_live(s, VEC_AT(&old, int64_t, i), &w, &moves, dctx, rec, plain, stats);
 	ZSTD_freeDCtx(dctx);
 	free(rec);
 	free(plain);
-	/* the copies are durable before the index names them */
-	if (!err && (err = io_fsync(fd)))
-		mtm_set_errno(err, "%s/.metamori/%s: fsync", s->root, name);
-	close(fd);
+	int e2 = out_close(&w);
+	if (!err)
+		err = e2;
 	if (!err && (err = io_fsync_dirat(s->dirfd, "packs")))
 		mtm_set_errno(err, "%s/.metamori/packs: fsync", s->root);
+	/* the commit moves the chunks: before it the new packs are unknown
+	 * files, after it the old ones are */
+	int before_commit = err != 0;
 	if (!err)
-		err = commit_moves(s, new_id, size, &moves, &old);
-	if (err) {
-		unlinkat(s->dirfd, name, 0); /* unknown to the index: harmless, but tidy */
-	} else {
-		if (!moves.n)
-			unlinkat(s->dirfd, name, 0); /* every record was dead: no new pack */
+		err = commit_moves(s, &w.outs, &moves, &old);
+	char name[64];
+	for (size_t i = 0; i < w.outs.n; i++) {
+		const out_pack *o = &VEC_AT(&w.outs, out_pack, i);
+		/* after a failed COMMIT we cannot be sure the index does not name
+		 * them: leave them, the next prune removes them if it does not */
+		if (before_commit || (!err && o->size <= PACK_HEADER_LEN)) {
+			pack_file_name(name, sizeof name, o->id);
+			unlinkat(s->dirfd, name, 0); /* unknown to the index: harmless, but tidy */
+		}
+	}
+	if (!err) {
 		for (size_t i = 0; i < old.n && !err; i++) {
 			pack_file_name(name, sizeof name, VEC_AT(&old, int64_t, i));
 			int e = io_unlinkat(s->dirfd, name, 0);
@@ -258,6 +342,7 @@ int gc_packs(mtm_store *s, double threshold, mtm_prune_stats *stats)
 		if (!err && (err = io_fsync_dirat(s->dirfd, "packs")))
 			mtm_set_errno(err, "%s/.metamori/packs: fsync", s->root);
 	}
+	vec_free(&w.outs);
 	vec_free(&moves);
 	vec_free(&old);
 	return err;

@@ -1,11 +1,14 @@
 /*
  * prune.c — mtm_prune: select, fold, free, collect.
  *
- * One index transaction folds every dropped checkpoint (oldest first, so a
- * dropped parent's rows reach its kept descendants through dropped children)
- * and frees the chunks no row uses any more; its commit is the prune. Pack
- * rewriting (gc.c) follows in transactions of its own. A dry run does the
- * same work inside the transaction, reports it and rolls back.
+ * One index transaction folds every dropped checkpoint and frees the chunks
+ * no row uses any more; its commit is the prune. The newest dropped
+ * checkpoint is folded first: its children are then all kept, so each row
+ * moves once, straight to the kept checkpoints that need it (oldest first
+ * would carry the rows of a run of dropped checkpoints down the run, a
+ * quadratic cost). Pack rewriting (gc.c) follows in transactions of its own.
+ * A dry run does the same work inside the transaction, estimates what gc
+ * would return, reports it and rolls back.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -45,13 +48,14 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 	}
 	if ((rc = prune_select(s, &o, list, n, keep)))
 		goto done;
-	if ((rc = db_exec(s, "CREATE TEMP TABLE IF NOT EXISTS gc_candidate(id INTEGER PRIMARY KEY);"
-	                     "DELETE FROM gc_candidate;")) ||
-	    (rc = db_exec(s, "BEGIN IMMEDIATE")))
+	if ((rc = db_exec(s, "BEGIN IMMEDIATE")))
 		goto done;
 	in_tx = 1;
+	mtm_id head;
+	if ((rc = mtm_head(s, &head)) || (rc = prune_fold_begin(s, head)))
+		goto done;
 	size_t ng = 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = n; i-- > 0;) {
 		if (keep[i]) {
 			st.kept++;
 			continue;
@@ -61,11 +65,20 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 		gone[ng++] = list[i].id;
 		st.dropped++;
 	}
-	if ((rc = prune_free_chunks(s, &st)))
+	/* report the dropped ids in ascending order */
+	for (size_t i = 0; i < ng / 2; i++) {
+		mtm_id t = gone[i];
+		gone[i] = gone[ng - 1 - i];
+		gone[ng - 1 - i] = t;
+	}
+	if ((rc = prune_fold_end(s)) || (rc = prune_free_chunks(s, &st)))
 		goto done;
 	if (o.dry_run) {
+		rc = gc_estimate(s, o.gc_threshold, &st);
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		in_tx = 0;
+		if (rc)
+			goto done;
 	} else {
 		if ((rc = db_exec(s, "COMMIT")))
 			goto done;
