@@ -32,7 +32,7 @@ static int have_openat2 = 1;
 static int open_dir_beneath(int rootfd, const char *dir, int *out)
 {
 	int f = io_fault(IO_OPEN);
-	if (f > 0)
+	if (f > 0 && f != EINTR) /* an injected EINTR is retried (io.h) */
 		return f;
 	if (have_openat2) {
 		struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Injected faults and a really full disk (issue 4).
+
+METAMORI_FAULT=OP:N:ERR[:always] fails the Nth OP (write, fsync, rename,
+truncate, open, read) of the I/O layer and the SQLite VFS shim with EIO,
+ENOSPC, EINTR or a short transfer, once or on every call from the Nth on,
+over a checkpoint with changes, an in-place restore and a prune (rlib steps).
+Each run must end in one of two ways:
+
+  * success (exit 0): the result is right (the checkpoint restores exactly,
+    the tree is the restored checkpoint, prune kept what it must);
+  * failure: exit 1 with exactly one `metamori: <what>: <why>` line, and the
+    state passes rlib.Checker (verify --data, committed checkpoints restore
+    exactly, tree untouched or old-or-new and finished by the next command,
+    the rerun completes).
+
+An injected EINTR must be invisible except on fsync, and a short read or
+write to a pack or tree file must be completed by the I/O layer. A failed
+fsync is never retried: the checkpoint fails and is not recorded.
+
+The full-disk test mounts a small tmpfs (root only; skipped with a message
+otherwise) and runs a checkpoint with the free space cut at many points.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+
+import mtmtest as T
+import rlib
+
+OPS = ["write", "fsync", "rename", "truncate", "open", "read"]
+ERRS = ["EIO", "ENOSPC", "EINTR", "short"]
+STATS = {"faults": 0, "failed_cleanly": 0, "succeeded": 0, "full_disk_runs": 0, "full_disk_enospc": 0}
+
+
+def judge(sc, st, root, spec, scratch):
+    label = "%s with METAMORI_FAULT=%s" % (" ".join(st.args), spec)
+    env = rlib.env_with(METAMORI_FAULT=spec)
+    p = rlib.mtm(["-C", root] + st.args, env=env)
+    STATS["faults"] += 1
+    op, n, err = spec.split(":")[:3]
+    chk = rlib.Checker(sc, st, root, label)
+    if p.returncode == 0:
+        STATS["succeeded"] += 1
+        chk.verify()
+        if st.kind == "restore":
+            T.assert_same(sc.manifests[st.target], rlib.tree_manifest(root), label)
+        else:
+            T.assert_same(st.tree_before, rlib.tree_manifest(root), label + ": tree changed")
+        ids = chk.committed(scratch)
+        if st.kind == "checkpoint" and len(ids) != len(st.before) + 1:
+            raise T.Failure("%s: succeeded but made no checkpoint (%r)" % (label, ids))
+        if st.kind == "prune" and sorted(ids) != sorted(st.after):
+            raise T.Failure("%s: prune succeeded but left %r, expected %r" % (label, ids, st.after))
+        return
+    rlib.one_error_line(p, label)
+    STATS["failed_cleanly"] += 1
+    if err == "EINTR" and op != "fsync":
+        raise T.Failure("%s: an EINTR must be retried, not reported: %s" % (label, p.stderr.strip()))
+    if err == "short" and op == "read":
+        raise T.Failure("%s: a short read must be completed, not reported: %s" % (label, p.stderr.strip()))
+    if st.kind == "checkpoint":
+        ids = rlib.checkpoint_ids(root)
+        if len(ids) != len(st.before):
+            raise T.Failure("%s: the command failed but its checkpoint was recorded (%r)" % (label, ids))
+    chk.full(scratch)
+
+
+def fault_matrix(sc, steps, ns, modes):
+    scratch = os.path.join(sc.base, "fault-scratch")
+    for i, st in steps:
+        before = STATS["faults"]
+        for op in OPS:
+            for err in ERRS:
+                for mode in modes:
+                    for n in ns:
+                        root = sc.work("fault-root")
+                        rlib.copy_root(st.snapshot, root)
+                        judge(sc, st, root, "%s:%d:%s%s" % (op, n, err, mode), scratch)
+        rlib.banner("  step %d %-40s %4d faults" % (i, " ".join(st.args), STATS["faults"] - before))
+
+
+def pick_steps(sc):
+    out, seen = [], set()
+    for i, st in enumerate(sc.steps):
+        if i > 0 and st.kind not in seen:
+            out.append((i, st))
+            seen.add(st.kind)
+    return out
+
+
+def test_fault_matrix():
+    sc = rlib.Scenario().build()
+    try:
+        if rlib.TORTURE:
+            fault_matrix(sc, [(i, st) for i, st in enumerate(sc.steps) if i > 0], list(range(1, 13)) + [20, 40, 80],
+                         ["", ":always"])
+        else:
+            fault_matrix(sc, pick_steps(sc), [1, 3], ["", ":always"])
+    finally:
+        sc.cleanup()
+
+
+def test_failed_fsync_fails_the_checkpoint():
+    """The pack fsync (the first) and every fsync before the commit: exit 1,
+    no checkpoint; a failed fsync is never retried into a success."""
+    sc = rlib.Scenario().build()
+    try:
+        st = sc.steps[1]
+        root = sc.work("fsync-root")
+        failed = []
+        for n in range(1, 9):
+            rlib.copy_root(st.snapshot, root)
+            p = rlib.mtm(["-C", root] + st.args, env=rlib.env_with(METAMORI_FAULT="fsync:%d:EIO" % n))
+            ids = rlib.checkpoint_ids(root)
+            if p.returncode == 1:
+                line = rlib.one_error_line(p, "fsync %d" % n)
+                if len(ids) != len(st.before):
+                    raise T.Failure("fsync %d failed but the checkpoint was recorded: %s" % (n, line))
+                failed.append(n)
+            elif p.returncode == 0:
+                if len(ids) != len(st.before) + 1:
+                    raise T.Failure("fsync %d: success without a checkpoint" % n)
+            else:
+                raise T.Failure("fsync %d: exit %d: %s" % (n, p.returncode, p.stderr))
+            rlib.Checker(sc, st, root, "fsync:%d:EIO" % n).verify()
+        if not failed or failed[0] != 1:
+            raise T.Failure("a failed pack fsync did not fail the checkpoint (failed at %r)" % failed)
+        # the failures are a prefix: once the commit is durable, a later fsync (the WAL
+        # checkpoint at close) can no longer undo it
+        if failed != list(range(1, len(failed) + 1)):
+            raise T.Failure("fsync failures are not a prefix of the run: %r" % failed)
+        print("  checkpoint fails on fsync 1..%d (up to the commit), succeeds after" % len(failed))
+    finally:
+        sc.cleanup()
+
+
+def test_full_disk():
+    if os.geteuid() != 0:
+        print("  SKIPPED: mounting a tmpfs needs root")
+        return
+    mnt = tempfile.mkdtemp(prefix="mtm-full-")
+    size = 4 << 20
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0755" % size, "tmpfs", mnt],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        os.rmdir(mnt)
+        print("  SKIPPED: cannot mount a tmpfs: %s" % p.stderr.strip())
+        return
+    outside = tempfile.mkdtemp(prefix="mtm-full-out-")
+    try:
+        import random
+        rng = random.Random(3)
+        root = os.path.join(mnt, "t")
+        os.makedirs(os.path.join(root, "d"))
+        T.write_file(os.path.join(root, "a.bin"), rng.randbytes(300 * 1024))
+        T.write_file(os.path.join(root, "d/b.txt"), b"some text\n" * 3000)
+        T.init(root)
+        c1 = T.checkpoint(root)
+        m1 = rlib.tree_manifest(root)
+        seed_store = os.path.join(outside, "seed")
+        rlib.copy_root(root, seed_store)
+        T.write_file(os.path.join(root, "new.bin"), rng.randbytes(700 * 1024))
+        m2 = rlib.tree_manifest(root)
+        base = os.path.join(outside, "base")
+        rlib.copy_root(root, base)
+        enospc = 0
+        free0 = None
+        for step in range(0, 28):
+            # the same start each time, then leave `left` bytes free
+            T.rmtree(root)
+            for name in os.listdir(mnt):
+                T.remove(os.path.join(mnt, name))
+            rlib.copy_root(base, root)
+            sv = os.statvfs(mnt)
+            free = sv.f_bavail * sv.f_frsize
+            free0 = free0 or free
+            left = step * 32 * 1024
+            if free - left > 0:
+                with open(os.path.join(mnt, "filler"), "wb") as f:
+                    f.write(b"\0" * (free - left))
+            p = rlib.mtm(["-C", root, "checkpoint", "-q"])
+            STATS["full_disk_runs"] += 1
+            if p.returncode != 0:
+                line = rlib.one_error_line(p, "full disk, %d bytes free" % left)
+                enospc += 1
+            T.remove(os.path.join(mnt, "filler"))
+            v = rlib.mtm(["-C", root, "verify", "--data"])
+            if v.returncode != 0:
+                raise T.Failure("full disk (%d free): verify failed: %s%s" % (left, v.stdout, v.stderr))
+            dst = os.path.join(outside, "r1")
+            T.restore(root, c1, to=dst)
+            T.assert_same(m1, rlib.tree_manifest(dst), "full disk (%d free): checkpoint 1" % left)
+            T.rmtree(dst)
+            ids = rlib.checkpoint_ids(root)
+            if p.returncode == 0 and len(ids) != 2:
+                raise T.Failure("full disk: checkpoint succeeded but log shows %r" % ids)
+            if p.returncode != 0 and len(ids) != 1:
+                raise T.Failure("full disk: checkpoint failed but log shows %r" % ids)
+            # with space again, the checkpoint completes and is exact
+            q = rlib.mtm(["-C", root, "checkpoint", "-q"])
+            if q.returncode != 0:
+                raise T.Failure("full disk: rerun failed: %s" % q.stderr)
+            cid = int(q.stdout.strip())
+            T.restore(root, cid, to=dst)
+            T.assert_same(m2, rlib.tree_manifest(dst), "full disk: rerun checkpoint")
+            T.rmtree(dst)
+        STATS["full_disk_enospc"] = enospc
+        if enospc == 0:
+            raise T.Failure("the disk never filled up")
+        print("  full disk: %d of %d checkpoints hit ENOSPC at different points; none damaged the store"
+              % (enospc, STATS["full_disk_runs"]))
+    finally:
+        subprocess.run(["umount", mnt])
+        os.rmdir(mnt)
+        T.rmtree(outside)
+
+
+if __name__ == "__main__":
+    try:
+        T.main([test_failed_fsync_fails_the_checkpoint, test_full_disk, test_fault_matrix])
+    finally:
+        print("faults: %(faults)d injected (%(failed_cleanly)d clean failures, %(succeeded)d recovered); "
+              "full disk: %(full_disk_enospc)d/%(full_disk_runs)d checkpoints hit ENOSPC" % STATS)
