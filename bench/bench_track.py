@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import re
 import select
 import subprocess
 import sys
@@ -146,7 +147,9 @@ def checkpoint(metamori, tree, msg, ses=None):
     entry = B.mtm_log(metamori, tree)[-1]
     r["entry"] = entry
     pause = [v for k, v in entry.items() if "pause" in k]
-    r["pause_session_ns"] = pause[0] if pause else None
+    m = re.search(r"paused ([0-9.]+) ms", r["out"])
+    r["pause_session_ns"] = pause[0] if pause else float(m.group(1)) * 1e6 if m else None
+    r["tracked"] = "tracked" in r["out"]
     return r
 
 
@@ -197,7 +200,8 @@ def part_w1(a, metamori, writer, work, res):
         c = checkpoint(metamori, tree, f"interval {i}", ses)
         row.update(ckpt=c["s"], out=c["out"], pause_app_ns=c["pause_app_ns"],
                    pause_session_ns=c["pause_session_ns"], probe_calls=c["probe_calls"],
-                   store_grew=B.store_bytes(tree) - s0, bytes_stored=c["entry"]["bytes_stored"])
+                   store_grew=B.store_bytes(tree) - s0, bytes_stored=c["entry"]["bytes_stored"],
+                   recorded=c["entry"]["bytes_changed"], tracked=c["tracked"])
         row["peers"] = {}
         for pn in peers.which:
             os.sync()
@@ -257,11 +261,12 @@ def part_many(a, metamori, writer, work, res):
         t, _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "initial (scan)")
         ses = Session(metamori, tree, work, writer, [0, 0, 0, 11, n], f"many{n}")
         first = checkpoint(metamori, tree, "session start", ses)
-        rows = []
+        rows, recorded = [], []
         for i in range(a.intervals):
             ses.ask(f"touch {touched}")
             c = checkpoint(metamori, tree, f"touch {i}", ses)
             rows.append(c["s"])
+            recorded.append(c["entry"]["bytes_changed"])
         ses.quit()
         # scan mode for contrast: the same touches by the driver, then a scan checkpoint
         rng = random.Random(n)
@@ -276,7 +281,8 @@ def part_many(a, metamori, writer, work, res):
             ts, _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", f"scan {i}")
             scans.append(ts)
         out[n] = {"initial_scan_s": t, "session_first_s": first["s"], "tracked": rows,
-                  "scan": scans, "touched": touched}
+                  "scan": scans, "touched": touched,
+                  "recorded": recorded}
         B.log(f"bench: {n} files: tracked {', '.join(B.secs(x) for x in rows)}; "
               f"scan {', '.join(B.secs(x) for x in scans)}")
         B.rmtree(tree)
@@ -361,6 +367,13 @@ def report(res):
         pn = w["peer_names"]
         o.append(f"### W1 under `metamori run` (scale {res['scale']}), {len(w['intervals'])} intervals")
         o.append("")
+        bad = [r for r in w["intervals"] if r["recorded"] < 0.9 * r["changed"]]
+        if bad:
+            o.append(f"**INVALID: in {len(bad)} of {len(w['intervals'])} intervals the checkpoint recorded "
+                     f"fewer bytes than the writer changed (e.g. {B.human(bad[0]['recorded'])} of "
+                     f"{B.human(bad[0]['changed'])}): the interposer did not see the writes, so the "
+                     "times below are not those of a correct checkpoint.**")
+            o.append("")
         o.append(f"First checkpoint of the session (after the initial scan checkpoint, nothing changed): "
                  f"{B.secs(w['session_first']['s'])} (`{w['session_first']['out']}`). "
                  f"Heartbeat pwrite latency with no checkpoint running (max over 0.3 s): "
@@ -408,6 +421,12 @@ def report(res):
         mm = res["many"]
         o.append("### Many files: 16 KiB each, the same number touched (one 4 KiB block each) per interval")
         o.append("")
+        for n in sorted(mm, key=int):
+            x = mm[n]
+            if min(x["recorded"]) < x["touched"] * B.BLOCK * 0.5:
+                o.append(f"**INVALID ({n} files): a checkpoint recorded {B.human(min(x['recorded']))} where "
+                         f"{x['touched']} blocks were rewritten: the interposer did not see the writes.**")
+                o.append("")
         rows = []
         for n in sorted(mm, key=int):
             x = mm[n]
