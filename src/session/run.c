@@ -60,6 +60,79 @@ static int find_preload(const mtm_run_opts *opts, char **out)
 	                     PRELOAD_NAME);
 }
 
+/* The file execvp would run for name, or NULL. */
+static char *resolve_cmd(const char *name)
+{
+	if (strchr(name, '/'))
+		return strdup(name);
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/bin:/usr/bin";
+	while (*path) {
+		const char *end = strchr(path, ':');
+		size_t n = end ? (size_t)(end - path) : strlen(path);
+		char *cand;
+		if (asprintf(&cand, "%.*s/%s", (int)n, n ? path : ".", name) >= 0) {
+			if (!access(cand, X_OK))
+				return cand;
+			free(cand);
+		}
+		path += n + (end ? 1 : 0);
+	}
+	return NULL;
+}
+
+/* 1 if the program cannot load the interposer: an ELF file with no
+ * interpreter (static), or a script whose interpreter is one. */
+static int is_untraceable(const char *file, int depth)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	unsigned char h[256];
+	ssize_t n = pread(fd, h, sizeof h, 0);
+	int result = 0;
+	if (n >= 4 && !memcmp(h, "\177ELF", 4) && n >= 64) {
+		int is64 = h[4] == 2;
+		uint64_t phoff;
+		uint16_t phentsize, phnum;
+		if (is64) {
+			memcpy(&phoff, h + 32, 8);
+			memcpy(&phentsize, h + 54, 2);
+			memcpy(&phnum, h + 56, 2);
+		} else {
+			uint32_t o;
+			memcpy(&o, h + 28, 4);
+			phoff = o;
+			memcpy(&phentsize, h + 42, 2);
+			memcpy(&phnum, h + 44, 2);
+		}
+		result = 1; /* static until a PT_INTERP is found */
+		for (uint16_t i = 0; i < phnum && phentsize >= 4 && phentsize <= 64; i++) {
+			uint32_t type;
+			if (pread(fd, &type, 4, (off_t)(phoff + (uint64_t)i * phentsize)) != 4)
+				break;
+			if (type == 3 /* PT_INTERP */) {
+				result = 0;
+				break;
+			}
+		}
+	} else if (n > 2 && h[0] == '#' && h[1] == '!' && depth < 2) {
+		h[n < (ssize_t)sizeof h ? n : (ssize_t)sizeof h - 1] = 0;
+		char *p = (char *)h + 2;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		char *e = p;
+		while (*e && *e != ' ' && *e != '\t' && *e != '\n')
+			e++;
+		*e = 0;
+		if (*p)
+			result = is_untraceable(p, depth + 1);
+	}
+	close(fd);
+	return result;
+}
+
 /* 1 if the tree differs from the head (or there is no head): the logs only
  * know what happens from now on, so the first checkpoint must scan. */
 typedef struct { int any; } dirty_arg;
@@ -176,6 +249,13 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		return rc;
 	}
 	ss->force_scan = dirty;
+	char *cmd = resolve_cmd(argv[0]);
+	if (cmd && is_untraceable(cmd, 0)) {
+		ss->always_scan = 1;
+		if (!opts->quiet)
+			fprintf(stderr, "metamori: run: %s is statically linked: every checkpoint will scan\n", argv[0]);
+	}
+	free(cmd);
 
 	sigset_t mask, old;
 	sigemptyset(&mask);

@@ -62,6 +62,7 @@ typedef struct mtm_session {
 	vec sticky;              /* of sticky_whole: compared at every checkpoint while the pid lives */
 	vec sticky_scan;         /* of int32_t pid: every checkpoint scans while it lives */
 	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
+	int always_scan;         /* the program cannot be tracked (static): every checkpoint scans */
 	const char *const *excludes;
 	size_t n_excludes;
 	int verbose;             /* a line on stderr per checkpoint */

@@ -582,7 +582,9 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	t.cs = &cs;
 	rc = barrier_close(ss, &cs);
 	if (!rc) {
-		scan = cs.scan || ss->force_scan;
+		scan = cs.scan || ss->force_scan || ss->always_scan;
+		if (!cs.scan && scan)
+			cs.scan_why = ss->always_scan ? "the program cannot be tracked" : "the tree changed outside the session";
 		if (!scan) {
 			rc = collect_tracked(&t);
 			if (rc == NEED_SCAN) {
