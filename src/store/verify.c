@@ -176,7 +176,8 @@ static int check_files(vctx *v)
 	if (!d)
 		return 0;
 	static const char *known[] = {".", "..", "index.db", "index.db-wal", "index.db-shm", "index.db-journal", "lock",
-	                              "intent", "intent.tmp", "packs", NULL};
+	                              "intent", "intent.tmp", "packs",
+	                              "session" /* `metamori run` (src/session/session.c) */, NULL};
 	while ((de = readdir(d))) {
 		int ok = 0;
 		for (int i = 0; known[i]; i++)

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""`metamori run` as a command: exit status, errors, requests from other
+shells, SIGUSR1, --every, a killed session, restore during a session.
+
+The traced programs here record their changes with fakepreload (the
+interposer is replaced by a harmless library), so these tests depend only
+on the session's side."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import mtmtest as T
+import sessiontest as S
+
+LIBC = S.libc_path()
+ENV = dict(os.environ, METAMORI_PRELOAD=LIBC)
+
+
+def run(root, args, **kw):
+    return subprocess.run([T.METAMORI, "-C", root, "run"] + args, capture_output=True, text=True, env=ENV, **kw)
+
+
+def start(root, args):
+    return subprocess.Popen([T.METAMORI, "-C", root, "run", "-q"] + args, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(pred, what, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise T.Failure("timed out waiting for " + what)
+
+
+def session_up(root):
+    return os.path.exists(os.path.join(root, ".metamori", "session", "sock"))
+
+
+def n_checkpoints(root):
+    return len(T.log_json(root))
+
+
+def test_exit_status():
+    root = S.new_tree({"a": b"a"})
+    for code, want in (("exit 0", 0), ("exit 7", 7), ("kill -TERM $$", 128 + 15), ("kill -KILL $$", 128 + 9)):
+        p = run(root, ["-q", "--", "sh", "-c", code])
+        if p.returncode != want:
+            raise T.Failure("%s: exit %d, wanted %d: %s" % (code, p.returncode, want, p.stderr))
+    # options after CMD are CMD's
+    p = run(root, ["sh", "-c", "exit 3", "--help"])
+    if p.returncode != 3:
+        raise T.Failure("--help after CMD was not passed on: %d %s" % (p.returncode, p.stdout[:80]))
+    T.rmtree(root)
+
+
+def test_errors():
+    root = S.new_tree({"a": b"a"})
+    p = T.run_fail(["-C", root, "run", "--", "no-such-command-xyz"], env=ENV)
+    if p.stderr.strip() != "metamori: run: no-such-command-xyz: No such file or directory":
+        raise T.Failure("unexpected error: %r" % p.stderr)
+    p = T.run_fail(["-C", root, "run"], env=ENV)
+    if p.stderr.strip() != "metamori: run: no command given (see 'metamori run --help')":
+        raise T.Failure("unexpected error: %r" % p.stderr)
+    p = T.run_fail(["-C", root, "run", "--every", "0", "true"], env=ENV)
+    if p.stderr.strip() != "metamori: run: --every needs a positive number of seconds":
+        raise T.Failure("unexpected error: %r" % p.stderr)
+    env = dict(os.environ, METAMORI_PRELOAD="/nonexistent/libx.so")
+    p = T.run_fail(["-C", root, "run", "true"], env=env)
+    if p.stderr.strip() != "metamori: run: /nonexistent/libx.so: No such file or directory":
+        raise T.Failure("unexpected error: %r" % p.stderr)
+    h = T.run(["-C", root, "run", "--help"])
+    if not h.stdout.startswith("usage: metamori run [--every SECONDS]"):
+        raise T.Failure("bad usage text: %r" % h.stdout[:80])
+    # nothing left behind by failed starts
+    if os.listdir(os.path.join(root, ".metamori", "session")) != ["lock"]:
+        raise T.Failure("leftovers: %s" % os.listdir(os.path.join(root, ".metamori", "session")))
+    T.rmtree(root)
+
+
+def test_second_run_and_restore_refused():
+    root = S.new_tree({"a": b"a" * 1000})
+    sess = start(root, ["sleep", "60"])
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        p = T.run_fail(["-C", root, "run", "true"], env=ENV)
+        want = "metamori: %s: a 'metamori run' session is already running on this tree" % os.path.realpath(root)
+        if p.stderr.strip() != want:
+            raise T.Failure("second run: %r" % p.stderr)
+        p = T.run_fail(["-C", root, "restore", "1"])
+        want = ("metamori: %s: a 'metamori run' session is tracking this tree; restore in place after it ends "
+                "(or restore --to another directory)" % os.path.realpath(root))
+        if p.stderr.strip() != want:
+            raise T.Failure("restore during a session: %r" % p.stderr)
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(root, 1, to=to)
+        T.assert_same(T.manifest(root), T.manifest(to), "restore --to during a session")
+        p = T.run_fail(["-C", root, "checkpoint", "--exclude", "x"])
+        if "--exclude cannot change while 'metamori run' tracks the tree" not in p.stderr:
+            raise T.Failure("checkpoint --exclude during a session: %r" % p.stderr)
+        # read-only commands work alongside
+        T.run(["-C", root, "log"])
+        T.run(["-C", root, "status"])
+        T.run(["-C", root, "verify"])
+    finally:
+        sess.send_signal(signal.SIGTERM)
+        sess.wait()
+    if sess.returncode != 128 + 15:
+        raise T.Failure("SIGTERM not passed on to the program: %d" % sess.returncode)
+    T.restore(root, 1)  # allowed again
+    T.rmtree(root)
+
+
+SCEN = r'''
+import os, sys, time, signal
+sys.path.insert(0, %(here)r)
+from fakepreload import Tracer
+t = Tracer()
+root = os.environ["METAMORI_ROOT"]
+go = os.path.join(sys.argv[1], "go")
+i = 0
+while True:
+    # wait for the next step from the test
+    while not os.path.exists(go + str(i)):
+        time.sleep(0.02)
+    what = open(go + str(i)).read()
+    if what == "end":
+        break
+    t.pwrite("f", 4096 * i, b"step %%d " %% i * 100, create=(i == 0))
+    if what == "usr1":
+        os.kill(os.getppid(), signal.SIGUSR1)
+    open(go + str(i) + ".done", "w").close()
+    i += 1
+'''
+
+
+def test_requests_from_other_shells_usr1_and_every():
+    root = S.new_tree({"a": b"a"})
+    ctl = T.tempdir("mtm-ctl-")
+    script = os.path.join(ctl, "scen.py")
+    with open(script, "w") as f:
+        f.write(SCEN % {"here": S.HERE})
+    sess = start(root, ["--", sys.executable, script, ctl])
+    expected = {}
+    try:
+        wait_for(lambda: session_up(root), "the session")
+
+        def step(i, what):
+            open(os.path.join(ctl, "go%d" % i), "w").write(what)
+            wait_for(lambda: os.path.exists(os.path.join(ctl, "go%d.done" % i)), "step %d" % i)
+
+        step(0, "write")
+        p = T.run(["-C", root, "checkpoint", "-m", "from a shell"])
+        if not re.search(r"^checkpoint \d+\n  .*\(tracked, paused \d+\.\d ms\)\n$", p.stdout):
+            raise T.Failure("unexpected checkpoint output: %r" % p.stdout)
+        cid = int(p.stdout.split()[1])
+        expected[cid] = T.manifest(root)
+        q = T.run(["-C", root, "checkpoint", "-q"])
+        if not re.fullmatch(r"\d+\n", q.stdout):
+            raise T.Failure("-q printed more than the id: %r" % q.stdout)
+        expected[int(q.stdout)] = T.manifest(root)
+        n = n_checkpoints(root)
+        step(1, "usr1")
+        wait_for(lambda: n_checkpoints(root) > n, "the SIGUSR1 checkpoint")
+        expected[max(c["id"] for c in T.log_json(root))] = T.manifest(root)
+        open(os.path.join(ctl, "go2"), "w").write("end")
+    finally:
+        sess.wait(timeout=60)
+    if sess.returncode != 0:
+        raise T.Failure("session failed: %s" % sess.stderr.read())
+    msgs = [c["message"] for c in T.log_json(root)]
+    if msgs[-3:] != ["from a shell", "", "SIGUSR1"]:
+        raise T.Failure("unexpected messages: %s" % msgs)
+    for cid, man in expected.items():
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(root, cid, to=to)
+        T.assert_same(man, T.manifest(to), "checkpoint %d" % cid)
+    # --every: periodic checkpoints while the program runs
+    n = n_checkpoints(root)
+    p = run(root, ["--every", "0.2", "--", "sleep", "1.5"])
+    if p.returncode != 0 or n_checkpoints(root) - n < 2:
+        raise T.Failure("--every made %d checkpoints: %s" % (n_checkpoints(root) - n, p.stderr))
+    if not re.search(r"^metamori: checkpoint \d+ \((tracked|scanned), paused", p.stderr, re.M):
+        raise T.Failure("no checkpoint line on stderr: %r" % p.stderr)
+    T.rmtree(ctl)
+    T.rmtree(root)
+
+
+def test_killed_session_then_plain_checkpoint():
+    root = S.new_tree({"a": b"a" * 5000, "b": b"b"})
+    stop = os.path.join(T.tempdir("mtm-stop-"), "stop")
+    sess = start(root, ["--", "sh", "-c", "echo changed >> '%s/a'; echo new > '%s/c'; "
+                        "while [ ! -e '%s' ]; do sleep 0.1; done" % (root, root, stop)])
+    wait_for(lambda: session_up(root) and os.path.exists(os.path.join(root, "c")), "the session")
+    os.kill(sess.pid, signal.SIGKILL)
+    sess.wait()
+    # the program lives on, orphaned; it is not tracked any more
+    p = T.run(["-C", root, "checkpoint"])
+    if "tracked" in p.stdout or "paused" in p.stdout:
+        raise T.Failure("a checkpoint after the session died claims tracking: %r" % p.stdout)
+    man = T.manifest(root)
+    cid = int(p.stdout.split()[1])
+    to = os.path.join(T.tempdir(), "out")
+    T.restore(root, cid, to=to)
+    T.assert_same(man, T.manifest(to), "scan after a killed session")
+    T.restore(root, cid)  # in place: no live session
+    # a new session cleans up and works
+    p = run(root, ["-q", "--", "true"])
+    if p.returncode != 0:
+        raise T.Failure("run after a killed session: %s" % p.stderr)
+    open(stop, "w").close()  # the orphan ends
+    T.rmtree(root)
+
+
+def test_static_program_scans():
+    src = os.path.join(T.tempdir("mtm-static-"), "w.c")
+    with open(src, "w") as f:
+        f.write('#include <stdio.h>\n#include <stdlib.h>\nint main(int c, char **v) {'
+                ' FILE *f = fopen(v[1], "w"); fputs("static writer\\n", f); fclose(f);'
+                ' return system(v[2]) ? 1 : 0; }\n')
+    exe = src[:-2]
+    if subprocess.run(["cc", "-static", "-o", exe, src], capture_output=True).returncode:
+        print("skip: no static libc")
+        return
+    root = S.new_tree({"a": b"a"})
+    p = run(root, ["--", exe, os.path.join(root, "out"), "%s -C %s checkpoint -q" % (T.METAMORI, root)])
+    if p.returncode or "is statically linked: every checkpoint will scan" not in p.stderr:
+        raise T.Failure("static program: %d %r" % (p.returncode, p.stderr))
+    log = T.log_json(root)
+    to = os.path.join(T.tempdir(), "out")
+    T.restore(root, log[-1]["id"], to=to)
+    if open(os.path.join(to, "out")).read() != "static writer\n":
+        raise T.Failure("the static program's write was missed")
+    T.rmtree(root)
+
+
+if __name__ == "__main__":
+    T.main([test_exit_status, test_errors, test_second_run_and_restore_refused,
+            test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
+            test_static_program_scans])
