@@ -80,6 +80,8 @@ static int cmp_entry(const void *a, const void *b)
 static live_item *live_find(const vec *live, const char *path)
 {
 	live_item key = {.path = (char *)path};
+	if (!live->n)
+		return NULL;
 	return bsearch(&key, live->v, live->n, sizeof(live_item), cmp_live);
 }
 
@@ -319,7 +321,7 @@ static int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, 
 	 * the blocks an older, longer version left in the map */
 	if (size > parent_size && add_run(runs, parent_size / B, nblk))
 		return ENOMEM;
-	if (!runs->n)
+	if (runs->n < 2)
 		return 0;
 	qsort(runs->v, runs->n, sizeof(blk_run), cmp_run);
 	size_t k = 0;
@@ -420,8 +422,10 @@ static int collect_tracked(tctx *t)
 			return rc;
 	}
 	/* sorted by path on both sides, as ckpt_record merges them */
-	qsort(t->live->v, t->live->n, sizeof(live_item), cmp_live);
-	qsort(t->parent->v, t->parent->n, sizeof(entry), cmp_entry);
+	if (t->live->n > 1)
+		qsort(t->live->v, t->live->n, sizeof(live_item), cmp_live);
+	if (t->parent->n > 1)
+		qsort(t->parent->v, t->parent->n, sizeof(entry), cmp_entry);
 	for (size_t i = 1; i < t->live->n; i++)
 		if (!strcmp(VEC_AT(t->live, live_item, i - 1).path, VEC_AT(t->live, live_item, i).path))
 			return mtm_set_error(MTM_EINVAL, "checkpoint: '%s' listed twice", VEC_AT(t->live, live_item, i).path);

@@ -11,6 +11,11 @@ import mtmtest as T
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# An ASan-built metamori started by a traced program has the interposer
+# preloaded ahead of the ASan runtime: let it run.
+if "verify_asan_link_order" not in os.environ.get("ASAN_OPTIONS", ""):
+    os.environ["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
+
 # Prologue of every scenario script: `ck()` asks the running session for a
 # checkpoint (as `metamori checkpoint` from a shell would) and records its
 # id, how it was made, and a manifest of the tree taken right after it.
