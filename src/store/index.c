@@ -145,6 +145,24 @@ int index_load_tree(mtm_store *s, mtm_id k, vec *out)
 	}
 	if (!err && rc != SQLITE_DONE)
 		err = db_error(s, rc, "index");
+	/* The visible tree is closed under parents (FORMAT 3.4). A lying index
+	 * could otherwise make a restore fail half-way (a file under a symlink or
+	 * under nothing), after the tree was already changed. */
+	for (size_t i = 0; !err && i < out->n; i++) {
+		const char *p = VEC_AT(out, entry, i).path, *slash = strrchr(p, '/');
+		if (!slash)
+			continue;
+		char *parent = strndup(p, (size_t)(slash - p));
+		if (!parent) {
+			err = mtm_set_error(ENOMEM, "index");
+			break;
+		}
+		const entry *pe = tree_find(out, parent);
+		free(parent);
+		if (!pe || pe->kind != KIND_DIR)
+			err = mtm_set_error(MTM_ECORRUPT, "index: damaged tree at checkpoint %lld: '%.200s' has no parent directory",
+			                    (long long)k, p);
+	}
 	entry_clear(&best);
 	free(group);
 	sqlite3_finalize(st);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include "io/beneath.h"
 #include "store/pack.h"
 #include "util/error.h"
 
@@ -67,6 +68,33 @@ static int count(vctx *v, const char *sql, uint64_t *out)
 	return rc == SQLITE_ROW ? 0 : db_error(v->s, rc, "verify");
 }
 
+/* Every entry path and symlink target as a restore would accept them
+ * (FORMAT 3.4): a path that could escape the root is damage. */
+static int check_paths(vctx *v)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(v->s->db, "SELECT path, ckpt, kind, target FROM entry", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(v->s, rc, "verify");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *path = (const char *)sqlite3_column_text(st, 0);
+		int len = sqlite3_column_bytes(st, 0);
+		long long ckpt = sqlite3_column_int64(st, 1);
+		if (!path || !path_is_safe(path, (size_t)len)) {
+			problem(v, "entry with an unsafe or damaged path at checkpoint %lld: '%.80s'", ckpt, path ? path : "");
+			continue;
+		}
+		if (sqlite3_column_int(st, 2) == 3) {
+			const void *t = sqlite3_column_blob(st, 3);
+			int tlen = sqlite3_column_bytes(st, 3);
+			if (!t || tlen <= 0 || tlen > 4095 || memchr(t, 0, (size_t)tlen))
+				problem(v, "symlink with a damaged target at checkpoint %lld: '%.80s'", ckpt, path);
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_error(v->s, rc, "verify");
+}
+
 static int check_index(vctx *v)
 {
 	sqlite3_stmt *st;
@@ -113,7 +141,7 @@ static int check_index(vctx *v)
 	};
 	for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
 		MTM_TRY(rows_are_problems(v, refs[i].what, refs[i].sql));
-	return 0;
+	return check_paths(v);
 }
 
 /* Pack files on disk against the pack table; unknown files in .metamori. */
