@@ -10,7 +10,7 @@
 const char usage_prune[] =
 	"usage: metamori prune [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"
 	"                      [--keep-every DURATION] [--keep ID]... [--dry-run]\n"
-	"                      [--gc-threshold PERCENT]\n\n"
+	"                      [--gc-threshold PERCENT] [--json]\n\n"
 	"Drop the checkpoints no policy keeps and give their space back. The head and\n"
 	"tagged checkpoints ('metamori tag') are always kept. A dropped checkpoint's\n"
 	"changes are folded into its children, so every kept checkpoint restores\n"
@@ -22,7 +22,8 @@ const char usage_prune[] =
 	"  --keep ID              this checkpoint (id or tag), may be repeated\n"
 	"  -n, --dry-run          show what would go and the space it would free\n"
 	"  --gc-threshold PERCENT rewrite a pack once this much of it is unused\n"
-	"                         (default 5; 0 rewrites every pack with any)\n";
+	"                         (default 5; 0 rewrites every pack with any)\n"
+	"  --json                 print the dropped ids and the figures, exactly\n";
 
 /* "90s", "15m", "6h", "2d", "1w" (a bare number is seconds) to nanoseconds. */
 static int parse_duration(const char *text, int64_t *out)
@@ -69,11 +70,12 @@ int cmd_prune(int argc, char **argv)
 		{"keep-last", required_argument, 0, 'l'},  {"keep-hourly", required_argument, 0, 'H'},
 		{"keep-daily", required_argument, 0, 'D'}, {"keep-every", required_argument, 0, 'e'},
 		{"keep", required_argument, 0, 'k'},       {"dry-run", no_argument, 0, 'n'},
-		{"gc-threshold", required_argument, 0, 'g'}, {0, 0, 0, 0}};
+		{"gc-threshold", required_argument, 0, 'g'}, {"json", no_argument, 0, 'j'},
+		{0, 0, 0, 0}};
 	mtm_prune_opts o = MTM_PRUNE_OPTS_INIT;
 	const char **keep_text = calloc((size_t)argc, sizeof *keep_text);
 	size_t n_keep = 0;
-	int c, bad = 0;
+	int c, bad = 0, json = 0;
 	optind = 1;
 	opterr = 0;
 	while (!bad && (c = getopt_long(argc, argv, "n", opts, NULL)) != -1) {
@@ -87,6 +89,7 @@ int cmd_prune(int argc, char **argv)
 			break;
 		case 'k': keep_text[n_keep++] = optarg; break;
 		case 'n': o.dry_run = 1; break;
+		case 'j': json = 1; break;
 		case 'g': {
 			char *end;
 			double v = strtod(optarg, &end);
@@ -116,6 +119,15 @@ int cmd_prune(int argc, char **argv)
 	int rc = bad ? 1 : mtm_prune(s, &o, &dropped, &nd, &st);
 	if (!bad && rc) {
 		bad = cli_fail(rc);
+	} else if (!bad && json) {
+		printf("{\"dry_run\": %s, \"dropped\": [", o.dry_run ? "true" : "false");
+		for (size_t i = 0; i < nd; i++)
+			printf("%s%lld", i ? ", " : "", (long long)dropped[i]);
+		printf("], \"kept\": %llu, \"chunks_freed\": %llu, \"bytes_freed\": %llu, \"packs_rewritten\": %llu,"
+		       " \"packs_removed\": %llu, \"bytes_copied\": %llu, \"bytes_returned\": %llu}\n",
+		       (unsigned long long)st.kept, (unsigned long long)st.chunks_freed, (unsigned long long)st.bytes_freed,
+		       (unsigned long long)st.packs_rewritten, (unsigned long long)st.packs_removed,
+		       (unsigned long long)st.bytes_copied, (unsigned long long)st.bytes_returned);
 	} else if (!bad) {
 		char a[32], b[32], d[32];
 		if (nd) {

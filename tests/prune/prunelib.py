@@ -235,6 +235,11 @@ def prune(root, args, env=None):
     return dropped, out
 
 
+def prune_json(root, args, env=None):
+    """Runs prune --json; returns its figures (a dict)."""
+    return json.loads(T.run(["-C", root, "prune", "--json"] + list(args), env=env).stdout)
+
+
 def restore_check(root, manifests, ids, tmp):
     """Every id restores (--to a fresh dir) exactly as its manifest."""
     for cid in ids:
