@@ -33,9 +33,11 @@ int lineage_of(mtm_store *s, mtm_id k, lineage *out)
 	int64_t max = k;
 	size_t cap = 0;
 	while (b > 0) {
-		if (b >= s->n_branches)
+		if (b >= s->n_branches) {
+			lineage_free(out);
 			return mtm_set_error(MTM_ECORRUPT, "index: checkpoint %lld names unknown branch %lld", (long long)k,
 			                     (long long)b);
+		}
 		if (out->n == cap) {
 			cap = cap ? cap * 2 : 8;
 			lin_step *v = realloc(out->v, cap * sizeof *v);

@@ -82,13 +82,15 @@ int store_load_branches(mtm_store *s)
 	free(s->branches);
 	s->branches = NULL;
 	s->n_branches = 0;
-	int64_t cap = 0;
+	int64_t cap = 0, prev = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		int64_t parent = sqlite3_column_int64(st, 1);
 		/* a branch's parent always has a smaller id; anything else is damage
-		 * (and would make lineage walks loop) */
-		if (id <= 0 || id > 100000000 || parent < 0 || parent >= id) {
+		 * (and would make lineage walks loop). Branch ids are 1, 2, ... with
+		 * no gaps (rows are never deleted): a gap is damage, and would make a
+		 * lying id cost an allocation of its size. */
+		if (id != prev + 1 || parent < 0 || parent >= id) {
 			sqlite3_finalize(st);
 			return mtm_set_error(MTM_ECORRUPT, "index: branch %lld is damaged", (long long)id);
 		}
@@ -105,6 +107,7 @@ int store_load_branches(mtm_store *s)
 			s->branches = b;
 			cap = ncap;
 		}
+		prev = id;
 		s->branches[id].parent = parent;
 		s->branches[id].fork = sqlite3_column_int64(st, 2);
 		if (id + 1 > s->n_branches)

@@ -130,6 +130,8 @@ def test_huge_numbers():
     lie("chunk-pack", lambda c: c.execute("UPDATE chunk SET pack = 123456789"), ckpt=1)
     lie("chunk-hash", lambda c: c.execute("UPDATE chunk SET hash = x'00' WHERE id = (SELECT min(id) FROM chunk)"), ckpt=1)
     lie("branch-huge", lambda c: c.execute("INSERT INTO branch VALUES(1000000000, 1, 3)"), ckpt=1)
+    # branch ids have no gaps: a lying id near the old limit cost a 1.6 GB allocation per command
+    lie("branch-gap", lambda c: c.execute("INSERT INTO branch VALUES(99999999, 1, 3)"), ckpt=1)
     lie("branch-loop", lambda c: c.execute("UPDATE branch SET parent_branch = 1 WHERE id = 1"), ckpt=1)
     lie("parent-loop", lambda c: c.execute("UPDATE checkpoint SET parent = 3 WHERE id = 3"),
         expect_refusal=False)
