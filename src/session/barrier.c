@@ -275,6 +275,9 @@ static int read_log(mtm_session *ss, log_slot *l, change_set *cs)
 		memcpy(path, base + off + sizeof rec, rec.path_len);
 		path[rec.path_len] = 0;
 		off += size;
+		if (ss->debug)
+			fprintf(stderr, "metamori: session: pid %d: record %u '%s' %llu %llu\n", (int)l->pid, rec.type, path,
+			        (unsigned long long)rec.a, (unsigned long long)rec.b);
 		if (rec.type == MTM_REC_SCAN) {
 			scan_because(cs, "a traced process did something that cannot be tracked");
 			if (rec.a == 1 && sticky_scan_add(ss, l->pid))

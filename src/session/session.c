@@ -174,6 +174,7 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 	ss->sticky = (vec)VEC_INIT(sticky_whole);
 	ss->sticky_scan = (vec)VEC_INIT(int32_t);
 	ss->excludes = excludes;
+	ss->debug = secure_getenv("METAMORI_DEBUG_SESSION") != NULL;
 	ss->n_excludes = n_excludes;
 	int rc = 0;
 	if (asprintf(&ss->dir, "%s/.metamori/" SESSION_SUBDIR, s->root) < 0) {

@@ -66,6 +66,7 @@ typedef struct mtm_session {
 	const char *const *excludes;
 	size_t n_excludes;
 	int verbose;             /* a line on stderr per checkpoint */
+	int debug;               /* $METAMORI_DEBUG_SESSION: every record on stderr */
 } mtm_session;
 
 /* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a

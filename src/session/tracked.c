@@ -429,6 +429,28 @@ static int collect_tracked(tctx *t)
 	for (size_t i = 1; i < t->live->n; i++)
 		if (!strcmp(VEC_AT(t->live, live_item, i - 1).path, VEC_AT(t->live, live_item, i).path))
 			return mtm_set_error(MTM_EINVAL, "checkpoint: '%s' listed twice", VEC_AT(t->live, live_item, i).path);
+	/* a new entry's directory must be in the tree: if the records missed its
+	 * creation, they cannot be trusted, and the checkpoint scans */
+	for (size_t i = 0; i < t->live->n; i++) {
+		const char *path = VEC_AT(t->live, live_item, i).path, *slash = strrchr(path, '/');
+		if (!slash || tree_find(t->parent, path))
+			continue;
+		char *dir = strndup(path, (size_t)(slash - path));
+		if (!dir)
+			return mtm_set_error(ENOMEM, "checkpoint");
+		const live_item *d = live_find(t->live, dir);
+		int ok = d && d->kind == KIND_DIR, found = 0;
+		entry de;
+		if (!d && !(rc = index_entry_at(t->s, dir, t->lin, &de, &found)) && found) {
+			ok = de.kind == KIND_DIR;
+			entry_clear(&de);
+		}
+		free(dir);
+		if (rc)
+			return rc;
+		if (!ok)
+			return need_scan(t, "a new entry's directory was not recorded");
+	}
 	/* files that left their path, by inode: a rename keeps its history */
 	vec gone = VEC_INIT(gone_ino);
 	for (size_t i = 0; i < t->parent->n && !rc; i++) {

@@ -27,14 +27,14 @@ import mtmtest as T
 ROOT = os.environ["METAMORI_ROOT"]
 OUT = sys.argv[1]
 RESULTS = []
-def ck(msg="c"):
+def ck(msg="c", manifest=True, **extra):
     p = subprocess.run([T.METAMORI, "-C", ROOT, "checkpoint", "-m", msg], capture_output=True, text=True)
     if p.returncode:
         raise SystemExit("checkpoint failed: " + p.stderr)
     m = re.search(r"^checkpoint (\d+)", p.stdout, re.M)
     mode = re.search(r"\((tracked|scanned), paused", p.stdout)
-    RESULTS.append({"id": int(m.group(1)), "mode": mode.group(1) if mode else "none",
-                    "manifest": T.manifest(ROOT), "msg": msg})
+    RESULTS.append(dict(extra, id=int(m.group(1)), mode=mode.group(1) if mode else "none",
+                        manifest=T.manifest(ROOT) if manifest else None, msg=msg))
     with open(OUT, "w") as f:
         json.dump(RESULTS, f)
     return RESULTS[-1]
@@ -63,23 +63,33 @@ def run_scenario(root, body, args=(), env=None, check=True, preload=None):
         raise T.Failure("metamori run failed (%d):\n%s%s" % (p.returncode, p.stdout, p.stderr))
     results = json.load(open(out)) if os.path.exists(out) else []
     for r in results:
-        r["manifest"] = {k: tuple(v) for k, v in r["manifest"].items()}
+        if r["manifest"] is not None:
+            r["manifest"] = {k: tuple(v) for k, v in r["manifest"].items()}
     T.rmtree(work)
     return p, results
 
 
-def check_restores(root, results, in_place=True):
-    """Every checkpoint restores exactly: into a new directory, then in place."""
+def check_restores(root, results, in_place=True, check=None):
+    """Every checkpoint restores exactly: into a new directory, then in place.
+    check(dir, result), if given, then runs the program's own consistency
+    checks on the restored tree (after the manifest is compared: they may
+    change it, as opening a database does)."""
     for r in results:
         to = T.tempdir("mtm-to-")
         os.rmdir(to)
         T.restore(root, r["id"], to=to)
-        T.assert_same(r["manifest"], T.manifest(to), "checkpoint %d (%s) restored --to" % (r["id"], r["msg"]))
+        if r["manifest"] is not None:
+            T.assert_same(r["manifest"], T.manifest(to), "checkpoint %d (%s) restored --to" % (r["id"], r["msg"]))
+        if check:
+            check(to, r)
         T.rmtree(to)
     if in_place:
         for r in reversed(results):
             T.restore(root, r["id"])
-            T.assert_same(r["manifest"], T.manifest(root), "checkpoint %d (%s) restored in place" % (r["id"], r["msg"]))
+            if r["manifest"] is not None:
+                T.assert_same(r["manifest"], T.manifest(root), "checkpoint %d (%s) restored in place" % (r["id"], r["msg"]))
+            if check:
+                check(root, r)
 
 
 def new_tree(files=None):
