@@ -281,10 +281,36 @@ lp.stdin.close(); lp.wait()
     T.rmtree(root)
 
 
+def test_linked_program_checkpoints_itself():
+    # mtm_checkpoint() in a program linked with libmetamori asks the session
+    exe = os.path.join(T.tempdir("mtm-linked-"), "linked")
+    subprocess.run(["cc", "-I", os.path.join(S.HERE, "..", "..", "include"), "-o", exe, os.path.join(S.HERE, "linked.c"),
+                    "-L", BUILD, "-lmetamori", "-Wl,-rpath," + BUILD], check=True)
+    root = S.new_tree({})
+    p = subprocess.run([T.METAMORI, "-C", root, "run", "-q", "--", exe, root, "4"], capture_output=True, text=True,
+                       env=dict(os.environ, METAMORI_PRELOAD=PRELOAD))
+    if p.returncode:
+        raise T.Failure("linked program failed: %s" % p.stderr)
+    lines = [l.split() for l in p.stdout.splitlines()]
+    if len(lines) != 4 or any(t != "1" for _, t in lines):
+        raise T.Failure("expected 4 tracked checkpoints, got %r" % p.stdout)
+    data = bytearray()
+    for i, (cid, _) in enumerate(lines):
+        end = i * 3000 + 5000
+        data.extend(b"\0" * max(0, end - len(data)))
+        data[i * 3000:end] = bytes([ord("a") + i]) * 5000
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(root, int(cid), to=to)
+        if open(os.path.join(to, "linked.dat"), "rb").read() != bytes(data):
+            raise T.Failure("checkpoint %s of the linked program differs" % cid)
+        T.rmtree(os.path.dirname(to))
+    T.rmtree(root)
+
+
 if __name__ == "__main__":
     if not os.path.exists(PRELOAD):
         print("skip: no interposer at %s" % PRELOAD)
         print("0 passed, 0 failed")
         sys.exit(0)
     T.main([test_append, test_threads, test_fork, test_stdio, test_mmap, test_python_writer, test_tar_extract_delete,
-            test_sqlite_rollback_journal, test_sqlite_wal, test_git, test_lockstep_consistency])
+            test_sqlite_rollback_journal, test_sqlite_wal, test_git, test_lockstep_consistency, test_linked_program_checkpoints_itself])
