@@ -45,5 +45,15 @@ bench: build
 	python3 bench/bench_scan.py --metamori $(BUILD)/metamori
 	python3 bench/bench_track.py --metamori $(BUILD)/metamori
 
+# The full reliability matrix (issue 4, docs/RELIABILITY.md): every kill point of
+# a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips.
+TORTURE_TESTS = tests/reliability/test_crash.py tests/reliability/powerloss.py \
+                tests/reliability/test_faults.py tests/damage/test_damage.py tests/damage/test_hostile.py \
+                tests/reliability/test_concurrency.py tests/reliability/test_permissions.py
+torture: build
+	@set -e; for t in $(TORTURE_TESTS); do echo "== $$t"; \
+	  METAMORI_TORTURE=1 METAMORI=$(abspath $(BUILD))/metamori PYTHONPATH=tests/lib PYTHONDONTWRITEBYTECODE=1 \
+	  python3 $$t; done
+
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
