@@ -43,7 +43,7 @@
 #include "util/error.h"
 #include "util/human.h"
 
-#define CAPTURE_LIMIT ((uint64_t)512 << 20) /* copy at most this much during a scan's barrier */
+#define CAPTURE_LIMIT ((uint64_t)512 << 20) /* copy at most this much (and a quarter of free memory) */
 #define NEED_SCAN 1                         /* collect_tracked: the logs are not enough */
 
 typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
@@ -59,7 +59,28 @@ typedef struct {
 	pathmap points;  /* other touched paths */
 	sqlite3_stmt *q_sc;
 	const char *why; /* NEED_SCAN's reason */
+	uint64_t budget; /* bytes still to copy out; past it, captures refer to the live file ... */
+	int hold;        /* ... and the barrier stays closed until they are recorded */
 } tctx;
+
+/* How much a checkpoint may copy into memory during the barrier. */
+static uint64_t capture_budget(void)
+{
+	uint64_t limit = CAPTURE_LIMIT;
+	const char *knob = secure_getenv("METAMORI_CAPTURE_LIMIT"); /* tests: force reading in place */
+	if (knob && *knob)
+		return strtoull(knob, NULL, 10);
+	FILE *f = fopen("/proc/meminfo", "re");
+	if (f) {
+		char line[128];
+		unsigned long long kb;
+		while (fgets(line, sizeof line, f))
+			if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1 && kb * 1024 / 4 < limit)
+				limit = kb * 1024 / 4;
+		fclose(f);
+	}
+	return limit;
+}
 
 static int need_scan(tctx *t, const char *why)
 {
@@ -354,13 +375,27 @@ static int capture_file(tctx *t, live_item *it, capture *cap)
 		return need_scan(t, "a file changed under an untraced process");
 	}
 	it->st = st;
+	const int64_t B = MTM_BLOCK, size = (int64_t)st.st_size;
+	uint64_t want = 0;
+	if (cap->whole)
+		want = (uint64_t)size;
+	else
+		for (size_t i = 0; i < cap->runs.n; i++)
+			want += (uint64_t)VEC_AT(&cap->runs, blk_run, i).count * B;
+	if (want > t->budget) {
+		/* too much to hold in memory: read the file itself, after the copy
+		 * phase but before the barrier opens */
+		cap->fd = fd;
+		t->hold = 1;
+		return 0;
+	}
+	t->budget -= want;
 	cap->fd = memfd_create("metamori-capture", MFD_CLOEXEC);
 	if (cap->fd < 0) {
 		rc = errno;
 		close(fd);
 		return mtm_set_errno(rc, "memfd_create");
 	}
-	const int64_t B = MTM_BLOCK, size = (int64_t)st.st_size;
 	if (ftruncate(cap->fd, size)) {
 		rc = errno;
 	} else if (cap->whole) {
@@ -520,12 +555,11 @@ static int collect_tracked(tctx *t)
 
 /* Inside the barrier, when the logs are not enough: the whole tree. Files
  * the stat cache cannot vouch for are copied out, unless that is more than
- * CAPTURE_LIMIT: then *hold says to record before opening the barrier. */
-static int collect_scan(tctx *t, mtm_id parent, int *hold)
+ * the budget: then t->hold says to record before opening the barrier. */
+static int collect_scan(tctx *t, mtm_id parent)
 {
 	pathmap sc = {0};
 	int rc;
-	*hold = 0;
 	if ((rc = walk_tree(t->s, t->ign, t->live)) || (rc = index_load_tree(t->s, parent, t->parent)) ||
 	    (rc = statcache_load(t->s, &sc)))
 		goto done;
@@ -536,8 +570,8 @@ static int collect_scan(tctx *t, mtm_id parent, int *hold)
 		if (it->kind == KIND_FILE && !(pe && pe->kind == KIND_FILE && statcache_fresh(pathmap_get(&sc, it->path), &it->st, pe->ver)))
 			total += (uint64_t)it->st.st_size;
 	}
-	if (total > CAPTURE_LIMIT) {
-		*hold = 1;
+	if (total > t->budget) {
+		t->hold = 1; /* read in place while the barrier holds */
 		goto done;
 	}
 	for (size_t i = 0; i < t->live->n && !rc; i++) {
@@ -601,9 +635,10 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		return rc;
 	}
 	vec live = VEC_INIT(live_item), parent = VEC_INIT(entry);
-	tctx t = {.ss = ss, .s = s, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live, .parent = &parent};
+	tctx t = {.ss = ss, .s = s, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live, .parent = &parent,
+	          .budget = capture_budget()};
 	change_set cs;
-	int hold = 0, scan = 0, opened = 0;
+	int scan = 0, opened = 0;
 	int64_t t0 = now_ns(), t1 = 0;
 	t.cs = &cs;
 	rc = barrier_close(ss, &cs);
@@ -616,6 +651,8 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 			if (rc == NEED_SCAN) {
 				scan = 1;
 				cs.scan_why = t.why;
+				t.hold = 0;
+				t.budget = capture_budget();
 				live_free(&live);
 				entries_free(&parent);
 				live = (vec)VEC_INIT(live_item);
@@ -623,9 +660,9 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 			}
 		}
 		if (scan)
-			rc = collect_scan(&t, ckpt_parent(r), &hold);
+			rc = collect_scan(&t, ckpt_parent(r));
 	}
-	if (!hold || rc) {
+	if (!t.hold || rc) {
 		barrier_open(ss);
 		t1 = now_ns();
 		opened = 1;

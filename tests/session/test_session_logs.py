@@ -51,6 +51,25 @@ ck("more")
     T.rmtree(root)
 
 
+def test_read_in_place_past_the_capture_budget():
+    # nothing may be copied to memory: the barrier holds until the files are read
+    root = S.new_tree({"a": rnd(300000, 8), "b": rnd(5000, 9)})
+    body = PRE + r'''
+t.pwrite("a", 100000, b"Q" * 9000)
+t.create("c", b"new" * 3000)
+ck("tracked in place")
+with open(P("b"), "ab") as f: f.write(b"unrecorded")
+from fakepreload import SCAN
+t.op(lambda: None, (SCAN, "", 0, 0))
+ck("scanned in place")
+'''
+    p, res = S.run_scenario(root, body, preload=LIBC, env={"METAMORI_CAPTURE_LIMIT": "0"})
+    if S.modes(res) != ["tracked", "scanned"]:
+        raise T.Failure("expected tracked then scanned, got %s" % S.modes(res))
+    S.check_restores(root, res)
+    T.rmtree(root)
+
+
 def test_rename_keeps_history_unread():
     # a file renamed without a write keeps its blocks: nothing new stored
     root = S.new_tree({"big": rnd(1 << 20, 5), "dir/inner": rnd(300000, 6)})
@@ -239,7 +258,7 @@ ck("one")
 
 
 if __name__ == "__main__":
-    T.main([test_tracked_writes_and_namespace, test_rename_keeps_history_unread, test_baseline_dirty_scans_first,
+    T.main([test_tracked_writes_and_namespace, test_read_in_place_past_the_capture_budget, test_rename_keeps_history_unread, test_baseline_dirty_scans_first,
             test_no_head_scans_first, test_scan_record_and_overflow, test_sticky_whole_and_scan,
             test_died_inside_a_call_scans, test_barrier_waits_for_inflight_call,
             test_changes_outside_excluded_and_store])
