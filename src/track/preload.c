@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -281,10 +282,12 @@ static void fd_copy(int from, int to)
 /* ------------------------------------------------------------------ */
 /* Paths.                                                              */
 
-/* Lexical normalisation of an absolute path, in place; returns its length. */
+/* Lexical normalisation of an absolute path, in place; returns its length.
+ * Each output component ("/name") is no longer than the input it came from,
+ * so the writer never overtakes the reader. */
 static size_t normalize(char *p)
 {
-	char *w = p + 1;
+	char *w = p;
 	const char *r = p;
 	while (*r) {
 		while (*r == '/')
@@ -298,19 +301,16 @@ static size_t normalize(char *p)
 		if (n == 1 && s[0] == '.')
 			continue;
 		if (n == 2 && s[0] == '.' && s[1] == '.') {
-			if (w > p + 1) {
-				w--;
-				while (w > p + 1 && w[-1] != '/')
-					w--;
-			}
+			while (w > p && *--w != '/')
+				;
 			continue;
 		}
+		*w++ = '/';
 		memmove(w, s, n);
 		w += n;
-		*w++ = '/';
 	}
-	if (w > p + 1)
-		w--;
+	if (w == p)
+		*w++ = '/';
 	*w = 0;
 	return (size_t)(w - p);
 }
@@ -1504,6 +1504,30 @@ int posix_fallocate64(int fd, off64_t off, off64_t len)
 	if (LIKELY(!e))
 		return REAL(posix_fallocate64)(fd, off, len);
 	FD_REC(e, REAL(posix_fallocate64)(fd, off, len), MTM_REC_WRITE, (uint64_t)off, (uint64_t)len);
+}
+
+/* Reflinks rewrite a file's content without a write(): cp --reflink, the
+ * default of coreutils' cp on btrfs and xfs. */
+int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	struct ent *e = fd_get(fd);
+	if (LIKELY(!e))
+		return REAL(ioctl)(fd, req, arg);
+	if (req == FICLONERANGE && arg) {
+		const struct file_clone_range *cr = arg;
+		if (cr->src_length)
+			FD_REC(e, REAL(ioctl)(fd, req, arg), MTM_REC_WRITE, cr->dest_offset, cr->src_length);
+		FD_REC(e, REAL(ioctl)(fd, req, arg), MTM_REC_WHOLE, 0, 0);
+	}
+	if (req == FICLONE)
+		FD_REC(e, REAL(ioctl)(fd, req, arg), MTM_REC_WHOLE, 0, 0);
+	if (req == FS_IOC_SETFLAGS || req == FS_IOC_FSSETXATTR)
+		FD_REC(e, REAL(ioctl)(fd, req, arg), MTM_REC_META, 0, 0);
+	return REAL(ioctl)(fd, req, arg);
 }
 
 /* POSIX AIO writes land whenever a libc thread gets to them, maybe after a
