@@ -249,6 +249,7 @@ void session_stop(mtm_session *ss)
 		free(VEC_AT(&ss->sticky, sticky_whole, i).path);
 	vec_free(&ss->sticky);
 	vec_free(&ss->sticky_scan);
+	pathmap_free(&ss->hashes, block_hashes_free);
 	if (ss->dirfd >= 0 && ss->lockfd >= 0 && ss->ctl)
 		clear_dir(ss->dirfd, ss->dir); /* the lock file stays: unlinking it would race a new session */
 	if (ss->dirfd >= 0)

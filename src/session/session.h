@@ -53,6 +53,15 @@ typedef struct log_slot {
 
 typedef struct { int32_t pid; char *path; } sticky_whole;
 
+/* The block hashes of a file compared whole at checkpoint `at` (its
+ * content there): the next compare reads and hashes it in the barrier and
+ * copies out only the blocks that differ, not the whole file. */
+typedef struct block_hashes {
+	int64_t at, dev, ino, n;
+	uint64_t *h;
+} block_hashes;
+void block_hashes_free(void *p);
+
 typedef struct mtm_session {
 	mtm_store *s;
 	char *dir;               /* absolute ROOT/.metamori/session */
@@ -61,6 +70,7 @@ typedef struct mtm_session {
 	vec logs;                /* of log_slot */
 	vec sticky;              /* of sticky_whole: compared at every checkpoint while the pid lives */
 	vec sticky_scan;         /* of int32_t pid: every checkpoint scans while it lives */
+	pathmap hashes;          /* path -> block_hashes*: files compared whole */
 	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
 	int always_scan;         /* the program cannot be tracked (static): every checkpoint scans */
 	const char *const *excludes;

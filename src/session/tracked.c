@@ -42,6 +42,7 @@
 #include "session/session.h"
 #include "util/error.h"
 #include "util/human.h"
+#include <xxhash.h>
 
 #define CAPTURE_LIMIT ((uint64_t)512 << 20) /* copy at most this much (and a quarter of free memory) */
 #define NEED_SCAN 1                         /* collect_tracked: the logs are not enough */
@@ -61,7 +62,40 @@ typedef struct {
 	const char *why; /* NEED_SCAN's reason */
 	uint64_t budget; /* bytes still to copy out; past it, captures refer to the live file ... */
 	int hold;        /* ... and the barrier stays closed until they are recorded */
+	mtm_id parent_id;
+	pathmap pending; /* path -> pending_hashes*: ss->hashes after a commit */
 } tctx;
+
+/* Block hashes for ss->hashes once the checkpoint commits: known (h), or to
+ * be computed from a whole capture after the barrier (fd). */
+typedef struct { block_hashes bh; int fd; int64_t size; } pending_hashes;
+
+void block_hashes_free(void *p)
+{
+	block_hashes *b = p;
+	if (b)
+		free(b->h);
+	free(b);
+}
+
+static void pending_free(void *p)
+{
+	pending_hashes *ph = p;
+	if (ph)
+		free(ph->bh.h);
+	free(ph);
+}
+
+static uint64_t block_hash(const unsigned char *blk, size_t len)
+{
+	unsigned char pad[MTM_BLOCK];
+	if (len < MTM_BLOCK) {
+		memcpy(pad, blk, len);
+		memset(pad + len, 0, MTM_BLOCK - len);
+		blk = pad;
+	}
+	return XXH3_64bits(blk, MTM_BLOCK);
+}
 
 /* How much a checkpoint may copy into memory during the barrier. */
 static uint64_t capture_budget(void)
@@ -414,6 +448,135 @@ static int capture_file(tctx *t, live_item *it, capture *cap)
 	return rc ? mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path) : 0;
 }
 
+static int add_pending(tctx *t, const char *path, const struct stat *st, uint64_t *h, int fd)
+{
+	pending_hashes *ph = calloc(1, sizeof *ph);
+	if (!ph || pathmap_put(&t->pending, path, ph)) {
+		free(ph);
+		free(h);
+		return mtm_set_error(ENOMEM, "checkpoint");
+	}
+	ph->bh.dev = (int64_t)st->st_dev;
+	ph->bh.ino = (int64_t)st->st_ino;
+	ph->bh.n = ((int64_t)st->st_size + MTM_BLOCK - 1) / MTM_BLOCK;
+	ph->bh.h = h;
+	ph->fd = fd;
+	ph->size = (int64_t)st->st_size;
+	return 0;
+}
+
+/* A file to compare whole (writes the interposer cannot see) that was
+ * compared whole at the parent too: its blocks are hashed here and only
+ * those that differ from the parent's are copied out. */
+static int capture_hashed(tctx *t, live_item *it, capture *cap)
+{
+	const block_hashes *old = pathmap_get(&t->ss->hashes, it->path);
+	int valid = old && old->at == t->parent_id && old->dev == (int64_t)it->st.st_dev &&
+	            old->ino == (int64_t)it->st.st_ino && (uint64_t)it->st.st_size <= t->budget;
+	if (!valid) {
+		cap->whole = 1;
+		int rc = capture_file(t, it, cap);
+		/* hashed after the barrier, from the copy (not from a file read in place) */
+		return rc || t->hold ? rc : add_pending(t, it->path, &it->st, NULL, cap->fd);
+	}
+	int fd, rc = beneath_open(t->s->rootfd, it->path, O_RDONLY, &fd);
+	if (rc == ELOOP)
+		return need_scan(t, "a recorded path goes through a symlink");
+	if (rc)
+		return mtm_set_errno(rc, "%s/%s", t->s->root, it->path);
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_ino != it->st.st_ino || st.st_dev != it->st.st_dev) {
+		close(fd);
+		return need_scan(t, "a file changed under an untraced process");
+	}
+	it->st = st;
+	const int64_t B = MTM_BLOCK, size = (int64_t)st.st_size, n = (size + B - 1) / B;
+	uint64_t *h = malloc((size_t)(n ? n : 1) * sizeof *h);
+	unsigned char *buf = malloc(1 << 20);
+	cap->fd = memfd_create("metamori-capture", MFD_CLOEXEC);
+	if (!h || !buf || cap->fd < 0 || ftruncate(cap->fd, size)) {
+		rc = errno ? errno : ENOMEM;
+		goto out;
+	}
+	for (int64_t off = 0; off < size && !rc;) {
+		size_t want = (size_t)(size - off < (1 << 20) ? size - off : (1 << 20)), got;
+		if ((rc = io_pread(fd, buf, want, off, &got)))
+			break;
+		if (got < want)
+			memset(buf + got, 0, want - got); /* shrank meanwhile: an untraced writer */
+		for (size_t o = 0; o < want && !rc; o += MTM_BLOCK) {
+			int64_t b = (off + (int64_t)o) / B;
+			size_t len = want - o < MTM_BLOCK ? want - o : MTM_BLOCK;
+			h[b] = block_hash(buf + o, len);
+			if (b < old->n && old->h[b] == h[b])
+				continue;
+			blk_run *last = cap->runs.n ? &VEC_AT(&cap->runs, blk_run, cap->runs.n - 1) : NULL;
+			if (last && last->blkno + last->count == b)
+				last->count++;
+			else if (add_run(&cap->runs, b, b + 1))
+				rc = ENOMEM;
+			if (!rc && pwrite(cap->fd, buf + o, len, off + (int64_t)o) != (ssize_t)len)
+				rc = errno ? errno : EIO;
+			t->budget = t->budget > len ? t->budget - len : 0;
+		}
+		off += (int64_t)want;
+	}
+out:
+	free(buf);
+	close(fd);
+	if (rc) {
+		free(h);
+		return mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path);
+	}
+	cap->whole = 0;
+	if (t->ss->debug)
+		fprintf(stderr, "metamori: session: %s compared by hashes: %zu runs\n", it->path, cap->runs.n);
+	return add_pending(t, it->path, &st, h, -1);
+}
+
+/* After the commit: the hashes of the files compared whole, at checkpoint id. */
+static void keep_hashes(tctx *t, mtm_id id)
+{
+	pathmap next = {0};
+	for (size_t i = 0; i < t->pending.cap; i++) {
+		pending_hashes *ph = t->pending.slots[i].val;
+		if (!t->pending.slots[i].key || !ph)
+			continue;
+		if (!ph->bh.h) { /* from the whole copy */
+			int64_t n = ph->bh.n;
+			unsigned char *buf = malloc(1 << 20);
+			uint64_t *h = malloc((size_t)(n ? n : 1) * sizeof *h);
+			int ok = buf && h;
+			for (int64_t off = 0; ok && off < ph->size;) {
+				size_t want = (size_t)(ph->size - off < (1 << 20) ? ph->size - off : (1 << 20)), got;
+				if (io_pread(ph->fd, buf, want, off, &got) || got != want) {
+					ok = 0;
+					break;
+				}
+				for (size_t o = 0; o < want; o += MTM_BLOCK)
+					h[(off + (int64_t)o) / MTM_BLOCK] = block_hash(buf + o, want - o < MTM_BLOCK ? want - o : MTM_BLOCK);
+				off += (int64_t)want;
+			}
+			free(buf);
+			if (!ok) {
+				free(h);
+				continue;
+			}
+			ph->bh.h = h;
+		}
+		block_hashes *bh = malloc(sizeof *bh);
+		if (!bh)
+			continue;
+		*bh = ph->bh;
+		bh->at = id;
+		ph->bh.h = NULL;
+		if (pathmap_put(&next, t->pending.slots[i].key, bh))
+			block_hashes_free(bh);
+	}
+	pathmap_free(&t->ss->hashes, block_hashes_free);
+	t->ss->hashes = next;
+}
+
 typedef struct { int64_t dev, ino; const entry *e; } gone_ino;
 
 /* Inside the barrier: the touched paths, both sides, and the captures. */
@@ -541,6 +704,11 @@ static int collect_tracked(tctx *t)
 			if (same)
 				continue; /* no runs: nothing read */
 		}
+		if (same && fc && fc->whole) {
+			if ((rc = capture_hashed(t, it, cap)))
+				break;
+			continue;
+		}
 		cap->whole = !same || (fc && fc->whole);
 		if (!cap->whole && dirty_runs(fc, pe ? pe->size : 0, (int64_t)it->st.st_size, &cap->runs)) {
 			rc = mtm_set_error(ENOMEM, "checkpoint");
@@ -636,7 +804,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	}
 	vec live = VEC_INIT(live_item), parent = VEC_INIT(entry);
 	tctx t = {.ss = ss, .s = s, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live, .parent = &parent,
-	          .budget = capture_budget()};
+	          .budget = capture_budget(), .parent_id = ckpt_parent(r)};
 	change_set cs;
 	int scan = 0, opened = 0;
 	int64_t t0 = now_ns(), t1 = 0;
@@ -653,6 +821,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 				cs.scan_why = t.why;
 				t.hold = 0;
 				t.budget = capture_budget();
+				pathmap_free(&t.pending, pending_free);
 				live_free(&live);
 				entries_free(&parent);
 				live = (vec)VEC_INIT(live_item);
@@ -676,6 +845,11 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	mtm_checkpoint_info ci;
 	if (!rc)
 		rc = ckpt_commit(r, &ci);
+	if (!rc)
+		keep_hashes(&t, ci.id);
+	else
+		pathmap_free(&ss->hashes, block_hashes_free);
+	pathmap_free(&t.pending, pending_free);
 	sqlite3_finalize(t.q_sc);
 	ckpt_end(r);
 	live_free(&live);

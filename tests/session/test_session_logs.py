@@ -183,6 +183,41 @@ ck("tracked")
     T.rmtree(root)
 
 
+def test_sticky_whole_changes_back_and_forth():
+    # a file compared whole at every checkpoint: after the first, only the
+    # blocks that differ from the last compare are copied; every kind of
+    # change between compares must still be seen
+    root = S.new_tree({"mm": rnd(40 * 4096 + 123, 10)})
+    body = r'''
+from fakepreload import Tracer, WHOLE
+t = Tracer()
+t.op(lambda: None, (WHOLE, "mm", 1, 0))
+orig = open(P("mm"), "rb").read()
+def put(off, data):
+    with open(P("mm"), "r+b") as f:
+        f.seek(off); f.write(data)
+ck("first compare")
+put(4096, b"X" * 4096)
+ck("block 1 changed")
+put(4096, orig[4096:8192])
+ck("block 1 back")
+ck("nothing")
+os.truncate(P("mm"), 10 * 4096 + 7)
+ck("shrunk")
+with open(P("mm"), "ab") as f: f.write(b"Y" * 50000)
+ck("grown")
+os.truncate(P("mm"), 0)
+ck("emptied")
+with open(P("mm"), "wb") as f: f.write(orig[:20000])
+ck("refilled")
+'''
+    p, res = S.run_scenario(root, body, preload=LIBC)
+    if S.modes(res) != ["tracked"] * 8:
+        raise T.Failure("expected tracked checkpoints, got %s" % S.modes(res))
+    S.check_restores(root, res)
+    T.rmtree(root)
+
+
 def test_died_inside_a_call_scans():
     root = S.new_tree({"a": b"a" * 10000})
     body = r'''
@@ -259,6 +294,6 @@ ck("one")
 
 if __name__ == "__main__":
     T.main([test_tracked_writes_and_namespace, test_read_in_place_past_the_capture_budget, test_rename_keeps_history_unread, test_baseline_dirty_scans_first,
-            test_no_head_scans_first, test_scan_record_and_overflow, test_sticky_whole_and_scan,
+            test_no_head_scans_first, test_scan_record_and_overflow, test_sticky_whole_and_scan, test_sticky_whole_changes_back_and_forth,
             test_died_inside_a_call_scans, test_barrier_waits_for_inflight_call,
             test_changes_outside_excluded_and_store])
