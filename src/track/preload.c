@@ -16,7 +16,7 @@
  *    inflight is 0.
  *  - Paths in records are canonical (the kernel's /proc/self/fd view, or the
  *    canonical parent + the final name), relative to the root, never under
- *    .metamori. The root itself is recorded as ".".
+ *    .metamori. The root itself has the empty path (path_len 0).
  *  - A per-thread guard lets calls made while we are inside a wrapper (a
  *    signal handler, an allocator called by dlsym) go straight through; a
  *    write on a tracked fd there sets ctl->scan_needed instead.
@@ -316,7 +316,7 @@ static size_t normalize(char *p)
 }
 
 /* The part of abs (normalised, absolute) under the root, or NULL: outside,
- * or the store. The root itself is ".". */
+ * or the store. The root itself is "" (length 0). */
 static const char *in_root(const char *abs, size_t *len)
 {
 	if (strncmp(abs, g_root, g_rootlen) != 0)
@@ -329,8 +329,8 @@ static const char *in_root(const char *abs, size_t *len)
 	else if (*r)
 		return NULL;
 	if (!*r) {
-		*len = 1;
-		return ".";
+		*len = 0;
+		return r;
 	}
 	if (strncmp(r, ".metamori", 9) == 0 && (r[9] == 0 || r[9] == '/'))
 		return NULL;
@@ -390,7 +390,7 @@ static int base_abs(int dirfd, char *out)
 		return cwd_get(out);
 	struct ent *e = fd_get(dirfd);
 	if (e) {
-		if (e->path[0] == '.' && e->path[1] == 0) {
+		if (e->len == 0) {
 			strcpy(out, g_root);
 			return (int)g_rootlen;
 		}
@@ -582,7 +582,21 @@ static int ensure_log(void)
 	if (!g_hdr && !g_log_failed) {
 		char p[PATH_MAX + 32];
 		snprintf(p, sizeof p, "%s/log.%d", g_session, (int)getpid());
-		int fd = REAL(open)(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		int fd = -1;
+		for (int tries = 0; tries < 100; tries++) {
+			fd = REAL(open)(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+			if (fd < 0)
+				break;
+			/* A dead process with our pid may have left a log that the
+			 * session holds (exclusively) until it removes it: once we
+			 * get the lock, make sure the file is still the one named. */
+			struct stat a, b;
+			if (flock(fd, LOCK_SH) == 0 && fstat(fd, &a) == 0 && stat(p, &b) == 0 &&
+			    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+				break;
+			REAL(close)(fd);
+			fd = -1;
+		}
 		if (fd < 0 || log_attach(fd) != 0) {
 			if (fd >= 0)
 				REAL(close)(fd);
@@ -784,8 +798,8 @@ static void release(struct ent *e, int in)
 /* After a rename of old to new by this process: fds and sticky paths follow. */
 static int path_under(const char *p, size_t pl, const char *dir, size_t dl)
 {
-	if (dl == 1 && dir[0] == '.')
-		return 0;
+	if (dl == 0)
+		return 0; /* the root itself is never renamed */
 	return pl >= dl && memcmp(p, dir, dl) == 0 && (pl == dl || p[dl] == '/');
 }
 

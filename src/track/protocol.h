@@ -27,6 +27,9 @@
  * Records (all little-endian, each 8-byte aligned):
  *   struct mtm_rec header, then path_len bytes of path relative to the root
  *   (no leading '/', never under .metamori), zero-padded to a multiple of 8.
+ *   The root directory itself has path_len 0 (META or NS on the tree's top).
+ *   Paths are canonical: symlinks in the parent are resolved, so a change
+ *   made through a symlinked directory is recorded under its real path.
  */
 #ifndef MTM_TRACK_PROTOCOL_H
 #define MTM_TRACK_PROTOCOL_H

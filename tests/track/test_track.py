@@ -568,6 +568,12 @@ def test_distro_tools():
     s.reset()
     s.run(["chmod", "644", "l2"])  # follows the symlink: f changed, not l2
     eq("chmod through a symlink", [("META", "f", 0, 0)], s.records())
+    s.reset()
+    s.run(["chmod", "755", "."])
+    eq("chmod of the root itself: the empty path", [("META", "", 0, 0)], s.records())
+    s.reset()
+    s.run(["chmod", "755", root])
+    eq("chmod of the root by absolute path", [("META", "", 0, 0)], s.records())
 
 
 @skippable
