@@ -1,12 +1,34 @@
 #!/bin/sh
 # demo.sh METAMORI — a short demonstration of Metamori (run by `make demo`).
 #
-# A small simulation (demo/simulate.py) runs in a temporary directory and a
-# checkpoint is taken after each step. Then the tree is damaged (a result file
+# A small simulation (demo/simulate.py) runs in a temporary directory under
+# `metamori run` (transparent tracking), and its job script asks for a
+# checkpoint after each step. Then the tree is damaged (a result file
 # deleted, the state file corrupted, permissions changed, junk created), one
 # `metamori restore` brings it back, and the result is compared with SHA-256
 # manifests taken at checkpoint time. Exits non-zero if any check fails.
 # Runs in a few seconds and removes its temporary directory.
+
+# manifest DIR: every directory, symlink and file (mode, mtime, SHA-256) under DIR,
+# except the store and the ignored scratch/ directory.
+manifest() {
+	(cd "$1" && find . \( -name .metamori -o -name scratch \) -prune -o -print | LC_ALL=C sort |
+		while IFS= read -r p; do
+			[ "$p" = . ] && continue
+			if [ -L "$p" ]; then
+				printf 'link %s -> %s\n' "$p" "$(readlink "$p")"
+			elif [ -d "$p" ]; then
+				printf 'dir  %s %s\n' "$(stat -c '%a %y' "$p")" "$p"
+			else
+				printf 'file %s %s\n' "$(stat -c '%a %y' "$p")" "$(sha256sum "$p")"
+			fi
+		done)
+}
+# The job run under `metamori run` saves its manifests through this.
+if [ "$1" = --manifest ] && [ $# -eq 2 ]; then
+	manifest "$2"
+	exit
+fi
 
 if [ $# -ne 1 ]; then
 	echo "usage: sh demo/demo.sh path/to/metamori" >&2
@@ -21,6 +43,7 @@ if [ ! -x "$M" ]; then
 	exit 2
 fi
 SIM=$(cd "$(dirname "$0")" && pwd)/simulate.py
+DEMO=$(cd "$(dirname "$0")" && pwd)/demo.sh
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/metamori-demo.XXXXXX") || exit 1
 trap 'rm -rf "$W"' EXIT
@@ -64,21 +87,6 @@ simulate() {
 	python3 "$SIM" "$1" || { echo "FAILED: the simulation failed"; exit 1; }
 }
 
-# manifest DIR: every directory, symlink and file (mode, mtime, SHA-256) under DIR,
-# except the store and the ignored scratch/ directory.
-manifest() {
-	(cd "$1" && find . \( -name .metamori -o -name scratch \) -prune -o -print | LC_ALL=C sort |
-		while IFS= read -r p; do
-			[ "$p" = . ] && continue
-			if [ -L "$p" ]; then
-				printf 'link %s -> %s\n' "$p" "$(readlink "$p")"
-			elif [ -d "$p" ]; then
-				printf 'dir  %s %s\n' "$(stat -c '%a %y' "$p")" "$p"
-			else
-				printf 'file %s %s\n' "$(stat -c '%a %y' "$p")" "$(sha256sum "$p")"
-			fi
-		done)
-}
 # check WHAT EXPECTED DIR: compares DIR with a manifest saved earlier.
 check() {
 	manifest "$3" >"$W/actual"
@@ -93,17 +101,24 @@ check() {
 
 echo "Metamori demo: $("$M" --version), working in $W"
 
-section "1. A simulation runs four steps; a checkpoint after each"
+section "1. A simulation runs four steps under metamori run; a checkpoint after each"
 mtm init
 shell "echo 'scratch/' > .metamoriignore"
 note "(scratch/ holds a cache the job can rebuild: never record it)"
+cat >"$W/job.sh" <<EOF
+# the job: four steps of the simulation, a checkpoint after each
 for step in 1 2 3 4; do
-	echo
-	simulate $step
-	mtm checkpoint -m "step $step"
-	manifest "$T" >"$W/sums/$step"
+	python3 "$SIM" \$step || exit 1
+	"$M" checkpoint -m "step \$step" || exit 1
+	sh "$DEMO" --manifest "$T" >"$W/sums/\$step"
 done
-note "(after each checkpoint the demo saved a SHA-256 manifest of the tree, outside it)"
+EOF
+note "job.sh: for step in 1 2 3 4: simulate \$step; metamori checkpoint -m \"step \$step\""
+echo
+note "Every file call the job makes is seen by the interposer, so each checkpoint"
+note "copies only the blocks written since the last one, without rescanning the tree:"
+mtm run -q -- sh "$W/job.sh"
+note "(after each checkpoint the job saved a SHA-256 manifest of the tree, outside it)"
 
 section "2. The history"
 mtm log
