@@ -18,7 +18,8 @@
  * prune (O(entries of the child)) to recognise a rename.
  *
  * The temp tables (prune_fold_begin):
- *   gc_candidate(id)          chunks d's rows used
+ *   gc_candidate(id, live)    chunks d's rows used, and how many of their
+ *                             blocks rows used before the prune
  *   fold_live(file_id)        d's files alive at the child being folded into
  *   fold_files(ckpt, file_id) the file ids with a file entry at a kept ckpt,
  *                             collected on first need (fold_done)
@@ -68,7 +69,7 @@ static int query_int(mtm_store *s, const char *sql, int64_t a, int64_t b, int64_
 
 int prune_fold_begin(mtm_store *s, mtm_id head)
 {
-	MTM_TRY(db_exec(s, "CREATE TEMP TABLE IF NOT EXISTS gc_candidate(id INTEGER PRIMARY KEY);"
+	MTM_TRY(db_exec(s, "CREATE TEMP TABLE IF NOT EXISTS gc_candidate(id INTEGER PRIMARY KEY, live INTEGER NOT NULL);"
 	                   "CREATE TEMP TABLE IF NOT EXISTS fold_live(file_id INTEGER PRIMARY KEY);"
 	                   "CREATE TEMP TABLE IF NOT EXISTS fold_files(ckpt INTEGER, file_id INTEGER,"
 	                   " PRIMARY KEY(ckpt, file_id)) WITHOUT ROWID;"
@@ -202,26 +203,42 @@ int prune_fold(mtm_store *s, mtm_id d)
 	if (err)
 		return err;
 	MTM_TRY(exec_bind(s, "UPDATE branch SET fork=?1 WHERE fork=?2", parent, d, 0));
-	MTM_TRY(exec_bind(s, "INSERT OR IGNORE INTO gc_candidate SELECT DISTINCT chunk FROM block WHERE ckpt=?1 AND chunk != 0",
+	/* d's rows were copied, not yet deleted: the chunks' used blocks are as
+	 * before the prune (a chunk seen first here was untouched until now) */
+	MTM_TRY(exec_bind(s, "INSERT INTO gc_candidate SELECT c.chunk, (SELECT COUNT(DISTINCT b.boff) FROM block b"
+	                     " WHERE b.chunk = c.chunk) FROM (SELECT DISTINCT chunk FROM block WHERE ckpt=?1 AND chunk != 0) c"
+	                     " WHERE NOT EXISTS (SELECT 1 FROM gc_candidate g WHERE g.id = c.chunk)",
 	                  d, 0, 0));
 	MTM_TRY(exec_bind(s, "DELETE FROM entry WHERE ckpt=?1", d, 0, 0));
 	MTM_TRY(exec_bind(s, "DELETE FROM block WHERE ckpt=?1", d, 0, 0));
 	return exec_bind(s, "DELETE FROM checkpoint WHERE id=?1", d, 0, 0);
 }
 
+/* A chunk no row uses is deleted, its record counted dead in its pack. A
+ * chunk whose rows now use fewer of its blocks stays; its pack's dead count
+ * grows by those blocks' share of the record, which gc's compaction gives
+ * back. */
 int prune_free_chunks(mtm_store *s, mtm_prune_stats *stats)
 {
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT c.id, c.pack, 40 + c.clen FROM gc_candidate g JOIN chunk c ON c.id = g.id"
-	                            " WHERE NOT EXISTS (SELECT 1 FROM block b WHERE b.chunk = g.id)",
+	                            "SELECT c.id, c.pack, 40 + c.clen, (c.plen + 4095) / 4096, g.live,"
+	                            " (SELECT COUNT(DISTINCT b.boff) FROM block b WHERE b.chunk = g.id)"
+	                            " FROM gc_candidate g JOIN chunk c ON c.id = g.id",
 	                            -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "prune");
 	int err = 0;
 	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0), pack = sqlite3_column_int64(st, 1), len = sqlite3_column_int64(st, 2);
-		err = exec_bind(s, "UPDATE pack SET dead = dead + ?1 WHERE id = ?2", len, pack, 0);
+		int64_t nblk = sqlite3_column_int64(st, 3), before = sqlite3_column_int64(st, 4), now = sqlite3_column_int64(st, 5);
+		if (now > 0) {
+			if (now < before && nblk > 0)
+				err = exec_bind(s, "UPDATE pack SET dead = dead + ?1 WHERE id = ?2", len * (before - now) / nblk, pack, 0);
+			continue;
+		}
+		err = exec_bind(s, "UPDATE pack SET dead = dead + ?1 WHERE id = ?2", len * (before < nblk ? before : nblk) / nblk,
+		                pack, 0);
 		if (!err)
 			err = exec_bind(s, "DELETE FROM chunk WHERE id=?1", id, 0, 0);
 		stats->chunks_freed++;

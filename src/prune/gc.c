@@ -8,6 +8,14 @@
  * pack rows; only after that commit are the old files removed. A crash at
  * any point leaves a valid store: before the commit the new pack is an
  * unknown file, after it the old ones are; the next prune removes either.
+ *
+ * Compaction: a chunk holds up to 16 blocks, and once some of them are used
+ * by no row any more (their checkpoints were pruned, later ones rewrote
+ * them) it is copied with only the blocks still used, in order, under the
+ * same chunk id; the block rows' boff follow in the same transaction. So the
+ * space returned is counted in blocks, not only in whole chunks. (A chunk
+ * whose compacted bytes equal another chunk's is copied whole instead: the
+ * hash stays unique.)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,6 +29,7 @@
 #include "prune/prune.h"
 #include "store/pack.h"
 #include "util/error.h"
+#include <xxhash.h>
 
 static void pack_file_name(char *buf, size_t len, int64_t id) { snprintf(buf, len, "packs/%08lld.pack", (long long)id); }
 
@@ -91,7 +100,103 @@ static int sweep_unknown(mtm_store *s, mtm_prune_stats *stats)
 	return err;
 }
 
-typedef struct { int64_t chunk, pack, off; } moved;
+typedef struct {
+	int64_t chunk, pack, off;
+	int compact;              /* rewritten with only the used blocks: */
+	int64_t clen, plen;
+	int codec;
+	unsigned char hash[16];
+	signed char map[MTM_CHUNK_BLOCKS]; /* old boff -> new boff, -1 unused */
+} moved;
+
+static void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+static void put64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+
+/* Scratch for compaction. */
+typedef struct {
+	ZSTD_CCtx *cctx;
+	unsigned char *cbuf, *plain2;
+	sqlite3_stmt *boffs, *hash_known, *hash_add;
+} compactor;
+
+/* Builds the compacted record of a chunk in rec2 when some of its blocks are
+ * unused: 0 and *len set, or 0 and *len = 0 to copy the record as it is. */
+static int compact_chunk(mtm_store *s, compactor *cp, int64_t id, const unsigned char *plain, size_t plen,
+                         moved *m, unsigned char *rec2, size_t *len)
+{
+	*len = 0;
+	int nblk = (int)((plen + MTM_BLOCK - 1) / MTM_BLOCK), used = 0, rc;
+	char live[MTM_CHUNK_BLOCKS] = {0};
+	sqlite3_reset(cp->boffs);
+	sqlite3_bind_int64(cp->boffs, 1, id);
+	while ((rc = sqlite3_step(cp->boffs)) == SQLITE_ROW) {
+		int64_t b = sqlite3_column_int64(cp->boffs, 0);
+		if (b >= 0 && b < nblk && !live[b]) {
+			live[b] = 1;
+			used++;
+		}
+	}
+	sqlite3_reset(cp->boffs);
+	if (rc != SQLITE_DONE)
+		return db_error(s, rc, "gc");
+	if (used == 0 || used == nblk)
+		return 0;
+	size_t np = 0;
+	for (int b = 0; b < nblk; b++) {
+		m->map[b] = -1;
+		if (!live[b])
+			continue;
+		size_t from = (size_t)b * MTM_BLOCK, n = plen - from < MTM_BLOCK ? plen - from : MTM_BLOCK;
+		memcpy(cp->plain2 + np, plain + from, n);
+		m->map[b] = (signed char)(np / MTM_BLOCK);
+		np += n;
+	}
+	XXH128_canonical_t hc;
+	XXH128_canonicalFromHash(&hc, XXH3_128bits(cp->plain2, np));
+	/* the hash must stay unique: another chunk (or one compacted in this
+	 * run) with these bytes means copying this one whole */
+	sqlite3_reset(cp->hash_known);
+	sqlite3_bind_blob(cp->hash_known, 1, hc.digest, 16, SQLITE_STATIC);
+	rc = sqlite3_step(cp->hash_known);
+	sqlite3_reset(cp->hash_known);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc != SQLITE_DONE)
+		return db_error(s, rc, "gc");
+	sqlite3_reset(cp->hash_add);
+	sqlite3_bind_blob(cp->hash_add, 1, hc.digest, 16, SQLITE_STATIC);
+	rc = sqlite3_step(cp->hash_add);
+	sqlite3_reset(cp->hash_add);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return 0;
+	if (rc != SQLITE_DONE)
+		return db_error(s, rc, "gc");
+	/* the same codec rule as checkpoints (pack.c) */
+	size_t clen = ZSTD_compress2(cp->cctx, cp->cbuf, ZSTD_compressBound(CHUNK_MAX_PLAIN), cp->plain2, np);
+	int codec = CODEC_ZSTD;
+	const unsigned char *data = cp->cbuf;
+	if (ZSTD_isError(clen) || clen + clen / 32 >= np) {
+		codec = CODEC_RAW;
+		clen = np;
+		data = cp->plain2;
+	}
+	unsigned char *h = rec2;
+	memcpy(h, "MTMC", 4);
+	h[4] = (unsigned char)codec;
+	h[5] = h[6] = h[7] = 0;
+	put32(h + 8, (uint32_t)np);
+	put32(h + 12, (uint32_t)clen);
+	memcpy(h + 16, hc.digest, 16);
+	memcpy(h + CHUNK_HEADER_LEN, data, clen);
+	put64(h + 32, XXH3_64bits_withSeed(h + CHUNK_HEADER_LEN, clen, XXH3_64bits(h, 32)));
+	m->compact = 1;
+	m->clen = (int64_t)clen;
+	m->plen = (int64_t)np;
+	m->codec = codec;
+	memcpy(m->hash, hc.digest, 16);
+	*len = CHUNK_HEADER_LEN + clen;
+	return 0;
+}
 typedef struct { int64_t id; uint64_t size; } out_pack;
 
 /* The packs gc writes: a new one is started when the current one reaches
@@ -144,7 +249,7 @@ static int out_close(gc_writer *w)
 
 /* Copies the live records of pack `from` to the writer. */
 static int copy_live(mtm_store *s, int64_t from, gc_writer *w, vec *moves, ZSTD_DCtx *dctx, unsigned char *rec,
-                     unsigned char *plain, mtm_prune_stats *stats)
+                     unsigned char *plain, unsigned char *rec2, compactor *cp, mtm_prune_stats *stats)
 {
 	char name[64];
 	pack_file_name(name, sizeof name, from);
@@ -175,13 +280,20 @@ static int copy_live(mtm_store *s, int64_t from, gc_writer *w, vec *moves, ZSTD_
 			              (long long)id, mtm_last_error());
 			break;
 		}
+		moved mv = {0};
+		size_t len2;
+		if ((err = compact_chunk(s, cp, id, plain, plen, &mv, rec2, &len2)))
+			break;
+		const unsigned char *out = len2 ? rec2 : rec;
+		if (len2)
+			len = len2;
 		out_pack *o = &VEC_AT(&w->outs, out_pack, w->outs.n - 1);
 		if (o->size >= MTM_PACK_TARGET) {
 			if ((err = out_close(w)) || (err = out_open(w)))
 				break;
 			o = &VEC_AT(&w->outs, out_pack, w->outs.n - 1);
 		}
-		if ((err = io_pwrite(w->fd, rec, len, (off_t)o->size))) {
+		if ((err = io_pwrite(w->fd, out, len, (off_t)o->size))) {
 			mtm_set_errno(err, "%s/.metamori/packs: writing", s->root);
 			break;
 		}
@@ -190,6 +302,7 @@ static int copy_live(mtm_store *s, int64_t from, gc_writer *w, vec *moves, ZSTD_
 			err = mtm_set_error(ENOMEM, "gc");
 			break;
 		}
+		*m = mv;
 		m->chunk = id;
 		m->pack = o->id;
 		m->off = (int64_t)o->size;
@@ -206,19 +319,46 @@ static int copy_live(mtm_store *s, int64_t from, gc_writer *w, vec *moves, ZSTD_
 static int commit_moves(mtm_store *s, const vec *outs, const vec *moves, const vec *old)
 {
 	MTM_TRY(db_exec(s, "BEGIN IMMEDIATE"));
-	sqlite3_stmt *up = NULL, *del = NULL, *ins = NULL;
+	sqlite3_stmt *up = NULL, *del = NULL, *ins = NULL, *upc = NULL, *upb = NULL;
 	int rc = sqlite3_prepare_v2(s->db, "UPDATE chunk SET pack=?, off=? WHERE id=?", -1, &up, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db, "UPDATE chunk SET pack=?, off=?, hash=?, clen=?, plen=?, codec=? WHERE id=?", -1,
+		                        &upc, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db, "UPDATE block SET boff=? WHERE chunk=? AND boff=?", -1, &upb, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(s->db, "DELETE FROM pack WHERE id=?", -1, &del, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(s->db, "INSERT INTO pack(id,size,dead) VALUES(?,?,0)", -1, &ins, NULL);
 	for (size_t i = 0; rc == SQLITE_OK && i < moves->n; i++) {
 		const moved *m = &VEC_AT(moves, moved, i);
-		sqlite3_reset(up);
-		sqlite3_bind_int64(up, 1, m->pack);
-		sqlite3_bind_int64(up, 2, m->off);
-		sqlite3_bind_int64(up, 3, m->chunk);
-		rc = sqlite3_step(up) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+		if (!m->compact) {
+			sqlite3_reset(up);
+			sqlite3_bind_int64(up, 1, m->pack);
+			sqlite3_bind_int64(up, 2, m->off);
+			sqlite3_bind_int64(up, 3, m->chunk);
+			rc = sqlite3_step(up) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+			continue;
+		}
+		sqlite3_reset(upc);
+		sqlite3_bind_int64(upc, 1, m->pack);
+		sqlite3_bind_int64(upc, 2, m->off);
+		sqlite3_bind_blob(upc, 3, m->hash, 16, SQLITE_STATIC);
+		sqlite3_bind_int64(upc, 4, m->clen);
+		sqlite3_bind_int64(upc, 5, m->plen);
+		sqlite3_bind_int64(upc, 6, m->codec);
+		sqlite3_bind_int64(upc, 7, m->chunk);
+		rc = sqlite3_step(upc) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+		/* ascending: a row moved down to map[b] < b is never selected again */
+		for (int b = 0; rc == SQLITE_OK && b < MTM_CHUNK_BLOCKS; b++) {
+			if (m->map[b] < 0 || m->map[b] == b)
+				continue;
+			sqlite3_reset(upb);
+			sqlite3_bind_int64(upb, 1, m->map[b]);
+			sqlite3_bind_int64(upb, 2, m->chunk);
+			sqlite3_bind_int64(upb, 3, b);
+			rc = sqlite3_step(upb) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
+		}
 	}
 	for (size_t i = 0; rc == SQLITE_OK && i < old->n; i++) {
 		sqlite3_reset(del);
@@ -235,6 +375,8 @@ static int commit_moves(mtm_store *s, const vec *outs, const vec *moves, const v
 		rc = sqlite3_step(ins) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
 	}
 	sqlite3_finalize(up);
+	sqlite3_finalize(upc);
+	sqlite3_finalize(upb);
 	sqlite3_finalize(del);
 	sqlite3_finalize(ins);
 	int err = rc == SQLITE_OK ? db_exec(s, "COMMIT") : db_error(s, rc, "gc");
@@ -304,12 +446,32 @@ int gc_packs(mtm_store *s, double threshold, mtm_prune_stats *stats)
 	vec moves = VEC_INIT(moved);
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	unsigned char *rec = malloc(CHUNK_HEADER_LEN + ZSTD_compressBound(CHUNK_MAX_PLAIN));
+	unsigned char *rec2 = malloc(CHUNK_HEADER_LEN + ZSTD_compressBound(CHUNK_MAX_PLAIN));
 	unsigned char *plain = malloc(CHUNK_MAX_PLAIN);
-	int err = !dctx || !rec || !plain ? mtm_set_error(ENOMEM, "gc") : out_open(&w);
+	compactor cp = {ZSTD_createCCtx(), malloc(ZSTD_compressBound(CHUNK_MAX_PLAIN)), malloc(CHUNK_MAX_PLAIN), NULL, NULL,
+	                NULL};
+	int err = !dctx || !rec || !rec2 || !plain || !cp.cctx || !cp.cbuf || !cp.plain2 ? mtm_set_error(ENOMEM, "gc") : 0;
+	if (!err) {
+		ZSTD_CCtx_setParameter(cp.cctx, ZSTD_c_compressionLevel, 1);
+		err = db_exec(s, "CREATE TEMP TABLE IF NOT EXISTS gc_newhash(hash BLOB PRIMARY KEY); DELETE FROM gc_newhash");
+	}
+	if (!err && (sqlite3_prepare_v2(s->db, "SELECT DISTINCT boff FROM block WHERE chunk=?", -1, &cp.boffs, NULL) ||
+	             sqlite3_prepare_v2(s->db, "SELECT 1 FROM chunk WHERE hash=?", -1, &cp.hash_known, NULL) ||
+	             sqlite3_prepare_v2(s->db, "INSERT INTO gc_newhash VALUES(?)", -1, &cp.hash_add, NULL)))
+		err = db_error(s, sqlite3_errcode(s->db), "gc");
+	if (!err)
+		err = out_open(&w);
 	for (size_t i = 0; i < old.n && !err; i++)
-		err = copy_live(s, VEC_AT(&old, int64_t, i), &w, &moves, dctx, rec, plain, stats);
+		err = copy_live(s, VEC_AT(&old, int64_t, i), &w, &moves, dctx, rec, plain, rec2, &cp, stats);
 	ZSTD_freeDCtx(dctx);
+	ZSTD_freeCCtx(cp.cctx);
+	sqlite3_finalize(cp.boffs);
+	sqlite3_finalize(cp.hash_known);
+	sqlite3_finalize(cp.hash_add);
+	free(cp.cbuf);
+	free(cp.plain2);
 	free(rec);
+	free(rec2);
 	free(plain);
 	int e2 = out_close(&w);
 	if (!err)

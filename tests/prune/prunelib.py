@@ -286,6 +286,10 @@ def space(root):
         for fid, blk, b, c, chunk in con.execute("SELECT file_id, blkno, branch, ckpt, chunk FROM block"):
             blocks.setdefault(fid, {}).setdefault(blk, []).append((c, b, chunk))
         clen = dict(con.execute("SELECT id, 40 + clen FROM chunk"))
+        plen = dict(con.execute("SELECT id, plen FROM chunk"))
+        used = {}
+        for chunk, boff in con.execute("SELECT DISTINCT chunk, boff FROM block WHERE chunk != 0"):
+            used.setdefault(chunk, set()).add(boff)
         dead = con.execute("SELECT COALESCE(SUM(dead), 0) FROM pack").fetchone()[0]
     finally:
         con.close()
@@ -329,13 +333,35 @@ def space(root):
         "visible": sum(clen[c] for c in vis),
         "strict": sum(clen[c] for c in strict),
         "dead": dead,
+        # plain bytes of the chunks, and of the blocks in them some row uses
+        "plain": sum(plen.values()),
+        "used_plain": sum(min(BLOCK, plen[c] - b * BLOCK) for c, bs in used.items() for b in bs),
     }
 
 
-def check_space(root, strict=False, slack=0.05):
+def chunk_records(root):
+    """{chunk id: record size (40 + clen)} from the index."""
+    con = sqlite3.connect("file:%s?mode=ro" % store_path(root, "index.db"), uri=True)
+    try:
+        return dict(con.execute("SELECT id, 40 + clen FROM chunk"))
+    finally:
+        con.close()
+
+
+def freed_records(before, root):
+    """Bytes and count of the chunk records (sizes as in before) gone since."""
+    after = chunk_records(root)
+    gone = [c for c in before if c not in after]
+    return sum(before[c] for c in gone), len(gone)
+
+
+def check_space(root, strict=False, slack=0.05, compacted=False):
     """The store holds no chunk that no checkpoint references, and its packs
-    are within slack of the referenced records."""
+    are within slack of the referenced records. compacted: gc rewrote every
+    pack with any dead byte, so no chunk holds a block no row uses."""
     s = space(root)
+    if compacted and s["plain"] != s["used_plain"]:
+        raise T.Failure("chunks hold %d plain bytes, rows use %d of them" % (s["plain"], s["used_plain"]))
     if s["chunk_bytes"] != s["visible"]:
         raise T.Failure("index names %d bytes of chunks, but the checkpoints reference only %d"
                         % (s["chunk_bytes"], s["visible"]))

@@ -74,14 +74,15 @@ def prune_round(h, rng, tmp, strict=False):
     else:  # --json: the dry run's figures are the real run's, exactly
         dry = P.prune_json(root, args + ["--dry-run"])
         T.assert_same(state, P.store_bytes(root), "store after a dry run (--json)")
-        chunks_before = P.space(root)["chunk_bytes"]
+        records = P.chunk_records(root)
         real = P.prune_json(root, args)
         for k in ("dropped", "kept", "chunks_freed", "bytes_freed"):
             if dry[k] != real[k]:
                 raise T.Failure("dry run %s %r, real run %r" % (k, dry[k], real[k]))
-        if real["bytes_freed"] != chunks_before - P.space(root)["chunk_bytes"]:
-            raise T.Failure("prune says %d bytes freed, the index lost %d"
-                            % (real["bytes_freed"], chunks_before - P.space(root)["chunk_bytes"]))
+        freed = P.freed_records(records, root)
+        if (real["bytes_freed"], real["chunks_freed"]) != freed:
+            raise T.Failure("prune says %d bytes in %d chunks freed, the index lost %d in %d"
+                            % ((real["bytes_freed"], real["chunks_freed"]) + freed))
         if real["dry_run"] or not dry["dry_run"]:
             raise T.Failure("dry_run flags: %r %r" % (dry, real))
         dropped = real["dropped"]
@@ -92,7 +93,9 @@ def prune_round(h, rng, tmp, strict=False):
         raise T.Failure("%s: kept %s, expected %s (dropped %s)" % (args, after, sorted(keep), dropped))
     P.verify_data(root)
     thr = float(args[args.index("--gc-threshold") + 1]) / 100 if "--gc-threshold" in args else 0.05
-    P.check_space(root, strict=strict, slack=max(thr, 0.05) if thr < 0.3 else 1.0)
+    sp = P.check_space(root, strict=strict, slack=max(thr, 0.05) if thr < 0.3 else 1.0, compacted=thr == 0)
+    if os.environ.get("PRUNE_DEBUG"):
+        print("  %s: %s" % (" ".join(args), sp))
     P.restore_check(root, h.manifests, after, tmp)
     for cid in dropped:
         del h.manifests[cid]
@@ -172,6 +175,57 @@ def test_deleted_file_space_returns():
         T.rmtree(tmp)
 
 
+def test_gc_compacts_partly_used_chunks():
+    """A chunk of 16 blocks of which later checkpoints rewrote 13: once the
+    checkpoints holding the old blocks go, gc keeps only the 3 still used;
+    restore, verify --data and the independent reader (docs/tools) agree."""
+    import sqlite3
+    import subprocess
+    tmp = T.tempdir()
+    try:
+        root = os.path.join(tmp, "root")
+        os.mkdir(root)
+        T.init(root)
+        rng = random.Random(9)
+        f = os.path.join(root, "f")
+        T.write_file(f, rng.randbytes(16 * 4096 + 1000))  # chunk 1: 16 blocks; chunk 2: the short tail
+        T.checkpoint(root)
+        for b in list(range(0, 5)) + list(range(6, 12)) + [13, 14]:
+            T.patch_file(f, b * 4096, rng.randbytes(4096))
+        c2 = T.checkpoint(root)
+        m2 = T.manifest(root)
+        T.patch_file(f, 15 * 4096, rng.randbytes(100))
+        c3 = T.checkpoint(root)
+        m3 = T.manifest(root)
+        st = P.prune_json(root, ["--keep-last", "2", "--gc-threshold", "0"])
+        if st["dropped"] != [1] or st["packs_rewritten"] != 1:
+            raise T.Failure("prune: %r" % st)
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+        plen = con.execute("SELECT plen FROM chunk WHERE id = 1").fetchone()
+        con.close()
+        if plen != (3 * 4096,):  # blocks 5, 12 and 15 of the first chunk
+            raise T.Failure("first chunk after gc: plen %r, expected 3 blocks" % (plen,))
+        P.check_space(root, strict=True, compacted=True)
+        P.verify_data(root)
+        P.restore_check(root, {c2: m2, c3: m3}, [c2, c3], tmp)
+        reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "tools", "read_store.py")
+        for cid, m in ((c2, m2), (c3, m3)):
+            dst = os.path.join(tmp, "x%d" % cid)
+            p = subprocess.run([sys.executable, reader, root, "extract", str(cid), dst], capture_output=True, text=True)
+            if p.returncode:
+                raise T.Failure("read_store extract %d: %s" % (cid, p.stderr))
+            want = {k: v[:4] for k, v in m.items()}  # content, not times
+            got = {k: v[:4] for k, v in T.manifest(dst).items()}
+            T.assert_same(want, got, "independent reader at %d" % cid)
+        # and checkpoints go on deduplicating against the compacted chunk
+        T.patch_file(f, 0, rng.randbytes(4096))
+        c4 = T.checkpoint(root)
+        P.restore_check(root, {c4: T.manifest(root)}, [c4], tmp)
+        P.verify_data(root)
+    finally:
+        T.rmtree(tmp)
+
+
 def test_du_unique_is_what_prune_frees():
     """du's "unique" for a checkpoint equals the chunk bytes pruning it frees."""
     import json
@@ -192,16 +246,16 @@ def test_du_unique_is_what_prune_frees():
                 unique = {c["id"]: c["unique"] for c in du["checkpoints"]}[victim]
                 if du["packed"] != P.space(h.root)["chunk_bytes"]:
                     raise T.Failure("du packed %d != chunk records %d" % (du["packed"], P.space(h.root)["chunk_bytes"]))
-                before = P.space(h.root)["chunk_bytes"]
+                records = P.chunk_records(h.root)
                 args = []
                 for c in ids:
                     if c != victim:
                         args += ["--keep", str(c)]
-                dropped, out = P.prune(h.root, args)
-                if dropped != [victim]:
-                    raise T.Failure("dropped %s, wanted [%d]" % (dropped, victim))
-                freed = before - P.space(h.root)["chunk_bytes"]
-                if freed != unique:
+                st = P.prune_json(h.root, args)
+                if st["dropped"] != [victim]:
+                    raise T.Failure("dropped %s, wanted [%d]" % (st["dropped"], victim))
+                freed, _ = P.freed_records(records, h.root)
+                if freed != unique or st["bytes_freed"] != unique:
                     raise T.Failure("seed %d: du said checkpoint %d holds %d bytes alone; pruning it freed %d"
                                     % (seed, victim, unique, freed))
                 del h.manifests[victim]
@@ -375,5 +429,6 @@ def test_busy():
 
 if __name__ == "__main__":
     T.main([test_errors, test_busy, test_tags_pin, test_deleted_file_space_returns, test_du_totals,
+            test_gc_compacts_partly_used_chunks,
             test_du_unique_is_what_prune_frees, test_in_place_restores_after_prune,
             test_no_truncation_strict_space, test_random_histories])
