@@ -15,9 +15,11 @@
  *
  * A file's dirty blocks are enough only if the file is the one the parent
  * recorded at that path: the stat cache row written with the parent's
- * version names its inode. Otherwise (created, replaced, renamed over, no
- * history) the whole file is copied. A file renamed with no write is found
- * by its inode among the removed paths and keeps its history unread.
+ * version names its inode, and no entry was created, removed or renamed at
+ * the path or above it (an inode freed there may be reused at once by a
+ * file written under another name). Otherwise (created, replaced, renamed,
+ * no history) the whole file is copied; a renamed file still keeps its
+ * history, matched by inode in ckpt_record, so only what differs is stored.
  *
  * When the logs cannot be trusted to name every change (overflow, a SCAN
  * record, a process that died inside a call, hard links, a symlink in a
@@ -577,7 +579,6 @@ static void keep_hashes(tctx *t, mtm_id id)
 	t->ss->hashes = next;
 }
 
-typedef struct { int64_t dev, ino; const entry *e; } gone_ino;
 
 /* Inside the barrier: the touched paths, both sides, and the captures. */
 static int collect_tracked(tctx *t)
@@ -649,25 +650,6 @@ static int collect_tracked(tctx *t)
 		if (!ok)
 			return need_scan(t, "a new entry's directory was not recorded");
 	}
-	/* files that left their path, by inode: a rename keeps its history */
-	vec gone = VEC_INIT(gone_ino);
-	for (size_t i = 0; i < t->parent->n && !rc; i++) {
-		const entry *e = &VEC_AT(t->parent, entry, i);
-		int found;
-		int64_t dev, ino;
-		if (e->kind != KIND_FILE || live_find(t->live, e->path) || pathmap_get(&cs->files, e->path))
-			continue;
-		if ((rc = sc_inode(t, e->path, e->ver, &dev, &ino, &found)) || !found)
-			continue;
-		gone_ino *g = vec_push(&gone);
-		if (!g) {
-			rc = mtm_set_error(ENOMEM, "checkpoint");
-			break;
-		}
-		g->dev = dev;
-		g->ino = ino;
-		g->e = e;
-	}
 	for (size_t i = 0; i < t->live->n && !rc; i++) {
 		live_item *it = &VEC_AT(t->live, live_item, i);
 		if (it->kind != KIND_FILE)
@@ -680,7 +662,13 @@ static int collect_tracked(tctx *t)
 		const file_change *fc = pathmap_get(&cs->files, it->path);
 		int same = 0, found;
 		int64_t dev, ino;
-		if (pe && pe->kind == KIND_FILE) {
+		/* the file the parent recorded here, written only where the records
+		 * say? Not if an entry was created, removed or renamed at its path
+		 * (or above): an inode freed there may have been reused by a file
+		 * written under another name. Then it is read whole; a rename keeps
+		 * its history all the same (ckpt_record matches it by inode). */
+		int ns = pathmap_get(&t->nsdirs, it->path) || under(&t->nsdirs, it->path);
+		if (pe && pe->kind == KIND_FILE && !ns) {
 			if ((rc = sc_inode(t, it->path, pe->ver, &dev, &ino, &found)))
 				break;
 			same = found && dev == (int64_t)it->st.st_dev && ino == (int64_t)it->st.st_ino;
@@ -693,17 +681,6 @@ static int collect_tracked(tctx *t)
 		cap->fd = -1;
 		cap->runs = (vec)VEC_INIT(blk_run);
 		it->cap = cap;
-		if (!same && !fc && !(pe && pe->kind == KIND_FILE)) {
-			/* renamed here untouched: its old blocks are still right */
-			for (size_t g = 0; g < gone.n; g++)
-				if (VEC_AT(&gone, gone_ino, g).dev == (int64_t)it->st.st_dev &&
-				    VEC_AT(&gone, gone_ino, g).ino == (int64_t)it->st.st_ino) {
-					same = 1;
-					break;
-				}
-			if (same)
-				continue; /* no runs: nothing read */
-		}
 		if (same && fc && fc->whole) {
 			if ((rc = capture_hashed(t, it, cap)))
 				break;
@@ -717,7 +694,6 @@ static int collect_tracked(tctx *t)
 		if (cap->whole || cap->runs.n || (int64_t)it->st.st_size != pe->size)
 			rc = capture_file(t, it, cap);
 	}
-	vec_free(&gone);
 	return rc;
 }
 

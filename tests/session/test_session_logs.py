@@ -70,8 +70,8 @@ ck("scanned in place")
     T.rmtree(root)
 
 
-def test_rename_keeps_history_unread():
-    # a file renamed without a write keeps its blocks: nothing new stored
+def test_rename_keeps_history():
+    # a file renamed without a write keeps its history: nothing new stored
     root = S.new_tree({"big": rnd(1 << 20, 5), "dir/inner": rnd(300000, 6)})
     body = PRE + r'''
 t.rename("big", "big2")
@@ -84,6 +84,27 @@ r = ck("renames")
     last = [c for c in log if c["id"] == res[0]["id"]][0]
     if res[0]["mode"] != "tracked" or last.get("bytes_stored", 0) != 0:
         raise T.Failure("rename stored data or was not tracked: %r, %s" % (last, res[0]["mode"]))
+    T.rmtree(root)
+
+
+def test_replaced_through_another_name():
+    # a file removed and another written under a temporary name, then renamed
+    # onto its path (or a new one): the freed inode is often reused, and the
+    # writes were recorded under the temporary name
+    root = S.new_tree({"p": b"P" * 9000, "q": b"Q" * 9000, "keep": b"k"})
+    body = PRE + r'''
+for i in range(3):
+    t.unlink("p")
+    t.create("tmp", b"%d" % i * 9000)
+    t.rename("tmp", "p")
+    t.unlink("q")
+    t.create("tmp2", b"%d" % (i + 5) * 9000)
+    t.rename("tmp2", "r%d" % i)
+    t.create("q", b"Q%d" % i * 3000)
+    ck("replaced %d" % i)
+'''
+    p, res = S.run_scenario(root, body, preload=LIBC)
+    S.check_restores(root, res)
     T.rmtree(root)
 
 
@@ -293,7 +314,7 @@ ck("one")
 
 
 if __name__ == "__main__":
-    T.main([test_tracked_writes_and_namespace, test_read_in_place_past_the_capture_budget, test_rename_keeps_history_unread, test_baseline_dirty_scans_first,
+    T.main([test_tracked_writes_and_namespace, test_read_in_place_past_the_capture_budget, test_rename_keeps_history, test_replaced_through_another_name, test_baseline_dirty_scans_first,
             test_no_head_scans_first, test_scan_record_and_overflow, test_sticky_whole_and_scan, test_sticky_whole_changes_back_and_forth,
             test_died_inside_a_call_scans, test_barrier_waits_for_inflight_call,
             test_changes_outside_excluded_and_store])
