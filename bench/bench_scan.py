@@ -160,7 +160,7 @@ def report(res, peers):
                f"{B.human(res['file_size'])} + log), {len(res['intervals'])} intervals")
     out.append("")
     out.append(f"Run {m['date']} on {m['nproc']} CPUs ({m.get('cpu', '?')}), {m.get('ram', '?')} RAM, "
-               f"kernel {m['kernel']}; `df -T`: `{res['df']}`.")
+               f"kernel {m['kernel']}, load average {m.get('load')} at the start and {B.loadavg()} at the end; `df -T`: `{res['df']}`.")
     out.append(f"Cache: {B.Cache.describe(type('c', (), {'mode': res['cache']})())}.")
     out.append("Peers: " + "; ".join(f"{k}: {v}" for k, v in res["versions"].items()) + ".")
     out.append("")

@@ -359,7 +359,7 @@ def report(res):
     o.append("## Tracked mode (`metamori run`)")
     o.append("")
     o.append(f"Run {m['date']} on {m['nproc']} CPUs ({m.get('cpu', '?')}), {m.get('ram', '?')} RAM, "
-             f"kernel {m['kernel']}; `df -T`: `{res['df']}`. Cache: warm (`sync` before every "
+             f"kernel {m['kernel']}, load average {m.get('load')} at the start and {B.loadavg()} at the end; `df -T`: `{res['df']}`. Cache: warm (`sync` before every "
              "timed contender; the data just written is in the page cache).")
     o.append("")
     if "w1" in res:

@@ -397,7 +397,17 @@ def machine():
     except OSError:
         pass
     info["kernel"] = os.uname().release
+    info["load"] = loadavg()
     return info
+
+
+def loadavg():
+    """The 1-minute load average: the machine is shared, so say how busy it was."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except OSError:
+        return None
 
 
 def df_t(path):
