@@ -9,7 +9,9 @@ const char usage_du[] =
 	"Space used by each checkpoint and by the store:\n"
 	"  added    bytes the checkpoint appended to the packs (after dedup and\n"
 	"           compression; a pruned checkpoint's share goes to its child)\n"
-	"  unique   bytes only it holds: what pruning it alone would free\n"
+	"  unique   bytes only it holds: what pruning it alone would free (whole\n"
+	"           chunks; its blocks inside chunks kept checkpoints share come\n"
+	"           back when gc compacts those chunks)\n"
 	"Totals: logical bytes (every checkpoint's tree, as full copies would take),\n"
 	"stored bytes, and the dedup and compression ratios.\n";
 
