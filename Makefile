@@ -10,7 +10,7 @@ DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-d
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
 BENCH_PACKAGES = rsync borgbackup restic fio
 
-.PHONY: all deps build asan test demo bench clean torture
+.PHONY: all deps build asan test demo bench bench-prune clean torture
 
 all: build
 
@@ -45,11 +45,16 @@ bench: build
 	python3 bench/bench_scan.py --metamori $(BUILD)/metamori
 	python3 bench/bench_track.py --metamori $(BUILD)/metamori
 
+# Retention cost (issue 5): 200 checkpoints of W1 (16 x 8 MiB), prune to the last 20.
+bench-prune: build
+	python3 bench/bench_prune.py --metamori $(BUILD)/metamori
+
 # The full reliability matrix (issue 4, docs/RELIABILITY.md): every kill point of
 # a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips.
 TORTURE_TESTS = tests/reliability/test_crash.py tests/reliability/powerloss.py \
                 tests/reliability/test_faults.py tests/damage/test_damage.py tests/damage/test_hostile.py \
-                tests/reliability/test_concurrency.py tests/reliability/test_permissions.py
+                tests/reliability/test_concurrency.py tests/reliability/test_permissions.py \
+                tests/prune/test_prune.py tests/prune/test_prune_crash.py
 torture: build
 	@set -e; for t in $(TORTURE_TESTS); do echo "== $$t"; \
 	  METAMORI_TORTURE=1 METAMORI=$(abspath $(BUILD))/metamori PYTHONPATH=tests/lib PYTHONDONTWRITEBYTECODE=1 \
