@@ -21,8 +21,9 @@ if "verify_asan_link_order" not in os.environ.get("ASAN_OPTIONS", ""):
 # id, how it was made, and a manifest of the tree taken right after it.
 PROLOGUE = r'''
 import json, os, re, subprocess, sys, time
-sys.path.insert(0, %(here)r)
+HERE = %(here)r
 sys.path.insert(0, %(lib)r)
+sys.path.insert(0, HERE)
 import mtmtest as T
 ROOT = os.environ["METAMORI_ROOT"]
 OUT = sys.argv[1]

@@ -185,7 +185,7 @@ t = Tracer()
 t.op(lambda: None, (SCAN, "", 1, 0))
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 sys.stdin.read()
-""" % sys.path[0]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+""" % HERE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 child.stdout.readline()
 with open(P("other"), "ab") as f: f.write(b"unrecorded 1")
 ck("sticky scan 1")
@@ -252,7 +252,7 @@ t._put(O_INFLIGHT, 1)          # inside a call ...
 with open(os.path.join(os.environ["METAMORI_ROOT"], "a"), "r+b") as f:
     f.write(b"half-made change")
 os._exit(9)                    # ... and killed before its record
-""" % sys.path[0]
+""" % HERE
 subprocess.run([sys.executable, "-c", code])
 ck("after death")
 t = __import__("fakepreload").Tracer()
