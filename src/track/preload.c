@@ -132,6 +132,7 @@ static int g_log_failed;
 static int g_gone;        /* the session died: stop honouring the gate */
 static int g_sticky_scan; /* this process recorded a sticky SCAN */
 #define LOG_MAP_SIZE ((size_t)MTM_LOG_HDR_SIZE + MTM_LOG_CAPACITY)
+static uint64_t g_log_cap = MTM_LOG_CAPACITY; /* METAMORI_TRACK_LOG_CAPACITY: tests only */
 
 static TLS int t_guard;
 static TLS struct {
@@ -547,17 +548,22 @@ static int log_attach(int fd)
 	struct stat st;
 	if (flock(fd, LOCK_SH) != 0 || fstat(fd, &st) != 0)
 		return -1;
-	if ((size_t)st.st_size < LOG_MAP_SIZE && REAL(ftruncate)(fd, (off_t)LOG_MAP_SIZE) != 0)
-		return -1;
+	size_t want = (size_t)MTM_LOG_HDR_SIZE + g_log_cap;
+	if ((size_t)st.st_size < want) {
+		if (REAL(ftruncate)(fd, (off_t)want) != 0)
+			return -1;
+		st.st_size = (off_t)want;
+	}
+	/* Mapped at the largest size; only the file's size is ever touched. */
 	void *p = REAL(mmap)(NULL, LOG_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		return -1;
 	struct mtm_log_hdr *h = p;
-	if (h->magic != MTM_TRACK_MAGIC || h->version != MTM_TRACK_VERSION ||
-	    h->capacity != MTM_LOG_CAPACITY) {
+	if (h->magic != MTM_TRACK_MAGIC || h->version != MTM_TRACK_VERSION || h->capacity > MTM_LOG_CAPACITY ||
+	    h->capacity + MTM_LOG_HDR_SIZE > (uint64_t)st.st_size) {
 		memset(h, 0, MTM_LOG_HDR_SIZE);
 		h->pid = getpid();
-		h->capacity = MTM_LOG_CAPACITY;
+		h->capacity = g_log_cap;
 		h->epoch = __atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST);
 		h->version = MTM_TRACK_VERSION;
 		__atomic_store_n(&h->magic, MTM_TRACK_MAGIC, __ATOMIC_SEQ_CST);
@@ -973,6 +979,12 @@ static void do_init(void)
 	g_rootlen = normalize(g_root);
 	strcpy(g_session, s);
 	g_sessionlen = normalize(g_session);
+	const char *cap = secure_getenv("METAMORI_TRACK_LOG_CAPACITY");
+	if (cap) {
+		unsigned long long c = strtoull(cap, NULL, 10) & ~7ull;
+		if (c >= 4096 && c <= MTM_LOG_CAPACITY)
+			g_log_cap = c;
+	}
 	g_quick_skip = !(strncmp(g_root, "/proc", 5) == 0 || strncmp(g_root, "/sys", 4) == 0 ||
 	                 strncmp(g_root, "/dev", 4) == 0);
 

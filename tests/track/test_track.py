@@ -346,13 +346,15 @@ def test_sequential_writes_coalesce():
 @skippable
 def test_log_overflow_flag():
     s, root = fresh()
-    n = (64 << 20) // 32 + 10  # records of 32 bytes ("a" padded) than fit
-    calls(s, "overflow", str(n))
+    cap = 1 << 20  # a test-sized log; records of 32 bytes ("a" padded)
+    calls(s, "overflow", str(cap // 32 + 10), env=s.env({"METAMORI_TRACK_LOG_CAPACITY": str(cap)}))
     logs = s.logs()
     eq("logs", 1, len(logs))
     lg = list(logs.values())[0]
     eq("overflow", 1, lg.overflow)
-    eq("tail within capacity", True, lg.tail <= lg.capacity)
+    eq("capacity", cap, lg.capacity)
+    eq("full up to the last record that fit", cap, lg.tail)
+    eq("file size", 64 + cap, os.path.getsize(lg.path))
 
 
 # ---------------------------------------------------------------------------
