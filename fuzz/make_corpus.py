@@ -44,10 +44,11 @@ def chunks(metamori):
             continue
         seen.add(key)
         rec = pack[off:off + 40 + clen]
-        out("chunk", "codec%d-plen%d" % (codec, plen), rec)
+        out("chunk", "codec%d-plen%d" % (codec, plen), b"\x00" + rec)
+        out("chunk", "codec%d-plen%d-fix" % (codec, plen), b"\x03" + rec)
     rec = pack[rows[0][1]:rows[0][1] + 40 + rows[0][2]]
-    out("chunk", "truncated", rec[:len(rec) // 2])
-    out("chunk", "header-only", rec[:40])
+    out("chunk", "truncated", b"\x00" + rec[:len(rec) // 2])
+    out("chunk", "header-only", b"\x01" + rec[:40])
     out("chunk", "empty", b"")
     subprocess.run(["rm", "-rf", t])
 

@@ -43,62 +43,106 @@ static int class_match(const char **pp, char c)
 	return matched != negate;
 }
 
+/* Length of the pattern token at p: "**", "*", "?", a "[...]" class, a "\x"
+ * escape, or one literal character (an unterminated '[' is literal). */
+static size_t token_len(const char *p)
+{
+	if (p[0] == '*')
+		return p[1] == '*' ? 2 : 1;
+	if (p[0] == '[') {
+		const char *q = p;
+		return class_match(&q, 'a') >= 0 ? (size_t)(q - p) : 1;
+	}
+	if (p[0] == '\\' && p[1])
+		return 2;
+	return 1;
+}
+
+/* Whether the token at p consumes c (star tokens: whether they absorb it). */
+static int token_eats(const char *p, char c)
+{
+	if (p[0] == '*')
+		return p[1] == '*' || c != '/'; /* "**" crosses directories, "*" does not */
+	if (p[0] == '?')
+		return c != '/';
+	if (p[0] == '[') {
+		const char *q = p;
+		int m = class_match(&q, c);
+		if (m >= 0)
+			return c != '/' && m;
+		return c == '[';
+	}
+	if (p[0] == '\\' && p[1])
+		return c == p[1];
+	return c == p[0];
+}
+
+/* States: start[i] == 1 at the start of each token; a "**" token at i has a
+ * second state i + 1 (start 2) for "has absorbed at least one character".
+ * Adds the positions reachable without consuming anything: a star may match
+ * nothing, and a fresh "**" before a '/' may match no directory at all (but
+ * once it absorbed something it must still see its '/'). Targets lie after their
+ * source, so one ascending pass suffices. */
+static void closure(const char *p, size_t m, const unsigned char *start, unsigned char *set)
+{
+	for (size_t i = 0; i < m; i++) {
+		if (!set[i] || !start[i] || p[i] != '*')
+			continue;
+		if (start[i] == 2) { /* inside "**" */
+			set[i + 1] = 1;
+			continue;
+		}
+		size_t n = token_len(p + i);
+		set[i + n] = 1;
+		if (n == 2 && p[i + 2] == '/')
+			set[i + 3] = 1;
+	}
+}
+
+/* gitignore-style match of the whole string, as an NFA simulation over the
+ * pattern's positions: O(len(p) * len(s)) for any pattern. (A backtracking
+ * matcher takes exponential time on patterns such as "*a*a*a*a*b", which a
+ * .metamoriignore in a tracked tree could hold; found by fuzz/fuzz_ignore.) */
 int glob_match(const char *p, const char *s)
 {
-	while (*p) {
-		if (p[0] == '*' && p[1] == '*') {
-			const char *rest = p + 2;
-			if (*rest == '/') {
-				/* "**" followed by "/": zero or more whole directories */
-				if (glob_match(rest + 1, s))
-					return 1;
-				for (const char *q = s; *q; q++)
-					if (*q == '/' && glob_match(rest + 1, q + 1))
-						return 1;
-				return 0;
-			}
-			for (const char *q = s;; q++) {
-				if (glob_match(rest, q))
-					return 1;
-				if (!*q)
-					return 0;
-			}
-		}
-		if (*p == '*') {
-			for (const char *q = s;; q++) {
-				if (glob_match(p + 1, q))
-					return 1;
-				if (!*q || *q == '/')
-					return 0;
-			}
-		}
-		if (!*s)
-			return 0;
-		if (*p == '?') {
-			if (*s == '/')
-				return 0;
-		} else if (*p == '[') {
-			const char *q = p;
-			int m = *s == '/' ? 0 : class_match(&q, *s);
-			if (m >= 0) {
-				if (!m)
-					return 0;
-				p = q;
-				s++;
-				continue;
-			}
-			if (*s != '[')
-				return 0;
-		} else {
-			if (*p == '\\' && p[1])
-				p++;
-			if (*p != *s)
-				return 0;
-		}
-		p++;
-		s++;
+	size_t m = strlen(p);
+	unsigned char small[3 * 257];
+	unsigned char *buf = m < 257 ? small : malloc(3 * (m + 1));
+	if (!buf)
+		return 0;
+	unsigned char *start = buf, *cur = buf + m + 1, *next = buf + 2 * (m + 1);
+	memset(buf, 0, 3 * (m + 1));
+	for (size_t i = 0; i < m; i += token_len(p + i)) {
+		start[i] = 1;
+		if (p[i] == '*' && p[i + 1] == '*')
+			start[i + 1] = 2;
 	}
-	return *s == 0;
+	cur[0] = 1;
+	closure(p, m, start, cur);
+	int alive = 1;
+	for (; *s && alive; s++) {
+		memset(next, 0, m + 1);
+		alive = 0;
+		for (size_t i = 0; i < m; i++) {
+			if (!cur[i] || !start[i])
+				continue;
+			if (start[i] == 2 || (p[i] == '*' && p[i + 1] == '*'))
+				next[start[i] == 2 ? i : i + 1] = 1; /* "**" absorbs anything */
+			else if (!token_eats(p + i, *s))
+				continue;
+			else /* "*" stays to absorb more; any other token moves past itself */
+				next[p[i] == '*' ? i : i + token_len(p + i)] = 1;
+			alive = 1;
+		}
+		closure(p, m, start, next);
+		unsigned char *t = cur;
+		cur = next;
+		next = t;
+	}
+	int r = alive && cur[m];
+	if (buf != small)
+		free(buf);
+	return r;
 }
 
 int ignore_add(ignore_set *set, const char *line)

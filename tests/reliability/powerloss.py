@@ -302,7 +302,7 @@ def run(big, seed, budget_per_step):
 
 
 def test_powerloss_small():
-    run(False, 4, 40)
+    run(False, 4, 14 if rlib.SANITIZED else 40)
 
 
 def test_powerloss_torture():

@@ -33,6 +33,19 @@ import tempfile
 import mtmtest as T
 
 TORTURE = os.environ.get("METAMORI_TORTURE", "") not in ("", "0")
+
+
+def _sanitized():
+    try:
+        with open(T.METAMORI, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# The ASan build is several times slower: make test runs a sparser matrix there
+# (the normal build runs every point).
+SANITIZED = _sanitized()
 TMP_PREFIX = ".metamori-tmp."
 
 
