@@ -48,6 +48,19 @@ def du(metamori, root):
     return json.loads(p.stdout)
 
 
+def used_plain(root):
+    """Plain bytes of the blocks some block row uses (read-only, FORMAT 3.5):
+    what the kept checkpoints reference, counted in blocks."""
+    import sqlite3
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+    try:
+        plen = dict(con.execute("SELECT id, plen FROM chunk"))
+        return sum(min(B.BLOCK, plen[c] - b * B.BLOCK)
+                   for c, b in con.execute("SELECT DISTINCT chunk, boff FROM block WHERE chunk != 0"))
+    finally:
+        con.close()
+
+
 def pack_bytes(root):
     d = os.path.join(root, ".metamori", "packs")
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
@@ -109,7 +122,8 @@ def main():
     floor = B.floor_write(os.path.join(work, "floor.tmp"), max(st["bytes_copied"], B.BLOCK))
     res["prune"] = {"dry_s": t_dry, "s": t_prune, "stats": st, "floor_s": floor,
                     "packs_after": pack_bytes(tree), "packed_after": after["packed"],
-                    "index_after": after["index_bytes"], "dead_after": after["dead"]}
+                    "index_after": after["index_bytes"], "dead_after": after["dead"],
+                    "used_plain_after": used_plain(tree), "plain_after": after["plain"]}
     B.log(f"bench: prune to {a.keep}: {B.secs(t_prune)}, floor {B.secs(floor)}")
 
     # steady state: 10 more, prune to the last N again
@@ -119,7 +133,8 @@ def main():
     floor_s = B.floor_write(os.path.join(work, "floor.tmp"), max(st_s["bytes_copied"], B.BLOCK))
     after_s = du(metamori, tree)
     res["steady"] = {"s": t_s, "stats": st_s, "floor_s": floor_s, "packs_after": pack_bytes(tree),
-                     "packed_after": after_s["packed"]}
+                     "packed_after": after_s["packed"], "used_plain_after": used_plain(tree),
+                     "plain_after": after_s["plain"]}
 
     # drop one: the oldest checkpoint of the copy (the initial, biggest one)
     t_one, st_one = prune(metamori, copy, cache, "--keep-last", str(a.checkpoints - 1))
@@ -156,13 +171,17 @@ def main():
     ]
     print(B.table(["step", "time", "ratio", "what"], rows))
     print()
+    S = res["steady"]
     rows2 = [
-        ["after prune to 20", B.human(P["packs_after"]), B.human(P["packed_after"]),
-         B.ratio(P["packs_after"], P["packed_after"]), B.human(P["index_after"])],
-        ["steady state", B.human(res["steady"]["packs_after"]), B.human(res["steady"]["packed_after"]),
-         B.ratio(res["steady"]["packs_after"], res["steady"]["packed_after"]), "-"],
+        [f"after prune to {a.keep}", B.human(P["packs_after"]), B.human(P["packed_after"]),
+         B.ratio(P["packs_after"], P["packed_after"]), B.human(P["used_plain_after"]),
+         B.ratio(P["plain_after"], P["used_plain_after"]), B.human(P["index_after"])],
+        ["steady state", B.human(S["packs_after"]), B.human(S["packed_after"]),
+         B.ratio(S["packs_after"], S["packed_after"]), B.human(S["used_plain_after"]),
+         B.ratio(S["plain_after"], S["used_plain_after"]), "-"],
     ]
-    print(B.table(["store", "pack files", "referenced (chunk records)", "packs / referenced", "index"], rows2))
+    print(B.table(["store", "pack files", "chunk records", "packs / records", "used blocks (plain)",
+                   "chunk plain / used blocks", "index"], rows2))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

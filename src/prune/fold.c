@@ -228,22 +228,37 @@ int prune_free_chunks(mtm_store *s, mtm_prune_stats *stats)
 	                            -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "prune");
+	sqlite3_stmt *dead = NULL, *del = NULL;
 	int err = 0;
+	if (sqlite3_prepare_v2(s->db, "UPDATE pack SET dead = dead + ?1 WHERE id = ?2", -1, &dead, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "DELETE FROM chunk WHERE id=?1", -1, &del, NULL) != SQLITE_OK)
+		err = db_error(s, sqlite3_errcode(s->db), "prune");
 	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0), pack = sqlite3_column_int64(st, 1), len = sqlite3_column_int64(st, 2);
 		int64_t nblk = sqlite3_column_int64(st, 3), before = sqlite3_column_int64(st, 4), now = sqlite3_column_int64(st, 5);
-		if (now > 0) {
-			if (now < before && nblk > 0)
-				err = exec_bind(s, "UPDATE pack SET dead = dead + ?1 WHERE id = ?2", len * (before - now) / nblk, pack, 0);
+		if (nblk <= 0 || now >= before)
 			continue;
+		/* the blocks that went out of use now: all the rest when none is left */
+		sqlite3_reset(dead);
+		sqlite3_bind_int64(dead, 1, len * ((before < nblk ? before : nblk) - now) / nblk);
+		sqlite3_bind_int64(dead, 2, pack);
+		if (sqlite3_step(dead) != SQLITE_DONE) {
+			err = db_error(s, sqlite3_errcode(s->db), "prune");
+			break;
 		}
-		err = exec_bind(s, "UPDATE pack SET dead = dead + ?1 WHERE id = ?2", len * (before < nblk ? before : nblk) / nblk,
-		                pack, 0);
-		if (!err)
-			err = exec_bind(s, "DELETE FROM chunk WHERE id=?1", id, 0, 0);
+		if (now > 0)
+			continue;
+		sqlite3_reset(del);
+		sqlite3_bind_int64(del, 1, id);
+		if (sqlite3_step(del) != SQLITE_DONE) {
+			err = db_error(s, sqlite3_errcode(s->db), "prune");
+			break;
+		}
 		stats->chunks_freed++;
 		stats->bytes_freed += (uint64_t)len;
 	}
+	sqlite3_finalize(dead);
+	sqlite3_finalize(del);
 	sqlite3_finalize(st);
 	if (err)
 		return err;
