@@ -479,6 +479,69 @@ def test_barrier_holds_and_releases():
 
 
 @skippable
+def test_barrier_under_churn():
+    """Threads (sequential and positional writes, an O_APPEND logger) and a
+    forked child write while checkpoints come and go: every byte that changed
+    between two barriers is in the records read at the second one."""
+    s, root = fresh({"a": 1 << 20, "b": 1 << 20})
+    names = ("a", "b", "log")
+
+    def snap():
+        out = {}
+        for n in names:
+            try:
+                out[n] = open(os.path.join(root, n), "rb").read()
+            except FileNotFoundError:
+                out[n] = b""
+        return out
+
+    def covered(old, new, ext):
+        """The first changed byte no extent covers, or None."""
+        n = max(len(old), len(new))
+        old, new = old.ljust(n, b"\0"), new.ljust(n, b"\0")
+        cov = bytearray(n)
+        for a, b in ext:
+            a, b = min(a, n), min(b, n)
+            cov[a:b] = b"\1" * (b - a)
+        i = cov.find(0)
+        while 0 <= i < n:  # each uncovered run must be unchanged
+            j = cov.find(1, i)
+            j = n if j < 0 else j
+            if old[i:j] != new[i:j]:
+                return next(k for k in range(i, j) if old[k] != new[k])
+            i = cov.find(0, j)
+        return None
+
+    p = subprocess.Popen([os.path.join(BIN, "track_calls"), "churn"], cwd=root, env=s.env())
+    prev = snap()
+    barriers = 0
+    try:
+        while True:
+            done = p.poll() is not None
+            recs = s.barrier()
+            cur = snap()
+            for n in names:
+                ext = extents(recs, n)
+                bad = covered(prev[n], cur[n], ext)
+                if bad is not None:
+                    raise AssertionError("barrier %d: byte %d of %s changed but is not recorded (%d extents)"
+                                         % (barriers, bad, n, len(ext)))
+            prev = cur
+            barriers += 1
+            s.set_gate(0)
+            if done:
+                break
+            time.sleep(0.002)
+    finally:
+        s.set_gate(0)
+        if p.poll() is None:
+            p.kill()
+    eq("churn exit", 0, p.wait())
+    eq("log lines", 20000, prev["log"].count(b"\n"))
+    print("churn: %d barriers while the writers ran" % barriers)
+
+
+@skippable
 def test_log_locked_while_alive():
     s, root = fresh({"a": 100})
     p = subprocess.Popen([os.path.join(BIN, "track_calls"), "hold"], cwd=root, env=s.env(),

@@ -564,6 +564,65 @@ static int c_overflow(char **a)
 	return close(fd);
 }
 
+/* churn: threads and a child process writing while the harness runs
+ * barriers; every change between two barriers must be in the records read
+ * at the second. */
+static void *churn_th(void *p)
+{
+	struct tharg *t = p;
+	unsigned seed = 1234u + (unsigned)t->i;
+	char b[4096];
+	for (int k = 0; k < 20000; k++) {
+		memset(b, (int)(rand_r(&seed) & 0xff), sizeof b);
+		off_t blk = rand_r(&seed) % 256;
+		if (t->i == 0) {
+			/* sequential writes at the position of a private fd */
+			if (lseek(t->fd, blk * 4096, SEEK_SET) < 0 || write(t->fd, b, 1000) != 1000)
+				die("write");
+		} else if (pwrite(t->fd, b, 4096 - (size_t)t->i * 100, blk * 4096 + t->i * 7) < 0) {
+			die("pwrite");
+		}
+	}
+	return NULL;
+}
+static void *churn_app(void *p)
+{
+	int fd = open("log", O_WRONLY | O_APPEND | O_CREAT, 0644);
+	char line[64];
+	CK(fd);
+	for (int k = 0; k < 20000; k++) {
+		int n = snprintf(line, sizeof line, "line %d\n", k);
+		CK(write(fd, line, (size_t)n));
+	}
+	close(fd);
+	return NULL;
+}
+static int c_churn(char **a)
+{
+	pid_t child = fork();
+	CK(child);
+	if (child == 0) {
+		int fd = open("b", O_RDWR);
+		CK(fd);
+		struct tharg t = {fd, 5};
+		churn_th(&t);
+		_exit(0);
+	}
+	pthread_t t[5];
+	struct tharg ar[4];
+	for (int i = 0; i < 4; i++) {
+		ar[i] = (struct tharg){open("a", O_RDWR), i};
+		CK(ar[i].fd);
+		pthread_create(&t[i], NULL, churn_th, &ar[i]);
+	}
+	pthread_create(&t[4], NULL, churn_app, NULL);
+	for (int i = 0; i < 5; i++)
+		pthread_join(t[i], NULL);
+	int st;
+	waitpid(child, &st, 0);
+	return !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(char **);
@@ -577,7 +636,7 @@ static const struct {
 	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(fdopen), C(mmap),
 	C(mmap_private), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(dup),
 	C(closefrom), C(threads), C(fork), C(vfork), C(exec_env), C(exec), C(spawn_static),
-	C(io_uring), C(wait_write), C(hold), C(stdout), C(many), C(overflow),
+	C(io_uring), C(wait_write), C(hold), C(stdout), C(many), C(overflow), C(churn),
 #undef C
 };
 

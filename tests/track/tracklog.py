@@ -9,6 +9,7 @@ import mmap
 import os
 import struct
 import subprocess
+import time
 
 PRELOAD = os.environ.get("METAMORI_PRELOAD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "libmetamori-preload.so")
@@ -80,6 +81,34 @@ class Session:
     def reset(self):
         for p in glob.glob(os.path.join(self.dir, "log.*")):
             os.unlink(p)
+
+    def barrier(self, alive=lambda pid: True):
+        """What a checkpoint does: close the gate, wait until no process is
+        inside a call, read and reset every log, bump the epoch. Returns the
+        records. The caller opens the gate again (set_gate(0))."""
+        self.set_gate(1)
+        time.sleep(0.001)  # a system call: the gate store is globally visible
+        recs = []
+        for p in sorted(glob.glob(os.path.join(self.dir, "log.*"))):
+            fd = os.open(p, os.O_RDWR)
+            try:
+                if os.fstat(fd).st_size < HDR:
+                    continue
+                m = mmap.mmap(fd, os.fstat(fd).st_size, mmap.MAP_SHARED)
+                if struct.unpack_from("<I", m, 0)[0] != MAGIC:
+                    m.close()
+                    continue  # being created: nothing recorded yet
+                while struct.unpack_from("<I", m, 12)[0] and Log(p).locked():
+                    time.sleep(0.0005)
+                recs += Log(p).recs
+                struct.pack_into("<Q", m, 16, 0)  # tail
+                struct.pack_into("<I", m, 48, 0)  # overflow
+                m.close()
+            finally:
+                os.close(fd)
+        epoch = struct.unpack_from("<Q", self.map, 16)[0]
+        struct.pack_into("<Q", self.map, 16, epoch + 1)
+        return recs
 
     def close(self):
         self.map.close()
