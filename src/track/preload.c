@@ -143,12 +143,30 @@ static TLS struct {
 
 static int g_log_lock, g_slab_lock, g_st_lock, g_cwd_lock;
 
-static void lock(int *l)
+/* The locks are held for a few instructions, never across a wait. A signal
+ * handler that calls a wrapper while its thread holds one must not spin on
+ * it: lock() then returns 0 and the caller does without (and, where that
+ * could lose a change, asks the session for a scan). */
+static TLS unsigned t_held;
+static unsigned lockbit(int *l)
 {
+	return l == &g_log_lock ? 1u : l == &g_slab_lock ? 2u : l == &g_st_lock ? 4u : 8u;
+}
+static int lock(int *l)
+{
+	unsigned bit = lockbit(l);
+	if (t_held & bit)
+		return 0;
 	while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
 		sched_yield();
+	t_held |= bit;
+	return 1;
 }
-static void unlock(int *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
+static void unlock(int *l)
+{
+	t_held &= ~lockbit(l);
+	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
 
 static void do_init(void);
 static inline int active(void)
@@ -199,7 +217,10 @@ static struct ent *ent_new(const char *rel, size_t len, uint32_t flags)
 	if (c == NCLS)
 		return NULL;
 	size_t sz = (size_t)64 << c;
-	lock(&g_slab_lock);
+	if (!lock(&g_slab_lock)) {
+		note_untrackable();
+		return NULL;
+	}
 	struct ent *e = g_free[c];
 	if (e) {
 		memcpy(&g_free[c], e->path, sizeof(struct ent *));
@@ -229,7 +250,8 @@ static struct ent *ent_new(const char *rel, size_t len, uint32_t flags)
 
 static void ent_free(struct ent *e)
 {
-	lock(&g_slab_lock);
+	if (!lock(&g_slab_lock))
+		return; /* a few bytes lost, once in a blue moon */
 	memcpy(e->path, &g_free[e->cls], sizeof(struct ent *));
 	g_free[e->cls] = e;
 	unlock(&g_slab_lock);
@@ -367,7 +389,10 @@ static int g_cwd_ok;
 
 static int cwd_get(char *out)
 {
-	lock(&g_cwd_lock);
+	if (!lock(&g_cwd_lock)) {
+		note_untrackable();
+		return -1;
+	}
 	if (!g_cwd_ok && getcwd(g_cwd, sizeof g_cwd) && g_cwd[0] == '/')
 		g_cwd_ok = 1;
 	int ok = g_cwd_ok;
@@ -379,9 +404,10 @@ static int cwd_get(char *out)
 
 static void cwd_forget(void)
 {
-	lock(&g_cwd_lock);
+	int l = lock(&g_cwd_lock);
 	g_cwd_ok = 0;
-	unlock(&g_cwd_lock);
+	if (l)
+		unlock(&g_cwd_lock);
 }
 
 /* Absolute path of dirfd (canonical). */
@@ -584,7 +610,10 @@ static int ensure_log(void)
 		return 1;
 	if (g_log_failed || !g_ctl)
 		return 0;
-	lock(&g_log_lock);
+	if (!lock(&g_log_lock)) {
+		note_untrackable();
+		return 0;
+	}
 	if (!g_hdr && !g_log_failed) {
 		char p[PATH_MAX + 32];
 		snprintf(p, sizeof p, "%s/log.%d", g_session, (int)getpid());
@@ -751,7 +780,10 @@ static void sticky_add(int kind, uintptr_t key, size_t len, int writable, const 
 	struct ent *e = ent_new(path, plen, 0);
 	if (!e)
 		return; /* never released: compared until death, which is safe */
-	lock(&g_st_lock);
+	if (!lock(&g_st_lock)) {
+		ent_free(e);
+		return;
+	}
 	for (int i = 0; i < NSTICKY; i++) {
 		if (!g_st[i].key) {
 			g_st[i] = (struct sticky){key, len, (uint8_t)kind, (uint8_t)writable, e};
@@ -830,7 +862,10 @@ static void paths_moved(const char *o, size_t ol, const char *n, size_t nl, int 
 	}
 	if (!LOAD(&g_st_n))
 		return;
-	lock(&g_st_lock);
+	if (!lock(&g_st_lock)) {
+		note_untrackable();
+		return;
+	}
 	for (int i = 0; i < NSTICKY; i++) {
 		struct sticky *s = &g_st[i];
 		if (!s->key || !path_under(s->e->path, s->e->len, o, ol))
@@ -871,6 +906,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	g_slab_lock = g_cwd_lock = g_st_lock = g_log_lock = 0;
+	t_held = 0;
 	if (LOAD(&g_state) != ST_ON)
 		return;
 	/* The parent's log stays the parent's: its lock must not outlive it
@@ -1811,9 +1847,8 @@ static struct ent *stream_forget(FILE *f, int *found)
 {
 	struct ent *rel = NULL;
 	*found = 0;
-	if (!LOAD(&g_st_n))
+	if (!LOAD(&g_st_n) || !lock(&g_st_lock))
 		return NULL;
-	lock(&g_st_lock);
 	for (int i = 0; i < NSTICKY; i++)
 		if (g_st[i].key == (uintptr_t)f && g_st[i].kind == SK_STREAM) {
 			*found = 1;
@@ -1968,7 +2003,8 @@ int munmap(void *addr, size_t len)
 		return REAL(munmap)(addr, len);
 	uintptr_t a = (uintptr_t)addr, z = a + len;
 	int hit = 0;
-	lock(&g_st_lock);
+	if (!lock(&g_st_lock))
+		return REAL(munmap)(addr, len);
 	for (int i = 0; i < NSTICKY && !hit; i++)
 		hit = g_st[i].key && g_st[i].kind == SK_MAP && g_st[i].key >= a && g_st[i].key + g_st[i].len <= z;
 	unlock(&g_st_lock);
@@ -1981,15 +2017,16 @@ int munmap(void *addr, size_t len)
 	if (r == 0) {
 		struct ent *gone[16];
 		int ng = 0;
-		lock(&g_st_lock);
-		for (int i = 0; i < NSTICKY && ng < 16; i++)
-			if (g_st[i].key && g_st[i].kind == SK_MAP && g_st[i].key >= a &&
-			    g_st[i].key + g_st[i].len <= z) {
-				struct ent *e = sticky_drop(i);
-				if (e)
-					gone[ng++] = e;
-			}
-		unlock(&g_st_lock);
+		if (lock(&g_st_lock)) {
+			for (int i = 0; i < NSTICKY && ng < 16; i++)
+				if (g_st[i].key && g_st[i].kind == SK_MAP && g_st[i].key >= a &&
+				    g_st[i].key + g_st[i].len <= z) {
+					struct ent *e = sticky_drop(i);
+					if (e)
+						gone[ng++] = e;
+				}
+			unlock(&g_st_lock);
+		}
 		for (int i = 0; i < ng; i++)
 			release(gone[i], in);
 	}
@@ -2004,7 +2041,10 @@ int munmap(void *addr, size_t len)
 static int map_find(uintptr_t a, size_t len, int want_ro, char *rel, int mark_writable)
 {
 	int rl = -1;
-	lock(&g_st_lock);
+	if (!lock(&g_st_lock)) {
+		note_untrackable();
+		return -1;
+	}
 	for (int i = 0; i < NSTICKY; i++) {
 		struct sticky *s = &g_st[i];
 		if (!s->key || s->kind != SK_MAP || a + len <= s->key || a >= s->key + s->len)
