@@ -66,7 +66,17 @@ typedef struct {
 	int hold;        /* ... and the barrier stays closed until they are recorded */
 	mtm_id parent_id;
 	pathmap pending; /* path -> pending_hashes*: ss->hashes after a commit */
+	vec deferred;    /* of deferred_copy: blocks read in the barrier, into memfds after it */
 } tctx;
+
+/* Scattered blocks cost a system call each to read (the pause is mostly
+ * that): in the barrier they are only read, into memory; the memfd that
+ * ckpt_record reads is made after the barrier opens. */
+typedef struct {
+	capture *cap;
+	unsigned char *data; /* the runs' bytes, in run order, clipped to size */
+	int64_t size;
+} deferred_copy;
 
 /* Block hashes for ss->hashes once the checkpoint commits: known (h), or to
  * be computed from a whole capture after the barrier (fd). */
@@ -426,26 +436,43 @@ static int capture_file(tctx *t, live_item *it, capture *cap)
 		return 0;
 	}
 	t->budget -= want;
+	if (!cap->whole) {
+		deferred_copy *d = vec_push(&t->deferred);
+		unsigned char *p = d ? malloc(want ? want : 1) : NULL;
+		if (!p) {
+			if (d)
+				t->deferred.n--;
+			close(fd);
+			return mtm_set_error(ENOMEM, "checkpoint");
+		}
+		d->cap = cap;
+		d->data = p;
+		d->size = size;
+		for (size_t i = 0; i < cap->runs.n && !rc; i++) {
+			const blk_run *r = &VEC_AT(&cap->runs, blk_run, i);
+			int64_t a = r->blkno * B, b = (r->blkno + r->count) * B;
+			if (b > size)
+				b = size;
+			size_t got;
+			if (b > a && !(rc = io_pread(fd, p, (size_t)(b - a), a, &got))) {
+				if (got < (size_t)(b - a)) /* cut short meanwhile (outside the session): zeros */
+					memset(p + got, 0, (size_t)(b - a) - got);
+				p += b - a;
+			}
+		}
+		close(fd);
+		return rc ? mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path) : 0;
+	}
 	cap->fd = memfd_create("metamori-capture", MFD_CLOEXEC);
 	if (cap->fd < 0) {
 		rc = errno;
 		close(fd);
 		return mtm_set_errno(rc, "memfd_create");
 	}
-	if (ftruncate(cap->fd, size)) {
+	if (ftruncate(cap->fd, size))
 		rc = errno;
-	} else if (cap->whole) {
+	else
 		rc = copy_range(cap->fd, fd, 0, size);
-	} else {
-		for (size_t i = 0; i < cap->runs.n && !rc; i++) {
-			const blk_run *r = &VEC_AT(&cap->runs, blk_run, i);
-			int64_t a = r->blkno * B, b = (r->blkno + r->count) * B;
-			if (b > size)
-				b = size;
-			if (b > a)
-				rc = copy_range(cap->fd, fd, a, b - a);
-		}
-	}
 	close(fd);
 	return rc ? mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path) : 0;
 }
@@ -494,10 +521,10 @@ static int capture_hashed(tctx *t, live_item *it, capture *cap)
 	it->st = st;
 	const int64_t B = MTM_BLOCK, size = (int64_t)st.st_size, n = (size + B - 1) / B;
 	uint64_t *h = malloc((size_t)(n ? n : 1) * sizeof *h);
-	unsigned char *buf = malloc(1 << 20);
-	cap->fd = memfd_create("metamori-capture", MFD_CLOEXEC);
-	if (!h || !buf || cap->fd < 0 || ftruncate(cap->fd, size)) {
-		rc = errno ? errno : ENOMEM;
+	unsigned char *buf = malloc(1 << 20), *dat = NULL;
+	size_t dlen = 0, dcap = 0;
+	if (!h || !buf) {
+		rc = ENOMEM;
 		goto out;
 	}
 	for (int64_t off = 0; off < size && !rc;) {
@@ -517,8 +544,20 @@ static int capture_hashed(tctx *t, live_item *it, capture *cap)
 				last->count++;
 			else if (add_run(&cap->runs, b, b + 1))
 				rc = ENOMEM;
-			if (!rc && pwrite(cap->fd, buf + o, len, off + (int64_t)o) != (ssize_t)len)
-				rc = errno ? errno : EIO;
+			if (!rc && dlen + len > dcap) {
+				size_t nc = dcap ? dcap * 2 : 64 * MTM_BLOCK;
+				unsigned char *nd = realloc(dat, nc);
+				if (!nd)
+					rc = ENOMEM;
+				else {
+					dat = nd;
+					dcap = nc;
+				}
+			}
+			if (!rc) {
+				memcpy(dat + dlen, buf + o, len); /* into its memfd after the barrier */
+				dlen += len;
+			}
 			t->budget = t->budget > len ? t->budget - len : 0;
 		}
 		off += (int64_t)want;
@@ -526,10 +565,17 @@ static int capture_hashed(tctx *t, live_item *it, capture *cap)
 out:
 	free(buf);
 	close(fd);
+	deferred_copy *d = rc ? NULL : vec_push(&t->deferred);
+	if (!rc && !d)
+		rc = ENOMEM;
 	if (rc) {
 		free(h);
+		free(dat);
 		return mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path);
 	}
+	d->cap = cap;
+	d->data = dat;
+	d->size = size;
 	cap->whole = 0;
 	if (t->ss->debug)
 		fprintf(stderr, "metamori: session: %s compared by hashes: %zu runs\n", it->path, cap->runs.n);
@@ -579,6 +625,43 @@ static void keep_hashes(tctx *t, mtm_id id)
 	t->ss->hashes = next;
 }
 
+
+/* After the barrier: the blocks read during it, into memfds at their offsets. */
+static int materialize(tctx *t)
+{
+	int rc = 0;
+	for (size_t i = 0; i < t->deferred.n && !rc; i++) {
+		deferred_copy *d = &VEC_AT(&t->deferred, deferred_copy, i);
+		capture *cap = d->cap;
+		cap->fd = memfd_create("metamori-capture", MFD_CLOEXEC);
+		if (cap->fd < 0 || ftruncate(cap->fd, d->size)) {
+			rc = mtm_set_errno(errno, "capture");
+			break;
+		}
+		const unsigned char *p = d->data;
+		for (size_t k = 0; k < cap->runs.n; k++) {
+			const blk_run *r = &VEC_AT(&cap->runs, blk_run, k);
+			int64_t a = r->blkno * MTM_BLOCK, b = (r->blkno + r->count) * MTM_BLOCK;
+			if (b > d->size)
+				b = d->size;
+			if (b <= a)
+				continue;
+			if (pwrite(cap->fd, p, (size_t)(b - a), a) != b - a) {
+				rc = mtm_set_errno(errno ? errno : EIO, "capture");
+				break;
+			}
+			p += b - a;
+		}
+	}
+	return rc;
+}
+
+static void deferred_free(tctx *t)
+{
+	for (size_t i = 0; i < t->deferred.n; i++)
+		free(VEC_AT(&t->deferred, deferred_copy, i).data);
+	vec_free(&t->deferred);
+}
 
 /* Inside the barrier: the touched paths, both sides, and the captures. */
 static int collect_tracked(tctx *t)
@@ -773,6 +856,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		o.progress_arg = opts->progress_arg;
 	}
 	ckpt_run *r;
+	int64_t tb = now_ns(); /* phases, for METAMORI_DEBUG_SESSION */
 	int rc = ckpt_begin(s, &o, &r);
 	if (rc) {
 		ckpt_end(r);
@@ -780,12 +864,13 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	}
 	vec live = VEC_INIT(live_item), parent = VEC_INIT(entry);
 	tctx t = {.ss = ss, .s = s, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live, .parent = &parent,
-	          .budget = capture_budget(), .parent_id = ckpt_parent(r)};
+	          .budget = capture_budget(), .parent_id = ckpt_parent(r), .deferred = VEC_INIT(deferred_copy)};
 	change_set cs;
 	int scan = 0, opened = 0;
 	int64_t t0 = now_ns(), t1 = 0;
 	t.cs = &cs;
 	rc = barrier_close(ss, &cs);
+	int64_t tl = now_ns();
 	if (!rc) {
 		scan = cs.scan || ss->force_scan || ss->always_scan;
 		if (!cs.scan && scan)
@@ -798,6 +883,8 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 				t.hold = 0;
 				t.budget = capture_budget();
 				pathmap_free(&t.pending, pending_free);
+				deferred_free(&t);
+				t.deferred = (vec)VEC_INIT(deferred_copy);
 				live_free(&live);
 				entries_free(&parent);
 				live = (vec)VEC_INIT(live_item);
@@ -813,14 +900,24 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		opened = 1;
 	}
 	if (!rc)
+		rc = materialize(&t);
+	deferred_free(&t);
+	if (!rc)
 		rc = ckpt_record(r, &parent, &live, !scan);
 	if (!opened) {
 		barrier_open(ss);
 		t1 = now_ns();
 	}
+	int64_t tr = now_ns();
 	mtm_checkpoint_info ci;
 	if (!rc)
 		rc = ckpt_commit(r, &ci);
+	if (ss->debug)
+		fprintf(stderr, "metamori: session: %s%s%s: begin %.2f ms, logs %.2f ms, collect %.2f ms, record %.2f ms, "
+		        "commit %.2f ms; %zu live, %zu parent entries\n", scan ? "scanned: " : "tracked",
+		        scan ? (cs.scan_why ? cs.scan_why : "?") : "", t.hold ? " (read in place)" : "",
+		        (double)(t0 - tb) / 1e6, (double)(tl - t0) / 1e6, (double)(t1 - tl) / 1e6, (double)(tr - t1) / 1e6,
+		        (double)(now_ns() - tr) / 1e6, live.n, parent.n);
 	if (!rc)
 		keep_hashes(&t, ci.id);
 	else
