@@ -440,6 +440,23 @@ def test_spawn_static():
 
 
 @skippable
+def test_exec_setuid_scans():
+    """The loader ignores LD_PRELOAD in a setuid program: a sticky SCAN."""
+    import shutil
+    s, root = fresh({"a": 100})
+    prog = os.path.join(mtmtest.tempdir("mtm-track-suid-"), "suid-true")
+    shutil.copy("/bin/true", prog)
+    os.chmod(prog, 0o4755)
+    p = calls(s, "exec", prog)
+    pid = int(p.stdout.split()[0])
+    eq("records", [("WRITE", "a", 0, 10), ("SCAN", "", 1, 0)], s.logs()[pid].recs)
+    s.reset()
+    os.chmod(prog, 0o755)
+    p = calls(s, "exec", prog)
+    eq("without the bit: no SCAN", [("WRITE", "a", 0, 10)], s.records())
+
+
+@skippable
 def test_io_uring_sticky_scan():
     s, root = fresh()
     calls(s, "io_uring")
