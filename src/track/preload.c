@@ -771,6 +771,7 @@ struct sticky {
 #define NSTICKY 1024
 static struct sticky g_st[NSTICKY];
 static int g_st_n, g_st_maps;
+static int g_st_hi; /* slots in use are below this (it only grows; g_st_lock) */
 
 /* Record a sticky WHOLE for e's path and remember key (inside the region). */
 static void sticky_add(int kind, uintptr_t key, size_t len, int writable, const char *path, size_t plen)
@@ -787,6 +788,8 @@ static void sticky_add(int kind, uintptr_t key, size_t len, int writable, const 
 	for (int i = 0; i < NSTICKY; i++) {
 		if (!g_st[i].key) {
 			g_st[i] = (struct sticky){key, len, (uint8_t)kind, (uint8_t)writable, e};
+			if (i >= g_st_hi)
+				g_st_hi = i + 1;
 			__atomic_fetch_add(&g_st_n, 1, __ATOMIC_ACQ_REL);
 			if (kind == SK_MAP)
 				__atomic_fetch_add(&g_st_maps, 1, __ATOMIC_ACQ_REL);
@@ -801,7 +804,7 @@ static void sticky_add(int kind, uintptr_t key, size_t len, int writable, const 
 
 static int sticky_path_used(const struct ent *e)
 {
-	for (int i = 0; i < NSTICKY; i++)
+	for (int i = 0; i < g_st_hi; i++)
 		if (g_st[i].key && g_st[i].writable && g_st[i].e->len == e->len &&
 		    memcmp(g_st[i].e->path, e->path, e->len) == 0)
 			return 1;
@@ -866,7 +869,7 @@ static void paths_moved(const char *o, size_t ol, const char *n, size_t nl, int 
 		note_untrackable();
 		return;
 	}
-	for (int i = 0; i < NSTICKY; i++) {
+	for (int i = 0; i < g_st_hi; i++) {
 		struct sticky *s = &g_st[i];
 		if (!s->key || !path_under(s->e->path, s->e->len, o, ol))
 			continue;
@@ -926,7 +929,7 @@ static void atfork_child(void)
 	if ((g_sticky_scan || LOAD(&g_st_n)) && enter()) {
 		if (g_sticky_scan)
 			rec(MTM_REC_SCAN, 1, 0, NULL, 0);
-		for (int i = 0; i < NSTICKY; i++)
+		for (int i = 0; i < g_st_hi; i++)
 			if (g_st[i].key && g_st[i].writable)
 				rec(MTM_REC_WHOLE, 1, 0, g_st[i].e->path, g_st[i].e->len);
 		leave();
@@ -1849,7 +1852,7 @@ static struct ent *stream_forget(FILE *f, int *found)
 	*found = 0;
 	if (!LOAD(&g_st_n) || !lock(&g_st_lock))
 		return NULL;
-	for (int i = 0; i < NSTICKY; i++)
+	for (int i = 0; i < g_st_hi; i++)
 		if (g_st[i].key == (uintptr_t)f && g_st[i].kind == SK_STREAM) {
 			*found = 1;
 			rel = sticky_drop(i);
@@ -2005,7 +2008,7 @@ int munmap(void *addr, size_t len)
 	int hit = 0;
 	if (!lock(&g_st_lock))
 		return REAL(munmap)(addr, len);
-	for (int i = 0; i < NSTICKY && !hit; i++)
+	for (int i = 0; i < g_st_hi && !hit; i++)
 		hit = g_st[i].key && g_st[i].kind == SK_MAP && g_st[i].key >= a && g_st[i].key + g_st[i].len <= z;
 	unlock(&g_st_lock);
 	if (!hit)
@@ -2018,7 +2021,7 @@ int munmap(void *addr, size_t len)
 		struct ent *gone[16];
 		int ng = 0;
 		if (lock(&g_st_lock)) {
-			for (int i = 0; i < NSTICKY && ng < 16; i++)
+			for (int i = 0; i < g_st_hi && ng < 16; i++)
 				if (g_st[i].key && g_st[i].kind == SK_MAP && g_st[i].key >= a &&
 				    g_st[i].key + g_st[i].len <= z) {
 					struct ent *e = sticky_drop(i);
@@ -2037,6 +2040,27 @@ int munmap(void *addr, size_t len)
 	return r;
 }
 
+/* A moved or resized mapping keeps its sticky entry (SQLite grows its
+ * mappings this way). */
+void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	void *want = va_arg(ap, void *);
+	va_end(ap);
+	void *p = REAL(mremap)(old, oldlen, newlen, flags, want);
+	if (p != MAP_FAILED && LOAD(&g_st_maps) && lock(&g_st_lock)) {
+		for (int i = 0; i < g_st_hi; i++)
+			if (g_st[i].key == (uintptr_t)old && g_st[i].kind == SK_MAP) {
+				g_st[i].key = (uintptr_t)p;
+				g_st[i].len = newlen;
+				break;
+			}
+		unlock(&g_st_lock);
+	}
+	return p;
+}
+
 /* The mapping that contains [addr, addr+len): its path into rel, or -1. */
 static int map_find(uintptr_t a, size_t len, int want_ro, char *rel, int mark_writable)
 {
@@ -2045,7 +2069,7 @@ static int map_find(uintptr_t a, size_t len, int want_ro, char *rel, int mark_wr
 		note_untrackable();
 		return -1;
 	}
-	for (int i = 0; i < NSTICKY; i++) {
+	for (int i = 0; i < g_st_hi; i++) {
 		struct sticky *s = &g_st[i];
 		if (!s->key || s->kind != SK_MAP || a + len <= s->key || a >= s->key + s->len)
 			continue;

@@ -256,6 +256,10 @@ def test_mmap(prog):
     with open(os.path.join(root, "a"), "rb") as f:
         eq("mapped bytes", b"mapped", f.read()[4096:4102])
     s.reset()
+    calls(s, "mremap", prog=prog)
+    eq("mremap then munmap of the new range",
+       [("TRUNC", "a", 16384, 0), ("WHOLE", "a", 1, 0), ("WHOLE", "a", 0, 0), ("RELEASE", "a", 0, 0)], s.records())
+    s.reset()
     calls(s, "mmap_private", prog=prog)
     eq("private mmap", [], s.records())
 

@@ -280,6 +280,20 @@ static int c_mmap(char **a)
 	CK(munmap(p, 8192));
 	return close(fd);
 }
+static int c_mremap(char **a)
+{
+	int fd = rw("a");
+	CK(ftruncate(fd, 16384));
+	char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	char *q = mremap(p, 4096, 16384, MREMAP_MAYMOVE);
+	if (q == MAP_FAILED)
+		die("mremap");
+	memcpy(q + 12288, "moved", 5);
+	CK(munmap(q, 16384));
+	return close(fd);
+}
 static int c_mmap_private(char **a)
 {
 	int fd = rw("a");
@@ -634,7 +648,7 @@ static const struct {
 	C(copy_file_range), C(sendfile), C(splice), C(rename), C(renameat), C(renameat2),
 	C(rename_open), C(unlink), C(unlinkat), C(remove), C(mkdir), C(rmdir), C(link), C(symlink),
 	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(fdopen), C(mmap),
-	C(mmap_private), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(dup),
+	C(mmap_private), C(mremap), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(dup),
 	C(closefrom), C(threads), C(fork), C(vfork), C(exec_env), C(exec), C(spawn_static),
 	C(io_uring), C(wait_write), C(hold), C(stdout), C(many), C(overflow), C(churn),
 #undef C

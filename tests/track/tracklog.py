@@ -98,7 +98,7 @@ class Session:
                 if struct.unpack_from("<I", m, 0)[0] != MAGIC:
                     m.close()
                     continue  # being created: nothing recorded yet
-                while struct.unpack_from("<I", m, 12)[0] and Log(p).locked():
+                while struct.unpack_from("<I", m, 12)[0] and locked(p):
                     time.sleep(0.0005)
                 recs += Log(p).recs
                 struct.pack_into("<Q", m, 16, 0)  # tail
@@ -135,15 +135,20 @@ class Log:
 
     def locked(self):
         """True while some process holds its shared lock (it lives)."""
-        import fcntl
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+        return locked(self.path)
+
+
+def locked(path):
+    """True while some process holds the shared lock of log path."""
+    import fcntl
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def extents(recs, path, kind="WRITE"):
