@@ -561,6 +561,15 @@ static int fd_rel(int fd, char *rel)
 	return (int)rl;
 }
 
+/* Only regular files and directories are tracked: a write to a FIFO or a
+ * device changes no file, and one that blocks must not hold a checkpoint's
+ * barrier for ever. */
+static int trackable(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
+}
+
 /* ------------------------------------------------------------------ */
 /* The log and the barrier.                                            */
 
@@ -646,9 +655,10 @@ static int ensure_log(void)
 static void wait_gate(void)
 {
 	int saved = errno;
-	while (__atomic_load_n(&g_ctl->gate, __ATOMIC_SEQ_CST) && !g_gone) {
+	uint32_t g;
+	while ((g = __atomic_load_n(&g_ctl->gate, __ATOMIC_SEQ_CST)) && !g_gone) {
 		struct timespec ts = {1, 0};
-		long r = sys_futex(&g_ctl->gate, FUTEX_WAIT, 1, &ts);
+		long r = sys_futex(&g_ctl->gate, FUTEX_WAIT, g, &ts);
 		if (r == -1 && errno == ETIMEDOUT) {
 			pid_t sp = (pid_t)g_ctl->session_pid;
 			if (sp > 0 && kill(sp, 0) == -1 && errno == ESRCH)
@@ -971,11 +981,11 @@ static void scan_inherited(void)
 		if (!rel)
 			continue;
 		int fl = REAL(fcntl)(fd, F_GETFL);
-		if (fl < 0)
+		struct stat st;
+		if (fl < 0 || fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
 			continue;
 		fd_set_path(fd, rel, rl, (uint32_t)fl);
-		struct stat st;
-		if ((fl & O_ACCMODE) == O_RDONLY || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		if ((fl & O_ACCMODE) == O_RDONLY || !S_ISREG(st.st_mode))
 			continue;
 		if (fd == 1 || fd == 2)
 			stdio[fd] = 1;
@@ -1101,7 +1111,10 @@ static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 		if (!tmpf && (lrel || wr || modifying) && fdpath(fd, canon) > 0)
 			rel = in_root(canon, &rl);
 		if (rel) {
-			fd_set_path(fd, rel, rl, (uint32_t)flags);
+			if (trackable(fd))
+				fd_set_path(fd, rel, rl, (uint32_t)flags);
+			else
+				fd_clear(fd);
 			if (modifying) {
 				if (!in && !lrel) {
 					in = enter(); /* reached the tree through a symlink */
@@ -2182,7 +2195,7 @@ long syscall(long n, ...)
 		char canon[PATH_MAX];
 		size_t rl;
 		const char *rel;
-		if (fd >= 0 && how && fdpath((int)fd, canon) > 0 && (rel = in_root(canon, &rl))) {
+		if (fd >= 0 && how && fdpath((int)fd, canon) > 0 && (rel = in_root(canon, &rl)) && trackable((int)fd)) {
 			t_guard++;
 			fd_set_path((int)fd, rel, rl, (uint32_t)how->flags);
 			if ((how->flags & (O_CREAT | O_TRUNC)) && enter()) {

@@ -563,6 +563,28 @@ def test_barrier_under_churn():
 
 
 @skippable
+def test_fifo_not_tracked():
+    s, root = fresh({"a": 10})
+    os.mkfifo(os.path.join(root, "p"))
+    p = subprocess.Popen([os.path.join(BIN, "track_calls"), "fifo"], cwd=root, env=s.env(),
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        eq("ready", "ready", p.stdout.readline().strip())
+        time.sleep(0.2)  # let it block in write()
+        eq("no log while blocked on the FIFO", {}, s.logs())
+        fd = os.open(os.path.join(root, "p"), os.O_RDONLY)
+        got = 0
+        while got < 200000:
+            got += len(os.read(fd, 65536))
+        os.close(fd)
+        eq("exit", 0, p.wait(timeout=30))
+        eq("records", [("WRITE", "a", 0, 1)], s.records())
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+@skippable
 def test_log_locked_while_alive():
     s, root = fresh({"a": 100})
     p = subprocess.Popen([os.path.join(BIN, "track_calls"), "hold"], cwd=root, env=s.env(),

@@ -538,6 +538,20 @@ static int c_wait_write(char **a)
 	fflush(stdout);
 	return close(fd);
 }
+static int c_fifo(char **a)
+{
+	/* a FIFO in the tree: writing to it changes no file, and a write that
+	 * blocks must not be inside the in-flight region */
+	int fd = open("p", O_RDWR);
+	CK(fd);
+	printf("ready\n");
+	fflush(stdout);
+	static char big[200000];
+	CK(write(fd, big, sizeof big)); /* blocks until the harness reads */
+	int f2 = rw("a");
+	CK(pwrite(f2, "z", 1, 0));
+	return close(fd);
+}
 static int c_hold(char **a)
 {
 	/* write, then wait for stdin to close: the log is locked meanwhile */
@@ -650,7 +664,7 @@ static const struct {
 	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(fdopen), C(mmap),
 	C(mmap_private), C(mremap), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(dup),
 	C(closefrom), C(threads), C(fork), C(vfork), C(exec_env), C(exec), C(spawn_static),
-	C(io_uring), C(wait_write), C(hold), C(stdout), C(many), C(overflow), C(churn),
+	C(io_uring), C(wait_write), C(fifo), C(hold), C(stdout), C(many), C(overflow), C(churn),
 #undef C
 };
 
