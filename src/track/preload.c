@@ -1098,9 +1098,19 @@ static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 		lrel = in_root(abs, &lrl);
 	int in = 0, existed = 1;
 	if (modifying && lrel) {
-		if (flags & O_CREAT)
-			existed = (flags & O_EXCL) ? 0 : faccessat(dirfd, path, F_OK, 0) == 0;
-		in = enter();
+		struct stat st;
+		if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+			existed = 0;
+		else if (fstatat(dirfd, path, &st, 0) == 0)
+			existed = 1;
+		else
+			existed = 0;
+		/* opening a FIFO can block until a reader comes: never inside
+		 * the region (it changes no file anyway) */
+		if (!existed || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+			in = enter();
+		else
+			modifying = 0;
 	}
 	int fd = REAL(openat)(dirfd, path, flags, mode);
 	int err = errno;

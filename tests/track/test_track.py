@@ -582,6 +582,20 @@ def test_fifo_not_tracked():
     finally:
         if p.poll() is None:
             p.kill()
+    # a shell redirect into the FIFO blocks in open(O_CREAT|O_TRUNC)
+    s.reset()
+    p = subprocess.Popen(["sh", "-c", "echo hi > p"], cwd=root, env=s.env())
+    try:
+        time.sleep(0.2)
+        eq("not in flight while blocked opening the FIFO", [0] * len(s.logs()),
+           [lg.inflight for lg in s.logs().values()])
+        with open(os.path.join(root, "p")) as f:
+            eq("read", "hi\n", f.read())
+        eq("exit", 0, p.wait(timeout=30))
+        eq("records", [], s.records())
+    finally:
+        if p.poll() is None:
+            p.kill()
 
 
 @skippable
