@@ -30,6 +30,7 @@
 #include <limits.h>
 #include <linux/fs.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -1492,11 +1493,26 @@ ssize_t copy_file_range(int in, off64_t *inoff, int out, off64_t *outoff, size_t
 	POS_WRITE(e, out, REAL(copy_file_range)(in, inoff, out, outoff, n, flags), o, 0);
 }
 
+/* Input from a pipe or a socket may take for ever to come: wait for it
+ * outside the region, so a checkpoint is not held meanwhile. */
+static void wait_input(int in)
+{
+	struct stat st;
+	if (fstat(in, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode))) {
+		struct pollfd p = {in, POLLIN, 0};
+		int saved = errno;
+		poll(&p, 1, -1);
+		errno = saved;
+	}
+}
+
 ssize_t splice(int in, off64_t *inoff, int out, off64_t *outoff, size_t n, unsigned int flags)
 {
 	struct ent *e = fd_get(out);
 	if (LIKELY(!e))
 		return REAL(splice)(in, inoff, out, outoff, n, flags);
+	if (!(flags & SPLICE_F_NONBLOCK))
+		wait_input(in);
 	if (!outoff)
 		SEQ_WRITE(e, out, REAL(splice)(in, inoff, out, outoff, n, flags), IS_APPEND(e));
 	off64_t o = *outoff;
@@ -1508,6 +1524,7 @@ ssize_t sendfile(int out, int in, off_t *off, size_t n)
 	struct ent *e = fd_get(out);
 	if (LIKELY(!e))
 		return REAL(sendfile)(out, in, off, n);
+	wait_input(in);
 	SEQ_WRITE(e, out, REAL(sendfile)(out, in, off, n), IS_APPEND(e));
 }
 
@@ -1516,6 +1533,7 @@ ssize_t sendfile64(int out, int in, off64_t *off, size_t n)
 	struct ent *e = fd_get(out);
 	if (LIKELY(!e))
 		return REAL(sendfile64)(out, in, off, n);
+	wait_input(in);
 	SEQ_WRITE(e, out, REAL(sendfile64)(out, in, off, n), IS_APPEND(e));
 }
 
