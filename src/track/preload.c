@@ -2437,15 +2437,9 @@ static int xcall_run(const struct xcall *x)
 				v = prebuf;
 			}
 		} else if (strncmp(v, MTM_ENV_SESSION "=", sizeof MTM_ENV_SESSION) == 0) {
-			if (have_s)
-				continue;
-			have_s = 1;
-			v = g_env_session;
+			have_s = 1; /* kept: a `metamori run` nested in the job sets its own */
 		} else if (strncmp(v, MTM_ENV_ROOT "=", sizeof MTM_ENV_ROOT) == 0) {
-			if (have_r)
-				continue;
 			have_r = 1;
-			v = g_env_root;
 		}
 		nenv[k++] = (char *)v;
 	}
