@@ -1025,9 +1025,12 @@ static void do_init(void)
 		goto out;
 	snprintf(g_env_session, sizeof g_env_session, "%s=%s", MTM_ENV_SESSION, s);
 	snprintf(g_env_root, sizeof g_env_root, "%s=%s", MTM_ENV_ROOT, r);
-	strcpy(g_root, r);
+	/* canonical, as the kernel names open files (/proc/self/fd) */
+	if (!realpath(r, g_root))
+		strcpy(g_root, r);
 	g_rootlen = normalize(g_root);
-	strcpy(g_session, s);
+	if (!realpath(s, g_session))
+		strcpy(g_session, s);
 	g_sessionlen = normalize(g_session);
 	const char *cap = secure_getenv("METAMORI_TRACK_LOG_CAPACITY");
 	if (cap) {

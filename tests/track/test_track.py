@@ -292,6 +292,19 @@ def test_relative_and_symlinked_paths():
 
 
 @skippable
+def test_root_given_through_a_symlink():
+    s, root = fresh()
+    link = root + "-link"
+    os.symlink(root, link)
+    env = s.env({"METAMORI_ROOT": link, "METAMORI_SESSION": link + "/.metamori/session"})
+    s.run(["sh", "-c", 'echo x > f; exec sh -c "echo y >> f"'], env=env)
+    logs = s.logs()
+    eq("one log, adopted across exec", 1, len(logs))
+    eq("records", [("NS", "f", 0, 0), ("WRITE", "f", 0, 2), ("WRITE", "f", 2, 2)], s.records())
+    os.unlink(link)
+
+
+@skippable
 def test_rename_of_open_file_follows():
     s, root = fresh({"a": 100})
     calls(s, "rename_open")
