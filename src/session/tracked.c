@@ -67,6 +67,7 @@ typedef struct {
 	mtm_id parent_id;
 	pathmap pending; /* path -> pending_hashes*: ss->hashes after a commit */
 	vec deferred;    /* of deferred_copy: blocks read in the barrier, into memfds after it */
+	pathmap dirfds;  /* directory -> its fd + 1, or -errno: each opened once per checkpoint */
 } tctx;
 
 /* Scattered blocks cost a system call each to read (the pause is mostly
@@ -178,6 +179,58 @@ static int kind_of(const struct stat *st)
 	                                                                                                  : KIND_NONE;
 }
 
+/* The fd of path's directory (opened beneath the root, never through a
+ * symlink, once per checkpoint) and its last component. 0 or an errno. */
+static int parent_fd(tctx *t, const char *path, int *dfd, const char **leaf)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash) {
+		*dfd = t->s->rootfd;
+		*leaf = path;
+		return 0;
+	}
+	char dir[4096];
+	size_t n = (size_t)(slash - path);
+	if (n >= sizeof dir)
+		return ENAMETOOLONG;
+	memcpy(dir, path, n);
+	dir[n] = 0;
+	intptr_t v = (intptr_t)pathmap_get(&t->dirfds, dir);
+	if (!v) {
+		int fd, rc = beneath_open(t->s->rootfd, dir, O_RDONLY | O_DIRECTORY, &fd);
+		v = rc ? -(intptr_t)rc : (intptr_t)fd + 1;
+		if (pathmap_put(&t->dirfds, dir, (void *)v)) {
+			if (!rc)
+				close(fd);
+			return ENOMEM;
+		}
+	}
+	if (v < 0)
+		return (int)-v;
+	*dfd = (int)(v - 1);
+	*leaf = slash + 1;
+	return 0;
+}
+
+static void dirfds_close(tctx *t)
+{
+	for (size_t i = 0; i < t->dirfds.cap; i++)
+		if (t->dirfds.slots[i].key && (intptr_t)t->dirfds.slots[i].val > 0)
+			close((int)((intptr_t)t->dirfds.slots[i].val - 1));
+	pathmap_free(&t->dirfds, NULL);
+}
+
+/* Opens a live file for its capture. */
+static int open_live(tctx *t, const char *path, int *fd)
+{
+	int dfd;
+	const char *leaf;
+	int rc = parent_fd(t, path, &dfd, &leaf);
+	if (!rc && (*fd = openat(dfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)) < 0)
+		rc = errno;
+	return rc;
+}
+
 /* lstat of a tree path, never through a symlink. *found = 0 if it is not
  * there (or is a socket, FIFO or device, which are not recorded). */
 static int live_stat(tctx *t, const char *path, live_item *it, int *found)
@@ -185,7 +238,7 @@ static int live_stat(tctx *t, const char *path, live_item *it, int *found)
 	*found = 0;
 	int dfd;
 	const char *leaf;
-	int rc = beneath_open_parent(t->s->rootfd, path, &dfd, &leaf);
+	int rc = parent_fd(t, path, &dfd, &leaf);
 	if (rc == ENOENT || rc == ENOTDIR)
 		return 0;
 	if (rc == ELOOP || rc == EXDEV)
@@ -195,21 +248,16 @@ static int live_stat(tctx *t, const char *path, live_item *it, int *found)
 	struct stat st;
 	if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW)) {
 		rc = errno;
-		close(dfd);
 		return rc == ENOENT ? 0 : mtm_set_errno(rc, "%s/%s", t->s->root, path);
 	}
 	int kind = kind_of(&st);
 	if (kind == KIND_SYMLINK) {
 		char buf[4096];
 		ssize_t n = readlinkat(dfd, leaf, buf, sizeof buf - 1);
-		if (n < 0) {
-			rc = errno;
-			close(dfd);
-			return mtm_set_errno(rc, "%s/%s", t->s->root, path);
-		}
+		if (n < 0)
+			return mtm_set_errno(errno, "%s/%s", t->s->root, path);
 		it->target = strndup(buf, (size_t)n);
 	}
-	close(dfd);
 	if (kind == KIND_NONE)
 		return 0;
 	it->st = st;
@@ -410,9 +458,9 @@ static int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, 
  * memfd, and takes the stat of what was copied. */
 static int capture_file(tctx *t, live_item *it, capture *cap)
 {
-	int fd, rc = beneath_open(t->s->rootfd, it->path, O_RDONLY, &fd);
-	if (rc == ELOOP)
-		return need_scan(t, "a recorded path goes through a symlink");
+	int fd, rc = open_live(t, it->path, &fd);
+	if (rc == ELOOP || rc == ENOENT || rc == ENOTDIR || rc == EXDEV)
+		return need_scan(t, "a file changed under an untraced process");
 	if (rc)
 		return mtm_set_errno(rc, "%s/%s", t->s->root, it->path);
 	struct stat st;
@@ -508,9 +556,9 @@ static int capture_hashed(tctx *t, live_item *it, capture *cap)
 		/* hashed after the barrier, from the copy (not from a file read in place) */
 		return rc || t->hold ? rc : add_pending(t, it->path, &it->st, NULL, cap->fd);
 	}
-	int fd, rc = beneath_open(t->s->rootfd, it->path, O_RDONLY, &fd);
-	if (rc == ELOOP)
-		return need_scan(t, "a recorded path goes through a symlink");
+	int fd, rc = open_live(t, it->path, &fd);
+	if (rc == ELOOP || rc == ENOENT || rc == ENOTDIR || rc == EXDEV)
+		return need_scan(t, "a file changed under an untraced process");
 	if (rc)
 		return mtm_set_errno(rc, "%s/%s", t->s->root, it->path);
 	struct stat st;
@@ -929,6 +977,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	entries_free(&parent);
 	pathmap_free(&t.nsdirs, NULL);
 	pathmap_free(&t.points, NULL);
+	dirfds_close(&t);
 	change_set_free(&cs);
 	/* the logs were reset: if this checkpoint failed, only a scan knows
 	 * what they said */
