@@ -1,8 +1,10 @@
 /* cmd_run.c — metamori run [--every SECONDS] [--exclude PATTERN]... [-q] [--] CMD [ARG]... */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli/cli.h"
 
 const char usage_run[] =
@@ -20,6 +22,7 @@ const char usage_run[] =
 	"What cannot be tracked precisely (shared writable mmap, stdio, io_uring,\n"
 	"static programs) is compared or scanned, so no change is missed. If the\n"
 	"tree has changed since the last checkpoint, the first one scans.\n\n"
+	"CMD starts in the current directory (in DIR with 'metamori -C DIR run').\n"
 	"The exit status is CMD's (128+N if a signal N killed it). While a session\n"
 	"runs, 'metamori restore' in place is refused (restore --to works), and\n"
 	"only one session can run on a store.\n\n"
@@ -73,6 +76,13 @@ int cmd_run(int argc, char **argv)
 	if (cli_open(&s)) {
 		free(ex);
 		return 1;
+	}
+	/* -C DIR: "as if started in DIR", so CMD starts there too */
+	if (cli_dir && chdir(cli_dir)) {
+		int e = errno;
+		free(ex);
+		mtm_close(s);
+		return cli_error(cli_dir, strerror(e));
 	}
 	int status = 0;
 	int rc = mtm_run(s, &o, argv + optind, &status);

@@ -51,6 +51,10 @@ def test_exit_status():
         p = run(root, ["-q", "--", "sh", "-c", code])
         if p.returncode != want:
             raise T.Failure("%s: exit %d, wanted %d: %s" % (code, p.returncode, want, p.stderr))
+    # -C DIR: CMD starts in DIR
+    p = run(root, ["-q", "--", "sh", "-c", "pwd > /dev/stderr"])
+    if p.stderr.strip() != os.path.realpath(root):
+        raise T.Failure("CMD did not start in -C DIR: %r" % p.stderr)
     # options after CMD are CMD's
     p = run(root, ["sh", "-c", "exit 3", "--help"])
     if p.returncode != 3:
