@@ -194,8 +194,14 @@ static void note_untrackable(void)
 /* ------------------------------------------------------------------ */
 /* fd table: one pointer per fd, entries from a slab (no malloc).      */
 
+/* The file has other names (hard links) we do not know: a change through
+ * this one changes them too, so the next checkpoint scans. */
+#define ENT_MULTI 0x80000000u
+#define MULTI(e) (LOAD(&(e)->flags) & ENT_MULTI)
+static void multi_scan(void);
+
 struct ent {
-	uint32_t flags; /* open flags (O_ACCMODE, O_APPEND) */
+	uint32_t flags; /* open flags (O_ACCMODE, O_APPEND), ENT_MULTI */
 	uint16_t len;
 	uint8_t cls;
 	uint8_t pad;
@@ -568,7 +574,9 @@ static int fd_rel(int fd, char *rel)
 static int trackable(int fd)
 {
 	struct stat st;
-	return fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
+	if (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
+		return 0;
+	return S_ISREG(st.st_mode) && st.st_nlink > 1 ? 2 : 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -750,12 +758,14 @@ static void rec_write(const char *path, size_t len, uint64_t off, uint64_t n)
 	t_last.epoch = ep;
 }
 
-static void rec_e(uint16_t type, uint64_t a, uint64_t b, const struct ent *e)
+static void rec_e(uint16_t type, uint64_t a, uint64_t b, struct ent *e)
 {
 	if (type == MTM_REC_WRITE)
 		rec_write(e->path, e->len, a, b);
 	else
 		rec(type, a, b, e->path, e->len);
+	if (MULTI(e))
+		multi_scan();
 }
 
 static void sticky_scan(void)
@@ -767,6 +777,42 @@ static void sticky_scan(void)
 	} else {
 		note_untrackable();
 	}
+}
+
+/* A change to a file with several names (inside the region): scan once in
+ * this checkpoint interval, so the names we did not see are compared. */
+static uint64_t g_multi_ep;
+static void multi_scan(void)
+{
+	uint64_t ep = __atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST) + 1;
+	if (__atomic_load_n(&g_multi_ep, __ATOMIC_RELAXED) == ep)
+		return;
+	__atomic_store_n(&g_multi_ep, ep, __ATOMIC_RELAXED);
+	rec(MTM_REC_SCAN, 0, 0, NULL, 0);
+}
+
+/* After a metadata or size change through a path: other names? */
+static void multi_check_at(int dirfd, const char *path, int follow)
+{
+	struct stat st;
+	if (path && fstatat(dirfd, path, &st, follow ? 0 : AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_nlink > 1)
+		multi_scan();
+}
+
+/* Writes we cannot see, to a file with names we do not know: scan at every
+ * checkpoint while we live (inside the region). */
+static void multi_sticky(void)
+{
+	g_sticky_scan = 1;
+	rec(MTM_REC_SCAN, 1, 0, NULL, 0);
+}
+
+static void multi_check_fd(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 1)
+		multi_scan();
 }
 
 /* ------------------------------------------------------------------ */
@@ -934,6 +980,7 @@ static void atfork_child(void)
 		g_logfd = -1;
 	}
 	g_log_failed = 0;
+	g_multi_ep = 0;
 	t_last.r = NULL;
 	/* What we inherited and cannot see (streams, mappings, a ring) stays
 	 * ours to declare, for as long as we live. */
@@ -985,7 +1032,7 @@ static void scan_inherited(void)
 		struct stat st;
 		if (fl < 0 || fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
 			continue;
-		fd_set_path(fd, rel, rl, (uint32_t)fl);
+		fd_set_path(fd, rel, rl, (uint32_t)fl | (S_ISREG(st.st_mode) && st.st_nlink > 1 ? ENT_MULTI : 0));
 		if ((fl & O_ACCMODE) == O_RDONLY || !S_ISREG(st.st_mode))
 			continue;
 		if (fd == 1 || fd == 2)
@@ -1125,10 +1172,13 @@ static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 		if (!tmpf && (lrel || wr || modifying) && fdpath(fd, canon) > 0)
 			rel = in_root(canon, &rl);
 		if (rel) {
-			if (trackable(fd))
-				fd_set_path(fd, rel, rl, (uint32_t)flags);
+			int tk = trackable(fd);
+			if (tk)
+				fd_set_path(fd, rel, rl, (uint32_t)flags | (tk == 2 ? ENT_MULTI : 0));
 			else
 				fd_clear(fd);
+			if (tk == 2 && (flags & O_TRUNC) && in)
+				multi_scan();
 			if (modifying) {
 				if (!in && !lrel) {
 					in = enter(); /* reached the tree through a symlink */
@@ -1332,11 +1382,13 @@ int closedir(DIR *d)
 
 /* A write at the file position (or appended): record where it landed.
  * before: the position (or, appending, the size) before the call. */
-static void note_seq(int fd, const struct ent *e, off_t before, ssize_t n, int append)
+static void note_seq(int fd, struct ent *e, off_t before, ssize_t n, int append)
 {
 	off_t after = lseek(fd, 0, SEEK_CUR);
 	if (after < 0 || n <= 0)
 		return;
+	if (MULTI(e))
+		multi_scan();
 	off_t s = after - n;
 	if (append) {
 		/* appenders sharing the file may have moved the end meanwhile */
@@ -1407,6 +1459,8 @@ static off_t pos_before(int fd, int append)
 			} else if (r_ > 0) {                                  \
 				rec_write(e->path, e->len, (uint64_t)(off), (uint64_t)r_); \
 			}                                                     \
+			if (r_ > 0 && MULTI(e))                               \
+				multi_scan();                                 \
 			leave();                                              \
 		}                                                             \
 		t_guard--;                                                    \
@@ -1682,8 +1736,11 @@ int aio_write64(struct aiocb64 *cb)
 		int r_ = call;                                                \
 		int err_ = errno;                                             \
 		if (in_) {                                                    \
-			if (r_ == 0)                                          \
+			if (r_ == 0) {                                        \
 				rec(type, a, b, rel_, (size_t)rl_);           \
+				if ((type) != MTM_REC_NS)                     \
+					multi_check_at(dirfd, path, follow);  \
+			}                                                     \
 			leave();                                              \
 		}                                                             \
 		t_guard--;                                                    \
@@ -1709,8 +1766,10 @@ int aio_write64(struct aiocb64 *cb)
 		int r_ = call;                                                \
 		int err_ = errno;                                             \
 		if (in_) {                                                    \
-			if (r_ == 0)                                          \
+			if (r_ == 0) {                                        \
 				rec(MTM_REC_META, 0, 0, rel_, (size_t)rl_);   \
+				multi_check_fd(fd);                           \
+			}                                                     \
 			leave();                                              \
 		}                                                             \
 		t_guard--;                                                    \
@@ -1943,6 +2002,9 @@ static FILE *fopen_impl(const char *path, const char *mode, FILE *old, int how)
 				else if (mode[0] == 'w')
 					rec(MTM_REC_TRUNC, 0, 0, rel, (size_t)rl);
 				sticky_add(SK_STREAM, (uintptr_t)f, 0, 1, rel, (size_t)rl);
+				struct stat st;
+				if (fstat(fd, &st) == 0 && st.st_nlink > 1)
+					multi_sticky();
 			}
 		} else if (!path && old && found) {
 			/* freopen(NULL, mode, f): same file, new mode; still ours */
@@ -1975,6 +2037,8 @@ FILE *fdopen(int fd, const char *mode)
 	if (in) {
 		if (f)
 			sticky_add(SK_STREAM, (uintptr_t)f, 0, 1, e->path, e->len);
+		if (f && MULTI(e))
+			multi_sticky();
 		leave();
 	}
 	t_guard--;
@@ -2027,6 +2091,8 @@ static void *mmap_impl(void *addr, size_t len, int prot, int flags, int fd, off_
 	if (in) {
 		if (p != MAP_FAILED)
 			sticky_add(SK_MAP, (uintptr_t)p, len, writable, e->path, e->len);
+		if (p != MAP_FAILED && writable && MULTI(e))
+			multi_sticky();
 		leave();
 	}
 	t_guard--;

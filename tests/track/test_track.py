@@ -327,6 +327,19 @@ def test_mkstemp_mkdtemp():
 
 
 @skippable
+def test_hard_links_scan():
+    """Writing or chmod'ing through one name of a file with several changes
+    names the interposer does not know: one SCAN per checkpoint interval."""
+    s, root = fresh({"a": 100})
+    calls(s, "hardlink")
+    eq("records", [("NS", "h", 0, 0), ("META", "a", 0, 0), ("WRITE", "h", 0, 10), ("SCAN", "", 0, 0),
+                   ("META", "h", 0, 0), ("NS", "h", 0, 0)], s.records())
+    s.reset()
+    calls(s, "write")  # a has one name again: no scan
+    eq("records", [("WRITE", "a", 5000, 100)], s.records())
+
+
+@skippable
 def test_dup_family():
     s, root = fresh({"a": 10000})
     calls(s, "dup")

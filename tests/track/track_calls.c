@@ -370,6 +370,16 @@ static int c_mkstemp(char **a)
 	printf("%s\n", d);
 	return close(fd);
 }
+static int c_hardlink(char **a)
+{
+	/* a change through one name of a file with several */
+	CK(link("a", "h"));
+	int fd = rw("h");
+	CK(pwrite(fd, "other name", 10, 0));
+	close(fd);
+	CK(chmod("h", 0600));
+	return unlink("h");
+}
 static int c_dup(char **a)
 {
 	int fd = rw("a");
@@ -662,7 +672,7 @@ static const struct {
 	C(copy_file_range), C(sendfile), C(splice), C(rename), C(renameat), C(renameat2),
 	C(rename_open), C(unlink), C(unlinkat), C(remove), C(mkdir), C(rmdir), C(link), C(symlink),
 	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(fdopen), C(mmap),
-	C(mmap_private), C(mremap), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(dup),
+	C(mmap_private), C(mremap), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(hardlink), C(dup),
 	C(closefrom), C(threads), C(fork), C(vfork), C(exec_env), C(exec), C(spawn_static),
 	C(io_uring), C(wait_write), C(fifo), C(hold), C(stdout), C(many), C(overflow), C(churn),
 #undef C
