@@ -1861,6 +1861,15 @@ static int link_impl(int od, const char *o, int nd, const char *n, int flags, in
 		if (lo >= 0)
 			rec(MTM_REC_META, 0, 0, ro, (size_t)lo); /* link count, ctime */
 	}
+	if (r == 0 && lo >= 0) {
+		/* fds open on it now write to a file with several names */
+		int max = LOAD(&g_maxfd);
+		for (int fd = 0; fd <= max && fd < g_nfds; fd++) {
+			struct ent *e = fd_get(fd);
+			if (e && e->len == (size_t)lo && memcmp(e->path, ro, (size_t)lo) == 0)
+				__atomic_fetch_or(&e->flags, ENT_MULTI, __ATOMIC_ACQ_REL);
+		}
+	}
 	if (r == 0 && srcfd >= 0 && ln >= 0 && !fd_get(srcfd)) {
 		int fl = REAL(fcntl)(srcfd, F_GETFL);
 		if (fl >= 0)
