@@ -768,6 +768,9 @@ static int read_deferred(tctx *t)
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		/* with 2 CPUs, measured: no gain (the other is rarely idle) */
 		int nthreads = jobs.n < 256 || ncpu < 4 ? 0 : ncpu > 4 ? 3 : (int)ncpu - 1;
+		const char *knob = secure_getenv("METAMORI_CAPTURE_THREADS"); /* tests */
+		if (knob && *knob)
+			nthreads = atoi(knob) < 0 ? 0 : atoi(knob) > 3 ? 3 : atoi(knob);
 		pthread_t th[3];
 		int started = 0;
 		for (; started < nthreads; started++)

@@ -70,6 +70,23 @@ ck("scanned in place")
     T.rmtree(root)
 
 
+def test_many_scattered_blocks_read_by_threads():
+    root = S.new_tree({"f%d" % i: rnd(256 * 4096, 20 + i) for i in range(4)})
+    body = PRE + r'''
+import random
+rng = random.Random(5)
+for step in range(2):
+    for i in range(600):
+        t.pwrite("f%d" % rng.randrange(4), 4096 * rng.randrange(300) + rng.randrange(4000), b"w%d" % i * 30)
+    ck("scattered %d" % step)
+'''
+    p, res = S.run_scenario(root, body, preload=LIBC, env={"METAMORI_CAPTURE_THREADS": "3"})
+    if S.modes(res) != ["tracked", "tracked"]:
+        raise T.Failure("expected tracked checkpoints, got %s" % S.modes(res))
+    S.check_restores(root, res)
+    T.rmtree(root)
+
+
 def test_rename_keeps_history():
     # a file renamed without a write keeps its history: nothing new stored
     root = S.new_tree({"big": rnd(1 << 20, 5), "dir/inner": rnd(300000, 6)})
@@ -314,7 +331,7 @@ ck("one")
 
 
 if __name__ == "__main__":
-    T.main([test_tracked_writes_and_namespace, test_read_in_place_past_the_capture_budget, test_rename_keeps_history, test_replaced_through_another_name, test_baseline_dirty_scans_first,
+    T.main([test_tracked_writes_and_namespace, test_read_in_place_past_the_capture_budget, test_many_scattered_blocks_read_by_threads, test_rename_keeps_history, test_replaced_through_another_name, test_baseline_dirty_scans_first,
             test_no_head_scans_first, test_scan_record_and_overflow, test_sticky_whole_and_scan, test_sticky_whole_changes_back_and_forth,
             test_died_inside_a_call_scans, test_barrier_waits_for_inflight_call,
             test_changes_outside_excluded_and_store])
