@@ -133,6 +133,11 @@ static int open_db(mtm_store *s, int create)
 	sqlite3_busy_timeout(s->db, 10000);
 	if (create)
 		chmod(path, 0600);
+	/* auto_vacuum only takes on an empty file: before journal_mode=WAL
+	 * writes the first page (prune's incremental_vacuum needs it) */
+	int av = create ? db_exec(s, "PRAGMA auto_vacuum=INCREMENTAL") : 0;
+	if (av)
+		return av;
 	/* WAL: one writer, readers alongside. synchronous=FULL: the WAL is
 	 * fsynced at every commit, so a returned commit is durable. */
 	int err = db_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-32768;");
