@@ -166,6 +166,12 @@ def test_deleted_file_space_returns():
         dropped, out = P.prune(root, ["--keep-last", "2"])
         if dropped != [c1]:
             raise T.Failure("dropped %s" % dropped)
+        import sqlite3
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+        av, free = con.execute("PRAGMA auto_vacuum").fetchone()[0], con.execute("PRAGMA freelist_count").fetchone()[0]
+        con.close()
+        if av != 2 or free != 0:  # the index gives its free pages back too
+            raise T.Failure("index: auto_vacuum %d, %d free pages after prune" % (av, free))
         s = P.check_space(root, strict=True)
         if s["pack_bytes"] > 200000:
             raise T.Failure("packs still hold %d bytes after the 3 MiB file went" % s["pack_bytes"])
