@@ -132,6 +132,10 @@ static int g_logfd = -1;
 static int g_log_failed;
 static int g_gone;        /* the session died: stop honouring the gate */
 static int g_sticky_scan; /* this process recorded a sticky SCAN */
+/* A sticky record lost to a full log would never be made again: they are
+ * all said again once the session has emptied the log (restick). */
+static int g_sticky_lost;
+static void restick(void);
 #define LOG_MAP_SIZE ((size_t)MTM_LOG_HDR_SIZE + MTM_LOG_CAPACITY)
 static uint64_t g_log_cap = MTM_LOG_CAPACITY; /* METAMORI_TRACK_LOG_CAPACITY: tests only */
 
@@ -685,8 +689,11 @@ static int enter(void)
 	struct mtm_log_hdr *h = g_hdr;
 	for (;;) {
 		__atomic_fetch_add(&h->inflight, 1, __ATOMIC_SEQ_CST);
-		if (LIKELY(!__atomic_load_n(&g_ctl->gate, __ATOMIC_SEQ_CST)) || g_gone)
+		if (LIKELY(!__atomic_load_n(&g_ctl->gate, __ATOMIC_SEQ_CST)) || g_gone) {
+			if (UNLIKELY(g_sticky_lost) && !__atomic_load_n(&h->overflow, __ATOMIC_SEQ_CST))
+				restick();
 			return 1;
+		}
 		__atomic_fetch_sub(&h->inflight, 1, __ATOMIC_SEQ_CST);
 		sys_futex(&h->inflight, FUTEX_WAKE, INT_MAX, NULL);
 		wait_gate();
@@ -768,11 +775,19 @@ static void rec_e(uint16_t type, uint64_t a, uint64_t b, struct ent *e)
 		multi_scan();
 }
 
+static void rec_sticky(uint16_t type, const char *path, size_t len)
+{
+	if (!rec(type, 1, 0, path, len))
+		g_sticky_lost = 1;
+}
+
 static void sticky_scan(void)
 {
+	if (g_sticky_scan && !g_sticky_lost)
+		return; /* the session remembers it while we live */
 	g_sticky_scan = 1;
 	if (enter()) {
-		rec(MTM_REC_SCAN, 1, 0, NULL, 0);
+		rec_sticky(MTM_REC_SCAN, NULL, 0);
 		leave();
 	} else {
 		note_untrackable();
@@ -805,7 +820,7 @@ static void multi_check_at(int dirfd, const char *path, int follow)
 static void multi_sticky(void)
 {
 	g_sticky_scan = 1;
-	rec(MTM_REC_SCAN, 1, 0, NULL, 0);
+	rec_sticky(MTM_REC_SCAN, NULL, 0);
 }
 
 static void multi_check_fd(int fd)
@@ -818,7 +833,7 @@ static void multi_check_fd(int fd)
 /* ------------------------------------------------------------------ */
 /* Sticky WHOLE: writable stdio streams and shared writable mappings.  */
 
-enum { SK_STREAM = 1, SK_MAP = 2 };
+enum { SK_STREAM = 1, SK_MAP = 2, SK_AIO = 3 };
 struct sticky {
 	uintptr_t key; /* FILE * or mapping address; 0: free slot */
 	size_t len;
@@ -834,7 +849,7 @@ static int g_st_hi; /* slots in use are below this (it only grows; g_st_lock) */
 static void sticky_add(int kind, uintptr_t key, size_t len, int writable, const char *path, size_t plen)
 {
 	if (writable)
-		rec(MTM_REC_WHOLE, 1, 0, path, plen);
+		rec_sticky(MTM_REC_WHOLE, path, plen);
 	struct ent *e = ent_new(path, plen, 0);
 	if (!e)
 		return; /* never released: compared until death, which is safe */
@@ -934,13 +949,28 @@ static void paths_moved(const char *o, size_t ol, const char *n, size_t nl, int 
 		if (s->writable && in) {
 			rec(MTM_REC_RELEASE, 0, 0, s->e->path, s->e->len);
 			if (ne)
-				rec(MTM_REC_WHOLE, 1, 0, ne->path, ne->len);
+				rec_sticky(MTM_REC_WHOLE, ne->path, ne->len);
 		}
 		if (ne) {
 			ent_free(s->e);
 			s->e = ne;
 		} /* else moved outside the root: keep the old name, harmless */
 	}
+	unlock(&g_st_lock);
+}
+
+/* Declare every sticky thing again (inside the region): in a new child's
+ * log, or after one was lost to a full log. */
+static void restick(void)
+{
+	g_sticky_lost = 0;
+	if (g_sticky_scan)
+		rec_sticky(MTM_REC_SCAN, NULL, 0);
+	if (!LOAD(&g_st_n) || !lock(&g_st_lock))
+		return;
+	for (int i = 0; i < g_st_hi; i++)
+		if (g_st[i].key && g_st[i].writable)
+			rec_sticky(MTM_REC_WHOLE, g_st[i].e->path, g_st[i].e->len);
 	unlock(&g_st_lock);
 }
 
@@ -985,11 +1015,7 @@ static void atfork_child(void)
 	/* What we inherited and cannot see (streams, mappings, a ring) stays
 	 * ours to declare, for as long as we live. */
 	if ((g_sticky_scan || LOAD(&g_st_n)) && enter()) {
-		if (g_sticky_scan)
-			rec(MTM_REC_SCAN, 1, 0, NULL, 0);
-		for (int i = 0; i < g_st_hi; i++)
-			if (g_st[i].key && g_st[i].writable)
-				rec(MTM_REC_WHOLE, 1, 0, g_st[i].e->path, g_st[i].e->len);
+		restick();
 		leave();
 	}
 }
@@ -1702,7 +1728,13 @@ static int aio_note(int fd)
 		return 0;
 	t_guard++;
 	if (enter()) {
-		rec(MTM_REC_WHOLE, 1, 0, e->path, e->len);
+		int known = 0;
+		if (lock(&g_st_lock)) {
+			known = sticky_path_used(e);
+			unlock(&g_st_lock);
+		}
+		if (!known) /* never released: a request may still be queued */
+			sticky_add(SK_AIO, (uintptr_t)e, 0, 1, e->path, e->len);
 		leave();
 	}
 	t_guard--;
@@ -2238,7 +2270,7 @@ int mprotect(void *addr, size_t len, int prot)
 	int r = REAL(mprotect)(addr, len, prot);
 	int err = errno;
 	if (r == 0 && (rl = map_find((uintptr_t)addr, len, 1, rel, 1)) >= 0 && in)
-		rec(MTM_REC_WHOLE, 1, 0, rel, (size_t)rl);
+		rec_sticky(MTM_REC_WHOLE, rel, (size_t)rl);
 	if (in)
 		leave();
 	t_guard--;
@@ -2319,6 +2351,30 @@ long syscall(long n, ...)
 	default:
 		return REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
 	}
+}
+
+/* liburing issues its system calls itself (not through syscall()); its
+ * entry points that make a ring are what we can see. */
+static int uring_made(int r)
+{
+	if (r >= 0 && LOAD(&g_state) == ST_ON && !t_guard) {
+		int err = errno;
+		t_guard++;
+		sticky_scan();
+		t_guard--;
+		errno = err;
+	}
+	return r;
+}
+
+int io_uring_setup(unsigned entries, void *p) { return uring_made(REAL(io_uring_setup)(entries, p)); }
+int io_uring_queue_init(unsigned entries, void *ring, unsigned flags)
+{
+	return uring_made(REAL(io_uring_queue_init)(entries, ring, flags));
+}
+int io_uring_queue_init_params(unsigned entries, void *ring, void *p)
+{
+	return uring_made(REAL(io_uring_queue_init_params)(entries, ring, p));
 }
 
 /* ------------------------------------------------------------------ */

@@ -387,6 +387,31 @@ def test_log_overflow_flag():
     eq("file size", 64 + cap, os.path.getsize(lg.path))
 
 
+@skippable
+def test_sticky_record_lost_to_overflow_is_said_again():
+    s, root = fresh()
+    cap = 4096
+    p = subprocess.Popen([os.path.join(BIN, "track_calls"), "sticky_overflow", str(cap // 32 + 10)], cwd=root,
+                         env=s.env({"METAMORI_TRACK_LOG_CAPACITY": str(cap)}),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        eq("full", "full", p.stdout.readline().strip())
+        recs = s.barrier()  # what a checkpoint reads, then empties
+        eq("overflowed: the stream's sticky record did not fit", False, ("WHOLE", "s", 1, 0) in recs)
+        s.set_gate(0)
+        p.stdin.write("g")
+        p.stdin.flush()
+        eq("done", "done", p.stdout.readline().strip())
+        recs = s.records()
+        eq("said again in the emptied log", [("WHOLE", "s", 1, 0), ("WRITE", "a", 100, 1)], recs)
+        p.stdin.close()
+        eq("exit", 0, p.wait(timeout=30))
+    finally:
+        s.set_gate(0)
+        if p.poll() is None:
+            p.kill()
+
+
 # ---------------------------------------------------------------------------
 # Processes: threads, fork, vfork, exec, spawn, static programs, io_uring.
 
@@ -490,6 +515,19 @@ def test_exec_setuid_scans():
 def test_io_uring_sticky_scan():
     s, root = fresh()
     calls(s, "io_uring")
+    eq("records", [("SCAN", "", 1, 0)], s.records())
+
+
+@skippable
+def test_liburing_sticky_scan():
+    prog = os.environ.get("METAMORI_TRACK_URING", "")
+    if not prog:
+        raise Skip("built without liburing-dev")
+    s, root = fresh()
+    p = s.run([prog], check=False)
+    if p.returncode == 77:
+        raise Skip(p.stdout.strip())
+    eq("exit", 0, p.returncode)
     eq("records", [("SCAN", "", 1, 0)], s.records())
 
 

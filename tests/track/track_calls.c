@@ -562,6 +562,33 @@ static int c_fifo(char **a)
 	CK(pwrite(f2, "z", 1, 0));
 	return close(fd);
 }
+static int c_sticky_overflow(char **a)
+{
+	/* the log fills up, then a stream is opened: its sticky WHOLE is lost
+	 * until the session empties the log, and must be said again then */
+	int fd = open("a", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CK(fd);
+	long n = atol(a[0]);
+	for (long i = 0; i < n; i++)
+		CK(pwrite(fd, buf, 1, (i & 1) * 8192));
+	FILE *f = fopen("s", "w");
+	if (!f)
+		die("fopen");
+	fputs("stream\n", f);
+	fflush(f);
+	printf("full\n");
+	fflush(stdout);
+	char c;
+	if (read(0, &c, 1) != 1)
+		die("read");
+	CK(pwrite(fd, buf, 1, 100));
+	printf("done\n");
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	fclose(f);
+	return close(fd);
+}
 static int c_hold(char **a)
 {
 	/* write, then wait for stdin to close: the log is locked meanwhile */
@@ -674,7 +701,7 @@ static const struct {
 	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(fdopen), C(mmap),
 	C(mmap_private), C(mremap), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(hardlink), C(dup),
 	C(closefrom), C(threads), C(fork), C(vfork), C(exec_env), C(exec), C(spawn_static),
-	C(io_uring), C(wait_write), C(fifo), C(hold), C(stdout), C(many), C(overflow), C(churn),
+	C(io_uring), C(wait_write), C(fifo), C(sticky_overflow), C(hold), C(stdout), C(many), C(overflow), C(churn),
 #undef C
 };
 

@@ -102,7 +102,7 @@ class Session:
                     time.sleep(0.0005)
                 recs += Log(p).recs
                 struct.pack_into("<Q", m, 16, 0)  # tail
-                struct.pack_into("<I", m, 48, 0)  # overflow
+                struct.pack_into("<I", m, 40, 0)  # overflow
                 m.close()
             finally:
                 os.close(fd)
