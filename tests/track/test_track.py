@@ -242,6 +242,10 @@ def test_stdio(prog):
     calls(s, "stdio_append", prog=prog)
     eq("fopen a", [("WHOLE", "a", 1, 0), ("WHOLE", "a", 0, 0), ("RELEASE", "a", 0, 0)], s.records())
     s.reset()
+    calls(s, "freopen", prog=prog)
+    eq("freopen of stdout", [("NS", "s2", 0, 0), ("WHOLE", "s2", 1, 0)], s.records())
+    eq("content", b"to s2\n", open(os.path.join(root, "s2"), "rb").read())
+    s.reset()
     calls(s, "fdopen", prog=prog)
     eq("fdopen r+", [("WHOLE", "a", 1, 0), ("WHOLE", "a", 0, 0), ("RELEASE", "a", 0, 0)], s.records())
 
@@ -481,6 +485,17 @@ def test_exec_static():
     p.stdin.close()
     p.wait(timeout=30)
     eq("unlocked once it exited", False, Log(logs[pid].path).locked())
+    eq("static wrote", b"static\n", open(os.path.join(root, "st"), "rb").read())
+
+
+@skippable
+def test_fexecve_static():
+    if not STATIC:
+        raise Skip("no static libc (libc6-dev's libc.a) to link a static program")
+    s, root = fresh()
+    p = calls(s, "fexecve", STATIC, "st")
+    pid = int(p.stdout.split()[0])
+    eq("records", [("SCAN", "", 1, 0)], s.logs()[pid].recs)
     eq("static wrote", b"static\n", open(os.path.join(root, "st"), "rb").read())
 
 

@@ -260,6 +260,24 @@ static int c_stdio_append(char **a)
 	fputs("more\n", f);
 	return fclose(f);
 }
+static int c_freopen(char **a)
+{
+	if (!freopen("s2", "w", stdout))
+		die("freopen");
+	printf("to s2\n");
+	return 0; /* flushed at exit, never fclosed */
+}
+static int c_fexecve(char **a)
+{
+	/* a[0]: a program to run through an fd (a static one in the tests) */
+	printf("%d\n", (int)getpid());
+	fflush(stdout);
+	int fd = open(a[0], O_RDONLY | O_CLOEXEC);
+	CK(fd);
+	fexecve(fd, a, environ);
+	die("fexecve");
+	return 1;
+}
 static int c_fdopen(char **a)
 {
 	FILE *f = fdopen(rw("a"), "r+");
@@ -698,7 +716,7 @@ static const struct {
 	C(append), C(append_setfl), C(ftruncate), C(truncate), C(fallocate), C(posix_fallocate),
 	C(copy_file_range), C(sendfile), C(splice), C(rename), C(renameat), C(renameat2),
 	C(rename_open), C(unlink), C(unlinkat), C(remove), C(mkdir), C(rmdir), C(link), C(symlink),
-	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(fdopen), C(mmap),
+	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(freopen), C(fexecve), C(fdopen), C(mmap),
 	C(mmap_private), C(mremap), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(hardlink), C(dup),
 	C(closefrom), C(threads), C(fork), C(vfork), C(exec_env), C(exec), C(spawn_static),
 	C(io_uring), C(wait_write), C(fifo), C(sticky_overflow), C(hold), C(stdout), C(many), C(overflow), C(churn),
