@@ -1195,7 +1195,11 @@ static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 		char canon[PATH_MAX];
 		const char *rel = NULL;
 		size_t rl = 0;
-		if (!tmpf && (lrel || wr || modifying) && fdpath(fd, canon) > 0)
+		/* A file open only for reading cannot change through its fd
+		 * (fchmod & co look the path up themselves): only directories,
+		 * the bases of *at calls, are worth an entry then. */
+		if (!tmpf && (wr || modifying || (lrel && (flags & (O_DIRECTORY | O_PATH)))) &&
+		    fdpath(fd, canon) > 0)
 			rel = in_root(canon, &rl);
 		if (rel) {
 			int tk = trackable(fd);
