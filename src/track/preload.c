@@ -1171,7 +1171,10 @@ static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 	char abs[PATH_MAX];
 	size_t lrl;
 	const char *lrel = NULL;
-	if (lex_abs(dirfd, path, abs) >= 0 && !quick_outside(abs))
+	int la = lex_abs(dirfd, path, abs);
+	if (la >= 0 && quick_outside(abs))
+		wr = modifying = 0; /* /dev/null and the like: nothing to look at */
+	else if (la >= 0)
 		lrel = in_root(abs, &lrl);
 	int in = 0, existed = 1;
 	if (modifying && lrel) {
