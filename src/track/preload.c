@@ -2032,8 +2032,11 @@ static FILE *fopen_impl(const char *path, const char *mode, FILE *old, int how)
 			in = enter();
 	}
 	if (path && mode_writes(mode) && (rl = resolve_at(AT_FDCWD, path, 1, rel)) >= 0) {
-		existed = faccessat(AT_FDCWD, path, F_OK, 0) == 0;
-		if (!in)
+		struct stat st;
+		existed = stat(path, &st) == 0;
+		if (existed && !S_ISREG(st.st_mode))
+			rl = -1; /* a FIFO (opening it may wait for a reader) or a device */
+		else if (!in)
 			in = enter();
 	}
 	FILE *f = FOPEN_CALL;
