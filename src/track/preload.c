@@ -1429,9 +1429,15 @@ static void note_seq(int fd, struct ent *e, off_t before, ssize_t n, int append)
 		rec_write(e->path, e->len, (uint64_t)lo, (uint64_t)(after - lo));
 		return;
 	}
+	if (before >= 0 && before != s) {
+		/* Someone sharing the position (another process with the same
+		 * open file) wrote meanwhile: ours landed somewhere between the
+		 * position before and the one after. */
+		off_t lo = before < s ? before : s, hi = before + n > after ? before + n : after;
+		rec_write(e->path, e->len, (uint64_t)lo, (uint64_t)(hi - lo));
+		return;
+	}
 	rec_write(e->path, e->len, (uint64_t)s, (uint64_t)n);
-	if (before >= 0 && before != s) /* someone sharing the position moved it */
-		rec_write(e->path, e->len, (uint64_t)before, (uint64_t)n);
 }
 
 static off_t pos_before(int fd, int append)
