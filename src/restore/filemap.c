@@ -24,8 +24,80 @@ static const blockref *find_block(const vec *map, int64_t blkno)
 	return NULL;
 }
 
+/* Open addressing on (chunk, boff); never shrinks (one restore's life). */
+struct blockcache {
+	struct bc_slot { int64_t chunk, boff; unsigned char *data; } *slots;
+	size_t cap, n, max_n;
+};
+
+blockcache *blockcache_new(size_t budget_bytes)
+{
+	blockcache *bc = calloc(1, sizeof *bc);
+	if (!bc)
+		return NULL;
+	bc->max_n = budget_bytes / MTM_BLOCK;
+	return bc;
+}
+
+void blockcache_free(blockcache *bc)
+{
+	if (!bc)
+		return;
+	for (size_t i = 0; i < bc->cap; i++)
+		free(bc->slots[i].data);
+	free(bc->slots);
+	free(bc);
+}
+
+static size_t bc_hash(int64_t chunk, int64_t boff, size_t cap)
+{
+	uint64_t h = (uint64_t)chunk * 0x9E3779B97F4A7C15ull ^ (uint64_t)boff * 0xC2B2AE3D27D4EB4Full;
+	return (size_t)(h >> 17) & (cap - 1);
+}
+
+static struct bc_slot *bc_find(blockcache *bc, int64_t chunk, int64_t boff)
+{
+	if (!bc || !bc->cap)
+		return NULL;
+	for (size_t i = bc_hash(chunk, boff, bc->cap);; i = (i + 1) & (bc->cap - 1)) {
+		struct bc_slot *sl = &bc->slots[i];
+		if (!sl->data || (sl->chunk == chunk && sl->boff == boff))
+			return sl;
+	}
+}
+
+/* Keeps a copy of one block; quietly does nothing past the budget. */
+static void bc_put(blockcache *bc, int64_t chunk, int64_t boff, const unsigned char *data)
+{
+	if (!bc || bc->n >= bc->max_n)
+		return;
+	if ((bc->n + 1) * 2 > bc->cap) {
+		size_t ncap = bc->cap ? bc->cap * 2 : 1024;
+		struct bc_slot *old = bc->slots, *nv = calloc(ncap, sizeof *nv);
+		if (!nv)
+			return;
+		size_t ocap = bc->cap;
+		bc->slots = nv;
+		bc->cap = ncap;
+		for (size_t i = 0; i < ocap; i++)
+			if (old[i].data)
+				*bc_find(bc, old[i].chunk, old[i].boff) = old[i];
+		free(old);
+	}
+	struct bc_slot *sl = bc_find(bc, chunk, boff);
+	if (sl->data)
+		return;
+	if (!(sl->data = malloc(MTM_BLOCK)))
+		return;
+	memcpy(sl->data, data, MTM_BLOCK);
+	sl->chunk = chunk;
+	sl->boff = boff;
+	bc->n++;
+}
+
 typedef struct {
 	pack_reader *pr;
+	blockcache *bc;
 	int fd, dry;
 	unsigned char *buf;
 	int64_t buf_start; /* blkno of buf[0], -1 when empty */
@@ -59,29 +131,42 @@ static int put_block(writer *w, const blockref *b, int64_t len, int punch)
 		}
 		return 0;
 	}
-	const unsigned char *plain;
-	size_t plen;
-	MTM_TRY(pack_read(w->pr, b->chunk, &plain, &plen));
+	const unsigned char *blk; /* the block's bytes: have of them, the rest zeros */
+	size_t have;
+	struct bc_slot *kept = w->dry ? NULL : bc_find(w->bc, b->chunk, b->boff);
+	if (kept && kept->data) { /* verified by the dry pass: stands for its chunk */
+		blk = kept->data;
+		have = MTM_BLOCK;
+	} else {
+		const unsigned char *plain;
+		size_t plen, from = (size_t)b->boff * MTM_BLOCK;
+		MTM_TRY(pack_read(w->pr, b->chunk, &plain, &plen));
+		blk = plain + (from < plen ? from : plen);
+		have = from < plen ? plen - from : 0;
+		if (w->dry) {
+			if (have >= MTM_BLOCK)
+				bc_put(w->bc, b->chunk, b->boff, blk);
+			return 0; /* read and verified: nothing to write */
+		}
+	}
 	if (w->buf_start >= 0 && (b->blkno != w->buf_start + (int64_t)(w->buf_len / MTM_BLOCK) ||
 	                          w->buf_len % MTM_BLOCK || w->buf_len + MTM_BLOCK > WBUF))
 		MTM_TRY(wflush(w));
 	if (w->buf_start < 0)
 		w->buf_start = b->blkno;
 	unsigned char *dst = w->buf + w->buf_len;
-	size_t from = (size_t)b->boff * MTM_BLOCK;
-	size_t have = from < plen ? plen - from : 0;
 	if (have > (size_t)len)
 		have = (size_t)len;
-	memcpy(dst, plain + from, have);
+	memcpy(dst, blk, have);
 	memset(dst + have, 0, (size_t)len - have); /* a short last block of an older, shorter version */
 	w->buf_len += (size_t)len;
 	return 0;
 }
 
-int filemap_write(pack_reader *pr, int fd, const vec *map, int64_t size, const vec *runs, int punch, int dry,
-                  uint64_t *bytes)
+int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64_t size, const vec *runs, int punch,
+                  int dry, uint64_t *bytes)
 {
-	writer w = {.pr = pr, .fd = fd, .dry = dry, .buf_start = -1, .bytes = bytes};
+	writer w = {.pr = pr, .bc = bc, .fd = fd, .dry = dry, .buf_start = -1, .bytes = bytes};
 	w.buf = malloc(WBUF);
 	if (!w.buf)
 		return mtm_set_error(ENOMEM, "restore");

@@ -7,13 +7,22 @@
 #include "store/index.h"
 #include "store/pack.h"
 
+/* Blocks a restore's verify pass read and checked, kept (up to a budget) so
+ * that its apply pass writes them without reading their chunks again: a
+ * patched 4 KiB block otherwise costs two reads of its whole 64 KiB chunk. */
+typedef struct blockcache blockcache;
+blockcache *blockcache_new(size_t budget_bytes);
+void blockcache_free(blockcache *bc);
+
 /* Writes to fd the blocks of the version (map, size) listed in runs, or every
  * data block when runs is NULL (a fresh file: holes are left as holes).
  * With punch, hole blocks in runs are punched (patching an existing file).
- * With dry, nothing is written: every chunk is read and verified only.
+ * With dry, nothing is written: every chunk is read and verified only, and
+ * the blocks are kept in bc (if non-NULL) while it has room; without dry,
+ * blocks found in bc are taken from it.
  * *bytes (if non-NULL) is increased by the bytes written. */
-int filemap_write(pack_reader *pr, int fd, const vec *map, int64_t size, const vec *runs, int punch, int dry,
-                  uint64_t *bytes);
+int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64_t size, const vec *runs, int punch,
+                  int dry, uint64_t *bytes);
 /* Appends to runs the blocks below a_size's end where version (a, a_size)
  * differs from version (b, b_size); b's blocks past b_size count as zeros. */
 int filemap_diff(const vec *a, int64_t a_size, const vec *b, int64_t b_size, vec *runs, uint64_t *bytes);

@@ -60,7 +60,10 @@ typedef struct {
 	uint64_t done, total;
 	lineage lin_k, lin_h;
 	pathmap dirs;    /* directories whose entries changed: fsync them */
+	blockcache *bc;  /* blocks of patched files kept from the verify pass */
 } rctx;
+
+#define KEEP_BUDGET (256u << 20) /* bytes of verified blocks kept between passes */
 
 static void progress(rctx *c, uint64_t add)
 {
@@ -155,7 +158,7 @@ static int write_whole(rctx *c, const plan_item *p)
 	rc = io_ftruncate(fd, (off_t)e->size);
 	if (rc)
 		mtm_set_errno(rc, "%s", e->path);
-	else if ((rc = filemap_write(&c->pr, fd, &p->map, e->size, NULL, 0, 0, &c->st.bytes_written)))
+	else if ((rc = filemap_write(&c->pr, NULL, fd, &p->map, e->size, NULL, 0, 0, &c->st.bytes_written)))
 		mtm_set_error(rc, "%s: %s", e->path, mtm_last_error());
 	else if ((rc = set_meta_fd(c, fd, e)))
 		mtm_set_errno(rc, "%s: setting metadata", e->path);
@@ -226,7 +229,7 @@ static int write_patch(rctx *c, const plan_item *p)
 	uint64_t before = c->st.bytes_written;
 	if ((rc = io_ftruncate(fd, (off_t)e->size)))
 		mtm_set_errno(rc, "%s", e->path);
-	else if ((rc = filemap_write(&c->pr, fd, &p->map, e->size, &p->runs, 1, 0, &c->st.bytes_written)))
+	else if ((rc = filemap_write(&c->pr, c->bc, fd, &p->map, e->size, &p->runs, 1, 0, &c->st.bytes_written)))
 		mtm_set_error(rc, "%s: %s", e->path, mtm_last_error());
 	else if ((rc = set_meta_fd(c, fd, e)))
 		mtm_set_errno(rc, "%s: setting metadata", e->path);
@@ -508,8 +511,16 @@ static int restore_in_place(rctx *c, mtm_id k)
 	pathmap sc = {0};
 	ignore_set ign = {0}, none = {0};
 	mtm_id head = 0;
-	int rc;
+	int rc, in_read = 0;
 	c->t0 = now_ns();
+	c->bc = blockcache_new(KEEP_BUDGET);
+	if (!c->bc)
+		return mtm_set_error(ENOMEM, "restore");
+	/* One read transaction from plan to apply: one snapshot of the index,
+	 * and no lock and unlock of the database for every chunk looked up. */
+	if ((rc = db_exec(s, "BEGIN")))
+		goto done;
+	in_read = 1;
 	if ((rc = index_load_tree(s, k, &target)) || (rc = lineage_of(s, k, &c->lin_k)) || (rc = mtm_head(s, &head)) ||
 	    (rc = index_load_tree(s, head, &head_tree)) || (rc = lineage_of(s, head, &c->lin_h)) ||
 	    (rc = statcache_load(s, &sc)) ||
@@ -607,7 +618,8 @@ static int restore_in_place(rctx *c, mtm_id k)
 			work = 1;
 		if (p->te->kind != KIND_FILE || p->action == ACT_NONE || p->action == ACT_META)
 			continue;
-		if ((rc = filemap_write(&c->pr, -1, &p->map, p->te->size, p->action == ACT_PATCH ? &p->runs : NULL, 0, 1, NULL))) {
+		if ((rc = filemap_write(&c->pr, p->action == ACT_PATCH ? c->bc : NULL, -1, &p->map, p->te->size,
+		                        p->action == ACT_PATCH ? &p->runs : NULL, 0, 1, NULL))) {
 			rc = mtm_set_error(rc, "%s: cannot restore, the tree was not changed: %s", p->te->path, mtm_last_error());
 			goto done;
 		}
@@ -645,11 +657,16 @@ static int restore_in_place(rctx *c, mtm_id k)
 	}
 	if (rc || (rc = fix_dirs(c, &target)) || (rc = fsync_dirs(c)))
 		goto done;
-	if ((rc = record_restored(c, k, &plan, &removed)))
+	in_read = 0;
+	if ((rc = db_exec(s, "COMMIT")) || (rc = record_restored(c, k, &plan, &removed)))
 		goto done;
 	if (work)
 		rc = intent_clear(s);
 done:
+	if (in_read)
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	blockcache_free(c->bc);
+	c->bc = NULL;
 	plan_free(&plan);
 	vec_free(&removed);
 	entries_free(&target);
