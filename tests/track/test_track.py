@@ -584,7 +584,7 @@ def test_barrier_under_churn():
     forked child write while checkpoints come and go: every byte that changed
     between two barriers is in the records read at the second one."""
     s, root = fresh({"a": 1 << 20, "b": 1 << 20})
-    names = ("a", "b", "log")
+    names = ("a", "b", "c", "log")
 
     def snap():
         out = {}
@@ -638,6 +638,7 @@ def test_barrier_under_churn():
             p.kill()
     eq("churn exit", 0, p.wait())
     eq("log lines", 20000, prev["log"].count(b"\n"))
+    eq("shared position: every write kept", 2 * 5000 * 100, len(prev["c"]))
     print("churn: %d barriers while the writers ran" % barriers)
 
 

@@ -680,17 +680,30 @@ static void *churn_app(void *p)
 	close(fd);
 	return NULL;
 }
+static void churn_shared(int fd, char c)
+{
+	/* parent and child write through one open file: a shared position */
+	char b[100];
+	memset(b, c, sizeof b);
+	for (int k = 0; k < 5000; k++)
+		if (write(fd, b, sizeof b) != (ssize_t)sizeof b)
+			die("write shared");
+}
 static int c_churn(char **a)
 {
+	int shared = open("c", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CK(shared);
 	pid_t child = fork();
 	CK(child);
 	if (child == 0) {
 		int fd = open("b", O_RDWR);
 		CK(fd);
 		struct tharg t = {fd, 5};
+		churn_shared(shared, 'C');
 		churn_th(&t);
 		_exit(0);
 	}
+	churn_shared(shared, 'P');
 	pthread_t t[5];
 	struct tharg ar[4];
 	for (int i = 0; i < 4; i++) {
