@@ -351,12 +351,38 @@ static int read_log(mtm_session *ss, log_slot *l, change_set *cs)
 	return 0;
 }
 
+/* Reads a log and empties it. */
+static int consume(mtm_session *ss, log_slot *l, change_set *cs, uint64_t epoch)
+{
+	if (log_dead(l) && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST))
+		scan_because(cs, "a traced process died inside a call");
+	int rc = read_log(ss, l, cs);
+	if (rc)
+		return rc;
+	__atomic_store_n(&l->hdr->tail, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&l->hdr->overflow, 0, __ATOMIC_SEQ_CST);
+	if (epoch)
+		__atomic_store_n(&l->hdr->epoch, epoch, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
 int barrier_close(mtm_session *ss, change_set *cs)
 {
 	memset(cs, 0, sizeof *cs);
-	__atomic_store_n(&ss->ctl->gate, 1, __ATOMIC_SEQ_CST);
+	/* processes that ended since the last checkpoint (a build's compilers, a
+	 * script's commands): their logs are final, so they are read before the
+	 * gate closes, and the pause stays proportional to the live ones */
 	int rc = list_logs(ss);
+	for (size_t i = 0; i < ss->logs.n && !rc; i++) {
+		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
+		if (log_dead(l))
+			rc = consume(ss, l, cs, 0);
+	}
 	if (rc)
+		return rc;
+	ss->gate_ns = now_ns();
+	__atomic_store_n(&ss->ctl->gate, 1, __ATOMIC_SEQ_CST);
+	if ((rc = list_logs(ss)))
 		return rc;
 	int64_t deadline = now_ns() + BARRIER_TIMEOUT_NS;
 	for (size_t i = 0; i < ss->logs.n; i++) {
@@ -375,17 +401,9 @@ int barrier_close(mtm_session *ss, change_set *cs)
 	uint64_t epoch = __atomic_add_fetch(&ss->ctl->epoch, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_exchange_n(&ss->ctl->scan_needed, 0, __ATOMIC_SEQ_CST))
 		scan_because(cs, "the interposer asked for a scan");
-	for (size_t i = 0; i < ss->logs.n; i++) {
-		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
-		int dead = log_dead(l);
-		if (dead && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST))
-			scan_because(cs, "a traced process died inside a call");
-		if ((rc = read_log(ss, l, cs)))
+	for (size_t i = 0; i < ss->logs.n; i++)
+		if ((rc = consume(ss, &VEC_AT(&ss->logs, log_slot, i), cs, epoch)))
 			return rc;
-		__atomic_store_n(&l->hdr->tail, 0, __ATOMIC_SEQ_CST);
-		__atomic_store_n(&l->hdr->overflow, 0, __ATOMIC_SEQ_CST);
-		__atomic_store_n(&l->hdr->epoch, epoch, __ATOMIC_SEQ_CST);
-	}
 	/* sticky records: compared (or scanned) at every checkpoint while they live */
 	for (size_t i = 0; i < ss->sticky.n; i++) {
 		file_change *fc = get_change(cs, VEC_AT(&ss->sticky, sticky_whole, i).path);

@@ -72,6 +72,7 @@ typedef struct mtm_session {
 	vec sticky_scan;         /* of int32_t pid: every checkpoint scans while it lives */
 	pathmap hashes;          /* path -> block_hashes*: files compared whole */
 	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
+	int64_t gate_ns;         /* when barrier_close closed the gate (the pause starts) */
 	int always_scan;         /* the program cannot be tracked (static): every checkpoint scans */
 	const char *const *excludes;
 	size_t n_excludes;

@@ -320,6 +320,17 @@ static int add_subtree(tctx *t, const char *path)
 		return 0;
 	if (have_live && it.kind == KIND_DIR && (rc = walk_subtree(t->s, t->ign, path, t->live)))
 		return rc;
+	/* the parent's side has a subtree only if it had a directory here (the
+	 * range query is dearer than this point lookup) */
+	entry pe;
+	int have_pe;
+	if ((rc = index_entry_at(t->s, path, t->lin, &pe, &have_pe)))
+		return rc;
+	int was_dir = have_pe && pe.kind == KIND_DIR;
+	if (have_pe)
+		entry_clear(&pe);
+	if (!was_dir)
+		return 0;
 	size_t from = t->parent->n;
 	if ((rc = index_entries_under(t->s, path, t->lin, t->parent)))
 		return rc;
@@ -486,7 +497,14 @@ static int capture_file(tctx *t, live_item *it, capture *cap)
 		return 0;
 	}
 	t->budget -= want;
-	if (!cap->whole) {
+	/* a small file copied whole: read now, like scattered blocks (a memfd
+	 * costs more than the read) */
+	int small = cap->whole && size <= (1 << 20);
+	if (small && add_run(&cap->runs, 0, (size + B - 1) / B)) {
+		close(fd);
+		return mtm_set_error(ENOMEM, "checkpoint");
+	}
+	if (!cap->whole || small) {
 		deferred_copy *d = vec_push(&t->deferred);
 		unsigned char *p = d ? malloc(want ? want : 1) : NULL;
 		if (!p) {
@@ -998,8 +1016,11 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	int scan = 0, opened = 0;
 	int64_t t0 = now_ns(), t1 = 0;
 	t.cs = &cs;
+	ss->gate_ns = 0;
 	rc = barrier_close(ss, &cs);
-	int64_t tl = now_ns();
+	int64_t tl = now_ns(), tpre = t0;
+	if (ss->gate_ns)
+		t0 = ss->gate_ns; /* dead processes' logs were read before: not part of the pause */
 	if (!rc) {
 		scan = cs.scan || ss->force_scan || ss->always_scan;
 		if (!cs.scan && scan)
@@ -1045,10 +1066,10 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		rc = ckpt_commit(r, &ci);
 	if (ss->debug)
 		fprintf(stderr, "metamori: session: %s%s%s: begin %.2f ms, logs %.2f ms, collect %.2f ms, record %.2f ms, "
-		        "commit %.2f ms; %zu live, %zu parent entries\n", scan ? "scanned: " : "tracked",
+		        "commit %.2f ms; %zu live, %zu parent entries; %.2f ms before the gate\n", scan ? "scanned: " : "tracked",
 		        scan ? (cs.scan_why ? cs.scan_why : "?") : "", t.hold ? " (read in place)" : "",
-		        (double)(t0 - tb) / 1e6, (double)(tl - t0) / 1e6, (double)(t1 - tl) / 1e6, (double)(tr - t1) / 1e6,
-		        (double)(now_ns() - tr) / 1e6, live.n, parent.n);
+		        (double)(tpre - tb) / 1e6, (double)(tl - t0) / 1e6, (double)(t1 - tl) / 1e6, (double)(tr - t1) / 1e6,
+		        (double)(now_ns() - tr) / 1e6, live.n, parent.n, (double)(t0 - tpre) / 1e6);
 	if (!rc)
 		keep_hashes(&t, ci.id);
 	else
