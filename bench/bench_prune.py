@@ -23,7 +23,8 @@ Store size after gc against the data the kept checkpoints reference (du's
 chunk records), and the ratio.
 
 usage: bench_prune.py --metamori build/metamori [--scale 0.125] [--checkpoints 200]
-                      [--keep 20] [--cache auto|cold|warm] [--work DIR] [--json FILE]
+                      [--keep 20] [--repeat 3] [--cache auto|cold|warm] [--work DIR]
+                      [--keep-work] [--json FILE]
 """
 import argparse
 import json
@@ -84,6 +85,7 @@ def main():
     ap.add_argument("--checkpoints", type=int, default=200)
     ap.add_argument("--keep", type=int, default=20)
     ap.add_argument("--cache", choices=("auto", "cold", "warm"), default="auto")
+    ap.add_argument("--repeat", type=int, default=3, help="prune runs (on copies) and floors; medians reported")
     ap.add_argument("--work", default=os.path.join(here, "work", "prune"))
     ap.add_argument("--keep-work", action="store_true", help="leave the work directory")
     ap.add_argument("--json", help="also write the raw figures to this file")
@@ -111,34 +113,47 @@ def main():
     res["before"] = {"packs": pack_bytes(tree), "packed": before["packed"], "index": before["index_bytes"],
                      "logical": before["logical"]}
 
-    # a copy of the 200-checkpoint store for the "drop one" measurement
-    copy = os.path.join(work, "copy")
-    subprocess.run(["cp", "-a", tree, copy], check=True)
-
-    # the main figure: prune to the last N
-    t_dry, dry = prune(metamori, tree, cache, "--keep-last", str(a.keep), "--dry-run")
-    t_prune, st = prune(metamori, tree, cache, "--keep-last", str(a.keep))
+    # the main figure, --repeat times on fresh copies of the same store:
+    # prune to the last N, against the floor (medians)
+    base = os.path.join(work, "base")
+    os.rename(tree, base)
+    runs = []
+    for r in range(a.repeat):
+        B.rmtree(tree)
+        subprocess.run(["cp", "-a", base, tree], check=True)
+        t_dry, dry = prune(metamori, tree, cache, "--keep-last", str(a.keep), "--dry-run")
+        t_prune, st = prune(metamori, tree, cache, "--keep-last", str(a.keep))
+        floor = B.floor_write(os.path.join(work, "floor.tmp"), max(st["bytes_copied"], B.BLOCK))
+        runs.append({"dry_s": t_dry, "s": t_prune, "floor_s": floor, "stats": st})
+        B.log(f"bench: prune to {a.keep}: {B.secs(t_prune)}, floor {B.secs(floor)}")
     after = du(metamori, tree)
-    floor = B.floor_write(os.path.join(work, "floor.tmp"), max(st["bytes_copied"], B.BLOCK))
-    res["prune"] = {"dry_s": t_dry, "s": t_prune, "stats": st, "floor_s": floor,
+    med = lambda k: B.median([x[k] for x in runs])
+    st = runs[-1]["stats"]
+    res["prune"] = {"runs": runs, "dry_s": med("dry_s"), "s": med("s"), "floor_s": med("floor_s"),
+                    "ratio": B.median([x["s"] / x["floor_s"] for x in runs]), "stats": st,
                     "packs_after": pack_bytes(tree), "packed_after": after["packed"],
                     "index_after": after["index_bytes"], "dead_after": after["dead"],
                     "used_plain_after": used_plain(tree), "plain_after": after["plain"]}
-    B.log(f"bench: prune to {a.keep}: {B.secs(t_prune)}, floor {B.secs(floor)}")
 
     # steady state: 10 more, prune to the last N again
     more = []
     grow(metamori, w, tree, 10, more)
     t_s, st_s = prune(metamori, tree, cache, "--keep-last", str(a.keep))
-    floor_s = B.floor_write(os.path.join(work, "floor.tmp"), max(st_s["bytes_copied"], B.BLOCK))
+    floor_s = B.median([B.floor_write(os.path.join(work, "floor.tmp"), max(st_s["bytes_copied"], B.BLOCK))
+                        for _ in range(a.repeat)])
     after_s = du(metamori, tree)
     res["steady"] = {"s": t_s, "stats": st_s, "floor_s": floor_s, "packs_after": pack_bytes(tree),
                      "packed_after": after_s["packed"], "used_plain_after": used_plain(tree),
-                     "plain_after": after_s["plain"]}
+                     "plain_after": after_s["plain"], "index_after": after_s["index_bytes"]}
 
-    # drop one: the oldest checkpoint of the copy (the initial, biggest one)
-    t_one, st_one = prune(metamori, copy, cache, "--keep-last", str(a.checkpoints - 1))
-    res["drop_one"] = {"s": t_one, "stats": st_one}
+    # drop one: the oldest checkpoint (the initial, biggest one) of a copy
+    copy = os.path.join(work, "copy")
+    ones = []
+    for r in range(a.repeat):
+        B.rmtree(copy)
+        subprocess.run(["cp", "-a", base, copy], check=True)
+        ones.append(prune(metamori, copy, cache, "--keep-last", str(a.checkpoints - 1)))
+    res["drop_one"] = {"s": B.median([t for t, _ in ones]), "stats": ones[-1][1]}
 
     # verify the result is sound (not timed)
     for root in (tree, copy):
@@ -150,22 +165,25 @@ def main():
     print(f"\n### Prune: {a.checkpoints} checkpoints of W1 ({w.nfiles} x {B.human(w.file_size)}), "
           f"prune to the last {a.keep}\n")
     print(f"Machine: {res['machine'].get('cpu', '?')}, {res['machine'].get('nproc')} cores, "
-          f"{res['machine'].get('ram', '?')}; {res['df']}. Cache: {cache.describe()}.\n")
+          f"{res['machine'].get('ram', '?')}; {res['df']}. Cache: {cache.describe()}. "
+          f"Times: medians of {a.repeat} runs on copies of the same store (ratios per run in brackets); "
+          f"checkpoints took {B.secs(res['checkpoint_median_s'])} each (median).\n")
     rows = [
         ["store before", B.human(res["before"]["packs"]) + " packs", B.human(res["before"]["index"]) + " index",
          f"{a.checkpoints} checkpoints, logical {B.human(res['before']['logical'])}"],
         ["prune --dry-run", B.secs(P["dry_s"]), "-", f"would drop {len(dry['dropped'])}, "
          f"free {B.human(dry['bytes_freed'])}, return {B.human(dry['bytes_returned'])}"],
-        ["prune + gc", B.secs(P["s"]), B.ratio(P["s"], P["floor_s"]) + " of floor",
+        ["prune + gc", B.secs(P["s"]), f"{P['ratio']:.2f}x of floor ("
+         + ", ".join(f"{x['s'] / x['floor_s']:.1f}" for x in P["runs"]) + ")",
          f"dropped {len(P['stats']['dropped'])}, {P['stats']['packs_rewritten']} packs rewritten, "
          f"{B.human(P['stats']['bytes_copied'])} copied, {B.human(P['stats']['bytes_returned'])} returned"],
         ["floor: write the surviving delta once + fsync", B.secs(P["floor_s"]), "1.00x",
          B.human(P["stats"]["bytes_copied"])],
-        ["steady state: +10 checkpoints, prune to 20", B.secs(res["steady"]["s"]),
+        [f"steady state: +10 checkpoints, prune to {a.keep}", B.secs(res["steady"]["s"]),
          B.ratio(res["steady"]["s"], res["steady"]["floor_s"]) + " of floor",
          f"{res['steady']['stats']['packs_rewritten']} packs rewritten, "
          f"{B.human(res['steady']['stats']['bytes_copied'])} copied"],
-        ["drop the oldest of 200 only", B.secs(res["drop_one"]["s"]), "-",
+        [f"drop the oldest of {a.checkpoints} only", B.secs(res["drop_one"]["s"]), "-",
          f"freed {B.human(res['drop_one']['stats']['bytes_freed'])}, "
          f"{res['drop_one']['stats']['packs_rewritten']} packs rewritten"],
     ]
@@ -178,7 +196,7 @@ def main():
          B.ratio(P["plain_after"], P["used_plain_after"]), B.human(P["index_after"])],
         ["steady state", B.human(S["packs_after"]), B.human(S["packed_after"]),
          B.ratio(S["packs_after"], S["packed_after"]), B.human(S["used_plain_after"]),
-         B.ratio(S["plain_after"], S["used_plain_after"]), "-"],
+         B.ratio(S["plain_after"], S["used_plain_after"]), B.human(S["index_after"])],
     ]
     print(B.table(["store", "pack files", "chunk records", "packs / records", "used blocks (plain)",
                    "chunk plain / used blocks", "index"], rows2))
