@@ -10,7 +10,8 @@
  *    lazily with dlsym(RTLD_NEXT): wrappers work before our constructor ran.
  *    Our own code calls the real functions only (REAL(x)), never a wrapper.
  *  - A call on an untracked fd costs one array lookup: g_fds[fd] is NULL.
- *    Nothing allocates with malloc; fd entries come from our own slab.
+ *    fd entries come from our own slab: no malloc (only realpath, used
+ *    when chmod & co are given a path ending in a symlink, may allocate).
  *  - Records are appended only between enter() and leave(), after the real
  *    call returned, so a log is complete whenever the gate is closed and
  *    inflight is 0.
