@@ -268,8 +268,32 @@ static int live_stat(tctx *t, const char *path, live_item *it, int *found)
 	return 0;
 }
 
-/* One touched path that no listed subtree covers: both sides, point lookups. */
-static int add_point(tctx *t, const char *path)
+/* The parent's entries strictly under directory path (its subtree). */
+static int add_parent_subtree(tctx *t, const char *path)
+{
+	size_t from = t->parent->n;
+	int rc = index_entries_under(t->s, path, t->lin, t->parent);
+	if (rc)
+		return rc;
+	/* what the ignore rules leave out now was left out then, as a rule; if
+	 * they changed, the checkpoint scans (.metamoriignore is watched) */
+	size_t keep = from;
+	for (size_t i = from; i < t->parent->n; i++) {
+		entry *e = &VEC_AT(t->parent, entry, i);
+		if (ignore_path(t->ign, e->path, e->kind == KIND_DIR)) {
+			entry_clear(e);
+			continue;
+		}
+		VEC_AT(t->parent, entry, keep++) = *e;
+	}
+	t->parent->n = keep;
+	return 0;
+}
+
+/* One touched path that no listed subtree covers: both sides, point
+ * lookups. subtree (a namespace change there): its subtrees too, the live
+ * one if it is a directory now, the parent's if it was one then. */
+static int add_point(tctx *t, const char *path, int subtree)
 {
 	live_item it = {0};
 	int have_live, have_pe, rc;
@@ -286,6 +310,12 @@ static int add_point(tctx *t, const char *path)
 		if (have_pe)
 			entry_clear(&pe);
 		return 0;
+	}
+	if (subtree && ((have_live && it.kind == KIND_DIR && (rc = walk_subtree(t->s, t->ign, path, t->live))) ||
+	                (have_pe && pe.kind == KIND_DIR && (rc = add_parent_subtree(t, path))))) {
+		free(it.target);
+		entry_clear(&pe);
+		return rc;
 	}
 	if (have_live) {
 		live_item *slot = vec_push(t->live);
@@ -305,47 +335,6 @@ static int add_point(tctx *t, const char *path)
 		}
 		*slot = pe;
 	}
-	return 0;
-}
-
-/* A namespace change at path: its subtree on both sides. */
-static int add_subtree(tctx *t, const char *path)
-{
-	live_item it = {0};
-	int have_live, rc;
-	if ((rc = live_stat(t, path, &it, &have_live)))
-		return rc;
-	free(it.target);
-	if (have_live && ignore_path(t->ign, path, it.kind == KIND_DIR))
-		return 0;
-	if (have_live && it.kind == KIND_DIR && (rc = walk_subtree(t->s, t->ign, path, t->live)))
-		return rc;
-	/* the parent's side has a subtree only if it had a directory here (the
-	 * range query is dearer than this point lookup) */
-	entry pe;
-	int have_pe;
-	if ((rc = index_entry_at(t->s, path, t->lin, &pe, &have_pe)))
-		return rc;
-	int was_dir = have_pe && pe.kind == KIND_DIR;
-	if (have_pe)
-		entry_clear(&pe);
-	if (!was_dir)
-		return 0;
-	size_t from = t->parent->n;
-	if ((rc = index_entries_under(t->s, path, t->lin, t->parent)))
-		return rc;
-	/* what the ignore rules leave out now was left out then, as a rule; if
-	 * they changed, the checkpoint scans (.metamoriignore is watched) */
-	size_t keep = from;
-	for (size_t i = from; i < t->parent->n; i++) {
-		entry *e = &VEC_AT(t->parent, entry, i);
-		if (ignore_path(t->ign, e->path, e->kind == KIND_DIR)) {
-			entry_clear(e);
-			continue;
-		}
-		VEC_AT(t->parent, entry, keep++) = *e;
-	}
-	t->parent->n = keep;
 	return 0;
 }
 
@@ -828,7 +817,7 @@ static int collect_tracked(tctx *t)
 		const char *p = cs->ns.slots[i].key;
 		if (!p || under(&t->nsdirs, p))
 			continue;
-		if ((rc = add_subtree(t, p)) || (rc = put_point(t, p)))
+		if ((rc = add_point(t, p, 1)))
 			return rc;
 		/* the parent directory: an entry came or went (its mtime changed) */
 		const char *slash = strrchr(p, '/');
@@ -847,7 +836,8 @@ static int collect_tracked(tctx *t)
 				return rc;
 	for (size_t i = 0; i < t->points.cap; i++) {
 		const char *p = t->points.slots[i].key;
-		if (p && !under(&t->nsdirs, p) && (rc = add_point(t, p)))
+		/* namespace paths were done above (or are inside a listed subtree) */
+		if (p && !pathmap_get(&t->nsdirs, p) && !under(&t->nsdirs, p) && (rc = add_point(t, p, 0)))
 			return rc;
 	}
 	/* sorted by path on both sides, as ckpt_record merges them */
