@@ -55,6 +55,15 @@ def test_exit_status():
     p = run(root, ["-q", "--", "sh", "-c", "pwd > /dev/stderr"])
     if p.stderr.strip() != os.path.realpath(root):
         raise T.Failure("CMD did not start in -C DIR: %r" % p.stderr)
+    # the environment the program gets: the interposer appended to LD_PRELOAD
+    env = dict(ENV, LD_PRELOAD="/nonexistent-first.so")
+    p = subprocess.run([T.METAMORI, "-C", root, "run", "-q", "--", "sh", "-c",
+                        'echo "$LD_PRELOAD|$METAMORI_SESSION|$METAMORI_ROOT" >&2'],
+                       capture_output=True, text=True, env=env)
+    real = os.path.realpath(root)
+    want = "/nonexistent-first.so %s|%s/.metamori/session|%s" % (os.path.realpath(LIBC), real, real)
+    if p.returncode or p.stderr.splitlines()[-1] != want:
+        raise T.Failure("environment of CMD: %r, wanted %r" % (p.stderr, want))
     # options after CMD are CMD's
     p = run(root, ["sh", "-c", "exit 3", "--help"])
     if p.returncode != 3:
