@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include "io/io.h"
@@ -54,6 +55,30 @@ int statcache_fresh(const sc_row *r, const struct stat *st, int64_t ver)
 	       r->mode == st->st_mode && r->uid == st->st_uid && r->gid == st->st_gid;
 }
 
+int64_t racy_window(mtm_store *s, const struct stat *st)
+{
+	if (!s->fs_known) {
+		struct statfs fs;
+		struct stat rst;
+		s->root_fine_dev = -1;
+		if (!fstatfs(s->rootfd, &fs) && !fstat(s->rootfd, &rst)) {
+			switch ((unsigned long)fs.f_type) {
+			case 0xEF53:      /* ext2/3/4 */
+			case 0x58465342:  /* XFS */
+			case 0x9123683E:  /* Btrfs */
+			case 0x01021994:  /* tmpfs */
+			case 0xF2F52010:  /* F2FS */
+			case 0x2FC12FC1:  /* ZFS */
+			case 0xCA451A4E:  /* bcachefs */
+				s->root_fine_dev = (int64_t)rst.st_dev;
+			}
+		}
+		s->fs_known = 1;
+	}
+	/* a file on another mount below the root gets the safe window */
+	return (int64_t)st->st_dev == s->root_fine_dev ? RACY_FINE_NS : RACY_WINDOW_NS;
+}
+
 int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t ver, const struct stat *st,
                   int64_t scan_start_ns)
 {
@@ -74,7 +99,8 @@ int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t 
 	sqlite3_bind_int64(q, 9, st->st_uid);
 	sqlite3_bind_int64(q, 10, st->st_gid);
 	/* ctime too: restore's own writes happen "now" */
-	int racy = st_mtime_ns(st) >= scan_start_ns - RACY_WINDOW_NS || st_ctime_ns(st) >= scan_start_ns - RACY_WINDOW_NS;
+	int64_t window = racy_window(s, st);
+	int racy = st_mtime_ns(st) >= scan_start_ns - window || st_ctime_ns(st) >= scan_start_ns - window;
 	sqlite3_bind_int(q, 11, racy);
 	rc = sqlite3_step(q);
 	sqlite3_reset(q);

@@ -12,9 +12,16 @@
 
 /* A file whose mtime is this close to (or after) the start of the scan that
  * recorded it is "racy": a write in the same timestamp tick would not change
- * its stat, so the next scan rehashes it (git's racy-git rule, with a margin
- * wide enough for coarse kernel clocks and 1-2 s file system granularity). */
+ * its stat, so the next scan rehashes it (git's racy-git rule). The window is
+ * the timestamp granularity: on local Linux file systems that store
+ * nanoseconds (ext4, XFS, Btrfs, tmpfs, F2FS, ZFS, bcachefs) an mtime comes
+ * from the kernel's coarse clock, at most one tick (<= 10 ms) behind, so
+ * RACY_FINE_NS leaves a 5x margin; anywhere else (FAT's 2 s, NFS and other
+ * network file systems stamped by a server's clock) RACY_WINDOW_NS. */
 #define RACY_WINDOW_NS 2000000000LL
+#define RACY_FINE_NS 50000000LL
+/* The racy window for a file with this stat in s's tree. */
+int64_t racy_window(mtm_store *s, const struct stat *st);
 
 /* A file's content copied out during a session's barrier (session/): fd is
  * a memfd holding the whole file (whole) or only the blocks in runs. */

@@ -36,6 +36,9 @@ struct mtm_store {
 	int64_t n_branches;          /* highest id + 1 */
 	sqlite3_stmt *q_entry_at, *q_block_at; /* point lookups (index.c) */
 	struct mtm_session *session; /* set inside `metamori run` (session.c) */
+	int fs_known;                /* root_fine_dev was determined (scan.c) */
+	int64_t root_fine_dev;       /* st_dev of the root if its file system keeps
+	                              * fine timestamps from the kernel clock, else -1 */
 };
 
 /* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. */

@@ -770,8 +770,29 @@ def test_hot_block_many_versions():
         T.rmtree(dst)
 
 
+def test_racy_rewrites():
+    """A same-size rewrite right after a checkpoint (same timestamp tick as the
+    content the checkpoint read) is never missed by the next checkpoint."""
+    root = T.tempdir("mtm-racy-")
+    rng = random.Random(SEED + 2)
+    try:
+        T.init(root)
+        f = os.path.join(root, "r")
+        want = {}
+        for _ in range(30):
+            T.write_file(f, rng.randbytes(2 * BLOCK))
+            i = T.checkpoint(root)
+            want[i] = T.manifest_full(root)
+        for i in sorted(want, reverse=True)[:10]:
+            T.restore(root, i)
+            T.assert_same(want[i], T.manifest_full(root), "restore of %d" % i)
+    finally:
+        T.rmtree(root)
+
+
 if __name__ == "__main__":
     T.main([
+        test_racy_rewrites,
         test_hot_block_many_versions,
         test_roundtrip_every_change,
         test_ignore_and_exclude,
