@@ -221,8 +221,9 @@ static int c_chmod(char **a)
 }
 static int c_chown(char **a)
 {
-	uid_t u = getuid();
-	gid_t g = getgid();
+	/* a[0], a[1]: owner and group (default: ours, which changes nothing) */
+	uid_t u = a[0] && a[1] ? (uid_t)atoi(a[0]) : getuid();
+	gid_t g = a[0] && a[1] ? (gid_t)atoi(a[1]) : getgid();
 	CK(chown("a", u, g));
 	int fd = rw("src");
 	CK(fchown(fd, u, g));
