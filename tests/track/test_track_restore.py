@@ -38,6 +38,16 @@ CASES = [
     ("relative", BASE), ("tmpfile", BASE), ("mkstemp", BASE), ("hardlink", BASE), ("dup", BASE),
     ("closefrom", BASE), ("threads", BASE), ("fork", BASE), ("vfork", BASE), ("exec_env", BASE),
     ("many", BASE),
+    # distro programs (fortified builds)
+    ("sh:echo x > new; echo y >> a", BASE), ("sh:cp src dst", BASE), ("sh:cp -p src d/dst", BASE),
+    ("sh:mv a moved", BASE), ("sh:mv d e", BASE), ("sh:rm a", BASE), ("sh:rm -r d", BASE),
+    ("sh:mkdir -p x/y", BASE), ("sh:ln -s a lnk", BASE), ("sh:chmod 600 a", BASE),
+    ("sh:touch -d @1000000000 a new2", BASE), ("sh:truncate -s 100 a", BASE),
+    ("sh:dd if=src of=a bs=1k count=2 seek=3 conv=notrunc status=none", BASE),
+    ("sh:sed -i s/x/y/ c", BASE), ("sh:tar cf d/t.tar src c && rm src c && tar xf d/t.tar", BASE),
+    ("sh:sqlite3 db 'pragma journal_mode=wal; create table t(x); insert into t values(1)'", BASE),
+    ("sh:git init -q g && cd g && echo hi > f && git add f && git -c user.name=t -c user.email=t@t commit -qm m",
+     BASE),
 ]
 
 
@@ -62,7 +72,10 @@ def one(cmd, files):
         T.init(root)
         before = T.checkpoint(root, "before")
         m0 = T.manifest_full(root)
-        script = '"$0" %s && "$1" -C "$2" checkpoint -m after' % cmd
+        if cmd.startswith("sh:"):
+            script = '( %s ) && "$1" -C "$2" checkpoint -m after' % cmd[3:]
+        else:
+            script = '"$0" %s && "$1" -C "$2" checkpoint -m after' % cmd
         p = subprocess.run([T.METAMORI, "-C", root, "run", "--", "sh", "-c", script,
                             os.path.join(BIN, "track_calls"), T.METAMORI, root],
                            cwd=root, capture_output=True, text=True)
@@ -97,7 +110,7 @@ def one(cmd, files):
 def make(cmd, files):
     def test():
         one(cmd, files)
-    test.__name__ = "test_" + cmd.split()[0]
+    test.__name__ = "test_" + re.sub(r"\W+", "_", cmd.replace("sh:", "sh_"))[:40]
     return test
 
 
