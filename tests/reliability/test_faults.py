@@ -67,11 +67,11 @@ def judge(sc, st, root, spec, scratch):
     chk.full(scratch)
 
 
-def fault_matrix(sc, steps, ns, modes):
+def fault_matrix(sc, steps, ns, modes, ops=OPS):
     scratch = os.path.join(sc.base, "fault-scratch")
     for i, st in steps:
         before = STATS["faults"]
-        for op in OPS:
+        for op in ops:
             for err in ERRS:
                 for mode in modes:
                     for n in ns:
@@ -95,7 +95,7 @@ def test_fault_matrix():
     try:
         if rlib.TORTURE:
             fault_matrix(sc, [(i, st) for i, st in enumerate(sc.steps) if i > 0], list(range(1, 13)) + [20, 40, 80],
-                         ["", ":always"])
+                         ["", ":always"], OPS + ["unlink", "mkdir"])
         else:
             fault_matrix(sc, pick_steps(sc), [2] if rlib.SANITIZED else [1, 3], ["", ":always"])
     finally:
