@@ -25,8 +25,12 @@
  * record, a process that died inside a call, hard links, a symlink in a
  * recorded path, the ignore file changed), the checkpoint scans, still
  * inside the barrier: the walk and the copy of the files the stat cache
- * cannot vouch for happen while calls are held (or, past CAPTURE_LIMIT
- * bytes, the whole record does), so it is consistent too.
+ * cannot vouch for happen while calls are held (or, past the capture
+ * budget, the whole record does), so it is consistent too.
+ *
+ * The pause is mostly a system call per scattered block read: in the
+ * barrier, blocks are only read (into memory, or by reference past the
+ * budget); the memfds ckpt_record reads are made after it opens.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -82,8 +86,9 @@ typedef struct {
 } deferred_copy;
 
 /* Block hashes for ss->hashes once the checkpoint commits: known (h), or to
- * be computed from a whole capture after the barrier (fd). */
-typedef struct { block_hashes bh; int fd; int64_t size; } pending_hashes;
+ * be computed from a whole capture after the barrier (cap: its memfd exists
+ * by then). */
+typedef struct { block_hashes bh; const capture *cap; int64_t size; } pending_hashes;
 
 void block_hashes_free(void *p)
 {
@@ -522,7 +527,7 @@ static int capture_file(tctx *t, live_item *it, capture *cap)
 	return rc ? mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path) : 0;
 }
 
-static int add_pending(tctx *t, const char *path, const struct stat *st, uint64_t *h, int fd)
+static int add_pending(tctx *t, const char *path, const struct stat *st, uint64_t *h, const capture *cap)
 {
 	pending_hashes *ph = calloc(1, sizeof *ph);
 	if (!ph || pathmap_put(&t->pending, path, ph)) {
@@ -534,7 +539,7 @@ static int add_pending(tctx *t, const char *path, const struct stat *st, uint64_
 	ph->bh.ino = (int64_t)st->st_ino;
 	ph->bh.n = ((int64_t)st->st_size + MTM_BLOCK - 1) / MTM_BLOCK;
 	ph->bh.h = h;
-	ph->fd = fd;
+	ph->cap = cap;
 	ph->size = (int64_t)st->st_size;
 	return 0;
 }
@@ -551,7 +556,7 @@ static int capture_hashed(tctx *t, live_item *it, capture *cap)
 		cap->whole = 1;
 		int rc = capture_file(t, it, cap);
 		/* hashed after the barrier, from the copy (not from a file read in place) */
-		return rc || t->hold ? rc : add_pending(t, it->path, &it->st, NULL, cap->fd);
+		return rc || t->hold ? rc : add_pending(t, it->path, &it->st, NULL, cap);
 	}
 	int fd, rc = open_live(t, it->path, &fd);
 	if (rc == ELOOP || rc == ENOENT || rc == ENOTDIR || rc == EXDEV)
@@ -625,7 +630,7 @@ out:
 	cap->whole = 0;
 	if (t->ss->debug)
 		fprintf(stderr, "metamori: session: %s compared by hashes: %zu runs\n", it->path, cap->runs.n);
-	return add_pending(t, it->path, &st, h, -1);
+	return add_pending(t, it->path, &st, h, NULL);
 }
 
 /* After the commit: the hashes of the files compared whole, at checkpoint id. */
@@ -643,7 +648,7 @@ static void keep_hashes(tctx *t, mtm_id id)
 			int ok = buf && h;
 			for (int64_t off = 0; ok && off < ph->size;) {
 				size_t want = (size_t)(ph->size - off < (1 << 20) ? ph->size - off : (1 << 20)), got;
-				if (io_pread(ph->fd, buf, want, off, &got) || got != want) {
+				if (!ph->cap || ph->cap->fd < 0 || io_pread(ph->cap->fd, buf, want, off, &got) || got != want) {
 					ok = 0;
 					break;
 				}
