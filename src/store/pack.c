@@ -139,13 +139,27 @@ int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
 	if (rc != SQLITE_DONE)
 		return db_error(w->s, rc, "index");
 
-	size_t clen = ZSTD_compress2(w->cctx, w->cbuf, ZSTD_compressBound(CHUNK_MAX_PLAIN), plain, len);
-	int codec = CODEC_ZSTD;
-	const void *data = w->cbuf;
-	if (ZSTD_isError(clen) || clen + clen / 32 >= len) { /* does not pay: store raw */
-		codec = CODEC_RAW;
-		clen = len;
-		data = plain;
+	/* Random or already-compressed data (the common case for simulation
+	 * state and model weights) never pays for zstd, and trying costs more
+	 * than the rest of the checkpoint: after RAW_STREAK chunks in a row that
+	 * did not compress, the next SKIP_ZSTD are stored raw without trying. */
+	enum { RAW_STREAK = 8, SKIP_ZSTD = 64 };
+	size_t clen = len;
+	int codec = CODEC_RAW;
+	const void *data = plain;
+	if (w->skip_zstd > 0) {
+		w->skip_zstd--;
+	} else {
+		size_t z = ZSTD_compress2(w->cctx, w->cbuf, ZSTD_compressBound(CHUNK_MAX_PLAIN), plain, len);
+		if (!ZSTD_isError(z) && z + z / 32 < len) { /* pays: at least ~3% smaller */
+			codec = CODEC_ZSTD;
+			clen = z;
+			data = w->cbuf;
+			w->raw_streak = 0;
+		} else if (++w->raw_streak >= RAW_STREAK) {
+			w->raw_streak = 0;
+			w->skip_zstd = SKIP_ZSTD;
+		}
 	}
 	if (w->size >= MTM_PACK_TARGET) {
 		if ((rc = flush(w)))

@@ -38,6 +38,7 @@ typedef struct {
 	unsigned char *cbuf;
 	sqlite3_stmt *find, *insert;
 	uint64_t bytes_stored, chunks_new;
+	int raw_streak, skip_zstd; /* compression backoff on incompressible data */
 } pack_writer;
 
 int pack_writer_begin(pack_writer *w, mtm_store *s);
