@@ -242,12 +242,11 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		return rc;
 	}
 	ss->verbose = !opts->quiet;
+	/* if the tree cannot be compared now (an unreadable file, say), the first
+	 * checkpoint scans and says why; the program runs all the same */
 	int dirty = 1;
-	if ((rc = baseline_dirty(s, opts, &dirty))) {
-		session_stop(ss);
-		free(preload);
-		return rc;
-	}
+	if (baseline_dirty(s, opts, &dirty))
+		dirty = 1;
 	ss->force_scan = dirty;
 	char *cmd = resolve_cmd(argv[0]);
 	if (cmd && is_untraceable(cmd, 0)) {
