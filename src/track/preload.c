@@ -1161,6 +1161,10 @@ __attribute__((constructor)) static void metamori_preload_init(void) { active();
 /* ------------------------------------------------------------------ */
 /* Opening and closing.                                                */
 
+static struct ent *stream_forget(FILE *f, int *found);
+static void stdio_retarget(int fd, int in);
+#define STDIO_FD(fd) UNLIKELY((unsigned)(fd)-1u < 2u)
+
 static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 {
 	if (!active() || t_guard)
@@ -1226,6 +1230,8 @@ static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 		} else {
 			fd_clear(fd);
 		}
+		if (STDIO_FD(fd))
+			stdio_retarget(fd, in);
 	}
 	if (in)
 		leave();
@@ -1316,11 +1322,47 @@ static void log_fd_dodge(int newfd)
 		g_logfd = n; /* same open file description: the lock stays */
 }
 
+/* fd 1 or 2 now refers to another file (dup2 onto it, or close then open or
+ * dup): stdout/stderr write there through libc, unseen. in: already inside
+ * the region. */
+static void stdio_retarget(int fd, int in)
+{
+	FILE *f = fd == 1 ? stdout : stderr;
+	struct ent *e = fd_get(fd);
+	int w = e && (LOAD(&e->flags) & O_ACCMODE) != O_RDONLY;
+	int found;
+	struct ent *gone = stream_forget(f, &found);
+	if (!w && !found)
+		return;
+	int mine = 0;
+	if (!in)
+		in = mine = enter();
+	if (gone)
+		release(gone, in);
+	if (w && in)
+		sticky_add(SK_STREAM, (uintptr_t)f, 0, 1, e->path, e->len);
+	if (mine)
+		leave();
+}
+
+static void fd_dup_done(int fd, int r)
+{
+	if (fd_get(fd) || fd_get(r))
+		fd_copy(fd, r);
+	if (STDIO_FD(r) && g_nfds && !t_guard) {
+		int err = errno;
+		t_guard++;
+		stdio_retarget(r, 0);
+		t_guard--;
+		errno = err;
+	}
+}
+
 int dup(int fd)
 {
 	int r = REAL(dup)(fd);
-	if (r >= 0 && (fd_get(fd) || fd_get(r)))
-		fd_copy(fd, r);
+	if (r >= 0)
+		fd_dup_done(fd, r);
 	return r;
 }
 
@@ -1328,8 +1370,8 @@ int dup2(int fd, int fd2)
 {
 	log_fd_dodge(fd2);
 	int r = REAL(dup2)(fd, fd2);
-	if (r >= 0 && fd != fd2 && (fd_get(fd) || fd_get(r)))
-		fd_copy(fd, r);
+	if (r >= 0 && fd != fd2)
+		fd_dup_done(fd, r);
 	return r;
 }
 
@@ -1337,8 +1379,8 @@ int dup3(int fd, int fd2, int flags)
 {
 	log_fd_dodge(fd2);
 	int r = REAL(dup3)(fd, fd2, flags);
-	if (r >= 0 && (fd_get(fd) || fd_get(r)))
-		fd_copy(fd, r);
+	if (r >= 0)
+		fd_dup_done(fd, r);
 	return r;
 }
 
@@ -1347,8 +1389,7 @@ static int fcntl_after(int fd, int cmd, long arg, int r)
 	if (r < 0)
 		return r;
 	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
-		if (fd_get(fd) || fd_get(r))
-			fd_copy(fd, r);
+		fd_dup_done(fd, r);
 	} else if (cmd == F_SETFL) {
 		struct ent *e = fd_get(fd);
 		if (e)

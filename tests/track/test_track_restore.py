@@ -34,7 +34,7 @@ CASES = [
     ("unlinkat", EMPTY_D), ("remove", BASE), ("mkdir", BASE), ("rmdir", EMPTY_D), ("link", BASE),
     ("symlink", BASE), ("chmod", BASE), ("chown 1 1" if os.getuid() == 0 else "chown", BASE),
     ("utimes", BASE), ("stdio", BASE),
-    ("stdio_append", BASE), ("freopen", BASE), ("fdopen", BASE), ("mmap", BASE), ("mremap", BASE),
+    ("stdio_append", BASE), ("freopen", BASE), ("dup2_stdout", BASE), ("fdopen", BASE), ("mmap", BASE), ("mremap", BASE),
     ("relative", BASE), ("tmpfile", BASE), ("mkstemp", BASE), ("hardlink", BASE), ("dup", BASE),
     ("closefrom", BASE), ("threads", BASE), ("fork", BASE), ("vfork", BASE), ("exec_env", BASE),
     ("many", BASE),

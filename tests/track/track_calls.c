@@ -279,6 +279,22 @@ static int c_fexecve(char **a)
 	die("fexecve");
 	return 1;
 }
+static int c_dup2_stdout(char **a)
+{
+	/* stdout pointed at a file of the tree by dup2, and by close + open */
+	int fd = open("o1", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CK(fd);
+	CK(dup2(fd, 1));
+	printf("one\n");
+	fflush(stdout);
+	close(fd);
+	close(1);
+	fd = open("o2", O_WRONLY | O_CREAT | O_TRUNC, 0644); /* gets 1 */
+	if (fd != 1)
+		die("open did not get fd 1");
+	printf("two\n");
+	return 0;
+}
 static int c_fdopen(char **a)
 {
 	FILE *f = fdopen(rw("a"), "r+");
@@ -730,7 +746,7 @@ static const struct {
 	C(append), C(append_setfl), C(ftruncate), C(truncate), C(fallocate), C(posix_fallocate),
 	C(copy_file_range), C(sendfile), C(splice), C(rename), C(renameat), C(renameat2),
 	C(rename_open), C(unlink), C(unlinkat), C(remove), C(mkdir), C(rmdir), C(link), C(symlink),
-	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(freopen), C(fexecve), C(fdopen), C(mmap),
+	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(freopen), C(dup2_stdout), C(fexecve), C(fdopen), C(mmap),
 	C(mmap_private), C(mremap), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(hardlink), C(dup),
 	C(closefrom), C(threads), C(fork), C(vfork), C(exec_env), C(exec), C(spawn_static),
 	C(io_uring), C(wait_write), C(fifo), C(sticky_overflow), C(hold), C(stdout), C(many), C(overflow), C(churn),
