@@ -193,6 +193,9 @@ def git_check(d, r):
 
 
 def test_git():
+    if not shutil.which("git"):
+        print("skip test_git: no git (Debian package git)")
+        return
     root = S.new_tree({})
     p, res = scenario(root, GIT, env={"GIT_CONFIG_NOSYSTEM": "1", "HOME": root})
     S.check_restores(root, res, check=git_check)
