@@ -267,20 +267,52 @@ for i in range(8):
 lp.stdin.close(); lp.wait()
 ''' % progs()
     p, res = scenario(root, body)
+    S.check_restores(root, res, in_place=False, check=lockstep_check)
+    T.rmtree(root)
 
-    def check(d, r):
-        import struct
-        counts = []
-        for name in ("A", "B"):
-            data = open(os.path.join(d, name), "rb").read()
-            vals = set(struct.unpack("<%dQ" % (len(data) // 8), data))
-            if len(data) != 64 * 4096 or len(vals) != 1:
-                raise T.Failure("checkpoint %d: %s is torn: %d bytes, counters %s" % (r["id"], name, len(data),
-                                                                                      sorted(vals)[:5]))
-            counts.append(vals.pop())
-        if counts[0] - counts[1] not in (0, 1):
-            raise T.Failure("checkpoint %d: A=%d and B=%d out of step" % (r["id"], counts[0], counts[1]))
-    S.check_restores(root, res, in_place=False, check=check)
+
+def lockstep_check(d, r):
+    import struct
+    counts = []
+    for name in ("A", "B"):
+        data = open(os.path.join(d, name), "rb").read()
+        vals = set(struct.unpack("<%dQ" % (len(data) // 8), data))
+        if len(data) != 64 * 4096 or len(vals) != 1:
+            raise T.Failure("checkpoint %d: %s is torn: %d bytes, counters %s" % (r["id"], name, len(data),
+                                                                                  sorted(vals)[:5]))
+        counts.append(vals.pop())
+    if counts[0] - counts[1] not in (0, 1):
+        raise T.Failure("checkpoint %d: A=%d and B=%d out of step" % (r["id"], counts[0], counts[1]))
+
+
+def test_concurrent_requests_and_every():
+    # --every, SIGUSR1 and several shells asking at once, while the pair is
+    # written in lockstep: every checkpoint made is consistent
+    root = S.new_tree({})
+    body = r'''
+import signal, threading
+lp = subprocess.Popen([%r, "lockstep"], stdin=subprocess.PIPE, cwd=ROOT)
+while not (os.path.exists(P("A")) and os.path.exists(P("B")) and os.path.getsize(P("B")) == 64 * 4096):
+    time.sleep(0.01)
+def asker(k):
+    for i in range(3):
+        subprocess.run([T.METAMORI, "-C", ROOT, "checkpoint", "-q", "-m", "asker %%d" %% k], check=True,
+                       stdout=subprocess.DEVNULL)
+th = [threading.Thread(target=asker, args=(k,)) for k in range(4)]
+for x in th: x.start()
+for i in range(3):
+    os.kill(os.getppid(), signal.SIGUSR1)
+    time.sleep(0.1)
+for x in th: x.join()
+lp.stdin.close(); lp.wait()
+ck("end", manifest=False)
+''' % progs()
+    p, res = scenario(root, body, args=["--every", "0.1"])
+    log = T.log_json(root)
+    made = [{"id": c["id"], "msg": c["message"], "manifest": None} for c in log if c["id"] > 1]
+    if len(made) < 4 * 3 + 2:
+        raise T.Failure("only %d checkpoints were made: %s" % (len(made), [c["msg"] for c in made]))
+    S.check_restores(root, [m for m in made if m["msg"] != "end"], in_place=False, check=lockstep_check)
     T.rmtree(root)
 
 
@@ -316,4 +348,5 @@ if __name__ == "__main__":
         print("0 passed, 0 failed")
         sys.exit(0)
     T.main([test_append, test_threads, test_fork, test_stdio, test_mmap, test_python_writer, test_tar_extract_delete,
-            test_sqlite_rollback_journal, test_sqlite_wal, test_git, test_lockstep_consistency, test_linked_program_checkpoints_itself])
+            test_sqlite_rollback_journal, test_sqlite_wal, test_git, test_lockstep_consistency, test_concurrent_requests_and_every,
+            test_linked_program_checkpoints_itself])
