@@ -3,7 +3,9 @@
 
 A Python program makes random changes to a tree (writes at random offsets,
 appends, truncations, creations, removals, renames of files and
-directories, symlinks, chmod, utime, hard links now and then) and asks the
+directories, symlinks, chmod, utime, hard links now and then, other
+processes: a shell, awk's stdio, dd, sed -i; shared writable mappings,
+checkpointed while mapped or not) and asks the
 session for a checkpoint every few operations, taking a manifest each time.
 Then every checkpoint must restore exactly, into a new directory and in
 place. METAMORI_MODEL_SEEDS / METAMORI_MODEL_OPS make it bigger.
@@ -45,7 +47,7 @@ def data(n):
     return bytes(rng.randrange(256) for _ in range(min(n, 64))) * (n // 64 + 1)
 for op in range(%(ops)d):
     fs, ds = files(), dirs()
-    k = rng.randrange(100)
+    k = rng.randrange(108)
     try:
         if k < 25 and fs:                       # write at a random offset (may extend)
             p = P(rng.choice(fs))
@@ -96,6 +98,26 @@ for op in range(%(ops)d):
             with open(dst, "r+b") as f:
                 f.write(b"through the other name")
             os.unlink(dst)
+        elif k < 102 and fs:                    # other processes: a shell, awk (stdio), dd, sed -i
+            p = P(rng.choice(fs))
+            cmd = rng.choice(["echo shell %%d >> '%%s'", "awk 'BEGIN { print \"awk %%d\" >> \"%%s\" }'",
+                              "dd if=/dev/urandom of='%%s' bs=1000 count=3 seek=%%d conv=notrunc status=none",
+                              "sed -i 's/a/b%%d/g' '%%s'"])
+            n = rng.randrange(9)
+            cmd = cmd %% ((p, n) if cmd.startswith("dd") else (n, p))
+            subprocess.run(cmd, shell=True, check=False, stderr=subprocess.DEVNULL)
+        elif k < 106 and fs:                    # a shared writable mapping
+            import mmap
+            p = P(rng.choice(fs))
+            if os.path.getsize(p) > 0:
+                with open(p, "r+b") as f:
+                    m = mmap.mmap(f.fileno(), 0)
+                    for _ in range(3):
+                        at = rng.randrange(len(m))
+                        m[at:at + 1] = bytes([rng.randrange(256)])
+                    if rng.randrange(2):
+                        ck("mapped %%d" %% op)  # while mapped
+                    m.close()
         else:
             ck("op %%d" %% op)
     except (FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError):
