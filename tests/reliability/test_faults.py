@@ -102,6 +102,45 @@ def test_fault_matrix():
         sc.cleanup()
 
 
+def test_reader_faults():
+    """Readers under read and open faults: log, diff, status, restore --to and
+    verify --data either work (restore --to exactly) or fail with one clean
+    line; the store is never changed by a reader's failure."""
+    sc = rlib.Scenario().build()
+    try:
+        root = sc.root
+        head = rlib.checkpoint_ids(root)
+        to = os.path.join(sc.base, "reader-to")
+        n = 0
+        for op in ("open", "read"):
+            for err in ("EIO", "short", "EINTR"):
+                for k in ([1, 2, 4, 8, 16, 32] if not rlib.SANITIZED else [2, 16]):
+                    for args in (["log"], ["diff", str(head[0])], ["status"], ["verify", "--data"],
+                                 ["restore", str(head[0]), "--to", to]):
+                        T.rmtree(to)
+                        spec = "%s:%d:%s:always" % (op, k, err)
+                        p = rlib.mtm(["-C", root] + args, env=rlib.env_with(METAMORI_FAULT=spec))
+                        n += 1
+                        STATS["faults"] += 1
+                        what = "%s with %s" % (" ".join(args), spec)
+                        if p.returncode == 0:
+                            if args[0] == "restore":
+                                T.assert_same(sc.manifests[head[0]], rlib.tree_manifest(to), what)
+                            continue
+                        if args[0] == "verify" and p.returncode == 1 and \
+                                p.stderr.splitlines()[-1].startswith("metamori: verify: "):
+                            pass  # verify lists what it could not read, one line each, then its verdict
+                        else:
+                            rlib.one_error_line(p, what)
+                        if err != "EIO":
+                            raise T.Failure("%s: must be retried or completed, not reported: %s" % (what, p.stderr))
+        T.rmtree(to)
+        rlib.mtm(["-C", root, "verify", "--data"], check=True)
+        print("  %d reader runs under faults" % n)
+    finally:
+        sc.cleanup()
+
+
 def test_failed_fsync_fails_the_checkpoint():
     """The pack fsync (the first) and every fsync before the commit: exit 1,
     no checkpoint; a failed fsync is never retried into a success."""
@@ -219,7 +258,7 @@ def test_full_disk():
 
 if __name__ == "__main__":
     try:
-        T.main([test_failed_fsync_fails_the_checkpoint, test_full_disk, test_fault_matrix])
+        T.main([test_failed_fsync_fails_the_checkpoint, test_full_disk, test_reader_faults, test_fault_matrix])
     finally:
         print("faults: %(faults)d injected (%(failed_cleanly)d clean failures, %(succeeded)d recovered); "
               "full disk: %(full_disk_enospc)d/%(full_disk_runs)d checkpoints hit ENOSPC" % STATS)
