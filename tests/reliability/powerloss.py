@@ -318,3 +318,4 @@ if __name__ == "__main__":
         T.main([test_powerloss_small, test_powerloss_torture])
     finally:
         print("powerloss: %(prefixes)d power cuts over %(steps)d traced runs (%(records)d records)" % STATS)
+        print("  " + rlib.outcomes())

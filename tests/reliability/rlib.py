@@ -252,6 +252,11 @@ class Scenario:
         T.rmtree(self.base)
 
 
+# What the judged states looked like, for the summaries (docs/RELIABILITY.md).
+OUTCOMES = {"restore_intent_finished": 0, "restore_untouched_or_done": 0, "checkpoint_whole": 0,
+            "checkpoint_absent": 0}
+
+
 class Checker:
     """Judges the state left by a broken run of step st in root."""
 
@@ -335,8 +340,12 @@ class Checker:
             mixed = self.old_or_new()
         elif tree_untouched_unless_restore:
             T.assert_same(st.tree_before, tree_manifest(self.root), "%s: tree changed by %s" % (self.label, st.kind))
+        ids_before_rerun = checkpoint_ids(self.root) if st.kind == "checkpoint" else []
         self.verify()  # the next command: finishes an interrupted restore
+        if st.kind == "checkpoint":
+            OUTCOMES["checkpoint_whole" if len(ids_before_rerun) > len(st.before) else "checkpoint_absent"] += 1
         if st.kind == "restore":
+            OUTCOMES["restore_intent_finished" if intent else "restore_untouched_or_done"] += 1
             now = tree_manifest(self.root)
             new = self.sc.manifests[st.target]
             if intent and now != new:
@@ -353,6 +362,12 @@ class Checker:
                 T.assert_same(self.sc.manifests[st.target], tree_manifest(self.root), "%s: after rerun" % self.label)
             self.committed(scratch)
         return mixed
+
+
+def outcomes():
+    return ("interrupted checkpoints: %(checkpoint_whole)d whole, %(checkpoint_absent)d absent; "
+            "interrupted restores: %(restore_intent_finished)d finished by the next command, "
+            "%(restore_untouched_or_done)d untouched or done" % OUTCOMES)
 
 
 def banner(msg):

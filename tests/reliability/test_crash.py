@@ -86,3 +86,4 @@ if __name__ == "__main__":
         print("crash: %(kill_points)d kill points over %(steps)d command runs, "
               "%(completed_before_n)d runs finished before their point, "
               "%(mixed_patched)d large files seen mid-patch (allowed, finished by the next command)" % STATS)
+        print("  " + rlib.outcomes())

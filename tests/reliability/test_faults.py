@@ -262,3 +262,4 @@ if __name__ == "__main__":
     finally:
         print("faults: %(faults)d injected (%(failed_cleanly)d clean failures, %(succeeded)d recovered); "
               "full disk: %(full_disk_enospc)d/%(full_disk_runs)d checkpoints hit ENOSPC" % STATS)
+        print("  " + rlib.outcomes())
