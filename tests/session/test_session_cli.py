@@ -229,6 +229,43 @@ def test_killed_session_then_plain_checkpoint():
     T.rmtree(root)
 
 
+def test_session_killed_during_checkpoints():
+    # killed at any moment, even with the gate closed: the program goes on
+    # (not held forever), the store is sound, and a plain checkpoint is right
+    build = os.path.dirname(os.path.abspath(T.METAMORI))
+    preload = os.path.join(build, "libmetamori-preload.so")
+    if not os.path.exists(preload):
+        print("skip: no interposer")
+        return
+    root = S.new_tree({"a": b"a" * 100000})
+    done = os.path.join(T.tempdir("mtm-done-"), "done")
+    writer = ("import os, time\n"
+              "fd = os.open(%r, os.O_WRONLY)\n"
+              "for i in range(3000):\n"
+              "    os.pwrite(fd, b'%%08d' %% i * 512, 4096 * (i %% 20))\n"
+              "    time.sleep(0.001)\n"
+              "open(%r, 'w').close()\n") % (os.path.join(root, "a"), done)
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--every", "0.02", "--", sys.executable, "-c", writer],
+                            env=dict(os.environ, METAMORI_PRELOAD=preload), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_for(lambda: n_checkpoints(root) >= 4, "a few checkpoints")
+    os.kill(sess.pid, signal.SIGKILL)
+    sess.wait()
+    wait_for(lambda: os.path.exists(done), "the orphaned program to finish (not held at the gate)", timeout=120)
+    T.run(["-C", root, "verify"])
+    p = T.run(["-C", root, "checkpoint"])
+    if "tracked" in p.stdout or "paused" in p.stdout:
+        raise T.Failure("a checkpoint after the session died claims tracking: %r" % p.stdout)
+    man = T.manifest(root)
+    to = os.path.join(T.tempdir(), "out")
+    T.restore(root, int(p.stdout.split()[1]), to=to)
+    T.assert_same(man, T.manifest(to), "scan after a session killed during checkpoints")
+    p = run(root, ["-q", "--", "true"])  # a new session cleans up
+    if p.returncode:
+        raise T.Failure("run after a killed session: %s" % p.stderr)
+    T.rmtree(root)
+
+
 def test_static_program_scans():
     src = os.path.join(T.tempdir("mtm-static-"), "w.c")
     with open(src, "w") as f:
@@ -254,4 +291,5 @@ def test_static_program_scans():
 if __name__ == "__main__":
     T.main([test_exit_status, test_errors, test_second_run_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
+            test_session_killed_during_checkpoints,
             test_static_program_scans])
