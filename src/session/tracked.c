@@ -1013,6 +1013,9 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	t.cs = &cs;
 	ss->gate_ns = 0;
 	rc = barrier_close(ss, &cs);
+	const char *hold_ms = secure_getenv("METAMORI_TEST_HOLD_GATE_MS"); /* tests: die with the gate closed */
+	if (!rc && hold_ms && *hold_ms)
+		usleep((useconds_t)atoi(hold_ms) * 1000);
 	int64_t tl = now_ns(), tpre = t0;
 	if (ss->gate_ns)
 		t0 = ss->gate_ns; /* dead processes' logs were read before: not part of the pause */

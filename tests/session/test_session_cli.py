@@ -266,6 +266,49 @@ def test_session_killed_during_checkpoints():
     T.rmtree(root)
 
 
+def test_session_killed_with_the_gate_closed():
+    # the program is held at the gate when the session dies: it goes on by
+    # itself (the interposer sees the session is gone), or at once when a
+    # new session starts
+    build = os.path.dirname(os.path.abspath(T.METAMORI))
+    preload = os.path.join(build, "libmetamori-preload.so")
+    if not os.path.exists(preload):
+        print("skip: no interposer")
+        return
+    root = S.new_tree({"a": b"a" * 10000})
+    ctl = T.tempdir("mtm-gate-")
+    writer = ("import os, time\n"
+              "fd = os.open(%r, os.O_WRONLY)\n"
+              "i = 0\n"
+              "while not os.path.exists(%r):\n"
+              "    os.pwrite(fd, b'%%08d' %% i, 0); i += 1\n"
+              "    open(%r, 'w').write(str(i))\n"
+              "    time.sleep(0.002)\n") % (os.path.join(root, "a"), os.path.join(ctl, "stop"), os.path.join(ctl, "n"))
+    env = dict(os.environ, METAMORI_PRELOAD=preload, METAMORI_TEST_HOLD_GATE_MS="3000")
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--", sys.executable, "-c", writer], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.path.exists(os.path.join(ctl, "n")), "the writer")
+    os.kill(sess.pid, signal.SIGUSR1)  # a checkpoint that holds the gate for 3 s
+    time.sleep(1.0)
+    held = open(os.path.join(ctl, "n")).read()
+    time.sleep(0.3)
+    if open(os.path.join(ctl, "n")).read() != held:
+        raise T.Failure("the writer was not held at the gate")
+    os.kill(sess.pid, signal.SIGKILL)
+    sess.wait()
+    wait_for(lambda: open(os.path.join(ctl, "n")).read() != held, "the writer to go on after the session died",
+             timeout=60)
+    open(os.path.join(ctl, "stop"), "w").close()
+    time.sleep(0.2)
+    p = T.run(["-C", root, "checkpoint"])
+    man = T.manifest(root)
+    to = os.path.join(T.tempdir(), "out")
+    T.restore(root, int(p.stdout.split()[1]), to=to)
+    T.assert_same(man, T.manifest(to), "scan after a session killed with the gate closed")
+    T.rmtree(root)
+    T.rmtree(ctl)
+
+
 def test_static_program_scans():
     src = os.path.join(T.tempdir("mtm-static-"), "w.c")
     with open(src, "w") as f:
@@ -291,5 +334,5 @@ def test_static_program_scans():
 if __name__ == "__main__":
     T.main([test_exit_status, test_errors, test_second_run_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
-            test_session_killed_during_checkpoints,
+            test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
             test_static_program_scans])
