@@ -503,13 +503,24 @@ static int canon_dir(int dirfd, const char *dir, char *out)
  * The parent is resolved by the kernel (symlinks and all); the final
  * component is followed only when follow is set and it is a symlink.
  */
+/* abs names a symlink: where it leads (kept apart: its buffer is needed
+ * only then, and signal handlers may run on small stacks). */
+static __attribute__((noinline)) void follow_link(char *abs)
+{
+	struct stat st;
+	char rp[PATH_MAX];
+	if (lstat(abs, &st) == 0 && S_ISLNK(st.st_mode) && realpath(abs, rp))
+		strcpy(abs, rp);
+}
+
 static int resolve_at(int dirfd, const char *path, int follow, char *rel)
 {
 	if (!path || !*path)
 		return -1;
 	if (path[0] == '/' && quick_outside(path))
 		return -1;
-	char buf[PATH_MAX], abs[PATH_MAX];
+	/* rel (PATH_MAX) holds a copy of path until the result goes there */
+	char abs[PATH_MAX], *buf = rel;
 	size_t n = strlen(path);
 	if (n >= PATH_MAX)
 		return -1;
@@ -542,12 +553,8 @@ static int resolve_at(int dirfd, const char *path, int follow, char *rel)
 	}
 	if (l < 0)
 		return -1;
-	if (follow) {
-		struct stat st;
-		char rp[PATH_MAX];
-		if (lstat(abs, &st) == 0 && S_ISLNK(st.st_mode) && realpath(abs, rp))
-			strcpy(abs, rp);
-	}
+	if (follow)
+		follow_link(abs);
 	size_t rl;
 	const char *r = in_root(abs, &rl);
 	if (!r)
@@ -1200,7 +1207,7 @@ static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 	int fd = REAL(openat)(dirfd, path, flags, mode);
 	int err = errno;
 	if (fd >= 0) {
-		char canon[PATH_MAX];
+		char *canon = abs; /* the lexical path is done with (lrel is a flag now) */
 		const char *rel = NULL;
 		size_t rl = 0;
 		/* A file open only for reading cannot change through its fd
