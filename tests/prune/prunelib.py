@@ -339,6 +339,31 @@ def space(root):
     }
 
 
+def statcache_current(root):
+    """Paths whose stat cache row names the entry version visible at the head
+    (FORMAT 3.9: only those rows let a checkpoint skip the file)."""
+    con = sqlite3.connect("file:%s?mode=ro" % store_path(root, "index.db"), uri=True)
+    con.text_factory = bytes
+    try:
+        head = con.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0]
+        br = {b: (pb, fork) for b, pb, fork in con.execute("SELECT id, parent_branch, fork FROM branch")}
+        b, mx, lin = con.execute("SELECT branch FROM checkpoint WHERE id = ?", (head,)).fetchone()[0], head, {}
+        while b > 0:
+            lin[b] = mx
+            mx, b = br[b][1], br[b][0]
+        out = set()
+        for path, ver in con.execute("SELECT path, ver FROM statcache").fetchall():
+            best = None
+            for rb, rc in con.execute("SELECT branch, ckpt FROM entry WHERE path = CAST(? AS TEXT)", (path,)):
+                if rb in lin and rc <= lin[rb] and (best is None or rc > best):
+                    best = rc
+            if best == ver:
+                out.add(path)
+        return out
+    finally:
+        con.close()
+
+
 def chunk_records(root):
     """{chunk id: record size (40 + clen)} from the index."""
     con = sqlite3.connect("file:%s?mode=ro" % store_path(root, "index.db"), uri=True)

@@ -63,6 +63,7 @@ def prune_round(h, rng, tmp, strict=False):
     args, kw = random_policy(rng, root, h.manifests)
     before = P.ids_in_log(root)
     keep = P.expected_keep(root, **kw)
+    fresh = P.statcache_current(root)
     # the dry run changes nothing, and names what the real run drops
     state = P.store_bytes(root)
     would, out = P.prune(root, args + ["--dry-run"])
@@ -92,6 +93,10 @@ def prune_round(h, rng, tmp, strict=False):
     if set(after) != keep or set(dropped) != set(before) - keep:
         raise T.Failure("%s: kept %s, expected %s (dropped %s)" % (args, after, sorted(keep), dropped))
     P.verify_data(root)
+    # the stat cache follows the versions that moved: no file is reread
+    lost = fresh - P.statcache_current(root)
+    if lost:
+        raise T.Failure("stat cache rows no longer current after prune: %s" % sorted(lost)[:5])
     thr = float(args[args.index("--gc-threshold") + 1]) / 100 if "--gc-threshold" in args else 0.05
     sp = P.check_space(root, strict=strict, slack=max(thr, 0.05) if thr < 0.3 else 1.0, compacted=thr == 0)
     if os.environ.get("PRUNE_DEBUG"):
