@@ -131,6 +131,22 @@ class Session:
             return {tuple(map(int, line.split())) for line in f if line.strip()}
 
 
+def cpu_ns(pid):
+    """CPU time used so far by every thread of pid, in ns (schedstat: not
+    skewed by the time spent waiting for a CPU on a loaded machine)."""
+    total = 0
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
+        return None
+    return total
+
+
 def checkpoint(metamori, tree, msg, ses=None):
     """A checkpoint from outside; with ses, while the writer's heartbeat runs.
     Returns dict(s, out, pause_app_ns, probe_calls, log entry)."""
@@ -138,8 +154,11 @@ def checkpoint(metamori, tree, msg, ses=None):
     if ses:
         ses.ask("probe start")
         time.sleep(0.02)
+    c0 = cpu_ns(ses.proc.pid) if ses else None
     t, p = B.mtm(metamori, "-C", tree, "checkpoint", "-m", msg)
-    r = {"s": t, "out": p.stdout.strip()}
+    c1 = cpu_ns(ses.proc.pid) if ses else None
+    r = {"s": t, "out": p.stdout.strip(),
+         "session_cpu_s": (c1 - c0) / 1e9 if c0 is not None and c1 is not None else None}
     if ses:
         time.sleep(0.02)
         mx, calls, slow = ses.ask("probe stop")
@@ -187,6 +206,9 @@ def part_w1(a, metamori, writer, work, res):
     first = checkpoint(metamori, tree, "session start", ses)
     out["session_first"] = first
     out["probe_baseline_ns"] = probe_baseline(ses)
+    empties = empty_checkpoints(metamori, tree, ses)
+    out["empty_s"] = [e["s"] for e in empties]
+    out["empty_cpu_s"] = [e["session_cpu_s"] for e in empties]
     B.log(f"bench: first checkpoint in the session {B.secs(first['s'])}: {first['out']}")
     hist = []
     for i in range(1, a.intervals + 1):
@@ -201,7 +223,8 @@ def part_w1(a, metamori, writer, work, res):
         row.update(ckpt=c["s"], out=c["out"], pause_app_ns=c["pause_app_ns"],
                    pause_session_ns=c["pause_session_ns"], probe_calls=c["probe_calls"],
                    store_grew=B.store_bytes(tree) - s0, bytes_stored=c["entry"]["bytes_stored"],
-                   recorded=c["entry"]["bytes_changed"], tracked=c["tracked"])
+                   recorded=c["entry"]["bytes_changed"], tracked=c["tracked"],
+                   session_cpu=c["session_cpu_s"])
         row["peers"] = {}
         for pn in peers.which:
             os.sync()
@@ -251,42 +274,60 @@ def make_many(root, n, size=16384, seed=3):
 
 
 def part_many(a, metamori, writer, work, res):
-    out = {}
+    """Both trees at once, each under its own session, their checkpoints
+    alternating, so both see the same load on a shared machine. The touched
+    files are drawn from the first 2,000 files (the same 10 directories) in
+    both trees, so the only difference is the 18,000 untouched files."""
     touched = 200
-    for n in (2000, 20000):
+    sizes = (2000, 20000)
+    rounds = max(a.intervals, 7)
+    st = {}
+    for n in sizes:
         tree = os.path.join(work, f"many{n}")
         make_many(tree, n)
         B.mtm(metamori, "init", tree)
         os.sync()
         t, _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "initial (scan)")
-        ses = Session(metamori, tree, work, writer, [0, 0, 0, 11, n], f"many{n}")
-        first = checkpoint(metamori, tree, "session start", ses)
-        rows, recorded = [], []
-        for i in range(a.intervals):
-            ses.ask(f"touch {touched}")
-            c = checkpoint(metamori, tree, f"touch {i}", ses)
-            rows.append(c["s"])
-            recorded.append(c["entry"]["bytes_changed"])
-        ses.quit()
-        # scan mode for contrast: the same touches by the driver, then a scan checkpoint
-        rng = random.Random(n)
-        scans = []
-        for i in range(min(3, a.intervals)):
-            for f in rng.sample(range(n), touched):
-                p = os.path.join(tree, "m", f"d{f // 200:03d}", f"f{f:06d}")
+        st[n] = {"tree": tree, "initial_scan_s": t, "tracked": [], "recorded": [], "scan": [],
+                 "touched": touched}
+    for n in sizes:
+        st[n]["ses"] = Session(metamori, st[n]["tree"], work, writer, [0, 0, 0, 11, n], f"many{n}")
+        st[n]["session_first_s"] = checkpoint(metamori, st[n]["tree"], "session start", st[n]["ses"])["s"]
+    for i in range(rounds):
+        for n in (sizes if i % 2 == 0 else sizes[::-1]):
+            x = st[n]
+            x["ses"].ask(f"touch {touched} {sizes[0]}")
+            c = checkpoint(metamori, x["tree"], f"touch {i}", x["ses"])
+            x["tracked"].append(c["s"])
+            x.setdefault("cpu", []).append(c["session_cpu_s"])
+            x["recorded"].append(c["entry"]["bytes_changed"])
+    for n in sizes:
+        st[n].pop("ses").quit()
+    # scan mode for contrast: the same kind of touches by the driver, then a scan checkpoint
+    for i in range(3):
+        for n in (sizes if i % 2 == 0 else sizes[::-1]):
+            x = st[n]
+            rng = random.Random(n * 100 + i)
+            for f in rng.sample(range(sizes[0]), touched):
+                p = os.path.join(x["tree"], "m", f"d{f // 200:03d}", f"f{f:06d}")
                 fd = os.open(p, os.O_WRONLY)
                 os.pwrite(fd, os.urandom(B.BLOCK), rng.randrange(4) * B.BLOCK)
                 os.close(fd)
             os.sync()
-            ts, _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", f"scan {i}")
-            scans.append(ts)
-        out[n] = {"initial_scan_s": t, "session_first_s": first["s"], "tracked": rows,
-                  "scan": scans, "touched": touched,
-                  "recorded": recorded}
-        B.log(f"bench: {n} files: tracked {', '.join(B.secs(x) for x in rows)}; "
-              f"scan {', '.join(B.secs(x) for x in scans)}")
-        B.rmtree(tree)
-    res["many"] = out
+            ts, _ = B.mtm(metamori, "-C", x["tree"], "checkpoint", "-q", "-m", f"scan {i}")
+            x["scan"].append(ts)
+    for n in sizes:
+        x = st[n]
+        B.log(f"bench: {n} files: tracked {', '.join(B.secs(v) for v in x['tracked'])}; "
+              f"scan {', '.join(B.secs(v) for v in x['scan'])}")
+        B.rmtree(x.pop("tree"))
+    res["many"] = st
+
+
+def empty_checkpoints(metamori, tree, ses, n=5):
+    """The fixed cost: tracked checkpoints with nothing changed (the client's
+    process start, the socket round trip, the barrier, the index commit)."""
+    return [checkpoint(metamori, tree, "nothing changed", ses) for _ in range(n)]
 
 
 def fio_once(tree, job, runtime, outfile, metamori=None):
@@ -378,15 +419,20 @@ def report(res):
                  f"{B.secs(w['session_first']['s'])} (`{w['session_first']['out']}`). "
                  f"Heartbeat pwrite latency with no checkpoint running (max over 0.3 s): "
                  f"{w['probe_baseline_ns'] / 1e6:.2f} ms. One memcpy of the changed bytes: "
-                 f"{w['memcpy_ns'] / 1e6:.2f} ms.")
+                 f"{w['memcpy_ns'] / 1e6:.2f} ms." + (
+                     f" A tracked checkpoint with nothing changed (the fixed cost: client start, "
+                     f"socket round trip, barrier, index commit), median of "
+                     f"{len(w['empty_s'])}: {B.secs(B.median(w['empty_s']))} "
+                     f"(session CPU {B.secs(B.median(w['empty_cpu_s']))})." if w.get("empty_s") else ""))
         o.append("")
-        hdr = ["int", "changed", "tracked ckpt", "floor", "ckpt/floor", "pause (app)",
+        hdr = ["int", "changed", "tracked ckpt", "session CPU", "floor", "ckpt/floor", "pause (app)",
                "pause (session)", "store grew"] + pn + ["fastest of rsync/borg/restic / ckpt"]
         rows = []
         for r in w["intervals"]:
             fastest = fastest_peer(r)
             ps = r["pause_session_ns"]
-            rows.append([r["interval"], B.human(r["changed"]), B.secs(r["ckpt"]), B.secs(r["floor"]),
+            rows.append([r["interval"], B.human(r["changed"]), B.secs(r["ckpt"]), B.secs(r.get("session_cpu")),
+                         B.secs(r["floor"]),
                          B.ratio(r["ckpt"], r["floor"]), f"{r['pause_app_ns'] / 1e6:.2f} ms",
                          f"{ps / 1e6:.2f} ms" if ps is not None else "-", B.human(r["store_grew"])]
                         + [B.secs(r["peers"][p]["s"]) for p in pn] + [B.ratio(fastest, r["ckpt"])])
@@ -419,7 +465,7 @@ def report(res):
         o.append("")
     if "many" in res:
         mm = res["many"]
-        o.append("### Many files: 16 KiB each, the same number touched (one 4 KiB block each) per interval")
+        o.append("### Many files: 16 KiB each, the same 200 files touched (one 4 KiB block each) per interval")
         o.append("")
         for n in sorted(mm, key=int):
             x = mm[n]
@@ -430,14 +476,24 @@ def report(res):
         rows = []
         for n in sorted(mm, key=int):
             x = mm[n]
-            rows.append([n, x["touched"], B.secs(B.median(x["tracked"])), B.secs(B.median(x["scan"])),
+            rows.append([n, x["touched"], B.secs(B.median(x["tracked"])), B.secs(B.median(x.get("cpu", []))),
+                         B.secs(B.median(x["scan"])),
                          B.secs(x["initial_scan_s"])])
-        o.append(B.table(["files", "touched", "tracked ckpt (median)", "scan ckpt (median)",
+        o.append("Both trees run at once, each under its own session, their checkpoints alternating; "
+                 "the touched files are drawn from the first 2,000 files (the same 10 directories) in "
+                 "both, so the trees differ only by 18,000 untouched files.")
+        o.append("")
+        o.append(B.table(["files", "touched", "tracked ckpt (median)", "session CPU per ckpt (median)",
+                          "scan ckpt (median)",
                           "initial scan ckpt"], rows))
         ks = sorted(mm, key=int)
         if len(ks) == 2:
             a_, b_ = mm[ks[0]], mm[ks[1]]
             x = B.median(b_["tracked"]) / B.median(a_["tracked"])
+            if a_.get("cpu") and B.median(a_["cpu"]):
+                o.append("")
+                o.append(f"Session CPU per tracked ckpt, {ks[1]} files / {ks[0]} files: "
+                         f"{B.median(b_['cpu']) / B.median(a_['cpu']):.2f}x.")
             y = B.median(b_["scan"]) / B.median(a_["scan"])
             o.append("")
             o.append(f"Tracked ckpt {ks[1]} files / {ks[0]} files: {x:.2f}x (goal: ~1x, independent of "

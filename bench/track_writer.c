@@ -8,8 +8,9 @@
  *                       random with new random data (pwrite), append APPEND bytes
  *                       to log.txt (O_APPEND write). Answers "ok BYTES BLOCKS" and
  *                       writes the blocks ("file block" lines) to BLOCKS_DIR/N.
- *   touch K             many-files: pwrite one random 4 KiB block into K random
- *                       files m/dXX/fYYYYY. Answers "ok BYTES".
+ *   touch K [RANGE]     many-files: pwrite one random 4 KiB block into K random
+ *                       files m/dXXX/fYYYYYY among the first RANGE (default: all).
+ *                       Answers "ok BYTES".
  *   probe start         a thread pwrites 8 bytes at offset 0 of heartbeat.bin
  *                       every ~100 us, timing each call.
  *   probe stop          answers "ok MAX_NS CALLS SLOW_CALLS" (calls > 1 ms).
@@ -157,13 +158,13 @@ static void do_interval(FILE *resp)
 	fprintf(resp, "ok %lld %lld\n", k * BLOCK + append_bytes, k);
 }
 
-static void do_touch(FILE *resp, long k)
+static void do_touch(FILE *resp, long k, long range)
 {
 	char path[4096];
 	unsigned char buf[BLOCK];
 	long long bytes = 0;
 	for (long i = 0; i < k; i++) {
-		long f = (long)(rnd() % (uint64_t)many);
+		long f = (long)(rnd() % (uint64_t)(range > 0 && range < many ? range : many));
 		snprintf(path, sizeof path, "%s/m/d%03ld/f%06ld", root, f / 200, f);
 		int fd = open(path, O_WRONLY);
 		if (fd < 0)
@@ -200,11 +201,11 @@ int main(int argc, char **argv)
 	pthread_t th;
 	char line[256];
 	while (fgets(line, sizeof line, cmd)) {
-		long long n;
+		long long n, range = 0;
 		if (!strncmp(line, "interval", 8)) {
 			do_interval(resp);
-		} else if (sscanf(line, "touch %lld", &n) == 1) {
-			do_touch(resp, (long)n);
+		} else if (sscanf(line, "touch %lld %lld", &n, &range) >= 1) {
+			do_touch(resp, (long)n, (long)range);
 		} else if (!strncmp(line, "probe start", 11)) {
 			atomic_store(&probe_run, 1);
 			pthread_create(&th, NULL, probe, NULL);
