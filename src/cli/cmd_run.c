@@ -42,6 +42,8 @@ int cmd_run(int argc, char **argv)
 	                                     {0, 0, 0, 0}};
 	mtm_run_opts o = MTM_RUN_OPTS_INIT;
 	const char **ex = calloc((size_t)argc, sizeof *ex);
+	if (!ex)
+		return cli_error("run", "out of memory");
 	int c;
 	optind = 1;
 	opterr = 0;
