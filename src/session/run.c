@@ -262,6 +262,12 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		sigaddset(&mask, sigs[i]);
 	pthread_sigmask(SIG_BLOCK, &mask, &old);
+	/* a closed stderr (run ... 2>&1 | head) must not kill the session */
+	struct sigaction ign, old_pipe;
+	memset(&ign, 0, sizeof ign);
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGPIPE, &ign, &old_pipe);
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK), tfd = -1;
 	int errpipe[2] = {-1, -1};
 	char **env = child_env(preload, ss->dir, s->root);
@@ -294,6 +300,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 			signal(sigs[i], SIG_DFL);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		sigaction(SIGPIPE, &old_pipe, NULL);
 		execvpe(argv[0], argv, env);
 		int e = errno;
 		if (write(errpipe[1], &e, sizeof e) < 0)
@@ -384,6 +391,7 @@ out:
 			;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	sigaction(SIGPIPE, &old_pipe, NULL);
 	session_stop(ss);
 	free(preload);
 	return rc;

@@ -64,6 +64,17 @@ def test_exit_status():
     want = "/nonexistent-first.so %s|%s/.metamori/session|%s" % (os.path.realpath(LIBC), real, real)
     if p.returncode or p.stderr.splitlines()[-1] != want:
         raise T.Failure("environment of CMD: %r, wanted %r" % (p.stderr, want))
+    # its stderr closed early (run ... 2>&1 | head -1): the session lives on
+    n = n_checkpoints(root)
+    r, w = os.pipe()
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "--every", "0.05", "--", "sleep", "1"], env=ENV,
+                            stderr=w, stdout=subprocess.DEVNULL)
+    os.close(w)
+    os.read(r, 1)
+    os.close(r)
+    if sess.wait() != 0 or n_checkpoints(root) < n + 3:
+        raise T.Failure("the session died with its stderr: exit %d, %d checkpoints" % (sess.returncode,
+                                                                                      n_checkpoints(root) - n))
     # options after CMD are CMD's
     p = run(root, ["sh", "-c", "exit 3", "--help"])
     if p.returncode != 3:
