@@ -27,6 +27,7 @@
  *   ver_remap(old, new)       a dropped ancestor of the head -> the child on
  *                             the head's path that took its rows (statcache)
  */
+#include <errno.h>
 #include <stdlib.h>
 #include "prune/prune.h"
 #include "util/error.h"
@@ -214,6 +215,8 @@ int prune_fold(mtm_store *s, mtm_id d)
 	return exec_bind(s, "DELETE FROM checkpoint WHERE id=?1", d, 0, 0);
 }
 
+typedef struct { int64_t pack, dead; } pack_dead; /* dead bytes to add to a pack */
+
 /* A chunk no row uses is deleted, its record counted dead in its pack. A
  * chunk whose rows now use fewer of its blocks stays; its pack's dead count
  * grows by those blocks' share of the record, which gc's compaction gives
@@ -229,6 +232,7 @@ int prune_free_chunks(mtm_store *s, mtm_prune_stats *stats)
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "prune");
 	sqlite3_stmt *dead = NULL, *del = NULL;
+	vec packs = VEC_INIT(pack_dead);
 	int err = 0;
 	if (sqlite3_prepare_v2(s->db, "UPDATE pack SET dead = dead + ?1 WHERE id = ?2", -1, &dead, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->db, "DELETE FROM chunk WHERE id=?1", -1, &del, NULL) != SQLITE_OK)
@@ -238,14 +242,21 @@ int prune_free_chunks(mtm_store *s, mtm_prune_stats *stats)
 		int64_t nblk = sqlite3_column_int64(st, 3), before = sqlite3_column_int64(st, 4), now = sqlite3_column_int64(st, 5);
 		if (nblk <= 0 || now >= before)
 			continue;
-		/* the blocks that went out of use now: all the rest when none is left */
-		sqlite3_reset(dead);
-		sqlite3_bind_int64(dead, 1, len * ((before < nblk ? before : nblk) - now) / nblk);
-		sqlite3_bind_int64(dead, 2, pack);
-		if (sqlite3_step(dead) != SQLITE_DONE) {
-			err = db_error(s, sqlite3_errcode(s->db), "prune");
-			break;
+		/* the blocks that went out of use now: all the rest when none is
+		 * left (summed per pack, written once per pack below) */
+		int64_t add = len * ((before < nblk ? before : nblk) - now) / nblk;
+		size_t i;
+		for (i = 0; i < packs.n && VEC_AT(&packs, pack_dead, i).pack != pack; i++)
+			;
+		if (i == packs.n) {
+			pack_dead *slot = vec_push(&packs);
+			if (!slot) {
+				err = mtm_set_error(ENOMEM, "prune");
+				break;
+			}
+			slot->pack = pack;
 		}
+		VEC_AT(&packs, pack_dead, i).dead += add;
 		if (now > 0)
 			continue;
 		sqlite3_reset(del);
@@ -257,6 +268,14 @@ int prune_free_chunks(mtm_store *s, mtm_prune_stats *stats)
 		stats->chunks_freed++;
 		stats->bytes_freed += (uint64_t)len;
 	}
+	for (size_t i = 0; !err && i < packs.n; i++) {
+		sqlite3_reset(dead);
+		sqlite3_bind_int64(dead, 1, VEC_AT(&packs, pack_dead, i).dead);
+		sqlite3_bind_int64(dead, 2, VEC_AT(&packs, pack_dead, i).pack);
+		if (sqlite3_step(dead) != SQLITE_DONE)
+			err = db_error(s, sqlite3_errcode(s->db), "prune");
+	}
+	vec_free(&packs);
 	sqlite3_finalize(dead);
 	sqlite3_finalize(del);
 	sqlite3_finalize(st);
