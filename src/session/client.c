@@ -153,7 +153,7 @@ void session_serve(mtm_session *ss, int fd)
 		if (rc)
 			fprintf(stderr, "metamori: %s\n", mtm_last_error());
 		else
-			fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, &ci));
+			fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, &ci, ss->scan_why));
 	}
 	reply(fd, rc, &ci);
 	free(ci.message);

@@ -207,7 +207,7 @@ static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 	if (rc)
 		fprintf(stderr, "metamori: %s\n", mtm_last_error());
 	else
-		fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, ci));
+		fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, ci, ss->scan_why));
 }
 
 static void local_checkpoint(mtm_session *ss, const char *why)
@@ -248,6 +248,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	if (baseline_dirty(s, opts, &dirty))
 		dirty = 1;
 	ss->force_scan = dirty;
+	ss->force_why = "the tree had changed before the session";
 	char *cmd = resolve_cmd(argv[0]);
 	if (cmd && is_untraceable(cmd, 0)) {
 		ss->always_scan = 1;

@@ -72,7 +72,9 @@ typedef struct mtm_session {
 	vec sticky_scan;         /* of int32_t pid: every checkpoint scans while it lives */
 	pathmap hashes;          /* path -> block_hashes*: files compared whole */
 	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
+	const char *force_why;   /* and why */
 	int64_t gate_ns;         /* when barrier_close closed the gate (the pause starts) */
+	const char *scan_why;    /* why the last checkpoint scanned (a static string) */
 	int always_scan;         /* the program cannot be tracked (static): every checkpoint scans */
 	const char *const *excludes;
 	size_t n_excludes;
@@ -108,6 +110,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 /* mtm_checkpoint's entry: in the session process, a tracked checkpoint;
  * elsewhere, a request to the running session; MTM_ENOSESSION if none. */
 int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
-/* "checkpoint 3 (tracked, paused 0.4 ms): 1 added, ..." into buf. */
-const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci);
+/* "checkpoint 3 (tracked, paused 0.4 ms): 1 added, ..." into buf; a scanned
+ * one says why (ss->scan_why). */
+const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci, const char *why);
 #endif

@@ -1022,7 +1022,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	if (!rc) {
 		scan = cs.scan || ss->force_scan || ss->always_scan;
 		if (!cs.scan && scan)
-			cs.scan_why = ss->always_scan ? "the program cannot be tracked" : "the tree changed outside the session";
+			cs.scan_why = ss->always_scan ? "the program cannot be tracked" : ss->force_why;
 		if (!scan) {
 			rc = collect_tracked(&t);
 			if (rc == NEED_SCAN) {
@@ -1060,6 +1060,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	}
 	int64_t tr = now_ns();
 	mtm_checkpoint_info ci;
+	const char *cs_why = cs.scan_why;
 	if (!rc)
 		rc = ckpt_commit(r, &ci);
 	if (ss->debug)
@@ -1084,11 +1085,13 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	/* the logs were reset: if this checkpoint failed, only a scan knows
 	 * what they said */
 	ss->force_scan = rc != 0;
+	ss->force_why = "the previous checkpoint failed";
 	session_reap_logs(ss);
 	if (rc)
 		return rc;
 	ci.tracked = !scan;
 	ci.pause_ns = (uint64_t)(t1 - t0);
+	ss->scan_why = scan ? cs_why : NULL;
 	if (out)
 		*out = ci;
 	else
@@ -1096,11 +1099,12 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	return 0;
 }
 
-const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci)
+const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci, const char *why)
 {
 	char a[32], b[32];
-	snprintf(buf, len, "checkpoint %lld (%s, paused %.1f ms): %llu added, %llu changed, %llu removed; %s changed, %s stored",
-	         (long long)ci->id, ci->tracked ? "tracked" : "scanned", (double)ci->pause_ns / 1e6,
+	snprintf(buf, len, "checkpoint %lld (%s%s%s, paused %.1f ms): %llu added, %llu changed, %llu removed; %s changed, %s stored",
+	         (long long)ci->id, ci->tracked ? "tracked" : "scanned", !ci->tracked && why ? ": " : "",
+	         !ci->tracked && why ? why : "", (double)ci->pause_ns / 1e6,
 	         (unsigned long long)ci->files_added, (unsigned long long)ci->files_changed,
 	         (unsigned long long)ci->files_removed, human_size(a, sizeof a, ci->bytes_changed),
 	         human_size(b, sizeof b, ci->bytes_stored));
