@@ -316,6 +316,42 @@ ck("end", manifest=False)
     T.rmtree(root)
 
 
+def test_prune_and_tag_during_the_session():
+    # prune (folding, gc) and tag run alongside the session between its
+    # checkpoints; what is kept restores exactly, and tracking goes on
+    root = S.new_tree({"a": os.urandom(200000), "b": b"b" * 5000})
+    body = r'''
+import mmap
+def mtm(*a):
+    subprocess.run([T.METAMORI, "-C", ROOT] + list(a), check=True, stdout=subprocess.DEVNULL)
+f = open(P("a"), "r+b")
+m = mmap.mmap(f.fileno(), 0)       # compared whole at every checkpoint while mapped
+for i in range(8):
+    m[i * 9000:i * 9000 + 10] = b"mapped %03d" % i
+    with open(P("b"), "ab") as g:
+        g.write(b"line %d\n" % i)
+    with open(P("c%d" % i), "wb") as g:
+        g.write(os.urandom(3000))
+    if i % 3 == 2:
+        os.unlink(P("c%d" % (i - 1)))
+    r = ck("step %d" % i)
+    if i == 2:
+        mtm("tag", str(r["id"]), "kept")
+    if i % 2 == 1:
+        mtm("prune", "--keep-last", "2", "--gc-threshold", "0")
+m.close(); f.close()
+ck("end")
+'''
+    p, res = scenario(root, body)
+    kept = {c["id"] for c in T.log_json(root)}
+    res = [r for r in res if r["id"] in kept]
+    if len(res) < 4:
+        raise T.Failure("prune kept only %s" % sorted(kept))
+    S.check_restores(root, res)
+    T.run(["-C", root, "verify", "--data"])
+    T.rmtree(root)
+
+
 def test_linked_program_checkpoints_itself():
     # mtm_checkpoint() in a program linked with libmetamori asks the session
     exe = os.path.join(T.tempdir("mtm-linked-"), "linked")
@@ -349,4 +385,5 @@ if __name__ == "__main__":
         sys.exit(0)
     T.main([test_append, test_threads, test_fork, test_stdio, test_mmap, test_python_writer, test_tar_extract_delete,
             test_sqlite_rollback_journal, test_sqlite_wal, test_git, test_lockstep_consistency, test_concurrent_requests_and_every,
+            test_prune_and_tag_during_the_session,
             test_linked_program_checkpoints_itself])
