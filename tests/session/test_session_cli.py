@@ -320,6 +320,37 @@ def test_session_killed_with_the_gate_closed():
     T.rmtree(ctl)
 
 
+def test_unfinished_restore_is_completed_before_the_program():
+    # an interrupted in-place restore is finished by the next writer: run
+    # finishes it before CMD starts, not under CMD at the first checkpoint
+    import shutil
+    base = S.new_tree({"big": os.urandom(4 << 20)})
+    T.patch_file(os.path.join(base, "big"), 8192, b"X" * 100)
+    T.patch_file(os.path.join(base, "big"), 3 << 20, b"Y" * 5000)
+    T.checkpoint(base, "patched")
+    ref = os.path.join(T.tempdir(), "ref")
+    T.restore(base, 1, to=ref)
+    root = None
+    for n in range(1, 40):
+        root = T.tempdir("mtm-intent-")
+        os.rmdir(root)
+        shutil.copytree(base, root, symlinks=True)
+        subprocess.run([T.METAMORI, "-C", root, "restore", "1"], env=dict(os.environ, METAMORI_CRASH_AT=str(n)),
+                       capture_output=True)
+        if os.path.exists(os.path.join(root, ".metamori", "intent")):
+            break
+        T.rmtree(root)
+        root = None
+    if not root:
+        raise T.Failure("could not interrupt a restore with an intent left")
+    p = run(root, ["-q", "--", "sh", "-c", "cmp -s big '%s' && test ! -e .metamori/intent" % os.path.join(ref, "big")])
+    if p.returncode:
+        raise T.Failure("CMD did not find the restore finished: %d %s" % (p.returncode, p.stderr))
+    T.rmtree(root)
+    T.rmtree(base)
+    T.rmtree(os.path.dirname(ref))
+
+
 def test_static_program_scans():
     src = os.path.join(T.tempdir("mtm-static-"), "w.c")
     with open(src, "w") as f:
@@ -346,4 +377,5 @@ if __name__ == "__main__":
     T.main([test_exit_status, test_errors, test_second_run_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
+            test_unfinished_restore_is_completed_before_the_program,
             test_static_program_scans])
