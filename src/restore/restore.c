@@ -794,10 +794,12 @@ int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_resto
 			rc = restore_to_dir(&c, id, opts->to_dir);
 			if (c.rootfd >= 0 && c.rootfd != s->rootfd)
 				close(c.rootfd);
-		} else if (!(rc = session_refuse_restore(s)) && !(rc = store_lock(s))) {
+		} else if (!(rc = store_lock(s))) {
 			/* not under a running `metamori run`: the tree would change under the
-			 * traced program, behind the interposer's back */
-			rc = restore_in_place(&c, id);
+			 * traced program, behind the interposer's back (checked with the lock
+			 * held: a session starts only while holding it too) */
+			if (!(rc = session_refuse_restore(s)))
+				rc = restore_in_place(&c, id);
 			store_unlock(s);
 		}
 	}

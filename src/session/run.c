@@ -235,18 +235,19 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		*exit_status = 0;
 	char *preload = NULL;
 	MTM_TRY(find_preload(opts, &preload));
-	/* an in-place restore that was interrupted is completed by the next
-	 * writer: now, before the program runs, not under it at the first
-	 * checkpoint (those writes would be behind the interposer's back) */
+	/* The writer lock while the session starts: an in-place restore
+	 * interrupted earlier is completed now, before the program runs (not
+	 * under it at the first checkpoint, behind the interposer's back), and
+	 * one running now either finished or sees the session (it checks with
+	 * the lock held). */
 	int rc = store_lock(s);
-	if (!rc)
-		store_unlock(s);
-	else if (rc != MTM_EBUSY) {
+	if (rc) {
 		free(preload);
 		return rc;
 	}
 	mtm_session *ss;
 	rc = session_start(s, opts->excludes, opts->n_excludes, &ss);
+	store_unlock(s);
 	if (rc) {
 		free(preload);
 		return rc;
