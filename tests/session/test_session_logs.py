@@ -330,8 +330,26 @@ ck("one")
     T.rmtree(root)
 
 
+def test_ignore_file_changed_scans():
+    root = S.new_tree({"a": b"a", "xa": b"xa", "keep/xb": b"xb"})
+    body = PRE + r'''
+t.create(".metamoriignore", b"x*\n")
+ck("ignore file written")
+t.pwrite("a", 0, b"A")
+t.pwrite("xa", 0, b"X")
+ck("tracked")
+'''
+    p, res = S.run_scenario(root, body, preload=LIBC)
+    if S.modes(res) != ["scanned", "tracked"]:
+        raise T.Failure("expected scanned then tracked, got %s" % S.modes(res))
+    for r in res:  # what the ignore file leaves out is not in the checkpoints
+        r["manifest"] = {k: v for k, v in r["manifest"].items() if not os.path.basename(k).startswith("x")}
+    S.check_restores(root, res, in_place=False)
+    T.rmtree(root)
+
+
 if __name__ == "__main__":
     T.main([test_tracked_writes_and_namespace, test_read_in_place_past_the_capture_budget, test_many_scattered_blocks_read_by_threads, test_rename_keeps_history, test_replaced_through_another_name, test_baseline_dirty_scans_first,
             test_no_head_scans_first, test_scan_record_and_overflow, test_sticky_whole_and_scan, test_sticky_whole_changes_back_and_forth,
             test_died_inside_a_call_scans, test_barrier_waits_for_inflight_call,
-            test_changes_outside_excluded_and_store])
+            test_changes_outside_excluded_and_store, test_ignore_file_changed_scans])
