@@ -181,6 +181,9 @@ int compare_file(int fd, int64_t size, const vec *map, run_fn fn, void *arg, int
 				b = e;
 			}
 		}
+		if (rc)
+			break; /* the next read must not overwrite the error: a run that
+			        * failed to be stored would be missing from the checkpoint */
 		off += (int64_t)got;
 		if (got < want)
 			break;

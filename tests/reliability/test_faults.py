@@ -141,6 +141,47 @@ def test_reader_faults():
         sc.cleanup()
 
 
+def test_fault_mid_large_file():
+    """A pack write or index read failing while a file larger than the read
+    buffer (1 MiB) is recorded: the checkpoint must fail, not commit with
+    that run missing. (The error used to be overwritten by the next read of
+    the file: the checkpoint "succeeded", verified, and restored the run as
+    zeros.)"""
+    import random
+    base = T.tempdir("mtm-fault-big-")
+    try:
+        root = os.path.join(base, "t")
+        os.makedirs(root)
+        T.write_file(os.path.join(root, "small"), b"s" * 100)
+        T.init(root)
+        c1 = T.checkpoint(root)
+        m1 = rlib.tree_manifest(root)
+        T.write_file(os.path.join(root, "big"), random.Random(4).randbytes(6000000))
+        m2 = rlib.tree_manifest(root)
+        pristine = os.path.join(base, "pristine")
+        rlib.copy_root(root, pristine)
+        for spec in ("write:1:ENOSPC", "write:1:EIO", "write:1:ENOSPC:always", "read:20:EIO", "read:40:EIO"):
+            rlib.copy_root(pristine, root)
+            p = rlib.mtm(["-C", root, "checkpoint", "-q"], env=rlib.env_with(METAMORI_FAULT=spec))
+            ids = rlib.checkpoint_ids(root)
+            to = os.path.join(base, "to")
+            if p.returncode == 0:
+                T.restore(root, int(p.stdout), to=to)
+                T.assert_same(m2, rlib.tree_manifest(to), "%s: the checkpoint that succeeded" % spec)
+                T.rmtree(to)
+                continue
+            rlib.one_error_line(p, spec)
+            if ids != [c1]:
+                raise T.Failure("%s: the checkpoint failed but the log shows %r" % (spec, ids))
+            rlib.mtm(["-C", root, "verify", "--data"], check=True)
+            c = T.checkpoint(root)
+            T.restore(root, c, to=to)
+            T.assert_same(m2, rlib.tree_manifest(to), "%s: the checkpoint rerun" % spec)
+            T.rmtree(to)
+    finally:
+        T.rmtree(base)
+
+
 def test_failed_fsync_fails_the_checkpoint():
     """The pack fsync (the first) and every fsync before the commit: exit 1,
     no checkpoint; a failed fsync is never retried into a success."""
@@ -258,7 +299,8 @@ def test_full_disk():
 
 if __name__ == "__main__":
     try:
-        T.main([test_failed_fsync_fails_the_checkpoint, test_full_disk, test_reader_faults, test_fault_matrix])
+        T.main([test_fault_mid_large_file, test_failed_fsync_fails_the_checkpoint, test_full_disk, test_reader_faults,
+                test_fault_matrix])
     finally:
         print("faults: %(faults)d injected (%(failed_cleanly)d clean failures, %(succeeded)d recovered); "
               "full disk: %(full_disk_enospc)d/%(full_disk_runs)d checkpoints hit ENOSPC" % STATS)
