@@ -465,6 +465,12 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 	int rc;
 	r->info.bytes_changed = r->ctx.bytes_changed;
 	r->info.bytes_stored = r->ctx.pw.bytes_stored;
+	/* SQLite rolls a transaction back by itself after some I/O errors; had
+	 * one been missed, the statements since ran in autocommit mode. Never
+	 * record a checkpoint outside the transaction that holds its rows. */
+	if (sqlite3_get_autocommit(s->db))
+		return mtm_set_error(EIO, "%s/.metamori/index.db: the checkpoint's transaction was rolled back by an I/O error",
+		                     s->root);
 	if ((rc = insert_checkpoint(s, &r->info, r->ctx.branch)) || (rc = meta_set_int(s, "head", r->info.id)) ||
 	    (rc = meta_set_int(s, "next_id", r->info.id + 1)) || (rc = meta_set_int(s, "next_file_id", r->ctx.next_file_id)))
 		return rc;
