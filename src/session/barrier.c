@@ -240,13 +240,65 @@ static int outside_tree(const char *path)
 	return !strncmp(leaf, MTM_TMP_PREFIX, strlen(MTM_TMP_PREFIX));
 }
 
-/* Reads one log's records into cs. */
-static int read_log(mtm_session *ss, log_slot *l, change_set *cs)
+/* What a content or namespace record says, into cs (no side effects: the
+ * light change sets of the pre-copy use this alone). */
+static int apply_record(change_set *cs, const struct mtm_rec *rec, const char *path)
+{
+	file_change *fc;
+	switch (rec->type) {
+	case MTM_REC_WRITE:
+		if (!(fc = get_change(cs, path)))
+			return ENOMEM;
+		if (rec->b == 0)
+			return 0;
+		if (rec->a > (uint64_t)INT64_MAX || rec->b > (uint64_t)INT64_MAX - rec->a) {
+			fc->whole = 1;
+			return 0;
+		}
+		byte_range *r = fc->ranges.n ? &VEC_AT(&fc->ranges, byte_range, fc->ranges.n - 1) : NULL;
+		if (r && (uint64_t)(r->off + r->len) == rec->a) { /* appends and sequential writes coalesce here */
+			r->len += (int64_t)rec->b;
+			return 0;
+		}
+		if (!(r = vec_push(&fc->ranges)))
+			return ENOMEM;
+		r->off = (int64_t)rec->a;
+		r->len = (int64_t)rec->b;
+		return 0;
+	case MTM_REC_TRUNC:
+		if (!(fc = get_change(cs, path)))
+			return ENOMEM;
+		if (rec->a > (uint64_t)INT64_MAX)
+			fc->whole = 1;
+		else if (fc->trunc_min < 0 || (int64_t)rec->a < fc->trunc_min)
+			fc->trunc_min = (int64_t)rec->a;
+		return 0;
+	case MTM_REC_WHOLE:
+	case MTM_REC_RELEASE: /* what was written through it until now still needs a compare */
+		if (!(fc = get_change(cs, path)))
+			return ENOMEM;
+		fc->whole = 1;
+		return 0;
+	case MTM_REC_META:
+		return mark(&cs->meta, path);
+	case MTM_REC_NS:
+		return mark(&cs->ns, path);
+	}
+	return 0;
+}
+
+/* Parses a log's records up to limit (bytes; UINT64_MAX: its tail). full,
+ * if given, gets them all with their side effects (sticky records, reasons
+ * to scan); light, if given, gets those at offsets from light_from on. */
+static int parse_log(mtm_session *ss, log_slot *l, uint64_t limit, change_set *full, change_set *light,
+                     uint64_t light_from)
 {
 	struct mtm_log_hdr *h = l->hdr;
-	if (__atomic_load_n(&h->overflow, __ATOMIC_SEQ_CST))
-		scan_because(cs, "a log overflowed");
+	if (full && __atomic_load_n(&h->overflow, __ATOMIC_SEQ_CST))
+		scan_because(full, "a log overflowed");
 	uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+	if (tail > limit)
+		tail = limit;
 	if (tail > l->maplen - MTM_LOG_HDR_SIZE) {
 		/* the file grew after we mapped it, or the header is damaged */
 		struct stat st;
@@ -258,7 +310,8 @@ static int read_log(mtm_session *ss, log_slot *l, change_set *cs)
 			}
 		}
 		if (tail > l->maplen - MTM_LOG_HDR_SIZE) {
-			scan_because(cs, "a log is damaged");
+			if (full)
+				scan_because(full, "a log is damaged");
 			tail = l->maplen - MTM_LOG_HDR_SIZE;
 		}
 	}
@@ -267,19 +320,25 @@ static int read_log(mtm_session *ss, log_slot *l, change_set *cs)
 	for (uint64_t off = 0; off + sizeof(struct mtm_rec) <= tail;) {
 		struct mtm_rec rec;
 		memcpy(&rec, base + off, sizeof rec);
-		uint64_t size = MTM_REC_SIZE((uint64_t)rec.path_len);
+		uint64_t size = MTM_REC_SIZE((uint64_t)rec.path_len), at = off;
 		if (off + size > tail || rec.path_len > 4096) {
-			scan_because(cs, "a log is damaged");
+			if (full)
+				scan_because(full, "a log is damaged");
 			break;
 		}
 		memcpy(path, base + off + sizeof rec, rec.path_len);
 		path[rec.path_len] = 0;
 		off += size;
+		if (light && at >= light_from && rec.type != MTM_REC_SCAN && rec.path_len &&
+		    path_is_safe(path, rec.path_len) && !outside_tree(path) && apply_record(light, &rec, path))
+			return mtm_set_error(ENOMEM, "session");
+		if (!full)
+			continue;
 		if (ss->debug)
 			fprintf(stderr, "metamori: session: pid %d: record %u '%s' %llu %llu\n", (int)l->pid, rec.type, path,
 			        (unsigned long long)rec.a, (unsigned long long)rec.b);
 		if (rec.type == MTM_REC_SCAN) {
-			scan_because(cs, "a traced process did something that cannot be tracked");
+			scan_because(full, "a traced process did something that cannot be tracked");
 			if (rec.a == 1 && sticky_scan_add(ss, l->pid))
 				return mtm_set_error(ENOMEM, "session");
 			continue;
@@ -287,76 +346,45 @@ static int read_log(mtm_session *ss, log_slot *l, change_set *cs)
 		if (rec.path_len == 0 && (rec.type == MTM_REC_META || rec.type == MTM_REC_NS))
 			continue; /* the root directory itself: not an entry */
 		if (!path_is_safe(path, rec.path_len)) {
-			scan_because(cs, "a log holds a path outside the tree");
+			scan_because(full, "a log holds a path outside the tree");
 			continue;
 		}
 		if (outside_tree(path))
 			continue;
-		file_change *fc;
-		int err = 0;
-		switch (rec.type) {
-		case MTM_REC_WRITE:
-			if (!(fc = get_change(cs, path)))
-				return mtm_set_error(ENOMEM, "session");
-			if (rec.b == 0)
-				break;
-			if (rec.a > (uint64_t)INT64_MAX || rec.b > (uint64_t)INT64_MAX - rec.a) {
-				fc->whole = 1;
-				break;
-			}
-			byte_range *r = fc->ranges.n ? &VEC_AT(&fc->ranges, byte_range, fc->ranges.n - 1) : NULL;
-			if (r && (uint64_t)(r->off + r->len) == rec.a) { /* appends and sequential writes coalesce here */
-				r->len += (int64_t)rec.b;
-				break;
-			}
-			if (!(r = vec_push(&fc->ranges)))
-				return mtm_set_error(ENOMEM, "session");
-			r->off = (int64_t)rec.a;
-			r->len = (int64_t)rec.b;
-			break;
-		case MTM_REC_TRUNC:
-			if (!(fc = get_change(cs, path)))
-				return mtm_set_error(ENOMEM, "session");
-			if (rec.a > (uint64_t)INT64_MAX)
-				fc->whole = 1;
-			else if (fc->trunc_min < 0 || (int64_t)rec.a < fc->trunc_min)
-				fc->trunc_min = (int64_t)rec.a;
-			break;
-		case MTM_REC_WHOLE:
-			if (!(fc = get_change(cs, path)))
-				return mtm_set_error(ENOMEM, "session");
-			fc->whole = 1;
-			if (rec.a == 1)
-				err = sticky_add(ss, l->pid, path);
-			break;
-		case MTM_REC_RELEASE:
-			/* what was written through it until now still needs a compare */
-			if (!(fc = get_change(cs, path)))
-				return mtm_set_error(ENOMEM, "session");
-			fc->whole = 1;
-			sticky_remove(ss, l->pid, path);
-			break;
-		case MTM_REC_META:
-			err = mark(&cs->meta, path);
-			break;
-		case MTM_REC_NS:
-			err = mark(&cs->ns, path);
-			break;
-		default:
-			scan_because(cs, "a log holds an unknown record");
+		if (rec.type < MTM_REC_WRITE || rec.type > MTM_REC_RELEASE) {
+			scan_because(full, "a log holds an unknown record");
+			continue;
 		}
+		int err = apply_record(full, &rec, path);
+		if (!err && rec.type == MTM_REC_WHOLE && rec.a == 1)
+			err = sticky_add(ss, l->pid, path);
+		if (!err && rec.type == MTM_REC_RELEASE)
+			sticky_remove(ss, l->pid, path);
 		if (err)
 			return mtm_set_error(ENOMEM, "session");
 	}
 	return 0;
 }
 
-/* Reads a log and empties it. */
-static int consume(mtm_session *ss, log_slot *l, change_set *cs, uint64_t epoch)
+int barrier_peek(mtm_session *ss, change_set *pre)
+{
+	memset(pre, 0, sizeof *pre);
+	int rc = list_logs(ss);
+	for (size_t i = 0; i < ss->logs.n && !rc; i++) {
+		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
+		l->peek_tail = __atomic_load_n(&l->hdr->tail, __ATOMIC_SEQ_CST);
+		rc = parse_log(ss, l, l->peek_tail, NULL, pre, 0);
+	}
+	return rc;
+}
+
+/* Reads a log and empties it; what came after the peek goes to post too. */
+static int consume(mtm_session *ss, log_slot *l, change_set *cs, change_set *post, uint64_t epoch)
 {
 	if (log_dead(l) && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST))
 		scan_because(cs, "a traced process died inside a call");
-	int rc = read_log(ss, l, cs);
+	int rc = parse_log(ss, l, UINT64_MAX, cs, post, l->peek_tail);
+	l->peek_tail = 0;
 	if (rc)
 		return rc;
 	__atomic_store_n(&l->hdr->tail, 0, __ATOMIC_SEQ_CST);
@@ -366,7 +394,7 @@ static int consume(mtm_session *ss, log_slot *l, change_set *cs, uint64_t epoch)
 	return 0;
 }
 
-int barrier_close(mtm_session *ss, change_set *cs)
+int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 {
 	memset(cs, 0, sizeof *cs);
 	/* processes that ended since the last checkpoint (a build's compilers, a
@@ -376,7 +404,7 @@ int barrier_close(mtm_session *ss, change_set *cs)
 	for (size_t i = 0; i < ss->logs.n && !rc; i++) {
 		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
 		if (log_dead(l))
-			rc = consume(ss, l, cs, 0);
+			rc = consume(ss, l, cs, post, 0);
 	}
 	if (rc)
 		return rc;
@@ -402,7 +430,7 @@ int barrier_close(mtm_session *ss, change_set *cs)
 	if (__atomic_exchange_n(&ss->ctl->scan_needed, 0, __ATOMIC_SEQ_CST))
 		scan_because(cs, "the interposer asked for a scan");
 	for (size_t i = 0; i < ss->logs.n; i++)
-		if ((rc = consume(ss, &VEC_AT(&ss->logs, log_slot, i), cs, epoch)))
+		if ((rc = consume(ss, &VEC_AT(&ss->logs, log_slot, i), cs, post, epoch)))
 			return rc;
 	/* sticky records: compared (or scanned) at every checkpoint while they live */
 	for (size_t i = 0; i < ss->sticky.n; i++) {

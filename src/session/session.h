@@ -49,6 +49,7 @@ typedef struct log_slot {
 	size_t maplen;
 	int32_t pid;
 	int dead;
+	uint64_t peek_tail;  /* records before this offset were seen by barrier_peek */
 } log_slot;
 
 typedef struct { int32_t pid; char *path; } sticky_whole;
@@ -96,9 +97,13 @@ struct sockaddr_un;
 /* The socket's address: dir/sock, or through /proc/self/fd/DIRFD when long. */
 int session_sock_addr(int dirfd, const char *dir, struct sockaddr_un *sa);
 
+/* Before the barrier: the records so far, without side effects, into pre
+ * (for the pre-copy); remembers where each log was. */
+int barrier_peek(mtm_session *ss, change_set *pre);
 /* The barrier: close holds every traced modifying call and reads and
- * resets the logs into cs; open releases. */
-int barrier_close(mtm_session *ss, change_set *cs);
+ * resets the logs into cs (post, if given, also gets what came after the
+ * peek: what changed during the pre-copy); open releases. */
+int barrier_close(mtm_session *ss, change_set *cs, change_set *post);
 void barrier_open(mtm_session *ss);
 /* After a checkpoint: forget dead processes (their logs and sticky records). */
 void session_reap_logs(mtm_session *ss);

@@ -73,7 +73,33 @@ typedef struct {
 	pathmap pending; /* path -> pending_hashes*: ss->hashes after a commit */
 	vec deferred;    /* of deferred_copy: blocks read in the barrier, into memfds after it */
 	pathmap dirfds;  /* directory -> its fd + 1, or -errno: each opened once per checkpoint */
+	pathmap pre;     /* path -> precopy*: blocks read before the barrier */
+	change_set post; /* what the records say changed after they were read */
+	uint64_t precopied_blocks;
 } tctx;
+
+/* The pre-copy (as in live migration): before the gate closes, the blocks
+ * the records name so far are read while the program runs; in the barrier
+ * only those written since (the records after the peek) are read again. A
+ * write under way during the pre-copy finishes, and is recorded, after the
+ * peek, so its blocks are read again. */
+typedef struct precopy {
+	int64_t dev, ino;
+	vec runs;            /* of blk_run, sorted */
+	size_t *first;       /* per run, the index of its first block in data */
+	unsigned char *data; /* MTM_BLOCK bytes per block of runs, in order */
+} precopy;
+
+static void precopy_free(void *p)
+{
+	precopy *pc = p;
+	if (!pc)
+		return;
+	vec_free(&pc->runs);
+	free(pc->first);
+	free(pc->data);
+	free(pc);
+}
 
 /* Scattered blocks cost a system call each to read (the pause is mostly
  * that): in the barrier they are only read, into memory; the memfd that
@@ -83,6 +109,8 @@ typedef struct {
 	unsigned char *data; /* the runs' bytes, in run order, clipped to size */
 	int64_t size;
 	int src;             /* the live file, until the reads are done (-1: read already) */
+	const char *path;    /* live_item's */
+	int64_t dev, ino;
 } deferred_copy;
 
 /* Block hashes for ss->hashes once the checkpoint commits: known (h), or to
@@ -461,6 +489,100 @@ static int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, 
 	return 0;
 }
 
+/* Before the barrier (best effort: on any error, no pre-copy). */
+static void precopy_phase(tctx *t)
+{
+	change_set pre;
+	int rc = barrier_peek(t->ss, &pre);
+	uint64_t budget = t->budget / 2;
+	for (size_t i = 0; i < pre.files.cap && !rc; i++) {
+		const char *path = pre.files.slots[i].key;
+		const file_change *fc = pre.files.slots[i].val;
+		if (!path || !fc || fc->whole || !fc->ranges.n)
+			continue;
+		int fd;
+		if (beneath_open(t->s->rootfd, path, O_RDONLY, &fd))
+			continue;
+		struct stat st;
+		precopy *pc = NULL;
+		if (fstat(fd, &st) || !S_ISREG(st.st_mode) || !(pc = calloc(1, sizeof *pc)))
+			goto next;
+		pc->runs = (vec)VEC_INIT(blk_run);
+		pc->dev = (int64_t)st.st_dev;
+		pc->ino = (int64_t)st.st_ino;
+		file_change only = *fc;
+		only.trunc_min = -1; /* the written blocks only */
+		if (dirty_runs(&only, (int64_t)st.st_size, (int64_t)st.st_size, &pc->runs) || !pc->runs.n)
+			goto next;
+		uint64_t want = 0;
+		if (!(pc->first = malloc(pc->runs.n * sizeof *pc->first)))
+			goto next;
+		for (size_t k = 0; k < pc->runs.n; k++) {
+			pc->first[k] = (size_t)(want / MTM_BLOCK);
+			want += (uint64_t)VEC_AT(&pc->runs, blk_run, k).count * MTM_BLOCK;
+		}
+		if (want > budget || !(pc->data = malloc(want)))
+			goto next;
+		unsigned char *p = pc->data;
+		for (size_t k = 0; k < pc->runs.n; k++) {
+			const blk_run *r = &VEC_AT(&pc->runs, blk_run, k);
+			size_t len = (size_t)r->count * MTM_BLOCK, got;
+			if (io_pread(fd, p, len, r->blkno * MTM_BLOCK, &got))
+				goto next;
+			if (got < len)
+				memset(p + got, 0, len - got);
+			p += len;
+		}
+		if (pathmap_put(&t->pre, path, pc))
+			goto next;
+		budget -= want;
+		pc = NULL;
+	next:
+		precopy_free(pc);
+		close(fd);
+	}
+	change_set_free(&pre);
+	mtm_clear_error();
+}
+
+/* The pre-copied block b of path, or NULL if it must be read again. */
+static const unsigned char *precopied(tctx *t, const char *path, int64_t dev, int64_t ino, int64_t b)
+{
+	const precopy *pc = pathmap_get(&t->pre, path);
+	if (!pc || pc->dev != dev || pc->ino != ino)
+		return NULL;
+	const file_change *post = pathmap_get(&t->post.files, path);
+	if (post) {
+		/* (many writes since the peek: read it all again rather than search) */
+		if (post->whole || post->ranges.n > 64 || (post->trunc_min >= 0 && b >= post->trunc_min / MTM_BLOCK))
+			return NULL;
+		for (size_t k = 0; k < post->ranges.n; k++) {
+			const byte_range *r = &VEC_AT(&post->ranges, byte_range, k);
+			if (r->off < (b + 1) * MTM_BLOCK && r->off + r->len > b * MTM_BLOCK)
+				return NULL;
+		}
+	}
+	size_t lo = 0, hi = pc->runs.n;
+	while (lo < hi) { /* the run holding b */
+		size_t mid = lo + (hi - lo) / 2;
+		const blk_run *r = &VEC_AT(&pc->runs, blk_run, mid);
+		if (b < r->blkno)
+			hi = mid;
+		else if (b >= r->blkno + r->count)
+			lo = mid + 1;
+		else {
+			lo = mid;
+			break;
+		}
+	}
+	if (lo >= pc->runs.n)
+		return NULL;
+	const blk_run *r = &VEC_AT(&pc->runs, blk_run, lo);
+	if (b < r->blkno || b >= r->blkno + r->count)
+		return NULL;
+	return pc->data + (pc->first[lo] + (size_t)(b - r->blkno)) * MTM_BLOCK;
+}
+
 /* Copies a live file's content (whole, or the blocks in cap->runs) into a
  * memfd, and takes the stat of what was copied. */
 static int capture_file(tctx *t, live_item *it, capture *cap)
@@ -511,6 +633,9 @@ static int capture_file(tctx *t, live_item *it, capture *cap)
 		d->data = p;
 		d->size = size;
 		d->src = fd; /* read by read_deferred, with the others */
+		d->path = it->path;
+		d->dev = (int64_t)st.st_dev;
+		d->ino = (int64_t)st.st_ino;
 		return 0;
 	}
 	cap->fd = memfd_create("metamori-capture", MFD_CLOEXEC);
@@ -627,6 +752,7 @@ out:
 	d->data = dat;
 	d->size = size;
 	d->src = -1;
+	d->path = it->path;
 	cap->whole = 0;
 	if (t->ss->debug)
 		fprintf(stderr, "metamori: session: %s compared by hashes: %zu runs\n", it->path, cap->runs.n);
@@ -759,20 +885,34 @@ static int read_deferred(tctx *t)
 		if (d->src < 0)
 			continue;
 		unsigned char *p = d->data;
-		for (size_t k = 0; k < d->cap->runs.n; k++) {
+		for (size_t k = 0; k < d->cap->runs.n && !rc; k++) {
 			const blk_run *r = &VEC_AT(&d->cap->runs, blk_run, k);
-			int64_t a = r->blkno * MTM_BLOCK, b = (r->blkno + r->count) * MTM_BLOCK;
-			if (b > d->size)
-				b = d->size;
-			if (b <= a)
-				continue;
-			read_job *j = vec_push(&jobs);
-			if (!j) {
-				rc = mtm_set_error(ENOMEM, "checkpoint");
-				break;
+			/* block by block: pre-copied ones are taken from memory, the
+			 * others read in maximal pieces */
+			for (int64_t blk = r->blkno, end = r->blkno + r->count; blk < end && blk * MTM_BLOCK < d->size;) {
+				const unsigned char *pre = d->cap->whole ? NULL : precopied(t, d->path, d->dev, d->ino, blk);
+				if (pre) {
+					size_t len = (size_t)(d->size - blk * MTM_BLOCK < MTM_BLOCK ? d->size - blk * MTM_BLOCK : MTM_BLOCK);
+					memcpy(p, pre, len);
+					p += len;
+					blk++;
+					t->precopied_blocks++;
+					continue;
+				}
+				int64_t stop = blk + 1;
+				while (stop < end && stop * MTM_BLOCK < d->size &&
+				       (d->cap->whole || !precopied(t, d->path, d->dev, d->ino, stop)))
+					stop++;
+				int64_t a = blk * MTM_BLOCK, b = stop * MTM_BLOCK < d->size ? stop * MTM_BLOCK : d->size;
+				read_job *j = vec_push(&jobs);
+				if (!j) {
+					rc = mtm_set_error(ENOMEM, "checkpoint");
+					break;
+				}
+				*j = (read_job){d->src, a, (size_t)(b - a), p};
+				p += b - a;
+				blk = stop;
 			}
-			*j = (read_job){d->src, a, (size_t)(b - a), p};
-			p += b - a;
 		}
 	}
 	read_pool pool = {&jobs, 0, 0};
@@ -1012,7 +1152,10 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	int64_t t0 = now_ns(), t1 = 0;
 	t.cs = &cs;
 	ss->gate_ns = 0;
-	rc = barrier_close(ss, &cs);
+	if (!ss->force_scan && !ss->always_scan && !secure_getenv("METAMORI_NO_PRECOPY"))
+		precopy_phase(&t);
+	int64_t tpc = now_ns();
+	rc = barrier_close(ss, &cs, &t.post);
 	const char *hold_ms = secure_getenv("METAMORI_TEST_HOLD_GATE_MS"); /* tests: die with the gate closed */
 	if (!rc && hold_ms && *hold_ms)
 		usleep((useconds_t)atoi(hold_ms) * 1000);
@@ -1065,10 +1208,12 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		rc = ckpt_commit(r, &ci);
 	if (ss->debug)
 		fprintf(stderr, "metamori: session: %s%s%s: begin %.2f ms, logs %.2f ms, collect %.2f ms, record %.2f ms, "
-		        "commit %.2f ms; %zu live, %zu parent entries; %.2f ms before the gate\n", scan ? "scanned: " : "tracked",
+		        "commit %.2f ms; %zu live, %zu parent entries; %.2f ms before the gate (pre-copy %.2f ms, "
+		        "%llu blocks used)\n", scan ? "scanned: " : "tracked",
 		        scan ? (cs.scan_why ? cs.scan_why : "?") : "", t.hold ? " (read in place)" : "",
 		        (double)(tpre - tb) / 1e6, (double)(tl - t0) / 1e6, (double)(t1 - tl) / 1e6, (double)(tr - t1) / 1e6,
-		        (double)(now_ns() - tr) / 1e6, live.n, parent.n, (double)(t0 - tpre) / 1e6);
+		        (double)(now_ns() - tr) / 1e6, live.n, parent.n, (double)(t0 - tpre) / 1e6, (double)(tpc - tpre) / 1e6,
+		        (unsigned long long)t.precopied_blocks);
 	if (!rc)
 		keep_hashes(&t, ci.id);
 	else
@@ -1081,6 +1226,8 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	pathmap_free(&t.nsdirs, NULL);
 	pathmap_free(&t.points, NULL);
 	dirfds_close(&t);
+	pathmap_free(&t.pre, precopy_free);
+	change_set_free(&t.post);
 	change_set_free(&cs);
 	/* the logs were reset: if this checkpoint failed, only a scan knows
 	 * what they said */

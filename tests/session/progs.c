@@ -13,6 +13,8 @@
  *   progs mmap          a shared writable mapping of mmap.dat, changed per step; "ok"
  *   progs lockstep      until stdin closes: write the counter into every block of
  *                       A, then of B (one pwrite each)
+ *   progs scatter       until stdin closes: block (n * 2654435761) % 256 of D gets
+ *                       n, then J gets n
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -229,6 +231,28 @@ static int lockstep(void)
 	return 0;
 }
 
+/* Blocks of D written one at a time in a fixed pseudo-random order, the
+ * number of the last one done written to J after each: at any consistent
+ * moment J says which value every block of D holds. */
+static int scatter(void)
+{
+	const int blocks = 256;
+	uint64_t buf[512];
+	int d = open("D", O_WRONLY | O_CREAT, 0644), j = open("J", O_WRONLY | O_CREAT, 0644);
+	if (d < 0 || j < 0 || ftruncate(d, (off_t)blocks * 4096))
+		die("open");
+	for (uint64_t n = 1;; n++) {
+		for (int i = 0; i < 512; i++)
+			buf[i] = n;
+		off_t k = (off_t)((n * 2654435761u) % (uint64_t)blocks);
+		if (pwrite(d, buf, 4096, k * 4096) != 4096 || pwrite(j, buf, 8, 0) != 8)
+			die("pwrite");
+		if (n % 256 == 0 && stdin_closed())
+			break;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -246,5 +270,7 @@ int main(int argc, char **argv)
 		return mapper();
 	if (!strcmp(argv[1], "lockstep"))
 		return lockstep();
+	if (!strcmp(argv[1], "scatter"))
+		return scatter();
 	return 2;
 }

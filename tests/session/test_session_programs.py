@@ -285,6 +285,45 @@ def lockstep_check(d, r):
         raise T.Failure("checkpoint %d: A=%d and B=%d out of step" % (r["id"], counts[0], counts[1]))
 
 
+def scatter_check(d, r):
+    import struct
+    j = struct.unpack("<Q", open(os.path.join(d, "J"), "rb").read(8))[0]
+    data = open(os.path.join(d, "D"), "rb").read()
+    last = {}
+    for n in range(1, j + 2):  # j + 1: the write under way when J still said j
+        last.setdefault((n * 2654435761) % 256, []).append(n)
+    for b in range(256):
+        vals = set(struct.unpack("<512Q", data[b * 4096:(b + 1) * 4096]))
+        if len(vals) != 1:
+            raise T.Failure("checkpoint %d: block %d of D is torn: %s" % (r["id"], b, sorted(vals)[:4]))
+        v = vals.pop()
+        ns = [n for n in last.get(b, []) if n <= j]
+        want = {ns[-1] if ns else 0}
+        if j + 1 in last.get(b, []):
+            want.add(j + 1)
+        if v not in want:
+            raise T.Failure("checkpoint %d: J=%d but block %d of D holds %d (expected %s)" % (r["id"], j, b, v,
+                                                                                          sorted(want)))
+
+
+def test_scattered_writes_consistency():
+    # blocks of D written one by one, J naming the last: the pre-copy reads
+    # D while it changes; every checkpoint must still match what J says
+    root = S.new_tree({})
+    body = r'''
+sp = subprocess.Popen([%r, "scatter"], stdin=subprocess.PIPE, cwd=ROOT)
+while not (os.path.exists(P("J")) and os.path.getsize(P("J")) == 8):
+    time.sleep(0.01)
+for i in range(8):
+    time.sleep(0.03)
+    ck("scatter %%d" %% i, manifest=False)
+sp.stdin.close(); sp.wait()
+''' % progs()
+    p, res = scenario(root, body)
+    S.check_restores(root, res, in_place=False, check=scatter_check)
+    T.rmtree(root)
+
+
 def test_concurrent_requests_and_every():
     # --every, SIGUSR1 and several shells asking at once, while the pair is
     # written in lockstep: every checkpoint made is consistent
@@ -384,6 +423,6 @@ if __name__ == "__main__":
         print("0 passed, 0 failed")
         sys.exit(0)
     T.main([test_append, test_threads, test_fork, test_stdio, test_mmap, test_python_writer, test_tar_extract_delete,
-            test_sqlite_rollback_journal, test_sqlite_wal, test_git, test_lockstep_consistency, test_concurrent_requests_and_every,
+            test_sqlite_rollback_journal, test_sqlite_wal, test_git, test_lockstep_consistency, test_scattered_writes_consistency, test_concurrent_requests_and_every,
             test_prune_and_tag_during_the_session,
             test_linked_program_checkpoints_itself])
