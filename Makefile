@@ -53,7 +53,7 @@ bench-prune: build
 
 # The full reliability matrix (issue 4, docs/RELIABILITY.md): every kill point of
 # a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips.
-TORTURE_TESTS = tests/reliability/test_crash.py tests/reliability/powerloss.py \
+TORTURE_TESTS = tests/reliability/test_crash.py tests/reliability/test_crash_tracked.py tests/reliability/powerloss.py \
                 tests/reliability/test_faults.py tests/damage/test_damage.py tests/damage/test_hostile.py \
                 tests/reliability/test_concurrency.py tests/reliability/test_permissions.py \
                 tests/prune/test_prune.py tests/prune/test_prune_crash.py
