@@ -287,11 +287,10 @@ static int apply_record(change_set *cs, const struct mtm_rec *rec, const char *p
 	return 0;
 }
 
-/* Parses a log's records up to limit (bytes; UINT64_MAX: its tail). full,
- * if given, gets them all with their side effects (sticky records, reasons
- * to scan); light, if given, gets those at offsets from light_from on. */
-static int parse_log(mtm_session *ss, log_slot *l, uint64_t limit, change_set *full, change_set *light,
-                     uint64_t light_from)
+/* Parses a log's records from offset from (a record boundary) up to limit
+ * (UINT64_MAX: its tail). full, if given, gets them with their side effects
+ * (sticky records, reasons to scan); light, if given, gets them without. */
+static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit, change_set *full, change_set *light)
 {
 	struct mtm_log_hdr *h = l->hdr;
 	if (full && __atomic_load_n(&h->overflow, __ATOMIC_SEQ_CST))
@@ -317,10 +316,10 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t limit, change_set *f
 	}
 	const unsigned char *base = (const unsigned char *)h + MTM_LOG_HDR_SIZE;
 	char path[4096 + 1];
-	for (uint64_t off = 0; off + sizeof(struct mtm_rec) <= tail;) {
+	for (uint64_t off = from; off + sizeof(struct mtm_rec) <= tail;) {
 		struct mtm_rec rec;
 		memcpy(&rec, base + off, sizeof rec);
-		uint64_t size = MTM_REC_SIZE((uint64_t)rec.path_len), at = off;
+		uint64_t size = MTM_REC_SIZE((uint64_t)rec.path_len);
 		if (off + size > tail || rec.path_len > 4096) {
 			if (full)
 				scan_because(full, "a log is damaged");
@@ -329,7 +328,7 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t limit, change_set *f
 		memcpy(path, base + off + sizeof rec, rec.path_len);
 		path[rec.path_len] = 0;
 		off += size;
-		if (light && at >= light_from && rec.type != MTM_REC_SCAN && rec.path_len &&
+		if (light && rec.type != MTM_REC_SCAN && rec.path_len &&
 		    path_is_safe(path, rec.path_len) && !outside_tree(path) && apply_record(light, &rec, path))
 			return mtm_set_error(ENOMEM, "session");
 		if (!full)
@@ -366,14 +365,16 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t limit, change_set *f
 	return 0;
 }
 
-int barrier_peek(mtm_session *ss, change_set *pre)
+int barrier_peek(mtm_session *ss, change_set *cs)
 {
-	memset(pre, 0, sizeof *pre);
 	int rc = list_logs(ss);
 	for (size_t i = 0; i < ss->logs.n && !rc; i++) {
 		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
-		l->peek_tail = __atomic_load_n(&l->hdr->tail, __ATOMIC_SEQ_CST);
-		rc = parse_log(ss, l, l->peek_tail, NULL, pre, 0);
+		uint64_t snap = __atomic_load_n(&l->hdr->tail, __ATOMIC_SEQ_CST);
+		if (snap < l->peek_tail) /* (cannot happen: only we empty logs) */
+			l->peek_tail = 0;
+		rc = parse_log(ss, l, l->peek_tail, snap, cs, NULL);
+		l->peek_tail = snap;
 	}
 	return rc;
 }
@@ -383,7 +384,7 @@ static int consume(mtm_session *ss, log_slot *l, change_set *cs, change_set *pos
 {
 	if (log_dead(l) && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST))
 		scan_because(cs, "a traced process died inside a call");
-	int rc = parse_log(ss, l, UINT64_MAX, cs, post, l->peek_tail);
+	int rc = parse_log(ss, l, l->peek_tail, UINT64_MAX, cs, post);
 	l->peek_tail = 0;
 	if (rc)
 		return rc;
@@ -396,7 +397,6 @@ static int consume(mtm_session *ss, log_slot *l, change_set *cs, change_set *pos
 
 int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 {
-	memset(cs, 0, sizeof *cs);
 	/* processes that ended since the last checkpoint (a build's compilers, a
 	 * script's commands): their logs are final, so they are read before the
 	 * gate closes, and the pause stays proportional to the live ones */

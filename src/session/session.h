@@ -97,12 +97,13 @@ struct sockaddr_un;
 /* The socket's address: dir/sock, or through /proc/self/fd/DIRFD when long. */
 int session_sock_addr(int dirfd, const char *dir, struct sockaddr_un *sa);
 
-/* Before the barrier: the records so far, without side effects, into pre
- * (for the pre-copy); remembers where each log was. */
-int barrier_peek(mtm_session *ss, change_set *pre);
+/* Before the barrier: the records so far into cs (zeroed by the caller),
+ * remembering where each log was; the barrier reads only what follows. */
+int barrier_peek(mtm_session *ss, change_set *cs);
 /* The barrier: close holds every traced modifying call and reads and
- * resets the logs into cs (post, if given, also gets what came after the
- * peek: what changed during the pre-copy); open releases. */
+ * resets the logs into cs (zeroed by the caller, or filled by the peek);
+ * post, if given, also gets what came after the peek (what changed during
+ * the pre-copy). open releases. */
 int barrier_close(mtm_session *ss, change_set *cs, change_set *post);
 void barrier_open(mtm_session *ss);
 /* After a checkpoint: forget dead processes (their logs and sticky records). */

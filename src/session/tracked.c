@@ -111,6 +111,7 @@ typedef struct {
 	int src;             /* the live file, until the reads are done (-1: read already) */
 	const char *path;    /* live_item's */
 	int64_t dev, ino;
+	int src_precopy;     /* blocks may come from the pre-copy (read_deferred decided) */
 } deferred_copy;
 
 /* Block hashes for ss->hashes once the checkpoint commits: known (h), or to
@@ -490,14 +491,16 @@ static int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, 
 }
 
 /* Before the barrier (best effort: on any error, no pre-copy). */
-static void precopy_phase(tctx *t)
+static int precopy_phase(tctx *t)
 {
-	change_set pre;
-	int rc = barrier_peek(t->ss, &pre);
+	/* the records so far go into the change set now (parsing them is work
+	 * taken out of the pause too) */
+	int rc = barrier_peek(t->ss, t->cs);
+	const pathmap *files = &t->cs->files;
 	uint64_t budget = t->budget / 2;
-	for (size_t i = 0; i < pre.files.cap && !rc; i++) {
-		const char *path = pre.files.slots[i].key;
-		const file_change *fc = pre.files.slots[i].val;
+	for (size_t i = 0; i < files->cap && !rc; i++) {
+		const char *path = files->slots[i].key;
+		const file_change *fc = files->slots[i].val;
 		if (!path || !fc || fc->whole || !fc->ranges.n)
 			continue;
 		int fd;
@@ -541,8 +544,7 @@ static void precopy_phase(tctx *t)
 		precopy_free(pc);
 		close(fd);
 	}
-	change_set_free(&pre);
-	mtm_clear_error();
+	return rc;
 }
 
 /* The pre-copied block b of path, or NULL if it must be read again. */
@@ -636,6 +638,7 @@ static int capture_file(tctx *t, live_item *it, capture *cap)
 		d->path = it->path;
 		d->dev = (int64_t)st.st_dev;
 		d->ino = (int64_t)st.st_ino;
+		d->src_precopy = !cap->whole;
 		return 0;
 	}
 	cap->fd = memfd_create("metamori-capture", MFD_CLOEXEC);
@@ -816,18 +819,28 @@ static int materialize(tctx *t)
 			break;
 		}
 		const unsigned char *p = d->data;
-		for (size_t k = 0; k < cap->runs.n; k++) {
+		for (size_t k = 0; k < cap->runs.n && !rc; k++) {
 			const blk_run *r = &VEC_AT(&cap->runs, blk_run, k);
-			int64_t a = r->blkno * MTM_BLOCK, b = (r->blkno + r->count) * MTM_BLOCK;
-			if (b > d->size)
-				b = d->size;
-			if (b <= a)
-				continue;
-			if (pwrite(cap->fd, p, (size_t)(b - a), a) != b - a) {
-				rc = mtm_set_errno(errno ? errno : EIO, "capture");
-				break;
+			/* pieces whose bytes are contiguous in one source: the pre-copy
+			 * (the same blocks read_deferred took from it) or data */
+			for (int64_t blk = r->blkno, end = r->blkno + r->count; blk < end && blk * MTM_BLOCK < d->size;) {
+				const unsigned char *src = d->src_precopy ? precopied(t, d->path, d->dev, d->ino, blk) : NULL;
+				const unsigned char *from = src ? src : p;
+				int64_t stop = blk + 1;
+				while (stop < end && stop * MTM_BLOCK < d->size) {
+					const unsigned char *next = d->src_precopy ? precopied(t, d->path, d->dev, d->ino, stop) : NULL;
+					if ((src == NULL) != (next == NULL) || (src && next != src + (stop - blk) * MTM_BLOCK))
+						break;
+					stop++;
+				}
+				int64_t a = blk * MTM_BLOCK, b = stop * MTM_BLOCK < d->size ? stop * MTM_BLOCK : d->size;
+				if (pwrite(cap->fd, from, (size_t)(b - a), a) != b - a) {
+					rc = mtm_set_errno(errno ? errno : EIO, "capture");
+					break;
+				}
+				p += b - a;
+				blk = stop;
 			}
-			p += b - a;
 		}
 	}
 	return rc;
@@ -890,10 +903,11 @@ static int read_deferred(tctx *t)
 			/* block by block: pre-copied ones are taken from memory, the
 			 * others read in maximal pieces */
 			for (int64_t blk = r->blkno, end = r->blkno + r->count; blk < end && blk * MTM_BLOCK < d->size;) {
-				const unsigned char *pre = d->cap->whole ? NULL : precopied(t, d->path, d->dev, d->ino, blk);
+				const unsigned char *pre = d->src_precopy ? precopied(t, d->path, d->dev, d->ino, blk) : NULL;
 				if (pre) {
+					/* its slot in data stays untouched (never faulted in):
+					 * materialize writes the pre-copy itself */
 					size_t len = (size_t)(d->size - blk * MTM_BLOCK < MTM_BLOCK ? d->size - blk * MTM_BLOCK : MTM_BLOCK);
-					memcpy(p, pre, len);
 					p += len;
 					blk++;
 					t->precopied_blocks++;
@@ -901,7 +915,7 @@ static int read_deferred(tctx *t)
 				}
 				int64_t stop = blk + 1;
 				while (stop < end && stop * MTM_BLOCK < d->size &&
-				       (d->cap->whole || !precopied(t, d->path, d->dev, d->ino, stop)))
+				       (!d->src_precopy || !precopied(t, d->path, d->dev, d->ino, stop)))
 					stop++;
 				int64_t a = blk * MTM_BLOCK, b = stop * MTM_BLOCK < d->size ? stop * MTM_BLOCK : d->size;
 				read_job *j = vec_push(&jobs);
@@ -1148,14 +1162,17 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	tctx t = {.ss = ss, .s = s, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live, .parent = &parent,
 	          .budget = capture_budget(), .parent_id = ckpt_parent(r), .deferred = VEC_INIT(deferred_copy)};
 	change_set cs;
+	memset(&cs, 0, sizeof cs);
 	int scan = 0, opened = 0;
 	int64_t t0 = now_ns(), t1 = 0;
 	t.cs = &cs;
 	ss->gate_ns = 0;
+	rc = 0;
 	if (!ss->force_scan && !ss->always_scan && !secure_getenv("METAMORI_NO_PRECOPY"))
-		precopy_phase(&t);
+		rc = precopy_phase(&t);
 	int64_t tpc = now_ns();
-	rc = barrier_close(ss, &cs, &t.post);
+	if (!rc)
+		rc = barrier_close(ss, &cs, &t.post);
 	const char *hold_ms = secure_getenv("METAMORI_TEST_HOLD_GATE_MS"); /* tests: die with the gate closed */
 	if (!rc && hold_ms && *hold_ms)
 		usleep((useconds_t)atoi(hold_ms) * 1000);
@@ -1232,6 +1249,8 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	/* the logs were reset: if this checkpoint failed, only a scan knows
 	 * what they said */
 	ss->force_scan = rc != 0;
+	for (size_t i = 0; rc && i < ss->logs.n; i++)
+		VEC_AT(&ss->logs, log_slot, i).peek_tail = 0; /* the next checkpoint scans: start afresh */
 	ss->force_why = "the previous checkpoint failed";
 	session_reap_logs(ss);
 	if (rc)
