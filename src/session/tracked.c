@@ -28,9 +28,12 @@
  * cannot vouch for happen while calls are held (or, past the capture
  * budget, the whole record does), so it is consistent too.
  *
- * The pause is mostly a system call per scattered block read: in the
- * barrier, blocks are only read (into memory, or by reference past the
- * budget); the memfds ckpt_record reads are made after it opens.
+ * The pause would be mostly a system call per scattered block read. So the
+ * blocks the records name are read before the gate closes (the pre-copy,
+ * as in live migration: records after the peek say which to read again),
+ * in the barrier the rest are only read into memory (or by reference past
+ * the budget), and the memfds ckpt_record reads are made after it opens.
+ * docs/SESSION.md has the measurements.
  */
 #include <errno.h>
 #include <fcntl.h>
