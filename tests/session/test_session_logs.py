@@ -44,10 +44,16 @@ t.truncate("a", 0)
 t.pwrite("a", 8192, b"after truncate")
 ck("more")
 '''
-    p, res = S.run_scenario(root, body, preload=LIBC)
-    if S.modes(res) != ["tracked"] * 3:
-        raise T.Failure("expected 3 tracked checkpoints, got %s\n%s" % (S.modes(res), p.stderr))
-    S.check_restores(root, res)
+    for env in ({}, {"METAMORI_NO_PRECOPY": "1"}):
+        root2 = T.tempdir("mtm-twin-")
+        os.rmdir(root2)
+        import shutil
+        shutil.copytree(root, root2, symlinks=True)
+        p, res = S.run_scenario(root2, body, preload=LIBC, env=env)
+        if S.modes(res) != ["tracked"] * 3:
+            raise T.Failure("%s: expected 3 tracked checkpoints, got %s\n%s" % (env, S.modes(res), p.stderr))
+        S.check_restores(root2, res)
+        T.rmtree(root2)
     T.rmtree(root)
 
 
