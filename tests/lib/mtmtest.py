@@ -91,8 +91,23 @@ def assert_same(expected, actual, what):
     raise Failure("\n".join(lines))
 
 
+_TEMPDIRS = []
+
+
+def _remove_tempdirs():
+    for d in _TEMPDIRS:
+        rmtree(d)
+
+
 def tempdir(prefix="mtm-test-"):
-    return tempfile.mkdtemp(prefix=prefix)
+    """A new temporary directory, removed when the test process exits
+    (whatever the test did or did not clean up itself)."""
+    import atexit
+    if not _TEMPDIRS:
+        atexit.register(_remove_tempdirs)
+    d = tempfile.mkdtemp(prefix=prefix)
+    _TEMPDIRS.append(d)
+    return d
 
 
 def main(tests):
