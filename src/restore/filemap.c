@@ -98,6 +98,8 @@ static void bc_put(blockcache *bc, int64_t chunk, int64_t boff, const unsigned c
 typedef struct {
 	pack_reader *pr;
 	blockcache *bc;
+	unsigned char one[MTM_BLOCK]; /* the block being put */
+	int scattered;                /* a short run: read single blocks, not chunks */
 	int fd, dry;
 	unsigned char *buf;
 	int64_t buf_start; /* blkno of buf[0], -1 when empty */
@@ -137,7 +139,17 @@ static int put_block(writer *w, const blockref *b, int64_t len, int punch)
 	if (kept && kept->data) { /* verified by the dry pass: stands for its chunk */
 		blk = kept->data;
 		have = MTM_BLOCK;
-	} else {
+	} else if (w->scattered) {
+		/* only this block, checked against its hash in the index (a raw
+		 * chunk is not read whole for one of its 16 blocks) */
+		MTM_TRY(pack_read_block(w->pr, b->chunk, b->boff, b->hash, w->one));
+		blk = w->one;
+		have = MTM_BLOCK;
+		if (w->dry) {
+			bc_put(w->bc, b->chunk, b->boff, blk);
+			return 0; /* read and verified: nothing to write */
+		}
+	} else { /* runs of blocks: whole chunks, read once each */
 		const unsigned char *plain;
 		size_t plen, from = (size_t)b->boff * MTM_BLOCK;
 		MTM_TRY(pack_read(w->pr, b->chunk, &plain, &plen));
@@ -183,6 +195,7 @@ int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64
 	} else {
 		for (size_t r = 0; r < runs->n && !rc; r++) {
 			const blk_run *run = &VEC_AT(runs, blk_run, r);
+			w.scattered = run->count < 4;
 			for (int64_t k = run->blkno; k < run->blkno + run->count && k < nblocks && !rc; k++) {
 				const blockref *b = find_block(map, k);
 				blockref hole = {.blkno = k};

@@ -369,6 +369,58 @@ int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, siz
 	return 0;
 }
 
+int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out)
+{
+	sqlite3_reset(r->lookup);
+	sqlite3_bind_int64(r->lookup, 1, chunk_id);
+	int rc = sqlite3_step(r->lookup);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(r->lookup);
+		if (rc == SQLITE_DONE)
+			return mtm_set_error(MTM_ECORRUPT, "index: chunk %lld is referenced but missing", (long long)chunk_id);
+		return db_error(r->s, rc, "index");
+	}
+	int64_t pack = sqlite3_column_int64(r->lookup, 1), off = sqlite3_column_int64(r->lookup, 2);
+	int64_t clen = sqlite3_column_int64(r->lookup, 3), plen = sqlite3_column_int64(r->lookup, 4);
+	int codec = sqlite3_column_int(r->lookup, 5);
+	sqlite3_reset(r->lookup);
+	const unsigned char *plain;
+	size_t n;
+	if (codec != CODEC_RAW || clen != plen || boff < 0 || boff * MTM_BLOCK >= plen || pack <= 0 ||
+	    off < PACK_HEADER_LEN || plen > CHUNK_MAX_PLAIN) {
+		/* compressed (or a row pack_read will reject with the right words) */
+		MTM_TRY(pack_read(r, chunk_id, &plain, &n));
+		size_t from = (size_t)boff * MTM_BLOCK, have = from < n ? n - from : 0;
+		if (have > MTM_BLOCK)
+			have = MTM_BLOCK;
+		memcpy(out, plain + (from < n ? from : n), have);
+		memset(out + have, 0, MTM_BLOCK - have);
+	} else {
+		if (!r->blockbuf && !(r->blockbuf = malloc(CHUNK_HEADER_LEN + MTM_BLOCK)))
+			return mtm_set_error(ENOMEM, "pack reader");
+		int fd = -1;
+		MTM_TRY(pack_fd(r, pack, &fd));
+		size_t have = (size_t)(plen - boff * MTM_BLOCK), got;
+		if (have > MTM_BLOCK)
+			have = MTM_BLOCK;
+		if ((rc = io_pread(fd, r->blockbuf, CHUNK_HEADER_LEN, (off_t)off, &got)) ||
+		    (got == CHUNK_HEADER_LEN &&
+		     (rc = io_pread(fd, out, have, (off_t)(off + CHUNK_HEADER_LEN + boff * MTM_BLOCK), &n))))
+			return mtm_set_errno(rc, "%s/.metamori/packs: reading pack %lld", r->s->root, (long long)pack);
+		r->bytes_read += got + (got == CHUNK_HEADER_LEN ? n : 0);
+		if (got < CHUNK_HEADER_LEN || n < have || memcmp(r->blockbuf, "MTMC", 4) != 0 ||
+		    r->blockbuf[4] != CODEC_RAW || get32(r->blockbuf + 8) != (uint32_t)plen ||
+		    get32(r->blockbuf + 12) != (uint32_t)clen)
+			return mtm_set_error(MTM_ECORRUPT, "pack %lld offset %lld (chunk %lld): chunk record does not match the index",
+			                     (long long)pack, (long long)off, (long long)chunk_id);
+		memset(out + have, 0, MTM_BLOCK - have);
+	}
+	if (XXH3_64bits(out, MTM_BLOCK) != hash)
+		return mtm_set_error(MTM_ECORRUPT, "pack %lld offset %lld (chunk %lld): block %lld does not match its hash",
+		                     (long long)pack, (long long)off, (long long)chunk_id, (long long)boff);
+	return 0;
+}
+
 void pack_reader_free(pack_reader *r)
 {
 	for (int i = 0; i < 8; i++)
@@ -379,5 +431,6 @@ void pack_reader_free(pack_reader *r)
 	sqlite3_finalize(r->lookup);
 	ZSTD_freeDCtx(r->dctx);
 	free(r->rbuf);
+	free(r->blockbuf);
 	memset(r, 0, sizeof *r);
 }

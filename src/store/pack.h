@@ -57,11 +57,18 @@ typedef struct {
 	unsigned char *rbuf;
 	sqlite3_stmt *lookup;
 	uint64_t bytes_read;
+	unsigned char *blockbuf; /* pack_read_block: header + one block */
 } pack_reader;
 
 int pack_reader_init(pack_reader *r, mtm_store *s);
 /* Reads and verifies chunk id; *plain stays valid until the next 4 reads. */
 int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, size_t *plen);
+/* Reads block boff of chunk chunk_id into out (MTM_BLOCK bytes, zero-padded
+ * past the chunk's end) and checks it against hash, the block's XXH3-64 in
+ * the index. A raw chunk is read only there (its header is checked too), so a
+ * restore that needs one 4 KiB block of a 64 KiB chunk reads 4 KiB; any
+ * other codec goes through pack_read. */
+int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out);
 void pack_reader_free(pack_reader *r);
 
 /* Parses and checks one chunk record already in memory (also used by verify
