@@ -85,6 +85,11 @@ def tree_manifest(root):
     return {k: v for k, v in m.items() if not os.path.basename(k).startswith(TMP_PREFIX)}
 
 
+def contents(m):
+    """A manifest without modes and times: type, size, hash, symlink target."""
+    return {k: (v[0], v[2], v[3]) if v[0] == "f" else v if v[0] == "l" else ("d",) for k, v in m.items()}
+
+
 def one_error_line(p, what):
     """A failed command: exit 1 and exactly one 'metamori: <what>: <why>' line."""
     lines = [l for l in p.stderr.splitlines() if l.strip()]
@@ -352,6 +357,10 @@ class Checker:
                 T.assert_same(new, now, "%s: the next command did not finish the restore" % self.label)
             if not intent and now != new and mixed:
                 self.fail("files mixed without an intent: %s" % mixed)
+            if not intent and contents(now) not in (contents(st.tree_before), contents(new)):
+                # without an intent the restore either had not touched the tree or had finished
+                T.assert_same(contents(st.tree_before), contents(now),
+                              "%s: tree partly restored but no intent left" % self.label)
         self.committed(scratch)
         if rerun:
             p = mtm(["-C", self.root] + st.args)
