@@ -12,7 +12,7 @@ BAD_WORDS = ("Sanitizer", "runtime error", "Segmentation", "Aborted", "core dump
 
 
 def mtm(args, env=None):
-    return subprocess.run([T.METAMORI] + list(args), capture_output=True, text=True, env=env)
+    return subprocess.run([T.METAMORI] + list(args), capture_output=True, text=True, errors="replace", env=env)
 
 
 def no_crash(p, what):

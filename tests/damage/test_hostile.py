@@ -47,7 +47,8 @@ def outside_untouched(what):
 
 def run(root, args, what, timeout=120):
     try:
-        p = subprocess.run([T.METAMORI, "-C", root] + args, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run([T.METAMORI, "-C", root] + args, capture_output=True, text=True, errors="replace",
+                           timeout=timeout)
     except subprocess.TimeoutExpired:
         raise T.Failure("%s: %s did not finish in %ds (unbounded work?)" % (what, " ".join(args), timeout))
     return dlib.no_crash(p, what + ": " + " ".join(args))

@@ -59,7 +59,8 @@ def env_with(**kw):
 
 def mtm(args, env=None, check=False):
     """Runs the CLI; returns CompletedProcess (text)."""
-    p = subprocess.run([T.METAMORI] + list(args), capture_output=True, text=True, env=env or env_with())
+    p = subprocess.run([T.METAMORI] + list(args), capture_output=True, text=True, errors="replace",
+                       env=env or env_with())
     if check and p.returncode != 0:
         raise T.Failure("metamori %s failed (%d): %s%s" % (" ".join(args), p.returncode, p.stdout, p.stderr))
     return p
