@@ -175,12 +175,18 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	struct stat st;
 	int64_t file_id = pe && pe->kind == KIND_FILE ? pe->file_id : renamed ? renamed->e->file_id : 0;
 	capture *cap = it->cap;
+	int64_t seen = r->t0; /* captures: as of the checkpoint's start */
 	if (cap && !cap->whole && !file_id)
 		cap = NULL; /* only some blocks copied, but no history to take the rest from: read it */
 	if (cap) {
 		fd = cap->fd; /* copied out during the barrier: consistent with the other files */
 		st = it->st;
 	} else {
+		/* The racy rule is measured from when this file's stat was taken,
+		 * not from the start of the whole scan: a write after this moment
+		 * gets an mtime at least (now - one clock tick), which differs from
+		 * the stat recorded below unless that stat is itself that recent. */
+		seen = now_ns();
 		rc = beneath_open(r->s->rootfd, it->path, O_RDONLY, &fd);
 		if (rc == ENOENT || rc == ELOOP)
 			return ENOENT; /* vanished or replaced since the walk */
@@ -233,7 +239,7 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		ver = pe->ver;
 	}
 	r->ci->tree_bytes += (uint64_t)size_read;
-	return statcache_put(r->s, &r->sc_put, it->path, ver, &st, r->t0);
+	return statcache_put(r->s, &r->sc_put, it->path, ver, &st, seen);
 }
 
 static int record_other(run_state *r, const live_item *it, const entry *pe)
