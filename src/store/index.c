@@ -84,27 +84,15 @@ static int read_entry_row(sqlite3_stmt *st, entry *e)
 	return 0;
 }
 
-int index_load_tree(mtm_store *s, mtm_id k, vec *out)
+/* Steps st (rows of entry ordered by path, branch, ckpt) and appends to out
+ * the visible version of each path under l that is not a tombstone. */
+static int collect_visible(mtm_store *s, sqlite3_stmt *st, const lineage *l, vec *out)
 {
-	*out = (vec)VEC_INIT(entry);
-	lineage l;
-	MTM_TRY(lineage_of(s, k, &l));
-	if (!l.n)
-		return 0;
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_ns, file_id, target "
-	                            "FROM entry ORDER BY path, branch, ckpt",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		lineage_free(&l);
-		return db_error(s, rc, "index");
-	}
 	/* Rows come grouped by path; keep the visible row with the greatest ckpt. */
 	char *group = NULL;
 	int64_t best_ckpt = -1;
 	entry best = {0};
-	int err = 0;
+	int err = 0, rc;
 	for (;;) {
 		rc = sqlite3_step(st);
 		const char *path = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
@@ -136,7 +124,7 @@ int index_load_tree(mtm_store *s, mtm_id k, vec *out)
 			}
 		}
 		int64_t branch = sqlite3_column_int64(st, 1), ckpt = sqlite3_column_int64(st, 2);
-		if (lineage_visible(&l, branch, ckpt) && ckpt > best_ckpt) {
+		if (lineage_visible(l, branch, ckpt) && ckpt > best_ckpt) {
 			entry_clear(&best);
 			if ((err = read_entry_row(st, &best)))
 				break;
@@ -145,6 +133,28 @@ int index_load_tree(mtm_store *s, mtm_id k, vec *out)
 	}
 	if (!err && rc != SQLITE_DONE)
 		err = db_error(s, rc, "index");
+	entry_clear(&best);
+	free(group);
+	return err;
+}
+
+int index_load_tree(mtm_store *s, mtm_id k, vec *out)
+{
+	*out = (vec)VEC_INIT(entry);
+	lineage l;
+	MTM_TRY(lineage_of(s, k, &l));
+	if (!l.n)
+		return 0;
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_ns, file_id, target "
+	                            "FROM entry ORDER BY path, branch, ckpt",
+	                            -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		lineage_free(&l);
+		return db_error(s, rc, "index");
+	}
+	int err = collect_visible(s, st, &l, out);
 	/* The visible tree is closed under parents (FORMAT 3.4). A lying index
 	 * could otherwise make a restore fail half-way (a file under a symlink or
 	 * under nothing), after the tree was already changed. */
@@ -163,8 +173,6 @@ int index_load_tree(mtm_store *s, mtm_id k, vec *out)
 			err = mtm_set_error(MTM_ECORRUPT, "index: damaged tree at checkpoint %lld: '%.200s' has no parent directory",
 			                    (long long)k, p);
 	}
-	entry_clear(&best);
-	free(group);
 	sqlite3_finalize(st);
 	lineage_free(&l);
 	if (err)
@@ -427,44 +435,9 @@ int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *ou
 	sqlite3_bind_text(st, 2, hi, -1, SQLITE_TRANSIENT);
 	free(lo);
 	free(hi);
-	char *group = NULL;
-	int64_t best_ckpt = -1;
-	entry best = {0};
-	int err = 0;
-	for (;;) {
-		rc = sqlite3_step(st);
-		const char *path = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
-		if (!path || !group || strcmp(path, group) != 0) {
-			if (best_ckpt >= 0 && best.kind != KIND_NONE) {
-				entry *slot = vec_push(out);
-				if (!slot) {
-					err = mtm_set_error(ENOMEM, "index");
-					break;
-				}
-				*slot = best;
-				memset(&best, 0, sizeof best);
-			}
-			entry_clear(&best);
-			best_ckpt = -1;
-			free(group);
-			group = path ? strdup(path) : NULL;
-			if (!path)
-				break;
-		}
-		int64_t branch = sqlite3_column_int64(st, 1), ckpt = sqlite3_column_int64(st, 2);
-		if (lineage_visible(l, branch, ckpt) && ckpt > best_ckpt) {
-			entry_clear(&best);
-			if ((err = read_entry_row(st, &best)))
-				break;
-			best_ckpt = ckpt;
-		}
-	}
-	if (!err && rc != SQLITE_DONE)
-		err = db_error(s, rc, "index");
-	entry_clear(&best);
-	free(group);
+	rc = collect_visible(s, st, l, out);
 	sqlite3_finalize(st);
-	return err;
+	return rc;
 }
 
 int index_block_hash(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *l, uint64_t *out)
