@@ -425,16 +425,7 @@ static int statcache_load_paths(run_state *r, const vec *parent, const vec *live
 			sqlite3_finalize(st);
 			return mtm_set_error(ENOMEM, "stat cache");
 		}
-		row->ver = sqlite3_column_int64(st, 0);
-		row->size = sqlite3_column_int64(st, 1);
-		row->mtime_ns = sqlite3_column_int64(st, 2);
-		row->ctime_ns = sqlite3_column_int64(st, 3);
-		row->ino = sqlite3_column_int64(st, 4);
-		row->dev = sqlite3_column_int64(st, 5);
-		row->mode = (uint32_t)sqlite3_column_int64(st, 6);
-		row->uid = (uint32_t)sqlite3_column_int64(st, 7);
-		row->gid = (uint32_t)sqlite3_column_int64(st, 8);
-		row->racy = sqlite3_column_int(st, 9);
+		statcache_row_read(st, 0, row);
 	}
 	sqlite3_finalize(st);
 	return 0;

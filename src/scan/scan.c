@@ -9,6 +9,20 @@
 #include "scan/scan.h"
 #include "util/error.h"
 
+void statcache_row_read(sqlite3_stmt *st, int col, sc_row *r)
+{
+	r->ver = sqlite3_column_int64(st, col);
+	r->size = sqlite3_column_int64(st, col + 1);
+	r->mtime_ns = sqlite3_column_int64(st, col + 2);
+	r->ctime_ns = sqlite3_column_int64(st, col + 3);
+	r->ino = sqlite3_column_int64(st, col + 4);
+	r->dev = sqlite3_column_int64(st, col + 5);
+	r->mode = (uint32_t)sqlite3_column_int64(st, col + 6);
+	r->uid = (uint32_t)sqlite3_column_int64(st, col + 7);
+	r->gid = (uint32_t)sqlite3_column_int64(st, col + 8);
+	r->racy = sqlite3_column_int(st, col + 9);
+}
+
 int statcache_load(mtm_store *s, pathmap *out)
 {
 	memset(out, 0, sizeof *out);
@@ -29,16 +43,7 @@ int statcache_load(mtm_store *s, pathmap *out)
 			pathmap_free(out, free);
 			return mtm_set_error(ENOMEM, "stat cache");
 		}
-		r->ver = sqlite3_column_int64(st, 1);
-		r->size = sqlite3_column_int64(st, 2);
-		r->mtime_ns = sqlite3_column_int64(st, 3);
-		r->ctime_ns = sqlite3_column_int64(st, 4);
-		r->ino = sqlite3_column_int64(st, 5);
-		r->dev = sqlite3_column_int64(st, 6);
-		r->mode = (uint32_t)sqlite3_column_int64(st, 7);
-		r->uid = (uint32_t)sqlite3_column_int64(st, 8);
-		r->gid = (uint32_t)sqlite3_column_int64(st, 9);
-		r->racy = sqlite3_column_int(st, 10);
+		statcache_row_read(st, 1, r);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {

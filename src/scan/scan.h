@@ -55,6 +55,8 @@ typedef struct sc_row {
 	int racy;
 } sc_row;
 int statcache_load(mtm_store *s, pathmap *out /* of sc_row* */);
+/* Decodes the ten statcache columns (ver ... racy) starting at column col. */
+void statcache_row_read(sqlite3_stmt *st, int col, sc_row *r);
 /* 1 if the live file with stat st is known to hold entry version ver. */
 int statcache_fresh(const sc_row *r, const struct stat *st, int64_t ver);
 /* Upserts (ver > 0) or deletes (ver == 0) a row; inside a transaction. */
