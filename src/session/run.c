@@ -335,11 +335,16 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	int status = 0;
 	for (;;) {
 		struct pollfd pf[3] = {{sfd, POLLIN, 0}, {ss->listenfd, POLLIN, 0}, {tfd, POLLIN, 0}};
-		if (poll(pf, tfd >= 0 ? 3 : 2, -1) < 0) {
+		int ready = poll(pf, tfd >= 0 ? 3 : 2, ss->wal_frames > 0 ? SESSION_IDLE_MS : -1);
+		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = mtm_set_errno(errno, "run: poll");
 			break;
+		}
+		if (ready == 0) {
+			session_wal_maintain(ss, 1);
+			continue;
 		}
 		int ended = 0, want_ckpt = 0;
 		if (pf[0].revents & POLLIN) {
@@ -369,6 +374,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 				close(c);
 			}
 		}
+		session_wal_maintain(ss, 0);
 		/* SIGCHLD may have come while a checkpoint ran */
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			break;

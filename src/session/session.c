@@ -162,6 +162,34 @@ static int make_socket(mtm_session *ss)
 	return 0;
 }
 
+/* Every commit on the session's connection: how long the WAL has grown. The
+ * hook takes the place of SQLite's auto-checkpoint, which would copy the
+ * WAL into the database (and fsync both) inside a checkpoint's COMMIT:
+ * with a row per changed block that doubles the index's writes and syncs
+ * on the path the user waits on. */
+static int wal_commit_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	((mtm_session *)arg)->wal_frames = frames;
+	return SQLITE_OK;
+}
+
+void session_wal_maintain(mtm_session *ss, int idle)
+{
+	if (ss->wal_frames <= 0 || (!idle && ss->wal_frames < SESSION_WAL_MAX_FRAMES))
+		return;
+	int log = 0, done = 0;
+	/* PASSIVE: a reader's snapshot only stops it early; nothing is lost
+	 * either way, the WAL's commits are already durable */
+	int rc = sqlite3_wal_checkpoint_v2(ss->s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+	if (ss->debug)
+		fprintf(stderr, "metamori: session: index WAL checkpoint (%s): %d of %d frames, rc %d\n",
+		        idle ? "idle" : "full", done, log, rc);
+	if (rc == SQLITE_OK && done == log)
+		ss->wal_frames = 0; /* else a reader held it back: tried again when idle */
+}
+
 int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, mtm_session **out)
 {
 	*out = NULL;
@@ -215,6 +243,9 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 	if ((rc = clear_dir(ss->dirfd, ss->dir)) || (rc = make_ctl(ss)) || (rc = make_socket(ss)))
 		goto fail;
 	s->session = ss;
+	/* the index's WAL is copied into the database when the session is idle,
+	 * not inside the commit of every checkpoint (session_wal_maintain) */
+	sqlite3_wal_hook(s->db, wal_commit_hook, ss);
 	*out = ss;
 	return 0;
 fail:
@@ -226,8 +257,11 @@ void session_stop(mtm_session *ss)
 {
 	if (!ss)
 		return;
-	if (ss->s && ss->s->session == ss)
+	if (ss->s && ss->s->session == ss) {
 		ss->s->session = NULL;
+		session_wal_maintain(ss, 1);
+		sqlite3_wal_autocheckpoint(ss->s->db, 1000 /* SQLite's default */);
+	}
 	if (ss->ctl) {
 		/* never leave anyone waiting: the gate opens for good */
 		__atomic_store_n(&ss->ctl->scan_needed, 1, __ATOMIC_SEQ_CST);

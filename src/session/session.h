@@ -81,6 +81,7 @@ typedef struct mtm_session {
 	size_t n_excludes;
 	int verbose;             /* a line on stderr per checkpoint */
 	int debug;               /* $METAMORI_DEBUG_SESSION: every record on stderr */
+	int wal_frames;          /* frames in the index's WAL after the last commit (0: nothing to copy) */
 } mtm_session;
 
 /* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a
@@ -108,6 +109,13 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post);
 void barrier_open(mtm_session *ss);
 /* After a checkpoint: forget dead processes (their logs and sticky records). */
 void session_reap_logs(mtm_session *ss);
+
+/* The session copies the index's WAL into the database itself, after it
+ * has answered: when idle (SESSION_IDLE_MS without a request), or at once
+ * past SESSION_WAL_MAX_FRAMES (64 MiB). idle = 0 only checks the bound. */
+#define SESSION_IDLE_MS 1000
+#define SESSION_WAL_MAX_FRAMES 16384
+void session_wal_maintain(mtm_session *ss, int idle);
 
 /* Serves one client connection: reads the request, checkpoints, replies. */
 void session_serve(mtm_session *ss, int client);
