@@ -375,7 +375,7 @@ static int plan_file(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc)
 			return mtm_set_errno(rc, "%s", te->path);
 		int64_t got;
 		run_collect col = {&p->runs};
-		rc = compare_file(fd, (int64_t)li->st.st_size, &p->map, collect_run, &col, &got);
+		rc = compare_file(FILE_SRC(fd), (int64_t)li->st.st_size, &p->map, collect_run, &col, &got);
 		close(fd);
 		if (rc)
 			return mtm_set_error(rc, "%s: %s", te->path, mtm_last_error());

@@ -33,20 +33,62 @@ typedef struct {
 	int64_t next_file_id; /* allocator for new files */
 	int64_t cur_file;     /* the file store_run is recording */
 	uint64_t bytes_changed, blocks_changed;
+	/* Changed blocks of the current file that do not fill an aligned group
+	 * (scattered writes: typically one block here, one there) are gathered
+	 * into one chunk of up to MTM_CHUNK_BLOCKS, in file order, instead of a
+	 * chunk each: a chunk row, its hash's index entry and a record header
+	 * per 16 blocks rather than per block (FORMAT.md 3.6 allows it; readers
+	 * find a block by boff alone). Only within one file, so that a whole
+	 * file is chunked as it always was and identical files still share
+	 * their chunks. */
+	unsigned char grp[CHUNK_MAX_PLAIN];
+	size_t grp_len;
+	int grp_n;
+	struct { int64_t blkno; uint64_t hash; } grp_blk[MTM_CHUNK_BLOCKS];
 } ckpt_ctx;
+
+/* Stores the gathered blocks as one chunk and names them in the index. */
+static int flush_group(ckpt_ctx *c)
+{
+	if (!c->grp_n)
+		return 0;
+	int64_t chunk;
+	MTM_TRY(pack_put(&c->pw, c->grp, c->grp_len, &chunk));
+	for (int i = 0; i < c->grp_n; i++)
+		MTM_TRY(index_put_block(&c->iw, c->cur_file, c->grp_blk[i].blkno, c->branch, c->id, c->grp_blk[i].hash, chunk, i));
+	c->grp_n = 0;
+	c->grp_len = 0;
+	return 0;
+}
 
 static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
                      const uint64_t *hashes, int zero)
 {
 	ckpt_ctx *c = arg;
-	int64_t chunk = 0;
-	if (!zero)
-		MTM_TRY(pack_put(&c->pw, data, len, &chunk));
-	for (int i = 0; i < nblocks; i++)
-		MTM_TRY(index_put_block(&c->iw, c->cur_file, blkno + i, c->branch, c->id, hashes[i], chunk, zero ? 0 : i));
 	c->bytes_changed += len;
 	c->blocks_changed += (uint64_t)nblocks;
-	return 0;
+	if (zero) {
+		for (int i = 0; i < nblocks; i++)
+			MTM_TRY(index_put_block(&c->iw, c->cur_file, blkno + i, c->branch, c->id, hashes[i], 0, 0));
+		return 0;
+	}
+	if (nblocks == MTM_CHUNK_BLOCKS) { /* a whole aligned group: a chunk of its own */
+		int64_t chunk;
+		MTM_TRY(pack_put(&c->pw, data, len, &chunk));
+		for (int i = 0; i < nblocks; i++)
+			MTM_TRY(index_put_block(&c->iw, c->cur_file, blkno + i, c->branch, c->id, hashes[i], chunk, i));
+		return 0;
+	}
+	if (c->grp_n + nblocks > MTM_CHUNK_BLOCKS)
+		MTM_TRY(flush_group(c));
+	memcpy(c->grp + c->grp_len, data, len);
+	c->grp_len += len;
+	for (int i = 0; i < nblocks; i++) {
+		c->grp_blk[c->grp_n].blkno = blkno + i;
+		c->grp_blk[c->grp_n++].hash = hashes[i];
+	}
+	/* a short block (the file's last) can only end a chunk */
+	return len < (size_t)nblocks * MTM_BLOCK ? flush_group(c) : 0;
 }
 
 static void entry_from_stat(entry *e, const live_item *it)
@@ -203,17 +245,22 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	uint64_t before = c->blocks_changed;
 	int64_t size_read = (int64_t)st.st_size;
 	c->cur_file = file_id;
+	file_src src = {fd, cap};
 	if (cap && !cap->whole) {
 		/* tracked: only the blocks the program wrote, against the parent's hashes */
 		parent_hash_arg pa = {r->s, file_id, &r->parent_lin};
-		rc = compare_runs(fd, size_read, &cap->runs, parent_hash, &pa, store_run, c);
+		rc = compare_runs(src, size_read, &cap->runs, parent_hash, &pa, store_run, c);
 	} else {
 		vec map = VEC_INIT(blockref);
 		rc = pe || renamed ? index_file_map(r->s, file_id, &r->parent_lin, &map) : 0;
 		if (!rc)
-			rc = compare_file(fd, (int64_t)st.st_size, &map, store_run, c, &size_read);
+			rc = compare_file(src, (int64_t)st.st_size, &map, store_run, c, &size_read);
 		vec_free(&map);
 	}
+	if (!rc)
+		rc = flush_group(c);
+	c->grp_n = 0; /* (after a failure: nothing of this file is kept) */
+	c->grp_len = 0;
 	if (!cap)
 		close(fd);
 	if (rc)

@@ -42,7 +42,7 @@ static int diff_live_file(mtm_store *s, const lineage *la, const entry *a, live_
 	}
 	count_ctx cc = {0};
 	int64_t got;
-	rc = compare_file(fd, (int64_t)it->st.st_size, &map, count_run, &cc, &got);
+	rc = compare_file(FILE_SRC(fd), (int64_t)it->st.st_size, &map, count_run, &cc, &got);
 	close(fd);
 	/* data blocks of a that lie past the live end */
 	int64_t live_blocks = (got + MTM_BLOCK - 1) / MTM_BLOCK, a_blocks = (a->size + MTM_BLOCK - 1) / MTM_BLOCK;

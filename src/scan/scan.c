@@ -130,9 +130,35 @@ static int all_zero(const unsigned char *p, size_t n)
 	return memcmp(p, z, n) == 0;
 }
 
+int src_pread(file_src src, void *buf, size_t len, int64_t off, size_t *got)
+{
+	const capture *c = src.mem;
+	if (!c || c->fd >= 0)
+		return io_pread(c ? c->fd : src.fd, buf, len, (off_t)off, got);
+	*got = 0;
+	unsigned char *out = buf;
+	size_t k = 0; /* the run holding the next block (runs are sorted) */
+	while (len > 0 && off < c->size) {
+		int64_t b = off / MTM_BLOCK, in = off % MTM_BLOCK;
+		while (k < c->runs.n && VEC_AT(&c->runs, blk_run, k).blkno + VEC_AT(&c->runs, blk_run, k).count <= b)
+			k++;
+		if (k == c->runs.n || VEC_AT(&c->runs, blk_run, k).blkno > b)
+			return EIO;
+		const unsigned char *p = c->blk[c->first[k] + (size_t)(b - VEC_AT(&c->runs, blk_run, k).blkno)];
+		int64_t end = (b + 1) * MTM_BLOCK < c->size ? (b + 1) * MTM_BLOCK : c->size;
+		size_t n = (size_t)(end - off) < len ? (size_t)(end - off) : len;
+		memcpy(out, p + in, n);
+		out += n;
+		*got += n;
+		off += (int64_t)n;
+		len -= n;
+	}
+	return 0;
+}
+
 #define READ_BUF (1u << 20) /* a multiple of the chunk group, so groups never straddle reads */
 
-int compare_file(int fd, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
+int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
 {
 	unsigned char *buf;
 	if (posix_memalign((void **)&buf, MTM_BLOCK, READ_BUF))
@@ -144,7 +170,7 @@ int compare_file(int fd, int64_t size, const vec *map, run_fn fn, void *arg, int
 	int rc = 0;
 	while (off < size) {
 		size_t want = (size_t)(size - off < READ_BUF ? size - off : READ_BUF), got;
-		if ((rc = io_pread(fd, buf, want, (off_t)off, &got))) {
+		if ((rc = src_pread(src, buf, want, off, &got))) {
 			rc = mtm_set_errno(rc, "read");
 			break;
 		}
@@ -198,7 +224,7 @@ int compare_file(int fd, int64_t size, const vec *map, run_fn fn, void *arg, int
 	return rc;
 }
 
-int compare_runs(int fd, int64_t size, const vec *runs, hash_fn parent_hash, void *parg, run_fn fn, void *arg)
+int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_hash, void *parg, run_fn fn, void *arg)
 {
 	unsigned char buf[MTM_CHUNK_BLOCKS * MTM_BLOCK];
 	const uint64_t zh = zero_block_hash();
@@ -213,7 +239,7 @@ int compare_runs(int fd, int64_t size, const vec *runs, hash_fn parent_hash, voi
 			size_t want = (size_t)((pend - b) * MTM_BLOCK), got;
 			if ((int64_t)(b * MTM_BLOCK + (int64_t)want) > size)
 				want = (size_t)(size - b * MTM_BLOCK);
-			int rc = io_pread(fd, buf, want, (off_t)(b * MTM_BLOCK), &got);
+			int rc = src_pread(src, buf, want, b * MTM_BLOCK, &got);
 			if (rc)
 				return mtm_set_errno(rc, "read");
 			if (got < want)

@@ -23,13 +23,26 @@
 /* The racy window for a file with this stat in s's tree. */
 int64_t racy_window(mtm_store *s, const struct stat *st);
 
-/* A file's content copied out during a session's barrier (session/): fd is
- * a memfd holding the whole file (whole) or only the blocks in runs. */
+/* A file's content copied out during a session's barrier (session/): the
+ * whole file (whole) or only the blocks in runs. A big whole file is copied
+ * into a memfd (fd); anything else stays in the memory it was read into
+ * (fd = -1, blk): writing it to a memfd and reading it back cost more than
+ * the rest of a tracked checkpoint. */
 typedef struct capture {
 	int fd;
 	int whole;
-	vec runs;       /* of blk_run, sorted, when !whole */
+	vec runs;       /* of blk_run, sorted; a whole file held in memory: [0, nblocks) */
+	const unsigned char **blk; /* fd < 0: each block of runs in order (its bytes, clipped to size) */
+	size_t *first;  /* per run, the index in blk of its first block */
+	int64_t size;   /* fd < 0: the file's size when captured */
 } capture;
+
+/* Where a file's bytes are read from: a descriptor, or a capture in memory. */
+typedef struct file_src { int fd; const capture *mem; } file_src;
+#define FILE_SRC(fd) ((file_src){(fd), NULL})
+/* pread(2) of either: got < len only at the end of the file. A block that a
+ * capture does not hold is EIO (never read as zeros by mistake). */
+int src_pread(file_src src, void *buf, size_t len, int64_t off, size_t *got);
 
 typedef struct live_item {
 	char *path;
@@ -71,9 +84,9 @@ typedef int (*run_fn)(void *arg, int64_t blkno, int nblocks, const unsigned char
                       const uint64_t *hashes, int zero);
 /* Reads fd up to size bytes and compares block by block with map (sorted by
  * blkno; missing = hole). *size_read is what was actually read. */
-int compare_file(int fd, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read);
+int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read);
 /* Compares only the blocks in runs (sorted blk_runs, clipped to size) with
  * the hashes parent_hash gives; the rest of the file is taken as unchanged. */
 typedef int (*hash_fn)(void *arg, int64_t blkno, uint64_t *hash);
-int compare_runs(int fd, int64_t size, const vec *runs, hash_fn parent_hash, void *parg, run_fn fn, void *arg);
+int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_hash, void *parg, run_fn fn, void *arg);
 #endif

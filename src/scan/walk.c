@@ -119,6 +119,8 @@ void capture_free(capture *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	vec_free(&c->runs);
+	free(c->blk);
+	free(c->first);
 	free(c);
 }
 

@@ -32,7 +32,7 @@
  * blocks the records name are read before the gate closes (the pre-copy,
  * as in live migration: records after the peek say which to read again),
  * in the barrier the rest are only read into memory (or by reference past
- * the budget), and the memfds ckpt_record reads are made after it opens.
+ * the budget); ckpt_record reads the captures where they were read into.
  * docs/SESSION.md has the measurements.
  */
 #include <errno.h>
@@ -74,7 +74,7 @@ typedef struct {
 	int hold;        /* ... and the barrier stays closed until they are recorded */
 	mtm_id parent_id;
 	pathmap pending; /* path -> pending_hashes*: ss->hashes after a commit */
-	vec deferred;    /* of deferred_copy: blocks read in the barrier, into memfds after it */
+	vec deferred;    /* of deferred_copy: blocks read in the barrier, the captures' bytes */
 	pathmap dirfds;  /* directory -> its fd + 1, or -errno: each opened once per checkpoint */
 	pathmap pre;     /* path -> precopy*: blocks read before the barrier */
 	change_set post; /* what the records say changed after they were read */
@@ -105,8 +105,8 @@ static void precopy_free(void *p)
 }
 
 /* Scattered blocks cost a system call each to read (the pause is mostly
- * that): in the barrier they are only read, into memory; the memfd that
- * ckpt_record reads is made after the barrier opens. */
+ * that): in the barrier they are only read, into memory, where
+ * ckpt_record reads them (materialize points the capture at them). */
 typedef struct {
 	capture *cap;
 	unsigned char *data; /* the runs' bytes, in run order, clipped to size */
@@ -118,7 +118,7 @@ typedef struct {
 } deferred_copy;
 
 /* Block hashes for ss->hashes once the checkpoint commits: known (h), or to
- * be computed from a whole capture after the barrier (cap: its memfd exists
+ * be computed from a whole capture after the barrier (cap: its bytes exist
  * by then). */
 typedef struct { block_hashes bh; const capture *cap; int64_t size; } pending_hashes;
 
@@ -588,8 +588,9 @@ static const unsigned char *precopied(tctx *t, const char *path, int64_t dev, in
 	return pc->data + (pc->first[lo] + (size_t)(b - r->blkno)) * MTM_BLOCK;
 }
 
-/* Copies a live file's content (whole, or the blocks in cap->runs) into a
- * memfd, and takes the stat of what was copied. */
+/* Copies a live file's content (whole, or the blocks in cap->runs) out:
+ * into memory (read with the other scattered blocks in read_deferred), or,
+ * for a big whole file, into a memfd; and takes the stat of what was copied. */
 static int capture_file(tctx *t, live_item *it, capture *cap)
 {
 	int fd, rc = open_live(t, it->path, &fd);
@@ -736,7 +737,7 @@ static int capture_hashed(tctx *t, live_item *it, capture *cap)
 				}
 			}
 			if (!rc) {
-				memcpy(dat + dlen, buf + o, len); /* into its memfd after the barrier */
+				memcpy(dat + dlen, buf + o, len); /* what ckpt_record reads */
 				dlen += len;
 			}
 			t->budget = t->budget > len ? t->budget - len : 0;
@@ -780,7 +781,7 @@ static void keep_hashes(tctx *t, mtm_id id)
 			int ok = buf && h;
 			for (int64_t off = 0; ok && off < ph->size;) {
 				size_t want = (size_t)(ph->size - off < (1 << 20) ? ph->size - off : (1 << 20)), got;
-				if (!ph->cap || ph->cap->fd < 0 || io_pread(ph->cap->fd, buf, want, off, &got) || got != want) {
+				if (!ph->cap || src_pread((file_src){-1, ph->cap}, buf, want, off, &got) || got != want) {
 					ok = 0;
 					break;
 				}
@@ -809,44 +810,38 @@ static void keep_hashes(tctx *t, mtm_id id)
 }
 
 
-/* After the barrier: the blocks read during it, into memfds at their offsets. */
+/* After the barrier: each capture read during it points at its blocks, in
+ * the pre-copy or in the bytes read in the barrier (both live until the
+ * checkpoint is recorded and its hashes kept). */
 static int materialize(tctx *t)
 {
-	int rc = 0;
-	for (size_t i = 0; i < t->deferred.n && !rc; i++) {
+	for (size_t i = 0; i < t->deferred.n; i++) {
 		deferred_copy *d = &VEC_AT(&t->deferred, deferred_copy, i);
 		capture *cap = d->cap;
-		cap->fd = memfd_create("metamori-capture", MFD_CLOEXEC);
-		if (cap->fd < 0 || ftruncate(cap->fd, d->size)) {
-			rc = mtm_set_errno(errno, "capture");
-			break;
-		}
+		size_t nblk = 0;
+		for (size_t k = 0; k < cap->runs.n; k++)
+			nblk += (size_t)VEC_AT(&cap->runs, blk_run, k).count;
+		cap->blk = malloc((nblk ? nblk : 1) * sizeof *cap->blk);
+		cap->first = malloc((cap->runs.n ? cap->runs.n : 1) * sizeof *cap->first);
+		if (!cap->blk || !cap->first)
+			return mtm_set_error(ENOMEM, "capture");
+		cap->size = d->size;
+		cap->fd = -1;
 		const unsigned char *p = d->data;
-		for (size_t k = 0; k < cap->runs.n && !rc; k++) {
+		size_t n = 0;
+		for (size_t k = 0; k < cap->runs.n; k++) {
 			const blk_run *r = &VEC_AT(&cap->runs, blk_run, k);
-			/* pieces whose bytes are contiguous in one source: the pre-copy
-			 * (the same blocks read_deferred took from it) or data */
-			for (int64_t blk = r->blkno, end = r->blkno + r->count; blk < end && blk * MTM_BLOCK < d->size;) {
-				const unsigned char *src = d->src_precopy ? precopied(t, d->path, d->dev, d->ino, blk) : NULL;
-				const unsigned char *from = src ? src : p;
-				int64_t stop = blk + 1;
-				while (stop < end && stop * MTM_BLOCK < d->size) {
-					const unsigned char *next = d->src_precopy ? precopied(t, d->path, d->dev, d->ino, stop) : NULL;
-					if ((src == NULL) != (next == NULL) || (src && next != src + (stop - blk) * MTM_BLOCK))
-						break;
-					stop++;
-				}
-				int64_t a = blk * MTM_BLOCK, b = stop * MTM_BLOCK < d->size ? stop * MTM_BLOCK : d->size;
-				if (pwrite(cap->fd, from, (size_t)(b - a), a) != b - a) {
-					rc = mtm_set_errno(errno ? errno : EIO, "capture");
-					break;
-				}
-				p += b - a;
-				blk = stop;
+			cap->first[k] = n;
+			/* the same walk as read_deferred's: a block it took from the
+			 * pre-copy has an untouched slot in data */
+			for (int64_t blk = r->blkno, end = r->blkno + r->count; blk < end && blk * MTM_BLOCK < d->size; blk++) {
+				const unsigned char *pre = d->src_precopy ? precopied(t, d->path, d->dev, d->ino, blk) : NULL;
+				cap->blk[n++] = pre ? pre : p;
+				p += d->size - blk * MTM_BLOCK < MTM_BLOCK ? d->size - blk * MTM_BLOCK : MTM_BLOCK;
 			}
 		}
 	}
-	return rc;
+	return 0;
 }
 
 static void deferred_free(tctx *t)
@@ -1214,7 +1209,6 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	}
 	if (!rc)
 		rc = materialize(&t);
-	deferred_free(&t);
 	if (!rc)
 		rc = ckpt_record(r, &parent, &live, !scan);
 	if (!opened) {
@@ -1242,6 +1236,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	sqlite3_finalize(t.q_sc);
 	ckpt_end(r);
 	live_free(&live);
+	deferred_free(&t); /* the captures' bytes (after live_free: nothing points at them now) */
 	entries_free(&parent);
 	pathmap_free(&t.nsdirs, NULL);
 	pathmap_free(&t.points, NULL);
