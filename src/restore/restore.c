@@ -61,7 +61,11 @@ typedef struct {
 	lineage lin_k, lin_h;
 	pathmap dirs;    /* directories whose entries changed: fsync them */
 	blockcache *bc;  /* blocks of patched files kept from the verify pass */
+	vec between;     /* of blockkey: blocks written by a checkpoint between head and k */
+	int between_ok;  /* ... and that is all of them (index_blocks_between) */
 } rctx;
+/* Past this many rows between head and k, whole block maps are compared. */
+#define BETWEEN_LIMIT ((size_t)1 << 22)
 
 #define KEEP_BUDGET (256u << 20) /* bytes of verified blocks kept between passes */
 
@@ -351,19 +355,82 @@ static int file_meta_action(rctx *c, plan_item *p)
 	return ACT_META;
 }
 
+/* The live file holds the head's version he, of te's history: only the
+ * blocks some checkpoint between the two wrote can differ (c->between),
+ * and the blocks te has past he's end. Each is looked up under both
+ * lineages; p->map gets te's rows for those blocks only. */
+static int diff_changed(rctx *c, plan_item *p, const entry *he)
+{
+	const entry *te = p->te;
+	const int64_t B = MTM_BLOCK, nblocks = (te->size + B - 1) / B, hblocks = (he->size + B - 1) / B;
+	const uint64_t zh = zero_block_hash();
+	size_t lo = 0, hi = c->between.n;
+	while (lo < hi) { /* the first key of te's file */
+		size_t mid = lo + (hi - lo) / 2;
+		if (VEC_AT(&c->between, blockkey, mid).file_id < te->file_id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t i = lo;
+	int64_t tail = hblocks; /* [hblocks, nblocks): past the head's end */
+	for (;;) {
+		int64_t listed = i < c->between.n && VEC_AT(&c->between, blockkey, i).file_id == te->file_id
+		                     ? VEC_AT(&c->between, blockkey, i).blkno : INT64_MAX;
+		int64_t blk = listed < tail ? listed : tail;
+		if (blk >= nblocks)
+			break;
+		if (blk == listed)
+			i++;
+		if (blk == tail)
+			tail++;
+		blockref tb, hb;
+		int tf, hf = 0;
+		MTM_TRY(index_block_at(c->s, te->file_id, blk, &c->lin_k, &tb, &tf));
+		if (blk < hblocks)
+			MTM_TRY(index_block_at(c->s, he->file_id, blk, &c->lin_h, &hb, &hf));
+		if (tf) {
+			blockref *b = vec_push(&p->map);
+			if (!b)
+				return mtm_set_error(ENOMEM, "restore");
+			*b = tb;
+		}
+		if ((tf ? tb.hash : zh) != (hf ? hb.hash : zh))
+			MTM_TRY(filemap_add_run(&p->runs, blk));
+	}
+	return 0;
+}
+
+static int plan_file_as(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc, int *partial);
+
 /* Decides how a live regular file becomes version te. */
 static int plan_file(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc)
 {
+	int partial = 0;
+	MTM_TRY(plan_file_as(c, p, head_tree, sc, &partial));
+	if (partial && p->action == ACT_REWRITE) { /* written whole: all of te's map */
+		vec_free(&p->map);
+		MTM_TRY(index_file_map(c->s, p->te->file_id, &c->lin_k, &p->map));
+	}
+	return 0;
+}
+
+static int plan_file_as(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc, int *partial)
+{
 	entry *te = p->te;
 	live_item *li = p->li;
-	MTM_TRY(index_file_map(c->s, te->file_id, &c->lin_k, &p->map));
 	entry *he = tree_find(head_tree, te->path);
 	int fresh = he && he->kind == KIND_FILE && statcache_fresh(pathmap_get(sc, te->path), &li->st, he->ver);
+	*partial = fresh && he->ver != te->ver && c->between_ok && he->file_id == te->file_id;
+	if (!*partial)
+		MTM_TRY(index_file_map(c->s, te->file_id, &c->lin_k, &p->map));
 	if (fresh && he->ver == te->ver) {
 		p->action = file_meta_action(c, p);
 		return 0;
 	}
-	if (fresh) { /* the live file holds the head's version: diff through the index */
+	if (*partial) {
+		MTM_TRY(diff_changed(c, p, he));
+	} else if (fresh) { /* the live file holds the head's version: diff through the index */
 		vec hmap;
 		MTM_TRY(index_file_map(c->s, he->file_id, &c->lin_h, &hmap));
 		int rc = filemap_diff(&p->map, te->size, &hmap, he->size, &p->runs, NULL);
@@ -524,6 +591,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 	if ((rc = index_load_tree(s, k, &target)) || (rc = lineage_of(s, k, &c->lin_k)) || (rc = mtm_head(s, &head)) ||
 	    (rc = index_load_tree(s, head, &head_tree)) || (rc = lineage_of(s, head, &c->lin_h)) ||
 	    (rc = statcache_load(s, &sc)) ||
+	    (rc = index_blocks_between(s, &c->lin_k, &c->lin_h, BETWEEN_LIMIT, &c->between, &c->between_ok)) ||
 	    (rc = ignore_load(&ign, s->rootfd, c->opts ? c->opts->excludes : NULL, c->opts ? c->opts->n_excludes : 0)) ||
 	    (rc = walk_tree(s, &none, &live)))
 		goto done;
@@ -765,6 +833,7 @@ static void rctx_free(rctx *c)
 {
 	pack_reader_free(&c->pr);
 	pathmap_free(&c->dirs, NULL);
+	vec_free(&c->between);
 }
 
 int restore_finish_intent(mtm_store *s, mtm_id id)

@@ -364,7 +364,8 @@ void index_lookups_free(mtm_store *s)
 {
 	sqlite3_finalize(s->q_entry_at);
 	sqlite3_finalize(s->q_block_at);
-	s->q_entry_at = s->q_block_at = NULL;
+	sqlite3_finalize(s->q_block_ref);
+	s->q_entry_at = s->q_block_at = s->q_block_ref = NULL;
 }
 
 int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found)
@@ -470,4 +471,17 @@ int index_block_hash(mtm_store *s, int64_t file_id, int64_t blkno, const lineage
 	}
 	sqlite3_reset(st);
 	return 0;
+}
+
+int index_block_at(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *l, blockref *out, int *found)
+{
+	int rc;
+	*found = 0;
+	if (!s->q_block_ref &&
+	    (rc = sqlite3_prepare_v2(s->db,
+	                             "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=?1 AND blkno=?2 "
+	                             "AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC LIMIT 1",
+	                             -1, &s->q_block_ref, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	return block_seek(s, s->q_block_ref, file_id, blkno, l, out, found);
 }

@@ -51,7 +51,17 @@ int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out,
 int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *out /* of entry */);
 /* ... and the visible hash of one block (the zero-block hash if none). */
 int index_block_hash(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *l, uint64_t *out);
+/* ... and the visible row of one block (*found = 0: none, a hole). */
+int index_block_at(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *l, blockref *out, int *found);
 void index_lookups_free(mtm_store *s);
+
+/* The blocks whose visible version may differ between the checkpoints of
+ * lineages a and b: those with a row written by a checkpoint exactly one of
+ * them sees (between.c). Sorted by (file_id, blkno), unique. *complete = 0
+ * (and out empty) if there are more than limit rows to look at, or the
+ * index cannot answer cheaply: then compare whole maps. */
+typedef struct { int64_t file_id, blkno; } blockkey;
+int index_blocks_between(mtm_store *s, const lineage *a, const lineage *b, size_t limit, vec *out, int *complete);
 
 /* The XXH3-64 of an all-zero block. */
 uint64_t zero_block_hash(void);
