@@ -264,5 +264,10 @@ int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkp
 		return rc;
 	rc = ask(s, fd, opts, out);
 	close(fd);
+	/* The session copies the index's WAL into the database when it is idle
+	 * (session.h). Left alone, this process would do it on closing the
+	 * store, and the caller would wait for it on its way out. */
+	s->wal_kept_by_session = 1;
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	return rc;
 }

@@ -302,7 +302,7 @@ fail:
 
 void mtm_close(mtm_store *s)
 {
-	if (s && s->db)
+	if (s && s->db && !s->wal_kept_by_session)
 		/* fold the WAL back into the database when we are the last user */
 		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	store_free(s);

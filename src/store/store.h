@@ -36,6 +36,7 @@ struct mtm_store {
 	int64_t n_branches;          /* highest id + 1 */
 	sqlite3_stmt *q_entry_at, *q_block_at, *q_block_ref; /* point lookups (index.c) */
 	struct mtm_session *session; /* set inside `metamori run` (session.c) */
+	int wal_kept_by_session;     /* a session answered us: its WAL is its own to copy back */
 	int fs_known;                /* root_fine_dev was determined (scan.c) */
 	int64_t root_fine_dev;       /* st_dev of the root if its file system keeps
 	                              * fine timestamps from the kernel clock, else -1 */
