@@ -421,6 +421,31 @@ int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t has
 	return 0;
 }
 
+void pack_prefetch(pack_reader *r, int64_t chunk_id, int64_t boff, int whole)
+{
+	sqlite3_reset(r->lookup);
+	sqlite3_bind_int64(r->lookup, 1, chunk_id);
+	if (sqlite3_step(r->lookup) != SQLITE_ROW) {
+		sqlite3_reset(r->lookup); /* the read itself reports it */
+		return;
+	}
+	int64_t pack = sqlite3_column_int64(r->lookup, 1), off = sqlite3_column_int64(r->lookup, 2);
+	int64_t clen = sqlite3_column_int64(r->lookup, 3), plen = sqlite3_column_int64(r->lookup, 4);
+	int codec = sqlite3_column_int(r->lookup, 5);
+	sqlite3_reset(r->lookup);
+	int fd = -1;
+	if (pack <= 0 || off < PACK_HEADER_LEN || clen <= 0 || clen > CHUNK_MAX_PLAIN * 2 || pack_fd(r, pack, &fd)) {
+		mtm_clear_error();
+		return;
+	}
+	if (whole || codec != CODEC_RAW || clen != plen) {
+		posix_fadvise(fd, (off_t)off, (off_t)(CHUNK_HEADER_LEN + clen), POSIX_FADV_WILLNEED);
+	} else {
+		posix_fadvise(fd, (off_t)off, CHUNK_HEADER_LEN, POSIX_FADV_WILLNEED);
+		posix_fadvise(fd, (off_t)(off + CHUNK_HEADER_LEN + boff * MTM_BLOCK), MTM_BLOCK, POSIX_FADV_WILLNEED);
+	}
+}
+
 void pack_reader_free(pack_reader *r)
 {
 	for (int i = 0; i < 8; i++)

@@ -69,6 +69,11 @@ int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, siz
  * restore that needs one 4 KiB block of a 64 KiB chunk reads 4 KiB; any
  * other codec goes through pack_read. */
 int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out);
+/* Asks the kernel to start reading what pack_read_block (or, with whole,
+ * pack_read) of that block will read: a restore announces all its reads
+ * first, so a cold disk serves them together instead of one at a time.
+ * Best effort: errors are left to the read. */
+void pack_prefetch(pack_reader *r, int64_t chunk_id, int64_t boff, int whole);
 void pack_reader_free(pack_reader *r);
 
 /* Parses and checks one chunk record already in memory (also used by verify
