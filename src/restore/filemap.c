@@ -175,20 +175,11 @@ static int put_block(writer *w, const blockref *b, int64_t len, int punch)
 	return 0;
 }
 
-/* The reads put_block will make, announced: a scattered block alone, else
- * its whole chunk (once per run of blocks in the same chunk). */
+/* The reads put_block will make for runs, announced: a scattered block
+ * alone, else its whole chunk (once per run of blocks in the same chunk). */
 static void prefetch(pack_reader *pr, const vec *map, int64_t nblocks, const vec *runs)
 {
 	int64_t last = 0;
-	if (!runs) {
-		for (size_t i = 0; i < map->n && VEC_AT(map, blockref, i).blkno < nblocks; i++) {
-			const blockref *b = &VEC_AT(map, blockref, i);
-			if (b->chunk && b->chunk != last)
-				pack_prefetch(pr, b->chunk, b->boff, 1);
-			last = b->chunk;
-		}
-		return;
-	}
 	for (size_t r = 0; r < runs->n; r++) {
 		const blk_run *run = &VEC_AT(runs, blk_run, r);
 		int scattered = run->count < 4; /* as in filemap_write */
@@ -211,7 +202,9 @@ int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64
 		return mtm_set_error(ENOMEM, "restore");
 	int64_t nblocks = (size + MTM_BLOCK - 1) / MTM_BLOCK;
 	int rc = 0;
-	if (dry) /* the verify pass: every read it will make is announced first */
+	/* the verify pass of a patch: every scattered read it will make is
+	 * announced first (a whole file is read in order: readahead does it) */
+	if (dry && runs)
 		prefetch(pr, map, nblocks, runs);
 	if (!runs) {
 		for (size_t i = 0; i < map->n && !rc; i++) {

@@ -156,6 +156,33 @@ int src_pread(file_src src, void *buf, size_t len, int64_t off, size_t *got)
 	return 0;
 }
 
+const unsigned char *src_at(file_src src, int64_t off, size_t len)
+{
+	const capture *c = src.mem;
+	if (!c || c->fd >= 0 || !len || off % MTM_BLOCK || off + (int64_t)len > c->size)
+		return NULL;
+	int64_t b = off / MTM_BLOCK, last = (off + (int64_t)len - 1) / MTM_BLOCK;
+	size_t lo = 0, hi = c->runs.n;
+	while (lo < hi) { /* the run holding b */
+		size_t mid = lo + (hi - lo) / 2;
+		const blk_run *r = &VEC_AT(&c->runs, blk_run, mid);
+		if (r->blkno + r->count <= b)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == c->runs.n)
+		return NULL;
+	const blk_run *r = &VEC_AT(&c->runs, blk_run, lo);
+	if (r->blkno > b || r->blkno + r->count <= last)
+		return NULL;
+	const unsigned char *const *p = c->blk + c->first[lo] + (b - r->blkno);
+	for (int64_t k = 1; k <= last - b; k++)
+		if (p[k] != p[0] + k * MTM_BLOCK)
+			return NULL;
+	return p[0];
+}
+
 #define READ_BUF (1u << 20) /* a multiple of the chunk group, so groups never straddle reads */
 
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
@@ -239,17 +266,22 @@ int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_has
 			size_t want = (size_t)((pend - b) * MTM_BLOCK), got;
 			if ((int64_t)(b * MTM_BLOCK + (int64_t)want) > size)
 				want = (size_t)(size - b * MTM_BLOCK);
-			int rc = src_pread(src, buf, want, b * MTM_BLOCK, &got);
-			if (rc)
-				return mtm_set_errno(rc, "read");
-			if (got < want)
-				memset(buf + got, 0, want - got);
+			/* a capture in memory is hashed and stored where it lies */
+			const unsigned char *at = src_at(src, b * MTM_BLOCK, want);
+			if (!at) {
+				int rc = src_pread(src, buf, want, b * MTM_BLOCK, &got);
+				if (rc)
+					return mtm_set_errno(rc, "read");
+				if (got < want)
+					memset(buf + got, 0, want - got);
+				at = buf;
+			}
 			int n = (int)(pend - b);
 			uint64_t hashes[MTM_CHUNK_BLOCKS];
 			signed char state[MTM_CHUNK_BLOCKS];
 			for (int i = 0; i < n; i++) {
 				unsigned char pad[MTM_BLOCK];
-				const unsigned char *blk = buf + (size_t)i * MTM_BLOCK;
+				const unsigned char *blk = at + (size_t)i * MTM_BLOCK;
 				size_t len = want - (size_t)i * MTM_BLOCK < MTM_BLOCK ? want - (size_t)i * MTM_BLOCK : MTM_BLOCK;
 				if (len < MTM_BLOCK) {
 					memcpy(pad, blk, len);
@@ -267,7 +299,7 @@ int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_has
 					e++;
 				if (stt) {
 					size_t start = (size_t)i * MTM_BLOCK, stop = (size_t)e * MTM_BLOCK < want ? (size_t)e * MTM_BLOCK : want;
-					MTM_TRY(fn(arg, b + i, e - i, stt == 1 ? buf + start : NULL, stop - start, hashes + i, stt == 2));
+					MTM_TRY(fn(arg, b + i, e - i, stt == 1 ? at + start : NULL, stop - start, hashes + i, stt == 2));
 				}
 				i = e;
 			}

@@ -43,6 +43,9 @@ typedef struct file_src { int fd; const capture *mem; } file_src;
 /* pread(2) of either: got < len only at the end of the file. A block that a
  * capture does not hold is EIO (never read as zeros by mistake). */
 int src_pread(file_src src, void *buf, size_t len, int64_t off, size_t *got);
+/* The bytes [off, off + len) of a capture in memory, if they lie there in
+ * one piece (block-aligned off, not past the end); else NULL: read them. */
+const unsigned char *src_at(file_src src, int64_t off, size_t len);
 
 typedef struct live_item {
 	char *path;
