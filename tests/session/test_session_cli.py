@@ -373,8 +373,58 @@ def test_static_program_scans():
     T.rmtree(root)
 
 
+def test_index_wal_copied_back_when_idle():
+    """The session, not the caller, copies the index's WAL into index.db: a
+    checkpoint request returns before the copy (the client does not fold
+    the WAL on its way out), the copy follows a second of idleness, and a
+    session killed before it loses nothing (the WAL commit is durable)."""
+    import shutil
+    import sqlite3
+    root = S.new_tree({"a": b"a" * 5000})
+    stop = os.path.join(T.tempdir("mtm-stop-"), "stop")
+    peek = T.tempdir("mtm-peek-")
+
+    def last_in_database_file():
+        # index.db alone, without its WAL: what has been copied back
+        copy = os.path.join(peek, "index.db")
+        shutil.copyfile(os.path.join(root, ".metamori", "index.db"), copy)
+        db = sqlite3.connect("file:%s?immutable=1" % copy, uri=True)
+        try:
+            return db.execute("SELECT MAX(id) FROM checkpoint").fetchone()[0] or 0
+        finally:
+            db.close()
+
+    sess = start(root, ["--", "sh", "-c", "while [ ! -e '%s' ]; do sleep 0.05; done" % stop])
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        t0 = time.time()
+        c1 = T.checkpoint(root, "one")
+        before = last_in_database_file()
+        if time.time() - t0 < 0.5 and before >= c1:
+            raise T.Failure("checkpoint %d was copied into index.db before the session was idle "
+                            "(the caller waited for it)" % c1)
+        wait_for(lambda: last_in_database_file() >= c1, "the idle session to copy the WAL back", timeout=10)
+        c2 = T.checkpoint(root, "two")
+        man = T.manifest(root)
+        os.kill(sess.pid, signal.SIGKILL)  # before it is idle: c2 is only in the WAL
+        sess.wait()
+    finally:
+        open(stop, "w").close()
+        if sess.poll() is None:
+            sess.kill()
+            sess.wait()
+    if [c["id"] for c in T.log_json(root)][-1] != c2:
+        raise T.Failure("checkpoint %d, committed before the session was killed, is gone" % c2)
+    T.run(["-C", root, "verify", "--data"])
+    to = os.path.join(T.tempdir(), "out")
+    T.restore(root, c2, to=to)
+    T.assert_same(man, T.manifest(to), "a checkpoint whose WAL was not copied back before the kill")
+    T.rmtree(root)
+
+
 if __name__ == "__main__":
-    T.main([test_exit_status, test_errors, test_second_run_and_restore_refused,
+    T.main([test_index_wal_copied_back_when_idle,
+            test_exit_status, test_errors, test_second_run_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
             test_unfinished_restore_is_completed_before_the_program,
