@@ -860,7 +860,14 @@ int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_resto
 	if (!rc) {
 		if (opts && opts->to_dir) {
 			c.in_place = 0;
-			rc = restore_to_dir(&c, id, opts->to_dir);
+			/* one read transaction: the block rows and the chunk rows they
+			 * name come from one snapshot (a concurrent gc may compact a
+			 * chunk: FORMAT.md section 7), and a chunk looked up costs no
+			 * lock and unlock of the database each */
+			if (!(rc = db_exec(s, "BEGIN"))) {
+				rc = restore_to_dir(&c, id, opts->to_dir);
+				db_exec(s, "COMMIT");
+			}
 			if (c.rootfd >= 0 && c.rootfd != s->rootfd)
 				close(c.rootfd);
 		} else if (!(rc = store_lock(s))) {

@@ -277,7 +277,12 @@ static int check_data(vctx *v)
 int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify_stats *out)
 {
 	vctx v = {.s = s, .fn = fn, .arg = arg};
-	int rc = check_index(&v);
+	/* one read transaction: every row checked comes from one snapshot (a
+	 * concurrent gc may compact a chunk and renumber its rows' boff) */
+	int rc = db_exec(s, "BEGIN");
+	if (rc)
+		return rc;
+	rc = check_index(&v);
 	if (!rc)
 		rc = count(&v, "SELECT count(*) FROM checkpoint", &v.st.checkpoints);
 	if (!rc)
@@ -290,6 +295,7 @@ int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify
 		rc = check_files(&v);
 	if (!rc && (flags & MTM_VERIFY_DATA))
 		rc = check_data(&v);
+	db_exec(s, "COMMIT");
 	if (out)
 		*out = v.st;
 	if (rc)
