@@ -364,8 +364,7 @@ void index_lookups_free(mtm_store *s)
 {
 	sqlite3_finalize(s->q_entry_at);
 	sqlite3_finalize(s->q_block_at);
-	sqlite3_finalize(s->q_block_ref);
-	s->q_entry_at = s->q_block_at = s->q_block_ref = NULL;
+	s->q_entry_at = s->q_block_at = NULL;
 }
 
 int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found)
@@ -443,33 +442,10 @@ int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *ou
 
 int index_block_hash(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *l, uint64_t *out)
 {
-	int rc;
-	if (!s->q_block_at &&
-	    (rc = sqlite3_prepare_v2(s->db,
-	                             "SELECT hash FROM block WHERE file_id=?1 AND blkno=?2 AND branch=?3 AND ckpt<=?4 "
-	                             "ORDER BY ckpt DESC LIMIT 1",
-	                             -1, &s->q_block_at, NULL)) != SQLITE_OK)
-		return db_error(s, rc, "index");
-	sqlite3_stmt *st = s->q_block_at;
-	*out = zero_block_hash();
-	for (size_t i = 0; i < l->n; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, file_id);
-		sqlite3_bind_int64(st, 2, blkno);
-		sqlite3_bind_int64(st, 3, l->v[i].branch);
-		sqlite3_bind_int64(st, 4, l->v[i].max);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*out = (uint64_t)sqlite3_column_int64(st, 0);
-			sqlite3_reset(st);
-			return 0;
-		}
-		if (rc != SQLITE_DONE) {
-			sqlite3_reset(st);
-			return db_error(s, rc, "index");
-		}
-	}
-	sqlite3_reset(st);
+	blockref b;
+	int found;
+	MTM_TRY(index_block_at(s, file_id, blkno, l, &b, &found));
+	*out = found ? b.hash : zero_block_hash();
 	return 0;
 }
 
@@ -477,11 +453,11 @@ int index_block_at(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *
 {
 	int rc;
 	*found = 0;
-	if (!s->q_block_ref &&
+	if (!s->q_block_at &&
 	    (rc = sqlite3_prepare_v2(s->db,
 	                             "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=?1 AND blkno=?2 "
 	                             "AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC LIMIT 1",
-	                             -1, &s->q_block_ref, NULL)) != SQLITE_OK)
+	                             -1, &s->q_block_at, NULL)) != SQLITE_OK)
 		return db_error(s, rc, "index");
-	return block_seek(s, s->q_block_ref, file_id, blkno, l, out, found);
+	return block_seek(s, s->q_block_at, file_id, blkno, l, out, found);
 }

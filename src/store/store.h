@@ -34,7 +34,7 @@ struct mtm_store {
 	/* branches, loaded at open and extended by checkpoints */
 	struct mtm_branch *branches; /* index = branch id */
 	int64_t n_branches;          /* highest id + 1 */
-	sqlite3_stmt *q_entry_at, *q_block_at, *q_block_ref; /* point lookups (index.c) */
+	sqlite3_stmt *q_entry_at, *q_block_at; /* point lookups (index.c) */
 	struct mtm_session *session; /* set inside `metamori run` (session.c) */
 	int wal_kept_by_session;     /* a session answered us: its WAL is its own to copy back */
 	int fs_known;                /* root_fine_dev was determined (scan.c) */
