@@ -52,6 +52,10 @@ static int scan_branch(mtm_store *s, sqlite3_stmt *st, int64_t branch, int64_t l
 		}
 		k->file_id = sqlite3_column_int64(st, 0);
 		k->blkno = sqlite3_column_int64(st, 1);
+		if (k->blkno < 0 || k->blkno > MTM_MAX_FILE_SIZE / MTM_BLOCK) { /* a restore would write there */
+			sqlite3_reset(st);
+			return mtm_set_error(MTM_ECORRUPT, "index: file %lld has a damaged block number", (long long)k->file_id);
+		}
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");

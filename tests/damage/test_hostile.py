@@ -125,6 +125,12 @@ def test_huge_numbers():
     lie("block-far", lambda c: c.execute("INSERT INTO block VALUES(1, ?, 1, 3, 0, 1, 0)", (1 << 40,)),
         expect_refusal=False)
     lie("boff-huge", lambda c: c.execute("UPDATE block SET boff = 1000000 WHERE chunk != 0"))
+    # an in-place restore looks up the blocks written between head and target
+    # (block_by_ckpt): a negative block number there is refused before any change
+    p = lie("block-negative", lambda c: c.execute("INSERT INTO block VALUES(1, -5, 1, 3, 0, 1, 0)"), ckpt=1,
+            expect_refusal=False)
+    if p.returncode != 1 or "damaged block number" not in p.stderr:
+        raise T.Failure("block-negative: in-place restore: %d %s" % (p.returncode, p.stderr))
     lie("chunk-plen", lambda c: c.execute("UPDATE chunk SET plen = 1 << 31"), ckpt=1)
     lie("chunk-clen", lambda c: c.execute("UPDATE chunk SET clen = 1 << 40"), ckpt=1)
     lie("chunk-off", lambda c: c.execute("UPDATE chunk SET off = (1 << 62)"), ckpt=1)
