@@ -175,6 +175,9 @@ static int put_block(writer *w, const blockref *b, int64_t len, int punch)
 	return 0;
 }
 
+/* A run this short is read block by block, not chunk by chunk. */
+#define SCATTERED_RUN(count) ((count) < 4)
+
 /* The reads put_block will make for runs, announced: a scattered block
  * alone, else its whole chunk (once per run of blocks in the same chunk). */
 static void prefetch(pack_reader *pr, const vec *map, int64_t nblocks, const vec *runs)
@@ -182,7 +185,7 @@ static void prefetch(pack_reader *pr, const vec *map, int64_t nblocks, const vec
 	int64_t last = 0;
 	for (size_t r = 0; r < runs->n; r++) {
 		const blk_run *run = &VEC_AT(runs, blk_run, r);
-		int scattered = run->count < 4; /* as in filemap_write */
+		int scattered = SCATTERED_RUN(run->count);
 		for (int64_t k = run->blkno; k < run->blkno + run->count && k < nblocks; k++) {
 			const blockref *b = find_block(map, k);
 			if (b && b->chunk && (scattered || b->chunk != last))
@@ -217,7 +220,7 @@ int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64
 	} else {
 		for (size_t r = 0; r < runs->n && !rc; r++) {
 			const blk_run *run = &VEC_AT(runs, blk_run, r);
-			w.scattered = run->count < 4;
+			w.scattered = SCATTERED_RUN(run->count);
 			for (int64_t k = run->blkno; k < run->blkno + run->count && k < nblocks && !rc; k++) {
 				const blockref *b = find_block(map, k);
 				blockref hole = {.blkno = k};

@@ -771,13 +771,14 @@ static int dir_is_empty(int fd)
 static int restore_to_dir(rctx *c, mtm_id k, const char *to)
 {
 	vec target = VEC_INIT(entry);
-	int rc = index_load_tree(c->s, k, &target);
+	/* One read transaction, as in place: the block rows and the chunk rows
+	 * they name come from one snapshot (a concurrent gc may compact a chunk:
+	 * FORMAT.md section 7), and no chunk lookup locks the database alone. */
+	int rc = db_exec(c->s, "BEGIN");
 	if (rc)
 		return rc;
-	if ((rc = lineage_of(c->s, k, &c->lin_k))) {
-		entries_free(&target);
-		return rc;
-	}
+	if ((rc = index_load_tree(c->s, k, &target)) || (rc = lineage_of(c->s, k, &c->lin_k)))
+		goto done;
 	if (mkdir(to, 0700) && errno != EEXIST) {
 		rc = mtm_set_errno(errno, "%s", to);
 		goto done;
@@ -814,6 +815,7 @@ static int restore_to_dir(rctx *c, mtm_id k, const char *to)
 	if (!rc && syncfs(c->rootfd))
 		rc = mtm_set_errno(errno, "%s: sync", to);
 done:
+	db_exec(c->s, "COMMIT");
 	entries_free(&target);
 	lineage_free(&c->lin_k);
 	return rc;
@@ -860,14 +862,7 @@ int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_resto
 	if (!rc) {
 		if (opts && opts->to_dir) {
 			c.in_place = 0;
-			/* one read transaction: the block rows and the chunk rows they
-			 * name come from one snapshot (a concurrent gc may compact a
-			 * chunk: FORMAT.md section 7), and a chunk looked up costs no
-			 * lock and unlock of the database each */
-			if (!(rc = db_exec(s, "BEGIN"))) {
-				rc = restore_to_dir(&c, id, opts->to_dir);
-				db_exec(s, "COMMIT");
-			}
+			rc = restore_to_dir(&c, id, opts->to_dir);
 			if (c.rootfd >= 0 && c.rootfd != s->rootfd)
 				close(c.rootfd);
 		} else if (!(rc = store_lock(s))) {

@@ -130,6 +130,23 @@ static int all_zero(const unsigned char *p, size_t n)
 	return memcmp(p, z, n) == 0;
 }
 
+/* Block b of a capture held in memory, or NULL if it holds no such block. */
+static const unsigned char *capture_block(const capture *c, int64_t b)
+{
+	size_t lo = 0, hi = c->runs.n;
+	while (lo < hi) { /* the run holding b (runs are sorted) */
+		size_t mid = lo + (hi - lo) / 2;
+		const blk_run *r = &VEC_AT(&c->runs, blk_run, mid);
+		if (r->blkno + r->count <= b)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == c->runs.n || VEC_AT(&c->runs, blk_run, lo).blkno > b)
+		return NULL;
+	return c->blk[c->first[lo] + (size_t)(b - VEC_AT(&c->runs, blk_run, lo).blkno)];
+}
+
 int src_pread(file_src src, void *buf, size_t len, int64_t off, size_t *got)
 {
 	const capture *c = src.mem;
@@ -137,14 +154,11 @@ int src_pread(file_src src, void *buf, size_t len, int64_t off, size_t *got)
 		return io_pread(c ? c->fd : src.fd, buf, len, (off_t)off, got);
 	*got = 0;
 	unsigned char *out = buf;
-	size_t k = 0; /* the run holding the next block (runs are sorted) */
 	while (len > 0 && off < c->size) {
 		int64_t b = off / MTM_BLOCK, in = off % MTM_BLOCK;
-		while (k < c->runs.n && VEC_AT(&c->runs, blk_run, k).blkno + VEC_AT(&c->runs, blk_run, k).count <= b)
-			k++;
-		if (k == c->runs.n || VEC_AT(&c->runs, blk_run, k).blkno > b)
+		const unsigned char *p = capture_block(c, b);
+		if (!p)
 			return EIO;
-		const unsigned char *p = c->blk[c->first[k] + (size_t)(b - VEC_AT(&c->runs, blk_run, k).blkno)];
 		int64_t end = (b + 1) * MTM_BLOCK < c->size ? (b + 1) * MTM_BLOCK : c->size;
 		size_t n = (size_t)(end - off) < len ? (size_t)(end - off) : len;
 		memcpy(out, p + in, n);
@@ -162,25 +176,11 @@ const unsigned char *src_at(file_src src, int64_t off, size_t len)
 	if (!c || c->fd >= 0 || !len || off % MTM_BLOCK || off + (int64_t)len > c->size)
 		return NULL;
 	int64_t b = off / MTM_BLOCK, last = (off + (int64_t)len - 1) / MTM_BLOCK;
-	size_t lo = 0, hi = c->runs.n;
-	while (lo < hi) { /* the run holding b */
-		size_t mid = lo + (hi - lo) / 2;
-		const blk_run *r = &VEC_AT(&c->runs, blk_run, mid);
-		if (r->blkno + r->count <= b)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == c->runs.n)
-		return NULL;
-	const blk_run *r = &VEC_AT(&c->runs, blk_run, lo);
-	if (r->blkno > b || r->blkno + r->count <= last)
-		return NULL;
-	const unsigned char *const *p = c->blk + c->first[lo] + (b - r->blkno);
-	for (int64_t k = 1; k <= last - b; k++)
-		if (p[k] != p[0] + k * MTM_BLOCK)
+	const unsigned char *p = capture_block(c, b);
+	for (int64_t k = 1; p && k <= last - b; k++)
+		if (capture_block(c, b + k) != p + k * MTM_BLOCK)
 			return NULL;
-	return p[0];
+	return p;
 }
 
 #define READ_BUF (1u << 20) /* a multiple of the chunk group, so groups never straddle reads */

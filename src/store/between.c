@@ -30,7 +30,7 @@ static int cmp_key(const void *x, const void *y)
 	return a->blkno < b->blkno ? -1 : a->blkno > b->blkno;
 }
 
-/* The ranges (branch, lo, hi]: checkpoints seen by exactly one of a and b. */
+/* Appends the keys of the rows written on branch by checkpoints lo < id <= hi. */
 static int scan_branch(mtm_store *s, sqlite3_stmt *st, int64_t branch, int64_t lo, int64_t hi, size_t limit, vec *out,
                        int *complete)
 {

@@ -319,14 +319,17 @@ static int pack_fd(pack_reader *r, int64_t pack, int *fd)
 	return 0;
 }
 
-int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, size_t *plen)
+/* A chunk's row: where its record is and what it holds. */
+typedef struct {
+	unsigned char hash[16];
+	int hash_ok;
+	int64_t pack, off, clen, plen;
+	int codec;
+} chunk_row;
+
+/* Looks chunk_id up (MTM_ECORRUPT if no row names it). */
+static int lookup_chunk(pack_reader *r, int64_t chunk_id, chunk_row *c)
 {
-	for (int i = 0; i < 4; i++)
-		if (r->cache[i].id == chunk_id && r->cache[i].len) {
-			*plain = r->cache[i].data;
-			*plen = r->cache[i].len;
-			return 0;
-		}
 	sqlite3_reset(r->lookup);
 	sqlite3_bind_int64(r->lookup, 1, chunk_id);
 	int rc = sqlite3_step(r->lookup);
@@ -336,14 +339,33 @@ int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, siz
 			return mtm_set_error(MTM_ECORRUPT, "index: chunk %lld is referenced but missing", (long long)chunk_id);
 		return db_error(r->s, rc, "index");
 	}
-	unsigned char want_hash[16] = {0};
-	int hash_ok = sqlite3_column_bytes(r->lookup, 0) == 16;
-	if (hash_ok)
-		memcpy(want_hash, sqlite3_column_blob(r->lookup, 0), 16);
-	int64_t pack = sqlite3_column_int64(r->lookup, 1), off = sqlite3_column_int64(r->lookup, 2);
-	int64_t clen = sqlite3_column_int64(r->lookup, 3), want_plen = sqlite3_column_int64(r->lookup, 4);
+	memset(c->hash, 0, sizeof c->hash);
+	c->hash_ok = sqlite3_column_bytes(r->lookup, 0) == 16;
+	if (c->hash_ok)
+		memcpy(c->hash, sqlite3_column_blob(r->lookup, 0), 16);
+	c->pack = sqlite3_column_int64(r->lookup, 1);
+	c->off = sqlite3_column_int64(r->lookup, 2);
+	c->clen = sqlite3_column_int64(r->lookup, 3);
+	c->plen = sqlite3_column_int64(r->lookup, 4);
+	c->codec = sqlite3_column_int(r->lookup, 5);
 	sqlite3_reset(r->lookup);
-	if (!hash_ok || pack <= 0 || off < PACK_HEADER_LEN || clen <= 0 ||
+	return 0;
+}
+
+int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, size_t *plen)
+{
+	for (int i = 0; i < 4; i++)
+		if (r->cache[i].id == chunk_id && r->cache[i].len) {
+			*plain = r->cache[i].data;
+			*plen = r->cache[i].len;
+			return 0;
+		}
+	chunk_row c;
+	int rc;
+	MTM_TRY(lookup_chunk(r, chunk_id, &c));
+	const unsigned char *want_hash = c.hash;
+	int64_t pack = c.pack, off = c.off, clen = c.clen, want_plen = c.plen;
+	if (!c.hash_ok || pack <= 0 || off < PACK_HEADER_LEN || clen <= 0 ||
 	    (uint64_t)clen > ZSTD_compressBound(CHUNK_MAX_PLAIN) || want_plen <= 0 || want_plen > CHUNK_MAX_PLAIN)
 		return mtm_set_error(MTM_ECORRUPT, "index: chunk %lld has an impossible location", (long long)chunk_id);
 	int fd = -1;
@@ -371,19 +393,11 @@ int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, siz
 
 int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out)
 {
-	sqlite3_reset(r->lookup);
-	sqlite3_bind_int64(r->lookup, 1, chunk_id);
-	int rc = sqlite3_step(r->lookup);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(r->lookup);
-		if (rc == SQLITE_DONE)
-			return mtm_set_error(MTM_ECORRUPT, "index: chunk %lld is referenced but missing", (long long)chunk_id);
-		return db_error(r->s, rc, "index");
-	}
-	int64_t pack = sqlite3_column_int64(r->lookup, 1), off = sqlite3_column_int64(r->lookup, 2);
-	int64_t clen = sqlite3_column_int64(r->lookup, 3), plen = sqlite3_column_int64(r->lookup, 4);
-	int codec = sqlite3_column_int(r->lookup, 5);
-	sqlite3_reset(r->lookup);
+	chunk_row c;
+	int rc;
+	MTM_TRY(lookup_chunk(r, chunk_id, &c));
+	int64_t pack = c.pack, off = c.off, clen = c.clen, plen = c.plen;
+	int codec = c.codec;
 	const unsigned char *plain;
 	size_t n;
 	if (codec != CODEC_RAW || clen != plen || boff < 0 || boff * MTM_BLOCK >= plen || pack <= 0 ||
@@ -423,17 +437,14 @@ int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t has
 
 void pack_prefetch(pack_reader *r, int64_t chunk_id, int64_t boff, int whole)
 {
-	sqlite3_reset(r->lookup);
-	sqlite3_bind_int64(r->lookup, 1, chunk_id);
-	if (sqlite3_step(r->lookup) != SQLITE_ROW) {
-		sqlite3_reset(r->lookup); /* the read itself reports it */
+	chunk_row c;
+	int fd = -1;
+	if (lookup_chunk(r, chunk_id, &c)) { /* the read itself reports it */
+		mtm_clear_error();
 		return;
 	}
-	int64_t pack = sqlite3_column_int64(r->lookup, 1), off = sqlite3_column_int64(r->lookup, 2);
-	int64_t clen = sqlite3_column_int64(r->lookup, 3), plen = sqlite3_column_int64(r->lookup, 4);
-	int codec = sqlite3_column_int(r->lookup, 5);
-	sqlite3_reset(r->lookup);
-	int fd = -1;
+	int64_t pack = c.pack, off = c.off, clen = c.clen, plen = c.plen;
+	int codec = c.codec;
 	if (pack <= 0 || off < PACK_HEADER_LEN || clen <= 0 || clen > CHUNK_MAX_PLAIN * 2 || pack_fd(r, pack, &fd)) {
 		mtm_clear_error();
 		return;
