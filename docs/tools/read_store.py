@@ -29,7 +29,7 @@ import sys
 BLOCK = 4096
 CHUNK_MAX_PLAIN = 16 * BLOCK
 APPLICATION_ID = 0x4D544D52
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KIND_NONE, KIND_FILE, KIND_DIR, KIND_SYMLINK = 0, 1, 2, 3
 
 
@@ -210,11 +210,13 @@ class Store:
                             size=row[7], mtime_ns=row[8], file_id=row[9], target=row[10]))
         return out, lin
 
-    # FORMAT.md 3.5 / 4.3: visible block map of one file
+    # FORMAT.md 3.5, 3.5.1 / 4.3: visible block map of one file (rows merged
+    # into block or still in block_log mean the same)
     def block_map(self, file_id, lin):
         best = {}
         for blkno, branch, ckpt, h, chunk, boff in self.db.execute(
-                "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=?", (file_id,)):
+                "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=?1 UNION ALL "
+                "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block_log WHERE file_id=?1", (file_id,)):
             if self.visible(lin, branch, ckpt) and (blkno not in best or ckpt > best[blkno][0]):
                 best[blkno] = (ckpt, h & 0xFFFFFFFFFFFFFFFF, chunk, boff)
         return best

@@ -95,6 +95,7 @@ int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 	memset(t, 0, sizeof *t);
 	mtm_checkpoint_info *list;
 	size_t n;
+	MTM_TRY(store_settle(s)); /* the queries below read block only */
 	MTM_TRY(mtm_log(s, &list, &n));
 	mtm_du_entry *v = calloc(n ? n : 1, sizeof *v);
 	const char *sqls[5] = {"SELECT COUNT(*) FROM entry WHERE ckpt = ?1 AND kind = 1",

@@ -23,8 +23,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "session/session.h"
+#include "store/index.h"
 #include "track/protocol.h"
 #include "util/error.h"
+#include "util/human.h"
 
 #define SESSION_SUBDIR "session" /* under .metamori: MTM_SESSION_DIR */
 
@@ -175,8 +177,28 @@ static int wal_commit_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
+/* Idle: the block rows of the session's checkpoints go from block_log into
+ * block (the random B-tree writes the checkpoints did not make). Best
+ * effort: rows left in the log are read from there, and the next writer to
+ * take the lock merges them. */
+static void settle_log(mtm_session *ss)
+{
+	mtm_store *s = ss->s;
+	int64_t rows = s->log_rows, t0 = now_ns();
+	int rc = store_lock(s);
+	if (!rc) {
+		rc = index_settle(s);
+		store_unlock(s);
+	}
+	if (ss->debug)
+		fprintf(stderr, "metamori: session: block_log merged (%lld rows): %.2f ms%s%s\n", (long long)rows,
+		        (double)(now_ns() - t0) / 1e6, rc ? ", failed: " : "", rc ? mtm_last_error() : "");
+}
+
 void session_wal_maintain(mtm_session *ss, int idle)
 {
+	if (idle && ss->s->log_rows > 0)
+		settle_log(ss);
 	if (ss->wal_frames <= 0 || (!idle && ss->wal_frames < SESSION_WAL_MAX_FRAMES))
 		return;
 	int log = 0, done = 0;
@@ -243,6 +265,7 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 	if ((rc = clear_dir(ss->dirfd, ss->dir)) || (rc = make_ctl(ss)) || (rc = make_socket(ss)))
 		goto fail;
 	s->session = ss;
+	s->log_blocks = 1;
 	/* the index's WAL is copied into the database when the session is idle,
 	 * not inside the commit of every checkpoint (session_wal_maintain) */
 	sqlite3_wal_hook(s->db, wal_commit_hook, ss);
@@ -260,6 +283,7 @@ void session_stop(mtm_session *ss)
 	if (ss->s && ss->s->session == ss) {
 		ss->s->session = NULL;
 		session_wal_maintain(ss, 1);
+		ss->s->log_blocks = 0;
 		sqlite3_wal_autocheckpoint(ss->s->db, 1000 /* SQLite's default */);
 	}
 	if (ss->ctl) {

@@ -65,6 +65,10 @@ int index_blocks_between(mtm_store *s, const lineage *a, const lineage *b, size_
 {
 	*out = (vec)VEC_INIT(blockkey);
 	*complete = 0;
+	int empty;
+	MTM_TRY(index_log_empty(s, &empty));
+	if (!empty) /* rows not merged yet (a writer merges them under the lock): whole maps read both tables */
+		return 0;
 	sqlite3_stmt *st;
 	/* block_by_ckpt holds the key columns: no row of the table is read */
 	if (sqlite3_prepare_v2(s->db,

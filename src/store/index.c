@@ -198,44 +198,60 @@ static int read_blockref(sqlite3_stmt *st, int64_t file_id, blockref *b)
 	return 0;
 }
 
-/* The visible version of one block by seeking: *found = 0 if none. */
-static int block_seek(mtm_store *s, sqlite3_stmt *st, int64_t file_id, int64_t blkno, const lineage *l,
-                      blockref *out, int *found)
+/* The visible version of one block by seeking, in block and, when log is
+ * given, in block_log (a lineage step's greatest ckpt wins, whichever table
+ * holds it): *found = 0 if none. */
+static int block_seek(mtm_store *s, sqlite3_stmt *st, sqlite3_stmt *log, int64_t file_id, int64_t blkno,
+                      const lineage *l, blockref *out, int *found)
 {
 	*found = 0;
+	sqlite3_stmt *q[2] = {st, log};
 	for (size_t i = 0; i < l->n && !*found; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, file_id);
-		sqlite3_bind_int64(st, 2, blkno);
-		sqlite3_bind_int64(st, 3, l->v[i].branch);
-		sqlite3_bind_int64(st, 4, l->v[i].max);
-		int rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*found = 1;
-			MTM_TRY(read_blockref(st, file_id, out));
-		} else if (rc != SQLITE_DONE) {
-			return db_error(s, rc, "index");
+		int64_t best = -1;
+		for (int t = 0; t < 2 && q[t]; t++) {
+			sqlite3_reset(q[t]);
+			sqlite3_bind_int64(q[t], 1, file_id);
+			sqlite3_bind_int64(q[t], 2, blkno);
+			sqlite3_bind_int64(q[t], 3, l->v[i].branch);
+			sqlite3_bind_int64(q[t], 4, l->v[i].max);
+			int rc = sqlite3_step(q[t]);
+			if (rc == SQLITE_ROW) {
+				int64_t ckpt = sqlite3_column_int64(q[t], 2);
+				if (ckpt > best) {
+					best = ckpt;
+					*found = 1;
+					MTM_TRY(read_blockref(q[t], file_id, out));
+				}
+			} else if (rc != SQLITE_DONE) {
+				return db_error(s, rc, "index");
+			}
+			sqlite3_reset(q[t]);
 		}
 	}
-	sqlite3_reset(st);
 	return 0;
 }
+
+#define BLOCK_COLS "blkno, branch, ckpt, hash, chunk, boff"
+#define BLOCK_SEEK_WHERE "WHERE file_id=?1 AND blkno=?2 AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC LIMIT 1"
 
 int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 {
 	*out = (vec)VEC_INIT(blockref);
 	sqlite3_stmt *st = NULL, *seek = NULL;
+	sqlite3_stmt *seek_log = NULL;
+	/* both tables' rows in one key order (SQLite merges the two index scans) */
 	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=?1 AND blkno>=?2 "
-	                            "ORDER BY blkno, branch, ckpt",
+	                            "SELECT " BLOCK_COLS " FROM block WHERE file_id=?1 AND blkno>=?2 UNION ALL "
+	                            "SELECT " BLOCK_COLS " FROM block_log WHERE file_id=?1 AND blkno>=?2 "
+	                            "ORDER BY 1, 2, 3",
 	                            -1, &st, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db,
-		                        "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=?1 AND blkno=?2 "
-		                        "AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC LIMIT 1",
-		                        -1, &seek, NULL);
+		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block " BLOCK_SEEK_WHERE, -1, &seek, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block_log " BLOCK_SEEK_WHERE, -1, &seek_log, NULL);
 	if (rc != SQLITE_OK) {
 		sqlite3_finalize(st);
+		sqlite3_finalize(seek);
 		return db_error(s, rc, "index");
 	}
 	sqlite3_bind_int64(st, 1, file_id);
@@ -268,7 +284,7 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 		if (++seen > VERSIONS_SCANNED) {
 			/* a hot block: seek its visible version, go on after it */
 			int found;
-			if ((err = block_seek(s, seek, file_id, blkno, l, &best, &found)))
+			if ((err = block_seek(s, seek, seek_log, file_id, blkno, l, &best, &found)))
 				break;
 			best_ckpt = found ? 0 : -1;
 			if (found) {
@@ -296,6 +312,7 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 		err = db_error(s, rc, "index");
 	sqlite3_finalize(st);
 	sqlite3_finalize(seek);
+	sqlite3_finalize(seek_log);
 	if (err)
 		vec_free(out);
 	return err;
@@ -308,8 +325,11 @@ int index_writer_init(index_writer *w, mtm_store *s)
 	int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO entry VALUES(?,?,?,?,?,?,?,?,?,?,?)", -1,
 	                            &w->ins_entry, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO block VALUES(?,?,?,?,?,?,?)", -1, &w->ins_block,
-		                        NULL);
+		rc = sqlite3_prepare_v2(s->db,
+		                        s->log_blocks ? "INSERT OR REPLACE INTO block_log VALUES(?,?,?,?,?,?,?)"
+		                                      : "INSERT OR REPLACE INTO block VALUES(?,?,?,?,?,?,?)",
+		                        -1, &w->ins_block, NULL);
+	w->to_log = s->log_blocks;
 	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
 }
 
@@ -357,14 +377,55 @@ int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t bra
 	sqlite3_bind_int64(st, 7, boff);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : db_error(w->s, rc, "index");
+	if (rc != SQLITE_DONE)
+		return db_error(w->s, rc, "index");
+	w->s->log_rows += w->to_log;
+	return 0;
+}
+
+int index_log_empty(mtm_store *s, int *empty)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM block_log LIMIT 1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	*empty = rc == SQLITE_DONE;
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(s, rc, "index");
+}
+
+int index_settle(mtm_store *s)
+{
+	int empty;
+	MTM_TRY(index_log_empty(s, &empty));
+	if (empty) {
+		s->log_rows = 0;
+		return 0;
+	}
+	/* one transaction: a crash leaves the rows in one table or the other,
+	 * and a row in either means the same (FORMAT.md 3.5.1) */
+	MTM_TRY(db_exec(s, "BEGIN IMMEDIATE"));
+	int rc = db_exec(s, "INSERT OR REPLACE INTO block SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM block_log;"
+	                    "DELETE FROM block_log");
+	if (!rc && sqlite3_get_autocommit(s->db)) /* rolled back by SQLite after an I/O error */
+		rc = mtm_set_error(EIO, "%s/.metamori/index.db: merging block_log: rolled back by an I/O error", s->root);
+	if (!rc)
+		rc = db_exec(s, "COMMIT");
+	if (rc) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	s->log_rows = 0;
+	return 0;
 }
 
 void index_lookups_free(mtm_store *s)
 {
 	sqlite3_finalize(s->q_entry_at);
 	sqlite3_finalize(s->q_block_at);
-	s->q_entry_at = s->q_block_at = NULL;
+	sqlite3_finalize(s->q_block_at_log);
+	s->q_entry_at = s->q_block_at = s->q_block_at_log = NULL;
 }
 
 int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found)
@@ -454,10 +515,12 @@ int index_block_at(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *
 	int rc;
 	*found = 0;
 	if (!s->q_block_at &&
-	    (rc = sqlite3_prepare_v2(s->db,
-	                             "SELECT blkno, branch, ckpt, hash, chunk, boff FROM block WHERE file_id=?1 AND blkno=?2 "
-	                             "AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC LIMIT 1",
-	                             -1, &s->q_block_at, NULL)) != SQLITE_OK)
+	    (rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block " BLOCK_SEEK_WHERE, -1, &s->q_block_at, NULL)) !=
+	        SQLITE_OK)
 		return db_error(s, rc, "index");
-	return block_seek(s, s->q_block_at, file_id, blkno, l, out, found);
+	if (!s->q_block_at_log &&
+	    (rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block_log " BLOCK_SEEK_WHERE, -1, &s->q_block_at_log,
+	                             NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	return block_seek(s, s->q_block_at, s->q_block_at_log, file_id, blkno, l, out, found);
 }

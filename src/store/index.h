@@ -69,10 +69,17 @@ uint64_t zero_block_hash(void);
 typedef struct {
 	mtm_store *s;
 	sqlite3_stmt *ins_entry, *ins_block;
+	int to_log; /* block rows go to block_log (s->log_blocks) */
 } index_writer;
 int index_writer_init(index_writer *w, mtm_store *s);
 void index_writer_free(index_writer *w);
 int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *e);
 int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t branch, int64_t ckpt,
                     uint64_t hash, int64_t chunk, int64_t boff);
+
+/* Whether block_log holds no row. */
+int index_log_empty(mtm_store *s, int *empty);
+/* Moves every block_log row into block, in one transaction of its own. The
+ * caller holds the writer lock and has no transaction open. */
+int index_settle(mtm_store *s);
 #endif

@@ -1,7 +1,17 @@
-/* schema.c — the index schema, format version 1 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 2 (docs/FORMAT.md). */
 #include <stdio.h>
 #include "store/store.h"
 #include "util/error.h"
+
+/* Rows of `block` not yet merged into it (format 2, FORMAT.md 3.5.1): a
+ * session's checkpoints append here, to a table that stays small, instead of
+ * into the big block B-tree, where ~2 random leaf pages per changed block
+ * would go through the WAL inside the checkpoint; the merge runs when the
+ * session is idle or a writer takes the lock (index_settle). */
+#define BLOCK_LOG_SQL \
+	"CREATE TABLE block_log(file_id INTEGER NOT NULL, blkno INTEGER NOT NULL, branch INTEGER NOT NULL," \
+	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL," \
+	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
 
 static const char *schema_sql =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
@@ -25,6 +35,7 @@ static const char *schema_sql =
 	"CREATE TABLE block(file_id INTEGER NOT NULL, blkno INTEGER NOT NULL, branch INTEGER NOT NULL,"
 	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL,"
 	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
+	BLOCK_LOG_SQL
 	"CREATE TABLE chunk(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, pack INTEGER NOT NULL,"
 	" off INTEGER NOT NULL, clen INTEGER NOT NULL, plen INTEGER NOT NULL, codec INTEGER NOT NULL);"
 	/* size: committed length; dead: bytes of records no checkpoint uses (gc rewrites the pack
@@ -70,6 +81,26 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
+/* Format 1 is format 2 without block_log (an empty log means the same
+ * thing): the table is added in place, once, by whoever opens it first. */
+static int upgrade_from_1(mtm_store *s)
+{
+	MTM_TRY(db_exec(s, "BEGIN IMMEDIATE"));
+	int64_t ver;
+	int rc = pragma_int(s, "PRAGMA user_version", &ver);
+	if (!rc && ver == 1) {
+		char sql[64];
+		snprintf(sql, sizeof sql, "PRAGMA user_version=%d", MTM_FORMAT_VERSION);
+		rc = db_exec(s, BLOCK_LOG_SQL);
+		if (!rc)
+			rc = db_exec(s, sql);
+	}
+	if (!rc)
+		return db_exec(s, "COMMIT");
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 int schema_check(mtm_store *s)
 {
 	int64_t app, ver;
@@ -82,5 +113,7 @@ int schema_check(mtm_store *s)
 		                     s->root, (long long)ver, MTM_FORMAT_VERSION);
 	if (ver < 1)
 		return mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: no format version", s->root);
+	if (ver == 1)
+		return upgrade_from_1(s);
 	return 0;
 }

@@ -329,6 +329,11 @@ int store_lock(mtm_store *s)
 	s->locked = 1;
 	/* the branch table may have grown under another writer since we opened */
 	int rc = store_load_branches(s);
+	/* Past this many rows, a session's own checkpoint merges the log too
+	 * (checkpoints with no idle second between them). */
+	enum { LOG_SETTLE_ROWS = 1 << 18 };
+	if (!rc && (!s->log_blocks || s->log_rows > LOG_SETTLE_ROWS))
+		rc = index_settle(s);
 	mtm_id pending = 0;
 	if (!rc)
 		rc = intent_read(s, &pending);
@@ -337,6 +342,28 @@ int store_lock(mtm_store *s)
 	if (rc)
 		store_unlock(s);
 	return rc;
+}
+
+int store_settle(mtm_store *s)
+{
+	if (s->locked)
+		return index_settle(s);
+	for (int i = 0;; i++) {
+		int empty;
+		MTM_TRY(index_log_empty(s, &empty));
+		if (empty)
+			return 0;
+		int rc = store_lock(s); /* merges the log */
+		if (!rc) {
+			rc = index_settle(s); /* (a session's handle: store_lock may have left it) */
+			store_unlock(s);
+			return rc;
+		}
+		/* the writer holding the lock merged the log when it took it */
+		if (rc != MTM_EBUSY || i == 500)
+			return rc;
+		usleep(10000);
+	}
 }
 
 void store_unlock(mtm_store *s)

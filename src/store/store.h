@@ -15,7 +15,7 @@
 #include "metamori.h"
 
 #define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
-#define MTM_FORMAT_VERSION 1
+#define MTM_FORMAT_VERSION 2
 #define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
 #define MTM_BLOCK 4096
 #define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */
@@ -34,7 +34,12 @@ struct mtm_store {
 	/* branches, loaded at open and extended by checkpoints */
 	struct mtm_branch *branches; /* index = branch id */
 	int64_t n_branches;          /* highest id + 1 */
-	sqlite3_stmt *q_entry_at, *q_block_at; /* point lookups (index.c) */
+	sqlite3_stmt *q_entry_at, *q_block_at, *q_block_at_log; /* point lookups (index.c) */
+	/* A session's checkpoints append their block rows to block_log (schema.c),
+	 * merged when it is idle (index_settle); every other writer merges the
+	 * log when it takes the lock, so only readers ever see both tables. */
+	int log_blocks;
+	int64_t log_rows;            /* rows appended since this handle last merged */
 	struct mtm_session *session; /* set inside `metamori run` (session.c) */
 	int wal_kept_by_session;     /* a session answered us: its WAL is its own to copy back */
 	int fs_known;                /* root_fine_dev was determined (scan.c) */
@@ -42,9 +47,15 @@ struct mtm_store {
 	                              * fine timestamps from the kernel clock, else -1 */
 };
 
-/* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. */
+/* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. Then
+ * merges block_log into block, unless this is a session's handle and the
+ * log is still small. */
 int store_lock(mtm_store *s);
 void store_unlock(mtm_store *s);
+/* Leaves block_log empty: merges it, under the writer lock, waiting a few
+ * seconds at most for a writer that holds the lock (it merged the log when
+ * it took it). For readers whose queries read block alone (du). */
+int store_settle(mtm_store *s);
 /* Loads the branch table into s->branches. */
 int store_load_branches(mtm_store *s);
 

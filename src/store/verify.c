@@ -95,6 +95,9 @@ static int check_paths(vctx *v)
 	return rc == SQLITE_DONE ? 0 : db_error(v->s, rc, "verify");
 }
 
+/* where block rows are: merged, and not yet merged (FORMAT.md 3.5.1) */
+static const char *const block_tables[2] = {"block", "block_log"};
+
 static int check_index(vctx *v)
 {
 	sqlite3_stmt *st;
@@ -126,12 +129,6 @@ static int check_index(vctx *v)
 		 " (SELECT 1 FROM checkpoint c WHERE c.id = e.ckpt AND c.branch = e.branch)"},
 		{"entry with a bad kind or size", "SELECT path, ckpt FROM entry WHERE kind NOT IN (0,1,2,3) OR size < 0"
 		 " OR (kind = 1 AND file_id <= 0) OR mode < 0 OR mode > 4095"},
-		{"block of a missing checkpoint", "SELECT file_id, blkno, ckpt FROM block b WHERE NOT EXISTS"
-		 " (SELECT 1 FROM checkpoint c WHERE c.id = b.ckpt AND c.branch = b.branch)"},
-		{"block naming a missing chunk", "SELECT file_id, blkno, ckpt, chunk FROM block b WHERE chunk != 0 AND"
-		 " NOT EXISTS (SELECT 1 FROM chunk c WHERE c.id = b.chunk)"},
-		{"block outside its chunk", "SELECT b.file_id, b.blkno, b.ckpt, b.chunk FROM block b JOIN chunk c ON c.id = b.chunk"
-		 " WHERE b.boff < 0 OR b.boff * 4096 >= c.plen"},
 		{"chunk in a missing pack", "SELECT id, pack FROM chunk c WHERE NOT EXISTS (SELECT 1 FROM pack p WHERE p.id = c.pack)"},
 		{"chunk past its pack's end", "SELECT c.id, c.pack, c.off FROM chunk c JOIN pack p ON p.id = c.pack"
 		 " WHERE c.off < 16 OR c.off + 40 + c.clen > p.size OR c.clen <= 0 OR c.plen <= 0 OR c.plen > 65536"
@@ -141,6 +138,21 @@ static int check_index(vctx *v)
 	};
 	for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
 		MTM_TRY(rows_are_problems(v, refs[i].what, refs[i].sql));
+	/* block rows, merged or still in block_log (FORMAT.md 3.5.1) */
+	static const struct { const char *what, *sql; } block_refs[] = {
+		{"block of a missing checkpoint", "SELECT file_id, blkno, ckpt FROM %s b WHERE NOT EXISTS"
+		 " (SELECT 1 FROM checkpoint c WHERE c.id = b.ckpt AND c.branch = b.branch)"},
+		{"block naming a missing chunk", "SELECT file_id, blkno, ckpt, chunk FROM %s b WHERE chunk != 0 AND"
+		 " NOT EXISTS (SELECT 1 FROM chunk c WHERE c.id = b.chunk)"},
+		{"block outside its chunk", "SELECT b.file_id, b.blkno, b.ckpt, b.chunk FROM %s b JOIN chunk c ON c.id = b.chunk"
+		 " WHERE b.boff < 0 OR b.boff * 4096 >= c.plen"},
+	};
+	for (size_t t = 0; t < 2; t++)
+		for (size_t i = 0; i < sizeof block_refs / sizeof block_refs[0]; i++) {
+			char sql[512];
+			snprintf(sql, sizeof sql, block_refs[i].sql, block_tables[t]);
+			MTM_TRY(rows_are_problems(v, block_refs[i].what, sql));
+		}
 	return check_paths(v);
 }
 
@@ -228,7 +240,8 @@ static int check_data(vctx *v)
 	sqlite3_stmt *st;
 	/* every referenced chunk once (blocks grouped by chunk), then the others */
 	rc = sqlite3_prepare_v2(v->s->db,
-	                        "SELECT chunk, boff, hash, file_id, blkno, ckpt FROM block WHERE chunk != 0 ORDER BY chunk, boff",
+	                        "SELECT chunk, boff, hash, file_id, blkno, ckpt FROM block WHERE chunk != 0 UNION ALL "
+	                        "SELECT chunk, boff, hash, file_id, blkno, ckpt FROM block_log WHERE chunk != 0 ORDER BY 1, 2",
 	                        -1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		pack_reader_free(&pr);
@@ -260,7 +273,7 @@ static int check_data(vctx *v)
 		pack_reader_free(&pr);
 		return db_error(v->s, rc, "verify");
 	}
-	rc = sqlite3_prepare_v2(v->s->db, "SELECT id FROM chunk WHERE id NOT IN (SELECT chunk FROM block)", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(v->s->db, "SELECT id FROM chunk WHERE id NOT IN (SELECT chunk FROM block UNION ALL SELECT chunk FROM block_log)", -1, &st, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const unsigned char *plain;
 		size_t plen;
@@ -288,7 +301,7 @@ int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify
 	if (!rc)
 		rc = count(&v, "SELECT count(*) FROM entry", &v.st.entries);
 	if (!rc)
-		rc = count(&v, "SELECT count(*) FROM block", &v.st.blocks);
+		rc = count(&v, "SELECT (SELECT count(*) FROM block) + (SELECT count(*) FROM block_log)", &v.st.blocks);
 	if (!rc)
 		rc = count(&v, "SELECT count(*) FROM chunk", &v.st.chunks);
 	if (!rc)
