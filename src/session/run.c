@@ -333,9 +333,11 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		goto out;
 	}
 	int status = 0;
+	const char *idle_knob = secure_getenv("METAMORI_TEST_IDLE_MS"); /* tests: read rows before the merge */
+	int idle_ms = idle_knob && *idle_knob ? atoi(idle_knob) : SESSION_IDLE_MS;
 	for (;;) {
 		struct pollfd pf[3] = {{sfd, POLLIN, 0}, {ss->listenfd, POLLIN, 0}, {tfd, POLLIN, 0}};
-		int ready = poll(pf, tfd >= 0 ? 3 : 2, ss->wal_frames > 0 ? SESSION_IDLE_MS : -1);
+		int ready = poll(pf, tfd >= 0 ? 3 : 2, ss->wal_frames > 0 || s->log_rows > 0 ? idle_ms : -1);
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;

@@ -112,7 +112,8 @@ void session_reap_logs(mtm_session *ss);
 
 /* The session copies the index's WAL into the database itself, after it
  * has answered: when idle (SESSION_IDLE_MS without a request), or at once
- * past SESSION_WAL_MAX_FRAMES (64 MiB). idle = 0 only checks the bound. */
+ * past SESSION_WAL_MAX_FRAMES (64 MiB). idle = 0 only checks the bound.
+ * When idle, it first merges its checkpoints' block_log rows into block. */
 #define SESSION_IDLE_MS 1000
 #define SESSION_WAL_MAX_FRAMES 16384
 void session_wal_maintain(mtm_session *ss, int idle);

@@ -131,6 +131,18 @@ def test_huge_numbers():
             expect_refusal=False)
     if p.returncode != 1 or "damaged block number" not in p.stderr:
         raise T.Failure("block-negative: in-place restore: %d %s" % (p.returncode, p.stderr))
+    # rows a session has not merged yet (block_log) are read, checked and merged like block's
+    p = lie("log-negative", lambda c: c.execute("INSERT INTO block_log VALUES(1, -5, 1, 3, 0, 1, 0)"), ckpt=1,
+            expect_refusal=False)
+    if p.returncode != 1 or "damaged block number" not in p.stderr:
+        raise T.Failure("log-negative: in-place restore: %d %s" % (p.returncode, p.stderr))
+    lie("log-missing-chunk", lambda c: c.execute("INSERT INTO block_log VALUES(1, 0, 1, 3, 0, 999999, 0)"),
+        verify_fails=True)
+    lie("log-boff-huge", lambda c: c.execute("INSERT OR REPLACE INTO block_log SELECT file_id, blkno, branch, 3, hash, chunk,"
+                                             " 1000000 FROM block WHERE chunk != 0"), verify_fails=True)
+    p = lie("log-dropped", lambda c: c.execute("DROP TABLE block_log"), ckpt=1)
+    if "block_log" not in p.stderr:
+        raise T.Failure("log-dropped: unclear refusal: %s" % p.stderr)
     lie("chunk-plen", lambda c: c.execute("UPDATE chunk SET plen = 1 << 31"), ckpt=1)
     lie("chunk-clen", lambda c: c.execute("UPDATE chunk SET clen = 1 << 40"), ckpt=1)
     lie("chunk-off", lambda c: c.execute("UPDATE chunk SET off = (1 << 62)"), ckpt=1)

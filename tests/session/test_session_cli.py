@@ -422,8 +422,92 @@ def test_index_wal_copied_back_when_idle():
     T.rmtree(root)
 
 
+def test_block_log_read_before_the_merge():
+    """A session's checkpoints leave their block rows in block_log until it
+    is idle (FORMAT.md 3.5.1). Before the merge, every reader sees them:
+    diff, verify --data and restore --to of each checkpoint are exact; du,
+    a writer-side reader, merges them first; a session killed before its
+    merge leaves them for the next writer (an in-place restore), and nothing
+    is lost. The writes are the traced program's (the real interposer), so
+    the checkpoints are tracked ones."""
+    import sqlite3
+    big = bytes(range(256)) * (4096 * 64 // 256)  # 64 blocks
+    root = S.new_tree({"big": big, "small": b"s" * 100})
+    ctl = T.tempdir("mtm-ctl-")
+    steps = [(3, 40), (3, 7, 63), (0, 40), (5,)]
+    prog = os.path.join(ctl, "poke.py")
+    with open(prog, "w") as f:
+        f.write("import os, sys, time\n"
+                "ctl, big = sys.argv[1], sys.argv[2]\n"
+                "for i, blocks in enumerate(%r):\n"
+                "    while not os.path.exists(os.path.join(ctl, 'go%%d' %% i)):\n"
+                "        time.sleep(0.01)\n"
+                "    fd = os.open(big, os.O_WRONLY)\n"
+                "    for b in blocks:\n"
+                "        os.pwrite(fd, bytes([0x41 + i]) * 300, b * 4096 + 17)\n"
+                "    os.close(fd)\n"
+                "    open(os.path.join(ctl, 'done%%d' %% i), 'w').close()\n"
+                "while not os.path.exists(os.path.join(ctl, 'stop')):\n"
+                "    time.sleep(0.01)\n" % (steps,))
+    env = dict(os.environ, METAMORI_TEST_IDLE_MS="600000")  # never idle during the test: no merge
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--", sys.executable, prog, ctl,
+                             os.path.join(root, "big")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def log_rows():
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+        try:
+            return db.execute("SELECT count(*) FROM block_log").fetchone()[0]
+        finally:
+            db.close()
+
+    def step(i):
+        open(os.path.join(ctl, "go%d" % i), "w").close()
+        wait_for(lambda: os.path.exists(os.path.join(ctl, "done%d" % i)), "the program's writes")
+        out = T.run(["-C", root, "checkpoint", "-m", "c%d" % i]).stdout
+        if "tracked" not in out:
+            raise T.Failure("checkpoint c%d was not a tracked one:\n%s" % (i, out))
+        return int(out.split()[1]), T.manifest(root)
+
+    taken = []
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        T.checkpoint(root, "session start")  # the first one in a session may scan
+        for i in range(3):
+            taken.append(step(i))
+        if log_rows() < 6:
+            raise T.Failure("expected the session's block rows in block_log, found %d" % log_rows())
+        d = T.run(["-C", root, "diff", str(taken[0][0]), str(taken[1][0])]).stdout
+        if "big" not in d:
+            raise T.Failure("diff between two unmerged checkpoints does not name big:\n" + d)
+        T.run(["-C", root, "verify", "--data"])
+        for ckpt, man in taken:
+            to = os.path.join(T.tempdir(), "out")
+            T.restore(root, ckpt, to=to)
+            T.assert_same(man, T.manifest(to), "checkpoint %d restored from block_log" % ckpt)
+        T.run(["-C", root, "du"])
+        if log_rows() != 0:
+            raise T.Failure("du left %d rows in block_log (it reads block only)" % log_rows())
+        taken.append(step(3))
+        os.kill(sess.pid, signal.SIGKILL)  # before any merge of c3's rows
+        sess.wait()
+    finally:
+        open(os.path.join(ctl, "stop"), "w").close()
+        if sess.poll() is None:
+            sess.kill()
+            sess.wait()
+    if log_rows() == 0:
+        raise T.Failure("c3's rows were merged before the kill: the test does not test the left-over log")
+    T.run(["-C", root, "verify", "--data"])
+    for ckpt, man in reversed(taken):
+        T.restore(root, ckpt)
+        T.assert_same(man, T.manifest(root), "checkpoint %d restored in place after the session was killed" % ckpt)
+    if log_rows() != 0:
+        raise T.Failure("the in-place restore (a writer) left %d rows in block_log" % log_rows())
+    T.rmtree(root)
+
 if __name__ == "__main__":
-    T.main([test_index_wal_copied_back_when_idle,
+    T.main([test_index_wal_copied_back_when_idle, test_block_log_read_before_the_merge,
             test_exit_status, test_errors, test_second_run_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
