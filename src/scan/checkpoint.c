@@ -523,6 +523,8 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 		return rc;
 	r->in_tx = 0;
 	r->committed = 1;
+	s->log_rows += s->log_pending;
+	s->log_pending = 0;
 	if (out) {
 		*out = r->info;
 		out->message = strdup(r->info.message);
@@ -537,6 +539,7 @@ void ckpt_end(ckpt_run *r)
 	mtm_store *s = r->s;
 	if (r->in_tx)
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	s->log_pending = 0;
 	sqlite3_finalize(r->sc_put);
 	sqlite3_finalize(r->sc_del);
 	pack_writer_free(&r->ctx.pw);

@@ -290,7 +290,8 @@ static int apply_record(change_set *cs, const struct mtm_rec *rec, const char *p
 /* Parses a log's records from offset from (a record boundary) up to limit
  * (UINT64_MAX: its tail). full, if given, gets them with their side effects
  * (sticky records, reasons to scan); light, if given, gets them without. */
-static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit, change_set *full, change_set *light)
+static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit, change_set *full, change_set *light,
+                     uint32_t seal, uint64_t *stop)
 {
 	struct mtm_log_hdr *h = l->hdr;
 	if (full && __atomic_load_n(&h->overflow, __ATOMIC_SEQ_CST))
@@ -316,8 +317,17 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 	}
 	const unsigned char *base = (const unsigned char *)h + MTM_LOG_HDR_SIZE;
 	char path[4096 + 1];
-	for (uint64_t off = from; off + sizeof(struct mtm_rec) <= tail;) {
+	uint64_t off = from;
+	for (; off + sizeof(struct mtm_rec) <= tail;) {
 		struct mtm_rec rec;
+		/* the seal first: a record reserved but not written yet (only while
+		 * the process runs: a peek) ends what can be read for now */
+		uint32_t got = __atomic_load_n(&((const struct mtm_rec *)(base + off))->seal, __ATOMIC_ACQUIRE);
+		if (got != seal) {
+			if (limit == UINT64_MAX && full)
+				scan_because(full, "a log is damaged");
+			break;
+		}
 		memcpy(&rec, base + off, sizeof rec);
 		uint64_t size = MTM_REC_SIZE((uint64_t)rec.path_len);
 		if (off + size > tail || rec.path_len > 4096) {
@@ -362,10 +372,12 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 		if (err)
 			return mtm_set_error(ENOMEM, "session");
 	}
+	if (stop)
+		*stop = off;
 	return 0;
 }
 
-int barrier_peek(mtm_session *ss, change_set *cs)
+int barrier_peek(mtm_session *ss, change_set *cs, change_set *delta)
 {
 	int rc = list_logs(ss);
 	for (size_t i = 0; i < ss->logs.n && !rc; i++) {
@@ -373,8 +385,14 @@ int barrier_peek(mtm_session *ss, change_set *cs)
 		uint64_t snap = __atomic_load_n(&l->hdr->tail, __ATOMIC_SEQ_CST);
 		if (snap < l->peek_tail) /* (cannot happen: only we empty logs) */
 			l->peek_tail = 0;
-		rc = parse_log(ss, l, l->peek_tail, snap, cs, NULL);
-		l->peek_tail = snap;
+		/* before reading: a record below snap that grows from now on is
+		 * recorded anew (protocol.h) */
+		__atomic_store_n(&l->hdr->peeked, snap, __ATOMIC_SEQ_CST);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		uint64_t upto = l->peek_tail;
+		rc = parse_log(ss, l, l->peek_tail, snap, cs, delta, MTM_SEAL(__atomic_load_n(&ss->ctl->epoch, __ATOMIC_SEQ_CST)),
+		               &upto);
+		l->peek_tail = upto;
 	}
 	return rc;
 }
@@ -382,12 +400,18 @@ int barrier_peek(mtm_session *ss, change_set *cs)
 /* Reads a log and empties it; what came after the peek goes to post too. */
 static int consume(mtm_session *ss, log_slot *l, change_set *cs, change_set *post, uint64_t epoch)
 {
-	if (log_dead(l) && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST))
+	int died_inside = log_dead(l) && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST);
+	if (died_inside)
 		scan_because(cs, "a traced process died inside a call");
-	int rc = parse_log(ss, l, l->peek_tail, UINT64_MAX, cs, post);
+	/* the records were sealed in the epoch before this barrier's (epoch),
+	 * or in the current one for a dead process's log read before it */
+	uint64_t cur = __atomic_load_n(&ss->ctl->epoch, __ATOMIC_SEQ_CST);
+	int rc = parse_log(ss, l, l->peek_tail, UINT64_MAX, cs, post,
+	                   MTM_SEAL(epoch ? epoch - 1 : cur), NULL);
 	l->peek_tail = 0;
 	if (rc)
 		return rc;
+	__atomic_store_n(&l->hdr->peeked, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&l->hdr->tail, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&l->hdr->overflow, 0, __ATOMIC_SEQ_CST);
 	if (epoch)

@@ -26,6 +26,7 @@
 #include "session/session.h"
 #include "track/protocol.h"
 #include "util/error.h"
+#include "util/human.h"
 
 #define PRELOAD_NAME "libmetamori-preload.so"
 
@@ -335,19 +336,32 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	int status = 0;
 	const char *idle_knob = secure_getenv("METAMORI_TEST_IDLE_MS"); /* tests: read rows before the merge */
 	int idle_ms = idle_knob && *idle_knob ? atoi(idle_knob) : SESSION_IDLE_MS;
+	int64_t last_busy = now_ns(); /* the last request, signal or timer: idle counts from it */
 	for (;;) {
 		struct pollfd pf[3] = {{sfd, POLLIN, 0}, {ss->listenfd, POLLIN, 0}, {tfd, POLLIN, 0}};
-		int ready = poll(pf, tfd >= 0 ? 3 : 2, ss->wal_frames > 0 || s->log_rows > 0 ? idle_ms : -1);
+		/* two clocks: the pre-copy's passes while the program writes, and the
+		 * idle work (block_log merge, WAL copy) once nothing was asked for a while */
+		int timeout = session_precopy_tick(ss);
+		if (ss->wal_frames > 0 || s->log_rows > 0) {
+			int64_t left = (int64_t)idle_ms - (now_ns() - last_busy) / 1000000;
+			if (left <= 0) {
+				session_wal_maintain(ss, 1);
+				last_busy = now_ns();
+				continue;
+			}
+			if (timeout < 0 || left < timeout)
+				timeout = (int)left;
+		}
+		int ready = poll(pf, tfd >= 0 ? 3 : 2, timeout);
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = mtm_set_errno(errno, "run: poll");
 			break;
 		}
-		if (ready == 0) {
-			session_wal_maintain(ss, 1);
+		if (ready == 0)
 			continue;
-		}
+		last_busy = now_ns();
 		int ended = 0, want_ckpt = 0;
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;

@@ -308,6 +308,8 @@ void session_stop(mtm_session *ss)
 	vec_free(&ss->sticky);
 	vec_free(&ss->sticky_scan);
 	pathmap_free(&ss->hashes, block_hashes_free);
+	change_set_free(&ss->bg_cs);
+	pathmap_free(&ss->bg_pre, precopy_free);
 	if (ss->dirfd >= 0 && ss->lockfd >= 0 && ss->ctl)
 		clear_dir(ss->dirfd, ss->dir); /* the lock file stays: unlinking it would race a new session */
 	if (ss->dirfd >= 0)

@@ -82,6 +82,13 @@ typedef struct mtm_session {
 	int verbose;             /* a line on stderr per checkpoint */
 	int debug;               /* $METAMORI_DEBUG_SESSION: every record on stderr */
 	int wal_frames;          /* frames in the index's WAL after the last commit (0: nothing to copy) */
+	/* the pre-copy made while the program runs, taken over by the next
+	 * checkpoint (tracked.c) */
+	change_set bg_cs;        /* the records the passes peeked */
+	pathmap bg_pre;          /* path -> precopy* */
+	uint64_t bg_held, bg_read, bg_limit; /* bytes held, read this interval; 0 limit: not computed yet */
+	int64_t bg_last_ns;      /* when the last pass ran */
+	int bg_wait_ms;          /* until the next: longer while passes find nothing */
 } mtm_session;
 
 /* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a
@@ -98,9 +105,29 @@ struct sockaddr_un;
 /* The socket's address: dir/sock, or through /proc/self/fd/DIRFD when long. */
 int session_sock_addr(int dirfd, const char *dir, struct sockaddr_un *sa);
 
-/* Before the barrier: the records so far into cs (zeroed by the caller),
- * remembering where each log was; the barrier reads only what follows. */
-int barrier_peek(mtm_session *ss, change_set *cs);
+/* Before the barrier: the records so far into cs (zeroed by the caller, or
+ * filled by earlier peeks), remembering where each log was; the barrier
+ * reads only what follows. delta, if given, also gets the records this peek
+ * read (without their side effects). */
+int barrier_peek(mtm_session *ss, change_set *cs, change_set *delta);
+
+/* The pre-copy (precopy.c): blocks read out of the page cache before the
+ * barrier, per path, valid for the inode it names. */
+typedef struct precopy precopy;
+void precopy_free(void *p);
+/* The copy of block b of path (that inode), or NULL. */
+const unsigned char *precopy_get(const pathmap *pre, const char *path, int64_t dev, int64_t ino, int64_t b);
+/* One pass: peeks the records since the last one into cs and reads the
+ * blocks they name into pre (path -> precopy*), replacing older copies;
+ * held: bytes in pre; read: bytes read since the last checkpoint. Past limit
+ * (either), blocks are no longer copied and older copies of the blocks named
+ * are dropped. 0, or an error after which pre is still right. */
+int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, uint64_t *read, uint64_t limit);
+/* The session's passes while the program runs (run.c): when records came
+ * since the last one. Returns the poll timeout until the next (ms), -1: none. */
+int session_precopy_tick(mtm_session *ss);
+/* How much a checkpoint may copy into memory (tracked.c). */
+uint64_t capture_budget(void);
 /* The barrier: close holds every traced modifying call and reads and
  * resets the logs into cs (zeroed by the caller, or filled by the peek);
  * post, if given, also gets what came after the peek (what changed during

@@ -81,29 +81,6 @@ typedef struct {
 	uint64_t precopied_blocks;
 } tctx;
 
-/* The pre-copy (as in live migration): before the gate closes, the blocks
- * the records name so far are read while the program runs; in the barrier
- * only those written since (the records after the peek) are read again. A
- * write under way during the pre-copy finishes, and is recorded, after the
- * peek, so its blocks are read again. */
-typedef struct precopy {
-	int64_t dev, ino;
-	vec runs;            /* of blk_run, sorted */
-	size_t *first;       /* per run, the index of its first block in data */
-	unsigned char *data; /* MTM_BLOCK bytes per block of runs, in order */
-} precopy;
-
-static void precopy_free(void *p)
-{
-	precopy *pc = p;
-	if (!pc)
-		return;
-	vec_free(&pc->runs);
-	free(pc->first);
-	free(pc->data);
-	free(pc);
-}
-
 /* Scattered blocks cost a system call each to read (the pause is mostly
  * that): in the barrier they are only read, into memory, where
  * ckpt_record reads them (materialize points the capture at them). */
@@ -150,7 +127,7 @@ static uint64_t block_hash(const unsigned char *blk, size_t len)
 }
 
 /* How much a checkpoint may copy into memory during the barrier. */
-static uint64_t capture_budget(void)
+uint64_t capture_budget(void)
 {
 	uint64_t limit = CAPTURE_LIMIT;
 	const char *knob = secure_getenv("METAMORI_CAPTURE_LIMIT"); /* tests: force reading in place */
@@ -493,69 +470,19 @@ static int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, 
 	return 0;
 }
 
-/* Before the barrier (best effort: on any error, no pre-copy). */
+/* Before the barrier: a last pass over the records since the session's
+ * passes (precopy.c), whose copies this checkpoint takes over. Best effort:
+ * after an error, what the pre-copy holds is still right. */
 static int precopy_phase(tctx *t)
 {
-	/* the records so far go into the change set now (parsing them is work
-	 * taken out of the pause too) */
-	int rc = barrier_peek(t->ss, t->cs);
-	const pathmap *files = &t->cs->files;
-	uint64_t budget = t->budget / 2;
-	for (size_t i = 0; i < files->cap && !rc; i++) {
-		const char *path = files->slots[i].key;
-		const file_change *fc = files->slots[i].val;
-		if (!path || !fc || fc->whole || !fc->ranges.n)
-			continue;
-		int fd;
-		if (beneath_open(t->s->rootfd, path, O_RDONLY, &fd))
-			continue;
-		struct stat st;
-		precopy *pc = NULL;
-		if (fstat(fd, &st) || !S_ISREG(st.st_mode) || !(pc = calloc(1, sizeof *pc)))
-			goto next;
-		pc->runs = (vec)VEC_INIT(blk_run);
-		pc->dev = (int64_t)st.st_dev;
-		pc->ino = (int64_t)st.st_ino;
-		file_change only = *fc;
-		only.trunc_min = -1; /* the written blocks only */
-		if (dirty_runs(&only, (int64_t)st.st_size, (int64_t)st.st_size, &pc->runs) || !pc->runs.n)
-			goto next;
-		uint64_t want = 0;
-		if (!(pc->first = malloc(pc->runs.n * sizeof *pc->first)))
-			goto next;
-		for (size_t k = 0; k < pc->runs.n; k++) {
-			pc->first[k] = (size_t)(want / MTM_BLOCK);
-			want += (uint64_t)VEC_AT(&pc->runs, blk_run, k).count * MTM_BLOCK;
-		}
-		if (want > budget || !(pc->data = malloc(want)))
-			goto next;
-		unsigned char *p = pc->data;
-		for (size_t k = 0; k < pc->runs.n; k++) {
-			const blk_run *r = &VEC_AT(&pc->runs, blk_run, k);
-			size_t len = (size_t)r->count * MTM_BLOCK, got;
-			if (io_pread(fd, p, len, r->blkno * MTM_BLOCK, &got))
-				goto next;
-			if (got < len)
-				memset(p + got, 0, len - got);
-			p += len;
-		}
-		if (pathmap_put(&t->pre, path, pc))
-			goto next;
-		budget -= want;
-		pc = NULL;
-	next:
-		precopy_free(pc);
-		close(fd);
-	}
-	return rc;
+	uint64_t read = 0; /* its own budget, as much as the barrier may copy */
+	int rc = precopy_pass(t->ss, t->cs, &t->pre, &t->ss->bg_held, &read, t->budget / 2);
+	return rc == ENOMEM ? mtm_set_error(ENOMEM, "checkpoint") : 0;
 }
 
 /* The pre-copied block b of path, or NULL if it must be read again. */
 static const unsigned char *precopied(tctx *t, const char *path, int64_t dev, int64_t ino, int64_t b)
 {
-	const precopy *pc = pathmap_get(&t->pre, path);
-	if (!pc || pc->dev != dev || pc->ino != ino)
-		return NULL;
 	const file_change *post = pathmap_get(&t->post.files, path);
 	if (post) {
 		/* (many writes since the peek: read it all again rather than search) */
@@ -567,25 +494,7 @@ static const unsigned char *precopied(tctx *t, const char *path, int64_t dev, in
 				return NULL;
 		}
 	}
-	size_t lo = 0, hi = pc->runs.n;
-	while (lo < hi) { /* the run holding b */
-		size_t mid = lo + (hi - lo) / 2;
-		const blk_run *r = &VEC_AT(&pc->runs, blk_run, mid);
-		if (b < r->blkno)
-			hi = mid;
-		else if (b >= r->blkno + r->count)
-			lo = mid + 1;
-		else {
-			lo = mid;
-			break;
-		}
-	}
-	if (lo >= pc->runs.n)
-		return NULL;
-	const blk_run *r = &VEC_AT(&pc->runs, blk_run, lo);
-	if (b < r->blkno || b >= r->blkno + r->count)
-		return NULL;
-	return pc->data + (pc->first[lo] + (size_t)(b - r->blkno)) * MTM_BLOCK;
+	return precopy_get(&t->pre, path, dev, ino, b);
 }
 
 /* Copies a live file's content (whole, or the blocks in cap->runs) out:
@@ -1159,8 +1068,12 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	vec live = VEC_INIT(live_item), parent = VEC_INIT(entry);
 	tctx t = {.ss = ss, .s = s, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live, .parent = &parent,
 	          .budget = capture_budget(), .parent_id = ckpt_parent(r), .deferred = VEC_INIT(deferred_copy)};
-	change_set cs;
-	memset(&cs, 0, sizeof cs);
+	/* what the session's passes peeked and copied while the program ran is
+	 * this checkpoint's now (the logs' peek offsets match it) */
+	change_set cs = ss->bg_cs;
+	t.pre = ss->bg_pre;
+	memset(&ss->bg_cs, 0, sizeof ss->bg_cs);
+	memset(&ss->bg_pre, 0, sizeof ss->bg_pre);
 	int scan = 0, opened = 0;
 	int64_t t0 = now_ns(), t1 = 0;
 	t.cs = &cs;
@@ -1242,6 +1155,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	pathmap_free(&t.points, NULL);
 	dirfds_close(&t);
 	pathmap_free(&t.pre, precopy_free);
+	ss->bg_held = ss->bg_read = ss->bg_limit = 0; /* a new interval */
 	change_set_free(&t.post);
 	change_set_free(&cs);
 	/* the logs were reset: if this checkpoint failed, only a scan knows

@@ -379,7 +379,7 @@ int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t bra
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return db_error(w->s, rc, "index");
-	w->s->log_rows += w->to_log;
+	w->s->log_pending += w->to_log;
 	return 0;
 }
 
@@ -522,5 +522,10 @@ int index_block_at(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *
 	    (rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block_log " BLOCK_SEEK_WHERE, -1, &s->q_block_at_log,
 	                             NULL)) != SQLITE_OK)
 		return db_error(s, rc, "index");
-	return block_seek(s, s->q_block_at, s->q_block_at_log, file_id, blkno, l, out, found);
+	/* A session's own handle knows the log holds no committed row once it
+	 * merged it: only a session appends to it, one per store, and the rows
+	 * of a dead one are merged before the next starts (run.c takes the lock
+	 * first). The open checkpoint's rows are not visible to any lineage. */
+	int log_empty = s->log_blocks && s->log_rows == 0;
+	return block_seek(s, s->q_block_at, log_empty ? NULL : s->q_block_at_log, file_id, blkno, l, out, found);
 }

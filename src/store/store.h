@@ -39,7 +39,8 @@ struct mtm_store {
 	 * merged when it is idle (index_settle); every other writer merges the
 	 * log when it takes the lock, so only readers ever see both tables. */
 	int log_blocks;
-	int64_t log_rows;            /* rows appended since this handle last merged */
+	int64_t log_rows;            /* committed rows appended since this handle last merged */
+	int64_t log_pending;         /* rows appended by the open checkpoint (ckpt_commit adds them) */
 	struct mtm_session *session; /* set inside `metamori run` (session.c) */
 	int wal_kept_by_session;     /* a session answered us: its WAL is its own to copy back */
 	int fs_known;                /* root_fine_dev was determined (scan.c) */

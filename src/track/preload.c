@@ -739,15 +739,16 @@ static struct mtm_rec *rec(uint16_t type, uint64_t a, uint64_t b, const char *pa
 	} while (!__atomic_compare_exchange_n(&h->tail, &t, t + sz, 0, __ATOMIC_ACQ_REL,
 	                                      __ATOMIC_ACQUIRE));
 	struct mtm_rec *r = (struct mtm_rec *)((char *)h + MTM_LOG_HDR_SIZE + t);
+	__atomic_store_n(&r->seal, 0, __ATOMIC_RELAXED); /* (a reset log holds old records) */
 	r->type = type;
 	r->path_len = (uint16_t)len;
-	r->pad = 0;
 	r->a = a;
 	r->b = b;
 	char *d = (char *)(r + 1);
 	if (len)
 		memcpy(d, path, len);
 	memset(d + len, 0, sz - sizeof *r - len);
+	__atomic_store_n(&r->seal, MTM_SEAL(__atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST)), __ATOMIC_RELEASE);
 	return r;
 }
 
@@ -763,9 +764,15 @@ static void rec_write(const char *path, size_t len, uint64_t off, uint64_t n)
 	    memcmp(r + 1, path, len) == 0 && off <= r->a + r->b && off + n >= r->a) {
 		uint64_t s = off < r->a ? off : r->a;
 		uint64_t e = off + n > r->a + r->b ? off + n : r->a + r->b;
-		r->a = s;
-		r->b = e - s;
-		return;
+		__atomic_store_n(&r->a, s, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->b, e - s, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		uint64_t at = (uint64_t)((char *)r - ((char *)h + MTM_LOG_HDR_SIZE));
+		if (__atomic_load_n(&h->peeked, __ATOMIC_SEQ_CST) <= at)
+			return; /* not read yet: the session sees the grown record */
+		/* the session may have read it before it grew: a record of its own */
+		off = s;
+		n = e - s;
 	}
 	r = rec(MTM_REC_WRITE, off, n, path, len);
 	t_last.r = r;

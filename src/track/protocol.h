@@ -36,7 +36,7 @@
 #include <stdint.h>
 
 #define MTM_TRACK_MAGIC 0x544d544du /* "MTMT" */
-#define MTM_TRACK_VERSION 1
+#define MTM_TRACK_VERSION 2
 #define MTM_SESSION_DIR ".metamori/session"
 #define MTM_LOG_CAPACITY (64u << 20) /* bytes of records per process log (sparse file) */
 
@@ -62,6 +62,9 @@ struct mtm_log_hdr {
 	uint64_t capacity;    /* bytes available for records after the header */
 	uint32_t overflow;    /* atomic: 1 if a record did not fit (the session then scans) */
 	uint32_t pad;
+	uint64_t peeked;      /* atomic: the session may have read the records before this offset
+	                       * while the process ran (barrier_peek); such a WRITE record is not
+	                       * extended in place any more, or not only (see struct mtm_rec) */
 };
 #define MTM_LOG_HDR_SIZE 64 /* records start here */
 
@@ -81,11 +84,20 @@ enum mtm_rec_type {
 	MTM_REC_RELEASE = 7, /* the sticky WHOLE for path ends (fclose, munmap) */
 };
 
+/* A record is reserved (tail moved past it) before it is written, so the
+ * session, which reads logs while the program runs too, takes only records
+ * whose seal is MTM_SEAL(ctl->epoch): the seal is stored last (release), and
+ * a record left from before the log's last reset has an older one. A WRITE
+ * record may grow in place with its thread's next adjacent write; one at an
+ * offset below hdr->peeked is then recorded again, as a new record, after a
+ * seq_cst fence between the growth and the load of peeked (the session
+ * stores peeked, fences, then reads: one of the two sees the other). */
 struct mtm_rec {
 	uint16_t type;
 	uint16_t path_len;
-	uint32_t pad;
+	uint32_t seal;
 	uint64_t a, b;
 };
+#define MTM_SEAL(epoch) ((uint32_t)(epoch) * 2u + 1u)
 #define MTM_REC_SIZE(path_len) (sizeof(struct mtm_rec) + (((path_len) + 7u) & ~7u))
 #endif

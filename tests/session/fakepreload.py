@@ -13,7 +13,7 @@ import struct
 import time
 
 MAGIC = 0x544D544D
-VERSION = 1
+VERSION = 2
 HDR = 64
 WRITE, TRUNC, WHOLE, META, NS, SCAN, RELEASE = 1, 2, 3, 4, 5, 6, 7
 
@@ -77,7 +77,9 @@ class Tracer:
         if tail + size > self.capacity:
             self._put(O_OVERFLOW, 1)
             return
-        rec = struct.pack("<HHIQQ", typ, len(p), 0, a, b) + p + b"\0" * (size - 24 - len(p))
+        # the seal (protocol.h): MTM_SEAL(ctl->epoch), as the interposer writes it
+        seal = (struct.unpack_from("<Q", self.ctl, C_EPOCH)[0] * 2 + 1) & 0xFFFFFFFF
+        rec = struct.pack("<HHIQQ", typ, len(p), seal, a, b) + p + b"\0" * (size - 24 - len(p))
         self.log[HDR + tail:HDR + tail + size] = rec
         self._put(O_TAIL, tail + size, "<Q")
 

@@ -422,6 +422,35 @@ def test_index_wal_copied_back_when_idle():
     T.rmtree(root)
 
 
+def poker(ctl, steps, path, whole_blocks=False):
+    """A program for `metamori run`: at each step i, once ctl/go<i> exists, it
+    pwrites 300 bytes of 0x41 + i into each block of steps[i] of path (all
+    4096 with whole_blocks), then creates ctl/done<i>; it ends when ctl/stop
+    exists. Returns its argv."""
+    prog = os.path.join(ctl, "poke.py")
+    with open(prog, "w") as f:
+        f.write("import os, sys, time\n"
+                "ctl, big = sys.argv[1], sys.argv[2]\n"
+                "for i, blocks in enumerate(%r):\n"
+                "    while not os.path.exists(os.path.join(ctl, 'go%%d' %% i)):\n"
+                "        if os.path.exists(os.path.join(ctl, 'stop')):\n"
+                "            sys.exit(0)\n"
+                "        time.sleep(0.01)\n"
+                "    fd = os.open(big, os.O_WRONLY)\n"
+                "    for b in blocks:\n"
+                "        os.pwrite(fd, bytes([0x41 + i]) * %d, b * 4096 + %d)\n"
+                "    os.close(fd)\n"
+                "    open(os.path.join(ctl, 'done%%d' %% i), 'w').close()\n"
+                "while not os.path.exists(os.path.join(ctl, 'stop')):\n"
+                "    time.sleep(0.01)\n" % (steps, 4096 if whole_blocks else 300, 0 if whole_blocks else 17))
+    return [sys.executable, prog, ctl, path]
+
+
+def poke_step(ctl, i):
+    open(os.path.join(ctl, "go%d" % i), "w").close()
+    wait_for(lambda: os.path.exists(os.path.join(ctl, "done%d" % i)), "the program's writes")
+
+
 def test_block_log_read_before_the_merge():
     """A session's checkpoints leave their block rows in block_log until it
     is idle (FORMAT.md 3.5.1). Before the merge, every reader sees them:
@@ -435,23 +464,8 @@ def test_block_log_read_before_the_merge():
     root = S.new_tree({"big": big, "small": b"s" * 100})
     ctl = T.tempdir("mtm-ctl-")
     steps = [(3, 40), (3, 7, 63), (0, 40), (5,)]
-    prog = os.path.join(ctl, "poke.py")
-    with open(prog, "w") as f:
-        f.write("import os, sys, time\n"
-                "ctl, big = sys.argv[1], sys.argv[2]\n"
-                "for i, blocks in enumerate(%r):\n"
-                "    while not os.path.exists(os.path.join(ctl, 'go%%d' %% i)):\n"
-                "        time.sleep(0.01)\n"
-                "    fd = os.open(big, os.O_WRONLY)\n"
-                "    for b in blocks:\n"
-                "        os.pwrite(fd, bytes([0x41 + i]) * 300, b * 4096 + 17)\n"
-                "    os.close(fd)\n"
-                "    open(os.path.join(ctl, 'done%%d' %% i), 'w').close()\n"
-                "while not os.path.exists(os.path.join(ctl, 'stop')):\n"
-                "    time.sleep(0.01)\n" % (steps,))
     env = dict(os.environ, METAMORI_TEST_IDLE_MS="600000")  # never idle during the test: no merge
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--", sys.executable, prog, ctl,
-                             os.path.join(root, "big")],
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, steps, os.path.join(root, "big")),
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def log_rows():
@@ -462,8 +476,7 @@ def test_block_log_read_before_the_merge():
             db.close()
 
     def step(i):
-        open(os.path.join(ctl, "go%d" % i), "w").close()
-        wait_for(lambda: os.path.exists(os.path.join(ctl, "done%d" % i)), "the program's writes")
+        poke_step(ctl, i)
         out = T.run(["-C", root, "checkpoint", "-m", "c%d" % i]).stdout
         if "tracked" not in out:
             raise T.Failure("checkpoint c%d was not a tracked one:\n%s" % (i, out))
@@ -506,8 +519,55 @@ def test_block_log_read_before_the_merge():
         raise T.Failure("the in-place restore (a writer) left %d rows in block_log" % log_rows())
     T.rmtree(root)
 
+def test_write_after_a_precopy_pass():
+    """The session reads the logs and copies the blocks they name while the
+    program runs (the pre-copy, docs/SESSION.md). A write that comes after a
+    pass must reach the checkpoint: one adjacent to the thread's previous
+    write grows its record in place, which the pass has already read, so the
+    interposer records it again (protocol.h); and the block's copy is read
+    again. Each step waits until a pass has read the log (hdr->peeked)."""
+    import struct
+    root = S.new_tree({"f": bytes(16 * 4096)})
+    ctl = T.tempdir("mtm-ctl-")
+    steps = [(0,), (1,), (2,), (3,)]  # whole blocks: each write adjoins the one before
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] +
+                            poker(ctl, steps, os.path.join(root, "f"), whole_blocks=True),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def peeked():
+        d = os.path.join(root, ".metamori", "session")
+        best = 0
+        for n in os.listdir(d) if os.path.isdir(d) else []:
+            if n.startswith("log."):
+                with open(os.path.join(d, n), "rb") as f:
+                    head = f.read(64)
+                if len(head) == 64:
+                    best = max(best, struct.unpack_from("<Q", head, 48)[0])
+        return best
+
+    taken = []
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        T.checkpoint(root, "session start")
+        for i in range(0, len(steps), 2):
+            poke_step(ctl, i)
+            wait_for(lambda: peeked() > 0, "a pre-copy pass to read the log")
+            poke_step(ctl, i + 1)  # grows the record the pass read
+            out = T.run(["-C", root, "checkpoint"]).stdout
+            if "tracked" not in out:
+                raise T.Failure("not a tracked checkpoint:\n" + out)
+            taken.append((int(out.split()[1]), T.manifest(root)))
+    finally:
+        open(os.path.join(ctl, "stop"), "w").close()
+        sess.wait(timeout=60)
+    for ckpt, man in taken:
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(root, ckpt, to=to)
+        T.assert_same(man, T.manifest(to), "checkpoint %d (a write after a pre-copy pass)" % ckpt)
+    T.rmtree(root)
+
 if __name__ == "__main__":
-    T.main([test_index_wal_copied_back_when_idle, test_block_log_read_before_the_merge,
+    T.main([test_index_wal_copied_back_when_idle, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass,
             test_exit_status, test_errors, test_second_run_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,

@@ -16,10 +16,10 @@ PRELOAD = os.environ.get("METAMORI_PRELOAD") or os.path.join(
 BIN = os.environ.get("METAMORI_TRACK_BIN") or os.path.dirname(PRELOAD)
 
 MAGIC = 0x544d544d
-VERSION = 1
+VERSION = 2
 HDR = 64
 CTL = struct.Struct("<IIIIQII")          # magic version gate scan_needed epoch session_pid pad
-LOGHDR = struct.Struct("<IIiIQQQII")     # magic version pid inflight tail epoch capacity overflow pad
+LOGHDR = struct.Struct("<IIiIQQQIIQ")    # magic version pid inflight tail epoch capacity overflow pad peeked
 REC = struct.Struct("<HHIQQ")
 WRITE, TRUNC, WHOLE, META, NS, SCAN, RELEASE = range(1, 8)
 NAMES = {1: "WRITE", 2: "TRUNC", 3: "WHOLE", 4: "META", 5: "NS", 6: "SCAN", 7: "RELEASE"}
@@ -121,13 +121,15 @@ class Log:
         with open(path, "rb") as f:
             head = f.read(HDR)
             (self.magic, self.version, self.pid, self.inflight, self.tail, self.epoch,
-             self.capacity, self.overflow, _) = LOGHDR.unpack_from(head, 0)
+             self.capacity, self.overflow, _, self.peeked) = LOGHDR.unpack_from(head, 0)
             data = f.read(self.tail)
         assert self.magic == MAGIC and self.version == VERSION, "bad log header in %s" % path
         self.recs = []
         off = 0
         while off < len(data):
-            t, plen, pad, a, b = REC.unpack_from(data, off)
+            t, plen, seal, a, b = REC.unpack_from(data, off)
+            # every complete record is sealed: MTM_SEAL(epoch) is odd (protocol.h)
+            assert seal % 2 == 1, "unsealed record at %d in %s" % (off, path)
             off += REC.size
             p = data[off:off + plen].decode()
             off += (plen + 7) & ~7

@@ -1,0 +1,253 @@
+/*
+ * precopy.c — copying dirty blocks out of the page cache ahead of the
+ * barrier, as live migration copies memory pages ahead of the stop.
+ *
+ * Each pass reads the records written since the previous one (barrier_peek)
+ * and reads the blocks they name, replacing any older copy: a block's copy
+ * is then at least as new as its last record seen. The session runs passes
+ * while the program works (session_precopy_tick, a few per second at most,
+ * bounded in bytes per interval), and a checkpoint runs a last one before
+ * it closes the gate; in the barrier only the blocks the records after that
+ * last pass name are read again (tracked.c). A write under way during a
+ * pass is recorded after it, so its blocks are read again too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "io/beneath.h"
+#include "io/io.h"
+#include "session/session.h"
+#include "util/human.h"
+
+typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
+
+/* Open addressing on the block number; slots hold MTM_BLOCK bytes each. */
+struct precopy {
+	int64_t dev, ino;
+	size_t n, cap;        /* cap: a power of two, or 0 */
+	int64_t *keys;        /* -1: empty */
+	unsigned char **data;
+};
+
+static size_t slot_of(const precopy *pc, int64_t b)
+{
+	uint64_t h = (uint64_t)b * 0x9E3779B97F4A7C15ull;
+	return (size_t)(h >> 17) & (pc->cap - 1);
+}
+
+const unsigned char *precopy_block(const precopy *pc, int64_t b)
+{
+	if (!pc || !pc->cap)
+		return NULL;
+	for (size_t i = slot_of(pc, b);; i = (i + 1) & (pc->cap - 1)) {
+		if (pc->keys[i] == b)
+			return pc->data[i];
+		if (pc->keys[i] < 0)
+			return NULL;
+	}
+}
+
+static int grow(precopy *pc)
+{
+	size_t ncap = pc->cap ? pc->cap * 2 : 256;
+	int64_t *keys = malloc(ncap * sizeof *keys);
+	unsigned char **data = malloc(ncap * sizeof *data);
+	if (!keys || !data) {
+		free(keys);
+		free(data);
+		return ENOMEM;
+	}
+	for (size_t i = 0; i < ncap; i++)
+		keys[i] = -1;
+	precopy old = *pc;
+	pc->keys = keys;
+	pc->data = data;
+	pc->cap = ncap;
+	for (size_t i = 0; i < old.cap; i++)
+		if (old.keys[i] >= 0) {
+			size_t j = slot_of(pc, old.keys[i]);
+			while (pc->keys[j] >= 0)
+				j = (j + 1) & (ncap - 1);
+			pc->keys[j] = old.keys[i];
+			pc->data[j] = old.data[i];
+		}
+	free(old.keys);
+	free(old.data);
+	return 0;
+}
+
+/* The slot for block b, new or the old copy's: its bytes are overwritten. */
+static unsigned char *slot_for(precopy *pc, int64_t b, int *fresh)
+{
+	if ((pc->n + 1) * 2 > pc->cap && grow(pc))
+		return NULL;
+	size_t i = slot_of(pc, b);
+	while (pc->keys[i] >= 0 && pc->keys[i] != b)
+		i = (i + 1) & (pc->cap - 1);
+	*fresh = pc->keys[i] < 0;
+	if (*fresh) {
+		if (!(pc->data[i] = malloc(MTM_BLOCK)))
+			return NULL;
+		pc->keys[i] = b;
+		pc->n++;
+	}
+	return pc->data[i];
+}
+
+void precopy_free(void *p)
+{
+	precopy *pc = p;
+	if (!pc)
+		return;
+	for (size_t i = 0; i < pc->cap; i++)
+		if (pc->keys[i] >= 0)
+			free(pc->data[i]);
+	free(pc->keys);
+	free(pc->data);
+	free(pc);
+}
+
+const unsigned char *precopy_get(const pathmap *pre, const char *path, int64_t dev, int64_t ino, int64_t b)
+{
+	const precopy *pc = pathmap_get(pre, path);
+	return pc && pc->dev == dev && pc->ino == ino ? precopy_block(pc, b) : NULL;
+}
+
+/* Drops what is held of path (a truncation or a whole-file record: the
+ * barrier reads it all again). */
+static int forget(pathmap *pre, const char *path, uint64_t *held)
+{
+	precopy *pc = pathmap_get(pre, path);
+	if (!pc)
+		return 0;
+	*held -= (uint64_t)pc->n * MTM_BLOCK;
+	precopy_free(pc);
+	return pathmap_put(pre, path, NULL);
+}
+
+/* Reads the blocks of path that delta's ranges name. */
+static int copy_file(int rootfd, const char *path, const file_change *fc, pathmap *pre, uint64_t *held,
+                     uint64_t *read, uint64_t limit)
+{
+	int fd;
+	if (beneath_open(rootfd, path, O_RDONLY, &fd))
+		return forget(pre, path, held); /* gone or replaced: the barrier sees to it */
+	struct stat st;
+	int rc = 0;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return forget(pre, path, held);
+	}
+	precopy *pc = pathmap_get(pre, path);
+	if (pc && (pc->dev != (int64_t)st.st_dev || pc->ino != (int64_t)st.st_ino)) {
+		rc = forget(pre, path, held);
+		pc = NULL;
+	}
+	if (!rc && !pc) {
+		if (!(pc = calloc(1, sizeof *pc)) || pathmap_put(pre, path, pc)) {
+			free(pc);
+			close(fd);
+			return ENOMEM;
+		}
+		pc->dev = (int64_t)st.st_dev;
+		pc->ino = (int64_t)st.st_ino;
+	}
+	const int64_t B = MTM_BLOCK, nblk = ((int64_t)st.st_size + B - 1) / B;
+	/* (on an error, the caller drops the file's copies: dst may be half read) */
+	for (size_t k = 0; k < fc->ranges.n && !rc; k++) {
+		const byte_range *r = &VEC_AT(&fc->ranges, byte_range, k);
+		int64_t end = (r->off + r->len + B - 1) / B;
+		for (int64_t b = r->off / B; b < end && b < nblk && !rc; b++) {
+			if (*held >= limit || *read >= limit) {
+				rc = EAGAIN; /* out of budget: the rest in the barrier */
+				break;
+			}
+			int fresh;
+			unsigned char *dst = slot_for(pc, b, &fresh);
+			size_t got;
+			if (!dst) {
+				rc = ENOMEM;
+				break;
+			}
+			if (fresh)
+				*held += B;
+			*read += B;
+			if ((rc = io_pread(fd, dst, B, b * B, &got)))
+				break;
+			if (got < (size_t)B)
+				memset(dst + got, 0, (size_t)B - got);
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, uint64_t *read, uint64_t limit)
+{
+	change_set delta;
+	memset(&delta, 0, sizeof delta);
+	int rc = barrier_peek(ss, cs, &delta), over = 0;
+	for (size_t i = 0; i < delta.files.cap && !rc; i++) {
+		const char *path = delta.files.slots[i].key;
+		const file_change *fc = delta.files.slots[i].val;
+		if (!path || !fc)
+			continue;
+		/* a copy older than a record must never be used: whatever is not
+		 * read again now (no budget left, an error) is dropped */
+		int err = over || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n ? -1
+		          : copy_file(ss->s->rootfd, path, fc, pre, held, read, limit);
+		if (err) {
+			over |= err == EAGAIN;
+			rc = forget(pre, path, held);
+			if (!rc && err > 0 && err != EAGAIN)
+				rc = err;
+		}
+	}
+	change_set_free(&delta);
+	return rc;
+}
+
+int session_precopy_tick(mtm_session *ss)
+{
+	/* A few passes a second at most, fewer while the program writes
+	 * nothing, and at most BG_LIMIT read per interval: enough to take the
+	 * reads of a typical interval out of the checkpoint, without
+	 * re-reading forever the blocks a busy program rewrites all the time. */
+	enum { BG_LIMIT = 64 << 20, FAST_MS = 10, SLOW_MS = 160 };
+	if (ss->force_scan || ss->always_scan || secure_getenv("METAMORI_NO_PRECOPY"))
+		return -1;
+	if (!ss->bg_limit) {
+		uint64_t b = capture_budget() / 2;
+		ss->bg_limit = b < BG_LIMIT ? b : BG_LIMIT;
+		if (!ss->bg_limit)
+			return -1;
+	}
+	if (ss->bg_read >= ss->bg_limit || ss->bg_held >= ss->bg_limit)
+		return -1;
+	if (!ss->bg_wait_ms)
+		ss->bg_wait_ms = FAST_MS;
+	int64_t now = now_ns(), due = ss->bg_last_ns + (int64_t)ss->bg_wait_ms * 1000000;
+	if (now < due)
+		return (int)((due - now + 999999) / 1000000);
+	uint64_t before = ss->bg_read;
+	size_t files_before = ss->bg_cs.files.n, meta_before = ss->bg_cs.meta.n, ns_before = ss->bg_cs.ns.n;
+	int rc = precopy_pass(ss, &ss->bg_cs, &ss->bg_pre, &ss->bg_held, &ss->bg_read, ss->bg_limit);
+	ss->bg_last_ns = now_ns();
+	if (ss->debug && ss->bg_read != before)
+		fprintf(stderr, "metamori: session: pre-copy pass: %llu KiB read in %.2f ms, %llu KiB held\n",
+		        (unsigned long long)(ss->bg_read - before) >> 10, (double)(ss->bg_last_ns - now) / 1e6,
+		        (unsigned long long)ss->bg_held >> 10);
+	int found = ss->bg_read != before || ss->bg_cs.files.n != files_before || ss->bg_cs.meta.n != meta_before ||
+	            ss->bg_cs.ns.n != ns_before;
+	ss->bg_wait_ms = found ? FAST_MS : ss->bg_wait_ms * 2 > SLOW_MS ? SLOW_MS : ss->bg_wait_ms * 2;
+	if (rc) {
+		ss->bg_limit = 1; /* (an error: no more passes this interval; what is held is right) */
+		ss->bg_read = 1;
+		return -1;
+	}
+	return ss->bg_wait_ms;
+}
