@@ -1,5 +1,6 @@
 /* index.c — see index.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -405,16 +406,23 @@ int index_settle(mtm_store *s)
 	}
 	/* one transaction: a crash leaves the rows in one table or the other,
 	 * and a row in either means the same (FORMAT.md 3.5.1) */
-	MTM_TRY(db_exec(s, "BEGIN IMMEDIATE"));
-	int rc = db_exec(s, "INSERT OR REPLACE INTO block SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM block_log;"
-	                    "DELETE FROM block_log");
-	if (!rc && sqlite3_get_autocommit(s->db)) /* rolled back by SQLite after an I/O error */
-		rc = mtm_set_error(EIO, "%s/.metamori/index.db: merging block_log: rolled back by an I/O error", s->root);
-	if (!rc)
-		rc = db_exec(s, "COMMIT");
-	if (rc) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		return rc;
+	char what[4200];
+	snprintf(what, sizeof what, "%s/.metamori/index.db: merging a session's block rows", s->root);
+	static const char *const steps[] = {
+		"BEGIN IMMEDIATE",
+		"INSERT OR REPLACE INTO block SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM block_log",
+		"DELETE FROM block_log",
+		"COMMIT",
+	};
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		int rc = sqlite3_exec(s->db, steps[i], NULL, NULL, NULL);
+		if (rc == SQLITE_OK && i > 0 && i < 3 && sqlite3_get_autocommit(s->db))
+			rc = SQLITE_IOERR; /* rolled back by SQLite after an I/O error */
+		if (rc != SQLITE_OK) {
+			rc = db_error(s, rc, what);
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return rc;
+		}
 	}
 	s->log_rows = 0;
 	return 0;

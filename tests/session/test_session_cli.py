@@ -520,6 +520,18 @@ def test_block_log_read_before_the_merge():
             raise T.Failure("read_store extract %d: %s" % (ckpt, p.stderr))
         T.assert_same(man, T.manifest(out), "checkpoint %d read by read_store.py" % ckpt)
     T.run(["-C", root, "verify", "--data"])
+    # a writer merges the log first: if that fails, it stops there, and the
+    # store and the tree stay as they were
+    before, rows = T.manifest(root), log_rows()
+    for fault in ("write:1:EIO", "fsync:1:EIO", "write:1:ENOSPC"):
+        p = T.run_fail(["-C", root, "restore", str(taken[0][0])], env=dict(os.environ, METAMORI_FAULT=fault))
+        want = "metamori: %s/.metamori/index.db: merging a session's block rows: " % os.path.realpath(root)
+        if not p.stderr.strip().startswith(want):
+            raise T.Failure("%s: expected the merge to fail first, got: %s" % (fault, p.stderr.strip()))
+        T.assert_same(before, T.manifest(root), "the tree after a restore whose merge failed (%s)" % fault)
+        if log_rows() not in (0, rows):
+            raise T.Failure("%s: block_log half merged: %d of %d rows" % (fault, log_rows(), rows))
+    T.run(["-C", root, "verify", "--data"])
     for ckpt, man in reversed(taken):
         T.restore(root, ckpt)
         T.assert_same(man, T.manifest(root), "checkpoint %d restored in place after the session was killed" % ckpt)
