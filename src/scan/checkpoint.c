@@ -202,10 +202,13 @@ struct ckpt_run {
 };
 typedef struct ckpt_run run_state;
 
-typedef struct { mtm_store *s; int64_t file_id; const lineage *l; } parent_hash_arg;
+typedef struct { mtm_store *s; int64_t file_id; const lineage *l; mtm_id parent; } parent_hash_arg;
 static int parent_hash(void *arg, int64_t blkno, uint64_t *out)
 {
 	parent_hash_arg *a = arg;
+	/* a session looked most of them up while the program ran (precopy.c) */
+	if (a->s->session && parent_hashes_get(a->s->session->bg_ph, a->parent, a->file_id, blkno, out))
+		return 0;
 	return index_block_hash(a->s, a->file_id, blkno, a->l, out);
 }
 
@@ -248,7 +251,7 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	file_src src = {fd, cap};
 	if (cap && !cap->whole) {
 		/* tracked: only the blocks the program wrote, against the parent's hashes */
-		parent_hash_arg pa = {r->s, file_id, &r->parent_lin};
+		parent_hash_arg pa = {r->s, file_id, &r->parent_lin, r->info.parent};
 		rc = compare_runs(src, size_read, &cap->runs, parent_hash, &pa, store_run, c);
 	} else {
 		vec map = VEC_INIT(blockref);

@@ -21,6 +21,8 @@
 #include "io/beneath.h"
 #include "io/io.h"
 #include "session/session.h"
+#include "store/index.h"
+#include "store/lineage.h"
 #include "util/human.h"
 
 typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
@@ -98,6 +100,123 @@ static unsigned char *slot_for(precopy *pc, int64_t b, int *fresh)
 	return pc->data[i];
 }
 
+/* The parent's hashes of the blocks copied, looked up while the program
+ * runs too: the checkpoint compares each changed block with its parent's
+ * version (a seek per block), and takes them from here while the head is
+ * still the one they were looked up at (only the session makes
+ * checkpoints; prune keeps what the head reads; restore is refused). */
+typedef struct { int64_t file_id, blkno; uint64_t hash; } ph_slot; /* file_id 0: empty */
+struct parent_hashes {
+	mtm_id at;           /* the head they belong to (0: none yet) */
+	lineage lin;         /* at's */
+	pathmap fid;         /* path -> (file_id at `at`) + 1, or 1 when not a file there */
+	size_t n, cap;
+	ph_slot *v;
+	int off;             /* a lookup failed: none until the head changes */
+};
+
+static size_t ph_slot_of(const parent_hashes *ph, int64_t file_id, int64_t b)
+{
+	uint64_t h = ((uint64_t)file_id * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)b * 0xC2B2AE3D27D4EB4Full);
+	return (size_t)(h >> 17) & (ph->cap - 1);
+}
+
+int parent_hashes_get(const parent_hashes *ph, mtm_id parent, int64_t file_id, int64_t b, uint64_t *out)
+{
+	if (!ph || ph->at != parent || !parent || !ph->cap || file_id <= 0)
+		return 0;
+	for (size_t i = ph_slot_of(ph, file_id, b);; i = (i + 1) & (ph->cap - 1)) {
+		const ph_slot *e = &ph->v[i];
+		if (!e->file_id)
+			return 0;
+		if (e->file_id == file_id && e->blkno == b) {
+			*out = e->hash;
+			return 1;
+		}
+	}
+}
+
+static int ph_put(parent_hashes *ph, int64_t file_id, int64_t b, uint64_t hash)
+{
+	if ((ph->n + 1) * 2 > ph->cap) {
+		size_t ncap = ph->cap ? ph->cap * 2 : 1024;
+		ph_slot *nv = calloc(ncap, sizeof *nv);
+		if (!nv)
+			return ENOMEM;
+		parent_hashes old = *ph;
+		ph->v = nv;
+		ph->cap = ncap;
+		ph->n = 0;
+		for (size_t i = 0; i < old.cap; i++)
+			if (old.v[i].file_id)
+				ph_put(ph, old.v[i].file_id, old.v[i].blkno, old.v[i].hash);
+		free(old.v);
+	}
+	size_t i = ph_slot_of(ph, file_id, b);
+	while (ph->v[i].file_id && !(ph->v[i].file_id == file_id && ph->v[i].blkno == b))
+		i = (i + 1) & (ph->cap - 1);
+	if (!ph->v[i].file_id)
+		ph->n++;
+	ph->v[i] = (ph_slot){file_id, b, hash};
+	return 0;
+}
+
+void parent_hashes_free(parent_hashes *ph)
+{
+	if (!ph)
+		return;
+	lineage_free(&ph->lin);
+	pathmap_free(&ph->fid, NULL);
+	free(ph->v);
+	free(ph);
+}
+
+/* Ready for the current head: emptied when it moved. NULL: none now. */
+static parent_hashes *ph_for_head(mtm_session *ss)
+{
+	mtm_id head;
+	if (mtm_head(ss->s, &head) || !head)
+		return NULL;
+	parent_hashes *ph = ss->bg_ph;
+	if (ph && ph->at == head)
+		return ph->off ? NULL : ph;
+	parent_hashes_free(ph);
+	ss->bg_ph = ph = calloc(1, sizeof *ph);
+	if (!ph || lineage_of(ss->s, head, &ph->lin)) {
+		parent_hashes_free(ph);
+		ss->bg_ph = NULL;
+		return NULL;
+	}
+	ph->at = head;
+	return ph;
+}
+
+/* The parent's hash of block b of path, looked up now (best effort). */
+static void note_parent_hash(mtm_session *ss, parent_hashes *ph, const char *path, int64_t b)
+{
+	if (!ph || ph->off)
+		return;
+	intptr_t f = (intptr_t)pathmap_get(&ph->fid, path);
+	if (!f) {
+		entry e;
+		int found;
+		if (index_entry_at(ss->s, path, &ph->lin, &e, &found)) {
+			ph->off = 1;
+			return;
+		}
+		f = found && e.kind == KIND_FILE && e.file_id > 0 ? (intptr_t)e.file_id + 1 : 1;
+		if (found)
+			entry_clear(&e);
+		if (pathmap_put(&ph->fid, path, (void *)f)) {
+			ph->off = 1;
+			return;
+		}
+	}
+	uint64_t h;
+	if (f > 1 && (index_block_hash(ss->s, (int64_t)f - 1, b, &ph->lin, &h) || ph_put(ph, (int64_t)f - 1, b, h)))
+		ph->off = 1;
+}
+
 void precopy_free(void *p)
 {
 	precopy *pc = p;
@@ -130,9 +249,10 @@ static int forget(pathmap *pre, const char *path, uint64_t *held)
 }
 
 /* Reads the blocks of path that delta's ranges name. */
-static int copy_file(int rootfd, const char *path, const file_change *fc, pathmap *pre, uint64_t *held,
-                     uint64_t *read, uint64_t limit)
+static int copy_file(mtm_session *ss, parent_hashes *ph, const char *path, const file_change *fc, pathmap *pre,
+                     uint64_t *held, uint64_t *read, uint64_t limit)
 {
+	int rootfd = ss->s->rootfd;
 	int fd;
 	if (beneath_open(rootfd, path, O_RDONLY, &fd))
 		return forget(pre, path, held); /* gone or replaced: the barrier sees to it */
@@ -180,6 +300,7 @@ static int copy_file(int rootfd, const char *path, const file_change *fc, pathma
 				break;
 			if (got < (size_t)B)
 				memset(dst + got, 0, (size_t)B - got);
+			note_parent_hash(ss, ph, path, b);
 		}
 	}
 	close(fd);
@@ -191,6 +312,7 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 	change_set delta;
 	memset(&delta, 0, sizeof delta);
 	int rc = barrier_peek(ss, cs, &delta), over = 0;
+	parent_hashes *ph = rc || !delta.files.n ? NULL : ph_for_head(ss);
 	for (size_t i = 0; i < delta.files.cap && !rc; i++) {
 		const char *path = delta.files.slots[i].key;
 		const file_change *fc = delta.files.slots[i].val;
@@ -199,7 +321,7 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 		/* a copy older than a record must never be used: whatever is not
 		 * read again now (no budget left, an error) is dropped */
 		int err = over || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n ? -1
-		          : copy_file(ss->s->rootfd, path, fc, pre, held, read, limit);
+		          : copy_file(ss, ph, path, fc, pre, held, read, limit);
 		if (err) {
 			over |= err == EAGAIN;
 			rc = forget(pre, path, held);
@@ -213,11 +335,13 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 
 int session_precopy_tick(mtm_session *ss)
 {
-	/* A few passes a second at most, fewer while the program writes
-	 * nothing, and at most BG_LIMIT read per interval: enough to take the
-	 * reads of a typical interval out of the checkpoint, without
-	 * re-reading forever the blocks a busy program rewrites all the time. */
-	enum { BG_LIMIT = 64 << 20, FAST_MS = 10, SLOW_MS = 160 };
+	/* A pass every 10 ms while records come, every 20 ms while none do (a
+	 * pass that finds nothing costs a directory read: ~0.1% of a CPU), and
+	 * at most BG_LIMIT read per interval: enough to take the reads of a
+	 * typical interval out of the checkpoint, even when it is asked for
+	 * right after a burst of writes, without re-reading forever the blocks
+	 * a busy program rewrites all the time. */
+	enum { BG_LIMIT = 64 << 20, FAST_MS = 10, SLOW_MS = 20 };
 	if (ss->force_scan || ss->always_scan || secure_getenv("METAMORI_NO_PRECOPY"))
 		return -1;
 	if (!ss->bg_limit) {

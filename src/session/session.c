@@ -310,6 +310,7 @@ void session_stop(mtm_session *ss)
 	pathmap_free(&ss->hashes, block_hashes_free);
 	change_set_free(&ss->bg_cs);
 	pathmap_free(&ss->bg_pre, precopy_free);
+	parent_hashes_free(ss->bg_ph);
 	if (ss->dirfd >= 0 && ss->lockfd >= 0 && ss->ctl)
 		clear_dir(ss->dirfd, ss->dir); /* the lock file stays: unlinking it would race a new session */
 	if (ss->dirfd >= 0)

@@ -89,6 +89,7 @@ typedef struct mtm_session {
 	uint64_t bg_held, bg_read, bg_limit; /* bytes held, read this interval; 0 limit: not computed yet */
 	int64_t bg_last_ns;      /* when the last pass ran */
 	int bg_wait_ms;          /* until the next: longer while passes find nothing */
+	struct parent_hashes *bg_ph; /* the head's hashes of the blocks copied */
 } mtm_session;
 
 /* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a
@@ -123,6 +124,11 @@ const unsigned char *precopy_get(const pathmap *pre, const char *path, int64_t d
  * (either), blocks are no longer copied and older copies of the blocks named
  * are dropped. 0, or an error after which pre is still right. */
 int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, uint64_t *read, uint64_t limit);
+/* The parent's hashes of the blocks the passes copied, looked up along
+ * (precopy.c): 1 and *out if block b of file_id is known at parent. */
+typedef struct parent_hashes parent_hashes;
+int parent_hashes_get(const parent_hashes *ph, mtm_id parent, int64_t file_id, int64_t b, uint64_t *out);
+void parent_hashes_free(parent_hashes *ph);
 /* The session's passes while the program runs (run.c): when records came
  * since the last one. Returns the poll timeout until the next (ms), -1: none. */
 int session_precopy_tick(mtm_session *ss);

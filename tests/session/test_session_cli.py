@@ -586,8 +586,68 @@ def test_write_after_a_precopy_pass():
         T.assert_same(man, T.manifest(to), "checkpoint %d (a write after a pre-copy pass)" % ckpt)
     T.rmtree(root)
 
+def test_block_written_back_after_a_checkpoint():
+    """The pre-copy also looks up the parent's hash of each block it copies,
+    so the checkpoint need not (precopy.c); those hashes belong to the head
+    they were looked up at. A block changed, checkpointed, then written back
+    to its old bytes must be stored again: with a hash kept from before the
+    checkpoint it would look unchanged, and the restore would bring back the
+    middle version."""
+    import struct
+    root = S.new_tree({"f": bytes(16 * 4096)})
+    ctl = T.tempdir("mtm-ctl-")
+    prog = os.path.join(ctl, "back.py")
+    with open(prog, "w") as f:
+        f.write("import os, sys, time\n"
+                "ctl, path = sys.argv[1], sys.argv[2]\n"
+                "for i, data in enumerate([b'X' * 4096, bytes(4096), b'Y' * 4096, b'X' * 4096]):\n"
+                "    while not os.path.exists(os.path.join(ctl, 'go%d' % i)):\n"
+                "        if os.path.exists(os.path.join(ctl, 'stop')):\n"
+                "            sys.exit(0)\n"
+                "        time.sleep(0.01)\n"
+                "    fd = os.open(path, os.O_WRONLY)\n"
+                "    os.pwrite(fd, data, 5 * 4096)\n"
+                "    os.close(fd)\n"
+                "    open(os.path.join(ctl, 'done%d' % i), 'w').close()\n"
+                "while not os.path.exists(os.path.join(ctl, 'stop')):\n"
+                "    time.sleep(0.01)\n")
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--", sys.executable, prog, ctl,
+                             os.path.join(root, "f")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def peeked():
+        d = os.path.join(root, ".metamori", "session")
+        best = 0
+        for n in os.listdir(d) if os.path.isdir(d) else []:
+            if n.startswith("log."):
+                with open(os.path.join(d, n), "rb") as f:
+                    head = f.read(64)
+                if len(head) == 64:
+                    best = max(best, struct.unpack_from("<Q", head, 48)[0])
+        return best
+
+    taken = []
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        T.checkpoint(root, "session start")
+        for i in range(4):
+            poke_step(ctl, i)
+            wait_for(lambda: peeked() > 0, "a pre-copy pass to read the log")
+            time.sleep(0.1)  # and to look the parent's hashes up
+            out = T.run(["-C", root, "checkpoint"]).stdout
+            if "tracked" not in out:
+                raise T.Failure("not a tracked checkpoint:\n" + out)
+            taken.append((int(out.split()[1]), T.manifest(root)))
+    finally:
+        open(os.path.join(ctl, "stop"), "w").close()
+        sess.wait(timeout=60)
+    for ckpt, man in taken:
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(root, ckpt, to=to)
+        T.assert_same(man, T.manifest(to), "checkpoint %d (block 5 written back)" % ckpt)
+    T.rmtree(root)
+
 if __name__ == "__main__":
-    T.main([test_index_wal_copied_back_when_idle, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass,
+    T.main([test_index_wal_copied_back_when_idle, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
             test_exit_status, test_errors, test_second_run_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
