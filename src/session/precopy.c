@@ -323,13 +323,19 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 		int err = over || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n ? -1
 		          : copy_file(ss, ph, path, fc, pre, held, read, limit);
 		if (err) {
-			over |= err == EAGAIN;
+			over |= err == EAGAIN; /* past the budget: the other files named lose their copies too */
 			rc = forget(pre, path, held);
 			if (!rc && err > 0 && err != EAGAIN)
 				rc = err;
 		}
 	}
 	change_set_free(&delta);
+	if (rc) {
+		/* a peek that failed part way, or a file left half handled: some
+		 * copy may be older than a record that named it. None is kept. */
+		pathmap_free(pre, precopy_free);
+		*held = 0;
+	}
 	return rc;
 }
 
