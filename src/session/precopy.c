@@ -24,80 +24,29 @@
 #include "store/index.h"
 #include "store/lineage.h"
 #include "util/human.h"
+#include "util/keymap.h"
 
 typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
 
-/* Open addressing on the block number; slots hold MTM_BLOCK bytes each. */
+/* Block number -> its copy (MTM_BLOCK bytes, malloc'ed), of one inode. */
 struct precopy {
 	int64_t dev, ino;
-	size_t n, cap;        /* cap: a power of two, or 0 */
-	int64_t *keys;        /* -1: empty */
-	unsigned char **data;
+	keymap blocks;
 };
 
-static size_t slot_of(const precopy *pc, int64_t b)
+static const unsigned char *precopy_block(const precopy *pc, int64_t b)
 {
-	uint64_t h = (uint64_t)b * 0x9E3779B97F4A7C15ull;
-	return (size_t)(h >> 17) & (pc->cap - 1);
-}
-
-const unsigned char *precopy_block(const precopy *pc, int64_t b)
-{
-	if (!pc || !pc->cap)
-		return NULL;
-	for (size_t i = slot_of(pc, b);; i = (i + 1) & (pc->cap - 1)) {
-		if (pc->keys[i] == b)
-			return pc->data[i];
-		if (pc->keys[i] < 0)
-			return NULL;
-	}
-}
-
-static int grow(precopy *pc)
-{
-	size_t ncap = pc->cap ? pc->cap * 2 : 256;
-	int64_t *keys = malloc(ncap * sizeof *keys);
-	unsigned char **data = malloc(ncap * sizeof *data);
-	if (!keys || !data) {
-		free(keys);
-		free(data);
-		return ENOMEM;
-	}
-	for (size_t i = 0; i < ncap; i++)
-		keys[i] = -1;
-	precopy old = *pc;
-	pc->keys = keys;
-	pc->data = data;
-	pc->cap = ncap;
-	for (size_t i = 0; i < old.cap; i++)
-		if (old.keys[i] >= 0) {
-			size_t j = slot_of(pc, old.keys[i]);
-			while (pc->keys[j] >= 0)
-				j = (j + 1) & (ncap - 1);
-			pc->keys[j] = old.keys[i];
-			pc->data[j] = old.data[i];
-		}
-	free(old.keys);
-	free(old.data);
-	return 0;
+	const uint64_t *v = pc ? keymap_get(&pc->blocks, b, 0) : NULL;
+	return v ? (const unsigned char *)(uintptr_t)*v : NULL;
 }
 
 /* The slot for block b, new or the old copy's: its bytes are overwritten. */
 static unsigned char *slot_for(precopy *pc, int64_t b, int *fresh)
 {
-	if ((pc->n + 1) * 2 > pc->cap && grow(pc))
-		return NULL;
-	size_t i = slot_of(pc, b);
-	while (pc->keys[i] >= 0 && pc->keys[i] != b)
-		i = (i + 1) & (pc->cap - 1);
-	*fresh = pc->keys[i] < 0;
-	if (*fresh) {
-		if (!(pc->data[i] = malloc(MTM_BLOCK)))
-			return NULL;
-		pc->keys[i] = b;
-		pc->n++;
-	}
-	return pc->data[i];
+	uint64_t *v = keymap_put(&pc->blocks, b, 0, fresh);
+	if (v && *fresh && !(*v = (uint64_t)(uintptr_t)malloc(MTM_BLOCK)))
+		return NULL; /* (an empty slot: precopy_block finds no copy there) */
+	return v ? (unsigned char *)(uintptr_t)*v : NULL;
 }
 
 /* The parent's hashes of the blocks copied, looked up while the program
@@ -105,60 +54,20 @@ static unsigned char *slot_for(precopy *pc, int64_t b, int *fresh)
  * version (a seek per block), and takes them from here while the head is
  * still the one they were looked up at (only the session makes
  * checkpoints; prune keeps what the head reads; restore is refused). */
-typedef struct { int64_t file_id, blkno; uint64_t hash; } ph_slot; /* file_id 0: empty */
 struct parent_hashes {
 	mtm_id at;           /* the head they belong to (0: none yet) */
 	lineage lin;         /* at's */
 	pathmap fid;         /* path -> (file_id at `at`) + 1, or 1 when not a file there */
-	size_t n, cap;
-	ph_slot *v;
+	keymap hash;         /* (file_id, blkno) -> the hash at `at` */
 	int off;             /* a lookup failed: none until the head changes */
 };
 
-static size_t ph_slot_of(const parent_hashes *ph, int64_t file_id, int64_t b)
-{
-	uint64_t h = ((uint64_t)file_id * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)b * 0xC2B2AE3D27D4EB4Full);
-	return (size_t)(h >> 17) & (ph->cap - 1);
-}
-
 int parent_hashes_get(const parent_hashes *ph, mtm_id parent, int64_t file_id, int64_t b, uint64_t *out)
 {
-	if (!ph || ph->at != parent || !parent || !ph->cap || file_id <= 0)
-		return 0;
-	for (size_t i = ph_slot_of(ph, file_id, b);; i = (i + 1) & (ph->cap - 1)) {
-		const ph_slot *e = &ph->v[i];
-		if (!e->file_id)
-			return 0;
-		if (e->file_id == file_id && e->blkno == b) {
-			*out = e->hash;
-			return 1;
-		}
-	}
-}
-
-static int ph_put(parent_hashes *ph, int64_t file_id, int64_t b, uint64_t hash)
-{
-	if ((ph->n + 1) * 2 > ph->cap) {
-		size_t ncap = ph->cap ? ph->cap * 2 : 1024;
-		ph_slot *nv = calloc(ncap, sizeof *nv);
-		if (!nv)
-			return ENOMEM;
-		parent_hashes old = *ph;
-		ph->v = nv;
-		ph->cap = ncap;
-		ph->n = 0;
-		for (size_t i = 0; i < old.cap; i++)
-			if (old.v[i].file_id)
-				ph_put(ph, old.v[i].file_id, old.v[i].blkno, old.v[i].hash);
-		free(old.v);
-	}
-	size_t i = ph_slot_of(ph, file_id, b);
-	while (ph->v[i].file_id && !(ph->v[i].file_id == file_id && ph->v[i].blkno == b))
-		i = (i + 1) & (ph->cap - 1);
-	if (!ph->v[i].file_id)
-		ph->n++;
-	ph->v[i] = (ph_slot){file_id, b, hash};
-	return 0;
+	const uint64_t *v = ph && parent && ph->at == parent ? keymap_get(&ph->hash, file_id, b) : NULL;
+	if (v)
+		*out = *v;
+	return v != NULL;
 }
 
 void parent_hashes_free(parent_hashes *ph)
@@ -167,7 +76,7 @@ void parent_hashes_free(parent_hashes *ph)
 		return;
 	lineage_free(&ph->lin);
 	pathmap_free(&ph->fid, NULL);
-	free(ph->v);
+	keymap_free(&ph->hash);
 	free(ph);
 }
 
@@ -212,9 +121,13 @@ static void note_parent_hash(mtm_session *ss, parent_hashes *ph, const char *pat
 			return;
 		}
 	}
-	uint64_t h;
-	if (f > 1 && (index_block_hash(ss->s, (int64_t)f - 1, b, &ph->lin, &h) || ph_put(ph, (int64_t)f - 1, b, h)))
+	uint64_t h, *v;
+	int fresh;
+	if (f > 1 && (index_block_hash(ss->s, (int64_t)f - 1, b, &ph->lin, &h) ||
+	              !(v = keymap_put(&ph->hash, (int64_t)f - 1, b, &fresh))))
 		ph->off = 1;
+	else if (f > 1)
+		*v = h;
 }
 
 void precopy_free(void *p)
@@ -222,11 +135,10 @@ void precopy_free(void *p)
 	precopy *pc = p;
 	if (!pc)
 		return;
-	for (size_t i = 0; i < pc->cap; i++)
-		if (pc->keys[i] >= 0)
-			free(pc->data[i]);
-	free(pc->keys);
-	free(pc->data);
+	for (size_t i = 0; i < pc->blocks.cap; i++)
+		if (pc->blocks.slots[i].used)
+			free((void *)(uintptr_t)pc->blocks.slots[i].val);
+	keymap_free(&pc->blocks);
 	free(pc);
 }
 
@@ -243,7 +155,7 @@ static int forget(pathmap *pre, const char *path, uint64_t *held)
 	precopy *pc = pathmap_get(pre, path);
 	if (!pc)
 		return 0;
-	*held -= (uint64_t)pc->n * MTM_BLOCK;
+	*held -= (uint64_t)pc->blocks.n * MTM_BLOCK;
 	precopy_free(pc);
 	return pathmap_put(pre, path, NULL);
 }

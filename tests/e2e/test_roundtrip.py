@@ -844,17 +844,12 @@ def test_scattered_blocks_share_chunks():
     3.6), not a chunk each; a whole file is chunked as before, so identical
     files still share their chunks; every version restores exactly and
     verify --data reads every block back."""
-    import sqlite3
     root = T.tempdir("mtm-group-")
     rng = random.Random(SEED + 4)
     want = {}
 
     def chunks():
-        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
-        try:
-            return db.execute("SELECT COUNT(*) FROM chunk").fetchone()[0]
-        finally:
-            db.close()
+        return T.index_value(root, "SELECT COUNT(*) FROM chunk")
 
     try:
         T.init(root)

@@ -184,6 +184,17 @@ def log_json(root):
     return json.loads(run(["-C", root, "log", "--json"]).stdout)
 
 
+def index_value(root, sql):
+    """The first column of the first row of sql, read from root's index
+    (read-only, beside whatever else has it open)."""
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+    try:
+        return db.execute(sql).fetchone()[0]
+    finally:
+        db.close()
+
+
 def manifest_full(root, ignore=(".metamori",)):
     """manifest() plus ownership and symlink mtimes: every piece of metadata
     a checkpoint records. Files: ('f', mode, size, sha256, mtime_ns, uid, gid);

@@ -422,33 +422,64 @@ def test_index_wal_copied_back_when_idle():
     T.rmtree(root)
 
 
-def poker(ctl, steps, path, whole_blocks=False):
+def poker(ctl, writes, path):
     """A program for `metamori run`: at each step i, once ctl/go<i> exists, it
-    pwrites 300 bytes of 0x41 + i into each block of steps[i] of path (all
-    4096 with whole_blocks), then creates ctl/done<i>; it ends when ctl/stop
-    exists. Returns its argv."""
+    makes the writes of writes[i] ((offset, bytes) pairs) into path, then
+    creates ctl/done<i>; it ends when ctl/stop exists. Returns its argv."""
     prog = os.path.join(ctl, "poke.py")
     with open(prog, "w") as f:
         f.write("import os, sys, time\n"
-                "ctl, big = sys.argv[1], sys.argv[2]\n"
-                "for i, blocks in enumerate(%r):\n"
+                "ctl, path = sys.argv[1], sys.argv[2]\n"
+                "for i, writes in enumerate(%r):\n"
                 "    while not os.path.exists(os.path.join(ctl, 'go%%d' %% i)):\n"
                 "        if os.path.exists(os.path.join(ctl, 'stop')):\n"
                 "            sys.exit(0)\n"
                 "        time.sleep(0.01)\n"
-                "    fd = os.open(big, os.O_WRONLY)\n"
-                "    for b in blocks:\n"
-                "        os.pwrite(fd, bytes([0x41 + i]) * %d, b * 4096 + %d)\n"
+                "    fd = os.open(path, os.O_WRONLY)\n"
+                "    for off, data in writes:\n"
+                "        os.pwrite(fd, data, off)\n"
                 "    os.close(fd)\n"
                 "    open(os.path.join(ctl, 'done%%d' %% i), 'w').close()\n"
                 "while not os.path.exists(os.path.join(ctl, 'stop')):\n"
-                "    time.sleep(0.01)\n" % (steps, 4096 if whole_blocks else 300, 0 if whole_blocks else 17))
+                "    time.sleep(0.01)\n" % (writes,))
     return [sys.executable, prog, ctl, path]
 
 
 def poke_step(ctl, i):
     open(os.path.join(ctl, "go%d" % i), "w").close()
     wait_for(lambda: os.path.exists(os.path.join(ctl, "done%d" % i)), "the program's writes")
+
+
+def log_peeked(root):
+    """How far the session has read the traced processes' logs (the largest
+    hdr->peeked, protocol.h): > 0 once a pre-copy pass has read one."""
+    import struct
+    d = os.path.join(root, ".metamori", "session")
+    best = 0
+    for n in os.listdir(d) if os.path.isdir(d) else []:
+        if n.startswith("log."):
+            with open(os.path.join(d, n), "rb") as f:
+                head = f.read(64)
+            if len(head) == 64:
+                best = max(best, struct.unpack_from("<Q", head, 48)[0])
+    return best
+
+
+def tracked_checkpoint(root, msg=None):
+    """A checkpoint asked of the running session, which must be a tracked
+    one: (its id, the tree's manifest then)."""
+    out = T.run(["-C", root, "checkpoint"] + (["-m", msg] if msg else [])).stdout
+    if "tracked" not in out:
+        raise T.Failure("checkpoint %s was not a tracked one:\n%s" % (msg or "", out))
+    return int(out.split()[1]), T.manifest(root)
+
+
+def assert_restore_to(root, taken, what):
+    """Each (checkpoint, manifest) of taken restores exactly into a new directory."""
+    for ckpt, man in taken:
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(root, ckpt, to=to)
+        T.assert_same(man, T.manifest(to), "checkpoint %d (%s)" % (ckpt, what))
 
 
 def test_block_log_read_before_the_merge():
@@ -459,28 +490,21 @@ def test_block_log_read_before_the_merge():
     merge leaves them for the next writer (an in-place restore), and nothing
     is lost. The writes are the traced program's (the real interposer), so
     the checkpoints are tracked ones."""
-    import sqlite3
     big = bytes(range(256)) * (4096 * 64 // 256)  # 64 blocks
     root = S.new_tree({"big": big, "small": b"s" * 100})
     ctl = T.tempdir("mtm-ctl-")
     steps = [(3, 40), (3, 7, 63), (0, 40), (5,)]
+    writes = [[(b * 4096 + 17, bytes([0x41 + i]) * 300) for b in blocks] for i, blocks in enumerate(steps)]
     env = dict(os.environ, METAMORI_TEST_IDLE_MS="600000")  # never idle during the test: no merge
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, steps, os.path.join(root, "big")),
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, writes, os.path.join(root, "big")),
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def log_rows():
-        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
-        try:
-            return db.execute("SELECT count(*) FROM block_log").fetchone()[0]
-        finally:
-            db.close()
+        return T.index_value(root, "SELECT count(*) FROM block_log")
 
     def step(i):
         poke_step(ctl, i)
-        out = T.run(["-C", root, "checkpoint", "-m", "c%d" % i]).stdout
-        if "tracked" not in out:
-            raise T.Failure("checkpoint c%d was not a tracked one:\n%s" % (i, out))
-        return int(out.split()[1]), T.manifest(root)
+        return tracked_checkpoint(root, "c%d" % i)
 
     taken = []
     try:
@@ -494,10 +518,7 @@ def test_block_log_read_before_the_merge():
         if "big" not in d:
             raise T.Failure("diff between two unmerged checkpoints does not name big:\n" + d)
         T.run(["-C", root, "verify", "--data"])
-        for ckpt, man in taken:
-            to = os.path.join(T.tempdir(), "out")
-            T.restore(root, ckpt, to=to)
-            T.assert_same(man, T.manifest(to), "checkpoint %d restored from block_log" % ckpt)
+        assert_restore_to(root, taken, "restored from block_log")
         T.run(["-C", root, "du"])
         if log_rows() != 0:
             raise T.Failure("du left %d rows in block_log (it reads block only)" % log_rows())
@@ -546,45 +567,27 @@ def test_write_after_a_precopy_pass():
     write grows its record in place, which the pass has already read, so the
     interposer records it again (protocol.h); and the block's copy is read
     again. Each step waits until a pass has read the log (hdr->peeked)."""
-    import struct
     root = S.new_tree({"f": bytes(16 * 4096)})
     ctl = T.tempdir("mtm-ctl-")
-    steps = [(0,), (1,), (2,), (3,)]  # whole blocks: each write adjoins the one before
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] +
-                            poker(ctl, steps, os.path.join(root, "f"), whole_blocks=True),
+    # whole blocks: each write adjoins the one before
+    writes = [[(b * 4096, bytes([0x41 + b]) * 4096)] for b in range(4)]
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, writes, os.path.join(root, "f")),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def peeked():
-        d = os.path.join(root, ".metamori", "session")
-        best = 0
-        for n in os.listdir(d) if os.path.isdir(d) else []:
-            if n.startswith("log."):
-                with open(os.path.join(d, n), "rb") as f:
-                    head = f.read(64)
-                if len(head) == 64:
-                    best = max(best, struct.unpack_from("<Q", head, 48)[0])
-        return best
-
     taken = []
     try:
         wait_for(lambda: session_up(root), "the session")
         T.checkpoint(root, "session start")
-        for i in range(0, len(steps), 2):
+        for i in range(0, len(writes), 2):
             poke_step(ctl, i)
-            wait_for(lambda: peeked() > 0, "a pre-copy pass to read the log")
+            wait_for(lambda: log_peeked(root) > 0, "a pre-copy pass to read the log")
             poke_step(ctl, i + 1)  # grows the record the pass read
-            out = T.run(["-C", root, "checkpoint"]).stdout
-            if "tracked" not in out:
-                raise T.Failure("not a tracked checkpoint:\n" + out)
-            taken.append((int(out.split()[1]), T.manifest(root)))
+            taken.append(tracked_checkpoint(root))
     finally:
         open(os.path.join(ctl, "stop"), "w").close()
         sess.wait(timeout=60)
-    for ckpt, man in taken:
-        to = os.path.join(T.tempdir(), "out")
-        T.restore(root, ckpt, to=to)
-        T.assert_same(man, T.manifest(to), "checkpoint %d (a write after a pre-copy pass)" % ckpt)
+    assert_restore_to(root, taken, "a write after a pre-copy pass")
     T.rmtree(root)
+
 
 def test_block_written_back_after_a_checkpoint():
     """The pre-copy also looks up the parent's hash of each block it copies,
@@ -593,57 +596,24 @@ def test_block_written_back_after_a_checkpoint():
     to its old bytes must be stored again: with a hash kept from before the
     checkpoint it would look unchanged, and the restore would bring back the
     middle version."""
-    import struct
     root = S.new_tree({"f": bytes(16 * 4096)})
     ctl = T.tempdir("mtm-ctl-")
-    prog = os.path.join(ctl, "back.py")
-    with open(prog, "w") as f:
-        f.write("import os, sys, time\n"
-                "ctl, path = sys.argv[1], sys.argv[2]\n"
-                "for i, data in enumerate([b'X' * 4096, bytes(4096), b'Y' * 4096, b'X' * 4096]):\n"
-                "    while not os.path.exists(os.path.join(ctl, 'go%d' % i)):\n"
-                "        if os.path.exists(os.path.join(ctl, 'stop')):\n"
-                "            sys.exit(0)\n"
-                "        time.sleep(0.01)\n"
-                "    fd = os.open(path, os.O_WRONLY)\n"
-                "    os.pwrite(fd, data, 5 * 4096)\n"
-                "    os.close(fd)\n"
-                "    open(os.path.join(ctl, 'done%d' % i), 'w').close()\n"
-                "while not os.path.exists(os.path.join(ctl, 'stop')):\n"
-                "    time.sleep(0.01)\n")
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--", sys.executable, prog, ctl,
-                             os.path.join(root, "f")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def peeked():
-        d = os.path.join(root, ".metamori", "session")
-        best = 0
-        for n in os.listdir(d) if os.path.isdir(d) else []:
-            if n.startswith("log."):
-                with open(os.path.join(d, n), "rb") as f:
-                    head = f.read(64)
-                if len(head) == 64:
-                    best = max(best, struct.unpack_from("<Q", head, 48)[0])
-        return best
-
+    writes = [[(5 * 4096, data)] for data in (b"X" * 4096, bytes(4096), b"Y" * 4096, b"X" * 4096)]
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, writes, os.path.join(root, "f")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     taken = []
     try:
         wait_for(lambda: session_up(root), "the session")
         T.checkpoint(root, "session start")
-        for i in range(4):
+        for i in range(len(writes)):
             poke_step(ctl, i)
-            wait_for(lambda: peeked() > 0, "a pre-copy pass to read the log")
+            wait_for(lambda: log_peeked(root) > 0, "a pre-copy pass to read the log")
             time.sleep(0.1)  # and to look the parent's hashes up
-            out = T.run(["-C", root, "checkpoint"]).stdout
-            if "tracked" not in out:
-                raise T.Failure("not a tracked checkpoint:\n" + out)
-            taken.append((int(out.split()[1]), T.manifest(root)))
+            taken.append(tracked_checkpoint(root))
     finally:
         open(os.path.join(ctl, "stop"), "w").close()
         sess.wait(timeout=60)
-    for ckpt, man in taken:
-        to = os.path.join(T.tempdir(), "out")
-        T.restore(root, ckpt, to=to)
-        T.assert_same(man, T.manifest(to), "checkpoint %d (block 5 written back)" % ckpt)
+    assert_restore_to(root, taken, "block 5 written back")
     T.rmtree(root)
 
 if __name__ == "__main__":
