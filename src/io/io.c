@@ -154,9 +154,10 @@ int io_fault(enum io_op op)
 {
 	if (!plan.loaded)
 		load_plan();
+	/* atomic: a pack writer's thread counts its writes too (pack.c) */
 	if (op != IO_OPEN && op != IO_READ) {
-		plan.mutations++;
-		if (plan.crash_at && plan.mutations == plan.crash_at) {
+		uint64_t m = __atomic_add_fetch(&plan.mutations, 1, __ATOMIC_RELAXED);
+		if (plan.crash_at && m == plan.crash_at) {
 			if (plan.count_file[0])
 				write_count();
 			kill(getpid(), SIGKILL);
@@ -164,8 +165,8 @@ int io_fault(enum io_op op)
 	}
 	if (!plan.nth)
 		return 0;
-	uint64_t n = ++plan.seen[op];
-	uint64_t any = ++plan.seen[IO_NOPS];
+	uint64_t n = __atomic_add_fetch(&plan.seen[op], 1, __ATOMIC_RELAXED);
+	uint64_t any = __atomic_add_fetch(&plan.seen[IO_NOPS], 1, __ATOMIC_RELAXED);
 	uint64_t k = plan.op == -1 ? any : (plan.op == (int)op ? n : 0);
 	if (k && (k == plan.nth || (plan.always && k > plan.nth)))
 		return plan.err;

@@ -6,7 +6,8 @@
  * XXH3-128 of its plain bytes: identical chunks are stored once. Every read
  * checks the record header, the index row and the plain-bytes hash.
  *
- * Durability: the writer appends; pack_writer_finish() flushes and fsyncs
+ * Durability: the writer appends (a second thread does the writes, one
+ * buffer behind); pack_writer_finish() waits for them, then fsyncs
  * every pack it touched (and the packs directory when it created one) and
  * only then records the packs' new committed sizes in the caller's open
  * index transaction, whose commit follows.
@@ -39,6 +40,7 @@ typedef struct {
 	sqlite3_stmt *find, *insert;
 	uint64_t bytes_stored, chunks_new;
 	int raw_streak, skip_zstd; /* compression backoff on incompressible data */
+	struct pack_flusher *fl;   /* the thread that writes (pack.c) */
 } pack_writer;
 
 int pack_writer_begin(pack_writer *w, mtm_store *s);

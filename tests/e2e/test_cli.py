@@ -120,6 +120,45 @@ def test_newer_foreign_damaged_index(root):
         expect(f.read() == b"hi", "the tree was touched")
 
 
+@with_store
+def test_pack_write_fails_part_way(root):
+    """The pack is written by a second thread, a piece (1 MiB) behind the
+    checkpoint (src/store/pack.c): a write that fails there, early or in the
+    last piece, still fails the checkpoint with its own error line, records
+    nothing and leaves the tree alone; the next checkpoint stores it all."""
+    import random
+    real = os.path.realpath(root)
+    T.init(root)
+    T.write_file(os.path.join(root, "small"), b"s" * 100)
+    c1 = T.checkpoint(root)
+    T.write_file(os.path.join(root, "big"), random.Random(7).randbytes(6 << 20))
+    before = T.manifest(root)
+    inner = "%s/.metamori/packs: writing pack 1: No space left on device" % real
+    seen = set()
+    for n in range(1, 8):
+        env = dict(os.environ, METAMORI_FAULT="write:%d:ENOSPC" % n)
+        p = T.run(["-C", root, "checkpoint", "-q"], check=False, env=env)
+        expect(p.returncode != 0, "write %d: no failure" % n)
+        line = p.stderr.strip()
+        expect(p.returncode == 1 and "\n" not in line, "write %d: %d %r" % (n, p.returncode, p.stderr))
+        expect([e["id"] for e in T.log_json(root)] == [c1], "write %d: a checkpoint was recorded" % n)
+        T.assert_same(before, T.manifest(root), "the tree after a failed write (%d)" % n)
+        if "writing pack" not in line:  # past the pack: the index's commit
+            expect(line == "metamori: index: database or disk is full", "write %d: %r" % (n, line))
+            break
+        # reported at the hand-over of the next piece, inside the file, or
+        # by the final wait, after the last one
+        expect(line in ("metamori: %s/big: %s" % (real, inner), "metamori: " + inner), "write %d: %r" % (n, line))
+        seen.add("in file" if "/big: " in line else "at the end")
+    expect({"in file", "at the end"} <= seen, "pack write failures seen only %s" % sorted(seen))
+    T.run(["-C", root, "verify", "--data"])
+    c2 = T.checkpoint(root)
+    to = os.path.join(T.tempdir("mtm-cli-to-"), "t")
+    T.restore(root, c2, to=to)
+    T.assert_same(before, T.manifest(to), "the checkpoint after the failed ones")
+    T.rmtree(os.path.dirname(to))
+
+
 def test_help_everywhere():
     p = T.run(["--help"])
     for c in COMMANDS:
@@ -135,4 +174,4 @@ def test_help_everywhere():
 
 if __name__ == "__main__":
     T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
-            test_newer_foreign_damaged_index, test_help_everywhere])
+            test_newer_foreign_damaged_index, test_pack_write_fails_part_way, test_help_everywhere])
