@@ -521,9 +521,13 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 	if ((rc = insert_checkpoint(s, &r->info, r->ctx.branch)) || (rc = meta_set_int(s, "head", r->info.id)) ||
 	    (rc = meta_set_int(s, "next_id", r->info.id + 1)) || (rc = meta_set_int(s, "next_file_id", r->ctx.next_file_id)))
 		return rc;
-	/* packs durable first; then the commit that names them */
-	if ((rc = pack_writer_finish(&r->ctx.pw)) || (rc = db_exec(s, "COMMIT")))
+	/* packs durable first, then the commit that names them; the held
+	 * block rows go in while the pack's last writes and fsync run */
+	if ((rc = pack_writer_sync_begin(&r->ctx.pw)))
 		return rc;
+	if ((rc = index_flush_blocks(&r->ctx.iw)) || (rc = pack_writer_finish(&r->ctx.pw)) ||
+	    (rc = db_exec(s, "COMMIT")))
+		return rc; /* (ckpt_end joins the pack's thread before it lets the lock go) */
 	r->in_tx = 0;
 	r->committed = 1;
 	s->log_rows += s->log_pending;

@@ -331,6 +331,7 @@ int index_writer_init(index_writer *w, mtm_store *s)
 		                                      : "INSERT OR REPLACE INTO block VALUES(?,?,?,?,?,?,?)",
 		                        -1, &w->ins_block, NULL);
 	w->to_log = s->log_blocks;
+	w->held = (vec)VEC_INIT(held_block);
 	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
 }
 
@@ -338,6 +339,7 @@ void index_writer_free(index_writer *w)
 {
 	sqlite3_finalize(w->ins_entry);
 	sqlite3_finalize(w->ins_block);
+	vec_free(&w->held);
 	memset(w, 0, sizeof *w);
 }
 
@@ -364,23 +366,41 @@ int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *
 	return rc == SQLITE_DONE ? 0 : db_error(w->s, rc, "index");
 }
 
+/* Held rows at most: 3.5 MiB; a big scan inserts as it goes. */
+#define HELD_BLOCKS 65536
+
 int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t branch, int64_t ckpt,
                     uint64_t hash, int64_t chunk, int64_t boff)
 {
-	sqlite3_stmt *st = w->ins_block;
-	sqlite3_reset(st);
-	sqlite3_bind_int64(st, 1, file_id);
-	sqlite3_bind_int64(st, 2, blkno);
-	sqlite3_bind_int64(st, 3, branch);
-	sqlite3_bind_int64(st, 4, ckpt);
-	sqlite3_bind_int64(st, 5, (int64_t)hash);
-	sqlite3_bind_int64(st, 6, chunk);
-	sqlite3_bind_int64(st, 7, boff);
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
-		return db_error(w->s, rc, "index");
+	if (w->held.n >= HELD_BLOCKS)
+		MTM_TRY(index_flush_blocks(w));
+	held_block *h = vec_push(&w->held);
+	if (!h)
+		return mtm_set_error(ENOMEM, "index");
+	*h = (held_block){file_id, blkno, branch, ckpt, (int64_t)hash, chunk, boff};
 	w->s->log_pending += w->to_log;
+	return 0;
+}
+
+int index_flush_blocks(index_writer *w)
+{
+	sqlite3_stmt *st = w->ins_block;
+	for (size_t i = 0; i < w->held.n; i++) {
+		const held_block *h = &VEC_AT(&w->held, held_block, i);
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, h->file_id);
+		sqlite3_bind_int64(st, 2, h->blkno);
+		sqlite3_bind_int64(st, 3, h->branch);
+		sqlite3_bind_int64(st, 4, h->ckpt);
+		sqlite3_bind_int64(st, 5, h->hash);
+		sqlite3_bind_int64(st, 6, h->chunk);
+		sqlite3_bind_int64(st, 7, h->boff);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return db_error(w->s, rc, "index");
+	}
+	w->held.n = 0;
 	return 0;
 }
 

@@ -66,16 +66,24 @@ int index_blocks_between(mtm_store *s, const lineage *a, const lineage *b, size_
 /* The XXH3-64 of an all-zero block. */
 uint64_t zero_block_hash(void);
 
+/* Block rows are held in memory (up to a bound) and inserted in order by
+ * index_flush_blocks, which must run before the commit: a checkpoint inserts
+ * its last ones while its pack is fsynced (checkpoint.c). Until then a
+ * held row is not in the index; nothing reads a checkpoint's own rows
+ * before it commits. */
+typedef struct { int64_t file_id, blkno, branch, ckpt, hash, chunk, boff; } held_block;
 typedef struct {
 	mtm_store *s;
 	sqlite3_stmt *ins_entry, *ins_block;
 	int to_log; /* block rows go to block_log (s->log_blocks) */
+	vec held;   /* of held_block */
 } index_writer;
 int index_writer_init(index_writer *w, mtm_store *s);
 void index_writer_free(index_writer *w);
 int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *e);
 int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t branch, int64_t ckpt,
                     uint64_t hash, int64_t chunk, int64_t boff);
+int index_flush_blocks(index_writer *w);
 
 /* Whether block_log holds no row. */
 int index_log_empty(mtm_store *s, int *empty);

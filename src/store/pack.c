@@ -38,20 +38,26 @@ static uint64_t record_check(const unsigned char *hdr, const unsigned char *data
 static void pack_name(char *buf, size_t len, int64_t id) { snprintf(buf, len, "packs/%08lld.pack", (long long)id); }
 
 /* The writer's second thread: writes one buffer while pack_put fills the
- * other. It writes nothing after its first failure; the writer reports
- * that failure at its next hand-over, or in pack_writer_finish before any
- * fsync. */
+ * other, and at the end fsyncs the packs while the checkpoint inserts its
+ * last index rows (pack_writer_sync_begin). It does nothing after its first
+ * failure; the writer reports that failure at its next hand-over, or in
+ * pack_writer_finish, which the commit follows. */
+enum { FAILED_WRITE = 1, FAILED_FSYNC, FAILED_DIR };
 struct pack_flusher {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int started, quit, busy;
-	unsigned char *data;       /* the job, while busy */
+	pack_writer *w;
+	unsigned char *data;       /* the job, while busy: bytes to write (len may be 0) */
 	size_t len;
 	uint64_t off;
 	int fd;
 	int64_t pack_id;
+	int sync;                  /* then fsync every pack touched (and the directory) */
+	int synced;                /* that was done */
 	int err;                   /* the first failure's errno */
+	int err_what;              /* FAILED_* */
 	int64_t err_pack;
 	unsigned char *spare;      /* the buffer pack_put is not filling */
 };
@@ -71,6 +77,27 @@ static void seal_records(unsigned char *buf, size_t len, uint64_t off)
 	}
 }
 
+/* The data must be durable before the index names it: every pack touched,
+ * then the directory if a pack was created. (The writer's thread leaves the
+ * touched list alone while this runs: it is inserting index rows.) */
+static int sync_packs(pack_writer *w, int *what, int64_t *pack)
+{
+	int rc;
+	for (size_t i = 0; i < w->touched.n; i++) {
+		struct touched_pack *t = &VEC_AT(&w->touched, struct touched_pack, i);
+		if ((rc = io_fsync(t->fd))) {
+			*what = FAILED_FSYNC;
+			*pack = t->id;
+			return rc;
+		}
+	}
+	if (w->created_any && (rc = io_fsync_dirat(w->s->dirfd, "packs"))) {
+		*what = FAILED_DIR;
+		return rc;
+	}
+	return 0;
+}
+
 static void *flusher_main(void *arg)
 {
 	struct pack_flusher *f = arg;
@@ -80,19 +107,26 @@ static void *flusher_main(void *arg)
 			pthread_cond_wait(&f->cv, &f->mu);
 		if (!f->busy)
 			break;
-		int failed = f->err;
+		int failed = f->err, what = FAILED_WRITE, rc = 0;
+		int64_t pack = f->pack_id;
 		pthread_mutex_unlock(&f->mu);
-		if (!failed)
+		if (!failed && f->len) {
 			seal_records(f->data, f->len, f->off);
-		int rc = failed ? 0 : io_pwrite(f->fd, f->data, f->len, (off_t)f->off);
-		/* a hint only (it promises nothing about durability): an error
-		 * here shows again at the fsync, which is what decides */
-		if (!failed && !rc)
-			(void)sync_file_range(f->fd, (off_t)f->off, (off_t)f->len, SYNC_FILE_RANGE_WRITE);
+			rc = io_pwrite(f->fd, f->data, f->len, (off_t)f->off);
+			/* a hint only (it promises nothing about durability): an
+			 * error here shows again at the fsync, which is what decides */
+			if (!rc)
+				(void)sync_file_range(f->fd, (off_t)f->off, (off_t)f->len, SYNC_FILE_RANGE_WRITE);
+		}
+		if (!failed && !rc && f->sync)
+			rc = sync_packs(f->w, &what, &pack);
 		pthread_mutex_lock(&f->mu);
 		if (rc) {
 			f->err = rc;
-			f->err_pack = f->pack_id;
+			f->err_what = what;
+			f->err_pack = pack;
+		} else if (!failed && f->sync) {
+			f->synced = 1;
 		}
 		f->busy = 0;
 		pthread_cond_broadcast(&f->cv);
@@ -101,7 +135,7 @@ static void *flusher_main(void *arg)
 	return NULL;
 }
 
-/* Waits until the flusher has written what it was given. */
+/* Waits until the flusher has done what it was given; its first failure. */
 static int flusher_wait(pack_writer *w)
 {
 	struct pack_flusher *f = w->fl;
@@ -110,10 +144,15 @@ static int flusher_wait(pack_writer *w)
 	pthread_mutex_lock(&f->mu);
 	while (f->busy)
 		pthread_cond_wait(&f->cv, &f->mu);
-	int rc = f->err;
+	int rc = f->err, what = f->err_what;
 	int64_t pack = f->err_pack;
 	pthread_mutex_unlock(&f->mu);
-	return rc ? mtm_set_errno(rc, "%s/.metamori/packs: writing pack %lld", w->s->root, (long long)pack) : 0;
+	if (!rc)
+		return 0;
+	if (what == FAILED_DIR)
+		return mtm_set_errno(rc, "%s/.metamori/packs: fsync", w->s->root);
+	return mtm_set_errno(rc, "%s/.metamori/packs: %s pack %lld", w->s->root,
+	                     what == FAILED_FSYNC ? "fsync of" : "writing", (long long)pack);
 }
 
 static int flusher_start(pack_writer *w)
@@ -131,22 +170,23 @@ static int flusher_start(pack_writer *w)
 	return 0;
 }
 
-/* Hands the buffered bytes to the flusher and takes its other buffer. */
-static int flush(pack_writer *w)
+/* Hands the buffered bytes (perhaps none) to the flusher, with the final
+ * fsyncs if sync, and takes its other buffer. */
+static int hand_over(pack_writer *w, int sync)
 {
-	if (!w->buf_len)
-		return 0;
 	struct pack_flusher *f = w->fl;
 	MTM_TRY(flusher_wait(w));
 	if (!f->started)
 		MTM_TRY(flusher_start(w));
 	unsigned char *full = w->buf;
 	pthread_mutex_lock(&f->mu);
+	f->w = w;
 	f->data = full;
 	f->len = w->buf_len;
 	f->off = w->buf_off;
 	f->fd = w->fd;
 	f->pack_id = w->pack_id;
+	f->sync = sync;
 	f->busy = 1;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
@@ -156,6 +196,8 @@ static int flush(pack_writer *w)
 	w->buf_len = 0;
 	return 0;
 }
+
+static int flush(pack_writer *w) { return w->buf_len ? hand_over(w, 0) : 0; }
 
 static struct touched_pack *current(pack_writer *w)
 {
@@ -263,23 +305,26 @@ int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
 	/* Random or already-compressed data (the common case for simulation
 	 * state and model weights) never pays for zstd, and trying costs more
 	 * than the rest of the checkpoint: after RAW_STREAK chunks in a row that
-	 * did not compress, the next SKIP_ZSTD are stored raw without trying. */
+	 * did not compress, the next SKIP_ZSTD are stored raw without trying.
+	 * The count lives in the store handle: a session's checkpoints carry it
+	 * over instead of paying RAW_STREAK tries each (0.4 ms of W1's). */
 	enum { RAW_STREAK = 8, SKIP_ZSTD = 64 };
 	size_t clen = len;
 	int codec = CODEC_RAW;
 	const void *data = plain;
-	if (w->skip_zstd > 0) {
-		w->skip_zstd--;
+	int *raw_streak = &w->s->zstd_raw_streak, *skip_zstd = &w->s->zstd_skip;
+	if (*skip_zstd > 0) {
+		(*skip_zstd)--;
 	} else {
 		size_t z = ZSTD_compress2(w->cctx, w->cbuf, ZSTD_compressBound(CHUNK_MAX_PLAIN), plain, len);
 		if (!ZSTD_isError(z) && z + z / 32 < len) { /* pays: at least ~3% smaller */
 			codec = CODEC_ZSTD;
 			clen = z;
 			data = w->cbuf;
-			w->raw_streak = 0;
-		} else if (++w->raw_streak >= RAW_STREAK) {
-			w->raw_streak = 0;
-			w->skip_zstd = SKIP_ZSTD;
+			*raw_streak = 0;
+		} else if (++*raw_streak >= RAW_STREAK) {
+			*raw_streak = 0;
+			*skip_zstd = SKIP_ZSTD;
 		}
 	}
 	if (w->size >= MTM_PACK_TARGET) {
@@ -320,24 +365,28 @@ int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
 	return w->buf_len >= FLUSH_AT ? flush(w) : 0;
 }
 
+int pack_writer_sync_begin(pack_writer *w)
+{
+	w->sync_begun = 1;
+	return hand_over(w, 1);
+}
+
 int pack_writer_finish(pack_writer *w)
 {
-	int rc = flush(w);
+	struct pack_flusher *f = w->fl;
+	int rc = w->sync_begun ? 0 : hand_over(w, 1);
 	if (!rc)
 		rc = flusher_wait(w);
 	if (rc)
 		return rc;
+	if (!f->synced) /* (it cannot be otherwise: flusher_wait would have said why) */
+		return mtm_set_error(EIO, "%s/.metamori/packs: not synced", w->s->root);
 	sqlite3_stmt *st;
 	rc = sqlite3_prepare_v2(w->s->db, "INSERT INTO pack(id,size) VALUES(?,?) ON CONFLICT(id) DO UPDATE SET size=excluded.size", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(w->s, rc, "index");
 	for (size_t i = 0; i < w->touched.n; i++) {
 		struct touched_pack *t = &VEC_AT(&w->touched, struct touched_pack, i);
-		/* the data must be durable before the index names it */
-		if ((rc = io_fsync(t->fd))) {
-			sqlite3_finalize(st);
-			return mtm_set_errno(rc, "%s/.metamori/packs: fsync of pack %lld", w->s->root, (long long)t->id);
-		}
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, t->id);
 		sqlite3_bind_int64(st, 2, (int64_t)t->size);
@@ -347,8 +396,6 @@ int pack_writer_finish(pack_writer *w)
 		}
 	}
 	sqlite3_finalize(st);
-	if (w->created_any && (rc = io_fsync_dirat(w->s->dirfd, "packs")))
-		return mtm_set_errno(rc, "%s/.metamori/packs: fsync", w->s->root);
 	return 0;
 }
 

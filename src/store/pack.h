@@ -7,10 +7,10 @@
  * checks the record header, the index row and the plain-bytes hash.
  *
  * Durability: the writer appends (a second thread does the writes, one
- * buffer behind); pack_writer_finish() waits for them, then fsyncs
- * every pack it touched (and the packs directory when it created one) and
- * only then records the packs' new committed sizes in the caller's open
- * index transaction, whose commit follows.
+ * buffer behind, then fsyncs every pack touched and the packs directory
+ * when it created one); pack_writer_finish() waits for all that and only
+ * then records the packs' new committed sizes in the caller's open index
+ * transaction, whose commit follows.
  */
 #ifndef MTM_STORE_PACK_H
 #define MTM_STORE_PACK_H
@@ -39,14 +39,19 @@ typedef struct {
 	unsigned char *cbuf;
 	sqlite3_stmt *find, *insert;
 	uint64_t bytes_stored, chunks_new;
-	int raw_streak, skip_zstd; /* compression backoff on incompressible data */
 	struct pack_flusher *fl;   /* the thread that writes (pack.c) */
+	int sync_begun;
 } pack_writer;
 
 int pack_writer_begin(pack_writer *w, mtm_store *s);
 /* Stores plain[len] (len <= CHUNK_MAX_PLAIN) unless an identical chunk exists;
  * *chunk_id is the chunk's id either way. Inserts into the open transaction. */
 int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id);
+/* Starts the last writes and the fsyncs in the writer's thread: the caller
+ * may go on with its index rows (not with pack_put) meanwhile. */
+int pack_writer_sync_begin(pack_writer *w);
+/* Waits for the writes and fsyncs (starting them if sync_begin was not
+ * called), then records the packs' sizes in the open transaction. */
 int pack_writer_finish(pack_writer *w);
 void pack_writer_free(pack_writer *w);
 
