@@ -113,10 +113,15 @@ static void *flusher_main(void *arg)
 		if (!failed && f->len) {
 			seal_records(f->data, f->len, f->off);
 			rc = io_pwrite(f->fd, f->data, f->len, (off_t)f->off);
-			/* a hint only (it promises nothing about durability): an
-			 * error here shows again at the fsync, which is what decides */
-			if (!rc)
-				(void)sync_file_range(f->fd, (off_t)f->off, (off_t)f->len, SYNC_FILE_RANGE_WRITE);
+			/* A hint only (it promises nothing about durability): an
+			 * error here shows again at the fsync, which is what decides.
+			 * Not the last, partial page: the next piece starts in it;
+			 * written back now, it would be written twice, and on a
+			 * device that needs stable pages the next piece's write
+			 * would wait for the disk. */
+			uint64_t from = f->off & ~(uint64_t)4095, to = (f->off + f->len) & ~(uint64_t)4095;
+			if (!rc && to > from)
+				(void)sync_file_range(f->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
 		}
 		if (!failed && !rc && f->sync)
 			rc = sync_packs(f->w, &what, &pack);
