@@ -41,6 +41,7 @@ typedef struct {
 	uint64_t bytes_stored, chunks_new;
 	struct pack_flusher *fl;   /* the thread that writes (pack.c) */
 	int sync_begun;
+	int drop_cache;            /* a session's: what it wrote leaves the page cache once durable */
 } pack_writer;
 
 int pack_writer_begin(pack_writer *w, mtm_store *s);
