@@ -333,7 +333,7 @@ static int meta_differs(const entry *e, const struct stat *st)
 
 typedef struct { vec *runs; } run_collect;
 static int collect_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
-                       const uint64_t *hashes, int zero)
+                       const uint64_t *hashes, int zero, int lasting)
 {
 	run_collect *rc = arg;
 	for (int i = 0; i < nblocks; i++)

@@ -41,9 +41,13 @@ typedef struct {
 	 * find a block by boff alone). Only within one file, so that a whole
 	 * file is chunked as it always was and identical files still share
 	 * their chunks. */
+	/* The gathered pieces: pointers into captures, which last until the
+	 * checkpoint ends, or into grp, where a piece read into a reused
+	 * buffer is copied. */
 	unsigned char grp[CHUNK_MAX_PLAIN];
-	size_t grp_len;
-	int grp_n;
+	size_t grp_len, grp_copied;
+	int grp_n, grp_npieces;
+	pack_piece grp_piece[MTM_CHUNK_BLOCKS];
 	struct { int64_t blkno; uint64_t hash; } grp_blk[MTM_CHUNK_BLOCKS];
 } ckpt_ctx;
 
@@ -53,16 +57,16 @@ static int flush_group(ckpt_ctx *c)
 	if (!c->grp_n)
 		return 0;
 	int64_t chunk;
-	MTM_TRY(pack_put(&c->pw, c->grp, c->grp_len, &chunk));
+	MTM_TRY(pack_putv(&c->pw, c->grp_piece, c->grp_npieces, c->grp_len, &chunk));
 	for (int i = 0; i < c->grp_n; i++)
 		MTM_TRY(index_put_block(&c->iw, c->cur_file, c->grp_blk[i].blkno, c->branch, c->id, c->grp_blk[i].hash, chunk, i));
-	c->grp_n = 0;
-	c->grp_len = 0;
+	c->grp_n = c->grp_npieces = 0;
+	c->grp_len = c->grp_copied = 0;
 	return 0;
 }
 
 static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
-                     const uint64_t *hashes, int zero)
+                     const uint64_t *hashes, int zero, int lasting)
 {
 	ckpt_ctx *c = arg;
 	c->bytes_changed += len;
@@ -81,7 +85,12 @@ static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
 	}
 	if (c->grp_n + nblocks > MTM_CHUNK_BLOCKS)
 		MTM_TRY(flush_group(c));
-	memcpy(c->grp + c->grp_len, data, len);
+	if (!lasting) {
+		memcpy(c->grp + c->grp_copied, data, len);
+		data = c->grp + c->grp_copied;
+		c->grp_copied += len;
+	}
+	c->grp_piece[c->grp_npieces++] = (pack_piece){data, len};
 	c->grp_len += len;
 	for (int i = 0; i < nblocks; i++) {
 		c->grp_blk[c->grp_n].blkno = blkno + i;
@@ -262,8 +271,8 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	}
 	if (!rc)
 		rc = flush_group(c);
-	c->grp_n = 0; /* (after a failure: nothing of this file is kept) */
-	c->grp_len = 0;
+	c->grp_n = c->grp_npieces = 0; /* (after a failure: nothing of this file is kept) */
+	c->grp_len = c->grp_copied = 0;
 	if (!cap)
 		close(fd);
 	if (rc)

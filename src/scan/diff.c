@@ -22,7 +22,7 @@ static int meta_changed(const entry *a, uint32_t mode, uint32_t uid, uint32_t gi
 
 typedef struct { uint64_t bytes; } count_ctx;
 static int count_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
-                     const uint64_t *hashes, int zero)
+                     const uint64_t *hashes, int zero, int lasting)
 {
 	((count_ctx *)arg)->bytes += len;
 	return 0;

@@ -234,7 +234,7 @@ int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *ar
 				if (stt) {
 					size_t start = b * MTM_BLOCK, end = e * MTM_BLOCK < got ? e * MTM_BLOCK : got;
 					rc = fn(arg, off / MTM_BLOCK + (int64_t)b, (int)(e - b), stt == 1 ? buf + start : NULL,
-					        end - start, hashes + (b - g), stt == 2);
+					        end - start, hashes + (b - g), stt == 2, 0);
 				}
 				b = e;
 			}
@@ -299,7 +299,8 @@ int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_has
 					e++;
 				if (stt) {
 					size_t start = (size_t)i * MTM_BLOCK, stop = (size_t)e * MTM_BLOCK < want ? (size_t)e * MTM_BLOCK : want;
-					MTM_TRY(fn(arg, b + i, e - i, stt == 1 ? at + start : NULL, stop - start, hashes + i, stt == 2));
+					MTM_TRY(fn(arg, b + i, e - i, stt == 1 ? at + start : NULL, stop - start, hashes + i, stt == 2,
+					           at != buf));
 				}
 				i = e;
 			}

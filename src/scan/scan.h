@@ -82,9 +82,11 @@ int statcache_del(mtm_store *s, sqlite3_stmt **cache, const char *path);
 
 /* Called for each maximal run (within one aligned group of MTM_CHUNK_BLOCKS)
  * of blocks whose content differs from the map. zero: the run is all zeros
- * (data is NULL then). hashes: per-block XXH3-64 (zero-padded). */
+ * (data is NULL then). hashes: per-block XXH3-64 (zero-padded). lasting:
+ * data stays where it is until the checkpoint ends (a capture in memory),
+ * so it may be pointed at rather than copied. */
 typedef int (*run_fn)(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
-                      const uint64_t *hashes, int zero);
+                      const uint64_t *hashes, int zero, int lasting);
 /* Reads fd up to size bytes and compares block by block with map (sorted by
  * blkno; missing = hole). *size_read is what was actually read. */
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read);

@@ -273,7 +273,9 @@ int pack_writer_begin(pack_writer *w, mtm_store *s)
 	w->cctx = ZSTD_createCCtx();
 	w->drop_cache = s->session != NULL;
 	w->fl = calloc(1, sizeof *w->fl);
-	if (!w->buf || !w->cbuf || !w->cctx || !w->fl || !(w->fl->spare = malloc(WBUF)))
+	w->gbuf = malloc(CHUNK_MAX_PLAIN);
+	w->hstate = XXH3_createState();
+	if (!w->buf || !w->cbuf || !w->cctx || !w->fl || !w->gbuf || !w->hstate || !(w->fl->spare = malloc(WBUF)))
 		return mtm_set_error(ENOMEM, "pack writer");
 	pthread_mutex_init(&w->fl->mu, NULL);
 	pthread_cond_init(&w->fl->cv, NULL);
@@ -305,8 +307,21 @@ int pack_writer_begin(pack_writer *w, mtm_store *s)
 
 int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
 {
+	pack_piece one = {plain, len};
+	return pack_putv(w, &one, 1, len, chunk_id);
+}
+
+int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *chunk_id)
+{
 	XXH128_canonical_t hc;
-	XXH128_canonicalFromHash(&hc, XXH3_128bits(plain, len));
+	if (n == 1) {
+		XXH128_canonicalFromHash(&hc, XXH3_128bits(pc[0].data, len));
+	} else {
+		XXH3_128bits_reset(w->hstate);
+		for (int i = 0; i < n; i++)
+			XXH3_128bits_update(w->hstate, pc[i].data, pc[i].len);
+		XXH128_canonicalFromHash(&hc, XXH3_128bits_digest(w->hstate));
+	}
 	sqlite3_reset(w->find);
 	sqlite3_bind_blob(w->find, 1, hc.digest, 16, SQLITE_STATIC);
 	int rc = sqlite3_step(w->find);
@@ -328,11 +343,18 @@ int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
 	enum { RAW_STREAK = 8, SKIP_ZSTD = 64 };
 	size_t clen = len;
 	int codec = CODEC_RAW;
-	const void *data = plain;
+	const void *data = NULL; /* NULL: the pieces, as they are */
 	int *raw_streak = &w->s->zstd_raw_streak, *skip_zstd = &w->s->zstd_skip;
 	if (*skip_zstd > 0) {
 		(*skip_zstd)--;
 	} else {
+		const void *plain = pc[0].data;
+		if (n > 1) { /* zstd wants them in one piece */
+			size_t at = 0;
+			for (int i = 0; i < n; i++, at += pc[i - 1].len)
+				memcpy(w->gbuf + at, pc[i].data, pc[i].len);
+			plain = w->gbuf;
+		}
 		size_t z = ZSTD_compress2(w->cctx, w->cbuf, ZSTD_compressBound(CHUNK_MAX_PLAIN), plain, len);
 		if (!ZSTD_isError(z) && z + z / 32 < len) { /* pays: at least ~3% smaller */
 			codec = CODEC_ZSTD;
@@ -359,7 +381,13 @@ int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
 	put32(h + 8, (uint32_t)len);
 	put32(h + 12, (uint32_t)clen);
 	memcpy(h + 16, hc.digest, 16);
-	memcpy(h + CHUNK_HEADER_LEN, data, clen); /* the check at h + 32: seal_records */
+	if (data) { /* the check at h + 32: seal_records */
+		memcpy(h + CHUNK_HEADER_LEN, data, clen);
+	} else {
+		size_t at = CHUNK_HEADER_LEN;
+		for (int i = 0; i < n; i++, at += pc[i - 1].len)
+			memcpy(h + at, pc[i].data, pc[i].len);
+	}
 	uint64_t off = w->size;
 	w->buf_len += CHUNK_HEADER_LEN + clen;
 	w->size += CHUNK_HEADER_LEN + clen;
@@ -440,6 +468,8 @@ void pack_writer_free(pack_writer *w)
 	ZSTD_freeCCtx(w->cctx);
 	free(w->buf);
 	free(w->cbuf);
+	free(w->gbuf);
+	XXH3_freeState(w->hstate);
 	memset(w, 0, sizeof *w);
 }
 

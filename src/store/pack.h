@@ -16,6 +16,7 @@
 #define MTM_STORE_PACK_H
 #include <stddef.h>
 #include <stdint.h>
+#include <xxhash.h>
 #include <zstd.h>
 #include "store/store.h"
 #include "util/strvec.h"
@@ -37,6 +38,8 @@ typedef struct {
 	uint64_t buf_off;
 	ZSTD_CCtx *cctx;
 	unsigned char *cbuf;
+	unsigned char *gbuf;       /* a chunk's pieces gathered for zstd */
+	XXH3_state_t *hstate;      /* a chunk's hash over its pieces */
 	sqlite3_stmt *find, *insert;
 	uint64_t bytes_stored, chunks_new;
 	struct pack_flusher *fl;   /* the thread that writes (pack.c) */
@@ -48,6 +51,10 @@ int pack_writer_begin(pack_writer *w, mtm_store *s);
 /* Stores plain[len] (len <= CHUNK_MAX_PLAIN) unless an identical chunk exists;
  * *chunk_id is the chunk's id either way. Inserts into the open transaction. */
 int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id);
+/* The same for a chunk given in n pieces (len bytes in all): its blocks
+ * where they lie, copied once, into the pack's buffer. */
+typedef struct { const void *data; size_t len; } pack_piece;
+int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *chunk_id);
 /* Starts the last writes and the fsyncs in the writer's thread: the caller
  * may go on with its index rows (not with pack_put) meanwhile. */
 int pack_writer_sync_begin(pack_writer *w);
