@@ -616,10 +616,74 @@ def test_block_written_back_after_a_checkpoint():
     assert_restore_to(root, taken, "block 5 written back")
     T.rmtree(root)
 
+def resident_pages(path):
+    """How many of path's pages are in the page cache (mincore(2))."""
+    import ctypes
+    size = os.path.getsize(path)
+    if not size:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap " + path)
+        pages = (size + 4095) // 4096
+        vec = ctypes.create_string_buffer(pages)
+        try:
+            if libc.mincore(addr, size, vec) != 0:
+                raise OSError(ctypes.get_errno(), "mincore " + path)
+        finally:
+            libc.munmap(addr, size)
+        return sum(b & 1 for b in vec.raw)
+    finally:
+        os.close(fd)
+
+
+def test_session_pack_leaves_the_page_cache():
+    """A session's checkpoint drops the pack pages it wrote from the page cache
+    once they are durable (docs/DESIGN.md): 4 MiB stored, at most its last
+    partial page left cached, and the checkpoint restores exactly (from the
+    disk)."""
+    import random
+    root = S.new_tree({"big": bytes(4 << 20)})
+    ctl = T.tempdir("mtm-ctl-")
+    packs = os.path.join(root, ".metamori", "packs")
+
+    def cached_and_size():
+        names = [os.path.join(packs, n) for n in os.listdir(packs)]
+        return sum(resident_pages(n) for n in names), sum(os.path.getsize(n) for n in names)
+
+    data = random.Random(11).randbytes(4 << 20)
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] +
+                            poker(ctl, [[(0, data)]], os.path.join(root, "big")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        poke_step(ctl, 0)
+        cached0, size0 = cached_and_size()
+        taken = [tracked_checkpoint(root, "4 MiB")]
+        cached1, size1 = cached_and_size()
+        if size1 - size0 < len(data):
+            raise T.Failure("the pack grew by %d bytes for %d written" % (size1 - size0, len(data)))
+        if cached1 > cached0 + 1:
+            raise T.Failure("%d pack pages stayed in the page cache after the checkpoint (%d before)"
+                            % (cached1, cached0))
+    finally:
+        open(os.path.join(ctl, "stop"), "w").close()
+        sess.wait(timeout=60)
+    assert_restore_to(root, taken, "its pack pages dropped from the cache")
+    T.rmtree(root)
+
+
 if __name__ == "__main__":
     T.main([test_index_wal_copied_back_when_idle, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
             test_exit_status, test_errors, test_second_run_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
             test_unfinished_restore_is_completed_before_the_program,
-            test_static_program_scans])
+            test_static_program_scans, test_session_pack_leaves_the_page_cache])
