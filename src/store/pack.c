@@ -85,6 +85,8 @@ static int sync_packs(pack_writer *w, int *what, int64_t *pack)
 	int rc;
 	for (size_t i = 0; i < w->touched.n; i++) {
 		struct touched_pack *t = &VEC_AT(&w->touched, struct touched_pack, i);
+		if (t->size == t->start)
+			continue; /* nothing appended: what it holds was synced by its writer */
 		if ((rc = io_fsync(t->fd))) {
 			*what = FAILED_FSYNC;
 			*pack = t->id;
