@@ -1,7 +1,5 @@
 /* pack.c — see pack.h; record layout in docs/FORMAT.md. */
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,212 +7,14 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include "io/io.h"
+#include "store/flusher.h"
 #include "store/pack.h"
+#include "store/pack_record.h"
 #include "util/error.h"
-
-/* Bytes are handed to the flusher thread every FLUSH_AT, which writes them
- * and tells the kernel to start writing them back: the device works on one
- * piece while the next is hashed and indexed, so the fsync at the end waits
- * for the last piece only, not the whole pack (W1: the checkpoint's fsync
- * went from ~6.5 ms to under 1 ms, and the ~3 ms of pwrite into the page
- * cache left the checkpoint's own thread). WBUF leaves room for one more
- * record past FLUSH_AT. */
-#define FLUSH_AT (1u << 20)
-#define WBUF (2u << 20)
-struct touched_pack { int64_t id; int fd; uint64_t start, size; }; /* start: where this writer began */
-
-static void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
-static void put64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
-static uint32_t get32(const unsigned char *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
-static uint64_t get64(const unsigned char *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
-
-/* The record check covers the 32 header bytes and the stored payload, so
- * any flipped byte is caught even where the codec would not notice. */
-static uint64_t record_check(const unsigned char *hdr, const unsigned char *data, size_t clen)
-{
-	return XXH3_64bits_withSeed(data, clen, XXH3_64bits(hdr, 32));
-}
 
 static void pack_name(char *buf, size_t len, int64_t id) { snprintf(buf, len, "packs/%08lld.pack", (long long)id); }
 
-/* The writer's second thread: writes one buffer while pack_put fills the
- * other, and at the end fsyncs the packs while the checkpoint inserts its
- * last index rows (pack_writer_sync_begin). It does nothing after its first
- * failure; the writer reports that failure at its next hand-over, or in
- * pack_writer_finish, which the commit follows. */
-enum { FAILED_WRITE = 1, FAILED_FSYNC, FAILED_DIR };
-struct pack_flusher {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int started, quit, busy;
-	pack_writer *w;
-	unsigned char *data;       /* the job, while busy: bytes to write (len may be 0) */
-	size_t len;
-	uint64_t off;
-	int fd;
-	int64_t pack_id;
-	int sync;                  /* then fsync every pack touched (and the directory) */
-	int synced;                /* that was done */
-	int err;                   /* the first failure's errno */
-	int err_what;              /* FAILED_* */
-	int64_t err_pack;
-	unsigned char *spare;      /* the buffer pack_put is not filling */
-};
-
-/* Fills in the record checks of the records in buf (a pack's bytes from
- * offset off, whole records only, after the pack header when off is 0).
- * Done here, just before the write, rather than in pack_put: it is a pass
- * over every stored byte, and this thread has the time. */
-static void seal_records(unsigned char *buf, size_t len, uint64_t off)
-{
-	size_t at = off == 0 ? PACK_HEADER_LEN : 0;
-	while (at + CHUNK_HEADER_LEN <= len) {
-		unsigned char *h = buf + at;
-		size_t clen = get32(h + 12);
-		put64(h + 32, record_check(h, h + CHUNK_HEADER_LEN, clen));
-		at += CHUNK_HEADER_LEN + clen;
-	}
-}
-
-/* The data must be durable before the index names it: every pack touched,
- * then the directory if a pack was created. (The writer's thread leaves the
- * touched list alone while this runs: it is inserting index rows.) */
-static int sync_packs(pack_writer *w, int *what, int64_t *pack)
-{
-	int rc;
-	for (size_t i = 0; i < w->touched.n; i++) {
-		struct touched_pack *t = &VEC_AT(&w->touched, struct touched_pack, i);
-		if (t->size == t->start)
-			continue; /* nothing appended: what it holds was synced by its writer */
-		if ((rc = io_fsync(t->fd))) {
-			*what = FAILED_FSYNC;
-			*pack = t->id;
-			return rc;
-		}
-		/* A session's packs leave the page cache once durable (a hint):
-		 * what a running program has cached is worth more than bytes a
-		 * restore may read some day, and the pages freed are the ones the
-		 * next checkpoint writes into. Fresh pages can cost several times
-		 * more to fill (a VM's host hands them back cold: W1's 11.2 MiB
-		 * took 26 ms to copy instead of 3). Not the last partial page:
-		 * the next checkpoint starts by writing into it. */
-		uint64_t keep = t->size & ~(uint64_t)4095;
-		if (w->drop_cache && keep > t->start)
-			(void)posix_fadvise(t->fd, (off_t)t->start, (off_t)(keep - t->start), POSIX_FADV_DONTNEED);
-	}
-	if (w->created_any && (rc = io_fsync_dirat(w->s->dirfd, "packs"))) {
-		*what = FAILED_DIR;
-		return rc;
-	}
-	return 0;
-}
-
-static void *flusher_main(void *arg)
-{
-	struct pack_flusher *f = arg;
-	pthread_mutex_lock(&f->mu);
-	for (;;) {
-		while (!f->busy && !f->quit)
-			pthread_cond_wait(&f->cv, &f->mu);
-		if (!f->busy)
-			break;
-		int failed = f->err, what = FAILED_WRITE, rc = 0;
-		int64_t pack = f->pack_id;
-		pthread_mutex_unlock(&f->mu);
-		if (!failed && f->len) {
-			seal_records(f->data, f->len, f->off);
-			rc = io_pwrite(f->fd, f->data, f->len, (off_t)f->off);
-			/* A hint only (it promises nothing about durability): an
-			 * error here shows again at the fsync, which is what decides.
-			 * Not the last, partial page: the next piece starts in it;
-			 * written back now, it would be written twice, and on a
-			 * device that needs stable pages the next piece's write
-			 * would wait for the disk. */
-			uint64_t from = f->off & ~(uint64_t)4095, to = (f->off + f->len) & ~(uint64_t)4095;
-			if (!rc && to > from)
-				(void)sync_file_range(f->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
-		}
-		if (!failed && !rc && f->sync)
-			rc = sync_packs(f->w, &what, &pack);
-		pthread_mutex_lock(&f->mu);
-		if (rc) {
-			f->err = rc;
-			f->err_what = what;
-			f->err_pack = pack;
-		} else if (!failed && f->sync) {
-			f->synced = 1;
-		}
-		f->busy = 0;
-		pthread_cond_broadcast(&f->cv);
-	}
-	pthread_mutex_unlock(&f->mu);
-	return NULL;
-}
-
-/* Waits until the flusher has done what it was given; its first failure. */
-static int flusher_wait(pack_writer *w)
-{
-	struct pack_flusher *f = w->fl;
-	if (!f->started)
-		return 0;
-	pthread_mutex_lock(&f->mu);
-	while (f->busy)
-		pthread_cond_wait(&f->cv, &f->mu);
-	int rc = f->err, what = f->err_what;
-	int64_t pack = f->err_pack;
-	pthread_mutex_unlock(&f->mu);
-	if (!rc)
-		return 0;
-	if (what == FAILED_DIR)
-		return mtm_set_errno(rc, "%s/.metamori/packs: fsync", w->s->root);
-	return mtm_set_errno(rc, "%s/.metamori/packs: %s pack %lld", w->s->root,
-	                     what == FAILED_FSYNC ? "fsync of" : "writing", (long long)pack);
-}
-
-static int flusher_start(pack_writer *w)
-{
-	struct pack_flusher *f = w->fl;
-	/* the thread takes no signals: they stay with the threads that expect them */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&f->thread, NULL, flusher_main, f);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc)
-		return mtm_set_errno(rc, "pack writer: starting its thread");
-	f->started = 1;
-	return 0;
-}
-
-/* Hands the buffered bytes (perhaps none) to the flusher, with the final
- * fsyncs if sync, and takes its other buffer. */
-static int hand_over(pack_writer *w, int sync)
-{
-	struct pack_flusher *f = w->fl;
-	MTM_TRY(flusher_wait(w));
-	if (!f->started)
-		MTM_TRY(flusher_start(w));
-	unsigned char *full = w->buf;
-	pthread_mutex_lock(&f->mu);
-	f->w = w;
-	f->data = full;
-	f->len = w->buf_len;
-	f->off = w->buf_off;
-	f->fd = w->fd;
-	f->pack_id = w->pack_id;
-	f->sync = sync;
-	f->busy = 1;
-	pthread_cond_broadcast(&f->cv);
-	pthread_mutex_unlock(&f->mu);
-	w->buf = f->spare;
-	f->spare = full;
-	w->buf_off += w->buf_len;
-	w->buf_len = 0;
-	return 0;
-}
-
-static int flush(pack_writer *w) { return w->buf_len ? hand_over(w, 0) : 0; }
+static int flush(pack_writer *w) { return w->buf_len ? flusher_hand_over(w, 0) : 0; }
 
 static struct touched_pack *current(pack_writer *w)
 {
@@ -274,13 +74,11 @@ int pack_writer_begin(pack_writer *w, mtm_store *s)
 	w->cbuf = malloc(ZSTD_compressBound(CHUNK_MAX_PLAIN));
 	w->cctx = ZSTD_createCCtx();
 	w->drop_cache = s->session != NULL;
-	w->fl = calloc(1, sizeof *w->fl);
 	w->gbuf = malloc(CHUNK_MAX_PLAIN);
 	w->hstate = XXH3_createState();
-	if (!w->buf || !w->cbuf || !w->cctx || !w->fl || !w->gbuf || !w->hstate || !(w->fl->spare = malloc(WBUF)))
+	if (!w->buf || !w->cbuf || !w->cctx || !w->gbuf || !w->hstate)
 		return mtm_set_error(ENOMEM, "pack writer");
-	pthread_mutex_init(&w->fl->mu, NULL);
-	pthread_cond_init(&w->fl->cv, NULL);
+	MTM_TRY(flusher_init(w));
 	ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, 1);
 	int rc = sqlite3_prepare_v2(s->db, "SELECT id FROM chunk WHERE hash=?", -1, &w->find, NULL);
 	if (rc == SQLITE_OK)
@@ -415,18 +213,17 @@ int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *
 int pack_writer_sync_begin(pack_writer *w)
 {
 	w->sync_begun = 1;
-	return hand_over(w, 1);
+	return flusher_hand_over(w, 1);
 }
 
 int pack_writer_finish(pack_writer *w)
 {
-	struct pack_flusher *f = w->fl;
-	int rc = w->sync_begun ? 0 : hand_over(w, 1);
+	int rc = w->sync_begun ? 0 : flusher_hand_over(w, 1);
 	if (!rc)
 		rc = flusher_wait(w);
 	if (rc)
 		return rc;
-	if (!f->synced) /* (it cannot be otherwise: flusher_wait would have said why) */
+	if (!flusher_synced(w)) /* (it cannot be otherwise: flusher_wait would have said why) */
 		return mtm_set_error(EIO, "%s/.metamori/packs: not synced", w->s->root);
 	sqlite3_stmt *st;
 	rc = sqlite3_prepare_v2(w->s->db, "INSERT INTO pack(id,size) VALUES(?,?) ON CONFLICT(id) DO UPDATE SET size=excluded.size", -1, &st, NULL);
@@ -448,20 +245,7 @@ int pack_writer_finish(pack_writer *w)
 
 void pack_writer_free(pack_writer *w)
 {
-	struct pack_flusher *f = w->fl;
-	if (f) {
-		if (f->started) { /* after the write in hand, if any: the fds below are its */
-			pthread_mutex_lock(&f->mu);
-			f->quit = 1;
-			pthread_cond_broadcast(&f->cv);
-			pthread_mutex_unlock(&f->mu);
-			pthread_join(f->thread, NULL);
-		}
-		pthread_mutex_destroy(&f->mu);
-		pthread_cond_destroy(&f->cv);
-		free(f->spare);
-		free(f);
-	}
+	flusher_free(w); /* first: its job in hand may use the fds below */
 	for (size_t i = 0; i < w->touched.n; i++)
 		close(VEC_AT(&w->touched, struct touched_pack, i).fd);
 	vec_free(&w->touched);

@@ -1,0 +1,27 @@
+/*
+ * flusher.h — the pack writer's second thread (internal to src/store).
+ *
+ * pack_put fills one buffer while the thread writes the other: every 1 MiB
+ * (FLUSH_AT) the writer hands its bytes over, and the thread fills in their
+ * record checks, writes them and starts their writeback at once, so the
+ * fsync at the end waits for the last piece only. The last hand-over asks
+ * for the fsyncs too (the packs, then their directory), which run while the
+ * checkpoint inserts its block rows. The thread never touches SQLite; it
+ * does nothing after its first failure, which the writer reports at its
+ * next hand-over or wait. Reasons and figures: docs/DESIGN.md.
+ */
+#ifndef MTM_STORE_FLUSHER_H
+#define MTM_STORE_FLUSHER_H
+#include "store/pack.h"
+
+int flusher_init(pack_writer *w);
+/* Hands w's buffered bytes (perhaps none) over, with the fsyncs if sync,
+ * and gives w the other buffer; waits for the previous job first. */
+int flusher_hand_over(pack_writer *w, int sync);
+/* Waits for the job in hand; the first failure, as an error line. */
+int flusher_wait(pack_writer *w);
+/* After flusher_wait: the fsyncs were done. */
+int flusher_synced(const pack_writer *w);
+/* Joins the thread (after the job in hand) and frees it. */
+void flusher_free(pack_writer *w);
+#endif
