@@ -123,7 +123,7 @@ def test_newer_foreign_damaged_index(root):
 @with_store
 def test_pack_write_fails_part_way(root):
     """The pack is written by a second thread, a piece (1 MiB) behind the
-    checkpoint (src/store/pack.c): a write that fails there, early or in the
+    checkpoint (src/store/flusher.c): a write that fails there, early or in the
     last piece, still fails the checkpoint with its own error line, records
     nothing and leaves the tree alone; the next checkpoint stores it all."""
     import random
