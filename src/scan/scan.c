@@ -131,7 +131,8 @@ static int all_zero(const unsigned char *p, size_t n)
 }
 
 /* Block b of a capture held in memory, or NULL if it holds no such block. */
-static const unsigned char *capture_block(const capture *c, int64_t b)
+/* The index in c->blk of block b, or -1. */
+static int64_t capture_index(const capture *c, int64_t b)
 {
 	size_t lo = 0, hi = c->runs.n;
 	while (lo < hi) { /* the run holding b (runs are sorted) */
@@ -143,8 +144,27 @@ static const unsigned char *capture_block(const capture *c, int64_t b)
 			hi = mid;
 	}
 	if (lo == c->runs.n || VEC_AT(&c->runs, blk_run, lo).blkno > b)
-		return NULL;
-	return c->blk[c->first[lo] + (size_t)(b - VEC_AT(&c->runs, blk_run, lo).blkno)];
+		return -1;
+	return (int64_t)(c->first[lo] + (size_t)(b - VEC_AT(&c->runs, blk_run, lo).blkno));
+}
+
+static const unsigned char *capture_block(const capture *c, int64_t b)
+{
+	int64_t i = capture_index(c, b);
+	return i < 0 ? NULL : c->blk[i];
+}
+
+/* The hash of block b of a capture, if it was taken when the block was
+ * copied (a whole block only: a short last block is padded differently). */
+static int capture_hash(const capture *c, int64_t b, uint64_t *h)
+{
+	if (!c || c->fd >= 0 || !c->hashed || (b + 1) * MTM_BLOCK > c->size)
+		return 0;
+	int64_t i = capture_index(c, b);
+	if (i < 0 || !c->hashed[i])
+		return 0;
+	memcpy(h, c->blk[i] + MTM_BLOCK, sizeof *h);
+	return 1;
 }
 
 int src_pread(file_src src, void *buf, size_t len, int64_t off, size_t *got)
@@ -288,7 +308,9 @@ int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_has
 					memset(pad + len, 0, MTM_BLOCK - len);
 					blk = pad;
 				}
-				uint64_t h = XXH3_64bits(blk, MTM_BLOCK), ph;
+				uint64_t h, ph;
+				if (at == buf || !capture_hash(src.mem, b + i, &h))
+					h = XXH3_64bits(blk, MTM_BLOCK);
 				MTM_TRY(parent_hash(parg, b + i, &ph));
 				hashes[i] = h;
 				state[i] = h == ph ? 0 : (h == zh && all_zero(blk, MTM_BLOCK)) ? 2 : 1;

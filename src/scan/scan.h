@@ -34,6 +34,9 @@ typedef struct capture {
 	vec runs;       /* of blk_run, sorted; a whole file held in memory: [0, nblocks) */
 	const unsigned char **blk; /* fd < 0: each block of runs in order (its bytes, clipped to size) */
 	size_t *first;  /* per run, the index in blk of its first block */
+	/* per block of blk, or NULL: 1 if the XXH3-64 of its MTM_BLOCK bytes
+	 * follows them (a pre-copy slot, hashed when it was copied) */
+	unsigned char *hashed;
 	int64_t size;   /* fd < 0: the file's size when captured */
 } capture;
 

@@ -121,6 +121,7 @@ void capture_free(capture *c)
 	vec_free(&c->runs);
 	free(c->blk);
 	free(c->first);
+	free(c->hashed);
 	free(c);
 }
 

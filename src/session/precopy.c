@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include "io/beneath.h"
 #include "io/io.h"
 #include "session/session.h"
@@ -40,11 +41,12 @@ static const unsigned char *precopy_block(const precopy *pc, int64_t b)
 	return v ? (const unsigned char *)(uintptr_t)*v : NULL;
 }
 
-/* The slot for block b, new or the old copy's: its bytes are overwritten. */
+/* The slot for block b, new or the old copy's: its bytes are overwritten.
+ * A slot is MTM_BLOCK bytes and then their XXH3-64 (precopy_block_hash). */
 static unsigned char *slot_for(precopy *pc, int64_t b, int *fresh)
 {
 	uint64_t *v = keymap_put(&pc->blocks, b, 0, fresh);
-	if (v && *fresh && !(*v = (uint64_t)(uintptr_t)malloc(MTM_BLOCK)))
+	if (v && *fresh && !(*v = (uint64_t)(uintptr_t)malloc(MTM_BLOCK + sizeof(uint64_t))))
 		return NULL; /* (an empty slot: precopy_block finds no copy there) */
 	return v ? (unsigned char *)(uintptr_t)*v : NULL;
 }
@@ -212,6 +214,9 @@ static int copy_file(mtm_session *ss, parent_hashes *ph, const char *path, const
 				break;
 			if (got < (size_t)B)
 				memset(dst + got, 0, (size_t)B - got);
+			/* hashed now, while the program runs, not in the checkpoint */
+			uint64_t h = XXH3_64bits(dst, (size_t)B);
+			memcpy(dst + B, &h, sizeof h);
 			note_parent_hash(ss, ph, path, b);
 		}
 	}

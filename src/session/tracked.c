@@ -732,7 +732,8 @@ static int materialize(tctx *t)
 			nblk += (size_t)VEC_AT(&cap->runs, blk_run, k).count;
 		cap->blk = malloc((nblk ? nblk : 1) * sizeof *cap->blk);
 		cap->first = malloc((cap->runs.n ? cap->runs.n : 1) * sizeof *cap->first);
-		if (!cap->blk || !cap->first)
+		cap->hashed = calloc(nblk ? nblk : 1, 1);
+		if (!cap->blk || !cap->first || !cap->hashed)
 			return mtm_set_error(ENOMEM, "capture");
 		cap->size = d->size;
 		cap->fd = -1;
@@ -745,6 +746,7 @@ static int materialize(tctx *t)
 			 * pre-copy has an untouched slot in data */
 			for (int64_t blk = r->blkno, end = r->blkno + r->count; blk < end && blk * MTM_BLOCK < d->size; blk++) {
 				const unsigned char *pre = d->src_precopy ? precopied(t, d->path, d->dev, d->ino, blk) : NULL;
+				cap->hashed[n] = pre != NULL;
 				cap->blk[n++] = pre ? pre : p;
 				p += d->size - blk * MTM_BLOCK < MTM_BLOCK ? d->size - blk * MTM_BLOCK : MTM_BLOCK;
 			}
