@@ -154,7 +154,7 @@ int io_fault(enum io_op op)
 {
 	if (!plan.loaded)
 		load_plan();
-	/* atomic: a pack writer's thread counts its writes too (pack.c) */
+	/* atomic: a pack writer's thread counts its writes too (store/flusher.c) */
 	if (op != IO_OPEN && op != IO_READ) {
 		uint64_t m = __atomic_add_fetch(&plan.mutations, 1, __ATOMIC_RELAXED);
 		if (plan.crash_at && m == plan.crash_at) {

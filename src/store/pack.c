@@ -111,6 +111,13 @@ int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
 	return pack_putv(w, &one, 1, len, chunk_id);
 }
 
+/* Copies the pieces one after the other into dst. */
+static void gather(unsigned char *dst, const pack_piece *pc, int n)
+{
+	for (int i = 0; i < n; dst += pc[i].len, i++)
+		memcpy(dst, pc[i].data, pc[i].len);
+}
+
 int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *chunk_id)
 {
 	XXH128_canonical_t hc;
@@ -150,9 +157,7 @@ int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *
 	} else {
 		const void *plain = pc[0].data;
 		if (n > 1) { /* zstd wants them in one piece */
-			size_t at = 0;
-			for (int i = 0; i < n; i++, at += pc[i - 1].len)
-				memcpy(w->gbuf + at, pc[i].data, pc[i].len);
+			gather(w->gbuf, pc, n);
 			plain = w->gbuf;
 		}
 		size_t z = ZSTD_compress2(w->cctx, w->cbuf, ZSTD_compressBound(CHUNK_MAX_PLAIN), plain, len);
@@ -181,13 +186,10 @@ int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *
 	put32(h + 8, (uint32_t)len);
 	put32(h + 12, (uint32_t)clen);
 	memcpy(h + 16, hc.digest, 16);
-	if (data) { /* the check at h + 32: seal_records */
+	if (data) /* the check at h + 32: seal_records */
 		memcpy(h + CHUNK_HEADER_LEN, data, clen);
-	} else {
-		size_t at = CHUNK_HEADER_LEN;
-		for (int i = 0; i < n; i++, at += pc[i - 1].len)
-			memcpy(h + at, pc[i].data, pc[i].len);
-	}
+	else
+		gather(h + CHUNK_HEADER_LEN, pc, n);
 	uint64_t off = w->size;
 	w->buf_len += CHUNK_HEADER_LEN + clen;
 	w->size += CHUNK_HEADER_LEN + clen;

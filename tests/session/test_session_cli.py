@@ -5,6 +5,7 @@ shells, SIGUSR1, --every, a killed session, restore during a session.
 The traced programs here record their changes with fakepreload (the
 interposer is replaced by a harmless library), so these tests depend only
 on the session's side."""
+import contextlib
 import os
 import re
 import signal
@@ -445,6 +446,21 @@ def poker(ctl, writes, path):
     return [sys.executable, prog, ctl, path]
 
 
+@contextlib.contextmanager
+def poker_session(root, ctl, writes, path, env=None):
+    """`metamori run` of poker(ctl, writes, path) on root, up and answering;
+    at the end the program is told to stop and the session is waited for."""
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, writes, path),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        yield sess
+    finally:
+        open(os.path.join(ctl, "stop"), "w").close()
+        if sess.poll() is None:
+            sess.wait(timeout=60)
+
+
 def poke_step(ctl, i):
     open(os.path.join(ctl, "go%d" % i), "w").close()
     wait_for(lambda: os.path.exists(os.path.join(ctl, "done%d" % i)), "the program's writes")
@@ -496,9 +512,6 @@ def test_block_log_read_before_the_merge():
     steps = [(3, 40), (3, 7, 63), (0, 40), (5,)]
     writes = [[(b * 4096 + 17, bytes([0x41 + i]) * 300) for b in blocks] for i, blocks in enumerate(steps)]
     env = dict(os.environ, METAMORI_TEST_IDLE_MS="600000")  # never idle during the test: no merge
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, writes, os.path.join(root, "big")),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
     def log_rows():
         return T.index_value(root, "SELECT count(*) FROM block_log")
 
@@ -507,8 +520,7 @@ def test_block_log_read_before_the_merge():
         return tracked_checkpoint(root, "c%d" % i)
 
     taken = []
-    try:
-        wait_for(lambda: session_up(root), "the session")
+    with poker_session(root, ctl, writes, os.path.join(root, "big"), env=env) as sess:
         T.checkpoint(root, "session start")  # the first one in a session may scan
         for i in range(3):
             taken.append(step(i))
@@ -525,11 +537,6 @@ def test_block_log_read_before_the_merge():
         taken.append(step(3))
         os.kill(sess.pid, signal.SIGKILL)  # before any merge of c3's rows
         sess.wait()
-    finally:
-        open(os.path.join(ctl, "stop"), "w").close()
-        if sess.poll() is None:
-            sess.kill()
-            sess.wait()
     if log_rows() == 0:
         raise T.Failure("c3's rows were merged before the kill: the test does not test the left-over log")
     # the format's independent reader (docs/tools/read_store.py) reads both tables too
@@ -571,20 +578,14 @@ def test_write_after_a_precopy_pass():
     ctl = T.tempdir("mtm-ctl-")
     # whole blocks: each write adjoins the one before
     writes = [[(b * 4096, bytes([0x41 + b]) * 4096)] for b in range(4)]
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, writes, os.path.join(root, "f")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     taken = []
-    try:
-        wait_for(lambda: session_up(root), "the session")
+    with poker_session(root, ctl, writes, os.path.join(root, "f")):
         T.checkpoint(root, "session start")
         for i in range(0, len(writes), 2):
             poke_step(ctl, i)
             wait_for(lambda: log_peeked(root) > 0, "a pre-copy pass to read the log")
             poke_step(ctl, i + 1)  # grows the record the pass read
             taken.append(tracked_checkpoint(root))
-    finally:
-        open(os.path.join(ctl, "stop"), "w").close()
-        sess.wait(timeout=60)
     assert_restore_to(root, taken, "a write after a pre-copy pass")
     T.rmtree(root)
 
@@ -599,20 +600,14 @@ def test_block_written_back_after_a_checkpoint():
     root = S.new_tree({"f": bytes(16 * 4096)})
     ctl = T.tempdir("mtm-ctl-")
     writes = [[(5 * 4096, data)] for data in (b"X" * 4096, bytes(4096), b"Y" * 4096, b"X" * 4096)]
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, writes, os.path.join(root, "f")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     taken = []
-    try:
-        wait_for(lambda: session_up(root), "the session")
+    with poker_session(root, ctl, writes, os.path.join(root, "f")):
         T.checkpoint(root, "session start")
         for i in range(len(writes)):
             poke_step(ctl, i)
             wait_for(lambda: log_peeked(root) > 0, "a pre-copy pass to read the log")
             time.sleep(0.1)  # and to look the parent's hashes up
             taken.append(tracked_checkpoint(root))
-    finally:
-        open(os.path.join(ctl, "stop"), "w").close()
-        sess.wait(timeout=60)
     assert_restore_to(root, taken, "block 5 written back")
     T.rmtree(root)
 
@@ -659,11 +654,7 @@ def test_session_pack_leaves_the_page_cache():
         return sum(resident_pages(n) for n in names), sum(os.path.getsize(n) for n in names)
 
     data = random.Random(11).randbytes(4 << 20)
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] +
-                            poker(ctl, [[(0, data)]], os.path.join(root, "big")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: session_up(root), "the session")
+    with poker_session(root, ctl, [[(0, data)]], os.path.join(root, "big")):
         poke_step(ctl, 0)
         cached0, size0 = cached_and_size()
         taken = [tracked_checkpoint(root, "4 MiB")]
@@ -673,9 +664,6 @@ def test_session_pack_leaves_the_page_cache():
         if cached1 > cached0 + 1:
             raise T.Failure("%d pack pages stayed in the page cache after the checkpoint (%d before)"
                             % (cached1, cached0))
-    finally:
-        open(os.path.join(ctl, "stop"), "w").close()
-        sess.wait(timeout=60)
     assert_restore_to(root, taken, "its pack pages dropped from the cache")
     T.rmtree(root)
 
