@@ -75,6 +75,7 @@ typedef struct { int64_t file_id, blkno, branch, ckpt, hash, chunk, boff; } held
 typedef struct {
 	mtm_store *s;
 	sqlite3_stmt *ins_entry, *ins_block;
+	sqlite3_stmt *ins_blocks; /* BLOCK_BATCH rows in one statement */
 	int to_log; /* block rows go to block_log (s->log_blocks) */
 	vec held;   /* of held_block */
 } index_writer;
