@@ -1,5 +1,6 @@
 /* io.c — system calls with fault injection; see io.h for the contract. */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -240,6 +241,38 @@ int io_pwrite(int fd, const void *buf, size_t len, off_t off)
 			return EIO;
 		trace_fd_op(TR_WRITE, fd, NULL, off + (off_t)done, r, (const char *)buf + done);
 		done += (size_t)r;
+	}
+	return 0;
+}
+
+int io_pwritev(int fd, struct iovec *iov, int cnt, off_t off)
+{
+	while (cnt > 0) {
+		if (!iov->iov_len) {
+			iov++, cnt--;
+			continue;
+		}
+		int f = io_fault(IO_WRITE);
+		if (f > 0 && f != EINTR)
+			return f;
+		ssize_t r;
+		do /* an injected short write: half of the first iovec */
+			r = f == -1 && iov->iov_len > 1 ? pwrite(fd, iov->iov_base, iov->iov_len / 2, off)
+			                                : pwritev(fd, iov, cnt < IOV_MAX ? cnt : IOV_MAX, off);
+		while (r < 0 && errno == EINTR);
+		if (r < 0)
+			return errno;
+		if (r == 0)
+			return EIO;
+		for (size_t left = (size_t)r; left;) {
+			size_t k = left < iov->iov_len ? left : iov->iov_len;
+			trace_fd_op(TR_WRITE, fd, NULL, off, (int64_t)k, iov->iov_base);
+			off += (off_t)k;
+			left -= k;
+			iov->iov_base = (char *)iov->iov_base + k;
+			if (!(iov->iov_len -= k))
+				iov++, cnt--;
+		}
 	}
 	return 0;
 }

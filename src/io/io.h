@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 enum io_op { IO_OPEN, IO_READ, IO_WRITE, IO_FSYNC, IO_RENAME, IO_TRUNCATE, IO_UNLINK, IO_MKDIR, IO_NOPS };
 
@@ -53,6 +54,9 @@ int io_close(int fd);
 /* Reads up to len bytes at off; *got is what was read (short only at EOF). */
 int io_pread(int fd, void *buf, size_t len, off_t off, size_t *got);
 int io_pwrite(int fd, const void *buf, size_t len, off_t off);
+/* The same for cnt iovecs (which it advances past what it wrote): one
+ * fault point per call, as io_pwrite. */
+int io_pwritev(int fd, struct iovec *iov, int cnt, off_t off);
 int io_fsync(int fd);
 int io_fdatasync(int fd);
 int io_renameat(int olddir, const char *oldpath, int newdir, const char *newpath);

@@ -78,7 +78,8 @@ static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
 	}
 	if (nblocks == MTM_CHUNK_BLOCKS) { /* a whole aligned group: a chunk of its own */
 		int64_t chunk;
-		MTM_TRY(pack_put(&c->pw, data, len, &chunk));
+		pack_piece one = {data, len, lasting};
+		MTM_TRY(pack_putv(&c->pw, &one, 1, len, &chunk));
 		for (int i = 0; i < nblocks; i++)
 			MTM_TRY(index_put_block(&c->iw, c->cur_file, blkno + i, c->branch, c->id, hashes[i], chunk, i));
 		return 0;
@@ -90,7 +91,7 @@ static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
 		data = c->grp + c->grp_copied;
 		c->grp_copied += len;
 	}
-	c->grp_piece[c->grp_npieces++] = (pack_piece){data, len};
+	c->grp_piece[c->grp_npieces++] = (pack_piece){data, len, lasting};
 	c->grp_len += len;
 	for (int i = 0; i < nblocks; i++) {
 		c->grp_blk[c->grp_n].blkno = blkno + i;

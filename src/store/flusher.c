@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include "io/io.h"
 #include "store/flusher.h"
 #include "store/pack_record.h"
@@ -22,8 +23,8 @@ struct pack_flusher {
 	pthread_cond_t cv;
 	int inited, started, quit, busy;
 	pack_writer *w;
-	unsigned char *data;       /* the job, while busy: bytes to write (len may be 0) */
-	size_t len;
+	vec job;                   /* while busy: the segments to write (perhaps none) */
+	size_t len;                /* their bytes */
 	uint64_t off;
 	int fd;
 	int64_t pack_id;
@@ -33,21 +34,60 @@ struct pack_flusher {
 	int err_what;              /* FAILED_* */
 	int64_t err_pack;
 	unsigned char *spare;      /* the buffer pack_put is not filling */
+	vec spare_segs;
+	XXH3_state_t *check;       /* a record check over its segments */
+	struct iovec *iov;         /* the job's segments, adjacent ones joined */
+	size_t iov_cap;
 };
 
-/* Fills in the record checks of the records in buf (a pack's bytes from
- * offset off, whole records only, after the pack header when off is 0).
- * Done here, just before the write, rather than in pack_put: it is a pass
- * over every stored byte, and this thread has the time. */
-static void seal_records(unsigned char *buf, size_t len, uint64_t off)
+/* Fills in the check of each record of the job (whole records only, after
+ * the pack header for a new pack): header and payload, which may lie in
+ * several segments. Done here, just before the write, rather than in
+ * pack_put: it is a pass over every stored byte, and this thread has the
+ * time. */
+static void seal_records(struct pack_flusher *f)
 {
-	size_t at = off == 0 ? PACK_HEADER_LEN : 0;
-	while (at + CHUNK_HEADER_LEN <= len) {
-		unsigned char *h = buf + at;
-		size_t clen = get32(h + 12);
-		put64(h + 32, record_check(h, h + CHUNK_HEADER_LEN, clen));
-		at += CHUNK_HEADER_LEN + clen;
+	unsigned char *hdr = NULL;
+	for (size_t i = 0; i <= f->job.n; i++) {
+		const struct pack_seg *sg = i < f->job.n ? &VEC_AT(&f->job, struct pack_seg, i) : NULL;
+		if (hdr && (!sg || sg->kind != SEG_DATA)) {
+			put64(hdr + 32, XXH3_64bits_digest(f->check));
+			hdr = NULL;
+		}
+		if (!sg)
+			break;
+		if (sg->kind == SEG_HDR) {
+			hdr = (unsigned char *)sg->p; /* in the writer's buffer, which is this thread's now */
+			XXH3_64bits_reset_withSeed(f->check, XXH3_64bits(hdr, 32));
+		} else if (sg->kind == SEG_DATA && hdr) {
+			XXH3_64bits_update(f->check, sg->p, sg->len);
+		}
 	}
+}
+
+/* The job as an iovec array, segments that follow each other in memory
+ * joined (a record copied into the buffer is one). */
+static int job_iov(struct pack_flusher *f, int *n)
+{
+	if (f->iov_cap < f->job.n) {
+		struct iovec *v = realloc(f->iov, f->job.n * sizeof *v);
+		if (!v)
+			return ENOMEM;
+		f->iov = v;
+		f->iov_cap = f->job.n;
+	}
+	int k = 0;
+	for (size_t i = 0; i < f->job.n; i++) {
+		const struct pack_seg *sg = &VEC_AT(&f->job, struct pack_seg, i);
+		if (k && (const unsigned char *)f->iov[k - 1].iov_base + f->iov[k - 1].iov_len == sg->p) {
+			f->iov[k - 1].iov_len += sg->len;
+			continue;
+		}
+		f->iov[k].iov_base = (void *)sg->p;
+		f->iov[k++].iov_len = sg->len;
+	}
+	*n = k;
+	return 0;
 }
 
 /* The data must be durable before the index names it: every pack touched,
@@ -96,8 +136,11 @@ static void *flusher_main(void *arg)
 		int64_t pack = f->pack_id;
 		pthread_mutex_unlock(&f->mu);
 		if (!failed && f->len) {
-			seal_records(f->data, f->len, f->off);
-			rc = io_pwrite(f->fd, f->data, f->len, (off_t)f->off);
+			int niov;
+			seal_records(f);
+			rc = job_iov(f, &niov);
+			if (!rc)
+				rc = io_pwritev(f->fd, f->iov, niov, (off_t)f->off);
 			/* A hint only (it promises nothing about durability): an
 			 * error here shows again at the fsync, which is what decides.
 			 * Not the last, partial page: the next piece starts in it;
@@ -169,10 +212,13 @@ int flusher_hand_over(pack_writer *w, int sync)
 	if (!f->started)
 		MTM_TRY(flusher_start(w));
 	unsigned char *full = w->buf;
+	vec segs = w->segs;
 	pthread_mutex_lock(&f->mu);
 	f->w = w;
-	f->data = full;
-	f->len = w->buf_len;
+	w->segs = f->spare_segs; /* the one the thread wrote last */
+	w->segs.n = 0;
+	f->spare_segs = f->job = segs;
+	f->len = w->job_len;
 	f->off = w->buf_off;
 	f->fd = w->fd;
 	f->pack_id = w->pack_id;
@@ -182,16 +228,17 @@ int flusher_hand_over(pack_writer *w, int sync)
 	pthread_mutex_unlock(&f->mu);
 	w->buf = f->spare;
 	f->spare = full;
-	w->buf_off += w->buf_len;
-	w->buf_len = 0;
+	w->buf_off += w->job_len;
+	w->buf_len = w->job_len = 0;
 	return 0;
 }
 
 int flusher_init(pack_writer *w)
 {
 	struct pack_flusher *f = w->fl = calloc(1, sizeof *w->fl);
-	if (!f || !(f->spare = malloc(WBUF)))
+	if (!f || !(f->spare = malloc(WBUF)) || !(f->check = XXH3_createState()))
 		return mtm_set_error(ENOMEM, "pack writer");
+	f->spare_segs = f->job = (vec)VEC_INIT(struct pack_seg);
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	f->inited = 1;
@@ -217,6 +264,9 @@ void flusher_free(pack_writer *w)
 		pthread_cond_destroy(&f->cv);
 	}
 	free(f->spare);
+	vec_free(&f->spare_segs);
+	XXH3_freeState(f->check);
+	free(f->iov);
 	free(f);
 	w->fl = NULL;
 }

@@ -33,9 +33,13 @@ typedef struct {
 	uint64_t size;       /* bytes in the current pack incl. buffered */
 	int created_any;     /* a new pack file was created: fsync the directory */
 	vec touched;         /* struct touched_pack: packs to fsync and record */
-	unsigned char *buf;  /* pending bytes, starting at file offset buf_off */
-	size_t buf_len;
+	/* What the next hand-over writes at file offset buf_off: job_len bytes
+	 * in segs (struct pack_seg), of which the first buf_len are copies in
+	 * buf, and the rest the callers' lasting pieces. */
+	unsigned char *buf;
+	size_t buf_len, job_len;
 	uint64_t buf_off;
+	vec segs;
 	ZSTD_CCtx *cctx;
 	unsigned char *cbuf;
 	unsigned char *gbuf;       /* a chunk's pieces gathered for zstd */
@@ -52,8 +56,10 @@ int pack_writer_begin(pack_writer *w, mtm_store *s);
  * *chunk_id is the chunk's id either way. Inserts into the open transaction. */
 int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id);
 /* The same for a chunk given in n pieces (len bytes in all): its blocks
- * where they lie, copied once, into the pack's buffer. */
-typedef struct { const void *data; size_t len; } pack_piece;
+ * where they lie. A lasting piece stays where it is until the writer is
+ * finished or freed, and is written from there when the chunk is stored
+ * raw; any other is copied into the writer's buffer. */
+typedef struct { const void *data; size_t len; int lasting; } pack_piece;
 int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *chunk_id);
 /* Starts the last writes and the fsyncs in the writer's thread: the caller
  * may go on with its index rows (not with pack_put) meanwhile. */

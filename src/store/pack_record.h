@@ -20,6 +20,13 @@
 #define WBUF (2u << 20)
 struct touched_pack { int64_t id; int fd; uint64_t start, size; }; /* start: where this writer began */
 
+/* A piece of what the writer hands over: bytes in its buffer, or a raw
+ * chunk's plain bytes where the caller holds them (pack_piece.lasting),
+ * which the thread writes from there. The thread fills in each record's
+ * check (at header + 32) from its HDR segment and the DATA ones after it. */
+enum { SEG_RAW, SEG_HDR, SEG_DATA };
+struct pack_seg { const unsigned char *p; size_t len; int kind; };
+
 static inline void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
 static inline void put64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
 static inline uint32_t get32(const unsigned char *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
