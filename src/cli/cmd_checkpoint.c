@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli/cli.h"
+#include "session/session.h"
 #include "util/human.h"
 
 const char usage_checkpoint[] =
@@ -43,13 +44,17 @@ int cmd_checkpoint(int argc, char **argv)
 	}
 	o.excludes = ex;
 	o.progress = cli_progress;
-	mtm_store *s;
-	if (cli_open(&s)) {
-		free(ex);
-		return 1;
-	}
+	mtm_store *s = NULL;
 	mtm_checkpoint_info ci;
-	int rc = mtm_checkpoint(s, &o, &ci);
+	/* a running session makes it: no need to open the index here */
+	int rc = session_checkpoint_at(cli_dir ? cli_dir : ".", &o, &ci);
+	if (rc == MTM_ENOSESSION) {
+		if (cli_open(&s)) {
+			free(ex);
+			return 1;
+		}
+		rc = mtm_checkpoint(s, &o, &ci);
+	}
 	cli_progress_end();
 	free(ex);
 	if (rc) {

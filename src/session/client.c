@@ -268,6 +268,21 @@ int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkp
 	 * (session.h). Left alone, this process would do it on closing the
 	 * store, and the caller would wait for it on its way out. */
 	s->wal_kept_by_session = 1;
-	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+	if (s->db)
+		sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+	return rc;
+}
+
+int session_checkpoint_at(const char *path, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (opts && opts->version != MTM_CHECKPOINT_OPTS_VERSION)
+		return MTM_ENOSESSION; /* mtm_checkpoint says why */
+	mtm_store *s;
+	if (store_open_dirs(&s, path))
+		return MTM_ENOSESSION; /* mtm_open says why */
+	int rc = session_alive(s) ? session_checkpoint(s, opts, out) : MTM_ENOSESSION;
+	mtm_close(s);
 	return rc;
 }

@@ -158,6 +158,10 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 /* mtm_checkpoint's entry: in the session process, a tracked checkpoint;
  * elsewhere, a request to the running session; MTM_ENOSESSION if none. */
 int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
+/* The same from path, without opening the store's index when a session
+ * answers (its client need not pay for SQLite: ~0.5 ms of a W1 checkpoint).
+ * MTM_ENOSESSION when none runs: then open the store and mtm_checkpoint. */
+int session_checkpoint_at(const char *path, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
 /* "checkpoint 3 (tracked, paused 0.4 ms): 1 added, ..." into buf; a scanned
  * one says why (ss->scan_why). */
 const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci, const char *why);

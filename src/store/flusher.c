@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,13 @@ static int flusher_start(pack_writer *w)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc)
 		return mtm_set_errno(rc, "pack writer: starting its thread");
+	/* Woken for each piece, the thread would otherwise preempt the one
+	 * that feeds it whenever no other CPU is free (both then take turns on
+	 * one CPU: up to 4 ms of W1's record on 2 CPUs). A batch thread does
+	 * not preempt on waking; it runs where a CPU is free, or when the
+	 * writer waits for it. A hint: without it, all is the same but slower. */
+	struct sched_param sp = {0};
+	(void)pthread_setschedparam(f->thread, SCHED_BATCH, &sp);
 	f->started = 1;
 	return 0;
 }

@@ -239,7 +239,8 @@ static int check_owner(mtm_store *s)
 	return 0;
 }
 
-int mtm_open(mtm_store **out, const char *path)
+/* The store's directories, found from path upwards, without its index. */
+int store_open_dirs(mtm_store **out, const char *path)
 {
 	char dir[PATH_MAX];
 	*out = NULL;
@@ -278,6 +279,20 @@ int mtm_open(mtm_store **out, const char *path)
 		rc = mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: index is missing", dir);
 		goto fail;
 	}
+	*out = s;
+	return 0;
+fail:
+	store_free(s);
+	return rc;
+}
+
+int mtm_open(mtm_store **out, const char *path)
+{
+	mtm_store *s;
+	int rc = store_open_dirs(&s, path);
+	*out = NULL;
+	if (rc)
+		return rc;
 	if ((rc = open_db(s, 0)) || (rc = schema_check(s)) || (rc = store_load_branches(s)))
 		goto fail;
 	/* An interrupted in-place restore is finished by the next command,
@@ -300,6 +315,7 @@ fail:
 	return rc;
 }
 
+/* A store opened by store_open_dirs (or mtm_open) is closed the same way. */
 void mtm_close(mtm_store *s)
 {
 	if (s && s->db && !s->wal_kept_by_session)

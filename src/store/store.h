@@ -49,6 +49,11 @@ struct mtm_store {
 	                              * fine timestamps from the kernel clock, else -1 */
 };
 
+/* The store that holds path (or a parent), its directories only: no index
+ * (s->db is NULL). Enough to reach a running session (session.h); closed
+ * with mtm_close. */
+int store_open_dirs(mtm_store **out, const char *path);
+
 /* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. Then
  * merges block_log into block, unless this is a session's handle and the
  * log is still small. */
