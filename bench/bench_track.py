@@ -233,14 +233,19 @@ def part_w1(a, metamori, writer, work, res):
                    store_grew=B.store_bytes(tree) - s0, bytes_stored=c["entry"]["bytes_stored"],
                    recorded=c["entry"]["bytes_changed"], tracked=c["tracked"],
                    session_cpu=c["session_cpu_s"])
+        # The floor right after the checkpoint (and its idle time), before the
+        # peers, so that both write into the page cache in the same state of
+        # memory: on this VM, filling 11 MiB of fresh page-cache pages took
+        # anywhere from 2.4 to 66 ms from one moment to the next, worst after
+        # other processes had churned memory (docs/BENCHMARKS.md, T14).
+        os.sync()
+        row["floor"] = B.floor_write(os.path.join(work, "floor.bin"), changed)
         row["peers"] = {}
         for pn in peers.which:
             os.sync()
             tp, grew = peers.run(pn)
             row["peers"][pn] = {"s": tp, "grew": grew}
         peers.next()
-        os.sync()
-        row["floor"] = B.floor_write(os.path.join(work, "floor.bin"), changed)
         row["deferred_cpu"] = c.get("deferred_cpu_s")
         out["intervals"].append(row)
         B.log(f"bench: interval {i}: changed {B.human(changed)}, tracked ckpt {B.secs(row['ckpt'])}, "

@@ -436,6 +436,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
 }
 
 mtm_id ckpt_parent(const ckpt_run *r) { return r->info.parent; }
+const pack_writer *ckpt_pack(const ckpt_run *r) { return &r->ctx.pw; }
 const lineage *ckpt_lineage(const ckpt_run *r) { return &r->parent_lin; }
 const ignore_set *ckpt_ignore(const ckpt_run *r) { return &r->ign; }
 

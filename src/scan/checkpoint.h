@@ -7,12 +7,15 @@
 #ifndef MTM_SCAN_CHECKPOINT_H
 #define MTM_SCAN_CHECKPOINT_H
 #include "scan/scan.h"
+#include "store/pack.h"
 
 typedef struct ckpt_run ckpt_run;
 /* Takes the writer lock, opens the index transaction, picks id and branch.
  * On error *out may be set: call ckpt_end on it. */
 int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out);
 mtm_id ckpt_parent(const ckpt_run *r);
+/* The pack writer's timings so far (pack.h), for METAMORI_DEBUG_SESSION. */
+const pack_writer *ckpt_pack(const ckpt_run *r);
 const lineage *ckpt_lineage(const ckpt_run *r);
 const ignore_set *ckpt_ignore(const ckpt_run *r);
 /* Records live against parent (both sorted by path). partial: they hold

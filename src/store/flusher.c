@@ -11,6 +11,7 @@
 #include "store/flusher.h"
 #include "store/pack_record.h"
 #include "util/error.h"
+#include "util/human.h"
 
 /* The writer's second thread: writes one buffer while pack_put fills the
  * other, and at the end fsyncs the packs while the checkpoint inserts its
@@ -138,6 +139,7 @@ static void *flusher_main(void *arg)
 		pthread_mutex_unlock(&f->mu);
 		if (!failed && f->len) {
 			int niov;
+			int64_t t0 = now_ns();
 			seal_records(f);
 			rc = job_iov(f, &niov);
 			if (!rc)
@@ -151,9 +153,13 @@ static void *flusher_main(void *arg)
 			uint64_t from = f->off & ~(uint64_t)4095, to = (f->off + f->len) & ~(uint64_t)4095;
 			if (!rc && to > from)
 				(void)sync_file_range(f->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
+			f->w->write_ns += now_ns() - t0;
 		}
-		if (!failed && !rc && f->sync)
+		if (!failed && !rc && f->sync) {
+			int64_t t0 = now_ns();
 			rc = sync_packs(f->w, &what, &pack);
+			f->w->fsync_ns += now_ns() - t0;
+		}
 		pthread_mutex_lock(&f->mu);
 		if (rc) {
 			f->err = rc;
@@ -175,9 +181,11 @@ int flusher_wait(pack_writer *w)
 	struct pack_flusher *f = w->fl;
 	if (!f->started)
 		return 0;
+	int64_t t0 = now_ns();
 	pthread_mutex_lock(&f->mu);
 	while (f->busy)
 		pthread_cond_wait(&f->cv, &f->mu);
+	w->waited_ns += now_ns() - t0;
 	int rc = f->err, what = f->err_what;
 	int64_t pack = f->err_pack;
 	pthread_mutex_unlock(&f->mu);

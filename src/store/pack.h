@@ -49,6 +49,9 @@ typedef struct {
 	struct pack_flusher *fl;   /* the thread that writes (flusher.c) */
 	int sync_begun;
 	int drop_cache;            /* a session's: what it wrote leaves the page cache once durable */
+	/* for METAMORI_DEBUG_SESSION: time spent waiting for the thread, and
+	 * the thread's time in its writes and fsyncs */
+	int64_t waited_ns, write_ns, fsync_ns;
 } pack_writer;
 
 int pack_writer_begin(pack_writer *w, mtm_store *s);
