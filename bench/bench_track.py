@@ -235,9 +235,9 @@ def part_w1(a, metamori, writer, work, res):
                    session_cpu=c["session_cpu_s"])
         # The floor right after the checkpoint (and its idle time), before the
         # peers, so that both write into the page cache in the same state of
-        # memory: on this VM, filling 11 MiB of fresh page-cache pages took
-        # anywhere from 2.4 to 66 ms from one moment to the next, worst after
-        # other processes had churned memory (docs/BENCHMARKS.md, T14).
+        # memory, as near in time as they can be: on this VM, writing 11 MiB
+        # into fresh page-cache pages took anywhere from 2.4 to 66 ms from one
+        # moment to the next (docs/BENCHMARKS.md, T14).
         os.sync()
         row["floor"] = B.floor_write(os.path.join(work, "floor.bin"), changed)
         row["peers"] = {}
