@@ -300,6 +300,9 @@ int session_precopy_tick(mtm_session *ss)
 	            ss->bg_cs.ns.n != ns_before;
 	ss->bg_wait_ms = found ? FAST_MS : ss->bg_wait_ms * 2 > SLOW_MS ? SLOW_MS : ss->bg_wait_ms * 2;
 	if (rc) {
+		if (ss->debug)
+			fprintf(stderr, "metamori: session: pre-copy pass failed (%s): its copies dropped, no more passes "
+			        "until the next checkpoint\n", mtm_strerror(rc));
 		ss->bg_limit = 1; /* (an error: no more passes this interval; what is held is right) */
 		ss->bg_read = 1;
 		return -1;

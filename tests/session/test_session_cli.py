@@ -668,10 +668,56 @@ def test_session_pack_leaves_the_page_cache():
     T.rmtree(root)
 
 
+def test_precopy_pass_fails():
+    """A pre-copy pass that fails to read (an injected EIO on the session's
+    Nth read, N swept) drops every copy it holds and stops until the next
+    checkpoint (src/session/precopy.c): the checkpoint then reads the blocks
+    itself. Whatever read the fault hits, the session refuses to start with
+    one line, or its checkpoint is exact or fails with one line and records
+    nothing, and the next one is exact; some N must hit a pass."""
+    import random
+    rnd = random.Random(9)
+    passes_failed = starts_failed = 0
+    for n in range(1, 41):
+        root = S.new_tree({"big": rnd.randbytes(2 << 20)})
+        ctl = T.tempdir("mtm-ctl-")
+        steps = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(512), 40)]]
+        env = dict(os.environ, METAMORI_FAULT="read:%d:EIO" % n, METAMORI_DEBUG_SESSION="1")
+        sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, steps, os.path.join(root, "big")),
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: session_up(root) or sess.poll() is not None, "the session")
+        taken = []
+        if not session_up(root):  # the fault hit the session's start
+            err = sess.stderr.read().strip().splitlines()
+            if sess.wait() == 0 or not err or not err[-1].startswith("metamori: "):
+                raise T.Failure("read %d: the session ended %s: %r" % (n, sess.returncode, err))
+            starts_failed += 1
+        else:
+            poke_step(ctl, 0)
+            time.sleep(0.1)  # passes run every 10-20 ms
+            p = T.run(["-C", root, "checkpoint"], check=False)
+            if p.returncode:
+                line = p.stderr.strip()
+                if p.returncode != 1 or "\n" in line or not line.startswith("metamori: "):
+                    raise T.Failure("read %d: %d %r" % (n, p.returncode, p.stderr))
+                if [e["id"] for e in T.log_json(root)] != [1]:
+                    raise T.Failure("read %d: a failed checkpoint was recorded" % n)
+            taken.append(tracked_checkpoint(root, "after read %d" % n))
+            open(os.path.join(ctl, "stop"), "w").close()
+            sess.wait(timeout=60)
+            if "pre-copy pass failed" in sess.stderr.read():
+                passes_failed += 1
+        assert_restore_to(root, taken, "read %d failed" % n)
+        T.rmtree(root)
+        T.rmtree(ctl)
+    print("  %d sessions refused to start, %d pre-copy passes failed, of 40 runs" % (starts_failed, passes_failed))
+    if not passes_failed:
+        raise T.Failure("no injected read failed a pre-copy pass")
+
 if __name__ == "__main__":
     T.main([test_index_wal_copied_back_when_idle, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
             test_exit_status, test_errors, test_second_run_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
             test_unfinished_restore_is_completed_before_the_program,
-            test_static_program_scans, test_session_pack_leaves_the_page_cache])
+            test_static_program_scans, test_session_pack_leaves_the_page_cache, test_precopy_pass_fails])
