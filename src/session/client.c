@@ -282,7 +282,7 @@ int session_checkpoint_at(const char *path, const mtm_checkpoint_opts *opts, mtm
 	mtm_store *s;
 	if (store_open_dirs(&s, path))
 		return MTM_ENOSESSION; /* mtm_open says why */
-	int rc = session_alive(s) ? session_checkpoint(s, opts, out) : MTM_ENOSESSION;
+	int rc = session_checkpoint(s, opts, out); /* (MTM_ENOSESSION if none is alive) */
 	mtm_close(s);
 	return rc;
 }

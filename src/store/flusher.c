@@ -13,7 +13,7 @@
 #include "util/error.h"
 #include "util/human.h"
 
-/* The writer's second thread: writes one buffer while pack_put fills the
+/* The writer's second thread: writes one buffer while pack_putv fills the
  * other, and at the end fsyncs the packs while the checkpoint inserts its
  * last index rows (pack_writer_sync_begin). It does nothing after its first
  * failure; the writer reports that failure at its next hand-over, or in
@@ -25,7 +25,8 @@ struct pack_flusher {
 	pthread_cond_t cv;
 	int inited, started, quit, busy;
 	pack_writer *w;
-	vec job;                   /* while busy: the segments to write (perhaps none) */
+	vec job;                   /* the segments handed over last (while busy: to write, perhaps none);
+	                            * the writer takes the vector back at its next hand-over */
 	size_t len;                /* their bytes */
 	uint64_t off;
 	int fd;
@@ -35,8 +36,7 @@ struct pack_flusher {
 	int err;                   /* the first failure's errno */
 	int err_what;              /* FAILED_* */
 	int64_t err_pack;
-	unsigned char *spare;      /* the buffer pack_put is not filling */
-	vec spare_segs;
+	unsigned char *spare;      /* the buffer pack_putv is not filling */
 	XXH3_state_t *check;       /* a record check over its segments */
 	struct iovec *iov;         /* the job's segments, adjacent ones joined */
 	size_t iov_cap;
@@ -45,7 +45,7 @@ struct pack_flusher {
 /* Fills in the check of each record of the job (whole records only, after
  * the pack header for a new pack): header and payload, which may lie in
  * several segments. Done here, just before the write, rather than in
- * pack_put: it is a pass over every stored byte, and this thread has the
+ * pack_putv: it is a pass over every stored byte, and this thread has the
  * time. */
 static void seal_records(struct pack_flusher *f)
 {
@@ -231,9 +231,9 @@ int flusher_hand_over(pack_writer *w, int sync)
 	vec segs = w->segs;
 	pthread_mutex_lock(&f->mu);
 	f->w = w;
-	w->segs = f->spare_segs; /* the one the thread wrote last */
+	w->segs = f->job; /* the one the thread wrote last */
 	w->segs.n = 0;
-	f->spare_segs = f->job = segs;
+	f->job = segs;
 	f->len = w->job_len;
 	f->off = w->buf_off;
 	f->fd = w->fd;
@@ -254,7 +254,7 @@ int flusher_init(pack_writer *w)
 	struct pack_flusher *f = w->fl = calloc(1, sizeof *w->fl);
 	if (!f || !(f->spare = malloc(WBUF)) || !(f->check = XXH3_createState()))
 		return mtm_set_error(ENOMEM, "pack writer");
-	f->spare_segs = f->job = (vec)VEC_INIT(struct pack_seg);
+	f->job = (vec)VEC_INIT(struct pack_seg);
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	f->inited = 1;
@@ -280,7 +280,7 @@ void flusher_free(pack_writer *w)
 		pthread_cond_destroy(&f->cv);
 	}
 	free(f->spare);
-	vec_free(&f->spare_segs);
+	vec_free(&f->job);
 	XXH3_freeState(f->check);
 	free(f->iov);
 	free(f);

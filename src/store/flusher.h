@@ -1,7 +1,7 @@
 /*
  * flusher.h — the pack writer's second thread (internal to src/store).
  *
- * pack_put fills one buffer while the thread writes the other: every 1 MiB
+ * pack_putv fills one buffer while the thread writes the other: every 1 MiB
  * (FLUSH_AT) the writer hands its bytes over, and the thread fills in their
  * record checks, writes them and starts their writeback at once, so the
  * fsync at the end waits for the last piece only. The last hand-over asks

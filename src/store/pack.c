@@ -126,12 +126,6 @@ int pack_writer_begin(pack_writer *w, mtm_store *s)
 	return open_pack(w, id + 1, 0, 0);
 }
 
-int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id)
-{
-	pack_piece one = {plain, len, 0};
-	return pack_putv(w, &one, 1, len, chunk_id);
-}
-
 /* Copies the pieces one after the other into dst (for zstd). */
 static void gather(unsigned char *dst, const pack_piece *pc, int n)
 {

@@ -55,17 +55,15 @@ typedef struct {
 } pack_writer;
 
 int pack_writer_begin(pack_writer *w, mtm_store *s);
-/* Stores plain[len] (len <= CHUNK_MAX_PLAIN) unless an identical chunk exists;
- * *chunk_id is the chunk's id either way. Inserts into the open transaction. */
-int pack_put(pack_writer *w, const void *plain, size_t len, int64_t *chunk_id);
-/* The same for a chunk given in n pieces (len bytes in all): its blocks
- * where they lie. A lasting piece stays where it is until the writer is
- * finished or freed, and is written from there when the chunk is stored
- * raw; any other is copied into the writer's buffer. */
+/* Stores a chunk given in n pieces (len <= CHUNK_MAX_PLAIN bytes in all)
+ * unless an identical chunk exists; *chunk_id is the chunk's id either way.
+ * Inserts into the open transaction. A lasting piece stays where it is
+ * until the writer is finished or freed, and is written from there when the
+ * chunk is stored raw; any other is copied into the writer's buffer. */
 typedef struct { const void *data; size_t len; int lasting; } pack_piece;
 int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *chunk_id);
 /* Starts the last writes and the fsyncs in the writer's thread: the caller
- * may go on with its index rows (not with pack_put) meanwhile. */
+ * may go on with its index rows (not with pack_putv) meanwhile. */
 int pack_writer_sync_begin(pack_writer *w);
 /* Waits for the writes and fsyncs (starting them if sync_begin was not
  * called), then records the packs' sizes in the open transaction. */
