@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "io/io.h"
 #include "restore/filemap.h"
 #include "util/error.h"
@@ -24,11 +25,17 @@ static const blockref *find_block(const vec *map, int64_t blkno)
 	return NULL;
 }
 
-/* Open addressing on (chunk, boff); never shrinks (one restore's life). */
+/* Open addressing on (chunk, boff); never shrinks (one restore's life).
+ * The blocks live in slabs of SLAB_BLOCKS, each mapped and populated at once:
+ * a malloc per block cost more than reading the block (its page faults one
+ * at a time). */
 struct blockcache {
 	struct bc_slot { int64_t chunk, boff; unsigned char *data; } *slots;
 	size_t cap, n, max_n;
+	unsigned char **slabs;
+	size_t nslabs, slab_used; /* blocks used in the last slab */
 };
+#define SLAB_BLOCKS 256
 
 blockcache *blockcache_new(size_t budget_bytes)
 {
@@ -43,8 +50,9 @@ void blockcache_free(blockcache *bc)
 {
 	if (!bc)
 		return;
-	for (size_t i = 0; i < bc->cap; i++)
-		free(bc->slots[i].data);
+	for (size_t i = 0; i < bc->nslabs; i++)
+		munmap(bc->slabs[i], (size_t)SLAB_BLOCKS * MTM_BLOCK);
+	free(bc->slabs);
 	free(bc->slots);
 	free(bc);
 }
@@ -87,8 +95,19 @@ static void bc_put(blockcache *bc, int64_t chunk, int64_t boff, const unsigned c
 	struct bc_slot *sl = bc_find(bc, chunk, boff);
 	if (sl->data)
 		return;
-	if (!(sl->data = malloc(MTM_BLOCK)))
-		return;
+	if (!bc->nslabs || bc->slab_used == SLAB_BLOCKS) {
+		unsigned char **ns = realloc(bc->slabs, (bc->nslabs + 1) * sizeof *ns);
+		if (!ns)
+			return;
+		bc->slabs = ns;
+		void *m = mmap(NULL, (size_t)SLAB_BLOCKS * MTM_BLOCK, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (m == MAP_FAILED)
+			return;
+		bc->slabs[bc->nslabs++] = m;
+		bc->slab_used = 0;
+	}
+	sl->data = bc->slabs[bc->nslabs - 1] + (bc->slab_used++) * MTM_BLOCK;
 	memcpy(sl->data, data, MTM_BLOCK);
 	sl->chunk = chunk;
 	sl->boff = boff;
@@ -135,8 +154,10 @@ static int put_block(writer *w, const blockref *b, int64_t len, int punch)
 	}
 	const unsigned char *blk; /* the block's bytes: have of them, the rest zeros */
 	size_t have;
-	struct bc_slot *kept = w->dry ? NULL : bc_find(w->bc, b->chunk, b->boff);
-	if (kept && kept->data) { /* verified by the dry pass: stands for its chunk */
+	struct bc_slot *kept = bc_find(w->bc, b->chunk, b->boff);
+	if (kept && kept->data) { /* verified already (filemap_gather, the dry pass): stands for its chunk */
+		if (w->dry)
+			return 0;
 		blk = kept->data;
 		have = MTM_BLOCK;
 	} else if (w->scattered) {
@@ -178,22 +199,62 @@ static int put_block(writer *w, const blockref *b, int64_t len, int punch)
 /* A run this short is read block by block, not chunk by chunk. */
 #define SCATTERED_RUN(count) ((count) < 4)
 
-/* The reads put_block will make for runs, announced: a scattered block
- * alone, else its whole chunk (once per run of blocks in the same chunk). */
-static void prefetch(pack_reader *pr, const vec *map, int64_t nblocks, const vec *runs)
+static int cmp_need(const void *x, const void *y)
 {
-	int64_t last = 0;
-	for (size_t r = 0; r < runs->n; r++) {
-		const blk_run *run = &VEC_AT(runs, blk_run, r);
-		int scattered = SCATTERED_RUN(run->count);
-		for (int64_t k = run->blkno; k < run->blkno + run->count && k < nblocks; k++) {
-			const blockref *b = find_block(map, k);
-			if (b && b->chunk && (scattered || b->chunk != last))
-				pack_prefetch(pr, b->chunk, b->boff, !scattered);
-			if (b)
-				last = b->chunk;
+	const blockref *a = x, *b = y;
+	if (a->chunk != b->chunk)
+		return a->chunk < b->chunk ? -1 : 1;
+	return a->boff < b->boff ? -1 : a->boff > b->boff;
+}
+
+void filemap_gather(pack_reader *pr, blockcache *bc, const filemap_job *jobs, size_t njobs)
+{
+	vec need = VEC_INIT(blockref);
+	for (size_t j = 0; j < njobs; j++) {
+		const vec *map = jobs[j].map, *runs = jobs[j].runs;
+		int64_t last = 0, nblocks = (jobs[j].size + MTM_BLOCK - 1) / MTM_BLOCK;
+		for (size_t r = 0; r < runs->n; r++) {
+			const blk_run *run = &VEC_AT(runs, blk_run, r);
+			int scattered = SCATTERED_RUN(run->count);
+			for (int64_t k = run->blkno; k < run->blkno + run->count && k < nblocks; k++) {
+				const blockref *b = find_block(map, k);
+				if (b && b->chunk && scattered) {
+					blockref *n = vec_push(&need);
+					if (n)
+						*n = *b;
+				} else if (b && b->chunk && b->chunk != last) {
+					pack_prefetch(pr, b->chunk, b->boff, 1);
+				}
+				if (b)
+					last = b->chunk;
+			}
 		}
 	}
+	/* in chunk order: one pass over the chunk rows, and the packs read
+	 * mostly forwards (chunk ids grow as packs are appended to) */
+	if (need.n > 1)
+		qsort(need.v, need.n, sizeof(blockref), cmp_need);
+	int64_t *ids = need.n ? malloc(need.n * sizeof *ids) : NULL;
+	size_t nids = 0;
+	for (size_t i = 0; ids && i < need.n; i++)
+		if (!nids || ids[nids - 1] != VEC_AT(&need, blockref, i).chunk)
+			ids[nids++] = VEC_AT(&need, blockref, i).chunk;
+	if (ids)
+		pack_preload(pr, ids, nids);
+	free(ids);
+	unsigned char one[MTM_BLOCK];
+	for (size_t i = 0; i < need.n; i++) {
+		const blockref *b = &VEC_AT(&need, blockref, i);
+		if (i && !cmp_need(b, b - 1))
+			continue; /* the same block twice */
+		if (bc && bc->n < bc->max_n) {
+			if (pack_block_if_cached(pr, b->chunk, b->boff, b->hash, one))
+				bc_put(bc, b->chunk, b->boff, one);
+		} else {
+			pack_prefetch(pr, b->chunk, b->boff, 0);
+		}
+	}
+	vec_free(&need);
 }
 
 int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64_t size, const vec *runs, int punch,
@@ -205,10 +266,6 @@ int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64
 		return mtm_set_error(ENOMEM, "restore");
 	int64_t nblocks = (size + MTM_BLOCK - 1) / MTM_BLOCK;
 	int rc = 0;
-	/* the verify pass of a patch: every scattered read it will make is
-	 * announced first (a whole file is read in order: readahead does it) */
-	if (dry && runs)
-		prefetch(pr, map, nblocks, runs);
 	if (!runs) {
 		for (size_t i = 0; i < map->n && !rc; i++) {
 			const blockref *b = &VEC_AT(map, blockref, i);

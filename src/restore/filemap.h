@@ -23,6 +23,17 @@ void blockcache_free(blockcache *bc);
  * *bytes (if non-NULL) is increased by the bytes written. */
 int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64_t size, const vec *runs, int punch,
                   int dry, uint64_t *bytes);
+/* Starts the reads the dry passes of filemap_write will make for these
+ * patches (each: a file version's map and size, the runs to write): a
+ * scattered block found in the page cache is read and checked at once and
+ * kept in bc (the dry pass then skips it); one that is not, and each chunk
+ * of a longer run, is announced (POSIX_FADV_WILLNEED), so that the device
+ * has every read of the restore queued at once. Blocks go in chunk order:
+ * their chunk rows are looked up in one pass. Best effort: the dry pass
+ * reports whatever is wrong. (A whole file is read in order: readahead does
+ * that.) */
+typedef struct { const vec *map; int64_t size; const vec *runs; } filemap_job;
+void filemap_gather(pack_reader *pr, blockcache *bc, const filemap_job *jobs, size_t njobs);
 /* Appends to runs the blocks below a_size's end where version (a, a_size)
  * differs from version (b, b_size); b's blocks past b_size count as zeros. */
 int filemap_diff(const vec *a, int64_t a_size, const vec *b, int64_t b_size, vec *runs, uint64_t *bytes);

@@ -62,8 +62,19 @@ typedef struct {
 	pathmap dirs;    /* directories whose entries changed: fsync them */
 	blockcache *bc;  /* blocks of patched files kept from the verify pass */
 	vec between;     /* of blockkey: blocks written by a checkpoint between head and k */
-	int between_ok;  /* ... and that is all of them (index_blocks_between) */
+	int between_ok;  /* ... and that is all of them (index_blocks_between: then
+	                  * block_log holds no row in this read transaction) */
+	int64_t fsync_ns; /* for $METAMORI_DEBUG_RESTORE: time in the files' fsyncs */
+	vec unsynced;    /* of unsynced_file: patched in place, writeback started */
 } rctx;
+
+/* A file patched in place is fsynced after the others are written, not
+ * before the next is: its writeback is started at once (sync_file_range),
+ * so the device writes it while the next files are patched, and the fsyncs
+ * at the end mostly find their pages written. The intent covers the files
+ * until then. At most this many are held open. */
+typedef struct { int fd; const char *path; } unsynced_file;
+#define UNSYNCED_MAX 64
 /* Past this many rows between head and k, whole block maps are compared. */
 #define BETWEEN_LIMIT ((size_t)1 << 22)
 
@@ -166,8 +177,12 @@ static int write_whole(rctx *c, const plan_item *p)
 		mtm_set_error(rc, "%s: %s", e->path, mtm_last_error());
 	else if ((rc = set_meta_fd(c, fd, e)))
 		mtm_set_errno(rc, "%s: setting metadata", e->path);
-	else if (c->in_place && (rc = io_fsync(fd)))
-		mtm_set_errno(rc, "%s: fsync", e->path);
+	else if (c->in_place) {
+		int64_t t = now_ns();
+		if ((rc = io_fsync(fd)))
+			mtm_set_errno(rc, "%s: fsync", e->path);
+		c->fsync_ns += now_ns() - t;
+	}
 	close(fd);
 	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
 		mtm_set_errno(rc, "%s: rename into place", e->path);
@@ -220,6 +235,23 @@ static int open_for_patch(rctx *c, const entry *e, int *dfd_out, const char **le
 	return 0;
 }
 
+/* fsyncs (and closes) the files patched in place so far. */
+static int sync_patched(rctx *c)
+{
+	int rc = 0;
+	int64_t t = now_ns();
+	for (size_t i = 0; i < c->unsynced.n; i++) {
+		unsynced_file *u = &VEC_AT(&c->unsynced, unsynced_file, i);
+		int err = rc ? 0 : io_fsync(u->fd);
+		if (err)
+			rc = mtm_set_errno(err, "%s: fsync", u->path);
+		close(u->fd);
+	}
+	c->unsynced.n = 0;
+	c->fsync_ns += now_ns() - t;
+	return rc;
+}
+
 /* Rewrites only the differing blocks of a large file. */
 static int write_patch(rctx *c, const plan_item *p)
 {
@@ -237,9 +269,23 @@ static int write_patch(rctx *c, const plan_item *p)
 		mtm_set_error(rc, "%s: %s", e->path, mtm_last_error());
 	else if ((rc = set_meta_fd(c, fd, e)))
 		mtm_set_errno(rc, "%s: setting metadata", e->path);
-	else if ((rc = io_fsync(fd)))
-		mtm_set_errno(rc, "%s: fsync", e->path);
-	close(fd);
+	else if (!tmp[0] && (c->unsynced.n < UNSYNCED_MAX || !(rc = sync_patched(c)))) {
+		unsynced_file *u = vec_push(&c->unsynced);
+		if (u) {
+			(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: the fsync reports */
+			u->fd = fd;
+			u->path = e->path;
+			fd = -1;
+		}
+	}
+	if (fd >= 0 && !rc) {
+		int64_t t = now_ns();
+		if ((rc = io_fsync(fd)))
+			mtm_set_errno(rc, "%s: fsync", e->path);
+		c->fsync_ns += now_ns() - t;
+	}
+	if (fd >= 0)
+		close(fd);
 	if (tmp[0]) {
 		if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
 			mtm_set_errno(rc, "%s: rename into place", e->path);
@@ -384,18 +430,18 @@ static int diff_changed(rctx *c, plan_item *p, const entry *he)
 			i++;
 		if (blk == tail)
 			tail++;
-		blockref tb, hb;
-		int tf, hf = 0;
-		MTM_TRY(index_block_at(c->s, te->file_id, blk, &c->lin_k, &tb, &tf));
-		if (blk < hblocks)
-			MTM_TRY(index_block_at(c->s, he->file_id, blk, &c->lin_h, &hb, &hf));
-		if (tf) {
+		blockref r[2]; /* te's row, he's (one file: the caller checked) */
+		int f[2];
+		MTM_TRY(index_block_pair(c->s, te->file_id, blk, &c->lin_k, &c->lin_h, 1, r, f));
+		if (blk >= hblocks)
+			f[1] = 0; /* past the head's end: zeros */
+		if (f[0]) {
 			blockref *b = vec_push(&p->map);
 			if (!b)
 				return mtm_set_error(ENOMEM, "restore");
-			*b = tb;
+			*b = r[0];
 		}
-		if ((tf ? tb.hash : zh) != (hf ? hb.hash : zh))
+		if ((f[0] ? r[0].hash : zh) != (f[1] ? r[1].hash : zh))
 			MTM_TRY(filemap_add_run(&p->runs, blk));
 	}
 	return 0;
@@ -479,6 +525,23 @@ static int plan_file_as(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc
 		p->action = ACT_REWRITE;
 		c->total += (uint64_t)te->size;
 	}
+	return 0;
+}
+
+/* Starts every read the patches of the plan will make (filemap_gather). */
+static int gather(rctx *c, const vec *plan)
+{
+	filemap_job *jobs = malloc((plan->n ? plan->n : 1) * sizeof *jobs);
+	if (!jobs)
+		return mtm_set_error(ENOMEM, "restore");
+	size_t n = 0;
+	for (size_t i = 0; i < plan->n; i++) {
+		const plan_item *p = &VEC_AT(plan, plan_item, i);
+		if (p->action == ACT_PATCH)
+			jobs[n++] = (filemap_job){&p->map, p->te->size, &p->runs};
+	}
+	filemap_gather(&c->pr, c->bc, jobs, n);
+	free(jobs);
 	return 0;
 }
 
@@ -580,6 +643,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 	mtm_id head = 0;
 	int rc, in_read = 0;
 	c->t0 = now_ns();
+	int64_t ph[7] = {c->t0}; /* phase ends, for $METAMORI_DEBUG_RESTORE */
 	c->bc = blockcache_new(KEEP_BUDGET);
 	if (!c->bc)
 		return mtm_set_error(ENOMEM, "restore");
@@ -595,6 +659,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 	    (rc = ignore_load(&ign, s->rootfd, c->opts ? c->opts->excludes : NULL, c->opts ? c->opts->n_excludes : 0)) ||
 	    (rc = walk_tree(s, &none, &live)))
 		goto done;
+	ph[1] = now_ns();
 
 	/* Plan: merge target and live, both in path order. */
 	for (size_t i = 0, j = 0; i < target.n || j < live.n;) {
@@ -653,6 +718,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 		} else if (te->kind == KIND_FILE) {
 			if ((rc = plan_file(c, p, &head_tree, &sc)))
 				goto done;
+
 		} else if (te->kind == KIND_SYMLINK && strcmp(te->target, li->target ? li->target : "") != 0) {
 			p->action = ACT_CREATE;
 		} else {
@@ -678,6 +744,11 @@ static int restore_in_place(rctx *c, mtm_id k)
 		}
 	}
 
+	ph[2] = now_ns();
+	if ((rc = gather(c, &plan)))
+		goto done;
+	ph[3] = now_ns();
+
 	/* Verify: read every chunk the restore needs before touching anything. */
 	int work = removed.n > 0;
 	for (size_t i = 0; i < plan.n; i++) {
@@ -693,6 +764,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 		}
 	}
 
+	ph[4] = now_ns();
 	if (work && (rc = intent_write(s, k)))
 		goto done;
 	/* Apply. Removals deepest first (reverse path order). */
@@ -718,6 +790,8 @@ static int restore_in_place(rctx *c, mtm_id k)
 				rc = set_meta_path(c, p->te);
 		}
 	}
+	if (!rc)
+		rc = sync_patched(c);
 	for (size_t i = 0; i < plan.n && !rc; i++) { /* symlinks last */
 		plan_item *p = &VEC_AT(&plan, plan_item, i);
 		if (p->te->kind == KIND_SYMLINK)
@@ -725,12 +799,24 @@ static int restore_in_place(rctx *c, mtm_id k)
 	}
 	if (rc || (rc = fix_dirs(c, &target)) || (rc = fsync_dirs(c)))
 		goto done;
+	ph[5] = now_ns();
 	in_read = 0;
 	if ((rc = db_exec(s, "COMMIT")) || (rc = record_restored(c, k, &plan, &removed)))
 		goto done;
 	if (work)
 		rc = intent_clear(s);
+	ph[6] = now_ns();
+	if (!rc && secure_getenv("METAMORI_DEBUG_RESTORE"))
+		fprintf(stderr,
+		        "metamori: restore %lld: load %.1f ms (%zu blocks between), plan %.1f ms, reads started %.1f ms, verify %.1f ms, "
+		        "apply %.1f ms (fsyncs %.1f ms), record %.1f ms\n",
+		        (long long)k, (ph[1] - ph[0]) / 1e6, c->between.n, (ph[2] - ph[1]) / 1e6, (ph[3] - ph[2]) / 1e6,
+		        (ph[4] - ph[3]) / 1e6,
+		        (ph[5] - ph[4]) / 1e6, c->fsync_ns / 1e6, (ph[6] - ph[5]) / 1e6);
 done:
+	for (size_t i = 0; i < c->unsynced.n; i++) /* after a failure */
+		close(VEC_AT(&c->unsynced, unsynced_file, i).fd);
+	c->unsynced.n = 0;
 	if (in_read)
 		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	blockcache_free(c->bc);
@@ -828,6 +914,7 @@ static int rctx_init(rctx *c, mtm_store *s, const mtm_restore_opts *opts)
 	c->opts = opts;
 	c->rootfd = s->rootfd;
 	c->in_place = 1;
+	c->unsynced = (vec)VEC_INIT(unsynced_file);
 	return pack_reader_init(&c->pr, s);
 }
 
@@ -836,6 +923,7 @@ static void rctx_free(rctx *c)
 	pack_reader_free(&c->pr);
 	pathmap_free(&c->dirs, NULL);
 	vec_free(&c->between);
+	vec_free(&c->unsynced);
 }
 
 int restore_finish_intent(mtm_store *s, mtm_id id)

@@ -234,6 +234,7 @@ static int block_seek(mtm_store *s, sqlite3_stmt *st, sqlite3_stmt *log, int64_t
 
 #define BLOCK_COLS "blkno, branch, ckpt, hash, chunk, boff"
 #define BLOCK_SEEK_WHERE "WHERE file_id=?1 AND blkno=?2 AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC LIMIT 1"
+#define BLOCK_PAIR_WHERE "WHERE file_id=?1 AND blkno=?2 AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC"
 
 int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 {
@@ -474,7 +475,9 @@ void index_lookups_free(mtm_store *s)
 	sqlite3_finalize(s->q_entry_at);
 	sqlite3_finalize(s->q_block_at);
 	sqlite3_finalize(s->q_block_at_log);
-	s->q_entry_at = s->q_block_at = s->q_block_at_log = NULL;
+	sqlite3_finalize(s->q_block_pair);
+	sqlite3_finalize(s->q_block_pair_log);
+	s->q_entry_at = s->q_block_at = s->q_block_at_log = s->q_block_pair = s->q_block_pair_log = NULL;
 }
 
 int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found)
@@ -577,4 +580,92 @@ int index_block_at(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *
 	 * first). The open checkpoint's rows are not visible to any lineage. */
 	int log_empty = s->log_blocks && s->log_rows == 0;
 	return block_seek(s, s->q_block_at, log_empty ? NULL : s->q_block_at_log, file_id, blkno, l, out, found);
+}
+
+static int64_t branch_max(const lineage *l, int64_t branch)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].branch == branch)
+			return l->v[i].max;
+	return 0; /* ids start at 1: nothing of the branch is seen */
+}
+
+/* One branch's rows of a block, newest first, down to the older of the two
+ * limits: the first row at or below each limit is that side's candidate.
+ * Rows stepped: those between the two limits, plus one. */
+static int pair_step(mtm_store *s, sqlite3_stmt *q, int64_t file_id, int64_t blkno, int64_t branch, int64_t max_a,
+                     int64_t max_b, blockref got[2], int64_t ckpt[2])
+{
+	sqlite3_reset(q);
+	sqlite3_bind_int64(q, 1, file_id);
+	sqlite3_bind_int64(q, 2, blkno);
+	sqlite3_bind_int64(q, 3, branch);
+	sqlite3_bind_int64(q, 4, max_a > max_b ? max_a : max_b);
+	const int64_t lim[2] = {max_a, max_b};
+	int rc, err = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		int64_t c = sqlite3_column_int64(q, 2);
+		int open = 0;
+		for (int side = 0; side < 2; side++) {
+			if (lim[side] > 0 && ckpt[side] < 0 && c <= lim[side]) {
+				if ((err = read_blockref(q, file_id, &got[side])))
+					break;
+				ckpt[side] = c;
+			}
+			open |= lim[side] > 0 && ckpt[side] < 0;
+		}
+		if (err || !open)
+			break;
+	}
+	sqlite3_reset(q);
+	if (err)
+		return err;
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+int index_block_pair(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *la, const lineage *lb, int log_empty,
+                     blockref out[2], int found[2])
+{
+	int rc;
+	if (!s->q_block_pair &&
+	    (rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block " BLOCK_PAIR_WHERE, -1, &s->q_block_pair,
+	                             NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	if (!log_empty && !s->q_block_pair_log &&
+	    (rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block_log " BLOCK_PAIR_WHERE, -1,
+	                             &s->q_block_pair_log, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	/* A side's visible version is its visible row with the greatest ckpt
+	 * (lineage.h), whichever step holds it: each branch of either lineage
+	 * is read once, for both sides. */
+	int64_t best[2] = {-1, -1};
+	const lineage *l[2] = {la, lb};
+	for (int side = 0; side < 2; side++)
+		for (size_t i = 0; i < l[side]->n; i++) {
+			int64_t br = l[side]->v[i].branch;
+			if (side == 1 && branch_max(la, br))
+				continue; /* read with la's step of the same branch */
+			int64_t max_a = branch_max(la, br), max_b = branch_max(lb, br);
+			blockref got[2];
+			int64_t ckpt[2] = {-1, -1};
+			MTM_TRY(pair_step(s, s->q_block_pair, file_id, blkno, br, max_a, max_b, got, ckpt));
+			if (!log_empty) {
+				blockref lg[2];
+				int64_t lc[2] = {-1, -1};
+				MTM_TRY(pair_step(s, s->q_block_pair_log, file_id, blkno, br, max_a, max_b, lg, lc));
+				for (int t = 0; t < 2; t++)
+					if (lc[t] > ckpt[t]) {
+						ckpt[t] = lc[t];
+						got[t] = lg[t];
+					}
+			}
+			for (int t = 0; t < 2; t++)
+				if (ckpt[t] > best[t]) {
+					best[t] = ckpt[t];
+					out[t] = got[t];
+				}
+		}
+	found[0] = best[0] >= 0;
+	found[1] = best[1] >= 0;
+	return 0;
 }

@@ -53,6 +53,13 @@ int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *ou
 int index_block_hash(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *l, uint64_t *out);
 /* ... and the visible row of one block (*found = 0: none, a hole). */
 int index_block_at(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *l, blockref *out, int *found);
+/* ... and the visible rows of one block under two lineages at once (out[0],
+ * found[0] under la; out[1], found[1] under lb): one seek per branch of
+ * either, reading the rows between the two, not two seeks per branch per
+ * side. log_empty: the caller knows block_log holds no row in its read
+ * transaction (index_blocks_between said so), so it is not read. */
+int index_block_pair(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *la, const lineage *lb, int log_empty,
+                     blockref out[2], int found[2]);
 void index_lookups_free(mtm_store *s);
 
 /* The blocks whose visible version may differ between the checkpoints of

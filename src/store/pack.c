@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/uio.h>
 #include <xxhash.h>
 #include "io/io.h"
 #include "store/flusher.h"
@@ -386,9 +387,73 @@ typedef struct {
 	int codec;
 } chunk_row;
 
+/* Open addressing on the chunk id; grows to MEMO_MAX rows, then new ones are
+ * looked up each time. */
+struct chunk_memo {
+	struct memo_slot { int64_t id; chunk_row row; } *slots; /* id 0: empty */
+	size_t cap, n;
+};
+#define MEMO_MAX ((size_t)1 << 18)
+
+static struct memo_slot *memo_find(struct chunk_memo *m, int64_t id)
+{
+	if (!m || !m->cap)
+		return NULL;
+	for (size_t i = ((uint64_t)id * 0x9E3779B97F4A7C15ull >> 20) & (m->cap - 1);; i = (i + 1) & (m->cap - 1))
+		if (!m->slots[i].id || m->slots[i].id == id)
+			return &m->slots[i];
+}
+
+static void memo_put(pack_reader *r, int64_t id, const chunk_row *c)
+{
+	struct chunk_memo *m = r->memo;
+	if (id <= 0 || (m && m->n >= MEMO_MAX))
+		return;
+	if (!m && !(m = r->memo = calloc(1, sizeof *m)))
+		return;
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 4096;
+		struct memo_slot *old = m->slots, *nv = calloc(ncap, sizeof *nv);
+		if (!nv)
+			return;
+		size_t ocap = m->cap;
+		m->slots = nv;
+		m->cap = ncap;
+		for (size_t i = 0; i < ocap; i++)
+			if (old[i].id)
+				*memo_find(m, old[i].id) = old[i];
+		free(old);
+	}
+	struct memo_slot *sl = memo_find(m, id);
+	if (!sl->id)
+		m->n++;
+	sl->id = id;
+	sl->row = *c;
+}
+
+/* The columns of a chunk row from column col on (hash, pack, off, clen,
+ * plen, codec). */
+static void chunk_row_read(sqlite3_stmt *q, int col, chunk_row *c)
+{
+	memset(c->hash, 0, sizeof c->hash);
+	c->hash_ok = sqlite3_column_bytes(q, col) == 16;
+	if (c->hash_ok)
+		memcpy(c->hash, sqlite3_column_blob(q, col), 16);
+	c->pack = sqlite3_column_int64(q, col + 1);
+	c->off = sqlite3_column_int64(q, col + 2);
+	c->clen = sqlite3_column_int64(q, col + 3);
+	c->plen = sqlite3_column_int64(q, col + 4);
+	c->codec = sqlite3_column_int(q, col + 5);
+}
+
 /* Looks chunk_id up (MTM_ECORRUPT if no row names it). */
 static int lookup_chunk(pack_reader *r, int64_t chunk_id, chunk_row *c)
 {
+	struct memo_slot *kept = memo_find(r->memo, chunk_id);
+	if (kept && kept->id) {
+		*c = kept->row;
+		return 0;
+	}
 	sqlite3_reset(r->lookup);
 	sqlite3_bind_int64(r->lookup, 1, chunk_id);
 	int rc = sqlite3_step(r->lookup);
@@ -398,17 +463,41 @@ static int lookup_chunk(pack_reader *r, int64_t chunk_id, chunk_row *c)
 			return mtm_set_error(MTM_ECORRUPT, "index: chunk %lld is referenced but missing", (long long)chunk_id);
 		return db_error(r->s, rc, "index");
 	}
-	memset(c->hash, 0, sizeof c->hash);
-	c->hash_ok = sqlite3_column_bytes(r->lookup, 0) == 16;
-	if (c->hash_ok)
-		memcpy(c->hash, sqlite3_column_blob(r->lookup, 0), 16);
-	c->pack = sqlite3_column_int64(r->lookup, 1);
-	c->off = sqlite3_column_int64(r->lookup, 2);
-	c->clen = sqlite3_column_int64(r->lookup, 3);
-	c->plen = sqlite3_column_int64(r->lookup, 4);
-	c->codec = sqlite3_column_int(r->lookup, 5);
+	chunk_row_read(r->lookup, 0, c);
 	sqlite3_reset(r->lookup);
+	memo_put(r, chunk_id, c);
 	return 0;
+}
+
+/* Rows closer than this to the cursor are stepped to, not sought. */
+#define PRELOAD_STEP 8
+
+void pack_preload(pack_reader *r, const int64_t *ids, size_t n)
+{
+	sqlite3_stmt *q = NULL;
+	if (sqlite3_prepare_v2(r->s->db, "SELECT id, hash, pack, off, clen, plen, codec FROM chunk WHERE id >= ?1 ORDER BY id",
+	                       -1, &q, NULL) != SQLITE_OK)
+		return; /* best effort: each lookup then seeks */
+	int64_t cur = -1; /* the cursor's row id; -1: not on a row */
+	for (size_t i = 0; i < n; i++) {
+		int64_t want = ids[i];
+		struct memo_slot *kept = memo_find(r->memo, want);
+		if ((kept && kept->id) || (r->memo && r->memo->n >= MEMO_MAX))
+			continue;
+		if (cur < 0 || cur > want || want - cur > PRELOAD_STEP) {
+			sqlite3_reset(q);
+			sqlite3_bind_int64(q, 1, want);
+			cur = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+		}
+		while (cur >= 0 && cur < want)
+			cur = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+		if (cur == want) {
+			chunk_row c;
+			chunk_row_read(q, 1, &c);
+			memo_put(r, want, &c);
+		} /* else missing: its lookup reports it */
+	}
+	sqlite3_finalize(q);
 }
 
 int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, size_t *plen)
@@ -459,6 +548,7 @@ int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t has
 	int codec = c.codec;
 	const unsigned char *plain;
 	size_t n;
+	uint64_t sum = 0;
 	if (codec != CODEC_RAW || clen != plen || boff < 0 || boff * MTM_BLOCK >= plen || pack <= 0 ||
 	    off < PACK_HEADER_LEN || plen > CHUNK_MAX_PLAIN) {
 		/* compressed (or a row pack_read will reject with the right words) */
@@ -468,27 +558,33 @@ int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t has
 			have = MTM_BLOCK;
 		memcpy(out, plain + (from < n ? from : n), have);
 		memset(out + have, 0, MTM_BLOCK - have);
+		sum = XXH3_64bits(out, MTM_BLOCK);
 	} else {
-		if (!r->blockbuf && !(r->blockbuf = malloc(CHUNK_HEADER_LEN + MTM_BLOCK)))
-			return mtm_set_error(ENOMEM, "pack reader");
 		int fd = -1;
 		MTM_TRY(pack_fd(r, pack, &fd));
-		size_t have = (size_t)(plen - boff * MTM_BLOCK), got;
+		size_t have = (size_t)(plen - boff * MTM_BLOCK);
 		if (have > MTM_BLOCK)
 			have = MTM_BLOCK;
-		if ((rc = io_pread(fd, r->blockbuf, CHUNK_HEADER_LEN, (off_t)off, &got)) ||
-		    (got == CHUNK_HEADER_LEN &&
-		     (rc = io_pread(fd, out, have, (off_t)(off + CHUNK_HEADER_LEN + boff * MTM_BLOCK), &n))))
+		if ((rc = io_pread(fd, out, have, (off_t)(off + CHUNK_HEADER_LEN + boff * MTM_BLOCK), &n)))
 			return mtm_set_errno(rc, "%s/.metamori/packs: reading pack %lld", r->s->root, (long long)pack);
-		r->bytes_read += got + (got == CHUNK_HEADER_LEN ? n : 0);
-		if (got < CHUNK_HEADER_LEN || n < have || memcmp(r->blockbuf, "MTMC", 4) != 0 ||
-		    r->blockbuf[4] != CODEC_RAW || get32(r->blockbuf + 8) != (uint32_t)plen ||
-		    get32(r->blockbuf + 12) != (uint32_t)clen)
-			return mtm_set_error(MTM_ECORRUPT, "pack %lld offset %lld (chunk %lld): chunk record does not match the index",
-			                     (long long)pack, (long long)off, (long long)chunk_id);
-		memset(out + have, 0, MTM_BLOCK - have);
+		r->bytes_read += n;
+		memset(out + n, 0, MTM_BLOCK - n);
+		if (n < have || (sum = XXH3_64bits(out, MTM_BLOCK)) != hash) {
+			/* what is wrong: the record (its header) or the block in it */
+			size_t got = 0;
+			if (!r->blockbuf && !(r->blockbuf = malloc(CHUNK_HEADER_LEN)))
+				return mtm_set_error(ENOMEM, "pack reader");
+			if ((rc = io_pread(fd, r->blockbuf, CHUNK_HEADER_LEN, (off_t)off, &got)))
+				return mtm_set_errno(rc, "%s/.metamori/packs: reading pack %lld", r->s->root, (long long)pack);
+			if (n < have || got < CHUNK_HEADER_LEN || memcmp(r->blockbuf, "MTMC", 4) != 0 ||
+			    r->blockbuf[4] != CODEC_RAW || get32(r->blockbuf + 8) != (uint32_t)plen ||
+			    get32(r->blockbuf + 12) != (uint32_t)clen)
+				return mtm_set_error(MTM_ECORRUPT,
+				                     "pack %lld offset %lld (chunk %lld): chunk record does not match the index",
+				                     (long long)pack, (long long)off, (long long)chunk_id);
+		}
 	}
-	if (XXH3_64bits(out, MTM_BLOCK) != hash)
+	if (sum != hash)
 		return mtm_set_error(MTM_ECORRUPT, "pack %lld offset %lld (chunk %lld): block %lld does not match its hash",
 		                     (long long)pack, (long long)off, (long long)chunk_id, (long long)boff);
 	return 0;
@@ -508,12 +604,40 @@ void pack_prefetch(pack_reader *r, int64_t chunk_id, int64_t boff, int whole)
 		mtm_clear_error();
 		return;
 	}
-	if (whole || codec != CODEC_RAW || clen != plen) {
+	if (whole || codec != CODEC_RAW || clen != plen)
 		posix_fadvise(fd, (off_t)off, (off_t)(CHUNK_HEADER_LEN + clen), POSIX_FADV_WILLNEED);
-	} else {
-		posix_fadvise(fd, (off_t)off, CHUNK_HEADER_LEN, POSIX_FADV_WILLNEED);
+	else
 		posix_fadvise(fd, (off_t)(off + CHUNK_HEADER_LEN + boff * MTM_BLOCK), MTM_BLOCK, POSIX_FADV_WILLNEED);
+}
+
+int pack_block_if_cached(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out)
+{
+	chunk_row c;
+	int fd = -1;
+	if (lookup_chunk(r, chunk_id, &c)) {
+		mtm_clear_error();
+		return 0;
 	}
+	if (c.codec == CODEC_RAW && c.clen == c.plen && boff >= 0 && boff * MTM_BLOCK < c.plen && c.pack > 0 &&
+	    c.off >= PACK_HEADER_LEN && c.plen <= CHUNK_MAX_PLAIN && !pack_fd(r, c.pack, &fd)) {
+		size_t have = (size_t)(c.plen - boff * MTM_BLOCK);
+		if (have > MTM_BLOCK)
+			have = MTM_BLOCK;
+		struct iovec iov = {out, have};
+		/* the read itself, if it need not wait for the disk (no fault
+		 * point: anything but a whole, matching block is left to it) */
+		ssize_t n = preadv2(fd, &iov, 1, (off_t)(c.off + CHUNK_HEADER_LEN + boff * MTM_BLOCK), RWF_NOWAIT);
+		if (n == (ssize_t)have) {
+			memset(out + have, 0, MTM_BLOCK - have);
+			if (XXH3_64bits(out, MTM_BLOCK) == hash) {
+				r->bytes_read += have;
+				return 1;
+			}
+		}
+	}
+	mtm_clear_error();
+	pack_prefetch(r, chunk_id, boff, 0);
+	return 0;
 }
 
 void pack_reader_free(pack_reader *r)
@@ -527,5 +651,8 @@ void pack_reader_free(pack_reader *r)
 	ZSTD_freeDCtx(r->dctx);
 	free(r->rbuf);
 	free(r->blockbuf);
+	if (r->memo)
+		free(r->memo->slots);
+	free(r->memo);
 	memset(r, 0, sizeof *r);
 }

@@ -79,7 +79,11 @@ typedef struct {
 	unsigned char *rbuf;
 	sqlite3_stmt *lookup;
 	uint64_t bytes_read;
-	unsigned char *blockbuf; /* pack_read_block: header + one block */
+	unsigned char *blockbuf; /* pack_read_block: a record's header */
+	/* chunk rows looked up so far (the reader lives in one read transaction:
+	 * they cannot change): a restore looks each up to announce its read,
+	 * then to read it */
+	struct chunk_memo *memo;
 } pack_reader;
 
 int pack_reader_init(pack_reader *r, mtm_store *s);
@@ -87,15 +91,27 @@ int pack_reader_init(pack_reader *r, mtm_store *s);
 int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, size_t *plen);
 /* Reads block boff of chunk chunk_id into out (MTM_BLOCK bytes, zero-padded
  * past the chunk's end) and checks it against hash, the block's XXH3-64 in
- * the index. A raw chunk is read only there (its header is checked too), so a
- * restore that needs one 4 KiB block of a 64 KiB chunk reads 4 KiB; any
- * other codec goes through pack_read. */
+ * the index. A raw chunk is read only there, so a restore that needs one
+ * 4 KiB block of a 64 KiB chunk reads 4 KiB, and one read: the record's
+ * header is read only to name what is wrong when the hash does not match
+ * (the bytes written are the bytes checked; `verify --data` checks whole
+ * records). Any other codec goes through pack_read. A reader must be used
+ * inside one read transaction of the index (rows are remembered). */
 int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out);
 /* Asks the kernel to start reading what pack_read_block (or, with whole,
  * pack_read) of that block will read: a restore announces all its reads
  * first, so a cold disk serves them together instead of one at a time.
  * Best effort: errors are left to the read. */
 void pack_prefetch(pack_reader *r, int64_t chunk_id, int64_t boff, int whole);
+/* Returns 1 with block boff of a raw chunk in out, checked as by
+ * pack_read_block, if it could be read from the page cache without waiting
+ * (RWF_NOWAIT); else announces it (pack_prefetch) and returns 0: the block
+ * is then pack_read_block's, which reports whatever is wrong with it. */
+/* Looks up the rows of chunks ids (ascending) in one pass, stepping over
+ * near rows instead of seeking each, and remembers them for the reads to
+ * come. Best effort: a missing or unreadable row is left to its read. */
+void pack_preload(pack_reader *r, const int64_t *ids, size_t n);
+int pack_block_if_cached(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out);
 void pack_reader_free(pack_reader *r);
 
 /* Parses and checks one chunk record already in memory (also used by verify

@@ -35,6 +35,7 @@ struct mtm_store {
 	struct mtm_branch *branches; /* index = branch id */
 	int64_t n_branches;          /* highest id + 1 */
 	sqlite3_stmt *q_entry_at, *q_block_at, *q_block_at_log; /* point lookups (index.c) */
+	sqlite3_stmt *q_block_pair, *q_block_pair_log;
 	/* A session's checkpoints append their block rows to block_log (schema.c),
 	 * merged when it is idle (index_settle); every other writer merges the
 	 * log when it takes the lock, so only readers ever see both tables. */
