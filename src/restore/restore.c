@@ -26,6 +26,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
@@ -53,6 +54,8 @@ typedef struct {
 	int rootfd;
 	int in_place;
 	int64_t t0;
+	int64_t changed_ns; /* in place: when the apply pass ended */
+	int64_t racy_wait_ns; /* for $METAMORI_DEBUG_RESTORE: wait_racy_window's sleep */
 	unsigned tmp_seq;
 	pack_reader pr;
 	mtm_restore_stats st;
@@ -597,9 +600,37 @@ static int fix_dirs(rctx *c, vec *target)
 	return 0;
 }
 
+/* The stat cache rows of the files written are taken once the racy window
+ * has passed since the tree's last change (at most RACY_FINE_NS, 50 ms, of
+ * waiting; none where the window is the 2 s of coarse file systems): a row
+ * taken sooner is racy (scan.h), and the next restore, scan or session
+ * would hash every file this restore wrote, O(tree) after each restore of
+ * a program that explores and backs off. The rule is then scan's: measured
+ * from the moment each stat is taken. */
+static void wait_racy_window(rctx *c, const vec *plan)
+{
+	struct stat st;
+	if (fstat(c->rootfd, &st))
+		return;
+	int64_t window = racy_window(c->s, &st);
+	if (window > RACY_FINE_NS)
+		return;
+	int any = 0;
+	for (size_t i = 0; i < plan->n && !any; i++) {
+		const plan_item *p = &VEC_AT(plan, plan_item, i);
+		any = p->te->kind == KIND_FILE && p->action != ACT_NONE;
+	}
+	int64_t left = any ? c->changed_ns + window - now_ns() : 0;
+	if (left > 0) {
+		nanosleep(&(struct timespec){left / 1000000000, left % 1000000000}, NULL);
+		c->racy_wait_ns = left;
+	}
+}
+
 static int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed)
 {
 	sqlite3_stmt *put = NULL, *del = NULL;
+	wait_racy_window(c, plan);
 	int rc = db_exec(c->s, "BEGIN IMMEDIATE");
 	if (rc)
 		return rc;
@@ -614,10 +645,11 @@ static int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed)
 			rc = mtm_set_errno(rc, "%s", p->te->path);
 			break;
 		}
+		int64_t seen = now_ns();
 		rc = fstat(fd, &st) ? errno : 0;
 		close(fd);
 		if (!rc)
-			rc = statcache_put(c->s, &put, p->te->path, p->te->ver, &st, c->t0);
+			rc = statcache_put(c->s, &put, p->te->path, p->te->ver, &st, seen);
 	}
 	for (size_t i = 0; i < removed->n && !rc; i++) {
 		live_item *li = VEC_AT(removed, live_item *, i);
@@ -799,7 +831,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 	}
 	if (rc || (rc = fix_dirs(c, &target)) || (rc = fsync_dirs(c)))
 		goto done;
-	ph[5] = now_ns();
+	ph[5] = c->changed_ns = now_ns(); /* the tree's last change */
 	in_read = 0;
 	if ((rc = db_exec(s, "COMMIT")) || (rc = record_restored(c, k, &plan, &removed)))
 		goto done;
@@ -809,10 +841,10 @@ static int restore_in_place(rctx *c, mtm_id k)
 	if (!rc && secure_getenv("METAMORI_DEBUG_RESTORE"))
 		fprintf(stderr,
 		        "metamori: restore %lld: load %.1f ms (%zu blocks between), plan %.1f ms, reads started %.1f ms, verify %.1f ms, "
-		        "apply %.1f ms (fsyncs %.1f ms), record %.1f ms\n",
+		        "apply %.1f ms (fsyncs %.1f ms), record %.1f ms (%.1f ms of it waiting out the racy window)\n",
 		        (long long)k, (ph[1] - ph[0]) / 1e6, c->between.n, (ph[2] - ph[1]) / 1e6, (ph[3] - ph[2]) / 1e6,
 		        (ph[4] - ph[3]) / 1e6,
-		        (ph[5] - ph[4]) / 1e6, c->fsync_ns / 1e6, (ph[6] - ph[5]) / 1e6);
+		        (ph[5] - ph[4]) / 1e6, c->fsync_ns / 1e6, (ph[6] - ph[5]) / 1e6, c->racy_wait_ns / 1e6);
 done:
 	for (size_t i = 0; i < c->unsynced.n; i++) /* after a failure */
 		close(VEC_AT(&c->unsynced, unsynced_file, i).fd);

@@ -790,6 +790,46 @@ def test_racy_rewrites():
         T.rmtree(root)
 
 
+def test_restore_leaves_stat_cache_trusted():
+    """An in-place restore waits out the racy window before it records the
+    files it wrote, so their stat cache rows are trusted (racy = 0) and the
+    next restore or checkpoint does not hash them; a change right after the
+    restore is still seen: a rewrite of the same size that puts the restored
+    mtime back (only the ctime tells), and a patch of one block."""
+    root = T.tempdir("mtm-restore-sc-")
+    rng = random.Random(SEED + 9)
+    try:
+        T.init(root)
+        big, small = os.path.join(root, "big.bin"), os.path.join(root, "small")
+        T.write_file(big, rng.randbytes(3 * MiB))
+        T.write_file(small, rng.randbytes(5000))
+        c1 = T.checkpoint(root)
+        want1 = T.manifest_full(root)
+        T.patch_file(big, 17 * BLOCK, rng.randbytes(3 * BLOCK))
+        T.write_file(small, rng.randbytes(5000))
+        c2 = T.checkpoint(root)
+        want2 = T.manifest_full(root)
+        out = T.restore(root, c1).stdout
+        expect(T.restore_counts(out) == (1, 1, 0), "restore of %d: %s" % (c1, out))
+        T.assert_same(want1, T.manifest_full(root), "restore of %d" % c1)
+        for name in ("big.bin", "small"):
+            racy = T.index_value(root, "SELECT racy FROM statcache WHERE path='%s'" % name)
+            expect(racy == 0, "%s: the restore left its stat cache row racy" % name)
+        # same size, the restored mtime put back: only the ctime differs
+        st = os.stat(small)
+        T.write_file(small, rng.randbytes(5000), mtime_ns=st.st_mtime_ns)
+        T.patch_file(big, 40 * BLOCK, rng.randbytes(100))
+        c3 = T.checkpoint(root)
+        want3 = T.manifest_full(root)
+        entry = {e["id"]: e for e in T.log_json(root)}[c3]
+        expect(entry["files_changed"] == 2, "the changes after the restore were missed: %r" % entry)
+        for k, want in ((c2, want2), (c1, want1), (c3, want3)):
+            T.restore(root, k)
+            T.assert_same(want, T.manifest_full(root), "restore of %d" % k)
+    finally:
+        T.rmtree(root)
+
+
 def test_restore_across_branches_by_history():
     """In-place restores between checkpoints of two branches, with a stat
     cache that vouches for the live files: the blocks to rewrite come from
@@ -880,6 +920,7 @@ if __name__ == "__main__":
     T.main([
         test_scattered_blocks_share_chunks,
         test_restore_across_branches_by_history,
+        test_restore_leaves_stat_cache_trusted,
         test_racy_rewrites,
         test_hot_block_many_versions,
         test_roundtrip_every_change,
