@@ -465,7 +465,6 @@ static int lookup_chunk(pack_reader *r, int64_t chunk_id, chunk_row *c)
 	}
 	chunk_row_read(r->lookup, 0, c);
 	sqlite3_reset(r->lookup);
-	memo_put(r, chunk_id, c);
 	return 0;
 }
 

@@ -80,9 +80,8 @@ typedef struct {
 	sqlite3_stmt *lookup;
 	uint64_t bytes_read;
 	unsigned char *blockbuf; /* pack_read_block: a record's header */
-	/* chunk rows looked up so far (the reader lives in one read transaction:
-	 * they cannot change): a restore looks each up to announce its read,
-	 * then to read it */
+	/* chunk rows looked up by pack_preload (the reader lives in one read
+	 * transaction: they cannot change), for a restore's reads */
 	struct chunk_memo *memo;
 } pack_reader;
 
