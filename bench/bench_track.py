@@ -269,6 +269,8 @@ def part_w1(a, metamori, writer, work, res):
                                           extra_files=[os.path.join(tree, "log.txt")])
     out["restore"] = r
     B.log(f"bench: restore {target} in place {B.secs(t)}, floor {B.secs(r['floor'])}")
+    if p.stderr.strip():  # METAMORI_DEBUG_RESTORE's phases
+        B.log("bench: " + p.stderr.strip())
     out["peer_names"] = peers.which
     res["w1"] = out
     B.rmtree(tree)

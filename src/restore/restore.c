@@ -54,7 +54,7 @@ typedef struct {
 	int rootfd;
 	int in_place;
 	int64_t t0;
-	int64_t changed_ns; /* in place: when the apply pass ended */
+	int64_t changed_ns; /* in place: when the apply pass last changed a file */
 	int64_t racy_wait_ns; /* for $METAMORI_DEBUG_RESTORE: wait_racy_window's sleep */
 	unsigned tmp_seq;
 	pack_reader pr;
@@ -72,10 +72,11 @@ typedef struct {
 } rctx;
 
 /* A file patched in place is fsynced after the others are written, not
- * before the next is: its writeback is started at once (sync_file_range),
- * so the device writes it while the next files are patched, and the fsyncs
- * at the end mostly find their pages written. The intent covers the files
- * until then. At most this many are held open. */
+ * before the next is: the writes into the page cache go on while the device
+ * writes the dirty pages, and the fsyncs at the end overlap the wait for
+ * the racy window (wait_racy_window), which counts from the last change to
+ * a file, not from the last fsync. The intent covers the files until then.
+ * At most this many are held open. */
 typedef struct { int fd; const char *path; } unsynced_file;
 #define UNSYNCED_MAX 64
 /* Past this many rows between head and k, whole block maps are compared. */
@@ -275,7 +276,6 @@ static int write_patch(rctx *c, const plan_item *p)
 	else if (!tmp[0] && (c->unsynced.n < UNSYNCED_MAX || !(rc = sync_patched(c)))) {
 		unsynced_file *u = vec_push(&c->unsynced);
 		if (u) {
-			(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: the fsync reports */
 			u->fd = fd;
 			u->path = e->path;
 			fd = -1;
@@ -601,8 +601,9 @@ static int fix_dirs(rctx *c, vec *target)
 }
 
 /* The stat cache rows of the files written are taken once the racy window
- * has passed since the tree's last change (at most RACY_FINE_NS, 50 ms, of
- * waiting; none where the window is the 2 s of coarse file systems): a row
+ * has passed since the last change to one (at most RACY_FINE_NS, 50 ms, of
+ * waiting, mostly spent in the fsyncs; none where the window is the 2 s of
+ * coarse file systems): a row
  * taken sooner is racy (scan.h), and the next restore, scan or session
  * would hash every file this restore wrote, O(tree) after each restore of
  * a program that explores and backs off. The rule is then scan's: measured
@@ -822,6 +823,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 				rc = set_meta_path(c, p->te);
 		}
 	}
+	c->changed_ns = now_ns(); /* the last change to a file (its stat cache row) */
 	if (!rc)
 		rc = sync_patched(c);
 	for (size_t i = 0; i < plan.n && !rc; i++) { /* symlinks last */
@@ -831,7 +833,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 	}
 	if (rc || (rc = fix_dirs(c, &target)) || (rc = fsync_dirs(c)))
 		goto done;
-	ph[5] = c->changed_ns = now_ns(); /* the tree's last change */
+	ph[5] = now_ns();
 	in_read = 0;
 	if ((rc = db_exec(s, "COMMIT")) || (rc = record_restored(c, k, &plan, &removed)))
 		goto done;
