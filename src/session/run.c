@@ -391,7 +391,6 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 			}
 		}
 		session_wal_maintain(ss, 0);
-		session_prewarm(ss); /* after the answers: off their path */
 		/* SIGCHLD may have come while a checkpoint ran */
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			break;

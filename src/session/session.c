@@ -24,7 +24,6 @@
 #include <unistd.h>
 #include "session/session.h"
 #include "store/index.h"
-#include "store/pack.h"
 #include "track/protocol.h"
 #include "util/error.h"
 #include "util/human.h"
@@ -277,20 +276,11 @@ fail:
 	return rc;
 }
 
-void session_prewarm(mtm_session *ss)
-{
-	if (!ss->warm_due)
-		return;
-	ss->warm_due = 0;
-	pack_prewarm(ss->s, ss->warm_id, ss->warm_committed, ss->warm_want);
-}
-
 void session_stop(mtm_session *ss)
 {
 	if (!ss)
 		return;
 	if (ss->s && ss->s->session == ss) {
-		pack_unwarm(ss->s);
 		ss->s->session = NULL;
 		session_wal_maintain(ss, 1);
 		ss->s->log_blocks = 0;

@@ -90,20 +90,12 @@ typedef struct mtm_session {
 	int64_t bg_last_ns;      /* when the last pass ran */
 	int bg_wait_ms;          /* until the next: longer while passes find nothing */
 	struct parent_hashes *bg_ph; /* the head's hashes of the blocks copied */
-	/* after a checkpoint, once its answer is sent: the pack's tail to make
-	 * ready for the next one (pack_prewarm) */
-	int warm_due;
-	int64_t warm_id;
-	uint64_t warm_committed, warm_want;
 } mtm_session;
 
 /* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a
  * dead session's files. MTM_EBUSY if a live session already has it. */
 int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, mtm_session **out);
 void session_stop(mtm_session *ss);
-/* After a checkpoint's answer: makes the pack's tail ready for the next one
- * (pack_prewarm), sized after what the last one appended. */
-void session_prewarm(mtm_session *ss);
 /* 1 if a live session holds the store's session lock (any process). */
 int session_alive(mtm_store *s);
 /* MTM_EBUSY with a clear message if a session is running: for in-place

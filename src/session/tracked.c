@@ -1149,17 +1149,6 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		keep_hashes(&t, ci.id);
 	else
 		pathmap_free(&ss->hashes, block_hashes_free);
-	/* the next checkpoint's pack pages, made ready once this one has
-	 * answered: room for a quarter more than it appended, 2-64 MiB; after
-	 * a failure the tail may hold its bytes: the next writer cuts it */
-	ss->s->warm_pack = rc ? 0 : ss->s->warm_pack;
-	if (!rc && ckpt_pack(r)->pack_id > 0) {
-		uint64_t want = pack_writer_appended(ckpt_pack(r)) / 4 * 5 + (1u << 20);
-		ss->warm_due = 1;
-		ss->warm_id = ckpt_pack(r)->pack_id;
-		ss->warm_committed = ckpt_pack(r)->size;
-		ss->warm_want = want < (2u << 20) ? 2u << 20 : want > (64u << 20) ? 64u << 20 : want;
-	}
 	pathmap_free(&t.pending, pending_free);
 	sqlite3_finalize(t.q_sc);
 	ckpt_end(r);

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <xxhash.h>
 #include "io/io.h"
@@ -52,13 +51,8 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 	int rc, fd;
 	if (exists) {
 		rc = io_openat(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &fd);
-		struct stat st;
-		/* drop a crashed writer's tail; not the hole the session made
-		 * ready (pack_prewarm): it is zeros, and its pages are cached */
-		int warm = !rc && w->s->warm_pack == id && committed <= w->s->warm_end && !fstat(fd, &st) &&
-		           (uint64_t)st.st_size == w->s->warm_end;
-		if (!rc && !warm)
-			rc = io_ftruncate(fd, (off_t)committed);
+		if (!rc)
+			rc = io_ftruncate(fd, (off_t)committed); /* drop a crashed writer's tail */
 	} else {
 		rc = io_openat(w->s->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, &fd);
 		w->created_any = 1;
@@ -131,86 +125,6 @@ int pack_writer_begin(pack_writer *w, mtm_store *s)
 	if (id > 0 && size < MTM_PACK_TARGET)
 		return open_pack(w, id, size, 1);
 	return open_pack(w, id + 1, 0, 0);
-}
-
-uint64_t pack_writer_appended(const pack_writer *w)
-{
-	uint64_t n = 0;
-	for (size_t i = 0; i < w->touched.n; i++) {
-		const struct touched_pack *t = &VEC_AT(&w->touched, struct touched_pack, i);
-		n += t->size - t->start;
-	}
-	return n;
-}
-
-/* A warm tail never reaches past the point where the writer starts a new
- * pack (plus the largest record): the next pack file is created afresh. */
-#define WARM_MAX_END ((uint64_t)MTM_PACK_TARGET + CHUNK_HEADER_LEN + CHUNK_MAX_PLAIN)
-
-void pack_prewarm(mtm_store *s, int64_t id, uint64_t committed, uint64_t want)
-{
-	int64_t prev_pack = s->warm_pack;
-	uint64_t prev_end = s->warm_end;
-	s->warm_pack = 0;
-	if (id <= 0 || committed >= MTM_PACK_TARGET)
-		return;
-	uint64_t end = (committed + want + 4095) & ~(uint64_t)4095;
-	if (end > WARM_MAX_END)
-		end = WARM_MAX_END;
-	char name[64];
-	pack_name(name, sizeof name, id);
-	int fd;
-	struct stat st;
-	if (io_openat(s->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &fd)) {
-		mtm_clear_error();
-		return;
-	}
-	int ok = !fstat(fd, &st) && (uint64_t)st.st_size >= committed;
-	/* longer than committed: only as the session itself left it */
-	if (ok && (uint64_t)st.st_size > committed && !(prev_pack == id && (uint64_t)st.st_size == prev_end))
-		ok = 0;
-	if (ok && (uint64_t)st.st_size < end)
-		ok = !io_ftruncate(fd, (off_t)end);
-	else if (ok)
-		end = (uint64_t)st.st_size;
-	if (ok) {
-		/* reading a hole fills the page cache with zeros: the pages are
-		 * allocated, and touched, now, not under the next checkpoint */
-		off_t from = (off_t)(committed & ~(uint64_t)4095);
-		(void)posix_fadvise(fd, from, (off_t)end - from, POSIX_FADV_WILLNEED);
-		s->warm_pack = id;
-		s->warm_end = end;
-	}
-	mtm_clear_error();
-	close(fd);
-}
-
-void pack_unwarm(mtm_store *s)
-{
-	if (!s->warm_pack || !s->db)
-		return;
-	int64_t id = s->warm_pack;
-	s->warm_pack = 0;
-	sqlite3_stmt *q;
-	int64_t committed = -1;
-	if (sqlite3_prepare_v2(s->db, "SELECT size FROM pack WHERE id=?", -1, &q, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_int64(q, 1, id);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		committed = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	char name[64];
-	pack_name(name, sizeof name, id);
-	int fd;
-	struct stat st;
-	if (committed < 0 || io_openat(s->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &fd)) {
-		mtm_clear_error();
-		return;
-	}
-	if (!fstat(fd, &st) && (uint64_t)st.st_size == s->warm_end && st.st_size > committed)
-		(void)io_ftruncate(fd, (off_t)committed);
-	mtm_clear_error();
-	close(fd);
 }
 
 /* Copies the pieces one after the other into dst (for zstd). */

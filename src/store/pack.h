@@ -69,18 +69,6 @@ int pack_writer_sync_begin(pack_writer *w);
  * called), then records the packs' sizes in the open transaction. */
 int pack_writer_finish(pack_writer *w);
 void pack_writer_free(pack_writer *w);
-/* Bytes the writer appended to its packs. */
-uint64_t pack_writer_appended(const pack_writer *w);
-/* A session, after a checkpoint that left pack id committed bytes long,
- * makes the next want bytes past its end ready (s->warm_pack): the file is
- * extended with a hole and the hole read, so that the page cache holds
- * those pages, allocated and touched, when the next checkpoint writes into
- * them (on this VM fresh page-cache pages cost 5-8x as much to fill: 23-34
- * ms for 11.2 MiB against 3.5-7), and the next writer leaves the hole
- * instead of cutting the file back. Best effort, with the lock held. */
-void pack_prewarm(mtm_store *s, int64_t id, uint64_t committed, uint64_t want);
-/* Cuts a warm pack back to its committed size (the session ends). */
-void pack_unwarm(mtm_store *s);
 
 typedef struct {
 	mtm_store *s;

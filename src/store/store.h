@@ -48,11 +48,6 @@ struct mtm_store {
 	int fs_known;                /* root_fine_dev was determined (scan.c) */
 	int64_t root_fine_dev;       /* st_dev of the root if its file system keeps
 	                              * fine timestamps from the kernel clock, else -1 */
-	/* A session's pack tail made ready for its next checkpoint (pack_prewarm):
-	 * pack warm_pack is warm_end bytes long, zeros (a hole) past what is
-	 * committed, and those pages are in the page cache. 0: none. */
-	int64_t warm_pack;
-	uint64_t warm_end;
 };
 
 /* The store that holds path (or a parent), its directories only: no index
