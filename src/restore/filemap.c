@@ -6,6 +6,7 @@
 #include "io/io.h"
 #include "restore/filemap.h"
 #include "util/error.h"
+#include "util/keymap.h"
 
 #define WBUF (1u << 20)
 
@@ -25,13 +26,13 @@ static const blockref *find_block(const vec *map, int64_t blkno)
 	return NULL;
 }
 
-/* Open addressing on (chunk, boff); never shrinks (one restore's life).
+/* (chunk, boff) -> the block's copy; never shrinks (one restore's life).
  * The blocks live in slabs of SLAB_BLOCKS, each mapped and populated at once:
  * a malloc per block cost more than reading the block (its page faults one
  * at a time). */
 struct blockcache {
-	struct bc_slot { int64_t chunk, boff; unsigned char *data; } *slots;
-	size_t cap, n, max_n;
+	keymap map;  /* value: the copy's address; 0 while it has none */
+	size_t max_n;
 	unsigned char **slabs;
 	size_t nslabs, slab_used; /* blocks used in the last slab */
 };
@@ -53,47 +54,25 @@ void blockcache_free(blockcache *bc)
 	for (size_t i = 0; i < bc->nslabs; i++)
 		munmap(bc->slabs[i], (size_t)SLAB_BLOCKS * MTM_BLOCK);
 	free(bc->slabs);
-	free(bc->slots);
+	keymap_free(&bc->map);
 	free(bc);
 }
 
-static size_t bc_hash(int64_t chunk, int64_t boff, size_t cap)
+/* The kept copy of a block, or NULL. */
+static const unsigned char *bc_get(const blockcache *bc, int64_t chunk, int64_t boff)
 {
-	uint64_t h = (uint64_t)chunk * 0x9E3779B97F4A7C15ull ^ (uint64_t)boff * 0xC2B2AE3D27D4EB4Full;
-	return (size_t)(h >> 17) & (cap - 1);
+	const uint64_t *v = bc ? keymap_get(&bc->map, chunk, boff) : NULL;
+	return v && *v ? (const unsigned char *)(uintptr_t)*v : NULL;
 }
 
-static struct bc_slot *bc_find(blockcache *bc, int64_t chunk, int64_t boff)
-{
-	if (!bc || !bc->cap)
-		return NULL;
-	for (size_t i = bc_hash(chunk, boff, bc->cap);; i = (i + 1) & (bc->cap - 1)) {
-		struct bc_slot *sl = &bc->slots[i];
-		if (!sl->data || (sl->chunk == chunk && sl->boff == boff))
-			return sl;
-	}
-}
+static int bc_has_room(const blockcache *bc) { return bc && bc->map.n < bc->max_n; }
 
 /* Keeps a copy of one block; quietly does nothing past the budget. */
 static void bc_put(blockcache *bc, int64_t chunk, int64_t boff, const unsigned char *data)
 {
-	if (!bc || bc->n >= bc->max_n)
-		return;
-	if ((bc->n + 1) * 2 > bc->cap) {
-		size_t ncap = bc->cap ? bc->cap * 2 : 1024;
-		struct bc_slot *old = bc->slots, *nv = calloc(ncap, sizeof *nv);
-		if (!nv)
-			return;
-		size_t ocap = bc->cap;
-		bc->slots = nv;
-		bc->cap = ncap;
-		for (size_t i = 0; i < ocap; i++)
-			if (old[i].data)
-				*bc_find(bc, old[i].chunk, old[i].boff) = old[i];
-		free(old);
-	}
-	struct bc_slot *sl = bc_find(bc, chunk, boff);
-	if (sl->data)
+	int fresh;
+	uint64_t *v = bc_has_room(bc) ? keymap_put(&bc->map, chunk, boff, &fresh) : NULL;
+	if (!v || *v)
 		return;
 	if (!bc->nslabs || bc->slab_used == SLAB_BLOCKS) {
 		unsigned char **ns = realloc(bc->slabs, (bc->nslabs + 1) * sizeof *ns);
@@ -107,11 +86,9 @@ static void bc_put(blockcache *bc, int64_t chunk, int64_t boff, const unsigned c
 		bc->slabs[bc->nslabs++] = m;
 		bc->slab_used = 0;
 	}
-	sl->data = bc->slabs[bc->nslabs - 1] + (bc->slab_used++) * MTM_BLOCK;
-	memcpy(sl->data, data, MTM_BLOCK);
-	sl->chunk = chunk;
-	sl->boff = boff;
-	bc->n++;
+	unsigned char *copy = bc->slabs[bc->nslabs - 1] + (bc->slab_used++) * MTM_BLOCK;
+	memcpy(copy, data, MTM_BLOCK);
+	*v = (uint64_t)(uintptr_t)copy;
 }
 
 typedef struct {
@@ -154,11 +131,11 @@ static int put_block(writer *w, const blockref *b, int64_t len, int punch)
 	}
 	const unsigned char *blk; /* the block's bytes: have of them, the rest zeros */
 	size_t have;
-	struct bc_slot *kept = bc_find(w->bc, b->chunk, b->boff);
-	if (kept && kept->data) { /* verified already (filemap_gather, the dry pass): stands for its chunk */
+	const unsigned char *kept = bc_get(w->bc, b->chunk, b->boff);
+	if (kept) { /* verified already (filemap_gather, the dry pass): stands for its chunk */
 		if (w->dry)
 			return 0;
-		blk = kept->data;
+		blk = kept;
 		have = MTM_BLOCK;
 	} else if (w->scattered) {
 		/* only this block, checked against its hash in the index (a raw
@@ -247,7 +224,7 @@ void filemap_gather(pack_reader *pr, blockcache *bc, const filemap_job *jobs, si
 		const blockref *b = &VEC_AT(&need, blockref, i);
 		if (i && !cmp_need(b, b - 1))
 			continue; /* the same block twice */
-		if (bc && bc->n < bc->max_n) {
+		if (bc_has_room(bc)) {
 			if (pack_block_if_cached(pr, b->chunk, b->boff, b->hash, one))
 				bc_put(bc, b->chunk, b->boff, one);
 		} else {

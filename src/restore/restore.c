@@ -68,7 +68,7 @@ typedef struct {
 	int between_ok;  /* ... and that is all of them (index_blocks_between: then
 	                  * block_log holds no row in this read transaction) */
 	int64_t fsync_ns; /* for $METAMORI_DEBUG_RESTORE: time in the files' fsyncs */
-	vec unsynced;    /* of unsynced_file: patched in place, writeback started */
+	vec unsynced;    /* of unsynced_file: patched in place, not yet fsynced */
 } rctx;
 
 /* A file patched in place is fsynced after the others are written, not
@@ -751,7 +751,6 @@ static int restore_in_place(rctx *c, mtm_id k)
 		} else if (te->kind == KIND_FILE) {
 			if ((rc = plan_file(c, p, &head_tree, &sc)))
 				goto done;
-
 		} else if (te->kind == KIND_SYMLINK && strcmp(te->target, li->target ? li->target : "") != 0) {
 			p->action = ACT_CREATE;
 		} else {

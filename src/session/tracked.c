@@ -1143,7 +1143,8 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		        scan ? (cs.scan_why ? cs.scan_why : "?") : "", t.hold ? " (read in place)" : "",
 		        (double)(tpre - tb) / 1e6, (double)(tl - t0) / 1e6, (double)(t1 - tl) / 1e6, (double)(tr - t1) / 1e6,
 		        (double)(now_ns() - tr) / 1e6, (double)wait_rec / 1e6, (double)(ckpt_pack(r)->waited_ns - wait_rec) / 1e6,
-		        (double)ckpt_pack(r)->write_ns / 1e6, (double)ckpt_pack(r)->fsync_ns / 1e6, live.n, parent.n, (double)(t0 - tpre) / 1e6, (double)(tpc - tpre) / 1e6,
+		        (double)ckpt_pack(r)->write_ns / 1e6, (double)ckpt_pack(r)->fsync_ns / 1e6, live.n, parent.n,
+		        (double)(t0 - tpre) / 1e6, (double)(tpc - tpre) / 1e6,
 		        (unsigned long long)t.precopied_blocks);
 	if (!rc)
 		keep_hashes(&t, ci.id);

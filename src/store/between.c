@@ -14,14 +14,6 @@
 #include "store/index.h"
 #include "util/error.h"
 
-static int64_t step_max(const lineage *l, int64_t branch)
-{
-	for (size_t i = 0; i < l->n; i++)
-		if (l->v[i].branch == branch)
-			return l->v[i].max;
-	return 0; /* ids start at 1: nothing of the branch is seen */
-}
-
 static int cmp_key(const void *x, const void *y)
 {
 	const blockkey *a = x, *b = y;
@@ -82,9 +74,9 @@ int index_blocks_between(mtm_store *s, const lineage *a, const lineage *b, size_
 	for (int side = 0; side < 2 && !rc && *complete; side++)
 		for (size_t i = 0; i < both[side]->n && !rc && *complete; i++) {
 			int64_t br = both[side]->v[i].branch;
-			if (side == 1 && step_max(a, br)) /* done from a's side */
+			if (side == 1 && lineage_max(a, br)) /* done from a's side */
 				continue;
-			int64_t ma = step_max(a, br), mb = step_max(b, br);
+			int64_t ma = lineage_max(a, br), mb = lineage_max(b, br);
 			int64_t lo = ma < mb ? ma : mb, hi = ma < mb ? mb : ma;
 			if (lo < hi)
 				rc = scan_branch(s, st, br, lo, hi, limit, out, complete);

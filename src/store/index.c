@@ -582,14 +582,6 @@ int index_block_at(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *
 	return block_seek(s, s->q_block_at, log_empty ? NULL : s->q_block_at_log, file_id, blkno, l, out, found);
 }
 
-static int64_t branch_max(const lineage *l, int64_t branch)
-{
-	for (size_t i = 0; i < l->n; i++)
-		if (l->v[i].branch == branch)
-			return l->v[i].max;
-	return 0; /* ids start at 1: nothing of the branch is seen */
-}
-
 /* One branch's rows of a block, newest first, down to the older of the two
  * limits: the first row at or below each limit is that side's candidate.
  * Rows stepped: those between the two limits, plus one. */
@@ -643,9 +635,9 @@ int index_block_pair(mtm_store *s, int64_t file_id, int64_t blkno, const lineage
 	for (int side = 0; side < 2; side++)
 		for (size_t i = 0; i < l[side]->n; i++) {
 			int64_t br = l[side]->v[i].branch;
-			if (side == 1 && branch_max(la, br))
+			if (side == 1 && lineage_max(la, br))
 				continue; /* read with la's step of the same branch */
-			int64_t max_a = branch_max(la, br), max_b = branch_max(lb, br);
+			int64_t max_a = lineage_max(la, br), max_b = lineage_max(lb, br);
 			blockref got[2];
 			int64_t ckpt[2] = {-1, -1};
 			MTM_TRY(pair_step(s, s->q_block_pair, file_id, blkno, br, max_a, max_b, got, ckpt));

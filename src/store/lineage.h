@@ -28,6 +28,14 @@ static inline int lineage_visible(const lineage *l, int64_t branch, int64_t ckpt
 			return ckpt <= l->v[i].max;
 	return 0;
 }
+/* The last checkpoint of branch l sees (0: none of it; ids start at 1). */
+static inline int64_t lineage_max(const lineage *l, int64_t branch)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].branch == branch)
+			return l->v[i].max;
+	return 0;
+}
 void lineage_free(lineage *l);
 /* Branch of checkpoint k (MTM_ENOCKPT if none). */
 int checkpoint_branch(mtm_store *s, mtm_id k, int64_t *out);

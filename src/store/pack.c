@@ -337,10 +337,19 @@ int chunk_decode(ZSTD_DCtx *dctx, const unsigned char *rec, size_t rec_len, unsi
 	return 0;
 }
 
+/* A chunk's row: where its record is and what it holds. */
+typedef struct {
+	unsigned char hash[16];
+	int hash_ok;
+	int64_t pack, off, clen, plen;
+	int codec;
+} chunk_row;
+
 int pack_reader_init(pack_reader *r, mtm_store *s)
 {
 	memset(r, 0, sizeof *r);
 	r->s = s;
+	r->memo_rows = (vec)VEC_INIT(chunk_row);
 	for (int i = 0; i < 8; i++)
 		r->fds[i].fd = -1;
 	r->dctx = ZSTD_createDCtx();
@@ -379,56 +388,26 @@ static int pack_fd(pack_reader *r, int64_t pack, int *fd)
 	return 0;
 }
 
-/* A chunk's row: where its record is and what it holds. */
-typedef struct {
-	unsigned char hash[16];
-	int hash_ok;
-	int64_t pack, off, clen, plen;
-	int codec;
-} chunk_row;
 
-/* Open addressing on the chunk id; grows to MEMO_MAX rows, then new ones are
- * looked up each time. */
-struct chunk_memo {
-	struct memo_slot { int64_t id; chunk_row row; } *slots; /* id 0: empty */
-	size_t cap, n;
-};
+/* Chunk rows pack_preload remembered: memo maps a chunk id to its index in
+ * memo_rows + 1. At most MEMO_MAX; past it, rows are looked up each time. */
 #define MEMO_MAX ((size_t)1 << 18)
 
-static struct memo_slot *memo_find(struct chunk_memo *m, int64_t id)
+static const chunk_row *memo_get(const pack_reader *r, int64_t id)
 {
-	if (!m || !m->cap)
-		return NULL;
-	for (size_t i = ((uint64_t)id * 0x9E3779B97F4A7C15ull >> 20) & (m->cap - 1);; i = (i + 1) & (m->cap - 1))
-		if (!m->slots[i].id || m->slots[i].id == id)
-			return &m->slots[i];
+	const uint64_t *v = keymap_get(&r->memo, id, 0);
+	return v && *v ? &VEC_AT(&r->memo_rows, chunk_row, *v - 1) : NULL;
 }
 
 static void memo_put(pack_reader *r, int64_t id, const chunk_row *c)
 {
-	struct chunk_memo *m = r->memo;
-	if (id <= 0 || (m && m->n >= MEMO_MAX))
-		return;
-	if (!m && !(m = r->memo = calloc(1, sizeof *m)))
-		return;
-	if ((m->n + 1) * 2 > m->cap) {
-		size_t ncap = m->cap ? m->cap * 2 : 4096;
-		struct memo_slot *old = m->slots, *nv = calloc(ncap, sizeof *nv);
-		if (!nv)
-			return;
-		size_t ocap = m->cap;
-		m->slots = nv;
-		m->cap = ncap;
-		for (size_t i = 0; i < ocap; i++)
-			if (old[i].id)
-				*memo_find(m, old[i].id) = old[i];
-		free(old);
-	}
-	struct memo_slot *sl = memo_find(m, id);
-	if (!sl->id)
-		m->n++;
-	sl->id = id;
-	sl->row = *c;
+	int fresh;
+	uint64_t *v = r->memo_rows.n < MEMO_MAX ? keymap_put(&r->memo, id, 0, &fresh) : NULL;
+	chunk_row *row = v && fresh ? vec_push(&r->memo_rows) : NULL;
+	if (!row)
+		return; /* (a key left at 0 reads as absent: memo_get) */
+	*row = *c;
+	*v = r->memo_rows.n;
 }
 
 /* The columns of a chunk row from column col on (hash, pack, off, clen,
@@ -449,9 +428,9 @@ static void chunk_row_read(sqlite3_stmt *q, int col, chunk_row *c)
 /* Looks chunk_id up (MTM_ECORRUPT if no row names it). */
 static int lookup_chunk(pack_reader *r, int64_t chunk_id, chunk_row *c)
 {
-	struct memo_slot *kept = memo_find(r->memo, chunk_id);
-	if (kept && kept->id) {
-		*c = kept->row;
+	const chunk_row *kept = memo_get(r, chunk_id);
+	if (kept) {
+		*c = *kept;
 		return 0;
 	}
 	sqlite3_reset(r->lookup);
@@ -480,8 +459,7 @@ void pack_preload(pack_reader *r, const int64_t *ids, size_t n)
 	int64_t cur = -1; /* the cursor's row id; -1: not on a row */
 	for (size_t i = 0; i < n; i++) {
 		int64_t want = ids[i];
-		struct memo_slot *kept = memo_find(r->memo, want);
-		if ((kept && kept->id) || (r->memo && r->memo->n >= MEMO_MAX))
+		if (memo_get(r, want) || r->memo_rows.n >= MEMO_MAX)
 			continue;
 		if (cur < 0 || cur > want || want - cur > PRELOAD_STEP) {
 			sqlite3_reset(q);
@@ -650,8 +628,7 @@ void pack_reader_free(pack_reader *r)
 	ZSTD_freeDCtx(r->dctx);
 	free(r->rbuf);
 	free(r->blockbuf);
-	if (r->memo)
-		free(r->memo->slots);
-	free(r->memo);
+	keymap_free(&r->memo);
+	vec_free(&r->memo_rows);
 	memset(r, 0, sizeof *r);
 }

@@ -4,7 +4,9 @@
  * A chunk is up to MTM_CHUNK_BLOCKS adjacent blocks of one file version,
  * zstd-compressed (or raw when compression does not pay), identified by the
  * XXH3-128 of its plain bytes: identical chunks are stored once. Every read
- * checks the record header, the index row and the plain-bytes hash.
+ * checks what it returns against the index: a chunk read whole, its record
+ * header, the index row and the plain-bytes hash; a block of a raw chunk
+ * read alone, the block's hash (pack_read_block).
  *
  * Durability: the writer appends (a second thread does the writes, one
  * buffer behind, then fsyncs every pack touched and the packs directory
@@ -19,6 +21,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 #include "store/store.h"
+#include "util/keymap.h"
 #include "util/strvec.h"
 
 #define PACK_HEADER_LEN 16
@@ -81,8 +84,10 @@ typedef struct {
 	uint64_t bytes_read;
 	unsigned char *blockbuf; /* pack_read_block: a record's header */
 	/* chunk rows looked up by pack_preload (the reader lives in one read
-	 * transaction: they cannot change), for a restore's reads */
-	struct chunk_memo *memo;
+	 * transaction: they cannot change), for a restore's reads: chunk id ->
+	 * index in memo_rows + 1 */
+	keymap memo;
+	vec memo_rows;
 } pack_reader;
 
 int pack_reader_init(pack_reader *r, mtm_store *s);
@@ -102,14 +107,14 @@ int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t has
  * first, so a cold disk serves them together instead of one at a time.
  * Best effort: errors are left to the read. */
 void pack_prefetch(pack_reader *r, int64_t chunk_id, int64_t boff, int whole);
-/* Returns 1 with block boff of a raw chunk in out, checked as by
- * pack_read_block, if it could be read from the page cache without waiting
- * (RWF_NOWAIT); else announces it (pack_prefetch) and returns 0: the block
- * is then pack_read_block's, which reports whatever is wrong with it. */
 /* Looks up the rows of chunks ids (ascending) in one pass, stepping over
  * near rows instead of seeking each, and remembers them for the reads to
  * come. Best effort: a missing or unreadable row is left to its read. */
 void pack_preload(pack_reader *r, const int64_t *ids, size_t n);
+/* Returns 1 with block boff of a raw chunk in out, checked as by
+ * pack_read_block, if it could be read from the page cache without waiting
+ * (RWF_NOWAIT); else announces it (pack_prefetch) and returns 0: the block
+ * is then pack_read_block's, which reports whatever is wrong with it. */
 int pack_block_if_cached(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out);
 void pack_reader_free(pack_reader *r);
 
