@@ -32,6 +32,7 @@ typedef struct {
 	int64_t id, branch;
 	int64_t next_file_id; /* allocator for new files */
 	int64_t cur_file;     /* the file store_run is recording */
+	const capture *ahead_cap; /* its capture, when the session wrote some of its blocks ahead */
 	uint64_t bytes_changed, blocks_changed;
 	/* Changed blocks of the current file that do not fill an aligned group
 	 * (scattered writes: typically one block here, one there) are gathered
@@ -65,10 +66,9 @@ static int flush_group(ckpt_ctx *c)
 	return 0;
 }
 
-static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
-                     const uint64_t *hashes, int zero, int lasting)
+static int store_plain(ckpt_ctx *c, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
+                       const uint64_t *hashes, int zero, int lasting)
 {
-	ckpt_ctx *c = arg;
 	c->bytes_changed += len;
 	c->blocks_changed += (uint64_t)nblocks;
 	if (zero) {
@@ -99,6 +99,42 @@ static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
 	}
 	/* a short block (the file's last) can only end a chunk */
 	return len < (size_t)nblocks * MTM_BLOCK ? flush_group(c) : 0;
+}
+
+/* A block the session wrote ahead from the very slot it is recorded from
+ * (session/prewrite.c): named where it lies, its record adopted once. */
+static int store_ahead(ckpt_ctx *c, int64_t blkno, uint64_t hash, ahead_rec *rec, int boff)
+{
+	if (!rec->chunk)
+		MTM_TRY(pack_adopt(&c->pw, &rec->loc, &rec->chunk));
+	c->bytes_changed += MTM_BLOCK;
+	c->blocks_changed++;
+	return index_put_block(&c->iw, c->cur_file, blkno, c->branch, c->id, hash, rec->chunk, boff);
+}
+
+static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
+                     const uint64_t *hashes, int zero, int lasting)
+{
+	ckpt_ctx *c = arg;
+	if (zero || !c->ahead_cap)
+		return store_plain(c, blkno, nblocks, data, len, hashes, zero, lasting);
+	int from = 0; /* the blocks before i not written ahead */
+	for (int i = 0; i < nblocks; i++) {
+		ahead_rec *rec;
+		int boff;
+		if ((size_t)(i + 1) * MTM_BLOCK > len ||
+		    !prewrite_ref(c->s->session, capture_slot(c->ahead_cap, blkno + i), &rec, &boff))
+			continue;
+		if (i > from)
+			MTM_TRY(store_plain(c, blkno + from, i - from, data + (size_t)from * MTM_BLOCK,
+			                    (size_t)(i - from) * MTM_BLOCK, hashes + from, 0, lasting));
+		MTM_TRY(store_ahead(c, blkno + i, hashes[i], rec, boff));
+		from = i + 1;
+	}
+	if (from == nblocks)
+		return 0;
+	return store_plain(c, blkno + from, nblocks - from, data + (size_t)from * MTM_BLOCK,
+	                   len - (size_t)from * MTM_BLOCK, hashes + from, 0, lasting);
 }
 
 static void entry_from_stat(entry *e, const live_item *it)
@@ -262,7 +298,9 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	if (cap && !cap->whole) {
 		/* tracked: only the blocks the program wrote, against the parent's hashes */
 		parent_hash_arg pa = {r->s, file_id, &r->parent_lin, r->info.parent};
+		c->ahead_cap = c->pw.ahead_kept ? cap : NULL;
 		rc = compare_runs(src, size_read, &cap->runs, parent_hash, &pa, store_run, c);
+		c->ahead_cap = NULL;
 	} else {
 		vec map = VEC_INIT(blockref);
 		rc = pe || renamed ? index_file_map(r->s, file_id, &r->parent_lin, &map) : 0;
@@ -430,7 +468,14 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
 	    (rc = choose_branch(s, r->info.parent, &r->ctx.branch)))
 		return rc;
 	r->ctx.id = r->info.id;
-	if ((rc = pack_writer_begin(&r->ctx.pw, s)) || (rc = index_writer_init(&r->ctx.iw, s)))
+	/* A session's checkpoint continues after what it wrote ahead; while a
+	 * session runs, anyone else's starts a pack of its own (prewrite.c) */
+	pack_begin_opts po = {0};
+	if (s->session)
+		po.ahead = prewrite_ahead(s->session);
+	else
+		po.fresh = session_alive(s);
+	if ((rc = pack_writer_begin(&r->ctx.pw, s, &po)) || (rc = index_writer_init(&r->ctx.iw, s)))
 		return rc;
 	return 0;
 }

@@ -167,6 +167,14 @@ static int capture_hash(const capture *c, int64_t b, uint64_t *h)
 	return 1;
 }
 
+const unsigned char *capture_slot(const capture *c, int64_t b)
+{
+	if (!c || c->fd >= 0 || !c->hashed)
+		return NULL;
+	int64_t i = capture_index(c, b);
+	return i >= 0 && c->hashed[i] ? c->blk[i] : NULL;
+}
+
 int src_pread(file_src src, void *buf, size_t len, int64_t off, size_t *got)
 {
 	const capture *c = src.mem;

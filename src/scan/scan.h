@@ -40,6 +40,10 @@ typedef struct capture {
 	int64_t size;   /* fd < 0: the file's size when captured */
 } capture;
 
+/* Block b's pre-copy slot (session.h's SLOT_LEN layout) if the capture
+ * took it from the pre-copy, else NULL. */
+const unsigned char *capture_slot(const capture *c, int64_t b);
+
 /* Where a file's bytes are read from: a descriptor, or a capture in memory. */
 typedef struct file_src { int fd; const capture *mem; } file_src;
 #define FILE_SRC(fd) ((file_src){(fd), NULL})

@@ -25,6 +25,7 @@
 #include "store/index.h"
 #include "store/lineage.h"
 #include "util/human.h"
+#include "util/error.h"
 #include "util/keymap.h"
 
 typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
@@ -33,6 +34,7 @@ typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
 struct precopy {
 	int64_t dev, ino;
 	keymap blocks;
+	size_t unwritten;    /* slots SLOT_WHOLE and not written ahead (prewrite.c) */
 };
 
 static const unsigned char *precopy_block(const precopy *pc, int64_t b)
@@ -42,14 +44,37 @@ static const unsigned char *precopy_block(const precopy *pc, int64_t b)
 }
 
 /* The slot for block b, new or the old copy's: its bytes are overwritten.
- * A slot is MTM_BLOCK bytes and then their XXH3-64 (precopy_block_hash). */
+ * Layout: SLOT_LEN (session.h). */
 static unsigned char *slot_for(precopy *pc, int64_t b, int *fresh)
 {
 	uint64_t *v = keymap_put(&pc->blocks, b, 0, fresh);
-	if (v && *fresh && !(*v = (uint64_t)(uintptr_t)malloc(MTM_BLOCK + sizeof(uint64_t))))
-		return NULL; /* (an empty slot: precopy_block finds no copy there) */
+	if (v && *fresh) {
+		if (!(*v = (uint64_t)(uintptr_t)malloc(SLOT_LEN)))
+			return NULL; /* (an empty slot: precopy_block finds no copy there) */
+		*slot_meta((unsigned char *)(uintptr_t)*v) = 0;
+	}
 	return v ? (unsigned char *)(uintptr_t)*v : NULL;
 }
+
+size_t precopy_unwritten(const precopy *pc) { return pc->unwritten; }
+
+int precopy_each_unwritten(const precopy *pc, vec *out)
+{
+	for (size_t i = 0; i < pc->blocks.cap; i++) {
+		if (!pc->blocks.slots[i].used)
+			continue;
+		unsigned char *slot = (unsigned char *)(uintptr_t)pc->blocks.slots[i].val;
+		if (!slot || *slot_meta(slot) != SLOT_WHOLE)
+			continue;
+		pending_blk *p = vec_push(out);
+		if (!p)
+			return mtm_set_error(ENOMEM, "writing ahead");
+		*p = (pending_blk){pc->blocks.slots[i].a, slot};
+	}
+	return 0;
+}
+
+void precopy_mark_written(precopy *pc) { pc->unwritten = 0; }
 
 /* The parent's hashes of the blocks copied, looked up while the program
  * runs too: the checkpoint compares each changed block with its parent's
@@ -152,12 +177,15 @@ const unsigned char *precopy_get(const pathmap *pre, const char *path, int64_t d
 
 /* Drops what is held of path (a truncation or a whole-file record: the
  * barrier reads it all again). */
-static int forget(pathmap *pre, const char *path, uint64_t *held)
+static int forget(mtm_session *ss, pathmap *pre, const char *path, uint64_t *held)
 {
 	precopy *pc = pathmap_get(pre, path);
 	if (!pc)
 		return 0;
 	*held -= (uint64_t)pc->blocks.n * MTM_BLOCK;
+	for (size_t i = 0; i < pc->blocks.cap; i++)
+		if (pc->blocks.slots[i].used && pc->blocks.slots[i].val)
+			prewrite_slot_reused(ss, *slot_meta((const unsigned char *)(uintptr_t)pc->blocks.slots[i].val));
 	precopy_free(pc);
 	return pathmap_put(pre, path, NULL);
 }
@@ -169,16 +197,16 @@ static int copy_file(mtm_session *ss, parent_hashes *ph, const char *path, const
 	int rootfd = ss->s->rootfd;
 	int fd;
 	if (beneath_open(rootfd, path, O_RDONLY, &fd))
-		return forget(pre, path, held); /* gone or replaced: the barrier sees to it */
+		return forget(ss, pre, path, held); /* gone or replaced: the barrier sees to it */
 	struct stat st;
 	int rc = 0;
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return forget(pre, path, held);
+		return forget(ss, pre, path, held);
 	}
 	precopy *pc = pathmap_get(pre, path);
 	if (pc && (pc->dev != (int64_t)st.st_dev || pc->ino != (int64_t)st.st_ino)) {
-		rc = forget(pre, path, held);
+		rc = forget(ss, pre, path, held);
 		pc = NULL;
 	}
 	if (!rc && !pc) {
@@ -215,8 +243,13 @@ static int copy_file(mtm_session *ss, parent_hashes *ph, const char *path, const
 			if (got < (size_t)B)
 				memset(dst + got, 0, (size_t)B - got);
 			/* hashed now, while the program runs, not in the checkpoint */
-			uint64_t h = XXH3_64bits(dst, (size_t)B);
+			uint64_t h = XXH3_64bits(dst, (size_t)B), *meta = slot_meta(dst);
 			memcpy(dst + B, &h, sizeof h);
+			prewrite_slot_reused(ss, *meta);
+			pc->unwritten -= *meta == SLOT_WHOLE;
+			/* (zeros are stored as no data: nothing to write ahead) */
+			*meta = got == (size_t)B && h != zero_block_hash() ? SLOT_WHOLE : 0;
+			pc->unwritten += *meta == SLOT_WHOLE;
 			note_parent_hash(ss, ph, path, b);
 		}
 	}
@@ -228,6 +261,7 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 {
 	change_set delta;
 	memset(&delta, 0, sizeof delta);
+	prewrite_drain(ss); /* slots are copied into below: none may still be being written from */
 	int rc = barrier_peek(ss, cs, &delta), over = 0;
 	parent_hashes *ph = rc || !delta.files.n ? NULL : ph_for_head(ss);
 	/* the pass's lookups in one read transaction, not one each: a read
@@ -247,7 +281,7 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 		          : copy_file(ss, ph, path, fc, pre, held, read, limit);
 		if (err) {
 			over |= err == EAGAIN; /* past the budget: the other files named lose their copies too */
-			rc = forget(pre, path, held);
+			rc = forget(ss, pre, path, held);
 			if (!rc && err > 0 && err != EAGAIN)
 				rc = err;
 		}
@@ -299,6 +333,8 @@ int session_precopy_tick(mtm_session *ss)
 	int found = ss->bg_read != before || ss->bg_cs.files.n != files_before || ss->bg_cs.meta.n != meta_before ||
 	            ss->bg_cs.ns.n != ns_before;
 	ss->bg_wait_ms = found ? FAST_MS : ss->bg_wait_ms * 2 > SLOW_MS ? SLOW_MS : ss->bg_wait_ms * 2;
+	if (!rc && prewrite_tick(ss))
+		return 1; /* more to write ahead: soon (a request may come first) */
 	if (rc) {
 		if (ss->debug)
 			fprintf(stderr, "metamori: session: pre-copy pass failed (%s): its copies dropped, no more passes "

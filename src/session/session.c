@@ -311,6 +311,7 @@ void session_stop(mtm_session *ss)
 	change_set_free(&ss->bg_cs);
 	pathmap_free(&ss->bg_pre, precopy_free);
 	parent_hashes_free(ss->bg_ph);
+	prewrite_free(ss);
 	if (ss->dirfd >= 0 && ss->lockfd >= 0 && ss->ctl)
 		clear_dir(ss->dirfd, ss->dir); /* the lock file stays: unlinking it would race a new session */
 	if (ss->dirfd >= 0)

@@ -18,6 +18,7 @@
 #define MTM_SESSION_H
 #include <stdint.h>
 #include "metamori.h"
+#include "store/pack.h"
 #include "store/store.h"
 #include "util/pathmap.h"
 #include "util/strvec.h"
@@ -90,6 +91,7 @@ typedef struct mtm_session {
 	int64_t bg_last_ns;      /* when the last pass ran */
 	int bg_wait_ms;          /* until the next: longer while passes find nothing */
 	struct parent_hashes *bg_ph; /* the head's hashes of the blocks copied */
+	struct prewrite *pw;     /* the pre-copied blocks written into the pack ahead (prewrite.c) */
 } mtm_session;
 
 /* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a
@@ -124,6 +126,50 @@ const unsigned char *precopy_get(const pathmap *pre, const char *path, int64_t d
  * (either), blocks are no longer copied and older copies of the blocks named
  * are dropped. 0, or an error after which pre is still right. */
 int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, uint64_t *read, uint64_t limit);
+/* A pre-copy slot: the block's MTM_BLOCK bytes, their XXH3-64, and a
+ * meta word for prewrite.c: SLOT_WHOLE if the block was whole (not a
+ * file's short last block) and not all zeros when copied, the only blocks
+ * written ahead; once written, the index + 1 of its record
+ * (SLOT_REC_MASK) and its place in it (bits 32-39). A later copy into the
+ * slot resets it. */
+#define SLOT_LEN (MTM_BLOCK + 16)
+#define SLOT_WHOLE (1ull << 63)
+#define SLOT_REC_MASK 0xffffffffull
+static inline uint64_t *slot_meta(const unsigned char *slot)
+{
+	return (uint64_t *)(uintptr_t)(slot + MTM_BLOCK + sizeof(uint64_t));
+}
+typedef struct { int64_t b; unsigned char *slot; } pending_blk;
+/* Slots of pc that are SLOT_WHOLE and not written ahead yet: how many, and
+ * appended to out (pending_blk, unsorted); mark: all now are (or will not be). */
+size_t precopy_unwritten(const precopy *pc);
+int precopy_each_unwritten(const precopy *pc, vec *out);
+void precopy_mark_written(precopy *pc);
+
+/* Writing ahead (prewrite.c): after a pass, records for the whole blocks
+ * held that have none (1: more remain for the next tick); drain: before a
+ * pass rewrites slots, until the writer's thread has written them;
+ * slot_reused: a slot whose meta was old_meta is copied into again. */
+int prewrite_tick(mtm_session *ss);
+void prewrite_drain(mtm_session *ss);
+void prewrite_slot_reused(mtm_session *ss, uint64_t old_meta);
+/* For the checkpoint's pack writer (checkpoint.c): the records written
+ * ahead in this interval, NULL if none can be used; their writer is closed. */
+struct pack_ahead;
+const struct pack_ahead *prewrite_ahead(mtm_session *ss);
+/* 1 if the pre-copy slot was written ahead: its record and place there.
+ * chunk: the record's chunk id once a checkpoint named it (pack_adopt). */
+typedef struct ahead_rec {
+	struct pack_loc loc;
+	int64_t chunk;
+} ahead_rec;
+int prewrite_ref(mtm_session *ss, const unsigned char *slot, ahead_rec **rec, int *boff);
+/* For METAMORI_DEBUG_SESSION: what was written and used this interval. */
+void prewrite_report(mtm_session *ss, char *buf, size_t len);
+/* After a checkpoint (the slots are gone): a new interval. */
+void prewrite_reset(mtm_session *ss);
+void prewrite_free(mtm_session *ss);
+
 /* The parent's hashes of the blocks the passes copied, looked up along
  * (precopy.c): 1 and *out if block b of file_id is known at parent. */
 typedef struct parent_hashes parent_hashes;

@@ -1135,17 +1135,19 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	const char *cs_why = cs.scan_why;
 	if (!rc)
 		rc = ckpt_commit(r, &ci);
+	char ahead[96];
+	prewrite_report(ss, ahead, sizeof ahead);
 	if (ss->debug)
 		fprintf(stderr, "metamori: session: %s%s%s: begin %.2f ms, logs %.2f ms, collect %.2f ms, record %.2f ms, "
 		        "commit %.2f ms (waits for the pack's thread: %.2f ms in the record, %.2f ms in the commit; the "
 		        "thread's writes %.2f ms, fsyncs %.2f ms); %zu live, %zu parent entries; %.2f ms before the gate "
-		        "(pre-copy %.2f ms, %llu blocks used)\n", scan ? "scanned: " : "tracked",
+		        "(pre-copy %.2f ms, %llu blocks used); %s\n", scan ? "scanned: " : "tracked",
 		        scan ? (cs.scan_why ? cs.scan_why : "?") : "", t.hold ? " (read in place)" : "",
 		        (double)(tpre - tb) / 1e6, (double)(tl - t0) / 1e6, (double)(t1 - tl) / 1e6, (double)(tr - t1) / 1e6,
 		        (double)(now_ns() - tr) / 1e6, (double)wait_rec / 1e6, (double)(ckpt_pack(r)->waited_ns - wait_rec) / 1e6,
 		        (double)ckpt_pack(r)->write_ns / 1e6, (double)ckpt_pack(r)->fsync_ns / 1e6, live.n, parent.n,
 		        (double)(t0 - tpre) / 1e6, (double)(tpc - tpre) / 1e6,
-		        (unsigned long long)t.precopied_blocks);
+		        (unsigned long long)t.precopied_blocks, ahead);
 	if (!rc)
 		keep_hashes(&t, ci.id);
 	else
@@ -1153,6 +1155,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	pathmap_free(&t.pending, pending_free);
 	sqlite3_finalize(t.q_sc);
 	ckpt_end(r);
+	prewrite_reset(ss); /* (after the pack writer: what it adopted is committed or rolled back) */
 	live_free(&live);
 	deferred_free(&t); /* the captures' bytes (after live_free: nothing points at them now) */
 	entries_free(&parent);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <xxhash.h>
 #include "io/io.h"
@@ -85,7 +86,8 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 	return 0;
 }
 
-int pack_writer_begin(pack_writer *w, mtm_store *s)
+/* The writer's buffers, codec and thread (no index statements). */
+static int writer_init(pack_writer *w, mtm_store *s)
 {
 	memset(w, 0, sizeof *w);
 	w->s = s;
@@ -102,29 +104,104 @@ int pack_writer_begin(pack_writer *w, mtm_store *s)
 		return mtm_set_error(ENOMEM, "pack writer");
 	MTM_TRY(flusher_init(w));
 	ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, 1);
+	return 0;
+}
+
+/* The newest pack's id and committed size (0, 0: none yet). */
+static int newest_pack(mtm_store *s, int64_t *id, uint64_t *size)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT id, size FROM pack ORDER BY id DESC LIMIT 1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	*id = 0;
+	*size = 0;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*id = sqlite3_column_int64(st, 0);
+		*size = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+/* 1 if the records written ahead are still where they were written: the
+ * pack's row still says base (nobody committed into it since), and its
+ * file is the one written to (not rewritten by prune's gc, not replaced),
+ * at least end long. Anything else: they are not used. */
+static int ahead_intact(pack_writer *w, const pack_ahead *a, int fd)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(w->s->db, "SELECT size FROM pack WHERE id=?", -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(st, 1, a->pack);
+	int ok = sqlite3_step(st) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(st, 0) == a->base;
+	sqlite3_finalize(st);
+	struct stat sb;
+	return ok && !fstat(fd, &sb) && (int64_t)sb.st_dev == a->dev && (int64_t)sb.st_ino == a->ino &&
+	       (uint64_t)sb.st_size >= a->end;
+}
+
+/* Continues pack a->pack after the records written ahead, if intact. */
+static int continue_ahead(pack_writer *w, const pack_ahead *a)
+{
+	char name[64];
+	pack_name(name, sizeof name, a->pack);
+	int fd;
+	if (io_openat(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &fd))
+		return 0; /* (gone: the normal way reports what is wrong, if anything) */
+	if (!ahead_intact(w, a, fd)) {
+		close(fd);
+		return 0;
+	}
+	struct touched_pack *t = vec_push(&w->touched);
+	if (!t) {
+		close(fd);
+		return mtm_set_error(ENOMEM, "pack");
+	}
+	*t = (struct touched_pack){a->pack, fd, a->base, a->end};
+	w->pack_id = a->pack;
+	w->fd = fd;
+	w->buf_off = w->size = a->end;
+	w->ahead = *a;
+	w->ahead_kept = 1;
+	return 1;
+}
+
+int pack_writer_begin(pack_writer *w, mtm_store *s, const pack_begin_opts *o)
+{
+	MTM_TRY(writer_init(w, s));
 	int rc = sqlite3_prepare_v2(s->db, "SELECT id FROM chunk WHERE hash=?", -1, &w->find, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(s->db, "INSERT INTO chunk(hash,pack,off,clen,plen,codec) VALUES(?,?,?,?,?,?)",
 		                        -1, &w->insert, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
+	if (o && o->ahead && (rc = continue_ahead(w, o->ahead)))
+		return rc < 0 ? rc : 0;
 	/* continue the newest pack if it is not full */
-	sqlite3_stmt *st;
-	rc = sqlite3_prepare_v2(s->db, "SELECT id, size FROM pack ORDER BY id DESC LIMIT 1", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
-	int64_t id = 0;
-	uint64_t size = 0;
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		id = sqlite3_column_int64(st, 0);
-		size = (uint64_t)sqlite3_column_int64(st, 1);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_error(s, rc, "index");
-	if (id > 0 && size < MTM_PACK_TARGET)
+	int64_t id;
+	uint64_t size;
+	MTM_TRY(newest_pack(s, &id, &size));
+	if (id > 0 && size < MTM_PACK_TARGET && !(o && o->fresh))
 		return open_pack(w, id, size, 1);
 	return open_pack(w, id + 1, 0, 0);
+}
+
+int pack_writer_begin_ahead(pack_writer *w, mtm_store *s, pack_ahead *out)
+{
+	MTM_TRY(writer_init(w, s));
+	w->ahead_mode = 1;
+	int64_t id;
+	uint64_t size;
+	MTM_TRY(newest_pack(s, &id, &size));
+	if (id <= 0 || size >= MTM_PACK_TARGET)
+		return 1; /* a new pack is the checkpoint's to create (it names it in the index) */
+	MTM_TRY(open_pack(w, id, size, 1)); /* (cutting what an earlier attempt left past size) */
+	struct stat sb;
+	if (fstat(w->fd, &sb))
+		return mtm_set_errno(errno, "%s/.metamori/packs", s->root);
+	*out = (pack_ahead){id, size, size, (int64_t)sb.st_dev, (int64_t)sb.st_ino};
+	return 0;
 }
 
 /* Copies the pieces one after the other into dst (for zstd). */
@@ -146,29 +223,57 @@ static int pays(pack_writer *w, const void *plain, size_t len, size_t *z)
 	return 1;
 }
 
-int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *chunk_id)
+/* The XXH3-128 of the pieces: the chunk's identity. */
+static void chunk_hash(pack_writer *w, const pack_piece *pc, int n, size_t len, XXH128_canonical_t *hc)
 {
-	XXH128_canonical_t hc;
 	if (n == 1) {
-		XXH128_canonicalFromHash(&hc, XXH3_128bits(pc[0].data, len));
-	} else {
-		XXH3_128bits_reset(w->hstate);
-		for (int i = 0; i < n; i++)
-			XXH3_128bits_update(w->hstate, pc[i].data, pc[i].len);
-		XXH128_canonicalFromHash(&hc, XXH3_128bits_digest(w->hstate));
+		XXH128_canonicalFromHash(hc, XXH3_128bits(pc[0].data, len));
+		return;
 	}
+	XXH3_128bits_reset(w->hstate);
+	for (int i = 0; i < n; i++)
+		XXH3_128bits_update(w->hstate, pc[i].data, pc[i].len);
+	XXH128_canonicalFromHash(hc, XXH3_128bits_digest(w->hstate));
+}
+
+/* *chunk_id of the chunk with this hash, 0 if none. */
+static int find_chunk(pack_writer *w, const unsigned char hash[16], int64_t *chunk_id)
+{
+	*chunk_id = 0;
 	sqlite3_reset(w->find);
-	sqlite3_bind_blob(w->find, 1, hc.digest, 16, SQLITE_STATIC);
+	sqlite3_bind_blob(w->find, 1, hash, 16, SQLITE_STATIC);
 	int rc = sqlite3_step(w->find);
-	if (rc == SQLITE_ROW) {
+	if (rc == SQLITE_ROW)
 		*chunk_id = sqlite3_column_int64(w->find, 0);
-		sqlite3_reset(w->find);
-		return 0;
-	}
 	sqlite3_reset(w->find);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(w->s, rc, "index");
+}
+
+/* Names the record at loc in the open transaction. */
+static int insert_chunk(pack_writer *w, const pack_loc *loc, int64_t *chunk_id)
+{
+	sqlite3_reset(w->insert);
+	sqlite3_bind_blob(w->insert, 1, loc->hash, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(w->insert, 2, loc->pack);
+	sqlite3_bind_int64(w->insert, 3, (int64_t)loc->off);
+	sqlite3_bind_int64(w->insert, 4, (int64_t)loc->clen);
+	sqlite3_bind_int64(w->insert, 5, (int64_t)loc->plen);
+	sqlite3_bind_int64(w->insert, 6, loc->codec);
+	int rc = sqlite3_step(w->insert);
+	sqlite3_reset(w->insert);
 	if (rc != SQLITE_DONE)
 		return db_error(w->s, rc, "index");
+	*chunk_id = sqlite3_last_insert_rowid(w->s->db);
+	w->bytes_stored += CHUNK_HEADER_LEN + loc->clen;
+	w->chunks_new++;
+	return 0;
+}
 
+/* Appends the record of a chunk with hash hc: compressed if that pays. */
+static int append_record(pack_writer *w, const pack_piece *pc, int n, size_t len, const XXH128_canonical_t *hc,
+                         pack_loc *loc)
+{
+	int rc;
 	/* Random or already-compressed data (the common case for simulation
 	 * state and model weights) never pays for zstd, and trying costs more
 	 * than the rest of the checkpoint: after RAW_STREAK chunks in a row that
@@ -219,7 +324,7 @@ int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *
 	h[5] = h[6] = h[7] = 0;
 	put32(h + 8, (uint32_t)len);
 	put32(h + 12, (uint32_t)clen);
-	memcpy(h + 16, hc.digest, 16);
+	memcpy(h + 16, hc->digest, 16);
 	memset(h + 32, 0, 8); /* the check: the thread fills it in */
 	/* a raw chunk's lasting pieces are written from where they lie: W1's
 	 * 11.2 MiB were copied into the buffer only to be copied again by
@@ -235,22 +340,49 @@ int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *
 	uint64_t off = w->size;
 	w->size += CHUNK_HEADER_LEN + clen;
 	current(w)->size = w->size;
+	*loc = (pack_loc){w->pack_id, off, (uint32_t)clen, (uint32_t)len, codec, {0}};
+	memcpy(loc->hash, hc->digest, 16);
+	return 0;
+}
 
-	sqlite3_reset(w->insert);
-	sqlite3_bind_blob(w->insert, 1, hc.digest, 16, SQLITE_STATIC);
-	sqlite3_bind_int64(w->insert, 2, w->pack_id);
-	sqlite3_bind_int64(w->insert, 3, (int64_t)off);
-	sqlite3_bind_int64(w->insert, 4, (int64_t)clen);
-	sqlite3_bind_int64(w->insert, 5, (int64_t)len);
-	sqlite3_bind_int64(w->insert, 6, codec);
-	rc = sqlite3_step(w->insert);
-	sqlite3_reset(w->insert);
-	if (rc != SQLITE_DONE)
-		return db_error(w->s, rc, "index");
-	*chunk_id = sqlite3_last_insert_rowid(w->s->db);
-	w->bytes_stored += CHUNK_HEADER_LEN + clen;
-	w->chunks_new++;
+int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *chunk_id)
+{
+	XXH128_canonical_t hc;
+	chunk_hash(w, pc, n, len, &hc);
+	MTM_TRY(find_chunk(w, hc.digest, chunk_id));
+	if (*chunk_id)
+		return 0;
+	pack_loc loc;
+	MTM_TRY(append_record(w, pc, n, len, &hc, &loc));
+	MTM_TRY(insert_chunk(w, &loc, chunk_id));
 	return w->job_len >= FLUSH_AT ? flush(w) : 0;
+}
+
+int pack_put_ahead(pack_writer *w, const pack_piece *pc, int n, size_t len, pack_loc *loc)
+{
+	XXH128_canonical_t hc;
+	chunk_hash(w, pc, n, len, &hc);
+	if (w->size >= MTM_PACK_TARGET)
+		return 1; /* (the pack is full: the rest is the checkpoint's) */
+	MTM_TRY(append_record(w, pc, n, len, &hc, loc));
+	return w->job_len >= FLUSH_AT ? flush(w) : 0;
+}
+
+int pack_writer_push(pack_writer *w) { return flush(w); }
+
+int pack_writer_drain(pack_writer *w) { return w->fl ? flusher_wait(w) : 0; }
+
+int pack_adopt(pack_writer *w, const pack_loc *loc, int64_t *chunk_id)
+{
+	if (!w->ahead_kept || loc->pack != w->ahead.pack || loc->off < w->ahead.base ||
+	    loc->off + CHUNK_HEADER_LEN + loc->clen > w->ahead.end)
+		return mtm_set_error(MTM_EINVAL, "pack: a record written ahead is not there to adopt");
+	MTM_TRY(find_chunk(w, loc->hash, chunk_id));
+	if (*chunk_id)
+		return 0; /* an identical chunk exists: the record written ahead stays dead */
+	MTM_TRY(insert_chunk(w, loc, chunk_id));
+	w->ahead_adopted += CHUNK_HEADER_LEN + loc->clen;
+	return 0;
 }
 
 int pack_writer_sync_begin(pack_writer *w)
@@ -283,6 +415,18 @@ int pack_writer_finish(pack_writer *w)
 		}
 	}
 	sqlite3_finalize(st);
+	if (w->ahead_kept && w->ahead.end - w->ahead.base > w->ahead_adopted) {
+		/* records written ahead that no block took: dead, for gc to reclaim */
+		rc = sqlite3_prepare_v2(w->s->db, "UPDATE pack SET dead = dead + ? WHERE id = ?", -1, &st, NULL);
+		if (rc != SQLITE_OK)
+			return db_error(w->s, rc, "index");
+		sqlite3_bind_int64(st, 1, (int64_t)(w->ahead.end - w->ahead.base - w->ahead_adopted));
+		sqlite3_bind_int64(st, 2, w->ahead.pack);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return db_error(w->s, rc, "index");
+	}
 	return 0;
 }
 

@@ -55,9 +55,38 @@ typedef struct {
 	/* for METAMORI_DEBUG_SESSION: time spent waiting for the thread, and
 	 * the thread's time in its writes and fsyncs */
 	int64_t waited_ns, write_ns, fsync_ns;
+	/* records written ahead (pack_writer_begin_ahead): ahead_mode in the
+	 * writer that writes them; ahead_kept in the checkpoint's writer that
+	 * continues after them, with the bytes it adopted */
+	int ahead_mode, ahead_kept;
+	struct pack_ahead {
+		int64_t pack;         /* written into this pack ... */
+		uint64_t base, end;   /* ... past its committed size base, up to end */
+		int64_t dev, ino;     /* through this file */
+	} ahead;
+	uint64_t ahead_adopted;
 } pack_writer;
+typedef struct pack_ahead pack_ahead;
 
-int pack_writer_begin(pack_writer *w, mtm_store *s);
+/* Where a record lies, and what its chunk row says. */
+typedef struct pack_loc {
+	int64_t pack;
+	uint64_t off;
+	uint32_t clen, plen;
+	int codec;
+	unsigned char hash[16];
+} pack_loc;
+
+typedef struct pack_begin_opts {
+	/* Start a new pack; never append to an existing one: a live session
+	 * may be writing ahead into the newest (another process's writer). */
+	int fresh;
+	/* Continue after these records written ahead (the session's own
+	 * writer), if they are intact: w->ahead_kept then, and pack_adopt
+	 * names them. */
+	const pack_ahead *ahead;
+} pack_begin_opts;
+int pack_writer_begin(pack_writer *w, mtm_store *s, const pack_begin_opts *o);
 /* Stores a chunk given in n pieces (len <= CHUNK_MAX_PLAIN bytes in all)
  * unless an identical chunk exists; *chunk_id is the chunk's id either way.
  * Inserts into the open transaction. A lasting piece stays where it is
@@ -68,6 +97,29 @@ int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *
 /* Starts the last writes and the fsyncs in the writer's thread: the caller
  * may go on with its index rows (not with pack_putv) meanwhile. */
 int pack_writer_sync_begin(pack_writer *w);
+
+/* Writing ahead (session/prewrite.c): records appended to the newest pack
+ * past its committed size while the program runs, named in the index by
+ * no one until a checkpoint adopts them. Nothing is fsynced: the
+ * checkpoint's writer continues the same pack and fsyncs it whole before
+ * its commit. Until then they are an unreferenced tail, as a crashed
+ * checkpoint leaves; while the session lives, no other writer appends to
+ * an existing pack (pack_begin_opts.fresh), so none cuts them.
+ * begin_ahead: 1 when there is no pack to write into (none yet, or the
+ * newest is full: creating one is a checkpoint's), *out where it writes. */
+int pack_writer_begin_ahead(pack_writer *w, mtm_store *s, pack_ahead *out);
+/* Appends a chunk's record (as pack_putv would, without looking for an
+ * identical chunk) and says where; 1 when the pack is full. The pieces are
+ * written from where they lie: they must not change until drained. */
+int pack_put_ahead(pack_writer *w, const pack_piece *pc, int n, size_t len, pack_loc *loc);
+/* Hands what is buffered to the thread; drain waits for it (its first error). */
+int pack_writer_push(pack_writer *w);
+int pack_writer_drain(pack_writer *w);
+/* In the checkpoint's writer (ahead_kept): the chunk id for a record
+ * written ahead, an identical chunk's if there is one (the record then
+ * stays dead), else a new row naming the record. Records nobody adopts are
+ * counted dead in the pack's row by pack_writer_finish. */
+int pack_adopt(pack_writer *w, const pack_loc *loc, int64_t *chunk_id);
 /* Waits for the writes and fsyncs (starting them if sync_begin was not
  * called), then records the packs' sizes in the open transaction. */
 int pack_writer_finish(pack_writer *w);

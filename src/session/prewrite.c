@@ -1,0 +1,258 @@
+/*
+ * prewrite.c — writing the pre-copied blocks into the pack while the
+ * program runs, so that a checkpoint finds most of its data written (and
+ * its writeback started) when it is asked for.
+ *
+ * After each pre-copy pass the session appends records for the whole
+ * blocks it holds that no record has yet (grouped as a checkpoint groups
+ * them: a whole aligned group of MTM_CHUNK_BLOCKS as its own chunk, the
+ * other blocks of a file gathered up to MTM_CHUNK_BLOCKS in file order) to
+ * the newest pack, past its committed size, through a writer of its own
+ * (pack_writer_begin_ahead: its thread writes them and starts their
+ * writeback). Each slot then names its record and place there
+ * (SLOT_WRITTEN). A checkpoint's writer continues the same pack after
+ * them (pack_begin_opts.ahead) and names in the index the records whose
+ * blocks it records from those very slots (pack_adopt); the rest are
+ * counted dead. Nothing here is durable or named until that checkpoint's
+ * fsync and commit: a crash leaves an unreferenced tail, as a crashed
+ * checkpoint does.
+ *
+ * A slot rewritten by a later pass no longer names its record (its bytes
+ * in the pack are dead then), and a pass waits until the thread has
+ * written what it was given, so the bytes a record was written from never
+ * change under it. Writing stops for the interval past the pre-copy's
+ * budget, when blocks are rewritten after being written (more than an
+ * eighth of what was written, past 4 MiB: a program that rewrites the same
+ * blocks all the time would otherwise fill the store with dead records),
+ * or after any failure (then nothing written this interval is used).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "session/session.h"
+#include "store/index.h"
+#include "store/pack.h"
+#include "util/error.h"
+#include "util/human.h"
+
+struct prewrite {
+	pack_writer w;
+	int open;            /* w is begun, at `at` */
+	pack_ahead at;
+	vec recs;            /* ahead_rec: index + 1 in a slot's meta */
+	uint64_t written;    /* bytes of records this interval */
+	uint64_t superseded; /* bytes of blocks rewritten after being written */
+	uint64_t used;       /* blocks the checkpoint took from records written ahead */
+	int off;             /* no more this interval */
+	int bad;             /* something failed: nothing written this interval is used */
+};
+
+static struct prewrite *state(mtm_session *ss)
+{
+	if (!ss->pw && (ss->pw = calloc(1, sizeof *ss->pw)))
+		ss->pw->recs = (vec)VEC_INIT(ahead_rec);
+	return ss->pw;
+}
+
+static void close_writer(struct prewrite *pw)
+{
+	if (pw->open)
+		pack_writer_free(&pw->w);
+	pw->open = 0;
+}
+
+/* Waits until the thread has written what it was given. */
+void prewrite_drain(mtm_session *ss)
+{
+	struct prewrite *pw = ss->pw;
+	if (pw && pw->open && pack_writer_drain(&pw->w)) {
+		if (ss->debug)
+			fprintf(stderr, "metamori: session: writing ahead failed (%s): nothing written ahead is used\n",
+			        mtm_last_error());
+		pw->bad = pw->off = 1;
+	}
+}
+
+void prewrite_slot_reused(mtm_session *ss, uint64_t old_meta)
+{
+	if (ss->pw && (old_meta & SLOT_REC_MASK))
+		ss->pw->superseded += MTM_BLOCK;
+}
+
+static int by_block(const void *a, const void *b)
+{
+	int64_t x = ((const pending_blk *)a)->b, y = ((const pending_blk *)b)->b;
+	return x < y ? -1 : x > y;
+}
+
+/* One record of n blocks; each slot then names it. 1: the pack is full. */
+static int put(struct prewrite *pw, const pending_blk *blk, int n)
+{
+	pack_piece pc[MTM_CHUNK_BLOCKS];
+	for (int i = 0; i < n; i++)
+		pc[i] = (pack_piece){blk[i].slot, MTM_BLOCK, 1};
+	ahead_rec *r = vec_push(&pw->recs);
+	if (!r)
+		return mtm_set_error(ENOMEM, "writing ahead");
+	int rc = pack_put_ahead(&pw->w, pc, n, (size_t)n * MTM_BLOCK, &r->loc);
+	if (rc) {
+		pw->recs.n--;
+		return rc;
+	}
+	r->chunk = 0;
+	for (int i = 0; i < n; i++)
+		*slot_meta(blk[i].slot) = SLOT_WHOLE | (uint64_t)i << 32 | (uint64_t)pw->recs.n;
+	pw->written += CHUNK_HEADER_LEN + r->loc.clen;
+	return 0;
+}
+
+/* The pending blocks of one file, in order: records as a checkpoint
+ * would make them (checkpoint.c's store_run). */
+static int put_file(struct prewrite *pw, pending_blk *blk, size_t n)
+{
+	pending_blk grp[MTM_CHUNK_BLOCKS];
+	int ng = 0, rc = 0;
+	for (size_t i = 0; i < n && !rc;) {
+		int64_t g = blk[i].b / MTM_CHUNK_BLOCKS;
+		size_t e = i;
+		while (e < n && blk[e].b / MTM_CHUNK_BLOCKS == g)
+			e++;
+		if (e - i == MTM_CHUNK_BLOCKS) { /* a whole aligned group: a chunk of its own */
+			rc = put(pw, blk + i, MTM_CHUNK_BLOCKS);
+		} else {
+			for (size_t k = i; k < e && !rc; k++) {
+				if (ng == MTM_CHUNK_BLOCKS) {
+					rc = put(pw, grp, ng);
+					ng = 0;
+				}
+				grp[ng++] = blk[k];
+			}
+		}
+		i = e;
+	}
+	if (!rc && ng)
+		rc = put(pw, grp, ng);
+	return rc;
+}
+
+int prewrite_tick(mtm_session *ss)
+{
+	enum { PER_TICK = 4 << 20, SUPERSEDED_FREE = 4 << 20 };
+	struct prewrite *pw = state(ss);
+	if (!pw || pw->off || secure_getenv("METAMORI_NO_PREWRITE"))
+		return 0;
+	if (pw->written >= ss->bg_limit ||
+	    (pw->superseded > SUPERSEDED_FREE && pw->superseded > pw->written / 8)) {
+		if (ss->debug)
+			fprintf(stderr, "metamori: session: no more writing ahead this interval (%llu KiB written, %llu KiB "
+			        "rewritten since)\n", (unsigned long long)pw->written >> 10,
+			        (unsigned long long)pw->superseded >> 10);
+		pw->off = 1;
+		return 0;
+	}
+	int64_t t0 = now_ns();
+	uint64_t before = pw->written;
+	int rc = 0, more = 0;
+	if (!pw->open) {
+		rc = pack_writer_begin_ahead(&pw->w, ss->s, &pw->at);
+		pw->open = 1;
+		if (rc) {
+			close_writer(pw);
+			pw->off = 1;
+			if (rc < 0 && ss->debug)
+				fprintf(stderr, "metamori: session: cannot write ahead (%s)\n", mtm_last_error());
+			return 0;
+		}
+	}
+	vec blk = VEC_INIT(pending_blk);
+	for (size_t i = 0; i < ss->bg_pre.cap && !rc; i++) {
+		const char *path = ss->bg_pre.slots[i].key;
+		precopy *pc = path ? ss->bg_pre.slots[i].val : NULL;
+		if (!pc || !precopy_unwritten(pc))
+			continue;
+		if (pw->written - before >= PER_TICK) {
+			more = 1; /* the rest at the next tick: a request waits for no more than this */
+			break;
+		}
+		blk.n = 0;
+		rc = precopy_each_unwritten(pc, &blk);
+		if (!rc) {
+			qsort(blk.v, blk.n, sizeof(pending_blk), by_block);
+			rc = put_file(pw, blk.v, blk.n);
+			precopy_mark_written(pc);
+		}
+	}
+	vec_free(&blk);
+	if (!rc)
+		rc = pack_writer_push(&pw->w);
+	if (rc) {
+		if (rc < 0 && ss->debug)
+			fprintf(stderr, "metamori: session: writing ahead failed (%s): nothing written ahead is used\n",
+			        mtm_last_error());
+		pw->off = 1;
+		pw->bad = rc < 0; /* (1: the pack is full; what was written stands) */
+		return 0;
+	}
+	if (ss->debug && pw->written != before)
+		fprintf(stderr, "metamori: session: written ahead: %llu KiB into pack %lld in %.2f ms, %llu KiB this "
+		        "interval\n", (unsigned long long)(pw->written - before) >> 10, (long long)pw->at.pack,
+		        (double)(now_ns() - t0) / 1e6, (unsigned long long)pw->written >> 10);
+	return more;
+}
+
+const pack_ahead *prewrite_ahead(mtm_session *ss)
+{
+	struct prewrite *pw = ss->pw;
+	if (!pw || !pw->open)
+		return NULL;
+	prewrite_drain(ss);
+	pw->at.end = pw->w.size;
+	close_writer(pw); /* its thread is done: the checkpoint's writer continues the file */
+	return pw->bad || !pw->recs.n ? NULL : &pw->at;
+}
+
+int prewrite_ref(mtm_session *ss, const unsigned char *slot, ahead_rec **rec, int *boff)
+{
+	struct prewrite *pw = ss ? ss->pw : NULL;
+	if (!pw || pw->bad || !slot)
+		return 0;
+	uint64_t m = *slot_meta(slot), k = m & SLOT_REC_MASK;
+	if (!k || k > pw->recs.n)
+		return 0;
+	*rec = &VEC_AT(&pw->recs, ahead_rec, k - 1);
+	*boff = (int)(m >> 32 & 0xff);
+	pw->used++;
+	return 1;
+}
+
+void prewrite_report(mtm_session *ss, char *buf, size_t len)
+{
+	struct prewrite *pw = ss->pw;
+	if (!pw || !pw->written)
+		snprintf(buf, len, "nothing written ahead");
+	else
+		snprintf(buf, len, "%llu KiB written ahead%s, %llu blocks used from it", (unsigned long long)pw->written >> 10,
+		         pw->bad ? " (not used: a failure)" : "", (unsigned long long)pw->used);
+}
+
+void prewrite_reset(mtm_session *ss)
+{
+	struct prewrite *pw = ss->pw;
+	if (!pw)
+		return;
+	close_writer(pw);
+	vec_free(&pw->recs);
+	memset(pw, 0, sizeof *pw);
+	pw->recs = (vec)VEC_INIT(ahead_rec);
+}
+
+void prewrite_free(mtm_session *ss)
+{
+	if (!ss->pw)
+		return;
+	prewrite_reset(ss);
+	vec_free(&ss->pw->recs);
+	free(ss->pw);
+	ss->pw = NULL;
+}
