@@ -246,7 +246,7 @@ static int copy_file(mtm_session *ss, parent_hashes *ph, const char *path, const
 			uint64_t h = XXH3_64bits(dst, (size_t)B), *meta = slot_meta(dst);
 			memcpy(dst + B, &h, sizeof h);
 			prewrite_slot_reused(ss, *meta);
-			pc->unwritten -= *meta == SLOT_WHOLE;
+			pc->unwritten -= *meta == SLOT_WHOLE && pc->unwritten;
 			/* (zeros are stored as no data: nothing to write ahead) */
 			*meta = got == (size_t)B && h != zero_block_hash() ? SLOT_WHOLE : 0;
 			pc->unwritten += *meta == SLOT_WHOLE;

@@ -46,6 +46,8 @@ struct prewrite {
 	uint64_t used;       /* blocks the checkpoint took from records written ahead */
 	int off;             /* no more this interval */
 	int bad;             /* something failed: nothing written this interval is used */
+	uint64_t gen;        /* of recs, in the slots that name them */
+	int taken;           /* a checkpoint took them: nothing more until the reset */
 };
 
 static struct prewrite *state(mtm_session *ss)
@@ -102,7 +104,7 @@ static int put(struct prewrite *pw, const pending_blk *blk, int n)
 	}
 	r->chunk = 0;
 	for (int i = 0; i < n; i++)
-		*slot_meta(blk[i].slot) = SLOT_WHOLE | (uint64_t)i << 32 | (uint64_t)pw->recs.n;
+		*slot_meta(blk[i].slot) = SLOT_WHOLE | pw->gen << SLOT_GEN_SHIFT | (uint64_t)i << 32 | (uint64_t)pw->recs.n;
 	pw->written += CHUNK_HEADER_LEN + r->loc.clen;
 	return 0;
 }
@@ -140,7 +142,7 @@ int prewrite_tick(mtm_session *ss)
 {
 	enum { PER_TICK = 4 << 20, SUPERSEDED_FREE = 4 << 20 };
 	struct prewrite *pw = state(ss);
-	if (!pw || pw->off || secure_getenv("METAMORI_NO_PREWRITE"))
+	if (!pw || pw->off || pw->taken || secure_getenv("METAMORI_NO_PREWRITE"))
 		return 0;
 	if (pw->written >= ss->bg_limit ||
 	    (pw->superseded > SUPERSEDED_FREE && pw->superseded > pw->written / 8)) {
@@ -179,8 +181,8 @@ int prewrite_tick(mtm_session *ss)
 		rc = precopy_each_unwritten(pc, &blk);
 		if (!rc) {
 			qsort(blk.v, blk.n, sizeof(pending_blk), by_block);
-			rc = put_file(pw, blk.v, blk.n);
-			precopy_mark_written(pc);
+			if (!(rc = put_file(pw, blk.v, blk.n)))
+				precopy_mark_written(pc);
 		}
 	}
 	vec_free(&blk);
@@ -209,6 +211,7 @@ const pack_ahead *prewrite_ahead(mtm_session *ss)
 	prewrite_drain(ss);
 	pw->at.end = pw->w.size;
 	close_writer(pw); /* its thread is done: the checkpoint's writer continues the file */
+	pw->taken = 1;
 	return pw->bad || !pw->recs.n ? NULL : &pw->at;
 }
 
@@ -218,7 +221,7 @@ int prewrite_ref(mtm_session *ss, const unsigned char *slot, ahead_rec **rec, in
 	if (!pw || pw->bad || !slot)
 		return 0;
 	uint64_t m = *slot_meta(slot), k = m & SLOT_REC_MASK;
-	if (!k || k > pw->recs.n)
+	if (!k || k > pw->recs.n || (m >> SLOT_GEN_SHIFT & SLOT_GEN_MASK) != pw->gen)
 		return 0;
 	*rec = &VEC_AT(&pw->recs, ahead_rec, k - 1);
 	*boff = (int)(m >> 32 & 0xff);
@@ -243,8 +246,10 @@ void prewrite_reset(mtm_session *ss)
 		return;
 	close_writer(pw);
 	vec_free(&pw->recs);
+	uint64_t gen = (pw->gen + 1) & SLOT_GEN_MASK;
 	memset(pw, 0, sizeof *pw);
 	pw->recs = (vec)VEC_INIT(ahead_rec);
+	pw->gen = gen;
 }
 
 void prewrite_free(mtm_session *ss)

@@ -130,11 +130,15 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
  * meta word for prewrite.c: SLOT_WHOLE if the block was whole (not a
  * file's short last block) and not all zeros when copied, the only blocks
  * written ahead; once written, the index + 1 of its record
- * (SLOT_REC_MASK) and its place in it (bits 32-39). A later copy into the
- * slot resets it. */
+ * (SLOT_REC_MASK), its place in it (bits 32-39) and the generation of
+ * the records (bits 40-62: a slot that outlives them, after a checkpoint
+ * failed to begin, never names a later record by its index). A later copy
+ * into the slot resets it. */
 #define SLOT_LEN (MTM_BLOCK + 16)
 #define SLOT_WHOLE (1ull << 63)
 #define SLOT_REC_MASK 0xffffffffull
+#define SLOT_GEN_SHIFT 40
+#define SLOT_GEN_MASK 0x7fffffull
 static inline uint64_t *slot_meta(const unsigned char *slot)
 {
 	return (uint64_t *)(uintptr_t)(slot + MTM_BLOCK + sizeof(uint64_t));

@@ -1065,6 +1065,7 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	int rc = ckpt_begin(s, &o, &r);
 	if (rc) {
 		ckpt_end(r);
+		prewrite_reset(ss); /* (what was written ahead may have been cut by now) */
 		return rc;
 	}
 	vec live = VEC_INIT(live_item), parent = VEC_INIT(entry);
