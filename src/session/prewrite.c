@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io/io.h"
 #include "session/session.h"
 #include "store/index.h"
 #include "store/pack.h"
@@ -254,8 +255,16 @@ void prewrite_reset(mtm_session *ss)
 
 void prewrite_free(mtm_session *ss)
 {
-	if (!ss->pw)
+	struct prewrite *pw = ss->pw;
+	if (!pw)
 		return;
+	if (pw->open && !pw->taken) {
+		/* no checkpoint will adopt them: cut them off now rather than
+		 * leave them for the next writer (the session's lock is still
+		 * held: nobody else appends to the pack) */
+		(void)pack_writer_drain(&pw->w);
+		(void)io_ftruncate(pw->w.fd, (off_t)pw->at.base);
+	}
 	prewrite_reset(ss);
 	vec_free(&ss->pw->recs);
 	free(ss->pw);

@@ -309,9 +309,9 @@ void session_stop(mtm_session *ss)
 	vec_free(&ss->sticky_scan);
 	pathmap_free(&ss->hashes, block_hashes_free);
 	change_set_free(&ss->bg_cs);
+	prewrite_free(ss); /* first: its thread may be writing from the pre-copy's slots */
 	pathmap_free(&ss->bg_pre, precopy_free);
 	parent_hashes_free(ss->bg_ph);
-	prewrite_free(ss);
 	if (ss->dirfd >= 0 && ss->lockfd >= 0 && ss->ctl)
 		clear_dir(ss->dirfd, ss->dir); /* the lock file stays: unlinking it would race a new session */
 	if (ss->dirfd >= 0)

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Writing ahead (src/session/prewrite.c): while the program runs, the
+session writes the blocks it pre-copied into the newest pack, past its
+committed size, and the next checkpoint names the records whose slots it
+records from. These tests check that the checkpoint uses them when it may,
+never when it may not (a block rewritten since, the pack rewritten by
+prune's gc, a failed write), that what nobody uses is counted dead or cut
+off, and that every checkpoint restores exactly and verifies."""
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+
+import mtmtest as T
+import sessiontest as S
+from test_session_cli import (poker, poker_session, poke_step, session_up, tracked_checkpoint, assert_restore_to,
+                              wait_for)
+
+
+def pack_tail(root):
+    """Bytes in the pack files past what the index says they hold: what
+    was written ahead and not (yet) committed."""
+    d = os.path.join(root, ".metamori", "packs")
+    files = sum(os.path.getsize(os.path.join(d, n)) for n in os.listdir(d))
+    return files - (T.index_value(root, "SELECT COALESCE(SUM(size), 0) FROM pack") or 0)
+
+
+def dead(root):
+    return T.index_value(root, "SELECT COALESCE(SUM(dead), 0) FROM pack") or 0
+
+
+def blocks_used(err):
+    """The "N blocks used from it" of each tracked checkpoint's debug line."""
+    return [int(m) for m in re.findall(r"written ahead(?: \(not used: a failure\))?, (\d+) blocks used from it", err)]
+
+
+def verify_data(root):
+    p = T.run(["-C", root, "verify", "--data"], check=False)
+    if p.returncode:
+        raise T.Failure("verify --data: %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+
+
+DEBUG = dict(os.environ, METAMORI_DEBUG_SESSION="1")
+
+
+def test_blocks_written_ahead_are_used():
+    """40 scattered blocks and a whole aligned group, written while the
+    program runs, are in the pack before the checkpoint is asked for; the
+    checkpoint takes all 56 from there, writes nothing dead and leaves no
+    tail; the checkpoint restores exactly and verifies."""
+    rnd = random.Random(5)
+    root = S.new_tree({"big": rnd.randbytes(2 << 20)})
+    ctl = T.tempdir("mtm-ctl-")
+    blocks = sorted(rnd.sample(range(480), 40))
+    writes = [[(b * 4096, rnd.randbytes(4096)) for b in blocks] + [(496 * 4096, rnd.randbytes(16 * 4096))]]
+    with poker_session(root, ctl, writes, os.path.join(root, "big"), env=DEBUG) as sess:
+        T.checkpoint(root, "session start")
+        poke_step(ctl, 0)
+        wait_for(lambda: pack_tail(root) >= 56 * 4096, "the blocks to be written ahead")
+        taken = [tracked_checkpoint(root, "written ahead")]
+        tail = pack_tail(root)
+    err = sess.stderr.read()
+    if blocks_used(err)[-1:] != [56]:
+        raise T.Failure("the checkpoint did not take the 56 blocks from what was written ahead: %r\n%s"
+                        % (blocks_used(err), err[-2000:]))
+    if tail or dead(root):
+        raise T.Failure("after the checkpoint: %d bytes of tail, %d dead" % (tail, dead(root)))
+    assert_restore_to(root, taken, "blocks written ahead")
+    verify_data(root)
+    T.rmtree(root)
+
+
+def test_block_rewritten_after_it_was_written_ahead():
+    """Block 5 is written ahead, then rewritten (with block 7) and written
+    ahead again: the checkpoint records the newest bytes, and the first
+    record (one block and its 40-byte header) is counted dead, exactly."""
+    rnd = random.Random(6)
+    root = S.new_tree({"f": rnd.randbytes(16 * 4096)})
+    ctl = T.tempdir("mtm-ctl-")
+    # (random bytes: stored raw, so the records' sizes are known)
+    writes = [[(5 * 4096, rnd.randbytes(4096))], [(5 * 4096, rnd.randbytes(4096)), (7 * 4096, rnd.randbytes(4096))]]
+    with poker_session(root, ctl, writes, os.path.join(root, "f"), env=DEBUG) as sess:
+        T.checkpoint(root, "session start")
+        poke_step(ctl, 0)
+        wait_for(lambda: pack_tail(root) >= 4096 + 40, "block 5 to be written ahead")
+        poke_step(ctl, 1)
+        # (block 7 is enough to wait for: if block 5's new bytes were not
+        # written ahead, its first record must not be used for them)
+        wait_for(lambda: pack_tail(root) >= 2 * 4096 + 80, "block 7 to be written ahead")
+        taken = [tracked_checkpoint(root, "rewritten")]
+    err = sess.stderr.read()
+    assert_restore_to(root, taken, "a block rewritten after it was written ahead")
+    if blocks_used(err)[-1:] != [2]:
+        raise T.Failure("blocks used from what was written ahead: %r" % blocks_used(err))
+    if dead(root) != 4096 + 40:
+        raise T.Failure("%d bytes counted dead, not the first record's %d" % (dead(root), 4096 + 40))
+    verify_data(root)
+    T.rmtree(root)
+
+
+def test_prune_rewrites_the_pack_written_into():
+    """prune's gc rewrites the pack the session is writing ahead into (and
+    removes it) between two checkpoints: the records written into the old
+    file are not used, and the checkpoint is exact."""
+    rnd = random.Random(7)
+    root = S.new_tree({"f": rnd.randbytes(64 * 4096)})
+    ctl = T.tempdir("mtm-ctl-")
+    writes = [[(0, rnd.randbytes(64 * 4096))], [(b * 4096, rnd.randbytes(4096)) for b in range(0, 64, 8)]]
+    packs = os.path.join(root, ".metamori", "packs")
+    with poker_session(root, ctl, writes, os.path.join(root, "f"), env=DEBUG) as sess:
+        T.checkpoint(root, "session start")
+        poke_step(ctl, 0)
+        taken = [tracked_checkpoint(root, "all rewritten")]
+        poke_step(ctl, 1)
+        before = sorted(os.listdir(packs))
+        wait_for(lambda: pack_tail(root) >= 8 * 4096, "the blocks to be written ahead")
+        T.run(["-C", root, "prune", "--keep-last", "1", "--gc-threshold", "0"])
+        if set(before) <= set(os.listdir(packs)):
+            raise T.Failure("gc did not rewrite the pack written into: %r then %r" % (before, os.listdir(packs)))
+        taken.append(tracked_checkpoint(root, "after gc"))
+    err = sess.stderr.read()
+    if blocks_used(err)[-1:] != [0]:
+        raise T.Failure("blocks used from a pack gc had removed: %r" % blocks_used(err))
+    assert_restore_to(root, taken[1:], "the pack written into was rewritten")
+    verify_data(root)
+    T.rmtree(root)
+
+
+def test_session_killed_after_writing_ahead():
+    """The session dies (SIGKILL) with records written ahead: they are an
+    unreferenced tail, which the next checkpoint's writer cuts off; that
+    checkpoint is exact and the store verifies."""
+    rnd = random.Random(8)
+    root = S.new_tree({"f": rnd.randbytes(256 * 4096)})
+    ctl = T.tempdir("mtm-ctl-")
+    writes = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(256), 30)]]
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, writes, os.path.join(root, "f")),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        T.checkpoint(root, "session start")
+        poke_step(ctl, 0)
+        wait_for(lambda: pack_tail(root) >= 30 * 4096, "the blocks to be written ahead")
+        os.kill(sess.pid, signal.SIGKILL)
+        sess.wait(timeout=60)
+        man = T.manifest(root)
+        ckpt = T.checkpoint(root, "after the kill")
+        if pack_tail(root):
+            raise T.Failure("%d bytes written ahead by the dead session are still there" % pack_tail(root))
+        assert_restore_to(root, [(ckpt, man)], "after a session died having written ahead")
+        verify_data(root)
+    finally:
+        open(os.path.join(ctl, "stop"), "w").close()
+        if sess.poll() is None:
+            sess.kill()
+            sess.wait()
+    T.rmtree(root)
+
+
+def test_session_ends_with_records_written_ahead():
+    """Blocks written ahead after the last checkpoint, and the session ends:
+    it cuts them off itself (no tail is left for the next writer)."""
+    rnd = random.Random(9)
+    root = S.new_tree({"f": rnd.randbytes(64 * 4096)})
+    ctl = T.tempdir("mtm-ctl-")
+    writes = [[(b * 4096, rnd.randbytes(4096)) for b in range(0, 64, 4)]]
+    with poker_session(root, ctl, writes, os.path.join(root, "f")):
+        T.checkpoint(root, "session start")
+        poke_step(ctl, 0)
+        wait_for(lambda: pack_tail(root) >= 16 * 4096, "the blocks to be written ahead")
+    if pack_tail(root):
+        raise T.Failure("the session left %d bytes written ahead past the packs' committed sizes" % pack_tail(root))
+    verify_data(root)
+    T.rmtree(root)
+
+
+def test_writing_ahead_fails():
+    """An injected EIO on the session's Nth write, N swept: whatever write
+    it hits (its start, writing ahead, a checkpoint), the session refuses
+    to start with one line, or each checkpoint is exact or fails with one
+    line and records nothing, and the next is exact. Some N must hit a
+    write ahead, and then nothing written ahead is used."""
+    rnd = random.Random(10)
+    hit = 0
+    for n in range(1, 25):
+        root = S.new_tree({"big": rnd.randbytes(1 << 20)})
+        ctl = T.tempdir("mtm-ctl-")
+        steps = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(256), 40)]]
+        env = dict(DEBUG, METAMORI_FAULT="write:%d:EIO" % n)
+        sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, steps, os.path.join(root, "big")),
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: session_up(root) or sess.poll() is not None, "the session")
+        taken = []
+        if session_up(root):
+            poke_step(ctl, 0)
+            time.sleep(0.3)  # passes (and writes ahead) run every 10-20 ms
+            man = T.manifest(root)
+            p = T.run(["-C", root, "checkpoint"], check=False)
+            if p.returncode:
+                line = p.stderr.strip()
+                if p.returncode != 1 or "\n" in line or not line.startswith("metamori: "):
+                    raise T.Failure("write %d: %d %r" % (n, p.returncode, p.stderr))
+                if [e["id"] for e in T.log_json(root)] != [1]:
+                    raise T.Failure("write %d: a failed checkpoint was recorded" % n)
+            else:
+                taken.append((int(p.stdout.split()[1]), man))
+            man = T.manifest(root)
+            out = T.run(["-C", root, "checkpoint"]).stdout  # (scanned after a failed one)
+            taken.append((int(out.split()[1]), man))
+            open(os.path.join(ctl, "stop"), "w").close()
+            sess.wait(timeout=60)
+            err = sess.stderr.read()
+            if "writing ahead failed" in err:
+                hit += 1
+                if any(blocks_used(err)):
+                    raise T.Failure("write %d: blocks were used from a failed write ahead: %r" % (n, blocks_used(err)))
+        else:
+            err = sess.stderr.read().strip().splitlines()
+            if sess.wait() == 0 or not err or not err[-1].startswith("metamori: "):
+                raise T.Failure("write %d: the session ended %s: %r" % (n, sess.returncode, err))
+        assert_restore_to(root, taken, "write %d failed" % n)
+        verify_data(root)
+        T.rmtree(root)
+        T.rmtree(ctl)
+    print("  %d of 24 runs failed a write ahead" % hit)
+    if not hit:
+        raise T.Failure("no injected write failed a write ahead")
+
+
+if __name__ == "__main__":
+    T.main([test_blocks_written_ahead_are_used, test_block_rewritten_after_it_was_written_ahead,
+            test_prune_rewrites_the_pack_written_into, test_session_killed_after_writing_ahead,
+            test_session_ends_with_records_written_ahead, test_writing_ahead_fails])
