@@ -184,6 +184,18 @@ static int cmp_need(const void *x, const void *y)
 	return a->boff < b->boff ? -1 : a->boff > b->boff;
 }
 
+typedef struct { int64_t pack, off, boff; size_t i; } placed;
+
+static int cmp_placed(const void *x, const void *y)
+{
+	const placed *a = x, *b = y;
+	if (a->pack != b->pack)
+		return a->pack < b->pack ? -1 : 1;
+	if (a->off != b->off)
+		return a->off < b->off ? -1 : 1;
+	return a->boff < b->boff ? -1 : a->boff > b->boff;
+}
+
 void filemap_gather(pack_reader *pr, blockcache *bc, const filemap_job *jobs, size_t njobs)
 {
 	vec need = VEC_INIT(blockref);
@@ -219,10 +231,24 @@ void filemap_gather(pack_reader *pr, blockcache *bc, const filemap_job *jobs, si
 	if (ids)
 		pack_preload(pr, ids, nids);
 	free(ids);
-	unsigned char one[MTM_BLOCK];
-	for (size_t i = 0; i < need.n; i++) {
+	/* and then read in the order they lie in the packs: a session writes
+	 * blocks ahead as the program writes them (session/prewrite.c), so
+	 * chunk ids, given out at the checkpoint in path order, are not in
+	 * the records' order there */
+	placed *at = need.n > 1 ? malloc(need.n * sizeof *at) : NULL;
+	for (size_t i = 0; at && i < need.n; i++) {
 		const blockref *b = &VEC_AT(&need, blockref, i);
-		if (i && !cmp_need(b, b - 1))
+		at[i] = (placed){0, 0, b->boff, i};
+		if (!pack_chunk_where(pr, b->chunk, &at[i].pack, &at[i].off))
+			at[i].pack = INT64_MAX, at[i].off = b->chunk; /* (unknown: last, in chunk order) */
+	}
+	if (at)
+		qsort(at, need.n, sizeof *at, cmp_placed);
+	unsigned char one[MTM_BLOCK];
+	for (size_t k = 0; k < need.n; k++) {
+		size_t i = at ? at[k].i : k;
+		const blockref *b = &VEC_AT(&need, blockref, i);
+		if (k && !cmp_need(b, &VEC_AT(&need, blockref, at ? at[k - 1].i : k - 1)))
 			continue; /* the same block twice */
 		if (bc_has_room(bc)) {
 			if (pack_block_if_cached(pr, b->chunk, b->boff, b->hash, one))
@@ -231,6 +257,8 @@ void filemap_gather(pack_reader *pr, blockcache *bc, const filemap_job *jobs, si
 			pack_prefetch(pr, b->chunk, b->boff, 0);
 		}
 	}
+	pack_prefetch_flush(pr);
+	free(at);
 	vec_free(&need);
 }
 

@@ -493,6 +493,7 @@ int pack_reader_init(pack_reader *r, mtm_store *s)
 {
 	memset(r, 0, sizeof *r);
 	r->s = s;
+	r->ahead.fd = -1;
 	r->memo_rows = (vec)VEC_INIT(chunk_row);
 	for (int i = 0; i < 8; i++)
 		r->fds[i].fd = -1;
@@ -524,8 +525,11 @@ static int pack_fd(pack_reader *r, int64_t pack, int *fd)
 	if (rc)
 		return mtm_set_error(rc == ENOENT ? MTM_ECORRUPT : rc, "%s/.metamori/%s: %s", r->s->root, name,
 		                     rc == ENOENT ? "pack file is missing" : strerror(rc));
-	if (r->fds[slot].fd >= 0)
+	if (r->fds[slot].fd >= 0) {
+		if (r->fds[slot].fd == r->ahead.fd)
+			pack_prefetch_flush(r); /* (while the fd is still that pack) */
 		close(r->fds[slot].fd);
+	}
 	r->fds[slot].id = pack;
 	r->fds[slot].fd = nfd;
 	*fd = nfd;
@@ -541,6 +545,16 @@ static const chunk_row *memo_get(const pack_reader *r, int64_t id)
 {
 	const uint64_t *v = keymap_get(&r->memo, id, 0);
 	return v && *v ? &VEC_AT(&r->memo_rows, chunk_row, *v - 1) : NULL;
+}
+
+int pack_chunk_where(const pack_reader *r, int64_t chunk_id, int64_t *pack, int64_t *off)
+{
+	const chunk_row *c = memo_get(r, chunk_id);
+	if (c) {
+		*pack = c->pack;
+		*off = c->off;
+	}
+	return c != NULL;
 }
 
 static void memo_put(pack_reader *r, int64_t id, const chunk_row *c)
@@ -623,6 +637,7 @@ void pack_preload(pack_reader *r, const int64_t *ids, size_t n)
 
 int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, size_t *plen)
 {
+	pack_prefetch_flush(r);
 	for (int i = 0; i < 4; i++)
 		if (r->cache[i].id == chunk_id && r->cache[i].len) {
 			*plain = r->cache[i].data;
@@ -662,6 +677,7 @@ int pack_read(pack_reader *r, int64_t chunk_id, const unsigned char **plain, siz
 
 int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out)
 {
+	pack_prefetch_flush(r);
 	chunk_row c;
 	int rc;
 	MTM_TRY(lookup_chunk(r, chunk_id, &c));
@@ -725,10 +741,32 @@ void pack_prefetch(pack_reader *r, int64_t chunk_id, int64_t boff, int whole)
 		mtm_clear_error();
 		return;
 	}
-	if (whole || codec != CODEC_RAW || clen != plen)
-		posix_fadvise(fd, (off_t)off, (off_t)(CHUNK_HEADER_LEN + clen), POSIX_FADV_WILLNEED);
-	else
-		posix_fadvise(fd, (off_t)(off + CHUNK_HEADER_LEN + boff * MTM_BLOCK), MTM_BLOCK, POSIX_FADV_WILLNEED);
+	int64_t from = off, to = off + CHUNK_HEADER_LEN + clen;
+	if (!whole && codec == CODEC_RAW && clen == plen) {
+		from = off + CHUNK_HEADER_LEN + boff * MTM_BLOCK;
+		to = from + MTM_BLOCK;
+	}
+	/* A restore announces its blocks in the order they lie: the blocks of
+	 * one record, and records written one after the other, go to the
+	 * kernel as one range (one call and one larger read, where there was
+	 * one of each per 4 KiB block), reading a little between them. */
+	enum { GAP = 64 << 10 };
+	if (r->ahead.fd == fd && from >= r->ahead.from && from <= r->ahead.to + GAP) {
+		if (to > r->ahead.to)
+			r->ahead.to = to;
+		return;
+	}
+	pack_prefetch_flush(r);
+	r->ahead.fd = fd;
+	r->ahead.from = from;
+	r->ahead.to = to;
+}
+
+void pack_prefetch_flush(pack_reader *r)
+{
+	if (r->ahead.fd >= 0 && r->ahead.to > r->ahead.from)
+		posix_fadvise(r->ahead.fd, (off_t)r->ahead.from, (off_t)(r->ahead.to - r->ahead.from), POSIX_FADV_WILLNEED);
+	r->ahead.fd = -1;
 }
 
 int pack_block_if_cached(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out)
@@ -763,6 +801,7 @@ int pack_block_if_cached(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_
 
 void pack_reader_free(pack_reader *r)
 {
+	r->ahead.fd = -1; /* (nothing to announce: nobody reads now) */
 	for (int i = 0; i < 8; i++)
 		if (r->fds[i].fd >= 0)
 			close(r->fds[i].fd);

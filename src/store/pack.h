@@ -135,6 +135,9 @@ typedef struct {
 	sqlite3_stmt *lookup;
 	uint64_t bytes_read;
 	unsigned char *blockbuf; /* pack_read_block: a record's header */
+	/* announced reads not passed on to the kernel yet (pack_prefetch):
+	 * near ranges of one pack go as one */
+	struct { int fd; int64_t from, to; } ahead;
 	/* chunk rows looked up by pack_preload (the reader lives in one read
 	 * transaction: they cannot change), for a restore's reads: chunk id ->
 	 * index in memo_rows + 1 */
@@ -159,6 +162,8 @@ int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t has
  * first, so a cold disk serves them together instead of one at a time.
  * Best effort: errors are left to the read. */
 void pack_prefetch(pack_reader *r, int64_t chunk_id, int64_t boff, int whole);
+/* Passes on what pack_prefetch holds back (any read does it first). */
+void pack_prefetch_flush(pack_reader *r);
 /* Looks up the rows of chunks ids (ascending) in one pass, stepping over
  * near rows instead of seeking each, and remembers them for the reads to
  * come. Best effort: a missing or unreadable row is left to its read. */
@@ -167,6 +172,8 @@ void pack_preload(pack_reader *r, const int64_t *ids, size_t n);
  * pack_read_block, if it could be read from the page cache without waiting
  * (RWF_NOWAIT); else announces it (pack_prefetch) and returns 0: the block
  * is then pack_read_block's, which reports whatever is wrong with it. */
+/* 1 and where chunk chunk_id's record lies, if pack_preload remembered its row. */
+int pack_chunk_where(const pack_reader *r, int64_t chunk_id, int64_t *pack, int64_t *off);
 int pack_block_if_cached(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out);
 void pack_reader_free(pack_reader *r);
 
