@@ -49,6 +49,7 @@ struct prewrite {
 	int bad;             /* something failed: nothing written this interval is used */
 	uint64_t gen;        /* of recs, in the slots that name them */
 	int taken;           /* a checkpoint took them: nothing more until the reset */
+	int more;            /* the last tick left blocks for the next */
 };
 
 static struct prewrite *state(mtm_session *ss)
@@ -139,12 +140,13 @@ static int put_file(struct prewrite *pw, pending_blk *blk, size_t n)
 	return rc;
 }
 
-int prewrite_tick(mtm_session *ss)
+int prewrite_tick(mtm_session *ss, int copied)
 {
 	enum { PER_TICK = 4 << 20, SUPERSEDED_FREE = 4 << 20 };
 	struct prewrite *pw = state(ss);
-	if (!pw || pw->off || pw->taken || secure_getenv("METAMORI_NO_PREWRITE"))
+	if (!pw || pw->off || pw->taken || (!copied && !pw->more) || secure_getenv("METAMORI_NO_PREWRITE"))
 		return 0;
+	pw->more = 0;
 	if (pw->written >= ss->bg_limit ||
 	    (pw->superseded > SUPERSEDED_FREE && pw->superseded > pw->written / 8)) {
 		if (ss->debug)
@@ -201,6 +203,7 @@ int prewrite_tick(mtm_session *ss)
 		fprintf(stderr, "metamori: session: written ahead: %llu KiB into pack %lld in %.2f ms, %llu KiB this "
 		        "interval\n", (unsigned long long)(pw->written - before) >> 10, (long long)pw->at.pack,
 		        (double)(now_ns() - t0) / 1e6, (unsigned long long)pw->written >> 10);
+	pw->more = more;
 	return more;
 }
 
