@@ -49,7 +49,7 @@ struct prewrite {
 	int bad;             /* something failed: nothing written this interval is used */
 	uint64_t gen;        /* of recs, in the slots that name them */
 	int taken;           /* a checkpoint took them: nothing more until the reset */
-	int more;            /* the last tick left blocks for the next */
+	int pending;         /* passes copied blocks not looked at since */
 };
 
 static struct prewrite *state(mtm_session *ss)
@@ -140,13 +140,21 @@ static int put_file(struct prewrite *pw, pending_blk *blk, size_t n)
 	return rc;
 }
 
-int prewrite_tick(mtm_session *ss, int copied)
+int prewrite_tick(mtm_session *ss, uint64_t copied)
 {
-	enum { PER_TICK = 4 << 20, SUPERSEDED_FREE = 4 << 20 };
+	enum { PER_TICK = 4 << 20, SUPERSEDED_FREE = 4 << 20, QUIET = 1 << 20 };
 	struct prewrite *pw = state(ss);
-	if (!pw || pw->off || pw->taken || (!copied && !pw->more) || secure_getenv("METAMORI_NO_PREWRITE"))
+	if (!pw || pw->off || pw->taken || secure_getenv("METAMORI_NO_PREWRITE"))
 		return 0;
-	pw->more = 0;
+	if (copied)
+		pw->pending = 1;
+	/* Not while the program writes hard (the last pass copied more than
+	 * QUIET): what it writes now it may write again, and a program that
+	 * writes all the time (fio, a log) would get its writes' bandwidth
+	 * shared with ours. A burst's blocks are written once it ends, which
+	 * is when a checkpoint tends to be asked for. */
+	if (!pw->pending || copied > QUIET)
+		return 0;
 	if (pw->written >= ss->bg_limit ||
 	    (pw->superseded > SUPERSEDED_FREE && pw->superseded > pw->written / 8)) {
 		if (ss->debug)
@@ -203,7 +211,7 @@ int prewrite_tick(mtm_session *ss, int copied)
 		fprintf(stderr, "metamori: session: written ahead: %llu KiB into pack %lld in %.2f ms, %llu KiB this "
 		        "interval\n", (unsigned long long)(pw->written - before) >> 10, (long long)pw->at.pack,
 		        (double)(now_ns() - t0) / 1e6, (unsigned long long)pw->written >> 10);
-	pw->more = more;
+	pw->pending = more;
 	return more;
 }
 

@@ -150,12 +150,12 @@ size_t precopy_unwritten(const precopy *pc);
 int precopy_each_unwritten(const precopy *pc, vec *out);
 void precopy_mark_written(precopy *pc);
 
-/* Writing ahead (prewrite.c): after a pass (copied: it copied blocks),
- * records for the whole blocks held that have none (1: more remain for
- * the next tick; without either, nothing is looked at); drain: before a
+/* Writing ahead (prewrite.c): after a pass that copied `copied` bytes,
+ * records for the whole blocks held that have none, once the passes find
+ * the program quiet (1: more remain for the next tick); drain: before a
  * pass rewrites slots, until the writer's thread has written them;
  * slot_reused: a slot whose meta was old_meta is copied into again. */
-int prewrite_tick(mtm_session *ss, int copied);
+int prewrite_tick(mtm_session *ss, uint64_t copied);
 void prewrite_drain(mtm_session *ss);
 void prewrite_slot_reused(mtm_session *ss, uint64_t old_meta);
 /* For the checkpoint's pack writer (checkpoint.c): the records written
