@@ -26,11 +26,13 @@ import rlib
 JOB = r"""set -e
 M=$1; R=$2; S=$3
 echo one >> $R/a; head -c 50000 /dev/urandom > $R/b; mkdir -p $R/d; echo x > $R/d/x
+python3 -c "import os; open('$R/e', 'wb').write(os.urandom(40960))"
 $M -C $R checkpoint -q -m t1 > $S/id1.tmp; mv $S/id1.tmp $S/id1
 mkdir -p $S/c1; cp -a $R/. $S/c1/; rm -rf $S/c1/.metamori
 dd if=/dev/urandom of=$R/a bs=4096 count=3 seek=5 conv=notrunc status=none; rm $R/b; echo c > $R/c
 ln -s a $R/l
-sleep 0.3  # time for the session to write a's new blocks ahead (src/session/prewrite.c): kill points there too
+python3 -c "import os; fd = os.open('$R/e', os.O_WRONLY); os.pwrite(fd, os.urandom(12288), 8192)"
+sleep 0.3  # time for the session to write e's new blocks ahead (src/session/prewrite.c): kill points there too
 $M -C $R checkpoint -q -m t2 > $S/id2.tmp; mv $S/id2.tmp $S/id2
 mkdir -p $S/c2; cp -a $R/. $S/c2/; rm -rf $S/c2/.metamori
 """
