@@ -320,8 +320,8 @@ int session_precopy_tick(mtm_session *ss)
 	if (!ss->bg_wait_ms)
 		ss->bg_wait_ms = FAST_MS;
 	int64_t now = now_ns(), due = ss->bg_last_ns + (int64_t)ss->bg_wait_ms * 1000000;
-	if (now < due)
-		return (int)((due - now + 999999) / 1000000);
+	if (now < due) /* (between passes, writing ahead goes on if it has more) */
+		return prewrite_tick(ss, 0) ? 1 : (int)((due - now + 999999) / 1000000);
 	uint64_t before = ss->bg_read;
 	size_t files_before = ss->bg_cs.files.n, meta_before = ss->bg_cs.meta.n, ns_before = ss->bg_cs.ns.n;
 	int rc = precopy_pass(ss, &ss->bg_cs, &ss->bg_pre, &ss->bg_held, &ss->bg_read, ss->bg_limit);

@@ -48,6 +48,7 @@ struct prewrite {
 	int off;             /* no more this interval */
 	int bad;             /* something failed: nothing written this interval is used */
 	uint64_t gen;        /* of recs, in the slots that name them */
+	uint64_t tick_start, tick_limit; /* written when this tick began; its share */
 	int taken;           /* a checkpoint took them: nothing more until the reset */
 	int pending;         /* passes copied blocks not looked at since */
 };
@@ -66,11 +67,12 @@ static void close_writer(struct prewrite *pw)
 	pw->open = 0;
 }
 
-/* Waits until the thread has written what it was given. */
+/* Hands over anything still buffered and waits until the thread has
+ * written it all. */
 void prewrite_drain(mtm_session *ss)
 {
 	struct prewrite *pw = ss->pw;
-	if (pw && pw->open && pack_writer_drain(&pw->w)) {
+	if (pw && pw->open && (pack_writer_push(&pw->w) || pack_writer_drain(&pw->w))) {
 		if (ss->debug)
 			fprintf(stderr, "metamori: session: writing ahead failed (%s): nothing written ahead is used\n",
 			        mtm_last_error());
@@ -90,7 +92,9 @@ static int by_block(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* One record of n blocks; each slot then names it. 1: the pack is full. */
+/* One record of n blocks; each slot then names it. 1: the pack is full;
+ * TICK_FULL: this tick has written its share (after this record). */
+enum { TICK_FULL = 2 };
 static int put(struct prewrite *pw, const pending_blk *blk, int n)
 {
 	pack_piece pc[MTM_CHUNK_BLOCKS];
@@ -108,7 +112,7 @@ static int put(struct prewrite *pw, const pending_blk *blk, int n)
 	for (int i = 0; i < n; i++)
 		*slot_meta(blk[i].slot) = SLOT_WHOLE | pw->gen << SLOT_GEN_SHIFT | (uint64_t)i << 32 | (uint64_t)pw->recs.n;
 	pw->written += CHUNK_HEADER_LEN + r->loc.clen;
-	return 0;
+	return pw->written - pw->tick_start >= pw->tick_limit ? TICK_FULL : 0;
 }
 
 /* The pending blocks of one file, in order: records as a checkpoint
@@ -142,7 +146,11 @@ static int put_file(struct prewrite *pw, pending_blk *blk, size_t n)
 
 int prewrite_tick(mtm_session *ss, uint64_t copied)
 {
-	enum { PER_TICK = 4 << 20, SUPERSEDED_FREE = 4 << 20, QUIET = 1 << 20 };
+	/* A tick hands the thread one job, less than the writer hands over by
+	 * itself (FLUSH_AT), and only when the thread is idle: the session's
+	 * loop never waits for the disk here, so a request is answered at
+	 * once, and the next share goes a millisecond later. */
+	enum { PER_TICK = (1 << 20) - CHUNK_MAX_PLAIN - CHUNK_HEADER_LEN, SUPERSEDED_FREE = 4 << 20, QUIET = 1 << 20 };
 	struct prewrite *pw = state(ss);
 	if (!pw || pw->off || pw->taken || secure_getenv("METAMORI_NO_PREWRITE"))
 		return 0;
@@ -164,8 +172,12 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 		pw->off = 1;
 		return 0;
 	}
+	if (pw->open && pack_writer_busy(&pw->w))
+		return 1; /* (the thread is still writing the last share) */
 	int64_t t0 = now_ns();
 	uint64_t before = pw->written;
+	pw->tick_start = before;
+	pw->tick_limit = PER_TICK;
 	int rc = 0, more = 0;
 	if (!pw->open) {
 		rc = pack_writer_begin_ahead(&pw->w, ss->s, &pw->at);
@@ -184,16 +196,17 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 		precopy *pc = path ? ss->bg_pre.slots[i].val : NULL;
 		if (!pc || !precopy_unwritten(pc))
 			continue;
-		if (pw->written - before >= PER_TICK) {
-			more = 1; /* the rest at the next tick: a request waits for no more than this */
-			break;
-		}
 		blk.n = 0;
 		rc = precopy_each_unwritten(pc, &blk);
 		if (!rc) {
 			qsort(blk.v, blk.n, sizeof(pending_blk), by_block);
 			if (!(rc = put_file(pw, blk.v, blk.n)))
 				precopy_mark_written(pc);
+		}
+		if (rc == TICK_FULL) {
+			more = 1; /* the rest at the next tick (this file's too: it is still counted unwritten) */
+			rc = 0;
+			break;
 		}
 	}
 	vec_free(&blk);
@@ -221,7 +234,7 @@ const pack_ahead *prewrite_ahead(mtm_session *ss)
 	if (!pw || !pw->open)
 		return NULL;
 	prewrite_drain(ss);
-	pw->at.end = pw->w.size;
+	pw->at.end = pw->w.size; /* (all of it handed over and written by the drain) */
 	close_writer(pw); /* its thread is done: the checkpoint's writer continues the file */
 	pw->taken = 1;
 	return pw->bad || !pw->recs.n ? NULL : &pw->at;
@@ -273,6 +286,7 @@ void prewrite_free(mtm_session *ss)
 		/* no checkpoint will adopt them: cut them off now rather than
 		 * leave them for the next writer (the session's lock is still
 		 * held: nobody else appends to the pack) */
+		(void)pack_writer_push(&pw->w);
 		(void)pack_writer_drain(&pw->w);
 		(void)io_ftruncate(pw->w.fd, (off_t)pw->at.base);
 	}

@@ -263,6 +263,17 @@ int flusher_init(pack_writer *w)
 
 int flusher_synced(const pack_writer *w) { return w->fl->synced; }
 
+int flusher_busy(pack_writer *w)
+{
+	struct pack_flusher *f = w->fl;
+	if (!f || !f->started)
+		return 0;
+	pthread_mutex_lock(&f->mu);
+	int busy = f->busy;
+	pthread_mutex_unlock(&f->mu);
+	return busy;
+}
+
 void flusher_free(pack_writer *w)
 {
 	struct pack_flusher *f = w->fl;

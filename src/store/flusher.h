@@ -20,6 +20,8 @@ int flusher_init(pack_writer *w);
 int flusher_hand_over(pack_writer *w, int sync);
 /* Waits for the job in hand; the first failure, as an error line. */
 int flusher_wait(pack_writer *w);
+/* 1 while the thread is writing a job (a hand-over now would wait). */
+int flusher_busy(pack_writer *w);
 /* After flusher_wait: the fsyncs were done. */
 int flusher_synced(const pack_writer *w);
 /* Joins the thread (after the job in hand) and frees it. */

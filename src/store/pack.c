@@ -372,6 +372,8 @@ int pack_writer_push(pack_writer *w) { return flush(w); }
 
 int pack_writer_drain(pack_writer *w) { return w->fl ? flusher_wait(w) : 0; }
 
+int pack_writer_busy(pack_writer *w) { return flusher_busy(w); }
+
 int pack_adopt(pack_writer *w, const pack_loc *loc, int64_t *chunk_id)
 {
 	if (!w->ahead_kept || loc->pack != w->ahead.pack || loc->off < w->ahead.base ||

@@ -115,6 +115,8 @@ int pack_put_ahead(pack_writer *w, const pack_piece *pc, int n, size_t len, pack
 /* Hands what is buffered to the thread; drain waits for it (its first error). */
 int pack_writer_push(pack_writer *w);
 int pack_writer_drain(pack_writer *w);
+/* 1 while the thread is writing what it was given: a push would wait. */
+int pack_writer_busy(pack_writer *w);
 /* In the checkpoint's writer (ahead_kept): the chunk id for a record
  * written ahead, an identical chunk's if there is one (the record then
  * stays dead), else a new row naming the record. Records nobody adopts are
