@@ -48,7 +48,7 @@ struct prewrite {
 	int off;             /* no more this interval */
 	int bad;             /* something failed: nothing written this interval is used */
 	uint64_t gen;        /* of recs, in the slots that name them */
-	uint64_t tick_start, tick_limit; /* written when this tick began; its share */
+	uint64_t tick_start; /* written when this tick began */
 	int taken;           /* a checkpoint took them: nothing more until the reset */
 	int pending;         /* passes copied blocks not looked at since */
 };
@@ -67,17 +67,22 @@ static void close_writer(struct prewrite *pw)
 	pw->open = 0;
 }
 
+/* A write ahead failed: none of this interval's is used, no more are made. */
+static void failed(mtm_session *ss, struct prewrite *pw)
+{
+	if (ss->debug)
+		fprintf(stderr, "metamori: session: writing ahead failed (%s): nothing written ahead is used\n",
+		        mtm_last_error());
+	pw->bad = pw->off = 1;
+}
+
 /* Hands over anything still buffered and waits until the thread has
  * written it all. */
 void prewrite_drain(mtm_session *ss)
 {
 	struct prewrite *pw = ss->pw;
-	if (pw && pw->open && (pack_writer_push(&pw->w) || pack_writer_drain(&pw->w))) {
-		if (ss->debug)
-			fprintf(stderr, "metamori: session: writing ahead failed (%s): nothing written ahead is used\n",
-			        mtm_last_error());
-		pw->bad = pw->off = 1;
-	}
+	if (pw && pw->open && (pack_writer_push(&pw->w) || pack_writer_drain(&pw->w)))
+		failed(ss, pw);
 }
 
 void prewrite_slot_reused(mtm_session *ss, uint64_t old_meta)
@@ -91,6 +96,12 @@ static int by_block(const void *a, const void *b)
 	int64_t x = ((const pending_blk *)a)->b, y = ((const pending_blk *)b)->b;
 	return x < y ? -1 : x > y;
 }
+
+/* A tick hands the writer's thread one share, less than the writer hands
+ * over by itself (FLUSH_AT), and only when the thread is idle: the
+ * session's loop never waits for the disk here, so a request is answered
+ * at once, and the next share goes a millisecond later. */
+enum { PER_TICK = (1 << 20) - CHUNK_MAX_PLAIN - CHUNK_HEADER_LEN };
 
 /* One record of n blocks; each slot then names it. 1: the pack is full;
  * TICK_FULL: this tick has written its share (after this record). */
@@ -112,7 +123,7 @@ static int put(struct prewrite *pw, const pending_blk *blk, int n)
 	for (int i = 0; i < n; i++)
 		*slot_meta(blk[i].slot) = SLOT_WHOLE | pw->gen << SLOT_GEN_SHIFT | (uint64_t)i << 32 | (uint64_t)pw->recs.n;
 	pw->written += CHUNK_HEADER_LEN + r->loc.clen;
-	return pw->written - pw->tick_start >= pw->tick_limit ? TICK_FULL : 0;
+	return pw->written - pw->tick_start >= PER_TICK ? TICK_FULL : 0;
 }
 
 /* The pending blocks of one file, in order: records as a checkpoint
@@ -146,11 +157,7 @@ static int put_file(struct prewrite *pw, pending_blk *blk, size_t n)
 
 int prewrite_tick(mtm_session *ss, uint64_t copied)
 {
-	/* A tick hands the thread one job, less than the writer hands over by
-	 * itself (FLUSH_AT), and only when the thread is idle: the session's
-	 * loop never waits for the disk here, so a request is answered at
-	 * once, and the next share goes a millisecond later. */
-	enum { PER_TICK = (1 << 20) - CHUNK_MAX_PLAIN - CHUNK_HEADER_LEN, SUPERSEDED_FREE = 4 << 20, QUIET = 1 << 20 };
+	enum { SUPERSEDED_FREE = 4 << 20, QUIET = 1 << 20 };
 	struct prewrite *pw = state(ss);
 	if (!pw || pw->off || pw->taken || secure_getenv("METAMORI_NO_PREWRITE"))
 		return 0;
@@ -177,7 +184,6 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 	int64_t t0 = now_ns();
 	uint64_t before = pw->written;
 	pw->tick_start = before;
-	pw->tick_limit = PER_TICK;
 	int rc = 0, more = 0;
 	if (!pw->open) {
 		rc = pack_writer_begin_ahead(&pw->w, ss->s, &pw->at);
@@ -213,11 +219,9 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 	if (!rc)
 		rc = pack_writer_push(&pw->w);
 	if (rc) {
-		if (rc < 0 && ss->debug)
-			fprintf(stderr, "metamori: session: writing ahead failed (%s): nothing written ahead is used\n",
-			        mtm_last_error());
-		pw->off = 1;
-		pw->bad = rc < 0; /* (1: the pack is full; what was written stands) */
+		if (rc < 0)
+			failed(ss, pw);
+		pw->off = 1; /* (1: the pack is full; what was written stands) */
 		return 0;
 	}
 	if (ss->debug && pw->written != before)

@@ -160,12 +160,11 @@ void prewrite_drain(mtm_session *ss);
 void prewrite_slot_reused(mtm_session *ss, uint64_t old_meta);
 /* For the checkpoint's pack writer (checkpoint.c): the records written
  * ahead in this interval, NULL if none can be used; their writer is closed. */
-struct pack_ahead;
-const struct pack_ahead *prewrite_ahead(mtm_session *ss);
+const pack_ahead *prewrite_ahead(mtm_session *ss);
 /* 1 if the pre-copy slot was written ahead: its record and place there.
  * chunk: the record's chunk id once a checkpoint named it (pack_adopt). */
 typedef struct ahead_rec {
-	struct pack_loc loc;
+	pack_loc loc;
 	int64_t chunk;
 } ahead_rec;
 int prewrite_ref(mtm_session *ss, const unsigned char *slot, ahead_rec **rec, int *boff);

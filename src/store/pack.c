@@ -190,7 +190,6 @@ int pack_writer_begin(pack_writer *w, mtm_store *s, const pack_begin_opts *o)
 int pack_writer_begin_ahead(pack_writer *w, mtm_store *s, pack_ahead *out)
 {
 	MTM_TRY(writer_init(w, s));
-	w->ahead_mode = 1;
 	int64_t id;
 	uint64_t size;
 	MTM_TRY(newest_pack(s, &id, &size));
@@ -360,10 +359,10 @@ int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *
 
 int pack_put_ahead(pack_writer *w, const pack_piece *pc, int n, size_t len, pack_loc *loc)
 {
-	XXH128_canonical_t hc;
-	chunk_hash(w, pc, n, len, &hc);
 	if (w->size >= MTM_PACK_TARGET)
 		return 1; /* (the pack is full: the rest is the checkpoint's) */
+	XXH128_canonical_t hc;
+	chunk_hash(w, pc, n, len, &hc);
 	MTM_TRY(append_record(w, pc, n, len, &hc, loc));
 	return w->job_len >= FLUSH_AT ? flush(w) : 0;
 }
@@ -495,7 +494,7 @@ int pack_reader_init(pack_reader *r, mtm_store *s)
 {
 	memset(r, 0, sizeof *r);
 	r->s = s;
-	r->ahead.fd = -1;
+	r->willneed.fd = -1;
 	r->memo_rows = (vec)VEC_INIT(chunk_row);
 	for (int i = 0; i < 8; i++)
 		r->fds[i].fd = -1;
@@ -528,7 +527,7 @@ static int pack_fd(pack_reader *r, int64_t pack, int *fd)
 		return mtm_set_error(rc == ENOENT ? MTM_ECORRUPT : rc, "%s/.metamori/%s: %s", r->s->root, name,
 		                     rc == ENOENT ? "pack file is missing" : strerror(rc));
 	if (r->fds[slot].fd >= 0) {
-		if (r->fds[slot].fd == r->ahead.fd)
+		if (r->fds[slot].fd == r->willneed.fd)
 			pack_prefetch_flush(r); /* (while the fd is still that pack) */
 		close(r->fds[slot].fd);
 	}
@@ -753,22 +752,22 @@ void pack_prefetch(pack_reader *r, int64_t chunk_id, int64_t boff, int whole)
 	 * kernel as one range (one call and one larger read, where there was
 	 * one of each per 4 KiB block), reading a little between them. */
 	enum { GAP = 64 << 10 };
-	if (r->ahead.fd == fd && from >= r->ahead.from && from <= r->ahead.to + GAP) {
-		if (to > r->ahead.to)
-			r->ahead.to = to;
+	if (r->willneed.fd == fd && from >= r->willneed.from && from <= r->willneed.to + GAP) {
+		if (to > r->willneed.to)
+			r->willneed.to = to;
 		return;
 	}
 	pack_prefetch_flush(r);
-	r->ahead.fd = fd;
-	r->ahead.from = from;
-	r->ahead.to = to;
+	r->willneed.fd = fd;
+	r->willneed.from = from;
+	r->willneed.to = to;
 }
 
 void pack_prefetch_flush(pack_reader *r)
 {
-	if (r->ahead.fd >= 0 && r->ahead.to > r->ahead.from)
-		posix_fadvise(r->ahead.fd, (off_t)r->ahead.from, (off_t)(r->ahead.to - r->ahead.from), POSIX_FADV_WILLNEED);
-	r->ahead.fd = -1;
+	if (r->willneed.fd >= 0 && r->willneed.to > r->willneed.from)
+		posix_fadvise(r->willneed.fd, (off_t)r->willneed.from, (off_t)(r->willneed.to - r->willneed.from), POSIX_FADV_WILLNEED);
+	r->willneed.fd = -1;
 }
 
 int pack_block_if_cached(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out)
@@ -803,7 +802,7 @@ int pack_block_if_cached(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_
 
 void pack_reader_free(pack_reader *r)
 {
-	r->ahead.fd = -1; /* (nothing to announce: nobody reads now) */
+	r->willneed.fd = -1; /* (nothing to announce: nobody reads now) */
 	for (int i = 0; i < 8; i++)
 		if (r->fds[i].fd >= 0)
 			close(r->fds[i].fd);

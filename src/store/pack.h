@@ -55,10 +55,9 @@ typedef struct {
 	/* for METAMORI_DEBUG_SESSION: time spent waiting for the thread, and
 	 * the thread's time in its writes and fsyncs */
 	int64_t waited_ns, write_ns, fsync_ns;
-	/* records written ahead (pack_writer_begin_ahead): ahead_mode in the
-	 * writer that writes them; ahead_kept in the checkpoint's writer that
-	 * continues after them, with the bytes it adopted */
-	int ahead_mode, ahead_kept;
+	/* records written ahead (pack_writer_begin_ahead), in the checkpoint's
+	 * writer that continues after them: kept, and the bytes it adopted */
+	int ahead_kept;
 	struct pack_ahead {
 		int64_t pack;         /* written into this pack ... */
 		uint64_t base, end;   /* ... past its committed size base, up to end */
@@ -139,7 +138,7 @@ typedef struct {
 	unsigned char *blockbuf; /* pack_read_block: a record's header */
 	/* announced reads not passed on to the kernel yet (pack_prefetch):
 	 * near ranges of one pack go as one */
-	struct { int fd; int64_t from, to; } ahead;
+	struct { int fd; int64_t from, to; } willneed;
 	/* chunk rows looked up by pack_preload (the reader lives in one read
 	 * transaction: they cannot change), for a restore's reads: chunk id ->
 	 * index in memo_rows + 1 */

@@ -670,6 +670,28 @@ def test_session_pack_leaves_the_page_cache():
     T.rmtree(root)
 
 
+def checkpoint_may_fail(root, what):
+    """`metamori checkpoint` with a fault injected into the session: its id,
+    or None after it failed as it must (exit 1, one 'metamori: ' line,
+    nothing recorded: checkpoint 1 is still the only one)."""
+    p = T.run(["-C", root, "checkpoint"], check=False)
+    if not p.returncode:
+        return int(p.stdout.split()[1])
+    line = p.stderr.strip()
+    if p.returncode != 1 or "\n" in line or not line.startswith("metamori: "):
+        raise T.Failure("%s: %d %r" % (what, p.returncode, p.stderr))
+    if [e["id"] for e in T.log_json(root)] != [1]:
+        raise T.Failure("%s: a failed checkpoint was recorded" % what)
+    return None
+
+
+def assert_refused_start(sess, what):
+    """A session a fault stopped at its start: non-zero, one 'metamori: ' line last."""
+    err = sess.stderr.read().strip().splitlines()
+    if sess.wait() == 0 or not err or not err[-1].startswith("metamori: "):
+        raise T.Failure("%s: the session ended %s: %r" % (what, sess.returncode, err))
+
+
 def test_precopy_pass_fails():
     """A pre-copy pass that fails to read (an injected EIO on the session's
     Nth read, N swept) drops every copy it holds and stops until the next
@@ -690,20 +712,12 @@ def test_precopy_pass_fails():
         wait_for(lambda: session_up(root) or sess.poll() is not None, "the session")
         taken = []
         if not session_up(root):  # the fault hit the session's start
-            err = sess.stderr.read().strip().splitlines()
-            if sess.wait() == 0 or not err or not err[-1].startswith("metamori: "):
-                raise T.Failure("read %d: the session ended %s: %r" % (n, sess.returncode, err))
+            assert_refused_start(sess, "read %d" % n)
             starts_failed += 1
         else:
             poke_step(ctl, 0)
             time.sleep(0.1)  # passes run every 10-20 ms
-            p = T.run(["-C", root, "checkpoint"], check=False)
-            if p.returncode:
-                line = p.stderr.strip()
-                if p.returncode != 1 or "\n" in line or not line.startswith("metamori: "):
-                    raise T.Failure("read %d: %d %r" % (n, p.returncode, p.stderr))
-                if [e["id"] for e in T.log_json(root)] != [1]:
-                    raise T.Failure("read %d: a failed checkpoint was recorded" % n)
+            checkpoint_may_fail(root, "read %d" % n)
             taken.append(tracked_checkpoint(root, "after read %d" % n))
             open(os.path.join(ctl, "stop"), "w").close()
             sess.wait(timeout=60)
