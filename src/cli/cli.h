@@ -19,8 +19,12 @@ extern const char *cli_dir; /* -C DIR, or NULL */
 int cli_fail(int err);
 /* Prints "metamori: <what>: <why>" and returns 1. */
 int cli_error(const char *what, const char *why);
-/* Opens the store for the current directory (or -C DIR). */
+/* Opens the store for the current directory (or -C DIR), and notes on
+ * stderr an interrupted restore that is pending (cli_note_pending). */
 int cli_open(mtm_store **out);
+/* The same without the note (the commands that finish or replace it). */
+int cli_open_only(mtm_store **out);
+void cli_note_pending(mtm_store *s);
 /* A progress callback drawing one line on stderr when it is a terminal. */
 void cli_progress(void *arg, const char *phase, uint64_t done, uint64_t total);
 void cli_progress_end(void);

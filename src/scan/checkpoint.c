@@ -615,8 +615,9 @@ void ckpt_end(ckpt_run *r)
 	free(r);
 }
 
-/* A full scan: the whole tree against the whole parent tree. */
-int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+/* A full scan: the whole tree against the whole parent tree. only_if_changed:
+ * nothing is recorded (out->id = 0) when no entry differs from the parent's. */
+static int scan(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out, int only_if_changed)
 {
 	ckpt_run *r;
 	vec parent = VEC_INIT(entry), live = VEC_INIT(live_item);
@@ -627,12 +628,29 @@ int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info
 		rc = walk_tree(s, &r->ign, &live);
 	if (!rc)
 		rc = ckpt_record(r, &parent, &live, 0);
-	if (!rc)
+	if (!rc && only_if_changed && r->info.parent && !r->info.files_added && !r->info.files_changed &&
+	    !r->info.files_removed) {
+		if (out) {
+			memset(out, 0, sizeof *out); /* ckpt_end rolls back: nothing was recorded */
+			out->parent = r->info.parent;
+		}
+	} else if (!rc) {
 		rc = ckpt_commit(r, out);
+	}
 	entries_free(&parent);
 	live_free(&live);
 	ckpt_end(r);
 	return rc;
+}
+
+int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	return scan(s, opts, out, 0);
+}
+
+int ckpt_scan_if_changed(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	return scan(s, opts, out, 1);
 }
 
 int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)

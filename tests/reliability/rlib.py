@@ -347,15 +347,23 @@ class Checker:
         elif tree_untouched_unless_restore:
             T.assert_same(st.tree_before, tree_manifest(self.root), "%s: tree changed by %s" % (self.label, st.kind))
         ids_before_rerun = checkpoint_ids(self.root) if st.kind == "checkpoint" else []
-        self.verify()  # the next command: finishes an interrupted restore
+        left = tree_manifest(self.root)
+        self.verify()  # the next command works, and never changes the tree (issue 16)
+        T.assert_same(left, tree_manifest(self.root), "%s: verify changed the tree" % self.label)
         if st.kind == "checkpoint":
             OUTCOMES["checkpoint_whole" if len(ids_before_rerun) > len(st.before) else "checkpoint_absent"] += 1
         if st.kind == "restore":
             OUTCOMES["restore_intent_finished" if intent else "restore_untouched_or_done"] += 1
+            if intent:  # finished on request (the mixed tree is not saved: it is the restore's own)
+                p = mtm(["-C", self.root, "restore", "--continue", "--discard"])
+                if p.returncode != 0:
+                    self.fail("restore --continue failed (%d): %s" % (p.returncode, p.stderr.strip()))
+                if os.path.exists(os.path.join(self.root, ".metamori", "intent")):
+                    self.fail("restore --continue left the intent")
             now = tree_manifest(self.root)
             new = self.sc.manifests[st.target]
             if intent and now != new:
-                T.assert_same(new, now, "%s: the next command did not finish the restore" % self.label)
+                T.assert_same(new, now, "%s: restore --continue did not finish the restore" % self.label)
             if not intent and now != new and mixed:
                 self.fail("files mixed without an intent: %s" % mixed)
             if not intent and contents(now) not in (contents(st.tree_before), contents(new)):
@@ -376,7 +384,7 @@ class Checker:
 
 def outcomes():
     return ("interrupted checkpoints: %(checkpoint_whole)d whole, %(checkpoint_absent)d absent; "
-            "interrupted restores: %(restore_intent_finished)d finished by the next command, "
+            "interrupted restores: %(restore_intent_finished)d finished by restore --continue, "
             "%(restore_untouched_or_done)d untouched or done" % OUTCOMES)
 
 
