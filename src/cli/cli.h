@@ -33,6 +33,9 @@ int cli_option_error(const char *cmd, int c, char **argv);
 /* A whole number >= min for option opt; returns 0 or prints an error and returns 1. */
 int cli_parse_uint(const char *opt, const char *text, uint64_t min, uint64_t *out);
 
+/* A JSON string on stdout (cli/json.c: valid UTF-8, bytes as \\udcNN). */
+void json_string(const char *s);
+
 /* one or many, by n */
 const char *cli_plural(uint64_t n, const char *one, const char *many);
 

@@ -1,6 +1,7 @@
 /* json.c — a streaming JSON writer with comma bookkeeping (see json.h). */
 #include <assert.h>
 #include <inttypes.h>
+#include "cli/cli.h"
 #include "cli/json.h"
 #include "cli/utf8.h"
 
@@ -129,3 +130,8 @@ void json_kstr(json *j, const char *key, const char *s) { json_key(j, key); json
 void json_kint(json *j, const char *key, int64_t v) { json_key(j, key); json_int(j, v); }
 void json_kuint(json *j, const char *key, uint64_t v) { json_key(j, key); json_uint(j, v); }
 void json_kbool(json *j, const char *key, int v) { json_key(j, key); json_bool(j, v); }
+
+void json_string(const char *s)
+{
+	put_string(stdout, s);
+}
