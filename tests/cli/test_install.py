@@ -94,7 +94,7 @@ def test_pkg_config_builds_and_runs():
     # static linking too, with the private requirements
     flags = sh(["pkg-config", "--cflags", "--libs", "--static", "metamori"], env=env).stdout.split()
     sh(["cc", "-o", exe + "-static", src, "-L%s/lib" % prefix, "-Wl,-Bstatic", "-lmetamori", "-Wl,-Bdynamic"]
-       + [f for f in flags if f != "-lmetamori"], env=env)
+       + [f for f in flags if f != "-lmetamori"] + (["-fsanitize=address,undefined"] if sanitized() else []), env=env)
 
 
 def test_bash_completion():
