@@ -935,7 +935,8 @@ static int restore_in_place(rctx *c, mtm_id k, mtm_id from, int pending)
 				goto done;
 		}
 	}
-	qsort(removed.v, removed.n, sizeof(live_item *), by_path);
+	if (removed.n)
+		qsort(removed.v, removed.n, sizeof(live_item *), by_path);
 
 	/* A directory that must give way to another type but holds excluded
 	 * files cannot be removed (they are not ours): fail before any change. */
