@@ -9,7 +9,9 @@ const char usage_log[] =
 	"usage: metamori log [--json]\n\n"
 	"List checkpoints, oldest first, as a tree: a checkpoint made after\n"
 	"restoring an earlier one starts a branch, drawn indented under its parent.\n"
-	"'*' marks the head (what the tree was last recorded as or restored to).\n\n"
+	"'*' marks the head (what the tree was last recorded as or restored to).\n"
+	"A checkpoint that saved a program's memory regions (mtm_protect) says\n"
+	"'memory: N regions SIZE (CHANGED changed)'.\n\n"
 	"  --json    one JSON array, for scripts\n";
 
 typedef struct {
@@ -44,6 +46,11 @@ static void print_line(const tree *t, size_t i, int depth)
 	printf("%-4lld %s  +%llu ~%llu -%llu  %9s", (long long)c->id, human_time(when, sizeof when, c->time_ns),
 	       (unsigned long long)c->files_added, (unsigned long long)c->files_changed,
 	       (unsigned long long)c->files_removed, human_size(chg, sizeof chg, c->bytes_changed));
+	if (c->regions) {
+		char sz[32], ch[32];
+		printf("  memory: %llu region%s %s (%s changed)", (unsigned long long)c->regions, c->regions == 1 ? "" : "s",
+		       human_size(sz, sizeof sz, c->region_bytes), human_size(ch, sizeof ch, c->region_bytes_changed));
+	}
 	if (depth && c->parent && i && t->v[i - 1].id != c->parent)
 		printf("  (from %lld)", (long long)c->parent);
 	if (c->message && *c->message)
@@ -117,11 +124,13 @@ int cmd_log(int argc, char **argv)
 			       (long long)c->id, (long long)c->parent, (long long)c->time_ns);
 			json_string(c->message);
 			printf(", \"head\": %s, \"files_added\": %llu, \"files_changed\": %llu, \"files_removed\": %llu,"
-			       " \"bytes_changed\": %llu, \"bytes_stored\": %llu, \"entries\": %llu, \"tree_bytes\": %llu}",
+			       " \"bytes_changed\": %llu, \"bytes_stored\": %llu, \"entries\": %llu, \"tree_bytes\": %llu,"
+			       " \"regions\": %llu, \"region_bytes\": %llu, \"region_bytes_changed\": %llu}",
 			       c->id == t.head ? "true" : "false", (unsigned long long)c->files_added,
 			       (unsigned long long)c->files_changed, (unsigned long long)c->files_removed,
 			       (unsigned long long)c->bytes_changed, (unsigned long long)c->bytes_stored,
-			       (unsigned long long)c->entries, (unsigned long long)c->tree_bytes);
+			       (unsigned long long)c->entries, (unsigned long long)c->tree_bytes, (unsigned long long)c->regions,
+			       (unsigned long long)c->region_bytes, (unsigned long long)c->region_bytes_changed);
 		}
 		printf("%s]\n", t.n ? "\n" : "");
 	} else if (!t.n) {
