@@ -6,9 +6,11 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
 # git, tar and sqlite3 are real programs the tracking tests run under
-# `metamori run`; liburing-dev lets the interposer's io_uring test run.
+# `metamori run`; liburing-dev lets the interposer's io_uring test run;
+# libfuse3-dev and fuse3 (fusermount3) are for `metamori mount`.
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
-               libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev
+               libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
+               libfuse3-dev fuse3
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
 BENCH_PACKAGES = rsync borgbackup restic fio
 
