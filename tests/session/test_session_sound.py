@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Sound checkpoints (issue 15): every change in the tree is in a session's
+checkpoint, whoever made it, and a stat cache row never vouches for bytes
+nobody read.
+
+Each case runs a traced agent under `metamori run` (the real interposer)
+that executes the steps it is sent, while this process (not traced) makes
+the outside changes and asks for checkpoints from "another shell". At each
+checkpoint the tree is copied (a manifest); every checkpoint must restore
+--to exactly that; after the session ends, `status` must show nothing the
+last checkpoint missed (the tree is not touched after it)."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import mtmtest as T
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# the traced side: runs each line it reads as Python, answers "ok" or the error
+AGENT = r'''
+import os, sys, subprocess, time, socket, array
+ROOT = os.environ["METAMORI_ROOT"]
+def P(rel):
+    return os.path.join(ROOT, rel)
+for line in sys.stdin:
+    try:
+        exec(line.replace("\\n", "\n"))
+        print("ok", flush=True)
+    except Exception as e:
+        print("err %r" % e, flush=True)
+'''
+
+
+class Skip(Exception):
+    pass
+
+
+class Session:
+    def __init__(self, files=None, env=None, run_args=()):
+        self.root = T.tempdir("mtm-sound-")
+        for rel, data in (files or {}).items():
+            os.makedirs(os.path.dirname(self.P(rel)), exist_ok=True)
+            T.write_file(self.P(rel), data)
+        T.init(self.root)
+        T.checkpoint(self.root, "base")
+        work = T.tempdir("mtm-agent-")
+        os.chmod(work, 0o755)
+        self.agent = os.path.join(work, "agent.py")
+        with open(self.agent, "w") as f:
+            f.write(AGENT)
+        e = dict(os.environ)
+        e.update(env or {})
+        self.p = subprocess.Popen([T.METAMORI, "-C", self.root, "run", "-q"] + list(run_args) +
+                                  ["--", sys.executable, self.agent], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=e)
+        self.cks = []
+        self.inside("pass")
+
+    def P(self, rel):
+        return os.path.join(self.root, rel)
+
+    def inside(self, code):
+        """Runs code in the traced agent (one statement list; \\n allowed)."""
+        self.p.stdin.write(code.replace("\n", "\\n") + "\n")
+        self.p.stdin.flush()
+        ans = self.p.stdout.readline()
+        if ans.strip() != "ok":
+            raise T.Failure("agent: %r (%s)" % (ans, code))
+
+    def ck(self, msg="c"):
+        """A checkpoint asked from another shell; the tree copied right after."""
+        out = T.run(["-C", self.root, "checkpoint", "-m", msg]).stdout
+        self.cks.append((int(out.split()[1]), T.manifest(self.root), msg, out.strip()))
+        return out
+
+    def stop(self):
+        self.p.stdin.close()
+        err = self.p.stderr.read()
+        if self.p.wait() != 0:
+            raise T.Failure("metamori run failed (%d): %s" % (self.p.returncode, err))
+        self.stderr = err
+
+    def verify(self):
+        """Every checkpoint restores --to exactly the tree copied at it; the
+        session ended, status shows nothing the last checkpoint missed."""
+        for ck, man, msg, out in self.cks:
+            to = T.tempdir("mtm-to-")
+            os.rmdir(to)
+            T.restore(self.root, ck, to=to)
+            T.assert_same(man, T.manifest(to), "checkpoint %d (%s: %s) restored --to" % (ck, msg, out))
+            T.rmtree(to)
+        st = T.status(self.root)
+        if T.changes(st):
+            raise T.Failure("after the session, status shows what checkpoint %d missed:\n%s" % (self.cks[-1][0], st))
+
+
+def outside_write(path, off, data):
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(data)
+
+
+def test_issue_example_plain_checkpoint_after_session():
+    """The issue's shell example: a write from outside the session while a
+    traced program writes the same file. Whatever the session's checkpoint
+    holds, status afterwards tells the truth, and the next plain checkpoint
+    holds the file as it is."""
+    root = T.tempdir("mtm-sound-")
+    f = os.path.join(root, "f")
+    T.write_file(f, b"A" * 12288)
+    T.init(root)
+    T.checkpoint(root, "base")
+    job = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--", "sh", "-c",
+                            "python3 -c 'open(\"f\",\"r+b\").write(b\"CCCC\")'; sleep 1; %s checkpoint -q" % T.METAMORI],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    outside_write(f, 8192, b"BBBB")
+    out, err = job.communicate()
+    if job.returncode:
+        raise T.Failure("run: %s" % err)
+    head = T.log_json(root)[0]["id"] if isinstance(T.log_json(root), list) else None
+    st = T.status(root)
+    to = T.tempdir("mtm-to-")
+    os.rmdir(to)
+    T.restore(root, "head", to=to)
+    truth = open(f, "rb").read() == open(os.path.join(to, "f"), "rb").read()
+    if truth and T.changes(st):
+        raise T.Failure("status shows a change the checkpoint has: %s" % st)
+    if not truth and ("M", "f") not in T.changes(st):
+        raise T.Failure("the session's checkpoint misses BBBB and status does not say so (head %s):\n%s" % (head, st))
+    T.checkpoint(root, "after")
+    to2 = T.tempdir("mtm-to-")
+    os.rmdir(to2)
+    T.restore(root, "head", to=to2)
+    if open(os.path.join(to2, "f"), "rb").read() != open(f, "rb").read():
+        raise T.Failure("the plain checkpoint after the session does not hold f as it is")
+
+
+def test_outside_write_same_file():
+    """Mixed: the traced agent and another shell write one file in one interval."""
+    s = Session({"f": b"A" * 12288, "g": b"G" * 100})
+    s.inside("open(P('f'), 'r+b').write(b'CCCC')")
+    outside_write(s.P("f"), 8192, b"BBBB")
+    s.ck("mixed")
+    s.stop()
+    s.verify()
+
+
+def test_outside_changes_of_every_kind():
+    """Created, appended, overwritten, renamed, deleted, chmodded, a new
+    directory with files, a symlink: all by a process not in the session."""
+    s = Session({"a": b"a" * 5000, "b": b"b" * 100, "c": b"c" * 10, "d": b"d", "sub/e": b"e" * 9000})
+    s.inside("open(P('a'), 'ab').write(b'inside')")
+    s.ck("first")
+    T.write_file(s.P("new"), b"created outside")
+    with open(s.P("b"), "ab") as f:
+        f.write(b"appended outside")
+    outside_write(s.P("sub/e"), 4096, b"X" * 10)
+    os.rename(s.P("c"), s.P("c2"))
+    os.unlink(s.P("d"))
+    os.chmod(s.P("a"), 0o600)
+    os.makedirs(s.P("nd/deeper"))
+    T.write_file(s.P("nd/deeper/x"), b"x" * 7000)
+    os.symlink("a", s.P("ln"))
+    s.ck("outside")
+    s.stop()
+    s.verify()
+
+
+def test_other_user():
+    """Changes made by another user (nobody), through setpriv."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        raise Skip("needs root and setpriv")
+    s = Session({"f": b"A" * 12288})
+    os.chmod(s.root, 0o777)
+    os.chmod(s.P("f"), 0o666)
+    s.ck("before")
+    subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+                    "printf ZZZZ | dd of=%s bs=1 seek=4096 conv=notrunc 2>/dev/null; echo new > %s" %
+                    (s.P("f"), s.P("byn"))], check=True)
+    s.ck("nobody")
+    s.stop()
+    s.verify()
+
+
+def test_double_forked_daemon():
+    """A daemon started elsewhere (double fork, setsid) writes while the
+    session runs."""
+    s = Session({"log": b"start\n"})
+    subprocess.run(["sh", "-c", "(setsid sh -c 'sleep 0.2; echo daemon >> %s; touch %s' &) " %
+                    (s.P("log"), s.P("done"))], check=True)
+    for _ in range(100):
+        if os.path.exists(s.P("done")):
+            break
+        time.sleep(0.05)
+    s.ck("daemon")
+    s.stop()
+    s.verify()
+
+
+def test_static_child_closes_inherited_fds():
+    """A static child started inside the session that closes every fd it
+    inherited (as DMTCP's mtcp_restart does) keeps the tree distrusted while
+    it runs: a checkpoint after its first one must still hold its writes."""
+    work = T.tempdir("mtm-static-")
+    src = os.path.join(work, "w.c")
+    with open(src, "w") as f:
+        f.write('#include <stdio.h>\n#include <unistd.h>\n#include <fcntl.h>\n'
+                'int main(int c, char **v) { for (int fd = 3; fd < 1024; fd++) close(fd);\n'
+                ' close(creat(v[2], 0644));\n'
+                ' while (access(v[3], F_OK)) usleep(10000);\n'
+                ' int o = open(v[1], O_WRONLY); pwrite(o, "STATIC", 6, 4096); close(o);\n'
+                ' close(creat(v[4], 0644)); sleep(2); return 0; }\n')
+    exe = os.path.join(work, "w")
+    if subprocess.run(["cc", "-static", "-o", exe, src], capture_output=True).returncode:
+        raise Skip("no static libc")
+    go = os.path.join(work, "go")
+    s = Session({"f": b"A" * 12288})
+    s.inside("subprocess.Popen([%r, P('f'), P('flag1'), %r, P('flag2')])" % (exe, go))
+    wait_file(s.P("flag1"))
+    s.ck("static started")
+    open(go, "w").close()
+    wait_file(s.P("flag2"))
+    s.ck("static wrote")
+    s.stop()
+    s.verify()
+
+
+def wait_file(path, timeout=10):
+    end = time.time() + timeout
+    while not os.path.exists(path):
+        if time.time() > end:
+            raise T.Failure("timed out waiting for " + path)
+        time.sleep(0.02)
+
+
+def main():
+    tests = [test_issue_example_plain_checkpoint_after_session, test_outside_write_same_file,
+             test_outside_changes_of_every_kind, test_other_user, test_double_forked_daemon,
+             test_static_child_closes_inherited_fds]
+    only = os.environ.get("SOUND_ONLY")
+    passed = failed = skipped = 0
+    for t in tests:
+        if only and only not in t.__name__:
+            continue
+        try:
+            t()
+            passed += 1
+            print("ok   %s" % t.__name__)
+        except Skip as e:
+            skipped += 1
+            print("skip %s: %s" % (t.__name__, e))
+        except Exception as e:
+            failed += 1
+            print("FAIL %s: %s" % (t.__name__, e))
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    sys.exit(1 if failed else 77 if skipped and not passed else 0)
+
+
+if __name__ == "__main__":
+    main()
