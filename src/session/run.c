@@ -258,12 +258,16 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	ss->verbose = !opts->quiet;
 	/* the watcher first: a change made after the baseline below is seen by
 	 * it, one made before by the baseline */
+	int64_t tw = now_ns();
 	if ((rc = watch_start(ss, &ss->watch_why))) {
 		session_stop(ss);
 		free(preload);
 		return rc;
 	}
 	ss->watch_off = !ss->watch && ss->watch_why && !strcmp(ss->watch_why, "METAMORI_WATCH=off");
+	if (ss->debug)
+		fprintf(stderr, "metamori: session: watcher: %s, set up in %.1f ms\n",
+		        ss->watch ? watch_kind(ss->watch) : "none", (double)(now_ns() - tw) / 1e6);
 	if (!ss->watch && !ss->watch_off && !opts->quiet)
 		fprintf(stderr, "metamori: run: %s: every checkpoint will scan\n", ss->watch_why);
 	/* if the tree cannot be compared now (an unreadable file, say), the first

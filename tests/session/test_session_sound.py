@@ -39,7 +39,7 @@ class Skip(Exception):
 
 
 class Session:
-    def __init__(self, files=None, env=None, run_args=()):
+    def __init__(self, files=None, env=None, run_args=("-q",)):
         self.root = T.tempdir("mtm-sound-")
         for rel, data in (files or {}).items():
             os.makedirs(os.path.dirname(self.P(rel)), exist_ok=True)
@@ -53,7 +53,7 @@ class Session:
             f.write(AGENT)
         e = dict(os.environ)
         e.update(env or {})
-        self.p = subprocess.Popen([T.METAMORI, "-C", self.root, "run", "-q"] + list(run_args) +
+        self.p = subprocess.Popen([T.METAMORI, "-C", self.root, "run"] + list(run_args) +
                                   ["--", sys.executable, self.agent], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env=e)
         self.cks = []
@@ -237,25 +237,139 @@ def wait_file(path, timeout=10):
         time.sleep(0.02)
 
 
+_GAPS = []
+
+
+def gaps_exe():
+    """tests/session/gaps.c, built once (None: no libaio here)."""
+    if not _GAPS:
+        exe = os.path.join(T.tempdir("mtm-gaps-"), "gaps")
+        p = subprocess.run(["cc", "-O", "-o", exe, os.path.join(HERE, "gaps.c"), "-laio", "-lrt"],
+                           capture_output=True, text=True)
+        _GAPS.append(exe if p.returncode == 0 else None)
+    if not _GAPS[0]:
+        raise Skip("gaps.c does not build (libaio-dev missing?)")
+    return _GAPS[0]
+
+
+def gap_test(how):
+    def t():
+        exe = gaps_exe()
+        s = Session({"f": b"A" * 12288})
+        s.inside("subprocess.run([%r, %r, P('f')], check=True)" % (exe, how))
+        s.ck(how)
+        s.stop()
+        if open(s.P("f"), "rb").read()[4096:4100] != b"GAP!":
+            raise T.Failure("%s: the write did not happen" % how)
+        s.verify()
+    t.__name__ = "test_gap_" + how
+    return t
+
+
+def test_dropped_privileges():
+    """A step that drops privileges cannot open the session's files: its
+    interposer stays out, and its writes must still be in the checkpoint."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        raise Skip("needs root and setpriv")
+    s = Session({"f": b"A" * 12288})
+    os.chmod(s.root, 0o755)
+    os.chmod(s.P("f"), 0o666)
+    s.inside("subprocess.run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', "
+             "'printf ZZZZ | dd of=%s bs=1 seek=4096 conv=notrunc 2>/dev/null'], check=True)" % s.P("f"))
+    s.ck("dropped")
+    s.stop()
+    s.verify()
+
+
+def test_write_racing_the_barrier():
+    """Writes from outside (and inside) while checkpoints are taken: once
+    they stop, the next checkpoint holds every one of them."""
+    import random
+    import threading
+    s = Session({"f": b"A" * (64 * 4096), "g": b"B" * (64 * 4096)})
+    stop = []
+
+    def writer():
+        rnd = random.Random(7)
+        with open(s.P("f"), "r+b") as f:
+            while not stop:
+                f.seek(rnd.randrange(64) * 4096 + rnd.randrange(4000))
+                f.write(b"%08d" % rnd.randrange(10 ** 8))
+                f.flush()
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        for i in range(6):
+            s.inside("fd = os.open(P('g'), os.O_WRONLY); os.pwrite(fd, b'in%d', %d); os.pwrite(fd, b'IN', 8192); "
+                     "os.close(fd)" % (i, i * 4096))
+            T.run(["-C", s.root, "checkpoint", "-q"])
+    finally:
+        stop.append(1)
+        th.join()
+    s.ck("after the writes")
+    s.stop()
+    s.verify()
+
+
+def set_sysctl(name, value):
+    path = "/proc/sys/" + name.replace(".", "/")
+    old = open(path).read().strip()
+    with open(path, "w") as f:
+        f.write(str(value))
+    return old
+
+
+def overflow_test(kind):
+    def t():
+        knob = "fs.%s.max_queued_events" % kind
+        if os.geteuid() != 0 or not os.path.exists("/proc/sys/" + knob.replace(".", "/")):
+            raise Skip("needs root and " + knob)
+        if os.environ.get("METAMORI_WATCH", kind) != kind:
+            raise Skip("runs with the %s watcher only" % kind)
+        old = set_sysctl(knob, 8)
+        try:
+            s = Session({"a": b"a"}, env={"METAMORI_WATCH": kind}, run_args=())
+        finally:
+            set_sysctl(knob, old)  # the queue's bound was taken when the session started
+        os.makedirs(s.P("many"))
+        for i in range(64):
+            T.write_file(s.P("many/f%02d" % i), b"%d" % i)
+            outside_write(s.P("a"), 0, b"%d" % i)
+        out = s.ck("overflow")
+        s.stop()
+        if "scanned" not in out or "overflowed" not in s.stderr:
+            raise T.Failure("a lost event must make the checkpoint scan and say why: %s%s" % (out, s.stderr))
+        s.verify()
+    t.__name__ = "test_%s_queue_overflow" % kind
+    return t
+
+
 def main():
     tests = [test_issue_example_plain_checkpoint_after_session, test_outside_write_same_file,
              test_outside_changes_of_every_kind, test_other_user, test_double_forked_daemon,
-             test_static_child_closes_inherited_fds]
+             test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier] + \
+            [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "procfd", "scm", "pidfd")] + \
+            [overflow_test("inotify"), overflow_test("fanotify")]
     only = os.environ.get("SOUND_ONLY")
+    modes = [os.environ["METAMORI_WATCH"]] if os.environ.get("METAMORI_WATCH") else ["fanotify", "inotify"]
     passed = failed = skipped = 0
-    for t in tests:
-        if only and only not in t.__name__:
-            continue
-        try:
-            t()
-            passed += 1
-            print("ok   %s" % t.__name__)
-        except Skip as e:
-            skipped += 1
-            print("skip %s: %s" % (t.__name__, e))
-        except Exception as e:
-            failed += 1
-            print("FAIL %s: %s" % (t.__name__, e))
+    for mode in modes:
+        os.environ["METAMORI_WATCH"] = mode
+        for t in tests:
+            if only and only not in t.__name__:
+                continue
+            name = "%s (%s)" % (t.__name__, mode)
+            try:
+                t()
+                passed += 1
+                print("ok   %s" % name)
+            except Skip as e:
+                skipped += 1
+                print("skip %s: %s" % (name, e))
+            except Exception as e:
+                failed += 1
+                print("FAIL %s: %s" % (name, e))
+            sys.stdout.flush()
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     sys.exit(1 if failed else 77 if skipped and not passed else 0)
 
