@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,34 +173,40 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	return val;
 }
 
-static int fan_event(watcher *w, const struct fanotify_event_metadata *m)
+/* One event of len bytes at ev. Events hold names of any length, so the
+ * next one may be unaligned: every structure is copied out before use. */
+static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 {
-	if (m->mask & FAN_Q_OVERFLOW) {
+	struct fanotify_event_metadata m;
+	memcpy(&m, ev, sizeof m);
+	if (m.vers != FANOTIFY_METADATA_VERSION)
+		return 0;
+	if (m.mask & FAN_Q_OVERFLOW) {
 		w->lost = "the watcher's queue overflowed (events were lost)";
 		return 0;
 	}
-	const unsigned char *p = (const unsigned char *)m + m->metadata_len, *end = (const unsigned char *)m + m->event_len;
-	while (p + sizeof(struct fanotify_event_info_header) <= end) {
-		const struct fanotify_event_info_fid *fid = (const void *)p;
-		if (fid->hdr.len == 0 || p + fid->hdr.len > end)
+	const unsigned char *p = ev + m.metadata_len, *end = ev + len;
+	while (p + sizeof(struct fanotify_event_info_fid) + sizeof(struct file_handle) <= end) {
+		struct fanotify_event_info_fid fid;
+		memcpy(&fid, p, sizeof fid);
+		if (fid.hdr.len == 0 || p + fid.hdr.len > end)
 			break;
-		if (fid->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || fid->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID) {
-			/* the handle, copied out: the event's bytes are not aligned for it */
-			const struct file_handle *in = (const void *)fid->handle;
+		if (fid.hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || fid.hdr.info_type == FAN_EVENT_INFO_TYPE_DFID) {
+			const unsigned char *in = p + offsetof(struct fanotify_event_info_fid, handle);
 			unsigned char hb[sizeof(struct file_handle) + MAX_HANDLE_SZ] __attribute__((aligned(8)));
 			struct file_handle *fh = (struct file_handle *)hb;
 			memcpy(fh, in, sizeof *fh);
-			if (fh->handle_bytes > MAX_HANDLE_SZ)
+			if (fh->handle_bytes > MAX_HANDLE_SZ || in + sizeof *fh + fh->handle_bytes > p + fid.hdr.len)
 				break;
-			memcpy(fh->f_handle, in->f_handle, fh->handle_bytes);
-			const char *name = fid->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME
-			                   ? (const char *)in->f_handle + fh->handle_bytes : ".";
+			memcpy(fh->f_handle, in + sizeof *fh, fh->handle_bytes);
+			const char *name = fid.hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME
+			                   ? (const char *)in + sizeof *fh + fh->handle_bytes : ".";
 			fsid_t fsid;
-			memcpy(&fsid, &fid->fsid, sizeof fsid);
+			memcpy(&fsid, &fid.fsid, sizeof fsid);
 			const char *dir = fan_dir(w, &fsid, fh);
-			int isdir = (m->mask & FAN_ONDIR) != 0;
+			int isdir = (m.mask & FAN_ONDIR) != 0;
 			/* a directory moved or removed: cached paths below it are stale */
-			if (isdir && (m->mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
+			if (isdir && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
 				dircache_clear(w);
 			if (!dir || dir == OUTSIDE)
 				break;
@@ -210,11 +217,11 @@ static int fan_event(watcher *w, const struct fanotify_event_metadata *m)
 				snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
 			if (!*path)
 				break; /* the root itself: not an entry */
-			int kind = (m->mask & FAN_MODIFY ? EV_MODIFY : 0) | (m->mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
-			           (m->mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
-			return kind ? note(w, path, kind, (int32_t)m->pid) : 0;
+			int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
+			           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
+			return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
 		}
-		p += fid->hdr.len;
+		p += fid.hdr.len;
 	}
 	return 0;
 }
@@ -464,12 +471,16 @@ int watch_drain(watcher *w)
 		}
 		int rc = 0;
 		if (w->kind == W_FANOTIFY) {
-			const struct fanotify_event_metadata *m = (const void *)w->buf;
-			size_t len = (size_t)n;
-			for (; FAN_EVENT_OK(m, len) && !rc; m = FAN_EVENT_NEXT(m, len))
-				if (m->vers == FANOTIFY_METADATA_VERSION)
-					rc = fan_event(w, m);
+			for (size_t off = 0; off + sizeof(struct fanotify_event_metadata) <= (size_t)n && !rc;) {
+				uint32_t elen;
+				memcpy(&elen, w->buf + off, sizeof elen); /* event_len comes first */
+				if (elen < sizeof(struct fanotify_event_metadata) || off + elen > (size_t)n)
+					break;
+				rc = fan_event(w, w->buf + off, elen);
+				off += elen;
+			}
 		} else {
+			/* inotify pads names so that each event stays aligned */
 			for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n && !rc;) {
 				const struct inotify_event *e = (const void *)(w->buf + off);
 				rc = ino_event(w, e);
