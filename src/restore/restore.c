@@ -1246,6 +1246,29 @@ static int opts_current(const mtm_restore_opts *opts, mtm_restore_opts *o)
 	return 0;
 }
 
+#define DIFF_STOP (-1) /* not an error code: the first difference was found */
+static int stop_at_first(void *arg, const mtm_change *ch)
+{
+	(void)ch;
+	*(int *)arg = 1;
+	return DIFF_STOP;
+}
+
+/* Whether the live tree differs from the head, as `status` sees it: a read
+ * only (no transaction, nothing written) that stops at the first
+ * difference, so that a restore of a tree that is its head's costs no
+ * checkpoint's writes. */
+static int live_differs(mtm_store *s, int *differs)
+{
+	mtm_id head;
+	*differs = 0;
+	MTM_TRY(mtm_head(s, &head));
+	if (!head)
+		return 0;
+	int rc = mtm_diff(s, head, MTM_LIVE, NULL, stop_at_first, differs);
+	return rc == DIFF_STOP ? 0 : rc;
+}
+
 /* In place, under the writer lock: removes a killed restore's temporary
  * files (only a killed restore leaves an intent and them), saves the live
  * tree if it differs from the head (unless discard), then restores k.
@@ -1264,7 +1287,11 @@ static int restore_locked(mtm_store *s, mtm_id k, const rreq *rq, int discard, m
 	uint64_t cleaned;
 	if (had && !rq->dry_run && (rc = preflight_clean_temps(s->rootfd, &cleaned)))
 		return rc;
-	if (!discard && !rq->dry_run) {
+	int differs = 0;
+	if (!discard && !rq->dry_run && (rc = live_differs(s, &differs)))
+		return mtm_set_error(rc, "cannot restore, the tree was not changed: comparing it with the head failed: %s",
+		                     mtm_last_error());
+	if (differs) {
 		char msg[96];
 		snprintf(msg, sizeof msg, "saved before restoring checkpoint %lld", (long long)k);
 		mtm_checkpoint_opts co = MTM_CHECKPOINT_OPTS_INIT;

@@ -239,10 +239,10 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	char *preload = NULL;
 	MTM_TRY(find_preload(opts, &preload));
 	/* The writer lock while the session starts: an in-place restore
-	 * interrupted earlier is completed now, before the program runs (not
-	 * under it at the first checkpoint, behind the interposer's back), and
-	 * one running now either finished or sees the session (it checks with
-	 * the lock held). */
+	 * running now either finished or sees the session (it checks with the
+	 * lock held). One interrupted earlier stays pending (issue 16): the
+	 * session records the tree as it is, and `restore --continue` after it
+	 * finishes the restore. */
 	int rc = store_lock(s);
 	if (rc) {
 		free(preload);
