@@ -3,8 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli/cli.h"
-#include "session/session.h"
-#include "util/human.h"
 
 const char usage_checkpoint[] =
 	"usage: metamori checkpoint [-m MSG] [-q] [--exclude PATTERN]...\n\n"
@@ -44,24 +42,13 @@ int cmd_checkpoint(int argc, char **argv)
 	}
 	o.excludes = ex;
 	o.progress = cli_progress;
-	mtm_store *s = NULL;
 	mtm_checkpoint_info ci;
 	/* a running session makes it: no need to open the index here */
-	int rc = session_checkpoint_at(cli_dir ? cli_dir : ".", &o, &ci);
-	if (rc == MTM_ENOSESSION) {
-		if (cli_open(&s)) {
-			free(ex);
-			return 1;
-		}
-		rc = mtm_checkpoint(s, &o, &ci);
-	}
+	int rc = mtm_checkpoint_at(cli_dir ? cli_dir : ".", &o, &ci);
 	cli_progress_end();
 	free(ex);
-	if (rc) {
-		rc = cli_fail(rc);
-		mtm_close(s);
-		return rc;
-	}
+	if (rc)
+		return cli_fail(rc);
 	if (quiet) {
 		printf("%lld\n", (long long)ci.id);
 	} else {
@@ -77,6 +64,5 @@ int cmd_checkpoint(int argc, char **argv)
 		printf("\n");
 	}
 	mtm_free(ci.message);
-	mtm_close(s);
 	return 0;
 }

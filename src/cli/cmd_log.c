@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "util/human.h"
 
 const char usage_log[] =
 	"usage: metamori log [--json]\n\n"

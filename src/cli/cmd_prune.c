@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "util/human.h"
 
 const char usage_prune[] =
 	"usage: metamori prune [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"

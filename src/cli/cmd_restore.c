@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli/cli.h"
-#include "util/human.h"
 
 const char usage_restore[] =
 	"usage: metamori restore ID [--to DIR] [--exclude PATTERN]...\n\n"

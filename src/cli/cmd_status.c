@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "util/human.h"
 
 const char usage_status[] =
 	"usage: metamori status [--exclude PATTERN]...\n\n"

@@ -22,10 +22,11 @@
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "scan/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 #include "session/session.h"
 #include "track/protocol.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define PRELOAD_NAME "libmetamori-preload.so"
@@ -206,9 +207,9 @@ static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 		return;
 	char line[512];
 	if (rc)
-		fprintf(stderr, "metamori: %s\n", mtm_last_error());
+		log_msg(MTM_LOG_ERROR, "%s", mtm_last_error());
 	else
-		fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, ci, ss->scan_why));
+		log_msg(MTM_LOG_INFO, "%s", session_describe(line, sizeof line, ci, ss->scan_why));
 }
 
 static void local_checkpoint(mtm_session *ss, const char *why)
@@ -265,7 +266,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	if (cmd && is_untraceable(cmd, 0)) {
 		ss->always_scan = 1;
 		if (!opts->quiet)
-			fprintf(stderr, "metamori: run: %s is statically linked: every checkpoint will scan\n", argv[0]);
+			log_msg(MTM_LOG_WARNING, "run: %s is statically linked: every checkpoint will scan", argv[0]);
 	}
 	free(cmd);
 
