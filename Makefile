@@ -12,7 +12,13 @@ DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-d
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
 BENCH_PACKAGES = rsync borgbackup restic fio
 
-.PHONY: all deps build asan test demo bench bench-prune clean torture
+.PHONY: all deps build asan test demo bench bench-prune clean torture install uninstall
+
+# `make install [PREFIX=/usr/local] [DESTDIR=staging]`: the command, both
+# libraries, the header, metamori.pc, the man page, bash completion, the
+# interposer (PREFIX/lib/metamori) and the docs.
+PREFIX  ?= /usr/local
+DESTDIR ?=
 
 all: build
 
@@ -61,6 +67,14 @@ torture: build
 	@set -e; for t in $(TORTURE_TESTS); do echo "== $$t"; \
 	  METAMORI_TORTURE=1 METAMORI=$(abspath $(BUILD))/metamori PYTHONPATH=tests/lib PYTHONDONTWRITEBYTECODE=1 \
 	  python3 $$t; done
+
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+# Removes what `make install` with the same PREFIX and DESTDIR installed.
+uninstall:
+	@test -f $(BUILD)/install_manifest.txt || { echo "metamori: uninstall: no $(BUILD)/install_manifest.txt (run make install first)" >&2; exit 1; }
+	@while read -r f; do rm -f "$$f"; done < $(BUILD)/install_manifest.txt
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
