@@ -113,6 +113,9 @@ int schema_check(mtm_store *s)
 		                     s->root, (long long)ver, MTM_FORMAT_VERSION);
 	if (ver < 1)
 		return mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: no format version", s->root);
+	if (ver == 1 && s->readonly)
+		return mtm_set_error(MTM_EINVAL, "%s/.metamori: store format 1 must be upgraded, "
+		                     "and the store cannot be written", s->root);
 	if (ver == 1)
 		return upgrade_from_1(s);
 	return 0;

@@ -47,7 +47,10 @@ struct mtm_store {
 	int zstd_raw_streak, zstd_skip; /* compression backoff on incompressible data (pack.c) */
 	int fs_known;                /* root_fine_dev was determined (scan.c) */
 	int64_t root_fine_dev;       /* st_dev of the root if its file system keeps
-	                              * fine timestamps from the kernel clock, else -1 */
+	                              * fine timestamps from the kernel clock, else -1 */	/* The store cannot be written (read-only file system, no write
+	 * permission, a full disk): the index was opened read-only and nothing
+	 * may write (store_lock refuses; close folds no WAL). */
+	int readonly;
 };
 
 /* The store that holds path (or a parent), its directories only: no index
