@@ -347,6 +347,10 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		ver = pe->ver;
 	}
 	r->ci->tree_bytes += (uint64_t)size_read;
+	/* only the blocks a session's logs named were read: the row may let a
+	 * later scan skip the file only if nobody else can have written it */
+	if (cap && !cap->whole && !cap->vouched)
+		seen = STATCACHE_UNVOUCHED;
 	return statcache_put(r->s, &r->sc_put, it->path, ver, &st, seen);
 }
 
