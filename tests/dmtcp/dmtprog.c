@@ -95,5 +95,6 @@ int main(int argc, char **argv)
 	                 (unsigned long long)sum);
 	put(dir, "result.txt", out, (size_t)n, 0, O_TRUNC);
 	fputs(out, stdout);
+	free(grid);
 	return 0;
 }
