@@ -36,7 +36,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "dmtcp.h"
+#include <dmtcp.h> /* DMTCP's installed header (build/deps/include) */
 
 #define EXIT_REFUSED 75
 
