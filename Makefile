@@ -69,7 +69,7 @@ bench-regions: build
 # built from its unchanged upstream source (../shared/vendor, README there)
 # into $(BUILD)/deps, outside `make test`'s time; then the tests that need it
 # run (they exit 77, skipped, whenever it is not installed).
-DMTCP_TARBALL ?= $(firstword $(wildcard ../shared/vendor/dmtcp-*.tar.gz ../../shared/vendor/dmtcp-*.tar.gz))
+DMTCP_TARBALL ?= $(abspath $(firstword $(wildcard ../shared/vendor/dmtcp-*.tar.gz ../../shared/vendor/dmtcp-*.tar.gz)))
 DMTCP_PREFIX = $(abspath $(BUILD))/deps
 dmtcp: build
 	@if [ ! -x $(DMTCP_PREFIX)/bin/dmtcp_launch ]; then \
