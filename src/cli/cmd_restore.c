@@ -6,7 +6,6 @@
 #include "cli/cli.h"
 #include "cli/json.h"
 #include "cli/quote.h"
-#include "util/human.h"
 
 const char usage_restore[] =
 	"usage: metamori restore ID [--to DIR] [--exclude PATTERN]... [--dry-run] [--discard] [--json] [-- PATH...]\n"

@@ -33,11 +33,11 @@
 #include "restore/filemap.h"
 #include "restore/preflight.h"
 #include "restore/restore.h"
-#include "scan/checkpoint.h"
-#include "scan/scan.h"
+#include "checkpoint/checkpoint.h"
 #include "store/intent.h"
-#include "session/session.h"
+#include "tree/scan.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define PATCH_MIN_SIZE (1 << 20) /* smaller files are always rewritten whole */
@@ -387,7 +387,7 @@ static int remove_path(rctx *c, const live_item *li, int must)
 		return 0;
 	if ((rc == ENOTEMPTY || rc == EEXIST) && !must) {
 		/* it still holds ignored files: they are not ours to delete */
-		fprintf(stderr, "metamori: %s: kept (holds files excluded from checkpoints)\n", li->path);
+		log_msg(MTM_LOG_WARNING, "%s: kept (holds files excluded from checkpoints)", li->path);
 		return 0;
 	}
 	if (rc)
@@ -1043,9 +1043,9 @@ static int restore_in_place(rctx *c, mtm_id k, mtm_id from, int pending)
 		rc = intent_clear(s);
 	ph[6] = now_ns();
 	if (!rc && secure_getenv("METAMORI_DEBUG_RESTORE"))
-		fprintf(stderr,
-		        "metamori: restore %lld: load %.1f ms (%zu blocks between), plan %.1f ms, reads started %.1f ms, verify %.1f ms, "
-		        "apply %.1f ms (fsyncs %.1f ms), record %.1f ms (%.1f ms of it waiting out the racy window)\n",
+		log_msg(MTM_LOG_DEBUG,
+		        "restore %lld: load %.1f ms (%zu blocks between), plan %.1f ms, reads started %.1f ms, verify %.1f ms, "
+		        "apply %.1f ms (fsyncs %.1f ms), record %.1f ms (%.1f ms of it waiting out the racy window)",
 		        (long long)k, (ph[1] - ph[0]) / 1e6, c->between.n, (ph[2] - ph[1]) / 1e6, (ph[3] - ph[2]) / 1e6,
 		        (ph[4] - ph[3]) / 1e6,
 		        (ph[5] - ph[4]) / 1e6, c->fsync_ns / 1e6, (ph[6] - ph[5]) / 1e6, c->racy_wait_ns / 1e6);
@@ -1297,7 +1297,7 @@ static int restore_locked(mtm_store *s, mtm_id k, const rreq *rq, int discard, m
 		mtm_checkpoint_opts co = MTM_CHECKPOINT_OPTS_INIT;
 		co.message = msg;
 		mtm_checkpoint_info info;
-		if ((rc = ckpt_scan_if_changed(s, &co, &info)))
+		if ((rc = ckpt_scan_if_changed(s, &co, NULL, &info)))
 			return mtm_set_error(rc, "cannot restore, the tree was not changed: saving it first failed "
 			                     "(restore --discard skips the save): %s", mtm_last_error());
 		free(info.message);
@@ -1313,19 +1313,20 @@ static int restore_locked(mtm_store *s, mtm_id k, const rreq *rq, int discard, m
 	return rc;
 }
 
-/* Takes the lock and makes sure no `metamori run` session tracks the tree:
- * it would change under the traced program, behind the interposer's back
- * (checked with the lock held: a session starts only while holding it). */
-static int lock_for_tree(mtm_store *s)
+/* Takes the lock and asks the caller's refusal with it held (api/restore.c:
+ * not under a running `metamori run`, whose tree would change under the
+ * traced program; a session starts only while holding the lock too). */
+static int lock_for_tree(mtm_store *s, int (*refuse)(mtm_store *s))
 {
 	MTM_TRY(store_lock(s));
-	int rc = session_refuse_restore(s);
+	int rc = refuse ? refuse(s) : 0;
 	if (rc)
 		store_unlock(s);
 	return rc;
 }
 
-int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out)
+int restore_checkpoint(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, int (*refuse)(mtm_store *s),
+                       mtm_restore_stats *out)
 {
 	mtm_restore_opts o;
 	MTM_TRY(opts_current(opts, &o));
@@ -1349,7 +1350,7 @@ int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_resto
 			st = c.st;
 		}
 		rctx_free(&c);
-	} else if (!rc && !(rc = lock_for_tree(s))) {
+	} else if (!rc && !(rc = lock_for_tree(s, refuse))) {
 		rc = restore_locked(s, id, &rq, o.discard, &saved, &st);
 		store_unlock(s);
 	}
@@ -1376,7 +1377,8 @@ int mtm_restore_pending(mtm_store *s, mtm_id *target, mtm_id *from)
 }
 
 /* continue (abort = 0) or abort the pending restore, under the lock. */
-static int resume(mtm_store *s, int abort, const mtm_restore_opts *opts, mtm_restore_stats *out)
+int restore_resume(mtm_store *s, int abort, const mtm_restore_opts *opts, int (*refuse)(mtm_store *s),
+                   mtm_restore_stats *out)
 {
 	mtm_restore_opts o;
 	MTM_TRY(opts_current(opts, &o));
@@ -1384,7 +1386,7 @@ static int resume(mtm_store *s, int abort, const mtm_restore_opts *opts, mtm_res
 		*o.saved = 0;
 	if (out)
 		memset(out, 0, sizeof *out);
-	MTM_TRY(lock_for_tree(s));
+	MTM_TRY(lock_for_tree(s, refuse));
 	intent in;
 	int rc = intent_read(s, &in);
 	if (!rc && !in.target)
@@ -1412,14 +1414,4 @@ static int resume(mtm_store *s, int abort, const mtm_restore_opts *opts, mtm_res
 	if (out)
 		*out = st;
 	return rc;
-}
-
-int mtm_restore_continue(mtm_store *s, const mtm_restore_opts *opts, mtm_restore_stats *out)
-{
-	return resume(s, 0, opts, out);
-}
-
-int mtm_restore_abort(mtm_store *s, const mtm_restore_opts *opts, mtm_restore_stats *out)
-{
-	return resume(s, 1, opts, out);
 }
