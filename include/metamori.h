@@ -153,6 +153,11 @@ typedef struct mtm_restore_stats {
 	uint64_t entries_removed;
 	uint64_t entries_created; /* directories and symlinks */
 	uint64_t bytes_written;
+	/* what the target could not take and was left out: extended attributes
+	 * (ACLs, capabilities) on a file system without them or that this user
+	 * may not set, device nodes when not root. The restore goes on. */
+	uint64_t attrs_skipped;
+	uint64_t nodes_skipped;
 } mtm_restore_stats;
 
 /*

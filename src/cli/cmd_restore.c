@@ -59,6 +59,13 @@ int cmd_restore(int argc, char **argv)
 			       (long long)id, o.to_dir ? " to " : "", o.to_dir ? o.to_dir : "",
 			       (unsigned long long)st.files_written, (unsigned long long)st.files_patched,
 			       (unsigned long long)st.entries_removed, human_size(b, sizeof b, st.bytes_written));
+			if (st.attrs_skipped) /* once, not per file */
+				fprintf(stderr, "metamori: warning: %llu extended attributes (ACLs, capabilities, labels) could "
+				        "not be restored: the file system does not support them or this user may not set them\n",
+				        (unsigned long long)st.attrs_skipped);
+			if (st.nodes_skipped)
+				fprintf(stderr, "metamori: warning: %llu device nodes not restored (only root may create them)\n",
+				        (unsigned long long)st.nodes_skipped);
 		}
 	}
 	free(ex);

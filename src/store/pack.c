@@ -51,7 +51,7 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 	pack_name(name, sizeof name, id);
 	int rc, fd;
 	if (exists) {
-		rc = io_openat(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &fd);
+		rc = io_open_regular(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, &fd);
 		if (!rc)
 			rc = io_ftruncate(fd, (off_t)committed); /* drop a crashed writer's tail */
 	} else {
@@ -147,7 +147,7 @@ static int continue_ahead(pack_writer *w, const pack_ahead *a)
 	char name[64];
 	pack_name(name, sizeof name, a->pack);
 	int fd;
-	if (io_openat(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &fd))
+	if (io_open_regular(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, &fd))
 		return 0; /* (gone: the normal way reports what is wrong, if anything) */
 	if (!ahead_intact(w, a, fd)) {
 		close(fd);
@@ -522,10 +522,10 @@ static int pack_fd(pack_reader *r, int64_t pack, int *fd)
 	char name[64];
 	pack_name(name, sizeof name, pack);
 	int slot = (int)(pack % 8), nfd;
-	int rc = io_openat(r->s->dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &nfd);
+	int rc = io_open_regular(r->s->dirfd, name, O_RDONLY | O_NOFOLLOW, &nfd);
 	if (rc)
-		return mtm_set_error(rc == ENOENT ? MTM_ECORRUPT : rc, "%s/.metamori/%s: %s", r->s->root, name,
-		                     rc == ENOENT ? "pack file is missing" : strerror(rc));
+		return mtm_set_error(rc == ENOENT || rc == ENOTPLAIN ? MTM_ECORRUPT : rc, "%s/.metamori/%s: %s", r->s->root,
+		                     name, rc == ENOENT ? "pack file is missing" : mtm_strerror(rc));
 	if (r->fds[slot].fd >= 0) {
 		if (r->fds[slot].fd == r->willneed.fd)
 			pack_prefetch_flush(r); /* (while the fd is still that pack) */

@@ -1,4 +1,4 @@
-/* schema.c — the index schema, format version 2 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 3 (docs/FORMAT.md). */
 #include <stdio.h>
 #include "store/store.h"
 #include "util/error.h"
@@ -12,6 +12,11 @@
 	"CREATE TABLE block_log(file_id INTEGER NOT NULL, blkno INTEGER NOT NULL, branch INTEGER NOT NULL," \
 	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL," \
 	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
+
+/* The other names of hard-linked files by their group's file (format 3):
+ * a session's checkpoint, which looks at touched paths only, asks whether a
+ * touched file had other names, to record the whole group afresh. */
+#define ENTRY_LINKS_SQL "CREATE INDEX entry_links ON entry(target) WHERE kind = 8;"
 
 static const char *schema_sql =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
@@ -27,9 +32,11 @@ static const char *schema_sql =
 	"CREATE TABLE branch(id INTEGER PRIMARY KEY, parent_branch INTEGER NOT NULL, fork INTEGER NOT NULL);"
 	/* versioned namespace: the row visible at checkpoint k for a path is the one with the
 	 * greatest ckpt among k's ancestors (k included); kind 0 records a removal */
+	/* (format 3's columns last: the order a format 2 store has once upgraded) */
 	"CREATE TABLE entry(path TEXT NOT NULL, branch INTEGER NOT NULL, ckpt INTEGER NOT NULL,"
 	" kind INTEGER NOT NULL, mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
-	" size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, file_id INTEGER NOT NULL, target BLOB,"
+	" size INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL, file_id INTEGER NOT NULL, target BLOB,"
+	" mtime_s INTEGER NOT NULL DEFAULT 0, rdev INTEGER NOT NULL DEFAULT 0, xattrs BLOB,"
 	" PRIMARY KEY(path, branch, ckpt)) WITHOUT ROWID;"
 	/* versioned block maps, same visibility rule; chunk 0 = a hole (zeros) */
 	"CREATE TABLE block(file_id INTEGER NOT NULL, blkno INTEGER NOT NULL, branch INTEGER NOT NULL,"
@@ -44,6 +51,7 @@ static const char *schema_sql =
 	/* prune works on the rows of the checkpoints it drops, gc on the chunks they used:
 	 * these indexes keep both proportional to what is dropped, not to the store */
 	"CREATE INDEX entry_by_ckpt ON entry(ckpt);"
+	ENTRY_LINKS_SQL
 	"CREATE INDEX block_by_ckpt ON block(ckpt);"
 	"CREATE INDEX block_by_chunk ON block(chunk);"
 	"CREATE INDEX chunk_by_pack ON chunk(pack, off);"
@@ -81,19 +89,39 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
+/* Format 3 keeps times as seconds and nanoseconds (a signed 64-bit count
+ * of nanoseconds ends in 2262), and adds device numbers and extended
+ * attributes; format 2 had none of them, so its rows take rdev 0 and no
+ * xattrs, and its mtime_ns splits into mtime_s and mtime_nsec (floor
+ * division: nanoseconds stay in [0, 1e9) before 1970 too). */
+static const char *upgrade_2_sql =
+	"ALTER TABLE entry ADD COLUMN mtime_s INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE entry ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE entry ADD COLUMN xattrs BLOB;"
+	"UPDATE entry SET mtime_s = (mtime_ns - ((mtime_ns % 1000000000) + 1000000000) % 1000000000) / 1000000000,"
+	" mtime_ns = ((mtime_ns % 1000000000) + 1000000000) % 1000000000;"
+	"ALTER TABLE entry RENAME COLUMN mtime_ns TO mtime_nsec;"
+	ENTRY_LINKS_SQL
+	/* unchanged files are not read again while their stat is known: forget
+	 * it, so that the next checkpoint reads every file's attributes once */
+	"DELETE FROM statcache;";
+
 /* Format 1 is format 2 without block_log (an empty log means the same
- * thing): the table is added in place, once, by whoever opens it first. */
-static int upgrade_from_1(mtm_store *s)
+ * thing): the table is added in place. Then format 2 becomes 3 (above).
+ * Once, in one transaction, by whoever opens the store first. */
+static int upgrade(mtm_store *s)
 {
 	MTM_TRY(db_exec(s, "BEGIN IMMEDIATE"));
 	int64_t ver;
 	int rc = pragma_int(s, "PRAGMA user_version", &ver);
-	if (!rc && ver == 1) {
+	if (!rc && ver == 1)
+		rc = db_exec(s, BLOCK_LOG_SQL);
+	if (!rc && ver >= 1 && ver <= 2)
+		rc = db_exec(s, upgrade_2_sql);
+	if (!rc && ver < MTM_FORMAT_VERSION) {
 		char sql[64];
 		snprintf(sql, sizeof sql, "PRAGMA user_version=%d", MTM_FORMAT_VERSION);
-		rc = db_exec(s, BLOCK_LOG_SQL);
-		if (!rc)
-			rc = db_exec(s, sql);
+		rc = db_exec(s, sql);
 	}
 	if (!rc)
 		return db_exec(s, "COMMIT");
@@ -113,7 +141,7 @@ int schema_check(mtm_store *s)
 		                     s->root, (long long)ver, MTM_FORMAT_VERSION);
 	if (ver < 1)
 		return mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: no format version", s->root);
-	if (ver == 1)
-		return upgrade_from_1(s);
+	if (ver < MTM_FORMAT_VERSION)
+		return upgrade(s);
 	return 0;
 }

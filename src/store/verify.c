@@ -15,6 +15,8 @@
 #include <xxhash.h>
 #include "io/beneath.h"
 #include "store/pack.h"
+#include "io/io.h"
+#include "store/index.h"
 #include "util/error.h"
 
 typedef struct {
@@ -90,6 +92,12 @@ static int check_paths(vctx *v)
 			if (!t || tlen <= 0 || tlen > 4095 || memchr(t, 0, (size_t)tlen))
 				problem(v, "symlink with a damaged target at checkpoint %lld: '%.80s'", ckpt, path);
 		}
+		if (sqlite3_column_int(st, 2) == KIND_LINK) {
+			const char *t = sqlite3_column_blob(st, 3);
+			int tlen = sqlite3_column_bytes(st, 3);
+			if (!t || !path_is_safe(t, (size_t)tlen))
+				problem(v, "hard link with a damaged target at checkpoint %lld: '%.80s'", ckpt, path);
+		}
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : db_error(v->s, rc, "verify");
@@ -127,7 +135,7 @@ static int check_index(vctx *v)
 		 " AND NOT EXISTS (SELECT 1 FROM branch p WHERE p.id = b.parent_branch))"},
 		{"entry of a missing checkpoint", "SELECT path, ckpt FROM entry e WHERE NOT EXISTS"
 		 " (SELECT 1 FROM checkpoint c WHERE c.id = e.ckpt AND c.branch = e.branch)"},
-		{"entry with a bad kind or size", "SELECT path, ckpt FROM entry WHERE kind NOT IN (0,1,2,3) OR size < 0"
+		{"entry with a bad kind or size", "SELECT path, ckpt FROM entry WHERE kind NOT BETWEEN 0 AND 8 OR size < 0"
 		 " OR (kind = 1 AND file_id <= 0) OR mode < 0 OR mode > 4095"},
 		{"chunk in a missing pack", "SELECT id, pack FROM chunk c WHERE NOT EXISTS (SELECT 1 FROM pack p WHERE p.id = c.pack)"},
 		{"chunk past its pack's end", "SELECT c.id, c.pack, c.off FROM chunk c JOIN pack p ON p.id = c.pack"
@@ -177,7 +185,9 @@ static int check_files(vctx *v)
 			problem(v, "%s: truncated (%lld bytes, index expects %lld)", name, (long long)sb.st_size, (long long)size);
 		else {
 			char hdr[16];
-			int fd = openat(v->s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			int fd;
+			if (io_open_regular(v->s->dirfd, name, O_RDONLY | O_NOFOLLOW, &fd))
+				fd = -1; /* (replaced since the fstatat: never block on what it became) */
 			if (fd < 0 || pread(fd, hdr, 16, 0) != 16 || memcmp(hdr, "MTMPACK1", 8) != 0)
 				problem(v, "%s: bad pack header", name);
 			if (fd >= 0)

@@ -83,6 +83,47 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
+def downgrade_to_2(db):
+    """Turns a format 3 index into what format 2 wrote: one signed count of
+    nanoseconds for the mtime, no rdev, no xattrs."""
+    c = sqlite3.connect(db)
+    c.executescript("ALTER TABLE entry RENAME COLUMN mtime_nsec TO mtime_ns;"
+                    "UPDATE entry SET mtime_ns = mtime_s * 1000000000 + mtime_ns;"
+                    "ALTER TABLE entry DROP COLUMN mtime_s; ALTER TABLE entry DROP COLUMN rdev;"
+                    "ALTER TABLE entry DROP COLUMN xattrs; DROP INDEX entry_links; PRAGMA user_version=2;")
+    c.commit()
+    c.close()
+
+
+@with_store
+def test_upgrade_from_format_2(root):
+    """A format 2 store keeps every checkpoint, times before 1970 included,
+    and records attributes from its first checkpoint on."""
+    T.init(root)
+    T.write_file(os.path.join(root, "old"), b"old", mtime_ns=-86400 * 10**9 * 365 - 123)
+    T.write_file(os.path.join(root, "new"), b"new", mtime_ns=1700000000 * 10**9 + 999999999)
+    first = T.manifest_full(root)
+    T.checkpoint(root)
+    os.setxattr(os.path.join(root, "new"), "user.k", b"v")
+    T.write_file(os.path.join(root, "old"), b"changed")
+    T.checkpoint(root)
+    db = os.path.join(root, ".metamori", "index.db")
+    downgrade_to_2(db)
+    T.run(["-C", root, "log"])
+    c = sqlite3.connect(db)
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == 3, "upgraded from format 2")
+    expect(c.execute("SELECT count(*) FROM statcache").fetchone()[0] == 0, "stat cache dropped")
+    c.close()
+    T.restore(root, 1)
+    T.assert_same(first, T.manifest_full(root), "checkpoint 1 of an upgraded store")
+    expect(os.listxattr(os.path.join(root, "new")) == [], "format 2 held no attributes")
+    os.setxattr(os.path.join(root, "new"), "user.k", b"v")
+    ck = T.checkpoint(root)
+    os.removexattr(os.path.join(root, "new"), "user.k")
+    T.restore(root, ck)
+    expect(os.getxattr(os.path.join(root, "new"), "user.k") == b"v", "attributes recorded after the upgrade")
+
+
 @with_store
 def test_newer_foreign_damaged_index(root):
     T.init(root)
@@ -96,16 +137,18 @@ def test_newer_foreign_damaged_index(root):
         c.execute(sql)
         c.commit()
         c.close()
-    pragma("PRAGMA user_version=3")
+    pragma("PRAGMA user_version=4")
     expect(err_line(["-C", root, "log"]) ==
-           "metamori: %s/.metamori: store format 3 is newer than this metamori (reads 2)" % real, "newer")
-    expect(err_line(["-C", root, "checkpoint"]).endswith("is newer than this metamori (reads 2)"), "newer ckpt")
-    # format 1 (no block_log) is upgraded in place by the first command to open it
+           "metamori: %s/.metamori: store format 4 is newer than this metamori (reads 3)" % real, "newer")
+    expect(err_line(["-C", root, "checkpoint"]).endswith("is newer than this metamori (reads 3)"), "newer ckpt")
+    pragma("PRAGMA user_version=3")
+    # format 1 (no block_log, format 2's entry) is upgraded in place by the first command to open it
+    downgrade_to_2(db)
     pragma("DROP TABLE block_log")
     pragma("PRAGMA user_version=1")
     T.run(["-C", root, "log"])
     c = sqlite3.connect(db)
-    expect(c.execute("PRAGMA user_version").fetchone()[0] == 2, "upgraded from format 1")
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == 3, "upgraded from format 1")
     expect(c.execute("SELECT count(*) FROM block_log").fetchone()[0] == 0, "block_log added")
     c.close()
     pragma("PRAGMA application_id=5")
@@ -200,5 +243,6 @@ def test_help_everywhere():
 
 if __name__ == "__main__":
     T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
+            test_upgrade_from_format_2,
             test_newer_foreign_damaged_index, test_pack_write_fails_part_way, test_more_block_rows_than_held,
             test_help_everywhere])
