@@ -171,6 +171,61 @@ typedef struct mtm_restore_stats {
  */
 MTM_API int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out);
 
+/*
+ * Reading a checkpoint without restoring it: what a directory held, one
+ * entry's metadata, a file's bytes. Nothing is written to the tree or the
+ * store, no lock is taken (these are readers: they run alongside a writer),
+ * and every block read is checked against its hash in the index (a damaged
+ * chunk is MTM_ECORRUPT, never wrong bytes). Paths are relative to the root
+ * ("" or "." is the root; a leading "/" or "./" and a trailing "/" are
+ * ignored; ".." is MTM_EINVAL). Used by `metamori ls`, `metamori cat` and
+ * `metamori restore ID -- PATH`; meant for a read-only file system view too
+ * (one handle per thread, as everywhere).
+ */
+typedef struct mtm_entry_info {
+	char *path;          /* relative to the root; "" for the root itself */
+	const char *name;    /* the last component of path (points into path) */
+	char kind;           /* 'f' file, 'd' directory, 'l' symlink; others may be added later ('?') */
+	uint32_t mode;       /* permission bits (07777) */
+	uint32_t uid, gid;
+	uint64_t size;       /* files: bytes; symlinks: length of the target; directories: 0 */
+	int64_t mtime_ns;
+	char *target;        /* symlinks: the target; else NULL */
+	mtm_id version;      /* the checkpoint that recorded this version of the entry */
+} mtm_entry_info;
+
+/*
+ * The entry at path in checkpoint id. The root itself is not recorded: it is
+ * kind 'd' with its other fields 0. Clear *out with mtm_entry_info_clear.
+ * Errors: MTM_ENOCKPT, ENOENT (no such entry at id), MTM_EINVAL.
+ */
+MTM_API int mtm_stat(mtm_store *s, mtm_id id, const char *path, mtm_entry_info *out);
+MTM_API void mtm_entry_info_clear(mtm_entry_info *e);
+
+/*
+ * The entries directly in directory dir at checkpoint id, sorted by name.
+ * Cost: O(entries under dir, at any depth). Free with mtm_ls_free.
+ * Errors: MTM_ENOCKPT, ENOENT, ENOTDIR (dir is not a directory at id), MTM_EINVAL.
+ */
+MTM_API int mtm_ls(mtm_store *s, mtm_id id, const char *dir, mtm_entry_info **out, size_t *n_out);
+MTM_API void mtm_ls_free(mtm_entry_info *list, size_t n);
+
+/*
+ * A regular file as it was at checkpoint id, opened for reading. The handle
+ * keeps the file's block map: a read costs the chunks it touches. It is
+ * used with its store (not after mtm_close) by one thread at a time; if a
+ * prune drops checkpoint id meanwhile, reads fail with MTM_ENOCKPT.
+ * Errors: MTM_ENOCKPT, ENOENT, EISDIR, EINVAL (not a regular file), MTM_EINVAL.
+ */
+typedef struct mtm_file mtm_file;
+MTM_API int mtm_file_open(mtm_file **out, mtm_store *s, mtm_id id, const char *path);
+/* The file's size at that checkpoint. */
+MTM_API uint64_t mtm_file_size(const mtm_file *f);
+/* Reads up to len bytes at off into buf; *got < len only at the end of the
+ * file (0 at or past it). Holes read as zeros. */
+MTM_API int mtm_file_pread(mtm_file *f, void *buf, size_t len, uint64_t off, size_t *got);
+MTM_API void mtm_file_close(mtm_file *f);
+
 /* One difference between two states of the tree. */
 typedef struct mtm_change {
 	char kind;          /* 'A' added, 'D' removed, 'M' content changed, 'T' type changed, 'm' metadata only */

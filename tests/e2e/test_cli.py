@@ -8,7 +8,7 @@ import sqlite3
 import mtmtest as T
 from mtmtest import Failure
 
-COMMANDS = ["init", "checkpoint", "status", "log", "diff", "restore", "verify", "prune", "tag", "du"]
+COMMANDS = ["init", "checkpoint", "status", "log", "diff", "restore", "ls", "cat", "verify", "prune", "tag", "du"]
 
 
 def expect(cond, what):
