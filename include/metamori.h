@@ -185,7 +185,8 @@ MTM_API int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, m
 typedef struct mtm_entry_info {
 	char *path;          /* relative to the root; "" for the root itself */
 	const char *name;    /* the last component of path (points into path) */
-	char kind;           /* 'f' file, 'd' directory, 'l' symlink; others may be added later ('?') */
+	char kind;           /* 'f' file (every name of a hard-linked one), 'd' directory, 'l' symlink, 'p' FIFO,
+	                      * 's' socket, 'c' character and 'b' block device; others may be added later ('?') */
 	uint32_t mode;       /* permission bits (07777) */
 	uint32_t uid, gid;
 	uint64_t size;       /* files: bytes; symlinks: length of the target; directories: 0 */

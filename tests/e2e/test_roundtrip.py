@@ -290,6 +290,17 @@ def stage7(t):
 
 # ---------------------------------------------------------------------------
 
+def link_groups(root, manifest):
+    """The regular files of manifest that share an inode (and how many names
+    each inode has): a set of (names, st_nlink)."""
+    by_ino = {}
+    for rel, e in manifest.items():
+        if e[0] == "f":
+            st = os.lstat(os.path.join(root, rel))
+            by_ino.setdefault(st.st_ino, ([], st.st_nlink))[0].append(rel)
+    return {(tuple(sorted(names)), n) for names, n in by_ino.values()}
+
+
 class Run:
     """A store, its checkpoints' manifests and the expected history."""
 
@@ -299,6 +310,7 @@ class Run:
         self.rng = random.Random(seed)
         self.tree = Tree(self.root, self.rng)
         self.want = {}      # id -> (manifest, sparse limits)
+        self.groups = {}    # id -> the names of each file, as link_groups gives them
         self.parent = {}    # id -> expected parent
         self.head = 0
         self.n_to = 0
@@ -308,6 +320,7 @@ class Run:
         i = T.checkpoint(self.root, msg)
         expect(i not in self.want, "checkpoint id %d reused" % i)
         self.want[i] = (T.manifest_full(self.root), sparse_limits(self.root))
+        self.groups[i] = link_groups(self.root, self.want[i][0])
         self.parent[i] = self.head
         self.head = i
         return i
@@ -316,6 +329,9 @@ class Run:
         out = T.restore(self.root, i).stdout
         self.head = i
         check_tree(self.root, self.want[i], "in-place restore of %d" % i)
+        got = link_groups(self.root, self.want[i][0])
+        expect(got == self.groups[i], "link groups after in-place restore of %d: %r, expected %r"
+               % (i, got, self.groups[i]))
         st = T.status(self.root).strip()
         expect(st == "nothing changed since checkpoint %d" % i,
                "status after restoring %d: %r" % (i, st))
@@ -333,15 +349,10 @@ class Run:
             os.mkdir(dst)                           # an existing empty directory
         T.restore(self.root, i, to=dst)
         check_tree(dst, self.want[i], "restore of %d --to a fresh directory" % i)
-        # hard links come back as links: the hl* names are one file, every other file is alone
-        links = {os.lstat(os.path.join(dst, rel)).st_ino for rel, e in self.want[i][0].items()
-                 if e[0] == "f" and rel.startswith("hl")}
-        expect(len(links) <= 1, "the hl* names are not one file after restore --to of %d" % i)
-        for rel, e in self.want[i][0].items():
-            if e[0] == "f":
-                n = sum(1 for r, x in self.want[i][0].items() if x[0] == "f" and r.startswith("hl"))
-                expect(os.lstat(os.path.join(dst, rel)).st_nlink == (n if rel.startswith("hl") else 1),
-                       "%s: link count after restore --to of %d" % (rel, i))
+        # hard links come back as links: the same names share an inode
+        got = link_groups(dst, self.want[i][0])
+        expect(got == self.groups[i], "link groups after restore --to of %d: %r, expected %r"
+               % (i, got, self.groups[i]))
         T.rmtree(dst)
 
     def cleanup(self):
