@@ -8,13 +8,21 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # git, tar and sqlite3 are real programs the tracking tests run under
 # `metamori run`; liburing-dev lets the interposer's io_uring test run;
 # attr, acl and libcap2-bin (setfattr, setfacl, setcap) make the files with
-# attributes, ACLs and capabilities the fidelity test restores.
+# attributes, ACLs and capabilities the fidelity test restores; libfuse3-dev
+# and fuse3 (fusermount3) are for `metamori mount`.
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
-               libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev attr acl libcap2-bin
+               libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
+               libfuse3-dev fuse3 attr acl libcap2-bin
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
 BENCH_PACKAGES = rsync borgbackup restic fio
 
-.PHONY: all deps build asan test demo bench bench-prune clean torture
+.PHONY: all deps build asan test demo bench bench-prune clean torture install uninstall
+
+# `make install [PREFIX=/usr/local] [DESTDIR=staging]`: the command, both
+# libraries, the header, metamori.pc, the man page, bash completion, the
+# interposer (PREFIX/lib/metamori) and the docs.
+PREFIX  ?= /usr/local
+DESTDIR ?=
 
 all: build
 
@@ -63,6 +71,14 @@ torture: build
 	@set -e; for t in $(TORTURE_TESTS); do echo "== $$t"; \
 	  METAMORI_TORTURE=1 METAMORI=$(abspath $(BUILD))/metamori PYTHONPATH=tests/lib PYTHONDONTWRITEBYTECODE=1 \
 	  python3 $$t; done
+
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+# Removes what `make install` with the same PREFIX and DESTDIR installed.
+uninstall:
+	@test -f $(BUILD)/install_manifest.txt || { echo "metamori: uninstall: no $(BUILD)/install_manifest.txt (run make install first)" >&2; exit 1; }
+	@while read -r f; do rm -f "$$f"; done < $(BUILD)/install_manifest.txt
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

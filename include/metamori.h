@@ -231,7 +231,9 @@ MTM_API void mtm_file_close(mtm_file *f);
 typedef struct mtm_change {
 	char kind;          /* 'A' added, 'D' removed, 'M' content changed, 'T' type changed, 'm' metadata only */
 	const char *path;   /* relative to the root */
-	uint64_t bytes;     /* for 'M': bytes in differing blocks (when known) */
+	uint64_t bytes;     /* for 'M': the file's bytes in blocks that differ (its last block
+	                     * counted up to its end; the same figure a checkpoint counts);
+	                     * for 'A' of a regular file: its size */
 } mtm_change;
 typedef int (*mtm_change_fn)(void *arg, const mtm_change *change);
 
@@ -290,7 +292,9 @@ typedef struct mtm_run_opts {
  * writable mmap, stdio, io_uring, static children) is compared or scanned.
  * Returns when the program exits; *exit_status is its exit status
  * (128 + signal if killed). Errors: MTM_EBUSY (a session is already running
- * on this store), errno (the program could not be started).
+ * on this store), errno (the program could not be started: then
+ * *exit_status is 127 if it was not found, 126 if it could not be executed,
+ * as a shell reports them; 0 for any other error).
  */
 MTM_API int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exit_status);
 
@@ -317,6 +321,9 @@ typedef struct mtm_prune_stats {
 	uint64_t bytes_copied;       /* live bytes gc copied into new packs */
 	uint64_t bytes_returned;     /* bytes given back to the file system (packs and index); a dry run:
 	                                what gc would give back from the packs (and copy, rewrite) */
+	uint64_t store_bytes_before; /* packs and index on disk before the prune */
+	uint64_t store_bytes_after;  /* and after it (the index can grow: folded changes move to
+	                                the children's rows); a dry run: the same as before */
 } mtm_prune_stats;
 
 /*

@@ -3,15 +3,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli/cli.h"
+#include "cli/report.h"
 #include "session/session.h"
 #include "util/human.h"
 
 const char usage_checkpoint[] =
-	"usage: metamori checkpoint [-m MSG] [-q] [--exclude PATTERN]...\n\n"
+	"usage: metamori checkpoint [-m MSG] [-q | --json] [--exclude PATTERN]...\n\n"
 	"Record the tree as a new checkpoint, child of the current head. Only what\n"
 	"changed since then is stored: namespace changes and changed 4 KiB blocks.\n\n"
 	"  -m, --message MSG    describe the checkpoint\n"
 	"  -q, --quiet          print only the new checkpoint's id\n"
+	"  --json               print the new checkpoint as log --json does (one object)\n"
 	"  --exclude PATTERN    leave matching paths out (gitignore syntax; adds to\n"
 	"                       the patterns in .metamoriignore)\n";
 
@@ -20,22 +22,27 @@ int cmd_checkpoint(int argc, char **argv)
 	static const struct option opts[] = {{"message", required_argument, 0, 'm'},
 	                                     {"quiet", no_argument, 0, 'q'},
 	                                     {"exclude", required_argument, 0, 'x'},
+	                                     {"json", no_argument, 0, 'j'},
 	                                     {0, 0, 0, 0}};
 	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
 	const char **ex = calloc((size_t)argc, sizeof *ex);
-	int quiet = 0, c;
+	if (!ex)
+		return cli_error("checkpoint", "out of memory");
+	int quiet = 0, as_json = 0, c;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "m:q", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:q", opts, NULL)) != -1) {
 		if (c == 'm')
 			o.message = optarg;
 		else if (c == 'q')
 			quiet = 1;
 		else if (c == 'x')
 			ex[o.n_excludes++] = optarg;
+		else if (c == 'j')
+			as_json = 1;
 		else {
 			free(ex);
-			return cli_error("checkpoint", "bad option (see 'metamori checkpoint --help')");
+			return cli_option_error("checkpoint", c, argv);
 		}
 	}
 	if (optind < argc) {
@@ -62,7 +69,12 @@ int cmd_checkpoint(int argc, char **argv)
 		mtm_close(s);
 		return rc;
 	}
-	if (quiet) {
+	if (as_json) {
+		json j;
+		json_init(&j, stdout);
+		report_checkpoint(&j, &ci, -1);
+		json_done(&j);
+	} else if (quiet) {
 		printf("%lld\n", (long long)ci.id);
 	} else {
 		char a[32], b[32];

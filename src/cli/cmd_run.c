@@ -27,7 +27,8 @@ const char usage_run[] =
 	"static programs) is compared or scanned, so no change is missed. If the\n"
 	"tree has changed since the last checkpoint, the first one scans.\n\n"
 	"CMD starts in the current directory (in DIR with 'metamori -C DIR run').\n"
-	"The exit status is CMD's (128+N if a signal N killed it). While a session\n"
+	"The exit status is CMD's (128+N if a signal N killed it; 127 if CMD was not\n"
+	"found, 126 if it could not be executed, 1 for metamori's own errors). While a session\n"
 	"runs, 'metamori restore' in place is refused (restore --to works), and\n"
 	"only one session can run on a store.\n\n"
 	"  --every SECONDS      also checkpoint every SECONDS (may be fractional)\n"
@@ -52,7 +53,7 @@ int cmd_run(int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	/* '+': options end at CMD, whose own options are its business */
-	while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:qh", opts, NULL)) != -1) {
 		if (c == 'e') {
 			char *end;
 			o.every_seconds = strtod(optarg, &end);
@@ -70,7 +71,7 @@ int cmd_run(int argc, char **argv)
 			return 0;
 		} else {
 			free(ex);
-			return cli_error("run", "bad option (see 'metamori run --help')");
+			return cli_option_error("run", c, argv);
 		}
 	}
 	if (optind >= argc) {
@@ -103,9 +104,10 @@ int cmd_run(int argc, char **argv)
 	int rc = mtm_run(s, &o, argv + optind, &status);
 	free(ex);
 	if (rc) {
-		rc = cli_fail(rc);
+		cli_fail(rc);
 		mtm_close(s);
-		return rc;
+		/* CMD not found (127) or not executable (126), as shells say */
+		return status == CLI_EXIT_NOTFOUND || status == CLI_EXIT_NOEXEC ? status : CLI_EXIT_ERROR;
 	}
 	mtm_close(s);
 	return status;

@@ -329,8 +329,10 @@ int filemap_diff(const vec *a, int64_t a_size, const vec *b, int64_t b_size, vec
 		uint64_t hb = bb == blk && blk < b_blocks ? VEC_AT(b, blockref, j).hash : zh;
 		if (ha != hb) {
 			MTM_TRY(filemap_add_run(runs, blk));
+			/* a's bytes in the block: the last block counts up to a's end,
+			 * as a checkpoint and status count it */
 			if (bytes)
-				*bytes += MTM_BLOCK;
+				*bytes += (uint64_t)(a_size - blk * MTM_BLOCK < MTM_BLOCK ? a_size - blk * MTM_BLOCK : MTM_BLOCK);
 		}
 		if (ba == blk)
 			i++;

@@ -359,9 +359,13 @@ static int record_other(run_state *r, const live_item *it, const entry *pe)
 	if (pe && entry_same(&e, pe))
 		return 0;
 	MTM_TRY(index_put_entry(&r->c->iw, r->c->branch, r->c->id, &e));
+	/* a directory whose mtime alone moved (an entry came or went) is recorded
+	 * but not counted: status and diff do not list it either */
+	int dir_mtime_only = pe && pe->kind == KIND_DIR && e.kind == KIND_DIR && pe->mode == e.mode &&
+	                     pe->uid == e.uid && pe->gid == e.gid;
 	if (!pe)
 		r->ci->files_added++;
-	else
+	else if (!dir_mtime_only)
 		r->ci->files_changed++;
 	return 0;
 }

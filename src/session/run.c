@@ -331,6 +331,9 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		waitpid(pid, NULL, 0);
 		pid = -1;
 		rc = mtm_set_errno(exec_err, "run: %s", argv[0]);
+		/* what a shell reports for a command it could not start */
+		if (exit_status)
+			*exit_status = exec_err == ENOENT ? 127 : 126;
 		goto out;
 	}
 	int status = 0;
