@@ -62,8 +62,9 @@ bench-prune: build
 	python3 bench/bench_prune.py --metamori $(BUILD)/metamori
 
 # The full reliability matrix (issue 4, docs/RELIABILITY.md): every kill point of
-# a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips.
-TORTURE_TESTS = tests/reliability/test_crash.py tests/reliability/test_crash_tracked.py tests/reliability/powerloss.py \
+# a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips,
+# 1,000 random model histories. `make test` runs bounded versions of each.
+TORTURE_TESTS = tests/e2e/test_model.py tests/reliability/test_crash.py tests/reliability/test_crash_tracked.py tests/reliability/powerloss.py \
                 tests/reliability/test_faults.py tests/damage/test_damage.py tests/damage/test_hostile.py \
                 tests/reliability/test_concurrency.py tests/reliability/test_permissions.py \
                 tests/prune/test_prune.py tests/prune/test_prune_crash.py

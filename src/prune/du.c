@@ -78,14 +78,10 @@ static int unique_bytes(mtm_store *s, sqlite3_stmt **q, mtm_id c, uint64_t *out)
 
 static int one_int(mtm_store *s, const char *sql, uint64_t *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "du");
-	rc = sqlite3_step(st);
-	*out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : db_error(s, rc, "du");
+	int64_t v;
+	int rc = db_int(s, "du", sql, NULL, 0, &v, NULL);
+	*out = (uint64_t)v;
+	return rc;
 }
 
 int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)

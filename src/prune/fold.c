@@ -36,37 +36,12 @@
 
 static int exec_bind(mtm_store *s, const char *sql, int64_t a, int64_t b, int64_t c)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "prune");
-	int n = sqlite3_bind_parameter_count(st);
-	if (n >= 1)
-		sqlite3_bind_int64(st, 1, a);
-	if (n >= 2)
-		sqlite3_bind_int64(st, 2, b);
-	if (n >= 3)
-		sqlite3_bind_int64(st, 3, c);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "prune");
+	return db_run(s, "prune", sql, DB_ARGS(a, b, c));
 }
 
 static int query_int(mtm_store *s, const char *sql, int64_t a, int64_t b, int64_t *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "prune");
-	int n = sqlite3_bind_parameter_count(st);
-	if (n >= 1)
-		sqlite3_bind_int64(st, 1, a);
-	if (n >= 2)
-		sqlite3_bind_int64(st, 2, b);
-	rc = sqlite3_step(st);
-	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "prune");
+	return db_int(s, "prune", sql, DB_ARGS(a, b), out, NULL);
 }
 
 int prune_fold_begin(mtm_store *s, mtm_id head)
@@ -101,21 +76,10 @@ int prune_fold_end(mtm_store *s)
 static int live_files(mtm_store *s, mtm_id d, int64_t c, int64_t bc, int64_t n_files)
 {
 	MTM_TRY(db_exec(s, "DELETE FROM fold_live"));
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "INSERT OR IGNORE INTO fold_live SELECT e.file_id FROM entry e"
-	                            " JOIN entry x ON x.path = e.path AND x.branch = ?2 AND x.ckpt = ?3"
-	                            " WHERE e.ckpt = ?1 AND e.kind = 1 AND x.kind = 1 AND x.file_id = e.file_id",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "prune");
-	sqlite3_bind_int64(st, 1, d);
-	sqlite3_bind_int64(st, 2, bc);
-	sqlite3_bind_int64(st, 3, c);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return db_error(s, rc, "prune");
+	MTM_TRY(exec_bind(s, "INSERT OR IGNORE INTO fold_live SELECT e.file_id FROM entry e"
+	                     " JOIN entry x ON x.path = e.path AND x.branch = ?2 AND x.ckpt = ?3"
+	                     " WHERE e.ckpt = ?1 AND e.kind = 1 AND x.kind = 1 AND x.file_id = e.file_id",
+	                  d, bc, c));
 	int64_t n_same = sqlite3_changes(s->db), done;
 	MTM_TRY(query_int(s, "SELECT 1 FROM fold_done WHERE ckpt=?1", c, 0, &done));
 	if (done) /* keep c's collected file ids up to date with what it just took */

@@ -24,8 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,17 +118,19 @@ static int set_meta_fd(rctx *c, int fd, const entry *e)
 	struct stat st;
 	if (fstat(fd, &st))
 		return errno;
-	if ((st.st_uid != e->uid || st.st_gid != e->gid) && fchown(fd, e->uid, e->gid) && !(errno == EPERM && geteuid()))
-		return errno; /* an unprivileged user cannot give files away: keep ours */
+	int rc;
+	if ((st.st_uid != e->uid || st.st_gid != e->gid) && (rc = io_fchown(fd, e->uid, e->gid)) &&
+	    !(rc == EPERM && geteuid()))
+		return rc; /* an unprivileged user cannot give files away: keep ours */
 	unsigned skipped = 0;
-	int rc = xattr_apply_fd(fd, e->xattrs, e->xattrs_len, &skipped);
+	rc = xattr_apply_fd(fd, e->xattrs, e->xattrs_len, &skipped);
 	c->st.attrs_skipped += skipped;
 	if (rc)
 		return rc;
-	if (fchmod(fd, e->mode))
-		return errno;
+	if ((rc = io_fchmod(fd, e->mode)))
+		return rc;
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, entry_mtime(e)};
-	return futimens(fd, ts) ? errno : 0;
+	return io_futimens(fd, ts);
 }
 
 static int set_meta_at(rctx *c, int dfd, const char *leaf, const entry *e)
@@ -138,15 +138,15 @@ static int set_meta_at(rctx *c, int dfd, const char *leaf, const entry *e)
 	struct stat st;
 	if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW))
 		return errno;
-	int chowned = 0;
+	int chowned = 0, rc;
 	if (st.st_uid != e->uid || st.st_gid != e->gid) {
-		if (!fchownat(dfd, leaf, e->uid, e->gid, AT_SYMLINK_NOFOLLOW))
+		if (!(rc = io_fchownat(dfd, leaf, e->uid, e->gid, AT_SYMLINK_NOFOLLOW)))
 			chowned = 1;
-		else if (!(errno == EPERM && geteuid()))
-			return errno;
+		else if (!(rc == EPERM && geteuid()))
+			return rc;
 	}
 	unsigned skipped = 0;
-	int rc = xattr_apply_at(dfd, leaf, e->xattrs, e->xattrs_len, &skipped);
+	rc = xattr_apply_at(dfd, leaf, e->xattrs, e->xattrs_len, &skipped);
 	c->st.attrs_skipped += skipped;
 	if (rc)
 		return rc;
@@ -155,10 +155,10 @@ static int set_meta_at(rctx *c, int dfd, const char *leaf, const entry *e)
 	if (e->xattrs_len && fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW))
 		return errno;
 	if (e->kind != KIND_SYMLINK && (chowned || (st.st_mode & 07777) != e->mode) &&
-	    fchmodat(dfd, leaf, e->mode, AT_SYMLINK_NOFOLLOW))
-		return errno;
+	    (rc = io_fchmodat(dfd, leaf, e->mode, AT_SYMLINK_NOFOLLOW)))
+		return rc;
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, entry_mtime(e)};
-	return utimensat(dfd, leaf, ts, AT_SYMLINK_NOFOLLOW) ? errno : 0;
+	return io_utimensat(dfd, leaf, ts, AT_SYMLINK_NOFOLLOW);
 }
 
 static void tmp_name(rctx *c, char *buf, size_t len)
@@ -198,7 +198,7 @@ static int write_whole(rctx *c, const plan_item *p)
 	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
 		mtm_set_errno(rc, "%s: rename into place", e->path);
 	if (rc)
-		unlinkat(dfd, tmp, 0);
+		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 	close(dfd);
 	if (!rc) {
 		touch_dir(c, e->path);
@@ -225,14 +225,14 @@ static int open_for_patch(rctx *c, const entry *e, int *dfd_out, const char **le
 	tmp_name(c, tmp, tmplen);
 	int fd = -1;
 	if (!io_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd)) {
-		if (ioctl(fd, FICLONE, src) == 0) {
+		if (io_clone(fd, src) == 0) {
 			close(src);
 			*dfd_out = dfd;
 			*fd_out = fd;
 			return 0;
 		}
 		close(fd);
-		unlinkat(dfd, tmp, 0);
+		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 	}
 	tmp[0] = 0;
 	close(src);
@@ -300,7 +300,7 @@ static int write_patch(rctx *c, const plan_item *p)
 		if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
 			mtm_set_errno(rc, "%s: rename into place", e->path);
 		if (rc)
-			unlinkat(dfd, tmp, 0);
+			(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 		else
 			touch_dir(c, e->path);
 	}
@@ -321,7 +321,7 @@ static int make_symlink(rctx *c, const entry *e)
 	tmp_name(c, tmp, sizeof tmp);
 	rc = io_symlinkat(e->target, dfd, tmp);
 	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
-		unlinkat(dfd, tmp, 0);
+		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 	if (!rc)
 		rc = set_meta_at(c, dfd, leaf, e);
 	close(dfd);
@@ -361,7 +361,7 @@ static int make_link(rctx *c, const vec *target, const entry *e)
 		tmp_name(c, tmp, sizeof tmp);
 		rc = io_linkat(fdfd, fleaf, dfd, tmp);
 		if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
-			unlinkat(dfd, tmp, 0);
+			(void)io_unlinkat(dfd, tmp, 0);
 		if (!rc) {
 			touch_dir(c, e->path);
 			c->st.entries_created++;
@@ -401,7 +401,7 @@ static int make_node(rctx *c, const entry *e)
 		return 0;
 	}
 	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
-		unlinkat(dfd, tmp, 0);
+		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 	if (!rc)
 		rc = set_meta_at(c, dfd, leaf, e);
 	close(dfd);

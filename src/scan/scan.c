@@ -1,4 +1,5 @@
 /* scan.c — stat cache and block comparison; see scan.h. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,7 @@ static int compare_hole(const vec *map, size_t *mi, int64_t from, int64_t to, in
 	}
 	return 0;
 }
+_Static_assert(READ_BUF % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_BUF holds whole chunk groups");
 
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
 {
@@ -363,6 +365,7 @@ int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_has
 			int64_t gend = (b / MTM_CHUNK_BLOCKS + 1) * MTM_CHUNK_BLOCKS;
 			int64_t pend = gend < end ? gend : end;
 			size_t want = (size_t)((pend - b) * MTM_BLOCK), got;
+			assert(b < pend && want <= sizeof buf);
 			if ((int64_t)(b * MTM_BLOCK + (int64_t)want) > size)
 				want = (size_t)(size - b * MTM_BLOCK);
 			/* a capture in memory is hashed and stored where it lies */

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,10 @@ struct wire_reply {
 	int64_t id, parent, time_ns;
 	uint64_t files_added, files_changed, files_removed, bytes_changed, bytes_stored, entries, tree_bytes, pause_ns;
 };
+/* Sent as raw bytes between two metamori processes: no padding may creep in. */
+_Static_assert(sizeof(struct wire_req) == 16, "wire_req layout");
+_Static_assert(sizeof(struct wire_reply) == 24 + 3 * 8 + 8 * 8 && offsetof(struct wire_reply, id) == 24,
+               "wire_reply layout");
 
 static int write_all(int fd, const void *p, size_t n)
 {

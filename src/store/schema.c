@@ -68,25 +68,23 @@ int schema_create(mtm_store *s)
 	/* incremental auto-vacuum: prune gives freed index pages back to the file system */
 	MTM_TRY(db_exec(s, "PRAGMA auto_vacuum=INCREMENTAL"));
 	MTM_TRY(db_exec(s, "BEGIN"));
-	MTM_TRY(db_exec(s, schema_sql));
 	snprintf(sql, sizeof sql,
 	         "PRAGMA application_id=%d; PRAGMA user_version=%d;"
 	         "INSERT INTO meta VALUES('format',%d),('head',0),('next_id',1),('next_file_id',1);",
 	         MTM_APPLICATION_ID, MTM_FORMAT_VERSION, MTM_FORMAT_VERSION);
-	MTM_TRY(db_exec(s, sql));
-	return db_exec(s, "COMMIT");
+	int rc = db_exec(s, schema_sql);
+	if (!rc)
+		rc = db_exec(s, sql);
+	if (!rc)
+		rc = db_exec(s, "COMMIT");
+	if (rc) /* never leave the transaction open on the handle */
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
 }
 
 static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
-	rc = sqlite3_step(st);
-	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+	return db_int(s, "index", sql, NULL, 0, out, NULL);
 }
 
 /* Format 3 keeps times as seconds and nanoseconds (a signed 64-bit count

@@ -44,6 +44,37 @@ int db_exec(mtm_store *s, const char *sql)
 	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
 }
 
+/* prepare, bind and step once: the shared part of db_run and db_int */
+static int db_step_once(mtm_store *s, const char *sql, const int64_t *args, int n, sqlite3_stmt **st)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	int params = sqlite3_bind_parameter_count(*st);
+	for (int i = 0; i < n && i < params; i++)
+		sqlite3_bind_int64(*st, i + 1, args[i]);
+	return sqlite3_step(*st);
+}
+
+int db_run(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = db_step_once(s, sql, args, n, &st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_error(s, rc, what);
+}
+
+int db_int(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n, int64_t *out, int *found)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = db_step_once(s, sql, args, n, &st);
+	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	if (found)
+		*found = rc == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, what);
+}
+
 int meta_get_int(mtm_store *s, const char *key, int64_t *out)
 {
 	sqlite3_stmt *st;
@@ -153,8 +184,8 @@ static int open_db(mtm_store *s, int create)
 	}
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, 10000);
-	if (create)
-		chmod(path, 0600);
+	if (create && (rc = io_fchmodat(AT_FDCWD, path, 0600, 0)))
+		return mtm_set_errno(rc, "%s", path);
 	/* auto_vacuum only takes on an empty file: before journal_mode=WAL
 	 * writes the first page (prune's incremental_vacuum needs it) */
 	int av = create ? db_exec(s, "PRAGMA auto_vacuum=INCREMENTAL") : 0;
@@ -225,14 +256,14 @@ int mtm_init(mtm_store **out, const char *dir)
 	}
 	if (rc || (rc = io_openat(s->rootfd, ".metamori", O_RDONLY | O_DIRECTORY, 0, &s->dirfd)))
 		goto fail_errno;
-	fchmod(s->dirfd, 0700);
-	if ((rc = io_mkdirat(s->dirfd, "packs", 0700)))
+	if ((rc = io_fchmod(s->dirfd, 0700)) || (rc = io_mkdirat(s->dirfd, "packs", 0700)))
 		goto fail_errno;
 	int lfd;
 	if ((rc = io_openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_EXCL, 0600, &lfd)))
 		goto fail_errno;
-	fchmod(lfd, 0600);
 	s->lockfd = lfd;
+	if ((rc = io_fchmod(lfd, 0600)))
+		goto fail_errno;
 	if ((rc = open_db(s, 1)) || (rc = schema_create(s)))
 		goto fail;
 	if ((rc = io_fsync(s->dirfd)) || (rc = io_fsync_dirat(s->rootfd, ".")))

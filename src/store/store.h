@@ -75,6 +75,15 @@ int meta_set_int(mtm_store *s, const char *key, int64_t v);
 int db_exec(mtm_store *s, const char *sql);
 /* Converts a SQLite result code to ours, setting the detail. */
 int db_error(mtm_store *s, int rc, const char *what);
+/* One-shot SQL: prepares sql, binds args[0..n) to ?1..?n (those the
+ * statement has), steps once and finalizes; a failure is reported as
+ * db_error(what). db_run: for a statement that returns no row. db_int:
+ * *out is the first column of the first row, 0 if there is none; *found
+ * (may be NULL) says whether there was a row. DB_ARGS(a, b) builds the
+ * args and n from int64 values. */
+int db_run(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n);
+int db_int(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n, int64_t *out, int *found);
+#define DB_ARGS(...) (const int64_t[]){__VA_ARGS__}, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
 
 /* Restore intent: the checkpoint an unfinished in-place restore was making. */
 int intent_write(mtm_store *s, mtm_id id);

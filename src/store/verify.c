@@ -14,9 +14,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include "io/beneath.h"
-#include "store/pack.h"
 #include "io/io.h"
 #include "store/index.h"
+#include "store/pack.h"
 #include "util/error.h"
 
 typedef struct {
@@ -60,14 +60,10 @@ static int rows_are_problems(vctx *v, const char *what, const char *sql)
 
 static int count(vctx *v, const char *sql, uint64_t *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(v->s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(v->s, rc, "verify");
-	rc = sqlite3_step(st);
-	*out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : db_error(v->s, rc, "verify");
+	int64_t n;
+	int rc = db_int(v->s, "verify", sql, NULL, 0, &n, NULL);
+	*out = (uint64_t)n;
+	return rc;
 }
 
 /* Every entry path and symlink target as a restore would accept them
@@ -184,11 +180,14 @@ static int check_files(vctx *v)
 		else if (sb.st_size < size)
 			problem(v, "%s: truncated (%lld bytes, index expects %lld)", name, (long long)sb.st_size, (long long)size);
 		else {
-			char hdr[16];
-			int fd;
-			if (io_open_regular(v->s->dirfd, name, O_RDONLY | O_NOFOLLOW, &fd))
-				fd = -1; /* (replaced since the fstatat: never block on what it became) */
-			if (fd < 0 || pread(fd, hdr, 16, 0) != 16 || memcmp(hdr, "MTMPACK1", 8) != 0)
+			char hdr[PACK_HEADER_LEN];
+			size_t got = 0;
+			int fd = -1, err = io_open_regular(v->s->dirfd, name, O_RDONLY | O_NOFOLLOW, &fd); /* never blocks */
+			if (!err)
+				err = io_pread(fd, hdr, sizeof hdr, 0, &got);
+			if (err)
+				problem(v, "%s: %s", name, mtm_strerror(err));
+			else if (got != sizeof hdr || memcmp(hdr, PACK_MAGIC, PACK_MAGIC_LEN) != 0)
 				problem(v, "%s: bad pack header", name);
 			if (fd >= 0)
 				close(fd);
