@@ -102,7 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rd r = {data, data + size};
 	for (int k = 0; k < 256 && r.p < r.end; k++) {
 		switch (get(&r, 1) % 6) {
-		case 0: insert("INSERT OR IGNORE INTO checkpoint VALUES(?,?,?,0,'',0,0,0,0,0,0,0)", &r, 3, 0, 0); break;
+		case 0: insert("INSERT OR IGNORE INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
+		               " files_removed, bytes_changed, bytes_stored, entries, tree_bytes) VALUES(?,?,?,0,'',0,0,0,0,0,0,0)", &r, 3, 0, 0); break;
 		case 1: insert("INSERT OR IGNORE INTO branch VALUES(?,?,?)", &r, 3, 0, 0); break;
 		/* (target and xattrs are BLOBs) */
 		case 2: insert("INSERT OR IGNORE INTO entry VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &r, 14, 1u << 11 | 1u << 14, 1); break;

@@ -1,4 +1,4 @@
-/* schema.c — the index schema, format version 3 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 4 (docs/FORMAT.md). */
 #include <stdio.h>
 #include "store/store.h"
 #include "util/error.h"
@@ -13,7 +13,18 @@
 	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL," \
 	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
 
-/* The other names of hard-linked files by their group's file (format 3):
+/* Memory regions (format 3, FORMAT.md 3.10): versioned like entry, one row
+ * per name per checkpoint that added, changed, resized or dropped the
+ * region; the bytes are block rows under file_id, as for a file. A table of
+ * their own, so that no query of the tree (restore, status, diff) can see a
+ * region. */
+#define REGION_SQL \
+	"CREATE TABLE region(name TEXT NOT NULL, branch INTEGER NOT NULL, ckpt INTEGER NOT NULL," \
+	" kind INTEGER NOT NULL, size INTEGER NOT NULL, file_id INTEGER NOT NULL," \
+	" PRIMARY KEY(name, branch, ckpt)) WITHOUT ROWID;" \
+	"CREATE INDEX region_by_ckpt ON region(ckpt);"
+
+/* The other names of hard-linked files by their group's file (format 4):
  * a session's checkpoint, which looks at touched paths only, asks whether a
  * touched file had other names, to record the whole group afresh. */
 #define ENTRY_LINKS_SQL "CREATE INDEX entry_links ON entry(target) WHERE kind = 8;"
@@ -25,14 +36,15 @@ static const char *schema_sql =
 	" branch INTEGER NOT NULL, time_ns INTEGER NOT NULL, message TEXT NOT NULL,"
 	" files_added INTEGER NOT NULL, files_changed INTEGER NOT NULL, files_removed INTEGER NOT NULL,"
 	" bytes_changed INTEGER NOT NULL, bytes_stored INTEGER NOT NULL, entries INTEGER NOT NULL,"
-	" tree_bytes INTEGER NOT NULL);"
+	" tree_bytes INTEGER NOT NULL, regions INTEGER NOT NULL DEFAULT 0, region_bytes INTEGER NOT NULL DEFAULT 0,"
+	" region_bytes_changed INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX checkpoint_by_branch ON checkpoint(branch, id);"
 	"CREATE INDEX checkpoint_by_parent ON checkpoint(parent);"
 	/* a branch is a chain of checkpoints that forks from parent_branch after checkpoint fork */
 	"CREATE TABLE branch(id INTEGER PRIMARY KEY, parent_branch INTEGER NOT NULL, fork INTEGER NOT NULL);"
 	/* versioned namespace: the row visible at checkpoint k for a path is the one with the
 	 * greatest ckpt among k's ancestors (k included); kind 0 records a removal */
-	/* (format 3's columns last: the order a format 2 store has once upgraded) */
+	/* (format 4's columns last: the order an older store has once upgraded) */
 	"CREATE TABLE entry(path TEXT NOT NULL, branch INTEGER NOT NULL, ckpt INTEGER NOT NULL,"
 	" kind INTEGER NOT NULL, mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
 	" size INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL, file_id INTEGER NOT NULL, target BLOB,"
@@ -43,6 +55,7 @@ static const char *schema_sql =
 	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL,"
 	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
 	BLOCK_LOG_SQL
+	REGION_SQL
 	"CREATE TABLE chunk(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, pack INTEGER NOT NULL,"
 	" off INTEGER NOT NULL, clen INTEGER NOT NULL, plen INTEGER NOT NULL, codec INTEGER NOT NULL);"
 	/* size: committed length; dead: bytes of records no checkpoint uses (gc rewrites the pack
@@ -87,39 +100,46 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
 	return db_int(s, "index", sql, NULL, 0, out, NULL);
 }
 
-/* Format 3 keeps times as seconds and nanoseconds (a signed 64-bit count
- * of nanoseconds ends in 2262), and adds device numbers and extended
- * attributes; format 2 had none of them, so its rows take rdev 0 and no
- * xattrs, and its mtime_ns splits into mtime_s and mtime_nsec (floor
- * division: nanoseconds stay in [0, 1e9) before 1970 too). */
-static const char *upgrade_2_sql =
-	"ALTER TABLE entry ADD COLUMN mtime_s INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE entry ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE entry ADD COLUMN xattrs BLOB;"
-	"UPDATE entry SET mtime_s = (mtime_ns - ((mtime_ns % 1000000000) + 1000000000) % 1000000000) / 1000000000,"
-	" mtime_ns = ((mtime_ns % 1000000000) + 1000000000) % 1000000000;"
-	"ALTER TABLE entry RENAME COLUMN mtime_ns TO mtime_nsec;"
-	ENTRY_LINKS_SQL
-	/* unchanged files are not read again while their stat is known: forget
-	 * it, so that the next checkpoint reads every file's attributes once */
-	"DELETE FROM statcache;";
+/* Each step takes a store of version v to v + 1 in place, in the same
+ * transaction as the new user_version, by whoever opens it first:
+ *  1 -> 2: block_log (an empty log means what format 1 meant);
+ *  2 -> 3: the region table and the checkpoint's three region statistics
+ *          (no regions: every older checkpoint holds none);
+ *  3 -> 4: times as seconds and nanoseconds (a signed 64-bit count of
+ *          nanoseconds ends in 2262), device numbers, extended attributes
+ *          and the hard-link index; older rows take rdev 0 and no xattrs,
+ *          and mtime_ns splits into mtime_s and mtime_nsec (floor division:
+ *          nanoseconds stay in [0, 1e9) before 1970 too). Unchanged files
+ *          are not read again while the stat cache knows them: it is
+ *          emptied, so that the next checkpoint reads every file's
+ *          attributes once. */
+static const char *const upgrade_sql[] = {
+	[1] = BLOCK_LOG_SQL,
+	[2] = REGION_SQL "ALTER TABLE checkpoint ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
+	      "ALTER TABLE checkpoint ADD COLUMN region_bytes INTEGER NOT NULL DEFAULT 0;"
+	      "ALTER TABLE checkpoint ADD COLUMN region_bytes_changed INTEGER NOT NULL DEFAULT 0;",
+	[3] = "ALTER TABLE entry ADD COLUMN mtime_s INTEGER NOT NULL DEFAULT 0;"
+	      "ALTER TABLE entry ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0;"
+	      "ALTER TABLE entry ADD COLUMN xattrs BLOB;"
+	      "UPDATE entry SET mtime_s = (mtime_ns - ((mtime_ns % 1000000000) + 1000000000) % 1000000000) / 1000000000,"
+	      " mtime_ns = ((mtime_ns % 1000000000) + 1000000000) % 1000000000;"
+	      "ALTER TABLE entry RENAME COLUMN mtime_ns TO mtime_nsec;" ENTRY_LINKS_SQL "DELETE FROM statcache;",
+};
 
-/* Format 1 is format 2 without block_log (an empty log means the same
- * thing): the table is added in place. Then format 2 becomes 3 (above).
- * Once, in one transaction, by whoever opens the store first. */
+_Static_assert(sizeof upgrade_sql / sizeof upgrade_sql[0] == MTM_FORMAT_VERSION, "one upgrade step per older version");
+
 static int upgrade(mtm_store *s)
 {
 	MTM_TRY(db_exec(s, "BEGIN IMMEDIATE"));
 	int64_t ver;
 	int rc = pragma_int(s, "PRAGMA user_version", &ver);
-	if (!rc && ver == 1)
-		rc = db_exec(s, BLOCK_LOG_SQL);
-	if (!rc && ver >= 1 && ver <= 2)
-		rc = db_exec(s, upgrade_2_sql);
-	if (!rc && ver < MTM_FORMAT_VERSION) {
+	/* (another opener may have upgraded it between our check and the lock) */
+	for (; !rc && ver >= 1 && ver < MTM_FORMAT_VERSION; ver++) {
 		char sql[64];
-		snprintf(sql, sizeof sql, "PRAGMA user_version=%d", MTM_FORMAT_VERSION);
-		rc = db_exec(s, sql);
+		snprintf(sql, sizeof sql, "PRAGMA user_version=%d", (int)ver + 1);
+		rc = db_exec(s, upgrade_sql[ver]);
+		if (!rc)
+			rc = db_exec(s, sql);
 	}
 	if (!rc)
 		return db_exec(s, "COMMIT");

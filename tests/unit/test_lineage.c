@@ -47,7 +47,8 @@ static void make_tree(unsigned *seed)
 			sql(q);
 		}
 		newest[branch[i]] = i;
-		snprintf(q, sizeof q, "INSERT INTO checkpoint VALUES(%d, %d, %d, 0, '', 0, 0, 0, 0, 0, 0, 0)", i, p,
+		snprintf(q, sizeof q, "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
+		         " files_removed, bytes_changed, bytes_stored, entries, tree_bytes) VALUES(%d, %d, %d, 0, '', 0, 0, 0, 0, 0, 0, 0)", i, p,
 		         branch[i]);
 		sql(q);
 	}
