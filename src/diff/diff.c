@@ -10,8 +10,8 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/xattr.h"
-#include "restore/filemap.h"
-#include "scan/scan.h"
+#include "tree/filemap_diff.h"
+#include "tree/scan.h"
 #include "util/error.h"
 
 /* Metadata differences between two versions of one kind (contents aside). */

@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/xattr.h"
-#include "scan/scan.h"
+#include "tree/scan.h"
 #include "store/store.h"
 #include "util/error.h"
 
