@@ -198,6 +198,13 @@ int cmd_restore(int argc, char **argv)
 			printf("saved the current tree as checkpoint %lld (metamori restore %lld undoes this)\n",
 			       (long long)saved, (long long)saved);
 		}
+		if (!rc && st.attrs_skipped) /* once, not per file */
+			fprintf(stderr, "metamori: warning: %llu extended attributes (ACLs, capabilities, labels) could not be "
+			        "restored: the file system does not support them or this user may not set them\n",
+			        (unsigned long long)st.attrs_skipped);
+		if (!rc && st.nodes_skipped)
+			fprintf(stderr, "metamori: warning: %llu device nodes not restored (only root may create them)\n",
+			        (unsigned long long)st.nodes_skipped);
 		if (rc)
 			rc = cli_fail(rc);
 		else if (as_json || o.dry_run)

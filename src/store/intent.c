@@ -153,7 +153,7 @@ static int parse(char *text, intent *in)
 int intent_read(mtm_store *s, intent *in)
 {
 	memset(in, 0, sizeof *in);
-	int fd, rc = io_openat(s->dirfd, "intent", O_RDONLY | O_NOFOLLOW, 0, &fd);
+	int fd, rc = io_open_regular(s->dirfd, "intent", O_RDONLY | O_NOFOLLOW, &fd); /* not a FIFO or device: never block */
 	if (rc == ENOENT)
 		return 0;
 	if (rc)
