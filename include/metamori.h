@@ -118,6 +118,9 @@ typedef struct mtm_checkpoint_info {
 	uint64_t tree_bytes;      /* total size of regular files at this checkpoint */
 	uint64_t pause_ns;        /* in a session: how long modifying calls were held */
 	int tracked;              /* in a session: 1 if made from the tracked changes, 0 if scanned */
+	uint64_t regions;         /* memory regions saved in this checkpoint (mtm_protect) */
+	uint64_t region_bytes;    /* their total size */
+	uint64_t region_bytes_changed; /* bytes of their 4 KiB blocks changed since the parent */
 } mtm_checkpoint_info;
 
 /*
@@ -261,6 +264,41 @@ typedef struct mtm_verify_stats {
  */
 MTM_API int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify_stats *out);
 
+/*
+ * Memory regions: the program's own state, saved in the same atomic
+ * checkpoint as the files (the application-level model of VeloC and FTI,
+ * done incrementally). After mtm_protect, every mtm_checkpoint() made
+ * through this handle also records the len bytes at ptr under name, storing
+ * only the 4 KiB blocks that changed since the checkpoint it is made from
+ * (each block is hashed: see docs/DESIGN.md). The memory must stay valid and
+ * must not change while mtm_checkpoint() runs (call it from the thread that
+ * owns the state, or quiesce the others); it is read, never written, by
+ * checkpoints. Names are 1-255 bytes without NUL; registering a name again
+ * replaces its pointer and length. A region never appears in the tree,
+ * restore, status or diff; log and du count it, prune and verify treat its
+ * blocks like a file's. A checkpoint of a handle with regions is made by
+ * this process, never handed to a running `metamori run` session
+ * (MTM_EINVAL there: the session cannot read this process's memory).
+ * Errors: MTM_EINVAL (bad name, NULL ptr with len > 0), ENOMEM.
+ */
+MTM_API int mtm_protect(mtm_store *s, const char *name, void *ptr, size_t len);
+/* Stops saving a region; later checkpoints record it as gone (the older ones
+ * keep it). MTM_EINVAL if no region has that name. */
+MTM_API int mtm_unprotect(mtm_store *s, const char *name);
+/*
+ * After a restart: restores the tree in place to checkpoint id (0: the
+ * newest checkpoint) as mtm_restore does, then copies every region
+ * registered on this handle whose name the checkpoint holds back into its
+ * memory (each block read and verified first). A region the checkpoint does
+ * not hold is left as it is. *out (if non-NULL) receives the checkpoint
+ * recovered, or 0 when the store has no checkpoint yet (a first start:
+ * nothing is changed and 0 is returned). Errors: as mtm_restore; MTM_EINVAL
+ * if a region's registered length differs from the length it was saved
+ * with (nothing has been changed then). After an error other than those
+ * the tree may be restored while the regions' memory is partly written.
+ */
+MTM_API int mtm_recover(mtm_store *s, mtm_id id, mtm_id *out);
+
 /* Transparent tracking. */
 typedef struct mtm_run_opts {
 	int version;
@@ -351,12 +389,13 @@ typedef struct mtm_du_entry {
 	uint64_t unique;  /* bytes only it holds: what pruning it alone would free */
 } mtm_du_entry;
 typedef struct mtm_du_totals {
-	uint64_t logical;     /* sum of every checkpoint's tree size: what full copies would take */
+	uint64_t logical;     /* sum of every checkpoint's tree and region sizes: what full copies would take */
 	uint64_t plain;       /* plain bytes of all stored chunks (after dedup) */
 	uint64_t packed;      /* their size in packs (after compression, with record headers) */
 	uint64_t dead;        /* bytes in packs no checkpoint uses (reclaimed by gc) */
 	uint64_t pack_files;  /* size of the pack files */
 	uint64_t index_bytes; /* size of the index (with its WAL) */
+	uint64_t region_logical; /* the share of logical that is memory regions (mtm_protect) */
 } mtm_du_totals;
 /* Per checkpoint (id order) and totals. Free *out with mtm_free. */
 MTM_API int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *totals);

@@ -14,7 +14,9 @@ const char usage_log[] =
 	"after restoring an earlier one starts a branch, drawn one '| ' deeper and\n"
 	"marked '(from PARENT)' wherever its parent is not the line above.\n"
 	"'*' marks the head (what the tree was last recorded as or restored to).\n"
-	"Columns: id, time, +added ~changed -removed entries, bytes changed, message.\n\n"
+	"Columns: id, time, +added ~changed -removed entries, bytes changed, message.\n"
+	"A checkpoint that saved a program's memory regions (mtm_protect) also says\n"
+	"'memory: N regions SIZE (CHANGED changed)'.\n\n"
 	"  -n, --max-count N   only the N newest checkpoints\n"
 	"  --json              one JSON array of checkpoint objects (see metamori(1),\n"
 	"                      JSON OUTPUT)\n";
@@ -43,6 +45,11 @@ static void print_line(const mtm_checkpoint_info *c, mtm_id head, int depth, mtm
 	printf("%-4lld %s  +%llu ~%llu -%llu  %9s", (long long)c->id, human_time(when, sizeof when, c->time_ns),
 	       (unsigned long long)c->files_added, (unsigned long long)c->files_changed,
 	       (unsigned long long)c->files_removed, human_size(chg, sizeof chg, c->bytes_changed));
+	if (c->regions) {
+		char sz[32], ch[32];
+		printf("  memory: %llu region%s %s (%s changed)", (unsigned long long)c->regions, c->regions == 1 ? "" : "s",
+		       human_size(sz, sizeof sz, c->region_bytes), human_size(ch, sizeof ch, c->region_bytes_changed));
+	}
 	if (c->parent && c->parent != above)
 		printf("  (from %lld)", (long long)c->parent);
 	if (c->message && *c->message) {

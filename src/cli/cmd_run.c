@@ -24,8 +24,10 @@ const char usage_run[] =
 	"into the store in the background, so a checkpoint finds most of its work\n"
 	"done (nothing is committed until it is asked for).\n"
 	"What cannot be tracked precisely (shared writable mmap, stdio, io_uring,\n"
-	"static programs) is compared or scanned, so no change is missed. If the\n"
-	"tree has changed since the last checkpoint, the first one scans.\n\n"
+	"static programs) is compared or scanned, so no change is missed. Changes\n"
+	"made by anyone else (another shell, a daemon, another user) are seen by\n"
+	"the session's watcher (fanotify, else inotify) and compared. If the tree\n"
+	"has changed since the last checkpoint, the first one scans.\n\n"
 	"CMD starts in the current directory (in DIR with 'metamori -C DIR run').\n"
 	"The exit status is CMD's (128+N if a signal N killed it; 127 if CMD was not\n"
 	"found, 126 if it could not be executed, 1 for metamori's own errors). While a session\n"
@@ -36,7 +38,8 @@ const char usage_run[] =
 	"                       (gitignore syntax; adds to .metamoriignore)\n"
 	"  -q, --quiet          no line on stderr per checkpoint\n\n"
 	"Environment: METAMORI_PRELOAD names the interposer when it is not next to\n"
-	"the metamori executable.\n";
+	"the metamori executable; METAMORI_WATCH=fanotify|inotify chooses the\n"
+	"watcher (off: none, for benchmarks only: outside changes are then missed).\n";
 
 int cmd_run(int argc, char **argv)
 {

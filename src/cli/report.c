@@ -19,5 +19,8 @@ void report_checkpoint(json *j, const mtm_checkpoint_info *c, int head)
 	json_kuint(j, "tree_bytes", c->tree_bytes);
 	json_kbool(j, "tracked", c->tracked);
 	json_kuint(j, "pause_ns", c->pause_ns);
+	json_kuint(j, "regions", c->regions);
+	json_kuint(j, "region_bytes", c->region_bytes);
+	json_kuint(j, "region_bytes_changed", c->region_bytes_changed);
 	json_obj_end(j);
 }

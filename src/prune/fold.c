@@ -142,8 +142,21 @@ int prune_fold(mtm_store *s, mtm_id d)
 		                          : "INSERT OR IGNORE INTO entry SELECT path, ?1, ?2, kind, mode, uid, gid, size,"
 		                            " mtime_ns, file_id, target FROM entry WHERE ckpt=?3 AND kind != 0",
 		                bc, c, d);
+		/* memory regions (FORMAT.md 3.10): their rows move like entries, and
+		 * their blocks while the child still has the region's file id */
+		if (!err)
+			err = exec_bind(s, parent ? "INSERT OR IGNORE INTO region SELECT name, ?1, ?2, kind, size, file_id"
+			                            " FROM region WHERE ckpt=?3"
+			                          : "INSERT OR IGNORE INTO region SELECT name, ?1, ?2, kind, size, file_id"
+			                            " FROM region WHERE ckpt=?3 AND kind != 0",
+			                bc, c, d);
 		if (!err)
 			err = live_files(s, d, c, bc, n_files);
+		if (!err)
+			err = exec_bind(s, "INSERT OR IGNORE INTO fold_live SELECT r.file_id FROM region r"
+			                   " JOIN region x ON x.name = r.name AND x.branch = ?2 AND x.ckpt = ?3"
+			                   " WHERE r.ckpt = ?1 AND r.kind = 1 AND x.kind = 1 AND x.file_id = r.file_id",
+			                d, bc, c);
 		if (!err)
 			err = exec_bind(s, parent ? "INSERT OR IGNORE INTO block SELECT b.file_id, b.blkno, ?1, ?2, b.hash, b.chunk,"
 			                            " b.boff FROM block b WHERE b.ckpt=?3"
@@ -154,6 +167,8 @@ int prune_fold(mtm_store *s, mtm_id d)
 			                bc, c, d);
 		if (!err && !parent)
 			err = exec_bind(s, "DELETE FROM entry WHERE ckpt=?1 AND kind=0", c, 0, 0);
+		if (!err && !parent)
+			err = exec_bind(s, "DELETE FROM region WHERE ckpt=?1 AND kind=0", c, 0, 0);
 		if (!err && !parent)
 			err = exec_bind(s, "DELETE FROM block WHERE ckpt=?1 AND chunk=0", c, 0, 0);
 		/* the first child inherits d's share of the packs, for du */
@@ -175,6 +190,7 @@ int prune_fold(mtm_store *s, mtm_id d)
 	                     " WHERE NOT EXISTS (SELECT 1 FROM gc_candidate g WHERE g.id = c.chunk)",
 	                  d, 0, 0));
 	MTM_TRY(exec_bind(s, "DELETE FROM entry WHERE ckpt=?1", d, 0, 0));
+	MTM_TRY(exec_bind(s, "DELETE FROM region WHERE ckpt=?1", d, 0, 0));
 	MTM_TRY(exec_bind(s, "DELETE FROM block WHERE ckpt=?1", d, 0, 0));
 	return exec_bind(s, "DELETE FROM checkpoint WHERE id=?1", d, 0, 0);
 }

@@ -106,7 +106,8 @@ int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t 
 	sqlite3_bind_int64(q, 10, st->st_gid);
 	/* ctime too: restore's own writes happen "now" */
 	int64_t window = racy_window(s, st);
-	int racy = st_mtime_ns(st) >= scan_start_ns - window || st_ctime_ns(st) >= scan_start_ns - window;
+	int racy = scan_start_ns == STATCACHE_UNVOUCHED || st_mtime_ns(st) >= scan_start_ns - window ||
+	           st_ctime_ns(st) >= scan_start_ns - window;
 	sqlite3_bind_int(q, 11, racy);
 	rc = sqlite3_step(q);
 	sqlite3_reset(q);

@@ -24,11 +24,13 @@
 #include <unistd.h>
 #include "scan/checkpoint.h"
 #include "session/session.h"
+#include "session/watch.h"
 #include "track/protocol.h"
 #include "util/error.h"
 #include "util/human.h"
 
 #define PRELOAD_NAME "libmetamori-preload.so"
+#define WATCH_READ_MS 5 /* the watcher's queue is read at most this often while the program runs */
 
 /* The interposer: opts->preload, $METAMORI_PRELOAD, or next to the running
  * executable (the build directory, or an install's bin/../lib). */
@@ -254,6 +256,20 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		return rc;
 	}
 	ss->verbose = !opts->quiet;
+	/* the watcher first: a change made after the baseline below is seen by
+	 * it, one made before by the baseline */
+	int64_t tw = now_ns();
+	if ((rc = watch_start(ss, &ss->watch_why))) {
+		session_stop(ss);
+		free(preload);
+		return rc;
+	}
+	ss->watch_off = !ss->watch && ss->watch_why && !strcmp(ss->watch_why, "METAMORI_WATCH=off");
+	if (ss->debug)
+		fprintf(stderr, "metamori: session: watcher: %s, set up in %.1f ms\n",
+		        ss->watch ? watch_kind(ss->watch) : "none", (double)(now_ns() - tw) / 1e6);
+	if (!ss->watch && !ss->watch_off && !opts->quiet)
+		fprintf(stderr, "metamori: run: %s: every checkpoint will scan\n", ss->watch_why);
 	/* if the tree cannot be compared now (an unreadable file, say), the first
 	 * checkpoint scans and says why; the program runs all the same */
 	int dirty = 1;
@@ -340,11 +356,19 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	const char *idle_knob = secure_getenv("METAMORI_TEST_IDLE_MS"); /* tests: read rows before the merge */
 	int idle_ms = idle_knob && *idle_knob ? atoi(idle_knob) : SESSION_IDLE_MS;
 	int64_t last_busy = now_ns(); /* the last request, signal or timer: idle counts from it */
+	int64_t watch_next = 0; /* the watcher's queue is read at most every WATCH_READ_MS */
 	for (;;) {
-		struct pollfd pf[3] = {{sfd, POLLIN, 0}, {ss->listenfd, POLLIN, 0}, {tfd, POLLIN, 0}};
+		struct pollfd pf[4] = {{sfd, POLLIN, 0}, {ss->listenfd, POLLIN, 0}, {tfd, POLLIN, 0}, {-1, POLLIN, 0}};
 		/* two clocks: the pre-copy's passes while the program writes, and the
 		 * idle work (block_log merge, WAL copy) once nothing was asked for a while */
 		int timeout = session_precopy_tick(ss);
+		/* a program writing all the time would wake us at every write: the
+		 * queue is read in batches (the kernel merges a file's events meanwhile) */
+		int64_t wait_watch = (watch_next - now_ns()) / 1000000;
+		if (ss->watch && wait_watch <= 0)
+			pf[3].fd = watch_fd(ss->watch);
+		else if (ss->watch && (timeout < 0 || wait_watch + 1 < timeout))
+			timeout = (int)wait_watch + 1;
 		if (ss->wal_frames > 0 || s->log_rows > 0) {
 			int64_t left = (int64_t)idle_ms - (now_ns() - last_busy) / 1000000;
 			if (left <= 0) {
@@ -355,12 +379,23 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 			if (timeout < 0 || left < timeout)
 				timeout = (int)left;
 		}
-		int ready = poll(pf, tfd >= 0 ? 3 : 2, timeout);
+		if (tfd < 0) { /* (keep the array dense for poll) */
+			pf[2] = pf[3];
+			pf[3].fd = -1;
+		}
+		int ready = poll(pf, 4, timeout);
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = mtm_set_errno(errno, "run: poll");
 			break;
+		}
+		int wi = tfd < 0 ? 2 : 3;
+		if (pf[wi].fd >= 0 && (pf[wi].revents & POLLIN)) {
+			watch_drain(ss->watch);
+			watch_next = now_ns() + (int64_t)WATCH_READ_MS * 1000000;
+			if (ready == 1)
+				continue; /* the program's own writes: not a request (idle goes on) */
 		}
 		if (ready == 0)
 			continue;
@@ -381,7 +416,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 			break;
 		if (want_ckpt)
 			local_checkpoint(ss, "SIGUSR1");
-		if (tfd >= 0 && (pf[2].revents & POLLIN)) {
+		if (tfd >= 0 && pf[2].fd == tfd && (pf[2].revents & POLLIN)) {
 			uint64_t ticks;
 			if (read(tfd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks)
 				local_checkpoint(ss, "every");

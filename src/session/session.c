@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "session/session.h"
+#include "session/watch.h"
 #include "store/index.h"
 #include "track/protocol.h"
 #include "util/error.h"
@@ -222,7 +223,7 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 	ss->dirfd = ss->lockfd = ss->listenfd = -1;
 	ss->logs = (vec)VEC_INIT(log_slot);
 	ss->sticky = (vec)VEC_INIT(sticky_whole);
-	ss->sticky_scan = (vec)VEC_INIT(int32_t);
+	ss->sticky_scan = (vec)VEC_INIT(sticky_scanner);
 	ss->excludes = excludes;
 	ss->debug = secure_getenv("METAMORI_DEBUG_SESSION") != NULL;
 	ss->n_excludes = n_excludes;
@@ -295,6 +296,7 @@ void session_stop(mtm_session *ss)
 	}
 	if (ss->listenfd >= 0)
 		close(ss->listenfd);
+	watch_stop(ss->watch);
 	for (size_t i = 0; i < ss->logs.n; i++) {
 		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
 		if (l->hdr)

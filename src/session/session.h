@@ -40,6 +40,15 @@ typedef struct change_set {
 	const char *scan_why; /* for the log: why */
 } change_set;
 void change_set_free(change_set *cs);
+/* path's entry in cs->files (made if missing), or NULL (no memory). */
+file_change *change_set_file(change_set *cs, const char *path);
+/* Adds path to one of cs's sets (0 or ENOMEM). */
+int change_set_mark(pathmap *m, const char *path);
+/* The checkpoint must scan; the first reason given is the one said. */
+void change_set_scan(change_set *cs, const char *why);
+/* 1 for paths that are never part of the tree (the store, a restore's
+ * temporaries). */
+int session_outside_tree(const char *path);
 
 /* One interposer log the session knows about. */
 typedef struct log_slot {
@@ -54,6 +63,14 @@ typedef struct log_slot {
 } log_slot;
 
 typedef struct { int32_t pid; char *path; } sticky_whole;
+/* A process every checkpoint scans for while it lives. Its log's lock is
+ * not proof enough: a static program may close the descriptor it inherited
+ * (DMTCP's restarter closes them all), so the process itself is looked for
+ * (pid and start time, /proc/PID/stat). */
+typedef struct { int32_t pid; int64_t start; } sticky_scanner;
+/* The start time of process pid (clock ticks since boot), or -1 if it is
+ * gone (or a zombie). */
+int64_t proc_start_time(int32_t pid);
 
 /* The block hashes of a file compared whole at checkpoint `at` (its
  * content there): the next compare reads and hashes it in the barrier and
@@ -71,7 +88,7 @@ typedef struct mtm_session {
 	struct mtm_ctl *ctl;
 	vec logs;                /* of log_slot */
 	vec sticky;              /* of sticky_whole: compared at every checkpoint while the pid lives */
-	vec sticky_scan;         /* of int32_t pid: every checkpoint scans while it lives */
+	vec sticky_scan;         /* of sticky_scanner: every checkpoint scans while it lives */
 	pathmap hashes;          /* path -> block_hashes*: files compared whole */
 	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
 	const char *force_why;   /* and why */
@@ -92,6 +109,9 @@ typedef struct mtm_session {
 	int bg_wait_ms;          /* until the next: longer while passes find nothing */
 	struct parent_hashes *bg_ph; /* the head's hashes of the blocks copied */
 	struct prewrite *pw;     /* the pre-copied blocks written into the pack ahead (prewrite.c) */
+	struct watcher *watch;   /* what changes that no log explains (watch.c); NULL: none */
+	const char *watch_why;   /* no watcher: why (then every checkpoint scans, unless switched off) */
+	int watch_off;           /* METAMORI_WATCH=off (benchmarks): the logs alone are trusted */
 } mtm_session;
 
 /* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a

@@ -670,6 +670,7 @@ out:
 	d->src = -1;
 	d->path = it->path;
 	cap->whole = 0;
+	cap->vouched = 1; /* every block was read and compared */
 	if (t->ss->debug)
 		fprintf(stderr, "metamori: session: %s compared by hashes: %zu runs\n", it->path, cap->runs.n);
 	return add_pending(t, it->path, &st, h, NULL);
@@ -975,6 +976,9 @@ static int collect_tracked(tctx *t)
 			continue;
 		}
 		cap->whole = !same || (fc && fc->whole);
+		/* the blocks the logs name are all that changed only if the watcher
+		 * saw no other writer (it marked the file whole otherwise) */
+		cap->vouched = t->ss->watch != NULL;
 		if (!cap->whole && dirty_runs(fc, pe ? pe->size : 0, (int64_t)it->st.st_size, &cap->runs)) {
 			rc = mtm_set_error(ENOMEM, "checkpoint");
 			break;

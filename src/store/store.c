@@ -18,6 +18,7 @@
 #include "io/io.h"
 #include "restore/restore.h"
 #include "store/index.h"
+#include "store/region.h"
 #include "store/store.h"
 #include "util/error.h"
 
@@ -185,6 +186,7 @@ static void store_free(mtm_store *s)
 	if (!s)
 		return;
 	index_lookups_free(s);
+	regions_free(s);
 	if (s->db)
 		sqlite3_close_v2(s->db);
 	if (s->rootfd >= 0)

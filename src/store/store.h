@@ -15,7 +15,7 @@
 #include "metamori.h"
 
 #define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
-#define MTM_FORMAT_VERSION 2
+#define MTM_FORMAT_VERSION 3
 #define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
 #define MTM_BLOCK 4096
 #define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */
@@ -48,6 +48,8 @@ struct mtm_store {
 	int fs_known;                /* root_fine_dev was determined (scan.c) */
 	int64_t root_fine_dev;       /* st_dev of the root if its file system keeps
 	                              * fine timestamps from the kernel clock, else -1 */
+	struct mtm_region *regions;  /* mtm_protect: memory saved with each checkpoint (region.h) */
+	size_t n_regions;
 };
 
 /* The store that holds path (or a parent), its directories only: no index

@@ -126,6 +126,10 @@ static int check_index(vctx *v)
 		 " (SELECT 1 FROM checkpoint c WHERE c.id = e.ckpt AND c.branch = e.branch)"},
 		{"entry with a bad kind or size", "SELECT path, ckpt FROM entry WHERE kind NOT IN (0,1,2,3) OR size < 0"
 		 " OR (kind = 1 AND file_id <= 0) OR mode < 0 OR mode > 4095"},
+		{"region of a missing checkpoint", "SELECT name, ckpt FROM region r WHERE NOT EXISTS"
+		 " (SELECT 1 FROM checkpoint c WHERE c.id = r.ckpt AND c.branch = r.branch)"},
+		{"region with a bad kind or size", "SELECT name, ckpt FROM region WHERE kind NOT IN (0,1) OR size < 0"
+		 " OR (kind = 1 AND file_id <= 0) OR length(name) < 1 OR length(name) > 255"},
 		{"chunk in a missing pack", "SELECT id, pack FROM chunk c WHERE NOT EXISTS (SELECT 1 FROM pack p WHERE p.id = c.pack)"},
 		{"chunk past its pack's end", "SELECT c.id, c.pack, c.off FROM chunk c JOIN pack p ON p.id = c.pack"
 		 " WHERE c.off < 16 OR c.off + 40 + c.clen > p.size OR c.clen <= 0 OR c.plen <= 0 OR c.plen > 65536"
