@@ -66,6 +66,28 @@ MTM_API const char *mtm_last_error(void);
 MTM_API const char *mtm_version(void);
 /* Releases memory this library returned through an out parameter. */
 MTM_API void mtm_free(void *p);
+/* Sizes and times written as the library's messages write them, so that a
+ * caller's output reads the same: "512 B", "4.0 KiB", "1.5 GiB";
+ * "2026-11-25 06:01:02" (local time). Both return buf. */
+MTM_API const char *mtm_format_size(char *buf, size_t len, uint64_t bytes);
+MTM_API const char *mtm_format_time(char *buf, size_t len, int64_t time_ns);
+
+/*
+ * Reporting. The library never writes to stdout or stderr. What it has to
+ * tell people outside a return value goes, one line at a time (no newline,
+ * no "metamori: " prefix), to the handler installed here; with none
+ * installed (the default) such lines are dropped. Lines: a session's line
+ * per checkpoint (MTM_LOG_INFO, unless mtm_run_opts.quiet) and its failed
+ * checkpoints (MTM_LOG_ERROR); warnings such as a directory a restore kept
+ * because it holds excluded files (MTM_LOG_WARNING); and the lines that
+ * $METAMORI_DEBUG_SESSION and $METAMORI_DEBUG_RESTORE ask for
+ * (MTM_LOG_DEBUG). Install the handler before any other call; it is called
+ * from the thread that does the work, and must not call back into the
+ * library.
+ */
+enum mtm_log_level { MTM_LOG_ERROR = 1, MTM_LOG_WARNING = 2, MTM_LOG_INFO = 3, MTM_LOG_DEBUG = 4 };
+typedef void (*mtm_log_fn)(void *arg, int level, const char *line);
+MTM_API void mtm_set_log_handler(mtm_log_fn fn, void *arg);
 
 typedef struct mtm_store mtm_store;
 typedef int64_t mtm_id; /* checkpoint id: 1, 2, ...; 0 means "none" */
@@ -131,6 +153,14 @@ typedef struct mtm_checkpoint_info {
  * On any error nothing is committed and earlier checkpoints are untouched.
  */
 MTM_API int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
+/*
+ * The same for the store that holds path (or a parent), without a handle:
+ * when a session runs (mtm_run) it makes the checkpoint and this process
+ * never opens the store's index (a request costs well under a millisecond);
+ * otherwise the store is opened, scanned, and closed. Errors: those of
+ * mtm_open and mtm_checkpoint.
+ */
+MTM_API int mtm_checkpoint_at(const char *path, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
 
 /* The checkpoint the tree was last recorded as or restored to (0: none yet). */
 MTM_API int mtm_head(mtm_store *s, mtm_id *out);
@@ -307,7 +337,7 @@ typedef struct mtm_run_opts {
 	size_t n_excludes;
 	const char *preload;          /* path of libmetamori-preload.so (NULL: found next to the
 	                               * running executable, or $METAMORI_PRELOAD) */
-	int quiet;                    /* no line on stderr per checkpoint */
+	int quiet;                    /* no line per checkpoint (mtm_set_log_handler) */
 } mtm_run_opts;
 #define MTM_RUN_OPTS_VERSION 1
 #define MTM_RUN_OPTS_INIT {MTM_RUN_OPTS_VERSION, 0, NULL, 0, NULL, 0}

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include "cli/changes.h"
 #include "cli/quote.h"
-#include "util/human.h"
+#include "cli/cli.h"
 
 void changes_begin(changes_out *o, int mode, mtm_id from, mtm_id to)
 {

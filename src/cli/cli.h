@@ -20,6 +20,9 @@ extern const char *cli_dir; /* -C DIR, or NULL */
 int cli_fail(int err);
 /* Prints "metamori: <what>: <why>" and returns 1. */
 int cli_error(const char *what, const char *why);
+/* The library's log handler (mtm_set_log_handler): "metamori: <line>" on
+ * stderr, every level (the library says only what was asked for). */
+void cli_log(void *arg, int level, const char *line);
 /* Opens the store for the current directory (or -C DIR). */
 int cli_open(mtm_store **out);
 /* Parses a checkpoint id ("3", or "head"); returns 0 or prints an error. */
@@ -27,6 +30,9 @@ int cli_parse_id(mtm_store *s, const char *text, mtm_id *out);
 /* Handles "-h/--help" for a command: prints usage, returns 1 if it did. */
 int cli_wants_help(const cli_command *cmd, int argc, char **argv);
 const cli_command *cli_find(const char *name);
+/* Sizes and times as the library's messages write them. */
+static inline const char *human_size(char *buf, size_t len, uint64_t bytes) { return mtm_format_size(buf, len, bytes); }
+static inline const char *human_time(char *buf, size_t len, int64_t time_ns) { return mtm_format_time(buf, len, time_ns); }
 /* After getopt_long (optstring starting with ':') returned c ('?' or ':'):
  * "metamori: CMD: bad option ..." or "... -m needs an argument ..."; returns 1. */
 int cli_option_error(const char *cmd, int c, char **argv);

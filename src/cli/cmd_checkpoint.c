@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include "cli/cli.h"
 #include "cli/report.h"
-#include "session/session.h"
-#include "util/human.h"
 
 const char usage_checkpoint[] =
 	"usage: metamori checkpoint [-m MSG] [-q | --json] [--exclude PATTERN]...\n\n"
@@ -51,24 +49,13 @@ int cmd_checkpoint(int argc, char **argv)
 	}
 	o.excludes = ex;
 	o.progress = cli_progress;
-	mtm_store *s = NULL;
 	mtm_checkpoint_info ci;
 	/* a running session makes it: no need to open the index here */
-	int rc = session_checkpoint_at(cli_dir ? cli_dir : ".", &o, &ci);
-	if (rc == MTM_ENOSESSION) {
-		if (cli_open(&s)) {
-			free(ex);
-			return 1;
-		}
-		rc = mtm_checkpoint(s, &o, &ci);
-	}
+	int rc = mtm_checkpoint_at(cli_dir ? cli_dir : ".", &o, &ci);
 	cli_progress_end();
 	free(ex);
-	if (rc) {
-		rc = cli_fail(rc);
-		mtm_close(s);
-		return rc;
-	}
+	if (rc)
+		return cli_fail(rc);
 	if (as_json) {
 		json j;
 		json_init(&j, stdout);
@@ -89,6 +76,5 @@ int cmd_checkpoint(int argc, char **argv)
 		printf("\n");
 	}
 	mtm_free(ci.message);
-	mtm_close(s);
 	return 0;
 }

@@ -6,7 +6,6 @@
 #include "cli/cli.h"
 #include "cli/quote.h"
 #include "cli/report.h"
-#include "util/human.h"
 
 const char usage_log[] =
 	"usage: metamori log [-n N] [--json]\n\n"

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "util/human.h"
 
 const char usage_ls[] =
 	"usage: metamori ls ID [PATH] [--json]\n\n"

@@ -6,7 +6,6 @@
 #include <string.h>
 #include "cli/cli.h"
 #include "cli/json.h"
-#include "util/human.h"
 
 const char usage_prune[] =
 	"usage: metamori prune [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"

@@ -5,7 +5,6 @@
 #include "cli/cli.h"
 #include "cli/json.h"
 #include "cli/quote.h"
-#include "util/human.h"
 
 const char usage_restore[] =
 	"usage: metamori restore ID [--to DIR] [--exclude PATTERN]... [--json]\n\n"

@@ -6,7 +6,6 @@
 #include "cli/cli.h"
 #include "cli/json.h"
 #include "cli/quote.h"
-#include "util/human.h"
 
 const char usage_verify[] =
 	"usage: metamori verify [--data] [--json]\n\n"

@@ -63,6 +63,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	mtm_set_log_handler(cli_log, NULL);
 	int i = 1;
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "-C")) {

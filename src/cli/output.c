@@ -7,7 +7,6 @@
 #include <getopt.h>
 #include <unistd.h>
 #include "cli/cli.h"
-#include "util/human.h"
 
 const char *cli_dir;
 
@@ -25,6 +24,13 @@ int cli_error(const char *what, const char *why)
 {
 	fprintf(stderr, "metamori: %s: %s\n", what, why);
 	return 1;
+}
+
+void cli_log(void *arg, int level, const char *line)
+{
+	(void)arg;
+	(void)level;
+	fprintf(stderr, "metamori: %s\n", line);
 }
 
 int cli_open(mtm_store **out)

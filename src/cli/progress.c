@@ -4,7 +4,7 @@
 #include <unistd.h>
 #include "cli/progress.h"
 #include "cli/quote.h"
-#include "util/human.h"
+#include "cli/cli.h"
 
 static int progress_shown;
 static struct timespec progress_last;

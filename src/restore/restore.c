@@ -31,9 +31,9 @@
 #include "io/io.h"
 #include "restore/filemap.h"
 #include "restore/restore.h"
-#include "scan/scan.h"
-#include "session/session.h"
+#include "tree/scan.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define PATCH_MIN_SIZE (1 << 20) /* smaller files are always rewritten whole */
@@ -365,7 +365,7 @@ static int remove_path(rctx *c, const live_item *li, int must)
 		return 0;
 	if ((rc == ENOTEMPTY || rc == EEXIST) && !must) {
 		/* it still holds ignored files: they are not ours to delete */
-		fprintf(stderr, "metamori: %s: kept (holds files excluded from checkpoints)\n", li->path);
+		log_msg(MTM_LOG_WARNING, "%s: kept (holds files excluded from checkpoints)", li->path);
 		return 0;
 	}
 	if (rc)
@@ -842,9 +842,9 @@ static int restore_in_place(rctx *c, mtm_id k)
 		rc = intent_clear(s);
 	ph[6] = now_ns();
 	if (!rc && secure_getenv("METAMORI_DEBUG_RESTORE"))
-		fprintf(stderr,
-		        "metamori: restore %lld: load %.1f ms (%zu blocks between), plan %.1f ms, reads started %.1f ms, verify %.1f ms, "
-		        "apply %.1f ms (fsyncs %.1f ms), record %.1f ms (%.1f ms of it waiting out the racy window)\n",
+		log_msg(MTM_LOG_DEBUG,
+		        "restore %lld: load %.1f ms (%zu blocks between), plan %.1f ms, reads started %.1f ms, verify %.1f ms, "
+		        "apply %.1f ms (fsyncs %.1f ms), record %.1f ms (%.1f ms of it waiting out the racy window)",
 		        (long long)k, (ph[1] - ph[0]) / 1e6, c->between.n, (ph[2] - ph[1]) / 1e6, (ph[3] - ph[2]) / 1e6,
 		        (ph[4] - ph[3]) / 1e6,
 		        (ph[5] - ph[4]) / 1e6, c->fsync_ns / 1e6, (ph[6] - ph[5]) / 1e6, c->racy_wait_ns / 1e6);
@@ -974,7 +974,8 @@ int restore_finish_intent(mtm_store *s, mtm_id id)
 	return 0;
 }
 
-int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out)
+int restore_checkpoint(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, int (*refuse)(mtm_store *s),
+                       mtm_restore_stats *out)
 {
 	if (opts && opts->version != MTM_RESTORE_OPTS_VERSION)
 		return mtm_set_error(MTM_EINVAL, "restore: unsupported options version %d", opts->version);
@@ -989,10 +990,10 @@ int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_resto
 			if (c.rootfd >= 0 && c.rootfd != s->rootfd)
 				close(c.rootfd);
 		} else if (!(rc = store_lock(s))) {
-			/* not under a running `metamori run`: the tree would change under the
-			 * traced program, behind the interposer's back (checked with the lock
-			 * held: a session starts only while holding it too) */
-			if (!(rc = session_refuse_restore(s)))
+			/* the caller's refusal, with the lock held (api/restore.c: not
+			 * under a running `metamori run`, whose tree would change under the
+			 * traced program; a session starts only while holding the lock too) */
+			if (!(rc = refuse ? refuse(s) : 0))
 				rc = restore_in_place(&c, id);
 			store_unlock(s);
 		}

@@ -32,6 +32,7 @@
 #include "session/watch.h"
 #include "track/protocol.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define BARRIER_TIMEOUT_NS (60LL * 1000000000) /* a call that never returns (a FIFO, a hung NFS server) */
@@ -372,7 +373,7 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 		if (!full)
 			continue;
 		if (ss->debug)
-			fprintf(stderr, "metamori: session: pid %d: record %u '%s' %llu %llu\n", (int)l->pid, rec.type, path,
+			log_msg(MTM_LOG_DEBUG, "session: pid %d: record %u '%s' %llu %llu", (int)l->pid, rec.type, path,
 			        (unsigned long long)rec.a, (unsigned long long)rec.b);
 		if (rec.type == MTM_REC_SCAN) {
 			change_set_scan(full, "a traced process did something that cannot be tracked");

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include "session/session.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define REQ_MAGIC 0x514d544du   /* "MTMQ" */
@@ -156,9 +157,9 @@ void session_serve(mtm_session *ss, int fd)
 	if (ss->verbose) {
 		char line[512];
 		if (rc)
-			fprintf(stderr, "metamori: %s\n", mtm_last_error());
+			log_msg(MTM_LOG_ERROR, "%s", mtm_last_error());
 		else
-			fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, &ci, ss->scan_why));
+			log_msg(MTM_LOG_INFO, "%s", session_describe(line, sizeof line, &ci, ss->scan_why));
 	}
 	reply(fd, rc, &ci);
 	free(ci.message);

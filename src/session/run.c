@@ -22,11 +22,12 @@
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "scan/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 #include "session/session.h"
 #include "session/watch.h"
 #include "track/protocol.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define PRELOAD_NAME "libmetamori-preload.so"
@@ -208,9 +209,9 @@ static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 		return;
 	char line[512];
 	if (rc)
-		fprintf(stderr, "metamori: %s\n", mtm_last_error());
+		log_msg(MTM_LOG_ERROR, "%s", mtm_last_error());
 	else
-		fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, ci, ss->scan_why));
+		log_msg(MTM_LOG_INFO, "%s", session_describe(line, sizeof line, ci, ss->scan_why));
 }
 
 static void local_checkpoint(mtm_session *ss, const char *why)
@@ -266,10 +267,10 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	}
 	ss->watch_off = !ss->watch && ss->watch_why && !strcmp(ss->watch_why, "METAMORI_WATCH=off");
 	if (ss->debug)
-		fprintf(stderr, "metamori: session: watcher: %s, set up in %.1f ms\n",
+		log_msg(MTM_LOG_DEBUG, "session: watcher: %s, set up in %.1f ms",
 		        ss->watch ? watch_kind(ss->watch) : "none", (double)(now_ns() - tw) / 1e6);
 	if (!ss->watch && !ss->watch_off && !opts->quiet)
-		fprintf(stderr, "metamori: run: %s: every checkpoint will scan\n", ss->watch_why);
+		log_msg(MTM_LOG_WARNING, "run: %s: every checkpoint will scan", ss->watch_why);
 	/* if the tree cannot be compared now (an unreadable file, say), the first
 	 * checkpoint scans and says why; the program runs all the same */
 	int dirty = 1;
@@ -281,7 +282,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	if (cmd && is_untraceable(cmd, 0)) {
 		ss->always_scan = 1;
 		if (!opts->quiet)
-			fprintf(stderr, "metamori: run: %s is statically linked: every checkpoint will scan\n", argv[0]);
+			log_msg(MTM_LOG_WARNING, "run: %s is statically linked: every checkpoint will scan", argv[0]);
 	}
 	free(cmd);
 

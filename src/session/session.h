@@ -18,6 +18,7 @@
 #define MTM_SESSION_H
 #include <stdint.h>
 #include "metamori.h"
+#include "checkpoint/checkpoint.h"
 #include "store/pack.h"
 #include "store/store.h"
 #include "util/pathmap.h"
@@ -120,6 +121,11 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 void session_stop(mtm_session *ss);
 /* 1 if a live session holds the store's session lock (any process). */
 int session_alive(mtm_store *s);
+/* What the checkpoint engine borrows (checkpoint.h): a session's own
+ * checkpoint (ss) continues after the blocks it wrote ahead and takes the
+ * parent hashes its passes looked up; anyone else's (ss NULL) only starts a
+ * pack of its own while a session runs. */
+ckpt_hooks session_ckpt_hooks(mtm_session *ss);
 /* MTM_EBUSY with a clear message if a session is running: for in-place
  * restores, which would change the tree under the traced program. */
 int session_refuse_restore(mtm_store *s);
@@ -181,12 +187,8 @@ void prewrite_slot_reused(mtm_session *ss, uint64_t old_meta);
 /* For the checkpoint's pack writer (checkpoint.c): the records written
  * ahead in this interval, NULL if none can be used; their writer is closed. */
 const pack_ahead *prewrite_ahead(mtm_session *ss);
-/* 1 if the pre-copy slot was written ahead: its record and place there.
- * chunk: the record's chunk id once a checkpoint named it (pack_adopt). */
-typedef struct ahead_rec {
-	pack_loc loc;
-	int64_t chunk;
-} ahead_rec;
+/* 1 if the pre-copy slot was written ahead: its record (ahead_rec,
+ * checkpoint.h) and place there. */
 int prewrite_ref(mtm_session *ss, const unsigned char *slot, ahead_rec **rec, int *boff);
 /* For METAMORI_DEBUG_SESSION: what was written and used this interval. */
 void prewrite_report(mtm_session *ss, char *buf, size_t len);

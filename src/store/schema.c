@@ -137,6 +137,9 @@ int schema_check(mtm_store *s)
 		                     s->root, (long long)ver, MTM_FORMAT_VERSION);
 	if (ver < 1)
 		return mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: no format version", s->root);
+	if (ver < MTM_FORMAT_VERSION && s->readonly)
+		return mtm_set_error(MTM_EINVAL, "%s/.metamori: store format %lld must be upgraded, "
+		                     "and the store cannot be written", s->root, (long long)ver);
 	if (ver < MTM_FORMAT_VERSION)
 		return upgrade(s);
 	return 0;

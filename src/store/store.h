@@ -50,6 +50,10 @@ struct mtm_store {
 	                              * fine timestamps from the kernel clock, else -1 */
 	struct mtm_region *regions;  /* mtm_protect: memory saved with each checkpoint (region.h) */
 	size_t n_regions;
+	/* The store cannot be written (read-only file system, no write
+	 * permission, a full disk): the index was opened read-only and nothing
+	 * may write (store_lock refuses; close folds no WAL). */
+	int readonly;
 };
 
 /* The store that holds path (or a parent), its directories only: no index

@@ -3,7 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include "restore/filemap.h"
+#include "tree/filemap_diff.h"
 
 static void push(vec *m, int64_t blkno, uint64_t hash)
 {

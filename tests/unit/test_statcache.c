@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 #include <sqlite3.h>
-#include "scan/scan.h"
+#include "tree/scan.h"
 #include "store/store.h"
 #include "util/pathmap.h"
 

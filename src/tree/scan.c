@@ -7,7 +7,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include "io/io.h"
-#include "scan/scan.h"
+#include "tree/scan.h"
 #include "util/error.h"
 
 void statcache_row_read(sqlite3_stmt *st, int col, sc_row *r)

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/beneath.h"
-#include "restore/filemap.h"
-#include "scan/scan.h"
+#include "tree/filemap_diff.h"
+#include "tree/scan.h"
 #include "util/error.h"
 
 static int meta_changed(const entry *a, uint32_t mode, uint32_t uid, uint32_t gid, int64_t mtime)

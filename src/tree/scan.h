@@ -6,7 +6,7 @@
 #ifndef MTM_SCAN_H
 #define MTM_SCAN_H
 #include <sys/stat.h>
-#include "scan/ignore.h"
+#include "tree/ignore.h"
 #include "store/index.h"
 #include "util/pathmap.h"
 

@@ -18,12 +18,11 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
-#include "scan/scan.h"
+#include "tree/scan.h"
 #include "store/pack.h"
 #include "util/error.h"
 #include "util/human.h"
-#include "scan/checkpoint.h"
-#include "session/session.h"
+#include "checkpoint/checkpoint.h"
 #include "store/region.h"
 #include <xxhash.h>
 
@@ -35,6 +34,7 @@ typedef struct {
 	int64_t next_file_id; /* allocator for new files */
 	int64_t cur_file;     /* the file store_run is recording */
 	const capture *ahead_cap; /* its capture, when the session wrote some of its blocks ahead */
+	const ckpt_hooks *hooks;
 	uint64_t bytes_changed, blocks_changed;
 	/* Changed blocks of the current file that do not fill an aligned group
 	 * (scattered writes: typically one block here, one there) are gathered
@@ -104,7 +104,7 @@ static int store_plain(ckpt_ctx *c, int64_t blkno, int nblocks, const unsigned c
 }
 
 /* A block the session wrote ahead from the very slot it is recorded from
- * (session/prewrite.c): named where it lies, its record adopted once. */
+ * (hooks->ahead_ref): named where it lies, its record adopted once. */
 static int store_ahead(ckpt_ctx *c, int64_t blkno, uint64_t hash, ahead_rec *rec, int boff)
 {
 	if (!rec->chunk)
@@ -118,14 +118,14 @@ static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
                      const uint64_t *hashes, int zero, int lasting)
 {
 	ckpt_ctx *c = arg;
-	if (zero || !c->ahead_cap)
+	if (zero || !c->ahead_cap || !c->hooks->ahead_ref)
 		return store_plain(c, blkno, nblocks, data, len, hashes, zero, lasting);
 	int from = 0; /* the blocks before i not written ahead */
 	for (int i = 0; i < nblocks; i++) {
 		ahead_rec *rec;
 		int boff;
 		if ((size_t)(i + 1) * MTM_BLOCK > len ||
-		    !prewrite_ref(c->s->session, capture_slot(c->ahead_cap, blkno + i), &rec, &boff))
+		    !c->hooks->ahead_ref(c->hooks->arg, capture_slot(c->ahead_cap, blkno + i), &rec, &boff))
 			continue;
 		if (i > from)
 			MTM_TRY(store_plain(c, blkno + from, i - from, data + (size_t)from * MTM_BLOCK,
@@ -254,16 +254,23 @@ struct ckpt_run {
 	uint64_t done_bytes, total_bytes;
 	int in_tx, committed;
 	int sc_loaded; /* the stat cache is read by ckpt_record: all of it, or only the touched paths */
+	ckpt_hooks hooks;
 	int regions_recorded; /* the handle's region hashes now describe this checkpoint, once committed */
 };
 typedef struct ckpt_run run_state;
 
-typedef struct { mtm_store *s; int64_t file_id; const lineage *l; mtm_id parent; } parent_hash_arg;
+typedef struct {
+	mtm_store *s;
+	int64_t file_id;
+	const lineage *l;
+	mtm_id parent;
+	const ckpt_hooks *hooks;
+} parent_hash_arg;
 static int parent_hash(void *arg, int64_t blkno, uint64_t *out)
 {
 	parent_hash_arg *a = arg;
-	/* a session looked most of them up while the program ran (precopy.c) */
-	if (a->s->session && parent_hashes_get(a->s->session->bg_ph, a->parent, a->file_id, blkno, out))
+	/* a session looked most of them up while the program ran */
+	if (a->hooks->parent_hash && a->hooks->parent_hash(a->hooks->arg, a->parent, a->file_id, blkno, out))
 		return 0;
 	return index_block_hash(a->s, a->file_id, blkno, a->l, out);
 }
@@ -307,7 +314,7 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	file_src src = {fd, cap};
 	if (cap && !cap->whole) {
 		/* tracked: only the blocks the program wrote, against the parent's hashes */
-		parent_hash_arg pa = {r->s, file_id, &r->parent_lin, r->info.parent};
+		parent_hash_arg pa = {r->s, file_id, &r->parent_lin, r->info.parent, &r->hooks};
 		c->ahead_cap = c->pw.ahead_kept ? cap : NULL;
 		rc = compare_runs(src, size_read, &cap->runs, parent_hash, &pa, store_run, c);
 		c->ahead_cap = NULL;
@@ -578,7 +585,7 @@ static int record_regions(run_state *r)
 	return 0;
 }
 
-int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
+int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, ckpt_run **out)
 {
 	*out = NULL;
 	if (opts && opts->version != MTM_CHECKPOINT_OPTS_VERSION)
@@ -594,6 +601,9 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
 	r->s = s;
 	r->c = &r->ctx;
 	r->ctx.s = s;
+	if (hooks)
+		r->hooks = *hooks;
+	r->ctx.hooks = &r->hooks;
 	r->ci = &r->info;
 	r->opts = opts;
 	r->t0 = now_ns();
@@ -611,12 +621,12 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
 		return rc;
 	r->ctx.id = r->info.id;
 	/* A session's checkpoint continues after what it wrote ahead; while a
-	 * session runs, anyone else's starts a pack of its own (prewrite.c) */
+	 * session runs, anyone else's starts a pack of its own */
 	pack_begin_opts po = {0};
-	if (s->session)
-		po.ahead = prewrite_ahead(s->session);
-	else
-		po.fresh = session_alive(s);
+	if (r->hooks.ahead)
+		po.ahead = r->hooks.ahead(r->hooks.arg);
+	else if (r->hooks.pack_fresh)
+		po.fresh = r->hooks.pack_fresh(s);
 	if ((rc = pack_writer_begin(&r->ctx.pw, s, &po)) || (rc = index_writer_init(&r->ctx.iw, s)))
 		return rc;
 	return 0;
@@ -760,11 +770,11 @@ void ckpt_end(ckpt_run *r)
 }
 
 /* A full scan: the whole tree against the whole parent tree. */
-int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, mtm_checkpoint_info *out)
 {
 	ckpt_run *r;
 	vec parent = VEC_INIT(entry), live = VEC_INIT(live_item);
-	int rc = ckpt_begin(s, opts, &r);
+	int rc = ckpt_begin(s, opts, hooks, &r);
 	if (!rc)
 		rc = index_load_tree(s, r->info.parent, &parent);
 	if (!rc)
@@ -779,26 +789,4 @@ int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info
 	live_free(&live);
 	ckpt_end(r);
 	return rc;
-}
-
-int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
-{
-	if (out)
-		memset(out, 0, sizeof *out);
-	if (opts && opts->version != MTM_CHECKPOINT_OPTS_VERSION)
-		return mtm_set_error(MTM_EINVAL, "checkpoint: unsupported options version %d", opts->version);
-	/* a session cannot read this process's memory: with regions, the
-	 * checkpoint is made here, or not at all while a session runs */
-	if (s->n_regions) {
-		if (session_alive(s))
-			return mtm_set_error(MTM_EINVAL, "checkpoint: memory regions cannot be saved while `metamori run` runs on %s",
-			                     s->root);
-		return ckpt_scan(s, opts, out);
-	}
-	/* inside `metamori run`, the session makes it (consistent, tracked);
-	 * from elsewhere, ask a running session to make it */
-	int rc = session_checkpoint(s, opts, out);
-	if (rc != MTM_ENOSESSION)
-		return rc;
-	return ckpt_scan(s, opts, out);
 }
