@@ -169,7 +169,7 @@ static int compact_chunk(mtm_store *s, compactor *cp, int64_t id, const unsigned
 		return 0;
 	if (rc != SQLITE_DONE)
 		return db_error(s, rc, "gc");
-	/* the same codec rule as checkpoints (pack.c) */
+	/* the same codec rule as checkpoints (pack_writer.c) */
 	size_t clen = ZSTD_compress2(cp->cctx, cp->cbuf, ZSTD_compressBound(CHUNK_MAX_PLAIN), cp->plain2, np);
 	int codec = CODEC_ZSTD;
 	const unsigned char *data = cp->cbuf;
