@@ -14,6 +14,7 @@
 #include "store/index.h"
 #include "store/lineage.h"
 #include "store/pack.h"
+#include "restore/restore.h"
 #include "store/region.h"
 #include "util/error.h"
 
@@ -108,7 +109,7 @@ static int recover_regions(mtm_store *s, mtm_id id)
 	return rc;
 }
 
-int mtm_recover(mtm_store *s, mtm_id id, mtm_id *out)
+int restore_recover(mtm_store *s, mtm_id id, int (*refuse)(mtm_store *s), mtm_id *out)
 {
 	if (out)
 		*out = 0;
@@ -120,7 +121,7 @@ int mtm_recover(mtm_store *s, mtm_id id, mtm_id *out)
 			return 0; /* a first start: nothing to recover */
 	}
 	MTM_TRY(recover_regions(s, id));
-	int rc = mtm_restore(s, id, NULL, NULL);
+	int rc = restore_checkpoint(s, id, NULL, refuse, NULL);
 	if (rc) {
 		for (size_t i = 0; i < s->n_regions; i++)
 			s->regions[i].hashes_at = 0;

@@ -13,4 +13,7 @@ int restore_finish_intent(mtm_store *s, mtm_id id);
  * the traced program). */
 int restore_checkpoint(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, int (*refuse)(mtm_store *s),
                        mtm_restore_stats *out);
+/* mtm_recover's work (api/restore.c): the regions' memory, then the tree in
+ * place through restore_checkpoint (refuse as there). */
+int restore_recover(mtm_store *s, mtm_id id, int (*refuse)(mtm_store *s), mtm_id *out);
 #endif
