@@ -186,6 +186,11 @@ typedef struct mtm_restore_stats {
 	uint64_t entries_removed;
 	uint64_t entries_created; /* directories and symlinks */
 	uint64_t bytes_written;
+	/* what the target could not take and was left out: extended attributes
+	 * (ACLs, capabilities) on a file system without them or that this user
+	 * may not set, device nodes when not root. The restore goes on. */
+	uint64_t attrs_skipped;
+	uint64_t nodes_skipped;
 } mtm_restore_stats;
 
 /*
@@ -213,7 +218,8 @@ MTM_API int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, m
 typedef struct mtm_entry_info {
 	char *path;          /* relative to the root; "" for the root itself */
 	const char *name;    /* the last component of path (points into path) */
-	char kind;           /* 'f' file, 'd' directory, 'l' symlink; others may be added later ('?') */
+	char kind;           /* 'f' file (every name of a hard-linked one), 'd' directory, 'l' symlink, 'p' FIFO,
+	                      * 's' socket, 'c' character and 'b' block device; others may be added later ('?') */
 	uint32_t mode;       /* permission bits (07777) */
 	uint32_t uid, gid;
 	uint64_t size;       /* files: bytes; symlinks: length of the target; directories: 0 */

@@ -84,6 +84,13 @@ int cmd_restore(int argc, char **argv)
 			       (unsigned long long)st.files_patched, (unsigned long long)st.entries_removed,
 			       human_size(b, sizeof b, st.bytes_written));
 		}
+		if (!rc && st.attrs_skipped) /* once, not per file */
+			fprintf(stderr, "metamori: warning: %llu extended attributes (ACLs, capabilities, labels) could not be "
+			        "restored: the file system does not support them or this user may not set them\n",
+			        (unsigned long long)st.attrs_skipped);
+		if (!rc && st.nodes_skipped)
+			fprintf(stderr, "metamori: warning: %llu device nodes not restored (only root may create them)\n",
+			        (unsigned long long)st.nodes_skipped);
 	}
 	free(ex);
 	mtm_close(s);

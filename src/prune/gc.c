@@ -247,7 +247,7 @@ static int copy_live(mtm_store *s, int64_t from, gc_writer *w, vec *moves, ZSTD_
 {
 	char name[64];
 	pack_file_name(name, sizeof name, from);
-	int in, rc = io_openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &in);
+	int in, rc = io_open_regular(s->dirfd, name, O_RDONLY | O_NOFOLLOW, &in);
 	if (rc)
 		return mtm_set_errno(rc, "%s/.metamori/%s", s->root, name);
 	sqlite3_stmt *st;

@@ -149,21 +149,30 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	if (mfd < 0)
 		return OUTSIDE;
 	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		/* gone (its removal is an event at its parent); anything else
+		 * (no CAP_DAC_READ_SEARCH, say) would drop events unseen */
+		if (errno != ESTALE && errno != ENOENT)
+			w->lost = "the watcher could not resolve a directory";
 		return NULL;
+	}
 	char link[64], abs[PATH_MAX + 1];
 	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
 	ssize_t n = readlink(link, abs, sizeof abs - 1);
 	close(fd);
-	if (n <= 0 || n >= (ssize_t)sizeof abs - 1)
+	if (n <= 0 || n >= (ssize_t)sizeof abs - 1) {
+		w->lost = "the watcher could not resolve a directory";
 		return NULL;
+	}
 	abs[n] = 0;
 	if (n > 10 && !strcmp(abs + n - 10, " (deleted)"))
 		return NULL;
 	const char *rel = in_tree(w, abs);
 	char *val = rel ? strdup(rel) : OUTSIDE;
-	if (!val)
+	if (!val) {
+		w->lost = "the watcher ran out of memory";
 		return NULL;
+	}
 	if (w->dircache.n >= DIRCACHE_MAX)
 		dircache_clear(w);
 	if (pathmap_put(&w->dircache, key, val)) {

@@ -53,10 +53,11 @@ static int pack_fd(pack_reader *r, int64_t pack, int *fd)
 	char name[64];
 	pack_name(name, sizeof name, pack);
 	int slot = (int)(pack % 8), nfd;
-	int rc = io_openat(r->s->dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &nfd);
+	/* never blocks: a FIFO put in a pack's place fails here */
+	int rc = io_open_regular(r->s->dirfd, name, O_RDONLY | O_NOFOLLOW, &nfd);
 	if (rc)
-		return mtm_set_error(rc == ENOENT ? MTM_ECORRUPT : rc, "%s/.metamori/%s: %s", r->s->root, name,
-		                     rc == ENOENT ? "pack file is missing" : strerror(rc));
+		return mtm_set_error(rc == ENOENT || rc == ENOTPLAIN ? MTM_ECORRUPT : rc, "%s/.metamori/%s: %s", r->s->root,
+		                     name, rc == ENOENT ? "pack file is missing" : mtm_strerror(rc));
 	if (r->fds[slot].fd >= 0) {
 		if (r->fds[slot].fd == r->willneed.fd)
 			pack_prefetch_flush(r); /* (while the fd is still that pack) */

@@ -55,7 +55,7 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 	pack_name(name, sizeof name, id);
 	int rc, fd;
 	if (exists) {
-		rc = io_openat(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &fd);
+		rc = io_open_regular(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, &fd);
 		if (!rc)
 			rc = io_ftruncate(fd, (off_t)committed); /* drop a crashed writer's tail */
 	} else {
@@ -152,7 +152,7 @@ static int continue_ahead(pack_writer *w, const pack_ahead *a)
 	char name[64];
 	pack_name(name, sizeof name, a->pack);
 	int fd;
-	if (io_openat(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &fd))
+	if (io_open_regular(w->s->dirfd, name, O_RDWR | O_NOFOLLOW, &fd))
 		return 0; /* (gone: the normal way reports what is wrong, if anything) */
 	if (!ahead_intact(w, a, fd)) {
 		close(fd);

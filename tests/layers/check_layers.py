@@ -14,7 +14,8 @@ defined in src/api/ (it combines layers) is called by no other layer of the
 library.
 
 The library never prints (it reports through mtm_set_log_handler): outside
-src/cli/ and the interposer (src/track/, a program of its own), no code may
+src/cli/, the interposer (src/track/, a program of its own) and the DMTCP
+plugin (src/dmtcp/, loaded into a program by DMTCP), no code may
 name stdout or stderr or call printf, puts, perror or dprintf.
 
 Usage: check_layers.py [SOURCE_DIR]   (default: the checkout holding this file)
@@ -26,7 +27,7 @@ import sys
 
 # Lowest first. Folders on one row are peers: neither includes the other.
 LAYERS = [
-    ["util", "track"],               # containers, errors; the interposer's wire layout
+    ["util", "track", "dmtcp"],      # containers, errors; the interposer's wire layout; the DMTCP plugin
     ["io"],                          # every system call on the store and the tree
     ["store"],                       # index, packs, lineage, verify
     ["tree"],                        # walk, ignore, stat cache, block compare
@@ -44,7 +45,7 @@ KNOWN = {
 }
 ONLY_PUBLIC = {"cli"}
 
-PRINTERS = {"cli", "track"}
+PRINTERS = {"cli", "track", "dmtcp"}  # the DMTCP plugin: its one refusal line is the program's stderr
 PRINTS = re.compile(r"\b(stdout|stderr|STDOUT_FILENO|STDERR_FILENO|printf|vprintf|puts|putchar|perror|dprintf|vdprintf)\b")
 # comments, string and character literals: blanked before looking for PRINTS
 NOT_CODE = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
