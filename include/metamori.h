@@ -344,9 +344,11 @@ typedef struct mtm_run_opts {
 	const char *preload;          /* path of libmetamori-preload.so (NULL: found next to the
 	                               * running executable, or $METAMORI_PRELOAD) */
 	int quiet;                    /* no line per checkpoint (mtm_set_log_handler) */
+	/* version 2: */
+	int no_final;                 /* with every_seconds: no last checkpoint when the program exits */
 } mtm_run_opts;
-#define MTM_RUN_OPTS_VERSION 1
-#define MTM_RUN_OPTS_INIT {MTM_RUN_OPTS_VERSION, 0, NULL, 0, NULL, 0}
+#define MTM_RUN_OPTS_VERSION 2
+#define MTM_RUN_OPTS_INIT {MTM_RUN_OPTS_VERSION, 0, NULL, 0, NULL, 0, 0}
 
 /*
  * Runs argv[0] (searched in PATH) with the interposer preloaded, so that
@@ -358,6 +360,9 @@ typedef struct mtm_run_opts {
  * then released before anything is compressed or written. A checkpoint
  * costs O(bytes changed); what the interposer cannot see precisely (shared
  * writable mmap, stdio, io_uring, static children) is compared or scanned.
+ * With every_seconds, a last checkpoint (message "exit") is made when the
+ * program exits, so its final state is recorded (unless no_final); options
+ * of version 1 (without no_final) are still accepted and get it too.
  * Returns when the program exits; *exit_status is its exit status
  * (128 + signal if killed). Errors: MTM_EBUSY (a session is already running
  * on this store), errno (the program could not be started: then
