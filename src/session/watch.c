@@ -213,19 +213,19 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 			fsid_t fsid;
 			memcpy(&fsid, &fid.fsid, sizeof fsid);
 			const char *dir = fan_dir(w, &fsid, fh);
-			int isdir = (m.mask & FAN_ONDIR) != 0;
-			/* a directory moved or removed: cached paths below it are stale */
-			if (isdir && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
+			char path[PATH_MAX * 2] = "";
+			if (dir && dir != OUTSIDE) {
+				if (!strcmp(name, ".") || !*name)
+					snprintf(path, sizeof path, "%s", dir);
+				else
+					snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
+			}
+			/* a directory moved or removed: cached paths below it are stale
+			 * (dir is one of them: not used past this point) */
+			if ((m.mask & FAN_ONDIR) && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
 				dircache_clear(w);
-			if (!dir || dir == OUTSIDE)
-				break;
-			char path[PATH_MAX * 2];
-			if (!strcmp(name, ".") || !*name)
-				snprintf(path, sizeof path, "%s", dir);
-			else
-				snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
 			if (!*path)
-				break; /* the root itself: not an entry */
+				break; /* outside the tree, gone, or the root itself (not an entry) */
 			int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
 			           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
 			return kind ? note(w, path, kind, (int32_t)m.pid) : 0;

@@ -1,4 +1,5 @@
 /* index.c — see index.h. */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -420,8 +421,11 @@ int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *
 int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t branch, int64_t ckpt,
                     uint64_t hash, int64_t chunk, int64_t boff)
 {
+	/* FORMAT.md 3.5: boff is 0..15, and 0 for a hole (chunk 0) */
+	assert(chunk >= 0 && boff >= 0 && boff < MTM_CHUNK_BLOCKS && (chunk || !boff));
 	if (w->held.n >= HELD_BLOCKS)
 		MTM_TRY(index_flush_blocks(w));
+	assert(w->held.n < HELD_BLOCKS);
 	held_block *h = vec_push(&w->held);
 	if (!h)
 		return mtm_set_error(ENOMEM, "index");
