@@ -115,6 +115,10 @@ MTM_API const char *mtm_root(const mtm_store *s);
 
 /* Progress callback for long work: done and total are bytes. */
 typedef void (*mtm_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
+/* Progress of long reading work on this handle that takes no options struct
+ * (mtm_verify with MTM_VERIFY_DATA: phase "verify", bytes of chunks read of
+ * their total). NULL turns it off. Called on the calling thread. */
+MTM_API void mtm_set_progress(mtm_store *s, mtm_progress_fn fn, void *arg);
 
 typedef struct mtm_checkpoint_opts {
 	int version;

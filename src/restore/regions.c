@@ -13,6 +13,7 @@
 #include "store/index.h"
 #include "store/lineage.h"
 #include "store/pack.h"
+#include "restore/restore.h"
 #include "store/region.h"
 #include "restore/restore.h"
 #include "util/error.h"

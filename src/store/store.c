@@ -428,6 +428,12 @@ void mtm_close(mtm_store *s)
 
 const char *mtm_root(const mtm_store *s) { return s->root; }
 
+void mtm_set_progress(mtm_store *s, mtm_progress_fn fn, void *arg)
+{
+	s->progress = fn;
+	s->progress_arg = arg;
+}
+
 int mtm_head(mtm_store *s, mtm_id *out) { return meta_get_int(s, "head", out); }
 
 int store_lock(mtm_store *s)

@@ -54,6 +54,8 @@ struct mtm_store {
 	 * permission, a full disk): the index was opened read-only and nothing
 	 * may write (store_lock refuses; close folds no WAL). */
 	int readonly;
+	mtm_progress_fn progress;    /* mtm_set_progress: long reads (verify --data) */
+	void *progress_arg;
 };
 
 /* The store that holds path (or a parent), its directories only: no index

@@ -260,11 +260,21 @@ static int check_data(vctx *v)
 		pack_reader_free(&pr);
 		return db_error(v->s, rc, "verify");
 	}
-	int64_t bad_chunk = 0;
+	int64_t bad_chunk = 0, last_chunk = 0, total = 0;
+	if (v->s->progress) { /* what the reads will add up to: every chunk's record */
+		sqlite3_stmt *q;
+		if (sqlite3_prepare_v2(v->s->db, "SELECT coalesce(sum(clen), 0) FROM chunk", -1, &q, NULL) == SQLITE_OK &&
+		    sqlite3_step(q) == SQLITE_ROW)
+			total = sqlite3_column_int64(q, 0);
+		sqlite3_finalize(q);
+	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t chunk = sqlite3_column_int64(st, 0), boff = sqlite3_column_int64(st, 1);
 		if (chunk == bad_chunk)
 			continue;
+		if (v->s->progress && chunk != last_chunk) /* (the callback limits its own redraws) */
+			v->s->progress(v->s->progress_arg, "verify", pr.bytes_read, (uint64_t)total);
+		last_chunk = chunk;
 		const unsigned char *plain;
 		size_t plen;
 		if (pack_read(&pr, chunk, &plain, &plen)) {
