@@ -6,9 +6,11 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
 # git, tar and sqlite3 are real programs the tracking tests run under
-# `metamori run`; liburing-dev lets the interposer's io_uring test run.
+# `metamori run`; liburing-dev lets the interposer's io_uring test run;
+# Open MPI builds libmetamori_mpi and runs its tests (tests/mpi).
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
-               libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev
+               libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
+               libopenmpi-dev openmpi-bin
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
 BENCH_PACKAGES = rsync borgbackup restic fio
 

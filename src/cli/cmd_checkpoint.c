@@ -1,4 +1,4 @@
-/* cmd_checkpoint.c — metamori checkpoint [-m MSG] [-q] [--exclude PATTERN]... */
+/* cmd_checkpoint.c — metamori checkpoint [-m MSG] [-q] [--exclude PATTERN]... [--mirror DIR] */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,20 +7,23 @@
 #include "util/human.h"
 
 const char usage_checkpoint[] =
-	"usage: metamori checkpoint [-m MSG] [-q] [--exclude PATTERN]...\n\n"
+	"usage: metamori checkpoint [-m MSG] [-q] [--exclude PATTERN]... [--mirror DIR]\n\n"
 	"Record the tree as a new checkpoint, child of the current head. Only what\n"
 	"changed since then is stored: namespace changes and changed 4 KiB blocks.\n\n"
 	"  -m, --message MSG    describe the checkpoint\n"
 	"  -q, --quiet          print only the new checkpoint's id\n"
 	"  --exclude PATTERN    leave matching paths out (gitignore syntax; adds to\n"
-	"                       the patterns in .metamoriignore)\n";
+	"                       the patterns in .metamoriignore)\n"
+	"  --mirror DIR         then mirror the store into DIR (as 'metamori push DIR')\n";
 
 int cmd_checkpoint(int argc, char **argv)
 {
 	static const struct option opts[] = {{"message", required_argument, 0, 'm'},
 	                                     {"quiet", no_argument, 0, 'q'},
 	                                     {"exclude", required_argument, 0, 'x'},
+	                                     {"mirror", required_argument, 0, 'M'},
 	                                     {0, 0, 0, 0}};
+	const char *mirror = NULL;
 	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
 	const char **ex = calloc((size_t)argc, sizeof *ex);
 	int quiet = 0, c;
@@ -33,6 +36,8 @@ int cmd_checkpoint(int argc, char **argv)
 			quiet = 1;
 		else if (c == 'x')
 			ex[o.n_excludes++] = optarg;
+		else if (c == 'M')
+			mirror = optarg;
 		else {
 			free(ex);
 			return cli_error("checkpoint", "bad option (see 'metamori checkpoint --help')");
@@ -77,6 +82,13 @@ int cmd_checkpoint(int argc, char **argv)
 		printf("\n");
 	}
 	mtm_free(ci.message);
+	/* the checkpoint is committed whatever the push does: a failed push
+	 * is reported, and the next one copies what this one did not */
+	if (mirror && ((!s && cli_open(&s)) || (s && (rc = mtm_push(s, mirror, NULL))))) {
+		rc = rc ? cli_fail(rc) : 1;
+		mtm_close(s);
+		return rc;
+	}
 	mtm_close(s);
 	return 0;
 }
