@@ -7,14 +7,22 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
 # git, tar and sqlite3 are real programs the tracking tests run under
 # `metamori run`; liburing-dev lets the interposer's io_uring test run;
-# Open MPI builds libmetamori_mpi and runs its tests (tests/mpi).
+# libfuse3-dev and fuse3 (fusermount3) are for `metamori mount`; libaio-dev for
+# the session's io_submit test (tests/session/gaps.c); Open MPI builds
+# libmetamori_mpi and runs its tests (tests/mpi).
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
                libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
-               libopenmpi-dev openmpi-bin
+               libfuse3-dev fuse3 libaio-dev libopenmpi-dev openmpi-bin
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
 BENCH_PACKAGES = rsync borgbackup restic fio
 
-.PHONY: all deps build asan test demo bench bench-prune clean torture
+.PHONY: all deps build asan test demo bench bench-prune clean torture install uninstall
+
+# `make install [PREFIX=/usr/local] [DESTDIR=staging]`: the command, both
+# libraries, the header, metamori.pc, the man page, bash completion, the
+# interposer (PREFIX/lib/metamori) and the docs.
+PREFIX  ?= /usr/local
+DESTDIR ?=
 
 all: build
 
@@ -54,8 +62,9 @@ bench-prune: build
 	python3 bench/bench_prune.py --metamori $(BUILD)/metamori
 
 # The full reliability matrix (issue 4, docs/RELIABILITY.md): every kill point of
-# a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips.
-TORTURE_TESTS = tests/reliability/test_crash.py tests/reliability/test_crash_tracked.py tests/reliability/powerloss.py \
+# a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips,
+# 1,000 random model histories. `make test` runs bounded versions of each.
+TORTURE_TESTS = tests/e2e/test_model.py tests/reliability/test_crash.py tests/reliability/test_crash_tracked.py tests/reliability/powerloss.py \
                 tests/reliability/test_faults.py tests/damage/test_damage.py tests/damage/test_hostile.py \
                 tests/reliability/test_concurrency.py tests/reliability/test_permissions.py \
                 tests/prune/test_prune.py tests/prune/test_prune_crash.py
@@ -63,6 +72,14 @@ torture: build
 	@set -e; for t in $(TORTURE_TESTS); do echo "== $$t"; \
 	  METAMORI_TORTURE=1 METAMORI=$(abspath $(BUILD))/metamori PYTHONPATH=tests/lib PYTHONDONTWRITEBYTECODE=1 \
 	  python3 $$t; done
+
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+# Removes what `make install` with the same PREFIX and DESTDIR installed.
+uninstall:
+	@test -f $(BUILD)/install_manifest.txt || { echo "metamori: uninstall: no $(BUILD)/install_manifest.txt (run make install first)" >&2; exit 1; }
+	@while read -r f; do rm -f "$$f"; done < $(BUILD)/install_manifest.txt
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

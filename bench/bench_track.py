@@ -441,6 +441,63 @@ def part_fio(a, metamori, work, res):
     B.rmtree(tree)
 
 
+def watch_setup_ms(metamori, tree, mode):
+    """How long `metamori run` took to start its watcher (its debug line)."""
+    env = dict(os.environ, METAMORI_WATCH=mode, METAMORI_DEBUG_SESSION="1")
+    p = subprocess.run([metamori, "-C", tree, "run", "-q", "--", "true"], capture_output=True, text=True, env=env)
+    m = re.search(r"watcher: (\w+), set up in ([0-9.]+) ms", p.stderr)
+    if p.returncode or not m:
+        sys.exit(f"bench: run with METAMORI_WATCH={mode}: {p.stderr.strip()[-300:]}")
+    return m.group(1), float(m.group(2))
+
+
+def part_watch(a, metamori, work, res):
+    """The watcher (issue 15): the time to set it up on a tree of many
+    directories, and its cost on fio's 4 KiB random writes (tracked runs
+    with the watcher against tracked runs without, METAMORI_WATCH=off)."""
+    import shutil
+    out = {}
+    ndirs = max(10, int(100000 * a.scale))
+    tree = os.path.join(work, "dirs")
+    os.makedirs(tree)
+    for i in range(ndirs):  # 100 per directory, two levels: a source tree's shape
+        os.makedirs(os.path.join(tree, "d%03d" % (i // 100 // 100), "e%03d" % (i // 100 % 100), "f%03d" % (i % 100)),
+                    exist_ok=True)
+    B.mtm(metamori, "init", tree)
+    B.mtm(metamori, "-C", tree, "checkpoint", "-q")
+    out["dirs"] = sum(len(d) for _, d, _ in os.walk(tree))
+    for mode in ("fanotify", "inotify"):
+        runs = [watch_setup_ms(metamori, tree, mode) for _ in range(3)]
+        out["setup_" + mode] = {"kind": runs[0][0], "ms": B.median([r[1] for r in runs])}
+        B.log(f"bench: watcher set up on {out['dirs']} directories: {mode} -> {runs[0][0]}, "
+              f"{out['setup_' + mode]['ms']:.1f} ms")
+    B.rmtree(tree)
+    if shutil.which("fio"):
+        tree = os.path.join(work, "fiow")
+        os.makedirs(tree)
+        B.mtm(metamori, "init", tree)
+        fio_once(tree, "seq1m", 1, os.path.join(work, "fiow-layout.json"))
+        B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "fio file")
+        runs = {"off": [], "fanotify": [], "inotify": []}
+        order = list(runs)
+        for rep in range(max(1, a.fio_reps // 3)):
+            for mode in (order if rep % 2 == 0 else order[::-1]):
+                os.environ["METAMORI_WATCH"] = mode
+                try:
+                    runs[mode].append(fio_once(tree, "rand4k", a.fio_runtime,
+                                               os.path.join(work, f"fiow-{mode}-{rep}.json"), metamori))
+                finally:
+                    del os.environ["METAMORI_WATCH"]
+        out["fio"] = runs
+        off = B.median([r["bw"] for r in runs["off"]])
+        for mode in ("fanotify", "inotify"):
+            bw = B.median([r["bw"] for r in runs[mode]])
+            B.log(f"bench: fio rand4k tracked, watcher {mode}: {B.human(bw)}/s against {B.human(off)}/s without "
+                  f"({(off - bw) / off * 100:+.1f}%)")
+        B.rmtree(tree)
+    res["watch"] = out
+
+
 # ---------------------------------------------------------------------------
 
 def fastest_peer(row):
@@ -603,6 +660,20 @@ def report(res):
                      f"per write. It does not depend on the bytes written, and it is what the interposer adds; "
                      f"fio's throughput on this VM spreads by more than the goals from run to run.")
         o.append("")
+    w = res.get("watch")
+    if w:
+        o.append("### The watcher (issue 15)")
+        o.append("")
+        o.append(f"Set up on a tree of {w['dirs']} directories (median of 3 `metamori run -- true`): "
+                 f"fanotify {w['setup_fanotify']['ms']:.1f} ms ({w['setup_fanotify']['kind']}), "
+                 f"inotify {w['setup_inotify']['ms']:.1f} ms.")
+        if "fio" in w:
+            off = B.median([r["bw"] for r in w["fio"]["off"]])
+            for mode in ("fanotify", "inotify"):
+                bw = B.median([r["bw"] for r in w["fio"][mode]])
+                o.append(f"- fio 4 KiB random writes, tracked, watcher {mode}: {B.human(bw)}/s against "
+                         f"{B.human(off)}/s with METAMORI_WATCH=off ({(off - bw) / off * 100:+.1f}%).")
+        o.append("")
     print("\n".join(o))
 
 
@@ -611,7 +682,7 @@ def main():
     ap.add_argument("--metamori", default=os.path.join(HERE, "..", "build", "metamori"))
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--intervals", type=int, default=5)
-    ap.add_argument("--parts", default="w1,many,fio")
+    ap.add_argument("--parts", default="w1,many,fio,watch")
     ap.add_argument("--peers", default="cp,rsync,borg,restic")
     ap.add_argument("--fio-runtime", type=int, default=3)
     ap.add_argument("--fio-reps", type=int, default=9)
@@ -641,6 +712,8 @@ def main():
         part_many(a, metamori, writer, work, res)
     if "fio" in parts:
         part_fio(a, metamori, work, res)
+    if "watch" in parts:
+        part_watch(a, metamori, work, res)
     report(res)
     if a.json:
         with open(a.json, "w") as f:

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "scan/ignore.h"
+#include "tree/ignore.h"
 
 static char *line_at(const uint8_t **p, const uint8_t *end)
 {

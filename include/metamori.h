@@ -66,6 +66,28 @@ MTM_API const char *mtm_last_error(void);
 MTM_API const char *mtm_version(void);
 /* Releases memory this library returned through an out parameter. */
 MTM_API void mtm_free(void *p);
+/* Sizes and times written as the library's messages write them, so that a
+ * caller's output reads the same: "512 B", "4.0 KiB", "1.5 GiB";
+ * "2026-11-25 06:01:02" (local time). Both return buf. */
+MTM_API const char *mtm_format_size(char *buf, size_t len, uint64_t bytes);
+MTM_API const char *mtm_format_time(char *buf, size_t len, int64_t time_ns);
+
+/*
+ * Reporting. The library never writes to stdout or stderr. What it has to
+ * tell people outside a return value goes, one line at a time (no newline,
+ * no "metamori: " prefix), to the handler installed here; with none
+ * installed (the default) such lines are dropped. Lines: a session's line
+ * per checkpoint (MTM_LOG_INFO, unless mtm_run_opts.quiet) and its failed
+ * checkpoints (MTM_LOG_ERROR); warnings such as a directory a restore kept
+ * because it holds excluded files (MTM_LOG_WARNING); and the lines that
+ * $METAMORI_DEBUG_SESSION and $METAMORI_DEBUG_RESTORE ask for
+ * (MTM_LOG_DEBUG). Install the handler before any other call; it is called
+ * from the thread that does the work, and must not call back into the
+ * library.
+ */
+enum mtm_log_level { MTM_LOG_ERROR = 1, MTM_LOG_WARNING = 2, MTM_LOG_INFO = 3, MTM_LOG_DEBUG = 4 };
+typedef void (*mtm_log_fn)(void *arg, int level, const char *line);
+MTM_API void mtm_set_log_handler(mtm_log_fn fn, void *arg);
 
 typedef struct mtm_store mtm_store;
 typedef int64_t mtm_id; /* checkpoint id: 1, 2, ...; 0 means "none" */
@@ -118,6 +140,9 @@ typedef struct mtm_checkpoint_info {
 	uint64_t tree_bytes;      /* total size of regular files at this checkpoint */
 	uint64_t pause_ns;        /* in a session: how long modifying calls were held */
 	int tracked;              /* in a session: 1 if made from the tracked changes, 0 if scanned */
+	uint64_t regions;         /* memory regions saved in this checkpoint (mtm_protect) */
+	uint64_t region_bytes;    /* their total size */
+	uint64_t region_bytes_changed; /* bytes of their 4 KiB blocks changed since the parent */
 } mtm_checkpoint_info;
 
 /*
@@ -128,6 +153,14 @@ typedef struct mtm_checkpoint_info {
  * On any error nothing is committed and earlier checkpoints are untouched.
  */
 MTM_API int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
+/*
+ * The same for the store that holds path (or a parent), without a handle:
+ * when a session runs (mtm_run) it makes the checkpoint and this process
+ * never opens the store's index (a request costs well under a millisecond);
+ * otherwise the store is opened, scanned, and closed. Errors: those of
+ * mtm_open and mtm_checkpoint.
+ */
+MTM_API int mtm_checkpoint_at(const char *path, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
 
 /* The checkpoint the tree was last recorded as or restored to (0: none yet). */
 MTM_API int mtm_head(mtm_store *s, mtm_id *out);
@@ -166,11 +199,68 @@ typedef struct mtm_restore_stats {
  */
 MTM_API int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out);
 
+/*
+ * Reading a checkpoint without restoring it: what a directory held, one
+ * entry's metadata, a file's bytes. Nothing is written to the tree or the
+ * store, no lock is taken (these are readers: they run alongside a writer),
+ * and every block read is checked against its hash in the index (a damaged
+ * chunk is MTM_ECORRUPT, never wrong bytes). Paths are relative to the root
+ * ("" or "." is the root; a leading "/" or "./" and a trailing "/" are
+ * ignored; ".." is MTM_EINVAL). Used by `metamori ls`, `metamori cat` and
+ * `metamori restore ID -- PATH`; meant for a read-only file system view too
+ * (one handle per thread, as everywhere).
+ */
+typedef struct mtm_entry_info {
+	char *path;          /* relative to the root; "" for the root itself */
+	const char *name;    /* the last component of path (points into path) */
+	char kind;           /* 'f' file, 'd' directory, 'l' symlink; others may be added later ('?') */
+	uint32_t mode;       /* permission bits (07777) */
+	uint32_t uid, gid;
+	uint64_t size;       /* files: bytes; symlinks: length of the target; directories: 0 */
+	int64_t mtime_ns;
+	char *target;        /* symlinks: the target; else NULL */
+	mtm_id version;      /* the checkpoint that recorded this version of the entry */
+} mtm_entry_info;
+
+/*
+ * The entry at path in checkpoint id. The root itself is not recorded: it is
+ * kind 'd' with its other fields 0. Clear *out with mtm_entry_info_clear.
+ * Errors: MTM_ENOCKPT, ENOENT (no such entry at id), MTM_EINVAL.
+ */
+MTM_API int mtm_stat(mtm_store *s, mtm_id id, const char *path, mtm_entry_info *out);
+MTM_API void mtm_entry_info_clear(mtm_entry_info *e);
+
+/*
+ * The entries directly in directory dir at checkpoint id, sorted by name.
+ * Cost: O(entries under dir, at any depth). Free with mtm_ls_free.
+ * Errors: MTM_ENOCKPT, ENOENT, ENOTDIR (dir is not a directory at id), MTM_EINVAL.
+ */
+MTM_API int mtm_ls(mtm_store *s, mtm_id id, const char *dir, mtm_entry_info **out, size_t *n_out);
+MTM_API void mtm_ls_free(mtm_entry_info *list, size_t n);
+
+/*
+ * A regular file as it was at checkpoint id, opened for reading. The handle
+ * keeps the file's block map: a read costs the chunks it touches. It is
+ * used with its store (not after mtm_close) by one thread at a time; if a
+ * prune drops checkpoint id meanwhile, reads fail with MTM_ENOCKPT.
+ * Errors: MTM_ENOCKPT, ENOENT, EISDIR, EINVAL (not a regular file), MTM_EINVAL.
+ */
+typedef struct mtm_file mtm_file;
+MTM_API int mtm_file_open(mtm_file **out, mtm_store *s, mtm_id id, const char *path);
+/* The file's size at that checkpoint. */
+MTM_API uint64_t mtm_file_size(const mtm_file *f);
+/* Reads up to len bytes at off into buf; *got < len only at the end of the
+ * file (0 at or past it). Holes read as zeros. */
+MTM_API int mtm_file_pread(mtm_file *f, void *buf, size_t len, uint64_t off, size_t *got);
+MTM_API void mtm_file_close(mtm_file *f);
+
 /* One difference between two states of the tree. */
 typedef struct mtm_change {
 	char kind;          /* 'A' added, 'D' removed, 'M' content changed, 'T' type changed, 'm' metadata only */
 	const char *path;   /* relative to the root */
-	uint64_t bytes;     /* for 'M': bytes in differing blocks (when known) */
+	uint64_t bytes;     /* for 'M': the file's bytes in blocks that differ (its last block
+	                     * counted up to its end; the same figure a checkpoint counts);
+	                     * for 'A' of a regular file: its size */
 } mtm_change;
 typedef int (*mtm_change_fn)(void *arg, const mtm_change *change);
 
@@ -204,6 +294,41 @@ typedef struct mtm_verify_stats {
  */
 MTM_API int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify_stats *out);
 
+/*
+ * Memory regions: the program's own state, saved in the same atomic
+ * checkpoint as the files (the application-level model of VeloC and FTI,
+ * done incrementally). After mtm_protect, every mtm_checkpoint() made
+ * through this handle also records the len bytes at ptr under name, storing
+ * only the 4 KiB blocks that changed since the checkpoint it is made from
+ * (each block is hashed: see docs/DESIGN.md). The memory must stay valid and
+ * must not change while mtm_checkpoint() runs (call it from the thread that
+ * owns the state, or quiesce the others); it is read, never written, by
+ * checkpoints. Names are 1-255 bytes without NUL; registering a name again
+ * replaces its pointer and length. A region never appears in the tree,
+ * restore, status or diff; log and du count it, prune and verify treat its
+ * blocks like a file's. A checkpoint of a handle with regions is made by
+ * this process, never handed to a running `metamori run` session
+ * (MTM_EINVAL there: the session cannot read this process's memory).
+ * Errors: MTM_EINVAL (bad name, NULL ptr with len > 0), ENOMEM.
+ */
+MTM_API int mtm_protect(mtm_store *s, const char *name, void *ptr, size_t len);
+/* Stops saving a region; later checkpoints record it as gone (the older ones
+ * keep it). MTM_EINVAL if no region has that name. */
+MTM_API int mtm_unprotect(mtm_store *s, const char *name);
+/*
+ * After a restart: restores the tree in place to checkpoint id (0: the
+ * newest checkpoint) as mtm_restore does, then copies every region
+ * registered on this handle whose name the checkpoint holds back into its
+ * memory (each block read and verified first). A region the checkpoint does
+ * not hold is left as it is. *out (if non-NULL) receives the checkpoint
+ * recovered, or 0 when the store has no checkpoint yet (a first start:
+ * nothing is changed and 0 is returned). Errors: as mtm_restore; MTM_EINVAL
+ * if a region's registered length differs from the length it was saved
+ * with (nothing has been changed then). After an error other than those
+ * the tree may be restored while the regions' memory is partly written.
+ */
+MTM_API int mtm_recover(mtm_store *s, mtm_id id, mtm_id *out);
+
 /* Transparent tracking. */
 typedef struct mtm_run_opts {
 	int version;
@@ -212,7 +337,7 @@ typedef struct mtm_run_opts {
 	size_t n_excludes;
 	const char *preload;          /* path of libmetamori-preload.so (NULL: found next to the
 	                               * running executable, or $METAMORI_PRELOAD) */
-	int quiet;                    /* no line on stderr per checkpoint */
+	int quiet;                    /* no line per checkpoint (mtm_set_log_handler) */
 } mtm_run_opts;
 #define MTM_RUN_OPTS_VERSION 1
 #define MTM_RUN_OPTS_INIT {MTM_RUN_OPTS_VERSION, 0, NULL, 0, NULL, 0}
@@ -229,7 +354,9 @@ typedef struct mtm_run_opts {
  * writable mmap, stdio, io_uring, static children) is compared or scanned.
  * Returns when the program exits; *exit_status is its exit status
  * (128 + signal if killed). Errors: MTM_EBUSY (a session is already running
- * on this store), errno (the program could not be started).
+ * on this store), errno (the program could not be started: then
+ * *exit_status is 127 if it was not found, 126 if it could not be executed,
+ * as a shell reports them; 0 for any other error).
  */
 MTM_API int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exit_status);
 
@@ -256,6 +383,9 @@ typedef struct mtm_prune_stats {
 	uint64_t bytes_copied;       /* live bytes gc copied into new packs */
 	uint64_t bytes_returned;     /* bytes given back to the file system (packs and index); a dry run:
 	                                what gc would give back from the packs (and copy, rewrite) */
+	uint64_t store_bytes_before; /* packs and index on disk before the prune */
+	uint64_t store_bytes_after;  /* and after it (the index can grow: folded changes move to
+	                                the children's rows); a dry run: the same as before */
 } mtm_prune_stats;
 
 /*
@@ -289,12 +419,13 @@ typedef struct mtm_du_entry {
 	uint64_t unique;  /* bytes only it holds: what pruning it alone would free */
 } mtm_du_entry;
 typedef struct mtm_du_totals {
-	uint64_t logical;     /* sum of every checkpoint's tree size: what full copies would take */
+	uint64_t logical;     /* sum of every checkpoint's tree and region sizes: what full copies would take */
 	uint64_t plain;       /* plain bytes of all stored chunks (after dedup) */
 	uint64_t packed;      /* their size in packs (after compression, with record headers) */
 	uint64_t dead;        /* bytes in packs no checkpoint uses (reclaimed by gc) */
 	uint64_t pack_files;  /* size of the pack files */
 	uint64_t index_bytes; /* size of the index (with its WAL) */
+	uint64_t region_logical; /* the share of logical that is memory regions (mtm_protect) */
 } mtm_du_totals;
 /* Per checkpoint (id order) and totals. Free *out with mtm_free. */
 MTM_API int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *totals);

@@ -29,7 +29,7 @@ import sys
 BLOCK = 4096
 CHUNK_MAX_PLAIN = 16 * BLOCK
 APPLICATION_ID = 0x4D544D52
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # regions (3.10) are not part of the tree: this reader ignores them
 KIND_NONE, KIND_FILE, KIND_DIR, KIND_SYMLINK = 0, 1, 2, 3
 
 

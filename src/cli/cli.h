@@ -5,6 +5,7 @@
 #define MTM_CLI_H
 #include <stdint.h>
 #include "metamori.h"
+#include "cli/progress.h"
 
 typedef struct {
 	const char *name;
@@ -19,16 +20,37 @@ extern const char *cli_dir; /* -C DIR, or NULL */
 int cli_fail(int err);
 /* Prints "metamori: <what>: <why>" and returns 1. */
 int cli_error(const char *what, const char *why);
+/* The library's log handler (mtm_set_log_handler): "metamori: <line>" on
+ * stderr, every level (the library says only what was asked for). */
+void cli_log(void *arg, int level, const char *line);
 /* Opens the store for the current directory (or -C DIR). */
 int cli_open(mtm_store **out);
-/* A progress callback drawing one line on stderr when it is a terminal. */
-void cli_progress(void *arg, const char *phase, uint64_t done, uint64_t total);
-void cli_progress_end(void);
 /* Parses a checkpoint id ("3", or "head"); returns 0 or prints an error. */
 int cli_parse_id(mtm_store *s, const char *text, mtm_id *out);
 /* Handles "-h/--help" for a command: prints usage, returns 1 if it did. */
 int cli_wants_help(const cli_command *cmd, int argc, char **argv);
 const cli_command *cli_find(const char *name);
-/* JSON string output. */
+/* Sizes and times as the library's messages write them. */
+static inline const char *human_size(char *buf, size_t len, uint64_t bytes) { return mtm_format_size(buf, len, bytes); }
+static inline const char *human_time(char *buf, size_t len, int64_t time_ns) { return mtm_format_time(buf, len, time_ns); }
+/* After getopt_long (optstring starting with ':') returned c ('?' or ':'):
+ * "metamori: CMD: bad option ..." or "... -m needs an argument ..."; returns 1. */
+int cli_option_error(const char *cmd, int c, char **argv);
+/* A whole number >= min for option opt; returns 0 or prints an error and returns 1. */
+int cli_parse_uint(const char *opt, const char *text, uint64_t min, uint64_t *out);
+
+/* A JSON string on stdout (cli/json.c: valid UTF-8, bytes as \\udcNN). */
 void json_string(const char *s);
+
+/* one or many, by n */
+const char *cli_plural(uint64_t n, const char *one, const char *many);
+
+/* Exit statuses (man page, EXIT STATUS). */
+enum {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_ERROR = 1,
+	CLI_EXIT_CHANGED = 2,    /* status/diff --exit-code: there are differences */
+	CLI_EXIT_NOEXEC = 126,   /* run: CMD found but could not be executed */
+	CLI_EXIT_NOTFOUND = 127, /* run: CMD not found */
+};
 #endif

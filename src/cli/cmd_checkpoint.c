@@ -3,15 +3,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli/cli.h"
-#include "session/session.h"
-#include "util/human.h"
+#include "cli/report.h"
 
 const char usage_checkpoint[] =
-	"usage: metamori checkpoint [-m MSG] [-q] [--exclude PATTERN]... [--mirror DIR]\n\n"
+	"usage: metamori checkpoint [-m MSG] [-q | --json] [--exclude PATTERN]... [--mirror DIR]\n\n"
 	"Record the tree as a new checkpoint, child of the current head. Only what\n"
 	"changed since then is stored: namespace changes and changed 4 KiB blocks.\n\n"
 	"  -m, --message MSG    describe the checkpoint\n"
 	"  -q, --quiet          print only the new checkpoint's id\n"
+	"  --json               print the new checkpoint as log --json does (one object)\n"
 	"  --exclude PATTERN    leave matching paths out (gitignore syntax; adds to\n"
 	"                       the patterns in .metamoriignore)\n"
 	"  --mirror DIR         then mirror the store into DIR (as 'metamori push DIR')\n";
@@ -21,26 +21,31 @@ int cmd_checkpoint(int argc, char **argv)
 	static const struct option opts[] = {{"message", required_argument, 0, 'm'},
 	                                     {"quiet", no_argument, 0, 'q'},
 	                                     {"exclude", required_argument, 0, 'x'},
+	                                     {"json", no_argument, 0, 'j'},
 	                                     {"mirror", required_argument, 0, 'M'},
 	                                     {0, 0, 0, 0}};
 	const char *mirror = NULL;
 	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
 	const char **ex = calloc((size_t)argc, sizeof *ex);
-	int quiet = 0, c;
+	if (!ex)
+		return cli_error("checkpoint", "out of memory");
+	int quiet = 0, as_json = 0, c;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "m:q", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:q", opts, NULL)) != -1) {
 		if (c == 'm')
 			o.message = optarg;
 		else if (c == 'q')
 			quiet = 1;
 		else if (c == 'x')
 			ex[o.n_excludes++] = optarg;
+		else if (c == 'j')
+			as_json = 1;
 		else if (c == 'M')
 			mirror = optarg;
 		else {
 			free(ex);
-			return cli_error("checkpoint", "bad option (see 'metamori checkpoint --help')");
+			return cli_option_error("checkpoint", c, argv);
 		}
 	}
 	if (optind < argc) {
@@ -49,25 +54,19 @@ int cmd_checkpoint(int argc, char **argv)
 	}
 	o.excludes = ex;
 	o.progress = cli_progress;
-	mtm_store *s = NULL;
 	mtm_checkpoint_info ci;
 	/* a running session makes it: no need to open the index here */
-	int rc = session_checkpoint_at(cli_dir ? cli_dir : ".", &o, &ci);
-	if (rc == MTM_ENOSESSION) {
-		if (cli_open(&s)) {
-			free(ex);
-			return 1;
-		}
-		rc = mtm_checkpoint(s, &o, &ci);
-	}
+	int rc = mtm_checkpoint_at(cli_dir ? cli_dir : ".", &o, &ci);
 	cli_progress_end();
 	free(ex);
-	if (rc) {
-		rc = cli_fail(rc);
-		mtm_close(s);
-		return rc;
-	}
-	if (quiet) {
+	if (rc)
+		return cli_fail(rc);
+	if (as_json) {
+		json j;
+		json_init(&j, stdout);
+		report_checkpoint(&j, &ci, -1);
+		json_done(&j);
+	} else if (quiet) {
 		printf("%lld\n", (long long)ci.id);
 	} else {
 		char a[32], b[32];
@@ -84,11 +83,14 @@ int cmd_checkpoint(int argc, char **argv)
 	mtm_free(ci.message);
 	/* the checkpoint is committed whatever the push does: a failed push
 	 * is reported, and the next one copies what this one did not */
-	if (mirror && ((!s && cli_open(&s)) || (s && (rc = mtm_push(s, mirror, NULL))))) {
-		rc = rc ? cli_fail(rc) : 1;
+	if (mirror) {
+		mtm_store *s;
+		if (cli_open(&s))
+			return 1;
+		rc = mtm_push(s, mirror, NULL);
 		mtm_close(s);
-		return rc;
+		if (rc)
+			return cli_fail(rc);
 	}
-	mtm_close(s);
 	return 0;
 }

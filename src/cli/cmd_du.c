@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "util/human.h"
 
 const char usage_du[] =
 	"usage: metamori du [--json]\n\n"
@@ -12,7 +11,8 @@ const char usage_du[] =
 	"  unique   bytes only it holds: what pruning it alone would free (whole\n"
 	"           chunks; its blocks inside chunks kept checkpoints share come\n"
 	"           back when gc compacts those chunks)\n"
-	"Totals: logical bytes (every checkpoint's tree, as full copies would take),\n"
+	"Totals: logical bytes (every checkpoint's tree and memory regions, as full\n"
+	"copies would take),\n"
 	"stored bytes, and the dedup and compression ratios.\n";
 
 int cmd_du(int argc, char **argv)
@@ -40,17 +40,21 @@ int cmd_du(int argc, char **argv)
 			printf("%s\n  {\"id\": %lld, \"added\": %llu, \"unique\": %llu}", i ? "," : "", (long long)v[i].id,
 			       (unsigned long long)v[i].added, (unsigned long long)v[i].unique);
 		printf("%s],\n \"logical\": %llu, \"plain\": %llu, \"packed\": %llu, \"dead\": %llu, \"pack_files\": %llu,"
-		       " \"index_bytes\": %llu, \"dedup_ratio\": %.3f, \"compression_ratio\": %.3f}\n",
+		       " \"index_bytes\": %llu, \"region_logical\": %llu, \"dedup_ratio\": %.3f, \"compression_ratio\": %.3f}\n",
 		       n ? "\n" : "", (unsigned long long)t.logical, (unsigned long long)t.plain,
 		       (unsigned long long)t.packed, (unsigned long long)t.dead, (unsigned long long)t.pack_files,
-		       (unsigned long long)t.index_bytes, dedup, comp);
+		       (unsigned long long)t.index_bytes, (unsigned long long)t.region_logical, dedup, comp);
 	} else {
 		char a[32], b[32];
 		printf("%-6s %10s %10s\n", "id", "added", "unique");
 		for (size_t i = 0; i < n; i++)
 			printf("%-6lld %10s %10s\n", (long long)v[i].id, human_size(a, sizeof a, v[i].added),
 			       human_size(b, sizeof b, v[i].unique));
-		printf("\nlogical   %s (every checkpoint as a full copy)\n", human_size(a, sizeof a, t.logical));
+		if (t.region_logical)
+			printf("\nlogical   %s (every checkpoint as a full copy; %s of it memory regions)\n",
+			       human_size(a, sizeof a, t.logical), human_size(b, sizeof b, t.region_logical));
+		else
+			printf("\nlogical   %s (every checkpoint as a full copy)\n", human_size(a, sizeof a, t.logical));
 		printf("stored    %s in packs (%s unused, reclaimed by prune), %s index\n",
 		       human_size(a, sizeof a, t.pack_files), human_size(b, sizeof b, t.dead),
 		       human_size((char[32]){0}, 32, t.index_bytes));

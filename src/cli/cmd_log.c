@@ -1,151 +1,141 @@
-/* cmd_log.c — metamori log [--json]: checkpoints as a tree. */
+/* cmd_log.c — metamori log [-n N] [--json]: checkpoints as a tree. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "util/human.h"
+#include "cli/quote.h"
+#include "cli/report.h"
 
 const char usage_log[] =
-	"usage: metamori log [--json]\n\n"
-	"List checkpoints, oldest first, as a tree: a checkpoint made after\n"
-	"restoring an earlier one starts a branch, drawn indented under its parent.\n"
-	"'*' marks the head (what the tree was last recorded as or restored to).\n\n"
-	"  --json    one JSON array, for scripts\n";
+	"usage: metamori log [-n N] [--json]\n\n"
+	"List checkpoints in id order (oldest first) as a tree: a checkpoint made\n"
+	"after restoring an earlier one starts a branch, drawn one '| ' deeper and\n"
+	"marked '(from PARENT)' wherever its parent is not the line above.\n"
+	"'*' marks the head (what the tree was last recorded as or restored to).\n"
+	"Columns: id, time, +added ~changed -removed entries, bytes changed, message.\n"
+	"A checkpoint that saved a program's memory regions (mtm_protect) also says\n"
+	"'memory: N regions SIZE (CHANGED changed)'.\n\n"
+	"  -n, --max-count N   only the N newest checkpoints\n"
+	"  --json              one JSON array of checkpoint objects (see metamori(1),\n"
+	"                      JSON OUTPUT)\n";
 
-typedef struct {
-	mtm_checkpoint_info *v;
-	size_t n;
-	mtm_id head;
-	size_t *first_child, *next_sibling; /* indexes; n = none */
-} tree;
-
-static size_t index_of(const tree *t, mtm_id id)
+static size_t index_of(const mtm_checkpoint_info *v, size_t n, mtm_id id)
 {
-	size_t lo = 0, hi = t->n;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		if (t->v[mid].id == id)
+		if (v[mid].id == id)
 			return mid;
-		if (t->v[mid].id < id)
+		if (v[mid].id < id)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return t->n;
+	return n;
 }
 
-static void print_line(const tree *t, size_t i, int depth)
+static void print_line(const mtm_checkpoint_info *c, mtm_id head, int depth, mtm_id above)
 {
-	const mtm_checkpoint_info *c = &t->v[i];
 	char when[32], chg[32];
-	printf("%c ", c->id == t->head ? '*' : ' ');
+	printf("%c ", c->id == head ? '*' : ' ');
 	for (int d = 0; d < depth; d++)
 		printf("| ");
 	printf("%-4lld %s  +%llu ~%llu -%llu  %9s", (long long)c->id, human_time(when, sizeof when, c->time_ns),
 	       (unsigned long long)c->files_added, (unsigned long long)c->files_changed,
 	       (unsigned long long)c->files_removed, human_size(chg, sizeof chg, c->bytes_changed));
-	if (depth && c->parent && i && t->v[i - 1].id != c->parent)
+	if (c->regions) {
+		char sz[32], ch[32];
+		printf("  memory: %llu region%s %s (%s changed)", (unsigned long long)c->regions, c->regions == 1 ? "" : "s",
+		       human_size(sz, sizeof sz, c->region_bytes), human_size(ch, sizeof ch, c->region_bytes_changed));
+	}
+	if (c->parent && c->parent != above)
 		printf("  (from %lld)", (long long)c->parent);
-	if (c->message && *c->message)
-		printf("  %s", c->message);
+	if (c->message && *c->message) {
+		printf("  ");
+		quote_put(stdout, c->message);
+	}
 	printf("\n");
 }
 
-/* Depth-first, iteratively (histories can be long): a chain continues at the
- * same depth; further children of a checkpoint are branches, one deeper. */
-static void print_tree(const tree *t, size_t root)
+/* Lines in id order. A checkpoint's first child (lowest id) continues its
+ * parent's line at the same depth; every later child starts a branch one
+ * deeper. Ids grow with time, so a parent always comes before its children
+ * and one pass in id order finds every depth. */
+static int print_tree(const mtm_checkpoint_info *v, size_t n, mtm_id head)
 {
-	size_t *stack = malloc((t->n + 1) * sizeof *stack);
-	int *depth = malloc((t->n + 1) * sizeof *depth);
-	size_t sp = 0;
-	stack[sp] = root;
-	depth[sp++] = 0;
-	while (sp) {
-		size_t i = stack[--sp];
-		int d = depth[sp];
-		print_line(t, i, d);
-		/* children in id order: the first continues this line, the rest branch */
-		size_t kids[2] = {t->n, t->n}, k = t->first_child[i];
-		size_t nk = 0;
-		for (size_t c = k; c != t->n; c = t->next_sibling[c])
-			nk++;
-		size_t *list = malloc((nk ? nk : 1) * sizeof *list), m = 0;
-		for (size_t c = k; c != t->n; c = t->next_sibling[c])
-			list[m++] = c;
-		(void)kids;
-		/* push so that the continuing child (first) is printed after the branches */
-		if (nk) {
-			stack[sp] = list[0];
-			depth[sp++] = d;
-			for (size_t j = nk; j-- > 1;) {
-				stack[sp] = list[j];
-				depth[sp++] = d + 1;
-			}
-		}
-		free(list);
+	int *depth = malloc((n ? n : 1) * sizeof *depth);
+	unsigned char *has_child = calloc(n ? n : 1, 1);
+	if (!depth || !has_child) {
+		free(depth);
+		free(has_child);
+		return cli_error("log", "out of memory");
 	}
-	free(stack);
+	for (size_t i = 0; i < n; i++) {
+		size_t p = v[i].parent ? index_of(v, n, v[i].parent) : n;
+		/* a root, its parent not shown (-n), or (a damaged index) not before it */
+		if (p >= i) {
+			depth[i] = 0;
+		} else {
+			depth[i] = depth[p] + (has_child[p] ? 1 : 0);
+			has_child[p] = 1;
+		}
+		print_line(&v[i], head, depth[i], i ? v[i - 1].id : 0);
+	}
 	free(depth);
+	free(has_child);
+	return 0;
 }
 
 int cmd_log(int argc, char **argv)
 {
-	int json = 0;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
-			json = 1;
-		else
-			return cli_error(argv[i], "unexpected argument (see 'metamori log --help')");
+	static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+	                                     {"max-count", required_argument, 0, 'n'},
+	                                     {0, 0, 0, 0}};
+	int as_json = 0, c;
+	uint64_t max = 0;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":n:", opts, NULL)) != -1) {
+		if (c == 'j')
+			as_json = 1;
+		else if (c == 'n') {
+			if (cli_parse_uint("-n", optarg, 1, &max))
+				return 1;
+		} else
+			return cli_option_error("log", c, argv);
 	}
+	if (optind < argc)
+		return cli_error(argv[optind], "unexpected argument (see 'metamori log --help')");
 	mtm_store *s;
 	if (cli_open(&s))
 		return 1;
-	tree t = {0};
-	int rc = mtm_log(s, &t.v, &t.n);
-	if (!rc)
-		rc = mtm_head(s, &t.head);
+	mtm_checkpoint_info *v;
+	size_t n;
+	mtm_id head;
+	int rc = mtm_log(s, &v, &n);
+	if (!rc && (rc = mtm_head(s, &head)))
+		mtm_log_free(v, n);
 	if (rc) {
 		rc = cli_fail(rc);
 		mtm_close(s);
 		return rc;
 	}
-	if (json) {
-		printf("[");
-		for (size_t i = 0; i < t.n; i++) {
-			const mtm_checkpoint_info *c = &t.v[i];
-			printf("%s\n  {\"id\": %lld, \"parent\": %lld, \"time_ns\": %lld, \"message\": ", i ? "," : "",
-			       (long long)c->id, (long long)c->parent, (long long)c->time_ns);
-			json_string(c->message);
-			printf(", \"head\": %s, \"files_added\": %llu, \"files_changed\": %llu, \"files_removed\": %llu,"
-			       " \"bytes_changed\": %llu, \"bytes_stored\": %llu, \"entries\": %llu, \"tree_bytes\": %llu}",
-			       c->id == t.head ? "true" : "false", (unsigned long long)c->files_added,
-			       (unsigned long long)c->files_changed, (unsigned long long)c->files_removed,
-			       (unsigned long long)c->bytes_changed, (unsigned long long)c->bytes_stored,
-			       (unsigned long long)c->entries, (unsigned long long)c->tree_bytes);
-		}
-		printf("%s]\n", t.n ? "\n" : "");
-	} else if (!t.n) {
+	size_t from = max && max < n ? n - (size_t)max : 0;
+	if (as_json) {
+		json j;
+		json_init(&j, stdout);
+		json_arr(&j);
+		for (size_t i = from; i < n; i++)
+			report_checkpoint(&j, &v[i], v[i].id == head);
+		json_arr_end(&j);
+		json_done(&j);
+	} else if (!n) {
 		printf("no checkpoints yet\n");
 	} else {
-		t.first_child = malloc(t.n * sizeof(size_t));
-		t.next_sibling = malloc(t.n * sizeof(size_t));
-		for (size_t i = 0; i < t.n; i++)
-			t.first_child[i] = t.next_sibling[i] = t.n;
-		/* link children in id order (walk backwards, prepend) */
-		for (size_t i = t.n; i-- > 0;) {
-			size_t p = t.v[i].parent ? index_of(&t, t.v[i].parent) : t.n;
-			if (p != t.n) {
-				t.next_sibling[i] = t.first_child[p];
-				t.first_child[p] = i;
-			}
-		}
-		for (size_t i = 0; i < t.n; i++)
-			if (!t.v[i].parent || index_of(&t, t.v[i].parent) == t.n)
-				print_tree(&t, i);
-		free(t.first_child);
-		free(t.next_sibling);
+		rc = print_tree(v + from, n - from, head);
 	}
-	mtm_log_free(t.v, t.n);
+	mtm_log_free(v, n);
 	mtm_close(s);
-	return 0;
+	return rc;
 }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "util/human.h"
+#include "cli/json.h"
 
 const char usage_prune[] =
 	"usage: metamori prune [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"
@@ -75,10 +75,10 @@ int cmd_prune(int argc, char **argv)
 	mtm_prune_opts o = MTM_PRUNE_OPTS_INIT;
 	const char **keep_text = calloc((size_t)argc, sizeof *keep_text);
 	size_t n_keep = 0;
-	int c, bad = 0, json = 0;
+	int c, bad = 0, as_json = 0;
 	optind = 1;
 	opterr = 0;
-	while (!bad && (c = getopt_long(argc, argv, "n", opts, NULL)) != -1) {
+	while (!bad && (c = getopt_long(argc, argv, ":n", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l': bad = parse_count("--keep-last", optarg, &o.keep_last); break;
 		case 'H': bad = parse_count("--keep-hourly", optarg, &o.keep_hourly); break;
@@ -89,7 +89,7 @@ int cmd_prune(int argc, char **argv)
 			break;
 		case 'k': keep_text[n_keep++] = optarg; break;
 		case 'n': o.dry_run = 1; break;
-		case 'j': json = 1; break;
+		case 'j': as_json = 1; break;
 		case 'g': {
 			char *end;
 			double v = strtod(optarg, &end);
@@ -98,7 +98,7 @@ int cmd_prune(int argc, char **argv)
 			o.gc_threshold = v / 100;
 			break;
 		}
-		default: bad = cli_error("prune", "bad option (see 'metamori prune --help')");
+		default: bad = cli_option_error("prune", c, argv);
 		}
 	}
 	if (!bad && optind < argc)
@@ -119,32 +119,53 @@ int cmd_prune(int argc, char **argv)
 	int rc = bad ? 1 : mtm_prune(s, &o, &dropped, &nd, &st);
 	if (!bad && rc) {
 		bad = cli_fail(rc);
-	} else if (!bad && json) {
-		printf("{\"dry_run\": %s, \"dropped\": [", o.dry_run ? "true" : "false");
+	} else if (!bad && as_json) {
+		json j;
+		json_init(&j, stdout);
+		json_obj(&j);
+		json_kbool(&j, "dry_run", o.dry_run);
+		json_key(&j, "dropped");
+		json_arr(&j);
 		for (size_t i = 0; i < nd; i++)
-			printf("%s%lld", i ? ", " : "", (long long)dropped[i]);
-		printf("], \"kept\": %llu, \"chunks_freed\": %llu, \"bytes_freed\": %llu, \"packs_rewritten\": %llu,"
-		       " \"packs_removed\": %llu, \"bytes_copied\": %llu, \"bytes_returned\": %llu}\n",
-		       (unsigned long long)st.kept, (unsigned long long)st.chunks_freed, (unsigned long long)st.bytes_freed,
-		       (unsigned long long)st.packs_rewritten, (unsigned long long)st.packs_removed,
-		       (unsigned long long)st.bytes_copied, (unsigned long long)st.bytes_returned);
+			json_int(&j, dropped[i]);
+		json_arr_end(&j);
+		json_kuint(&j, "kept", st.kept);
+		json_kuint(&j, "chunks_freed", st.chunks_freed);
+		json_kuint(&j, "bytes_freed", st.bytes_freed);
+		json_kuint(&j, "packs_rewritten", st.packs_rewritten);
+		json_kuint(&j, "packs_removed", st.packs_removed);
+		json_kuint(&j, "bytes_copied", st.bytes_copied);
+		json_kuint(&j, "bytes_returned", st.bytes_returned);
+		json_kuint(&j, "store_bytes_before", st.store_bytes_before);
+		json_kuint(&j, "store_bytes_after", st.store_bytes_after);
+		json_obj_end(&j);
+		json_done(&j);
 	} else if (!bad) {
 		char a[32], b[32], d[32];
 		if (nd) {
-			printf("%s %zu checkpoint%s:", o.dry_run ? "would drop" : "dropped", nd, nd == 1 ? "" : "s");
+			printf("%s %zu %s:", o.dry_run ? "would drop" : "dropped", nd, cli_plural(nd, "checkpoint", "checkpoints"));
 			for (size_t i = 0; i < nd && i < 50; i++)
 				printf(" %lld", (long long)dropped[i]);
 			printf("%s\n", nd > 50 ? " ..." : "");
 		} else {
 			printf("nothing to drop\n");
 		}
-		printf("kept %llu; %s in %llu chunks %s\n", (unsigned long long)st.kept,
-		       human_size(a, sizeof a, st.bytes_freed), (unsigned long long)st.chunks_freed,
+		printf("%s %llu %s; %s in %llu %s %s\n", o.dry_run ? "would keep" : "kept", (unsigned long long)st.kept,
+		       cli_plural(st.kept, "checkpoint", "checkpoints"), human_size(a, sizeof a, st.bytes_freed),
+		       (unsigned long long)st.chunks_freed, cli_plural(st.chunks_freed, "chunk", "chunks"),
 		       o.dry_run ? "would be freed" : "freed");
-		printf("gc: %llu pack%s %s (%s copied), %s %s to the file system\n",
-		       (unsigned long long)st.packs_rewritten, st.packs_rewritten == 1 ? "" : "s",
-		       o.dry_run ? "would be rewritten" : "rewritten", human_size(b, sizeof b, st.bytes_copied),
-		       human_size(d, sizeof d, st.bytes_returned), o.dry_run ? "would return" : "returned");
+		printf("gc: %llu %s %s (%s copied)", (unsigned long long)st.packs_rewritten,
+		       cli_plural(st.packs_rewritten, "pack", "packs"), o.dry_run ? "would be rewritten" : "rewritten",
+		       human_size(b, sizeof b, st.bytes_copied));
+		if (o.dry_run) {
+			printf(", %s would return to the file system\n", human_size(d, sizeof d, st.bytes_returned));
+		} else {
+			/* what the store takes on disk, both ways: folding moves a dropped
+			 * checkpoint's changes into its children's rows, so the index can grow */
+			uint64_t x = st.store_bytes_before, y = st.store_bytes_after;
+			printf("\nstore: %s -> %s on disk (%s %s)\n", human_size(a, sizeof a, x), human_size(b, sizeof b, y),
+			       human_size(d, sizeof d, x >= y ? x - y : y - x), x >= y ? "returned" : "more: the index grew");
+		}
 	}
 	mtm_free(dropped);
 	free(keep);

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "util/human.h"
 
 const char usage_push[] =
 	"usage: metamori push [-q] DIR\n\n"

@@ -3,35 +3,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli/cli.h"
-#include "util/human.h"
+#include "cli/json.h"
+#include "cli/quote.h"
 
 const char usage_restore[] =
-	"usage: metamori restore ID [--to DIR] [--exclude PATTERN]...\n\n"
+	"usage: metamori restore ID [--to DIR] [--exclude PATTERN]... [--json]\n\n"
 	"Make the tree exactly as it was at checkpoint ID (a number, or 'head'):\n"
 	"contents, entries created since removed, metadata. In place, only what\n"
 	"differs is rewritten, and every byte needed is verified before the tree is\n"
 	"touched. The head becomes ID, so the next checkpoint is its child (a branch).\n"
 	"Paths excluded from checkpoints (.metamoriignore, --exclude) are left alone.\n\n"
-	"  --to DIR    write into DIR (new or empty) instead; the tree is not touched\n";
+	"  --to DIR    write into DIR (new or empty) instead; the tree is not touched\n"
+	"  --json      report as one JSON object (see metamori(1), JSON OUTPUT)\n";
 
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {{"to", required_argument, 0, 't'},
 	                                     {"exclude", required_argument, 0, 'x'},
+	                                     {"json", no_argument, 0, 'j'},
 	                                     {0, 0, 0, 0}};
 	mtm_restore_opts o = MTM_RESTORE_OPTS_INIT;
 	const char **ex = calloc((size_t)argc, sizeof *ex);
-	int c;
+	if (!ex)
+		return cli_error("restore", "out of memory");
+	int c, as_json = 0;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		if (c == 't')
 			o.to_dir = optarg;
 		else if (c == 'x')
 			ex[o.n_excludes++] = optarg;
+		else if (c == 'j')
+			as_json = 1;
 		else {
 			free(ex);
-			return cli_error("restore", "bad option (see 'metamori restore --help')");
+			return cli_option_error("restore", c, argv);
 		}
 	}
 	if (optind != argc - 1) {
@@ -53,12 +60,29 @@ int cmd_restore(int argc, char **argv)
 		cli_progress_end();
 		if (rc) {
 			rc = cli_fail(rc);
+		} else if (as_json) {
+			json j;
+			json_init(&j, stdout);
+			json_obj(&j);
+			json_kint(&j, "id", id);
+			json_kstr(&j, "to", o.to_dir);
+			json_kuint(&j, "files_written", st.files_written);
+			json_kuint(&j, "files_patched", st.files_patched);
+			json_kuint(&j, "entries_removed", st.entries_removed);
+			json_kuint(&j, "entries_created", st.entries_created);
+			json_kuint(&j, "bytes_written", st.bytes_written);
+			json_obj_end(&j);
+			json_done(&j);
 		} else {
 			char b[32];
-			printf("restored checkpoint %lld%s%s: %llu written, %llu patched, %llu removed; %s written\n",
-			       (long long)id, o.to_dir ? " to " : "", o.to_dir ? o.to_dir : "",
-			       (unsigned long long)st.files_written, (unsigned long long)st.files_patched,
-			       (unsigned long long)st.entries_removed, human_size(b, sizeof b, st.bytes_written));
+			printf("restored checkpoint %lld", (long long)id);
+			if (o.to_dir) {
+				printf(" to ");
+				quote_put(stdout, o.to_dir);
+			}
+			printf(": %llu written, %llu patched, %llu removed; %s written\n", (unsigned long long)st.files_written,
+			       (unsigned long long)st.files_patched, (unsigned long long)st.entries_removed,
+			       human_size(b, sizeof b, st.bytes_written));
 		}
 	}
 	free(ex);

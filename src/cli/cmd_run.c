@@ -24,10 +24,13 @@ const char usage_run[] =
 	"into the store in the background, so a checkpoint finds most of its work\n"
 	"done (nothing is committed until it is asked for).\n"
 	"What cannot be tracked precisely (shared writable mmap, stdio, io_uring,\n"
-	"static programs) is compared or scanned, so no change is missed. If the\n"
-	"tree has changed since the last checkpoint, the first one scans.\n\n"
+	"static programs) is compared or scanned, so no change is missed. Changes\n"
+	"made by anyone else (another shell, a daemon, another user) are seen by\n"
+	"the session's watcher (fanotify, else inotify) and compared. If the tree\n"
+	"has changed since the last checkpoint, the first one scans.\n\n"
 	"CMD starts in the current directory (in DIR with 'metamori -C DIR run').\n"
-	"The exit status is CMD's (128+N if a signal N killed it). While a session\n"
+	"The exit status is CMD's (128+N if a signal N killed it; 127 if CMD was not\n"
+	"found, 126 if it could not be executed, 1 for metamori's own errors). While a session\n"
 	"runs, 'metamori restore' in place is refused (restore --to works). A\n"
 	"second 'metamori run' on the tree (one per rank under mpirun) joins the\n"
 	"live session: its CMD is tracked by it, the session lasts until every\n"
@@ -37,7 +40,8 @@ const char usage_run[] =
 	"                       (gitignore syntax; adds to .metamoriignore)\n"
 	"  -q, --quiet          no line on stderr per checkpoint\n\n"
 	"Environment: METAMORI_PRELOAD names the interposer when it is not next to\n"
-	"the metamori executable.\n";
+	"the metamori executable; METAMORI_WATCH=fanotify|inotify chooses the\n"
+	"watcher (off: none, for benchmarks only: outside changes are then missed).\n";
 
 int cmd_run(int argc, char **argv)
 {
@@ -54,7 +58,7 @@ int cmd_run(int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	/* '+': options end at CMD, whose own options are its business */
-	while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:qh", opts, NULL)) != -1) {
 		if (c == 'e') {
 			char *end;
 			o.every_seconds = strtod(optarg, &end);
@@ -72,7 +76,7 @@ int cmd_run(int argc, char **argv)
 			return 0;
 		} else {
 			free(ex);
-			return cli_error("run", "bad option (see 'metamori run --help')");
+			return cli_option_error("run", c, argv);
 		}
 	}
 	if (optind >= argc) {
@@ -105,9 +109,10 @@ int cmd_run(int argc, char **argv)
 	int rc = mtm_run(s, &o, argv + optind, &status);
 	free(ex);
 	if (rc) {
-		rc = cli_fail(rc);
+		cli_fail(rc);
 		mtm_close(s);
-		return rc;
+		/* CMD not found (127) or not executable (126), as shells say */
+		return status == CLI_EXIT_NOTFOUND || status == CLI_EXIT_NOEXEC ? status : CLI_EXIT_ERROR;
 	}
 	mtm_close(s);
 	return status;

@@ -15,8 +15,11 @@ int cmd_tag(int argc, char **argv);
 int cmd_du(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
 extern const char usage_init[], usage_checkpoint[], usage_status[], usage_log[], usage_diff[], usage_restore[],
-	usage_verify[], usage_prune[], usage_tag[], usage_du[], usage_push[];
+	usage_verify[], usage_prune[], usage_tag[], usage_du[], usage_ls[], usage_cat[], usage_mount[], usage_push[];
 extern const char usage_run[];
 
 static const cli_command commands[] = {
@@ -26,6 +29,9 @@ static const cli_command commands[] = {
 	{"log", cmd_log, "list checkpoints as a tree", usage_log},
 	{"diff", cmd_diff, "show files that differ between checkpoints", usage_diff},
 	{"restore", cmd_restore, "make the tree exactly as it was at a checkpoint", usage_restore},
+	{"ls", cmd_ls, "list a directory as it was at a checkpoint", usage_ls},
+	{"cat", cmd_cat, "print a file as it was at a checkpoint", usage_cat},
+	{"mount", cmd_mount, "browse checkpoints as a read-only file system (FUSE)", usage_mount},
 	{"verify", cmd_verify, "check the store for damage", usage_verify},
 	{"prune", cmd_prune, "drop old checkpoints and reclaim their space", usage_prune},
 	{"tag", cmd_tag, "name checkpoints (and pin them against prune)", usage_tag},
@@ -59,6 +65,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	mtm_set_log_handler(cli_log, NULL);
 	int i = 1;
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "-C")) {

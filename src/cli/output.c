@@ -1,12 +1,12 @@
-/* output.c — errors, progress and small parsers shared by the commands. */
+/* output.c — errors and small parsers shared by the commands. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <getopt.h>
 #include <unistd.h>
 #include "cli/cli.h"
-#include "util/human.h"
 
 const char *cli_dir;
 
@@ -26,37 +26,17 @@ int cli_error(const char *what, const char *why)
 	return 1;
 }
 
+void cli_log(void *arg, int level, const char *line)
+{
+	(void)arg;
+	(void)level;
+	fprintf(stderr, "metamori: %s\n", line);
+}
+
 int cli_open(mtm_store **out)
 {
 	int rc = mtm_open(out, cli_dir ? cli_dir : ".");
 	return rc ? cli_fail(rc) : 0;
-}
-
-static int progress_shown;
-static struct timespec progress_last;
-
-void cli_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
-{
-	if (!isatty(2))
-		return;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	long ms = (now.tv_sec - progress_last.tv_sec) * 1000 + (now.tv_nsec - progress_last.tv_nsec) / 1000000;
-	if (progress_shown && ms < 100 && done < total)
-		return;
-	progress_last = now;
-	char a[32], b[32];
-	int pct = total ? (int)(done * 100 / total) : 100;
-	fprintf(stderr, "\r%s: %3d%% (%s of %s)\033[K", phase, pct > 100 ? 100 : pct, human_size(a, sizeof a, done),
-	        human_size(b, sizeof b, total));
-	progress_shown = 1;
-}
-
-void cli_progress_end(void)
-{
-	if (progress_shown)
-		fprintf(stderr, "\r\033[K");
-	progress_shown = 0;
 }
 
 int cli_parse_id(mtm_store *s, const char *text, mtm_id *out)
@@ -78,17 +58,33 @@ int cli_wants_help(const cli_command *cmd, int argc, char **argv)
 	return 0;
 }
 
-void json_string(const char *s)
+int cli_option_error(const char *cmd, int c, char **argv)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
+	char why[160];
+	/* getopt has moved past the option (and its would-be argument) */
+	const char *opt = optind > 0 ? argv[optind - 1] : "?";
+	if (c == ':')
+		snprintf(why, sizeof why, "%s needs an argument (see 'metamori %s --help')", opt, cmd);
+	else
+		snprintf(why, sizeof why, "bad option (see 'metamori %s --help')", cmd);
+	return cli_error(cmd, why);
+}
+
+int cli_parse_uint(const char *opt, const char *text, uint64_t min, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, 10);
+	if (errno || end == text || *end || text[0] == '-' || v < min) {
+		char why[64];
+		snprintf(why, sizeof why, "needs a whole number of at least %llu", (unsigned long long)min);
+		return cli_error(opt, why);
 	}
-	putchar('"');
+	*out = v;
+	return 0;
+}
+
+const char *cli_plural(uint64_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
 }

@@ -1,19 +1,23 @@
 /* io.c — system calls with fault injection; see io.h for the contract. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include "io/io.h"
 
+/* Read from the environment once (pthread_once): the pack writer's flusher
+ * thread and separate store handles consult it concurrently. */
 static struct {
-	int loaded;
 	int op;            /* -1: any */
 	uint64_t nth;      /* 0: no fault */
 	int err;           /* errno, or -1 for a short transfer */
@@ -25,7 +29,8 @@ static struct {
 	int trace_fd;      /* -1: not tracing */
 } plan = {.trace_fd = -1};
 
-static const char *op_names[IO_NOPS] = {"open", "read", "write", "fsync", "rename", "truncate", "unlink", "mkdir"};
+static const char *op_names[IO_NOPS] = {"open", "read", "write", "fsync", "rename", "truncate", "unlink", "mkdir",
+                                        "meta", "clone"};
 
 static void write_count(void)
 {
@@ -36,9 +41,8 @@ static void write_count(void)
 	}
 }
 
-static void load_plan(void)
+static void read_plan(void)
 {
-	plan.loaded = 1;
 	/* never in setuid/setgid/capability programs: these knobs are for tests */
 	if (getauxval(AT_SECURE))
 		return;
@@ -72,7 +76,13 @@ static void load_plan(void)
 	}
 }
 
-uint64_t io_mutations(void) { return plan.mutations; }
+static void load_plan(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, read_plan);
+}
+
+uint64_t io_mutations(void) { return __atomic_load_n(&plan.mutations, __ATOMIC_RELAXED); }
 
 /* --- tracing (tests only) --- */
 enum { TR_WRITE = 'W', TR_SYNC = 'S', TR_RENAME = 'R', TR_TRUNCATE = 'T', TR_UNLINK = 'U', TR_RMDIR = 'D',
@@ -80,8 +90,7 @@ enum { TR_WRITE = 'W', TR_SYNC = 'S', TR_RENAME = 'R', TR_TRUNCATE = 'T', TR_UNL
 
 static int tracing(void)
 {
-	if (!plan.loaded)
-		load_plan();
+	load_plan();
 	return plan.trace_fd >= 0;
 }
 
@@ -153,10 +162,9 @@ static void trace_fd_op(int op, int fd, const char *rel, int64_t off, int64_t le
 
 int io_fault(enum io_op op)
 {
-	if (!plan.loaded)
-		load_plan();
+	load_plan();
 	/* atomic: a pack writer's thread counts its writes too (store/flusher.c) */
-	if (op != IO_OPEN && op != IO_READ) {
+	if (op != IO_OPEN && op != IO_READ && op != IO_META && op != IO_CLONE) { /* (io.h: not crash points) */
 		uint64_t m = __atomic_add_fetch(&plan.mutations, 1, __ATOMIC_RELAXED);
 		if (plan.crash_at && m == plan.crash_at) {
 			if (plan.count_file[0])
@@ -411,3 +419,40 @@ int io_fsync_dirat(int dirfd, const char *path)
 	close(fd);
 	return rc;
 }
+
+/* The metadata calls: an injected EINTR is retried (invisible), as on the
+ * other operations; a short transfer means nothing to them. */
+static int meta_fault(enum io_op op)
+{
+	int f = io_fault(op);
+	return f > 0 && f != EINTR ? f : 0;
+}
+
+#define META_CALL(op, call)                   \
+	do {                                  \
+		int f_ = meta_fault(op);      \
+		if (f_)                       \
+			return f_;            \
+		int r_;                       \
+		do                            \
+			r_ = (call);          \
+		while (r_ && errno == EINTR); \
+		return r_ ? errno : 0;        \
+	} while (0)
+
+int io_fchown(int fd, uid_t uid, gid_t gid) { META_CALL(IO_META, fchown(fd, uid, gid)); }
+int io_fchmod(int fd, mode_t mode) { META_CALL(IO_META, fchmod(fd, mode)); }
+int io_futimens(int fd, const struct timespec ts[2]) { META_CALL(IO_META, futimens(fd, ts)); }
+int io_fchownat(int dirfd, const char *path, uid_t uid, gid_t gid, int flags)
+{
+	META_CALL(IO_META, fchownat(dirfd, path, uid, gid, flags));
+}
+int io_fchmodat(int dirfd, const char *path, mode_t mode, int flags)
+{
+	META_CALL(IO_META, fchmodat(dirfd, path, mode, flags));
+}
+int io_utimensat(int dirfd, const char *path, const struct timespec ts[2], int flags)
+{
+	META_CALL(IO_META, utimensat(dirfd, path, ts, flags));
+}
+int io_clone(int dst, int src) { META_CALL(IO_CLONE, ioctl(dst, FICLONE, src)); }

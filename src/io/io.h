@@ -13,7 +13,8 @@
  * Fault injection (honoured only when the process is not AT_SECURE), from
  * the environment:
  *   METAMORI_FAULT="OP:N:ERR[:always]"  OP is open|read|write|fsync|rename|
- *       truncate|unlink|mkdir|any; the Nth such call (1-based) fails with ERR
+ *       truncate|unlink|mkdir|meta|clone|any (meta: chown, chmod and
+ *       utimens calls; clone: FICLONE); the Nth such call (1-based) fails with ERR
  *       (EIO, ENOSPC, EINTR, EDQUOT, short — a short transfer); with
  *       ":always" every call from the Nth on fails.
  *   METAMORI_CRASH_AT=N   SIGKILL the process just before its Nth mutating
@@ -39,9 +40,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 #include <sys/uio.h>
 
-enum io_op { IO_OPEN, IO_READ, IO_WRITE, IO_FSYNC, IO_RENAME, IO_TRUNCATE, IO_UNLINK, IO_MKDIR, IO_NOPS };
+/* IO_META (owner, mode, times) and IO_CLONE (FICLONE) are fault points but
+ * not crash points: they change no data, and a kill just before one leaves
+ * what a kill just after the preceding write, mkdir or symlink leaves (a
+ * temporary file not renamed in yet, or an entry the intent finishes). */
+enum io_op { IO_OPEN, IO_READ, IO_WRITE, IO_FSYNC, IO_RENAME, IO_TRUNCATE, IO_UNLINK, IO_MKDIR, IO_META, IO_CLONE,
+             IO_NOPS };
 
 /* Consults the fault plan before an operation: 0 to proceed, or an errno to
  * fail with. Exported for the SQLite VFS shim, which shares the counters. */
@@ -68,6 +75,17 @@ int io_symlinkat(const char *target, int dirfd, const char *path);
 int io_punch_hole(int fd, off_t off, off_t len);
 /* Opens dir (O_DIRECTORY) and fsyncs it: makes a create or rename durable. */
 int io_fsync_dirat(int dirfd, const char *path);
+/* Owner, mode and times (IO_META): through an fd, or of dirfd/path with
+ * flags (AT_SYMLINK_NOFOLLOW). An injected short transfer means nothing here. */
+int io_fchown(int fd, uid_t uid, gid_t gid);
+int io_fchmod(int fd, mode_t mode);
+int io_futimens(int fd, const struct timespec ts[2]);
+int io_fchownat(int dirfd, const char *path, uid_t uid, gid_t gid, int flags);
+int io_fchmodat(int dirfd, const char *path, mode_t mode, int flags);
+int io_utimensat(int dirfd, const char *path, const struct timespec ts[2], int flags);
+/* Makes dst share src's extents (FICLONE, IO_CLONE); fails where the file
+ * system cannot (EOPNOTSUPP, EXDEV, ...), and the caller copies instead. */
+int io_clone(int dst, int src);
 
 /* The name of a SQLite VFS whose file I/O goes through io_fault() and the
  * trace (sqlite_vfs.c); registered on first use. */

@@ -8,6 +8,7 @@
  * too (for the power-loss simulation). Everything else passes through.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
@@ -179,16 +180,24 @@ static sqlite3_vfs shim_vfs = {
 	v_dlclose, v_random, v_sleep, v_time, v_lasterr, v_time64, NULL, NULL, NULL,
 };
 
+static int registered;
+
+static void register_shim(void)
+{
+	sqlite3_vfs *real = sqlite3_vfs_find(NULL);
+	if (!real)
+		return;
+	real_vfs = real;
+	shim_vfs.szOsFile = (int)sizeof(shim_file) + real_vfs->szOsFile;
+	shim_vfs.mxPathname = real_vfs->mxPathname;
+	registered = sqlite3_vfs_register(&shim_vfs, 0) == SQLITE_OK;
+}
+
+/* Registered once per process: separate store handles may open at once
+ * (include/metamori.h), and a second registration would race the first. */
 const char *io_sqlite_vfs(void)
 {
-	if (!real_vfs) {
-		real_vfs = sqlite3_vfs_find(NULL);
-		if (!real_vfs)
-			return NULL;
-		shim_vfs.szOsFile = (int)sizeof(shim_file) + real_vfs->szOsFile;
-		shim_vfs.mxPathname = real_vfs->mxPathname;
-		if (sqlite3_vfs_register(&shim_vfs, 0) != SQLITE_OK)
-			return NULL;
-	}
-	return shim_vfs.zName;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, register_shim);
+	return registered ? shim_vfs.zName : NULL;
 }

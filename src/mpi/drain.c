@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "mpi_group.h"
+#include "mpi/mpi_group.h"
 
 char *mpi_mirror_dir(const mpi_group *g)
 {

@@ -20,7 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "mpi_group.h"
+#include "mpi/mpi_group.h"
 
 /* METAMORI_MPI_FAIL_GROUP=<leader rank>: that group's checkpoint fails. */
 static int injected_failure(const mpi_group *g)

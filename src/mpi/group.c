@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "mpi_group.h"
+#include "mpi/mpi_group.h"
 
 static __thread char err_line[512];
 

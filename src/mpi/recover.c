@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "mpi_group.h"
+#include "mpi/mpi_group.h"
 
 /* The epoch a tag names, or 0. */
 static uint64_t tag_epoch(const char *name)

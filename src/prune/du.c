@@ -22,6 +22,12 @@ static const char *live_same_sql =
 static const char *live_renamed_sql =
 	"INSERT OR IGNORE INTO du_live SELECT e.file_id, ?2, ?3 FROM entry e WHERE e.ckpt = ?1 AND e.kind = 1"
 	" AND e.file_id IN (SELECT file_id FROM entry WHERE ckpt = ?2 AND kind = 1)";
+/* a region's blocks move to a child that still has its file id (fold.c) */
+static const char *live_region_sql =
+	"INSERT OR IGNORE INTO du_live SELECT r.file_id, ?2, ?3 FROM region r WHERE r.ckpt = ?1 AND r.kind = 1"
+	" AND (NOT EXISTS (SELECT 1 FROM region x WHERE x.name = r.name AND x.branch = ?3 AND x.ckpt = ?2)"
+	"  OR EXISTS (SELECT 1 FROM region x WHERE x.name = r.name AND x.branch = ?3 AND x.ckpt = ?2"
+	"   AND x.kind = 1 AND x.file_id = r.file_id))";
 static const char *unique_sql =
 	"SELECT COALESCE(SUM(40 + ch.clen), 0) FROM (SELECT b.chunk AS id, COUNT(*) AS n FROM block b"
 	" WHERE b.ckpt = ?1 AND b.chunk != 0 AND NOT EXISTS (SELECT 1 FROM du_live l WHERE l.file_id = b.file_id"
@@ -68,6 +74,8 @@ static int unique_bytes(mtm_store *s, sqlite3_stmt **q, mtm_id c, uint64_t *out)
 		err = step3(s, q[2], c, k, bk);
 		if (!err && sqlite3_changes(s->db) < n_files)
 			err = step3(s, q[3], c, k, bk);
+		if (!err)
+			err = step3(s, q[5], c, k, bk);
 	}
 	vec_free(&kids);
 	if (!err && !(err = step3(s, q[4], c, 0, 0)))
@@ -78,14 +86,10 @@ static int unique_bytes(mtm_store *s, sqlite3_stmt **q, mtm_id c, uint64_t *out)
 
 static int one_int(mtm_store *s, const char *sql, uint64_t *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "du");
-	rc = sqlite3_step(st);
-	*out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : db_error(s, rc, "du");
+	int64_t v;
+	int rc = db_int(s, "du", sql, NULL, 0, &v, NULL);
+	*out = (uint64_t)v;
+	return rc;
 }
 
 int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
@@ -98,14 +102,14 @@ int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 	MTM_TRY(store_settle(s)); /* the queries below read block only */
 	MTM_TRY(mtm_log(s, &list, &n));
 	mtm_du_entry *v = calloc(n ? n : 1, sizeof *v);
-	const char *sqls[5] = {"SELECT COUNT(*) FROM entry WHERE ckpt = ?1 AND kind = 1",
+	const char *sqls[6] = {"SELECT COUNT(*) FROM entry WHERE ckpt = ?1 AND kind = 1",
 	                       "SELECT id, branch FROM checkpoint WHERE parent = ?1", live_same_sql, live_renamed_sql,
-	                       unique_sql};
-	sqlite3_stmt *q[5] = {0};
+	                       unique_sql, live_region_sql};
+	sqlite3_stmt *q[6] = {0};
 	int err = v ? db_exec(s, "CREATE TEMP TABLE IF NOT EXISTS du_live(file_id INTEGER, k INTEGER, bk INTEGER,"
 	                         " PRIMARY KEY(file_id, k)) WITHOUT ROWID")
 	            : mtm_set_error(ENOMEM, "du");
-	for (int i = 0; i < 5 && !err; i++) {
+	for (int i = 0; i < 6 && !err; i++) {
 		int rc = sqlite3_prepare_v2(s->db, sqls[i], -1, &q[i], NULL);
 		if (rc != SQLITE_OK)
 			err = db_error(s, rc, "du");
@@ -115,10 +119,11 @@ int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 	for (size_t i = 0; !err && i < n; i++) {
 		v[i].id = list[i].id;
 		v[i].added = list[i].bytes_stored;
-		t->logical += list[i].tree_bytes;
+		t->logical += list[i].tree_bytes + list[i].region_bytes;
+		t->region_logical += list[i].region_bytes;
 		err = unique_bytes(s, q, list[i].id, &v[i].unique);
 	}
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		sqlite3_finalize(q[i]);
 	mtm_log_free(list, n);
 	if (!err)

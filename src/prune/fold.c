@@ -35,37 +35,12 @@
 
 static int exec_bind(mtm_store *s, const char *sql, int64_t a, int64_t b, int64_t c)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "prune");
-	int n = sqlite3_bind_parameter_count(st);
-	if (n >= 1)
-		sqlite3_bind_int64(st, 1, a);
-	if (n >= 2)
-		sqlite3_bind_int64(st, 2, b);
-	if (n >= 3)
-		sqlite3_bind_int64(st, 3, c);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "prune");
+	return db_run(s, "prune", sql, DB_ARGS(a, b, c));
 }
 
 static int query_int(mtm_store *s, const char *sql, int64_t a, int64_t b, int64_t *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "prune");
-	int n = sqlite3_bind_parameter_count(st);
-	if (n >= 1)
-		sqlite3_bind_int64(st, 1, a);
-	if (n >= 2)
-		sqlite3_bind_int64(st, 2, b);
-	rc = sqlite3_step(st);
-	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "prune");
+	return db_int(s, "prune", sql, DB_ARGS(a, b), out, NULL);
 }
 
 int prune_fold_begin(mtm_store *s, mtm_id head)
@@ -100,21 +75,10 @@ int prune_fold_end(mtm_store *s)
 static int live_files(mtm_store *s, mtm_id d, int64_t c, int64_t bc, int64_t n_files)
 {
 	MTM_TRY(db_exec(s, "DELETE FROM fold_live"));
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "INSERT OR IGNORE INTO fold_live SELECT e.file_id FROM entry e"
-	                            " JOIN entry x ON x.path = e.path AND x.branch = ?2 AND x.ckpt = ?3"
-	                            " WHERE e.ckpt = ?1 AND e.kind = 1 AND x.kind = 1 AND x.file_id = e.file_id",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "prune");
-	sqlite3_bind_int64(st, 1, d);
-	sqlite3_bind_int64(st, 2, bc);
-	sqlite3_bind_int64(st, 3, c);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return db_error(s, rc, "prune");
+	MTM_TRY(exec_bind(s, "INSERT OR IGNORE INTO fold_live SELECT e.file_id FROM entry e"
+	                     " JOIN entry x ON x.path = e.path AND x.branch = ?2 AND x.ckpt = ?3"
+	                     " WHERE e.ckpt = ?1 AND e.kind = 1 AND x.kind = 1 AND x.file_id = e.file_id",
+	                  d, bc, c));
 	int64_t n_same = sqlite3_changes(s->db), done;
 	MTM_TRY(query_int(s, "SELECT 1 FROM fold_done WHERE ckpt=?1", c, 0, &done));
 	if (done) /* keep c's collected file ids up to date with what it just took */
@@ -178,8 +142,21 @@ int prune_fold(mtm_store *s, mtm_id d)
 		                          : "INSERT OR IGNORE INTO entry SELECT path, ?1, ?2, kind, mode, uid, gid, size,"
 		                            " mtime_ns, file_id, target FROM entry WHERE ckpt=?3 AND kind != 0",
 		                bc, c, d);
+		/* memory regions (FORMAT.md 3.10): their rows move like entries, and
+		 * their blocks while the child still has the region's file id */
+		if (!err)
+			err = exec_bind(s, parent ? "INSERT OR IGNORE INTO region SELECT name, ?1, ?2, kind, size, file_id"
+			                            " FROM region WHERE ckpt=?3"
+			                          : "INSERT OR IGNORE INTO region SELECT name, ?1, ?2, kind, size, file_id"
+			                            " FROM region WHERE ckpt=?3 AND kind != 0",
+			                bc, c, d);
 		if (!err)
 			err = live_files(s, d, c, bc, n_files);
+		if (!err)
+			err = exec_bind(s, "INSERT OR IGNORE INTO fold_live SELECT r.file_id FROM region r"
+			                   " JOIN region x ON x.name = r.name AND x.branch = ?2 AND x.ckpt = ?3"
+			                   " WHERE r.ckpt = ?1 AND r.kind = 1 AND x.kind = 1 AND x.file_id = r.file_id",
+			                d, bc, c);
 		if (!err)
 			err = exec_bind(s, parent ? "INSERT OR IGNORE INTO block SELECT b.file_id, b.blkno, ?1, ?2, b.hash, b.chunk,"
 			                            " b.boff FROM block b WHERE b.ckpt=?3"
@@ -190,6 +167,8 @@ int prune_fold(mtm_store *s, mtm_id d)
 			                bc, c, d);
 		if (!err && !parent)
 			err = exec_bind(s, "DELETE FROM entry WHERE ckpt=?1 AND kind=0", c, 0, 0);
+		if (!err && !parent)
+			err = exec_bind(s, "DELETE FROM region WHERE ckpt=?1 AND kind=0", c, 0, 0);
 		if (!err && !parent)
 			err = exec_bind(s, "DELETE FROM block WHERE ckpt=?1 AND chunk=0", c, 0, 0);
 		/* the first child inherits d's share of the packs, for du */
@@ -211,6 +190,7 @@ int prune_fold(mtm_store *s, mtm_id d)
 	                     " WHERE NOT EXISTS (SELECT 1 FROM gc_candidate g WHERE g.id = c.chunk)",
 	                  d, 0, 0));
 	MTM_TRY(exec_bind(s, "DELETE FROM entry WHERE ckpt=?1", d, 0, 0));
+	MTM_TRY(exec_bind(s, "DELETE FROM region WHERE ckpt=?1", d, 0, 0));
 	MTM_TRY(exec_bind(s, "DELETE FROM block WHERE ckpt=?1", d, 0, 0));
 	return exec_bind(s, "DELETE FROM checkpoint WHERE id=?1", d, 0, 0);
 }

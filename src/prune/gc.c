@@ -17,6 +17,7 @@
  * whose compacted bytes equal another chunk's is copied whole instead: the
  * hash stays unique.)
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -109,9 +110,6 @@ typedef struct {
 	signed char map[MTM_CHUNK_BLOCKS]; /* old boff -> new boff, -1 unused */
 } moved;
 
-static void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
-static void put64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
-
 /* Scratch for compaction. */
 typedef struct {
 	ZSTD_CCtx *cctx;
@@ -181,14 +179,9 @@ static int compact_chunk(mtm_store *s, compactor *cp, int64_t id, const unsigned
 		data = cp->plain2;
 	}
 	unsigned char *h = rec2;
-	memcpy(h, "MTMC", 4);
-	h[4] = (unsigned char)codec;
-	h[5] = h[6] = h[7] = 0;
-	put32(h + 8, (uint32_t)np);
-	put32(h + 12, (uint32_t)clen);
-	memcpy(h + 16, hc.digest, 16);
+	chunk_header_put(h, codec, (uint32_t)np, (uint32_t)clen, hc.digest);
 	memcpy(h + CHUNK_HEADER_LEN, data, clen);
-	put64(h + 32, XXH3_64bits_withSeed(h + CHUNK_HEADER_LEN, clen, XXH3_64bits(h, 32)));
+	chunk_check_put(h, h + CHUNK_HEADER_LEN, clen);
 	m->compact = 1;
 	m->clen = (int64_t)clen;
 	m->plen = (int64_t)np;
@@ -223,7 +216,8 @@ static int out_open(gc_writer *w)
 		return mtm_set_error(ENOMEM, "gc");
 	o->id = id;
 	o->size = PACK_HEADER_LEN;
-	unsigned char hdr[PACK_HEADER_LEN] = "MTMPACK1";
+	unsigned char hdr[PACK_HEADER_LEN];
+	memcpy(hdr, PACK_MAGIC, PACK_MAGIC_LEN);
 	for (int i = 0; i < 8; i++)
 		hdr[8 + i] = (unsigned char)((uint64_t)id >> (8 * i));
 	if ((err = io_pwrite(w->fd, hdr, sizeof hdr, 0)))
@@ -353,6 +347,7 @@ static int commit_moves(mtm_store *s, const vec *outs, const vec *moves, const v
 		for (int b = 0; rc == SQLITE_OK && b < MTM_CHUNK_BLOCKS; b++) {
 			if (m->map[b] < 0 || m->map[b] == b)
 				continue;
+			assert(m->map[b] < b); /* compaction only moves blocks down */
 			sqlite3_reset(upb);
 			sqlite3_bind_int64(upb, 1, m->map[b]);
 			sqlite3_bind_int64(upb, 2, m->chunk);
@@ -438,10 +433,10 @@ int gc_packs(mtm_store *s, double threshold, mtm_prune_stats *stats)
 		return 0;
 	}
 	gc_writer w = {s, -1, VEC_INIT(out_pack), 1};
-	rc = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(id), 0) + 1 FROM pack", -1, &st, NULL);
-	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		w.next_id = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	if ((rc = db_int(s, "gc", "SELECT COALESCE(MAX(id), 0) + 1 FROM pack", NULL, 0, &w.next_id, NULL))) {
+		vec_free(&old);
+		return rc;
+	}
 
 	vec moves = VEC_INIT(moved);
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
@@ -490,7 +485,7 @@ int gc_packs(mtm_store *s, double threshold, mtm_prune_stats *stats)
 		 * them: leave them, the next prune removes them if it does not */
 		if (before_commit || (!err && o->size <= PACK_HEADER_LEN)) {
 			pack_file_name(name, sizeof name, o->id);
-			unlinkat(s->dirfd, name, 0); /* unknown to the index: harmless, but tidy */
+			(void)io_unlinkat(s->dirfd, name, 0); /* unknown to the index: harmless, but tidy */
 		}
 	}
 	if (!err) {

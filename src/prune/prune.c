@@ -16,6 +16,71 @@
 #include "prune/prune.h"
 #include "util/error.h"
 
+typedef struct { uint64_t added, changed, removed, bytes; } change_counts;
+
+static int count_change(void *arg, const mtm_change *c)
+{
+	change_counts *k = arg;
+	if (c->kind == 'A')
+		k->added++;
+	else if (c->kind == 'D')
+		k->removed++;
+	else
+		k->changed++;
+	k->bytes += c->bytes;
+	return 0;
+}
+
+/* A kept checkpoint whose parent was dropped now holds its parent's changes
+ * too: its counts (what log shows) become those of the diff from its new
+ * parent, inside the prune's transaction (the branches reloaded to see the
+ * folded rows). Cost: two tree loads per such child, not per dropped one. */
+static int recount_children(mtm_store *s, const mtm_checkpoint_info *list, size_t n, const char *keep)
+{
+	MTM_TRY(store_load_branches(s));
+	for (size_t i = 0; i < n; i++) {
+		if (!keep[i] || !list[i].parent)
+			continue;
+		size_t lo = 0, hi = i; /* list is in id order, and a parent's id is lower */
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (list[mid].id < list[i].parent)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == i || list[lo].id != list[i].parent || keep[lo])
+			continue;
+		sqlite3_stmt *st;
+		int rc = sqlite3_prepare_v2(s->db, "SELECT parent FROM checkpoint WHERE id=?", -1, &st, NULL);
+		if (rc != SQLITE_OK)
+			return db_error(s, rc, "prune");
+		sqlite3_bind_int64(st, 1, list[i].id);
+		rc = sqlite3_step(st);
+		mtm_id parent = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		sqlite3_finalize(st);
+		if (rc != SQLITE_ROW)
+			return db_error(s, rc, "prune");
+		change_counts k = {0};
+		/* a new root: everything in it is added (diff from checkpoint 0, the empty tree) */
+		MTM_TRY(mtm_diff(s, parent, list[i].id, NULL, count_change, &k));
+		rc = sqlite3_prepare_v2(s->db, "UPDATE checkpoint SET files_added=?, files_changed=?, files_removed=?,"
+		                               " bytes_changed=? WHERE id=?", -1, &st, NULL);
+		if (rc != SQLITE_OK)
+			return db_error(s, rc, "prune");
+		sqlite3_bind_int64(st, 1, (int64_t)k.added);
+		sqlite3_bind_int64(st, 2, (int64_t)k.changed);
+		sqlite3_bind_int64(st, 3, (int64_t)k.removed);
+		sqlite3_bind_int64(st, 4, (int64_t)k.bytes);
+		sqlite3_bind_int64(st, 5, list[i].id);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return db_error(s, rc, "prune");
+	}
+	return 0;
+}
+
 int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t *n_dropped, mtm_prune_stats *out)
 {
 	mtm_prune_opts o = MTM_PRUNE_OPTS_INIT;
@@ -33,6 +98,7 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 	mtm_prune_stats st = {0};
 	MTM_TRY(store_lock(s));
 	uint64_t before = store_disk_bytes(s);
+	st.store_bytes_before = st.store_bytes_after = before;
 	mtm_checkpoint_info *list = NULL;
 	size_t n = 0;
 	char *keep = NULL;
@@ -73,6 +139,8 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 	}
 	if ((rc = prune_fold_end(s)) || (rc = prune_free_chunks(s, &st)))
 		goto done;
+	if (!o.dry_run && (rc = recount_children(s, list, n, keep)))
+		goto done;
 	if (o.dry_run) {
 		rc = gc_estimate(s, o.gc_threshold, &st);
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -90,6 +158,7 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 		uint64_t after = store_disk_bytes(s);
 		st.bytes_returned = before > after ? before - after : 0;
+		st.store_bytes_after = after;
 	}
 	if (dropped) {
 		*dropped = gone;

@@ -71,7 +71,10 @@ int mtm_tags(mtm_store *s, mtm_tag_info **out, size_t *n_out)
 			v = nv;
 		}
 		const char *name = (const char *)sqlite3_column_text(st, 0);
-		v[n].name = strdup(name ? name : "");
+		if (!(v[n].name = strdup(name ? name : ""))) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
 		v[n].id = sqlite3_column_int64(st, 1);
 		n++;
 	}

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include "store/index.h"
 #include "store/pack.h"
+#include "tree/filemap_diff.h"
 
 /* Blocks a restore's verify pass read and checked, kept (up to a budget) so
  * that its apply pass writes them without reading their chunks again: a
@@ -34,9 +35,4 @@ int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64
  * that.) */
 typedef struct { const vec *map; int64_t size; const vec *runs; } filemap_job;
 void filemap_gather(pack_reader *pr, blockcache *bc, const filemap_job *jobs, size_t njobs);
-/* Appends to runs the blocks below a_size's end where version (a, a_size)
- * differs from version (b, b_size); b's blocks past b_size count as zeros. */
-int filemap_diff(const vec *a, int64_t a_size, const vec *b, int64_t b_size, vec *runs, uint64_t *bytes);
-/* Appends block blkno to runs (which must be in increasing order). */
-int filemap_add_run(vec *runs, int64_t blkno);
 #endif

@@ -17,14 +17,13 @@
  *     the new head and stat cache; the intent is removed.
  * Every path is opened beneath the root with no symlink followed.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,9 +31,9 @@
 #include "io/io.h"
 #include "restore/filemap.h"
 #include "restore/restore.h"
-#include "scan/scan.h"
-#include "session/session.h"
+#include "tree/scan.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define PATCH_MIN_SIZE (1 << 20) /* smaller files are always rewritten whole */
@@ -117,6 +116,7 @@ static struct timespec ns_timespec(int64_t ns)
 		rem += 1000000000;
 		sec--;
 	}
+	assert(rem >= 0 && rem < 1000000000);
 	return (struct timespec){.tv_sec = (time_t)sec, .tv_nsec = (long)rem};
 }
 
@@ -126,12 +126,14 @@ static int set_meta_fd(rctx *c, int fd, const entry *e)
 	struct stat st;
 	if (fstat(fd, &st))
 		return errno;
-	if ((st.st_uid != e->uid || st.st_gid != e->gid) && fchown(fd, e->uid, e->gid) && !(errno == EPERM && geteuid()))
-		return errno; /* an unprivileged user cannot give files away: keep ours */
-	if (fchmod(fd, e->mode))
-		return errno;
+	int rc;
+	if ((st.st_uid != e->uid || st.st_gid != e->gid) && (rc = io_fchown(fd, e->uid, e->gid)) &&
+	    !(rc == EPERM && geteuid()))
+		return rc; /* an unprivileged user cannot give files away: keep ours */
+	if ((rc = io_fchmod(fd, e->mode)))
+		return rc;
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, ns_timespec(e->mtime_ns)};
-	return futimens(fd, ts) ? errno : 0;
+	return io_futimens(fd, ts);
 }
 
 static int set_meta_at(int dfd, const char *leaf, const entry *e)
@@ -139,19 +141,19 @@ static int set_meta_at(int dfd, const char *leaf, const entry *e)
 	struct stat st;
 	if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW))
 		return errno;
-	int chowned = 0;
+	int chowned = 0, rc;
 	if (st.st_uid != e->uid || st.st_gid != e->gid) {
-		if (!fchownat(dfd, leaf, e->uid, e->gid, AT_SYMLINK_NOFOLLOW))
+		if (!(rc = io_fchownat(dfd, leaf, e->uid, e->gid, AT_SYMLINK_NOFOLLOW)))
 			chowned = 1;
-		else if (!(errno == EPERM && geteuid()))
-			return errno;
+		else if (!(rc == EPERM && geteuid()))
+			return rc;
 	}
 	/* a chown clears set-id bits: the mode is set again after one */
 	if (e->kind != KIND_SYMLINK && (chowned || (st.st_mode & 07777) != e->mode) &&
-	    fchmodat(dfd, leaf, e->mode, AT_SYMLINK_NOFOLLOW))
-		return errno;
+	    (rc = io_fchmodat(dfd, leaf, e->mode, AT_SYMLINK_NOFOLLOW)))
+		return rc;
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, ns_timespec(e->mtime_ns)};
-	return utimensat(dfd, leaf, ts, AT_SYMLINK_NOFOLLOW) ? errno : 0;
+	return io_utimensat(dfd, leaf, ts, AT_SYMLINK_NOFOLLOW);
 }
 
 static void tmp_name(rctx *c, char *buf, size_t len)
@@ -191,7 +193,7 @@ static int write_whole(rctx *c, const plan_item *p)
 	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
 		mtm_set_errno(rc, "%s: rename into place", e->path);
 	if (rc)
-		unlinkat(dfd, tmp, 0);
+		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 	close(dfd);
 	if (!rc) {
 		touch_dir(c, e->path);
@@ -218,14 +220,14 @@ static int open_for_patch(rctx *c, const entry *e, int *dfd_out, const char **le
 	tmp_name(c, tmp, tmplen);
 	int fd = -1;
 	if (!io_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd)) {
-		if (ioctl(fd, FICLONE, src) == 0) {
+		if (io_clone(fd, src) == 0) {
 			close(src);
 			*dfd_out = dfd;
 			*fd_out = fd;
 			return 0;
 		}
 		close(fd);
-		unlinkat(dfd, tmp, 0);
+		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 	}
 	tmp[0] = 0;
 	close(src);
@@ -293,7 +295,7 @@ static int write_patch(rctx *c, const plan_item *p)
 		if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
 			mtm_set_errno(rc, "%s: rename into place", e->path);
 		if (rc)
-			unlinkat(dfd, tmp, 0);
+			(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 		else
 			touch_dir(c, e->path);
 	}
@@ -314,7 +316,7 @@ static int make_symlink(rctx *c, const entry *e)
 	tmp_name(c, tmp, sizeof tmp);
 	rc = io_symlinkat(e->target, dfd, tmp);
 	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
-		unlinkat(dfd, tmp, 0);
+		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 	if (!rc)
 		rc = set_meta_at(dfd, leaf, e);
 	close(dfd);
@@ -363,7 +365,7 @@ static int remove_path(rctx *c, const live_item *li, int must)
 		return 0;
 	if ((rc == ENOTEMPTY || rc == EEXIST) && !must) {
 		/* it still holds ignored files: they are not ours to delete */
-		fprintf(stderr, "metamori: %s: kept (holds files excluded from checkpoints)\n", li->path);
+		log_msg(MTM_LOG_WARNING, "%s: kept (holds files excluded from checkpoints)", li->path);
 		return 0;
 	}
 	if (rc)
@@ -840,9 +842,9 @@ static int restore_in_place(rctx *c, mtm_id k)
 		rc = intent_clear(s);
 	ph[6] = now_ns();
 	if (!rc && secure_getenv("METAMORI_DEBUG_RESTORE"))
-		fprintf(stderr,
-		        "metamori: restore %lld: load %.1f ms (%zu blocks between), plan %.1f ms, reads started %.1f ms, verify %.1f ms, "
-		        "apply %.1f ms (fsyncs %.1f ms), record %.1f ms (%.1f ms of it waiting out the racy window)\n",
+		log_msg(MTM_LOG_DEBUG,
+		        "restore %lld: load %.1f ms (%zu blocks between), plan %.1f ms, reads started %.1f ms, verify %.1f ms, "
+		        "apply %.1f ms (fsyncs %.1f ms), record %.1f ms (%.1f ms of it waiting out the racy window)",
 		        (long long)k, (ph[1] - ph[0]) / 1e6, c->between.n, (ph[2] - ph[1]) / 1e6, (ph[3] - ph[2]) / 1e6,
 		        (ph[4] - ph[3]) / 1e6,
 		        (ph[5] - ph[4]) / 1e6, c->fsync_ns / 1e6, (ph[6] - ph[5]) / 1e6, c->racy_wait_ns / 1e6);
@@ -972,7 +974,8 @@ int restore_finish_intent(mtm_store *s, mtm_id id)
 	return 0;
 }
 
-int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out)
+int restore_checkpoint(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, int (*refuse)(mtm_store *s),
+                       mtm_restore_stats *out)
 {
 	if (opts && opts->version != MTM_RESTORE_OPTS_VERSION)
 		return mtm_set_error(MTM_EINVAL, "restore: unsupported options version %d", opts->version);
@@ -987,10 +990,10 @@ int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_resto
 			if (c.rootfd >= 0 && c.rootfd != s->rootfd)
 				close(c.rootfd);
 		} else if (!(rc = store_lock(s))) {
-			/* not under a running `metamori run`: the tree would change under the
-			 * traced program, behind the interposer's back (checked with the lock
-			 * held: a session starts only while holding it too) */
-			if (!(rc = session_refuse_restore(s)))
+			/* the caller's refusal, with the lock held (api/restore.c: not
+			 * under a running `metamori run`, whose tree would change under the
+			 * traced program; a session starts only while holding the lock too) */
+			if (!(rc = refuse ? refuse(s) : 0))
 				rc = restore_in_place(&c, id);
 			store_unlock(s);
 		}

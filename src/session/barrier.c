@@ -29,8 +29,10 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "session/session.h"
+#include "session/watch.h"
 #include "track/protocol.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define BARRIER_TIMEOUT_NS (60LL * 1000000000) /* a call that never returns (a FIFO, a hung NFS server) */
@@ -53,7 +55,7 @@ void change_set_free(change_set *cs)
 	memset(cs, 0, sizeof *cs);
 }
 
-static file_change *get_change(change_set *cs, const char *path)
+file_change *change_set_file(change_set *cs, const char *path)
 {
 	file_change *fc = pathmap_get(&cs->files, path);
 	if (fc)
@@ -70,7 +72,7 @@ static file_change *get_change(change_set *cs, const char *path)
 	return fc;
 }
 
-static int mark(pathmap *m, const char *path)
+int change_set_mark(pathmap *m, const char *path)
 {
 	return pathmap_get(m, path) ? 0 : pathmap_put(m, path, (void *)1);
 }
@@ -211,19 +213,46 @@ static void sticky_remove(mtm_session *ss, int32_t pid, const char *path)
 	}
 }
 
+int64_t proc_start_time(int32_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	/* "pid (comm) S ppid ... starttime": comm may hold spaces and parentheses */
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+		return -1;
+	p += 2;
+	for (int field = 3; field < 22; field++) { /* starttime is field 22 */
+		p = strchr(p, ' ');
+		if (!p)
+			return -1;
+		p++;
+	}
+	return strtoll(p, NULL, 10);
+}
+
 static int sticky_scan_add(mtm_session *ss, int32_t pid)
 {
 	for (size_t i = 0; i < ss->sticky_scan.n; i++)
-		if (VEC_AT(&ss->sticky_scan, int32_t, i) == pid)
+		if (VEC_AT(&ss->sticky_scan, sticky_scanner, i).pid == pid)
 			return 0;
-	int32_t *p = vec_push(&ss->sticky_scan);
+	sticky_scanner *p = vec_push(&ss->sticky_scan);
 	if (!p)
 		return ENOMEM;
-	*p = pid;
+	p->pid = pid;
+	p->start = proc_start_time(pid);
 	return 0;
 }
 
-static void scan_because(change_set *cs, const char *why)
+void change_set_scan(change_set *cs, const char *why)
 {
 	if (!cs->scan)
 		cs->scan_why = why;
@@ -231,7 +260,7 @@ static void scan_because(change_set *cs, const char *why)
 }
 
 /* The store and the restore's temporaries are never part of the tree. */
-static int outside_tree(const char *path)
+int session_outside_tree(const char *path)
 {
 	if (!strcmp(path, ".metamori") || !strncmp(path, ".metamori/", 10))
 		return 1;
@@ -247,7 +276,7 @@ static int apply_record(change_set *cs, const struct mtm_rec *rec, const char *p
 	file_change *fc;
 	switch (rec->type) {
 	case MTM_REC_WRITE:
-		if (!(fc = get_change(cs, path)))
+		if (!(fc = change_set_file(cs, path)))
 			return ENOMEM;
 		if (rec->b == 0)
 			return 0;
@@ -266,7 +295,7 @@ static int apply_record(change_set *cs, const struct mtm_rec *rec, const char *p
 		r->len = (int64_t)rec->b;
 		return 0;
 	case MTM_REC_TRUNC:
-		if (!(fc = get_change(cs, path)))
+		if (!(fc = change_set_file(cs, path)))
 			return ENOMEM;
 		if (rec->a > (uint64_t)INT64_MAX)
 			fc->whole = 1;
@@ -275,14 +304,14 @@ static int apply_record(change_set *cs, const struct mtm_rec *rec, const char *p
 		return 0;
 	case MTM_REC_WHOLE:
 	case MTM_REC_RELEASE: /* what was written through it until now still needs a compare */
-		if (!(fc = get_change(cs, path)))
+		if (!(fc = change_set_file(cs, path)))
 			return ENOMEM;
 		fc->whole = 1;
 		return 0;
 	case MTM_REC_META:
-		return mark(&cs->meta, path);
+		return change_set_mark(&cs->meta, path);
 	case MTM_REC_NS:
-		return mark(&cs->ns, path);
+		return change_set_mark(&cs->ns, path);
 	}
 	return 0;
 }
@@ -295,7 +324,7 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 {
 	struct mtm_log_hdr *h = l->hdr;
 	if (full && __atomic_load_n(&h->overflow, __ATOMIC_SEQ_CST))
-		scan_because(full, "a log overflowed");
+		change_set_scan(full, "a log overflowed");
 	uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
 	if (tail > limit)
 		tail = limit;
@@ -311,7 +340,7 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 		}
 		if (tail > l->maplen - MTM_LOG_HDR_SIZE) {
 			if (full)
-				scan_because(full, "a log is damaged");
+				change_set_scan(full, "a log is damaged");
 			tail = l->maplen - MTM_LOG_HDR_SIZE;
 		}
 	}
@@ -325,29 +354,29 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 		uint32_t got = __atomic_load_n(&((const struct mtm_rec *)(base + off))->seal, __ATOMIC_ACQUIRE);
 		if (got != seal) {
 			if (limit == UINT64_MAX && full)
-				scan_because(full, "a log is damaged");
+				change_set_scan(full, "a log is damaged");
 			break;
 		}
 		memcpy(&rec, base + off, sizeof rec);
 		uint64_t size = MTM_REC_SIZE((uint64_t)rec.path_len);
 		if (off + size > tail || rec.path_len > 4096) {
 			if (full)
-				scan_because(full, "a log is damaged");
+				change_set_scan(full, "a log is damaged");
 			break;
 		}
 		memcpy(path, base + off + sizeof rec, rec.path_len);
 		path[rec.path_len] = 0;
 		off += size;
 		if (light && rec.type != MTM_REC_SCAN && rec.path_len &&
-		    path_is_safe(path, rec.path_len) && !outside_tree(path) && apply_record(light, &rec, path))
+		    path_is_safe(path, rec.path_len) && !session_outside_tree(path) && apply_record(light, &rec, path))
 			return mtm_set_error(ENOMEM, "session");
 		if (!full)
 			continue;
 		if (ss->debug)
-			fprintf(stderr, "metamori: session: pid %d: record %u '%s' %llu %llu\n", (int)l->pid, rec.type, path,
+			log_msg(MTM_LOG_DEBUG, "session: pid %d: record %u '%s' %llu %llu", (int)l->pid, rec.type, path,
 			        (unsigned long long)rec.a, (unsigned long long)rec.b);
 		if (rec.type == MTM_REC_SCAN) {
-			scan_because(full, "a traced process did something that cannot be tracked");
+			change_set_scan(full, "a traced process did something that cannot be tracked");
 			if (rec.a == 1 && sticky_scan_add(ss, l->pid))
 				return mtm_set_error(ENOMEM, "session");
 			continue;
@@ -355,13 +384,13 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 		if (rec.path_len == 0 && (rec.type == MTM_REC_META || rec.type == MTM_REC_NS))
 			continue; /* the root directory itself: not an entry */
 		if (!path_is_safe(path, rec.path_len)) {
-			scan_because(full, "a log holds a path outside the tree");
+			change_set_scan(full, "a log holds a path outside the tree");
 			continue;
 		}
-		if (outside_tree(path))
+		if (session_outside_tree(path))
 			continue;
 		if (rec.type < MTM_REC_WRITE || rec.type > MTM_REC_RELEASE) {
-			scan_because(full, "a log holds an unknown record");
+			change_set_scan(full, "a log holds an unknown record");
 			continue;
 		}
 		int err = apply_record(full, &rec, path);
@@ -402,7 +431,7 @@ static int consume(mtm_session *ss, log_slot *l, change_set *cs, change_set *pos
 {
 	int died_inside = log_dead(l) && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST);
 	if (died_inside)
-		scan_because(cs, "a traced process died inside a call");
+		change_set_scan(cs, "a traced process died inside a call");
 	/* the records were sealed in the epoch before this barrier's (epoch),
 	 * or in the current one for a dead process's log read before it */
 	uint64_t cur = __atomic_load_n(&ss->ctl->epoch, __ATOMIC_SEQ_CST);
@@ -417,6 +446,12 @@ static int consume(mtm_session *ss, log_slot *l, change_set *cs, change_set *pos
 	if (epoch)
 		__atomic_store_n(&l->hdr->epoch, epoch, __ATOMIC_SEQ_CST);
 	return 0;
+}
+
+static int cmp_pid(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return x < y ? -1 : x > y;
 }
 
 int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
@@ -452,20 +487,35 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 	/* every live process is held outside its calls: the logs are stable */
 	uint64_t epoch = __atomic_add_fetch(&ss->ctl->epoch, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_exchange_n(&ss->ctl->scan_needed, 0, __ATOMIC_SEQ_CST))
-		scan_because(cs, "the interposer asked for a scan");
+		change_set_scan(cs, "the interposer asked for a scan");
 	for (size_t i = 0; i < ss->logs.n; i++)
 		if ((rc = consume(ss, &VEC_AT(&ss->logs, log_slot, i), cs, post, epoch)))
 			return rc;
 	/* sticky records: compared (or scanned) at every checkpoint while they live */
 	for (size_t i = 0; i < ss->sticky.n; i++) {
-		file_change *fc = get_change(cs, VEC_AT(&ss->sticky, sticky_whole, i).path);
+		file_change *fc = change_set_file(cs, VEC_AT(&ss->sticky, sticky_whole, i).path);
 		if (!fc)
 			return mtm_set_error(ENOMEM, "session");
 		fc->whole = 1;
 	}
 	if (ss->sticky_scan.n)
-		scan_because(cs, "a traced process cannot be tracked");
-	return 0;
+		change_set_scan(cs, "a traced process cannot be tracked");
+	/* what changed that the logs do not explain: every region is empty, so
+	 * the events of every recorded call are queued by now */
+	if (!ss->watch) {
+		if (!ss->watch_off)
+			change_set_scan(cs, ss->watch_why ? ss->watch_why : "the tree is not watched");
+		return 0;
+	}
+	int32_t *pids = malloc((ss->logs.n ? ss->logs.n : 1) * sizeof *pids);
+	if (!pids)
+		return mtm_set_error(ENOMEM, "session");
+	for (size_t i = 0; i < ss->logs.n; i++)
+		pids[i] = VEC_AT(&ss->logs, log_slot, i).pid;
+	qsort(pids, ss->logs.n, sizeof *pids, cmp_pid);
+	rc = watch_apply(ss->watch, cs, pids, ss->logs.n);
+	free(pids);
+	return rc;
 }
 
 void barrier_open(mtm_session *ss)
@@ -481,9 +531,6 @@ void session_reap_logs(mtm_session *ss)
 		if (!l->dead)
 			continue;
 		sticky_remove(ss, l->pid, NULL);
-		for (size_t j = 0; j < ss->sticky_scan.n; j++)
-			if (VEC_AT(&ss->sticky_scan, int32_t, j) == l->pid)
-				VEC_AT(&ss->sticky_scan, int32_t, j--) = VEC_AT(&ss->sticky_scan, int32_t, --ss->sticky_scan.n);
 		/* removed while we hold its lock exclusively: a process that opens the
 		 * same name meanwhile waits for the lock, then finds it unlinked */
 		unlinkat(ss->dirfd, l->name, 0);
@@ -491,5 +538,13 @@ void session_reap_logs(mtm_session *ss)
 		*l = VEC_AT(&ss->logs, log_slot, ss->logs.n - 1);
 		ss->logs.n--;
 		i--;
+	}
+	/* a process that cannot be tracked is distrusted until it is gone, not
+	 * until its log's lock lapses: a static program may have closed it */
+	for (size_t j = 0; j < ss->sticky_scan.n; j++) {
+		sticky_scanner *p = &VEC_AT(&ss->sticky_scan, sticky_scanner, j);
+		int64_t now = proc_start_time(p->pid);
+		if (now < 0 || now != p->start)
+			*p = VEC_AT(&ss->sticky_scan, sticky_scanner, --ss->sticky_scan.n), j--;
 	}
 }

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include <fcntl.h>
 #include "session/session.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define REQ_MAGIC 0x514d544du   /* "MTMQ" */
@@ -49,6 +51,10 @@ struct wire_reply {
 	int64_t id, parent, time_ns;
 	uint64_t files_added, files_changed, files_removed, bytes_changed, bytes_stored, entries, tree_bytes, pause_ns;
 };
+/* Sent as raw bytes between two metamori processes: no padding may creep in. */
+_Static_assert(sizeof(struct wire_req) == 16, "wire_req layout");
+_Static_assert(sizeof(struct wire_reply) == 24 + 3 * 8 + 8 * 8 && offsetof(struct wire_reply, id) == 24,
+               "wire_reply layout");
 
 static int write_all(int fd, const void *p, size_t n)
 {
@@ -145,8 +151,7 @@ int session_serve(mtm_session *ss, int fd)
 		memcpy(&j, &q, sizeof j);
 		if (j.flags & SESSION_JOIN_STATIC)
 			ss->always_scan = 1; /* as for the session's own static program */
-		if (ss->debug)
-			fprintf(stderr, "metamori: session: pid %u joined\n", j.pid);
+		log_msg(MTM_LOG_DEBUG, "session: pid %u joined", j.pid);
 		mtm_checkpoint_info none = {0};
 		reply(fd, 0, &none);
 		return 1;
@@ -172,9 +177,9 @@ int session_serve(mtm_session *ss, int fd)
 	if (ss->verbose) {
 		char line[512];
 		if (rc)
-			fprintf(stderr, "metamori: %s\n", mtm_last_error());
+			log_msg(MTM_LOG_ERROR, "%s", mtm_last_error());
 		else
-			fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, &ci, ss->scan_why));
+			log_msg(MTM_LOG_INFO, "%s", session_describe(line, sizeof line, &ci, ss->scan_why));
 	}
 	reply(fd, rc, &ci);
 	free(ci.message);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include "session/session.h"
 #include "util/error.h"
+#include "util/log.h"
 
 int members_add(session_members *m, int fd)
 {
@@ -131,7 +132,7 @@ int session_join_run(mtm_store *s, const char *preload, char *const argv[], int 
 		return rc;
 	}
 	if (untraceable && !quiet)
-		fprintf(stderr, "metamori: run: %s is statically linked: every checkpoint will scan\n", argv[0]);
+		log_msg(MTM_LOG_WARNING, "run: %s is statically linked: every checkpoint will scan", argv[0]);
 	char *dir;
 	if (asprintf(&dir, "%s/.metamori/session", s->root) < 0)
 		dir = NULL;

@@ -26,6 +26,7 @@
 #include "store/lineage.h"
 #include "util/human.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/keymap.h"
 
 typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
@@ -327,7 +328,7 @@ int session_precopy_tick(mtm_session *ss)
 	int rc = precopy_pass(ss, &ss->bg_cs, &ss->bg_pre, &ss->bg_held, &ss->bg_read, ss->bg_limit);
 	ss->bg_last_ns = now_ns();
 	if (ss->debug && ss->bg_read != before)
-		fprintf(stderr, "metamori: session: pre-copy pass: %llu KiB read in %.2f ms, %llu KiB held\n",
+		log_msg(MTM_LOG_DEBUG, "session: pre-copy pass: %llu KiB read in %.2f ms, %llu KiB held",
 		        (unsigned long long)(ss->bg_read - before) >> 10, (double)(ss->bg_last_ns - now) / 1e6,
 		        (unsigned long long)ss->bg_held >> 10);
 	int found = ss->bg_read != before || ss->bg_cs.files.n != files_before || ss->bg_cs.meta.n != meta_before ||
@@ -337,8 +338,8 @@ int session_precopy_tick(mtm_session *ss)
 		return 1; /* more to write ahead: soon (a request may come first) */
 	if (rc) {
 		if (ss->debug)
-			fprintf(stderr, "metamori: session: pre-copy pass failed (%s): its copies dropped, no more passes "
-			        "until the next checkpoint\n", mtm_strerror(rc));
+			log_msg(MTM_LOG_DEBUG, "session: pre-copy pass failed (%s): its copies dropped, no more passes "
+			        "until the next checkpoint", mtm_strerror(rc));
 		ss->bg_limit = 1; /* (an error: no more passes this interval; what is held is right) */
 		ss->bg_read = 1;
 		return -1;

@@ -35,6 +35,7 @@
 #include "store/index.h"
 #include "store/pack.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 struct prewrite {
@@ -71,7 +72,7 @@ static void close_writer(struct prewrite *pw)
 static void failed(mtm_session *ss, struct prewrite *pw)
 {
 	if (ss->debug)
-		fprintf(stderr, "metamori: session: writing ahead failed (%s): nothing written ahead is used\n",
+		log_msg(MTM_LOG_DEBUG, "session: writing ahead failed (%s): nothing written ahead is used",
 		        mtm_last_error());
 	pw->bad = pw->off = 1;
 }
@@ -173,8 +174,8 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 	if (pw->written >= ss->bg_limit ||
 	    (pw->superseded > SUPERSEDED_FREE && pw->superseded > pw->written / 8)) {
 		if (ss->debug)
-			fprintf(stderr, "metamori: session: no more writing ahead this interval (%llu KiB written, %llu KiB "
-			        "rewritten since)\n", (unsigned long long)pw->written >> 10,
+			log_msg(MTM_LOG_DEBUG, "session: no more writing ahead this interval (%llu KiB written, %llu KiB "
+			        "rewritten since)", (unsigned long long)pw->written >> 10,
 			        (unsigned long long)pw->superseded >> 10);
 		pw->off = 1;
 		return 0;
@@ -192,7 +193,7 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 			close_writer(pw);
 			pw->off = 1;
 			if (rc < 0 && ss->debug)
-				fprintf(stderr, "metamori: session: cannot write ahead (%s)\n", mtm_last_error());
+				log_msg(MTM_LOG_DEBUG, "session: cannot write ahead (%s)", mtm_last_error());
 			return 0;
 		}
 	}
@@ -225,8 +226,8 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 		return 0;
 	}
 	if (ss->debug && pw->written != before)
-		fprintf(stderr, "metamori: session: written ahead: %llu KiB into pack %lld in %.2f ms, %llu KiB this "
-		        "interval\n", (unsigned long long)(pw->written - before) >> 10, (long long)pw->at.pack,
+		log_msg(MTM_LOG_DEBUG, "session: written ahead: %llu KiB into pack %lld in %.2f ms, %llu KiB this "
+		        "interval", (unsigned long long)(pw->written - before) >> 10, (long long)pw->at.pack,
 		        (double)(now_ns() - t0) / 1e6, (unsigned long long)pw->written >> 10);
 	pw->pending = more;
 	return more;

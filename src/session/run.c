@@ -22,14 +22,17 @@
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "scan/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 #include "session/session.h"
+#include "session/watch.h"
 #include "track/protocol.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define PRELOAD_NAME "libmetamori-preload.so"
 #define RUN_START_TRIES 150 /* x 20 ms: how long a start waits for a busy writer lock */
+#define WATCH_READ_MS 5 /* the watcher's queue is read at most this often while the program runs */
 
 /* The interposer: opts->preload, $METAMORI_PRELOAD, or next to the running
  * executable (the build directory, or an install's bin/../lib). */
@@ -226,9 +229,9 @@ static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 		return;
 	char line[512];
 	if (rc)
-		fprintf(stderr, "metamori: %s\n", mtm_last_error());
+		log_msg(MTM_LOG_ERROR, "%s", mtm_last_error());
 	else
-		fprintf(stderr, "metamori: %s\n", session_describe(line, sizeof line, ci, ss->scan_why));
+		log_msg(MTM_LOG_INFO, "%s", session_describe(line, sizeof line, ci, ss->scan_why));
 }
 
 static void local_checkpoint(mtm_session *ss, const char *why)
@@ -288,6 +291,20 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		return rc;
 	}
 	ss->verbose = !opts->quiet;
+	/* the watcher first: a change made after the baseline below is seen by
+	 * it, one made before by the baseline */
+	int64_t tw = now_ns();
+	if ((rc = watch_start(ss, &ss->watch_why))) {
+		session_stop(ss);
+		free(preload);
+		return rc;
+	}
+	ss->watch_off = !ss->watch && ss->watch_why && !strcmp(ss->watch_why, "METAMORI_WATCH=off");
+	if (ss->debug)
+		log_msg(MTM_LOG_DEBUG, "session: watcher: %s, set up in %.1f ms",
+		        ss->watch ? watch_kind(ss->watch) : "none", (double)(now_ns() - tw) / 1e6);
+	if (!ss->watch && !ss->watch_off && !opts->quiet)
+		log_msg(MTM_LOG_WARNING, "run: %s: every checkpoint will scan", ss->watch_why);
 	/* if the tree cannot be compared now (an unreadable file, say), the first
 	 * checkpoint scans and says why; the program runs all the same */
 	int dirty = 1;
@@ -298,7 +315,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	if (run_is_untraceable_cmd(argv[0])) {
 		ss->always_scan = 1;
 		if (!opts->quiet)
-			fprintf(stderr, "metamori: run: %s is statically linked: every checkpoint will scan\n", argv[0]);
+			log_msg(MTM_LOG_WARNING, "run: %s is statically linked: every checkpoint will scan", argv[0]);
 	}
 	session_members members = {0};
 
@@ -364,26 +381,38 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		waitpid(pid, NULL, 0);
 		pid = -1;
 		rc = mtm_set_errno(exec_err, "run: %s", argv[0]);
+		/* what a shell reports for a command it could not start */
+		if (exit_status)
+			*exit_status = exec_err == ENOENT ? 127 : 126;
 		goto out;
 	}
 	int status = 0;
 	const char *idle_knob = secure_getenv("METAMORI_TEST_IDLE_MS"); /* tests: read rows before the merge */
 	int idle_ms = idle_knob && *idle_knob ? atoi(idle_knob) : SESSION_IDLE_MS;
 	int64_t last_busy = now_ns(); /* the last request, signal or timer: idle counts from it */
+	int64_t watch_next = 0; /* the watcher's queue is read at most every WATCH_READ_MS */
 	/* The loop ends when the program has ended and no joined `metamori run`
-	 * is still running one (members, join.c). */
+	 * is still running one (members, join.c, polled after the 4 fixed fds). */
 	int child_done = 0;
 	for (;;) {
 		if (child_done && !members.n)
 			break;
-		struct pollfd pf[3 + members.n];
+		struct pollfd pf[4 + members.n];
 		pf[0] = (struct pollfd){sfd, POLLIN, 0};
 		pf[1] = (struct pollfd){ss->listenfd, POLLIN, 0};
-		pf[2] = (struct pollfd){tfd, POLLIN, 0}; /* -1 without --every: poll skips it */
-		size_t npf = 3 + members_pollfds(&members, pf + 3);
+		pf[2] = (struct pollfd){tfd, POLLIN, 0};
+		pf[3] = (struct pollfd){-1, POLLIN, 0};
+		size_t npf = 4 + members_pollfds(&members, pf + 4);
 		/* two clocks: the pre-copy's passes while the program writes, and the
 		 * idle work (block_log merge, WAL copy) once nothing was asked for a while */
 		int timeout = session_precopy_tick(ss);
+		/* a program writing all the time would wake us at every write: the
+		 * queue is read in batches (the kernel merges a file's events meanwhile) */
+		int64_t wait_watch = (watch_next - now_ns()) / 1000000;
+		if (ss->watch && wait_watch <= 0)
+			pf[3].fd = watch_fd(ss->watch);
+		else if (ss->watch && (timeout < 0 || wait_watch + 1 < timeout))
+			timeout = (int)wait_watch + 1;
 		if (ss->wal_frames > 0 || s->log_rows > 0) {
 			int64_t left = (int64_t)idle_ms - (now_ns() - last_busy) / 1000000;
 			if (left <= 0) {
@@ -394,12 +423,23 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 			if (timeout < 0 || left < timeout)
 				timeout = (int)left;
 		}
+		if (tfd < 0) { /* (keep the array dense for poll) */
+			pf[2] = pf[3];
+			pf[3].fd = -1;
+		}
 		int ready = poll(pf, npf, timeout);
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = mtm_set_errno(errno, "run: poll");
 			break;
+		}
+		int wi = tfd < 0 ? 2 : 3;
+		if (pf[wi].fd >= 0 && (pf[wi].revents & POLLIN)) {
+			watch_drain(ss->watch);
+			watch_next = now_ns() + (int64_t)WATCH_READ_MS * 1000000;
+			if (ready == 1)
+				continue; /* the program's own writes: not a request (idle goes on) */
 		}
 		if (ready == 0)
 			continue;
@@ -416,12 +456,12 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 			if (!child_done && waitpid(pid, &status, WNOHANG) == pid)
 				child_done = 1;
 		}
-		members_reap(&members, pf + 3);
+		members_reap(&members, pf + 4);
 		if (child_done && !members.n)
 			break;
 		if (want_ckpt)
 			local_checkpoint(ss, "SIGUSR1");
-		if (tfd >= 0 && (pf[2].revents & POLLIN)) {
+		if (tfd >= 0 && pf[2].fd == tfd && (pf[2].revents & POLLIN)) {
 			uint64_t ticks;
 			if (read(tfd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks)
 				local_checkpoint(ss, "every");

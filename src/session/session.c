@@ -23,9 +23,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "session/session.h"
+#include "session/watch.h"
 #include "store/index.h"
 #include "track/protocol.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 
 #define SESSION_SUBDIR "session" /* under .metamori: MTM_SESSION_DIR */
@@ -50,6 +52,24 @@ int session_alive(mtm_store *s)
 		alive = errno == EWOULDBLOCK;
 	close(fd);
 	return alive;
+}
+
+static const pack_ahead *hook_ahead(void *arg) { return prewrite_ahead(arg); }
+static int hook_ahead_ref(void *arg, const unsigned char *slot, ahead_rec **rec, int *boff)
+{
+	return prewrite_ref(arg, slot, rec, boff);
+}
+static int hook_parent_hash(void *arg, mtm_id parent, int64_t file_id, int64_t b, uint64_t *out)
+{
+	const mtm_session *ss = arg;
+	return parent_hashes_get(ss->bg_ph, parent, file_id, b, out);
+}
+
+ckpt_hooks session_ckpt_hooks(mtm_session *ss)
+{
+	if (!ss)
+		return (ckpt_hooks){.pack_fresh = session_alive};
+	return (ckpt_hooks){.arg = ss, .ahead = hook_ahead, .ahead_ref = hook_ahead_ref, .parent_hash = hook_parent_hash};
 }
 
 int session_refuse_restore(mtm_store *s)
@@ -191,7 +211,7 @@ static void settle_log(mtm_session *ss)
 		store_unlock(s);
 	}
 	if (ss->debug)
-		fprintf(stderr, "metamori: session: block_log merged (%lld rows): %.2f ms%s%s\n", (long long)rows,
+		log_msg(MTM_LOG_DEBUG, "session: block_log merged (%lld rows): %.2f ms%s%s", (long long)rows,
 		        (double)(now_ns() - t0) / 1e6, rc ? ", failed: " : "", rc ? mtm_last_error() : "");
 }
 
@@ -206,7 +226,7 @@ void session_wal_maintain(mtm_session *ss, int idle)
 	 * either way, the WAL's commits are already durable */
 	int rc = sqlite3_wal_checkpoint_v2(ss->s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 	if (ss->debug)
-		fprintf(stderr, "metamori: session: index WAL checkpoint (%s): %d of %d frames, rc %d\n",
+		log_msg(MTM_LOG_DEBUG, "session: index WAL checkpoint (%s): %d of %d frames, rc %d",
 		        idle ? "idle" : "full", done, log, rc);
 	if (rc == SQLITE_OK && done == log)
 		ss->wal_frames = 0; /* else a reader held it back: tried again when idle */
@@ -222,7 +242,7 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 	ss->dirfd = ss->lockfd = ss->listenfd = -1;
 	ss->logs = (vec)VEC_INIT(log_slot);
 	ss->sticky = (vec)VEC_INIT(sticky_whole);
-	ss->sticky_scan = (vec)VEC_INIT(int32_t);
+	ss->sticky_scan = (vec)VEC_INIT(sticky_scanner);
 	ss->excludes = excludes;
 	ss->debug = secure_getenv("METAMORI_DEBUG_SESSION") != NULL;
 	ss->n_excludes = n_excludes;
@@ -295,6 +315,7 @@ void session_stop(mtm_session *ss)
 	}
 	if (ss->listenfd >= 0)
 		close(ss->listenfd);
+	watch_stop(ss->watch);
 	for (size_t i = 0; i < ss->logs.n; i++) {
 		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
 		if (l->hdr)

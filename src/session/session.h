@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include "metamori.h"
+#include "checkpoint/checkpoint.h"
 #include "store/pack.h"
 #include "store/store.h"
 #include "util/pathmap.h"
@@ -41,6 +42,15 @@ typedef struct change_set {
 	const char *scan_why; /* for the log: why */
 } change_set;
 void change_set_free(change_set *cs);
+/* path's entry in cs->files (made if missing), or NULL (no memory). */
+file_change *change_set_file(change_set *cs, const char *path);
+/* Adds path to one of cs's sets (0 or ENOMEM). */
+int change_set_mark(pathmap *m, const char *path);
+/* The checkpoint must scan; the first reason given is the one said. */
+void change_set_scan(change_set *cs, const char *why);
+/* 1 for paths that are never part of the tree (the store, a restore's
+ * temporaries). */
+int session_outside_tree(const char *path);
 
 /* One interposer log the session knows about. */
 typedef struct log_slot {
@@ -55,6 +65,14 @@ typedef struct log_slot {
 } log_slot;
 
 typedef struct { int32_t pid; char *path; } sticky_whole;
+/* A process every checkpoint scans for while it lives. Its log's lock is
+ * not proof enough: a static program may close the descriptor it inherited
+ * (DMTCP's restarter closes them all), so the process itself is looked for
+ * (pid and start time, /proc/PID/stat). */
+typedef struct { int32_t pid; int64_t start; } sticky_scanner;
+/* The start time of process pid (clock ticks since boot), or -1 if it is
+ * gone (or a zombie). */
+int64_t proc_start_time(int32_t pid);
 
 /* The block hashes of a file compared whole at checkpoint `at` (its
  * content there): the next compare reads and hashes it in the barrier and
@@ -72,7 +90,7 @@ typedef struct mtm_session {
 	struct mtm_ctl *ctl;
 	vec logs;                /* of log_slot */
 	vec sticky;              /* of sticky_whole: compared at every checkpoint while the pid lives */
-	vec sticky_scan;         /* of int32_t pid: every checkpoint scans while it lives */
+	vec sticky_scan;         /* of sticky_scanner: every checkpoint scans while it lives */
 	pathmap hashes;          /* path -> block_hashes*: files compared whole */
 	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
 	const char *force_why;   /* and why */
@@ -93,6 +111,9 @@ typedef struct mtm_session {
 	int bg_wait_ms;          /* until the next: longer while passes find nothing */
 	struct parent_hashes *bg_ph; /* the head's hashes of the blocks copied */
 	struct prewrite *pw;     /* the pre-copied blocks written into the pack ahead (prewrite.c) */
+	struct watcher *watch;   /* what changes that no log explains (watch.c); NULL: none */
+	const char *watch_why;   /* no watcher: why (then every checkpoint scans, unless switched off) */
+	int watch_off;           /* METAMORI_WATCH=off (benchmarks): the logs alone are trusted */
 } mtm_session;
 
 /* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a
@@ -101,6 +122,11 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 void session_stop(mtm_session *ss);
 /* 1 if a live session holds the store's session lock (any process). */
 int session_alive(mtm_store *s);
+/* What the checkpoint engine borrows (checkpoint.h): a session's own
+ * checkpoint (ss) continues after the blocks it wrote ahead and takes the
+ * parent hashes its passes looked up; anyone else's (ss NULL) only starts a
+ * pack of its own while a session runs. */
+ckpt_hooks session_ckpt_hooks(mtm_session *ss);
 /* MTM_EBUSY with a clear message if a session is running: for in-place
  * restores, which would change the tree under the traced program. */
 int session_refuse_restore(mtm_store *s);
@@ -162,12 +188,8 @@ void prewrite_slot_reused(mtm_session *ss, uint64_t old_meta);
 /* For the checkpoint's pack writer (checkpoint.c): the records written
  * ahead in this interval, NULL if none can be used; their writer is closed. */
 const pack_ahead *prewrite_ahead(mtm_session *ss);
-/* 1 if the pre-copy slot was written ahead: its record and place there.
- * chunk: the record's chunk id once a checkpoint named it (pack_adopt). */
-typedef struct ahead_rec {
-	pack_loc loc;
-	int64_t chunk;
-} ahead_rec;
+/* 1 if the pre-copy slot was written ahead: its record (ahead_rec,
+ * checkpoint.h) and place there. */
 int prewrite_ref(mtm_session *ss, const unsigned char *slot, ahead_rec **rec, int *boff);
 /* For METAMORI_DEBUG_SESSION: what was written and used this interval. */
 void prewrite_report(mtm_session *ss, char *buf, size_t len);

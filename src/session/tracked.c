@@ -47,10 +47,11 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
-#include "scan/checkpoint.h"
-#include "scan/scan.h"
+#include "checkpoint/checkpoint.h"
+#include "tree/scan.h"
 #include "session/session.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 #include <xxhash.h>
 
@@ -670,8 +671,9 @@ out:
 	d->src = -1;
 	d->path = it->path;
 	cap->whole = 0;
+	cap->vouched = 1; /* every block was read and compared */
 	if (t->ss->debug)
-		fprintf(stderr, "metamori: session: %s compared by hashes: %zu runs\n", it->path, cap->runs.n);
+		log_msg(MTM_LOG_DEBUG, "session: %s compared by hashes: %zu runs", it->path, cap->runs.n);
 	return add_pending(t, it->path, &st, h, NULL);
 }
 
@@ -975,6 +977,9 @@ static int collect_tracked(tctx *t)
 			continue;
 		}
 		cap->whole = !same || (fc && fc->whole);
+		/* the blocks the logs name are all that changed only if the watcher
+		 * saw no other writer (it marked the file whole otherwise) */
+		cap->vouched = t->ss->watch != NULL;
 		if (!cap->whole && dirty_runs(fc, pe ? pe->size : 0, (int64_t)it->st.st_size, &cap->runs)) {
 			rc = mtm_set_error(ENOMEM, "checkpoint");
 			break;
@@ -1062,7 +1067,8 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	}
 	ckpt_run *r;
 	int64_t tb = now_ns(); /* phases, for METAMORI_DEBUG_SESSION */
-	int rc = ckpt_begin(s, &o, &r);
+	ckpt_hooks hooks = session_ckpt_hooks(ss);
+	int rc = ckpt_begin(s, &o, &hooks, &r);
 	if (rc) {
 		ckpt_end(r);
 		prewrite_reset(ss); /* (what was written ahead may have been cut by now) */
@@ -1139,10 +1145,10 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	char ahead[96];
 	prewrite_report(ss, ahead, sizeof ahead);
 	if (ss->debug)
-		fprintf(stderr, "metamori: session: %s%s%s: begin %.2f ms, logs %.2f ms, collect %.2f ms, record %.2f ms, "
+		log_msg(MTM_LOG_DEBUG, "session: %s%s%s: begin %.2f ms, logs %.2f ms, collect %.2f ms, record %.2f ms, "
 		        "commit %.2f ms (waits for the pack's thread: %.2f ms in the record, %.2f ms in the commit; the "
 		        "thread's writes %.2f ms, fsyncs %.2f ms); %zu live, %zu parent entries; %.2f ms before the gate "
-		        "(pre-copy %.2f ms, %llu blocks used); %s\n", scan ? "scanned: " : "tracked",
+		        "(pre-copy %.2f ms, %llu blocks used); %s", scan ? "scanned: " : "tracked",
 		        scan ? (cs.scan_why ? cs.scan_why : "?") : "", t.hold ? " (read in place)" : "",
 		        (double)(tpre - tb) / 1e6, (double)(tl - t0) / 1e6, (double)(t1 - tl) / 1e6, (double)(tr - t1) / 1e6,
 		        (double)(now_ns() - tr) / 1e6, (double)wait_rec / 1e6, (double)(ckpt_pack(r)->waited_ns - wait_rec) / 1e6,

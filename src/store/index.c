@@ -1,5 +1,6 @@
 /* index.c — see index.h. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,16 +9,20 @@
 #include "store/index.h"
 #include "util/error.h"
 
+static uint64_t zero_hash;
+
+static void zero_hash_init(void)
+{
+	static const unsigned char z[MTM_BLOCK];
+	zero_hash = XXH3_64bits(z, sizeof z);
+}
+
+/* Computed once; separate handles (and the flusher thread) may ask at once. */
 uint64_t zero_block_hash(void)
 {
-	static uint64_t h;
-	static int done;
-	if (!done) {
-		static const unsigned char z[MTM_BLOCK];
-		h = XXH3_64bits(z, sizeof z);
-		done = 1;
-	}
-	return h;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, zero_hash_init);
+	return zero_hash;
 }
 
 void entry_clear(entry *e)

@@ -1,4 +1,5 @@
 /* lineage.c — see lineage.h. */
+#include <assert.h>
 #include <stdlib.h>
 #include <errno.h>
 #include "store/lineage.h"
@@ -6,18 +7,13 @@
 
 int checkpoint_branch(mtm_store *s, mtm_id k, int64_t *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT branch FROM checkpoint WHERE id=?", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
-	sqlite3_bind_int64(st, 1, k);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_DONE)
+	int64_t branch;
+	int found;
+	MTM_TRY(db_int(s, "index", "SELECT branch FROM checkpoint WHERE id=?", DB_ARGS(k), &branch, &found));
+	if (!found)
 		return mtm_set_error(MTM_ENOCKPT, "checkpoint %lld: no such checkpoint", (long long)k);
-	return rc == SQLITE_ROW ? 0 : db_error(s, rc, "index");
+	*out = branch;
+	return 0;
 }
 
 int lineage_of(mtm_store *s, mtm_id k, lineage *out)
@@ -51,6 +47,7 @@ int lineage_of(mtm_store *s, mtm_id k, lineage *out)
 		out->v[out->n].max = max;
 		out->n++;
 		max = s->branches[b].fork;
+		assert(s->branches[b].parent < b);
 		b = s->branches[b].parent; /* strictly decreasing: checked at load */
 	}
 	return 0;

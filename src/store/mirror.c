@@ -101,9 +101,10 @@ static int snapshot_index(push_ctx *c)
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof path, "%s/" PUSH_TMP, c->dir);
 	/* an interrupted push's copy (and its journal) is started over */
-	int rc = io_unlinkat(c->mfd, PUSH_TMP "-journal", 0);
-	if (!rc || rc == ENOENT)
-		rc = io_unlinkat(c->mfd, PUSH_TMP, 0);
+	static const char *const leftovers[] = {PUSH_TMP "-journal", PUSH_TMP "-wal", PUSH_TMP "-shm", PUSH_TMP};
+	int rc = 0;
+	for (size_t i = 0; i < sizeof leftovers / sizeof leftovers[0] && (!rc || rc == ENOENT); i++)
+		rc = io_unlinkat(c->mfd, leftovers[i], 0);
 	if (rc && rc != ENOENT)
 		return mtm_set_errno(rc, "push: %s", path);
 	sqlite3 *db;

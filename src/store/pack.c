@@ -1,4 +1,5 @@
 /* pack.c — see pack.h; record layout in docs/FORMAT.md. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -45,6 +46,9 @@ static struct touched_pack *current(pack_writer *w)
 
 /* Opens pack id for appending at committed size, or creates it. A file with
  * no index row is the unreferenced leftover of a crashed checkpoint: reused. */
+/* pack_record.h: past FLUSH_AT, WBUF still holds one whole record */
+_Static_assert(WBUF - FLUSH_AT >= CHUNK_HEADER_LEN + ZSTD_COMPRESSBOUND(CHUNK_MAX_PLAIN), "WBUF");
+
 static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 {
 	char name[64];
@@ -73,7 +77,7 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 	w->size = w->buf_off;
 	if (!exists) { /* (the job is empty here: a new pack follows a flush) */
 		unsigned char h[PACK_HEADER_LEN];
-		memcpy(h, "MTMPACK1", 8);
+		memcpy(h, PACK_MAGIC, PACK_MAGIC_LEN);
 		put64(h + 8, (uint64_t)id);
 		if ((rc = job_add(w, h, sizeof h, SEG_RAW, 0)))
 			return rc;
@@ -83,6 +87,7 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 	 * committed, or the next writer would truncate committed chunks away */
 	t->size = w->size;
 	t->start = w->buf_off;
+	assert(t->size >= (exists ? committed : 0) && w->buf_off <= w->size);
 	return 0;
 }
 
@@ -317,14 +322,9 @@ static int append_record(pack_writer *w, const pack_piece *pc, int n, size_t len
 	}
 	if (w->job_len + CHUNK_HEADER_LEN + clen > WBUF && (rc = flush(w)))
 		return rc;
+	assert(w->job_len + CHUNK_HEADER_LEN + clen <= WBUF); /* a flush empties the buffer */
 	unsigned char h[CHUNK_HEADER_LEN];
-	memcpy(h, "MTMC", 4);
-	h[4] = (unsigned char)codec;
-	h[5] = h[6] = h[7] = 0;
-	put32(h + 8, (uint32_t)len);
-	put32(h + 12, (uint32_t)clen);
-	memcpy(h + 16, hc->digest, 16);
-	memset(h + 32, 0, 8); /* the check: the thread fills it in */
+	chunk_header_put(h, codec, (uint32_t)len, (uint32_t)clen, hc->digest); /* the check: the thread fills it in */
 	/* a raw chunk's lasting pieces are written from where they lie: W1's
 	 * 11.2 MiB were copied into the buffer only to be copied again by
 	 * the write (1-2.5 ms of the checkpoint's own thread) */
@@ -448,12 +448,29 @@ void pack_writer_free(pack_writer *w)
 	memset(w, 0, sizeof *w);
 }
 
+void chunk_header_put(unsigned char *rec, int codec, uint32_t plen, uint32_t clen, const unsigned char digest[16])
+{
+	assert(plen > 0 && plen <= CHUNK_MAX_PLAIN && (codec == CODEC_ZSTD || (codec == CODEC_RAW && clen == plen)));
+	memcpy(rec, CHUNK_MAGIC, CHUNK_MAGIC_LEN);
+	rec[4] = (unsigned char)codec;
+	rec[5] = rec[6] = rec[7] = 0;
+	put32(rec + 8, plen);
+	put32(rec + 12, clen);
+	memcpy(rec + 16, digest, 16);
+	memset(rec + 32, 0, 8);
+}
+
+void chunk_check_put(unsigned char *rec, const unsigned char *data, size_t clen)
+{
+	put64(rec + 32, record_check(rec, data, clen));
+}
+
 int chunk_decode(ZSTD_DCtx *dctx, const unsigned char *rec, size_t rec_len, unsigned char *plain,
                  size_t *plen_out, unsigned char hash_out[16])
 {
 	if (rec_len < CHUNK_HEADER_LEN)
 		return mtm_set_error(MTM_ECORRUPT, "chunk record is truncated");
-	if (memcmp(rec, "MTMC", 4) != 0)
+	if (memcmp(rec, CHUNK_MAGIC, CHUNK_MAGIC_LEN) != 0)
 		return mtm_set_error(MTM_ECORRUPT, "chunk record has a bad magic number");
 	int codec = rec[4];
 	uint32_t plen = get32(rec + 8), clen = get32(rec + 12);
@@ -714,7 +731,7 @@ int pack_read_block(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t has
 				return mtm_set_error(ENOMEM, "pack reader");
 			if ((rc = io_pread(fd, r->blockbuf, CHUNK_HEADER_LEN, (off_t)off, &got)))
 				return mtm_set_errno(rc, "%s/.metamori/packs: reading pack %lld", r->s->root, (long long)pack);
-			if (n < have || got < CHUNK_HEADER_LEN || memcmp(r->blockbuf, "MTMC", 4) != 0 ||
+			if (n < have || got < CHUNK_HEADER_LEN || memcmp(r->blockbuf, CHUNK_MAGIC, CHUNK_MAGIC_LEN) != 0 ||
 			    r->blockbuf[4] != CODEC_RAW || get32(r->blockbuf + 8) != (uint32_t)plen ||
 			    get32(r->blockbuf + 12) != (uint32_t)clen)
 				return mtm_set_error(MTM_ECORRUPT,

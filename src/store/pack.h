@@ -26,7 +26,17 @@
 
 #define PACK_HEADER_LEN 16
 #define CHUNK_HEADER_LEN 40
+/* docs/FORMAT.md 5, 6: a pack starts with PACK_MAGIC and its id; each
+ * record with CHUNK_MAGIC (without their NULs). */
+#define PACK_MAGIC "MTMPACK1"
+#define PACK_MAGIC_LEN 8
+#define CHUNK_MAGIC "MTMC"
+#define CHUNK_MAGIC_LEN 4
+_Static_assert(sizeof PACK_MAGIC - 1 == PACK_MAGIC_LEN && PACK_MAGIC_LEN + 8 == PACK_HEADER_LEN, "pack header");
+_Static_assert(sizeof CHUNK_MAGIC - 1 == CHUNK_MAGIC_LEN, "chunk magic");
 #define CHUNK_MAX_PLAIN (MTM_CHUNK_BLOCKS * MTM_BLOCK)
+/* a record's length field is 32 bits, and a chunk's whole compressed record fits them */
+_Static_assert(CHUNK_HEADER_LEN + ZSTD_COMPRESSBOUND(CHUNK_MAX_PLAIN) < UINT32_MAX, "record lengths");
 enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
 
 typedef struct {
@@ -177,6 +187,13 @@ void pack_preload(pack_reader *r, const int64_t *ids, size_t n);
 int pack_chunk_where(const pack_reader *r, int64_t chunk_id, int64_t *pack, int64_t *off);
 int pack_block_if_cached(pack_reader *r, int64_t chunk_id, int64_t boff, uint64_t hash, unsigned char *out);
 void pack_reader_free(pack_reader *r);
+
+/* Lays out a chunk record's 40-byte header (docs/FORMAT.md 6) at rec: the
+ * magic, codec, plain and stored lengths and the plain bytes' XXH3-128
+ * (canonical); the check (bytes 32..39) is zeroed. chunk_check_put fills
+ * it in once the clen stored bytes (at data) are known. */
+void chunk_header_put(unsigned char *rec, int codec, uint32_t plen, uint32_t clen, const unsigned char digest[16]);
+void chunk_check_put(unsigned char *rec, const unsigned char *data, size_t clen);
 
 /* Parses and checks one chunk record already in memory (also used by verify
  * and the fuzz target): header, lengths, codec, checksum. On success plain

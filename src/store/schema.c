@@ -1,4 +1,4 @@
-/* schema.c — the index schema, format version 2 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 3 (docs/FORMAT.md). */
 #include <stdio.h>
 #include "store/store.h"
 #include "util/error.h"
@@ -13,6 +13,17 @@
 	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL," \
 	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
 
+/* Memory regions (format 3, FORMAT.md 3.10): versioned like entry, one row
+ * per name per checkpoint that added, changed, resized or dropped the
+ * region; the bytes are block rows under file_id, as for a file. A table of
+ * their own, so that no query of the tree (restore, status, diff) can see a
+ * region. */
+#define REGION_SQL \
+	"CREATE TABLE region(name TEXT NOT NULL, branch INTEGER NOT NULL, ckpt INTEGER NOT NULL," \
+	" kind INTEGER NOT NULL, size INTEGER NOT NULL, file_id INTEGER NOT NULL," \
+	" PRIMARY KEY(name, branch, ckpt)) WITHOUT ROWID;" \
+	"CREATE INDEX region_by_ckpt ON region(ckpt);"
+
 static const char *schema_sql =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
 	/* checkpoints: parent 0 = none; branch = the chain the checkpoint extends */
@@ -20,7 +31,8 @@ static const char *schema_sql =
 	" branch INTEGER NOT NULL, time_ns INTEGER NOT NULL, message TEXT NOT NULL,"
 	" files_added INTEGER NOT NULL, files_changed INTEGER NOT NULL, files_removed INTEGER NOT NULL,"
 	" bytes_changed INTEGER NOT NULL, bytes_stored INTEGER NOT NULL, entries INTEGER NOT NULL,"
-	" tree_bytes INTEGER NOT NULL);"
+	" tree_bytes INTEGER NOT NULL, regions INTEGER NOT NULL DEFAULT 0, region_bytes INTEGER NOT NULL DEFAULT 0,"
+	" region_bytes_changed INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX checkpoint_by_branch ON checkpoint(branch, id);"
 	"CREATE INDEX checkpoint_by_parent ON checkpoint(parent);"
 	/* a branch is a chain of checkpoints that forks from parent_branch after checkpoint fork */
@@ -36,6 +48,7 @@ static const char *schema_sql =
 	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL,"
 	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
 	BLOCK_LOG_SQL
+	REGION_SQL
 	"CREATE TABLE chunk(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, pack INTEGER NOT NULL,"
 	" off INTEGER NOT NULL, clen INTEGER NOT NULL, plen INTEGER NOT NULL, codec INTEGER NOT NULL);"
 	/* size: committed length; dead: bytes of records no checkpoint uses (gc rewrites the pack
@@ -60,38 +73,49 @@ int schema_create(mtm_store *s)
 	/* incremental auto-vacuum: prune gives freed index pages back to the file system */
 	MTM_TRY(db_exec(s, "PRAGMA auto_vacuum=INCREMENTAL"));
 	MTM_TRY(db_exec(s, "BEGIN"));
-	MTM_TRY(db_exec(s, schema_sql));
 	snprintf(sql, sizeof sql,
 	         "PRAGMA application_id=%d; PRAGMA user_version=%d;"
 	         "INSERT INTO meta VALUES('format',%d),('head',0),('next_id',1),('next_file_id',1);",
 	         MTM_APPLICATION_ID, MTM_FORMAT_VERSION, MTM_FORMAT_VERSION);
-	MTM_TRY(db_exec(s, sql));
-	return db_exec(s, "COMMIT");
+	int rc = db_exec(s, schema_sql);
+	if (!rc)
+		rc = db_exec(s, sql);
+	if (!rc)
+		rc = db_exec(s, "COMMIT");
+	if (rc) /* never leave the transaction open on the handle */
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
 }
 
 static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
-	rc = sqlite3_step(st);
-	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+	return db_int(s, "index", sql, NULL, 0, out, NULL);
 }
 
-/* Format 1 is format 2 without block_log (an empty log means the same
- * thing): the table is added in place, once, by whoever opens it first. */
-static int upgrade_from_1(mtm_store *s)
+/* Each step takes a store of version v to v + 1 in place, in the same
+ * transaction as the new user_version, by whoever opens it first:
+ *  1 -> 2: block_log (an empty log means what format 1 meant);
+ *  2 -> 3: the region table and the checkpoint's three region statistics
+ *          (no regions: every older checkpoint holds none). */
+static const char *const upgrade_sql[] = {
+	[1] = BLOCK_LOG_SQL,
+	[2] = REGION_SQL "ALTER TABLE checkpoint ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
+	      "ALTER TABLE checkpoint ADD COLUMN region_bytes INTEGER NOT NULL DEFAULT 0;"
+	      "ALTER TABLE checkpoint ADD COLUMN region_bytes_changed INTEGER NOT NULL DEFAULT 0;",
+};
+
+_Static_assert(sizeof upgrade_sql / sizeof upgrade_sql[0] == MTM_FORMAT_VERSION, "one upgrade step per older version");
+
+static int upgrade(mtm_store *s)
 {
 	MTM_TRY(db_exec(s, "BEGIN IMMEDIATE"));
 	int64_t ver;
 	int rc = pragma_int(s, "PRAGMA user_version", &ver);
-	if (!rc && ver == 1) {
+	/* (another opener may have upgraded it between our check and the lock) */
+	for (; !rc && ver >= 1 && ver < MTM_FORMAT_VERSION; ver++) {
 		char sql[64];
-		snprintf(sql, sizeof sql, "PRAGMA user_version=%d", MTM_FORMAT_VERSION);
-		rc = db_exec(s, BLOCK_LOG_SQL);
+		snprintf(sql, sizeof sql, "PRAGMA user_version=%d", (int)ver + 1);
+		rc = db_exec(s, upgrade_sql[ver]);
 		if (!rc)
 			rc = db_exec(s, sql);
 	}
@@ -113,7 +137,10 @@ int schema_check(mtm_store *s)
 		                     s->root, (long long)ver, MTM_FORMAT_VERSION);
 	if (ver < 1)
 		return mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: no format version", s->root);
-	if (ver == 1)
-		return upgrade_from_1(s);
+	if (ver < MTM_FORMAT_VERSION && s->readonly)
+		return mtm_set_error(MTM_EINVAL, "%s/.metamori: store format %lld must be upgraded, "
+		                     "and the store cannot be written", s->root, (long long)ver);
+	if (ver < MTM_FORMAT_VERSION)
+		return upgrade(s);
 	return 0;
 }

@@ -14,10 +14,12 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include "io/io.h"
 #include "restore/restore.h"
 #include "store/index.h"
+#include "store/region.h"
 #include "store/store.h"
 #include "util/error.h"
 
@@ -42,6 +44,37 @@ int db_exec(mtm_store *s, const char *sql)
 {
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
+}
+
+/* prepare, bind and step once: the shared part of db_run and db_int */
+static int db_step_once(mtm_store *s, const char *sql, const int64_t *args, int n, sqlite3_stmt **st)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	int params = sqlite3_bind_parameter_count(*st);
+	for (int i = 0; i < n && i < params; i++)
+		sqlite3_bind_int64(*st, i + 1, args[i]);
+	return sqlite3_step(*st);
+}
+
+int db_run(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = db_step_once(s, sql, args, n, &st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_error(s, rc, what);
+}
+
+int db_int(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n, int64_t *out, int *found)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = db_step_once(s, sql, args, n, &st);
+	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	if (found)
+		*found = rc == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, what);
 }
 
 int meta_get_int(mtm_store *s, const char *key, int64_t *out)
@@ -117,10 +150,66 @@ int store_load_branches(mtm_store *s)
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
+/* 1 if nothing can be written in .metamori: a read-only file system, no
+ * write permission, or a disk too full for SQLite's WAL index (-shm, 32 KiB
+ * at first). Reading must still work there. */
+static int store_unwritable(mtm_store *s)
+{
+	struct statvfs vfs;
+	if (faccessat(s->dirfd, ".", W_OK, AT_EACCESS))
+		return 1;
+	if (fstatvfs(s->dirfd, &vfs))
+		return 0;
+	if (vfs.f_flag & ST_RDONLY)
+		return 1;
+	uint64_t avail = (uint64_t)(geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail) * vfs.f_frsize;
+	return avail < (256u << 10);
+}
+
+/* "file:" URI of path, percent-encoding what a URI gives meaning to. */
+static void uri_of(char *out, size_t cap, const char *path, const char *query)
+{
+	size_t n = (size_t)snprintf(out, cap, "file:");
+	for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < cap; p++) {
+		if (*p == '%' || *p == '?' || *p == '#' || *p < 0x21 || *p >= 0x7f)
+			n += (size_t)snprintf(out + n, cap - n, "%%%02X", *p);
+		else
+			out[n++] = (char)*p;
+	}
+	snprintf(out + n, cap - n, "?%s", query);
+}
+
+/* The index opened for reading only. Without a WAL to read, as immutable:
+ * SQLite then needs no -shm file and takes no lock (there is nothing to
+ * write them to). With one (a writer elsewhere, or one that died), mode=ro
+ * reads it through an existing -shm. */
+static int open_db_readonly(mtm_store *s, const char *path)
+{
+	struct stat st;
+	int has_wal = !fstatat(s->dirfd, "index.db-wal", &st, AT_SYMLINK_NOFOLLOW) && st.st_size > 0;
+	char uri[3 * PATH_MAX + 32];
+	uri_of(uri, sizeof uri, path, has_wal ? "mode=ro" : "immutable=1");
+	int rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+	                         io_sqlite_vfs());
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, path);
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, 10000);
+	/* reads the header: a file that is not SQLite fails here, as in open_db */
+	int err = db_exec(s, "PRAGMA cache_size=-32768; SELECT count(*) FROM sqlite_master;");
+	if (err)
+		return mtm_set_error(err == MTM_ECORRUPT ? MTM_EFOREIGN : err, "%s: %s", path,
+		                     err == MTM_ECORRUPT ? "not a metamori index (or damaged)" : mtm_last_error());
+	s->readonly = 1;
+	return 0;
+}
+
 static int open_db(mtm_store *s, int create)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/.metamori/index.db", s->root);
+	if (!create && store_unwritable(s))
+		return open_db_readonly(s, path);
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
 	/* the index's file I/O goes through our fault points too (io/sqlite_vfs.c) */
 	int rc = sqlite3_open_v2(path, &s->db, flags, io_sqlite_vfs());
@@ -131,8 +220,8 @@ static int open_db(mtm_store *s, int create)
 	}
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, 10000);
-	if (create)
-		chmod(path, 0600);
+	if (create && (rc = io_fchmodat(AT_FDCWD, path, 0600, 0)))
+		return mtm_set_errno(rc, "%s", path);
 	/* auto_vacuum only takes on an empty file: before journal_mode=WAL
 	 * writes the first page (prune's incremental_vacuum needs it) */
 	int av = create ? db_exec(s, "PRAGMA auto_vacuum=INCREMENTAL") : 0;
@@ -154,6 +243,7 @@ static void store_free(mtm_store *s)
 	if (!s)
 		return;
 	index_lookups_free(s);
+	regions_free(s);
 	if (s->db)
 		sqlite3_close_v2(s->db);
 	if (s->rootfd >= 0)
@@ -203,14 +293,14 @@ int mtm_init(mtm_store **out, const char *dir)
 	}
 	if (rc || (rc = io_openat(s->rootfd, ".metamori", O_RDONLY | O_DIRECTORY, 0, &s->dirfd)))
 		goto fail_errno;
-	fchmod(s->dirfd, 0700);
-	if ((rc = io_mkdirat(s->dirfd, "packs", 0700)))
+	if ((rc = io_fchmod(s->dirfd, 0700)) || (rc = io_mkdirat(s->dirfd, "packs", 0700)))
 		goto fail_errno;
 	int lfd;
 	if ((rc = io_openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_EXCL, 0600, &lfd)))
 		goto fail_errno;
-	fchmod(lfd, 0600);
 	s->lockfd = lfd;
+	if ((rc = io_fchmod(lfd, 0600)))
+		goto fail_errno;
 	if ((rc = open_db(s, 1)) || (rc = schema_create(s)))
 		goto fail;
 	if ((rc = io_fsync(s->dirfd)) || (rc = io_fsync_dirat(s->rootfd, ".")))
@@ -301,7 +391,7 @@ int mtm_open(mtm_store **out, const char *path)
 	mtm_id pending = 0;
 	if ((rc = intent_read(s, &pending)))
 		goto fail;
-	if (pending) {
+	if (pending && !s->readonly) { /* read-only: the next writable open finishes it */
 		rc = store_lock(s);
 		if (rc && rc != MTM_EBUSY)
 			goto fail;
@@ -318,7 +408,7 @@ fail:
 /* A store opened by store_open_dirs (or mtm_open) is closed the same way. */
 void mtm_close(mtm_store *s)
 {
-	if (s && s->db && !s->wal_kept_by_session)
+	if (s && s->db && !s->wal_kept_by_session && !s->readonly)
 		/* fold the WAL back into the database when we are the last user */
 		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	store_free(s);
@@ -330,6 +420,9 @@ int mtm_head(mtm_store *s, mtm_id *out) { return meta_get_int(s, "head", out); }
 
 int store_lock(mtm_store *s)
 {
+	if (s->readonly)
+		return mtm_set_errno(EROFS, "%s/.metamori: the store cannot be written (read-only file system, "
+		                            "no write permission or a full disk)", s->root);
 	if (s->locked)
 		return 0;
 	if (s->lockfd < 0) {

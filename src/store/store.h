@@ -15,7 +15,7 @@
 #include "metamori.h"
 
 #define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
-#define MTM_FORMAT_VERSION 2
+#define MTM_FORMAT_VERSION 3
 #define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
 #define MTM_BLOCK 4096
 #define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */
@@ -48,6 +48,12 @@ struct mtm_store {
 	int fs_known;                /* root_fine_dev was determined (scan.c) */
 	int64_t root_fine_dev;       /* st_dev of the root if its file system keeps
 	                              * fine timestamps from the kernel clock, else -1 */
+	struct mtm_region *regions;  /* mtm_protect: memory saved with each checkpoint (region.h) */
+	size_t n_regions;
+	/* The store cannot be written (read-only file system, no write
+	 * permission, a full disk): the index was opened read-only and nothing
+	 * may write (store_lock refuses; close folds no WAL). */
+	int readonly;
 };
 
 /* The store that holds path (or a parent), its directories only: no index
@@ -75,6 +81,15 @@ int meta_set_int(mtm_store *s, const char *key, int64_t v);
 int db_exec(mtm_store *s, const char *sql);
 /* Converts a SQLite result code to ours, setting the detail. */
 int db_error(mtm_store *s, int rc, const char *what);
+/* One-shot SQL: prepares sql, binds args[0..n) to ?1..?n (those the
+ * statement has), steps once and finalizes; a failure is reported as
+ * db_error(what). db_run: for a statement that returns no row. db_int:
+ * *out is the first column of the first row, 0 if there is none; *found
+ * (may be NULL) says whether there was a row. DB_ARGS(a, b) builds the
+ * args and n from int64 values. */
+int db_run(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n);
+int db_int(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n, int64_t *out, int *found);
+#define DB_ARGS(...) (const int64_t[]){__VA_ARGS__}, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
 
 /* Restore intent: the checkpoint an unfinished in-place restore was making. */
 int intent_write(mtm_store *s, mtm_id id);

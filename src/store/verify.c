@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include "io/beneath.h"
+#include "io/io.h"
 #include "store/pack.h"
 #include "util/error.h"
 
@@ -58,14 +59,10 @@ static int rows_are_problems(vctx *v, const char *what, const char *sql)
 
 static int count(vctx *v, const char *sql, uint64_t *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(v->s->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(v->s, rc, "verify");
-	rc = sqlite3_step(st);
-	*out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : db_error(v->s, rc, "verify");
+	int64_t n;
+	int rc = db_int(v->s, "verify", sql, NULL, 0, &n, NULL);
+	*out = (uint64_t)n;
+	return rc;
 }
 
 /* Every entry path and symlink target as a restore would accept them
@@ -129,6 +126,10 @@ static int check_index(vctx *v)
 		 " (SELECT 1 FROM checkpoint c WHERE c.id = e.ckpt AND c.branch = e.branch)"},
 		{"entry with a bad kind or size", "SELECT path, ckpt FROM entry WHERE kind NOT IN (0,1,2,3) OR size < 0"
 		 " OR (kind = 1 AND file_id <= 0) OR mode < 0 OR mode > 4095"},
+		{"region of a missing checkpoint", "SELECT name, ckpt FROM region r WHERE NOT EXISTS"
+		 " (SELECT 1 FROM checkpoint c WHERE c.id = r.ckpt AND c.branch = r.branch)"},
+		{"region with a bad kind or size", "SELECT name, ckpt FROM region WHERE kind NOT IN (0,1) OR size < 0"
+		 " OR (kind = 1 AND file_id <= 0) OR length(name) < 1 OR length(name) > 255"},
 		{"chunk in a missing pack", "SELECT id, pack FROM chunk c WHERE NOT EXISTS (SELECT 1 FROM pack p WHERE p.id = c.pack)"},
 		{"chunk past its pack's end", "SELECT c.id, c.pack, c.off FROM chunk c JOIN pack p ON p.id = c.pack"
 		 " WHERE c.off < 16 OR c.off + 40 + c.clen > p.size OR c.clen <= 0 OR c.plen <= 0 OR c.plen > 65536"
@@ -176,9 +177,14 @@ static int check_files(vctx *v)
 		else if (sb.st_size < size)
 			problem(v, "%s: truncated (%lld bytes, index expects %lld)", name, (long long)sb.st_size, (long long)size);
 		else {
-			char hdr[16];
-			int fd = openat(v->s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			if (fd < 0 || pread(fd, hdr, 16, 0) != 16 || memcmp(hdr, "MTMPACK1", 8) != 0)
+			char hdr[PACK_HEADER_LEN];
+			size_t got = 0;
+			int fd = -1, err = io_openat(v->s->dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &fd);
+			if (!err)
+				err = io_pread(fd, hdr, sizeof hdr, 0, &got);
+			if (err)
+				problem(v, "%s: %s", name, strerror(err));
+			else if (got != sizeof hdr || memcmp(hdr, PACK_MAGIC, PACK_MAGIC_LEN) != 0)
 				problem(v, "%s: bad pack header", name);
 			if (fd >= 0)
 				close(fd);
@@ -216,7 +222,8 @@ static int check_files(vctx *v)
 	if (!d)
 		return 0;
 	static const char *known[] = {".", "..", "index.db", "index.db-wal", "index.db-shm", "index.db-journal", "lock",
-	                              "intent", "intent.tmp", "packs", "mirror", "index.db.push", "index.db.push-journal" /* a mirror (mirror.c) */,
+	                              "intent", "intent.tmp", "packs", "mirror", "index.db.push", "index.db.push-journal",
+	                              "index.db.push-wal", "index.db.push-shm" /* a mirror (mirror.c) */,
 	                              "session" /* `metamori run` (src/session/session.c) */, NULL};
 	while ((de = readdir(d))) {
 		int ok = 0;

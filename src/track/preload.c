@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/aio_abi.h>
 #include <linux/fs.h>
 #include <linux/futex.h>
 #include <poll.h>
@@ -45,6 +46,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -481,6 +483,19 @@ static int quick_outside(const char *p)
 	return (strncmp(p, "/proc", 5) == 0 && (p[5] == '/' || !p[5])) ||
 	       (strncmp(p, "/sys", 4) == 0 && (p[4] == '/' || !p[4])) ||
 	       (strncmp(p, "/dev", 4) == 0 && (p[4] == '/' || !p[4]));
+}
+
+/* /proc/self/fd/N and the like: a path that names an open file, which may
+ * be in the tree (its new fd's kernel path says). */
+static int fd_link(const char *p)
+{
+	if (!strncmp(p, "/dev/fd/", 8) || !strncmp(p, "/proc/self/fd/", 14) || !strncmp(p, "/proc/thread-self/fd/", 21))
+		return 1;
+	if (strncmp(p, "/proc/", 6) || p[6] < '0' || p[6] > '9')
+		return 0;
+	for (p += 6; *p >= '0' && *p <= '9'; p++)
+		;
+	return !strncmp(p, "/fd/", 4) || (!strncmp(p, "/task/", 6) && strstr(p, "/fd/"));
 }
 
 /* Canonical absolute path of directory dir relative to dirfd (dir NULL:
@@ -1191,7 +1206,7 @@ static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 	size_t lrl;
 	const char *lrel = NULL;
 	int la = lex_abs(dirfd, path, abs);
-	if (la >= 0 && quick_outside(abs))
+	if (la >= 0 && quick_outside(abs) && !fd_link(abs))
 		wr = modifying = 0; /* /dev/null and the like: nothing to look at */
 	else if (la >= 0)
 		lrel = in_root(abs, &lrl);
@@ -1810,6 +1825,93 @@ static int aio_note(int fd)
 	return 0;
 }
 
+int lio_listio(int mode, struct aiocb *const list[], int nent, struct sigevent *sig)
+{
+	for (int i = 0; i < nent; i++)
+		if (list[i] && list[i]->aio_lio_opcode == LIO_WRITE)
+			aio_note(list[i]->aio_fildes);
+	return REAL(lio_listio)(mode, list, nent, sig);
+}
+
+int lio_listio64(int mode, struct aiocb64 *const list[], int nent, struct sigevent *sig)
+{
+	for (int i = 0; i < nent; i++)
+		if (list[i] && list[i]->aio_lio_opcode == LIO_WRITE)
+			aio_note(list[i]->aio_fildes);
+	return REAL(lio_listio64)(mode, list, nent, sig);
+}
+
+/* libaio: the kernel does the writes, complete when io_getevents says (a
+ * direct write may land after a barrier): compared like POSIX AIO. */
+int io_submit(aio_context_t ctx, long nr, struct iocb **ios)
+{
+	for (long i = 0; ios && i < nr; i++)
+		if (ios[i] && (ios[i]->aio_lio_opcode == IOCB_CMD_PWRITE || ios[i]->aio_lio_opcode == IOCB_CMD_PWRITEV))
+			aio_note((int)ios[i]->aio_fildes);
+	return REAL(io_submit)(ctx, nr, ios);
+}
+
+/* An fd that came from another process (SCM_RIGHTS, pidfd_getfd): into the
+ * table as an open of its file would have put it. */
+static void adopt_fd(int fd)
+{
+	if (fd < 0 || LOAD(&g_state) != ST_ON || t_guard)
+		return;
+	int err = errno;
+	t_guard++;
+	char canon[PATH_MAX];
+	size_t rl;
+	const char *rel = NULL;
+	int fl = REAL(fcntl)(fd, F_GETFL), tk = 0;
+	if (fl >= 0 && fdpath(fd, canon) > 0)
+		rel = in_root(canon, &rl);
+	if (rel && (tk = trackable(fd)) && ((fl & O_ACCMODE) != O_RDONLY || tk == 1))
+		fd_set_path(fd, rel, rl, (uint32_t)fl | (tk == 2 ? ENT_MULTI : 0));
+	else
+		fd_clear(fd);
+	t_guard--;
+	errno = err;
+}
+
+static void adopt_rights(const struct msghdr *m)
+{
+	if (!m || !m->msg_control)
+		return;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)m); c; c = CMSG_NXTHDR((struct msghdr *)m, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
+			continue;
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof fd, sizeof fd);
+			adopt_fd(fd);
+		}
+	}
+}
+
+ssize_t recvmsg(int s, struct msghdr *m, int flags)
+{
+	ssize_t r = REAL(recvmsg)(s, m, flags);
+	if (r >= 0)
+		adopt_rights(m);
+	return r;
+}
+
+int recvmmsg(int s, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
+{
+	int r = REAL(recvmmsg)(s, v, n, flags, t);
+	for (int i = 0; i < r; i++)
+		adopt_rights(&v[i].msg_hdr);
+	return r;
+}
+
+int pidfd_getfd(int pidfd, int target, unsigned int flags)
+{
+	int fd = REAL(pidfd_getfd)(pidfd, target, flags);
+	adopt_fd(fd);
+	return fd;
+}
+
 int aio_write(struct aiocb *cb)
 {
 	aio_note(cb->aio_fildes);
@@ -2390,6 +2492,23 @@ long syscall(long n, ...)
 		return write((int)a1, (const void *)a2, (size_t)a3);
 	case SYS_pwrite64:
 		return pwrite((int)a1, (const void *)a2, (size_t)a3, (off_t)a4);
+	case SYS_writev:
+		return writev((int)a1, (const struct iovec *)a2, (int)a3);
+	case SYS_pwritev: /* the offset comes split in two longs: low, high */
+		return pwritev((int)a1, (const struct iovec *)a2, (int)a3,
+		               (off_t)(((unsigned long)a4) | ((unsigned long)a5 << 32 << 32)));
+#ifdef SYS_pwritev2
+	case SYS_pwritev2:
+		return pwritev2((int)a1, (const struct iovec *)a2, (int)a3,
+		                (off_t)(((unsigned long)a4) | ((unsigned long)a5 << 32 << 32)), (int)a6);
+#endif
+#ifdef SYS_pidfd_getfd
+	case SYS_pidfd_getfd: {
+		long fd = REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
+		adopt_fd((int)fd);
+		return fd;
+	}
+#endif
 	case SYS_ftruncate:
 		return ftruncate((int)a1, (off_t)a2);
 	case SYS_fallocate:

@@ -33,6 +33,7 @@
  */
 #ifndef MTM_TRACK_PROTOCOL_H
 #define MTM_TRACK_PROTOCOL_H
+#include <stddef.h>
 #include <stdint.h>
 
 #define MTM_TRACK_MAGIC 0x544d544du /* "MTMT" */
@@ -100,4 +101,20 @@ struct mtm_rec {
 };
 #define MTM_SEAL(epoch) ((uint32_t)(epoch) * 2u + 1u)
 #define MTM_REC_SIZE(path_len) (sizeof(struct mtm_rec) + (((path_len) + 7u) & ~7u))
+
+/* The layouts above are shared through MAP_SHARED files by processes built
+ * apart (the interposer is built with other flags, and a traced 32-bit-clean
+ * program maps the same bytes): they must not depend on the compiler's
+ * padding. Atomic and futex words must be naturally aligned. */
+_Static_assert(sizeof(struct mtm_ctl) == 32, "mtm_ctl layout");
+_Static_assert(offsetof(struct mtm_ctl, gate) == 8 && offsetof(struct mtm_ctl, epoch) == 16 &&
+               offsetof(struct mtm_ctl, session_pid) == 24, "mtm_ctl field offsets");
+_Static_assert(sizeof(struct mtm_log_hdr) == 56 && sizeof(struct mtm_log_hdr) <= MTM_LOG_HDR_SIZE,
+               "mtm_log_hdr must fit before the records");
+_Static_assert(offsetof(struct mtm_log_hdr, inflight) == 12 && offsetof(struct mtm_log_hdr, tail) == 16 &&
+               offsetof(struct mtm_log_hdr, overflow) == 40 && offsetof(struct mtm_log_hdr, peeked) == 48,
+               "mtm_log_hdr field offsets");
+_Static_assert(sizeof(struct mtm_rec) == 24 && MTM_LOG_HDR_SIZE % 8 == 0, "records are 8-byte aligned");
+_Static_assert(offsetof(struct mtm_rec, seal) == 4 && offsetof(struct mtm_rec, a) == 8, "mtm_rec field offsets");
+_Static_assert(MTM_LOG_CAPACITY % 8 == 0, "log capacity in whole records");
 #endif

@@ -1,6 +1,7 @@
 /* human.c — formatting for people. */
 #include <stdio.h>
 #include <time.h>
+#include "metamori.h"
 #include "util/human.h"
 
 const char *human_size(char *buf, size_t len, uint64_t bytes)
@@ -35,3 +36,6 @@ int64_t now_ns(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+const char *mtm_format_size(char *buf, size_t len, uint64_t bytes) { return human_size(buf, len, bytes); }
+const char *mtm_format_time(char *buf, size_t len, int64_t time_ns) { return human_time(buf, len, time_ns); }

@@ -1,4 +1,5 @@
 /* keymap.c — see keymap.h. Linear probing, at most half full. */
+#include <assert.h>
 #include <stdlib.h>
 #include "util/keymap.h"
 
@@ -44,6 +45,8 @@ uint64_t *keymap_put(keymap *m, int64_t a, int64_t b, int *fresh)
 		*s = (keymap_slot){a, b, 0, 1};
 		m->n++;
 	}
+	/* probing masks with cap - 1 and ends on a free slot */
+	assert(!(m->cap & (m->cap - 1)) && m->n * 2 <= m->cap);
 	return &s->val;
 }
 

@@ -1,4 +1,5 @@
 /* pathmap.c — linear-probing hash table keyed by NUL-terminated strings. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ int pathmap_put(pathmap *m, const char *key, void *val)
 		m->n++;
 	}
 	m->slots[i].val = val;
+	/* probing masks with cap - 1 and ends on a free slot: at most half full */
+	assert(!(m->cap & (m->cap - 1)) && m->n * 2 <= m->cap);
 	return 0;
 }
 

@@ -15,7 +15,7 @@ import dlib
 import mtmtest as T
 
 FLIPS = int(os.environ.get("METAMORI_DAMAGE_FLIPS", "0")) or (400 if os.environ.get("METAMORI_TORTURE") else 40)
-STATS = {"cases": 0, "index_flips": 0, "index_flips_detected": 0}
+STATS = {"cases": 0, "index_flips": 0, "index_flips_detected": 0, "restores_compared": 0}
 S = None
 
 
@@ -155,19 +155,63 @@ def test_index_btree_page_damage():
 
 def judge_restore(root, what):
     """On a store that may be damaged: a restore to each checkpoint either
-    refuses (tree untouched) or produces exactly the checkpoint."""
+    refuses (tree untouched) or produces the checkpoint: the same paths,
+    kinds, file content and symlink targets. Modes and times are not
+    compared: the callers damage the index, and a flipped mode or mtime is
+    a value no check can see (docs/RELIABILITY.md)."""
     s = store()
     for cid in sorted(s.manifests):
         to = os.path.join(s.base, "judge-to")
         T.rmtree(to)
         p = dlib.no_crash(dlib.mtm(["-C", root, "restore", str(cid), "--to", to]), "%s: restore --to" % what)
+        if p.returncode == 0:
+            judge_same(s.manifests[cid], dlib.tree(to), "%s: restore %d --to" % (what, cid))
         T.rmtree(to)
     before = dlib.tree(root)
     p = dlib.no_crash(dlib.mtm(["-C", root, "restore", "1"]), "%s: restore 1" % what)
-    if p.returncode == 1:
+    if p.returncode == 0:
+        judge_same(s.manifests[1], dlib.tree(root), "%s: restore 1 in place" % what)
+    else:
         after = dlib.tree(root)
         if after != before and not os.path.exists(os.path.join(root, ".metamori", "intent")):
             T.assert_same(before, after, "%s: tree changed by a failed restore" % what)
+
+
+def content_of(tree):
+    """path -> kind, size, sha256 (files) or target (symlinks): what a restore
+    must get right whatever metadata value a damaged index holds."""
+    out = {}
+    for k, v in tree.items():
+        out[k] = (v[0], v[2], v[3]) if v[0] == "f" else v[:2] if v[0] == "l" else (v[0],)
+    return out
+
+
+def judge_same(expected, actual, what):
+    T.assert_same(content_of(expected), content_of(actual), what)
+    STATS["restores_compared"] += 1
+
+
+def test_judge_restore_catches_a_wrong_restore():
+    """The judge must fail a restore that succeeds with the wrong content:
+    a metamori that damages the file after every successful restore."""
+    s = store()
+    root = s.copy("judge-self")
+    wrapper = os.path.join(s.base, "lying-metamori")
+    T.write_file(wrapper, ("#!/bin/sh\n\"%s\" \"$@\" || exit $?\n"
+                           "for a; do last=$a; done\n"
+                           "case \"$*\" in *restore*--to*) printf x >> \"$last/a.txt\";; "
+                           "*restore*) printf x >> \"%s/a.txt\";; esac\n" % (T.METAMORI, root)).encode(), mode=0o755)
+    honest = T.METAMORI
+    T.METAMORI = wrapper
+    try:
+        judge_restore(root, "lying restore")
+    except T.Failure as e:
+        if "a.txt" not in str(e):
+            raise T.Failure("the judge failed the lying restore for another reason: %s" % e)
+        return
+    finally:
+        T.METAMORI = honest
+    raise T.Failure("judge_restore passed a restore that wrote the wrong content")
 
 
 def test_random_index_flips():
@@ -191,11 +235,12 @@ def test_random_index_flips():
 
 if __name__ == "__main__":
     try:
-        T.main([test_flipped_byte_in_pack_data, test_flipped_pack_magic, test_truncated_pack, test_missing_pack,
+        T.main([test_judge_restore_catches_a_wrong_restore, test_flipped_byte_in_pack_data, test_flipped_pack_magic, test_truncated_pack, test_missing_pack,
                 test_extra_files, test_truncated_index, test_index_header_damage, test_index_btree_page_damage,
                 test_random_index_flips])
     finally:
         print("damage: %(cases)d damage cases; %(index_flips)d random index flips, %(index_flips_detected)d "
-              "detected by verify (the rest hit bytes no check can see, e.g. free space or an mtime)" % STATS)
+              "detected by verify (the rest hit bytes no check can see, e.g. free space or an mtime); "
+              "%(restores_compared)d successful restores compared with their checkpoint" % STATS)
         if S:
             S.cleanup()

@@ -8,7 +8,7 @@ import sqlite3
 import mtmtest as T
 from mtmtest import Failure
 
-COMMANDS = ["init", "checkpoint", "status", "log", "diff", "restore", "verify", "prune", "tag", "du"]
+COMMANDS = ["init", "checkpoint", "status", "log", "diff", "restore", "ls", "cat", "verify", "prune", "tag", "du"]
 
 
 def expect(cond, what):
@@ -96,17 +96,37 @@ def test_newer_foreign_damaged_index(root):
         c.execute(sql)
         c.commit()
         c.close()
-    pragma("PRAGMA user_version=3")
+    pragma("PRAGMA user_version=4")
     expect(err_line(["-C", root, "log"]) ==
-           "metamori: %s/.metamori: store format 3 is newer than this metamori (reads 2)" % real, "newer")
-    expect(err_line(["-C", root, "checkpoint"]).endswith("is newer than this metamori (reads 2)"), "newer ckpt")
-    # format 1 (no block_log) is upgraded in place by the first command to open it
+           "metamori: %s/.metamori: store format 4 is newer than this metamori (reads 3)" % real, "newer")
+    expect(err_line(["-C", root, "checkpoint"]).endswith("is newer than this metamori (reads 3)"), "newer ckpt")
+
+    def make_format_2():
+        # format 2 had no region table and no region statistics per checkpoint
+        c = sqlite3.connect(db)
+        c.executescript("DROP TABLE region; ALTER TABLE checkpoint DROP COLUMN regions;"
+                        " ALTER TABLE checkpoint DROP COLUMN region_bytes;"
+                        " ALTER TABLE checkpoint DROP COLUMN region_bytes_changed; PRAGMA user_version=2;")
+        c.commit()
+        c.close()
+    # format 2 is upgraded in place by the first command to open it; every checkpoint stays
+    make_format_2()
+    T.run(["-C", root, "log"])
+    c = sqlite3.connect(db)
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == 3, "upgraded from format 2")
+    expect(c.execute("SELECT count(*) FROM region").fetchone()[0] == 0, "region added")
+    expect(c.execute("SELECT count(*) FROM checkpoint WHERE regions = 0 AND region_bytes = 0").fetchone()[0] ==
+           c.execute("SELECT count(*) FROM checkpoint").fetchone()[0] > 0, "old checkpoints kept, without regions")
+    c.close()
+    # format 1 (no block_log) goes through both steps
+    make_format_2()
     pragma("DROP TABLE block_log")
     pragma("PRAGMA user_version=1")
     T.run(["-C", root, "log"])
     c = sqlite3.connect(db)
-    expect(c.execute("PRAGMA user_version").fetchone()[0] == 2, "upgraded from format 1")
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == 3, "upgraded from format 1")
     expect(c.execute("SELECT count(*) FROM block_log").fetchone()[0] == 0, "block_log added")
+    expect(c.execute("SELECT count(*) FROM region").fetchone()[0] == 0, "region added from 1")
     c.close()
     pragma("PRAGMA application_id=5")
     expect(err_line(["-C", root, "log"]) == "metamori: %s/.metamori/index.db: not a metamori index" % real, "foreign")

@@ -665,8 +665,7 @@ def test_hardlinked_metadata_restore():
 def test_setuid_survives_owner_restore():
     """Restoring owner and a set-id mode on an unchanged file keeps the set-id bits."""
     if not IS_ROOT:
-        print("skip (needs root to chown)")
-        return
+        raise T.Skip("needs root to chown")
     root = T.tempdir("mtm-suid-")
     try:
         T.init(root)

@@ -110,19 +110,51 @@ def tempdir(prefix="mtm-test-"):
     return d
 
 
+# The exit status ctest reads as "skipped" (SKIP_RETURN_CODE in tests/CMakeLists.txt).
+SKIP_EXIT = 77
+
+
+class Skip(Exception):
+    """Raised by a test whose prerequisite is missing (a tool, root, a kernel
+    feature): the test did not run, and is reported as a skip, never as ok."""
+
+
+_PARTS_SKIPPED = []
+
+
+def skip_part(what, why):
+    """A test that could not run one of its parts (the rest ran and passed
+    or failed as usual): the run ends as a skip unless something failed."""
+    _PARTS_SKIPPED.append(what)
+    print("skip %s: %s" % (what, why))
+
+
+def exit_skipped(why):
+    """Ends a test program whose every test needs a missing prerequisite."""
+    print("skip: %s" % why)
+    sys.exit(SKIP_EXIT)
+
+
 def main(tests):
-    """Runs test functions; prints a closing 'N passed, N failed' line."""
-    passed = failed = 0
+    """Runs test functions; prints a closing 'N passed, N failed, N skipped'
+    line. Exit 1 if any failed; else 77 (a skip, for ctest) if any test or
+    part of one was skipped; else 0."""
+    passed = failed = skipped = 0
     for t in tests:
         try:
             t()
             passed += 1
             print("ok   %s" % t.__name__)
+        except Skip as e:
+            skipped += 1
+            print("skip %s: %s" % (t.__name__, e))
         except Exception as e:  # report every failure, then exit non-zero
             failed += 1
             print("FAIL %s: %s" % (t.__name__, e))
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    parts = len(_PARTS_SKIPPED)
+    print("%d passed, %d failed, %d skipped%s" % (passed, failed, skipped,
+                                                    " (and %d parts of tests)" % parts if parts else ""))
+    sys.exit(1 if failed else SKIP_EXIT if skipped or parts else 0)
 
 
 # ---------------------------------------------------------------------------

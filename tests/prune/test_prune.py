@@ -398,7 +398,7 @@ def test_errors():
             (["1", "head"], "metamori: tag 'head': a name is 1-64 letters, digits, '-', '_' or '.', not a number and not 'head'"),
             (["1", "a/b"], "metamori: tag 'a/b': a name is 1-64 letters, digits, '-', '_' or '.', not a number and not 'head'"),
             (["-d", "nope"], "metamori: tag 'nope': no such tag"),
-            (["1"], "metamori: tag: usage: metamori tag [ID NAME | -d NAME]"),
+            (["1"], "metamori: tag: usage: metamori tag [--json] | tag [-f] ID NAME | tag -d NAME"),
         ]
         for args, msg in tag_cases:
             p = T.run_fail(["-C", root, "tag"] + args)

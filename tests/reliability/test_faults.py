@@ -2,7 +2,8 @@
 """Injected faults and a really full disk (issue 4).
 
 METAMORI_FAULT=OP:N:ERR[:always] fails the Nth OP (write, fsync, rename,
-truncate, open, read) of the I/O layer and the SQLite VFS shim with EIO,
+truncate, open, read; for a restore also meta, the owner/mode/time calls,
+and clone, FICLONE) of the I/O layer and the SQLite VFS shim with EIO,
 ENOSPC, EINTR or a short transfer, once or on every call from the Nth on,
 over a checkpoint with changes, an in-place restore and a prune (rlib steps).
 Each run must end in one of two ways:
@@ -98,6 +99,27 @@ def test_fault_matrix():
                          ["", ":always"], OPS + ["unlink", "mkdir"])
         else:
             fault_matrix(sc, pick_steps(sc), [2] if rlib.SANITIZED else [1, 3], ["", ":always"])
+    finally:
+        sc.cleanup()
+
+
+def test_restore_metadata_faults():
+    """The restore's owner, mode and time calls (meta) and its FICLONE
+    (clone) go through the I/O layer too: a fault there must fail the
+    restore cleanly (or, for a clone, fall back to patching) and leave a
+    state the checker accepts, like any other fault."""
+    sc = rlib.Scenario().build()
+    try:
+        steps = [(i, st) for i, st in enumerate(sc.steps) if st.kind == "restore"]
+        if not steps:
+            raise T.Failure("the scenario has no in-place restore")
+        before = dict(STATS)
+        ns = list(range(1, 13)) + [20, 40] if rlib.TORTURE else [2] if rlib.SANITIZED else [1, 3]
+        fault_matrix(sc, steps if rlib.TORTURE else steps[:1], ns, ["", ":always"], ["meta", "clone"])
+        failed = STATS["failed_cleanly"] - before["failed_cleanly"]
+        if not failed:
+            raise T.Failure("no metadata fault failed a restore: the calls bypass the fault points")
+        print("  %d metadata and clone faults, %d failed cleanly" % (STATS["faults"] - before["faults"], failed))
     finally:
         sc.cleanup()
 
@@ -218,16 +240,14 @@ def test_failed_fsync_fails_the_checkpoint():
 
 def test_full_disk():
     if os.geteuid() != 0:
-        print("  SKIPPED: mounting a tmpfs needs root")
-        return
+        raise T.Skip("mounting a tmpfs needs root")
     mnt = tempfile.mkdtemp(prefix="mtm-full-")
     size = 4 << 20
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0755" % size, "tmpfs", mnt],
                        capture_output=True, text=True)
     if p.returncode != 0:
         os.rmdir(mnt)
-        print("  SKIPPED: cannot mount a tmpfs: %s" % p.stderr.strip())
-        return
+        raise T.Skip("cannot mount a tmpfs: %s" % p.stderr.strip())
     outside = tempfile.mkdtemp(prefix="mtm-full-out-")
     try:
         import random
@@ -300,6 +320,7 @@ def test_full_disk():
 if __name__ == "__main__":
     try:
         T.main([test_fault_mid_large_file, test_failed_fsync_fails_the_checkpoint, test_full_disk, test_reader_faults,
+                test_restore_metadata_faults,
                 test_fault_matrix])
     finally:
         print("faults: %(faults)d injected (%(failed_cleanly)d clean failures, %(succeeded)d recovered); "

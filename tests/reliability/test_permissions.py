@@ -134,7 +134,7 @@ def test_refuses_open_store():
         rlib.mtm(["-C", root, "log"], check=True)
         os.chmod(st, 0o700)
         if os.geteuid() != 0:
-            print("  SKIPPED the other-owner case: chown needs root")
+            T.skip_part("the other-owner case", "chown needs root")
             return
         os.chown(st, 65534, 65534)
         for args in (["log"], ["checkpoint"], ["verify"]):

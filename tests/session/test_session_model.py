@@ -157,7 +157,5 @@ def test_random_histories():
 
 if __name__ == "__main__":
     if not os.path.exists(PRELOAD):
-        print("skip: no interposer at %s" % PRELOAD)
-        print("0 passed, 0 failed")
-        raise SystemExit(0)
+        T.exit_skipped("no interposer at %s" % PRELOAD)
     T.main([test_random_histories])

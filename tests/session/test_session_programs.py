@@ -194,8 +194,7 @@ def git_check(d, r):
 
 def test_git():
     if not shutil.which("git"):
-        print("skip test_git: no git (Debian package git)")
-        return
+        raise T.Skip("no git (Debian package git)")
     root = S.new_tree({})
     p, res = scenario(root, GIT, env={"GIT_CONFIG_NOSYSTEM": "1", "HOME": root})
     S.check_restores(root, res, check=git_check)
@@ -424,9 +423,7 @@ def test_linked_program_checkpoints_itself():
 
 if __name__ == "__main__":
     if not os.path.exists(PRELOAD):
-        print("skip: no interposer at %s" % PRELOAD)
-        print("0 passed, 0 failed")
-        sys.exit(0)
+        T.exit_skipped("no interposer at %s" % PRELOAD)
     T.main([test_append, test_threads, test_fork, test_stdio, test_mmap, test_python_writer, test_tar_extract_delete,
             test_sqlite_rollback_journal, test_sqlite_wal, test_git, test_lockstep_consistency, test_scattered_writes_consistency, test_concurrent_requests_and_every,
             test_prune_and_tag_during_the_session,

@@ -19,8 +19,7 @@ VARIANTS = ["track_calls", "track_calls_nolfs", "track_calls_fortify"]
 KB = 1024
 
 
-class Skip(Exception):
-    pass
+Skip = mtmtest.Skip  # exit 77 from a program: the call cannot be tried here
 
 
 def fresh(files=None, dirs=()):
@@ -63,16 +62,6 @@ def only(recs, allowed):
         raise AssertionError("unexpected records for %s: %r" % (extra, recs))
 
 
-def skippable(fn):
-    def wrapper():
-        try:
-            fn()
-        except Skip as e:
-            print("skip %s: %s" % (fn.__name__, e))
-    wrapper.__name__ = fn.__name__
-    return wrapper
-
-
 # ---------------------------------------------------------------------------
 # One call each, in the three builds (LFS names, plain names, fortified).
 
@@ -82,7 +71,7 @@ def per_variant(fn):
             try:
                 fn(prog)
             except Skip as e:
-                print("skip %s [%s]: %s" % (fn.__name__, prog, e))
+                mtmtest.skip_part("%s [%s]" % (fn.__name__, prog), e)
             except AssertionError as e:
                 raise AssertionError("[%s] %s" % (prog, e))
     wrapper.__name__ = fn.__name__
@@ -172,7 +161,7 @@ def test_sizes(prog):
         calls(s, "fallocate", prog=prog)
         eq("fallocate + punch hole", [(0, 4096 + 8192)], extents(s.records(), "a"))
     except Skip as e:
-        print("skip fallocate [%s]: %s" % (prog, e))
+        mtmtest.skip_part("fallocate [%s]" % prog, e)
 
 
 @per_variant
@@ -284,7 +273,6 @@ def test_mmap(prog):
 # ---------------------------------------------------------------------------
 # Paths: what is never recorded, relative and symlinked paths.
 
-@skippable
 def test_outside_and_store_not_recorded():
     s, root = fresh()
     out = mtmtest.tempdir("mtm-track-out-")
@@ -294,7 +282,6 @@ def test_outside_and_store_not_recorded():
     eq("written outside", 100, os.path.getsize(os.path.join(out, "out")))
 
 
-@skippable
 def test_relative_and_symlinked_paths():
     s, root = fresh({"a": 10}, dirs=["d"])
     calls(s, "relative")
@@ -308,7 +295,6 @@ def test_relative_and_symlinked_paths():
        s.records())
 
 
-@skippable
 def test_root_given_through_a_symlink():
     s, root = fresh()
     link = root + "-link"
@@ -321,21 +307,18 @@ def test_root_given_through_a_symlink():
     os.unlink(link)
 
 
-@skippable
 def test_rename_of_open_file_follows():
     s, root = fresh({"a": 100})
     calls(s, "rename_open")
     eq("records", [("NS", "a", 0, 0), ("NS", "b", 0, 0), ("WRITE", "b", 40, 10)], s.records())
 
 
-@skippable
 def test_tmpfile_linked():
     s, root = fresh()
     calls(s, "tmpfile")
     eq("O_TMPFILE then linkat", [("NS", "t", 0, 0), ("WRITE", "t", 4096, 10)], s.records())
 
 
-@skippable
 def test_mkstemp_mkdtemp():
     s, root = fresh()
     p = calls(s, "mkstemp")
@@ -343,7 +326,6 @@ def test_mkstemp_mkdtemp():
     eq("records", [("NS", f, 0, 0), ("WRITE", f, 0, 10), ("NS", d, 0, 0)], s.records())
 
 
-@skippable
 def test_hard_links_scan():
     """Writing or chmod'ing through one name of a file with several changes
     names the interposer does not know: one SCAN per checkpoint interval."""
@@ -356,7 +338,6 @@ def test_hard_links_scan():
     eq("records", [("WRITE", "a", 5000, 100)], s.records())
 
 
-@skippable
 def test_dup_family():
     s, root = fresh({"a": 10000})
     calls(s, "dup")
@@ -364,14 +345,12 @@ def test_dup_family():
     only(s.records(), {"a"})
 
 
-@skippable
 def test_closefrom_keeps_the_log():
     s, root = fresh({"a": 1000})
     calls(s, "closefrom")
     eq("records after closefrom(3) and close(3..63)", [(0, 10), (100, 110)], extents(s.records(), "a"))
 
 
-@skippable
 def test_inherited_stdout_redirect():
     # a redirect made before exec, by a parent without the interposer
     s, root = fresh()
@@ -382,7 +361,6 @@ def test_inherited_stdout_redirect():
     eq("content", b"via stdio\nvia write\n", open(os.path.join(root, "out"), "rb").read())
 
 
-@skippable
 def test_sequential_writes_coalesce():
     s, root = fresh()
     calls(s, "many")
@@ -390,7 +368,6 @@ def test_sequential_writes_coalesce():
     eq("one record for 1000 sequential writes", [("WRITE", "a", 0, 4096 * 1000)], recs)
 
 
-@skippable
 def test_log_overflow_flag():
     s, root = fresh()
     cap = 1 << 20  # a test-sized log; records of 32 bytes ("a" padded)
@@ -404,7 +381,6 @@ def test_log_overflow_flag():
     eq("file size", 64 + cap, os.path.getsize(lg.path))
 
 
-@skippable
 def test_sticky_record_lost_to_overflow_is_said_again():
     s, root = fresh()
     cap = 4096
@@ -432,7 +408,6 @@ def test_sticky_record_lost_to_overflow_is_said_again():
 # ---------------------------------------------------------------------------
 # Processes: threads, fork, vfork, exec, spawn, static programs, io_uring.
 
-@skippable
 def test_threads():
     s, root = fresh()
     calls(s, "threads")
@@ -440,7 +415,6 @@ def test_threads():
     eq("records", 8 * 64 + 1, len(s.records()))  # NS + one per block
 
 
-@skippable
 def test_fork_child_has_its_own_log():
     s, root = fresh({"a": 1000})
     p = calls(s, "fork")
@@ -452,7 +426,6 @@ def test_fork_child_has_its_own_log():
     eq("parent's records", [("WRITE", "a", 0, 10), ("WRITE", "a", 200, 10)], logs[parent[0]].recs)
 
 
-@skippable
 def test_vfork_exec():
     s, root = fresh({"a": 1000})
     calls(s, "vfork")
@@ -461,7 +434,6 @@ def test_vfork_exec():
     eq("parent's write", [(300, 310)], extents(recs, "a"))
 
 
-@skippable
 def test_exec_keeps_the_interposer():
     s, root = fresh()
     calls(s, "exec_env")
@@ -471,7 +443,6 @@ def test_exec_keeps_the_interposer():
            [("NS", f, 0, 0), ("WRITE", f, 0, 2)], [r for r in core(recs) if r[1] == f])
 
 
-@skippable
 def test_exec_dynamic_same_log():
     s, root = fresh({"a": 100})
     p = calls(s, "exec", "/bin/sh", "-c", "echo z > ez")
@@ -483,7 +454,6 @@ def test_exec_dynamic_same_log():
     eq("unlocked once it exited", False, logs[pid].locked())
 
 
-@skippable
 def test_exec_static():
     if not STATIC:
         raise Skip("no static libc (libc6-dev's libc.a) to link a static program")
@@ -501,7 +471,6 @@ def test_exec_static():
     eq("static wrote", b"static\n", open(os.path.join(root, "st"), "rb").read())
 
 
-@skippable
 def test_fexecve_static():
     if not STATIC:
         raise Skip("no static libc (libc6-dev's libc.a) to link a static program")
@@ -512,7 +481,6 @@ def test_fexecve_static():
     eq("static wrote", b"static\n", open(os.path.join(root, "st"), "rb").read())
 
 
-@skippable
 def test_spawn_static():
     if not STATIC:
         raise Skip("no static libc (libc6-dev's libc.a) to link a static program")
@@ -522,7 +490,6 @@ def test_spawn_static():
     eq("parent's sticky SCAN", [("SCAN", "", 1, 0)], s.logs()[pid].recs)
 
 
-@skippable
 def test_exec_setuid_scans():
     """The loader ignores LD_PRELOAD in a setuid program: a sticky SCAN."""
     import shutil
@@ -539,14 +506,12 @@ def test_exec_setuid_scans():
     eq("without the bit: no SCAN", [("WRITE", "a", 0, 10)], s.records())
 
 
-@skippable
 def test_io_uring_sticky_scan():
     s, root = fresh()
     calls(s, "io_uring")
     eq("records", [("SCAN", "", 1, 0)], s.records())
 
 
-@skippable
 def test_liburing_sticky_scan():
     prog = os.environ.get("METAMORI_TRACK_URING", "")
     if not prog:
@@ -562,7 +527,6 @@ def test_liburing_sticky_scan():
 # ---------------------------------------------------------------------------
 # The barrier, the lock, and staying out of the way.
 
-@skippable
 def test_barrier_holds_and_releases():
     s, root = fresh({"a": 100})
     s.set_gate(1)
@@ -591,7 +555,6 @@ def test_barrier_holds_and_releases():
             p.kill()
 
 
-@skippable
 def test_barrier_under_churn():
     """Threads (sequential and positional writes, an O_APPEND logger) and a
     forked child write while checkpoints come and go: every byte that changed
@@ -655,7 +618,6 @@ def test_barrier_under_churn():
     print("churn: %d barriers while the writers ran" % barriers)
 
 
-@skippable
 def test_fifo_not_tracked():
     s, root = fresh({"a": 10})
     os.mkfifo(os.path.join(root, "p"))
@@ -691,7 +653,6 @@ def test_fifo_not_tracked():
             p.kill()
 
 
-@skippable
 def test_log_locked_while_alive():
     s, root = fresh({"a": 100})
     p = subprocess.Popen([os.path.join(BIN, "track_calls"), "hold"], cwd=root, env=s.env(),
@@ -705,7 +666,6 @@ def test_log_locked_while_alive():
     eq("unlocked after exit", False, lg.locked())
 
 
-@skippable
 def test_inactive_without_session():
     s, root = fresh({"a": 100})
     env = s.env()
@@ -730,7 +690,6 @@ def sh(s, cmd):
     return s.run(["sh", "-c", cmd])
 
 
-@skippable
 def test_distro_tools():
     s, root = fresh({"src": 10000, "f": 5000})
     sh(s, "echo x > new")
@@ -792,7 +751,6 @@ def test_distro_tools():
     eq("chmod of the root by absolute path", [("META", "", 0, 0)], s.records())
 
 
-@skippable
 def test_sqlite_wal_mmap():
     """sqlite3 in WAL mode maps its -shm file shared and writable."""
     import shutil

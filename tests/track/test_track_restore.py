@@ -80,8 +80,7 @@ def one(cmd, files):
                             os.path.join(BIN, "track_calls"), T.METAMORI, root],
                            cwd=root, capture_output=True, text=True)
         if p.returncode == 77 or p.stdout.startswith("skip"):
-            print("skip %s: %s" % (cmd, p.stdout.strip()))
-            return
+            raise T.Skip(p.stdout.strip())
         if p.returncode != 0:
             raise T.Failure("%s: run failed (%d):\n%s%s" % (cmd, p.returncode, p.stdout, p.stderr))
         m = re.search(r"^checkpoint (\d+)", p.stdout, re.M)

@@ -3,7 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include "restore/filemap.h"
+#include "tree/filemap_diff.h"
 
 static void push(vec *m, int64_t blkno, uint64_t hash)
 {
@@ -35,6 +35,13 @@ static void diffs(void **state)
 	assert_int_equal(filemap_diff(&a, 6 * 4096, &b, 2 * 4096, &runs, &bytes), 0);
 	/* now b is [11, 99] and zeros: differ at 1, 2, 5 */
 	assert_int_equal(bytes, 3 * 4096);
+	vec_free(&runs);
+	/* a ends 100 bytes into block 5: its bytes there count, not the block's
+	 * (status, diff and checkpoint report the same size for one change) */
+	runs = (vec)VEC_INIT(blk_run);
+	bytes = 0;
+	assert_int_equal(filemap_diff(&a, 5 * 4096 + 100, &b, 8 * 4096, &runs, &bytes), 0);
+	assert_int_equal(bytes, 4096 + 100);
 	vec_free(&runs);
 	vec_free(&a);
 	vec_free(&b);

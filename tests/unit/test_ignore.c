@@ -3,7 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include "scan/ignore.h"
+#include "tree/ignore.h"
 
 static void glob_basics(void **state)
 {

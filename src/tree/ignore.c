@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "scan/ignore.h"
+#include "tree/ignore.h"
 #include "util/error.h"
 
 static int class_match(const char **pp, char c)

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/beneath.h"
-#include "scan/scan.h"
+#include "tree/scan.h"
 #include "store/store.h"
 #include "util/error.h"
 

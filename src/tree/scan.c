@@ -1,4 +1,5 @@
 /* scan.c — stat cache and block comparison; see scan.h. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,7 +7,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include "io/io.h"
-#include "scan/scan.h"
+#include "tree/scan.h"
 #include "util/error.h"
 
 void statcache_row_read(sqlite3_stmt *st, int col, sc_row *r)
@@ -105,7 +106,8 @@ int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t 
 	sqlite3_bind_int64(q, 10, st->st_gid);
 	/* ctime too: restore's own writes happen "now" */
 	int64_t window = racy_window(s, st);
-	int racy = st_mtime_ns(st) >= scan_start_ns - window || st_ctime_ns(st) >= scan_start_ns - window;
+	int racy = scan_start_ns == STATCACHE_UNVOUCHED || st_mtime_ns(st) >= scan_start_ns - window ||
+	           st_ctime_ns(st) >= scan_start_ns - window;
 	sqlite3_bind_int(q, 11, racy);
 	rc = sqlite3_step(q);
 	sqlite3_reset(q);
@@ -212,6 +214,7 @@ const unsigned char *src_at(file_src src, int64_t off, size_t len)
 }
 
 #define READ_BUF (1u << 20) /* a multiple of the chunk group, so groups never straddle reads */
+_Static_assert(READ_BUF % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_BUF holds whole chunk groups");
 
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
 {
@@ -292,6 +295,7 @@ int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_has
 			int64_t gend = (b / MTM_CHUNK_BLOCKS + 1) * MTM_CHUNK_BLOCKS;
 			int64_t pend = gend < end ? gend : end;
 			size_t want = (size_t)((pend - b) * MTM_BLOCK), got;
+			assert(b < pend && want <= sizeof buf);
 			if ((int64_t)(b * MTM_BLOCK + (int64_t)want) > size)
 				want = (size_t)(size - b * MTM_BLOCK);
 			/* a capture in memory is hashed and stored where it lies */

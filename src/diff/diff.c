@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/beneath.h"
-#include "restore/filemap.h"
-#include "scan/scan.h"
+#include "tree/filemap_diff.h"
+#include "tree/scan.h"
 #include "util/error.h"
 
 static int meta_changed(const entry *a, uint32_t mode, uint32_t uid, uint32_t gid, int64_t mtime)
@@ -44,13 +44,9 @@ static int diff_live_file(mtm_store *s, const lineage *la, const entry *a, live_
 	int64_t got;
 	rc = compare_file(FILE_SRC(fd), (int64_t)it->st.st_size, &map, count_run, &cc, &got);
 	close(fd);
-	/* data blocks of a that lie past the live end */
-	int64_t live_blocks = (got + MTM_BLOCK - 1) / MTM_BLOCK, a_blocks = (a->size + MTM_BLOCK - 1) / MTM_BLOCK;
-	for (size_t i = 0; i < map.n; i++) {
-		blockref *b = &VEC_AT(&map, blockref, i);
-		if (b->blkno >= live_blocks && b->blkno < a_blocks && b->chunk)
-			cc.bytes += MTM_BLOCK;
-	}
+	/* Blocks of a past the live end are not counted: the size is the live
+	 * file's bytes that differ, as diff between checkpoints and a checkpoint
+	 * count it (a shorter file is reported by its size changing). */
 	vec_free(&map);
 	if (rc)
 		return mtm_set_error(rc, "%s: %s", it->path, mtm_last_error());
@@ -123,6 +119,11 @@ int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_ch
 		} else if (cmp > 0) {
 			ch.kind = 'A';
 			ch.path = pb;
+			/* a new file: all its bytes changed (as a checkpoint counts them) */
+			if (is_live && VEC_AT(&live, live_item, j).kind == KIND_FILE)
+				ch.bytes = (uint64_t)VEC_AT(&live, live_item, j).st.st_size;
+			else if (!is_live && VEC_AT(&tb, entry, j).kind == KIND_FILE)
+				ch.bytes = (uint64_t)VEC_AT(&tb, entry, j).size;
 			j++;
 		} else {
 			ch.path = ea->path;

@@ -6,7 +6,7 @@
 #ifndef MTM_SCAN_H
 #define MTM_SCAN_H
 #include <sys/stat.h>
-#include "scan/ignore.h"
+#include "tree/ignore.h"
 #include "store/index.h"
 #include "util/pathmap.h"
 
@@ -38,6 +38,10 @@ typedef struct capture {
 	 * follows them (a pre-copy slot, hashed when it was copied) */
 	unsigned char *hashed;
 	int64_t size;   /* fd < 0: the file's size when captured */
+	/* only blocks (not whole): 1 if every change to the file since its last
+	 * record is known to be among them (the session's watcher saw no other
+	 * writer); else its stat cache row must not let a later scan skip it */
+	int vouched;
 } capture;
 
 /* Block b's pre-copy slot (session.h's SLOT_LEN layout) if the capture
@@ -82,6 +86,10 @@ int statcache_load(mtm_store *s, pathmap *out /* of sc_row* */);
 void statcache_row_read(sqlite3_stmt *st, int col, sc_row *r);
 /* 1 if the live file with stat st is known to hold entry version ver. */
 int statcache_fresh(const sc_row *r, const struct stat *st, int64_t ver);
+/* scan_start_ns for a row that must not vouch for the file's content (a
+ * session copied only the blocks its logs named): the row is racy, so the
+ * next scan compares the file. */
+#define STATCACHE_UNVOUCHED INT64_MAX
 /* Upserts (ver > 0) or deletes (ver == 0) a row; inside a transaction. */
 int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t ver, const struct stat *st,
                   int64_t scan_start_ns);

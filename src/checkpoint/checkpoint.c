@@ -18,12 +18,13 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
-#include "scan/scan.h"
+#include "tree/scan.h"
 #include "store/pack.h"
 #include "util/error.h"
 #include "util/human.h"
-#include "scan/checkpoint.h"
-#include "session/session.h"
+#include "checkpoint/checkpoint.h"
+#include "store/region.h"
+#include <xxhash.h>
 
 typedef struct {
 	mtm_store *s;
@@ -33,6 +34,7 @@ typedef struct {
 	int64_t next_file_id; /* allocator for new files */
 	int64_t cur_file;     /* the file store_run is recording */
 	const capture *ahead_cap; /* its capture, when the session wrote some of its blocks ahead */
+	const ckpt_hooks *hooks;
 	uint64_t bytes_changed, blocks_changed;
 	/* Changed blocks of the current file that do not fill an aligned group
 	 * (scattered writes: typically one block here, one there) are gathered
@@ -102,7 +104,7 @@ static int store_plain(ckpt_ctx *c, int64_t blkno, int nblocks, const unsigned c
 }
 
 /* A block the session wrote ahead from the very slot it is recorded from
- * (session/prewrite.c): named where it lies, its record adopted once. */
+ * (hooks->ahead_ref): named where it lies, its record adopted once. */
 static int store_ahead(ckpt_ctx *c, int64_t blkno, uint64_t hash, ahead_rec *rec, int boff)
 {
 	if (!rec->chunk)
@@ -116,14 +118,14 @@ static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
                      const uint64_t *hashes, int zero, int lasting)
 {
 	ckpt_ctx *c = arg;
-	if (zero || !c->ahead_cap)
+	if (zero || !c->ahead_cap || !c->hooks->ahead_ref)
 		return store_plain(c, blkno, nblocks, data, len, hashes, zero, lasting);
 	int from = 0; /* the blocks before i not written ahead */
 	for (int i = 0; i < nblocks; i++) {
 		ahead_rec *rec;
 		int boff;
 		if ((size_t)(i + 1) * MTM_BLOCK > len ||
-		    !prewrite_ref(c->s->session, capture_slot(c->ahead_cap, blkno + i), &rec, &boff))
+		    !c->hooks->ahead_ref(c->hooks->arg, capture_slot(c->ahead_cap, blkno + i), &rec, &boff))
 			continue;
 		if (i > from)
 			MTM_TRY(store_plain(c, blkno + from, i - from, data + (size_t)from * MTM_BLOCK,
@@ -196,7 +198,11 @@ static int choose_branch(mtm_store *s, mtm_id head, int64_t *out)
 static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_t branch)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "INSERT INTO checkpoint VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
+	                            " files_removed, bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes,"
+	                            " region_bytes_changed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	                            -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
 	sqlite3_bind_int64(st, 1, ci->id);
@@ -211,6 +217,9 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 	sqlite3_bind_int64(st, 10, (int64_t)ci->bytes_stored);
 	sqlite3_bind_int64(st, 11, (int64_t)ci->entries);
 	sqlite3_bind_int64(st, 12, (int64_t)ci->tree_bytes);
+	sqlite3_bind_int64(st, 13, (int64_t)ci->regions);
+	sqlite3_bind_int64(st, 14, (int64_t)ci->region_bytes);
+	sqlite3_bind_int64(st, 15, (int64_t)ci->region_bytes_changed);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
@@ -245,15 +254,23 @@ struct ckpt_run {
 	uint64_t done_bytes, total_bytes;
 	int in_tx, committed;
 	int sc_loaded; /* the stat cache is read by ckpt_record: all of it, or only the touched paths */
+	ckpt_hooks hooks;
+	int regions_recorded; /* the handle's region hashes now describe this checkpoint, once committed */
 };
 typedef struct ckpt_run run_state;
 
-typedef struct { mtm_store *s; int64_t file_id; const lineage *l; mtm_id parent; } parent_hash_arg;
+typedef struct {
+	mtm_store *s;
+	int64_t file_id;
+	const lineage *l;
+	mtm_id parent;
+	const ckpt_hooks *hooks;
+} parent_hash_arg;
 static int parent_hash(void *arg, int64_t blkno, uint64_t *out)
 {
 	parent_hash_arg *a = arg;
-	/* a session looked most of them up while the program ran (precopy.c) */
-	if (a->s->session && parent_hashes_get(a->s->session->bg_ph, a->parent, a->file_id, blkno, out))
+	/* a session looked most of them up while the program ran */
+	if (a->hooks->parent_hash && a->hooks->parent_hash(a->hooks->arg, a->parent, a->file_id, blkno, out))
 		return 0;
 	return index_block_hash(a->s, a->file_id, blkno, a->l, out);
 }
@@ -297,7 +314,7 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	file_src src = {fd, cap};
 	if (cap && !cap->whole) {
 		/* tracked: only the blocks the program wrote, against the parent's hashes */
-		parent_hash_arg pa = {r->s, file_id, &r->parent_lin, r->info.parent};
+		parent_hash_arg pa = {r->s, file_id, &r->parent_lin, r->info.parent, &r->hooks};
 		c->ahead_cap = c->pw.ahead_kept ? cap : NULL;
 		rc = compare_runs(src, size_read, &cap->runs, parent_hash, &pa, store_run, c);
 		c->ahead_cap = NULL;
@@ -337,6 +354,10 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		ver = pe->ver;
 	}
 	r->ci->tree_bytes += (uint64_t)size_read;
+	/* only the blocks a session's logs named were read: the row may let a
+	 * later scan skip the file only if nobody else can have written it */
+	if (cap && !cap->whole && !cap->vouched)
+		seen = STATCACHE_UNVOUCHED;
 	return statcache_put(r->s, &r->sc_put, it->path, ver, &st, seen);
 }
 
@@ -347,9 +368,13 @@ static int record_other(run_state *r, const live_item *it, const entry *pe)
 	if (pe && meta_equal(&e, pe))
 		return 0;
 	MTM_TRY(index_put_entry(&r->c->iw, r->c->branch, r->c->id, &e));
+	/* a directory whose mtime alone moved (an entry came or went) is recorded
+	 * but not counted: status and diff do not list it either */
+	int dir_mtime_only = pe && pe->kind == KIND_DIR && e.kind == KIND_DIR && pe->mode == e.mode &&
+	                     pe->uid == e.uid && pe->gid == e.gid;
 	if (!pe)
 		r->ci->files_added++;
-	else
+	else if (!dir_mtime_only)
 		r->ci->files_changed++;
 	return 0;
 }
@@ -436,7 +461,131 @@ static int scan_and_record(run_state *r, vec *parent, vec *live)
 	return rc;
 }
 
-int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
+static int all_zero_block(const unsigned char *p)
+{
+	static const unsigned char z[MTM_BLOCK];
+	return memcmp(p, z, MTM_BLOCK) == 0;
+}
+
+/* The block hashes of region g's version pr at the parent, for comparison:
+ * the handle's own when they describe that version (its last checkpoint or
+ * recovery made it), else read from the index. No version: all zeros. */
+static int region_parent_hashes(run_state *r, mtm_region *g, const region_row *pr, int64_t file_id)
+{
+	int64_t nblocks = ((int64_t)g->len + MTM_BLOCK - 1) / MTM_BLOCK;
+	if (g->hashes && g->hashes_at && g->hashes_at == r->info.parent && g->file_id == file_id)
+		return 0;
+	free(g->hashes);
+	g->hashes_at = 0;
+	if (!(g->hashes = malloc((size_t)(nblocks ? nblocks : 1) * sizeof *g->hashes)))
+		return mtm_set_error(ENOMEM, "checkpoint: region %s", g->name);
+	const uint64_t zh = zero_block_hash();
+	for (int64_t b = 0; b < nblocks; b++)
+		g->hashes[b] = zh;
+	if (!pr)
+		return 0;
+	vec map = VEC_INIT(blockref);
+	MTM_TRY(index_file_map(r->s, file_id, &r->parent_lin, &map));
+	/* rows past the parent's size are kept too: a file's compare sees them
+	 * the same way (FORMAT.md 3.5), so a region that grows again reuses them */
+	for (size_t i = 0; i < map.n; i++) {
+		const blockref *b = &VEC_AT(&map, blockref, i);
+		if (b->blkno < nblocks)
+			g->hashes[b->blkno] = b->hash;
+	}
+	vec_free(&map);
+	return 0;
+}
+
+/* Compares region g's memory with the parent's hashes, aligned group by
+ * group like compare_file, and stores the changed runs where they lie (the
+ * memory must not change until the checkpoint returns: mtm_protect). */
+static int region_compare(ckpt_ctx *c, mtm_region *g)
+{
+	const uint64_t zh = zero_block_hash();
+	int64_t nblocks = ((int64_t)g->len + MTM_BLOCK - 1) / MTM_BLOCK;
+	for (int64_t gstart = 0; gstart < nblocks; gstart += MTM_CHUNK_BLOCKS) {
+		int n = (int)(nblocks - gstart < MTM_CHUNK_BLOCKS ? nblocks - gstart : MTM_CHUNK_BLOCKS);
+		uint64_t hashes[MTM_CHUNK_BLOCKS];
+		signed char state[MTM_CHUNK_BLOCKS]; /* 0 same, 1 changed data, 2 changed to zeros */
+		for (int i = 0; i < n; i++) {
+			size_t off = (size_t)(gstart + i) * MTM_BLOCK, len = g->len - off < MTM_BLOCK ? g->len - off : MTM_BLOCK;
+			const unsigned char *blk = g->ptr + off;
+			unsigned char pad[MTM_BLOCK];
+			if (len < MTM_BLOCK) {
+				memcpy(pad, blk, len);
+				memset(pad + len, 0, MTM_BLOCK - len);
+				blk = pad;
+			}
+			uint64_t h = XXH3_64bits(blk, MTM_BLOCK);
+			hashes[i] = h;
+			state[i] = h == g->hashes[gstart + i] ? 0 : h == zh && all_zero_block(blk) ? 2 : 1;
+		}
+		for (int i = 0; i < n;) {
+			int stt = state[i], e = i + 1;
+			while (e < n && state[e] == stt)
+				e++;
+			if (stt) {
+				size_t start = (size_t)(gstart + i) * MTM_BLOCK, stop = (size_t)(gstart + e) * MTM_BLOCK;
+				if (stop > g->len)
+					stop = g->len;
+				MTM_TRY(store_run(c, gstart + i, e - i, stt == 1 ? g->ptr + start : NULL, stop - start, hashes + i,
+				                  stt == 2, 1));
+				for (int k = i; k < e; k++)
+					g->hashes[gstart + k] = hashes[k];
+			}
+			i = e;
+		}
+	}
+	return 0;
+}
+
+/* Records the handle's regions against the parent's: a version row for each
+ * region that is new, resized or changed, a removal for each the parent
+ * held that is no longer registered. */
+static int record_regions(run_state *r)
+{
+	mtm_store *s = r->s;
+	ckpt_ctx *c = r->c;
+	region_row *rows;
+	size_t n;
+	MTM_TRY(region_rows_at(s, &r->parent_lin, &rows, &n));
+	int rc = 0;
+	for (size_t i = 0; i < s->n_regions && !rc; i++) {
+		mtm_region *g = &s->regions[i];
+		const region_row *pr = region_row_find(rows, n, g->name);
+		int64_t file_id = pr ? pr->file_id : c->next_file_id++;
+		if ((rc = region_parent_hashes(r, g, pr, file_id)))
+			break;
+		g->file_id = file_id;
+		g->hashes_at = 0; /* updated in place: until the commit they describe nothing */
+		uint64_t bytes_before = c->bytes_changed;
+		c->cur_file = file_id;
+		if ((rc = region_compare(c, g)) || (rc = flush_group(c)))
+			break;
+		uint64_t changed = c->bytes_changed - bytes_before;
+		c->bytes_changed = bytes_before; /* counted as the regions', not the files' */
+		r->info.region_bytes_changed += changed;
+		r->info.regions++;
+		r->info.region_bytes += g->len;
+		if (!pr || pr->size != (int64_t)g->len || changed)
+			rc = region_put(s, g->name, c->branch, c->id, 1, (int64_t)g->len, file_id);
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		int registered = 0;
+		for (size_t k = 0; k < s->n_regions && !registered; k++)
+			registered = !strcmp(s->regions[k].name, rows[i].name);
+		if (!registered)
+			rc = region_put(s, rows[i].name, c->branch, c->id, 0, 0, 0);
+	}
+	region_rows_free(rows, n);
+	if (rc)
+		return mtm_set_error(rc, "checkpoint: memory regions: %s", mtm_last_error());
+	r->regions_recorded = 1;
+	return 0;
+}
+
+int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, ckpt_run **out)
 {
 	*out = NULL;
 	if (opts && opts->version != MTM_CHECKPOINT_OPTS_VERSION)
@@ -452,6 +601,9 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
 	r->s = s;
 	r->c = &r->ctx;
 	r->ctx.s = s;
+	if (hooks)
+		r->hooks = *hooks;
+	r->ctx.hooks = &r->hooks;
 	r->ci = &r->info;
 	r->opts = opts;
 	r->t0 = now_ns();
@@ -469,12 +621,12 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, ckpt_run **out)
 		return rc;
 	r->ctx.id = r->info.id;
 	/* A session's checkpoint continues after what it wrote ahead; while a
-	 * session runs, anyone else's starts a pack of its own (prewrite.c) */
+	 * session runs, anyone else's starts a pack of its own */
 	pack_begin_opts po = {0};
-	if (s->session)
-		po.ahead = prewrite_ahead(s->session);
-	else
-		po.fresh = session_alive(s);
+	if (r->hooks.ahead)
+		po.ahead = r->hooks.ahead(r->hooks.arg);
+	else if (r->hooks.pack_fresh)
+		po.fresh = r->hooks.pack_fresh(s);
 	if ((rc = pack_writer_begin(&r->ctx.pw, s, &po)) || (rc = index_writer_init(&r->ctx.iw, s)))
 		return rc;
 	return 0;
@@ -586,6 +738,8 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 		return rc; /* (ckpt_end joins the pack's thread before it lets the lock go) */
 	r->in_tx = 0;
 	r->committed = 1;
+	for (size_t i = 0; r->regions_recorded && i < s->n_regions; i++)
+		s->regions[i].hashes_at = r->info.id;
 	s->log_rows += s->log_pending;
 	s->log_pending = 0;
 	if (out) {
@@ -616,35 +770,23 @@ void ckpt_end(ckpt_run *r)
 }
 
 /* A full scan: the whole tree against the whole parent tree. */
-int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, mtm_checkpoint_info *out)
 {
 	ckpt_run *r;
 	vec parent = VEC_INIT(entry), live = VEC_INIT(live_item);
-	int rc = ckpt_begin(s, opts, &r);
+	int rc = ckpt_begin(s, opts, hooks, &r);
 	if (!rc)
 		rc = index_load_tree(s, r->info.parent, &parent);
 	if (!rc)
 		rc = walk_tree(s, &r->ign, &live);
 	if (!rc)
 		rc = ckpt_record(r, &parent, &live, 0);
+	if (!rc && s->n_regions)
+		rc = record_regions(r);
 	if (!rc)
 		rc = ckpt_commit(r, out);
 	entries_free(&parent);
 	live_free(&live);
 	ckpt_end(r);
 	return rc;
-}
-
-int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
-{
-	if (out)
-		memset(out, 0, sizeof *out);
-	if (opts && opts->version != MTM_CHECKPOINT_OPTS_VERSION)
-		return mtm_set_error(MTM_EINVAL, "checkpoint: unsupported options version %d", opts->version);
-	/* inside `metamori run`, the session makes it (consistent, tracked);
-	 * from elsewhere, ask a running session to make it */
-	int rc = session_checkpoint(s, opts, out);
-	if (rc != MTM_ENOSESSION)
-		return rc;
-	return ckpt_scan(s, opts, out);
 }

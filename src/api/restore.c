@@ -1,0 +1,13 @@
+/*
+ * restore.c — mtm_restore: a restore (restore/), refused in place while a
+ * session (session/) tracks the tree: it would change under the traced
+ * program, behind the interposer's back (asked with the writer lock held:
+ * a session starts only while holding it too).
+ */
+#include "restore/restore.h"
+#include "session/session.h"
+
+int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out)
+{
+	return restore_checkpoint(s, id, opts, session_refuse_restore, out);
+}

@@ -1,0 +1,61 @@
+/*
+ * checkpoint.h — the one engine that records a checkpoint, for the two ways
+ * of learning what changed: a scan of the whole tree (ckpt_scan), and a
+ * session's tracked change set (session/tracked.c), which records only the
+ * touched paths with ckpt_record(..., partial = 1).
+ *
+ * The engine knows nothing of sessions: what a session lends it (blocks
+ * written ahead, parent hashes looked up while the program ran) comes in
+ * as hooks (ckpt_hooks), given by the layer above.
+ */
+#ifndef MTM_CHECKPOINT_H
+#define MTM_CHECKPOINT_H
+#include "tree/scan.h"
+#include "store/pack.h"
+
+/* A block written ahead into a pack before the checkpoint began: its
+ * record and, once a checkpoint named it (pack_adopt), its chunk id. */
+typedef struct ahead_rec {
+	pack_loc loc;
+	int64_t chunk;
+} ahead_rec;
+
+/* What the layer above lends the engine; a NULL hook is not called (a
+ * plain scan passes NULL for all of them). */
+typedef struct ckpt_hooks {
+	void *arg;
+	/* The records written ahead that this checkpoint's pack writer continues
+	 * after (their writer closed), NULL if none can be used. */
+	const pack_ahead *(*ahead)(void *arg);
+	/* 1 if this pre-copy slot (tree/scan.h capture_slot) was written ahead:
+	 * its record and its block's place in it. */
+	int (*ahead_ref)(void *arg, const unsigned char *slot, ahead_rec **rec, int *boff);
+	/* 1 and *out if the hash of block b of file_id at parent is known
+	 * without asking the index. */
+	int (*parent_hash)(void *arg, mtm_id parent, int64_t file_id, int64_t b, uint64_t *out);
+	/* Asked with the writer lock held: 1 if someone else writes ahead into
+	 * the store's last pack (a running session), so this checkpoint starts
+	 * a pack of its own. */
+	int (*pack_fresh)(mtm_store *s);
+} ckpt_hooks;
+
+typedef struct ckpt_run ckpt_run;
+/* Takes the writer lock, opens the index transaction, picks id and branch.
+ * hooks (copied; may be NULL) serve until ckpt_end. On error *out may be
+ * set: call ckpt_end on it. */
+int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, ckpt_run **out);
+mtm_id ckpt_parent(const ckpt_run *r);
+/* The pack writer's timings so far (pack.h), for METAMORI_DEBUG_SESSION. */
+const pack_writer *ckpt_pack(const ckpt_run *r);
+const lineage *ckpt_lineage(const ckpt_run *r);
+const ignore_set *ckpt_ignore(const ckpt_run *r);
+/* Records live against parent (both sorted by path). partial: they hold
+ * only the touched paths; everything else is unchanged. */
+int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial);
+/* Makes the packs durable, then commits: the checkpoint exists. */
+int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out);
+/* Rolls back if not committed, frees, unlocks. */
+void ckpt_end(ckpt_run *r);
+/* The whole tree, scanned. */
+int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, mtm_checkpoint_info *out);
+#endif

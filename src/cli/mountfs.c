@@ -1,0 +1,316 @@
+/*
+ * mountfs.c — a read-only FUSE 3 view of the store.
+ *
+ * With an id, the mount point is that checkpoint's tree. Without one, it
+ * holds a directory per checkpoint (named by its id), a symlink per tag
+ * ("baseline" -> "3") and "head" -> the head's id, as borg and restic mount.
+ * The list of checkpoints is read when the root is listed or looked up, so
+ * checkpoints made while mounted appear.
+ *
+ * Every request runs on one thread (fuse_loop, not fuse_loop_mt): a store
+ * handle is used by one thread at a time. Reads go through mtm_file_pread,
+ * which checks each block against its hash: a damaged chunk is EIO, never
+ * wrong bytes. Nothing is written anywhere: the mount is "ro" and every
+ * open for writing is EROFS.
+ */
+#define FUSE_USE_VERSION 31
+#include <errno.h>
+#include <fuse.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "cli/cli.h"
+#include "cli/mountfs.h"
+
+typedef struct {
+	mtm_store *s;
+	mtm_id id; /* 0: every checkpoint */
+	uid_t uid;
+	gid_t gid;
+	int64_t mounted_ns; /* time of the synthetic directories */
+} fs_state;
+
+static fs_state *state(void) { return fuse_get_context()->private_data; }
+
+/* The library's codes as errno for the kernel. */
+static int to_errno(int rc)
+{
+	if (rc > 0)
+		return -rc;
+	switch (rc) {
+	case MTM_ENOCKPT: return -ENOENT;
+	case MTM_EINVAL: return -EINVAL;
+	case MTM_EBUSY: return -EBUSY;
+	default: return -EIO; /* MTM_ECORRUPT, MTM_EINDEX, ...: the bytes cannot be given */
+	}
+}
+
+/* Splits a mount path into (checkpoint, path inside it). Returns 0, or 1 for
+ * the root of an all-checkpoints mount (*name then holds the first
+ * component, or "" for the root itself). */
+static int split(fs_state *fs, const char *path, mtm_id *id, const char **rest, char *name, size_t cap)
+{
+	while (*path == '/')
+		path++;
+	if (fs->id) {
+		*id = fs->id;
+		*rest = path;
+		return 0;
+	}
+	const char *slash = strchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : strlen(path);
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(name, path, n);
+	name[n] = 0;
+	if (!*path)
+		return 1;
+	char *end;
+	long long v = strtoll(name, &end, 10);
+	if (*end || v <= 0 || name[0] == '0' || name[0] == '+')
+		return 1; /* a tag or "head": a symlink at the top */
+	*id = v;
+	*rest = slash ? slash + 1 : "";
+	return 0;
+}
+
+static void fill_synthetic_dir(fs_state *fs, struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_mode = S_IFDIR | 0555;
+	st->st_nlink = 2;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_mtim.tv_sec = fs->mounted_ns / 1000000000;
+	st->st_mtim.tv_nsec = fs->mounted_ns % 1000000000;
+	st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+static void fill_entry(const mtm_entry_info *e, struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_mode = (e->kind == 'd' ? S_IFDIR : e->kind == 'l' ? S_IFLNK : S_IFREG) | (e->mode & 07777);
+	if (e->kind == 'l')
+		st->st_mode = S_IFLNK | 0777;
+	st->st_nlink = e->kind == 'd' ? 2 : 1;
+	st->st_uid = e->uid;
+	st->st_gid = e->gid;
+	st->st_size = (off_t)e->size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
+	st->st_mtim.tv_sec = e->mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = e->mtime_ns % 1000000000;
+	st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+/* What a top-level name (all-checkpoints mount) links to: "head" or a tag. */
+static int top_link(fs_state *fs, const char *name, mtm_id *out)
+{
+	int rc = mtm_resolve(fs->s, name, out);
+	if (rc)
+		return rc == MTM_ENOCKPT || rc == MTM_EINVAL ? -ENOENT : to_errno(rc);
+	return *out ? 0 : -ENOENT; /* no head yet */
+}
+
+static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	fs_state *fs = state();
+	mtm_id id;
+	const char *rest;
+	char name[256];
+	if (split(fs, path, &id, &rest, name, sizeof name)) {
+		if (!*name) {
+			fill_synthetic_dir(fs, st);
+			return 0;
+		}
+		mtm_id to;
+		int err = top_link(fs, name, &to);
+		if (err)
+			return err;
+		fill_synthetic_dir(fs, st);
+		char text[32];
+		st->st_mode = S_IFLNK | 0777;
+		st->st_nlink = 1;
+		st->st_size = snprintf(text, sizeof text, "%lld", (long long)to);
+		return 0;
+	}
+	mtm_entry_info e;
+	int rc = mtm_stat(fs->s, id, rest, &e);
+	if (rc)
+		return to_errno(rc);
+	if (!*rest) { /* a checkpoint's root is not recorded: it is the directory */
+		fill_synthetic_dir(fs, st);
+	} else {
+		fill_entry(&e, st);
+	}
+	mtm_entry_info_clear(&e);
+	return 0;
+}
+
+static int fs_readlink(const char *path, char *buf, size_t size)
+{
+	fs_state *fs = state();
+	mtm_id id;
+	const char *rest;
+	char name[256];
+	if (!size)
+		return -EINVAL;
+	if (split(fs, path, &id, &rest, name, sizeof name)) {
+		mtm_id to;
+		int err = *name ? top_link(fs, name, &to) : -EINVAL;
+		if (err)
+			return err;
+		snprintf(buf, size, "%lld", (long long)to);
+		return 0;
+	}
+	mtm_entry_info e;
+	int rc = mtm_stat(fs->s, id, rest, &e);
+	if (rc)
+		return to_errno(rc);
+	int err = e.kind == 'l' && e.target ? 0 : -EINVAL;
+	if (!err)
+		snprintf(buf, size, "%s", e.target); /* truncated to size, as readlink(2) */
+	mtm_entry_info_clear(&e);
+	return err;
+}
+
+static int list_top(fs_state *fs, void *buf, fuse_fill_dir_t filler)
+{
+	mtm_checkpoint_info *v;
+	size_t n;
+	int rc = mtm_log(fs->s, &v, &n);
+	if (rc)
+		return to_errno(rc);
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "%lld", (long long)v[i].id);
+		filler(buf, name, NULL, 0, 0);
+	}
+	mtm_log_free(v, n);
+	mtm_id head;
+	if (!mtm_head(fs->s, &head) && head)
+		filler(buf, "head", NULL, 0, 0);
+	mtm_tag_info *t;
+	if (!mtm_tags(fs->s, &t, &n)) {
+		for (size_t i = 0; i < n; i++)
+			filler(buf, t[i].name, NULL, 0, 0);
+		mtm_tags_free(t, n);
+	}
+	return 0;
+}
+
+static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off, struct fuse_file_info *fi,
+                      enum fuse_readdir_flags flags)
+{
+	fs_state *fs = state();
+	mtm_id id;
+	const char *rest;
+	char name[256];
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	if (split(fs, path, &id, &rest, name, sizeof name))
+		return *name ? -ENOTDIR : list_top(fs, buf, filler);
+	mtm_entry_info *v;
+	size_t n;
+	int rc = mtm_ls(fs->s, id, rest, &v, &n);
+	if (rc)
+		return to_errno(rc);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].kind == 'f' || v[i].kind == 'd' || v[i].kind == 'l')
+			filler(buf, v[i].name, NULL, 0, 0);
+	mtm_ls_free(v, n);
+	return 0;
+}
+
+static int fs_open(const char *path, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+		return -EROFS;
+	fs_state *fs = state();
+	mtm_id id;
+	const char *rest;
+	char name[256];
+	if (split(fs, path, &id, &rest, name, sizeof name))
+		return -EISDIR;
+	mtm_file *f;
+	int rc = mtm_file_open(&f, fs->s, id, rest);
+	if (rc)
+		return to_errno(rc);
+	fi->fh = (uint64_t)(uintptr_t)f;
+	fi->keep_cache = 1; /* a checkpoint never changes */
+	return 0;
+}
+
+static int fs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	mtm_file *f = (mtm_file *)(uintptr_t)fi->fh;
+	size_t got = 0;
+	if (off < 0)
+		return -EINVAL;
+	int rc = mtm_file_pread(f, buf, size, (uint64_t)off, &got);
+	return rc ? to_errno(rc) : (int)got;
+}
+
+static int fs_release(const char *path, struct fuse_file_info *fi)
+{
+	mtm_file_close((mtm_file *)(uintptr_t)fi->fh);
+	return 0;
+}
+
+static const struct fuse_operations ops = {
+	.getattr = fs_getattr,
+	.readlink = fs_readlink,
+	.readdir = fs_readdir,
+	.open = fs_open,
+	.read = fs_read,
+	.release = fs_release,
+};
+
+int mountfs_run(const mountfs_opts *o)
+{
+	static fs_state fs;
+	fs.id = o->id;
+	fs.uid = getuid();
+	fs.gid = getgid();
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	fs.mounted_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	char *args[] = {"metamori", "-o", "ro,default_permissions,fsname=metamori,subtype=metamori", NULL};
+	struct fuse_args fa = FUSE_ARGS_INIT(3, args);
+	struct fuse *f = fuse_new(&fa, &ops, sizeof ops, &fs);
+	if (!f)
+		return cli_error("mount", "could not start FUSE");
+	if (fuse_mount(f, o->mountpoint)) {
+		fuse_destroy(f);
+		return cli_error(o->mountpoint, "could not mount (is /dev/fuse there, and fusermount3 installed?)");
+	}
+	/* the store is opened after the fork (a handle is not shared across
+	 * fork), and the parent returns once the child is serving */
+	if (!o->foreground && fuse_daemonize(0)) {
+		fuse_unmount(f);
+		fuse_destroy(f);
+		return cli_error("mount", "could not go to the background");
+	}
+	int rc = mtm_open(&fs.s, o->store_dir);
+	if (rc) {
+		cli_fail(rc);
+		fuse_unmount(f);
+		fuse_destroy(f);
+		return 1;
+	}
+	struct fuse_session *se = fuse_get_session(f);
+	if (fuse_set_signal_handlers(se)) {
+		mtm_close(fs.s);
+		fuse_unmount(f);
+		fuse_destroy(f);
+		return cli_error("mount", "could not set signal handlers");
+	}
+	rc = fuse_loop(f);
+	fuse_remove_signal_handlers(se);
+	fuse_unmount(f);
+	fuse_destroy(f);
+	mtm_close(fs.s);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,37 @@
+/* progress.c — the progress line (see progress.h). */
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include "cli/progress.h"
+#include "cli/quote.h"
+#include "cli/cli.h"
+
+static int progress_shown;
+static struct timespec progress_last;
+
+void cli_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
+{
+	(void)arg;
+	if (!isatty(2))
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long ms = (now.tv_sec - progress_last.tv_sec) * 1000 + (now.tv_nsec - progress_last.tv_nsec) / 1000000;
+	if (progress_shown && ms < 100 && done < total)
+		return;
+	progress_last = now;
+	char a[32], b[32];
+	int pct = total ? (int)(done * 100 / total) : 100;
+	fputc('\r', stderr);
+	quote_put(stderr, phase);
+	fprintf(stderr, ": %3d%% (%s of %s)\033[K", pct > 100 ? 100 : pct, human_size(a, sizeof a, done),
+	        human_size(b, sizeof b, total));
+	progress_shown = 1;
+}
+
+void cli_progress_end(void)
+{
+	if (progress_shown)
+		fprintf(stderr, "\r\033[K");
+	progress_shown = 0;
+}

@@ -1,0 +1,39 @@
+/*
+ * watch.h — the session's watcher: what changes in the tree that the
+ * interposer's logs do not explain (another shell, an editor, a daemon, a
+ * static program, raw system calls, another user).
+ *
+ * fanotify on the tree's file systems where the session may use it (it
+ * reports the writer's pid: a write by a process that is not traced, or
+ * that has no record for the file, marks the path); otherwise inotify on
+ * every directory of the tree (no pid: every file written is compared by
+ * its blocks' hashes). A marked path is compared at the next checkpoint,
+ * never trusted; a lost event (queue overflow, watch limit) makes the next
+ * checkpoint scan and say why. See docs/SESSION.md.
+ */
+#ifndef MTM_SESSION_WATCH_H
+#define MTM_SESSION_WATCH_H
+#include <stdint.h>
+
+struct mtm_session;
+struct change_set;
+typedef struct watcher watcher;
+
+/* Starts watching ss's tree (METAMORI_WATCH=fanotify|inotify|off chooses;
+ * default: fanotify, else inotify). Never fails the session: a watcher
+ * that cannot start leaves ss->watch NULL with a reason in *why, and the
+ * session then scans at every checkpoint. */
+int watch_start(struct mtm_session *ss, const char **why);
+void watch_stop(watcher *w);
+/* The descriptor to poll, -1 if none. */
+int watch_fd(const watcher *w);
+/* "fanotify" or "inotify". */
+const char *watch_kind(const watcher *w);
+/* Reads the queued events (the session's loop, and the barrier). */
+int watch_drain(watcher *w);
+/* In the barrier, after the logs were read into cs: the events since the
+ * last barrier that the logs do not explain become changes of cs (a file to
+ * compare whole, a path's metadata, a namespace change), or a reason to
+ * scan. pids: the traced processes (sorted). 0 or an error. */
+int watch_apply(watcher *w, struct change_set *cs, const int32_t *pids, size_t npids);
+#endif

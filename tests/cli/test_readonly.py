@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Reading a store never writes to it (issue 20): on a read-only file system
+and on a full disk, log, status, diff, verify (--data), ls, cat and
+restore --to elsewhere work and leave every byte of .metamori as it was;
+commands that write fail with one clear line. Needs a tmpfs of our own
+(root): exit 77 when it cannot be mounted."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import mtmtest as T
+from clilib import as_json, expect, ok, raw
+
+WRITE_REFUSED = "the store cannot be written (read-only file system, no write permission or a full disk)"
+
+
+def sh(args):
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+def store_bytes(root):
+    out = {}
+    base = os.path.join(root, ".metamori")
+    for d, _, fs in os.walk(base):
+        for f in fs:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, base)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def readers_work(root, what):
+    before = store_bytes(root)
+    log = as_json(["-C", root, "log", "--json"])
+    expect([e["id"] for e in log] == [1, 2], "%s: log %r" % (what, log))
+    expect(b"* 2" in ok(["-C", root, "log"]), what + ": log text")
+    st = as_json(["-C", root, "status", "--json"])
+    expect([(c["kind"], c["path"]) for c in st["changes"]] == [("M", "a")], "%s: status %r" % (what, st))
+    d = as_json(["-C", root, "diff", "--json", "1", "2"])
+    expect([(c["kind"], c["path"]) for c in d["changes"]] == [("M", "a"), ("A", "b")], "%s: diff %r" % (what, d))
+    v = as_json(["-C", root, "verify", "--data", "--json"])
+    expect(v["ok"] and v["checkpoints"] == 2, "%s: verify %r" % (what, v))
+    expect(ok(["-C", root, "verify"]).startswith(b"store OK"), what + ": verify")
+    expect(ok(["-C", root, "cat", "1", "a"]) == b"one\n", what + ": cat")
+    to = os.path.join(T.tempdir("mtm-ro-to-"), "t")
+    ok(["-C", root, "restore", "1", "--to", to])
+    with open(os.path.join(to, "a"), "rb") as f:
+        expect(f.read() == b"one\n", what + ": restore --to")
+    rc, _, err = raw(["-C", root, "checkpoint"])
+    expect(rc == 1 and err.decode().startswith("metamori: ") and err.count(b"\n") == 1, "%s: checkpoint: %r" % (what, err))
+    expect(store_bytes(root) == before, what + ": a reader changed the store")
+
+
+def test_read_only_and_full():
+    fs = T.tempdir("mtm-ro-fs-")
+    p = sh(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", fs])
+    if p.returncode != 0:
+        print("skip: cannot mount a tmpfs: %s" % p.stderr.strip())
+        sys.exit(77)
+    try:
+        root = os.path.join(fs, "tree")
+        os.mkdir(root)
+        T.init(root)
+        T.write_file(os.path.join(root, "a"), b"one\n")
+        T.checkpoint(root)
+        T.write_file(os.path.join(root, "a"), b"two\n")
+        T.write_file(os.path.join(root, "b"), b"b" * 10000)
+        T.checkpoint(root)
+        T.write_file(os.path.join(root, "a"), b"three\n")
+        # a read-only file system
+        p = sh(["mount", "-o", "remount,ro", fs])
+        expect(p.returncode == 0, "remount ro: %s" % p.stderr)
+        readers_work(root, "read-only")
+        rc, _, err = raw(["-C", root, "tag", "1", "x"])
+        expect(rc == 1 and err.decode() == "metamori: %s/.metamori: %s: Read-only file system\n"
+               % (os.path.realpath(root), WRITE_REFUSED), err)
+        # a full disk
+        p = sh(["mount", "-o", "remount,rw", fs])
+        expect(p.returncode == 0, "remount rw: %s" % p.stderr)
+        with open(os.path.join(fs, "filler"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (64 << 10))
+                    f.flush()
+            except OSError:
+                pass
+        readers_work(root, "full disk")
+    finally:
+        sh(["umount", "-l", fs])
+
+
+if __name__ == "__main__":
+    T.main([test_read_only_and_full])
