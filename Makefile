@@ -8,15 +8,17 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # git, tar and sqlite3 are real programs the tracking tests run under
 # `metamori run`; liburing-dev lets the interposer's io_uring test run;
 # libfuse3-dev and fuse3 (fusermount3) are for `metamori mount`; libaio-dev for
-# the session's io_submit test (tests/session/gaps.c); Open MPI builds
+# the session's io_submit test (tests/session/gaps.c); attr, acl and
+# libcap2-bin (setfattr, setfacl, setcap) make the files with attributes,
+# ACLs and capabilities the fidelity test restores; Open MPI builds
 # libmetamori_mpi and runs its tests (tests/mpi).
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
                libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
-               libfuse3-dev fuse3 libaio-dev libopenmpi-dev openmpi-bin
+               libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin libopenmpi-dev openmpi-bin
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
 BENCH_PACKAGES = rsync borgbackup restic fio
 
-.PHONY: all deps build asan test demo bench bench-prune clean torture install uninstall
+.PHONY: all deps build asan test demo bench bench-prune bench-regions dmtcp clean torture install uninstall
 
 # `make install [PREFIX=/usr/local] [DESTDIR=staging]`: the command, both
 # libraries, the header, metamori.pc, the man page, bash completion, the
@@ -60,6 +62,28 @@ bench: build
 # Retention cost (issue 5): 200 checkpoints of W1 (16 x 8 MiB), prune to the last 20.
 bench-prune: build
 	python3 bench/bench_prune.py --metamori $(BUILD)/metamori
+
+# Memory regions (issue 18): checkpoint time vs the floor and vs DMTCP's full
+# image of the same memory (DMTCP measured when installed: `make dmtcp`).
+bench-regions: build
+	python3 bench/bench_regions.py --metamori $(BUILD)/metamori
+
+# DMTCP 5.0, the memory checkpointer Metamori pairs with, is not in Debian:
+# built from its unchanged upstream source (../shared/vendor, README there)
+# into $(BUILD)/deps, outside `make test`'s time; then the tests that need it
+# run (they exit 77, skipped, whenever it is not installed).
+DMTCP_TARBALL ?= $(abspath $(firstword $(wildcard ../shared/vendor/dmtcp-*.tar.gz ../../shared/vendor/dmtcp-*.tar.gz)))
+DMTCP_PREFIX = $(abspath $(BUILD))/deps
+dmtcp: build
+	@if [ ! -x $(DMTCP_PREFIX)/bin/dmtcp_launch ]; then \
+	  [ -n "$(DMTCP_TARBALL)" ] || { echo "metamori: dmtcp: no dmtcp-*.tar.gz in ../shared/vendor (set DMTCP_TARBALL)" >&2; exit 1; }; \
+	  rm -rf $(DMTCP_PREFIX)/src && mkdir -p $(DMTCP_PREFIX)/src && tar xzf $(DMTCP_TARBALL) -C $(DMTCP_PREFIX)/src && \
+	  cd $(DMTCP_PREFIX)/src/dmtcp-* && ./configure --prefix=$(DMTCP_PREFIX) >/dev/null && \
+	  $(MAKE) -j$(JOBS) >/dev/null && $(MAKE) install >/dev/null; \
+	fi
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -L dmtcp
 
 # The full reliability matrix (issue 4, docs/RELIABILITY.md): every kill point of
 # a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips,

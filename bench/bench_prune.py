@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench_prune.py: retention cost (issue 5). 200 checkpoints of workload W1,
-then prune to the last 20; prints Markdown tables (docs/BENCHMARKS.md, "Prune").
+then prune to the last 20; prints Markdown tables (docs/BENCHMARKS-ARCHIVE.md, "Prune").
 
 W1 (benchlib.W1): 16 files of random data (--scale 0.125, the default: 8 MiB
 each, 128 MiB; --scale 1: 64 MiB each) and a log; per interval 1% of all 4 KiB

@@ -237,7 +237,7 @@ def part_w1(a, metamori, writer, work, res):
         # peers, so that both write into the page cache in the same state of
         # memory, as near in time as they can be: on this VM, writing 11 MiB
         # into fresh page-cache pages took anywhere from 2.4 to 66 ms from one
-        # moment to the next (docs/BENCHMARKS.md, T14).
+        # moment to the next (docs/BENCHMARKS-ARCHIVE.md, T14).
         os.sync()
         row["floor"] = B.floor_write(os.path.join(work, "floor.bin"), changed)
         row["peers"] = {}

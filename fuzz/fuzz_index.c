@@ -63,13 +63,14 @@ static void cleanup(void)
 
 static int no_problem(void *arg, const char *what) { (void)arg; (void)what; return 0; }
 
-static void insert(const char *sql, rd *r, int ncols, int blob_col, int text_col)
+/* blob_cols: a bit per column (1 << c) bound as a BLOB */
+static void insert(const char *sql, rd *r, int ncols, unsigned blob_cols, int text_col)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(S->db, sql, -1, &st, NULL) != SQLITE_OK)
 		abort();
 	for (int c = 1; c <= ncols; c++) {
-		if (c == blob_col || c == text_col) {
+		if ((blob_cols >> c & 1) || c == text_col) {
 			size_t n = (size_t)get(r, 1);
 			if (n == 0xff) {
 				sqlite3_bind_null(st, c);
@@ -101,11 +102,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rd r = {data, data + size};
 	for (int k = 0; k < 256 && r.p < r.end; k++) {
 		switch (get(&r, 1) % 6) {
-		case 0: insert("INSERT OR IGNORE INTO checkpoint VALUES(?,?,?,0,'',0,0,0,0,0,0,0)", &r, 3, 0, 0); break;
+		case 0: insert("INSERT OR IGNORE INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
+		               " files_removed, bytes_changed, bytes_stored, entries, tree_bytes) VALUES(?,?,?,0,'',0,0,0,0,0,0,0)", &r, 3, 0, 0); break;
 		case 1: insert("INSERT OR IGNORE INTO branch VALUES(?,?,?)", &r, 3, 0, 0); break;
-		case 2: insert("INSERT OR IGNORE INTO entry VALUES(?,?,?,?,?,?,?,?,?,?,?)", &r, 11, 11, 1); break;
+		/* (target and xattrs are BLOBs) */
+		case 2: insert("INSERT OR IGNORE INTO entry VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &r, 14, 1u << 11 | 1u << 14, 1); break;
 		case 3: insert("INSERT OR IGNORE INTO block VALUES(?,?,?,?,?,?,?)", &r, 7, 0, 0); break;
-		case 4: insert("INSERT OR IGNORE INTO chunk VALUES(?,?,?,?,?,?,?)", &r, 7, 2, 0); break;
+		case 4: insert("INSERT OR IGNORE INTO chunk VALUES(?,?,?,?,?,?,?)", &r, 7, 1u << 2, 0); break;
 		case 5: insert("INSERT OR IGNORE INTO pack VALUES(?,?,?)", &r, 3, 0, 0); break;
 		}
 	}

@@ -114,6 +114,10 @@ MTM_API const char *mtm_root(const mtm_store *s);
 
 /* Progress callback for long work: done and total are bytes. */
 typedef void (*mtm_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
+/* Progress of long reading work on this handle that takes no options struct
+ * (mtm_verify with MTM_VERIFY_DATA: phase "verify", bytes of chunks read of
+ * their total). NULL turns it off. Called on the calling thread. */
+MTM_API void mtm_set_progress(mtm_store *s, mtm_progress_fn fn, void *arg);
 
 typedef struct mtm_checkpoint_opts {
 	int version;
@@ -186,6 +190,11 @@ typedef struct mtm_restore_stats {
 	uint64_t entries_removed;
 	uint64_t entries_created; /* directories and symlinks */
 	uint64_t bytes_written;
+	/* what the target could not take and was left out: extended attributes
+	 * (ACLs, capabilities) on a file system without them or that this user
+	 * may not set, device nodes when not root. The restore goes on. */
+	uint64_t attrs_skipped;
+	uint64_t nodes_skipped;
 } mtm_restore_stats;
 
 /*
@@ -213,7 +222,8 @@ MTM_API int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, m
 typedef struct mtm_entry_info {
 	char *path;          /* relative to the root; "" for the root itself */
 	const char *name;    /* the last component of path (points into path) */
-	char kind;           /* 'f' file, 'd' directory, 'l' symlink; others may be added later ('?') */
+	char kind;           /* 'f' file (every name of a hard-linked one), 'd' directory, 'l' symlink, 'p' FIFO,
+	                      * 's' socket, 'c' character and 'b' block device; others may be added later ('?') */
 	uint32_t mode;       /* permission bits (07777) */
 	uint32_t uid, gid;
 	uint64_t size;       /* files: bytes; symlinks: length of the target; directories: 0 */
@@ -338,9 +348,11 @@ typedef struct mtm_run_opts {
 	const char *preload;          /* path of libmetamori-preload.so (NULL: found next to the
 	                               * running executable, or $METAMORI_PRELOAD) */
 	int quiet;                    /* no line per checkpoint (mtm_set_log_handler) */
+	/* version 2: */
+	int no_final;                 /* with every_seconds: no last checkpoint when the program exits */
 } mtm_run_opts;
-#define MTM_RUN_OPTS_VERSION 1
-#define MTM_RUN_OPTS_INIT {MTM_RUN_OPTS_VERSION, 0, NULL, 0, NULL, 0}
+#define MTM_RUN_OPTS_VERSION 2
+#define MTM_RUN_OPTS_INIT {MTM_RUN_OPTS_VERSION, 0, NULL, 0, NULL, 0, 0}
 
 /*
  * Runs argv[0] (searched in PATH) with the interposer preloaded, so that
@@ -352,6 +364,9 @@ typedef struct mtm_run_opts {
  * then released before anything is compressed or written. A checkpoint
  * costs O(bytes changed); what the interposer cannot see precisely (shared
  * writable mmap, stdio, io_uring, static children) is compared or scanned.
+ * With every_seconds, a last checkpoint (message "exit") is made when the
+ * program exits, so its final state is recorded (unless no_final); options
+ * of version 1 (without no_final) are still accepted and get it too.
  * Returns when the program exits; *exit_status is its exit status
  * (128 + signal if killed). Errors: MTM_EBUSY (a session is already running
  * on this store), errno (the program could not be started: then

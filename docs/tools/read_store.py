@@ -22,6 +22,7 @@ import ctypes.util
 import os
 import shutil
 import sqlite3
+import stat
 import struct
 import subprocess
 import sys
@@ -29,8 +30,10 @@ import sys
 BLOCK = 4096
 CHUNK_MAX_PLAIN = 16 * BLOCK
 APPLICATION_ID = 0x4D544D52
-FORMAT_VERSION = 3  # regions (3.10) are not part of the tree: this reader ignores them
+FORMAT_VERSION = 4  # regions (3.10) are not part of the tree: this reader ignores them
 KIND_NONE, KIND_FILE, KIND_DIR, KIND_SYMLINK = 0, 1, 2, 3
+KIND_FIFO, KIND_SOCKET, KIND_CHR, KIND_BLK, KIND_LINK = 4, 5, 6, 7, 8
+NODE_TYPE = {KIND_FIFO: stat.S_IFIFO, KIND_SOCKET: stat.S_IFSOCK, KIND_CHR: stat.S_IFCHR, KIND_BLK: stat.S_IFBLK}
 
 
 class Damaged(Exception):
@@ -134,6 +137,22 @@ def path_is_safe(p):
     return all(c not in (b"", b".", b"..") and len(c) <= 255 for c in p.split(b"/"))
 
 
+def parse_xattrs(blob):
+    """FORMAT.md 3.4: u8 name length, name, u32 LE value length, value; sorted."""
+    out, off = [], 0
+    blob = blob or b""
+    while off < len(blob):
+        nl = blob[off]
+        name = blob[off + 1:off + 1 + nl]
+        vl = struct.unpack_from("<I", blob, off + 1 + nl)[0]
+        val = blob[off + 5 + nl:off + 5 + nl + vl]
+        if nl == 0 or b"\0" in name or len(val) != vl or (out and out[-1][0] >= name):
+            raise Damaged("bad extended attributes")
+        out.append((name, val))
+        off += 5 + nl + vl
+    return out
+
+
 class Store:
     def __init__(self, root):
         self.root = os.path.abspath(root)
@@ -192,8 +211,8 @@ class Store:
     def tree(self, k):
         lin = self.lineage(k)
         best = {}
-        for row in self.db.execute("SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_ns, file_id,"
-                                   " target FROM entry"):
+        for row in self.db.execute("SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id,"
+                                   " target, mtime_s, rdev, xattrs FROM entry"):
             path, branch, ckpt = row[0], row[1], row[2]
             if self.visible(lin, branch, ckpt) and (path not in best or ckpt > best[path][2]):
                 best[path] = row
@@ -204,10 +223,15 @@ class Store:
                 continue
             if not path_is_safe(path):
                 raise Damaged("unsafe path %r" % path)
-            if row[3] not in (KIND_FILE, KIND_DIR, KIND_SYMLINK):
-                raise Damaged("bad kind for %r" % path)
+            if not KIND_FILE <= row[3] <= KIND_LINK or not 0 <= row[8] < 10**9:
+                raise Damaged("bad kind or time for %r" % path)
             out.append(dict(path=path, ver=row[2], kind=row[3], mode=row[4], uid=row[5], gid=row[6],
-                            size=row[7], mtime_ns=row[8], file_id=row[9], target=row[10]))
+                            size=row[7], mtime_ns=row[11] * 10**9 + row[8], file_id=row[9], target=row[10],
+                            rdev=row[12], xattrs=parse_xattrs(row[13])))
+        files = {e["path"] for e in out if e["kind"] == KIND_FILE}
+        for e in out:  # FORMAT.md 3.4: a hard link names a regular file of the same tree
+            if e["kind"] == KIND_LINK and (not path_is_safe(e["target"] or b"") or e["target"] not in files):
+                raise Damaged("hard link %r names no file" % e["path"])
         return out, lin
 
     # FORMAT.md 3.5, 3.5.1 / 4.3: visible block map of one file (rows merged
@@ -302,8 +326,9 @@ def cmd_log(st):
 def cmd_ls(st, k):
     tree, _ = st.tree(k)
     for e in tree:
-        kind = {KIND_FILE: "f", KIND_DIR: "d", KIND_SYMLINK: "l"}[e["kind"]]
-        extra = (" -> " + e["target"].decode("utf-8", "replace")) if e["kind"] == KIND_SYMLINK else ""
+        kind = {KIND_FILE: "f", KIND_DIR: "d", KIND_SYMLINK: "l", KIND_FIFO: "p", KIND_SOCKET: "s", KIND_CHR: "c",
+                KIND_BLK: "b", KIND_LINK: "h"}[e["kind"]]
+        extra = (" -> " + e["target"].decode("utf-8", "replace")) if e["kind"] in (KIND_SYMLINK, KIND_LINK) else ""
         print("%s %04o %5d %5d %10d %s%s" % (kind, e["mode"], e["uid"], e["gid"], e["size"],
                                             e["path"].decode("utf-8", "replace"), extra))
 
@@ -332,6 +357,10 @@ def cmd_extract(st, k, dest):
             os.mkdir(full, 0o700)
         elif e["kind"] == KIND_SYMLINK:
             os.symlink(e["target"], full)
+        elif e["kind"] == KIND_LINK:
+            continue  # once every file is there
+        elif e["kind"] in NODE_TYPE:
+            os.mknod(full, NODE_TYPE[e["kind"]] | 0o600, e["rdev"])
         else:
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
@@ -340,15 +369,26 @@ def cmd_extract(st, k, dest):
                     os.pwrite(fd, data, off)
             finally:
                 os.close(fd)
-    # metadata last, deepest first (creating entries changes a directory's mtime)
+    # metadata last, deepest first (creating entries changes a directory's
+    # mtime); owner, then attributes (a chown clears capabilities), then mode
     for e in reversed(tree):
         full = os.path.join(dest_b, e["path"])
+        if e["kind"] == KIND_LINK:
+            continue
         ns = (e["mtime_ns"], e["mtime_ns"])
         if os.geteuid() == 0:
             os.lchown(full, e["uid"], e["gid"])
+        for name, val in e["xattrs"]:
+            os.setxattr(full, name, val, follow_symlinks=False)
         if e["kind"] != KIND_SYMLINK:
             os.chmod(full, e["mode"])
         os.utime(full, ns=ns, follow_symlinks=False)
+    for e in tree:  # other names of hard-linked files, as links to the first
+        if e["kind"] == KIND_LINK:
+            parent = os.path.dirname(os.path.join(dest_b, e["path"]))
+            st = os.lstat(parent)
+            os.link(os.path.join(dest_b, e["target"]), os.path.join(dest_b, e["path"]))
+            os.utime(parent, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def main(argv):

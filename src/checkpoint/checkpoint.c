@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
+#include "io/xattr.h"
 #include "tree/scan.h"
 #include "store/pack.h"
 #include "util/error.h"
@@ -139,24 +140,6 @@ static int store_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
 	                   len - (size_t)from * MTM_BLOCK, hashes + from, 0, lasting);
 }
 
-static void entry_from_stat(entry *e, const live_item *it)
-{
-	e->path = it->path;
-	e->kind = it->kind;
-	e->mode = it->kind == KIND_SYMLINK ? 0777 : (uint32_t)(it->st.st_mode & 07777);
-	e->uid = it->st.st_uid;
-	e->gid = it->st.st_gid;
-	e->size = it->kind == KIND_FILE ? (int64_t)it->st.st_size : 0;
-	e->mtime_ns = st_mtime_ns(&it->st);
-	e->target = it->target;
-}
-
-static int meta_equal(const entry *a, const entry *b)
-{
-	return a->kind == b->kind && a->mode == b->mode && a->uid == b->uid && a->gid == b->gid && a->size == b->size &&
-	       a->mtime_ns == b->mtime_ns && ((!a->target && !b->target) || (a->target && b->target && !strcmp(a->target, b->target)));
-}
-
 /* Picks the branch for a child of head: head's own branch if head is its
  * tip, otherwise a new branch forking after head. */
 static int choose_branch(mtm_store *s, mtm_id head, int64_t *out)
@@ -275,6 +258,31 @@ static int parent_hash(void *arg, int64_t blkno, uint64_t *out)
 	return index_block_hash(a->s, a->file_id, blkno, a->l, out);
 }
 
+/* A regular file's extended attributes, read with its content: through
+ * the fd read, or (a capture taken during a session's barrier) by name. */
+static int read_file_xattrs(run_state *r, live_item *it, int fd)
+{
+	if (it->xattrs_read)
+		return 0;
+	int rc;
+	if (fd >= 0 && !it->cap) {
+		rc = xattr_read_fd(fd, &it->xattrs, &it->xattrs_len);
+	} else {
+		int dfd;
+		const char *leaf;
+		if (!(rc = beneath_open_parent(r->s->rootfd, it->path, &dfd, &leaf))) {
+			rc = xattr_read_at(dfd, leaf, &it->xattrs, &it->xattrs_len);
+			close(dfd);
+		}
+		if (rc == ENOENT || rc == ENOTDIR || rc == ELOOP)
+			rc = 0; /* gone since: the next checkpoint records that */
+	}
+	if (rc)
+		return mtm_set_errno(rc, "%s/%s: reading extended attributes", r->s->root, it->path);
+	it->xattrs_read = 1;
+	return 0;
+}
+
 /* Records one live regular file: compares its content with its history. */
 static int record_file(run_state *r, live_item *it, entry *pe, gone_file *renamed)
 {
@@ -296,8 +304,8 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		 * the stat recorded below unless that stat is itself that recent. */
 		seen = now_ns();
 		rc = beneath_open(r->s->rootfd, it->path, O_RDONLY, &fd);
-		if (rc == ENOENT || rc == ELOOP)
-			return ENOENT; /* vanished or replaced since the walk */
+		if (rc == ENOENT || rc == ELOOP || rc == ENOTPLAIN)
+			return ENOENT; /* vanished or replaced since the walk (never waited on) */
 		if (rc)
 			return mtm_set_errno(rc, "%s/%s", r->s->root, it->path);
 		if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
@@ -329,21 +337,25 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		rc = flush_group(c);
 	c->grp_n = c->grp_npieces = 0; /* (after a failure: nothing of this file is kept) */
 	c->grp_len = c->grp_copied = 0;
+	if (rc)
+		rc = mtm_set_error(rc, "%s/%s: %s", r->s->root, it->path, mtm_last_error());
+	else
+		rc = read_file_xattrs(r, it, cap ? -1 : fd);
 	if (!cap)
 		close(fd);
 	if (rc)
-		return mtm_set_error(rc, "%s/%s: %s", r->s->root, it->path, mtm_last_error());
+		return rc;
 	r->done_bytes += (uint64_t)size_read;
 	if (r->opts && r->opts->progress)
 		r->opts->progress(r->opts->progress_arg, "checkpoint", r->done_bytes, r->total_bytes);
 
-	entry e = {0};
-	entry_from_stat(&e, it);
+	entry e;
+	live_entry(it, &e);
 	e.size = size_read;
 	e.file_id = file_id;
 	int64_t ver;
 	int content_changed = c->blocks_changed != before;
-	if (!pe || pe->kind != KIND_FILE || pe->file_id != file_id || content_changed || !meta_equal(&e, pe)) {
+	if (!pe || pe->kind != KIND_FILE || pe->file_id != file_id || content_changed || !entry_same(&e, pe)) {
 		MTM_TRY(index_put_entry(&c->iw, c->branch, c->id, &e));
 		ver = c->id;
 		if (!pe)
@@ -363,9 +375,9 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 
 static int record_other(run_state *r, const live_item *it, const entry *pe)
 {
-	entry e = {0};
-	entry_from_stat(&e, it);
-	if (pe && meta_equal(&e, pe))
+	entry e;
+	live_entry(it, &e);
+	if (pe && entry_same(&e, pe))
 		return 0;
 	MTM_TRY(index_put_entry(&r->c->iw, r->c->branch, r->c->id, &e));
 	/* a directory whose mtime alone moved (an entry came or went) is recorded
@@ -779,6 +791,8 @@ int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *h
 		rc = index_load_tree(s, r->info.parent, &parent);
 	if (!rc)
 		rc = walk_tree(s, &r->ign, &live);
+	if (!rc)
+		rc = live_group_links(&live, NULL);
 	if (!rc)
 		rc = ckpt_record(r, &parent, &live, 0);
 	if (!rc && s->n_regions)

@@ -9,7 +9,10 @@
 const char usage_restore[] =
 	"usage: metamori restore ID [--to DIR] [--exclude PATTERN]... [--json]\n\n"
 	"Make the tree exactly as it was at checkpoint ID (a number, or 'head'):\n"
-	"contents, entries created since removed, metadata. In place, only what\n"
+	"contents, entries created since removed, metadata (mode, owner, mtime,\n"
+	"extended attributes, ACLs, capabilities), hard links as links, FIFOs,\n"
+	"sockets and (as root) device nodes. Where the target cannot take an\n"
+	"attribute, restore warns once and goes on. In place, only what\n"
 	"differs is rewritten, and every byte needed is verified before the tree is\n"
 	"touched. The head becomes ID, so the next checkpoint is its child (a branch).\n"
 	"Paths excluded from checkpoints (.metamoriignore, --exclude) are left alone.\n\n"
@@ -84,6 +87,13 @@ int cmd_restore(int argc, char **argv)
 			       (unsigned long long)st.files_patched, (unsigned long long)st.entries_removed,
 			       human_size(b, sizeof b, st.bytes_written));
 		}
+		if (!rc && st.attrs_skipped) /* once, not per file */
+			fprintf(stderr, "metamori: warning: %llu extended attributes (ACLs, capabilities, labels) could not be "
+			        "restored: the file system does not support them or this user may not set them\n",
+			        (unsigned long long)st.attrs_skipped);
+		if (!rc && st.nodes_skipped)
+			fprintf(stderr, "metamori: warning: %llu device nodes not restored (only root may create them)\n",
+			        (unsigned long long)st.nodes_skipped);
 	}
 	free(ex);
 	mtm_close(s);

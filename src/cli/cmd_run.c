@@ -9,7 +9,7 @@
 #include "cli/cli.h"
 
 const char usage_run[] =
-	"usage: metamori run [--every SECONDS] [--exclude PATTERN]... [-q] [--] CMD [ARG]...\n\n"
+	"usage: metamori run [--every SECONDS] [--no-final] [--exclude PATTERN]... [-q] [--] CMD [ARG]...\n\n"
 	"Run CMD with transparent tracking of the tree: an interposer in CMD and\n"
 	"every process it starts records each change to the tree as it is made,\n"
 	"so a checkpoint costs what changed, not what exists. While CMD runs, a\n"
@@ -35,7 +35,9 @@ const char usage_run[] =
 	"second 'metamori run' on the tree (one per rank under mpirun) joins the\n"
 	"live session: its CMD is tracked by it, the session lasts until every\n"
 	"joined CMD has ended, and the session's --every and --exclude apply.\n\n"
-	"  --every SECONDS      also checkpoint every SECONDS (may be fractional)\n"
+	"  --every SECONDS      also checkpoint every SECONDS (may be fractional), and\n"
+	"                       once more when CMD exits (message 'exit')\n"
+	"  --no-final           with --every: no checkpoint when CMD exits\n"
 	"  --exclude PATTERN    leave matching paths out of the session's checkpoints\n"
 	"                       (gitignore syntax; adds to .metamoriignore)\n"
 	"  -q, --quiet          no line on stderr per checkpoint\n\n"
@@ -48,6 +50,7 @@ int cmd_run(int argc, char **argv)
 	static const struct option opts[] = {{"every", required_argument, 0, 'e'},
 	                                     {"exclude", required_argument, 0, 'x'},
 	                                     {"quiet", no_argument, 0, 'q'},
+	                                     {"no-final", no_argument, 0, 'F'},
 	                                     {"help", no_argument, 0, 'h'},
 	                                     {0, 0, 0, 0}};
 	mtm_run_opts o = MTM_RUN_OPTS_INIT;
@@ -70,6 +73,8 @@ int cmd_run(int argc, char **argv)
 			ex[o.n_excludes++] = optarg;
 		} else if (c == 'q') {
 			o.quiet = 1;
+		} else if (c == 'F') {
+			o.no_final = 1;
 		} else if (c == 'h') {
 			free(ex);
 			printf("%s", usage_run);

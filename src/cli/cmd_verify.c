@@ -69,6 +69,7 @@ int cmd_verify(int argc, char **argv)
 		json_key(&j, "problems");
 		json_arr(&j);
 	}
+	mtm_set_progress(s, cli_progress, NULL);
 	mtm_verify_stats st;
 	memset(&st, 0, sizeof st);
 	int rc = mtm_verify(s, flags, report, &r, &st);

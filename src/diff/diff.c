@@ -9,15 +9,26 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/beneath.h"
+#include "io/xattr.h"
 #include "tree/filemap_diff.h"
 #include "tree/scan.h"
 #include "util/error.h"
 
-static int meta_changed(const entry *a, uint32_t mode, uint32_t uid, uint32_t gid, int64_t mtime)
+/* Metadata differences between two versions of one kind (contents aside). */
+static int meta_changed(const entry *a, const entry *b)
 {
-	if (a->kind == KIND_DIR)
-		return a->mode != mode || a->uid != uid || a->gid != gid;
-	return (a->kind != KIND_SYMLINK && a->mode != mode) || a->uid != uid || a->gid != gid || a->mtime_ns != mtime;
+	if (a->mode != b->mode || a->uid != b->uid || a->gid != b->gid || a->rdev != b->rdev ||
+	    a->xattrs_len != b->xattrs_len || (a->xattrs_len && memcmp(a->xattrs, b->xattrs, a->xattrs_len)))
+		return 1;
+	return a->kind != KIND_DIR && (a->mtime_s != b->mtime_s || a->mtime_nsec != b->mtime_nsec);
+}
+
+/* A live item's metadata as an entry (symlinks: mode 0777, as recorded). */
+static int meta_changed_live(const entry *a, const live_item *it)
+{
+	entry b;
+	live_entry(it, &b);
+	return meta_changed(a, &b);
 }
 
 typedef struct { uint64_t bytes; } count_ctx;
@@ -38,11 +49,17 @@ static int diff_live_file(mtm_store *s, const lineage *la, const entry *a, live_
 	int fd, rc = beneath_open(s->rootfd, it->path, O_RDONLY, &fd);
 	if (rc) {
 		vec_free(&map);
-		return rc == ENOENT ? 0 : mtm_set_errno(rc, "%s", it->path);
+		return rc == ENOENT || rc == ENOTPLAIN ? 0 : mtm_set_errno(rc, "%s", it->path);
 	}
 	count_ctx cc = {0};
 	int64_t got;
 	rc = compare_file(FILE_SRC(fd), (int64_t)it->st.st_size, &map, count_run, &cc, &got);
+	if (!rc && !it->xattrs_read) {
+		int e = xattr_read_fd(fd, &it->xattrs, &it->xattrs_len);
+		if (e)
+			rc = mtm_set_errno(e, "reading extended attributes");
+		it->xattrs_read = !e;
+	}
 	close(fd);
 	/* Blocks of a past the live end are not counted: the size is the live
 	 * file's bytes that differ, as diff between checkpoints and a checkpoint
@@ -53,7 +70,7 @@ static int diff_live_file(mtm_store *s, const lineage *la, const entry *a, live_
 	if (cc.bytes || got != a->size) {
 		ch->kind = 'M';
 		ch->bytes = cc.bytes;
-	} else if (meta_changed(a, it->st.st_mode & 07777, it->st.st_uid, it->st.st_gid, st_mtime_ns(&it->st))) {
+	} else if (meta_changed_live(a, it)) {
 		ch->kind = 'm';
 	}
 	return 0;
@@ -80,9 +97,9 @@ static int diff_versions(mtm_store *s, const lineage *la, const entry *a, const 
 			return 0;
 		}
 	}
-	if (a->kind == KIND_SYMLINK && strcmp(a->target, b->target) != 0)
+	if ((a->kind == KIND_SYMLINK || a->kind == KIND_LINK) && strcmp(a->target, b->target) != 0)
 		ch->kind = 'M';
-	else if (meta_changed(a, b->mode, b->uid, b->gid, b->mtime_ns))
+	else if (meta_changed(a, b))
 		ch->kind = 'm';
 	return 0;
 }
@@ -101,7 +118,7 @@ int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_ch
 	int is_live = b == MTM_LIVE;
 	if (is_live) {
 		if ((rc = ignore_load(&ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)) ||
-		    (rc = statcache_load(s, &sc)) || (rc = walk_tree(s, &ign, &live)))
+		    (rc = statcache_load(s, &sc)) || (rc = walk_tree(s, &ign, &live)) || (rc = live_group_links(&live, NULL)))
 			goto done;
 	} else if ((rc = index_load_tree(s, b, &tb)) || (rc = lineage_of(s, b, &lb))) {
 		goto done;
@@ -134,9 +151,9 @@ int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_ch
 				live_item *it = &VEC_AT(&live, live_item, j);
 				if (ea->kind == KIND_FILE)
 					rc = diff_live_file(s, &la, ea, it, &sc, &ch);
-				else if (ea->kind == KIND_SYMLINK && strcmp(ea->target, it->target) != 0)
+				else if ((ea->kind == KIND_SYMLINK || ea->kind == KIND_LINK) && strcmp(ea->target, it->target) != 0)
 					ch.kind = 'M';
-				else if (meta_changed(ea, it->st.st_mode & 07777, it->st.st_uid, it->st.st_gid, st_mtime_ns(&it->st)))
+				else if (meta_changed_live(ea, it))
 					ch.kind = 'm';
 			} else {
 				rc = diff_versions(s, &la, ea, &lb, &VEC_AT(&tb, entry, j), &ch);

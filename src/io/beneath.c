@@ -1,6 +1,7 @@
 /* beneath.c — see beneath.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 
 int path_is_safe(const char *path, size_t len)
 {
-	if (len == 0 || len > 4095 || memchr(path, 0, len) || path[0] == '/')
+	if (len == 0 || len > MTM_PATH_MAX || memchr(path, 0, len) || path[0] == '/')
 		return 0;
 	const char *p = path, *end = path + len;
 	while (p <= end) {
@@ -34,7 +35,9 @@ static int open_dir_beneath(int rootfd, const char *dir, int *out)
 	int f = io_fault(IO_OPEN);
 	if (f > 0 && f != EINTR) /* an injected EINTR is retried (io.h) */
 		return f;
-	if (have_openat2) {
+	/* openat2 resolves at most PATH_MAX bytes at once; a longer path (the
+	 * tree may hold any) is walked component by component below */
+	if (have_openat2 && strlen(dir) < PATH_MAX) {
 		struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
 		                       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
 		long fd = syscall(SYS_openat2, rootfd, dir, &how, sizeof how);
@@ -96,7 +99,7 @@ int beneath_open(int rootfd, const char *relpath, int flags, int *fd_out)
 	int rc = beneath_open_parent(rootfd, relpath, &dfd, &leaf);
 	if (rc)
 		return rc;
-	rc = io_openat(dfd, leaf, flags | O_NOFOLLOW, 0600, fd_out);
+	rc = io_open_plain(dfd, leaf, flags | O_NOFOLLOW, fd_out, NULL);
 	close(dfd);
 	return rc;
 }

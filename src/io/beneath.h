@@ -12,12 +12,20 @@
 #define MTM_IO_BENEATH_H
 #include <stddef.h>
 
+/* The longest path the store holds: far beyond PATH_MAX (4096), which
+ * bounds one system call's path, not a tree's depth; paths longer than
+ * PATH_MAX are opened component by component. A bound all the same, so that
+ * a hostile index cannot make a walk of a path cost without end. */
+#define MTM_PATH_MAX (1 << 20)
+
 /* 1 if path (len bytes, no NUL inside) is a safe relative path. */
 int path_is_safe(const char *path, size_t len);
 /* Opens relpath's parent directory beneath rootfd; *leaf points into relpath
  * at the last component. Returns 0 or errno (ELOOP/ENOTDIR/EXDEV for a
  * symlink or escape on the way). */
 int beneath_open_parent(int rootfd, const char *relpath, int *dirfd_out, const char **leaf_out);
-/* Opens relpath itself beneath rootfd with flags (O_NOFOLLOW is added). */
+/* Opens relpath itself beneath rootfd with flags (O_NOFOLLOW is added), as
+ * io_open_plain: never blocks, and anything but a regular file or a
+ * directory is ENOTPLAIN. */
 int beneath_open(int rootfd, const char *relpath, int flags, int *fd_out);
 #endif

@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include "io/io.h"
+#include "util/error.h"
 
 /* Read from the environment once (pthread_once): the pack writer's flusher
  * thread and separate store handles consult it concurrently. */
@@ -203,6 +204,39 @@ int io_openat(int dirfd, const char *path, int flags, mode_t mode, int *fd_out)
 	return 0;
 }
 
+int io_open_plain(int dirfd, const char *path, int flags, int *fd_out, struct stat *st)
+{
+	struct stat own;
+	if (!st)
+		st = &own;
+	*fd_out = -1;
+	int fd, rc = io_openat(dirfd, path, flags | O_NONBLOCK | O_NOCTTY, 0, &fd);
+	if (rc)
+		return rc;
+	if (fstat(fd, st))
+		rc = errno;
+	else if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+		rc = ENOTPLAIN;
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+int io_open_regular(int dirfd, const char *path, int flags, int *fd_out)
+{
+	struct stat st;
+	int rc = io_open_plain(dirfd, path, flags, fd_out, &st);
+	if (!rc && !S_ISREG(st.st_mode)) {
+		close(*fd_out);
+		*fd_out = -1;
+		rc = ENOTPLAIN;
+	}
+	return rc;
+}
+
 int io_close(int fd) { return close(fd) ? errno : 0; }
 
 int io_pread(int fd, void *buf, size_t len, off_t off, size_t *got)
@@ -384,6 +418,28 @@ int io_symlinkat(const char *target, int dirfd, const char *path)
 		fd_path(dirfd, path, p, sizeof p);
 		trace(TR_SYMLINK, p, target, 0, 0, NULL);
 	}
+	return 0;
+}
+
+int io_linkat(int olddir, const char *oldpath, int newdir, const char *newpath)
+{
+	int f = io_fault(IO_MKDIR);
+	if (f > 0 && f != EINTR)
+		return f;
+	if (linkat(olddir, oldpath, newdir, newpath, 0))
+		return errno;
+	trace_fd_op(TR_CREATE, newdir, newpath, 0, 0, NULL); /* (the power-loss model sees a new file) */
+	return 0;
+}
+
+int io_mknodat(int dirfd, const char *path, mode_t mode, dev_t dev)
+{
+	int f = io_fault(IO_MKDIR);
+	if (f > 0 && f != EINTR)
+		return f;
+	if (mknodat(dirfd, path, mode, dev))
+		return errno;
+	trace_fd_op(TR_CREATE, dirfd, path, 0, 0, NULL); /* (the power-loss model sees an empty file) */
 	return 0;
 }
 

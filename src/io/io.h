@@ -39,6 +39,7 @@
 #define MTM_IO_H
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <sys/uio.h>
@@ -57,6 +58,15 @@ int io_fault(enum io_op op);
 uint64_t io_mutations(void);
 
 int io_openat(int dirfd, const char *path, int flags, mode_t mode, int *fd_out);
+/* Opens path to read it without ever blocking: O_NONBLOCK and O_NOCTTY
+ * (a FIFO or a device opens at once instead of waiting for a writer, a
+ * terminal never becomes ours), then fstat: anything but a regular file or
+ * a directory is closed again and refused with ENOTPLAIN (util/error.h).
+ * O_NONBLOCK does nothing to a regular file's reads. *st: its stat, or NULL. */
+int io_open_plain(int dirfd, const char *path, int flags, int *fd_out, struct stat *st);
+/* The same for a file that must be a regular file (a store's pack, intent):
+ * a directory is ENOTPLAIN too. */
+int io_open_regular(int dirfd, const char *path, int flags, int *fd_out);
 int io_close(int fd);
 /* Reads up to len bytes at off; *got is what was read (short only at EOF). */
 int io_pread(int fd, void *buf, size_t len, off_t off, size_t *got);
@@ -71,6 +81,10 @@ int io_ftruncate(int fd, off_t len);
 int io_unlinkat(int dirfd, const char *path, int flags);
 int io_mkdirat(int dirfd, const char *path, mode_t mode);
 int io_symlinkat(const char *target, int dirfd, const char *path);
+/* A hard link newdir/newpath to olddir/oldpath (counted as a mkdir). */
+int io_linkat(int olddir, const char *oldpath, int newdir, const char *newpath);
+/* A FIFO, socket or device node (counted as a mkdir for fault injection). */
+int io_mknodat(int dirfd, const char *path, mode_t mode, dev_t dev);
 /* Frees [off, off+len) keeping the size; falls back to writing zeros. */
 int io_punch_hole(int fd, off_t off, off_t len);
 /* Opens dir (O_DIRECTORY) and fsyncs it: makes a create or rename durable. */

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include "prune/prune.h"
+#include "store/index.h"
 #include "util/error.h"
 #include "util/strvec.h"
 
@@ -137,10 +138,12 @@ int prune_fold(mtm_store *s, mtm_id d)
 	for (size_t i = 0; i < kids.n && !err; i++) {
 		int64_t c = ((int64_t *)kids.v)[2 * i], bc = ((int64_t *)kids.v)[2 * i + 1];
 		/* a child that becomes a root needs no tombstones and no zero rows */
-		err = exec_bind(s, parent ? "INSERT OR IGNORE INTO entry SELECT path, ?1, ?2, kind, mode, uid, gid, size,"
-		                            " mtime_ns, file_id, target FROM entry WHERE ckpt=?3"
-		                          : "INSERT OR IGNORE INTO entry SELECT path, ?1, ?2, kind, mode, uid, gid, size,"
-		                            " mtime_ns, file_id, target FROM entry WHERE ckpt=?3 AND kind != 0",
+		err = exec_bind(s, parent ? "INSERT OR IGNORE INTO entry(" ENTRY_COLUMNS ") SELECT path, ?1, ?2, kind, mode,"
+		                            " uid, gid, size, mtime_nsec, file_id, target, mtime_s, rdev, xattrs FROM entry"
+		                            " WHERE ckpt=?3"
+		                          : "INSERT OR IGNORE INTO entry(" ENTRY_COLUMNS ") SELECT path, ?1, ?2, kind, mode,"
+		                            " uid, gid, size, mtime_nsec, file_id, target, mtime_s, rdev, xattrs FROM entry"
+		                            " WHERE ckpt=?3 AND kind != 0",
 		                bc, c, d);
 		/* memory regions (FORMAT.md 3.10): their rows move like entries, and
 		 * their blocks while the child still has the region's file id */

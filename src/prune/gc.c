@@ -169,7 +169,7 @@ static int compact_chunk(mtm_store *s, compactor *cp, int64_t id, const unsigned
 		return 0;
 	if (rc != SQLITE_DONE)
 		return db_error(s, rc, "gc");
-	/* the same codec rule as checkpoints (pack.c) */
+	/* the same codec rule as checkpoints (pack_writer.c) */
 	size_t clen = ZSTD_compress2(cp->cctx, cp->cbuf, ZSTD_compressBound(CHUNK_MAX_PLAIN), cp->plain2, np);
 	int codec = CODEC_ZSTD;
 	const unsigned char *data = cp->cbuf;
@@ -247,7 +247,7 @@ static int copy_live(mtm_store *s, int64_t from, gc_writer *w, vec *moves, ZSTD_
 {
 	char name[64];
 	pack_file_name(name, sizeof name, from);
-	int in, rc = io_openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &in);
+	int in, rc = io_open_regular(s->dirfd, name, O_RDONLY | O_NOFOLLOW, &in);
 	if (rc)
 		return mtm_set_errno(rc, "%s/.metamori/%s", s->root, name);
 	sqlite3_stmt *st;

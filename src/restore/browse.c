@@ -61,6 +61,14 @@ char browse_kind_char(int kind)
 		return 'd';
 	case KIND_SYMLINK:
 		return 'l';
+	case KIND_FIFO:
+		return 'p';
+	case KIND_SOCKET:
+		return 's';
+	case KIND_CHR:
+		return 'c';
+	case KIND_BLK:
+		return 'b';
 	default:
 		return '?';
 	}
@@ -78,7 +86,10 @@ static void info_from_entry(mtm_entry_info *info, entry *e)
 	info->uid = e->uid;
 	info->gid = e->gid;
 	info->size = e->kind == KIND_FILE ? (uint64_t)e->size : e->kind == KIND_SYMLINK && e->target ? strlen(e->target) : 0;
-	info->mtime_ns = e->mtime_ns;
+	/* (nanoseconds since the epoch end in 2262: later times saturate) */
+	info->mtime_ns = e->mtime_s > INT64_MAX / 1000000000 - 1 ? INT64_MAX
+	               : e->mtime_s < INT64_MIN / 1000000000 + 1 ? INT64_MIN
+	                                                          : e->mtime_s * 1000000000 + e->mtime_nsec;
 	info->target = e->kind == KIND_SYMLINK ? e->target : NULL;
 	if (!info->target)
 		free(e->target);
@@ -97,6 +108,32 @@ void mtm_entry_info_clear(mtm_entry_info *e)
 
 /* Looks up path (normalized) at id inside the caller's read transaction:
  * *found = 0 if it is not there. The root is found, as a directory. */
+/* Another name of a hard-linked file (KIND_LINK) is that file under this
+ * name: e becomes the file's entry with e's path. Other kinds stay. On an
+ * error e is cleared. */
+static int resolve_link(mtm_store *s, const lineage *l, entry *e)
+{
+	if (e->kind != KIND_LINK)
+		return 0;
+	entry f;
+	int found, rc = index_entry_at(s, e->target, l, &f, &found);
+	if (!rc && (!found || f.kind != KIND_FILE)) {
+		if (found)
+			entry_clear(&f);
+		rc = mtm_set_error(MTM_ECORRUPT, "index: hard link '%s' names no file", e->path);
+	}
+	if (rc) {
+		entry_clear(e);
+		return rc;
+	}
+	free(f.path);
+	f.path = e->path;
+	e->path = NULL;
+	entry_clear(e);
+	*e = f;
+	return 0;
+}
+
 static int lookup(mtm_store *s, const lineage *l, const char *path, entry *out, int *found)
 {
 	memset(out, 0, sizeof *out);
@@ -106,7 +143,11 @@ static int lookup(mtm_store *s, const lineage *l, const char *path, entry *out, 
 		out->path = strdup("");
 		return out->path ? 0 : mtm_set_error(ENOMEM, "stat");
 	}
-	return index_entry_at(s, path, l, out, found);
+	MTM_TRY(index_entry_at(s, path, l, out, found));
+	int rc = *found ? resolve_link(s, l, out) : 0;
+	if (rc)
+		*found = 0;
+	return rc;
 }
 
 int browse_begin(mtm_store *s, mtm_id id, lineage *l)
@@ -199,8 +240,13 @@ int mtm_ls(mtm_store *s, mtm_id id, const char *dir, mtm_entry_info **out, size_
 	for (size_t i = 0; i < under.n; i++) {
 		entry *e = &VEC_AT(&under, entry, i);
 		assert(!skip || (!strncmp(e->path, p, skip - 1) && e->path[skip - 1] == '/'));
-		if (!strchr(e->path + skip, '/'))
-			info_from_entry(&v[n++], e);
+		if (strchr(e->path + skip, '/'))
+			continue;
+		if ((rc = resolve_link(s, &l, e))) {
+			mtm_ls_free(v, n);
+			goto done;
+		}
+		info_from_entry(&v[n++], e);
 	}
 	*out = v;
 	*n_out = n;

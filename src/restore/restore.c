@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
+#include "io/xattr.h"
 #include "restore/filemap.h"
 #include "restore/restore.h"
 #include "tree/scan.h"
@@ -46,6 +47,7 @@ typedef struct {
 	int action;
 	vec map;         /* target block map (files being written) */
 	vec runs;        /* ACT_PATCH: blocks to write */
+	int xattrs_differ; /* files: the live file's extended attributes are not te's */
 } plan_item;
 
 typedef struct {
@@ -107,20 +109,10 @@ static void touch_dir(rctx *c, const char *path)
 	free(dir);
 }
 
-/* A signed nanosecond time as a timespec: floor division, so that a time
- * before 1970 keeps tv_nsec in [0, 1e9) as utimensat requires. */
-static struct timespec ns_timespec(int64_t ns)
-{
-	int64_t sec = ns / 1000000000, rem = ns % 1000000000;
-	if (rem < 0) {
-		rem += 1000000000;
-		sec--;
-	}
-	assert(rem >= 0 && rem < 1000000000);
-	return (struct timespec){.tv_sec = (time_t)sec, .tv_nsec = (long)rem};
-}
-
-/* Sets owner, mode and mtime through an fd (files) or no-follow calls. */
+/* Sets owner, extended attributes, mode and mtime, in that order, through
+ * an fd (files) or no-follow calls: a chown clears capabilities and set-id
+ * bits, so they come after it; setting an ACL rewrites the group bits,
+ * which the mode (recorded with that ACL) then sets to what they were. */
 static int set_meta_fd(rctx *c, int fd, const entry *e)
 {
 	struct stat st;
@@ -130,13 +122,18 @@ static int set_meta_fd(rctx *c, int fd, const entry *e)
 	if ((st.st_uid != e->uid || st.st_gid != e->gid) && (rc = io_fchown(fd, e->uid, e->gid)) &&
 	    !(rc == EPERM && geteuid()))
 		return rc; /* an unprivileged user cannot give files away: keep ours */
+	unsigned skipped = 0;
+	rc = xattr_apply_fd(fd, e->xattrs, e->xattrs_len, &skipped);
+	c->st.attrs_skipped += skipped;
+	if (rc)
+		return rc;
 	if ((rc = io_fchmod(fd, e->mode)))
 		return rc;
-	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, ns_timespec(e->mtime_ns)};
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, entry_mtime(e)};
 	return io_futimens(fd, ts);
 }
 
-static int set_meta_at(int dfd, const char *leaf, const entry *e)
+static int set_meta_at(rctx *c, int dfd, const char *leaf, const entry *e)
 {
 	struct stat st;
 	if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW))
@@ -148,11 +145,19 @@ static int set_meta_at(int dfd, const char *leaf, const entry *e)
 		else if (!(rc == EPERM && geteuid()))
 			return rc;
 	}
-	/* a chown clears set-id bits: the mode is set again after one */
+	unsigned skipped = 0;
+	rc = xattr_apply_at(dfd, leaf, e->xattrs, e->xattrs_len, &skipped);
+	c->st.attrs_skipped += skipped;
+	if (rc)
+		return rc;
+	/* a chown clears set-id bits, an ACL sets the group bits: the mode is
+	 * set again after either */
+	if (e->xattrs_len && fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW))
+		return errno;
 	if (e->kind != KIND_SYMLINK && (chowned || (st.st_mode & 07777) != e->mode) &&
 	    (rc = io_fchmodat(dfd, leaf, e->mode, AT_SYMLINK_NOFOLLOW)))
 		return rc;
-	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, ns_timespec(e->mtime_ns)};
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, entry_mtime(e)};
 	return io_utimensat(dfd, leaf, ts, AT_SYMLINK_NOFOLLOW);
 }
 
@@ -212,7 +217,7 @@ static int open_for_patch(rctx *c, const entry *e, int *dfd_out, const char **le
 	int dfd, src, rc;
 	MTM_TRY(open_parent(c, e->path, &dfd, leaf));
 	tmp[0] = 0;
-	if ((rc = io_openat(dfd, *leaf, O_RDONLY | O_NOFOLLOW, 0, &src))) {
+	if ((rc = io_open_regular(dfd, *leaf, O_RDONLY | O_NOFOLLOW, &src))) {
 		close(dfd);
 		return rc == ELOOP ? mtm_set_error(MTM_EUNSAFE, "%s: is a symlink now; refusing to follow it", e->path)
 		                   : mtm_set_errno(rc, "%s", e->path);
@@ -231,7 +236,7 @@ static int open_for_patch(rctx *c, const entry *e, int *dfd_out, const char **le
 	}
 	tmp[0] = 0;
 	close(src);
-	rc = io_openat(dfd, *leaf, O_WRONLY | O_NOFOLLOW, 0, &fd);
+	rc = io_open_regular(dfd, *leaf, O_WRONLY | O_NOFOLLOW, &fd);
 	if (rc) {
 		close(dfd);
 		return mtm_set_errno(rc, "%s", e->path);
@@ -318,7 +323,87 @@ static int make_symlink(rctx *c, const entry *e)
 	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
 		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 	if (!rc)
-		rc = set_meta_at(dfd, leaf, e);
+		rc = set_meta_at(c, dfd, leaf, e);
+	close(dfd);
+	if (rc)
+		return mtm_set_errno(rc, "%s", e->path);
+	touch_dir(c, e->path);
+	c->st.entries_created++;
+	return 0;
+}
+
+/* Another name of a hard-linked file: a link to the group's file, which
+ * the file pass wrote (FORMAT.md 3.4). Nothing if the name is already that
+ * file (same inode); else a link made under a temporary name and renamed
+ * over whatever is there, so a rerun after a crash finishes it. */
+static int make_link(rctx *c, const vec *target, const entry *e)
+{
+	const entry *f = tree_find(target, e->target);
+	if (!f || f->kind != KIND_FILE)
+		return mtm_set_error(MTM_ECORRUPT, "index: hard link '%s' names '%s', which is no file of the checkpoint",
+		                     e->path, e->target);
+	int dfd, fdfd, rc;
+	const char *leaf, *fleaf;
+	MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
+	if ((rc = open_parent(c, f->path, &fdfd, &fleaf))) {
+		close(dfd);
+		return rc;
+	}
+	struct stat have, want;
+	if (fstatat(fdfd, fleaf, &want, AT_SYMLINK_NOFOLLOW))
+		rc = errno;
+	else if (!S_ISREG(want.st_mode))
+		rc = ENOTPLAIN;
+	else if (!fstatat(dfd, leaf, &have, AT_SYMLINK_NOFOLLOW) && have.st_dev == want.st_dev && have.st_ino == want.st_ino)
+		rc = -1; /* already one of its names */
+	if (!rc) {
+		char tmp[64];
+		tmp_name(c, tmp, sizeof tmp);
+		rc = io_linkat(fdfd, fleaf, dfd, tmp);
+		if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
+			(void)io_unlinkat(dfd, tmp, 0);
+		if (!rc) {
+			touch_dir(c, e->path);
+			c->st.entries_created++;
+		}
+	}
+	close(dfd);
+	close(fdfd);
+	return rc > 0 ? mtm_set_errno(rc, "%s: linking to %s", e->path, f->path) : 0;
+}
+
+/* Every other name of the hard-linked files, once the files are written. */
+static int make_links(rctx *c, const vec *target)
+{
+	for (size_t i = 0; i < target->n; i++)
+		if (VEC_AT(target, entry, i).kind == KIND_LINK)
+			MTM_TRY(make_link(c, target, &VEC_AT(target, entry, i)));
+	return 0;
+}
+
+/* A FIFO, socket or device node, made as what it was (a socket as an
+ * inode, with nothing listening: only a program can bind one). Device
+ * nodes need root; anyone else gets a count in nodes_skipped. */
+static int make_node(rctx *c, const entry *e)
+{
+	static const mode_t type[] = {[KIND_FIFO] = S_IFIFO, [KIND_SOCKET] = S_IFSOCK, [KIND_CHR] = S_IFCHR,
+	                              [KIND_BLK] = S_IFBLK};
+	assert(e->kind >= KIND_FIFO && e->kind <= KIND_BLK);
+	int dfd, rc;
+	const char *leaf;
+	MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
+	char tmp[64];
+	tmp_name(c, tmp, sizeof tmp);
+	rc = io_mknodat(dfd, tmp, type[e->kind] | 0600, (dev_t)e->rdev);
+	if (rc == EPERM && (e->kind == KIND_CHR || e->kind == KIND_BLK) && geteuid()) {
+		close(dfd);
+		c->st.nodes_skipped++;
+		return 0;
+	}
+	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
+		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
+	if (!rc)
+		rc = set_meta_at(c, dfd, leaf, e);
 	close(dfd);
 	if (rc)
 		return mtm_set_errno(rc, "%s", e->path);
@@ -349,7 +434,7 @@ static int set_meta_path(rctx *c, const entry *e)
 	int dfd, rc;
 	const char *leaf;
 	MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
-	rc = set_meta_at(dfd, leaf, e);
+	rc = set_meta_at(c, dfd, leaf, e);
 	close(dfd);
 	return rc ? mtm_set_errno(rc, "%s: setting metadata", e->path) : 0;
 }
@@ -378,8 +463,13 @@ static int remove_path(rctx *c, const live_item *li, int must)
 static int meta_differs(const entry *e, const struct stat *st)
 {
 	return (e->kind != KIND_SYMLINK && (uint32_t)(st->st_mode & 07777) != e->mode) || st->st_uid != e->uid ||
-	       st->st_gid != e->gid || st_mtime_ns(st) != e->mtime_ns ||
+	       st->st_gid != e->gid || (int64_t)st->st_mtim.tv_sec != e->mtime_s || st->st_mtim.tv_nsec != e->mtime_nsec ||
 	       (e->kind == KIND_FILE && (int64_t)st->st_size != e->size);
+}
+
+static int xattrs_differ(const entry *e, const unsigned char *x, size_t len)
+{
+	return e->xattrs_len != len || (len && memcmp(e->xattrs, x, len));
 }
 
 typedef struct { vec *runs; } run_collect;
@@ -397,7 +487,7 @@ static int collect_run(void *arg, int64_t blkno, int nblocks, const unsigned cha
  * setting its metadata cannot change the other names. */
 static int file_meta_action(rctx *c, plan_item *p)
 {
-	if (!meta_differs(p->te, &p->li->st))
+	if (!meta_differs(p->te, &p->li->st) && !p->xattrs_differ)
 		return ACT_NONE;
 	if (p->li->st.st_nlink > 1) {
 		c->total += (uint64_t)p->te->size;
@@ -473,6 +563,10 @@ static int plan_file_as(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc
 	entry *he = tree_find(head_tree, te->path);
 	int fresh = he && he->kind == KIND_FILE && statcache_fresh(pathmap_get(sc, te->path), &li->st, he->ver);
 	*partial = fresh && he->ver != te->ver && c->between_ok && he->file_id == te->file_id;
+	/* a stat the cache knows: the attributes are the head's (any change to
+	 * them changes the ctime); otherwise they are read with the content */
+	if (fresh)
+		p->xattrs_differ = xattrs_differ(te, he->xattrs, he->xattrs_len);
 	if (!*partial)
 		MTM_TRY(index_file_map(c->s, te->file_id, &c->lin_k, &p->map));
 	if (fresh && he->ver == te->ver) {
@@ -494,6 +588,14 @@ static int plan_file_as(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc
 		int64_t got;
 		run_collect col = {&p->runs};
 		rc = compare_file(FILE_SRC(fd), (int64_t)li->st.st_size, &p->map, collect_run, &col, &got);
+		if (!rc && !li->xattrs_read) {
+			int e = xattr_read_fd(fd, &li->xattrs, &li->xattrs_len);
+			if (e)
+				rc = mtm_set_errno(e, "reading extended attributes");
+			li->xattrs_read = !e;
+		}
+		if (!rc)
+			p->xattrs_differ = xattrs_differ(te, li->xattrs, li->xattrs_len);
 		close(fd);
 		if (rc)
 			return mtm_set_error(rc, "%s: %s", te->path, mtm_last_error());
@@ -593,8 +695,13 @@ static int fix_dirs(rctx *c, vec *target)
 		MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
 		struct stat st;
 		int rc = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) ? errno : 0;
-		if (!rc && meta_differs(e, &st))
-			rc = set_meta_at(dfd, leaf, e);
+		unsigned char *x = NULL;
+		size_t xlen = 0;
+		if (!rc && !meta_differs(e, &st))
+			rc = xattr_read_at(dfd, leaf, &x, &xlen);
+		if (!rc && (meta_differs(e, &st) || xattrs_differ(e, x, xlen)))
+			rc = set_meta_at(c, dfd, leaf, e);
+		free(x);
 		close(dfd);
 		if (rc)
 			return mtm_set_errno(rc, "%s: setting metadata", e->path);
@@ -692,7 +799,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 	    (rc = statcache_load(s, &sc)) ||
 	    (rc = index_blocks_between(s, &c->lin_k, &c->lin_h, BETWEEN_LIMIT, &c->between, &c->between_ok)) ||
 	    (rc = ignore_load(&ign, s->rootfd, c->opts ? c->opts->excludes : NULL, c->opts ? c->opts->n_excludes : 0)) ||
-	    (rc = walk_tree(s, &none, &live)))
+	    (rc = walk_tree(s, &none, &live)) || (rc = live_group_links(&live, &ign)))
 		goto done;
 	ph[1] = now_ns();
 
@@ -753,10 +860,14 @@ static int restore_in_place(rctx *c, mtm_id k)
 		} else if (te->kind == KIND_FILE) {
 			if ((rc = plan_file(c, p, &head_tree, &sc)))
 				goto done;
+		} else if (te->kind == KIND_LINK) { /* (made or checked by make_links) */
+			p->action = strcmp(te->target, li->target) ? ACT_CREATE : ACT_NONE;
 		} else if (te->kind == KIND_SYMLINK && strcmp(te->target, li->target ? li->target : "") != 0) {
 			p->action = ACT_CREATE;
+		} else if ((te->kind == KIND_CHR || te->kind == KIND_BLK) && (uint64_t)li->st.st_rdev != te->rdev) {
+			p->action = ACT_CREATE;
 		} else {
-			p->action = meta_differs(te, &li->st) ? ACT_META : ACT_NONE;
+			p->action = meta_differs(te, &li->st) || xattrs_differ(te, li->xattrs, li->xattrs_len) ? ACT_META : ACT_NONE;
 		}
 	}
 
@@ -824,13 +935,18 @@ static int restore_in_place(rctx *c, mtm_id k)
 				rc = set_meta_path(c, p->te);
 		}
 	}
+	if (!rc)
+		rc = make_links(c, &target);
 	c->changed_ns = now_ns(); /* the last change to a file (its stat cache row) */
 	if (!rc)
 		rc = sync_patched(c);
-	for (size_t i = 0; i < plan.n && !rc; i++) { /* symlinks last */
+	for (size_t i = 0; i < plan.n && !rc; i++) { /* symlinks and other nodes last */
 		plan_item *p = &VEC_AT(&plan, plan_item, i);
-		if (p->te->kind == KIND_SYMLINK)
-			rc = p->action == ACT_CREATE ? make_symlink(c, p->te) : p->action == ACT_META ? set_meta_path(c, p->te) : 0;
+		int kd = p->te->kind;
+		if (kd == KIND_SYMLINK || (kd >= KIND_FIFO && kd <= KIND_BLK))
+			rc = p->action == ACT_CREATE ? (kd == KIND_SYMLINK ? make_symlink(c, p->te) : make_node(c, p->te))
+			   : p->action == ACT_META   ? set_meta_path(c, p->te)
+			                             : 0;
 	}
 	if (rc || (rc = fix_dirs(c, &target)) || (rc = fsync_dirs(c)))
 		goto done;
@@ -926,9 +1042,15 @@ static int restore_to_dir(rctx *c, mtm_id k, const char *to)
 			vec_free(&p.map);
 		}
 	}
-	for (size_t i = 0; i < target.n && !rc; i++)
-		if (VEC_AT(&target, entry, i).kind == KIND_SYMLINK)
-			rc = make_symlink(c, &VEC_AT(&target, entry, i));
+	if (!rc)
+		rc = make_links(c, &target);
+	for (size_t i = 0; i < target.n && !rc; i++) {
+		entry *e = &VEC_AT(&target, entry, i);
+		if (e->kind == KIND_SYMLINK)
+			rc = make_symlink(c, e);
+		else if (e->kind >= KIND_FIFO && e->kind <= KIND_BLK)
+			rc = make_node(c, e);
+	}
 	if (!rc)
 		rc = fix_dirs(c, &target);
 	/* one syncfs instead of an fsync per file: the directory was empty, so

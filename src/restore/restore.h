@@ -13,4 +13,8 @@ int restore_finish_intent(mtm_store *s, mtm_id id);
  * the traced program). */
 int restore_checkpoint(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, int (*refuse)(mtm_store *s),
                        mtm_restore_stats *out);
+/* Copies each region registered on s that checkpoint id holds back into
+ * its memory (all from one snapshot of the index, every length checked
+ * before any byte is written: MTM_EINVAL), and keeps their hashes. */
+int restore_regions(mtm_store *s, mtm_id id);
 #endif

@@ -9,6 +9,7 @@
  * for --every. Checkpoints are made one at a time, in this thread.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -246,11 +247,15 @@ static void local_checkpoint(mtm_session *ss, const char *why)
 
 int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exit_status)
 {
-	mtm_run_opts defaults = MTM_RUN_OPTS_INIT;
-	if (!opts)
-		opts = &defaults;
-	if (opts->version != MTM_RUN_OPTS_VERSION)
+	mtm_run_opts o = MTM_RUN_OPTS_INIT;
+	if (opts && opts->version == 1) /* version 1 ends before no_final */
+		memcpy(&o, opts, offsetof(mtm_run_opts, no_final));
+	else if (opts && opts->version == MTM_RUN_OPTS_VERSION)
+		o = *opts;
+	else if (opts)
 		return mtm_set_error(MTM_EINVAL, "run: unsupported options version %d", opts->version);
+	o.version = MTM_RUN_OPTS_VERSION;
+	opts = &o;
 	if (!argv || !argv[0] || !*argv[0])
 		return mtm_set_error(MTM_EINVAL, "run: no command given");
 	if (opts->every_seconds < 0 || opts->every_seconds > 1e9)
@@ -481,6 +486,10 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	if (!rc && exit_status)
 		*exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
 	pid = -1;
+	/* periodic checkpoints end with one of the program's final state (what
+	 * it wrote after the last tick would otherwise be in none) */
+	if (opts->every_seconds > 0 && !opts->no_final)
+		local_checkpoint(ss, "exit");
 out:
 	if (pid > 0) {
 		kill(pid, SIGTERM);

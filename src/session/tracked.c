@@ -47,6 +47,7 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
+#include "io/xattr.h"
 #include "checkpoint/checkpoint.h"
 #include "tree/scan.h"
 #include "session/session.h"
@@ -175,25 +176,18 @@ static int under(const pathmap *m, const char *path)
 {
 	if (!m->n)
 		return 0;
-	char buf[4096];
-	size_t n = strlen(path);
-	if (n >= sizeof buf)
-		return 0;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + n; p > buf; p--) {
+	char *buf = strdup(path); /* (paths may be longer than PATH_MAX) */
+	if (!buf)
+		return 1; /* the cautious answer: the file is read whole */
+	int found = 0;
+	for (char *p = buf + strlen(buf); p > buf && !found; p--) {
 		if (*p != '/')
 			continue;
 		*p = 0;
-		if (pathmap_get(m, buf))
-			return 1;
+		found = pathmap_get(m, buf) != NULL;
 	}
-	return 0;
-}
-
-static int kind_of(const struct stat *st)
-{
-	return S_ISREG(st->st_mode) ? KIND_FILE : S_ISDIR(st->st_mode) ? KIND_DIR : S_ISLNK(st->st_mode) ? KIND_SYMLINK
-	                                                                                                  : KIND_NONE;
+	free(buf);
+	return found;
 }
 
 /* The fd of path's directory (opened beneath the root, never through a
@@ -206,12 +200,9 @@ static int parent_fd(tctx *t, const char *path, int *dfd, const char **leaf)
 		*leaf = path;
 		return 0;
 	}
-	char dir[4096];
-	size_t n = (size_t)(slash - path);
-	if (n >= sizeof dir)
-		return ENAMETOOLONG;
-	memcpy(dir, path, n);
-	dir[n] = 0;
+	char *dir = strndup(path, (size_t)(slash - path));
+	if (!dir)
+		return ENOMEM;
 	intptr_t v = (intptr_t)pathmap_get(&t->dirfds, dir);
 	if (!v) {
 		int fd, rc = beneath_open(t->s->rootfd, dir, O_RDONLY | O_DIRECTORY, &fd);
@@ -219,9 +210,11 @@ static int parent_fd(tctx *t, const char *path, int *dfd, const char **leaf)
 		if (pathmap_put(&t->dirfds, dir, (void *)v)) {
 			if (!rc)
 				close(fd);
+			free(dir);
 			return ENOMEM;
 		}
 	}
+	free(dir);
 	if (v < 0)
 		return (int)-v;
 	*dfd = (int)(v - 1);
@@ -237,19 +230,33 @@ static void dirfds_close(tctx *t)
 	pathmap_free(&t->dirfds, NULL);
 }
 
+/* Whether some checkpoint recorded another name of the file at path. */
+static int has_links(mtm_store *s, const char *path, int *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM entry WHERE kind = 8 AND target = ? LIMIT 1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_blob(st, 1, path, (int)strlen(path), SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	*out = rc == SQLITE_ROW;
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
 /* Opens a live file for its capture. */
 static int open_live(tctx *t, const char *path, int *fd)
 {
 	int dfd;
 	const char *leaf;
 	int rc = parent_fd(t, path, &dfd, &leaf);
-	if (!rc && (*fd = openat(dfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)) < 0)
-		rc = errno;
-	return rc;
+	if (!rc)
+		rc = io_open_plain(dfd, leaf, O_RDONLY | O_NOFOLLOW, fd, NULL);
+	return rc == ENOTPLAIN ? ENOENT : rc; /* replaced by a FIFO or device: never blocks */
 }
 
-/* lstat of a tree path, never through a symlink. *found = 0 if it is not
- * there (or is a socket, FIFO or device, which are not recorded). */
+/* lstat of a tree path, never through a symlink (and its extended
+ * attributes, but a regular file's). *found = 0 if it is not there. */
 static int live_stat(tctx *t, const char *path, live_item *it, int *found)
 {
 	*found = 0;
@@ -267,7 +274,9 @@ static int live_stat(tctx *t, const char *path, live_item *it, int *found)
 		rc = errno;
 		return rc == ENOENT ? 0 : mtm_set_errno(rc, "%s/%s", t->s->root, path);
 	}
-	int kind = kind_of(&st);
+	int kind = kind_of_mode(st.st_mode);
+	if (kind == KIND_NONE)
+		return 0;
 	if (kind == KIND_SYMLINK) {
 		char buf[4096];
 		ssize_t n = readlinkat(dfd, leaf, buf, sizeof buf - 1);
@@ -275,8 +284,14 @@ static int live_stat(tctx *t, const char *path, live_item *it, int *found)
 			return mtm_set_errno(errno, "%s/%s", t->s->root, path);
 		it->target = strndup(buf, (size_t)n);
 	}
-	if (kind == KIND_NONE)
-		return 0;
+	if (kind != KIND_FILE) {
+		if ((rc = xattr_read_at(dfd, leaf, &it->xattrs, &it->xattrs_len)) && rc != ENOENT) {
+			free(it->target);
+			it->target = NULL;
+			return mtm_set_errno(rc, "%s/%s: reading extended attributes", t->s->root, path);
+		}
+		it->xattrs_read = 1;
+	}
 	it->st = st;
 	it->kind = kind;
 	*found = 1;
@@ -317,11 +332,13 @@ static int add_point(tctx *t, const char *path, int subtree)
 		return rc;
 	if ((rc = index_entry_at(t->s, path, t->lin, &pe, &have_pe))) {
 		free(it.target);
+		free(it.xattrs);
 		return rc;
 	}
 	int kind = have_live ? it.kind : have_pe ? pe.kind : KIND_NONE;
 	if (kind == KIND_NONE || ignore_path(t->ign, path, kind == KIND_DIR)) {
 		free(it.target);
+		free(it.xattrs);
 		if (have_pe)
 			entry_clear(&pe);
 		return 0;
@@ -329,6 +346,7 @@ static int add_point(tctx *t, const char *path, int subtree)
 	if (subtree && ((have_live && it.kind == KIND_DIR && (rc = walk_subtree(t->s, t->ign, path, t->live))) ||
 	                (have_pe && pe.kind == KIND_DIR && (rc = add_parent_subtree(t, path))))) {
 		free(it.target);
+		free(it.xattrs);
 		entry_clear(&pe);
 		return rc;
 	}
@@ -336,6 +354,7 @@ static int add_point(tctx *t, const char *path, int subtree)
 		live_item *slot = vec_push(t->live);
 		if (!slot || !(it.path = strdup(path))) {
 			free(it.target);
+			free(it.xattrs);
 			if (have_pe)
 				entry_clear(&pe);
 			return mtm_set_error(ENOMEM, "checkpoint");
@@ -939,6 +958,16 @@ static int collect_tracked(tctx *t)
 			return rc;
 		if (!ok)
 			return need_scan(t, "a new entry's directory was not recorded");
+	}
+	/* a link group is recorded from all of its names (ckpt_scan): a touched
+	 * name that was a hard link, or a file that had some, needs a scan */
+	for (size_t i = 0; i < t->parent->n && !rc; i++) {
+		const entry *pe = &VEC_AT(t->parent, entry, i);
+		int linked = pe->kind == KIND_LINK;
+		if (pe->kind == KIND_FILE && (rc = has_links(t->s, pe->path, &linked)))
+			break;
+		if (linked)
+			rc = need_scan(t, "a touched file is or was hard-linked");
 	}
 	for (size_t i = 0; i < t->live->n && !rc; i++) {
 		live_item *it = &VEC_AT(t->live, live_item, i);

@@ -149,21 +149,30 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	if (mfd < 0)
 		return OUTSIDE;
 	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		/* gone (its removal is an event at its parent); anything else
+		 * (no CAP_DAC_READ_SEARCH, say) would drop events unseen */
+		if (errno != ESTALE && errno != ENOENT)
+			w->lost = "the watcher could not resolve a directory";
 		return NULL;
+	}
 	char link[64], abs[PATH_MAX + 1];
 	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
 	ssize_t n = readlink(link, abs, sizeof abs - 1);
 	close(fd);
-	if (n <= 0 || n >= (ssize_t)sizeof abs - 1)
+	if (n <= 0 || n >= (ssize_t)sizeof abs - 1) {
+		w->lost = "the watcher could not resolve a directory";
 		return NULL;
+	}
 	abs[n] = 0;
 	if (n > 10 && !strcmp(abs + n - 10, " (deleted)"))
 		return NULL;
 	const char *rel = in_tree(w, abs);
 	char *val = rel ? strdup(rel) : OUTSIDE;
-	if (!val)
+	if (!val) {
+		w->lost = "the watcher ran out of memory";
 		return NULL;
+	}
 	if (w->dircache.n >= DIRCACHE_MAX)
 		dircache_clear(w);
 	if (pathmap_put(&w->dircache, key, val)) {
@@ -204,19 +213,19 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 			fsid_t fsid;
 			memcpy(&fsid, &fid.fsid, sizeof fsid);
 			const char *dir = fan_dir(w, &fsid, fh);
-			int isdir = (m.mask & FAN_ONDIR) != 0;
-			/* a directory moved or removed: cached paths below it are stale */
-			if (isdir && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
+			char path[PATH_MAX * 2] = "";
+			if (dir && dir != OUTSIDE) {
+				if (!strcmp(name, ".") || !*name)
+					snprintf(path, sizeof path, "%s", dir);
+				else
+					snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
+			}
+			/* a directory moved or removed: cached paths below it are stale
+			 * (dir is one of them: not used past this point) */
+			if ((m.mask & FAN_ONDIR) && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
 				dircache_clear(w);
-			if (!dir || dir == OUTSIDE)
-				break;
-			char path[PATH_MAX * 2];
-			if (!strcmp(name, ".") || !*name)
-				snprintf(path, sizeof path, "%s", dir);
-			else
-				snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
 			if (!*path)
-				break; /* the root itself: not an entry */
+				break; /* outside the tree, gone, or the root itself (not an entry) */
 			int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
 			           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
 			return kind ? note(w, path, kind, (int32_t)m.pid) : 0;

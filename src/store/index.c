@@ -1,4 +1,5 @@
 /* index.c — see index.h. */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -6,6 +7,7 @@
 #include <string.h>
 #include <xxhash.h>
 #include "io/beneath.h"
+#include "io/xattr.h"
 #include "store/index.h"
 #include "util/error.h"
 
@@ -29,7 +31,16 @@ void entry_clear(entry *e)
 {
 	free(e->path);
 	free(e->target);
+	free(e->xattrs);
 	memset(e, 0, sizeof *e);
+}
+
+int entry_same(const entry *a, const entry *b)
+{
+	return a->kind == b->kind && a->mode == b->mode && a->uid == b->uid && a->gid == b->gid && a->size == b->size &&
+	       a->mtime_s == b->mtime_s && a->mtime_nsec == b->mtime_nsec && a->rdev == b->rdev &&
+	       ((!a->target && !b->target) || (a->target && b->target && !strcmp(a->target, b->target))) &&
+	       a->xattrs_len == b->xattrs_len && (!a->xattrs_len || !memcmp(a->xattrs, b->xattrs, a->xattrs_len));
 }
 
 void entries_free(vec *v)
@@ -69,23 +80,39 @@ static int read_entry_row(sqlite3_stmt *st, entry *e)
 	e->uid = (uint32_t)sqlite3_column_int64(st, 5);
 	e->gid = (uint32_t)sqlite3_column_int64(st, 6);
 	e->size = sqlite3_column_int64(st, 7);
-	e->mtime_ns = sqlite3_column_int64(st, 8);
+	int64_t nsec = sqlite3_column_int64(st, 8);
 	e->file_id = sqlite3_column_int64(st, 9);
-	if (e->kind < KIND_NONE || e->kind > KIND_SYMLINK || mode < 0 || mode > 07777 || e->size < 0 ||
-	    e->size > MTM_MAX_FILE_SIZE || (e->kind == KIND_FILE && e->file_id <= 0))
+	e->mtime_s = sqlite3_column_int64(st, 11);
+	e->rdev = (uint64_t)sqlite3_column_int64(st, 12);
+	if (e->kind < KIND_NONE || e->kind > KIND_MAX || mode < 0 || mode > 07777 || e->size < 0 ||
+	    e->size > MTM_MAX_FILE_SIZE || (e->kind == KIND_FILE && e->file_id <= 0) || nsec < 0 || nsec > 999999999)
 		return mtm_set_error(MTM_ECORRUPT, "index: damaged entry for '%s'", path);
 	e->mode = (uint32_t)mode;
+	e->mtime_nsec = (int32_t)nsec;
 	e->path = strdup(path);
 	if (!e->path)
 		return mtm_set_error(ENOMEM, "index");
-	if (e->kind == KIND_SYMLINK) {
+	if (e->kind == KIND_SYMLINK || e->kind == KIND_LINK) {
 		const char *t = sqlite3_column_blob(st, 10);
 		int tlen = sqlite3_column_bytes(st, 10);
-		if (!t || tlen <= 0 || tlen > 4095 || memchr(t, 0, (size_t)tlen))
-			return mtm_set_error(MTM_ECORRUPT, "index: damaged symlink target for '%s'", path);
+		if (!t || tlen <= 0 || memchr(t, 0, (size_t)tlen) ||
+		    (e->kind == KIND_SYMLINK ? tlen > 4095 : !path_is_safe(t, (size_t)tlen)))
+			return mtm_set_error(MTM_ECORRUPT, "index: damaged %s target for '%s'",
+			                     e->kind == KIND_SYMLINK ? "symlink" : "hard link", path);
 		e->target = strndup(t, (size_t)tlen);
 		if (!e->target)
 			return mtm_set_error(ENOMEM, "index");
+	}
+	const unsigned char *x = sqlite3_column_blob(st, 13);
+	int xlen = sqlite3_column_bytes(st, 13);
+	if (x && xlen > 0) {
+		if (!xattr_blob_valid(x, (size_t)xlen))
+			return mtm_set_error(MTM_ECORRUPT, "index: damaged extended attributes for '%s'", path);
+		e->xattrs = malloc((size_t)xlen);
+		if (!e->xattrs)
+			return mtm_set_error(ENOMEM, "index");
+		memcpy(e->xattrs, x, (size_t)xlen);
+		e->xattrs_len = (size_t)xlen;
 	}
 	return 0;
 }
@@ -153,7 +180,7 @@ int index_load_tree(mtm_store *s, mtm_id k, vec *out)
 		return 0;
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_ns, file_id, target "
+	                            "SELECT " ENTRY_COLUMNS " "
 	                            "FROM entry ORDER BY path, branch, ckpt",
 	                            -1, &st, NULL);
 	if (rc != SQLITE_OK) {
@@ -334,7 +361,7 @@ int index_writer_init(index_writer *w, mtm_store *s)
 {
 	memset(w, 0, sizeof *w);
 	w->s = s;
-	int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO entry VALUES(?,?,?,?,?,?,?,?,?,?,?)", -1,
+	int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO entry(" ENTRY_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1,
 	                            &w->ins_entry, NULL);
 	const char *table = s->log_blocks ? "block_log" : "block";
 	char sql[64 + BLOCK_BATCH * 16];
@@ -371,12 +398,18 @@ int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *
 	sqlite3_bind_int64(st, 6, e->uid);
 	sqlite3_bind_int64(st, 7, e->gid);
 	sqlite3_bind_int64(st, 8, e->size);
-	sqlite3_bind_int64(st, 9, e->mtime_ns);
+	sqlite3_bind_int64(st, 9, e->mtime_nsec);
 	sqlite3_bind_int64(st, 10, e->file_id);
 	if (e->target)
 		sqlite3_bind_blob(st, 11, e->target, (int)strlen(e->target), SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, 11);
+	sqlite3_bind_int64(st, 12, e->mtime_s);
+	sqlite3_bind_int64(st, 13, (int64_t)e->rdev);
+	if (e->xattrs_len)
+		sqlite3_bind_blob(st, 14, e->xattrs, (int)e->xattrs_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 14);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : db_error(w->s, rc, "index");
@@ -388,8 +421,11 @@ int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *
 int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t branch, int64_t ckpt,
                     uint64_t hash, int64_t chunk, int64_t boff)
 {
+	/* FORMAT.md 3.5: boff is 0..15, and 0 for a hole (chunk 0) */
+	assert(chunk >= 0 && boff >= 0 && boff < MTM_CHUNK_BLOCKS && (chunk || !boff));
 	if (w->held.n >= HELD_BLOCKS)
 		MTM_TRY(index_flush_blocks(w));
+	assert(w->held.n < HELD_BLOCKS);
 	held_block *h = vec_push(&w->held);
 	if (!h)
 		return mtm_set_error(ENOMEM, "index");
@@ -492,7 +528,7 @@ int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out,
 	int rc;
 	if (!s->q_entry_at &&
 	    (rc = sqlite3_prepare_v2(s->db,
-	                             "SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_ns, file_id, target "
+	                             "SELECT " ENTRY_COLUMNS " "
 	                             "FROM entry WHERE path=?1 AND branch=?2 AND ckpt<=?3 ORDER BY ckpt DESC LIMIT 1",
 	                             -1, &s->q_entry_at, NULL)) != SQLITE_OK)
 		return db_error(s, rc, "index");
@@ -541,7 +577,7 @@ int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *ou
 	lo[n + 1] = hi[n + 1] = 0;
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_ns, file_id, target "
+	                            "SELECT " ENTRY_COLUMNS " "
 	                            "FROM entry WHERE path>=?1 AND path<?2 ORDER BY path, branch, ckpt",
 	                            -1, &st, NULL);
 	if (rc != SQLITE_OK) {

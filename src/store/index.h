@@ -12,7 +12,11 @@
 #include "store/store.h"
 #include "util/strvec.h"
 
-enum { KIND_NONE = 0, KIND_FILE = 1, KIND_DIR = 2, KIND_SYMLINK = 3 };
+/* Entry kinds (FORMAT.md 3.4). KIND_LINK: another name of a hard-linked
+ * regular file; its target is the group's first name (in path order), a
+ * KIND_FILE entry of the same checkpoint that holds the content. */
+enum { KIND_NONE = 0, KIND_FILE = 1, KIND_DIR = 2, KIND_SYMLINK = 3, KIND_FIFO = 4, KIND_SOCKET = 5, KIND_CHR = 6,
+       KIND_BLK = 7, KIND_LINK = 8, KIND_MAX = 8 };
 #define MTM_MAX_FILE_SIZE ((int64_t)1 << 46) /* 64 TiB: larger is damage */
 
 typedef struct entry {
@@ -20,9 +24,17 @@ typedef struct entry {
 	int64_t ver;        /* checkpoint that wrote this version */
 	int kind;
 	uint32_t mode, uid, gid;
-	int64_t size, mtime_ns, file_id;
-	char *target;       /* symlinks */
+	int64_t size, file_id;
+	int64_t mtime_s;    /* seconds since the epoch: any time Linux stores */
+	int32_t mtime_nsec; /* 0 .. 999999999 */
+	uint64_t rdev;      /* KIND_CHR, KIND_BLK */
+	char *target;       /* symlinks; KIND_LINK: the group's first name */
+	unsigned char *xattrs; /* xattr_blob (io/xattr.h), NULL when none */
+	size_t xattrs_len;
 } entry;
+
+/* Whether two entries record the same thing (the path and ver aside). */
+int entry_same(const entry *a, const entry *b);
 
 typedef struct blockref {
 	int64_t blkno;
@@ -33,6 +45,9 @@ typedef struct blockref {
 
 /* A run of blocks [blkno, blkno + count). */
 typedef struct { int64_t blkno, count; } blk_run;
+
+/* The entry columns in table order (FORMAT.md 3.4), as read_entry_row reads them. */
+#define ENTRY_COLUMNS "path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id, target, mtime_s, rdev, xattrs"
 
 /* The tree at checkpoint k, sorted by path (parents before children). */
 int index_load_tree(mtm_store *s, mtm_id k, vec *out /* of entry */);

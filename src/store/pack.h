@@ -13,6 +13,10 @@
  * when it created one); pack_writer_finish() waits for all that and only
  * then records the packs' new committed sizes in the caller's open index
  * transaction, whose commit follows.
+ *
+ * Split: pack_writer.c (appending, naming chunks in the index), flusher.c
+ * (its thread), pack_reader.c (reading back), pack_record.c (the record
+ * codec both use).
  */
 #ifndef MTM_STORE_PACK_H
 #define MTM_STORE_PACK_H

@@ -1,13 +1,19 @@
 /*
- * pack_record.h — what the pack writer (pack.c) and its thread (flusher.c)
- * share: the buffer sizes, the packs a writer touched, the little-endian
- * fields and the record check of docs/FORMAT.md. Internal to src/store.
+ * pack_record.h — what the pack writer (pack_writer.c), its thread
+ * (flusher.c), the reader (pack_reader.c) and the record codec
+ * (pack_record.c) share: pack file names, the buffer sizes, the packs a
+ * writer touched, the little-endian fields and the record check of
+ * docs/FORMAT.md. Internal to src/store.
  */
 #ifndef MTM_STORE_PACK_RECORD_H
 #define MTM_STORE_PACK_RECORD_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <xxhash.h>
+
+/* "packs/00000012.pack": pack id's file, relative to .metamori */
+static inline void pack_name(char *buf, size_t len, int64_t id) { snprintf(buf, len, "packs/%08lld.pack", (long long)id); }
 
 /* Bytes are handed to the flusher thread every FLUSH_AT, which writes them
  * and tells the kernel to start writing them back: the device works on one

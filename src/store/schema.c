@@ -1,4 +1,4 @@
-/* schema.c — the index schema, format version 3 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 4 (docs/FORMAT.md). */
 #include <stdio.h>
 #include "store/store.h"
 #include "util/error.h"
@@ -24,6 +24,11 @@
 	" PRIMARY KEY(name, branch, ckpt)) WITHOUT ROWID;" \
 	"CREATE INDEX region_by_ckpt ON region(ckpt);"
 
+/* The other names of hard-linked files by their group's file (format 4):
+ * a session's checkpoint, which looks at touched paths only, asks whether a
+ * touched file had other names, to record the whole group afresh. */
+#define ENTRY_LINKS_SQL "CREATE INDEX entry_links ON entry(target) WHERE kind = 8;"
+
 static const char *schema_sql =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
 	/* checkpoints: parent 0 = none; branch = the chain the checkpoint extends */
@@ -39,9 +44,11 @@ static const char *schema_sql =
 	"CREATE TABLE branch(id INTEGER PRIMARY KEY, parent_branch INTEGER NOT NULL, fork INTEGER NOT NULL);"
 	/* versioned namespace: the row visible at checkpoint k for a path is the one with the
 	 * greatest ckpt among k's ancestors (k included); kind 0 records a removal */
+	/* (format 4's columns last: the order an older store has once upgraded) */
 	"CREATE TABLE entry(path TEXT NOT NULL, branch INTEGER NOT NULL, ckpt INTEGER NOT NULL,"
 	" kind INTEGER NOT NULL, mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
-	" size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, file_id INTEGER NOT NULL, target BLOB,"
+	" size INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL, file_id INTEGER NOT NULL, target BLOB,"
+	" mtime_s INTEGER NOT NULL DEFAULT 0, rdev INTEGER NOT NULL DEFAULT 0, xattrs BLOB,"
 	" PRIMARY KEY(path, branch, ckpt)) WITHOUT ROWID;"
 	/* versioned block maps, same visibility rule; chunk 0 = a hole (zeros) */
 	"CREATE TABLE block(file_id INTEGER NOT NULL, blkno INTEGER NOT NULL, branch INTEGER NOT NULL,"
@@ -57,6 +64,7 @@ static const char *schema_sql =
 	/* prune works on the rows of the checkpoints it drops, gc on the chunks they used:
 	 * these indexes keep both proportional to what is dropped, not to the store */
 	"CREATE INDEX entry_by_ckpt ON entry(ckpt);"
+	ENTRY_LINKS_SQL
 	"CREATE INDEX block_by_ckpt ON block(ckpt);"
 	"CREATE INDEX block_by_chunk ON block(chunk);"
 	"CREATE INDEX chunk_by_pack ON chunk(pack, off);"
@@ -96,12 +104,26 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
  * transaction as the new user_version, by whoever opens it first:
  *  1 -> 2: block_log (an empty log means what format 1 meant);
  *  2 -> 3: the region table and the checkpoint's three region statistics
- *          (no regions: every older checkpoint holds none). */
+ *          (no regions: every older checkpoint holds none);
+ *  3 -> 4: times as seconds and nanoseconds (a signed 64-bit count of
+ *          nanoseconds ends in 2262), device numbers, extended attributes
+ *          and the hard-link index; older rows take rdev 0 and no xattrs,
+ *          and mtime_ns splits into mtime_s and mtime_nsec (floor division:
+ *          nanoseconds stay in [0, 1e9) before 1970 too). Unchanged files
+ *          are not read again while the stat cache knows them: it is
+ *          emptied, so that the next checkpoint reads every file's
+ *          attributes once. */
 static const char *const upgrade_sql[] = {
 	[1] = BLOCK_LOG_SQL,
 	[2] = REGION_SQL "ALTER TABLE checkpoint ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
 	      "ALTER TABLE checkpoint ADD COLUMN region_bytes INTEGER NOT NULL DEFAULT 0;"
 	      "ALTER TABLE checkpoint ADD COLUMN region_bytes_changed INTEGER NOT NULL DEFAULT 0;",
+	[3] = "ALTER TABLE entry ADD COLUMN mtime_s INTEGER NOT NULL DEFAULT 0;"
+	      "ALTER TABLE entry ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0;"
+	      "ALTER TABLE entry ADD COLUMN xattrs BLOB;"
+	      "UPDATE entry SET mtime_s = (mtime_ns - ((mtime_ns % 1000000000) + 1000000000) % 1000000000) / 1000000000,"
+	      " mtime_ns = ((mtime_ns % 1000000000) + 1000000000) % 1000000000;"
+	      "ALTER TABLE entry RENAME COLUMN mtime_ns TO mtime_nsec;" ENTRY_LINKS_SQL "DELETE FROM statcache;",
 };
 
 _Static_assert(sizeof upgrade_sql / sizeof upgrade_sql[0] == MTM_FORMAT_VERSION, "one upgrade step per older version");

@@ -106,6 +106,28 @@ int meta_set_int(mtm_store *s, const char *key, int64_t v)
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
+/* Every checkpoint's parent is older than it (FORMAT.md 3.2), which is what
+ * makes every walk up the history end. A damaged or hostile index that
+ * breaks it (a checkpoint its own parent, two that are each other's) would
+ * make such walks loop: every command refuses the store at open instead. */
+static int check_history(mtm_store *s)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT id, parent FROM checkpoint WHERE parent >= id OR parent < 0 LIMIT 1", -1,
+	                            &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	rc = sqlite3_step(st);
+	int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0, parent = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return mtm_set_error(MTM_ECORRUPT,
+		                     "%s/.metamori/index.db: checkpoint %lld has parent %lld, not an older checkpoint: the "
+		                     "history has a cycle (the store is damaged)",
+		                     s->root, (long long)id, (long long)parent);
+	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
 int store_load_branches(mtm_store *s)
 {
 	sqlite3_stmt *st;
@@ -383,7 +405,7 @@ int mtm_open(mtm_store **out, const char *path)
 	*out = NULL;
 	if (rc)
 		return rc;
-	if ((rc = open_db(s, 0)) || (rc = schema_check(s)) || (rc = store_load_branches(s)))
+	if ((rc = open_db(s, 0)) || (rc = schema_check(s)) || (rc = store_load_branches(s)) || (rc = check_history(s)))
 		goto fail;
 	/* An interrupted in-place restore is finished by the next command,
 	 * whatever it is, before it looks at the tree. If another writer holds
@@ -415,6 +437,12 @@ void mtm_close(mtm_store *s)
 }
 
 const char *mtm_root(const mtm_store *s) { return s->root; }
+
+void mtm_set_progress(mtm_store *s, mtm_progress_fn fn, void *arg)
+{
+	s->progress = fn;
+	s->progress_arg = arg;
+}
 
 int mtm_head(mtm_store *s, mtm_id *out) { return meta_get_int(s, "head", out); }
 
@@ -506,7 +534,7 @@ int intent_write(mtm_store *s, mtm_id id)
 int intent_read(mtm_store *s, mtm_id *out)
 {
 	*out = 0;
-	int fd, rc = io_openat(s->dirfd, "intent", O_RDONLY | O_NOFOLLOW, 0, &fd);
+	int fd, rc = io_open_regular(s->dirfd, "intent", O_RDONLY | O_NOFOLLOW, &fd);
 	if (rc == ENOENT)
 		return 0;
 	if (rc)

@@ -15,7 +15,7 @@
 #include "metamori.h"
 
 #define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
-#define MTM_FORMAT_VERSION 3
+#define MTM_FORMAT_VERSION 4
 #define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
 #define MTM_BLOCK 4096
 #define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */
@@ -44,7 +44,7 @@ struct mtm_store {
 	int64_t log_pending;         /* rows appended by the open checkpoint (ckpt_commit adds them) */
 	struct mtm_session *session; /* set inside `metamori run` (session.c) */
 	int wal_kept_by_session;     /* a session answered us: its WAL is its own to copy back */
-	int zstd_raw_streak, zstd_skip; /* compression backoff on incompressible data (pack.c) */
+	int zstd_raw_streak, zstd_skip; /* compression backoff on incompressible data (pack_writer.c) */
 	int fs_known;                /* root_fine_dev was determined (scan.c) */
 	int64_t root_fine_dev;       /* st_dev of the root if its file system keeps
 	                              * fine timestamps from the kernel clock, else -1 */
@@ -54,6 +54,8 @@ struct mtm_store {
 	 * permission, a full disk): the index was opened read-only and nothing
 	 * may write (store_lock refuses; close folds no WAL). */
 	int readonly;
+	mtm_progress_fn progress;    /* mtm_set_progress: long reads (verify --data) */
+	void *progress_arg;
 };
 
 /* The store that holds path (or a parent), its directories only: no index

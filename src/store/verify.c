@@ -15,6 +15,7 @@
 #include <xxhash.h>
 #include "io/beneath.h"
 #include "io/io.h"
+#include "store/index.h"
 #include "store/pack.h"
 #include "util/error.h"
 
@@ -87,6 +88,12 @@ static int check_paths(vctx *v)
 			if (!t || tlen <= 0 || tlen > 4095 || memchr(t, 0, (size_t)tlen))
 				problem(v, "symlink with a damaged target at checkpoint %lld: '%.80s'", ckpt, path);
 		}
+		if (sqlite3_column_int(st, 2) == KIND_LINK) {
+			const char *t = sqlite3_column_blob(st, 3);
+			int tlen = sqlite3_column_bytes(st, 3);
+			if (!t || !path_is_safe(t, (size_t)tlen))
+				problem(v, "hard link with a damaged target at checkpoint %lld: '%.80s'", ckpt, path);
+		}
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : db_error(v->s, rc, "verify");
@@ -124,7 +131,7 @@ static int check_index(vctx *v)
 		 " AND NOT EXISTS (SELECT 1 FROM branch p WHERE p.id = b.parent_branch))"},
 		{"entry of a missing checkpoint", "SELECT path, ckpt FROM entry e WHERE NOT EXISTS"
 		 " (SELECT 1 FROM checkpoint c WHERE c.id = e.ckpt AND c.branch = e.branch)"},
-		{"entry with a bad kind or size", "SELECT path, ckpt FROM entry WHERE kind NOT IN (0,1,2,3) OR size < 0"
+		{"entry with a bad kind or size", "SELECT path, ckpt FROM entry WHERE kind NOT BETWEEN 0 AND 8 OR size < 0"
 		 " OR (kind = 1 AND file_id <= 0) OR mode < 0 OR mode > 4095"},
 		{"region of a missing checkpoint", "SELECT name, ckpt FROM region r WHERE NOT EXISTS"
 		 " (SELECT 1 FROM checkpoint c WHERE c.id = r.ckpt AND c.branch = r.branch)"},
@@ -179,11 +186,11 @@ static int check_files(vctx *v)
 		else {
 			char hdr[PACK_HEADER_LEN];
 			size_t got = 0;
-			int fd = -1, err = io_openat(v->s->dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &fd);
+			int fd = -1, err = io_open_regular(v->s->dirfd, name, O_RDONLY | O_NOFOLLOW, &fd); /* never blocks */
 			if (!err)
 				err = io_pread(fd, hdr, sizeof hdr, 0, &got);
 			if (err)
-				problem(v, "%s: %s", name, strerror(err));
+				problem(v, "%s: %s", name, mtm_strerror(err));
 			else if (got != sizeof hdr || memcmp(hdr, PACK_MAGIC, PACK_MAGIC_LEN) != 0)
 				problem(v, "%s: bad pack header", name);
 			if (fd >= 0)
@@ -254,11 +261,21 @@ static int check_data(vctx *v)
 		pack_reader_free(&pr);
 		return db_error(v->s, rc, "verify");
 	}
-	int64_t bad_chunk = 0;
+	int64_t bad_chunk = 0, last_chunk = 0, total = 0;
+	if (v->s->progress) { /* what the reads will add up to: every chunk's record */
+		sqlite3_stmt *q;
+		if (sqlite3_prepare_v2(v->s->db, "SELECT coalesce(sum(clen), 0) FROM chunk", -1, &q, NULL) == SQLITE_OK &&
+		    sqlite3_step(q) == SQLITE_ROW)
+			total = sqlite3_column_int64(q, 0);
+		sqlite3_finalize(q);
+	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t chunk = sqlite3_column_int64(st, 0), boff = sqlite3_column_int64(st, 1);
 		if (chunk == bad_chunk)
 			continue;
+		if (v->s->progress && chunk != last_chunk) /* (the callback limits its own redraws) */
+			v->s->progress(v->s->progress_arg, "verify", pr.bytes_read, (uint64_t)total);
+		last_chunk = chunk;
 		const unsigned char *plain;
 		size_t plen;
 		if (pack_read(&pr, chunk, &plain, &plen)) {

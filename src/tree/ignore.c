@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "io/io.h"
 #include "tree/ignore.h"
 #include "util/error.h"
 
@@ -188,8 +189,9 @@ int ignore_add(ignore_set *set, const char *line)
 
 int ignore_load(ignore_set *set, int rootfd, const char *const *extra, size_t n_extra)
 {
-	int fd = openat(rootfd, ".metamoriignore", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0) {
+	/* never blocks on a FIFO planted there: only a regular file holds patterns */
+	int fd, rc = io_open_regular(rootfd, ".metamoriignore", O_RDONLY | O_NOFOLLOW, &fd);
+	if (!rc) {
 		FILE *f = fdopen(fd, "r");
 		if (!f) {
 			close(fd);
@@ -202,8 +204,8 @@ int ignore_load(ignore_set *set, int rootfd, const char *const *extra, size_t n_
 				return mtm_set_error(ENOMEM, ".metamoriignore");
 			}
 		fclose(f);
-	} else if (errno != ENOENT) {
-		return mtm_set_errno(errno, ".metamoriignore");
+	} else if (rc != ENOENT && rc != ENOTPLAIN && rc != ELOOP) {
+		return mtm_set_errno(rc, ".metamoriignore");
 	}
 	for (size_t i = 0; i < n_extra; i++)
 		if (ignore_add(set, extra[i]))

@@ -214,6 +214,64 @@ const unsigned char *src_at(file_src src, int64_t off, size_t len)
 }
 
 #define READ_BUF (1u << 20) /* a multiple of the chunk group, so groups never straddle reads */
+#define GROUP_BYTES ((int64_t)MTM_CHUNK_BLOCKS * MTM_BLOCK)
+
+/* Where the file's data lies, from off on (SEEK_DATA/SEEK_HOLE): the hole
+ * [off, *data) holds only zeros, and the data from *data goes on at least
+ * to *hole. Both are rounded to whole chunk groups, outward for the data,
+ * so reads stay group-aligned. A file system that cannot tell: all data. */
+static void find_data(int fd, int64_t off, int64_t size, int64_t *data, int64_t *hole)
+{
+	*data = off;
+	*hole = size;
+	if (fd < 0)
+		return;
+	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+	if (d < 0) {
+		if (errno == ENXIO) /* nothing but a hole up to the end */
+			*data = *hole = size;
+		return;
+	}
+	*data = (int64_t)d / GROUP_BYTES * GROUP_BYTES;
+	if (*data < off)
+		*data = off;
+	off_t h = lseek(fd, d, SEEK_HOLE);
+	if (h > d) {
+		int64_t up = ((int64_t)h + GROUP_BYTES - 1) / GROUP_BYTES * GROUP_BYTES;
+		*hole = up < size ? up : size;
+	}
+}
+
+/* The blocks of the hole [from, to) that the map holds as data: each run
+ * of them (within one group) changed to zeros. No block is read: a hole of
+ * any size costs what its map rows cost. */
+static int compare_hole(const vec *map, size_t *mi, int64_t from, int64_t to, int64_t size, run_fn fn, void *arg)
+{
+	const uint64_t zh = zero_block_hash();
+	uint64_t hashes[MTM_CHUNK_BLOCKS];
+	for (int i = 0; i < MTM_CHUNK_BLOCKS; i++)
+		hashes[i] = zh;
+	int64_t first = from / MTM_BLOCK, end = (to + MTM_BLOCK - 1) / MTM_BLOCK;
+	while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno < first)
+		(*mi)++;
+	while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno < end) {
+		int64_t b = VEC_AT(map, blockref, *mi).blkno;
+		if (VEC_AT(map, blockref, *mi).hash == zh) {
+			(*mi)++;
+			continue;
+		}
+		int64_t e = b + 1, gend = (b / MTM_CHUNK_BLOCKS + 1) * MTM_CHUNK_BLOCKS;
+		(*mi)++;
+		while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno == e && e < gend && e < end &&
+		       VEC_AT(map, blockref, *mi).hash != zh) {
+			e++;
+			(*mi)++;
+		}
+		int64_t stop = e * MTM_BLOCK < size ? e * MTM_BLOCK : size;
+		MTM_TRY(fn(arg, b, (int)(e - b), NULL, (size_t)(stop - b * MTM_BLOCK), hashes, 1, 0));
+	}
+	return 0;
+}
 _Static_assert(READ_BUF % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_BUF holds whole chunk groups");
 
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
@@ -224,10 +282,23 @@ int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *ar
 	unsigned char pad[MTM_BLOCK];
 	const uint64_t zh = zero_block_hash();
 	size_t mi = 0;
-	int64_t off = 0;
+	int64_t off = 0, data_end = 0;
 	int rc = 0;
+	/* holes are found, not read (a 100 GiB sparse file costs its data) */
+	int seek_fd = !src.mem ? src.fd : src.mem->fd;
 	while (off < size) {
-		size_t want = (size_t)(size - off < READ_BUF ? size - off : READ_BUF), got;
+		if (off >= data_end) {
+			int64_t data;
+			find_data(seek_fd, off, size, &data, &data_end);
+			if (data > off) {
+				if ((rc = compare_hole(map, &mi, off, data, size, fn, arg)))
+					break;
+				off = data;
+				continue;
+			}
+		}
+		int64_t left = (data_end < size ? data_end : size) - off;
+		size_t want = (size_t)(left < READ_BUF ? left : READ_BUF), got;
 		if ((rc = src_pread(src, buf, want, off, &got))) {
 			rc = mtm_set_errno(rc, "read");
 			break;

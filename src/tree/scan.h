@@ -61,13 +61,31 @@ const unsigned char *src_at(file_src src, int64_t off, size_t len);
 typedef struct live_item {
 	char *path;
 	struct stat st;
-	int kind;       /* KIND_FILE, KIND_DIR, KIND_SYMLINK */
-	char *target;   /* symlinks */
+	int kind;       /* KIND_FILE ... KIND_LINK (links: after live_group_links) */
+	char *target;   /* symlinks; KIND_LINK: the group's first name */
 	capture *cap;   /* tracked mode: what to read instead of the live file */
+	/* extended attributes (io/xattr.h); read by the walk for every kind but
+	 * regular files, whose are read with their content (xattrs_read = 1 once known) */
+	unsigned char *xattrs;
+	size_t xattrs_len;
+	int xattrs_read;
 } live_item;
 
-/* Walks the tree under s->root (skipping .metamori, restore temporaries,
- * ignored paths, sockets, FIFOs and devices); out is sorted by path. */
+/* Finds the link groups of a walked tree (sorted by path): regular files
+ * that share an inode. The first name of each stays a file; every other
+ * becomes KIND_LINK with target = the first name (FORMAT.md 3.4). Files
+ * that ign ignores are no members (NULL: none is). */
+int live_group_links(vec *live /* of live_item */, const ignore_set *ign);
+
+/* The entry kind of a stat's type (KIND_NONE: none we know). */
+int kind_of_mode(mode_t mode);
+/* What a live item records, as an entry (pointing into it, not copied). */
+void live_entry(const live_item *it, entry *e);
+/* The entry's mtime as a timespec, and a stat's mtime as the entry fields. */
+struct timespec entry_mtime(const entry *e);
+
+/* Walks the tree under s->root (skipping .metamori, restore temporaries and
+ * ignored paths); out is sorted by path. */
 int walk_tree(mtm_store *s, const ignore_set *ign, vec *out /* of live_item */);
 void live_free(vec *v);
 /* Appends the entries under directory rel (not rel itself), unsorted. */

@@ -25,6 +25,8 @@ const char *mtm_strerror(int err)
 	case MTM_EPERM: return "unsafe store permissions";
 	case MTM_EFAULT: return "injected fault";
 	}
+	if (err == ENOTPLAIN)
+		return "not a regular file";
 	if (err > 0)
 		return strerror(err);
 	return "unknown error";

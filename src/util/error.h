@@ -11,5 +11,10 @@ int mtm_set_error(int err, const char *fmt, ...) __attribute__((format(printf, 2
 int mtm_set_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mtm_clear_error(void);
 
+/* A positive "errno" of our own: something opened to be read (a tree file,
+ * a pack, the intent) turned out to be neither a regular file nor a
+ * directory (a FIFO, a device, a socket). io_open_plain returns it. */
+#define ENOTPLAIN 4201
+
 #define MTM_TRY(expr) do { int rc_ = (expr); if (rc_) return rc_; } while (0)
 #endif

@@ -86,7 +86,7 @@ def lie(name, sql_fn, expect_refusal=True, ckpt=3, verify_fails=False):
 
 def add_entry(path, kind=1, size=10, file_id=1, target=None, mode=0o644):
     def fn(c):
-        c.execute("INSERT INTO entry VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+        c.execute("INSERT INTO entry(path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id, target) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                   (path, 1, 3, kind, mode, 0, 0, size, 0, file_id, target))
     return fn
 
@@ -103,14 +103,14 @@ def test_hostile_paths():
         "empty": b"",
         "nul": b"sub/x\x00/../../evil",
         "long": b"a" * 300,
-        "very-long": b"/".join([b"d"] * 3000),
+        "very-long": b"/".join([b"d"] * 600000),  # past MTM_PATH_MAX (1 MiB; 4096 bytes are fine)
     }
     for name, path in cases.items():
         p = lie(name, add_entry(path), verify_fails=True)
         if "unsafe" not in p.stderr and "damaged" not in p.stderr:
             raise T.Failure("%s: unclear refusal: %s" % (name, p.stderr))
     # the same path stored as TEXT with a NUL inside
-    lie("nul-text", lambda c: c.execute("INSERT INTO entry VALUES(CAST(? AS TEXT),1,3,1,420,0,0,10,0,1,NULL)",
+    lie("nul-text", lambda c: c.execute("INSERT INTO entry(path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id, target) VALUES(CAST(? AS TEXT),1,3,1,420,0,0,10,0,1,NULL)",
                                         (b"x\x00/../evil",)))
 
 
@@ -164,8 +164,8 @@ def test_symlink_then_file_under_it():
     s = store()
 
     def fn(c):
-        c.execute("INSERT INTO entry VALUES(?,1,3,3,511,0,0,0,0,0,?)", (b"lnk", s.outside.encode()))
-        c.execute("INSERT INTO entry VALUES(?,1,3,1,420,0,0,10,0,1,NULL)", (b"lnk/evil",))
+        c.execute("INSERT INTO entry(path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id, target) VALUES(?,1,3,3,511,0,0,0,0,0,?)", (b"lnk", s.outside.encode()))
+        c.execute("INSERT INTO entry(path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id, target) VALUES(?,1,3,1,420,0,0,10,0,1,NULL)", (b"lnk/evil",))
     p = lie("symlink-parent", fn)
     if "has no parent directory" not in p.stderr:
         raise T.Failure("symlink-parent: unclear refusal: %s" % p.stderr)

@@ -83,6 +83,47 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
+def downgrade_to_3(db):
+    """Turns a format 4 index into what format 3 wrote: one signed count of
+    nanoseconds for the mtime, no rdev, no xattrs."""
+    c = sqlite3.connect(db)
+    c.executescript("ALTER TABLE entry RENAME COLUMN mtime_nsec TO mtime_ns;"
+                    "UPDATE entry SET mtime_ns = mtime_s * 1000000000 + mtime_ns;"
+                    "ALTER TABLE entry DROP COLUMN mtime_s; ALTER TABLE entry DROP COLUMN rdev;"
+                    "ALTER TABLE entry DROP COLUMN xattrs; DROP INDEX entry_links; PRAGMA user_version=3;")
+    c.commit()
+    c.close()
+
+
+@with_store
+def test_upgrade_from_format_3(root):
+    """A format 3 store keeps every checkpoint, times before 1970 included,
+    and records attributes from its first checkpoint on."""
+    T.init(root)
+    T.write_file(os.path.join(root, "old"), b"old", mtime_ns=-86400 * 10**9 * 365 - 123)
+    T.write_file(os.path.join(root, "new"), b"new", mtime_ns=1700000000 * 10**9 + 999999999)
+    first = T.manifest_full(root)
+    T.checkpoint(root)
+    os.setxattr(os.path.join(root, "new"), "user.k", b"v")
+    T.write_file(os.path.join(root, "old"), b"changed")
+    T.checkpoint(root)
+    db = os.path.join(root, ".metamori", "index.db")
+    downgrade_to_3(db)
+    T.run(["-C", root, "log"])
+    c = sqlite3.connect(db)
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == 4, "upgraded from format 3")
+    expect(c.execute("SELECT count(*) FROM statcache").fetchone()[0] == 0, "stat cache dropped")
+    c.close()
+    T.restore(root, 1)
+    T.assert_same(first, T.manifest_full(root), "checkpoint 1 of an upgraded store")
+    expect(os.listxattr(os.path.join(root, "new")) == [], "format 3 held no attributes")
+    os.setxattr(os.path.join(root, "new"), "user.k", b"v")
+    ck = T.checkpoint(root)
+    os.removexattr(os.path.join(root, "new"), "user.k")
+    T.restore(root, ck)
+    expect(os.getxattr(os.path.join(root, "new"), "user.k") == b"v", "attributes recorded after the upgrade")
+
+
 @with_store
 def test_newer_foreign_damaged_index(root):
     T.init(root)
@@ -96,10 +137,11 @@ def test_newer_foreign_damaged_index(root):
         c.execute(sql)
         c.commit()
         c.close()
-    pragma("PRAGMA user_version=4")
+    pragma("PRAGMA user_version=5")
     expect(err_line(["-C", root, "log"]) ==
-           "metamori: %s/.metamori: store format 4 is newer than this metamori (reads 3)" % real, "newer")
-    expect(err_line(["-C", root, "checkpoint"]).endswith("is newer than this metamori (reads 3)"), "newer ckpt")
+           "metamori: %s/.metamori: store format 5 is newer than this metamori (reads 4)" % real, "newer")
+    expect(err_line(["-C", root, "checkpoint"]).endswith("is newer than this metamori (reads 4)"), "newer ckpt")
+    pragma("PRAGMA user_version=4")
 
     def make_format_2():
         # format 2 had no region table and no region statistics per checkpoint
@@ -110,21 +152,23 @@ def test_newer_foreign_damaged_index(root):
         c.commit()
         c.close()
     # format 2 is upgraded in place by the first command to open it; every checkpoint stays
+    downgrade_to_3(db)
     make_format_2()
     T.run(["-C", root, "log"])
     c = sqlite3.connect(db)
-    expect(c.execute("PRAGMA user_version").fetchone()[0] == 3, "upgraded from format 2")
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == 4, "upgraded from format 2")
     expect(c.execute("SELECT count(*) FROM region").fetchone()[0] == 0, "region added")
     expect(c.execute("SELECT count(*) FROM checkpoint WHERE regions = 0 AND region_bytes = 0").fetchone()[0] ==
            c.execute("SELECT count(*) FROM checkpoint").fetchone()[0] > 0, "old checkpoints kept, without regions")
     c.close()
-    # format 1 (no block_log) goes through both steps
+    # format 1 (no block_log) goes through every step
+    downgrade_to_3(db)
     make_format_2()
     pragma("DROP TABLE block_log")
     pragma("PRAGMA user_version=1")
     T.run(["-C", root, "log"])
     c = sqlite3.connect(db)
-    expect(c.execute("PRAGMA user_version").fetchone()[0] == 3, "upgraded from format 1")
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == 4, "upgraded from format 1")
     expect(c.execute("SELECT count(*) FROM block_log").fetchone()[0] == 0, "block_log added")
     expect(c.execute("SELECT count(*) FROM region").fetchone()[0] == 0, "region added from 1")
     c.close()
@@ -220,5 +264,6 @@ def test_help_everywhere():
 
 if __name__ == "__main__":
     T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
+            test_upgrade_from_format_3,
             test_newer_foreign_damaged_index, test_pack_write_fails_part_way, test_more_block_rows_than_held,
             test_help_everywhere])

@@ -9,8 +9,13 @@ its own row's other folders or of a higher row. include/metamori.h (the
 public types and error codes) may be included anywhere; src/cli/ may include
 nothing else (it builds against the public API only).
 
+Nor may the library call up through the public header: an mtm_* function
+defined in src/api/ (it combines layers) is called by no other layer of the
+library.
+
 The library never prints (it reports through mtm_set_log_handler): outside
-src/cli/ and the interposer (src/track/, a program of its own), no code may
+src/cli/, the interposer (src/track/, a program of its own) and the DMTCP
+plugin (src/dmtcp/, loaded into a program by DMTCP), no code may
 name stdout or stderr or call printf, puts, perror or dprintf.
 
 Usage: check_layers.py [SOURCE_DIR]   (default: the checkout holding this file)
@@ -22,7 +27,7 @@ import sys
 
 # Lowest first. Folders on one row are peers: neither includes the other.
 LAYERS = [
-    ["util", "track"],               # containers, errors; the interposer's wire layout
+    ["util", "track", "dmtcp"],      # containers, errors; the interposer's wire layout; the DMTCP plugin
     ["io"],                          # every system call on the store and the tree
     ["store"],                       # index, packs, lineage, verify
     ["tree"],                        # walk, ignore, stat cache, block compare
@@ -40,7 +45,7 @@ KNOWN = {
 }
 ONLY_PUBLIC = {"cli", "mpi"}
 
-PRINTERS = {"cli", "track"}
+PRINTERS = {"cli", "track", "dmtcp"}  # the DMTCP plugin: its one refusal line is the program's stderr
 PRINTS = re.compile(r"\b(stdout|stderr|STDOUT_FILENO|STDERR_FILENO|printf|vprintf|puts|putchar|perror|dprintf|vdprintf)\b")
 # comments, string and character literals: blanked before looking for PRINTS
 NOT_CODE = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
@@ -56,9 +61,21 @@ def rank_of():
     return ranks
 
 
+def api_functions(src):
+    """Names of the mtm_* functions src/api/ defines."""
+    names = set()
+    folder = os.path.join(src, "api")
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+            names.update(re.findall(r"^[a-z][\w \*]*?\b(mtm_\w+)\s*\([^;]*$", f.read(), re.M))
+    return names
+
+
 def problems(src, seen):
     ranks = rank_of()
     out = []
+    api = api_functions(src)
+    calls_api = re.compile(r"\b(" + "|".join(sorted(api)) + r")\s*\(") if api else None
     for folder in sorted(os.listdir(src)):
         path = os.path.join(src, folder)
         if not os.path.isdir(path):
@@ -74,8 +91,13 @@ def problems(src, seen):
                 rel = os.path.relpath(file, os.path.dirname(src))
                 with open(file, encoding="utf-8", errors="replace") as f:
                     text = f.read()
+                code = NOT_CODE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+                if calls_api and folder not in ("api", "cli") and ranks[folder] < ranks["api"]:
+                    for m in calls_api.finditer(code):
+                        line = code.count("\n", 0, m.start()) + 1
+                        out.append(f"{rel}:{line}: calls {m.group(1)}, which src/api/ defines: a lower layer "
+                                   f"calls up (call what it combines, with hooks)")
                 if folder not in PRINTERS:
-                    code = NOT_CODE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
                     code = re.sub(r"format\s*\(\s*printf", "format(", code)  # __attribute__((format(printf, ...)))
                     for m in PRINTS.finditer(code):
                         line = code.count("\n", 0, m.start()) + 1

@@ -47,7 +47,8 @@ static void make_tree(unsigned *seed)
 			sql(q);
 		}
 		newest[branch[i]] = i;
-		snprintf(q, sizeof q, "INSERT INTO checkpoint VALUES(%d, %d, %d, 0, '', 0, 0, 0, 0, 0, 0, 0)", i, p,
+		snprintf(q, sizeof q, "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
+		         " files_removed, bytes_changed, bytes_stored, entries, tree_bytes) VALUES(%d, %d, %d, 0, '', 0, 0, 0, 0, 0, 0, 0)", i, p,
 		         branch[i]);
 		sql(q);
 	}
@@ -114,10 +115,12 @@ static void visible_version_is_the_newest_ancestor(void **state)
 				continue;
 			kind[c] = rand_r(&seed) % 5 ? 1 : -1; /* -1: a tombstone */
 			if (kind[c] > 0)
-				snprintf(q, sizeof q, "INSERT INTO entry VALUES('p', %d, %d, 1, 420, 0, 0, %d, 0, 1, NULL)",
+				snprintf(q, sizeof q, "INSERT INTO entry(path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id, target)"
+				         " VALUES('p', %d, %d, 1, 420, 0, 0, %d, 0, 1, NULL)",
 				         branch[c], c, c);
 			else
-				snprintf(q, sizeof q, "INSERT INTO entry VALUES('p', %d, %d, 0, 0, 0, 0, 0, 0, 0, NULL)",
+				snprintf(q, sizeof q, "INSERT INTO entry(path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id, target)"
+				         " VALUES('p', %d, %d, 0, 0, 0, 0, 0, 0, 0, NULL)",
 				         branch[c], c);
 			sql(q);
 		}

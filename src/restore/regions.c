@@ -1,12 +1,11 @@
 /*
- * recover.c — a restarted program's state back from one checkpoint: its
- * memory regions (mtm_protect), then its tree.
+ * regions.c — memory regions (mtm_protect) back from a checkpoint, for
+ * mtm_recover (api/recover.c), which restores the tree afterwards.
  *
- * The regions are read first, every block verified against its hash on the
- * way (pack_read_block), so a damaged store fails before the tree is
- * touched; the tree is then restored by mtm_restore. The handle keeps the
- * block hashes it read, so the next checkpoint (whose parent is the
- * recovered one) compares memory with them without reading the index.
+ * Every block is read and verified (pack_read_block) on its way into
+ * memory, so a damaged store fails before the tree is touched. The handle
+ * keeps the block hashes it read, so the next checkpoint (whose parent is
+ * the recovered one) compares memory with them without reading the index.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -14,20 +13,10 @@
 #include "store/index.h"
 #include "store/lineage.h"
 #include "store/pack.h"
+#include "restore/restore.h"
 #include "store/region.h"
+#include "restore/restore.h"
 #include "util/error.h"
-
-static int newest(mtm_store *s, mtm_id *out)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(id), 0) FROM checkpoint", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
-	rc = sqlite3_step(st);
-	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : db_error(s, rc, "index");
-}
 
 /* Copies version row of region g at lineage l into g's memory. */
 static int read_region(mtm_store *s, pack_reader *pr, const lineage *l, mtm_region *g, const region_row *row, mtm_id id)
@@ -70,8 +59,7 @@ static int read_region(mtm_store *s, pack_reader *pr, const lineage *l, mtm_regi
 	return 0;
 }
 
-/* The regions, all from one snapshot of the index. */
-static int recover_regions(mtm_store *s, mtm_id id)
+int restore_regions(mtm_store *s, mtm_id id)
 {
 	lineage l = {0};
 	region_row *rows = NULL;
@@ -106,27 +94,4 @@ static int recover_regions(mtm_store *s, mtm_id id)
 	region_rows_free(rows, n);
 	lineage_free(&l);
 	return rc;
-}
-
-int mtm_recover(mtm_store *s, mtm_id id, mtm_id *out)
-{
-	if (out)
-		*out = 0;
-	if (id < 0)
-		return mtm_set_error(MTM_EINVAL, "recover: bad checkpoint id %lld", (long long)id);
-	if (!id) {
-		MTM_TRY(newest(s, &id));
-		if (!id)
-			return 0; /* a first start: nothing to recover */
-	}
-	MTM_TRY(recover_regions(s, id));
-	int rc = mtm_restore(s, id, NULL, NULL);
-	if (rc) {
-		for (size_t i = 0; i < s->n_regions; i++)
-			s->regions[i].hashes_at = 0;
-		return rc;
-	}
-	if (out)
-		*out = id;
-	return 0;
 }

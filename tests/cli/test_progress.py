@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Progress (issue 20): verify --data, checkpoint and restore draw a progress
+line on stderr when it is a terminal (a pty here), erase it at the end, and
+print nothing of it when stderr is not a terminal."""
+import os
+import pty
+import subprocess
+
+import mtmtest as T
+from clilib import expect, raw, store
+
+
+def on_pty(args):
+    """stderr of metamori ARGS run with stderr on a pty; (exit status, bytes)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([os.path.abspath(T.METAMORI)] + args, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(), out
+
+
+def test_progress_on_a_terminal_only():
+    root = store("mtm-progress-")
+    T.write_file(os.path.join(root, "big"), os.urandom(8 << 20))
+    rc, err = on_pty(["-C", root, "checkpoint", "-q"])
+    expect(rc == 0 and b"checkpoint: " in err and err.endswith(b"\r\x1b[K"), "checkpoint: %r" % err[-200:])
+    rc, err = on_pty(["-C", root, "verify", "--data"])
+    expect(rc == 0 and b"\rverify: " in err and b"% (" in err and err.endswith(b"\r\x1b[K"),
+           "verify --data on a terminal: %r" % err[-200:])
+    rc, out, err = raw(["-C", root, "verify", "--data"])
+    expect(rc == 0 and err == b"" and out.startswith(b"store OK"), "verify --data to a pipe: %r %r" % (out, err))
+    to = os.path.join(T.tempdir("mtm-progress-to-"), "t")
+    rc, err = on_pty(["-C", root, "restore", "1", "--to", to])
+    expect(rc == 0 and b"restore" in err and err.endswith(b"\r\x1b[K"), "restore: %r" % err[-200:])
+
+
+if __name__ == "__main__":
+    T.main([test_progress_on_a_terminal_only])
