@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "metamori.h"
+#include "store/intent.h"
 #include "store/store.h"
 
 static mtm_store *S;
@@ -34,10 +35,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (fd < 0 || (size && write(fd, data, size) != (ssize_t)size))
 		abort();
 	close(fd);
-	mtm_id id = -1;
-	int rc = intent_read(S, &id);
-	if (rc == 0 && id <= 0)
-		abort(); /* success means a positive checkpoint id */
+	intent in;
+	int rc = intent_read(S, &in);
+	if (rc == 0 && size && in.target <= 0)
+		abort(); /* success means a positive checkpoint id (or none: an empty file) */
+	if (rc == 0 && (in.from < 0 || (in.legacy && (in.from || in.excludes.n || in.paths.n))))
+		abort();
+	intent_free(&in);
 	unlinkat(S->dirfd, "intent", 0);
 	return 0;
 }

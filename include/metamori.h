@@ -104,7 +104,8 @@ MTM_API int mtm_init(mtm_store **out, const char *dir);
 /*
  * Opens the store of the tree containing path: walks up from path to the
  * first directory holding .metamori (like git). If a previous in-place
- * restore was interrupted, the first writer to open the store completes it.
+ * restore was interrupted, it stays pending (mtm_restore_pending): opening
+ * never changes the tree.
  * Errors: MTM_ENOSTORE, MTM_EFOREIGN, MTM_ENEWER, MTM_ECORRUPT, MTM_EPERM.
  */
 MTM_API int mtm_open(mtm_store **out, const char *path);
@@ -173,6 +174,16 @@ MTM_API int mtm_head(mtm_store *s, mtm_id *out);
 MTM_API int mtm_log(mtm_store *s, mtm_checkpoint_info **out, size_t *n_out);
 MTM_API void mtm_log_free(mtm_checkpoint_info *list, size_t n);
 
+/* One step of a restore's plan, for mtm_restore_opts.on_step (a dry run
+ * lists them; a real restore reports them as it plans). */
+typedef struct mtm_restore_step {
+	char action;        /* 'W' written whole, 'P' patched (only differing blocks), 'R' removed,
+	                     * 'C' created (directory, symlink), 'm' metadata only */
+	const char *path;   /* relative to the root */
+	uint64_t bytes;     /* 'W', 'P': bytes to write */
+} mtm_restore_step;
+typedef int (*mtm_restore_step_fn)(void *arg, const mtm_restore_step *step);
+
 typedef struct mtm_restore_opts {
 	int version;
 	const char *to_dir;           /* NULL: in place; else an empty or new directory */
@@ -180,9 +191,18 @@ typedef struct mtm_restore_opts {
 	size_t n_excludes;
 	mtm_progress_fn progress;
 	void *progress_arg;
+	/* version 2 */
+	const char *const *paths;     /* restore only these files or directories (with all under them);
+	                               * a path the checkpoint lacks is removed. NULL: the whole tree */
+	size_t n_paths;
+	int discard;                  /* in place: do not save the live tree as a checkpoint first */
+	int dry_run;                  /* plan only: report each step to on_step, change nothing */
+	mtm_restore_step_fn on_step;
+	void *step_arg;
+	mtm_id *saved;                /* out (if non-NULL): the checkpoint the live tree was saved as, 0 if none */
 } mtm_restore_opts;
-#define MTM_RESTORE_OPTS_VERSION 1
-#define MTM_RESTORE_OPTS_INIT {MTM_RESTORE_OPTS_VERSION, NULL, NULL, 0, NULL, NULL}
+#define MTM_RESTORE_OPTS_VERSION 2
+#define MTM_RESTORE_OPTS_INIT {MTM_RESTORE_OPTS_VERSION, NULL, NULL, 0, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL}
 
 typedef struct mtm_restore_stats {
 	uint64_t files_written;   /* files rewritten whole (via a temporary name) */
@@ -198,15 +218,42 @@ typedef struct mtm_restore_stats {
 } mtm_restore_stats;
 
 /*
- * Makes the tree (or opts->to_dir) exactly as it was at checkpoint id.
- * In place, only what differs is rewritten, and every byte needed is read
- * and verified before the tree is touched: a damaged store leaves the tree
- * as it was. Whole files are replaced atomically (temporary name, fsync,
- * rename); large files are patched under a restore intent that the next
- * command completes if this one is interrupted. In place, the head becomes id.
- * Errors: MTM_ENOCKPT, MTM_ECORRUPT, MTM_EUNSAFE, MTM_ENOTEMPTY, MTM_EBUSY, errno.
+ * Makes the tree (or opts->to_dir) exactly as it was at checkpoint id (with
+ * opts->paths: those paths only).
+ *
+ * Nothing is lost: in place, when the live tree differs from the head, it is
+ * first recorded as a new checkpoint (*opts->saved; restoring it undoes the
+ * restore), unless opts->discard. Only what differs is rewritten, and before
+ * the tree is touched every byte needed is read and verified and the restore
+ * is checked to be possible: free space for what it writes, write access to
+ * every directory it changes (a read-only directory of ours is opened for the
+ * restore and its mode put back), entries in the way of any type. A refused
+ * restore leaves the tree as it was. Whole files are replaced atomically
+ * (temporary name, fsync, rename); large files are patched under the restore
+ * intent, the whole request recorded in the store before the first change.
+ * An interrupted restore is not finished by the next command: every command
+ * works meanwhile (mtm_restore_pending says one is pending) and the user
+ * finishes it (mtm_restore_continue) or puts the tree back
+ * (mtm_restore_abort); a new in-place restore replaces it. In place and of
+ * the whole tree, the head becomes id; a restore of some paths leaves the
+ * head as it is (those paths then show as changed).
+ * Errors: MTM_ENOCKPT, MTM_ECORRUPT, MTM_EUNSAFE, MTM_ENOTEMPTY, MTM_EBUSY,
+ * ENOSPC, EACCES, errno. Version 1 options are accepted.
  */
 MTM_API int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out);
+
+/* An interrupted in-place restore: its target checkpoint (*target = 0 if
+ * none is pending) and the head it started from (*from = 0 if unknown). */
+MTM_API int mtm_restore_pending(mtm_store *s, mtm_id *target, mtm_id *from);
+/* Finishes the pending restore as it was requested (its paths and
+ * excludes); opts may give progress, discard and dry_run (the rest is the
+ * request's). MTM_EINVAL if none is pending. */
+MTM_API int mtm_restore_continue(mtm_store *s, const mtm_restore_opts *opts, mtm_restore_stats *out);
+/* Abandons the pending restore: puts the paths it covered back as they were
+ * at the head it started from, removes its temporary files and its intent.
+ * An intent left by an older version (FORMAT.md section 9) does not name
+ * that head: the tree is then left as it is. MTM_EINVAL if none is pending. */
+MTM_API int mtm_restore_abort(mtm_store *s, const mtm_restore_opts *opts, mtm_restore_stats *out);
 
 /*
  * Reading a checkpoint without restoring it: what a directory held, one

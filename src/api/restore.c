@@ -1,5 +1,5 @@
 /*
- * restore.c — mtm_restore: a restore (restore/), refused in place while a
+ * restore.c — mtm_restore, mtm_restore_continue, mtm_restore_abort: a restore (restore/), refused in place while a
  * session (session/) tracks the tree: it would change under the traced
  * program, behind the interposer's back (asked with the writer lock held:
  * a session starts only while holding it too).
@@ -10,4 +10,14 @@
 int mtm_restore(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, mtm_restore_stats *out)
 {
 	return restore_checkpoint(s, id, opts, session_refuse_restore, out);
+}
+
+int mtm_restore_continue(mtm_store *s, const mtm_restore_opts *opts, mtm_restore_stats *out)
+{
+	return restore_resume(s, 0, opts, session_refuse_restore, out);
+}
+
+int mtm_restore_abort(mtm_store *s, const mtm_restore_opts *opts, mtm_restore_stats *out)
+{
+	return restore_resume(s, 1, opts, session_refuse_restore, out);
 }

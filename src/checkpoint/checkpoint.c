@@ -781,8 +781,10 @@ void ckpt_end(ckpt_run *r)
 	free(r);
 }
 
-/* A full scan: the whole tree against the whole parent tree. */
-int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, mtm_checkpoint_info *out)
+/* A full scan: the whole tree against the whole parent tree. only_if_changed:
+ * nothing is recorded (out->id = 0) when no entry differs from the parent's. */
+static int scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, mtm_checkpoint_info *out,
+                int only_if_changed)
 {
 	ckpt_run *r;
 	vec parent = VEC_INIT(entry), live = VEC_INIT(live_item);
@@ -795,12 +797,31 @@ int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *h
 		rc = live_group_links(&live, NULL);
 	if (!rc)
 		rc = ckpt_record(r, &parent, &live, 0);
-	if (!rc && s->n_regions)
-		rc = record_regions(r);
-	if (!rc)
-		rc = ckpt_commit(r, out);
+	if (!rc && only_if_changed && r->info.parent && !r->info.files_added && !r->info.files_changed &&
+	    !r->info.files_removed) {
+		if (out) {
+			memset(out, 0, sizeof *out); /* ckpt_end rolls back: nothing was recorded */
+			out->parent = r->info.parent;
+		}
+	} else {
+		if (!rc && s->n_regions)
+			rc = record_regions(r);
+		if (!rc)
+			rc = ckpt_commit(r, out);
+	}
 	entries_free(&parent);
 	live_free(&live);
 	ckpt_end(r);
 	return rc;
+}
+
+int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, mtm_checkpoint_info *out)
+{
+	return scan(s, opts, hooks, out, 0);
+}
+
+int ckpt_scan_if_changed(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks,
+                         mtm_checkpoint_info *out)
+{
+	return scan(s, opts, hooks, out, 1);
 }

@@ -58,4 +58,8 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out);
 void ckpt_end(ckpt_run *r);
 /* The whole tree, scanned. */
 int ckpt_scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, mtm_checkpoint_info *out);
+/* The same, but nothing is recorded (out->id = 0) when the tree has no
+ * difference from the head (an in-place restore saves the tree with it). */
+int ckpt_scan_if_changed(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks,
+                         mtm_checkpoint_info *out);
 #endif

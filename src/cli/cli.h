@@ -23,8 +23,12 @@ int cli_error(const char *what, const char *why);
 /* The library's log handler (mtm_set_log_handler): "metamori: <line>" on
  * stderr, every level (the library says only what was asked for). */
 void cli_log(void *arg, int level, const char *line);
-/* Opens the store for the current directory (or -C DIR). */
+/* Opens the store for the current directory (or -C DIR), and notes on
+ * stderr an interrupted restore that is pending (cli_note_pending). */
 int cli_open(mtm_store **out);
+/* The same without the note (the commands that finish or replace it). */
+int cli_open_only(mtm_store **out);
+void cli_note_pending(mtm_store *s);
 /* Parses a checkpoint id ("3", or "head"); returns 0 or prints an error. */
 int cli_parse_id(mtm_store *s, const char *text, mtm_id *out);
 /* Handles "-h/--help" for a command: prints usage, returns 1 if it did. */

@@ -33,10 +33,28 @@ void cli_log(void *arg, int level, const char *line)
 	fprintf(stderr, "metamori: %s\n", line);
 }
 
-int cli_open(mtm_store **out)
+int cli_open_only(mtm_store **out)
 {
 	int rc = mtm_open(out, cli_dir ? cli_dir : ".");
 	return rc ? cli_fail(rc) : 0;
+}
+
+void cli_note_pending(mtm_store *s)
+{
+	mtm_id target, from;
+	if (mtm_restore_pending(s, &target, &from) || !target)
+		return; /* a damaged intent is reported by the commands that use it */
+	fprintf(stderr, "metamori: note: a restore to checkpoint %lld was interrupted and the tree may be partly "
+	        "restored; finish it with 'metamori restore --continue' or put the tree back with "
+	        "'metamori restore --abort'\n", (long long)target);
+}
+
+int cli_open(mtm_store **out)
+{
+	if (cli_open_only(out))
+		return 1;
+	cli_note_pending(*out);
+	return 0;
 }
 
 int cli_parse_id(mtm_store *s, const char *text, mtm_id *out)

@@ -2,6 +2,7 @@
 #include <string.h>
 #include <time.h>
 #include "prune/prune.h"
+#include "store/intent.h"
 #include "util/error.h"
 
 static int64_t hour_of(int64_t t_ns) { return t_ns / 1000000000 / 3600; }
@@ -56,16 +57,27 @@ int prune_select(mtm_store *s, const mtm_prune_opts *o, const mtm_checkpoint_inf
 			return mtm_set_error(MTM_ENOCKPT, "checkpoint %lld: no such checkpoint", (long long)o->keep[k]);
 		keep[i] = 1;
 	}
-	/* always: the head (the tree's parent for the next checkpoint) and tags */
+	/* always: the head (the tree's parent for the next checkpoint), tags,
+	 * and both ends of an interrupted restore (what --continue makes and
+	 * what --abort puts back) */
 	mtm_id head;
 	MTM_TRY(mtm_head(s, &head));
+	intent in;
+	int rc = intent_read(s, &in);
+	if (rc == MTM_ECORRUPT)
+		return mtm_set_error(rc, "prune: %s", mtm_last_error()); /* never drop what it might name */
+	if (rc)
+		return rc;
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT ckpt FROM tag", -1, &st, NULL);
-	if (rc != SQLITE_OK)
+	rc = sqlite3_prepare_v2(s->db, "SELECT ckpt FROM tag", -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		intent_free(&in);
 		return db_error(s, rc, "index");
+	}
 	for (size_t i = 0; i < n; i++)
-		if (list[i].id == head)
+		if (list[i].id == head || (in.target && (list[i].id == in.target || list[i].id == in.from)))
 			keep[i] = 1;
+	intent_free(&in);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		mtm_id t = sqlite3_column_int64(st, 0);
 		for (size_t i = 0; i < n; i++)

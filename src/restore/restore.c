@@ -29,9 +29,13 @@
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
+#include "restore/browse.h"
 #include "io/xattr.h"
 #include "restore/filemap.h"
+#include "restore/preflight.h"
 #include "restore/restore.h"
+#include "checkpoint/checkpoint.h"
+#include "store/intent.h"
 #include "tree/scan.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -45,10 +49,25 @@ typedef struct {
 	entry *te;       /* target entry */
 	live_item *li;   /* live item at the same path, or NULL */
 	int action;
+	int above;       /* a directory above the request's paths: made if missing, its metadata left alone */
 	vec map;         /* target block map (files being written) */
 	vec runs;        /* ACT_PATCH: blocks to write */
 	int xattrs_differ; /* files: the live file's extended attributes are not te's */
 } plan_item;
+
+/* A restore request, whatever asked for it (mtm_restore, or the intent of
+ * an interrupted one for mtm_restore_continue and mtm_restore_abort). */
+typedef struct {
+	const char *const *excludes;
+	size_t n_excludes;
+	char **paths;      /* normalized (browse_norm_path), sorted; n_paths = 0: the whole tree */
+	size_t n_paths;
+	int dry_run;
+	mtm_restore_step_fn on_step;
+	void *step_arg;
+	mtm_progress_fn progress;
+	void *progress_arg;
+} rreq;
 
 typedef struct {
 	mtm_store *s;
@@ -60,7 +79,7 @@ typedef struct {
 	unsigned tmp_seq;
 	pack_reader pr;
 	mtm_restore_stats st;
-	const mtm_restore_opts *opts;
+	const rreq *rq;
 	uint64_t done, total;
 	lineage lin_k, lin_h;
 	pathmap dirs;    /* directories whose entries changed: fsync them */
@@ -88,8 +107,8 @@ typedef struct { int fd; const char *path; } unsynced_file;
 static void progress(rctx *c, uint64_t add)
 {
 	c->done += add;
-	if (c->opts && c->opts->progress)
-		c->opts->progress(c->opts->progress_arg, "restore", c->done, c->total);
+	if (c->rq && c->rq->progress)
+		c->rq->progress(c->rq->progress_arg, "restore", c->done, c->total);
 }
 
 static int open_parent(rctx *c, const char *path, int *dfd, const char **leaf)
@@ -100,14 +119,17 @@ static int open_parent(rctx *c, const char *path, int *dfd, const char **leaf)
 	return rc ? mtm_set_errno(rc, "%s", path) : 0;
 }
 
-static void touch_dir(rctx *c, const char *path)
+/* Adds path's parent directory ("." for the root) to dirs. */
+static void touch_dir_in(pathmap *dirs, const char *path)
 {
 	const char *slash = strrchr(path, '/');
 	char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
-	if (dir && !pathmap_get(&c->dirs, dir))
-		pathmap_put(&c->dirs, dir, (void *)1);
+	if (dir && !pathmap_get(dirs, dir))
+		pathmap_put(dirs, dir, (void *)1);
 	free(dir);
 }
+
+static void touch_dir(rctx *c, const char *path) { touch_dir_in(&c->dirs, path); }
 
 /* Sets owner, extended attributes, mode and mtime, in that order, through
  * an fd (files) or no-follow calls: a chown clears capabilities and set-id
@@ -684,12 +706,13 @@ static int fsync_dirs(rctx *c)
 
 /* Applies directory metadata last, deepest first: creating entries in a
  * directory changes its mtime, so nothing may follow this. */
-static int fix_dirs(rctx *c, vec *target)
+static int fix_dirs(rctx *c, vec *target, const vec *plan)
 {
-	for (size_t i = target->n; i-- > 0;) {
-		entry *e = &VEC_AT(target, entry, i);
-		if (e->kind != KIND_DIR)
-			continue;
+	for (size_t i = plan ? plan->n : target->n; i-- > 0;) {
+		const plan_item *p = plan ? &VEC_AT(plan, plan_item, i) : NULL;
+		entry *e = p ? p->te : &VEC_AT(target, entry, i);
+		if (e->kind != KIND_DIR || (p && p->above && p->action != ACT_CREATE))
+			continue; /* above the request's paths: only made if missing */
 		int dfd;
 		const char *leaf;
 		MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
@@ -737,14 +760,17 @@ static void wait_racy_window(rctx *c, const vec *plan)
 	}
 }
 
-static int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed)
+/* Records the new head (a restore of the whole tree) and the stat cache
+ * rows of the files written: a row names the version the file holds,
+ * whatever the head is. */
+static int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed, int whole)
 {
 	sqlite3_stmt *put = NULL, *del = NULL;
 	wait_racy_window(c, plan);
 	int rc = db_exec(c->s, "BEGIN IMMEDIATE");
 	if (rc)
 		return rc;
-	rc = meta_set_int(c->s, "head", k);
+	rc = whole ? meta_set_int(c->s, "head", k) : 0;
 	for (size_t i = 0; i < plan->n && !rc; i++) {
 		plan_item *p = &VEC_AT(plan, plan_item, i);
 		if (p->te->kind != KIND_FILE || p->action == ACT_NONE)
@@ -775,12 +801,119 @@ static int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed)
 	return rc;
 }
 
-static int restore_in_place(rctx *c, mtm_id k)
+static int push_removed(vec *removed, live_item *li)
+{
+	live_item **slot = vec_push(removed);
+	if (!slot)
+		return mtm_set_error(ENOMEM, "restore");
+	*slot = li;
+	return 0;
+}
+
+static int by_path(const void *a, const void *b)
+{
+	return strcmp((*(live_item *const *)a)->path, (*(live_item *const *)b)->path);
+}
+
+/* An entry of another type (FIFO, socket, device node) that the walk does
+ * not list but that is in the way: removed like any other difference. */
+static int add_other(vec *removed, vec *others, const char *path, const struct stat *st)
+{
+	live_item **o = vec_push(others), *li = calloc(1, sizeof *li);
+	if (!o || !li || !(li->path = strdup(path))) {
+		free(li);
+		return mtm_set_error(ENOMEM, "restore");
+	}
+	*o = li;
+	li->st = *st;
+	li->kind = KIND_NONE;
+	return push_removed(removed, li);
+}
+
+static live_item *live_find(const vec *live, const char *path)
+{
+	size_t lo = 0, hi = live->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int cmp = strcmp(VEC_AT(live, live_item, mid).path, path);
+		if (!cmp)
+			return &VEC_AT(live, live_item, mid);
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int report(rctx *c, char action, const char *path, uint64_t bytes)
+{
+	if (!c->rq->on_step)
+		return 0;
+	mtm_restore_step st = {action, path, bytes};
+	return c->rq->on_step(c->rq->step_arg, &st);
+}
+
+/* Lists the plan's steps (on_step), and collects the directories whose
+ * entries it changes (for the access check) and the bytes it writes. */
+static int steps(rctx *c, const vec *plan, const vec *removed, pathmap *dirs, uint64_t *need)
+{
+	int rc = 0;
+	for (size_t i = 0; i < removed->n && !rc; i++) {
+		live_item *li = VEC_AT(removed, live_item *, i);
+		touch_dir_in(dirs, li->path);
+		rc = report(c, 'R', li->path, 0);
+	}
+	for (size_t i = 0; i < plan->n && !rc; i++) {
+		const plan_item *p = &VEC_AT(plan, plan_item, i);
+		const entry *e = p->te;
+		uint64_t bytes = 0;
+		char a = 0;
+		switch (p->action) {
+		case ACT_NONE:
+			continue;
+		case ACT_META:
+			a = 'm';
+			break;
+		case ACT_CREATE:
+			if (e->kind == KIND_FILE) {
+				a = 'W';
+				bytes = (uint64_t)e->size;
+			} else {
+				a = 'C';
+			}
+			touch_dir_in(dirs, e->path);
+			break;
+		case ACT_REWRITE:
+			a = 'W';
+			bytes = (uint64_t)e->size;
+			touch_dir_in(dirs, e->path);
+			break;
+		case ACT_PATCH:
+			a = 'P';
+			for (size_t r = 0; r < p->runs.n; r++)
+				bytes += (uint64_t)VEC_AT(&p->runs, blk_run, r).count * MTM_BLOCK;
+			touch_dir_in(dirs, e->path); /* a reflinked copy is renamed in */
+			break;
+		}
+		*need += bytes;
+		rc = report(c, a, e->path, bytes);
+	}
+	return rc;
+}
+
+/* Restores k in place, as c->rq asks. pending: an intent was there when
+ * the restore began (an interrupted one): removed however this one ends,
+ * once it completes. */
+static int restore_in_place(rctx *c, mtm_id k, mtm_id from, int pending)
 {
 	mtm_store *s = c->s;
+	const rreq *rq = c->rq;
 	vec target = VEC_INIT(entry), head_tree = VEC_INIT(entry), live = VEC_INIT(live_item);
-	vec plan = VEC_INIT(plan_item), removed = VEC_INIT(live_item *);
-	pathmap sc = {0};
+	vec plan = VEC_INIT(plan_item), removed = VEC_INIT(live_item *), others = VEC_INIT(live_item *);
+	vec opened = VEC_INIT(opened_dir);
+	pathmap sc = {0}, dirs = {0};
+	strvec odd = {0};
 	ignore_set ign = {0}, none = {0};
 	mtm_id head = 0;
 	int rc, in_read = 0;
@@ -798,7 +931,7 @@ static int restore_in_place(rctx *c, mtm_id k)
 	    (rc = index_load_tree(s, head, &head_tree)) || (rc = lineage_of(s, head, &c->lin_h)) ||
 	    (rc = statcache_load(s, &sc)) ||
 	    (rc = index_blocks_between(s, &c->lin_k, &c->lin_h, BETWEEN_LIMIT, &c->between, &c->between_ok)) ||
-	    (rc = ignore_load(&ign, s->rootfd, c->opts ? c->opts->excludes : NULL, c->opts ? c->opts->n_excludes : 0)) ||
+	    (rc = ignore_load(&ign, s->rootfd, rq->excludes, rq->n_excludes)) ||
 	    (rc = walk_tree(s, &none, &live)) || (rc = live_group_links(&live, &ign)))
 		goto done;
 	ph[1] = now_ns();
@@ -808,20 +941,17 @@ static int restore_in_place(rctx *c, mtm_id k)
 		entry *te = i < target.n ? &VEC_AT(&target, entry, i) : NULL;
 		live_item *li = j < live.n ? &VEC_AT(&live, live_item, j) : NULL;
 		int cmp = !te ? 1 : !li ? -1 : strcmp(te->path, li->path);
-		if (cmp > 0) { /* live only: remove unless excluded from checkpoints */
+		if (cmp > 0) { /* live only: remove unless excluded from checkpoints or outside the request */
 			j++;
-			if (!ignore_path(&ign, li->path, li->kind == KIND_DIR)) {
-				live_item **slot = vec_push(&removed);
-				if (!slot) {
-					rc = mtm_set_error(ENOMEM, "restore");
-					goto done;
-				}
-				*slot = li;
-			}
+			if (!ignore_path(&ign, li->path, li->kind == KIND_DIR) &&
+			    scope_of(rq->paths, rq->n_paths, li->path) == SCOPE_IN && (rc = push_removed(&removed, li)))
+				goto done;
 			continue;
 		}
-		if (ignore_path(&ign, te->path, te->kind == KIND_DIR)) {
-			/* excluded: neither restored nor removed, whatever is live there */
+		int scope = scope_of(rq->paths, rq->n_paths, te->path);
+		if (ignore_path(&ign, te->path, te->kind == KIND_DIR) || scope == SCOPE_OUT ||
+		    (scope == SCOPE_ABOVE && te->kind != KIND_DIR)) {
+			/* excluded or outside the request: neither restored nor removed, whatever is live there */
 			i++;
 			j += cmp == 0;
 			continue;
@@ -834,20 +964,27 @@ static int restore_in_place(rctx *c, mtm_id k)
 		p->map = (vec)VEC_INIT(blockref);
 		p->runs = (vec)VEC_INIT(blk_run);
 		p->te = te;
+		p->above = scope == SCOPE_ABOVE;
 		i++;
 		if (cmp == 0) {
 			j++;
 			if (li->kind != te->kind) {
-				live_item **slot = vec_push(&removed);
-				if (!slot) {
-					rc = mtm_set_error(ENOMEM, "restore");
+				if ((rc = push_removed(&removed, li)))
 					goto done;
-				}
-				*slot = li;
 				li = NULL;
 			}
 		} else {
 			li = NULL;
+			/* something the walk does not list may be there (only if
+			 * its parent is: one lookup per entry created in a live directory) */
+			const char *slash = strrchr(te->path, '/');
+			char *parent = slash ? strndup(te->path, (size_t)(slash - te->path)) : NULL;
+			live_item *pl = parent ? live_find(&live, parent) : NULL;
+			free(parent);
+			struct stat st;
+			if ((!slash || (pl && pl->kind == KIND_DIR)) && preflight_other_at(s->rootfd, te->path, &st) &&
+			    (rc = add_other(&removed, &others, te->path, &st)))
+				goto done;
 		}
 		p->li = li;
 		if (!li) {
@@ -857,6 +994,8 @@ static int restore_in_place(rctx *c, mtm_id k)
 					goto done;
 				c->total += (uint64_t)te->size;
 			}
+		} else if (p->above) {
+			p->action = ACT_NONE; /* a directory there already: left as it is */
 		} else if (te->kind == KIND_FILE) {
 			if ((rc = plan_file(c, p, &head_tree, &sc)))
 				goto done;
@@ -870,6 +1009,47 @@ static int restore_in_place(rctx *c, mtm_id k)
 			p->action = meta_differs(te, &li->st) || xattrs_differ(te, li->xattrs, li->xattrs_len) ? ACT_META : ACT_NONE;
 		}
 	}
+	/* a path asked for that neither the checkpoint nor the tree has */
+	for (size_t i = 0; i < rq->n_paths; i++) {
+		const char *q = rq->paths[i];
+		if (*q && !tree_find(&target, q) && !live_find(&live, q)) {
+			rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld, nor in the tree", q, (long long)k);
+			goto done;
+		}
+	}
+	/* A file patched in place must be writable; one that is not (mode
+	 * 0444) is rewritten whole instead, through a new name. */
+	for (size_t i = 0; i < plan.n; i++) {
+		plan_item *p = &VEC_AT(&plan, plan_item, i);
+		int fd;
+		if (p->action != ACT_PATCH || !faccessat(s->rootfd, p->te->path, W_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW))
+			continue;
+		vec_free(&p->map);
+		vec_free(&p->runs);
+		p->map = (vec)VEC_INIT(blockref);
+		p->runs = (vec)VEC_INIT(blk_run);
+		p->action = ACT_REWRITE;
+		c->total += (uint64_t)p->te->size;
+		(void)fd;
+		if ((rc = index_file_map(s, p->te->file_id, &c->lin_k, &p->map)))
+			goto done;
+	}
+	/* Entries of other types inside directories that go: removed first. */
+	for (size_t i = 0, n = removed.n; i < n; i++) {
+		live_item *li = VEC_AT(&removed, live_item *, i);
+		if (li->kind != KIND_DIR)
+			continue;
+		odd.n ? strvec_free(&odd) : (void)0;
+		if ((rc = preflight_others_in(s->rootfd, li->path, &odd)))
+			goto done;
+		for (size_t j = 0; j < odd.n; j++) {
+			struct stat st;
+			if (preflight_other_at(s->rootfd, odd.v[j], &st) && (rc = add_other(&removed, &others, odd.v[j], &st)))
+				goto done;
+		}
+	}
+	if (removed.n)
+		qsort(removed.v, removed.n, sizeof(live_item *), by_path);
 
 	/* A directory that must give way to another type but holds excluded
 	 * files cannot be removed (they are not ours): fail before any change. */
@@ -888,6 +1068,13 @@ static int restore_in_place(rctx *c, mtm_id k)
 			}
 		}
 	}
+
+	/* Preflight: the steps, the space they need, the directories they change. */
+	uint64_t need = 0;
+	if ((rc = steps(c, &plan, &removed, &dirs, &need)) || rq->dry_run)
+		goto done;
+	if ((rc = preflight_space(s->rootfd, need)) || (rc = preflight_access(s->rootfd, &dirs, &opened)))
+		goto done;
 
 	ph[2] = now_ns();
 	if ((rc = gather(c, &plan)))
@@ -910,8 +1097,17 @@ static int restore_in_place(rctx *c, mtm_id k)
 	}
 
 	ph[4] = now_ns();
-	if (work && (rc = intent_write(s, k)))
-		goto done;
+	if (work) { /* the whole request, before the first change */
+		intent in = {.target = k, .from = from};
+		for (size_t i = 0; !rc && i < rq->n_excludes; i++)
+			rc = strvec_push(&in.excludes, rq->excludes[i]);
+		for (size_t i = 0; !rc && i < rq->n_paths; i++)
+			rc = strvec_push(&in.paths, rq->paths[i]);
+		rc = rc ? mtm_set_error(rc, "restore") : intent_write(s, &in);
+		intent_free(&in);
+		if (rc || (rc = preflight_open_dirs(s->rootfd, &opened)))
+			goto done;
+	}
 	/* Apply. Removals deepest first (reverse path order). */
 	for (size_t i = removed.n; i-- > 0;) {
 		live_item *li = VEC_AT(&removed, live_item *, i);
@@ -948,13 +1144,18 @@ static int restore_in_place(rctx *c, mtm_id k)
 			   : p->action == ACT_META   ? set_meta_path(c, p->te)
 			                             : 0;
 	}
-	if (rc || (rc = fix_dirs(c, &target)) || (rc = fsync_dirs(c)))
+	/* the modes of the directories opened for the restore, then the
+	 * checkpoint's metadata of every directory in the request */
+	preflight_close_dirs(s->rootfd, &opened);
+	if (rc || (rc = fix_dirs(c, &target, &plan)) || (rc = fsync_dirs(c)))
 		goto done;
 	ph[5] = now_ns();
 	in_read = 0;
-	if ((rc = db_exec(s, "COMMIT")) || (rc = record_restored(c, k, &plan, &removed)))
+	if ((rc = db_exec(s, "COMMIT")) || (rc = record_restored(c, k, &plan, &removed, rq->n_paths == 0)))
 		goto done;
-	if (work)
+	/* on every path that completes, "nothing left to do" included: an
+	 * intent left behind would make a later restore's plan start from it */
+	if (work || pending)
 		rc = intent_clear(s);
 	ph[6] = now_ns();
 	if (!rc && secure_getenv("METAMORI_DEBUG_RESTORE"))
@@ -968,12 +1169,20 @@ done:
 	for (size_t i = 0; i < c->unsynced.n; i++) /* after a failure */
 		close(VEC_AT(&c->unsynced, unsynced_file, i).fd);
 	c->unsynced.n = 0;
+	preflight_close_dirs(s->rootfd, &opened); /* (after a failure) */
 	if (in_read)
 		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	blockcache_free(c->bc);
 	c->bc = NULL;
 	plan_free(&plan);
 	vec_free(&removed);
+	for (size_t i = 0; i < others.n; i++) {
+		free(VEC_AT(&others, live_item *, i)->path);
+		free(VEC_AT(&others, live_item *, i));
+	}
+	vec_free(&others);
+	strvec_free(&odd);
+	pathmap_free(&dirs, NULL);
 	entries_free(&target);
 	entries_free(&head_tree);
 	live_free(&live);
@@ -1007,6 +1216,7 @@ static int dir_is_empty(int fd)
 
 static int restore_to_dir(rctx *c, mtm_id k, const char *to)
 {
+	const rreq *rq = c->rq;
 	vec target = VEC_INIT(entry);
 	/* One read transaction, as in place: the block rows and the chunk rows
 	 * they name come from one snapshot (a concurrent gc may compact a chunk:
@@ -1015,6 +1225,29 @@ static int restore_to_dir(rctx *c, mtm_id k, const char *to)
 	if (rc)
 		return rc;
 	if ((rc = index_load_tree(c->s, k, &target)) || (rc = lineage_of(c->s, k, &c->lin_k)))
+		goto done;
+	/* with paths: those, and the directories above them */
+	size_t keep = 0;
+	for (size_t i = 0; i < target.n; i++) {
+		entry *e = &VEC_AT(&target, entry, i);
+		int scope = scope_of(rq->paths, rq->n_paths, e->path);
+		if (scope == SCOPE_IN || (scope == SCOPE_ABOVE && e->kind == KIND_DIR))
+			VEC_AT(&target, entry, keep++) = *e;
+		else
+			entry_clear(e);
+	}
+	target.n = keep;
+	for (size_t i = 0; i < rq->n_paths; i++)
+		if (*rq->paths[i] && !tree_find(&target, rq->paths[i])) {
+			rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", rq->paths[i], (long long)k);
+			goto done;
+		}
+	for (size_t i = 0; i < target.n && !rc; i++) {
+		entry *e = &VEC_AT(&target, entry, i);
+		if (rq->on_step && e->kind != KIND_DIR)
+			rc = report(c, e->kind == KIND_FILE ? 'W' : 'C', e->path, e->kind == KIND_FILE ? (uint64_t)e->size : 0);
+	}
+	if (rc || rq->dry_run)
 		goto done;
 	if (mkdir(to, 0700) && errno != EEXIST) {
 		rc = mtm_set_errno(errno, "%s", to);
@@ -1052,7 +1285,7 @@ static int restore_to_dir(rctx *c, mtm_id k, const char *to)
 			rc = make_node(c, e);
 	}
 	if (!rc)
-		rc = fix_dirs(c, &target);
+		rc = fix_dirs(c, &target, NULL);
 	/* one syncfs instead of an fsync per file: the directory was empty, so
 	 * there is no old version to protect, only durability at the end */
 	if (!rc && syncfs(c->rootfd))
@@ -1064,11 +1297,11 @@ done:
 	return rc;
 }
 
-static int rctx_init(rctx *c, mtm_store *s, const mtm_restore_opts *opts)
+static int rctx_init(rctx *c, mtm_store *s, const rreq *rq)
 {
 	memset(c, 0, sizeof *c);
 	c->s = s;
-	c->opts = opts;
+	c->rq = rq;
 	c->rootfd = s->rootfd;
 	c->in_place = 1;
 	c->unsynced = (vec)VEC_INIT(unsynced_file);
@@ -1083,45 +1316,224 @@ static void rctx_free(rctx *c)
 	vec_free(&c->unsynced);
 }
 
-int restore_finish_intent(mtm_store *s, mtm_id id)
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void rreq_free(rreq *rq)
 {
-	rctx c;
-	int rc = rctx_init(&c, s, NULL);
-	if (!rc)
-		rc = restore_in_place(&c, id);
-	rctx_free(&c);
-	if (rc)
-		return mtm_set_error(rc, "finishing an interrupted restore to checkpoint %lld: %s", (long long)id,
-		                     mtm_last_error());
+	for (size_t i = 0; i < rq->n_paths; i++)
+		free(rq->paths[i]);
+	free(rq->paths);
+	rq->paths = NULL;
+	rq->n_paths = 0;
+}
+
+/* The request's paths, normalized and sorted ("" for the whole tree:
+ * then as if none was given). */
+static int rreq_paths(rreq *rq, const char *const *paths, size_t n)
+{
+	rq->paths = calloc(n ? n : 1, sizeof *rq->paths);
+	if (!rq->paths)
+		return mtm_set_error(ENOMEM, "restore");
+	int whole = 0;
+	for (size_t i = 0; i < n; i++) {
+		MTM_TRY(browse_norm_path(paths[i], &rq->paths[rq->n_paths]));
+		whole |= !*rq->paths[rq->n_paths++];
+	}
+	if (whole) {
+		rreq_free(rq);
+		return 0;
+	}
+	qsort(rq->paths, rq->n_paths, sizeof *rq->paths, cmp_str);
 	return 0;
+}
+
+/* Options of either version as the current version. */
+static int opts_current(const mtm_restore_opts *opts, mtm_restore_opts *o)
+{
+	mtm_restore_opts def = MTM_RESTORE_OPTS_INIT;
+	*o = def;
+	if (!opts)
+		return 0;
+	if (opts->version == 1) { /* the fields up to progress_arg */
+		o->to_dir = opts->to_dir;
+		o->excludes = opts->excludes;
+		o->n_excludes = opts->n_excludes;
+		o->progress = opts->progress;
+		o->progress_arg = opts->progress_arg;
+		return 0;
+	}
+	if (opts->version != MTM_RESTORE_OPTS_VERSION)
+		return mtm_set_error(MTM_EINVAL, "restore: unsupported options version %d", opts->version);
+	*o = *opts;
+	return 0;
+}
+
+#define DIFF_STOP (-1) /* not an error code: the first difference was found */
+static int stop_at_first(void *arg, const mtm_change *ch)
+{
+	(void)ch;
+	*(int *)arg = 1;
+	return DIFF_STOP;
+}
+
+/* Whether the live tree differs from the head, as `status` sees it: a read
+ * only (no transaction, nothing written) that stops at the first
+ * difference, so that a restore of a tree that is its head's costs no
+ * checkpoint's writes. */
+static int live_differs(mtm_store *s, int *differs)
+{
+	mtm_id head;
+	*differs = 0;
+	MTM_TRY(mtm_head(s, &head));
+	if (!head)
+		return 0;
+	int rc = mtm_diff(s, head, MTM_LIVE, NULL, stop_at_first, differs);
+	return rc == DIFF_STOP ? 0 : rc;
+}
+
+/* In place, under the writer lock: removes a killed restore's temporary
+ * files (only a killed restore leaves an intent and them), saves the live
+ * tree if it differs from the head (unless discard), then restores k.
+ * *saved: the checkpoint saved, 0 if none. */
+static int restore_locked(mtm_store *s, mtm_id k, const rreq *rq, int discard, mtm_id *saved, mtm_restore_stats *st)
+{
+	*saved = 0;
+	intent pending;
+	int rc = intent_read(s, &pending);
+	if (rc == MTM_ECORRUPT)
+		return mtm_set_error(rc, "%s; then run the restore again", mtm_last_error());
+	if (rc)
+		return rc;
+	int had = pending.target > 0;
+	intent_free(&pending);
+	uint64_t cleaned;
+	if (had && !rq->dry_run && (rc = preflight_clean_temps(s->rootfd, &cleaned)))
+		return rc;
+	int differs = 0;
+	if (!discard && !rq->dry_run && (rc = live_differs(s, &differs)))
+		return mtm_set_error(rc, "cannot restore, the tree was not changed: comparing it with the head failed: %s",
+		                     mtm_last_error());
+	if (differs) {
+		char msg[96];
+		snprintf(msg, sizeof msg, "saved before restoring checkpoint %lld", (long long)k);
+		mtm_checkpoint_opts co = MTM_CHECKPOINT_OPTS_INIT;
+		co.message = msg;
+		mtm_checkpoint_info info;
+		if ((rc = ckpt_scan_if_changed(s, &co, NULL, &info)))
+			return mtm_set_error(rc, "cannot restore, the tree was not changed: saving it first failed "
+			                     "(restore --discard skips the save): %s", mtm_last_error());
+		free(info.message);
+		*saved = info.id;
+	}
+	mtm_id from;
+	MTM_TRY(mtm_head(s, &from));
+	rctx c;
+	if (!(rc = rctx_init(&c, s, rq)))
+		rc = restore_in_place(&c, k, from, had);
+	*st = c.st;
+	rctx_free(&c);
+	return rc;
+}
+
+/* Takes the lock and asks the caller's refusal with it held (api/restore.c:
+ * not under a running `metamori run`, whose tree would change under the
+ * traced program; a session starts only while holding the lock too). */
+static int lock_for_tree(mtm_store *s, int (*refuse)(mtm_store *s))
+{
+	MTM_TRY(store_lock(s));
+	int rc = refuse ? refuse(s) : 0;
+	if (rc)
+		store_unlock(s);
+	return rc;
 }
 
 int restore_checkpoint(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, int (*refuse)(mtm_store *s),
                        mtm_restore_stats *out)
 {
-	if (opts && opts->version != MTM_RESTORE_OPTS_VERSION)
-		return mtm_set_error(MTM_EINVAL, "restore: unsupported options version %d", opts->version);
+	mtm_restore_opts o;
+	MTM_TRY(opts_current(opts, &o));
+	if (o.saved)
+		*o.saved = 0;
+	if (out)
+		memset(out, 0, sizeof *out);
 	int64_t branch;
 	MTM_TRY(checkpoint_branch(s, id, &branch)); /* MTM_ENOCKPT for an unknown id */
-	rctx c;
-	int rc = rctx_init(&c, s, opts);
-	if (!rc) {
-		if (opts && opts->to_dir) {
+	rreq rq = {o.excludes, o.n_excludes, NULL, 0, o.dry_run, o.on_step, o.step_arg, o.progress, o.progress_arg};
+	int rc = rreq_paths(&rq, o.paths, o.n_paths);
+	mtm_restore_stats st = {0};
+	mtm_id saved = 0;
+	if (!rc && o.to_dir) {
+		rctx c;
+		if (!(rc = rctx_init(&c, s, &rq))) {
 			c.in_place = 0;
-			rc = restore_to_dir(&c, id, opts->to_dir);
+			rc = restore_to_dir(&c, id, o.to_dir);
 			if (c.rootfd >= 0 && c.rootfd != s->rootfd)
 				close(c.rootfd);
-		} else if (!(rc = store_lock(s))) {
-			/* the caller's refusal, with the lock held (api/restore.c: not
-			 * under a running `metamori run`, whose tree would change under the
-			 * traced program; a session starts only while holding the lock too) */
-			if (!(rc = refuse ? refuse(s) : 0))
-				rc = restore_in_place(&c, id);
-			store_unlock(s);
+			st = c.st;
 		}
+		rctx_free(&c);
+	} else if (!rc && !(rc = lock_for_tree(s, refuse))) {
+		rc = restore_locked(s, id, &rq, o.discard, &saved, &st);
+		store_unlock(s);
 	}
+	rreq_free(&rq);
+	if (o.saved)
+		*o.saved = saved;
 	if (out)
-		*out = c.st;
-	rctx_free(&c);
+		*out = st;
+	return rc;
+}
+
+int mtm_restore_pending(mtm_store *s, mtm_id *target, mtm_id *from)
+{
+	intent in;
+	*target = 0;
+	if (from)
+		*from = 0;
+	MTM_TRY(intent_read(s, &in));
+	*target = in.target;
+	if (from)
+		*from = in.from;
+	intent_free(&in);
+	return 0;
+}
+
+/* continue (abort = 0) or abort the pending restore, under the lock. */
+int restore_resume(mtm_store *s, int abort, const mtm_restore_opts *opts, int (*refuse)(mtm_store *s),
+                   mtm_restore_stats *out)
+{
+	mtm_restore_opts o;
+	MTM_TRY(opts_current(opts, &o));
+	if (o.saved)
+		*o.saved = 0;
+	if (out)
+		memset(out, 0, sizeof *out);
+	MTM_TRY(lock_for_tree(s, refuse));
+	intent in;
+	int rc = intent_read(s, &in);
+	if (!rc && !in.target)
+		rc = mtm_set_error(MTM_EINVAL, "restore --%s: no interrupted restore is pending", abort ? "abort" : "continue");
+	mtm_id k = abort ? in.from : in.target, saved = 0;
+	mtm_restore_stats st = {0};
+	if (!rc && abort && !k) {
+		/* an intent of an older version: it does not say what the tree
+		 * was; the tree is left as it is, every file old or new */
+		uint64_t n;
+		if (!o.dry_run && !(rc = preflight_clean_temps(s->rootfd, &n)))
+			rc = intent_clear(s);
+	} else if (!rc) {
+		rreq rq = {(const char *const *)in.excludes.v, in.excludes.n, NULL, 0, o.dry_run, o.on_step, o.step_arg,
+		           o.progress, o.progress_arg};
+		if (!(rc = rreq_paths(&rq, (const char *const *)in.paths.v, in.paths.n)) &&
+		    !(rc = checkpoint_branch(s, k, &(int64_t){0})))
+			rc = restore_locked(s, k, &rq, o.discard, &saved, &st);
+		rreq_free(&rq);
+	}
+	intent_free(&in);
+	store_unlock(s);
+	if (o.saved)
+		*o.saved = saved;
+	if (out)
+		*out = st;
 	return rc;
 }

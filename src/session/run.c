@@ -266,10 +266,9 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	MTM_TRY(find_preload(opts, &preload));
 	/* A live session on this tree (another rank's `metamori run`, under
 	 * mpirun): join it (join.c). Otherwise start one, with the writer lock
-	 * while it starts: an in-place restore interrupted earlier is completed
-	 * now, before the program runs (not under it at the first checkpoint,
-	 * behind the interposer's back), and one running now either finished or
-	 * sees the session (it checks with the lock held). The lock is busy
+	 * while it starts: an in-place restore running now either finished or
+	 * sees the session (it checks with the lock held); one interrupted
+	 * earlier stays pending (issue 16) for `restore --continue` after it. The lock is busy
 	 * while a session starts or checkpoints, and a session may be ending:
 	 * try again for a few seconds. */
 	int rc;

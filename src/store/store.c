@@ -1,6 +1,6 @@
 /*
  * store.c — creating, finding and opening a store; the writer lock; the
- * restore intent; small helpers over the index.
+ * small helpers over the index. (The restore intent is intent.c's.)
  *
  * Permissions are set explicitly (directories 0700, files 0600), never left
  * to the umask: a store holds copies of every tracked file. A store owned by
@@ -17,7 +17,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include "io/io.h"
-#include "restore/restore.h"
 #include "store/index.h"
 #include "store/region.h"
 #include "store/store.h"
@@ -407,19 +406,10 @@ int mtm_open(mtm_store **out, const char *path)
 		return rc;
 	if ((rc = open_db(s, 0)) || (rc = schema_check(s)) || (rc = store_load_branches(s)) || (rc = check_history(s)))
 		goto fail;
-	/* An interrupted in-place restore is finished by the next command,
-	 * whatever it is, before it looks at the tree. If another writer holds
-	 * the lock, that writer finishes it instead. */
-	mtm_id pending = 0;
-	if ((rc = intent_read(s, &pending)))
-		goto fail;
-	if (pending && !s->readonly) { /* read-only: the next writable open finishes it */
-		rc = store_lock(s);
-		if (rc && rc != MTM_EBUSY)
-			goto fail;
-		store_unlock(s);
-		rc = 0;
-	}
+	/* An interrupted in-place restore (an intent) is not finished here:
+	 * opening a store never changes the tree. The user finishes or abandons
+	 * it (mtm_restore_continue, mtm_restore_abort); until then every command
+	 * works on the tree as it is (mtm_restore_pending says so). */
 	*out = s;
 	return 0;
 fail:
@@ -451,8 +441,10 @@ int store_lock(mtm_store *s)
 	if (s->readonly)
 		return mtm_set_errno(EROFS, "%s/.metamori: the store cannot be written (read-only file system, "
 		                            "no write permission or a full disk)", s->root);
-	if (s->locked)
+	if (s->locked) { /* nested: an in-place restore saves the tree first */
+		s->locked++;
 		return 0;
+	}
 	if (s->lockfd < 0) {
 		int rc = io_openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW, 0600, &s->lockfd);
 		if (rc)
@@ -471,11 +463,6 @@ int store_lock(mtm_store *s)
 	enum { LOG_SETTLE_ROWS = 1 << 18 };
 	if (!rc && (!s->log_blocks || s->log_rows > LOG_SETTLE_ROWS))
 		rc = index_settle(s);
-	mtm_id pending = 0;
-	if (!rc)
-		rc = intent_read(s, &pending);
-	if (!rc && pending)
-		rc = restore_finish_intent(s, pending);
 	if (rc)
 		store_unlock(s);
 	return rc;
@@ -505,59 +492,6 @@ int store_settle(mtm_store *s)
 
 void store_unlock(mtm_store *s)
 {
-	if (s->locked) {
+	if (s->locked && !--s->locked)
 		flock(s->lockfd, LOCK_UN);
-		s->locked = 0;
-	}
-}
-
-/* The intent file holds the target checkpoint id as text. It is written and
- * fsynced (file and directory) before an in-place restore touches the tree. */
-int intent_write(mtm_store *s, mtm_id id)
-{
-	char buf[32];
-	int n = snprintf(buf, sizeof buf, "%lld\n", (long long)id);
-	int fd, rc = io_openat(s->dirfd, "intent.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, &fd);
-	if (rc)
-		return mtm_set_errno(rc, "%s/.metamori/intent", s->root);
-	rc = io_pwrite(fd, buf, (size_t)n, 0);
-	if (!rc)
-		rc = io_fsync(fd);
-	close(fd);
-	if (!rc)
-		rc = io_renameat(s->dirfd, "intent.tmp", s->dirfd, "intent");
-	if (!rc)
-		rc = io_fsync(s->dirfd);
-	return rc ? mtm_set_errno(rc, "%s/.metamori/intent", s->root) : 0;
-}
-
-int intent_read(mtm_store *s, mtm_id *out)
-{
-	*out = 0;
-	int fd, rc = io_open_regular(s->dirfd, "intent", O_RDONLY | O_NOFOLLOW, &fd);
-	if (rc == ENOENT)
-		return 0;
-	if (rc)
-		return mtm_set_errno(rc, "%s/.metamori/intent", s->root);
-	char buf[32] = {0};
-	size_t got;
-	rc = io_pread(fd, buf, sizeof buf - 1, 0, &got);
-	close(fd);
-	if (rc)
-		return mtm_set_errno(rc, "%s/.metamori/intent", s->root);
-	char *end;
-	long long v = strtoll(buf, &end, 10);
-	if (end == buf || v <= 0)
-		return mtm_set_error(MTM_ECORRUPT, "%s/.metamori/intent: damaged restore intent", s->root);
-	*out = v;
-	return 0;
-}
-
-int intent_clear(mtm_store *s)
-{
-	int rc = io_unlinkat(s->dirfd, "intent", 0);
-	if (rc && rc != ENOENT)
-		return mtm_set_errno(rc, "%s/.metamori/intent", s->root);
-	rc = io_fsync(s->dirfd);
-	return rc ? mtm_set_errno(rc, "%s/.metamori", s->root) : 0;
 }

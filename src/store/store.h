@@ -6,7 +6,7 @@
  *              blocks, chunk locations, the stat cache (docs/FORMAT.md)
  *   packs/     append-only pack files of checksummed, compressed chunks
  *   lock       flock()ed by the one writer at a time
- *   intent     present while an in-place restore is unfinished
+ *   intent     present while an in-place restore is unfinished (intent.h)
  */
 #ifndef MTM_STORE_H
 #define MTM_STORE_H
@@ -29,7 +29,7 @@ struct mtm_store {
 	int rootfd;        /* O_DIRECTORY fd of the tree */
 	int dirfd;         /* fd of .metamori */
 	sqlite3 *db;
-	int locked;        /* holding the writer lock */
+	int locked;        /* holding the writer lock: how many times it was taken (nested) */
 	int lockfd;
 	/* branches, loaded at open and extended by checkpoints */
 	struct mtm_branch *branches; /* index = branch id */
@@ -65,7 +65,8 @@ int store_open_dirs(mtm_store **out, const char *path);
 
 /* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. Then
  * merges block_log into block, unless this is a session's handle and the
- * log is still small. */
+ * log is still small. Its holder may take it again: it is let go at the
+ * matching last store_unlock. */
 int store_lock(mtm_store *s);
 void store_unlock(mtm_store *s);
 /* Leaves block_log empty: merges it, under the writer lock, waiting a few
@@ -92,11 +93,6 @@ int db_error(mtm_store *s, int rc, const char *what);
 int db_run(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n);
 int db_int(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n, int64_t *out, int *found);
 #define DB_ARGS(...) (const int64_t[]){__VA_ARGS__}, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
-
-/* Restore intent: the checkpoint an unfinished in-place restore was making. */
-int intent_write(mtm_store *s, mtm_id id);
-int intent_read(mtm_store *s, mtm_id *out); /* *out = 0 if none */
-int intent_clear(mtm_store *s);
 
 /* Schema creation and checks (schema.c). */
 int schema_create(mtm_store *s);

@@ -39,10 +39,7 @@ LAYERS = [
 PUBLIC = ("metamori.h", "metamori_mpi.h")
 # Includes that point up today and are being moved, each with its reason;
 # reported on every run until the include is gone (then delete the line).
-KNOWN = {
-    ("src/store/store.c", "restore/restore.h"):
-        "store_lock finishes an interrupted restore; moving above the store (issue 16)",
-}
+KNOWN = {}
 ONLY_PUBLIC = {"cli", "mpi"}
 
 PRINTERS = {"cli", "track", "dmtcp"}  # the DMTCP plugin: its one refusal line is the program's stderr

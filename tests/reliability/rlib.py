@@ -269,6 +269,7 @@ class Checker:
     def __init__(self, sc, st, root, label):
         self.sc, self.st, self.root, self.label = sc, st, root, label
         self.notes = []
+        self.saved = {}  # checkpoint id -> the tree a restore saved as it
 
     def fail(self, msg):
         raise T.Failure("%s: %s" % (self.label, msg))
@@ -333,6 +334,10 @@ class Checker:
             elif st.kind == "checkpoint":
                 # the interrupted checkpoint (or its rerun) made it: it must be whole
                 self.restores_exactly(cid, st.tree_before, scratch)
+            elif cid in self.saved:
+                # a restore's save of a tree that differed from the head (issue
+                # 16): it holds exactly the tree the restore found
+                self.restores_exactly(cid, self.saved[cid], scratch)
             else:
                 self.fail("unexpected checkpoint %d (log: %r)" % (cid, ids))
         return ids
@@ -347,15 +352,23 @@ class Checker:
         elif tree_untouched_unless_restore:
             T.assert_same(st.tree_before, tree_manifest(self.root), "%s: tree changed by %s" % (self.label, st.kind))
         ids_before_rerun = checkpoint_ids(self.root) if st.kind == "checkpoint" else []
-        self.verify()  # the next command: finishes an interrupted restore
+        left = tree_manifest(self.root)
+        self.verify()  # the next command works, and never changes the tree (issue 16)
+        T.assert_same(left, tree_manifest(self.root), "%s: verify changed the tree" % self.label)
         if st.kind == "checkpoint":
             OUTCOMES["checkpoint_whole" if len(ids_before_rerun) > len(st.before) else "checkpoint_absent"] += 1
         if st.kind == "restore":
             OUTCOMES["restore_intent_finished" if intent else "restore_untouched_or_done"] += 1
+            if intent:  # finished on request (the mixed tree is not saved: it is the restore's own)
+                p = mtm(["-C", self.root, "restore", "--continue", "--discard"])
+                if p.returncode != 0:
+                    self.fail("restore --continue failed (%d): %s" % (p.returncode, p.stderr.strip()))
+                if os.path.exists(os.path.join(self.root, ".metamori", "intent")):
+                    self.fail("restore --continue left the intent")
             now = tree_manifest(self.root)
             new = self.sc.manifests[st.target]
             if intent and now != new:
-                T.assert_same(new, now, "%s: the next command did not finish the restore" % self.label)
+                T.assert_same(new, now, "%s: restore --continue did not finish the restore" % self.label)
             if not intent and now != new and mixed:
                 self.fail("files mixed without an intent: %s" % mixed)
             if not intent and contents(now) not in (contents(st.tree_before), contents(new)):
@@ -364,7 +377,15 @@ class Checker:
                               "%s: tree partly restored but no intent left" % self.label)
         self.committed(scratch)
         if rerun:
+            found, ids_before = tree_manifest(self.root), checkpoint_ids(self.root)
             p = mtm(["-C", self.root] + st.args)
+            if st.kind == "restore" and p.returncode == 0 and p.stdout.startswith("saved the current tree as checkpoint"):
+                # the cut left the tree restored but the head not yet moved:
+                # the rerun saves that tree first, as any restore would
+                new = [c for c in checkpoint_ids(self.root) if c not in ids_before]
+                if len(new) != 1:
+                    self.fail("the rerun's save made %r" % new)
+                self.saved[new[0]] = found
             if p.returncode != 0:
                 self.fail("rerun of %s failed (%d): %s" % (" ".join(st.args), p.returncode, p.stderr.strip()))
             self.verify("verify --data after the rerun")
@@ -376,7 +397,7 @@ class Checker:
 
 def outcomes():
     return ("interrupted checkpoints: %(checkpoint_whole)d whole, %(checkpoint_absent)d absent; "
-            "interrupted restores: %(restore_intent_finished)d finished by the next command, "
+            "interrupted restores: %(restore_intent_finished)d finished by restore --continue, "
             "%(restore_untouched_or_done)d untouched or done" % OUTCOMES)
 
 

@@ -6,6 +6,7 @@ The traced programs here record their changes with fakepreload (the
 interposer is replaced by a harmless library), so these tests depend only
 on the session's side."""
 import contextlib
+import filecmp
 import os
 import re
 import signal
@@ -320,9 +321,10 @@ def test_session_killed_with_the_gate_closed():
     T.rmtree(ctl)
 
 
-def test_unfinished_restore_is_completed_before_the_program():
-    # an interrupted in-place restore is finished by the next writer: run
-    # finishes it before CMD starts, not under CMD at the first checkpoint
+def test_unfinished_restore_is_left_pending_by_run():
+    # an interrupted in-place restore is finished only on request (issue 16):
+    # run neither finishes it before CMD starts nor under CMD; it says that
+    # one is pending, and `restore --continue` after it finishes it
     import shutil
     base = S.new_tree({"big": os.urandom(4 << 20)})
     T.patch_file(os.path.join(base, "big"), 8192, b"X" * 100)
@@ -343,9 +345,14 @@ def test_unfinished_restore_is_completed_before_the_program():
         root = None
     if not root:
         raise T.Failure("could not interrupt a restore with an intent left")
-    p = run(root, ["-q", "--", "sh", "-c", "cmp -s big '%s' && test ! -e .metamori/intent" % os.path.join(ref, "big")])
-    if p.returncode:
-        raise T.Failure("CMD did not find the restore finished: %d %s" % (p.returncode, p.stderr))
+    p = run(root, ["-q", "--", "sh", "-c", "test -e .metamori/intent"])
+    if p.returncode or "metamori: note: a restore to checkpoint 1 was interrupted" not in p.stderr:
+        raise T.Failure("run did not leave the restore pending, or did not say so: %d %s" % (p.returncode, p.stderr))
+    T.run(["-C", root, "restore", "--continue"])
+    if not filecmp.cmp(os.path.join(root, "big"), os.path.join(ref, "big"), shallow=False):
+        raise T.Failure("restore --continue after run did not finish the restore")
+    if os.path.exists(os.path.join(root, ".metamori", "intent")):
+        raise T.Failure("restore --continue left the intent")
     T.rmtree(root)
     T.rmtree(base)
     T.rmtree(os.path.dirname(ref))
@@ -733,5 +740,5 @@ if __name__ == "__main__":
             test_exit_status, test_errors, test_second_run_joins_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
-            test_unfinished_restore_is_completed_before_the_program,
+            test_unfinished_restore_is_left_pending_by_run,
             test_static_program_scans, test_session_pack_leaves_the_page_cache, test_precopy_pass_fails])
