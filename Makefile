@@ -10,10 +10,11 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # libfuse3-dev and fuse3 (fusermount3) are for `metamori mount`; libaio-dev for
 # the session's io_submit test (tests/session/gaps.c); attr, acl and
 # libcap2-bin (setfattr, setfacl, setcap) make the files with attributes,
-# ACLs and capabilities the fidelity test restores.
+# ACLs and capabilities the fidelity test restores; Open MPI builds
+# libmetamori_mpi and runs its tests (tests/mpi).
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
                libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
-               libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin
+               libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin libopenmpi-dev openmpi-bin
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
 BENCH_PACKAGES = rsync borgbackup restic fio
 

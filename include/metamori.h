@@ -492,6 +492,26 @@ typedef struct mtm_du_totals {
 /* Per checkpoint (id order) and totals. Free *out with mtm_free. */
 MTM_API int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *totals);
 
+/* Mirroring: draining a store to shared storage (a parallel file system). */
+typedef struct mtm_push_stats {
+	uint64_t packs;          /* pack files the mirror was given bytes of */
+	uint64_t bytes;          /* pack bytes copied */
+	uint64_t index_bytes;    /* size of the index copied (whole, every push) */
+	uint64_t packs_removed;  /* mirror packs the store no longer names (gc replaced them) */
+} mtm_push_stats;
+/*
+ * Makes dir/.metamori a copy of the store's committed state, creating dir
+ * (not its parents): a snapshot of the index (SQLite's backup API) and, of
+ * each pack, only the committed bytes the mirror does not hold yet. The
+ * mirror is a store: mtm_open(dir) reads it, and a push from it into a tree
+ * whose store is gone recreates that store. Crash-safe: the packs first
+ * (fsynced), the index last (renamed into place); an interrupted push
+ * leaves the previous mirror whole. Cost: the index's size plus the new
+ * pack bytes. Errors: MTM_EEXIST (dir/.metamori is a store but not a
+ * mirror: never overwritten), MTM_EBUSY (a push into dir is under way), errno.
+ */
+MTM_API int mtm_push(mtm_store *s, const char *dir, mtm_push_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,4 @@
-/* cmd_checkpoint.c — metamori checkpoint [-m MSG] [-q] [--exclude PATTERN]... */
+/* cmd_checkpoint.c — metamori checkpoint [-m MSG] [-q] [--exclude PATTERN]... [--mirror DIR] */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,14 +6,15 @@
 #include "cli/report.h"
 
 const char usage_checkpoint[] =
-	"usage: metamori checkpoint [-m MSG] [-q | --json] [--exclude PATTERN]...\n\n"
+	"usage: metamori checkpoint [-m MSG] [-q | --json] [--exclude PATTERN]... [--mirror DIR]\n\n"
 	"Record the tree as a new checkpoint, child of the current head. Only what\n"
 	"changed since then is stored: namespace changes and changed 4 KiB blocks.\n\n"
 	"  -m, --message MSG    describe the checkpoint\n"
 	"  -q, --quiet          print only the new checkpoint's id\n"
 	"  --json               print the new checkpoint as log --json does (one object)\n"
 	"  --exclude PATTERN    leave matching paths out (gitignore syntax; adds to\n"
-	"                       the patterns in .metamoriignore)\n";
+	"                       the patterns in .metamoriignore)\n"
+	"  --mirror DIR         then mirror the store into DIR (as 'metamori push DIR')\n";
 
 int cmd_checkpoint(int argc, char **argv)
 {
@@ -21,7 +22,9 @@ int cmd_checkpoint(int argc, char **argv)
 	                                     {"quiet", no_argument, 0, 'q'},
 	                                     {"exclude", required_argument, 0, 'x'},
 	                                     {"json", no_argument, 0, 'j'},
+	                                     {"mirror", required_argument, 0, 'M'},
 	                                     {0, 0, 0, 0}};
+	const char *mirror = NULL;
 	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
 	const char **ex = calloc((size_t)argc, sizeof *ex);
 	if (!ex)
@@ -38,6 +41,8 @@ int cmd_checkpoint(int argc, char **argv)
 			ex[o.n_excludes++] = optarg;
 		else if (c == 'j')
 			as_json = 1;
+		else if (c == 'M')
+			mirror = optarg;
 		else {
 			free(ex);
 			return cli_option_error("checkpoint", c, argv);
@@ -76,5 +81,16 @@ int cmd_checkpoint(int argc, char **argv)
 		printf("\n");
 	}
 	mtm_free(ci.message);
+	/* the checkpoint is committed whatever the push does: a failed push
+	 * is reported, and the next one copies what this one did not */
+	if (mirror) {
+		mtm_store *s;
+		if (cli_open(&s))
+			return 1;
+		rc = mtm_push(s, mirror, NULL);
+		mtm_close(s);
+		if (rc)
+			return cli_fail(rc);
+	}
 	return 0;
 }

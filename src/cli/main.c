@@ -13,12 +13,13 @@ int cmd_verify(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_tag(int argc, char **argv);
 int cmd_du(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 extern const char usage_init[], usage_checkpoint[], usage_status[], usage_log[], usage_diff[], usage_restore[],
-	usage_verify[], usage_prune[], usage_tag[], usage_du[], usage_ls[], usage_cat[], usage_mount[];
+	usage_verify[], usage_prune[], usage_tag[], usage_du[], usage_ls[], usage_cat[], usage_mount[], usage_push[];
 extern const char usage_run[];
 
 static const cli_command commands[] = {
@@ -35,6 +36,7 @@ static const cli_command commands[] = {
 	{"prune", cmd_prune, "drop old checkpoints and reclaim their space", usage_prune},
 	{"tag", cmd_tag, "name checkpoints (and pin them against prune)", usage_tag},
 	{"du", cmd_du, "show the space each checkpoint uses", usage_du},
+	{"push", cmd_push, "mirror the store into another directory (incremental)", usage_push},
 	{"run", cmd_run, "run a command with transparent tracking of the tree", usage_run},
 };
 

@@ -10,6 +10,9 @@
  *             msg_len bytes of message
  * One request per connection. Without a live session (no lock holder), the
  * caller scans, as it always did.
+ * A join (struct wire_join, the same size as wire_req) is answered with a
+ * wire_reply and the connection stays open while the joined program runs:
+ * the session counts it as a member until it closes (join.c).
  */
 #include <errno.h>
 #include <poll.h>
@@ -27,6 +30,7 @@
 #include "util/human.h"
 
 #define REQ_MAGIC 0x514d544du   /* "MTMQ" */
+#define JOIN_MAGIC 0x4a4d544du  /* "MTMJ": a `metamori run` joining the session (join.c) */
 #define REPLY_MAGIC 0x414d544du /* "MTMA" */
 #define WIRE_VERSION 1
 #define MAX_TEXT (1u << 20)
@@ -34,6 +38,11 @@
 struct wire_req {
 	uint32_t magic, version, msg_len, n_excludes;
 };
+
+struct wire_join {
+	uint32_t magic, version, flags, pid;
+};
+_Static_assert(sizeof(struct wire_join) == sizeof(struct wire_req), "a join is read as a request first");
 
 struct wire_reply {
 	uint32_t magic, version;
@@ -123,7 +132,7 @@ static void reply(int fd, int rc, const mtm_checkpoint_info *ci)
 		write_all(fd, msg, w.msg_len);
 }
 
-void session_serve(mtm_session *ss, int fd)
+int session_serve(mtm_session *ss, int fd)
 {
 	/* a client that connects and says nothing must not stall the session */
 	struct timeval tv = {10, 0};
@@ -132,12 +141,23 @@ void session_serve(mtm_session *ss, int fd)
 	struct ucred cred;
 	socklen_t cl = sizeof cred;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) || (cred.uid != getuid() && cred.uid != 0))
-		return;
+		return 0;
 	struct wire_req q;
 	int err = 0;
-	if (read_all(fd, &q, sizeof q) || q.magic != REQ_MAGIC || q.version != WIRE_VERSION || q.msg_len > MAX_TEXT ||
-	    q.n_excludes > 4096)
-		return;
+	if (read_all(fd, &q, sizeof q))
+		return 0;
+	if (q.magic == JOIN_MAGIC && q.version == WIRE_VERSION) {
+		struct wire_join j;
+		memcpy(&j, &q, sizeof j);
+		if (j.flags & SESSION_JOIN_STATIC)
+			ss->always_scan = 1; /* as for the session's own static program */
+		log_msg(MTM_LOG_DEBUG, "session: pid %u joined", j.pid);
+		mtm_checkpoint_info none = {0};
+		reply(fd, 0, &none);
+		return 1;
+	}
+	if (q.magic != REQ_MAGIC || q.version != WIRE_VERSION || q.msg_len > MAX_TEXT || q.n_excludes > 4096)
+		return 0;
 	char *msg = read_text(fd, q.msg_len, &err);
 	char **ex = calloc(q.n_excludes + 1, sizeof *ex);
 	size_t nex = 0;
@@ -168,6 +188,19 @@ done:
 		free(ex[i]);
 	free(ex);
 	free(msg);
+	return 0;
+}
+
+int session_join_request(int fd, unsigned flags)
+{
+	struct wire_join j = {JOIN_MAGIC, WIRE_VERSION, flags, (uint32_t)getpid()};
+	struct wire_reply w;
+	int err = write_all(fd, &j, sizeof j);
+	if (!err)
+		err = read_all(fd, &w, sizeof w);
+	if (err || w.magic != REPLY_MAGIC || w.version != WIRE_VERSION || w.rc)
+		return MTM_ENOSESSION; /* it ended meanwhile (or is of another version): start one */
+	return 0;
 }
 
 /* --- the client's side --- */
@@ -227,10 +260,9 @@ static int ask(mtm_store *s, int fd, const mtm_checkpoint_opts *opts, mtm_checkp
 	return 0;
 }
 
-int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+int session_connect(mtm_store *s, int *out)
 {
-	if (s->session)
-		return session_tracked_checkpoint(s->session, opts, out);
+	*out = -1;
 	if (!session_alive(s))
 		return MTM_ENOSESSION;
 	char *dir;
@@ -267,6 +299,18 @@ int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkp
 	}
 	close(dfd);
 	if (fd < 0)
+		return rc;
+	*out = fd;
+	return 0;
+}
+
+int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	if (s->session)
+		return session_tracked_checkpoint(s->session, opts, out);
+	int fd;
+	int rc = session_connect(s, &fd);
+	if (rc)
 		return rc;
 	rc = ask(s, fd, opts, out);
 	close(fd);

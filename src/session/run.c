@@ -32,6 +32,7 @@
 #include "util/human.h"
 
 #define PRELOAD_NAME "libmetamori-preload.so"
+#define RUN_START_TRIES 150 /* x 20 ms: how long a start waits for a busy writer lock */
 #define WATCH_READ_MS 5 /* the watcher's queue is read at most this often while the program runs */
 
 /* The interposer: opts->preload, $METAMORI_PRELOAD, or next to the running
@@ -174,7 +175,7 @@ static char *env_pair(const char *name, const char *value)
 }
 
 /* environ for the program: ours, with the interposer and the session added. */
-static char **child_env(const char *preload, const char *session_dir, const char *root)
+char **run_child_env(const char *preload, const char *session_dir, const char *root)
 {
 	extern char **environ;
 	size_t n = 0;
@@ -202,6 +203,25 @@ static char **child_env(const char *preload, const char *session_dir, const char
 	if (!env[k - 1] || !env[k - 2] || !env[k - 3])
 		return NULL; /* the child exits on this */
 	return env;
+}
+
+void run_child_env_free(char **env)
+{
+	if (!env)
+		return;
+	for (size_t i = 0; env[i]; i++)
+		if (!strncmp(env[i], "LD_PRELOAD=", 11) || !strncmp(env[i], MTM_ENV_SESSION "=", strlen(MTM_ENV_SESSION) + 1) ||
+		    !strncmp(env[i], MTM_ENV_ROOT "=", strlen(MTM_ENV_ROOT) + 1))
+			free(env[i]);
+	free(env);
+}
+
+int run_is_untraceable_cmd(const char *argv0)
+{
+	char *cmd = resolve_cmd(argv0);
+	int r = cmd && is_untraceable(cmd, 0);
+	free(cmd);
+	return r;
 }
 
 static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
@@ -244,19 +264,32 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		*exit_status = 0;
 	char *preload = NULL;
 	MTM_TRY(find_preload(opts, &preload));
-	/* The writer lock while the session starts: an in-place restore
-	 * running now either finished or sees the session (it checks with the
-	 * lock held). One interrupted earlier stays pending (issue 16): the
-	 * session records the tree as it is, and `restore --continue` after it
-	 * finishes the restore. */
-	int rc = store_lock(s);
-	if (rc) {
-		free(preload);
-		return rc;
+	/* A live session on this tree (another rank's `metamori run`, under
+	 * mpirun): join it (join.c). Otherwise start one, with the writer lock
+	 * while it starts: an in-place restore running now either finished or
+	 * sees the session (it checks with the lock held); one interrupted
+	 * earlier stays pending (issue 16) for `restore --continue` after it. The lock is busy
+	 * while a session starts or checkpoints, and a session may be ending:
+	 * try again for a few seconds. */
+	int rc;
+	mtm_session *ss = NULL;
+	for (int attempt = 0;; attempt++) {
+		if (session_alive(s)) {
+			rc = session_join_run(s, preload, argv, opts->quiet, exit_status);
+			if (rc != MTM_ENOSESSION) {
+				free(preload);
+				return rc;
+			}
+		}
+		rc = store_lock(s);
+		if (!rc) {
+			rc = session_start(s, opts->excludes, opts->n_excludes, &ss);
+			store_unlock(s);
+		}
+		if (rc != MTM_EBUSY || attempt == RUN_START_TRIES)
+			break;
+		usleep(20000);
 	}
-	mtm_session *ss;
-	rc = session_start(s, opts->excludes, opts->n_excludes, &ss);
-	store_unlock(s);
 	if (rc) {
 		free(preload);
 		return rc;
@@ -283,13 +316,12 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		dirty = 1;
 	ss->force_scan = dirty;
 	ss->force_why = "the tree had changed before the session";
-	char *cmd = resolve_cmd(argv[0]);
-	if (cmd && is_untraceable(cmd, 0)) {
+	if (run_is_untraceable_cmd(argv[0])) {
 		ss->always_scan = 1;
 		if (!opts->quiet)
 			log_msg(MTM_LOG_WARNING, "run: %s is statically linked: every checkpoint will scan", argv[0]);
 	}
-	free(cmd);
+	session_members members = {0};
 
 	sigset_t mask, old;
 	sigemptyset(&mask);
@@ -305,7 +337,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	sigaction(SIGPIPE, &ign, &old_pipe);
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK), tfd = -1;
 	int errpipe[2] = {-1, -1};
-	char **env = child_env(preload, ss->dir, s->root);
+	char **env = run_child_env(preload, ss->dir, s->root);
 	pid_t pid = -1;
 	if (sfd < 0 || pipe2(errpipe, O_CLOEXEC) || !env) {
 		rc = mtm_set_errno(env ? errno : ENOMEM, "run");
@@ -363,8 +395,18 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	int idle_ms = idle_knob && *idle_knob ? atoi(idle_knob) : SESSION_IDLE_MS;
 	int64_t last_busy = now_ns(); /* the last request, signal or timer: idle counts from it */
 	int64_t watch_next = 0; /* the watcher's queue is read at most every WATCH_READ_MS */
+	/* The loop ends when the program has ended and no joined `metamori run`
+	 * is still running one (members, join.c, polled after the 4 fixed fds). */
+	int child_done = 0;
 	for (;;) {
-		struct pollfd pf[4] = {{sfd, POLLIN, 0}, {ss->listenfd, POLLIN, 0}, {tfd, POLLIN, 0}, {-1, POLLIN, 0}};
+		if (child_done && !members.n)
+			break;
+		struct pollfd pf[4 + members.n];
+		pf[0] = (struct pollfd){sfd, POLLIN, 0};
+		pf[1] = (struct pollfd){ss->listenfd, POLLIN, 0};
+		pf[2] = (struct pollfd){tfd, POLLIN, 0};
+		pf[3] = (struct pollfd){-1, POLLIN, 0};
+		size_t npf = 4 + members_pollfds(&members, pf + 4);
 		/* two clocks: the pre-copy's passes while the program writes, and the
 		 * idle work (block_log merge, WAL copy) once nothing was asked for a while */
 		int timeout = session_precopy_tick(ss);
@@ -389,7 +431,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 			pf[2] = pf[3];
 			pf[3].fd = -1;
 		}
-		int ready = poll(pf, 4, timeout);
+		int ready = poll(pf, npf, timeout);
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
@@ -406,19 +448,20 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		if (ready == 0)
 			continue;
 		last_busy = now_ns();
-		int ended = 0, want_ckpt = 0;
+		int want_ckpt = 0;
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
 				if (si.ssi_signo == SIGUSR1)
 					want_ckpt = 1;
-				else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP)
+				else if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP) && !child_done)
 					kill(pid, (int)si.ssi_signo);
 			}
-			if (waitpid(pid, &status, WNOHANG) == pid)
-				ended = 1;
+			if (!child_done && waitpid(pid, &status, WNOHANG) == pid)
+				child_done = 1;
 		}
-		if (ended)
+		members_reap(&members, pf + 4);
+		if (child_done && !members.n)
 			break;
 		if (want_ckpt)
 			local_checkpoint(ss, "SIGUSR1");
@@ -430,14 +473,14 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		if (pf[1].revents & POLLIN) {
 			int c;
 			while ((c = accept4(ss->listenfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-				session_serve(ss, c);
-				close(c);
+				if (session_serve(ss, c) != 1 || members_add(&members, c))
+					close(c);
 			}
 		}
 		session_wal_maintain(ss, 0);
 		/* SIGCHLD may have come while a checkpoint ran */
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			break;
+		if (!child_done && waitpid(pid, &status, WNOHANG) == pid)
+			child_done = 1;
 	}
 	if (!rc && exit_status)
 		*exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
@@ -451,13 +494,8 @@ out:
 		kill(pid, SIGTERM);
 		waitpid(pid, NULL, 0);
 	}
-	if (env) {
-		for (size_t i = 0; env[i]; i++)
-			if (!strncmp(env[i], "LD_PRELOAD=", 11) || !strncmp(env[i], MTM_ENV_SESSION "=", strlen(MTM_ENV_SESSION) + 1) ||
-			    !strncmp(env[i], MTM_ENV_ROOT "=", strlen(MTM_ENV_ROOT) + 1))
-				free(env[i]);
-		free(env);
-	}
+	run_child_env_free(env);
+	members_free(&members);
 	if (errpipe[0] >= 0)
 		close(errpipe[0]);
 	if (errpipe[1] >= 0)

@@ -16,6 +16,7 @@
  */
 #ifndef MTM_SESSION_H
 #define MTM_SESSION_H
+#include <poll.h>
 #include <stdint.h>
 #include "metamori.h"
 #include "checkpoint/checkpoint.h"
@@ -223,8 +224,34 @@ void session_reap_logs(mtm_session *ss);
 #define SESSION_WAL_MAX_FRAMES 16384
 void session_wal_maintain(mtm_session *ss, int idle);
 
-/* Serves one client connection: reads the request, checkpoints, replies. */
-void session_serve(mtm_session *ss, int client);
+/* Serves one client connection: reads the request, checkpoints, replies;
+ * 1 if it was a join: the connection is then a member's (join.c), kept open. */
+int session_serve(mtm_session *ss, int client);
+/* A connection to the live session's socket (waiting for one starting);
+ * MTM_ENOSESSION if none is alive. */
+int session_connect(mtm_store *s, int *out);
+
+/* Joining a live session (join.c): a second `metamori run` on the tree
+ * (mpirun starts one per rank) runs its program in the session instead of
+ * failing. The joiner keeps its connection open while its program runs;
+ * the session ends only when its own program and every member have ended. */
+#define SESSION_JOIN_STATIC 1u /* the joiner's program cannot be traced: every checkpoint scans */
+int session_join_request(int fd, unsigned flags);
+/* Runs argv in the live session of s: MTM_ENOSESSION if there is none (or it
+ * ended before it answered), else as mtm_run. */
+int session_join_run(mtm_store *s, const char *preload, char *const argv[], int quiet, int *exit_status);
+/* The session's members: add a joined connection, poll them (fills pf from
+ * index 0, returns how many), and drop those that closed. */
+typedef struct session_members { int *fd; size_t n, cap; } session_members;
+int members_add(session_members *m, int fd);
+size_t members_pollfds(const session_members *m, struct pollfd *pf);
+void members_reap(session_members *m, const struct pollfd *pf);
+void members_free(session_members *m);
+/* From run.c, shared with the joiner: the program's environment (ours with
+ * the interposer and the session added) and whether it can be traced. */
+char **run_child_env(const char *preload, const char *session_dir, const char *root);
+void run_child_env_free(char **env);
+int run_is_untraceable_cmd(const char *argv0);
 /* A tracked (or, when needed, scanned) consistent checkpoint. */
 int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
 /* mtm_checkpoint's entry: in the session process, a tracked checkpoint;

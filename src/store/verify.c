@@ -229,7 +229,8 @@ static int check_files(vctx *v)
 	if (!d)
 		return 0;
 	static const char *known[] = {".", "..", "index.db", "index.db-wal", "index.db-shm", "index.db-journal", "lock",
-	                              "intent", "intent.tmp", "packs",
+	                              "intent", "intent.tmp", "packs", "mirror", "index.db.push", "index.db.push-journal",
+	                              "index.db.push-wal", "index.db.push-shm" /* a mirror (mirror.c) */,
 	                              "session" /* `metamori run` (src/session/session.c) */, NULL};
 	while ((de = readdir(d))) {
 		int ok = 0;

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""`metamori push DIR` / `checkpoint --mirror DIR` (issue 19): an incremental
+mirror of the store that is itself a store, recreates a lost store, never
+overwrites another store, and survives being killed at every step."""
+import os
+import shutil
+import subprocess
+
+import mtmtest as T
+
+
+def pack_files(store):
+    d = os.path.join(store, "packs")
+    return {n: open(os.path.join(d, n), "rb").read() for n in sorted(os.listdir(d))}
+
+
+def committed_sizes(root):
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+    try:
+        return dict(("%08d.pack" % r[0], r[1]) for r in db.execute("SELECT id, size FROM pack"))
+    finally:
+        db.close()
+
+
+def check_mirror(root, mirror):
+    """The mirror's packs are the store's committed bytes, and it reads as a store."""
+    src = pack_files(os.path.join(root, ".metamori"))
+    dst = pack_files(os.path.join(mirror, ".metamori"))
+    sizes = committed_sizes(root)
+    if sorted(dst) != sorted(sizes):
+        raise T.Failure("mirror packs %s, store names %s" % (sorted(dst), sorted(sizes)))
+    for name, size in sizes.items():
+        if dst[name] != src[name][:size]:
+            raise T.Failure("mirror's %s is not the store's committed %d bytes" % (name, size))
+    T.run(["-C", mirror, "verify", "--data"])
+
+
+def test_push_incremental_and_recover_a_lost_store():
+    root = T.tempdir()
+    T.write_file(os.path.join(root, "big.bin"), os.urandom(3 << 20))
+    os.mkdir(os.path.join(root, "d"))
+    T.write_file(os.path.join(root, "d/small.txt"), b"one\n")
+    T.init(root)
+    T.checkpoint(root, "one")
+    mirror = os.path.join(T.tempdir(), "m")
+    p = T.run(["-C", root, "push", mirror])
+    if not p.stdout.startswith("pushed to %s: 3.0 MiB of 1 pack, " % mirror):
+        raise T.Failure("first push: %r" % p.stdout)
+    check_mirror(root, mirror)
+    man1 = T.manifest(root)
+    # a small change: the next push copies only the new bytes
+    T.patch_file(os.path.join(root, "big.bin"), 8192, b"x" * 100)
+    T.write_file(os.path.join(root, "d/small.txt"), b"two\n")
+    p = T.run(["-C", root, "checkpoint", "-m", "two", "--mirror", mirror])
+    if not p.stdout.startswith("checkpoint 2\n"):
+        raise T.Failure("checkpoint --mirror: %r" % p.stdout)
+    check_mirror(root, mirror)
+    man2 = T.manifest(root)
+    p = T.run(["-C", root, "push", mirror])
+    if not p.stdout.startswith("pushed to %s: 0 B of 0 packs, " % mirror):
+        raise T.Failure("a push with nothing new copied pack bytes: %r" % p.stdout)
+    # the mirror is a store: every checkpoint restores from it
+    for cid, man in ((1, man1), (2, man2)):
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(mirror, cid, to=to)
+        T.assert_same(man, T.manifest(to), "checkpoint %d from the mirror" % cid)
+    # the node's store is lost; the tree holds later junk
+    shutil.rmtree(os.path.join(root, ".metamori"))
+    T.write_file(os.path.join(root, "big.bin"), b"junk")
+    T.run(["-C", mirror, "push", root])
+    T.restore(root, 2)
+    T.assert_same(man2, T.manifest(root), "a lost store recreated from the mirror")
+    T.run(["-C", root, "verify", "--data"])
+    T.rmtree(root)
+    T.rmtree(os.path.dirname(mirror))
+
+
+def test_push_refuses_a_store_and_bad_arguments():
+    root = T.tempdir()
+    T.write_file(os.path.join(root, "a"), b"a")
+    T.init(root)
+    T.checkpoint(root)
+    other = T.tempdir()
+    T.init(other)
+    p = T.run_fail(["-C", root, "push", other])
+    want = ("metamori: push: %s/.metamori: a store that is not a mirror (push writes into a new directory or a "
+            "mirror)" % other)
+    if p.stderr.strip() != want:
+        raise T.Failure("push into a store: %r" % p.stderr)
+    p = T.run_fail(["-C", root, "push", root])
+    if "a store that is not a mirror" not in p.stderr:
+        raise T.Failure("push into itself: %r" % p.stderr)
+    p = T.run_fail(["-C", root, "push"])
+    if p.stderr.strip() != "metamori: push: no directory given (see 'metamori push --help')":
+        raise T.Failure("push without DIR: %r" % p.stderr)
+    p = T.run_fail(["-C", root, "push", "/nonexistent-dir/x"])
+    if p.stderr.strip() != "metamori: push: /nonexistent-dir/x: No such file or directory":
+        raise T.Failure("push into a missing parent: %r" % p.stderr)
+    T.rmtree(root)
+    T.rmtree(other)
+
+
+def test_push_killed_at_every_step():
+    root = T.tempdir()
+    T.write_file(os.path.join(root, "a.bin"), os.urandom(200000))
+    T.init(root)
+    T.checkpoint(root)
+    mirror = os.path.join(T.tempdir(), "m")
+    T.run(["-C", root, "push", mirror])
+    T.patch_file(os.path.join(root, "a.bin"), 4096, os.urandom(5000))
+    T.checkpoint(root)
+    count = os.path.join(T.tempdir(), "count")
+    scratch = os.path.join(T.tempdir(), "m")
+    shutil.copytree(mirror, scratch)
+    T.run(["-C", root, "push", scratch], env=dict(os.environ, METAMORI_IO_COUNT=count))
+    n = int(open(count).read())
+    man = T.manifest(root)
+    for k in range(1, n + 1):
+        trial = os.path.join(T.tempdir(), "m")
+        shutil.copytree(mirror, trial)
+        p = subprocess.run([T.METAMORI, "-C", root, "push", trial], capture_output=True,
+                           env=dict(os.environ, METAMORI_CRASH_AT=str(k)))
+        if p.returncode != -9:
+            raise T.Failure("push not killed at step %d of %d: %d" % (k, n, p.returncode))
+        # the previous mirror (or the new one) is whole; the next push completes it
+        T.run(["-C", trial, "verify", "--data"])
+        T.run(["-C", root, "push", trial])
+        check_mirror(root, trial)
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(trial, 2, to=to)
+        T.assert_same(man, T.manifest(to), "checkpoint 2 from a mirror pushed after a kill at %d" % k)
+        T.rmtree(os.path.dirname(trial))
+    print("  killed at each of %d steps" % n)
+    T.rmtree(root)
+
+
+if __name__ == "__main__":
+    T.main([test_push_incremental_and_recover_a_lost_store, test_push_refuses_a_store_and_bad_arguments,
+            test_push_killed_at_every_step])
