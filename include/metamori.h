@@ -374,7 +374,8 @@ MTM_API int mtm_protect(mtm_store *s, const char *name, void *ptr, size_t len);
 MTM_API int mtm_unprotect(mtm_store *s, const char *name);
 /*
  * After a restart: restores the tree in place to checkpoint id (0: the
- * newest checkpoint) as mtm_restore does, then copies every region
+ * newest checkpoint, leaving out those an in-place restore saved the live
+ * tree as, "saved before restoring checkpoint N") as mtm_restore does, then copies every region
  * registered on this handle whose name the checkpoint holds back into its
  * memory (each block read and verified first). A region the checkpoint does
  * not hold is left as it is. *out (if non-NULL) receives the checkpoint

@@ -9,10 +9,14 @@
 #include "store/region.h"
 #include "util/error.h"
 
+/* The newest checkpoint the program took: an in-place restore first saves a
+ * tree that differs from its head (a killed run's half-done steps) as a
+ * checkpoint of its own, and that save is not a restart point. */
 static int newest(mtm_store *s, mtm_id *out)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(id), 0) FROM checkpoint", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db, "SELECT COALESCE(MAX(id), 0) FROM checkpoint"
+	                            " WHERE message IS NULL OR message NOT LIKE '" RESTORE_SAVE_MESSAGE "%'", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
 	rc = sqlite3_step(st);

@@ -1415,7 +1415,7 @@ static int restore_locked(mtm_store *s, mtm_id k, const rreq *rq, int discard, m
 		                     mtm_last_error());
 	if (differs) {
 		char msg[96];
-		snprintf(msg, sizeof msg, "saved before restoring checkpoint %lld", (long long)k);
+		snprintf(msg, sizeof msg, RESTORE_SAVE_MESSAGE "%lld", (long long)k);
 		mtm_checkpoint_opts co = MTM_CHECKPOINT_OPTS_INIT;
 		co.message = msg;
 		mtm_checkpoint_info info;

@@ -7,6 +7,11 @@
  */
 #ifndef MTM_RESTORE_H
 #define MTM_RESTORE_H
+
+/* The message of the checkpoint an in-place restore saves a live tree that
+ * differs from its head as (followed by the target id). mtm_recover never
+ * takes such a save for the newest restart point. */
+#define RESTORE_SAVE_MESSAGE "saved before restoring checkpoint "
 #include "metamori.h"
 /* mtm_restore's work. refuse, if given, is asked with the writer lock held
  * before an in-place restore changes the tree: an error (set) stops it

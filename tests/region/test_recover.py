@@ -61,6 +61,12 @@ def test_killed_and_recovered():
         st = T.run(["-C", root, "status"]).stdout
         expect("grid" not in st and "state" not in st, "status shows a region: %r" % st)
         log = json.loads(T.run(["-C", root, "log", "--json"]).stdout)
+        # each recovery first saved the killed run's half-done files (an
+        # in-place restore never discards a tree that differs from its head);
+        # those saves change no memory and are never recovered from
+        saves = [c for c in log if (c["message"] or "").startswith("saved before restoring")]
+        expect(saves and all(c["region_bytes_changed"] == 0 for c in saves), "safety saves: %r" % saves)
+        log = [c for c in log if c not in saves]
         expect(all(c["regions"] == 2 and c["region_bytes"] == (4 << 20) + 24 for c in log), "log regions: %r" % log[:2])
         expect(all(0 < c["region_bytes_changed"] <= 3 * EVERY * 4096 + 4096 for c in log[1:]),
                "changed per checkpoint: %r" % [c["region_bytes_changed"] for c in log])
