@@ -333,22 +333,6 @@ int mtm_file_open(mtm_file **out, mtm_store *s, mtm_id id, const char *path)
 
 uint64_t mtm_file_size(const mtm_file *f) { return (uint64_t)f->size; }
 
-static const blockref *find_block(const vec *map, int64_t blkno)
-{
-	size_t lo = 0, hi = map->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int64_t b = VEC_AT(map, blockref, mid).blkno;
-		if (b == blkno)
-			return &VEC_AT(map, blockref, mid);
-		if (b < blkno)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
 /* Copies [off, off + len) (within the file) from f's map. */
 static int file_copy(mtm_file *f, unsigned char *buf, size_t len, int64_t off)
 {
@@ -356,7 +340,7 @@ static int file_copy(mtm_file *f, unsigned char *buf, size_t len, int64_t off)
 	while (len) {
 		int64_t blkno = off / MTM_BLOCK, in = off % MTM_BLOCK;
 		size_t take = MTM_BLOCK - (size_t)in < len ? MTM_BLOCK - (size_t)in : len;
-		const blockref *b = find_block(&f->map, blkno);
+		const blockref *b = file_map_find(&f->map, blkno);
 		if (!b || !b->chunk)
 			memset(buf, 0, take);
 		else {

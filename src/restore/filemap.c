@@ -10,22 +10,6 @@
 
 #define WBUF (1u << 20)
 
-static const blockref *find_block(const vec *map, int64_t blkno)
-{
-	size_t lo = 0, hi = map->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int64_t b = VEC_AT(map, blockref, mid).blkno;
-		if (b == blkno)
-			return &VEC_AT(map, blockref, mid);
-		if (b < blkno)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
 /* (chunk, boff) -> the block's copy; never shrinks (one restore's life).
  * The blocks live in slabs of SLAB_BLOCKS, each mapped and populated at once:
  * a malloc per block cost more than reading the block (its page faults one
@@ -206,7 +190,7 @@ void filemap_gather(pack_reader *pr, blockcache *bc, const filemap_job *jobs, si
 			const blk_run *run = &VEC_AT(runs, blk_run, r);
 			int scattered = SCATTERED_RUN(run->count);
 			for (int64_t k = run->blkno; k < run->blkno + run->count && k < nblocks; k++) {
-				const blockref *b = find_block(map, k);
+				const blockref *b = file_map_find(map, k);
 				if (b && b->chunk && scattered) {
 					blockref *n = vec_push(&need);
 					if (n)
@@ -284,7 +268,7 @@ int filemap_write(pack_reader *pr, blockcache *bc, int fd, const vec *map, int64
 			const blk_run *run = &VEC_AT(runs, blk_run, r);
 			w.scattered = SCATTERED_RUN(run->count);
 			for (int64_t k = run->blkno; k < run->blkno + run->count && k < nblocks && !rc; k++) {
-				const blockref *b = find_block(map, k);
+				const blockref *b = file_map_find(map, k);
 				blockref hole = {.blkno = k};
 				rc = put_block(&w, b ? b : &hole, k == nblocks - 1 ? size - k * MTM_BLOCK : MTM_BLOCK, punch);
 			}

@@ -1347,11 +1347,16 @@ static int rreq_paths(rreq *rq, const char *const *paths, size_t n)
 	return 0;
 }
 
-/* Options of either version as the current version. */
-static int opts_current(const mtm_restore_opts *opts, mtm_restore_opts *o)
+/* Options of either version as the current version; the caller's outputs
+ * (*o->saved, *out) cleared before anything can fail. */
+static int opts_begin(const mtm_restore_opts *opts, mtm_restore_opts *o, mtm_restore_stats *out)
 {
 	mtm_restore_opts def = MTM_RESTORE_OPTS_INIT;
 	*o = def;
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (opts && opts->version == MTM_RESTORE_OPTS_VERSION && opts->saved)
+		*opts->saved = 0;
 	if (!opts)
 		return 0;
 	if (opts->version == 1) { /* the fields up to progress_arg */
@@ -1451,11 +1456,7 @@ int restore_checkpoint(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, in
                        mtm_restore_stats *out)
 {
 	mtm_restore_opts o;
-	MTM_TRY(opts_current(opts, &o));
-	if (o.saved)
-		*o.saved = 0;
-	if (out)
-		memset(out, 0, sizeof *out);
+	MTM_TRY(opts_begin(opts, &o, out));
 	int64_t branch;
 	MTM_TRY(checkpoint_branch(s, id, &branch)); /* MTM_ENOCKPT for an unknown id */
 	rreq rq = {o.excludes, o.n_excludes, NULL, 0, o.dry_run, o.on_step, o.step_arg, o.progress, o.progress_arg};
@@ -1503,11 +1504,7 @@ int restore_resume(mtm_store *s, int abort, const mtm_restore_opts *opts, int (*
                    mtm_restore_stats *out)
 {
 	mtm_restore_opts o;
-	MTM_TRY(opts_current(opts, &o));
-	if (o.saved)
-		*o.saved = 0;
-	if (out)
-		memset(out, 0, sizeof *out);
+	MTM_TRY(opts_begin(opts, &o, out));
 	MTM_TRY(lock_for_tree(s, refuse));
 	intent in;
 	int rc = intent_read(s, &in);

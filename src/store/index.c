@@ -268,6 +268,22 @@ static int block_seek(mtm_store *s, sqlite3_stmt *st, sqlite3_stmt *log, int64_t
 #define BLOCK_SEEK_WHERE "WHERE file_id=?1 AND blkno=?2 AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC LIMIT 1"
 #define BLOCK_PAIR_WHERE "WHERE file_id=?1 AND blkno=?2 AND branch=?3 AND ckpt<=?4 ORDER BY ckpt DESC"
 
+const blockref *file_map_find(const vec *map, int64_t blkno)
+{
+	size_t lo = 0, hi = map->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int64_t b = VEC_AT(map, blockref, mid).blkno;
+		if (b == blkno)
+			return &VEC_AT(map, blockref, mid);
+		if (b < blkno)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
 int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 {
 	*out = (vec)VEC_INIT(blockref);

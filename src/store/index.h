@@ -59,6 +59,8 @@ entry *tree_find(const vec *tree, const char *path);
 /* The visible block map of file_id under lineage l, sorted by blkno.
  * Includes hole rows (chunk 0); blocks with no row are holes too. */
 int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out /* of blockref */);
+/* Block blkno in a map index_file_map loaded (binary search), NULL if it has no row. */
+const blockref *file_map_find(const vec *map, int64_t blkno);
 /* Point lookups under lineage l, one index seek per branch of l:
  * the visible entry for path (*found = 0 if none or removed) ... */
 int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found);
