@@ -277,13 +277,28 @@ static int compare_hole(const vec *map, size_t *mi, int64_t from, int64_t to, in
 }
 _Static_assert(READ_BUF % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_BUF holds whole chunk groups");
 
+static int compare_file_full(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
+                             uint64_t *out, read_tick_fn tick, void *tick_arg);
+
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
 {
-	return compare_file_hashes(src, size, map, fn, arg, size_read, NULL);
+	return compare_file_full(src, size, map, fn, arg, size_read, NULL, NULL, NULL);
+}
+
+int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
+                         read_tick_fn tick, void *tick_arg)
+{
+	return compare_file_full(src, size, map, fn, arg, size_read, NULL, tick, tick_arg);
 }
 
 int compare_file_hashes(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
                         uint64_t *out)
+{
+	return compare_file_full(src, size, map, fn, arg, size_read, out, NULL, NULL);
+}
+
+static int compare_file_full(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
+                             uint64_t *out, read_tick_fn tick, void *tick_arg)
 {
 	/* no bigger than the file needs, in whole groups: a buffer of 1 MiB is
 	 * mapped and unmapped by malloc each time, and for a small file that
@@ -360,6 +375,8 @@ int compare_file_hashes(file_src src, int64_t size, const vec *map, run_fn fn, v
 			break; /* the next read must not overwrite the error: a run that
 			        * failed to be stored would be missing from the checkpoint */
 		off += (int64_t)got;
+		if (tick)
+			tick(tick_arg, got);
 		if (got < want)
 			break;
 	}
