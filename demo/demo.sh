@@ -201,7 +201,7 @@ if [ -x "$B/deps/bin/dmtcp_launch" ] && [ -f "$B/libmetamori-dmtcp.so" ] && [ -x
 	mkdir "$W/dm" "$W/dmref" "$W/dmctl"
 	"$M" -C "$W/dm" init >/dev/null
 	printf '$ metamori run --dmtcp -- dmtprog dm 30 &\n'
-	DMTPROG_CTL=$W/dmctl DMTPROG_PAUSE=10 DMTPROG_DIE=13 "$M" -C "$W/dm" run -q --dmtcp -- "$DP" "$W/dm" 30 \
+	DMTCP_QUIET=2 DMTPROG_CTL=$W/dmctl DMTPROG_PAUSE=10 DMTPROG_DIE=13 "$M" -C "$W/dm" run -q --dmtcp -- "$DP" "$W/dm" 30 \
 		>/dev/null 2>&1 &
 	RUN=$!
 	i=0
@@ -212,7 +212,7 @@ if [ -x "$B/deps/bin/dmtcp_launch" ] && [ -f "$B/libmetamori-dmtcp.so" ] && [ -x
 	wait $RUN
 	note "(killed: status $?; dm/state.txt says step $(cat "$W/dm/state.txt"))"
 	printf '$ metamori restart\n'
-	"$M" -C "$W/dm" restart -q | sed 's/^/    /'
+	DMTCP_QUIET=2 "$M" -C "$W/dm" restart -q | sed 's/^/    /'
 	"$DP" "$W/dmref" 30 >/dev/null
 	contents "$W/dmref" >"$W/sums/dmref"
 	contents "$W/dm" >"$W/actual"

@@ -19,7 +19,9 @@ const char usage_checkpoint[] =
 	"In a 'metamori run --dmtcp' session, DMTCP checkpoints the program's memory\n"
 	"and Metamori's plugin makes the file checkpoint at DMTCP's barrier: one\n"
 	"paired checkpoint (tag dmtcp-ID; its image in .metamori/dmtcp/ID), or an\n"
-	"error if its file checkpoint failed. 'metamori restart' restarts from it.\n";
+	"error if its file checkpoint failed. 'metamori restart' restarts from it.\n"
+	"--json then prints {\"id\": ID, \"dmtcp_images\": DIR}; with --exclude the\n"
+	"checkpoint is of the files only (as in any session).\n";
 
 int cmd_checkpoint(int argc, char **argv)
 {
@@ -67,9 +69,13 @@ int cmd_checkpoint(int argc, char **argv)
 		free(ex);
 		if (d)
 			return d;
-		if (as_json)
-			printf("{\"id\": %lld, \"dmtcp_images\": \"%s/%s/%lld\"}\n", (long long)paired, root, DMTCP_IMAGES_DIR,
-			       (long long)paired);
+		if (as_json) {
+			char dir[4200];
+			snprintf(dir, sizeof dir, "%s/%s/%lld", root, DMTCP_IMAGES_DIR, (long long)paired);
+			printf("{\"id\": %lld, \"dmtcp_images\": ", (long long)paired);
+			json_string(dir);
+			printf("}\n");
+		}
 		else if (quiet)
 			printf("%lld\n", (long long)paired);
 		else

@@ -194,6 +194,16 @@ def test_ten_paired_checkpoints_of_a_pwrite_loop():
         expect(ids == sorted(set(ids)), "ten new checkpoints: %r" % ids)
         t = tags(tree)
         expect(all(t.get("dmtcp-%d" % i) == i for i in ids), "each tagged: %r" % t)
+        # DMTCP's own command pairs too (the plugin makes the file checkpoint)
+        port = open(os.path.join(tree, ".metamori", "session", "dmtcp.port")).read().strip()
+        c = subprocess.run([os.path.join(DBIN, "dmtcp_command"), "--coord-port", port, "--bcheckpoint"],
+                           capture_output=True, text=True, timeout=60)
+        expect(c.returncode == 0, "dmtcp_command: %s" % c.stderr)
+        deadline = time.time() + 30
+        while ("dmtcp-%d" % (ids[-1] + 1)) not in tags(tree):
+            expect(time.time() < deadline, "dmtcp_command's checkpoint not paired: %r" % tags(tree))
+            time.sleep(0.1)
+        expect(len(images(tree, ids[-1] + 1)) == 1, "its image")
         open(os.path.join(ctl, "stop"), "w").close()
         out, err = p.communicate(timeout=60)
         expect(p.returncode == 0, "pwloop under the session: %d %s" % (p.returncode, err))
