@@ -1,4 +1,4 @@
-/* cmd_run.c — metamori run [--every SECONDS] [--exclude PATTERN]... [-q] [--] CMD [ARG]... */
+/* cmd_run.c — metamori run [--every SECONDS [--no-final] [--keep-empty]] [--exclude PATTERN]... [-q] [--] CMD [ARG]... */
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -7,9 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "cli/dmtcp.h"
 
 const char usage_run[] =
-	"usage: metamori run [--every SECONDS] [--no-final] [--exclude PATTERN]... [-q] [--] CMD [ARG]...\n\n"
+	"usage: metamori run [--dmtcp] [--every SECONDS] [--no-final] [--keep-empty]\n"
+	"                    [--exclude PATTERN]... [-q] [--] CMD [ARG]...\n\n"
 	"Run CMD with transparent tracking of the tree: an interposer in CMD and\n"
 	"every process it starts records each change to the tree as it is made,\n"
 	"so a checkpoint costs what changed, not what exists. While CMD runs, a\n"
@@ -29,18 +31,30 @@ const char usage_run[] =
 	"the session's watcher (fanotify, else inotify) and compared. If the tree\n"
 	"has changed since the last checkpoint, the first one scans.\n\n"
 	"CMD starts in the current directory (in DIR with 'metamori -C DIR run').\n"
-	"The exit status is CMD's (128+N if a signal N killed it; 127 if CMD was not\n"
-	"found, 126 if it could not be executed, 1 for metamori's own errors). While a session\n"
-	"runs, 'metamori restore' in place is refused (restore --to works). A\n"
-	"second 'metamori run' on the tree (one per rank under mpirun) joins the\n"
-	"live session: its CMD is tracked by it, the session lasts until every\n"
-	"joined CMD has ended, and the session's --every and --exclude apply.\n\n"
+	"The exit status is CMD's (128+N if a signal N killed it; 127 if CMD was\n"
+	"not found, 126 if it could not be executed, 1 for metamori's own errors).\n"
+	"While a session runs, 'metamori restore' in place is refused (restore --to\n"
+	"works). A second 'metamori run' on the tree (one per rank under mpirun)\n"
+	"joins the live session: its CMD is tracked by it, the session lasts until\n"
+	"every joined CMD has ended, and the session's --every and --exclude apply.\n\n"
 	"  --every SECONDS      also checkpoint every SECONDS (may be fractional), and\n"
-	"                       once more when CMD exits (message 'exit')\n"
+	"                       once more when CMD exits (message 'exit'); an interval\n"
+	"                       in which nothing changed records no checkpoint\n"
 	"  --no-final           with --every: no checkpoint when CMD exits\n"
+	"  --keep-empty         with --every: a checkpoint at every tick and at exit,\n"
+	"                       even when nothing changed\n"
 	"  --exclude PATTERN    leave matching paths out of the session's checkpoints\n"
 	"                       (gitignore syntax; adds to .metamoriignore)\n"
-	"  -q, --quiet          no line on stderr per checkpoint\n\n"
+	"  -q, --quiet          no line on stderr per checkpoint\n"
+	"  --dmtcp              also checkpoint CMD's memory: CMD runs under DMTCP\n"
+	"                       (dmtcp_launch, a coordinator of its own on a free\n"
+	"                       port, Metamori's DMTCP plugin); 'metamori checkpoint'\n"
+	"                       and 'dmtcp_command --checkpoint' make paired\n"
+	"                       checkpoints (the file checkpoint at DMTCP's barrier,\n"
+	"                       tagged dmtcp-ID, its image in .metamori/dmtcp/ID);\n"
+	"                       'metamori restart' restarts from one. --every and\n"
+	"                       SIGUSR1 make file checkpoints only. One process is\n"
+	"                       paired: CMD itself (not the programs it forks)\n\n"
 	"Environment: METAMORI_PRELOAD names the interposer when it is not next to\n"
 	"the metamori executable; METAMORI_WATCH=fanotify|inotify chooses the\n"
 	"watcher (off: none, for benchmarks only: outside changes are then missed).\n";
@@ -51,13 +65,15 @@ int cmd_run(int argc, char **argv)
 	                                     {"exclude", required_argument, 0, 'x'},
 	                                     {"quiet", no_argument, 0, 'q'},
 	                                     {"no-final", no_argument, 0, 'F'},
+	                                     {"dmtcp", no_argument, 0, 'D'},
+	                                     {"keep-empty", no_argument, 0, 'K'},
 	                                     {"help", no_argument, 0, 'h'},
 	                                     {0, 0, 0, 0}};
 	mtm_run_opts o = MTM_RUN_OPTS_INIT;
 	const char **ex = calloc((size_t)argc, sizeof *ex);
 	if (!ex)
 		return cli_error("run", "out of memory");
-	int c;
+	int c, dmtcp = 0;
 	optind = 1;
 	opterr = 0;
 	/* '+': options end at CMD, whose own options are its business */
@@ -75,6 +91,10 @@ int cmd_run(int argc, char **argv)
 			o.quiet = 1;
 		} else if (c == 'F') {
 			o.no_final = 1;
+		} else if (c == 'D') {
+			dmtcp = 1;
+		} else if (c == 'K') {
+			o.keep_empty = 1;
 		} else if (c == 'h') {
 			free(ex);
 			printf("%s", usage_run);
@@ -87,6 +107,10 @@ int cmd_run(int argc, char **argv)
 	if (optind >= argc) {
 		free(ex);
 		return cli_error("run", "no command given (see 'metamori run --help')");
+	}
+	if ((o.no_final || o.keep_empty) && !(o.every_seconds > 0)) {
+		free(ex);
+		return cli_error("run", o.no_final ? "--no-final needs --every" : "--keep-empty needs --every");
 	}
 	o.excludes = ex;
 	mtm_store *s;
@@ -111,7 +135,14 @@ int cmd_run(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	int status = 0;
-	int rc = mtm_run(s, &o, argv + optind, &status);
+	char **cmd = argv + optind, **launch = NULL;
+	if (dmtcp && !(cmd = launch = dmtcp_launch_argv(mtm_root(s), argv + optind))) {
+		free(ex);
+		mtm_close(s);
+		return CLI_EXIT_ERROR;
+	}
+	int rc = mtm_run(s, &o, cmd, &status);
+	dmtcp_argv_free(launch);
 	free(ex);
 	if (rc) {
 		cli_fail(rc);
