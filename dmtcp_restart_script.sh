@@ -1,0 +1,1 @@
+dmtcp_restart_script_98ff-40000-d5ec98c6665.sh
