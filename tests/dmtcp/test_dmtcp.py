@@ -255,8 +255,11 @@ def test_restart_onto_a_differing_tree_is_refused():
                "the files of step 8: %r" % listed)
         expect(r.stderr.endswith(head + listed) and r.stderr.count("metamori: ") == 1, "message: %r" % r.stderr)
         # `metamori restart` restores first: the same image then runs to the end
-        r = T.run(["-C", tree, "restart", "-q", str(ckpt)], env=env())
+        here = T.tempdir("mtm-dmtcp-cwd-")
+        r = T.run(["-C", tree, "restart", "-q", str(ckpt)], env=env(), cwd=here)
         expect(r.stdout.startswith("steps %d " % STEPS), "restarted: %r" % r.stdout)
+        expect(os.listdir(here) == [], "restart wrote where it was typed: %r" % os.listdir(here))
+        T.rmtree(here)
     finally:
         reap()
         T.rmtree(tree)

@@ -1,1 +1,0 @@
-dmtcp_restart_script_98ff-40000-d5ec98c6665.sh
