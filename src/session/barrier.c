@@ -111,7 +111,9 @@ static int slot_open(mtm_session *ss, const char *name, log_slot *l)
 {
 	memset(l, 0, sizeof *l);
 	l->fd = -1;
-	snprintf(l->name, sizeof l->name, "%s", name);
+	if (strlen(name) >= sizeof l->name)
+		return 1; /* not a log's name (they are short): not one of ours */
+	memcpy(l->name, name, strlen(name) + 1);
 	l->fd = openat(ss->dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (l->fd < 0)
 		return errno == ENOENT ? 1 : mtm_set_errno(errno, "%s/%s", ss->dir, name);
