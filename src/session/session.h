@@ -247,7 +247,7 @@ int members_add(session_members *m, int fd);
 size_t members_pollfds(const session_members *m, struct pollfd *pf);
 void members_reap(session_members *m, const struct pollfd *pf);
 void members_free(session_members *m);
-/* From run.c, shared with the joiner: the program's environment (ours with
+/* From child.c, shared with the joiner: the program's environment (ours with
  * the interposer and the session added) and whether it can be traced. */
 char **run_child_env(const char *preload, const char *session_dir, const char *root);
 void run_child_env_free(char **env);
