@@ -39,44 +39,6 @@
 
 typedef struct { int64_t off, len; } byte_range;
 
-static void file_change_free(void *p)
-{
-	file_change *fc = p;
-	if (fc)
-		vec_free(&fc->ranges);
-	free(fc);
-}
-
-void change_set_free(change_set *cs)
-{
-	pathmap_free(&cs->files, file_change_free);
-	pathmap_free(&cs->meta, NULL);
-	pathmap_free(&cs->ns, NULL);
-	memset(cs, 0, sizeof *cs);
-}
-
-file_change *change_set_file(change_set *cs, const char *path)
-{
-	file_change *fc = pathmap_get(&cs->files, path);
-	if (fc)
-		return fc;
-	fc = calloc(1, sizeof *fc);
-	if (!fc)
-		return NULL;
-	fc->ranges = (vec)VEC_INIT(byte_range);
-	fc->trunc_min = -1;
-	if (pathmap_put(&cs->files, path, fc)) {
-		free(fc);
-		return NULL;
-	}
-	return fc;
-}
-
-int change_set_mark(pathmap *m, const char *path)
-{
-	return pathmap_get(m, path) ? 0 : pathmap_put(m, path, (void *)1);
-}
-
 static int futex_wait(uint32_t *addr, uint32_t val, long ns)
 {
 	struct timespec ts = {0, ns};
@@ -250,23 +212,6 @@ static int sticky_scan_add(mtm_session *ss, int32_t pid)
 	p->pid = pid;
 	p->start = proc_start_time(pid);
 	return 0;
-}
-
-void change_set_scan(change_set *cs, const char *why)
-{
-	if (!cs->scan)
-		cs->scan_why = why;
-	cs->scan = 1;
-}
-
-/* The store and the restore's temporaries are never part of the tree. */
-int session_outside_tree(const char *path)
-{
-	if (!strcmp(path, ".metamori") || !strncmp(path, ".metamori/", 10))
-		return 1;
-	const char *leaf = strrchr(path, '/');
-	leaf = leaf ? leaf + 1 : path;
-	return !strncmp(leaf, MTM_TMP_PREFIX, strlen(MTM_TMP_PREFIX));
 }
 
 /* What a content or namespace record says, into cs (no side effects: the

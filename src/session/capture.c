@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "io/io.h"
-#include "session/tracked.h"
+#include "session/tctx.h"
 #include "util/error.h"
 #include "util/log.h"
 

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/io.h"
-#include "session/tracked.h"
+#include "session/tctx.h"
 #include "util/error.h"
 
 /* The pre-copied block b of path, or NULL if it must be read again. */

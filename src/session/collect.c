@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "session/tracked.h"
+#include "session/tctx.h"
 #include "store/index.h"
 #include "tree/ignore.h"
 #include "util/error.h"

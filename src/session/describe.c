@@ -5,7 +5,7 @@
  */
 #include <stdio.h>
 #include "session/session.h"
-#include "session/tracked.h"
+#include "session/tctx.h"
 #include "util/human.h"
 #include "util/log.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <xxhash.h>
-#include "session/tracked.h"
+#include "session/tctx.h"
 #include "util/error.h"
 
 void block_hashes_free(void *p)

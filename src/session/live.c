@@ -13,7 +13,7 @@
 #include "io/beneath.h"
 #include "io/io.h"
 #include "io/xattr.h"
-#include "session/tracked.h"
+#include "session/tctx.h"
 #include "util/error.h"
 
 /* The fd of path's directory (opened beneath the root, never through a

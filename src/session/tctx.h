@@ -1,5 +1,5 @@
 /*
- * tracked.h — the parts of a tracked checkpoint (tracked.c) and what they
+ * tctx.h — the parts of a tracked checkpoint (tracked.c) and what they
  * share: the checkpoint's context, the blocks read in the barrier, the hashes
  * kept for the next compare. Private to src/session/.
  *
@@ -11,8 +11,8 @@
  *   hashes.c         block hashes of files compared whole, kept for the next compare
  *   describe.c       the lines that report a checkpoint
  */
-#ifndef MTM_SESSION_TRACKED_H
-#define MTM_SESSION_TRACKED_H
+#ifndef MTM_SESSION_TCTX_H
+#define MTM_SESSION_TCTX_H
 #include <stdint.h>
 #include <sys/stat.h>
 #include "checkpoint/checkpoint.h"

@@ -35,7 +35,7 @@
  * the budget); ckpt_record reads the captures where they were read into.
  * docs/SESSION.md has the measurements.
  *
- * The parts: tracked.h names them (collect.c, live.c, capture.c,
+ * The parts: tctx.h names them (collect.c, live.c, capture.c,
  * capture_read.c, hashes.c, describe.c); this file holds their order.
  */
 #include <errno.h>
@@ -44,7 +44,7 @@
 #include <unistd.h>
 #include "checkpoint/checkpoint.h"
 #include "session/session.h"
-#include "session/tracked.h"
+#include "session/tctx.h"
 #include "util/error.h"
 #include "util/human.h"
 #include "util/log.h"
