@@ -27,7 +27,7 @@
 
 static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 {
-	if (!ss->verbose)
+	if (!ss->verbose || (!rc && !ci->id)) /* (nothing changed: nothing recorded, nothing to say) */
 		return;
 	char line[512];
 	if (rc)
@@ -36,12 +36,13 @@ static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 		log_msg(MTM_LOG_INFO, "%s", session_describe(line, sizeof line, ci, ss->scan_why));
 }
 
-void run_local_checkpoint(mtm_session *ss, const char *why)
+void run_local_checkpoint(mtm_session *ss, const char *why, int only_if_changed)
 {
 	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
 	o.message = why;
 	mtm_checkpoint_info ci = {0};
-	int rc = session_tracked_checkpoint(ss, &o, &ci);
+	int rc = only_if_changed ? session_tracked_checkpoint_if_changed(ss, &o, &ci)
+	                         : session_tracked_checkpoint(ss, &o, &ci);
 	report(ss, rc, &ci);
 	free(ci.message);
 }
@@ -151,11 +152,11 @@ int run_serve(run_loop *l)
 		if (l->child_done && !l->members.n)
 			return 0;
 		if (want_ckpt)
-			run_local_checkpoint(ss, "SIGUSR1");
+			run_local_checkpoint(ss, "SIGUSR1", 0);
 		if (l->tfd >= 0 && pf[2].fd == l->tfd && (pf[2].revents & POLLIN)) {
 			uint64_t ticks;
 			if (read(l->tfd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks)
-				run_local_checkpoint(ss, "every");
+				run_local_checkpoint(ss, "every", !l->keep_empty);
 		}
 		if (pf[1].revents & POLLIN)
 			accept_requests(l);

@@ -53,12 +53,15 @@ static int baseline_dirty(mtm_store *s, const mtm_run_opts *opts, int *dirty)
 	return 0;
 }
 
-/* opts as this version reads them (version 1 ends before no_final), checked. */
+/* opts as this version reads them (version 1 ends before no_final,
+ * version 2 before keep_empty), checked. */
 static int run_opts(const mtm_run_opts *opts, char *const argv[], mtm_run_opts *o)
 {
 	*o = (mtm_run_opts)MTM_RUN_OPTS_INIT;
 	if (opts && opts->version == 1)
 		memcpy(o, opts, offsetof(mtm_run_opts, no_final));
+	else if (opts && opts->version == 2)
+		memcpy(o, opts, offsetof(mtm_run_opts, keep_empty));
 	else if (opts && opts->version == MTM_RUN_OPTS_VERSION)
 		*o = *opts;
 	else if (opts)
@@ -188,7 +191,7 @@ static int run_program(mtm_session *ss, const mtm_run_opts *opts, const char *pr
                        int *exit_status)
 {
 	run_signals rs;
-	run_loop l = {.ss = ss, .sfd = -1, .tfd = -1, .pid = -1};
+	run_loop l = {.ss = ss, .sfd = -1, .tfd = -1, .pid = -1, .keep_empty = opts->keep_empty};
 	signals_take(&rs, &l.sfd);
 	char **env = run_child_env(preload, ss->dir, ss->s->root);
 	int rc = 0;
@@ -204,7 +207,7 @@ static int run_program(mtm_session *ss, const mtm_run_opts *opts, const char *pr
 		/* periodic checkpoints end with one of the program's final state
 		 * (what it wrote after the last tick would otherwise be in none) */
 		if (opts->every_seconds > 0 && !opts->no_final)
-			run_local_checkpoint(ss, "exit");
+			run_local_checkpoint(ss, "exit", !opts->keep_empty);
 	}
 	run_child_env_free(env);
 	members_free(&l.members);

@@ -35,10 +35,13 @@ typedef struct {
 	pid_t pid;                 /* the program */
 	session_members members;   /* joined `metamori run`s (join.c) */
 	int status, child_done;    /* the program's wait status, once it ended */
+	int keep_empty;            /* --every's ticks record even when nothing changed */
 } run_loop;
 /* Serves requests, signals and timers until the program and every member
  * have ended. 0, or the error that stopped the loop. */
 int run_serve(run_loop *l);
-/* A checkpoint the session makes itself (SIGUSR1, --every, the final one). */
-void run_local_checkpoint(mtm_session *ss, const char *why);
+/* A checkpoint the session makes itself (SIGUSR1, --every, the final one);
+ * only_if_changed: the timer's ticks and the last checkpoint at exit record
+ * nothing when nothing changed (unless mtm_run_opts.keep_empty). */
+void run_local_checkpoint(mtm_session *ss, const char *why, int only_if_changed);
 #endif

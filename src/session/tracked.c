@@ -193,7 +193,10 @@ static void tracked_end(tctx *t, ckpt_run *r, change_set *cs, int rc)
 	session_reap_logs(ss);
 }
 
-int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+/* only_if_changed: when nothing differs from the head, nothing is recorded
+ * (out->id 0, out->parent the head). */
+static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
+                              int only_if_changed)
 {
 	if (out)
 		memset(out, 0, sizeof *out);
@@ -224,14 +227,17 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 	rc = barrier_and_record(&t, r, &tm, &scan);
 	tm.tr = now_ns();
 	tm.wait_rec = ckpt_pack(r)->waited_ns;
-	mtm_checkpoint_info ci;
+	mtm_checkpoint_info ci = {0};
 	const char *cs_why = cs.scan_why;
-	if (!rc)
+	/* nothing differs: ckpt_end rolls the transaction back (what the
+	 * interval's logs said is consumed all the same: it changed nothing) */
+	int skipped = !rc && only_if_changed && ckpt_unchanged(r);
+	if (!rc && !skipped)
 		rc = ckpt_commit(r, &ci);
 	if (ss->debug)
 		tracked_report(ss, r, &t, &tm, scan, cs.scan_why, live.n, parent.n);
-	if (!rc)
-		keep_hashes(&t, ci.id);
+	if (!rc) /* (skipped: the files' hashes are the parent's) */
+		keep_hashes(&t, skipped ? t.parent_id : ci.id);
 	else
 		pathmap_free(&ss->hashes, block_hashes_free);
 	tracked_end(&t, r, &cs, rc);
@@ -239,10 +245,22 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		return rc;
 	ci.tracked = !scan;
 	ci.pause_ns = (uint64_t)(tm.t1 - tm.t0);
+	if (skipped)
+		ci.parent = t.parent_id;
 	ss->scan_why = scan ? cs_why : NULL;
 	if (out)
 		*out = ci;
 	else
 		free(ci.message);
 	return 0;
+}
+
+int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	return tracked_checkpoint(ss, opts, out, 0);
+}
+
+int session_tracked_checkpoint_if_changed(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	return tracked_checkpoint(ss, opts, out, 1);
 }
