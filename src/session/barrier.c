@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "io/beneath.h"
+#include "io/io.h"
 #include "session/session.h"
 #include "session/watch.h"
 #include "track/protocol.h"
@@ -74,9 +75,9 @@ static int slot_open(mtm_session *ss, const char *name, log_slot *l)
 	memset(l, 0, sizeof *l);
 	l->fd = -1;
 	snprintf(l->name, sizeof l->name, "%s", name);
-	l->fd = openat(ss->dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (l->fd < 0)
-		return errno == ENOENT ? 1 : mtm_set_errno(errno, "%s/%s", ss->dir, name);
+	int rc = io_openat(ss->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &l->fd);
+	if (rc)
+		return rc == ENOENT ? 1 : mtm_set_errno(rc, "%s/%s", ss->dir, name);
 	struct stat st;
 	if (fstat(l->fd, &st) || !S_ISREG(st.st_mode) || st.st_size < MTM_LOG_HDR_SIZE) {
 		slot_close(l);
@@ -103,18 +104,12 @@ static int slot_open(mtm_session *ss, const char *name, log_slot *l)
 /* Brings ss->logs up to date with the directory. */
 static int list_logs(mtm_session *ss)
 {
-	int dfd = openat(ss->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return mtm_set_errno(errno, "%s", ss->dir);
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		int e = errno;
-		close(dfd);
-		return mtm_set_errno(e, "%s", ss->dir);
-	}
-	int rc = 0;
+	DIR *d;
+	int rc = io_opendirat(ss->dirfd, ".", &d);
+	if (rc)
+		return mtm_set_errno(rc, "%s", ss->dir);
 	struct dirent *de;
-	while ((de = readdir(d))) {
+	while (!(rc = io_readdir(d, &de)) && de) {
 		if (strncmp(de->d_name, "log.", 4) || strlen(de->d_name) >= sizeof ((log_slot *)0)->name)
 			continue;
 		log_slot *known = NULL;
@@ -144,6 +139,8 @@ static int list_logs(mtm_session *ss)
 		}
 		*slot = l;
 	}
+	if (rc && !de)
+		rc = mtm_set_errno(rc, "%s: listing", ss->dir);
 	closedir(d);
 	return rc;
 }
@@ -478,7 +475,7 @@ void session_reap_logs(mtm_session *ss)
 		sticky_remove(ss, l->pid, NULL);
 		/* removed while we hold its lock exclusively: a process that opens the
 		 * same name meanwhile waits for the lock, then finds it unlinked */
-		unlinkat(ss->dirfd, l->name, 0);
+		(void)io_unlinkat(ss->dirfd, l->name, 0); /* (best effort: a stale log is removed at the next start) */
 		slot_close(l);
 		*l = VEC_AT(&ss->logs, log_slot, ss->logs.n - 1);
 		ss->logs.n--;

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "io/io.h"
 #include "session/session.h"
 #include "store/index.h"
 #include "util/error.h"
@@ -29,7 +30,8 @@
 /* Opens .metamori/session/lock for a probe; -1 if there is none. */
 static int open_lock(mtm_store *s, int flags)
 {
-	return openat(s->dirfd, SESSION_SUBDIR "/lock", flags | O_CLOEXEC | O_NOFOLLOW);
+	int fd;
+	return io_openat(s->dirfd, SESSION_SUBDIR "/lock", flags | O_NOFOLLOW, 0, &fd) ? -1 : fd;
 }
 
 int session_alive(mtm_store *s)

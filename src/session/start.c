@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "io/io.h"
 #include "session/session.h"
 #include "session/watch.h"
 #include "store/index.h"
@@ -33,8 +34,8 @@
  * if any still run, would wait on it forever. Open it before removing it. */
 static void release_stale_ctl(int dirfd)
 {
-	int fd = openat(dirfd, "ctl", O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
+	int fd;
+	if (io_openat(dirfd, "ctl", O_RDWR | O_NOFOLLOW, 0, &fd))
 		return;
 	struct stat st;
 	if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size >= (off_t)sizeof(struct mtm_ctl)) {
@@ -54,42 +55,38 @@ static void release_stale_ctl(int dirfd)
 /* Removes everything in the session directory but the lock. */
 static int clear_dir(int dirfd, const char *what)
 {
-	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return mtm_set_errno(errno, "%s", what);
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		int e = errno;
-		close(dfd);
-		return mtm_set_errno(e, "%s", what);
-	}
+	DIR *d;
+	int rc = io_opendirat(dirfd, ".", &d);
+	if (rc)
+		return mtm_set_errno(rc, "%s", what);
 	struct dirent *de;
-	int rc = 0;
-	while ((de = readdir(d))) {
+	while (!(rc = io_readdir(d, &de)) && de) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "lock"))
 			continue;
-		if (unlinkat(dirfd, de->d_name, 0) && errno != ENOENT) {
-			rc = mtm_set_errno(errno, "%s/%s", what, de->d_name);
+		if ((rc = io_unlinkat(dirfd, de->d_name, 0)) && rc != ENOENT) {
+			rc = mtm_set_errno(rc, "%s/%s", what, de->d_name);
 			break;
 		}
+		rc = 0;
 	}
+	if (rc && !de)
+		rc = mtm_set_errno(rc, "%s: listing", what);
 	closedir(d);
 	return rc;
 }
 
 static int make_ctl(mtm_session *ss)
 {
-	int fd = openat(ss->dirfd, "ctl", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return mtm_set_errno(errno, "%s/ctl", ss->dir);
+	int fd, e = io_openat(ss->dirfd, "ctl", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd);
+	if (e)
+		return mtm_set_errno(e, "%s/ctl", ss->dir);
 	size_t len = 4096;
-	if (ftruncate(fd, (off_t)len)) {
-		int e = errno;
+	if ((e = io_ftruncate(fd, (off_t)len))) {
 		close(fd);
 		return mtm_set_errno(e, "%s/ctl", ss->dir);
 	}
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	int e = errno;
+	e = errno;
 	close(fd);
 	if (p == MAP_FAILED)
 		return mtm_set_errno(e, "%s/ctl", ss->dir);
@@ -152,18 +149,18 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 		rc = mtm_set_error(ENOMEM, "session");
 		goto fail;
 	}
-	if (mkdirat(s->dirfd, SESSION_SUBDIR, 0700) && errno != EEXIST) {
-		rc = mtm_set_errno(errno, "%s", ss->dir);
+	if ((rc = io_mkdirat(s->dirfd, SESSION_SUBDIR, 0700)) && rc != EEXIST) {
+		rc = mtm_set_errno(rc, "%s", ss->dir);
 		goto fail;
 	}
-	ss->dirfd = openat(s->dirfd, SESSION_SUBDIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (ss->dirfd < 0) {
-		rc = mtm_set_errno(errno, "%s", ss->dir);
+	if ((rc = io_openat(s->dirfd, SESSION_SUBDIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &ss->dirfd))) {
+		ss->dirfd = -1;
+		rc = mtm_set_errno(rc, "%s", ss->dir);
 		goto fail;
 	}
-	ss->lockfd = openat(ss->dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (ss->lockfd < 0) {
-		rc = mtm_set_errno(errno, "%s/lock", ss->dir);
+	if ((rc = io_openat(ss->dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW, 0600, &ss->lockfd))) {
+		ss->lockfd = -1;
+		rc = mtm_set_errno(rc, "%s/lock", ss->dir);
 		goto fail;
 	}
 	/* a probe (session_alive) holds LOCK_SH for an instant: retry briefly */
