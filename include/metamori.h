@@ -113,11 +113,16 @@ MTM_API void mtm_close(mtm_store *s);
 /* The tracked tree's root (absolute). Valid until mtm_close. */
 MTM_API const char *mtm_root(const mtm_store *s);
 
-/* Progress callback for long work: done and total are bytes. */
+/* Progress callback for long work: done of total, in bytes except where the
+ * phase says otherwise (below). Called often: limit redraws yourself. */
 typedef void (*mtm_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
-/* Progress of long reading work on this handle that takes no options struct
- * (mtm_verify with MTM_VERIFY_DATA: phase "verify", bytes of chunks read of
- * their total). NULL turns it off. Called on the calling thread. */
+/* Progress of long work on this handle that takes no options struct, by
+ * phase: "verify" (mtm_verify with MTM_VERIFY_DATA: bytes of chunks read),
+ * "status" (mtm_diff against MTM_LIVE: bytes of the live files rehashed, of
+ * those the stat cache does not vouch for), "prune" (mtm_prune: dropped
+ * checkpoints folded -- a count, not bytes) then "gc" (mtm_prune: bytes of
+ * live records read from the packs it rewrites). NULL turns it off. Called
+ * on the calling thread. */
 MTM_API void mtm_set_progress(mtm_store *s, mtm_progress_fn fn, void *arg);
 
 typedef struct mtm_checkpoint_opts {

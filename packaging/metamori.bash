@@ -18,7 +18,7 @@ _metamori()
 		words=("${COMP_WORDS[@]}")
 		cword=$COMP_CWORD
 	}
-	local commands="init checkpoint status log diff restore verify prune tag du run ls cat mount help"
+	local commands="init checkpoint status log diff restore verify prune tag du run restart ls cat mount help"
 	local i cmd="" dir=""
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
@@ -48,8 +48,9 @@ _metamori()
 	prune) opts="--keep-last --keep-hourly --keep-daily --keep-every --keep -n --dry-run --gc-threshold --json" ;;
 	tag) opts="-f --force -d --delete --json" ;;
 	du) opts="--json" ;;
-	run) opts="--every --exclude -q --quiet --no-final --keep-idle"
+	run) opts="--dmtcp --every --exclude -q --quiet --no-final --keep-idle"
 	     if [[ $cur != -* ]]; then COMPREPLY=($(compgen -c -- "$cur")); return; fi ;;
+	restart) opts="-q --quiet" ;;
 	ls | cat) opts="--json" ;;
 	mount) opts="-f --foreground"
 	       if [[ $cur != -* ]]; then COMPREPLY=($(compgen -d -- "$cur") $(compgen -W "$(_metamori_ids "$dir")" -- "$cur")); return; fi ;;
@@ -57,7 +58,7 @@ _metamori()
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts --help" -- "$cur"))
-	elif [[ $cmd == @(diff|restore|tag|ls|cat) || $prev == --keep ]]; then
+	elif [[ $cmd == @(diff|restore|restart|tag|ls|cat) || $prev == --keep ]]; then
 		COMPREPLY=($(compgen -W "$(_metamori_ids "$dir")" -- "$cur"))
 	fi
 }

@@ -120,17 +120,23 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 	mtm_id head;
 	if ((rc = mtm_head(s, &head)) || (rc = prune_fold_begin(s, head)))
 		goto done;
-	size_t ng = 0;
+	size_t ng = 0, to_fold = 0;
+	for (size_t i = 0; i < n; i++)
+		to_fold += !keep[i];
 	for (size_t i = n; i-- > 0;) {
 		if (keep[i]) {
 			st.kept++;
 			continue;
 		}
+		if (s->progress) /* (counts checkpoints, not bytes: mtm_set_progress) */
+			s->progress(s->progress_arg, "prune", ng, to_fold);
 		if ((rc = prune_fold(s, list[i].id)))
 			goto done;
 		gone[ng++] = list[i].id;
 		st.dropped++;
 	}
+	if (s->progress && to_fold)
+		s->progress(s->progress_arg, "prune", ng, to_fold);
 	/* report the dropped ids in ascending order */
 	for (size_t i = 0; i < ng / 2; i++) {
 		mtm_id t = gone[i];
@@ -138,6 +144,10 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 		gone[ng - 1 - i] = t;
 	}
 	if ((rc = prune_fold_end(s)) || (rc = prune_free_chunks(s, &st)))
+		goto done;
+	/* a blockhash row describes its version's blocks, which no longer
+	 * exist as such once it is dropped (FORMAT.md 3.11) */
+	if ((rc = db_exec(s, "DELETE FROM blockhash WHERE ver NOT IN (SELECT id FROM checkpoint)")))
 		goto done;
 	if (!o.dry_run && (rc = recount_children(s, list, n, keep)))
 		goto done;

@@ -287,23 +287,25 @@ const blockref *file_map_find(const vec *map, int64_t blkno)
 int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 {
 	*out = (vec)VEC_INIT(blockref);
-	sqlite3_stmt *st = NULL, *seek = NULL;
-	sqlite3_stmt *seek_log = NULL;
+	/* prepared once per handle: a scan of many small changed files calls
+	 * this per file, and three prepares cost more than their few rows */
+	int rc = SQLITE_OK;
 	/* both tables' rows in one key order (SQLite merges the two index scans) */
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT " BLOCK_COLS " FROM block WHERE file_id=?1 AND blkno>=?2 UNION ALL "
-	                            "SELECT " BLOCK_COLS " FROM block_log WHERE file_id=?1 AND blkno>=?2 "
-	                            "ORDER BY 1, 2, 3",
-	                            -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block " BLOCK_SEEK_WHERE, -1, &seek, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block_log " BLOCK_SEEK_WHERE, -1, &seek_log, NULL);
-	if (rc != SQLITE_OK) {
-		sqlite3_finalize(st);
-		sqlite3_finalize(seek);
+	if (!s->q_file_map)
+		rc = sqlite3_prepare_v2(s->db,
+		                        "SELECT " BLOCK_COLS " FROM block WHERE file_id=?1 AND blkno>=?2 UNION ALL "
+		                        "SELECT " BLOCK_COLS " FROM block_log WHERE file_id=?1 AND blkno>=?2 "
+		                        "ORDER BY 1, 2, 3",
+		                        -1, &s->q_file_map, NULL);
+	if (rc == SQLITE_OK && !s->q_block_at)
+		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block " BLOCK_SEEK_WHERE, -1, &s->q_block_at, NULL);
+	if (rc == SQLITE_OK && !s->q_block_at_log)
+		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block_log " BLOCK_SEEK_WHERE, -1, &s->q_block_at_log,
+		                        NULL);
+	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
-	}
+	sqlite3_stmt *st = s->q_file_map, *seek = s->q_block_at, *seek_log = s->q_block_at_log;
+	sqlite3_reset(st);
 	sqlite3_bind_int64(st, 1, file_id);
 	sqlite3_bind_int64(st, 2, 0);
 	int64_t cur = -1, best_ckpt = -1, seen = 0;
@@ -360,9 +362,7 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 	}
 	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
 		err = db_error(s, rc, "index");
-	sqlite3_finalize(st);
-	sqlite3_finalize(seek);
-	sqlite3_finalize(seek_log);
+	sqlite3_reset(st);
 	if (err)
 		vec_free(out);
 	return err;
@@ -531,10 +531,11 @@ void index_lookups_free(mtm_store *s)
 {
 	sqlite3_finalize(s->q_entry_at);
 	sqlite3_finalize(s->q_block_at);
+	sqlite3_finalize(s->q_file_map);
 	sqlite3_finalize(s->q_block_at_log);
 	sqlite3_finalize(s->q_block_pair);
 	sqlite3_finalize(s->q_block_pair_log);
-	s->q_entry_at = s->q_block_at = s->q_block_at_log = s->q_block_pair = s->q_block_pair_log = NULL;
+	s->q_entry_at = s->q_block_at = s->q_block_at_log = s->q_block_pair = s->q_block_pair_log = s->q_file_map = NULL;
 }
 
 int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found)
