@@ -577,6 +577,32 @@ int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out,
 	return 0;
 }
 
+int index_link_names(mtm_store *s, const char *first, const lineage *l, uint32_t *out)
+{
+	*out = 0;
+	sqlite3_stmt *st;
+	/* every path that ever named first (entry_links), then which of them
+	 * still does at l: O(names the group ever had) */
+	int rc = sqlite3_prepare_v2(s->db, "SELECT DISTINCT path FROM entry WHERE kind = 8 AND target = ?1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_blob(st, 1, first, (int)strlen(first), SQLITE_STATIC);
+	int err = 0;
+	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *path = (const char *)sqlite3_column_text(st, 0);
+		entry e;
+		int found;
+		if (!path || (err = index_entry_at(s, path, l, &e, &found)) || !found)
+			continue;
+		*out += e.kind == KIND_LINK && e.target && !strcmp(e.target, first);
+		entry_clear(&e);
+	}
+	sqlite3_finalize(st);
+	if (!err && rc != SQLITE_DONE)
+		err = db_error(s, rc, "index");
+	return err;
+}
+
 int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *out)
 {
 	/* paths under "d/" sort between "d/" and "d0" ('0' follows '/') */
