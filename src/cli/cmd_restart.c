@@ -1,10 +1,12 @@
 /* cmd_restart.c — metamori restart [-q] [ID]: a program's files and memory
  * back to a paired checkpoint (issue 18; `run --dmtcp` made it). */
+#include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli/cli.h"
 #include "cli/dmtcp.h"
 
@@ -140,6 +142,18 @@ int cmd_restart(int argc, char **argv)
 	mtm_run_opts o = MTM_RUN_OPTS_INIT;
 	o.quiet = quiet;
 	int status = 0;
+	/* DMTCP's coordinator writes its restart scripts where it runs: with
+	 * the images, not wherever restart was typed (the program's own working
+	 * directory is in its image) */
+	char *images = NULL;
+	if (asprintf(&images, "%s/%s", mtm_root(s), DMTCP_IMAGES_DIR) < 0 || chdir(images)) {
+		int e = errno;
+		cli_error(images ? images : "restart", strerror(e));
+		free(images);
+		dmtcp_argv_free(cmd);
+		goto fail_quiet;
+	}
+	free(images);
 	rc = mtm_run(s, &o, cmd, &status);
 	dmtcp_argv_free(cmd);
 	if (rc) {

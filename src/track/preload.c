@@ -1182,8 +1182,9 @@ void metamori_preload_detach(void)
  * tree, at the same path): the session's ctl is mapped where the page was,
  * the next record creates a new log, and what is sticky is said again
  * there. After a restart, what happened before this call is unknown: the
- * next checkpoint scans. No session (a plain dmtcp_restart): stay detached,
- * untracked. */
+ * next checkpoint scans (MTM_REC_SCAN a = 2, which also ends the sticky
+ * SCAN of the static mtcp_restart that became us). No session (a plain
+ * dmtcp_restart): stay detached, untracked. */
 void metamori_preload_attach(int restarted)
 {
 	if (LOAD(&g_state) != ST_ON || !LOAD(&g_detached))
@@ -1203,9 +1204,17 @@ void metamori_preload_attach(int restarted)
 		return;
 	}
 	g_gone = 0;
-	if (restarted)
-		__atomic_store_n(&g_ctl->scan_needed, 1, __ATOMIC_SEQ_CST);
 	STORE(&g_detached, 0);
+	/* Restarted: DMTCP's mtcp_restart, a static program, became this
+	 * process under our pid, and the exec of it made every checkpoint scan
+	 * while the pid lives (a sticky SCAN): we are back, so that ends (this
+	 * checkpoint still scans). */
+	if (restarted && enter()) {
+		rec(MTM_REC_SCAN, 2, 0, NULL, 0);
+		leave();
+	} else if (restarted) {
+		__atomic_store_n(&g_ctl->scan_needed, 1, __ATOMIC_SEQ_CST);
+	}
 	if ((g_sticky_scan || LOAD(&g_st_n)) && enter()) {
 		restick();
 		leave();

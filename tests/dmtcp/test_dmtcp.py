@@ -141,7 +141,7 @@ def test_restart_at_kill_points():
                 expect(p.returncode == 128 + 9, "expected the kill after step %d, got %d" % (die, p.returncode))
                 with open(os.path.join(tree, "state.txt")) as f:
                     expect(f.read() == "%d\n" % die, "killed after step %d" % die)
-                r = popen([T.METAMORI, "-C", tree, "restart", "-q"], stdout=subprocess.PIPE,
+                r = popen([T.METAMORI, "-C", tree, "restart"] + ([] if again else ["-q"]), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env())
                 if again:
                     wait_for(os.path.join(ctl, "ready.%d" % again), r, "step %d after the restart" % again)
@@ -152,9 +152,16 @@ def test_restart_at_kill_points():
                     ckpt2, _ = paired(tree)
                     expect(ckpt2 > ckpt and tags(tree).get("dmtcp-%d" % ckpt2) == ckpt2,
                            "a paired checkpoint after the restart: %d" % ckpt2)
+                    # the restarted program is traced again (not scanned for the rest of its life
+                    # as the static mtcp_restart it came out of): the next pair is tracked
+                    ckpt3, _ = paired(tree)
                     open(os.path.join(ctl, "go.%d" % again), "w").close()
                 out, err = r.communicate(timeout=120)
                 expect(r.returncode == 0, "restart failed (%d): %s" % (r.returncode, err))
+                if again:
+                    said = [l for l in err.splitlines() if l.startswith("metamori: checkpoint %d (" % ckpt3)]
+                    expect(len(said) == 1 and said[0].startswith("metamori: checkpoint %d (tracked, " % ckpt3),
+                           "the second checkpoint after the restart: %r" % said)
                 expect(out == ref_out, "output %r, uninterrupted %r" % (out, ref_out))
                 expect(files(tree) == files(ref), "files differ from the uninterrupted run (kill after %d)" % die)
                 if again:
@@ -201,7 +208,9 @@ def test_ten_paired_checkpoints_of_a_pwrite_loop():
         expect(c.returncode == 0, "dmtcp_command: %s" % c.stderr)
         deadline = time.time() + 30
         while ("dmtcp-%d" % (ids[-1] + 1)) not in tags(tree):
-            expect(time.time() < deadline, "dmtcp_command's checkpoint not paired: %r" % tags(tree))
+            last = os.path.join(tree, ".metamori", "dmtcp", "last")
+            expect(time.time() < deadline, "dmtcp_command's checkpoint not paired: %r (last: %r)"
+                   % (tags(tree), open(last).read() if os.path.exists(last) else None))
             time.sleep(0.1)
         expect(len(images(tree, ids[-1] + 1)) == 1, "its image")
         open(os.path.join(ctl, "stop"), "w").close()
@@ -246,8 +255,11 @@ def test_restart_onto_a_differing_tree_is_refused():
                "the files of step 8: %r" % listed)
         expect(r.stderr.endswith(head + listed) and r.stderr.count("metamori: ") == 1, "message: %r" % r.stderr)
         # `metamori restart` restores first: the same image then runs to the end
-        r = T.run(["-C", tree, "restart", "-q", str(ckpt)], env=env())
+        here = T.tempdir("mtm-dmtcp-cwd-")
+        r = T.run(["-C", tree, "restart", "-q", str(ckpt)], env=env(), cwd=here)
         expect(r.stdout.startswith("steps %d " % STEPS), "restarted: %r" % r.stdout)
+        expect(os.listdir(here) == [], "restart wrote where it was typed: %r" % os.listdir(here))
+        T.rmtree(here)
     finally:
         reap()
         T.rmtree(tree)
