@@ -74,7 +74,9 @@ static int slot_open(mtm_session *ss, const char *name, log_slot *l)
 {
 	memset(l, 0, sizeof *l);
 	l->fd = -1;
-	snprintf(l->name, sizeof l->name, "%s", name);
+	if (strlen(name) >= sizeof l->name)
+		return 1; /* not a log's name (they are short): not one of ours */
+	memcpy(l->name, name, strlen(name) + 1);
 	int rc = io_openat(ss->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &l->fd);
 	if (rc)
 		return rc == ENOENT ? 1 : mtm_set_errno(rc, "%s/%s", ss->dir, name);
