@@ -92,7 +92,7 @@ TORTURE_TESTS = tests/e2e/test_model.py tests/reliability/test_crash.py tests/re
                 tests/reliability/test_faults.py tests/damage/test_damage.py tests/damage/test_hostile.py \
                 tests/reliability/test_concurrency.py tests/reliability/test_permissions.py \
                 tests/prune/test_prune.py tests/prune/test_prune_crash.py \
-                tests/reliability/test_restore_kill.py
+                tests/reliability/test_restore_kill.py tests/reliability/test_init_crash.py tests/mpi/test_mpi.py
 torture: build
 	@set -e; for t in $(TORTURE_TESTS); do echo "== $$t"; \
 	  METAMORI_TORTURE=1 METAMORI=$(abspath $(BUILD))/metamori PYTHONPATH=tests/lib PYTHONDONTWRITEBYTECODE=1 \

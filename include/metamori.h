@@ -44,7 +44,7 @@ extern "C" {
 enum mtm_error {
 	MTM_OK = 0,
 	MTM_ENOSTORE = -30900,  /* no .metamori store found */
-	MTM_EEXIST = -30901,    /* a store already exists there */
+	MTM_EEXIST = -30901,    /* a store already exists there; a tag names another checkpoint */
 	MTM_ENEWER = -30902,    /* store written by a newer format version */
 	MTM_EFOREIGN = -30903,  /* not a metamori store */
 	MTM_ECORRUPT = -30904,  /* damaged store (checksum, truncation, bad record) */
@@ -113,11 +113,16 @@ MTM_API void mtm_close(mtm_store *s);
 /* The tracked tree's root (absolute). Valid until mtm_close. */
 MTM_API const char *mtm_root(const mtm_store *s);
 
-/* Progress callback for long work: done and total are bytes. */
+/* Progress callback for long work: done of total, in bytes except where the
+ * phase says otherwise (below). Called often: limit redraws yourself. */
 typedef void (*mtm_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
-/* Progress of long reading work on this handle that takes no options struct
- * (mtm_verify with MTM_VERIFY_DATA: phase "verify", bytes of chunks read of
- * their total). NULL turns it off. Called on the calling thread. */
+/* Progress of long work on this handle that takes no options struct, by
+ * phase: "verify" (mtm_verify with MTM_VERIFY_DATA: bytes of chunks read),
+ * "status" (mtm_diff against MTM_LIVE: bytes of the live files rehashed, of
+ * those the stat cache does not vouch for), "prune" (mtm_prune: dropped
+ * checkpoints folded -- a count, not bytes) then "gc" (mtm_prune: bytes of
+ * live records read from the packs it rewrites). NULL turns it off. Called
+ * on the calling thread. */
 MTM_API void mtm_set_progress(mtm_store *s, mtm_progress_fn fn, void *arg);
 
 typedef struct mtm_checkpoint_opts {
@@ -398,9 +403,12 @@ typedef struct mtm_run_opts {
 	int quiet;                    /* no line per checkpoint (mtm_set_log_handler) */
 	/* version 2: */
 	int no_final;                 /* with every_seconds: no last checkpoint when the program exits */
+	/* version 3: */
+	int keep_empty;               /* with every_seconds: record a checkpoint at every tick (and at
+	                               * exit) even when nothing changed since the last one */
 } mtm_run_opts;
-#define MTM_RUN_OPTS_VERSION 2
-#define MTM_RUN_OPTS_INIT {MTM_RUN_OPTS_VERSION, 0, NULL, 0, NULL, 0, 0}
+#define MTM_RUN_OPTS_VERSION 3
+#define MTM_RUN_OPTS_INIT {MTM_RUN_OPTS_VERSION, 0, NULL, 0, NULL, 0, 0, 0}
 
 /*
  * Runs argv[0] (searched in PATH) with the interposer preloaded, so that
@@ -413,8 +421,12 @@ typedef struct mtm_run_opts {
  * costs O(bytes changed); what the interposer cannot see precisely (shared
  * writable mmap, stdio, io_uring, static children) is compared or scanned.
  * With every_seconds, a last checkpoint (message "exit") is made when the
- * program exits, so its final state is recorded (unless no_final); options
- * of version 1 (without no_final) are still accepted and get it too.
+ * program exits, so its final state is recorded (unless no_final); a tick
+ * or that last checkpoint records nothing when nothing changed since the
+ * last checkpoint (an idle program leaves no empty checkpoints), unless
+ * keep_empty. Checkpoints asked for (mtm_checkpoint, SIGUSR1) are always
+ * recorded. Options of versions 1 and 2 are still accepted and get the
+ * defaults of the fields they lack.
  * Returns when the program exits; *exit_status is its exit status
  * (128 + signal if killed). Errors: MTM_EBUSY (a session is already running
  * on this store), errno (the program could not be started: then
@@ -466,8 +478,22 @@ typedef struct mtm_prune_stats {
 MTM_API int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t *n_dropped,
                       mtm_prune_stats *out);
 
-/* Names checkpoint id (pins it against prune); id 0 removes the name. */
+/*
+ * Names checkpoint id (pins it against prune); id 0 removes the name. A name
+ * is 1-64 letters, digits, '-', '_' or '.', not all digits and not "head".
+ * A name that already names another checkpoint is not moved (that would
+ * unpin the checkpoint it names): MTM_EEXIST, and the tag is left as it is;
+ * naming the checkpoint it names already does nothing and returns 0.
+ * Errors: MTM_EEXIST, MTM_EINVAL (bad name; id 0 and no such tag),
+ * MTM_ENOCKPT, MTM_EBUSY, MTM_EINDEX.
+ */
 MTM_API int mtm_tag(mtm_store *s, const char *name, mtm_id id);
+/*
+ * Names checkpoint id whatever the name named before (as `git tag -f`):
+ * creates the tag, or moves it (the checkpoint it named is no longer pinned
+ * by it). Errors: as mtm_tag; MTM_EINVAL for id 0 (mtm_tag removes).
+ */
+MTM_API int mtm_tag_move(mtm_store *s, const char *name, mtm_id id);
 typedef struct mtm_tag_info { char *name; mtm_id id; } mtm_tag_info;
 /* All tags, by name. Free with mtm_tags_free. */
 MTM_API int mtm_tags(mtm_store *s, mtm_tag_info **out, size_t *n_out);

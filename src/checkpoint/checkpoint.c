@@ -645,6 +645,10 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 }
 
 mtm_id ckpt_parent(const ckpt_run *r) { return r->info.parent; }
+int ckpt_unchanged(const ckpt_run *r)
+{
+	return r->info.parent && !r->info.files_added && !r->info.files_changed && !r->info.files_removed;
+}
 const pack_writer *ckpt_pack(const ckpt_run *r) { return &r->ctx.pw; }
 const lineage *ckpt_lineage(const ckpt_run *r) { return &r->parent_lin; }
 const ignore_set *ckpt_ignore(const ckpt_run *r) { return &r->ign; }
@@ -797,8 +801,7 @@ static int scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks 
 		rc = live_group_links(&live, NULL);
 	if (!rc)
 		rc = ckpt_record(r, &parent, &live, 0);
-	if (!rc && only_if_changed && r->info.parent && !r->info.files_added && !r->info.files_changed &&
-	    !r->info.files_removed) {
+	if (!rc && only_if_changed && ckpt_unchanged(r)) {
 		if (out) {
 			memset(out, 0, sizeof *out); /* ckpt_end rolls back: nothing was recorded */
 			out->parent = r->info.parent;

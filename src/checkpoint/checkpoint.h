@@ -52,6 +52,9 @@ const ignore_set *ckpt_ignore(const ckpt_run *r);
 /* Records live against parent (both sorted by path). partial: they hold
  * only the touched paths; everything else is unchanged. */
 int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial);
+/* After ckpt_record: 1 if no entry differs from the parent's and there is a
+ * parent (a first checkpoint is never "unchanged"). Regions not counted. */
+int ckpt_unchanged(const ckpt_run *r);
 /* Makes the packs durable, then commits: the checkpoint exists. */
 int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out);
 /* Rolls back if not committed, frees, unlocks. */

@@ -12,8 +12,9 @@ const char usage_du[] =
 	"           chunks; its blocks inside chunks kept checkpoints share come\n"
 	"           back when gc compacts those chunks)\n"
 	"Totals: logical bytes (every checkpoint's tree and memory regions, as full\n"
-	"copies would take),\n"
-	"stored bytes, and the dedup and compression ratios.\n";
+	"copies would take), stored bytes, and the dedup and compression ratios.\n"
+	"Du only reads: it works on a read-only store.\n\n"
+	"  --json    one JSON object with the figures (see metamori(1), JSON OUTPUT)\n";
 
 int cmd_du(int argc, char **argv)
 {

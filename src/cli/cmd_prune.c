@@ -116,7 +116,9 @@ int cmd_prune(int argc, char **argv)
 	mtm_id *dropped = NULL;
 	size_t nd = 0;
 	mtm_prune_stats st;
+	mtm_set_progress(s, cli_progress, NULL);
 	int rc = bad ? 1 : mtm_prune(s, &o, &dropped, &nd, &st);
+	cli_progress_end();
 	if (!bad && rc) {
 		bad = cli_fail(rc);
 	} else if (!bad && as_json) {

@@ -1,4 +1,4 @@
-/* cmd_run.c — metamori run [--every SECONDS] [--exclude PATTERN]... [-q] [--] CMD [ARG]... */
+/* cmd_run.c — metamori run [--every SECONDS [--no-final] [--keep-empty]] [--exclude PATTERN]... [-q] [--] CMD [ARG]... */
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -9,7 +9,8 @@
 #include "cli/cli.h"
 
 const char usage_run[] =
-	"usage: metamori run [--every SECONDS] [--no-final] [--exclude PATTERN]... [-q] [--] CMD [ARG]...\n\n"
+	"usage: metamori run [--every SECONDS] [--no-final] [--keep-empty] [--exclude PATTERN]... [-q]\n"
+	"                    [--] CMD [ARG]...\n\n"
 	"Run CMD with transparent tracking of the tree: an interposer in CMD and\n"
 	"every process it starts records each change to the tree as it is made,\n"
 	"so a checkpoint costs what changed, not what exists. While CMD runs, a\n"
@@ -29,15 +30,18 @@ const char usage_run[] =
 	"the session's watcher (fanotify, else inotify) and compared. If the tree\n"
 	"has changed since the last checkpoint, the first one scans.\n\n"
 	"CMD starts in the current directory (in DIR with 'metamori -C DIR run').\n"
-	"The exit status is CMD's (128+N if a signal N killed it; 127 if CMD was not\n"
-	"found, 126 if it could not be executed, 1 for metamori's own errors). While a session\n"
-	"runs, 'metamori restore' in place is refused (restore --to works). A\n"
-	"second 'metamori run' on the tree (one per rank under mpirun) joins the\n"
-	"live session: its CMD is tracked by it, the session lasts until every\n"
-	"joined CMD has ended, and the session's --every and --exclude apply.\n\n"
+	"The exit status is CMD's (128+N if a signal N killed it; 127 if CMD was\n"
+	"not found, 126 if it could not be executed, 1 for metamori's own errors).\n"
+	"While a session runs, 'metamori restore' in place is refused (restore --to\n"
+	"works). A second 'metamori run' on the tree (one per rank under mpirun)\n"
+	"joins the live session: its CMD is tracked by it, the session lasts until\n"
+	"every joined CMD has ended, and the session's --every and --exclude apply.\n\n"
 	"  --every SECONDS      also checkpoint every SECONDS (may be fractional), and\n"
-	"                       once more when CMD exits (message 'exit')\n"
+	"                       once more when CMD exits (message 'exit'); an interval\n"
+	"                       in which nothing changed records no checkpoint\n"
 	"  --no-final           with --every: no checkpoint when CMD exits\n"
+	"  --keep-empty         with --every: a checkpoint at every tick and at exit,\n"
+	"                       even when nothing changed\n"
 	"  --exclude PATTERN    leave matching paths out of the session's checkpoints\n"
 	"                       (gitignore syntax; adds to .metamoriignore)\n"
 	"  -q, --quiet          no line on stderr per checkpoint\n\n"
@@ -51,6 +55,7 @@ int cmd_run(int argc, char **argv)
 	                                     {"exclude", required_argument, 0, 'x'},
 	                                     {"quiet", no_argument, 0, 'q'},
 	                                     {"no-final", no_argument, 0, 'F'},
+	                                     {"keep-empty", no_argument, 0, 'K'},
 	                                     {"help", no_argument, 0, 'h'},
 	                                     {0, 0, 0, 0}};
 	mtm_run_opts o = MTM_RUN_OPTS_INIT;
@@ -75,6 +80,8 @@ int cmd_run(int argc, char **argv)
 			o.quiet = 1;
 		} else if (c == 'F') {
 			o.no_final = 1;
+		} else if (c == 'K') {
+			o.keep_empty = 1;
 		} else if (c == 'h') {
 			free(ex);
 			printf("%s", usage_run);
@@ -87,6 +94,10 @@ int cmd_run(int argc, char **argv)
 	if (optind >= argc) {
 		free(ex);
 		return cli_error("run", "no command given (see 'metamori run --help')");
+	}
+	if ((o.no_final || o.keep_empty) && !(o.every_seconds > 0)) {
+		free(ex);
+		return cli_error("run", o.no_final ? "--no-final needs --every" : "--keep-empty needs --every");
 	}
 	o.excludes = ex;
 	mtm_store *s;

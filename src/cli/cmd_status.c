@@ -56,6 +56,7 @@ int cmd_status(int argc, char **argv)
 	}
 	mtm_id head;
 	changes_out out;
+	mtm_set_progress(s, cli_progress, NULL); /* rehashing changed files */
 	int rc = mtm_head(s, &head);
 	if (!rc) {
 		changes_begin(&out, mode, head, MTM_LIVE);

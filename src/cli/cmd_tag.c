@@ -49,22 +49,6 @@ static int list(mtm_store *s, int as_json)
 	return 0;
 }
 
-/* The id name names now, 0 if none. */
-static int named(mtm_store *s, const char *name, mtm_id *out)
-{
-	mtm_tag_info *t;
-	size_t n;
-	int rc = mtm_tags(s, &t, &n);
-	if (rc)
-		return rc;
-	*out = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(t[i].name, name))
-			*out = t[i].id;
-	mtm_tags_free(t, n);
-	return 0;
-}
-
 int cmd_tag(int argc, char **argv)
 {
 	static const struct option opts[] = {{"force", no_argument, 0, 'f'},
@@ -97,22 +81,17 @@ int cmd_tag(int argc, char **argv)
 	} else if (del) {
 		rc = mtm_tag(s, argv[optind], 0);
 	} else {
-		mtm_id id, was = 0;
+		mtm_id id;
 		if (cli_parse_id(s, argv[optind], &id)) {
 			mtm_close(s);
 			return 1;
 		}
-		const char *name = argv[optind + 1];
-		rc = named(s, name, &was);
-		if (!rc && was && was != id && !force) {
-			/* (a tag's name is letters, digits, '-', '_' and '.': mtm_tag checked it) */
-			fprintf(stderr, "metamori: tag '%s': already names checkpoint %lld (use -f to move it)\n", name,
-			        (long long)was);
+		rc = force ? mtm_tag_move(s, argv[optind + 1], id) : mtm_tag(s, argv[optind + 1], id);
+		if (rc == MTM_EEXIST) { /* "tag 'NAME': already names checkpoint N" */
+			fprintf(stderr, "metamori: %s (use -f to move it)\n", mtm_last_error());
 			mtm_close(s);
 			return 1;
 		}
-		if (!rc)
-			rc = mtm_tag(s, name, id);
 	}
 	rc = rc ? cli_fail(rc) : 0;
 	mtm_close(s);

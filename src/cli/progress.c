@@ -1,5 +1,6 @@
 /* progress.c — the progress line (see progress.h). */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include "cli/progress.h"
@@ -8,6 +9,7 @@
 
 static int progress_shown;
 static struct timespec progress_last;
+static const char *progress_phase;
 
 void cli_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
 {
@@ -17,15 +19,20 @@ void cli_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	long ms = (now.tv_sec - progress_last.tv_sec) * 1000 + (now.tv_nsec - progress_last.tv_nsec) / 1000000;
-	if (progress_shown && ms < 100 && done < total)
+	if (progress_shown && ms < 100 && done < total && phase == progress_phase)
 		return;
 	progress_last = now;
+	progress_phase = phase;
 	char a[32], b[32];
 	int pct = total ? (int)(done * 100 / total) : 100;
 	fputc('\r', stderr);
 	quote_put(stderr, phase);
-	fprintf(stderr, ": %3d%% (%s of %s)\033[K", pct > 100 ? 100 : pct, human_size(a, sizeof a, done),
-	        human_size(b, sizeof b, total));
+	if (!strcmp(phase, "prune")) /* (counts checkpoints: mtm_set_progress) */
+		fprintf(stderr, ": %3d%% (%llu of %llu checkpoints)\033[K", pct > 100 ? 100 : pct, (unsigned long long)done,
+		        (unsigned long long)total);
+	else
+		fprintf(stderr, ": %3d%% (%s of %s)\033[K", pct > 100 ? 100 : pct, human_size(a, sizeof a, done),
+		        human_size(b, sizeof b, total));
 	progress_shown = 1;
 }
 

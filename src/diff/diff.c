@@ -31,6 +31,21 @@ static int meta_changed_live(const entry *a, const live_item *it)
 	return meta_changed(a, &b);
 }
 
+/* Progress of a diff against the live tree (mtm_set_progress, phase
+ * "status"): bytes of the live files compared, of those that will be. */
+typedef struct {
+	mtm_store *s;
+	uint64_t done, total;
+} live_progress;
+
+static void progress_tick(void *arg, uint64_t bytes)
+{
+	live_progress *p = arg;
+	p->done += bytes;
+	if (p->s->progress) /* (the callback limits its own redraws) */
+		p->s->progress(p->s->progress_arg, "status", p->done < p->total ? p->done : p->total, p->total);
+}
+
 typedef struct { uint64_t bytes; } count_ctx;
 static int count_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
                      const uint64_t *hashes, int zero, int lasting)
@@ -40,10 +55,12 @@ static int count_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
 }
 
 /* Compares version a with the live file it; fills ch. */
-static int diff_live_file(mtm_store *s, const lineage *la, const entry *a, live_item *it, pathmap *sc, mtm_change *ch)
+static int diff_live_file(mtm_store *s, const lineage *la, const entry *a, live_item *it, pathmap *sc, mtm_change *ch,
+                          live_progress *pg)
 {
 	if (statcache_fresh(pathmap_get(sc, it->path), &it->st, a->ver))
 		return 0;
+	uint64_t done_after = pg->done + (uint64_t)it->st.st_size; /* (holes are not read) */
 	vec map;
 	MTM_TRY(index_file_map(s, a->file_id, la, &map));
 	int fd, rc = beneath_open(s->rootfd, it->path, O_RDONLY, &fd);
@@ -53,7 +70,10 @@ static int diff_live_file(mtm_store *s, const lineage *la, const entry *a, live_
 	}
 	count_ctx cc = {0};
 	int64_t got;
-	rc = compare_file(FILE_SRC(fd), (int64_t)it->st.st_size, &map, count_run, &cc, &got);
+	rc = compare_file_ticking(FILE_SRC(fd), (int64_t)it->st.st_size, &map, count_run, &cc, &got,
+	                          s->progress ? progress_tick : NULL, pg);
+	if (s->progress && pg->done < done_after)
+		progress_tick(pg, done_after - pg->done);
 	if (!rc && !it->xattrs_read) {
 		int e = xattr_read_fd(fd, &it->xattrs, &it->xattrs_len);
 		if (e)
@@ -104,6 +124,24 @@ static int diff_versions(mtm_store *s, const lineage *la, const entry *a, const 
 	return 0;
 }
 
+/* What the walk below will read (progress): the live regular files found
+ * in a as regular files whose stat cache row does not vouch for them. */
+static uint64_t live_bytes_to_compare(const vec *ta, const vec *live, pathmap *sc)
+{
+	uint64_t total = 0;
+	for (size_t i = 0, j = 0; i < ta->n && j < live->n;) {
+		const entry *ea = &VEC_AT(ta, entry, i);
+		const live_item *it = &VEC_AT(live, live_item, j);
+		int cmp = strcmp(ea->path, it->path);
+		if (cmp == 0 && ea->kind == KIND_FILE && it->kind == KIND_FILE &&
+		    !statcache_fresh(pathmap_get(sc, it->path), &it->st, ea->ver))
+			total += (uint64_t)it->st.st_size;
+		i += cmp <= 0;
+		j += cmp >= 0;
+	}
+	return total;
+}
+
 int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_change_fn fn, void *arg)
 {
 	if (opts && opts->version != MTM_DIFF_OPTS_VERSION)
@@ -123,6 +161,7 @@ int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_ch
 	} else if ((rc = index_load_tree(s, b, &tb)) || (rc = lineage_of(s, b, &lb))) {
 		goto done;
 	}
+	live_progress pg = {s, 0, is_live && s->progress ? live_bytes_to_compare(&ta, &live, &sc) : 0};
 	size_t nb = is_live ? live.n : tb.n;
 	for (size_t i = 0, j = 0; (i < ta.n || j < nb) && !rc;) {
 		entry *ea = i < ta.n ? &VEC_AT(&ta, entry, i) : NULL;
@@ -150,7 +189,7 @@ int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_ch
 			else if (is_live) {
 				live_item *it = &VEC_AT(&live, live_item, j);
 				if (ea->kind == KIND_FILE)
-					rc = diff_live_file(s, &la, ea, it, &sc, &ch);
+					rc = diff_live_file(s, &la, ea, it, &sc, &ch, &pg);
 				else if ((ea->kind == KIND_SYMLINK || ea->kind == KIND_LINK) && strcmp(ea->target, it->target) != 0)
 					ch.kind = 'M';
 				else if (meta_changed_live(ea, it))

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "prune/prune.h"
+#include "store/index.h"
 #include "util/error.h"
 #include "util/strvec.h"
 
@@ -35,6 +36,33 @@ static const char *unique_sql =
 	"   AND o.branch = l.bk AND o.ckpt = l.k))"
 	" GROUP BY b.chunk) f JOIN chunk ch ON ch.id = f.id"
 	" WHERE f.n = (SELECT COUNT(*) FROM block b2 WHERE b2.chunk = f.id)";
+
+/* The queries above read `block` only, so block_log is merged first
+ * (store_settle). A store this process cannot write (read-only file
+ * system, no write permission, a full disk: s->readonly) cannot merge it:
+ * there a temporary view named `block` (SQLite looks names up in temp
+ * first) shows both tables as the merge would leave them, a log row
+ * replacing the block row of the same key (FORMAT.md 3.5.1). Dropped again
+ * at the end of mtm_du: other readers read the two tables themselves. */
+static const char *merged_view_sql =
+	"CREATE TEMP VIEW block AS SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM main.block b"
+	" WHERE NOT EXISTS (SELECT 1 FROM main.block_log l WHERE l.file_id = b.file_id AND l.blkno = b.blkno"
+	"  AND l.branch = b.branch AND l.ckpt = b.ckpt)"
+	" UNION ALL SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM main.block_log";
+
+static int settle_or_view(mtm_store *s, int *view)
+{
+	*view = 0;
+	if (!s->readonly)
+		return store_settle(s);
+	int empty;
+	MTM_TRY(index_log_empty(s, &empty));
+	if (empty)
+		return 0;
+	MTM_TRY(db_exec(s, merged_view_sql));
+	*view = 1;
+	return 0;
+}
 
 static int step3(mtm_store *s, sqlite3_stmt *st, int64_t a, int64_t b, int64_t c)
 {
@@ -99,14 +127,20 @@ int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 	memset(t, 0, sizeof *t);
 	mtm_checkpoint_info *list;
 	size_t n;
-	MTM_TRY(store_settle(s)); /* the queries below read block only */
-	MTM_TRY(mtm_log(s, &list, &n));
+	int view;
+	MTM_TRY(settle_or_view(s, &view));
+	int err = mtm_log(s, &list, &n);
+	if (err) {
+		if (view)
+			db_exec(s, "DROP VIEW temp.block");
+		return err;
+	}
 	mtm_du_entry *v = calloc(n ? n : 1, sizeof *v);
 	const char *sqls[6] = {"SELECT COUNT(*) FROM entry WHERE ckpt = ?1 AND kind = 1",
 	                       "SELECT id, branch FROM checkpoint WHERE parent = ?1", live_same_sql, live_renamed_sql,
 	                       unique_sql, live_region_sql};
 	sqlite3_stmt *q[6] = {0};
-	int err = v ? db_exec(s, "CREATE TEMP TABLE IF NOT EXISTS du_live(file_id INTEGER, k INTEGER, bk INTEGER,"
+	err = v ? db_exec(s, "CREATE TEMP TABLE IF NOT EXISTS du_live(file_id INTEGER, k INTEGER, bk INTEGER,"
 	                         " PRIMARY KEY(file_id, k)) WITHOUT ROWID")
 	            : mtm_set_error(ENOMEM, "du");
 	for (int i = 0; i < 6 && !err; i++) {
@@ -134,6 +168,9 @@ int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 		err = one_int(s, "SELECT COALESCE(SUM(dead), 0) FROM pack", &t->dead);
 	if (in_tx)
 		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	int dropped = view ? db_exec(s, "DROP VIEW temp.block") : 0;
+	if (!err)
+		err = dropped;
 	if (err) {
 		free(v);
 		return err;

@@ -241,9 +241,11 @@ static int out_close(gc_writer *w)
 	return 0;
 }
 
-/* Copies the live records of pack `from` to the writer. */
+/* Copies the live records of pack `from` to the writer; *read counts the
+ * record bytes read (progress, phase "gc", of what the packs hold live). */
 static int copy_live(mtm_store *s, int64_t from, gc_writer *w, vec *moves, ZSTD_DCtx *dctx, unsigned char *rec,
-                     unsigned char *plain, unsigned char *rec2, compactor *cp, mtm_prune_stats *stats)
+                     unsigned char *plain, unsigned char *rec2, compactor *cp, mtm_prune_stats *stats,
+                     uint64_t *read, uint64_t total)
 {
 	char name[64];
 	pack_file_name(name, sizeof name, from);
@@ -269,6 +271,9 @@ static int copy_live(mtm_store *s, int64_t from, gc_writer *w, vec *moves, ZSTD_
 			mtm_set_errno(err, "%s/.metamori/%s", s->root, name);
 			break;
 		}
+		*read += got;
+		if (s->progress) /* (the callback limits its own redraws) */
+			s->progress(s->progress_arg, "gc", *read < total ? *read : total, total);
 		if ((err = chunk_decode(dctx, rec, got, plain, &plen, NULL))) {
 			mtm_set_error(err, "%s offset %lld (chunk %lld): %s; not copying damaged data", name, (long long)off,
 			              (long long)id, mtm_last_error());
@@ -456,8 +461,23 @@ int gc_packs(mtm_store *s, double threshold, mtm_prune_stats *stats)
 		err = db_error(s, sqlite3_errcode(s->db), "gc");
 	if (!err)
 		err = out_open(&w);
+	int64_t live = 0; /* what copy_live will read: the live records of the packs rewritten */
+	if (!err && s->progress) {
+		char q_sql[256];
+		snprintf(q_sql, sizeof q_sql, "SELECT COALESCE(SUM(%d + clen), 0) FROM chunk WHERE pack IN (SELECT id %s)",
+		         CHUNK_HEADER_LEN, over_sql);
+		sqlite3_stmt *q;
+		if (sqlite3_prepare_v2(s->db, q_sql, -1, &q, NULL) == SQLITE_OK) {
+			sqlite3_bind_double(q, 1, threshold);
+			if (sqlite3_step(q) == SQLITE_ROW)
+				live = sqlite3_column_int64(q, 0);
+			sqlite3_finalize(q);
+		}
+	}
+	uint64_t read = 0;
 	for (size_t i = 0; i < old.n && !err; i++)
-		err = copy_live(s, VEC_AT(&old, int64_t, i), &w, &moves, dctx, rec, plain, rec2, &cp, stats);
+		err = copy_live(s, VEC_AT(&old, int64_t, i), &w, &moves, dctx, rec, plain, rec2, &cp, stats, &read,
+		                (uint64_t)live);
 	ZSTD_freeDCtx(dctx);
 	ZSTD_freeCCtx(cp.cctx);
 	sqlite3_finalize(cp.boffs);

@@ -120,17 +120,23 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 	mtm_id head;
 	if ((rc = mtm_head(s, &head)) || (rc = prune_fold_begin(s, head)))
 		goto done;
-	size_t ng = 0;
+	size_t ng = 0, to_fold = 0;
+	for (size_t i = 0; i < n; i++)
+		to_fold += !keep[i];
 	for (size_t i = n; i-- > 0;) {
 		if (keep[i]) {
 			st.kept++;
 			continue;
 		}
+		if (s->progress) /* (counts checkpoints, not bytes: mtm_set_progress) */
+			s->progress(s->progress_arg, "prune", ng, to_fold);
 		if ((rc = prune_fold(s, list[i].id)))
 			goto done;
 		gone[ng++] = list[i].id;
 		st.dropped++;
 	}
+	if (s->progress && to_fold)
+		s->progress(s->progress_arg, "prune", ng, to_fold);
 	/* report the dropped ids in ascending order */
 	for (size_t i = 0; i < ng / 2; i++) {
 		mtm_id t = gone[i];

@@ -1,4 +1,5 @@
 /* tag.c — names for checkpoints (pinned against prune), and id parsing. */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -22,18 +23,47 @@ static int valid_name(const char *name)
 	return !digits; /* a number would be read as an id */
 }
 
-int mtm_tag(mtm_store *s, const char *name, mtm_id id)
+/* The checkpoint name names now (0: none), with the writer lock held. */
+static int tag_lookup(mtm_store *s, const char *name, mtm_id *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT ckpt FROM tag WHERE name=?1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+/* Names id (0: removes the name). move: a name that names another
+ * checkpoint is moved; else it is refused (MTM_EEXIST), since moving it
+ * silently would unpin the checkpoint it named for prune. The check and
+ * the write happen under the writer lock: two callers cannot both create. */
+static int tag_set(mtm_store *s, const char *name, mtm_id id, int move)
 {
 	if (!name || !valid_name(name))
 		return mtm_set_error(MTM_EINVAL, "tag '%s': a name is 1-64 letters, digits, '-', '_' or '.', not a number "
 		                                 "and not 'head'", name ? name : "");
+	assert(id || !move);
 	int64_t branch;
 	if (id)
 		MTM_TRY(checkpoint_branch(s, id, &branch));
 	MTM_TRY(store_lock(s));
+	mtm_id was = 0;
+	int rc = id && !move ? tag_lookup(s, name, &was) : 0;
+	if (rc || (id && was == id)) { /* (naming the checkpoint it names: nothing to write) */
+		store_unlock(s);
+		return rc;
+	}
+	if (was) {
+		store_unlock(s);
+		return mtm_set_error(MTM_EEXIST, "tag '%s': already names checkpoint %lld", name, (long long)was);
+	}
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, id ? "INSERT OR REPLACE INTO tag VALUES(?1, ?2)" : "DELETE FROM tag WHERE name=?1",
-	                            -1, &st, NULL);
+	rc = sqlite3_prepare_v2(s->db, id ? "INSERT OR REPLACE INTO tag VALUES(?1, ?2)" : "DELETE FROM tag WHERE name=?1",
+	                        -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		if (id)
@@ -48,6 +78,19 @@ int mtm_tag(mtm_store *s, const char *name, mtm_id id)
 	}
 	store_unlock(s);
 	return rc;
+}
+
+int mtm_tag(mtm_store *s, const char *name, mtm_id id)
+{
+	return tag_set(s, name, id, 0);
+}
+
+int mtm_tag_move(mtm_store *s, const char *name, mtm_id id)
+{
+	if (!id)
+		return mtm_set_error(MTM_EINVAL, "tag '%s': moving a tag needs a checkpoint (mtm_tag with id 0 removes it)",
+		                     name ? name : "");
+	return tag_set(s, name, id, 1);
 }
 
 int mtm_tags(mtm_store *s, mtm_tag_info **out, size_t *n_out)

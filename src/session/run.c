@@ -226,7 +226,7 @@ int run_is_untraceable_cmd(const char *argv0)
 
 static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 {
-	if (!ss->verbose)
+	if (!ss->verbose || (!rc && !ci->id)) /* (nothing changed: nothing recorded, nothing to say) */
 		return;
 	char line[512];
 	if (rc)
@@ -235,12 +235,15 @@ static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 		log_msg(MTM_LOG_INFO, "%s", session_describe(line, sizeof line, ci, ss->scan_why));
 }
 
-static void local_checkpoint(mtm_session *ss, const char *why)
+/* only_if_changed: the timer's ticks and the last checkpoint at exit
+ * record nothing when nothing changed (unless mtm_run_opts.keep_empty). */
+static void local_checkpoint(mtm_session *ss, const char *why, int only_if_changed)
 {
 	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
 	o.message = why;
 	mtm_checkpoint_info ci = {0};
-	int rc = session_tracked_checkpoint(ss, &o, &ci);
+	int rc = only_if_changed ? session_tracked_checkpoint_if_changed(ss, &o, &ci)
+	                         : session_tracked_checkpoint(ss, &o, &ci);
 	report(ss, rc, &ci);
 	free(ci.message);
 }
@@ -250,6 +253,8 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	mtm_run_opts o = MTM_RUN_OPTS_INIT;
 	if (opts && opts->version == 1) /* version 1 ends before no_final */
 		memcpy(&o, opts, offsetof(mtm_run_opts, no_final));
+	else if (opts && opts->version == 2) /* version 2 ends before keep_empty */
+		memcpy(&o, opts, offsetof(mtm_run_opts, keep_empty));
 	else if (opts && opts->version == MTM_RUN_OPTS_VERSION)
 		o = *opts;
 	else if (opts)
@@ -464,11 +469,11 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 		if (child_done && !members.n)
 			break;
 		if (want_ckpt)
-			local_checkpoint(ss, "SIGUSR1");
+			local_checkpoint(ss, "SIGUSR1", 0);
 		if (tfd >= 0 && pf[2].fd == tfd && (pf[2].revents & POLLIN)) {
 			uint64_t ticks;
 			if (read(tfd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks)
-				local_checkpoint(ss, "every");
+				local_checkpoint(ss, "every", !opts->keep_empty);
 		}
 		if (pf[1].revents & POLLIN) {
 			int c;
@@ -488,7 +493,7 @@ int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exi
 	/* periodic checkpoints end with one of the program's final state (what
 	 * it wrote after the last tick would otherwise be in none) */
 	if (opts->every_seconds > 0 && !opts->no_final)
-		local_checkpoint(ss, "exit");
+		local_checkpoint(ss, "exit", !opts->keep_empty);
 out:
 	if (pid > 0) {
 		kill(pid, SIGTERM);

@@ -273,6 +273,9 @@ void run_child_env_free(char **env);
 int run_is_untraceable_cmd(const char *argv0);
 /* A tracked (or, when needed, scanned) consistent checkpoint. */
 int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
+/* The same, but when nothing differs from the head nothing is recorded
+ * (out->id = 0; `run --every` ticks while the program idles). */
+int session_tracked_checkpoint_if_changed(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
 /* mtm_checkpoint's entry: in the session process, a tracked checkpoint;
  * elsewhere, a request to the running session; MTM_ENOSESSION if none. */
 int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);

@@ -1078,7 +1078,8 @@ static int same_excludes(const mtm_session *ss, const mtm_checkpoint_opts *opts)
 	return 1;
 }
 
-int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
+                              int only_if_changed)
 {
 	if (out)
 		memset(out, 0, sizeof *out);
@@ -1167,9 +1168,12 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		t1 = now_ns();
 	}
 	int64_t tr = now_ns(), wait_rec = ckpt_pack(r)->waited_ns;
-	mtm_checkpoint_info ci;
+	mtm_checkpoint_info ci = {0};
 	const char *cs_why = cs.scan_why;
-	if (!rc)
+	/* nothing differs: ckpt_end rolls the transaction back (what the
+	 * interval's logs said is consumed all the same: it changed nothing) */
+	int skipped = !rc && only_if_changed && ckpt_unchanged(r);
+	if (!rc && !skipped)
 		rc = ckpt_commit(r, &ci);
 	char ahead[96];
 	prewrite_report(ss, ahead, sizeof ahead);
@@ -1184,8 +1188,8 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		        (double)ckpt_pack(r)->write_ns / 1e6, (double)ckpt_pack(r)->fsync_ns / 1e6, live.n, parent.n,
 		        (double)(t0 - tpre) / 1e6, (double)(tpc - tpre) / 1e6,
 		        (unsigned long long)t.precopied_blocks, ahead);
-	if (!rc)
-		keep_hashes(&t, ci.id);
+	if (!rc) /* (skipped: the files' hashes are the parent's) */
+		keep_hashes(&t, skipped ? t.parent_id : ci.id);
 	else
 		pathmap_free(&ss->hashes, block_hashes_free);
 	pathmap_free(&t.pending, pending_free);
@@ -1213,12 +1217,24 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 		return rc;
 	ci.tracked = !scan;
 	ci.pause_ns = (uint64_t)(t1 - t0);
+	if (skipped)
+		ci.parent = t.parent_id;
 	ss->scan_why = scan ? cs_why : NULL;
 	if (out)
 		*out = ci;
 	else
 		free(ci.message);
 	return 0;
+}
+
+int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	return tracked_checkpoint(ss, opts, out, 0);
+}
+
+int session_tracked_checkpoint_if_changed(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
+{
+	return tracked_checkpoint(ss, opts, out, 1);
 }
 
 const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci, const char *why)

@@ -6,6 +6,7 @@
  * to the umask: a store holds copies of every tracked file. A store owned by
  * another user, or writable by group or others, is refused.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -292,6 +293,101 @@ static mtm_store *store_new(const char *root)
 	return s;
 }
 
+/* Refuses a store another user could tamper with. */
+static int check_owner(mtm_store *s)
+{
+	struct stat st;
+	if (fstat(s->dirfd, &st))
+		return mtm_set_errno(errno, "%s/.metamori", s->root);
+	if (st.st_uid != geteuid())
+		return mtm_set_error(MTM_EPERM, "%s/.metamori: store is owned by uid %u, not by you", s->root,
+		                     (unsigned)st.st_uid);
+	if (st.st_mode & 022)
+		return mtm_set_error(MTM_EPERM, "%s/.metamori: store is writable by group or others (mode %03o)",
+		                     s->root, (unsigned)(st.st_mode & 0777));
+	return 0;
+}
+
+/* --- a store whose creation was killed ---
+ * mtm_init makes .metamori, packs/, the lock and the index, and commits the
+ * schema in one transaction (schema_create). Killed before that commit, it
+ * leaves a store with no index, or an index with no table and no
+ * application id, and no pack: nothing in it can be lost, and it counts as
+ * no store (MTM_ENOSTORE); mtm_init makes it afresh. A store with a pack is
+ * never taken for one, whatever its index. */
+
+#define UNFINISHED_MESSAGE "%s/.metamori: the store's creation did not finish (run 'metamori init')"
+
+/* 1 if .metamori/packs is missing or empty. */
+static int packs_empty(mtm_store *s)
+{
+	int fd, rc = io_openat(s->dirfd, "packs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &fd);
+	if (rc)
+		return rc == ENOENT;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return 0;
+	}
+	int empty = 1;
+	struct dirent *de;
+	while (empty && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			empty = 0;
+	closedir(d);
+	return empty;
+}
+
+/* 1 if s's index (open, or missing: s->db NULL) is what a killed mtm_init
+ * leaves: no table and no application id; and there is no pack. */
+static int store_unfinished(mtm_store *s)
+{
+	if (s->db) {
+		/* (sqlite3 directly: the caller's error line stays) */
+		sqlite3_stmt *st;
+		int empty = 0;
+		if (sqlite3_prepare_v2(s->db, "SELECT (SELECT application_id FROM pragma_application_id) = 0"
+		                              " AND (SELECT count(*) FROM sqlite_master) = 0", -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			empty = sqlite3_column_int(st, 0) == 1;
+		sqlite3_finalize(st);
+		if (!empty)
+			return 0;
+	} else {
+		struct stat st;
+		if (!fstatat(s->dirfd, "index.db", &st, AT_SYMLINK_NOFOLLOW))
+			return 0;
+	}
+	return packs_empty(s);
+}
+
+/* mtm_init on an existing .metamori: 0 (with s->dirfd and the lock, held)
+ * if it is an unfinished store, now emptied of its index; else
+ * MTM_EEXIST. The lock makes sure no mtm_init is still making it. */
+static int reclaim_unfinished(mtm_store *s)
+{
+	int rc = io_openat(s->rootfd, ".metamori", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &s->dirfd);
+	if (!rc && !check_owner(s) &&
+	    !(rc = io_openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW, 0600, &s->lockfd)) &&
+	    !flock(s->lockfd, LOCK_EX | LOCK_NB)) {
+		struct stat st;
+		int has_index = !fstatat(s->dirfd, "index.db", &st, AT_SYMLINK_NOFOLLOW);
+		int unfinished = (!has_index || !open_db(s, 0)) && store_unfinished(s);
+		if (s->db) {
+			sqlite3_close_v2(s->db);
+			s->db = NULL;
+		}
+		if (unfinished) {
+			const char *leftovers[] = {"index.db", "index.db-wal", "index.db-shm"};
+			for (size_t i = 0; i < sizeof leftovers / sizeof leftovers[0]; i++)
+				if ((rc = io_unlinkat(s->dirfd, leftovers[i], 0)) && rc != ENOENT)
+					return mtm_set_errno(rc, "%s/.metamori/%s", s->root, leftovers[i]);
+			return 0;
+		}
+	}
+	return mtm_set_error(MTM_EEXIST, "%s/.metamori: a store already exists", s->root);
+}
+
 int mtm_init(mtm_store **out, const char *dir)
 {
 	char root[PATH_MAX];
@@ -308,24 +404,31 @@ int mtm_init(mtm_store **out, const char *dir)
 	if ((rc = io_openat(AT_FDCWD, root, O_RDONLY | O_DIRECTORY, 0, &s->rootfd)))
 		goto fail_errno;
 	rc = io_mkdirat(s->rootfd, ".metamori", 0700);
-	if (rc == EEXIST) {
-		store_free(s);
-		return mtm_set_error(MTM_EEXIST, "%s/.metamori: a store already exists", root);
+	int reclaimed = rc == EEXIST;
+	if (reclaimed && (rc = reclaim_unfinished(s)))
+		goto fail;
+	if (!reclaimed && (rc || (rc = io_openat(s->rootfd, ".metamori", O_RDONLY | O_DIRECTORY, 0, &s->dirfd))))
+		goto fail_errno;
+	if ((rc = io_fchmod(s->dirfd, 0700)) || ((rc = io_mkdirat(s->dirfd, "packs", 0700)) && !(reclaimed && rc == EEXIST)))
+		goto fail_errno;
+	/* held until the schema is committed: a second mtm_init meanwhile does
+	 * not take this store for an unfinished one */
+	if (!reclaimed) {
+		if ((rc = io_openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_EXCL, 0600, &s->lockfd)))
+			goto fail_errno;
+		if (flock(s->lockfd, LOCK_EX | LOCK_NB)) {
+			mtm_set_error(MTM_EEXIST, "%s/.metamori: a store already exists", root);
+			rc = MTM_EEXIST;
+			goto fail;
+		}
 	}
-	if (rc || (rc = io_openat(s->rootfd, ".metamori", O_RDONLY | O_DIRECTORY, 0, &s->dirfd)))
-		goto fail_errno;
-	if ((rc = io_fchmod(s->dirfd, 0700)) || (rc = io_mkdirat(s->dirfd, "packs", 0700)))
-		goto fail_errno;
-	int lfd;
-	if ((rc = io_openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_EXCL, 0600, &lfd)))
-		goto fail_errno;
-	s->lockfd = lfd;
-	if ((rc = io_fchmod(lfd, 0600)))
+	if ((rc = io_fchmod(s->lockfd, 0600)))
 		goto fail_errno;
 	if ((rc = open_db(s, 1)) || (rc = schema_create(s)))
 		goto fail;
 	if ((rc = io_fsync(s->dirfd)) || (rc = io_fsync_dirat(s->rootfd, ".")))
 		goto fail_errno;
+	flock(s->lockfd, LOCK_UN); /* a new store is not being written */
 	*out = s;
 	return 0;
 fail_errno:
@@ -333,21 +436,6 @@ fail_errno:
 fail:
 	store_free(s);
 	return rc;
-}
-
-/* Refuses a store another user could tamper with. */
-static int check_owner(mtm_store *s)
-{
-	struct stat st;
-	if (fstat(s->dirfd, &st))
-		return mtm_set_errno(errno, "%s/.metamori", s->root);
-	if (st.st_uid != geteuid())
-		return mtm_set_error(MTM_EPERM, "%s/.metamori: store is owned by uid %u, not by you", s->root,
-		                     (unsigned)st.st_uid);
-	if (st.st_mode & 022)
-		return mtm_set_error(MTM_EPERM, "%s/.metamori: store is writable by group or others (mode %03o)",
-		                     s->root, (unsigned)(st.st_mode & 0777));
-	return 0;
 }
 
 /* The store's directories, found from path upwards, without its index. */
@@ -387,7 +475,11 @@ int store_open_dirs(mtm_store **out, const char *path)
 		goto fail;
 	struct stat st;
 	if (fstatat(s->dirfd, "index.db", &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode)) {
-		rc = mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: index is missing", dir);
+		/* (store_unfinished: no index at all, and no pack) */
+		if (store_unfinished(s))
+			rc = mtm_set_error(MTM_ENOSTORE, UNFINISHED_MESSAGE, dir);
+		else
+			rc = mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: index is missing", dir);
 		goto fail;
 	}
 	*out = s;
@@ -404,8 +496,11 @@ int mtm_open(mtm_store **out, const char *path)
 	*out = NULL;
 	if (rc)
 		return rc;
-	if ((rc = open_db(s, 0)) || (rc = schema_check(s)) || (rc = store_load_branches(s)) || (rc = check_history(s)))
+	if ((rc = open_db(s, 0)) || (rc = schema_check(s)) || (rc = store_load_branches(s)) || (rc = check_history(s))) {
+		if (rc == MTM_EFOREIGN && store_unfinished(s))
+			rc = mtm_set_error(MTM_ENOSTORE, UNFINISHED_MESSAGE, s->root);
 		goto fail;
+	}
 	/* An interrupted in-place restore (an intent) is not finished here:
 	 * opening a store never changes the tree. The user finishes or abandons
 	 * it (mtm_restore_continue, mtm_restore_abort); until then every command

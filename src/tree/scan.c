@@ -276,6 +276,12 @@ _Static_assert(READ_BUF % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_BUF holds w
 
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
 {
+	return compare_file_ticking(src, size, map, fn, arg, size_read, NULL, NULL);
+}
+
+int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
+                         read_tick_fn tick, void *tick_arg)
+{
 	unsigned char *buf;
 	if (posix_memalign((void **)&buf, MTM_BLOCK, READ_BUF))
 		return mtm_set_error(ENOMEM, "compare");
@@ -345,6 +351,8 @@ int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *ar
 			break; /* the next read must not overwrite the error: a run that
 			        * failed to be stored would be missing from the checkpoint */
 		off += (int64_t)got;
+		if (tick)
+			tick(tick_arg, got);
 		if (got < want)
 			break;
 	}

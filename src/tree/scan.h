@@ -123,6 +123,11 @@ typedef int (*run_fn)(void *arg, int64_t blkno, int nblocks, const unsigned char
 /* Reads fd up to size bytes and compares block by block with map (sorted by
  * blkno; missing = hole). *size_read is what was actually read. */
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read);
+/* The same, calling tick(tick_arg, bytes) after each read (holes are not
+ * read: they tick nothing), for progress within a large file. */
+typedef void (*read_tick_fn)(void *tick_arg, uint64_t bytes);
+int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
+                         read_tick_fn tick, void *tick_arg);
 /* Compares only the blocks in runs (sorted blk_runs, clipped to size) with
  * the hashes parent_hash gives; the rest of the file is taken as unchanged. */
 typedef int (*hash_fn)(void *arg, int64_t blkno, uint64_t *hash);

@@ -12,7 +12,7 @@ const char *mtm_strerror(int err)
 	switch (err) {
 	case MTM_OK: return "success";
 	case MTM_ENOSTORE: return "no metamori store found (run 'metamori init')";
-	case MTM_EEXIST: return "a store already exists";
+	case MTM_EEXIST: return "already exists (a store there, or a tag naming another checkpoint)";
 	case MTM_ENEWER: return "store was written by a newer version of metamori";
 	case MTM_EFOREIGN: return "not a metamori store";
 	case MTM_ECORRUPT: return "store is damaged";

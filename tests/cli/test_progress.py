@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Progress (issue 20): verify --data, checkpoint and restore draw a progress
+"""Progress (issue 20): verify --data, checkpoint, restore, status (rehashing
+changed files) and prune (folding, then rewriting packs) draw a progress
 line on stderr when it is a terminal (a pty here), erase it at the end, and
 print nothing of it when stderr is not a terminal."""
 import os
@@ -7,7 +8,7 @@ import pty
 import subprocess
 
 import mtmtest as T
-from clilib import expect, raw, store
+from clilib import expect, ok, raw, store
 
 
 def on_pty(args):
@@ -43,5 +44,31 @@ def test_progress_on_a_terminal_only():
     expect(rc == 0 and b"restore" in err and err.endswith(b"\r\x1b[K"), "restore: %r" % err[-200:])
 
 
+def test_status_and_prune():
+    root = store("mtm-progress-sp-")
+    big = os.path.join(root, "big")
+    for i in range(3):
+        T.write_file(big, os.urandom(8 << 20))
+        rc, out, err = raw(["-C", root, "checkpoint", "-q"])
+        expect(rc == 0, "checkpoint: %r" % err)
+    with open(big, "r+b") as f:  # one byte changed: the stat cache no longer vouches for the file
+        f.seek(4096)
+        b = f.read(1)
+        f.seek(4096)
+        f.write(bytes([b[0] ^ 0xff]))
+    rc, err = on_pty(["-C", root, "status"])
+    expect(rc == 0 and b"\rstatus: " in err and b"% (" in err and b"of 8.0 MiB)" in err and err.endswith(b"\r\x1b[K"),
+           "status on a terminal: %r" % err[-300:])
+    rc, out, err = raw(["-C", root, "status"])
+    expect(rc == 0 and err == b"" and out == b"M big (4.0 KiB)\n", "status to a pipe: %r %r" % (out, err))
+    rc, err = on_pty(["-C", root, "prune", "--keep-last", "1"])
+    expect(rc == 0 and b"\rprune: " in err and b"(2 of 2 checkpoints)" in err and b"\rgc: " in err
+           and err.endswith(b"\r\x1b[K"), "prune on a terminal: %r" % err[-300:])
+    ok(["-C", root, "checkpoint", "-q"])
+    ok(["-C", root, "checkpoint", "-q"])
+    rc, out, err = raw(["-C", root, "prune", "--keep-last", "1"])
+    expect(rc == 0 and err == b"" and out.startswith(b"dropped 2 checkpoints: 3 4\n"), "prune to a pipe: %r %r" % (out, err))
+
+
 if __name__ == "__main__":
-    T.main([test_progress_on_a_terminal_only])
+    T.main([test_progress_on_a_terminal_only, test_status_and_prune])

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """metamori run --every (issue 20): when the command exits, a last
 checkpoint ("exit") records its final state, byte for byte, even when the
-interval never came; --no-final leaves it out."""
+interval never came; --no-final leaves it out. An interval in which nothing
+changed records no checkpoint (the program idles: no empty checkpoints);
+--keep-empty records one at every tick all the same."""
 import os
 
 import mtmtest as T
@@ -38,5 +40,39 @@ def test_final_checkpoint_at_exit():
     expect(rc == 0 and len(as_json(["-C", root, "log", "--json"])) == 2, "run without --every")
 
 
+def changed(e):
+    return e["files_added"] + e["files_changed"] + e["files_removed"]
+
+
+def test_idle_intervals_record_nothing():
+    root = store("mtm-run-idle-")
+    T.write_file(os.path.join(root, "before"), b"b")
+    ok(["-C", root, "checkpoint", "-q"])
+    # busy, then idle for many ticks, then busy again, then idle until exit
+    script = "printf one > a; sleep 2; printf two > b; sleep 1"
+    rc, _, err = raw(["-C", root, "run", "-q", "--every", "0.2", "sh", "-c", script], cwd=root, env=env())
+    expect(rc == 0, "run: %d %r" % (rc, err))
+    want = T.manifest(root)
+    log = as_json(["-C", root, "log", "--json"])[1:]
+    expect(log and all(changed(e) for e in log), "empty checkpoints while idle: %r" %
+           [(e["id"], e["message"], changed(e)) for e in log])
+    expect(sum(e["files_added"] for e in log) == 2, "the two files: %r" % log)
+    to = os.path.join(T.tempdir("mtm-run-idle-to-"), "t")
+    T.restore(root, log[-1]["id"], to=to)
+    T.assert_same(want, T.manifest(to), "the last checkpoint")
+    # nothing changed at all: no checkpoint, not even at exit
+    n = len(as_json(["-C", root, "log", "--json"]))
+    rc, _, err = raw(["-C", root, "run", "-q", "--every", "0.2", "sleep", "0.7"], cwd=root, env=env())
+    expect(rc == 0 and len(as_json(["-C", root, "log", "--json"])) == n, "idle run made checkpoints: %r" % err)
+    # --keep-empty: a checkpoint at every tick and at exit, changed or not
+    rc, _, err = raw(["-C", root, "run", "-q", "--every", "0.2", "--keep-empty", "sleep", "1"], cwd=root, env=env())
+    expect(rc == 0, "run --keep-empty: %d %r" % (rc, err))
+    kept = as_json(["-C", root, "log", "--json"])[n:]
+    expect(len(kept) >= 2 and not any(changed(e) for e in kept) and kept[-1]["message"] == "exit",
+           "--keep-empty: %r" % [(e["id"], e["message"], changed(e)) for e in kept])
+    rc, _, err = raw(["-C", root, "run", "--keep-empty", "true"], cwd=root, env=env())
+    expect(rc == 1 and err == b"metamori: run: --keep-empty needs --every\n", err)
+
+
 if __name__ == "__main__":
-    T.main([test_final_checkpoint_at_exit])
+    T.main([test_final_checkpoint_at_exit, test_idle_intervals_record_nothing])

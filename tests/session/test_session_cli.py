@@ -69,7 +69,7 @@ def test_exit_status():
     # its stderr closed early (run ... 2>&1 | head -1): the session lives on
     n = n_checkpoints(root)
     r, w = os.pipe()
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "--every", "0.05", "--", "sleep", "1"], env=ENV,
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "--every", "0.05", "--keep-empty", "--", "sleep", "1"], env=ENV,
                             stderr=w, stdout=subprocess.DEVNULL)
     os.close(w)
     os.read(r, 1)
@@ -206,9 +206,10 @@ def test_requests_from_other_shells_usr1_and_every():
         to = os.path.join(T.tempdir(), "out")
         T.restore(root, cid, to=to)
         T.assert_same(man, T.manifest(to), "checkpoint %d" % cid)
-    # --every: periodic checkpoints while the program runs
+    # --every: periodic checkpoints while the program runs (kept though
+    # nothing changes: an idle interval records none without --keep-empty)
     n = n_checkpoints(root)
-    p = run(root, ["--every", "0.2", "--", "sleep", "1.5"])
+    p = run(root, ["--every", "0.2", "--keep-empty", "--", "sleep", "1.5"])
     if p.returncode != 0 or n_checkpoints(root) - n < 2:
         raise T.Failure("--every made %d checkpoints: %s" % (n_checkpoints(root) - n, p.stderr))
     if not re.search(r"^metamori: checkpoint \d+ \((tracked|scanned(: [^,]*)?), paused", p.stderr, re.M):
