@@ -16,7 +16,7 @@ DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-d
                libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
                libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin libopenmpi-dev openmpi-bin
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
-BENCH_PACKAGES = rsync borgbackup restic fio
+BENCH_PACKAGES = rsync borgbackup restic fio git
 
 .PHONY: all deps build asan test demo bench bench-prune bench-regions dmtcp clean torture install uninstall
 
