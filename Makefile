@@ -15,10 +15,11 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
                libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
                libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin libopenmpi-dev openmpi-bin
-# The peers `make bench` measures against (bench/, docs/BENCHMARKS.md).
-BENCH_PACKAGES = rsync borgbackup restic fio git
+# The peers `make bench` measures against (bench/, docs/BENCHMARKS.md);
+# PostgreSQL for `make bench-pg`.
+BENCH_PACKAGES = rsync borgbackup restic fio postgresql postgresql-contrib git
 
-.PHONY: all deps build asan test demo bench bench-prune bench-regions dmtcp clean torture install uninstall
+.PHONY: all deps build asan test demo bench bench-prune bench-regions bench-many bench-pg bench-million dmtcp clean torture install uninstall
 
 # `make install [PREFIX=/usr/local] [DESTDIR=staging]`: the command, both
 # libraries, the header, metamori.pc, the man page, bash completion, the
@@ -67,6 +68,26 @@ bench-prune: build
 # image of the same memory (DMTCP measured when installed: `make dmtcp`).
 bench-regions: build
 	python3 bench/bench_regions.py --metamori $(BUILD)/metamori
+
+# Many files (issue 21, W2): 20,000 x 16 KiB, 200 touched, 10 deleted,
+# 5 renamed, 10 new per interval; scan checkpoint vs git and vs a stat walk
+# plus reading the changed files.
+bench-many: build
+	python3 bench/bench_many.py --metamori $(BUILD)/metamori
+
+# PostgreSQL under `metamori run --every 5` vs alone (issue 21): pgbench
+# throughput, the pause per checkpoint, every checkpoint restored and checked.
+# Run as root it runs postgres as the unprivileged user postgres.
+bench-pg: build
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_PACKAGES)"
+	python3 bench/bench_pg.py --metamori $(BUILD)/metamori
+
+# Size independence (issue 21, item 4): 1,000,000 files of 4 KiB against
+# 20,000 (tracked checkpoint of 1,000 touched files, session memory, status
+# vs git status). Needs ~8 GB of disk and takes long: FILES=200000 for less.
+FILES ?= 1000000
+bench-million: build
+	python3 bench/bench_million.py --metamori $(BUILD)/metamori --files $(FILES)
 
 # DMTCP 5.0, the memory checkpointer Metamori pairs with, is not in Debian:
 # built from its unchanged upstream source (../shared/vendor, README there)

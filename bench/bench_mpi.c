@@ -41,7 +41,7 @@ static void write_step(const char *file, int it)
 	static char buf[65536];
 	memset(buf, 'a' + it % 26, sizeof buf);
 	snprintf(buf, 32, "iteration %d", it);
-	if (fd < 0 || pwrite(fd, buf, sizeof buf, (off_t)(it % 16) * (off_t)sizeof buf) != (ssize_t)sizeof buf) {
+	if (fd < 0 || pwrite(fd, buf, sizeof buf, (off_t)((it % 16 + 16) % 16) * (off_t)sizeof buf) != (ssize_t)sizeof buf) {
 		perror(file);
 		MPI_Abort(MPI_COMM_WORLD, 2);
 	}

@@ -13,7 +13,7 @@ appended to the log. Per interval, in the same cache state (see --cache):
 Then: in-place restore three checkpoints back vs rewriting the differing
 blocks in place (+fsync), and restore --to vs cp -a.
 
-usage: bench_scan.py --metamori build/metamori [--scale 0.1] [--intervals 5]
+usage: bench_scan.py --metamori build/metamori [--scale 0.1] [--files 16] [--intervals 5]
                      [--cache auto|cold|warm] [--peers cp,rsync,borg,restic]
                      [--work DIR] [--keep] [--json FILE]
 """
@@ -33,6 +33,7 @@ def main():
     ap.add_argument("--metamori", default=os.path.join(here, "..", "build", "metamori"))
     ap.add_argument("--scale", type=float, default=1.0,
                     help="size factor of W1 (1 = 16 x 64 MiB; 0.1 for a quick run)")
+    ap.add_argument("--files", type=int, default=16, help="files of W1 (issue 21's scan goal: 4)")
     ap.add_argument("--intervals", type=int, default=5)
     ap.add_argument("--cache", choices=("auto", "cold", "warm"), default="auto",
                     help="cold (drop caches before each contender; default as root) or warm")
@@ -50,7 +51,7 @@ def main():
     B.rmtree(work)
     os.makedirs(work)
     tree = os.path.join(work, "tree")
-    w = B.W1(tree, scale=a.scale)
+    w = B.W1(tree, scale=a.scale, nfiles=a.files)
     peers = B.Peers(work, tree, w.names, [p for p in a.peers.split(",") if p])
     for p in peers.missing:
         B.log(f"bench: {p} not installed: left out (apt-get install {p if p != 'borg' else 'borgbackup'})")

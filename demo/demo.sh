@@ -189,6 +189,42 @@ else
 	FAILED=1
 fi
 
+# Only where DMTCP is installed (`make dmtcp` builds it into build/deps).
+B=$(dirname "$M")
+DP=$B/tests/dmtcp/dmtprog
+if [ -x "$B/deps/bin/dmtcp_launch" ] && [ -f "$B/libmetamori-dmtcp.so" ] && [ -x "$DP" ]; then
+	section "8. A program that knows nothing of checkpoints: DMTCP + Metamori"
+	note "dmtprog (tests/dmtcp/dmtprog.c) keeps a 4 MiB grid in memory and writes three files."
+	note "Under 'metamori run --dmtcp', one 'metamori checkpoint' pairs DMTCP's image of its"
+	note "memory with a file checkpoint made at DMTCP's barrier. Killed at step 13, it is"
+	note "restarted from the pair made at step 10: files and memory agree again."
+	mkdir "$W/dm" "$W/dmref" "$W/dmctl"
+	"$M" -C "$W/dm" init >/dev/null
+	printf '$ metamori run --dmtcp -- dmtprog dm 30 &\n'
+	DMTCP_QUIET=2 DMTPROG_CTL=$W/dmctl DMTPROG_PAUSE=10 DMTPROG_DIE=13 "$M" -C "$W/dm" run -q --dmtcp -- "$DP" "$W/dm" 30 \
+		>/dev/null 2>&1 &
+	RUN=$!
+	i=0
+	while [ ! -e "$W/dmctl/ready.10" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+	printf '$ metamori checkpoint    # at step 10\n'
+	"$M" -C "$W/dm" checkpoint | sed 's/^/    /'
+	touch "$W/dmctl/go.10"
+	wait $RUN
+	note "(killed: status $?; dm/state.txt says step $(cat "$W/dm/state.txt"))"
+	printf '$ metamori restart\n'
+	DMTCP_QUIET=2 "$M" -C "$W/dm" restart -q | sed 's/^/    /'
+	"$DP" "$W/dmref" 30 >/dev/null
+	contents "$W/dmref" >"$W/sums/dmref"
+	contents "$W/dm" >"$W/actual"
+	if diff -u "$W/sums/dmref" "$W/actual" >"$W/diff"; then
+		echo "OK: restarted from the paired checkpoint, it ends exactly as a run never killed"
+	else
+		echo "FAILED: the restarted run differs from the uninterrupted one"
+		sed 's/^/    /' "$W/diff"
+		FAILED=1
+	fi
+fi
+
 echo
 if [ $FAILED -ne 0 ]; then
 	echo "demo: FAILED"

@@ -25,8 +25,11 @@
  *  - Scan mode compares stat data and block hashes, so it sees every change a
  *    program makes, through any interface (mmap, static binaries, ...), at a
  *    cost of O(files) + O(bytes of changed files) per checkpoint.
- *  - Hard links are stored as separate files; sockets, FIFOs and device nodes
- *    are skipped (not recorded).
+ *  - Recorded: regular files (holes as holes), directories, symlinks, hard
+ *    links inside the tree (as one file with every name), FIFOs, sockets,
+ *    device nodes, modes, owners, mtimes (ns), extended attributes (user.*
+ *    and ACLs; trusted.* and security.* as root). Not recorded: atimes,
+ *    ctimes, a hard link's names outside the tree.
  */
 #ifndef METAMORI_H
 #define METAMORI_H
@@ -271,6 +274,13 @@ MTM_API int mtm_restore_abort(mtm_store *s, const mtm_restore_opts *opts, mtm_re
  * `metamori restore ID -- PATH`; meant for a read-only file system view too
  * (one handle per thread, as everywhere).
  */
+/* One extended attribute of an entry (mtm_entry_info.xattrs). */
+typedef struct mtm_xattr {
+	const char *name;    /* "user.x", "system.posix_acl_access", "security.capability", ... */
+	const void *value;
+	size_t len;
+} mtm_xattr;
+
 typedef struct mtm_entry_info {
 	char *path;          /* relative to the root; "" for the root itself */
 	const char *name;    /* the last component of path (points into path) */
@@ -282,6 +292,11 @@ typedef struct mtm_entry_info {
 	int64_t mtime_ns;
 	char *target;        /* symlinks: the target; else NULL */
 	mtm_id version;      /* the checkpoint that recorded this version of the entry */
+	uint64_t rdev;       /* 'c', 'b': the device number (as st_rdev); else 0 */
+	uint32_t nlink;      /* 'f': the names the file has at that checkpoint (hard links inside
+	                      * the tree, this one included); 1 for every other kind */
+	size_t n_xattrs;     /* extended attributes recorded (see mtm_restore), sorted by name */
+	mtm_xattr *xattrs;   /* owned by the info: mtm_entry_info_clear frees them */
 } mtm_entry_info;
 
 /*

@@ -18,7 +18,7 @@ _metamori()
 		words=("${COMP_WORDS[@]}")
 		cword=$COMP_CWORD
 	}
-	local commands="init checkpoint status log diff restore verify prune tag du run ls cat mount help"
+	local commands="init checkpoint status log diff restore ls cat mount verify prune tag du push run restart help"
 	local i cmd="" dir=""
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
@@ -27,7 +27,7 @@ _metamori()
 		*) cmd=${words[i]}; break ;;
 		esac
 	done
-	if [[ $prev == -C || $prev == --to || $prev == --every ]]; then
+	if [[ $prev == -C || $prev == --to || $prev == --mirror || $prev == --every ]]; then
 		[[ $prev == --every ]] && return
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return
@@ -39,25 +39,29 @@ _metamori()
 	local opts=""
 	case $cmd in
 	init) COMPREPLY=($(compgen -d -- "$cur")); return ;;
-	checkpoint) opts="-m --message -q --quiet --json --exclude" ;;
+	checkpoint) opts="-m --message -q --quiet --json --exclude --mirror" ;;
 	status) opts="--exclude --json -z --exit-code" ;;
 	log) opts="-n --max-count --json" ;;
 	diff) opts="--json -z --exit-code" ;;
-	restore) opts="--to --exclude --json" ;;
+	restore) opts="--to --exclude --json --dry-run --discard --continue --abort" ;;
 	verify) opts="--data --json" ;;
 	prune) opts="--keep-last --keep-hourly --keep-daily --keep-every --keep -n --dry-run --gc-threshold --json" ;;
 	tag) opts="-f --force -d --delete --json" ;;
 	du) opts="--json" ;;
-	run) opts="--every --exclude -q --quiet --no-final --keep-idle"
+	run) opts="--dmtcp --every --exclude -q --quiet --no-final --keep-empty"
 	     if [[ $cur != -* ]]; then COMPREPLY=($(compgen -c -- "$cur")); return; fi ;;
-	ls | cat) opts="--json" ;;
+	restart) opts="-q --quiet" ;;
+	ls) opts="--json" ;;
+	cat) opts="" ;;
+	push) opts="-q --quiet"
+	      if [[ $cur != -* ]]; then COMPREPLY=($(compgen -d -- "$cur")); return; fi ;;
 	mount) opts="-f --foreground"
 	       if [[ $cur != -* ]]; then COMPREPLY=($(compgen -d -- "$cur") $(compgen -W "$(_metamori_ids "$dir")" -- "$cur")); return; fi ;;
 	help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts --help" -- "$cur"))
-	elif [[ $cmd == @(diff|restore|tag|ls|cat) || $prev == --keep ]]; then
+	elif [[ $cmd == @(diff|restore|restart|tag|ls|cat) || $prev == --keep ]]; then
 		COMPREPLY=($(compgen -W "$(_metamori_ids "$dir")" -- "$cur"))
 	fi
 }

@@ -11,6 +11,7 @@
  *      an unreferenced pack tail (cut off by the next writer); after it,
  *      nothing can be lost.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "util/human.h"
 #include "checkpoint/checkpoint.h"
 #include "store/region.h"
+#include "store/blockhash.h"
 #include <xxhash.h>
 
 typedef struct {
@@ -230,6 +232,8 @@ struct ckpt_run {
 	lineage parent_lin;
 	pathmap sc;
 	sqlite3_stmt *sc_put, *sc_del;
+	blockhash_stmts bh;
+	vec removed_ids; /* file ids of regular files removed: their blockhash rows go unless renamed */
 	int64_t t0;
 	mtm_checkpoint_info *ci;
 	const mtm_checkpoint_opts *opts;
@@ -283,6 +287,92 @@ static int read_file_xattrs(run_state *r, live_item *it, int fd)
 	return 0;
 }
 
+/* A file version's block hashes as an array: block b's is h[b], a block
+ * past n (or with no row) is the zero block's. */
+typedef struct {
+	uint64_t *h;
+	int64_t n;
+	int from_row; /* read from its blockhash row (not from `block`) */
+} hash_list;
+
+/* The parent version's hashes of file_id: its blockhash row when that
+ * describes prev_ver, else its rows of `block` (*map, and also as an
+ * array when the file is one a row is kept for). */
+static int parent_hashes(run_state *r, int64_t file_id, int64_t prev_ver, vec *map, hash_list *old)
+{
+	const uint64_t zh = zero_block_hash();
+	int found = 0;
+	if (prev_ver)
+		MTM_TRY(blockhash_get(r->s, &r->bh, file_id, prev_ver, &old->h, &old->n, &found));
+	if (found) {
+		old->from_row = 1;
+		for (int64_t b = 0; b < old->n; b++) {
+			if (old->h[b] == zh)
+				continue; /* the same as no row */
+			blockref *br = vec_push(map);
+			if (!br)
+				return mtm_set_error(ENOMEM, "checkpoint");
+			*br = (blockref){.blkno = b, .hash = old->h[b]};
+		}
+		return 0;
+	}
+	if (prev_ver)
+		MTM_TRY(index_file_map(r->s, file_id, &r->parent_lin, map));
+	int64_t n = map->n ? VEC_AT(map, blockref, map->n - 1).blkno + 1 : 0;
+	if (n > BLOCKHASH_MAX_BLOCKS)
+		return 0; /* sparse and huge: no row for it */
+	if (!(old->h = malloc((size_t)(n ? n : 1) * sizeof *old->h)))
+		return mtm_set_error(ENOMEM, "checkpoint");
+	old->n = n;
+	for (int64_t b = 0; b < n; b++)
+		old->h[b] = zh;
+	for (size_t i = 0; i < map->n; i++)
+		old->h[VEC_AT(map, blockref, i).blkno] = VEC_AT(map, blockref, i).hash;
+	return 0;
+}
+
+/* Compares a whole file with the parent's version prev_ver (0: none) and,
+ * when it is one a blockhash row is kept for, gives the new version's
+ * hashes in *fresh: those read (blocks up to *size_read), then the parent's
+ * past them (rows past a file's end stay visible, FORMAT.md 3.5, and a
+ * compare counts on them exactly as on rows of `block`). */
+static int compare_whole(run_state *r, file_src src, const struct stat *st, int64_t file_id, int64_t prev_ver,
+                         int64_t *size_read, hash_list *fresh)
+{
+	vec map = VEC_INIT(blockref);
+	hash_list old = {0};
+	int64_t nblocks = ((int64_t)st->st_size + MTM_BLOCK - 1) / MTM_BLOCK;
+	int keep = nblocks >= BLOCKHASH_MIN_BLOCKS && nblocks <= BLOCKHASH_MAX_BLOCKS;
+	uint64_t *out = NULL;
+	int rc = 0;
+	if (keep)
+		rc = parent_hashes(r, file_id, prev_ver, &map, &old);
+	else if (prev_ver)
+		rc = index_file_map(r->s, file_id, &r->parent_lin, &map);
+	if (!rc && keep && old.h && !(out = malloc((size_t)nblocks * sizeof *out)))
+		rc = mtm_set_error(ENOMEM, "checkpoint");
+	if (!rc)
+		rc = compare_file_hashes(src, (int64_t)st->st_size, &map, store_run, r->c, size_read, out);
+	if (!rc && out) {
+		int64_t got = (*size_read + MTM_BLOCK - 1) / MTM_BLOCK, n = got > old.n ? got : old.n;
+		assert(got <= nblocks);
+		uint64_t *h = n > nblocks ? realloc(out, (size_t)n * sizeof *out) : out;
+		if (!h) {
+			rc = mtm_set_error(ENOMEM, "checkpoint");
+		} else {
+			out = h;
+			for (int64_t b = got; b < n; b++)
+				out[b] = old.h[b];
+			*fresh = (hash_list){out, n, old.from_row};
+			out = NULL;
+		}
+	}
+	free(out);
+	free(old.h);
+	vec_free(&map);
+	return rc;
+}
+
 /* Records one live regular file: compares its content with its history. */
 static int record_file(run_state *r, live_item *it, entry *pe, gone_file *renamed)
 {
@@ -290,6 +380,9 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	int fd, rc;
 	struct stat st;
 	int64_t file_id = pe && pe->kind == KIND_FILE ? pe->file_id : renamed ? renamed->e->file_id : 0;
+	/* the parent's version of that history: what its blockhash row must describe */
+	int64_t prev_ver = pe && pe->kind == KIND_FILE ? pe->ver : renamed ? renamed->e->ver : 0;
+	hash_list fresh = {0};
 	capture *cap = it->cap;
 	int64_t seen = r->t0; /* captures: as of the checkpoint's start */
 	if (cap && !cap->whole && !file_id)
@@ -327,11 +420,7 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		rc = compare_runs(src, size_read, &cap->runs, parent_hash, &pa, store_run, c);
 		c->ahead_cap = NULL;
 	} else {
-		vec map = VEC_INIT(blockref);
-		rc = pe || renamed ? index_file_map(r->s, file_id, &r->parent_lin, &map) : 0;
-		if (!rc)
-			rc = compare_file(src, (int64_t)st.st_size, &map, store_run, c, &size_read);
-		vec_free(&map);
+		rc = compare_whole(r, src, &st, file_id, prev_ver, &size_read, &fresh);
 	}
 	if (!rc)
 		rc = flush_group(c);
@@ -343,8 +432,10 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		rc = read_file_xattrs(r, it, cap ? -1 : fd);
 	if (!cap)
 		close(fd);
-	if (rc)
+	if (rc) {
+		free(fresh.h);
 		return rc;
+	}
 	r->done_bytes += (uint64_t)size_read;
 	if (r->opts && r->opts->progress)
 		r->opts->progress(r->opts->progress_arg, "checkpoint", r->done_bytes, r->total_bytes);
@@ -365,6 +456,11 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	} else {
 		ver = pe->ver;
 	}
+	/* the hashes of version ver, for the next scan that finds the file changed */
+	rc = fresh.h && (ver == c->id || !fresh.from_row) ? blockhash_put(r->s, &r->bh, file_id, ver, fresh.h, fresh.n) : 0;
+	free(fresh.h);
+	if (rc)
+		return rc;
 	r->ci->tree_bytes += (uint64_t)size_read;
 	/* only the blocks a session's logs named were read: the row may let a
 	 * later scan skip the file only if nobody else can have written it */
@@ -396,6 +492,11 @@ static int record_removal(run_state *r, const entry *pe)
 	entry t = {.path = pe->path, .kind = KIND_NONE};
 	MTM_TRY(index_put_entry(&r->c->iw, r->c->branch, r->c->id, &t));
 	r->ci->files_removed++;
+	int64_t *id = pe->kind == KIND_FILE ? vec_push(&r->removed_ids) : NULL;
+	if (pe->kind == KIND_FILE && !id)
+		return mtm_set_error(ENOMEM, "checkpoint");
+	if (id)
+		*id = pe->file_id;
 	return pe->kind == KIND_FILE ? statcache_del(r->s, &r->sc_del, pe->path) : 0;
 }
 
@@ -469,6 +570,16 @@ static int scan_and_record(run_state *r, vec *parent, vec *live)
 		if (rc)
 			break;
 	}
+	/* the blockhash rows of removed files, unless a rename took the history on */
+	for (size_t i = 0; !rc && i < r->removed_ids.n; i++) {
+		int64_t id = VEC_AT(&r->removed_ids, int64_t, i);
+		int renamed = 0;
+		for (size_t k = 0; k < gone.n && !renamed; k++)
+			renamed = VEC_AT(&gone, gone_file, k).used && VEC_AT(&gone, gone_file, k).e->file_id == id;
+		if (!renamed)
+			rc = blockhash_del(r->s, &r->bh, id);
+	}
+	r->removed_ids.n = 0;
 	vec_free(&gone);
 	return rc;
 }
@@ -613,6 +724,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	r->s = s;
 	r->c = &r->ctx;
 	r->ctx.s = s;
+	r->removed_ids = (vec)VEC_INIT(int64_t);
 	if (hooks)
 		r->hooks = *hooks;
 	r->ctx.hooks = &r->hooks;
@@ -775,6 +887,8 @@ void ckpt_end(ckpt_run *r)
 	s->log_pending = 0;
 	sqlite3_finalize(r->sc_put);
 	sqlite3_finalize(r->sc_del);
+	blockhash_stmts_free(&r->bh);
+	vec_free(&r->removed_ids);
 	pack_writer_free(&r->ctx.pw);
 	index_writer_free(&r->ctx.iw);
 	pathmap_free(&r->sc, free);

@@ -52,6 +52,12 @@ int changes_put(void *arg, const mtm_change *c)
 	return 0;
 }
 
+void changes_discard(changes_out *o)
+{
+	if (o->mode == CHANGES_JSON)
+		json_discard(&o->j);
+}
+
 void changes_end(changes_out *o)
 {
 	if (o->mode == CHANGES_JSON) {

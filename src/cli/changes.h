@@ -21,4 +21,7 @@ void changes_begin(changes_out *o, int mode, mtm_id from, mtm_id to);
 /* An mtm_change_fn. */
 int changes_put(void *arg, const mtm_change *c);
 void changes_end(changes_out *o);
+/* After a failure: the JSON document is dropped unprinted (text and -z
+ * records already printed stay: they are whole lines). */
+void changes_discard(changes_out *o);
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli/cli.h"
+#include "cli/dmtcp.h"
 #include "cli/report.h"
 
 const char usage_checkpoint[] =
@@ -14,7 +15,13 @@ const char usage_checkpoint[] =
 	"  --json               print the new checkpoint as log --json does (one object)\n"
 	"  --exclude PATTERN    leave matching paths out (gitignore syntax; adds to\n"
 	"                       the patterns in .metamoriignore)\n"
-	"  --mirror DIR         then mirror the store into DIR (as 'metamori push DIR')\n";
+	"  --mirror DIR         then mirror the store into DIR (as 'metamori push DIR')\n\n"
+	"In a 'metamori run --dmtcp' session, DMTCP checkpoints the program's memory\n"
+	"and Metamori's plugin makes the file checkpoint at DMTCP's barrier: one\n"
+	"paired checkpoint (tag dmtcp-ID; its image in .metamori/dmtcp/ID), or an\n"
+	"error if its file checkpoint failed. 'metamori restart' restarts from it.\n"
+	"--json then prints {\"id\": ID, \"dmtcp_images\": DIR}; with --exclude the\n"
+	"checkpoint is of the files only (as in any session).\n";
 
 int cmd_checkpoint(int argc, char **argv)
 {
@@ -54,6 +61,28 @@ int cmd_checkpoint(int argc, char **argv)
 	}
 	o.excludes = ex;
 	o.progress = cli_progress;
+	/* a DMTCP session: DMTCP's checkpoint, which makes ours at its barrier */
+	mtm_id paired = 0;
+	char root[4096];
+	int d = o.n_excludes ? -1 : dmtcp_checkpoint(cli_dir ? cli_dir : ".", o.message, &paired, root, sizeof root);
+	if (d >= 0) {
+		free(ex);
+		if (d)
+			return d;
+		if (as_json) {
+			char dir[4200];
+			snprintf(dir, sizeof dir, "%s/%s/%lld", root, DMTCP_IMAGES_DIR, (long long)paired);
+			printf("{\"id\": %lld, \"dmtcp_images\": ", (long long)paired);
+			json_string(dir);
+			printf("}\n");
+		}
+		else if (quiet)
+			printf("%lld\n", (long long)paired);
+		else
+			printf("checkpoint %lld\n  paired with DMTCP's image of the program (%s/%lld)\n", (long long)paired,
+			       DMTCP_IMAGES_DIR, (long long)paired);
+		return 0;
+	}
 	mtm_checkpoint_info ci;
 	/* a running session makes it: no need to open the index here */
 	int rc = mtm_checkpoint_at(cli_dir ? cli_dir : ".", &o, &ci);

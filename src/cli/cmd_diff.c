@@ -47,6 +47,7 @@ int cmd_diff(int argc, char **argv)
 		rc = mtm_diff(s, a, b, NULL, changes_put, &out);
 		cli_progress_end();
 		if (rc) {
+			changes_discard(&out);
 			fflush(stdout);
 			rc = cli_fail(rc);
 		} else {

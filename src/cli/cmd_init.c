@@ -25,8 +25,10 @@ static void note_outer_store(const char *root)
 		snprintf(probe, sizeof probe, "%s/.metamori", *dir ? dir : "");
 		struct stat st;
 		if (!lstat(probe, &st) && S_ISDIR(st.st_mode)) {
-			fprintf(stderr, "metamori: note: %s is inside the tree of the store in %s, which leaves this store out "
-			        "of its checkpoints (the files of %s stay in them)\n", root, *dir ? dir : "/", root);
+			char line[3 * PATH_MAX];
+			snprintf(line, sizeof line, "note: %s is inside the tree of the store in %s, which leaves this store "
+			         "out of its checkpoints (the files of %s stay in them)", root, *dir ? dir : "/", root);
+			cli_log(NULL, 0, line); /* (paths escaped) */
 			return;
 		}
 	}

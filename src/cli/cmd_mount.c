@@ -13,9 +13,12 @@ const char usage_mount[] =
 	"Show checkpoints as a read-only file system at DIR (FUSE 3), without\n"
 	"restoring anything. With ID, DIR is that checkpoint's tree; without, DIR\n"
 	"holds a directory per checkpoint, named by its id, a symlink per tag and\n"
-	"'head' (as borg mount and restic mount do). Every byte read is checked\n"
-	"against its hash: a damaged block reads as an I/O error, never as wrong\n"
-	"bytes. Unmount with 'fusermount3 -u DIR' (or 'umount DIR' as root).\n\n"
+	"'head' (as borg mount and restic mount do). Entries show as 'restore\n"
+	"--to' makes them: every kind (FIFOs, sockets, device nodes, hard links\n"
+	"with their link count), modes, owners, times and extended attributes\n"
+	"(getfattr). Every byte read is checked against its hash: a damaged block\n"
+	"reads as an I/O error, never as wrong bytes. Unmount with\n"
+	"'fusermount3 -u DIR' (or 'umount DIR' as root).\n\n"
 	"  -f, --foreground   stay in the foreground (Ctrl-C unmounts)\n";
 
 int cmd_mount(int argc, char **argv)

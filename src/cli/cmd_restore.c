@@ -151,11 +151,7 @@ int cmd_restore(int argc, char **argv)
 		                                   : "usage: metamori restore ID [--to DIR] [-- PATH...]");
 	}
 	json j;
-	step_out so = {NULL};
-	if (as_json) {
-		json_init(&j, stdout);
-		so.j = &j;
-	}
+	step_out so = {as_json ? &j : NULL};
 	o.excludes = ex;
 	o.progress = cli_progress;
 	o.on_step = o.dry_run ? print_step : NULL;
@@ -181,6 +177,7 @@ int cmd_restore(int argc, char **argv)
 	}
 	if (!rc) {
 		if (as_json) {
+			json_init(&j, stdout);
 			json_obj(&j);
 			if (o.dry_run) {
 				json_key(&j, "steps");
@@ -190,11 +187,15 @@ int cmd_restore(int argc, char **argv)
 		rc = !resume ? mtm_restore(s, id, &o, &st)
 		             : resume == O_CONTINUE ? mtm_restore_continue(s, &o, &st) : mtm_restore_abort(s, &o, &st);
 		cli_progress_end();
-		if (as_json) {
+		if (as_json && rc) {
+			json_discard(&j); /* no half document: the error alone says it failed */
+			if (saved)
+				fprintf(stderr, "metamori: note: saved the current tree as checkpoint %lld (metamori restore %lld "
+				        "undoes this)\n", (long long)saved, (long long)saved);
+		} else if (as_json) {
 			if (o.dry_run)
 				json_arr_end(&j);
-			if (!rc)
-				json_done_obj(&j, id, o.to_dir, saved, resume == O_ABORT ? from : 0, &st);
+			json_done_obj(&j, id, o.to_dir, saved, resume == O_ABORT ? from : 0, &st);
 			json_obj_end(&j);
 			json_done(&j);
 		} else if (saved) {

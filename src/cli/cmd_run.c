@@ -7,10 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "cli/dmtcp.h"
 
 const char usage_run[] =
-	"usage: metamori run [--every SECONDS] [--no-final] [--keep-empty] [--exclude PATTERN]... [-q]\n"
-	"                    [--] CMD [ARG]...\n\n"
+	"usage: metamori run [--dmtcp] [--every SECONDS] [--no-final] [--keep-empty]\n"
+	"                    [--exclude PATTERN]... [-q] [--] CMD [ARG]...\n\n"
 	"Run CMD with transparent tracking of the tree: an interposer in CMD and\n"
 	"every process it starts records each change to the tree as it is made,\n"
 	"so a checkpoint costs what changed, not what exists. While CMD runs, a\n"
@@ -44,7 +45,16 @@ const char usage_run[] =
 	"                       even when nothing changed\n"
 	"  --exclude PATTERN    leave matching paths out of the session's checkpoints\n"
 	"                       (gitignore syntax; adds to .metamoriignore)\n"
-	"  -q, --quiet          no line on stderr per checkpoint\n\n"
+	"  -q, --quiet          no line on stderr per checkpoint\n"
+	"  --dmtcp              also checkpoint CMD's memory: CMD runs under DMTCP\n"
+	"                       (dmtcp_launch, a coordinator of its own on a free\n"
+	"                       port, Metamori's DMTCP plugin); 'metamori checkpoint'\n"
+	"                       and 'dmtcp_command --checkpoint' make paired\n"
+	"                       checkpoints (the file checkpoint at DMTCP's barrier,\n"
+	"                       tagged dmtcp-ID, its image in .metamori/dmtcp/ID);\n"
+	"                       'metamori restart' restarts from one. --every and\n"
+	"                       SIGUSR1 make file checkpoints only. One process is\n"
+	"                       paired: CMD itself (not the programs it forks)\n\n"
 	"Environment: METAMORI_PRELOAD names the interposer when it is not next to\n"
 	"the metamori executable; METAMORI_WATCH=fanotify|inotify chooses the\n"
 	"watcher (off: none, for benchmarks only: outside changes are then missed).\n";
@@ -55,6 +65,7 @@ int cmd_run(int argc, char **argv)
 	                                     {"exclude", required_argument, 0, 'x'},
 	                                     {"quiet", no_argument, 0, 'q'},
 	                                     {"no-final", no_argument, 0, 'F'},
+	                                     {"dmtcp", no_argument, 0, 'D'},
 	                                     {"keep-empty", no_argument, 0, 'K'},
 	                                     {"help", no_argument, 0, 'h'},
 	                                     {0, 0, 0, 0}};
@@ -62,7 +73,7 @@ int cmd_run(int argc, char **argv)
 	const char **ex = calloc((size_t)argc, sizeof *ex);
 	if (!ex)
 		return cli_error("run", "out of memory");
-	int c;
+	int c, dmtcp = 0;
 	optind = 1;
 	opterr = 0;
 	/* '+': options end at CMD, whose own options are its business */
@@ -80,6 +91,8 @@ int cmd_run(int argc, char **argv)
 			o.quiet = 1;
 		} else if (c == 'F') {
 			o.no_final = 1;
+		} else if (c == 'D') {
+			dmtcp = 1;
 		} else if (c == 'K') {
 			o.keep_empty = 1;
 		} else if (c == 'h') {
@@ -122,7 +135,14 @@ int cmd_run(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	int status = 0;
-	int rc = mtm_run(s, &o, argv + optind, &status);
+	char **cmd = argv + optind, **launch = NULL;
+	if (dmtcp && !(cmd = launch = dmtcp_launch_argv(mtm_root(s), argv + optind))) {
+		free(ex);
+		mtm_close(s);
+		return CLI_EXIT_ERROR;
+	}
+	int rc = mtm_run(s, &o, cmd, &status);
+	dmtcp_argv_free(launch);
 	free(ex);
 	if (rc) {
 		cli_fail(rc);

@@ -57,14 +57,17 @@ int cmd_status(int argc, char **argv)
 	mtm_id head;
 	changes_out out;
 	mtm_set_progress(s, cli_progress, NULL); /* rehashing changed files */
-	int rc = mtm_head(s, &head);
+	int rc = mtm_head(s, &head), begun = 0;
 	if (!rc) {
 		changes_begin(&out, mode, head, MTM_LIVE);
+		begun = 1;
 		rc = mtm_diff(s, head, MTM_LIVE, &o, changes_put, &out);
 	}
 	cli_progress_end();
 	free(ex);
 	if (rc) {
+		if (begun)
+			changes_discard(&out);
 		fflush(stdout);
 		rc = cli_fail(rc);
 		mtm_close(s);

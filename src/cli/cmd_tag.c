@@ -88,7 +88,9 @@ int cmd_tag(int argc, char **argv)
 		}
 		rc = force ? mtm_tag_move(s, argv[optind + 1], id) : mtm_tag(s, argv[optind + 1], id);
 		if (rc == MTM_EEXIST) { /* "tag 'NAME': already names checkpoint N" */
-			fprintf(stderr, "metamori: %s (use -f to move it)\n", mtm_last_error());
+			fputs("metamori: ", stderr); /* (the name was checked: letters, digits, '-', '_', '.') */
+			quote_line(stderr, mtm_last_error());
+			fputs(" (use -f to move it)\n", stderr);
 			mtm_close(s);
 			return 1;
 		}

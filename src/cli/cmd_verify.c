@@ -75,6 +75,8 @@ int cmd_verify(int argc, char **argv)
 	int rc = mtm_verify(s, flags, report, &r, &st);
 	cli_progress_end();
 	if (rc && !st.problems) {
+		if (as_json)
+			json_discard(&j);
 		fflush(stdout);
 		rc = cli_fail(rc);
 	} else if (as_json) {

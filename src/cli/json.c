@@ -1,13 +1,21 @@
 /* json.c — a streaming JSON writer with comma bookkeeping (see json.h). */
 #include <assert.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include "cli/cli.h"
 #include "cli/json.h"
 #include "cli/utf8.h"
 
 void json_init(json *j, FILE *f)
 {
-	j->f = f;
+	j->out = f;
+	j->buf = NULL;
+	j->len = 0;
+	j->f = open_memstream(&j->buf, &j->len);
+	if (!j->f) { /* (out of memory: written as it goes, as before) */
+		j->f = f;
+		j->out = NULL;
+	}
 	j->depth = 0;
 	j->first[0] = 1;
 	j->after_key = 0;
@@ -123,7 +131,24 @@ void json_done(json *j)
 {
 	assert(j->depth == 0);
 	fputc('\n', j->f);
+	if (j->out) {
+		fclose(j->f);
+		fwrite(j->buf, 1, j->len, j->out);
+		free(j->buf);
+		j->f = j->out;
+		j->out = NULL;
+	}
 	fflush(j->f);
+}
+
+void json_discard(json *j)
+{
+	if (j->out) {
+		fclose(j->f);
+		free(j->buf);
+		j->f = j->out;
+		j->out = NULL;
+	}
 }
 
 void json_kstr(json *j, const char *key, const char *s) { json_key(j, key); json_str(j, s); }

@@ -2,7 +2,10 @@
  * section JSON OUTPUT). Output is always valid UTF-8: strings are escaped
  * as JSON requires, and a byte that is not part of well-formed UTF-8 (a
  * file name is bytes) is written as \udcNN, the lone low surrogate that
- * Python's surrogateescape uses, so os.fsencode(name) gives the bytes back. */
+ * Python's surrogateescape uses, so os.fsencode(name) gives the bytes back.
+ * The document is built in memory and written out by json_done only: a
+ * command that fails half-way calls json_discard and prints no JSON at all
+ * (a script never reads half a document). */
 #ifndef MTM_CLI_JSON_H
 #define MTM_CLI_JSON_H
 #include <stdint.h>
@@ -11,12 +14,16 @@
 #define JSON_MAX_DEPTH 16
 
 typedef struct {
-	FILE *f;
+	FILE *f;                             /* the document so far (in memory) */
+	FILE *out;                           /* where json_done writes it */
+	char *buf;
+	size_t len;
 	int depth;
 	unsigned char first[JSON_MAX_DEPTH]; /* nothing written yet at this level */
 	int after_key;                       /* a key was written: the value follows, no comma */
 } json;
 
+/* Starts a document for f. */
 void json_init(json *j, FILE *f);
 void json_obj(json *j);
 void json_obj_end(json *j);
@@ -29,8 +36,10 @@ void json_uint(json *j, uint64_t v);
 void json_bool(json *j, int v);
 void json_null(json *j);
 void json_real(json *j, double v); /* three decimals */
-/* Ends the document with a newline (and flushes). */
+/* Ends the document with a newline and writes it to f (flushed). */
 void json_done(json *j);
+/* Drops the document unwritten (the command failed). */
+void json_discard(json *j);
 
 /* key and value in one call */
 void json_kstr(json *j, const char *key, const char *s);

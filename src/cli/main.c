@@ -15,12 +15,13 @@ int cmd_tag(int argc, char **argv);
 int cmd_du(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_restart(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 extern const char usage_init[], usage_checkpoint[], usage_status[], usage_log[], usage_diff[], usage_restore[],
 	usage_verify[], usage_prune[], usage_tag[], usage_du[], usage_ls[], usage_cat[], usage_mount[], usage_push[];
-extern const char usage_run[];
+extern const char usage_run[], usage_restart[];
 
 static const cli_command commands[] = {
 	{"init", cmd_init, "create a store for a directory tree", usage_init},
@@ -38,6 +39,7 @@ static const cli_command commands[] = {
 	{"du", cmd_du, "show the space each checkpoint uses", usage_du},
 	{"push", cmd_push, "mirror the store into another directory (incremental)", usage_push},
 	{"run", cmd_run, "run a command with transparent tracking of the tree", usage_run},
+	{"restart", cmd_restart, "restart a program from a paired (DMTCP) checkpoint", usage_restart},
 };
 
 const cli_command *cli_find(const char *name)

@@ -7,6 +7,12 @@
  * The list of checkpoints is read when the root is listed or looked up, so
  * checkpoints made while mounted appear.
  *
+ * Every kind of entry a checkpoint holds is shown as restore makes it: FIFOs,
+ * sockets and device nodes (the mount is nodev: a device node cannot be
+ * opened through it), a hard-linked file's names with its link count,
+ * extended attributes through getxattr/listxattr (ACLs and capabilities
+ * among them), modes, owners and times.
+ *
  * Every request runs on one thread (fuse_loop, not fuse_loop_mt): a store
  * handle is used by one thread at a time. Reads go through mtm_file_pread,
  * which checks each block against its hash: a damaged chunk is EIO, never
@@ -88,13 +94,32 @@ static void fill_synthetic_dir(fs_state *fs, struct stat *st)
 	st->st_atim = st->st_ctim = st->st_mtim;
 }
 
+/* The file type of a kind (mtm_entry_info.kind); 0 for one this mount
+ * does not know (a newer store's): left out of listings. */
+static mode_t kind_type(char kind)
+{
+	switch (kind) {
+	case 'f': return S_IFREG;
+	case 'd': return S_IFDIR;
+	case 'l': return S_IFLNK;
+	case 'p': return S_IFIFO;
+	case 's': return S_IFSOCK;
+	case 'c': return S_IFCHR;
+	case 'b': return S_IFBLK;
+	default: return 0;
+	}
+}
+
 static void fill_entry(const mtm_entry_info *e, struct stat *st)
 {
 	memset(st, 0, sizeof *st);
-	st->st_mode = (e->kind == 'd' ? S_IFDIR : e->kind == 'l' ? S_IFLNK : S_IFREG) | (e->mode & 07777);
+	st->st_mode = kind_type(e->kind) | (e->mode & 07777);
 	if (e->kind == 'l')
 		st->st_mode = S_IFLNK | 0777;
-	st->st_nlink = e->kind == 'd' ? 2 : 1;
+	/* (a directory's count of subdirectories is not recorded: 2, as many
+	 * file systems without it say) */
+	st->st_nlink = e->kind == 'd' ? 2 : e->nlink;
+	st->st_rdev = (dev_t)e->rdev;
 	st->st_uid = e->uid;
 	st->st_gid = e->gid;
 	st->st_size = (off_t)e->size;
@@ -140,6 +165,10 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	int rc = mtm_stat(fs->s, id, rest, &e);
 	if (rc)
 		return to_errno(rc);
+	if (!kind_type(e.kind)) {
+		mtm_entry_info_clear(&e);
+		return -ENOENT;
+	}
 	if (!*rest) { /* a checkpoint's root is not recorded: it is the directory */
 		fill_synthetic_dir(fs, st);
 	} else {
@@ -218,7 +247,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 	if (rc)
 		return to_errno(rc);
 	for (size_t i = 0; i < n; i++)
-		if (v[i].kind == 'f' || v[i].kind == 'd' || v[i].kind == 'l')
+		if (kind_type(v[i].kind))
 			filler(buf, v[i].name, NULL, 0, 0);
 	mtm_ls_free(v, n);
 	return 0;
@@ -259,6 +288,68 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
+/* The recorded extended attributes of path: 1 and *e (clear it), 0 for a
+ * synthetic name (none), or -errno. */
+static int entry_of(const char *path, mtm_entry_info *e)
+{
+	fs_state *fs = state();
+	mtm_id id;
+	const char *rest;
+	char name[256];
+	if (split(fs, path, &id, &rest, name, sizeof name) || !*rest)
+		return 0;
+	int rc = mtm_stat(fs->s, id, rest, e);
+	return rc ? to_errno(rc) : 1;
+}
+
+/* listxattr(2): the names, each ended by NUL; size 0 asks for the length. */
+static int fs_listxattr(const char *path, char *list, size_t size)
+{
+	mtm_entry_info e;
+	int got = entry_of(path, &e);
+	if (got <= 0)
+		return got;
+	size_t need = 0;
+	for (size_t i = 0; i < e.n_xattrs; i++)
+		need += strlen(e.xattrs[i].name) + 1;
+	int rc = (int)need;
+	if (size && need > size) {
+		rc = -ERANGE;
+	} else if (size) {
+		for (size_t i = 0, o = 0; i < e.n_xattrs; i++) {
+			size_t n = strlen(e.xattrs[i].name) + 1;
+			memcpy(list + o, e.xattrs[i].name, n);
+			o += n;
+		}
+	}
+	mtm_entry_info_clear(&e);
+	return rc;
+}
+
+static int fs_getxattr(const char *path, const char *name, char *value, size_t size)
+{
+	mtm_entry_info e;
+	int got = entry_of(path, &e);
+	if (got <= 0)
+		return got ? got : -ENODATA;
+	int rc = -ENODATA;
+	for (size_t i = 0; i < e.n_xattrs; i++) {
+		if (strcmp(e.xattrs[i].name, name))
+			continue;
+		size_t len = e.xattrs[i].len;
+		if (size && len > size) {
+			rc = -ERANGE;
+		} else {
+			if (size)
+				memcpy(value, e.xattrs[i].value, len);
+			rc = (int)len;
+		}
+		break;
+	}
+	mtm_entry_info_clear(&e);
+	return rc;
+}
+
 static const struct fuse_operations ops = {
 	.getattr = fs_getattr,
 	.readlink = fs_readlink,
@@ -266,6 +357,8 @@ static const struct fuse_operations ops = {
 	.open = fs_open,
 	.read = fs_read,
 	.release = fs_release,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
 };
 
 int mountfs_run(const mountfs_opts *o)

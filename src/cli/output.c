@@ -7,22 +7,29 @@
 #include <getopt.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "cli/quote.h"
 
 const char *cli_dir;
 
+/* Errors and log lines name paths, tags and arguments as given: each is
+ * written with quote_line (one line, no escape sequence reaches the
+ * terminal). */
 int cli_fail(int err)
 {
 	const char *detail = mtm_last_error();
-	if (detail && *detail)
-		fprintf(stderr, "metamori: %s\n", detail);
-	else
-		fprintf(stderr, "metamori: %s\n", mtm_strerror(err));
+	fputs("metamori: ", stderr);
+	quote_line(stderr, detail && *detail ? detail : mtm_strerror(err));
+	fputc('\n', stderr);
 	return 1;
 }
 
 int cli_error(const char *what, const char *why)
 {
-	fprintf(stderr, "metamori: %s: %s\n", what, why);
+	fputs("metamori: ", stderr);
+	quote_line(stderr, what);
+	fputs(": ", stderr);
+	quote_line(stderr, why);
+	fputc('\n', stderr);
 	return 1;
 }
 
@@ -30,7 +37,9 @@ void cli_log(void *arg, int level, const char *line)
 {
 	(void)arg;
 	(void)level;
-	fprintf(stderr, "metamori: %s\n", line);
+	fputs("metamori: ", stderr);
+	quote_line(stderr, line);
+	fputc('\n', stderr);
 }
 
 int cli_open_only(mtm_store **out)

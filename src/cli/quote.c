@@ -36,6 +36,24 @@ static void put_byte_escaped(FILE *f, unsigned char c)
 	fprintf(f, "\\%03o", c);
 }
 
+void quote_line(FILE *f, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		uint32_t cp;
+		int n = utf8_len(p, &cp);
+		if (n && !is_control(cp)) {
+			fwrite(p, 1, (size_t)n, f);
+			p += n;
+			continue;
+		}
+		int bytes = n ? n : 1;
+		for (int i = 0; i < bytes; i++)
+			put_byte_escaped(f, p[i]);
+		p += bytes;
+	}
+}
+
 void quote_put(FILE *f, const char *s)
 {
 	if (!quote_needed(s)) {

@@ -11,4 +11,9 @@
 int quote_needed(const char *s);
 /* Writes s to f, quoted when needed. */
 void quote_put(FILE *f, const char *s);
+/* Writes a message line that may hold names (an error: "PATH: why") with
+ * its control characters and bytes that are not UTF-8 escaped as quote_put
+ * escapes them, but no quotes added: it stays one line, and no escape
+ * sequence from a name reaches the terminal. */
+void quote_line(FILE *f, const char *s);
 #endif

@@ -16,6 +16,7 @@
 #include "store/index.h"
 #include "store/lineage.h"
 #include "store/pack.h"
+#include "io/xattr.h"
 #include "util/error.h"
 
 int browse_norm_path(const char *in, char **out)
@@ -74,10 +75,66 @@ char browse_kind_char(int kind)
 	}
 }
 
-/* Moves e's fields into info (e is left empty). */
-static void info_from_entry(mtm_entry_info *info, entry *e)
+/* The value length of the blob record at off (io/xattr.h: u8 name length,
+ * the name, u32 LE value length, the value). */
+static uint32_t xattr_vlen(const unsigned char *blob, size_t off)
+{
+	const unsigned char *p = blob + off + 1 + blob[off];
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* An entry's extended attributes (the blob) as one allocation: the array,
+ * then each name with its NUL, then the values. NULL when none. */
+static int xattrs_decode(const unsigned char *blob, size_t len, mtm_xattr **out, size_t *n_out)
+{
+	*out = NULL;
+	*n_out = 0;
+	if (!blob || !len)
+		return 0;
+	if (!xattr_blob_valid(blob, len))
+		return mtm_set_error(MTM_ECORRUPT, "index: damaged extended attributes");
+	size_t n = 0, names_len = 0;
+	for (size_t off = 0; off < len; n++) {
+		names_len += (size_t)blob[off] + 1;
+		off += 1 + (size_t)blob[off] + 4 + xattr_vlen(blob, off);
+	}
+	/* names with their NULs and the values: the blob less 4 bytes per record */
+	mtm_xattr *v = malloc(n * sizeof *v + len);
+	if (!v)
+		return mtm_set_error(ENOMEM, "extended attributes");
+	char *names = (char *)(v + n), *values = names + names_len;
+	size_t i = 0;
+	for (size_t off = 0; off < len; i++) {
+		size_t nl = blob[off];
+		uint32_t vl = xattr_vlen(blob, off);
+		memcpy(names, blob + off + 1, nl);
+		names[nl] = 0;
+		memcpy(values, blob + off + 1 + nl + 4, vl);
+		v[i] = (mtm_xattr){names, values, vl};
+		names += nl + 1;
+		values += vl;
+		off += 1 + nl + 4 + vl;
+	}
+	assert(i == n && values <= (char *)(v + n) + len);
+	*out = v;
+	*n_out = n;
+	return 0;
+}
+
+/* Moves e's fields into info (e is left empty); nlink: its names. */
+static int info_from_entry(mtm_entry_info *info, entry *e, uint32_t nlink)
 {
 	memset(info, 0, sizeof *info);
+	int rc = xattrs_decode(e->xattrs, e->xattrs_len, &info->xattrs, &info->n_xattrs);
+	if (rc) {
+		entry_clear(e);
+		return rc;
+	}
+	free(e->xattrs);
+	e->xattrs = NULL;
+	e->xattrs_len = 0;
+	info->rdev = e->kind == KIND_CHR || e->kind == KIND_BLK ? e->rdev : 0;
+	info->nlink = nlink ? nlink : 1;
 	info->path = e->path;
 	const char *slash = strrchr(info->path, '/');
 	info->name = slash ? slash + 1 : info->path;
@@ -95,6 +152,7 @@ static void info_from_entry(mtm_entry_info *info, entry *e)
 		free(e->target);
 	info->version = e->ver;
 	e->path = e->target = NULL;
+	return 0;
 }
 
 void mtm_entry_info_clear(mtm_entry_info *e)
@@ -103,6 +161,7 @@ void mtm_entry_info_clear(mtm_entry_info *e)
 		return;
 	free(e->path);
 	free(e->target);
+	free(e->xattrs);
 	memset(e, 0, sizeof *e);
 }
 
@@ -134,7 +193,21 @@ static int resolve_link(mtm_store *s, const lineage *l, entry *e)
 	return 0;
 }
 
-static int lookup(mtm_store *s, const lineage *l, const char *path, entry *out, int *found)
+/* The names e's file has at l (before resolve_link: a KIND_LINK's target
+ * is its group's first name, the KIND_FILE that holds the content). */
+static int names_of(mtm_store *s, const lineage *l, const entry *e, uint32_t *out)
+{
+	*out = 1;
+	const char *first = e->kind == KIND_LINK ? e->target : e->kind == KIND_FILE ? e->path : NULL;
+	uint32_t others = 0;
+	if (first)
+		MTM_TRY(index_link_names(s, first, l, &others));
+	*out = 1 + others;
+	return 0;
+}
+
+/* nlink (may be NULL): the names of the entry's file (names_of). */
+static int lookup(mtm_store *s, const lineage *l, const char *path, entry *out, int *found, uint32_t *nlink)
 {
 	memset(out, 0, sizeof *out);
 	if (!*path) {
@@ -144,7 +217,13 @@ static int lookup(mtm_store *s, const lineage *l, const char *path, entry *out, 
 		return out->path ? 0 : mtm_set_error(ENOMEM, "stat");
 	}
 	MTM_TRY(index_entry_at(s, path, l, out, found));
-	int rc = *found ? resolve_link(s, l, out) : 0;
+	int rc = *found && nlink ? names_of(s, l, out, nlink) : 0;
+	if (rc) {
+		entry_clear(out);
+		*found = 0;
+		return rc;
+	}
+	rc = *found ? resolve_link(s, l, out) : 0;
 	if (rc)
 		*found = 0;
 	return rc;
@@ -183,12 +262,13 @@ int mtm_stat(mtm_store *s, mtm_id id, const char *path, mtm_entry_info *out)
 		return rc;
 	}
 	entry e;
-	rc = lookup(s, &l, p, &e, &found);
+	uint32_t nlink = 1;
+	rc = lookup(s, &l, p, &e, &found, &nlink);
 	browse_end(s, &l);
 	if (!rc && !found)
 		rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", *p ? p : ".", (long long)id);
 	if (!rc)
-		info_from_entry(out, &e);
+		rc = info_from_entry(out, &e, nlink);
 	else if (found)
 		entry_clear(&e);
 	free(p);
@@ -216,7 +296,7 @@ int mtm_ls(mtm_store *s, mtm_id id, const char *dir, mtm_entry_info **out, size_
 	}
 	entry d;
 	vec under = VEC_INIT(entry);
-	if ((rc = lookup(s, &l, p, &d, &found)))
+	if ((rc = lookup(s, &l, p, &d, &found, NULL)))
 		goto done;
 	if (!found) {
 		rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", *p ? p : ".", (long long)id);
@@ -242,11 +322,13 @@ int mtm_ls(mtm_store *s, mtm_id id, const char *dir, mtm_entry_info **out, size_
 		assert(!skip || (!strncmp(e->path, p, skip - 1) && e->path[skip - 1] == '/'));
 		if (strchr(e->path + skip, '/'))
 			continue;
-		if ((rc = resolve_link(s, &l, e))) {
+		uint32_t nlink;
+		if ((rc = names_of(s, &l, e, &nlink)) || (rc = resolve_link(s, &l, e)) ||
+		    (rc = info_from_entry(&v[n], e, nlink))) {
 			mtm_ls_free(v, n);
 			goto done;
 		}
-		info_from_entry(&v[n++], e);
+		n++;
 	}
 	*out = v;
 	*n_out = n;
@@ -271,7 +353,7 @@ static int file_load(mtm_file *f, const lineage *l)
 {
 	entry e;
 	int found = 0;
-	MTM_TRY(lookup(f->s, l, f->path, &e, &found));
+	MTM_TRY(lookup(f->s, l, f->path, &e, &found, NULL));
 	if (!found)
 		return mtm_set_error(ENOENT, "%s: not in checkpoint %lld", *f->path ? f->path : ".", (long long)f->id);
 	int kind = e.kind;

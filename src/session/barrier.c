@@ -252,6 +252,17 @@ static int sticky_scan_add(mtm_session *ss, int32_t pid)
 	return 0;
 }
 
+/* A process that is traced again (a DMTCP restart: the static mtcp_restart
+ * became the program, its interposer attached) scans no more for being it. */
+static void sticky_scan_remove(mtm_session *ss, int32_t pid)
+{
+	for (size_t i = 0; i < ss->sticky_scan.n; i++)
+		if (VEC_AT(&ss->sticky_scan, sticky_scanner, i).pid == pid) {
+			VEC_AT(&ss->sticky_scan, sticky_scanner, i) = VEC_AT(&ss->sticky_scan, sticky_scanner, --ss->sticky_scan.n);
+			return;
+		}
+}
+
 void change_set_scan(change_set *cs, const char *why)
 {
 	if (!cs->scan)
@@ -383,6 +394,8 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 			change_set_scan(full, "a traced process did something that cannot be tracked");
 			if (rec.a == 1 && sticky_scan_add(ss, l->pid))
 				return mtm_set_error(ENOMEM, "session");
+			if (rec.a == 2)
+				sticky_scan_remove(ss, l->pid);
 			continue;
 		}
 		if (rec.path_len == 0 && (rec.type == MTM_REC_META || rec.type == MTM_REC_NS))

@@ -287,23 +287,25 @@ const blockref *file_map_find(const vec *map, int64_t blkno)
 int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 {
 	*out = (vec)VEC_INIT(blockref);
-	sqlite3_stmt *st = NULL, *seek = NULL;
-	sqlite3_stmt *seek_log = NULL;
+	/* prepared once per handle: a scan of many small changed files calls
+	 * this per file, and three prepares cost more than their few rows */
+	int rc = SQLITE_OK;
 	/* both tables' rows in one key order (SQLite merges the two index scans) */
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT " BLOCK_COLS " FROM block WHERE file_id=?1 AND blkno>=?2 UNION ALL "
-	                            "SELECT " BLOCK_COLS " FROM block_log WHERE file_id=?1 AND blkno>=?2 "
-	                            "ORDER BY 1, 2, 3",
-	                            -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block " BLOCK_SEEK_WHERE, -1, &seek, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block_log " BLOCK_SEEK_WHERE, -1, &seek_log, NULL);
-	if (rc != SQLITE_OK) {
-		sqlite3_finalize(st);
-		sqlite3_finalize(seek);
+	if (!s->q_file_map)
+		rc = sqlite3_prepare_v2(s->db,
+		                        "SELECT " BLOCK_COLS " FROM block WHERE file_id=?1 AND blkno>=?2 UNION ALL "
+		                        "SELECT " BLOCK_COLS " FROM block_log WHERE file_id=?1 AND blkno>=?2 "
+		                        "ORDER BY 1, 2, 3",
+		                        -1, &s->q_file_map, NULL);
+	if (rc == SQLITE_OK && !s->q_block_at)
+		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block " BLOCK_SEEK_WHERE, -1, &s->q_block_at, NULL);
+	if (rc == SQLITE_OK && !s->q_block_at_log)
+		rc = sqlite3_prepare_v2(s->db, "SELECT " BLOCK_COLS " FROM block_log " BLOCK_SEEK_WHERE, -1, &s->q_block_at_log,
+		                        NULL);
+	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
-	}
+	sqlite3_stmt *st = s->q_file_map, *seek = s->q_block_at, *seek_log = s->q_block_at_log;
+	sqlite3_reset(st);
 	sqlite3_bind_int64(st, 1, file_id);
 	sqlite3_bind_int64(st, 2, 0);
 	int64_t cur = -1, best_ckpt = -1, seen = 0;
@@ -360,9 +362,7 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 	}
 	if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
 		err = db_error(s, rc, "index");
-	sqlite3_finalize(st);
-	sqlite3_finalize(seek);
-	sqlite3_finalize(seek_log);
+	sqlite3_reset(st);
 	if (err)
 		vec_free(out);
 	return err;
@@ -531,10 +531,11 @@ void index_lookups_free(mtm_store *s)
 {
 	sqlite3_finalize(s->q_entry_at);
 	sqlite3_finalize(s->q_block_at);
+	sqlite3_finalize(s->q_file_map);
 	sqlite3_finalize(s->q_block_at_log);
 	sqlite3_finalize(s->q_block_pair);
 	sqlite3_finalize(s->q_block_pair_log);
-	s->q_entry_at = s->q_block_at = s->q_block_at_log = s->q_block_pair = s->q_block_pair_log = NULL;
+	s->q_entry_at = s->q_block_at = s->q_block_at_log = s->q_block_pair = s->q_block_pair_log = s->q_file_map = NULL;
 }
 
 int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found)
@@ -574,6 +575,32 @@ int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out,
 	}
 	sqlite3_reset(st);
 	return 0;
+}
+
+int index_link_names(mtm_store *s, const char *first, const lineage *l, uint32_t *out)
+{
+	*out = 0;
+	sqlite3_stmt *st;
+	/* every path that ever named first (entry_links), then which of them
+	 * still does at l: O(names the group ever had) */
+	int rc = sqlite3_prepare_v2(s->db, "SELECT DISTINCT path FROM entry WHERE kind = 8 AND target = ?1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_blob(st, 1, first, (int)strlen(first), SQLITE_STATIC);
+	int err = 0;
+	while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *path = (const char *)sqlite3_column_text(st, 0);
+		entry e;
+		int found;
+		if (!path || (err = index_entry_at(s, path, l, &e, &found)) || !found)
+			continue;
+		*out += e.kind == KIND_LINK && e.target && !strcmp(e.target, first);
+		entry_clear(&e);
+	}
+	sqlite3_finalize(st);
+	if (!err && rc != SQLITE_DONE)
+		err = db_error(s, rc, "index");
+	return err;
 }
 
 int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *out)

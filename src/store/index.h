@@ -64,6 +64,9 @@ const blockref *file_map_find(const vec *map, int64_t blkno);
 /* Point lookups under lineage l, one index seek per branch of l:
  * the visible entry for path (*found = 0 if none or removed) ... */
 int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found);
+/* ... the number of other names of the hard-linked file whose first name is
+ * first: visible KIND_LINK entries with that target ... */
+int index_link_names(mtm_store *s, const char *first, const lineage *l, uint32_t *out);
 /* ... the visible entries strictly under directory dir, sorted, appended to out ... */
 int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *out /* of entry */);
 /* ... and the visible hash of one block (the zero-block hash if none). */

@@ -1,4 +1,4 @@
-/* schema.c — the index schema, format version 4 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 5 (docs/FORMAT.md). */
 #include <stdio.h>
 #include "store/store.h"
 #include "util/error.h"
@@ -28,6 +28,13 @@
  * a session's checkpoint, which looks at touched paths only, asks whether a
  * touched file had other names, to record the whole group afresh. */
 #define ENTRY_LINKS_SQL "CREATE INDEX entry_links ON entry(target) WHERE kind = 8;"
+
+/* A file version's block hashes as one blob (format 5, store/blockhash.h):
+ * what a scan compares a changed file with, read as one row instead of a
+ * row per block. A cache like statcache, not history. */
+#define BLOCKHASH_SQL \
+	"CREATE TABLE blockhash(file_id INTEGER PRIMARY KEY, ver INTEGER NOT NULL, hashes BLOB NOT NULL," \
+	" chk INTEGER NOT NULL);"
 
 static const char *schema_sql =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
@@ -73,7 +80,8 @@ static const char *schema_sql =
 	/* live-tree stat of files known identical to entry version ver (not history) */
 	"CREATE TABLE statcache(path TEXT PRIMARY KEY, ver INTEGER NOT NULL, size INTEGER NOT NULL,"
 	" mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, dev INTEGER NOT NULL,"
-	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, racy INTEGER NOT NULL) WITHOUT ROWID;";
+	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, racy INTEGER NOT NULL) WITHOUT ROWID;"
+	BLOCKHASH_SQL;
 
 int schema_create(mtm_store *s)
 {
@@ -112,7 +120,9 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
  *          nanoseconds stay in [0, 1e9) before 1970 too). Unchanged files
  *          are not read again while the stat cache knows them: it is
  *          emptied, so that the next checkpoint reads every file's
- *          attributes once. */
+ *          attributes once;
+ *  4 -> 5: the blockhash table, empty (each file's first scan after the
+ *          upgrade reads its rows of `block`, as before, and fills it). */
 static const char *const upgrade_sql[] = {
 	[1] = BLOCK_LOG_SQL,
 	[2] = REGION_SQL "ALTER TABLE checkpoint ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
@@ -124,6 +134,7 @@ static const char *const upgrade_sql[] = {
 	      "UPDATE entry SET mtime_s = (mtime_ns - ((mtime_ns % 1000000000) + 1000000000) % 1000000000) / 1000000000,"
 	      " mtime_ns = ((mtime_ns % 1000000000) + 1000000000) % 1000000000;"
 	      "ALTER TABLE entry RENAME COLUMN mtime_ns TO mtime_nsec;" ENTRY_LINKS_SQL "DELETE FROM statcache;",
+	[4] = BLOCKHASH_SQL,
 };
 
 _Static_assert(sizeof upgrade_sql / sizeof upgrade_sql[0] == MTM_FORMAT_VERSION, "one upgrade step per older version");

@@ -15,7 +15,7 @@
 #include "metamori.h"
 
 #define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
-#define MTM_FORMAT_VERSION 4
+#define MTM_FORMAT_VERSION 5
 #define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
 #define MTM_BLOCK 4096
 #define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */
@@ -36,6 +36,7 @@ struct mtm_store {
 	int64_t n_branches;          /* highest id + 1 */
 	sqlite3_stmt *q_entry_at, *q_block_at, *q_block_at_log; /* point lookups (index.c) */
 	sqlite3_stmt *q_block_pair, *q_block_pair_log;
+	sqlite3_stmt *q_file_map;    /* index_file_map's range scan */
 	/* A session's checkpoints append their block rows to block_log (schema.c),
 	 * merged when it is idle (index_settle); every other writer merges the
 	 * log when it takes the lock, so only readers ever see both tables. */

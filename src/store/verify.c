@@ -231,7 +231,8 @@ static int check_files(vctx *v)
 	static const char *known[] = {".", "..", "index.db", "index.db-wal", "index.db-shm", "index.db-journal", "lock",
 	                              "intent", "intent.tmp", "packs", "mirror", "index.db.push", "index.db.push-journal",
 	                              "index.db.push-wal", "index.db.push-shm" /* a mirror (mirror.c) */,
-	                              "session" /* `metamori run` (src/session/session.c) */, NULL};
+	                              "session" /* `metamori run` (src/session/session.c) */,
+	                              "dmtcp" /* `run --dmtcp`'s images (src/cli/dmtcp.h) */, NULL};
 	while ((de = readdir(d))) {
 		int ok = 0;
 		for (int i = 0; known[i]; i++)

@@ -147,7 +147,21 @@ static TLS struct {
 	struct mtm_rec *r;
 	struct mtm_log_hdr *h;
 	uint64_t epoch;
+	uint64_t gen;
 } t_last; /* the last WRITE record this thread appended, to extend it in place */
+/* Bumped whenever the log is dropped (fork child, DMTCP detach): a new log
+ * may be mapped where the old one was, and no thread's t_last may reach it. */
+static uint64_t g_log_gen;
+
+/* Under DMTCP (docs/TRACKING.md, "DMTCP"): its checkpoint must never
+ * suspend a thread inside the in-flight region (the session, asked for the
+ * paired file checkpoint at DMTCP's barrier, would wait for that thread for
+ * ever), and the session's files must not be in its images. */
+static int (*g_ckpt_off)(void);  /* dmtcp_plugin_disable_ckpt, if libdmtcp is loaded */
+static void (*g_ckpt_on)(void);  /* dmtcp_plugin_enable_ckpt */
+static _Bool (*g_is_ckpt_thread)(void); /* a C++ bool */
+static TLS int t_ckpt_thread;    /* 0: not asked yet, 1: DMTCP's checkpoint thread, 2: another */
+static int g_detached;           /* between metamori_preload_detach and _attach: record nothing */
 
 static int g_log_lock, g_slab_lock, g_st_lock, g_cwd_lock;
 
@@ -614,6 +628,15 @@ static long sys_futex(uint32_t *addr, int op, uint32_t val, const struct timespe
 	return REAL(syscall)(SYS_futex, addr, op, val, ts, NULL, 0);
 }
 
+/* The kernel's pid, for the log's name and header: under DMTCP, getpid()
+ * is a virtual pid that survives a restart while the real one changes, and
+ * the session looks a process up by the real one (/proc/PID). libc's
+ * syscall() is the next one after us (DMTCP's preload comes first). */
+static pid_t real_pid(void)
+{
+	return (pid_t)REAL(syscall)(SYS_getpid);
+}
+
 static int log_attach(int fd)
 {
 	struct stat st;
@@ -633,7 +656,7 @@ static int log_attach(int fd)
 	if (h->magic != MTM_TRACK_MAGIC || h->version != MTM_TRACK_VERSION || h->capacity > MTM_LOG_CAPACITY ||
 	    h->capacity + MTM_LOG_HDR_SIZE > (uint64_t)st.st_size) {
 		memset(h, 0, MTM_LOG_HDR_SIZE);
-		h->pid = getpid();
+		h->pid = real_pid();
 		h->capacity = g_log_cap;
 		h->epoch = __atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST);
 		h->version = MTM_TRACK_VERSION;
@@ -641,7 +664,7 @@ static int log_attach(int fd)
 	} else {
 		/* Our pid's earlier image (before exec) or a dead process with
 		 * our pid: its records stay, its in-flight calls are over. */
-		h->pid = getpid();
+		h->pid = real_pid();
 		__atomic_store_n(&h->inflight, 0, __ATOMIC_SEQ_CST);
 	}
 	g_logfd = fd;
@@ -661,7 +684,7 @@ static int ensure_log(void)
 	}
 	if (!g_hdr && !g_log_failed) {
 		char p[PATH_MAX + 32];
-		snprintf(p, sizeof p, "%s/log.%d", g_session, (int)getpid());
+		snprintf(p, sizeof p, "%s/log.%d", g_session, (int)real_pid());
 		int fd = -1;
 		for (int tries = 0; tries < 100; tries++) {
 			fd = REAL(open)(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -704,13 +727,51 @@ static void wait_gate(void)
 	errno = saved;
 }
 
-/* Enter the in-flight region; 0 if this process cannot record (no log). */
+/* DMTCP's checkpoint thread never takes its own checkpoint lock (it holds
+ * it for writing while it suspends the others). */
+static int ckpt_guarded(void)
+{
+	if (LIKELY(!LOAD(&g_ckpt_off)))
+		return 0;
+	if (UNLIKELY(!t_ckpt_thread))
+		t_ckpt_thread = g_is_ckpt_thread && g_is_ckpt_thread() ? 1 : 2;
+	return t_ckpt_thread == 2;
+}
+static TLS unsigned t_ckpt_taken; /* this thread's ckpt_off()s not given back yet */
+static void ckpt_off(void)
+{
+	if (ckpt_guarded()) {
+		int saved = errno;
+		g_ckpt_off();
+		t_ckpt_taken++;
+		errno = saved;
+	}
+}
+static void ckpt_on(void)
+{
+	if (UNLIKELY(t_ckpt_taken)) {
+		int saved = errno;
+		t_ckpt_taken--;
+		g_ckpt_on();
+		errno = saved;
+	}
+}
+
+/* Enter the in-flight region; 0 if this process cannot record (no log, or
+ * detached while DMTCP writes or restores an image). Under DMTCP the region
+ * is also one DMTCP does not checkpoint inside: taken before inflight++,
+ * given back before waiting at a closed gate (that wait may last a
+ * checkpoint, DMTCP's own included). The log is looked up again after each
+ * wait: a detach may have dropped it meanwhile. */
 static int enter(void)
 {
-	if (!ensure_log())
-		return 0;
-	struct mtm_log_hdr *h = g_hdr;
 	for (;;) {
+		ckpt_off();
+		if (UNLIKELY(LOAD(&g_detached)) || !ensure_log()) {
+			ckpt_on();
+			return 0;
+		}
+		struct mtm_log_hdr *h = g_hdr;
 		__atomic_fetch_add(&h->inflight, 1, __ATOMIC_SEQ_CST);
 		if (LIKELY(!__atomic_load_n(&g_ctl->gate, __ATOMIC_SEQ_CST)) || g_gone) {
 			if (UNLIKELY(g_sticky_lost) && !__atomic_load_n(&h->overflow, __ATOMIC_SEQ_CST))
@@ -719,6 +780,7 @@ static int enter(void)
 		}
 		__atomic_fetch_sub(&h->inflight, 1, __ATOMIC_SEQ_CST);
 		sys_futex(&h->inflight, FUTEX_WAKE, INT_MAX, NULL);
+		ckpt_on();
 		wait_gate();
 	}
 }
@@ -732,6 +794,7 @@ static void leave(void)
 		sys_futex(&h->inflight, FUTEX_WAKE, INT_MAX, NULL);
 		errno = saved;
 	}
+	ckpt_on();
 }
 
 /* Append a record (inside the region). */
@@ -775,7 +838,7 @@ static void rec_write(const char *path, size_t len, uint64_t off, uint64_t n)
 	struct mtm_log_hdr *h = g_hdr;
 	uint64_t ep = __atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST);
 	struct mtm_rec *r = t_last.r;
-	if (r && t_last.h == h && t_last.epoch == ep && r->path_len == len &&
+	if (r && t_last.h == h && t_last.epoch == ep && t_last.gen == LOAD(&g_log_gen) && r->path_len == len &&
 	    memcmp(r + 1, path, len) == 0 && off <= r->a + r->b && off + n >= r->a) {
 		uint64_t s = off < r->a ? off : r->a;
 		uint64_t e = off + n > r->a + r->b ? off + n : r->a + r->b;
@@ -793,6 +856,7 @@ static void rec_write(const char *path, size_t len, uint64_t off, uint64_t n)
 	t_last.r = r;
 	t_last.h = h;
 	t_last.epoch = ep;
+	t_last.gen = LOAD(&g_log_gen);
 }
 
 static void rec_e(uint16_t type, uint64_t a, uint64_t b, struct ent *e)
@@ -1062,9 +1126,103 @@ static void atfork_child(void)
 	}
 	g_log_failed = 0;
 	g_multi_ep = 0;
+	g_log_gen++;
 	t_last.r = NULL;
 	/* What we inherited and cannot see (streams, mappings, a ring) stays
 	 * ours to declare, for as long as we live. */
+	if ((g_sticky_scan || LOAD(&g_st_n)) && enter()) {
+		restick();
+		leave();
+	}
+}
+
+/* Called by Metamori's DMTCP plugin at DMTCP_EVENT_INIT, once DMTCP knows
+ * this process's threads (its checkpoint lock may be taken from then on;
+ * our constructor ran before DMTCP's). */
+void metamori_preload_dmtcp_init(void)
+{
+	/* a C++ function of DMTCP's (bool dmtcp_is_ckpt_thread()) */
+	_Bool (*is_ckpt)(void) = (_Bool (*)(void))dlsym(RTLD_DEFAULT, "_Z20dmtcp_is_ckpt_threadv");
+	void (*on)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "dmtcp_plugin_enable_ckpt");
+	int (*off)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "dmtcp_plugin_disable_ckpt");
+	if (!is_ckpt || !on || !off)
+		return;
+	g_is_ckpt_thread = is_ckpt;
+	g_ckpt_on = on;
+	STORE(&g_ckpt_off, off);
+}
+
+/* Called by Metamori's DMTCP plugin (src/dmtcp/plugin.c), in DMTCP's
+ * checkpoint thread while every other thread is suspended, never inside the
+ * in-flight region (enter() keeps DMTCP out of it).
+ *
+ * Detach, once the paired file checkpoint is made and before the image is
+ * written: the log is dropped (unmapped and closed: the session reads it as
+ * a dead process's, already emptied by that checkpoint) and an anonymous
+ * page, gate open, takes the place of ctl, so that no image holds the
+ * session's files, and a thread that restarts from the image never touches
+ * a mapping that is not there (the log, and ctl, of a session that is
+ * gone). Until attach, enter() records nothing. */
+void metamori_preload_detach(void)
+{
+	if (LOAD(&g_state) != ST_ON || LOAD(&g_detached))
+		return;
+	STORE(&g_detached, 1);
+	lock(&g_log_lock);
+	if (g_hdr) {
+		REAL(munmap)(g_hdr, LOG_MAP_SIZE);
+		STORE(&g_hdr, NULL);
+	}
+	if (g_logfd >= 0) {
+		REAL(close)(g_logfd);
+		g_logfd = -1;
+	}
+	g_log_failed = 0;
+	g_multi_ep = 0;
+	__atomic_fetch_add(&g_log_gen, 1, __ATOMIC_SEQ_CST);
+	unlock(&g_log_lock);
+	REAL(mmap)(g_ctl, sizeof(struct mtm_ctl), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+	           -1, 0);
+}
+
+/* Attach, after the image is written (the same session goes on) or after
+ * a restart from it (`metamori restart` started a new session on the same
+ * tree, at the same path): the session's ctl is mapped where the page was,
+ * the next record creates a new log, and what is sticky is said again
+ * there. After a restart, what happened before this call is unknown: the
+ * next checkpoint scans (MTM_REC_SCAN a = 2, which also ends the sticky
+ * SCAN of the static mtcp_restart that became us). No session (a plain
+ * dmtcp_restart): stay detached, untracked. */
+void metamori_preload_attach(int restarted)
+{
+	if (LOAD(&g_state) != ST_ON || !LOAD(&g_detached))
+		return;
+	char p[PATH_MAX + 8];
+	snprintf(p, sizeof p, "%s/ctl", g_session);
+	int fd = REAL(open)(p, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	void *m = REAL(mmap)(g_ctl, sizeof(struct mtm_ctl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	REAL(close)(fd);
+	if (m == MAP_FAILED)
+		return;
+	if (g_ctl->magic != MTM_TRACK_MAGIC || g_ctl->version != MTM_TRACK_VERSION) {
+		REAL(mmap)(g_ctl, sizeof(struct mtm_ctl), PROT_READ | PROT_WRITE,
+		           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		return;
+	}
+	g_gone = 0;
+	STORE(&g_detached, 0);
+	/* Restarted: DMTCP's mtcp_restart, a static program, became this
+	 * process under our pid, and the exec of it made every checkpoint scan
+	 * while the pid lives (a sticky SCAN): we are back, so that ends (this
+	 * checkpoint still scans). */
+	if (restarted && enter()) {
+		rec(MTM_REC_SCAN, 2, 0, NULL, 0);
+		leave();
+	} else if (restarted) {
+		__atomic_store_n(&g_ctl->scan_needed, 1, __ATOMIC_SEQ_CST);
+	}
 	if ((g_sticky_scan || LOAD(&g_st_n)) && enter()) {
 		restick();
 		leave();
@@ -1081,7 +1239,7 @@ static void scan_inherited(void)
 	int others[64], nothers = 0;
 	char link[PATH_MAX];
 	struct dirent *de;
-	pid_t me = getpid();
+	pid_t me = real_pid();
 	int exec_seen = 0;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] < '0' || de->d_name[0] > '9')

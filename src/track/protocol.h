@@ -81,7 +81,10 @@ enum mtm_rec_type {
 	                      * rescan it (and its subtree if it is a directory) and its parent */
 	MTM_REC_SCAN = 6,    /* no path: the next checkpoint scans the whole tree. a = 1: sticky,
 	                      * every checkpoint scans while this process lives (io_uring, a
-	                      * child that is static or was started without the interposer) */
+	                      * child that is static or was started without the interposer).
+	                      * a = 2: the sticky SCAN of this pid ends: the process is traced
+	                      * again (restarted by DMTCP out of the static mtcp_restart, with
+	                      * the interposer of its image attached to the session) */
 	MTM_REC_RELEASE = 7, /* the sticky WHOLE for path ends (fclose, munmap) */
 	MTM_REC_CODE = 8,    /* no path: this process's code changed in this interval (an
 	                      * executable mapping made or changed, dlclose, an exec in the

@@ -245,13 +245,16 @@ static void find_data(int fd, int64_t off, int64_t size, int64_t *data, int64_t 
 /* The blocks of the hole [from, to) that the map holds as data: each run
  * of them (within one group) changed to zeros. No block is read: a hole of
  * any size costs what its map rows cost. */
-static int compare_hole(const vec *map, size_t *mi, int64_t from, int64_t to, int64_t size, run_fn fn, void *arg)
+static int compare_hole(const vec *map, size_t *mi, int64_t from, int64_t to, int64_t size, run_fn fn, void *arg,
+                        uint64_t *out)
 {
 	const uint64_t zh = zero_block_hash();
 	uint64_t hashes[MTM_CHUNK_BLOCKS];
 	for (int i = 0; i < MTM_CHUNK_BLOCKS; i++)
 		hashes[i] = zh;
 	int64_t first = from / MTM_BLOCK, end = (to + MTM_BLOCK - 1) / MTM_BLOCK;
+	for (int64_t b = first; out && b < end; b++)
+		out[b] = zh; /* whatever the map held, zeros from now on */
 	while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno < first)
 		(*mi)++;
 	while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno < end) {
@@ -274,16 +277,35 @@ static int compare_hole(const vec *map, size_t *mi, int64_t from, int64_t to, in
 }
 _Static_assert(READ_BUF % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_BUF holds whole chunk groups");
 
+static int compare_file_full(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
+                             uint64_t *out, read_tick_fn tick, void *tick_arg);
+
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
 {
-	return compare_file_ticking(src, size, map, fn, arg, size_read, NULL, NULL);
+	return compare_file_full(src, size, map, fn, arg, size_read, NULL, NULL, NULL);
 }
 
 int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
                          read_tick_fn tick, void *tick_arg)
 {
+	return compare_file_full(src, size, map, fn, arg, size_read, NULL, tick, tick_arg);
+}
+
+int compare_file_hashes(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
+                        uint64_t *out)
+{
+	return compare_file_full(src, size, map, fn, arg, size_read, out, NULL, NULL);
+}
+
+static int compare_file_full(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
+                             uint64_t *out, read_tick_fn tick, void *tick_arg)
+{
+	/* no bigger than the file needs, in whole groups: a buffer of 1 MiB is
+	 * mapped and unmapped by malloc each time, and for a small file that
+	 * (page faults, a TLB flush) cost more than reading it */
+	size_t cap = size < (int64_t)READ_BUF ? (size_t)((size + GROUP_BYTES - 1) / GROUP_BYTES * GROUP_BYTES) : READ_BUF;
 	unsigned char *buf;
-	if (posix_memalign((void **)&buf, MTM_BLOCK, READ_BUF))
+	if (posix_memalign((void **)&buf, MTM_BLOCK, cap ? cap : GROUP_BYTES))
 		return mtm_set_error(ENOMEM, "compare");
 	unsigned char pad[MTM_BLOCK];
 	const uint64_t zh = zero_block_hash();
@@ -297,14 +319,14 @@ int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, 
 			int64_t data;
 			find_data(seek_fd, off, size, &data, &data_end);
 			if (data > off) {
-				if ((rc = compare_hole(map, &mi, off, data, size, fn, arg)))
+				if ((rc = compare_hole(map, &mi, off, data, size, fn, arg, out)))
 					break;
 				off = data;
 				continue;
 			}
 		}
 		int64_t left = (data_end < size ? data_end : size) - off;
-		size_t want = (size_t)(left < READ_BUF ? left : READ_BUF), got;
+		size_t want = (size_t)(left < (int64_t)cap ? left : (int64_t)cap), got;
 		if ((rc = src_pread(src, buf, want, off, &got))) {
 			rc = mtm_set_errno(rc, "read");
 			break;
@@ -330,6 +352,8 @@ int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, 
 					mi++;
 				uint64_t ph = mi < map->n && VEC_AT(map, blockref, mi).blkno == blkno ? VEC_AT(map, blockref, mi).hash : zh;
 				hashes[b - g] = h;
+				if (out)
+					out[blkno] = h;
 				int zero = h == zh && all_zero(blk, MTM_BLOCK);
 				state[b - g] = h == ph ? 0 : zero ? 2 : 1;
 			}

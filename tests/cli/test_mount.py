@@ -3,10 +3,15 @@
 through FUSE, is byte-for-byte and in its metadata what `restore --to` gives
 and what the tree was when the checkpoint was made; one checkpoint mounted by
 id; tags and head as symlinks; the mount is read-only; a checkpoint made
-while mounted appears. Skipped (77) only without /dev/fuse."""
+while mounted appears. Every kind of entry a checkpoint holds shows as
+`restore --to` makes it: FIFOs, sockets, device nodes (as root), hard links
+with their link count, extended attributes (getxattr/listxattr), modes,
+owners and times. Skipped (77) only without /dev/fuse."""
 import errno
 import os
 import random
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -116,8 +121,73 @@ def test_mount_one_checkpoint():
     expect(rc == 1 and err == b"metamori: mount: usage: metamori mount [-f] [ID] DIR\n", err)
 
 
+def full_view(top):
+    """Every entry under top: type, mode, owner, mtime, nlink (not for
+    directories: a checkpoint does not hold what links them), size and
+    bytes of files, target of symlinks, rdev of devices, xattrs."""
+    out = {}
+    for d, dirs, files in os.walk(top):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            rel = os.path.relpath(p, top)
+            st = os.lstat(p)
+            t = stat.S_IFMT(st.st_mode)
+            v = [t, stat.S_IMODE(st.st_mode) if t != stat.S_IFLNK else 0, st.st_uid, st.st_gid, st.st_mtime_ns]
+            if t != stat.S_IFDIR:
+                v.append(st.st_nlink)
+            if t == stat.S_IFREG:
+                with open(p, "rb") as f:
+                    v.append(f.read())
+            elif t == stat.S_IFLNK:
+                v.append(os.readlink(p))
+            elif t in (stat.S_IFCHR, stat.S_IFBLK):
+                v.append(st.st_rdev)
+            if t in (stat.S_IFREG, stat.S_IFDIR):
+                v.append(sorted((a, os.getxattr(p, a)) for a in os.listxattr(p)))
+            out[rel] = tuple(v)
+    return out
+
+
+def test_mount_every_kind_of_entry():
+    root = store("mtm-mountk-")
+    os.makedirs(os.path.join(root, "d", "e"))
+    T.write_file(os.path.join(root, "d", "f"), b"linked" * 1000, mode=0o4750)
+    os.link(os.path.join(root, "d", "f"), os.path.join(root, "d", "e", "g"))
+    os.link(os.path.join(root, "d", "f"), os.path.join(root, "h"))
+    os.mkfifo(os.path.join(root, "d", "fifo"), 0o620)
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(os.path.join(root, "sock"))
+    s.close()
+    os.setxattr(os.path.join(root, "d", "f"), "user.one", b"1")
+    os.setxattr(os.path.join(root, "d", "f"), "user.two", b"\x00\xff two")
+    os.setxattr(os.path.join(root, "d"), "user.dir", b"a directory's")
+    T.write_file(os.path.join(root, "owned"), b"o", mode=0o604)
+    if os.geteuid() == 0:
+        os.mknod(os.path.join(root, "null"), 0o640 | stat.S_IFCHR, os.makedev(1, 3))
+        os.mknod(os.path.join(root, "loop"), 0o600 | stat.S_IFBLK, os.makedev(7, 200))
+        os.chown(os.path.join(root, "owned"), 1234, 5678)
+        os.lchown(os.path.join(root, "sock"), 42, 43)
+    for i, p in enumerate(["d/e", "d/fifo", "owned", "sock"]):
+        os.utime(os.path.join(root, p), ns=(1, 1500000000123456789 + i), follow_symlinks=False)
+    os.symlink("d/f", os.path.join(root, "sym"))
+    c = T.checkpoint(root)
+    to = os.path.join(T.tempdir("mtm-mountk-to-"), "t")
+    T.restore(root, c, to=to)
+    want = full_view(to)
+    expect(want["h"][5] == 3 and stat.S_ISFIFO(want["d/fifo"][0]) and stat.S_ISSOCK(want["sock"][0]),
+           "restore --to: %r" % want)
+    mnt = T.tempdir("mtm-mntk-")
+    ok(["-C", root, "mount", str(c), mnt])
+    try:
+        got = full_view(mnt)
+    finally:
+        unmount(mnt)
+    for rel in sorted(set(want) | set(got)):
+        expect(want.get(rel) == got.get(rel), "%s: restore --to %r, mount %r" % (rel, want.get(rel), got.get(rel)))
+
+
 if __name__ == "__main__":
     if not os.path.exists("/dev/fuse"):
         print("skip: no /dev/fuse")
         sys.exit(77)
-    T.main([test_mount_every_checkpoint, test_mount_one_checkpoint])
+    T.main([test_mount_every_checkpoint, test_mount_one_checkpoint, test_mount_every_kind_of_entry])

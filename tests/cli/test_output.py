@@ -215,7 +215,22 @@ def test_tag_needs_force_to_move():
     expect(as_json(["-C", root, "tag", "--json"]) == [], "not removed")
 
 
+def test_errors_escape_names():
+    """An error naming a path or a tag the user gave stays one line, and no
+    escape sequence in it reaches the terminal: control characters and bytes
+    that are not UTF-8 are written as C escapes (printable UTF-8 as it is)."""
+    root = store()
+    ok(["-C", root, "checkpoint", "-q"])
+    rc, out, err = raw(["-C", root, "cat", "1", b"no\x1b[31mfile\nnext\xff\xc3\xa9"])
+    expect(rc == 1 and err == b"metamori: no\\033[31mfile\\nnext\\377\xc3\xa9: not in checkpoint 1\n", err)
+    rc, out, err = raw(["-C", root, "tag", "1", b"bad\x1b]0;x\x07"])
+    expect(rc == 1 and err.count(b"\n") == 1 and ESC not in err and b"\x07" not in err
+           and err.startswith(b"metamori: tag 'bad\\033]0;x\\a': a name is"), err)
+    rc, out, err = raw(["-C", root, "status", b"\x1b[2J"])
+    expect(rc == 1 and err == b"metamori: \\033[2J: unexpected argument (see 'metamori status --help')\n", err)
+
+
 if __name__ == "__main__":
     T.main([test_json_on_every_reporting_command, test_nul_separated_paths, test_quoting_on_the_terminal,
             test_exit_codes, test_log_n_and_branches_in_id_order, test_wording, test_many_excludes,
-            test_tag_needs_force_to_move])
+            test_tag_needs_force_to_move, test_errors_escape_names])

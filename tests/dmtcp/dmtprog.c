@@ -7,10 +7,10 @@
  * Each step changes scattered blocks of a 4 MiB grid in memory, appends to
  * DIR/journal.txt, overwrites a block of DIR/data.bin and rewrites
  * DIR/state.txt. At the end it writes DIR/result.txt (a digest of the grid)
- * and prints it. DMTPROG_CTL=CTLDIR DMTPROG_PAUSE=N: after step N it creates
- * CTLDIR/ready and waits until CTLDIR/go exists (so that a checkpoint is
- * taken at a known step); DMTPROG_DIE=N: SIGKILL itself after step N, once
- * (CTLDIR/died says it did).
+ * and prints it. DMTPROG_CTL=CTLDIR DMTPROG_PAUSE=N[,M...]: after step N it
+ * creates CTLDIR/ready.N and waits until CTLDIR/go.N exists (so that a
+ * checkpoint is taken at a known step); DMTPROG_DIE=N: SIGKILL itself after
+ * step N, once (CTLDIR/died says it did).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -42,6 +42,18 @@ static uint64_t next(uint64_t *x)
 	return *x;
 }
 
+/* step is in the comma-separated list */
+static int paused_at(const char *list, long step)
+{
+	for (const char *p = list; *p;) {
+		char *end;
+		if (strtol(p, &end, 10) == step)
+			return 1;
+		p = *end == ',' ? end + 1 : end + strlen(end);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -51,7 +63,7 @@ int main(int argc, char **argv)
 	const char *dir = argv[1];
 	long steps = atol(argv[2]);
 	const char *ctl = getenv("DMTPROG_CTL");
-	long pause_at = getenv("DMTPROG_PAUSE") ? atol(getenv("DMTPROG_PAUSE")) : -1;
+	const char *pauses = getenv("DMTPROG_PAUSE");
 	long die_at = getenv("DMTPROG_DIE") ? atol(getenv("DMTPROG_DIE")) : -1;
 	uint64_t *grid = malloc(GRID_BYTES), rng = 0x9e3779b97f4a7c15ull, sum = 0;
 	for (size_t i = 0; i < GRID_BYTES / 8; i++)
@@ -70,11 +82,11 @@ int main(int argc, char **argv)
 		put(dir, "data.bin", grid + (step % 1024) * 512, 4096, (off_t)(next(&rng) % 64) * 4096, 0);
 		n = snprintf(line, sizeof line, "%ld\n", step);
 		put(dir, "state.txt", line, (size_t)n, 0, O_TRUNC);
-		if (step == pause_at && ctl) {
+		if (ctl && pauses && paused_at(pauses, step)) {
 			char p[4096];
-			snprintf(p, sizeof p, "%s/ready", ctl);
+			snprintf(p, sizeof p, "%s/ready.%ld", ctl, step);
 			close(open(p, O_WRONLY | O_CREAT, 0644));
-			snprintf(p, sizeof p, "%s/go", ctl);
+			snprintf(p, sizeof p, "%s/go.%ld", ctl, step);
 			while (access(p, F_OK))
 				nanosleep(&(struct timespec){0, 10000000}, NULL);
 		}

@@ -177,20 +177,31 @@ def kill_job_at(trees, args, step, wrap_run=False):
     p.stderr.close()
 
 
-def check_committed_epochs(trees):
+def check_committed_epochs(trees, when="", fresh=True):
     """Every committed epoch of every tree holds all its ranks at one step,
-    the epoch's, and the newest epoch is in both trees (or one behind: a
-    kill during the commit)."""
-    newest = []
+    and an epoch committed in both trees holds the same step in both; the
+    newest epoch is in both trees (or one behind: a kill during the commit).
+    fresh (a run that was never recovered): each epoch's step is its number.
+    After a recovery it need not be: the epoch a kill left committed in one
+    tree only keeps its number, and the next epoch is numbered past it."""
+    newest, held = [], []
     for t in trees:
         e = epochs(t)
+        at = {}
         for epoch, cid in e.items():
             steps = ranks_steps(t, cid)
-            if set(steps.values()) != {epoch}:
-                raise T.Failure("%s: epoch %d holds ranks at steps %s" % (t, epoch, steps))
+            if len(set(steps.values())) != 1 or (fresh and set(steps.values()) != {epoch}):
+                raise T.Failure("%s%s: epoch %d (checkpoint %d) holds ranks at steps %s; epochs %s"
+                                % (when, t, epoch, cid, steps, sorted(e.items())))
+            at[epoch] = set(steps.values()).pop()
+        held.append(at)
         newest.append(max(e) if e else 0)
+    for epoch in set(held[0]) & set(held[1]):
+        if held[0][epoch] != held[1][epoch]:
+            raise T.Failure("%sepoch %d holds step %d in tree A, %d in tree B"
+                            % (when, epoch, held[0][epoch], held[1][epoch]))
     if abs(newest[0] - newest[1]) > 1:
-        raise T.Failure("newest epochs of the trees: %s" % newest)
+        raise T.Failure("%snewest epochs of the trees: %s" % (when, newest))
     return min(newest)
 
 
@@ -232,7 +243,8 @@ def test_killed_and_recovered_is_bit_identical():
                 T.init(t)
         k = rnd.randint(1, STEPS - 2)
         kill_job_at(trees, [trees[0], trees[1], str(STEPS), "--sleep", "20"], k, wrap_run=wrap)
-        e = check_committed_epochs(trees)
+        when = "seed %d, trial %d, after the kill at step %d: " % (seed, trial, k)
+        e = check_committed_epochs(trees, when)
         if e < k - 1:
             raise T.Failure("seed %d: killed after step %d, newest common epoch %d" % (seed, k, e))
         p = mpirun(trees + [str(STEPS), "--recover"])
@@ -242,7 +254,8 @@ def test_killed_and_recovered_is_bit_identical():
         if result(trees) != reference():
             raise T.Failure("seed %d, trial %d (killed at step %d, epoch %d): the recovered run's files differ"
                             % (seed, trial, k, e))
-        check_committed_epochs(trees)
+        check_committed_epochs(trees, "seed %d, trial %d, after the recovery from epoch %d: " % (seed, trial, e),
+                               fresh=False)
         print("  trial %d: killed after step %d, recovered epoch %d, %s" % (trial, k, e,
                                                                             "tracked" if wrap else "scanned"))
         T.rmtree(base)

@@ -101,7 +101,7 @@ def test_errors():
     if p.stderr.strip() != "metamori: run: /nonexistent/libx.so: No such file or directory":
         raise T.Failure("unexpected error: %r" % p.stderr)
     h = T.run(["-C", root, "run", "--help"])
-    if not h.stdout.startswith("usage: metamori run [--every SECONDS]"):
+    if not h.stdout.startswith("usage: metamori run [--dmtcp] [--every SECONDS]"):
         raise T.Failure("bad usage text: %r" % h.stdout[:80])
     # nothing left behind by failed starts
     if os.listdir(os.path.join(root, ".metamori", "session")) != ["lock"]:

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""bench_million.py: size independence (issue 21, item 4). A tree of --files
+files of 4 KiB (default 1,000,000; 1,000 per directory) against a tree of
+--small files (default 20,000), in one run:
+  tracked   a program under `metamori run` rewrites the same number of files
+            (--touch, default 1,000) per interval; `metamori checkpoint` is
+            timed from outside: goal, big / small <= 1.2x
+  memory    the session's peak resident memory (VmHWM of `metamori run`,
+            the process that holds the session): goal < 100 MiB
+  status    `metamori status` against `git status` on the same tree, git's
+            index fresh (a `git status` run first): goal <= 2x
+Every tracked checkpoint is restored (--to) at the end and compared with the
+tree as it was when it was made (the files the intervals touched, and a
+sample of the others).
+
+usage: bench_million.py --metamori build/metamori [--files 1000000] [--small 20000]
+                        [--touch 1000] [--intervals 3] [--no-git] [--work DIR] [--keep]
+"""
+import argparse
+import hashlib
+import os
+import random
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+
+SIZE = 4096
+PER_DIR = 1000
+
+# The traced program: one line on stdin names a seed and a count; it
+# rewrites that many files (pwrite of 4 KiB each) and answers "ok".
+TOUCHER = r"""
+import os, random, sys
+n = int(sys.argv[1])
+for line in sys.stdin:
+    seed, count = map(int, line.split())
+    rng = random.Random(seed)
+    for i in rng.sample(range(n), count):
+        fd = os.open("d%04d/f%07d" % (i // %(per)d, i), os.O_WRONLY)
+        os.pwrite(fd, rng.randbytes(%(size)d), 0)
+        os.close(fd)
+    print("ok", flush=True)
+""".replace("%(per)d", str(PER_DIR)).replace("%(size)d", str(SIZE))
+
+
+def path_of(i):
+    return os.path.join("d%04d" % (i // PER_DIR), "f%07d" % i)
+
+
+def make_tree(root, n, seed):
+    rng = random.Random(seed)
+    blob = rng.randbytes(SIZE * 64)
+    for i in range(n):
+        if i % PER_DIR == 0:
+            os.makedirs(os.path.join(root, "d%04d" % (i // PER_DIR)), exist_ok=True)
+        off = (i * 97) % (len(blob) - SIZE)
+        with open(os.path.join(root, path_of(i)), "wb") as f:
+            f.write(blob[off:off + SIZE - 8] + i.to_bytes(8, "little"))
+
+
+def digest(root, paths):
+    out = {}
+    for p in paths:
+        with open(os.path.join(root, p), "rb") as f:
+            out[p] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def vm_hwm(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+
+
+def measure(a, metamori, work, n, use_git):
+    tree = os.path.join(work, f"t{n}")
+    B.log(f"bench: creating {n} x 4 KiB in {tree}")
+    t0 = time.time()
+    make_tree(tree, n, seed=n)
+    B.log(f"bench: created in {time.time() - t0:.0f} s")
+    B.mtm(metamori, "init", tree)
+    os.sync()
+    r = {"files": n}
+    r["initial_s"], _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q")
+    env = dict(os.environ, METAMORI_WATCH=os.environ.get("METAMORI_WATCH", "inotify"))
+    ses = subprocess.Popen([metamori, "-C", tree, "run", "-q", "--no-final", "--", sys.executable, "-c", TOUCHER,
+                            str(n)], cwd=tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    time.sleep(1.0)
+    seen, touched, times = {}, set(), []
+    sample = random.Random(1).sample(range(n), min(n, 2000))
+    try:
+        for i in range(1, a.intervals + 1):
+            ses.stdin.write(f"{i} {a.touch}\n")
+            ses.stdin.flush()
+            if ses.stdout.readline().strip() != "ok":
+                raise SystemExit("bench: the traced program did not answer")
+            touched |= set(random.Random(i).sample(range(n), a.touch))
+            time.sleep(1.5)  # the session's pre-copy runs while the program is quiet
+            os.sync()
+            t, p = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", f"interval {i}")
+            times.append(t)
+            seen[int(p.stdout.strip())] = digest(tree, [path_of(k) for k in sorted(touched | set(sample))])
+        r["hwm"] = vm_hwm(ses.pid)
+    finally:
+        ses.stdin.close()
+        ses.wait(timeout=600)
+    r["tracked_s"] = times
+    for ck, dig in seen.items():  # every checkpoint restored and compared
+        to = os.path.join(work, f"to{ck}")
+        B.mtm(metamori, "-C", tree, "restore", str(ck), "--to", to)
+        if digest(to, list(dig)) != dig:
+            raise SystemExit(f"bench: restore {ck} of {tree}: differs from the tree when it was made")
+        B.rmtree(to)
+    r["restored"] = sorted(seen)
+    r["status_s"], _ = B.mtm(metamori, "-C", tree, "status", check=False)
+    if use_git:
+        genv = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b",
+                    GIT_COMMITTER_EMAIL="b@b")
+        subprocess.run(["git", "init", "-q", tree], check=True)
+        with open(os.path.join(tree, ".git", "info", "exclude"), "a") as f:
+            f.write(".metamori/\n")
+        subprocess.run(["sh", "-c", "git add -A && git commit -q -m x"], cwd=tree, env=genv, check=True)
+        subprocess.run(["git", "status", "-s"], cwd=tree, capture_output=True)  # the index fresh
+        with open(os.path.join(tree, ".metamoriignore"), "w") as f:
+            f.write(".git/\n")
+        B.mtm(metamori, "-C", tree, "checkpoint", "-q")
+        subprocess.run(["git", "status", "-s"], cwd=tree, capture_output=True)
+        os.sync()
+        r["git_status_s"], _ = B.timed(["git", "status", "-s"], cwd=tree)
+        os.sync()
+        r["status_s"], _ = B.mtm(metamori, "-C", tree, "status", check=False)
+    B.rmtree(tree)
+    return r
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--metamori", default=os.path.join(here, "..", "build", "metamori"))
+    ap.add_argument("--files", type=int, default=1000000)
+    ap.add_argument("--small", type=int, default=20000)
+    ap.add_argument("--touch", type=int, default=1000)
+    ap.add_argument("--intervals", type=int, default=3)
+    ap.add_argument("--no-git", action="store_true")
+    ap.add_argument("--work", default=os.path.join(here, "work", "million"))
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    metamori = os.path.abspath(a.metamori)
+    work = os.path.abspath(a.work)
+    B.rmtree(work)
+    os.makedirs(work)
+    use_git = not a.no_git
+    load0 = B.loadavg()
+    small = measure(a, metamori, work, a.small, use_git)
+    big = measure(a, metamori, work, a.files, use_git)
+    m = B.machine()
+    out = [f"## Size independence: {a.files} vs {a.small} files of 4 KiB, {a.touch} touched per interval",
+           "", f"Run {m['date']} on {m['nproc']} CPUs, load average {load0} at the start and {B.loadavg()} at "
+           f"the end. Checkpoints restored and compared: {small['restored']} (small), {big['restored']} (big).", ""]
+    rows = []
+    for r in (small, big):
+        rows.append([r["files"], B.secs(r["initial_s"]), ", ".join(B.secs(t) for t in r["tracked_s"]),
+                     B.human(r["hwm"]) if r.get("hwm") else "-", B.secs(r["status_s"]),
+                     B.secs(r.get("git_status_s")), B.ratio(r["status_s"], r.get("git_status_s"))])
+    out.append(B.table(["files", "initial scan", "tracked ckpts", "session peak RSS", "status", "git status",
+                        "status/git"], rows))
+    out.append("")
+    ratio = B.median(big["tracked_s"]) / B.median(small["tracked_s"])
+    g = [["tracked checkpoint, big / small (medians)", f"{ratio:.2f}x", "<= 1.2x", B.goal(ratio, "<=", 1.2)]]
+    if big.get("hwm"):
+        g.append(["session peak memory (big)", B.human(big["hwm"]), "< 100 MiB", B.goal(big["hwm"], "<=", 100 << 20)])
+    if big.get("git_status_s"):
+        x = big["status_s"] / big["git_status_s"]
+        g.append(["metamori status / git status (big)", f"{x:.2f}x", "<= 2x", B.goal(x, "<=", 2)])
+    out.append(B.table(["measure", "value", "goal", ""], g))
+    print("\n".join(out))
+    if not a.keep:
+        B.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
