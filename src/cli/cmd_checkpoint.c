@@ -116,7 +116,9 @@ int cmd_checkpoint(int argc, char **argv)
 		mtm_store *s;
 		if (cli_open(&s))
 			return 1;
+		mtm_set_progress(s, cli_progress, NULL);
 		rc = mtm_push(s, mirror, NULL);
+		cli_progress_end();
 		mtm_close(s);
 		if (rc)
 			return cli_fail(rc);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/quote.h"
 
 const char usage_push[] =
 	"usage: metamori push [-q] DIR\n\n"
@@ -24,13 +25,17 @@ int cmd_push(int argc, char **argv)
 	if (cli_open(&s))
 		return 1;
 	mtm_push_stats st;
+	mtm_set_progress(s, cli_progress, NULL);
 	int rc = mtm_push(s, argv[argc - 1], &st);
+	cli_progress_end();
 	mtm_close(s);
 	if (rc)
 		return cli_fail(rc);
 	if (!quiet) {
 		char a[32], b[32];
-		printf("pushed to %s: %s of %llu pack%s, %s index%s\n", argv[argc - 1], human_size(a, sizeof a, st.bytes),
+		fputs("pushed to ", stdout);
+		quote_put(stdout, argv[argc - 1]);
+		printf(": %s of %llu pack%s, %s index%s\n", human_size(a, sizeof a, st.bytes),
 		       (unsigned long long)st.packs, st.packs == 1 ? "" : "s", human_size(b, sizeof b, st.index_bytes),
 		       st.packs_removed ? " (old packs removed)" : "");
 	}

@@ -60,12 +60,14 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <dlfcn.h>
 #include <dmtcp.h> /* DMTCP's installed header (build/deps/include) */
 
 #define EXIT_REFUSED 75
 #define OUT_MAX 65536 /* what is kept of the CLI's output */
+#define TAG_TRIES 250   /* x 20 ms */
 
 /* In the image: the file checkpoint paired with it (0: none, -1: failed). */
 static long long paired_id;
@@ -226,8 +228,20 @@ static void resume(void)
 		snprintf(id, sizeof id, "%lld", paired_id);
 		snprintf(name, sizeof name, "dmtcp-%lld", paired_id);
 		char *argv[] = {cli, "-C", tree, "tag", "-f", id, name, NULL};
-		if (run_cli(argv) != 0) {
-			snprintf(failure, sizeof failure, "could not tag checkpoint %lld as %s", paired_id, name);
+		/* the session may hold the store's writer lock a moment (its idle
+		 * merge, a checkpoint of its own): tag fails at once then */
+		int rc = -1;
+		for (int tries = 0; tries < TAG_TRIES && (rc = run_cli(argv)) != 0; tries++) {
+			struct timespec wait = {0, 20000000};
+			raw(SYS_nanosleep, (long)&wait, 0, 0, 0);
+		}
+		if (rc != 0) {
+			char *why = out, *nl = strchr(out, '\n');
+			if (nl)
+				*nl = 0;
+			if (!strncmp(why, "metamori: ", 10))
+				why += 10;
+			snprintf(failure, sizeof failure, "could not tag checkpoint %lld as %s: %.400s", paired_id, name, why);
 			paired_id = -1;
 		}
 	}

@@ -24,11 +24,12 @@ static struct {
 	int err;           /* errno, or -1 for a short transfer */
 	int always;
 	uint64_t crash_at; /* 0: never */
+	int crash_op;      /* -1: crash_at counts the data mutations; else only this op (METAMORI_CRASH_OP) */
 	uint64_t seen[IO_NOPS + 1];
 	uint64_t mutations;
 	char count_file[512];
 	int trace_fd;      /* -1: not tracing */
-} plan = {.trace_fd = -1};
+} plan = {.trace_fd = -1, .crash_op = -1};
 
 static const char *op_names[IO_NOPS] = {"open", "read", "write", "fsync", "rename", "truncate", "unlink", "mkdir",
                                         "meta", "clone"};
@@ -67,6 +68,10 @@ static void read_plan(void)
 	const char *c = secure_getenv("METAMORI_CRASH_AT");
 	if (c && *c)
 		plan.crash_at = strtoull(c, NULL, 10);
+	const char *co = secure_getenv("METAMORI_CRASH_OP");
+	for (int i = 0; co && *co && i < IO_NOPS; i++)
+		if (!strcmp(co, op_names[i]))
+			plan.crash_op = i;
 	const char *tf = secure_getenv("METAMORI_IO_TRACE");
 	if (tf && *tf)
 		plan.trace_fd = open(tf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -161,11 +166,17 @@ static void trace_fd_op(int op, int fd, const char *rel, int64_t off, int64_t le
 	trace(op, path, NULL, off, len, data);
 }
 
+/* The operations METAMORI_CRASH_AT counts by default (io.h). */
+static int io_counts_as_mutation(enum io_op op)
+{
+	return op != IO_OPEN && op != IO_READ && op != IO_META && op != IO_CLONE;
+}
+
 int io_fault(enum io_op op)
 {
 	load_plan();
 	/* atomic: a pack writer's thread counts its writes too (store/flusher.c) */
-	if (op != IO_OPEN && op != IO_READ && op != IO_META && op != IO_CLONE) { /* (io.h: not crash points) */
+	if (plan.crash_op >= 0 ? (int)op == plan.crash_op : io_counts_as_mutation(op)) {
 		uint64_t m = __atomic_add_fetch(&plan.mutations, 1, __ATOMIC_RELAXED);
 		if (plan.crash_at && m == plan.crash_at) {
 			if (plan.count_file[0])
@@ -238,6 +249,29 @@ int io_open_regular(int dirfd, const char *path, int flags, int *fd_out)
 }
 
 int io_close(int fd) { return close(fd) ? errno : 0; }
+
+int io_opendirat(int dirfd, const char *path, DIR **out)
+{
+	*out = NULL;
+	int fd, rc = io_openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &fd);
+	if (rc)
+		return rc;
+	if (!(*out = fdopendir(fd))) {
+		rc = errno;
+		close(fd);
+	}
+	return rc;
+}
+
+int io_readdir(DIR *d, struct dirent **out)
+{
+	int f = io_fault(IO_READ);
+	if (f > 0 && f != EINTR)
+		return f;
+	errno = 0;
+	*out = readdir(d);
+	return *out || !errno ? 0 : errno;
+}
 
 int io_pread(int fd, void *buf, size_t len, off_t off, size_t *got)
 {

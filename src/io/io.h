@@ -13,14 +13,19 @@
  * Fault injection (honoured only when the process is not AT_SECURE), from
  * the environment:
  *   METAMORI_FAULT="OP:N:ERR[:always]"  OP is open|read|write|fsync|rename|
- *       truncate|unlink|mkdir|meta|clone|any (meta: chown, chmod and
- *       utimens calls; clone: FICLONE); the Nth such call (1-based) fails with ERR
+ *       truncate|unlink|mkdir|meta|clone|any (meta: chown, chmod, utimens
+ *       and extended attribute calls; clone: FICLONE; open and read include
+ *       directory listings); the Nth such call (1-based) fails with ERR
  *       (EIO, ENOSPC, EINTR, EDQUOT, short — a short transfer); with
  *       ":always" every call from the Nth on fails.
  *   METAMORI_CRASH_AT=N   SIGKILL the process just before its Nth mutating
  *       operation (write, fsync, rename, truncate, unlink, mkdir).
+ *   METAMORI_CRASH_OP=OP  METAMORI_CRASH_AT (and METAMORI_IO_COUNT) count
+ *       the calls of OP only (a name as in METAMORI_FAULT): meta makes the
+ *       metadata calls crash points, enumerated apart from the data
+ *       mutations so that each matrix stays its own size.
  *   METAMORI_IO_COUNT=FILE  at exit, write the number of mutating operations
- *       done to FILE (to enumerate crash points).
+ *       (of METAMORI_CRASH_OP, if set) done to FILE (to enumerate crash points).
  *   METAMORI_IO_TRACE=FILE  append a record of every successful mutating
  *       operation (with the data written) to FILE, for the power-loss
  *       simulation (tests/reliability/powerloss.py reads the format:
@@ -37,6 +42,7 @@
  */
 #ifndef MTM_IO_H
 #define MTM_IO_H
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -44,10 +50,12 @@
 #include <time.h>
 #include <sys/uio.h>
 
-/* IO_META (owner, mode, times) and IO_CLONE (FICLONE) are fault points but
- * not crash points: they change no data, and a kill just before one leaves
- * what a kill just after the preceding write, mkdir or symlink leaves (a
- * temporary file not renamed in yet, or an entry the intent finishes). */
+/* IO_META (owner, mode, times, extended attributes) are fault points, and
+ * crash points counted apart (METAMORI_CRASH_OP=meta): a kill just before
+ * one leaves a file whose content is new and whose metadata is not yet,
+ * which the intent finishes. IO_CLONE (FICLONE into a temporary file not
+ * renamed in yet) is a fault point only: a kill before it leaves what a
+ * kill after the temporary's creation leaves. */
 enum io_op { IO_OPEN, IO_READ, IO_WRITE, IO_FSYNC, IO_RENAME, IO_TRUNCATE, IO_UNLINK, IO_MKDIR, IO_META, IO_CLONE,
              IO_NOPS };
 
@@ -68,6 +76,11 @@ int io_open_plain(int dirfd, const char *path, int flags, int *fd_out, struct st
  * a directory is ENOTPLAIN too. */
 int io_open_regular(int dirfd, const char *path, int flags, int *fd_out);
 int io_close(int fd);
+/* A directory listing: dirfd/path opened with O_DIRECTORY | O_NOFOLLOW
+ * (an IO_OPEN fault point); each entry read is an IO_READ fault point
+ * (*out NULL at the end). Closed with closedir. */
+int io_opendirat(int dirfd, const char *path, DIR **out);
+int io_readdir(DIR *d, struct dirent **out);
 /* Reads up to len bytes at off; *got is what was read (short only at EOF). */
 int io_pread(int fd, void *buf, size_t len, off_t off, size_t *got);
 int io_pwrite(int fd, const void *buf, size_t len, off_t off);

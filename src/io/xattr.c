@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include "io/io.h"
 #include "io/xattr.h"
 
 /* One file's attribute calls, by fd or by path. */
@@ -25,13 +26,36 @@ static ssize_t x_get(const xtarget *t, const char *name, void *buf, size_t n)
 {
 	return t->fd >= 0 ? fgetxattr(t->fd, name, buf, n) : lgetxattr(t->path, name, buf, n);
 }
+/* Setting or removing an attribute is an IO_META fault and crash point,
+ * as chmod is (io.h); an injected EINTR is retried, as a real one. */
+static int meta_point(void)
+{
+	int f = io_fault(IO_META);
+	if (f > 0 && f != EINTR) {
+		errno = f;
+		return -1;
+	}
+	return 0;
+}
 static int x_set(const xtarget *t, const char *name, const void *v, size_t n)
 {
-	return t->fd >= 0 ? fsetxattr(t->fd, name, v, n, 0) : lsetxattr(t->path, name, v, n, 0);
+	if (meta_point())
+		return -1;
+	int r;
+	do
+		r = t->fd >= 0 ? fsetxattr(t->fd, name, v, n, 0) : lsetxattr(t->path, name, v, n, 0);
+	while (r && errno == EINTR);
+	return r;
 }
 static int x_remove(const xtarget *t, const char *name)
 {
-	return t->fd >= 0 ? fremovexattr(t->fd, name) : lremovexattr(t->path, name);
+	if (meta_point())
+		return -1;
+	int r;
+	do
+		r = t->fd >= 0 ? fremovexattr(t->fd, name) : lremovexattr(t->path, name);
+	while (r && errno == EINTR);
+	return r;
 }
 
 static int kept(const char *name)

@@ -42,15 +42,11 @@ uint64_t store_disk_bytes(mtm_store *s)
 	for (int i = 0; files[i]; i++)
 		if (!fstatat(s->dirfd, files[i], &st, AT_SYMLINK_NOFOLLOW))
 			total += (uint64_t)st.st_size;
-	int fd = openat(s->dirfd, "packs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	DIR *d;
+	if (io_opendirat(s->dirfd, "packs", &d))
 		return total;
-	}
 	struct dirent *de;
-	while ((de = readdir(d)))
+	while (!io_readdir(d, &de) && de) /* (a listing cut short: what was counted) */
 		if (!fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode))
 			total += (uint64_t)st.st_size;
 	closedir(d);
@@ -61,13 +57,10 @@ uint64_t store_disk_bytes(mtm_store *s)
  * checkpoint or gc. We hold the writer lock, so nobody is writing one. */
 static int sweep_unknown(mtm_store *s, mtm_prune_stats *stats)
 {
-	int fd = openat(s->dirfd, "packs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return mtm_set_errno(errno, "%s/.metamori/packs", s->root);
-	}
+	DIR *d;
+	int err = io_opendirat(s->dirfd, "packs", &d);
+	if (err)
+		return mtm_set_errno(err, "%s/.metamori/packs", s->root);
 	sqlite3_stmt *q;
 	int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM pack WHERE id=?", -1, &q, NULL);
 	if (rc != SQLITE_OK) {
@@ -75,8 +68,8 @@ static int sweep_unknown(mtm_store *s, mtm_prune_stats *stats)
 		return db_error(s, rc, "gc");
 	}
 	struct dirent *de;
-	int err = 0, removed = 0;
-	while (!err && (de = readdir(d))) {
+	int removed = 0;
+	while (!err && !(err = io_readdir(d, &de)) && de) {
 		long long id;
 		char tail[8];
 		if (strlen(de->d_name) != 13 || sscanf(de->d_name, "%8lld.pa%7s", &id, tail) != 2 || strcmp(tail, "ck"))
@@ -94,6 +87,8 @@ static int sweep_unknown(mtm_store *s, mtm_prune_stats *stats)
 			err = db_error(s, rc, "gc");
 		}
 	}
+	if (err && !de)
+		mtm_set_errno(err, "%s/.metamori/packs: listing", s->root);
 	sqlite3_finalize(q);
 	closedir(d);
 	if (!err && removed && (err = io_fsync_dirat(s->dirfd, "packs")))

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "io/beneath.h"
+#include "io/io.h"
 #include "session/session.h"
 #include "session/watch.h"
 #include "track/protocol.h"
@@ -38,44 +39,6 @@
 #define BARRIER_TIMEOUT_NS (60LL * 1000000000) /* a call that never returns (a FIFO, a hung NFS server) */
 
 typedef struct { int64_t off, len; } byte_range;
-
-static void file_change_free(void *p)
-{
-	file_change *fc = p;
-	if (fc)
-		vec_free(&fc->ranges);
-	free(fc);
-}
-
-void change_set_free(change_set *cs)
-{
-	pathmap_free(&cs->files, file_change_free);
-	pathmap_free(&cs->meta, NULL);
-	pathmap_free(&cs->ns, NULL);
-	memset(cs, 0, sizeof *cs);
-}
-
-file_change *change_set_file(change_set *cs, const char *path)
-{
-	file_change *fc = pathmap_get(&cs->files, path);
-	if (fc)
-		return fc;
-	fc = calloc(1, sizeof *fc);
-	if (!fc)
-		return NULL;
-	fc->ranges = (vec)VEC_INIT(byte_range);
-	fc->trunc_min = -1;
-	if (pathmap_put(&cs->files, path, fc)) {
-		free(fc);
-		return NULL;
-	}
-	return fc;
-}
-
-int change_set_mark(pathmap *m, const char *path)
-{
-	return pathmap_get(m, path) ? 0 : pathmap_put(m, path, (void *)1);
-}
 
 static int futex_wait(uint32_t *addr, uint32_t val, long ns)
 {
@@ -111,10 +74,12 @@ static int slot_open(mtm_session *ss, const char *name, log_slot *l)
 {
 	memset(l, 0, sizeof *l);
 	l->fd = -1;
-	snprintf(l->name, sizeof l->name, "%s", name);
-	l->fd = openat(ss->dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (l->fd < 0)
-		return errno == ENOENT ? 1 : mtm_set_errno(errno, "%s/%s", ss->dir, name);
+	if (strlen(name) >= sizeof l->name)
+		return 1; /* not a log's name (they are short): not one of ours */
+	memcpy(l->name, name, strlen(name) + 1);
+	int rc = io_openat(ss->dirfd, name, O_RDWR | O_NOFOLLOW, 0, &l->fd);
+	if (rc)
+		return rc == ENOENT ? 1 : mtm_set_errno(rc, "%s/%s", ss->dir, name);
 	struct stat st;
 	if (fstat(l->fd, &st) || !S_ISREG(st.st_mode) || st.st_size < MTM_LOG_HDR_SIZE) {
 		slot_close(l);
@@ -141,18 +106,12 @@ static int slot_open(mtm_session *ss, const char *name, log_slot *l)
 /* Brings ss->logs up to date with the directory. */
 static int list_logs(mtm_session *ss)
 {
-	int dfd = openat(ss->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return mtm_set_errno(errno, "%s", ss->dir);
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		int e = errno;
-		close(dfd);
-		return mtm_set_errno(e, "%s", ss->dir);
-	}
-	int rc = 0;
+	DIR *d;
+	int rc = io_opendirat(ss->dirfd, ".", &d);
+	if (rc)
+		return mtm_set_errno(rc, "%s", ss->dir);
 	struct dirent *de;
-	while ((de = readdir(d))) {
+	while (!(rc = io_readdir(d, &de)) && de) {
 		if (strncmp(de->d_name, "log.", 4) || strlen(de->d_name) >= sizeof ((log_slot *)0)->name)
 			continue;
 		log_slot *known = NULL;
@@ -182,6 +141,8 @@ static int list_logs(mtm_session *ss)
 		}
 		*slot = l;
 	}
+	if (rc && !de)
+		rc = mtm_set_errno(rc, "%s: listing", ss->dir);
 	closedir(d);
 	return rc;
 }
@@ -261,23 +222,6 @@ static void sticky_scan_remove(mtm_session *ss, int32_t pid)
 			VEC_AT(&ss->sticky_scan, sticky_scanner, i) = VEC_AT(&ss->sticky_scan, sticky_scanner, --ss->sticky_scan.n);
 			return;
 		}
-}
-
-void change_set_scan(change_set *cs, const char *why)
-{
-	if (!cs->scan)
-		cs->scan_why = why;
-	cs->scan = 1;
-}
-
-/* The store and the restore's temporaries are never part of the tree. */
-int session_outside_tree(const char *path)
-{
-	if (!strcmp(path, ".metamori") || !strncmp(path, ".metamori/", 10))
-		return 1;
-	const char *leaf = strrchr(path, '/');
-	leaf = leaf ? leaf + 1 : path;
-	return !strncmp(leaf, MTM_TMP_PREFIX, strlen(MTM_TMP_PREFIX));
 }
 
 /* What a content or namespace record says, into cs (no side effects: the
@@ -563,7 +507,7 @@ void session_reap_logs(mtm_session *ss)
 		session_forget_pid(ss, l->pid);
 		/* removed while we hold its lock exclusively: a process that opens the
 		 * same name meanwhile waits for the lock, then finds it unlinked */
-		unlinkat(ss->dirfd, l->name, 0);
+		(void)io_unlinkat(ss->dirfd, l->name, 0); /* (best effort: a stale log is removed at the next start) */
 		slot_close(l);
 		*l = VEC_AT(&ss->logs, log_slot, ss->logs.n - 1);
 		ss->logs.n--;

@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include "io/io.h"
 #include "session/session.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -268,9 +269,13 @@ int session_connect(mtm_store *s, int *out)
 	char *dir;
 	if (asprintf(&dir, "%s/.metamori/session", s->root) < 0)
 		return mtm_set_error(ENOMEM, "checkpoint");
-	int dfd = openat(s->dirfd, "session", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int dfd = -1;
 	struct sockaddr_un sa;
-	int rc = dfd < 0 ? errno : session_sock_addr(dfd, dir, &sa);
+	int rc = io_openat(s->dirfd, "session", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &dfd);
+	if (rc)
+		dfd = -1;
+	else
+		rc = session_sock_addr(dfd, dir, &sa);
 	free(dir);
 	if (rc) {
 		if (dfd >= 0)

@@ -10,9 +10,13 @@
  *   sock   unix socket: checkpoint requests from other processes (client.c)
  *   log.PID  the interposer's per-process logs
  *
- * Split: session.c (files, liveness, stale cleanup), barrier.c (the logs and
- * the barrier), tracked.c (a checkpoint from a change set), run.c (mtm_run:
- * the child and the event loop), client.c (requests and the wire format).
+ * Split: session.c (liveness, the socket's address, idle work), start.c
+ * (start and stop, stale cleanup), barrier.c (the logs and the barrier),
+ * change_set.c (what changed), watch.c (what no log explains), precopy.c
+ * and slots.c (blocks copied ahead), prewrite.c (written ahead), hooks.c
+ * (what the engine borrows), tracked.c (a checkpoint from a change set; its
+ * parts in tctx.h), run.c (mtm_run; its parts in run.h), join.c (a second
+ * run joins), client.c (requests and the wire format).
  */
 #ifndef MTM_SESSION_H
 #define MTM_SESSION_H
@@ -266,7 +270,7 @@ int members_add(session_members *m, int fd);
 size_t members_pollfds(const session_members *m, struct pollfd *pf);
 void members_reap(session_members *m, const struct pollfd *pf);
 void members_free(session_members *m);
-/* From run.c, shared with the joiner: the program's environment (ours with
+/* From child.c, shared with the joiner: the program's environment (ours with
  * the interposer and the session added) and whether it can be traced. */
 char **run_child_env(const char *preload, const char *session_dir, const char *root);
 void run_child_env_free(char **env);

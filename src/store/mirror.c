@@ -48,7 +48,14 @@ typedef struct {
 	size_t n_packs;
 	unsigned char *buf, *cmp;
 	mtm_push_stats st;
+	uint64_t done, total; /* progress (phase "push"): pack bytes the mirror holds, of the store's */
 } push_ctx;
+
+static void push_progress(push_ctx *c)
+{
+	if (c->s->progress) /* (the callback limits its own redraws) */
+		c->s->progress(c->s->progress_arg, "push", c->done < c->total ? c->done : c->total, c->total);
+}
 
 /* DIR/.metamori, created as a mirror, or an existing mirror. */
 static int open_mirror(push_ctx *c, const char *dir, int *lockfd)
@@ -190,6 +197,8 @@ static int copy_pack(push_ctx *c, const pack_row *p)
 	}
 	if (have < p->size)
 		c->st.packs++;
+	c->done += (uint64_t)have;
+	push_progress(c);
 	for (off_t off = have; off < p->size;) {
 		size_t want = (size_t)(p->size - off) < COPY_BUF ? (size_t)(p->size - off) : COPY_BUF, got = 0;
 		if ((rc = io_pread(sfd, c->buf, want, off, &got)))
@@ -203,6 +212,8 @@ static int copy_pack(push_ctx *c, const pack_row *p)
 			goto out;
 		off += (off_t)want;
 		c->st.bytes += want;
+		c->done += want;
+		push_progress(c);
 	}
 	if (have < p->size)
 		rc = io_fdatasync(dfd);
@@ -273,6 +284,8 @@ int mtm_push(mtm_store *s, const char *dir, mtm_push_stats *out)
 	}
 	if ((rc = open_mirror(&c, dir, &lockfd)) || (rc = snapshot_index(&c)))
 		goto out;
+	for (size_t i = 0; i < c.n_packs; i++)
+		c.total += (uint64_t)c.packs[i].size;
 	for (size_t i = 0; i < c.n_packs && !rc; i++)
 		rc = copy_pack(&c, &c.packs[i]);
 	if (rc)

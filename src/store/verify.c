@@ -200,15 +200,14 @@ static int check_files(vctx *v)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return db_error(v->s, rc, "verify");
-	int pfd = openat(v->s->dirfd, "packs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = pfd >= 0 ? fdopendir(pfd) : NULL;
-	if (!d) {
-		if (pfd >= 0)
-			close(pfd);
+	DIR *d;
+	int err = io_opendirat(v->s->dirfd, "packs", &d);
+	if (err == ENOENT || err == ENOTDIR || err == ELOOP)
 		return problem(v, "packs/: directory is missing"), 0;
-	}
+	if (err)
+		return mtm_set_errno(err, "%s/.metamori/packs", v->s->root);
 	struct dirent *de;
-	while ((de = readdir(d))) {
+	while (!(err = io_readdir(d, &de)) && de) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		long long id;
@@ -224,16 +223,16 @@ static int check_files(vctx *v)
 		problem(v, "packs/%s: unexpected file in the store", de->d_name);
 	}
 	closedir(d);
-	int sfd = dup(v->s->dirfd);
-	d = sfd >= 0 ? fdopendir(sfd) : NULL;
-	if (!d)
-		return 0;
+	if (err)
+		return mtm_set_errno(err, "%s/.metamori/packs: listing", v->s->root);
+	if ((err = io_opendirat(v->s->dirfd, ".", &d)))
+		return mtm_set_errno(err, "%s/.metamori", v->s->root);
 	static const char *known[] = {".", "..", "index.db", "index.db-wal", "index.db-shm", "index.db-journal", "lock",
 	                              "intent", "intent.tmp", "packs", "mirror", "index.db.push", "index.db.push-journal",
 	                              "index.db.push-wal", "index.db.push-shm" /* a mirror (mirror.c) */,
 	                              "session" /* `metamori run` (src/session/session.c) */,
 	                              "dmtcp" /* `run --dmtcp`'s images (src/cli/dmtcp.h) */, NULL};
-	while ((de = readdir(d))) {
+	while (!(err = io_readdir(d, &de)) && de) {
 		int ok = 0;
 		for (int i = 0; known[i]; i++)
 			ok |= !strcmp(de->d_name, known[i]);
@@ -241,7 +240,7 @@ static int check_files(vctx *v)
 			problem(v, "%s: unexpected file in the store", de->d_name);
 	}
 	closedir(d);
-	return 0;
+	return err ? mtm_set_errno(err, "%s/.metamori: listing", v->s->root) : 0;
 }
 
 static int check_data(vctx *v)

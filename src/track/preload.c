@@ -90,6 +90,19 @@
 #define W_NS(ret, name, params, args, d, p) W_CUSTOM(ret, name, params)
 #define W_META(ret, name, params, args, d, p, f) W_CUSTOM(ret, name, params)
 #define W_FDMETA(ret, name, params, args, fd) W_CUSTOM(ret, name, params)
+#define W_PATH_REC(ret, name, params, args, path, type, a) W_CUSTOM(ret, name, params)
+#define W_OPEN(ret, name, params, dirfd) W_CUSTOM(ret, name, params)
+#define W_OPEN_AS(ret, name, params, dirfd, flags, mode) W_CUSTOM(ret, name, params)
+#define W_SEQ_WRITE(ret, name, params, args, fd) W_CUSTOM(ret, name, params)
+#define W_POS_WRITE(ret, name, params, args, fd, off) W_CUSTOM(ret, name, params)
+#define W_POS_WRITE2(ret, name, params, args, fd, off, flags) W_CUSTOM(ret, name, params)
+#define W_SENDFILE(ret, name, params, args, out, in) W_CUSTOM(ret, name, params)
+#define W_FD_REC(ret, name, params, args, fd, type, a, b) W_CUSTOM(ret, name, params)
+#define W_MKSTEMP(ret, name, params, args, tmpl, oflags) W_CUSTOM(ret, name, params)
+#define W_FCNTL(ret, name, params, args, fd, cmd) W_CUSTOM(ret, name, params)
+#define W_AIO_WRITE(ret, name, params, args, cb) W_CUSTOM(ret, name, params)
+#define W_LIO_LISTIO(ret, name, params, args, list, nent) W_CUSTOM(ret, name, params)
+#define W_FORWARD(ret, name, params, call) W_CUSTOM(ret, name, params)
 #include "track/calls.def"
 
 static void *resolve(const char *name)
@@ -1464,33 +1477,16 @@ static int open_impl(int dirfd, const char *path, int flags, mode_t mode)
 		va_end(ap);                                                     \
 	}
 
-int open(const char *path, int flags, ...)
-{
-	OPEN_MODE(flags, flags);
-	return open_impl(AT_FDCWD, path, flags, mode);
-}
-int open64(const char *path, int flags, ...)
-{
-	OPEN_MODE(flags, flags);
-	return open_impl(AT_FDCWD, path, flags, mode);
-}
-int openat(int dirfd, const char *path, int flags, ...)
-{
-	OPEN_MODE(flags, flags);
-	return open_impl(dirfd, path, flags, mode);
-}
-int openat64(int dirfd, const char *path, int flags, ...)
-{
-	OPEN_MODE(flags, flags);
-	return open_impl(dirfd, path, flags, mode);
-}
-int creat(const char *path, mode_t mode) { return open_impl(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode); }
-int creat64(const char *path, mode_t mode) { return open_impl(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode); }
-/* _FORTIFY_SOURCE turns open() with non-constant flags into these. */
-int __open_2(const char *path, int flags) { return open_impl(AT_FDCWD, path, flags, 0); }
-int __open64_2(const char *path, int flags) { return open_impl(AT_FDCWD, path, flags, 0); }
-int __openat_2(int dirfd, const char *path, int flags) { return open_impl(dirfd, path, flags, 0); }
-int __openat64_2(int dirfd, const char *path, int flags) { return open_impl(dirfd, path, flags, 0); }
+/* The opens (calls.def): path, flags (and dirfd) are the rows' parameter names. */
+#define W_OPEN(ret, name, params, dirfd)                \
+	ret name params                                  \
+	{                                                \
+		OPEN_MODE(flags, flags);                 \
+		return open_impl(dirfd, path, flags, mode); \
+	}
+#define W_OPEN_AS(ret, name, params, dirfd, flags, mode) \
+	ret name params { return open_impl(dirfd, path, flags, mode); }
+#include "track/calls.def"
 
 int close(int fd)
 {
@@ -1614,27 +1610,18 @@ static int fcntl_after(int fd, int cmd, long arg, int r)
 	return r;
 }
 
-int fcntl(int fd, int cmd, ...)
-{
-	va_list ap;
-	va_start(ap, cmd);
-	void *arg = va_arg(ap, void *);
-	va_end(ap);
-	if (cmd == F_SETFD && fd == g_logfd && fd >= 0)
-		return 0; /* keep FD_CLOEXEC as we set it */
-	return fcntl_after(fd, cmd, (long)arg, REAL(fcntl)(fd, cmd, arg));
-}
-
-int fcntl64(int fd, int cmd, ...)
-{
-	va_list ap;
-	va_start(ap, cmd);
-	void *arg = va_arg(ap, void *);
-	va_end(ap);
-	if (cmd == F_SETFD && fd == g_logfd && fd >= 0)
-		return 0;
-	return fcntl_after(fd, cmd, (long)arg, REAL(fcntl64)(fd, cmd, arg));
-}
+#define W_FCNTL(ret, name, params, args, fd, cmd)                            \
+	ret name params                                                       \
+	{                                                                     \
+		va_list ap;                                                   \
+		va_start(ap, cmd);                                            \
+		void *arg = va_arg(ap, void *);                               \
+		va_end(ap);                                                   \
+		if (cmd == F_SETFD && fd == g_logfd && fd >= 0)               \
+			return 0; /* keep FD_CLOEXEC as we set it */          \
+		return fcntl_after(fd, cmd, (long)arg, REAL(name) args);      \
+	}
+#include "track/calls.def"
 
 int chdir(const char *path)
 {
@@ -1766,73 +1753,36 @@ static off_t pos_before(int fd, int append)
 
 #define IS_APPEND(e) ((LOAD(&(e)->flags) & O_APPEND) != 0)
 
-ssize_t write(int fd, const void *buf, size_t n)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(write)(fd, buf, n);
-	SEQ_WRITE(e, fd, REAL(write)(fd, buf, n), IS_APPEND(e));
-}
-
-ssize_t writev(int fd, const struct iovec *iov, int cnt)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(writev)(fd, iov, cnt);
-	SEQ_WRITE(e, fd, REAL(writev)(fd, iov, cnt), IS_APPEND(e));
-}
-
-ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(pwrite)(fd, buf, n, off);
-	POS_WRITE(e, fd, REAL(pwrite)(fd, buf, n, off), off, IS_APPEND(e));
-}
-
-ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(pwrite64)(fd, buf, n, off);
-	POS_WRITE(e, fd, REAL(pwrite64)(fd, buf, n, off), off, IS_APPEND(e));
-}
-
-ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(pwritev)(fd, iov, cnt, off);
-	POS_WRITE(e, fd, REAL(pwritev)(fd, iov, cnt, off), off, IS_APPEND(e));
-}
-
-ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off64_t off)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(pwritev64)(fd, iov, cnt, off);
-	POS_WRITE(e, fd, REAL(pwritev64)(fd, iov, cnt, off), off, IS_APPEND(e));
-}
-
-ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(pwritev2)(fd, iov, cnt, off, flags);
-	if (off == -1)
-		SEQ_WRITE(e, fd, REAL(pwritev2)(fd, iov, cnt, off, flags), IS_APPEND(e) || (flags & RWF_APPEND));
-	POS_WRITE(e, fd, REAL(pwritev2)(fd, iov, cnt, off, flags), off, IS_APPEND(e) || (flags & RWF_APPEND));
-}
-
-ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off64_t off, int flags)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(pwritev64v2)(fd, iov, cnt, off, flags);
-	if (off == -1)
-		SEQ_WRITE(e, fd, REAL(pwritev64v2)(fd, iov, cnt, off, flags), IS_APPEND(e) || (flags & RWF_APPEND));
-	POS_WRITE(e, fd, REAL(pwritev64v2)(fd, iov, cnt, off, flags), off, IS_APPEND(e) || (flags & RWF_APPEND));
-}
+/* The writes (calls.def): a position-less write at the file position (or
+ * the end, O_APPEND), a positioned one at off; pwritev2 takes -1 for the
+ * position, and RWF_APPEND for O_APPEND. */
+#define W_SEQ_WRITE(ret, name, params, args, fd)                   \
+	ret name params                                             \
+	{                                                           \
+		struct ent *e = fd_get(fd);                         \
+		if (LIKELY(!e))                                     \
+			return REAL(name) args;                     \
+		SEQ_WRITE(e, fd, REAL(name) args, IS_APPEND(e));    \
+	}
+#define W_POS_WRITE(ret, name, params, args, fd, off)                   \
+	ret name params                                                  \
+	{                                                                \
+		struct ent *e = fd_get(fd);                              \
+		if (LIKELY(!e))                                          \
+			return REAL(name) args;                          \
+		POS_WRITE(e, fd, REAL(name) args, off, IS_APPEND(e));    \
+	}
+#define W_POS_WRITE2(ret, name, params, args, fd, off, flags)                                   \
+	ret name params                                                                          \
+	{                                                                                        \
+		struct ent *e = fd_get(fd);                                                      \
+		if (LIKELY(!e))                                                                  \
+			return REAL(name) args;                                                  \
+		if (off == -1)                                                                   \
+			SEQ_WRITE(e, fd, REAL(name) args, IS_APPEND(e) || (flags & RWF_APPEND));      \
+		POS_WRITE(e, fd, REAL(name) args, off, IS_APPEND(e) || (flags & RWF_APPEND));         \
+	}
+#include "track/calls.def"
 
 /* copy_file_range, splice: an explicit output offset, else the position. */
 ssize_t copy_file_range(int in, off64_t *inoff, int out, off64_t *outoff, size_t n, unsigned int flags)
@@ -1872,23 +1822,17 @@ ssize_t splice(int in, off64_t *inoff, int out, off64_t *outoff, size_t n, unsig
 	POS_WRITE(e, out, REAL(splice)(in, inoff, out, outoff, n, flags), o, 0);
 }
 
-ssize_t sendfile(int out, int in, off_t *off, size_t n)
-{
-	struct ent *e = fd_get(out);
-	if (LIKELY(!e))
-		return REAL(sendfile)(out, in, off, n);
-	wait_input(in);
-	SEQ_WRITE(e, out, REAL(sendfile)(out, in, off, n), IS_APPEND(e));
-}
-
-ssize_t sendfile64(int out, int in, off64_t *off, size_t n)
-{
-	struct ent *e = fd_get(out);
-	if (LIKELY(!e))
-		return REAL(sendfile64)(out, in, off, n);
-	wait_input(in);
-	SEQ_WRITE(e, out, REAL(sendfile64)(out, in, off, n), IS_APPEND(e));
-}
+/* sendfile (calls.def): its input is waited for outside the region. */
+#define W_SENDFILE(ret, name, params, args, out, in)                \
+	ret name params                                              \
+	{                                                            \
+		struct ent *e = fd_get(out);                         \
+		if (LIKELY(!e))                                      \
+			return REAL(name) args;                      \
+		wait_input(in);                                      \
+		SEQ_WRITE(e, out, REAL(name) args, IS_APPEND(e));    \
+	}
+#include "track/calls.def"
 
 /* Calls on a tracked fd that succeed with 0 and leave one record. */
 #define FD_REC(e, call, type, a, b)                                           \
@@ -1911,59 +1855,17 @@ ssize_t sendfile64(int out, int in, off64_t *off, size_t n)
 		return r_;                                                    \
 	} while (0)
 
-int ftruncate(int fd, off_t len)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(ftruncate)(fd, len);
-	FD_REC(e, REAL(ftruncate)(fd, len), MTM_REC_TRUNC, (uint64_t)len, 0);
-}
-
-int ftruncate64(int fd, off64_t len)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(ftruncate64)(fd, len);
-	FD_REC(e, REAL(ftruncate64)(fd, len), MTM_REC_TRUNC, (uint64_t)len, 0);
-}
-
 #define SHIFTS(mode) ((mode) & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE))
 
-int fallocate(int fd, int mode, off_t off, off_t len)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(fallocate)(fd, mode, off, len);
-	/* collapse/insert move everything after off: compare the whole file */
-	FD_REC(e, REAL(fallocate)(fd, mode, off, len), SHIFTS(mode) ? MTM_REC_WHOLE : MTM_REC_WRITE,
-	       SHIFTS(mode) ? 0 : (uint64_t)off, SHIFTS(mode) ? 0 : (uint64_t)len);
-}
-
-int fallocate64(int fd, int mode, off64_t off, off64_t len)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(fallocate64)(fd, mode, off, len);
-	FD_REC(e, REAL(fallocate64)(fd, mode, off, len), SHIFTS(mode) ? MTM_REC_WHOLE : MTM_REC_WRITE,
-	       SHIFTS(mode) ? 0 : (uint64_t)off, SHIFTS(mode) ? 0 : (uint64_t)len);
-}
-
-/* posix_fallocate returns an error number, not -1; 0 is success all the same. */
-int posix_fallocate(int fd, off_t off, off_t len)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(posix_fallocate)(fd, off, len);
-	FD_REC(e, REAL(posix_fallocate)(fd, off, len), MTM_REC_WRITE, (uint64_t)off, (uint64_t)len);
-}
-
-int posix_fallocate64(int fd, off64_t off, off64_t len)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(!e))
-		return REAL(posix_fallocate64)(fd, off, len);
-	FD_REC(e, REAL(posix_fallocate64)(fd, off, len), MTM_REC_WRITE, (uint64_t)off, (uint64_t)len);
-}
+#define W_FD_REC(ret, name, params, args, fd, type, a, b)    \
+	ret name params                                       \
+	{                                                     \
+		struct ent *e = fd_get(fd);                   \
+		if (LIKELY(!e))                               \
+			return REAL(name) args;               \
+		FD_REC(e, REAL(name) args, type, a, b);       \
+	}
+#include "track/calls.def"
 
 /* Reflinks rewrite a file's content without a write(): cp --reflink, the
  * default of coreutils' cp on btrfs and xfs. */
@@ -2011,21 +1913,15 @@ static int aio_note(int fd)
 	return 0;
 }
 
-int lio_listio(int mode, struct aiocb *const list[], int nent, struct sigevent *sig)
-{
-	for (int i = 0; i < nent; i++)
-		if (list[i] && list[i]->aio_lio_opcode == LIO_WRITE)
-			aio_note(list[i]->aio_fildes);
-	return REAL(lio_listio)(mode, list, nent, sig);
-}
-
-int lio_listio64(int mode, struct aiocb64 *const list[], int nent, struct sigevent *sig)
-{
-	for (int i = 0; i < nent; i++)
-		if (list[i] && list[i]->aio_lio_opcode == LIO_WRITE)
-			aio_note(list[i]->aio_fildes);
-	return REAL(lio_listio64)(mode, list, nent, sig);
-}
+#define W_LIO_LISTIO(ret, name, params, args, list, nent)                 \
+	ret name params                                                   \
+	{                                                                 \
+		for (int i = 0; i < nent; i++)                            \
+			if (list[i] && list[i]->aio_lio_opcode == LIO_WRITE) \
+				aio_note(list[i]->aio_fildes);            \
+		return REAL(name) args;                                   \
+	}
+#include "track/calls.def"
 
 /* libaio: the kernel does the writes, complete when io_getevents says (a
  * direct write may land after a barrier): compared like POSIX AIO. */
@@ -2098,17 +1994,13 @@ int pidfd_getfd(int pidfd, int target, unsigned int flags)
 	return fd;
 }
 
-int aio_write(struct aiocb *cb)
-{
-	aio_note(cb->aio_fildes);
-	return REAL(aio_write)(cb);
-}
-
-int aio_write64(struct aiocb64 *cb)
-{
-	aio_note(cb->aio_fildes);
-	return REAL(aio_write64)(cb);
-}
+#define W_AIO_WRITE(ret, name, params, args, cb) \
+	ret name params                           \
+	{                                         \
+		aio_note(cb->aio_fildes);         \
+		return REAL(name) args;           \
+	}
+#include "track/calls.def"
 
 /* ------------------------------------------------------------------ */
 /* Path calls.                                                         */
@@ -2141,6 +2033,8 @@ int aio_write64(struct aiocb64 *cb)
 	ret name params { PATH_REC(REAL(name) args, dirfd, path, 0, MTM_REC_NS, 0, 0); }
 #define W_META(ret, name, params, args, dirfd, path, follow) \
 	ret name params { PATH_REC(REAL(name) args, dirfd, path, follow, MTM_REC_META, 0, 0); }
+#define W_PATH_REC(ret, name, params, args, path, type, a) \
+	ret name params { PATH_REC(REAL(name) args, AT_FDCWD, path, 1, type, a, 0); }
 #include "track/calls.def"
 
 /* Metadata through an fd: the rarer calls may use fds we did not open. */
@@ -2180,16 +2074,6 @@ int utimensat(int dirfd, const char *path_, const struct timespec t[2], int flag
 	         MTM_REC_META, 0, 0);
 }
 
-int truncate(const char *path, off_t len)
-{
-	PATH_REC(REAL(truncate)(path, len), AT_FDCWD, path, 1, MTM_REC_TRUNC, (uint64_t)len, 0);
-}
-
-int truncate64(const char *path, off64_t len)
-{
-	PATH_REC(REAL(truncate64)(path, len), AT_FDCWD, path, 1, MTM_REC_TRUNC, (uint64_t)len, 0);
-}
-
 static int rename_impl(int od, const char *o, int nd, const char *n, unsigned flags, int how)
 {
 #define RENAME_CALL                                                                         \
@@ -2220,8 +2104,6 @@ static int rename_impl(int od, const char *o, int nd, const char *n, unsigned fl
 #undef RENAME_CALL
 }
 
-int rename(const char *o, const char *n) { return rename_impl(AT_FDCWD, o, AT_FDCWD, n, 0, 0); }
-int renameat(int od, const char *o, int nd, const char *n) { return rename_impl(od, o, nd, n, 0, 1); }
 int renameat2(int od, const char *o, int nd, const char *n, unsigned int flags)
 {
 	return rename_impl(od, o, nd, n, flags, 2);
@@ -2272,53 +2154,41 @@ static int link_impl(int od, const char *o, int nd, const char *n, int flags, in
 #undef LINK_CALL
 }
 
-int link(const char *o, const char *n) { return link_impl(AT_FDCWD, o, AT_FDCWD, n, 0, 0); }
-int linkat(int od, const char *o, int nd, const char *n, int flags) { return link_impl(od, o, nd, n, flags, 1); }
 
-/* mkstemp and friends create the file inside libc: seen here only. */
-static int mkstemp_impl(char *tmpl, int how, int a, int b)
-{
-#define MKS_CALL                                                                 \
-	(how == 0 ? REAL(mkstemp)(tmpl) : how == 1 ? REAL(mkstemp64)(tmpl)            \
-	 : how == 2 ? REAL(mkostemp)(tmpl, a) : how == 3 ? REAL(mkostemp64)(tmpl, a)   \
-	 : how == 4 ? REAL(mkstemps)(tmpl, a) : how == 5 ? REAL(mkstemps64)(tmpl, a)   \
-	 : how == 6 ? REAL(mkostemps)(tmpl, a, b) : REAL(mkostemps64)(tmpl, a, b))
-	if (!active() || t_guard)
-		return MKS_CALL;
-	t_guard++;
-	char rel[PATH_MAX], canon[PATH_MAX];
-	int in = resolve_at(AT_FDCWD, tmpl, 0, rel) >= 0 ? enter() : 0;
-	int fd = MKS_CALL;
-	int err = errno;
-	if (fd >= 0 && fdpath(fd, canon) > 0) {
-		size_t rl;
-		const char *r = in_root(canon, &rl);
-		if (r) {
-			fd_set_path(fd, r, rl, O_RDWR | (uint32_t)((how == 2 || how == 3 || how >= 6) ? a : 0));
-			if (!in)
-				in = enter();
-			if (in)
-				rec(MTM_REC_NS, 0, 0, r, rl);
-		} else {
-			fd_clear(fd);
-		}
-	}
-	if (in)
-		leave();
-	t_guard--;
-	errno = err;
-	return fd;
-#undef MKS_CALL
-}
+/* mkstemp and friends create the file inside libc: seen here only
+ * (calls.def's W_MKSTEMP rows; oflags: the open flags the call was given). */
+#define MKSTEMP_REC(call, tmpl, oflags)                                                       \
+	do {                                                                                  \
+		if (!active() || t_guard)                                                     \
+			return call;                                                          \
+		t_guard++;                                                                    \
+		char rel_[PATH_MAX], canon_[PATH_MAX];                                        \
+		int in_ = resolve_at(AT_FDCWD, tmpl, 0, rel_) >= 0 ? enter() : 0;             \
+		int fd_ = call;                                                               \
+		int err_ = errno;                                                             \
+		if (fd_ >= 0 && fdpath(fd_, canon_) > 0) {                                    \
+			size_t rl_;                                                           \
+			const char *r_ = in_root(canon_, &rl_);                               \
+			if (r_) {                                                             \
+				fd_set_path(fd_, r_, rl_, O_RDWR | (uint32_t)(oflags));       \
+				if (!in_)                                                     \
+					in_ = enter();                                        \
+				if (in_)                                                      \
+					rec(MTM_REC_NS, 0, 0, r_, rl_);                       \
+			} else {                                                              \
+				fd_clear(fd_);                                                \
+			}                                                                     \
+		}                                                                             \
+		if (in_)                                                                      \
+			leave();                                                              \
+		t_guard--;                                                                    \
+		errno = err_;                                                                 \
+		return fd_;                                                                   \
+	} while (0)
 
-int mkstemp(char *t) { return mkstemp_impl(t, 0, 0, 0); }
-int mkstemp64(char *t) { return mkstemp_impl(t, 1, 0, 0); }
-int mkostemp(char *t, int f) { return mkstemp_impl(t, 2, f, 0); }
-int mkostemp64(char *t, int f) { return mkstemp_impl(t, 3, f, 0); }
-int mkstemps(char *t, int s) { return mkstemp_impl(t, 4, s, 0); }
-int mkstemps64(char *t, int s) { return mkstemp_impl(t, 5, s, 0); }
-int mkostemps(char *t, int s, int f) { return mkstemp_impl(t, 6, s, f); }
-int mkostemps64(char *t, int s, int f) { return mkstemp_impl(t, 7, s, f); }
+#define W_MKSTEMP(ret, name, params, args, tmpl, oflags) \
+	ret name params { MKSTEMP_REC(REAL(name) args, tmpl, oflags); }
+#include "track/calls.def"
 
 char *mkdtemp(char *tmpl)
 {
@@ -2421,10 +2291,6 @@ static FILE *fopen_impl(const char *path, const char *mode, FILE *old, int how)
 #undef FOPEN_CALL
 }
 
-FILE *fopen(const char *path, const char *mode) { return fopen_impl(path, mode, NULL, 0); }
-FILE *fopen64(const char *path, const char *mode) { return fopen_impl(path, mode, NULL, 1); }
-FILE *freopen(const char *path, const char *mode, FILE *f) { return fopen_impl(path, mode, f, 2); }
-FILE *freopen64(const char *path, const char *mode, FILE *f) { return fopen_impl(path, mode, f, 3); }
 
 FILE *fdopen(int fd, const char *mode)
 {
@@ -2513,14 +2379,11 @@ static void *mmap_exec(void *p, int prot)
 	return p;
 }
 
-void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
-{
-	return mmap_exec(mmap_impl(addr, len, prot, flags, fd, off, 0), prot);
-}
-void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
-{
-	return mmap_exec(mmap_impl(addr, len, prot, flags, fd, off, 1), prot);
-}
+/* The twins of the calls wrapped by hand above (rename, link, fopen,
+ * mmap: calls.def's W_FORWARD rows). */
+#define W_FORWARD(ret, name, params, call) \
+	ret name params { return call; }
+#include "track/calls.def"
 
 int munmap(void *addr, size_t len)
 {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/beneath.h"
+#include "io/io.h"
 #include "io/xattr.h"
 #include "tree/scan.h"
 #include "store/store.h"
@@ -177,9 +178,9 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 			it->xattrs_read = 1;
 		}
 		if (kind == KIND_DIR) {
-			int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sub < 0) {
-				rc = mtm_set_errno(errno, "%s/%s", s->root, path);
+			int sub, e = io_openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &sub);
+			if (e) {
+				rc = mtm_set_errno(e, "%s/%s", s->root, path);
 				break;
 			}
 			char *sub_rel = xstrdup(path); /* out may move when it grows */
@@ -196,9 +197,9 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 int walk_tree(mtm_store *s, const ignore_set *ign, vec *out)
 {
 	*out = (vec)VEC_INIT(live_item);
-	int dfd = openat(s->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return mtm_set_errno(errno, "%s", s->root);
+	int dfd, e = io_openat(s->rootfd, ".", O_RDONLY | O_DIRECTORY, 0, &dfd);
+	if (e)
+		return mtm_set_errno(e, "%s", s->root);
 	int rc = walk_dir(s, ign, dfd, "", out);
 	if (rc) {
 		live_free(out);

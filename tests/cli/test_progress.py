@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Progress (issue 20): verify --data, checkpoint, restore, status (rehashing
-changed files) and prune (folding, then rewriting packs) draw a progress
+changed files), prune (folding, then rewriting packs) and push draw a progress
 line on stderr when it is a terminal (a pty here), erase it at the end, and
 print nothing of it when stderr is not a terminal."""
 import os
@@ -70,5 +70,19 @@ def test_status_and_prune():
     expect(rc == 0 and err == b"" and out.startswith(b"dropped 2 checkpoints: 3 4\n"), "prune to a pipe: %r %r" % (out, err))
 
 
+def test_push():
+    root = store("mtm-progress-push-")
+    T.write_file(os.path.join(root, "big"), os.urandom(8 << 20))
+    ok(["-C", root, "checkpoint", "-q"])
+    mirror = os.path.join(T.tempdir("mtm-progress-mirror-"), "m")
+    rc, err = on_pty(["-C", root, "push", "-q", mirror])
+    expect(rc == 0 and b"\rpush: " in err and b"of 8.0 MiB)" in err and err.endswith(b"\r\x1b[K"),
+           "push on a terminal: %r" % err[-300:])
+    T.write_file(os.path.join(root, "more"), os.urandom(1 << 20))
+    ok(["-C", root, "checkpoint", "-q"])
+    rc, out, err = raw(["-C", root, "push", mirror])
+    expect(rc == 0 and err == b"" and out.startswith(b"pushed "), "push to a pipe: %r %r" % (out, err))
+
+
 if __name__ == "__main__":
-    T.main([test_progress_on_a_terminal_only, test_status_and_prune])
+    T.main([test_progress_on_a_terminal_only, test_status_and_prune, test_push])

@@ -24,6 +24,8 @@ import time
 import mtmtest as T
 
 TORTURE = os.environ.get("METAMORI_TORTURE", "") not in ("", "0")
+# the sanitizer build (each command costs ten times as much) runs fewer cases
+SANITIZED = os.environ.get("MTM_SANITIZED", "") not in ("", "0")
 BLOCK = 4096
 
 

@@ -24,7 +24,7 @@ losing what was not yet durable, and check that nothing committed is lost.
    command had returned) the new checkpoint must be there: a returned commit
    is durable.
 
-make test: about 100 prefixes (40 in the sanitizer build); METAMORI_TORTURE=1:
+make test: about 50 prefixes (20 in the sanitizer build); METAMORI_TORTURE=1:
 more than 1,000.
 """
 import os
@@ -303,7 +303,7 @@ def run(big, seed, budget_per_step):
 
 
 def test_powerloss_small():
-    run(False, 4, 8 if rlib.SANITIZED else 20)
+    run(False, 4, 4 if rlib.SANITIZED else 10)
 
 
 def test_powerloss_torture():

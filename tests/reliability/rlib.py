@@ -52,7 +52,8 @@ TMP_PREFIX = ".metamori-tmp."
 def env_with(**kw):
     """os.environ without any METAMORI_* fault knob, plus kw."""
     e = {k: v for k, v in os.environ.items()
-         if k not in ("METAMORI_FAULT", "METAMORI_CRASH_AT", "METAMORI_IO_COUNT", "METAMORI_IO_TRACE")}
+         if k not in ("METAMORI_FAULT", "METAMORI_CRASH_AT", "METAMORI_CRASH_OP", "METAMORI_IO_COUNT",
+                     "METAMORI_IO_TRACE")}
     e.update({k: str(v) for k, v in kw.items()})
     return e
 

@@ -12,9 +12,15 @@ asserts: the tree is untouched (checkpoint, prune) or each file is old or new
 byte-exactly; the interrupted checkpoint is whole or absent; the next command
 finishes an interrupted restore; rerunning the command completes.
 
-make test: every kill point of the small scenario (every third one in the
-ASan build, which is much slower). METAMORI_TORTURE=1 (make torture): every
+make test: every second kill point of the small scenario, and its last
+(every eighth in the ASan build, where each command costs ten times as much). METAMORI_TORTURE=1 (make torture): every
 kill point of the big scenario, and of the small one with a second seed.
+
+The metadata calls of a restore (owner, mode, times, extended attributes)
+are crash points counted apart (METAMORI_CRASH_OP=meta), so that the matrix
+above keeps its size: test_crash_before_metadata_calls kills the small
+scenario's restore just before them (6 of them, evenly spread, in make
+test, 3 in the ASan build; every one in make torture).
 """
 import os
 import signal
@@ -40,7 +46,7 @@ def crash_step(sc, i, st):
     if n < 3:
         raise T.Failure("step %d: only %d mutating operations counted" % (i, n))
     STATS["steps"] += 1
-    stride = 3 if rlib.SANITIZED and not rlib.TORTURE else 1
+    stride = 1 if rlib.TORTURE else 8 if rlib.SANITIZED else 2
     for k in range(1, n + 1):
         if (k - 1) % stride and k != n:
             continue
@@ -56,6 +62,61 @@ def crash_step(sc, i, st):
         mixed = rlib.Checker(sc, st, root, label).full(scratch)
         STATS["mixed_patched"] += len(mixed)
     rlib.banner("  step %d %-40s %3d kill points" % (i, " ".join(st.args), n))
+
+
+def spread(n, most):
+    """At most `most` of 1..n, evenly spread, the last included."""
+    if n <= most:
+        return list(range(1, n + 1))
+    return sorted({1 + (n - 1) * i // (most - 1) for i in range(most)})
+
+
+def test_crash_before_metadata_calls():
+    """Killed just before a metadata call, a restore leaves each file old or
+    new (its content new and its metadata not yet, for a patched one), and
+    `restore --continue` finishes it, metadata included (Checker.full)."""
+    sc = rlib.Scenario(big=False, seed=4).build()
+    try:
+        root = sc.work("crash-root")
+        scratch = os.path.join(sc.base, "crash-scratch")
+        count = os.path.join(sc.base, "count")
+        restores = [(i, st) for i, st in enumerate(sc.steps) if st.kind == "restore"]
+        if not restores:
+            raise T.Failure("the scenario has no restore")
+        for i, st in restores:
+            rlib.copy_root(st.snapshot, root)
+            if os.path.exists(count):
+                os.unlink(count)
+            p = rlib.mtm(["-C", root] + st.args, env=rlib.env_with(METAMORI_IO_COUNT=count, METAMORI_CRASH_OP="meta"))
+            if p.returncode != 0:
+                raise T.Failure("step %d (%s): clean run failed: %s" % (i, " ".join(st.args), p.stderr))
+            n = int(open(count).read())
+            rlib.copy_root(st.snapshot, root)
+            p = rlib.mtm(["-C", root] + st.args, env=rlib.env_with(METAMORI_IO_COUNT=count))
+            data = int(open(count).read()) if p.returncode == 0 else -1
+            if n < 3 or n == data:
+                raise T.Failure("step %d: %d metadata calls counted apart (%d data mutations): the metadata "
+                                "calls are not crash points of their own" % (i, n, data))
+            most = n if rlib.TORTURE else 3 if rlib.SANITIZED else 6
+            killed = 0
+            for k in spread(n, most):
+                rlib.copy_root(st.snapshot, root)
+                p = rlib.mtm(["-C", root] + st.args,
+                             env=rlib.env_with(METAMORI_CRASH_AT=k, METAMORI_CRASH_OP="meta"))
+                label = "step %d (%s) killed before metadata call %d/%d" % (i, " ".join(st.args), k, n)
+                if p.returncode == 0:
+                    STATS["completed_before_n"] += 1
+                    continue
+                if p.returncode != -signal.SIGKILL:
+                    raise T.Failure("%s: expected SIGKILL, got exit %d: %s" % (label, p.returncode, p.stderr))
+                killed += 1
+                STATS["kill_points"] += 1
+                STATS["mixed_patched"] += len(rlib.Checker(sc, st, root, label).full(scratch))
+            if not killed:
+                raise T.Failure("step %d: no run was killed before a metadata call" % i)
+            rlib.banner("  step %d %-40s %3d metadata calls, %d killed" % (i, " ".join(st.args), n, killed))
+    finally:
+        sc.cleanup()
 
 
 def run_scenario(big, seed):
@@ -81,7 +142,8 @@ if __name__ == "__main__":
     try:
         if not rlib.TORTURE:
             print("(the big scenario runs with METAMORI_TORTURE=1 / make torture)")
-        T.main([test_crash_every_point_small] + ([test_crash_every_point_big] if rlib.TORTURE else []))
+        T.main([test_crash_every_point_small, test_crash_before_metadata_calls] +
+               ([test_crash_every_point_big] if rlib.TORTURE else []))
     finally:
         print("crash: %(kill_points)d kill points over %(steps)d command runs, "
               "%(completed_before_n)d runs finished before their point, "

@@ -68,17 +68,31 @@ def judge(sc, st, root, spec, scratch):
     chk.full(scratch)
 
 
-def fault_matrix(sc, steps, ns, modes, ops=OPS):
+def fault_cases(ops, ns, modes, cover):
+    """The (op, n, err, mode) cases to inject at one step. cover "all": the
+    whole cross product (make torture). cover "err": every (op, err) pair once,
+    with the mode and the count rotating through their values, so each value
+    of each is still used at every step (make test). cover "op": every op
+    once, the error, mode and count rotating (the sanitizer build, where each
+    command costs ten times as much)."""
+    if cover == "all":
+        return [(op, n, err, mode) for op in ops for err in ERRS for mode in modes for n in ns]
+    out = []
+    for a, op in enumerate(ops):
+        for err in (ERRS if cover == "err" else [ERRS[a % len(ERRS)]]):
+            j = len(out)
+            out.append((op, ns[j % len(ns)], err, modes[(j // len(ns)) % len(modes)]))
+    return out
+
+
+def fault_matrix(sc, steps, ns, modes, ops=OPS, cover="all"):
     scratch = os.path.join(sc.base, "fault-scratch")
     for i, st in steps:
         before = STATS["faults"]
-        for op in ops:
-            for err in ERRS:
-                for mode in modes:
-                    for n in ns:
-                        root = sc.work("fault-root")
-                        rlib.copy_root(st.snapshot, root)
-                        judge(sc, st, root, "%s:%d:%s%s" % (op, n, err, mode), scratch)
+        for op, n, err, mode in fault_cases(ops, ns, modes, cover):
+            root = sc.work("fault-root")
+            rlib.copy_root(st.snapshot, root)
+            judge(sc, st, root, "%s:%d:%s%s" % (op, n, err, mode), scratch)
         rlib.banner("  step %d %-40s %4d faults" % (i, " ".join(st.args), STATS["faults"] - before))
 
 
@@ -98,7 +112,7 @@ def test_fault_matrix():
             fault_matrix(sc, [(i, st) for i, st in enumerate(sc.steps) if i > 0], list(range(1, 13)) + [20, 40, 80],
                          ["", ":always"], OPS + ["unlink", "mkdir"])
         else:
-            fault_matrix(sc, pick_steps(sc), [2] if rlib.SANITIZED else [1, 3], ["", ":always"])
+            fault_matrix(sc, pick_steps(sc), [1, 3], ["", ":always"], cover="op" if rlib.SANITIZED else "err")
     finally:
         sc.cleanup()
 
@@ -114,8 +128,9 @@ def test_restore_metadata_faults():
         if not steps:
             raise T.Failure("the scenario has no in-place restore")
         before = dict(STATS)
-        ns = list(range(1, 13)) + [20, 40] if rlib.TORTURE else [2] if rlib.SANITIZED else [1, 3]
-        fault_matrix(sc, steps if rlib.TORTURE else steps[:1], ns, ["", ":always"], ["meta", "clone"])
+        ns = list(range(1, 13)) + [20, 40] if rlib.TORTURE else [1, 3]
+        fault_matrix(sc, steps if rlib.TORTURE else steps[:1], ns, ["", ":always"], ["meta", "clone"],
+                     cover="all" if rlib.TORTURE else "op" if rlib.SANITIZED else "err")
         failed = STATS["failed_cleanly"] - before["failed_cleanly"]
         if not failed:
             raise T.Failure("no metadata fault failed a restore: the calls bypass the fault points")
@@ -267,7 +282,9 @@ def test_full_disk():
         rlib.copy_root(root, base)
         enospc = 0
         free0 = None
-        for step in range(0, 28):
+        # every 32 KiB of free space from 0 to 864 KiB (every third in the
+        # sanitizer build: each command there costs ten times as much)
+        for step in range(0, 28, 3 if rlib.SANITIZED else 1):
             # the same start each time, then leave `left` bytes free
             T.rmtree(root)
             for name in os.listdir(mnt):
@@ -317,10 +334,64 @@ def test_full_disk():
         T.rmtree(outside)
 
 
+def count_ops(root, args, op):
+    """How many calls of op (a METAMORI_FAULT name) the command makes."""
+    count = os.path.join(os.path.dirname(root), "count-%s" % op)
+    if os.path.exists(count):
+        os.unlink(count)
+    p = rlib.mtm(["-C", root] + args, env=rlib.env_with(METAMORI_IO_COUNT=count, METAMORI_CRASH_OP=op))
+    if p.returncode != 0:
+        raise T.Failure("metamori %s failed: %s" % (" ".join(args), p.stderr.strip()))
+    return int(open(count).read())
+
+
+def test_fault_points_reach_walk_listings_and_session():
+    """The tree walk's opens, the store's listings (verify, gc) and the
+    session's files go through the I/O layer: fault injection reaches them.
+    Counted with METAMORI_CRASH_OP (the count of one kind of call)."""
+    base = T.tempdir("mtm-reach-")
+    try:
+        root = os.path.join(base, "t")
+        os.makedirs(os.path.join(root, "d0"))
+        with open(os.path.join(root, "d0", "f"), "wb") as f:
+            f.write(b"x" * 100)
+        rlib.mtm(["init", root], check=True)
+        rlib.mtm(["-C", root, "checkpoint", "-q"], check=True)
+        # the walk: twenty more directories, twenty more opens
+        few = count_ops(root, ["status"], "open")
+        for i in range(1, 21):
+            os.makedirs(os.path.join(root, "d%d" % i))
+        many = count_ops(root, ["status"], "open")
+        if many - few < 20:
+            raise T.Failure("status opened %d, then %d with 20 more directories: the walk's opens bypass "
+                            "the fault points" % (few, many))
+        rlib.mtm(["-C", root, "checkpoint", "-q"], check=True)
+        # the store's listings: a read fault near the end of verify hits one
+        n = count_ops(root, ["verify"], "read")
+        hit = []
+        for k in range(n, max(0, n - 12), -1):
+            p = rlib.mtm(["-C", root, "verify"], env=rlib.env_with(METAMORI_FAULT="read:%d:EIO" % k))
+            if p.returncode != 0 and "listing" in p.stderr:
+                rlib.one_error_line(p, "verify with read fault %d" % k)
+                hit.append(k)
+        if not hit:
+            raise T.Failure("no read fault of verify's last %d reads hit a listing of the store" % min(n, 12))
+        # the session's files: its directory made, its files removed at the end
+        made = count_ops(root, ["run", "-q", "--", "true"], "mkdir")
+        removed = count_ops(root, ["run", "-q", "--", "true"], "unlink")
+        if made < 1 or removed < 2:
+            raise T.Failure("a session made %d directories and removed %d files through the I/O layer "
+                            "(expected its directory, then ctl and sock)" % (made, removed))
+        print("  walk: %d -> %d opens; verify: listing faults at reads %s of %d; session: %d mkdir, %d unlink"
+              % (few, many, hit, n, made, removed))
+    finally:
+        T.rmtree(base)
+
+
 if __name__ == "__main__":
     try:
         T.main([test_fault_mid_large_file, test_failed_fsync_fails_the_checkpoint, test_full_disk, test_reader_faults,
-                test_restore_metadata_faults,
+                test_restore_metadata_faults, test_fault_points_reach_walk_listings_and_session,
                 test_fault_matrix])
     finally:
         print("faults: %(faults)d injected (%(failed_cleanly)d clean failures, %(succeeded)d recovered); "

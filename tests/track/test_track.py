@@ -328,6 +328,17 @@ def test_mkstemp_mkdtemp():
     eq("records", [("NS", f, 0, 0), ("WRITE", f, 0, 10), ("NS", d, 0, 0)], s.records())
 
 
+def test_mkostemps_append():
+    """mkostemps(t, suffixlen, flags): the fd's flags are the third
+    argument; with O_APPEND, a pwrite at 0 is recorded at the end, where
+    Linux puts it (the interposer took the suffix's length for the flags)."""
+    s, root = fresh()
+    p = calls(s, "mkostemps_append")
+    f = p.stdout.split()[0]
+    eq("records", [("NS", f, 0, 0), ("WRITE", f, 0, 20)], s.records())
+    eq("content", 20, os.path.getsize(os.path.join(root, f)))
+
+
 def test_hard_links_scan():
     """Writing or chmod'ing through one name of a file with several changes
     names the interposer does not know: one SCAN per checkpoint interval."""

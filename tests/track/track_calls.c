@@ -405,6 +405,18 @@ static int c_mkstemp(char **a)
 	printf("%s\n", d);
 	return close(fd);
 }
+static int c_mkostemps_append(char **a)
+{
+	/* the flags are mkostemps' third argument (its second is the suffix's
+	 * length): on an O_APPEND fd, Linux's pwrite appends, whatever the offset */
+	char t[] = "tmpXXXXXX.dat";
+	int fd = mkostemps(t, 4, O_APPEND);
+	CK(fd);
+	CK(write(fd, buf, 10));
+	CK(pwrite(fd, buf, 10, 0));
+	printf("%s\n", t);
+	return close(fd);
+}
 static int c_hardlink(char **a)
 {
 	/* a change through one name of a file with several */
@@ -747,7 +759,7 @@ static const struct {
 	C(copy_file_range), C(sendfile), C(splice), C(rename), C(renameat), C(renameat2),
 	C(rename_open), C(unlink), C(unlinkat), C(remove), C(mkdir), C(rmdir), C(link), C(symlink),
 	C(mknod), C(chmod), C(chown), C(utimes), C(stdio), C(stdio_append), C(freopen), C(dup2_stdout), C(fexecve), C(fdopen), C(mmap),
-	C(mmap_private), C(mremap), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(hardlink), C(dup),
+	C(mmap_private), C(mremap), C(outside), C(relative), C(symlinked_dir), C(tmpfile), C(mkstemp), C(mkostemps_append), C(hardlink), C(dup),
 	C(closefrom), C(threads), C(fork), C(vfork), C(exec_env), C(exec), C(spawn_static),
 	C(io_uring), C(wait_write), C(fifo), C(sticky_overflow), C(hold), C(stdout), C(many), C(overflow), C(churn),
 #undef C

@@ -1,0 +1,119 @@
+/*
+ * to_dir.c — a restore into an empty (or new) directory: every entry of
+ * the checkpoint (or of the paths asked for) written, one syncfs at the end.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "io/io.h"
+#include "restore/rctx.h"
+#include "restore/preflight.h"
+#include "store/index.h"
+#include "util/error.h"
+
+static int dir_is_empty(int fd)
+{
+	int dup_fd = dup(fd);
+	if (dup_fd < 0)
+		return -1;
+	DIR *d = fdopendir(dup_fd);
+	if (!d) {
+		close(dup_fd);
+		return -1;
+	}
+	struct dirent *de;
+	int empty = 1;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			empty = 0;
+			break;
+		}
+	closedir(d);
+	return empty;
+}
+
+int restore_to_dir(rctx *c, mtm_id k, const char *to)
+{
+	const rreq *rq = c->rq;
+	vec target = VEC_INIT(entry);
+	/* One read transaction, as in place: the block rows and the chunk rows
+	 * they name come from one snapshot (a concurrent gc may compact a chunk:
+	 * FORMAT.md section 7), and no chunk lookup locks the database alone. */
+	int rc = db_exec(c->s, "BEGIN");
+	if (rc)
+		return rc;
+	if ((rc = index_load_tree(c->s, k, &target)) || (rc = lineage_of(c->s, k, &c->lin_k)))
+		goto done;
+	/* with paths: those, and the directories above them */
+	size_t keep = 0;
+	for (size_t i = 0; i < target.n; i++) {
+		entry *e = &VEC_AT(&target, entry, i);
+		int scope = scope_of(rq->paths, rq->n_paths, e->path);
+		if (scope == SCOPE_IN || (scope == SCOPE_ABOVE && e->kind == KIND_DIR))
+			VEC_AT(&target, entry, keep++) = *e;
+		else
+			entry_clear(e);
+	}
+	target.n = keep;
+	for (size_t i = 0; i < rq->n_paths; i++)
+		if (*rq->paths[i] && !tree_find(&target, rq->paths[i])) {
+			rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", rq->paths[i], (long long)k);
+			goto done;
+		}
+	for (size_t i = 0; i < target.n && !rc; i++) {
+		entry *e = &VEC_AT(&target, entry, i);
+		if (rq->on_step && e->kind != KIND_DIR)
+			rc = report_step(c, e->kind == KIND_FILE ? 'W' : 'C', e->path, e->kind == KIND_FILE ? (uint64_t)e->size : 0);
+	}
+	if (rc || rq->dry_run)
+		goto done;
+	if (mkdir(to, 0700) && errno != EEXIST) {
+		rc = mtm_set_errno(errno, "%s", to);
+		goto done;
+	}
+	if ((rc = io_openat(AT_FDCWD, to, O_RDONLY | O_DIRECTORY, 0, &c->rootfd))) {
+		rc = mtm_set_errno(rc, "%s", to);
+		goto done;
+	}
+	if (dir_is_empty(c->rootfd) != 1) {
+		rc = mtm_set_error(MTM_ENOTEMPTY, "%s: restore target is not an empty directory", to);
+		goto done;
+	}
+	for (size_t i = 0; i < target.n; i++)
+		if (VEC_AT(&target, entry, i).kind == KIND_FILE)
+			c->total += (uint64_t)VEC_AT(&target, entry, i).size;
+	for (size_t i = 0; i < target.n && !rc; i++) {
+		entry *e = &VEC_AT(&target, entry, i);
+		if (e->kind == KIND_DIR) {
+			rc = make_dir(c, e);
+		} else if (e->kind == KIND_FILE) {
+			plan_item p = {.te = e, .map = VEC_INIT(blockref)};
+			if (!(rc = index_file_map(c->s, e->file_id, &c->lin_k, &p.map)))
+				rc = write_whole(c, &p);
+			vec_free(&p.map);
+		}
+	}
+	if (!rc)
+		rc = make_links(c, &target);
+	for (size_t i = 0; i < target.n && !rc; i++) {
+		entry *e = &VEC_AT(&target, entry, i);
+		if (e->kind == KIND_SYMLINK)
+			rc = make_symlink(c, e);
+		else if (e->kind >= KIND_FIFO && e->kind <= KIND_BLK)
+			rc = make_node(c, e);
+	}
+	if (!rc)
+		rc = fix_dirs(c, &target, NULL);
+	/* one syncfs instead of an fsync per file: the directory was empty, so
+	 * there is no old version to protect, only durability at the end */
+	if (!rc && syncfs(c->rootfd))
+		rc = mtm_set_errno(errno, "%s: sync", to);
+done:
+	db_exec(c->s, "COMMIT");
+	entries_free(&target);
+	lineage_free(&c->lin_k);
+	return rc;
+}

@@ -1,0 +1,378 @@
+/*
+ * collect.c — inside the barrier: the paths the logs name, on both sides
+ * (the live tree and the parent's entries), and the capture of each touched
+ * file; when the logs cannot be trusted (NEED_SCAN), the whole tree.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "session/tctx.h"
+#include "store/index.h"
+#include "tree/ignore.h"
+#include "util/error.h"
+
+static int cmp_live(const void *a, const void *b)
+{
+	return strcmp(((const live_item *)a)->path, ((const live_item *)b)->path);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	return strcmp(((const entry *)a)->path, ((const entry *)b)->path);
+}
+
+static live_item *live_find(const vec *live, const char *path)
+{
+	live_item key = {.path = (char *)path};
+	if (!live->n)
+		return NULL;
+	return bsearch(&key, live->v, live->n, sizeof(live_item), cmp_live);
+}
+
+/* 1 if a strict ancestor of path is in m. */
+static int under(const pathmap *m, const char *path)
+{
+	if (!m->n)
+		return 0;
+	char *buf = strdup(path); /* (paths may be longer than PATH_MAX) */
+	if (!buf)
+		return 1; /* the cautious answer: the file is read whole */
+	int found = 0;
+	for (char *p = buf + strlen(buf); p > buf && !found; p--) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		found = pathmap_get(m, buf) != NULL;
+	}
+	free(buf);
+	return found;
+}
+
+/* Whether some checkpoint recorded another name of the file at path. */
+static int has_links(mtm_store *s, const char *path, int *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM entry WHERE kind = 8 AND target = ? LIMIT 1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_blob(st, 1, path, (int)strlen(path), SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	*out = rc == SQLITE_ROW;
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+/* The parent's entries strictly under directory path (its subtree). */
+static int add_parent_subtree(tctx *t, const char *path)
+{
+	size_t from = t->parent->n;
+	int rc = index_entries_under(t->s, path, t->lin, t->parent);
+	if (rc)
+		return rc;
+	/* what the ignore rules leave out now was left out then, as a rule; if
+	 * they changed, the checkpoint scans (.metamoriignore is watched) */
+	size_t keep = from;
+	for (size_t i = from; i < t->parent->n; i++) {
+		entry *e = &VEC_AT(t->parent, entry, i);
+		if (ignore_path(t->ign, e->path, e->kind == KIND_DIR)) {
+			entry_clear(e);
+			continue;
+		}
+		VEC_AT(t->parent, entry, keep++) = *e;
+	}
+	t->parent->n = keep;
+	return 0;
+}
+
+/* One touched path that no listed subtree covers: both sides, point
+ * lookups. subtree (a namespace change there): its subtrees too, the live
+ * one if it is a directory now, the parent's if it was one then. */
+static int add_point(tctx *t, const char *path, int subtree)
+{
+	live_item it = {0};
+	int have_live, have_pe, rc;
+	entry pe;
+	if ((rc = live_stat(t, path, &it, &have_live)))
+		return rc;
+	if ((rc = index_entry_at(t->s, path, t->lin, &pe, &have_pe))) {
+		free(it.target);
+		free(it.xattrs);
+		return rc;
+	}
+	int kind = have_live ? it.kind : have_pe ? pe.kind : KIND_NONE;
+	if (kind == KIND_NONE || ignore_path(t->ign, path, kind == KIND_DIR)) {
+		free(it.target);
+		free(it.xattrs);
+		if (have_pe)
+			entry_clear(&pe);
+		return 0;
+	}
+	if (subtree && ((have_live && it.kind == KIND_DIR && (rc = walk_subtree(t->s, t->ign, path, t->live))) ||
+	                (have_pe && pe.kind == KIND_DIR && (rc = add_parent_subtree(t, path))))) {
+		free(it.target);
+		free(it.xattrs);
+		entry_clear(&pe);
+		return rc;
+	}
+	if (have_live) {
+		live_item *slot = vec_push(t->live);
+		if (!slot || !(it.path = strdup(path))) {
+			free(it.target);
+			free(it.xattrs);
+			if (have_pe)
+				entry_clear(&pe);
+			return mtm_set_error(ENOMEM, "checkpoint");
+		}
+		*slot = it;
+	}
+	if (have_pe) {
+		entry *slot = vec_push(t->parent);
+		if (!slot) {
+			entry_clear(&pe);
+			return mtm_set_error(ENOMEM, "checkpoint");
+		}
+		*slot = pe;
+	}
+	return 0;
+}
+
+static int put_point(tctx *t, const char *path)
+{
+	return pathmap_get(&t->points, path) || !pathmap_put(&t->points, path, (void *)1) ? 0
+	       : mtm_set_error(ENOMEM, "checkpoint");
+}
+
+/* The stat cache row the parent's version left for path: its inode. */
+static int sc_inode(tctx *t, const char *path, int64_t ver, int64_t *dev, int64_t *ino, int *found)
+{
+	*found = 0;
+	int rc;
+	if (!t->q_sc && (rc = sqlite3_prepare_v2(t->s->db, "SELECT ver, dev, ino FROM statcache WHERE path=?", -1, &t->q_sc,
+	                                         NULL)) != SQLITE_OK)
+		return db_error(t->s, rc, "index");
+	sqlite3_reset(t->q_sc);
+	sqlite3_bind_text(t->q_sc, 1, path, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(t->q_sc);
+	if (rc == SQLITE_ROW && sqlite3_column_int64(t->q_sc, 0) == ver) {
+		*dev = sqlite3_column_int64(t->q_sc, 1);
+		*ino = sqlite3_column_int64(t->q_sc, 2);
+		*found = 1;
+	}
+	sqlite3_reset(t->q_sc);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(t->s, rc, "index");
+}
+
+/* Namespace changes: whole subtrees, unless an ancestor's covers them, and
+ * each one's parent directory (an entry came or went: its mtime changed). */
+static int collect_namespace(tctx *t)
+{
+	change_set *cs = t->cs;
+	int rc;
+	for (size_t i = 0; i < cs->ns.cap; i++) {
+		const char *p = cs->ns.slots[i].key;
+		if (p && pathmap_put(&t->nsdirs, p, (void *)1))
+			return mtm_set_error(ENOMEM, "checkpoint");
+	}
+	for (size_t i = 0; i < cs->ns.cap; i++) {
+		const char *p = cs->ns.slots[i].key;
+		if (!p || under(&t->nsdirs, p))
+			continue;
+		if ((rc = add_point(t, p, 1)))
+			return rc;
+		const char *slash = strrchr(p, '/');
+		if (slash) {
+			char *dir = strndup(p, (size_t)(slash - p));
+			rc = dir ? put_point(t, dir) : mtm_set_error(ENOMEM, "checkpoint");
+			free(dir);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* The paths written or changed in their metadata (and the directories
+ * collect_namespace named), each looked up on both sides. */
+static int collect_points(tctx *t)
+{
+	change_set *cs = t->cs;
+	int rc;
+	pathmap *sets[] = {&cs->files, &cs->meta};
+	for (size_t k = 0; k < 2; k++)
+		for (size_t i = 0; i < sets[k]->cap; i++)
+			if (sets[k]->slots[i].key && (rc = put_point(t, sets[k]->slots[i].key)))
+				return rc;
+	for (size_t i = 0; i < t->points.cap; i++) {
+		const char *p = t->points.slots[i].key;
+		/* namespace paths were done above (or are inside a listed subtree) */
+		if (p && !pathmap_get(&t->nsdirs, p) && !under(&t->nsdirs, p) && (rc = add_point(t, p, 0)))
+			return rc;
+	}
+	return 0;
+}
+
+/* Both sides sorted by path, as ckpt_record merges them. */
+static int sort_sides(tctx *t)
+{
+	if (t->live->n > 1)
+		qsort(t->live->v, t->live->n, sizeof(live_item), cmp_live);
+	if (t->parent->n > 1)
+		qsort(t->parent->v, t->parent->n, sizeof(entry), cmp_entry);
+	for (size_t i = 1; i < t->live->n; i++)
+		if (!strcmp(VEC_AT(t->live, live_item, i - 1).path, VEC_AT(t->live, live_item, i).path))
+			return mtm_set_error(MTM_EINVAL, "checkpoint: '%s' listed twice", VEC_AT(t->live, live_item, i).path);
+	return 0;
+}
+
+/* A new entry's directory must be in the tree: if the records missed its
+ * creation, they cannot be trusted, and the checkpoint scans. */
+static int check_new_dirs(tctx *t)
+{
+	int rc = 0;
+	for (size_t i = 0; i < t->live->n; i++) {
+		const char *path = VEC_AT(t->live, live_item, i).path, *slash = strrchr(path, '/');
+		if (!slash || tree_find(t->parent, path))
+			continue;
+		char *dir = strndup(path, (size_t)(slash - path));
+		if (!dir)
+			return mtm_set_error(ENOMEM, "checkpoint");
+		const live_item *d = live_find(t->live, dir);
+		int ok = d && d->kind == KIND_DIR, found = 0;
+		entry de;
+		if (!d && !(rc = index_entry_at(t->s, dir, t->lin, &de, &found)) && found) {
+			ok = de.kind == KIND_DIR;
+			entry_clear(&de);
+		}
+		free(dir);
+		if (rc)
+			return rc;
+		if (!ok)
+			return need_scan(t, "a new entry's directory was not recorded");
+	}
+	return 0;
+}
+
+/* A link group is recorded from all of its names (ckpt_scan): a touched
+ * name that was a hard link, or a file that had some, needs a scan. */
+static int check_parent_links(tctx *t)
+{
+	int rc = 0;
+	for (size_t i = 0; i < t->parent->n && !rc; i++) {
+		const entry *pe = &VEC_AT(t->parent, entry, i);
+		int linked = pe->kind == KIND_LINK;
+		if (pe->kind == KIND_FILE && (rc = has_links(t->s, pe->path, &linked)))
+			break;
+		if (linked)
+			rc = need_scan(t, "a touched file is or was hard-linked");
+	}
+	return rc;
+}
+
+/* One touched live file's capture: its dirty blocks when it is the file
+ * the parent recorded, the blocks that differ from its hashes when it is
+ * compared whole, all of it otherwise. */
+static int capture_touched(tctx *t, live_item *it)
+{
+	entry *pe = tree_find(t->parent, it->path);
+	const file_change *fc = pathmap_get(&t->cs->files, it->path);
+	int same = 0, found, rc;
+	int64_t dev, ino;
+	/* the file the parent recorded here, written only where the records
+	 * say? Not if an entry was created, removed or renamed at its path
+	 * (or above): an inode freed there may have been reused by a file
+	 * written under another name. Then it is read whole; a rename keeps
+	 * its history all the same (ckpt_record matches it by inode). */
+	int ns = pathmap_get(&t->nsdirs, it->path) || under(&t->nsdirs, it->path);
+	if (pe && pe->kind == KIND_FILE && !ns) {
+		if ((rc = sc_inode(t, it->path, pe->ver, &dev, &ino, &found)))
+			return rc;
+		same = found && dev == (int64_t)it->st.st_dev && ino == (int64_t)it->st.st_ino;
+	}
+	capture *cap = calloc(1, sizeof *cap);
+	if (!cap)
+		return mtm_set_error(ENOMEM, "checkpoint");
+	cap->fd = -1;
+	cap->runs = (vec)VEC_INIT(blk_run);
+	it->cap = cap;
+	if (same && fc && fc->whole)
+		return capture_hashed(t, it, cap);
+	cap->whole = !same || (fc && fc->whole);
+	/* the blocks the logs name are all that changed only if the watcher
+	 * saw no other writer (it marked the file whole otherwise) */
+	cap->vouched = t->ss->watch != NULL;
+	if (!cap->whole && dirty_runs(fc, pe ? pe->size : 0, (int64_t)it->st.st_size, &cap->runs))
+		return mtm_set_error(ENOMEM, "checkpoint");
+	if (cap->whole || cap->runs.n || (int64_t)it->st.st_size != pe->size)
+		return capture_file(t, it, cap);
+	return 0;
+}
+
+/* Inside the barrier: the touched paths, both sides, and the captures. */
+int collect_tracked(tctx *t)
+{
+	change_set *cs = t->cs;
+	int rc;
+	if (pathmap_get(&cs->files, ".metamoriignore") || pathmap_get(&cs->ns, ".metamoriignore") ||
+	    pathmap_get(&cs->meta, ".metamoriignore"))
+		return need_scan(t, ".metamoriignore changed");
+	if ((rc = collect_namespace(t)) || (rc = collect_points(t)) || (rc = sort_sides(t)) ||
+	    (rc = check_new_dirs(t)) || (rc = check_parent_links(t)))
+		return rc;
+	for (size_t i = 0; i < t->live->n && !rc; i++) {
+		live_item *it = &VEC_AT(t->live, live_item, i);
+		if (it->kind != KIND_FILE)
+			continue;
+		if (it->st.st_nlink > 1)
+			return need_scan(t, "a touched file has other hard links");
+		rc = capture_touched(t, it);
+	}
+	return rc;
+}
+
+/* Inside the barrier, when the logs are not enough: the whole tree. Files
+ * the stat cache cannot vouch for are copied out, unless that is more than
+ * the budget: then t->hold says to record before opening the barrier. */
+int collect_scan(tctx *t, mtm_id parent)
+{
+	pathmap sc = {0};
+	int rc;
+	if ((rc = walk_tree(t->s, t->ign, t->live)) || (rc = index_load_tree(t->s, parent, t->parent)) ||
+	    (rc = statcache_load(t->s, &sc)))
+		goto done;
+	uint64_t total = 0;
+	for (size_t i = 0; i < t->live->n; i++) {
+		live_item *it = &VEC_AT(t->live, live_item, i);
+		entry *pe = tree_find(t->parent, it->path);
+		if (it->kind == KIND_FILE && !(pe && pe->kind == KIND_FILE && statcache_fresh(pathmap_get(&sc, it->path), &it->st, pe->ver)))
+			total += (uint64_t)it->st.st_size;
+	}
+	if (total > t->budget) {
+		t->hold = 1; /* read in place while the barrier holds */
+		goto done;
+	}
+	for (size_t i = 0; i < t->live->n && !rc; i++) {
+		live_item *it = &VEC_AT(t->live, live_item, i);
+		entry *pe = tree_find(t->parent, it->path);
+		if (it->kind != KIND_FILE || (pe && pe->kind == KIND_FILE && statcache_fresh(pathmap_get(&sc, it->path), &it->st, pe->ver)))
+			continue;
+		capture *cap = calloc(1, sizeof *cap);
+		if (!cap) {
+			rc = mtm_set_error(ENOMEM, "checkpoint");
+			break;
+		}
+		cap->fd = -1;
+		cap->whole = 1;
+		cap->runs = (vec)VEC_INIT(blk_run);
+		it->cap = cap;
+		rc = capture_file(t, it, cap);
+		if (rc == NEED_SCAN) { /* changed by an untraced process: read it as it comes */
+			capture_free(cap);
+			it->cap = NULL;
+			rc = 0;
+		}
+	}
+done:
+	pathmap_free(&sc, free);
+	return rc;
+}

@@ -1,0 +1,111 @@
+/*
+ * live.c — the live tree as a tracked checkpoint sees it: every path opened
+ * beneath the root through its directory's fd (each directory opened once
+ * per checkpoint), never through a symlink.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "io/beneath.h"
+#include "io/io.h"
+#include "io/xattr.h"
+#include "session/tctx.h"
+#include "util/error.h"
+
+/* The fd of path's directory (opened beneath the root, never through a
+ * symlink, once per checkpoint) and its last component. 0 or an errno. */
+static int parent_fd(tctx *t, const char *path, int *dfd, const char **leaf)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash) {
+		*dfd = t->s->rootfd;
+		*leaf = path;
+		return 0;
+	}
+	char *dir = strndup(path, (size_t)(slash - path));
+	if (!dir)
+		return ENOMEM;
+	intptr_t v = (intptr_t)pathmap_get(&t->dirfds, dir);
+	if (!v) {
+		int fd, rc = beneath_open(t->s->rootfd, dir, O_RDONLY | O_DIRECTORY, &fd);
+		v = rc ? -(intptr_t)rc : (intptr_t)fd + 1;
+		if (pathmap_put(&t->dirfds, dir, (void *)v)) {
+			if (!rc)
+				close(fd);
+			free(dir);
+			return ENOMEM;
+		}
+	}
+	free(dir);
+	if (v < 0)
+		return (int)-v;
+	*dfd = (int)(v - 1);
+	*leaf = slash + 1;
+	return 0;
+}
+
+void dirfds_close(tctx *t)
+{
+	for (size_t i = 0; i < t->dirfds.cap; i++)
+		if (t->dirfds.slots[i].key && (intptr_t)t->dirfds.slots[i].val > 0)
+			close((int)((intptr_t)t->dirfds.slots[i].val - 1));
+	pathmap_free(&t->dirfds, NULL);
+}
+
+/* Opens a live file for its capture. */
+int open_live(tctx *t, const char *path, int *fd)
+{
+	int dfd;
+	const char *leaf;
+	int rc = parent_fd(t, path, &dfd, &leaf);
+	if (!rc)
+		rc = io_open_plain(dfd, leaf, O_RDONLY | O_NOFOLLOW, fd, NULL);
+	return rc == ENOTPLAIN ? ENOENT : rc; /* replaced by a FIFO or device: never blocks */
+}
+
+/* lstat of a tree path, never through a symlink (and its extended
+ * attributes, but a regular file's). *found = 0 if it is not there. */
+int live_stat(tctx *t, const char *path, live_item *it, int *found)
+{
+	*found = 0;
+	int dfd;
+	const char *leaf;
+	int rc = parent_fd(t, path, &dfd, &leaf);
+	if (rc == ENOENT || rc == ENOTDIR)
+		return 0;
+	if (rc == ELOOP || rc == EXDEV)
+		return need_scan(t, "a recorded path goes through a symlink");
+	if (rc)
+		return mtm_set_errno(rc, "%s/%s", t->s->root, path);
+	struct stat st;
+	if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW)) {
+		rc = errno;
+		return rc == ENOENT ? 0 : mtm_set_errno(rc, "%s/%s", t->s->root, path);
+	}
+	int kind = kind_of_mode(st.st_mode);
+	if (kind == KIND_NONE)
+		return 0;
+	if (kind == KIND_SYMLINK) {
+		char buf[4096];
+		ssize_t n = readlinkat(dfd, leaf, buf, sizeof buf - 1);
+		if (n < 0)
+			return mtm_set_errno(errno, "%s/%s", t->s->root, path);
+		it->target = strndup(buf, (size_t)n);
+	}
+	if (kind != KIND_FILE) {
+		if ((rc = xattr_read_at(dfd, leaf, &it->xattrs, &it->xattrs_len)) && rc != ENOENT) {
+			free(it->target);
+			it->target = NULL;
+			return mtm_set_errno(rc, "%s/%s: reading extended attributes", t->s->root, path);
+		}
+		it->xattrs_read = 1;
+	}
+	it->st = st;
+	it->kind = kind;
+	*found = 1;
+	return 0;
+}

@@ -1,0 +1,108 @@
+/*
+ * tctx.h — the parts of a tracked checkpoint (tracked.c) and what they
+ * share: the checkpoint's context, the blocks read in the barrier, the hashes
+ * kept for the next compare. Private to src/session/.
+ *
+ *   tracked.c        the order: pre-copy, barrier, collect, record, commit
+ *   collect.c        the touched paths on both sides (or the whole tree)
+ *   live.c           the live tree, opened beneath the root, never through a symlink
+ *   capture.c        what to copy out of each touched file, and the copy
+ *   capture_read.c   the barrier's reads, and the captures pointed at them
+ *   hashes.c         block hashes of files compared whole, kept for the next compare
+ *   describe.c       the lines that report a checkpoint
+ */
+#ifndef MTM_SESSION_TCTX_H
+#define MTM_SESSION_TCTX_H
+#include <stdint.h>
+#include <sys/stat.h>
+#include "checkpoint/checkpoint.h"
+#include "session/session.h"
+#include "tree/scan.h"
+
+#define CAPTURE_LIMIT ((uint64_t)512 << 20) /* copy at most this much (and a quarter of free memory) */
+#define NEED_SCAN 1                         /* collect_tracked: the logs are not enough */
+
+typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
+
+typedef struct {
+	mtm_session *ss;
+	mtm_store *s;
+	const lineage *lin;
+	const ignore_set *ign;
+	change_set *cs;
+	vec *live, *parent;
+	pathmap nsdirs;  /* namespace paths whose subtrees are listed on both sides */
+	pathmap points;  /* other touched paths */
+	sqlite3_stmt *q_sc;
+	const char *why; /* NEED_SCAN's reason */
+	uint64_t budget; /* bytes still to copy out; past it, captures refer to the live file ... */
+	int hold;        /* ... and the barrier stays closed until they are recorded */
+	mtm_id parent_id;
+	pathmap pending; /* path -> pending_hashes*: ss->hashes after a commit */
+	vec deferred;    /* of deferred_copy: blocks read in the barrier, the captures' bytes */
+	pathmap dirfds;  /* directory -> its fd + 1, or -errno: each opened once per checkpoint */
+	pathmap pre;     /* path -> precopy*: blocks read before the barrier */
+	change_set post; /* what the records say changed after they were read */
+	uint64_t precopied_blocks;
+} tctx;
+
+/* Scattered blocks cost a system call each to read (the pause is mostly
+ * that): in the barrier they are only read, into memory, where
+ * ckpt_record reads them (materialize points the capture at them). */
+typedef struct {
+	capture *cap;
+	unsigned char *data; /* the runs' bytes, in run order, clipped to size */
+	int64_t size;
+	int src;             /* the live file, until the reads are done (-1: read already) */
+	const char *path;    /* live_item's */
+	int64_t dev, ino;
+	int src_precopy;     /* blocks may come from the pre-copy (read_deferred decided) */
+} deferred_copy;
+
+/* Block hashes for ss->hashes once the checkpoint commits: known (h), or to
+ * be computed from a whole capture after the barrier (cap: its bytes exist
+ * by then). */
+typedef struct { block_hashes bh; const capture *cap; int64_t size; } pending_hashes;
+
+static inline int need_scan(tctx *t, const char *why)
+{
+	t->why = why;
+	return NEED_SCAN;
+}
+
+/* live.c */
+int live_stat(tctx *t, const char *path, live_item *it, int *found);
+/* Opens a live file for its capture. */
+int open_live(tctx *t, const char *path, int *fd);
+void dirfds_close(tctx *t);
+
+/* collect.c: inside the barrier, the touched paths, both sides, and the
+ * captures; or, when the logs are not enough (NEED_SCAN), the whole tree. */
+int collect_tracked(tctx *t);
+int collect_scan(tctx *t, mtm_id parent);
+
+/* capture.c */
+/* The blocks a file's records may have changed, against its parent size. */
+int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, vec *runs);
+int capture_file(tctx *t, live_item *it, capture *cap);
+int capture_hashed(tctx *t, live_item *it, capture *cap);
+
+/* capture_read.c */
+int read_deferred(tctx *t);
+int materialize(tctx *t);
+void deferred_free(tctx *t);
+
+/* hashes.c */
+uint64_t block_hash(const unsigned char *blk, size_t len);
+int add_pending(tctx *t, const char *path, const struct stat *st, uint64_t *h, const capture *cap);
+void keep_hashes(tctx *t, mtm_id id);
+void pending_free(void *p);
+
+/* describe.c: the phases of one checkpoint, for METAMORI_DEBUG_SESSION */
+typedef struct {
+	int64_t tb, t0, tpc, tl, tpre, t1, tr; /* begin, gate closed, pre-copy done, logs read, ... */
+	int64_t wait_rec;                      /* the pack's thread's wait, in the record */
+} tracked_times;
+void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_times *tm, int scan,
+                    const char *scan_why, size_t nlive, size_t nparent);
+#endif
