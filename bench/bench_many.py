@@ -141,18 +141,22 @@ def main():
         changed = w.interval()
         row = {"interval": i}
         os.sync()
-        row["stat"], _ = B.timed(["find", tree, "(", "-name", ".git", "-o", "-name", ".metamori", ")",
+        row["stat"], sp = B.timed(["find", tree, "(", "-name", ".git", "-o", "-name", ".metamori", ")",
                                   "-prune", "-o", "-printf", "%s\n"])
+        row["stat_cpu"] = sp.cpu
         os.sync()
-        row["read"], _ = B.timed(["sh", "-c", 'cat "$@" > /dev/null', "cat"] + changed, cwd=tree)
+        row["read"], rp = B.timed(["sh", "-c", 'cat "$@" > /dev/null', "cat"] + changed, cwd=tree)
+        row["read_cpu"] = rp.cpu
         os.sync()
         row["scan"], p = B.mtm(metamori, "-C", tree, "checkpoint", "-m", f"interval {i}")
         row["scan_out"] = p.stdout.strip().replace("\n", ";")
+        row["scan_cpu"] = p.cpu
         ck = B.mtm_log(metamori, tree)[-1]["id"]
         seen[ck] = w.digest()
         if use_git:
             os.sync()
-            row["git"], _ = B.timed(["sh", "-c", f"git add -A && git commit -q -m 'interval {i}'"], cwd=tree, env=genv)
+            row["git"], gp = B.timed(["sh", "-c", f"git add -A && git commit -q -m 'interval {i}'"], cwd=tree, env=genv)
+            row["git_cpu"] = gp.cpu
         res["intervals"].append(row)
         B.log(f"bench: interval {i}: stat walk {B.secs(row['stat'])}, read {B.secs(row['read'])}, "
               f"scan {B.secs(row['scan'])}" + (f", git {B.secs(row['git'])}" if use_git else ""))
@@ -195,6 +199,11 @@ def report(res, use_git):
     if use_git:
         gx = B.median([r["git"] / r["scan"] for r in ivs])
         g.append(["git add -A && commit / scan ckpt", f"{gx:.2f}x", ">= 5x", B.goal(gx, ">=", 5)])
+    c = B.median([r["scan_cpu"] / (r["stat_cpu"] + r["read_cpu"]) for r in ivs])
+    g.append(["CPU: scan ckpt / (stat walk + read changed)", f"{c:.2f}x", "", ""])
+    if use_git:
+        c = B.median([r["git_cpu"] / r["scan_cpu"] for r in ivs])
+        g.append(["CPU: git / scan ckpt", f"{c:.2f}x", "", ""])
     out.append(B.table(["measure (median)", "value", "goal", ""], g))
     print("\n".join(out))
 

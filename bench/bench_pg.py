@@ -219,6 +219,9 @@ def main():
             if rc != 0:
                 sys.exit(f"bench: metamori run exited {rc}:\n{text[-3000:]}")
             ck, dbg = session_lines(text)
+            # the checkpoint made once postgres has exited ('exit') pauses no one
+            msgs = {e["id"]: e["message"] for e in B.mtm_log(a.metamori, tree_a)}
+            ck = [(i, k, p, msgs.get(i) == "exit") for i, k, p in ck]
             row["checkpoints"] = ck
             row["debug"] = dbg
             all_ck += ck
@@ -227,7 +230,7 @@ def main():
         res["rounds"].append(row)
         B.log(f"bench: round {r}: alone {row['alone_tps']:.0f} tps, under metamori run {row['tracked_tps']:.0f} tps "
               f"({(1 - row['ratio']) * 100:+.1f}% fewer), {len(row['checkpoints'])} checkpoints, pauses "
-              + ", ".join(f"{p:.1f}" for _, _, p in row["checkpoints"]) + " ms")
+              + ", ".join(f"{p:.1f}" + (" (exit)" if x else "") for _, _, p, x in row["checkpoints"]) + " ms")
 
     # every checkpoint restored, started and checked
     ids = [e["id"] for e in B.mtm_log(a.metamori, tree_a)]
@@ -258,7 +261,7 @@ def main():
         B.rmtree(to)
         B.log(f"bench: checkpoint {ck}: pg_amcheck clean, balances equal ({vals[0]}), {n} history rows")
     res["checked"] = checked
-    res["pauses_ms"] = [p for _, _, p in all_ck]
+    res["pauses_ms"] = [p for _, _, p, x in all_ck if not x]
     res["debug"] = all_dbg
     res["load_end"] = B.loadavg()
     report(res)
@@ -282,7 +285,8 @@ def report(res):
            f"(pg_amcheck --heapallindexed, pgbench's balance invariant): "
            f"{[c['id'] for c in res['checked'] if c['ok']]}.", ""]
     rows = [[r["round"], f"{r['alone_tps']:.0f}", f"{r['tracked_tps']:.0f}", f"{(1 - r['ratio']) * 100:+.1f}%",
-             len(r["checkpoints"]), ", ".join(f"{p:.1f}" for _, _, p in r["checkpoints"]), r["load"]]
+             len(r["checkpoints"]), ", ".join(f"{p:.1f}" + (" (exit)" if x else "") for _, _, p, x in r["checkpoints"]),
+             r["load"]]
             for r in res["rounds"]]
     out.append(B.table(["round", "alone tps", "under run tps", "fewer tps", "ckpts", "pauses (ms)", "load"], rows))
     out.append("")
@@ -292,8 +296,8 @@ def report(res):
     g = [["fewer transactions under metamori run (median of rounds)", f"{fewer:+.1f}%", "<= 3%",
           B.goal(fewer, "<=", 3)]]
     if ps:
-        g.append(["pause per checkpoint, p50", f"{p50:.1f} ms", "", ""])
-        g.append(["pause per checkpoint, p99", f"{p99:.1f} ms", "<= 5 ms", B.goal(p99, "<=", 5)])
+        g.append(["pause per checkpoint while postgres runs, p50", f"{p50:.1f} ms", "", ""])
+        g.append(["pause per checkpoint while postgres runs, p99", f"{p99:.1f} ms", "<= 5 ms", B.goal(p99, "<=", 5)])
     out.append(B.table(["measure", "value", "goal", ""], g))
     if res["debug"]:
         out += ["", "Where the pause goes (METAMORI_DEBUG_SESSION, one line per checkpoint):", "", "```"]

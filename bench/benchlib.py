@@ -14,6 +14,7 @@ every contender of a table; the tables say which was used.
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import time
 BLOCK = 4096
 MiB = 1 << 20
 GiB = 1 << 30
+LAST_CPU = None  # CPU seconds of the last timed() command
 
 
 def log(msg):
@@ -84,10 +86,17 @@ class Cache:
 def timed(cmd, cwd=None, env=None, check=True, capture=True):
     """Runs cmd (a list); returns (seconds, CompletedProcess). Wall clock,
     process start included (the same for every contender)."""
+    global LAST_CPU
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE if capture else None,
                        stderr=subprocess.PIPE if capture else None, text=True)
     t = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the command and its children: on a shared machine the
+    # wall clock also counts the time spent waiting for a CPU
+    LAST_CPU = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    p.cpu = LAST_CPU
     if check and p.returncode != 0:
         sys.exit(f"bench: {' '.join(map(str, cmd))}: exit {p.returncode}\n{p.stdout}{p.stderr}")
     return t, p

@@ -125,8 +125,8 @@ typedef void (*mtm_progress_fn)(void *arg, const char *phase, uint64_t done, uin
  * those the stat cache does not vouch for), "prune" (mtm_prune: dropped
  * checkpoints folded -- a count, not bytes) then "gc" (mtm_prune: bytes of
  * live records read from the packs it rewrites), "push" (mtm_push: pack
- * bytes the mirror holds, of the store's). NULL turns it off. Called on the
- * calling thread. */
+ * bytes the mirror holds, of the store's), "du" (mtm_du: checkpoints
+ * accounted -- a count). NULL turns it off. Called on the calling thread. */
 MTM_API void mtm_set_progress(mtm_store *s, mtm_progress_fn fn, void *arg);
 
 typedef struct mtm_checkpoint_opts {

@@ -27,7 +27,9 @@ int cmd_du(int argc, char **argv)
 	mtm_du_entry *v;
 	size_t n;
 	mtm_du_totals t;
+	mtm_set_progress(s, cli_progress, NULL);
 	int rc = mtm_du(s, &v, &n, &t);
+	cli_progress_end();
 	if (rc) {
 		rc = cli_fail(rc);
 		mtm_close(s);

@@ -27,7 +27,7 @@ void cli_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
 	int pct = total ? (int)(done * 100 / total) : 100;
 	fputc('\r', stderr);
 	quote_put(stderr, phase);
-	if (!strcmp(phase, "prune")) /* (counts checkpoints: mtm_set_progress) */
+	if (!strcmp(phase, "prune") || !strcmp(phase, "du")) /* (count checkpoints: mtm_set_progress) */
 		fprintf(stderr, ": %3d%% (%llu of %llu checkpoints)\033[K", pct > 100 ? 100 : pct, (unsigned long long)done,
 		        (unsigned long long)total);
 	else

@@ -156,6 +156,8 @@ int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 		t->logical += list[i].tree_bytes + list[i].region_bytes;
 		t->region_logical += list[i].region_bytes;
 		err = unique_bytes(s, q, list[i].id, &v[i].unique);
+		if (s->progress) /* (counts checkpoints: mtm_set_progress) */
+			s->progress(s->progress_arg, "du", i + 1, n);
 	}
 	for (int i = 0; i < 6; i++)
 		sqlite3_finalize(q[i]);

@@ -190,8 +190,8 @@ static int clean_dir(int dfd, const char *rel, uint64_t *count, int depth)
 		}
 		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
 			continue;
-		int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sub < 0)
+		int sub;
+		if (io_openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &sub))
 			continue; /* not a directory, or not ours to read */
 		char *p = path_join(rel, name);
 		rc = p ? clean_dir(sub, p, count, depth + 1) : (close(sub), mtm_set_error(ENOMEM, "restore"));
@@ -205,8 +205,8 @@ int preflight_clean_temps(int rootfd, uint64_t *n)
 {
 	*n = 0;
 	/* a new open of the root, not a dup: readdir must not move rootfd's offset */
-	int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return mtm_set_errno(errno, "restore");
+	int fd, rc = io_openat(rootfd, ".", O_RDONLY | O_DIRECTORY, 0, &fd);
+	if (rc)
+		return mtm_set_errno(rc, "restore");
 	return clean_dir(fd, "", n, 0);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Progress (issue 20): verify --data, checkpoint, restore, status (rehashing
-changed files), prune (folding, then rewriting packs) and push draw a progress
+changed files), prune (folding, then rewriting packs), push and du draw a progress
 line on stderr when it is a terminal (a pty here), erase it at the end, and
 print nothing of it when stderr is not a terminal."""
 import os
@@ -84,5 +84,17 @@ def test_push():
     expect(rc == 0 and err == b"" and out.startswith(b"pushed "), "push to a pipe: %r %r" % (out, err))
 
 
+def test_du():
+    root = store("mtm-progress-du-")
+    for i in range(3):
+        T.write_file(os.path.join(root, "f%d" % i), os.urandom(100000))
+        ok(["-C", root, "checkpoint", "-q"])
+    rc, err = on_pty(["-C", root, "du"])
+    expect(rc == 0 and b"\rdu: " in err and b"(3 of 3 checkpoints)" in err and err.endswith(b"\r\x1b[K"),
+           "du on a terminal: %r" % err[-300:])
+    rc, out, err = raw(["-C", root, "du"])
+    expect(rc == 0 and err == b"" and out.startswith(b"id "), "du to a pipe: %r %r" % (out, err))
+
+
 if __name__ == "__main__":
-    T.main([test_progress_on_a_terminal_only, test_status_and_prune, test_push])
+    T.main([test_progress_on_a_terminal_only, test_status_and_prune, test_push, test_du])
