@@ -90,7 +90,7 @@ def measure(a, metamori, work, n, use_git):
     r = {"files": n}
     r["initial_s"], _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q")
     env = dict(os.environ, METAMORI_WATCH=os.environ.get("METAMORI_WATCH", "inotify"))
-    ses = subprocess.Popen([metamori, "-C", tree, "run", "-q", "--no-final", "--", sys.executable, "-c", TOUCHER,
+    ses = subprocess.Popen([metamori, "-C", tree, "run", "-q", "--", sys.executable, "-c", TOUCHER,
                             str(n)], cwd=tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     time.sleep(1.0)
     seen, touched, times = {}, set(), []
