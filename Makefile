@@ -17,7 +17,7 @@ DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-d
                libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin libopenmpi-dev openmpi-bin
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md);
 # PostgreSQL for `make bench-pg`.
-BENCH_PACKAGES = rsync borgbackup restic fio postgresql postgresql-contrib
+BENCH_PACKAGES = rsync borgbackup restic fio postgresql postgresql-contrib git
 
 .PHONY: all deps build asan test demo bench bench-prune bench-regions bench-many bench-pg bench-million dmtcp clean torture install uninstall
 

@@ -15,7 +15,7 @@ and times each call: the longest call is the pause the application saw.
 Cache: warm for every contender (`sync` first; the data was just written and
 is in the page cache, which is what a tracked checkpoint reads).
 
-Parts (--parts, default all): w1, many, fio.
+Parts (--parts, default all): w1, many, fio, watch, w2git.
   w1    per interval: tracked ckpt, floor (changed bytes written once + fsync),
         cp -a, rsync --link-dest, borg, restic; pause; then in-place restore 3 back
         vs rewriting the differing blocks in place (+fsync)
@@ -23,6 +23,10 @@ Parts (--parts, default all): w1, many, fio.
         tracked ckpt time (should not depend on the untouched files); scan for contrast
   fio   4 KiB random pwrite and 1 MiB sequential write (psync, buffered) on a file
         in the tree, plain vs under `metamori run` (LD_PRELOAD), alternated, medians
+  watch the watcher (issue 15): set-up time on 100,000 directories (fanotify,
+        inotify), fio 4 KiB random writes tracked with each watcher vs none
+  w2git W2: 20,000 files of 16 KiB, 200 touched per interval: tracked checkpoint
+        vs `git add -A && git commit` on a twin tree, alternated
 
 usage: bench_track.py --metamori build/metamori [--scale 0.1] [--intervals 5]
                       [--parts w1,many,fio] [--fio-runtime 3] [--fio-reps 9] [--work DIR] [--keep] [--json FILE]
@@ -340,6 +344,54 @@ def part_many(a, metamori, writer, work, res):
               f"scan {', '.join(B.secs(v) for v in x['scan'])}")
         B.rmtree(x.pop("tree"))
     res["many"] = st
+
+
+def part_w2git(a, metamori, writer, work, res):
+    """W2 (issue 15): 20,000 files of 16 KiB, 200 of them touched (one 4 KiB
+    block each) per interval: the tracked checkpoint against `git add -A &&
+    git commit` on a twin tree touched the same way, alternated, in one run."""
+    import shutil
+    if not shutil.which("git"):
+        B.log("bench: w2git: no git, skipped")
+        return
+    n, touched = int(20000 * min(1.0, a.scale)) or 20, 200
+    trees = {k: os.path.join(work, f"w2{k}") for k in ("mtm", "git")}
+    for t in trees.values():
+        make_many(t, n)
+    genv = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b",
+                GIT_COMMITTER_EMAIL="b@b")
+    g = trees["git"]
+    subprocess.run(["git", "init", "-q", g], check=True, env=genv)
+    subprocess.run(["sh", "-c", "git add -A && git commit -q -m initial"], cwd=g, check=True, env=genv)
+    B.mtm(metamori, "init", trees["mtm"])
+    B.mtm(metamori, "-C", trees["mtm"], "checkpoint", "-q", "-m", "initial (scan)")
+    os.sync()
+    ses = Session(metamori, trees["mtm"], work, writer, [0, 0, 0, 11, n], "w2")
+    checkpoint(metamori, trees["mtm"], "session start", ses)
+    out = {"files": n, "touched": touched, "tracked": [], "git": []}
+    rounds = max(a.intervals, 5)
+    for i in range(rounds):
+        for side in (("mtm", "git") if i % 2 == 0 else ("git", "mtm")):
+            if side == "mtm":
+                ses.ask(f"touch {touched} {n}")
+                out["tracked"].append(checkpoint(metamori, trees["mtm"], f"w2 {i}", ses)["s"])
+            else:
+                rng = random.Random(1000 + i)
+                for f in rng.sample(range(n), touched):
+                    p = os.path.join(g, "m", f"d{f // 200:03d}", f"f{f:06d}")
+                    fd = os.open(p, os.O_WRONLY)
+                    os.pwrite(fd, os.urandom(B.BLOCK), rng.randrange(4) * B.BLOCK)
+                    os.close(fd)
+                os.sync()
+                t0 = time.perf_counter()
+                subprocess.run(["sh", "-c", f"git add -A && git commit -q -m w2-{i}"], cwd=g, check=True, env=genv)
+                out["git"].append(time.perf_counter() - t0)
+    ses.quit()
+    for t in trees.values():
+        B.rmtree(t)
+    B.log(f"bench: W2 {n} files: tracked {', '.join(B.secs(v) for v in out['tracked'])}; "
+          f"git add+commit {', '.join(B.secs(v) for v in out['git'])}")
+    res["w2git"] = out
 
 
 def empty_checkpoints(metamori, tree, ses, n=5):
@@ -660,6 +712,18 @@ def report(res):
                      f"per write. It does not depend on the bytes written, and it is what the interposer adds; "
                      f"fio's throughput on this VM spreads by more than the goals from run to run.")
         o.append("")
+    w2 = res.get("w2git")
+    if w2:
+        tm, gm = B.median(w2["tracked"]), B.median(w2["git"])
+        o.append(f"### W2 under `metamori run` against git ({w2['files']} files of 16 KiB, {w2['touched']} touched "
+                 f"per interval, {len(w2['tracked'])} intervals)")
+        o.append("")
+        o.append("| measure | value | goal | |")
+        o.append("|---|---|---|---|")
+        o.append(f"| tracked checkpoint (median) | {B.secs(tm)} | | |")
+        o.append(f"| `git add -A && git commit` (median) | {B.secs(gm)} | | |")
+        o.append(f"| git / tracked checkpoint | {B.ratio(gm, tm)} | >= 15x | {B.goal(gm / tm, '>=', 15)} |")
+        o.append("")
     w = res.get("watch")
     if w:
         o.append("### The watcher (issue 15)")
@@ -682,7 +746,7 @@ def main():
     ap.add_argument("--metamori", default=os.path.join(HERE, "..", "build", "metamori"))
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--intervals", type=int, default=5)
-    ap.add_argument("--parts", default="w1,many,fio,watch")
+    ap.add_argument("--parts", default="w1,many,fio,watch,w2git")
     ap.add_argument("--peers", default="cp,rsync,borg,restic")
     ap.add_argument("--fio-runtime", type=int, default=3)
     ap.add_argument("--fio-reps", type=int, default=9)
@@ -714,6 +778,8 @@ def main():
         part_fio(a, metamori, work, res)
     if "watch" in parts:
         part_watch(a, metamori, work, res)
+    if "w2git" in parts:
+        part_w2git(a, metamori, writer, work, res)
     report(res)
     if a.json:
         with open(a.json, "w") as f:

@@ -539,18 +539,26 @@ MTM_API int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_total
 typedef struct mtm_push_stats {
 	uint64_t packs;          /* pack files the mirror was given bytes of */
 	uint64_t bytes;          /* pack bytes copied */
-	uint64_t index_bytes;    /* size of the index copied (whole, every push) */
+	uint64_t index_bytes;    /* size of the index copied when copied whole (index_whole != 0) */
+	uint64_t index_rows;     /* history rows added to the mirror's index (index_whole == 0) */
 	uint64_t packs_removed;  /* mirror packs the store no longer names (gc replaced them) */
+	int index_whole;         /* 0: only new rows copied; else why the index was copied whole: */
 } mtm_push_stats;
+#define MTM_PUSH_WHOLE_NEW 1       /* the mirror had no index yet */
+#define MTM_PUSH_WHOLE_REWRITTEN 2 /* prune or gc rewrote history since the last push */
+#define MTM_PUSH_WHOLE_SCHEMA 3    /* the mirror's index has another format (an older push) */
 /*
  * Makes dir/.metamori a copy of the store's committed state, creating dir
  * (not its parents): a snapshot of the index (SQLite's backup API) and, of
  * each pack, only the committed bytes the mirror does not hold yet. The
  * mirror is a store: mtm_open(dir) reads it, and a push from it into a tree
  * whose store is gone recreates that store. Crash-safe: the packs first
- * (fsynced), the index last (renamed into place); an interrupted push
- * leaves the previous mirror whole. Cost: the index's size plus the new
- * pack bytes. Errors: MTM_EEXIST (dir/.metamori is a store but not a
+ * (fsynced), the index last; an interrupted push leaves the previous
+ * mirror whole. The index: when the store only added checkpoints since the
+ * last push, their rows are inserted into the mirror's index in one
+ * transaction; else (the first push, a prune or gc since) it is copied
+ * whole and renamed into place. Cost: the new rows (or the index's size)
+ * plus the new pack bytes. Errors: MTM_EEXIST (dir/.metamori is a store but not a
  * mirror: never overwritten), MTM_EBUSY (a push into dir is under way), errno.
  */
 MTM_API int mtm_push(mtm_store *s, const char *dir, mtm_push_stats *out);

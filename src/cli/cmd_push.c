@@ -7,12 +7,14 @@
 const char usage_push[] =
 	"usage: metamori push [-q] DIR\n\n"
 	"Mirror the store into DIR/.metamori (creating DIR), for shared storage:\n"
-	"a snapshot of the index and, of the pack files, only the committed bytes\n"
-	"the mirror does not hold yet. The mirror is a store: 'metamori -C DIR log'\n"
-	"reads it, and 'metamori -C DIR push TREE' recreates the store of a tree\n"
-	"whose .metamori is gone (then 'metamori -C TREE restore ID'). An\n"
-	"interrupted push leaves the previous mirror whole. DIR/.metamori must be\n"
-	"new or a mirror: another store is never overwritten.\n\n"
+	"of the index, the rows added since the last push (the whole index the\n"
+	"first time and after a prune or pack rewrite), and of the pack files, only\n"
+	"the committed bytes the mirror does not hold yet. The mirror is a store:\n"
+	"'metamori -C DIR log' reads it, and 'metamori -C DIR push TREE' recreates\n"
+	"the store of a tree whose .metamori is gone (then 'metamori -C TREE\n"
+	"restore ID'). An interrupted push leaves the previous mirror whole.\n"
+	"DIR/.metamori must be new or a mirror: another store is never\n"
+	"overwritten.\n\n"
 	"  -q, --quiet   print nothing\n";
 
 int cmd_push(int argc, char **argv)
@@ -35,9 +37,16 @@ int cmd_push(int argc, char **argv)
 		char a[32], b[32];
 		fputs("pushed to ", stdout);
 		quote_put(stdout, argv[argc - 1]);
-		printf(": %s of %llu pack%s, %s index%s\n", human_size(a, sizeof a, st.bytes),
-		       (unsigned long long)st.packs, st.packs == 1 ? "" : "s", human_size(b, sizeof b, st.index_bytes),
-		       st.packs_removed ? " (old packs removed)" : "");
+		printf(": %s of %llu pack%s, ", human_size(a, sizeof a, st.bytes), (unsigned long long)st.packs,
+		       st.packs == 1 ? "" : "s");
+		if (!st.index_whole)
+			printf("%llu new index row%s", (unsigned long long)st.index_rows, st.index_rows == 1 ? "" : "s");
+		else
+			printf("%s whole index (%s)", human_size(b, sizeof b, st.index_bytes),
+			       st.index_whole == MTM_PUSH_WHOLE_NEW         ? "a new mirror"
+			       : st.index_whole == MTM_PUSH_WHOLE_REWRITTEN ? "history rewritten since the last push"
+			                                                    : "the mirror's index had another format");
+		puts(st.packs_removed ? " (old packs removed)" : "");
 	}
 	return 0;
 }

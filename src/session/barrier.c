@@ -330,6 +330,10 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 		if (ss->debug)
 			log_msg(MTM_LOG_DEBUG, "session: pid %d: record %u '%s' %llu %llu", (int)l->pid, rec.type, path,
 			        (unsigned long long)rec.a, (unsigned long long)rec.b);
+		if (rec.type == MTM_REC_CODE) {
+			l->code = 1; /* (until the barrier's watcher has judged this interval) */
+			continue;
+		}
 		if (rec.type == MTM_REC_SCAN) {
 			change_set_scan(full, "a traced process did something that cannot be tracked");
 			if (rec.a == 1 && sticky_scan_add(ss, l->pid))
@@ -346,7 +350,7 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 		}
 		if (session_outside_tree(path))
 			continue;
-		if (rec.type < MTM_REC_WRITE || rec.type > MTM_REC_RELEASE) {
+		if (rec.type < MTM_REC_WRITE || rec.type > MTM_REC_CODE) {
 			change_set_scan(full, "a log holds an unknown record");
 			continue;
 		}
@@ -405,12 +409,6 @@ static int consume(mtm_session *ss, log_slot *l, change_set *cs, change_set *pos
 	return 0;
 }
 
-static int cmp_pid(const void *a, const void *b)
-{
-	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 {
 	/* processes that ended since the last checkpoint (a build's compilers, a
@@ -422,6 +420,9 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 		if (log_dead(l))
 			rc = consume(ss, l, cs, post, 0);
 	}
+	/* what the watcher saw so far, judged while the program still runs */
+	if (!rc && ss->watch)
+		rc = watch_prejudge(ss->watch, ss, cs);
 	if (rc)
 		return rc;
 	ss->gate_ns = now_ns();
@@ -464,15 +465,30 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 			change_set_scan(cs, ss->watch_why ? ss->watch_why : "the tree is not watched");
 		return 0;
 	}
-	int32_t *pids = malloc((ss->logs.n ? ss->logs.n : 1) * sizeof *pids);
-	if (!pids)
-		return mtm_set_error(ENOMEM, "session");
+	rc = watch_apply(ss->watch, ss, cs);
 	for (size_t i = 0; i < ss->logs.n; i++)
-		pids[i] = VEC_AT(&ss->logs, log_slot, i).pid;
-	qsort(pids, ss->logs.n, sizeof *pids, cmp_pid);
-	rc = watch_apply(ss->watch, cs, pids, ss->logs.n);
-	free(pids);
+		VEC_AT(&ss->logs, log_slot, i).code = 0; /* a new interval */
 	return rc;
+}
+
+int session_pid_code_changed(mtm_session *ss, int32_t pid)
+{
+	for (size_t i = 0; i < ss->logs.n; i++)
+		if (VEC_AT(&ss->logs, log_slot, i).pid == pid)
+			return VEC_AT(&ss->logs, log_slot, i).code;
+	return 0;
+}
+
+int session_pid_trusted(mtm_session *ss, int32_t pid)
+{
+	if (pid <= 0)
+		return 0;
+	for (size_t i = 0; i < ss->logs.n; i++) {
+		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
+		if (l->pid == pid)
+			return !log_dead(l) && !l->code && !session_pid_bypasses(ss, pid);
+	}
+	return 0; /* not traced */
 }
 
 void barrier_open(mtm_session *ss)
@@ -488,6 +504,7 @@ void session_reap_logs(mtm_session *ss)
 		if (!l->dead)
 			continue;
 		sticky_remove(ss, l->pid, NULL);
+		session_forget_pid(ss, l->pid);
 		/* removed while we hold its lock exclusively: a process that opens the
 		 * same name meanwhile waits for the lock, then finds it unlinked */
 		(void)io_unlinkat(ss->dirfd, l->name, 0); /* (best effort: a stale log is removed at the next start) */

@@ -65,6 +65,7 @@ typedef struct log_slot {
 	size_t maplen;
 	int32_t pid;
 	int dead;
+	int code;            /* MTM_REC_CODE in this interval: its code changed (bypass.c) */
 	uint64_t peek_tail;  /* records before this offset were seen by barrier_peek */
 } log_slot;
 
@@ -77,6 +78,10 @@ typedef struct { int32_t pid; int64_t start; } sticky_scanner;
 /* The start time of process pid (clock ticks since boot), or -1 if it is
  * gone (or a zombie). */
 int64_t proc_start_time(int32_t pid);
+
+/* What bypass.c found in a process image: whether it may make system
+ * calls the interposer does not see. */
+typedef struct { int32_t pid; int bypass; int64_t start; uint64_t sig; } code_verdict;
 
 /* The block hashes of a file compared whole at checkpoint `at` (its
  * content there): the next compare reads and hashes it in the barrier and
@@ -118,7 +123,21 @@ typedef struct mtm_session {
 	struct watcher *watch;   /* what changes that no log explains (watch.c); NULL: none */
 	const char *watch_why;   /* no watcher: why (then every checkpoint scans, unless switched off) */
 	int watch_off;           /* METAMORI_WATCH=off (benchmarks): the logs alone are trusted */
+	vec code_seen;           /* of code_verdict, by pid (bypass.c) */
 } mtm_session;
+
+/* 1 if traced process pid may change files without its interposer
+ * recording it (code of its own that makes system calls, code made at run
+ * time, or it cannot be looked at); 0 if every change it makes goes
+ * through the C library's calls. Cached per process image (bypass.c). */
+int session_pid_bypasses(mtm_session *ss, int32_t pid);
+void session_forget_pid(mtm_session *ss, int32_t pid);
+/* 1 if pid's writes are all in its log: traced (a log), alive, no code
+ * change in this interval and no code of its own that bypasses the
+ * interposer (barrier.c). */
+int session_pid_trusted(mtm_session *ss, int32_t pid);
+/* 1 if pid's log said its code changed in this interval (MTM_REC_CODE). */
+int session_pid_code_changed(mtm_session *ss, int32_t pid);
 
 /* Creates ROOT/.metamori/session (lock, control file, socket), cleaning up a
  * dead session's files. MTM_EBUSY if a live session already has it. */

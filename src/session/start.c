@@ -140,6 +140,7 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 	ss->logs = (vec)VEC_INIT(log_slot);
 	ss->sticky = (vec)VEC_INIT(sticky_whole);
 	ss->sticky_scan = (vec)VEC_INIT(sticky_scanner);
+	ss->code_seen = (vec)VEC_INIT(code_verdict);
 	ss->excludes = excludes;
 	ss->debug = secure_getenv("METAMORI_DEBUG_SESSION") != NULL;
 	ss->n_excludes = n_excludes;
@@ -225,6 +226,7 @@ void session_stop(mtm_session *ss)
 		free(VEC_AT(&ss->sticky, sticky_whole, i).path);
 	vec_free(&ss->sticky);
 	vec_free(&ss->sticky_scan);
+	vec_free(&ss->code_seen);
 	pathmap_free(&ss->hashes, block_hashes_free);
 	change_set_free(&ss->bg_cs);
 	prewrite_free(ss); /* first: its thread may be writing from the pre-copy's slots */

@@ -3,17 +3,24 @@
  * traced process's log explains.
  *
  * fanotify, one mark per file system of the tree (FAN_MARK_FILESYSTEM,
- * FAN_REPORT_DFID_NAME): each event names its directory by a file handle
- * and the entry by name, and carries the writer's pid. Directory handles
- * are resolved once (open_by_handle_at, then the kernel's path of the fd)
- * and cached; a directory moved or removed anywhere empties the cache, so a
- * directory moved into the tree is never taken for one outside it. Events
- * outside the tree cost a hash lookup.
+ * FAN_REPORT_DFID_NAME | FAN_REPORT_FID): each event names its directory by
+ * a file handle and the entry by name, and the file itself by its handle,
+ * and carries the writer's pid. Directory handles are resolved once
+ * (open_by_handle_at, then the kernel's path of the fd) and cached; a
+ * directory moved or removed anywhere empties the cache, so a directory
+ * moved into the tree is never taken for one outside it. Events outside the
+ * tree cost a hash lookup, except a file's content or attributes changed
+ * there: if that file has several names (one may be in the tree: a hard
+ * link), the next checkpoint scans (links_of, cached per file until its
+ * attributes change).
  *
  * inotify otherwise: a watch on every directory (new ones are watched as
  * they come, and listed as a namespace change, so what was made in them
- * before the watch is found by the checkpoint's walk). inotify does not say
- * who wrote, so every file written is compared by its blocks' hashes.
+ * before the watch is found by the checkpoint's walk), and on every file
+ * with several names (a write through a name outside the tree is reported
+ * to the file's watch only; the checkpoint then scans, as for any change to
+ * such a file). inotify does not say who wrote, so every file written is
+ * compared by its blocks' hashes.
  *
  * Events are only gathered while the program runs (pending: path -> what
  * and who); they are judged in the barrier against the logs of the same
@@ -44,9 +51,12 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
 #define PEND_PIDS 4
 #define DIRCACHE_MAX 65536 /* resolved directories kept (the whole file system's, not only the tree's) */
 #define OUTSIDE ((char *)1) /* dircache: a directory outside the tree */
+#define ONE_NAME ((void *)1)  /* objcache: a file with one name */
 
 typedef struct { uint8_t kinds, npid, many; int32_t pid[PEND_PIDS]; } pend;
 typedef struct { fsid_t fsid; int fd; } fs_mark;
+typedef struct { int32_t pid; int trusted; } trust_memo;
+#define TRUST_MEMO 32
 
 struct watcher {
 	int kind, fd;
@@ -54,8 +64,15 @@ struct watcher {
 	size_t rootlen;
 	vec marks;        /* of fs_mark (fanotify): a file system and a directory on it */
 	pathmap dircache; /* fanotify: handle (hex) -> path relative to the root, or OUTSIDE */
+	pathmap objcache; /* fanotify: a file's handle (hex) -> ONE_NAME: one name, outside the tree */
+	pathmap inodes;   /* fanotify, loaded when needed: "dev:ino" of the tree's files (load_inodes) */
+	int inodes_loaded;
+	struct mtm_session *ss;
 	vec wds;          /* inotify: of char*, by watch descriptor: the directory's path, or NULL */
-	pathmap pending;  /* path -> pend*: events since the last barrier */
+	pathmap pending;  /* path -> pend*: events since the last barrier, not judged yet */
+	pathmap explained; /* path -> pend*: writes the logs explained before the barrier (judge) */
+	trust_memo memo[TRUST_MEMO]; /* session_pid_trusted of the writers, for one interval */
+	int nmemo;
 	const char *lost; /* events were lost since the last barrier: why */
 	const char *blind; /* cannot see everything (watch limit): every checkpoint scans */
 	unsigned char buf[64 * 1024] __attribute__((aligned(8)));
@@ -89,7 +106,10 @@ void watch_stop(watcher *w)
 		free(VEC_AT(&w->wds, char *, i));
 	vec_free(&w->wds);
 	dircache_clear(w);
+	pathmap_free(&w->objcache, NULL);
+	pathmap_free(&w->inodes, NULL);
 	pathmap_free(&w->pending, free);
+	pathmap_free(&w->explained, free);
 	free(w->root);
 	free(w);
 }
@@ -131,21 +151,35 @@ static const char *in_tree(const watcher *w, const char *abs)
 
 /* The tree's directory a handle names: its path relative to the root ("" is
  * the root), OUTSIDE, or NULL if it is gone (a removal, seen at its parent). */
-static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_handle *fh)
+static void handle_key(char *key, const fsid_t *fsid, const struct file_handle *fh)
 {
-	char key[2 * (sizeof *fsid + sizeof fh->handle_type + MAX_HANDLE_SZ) + 1], *k = key;
+	char *k = key;
 	const unsigned char *parts[] = {(const unsigned char *)fsid, (const unsigned char *)&fh->handle_type, fh->f_handle};
 	size_t lens[] = {sizeof *fsid, sizeof fh->handle_type, fh->handle_bytes > MAX_HANDLE_SZ ? MAX_HANDLE_SZ : fh->handle_bytes};
 	for (int i = 0; i < 3; i++)
 		for (size_t j = 0; j < lens[i]; j++, k += 2)
 			sprintf(k, "%02x", parts[i][j]);
+	*k = 0;
+}
+#define HANDLE_KEY_LEN (2 * (sizeof(fsid_t) + sizeof(int) + MAX_HANDLE_SZ) + 1)
+
+/* The mark's directory on the file system fsid names, -1 if none. */
+static int mark_fd(const watcher *w, const fsid_t *fsid)
+{
+	for (size_t i = 0; i < w->marks.n; i++)
+		if (!memcmp(&VEC_AT(&w->marks, fs_mark, i).fsid, fsid, sizeof *fsid))
+			return VEC_AT(&w->marks, fs_mark, i).fd;
+	return -1;
+}
+
+static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_handle *fh)
+{
+	char key[HANDLE_KEY_LEN];
+	handle_key(key, fsid, fh);
 	const char *got = pathmap_get(&w->dircache, key);
 	if (got)
 		return got;
-	int mfd = -1;
-	for (size_t i = 0; i < w->marks.n && mfd < 0; i++)
-		if (!memcmp(&VEC_AT(&w->marks, fs_mark, i).fsid, fsid, sizeof *fsid))
-			mfd = VEC_AT(&w->marks, fs_mark, i).fd;
+	int mfd = mark_fd(w, fsid);
 	if (mfd < 0)
 		return OUTSIDE;
 	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
@@ -182,6 +216,84 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	return val;
 }
 
+/* Loads the inodes of the tree's files as of the last checkpoint (its stat
+ * cache rows: "dev:ino" -> non-NULL). A file made since is a namespace
+ * change of this interval, compared whole at the next checkpoint anyway. */
+static int load_inodes(watcher *w, mtm_session *ss)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(ss->s->db, "SELECT dev, ino FROM statcache", -1, &st, NULL) != SQLITE_OK)
+		return EIO;
+	int rc = 0, r;
+	char key[48];
+	while (!rc && (r = sqlite3_step(st)) == SQLITE_ROW) {
+		snprintf(key, sizeof key, "%llx:%llx", (unsigned long long)sqlite3_column_int64(st, 0),
+		         (unsigned long long)sqlite3_column_int64(st, 1));
+		rc = change_set_mark(&w->inodes, key);
+	}
+	if (!rc && r != SQLITE_DONE)
+		rc = EIO;
+	sqlite3_finalize(st);
+	w->inodes_loaded = !rc;
+	return rc;
+}
+
+/* 1 if the file a handle names has several names and one of them may be in
+ * the tree; 0 if not (or it is gone, or not a regular file). fresh: its
+ * attributes changed (a link made or removed): look again. */
+static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_handle *fh, int fresh)
+{
+	char key[HANDLE_KEY_LEN];
+	handle_key(key, fsid, fh);
+	if (!fresh && pathmap_get(&w->objcache, key))
+		return 0; /* one name (and it is outside the tree) */
+	int mfd = mark_fd(w, fsid);
+	if (mfd < 0)
+		return 0; /* a file system of no file of the tree */
+	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0) {
+		/* gone: ESTALE, ENOENT, and ext4's ENOMEM for an inode being freed
+		 * (seen here on files removed right after their write); a file of
+		 * the tree is not being freed */
+		if (errno != ESTALE && errno != ENOENT && errno != ENOMEM)
+			w->lost = "the watcher could not look at a file changed outside the tree";
+		return 0;
+	}
+	int ok = !fstat(fd, &st);
+	close(fd);
+	if (!ok || !S_ISREG(st.st_mode))
+		return 0;
+	if (st.st_nlink < 2) {
+		if (w->objcache.n >= DIRCACHE_MAX) {
+			pathmap_free(&w->objcache, NULL);
+			memset(&w->objcache, 0, sizeof w->objcache);
+		}
+		if (pathmap_put(&w->objcache, key, ONE_NAME))
+			w->lost = "the watcher ran out of memory";
+		return 0;
+	}
+	if (!w->inodes_loaded && load_inodes(w, w->ss))
+		return 1; /* cannot tell: the checkpoint scans */
+	char ik[48];
+	snprintf(ik, sizeof ik, "%llx:%llx", (unsigned long long)(int64_t)st.st_dev, (unsigned long long)(int64_t)st.st_ino);
+	return pathmap_get(&w->inodes, ik) != NULL;
+}
+
+/* A handle copied out of an info record (unaligned) into hb; NULL if it
+ * does not fit in the record's len bytes at in. */
+static struct file_handle *copy_handle(unsigned char *hb, const unsigned char *in, const unsigned char *end)
+{
+	struct file_handle *fh = (struct file_handle *)hb;
+	if (in + sizeof *fh > end)
+		return NULL;
+	memcpy(fh, in, sizeof *fh);
+	if (fh->handle_bytes > MAX_HANDLE_SZ || in + sizeof *fh + fh->handle_bytes > end)
+		return NULL;
+	memcpy(fh->f_handle, in + sizeof *fh, fh->handle_bytes);
+	return fh;
+}
+
 /* One event of len bytes at ev. Events hold names of any length, so the
  * next one may be unaligned: every structure is copied out before use. */
 static int fan_event(watcher *w, const unsigned char *ev, size_t len)
@@ -194,45 +306,53 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		w->lost = "the watcher's queue overflowed (events were lost)";
 		return 0;
 	}
+	unsigned char dhb[sizeof(struct file_handle) + MAX_HANDLE_SZ] __attribute__((aligned(8)));
+	unsigned char ohb[sizeof(struct file_handle) + MAX_HANDLE_SZ] __attribute__((aligned(8)));
+	struct file_handle *dfh = NULL, *ofh = NULL;
+	fsid_t dfsid, ofsid;
+	const char *name = ".";
 	const unsigned char *p = ev + m.metadata_len, *end = ev + len;
-	while (p + sizeof(struct fanotify_event_info_fid) + sizeof(struct file_handle) <= end) {
+	while (p + sizeof(struct fanotify_event_info_fid) <= end) {
 		struct fanotify_event_info_fid fid;
 		memcpy(&fid, p, sizeof fid);
 		if (fid.hdr.len == 0 || p + fid.hdr.len > end)
 			break;
-		if (fid.hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || fid.hdr.info_type == FAN_EVENT_INFO_TYPE_DFID) {
-			const unsigned char *in = p + offsetof(struct fanotify_event_info_fid, handle);
-			unsigned char hb[sizeof(struct file_handle) + MAX_HANDLE_SZ] __attribute__((aligned(8)));
-			struct file_handle *fh = (struct file_handle *)hb;
-			memcpy(fh, in, sizeof *fh);
-			if (fh->handle_bytes > MAX_HANDLE_SZ || in + sizeof *fh + fh->handle_bytes > p + fid.hdr.len)
-				break;
-			memcpy(fh->f_handle, in + sizeof *fh, fh->handle_bytes);
-			const char *name = fid.hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME
-			                   ? (const char *)in + sizeof *fh + fh->handle_bytes : ".";
-			fsid_t fsid;
-			memcpy(&fsid, &fid.fsid, sizeof fsid);
-			const char *dir = fan_dir(w, &fsid, fh);
-			char path[PATH_MAX * 2] = "";
-			if (dir && dir != OUTSIDE) {
-				if (!strcmp(name, ".") || !*name)
-					snprintf(path, sizeof path, "%s", dir);
-				else
-					snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
+		const unsigned char *in = p + offsetof(struct fanotify_event_info_fid, handle);
+		if (!dfh && (fid.hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || fid.hdr.info_type == FAN_EVENT_INFO_TYPE_DFID)) {
+			if ((dfh = copy_handle(dhb, in, p + fid.hdr.len))) {
+				memcpy(&dfsid, &fid.fsid, sizeof dfsid);
+				if (fid.hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME)
+					name = (const char *)in + sizeof *dfh + dfh->handle_bytes;
 			}
-			/* a directory moved or removed: cached paths below it are stale
-			 * (dir is one of them: not used past this point) */
-			if ((m.mask & FAN_ONDIR) && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
-				dircache_clear(w);
-			if (!*path)
-				break; /* outside the tree, gone, or the root itself (not an entry) */
-			int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
-			           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
-			return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
+		} else if (!ofh && fid.hdr.info_type == FAN_EVENT_INFO_TYPE_FID) {
+			if ((ofh = copy_handle(ohb, in, p + fid.hdr.len)))
+				memcpy(&ofsid, &fid.fsid, sizeof ofsid);
 		}
 		p += fid.hdr.len;
 	}
-	return 0;
+	const char *dir = dfh ? fan_dir(w, &dfsid, dfh) : NULL;
+	/* a directory moved or removed: cached paths below it are stale (dir
+	 * is one of them: not used past this point) */
+	if ((m.mask & FAN_ONDIR) && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
+		dircache_clear(w);
+	char path[PATH_MAX * 2] = "";
+	if (dir && dir != OUTSIDE) {
+		if (!strcmp(name, ".") || !*name)
+			snprintf(path, sizeof path, "%s", dir);
+		else
+			snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
+	}
+	if (!*path) {
+		/* outside the tree (or a name gone, or the root itself): the file
+		 * changed may still be in the tree under another name */
+		if (ofh && !(m.mask & FAN_ONDIR) && (m.mask & (FAN_MODIFY | FAN_ATTRIB)) &&
+		    linked_into_tree(w, &ofsid, ofh, (m.mask & FAN_ATTRIB) != 0) && !w->lost)
+			w->lost = "a file of the tree changed through a name outside it (a hard link)";
+		return 0;
+	}
+	int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
+	           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
+	return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
 }
 
 /* The mount points under the root (besides the root's own file system). */
@@ -281,7 +401,8 @@ static void unescape(char *s)
 
 static int fan_start(watcher *w)
 {
-	w->fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME, O_RDONLY | O_LARGEFILE);
+	w->fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME | FAN_REPORT_FID,
+	                      O_RDONLY | O_LARGEFILE);
 	if (w->fd < 0)
 		return errno;
 	w->marks = (vec)VEC_INIT(fs_mark);
@@ -310,7 +431,46 @@ static int fan_start(watcher *w)
 #define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR | \
                   IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 
-/* Watches directory rel and every directory below it. */
+#define INO_FILE_MASK (IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DONT_FOLLOW)
+
+/* Puts path (owned) at wd in w->wds. */
+static int ino_set(watcher *w, int wd, char *path)
+{
+	while ((size_t)wd >= w->wds.n) {
+		char **slot = vec_push(&w->wds);
+		if (!slot) {
+			free(path);
+			return ENOMEM;
+		}
+		*slot = NULL;
+	}
+	free(VEC_AT(&w->wds, char *, wd));
+	VEC_AT(&w->wds, char *, wd) = path;
+	return 0;
+}
+
+/* A regular file of the tree with several names (st) gets a watch of its
+ * own: a write through a name outside the tree is reported there only. */
+static int ino_watch_file(watcher *w, const char *rel, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode) || st->st_nlink < 2 || session_outside_tree(rel))
+		return 0;
+	char abs[PATH_MAX * 2];
+	snprintf(abs, sizeof abs, "%s/%s", w->root, rel);
+	int wd = inotify_add_watch(w->fd, abs, INO_FILE_MASK);
+	if (wd < 0) {
+		if (errno == ENOSPC)
+			w->blind = "cannot watch every directory of the tree (fs.inotify.max_user_watches)";
+		else if (errno != ENOENT)
+			w->lost = "a file with several names could not be watched";
+		return 0;
+	}
+	char *dup = strdup(rel);
+	return dup ? ino_set(w, wd, dup) : ENOMEM;
+}
+
+/* Watches directory rel and every directory below it (and the files with
+ * several names in them). */
 static int ino_add_tree(watcher *w, const char *rel)
 {
 	vec stack = VEC_INIT(char *);
@@ -333,23 +493,12 @@ static int ino_add_tree(watcher *w, const char *rel)
 			free(dir);
 			continue;
 		}
-		while ((size_t)wd >= w->wds.n && !rc) {
-			char **slot = vec_push(&w->wds);
-			if (!slot)
-				rc = ENOMEM;
-			else
-				*slot = NULL;
-		}
-		if (rc) {
-			free(dir);
+		if ((rc = ino_set(w, wd, dir)))
 			break;
-		}
-		free(VEC_AT(&w->wds, char *, wd));
-		VEC_AT(&w->wds, char *, wd) = dir;
 		DIR *d = opendir(abs);
 		struct dirent *de;
 		while (d && !rc && (de = readdir(d))) {
-			if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+			if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN && de->d_type != DT_REG)
 				continue;
 			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 				continue;
@@ -359,8 +508,13 @@ static int ino_add_tree(watcher *w, const char *rel)
 				break;
 			}
 			struct stat st;
-			if (session_outside_tree(sub) || (de->d_type == DT_UNKNOWN &&
-			    (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode)))) {
+			int isdir = de->d_type == DT_DIR;
+			if (!isdir && !session_outside_tree(sub) && !fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW)) {
+				isdir = S_ISDIR(st.st_mode);
+				if (!isdir)
+					rc = ino_watch_file(w, sub, &st);
+			}
+			if (session_outside_tree(sub) || !isdir) {
 				free(sub);
 				continue;
 			}
@@ -381,8 +535,16 @@ static int ino_add_tree(watcher *w, const char *rel)
 	return rc;
 }
 
+/* The absolute path of rel into buf; 0, or -1 if it does not fit. */
+static int path_abs(const watcher *w, const char *rel, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s%s%s", w->root, *rel ? "/" : "", rel);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 static int ino_event(watcher *w, const struct inotify_event *e)
 {
+	char abs[PATH_MAX * 2];
 	if (e->mask & IN_Q_OVERFLOW) {
 		w->lost = "the watcher's queue overflowed (fs.inotify.max_queued_events: events were lost)";
 		return 0;
@@ -402,9 +564,19 @@ static int ino_event(watcher *w, const struct inotify_event *e)
 		snprintf(path, sizeof path, "%s", dir);
 	if (!*path)
 		return 0;
+	if (e->mask & IN_MOVE_SELF) { /* a file with several names: which of its names moved? */
+		w->lost = "a file with several names was moved";
+		return 0;
+	}
 	int kind = (e->mask & IN_MODIFY ? EV_MODIFY : 0) | (e->mask & IN_ATTRIB ? EV_ATTRIB : 0) |
 	           (e->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO) ? EV_NS : 0);
 	int rc = kind ? note(w, path, kind, 0) : 0;
+	/* a file that arrived or whose link count may have changed: one with
+	 * several names is watched from now on */
+	struct stat st;
+	if (!rc && !(e->mask & IN_ISDIR) && e->len && (e->mask & (IN_CREATE | IN_MOVED_TO | IN_ATTRIB)) &&
+	    !session_outside_tree(path) && !path_abs(w, path, abs, sizeof abs) && !fstatat(AT_FDCWD, abs, &st, AT_SYMLINK_NOFOLLOW))
+		rc = ino_watch_file(w, path, &st);
 	/* a directory that arrived: watched from now on (what was made in it
 	 * before is found by the checkpoint's walk of the namespace change) */
 	if (!rc && (e->mask & IN_ISDIR) && (e->mask & (IN_CREATE | IN_MOVED_TO)) && !session_outside_tree(path))
@@ -436,6 +608,7 @@ int watch_start(mtm_session *ss, const char **why)
 	if (!w)
 		return mtm_set_error(ENOMEM, "session");
 	w->fd = -1;
+	w->ss = ss;
 	if (!(w->root = realpath(ss->s->root, NULL))) {
 		free(w);
 		*why = "the tree's path cannot be resolved";
@@ -503,10 +676,15 @@ int watch_drain(watcher *w)
 	}
 }
 
-static int cmp_pid(const void *a, const void *b)
+static int trusted(watcher *w, mtm_session *ss, int32_t pid)
 {
-	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-	return x < y ? -1 : x > y;
+	for (int i = 0; i < w->nmemo; i++)
+		if (w->memo[i].pid == pid)
+			return w->memo[i].trusted;
+	int t = session_pid_trusted(ss, pid);
+	if (w->nmemo < TRUST_MEMO)
+		w->memo[w->nmemo++] = (trust_memo){pid, t};
+	return t;
 }
 
 /* 1 if path or a strict ancestor of it is in m. */
@@ -530,7 +708,101 @@ static int at_or_under(const pathmap *m, const char *path)
 	return 0;
 }
 
-int watch_apply(watcher *w, change_set *cs, const int32_t *pids, size_t npids)
+static int mark_whole(change_set *cs, const char *path)
+{
+	file_change *fc = change_set_file(cs, path);
+	if (!fc)
+		return ENOMEM;
+	fc->whole = 1;
+	return 0;
+}
+
+/* A write explained by the logs (so far): kept with its writers until the
+ * barrier has looked at their code changes. p is taken. */
+static int keep_explained(watcher *w, change_set *cs, const char *path, pend *p)
+{
+	pend *q = pathmap_get(&w->explained, path);
+	if (!q) {
+		if (pathmap_put(&w->explained, path, p)) {
+			free(p);
+			return ENOMEM;
+		}
+		return 0;
+	}
+	for (int i = 0; i < p->npid && !q->many; i++) {
+		int seen = 0;
+		for (int j = 0; j < q->npid && !seen; j++)
+			seen = q->pid[j] == p->pid[i];
+		if (!seen && q->npid < PEND_PIDS)
+			q->pid[q->npid++] = p->pid[i];
+		else if (!seen)
+			q->many = 1;
+	}
+	free(p);
+	return q->many ? mark_whole(cs, path) : 0;
+}
+
+/* Judges the events gathered so far against the logs read into cs. Before
+ * the barrier (!final), a write the logs do not name yet stays pending (its
+ * record may still come), and a write they explain is kept for the
+ * barrier's last look (keep_explained); what is decided (a namespace change,
+ * metadata, a writer that is not trusted) goes into cs at once: the
+ * barrier's pause is left only the events that came after. */
+static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
+{
+	pathmap keep = {0};
+	int rc = 0;
+	for (size_t i = 0; i < w->pending.cap; i++) {
+		const char *path = w->pending.slots[i].key;
+		pend *p = w->pending.slots[i].val;
+		if (!path)
+			continue;
+		/* a namespace change at the path or above: listed and read whole anyway */
+		if (rc || at_or_under(&cs->ns, path)) {
+			free(p);
+			continue;
+		}
+		if (p->kinds & EV_NS)
+			rc = change_set_mark(&cs->ns, path);
+		if (!rc && (p->kinds & EV_ATTRIB) && !pathmap_get(&cs->meta, path) && !pathmap_get(&cs->files, path))
+			rc = change_set_mark(&cs->meta, path);
+		file_change *fc = pathmap_get(&cs->files, path);
+		if (rc || !(p->kinds & EV_MODIFY) || (fc && fc->whole)) {
+			free(p);
+			continue;
+		}
+		if (!fc && !final) {
+			p->kinds = EV_MODIFY;
+			if ((rc = pathmap_put(&keep, path, p)))
+				free(p);
+			continue;
+		}
+		/* the logs name the bytes a traced process wrote through the C
+		 * library; a writer that is not traced, or that may make system
+		 * calls of its own (or inotify's, which could be anyone) may have
+		 * written others: the whole file is compared */
+		int explained = fc && w->kind == W_FANOTIFY && !p->many;
+		for (int j = 0; j < p->npid && explained; j++)
+			explained = trusted(w, ss, p->pid[j]);
+		if (explained) {
+			rc = keep_explained(w, cs, path, p);
+		} else {
+			rc = mark_whole(cs, path);
+			free(p);
+		}
+	}
+	pathmap_free(&w->pending, NULL);
+	w->pending = keep;
+	return rc;
+}
+
+int watch_prejudge(watcher *w, mtm_session *ss, change_set *cs)
+{
+	watch_drain(w);
+	return judge(w, ss, cs, 0) ? mtm_set_error(ENOMEM, "session") : 0;
+}
+
+int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 {
 	watch_drain(w);
 	if (w->blind)
@@ -539,40 +811,29 @@ int watch_apply(watcher *w, change_set *cs, const int32_t *pids, size_t npids)
 		change_set_scan(cs, w->lost);
 		w->lost = NULL;
 	}
-	int rc = 0;
-	for (size_t i = 0; i < w->pending.cap && !rc; i++) {
-		const char *path = w->pending.slots[i].key;
-		const pend *p = w->pending.slots[i].val;
-		if (!path)
-			continue;
-		/* a namespace change at the path or above: listed and read whole anyway */
-		if (at_or_under(&cs->ns, path))
-			continue;
-		if (p->kinds & EV_NS)
-			rc = change_set_mark(&cs->ns, path);
-		if (!rc && (p->kinds & EV_ATTRIB) && !pathmap_get(&cs->meta, path) && !pathmap_get(&cs->files, path))
-			rc = change_set_mark(&cs->meta, path);
-		if (rc || !(p->kinds & EV_MODIFY))
-			continue;
-		file_change *fc = pathmap_get(&cs->files, path);
-		/* the logs name the bytes a traced process wrote; a writer that is
-		 * not traced (or inotify's, which could be anyone) may have written
-		 * others: the whole file is compared */
-		int explained = fc && fc->whole;
-		if (fc && !explained && w->kind == W_FANOTIFY && !p->many) {
-			explained = 1;
-			for (int j = 0; j < p->npid; j++)
-				if (p->pid[j] <= 0 || !npids || !bsearch(&p->pid[j], pids, npids, sizeof *pids, cmp_pid))
-					explained = 0;
-		}
-		if (!explained) {
-			if (!(fc = change_set_file(cs, path)))
-				rc = ENOMEM;
-			else
-				fc->whole = 1;
-		}
+	int rc = judge(w, ss, cs, 1);
+	/* a writer trusted before the barrier whose code changed since (its
+	 * log, read now, says so): what it wrote is compared after all */
+	int revoked = 0;
+	for (int i = 0; i < w->nmemo; i++)
+		if (w->memo[i].trusted && session_pid_code_changed(ss, w->memo[i].pid))
+			w->memo[i].trusted = 0, revoked = 1;
+	for (size_t i = 0; revoked && i < w->explained.cap && !rc; i++) {
+		const char *path = w->explained.slots[i].key;
+		const pend *p = w->explained.slots[i].val;
+		int ok = 1;
+		for (int j = 0; path && j < p->npid && ok; j++)
+			ok = trusted(w, ss, p->pid[j]);
+		if (path && !ok)
+			rc = mark_whole(cs, path);
 	}
 	pathmap_free(&w->pending, free);
 	memset(&w->pending, 0, sizeof w->pending);
+	pathmap_free(&w->explained, free);
+	memset(&w->explained, 0, sizeof w->explained);
+	w->nmemo = 0; /* a new interval */
+	pathmap_free(&w->inodes, NULL); /* this checkpoint's files: loaded again when needed */
+	memset(&w->inodes, 0, sizeof w->inodes);
+	w->inodes_loaded = 0;
 	return rc ? mtm_set_error(ENOMEM, "session") : 0;
 }

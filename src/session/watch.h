@@ -34,6 +34,11 @@ int watch_drain(watcher *w);
 /* In the barrier, after the logs were read into cs: the events since the
  * last barrier that the logs do not explain become changes of cs (a file to
  * compare whole, a path's metadata, a namespace change), or a reason to
- * scan. pids: the traced processes (sorted). 0 or an error. */
-int watch_apply(watcher *w, struct change_set *cs, const int32_t *pids, size_t npids);
+ * scan. A write is explained only by a log naming the file and a writer
+ * whose every write is logged (session_pid_trusted). 0 or an error. */
+int watch_apply(watcher *w, struct mtm_session *ss, struct change_set *cs);
+/* Before the barrier closes (the program still runs): the same for what
+ * can be decided already, so that the barrier's pause is left only the
+ * events that come after (and the writers whose code changed meanwhile). */
+int watch_prejudge(watcher *w, struct mtm_session *ss, struct change_set *cs);
 #endif

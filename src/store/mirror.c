@@ -4,10 +4,11 @@
  *
  * The mirror is itself a store (mtm_open(DIR) reads it; a push from it back
  * into a tree recreates a lost store). What a push copies:
- *  - the index: a consistent snapshot through SQLite's backup API, written
- *    to index.db.push and renamed over index.db last. The index is small
- *    next to the packs (a row per changed block, a few % of the data), and
- *    a page copy needs no knowledge of which rows are new;
+ *  - the index: the rows added since the mirror's last push, in one
+ *    transaction on the mirror's index.db (store/mirror_rows.c), committed
+ *    last; or, for a new mirror or when prune or gc rewrote history since,
+ *    a consistent snapshot through SQLite's backup API, written to
+ *    index.db.push and renamed over index.db last;
  *  - of each pack the snapshot names, only the committed bytes the mirror
  *    lacks: packs are append-only below their committed size (FORMAT 5), so
  *    the mirror's copy of a pack is a prefix of the store's. A copy that is
@@ -15,7 +16,7 @@
  *    differ: another store's mirror) is copied again whole. Bytes past the
  *    committed size (a session writing ahead, an interrupted checkpoint's
  *    tail) are never copied: they may still change.
- * Order: packs (each fdatasynced), then the index by rename, then packs no
+ * Order: packs (each fdatasynced), then the index (commit or rename), then packs no
  * longer named (gc rewrote them) are removed. A push interrupted anywhere
  * leaves the previous mirror's index naming bytes that are all there.
  * A mirror holds a marker file, `mirror`; a push refuses any other store
@@ -31,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "io/io.h"
+#include "store/mirror_rows.h"
 #include "store/store.h"
 #include "util/error.h"
 
@@ -101,6 +103,30 @@ static int open_mirror(push_ctx *c, const char *dir, int *lockfd)
 	return 0;
 }
 
+/* The packs the index db names, and their committed sizes. */
+static int read_packs(push_ctx *c, sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	size_t cap = 0;
+	int src = sqlite3_prepare_v2(db, "SELECT id, size FROM main.pack ORDER BY id", -1, &st, NULL);
+	while (src == SQLITE_OK || src == SQLITE_ROW) {
+		if ((src = sqlite3_step(st)) != SQLITE_ROW)
+			break;
+		if (c->n_packs == cap) {
+			cap = cap ? cap * 2 : 64;
+			pack_row *p = realloc(c->packs, cap * sizeof *p);
+			if (!p) {
+				src = SQLITE_NOMEM;
+				break;
+			}
+			c->packs = p;
+		}
+		c->packs[c->n_packs++] = (pack_row){sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)};
+	}
+	sqlite3_finalize(st);
+	return src == SQLITE_DONE ? 0 : mtm_set_error(MTM_EINDEX, "push: reading the index copy: %s", sqlite3_errstr(src));
+}
+
 /* The index as of now into .metamori/index.db.push (not yet in place), and
  * the packs it names. */
 static int snapshot_index(push_ctx *c)
@@ -138,25 +164,7 @@ static int snapshot_index(push_ctx *c)
 		sqlite3_close_v2(db);
 		return rc;
 	}
-	sqlite3_stmt *st;
-	size_t cap = 0;
-	src = sqlite3_prepare_v2(db, "SELECT id, size FROM pack ORDER BY id", -1, &st, NULL);
-	while (src == SQLITE_OK || src == SQLITE_ROW) {
-		if ((src = sqlite3_step(st)) != SQLITE_ROW)
-			break;
-		if (c->n_packs == cap) {
-			cap = cap ? cap * 2 : 64;
-			pack_row *p = realloc(c->packs, cap * sizeof *p);
-			if (!p) {
-				src = SQLITE_NOMEM;
-				break;
-			}
-			c->packs = p;
-		}
-		c->packs[c->n_packs++] = (pack_row){sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)};
-	}
-	sqlite3_finalize(st);
-	rc = src == SQLITE_DONE ? 0 : mtm_set_error(MTM_EINDEX, "push: reading the index copy: %s", sqlite3_errstr(src));
+	rc = read_packs(c, db);
 	struct stat sb;
 	if (!rc && !stat(path, &sb))
 		c->st.index_bytes = (uint64_t)sb.st_size;
@@ -271,6 +279,7 @@ int mtm_push(mtm_store *s, const char *dir, mtm_push_stats *out)
 	if (!dir || !*dir)
 		return mtm_set_error(MTM_EINVAL, "push: no directory given");
 	push_ctx c = {.s = s, .mfd = -1};
+	mirror_rows rows = {0};
 	char *mdir = NULL;
 	int lockfd = -1, rc;
 	if (asprintf(&mdir, "%s/.metamori", dir) < 0)
@@ -282,7 +291,9 @@ int mtm_push(mtm_store *s, const char *dir, mtm_push_stats *out)
 		rc = mtm_set_error(ENOMEM, "push");
 		goto out;
 	}
-	if ((rc = open_mirror(&c, dir, &lockfd)) || (rc = snapshot_index(&c)))
+	if ((rc = open_mirror(&c, dir, &lockfd)) || (rc = mirror_rows_begin(s, c.mfd, mdir, &rows, &c.st.index_whole)))
+		goto out;
+	if ((rc = c.st.index_whole ? snapshot_index(&c) : read_packs(&c, rows.db)))
 		goto out;
 	for (size_t i = 0; i < c.n_packs; i++)
 		c.total += (uint64_t)c.packs[i].size;
@@ -294,8 +305,13 @@ int mtm_push(mtm_store *s, const char *dir, mtm_push_stats *out)
 		mtm_set_errno(rc, "push: %s/packs", mdir);
 		goto out;
 	}
-	/* a WAL left by someone who opened the mirror belongs to the old index */
-	if (((rc = io_unlinkat(c.mfd, "index.db-wal", 0)) && rc != ENOENT) ||
+	if (!c.st.index_whole) {
+		c.st.index_rows = rows.rows;
+		if ((rc = mirror_rows_commit(&rows, mdir)))
+			goto out;
+	/* a WAL left by someone who opened the mirror belongs to the old index
+	 * (mirror_rows_begin folded its commits into index.db) */
+	} else if (((rc = io_unlinkat(c.mfd, "index.db-wal", 0)) && rc != ENOENT) ||
 	    ((rc = io_unlinkat(c.mfd, "index.db-shm", 0)) && rc != ENOENT) ||
 	    (rc = io_renameat(c.mfd, PUSH_TMP, c.mfd, "index.db")) || (rc = io_fsync(c.mfd))) {
 		mtm_set_errno(rc, "push: %s/index.db", mdir);
@@ -303,6 +319,7 @@ int mtm_push(mtm_store *s, const char *dir, mtm_push_stats *out)
 	}
 	rc = remove_unnamed(&c);
 out:
+	mirror_rows_abort(&rows);
 	if (rc == 0 && out)
 		*out = c.st;
 	if (lockfd >= 0)

@@ -901,6 +901,27 @@ static void sticky_scan(void)
 	}
 }
 
+/* Our code changed (an executable mapping, dlclose, an exec): the code
+ * that ran in this interval is not the code the session can look at now,
+ * so what we wrote in it is compared wherever the watcher saw us write
+ * (MTM_REC_CODE). Once per interval. */
+static uint64_t g_code_ep;
+static void code_changed(void)
+{
+	if (LOAD(&g_state) != ST_ON || !g_ctl)
+		return;
+	uint64_t ep = __atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST) + 1;
+	if (__atomic_load_n(&g_code_ep, __ATOMIC_RELAXED) == ep)
+		return;
+	if (enter()) {
+		if (rec(MTM_REC_CODE, 0, 0, NULL, 0))
+			__atomic_store_n(&g_code_ep, ep, __ATOMIC_RELAXED);
+		leave();
+	} else {
+		note_untrackable();
+	}
+}
+
 /* A change to a file with several names (inside the region): scan once in
  * this checkpoint interval, so the names we did not see are compared. */
 static uint64_t g_multi_ep;
@@ -1232,6 +1253,7 @@ static void scan_inherited(void)
 	char link[PATH_MAX];
 	struct dirent *de;
 	pid_t me = real_pid();
+	int exec_seen = 0;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] < '0' || de->d_name[0] > '9')
 			continue;
@@ -1246,6 +1268,8 @@ static void scan_inherited(void)
 				REAL(fcntl)(fd, F_SETFD, FD_CLOEXEC);
 				if (log_attach(fd) != 0)
 					REAL(close)(fd);
+				else
+					exec_seen = 1;
 			} else {
 				REAL(close)(fd);
 			}
@@ -1268,6 +1292,10 @@ static void scan_inherited(void)
 			others[nothers++] = fd;
 	}
 	REAL(closedir)(d);
+	/* our pid ran another image before this one in this interval, maybe
+	 * one with code of its own that the session can no longer look at */
+	if (exec_seen)
+		code_changed();
 	if (!stdio[1] && !stdio[2] && !nothers)
 		return;
 	if (!enter())
@@ -2340,6 +2368,17 @@ static void *mmap_impl(void *addr, size_t len, int prot, int flags, int fd, off_
 #undef MMAP_CALL
 }
 
+/* Code mapped at run time (a JIT, a loader of its own): see code_changed. */
+static void *mmap_exec(void *p, int prot)
+{
+	if (UNLIKELY(prot & PROT_EXEC) && p != MAP_FAILED && !t_guard) {
+		int err = errno;
+		code_changed();
+		errno = err;
+	}
+	return p;
+}
+
 /* The twins of the calls wrapped by hand above (rename, link, fopen,
  * mmap: calls.def's W_FORWARD rows). */
 #define W_FORWARD(ret, name, params, call) \
@@ -2452,7 +2491,7 @@ int msync(void *addr, size_t len, int flags)
 	return r;
 }
 
-int mprotect(void *addr, size_t len, int prot)
+static int mprotect_impl(void *addr, size_t len, int prot)
 {
 	if (LIKELY(!LOAD(&g_st_maps)) || t_guard || !(prot & PROT_WRITE))
 		return REAL(mprotect)(addr, len, prot);
@@ -2469,6 +2508,30 @@ int mprotect(void *addr, size_t len, int prot)
 	if (in)
 		leave();
 	t_guard--;
+	errno = err;
+	return r;
+}
+
+int mprotect(void *addr, size_t len, int prot)
+{
+	int r = mprotect_impl(addr, len, prot);
+	if (UNLIKELY(prot & PROT_EXEC) && r == 0 && !t_guard) {
+		int err = errno;
+		code_changed();
+		errno = err;
+	}
+	return r;
+}
+
+/* A library unloaded: its code may have run in this interval. (dlopen is
+ * not wrapped: the loader takes its caller for the search path, and what it
+ * maps is still there at the checkpoint for the session to look at.) */
+int dlclose(void *handle)
+{
+	int r = REAL(dlclose)(handle);
+	int err = errno;
+	if (!t_guard)
+		code_changed();
 	errno = err;
 	return r;
 }

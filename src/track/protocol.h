@@ -86,6 +86,11 @@ enum mtm_rec_type {
 	                      * again (restarted by DMTCP out of the static mtcp_restart, with
 	                      * the interposer of its image attached to the session) */
 	MTM_REC_RELEASE = 7, /* the sticky WHOLE for path ends (fclose, munmap) */
+	MTM_REC_CODE = 8,    /* no path: this process's code changed in this interval (an
+	                      * executable mapping made or changed, dlclose, an exec in the
+	                      * same process): the session cannot look at the code that ran,
+	                      * so what the process wrote in this interval is compared whole
+	                      * wherever the watcher saw it write (session/bypass.c) */
 };
 
 /* A record is reserved (tail moved past it) before it is written, so the

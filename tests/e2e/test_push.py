@@ -3,6 +3,7 @@
 mirror of the store that is itself a store, recreates a lost store, never
 overwrites another store, and survives being killed at every step."""
 import os
+import re
 import shutil
 import subprocess
 
@@ -76,6 +77,67 @@ def test_push_incremental_and_recover_a_lost_store():
     T.rmtree(os.path.dirname(mirror))
 
 
+def history_rows(root):
+    """Rows of the index's history tables, block and block_log as one."""
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+    try:
+        q = ("SELECT (SELECT count(*) FROM checkpoint), (SELECT count(*) FROM entry), "
+             "(SELECT count(*) FROM block) + (SELECT count(*) FROM block_log), (SELECT count(*) FROM chunk), "
+             "(SELECT count(*) FROM region)")
+        return db.execute(q).fetchone()
+    finally:
+        db.close()
+
+
+def test_push_copies_only_new_index_rows():
+    root = T.tempdir()
+    for i in range(300):
+        T.write_file(os.path.join(root, "f%03d.txt" % i), b"file %d\n" % i * 50)
+    T.init(root)
+    T.checkpoint(root, "one")
+    mirror = os.path.join(T.tempdir(), "m")
+    p = T.run(["-C", root, "push", mirror])
+    if "whole index (a new mirror)" not in p.stdout:
+        raise T.Failure("first push: %r" % p.stdout)
+    man1 = T.manifest(root)
+    ino = os.stat(os.path.join(mirror, ".metamori", "index.db")).st_ino
+    # one small file changes: the push adds the new checkpoint's few rows to
+    # the mirror's index in place instead of copying its ~300 files' rows
+    T.write_file(os.path.join(root, "f007.txt"), b"changed\n")
+    T.checkpoint(root, "two")
+    p = T.run(["-C", root, "push", mirror])
+    want = r"pushed to %s: [0-9.]+ [KM]?i?B of 1 pack, 4 new index rows\n\Z" % re.escape(mirror)
+    if not re.match(want, p.stdout):
+        raise T.Failure("second push: %r, want %r" % (p.stdout, want))
+    if os.stat(os.path.join(mirror, ".metamori", "index.db")).st_ino != ino:
+        raise T.Failure("the second push replaced the mirror's index instead of adding rows to it")
+    if history_rows(mirror) != history_rows(root):
+        raise T.Failure("mirror rows %r, store rows %r" % (history_rows(mirror), history_rows(root)))
+    check_mirror(root, mirror)
+    man2 = T.manifest(root)
+    for cid, man in ((1, man1), (2, man2)):
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(mirror, cid, to=to)
+        T.assert_same(man, T.manifest(to), "checkpoint %d from the incrementally pushed mirror" % cid)
+    # prune rewrites history the mirror holds: the push copies the index whole and says why
+    T.write_file(os.path.join(root, "f008.txt"), b"changed too\n")
+    T.checkpoint(root, "three")
+    man3 = T.manifest(root)
+    T.run(["-C", root, "prune", "--keep-last", "1"])
+    p = T.run(["-C", root, "push", mirror])
+    if "whole index (history rewritten since the last push)" not in p.stdout:
+        raise T.Failure("push after prune: %r" % p.stdout)
+    if history_rows(mirror) != history_rows(root):
+        raise T.Failure("after prune: mirror rows %r, store rows %r" % (history_rows(mirror), history_rows(root)))
+    check_mirror(root, mirror)
+    to = os.path.join(T.tempdir(), "out")
+    T.restore(mirror, 3, to=to)
+    T.assert_same(man3, T.manifest(to), "checkpoint 3 from the mirror pushed after a prune")
+    T.rmtree(root)
+    T.rmtree(os.path.dirname(mirror))
+
+
 def test_push_refuses_a_store_and_bad_arguments():
     root = T.tempdir()
     T.write_file(os.path.join(root, "a"), b"a")
@@ -101,7 +163,9 @@ def test_push_refuses_a_store_and_bad_arguments():
     T.rmtree(other)
 
 
-def test_push_killed_at_every_step():
+def killed_at_every_step(prune):
+    """A push (rows added, or after prune the index copied whole) killed at
+    each step (every few after a prune, to keep the test short)."""
     root = T.tempdir()
     T.write_file(os.path.join(root, "a.bin"), os.urandom(200000))
     T.init(root)
@@ -110,13 +174,20 @@ def test_push_killed_at_every_step():
     T.run(["-C", root, "push", mirror])
     T.patch_file(os.path.join(root, "a.bin"), 4096, os.urandom(5000))
     T.checkpoint(root)
+    if prune:
+        T.patch_file(os.path.join(root, "a.bin"), 100000, os.urandom(5000))
+        T.checkpoint(root)
+        T.run(["-C", root, "prune", "--keep-last", "1"])
+    last = 3 if prune else 2
     count = os.path.join(T.tempdir(), "count")
     scratch = os.path.join(T.tempdir(), "m")
     shutil.copytree(mirror, scratch)
     T.run(["-C", root, "push", scratch], env=dict(os.environ, METAMORI_IO_COUNT=count))
     n = int(open(count).read())
     man = T.manifest(root)
-    for k in range(1, n + 1):
+    # (under the sanitizers every 8th step of the prune case: its time, not its coverage, grows)
+    stride = (8 if os.environ.get("MTM_SANITIZED") else 3) if prune else 1
+    for k in range(1, n + 1, stride):
         trial = os.path.join(T.tempdir(), "m")
         shutil.copytree(mirror, trial)
         p = subprocess.run([T.METAMORI, "-C", root, "push", trial], capture_output=True,
@@ -128,13 +199,22 @@ def test_push_killed_at_every_step():
         T.run(["-C", root, "push", trial])
         check_mirror(root, trial)
         to = os.path.join(T.tempdir(), "out")
-        T.restore(trial, 2, to=to)
-        T.assert_same(man, T.manifest(to), "checkpoint 2 from a mirror pushed after a kill at %d" % k)
+        T.restore(trial, last, to=to)
+        T.assert_same(man, T.manifest(to), "checkpoint %d from a mirror pushed after a kill at %d" % (last, k))
         T.rmtree(os.path.dirname(trial))
-    print("  killed at each of %d steps" % n)
+    print("  killed at every %s of %d steps" % ("step" if stride == 1 else "%dth step" % stride, n))
     T.rmtree(root)
 
 
+def test_push_killed_at_every_step():
+    killed_at_every_step(prune=False)
+
+
+def test_push_after_prune_killed_at_every_step():
+    killed_at_every_step(prune=True)
+
+
 if __name__ == "__main__":
-    T.main([test_push_incremental_and_recover_a_lost_store, test_push_refuses_a_store_and_bad_arguments,
-            test_push_killed_at_every_step])
+    T.main([test_push_incremental_and_recover_a_lost_store, test_push_copies_only_new_index_rows,
+            test_push_refuses_a_store_and_bad_arguments, test_push_killed_at_every_step,
+            test_push_after_prune_killed_at_every_step])

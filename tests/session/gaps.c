@@ -9,6 +9,10 @@
  *   gaps rawsys FILE   an inline syscall instruction (x86-64), without the
  *                      recorded write first (no wrapper can see it: the
  *                      session's watcher must)
+ *   gaps mixed FILE [READY GO]  the recorded pwrite, then the inline syscall:
+ *                      one process, one file, one interval, two ways (with
+ *                      READY GO: creates READY, then waits for GO to exist,
+ *                      so that the checkpoint finds the writer alive)
  *   gaps sys FILE      syscall(SYS_pwritev)      gaps procfd FILE  a reopen of /proc/self/fd/N
  *   gaps scm FILE      an fd received over a unix socket (SCM_RIGHTS)
  *   gaps pidfd FILE    an fd taken from a child by pidfd_getfd
@@ -163,7 +167,7 @@ static void gap_pidfd(const char *file)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
+	if (argc != 3 && !(argc == 5 && !strcmp(argv[1], "mixed")))
 		return 2;
 	const char *how = argv[1], *file = argv[2];
 	int fd = open(file, O_WRONLY);
@@ -173,7 +177,7 @@ int main(int argc, char **argv)
 		gap_aio(fd);
 	else if (!strcmp(how, "lio"))
 		gap_lio(fd);
-	else if (!strcmp(how, "rawsys"))
+	else if (!strcmp(how, "rawsys") || !strcmp(how, "mixed"))
 		gap_rawsys(fd);
 	else if (!strcmp(how, "sys"))
 		gap_sys(fd);
@@ -186,5 +190,10 @@ int main(int argc, char **argv)
 	else
 		return 2;
 	close(fd);
+	if (argc == 5) {
+		close(creat(argv[3], 0644));
+		while (access(argv[4], F_OK))
+			usleep(10000);
+	}
 	return 0;
 }

@@ -88,7 +88,7 @@ def one(cmd, files):
         if not m or not mode:
             raise T.Failure("%s: no checkpoint in:\n%s%s" % (cmd, p.stdout, p.stderr))
         if mode.group(1) != "tracked" and cmd not in SCANS:
-            raise T.Failure("%s: the checkpoint was not tracked:\n%s" % (cmd, p.stdout))
+            raise T.Failure("%s: the checkpoint was not tracked:\n%s%s" % (cmd, p.stdout, p.stderr))
         after = int(m.group(1))
         m1 = T.manifest_full(root)
         if m1 == m0:

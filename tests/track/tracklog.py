@@ -21,8 +21,8 @@ HDR = 64
 CTL = struct.Struct("<IIIIQII")          # magic version gate scan_needed epoch session_pid pad
 LOGHDR = struct.Struct("<IIiIQQQIIQ")    # magic version pid inflight tail epoch capacity overflow pad peeked
 REC = struct.Struct("<HHIQQ")
-WRITE, TRUNC, WHOLE, META, NS, SCAN, RELEASE = range(1, 8)
-NAMES = {1: "WRITE", 2: "TRUNC", 3: "WHOLE", 4: "META", 5: "NS", 6: "SCAN", 7: "RELEASE"}
+WRITE, TRUNC, WHOLE, META, NS, SCAN, RELEASE, CODE = range(1, 9)
+NAMES = {1: "WRITE", 2: "TRUNC", 3: "WHOLE", 4: "META", 5: "NS", 6: "SCAN", 7: "RELEASE", 8: "CODE"}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
