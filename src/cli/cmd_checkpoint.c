@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli/cli.h"
-#include "cli/dmtcp.h"
+#include "cli/dmtcp_pair.h"
 #include "cli/report.h"
 
 const char usage_checkpoint[] =

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
-#include "cli/dmtcp.h"
+#include "cli/dmtcp_pair.h"
 
 const char usage_restart[] =
 	"usage: metamori restart [-q] [ID]\n\n"

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
-#include "cli/dmtcp.h"
+#include "cli/dmtcp_pair.h"
 
 const char usage_run[] =
 	"usage: metamori run [--dmtcp] [--every SECONDS] [--no-final] [--keep-empty]\n"

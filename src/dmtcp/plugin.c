@@ -2,7 +2,7 @@
  * plugin.c — libmetamori-dmtcp.so, Metamori's DMTCP plugin (issue 18):
  * DMTCP checkpoints a program's memory, Metamori its files, and each DMTCP
  * checkpoint is paired with one file checkpoint made at its barrier.
- * `metamori run --dmtcp -- CMD` starts CMD so (src/cli/dmtcp.c):
+ * `metamori run --dmtcp -- CMD` starts CMD so (src/cli/dmtcp_pair.c):
  *
  *   METAMORI_DMTCP_TREE=DIR METAMORI_DMTCP_CLI=/path/to/metamori \
  *     dmtcp_launch --with-plugin libmetamori-dmtcp.so PROG ...

@@ -231,7 +231,7 @@ static int check_files(vctx *v)
 	                              "intent", "intent.tmp", "packs", "mirror", "index.db.push", "index.db.push-journal",
 	                              "index.db.push-wal", "index.db.push-shm" /* a mirror (mirror.c) */,
 	                              "session" /* `metamori run` (src/session/session.c) */,
-	                              "dmtcp" /* `run --dmtcp`'s images (src/cli/dmtcp.h) */, NULL};
+	                              "dmtcp" /* `run --dmtcp`'s images (src/cli/dmtcp_pair.h) */, NULL};
 	while (!(err = io_readdir(d, &de)) && de) {
 		int ok = 0;
 		for (int i = 0; known[i]; i++)

@@ -1,4 +1,4 @@
-/* dmtcp.c — the CLI's side of DMTCP pairing (see dmtcp.h, src/dmtcp/plugin.c). */
+/* dmtcp_pair.c — the CLI's side of DMTCP pairing (see dmtcp_pair.h, src/dmtcp/plugin.c). */
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "cli/dmtcp.h"
+#include "cli/dmtcp_pair.h"
 
 #define PLUGIN_NAME "libmetamori-dmtcp.so"
 #define ARG_PORT_FILE 5 /* the argv layout of dmtcp_argv_free */

@@ -1,4 +1,4 @@
-/* dmtcp.h — the CLI's side of DMTCP pairing (issue 18): where DMTCP and
+/* dmtcp_pair.h — the CLI's side of DMTCP pairing (issue 18): where DMTCP and
  * Metamori's plugin are, how `run --dmtcp` and `restart` start them, and how
  * `metamori checkpoint` asks a DMTCP session for a paired checkpoint. The
  * plugin's side is src/dmtcp/plugin.c. */
