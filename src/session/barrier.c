@@ -46,18 +46,6 @@ static int futex_wait(uint32_t *addr, uint32_t val, long ns)
 	return (int)syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0);
 }
 
-/* 1 if nobody holds the log's shared lock any more: the process is gone.
- * The exclusive lock we then hold keeps a late opener waiting until the
- * log is removed (session_reap_logs). */
-static int log_dead(log_slot *l)
-{
-	if (l->dead)
-		return 1;
-	if (flock(l->fd, LOCK_EX | LOCK_NB) == 0)
-		l->dead = 1;
-	return l->dead;
-}
-
 static void slot_close(log_slot *l)
 {
 	if (l->hdr)
@@ -172,32 +160,6 @@ static void sticky_remove(mtm_session *ss, int32_t pid, const char *path)
 			i--;
 		}
 	}
-}
-
-int64_t proc_start_time(int32_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	/* "pid (comm) S ppid ... starttime": comm may hold spaces and parentheses */
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
-		return -1;
-	p += 2;
-	for (int field = 3; field < 22; field++) { /* starttime is field 22 */
-		p = strchr(p, ' ');
-		if (!p)
-			return -1;
-		p++;
-	}
-	return strtoll(p, NULL, 10);
 }
 
 static int sticky_scan_add(mtm_session *ss, int32_t pid)
@@ -390,7 +352,7 @@ int barrier_peek(mtm_session *ss, change_set *cs, change_set *delta)
 /* Reads a log and empties it; what came after the peek goes to post too. */
 static int consume(mtm_session *ss, log_slot *l, change_set *cs, change_set *post, uint64_t epoch)
 {
-	int died_inside = log_dead(l) && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST);
+	int died_inside = session_log_dead(l) && __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST);
 	if (died_inside)
 		change_set_scan(cs, "a traced process died inside a call");
 	/* the records were sealed in the epoch before this barrier's (epoch),
@@ -417,7 +379,7 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 	int rc = list_logs(ss);
 	for (size_t i = 0; i < ss->logs.n && !rc; i++) {
 		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
-		if (log_dead(l))
+		if (session_log_dead(l))
 			rc = consume(ss, l, cs, post, 0);
 	}
 	/* what the watcher saw so far, judged while the program still runs */
@@ -434,7 +396,7 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
 		for (;;) {
 			uint32_t v = __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST);
-			if (v == 0 || log_dead(l))
+			if (v == 0 || session_log_dead(l))
 				break;
 			if (now_ns() > deadline)
 				return mtm_set_error(MTM_EBUSY, "checkpoint: traced process %d did not reach the barrier in %lld s",
@@ -469,26 +431,6 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 	for (size_t i = 0; i < ss->logs.n; i++)
 		VEC_AT(&ss->logs, log_slot, i).code = 0; /* a new interval */
 	return rc;
-}
-
-int session_pid_code_changed(mtm_session *ss, int32_t pid)
-{
-	for (size_t i = 0; i < ss->logs.n; i++)
-		if (VEC_AT(&ss->logs, log_slot, i).pid == pid)
-			return VEC_AT(&ss->logs, log_slot, i).code;
-	return 0;
-}
-
-int session_pid_trusted(mtm_session *ss, int32_t pid)
-{
-	if (pid <= 0)
-		return 0;
-	for (size_t i = 0; i < ss->logs.n; i++) {
-		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
-		if (l->pid == pid)
-			return !log_dead(l) && !l->code && !session_pid_bypasses(ss, pid);
-	}
-	return 0; /* not traced */
 }
 
 void barrier_open(mtm_session *ss)

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include "session/session.h"
 
 #define SCAN_CHUNK (1 << 20)
@@ -196,4 +197,65 @@ void session_forget_pid(mtm_session *ss, int32_t pid)
 			ss->code_seen.n--;
 			return;
 		}
+}
+
+/* Whether a traced pid's log is the whole truth of its writes (the
+ * barrier and the watcher ask; they sit above this file). */
+
+/* 1 if nobody holds the log's shared lock any more: the process is gone.
+ * The exclusive lock we then hold keeps a late opener waiting until the
+ * log is removed (session_reap_logs). */
+int session_log_dead(log_slot *l)
+{
+	if (l->dead)
+		return 1;
+	if (flock(l->fd, LOCK_EX | LOCK_NB) == 0)
+		l->dead = 1;
+	return l->dead;
+}
+
+int64_t proc_start_time(int32_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	/* "pid (comm) S ppid ... starttime": comm may hold spaces and parentheses */
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+		return -1;
+	p += 2;
+	for (int field = 3; field < 22; field++) { /* starttime is field 22 */
+		p = strchr(p, ' ');
+		if (!p)
+			return -1;
+		p++;
+	}
+	return strtoll(p, NULL, 10);
+}
+
+int session_pid_code_changed(mtm_session *ss, int32_t pid)
+{
+	for (size_t i = 0; i < ss->logs.n; i++)
+		if (VEC_AT(&ss->logs, log_slot, i).pid == pid)
+			return VEC_AT(&ss->logs, log_slot, i).code;
+	return 0;
+}
+
+int session_pid_trusted(mtm_session *ss, int32_t pid)
+{
+	if (pid <= 0)
+		return 0;
+	for (size_t i = 0; i < ss->logs.n; i++) {
+		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
+		if (l->pid == pid)
+			return !session_log_dead(l) && !l->code && !session_pid_bypasses(ss, pid);
+	}
+	return 0; /* not traced */
 }

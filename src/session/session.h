@@ -131,6 +131,8 @@ typedef struct mtm_session {
  * time, or it cannot be looked at); 0 if every change it makes goes
  * through the C library's calls. Cached per process image (bypass.c). */
 int session_pid_bypasses(mtm_session *ss, int32_t pid);
+/* 1 if the log's process is gone (nobody holds its shared lock; bypass.c). */
+int session_log_dead(log_slot *l);
 void session_forget_pid(mtm_session *ss, int32_t pid);
 /* 1 if pid's writes are all in its log: traced (a log), alive, no code
  * change in this interval and no code of its own that bypasses the
