@@ -14,7 +14,7 @@ import random
 import dlib
 import mtmtest as T
 
-FLIPS = int(os.environ.get("METAMORI_DAMAGE_FLIPS", "0")) or (400 if os.environ.get("METAMORI_TORTURE") else 12 if os.environ.get("MTM_SANITIZED") else 40)
+FLIPS = int(os.environ.get("METAMORI_DAMAGE_FLIPS", "0")) or (400 if os.environ.get("METAMORI_TORTURE") else 12 if os.environ.get("MTM_SANITIZED") else 20)
 STATS = {"cases": 0, "index_flips": 0, "index_flips_detected": 0, "restores_compared": 0}
 S = None
 

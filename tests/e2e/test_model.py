@@ -10,7 +10,7 @@ the same timestamp tick as the checkpoint before them: the racy-stat rule has
 to catch those.
 
 MTM_MODEL_SEED (first seed), MTM_MODEL_SEQS (number of sequences), both
-printed on failure to replay one sequence. make test runs 30 sequences (8 in
+printed on failure to replay one sequence. make test runs 15 sequences (8 in
 the sanitizer build) to stay within its time; METAMORI_TORTURE=1 (make
 torture) runs 1,000.
 """
@@ -23,7 +23,7 @@ from mtmtest import Failure
 SEED = int(os.environ.get("MTM_MODEL_SEED", "7001"))
 # the sanitizer build runs the same cases on fewer seeds (its binary is ~5x slower)
 TORTURE = os.environ.get("METAMORI_TORTURE", "") not in ("", "0")
-SEQS = int(os.environ.get("MTM_MODEL_SEQS", "1000" if TORTURE else "8" if os.environ.get("MTM_SANITIZED") else "30"))
+SEQS = int(os.environ.get("MTM_MODEL_SEQS", "1000" if TORTURE else "8" if os.environ.get("MTM_SANITIZED") else "15"))
 BLOCK = 4096
 
 

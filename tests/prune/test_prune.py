@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtmtest as T  # noqa: E402
 import prunelib as P  # noqa: E402
 
-SEEDS = range(1, 9) if P.TORTURE else range(1, 2) if P.SANITIZED else range(1, 4)
+SEEDS = range(1, 9) if P.TORTURE else range(1, 2) if P.SANITIZED else range(1, 3)
 LENGTH = 40 if P.TORTURE else 18
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtmtest as T  # noqa: E402
 import prunelib as P  # noqa: E402
 
-POINTS = 0 if P.TORTURE else 6 if P.SANITIZED else 12  # 0: every point
+POINTS = 0 if P.TORTURE else 6  # 0: every point
 
 
 def env(**kw):

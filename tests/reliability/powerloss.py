@@ -24,7 +24,7 @@ losing what was not yet durable, and check that nothing committed is lost.
    command had returned) the new checkpoint must be there: a returned commit
    is durable.
 
-make test: about 50 prefixes (20 in the sanitizer build); METAMORI_TORTURE=1:
+make test: about 25 prefixes (15 in the sanitizer build); METAMORI_TORTURE=1:
 more than 1,000.
 """
 import os
@@ -303,7 +303,7 @@ def run(big, seed, budget_per_step):
 
 
 def test_powerloss_small():
-    run(False, 4, 4 if rlib.SANITIZED else 10)
+    run(False, 4, 3 if rlib.SANITIZED else 5)
 
 
 def test_powerloss_torture():

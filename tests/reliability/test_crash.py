@@ -12,8 +12,8 @@ asserts: the tree is untouched (checkpoint, prune) or each file is old or new
 byte-exactly; the interrupted checkpoint is whole or absent; the next command
 finishes an interrupted restore; rerunning the command completes.
 
-make test: every second kill point of the small scenario, and its last
-(every eighth in the ASan build, where each command costs ten times as much). METAMORI_TORTURE=1 (make torture): every
+make test: every fourth kill point of the small scenario, and its last
+(every twelfth in the ASan build, where each command costs ten times as much). METAMORI_TORTURE=1 (make torture): every
 kill point of the big scenario, and of the small one with a second seed.
 
 The metadata calls of a restore (owner, mode, times, extended attributes)
@@ -46,7 +46,7 @@ def crash_step(sc, i, st):
     if n < 3:
         raise T.Failure("step %d: only %d mutating operations counted" % (i, n))
     STATS["steps"] += 1
-    stride = 1 if rlib.TORTURE else 8 if rlib.SANITIZED else 2
+    stride = 1 if rlib.TORTURE else 12 if rlib.SANITIZED else 4
     for k in range(1, n + 1):
         if (k - 1) % stride and k != n:
             continue

@@ -73,7 +73,7 @@ def test_tracked_session_crash_every_point():
         if p.returncode != 0:
             raise T.Failure("clean session failed: %s" % p.stderr)
         n = int(open(count).read())
-        stride = 1 if rlib.TORTURE else 6 if rlib.SANITIZED else 2
+        stride = 1 if rlib.TORTURE else 8 if rlib.SANITIZED else 4
         for k in range(1, n + 1):
             if (k - 1) % stride and k != n:
                 continue

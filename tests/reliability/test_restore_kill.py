@@ -14,7 +14,7 @@ through METAMORI_CRASH_AT) or left to finish; after each one:
   - the store usable: log and verify succeed after every kill; a pending
     restore is finished (--continue) or put back (--abort) on request.
 
-make test runs a bounded loop (RESTORE_KILL_SECONDS, default 15 s; 10 s in the sanitizer build);
+make test runs a bounded loop (RESTORE_KILL_SECONDS, default 8 s);
 make torture runs 1,000 iterations (METAMORI_TORTURE=1).
 """
 import json
@@ -215,7 +215,7 @@ def test_kill_loop():
     if rlib.TORTURE:
         iterations, seconds = 1000, 0
     else:
-        iterations, seconds = 100000, float(os.environ.get("RESTORE_KILL_SECONDS", "10" if rlib.SANITIZED else "15"))
+        iterations, seconds = 100000, float(os.environ.get("RESTORE_KILL_SECONDS", "8" if rlib.SANITIZED else "8"))
     seed = int(os.environ.get("RESTORE_KILL_SEED", "16"))
     st = run(iterations, seconds, seed)
     print("  %(iterations)d iterations, %(kills)d kills, %(pending)d restores left pending, "
