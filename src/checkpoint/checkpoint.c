@@ -298,7 +298,7 @@ typedef struct {
 /* The parent version's hashes of file_id: its blockhash row when that
  * describes prev_ver, else its rows of `block` (*map, and also as an
  * array when the file is one a row is kept for). */
-static int parent_hashes(run_state *r, int64_t file_id, int64_t prev_ver, vec *map, hash_list *old)
+static int load_parent_hashes(run_state *r, int64_t file_id, int64_t prev_ver, vec *map, hash_list *old)
 {
 	const uint64_t zh = zero_block_hash();
 	int found = 0;
@@ -346,7 +346,7 @@ static int compare_whole(run_state *r, file_src src, const struct stat *st, int6
 	uint64_t *out = NULL;
 	int rc = 0;
 	if (keep)
-		rc = parent_hashes(r, file_id, prev_ver, &map, &old);
+		rc = load_parent_hashes(r, file_id, prev_ver, &map, &old);
 	else if (prev_ver)
 		rc = index_file_map(r->s, file_id, &r->parent_lin, &map);
 	if (!rc && keep && old.h && !(out = malloc((size_t)nblocks * sizeof *out)))
