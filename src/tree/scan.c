@@ -213,10 +213,11 @@ const unsigned char *src_at(file_src src, int64_t off, size_t len)
 	return p;
 }
 
-/* A multiple of the chunk group, so groups never straddle reads. 128 KiB
- * (cat's size): the copy and the hash of each piece stay in the CPU's
- * cache; 1 MiB pieces took 25-30% more CPU per scan of W1 (4 x 64 MiB). */
-#define READ_BUF (1u << 17)
+/* A multiple of the chunk group, so groups never straddle reads. 1 MiB: on
+ * a quiet machine, cold cache, W1 (16 x 64 MiB) scanned in 524-648 ms with
+ * it against 614-925 ms with 128 KiB pieces (S9, BENCHMARKS.md; the 128 KiB
+ * pieces had looked cheaper in CPU under a load of 20). */
+#define READ_BUF (1u << 20)
 #define GROUP_BYTES ((int64_t)MTM_CHUNK_BLOCKS * MTM_BLOCK)
 
 /* Where the file's data lies, from off on (SEEK_DATA/SEEK_HOLE): the hole
