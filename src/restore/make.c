@@ -16,14 +16,10 @@
 #include "util/error.h"
 #include "util/log.h"
 
-int make_symlink(rctx *c, const entry *e)
+/* The end of making e: the entry made as tmp in dfd (rc its making's
+ * error, 0 if made) renamed over leaf and given e's metadata; dfd closed. */
+static int put_in_place(rctx *c, const entry *e, int dfd, const char *tmp, const char *leaf, int rc)
 {
-	int dfd, rc;
-	const char *leaf;
-	MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
-	char tmp[64];
-	tmp_name(c, tmp, sizeof tmp);
-	rc = io_symlinkat(e->target, dfd, tmp);
 	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
 		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
 	if (!rc)
@@ -34,6 +30,16 @@ int make_symlink(rctx *c, const entry *e)
 	touch_dir(c, e->path);
 	c->st.entries_created++;
 	return 0;
+}
+
+int make_symlink(rctx *c, const entry *e)
+{
+	int dfd;
+	const char *leaf;
+	MTM_TRY(open_parent(c, e->path, &dfd, &leaf));
+	char tmp[64];
+	tmp_name(c, tmp, sizeof tmp);
+	return put_in_place(c, e, dfd, tmp, leaf, io_symlinkat(e->target, dfd, tmp));
 }
 
 /* Another name of a hard-linked file: a link to the group's file, which
@@ -104,16 +110,7 @@ int make_node(rctx *c, const entry *e)
 		c->st.nodes_skipped++;
 		return 0;
 	}
-	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
-		(void)io_unlinkat(dfd, tmp, 0); /* best effort: scans skip a left temporary */
-	if (!rc)
-		rc = set_meta_at(c, dfd, leaf, e);
-	close(dfd);
-	if (rc)
-		return mtm_set_errno(rc, "%s", e->path);
-	touch_dir(c, e->path);
-	c->st.entries_created++;
-	return 0;
+	return put_in_place(c, e, dfd, tmp, leaf, rc);
 }
 
 int make_dir(rctx *c, const entry *e)

@@ -181,6 +181,34 @@ int run_is_untraceable_cmd(const char *argv0)
 	return r;
 }
 
+/* In the child: exec the program, or write errno to the pipe (closed on a
+ * successful exec: O_CLOEXEC) and exit 127. */
+void run_exec_or_report(char *const argv[], char **env, int wr)
+{
+	execvpe(argv[0], argv, env);
+	int e = errno;
+	if (write(wr, &e, sizeof e) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+/* In the parent, after fork: closes both ends of the pipe; the errno the
+ * child could not exec with (the child then reaped), or 0 once it ran. */
+int run_exec_error(int errpipe[2], pid_t pid)
+{
+	close(errpipe[1]);
+	int exec_err = 0;
+	ssize_t got;
+	do
+		got = read(errpipe[0], &exec_err, sizeof exec_err);
+	while (got < 0 && errno == EINTR);
+	close(errpipe[0]);
+	if (got != (ssize_t)sizeof exec_err)
+		return 0;
+	waitpid(pid, NULL, 0);
+	return exec_err ? exec_err : EIO;
+}
+
 int run_spawn(char *const argv[], char **env, const run_signals *rs, pid_t *out, int *exit_status)
 {
 	int errpipe[2];
@@ -201,21 +229,10 @@ int run_spawn(char *const argv[], char **env, const run_signals *rs, pid_t *out,
 			signal(sigs[i], SIG_DFL);
 		pthread_sigmask(SIG_SETMASK, &rs->old, NULL);
 		sigaction(SIGPIPE, &rs->old_pipe, NULL);
-		execvpe(argv[0], argv, env);
-		int e = errno;
-		if (write(errpipe[1], &e, sizeof e) < 0)
-			_exit(127);
-		_exit(127);
+		run_exec_or_report(argv, env, errpipe[1]);
 	}
-	close(errpipe[1]);
-	int exec_err = 0;
-	ssize_t got;
-	do
-		got = read(errpipe[0], &exec_err, sizeof exec_err);
-	while (got < 0 && errno == EINTR);
-	close(errpipe[0]);
-	if (got == (ssize_t)sizeof exec_err) {
-		waitpid(pid, NULL, 0);
+	int exec_err = run_exec_error(errpipe, pid);
+	if (exec_err) {
 		/* what a shell reports for a command it could not start */
 		if (exit_status)
 			*exit_status = exec_err == ENOENT ? 127 : 126;

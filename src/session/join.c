@@ -99,23 +99,11 @@ static int spawn(char *const argv[], char **env, const sigset_t *old, pid_t *out
 	}
 	if (pid == 0) {
 		pthread_sigmask(SIG_SETMASK, old, NULL);
-		execvpe(argv[0], argv, env);
-		int e = errno;
-		if (write(errpipe[1], &e, sizeof e) < 0)
-			_exit(127);
-		_exit(127);
+		run_exec_or_report(argv, env, errpipe[1]);
 	}
-	close(errpipe[1]);
-	int exec_err = 0;
-	ssize_t got;
-	do
-		got = read(errpipe[0], &exec_err, sizeof exec_err);
-	while (got < 0 && errno == EINTR);
-	close(errpipe[0]);
-	if (got == (ssize_t)sizeof exec_err) {
-		waitpid(pid, NULL, 0);
+	int exec_err = run_exec_error(errpipe, pid);
+	if (exec_err)
 		return mtm_set_errno(exec_err, "run: %s", argv[0]);
-	}
 	*out = pid;
 	return 0;
 }

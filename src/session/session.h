@@ -22,6 +22,7 @@
 #define MTM_SESSION_H
 #include <poll.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "metamori.h"
 #include "checkpoint/checkpoint.h"
 #include "store/pack.h"
@@ -277,6 +278,9 @@ void members_free(session_members *m);
 char **run_child_env(const char *preload, const char *session_dir, const char *root);
 void run_child_env_free(char **env);
 int run_is_untraceable_cmd(const char *argv0);
+/* The exec of a forked program, its failure reported through a pipe. */
+void run_exec_or_report(char *const argv[], char **env, int wr) __attribute__((noreturn));
+int run_exec_error(int errpipe[2], pid_t pid);
 /* A tracked (or, when needed, scanned) consistent checkpoint. */
 int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
 /* The same, but when nothing differs from the head nothing is recorded
