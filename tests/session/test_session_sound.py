@@ -498,6 +498,7 @@ def main():
             except Exception as e:
                 failed += 1
                 print("FAIL %s: %s" % (name, e))
+                T.reap_strays()  # a session the failure left running
             sys.stdout.flush()
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     sys.exit(1 if failed else 77 if skipped else 0)  # a skipped case is a skip, never a pass (mtmtest.main)
