@@ -345,6 +345,17 @@ def count_ops(root, args, op):
     return int(open(count).read())
 
 
+def one_dir_store(base):
+    """base/t: a store whose one checkpoint holds d0/f."""
+    root = os.path.join(base, "t")
+    os.makedirs(os.path.join(root, "d0"))
+    with open(os.path.join(root, "d0", "f"), "wb") as f:
+        f.write(b"x" * 100)
+    rlib.mtm(["init", root], check=True)
+    rlib.mtm(["-C", root, "checkpoint", "-q"], check=True)
+    return root
+
+
 def test_listing_faults_reach_every_listing():
     """Every directory listing goes through the I/O layer (io_readdir), so a
     failed listing is an error, never a directory that looks emptier than it
@@ -355,12 +366,7 @@ def test_listing_faults_reach_every_listing():
     and leaves every file in the next checkpoint."""
     base = T.tempdir("mtm-listing-")
     try:
-        root = os.path.join(base, "t")
-        os.makedirs(os.path.join(root, "d0"))
-        with open(os.path.join(root, "d0", "f"), "wb") as f:
-            f.write(b"x" * 100)
-        rlib.mtm(["init", root], check=True)
-        rlib.mtm(["-C", root, "checkpoint", "-q"], check=True)
+        root = one_dir_store(base)
         few = count_ops(root, ["status"], "read")
         for i in range(1, 21):
             os.makedirs(os.path.join(root, "d%d" % i))
@@ -428,12 +434,7 @@ def test_fault_points_reach_walk_listings_and_session():
     Counted with METAMORI_CRASH_OP (the count of one kind of call)."""
     base = T.tempdir("mtm-reach-")
     try:
-        root = os.path.join(base, "t")
-        os.makedirs(os.path.join(root, "d0"))
-        with open(os.path.join(root, "d0", "f"), "wb") as f:
-            f.write(b"x" * 100)
-        rlib.mtm(["init", root], check=True)
-        rlib.mtm(["-C", root, "checkpoint", "-q"], check=True)
+        root = one_dir_store(base)
         # the walk: twenty more directories, twenty more opens
         few = count_ops(root, ["status"], "open")
         for i in range(1, 21):
