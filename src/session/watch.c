@@ -56,12 +56,15 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
 #define PEND_PIDS 4
 #define DIRCACHE_MAX 65536 /* resolved directories kept (the whole file system's, not only the tree's) */
 #define OUTSIDE ((char *)1) /* dircache: a directory outside the tree */
+#define BEING_FREED ((char *)2) /* fan_dir: a directory the kernel is freeing: ask again later */
+#define RETRY_MAX 4096 /* events kept for later (BEING_FREED) */
 #define ONE_NAME ((void *)1)  /* objcache: a file with one name */
 
 /* early: noted before the mark (watch_mark), so before the checkpoint was
  * asked for: what it says is in this checkpoint, never carried over */
 typedef struct { uint8_t kinds, npid, many, early; int32_t pid[PEND_PIDS]; } pend;
 typedef struct { fsid_t fsid; int fd; } fs_mark;
+typedef struct { unsigned char *ev; size_t len; } held_event;
 typedef struct { int32_t pid; int trusted; } trust_memo;
 /* inotify: what a watch descriptor watches */
 enum { WD_DIR = 1, WD_FILE_ATTRIB = 2, WD_FILE_ALL = 3 };
@@ -76,6 +79,7 @@ struct watcher {
 	pathmap dircache; /* fanotify: handle (hex) -> path relative to the root, or OUTSIDE */
 	pathmap objcache; /* fanotify: a file's handle (hex) -> ONE_NAME: one name, outside the tree */
 	pathmap inodes;   /* fanotify, loaded when needed: "dev:ino" of the tree's files (load_inodes) */
+	vec held;         /* fanotify: of held_event, events in a directory being freed, to resolve later */
 	int inodes_loaded;
 	struct mtm_session *ss;
 	vec wds;          /* inotify: of wd_ent, by watch descriptor (path NULL: none) */
@@ -116,6 +120,9 @@ void watch_stop(watcher *w)
 	for (size_t i = 0; i < w->marks.n; i++)
 		close(VEC_AT(&w->marks, fs_mark, i).fd);
 	vec_free(&w->marks);
+	for (size_t i = 0; i < w->held.n; i++)
+		free(VEC_AT(&w->held, held_event, i).ev);
+	vec_free(&w->held);
 	for (size_t i = 0; i < w->wds.n; i++)
 		free(VEC_AT(&w->wds, wd_ent, i).path);
 	vec_free(&w->wds);
@@ -166,7 +173,9 @@ static const char *in_tree(const watcher *w, const char *abs)
 /* ---- fanotify ---- */
 
 /* The tree's directory a handle names: its path relative to the root ("" is
- * the root), OUTSIDE, or NULL if it is gone (a removal, seen at its parent). */
+ * the root), OUTSIDE, NULL if it is gone (a removal, seen at its parent), or
+ * BEING_FREED (ask again later: gone, or, were it a real allocation failure,
+ * there then). */
 static void handle_key(char *key, const fsid_t *fsid, const struct file_handle *fh)
 {
 	char *k = key;
@@ -188,6 +197,23 @@ static int mark_fd(const watcher *w, const fsid_t *fsid)
 	return -1;
 }
 
+/* open_by_handle_at(O_PATH). The kernel answers ENOMEM for an inode it is
+ * freeing (iget_locked finds it being freed: ext4 takes that for an
+ * allocation failure) and ESTALE once it is gone: seen here on directories
+ * removed right after an event in them (other programs' builds on the file
+ * system), which made a session's checkpoints scan under load. So ENOMEM is
+ * asked again, briefly, and then the caller asks again later (the freeing
+ * may wait for the journal). */
+static int open_handle(int mfd, const struct file_handle *fh)
+{
+	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+	for (int i = 0; fd < 0 && errno == ENOMEM && i < 3; i++) {
+		usleep(100);
+		fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+	}
+	return fd;
+}
+
 static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_handle *fh)
 {
 	char key[HANDLE_KEY_LEN];
@@ -198,8 +224,10 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	int mfd = mark_fd(w, fsid);
 	if (mfd < 0)
 		return OUTSIDE;
-	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+	int fd = open_handle(mfd, fh);
 	if (fd < 0) {
+		if (errno == ENOMEM)
+			return BEING_FREED;
 		/* gone (its removal is an event at its parent); anything else
 		 * (no CAP_DAC_READ_SEARCH, say) would drop events unseen */
 		if (errno != ESTALE && errno != ENOENT)
@@ -256,7 +284,7 @@ static int load_inodes(watcher *w, mtm_session *ss)
 
 /* 1 if the file a handle names (changed through a name outside the tree)
  * may be one of the tree's files; 0 if not (or it is gone, or not a regular
- * file). Its link count says little: the outside name may be removed again
+ * file); -1 if it is being freed (ask again later: open_handle). Its link count says little: the outside name may be removed again
  * by now, so the inode itself is looked up among the tree's. fresh: its
  * attributes changed (a link made or removed): look again. */
 static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_handle *fh, int fresh)
@@ -268,13 +296,12 @@ static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_ha
 	int mfd = mark_fd(w, fsid);
 	if (mfd < 0)
 		return 0; /* a file system of no file of the tree */
-	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+	int fd = open_handle(mfd, fh);
 	struct stat st;
 	if (fd < 0) {
-		/* gone: ESTALE, ENOENT, and ext4's ENOMEM for an inode being freed
-		 * (seen here on files removed right after their write); a file of
-		 * the tree is not being freed */
-		if (errno != ESTALE && errno != ENOENT && errno != ENOMEM)
+		if (errno == ENOMEM)
+			return -1;
+		if (errno != ESTALE && errno != ENOENT) /* gone */
 			w->lost = "the watcher could not look at a file changed outside the tree";
 		return 0;
 	}
@@ -316,6 +343,23 @@ static struct file_handle *copy_handle(unsigned char *hb, const unsigned char *i
 	return fh;
 }
 
+/* Keeps an event in a directory being freed, to be resolved at the next
+ * drain (fan_held): the directory is then gone (the event is dropped: its
+ * removal is an event at its parent), or there, and the event counts. */
+static int hold(watcher *w, const unsigned char *ev, size_t len)
+{
+	held_event *h = w->held.n < RETRY_MAX ? vec_push(&w->held) : NULL;
+	if (!h || !(h->ev = malloc(len))) {
+		if (h)
+			w->held.n--;
+		w->lost = "the watcher could not resolve a directory";
+		return 0;
+	}
+	memcpy(h->ev, ev, len);
+	h->len = len;
+	return 0;
+}
+
 /* One event of len bytes at ev. Events hold names of any length, so the
  * next one may be unaligned: every structure is copied out before use. */
 static int fan_event(watcher *w, const unsigned char *ev, size_t len)
@@ -353,6 +397,8 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		p += fid.hdr.len;
 	}
 	const char *dir = dfh ? fan_dir(w, &dfsid, dfh) : NULL;
+	if (dir == BEING_FREED)
+		return hold(w, ev, len);
 	char path[PATH_MAX * 2] = "";
 	if (dir && dir != OUTSIDE) {
 		if (!strcmp(name, ".") || !*name)
@@ -368,8 +414,11 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 	if (!*path) {
 		/* outside the tree (or a name gone, or the root itself): the file
 		 * changed may still be in the tree under another name */
-		if (ofh && !(m.mask & FAN_ONDIR) && (m.mask & (FAN_MODIFY | FAN_ATTRIB)) &&
-		    linked_into_tree(w, &ofsid, ofh, (m.mask & FAN_ATTRIB) != 0) && !w->lost)
+		int linked = ofh && !(m.mask & FAN_ONDIR) && (m.mask & (FAN_MODIFY | FAN_ATTRIB)) ?
+		             linked_into_tree(w, &ofsid, ofh, (m.mask & FAN_ATTRIB) != 0) : 0;
+		if (linked < 0)
+			return hold(w, ev, len);
+		if (linked && !w->lost)
 			w->lost = "a file of the tree changed through a name outside it (a hard link)";
 		return 0;
 	}
@@ -429,6 +478,7 @@ static int fan_start(watcher *w)
 	if (w->fd < 0)
 		return errno;
 	w->marks = (vec)VEC_INIT(fs_mark);
+	w->held = (vec)VEC_INIT(held_event);
 	int rc = fan_mark(w, w->root);
 	FILE *f = rc ? NULL : fopen("/proc/self/mountinfo", "re");
 	char line[8192];
@@ -705,8 +755,34 @@ int watch_start(mtm_session *ss, const char **why)
 	return 0;
 }
 
+static int fan_event(watcher *w, const unsigned char *ev, size_t len);
+
+/* The held events once more (each is held again if its directory is still
+ * being freed). final (the barrier): one still unresolved makes this
+ * checkpoint scan; none is kept past it. */
+static void fan_held(watcher *w, int final)
+{
+	vec old = w->held;
+	w->held = (vec)VEC_INIT(held_event);
+	for (size_t i = 0; i < old.n; i++) {
+		held_event *h = &VEC_AT(&old, held_event, i);
+		if (fan_event(w, h->ev, h->len))
+			w->lost = "the watcher ran out of memory";
+		free(h->ev);
+	}
+	vec_free(&old);
+	if (final && w->held.n) {
+		w->lost = "the watcher could not resolve a directory (being freed for too long)";
+		for (size_t i = 0; i < w->held.n; i++)
+			free(VEC_AT(&w->held, held_event, i).ev);
+		w->held.n = 0;
+	}
+}
+
 int watch_drain(watcher *w)
 {
+	if (w->kind == W_FANOTIFY && w->held.n)
+		fan_held(w, 0);
 	for (;;) {
 		ssize_t n = read(w->fd, w->buf, sizeof w->buf);
 		if (n < 0 && errno == EINTR)
@@ -950,6 +1026,8 @@ int watch_mark(watcher *w, mtm_session *ss, change_set *cs, pathmap *written)
 int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 {
 	watch_drain(w);
+	if (w->kind == W_FANOTIFY && w->held.n)
+		fan_held(w, 1);
 	if (w->blind)
 		change_set_scan(cs, w->blind);
 	if (w->lost) {
