@@ -60,7 +60,9 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
 #define RETRY_MAX 4096 /* events kept for later (BEING_FREED) */
 #define ONE_NAME ((void *)1)  /* objcache: a file with one name */
 
-typedef struct { uint8_t kinds, npid, many; int32_t pid[PEND_PIDS]; } pend;
+/* early: noted before the mark (watch_mark), so before the checkpoint was
+ * asked for: what it says is in this checkpoint, never carried over */
+typedef struct { uint8_t kinds, npid, many, early; int32_t pid[PEND_PIDS]; } pend;
 typedef struct { fsid_t fsid; int fd; } fs_mark;
 typedef struct { unsigned char *ev; size_t len; } held_event;
 typedef struct { int32_t pid; int trusted; } trust_memo;
@@ -82,9 +84,12 @@ struct watcher {
 	struct mtm_session *ss;
 	vec wds;          /* inotify: of wd_ent, by watch descriptor (path NULL: none) */
 	pathmap pending;  /* path -> pend*: events since the last barrier, not judged yet */
+	pathmap early;    /* the same, noted before the mark (watch_mark) */
 	pathmap explained; /* path -> pend*: writes the logs explained before the barrier (judge) */
 	trust_memo memo[TRUST_MEMO]; /* session_pid_trusted of the writers, for one interval */
 	int nmemo;
+	int marked;       /* a checkpoint compares files ahead (ahead.c): writes to them from here on are carried */
+	pathmap carry;    /* path -> 1: written after the mark by a writer no log explains: compared whole next time */
 	const char *lost; /* events were lost since the last barrier: why */
 	const char *blind; /* cannot see everything (watch limit): every checkpoint scans */
 	int rewatch;      /* inotify: events were lost, watches may be missing: walk the tree again */
@@ -123,8 +128,10 @@ void watch_stop(watcher *w)
 	vec_free(&w->wds);
 	dircache_clear(w);
 	pathmap_free(&w->objcache, NULL);
+	pathmap_free(&w->carry, NULL);
 	pathmap_free(&w->inodes, NULL);
 	pathmap_free(&w->pending, free);
+	pathmap_free(&w->early, free);
 	pathmap_free(&w->explained, free);
 	free(w->root);
 	free(w);
@@ -858,6 +865,39 @@ static int mark_whole(change_set *cs, const char *path)
 	return 0;
 }
 
+/* The logs name the bytes a traced process wrote through the C library; a
+ * writer that is not traced, or that may make system calls of its own (or
+ * inotify's, which could be anyone) may have written others. */
+static int explained_by(watcher *w, mtm_session *ss, const file_change *fc, const pend *p)
+{
+	int explained = fc && w->kind == W_FANOTIFY && !p->many;
+	for (int j = 0; j < p->npid && explained; j++)
+		explained = trusted(w, ss, p->pid[j]);
+	return explained;
+}
+
+static int carry(watcher *w, const char *path)
+{
+	return pathmap_get(&w->carry, path) ? 0 : pathmap_put(&w->carry, path, (void *)1);
+}
+
+int watch_carried(const watcher *w, const char *path)
+{
+	return w && pathmap_get(&w->carry, path) != NULL;
+}
+
+/* The files carried from the last interval: compared whole now. */
+static int apply_carry(watcher *w, change_set *cs)
+{
+	int rc = 0;
+	for (size_t i = 0; i < w->carry.cap && !rc; i++)
+		if (w->carry.slots[i].key)
+			rc = mark_whole(cs, w->carry.slots[i].key);
+	pathmap_free(&w->carry, NULL);
+	memset(&w->carry, 0, sizeof w->carry);
+	return rc;
+}
+
 /* A write explained by the logs (so far): kept with its writers until the
  * barrier has looked at their code changes. p is taken. */
 static int keep_explained(watcher *w, change_set *cs, const char *path, pend *p)
@@ -889,13 +929,13 @@ static int keep_explained(watcher *w, change_set *cs, const char *path, pend *p)
  * barrier's last look (keep_explained); what is decided (a namespace change,
  * metadata, a writer that is not trusted) goes into cs at once: the
  * barrier's pause is left only the events that came after. */
-static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
+static int judge_map(watcher *w, mtm_session *ss, change_set *cs, int final, pathmap *m)
 {
 	pathmap keep = {0};
 	int rc = 0;
-	for (size_t i = 0; i < w->pending.cap; i++) {
-		const char *path = w->pending.slots[i].key;
-		pend *p = w->pending.slots[i].val;
+	for (size_t i = 0; i < m->cap; i++) {
+		const char *path = m->slots[i].key;
+		pend *p = m->slots[i].val;
 		if (!path)
 			continue;
 		/* a namespace change at the path or above: listed and read whole anyway */
@@ -909,6 +949,9 @@ static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
 			rc = change_set_mark(&cs->meta, path);
 		file_change *fc = pathmap_get(&cs->files, path);
 		if (rc || !(p->kinds & EV_MODIFY) || (fc && fc->whole)) {
+			/* compared ahead, before this write perhaps: again next time */
+			if (!rc && w->marked && !p->early && (p->kinds & EV_MODIFY) && fc && !explained_by(w, ss, fc, p))
+				rc = carry(w, path);
 			free(p);
 			continue;
 		}
@@ -922,18 +965,32 @@ static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
 		 * library; a writer that is not traced, or that may make system
 		 * calls of its own (or inotify's, which could be anyone) may have
 		 * written others: the whole file is compared */
-		int explained = fc && w->kind == W_FANOTIFY && !p->many;
-		for (int j = 0; j < p->npid && explained; j++)
-			explained = trusted(w, ss, p->pid[j]);
-		if (explained) {
+		if (explained_by(w, ss, fc, p)) {
 			rc = keep_explained(w, cs, path, p);
+		} else if (w->marked && !p->early) {
+			/* written after the checkpoint was asked for, while it compares
+			 * ahead: in the next one (the logs' bytes are in this one) */
+			rc = carry(w, path);
+			free(p);
 		} else {
 			rc = mark_whole(cs, path);
 			free(p);
 		}
 	}
-	pathmap_free(&w->pending, NULL);
-	w->pending = keep;
+	pathmap_free(m, NULL);
+	*m = keep;
+	return rc;
+}
+
+/* The events noted before the mark first (w->early: what they say is in
+ * this checkpoint), then the others. */
+static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
+{
+	int rc = w->marked ? 0 : apply_carry(w, cs);
+	if (!rc && w->early.n)
+		rc = judge_map(w, ss, cs, final, &w->early);
+	if (!rc)
+		rc = judge_map(w, ss, cs, final, &w->pending);
 	return rc;
 }
 
@@ -941,6 +998,29 @@ int watch_prejudge(watcher *w, mtm_session *ss, change_set *cs)
 {
 	watch_drain(w);
 	return judge(w, ss, cs, 0) ? mtm_set_error(ENOMEM, "session") : 0;
+}
+
+int watch_mark(watcher *w, mtm_session *ss, change_set *cs, pathmap *written)
+{
+	watch_drain(w);
+	if (judge(w, ss, cs, 0))
+		return mtm_set_error(ENOMEM, "session");
+	/* writes whose records have not come yet: compared ahead too, in case
+	 * the barrier finds no record to explain them. They are kept apart
+	 * from the events that come after the mark. */
+	for (size_t i = 0; i < w->pending.cap; i++) {
+		const char *path = w->pending.slots[i].key;
+		pend *p = w->pending.slots[i].val;
+		if (path)
+			p->early = 1;
+		if (path && (p->kinds & EV_MODIFY) && !pathmap_get(written, path) && pathmap_put(written, path, (void *)1))
+			return mtm_set_error(ENOMEM, "session");
+	}
+	pathmap_free(&w->early, free); /* (empty: the last barrier judged them) */
+	w->early = w->pending;
+	memset(&w->pending, 0, sizeof w->pending);
+	w->marked = 1;
+	return 0;
 }
 
 int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
@@ -972,9 +1052,12 @@ int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 	}
 	pathmap_free(&w->pending, free);
 	memset(&w->pending, 0, sizeof w->pending);
+	pathmap_free(&w->early, free);
+	memset(&w->early, 0, sizeof w->early);
 	pathmap_free(&w->explained, free);
 	memset(&w->explained, 0, sizeof w->explained);
 	w->nmemo = 0; /* a new interval */
+	w->marked = 0;
 	pathmap_free(&w->inodes, NULL); /* this checkpoint's files: loaded again when needed */
 	memset(&w->inodes, 0, sizeof w->inodes);
 	w->inodes_loaded = 0;
