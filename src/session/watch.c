@@ -531,6 +531,10 @@ static int ino_set(watcher *w, int wd, char *path, int kind)
 		*slot = (wd_ent){0};
 	}
 	wd_ent *e = &VEC_AT(&w->wds, wd_ent, wd);
+	if (e->path && e->kind == WD_DIR && kind != WD_DIR) {
+		free(path); /* a file replaced by this directory since it was looked at */
+		return 0;
+	}
 	/* a file's watch that reports every change keeps doing so (IN_MASK_ADD) */
 	if (!(e->path && e->kind == WD_FILE_ALL && kind == WD_FILE_ATTRIB))
 		e->kind = (uint8_t)kind;
@@ -555,6 +559,12 @@ static int ino_watch_file(watcher *w, const char *rel, const struct stat *st)
 	}
 	int all = st->st_nlink > 1;
 	int wd = inotify_add_watch(w->fd, abs, all ? INO_FILE_MASK : INO_ONE_MASK);
+	/* a link made between the look (st) and the watch sent its event to no
+	 * watch: looked at again, now that a later one would be heard */
+	struct stat now;
+	if (wd >= 0 && !all && !fstatat(AT_FDCWD, abs, &now, AT_SYMLINK_NOFOLLOW) && S_ISREG(now.st_mode) &&
+	    now.st_nlink > 1 && (all = 1))
+		wd = inotify_add_watch(w->fd, abs, INO_FILE_MASK);
 	if (wd < 0) {
 		if (errno == ENOSPC)
 			w->blind = "cannot watch every file of the tree (fs.inotify.max_user_watches)";
