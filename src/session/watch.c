@@ -284,8 +284,9 @@ static int load_inodes(watcher *w, mtm_session *ss)
 
 /* 1 if the file a handle names (changed through a name outside the tree)
  * may be one of the tree's files; 0 if not (or it is gone, or not a regular
- * file); -1 if it is being freed (ask again later: open_handle). Its link count says little: the outside name may be removed again
- * by now, so the inode itself is looked up among the tree's. fresh: its
+ * file); -1 if it is being freed (ask again later: open_handle). Its link
+ * count says little: the outside name may be removed again by now, so the
+ * inode itself is looked up among the tree's. fresh: its
  * attributes changed (a link made or removed): look again. */
 static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_handle *fh, int fresh)
 {
@@ -1013,6 +1014,10 @@ int watch_prejudge(watcher *w, mtm_session *ss, change_set *cs)
 int watch_mark(watcher *w, mtm_session *ss, change_set *cs, pathmap *written)
 {
 	watch_drain(w);
+	/* a held event came before the mark: resolved later it would be taken
+	 * for one after it (carried to the next checkpoint) */
+	if (w->kind == W_FANOTIFY && w->held.n)
+		fan_held(w, 1);
 	if (judge(w, ss, cs, 0))
 		return mtm_set_error(ENOMEM, "session");
 	/* writes whose records have not come yet: compared ahead too, in case
