@@ -67,6 +67,11 @@ sp.stdin.close(); sp.wait()
     lines = debug_lines(p.stderr)
     if len(lines) < len(res):
         raise T.Failure("no debug line per checkpoint:\n%s" % p.stderr[-3000:])
+    # the first: D is new (a namespace change), copied whole, read ahead too
+    m = re.search(r"compared ahead [0-9.]+ ms: (\d+) files, \d+ KiB read, \d+ blocks read again, (\d+) used\)",
+                  lines[0])
+    if not m or int(m.group(2)) < 1:
+        raise T.Failure("the new file was not read ahead: %s" % lines[0])
     # D was compared whole at the checkpoint before: from the second one on,
     # the compare happens ahead and the barrier reads a small part of D
     small = 0
