@@ -23,8 +23,9 @@ Parts (--parts, default all): w1, many, fio, watch, w2git.
         tracked ckpt time (should not depend on the untouched files); scan for contrast
   fio   4 KiB random pwrite and 1 MiB sequential write (psync, buffered) on a file
         in the tree, plain vs under `metamori run` (LD_PRELOAD), alternated, medians
-  watch the watcher (issue 15): set-up time on 100,000 directories (fanotify,
-        inotify), fio 4 KiB random writes tracked with each watcher vs none
+  watch the watcher (issue 15): set-up time on 100,000 directories and on
+        100,000 files (fanotify, inotify), fio 4 KiB random writes tracked
+        with each watcher vs none (--fio-reps 0: set-up times only)
   w2git W2: 20,000 files of 16 KiB, 200 touched per interval: tracked checkpoint
         vs `git add -A && git commit` on a twin tree, alternated
 
@@ -524,7 +525,26 @@ def part_watch(a, metamori, work, res):
         B.log(f"bench: watcher set up on {out['dirs']} directories: {mode} -> {runs[0][0]}, "
               f"{out['setup_' + mode]['ms']:.1f} ms")
     B.rmtree(tree)
-    if shutil.which("fio"):
+    # inotify watches every regular file too (a link made to it outside the
+    # tree is an attribute change of the file only): 100,000 files, 100 per
+    # directory
+    nfiles = max(10, int(100000 * a.scale))
+    tree = os.path.join(work, "files")
+    for i in range(nfiles):
+        d = os.path.join(tree, "d%03d" % (i // 100 // 100), "e%03d" % (i // 100 % 100))
+        if i % 100 == 0:
+            os.makedirs(d)
+        open(os.path.join(d, "f%03d" % (i % 100)), "wb").close()
+    B.mtm(metamori, "init", tree)
+    B.mtm(metamori, "-C", tree, "checkpoint", "-q")
+    out["files"] = nfiles
+    for mode in ("fanotify", "inotify"):
+        runs = [watch_setup_ms(metamori, tree, mode) for _ in range(3)]
+        out["files_setup_" + mode] = {"kind": runs[0][0], "ms": B.median([r[1] for r in runs])}
+        B.log(f"bench: watcher set up on {nfiles} files in {nfiles // 100} directories: {mode} -> {runs[0][0]}, "
+              f"{out['files_setup_' + mode]['ms']:.1f} ms")
+    B.rmtree(tree)
+    if shutil.which("fio") and a.fio_reps:
         tree = os.path.join(work, "fiow")
         os.makedirs(tree)
         B.mtm(metamori, "init", tree)

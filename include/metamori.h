@@ -152,8 +152,10 @@ typedef struct mtm_checkpoint_info {
 	uint64_t bytes_stored;    /* bytes appended to packs (after dedup and compression) */
 	uint64_t entries;         /* entries in the tree at this checkpoint */
 	uint64_t tree_bytes;      /* total size of regular files at this checkpoint */
-	uint64_t pause_ns;        /* in a session: how long modifying calls were held */
-	int tracked;              /* in a session: 1 if made from the tracked changes, 0 if scanned */
+	uint64_t pause_ns;        /* in a session: how long modifying calls were held (0 outside one) */
+	int tracked;              /* 1 if made from a session's tracked changes, 0 if scanned (in a session
+	                           * or not); -1 unknown: mtm_log of a checkpoint made by a Metamori
+	                           * older than store format 6 (pause_ns is then 0 too) */
 	uint64_t regions;         /* memory regions saved in this checkpoint (mtm_protect) */
 	uint64_t region_bytes;    /* their total size */
 	uint64_t region_bytes_changed; /* bytes of their 4 KiB blocks changed since the parent */

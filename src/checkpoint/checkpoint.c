@@ -186,7 +186,7 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 	int rc = sqlite3_prepare_v2(s->db,
 	                            "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
 	                            " files_removed, bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes,"
-	                            " region_bytes_changed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	                            " region_bytes_changed, tracked, pause_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	                            -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
@@ -205,6 +205,9 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 	sqlite3_bind_int64(st, 13, (int64_t)ci->regions);
 	sqlite3_bind_int64(st, 14, (int64_t)ci->region_bytes);
 	sqlite3_bind_int64(st, 15, (int64_t)ci->region_bytes_changed);
+	assert(ci->tracked == 0 || ci->tracked == 1);
+	sqlite3_bind_int(st, 16, ci->tracked);
+	sqlite3_bind_int64(st, 17, (int64_t)ci->pause_ns);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
@@ -840,6 +843,12 @@ int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial)
 	r->info.entries += entries;
 	r->info.tree_bytes += bytes;
 	return 0;
+}
+
+void ckpt_note_session(ckpt_run *r, int tracked, uint64_t pause_ns)
+{
+	r->info.tracked = !!tracked;
+	r->info.pause_ns = pause_ns;
 }
 
 int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)

@@ -55,6 +55,9 @@ int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial);
 /* After ckpt_record: 1 if no entry differs from the parent's and there is a
  * parent (a first checkpoint is never "unchanged"). Regions not counted. */
 int ckpt_unchanged(const ckpt_run *r);
+/* A session's checkpoint: made from its tracked changes (or scanned) and
+ * how long the writers were held; kept with the checkpoint (format 6). */
+void ckpt_note_session(ckpt_run *r, int tracked, uint64_t pause_ns);
 /* Makes the packs durable, then commits: the checkpoint exists. */
 int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out);
 /* Rolls back if not committed, frees, unlocks. */

@@ -3,34 +3,51 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/json.h"
 
 const char usage_ls[] =
 	"usage: metamori ls ID [PATH] [--json]\n\n"
 	"List the entries of directory PATH (default: the root) as it was at\n"
 	"checkpoint ID, without restoring anything. PATH is relative to the root\n"
-	"of the tree. One line per entry: kind (d directory, f file, l symlink),\n"
-	"mode, size, modification time, name ('-> TARGET' for a symlink). A PATH\n"
-	"that is a file lists that file alone.\n\n"
-	"  --json    one JSON array, for scripts\n";
+	"of the tree. One line per entry: kind (d directory, f file, l symlink,\n"
+	"p FIFO, s socket, c and b devices), mode, size, modification time, name\n"
+	"('-> TARGET' for a symlink). A PATH that is a file lists that file alone.\n\n"
+	"  --json    one JSON array, for scripts: every recorded attribute of each\n"
+	"            entry (also uid, gid, the count of names of a hard-linked\n"
+	"            file, a device's number, extended attributes in base64)\n";
 
-static void print_entry(const mtm_entry_info *e, int json, int first)
+static void json_entry(json *j, const mtm_entry_info *e)
 {
-	if (json) {
-		printf("%s\n  {\"name\": ", first ? "" : ",");
-		json_string(e->name);
-		printf(", \"path\": ");
-		json_string(e->path);
-		printf(", \"kind\": \"%c\", \"mode\": %u, \"uid\": %u, \"gid\": %u, \"size\": %llu, \"mtime_ns\": %lld, "
-		       "\"version\": %lld",
-		       e->kind, (unsigned)e->mode, (unsigned)e->uid, (unsigned)e->gid, (unsigned long long)e->size,
-		       (long long)e->mtime_ns, (long long)e->version);
-		if (e->target) {
-			printf(", \"target\": ");
-			json_string(e->target);
-		}
-		printf("}");
-		return;
+	char kind[2] = {e->kind, 0};
+	json_obj(j);
+	json_kstr(j, "name", e->name);
+	json_kstr(j, "path", e->path);
+	json_kstr(j, "kind", kind);
+	json_kuint(j, "mode", e->mode);
+	json_kuint(j, "uid", e->uid);
+	json_kuint(j, "gid", e->gid);
+	json_kuint(j, "size", e->size);
+	json_kint(j, "mtime_ns", e->mtime_ns);
+	json_kint(j, "version", e->version);
+	json_kuint(j, "nlink", e->nlink);
+	json_kuint(j, "rdev", e->rdev);
+	if (e->target)
+		json_kstr(j, "target", e->target);
+	json_key(j, "xattrs");
+	json_arr(j);
+	for (size_t i = 0; i < e->n_xattrs; i++) {
+		json_obj(j);
+		json_kstr(j, "name", e->xattrs[i].name);
+		json_key(j, "value");
+		json_base64(j, e->xattrs[i].value, e->xattrs[i].len);
+		json_obj_end(j);
 	}
+	json_arr_end(j);
+	json_obj_end(j);
+}
+
+static void print_entry(const mtm_entry_info *e)
+{
 	char when[32];
 	printf("%c %04o %10llu  %s  %s%s%s\n", e->kind, (unsigned)e->mode, (unsigned long long)e->size,
 	       human_time(when, sizeof when, e->mtime_ns), e->name, e->target ? " -> " : "", e->target ? e->target : "");
@@ -38,11 +55,11 @@ static void print_entry(const mtm_entry_info *e, int json, int first)
 
 int cmd_ls(int argc, char **argv)
 {
-	int json = 0, npos = 0;
+	int as_json = 0, npos = 0;
 	const char *pos[2] = {NULL, NULL};
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
-			json = 1;
+			as_json = 1;
 		else if (npos < 2 && (argv[i][0] != '-' || !argv[i][1]))
 			pos[npos++] = argv[i];
 		else
@@ -70,12 +87,20 @@ int cmd_ls(int argc, char **argv)
 		if (rc) {
 			rc = cli_fail(rc);
 		} else {
-			if (json)
-				printf("[");
+			json j;
+			if (as_json) {
+				json_init(&j, stdout);
+				json_arr(&j);
+			}
 			for (size_t i = 0; i < n; i++)
-				print_entry(&v[i], json, i == 0);
-			if (json)
-				printf("%s]\n", n ? "\n" : "");
+				if (as_json)
+					json_entry(&j, &v[i]);
+				else
+					print_entry(&v[i]);
+			if (as_json) {
+				json_arr_end(&j);
+				json_done(&j);
+			}
 			if (v == &one)
 				mtm_entry_info_clear(&one);
 			else

@@ -151,6 +151,22 @@ void json_discard(json *j)
 	}
 }
 
+void json_base64(json *j, const void *data, size_t len)
+{
+	static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = data;
+	sep(j);
+	fputc('"', j->f);
+	for (size_t i = 0; i < len; i += 3) {
+		unsigned v = (unsigned)p[i] << 16 | (i + 1 < len ? (unsigned)p[i + 1] << 8 : 0) | (i + 2 < len ? p[i + 2] : 0);
+		fputc(digits[v >> 18 & 63], j->f);
+		fputc(digits[v >> 12 & 63], j->f);
+		fputc(i + 1 < len ? digits[v >> 6 & 63] : '=', j->f);
+		fputc(i + 2 < len ? digits[v & 63] : '=', j->f);
+	}
+	fputc('"', j->f);
+}
+
 void json_kstr(json *j, const char *key, const char *s) { json_key(j, key); json_str(j, s); }
 void json_kint(json *j, const char *key, int64_t v) { json_key(j, key); json_int(j, v); }
 void json_kuint(json *j, const char *key, uint64_t v) { json_key(j, key); json_uint(j, v); }

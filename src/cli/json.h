@@ -8,6 +8,7 @@
  * (a script never reads half a document). */
 #ifndef MTM_CLI_JSON_H
 #define MTM_CLI_JSON_H
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -36,6 +37,7 @@ void json_uint(json *j, uint64_t v);
 void json_bool(json *j, int v);
 void json_null(json *j);
 void json_real(json *j, double v); /* three decimals */
+void json_base64(json *j, const void *data, size_t len); /* bytes as a base64 string (RFC 4648, padded) */
 /* Ends the document with a newline and writes it to f (flushed). */
 void json_done(json *j);
 /* Drops the document unwritten (the command failed). */

@@ -17,8 +17,15 @@ void report_checkpoint(json *j, const mtm_checkpoint_info *c, int head)
 	json_kuint(j, "bytes_stored", c->bytes_stored);
 	json_kuint(j, "entries", c->entries);
 	json_kuint(j, "tree_bytes", c->tree_bytes);
-	json_kbool(j, "tracked", c->tracked);
-	json_kuint(j, "pause_ns", c->pause_ns);
+	if (c->tracked < 0) { /* (not kept by the Metamori that made it) */
+		json_key(j, "tracked");
+		json_null(j);
+		json_key(j, "pause_ns");
+		json_null(j);
+	} else {
+		json_kbool(j, "tracked", c->tracked);
+		json_kuint(j, "pause_ns", c->pause_ns);
+	}
 	json_kuint(j, "regions", c->regions);
 	json_kuint(j, "region_bytes", c->region_bytes);
 	json_kuint(j, "region_bytes_changed", c->region_bytes_changed);

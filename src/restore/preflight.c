@@ -61,7 +61,8 @@ int preflight_others_in(int rootfd, const char *dir, strvec *out)
 	}
 	struct dirent *de;
 	rc = 0;
-	while (!rc && (de = readdir(d))) {
+	int lerr = 0;
+	while (!rc && !(lerr = io_readdir(d, &de)) && de) {
 		struct stat st;
 		if (de->d_type != DT_UNKNOWN && de->d_type != DT_FIFO && de->d_type != DT_SOCK && de->d_type != DT_CHR &&
 		    de->d_type != DT_BLK)
@@ -75,6 +76,8 @@ int preflight_others_in(int rootfd, const char *dir, strvec *out)
 		if (rc)
 			rc = mtm_set_error(rc, "%s", dir);
 	}
+	if (!rc && lerr)
+		rc = mtm_set_errno(lerr, "%s: listing", dir);
 	closedir(d);
 	return rc;
 }
@@ -174,7 +177,9 @@ static int clean_dir(int dfd, const char *rel, uint64_t *count, int depth)
 	}
 	struct dirent *de;
 	int rc = 0;
-	while (!rc && (de = readdir(d))) {
+	/* (a listing that fails ends the cleaning: it is tidying, and the
+	 * temporary files it would have removed are never taken for the tree's) */
+	while (!rc && !io_readdir(d, &de) && de) {
 		const char *name = de->d_name;
 		if (!strcmp(name, ".") || !strcmp(name, "..") || (!depth && !strcmp(name, ".metamori")))
 			continue;

@@ -14,25 +14,22 @@
 #include "store/index.h"
 #include "util/error.h"
 
-static int dir_is_empty(int fd)
+/* 0 (and *empty) or an errno; a new open of the directory, not a dup: the
+ * listing must not move fd's offset */
+static int dir_is_empty(int fd, int *empty)
 {
-	int dup_fd = dup(fd);
-	if (dup_fd < 0)
-		return -1;
-	DIR *d = fdopendir(dup_fd);
-	if (!d) {
-		close(dup_fd);
-		return -1;
-	}
+	DIR *d;
+	int rc = io_opendirat(fd, ".", &d);
+	*empty = 1;
 	struct dirent *de;
-	int empty = 1;
-	while ((de = readdir(d)))
+	while (!rc && !(rc = io_readdir(d, &de)) && de)
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			empty = 0;
+			*empty = 0;
 			break;
 		}
-	closedir(d);
-	return empty;
+	if (d)
+		closedir(d);
+	return rc;
 }
 
 int restore_to_dir(rctx *c, mtm_id k, const char *to)
@@ -78,7 +75,12 @@ int restore_to_dir(rctx *c, mtm_id k, const char *to)
 		rc = mtm_set_errno(rc, "%s", to);
 		goto done;
 	}
-	if (dir_is_empty(c->rootfd) != 1) {
+	int empty, err = dir_is_empty(c->rootfd, &empty);
+	if (err) {
+		rc = mtm_set_errno(err, "%s: listing", to);
+		goto done;
+	}
+	if (!empty) {
 		rc = mtm_set_error(MTM_ENOTEMPTY, "%s: restore target is not an empty directory", to);
 		goto done;
 	}

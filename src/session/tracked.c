@@ -232,8 +232,10 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 	/* nothing differs: ckpt_end rolls the transaction back (what the
 	 * interval's logs said is consumed all the same: it changed nothing) */
 	int skipped = !rc && only_if_changed && ckpt_unchanged(r);
-	if (!rc && !skipped)
+	if (!rc && !skipped) {
+		ckpt_note_session(r, !scan, (uint64_t)(tm.t1 - tm.t0));
 		rc = ckpt_commit(r, &ci);
+	}
 	if (ss->debug)
 		tracked_report(ss, r, &t, &tm, scan, cs.scan_why, live.n, parent.n);
 	if (!rc) /* (skipped: the files' hashes are the parent's) */

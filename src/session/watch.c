@@ -10,17 +10,22 @@
  * directory moved or removed anywhere empties the cache, so a directory
  * moved into the tree is never taken for one outside it. Events outside the
  * tree cost a hash lookup, except a file's content or attributes changed
- * there: if that file has several names (one may be in the tree: a hard
- * link), the next checkpoint scans (links_of, cached per file until its
- * attributes change).
+ * there: if that file is one of the tree's (its inode is, whatever its link
+ * count now: the outside name may be gone again), the next checkpoint scans
+ * (linked_into_tree; a file with one name that is not the tree's is cached
+ * until its attributes change).
  *
  * inotify otherwise: a watch on every directory (new ones are watched as
  * they come, and listed as a namespace change, so what was made in them
- * before the watch is found by the checkpoint's walk), and on every file
- * with several names (a write through a name outside the tree is reported
- * to the file's watch only; the checkpoint then scans, as for any change to
- * such a file). inotify does not say who wrote, so every file written is
- * compared by its blocks' hashes.
+ * before the watch is found by the checkpoint's walk), and on every regular
+ * file: with one name for its attribute changes (a link made to it outside
+ * the tree is one, and reaches no directory of the tree: the file is then
+ * compared whole, and watched for every change if it has several names
+ * now), with several names for every change (a write through a name outside
+ * the tree is reported to the file's watch only; the checkpoint then scans,
+ * as for any change to such a file). inotify does not say who wrote, so
+ * every file written is compared by its blocks' hashes. Lost events (a
+ * queue overflow) make the checkpoint scan and every watch be set again.
  *
  * Events are only gathered while the program runs (pending: path -> what
  * and who); they are judged in the barrier against the logs of the same
@@ -56,6 +61,9 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
 typedef struct { uint8_t kinds, npid, many; int32_t pid[PEND_PIDS]; } pend;
 typedef struct { fsid_t fsid; int fd; } fs_mark;
 typedef struct { int32_t pid; int trusted; } trust_memo;
+/* inotify: what a watch descriptor watches */
+enum { WD_DIR = 1, WD_FILE_ATTRIB = 2, WD_FILE_ALL = 3 };
+typedef struct { char *path; uint8_t kind; } wd_ent;
 #define TRUST_MEMO 32
 
 struct watcher {
@@ -68,13 +76,14 @@ struct watcher {
 	pathmap inodes;   /* fanotify, loaded when needed: "dev:ino" of the tree's files (load_inodes) */
 	int inodes_loaded;
 	struct mtm_session *ss;
-	vec wds;          /* inotify: of char*, by watch descriptor: the directory's path, or NULL */
+	vec wds;          /* inotify: of wd_ent, by watch descriptor (path NULL: none) */
 	pathmap pending;  /* path -> pend*: events since the last barrier, not judged yet */
 	pathmap explained; /* path -> pend*: writes the logs explained before the barrier (judge) */
 	trust_memo memo[TRUST_MEMO]; /* session_pid_trusted of the writers, for one interval */
 	int nmemo;
 	const char *lost; /* events were lost since the last barrier: why */
 	const char *blind; /* cannot see everything (watch limit): every checkpoint scans */
+	int rewatch;      /* inotify: events were lost, watches may be missing: walk the tree again */
 	unsigned char buf[64 * 1024] __attribute__((aligned(8)));
 };
 
@@ -103,7 +112,7 @@ void watch_stop(watcher *w)
 		close(VEC_AT(&w->marks, fs_mark, i).fd);
 	vec_free(&w->marks);
 	for (size_t i = 0; i < w->wds.n; i++)
-		free(VEC_AT(&w->wds, char *, i));
+		free(VEC_AT(&w->wds, wd_ent, i).path);
 	vec_free(&w->wds);
 	dircache_clear(w);
 	pathmap_free(&w->objcache, NULL);
@@ -238,15 +247,17 @@ static int load_inodes(watcher *w, mtm_session *ss)
 	return rc;
 }
 
-/* 1 if the file a handle names has several names and one of them may be in
- * the tree; 0 if not (or it is gone, or not a regular file). fresh: its
+/* 1 if the file a handle names (changed through a name outside the tree)
+ * may be one of the tree's files; 0 if not (or it is gone, or not a regular
+ * file). Its link count says little: the outside name may be removed again
+ * by now, so the inode itself is looked up among the tree's. fresh: its
  * attributes changed (a link made or removed): look again. */
 static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_handle *fh, int fresh)
 {
 	char key[HANDLE_KEY_LEN];
 	handle_key(key, fsid, fh);
 	if (!fresh && pathmap_get(&w->objcache, key))
-		return 0; /* one name (and it is outside the tree) */
+		return 0; /* one name, not the tree's */
 	int mfd = mark_fd(w, fsid);
 	if (mfd < 0)
 		return 0; /* a file system of no file of the tree */
@@ -262,8 +273,17 @@ static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_ha
 	}
 	int ok = !fstat(fd, &st);
 	close(fd);
-	if (!ok || !S_ISREG(st.st_mode))
+	if (!ok || !S_ISREG(st.st_mode) || st.st_nlink == 0)
 		return 0;
+	if (!w->inodes_loaded && load_inodes(w, w->ss))
+		return 1; /* cannot tell: the checkpoint scans */
+	char ik[48];
+	snprintf(ik, sizeof ik, "%llx:%llx", (unsigned long long)(int64_t)st.st_dev, (unsigned long long)(int64_t)st.st_ino);
+	if (pathmap_get(&w->inodes, ik))
+		return 1;
+	/* one name, and not a file of the tree: until a link is made to it
+	 * (an attribute change), it cannot become one but by a rename into
+	 * the tree, and then its one name is there */
 	if (st.st_nlink < 2) {
 		if (w->objcache.n >= DIRCACHE_MAX) {
 			pathmap_free(&w->objcache, NULL);
@@ -271,13 +291,8 @@ static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_ha
 		}
 		if (pathmap_put(&w->objcache, key, ONE_NAME))
 			w->lost = "the watcher ran out of memory";
-		return 0;
 	}
-	if (!w->inodes_loaded && load_inodes(w, w->ss))
-		return 1; /* cannot tell: the checkpoint scans */
-	char ik[48];
-	snprintf(ik, sizeof ik, "%llx:%llx", (unsigned long long)(int64_t)st.st_dev, (unsigned long long)(int64_t)st.st_ino);
-	return pathmap_get(&w->inodes, ik) != NULL;
+	return 0;
 }
 
 /* A handle copied out of an info record (unaligned) into hb; NULL if it
@@ -331,10 +346,6 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		p += fid.hdr.len;
 	}
 	const char *dir = dfh ? fan_dir(w, &dfsid, dfh) : NULL;
-	/* a directory moved or removed: cached paths below it are stale (dir
-	 * is one of them: not used past this point) */
-	if ((m.mask & FAN_ONDIR) && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
-		dircache_clear(w);
 	char path[PATH_MAX * 2] = "";
 	if (dir && dir != OUTSIDE) {
 		if (!strcmp(name, ".") || !*name)
@@ -342,6 +353,11 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		else
 			snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
 	}
+	/* a directory moved or removed: cached paths below it are stale (dir
+	 * is one of them: not used past this point; path was made before) */
+	if ((m.mask & FAN_ONDIR) && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
+		dircache_clear(w);
+	dir = NULL;
 	if (!*path) {
 		/* outside the tree (or a name gone, or the root itself): the file
 		 * changed may still be in the tree under another name */
@@ -431,46 +447,91 @@ static int fan_start(watcher *w)
 #define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR | \
                   IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 
-#define INO_FILE_MASK (IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DONT_FOLLOW)
+/* A file with one name: its attribute changes (a link made to it is one,
+ * also through a directory outside the tree, where no watch of the tree's
+ * directories hears of it). Masks are only ever added to (IN_MASK_ADD): a
+ * watch raced onto another file than the one looked at never loses events. */
+#define INO_ONE_MASK (IN_ATTRIB | IN_DONT_FOLLOW | IN_MASK_ADD)
+/* A file with several names: every change, through whichever name. */
+#define INO_FILE_MASK (IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DONT_FOLLOW | IN_MASK_ADD)
 
-/* Puts path (owned) at wd in w->wds. */
-static int ino_set(watcher *w, int wd, char *path)
+/* The absolute path of rel into buf; 0, or -1 if it does not fit. */
+static int path_abs(const watcher *w, const char *rel, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s%s%s", w->root, *rel ? "/" : "", rel);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* Puts path (owned) at wd in w->wds, watching a thing of that kind. */
+static int ino_set(watcher *w, int wd, char *path, int kind)
 {
 	while ((size_t)wd >= w->wds.n) {
-		char **slot = vec_push(&w->wds);
+		wd_ent *slot = vec_push(&w->wds);
 		if (!slot) {
 			free(path);
 			return ENOMEM;
 		}
-		*slot = NULL;
+		*slot = (wd_ent){0};
 	}
-	free(VEC_AT(&w->wds, char *, wd));
-	VEC_AT(&w->wds, char *, wd) = path;
+	wd_ent *e = &VEC_AT(&w->wds, wd_ent, wd);
+	/* a file's watch that reports every change keeps doing so (IN_MASK_ADD) */
+	if (!(e->path && e->kind == WD_FILE_ALL && kind == WD_FILE_ATTRIB))
+		e->kind = (uint8_t)kind;
+	free(e->path);
+	e->path = path;
 	return 0;
 }
 
-/* A regular file of the tree with several names (st) gets a watch of its
- * own: a write through a name outside the tree is reported there only. */
+/* Every regular file of the tree (st) gets a watch of its own: with one
+ * name, for its attribute changes (the link count: ino_one_name); with
+ * several, for every change (a write through a name outside the tree is
+ * reported to the file's watch only). Watched again under a new name, the
+ * watch is the same and takes the new path. */
 static int ino_watch_file(watcher *w, const char *rel, const struct stat *st)
 {
-	if (!S_ISREG(st->st_mode) || st->st_nlink < 2 || session_outside_tree(rel))
+	if (!S_ISREG(st->st_mode) || session_outside_tree(rel))
 		return 0;
 	char abs[PATH_MAX * 2];
-	snprintf(abs, sizeof abs, "%s/%s", w->root, rel);
-	int wd = inotify_add_watch(w->fd, abs, INO_FILE_MASK);
+	if (path_abs(w, rel, abs, sizeof abs)) {
+		w->lost = "a file of the tree could not be watched (its path is too long)";
+		return 0;
+	}
+	int all = st->st_nlink > 1;
+	int wd = inotify_add_watch(w->fd, abs, all ? INO_FILE_MASK : INO_ONE_MASK);
 	if (wd < 0) {
 		if (errno == ENOSPC)
-			w->blind = "cannot watch every directory of the tree (fs.inotify.max_user_watches)";
-		else if (errno != ENOENT)
-			w->lost = "a file with several names could not be watched";
+			w->blind = "cannot watch every file of the tree (fs.inotify.max_user_watches)";
+		else if (errno == EACCES)
+			w->blind = "a file of the tree cannot be watched (no read permission)";
+		else if (errno != ENOENT) /* gone: its removal is an event of its directory */
+			w->lost = "a file of the tree could not be watched";
 		return 0;
 	}
 	char *dup = strdup(rel);
-	return dup ? ino_set(w, wd, dup) : ENOMEM;
+	return dup ? ino_set(w, wd, dup, all ? WD_FILE_ALL : WD_FILE_ATTRIB) : ENOMEM;
 }
 
-/* Watches directory rel and every directory below it (and the files with
- * several names in them). */
+/* An attribute change of a file that had one name: its link count may have
+ * grown (a link made outside the tree sends this event, and none to the
+ * tree's directories), and written through the new name, and shrunk again
+ * by now. So the file is compared whole at the next checkpoint, and if it
+ * has several names now, its watch reports every change from now on (the
+ * lookup comes after this event was queued: a link made later sends
+ * another). path may be stale: the file renamed (or removed) since; a
+ * rename in the tree is an event of its own, after this one, and the file
+ * is looked at under its new name then (compared whole, watched again). */
+static int ino_one_name(watcher *w, const char *path)
+{
+	int rc = note(w, path, EV_MODIFY | EV_ATTRIB, 0);
+	char abs[PATH_MAX * 2];
+	struct stat st;
+	if (!rc && !path_abs(w, path, abs, sizeof abs) && !fstatat(AT_FDCWD, abs, &st, AT_SYMLINK_NOFOLLOW) &&
+	    S_ISREG(st.st_mode) && st.st_nlink > 1)
+		rc = ino_watch_file(w, path, &st);
+	return rc;
+}
+
+/* Watches directory rel and every directory and file below it. */
 static int ino_add_tree(watcher *w, const char *rel)
 {
 	vec stack = VEC_INIT(char *);
@@ -493,7 +554,7 @@ static int ino_add_tree(watcher *w, const char *rel)
 			free(dir);
 			continue;
 		}
-		if ((rc = ino_set(w, wd, dir)))
+		if ((rc = ino_set(w, wd, dir, WD_DIR)))
 			break;
 		DIR *d = opendir(abs);
 		struct dirent *de;
@@ -535,28 +596,23 @@ static int ino_add_tree(watcher *w, const char *rel)
 	return rc;
 }
 
-/* The absolute path of rel into buf; 0, or -1 if it does not fit. */
-static int path_abs(const watcher *w, const char *rel, char *buf, size_t len)
-{
-	int n = snprintf(buf, len, "%s%s%s", w->root, *rel ? "/" : "", rel);
-	return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
 static int ino_event(watcher *w, const struct inotify_event *e)
 {
 	char abs[PATH_MAX * 2];
 	if (e->mask & IN_Q_OVERFLOW) {
 		w->lost = "the watcher's queue overflowed (fs.inotify.max_queued_events: events were lost)";
+		w->rewatch = 1; /* a directory or a link may have come unseen: its watch is missing */
 		return 0;
 	}
-	if (e->wd < 0 || (size_t)e->wd >= w->wds.n || !VEC_AT(&w->wds, char *, e->wd))
+	if (e->wd < 0 || (size_t)e->wd >= w->wds.n || !VEC_AT(&w->wds, wd_ent, e->wd).path)
 		return 0;
-	const char *dir = VEC_AT(&w->wds, char *, e->wd);
-	if (e->mask & IN_IGNORED) { /* the directory is gone: its removal was seen at its parent */
-		free(VEC_AT(&w->wds, char *, e->wd));
-		VEC_AT(&w->wds, char *, e->wd) = NULL;
+	wd_ent *we = &VEC_AT(&w->wds, wd_ent, e->wd);
+	if (e->mask & IN_IGNORED) { /* the directory or file is gone: its removal was seen at its parent */
+		free(we->path);
+		*we = (wd_ent){0};
 		return 0;
 	}
+	const char *dir = we->path;
 	char path[PATH_MAX * 2];
 	if (e->len && e->name[0])
 		snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", e->name);
@@ -564,6 +620,8 @@ static int ino_event(watcher *w, const struct inotify_event *e)
 		snprintf(path, sizeof path, "%s", dir);
 	if (!*path)
 		return 0;
+	if (we->kind == WD_FILE_ATTRIB)
+		return (e->mask & IN_ATTRIB) ? ino_one_name(w, path) : 0;
 	if (e->mask & IN_MOVE_SELF) { /* a file with several names: which of its names moved? */
 		w->lost = "a file with several names was moved";
 		return 0;
@@ -571,10 +629,10 @@ static int ino_event(watcher *w, const struct inotify_event *e)
 	int kind = (e->mask & IN_MODIFY ? EV_MODIFY : 0) | (e->mask & IN_ATTRIB ? EV_ATTRIB : 0) |
 	           (e->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO) ? EV_NS : 0);
 	int rc = kind ? note(w, path, kind, 0) : 0;
-	/* a file that arrived or whose link count may have changed: one with
-	 * several names is watched from now on */
+	/* a file that arrived (made, linked or moved here): watched from now on,
+	 * under this name */
 	struct stat st;
-	if (!rc && !(e->mask & IN_ISDIR) && e->len && (e->mask & (IN_CREATE | IN_MOVED_TO | IN_ATTRIB)) &&
+	if (!rc && !(e->mask & IN_ISDIR) && e->len && (e->mask & (IN_CREATE | IN_MOVED_TO)) &&
 	    !session_outside_tree(path) && !path_abs(w, path, abs, sizeof abs) && !fstatat(AT_FDCWD, abs, &st, AT_SYMLINK_NOFOLLOW))
 		rc = ino_watch_file(w, path, &st);
 	/* a directory that arrived: watched from now on (what was made in it
@@ -589,7 +647,7 @@ static int ino_start(watcher *w)
 	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->fd < 0)
 		return errno;
-	w->wds = (vec)VEC_INIT(char *);
+	w->wds = (vec)VEC_INIT(wd_ent);
 	return ino_add_tree(w, "");
 }
 
@@ -672,6 +730,13 @@ int watch_drain(watcher *w)
 		if (rc) { /* out of memory: what was not noted is lost */
 			w->lost = "the watcher ran out of memory";
 			return 0;
+		}
+		/* after lost events (this checkpoint scans): every directory and
+		 * file watched again, so the watches miss nothing from now on */
+		if (w->rewatch && w->kind == W_INOTIFY) {
+			w->rewatch = 0;
+			if (ino_add_tree(w, ""))
+				w->lost = "the watcher ran out of memory";
 		}
 	}
 }

@@ -12,7 +12,8 @@ int mtm_log(mtm_store *s, mtm_checkpoint_info **out, size_t *n_out)
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(s->db,
 	                            "SELECT id, parent, time_ns, message, files_added, files_changed, files_removed,"
-	                            " bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes, region_bytes_changed"
+	                            " bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes, region_bytes_changed,"
+	                            " tracked, pause_ns"
 	                            " FROM checkpoint ORDER BY id",
 	                            -1, &st, NULL);
 	if (rc != SQLITE_OK)
@@ -42,8 +43,10 @@ int mtm_log(mtm_store *s, mtm_checkpoint_info **out, size_t *n_out)
 		c->bytes_stored = (uint64_t)sqlite3_column_int64(st, 8);
 		c->entries = (uint64_t)sqlite3_column_int64(st, 9);
 		c->tree_bytes = (uint64_t)sqlite3_column_int64(st, 10);
-		c->pause_ns = 0;
-		c->tracked = 0;
+		/* (NULL: a checkpoint made before format 6, which did not keep them) */
+		int known = sqlite3_column_type(st, 14) != SQLITE_NULL;
+		c->tracked = known ? sqlite3_column_int(st, 14) : -1;
+		c->pause_ns = known ? (uint64_t)sqlite3_column_int64(st, 15) : 0;
 		c->regions = (uint64_t)sqlite3_column_int64(st, 11);
 		c->region_bytes = (uint64_t)sqlite3_column_int64(st, 12);
 		c->region_bytes_changed = (uint64_t)sqlite3_column_int64(st, 13);

@@ -255,8 +255,8 @@ static int remove_unnamed(push_ctx *c)
 		return mtm_set_errno(errno, "push: %s/packs", c->dir);
 	}
 	struct dirent *de;
-	int removed = 0;
-	while (!rc && (de = readdir(d))) {
+	int removed = 0, lerr = 0;
+	while (!rc && !(lerr = io_readdir(d, &de)) && de) {
 		char *end;
 		long long id = strtoll(de->d_name, &end, 10);
 		if (end == de->d_name || strcmp(end, ".pack") || named(c, id))
@@ -266,6 +266,8 @@ static int remove_unnamed(push_ctx *c)
 		removed++;
 		c->st.packs_removed++;
 	}
+	if (!rc && lerr)
+		rc = mtm_set_errno(lerr, "push: %s/packs: listing", c->dir);
 	if (!rc && removed)
 		rc = io_fsync(dirfd(d));
 	closedir(d);

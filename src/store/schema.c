@@ -1,4 +1,4 @@
-/* schema.c — the index schema, format version 5 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 6 (docs/FORMAT.md). */
 #include <stdio.h>
 #include "store/store.h"
 #include "util/error.h"
@@ -44,7 +44,7 @@ static const char *schema_sql =
 	" files_added INTEGER NOT NULL, files_changed INTEGER NOT NULL, files_removed INTEGER NOT NULL,"
 	" bytes_changed INTEGER NOT NULL, bytes_stored INTEGER NOT NULL, entries INTEGER NOT NULL,"
 	" tree_bytes INTEGER NOT NULL, regions INTEGER NOT NULL DEFAULT 0, region_bytes INTEGER NOT NULL DEFAULT 0,"
-	" region_bytes_changed INTEGER NOT NULL DEFAULT 0);"
+	" region_bytes_changed INTEGER NOT NULL DEFAULT 0, tracked INTEGER, pause_ns INTEGER);"
 	"CREATE INDEX checkpoint_by_branch ON checkpoint(branch, id);"
 	"CREATE INDEX checkpoint_by_parent ON checkpoint(parent);"
 	/* a branch is a chain of checkpoints that forks from parent_branch after checkpoint fork */
@@ -122,7 +122,9 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
  *          emptied, so that the next checkpoint reads every file's
  *          attributes once;
  *  4 -> 5: the blockhash table, empty (each file's first scan after the
- *          upgrade reads its rows of `block`, as before, and fills it). */
+ *          upgrade reads its rows of `block`, as before, and fills it);
+ *  5 -> 6: the checkpoint's tracked flag and pause, NULL in older rows:
+ *          unknown, which is not the same as "scanned, no pause". */
 static const char *const upgrade_sql[] = {
 	[1] = BLOCK_LOG_SQL,
 	[2] = REGION_SQL "ALTER TABLE checkpoint ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
@@ -135,6 +137,8 @@ static const char *const upgrade_sql[] = {
 	      " mtime_ns = ((mtime_ns % 1000000000) + 1000000000) % 1000000000;"
 	      "ALTER TABLE entry RENAME COLUMN mtime_ns TO mtime_nsec;" ENTRY_LINKS_SQL "DELETE FROM statcache;",
 	[4] = BLOCKHASH_SQL,
+	[5] = "ALTER TABLE checkpoint ADD COLUMN tracked INTEGER;"
+	      "ALTER TABLE checkpoint ADD COLUMN pause_ns INTEGER;",
 };
 
 _Static_assert(sizeof upgrade_sql / sizeof upgrade_sql[0] == MTM_FORMAT_VERSION, "one upgrade step per older version");

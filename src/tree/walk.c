@@ -121,9 +121,11 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 		close(dfd);
 		return mtm_set_errno(e, "%s/%s", s->root, rel);
 	}
-	int rc = 0;
+	int rc = 0, lerr;
 	struct dirent *de;
-	while ((de = readdir(d))) {
+	/* a listing that fails is an error: a directory that looked emptier than
+	 * it is would put deletions in the checkpoint */
+	while (!(lerr = io_readdir(d, &de)) && de) {
 		const char *name = de->d_name;
 		if (!strcmp(name, ".") || !strcmp(name, ".."))
 			continue;
@@ -190,6 +192,8 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 				break;
 		}
 	}
+	if (!rc && lerr)
+		rc = mtm_set_errno(lerr, "%s%s%s: listing", s->root, *rel ? "/" : "", rel);
 	closedir(d);
 	return rc;
 }

@@ -74,5 +74,39 @@ def test_idle_intervals_record_nothing():
     expect(rc == 1 and err == b"metamori: run: --keep-empty needs --every\n", err)
 
 
+def test_log_says_how_each_checkpoint_was_made():
+    """log --json gives each checkpoint's tracked flag and pause as the
+    checkpoint itself reported them (they were 0 for every checkpoint, a
+    session's too): a plain checkpoint is not tracked and paused nothing; one
+    taken in a session is tracked, with the pause it reported. A store made
+    before the figures were kept (format 5) says null: unknown, not 0."""
+    import sqlite3
+    root = store("mtm-run-log-")
+    T.write_file(os.path.join(root, "a"), b"a" * 10000)
+    ok(["-C", root, "checkpoint", "-q"])
+    out = os.path.join(os.path.dirname(root), "ckpt.json")
+    script = "printf more >> a; %s -C %s checkpoint --json > %s" % (T.METAMORI, root, out)
+    rc, _, err = raw(["-C", root, "run", "-q", "sh", "-c", script], cwd=root, env=env())
+    expect(rc == 0, "run: %d %r" % (rc, err))
+    import json
+    said = json.load(open(out))
+    expect(said["tracked"] is True and said["pause_ns"] > 0, "the session's checkpoint said %r" % said)
+    log = as_json(["-C", root, "log", "--json"])
+    expect((log[0]["tracked"], log[0]["pause_ns"]) == (False, 0), "plain checkpoint: %r" % log[0])
+    expect((log[1]["id"], log[1]["tracked"], log[1]["pause_ns"]) == (said["id"], True, said["pause_ns"]),
+           "log says %r, the checkpoint said %r" % (log[1], said))
+    # a format 5 store: the two columns did not exist
+    db = sqlite3.connect(os.path.join(root, ".metamori", "index.db"))
+    db.execute("ALTER TABLE checkpoint DROP COLUMN tracked")
+    db.execute("ALTER TABLE checkpoint DROP COLUMN pause_ns")
+    db.execute("PRAGMA user_version=5")
+    db.commit()
+    db.close()
+    log = as_json(["-C", root, "log", "--json"])
+    expect([(e["tracked"], e["pause_ns"]) for e in log] == [(None, None)] * 2, "upgraded: %r" % log)
+    ok(["-C", root, "checkpoint", "-q"])
+    expect((T.log_json(root)[-1]["tracked"], T.log_json(root)[-1]["pause_ns"]) == (False, 0), "after the upgrade")
+
+
 if __name__ == "__main__":
-    T.main([test_final_checkpoint_at_exit, test_idle_intervals_record_nothing])
+    T.main([test_final_checkpoint_at_exit, test_idle_intervals_record_nothing, test_log_says_how_each_checkpoint_was_made])

@@ -98,5 +98,40 @@ def test_errors():
     expect(err_line(["-C", root, "ls"]) == "metamori: ls: usage: metamori ls ID [PATH] [--json]", "ls usage")
 
 
+def test_ls_json_has_every_recorded_attribute():
+    """ls --json gives what the checkpoint recorded of each entry, compared
+    with the tree as it was: a hard-linked file's count of names, a device's
+    number (as root), extended attributes (name and base64 value), FIFOs and
+    sockets by kind."""
+    import base64
+    import socket
+    import stat
+    root = T.tempdir("mtm-browse-attrs-")
+    T.init(root)
+    T.write_file(os.path.join(root, "a"), b"linked")
+    os.link(os.path.join(root, "a"), os.path.join(root, "b"))
+    T.write_file(os.path.join(root, "x"), b"x")
+    os.setxattr(os.path.join(root, "x"), "user.bin", b"\x00\xffv")
+    os.setxattr(os.path.join(root, "x"), "user.k", b"v")
+    os.mkfifo(os.path.join(root, "fifo"))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(os.path.join(root, "sock"))
+    dev = os.geteuid() == 0
+    if dev:
+        os.mknod(os.path.join(root, "null"), 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    c = T.checkpoint(root)
+    sock.close()
+    js = {e["name"]: e for e in json.loads(T.run(["-C", root, "ls", str(c), "--json"]).stdout)}
+    expect((js["a"]["nlink"], js["b"]["nlink"], js["x"]["nlink"]) == (2, 2, 1), "nlink: %r" % js)
+    expect(js["x"]["xattrs"] == [{"name": "user.bin", "value": base64.b64encode(b"\x00\xffv").decode()},
+                                 {"name": "user.k", "value": base64.b64encode(b"v").decode()}],
+           "xattrs: %r" % js["x"])
+    expect(js["a"]["xattrs"] == [], "no xattrs: %r" % js["a"])
+    expect((js["fifo"]["kind"], js["sock"]["kind"]) == ("p", "s"), "kinds: %r" % js)
+    if dev:
+        expect(js["null"]["kind"] == "c" and js["null"]["rdev"] == os.makedev(1, 3), "device: %r" % js["null"])
+    expect(js["a"]["rdev"] == 0, "rdev of a file: %r" % js["a"])
+
+
 if __name__ == "__main__":
-    T.main([test_cat_is_byte_exact, test_ls_lists_a_directory, test_errors])
+    T.main([test_cat_is_byte_exact, test_ls_lists_a_directory, test_ls_json_has_every_recorded_attribute, test_errors])

@@ -83,11 +83,15 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
+FORMAT = 6  # the store format this Metamori writes (src/store/store.h)
+
 def downgrade_to_3(db):
-    """Turns a format 5 index into what format 3 wrote: one signed count of
-    nanoseconds for the mtime, no rdev, no xattrs (and no blockhash, format 5's)."""
+    """Turns a format 6 index into what format 3 wrote: one signed count of
+    nanoseconds for the mtime, no rdev, no xattrs (and no blockhash, format
+    5's, nor the checkpoint's tracked and pause_ns, format 6's)."""
     c = sqlite3.connect(db)
-    c.executescript("DROP TABLE IF EXISTS blockhash; ALTER TABLE entry RENAME COLUMN mtime_nsec TO mtime_ns;"
+    c.executescript("ALTER TABLE checkpoint DROP COLUMN tracked; ALTER TABLE checkpoint DROP COLUMN pause_ns;"
+                    "DROP TABLE IF EXISTS blockhash; ALTER TABLE entry RENAME COLUMN mtime_nsec TO mtime_ns;"
                     "UPDATE entry SET mtime_ns = mtime_s * 1000000000 + mtime_ns;"
                     "ALTER TABLE entry DROP COLUMN mtime_s; ALTER TABLE entry DROP COLUMN rdev;"
                     "ALTER TABLE entry DROP COLUMN xattrs; DROP INDEX entry_links; PRAGMA user_version=3;")
@@ -111,7 +115,7 @@ def test_upgrade_from_format_3(root):
     downgrade_to_3(db)
     T.run(["-C", root, "log"])
     c = sqlite3.connect(db)
-    expect(c.execute("PRAGMA user_version").fetchone()[0] == 5, "upgraded from format 3")
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == FORMAT, "upgraded from format 3")
     expect(c.execute("SELECT count(*) FROM statcache").fetchone()[0] == 0, "stat cache dropped")
     c.close()
     T.restore(root, 1)
@@ -137,11 +141,13 @@ def test_newer_foreign_damaged_index(root):
         c.execute(sql)
         c.commit()
         c.close()
-    pragma("PRAGMA user_version=6")
+    pragma("PRAGMA user_version=%d" % (FORMAT + 1))
     expect(err_line(["-C", root, "log"]) ==
-           "metamori: %s/.metamori: store format 6 is newer than this metamori (reads 5)" % real, "newer")
-    expect(err_line(["-C", root, "checkpoint"]).endswith("is newer than this metamori (reads 5)"), "newer ckpt")
-    pragma("PRAGMA user_version=5")
+           "metamori: %s/.metamori: store format %d is newer than this metamori (reads %d)"
+           % (real, FORMAT + 1, FORMAT), "newer")
+    expect(err_line(["-C", root, "checkpoint"]).endswith("is newer than this metamori (reads %d)" % FORMAT),
+           "newer ckpt")
+    pragma("PRAGMA user_version=%d" % FORMAT)
 
     def make_format_2():
         # format 2 had no region table and no region statistics per checkpoint
@@ -156,7 +162,7 @@ def test_newer_foreign_damaged_index(root):
     make_format_2()
     T.run(["-C", root, "log"])
     c = sqlite3.connect(db)
-    expect(c.execute("PRAGMA user_version").fetchone()[0] == 5, "upgraded from format 2")
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == FORMAT, "upgraded from format 2")
     expect(c.execute("SELECT count(*) FROM region").fetchone()[0] == 0, "region added")
     expect(c.execute("SELECT count(*) FROM checkpoint WHERE regions = 0 AND region_bytes = 0").fetchone()[0] ==
            c.execute("SELECT count(*) FROM checkpoint").fetchone()[0] > 0, "old checkpoints kept, without regions")
@@ -168,7 +174,7 @@ def test_newer_foreign_damaged_index(root):
     pragma("PRAGMA user_version=1")
     T.run(["-C", root, "log"])
     c = sqlite3.connect(db)
-    expect(c.execute("PRAGMA user_version").fetchone()[0] == 5, "upgraded from format 1")
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == FORMAT, "upgraded from format 1")
     expect(c.execute("SELECT count(*) FROM block_log").fetchone()[0] == 0, "block_log added")
     expect(c.execute("SELECT count(*) FROM region").fetchone()[0] == 0, "region added from 1")
     c.close()

@@ -345,18 +345,96 @@ def count_ops(root, args, op):
     return int(open(count).read())
 
 
+def one_dir_store(base):
+    """base/t: a store whose one checkpoint holds d0/f."""
+    root = os.path.join(base, "t")
+    os.makedirs(os.path.join(root, "d0"))
+    with open(os.path.join(root, "d0", "f"), "wb") as f:
+        f.write(b"x" * 100)
+    rlib.mtm(["init", root], check=True)
+    rlib.mtm(["-C", root, "checkpoint", "-q"], check=True)
+    return root
+
+
+def test_listing_faults_reach_every_listing():
+    """Every directory listing goes through the I/O layer (io_readdir), so a
+    failed listing is an error, never a directory that looks emptier than it
+    is: the tree walk's (a checkpoint that took a cut listing for deletions
+    would drop files from the checkpoint), a restore's preflight and
+    to-directory checks, push's pack listing. Counted as read calls; then a
+    read fault at each listing read of a checkpoint fails it with one line
+    and leaves every file in the next checkpoint."""
+    base = T.tempdir("mtm-listing-")
+    try:
+        root = one_dir_store(base)
+        few = count_ops(root, ["status"], "read")
+        for i in range(1, 21):
+            os.makedirs(os.path.join(root, "d%d" % i))
+            with open(os.path.join(root, "d%d" % i, "f"), "wb") as f:
+                f.write(b"y" * 100)
+        rlib.mtm(["-C", root, "checkpoint", "-q"], check=True)
+        many = count_ops(root, ["status"], "read")
+        if many - few < 40:
+            raise T.Failure("status read %d, then %d with 20 more directories of one file: the walk's "
+                            "listings bypass the fault points" % (few, many))
+        # a restore to a directory lists it (it must be empty); push lists its packs
+        out = os.path.join(base, "out")
+        os.makedirs(out)
+        to = count_ops(root, ["restore", "head", "--to", out], "read")
+        T.rmtree(out)
+        os.makedirs(out)
+        with open(os.path.join(out, "other"), "wb") as f:
+            f.write(b"z")
+        p = rlib.mtm(["-C", root, "restore", "head", "--to", out])
+        rlib.one_error_line(p, "restore into a non-empty directory")
+        os.unlink(os.path.join(out, "other"))
+        hit = 0
+        for k in range(1, to + 1):
+            p = rlib.mtm(["-C", root, "restore", "head", "--to", out],
+                         env=rlib.env_with(METAMORI_FAULT="read:%d:EIO" % k))
+            if p.returncode != 0:
+                rlib.one_error_line(p, "restore --to with read fault %d" % k)
+                hit += "%s: listing" % out in p.stderr
+            T.rmtree(out)
+            os.makedirs(out)
+        if not hit:
+            raise T.Failure("no read fault of restore --to's %d reads failed its listing of %s: its emptiness "
+                            "check does not go through the I/O layer" % (to, out))
+        # read faults through a checkpoint's listings: each fails it with one
+        # line, nothing committed; the first that does not hit, commits it whole
+        os.unlink(os.path.join(root, "d0", "f"))
+        failed = 0
+        for k in range(1, min(many, 60) + 1, 3):
+            p = rlib.mtm(["-C", root, "checkpoint", "-q"], env=rlib.env_with(METAMORI_FAULT="read:%d:EIO" % k))
+            if p.returncode == 0:
+                break
+            rlib.one_error_line(p, "checkpoint with read fault %d" % k)
+            failed += 1
+        else:
+            rlib.mtm(["-C", root, "checkpoint", "-q"], check=True)
+        st = rlib.mtm(["-C", root, "status"], check=True)
+        if "nothing changed" not in st.stdout:
+            raise T.Failure("after the checkpoints with read faults, status shows:\n%s" % st.stdout)
+        T.rmtree(out)
+        rlib.mtm(["-C", root, "restore", "head", "--to", out], check=True)
+        for i in range(1, 21):
+            if open(os.path.join(out, "d%d" % i, "f"), "rb").read() != b"y" * 100:
+                raise T.Failure("d%d/f is not in the last checkpoint" % i)
+        if os.path.exists(os.path.join(out, "d0", "f")):
+            raise T.Failure("d0/f, deleted, is in the last checkpoint")
+        print("  status reads: %d -> %d with 20 more directories; restore --to: %d of its %d reads "
+              "fail its listing; %d checkpoints failed by a read fault" % (few, many, hit, to, failed))
+    finally:
+        T.rmtree(base)
+
+
 def test_fault_points_reach_walk_listings_and_session():
     """The tree walk's opens, the store's listings (verify, gc) and the
     session's files go through the I/O layer: fault injection reaches them.
     Counted with METAMORI_CRASH_OP (the count of one kind of call)."""
     base = T.tempdir("mtm-reach-")
     try:
-        root = os.path.join(base, "t")
-        os.makedirs(os.path.join(root, "d0"))
-        with open(os.path.join(root, "d0", "f"), "wb") as f:
-            f.write(b"x" * 100)
-        rlib.mtm(["init", root], check=True)
-        rlib.mtm(["-C", root, "checkpoint", "-q"], check=True)
+        root = one_dir_store(base)
         # the walk: twenty more directories, twenty more opens
         few = count_ops(root, ["status"], "open")
         for i in range(1, 21):
@@ -390,7 +468,7 @@ def test_fault_points_reach_walk_listings_and_session():
 
 if __name__ == "__main__":
     try:
-        T.main([test_fault_mid_large_file, test_failed_fsync_fails_the_checkpoint, test_full_disk, test_reader_faults,
+        T.main([test_listing_faults_reach_every_listing, test_fault_mid_large_file, test_failed_fsync_fails_the_checkpoint, test_full_disk, test_reader_faults,
                 test_restore_metadata_faults, test_fault_points_reach_walk_listings_and_session,
                 test_fault_matrix])
     finally:
