@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,23 +57,61 @@ typedef struct {
 	void *arg;
 } walker;
 
-/* The item for name in directory dfd (rel its path), or NULL (*skip) when
- * it is not part of the tree. */
-static int read_item(walker *w, int dfd, const char *rel, const char *name, unsigned char d_type, live_item **out)
+/* One name of a directory, and its lstat (err: its errno, 0 if none). */
+typedef struct {
+	char *name;
+	unsigned char d_type;
+	int err;
+	struct stat st;
+} dname;
+
+typedef struct {
+	int dfd;
+	dname *v;
+	size_t from, to;
+} stat_share;
+
+static void *stat_names(void *arg)
+{
+	stat_share *sh = arg;
+	for (size_t i = sh->from; i < sh->to; i++)
+		sh->v[i].err = fstatat(sh->dfd, sh->v[i].name, &sh->v[i].st, AT_SYMLINK_NOFOLLOW) ? errno : 0;
+	return NULL;
+}
+
+/* The names' lstat: a directory's stats are most of status's time (its
+ * kernel's path lookups), so a large one is shared with a second thread
+ * when there is a second CPU (git status does the same). */
+static void stat_all(int dfd, dname *v, size_t n)
+{
+	static long ncpu;
+	if (!ncpu)
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	stat_share a = {dfd, v, 0, n}, b = {dfd, v, n / 2, n};
+	pthread_t th;
+	if (ncpu > 1 && n >= 256 && !pthread_create(&th, NULL, stat_names, &b)) {
+		a.to = n / 2;
+		stat_names(&a);
+		pthread_join(th, NULL);
+		return;
+	}
+	stat_names(&a);
+}
+
+/* The item for name (with its lstat) in directory dfd (rel its path), or
+ * NULL when it is not part of the tree. */
+static int read_item(walker *w, int dfd, const char *rel, const dname *dn, live_item **out)
 {
 	*out = NULL;
-	if (!strcmp(name, ".metamori") && (!*rel || d_type == DT_DIR || d_type == DT_UNKNOWN)) {
-		/* the store is never part of the tree, nor is a store nested in it */
-		struct stat nst;
-		if (!*rel || (!fstatat(dfd, name, &nst, AT_SYMLINK_NOFOLLOW) && S_ISDIR(nst.st_mode)))
-			return 0;
-	}
+	const char *name = dn->name;
+	if (!strcmp(name, ".metamori") && (!*rel || (!dn->err && S_ISDIR(dn->st.st_mode))))
+		return 0; /* the store is never part of the tree, nor is a store nested in it */
 	if (!strncmp(name, MTM_TMP_PREFIX, strlen(MTM_TMP_PREFIX)))
 		return 0; /* a restore's temporary file */
-	struct stat st;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
-		return errno == ENOENT ? 0 /* removed while we looked */
-		                       : mtm_set_errno(errno, "%s/%s%s%s", w->s->root, rel, *rel ? "/" : "", name);
+	if (dn->err)
+		return dn->err == ENOENT ? 0 /* removed while we looked */
+		                         : mtm_set_errno(dn->err, "%s/%s%s%s", w->s->root, rel, *rel ? "/" : "", name);
+	const struct stat st = dn->st;
 	int kind = kind_of_mode(st.st_mode);
 	if (kind == KIND_NONE)
 		return 0;
@@ -110,6 +149,48 @@ static int read_item(walker *w, int dfd, const char *rel, const char *name, unsi
 	return 0;
 }
 
+static void names_free(dname *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+/* The names of directory d, but "." and "..". */
+static int list_names(walker *w, DIR *d, const char *rel, dname **out, size_t *nout)
+{
+	dname *v = NULL;
+	size_t n = 0, cap = 0;
+	int lerr;
+	struct dirent *de;
+	/* a listing that fails is an error: a directory that looked emptier than
+	 * it is would show its files as removed */
+	while (!(lerr = io_readdir(d, &de)) && de) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			dname *nv = realloc(v, nc * sizeof *nv);
+			if (!nv) {
+				lerr = ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
+		}
+		if (!(v[n].name = strdup(de->d_name))) {
+			lerr = ENOMEM;
+			break;
+		}
+		v[n++].d_type = de->d_type;
+	}
+	*out = v;
+	*nout = n;
+	if (lerr == ENOMEM)
+		return mtm_set_error(ENOMEM, "walk");
+	return lerr ? mtm_set_errno(lerr, "%s%s%s: listing", w->s->root, *rel ? "/" : "", rel) : 0;
+}
+
 /* Reads directory dfd (taken) into keys, sorted. */
 static int read_dir(walker *w, int dfd, const char *rel, dkey **out, size_t *nout, DIR **dout)
 {
@@ -122,49 +203,35 @@ static int read_dir(walker *w, int dfd, const char *rel, dkey **out, size_t *nou
 		return mtm_set_errno(e, "%s/%s", w->s->root, rel);
 	}
 	*dout = d;
+	dname *names;
+	size_t nn;
+	int rc = list_names(w, d, rel, &names, &nn);
+	if (!rc)
+		stat_all(dirfd(d), names, nn);
 	dkey *k = NULL;
-	size_t n = 0, cap = 0;
-	int rc = 0;
-	struct dirent *de;
-	errno = 0;
-	while (!rc && (de = readdir(d))) {
-		const char *name = de->d_name;
-		if (!strcmp(name, ".") || !strcmp(name, ".."))
-			continue;
+	size_t n = 0;
+	if (!rc && nn && !(k = malloc(2 * nn * sizeof *k)))
+		rc = mtm_set_error(ENOMEM, "walk");
+	for (size_t i = 0; i < nn && !rc; i++) {
 		live_item *it;
-		if ((rc = read_item(w, dirfd(d), rel, name, de->d_type, &it)) || !it)
+		if ((rc = read_item(w, dirfd(d), rel, &names[i], &it)) || !it)
 			continue;
-		if (n + 2 > cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			dkey *nk = realloc(k, nc * sizeof *nk);
-			if (!nk) {
-				live_item_free(it);
-				rc = mtm_set_error(ENOMEM, "walk");
-				break;
-			}
-			k = nk;
-			cap = nc;
-		}
-		size_t len = strlen(name);
-		char *key = malloc(len + 2);
-		if (!key) {
-			live_item_free(it);
-			rc = mtm_set_error(ENOMEM, "walk");
-			break;
-		}
-		memcpy(key, name, len + 1);
-		k[n++] = (dkey){key, it, 0};
+		/* the name is the item's key; a directory's subtree is at name/ */
+		size_t len = strlen(names[i].name);
+		k[n++] = (dkey){names[i].name, it, 0};
+		names[i].name = NULL;
 		if (it->kind == KIND_DIR) {
 			char *sub = malloc(len + 2);
 			if (!sub) {
 				rc = mtm_set_error(ENOMEM, "walk");
 				break;
 			}
-			memcpy(sub, name, len);
+			memcpy(sub, k[n - 1].key, len);
 			memcpy(sub + len, "/", 2);
 			k[n++] = (dkey){sub, NULL, 1};
 		}
 	}
+	names_free(names, nn);
 	if (!rc && n > 1)
 		qsort(k, n, sizeof *k, cmp_key);
 	*out = k;
