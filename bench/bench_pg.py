@@ -194,7 +194,7 @@ def main():
     res["initial_ckpt_s"] = t
     B.log(f"bench: initial checkpoint {B.secs(t)}")
 
-    env = dict(os.environ, METAMORI_DEBUG_SESSION="1")
+    env = dict(os.environ, METAMORI_DEBUG_SESSION="phases")
     all_ck, all_dbg = [], []
     for r in range(1, a.rounds + 1):
         row = {"round": r, "load": B.loadavg()}

@@ -289,7 +289,7 @@ static int parse_log(mtm_session *ss, log_slot *l, uint64_t from, uint64_t limit
 			return mtm_set_error(ENOMEM, "session");
 		if (!full)
 			continue;
-		if (ss->debug)
+		if (ss->debug == 1)
 			log_msg(MTM_LOG_DEBUG, "session: pid %d: record %u '%s' %llu %llu", (int)l->pid, rec.type, path,
 			        (unsigned long long)rec.a, (unsigned long long)rec.b);
 		if (rec.type == MTM_REC_CODE) {

@@ -199,6 +199,7 @@ int capture_file(tctx *t, live_item *it, capture *cap)
 		rc = errno;
 	else
 		rc = copy_range(cap->fd, fd, 0, size);
+	t->barrier_read += (uint64_t)size;
 	close(fd);
 	return rc ? mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path) : 0;
 }
@@ -242,6 +243,7 @@ int capture_hashed(tctx *t, live_item *it, capture *cap)
 			break;
 		if (got < want)
 			memset(buf + got, 0, want - got); /* shrank meanwhile: an untraced writer */
+		t->barrier_read += want;
 		for (size_t o = 0; o < want && !rc; o += MTM_BLOCK) {
 			int64_t b = (off + (int64_t)o) / B;
 			size_t len = want - o < MTM_BLOCK ? want - o : MTM_BLOCK;
@@ -289,7 +291,7 @@ out:
 	d->path = it->path;
 	cap->whole = 0;
 	cap->vouched = 1; /* every block was read and compared */
-	if (t->ss->debug)
+	if (t->ss->debug == 1)
 		log_msg(MTM_LOG_DEBUG, "session: %s compared by hashes: %zu runs", it->path, cap->runs.n);
 	return add_pending(t, it->path, &st, h, NULL);
 }

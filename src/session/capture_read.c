@@ -145,6 +145,7 @@ int read_deferred(tctx *t)
 					break;
 				}
 				*j = (read_job){d->src, a, (size_t)(b - a), p};
+				t->barrier_read += (uint64_t)(b - a);
 				p += b - a;
 				blk = stop;
 			}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "session/tctx.h"
+#include "session/watch.h"
 #include "store/index.h"
 #include "tree/ignore.h"
 #include "util/error.h"
@@ -295,12 +296,17 @@ static int capture_touched(tctx *t, live_item *it)
 	cap->fd = -1;
 	cap->runs = (vec)VEC_INIT(blk_run);
 	it->cap = cap;
-	if (same && fc && fc->whole)
-		return capture_hashed(t, it, cap);
+	if (same && fc && fc->whole) {
+		/* compared before the gate closed (ahead.c): only what was written
+		 * since is read now */
+		int done;
+		rc = capture_ahead(t, it, cap, &done);
+		return rc || done ? rc : capture_hashed(t, it, cap);
+	}
 	cap->whole = !same || (fc && fc->whole);
 	/* the blocks the logs name are all that changed only if the watcher
 	 * saw no other writer (it marked the file whole otherwise) */
-	cap->vouched = t->ss->watch != NULL;
+	cap->vouched = t->ss->watch != NULL && !watch_carried(t->ss->watch, it->path);
 	if (!cap->whole && dirty_runs(fc, pe ? pe->size : 0, (int64_t)it->st.st_size, &cap->runs))
 		return mtm_set_error(ENOMEM, "checkpoint");
 	if (cap->whole || cap->runs.n || (int64_t)it->st.st_size != pe->size)

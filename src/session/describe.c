@@ -17,13 +17,17 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	log_msg(MTM_LOG_DEBUG, "session: %s%s%s: begin %.2f ms, logs %.2f ms, collect %.2f ms, record %.2f ms, "
 	        "commit %.2f ms (waits for the pack's thread: %.2f ms in the record, %.2f ms in the commit; the "
 	        "thread's writes %.2f ms, fsyncs %.2f ms); %zu live, %zu parent entries; %.2f ms before the gate "
-	        "(pre-copy %.2f ms, %llu blocks used); %s", scan ? "scanned: " : "tracked",
+	        "(pre-copy %.2f ms, %llu blocks used; compared ahead %.2f ms: %llu files, %llu KiB read, %llu blocks "
+	        "read again, %llu used); %llu KiB read in the barrier; %s", scan ? "scanned: " : "tracked",
 	        scan ? (scan_why ? scan_why : "?") : "", t->hold ? " (read in place)" : "",
 	        (double)(tm->tpre - tm->tb) / 1e6, (double)(tm->tl - tm->t0) / 1e6, (double)(tm->t1 - tm->tl) / 1e6,
 	        (double)(tm->tr - tm->t1) / 1e6, (double)(now_ns() - tm->tr) / 1e6, (double)tm->wait_rec / 1e6,
 	        (double)(ckpt_pack(r)->waited_ns - tm->wait_rec) / 1e6, (double)ckpt_pack(r)->write_ns / 1e6,
 	        (double)ckpt_pack(r)->fsync_ns / 1e6, nlive, nparent, (double)(tm->t0 - tm->tpre) / 1e6,
-	        (double)(tm->tpc - tm->tpre) / 1e6, (unsigned long long)t->precopied_blocks, ahead);
+	        (double)(tm->tpc - tm->tpre) / 1e6, (unsigned long long)t->precopied_blocks, (double)t->ahead_ns / 1e6,
+	        (unsigned long long)t->ahead_files, (unsigned long long)(t->ahead_read >> 10),
+	        (unsigned long long)t->ahead_again, (unsigned long long)t->ahead_used,
+	        (unsigned long long)(t->barrier_read >> 10), ahead);
 }
 
 const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci, const char *why)

@@ -195,7 +195,8 @@ static int copy_file(mtm_session *ss, parent_hashes *ph, const char *path, const
 	return rc;
 }
 
-int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, uint64_t *read, uint64_t limit)
+int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, uint64_t *read, uint64_t limit,
+                 precopy_side side, void *side_arg)
 {
 	change_set delta;
 	memset(&delta, 0, sizeof delta);
@@ -215,7 +216,12 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 			continue;
 		/* a copy older than a record must never be used: whatever is not
 		 * read again now (no budget left, an error) is dropped */
-		int err = over || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n ? -1
+		int took = side ? side(ss, side_arg, path, fc) : 0;
+		if (took < 0) {
+			rc = ENOMEM;
+			break;
+		}
+		int err = took || over || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n ? -1
 		          : copy_file(ss, ph, path, fc, pre, held, read, limit);
 		if (err) {
 			over |= err == EAGAIN; /* past the budget: the other files named lose their copies too */
@@ -262,9 +268,9 @@ int session_precopy_tick(mtm_session *ss)
 		return prewrite_tick(ss, 0) ? 1 : (int)((due - now + 999999) / 1000000);
 	uint64_t before = ss->bg_read;
 	size_t files_before = ss->bg_cs.files.n, meta_before = ss->bg_cs.meta.n, ns_before = ss->bg_cs.ns.n;
-	int rc = precopy_pass(ss, &ss->bg_cs, &ss->bg_pre, &ss->bg_held, &ss->bg_read, ss->bg_limit);
+	int rc = precopy_pass(ss, &ss->bg_cs, &ss->bg_pre, &ss->bg_held, &ss->bg_read, ss->bg_limit, NULL, NULL);
 	ss->bg_last_ns = now_ns();
-	if (ss->debug && ss->bg_read != before)
+	if (ss->debug == 1 && ss->bg_read != before)
 		log_msg(MTM_LOG_DEBUG, "session: pre-copy pass: %llu KiB read in %.2f ms, %llu KiB held",
 		        (unsigned long long)(ss->bg_read - before) >> 10, (double)(ss->bg_last_ns - now) / 1e6,
 		        (unsigned long long)ss->bg_held >> 10);

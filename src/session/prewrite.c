@@ -225,7 +225,7 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 		pw->off = 1; /* (1: the pack is full; what was written stands) */
 		return 0;
 	}
-	if (ss->debug && pw->written != before)
+	if (ss->debug == 1 && pw->written != before)
 		log_msg(MTM_LOG_DEBUG, "session: written ahead: %llu KiB into pack %lld in %.2f ms, %llu KiB this "
 		        "interval", (unsigned long long)(pw->written - before) >> 10, (long long)pw->at.pack,
 		        (double)(now_ns() - t0) / 1e6, (unsigned long long)pw->written >> 10);

@@ -110,7 +110,9 @@ typedef struct mtm_session {
 	const char *const *excludes;
 	size_t n_excludes;
 	int verbose;             /* a line on stderr per checkpoint */
-	int debug;               /* $METAMORI_DEBUG_SESSION: every record on stderr */
+	int debug;               /* $METAMORI_DEBUG_SESSION: 1: every record and pass on stderr; 2
+	                          * ("phases"): only a line per checkpoint (a busy program's records
+	                          * would be millions of lines) */
 	int wal_frames;          /* frames in the index's WAL after the last commit (0: nothing to copy) */
 	/* the pre-copy made while the program runs, taken over by the next
 	 * checkpoint (tracked.c) */
@@ -173,12 +175,16 @@ typedef struct precopy precopy;
 void precopy_free(void *p);
 /* The copy of block b of path (that inode), or NULL. */
 const unsigned char *precopy_get(const pathmap *pre, const char *path, int64_t dev, int64_t ino, int64_t b);
+/* side, if given, is offered each file the records name first: 1 if it
+ * took it (then its copies, if any, are dropped), 0 if not, <0 an error. */
+typedef int (*precopy_side)(mtm_session *ss, void *arg, const char *path, const file_change *fc);
 /* One pass: peeks the records since the last one into cs and reads the
  * blocks they name into pre (path -> precopy*), replacing older copies;
  * held: bytes in pre; read: bytes read since the last checkpoint. Past limit
  * (either), blocks are no longer copied and older copies of the blocks named
  * are dropped. 0, or an error after which pre is still right. */
-int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, uint64_t *read, uint64_t limit);
+int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, uint64_t *read, uint64_t limit,
+                 precopy_side side, void *side_arg);
 /* A pre-copy slot: the block's MTM_BLOCK bytes, their XXH3-64, and a
  * meta word for prewrite.c: SLOT_WHOLE if the block was whole (not a
  * file's short last block) and not all zeros when copied, the only blocks

@@ -142,7 +142,8 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 	ss->sticky_scan = (vec)VEC_INIT(sticky_scanner);
 	ss->code_seen = (vec)VEC_INIT(code_verdict);
 	ss->excludes = excludes;
-	ss->debug = secure_getenv("METAMORI_DEBUG_SESSION") != NULL;
+	const char *dbg = secure_getenv("METAMORI_DEBUG_SESSION");
+	ss->debug = !dbg ? 0 : !strcmp(dbg, "phases") ? 2 : 1;
 	ss->n_excludes = n_excludes;
 	int rc = 0;
 	if (asprintf(&ss->dir, "%s/.metamori/" SESSION_SUBDIR, s->root) < 0) {

@@ -8,6 +8,7 @@
  *   live.c           the live tree, opened beneath the root, never through a symlink
  *   capture.c        what to copy out of each touched file, and the copy
  *   capture_read.c   the barrier's reads, and the captures pointed at them
+ *   ahead.c          files compared whole, compared before the gate closes
  *   hashes.c         block hashes of files compared whole, kept for the next compare
  *   describe.c       the lines that report a checkpoint
  */
@@ -44,6 +45,11 @@ typedef struct {
 	pathmap pre;     /* path -> precopy*: blocks read before the barrier */
 	change_set post; /* what the records say changed after they were read */
 	uint64_t precopied_blocks;
+	pathmap ahead;   /* path -> ahead_file*: compared whole before the gate closed (ahead.c) */
+	uint64_t ahead_files, ahead_used; /* compared ahead; of them, taken in the barrier */
+	uint64_t ahead_read, ahead_again; /* bytes read by the compares ahead; blocks read again */
+	int64_t ahead_ns;
+	uint64_t barrier_read; /* bytes of live files read with the gate closed */
 } tctx;
 
 /* Scattered blocks cost a system call each to read (the pause is mostly
@@ -91,6 +97,17 @@ int capture_hashed(tctx *t, live_item *it, capture *cap);
 int read_deferred(tctx *t);
 int materialize(tctx *t);
 void deferred_free(tctx *t);
+
+/* ahead.c: before the gate closes, the files compared whole are read and
+ * compared (the program runs); in the barrier, capture_ahead reads again
+ * only what the records after the last peek name (*done 0: it cannot,
+ * compare the file as before). */
+typedef struct ahead_file ahead_file;
+int compare_ahead(tctx *t);
+int capture_ahead(tctx *t, live_item *it, capture *cap, int *done);
+void ahead_free(void *p);
+/* precopy_pass's side: a file compared ahead, named by records peeked */
+int ahead_refresh(mtm_session *ss, void *arg, const char *path, const file_change *fc);
 
 /* hashes.c */
 uint64_t block_hash(const unsigned char *blk, size_t len);

@@ -55,7 +55,7 @@
 static int precopy_phase(tctx *t)
 {
 	uint64_t read = 0; /* its own budget, as much as the barrier may copy */
-	int rc = precopy_pass(t->ss, t->cs, &t->pre, &t->ss->bg_held, &read, t->budget / 2);
+	int rc = precopy_pass(t->ss, t->cs, &t->pre, &t->ss->bg_held, &read, t->budget / 2, NULL, NULL);
 	return rc == ENOMEM ? mtm_set_error(ENOMEM, "checkpoint") : 0;
 }
 
@@ -138,6 +138,9 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 	if (!ss->force_scan && !ss->always_scan && !secure_getenv("METAMORI_NO_PRECOPY"))
 		rc = precopy_phase(t);
 	tm->tpc = now_ns();
+	/* the files compared whole, compared while the program runs (ahead.c) */
+	if (!rc && !ss->force_scan && !ss->always_scan && !t->cs->scan && !secure_getenv("METAMORI_NO_AHEAD"))
+		rc = compare_ahead(t);
 	if (!rc)
 		rc = barrier_close(ss, t->cs, &t->post);
 	const char *hold_ms = secure_getenv("METAMORI_TEST_HOLD_GATE_MS"); /* tests: die with the gate closed */
@@ -176,6 +179,7 @@ static void tracked_end(tctx *t, ckpt_run *r, change_set *cs, int rc)
 	prewrite_reset(ss); /* (after the pack writer: what it adopted is committed or rolled back) */
 	live_free(t->live);
 	deferred_free(t); /* the captures' bytes (after live_free: nothing points at them now) */
+	pathmap_free(&t->ahead, ahead_free); /* (the same) */
 	entries_free(t->parent);
 	pathmap_free(&t->nsdirs, NULL);
 	pathmap_free(&t->points, NULL);

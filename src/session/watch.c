@@ -56,10 +56,15 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
 #define PEND_PIDS 4
 #define DIRCACHE_MAX 65536 /* resolved directories kept (the whole file system's, not only the tree's) */
 #define OUTSIDE ((char *)1) /* dircache: a directory outside the tree */
+#define BEING_FREED ((char *)2) /* fan_dir: a directory the kernel is freeing: ask again later */
+#define RETRY_MAX 4096 /* events kept for later (BEING_FREED) */
 #define ONE_NAME ((void *)1)  /* objcache: a file with one name */
 
-typedef struct { uint8_t kinds, npid, many; int32_t pid[PEND_PIDS]; } pend;
+/* early: noted before the mark (watch_mark), so before the checkpoint was
+ * asked for: what it says is in this checkpoint, never carried over */
+typedef struct { uint8_t kinds, npid, many, early; int32_t pid[PEND_PIDS]; } pend;
 typedef struct { fsid_t fsid; int fd; } fs_mark;
+typedef struct { unsigned char *ev; size_t len; } held_event;
 typedef struct { int32_t pid; int trusted; } trust_memo;
 /* inotify: what a watch descriptor watches */
 enum { WD_DIR = 1, WD_FILE_ATTRIB = 2, WD_FILE_ALL = 3 };
@@ -74,13 +79,17 @@ struct watcher {
 	pathmap dircache; /* fanotify: handle (hex) -> path relative to the root, or OUTSIDE */
 	pathmap objcache; /* fanotify: a file's handle (hex) -> ONE_NAME: one name, outside the tree */
 	pathmap inodes;   /* fanotify, loaded when needed: "dev:ino" of the tree's files (load_inodes) */
+	vec held;         /* fanotify: of held_event, events in a directory being freed, to resolve later */
 	int inodes_loaded;
 	struct mtm_session *ss;
 	vec wds;          /* inotify: of wd_ent, by watch descriptor (path NULL: none) */
 	pathmap pending;  /* path -> pend*: events since the last barrier, not judged yet */
+	pathmap early;    /* the same, noted before the mark (watch_mark) */
 	pathmap explained; /* path -> pend*: writes the logs explained before the barrier (judge) */
 	trust_memo memo[TRUST_MEMO]; /* session_pid_trusted of the writers, for one interval */
 	int nmemo;
+	int marked;       /* a checkpoint compares files ahead (ahead.c): writes to them from here on are carried */
+	pathmap carry;    /* path -> 1: written after the mark by a writer no log explains: compared whole next time */
 	const char *lost; /* events were lost since the last barrier: why */
 	const char *blind; /* cannot see everything (watch limit): every checkpoint scans */
 	int rewatch;      /* inotify: events were lost, watches may be missing: walk the tree again */
@@ -111,13 +120,18 @@ void watch_stop(watcher *w)
 	for (size_t i = 0; i < w->marks.n; i++)
 		close(VEC_AT(&w->marks, fs_mark, i).fd);
 	vec_free(&w->marks);
+	for (size_t i = 0; i < w->held.n; i++)
+		free(VEC_AT(&w->held, held_event, i).ev);
+	vec_free(&w->held);
 	for (size_t i = 0; i < w->wds.n; i++)
 		free(VEC_AT(&w->wds, wd_ent, i).path);
 	vec_free(&w->wds);
 	dircache_clear(w);
 	pathmap_free(&w->objcache, NULL);
+	pathmap_free(&w->carry, NULL);
 	pathmap_free(&w->inodes, NULL);
 	pathmap_free(&w->pending, free);
+	pathmap_free(&w->early, free);
 	pathmap_free(&w->explained, free);
 	free(w->root);
 	free(w);
@@ -159,7 +173,9 @@ static const char *in_tree(const watcher *w, const char *abs)
 /* ---- fanotify ---- */
 
 /* The tree's directory a handle names: its path relative to the root ("" is
- * the root), OUTSIDE, or NULL if it is gone (a removal, seen at its parent). */
+ * the root), OUTSIDE, NULL if it is gone (a removal, seen at its parent), or
+ * BEING_FREED (ask again later: gone, or, were it a real allocation failure,
+ * there then). */
 static void handle_key(char *key, const fsid_t *fsid, const struct file_handle *fh)
 {
 	char *k = key;
@@ -181,6 +197,23 @@ static int mark_fd(const watcher *w, const fsid_t *fsid)
 	return -1;
 }
 
+/* open_by_handle_at(O_PATH). The kernel answers ENOMEM for an inode it is
+ * freeing (iget_locked finds it being freed: ext4 takes that for an
+ * allocation failure) and ESTALE once it is gone: seen here on directories
+ * removed right after an event in them (other programs' builds on the file
+ * system), which made a session's checkpoints scan under load. So ENOMEM is
+ * asked again, briefly, and then the caller asks again later (the freeing
+ * may wait for the journal). */
+static int open_handle(int mfd, const struct file_handle *fh)
+{
+	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+	for (int i = 0; fd < 0 && errno == ENOMEM && i < 3; i++) {
+		usleep(100);
+		fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+	}
+	return fd;
+}
+
 static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_handle *fh)
 {
 	char key[HANDLE_KEY_LEN];
@@ -191,8 +224,10 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	int mfd = mark_fd(w, fsid);
 	if (mfd < 0)
 		return OUTSIDE;
-	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+	int fd = open_handle(mfd, fh);
 	if (fd < 0) {
+		if (errno == ENOMEM)
+			return BEING_FREED;
 		/* gone (its removal is an event at its parent); anything else
 		 * (no CAP_DAC_READ_SEARCH, say) would drop events unseen */
 		if (errno != ESTALE && errno != ENOENT)
@@ -249,7 +284,7 @@ static int load_inodes(watcher *w, mtm_session *ss)
 
 /* 1 if the file a handle names (changed through a name outside the tree)
  * may be one of the tree's files; 0 if not (or it is gone, or not a regular
- * file). Its link count says little: the outside name may be removed again
+ * file); -1 if it is being freed (ask again later: open_handle). Its link count says little: the outside name may be removed again
  * by now, so the inode itself is looked up among the tree's. fresh: its
  * attributes changed (a link made or removed): look again. */
 static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_handle *fh, int fresh)
@@ -261,13 +296,12 @@ static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_ha
 	int mfd = mark_fd(w, fsid);
 	if (mfd < 0)
 		return 0; /* a file system of no file of the tree */
-	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+	int fd = open_handle(mfd, fh);
 	struct stat st;
 	if (fd < 0) {
-		/* gone: ESTALE, ENOENT, and ext4's ENOMEM for an inode being freed
-		 * (seen here on files removed right after their write); a file of
-		 * the tree is not being freed */
-		if (errno != ESTALE && errno != ENOENT && errno != ENOMEM)
+		if (errno == ENOMEM)
+			return -1;
+		if (errno != ESTALE && errno != ENOENT) /* gone */
 			w->lost = "the watcher could not look at a file changed outside the tree";
 		return 0;
 	}
@@ -309,6 +343,23 @@ static struct file_handle *copy_handle(unsigned char *hb, const unsigned char *i
 	return fh;
 }
 
+/* Keeps an event in a directory being freed, to be resolved at the next
+ * drain (fan_held): the directory is then gone (the event is dropped: its
+ * removal is an event at its parent), or there, and the event counts. */
+static int hold(watcher *w, const unsigned char *ev, size_t len)
+{
+	held_event *h = w->held.n < RETRY_MAX ? vec_push(&w->held) : NULL;
+	if (!h || !(h->ev = malloc(len))) {
+		if (h)
+			w->held.n--;
+		w->lost = "the watcher could not resolve a directory";
+		return 0;
+	}
+	memcpy(h->ev, ev, len);
+	h->len = len;
+	return 0;
+}
+
 /* One event of len bytes at ev. Events hold names of any length, so the
  * next one may be unaligned: every structure is copied out before use. */
 static int fan_event(watcher *w, const unsigned char *ev, size_t len)
@@ -346,6 +397,8 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		p += fid.hdr.len;
 	}
 	const char *dir = dfh ? fan_dir(w, &dfsid, dfh) : NULL;
+	if (dir == BEING_FREED)
+		return hold(w, ev, len);
 	char path[PATH_MAX * 2] = "";
 	if (dir && dir != OUTSIDE) {
 		if (!strcmp(name, ".") || !*name)
@@ -361,8 +414,11 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 	if (!*path) {
 		/* outside the tree (or a name gone, or the root itself): the file
 		 * changed may still be in the tree under another name */
-		if (ofh && !(m.mask & FAN_ONDIR) && (m.mask & (FAN_MODIFY | FAN_ATTRIB)) &&
-		    linked_into_tree(w, &ofsid, ofh, (m.mask & FAN_ATTRIB) != 0) && !w->lost)
+		int linked = ofh && !(m.mask & FAN_ONDIR) && (m.mask & (FAN_MODIFY | FAN_ATTRIB)) ?
+		             linked_into_tree(w, &ofsid, ofh, (m.mask & FAN_ATTRIB) != 0) : 0;
+		if (linked < 0)
+			return hold(w, ev, len);
+		if (linked && !w->lost)
 			w->lost = "a file of the tree changed through a name outside it (a hard link)";
 		return 0;
 	}
@@ -422,6 +478,7 @@ static int fan_start(watcher *w)
 	if (w->fd < 0)
 		return errno;
 	w->marks = (vec)VEC_INIT(fs_mark);
+	w->held = (vec)VEC_INIT(held_event);
 	int rc = fan_mark(w, w->root);
 	FILE *f = rc ? NULL : fopen("/proc/self/mountinfo", "re");
 	char line[8192];
@@ -698,8 +755,34 @@ int watch_start(mtm_session *ss, const char **why)
 	return 0;
 }
 
+static int fan_event(watcher *w, const unsigned char *ev, size_t len);
+
+/* The held events once more (each is held again if its directory is still
+ * being freed). final (the barrier): one still unresolved makes this
+ * checkpoint scan; none is kept past it. */
+static void fan_held(watcher *w, int final)
+{
+	vec old = w->held;
+	w->held = (vec)VEC_INIT(held_event);
+	for (size_t i = 0; i < old.n; i++) {
+		held_event *h = &VEC_AT(&old, held_event, i);
+		if (fan_event(w, h->ev, h->len))
+			w->lost = "the watcher ran out of memory";
+		free(h->ev);
+	}
+	vec_free(&old);
+	if (final && w->held.n) {
+		w->lost = "the watcher could not resolve a directory (being freed for too long)";
+		for (size_t i = 0; i < w->held.n; i++)
+			free(VEC_AT(&w->held, held_event, i).ev);
+		w->held.n = 0;
+	}
+}
+
 int watch_drain(watcher *w)
 {
+	if (w->kind == W_FANOTIFY && w->held.n)
+		fan_held(w, 0);
 	for (;;) {
 		ssize_t n = read(w->fd, w->buf, sizeof w->buf);
 		if (n < 0 && errno == EINTR)
@@ -782,6 +865,39 @@ static int mark_whole(change_set *cs, const char *path)
 	return 0;
 }
 
+/* The logs name the bytes a traced process wrote through the C library; a
+ * writer that is not traced, or that may make system calls of its own (or
+ * inotify's, which could be anyone) may have written others. */
+static int explained_by(watcher *w, mtm_session *ss, const file_change *fc, const pend *p)
+{
+	int explained = fc && w->kind == W_FANOTIFY && !p->many;
+	for (int j = 0; j < p->npid && explained; j++)
+		explained = trusted(w, ss, p->pid[j]);
+	return explained;
+}
+
+static int carry(watcher *w, const char *path)
+{
+	return pathmap_get(&w->carry, path) ? 0 : pathmap_put(&w->carry, path, (void *)1);
+}
+
+int watch_carried(const watcher *w, const char *path)
+{
+	return w && pathmap_get(&w->carry, path) != NULL;
+}
+
+/* The files carried from the last interval: compared whole now. */
+static int apply_carry(watcher *w, change_set *cs)
+{
+	int rc = 0;
+	for (size_t i = 0; i < w->carry.cap && !rc; i++)
+		if (w->carry.slots[i].key)
+			rc = mark_whole(cs, w->carry.slots[i].key);
+	pathmap_free(&w->carry, NULL);
+	memset(&w->carry, 0, sizeof w->carry);
+	return rc;
+}
+
 /* A write explained by the logs (so far): kept with its writers until the
  * barrier has looked at their code changes. p is taken. */
 static int keep_explained(watcher *w, change_set *cs, const char *path, pend *p)
@@ -813,13 +929,13 @@ static int keep_explained(watcher *w, change_set *cs, const char *path, pend *p)
  * barrier's last look (keep_explained); what is decided (a namespace change,
  * metadata, a writer that is not trusted) goes into cs at once: the
  * barrier's pause is left only the events that came after. */
-static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
+static int judge_map(watcher *w, mtm_session *ss, change_set *cs, int final, pathmap *m)
 {
 	pathmap keep = {0};
 	int rc = 0;
-	for (size_t i = 0; i < w->pending.cap; i++) {
-		const char *path = w->pending.slots[i].key;
-		pend *p = w->pending.slots[i].val;
+	for (size_t i = 0; i < m->cap; i++) {
+		const char *path = m->slots[i].key;
+		pend *p = m->slots[i].val;
 		if (!path)
 			continue;
 		/* a namespace change at the path or above: listed and read whole anyway */
@@ -833,6 +949,9 @@ static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
 			rc = change_set_mark(&cs->meta, path);
 		file_change *fc = pathmap_get(&cs->files, path);
 		if (rc || !(p->kinds & EV_MODIFY) || (fc && fc->whole)) {
+			/* compared ahead, before this write perhaps: again next time */
+			if (!rc && w->marked && !p->early && (p->kinds & EV_MODIFY) && fc && !explained_by(w, ss, fc, p))
+				rc = carry(w, path);
 			free(p);
 			continue;
 		}
@@ -846,18 +965,32 @@ static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
 		 * library; a writer that is not traced, or that may make system
 		 * calls of its own (or inotify's, which could be anyone) may have
 		 * written others: the whole file is compared */
-		int explained = fc && w->kind == W_FANOTIFY && !p->many;
-		for (int j = 0; j < p->npid && explained; j++)
-			explained = trusted(w, ss, p->pid[j]);
-		if (explained) {
+		if (explained_by(w, ss, fc, p)) {
 			rc = keep_explained(w, cs, path, p);
+		} else if (w->marked && !p->early) {
+			/* written after the checkpoint was asked for, while it compares
+			 * ahead: in the next one (the logs' bytes are in this one) */
+			rc = carry(w, path);
+			free(p);
 		} else {
 			rc = mark_whole(cs, path);
 			free(p);
 		}
 	}
-	pathmap_free(&w->pending, NULL);
-	w->pending = keep;
+	pathmap_free(m, NULL);
+	*m = keep;
+	return rc;
+}
+
+/* The events noted before the mark first (w->early: what they say is in
+ * this checkpoint), then the others. */
+static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
+{
+	int rc = w->marked ? 0 : apply_carry(w, cs);
+	if (!rc && w->early.n)
+		rc = judge_map(w, ss, cs, final, &w->early);
+	if (!rc)
+		rc = judge_map(w, ss, cs, final, &w->pending);
 	return rc;
 }
 
@@ -867,9 +1000,34 @@ int watch_prejudge(watcher *w, mtm_session *ss, change_set *cs)
 	return judge(w, ss, cs, 0) ? mtm_set_error(ENOMEM, "session") : 0;
 }
 
+int watch_mark(watcher *w, mtm_session *ss, change_set *cs, pathmap *written)
+{
+	watch_drain(w);
+	if (judge(w, ss, cs, 0))
+		return mtm_set_error(ENOMEM, "session");
+	/* writes whose records have not come yet: compared ahead too, in case
+	 * the barrier finds no record to explain them. They are kept apart
+	 * from the events that come after the mark. */
+	for (size_t i = 0; i < w->pending.cap; i++) {
+		const char *path = w->pending.slots[i].key;
+		pend *p = w->pending.slots[i].val;
+		if (path)
+			p->early = 1;
+		if (path && (p->kinds & EV_MODIFY) && !pathmap_get(written, path) && pathmap_put(written, path, (void *)1))
+			return mtm_set_error(ENOMEM, "session");
+	}
+	pathmap_free(&w->early, free); /* (empty: the last barrier judged them) */
+	w->early = w->pending;
+	memset(&w->pending, 0, sizeof w->pending);
+	w->marked = 1;
+	return 0;
+}
+
 int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 {
 	watch_drain(w);
+	if (w->kind == W_FANOTIFY && w->held.n)
+		fan_held(w, 1);
 	if (w->blind)
 		change_set_scan(cs, w->blind);
 	if (w->lost) {
@@ -894,9 +1052,12 @@ int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 	}
 	pathmap_free(&w->pending, free);
 	memset(&w->pending, 0, sizeof w->pending);
+	pathmap_free(&w->early, free);
+	memset(&w->early, 0, sizeof w->early);
 	pathmap_free(&w->explained, free);
 	memset(&w->explained, 0, sizeof w->explained);
 	w->nmemo = 0; /* a new interval */
+	w->marked = 0;
 	pathmap_free(&w->inodes, NULL); /* this checkpoint's files: loaded again when needed */
 	memset(&w->inodes, 0, sizeof w->inodes);
 	w->inodes_loaded = 0;

@@ -14,6 +14,7 @@
 #ifndef MTM_SESSION_WATCH_H
 #define MTM_SESSION_WATCH_H
 #include <stdint.h>
+#include "util/pathmap.h"
 
 struct mtm_session;
 struct change_set;
@@ -41,4 +42,14 @@ int watch_apply(watcher *w, struct mtm_session *ss, struct change_set *cs);
  * can be decided already, so that the barrier's pause is left only the
  * events that come after (and the writers whose code changed meanwhile). */
 int watch_prejudge(watcher *w, struct mtm_session *ss, struct change_set *cs);
+/* The same, for a checkpoint about to compare files ahead of the barrier
+ * (session/ahead.c): the files written with no record yet are added to
+ * written (path -> 1); from here until the barrier, a write to a file
+ * compared whole that no log explains is carried over: the next
+ * checkpoint compares that file whole again, and this one takes only the
+ * bytes the logs name. */
+int watch_mark(watcher *w, struct mtm_session *ss, struct change_set *cs, pathmap *written);
+/* 1 if a write to path after the mark is left to the next checkpoint (the
+ * stat cache row written now must not vouch for the file). */
+int watch_carried(const watcher *w, const char *path);
 #endif

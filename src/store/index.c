@@ -478,9 +478,20 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
 	return err;
 }
 
-/* Block rows go in BLOCK_BATCH to a statement: one VDBE run and one bind
- * pass per batch instead of per row, which was most of a row's cost (W1's
- * 2,878 rows: 2-4 ms one at a time, on the checkpoint's critical path). */
+/* A session's block rows (to block_log) go in BLOCK_BATCH to a statement:
+ * one VDBE run and one bind pass per batch instead of per row, which was
+ * most of a row's cost (W1's 2,878 rows: 2-4 ms one at a time, on the
+ * checkpoint's critical path).
+ *
+ * A checkpoint's rows to `block` go one to a plain INSERT (ins_new): a
+ * multi-row or OR REPLACE statement may abort half done, so SQLite gives
+ * each a statement journal, the pages it changes copied to a temporary
+ * file first; W1's rows each change a different page of `block`, and that
+ * was 10 MiB written to /var/tmp per checkpoint (as much as its WAL) and
+ * more CPU than the per-row statements cost (BENCHMARKS-ARCHIVE.md S10). A
+ * plain one-row INSERT fails, if it fails, before it writes anything: it
+ * needs no journal. A row whose key is there already (a block put twice in
+ * one checkpoint) is then put again by ins_block, which replaces it. */
 #define BLOCK_BATCH 16
 
 int index_writer_init(index_writer *w, mtm_store *s)
@@ -498,6 +509,8 @@ int index_writer_init(index_writer *w, mtm_store *s)
 		n += snprintf(sql + n, sizeof sql - (size_t)n, ",(?,?,?,?,?,?,?)");
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(s->db, sql, -1, &w->ins_blocks, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db, "INSERT INTO block VALUES(?,?,?,?,?,?,?)", -1, &w->ins_new, NULL);
 	w->to_log = s->log_blocks;
 	w->held = (vec)VEC_INIT(held_block);
 	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
@@ -508,6 +521,7 @@ void index_writer_free(index_writer *w)
 	sqlite3_finalize(w->ins_entry);
 	sqlite3_finalize(w->ins_block);
 	sqlite3_finalize(w->ins_blocks);
+	sqlite3_finalize(w->ins_new);
 	vec_free(&w->held);
 	memset(w, 0, sizeof *w);
 }
@@ -573,9 +587,29 @@ static void bind_block(sqlite3_stmt *st, int at, const held_block *h)
 
 /* In the order they were put: a later row for the same block replaces an
  * earlier one (a multi-row INSERT inserts its rows in order too). */
+/* One row to `block` without a statement journal (see BLOCK_BATCH). */
+static int insert_block(index_writer *w, const held_block *h)
+{
+	sqlite3_stmt *st = w->ins_new;
+	sqlite3_reset(st);
+	bind_block(st, 0, h);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) { /* the same block again: the later row wins */
+		st = w->ins_block;
+		sqlite3_reset(st);
+		bind_block(st, 0, h);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+	}
+	return rc == SQLITE_DONE ? 0 : db_error(w->s, rc, "index");
+}
+
 int index_flush_blocks(index_writer *w)
 {
 	size_t i = 0;
+	while (!w->to_log && i < w->held.n)
+		MTM_TRY(insert_block(w, &VEC_AT(&w->held, held_block, i++)));
 	while (i < w->held.n) {
 		int batch = w->held.n - i >= BLOCK_BATCH;
 		sqlite3_stmt *st = batch ? w->ins_blocks : w->ins_block;

@@ -122,6 +122,7 @@ typedef struct {
 	mtm_store *s;
 	sqlite3_stmt *ins_entry, *ins_block;
 	sqlite3_stmt *ins_blocks; /* BLOCK_BATCH rows in one statement */
+	sqlite3_stmt *ins_new;    /* one row that no row has the key of yet */
 	int to_log; /* block rows go to block_log (s->log_blocks) */
 	vec held;   /* of held_block */
 } index_writer;

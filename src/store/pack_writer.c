@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <xxhash.h>
+#include "util/xxh.h"
 #include "io/io.h"
 #include "store/flusher.h"
 #include "store/pack.h"

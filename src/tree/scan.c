@@ -5,8 +5,9 @@
 #include <string.h>
 #include <sys/vfs.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "util/xxh.h"
 #include "io/io.h"
+#include "tree/reader.h"
 #include "tree/scan.h"
 #include "util/error.h"
 
@@ -213,11 +214,6 @@ const unsigned char *src_at(file_src src, int64_t off, size_t len)
 	return p;
 }
 
-/* A multiple of the chunk group, so groups never straddle reads. 1 MiB: on
- * a quiet machine, cold cache, W1 (16 x 64 MiB) scanned in 524-648 ms with
- * it against 614-925 ms with 128 KiB pieces (S9, BENCHMARKS.md; the 128 KiB
- * pieces had looked cheaper in CPU under a load of 20). */
-#define READ_BUF (1u << 20)
 #define GROUP_BYTES ((int64_t)MTM_CHUNK_BLOCKS * MTM_BLOCK)
 
 /* Where the file's data lies, from off on (SEEK_DATA/SEEK_HOLE): the hole
@@ -279,114 +275,153 @@ static int compare_hole(const vec *map, size_t *mi, int64_t from, int64_t to, in
 	}
 	return 0;
 }
-_Static_assert(READ_BUF % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_BUF holds whole chunk groups");
+_Static_assert(READ_PIECE % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_PIECE holds whole chunk groups");
 
-static int compare_file_full(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
-                             uint64_t *out, read_tick_fn tick, void *tick_arg);
+/* Compares the blocks of a piece read (and hashed) with the map, and gives
+ * fn the maximal runs of changed blocks within each aligned group. */
+static int compare_piece(const read_piece *p, const vec *map, size_t *mi, run_fn fn, void *arg, uint64_t *out)
+{
+	const uint64_t zh = zero_block_hash();
+	assert(p->off % GROUP_BYTES == 0);
+	int64_t first = p->off / MTM_BLOCK;
+	size_t nblk = (p->got + MTM_BLOCK - 1) / MTM_BLOCK;
+	for (size_t g = 0; g < nblk; g += MTM_CHUNK_BLOCKS) {
+		size_t gend = g + MTM_CHUNK_BLOCKS < nblk ? g + MTM_CHUNK_BLOCKS : nblk;
+		signed char state[MTM_CHUNK_BLOCKS]; /* 0 same, 1 changed data, 2 changed to zeros */
+		for (size_t b = g; b < gend; b++) {
+			uint64_t h = p->h[b];
+			int64_t blkno = first + (int64_t)b;
+			while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno < blkno)
+				(*mi)++;
+			uint64_t ph = *mi < map->n && VEC_AT(map, blockref, *mi).blkno == blkno ? VEC_AT(map, blockref, *mi).hash : zh;
+			if (out)
+				out[blkno] = h;
+			size_t len = p->got - b * MTM_BLOCK < MTM_BLOCK ? p->got - b * MTM_BLOCK : MTM_BLOCK;
+			int zero = h == zh && all_zero(p->buf + b * MTM_BLOCK, len); /* (the rest of a short block is padding) */
+			state[b - g] = h == ph ? 0 : zero ? 2 : 1;
+		}
+		/* emit maximal runs of equal state */
+		for (size_t b = g; b < gend;) {
+			int stt = state[b - g];
+			size_t e = b + 1;
+			while (e < gend && state[e - g] == stt)
+				e++;
+			if (stt) {
+				size_t start = b * MTM_BLOCK, end = e * MTM_BLOCK < p->got ? e * MTM_BLOCK : p->got;
+				/* an error stops here: the next read must not overwrite it
+				 * (a run that failed to be stored would be missing) */
+				MTM_TRY(fn(arg, first + (int64_t)b, (int)(e - b), stt == 1 ? p->buf + start : NULL, end - start,
+				           p->h + b, stt == 2, 0));
+			}
+			b = e;
+		}
+	}
+	return 0;
+}
+
+typedef struct {
+	const vec *map;
+	size_t mi;
+	run_fn fn;
+	void *arg;
+	uint64_t *out;
+	read_tick_fn tick;
+	void *tick_arg;
+	int64_t off; /* read and compared up to here */
+	int stop;    /* the file ended early (it shrank while we read it) */
+} compare_state;
+
+/* Compares a piece read (the one at cs->off) and moves on past it. */
+static int take_piece(compare_state *cs, const read_piece *p)
+{
+	assert(p->off == cs->off);
+	if (p->err)
+		return mtm_set_errno(p->err, "read");
+	if (p->got == 0) {
+		cs->stop = 1;
+		return 0;
+	}
+	MTM_TRY(compare_piece(p, cs->map, &cs->mi, cs->fn, cs->arg, cs->out));
+	cs->off += (int64_t)p->got;
+	if (cs->tick)
+		cs->tick(cs->tick_arg, p->got);
+	cs->stop = p->got < p->want;
+	return 0;
+}
+
+static int compare_file_full(scan_reader *rd, file_src src, int64_t size, const vec *map, run_fn fn, void *arg,
+                             int64_t *size_read, uint64_t *out, read_tick_fn tick, void *tick_arg)
+{
+	/* no bigger than the file needs, in whole groups */
+	size_t cap = size < (int64_t)READ_PIECE ? (size_t)((size + GROUP_BYTES - 1) / GROUP_BYTES * GROUP_BYTES) : READ_PIECE;
+	if (!cap)
+		cap = (size_t)GROUP_BYTES;
+	int rc = reader_reserve(rd, cap);
+	if (rc)
+		return rc;
+	compare_state cs = {map, 0, fn, arg, out, tick, tick_arg, 0, 0};
+	read_piece *mine = rd->p[0], *ahead = rd->p[1];
+	int64_t data_end = 0;
+	/* holes are found, not read (a 100 GiB sparse file costs its data) */
+	int seek_fd = !src.mem ? src.fd : src.mem->fd;
+	while (cs.off < size && !cs.stop) {
+		if (cs.off >= data_end) {
+			int64_t data;
+			find_data(seek_fd, cs.off, size, &data, &data_end);
+			if (data > cs.off) {
+				if ((rc = compare_hole(map, &cs.mi, cs.off, data, size, fn, arg, out)))
+					break;
+				cs.off = data;
+				continue;
+			}
+		}
+		int64_t end = data_end < size ? data_end : size;
+		mine->off = cs.off;
+		mine->want = (size_t)(end - cs.off < (int64_t)cap ? end - cs.off : (int64_t)cap);
+		/* the piece after it, on the other thread, while we read this one */
+		int asked = 0;
+		if (mine->want == cap && cs.off + (int64_t)cap < end) {
+			ahead->off = cs.off + (int64_t)cap;
+			ahead->want = (size_t)(end - ahead->off < (int64_t)cap ? end - ahead->off : (int64_t)cap);
+			asked = reader_ahead(rd, src);
+		}
+		reader_read(src, mine);
+		rc = take_piece(&cs, mine);
+		if (asked) {
+			reader_wait(rd); /* (even after a failure: the thread holds the buffer) */
+			if (!rc && !cs.stop)
+				rc = take_piece(&cs, ahead);
+		}
+		if (rc)
+			break;
+	}
+	*size_read = cs.off;
+	return rc;
+}
 
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
 {
-	return compare_file_full(src, size, map, fn, arg, size_read, NULL, NULL, NULL);
+	scan_reader rd;
+	reader_init(&rd, 0);
+	int rc = compare_file_full(&rd, src, size, map, fn, arg, size_read, NULL, NULL, NULL);
+	reader_free(&rd);
+	return rc;
 }
 
 int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
                          read_tick_fn tick, void *tick_arg)
 {
-	return compare_file_full(src, size, map, fn, arg, size_read, NULL, tick, tick_arg);
-}
-
-int compare_file_hashes(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
-                        uint64_t *out)
-{
-	return compare_file_full(src, size, map, fn, arg, size_read, out, NULL, NULL);
-}
-
-static int compare_file_full(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
-                             uint64_t *out, read_tick_fn tick, void *tick_arg)
-{
-	/* no bigger than the file needs, in whole groups: a buffer of 1 MiB is
-	 * mapped and unmapped by malloc each time, and for a small file that
-	 * (page faults, a TLB flush) cost more than reading it */
-	size_t cap = size < (int64_t)READ_BUF ? (size_t)((size + GROUP_BYTES - 1) / GROUP_BYTES * GROUP_BYTES) : READ_BUF;
-	unsigned char *buf;
-	if (posix_memalign((void **)&buf, MTM_BLOCK, cap ? cap : GROUP_BYTES))
-		return mtm_set_error(ENOMEM, "compare");
-	unsigned char pad[MTM_BLOCK];
-	const uint64_t zh = zero_block_hash();
-	size_t mi = 0;
-	int64_t off = 0, data_end = 0;
-	int rc = 0;
-	/* holes are found, not read (a 100 GiB sparse file costs its data) */
-	int seek_fd = !src.mem ? src.fd : src.mem->fd;
-	while (off < size) {
-		if (off >= data_end) {
-			int64_t data;
-			find_data(seek_fd, off, size, &data, &data_end);
-			if (data > off) {
-				if ((rc = compare_hole(map, &mi, off, data, size, fn, arg, out)))
-					break;
-				off = data;
-				continue;
-			}
-		}
-		int64_t left = (data_end < size ? data_end : size) - off;
-		size_t want = (size_t)(left < (int64_t)cap ? left : (int64_t)cap), got;
-		if ((rc = src_pread(src, buf, want, off, &got))) {
-			rc = mtm_set_errno(rc, "read");
-			break;
-		}
-		if (got == 0)
-			break; /* the file shrank while we read it */
-		size_t nblk = (got + MTM_BLOCK - 1) / MTM_BLOCK;
-		for (size_t g = 0; g < nblk && !rc; g += MTM_CHUNK_BLOCKS) {
-			size_t gend = g + MTM_CHUNK_BLOCKS < nblk ? g + MTM_CHUNK_BLOCKS : nblk;
-			uint64_t hashes[MTM_CHUNK_BLOCKS];
-			signed char state[MTM_CHUNK_BLOCKS]; /* 0 same, 1 changed data, 2 changed to zeros */
-			for (size_t b = g; b < gend; b++) {
-				const unsigned char *blk = buf + b * MTM_BLOCK;
-				size_t len = got - b * MTM_BLOCK < MTM_BLOCK ? got - b * MTM_BLOCK : MTM_BLOCK;
-				if (len < MTM_BLOCK) {
-					memcpy(pad, blk, len);
-					memset(pad + len, 0, MTM_BLOCK - len);
-					blk = pad;
-				}
-				uint64_t h = XXH3_64bits(blk, MTM_BLOCK);
-				int64_t blkno = off / MTM_BLOCK + (int64_t)b;
-				while (mi < map->n && VEC_AT(map, blockref, mi).blkno < blkno)
-					mi++;
-				uint64_t ph = mi < map->n && VEC_AT(map, blockref, mi).blkno == blkno ? VEC_AT(map, blockref, mi).hash : zh;
-				hashes[b - g] = h;
-				if (out)
-					out[blkno] = h;
-				int zero = h == zh && all_zero(blk, MTM_BLOCK);
-				state[b - g] = h == ph ? 0 : zero ? 2 : 1;
-			}
-			/* emit maximal runs of equal state */
-			for (size_t b = g; b < gend && !rc;) {
-				int stt = state[b - g];
-				size_t e = b + 1;
-				while (e < gend && state[e - g] == stt)
-					e++;
-				if (stt) {
-					size_t start = b * MTM_BLOCK, end = e * MTM_BLOCK < got ? e * MTM_BLOCK : got;
-					rc = fn(arg, off / MTM_BLOCK + (int64_t)b, (int)(e - b), stt == 1 ? buf + start : NULL,
-					        end - start, hashes + (b - g), stt == 2, 0);
-				}
-				b = e;
-			}
-		}
-		if (rc)
-			break; /* the next read must not overwrite the error: a run that
-			        * failed to be stored would be missing from the checkpoint */
-		off += (int64_t)got;
-		if (tick)
-			tick(tick_arg, got);
-		if (got < want)
-			break;
-	}
-	free(buf);
-	*size_read = off;
+	scan_reader rd;
+	reader_init(&rd, 0);
+	int rc = compare_file_full(&rd, src, size, map, fn, arg, size_read, NULL, tick, tick_arg);
+	reader_free(&rd);
 	return rc;
+}
+
+int compare_file_hashes(scan_reader *rd, file_src src, int64_t size, const vec *map, run_fn fn, void *arg,
+                        int64_t *size_read, uint64_t *out)
+{
+	return compare_file_full(rd, src, size, map, fn, arg, size_read, out, NULL, NULL);
 }
 
 int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_hash, void *parg, run_fn fn, void *arg)

@@ -136,8 +136,11 @@ int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, 
                          read_tick_fn tick, void *tick_arg);
 /* compare_file, also giving the new version's hash of every block it
  * compared: out[b] for b < ceil(*size_read / MTM_BLOCK) (out holds
- * ceil(size / MTM_BLOCK)); a hole's blocks get the zero block's hash. */
-int compare_file_hashes(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
+ * ceil(size / MTM_BLOCK)); a hole's blocks get the zero block's hash.
+ * Reads through rd (tree/reader.h: its buffers and its second thread),
+ * which the caller keeps from one file to the next. */
+typedef struct scan_reader scan_reader;
+int compare_file_hashes(scan_reader *rd, file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
                         uint64_t *out);
 /* Compares only the blocks in runs (sorted blk_runs, clipped to size) with
  * the hashes parent_hash gives; the rest of the file is taken as unchanged. */

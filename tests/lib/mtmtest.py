@@ -143,6 +143,45 @@ def _took(t0):
     return "  (wall %.1f s, cpu %.1f s)" % (t1.elapsed - t0.elapsed, cpu)
 
 
+def _descendants(pid):
+    """Every process below pid (from /proc), children before theirs."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], list(kids.get(pid, []))
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+def reap_strays():
+    """Kills what a failed test left running (a session whose program waits
+    for a stop file that will never come): it would go on loading the
+    machine after the suite, and hold its tree. Returns how many."""
+    import signal
+    strays = _descendants(os.getpid())
+    for p in strays:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+    for p in strays:
+        try:
+            os.waitpid(p, 0)
+        except OSError:
+            pass  # not our child: its parent (also killed) was
+    return len(strays)
+
+
 def main(tests):
     """Runs test functions; prints a closing 'N passed, N failed, N skipped'
     line. Exit 1 if any failed; else 77 (a skip, for ctest) if any test or
@@ -160,6 +199,9 @@ def main(tests):
         except Exception as e:  # report every failure, then exit non-zero
             failed += 1
             print("FAIL %s: %s" % (t.__name__, e))
+            n = reap_strays()
+            if n:
+                print("     (%d process%s it left running killed)" % (n, "es" if n > 1 else ""))
     parts = len(_PARTS_SKIPPED)
     print("%d passed, %d failed, %d skipped%s" % (passed, failed, skipped,
                                                     " (and %d parts of tests)" % parts if parts else ""))

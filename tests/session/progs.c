@@ -13,8 +13,9 @@
  *   progs mmap          a shared writable mapping of mmap.dat, changed per step; "ok"
  *   progs lockstep      until stdin closes: write the counter into every block of
  *                       A, then of B (one pwrite each)
- *   progs scatter       until stdin closes: block (n * 2654435761) % 256 of D gets
- *                       n, then J gets n
+ *   progs scatter [B [U]]  until stdin closes: block (n * 2654435761) % B (256 if
+ *                       not given) of D gets n, then J gets n; U us of sleep every
+ *                       64 writes (inotify's queue keeps up)
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -234,9 +235,8 @@ static int lockstep(void)
 /* Blocks of D written one at a time in a fixed pseudo-random order, the
  * number of the last one done written to J after each: at any consistent
  * moment J says which value every block of D holds. */
-static int scatter(void)
+static int scatter(int blocks, int pause_us)
 {
-	const int blocks = 256;
 	uint64_t buf[512];
 	int d = open("D", O_WRONLY | O_CREAT, 0644), j = open("J", O_WRONLY | O_CREAT, 0644);
 	if (d < 0 || j < 0 || ftruncate(d, (off_t)blocks * 4096))
@@ -247,6 +247,8 @@ static int scatter(void)
 		off_t k = (off_t)((n * 2654435761u) % (uint64_t)blocks);
 		if (pwrite(d, buf, 4096, k * 4096) != 4096 || pwrite(j, buf, 8, 0) != 8)
 			die("pwrite");
+		if (pause_us && n % 64 == 0)
+			usleep((useconds_t)pause_us);
 		if (n % 256 == 0 && stdin_closed())
 			break;
 	}
@@ -271,6 +273,6 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "lockstep"))
 		return lockstep();
 	if (!strcmp(argv[1], "scatter"))
-		return scatter();
+		return scatter(argc > 2 ? n : 256, argc > 3 ? atoi(argv[3]) : 0);
 	return 2;
 }

@@ -1,0 +1,389 @@
+/*
+ * ahead.c — files compared whole, compared before the gate closes.
+ *
+ * A file the logs cannot vouch for (the watcher saw a writer it cannot
+ * trust: any writer under inotify, a program holding raw system call
+ * bytes under fanotify; or a shared writable mapping) is compared whole
+ * at each checkpoint: every block read and hashed against the hashes kept
+ * from the parent's compare. Done in the barrier, that is the pause: a
+ * PostgreSQL under pgbench has ~160 MiB of such files, 150-700 ms held.
+ *
+ * So the compare runs before the gate closes, while the program works, as
+ * live migration copies memory before the stop:
+ *
+ *   the pre-copy's last pass peeks the logs (records so far: P)
+ *   the watcher's queue is judged; from here on (the mark) an event for a
+ *     file compared ahead is carried to the next interval (watch.c)
+ *   each such file is read whole and hashed; the blocks that differ from
+ *     the parent's are kept (their bytes and hash, in the pre-copy's slot
+ *     layout)                                               program runs
+ *   up to AHEAD_ROUNDS refresh passes: the records since the last peek name
+ *     the blocks written meanwhile; they are read again     program runs
+ *   barrier: the records after the last peek (post) name what the traced
+ *     processes wrote since; those blocks, and any growth or cut, are read
+ *     again (capture_ahead)                                 program held
+ *
+ * What a traced process wrote is exact at the barrier: a write whose record
+ * was peeked had returned before the whole read began (records are appended
+ * after the call), and any other is in a later peek or in post, and read
+ * again. A write that no log explains (the reason for the compare) and
+ * that lands after the mark may be missing from this checkpoint, as a write
+ * by an untraced process during the barrier always could (untraced
+ * processes are never held): it is in the next one, which compares the
+ * file whole again (the watcher carries its event over), and the stat cache
+ * row written now vouches for nothing (a later scan compares the file).
+ * Every unexplained change completed before the checkpoint was asked for
+ * is in it: the mark comes after the request.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include "io/beneath.h"
+#include "io/io.h"
+#include "session/tctx.h"
+#include "session/watch.h"
+#include "util/error.h"
+#include "util/human.h"
+#include "util/log.h"
+
+#define AHEAD_ROUNDS 3        /* refresh passes at most */
+#define AHEAD_RESIDUE 64      /* blocks: fewer read again in a pass, and the barrier's share is small */
+#define AHEAD_PIECE (1 << 20) /* read in pieces of this much */
+
+struct ahead_file {
+	int64_t dev, ino, size;   /* the inode read, and its size then */
+	int64_t n;                /* blocks */
+	uint64_t *h;              /* block_hash of each block */
+	unsigned char **slot;     /* per block: NULL if it equals the parent's, else a slot (SLOT_LEN) */
+	const block_hashes *old;  /* the parent's compare (ss->hashes), or NULL: every block differs */
+	int dead;                 /* a refresh could not follow it: not to be used */
+};
+
+void ahead_free(void *p)
+{
+	ahead_file *af = p;
+	if (!af)
+		return;
+	for (int64_t b = 0; af->slot && b < af->n; b++)
+		free(af->slot[b]);
+	free(af->slot);
+	free(af->h);
+	free(af);
+}
+
+/* Block b as read now (len bytes, the rest of the block zero): kept if it
+ * differs from the parent's, dropped if not. */
+static int ahead_put(tctx *t, ahead_file *af, int64_t b, const unsigned char *buf, size_t len)
+{
+	uint64_t h = block_hash(buf, len);
+	af->h[b] = h;
+	if (af->old && b < af->old->n && af->old->h[b] == h) {
+		if (af->slot[b]) {
+			free(af->slot[b]);
+			af->slot[b] = NULL;
+			t->budget += MTM_BLOCK;
+		}
+		return 0;
+	}
+	unsigned char *s = af->slot[b];
+	if (!s) {
+		if (!(s = malloc(SLOT_LEN)))
+			return ENOMEM;
+		af->slot[b] = s;
+		t->budget = t->budget > MTM_BLOCK ? t->budget - MTM_BLOCK : 0;
+	}
+	memcpy(s, buf, len);
+	memset(s + len, 0, MTM_BLOCK - len);
+	memcpy(s + MTM_BLOCK, &h, sizeof h); /* (the record takes it instead of hashing) */
+	*slot_meta(s) = 0;                   /* never written ahead */
+	return 0;
+}
+
+/* Reads blocks [from, to) of fd (size bytes) into af. */
+static int ahead_read(tctx *t, ahead_file *af, int fd, int64_t from, int64_t to, unsigned char *buf)
+{
+	const int64_t B = MTM_BLOCK;
+	if (to > af->n)
+		to = af->n;
+	while (from < to) {
+		int64_t off = from * B, want = (to - from) * B;
+		if (want > AHEAD_PIECE)
+			want = AHEAD_PIECE;
+		if (off + want > af->size)
+			want = af->size - off;
+		size_t got;
+		int rc = io_pread(fd, buf, (size_t)want, off, &got);
+		if (rc)
+			return rc;
+		if (got < (size_t)want) /* cut short meanwhile (no log said so): zeros, as the barrier reads them */
+			memset(buf + got, 0, (size_t)want - got);
+		for (int64_t o = 0; o < want; o += B) {
+			size_t len = (size_t)(want - o < B ? want - o : B);
+			if ((rc = ahead_put(t, af, from + o / B, buf + o, len)))
+				return rc;
+		}
+		from += (want + B - 1) / B;
+		t->ahead_read += (uint64_t)want;
+	}
+	return 0;
+}
+
+/* Makes af hold n blocks for size bytes (grown blocks are to be read). */
+static int ahead_resize(tctx *t, ahead_file *af, int64_t size)
+{
+	int64_t n = (size + MTM_BLOCK - 1) / MTM_BLOCK;
+	for (int64_t b = n; b < af->n; b++)
+		if (af->slot[b]) {
+			free(af->slot[b]);
+			af->slot[b] = NULL;
+			t->budget += MTM_BLOCK;
+		}
+	if (n > af->n) {
+		uint64_t *h = realloc(af->h, (size_t)n * sizeof *h);
+		if (h)
+			af->h = h;
+		unsigned char **s = h ? realloc(af->slot, (size_t)n * sizeof *s) : NULL;
+		if (!s)
+			return ENOMEM;
+		af->slot = s;
+		memset(af->slot + af->n, 0, (size_t)(n - af->n) * sizeof *s);
+		memset(af->h + af->n, 0, (size_t)(n - af->n) * sizeof *h);
+	}
+	af->n = n;
+	af->size = size;
+	return 0;
+}
+
+/* The first read of one file, whole. */
+static int ahead_file_read(tctx *t, const char *path, unsigned char *buf)
+{
+	int fd;
+	if (beneath_open(t->s->rootfd, path, O_RDONLY, &fd))
+		return 0; /* gone or not a plain path: the barrier sees to it */
+	struct stat st;
+	ahead_file *af = NULL;
+	int rc = 0;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > t->budget / 2)
+		goto out; /* (too big to hold: compared in the barrier, read in place) */
+	if (!(af = calloc(1, sizeof *af))) {
+		rc = ENOMEM;
+		goto out;
+	}
+	af->dev = (int64_t)st.st_dev;
+	af->ino = (int64_t)st.st_ino;
+	const block_hashes *old = pathmap_get(&t->ss->hashes, path);
+	if (old && old->at == t->parent_id && old->dev == af->dev && old->ino == af->ino)
+		af->old = old;
+	if ((rc = ahead_resize(t, af, (int64_t)st.st_size)) || (rc = ahead_read(t, af, fd, 0, af->n, buf)) ||
+	    (rc = pathmap_put(&t->ahead, path, af)))
+		goto out;
+	af = NULL;
+	t->ahead_files++;
+out:
+	ahead_free(af);
+	close(fd);
+	return rc;
+}
+
+/* Blocks [a, b) of af: how many of them it holds. */
+static uint64_t held_blocks(const ahead_file *af, int64_t a, int64_t b)
+{
+	if (b > af->n)
+		b = af->n;
+	return b > a ? (uint64_t)(b - a) : 0;
+}
+
+int ahead_refresh(mtm_session *ss, void *arg, const char *path, const file_change *fc)
+{
+	tctx *t = arg;
+	ahead_file *af = pathmap_get(&t->ahead, path);
+	(void)ss;
+	if (!af)
+		return 0;
+	if (af->dead)
+		return 1;
+	int fd = -1, rc = 0;
+	struct stat st;
+	unsigned char *buf = NULL;
+	/* a truncation, a whole-file record, another inode: compared in the barrier */
+	if (fc->whole || fc->trunc_min >= 0 || beneath_open(t->s->rootfd, path, O_RDONLY, &fd) || fstat(fd, &st) ||
+	    (int64_t)st.st_dev != af->dev || (int64_t)st.st_ino != af->ino || !(buf = malloc(AHEAD_PIECE))) {
+		rc = 1;
+		goto out;
+	}
+	int64_t old_size = af->size;
+	if ((int64_t)st.st_size != old_size) { /* the block of the old end, and what grew */
+		int64_t from = (old_size < (int64_t)st.st_size ? old_size : (int64_t)st.st_size) / MTM_BLOCK;
+		if ((rc = ahead_resize(t, af, (int64_t)st.st_size)) || (rc = ahead_read(t, af, fd, from, af->n, buf)))
+			goto out;
+		t->ahead_again += held_blocks(af, from, af->n);
+	}
+	for (size_t k = 0; k < fc->ranges.n && !rc; k++) {
+		const byte_range *r = &VEC_AT(&fc->ranges, byte_range, k);
+		int64_t a = r->off / MTM_BLOCK, b = (r->off + r->len + MTM_BLOCK - 1) / MTM_BLOCK;
+		rc = ahead_read(t, af, fd, a, b, buf);
+		t->ahead_again += held_blocks(af, a, b);
+	}
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		af->dead = 1; /* the barrier compares it as before */
+	return 1;
+}
+
+/* The files to compare ahead: those the change set compares whole so far,
+ * the sticky ones (shared writable mappings), and those the watcher saw
+ * written without a record yet. */
+static int candidates(tctx *t, pathmap *out)
+{
+	mtm_session *ss = t->ss;
+	change_set *cs = t->cs;
+	for (size_t i = 0; i < cs->files.cap; i++) {
+		const file_change *fc = cs->files.slots[i].val;
+		const char *p = cs->files.slots[i].key;
+		if (p && fc && fc->whole && !pathmap_get(out, p) && pathmap_put(out, p, (void *)1))
+			return ENOMEM;
+	}
+	for (size_t i = 0; i < ss->sticky.n; i++) {
+		const char *p = VEC_AT(&ss->sticky, sticky_whole, i).path;
+		if (!pathmap_get(out, p) && pathmap_put(out, p, (void *)1))
+			return ENOMEM;
+	}
+	return 0;
+}
+
+int compare_ahead(tctx *t)
+{
+	mtm_session *ss = t->ss;
+	pathmap cand = {0};
+	int rc = 0;
+	int64_t t0 = now_ns();
+	/* the watcher's events so far are judged; later ones are carried to the
+	 * next interval (the mark: after the request, before the reads) */
+	if (ss->watch && (rc = watch_mark(ss->watch, ss, t->cs, &cand)))
+		goto out;
+	if ((rc = candidates(t, &cand)))
+		goto out;
+	unsigned char *buf = cand.n ? malloc(AHEAD_PIECE) : NULL;
+	if (cand.n && !buf) {
+		rc = ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < cand.cap && !rc; i++) {
+		const char *p = cand.slots[i].key;
+		/* a namespace change there: the file is read whole in the barrier */
+		if (p && !pathmap_get(&t->cs->ns, p) && !session_outside_tree(p))
+			rc = ahead_file_read(t, p, buf);
+	}
+	free(buf);
+	const char *wait_ms = secure_getenv("METAMORI_TEST_AHEAD_WAIT_MS"); /* tests: a write lands here */
+	if (!rc && wait_ms && *wait_ms)
+		usleep((useconds_t)atoi(wait_ms) * 1000);
+	/* refresh passes: what the program wrote meanwhile is read again, while
+	 * it runs, until little is left for the barrier */
+	for (int round = 0; !rc && t->ahead.n && round < AHEAD_ROUNDS; round++) {
+		uint64_t before = t->ahead_again, read = 0;
+		rc = precopy_pass(ss, t->cs, &t->pre, &ss->bg_held, &read, t->budget / 2, ahead_refresh, t);
+		if (t->ahead_again - before < AHEAD_RESIDUE)
+			break;
+	}
+out:
+	pathmap_free(&cand, NULL);
+	t->ahead_ns = now_ns() - t0;
+	if (rc == ENOMEM || rc > 0)
+		return mtm_set_error(rc > 0 ? rc : ENOMEM, "checkpoint: comparing ahead");
+	return rc;
+}
+
+/* In the barrier: a file compared ahead, brought up to this instant.
+ * *done = 0 if it cannot be (the caller compares it as before). */
+int capture_ahead(tctx *t, live_item *it, capture *cap, int *done)
+{
+	*done = 0;
+	ahead_file *af = pathmap_get(&t->ahead, it->path);
+	if (!af || af->dead || af->dev != (int64_t)it->st.st_dev || af->ino != (int64_t)it->st.st_ino)
+		return 0;
+	const file_change *post = pathmap_get(&t->post.files, it->path);
+	if (post && post->whole)
+		return 0;
+	int fd, rc = open_live(t, it->path, &fd);
+	if (rc)
+		return 0; /* (the compare as before says what is wrong) */
+	struct stat st;
+	unsigned char *buf = malloc(AHEAD_PIECE);
+	if (!buf || fstat(fd, &st) || !S_ISREG(st.st_mode) || (int64_t)st.st_ino != af->ino ||
+	    (int64_t)st.st_dev != af->dev) {
+		free(buf);
+		close(fd);
+		return buf ? 0 : mtm_set_error(ENOMEM, "checkpoint");
+	}
+	it->st = st;
+	*done = 1;
+	const int64_t B = MTM_BLOCK;
+	int64_t old_size = af->size, size = (int64_t)st.st_size;
+	uint64_t before = t->ahead_read;
+	if (size != old_size && !(rc = ahead_resize(t, af, size)))
+		rc = ahead_read(t, af, fd, (old_size < size ? old_size : size) / B, af->n, buf);
+	if (!rc && post && post->trunc_min >= 0)
+		rc = ahead_read(t, af, fd, post->trunc_min / B, af->n, buf);
+	for (size_t k = 0; post && !rc && k < post->ranges.n; k++) {
+		const byte_range *r = &VEC_AT(&post->ranges, byte_range, k);
+		rc = ahead_read(t, af, fd, r->off / B, (r->off + r->len + B - 1) / B, buf);
+	}
+	free(buf);
+	close(fd);
+	t->barrier_read += t->ahead_read - before;
+	if (rc)
+		return mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path);
+	/* the capture points at the slots (no copy in the barrier) */
+	size_t nblk = 0;
+	for (int64_t b = 0; b < af->n; b++)
+		if (af->slot[b]) {
+			nblk++;
+			blk_run *last = cap->runs.n ? &VEC_AT(&cap->runs, blk_run, cap->runs.n - 1) : NULL;
+			if (last && last->blkno + last->count == b)
+				last->count++;
+			else if (!(last = vec_push(&cap->runs)))
+				return mtm_set_error(ENOMEM, "checkpoint");
+			else
+				*last = (blk_run){.blkno = b, .count = 1};
+		}
+	cap->blk = malloc((nblk ? nblk : 1) * sizeof *cap->blk);
+	cap->first = malloc((cap->runs.n ? cap->runs.n : 1) * sizeof *cap->first);
+	cap->hashed = malloc(nblk ? nblk : 1);
+	uint64_t *h = malloc((size_t)(af->n ? af->n : 1) * sizeof *h);
+	if (!cap->blk || !cap->first || !cap->hashed || !h) {
+		free(h);
+		return mtm_set_error(ENOMEM, "checkpoint");
+	}
+	size_t n = 0;
+	for (size_t k = 0; k < cap->runs.n; k++) {
+		const blk_run *r = &VEC_AT(&cap->runs, blk_run, k);
+		cap->first[k] = n;
+		for (int64_t b = r->blkno; b < r->blkno + r->count; b++) {
+			cap->hashed[n] = 1;
+			cap->blk[n++] = af->slot[b];
+		}
+	}
+	assert(n == nblk);
+	memcpy(h, af->h, (size_t)af->n * sizeof *h);
+	cap->size = size;
+	cap->fd = -1;
+	cap->whole = 0;
+	/* a write no log explains, after the mark, may be missing: the stat
+	 * cache row must not let a later scan skip the file */
+	cap->vouched = 0;
+	t->ahead_used++;
+	if (t->ss->debug == 1)
+		log_msg(MTM_LOG_DEBUG, "session: %s compared ahead: %zu blocks differ, %llu KiB read again in the barrier",
+		        it->path, nblk, (unsigned long long)(t->ahead_read - before) >> 10);
+	return add_pending(t, it->path, &st, h, NULL);
+}

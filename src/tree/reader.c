@@ -1,0 +1,129 @@
+/* reader.c — see reader.h. */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tree/reader.h"
+#include "util/error.h"
+#include "util/xxh.h"
+
+void reader_init(scan_reader *rd, int threaded)
+{
+	memset(rd, 0, sizeof *rd);
+	rd->threaded = threaded;
+}
+
+int reader_reserve(scan_reader *rd, size_t cap)
+{
+	assert(cap > 0 && cap % MTM_BLOCK == 0 && cap <= READ_PIECE);
+	if (cap <= rd->cap)
+		return 0;
+	/* the thread is idle between files: its buffer may be replaced */
+	assert(rd->job != READER_ASKED);
+	for (int i = 0; i < 2; i++) {
+		if (!rd->p[i] && !(rd->p[i] = calloc(1, sizeof *rd->p[i])))
+			return mtm_set_error(ENOMEM, "read");
+		free(rd->p[i]->buf);
+		rd->p[i]->buf = NULL;
+		if (posix_memalign((void **)&rd->p[i]->buf, MTM_BLOCK, cap))
+			return mtm_set_error(ENOMEM, "read");
+	}
+	rd->cap = cap;
+	return 0;
+}
+
+void reader_read(file_src src, read_piece *p)
+{
+	assert(p->want <= READ_PIECE);
+	p->got = 0;
+	if ((p->err = src_pread(src, p->buf, p->want, p->off, &p->got)))
+		return;
+	size_t nblk = (p->got + MTM_BLOCK - 1) / MTM_BLOCK;
+	for (size_t b = 0; b < nblk; b++) {
+		const unsigned char *blk = p->buf + b * MTM_BLOCK;
+		size_t len = p->got - b * MTM_BLOCK;
+		if (len < MTM_BLOCK) { /* the file's last block, zero-padded */
+			unsigned char pad[MTM_BLOCK];
+			memcpy(pad, blk, len);
+			memset(pad + len, 0, MTM_BLOCK - len);
+			p->h[b] = XXH3_64bits(pad, MTM_BLOCK);
+		} else {
+			p->h[b] = XXH3_64bits(blk, MTM_BLOCK);
+		}
+	}
+}
+
+static void *reader_main(void *arg)
+{
+	scan_reader *rd = arg;
+	pthread_mutex_lock(&rd->mu);
+	for (;;) {
+		while (!rd->quit && rd->job != READER_ASKED)
+			pthread_cond_wait(&rd->cv, &rd->mu);
+		if (rd->quit)
+			break;
+		pthread_mutex_unlock(&rd->mu);
+		reader_read(rd->src, rd->p[1]);
+		pthread_mutex_lock(&rd->mu);
+		rd->job = READER_DONE;
+		pthread_cond_broadcast(&rd->cv);
+	}
+	pthread_mutex_unlock(&rd->mu);
+	return NULL;
+}
+
+int reader_ahead(scan_reader *rd, file_src src)
+{
+	assert(rd->cap && rd->job == READER_IDLE);
+	if (!rd->started && rd->threaded) {
+		if (pthread_mutex_init(&rd->mu, NULL))
+			rd->threaded = 0;
+		else if (pthread_cond_init(&rd->cv, NULL)) {
+			pthread_mutex_destroy(&rd->mu);
+			rd->threaded = 0;
+		} else if (pthread_create(&rd->thread, NULL, reader_main, rd)) {
+			pthread_cond_destroy(&rd->cv);
+			pthread_mutex_destroy(&rd->mu);
+			rd->threaded = 0; /* no thread: the caller reads it all */
+		} else {
+			rd->started = 1;
+		}
+	}
+	if (!rd->started)
+		return 0;
+	pthread_mutex_lock(&rd->mu);
+	rd->src = src;
+	rd->job = READER_ASKED;
+	pthread_cond_broadcast(&rd->cv);
+	pthread_mutex_unlock(&rd->mu);
+	return 1;
+}
+
+void reader_wait(scan_reader *rd)
+{
+	assert(rd->started && rd->job != READER_IDLE);
+	pthread_mutex_lock(&rd->mu);
+	while (rd->job != READER_DONE)
+		pthread_cond_wait(&rd->cv, &rd->mu);
+	rd->job = READER_IDLE;
+	pthread_mutex_unlock(&rd->mu);
+}
+
+void reader_free(scan_reader *rd)
+{
+	if (rd->started) {
+		pthread_mutex_lock(&rd->mu);
+		rd->quit = 1;
+		pthread_cond_broadcast(&rd->cv);
+		pthread_mutex_unlock(&rd->mu);
+		pthread_join(rd->thread, NULL);
+		pthread_cond_destroy(&rd->cv);
+		pthread_mutex_destroy(&rd->mu);
+	}
+	for (int i = 0; i < 2; i++) {
+		if (rd->p[i])
+			free(rd->p[i]->buf);
+		free(rd->p[i]);
+	}
+	memset(rd, 0, sizeof *rd);
+}
