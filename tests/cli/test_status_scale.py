@@ -37,6 +37,11 @@ def many_files(root, n, per_dir=100):
 
 
 def test_status_memory_does_not_grow_with_the_tree():
+    if os.environ.get("MTM_SANITIZED"):
+        # ASan's allocator keeps freed memory aside and grows 7 MiB here even
+        # without its quarantine: peak RSS says nothing about the code there
+        T.skip_part("status memory", "peak RSS is not the program's under ASan")
+        return
     sizes = (500, 10000)
     rss = []
     for n in sizes:
