@@ -488,7 +488,7 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
  * each a statement journal, the pages it changes copied to a temporary
  * file first; W1's rows each change a different page of `block`, and that
  * was 10 MiB written to /var/tmp per checkpoint (as much as its WAL) and
- * more CPU than the per-row statements cost (BENCHMARKS-ARCHIVE.md S10). A
+ * more CPU than the per-row statements cost (BENCHMARKS-ARCHIVE.md S11). A
  * plain one-row INSERT fails, if it fails, before it writes anything: it
  * needs no journal. A row whose key is there already (a block put twice in
  * one checkpoint) is then put again by ins_block, which replaces it. */

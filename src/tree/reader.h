@@ -4,7 +4,7 @@
  *
  * A scan reads every byte of a changed file and hashes every 4 KiB block
  * of it; in scan mode that is nearly all of a checkpoint's CPU (W1: the
- * kernel's page-cache copy and XXH3, BENCHMARKS-ARCHIVE.md S10). A reader
+ * kernel's page-cache copy and XXH3, BENCHMARKS-ARCHIVE.md S11). A reader
  * has a second thread that reads and hashes the piece after the one the
  * caller is reading, so both cores copy and hash, and a cold file has two
  * reads in flight. Everything else (comparing with the parent's hashes,

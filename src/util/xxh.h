@@ -6,7 +6,7 @@
  * variants choose at run time. Scan mode hashes every 4 KiB block of every
  * file it reads, and there the SSE2 build was about a quarter of the CPU
  * (7.7 against 11-21 GB/s on the benchmark machine, BENCHMARKS-ARCHIVE.md
- * S10). The hashes are the same (XXH3 defines its result, not its code).
+ * S11). The hashes are the same (XXH3 defines its result, not its code).
  * MTM_XXH_DISPATCH is set by CMake when the library has the symbols.
  */
 #ifndef MTM_UTIL_XXH_H
