@@ -15,6 +15,7 @@ sample of the others).
 
 usage: bench_million.py --metamori build/metamori [--files 1000000] [--small 20000]
                         [--touch 1000] [--intervals 3] [--no-git] [--work DIR] [--keep]
+                        [--reuse] [--only small|big]
 """
 import argparse
 import hashlib
@@ -79,12 +80,33 @@ def vm_hwm(pid):
         return None
 
 
-def measure(a, metamori, work, n, use_git):
+def tree_for(a, work, n):
+    """The tree of n files: made afresh, or with --reuse the one a previous
+    run left behind (its store and git repository removed, so the run starts
+    from no checkpoint; the files earlier runs rewrote stay rewritten, which
+    changes nothing measured here)."""
     tree = os.path.join(work, f"t{n}")
+    done = os.path.join(work, f"t{n}.complete")
+    if a.reuse and os.path.exists(done):
+        B.log(f"bench: reusing {tree}")
+        for sub in (".metamori", ".git"):
+            B.rmtree(os.path.join(tree, sub))
+        if os.path.exists(os.path.join(tree, ".metamoriignore")):
+            os.unlink(os.path.join(tree, ".metamoriignore"))
+        return tree
+    B.rmtree(tree)
+    if os.path.exists(done):
+        os.unlink(done)
     B.log(f"bench: creating {n} x 4 KiB in {tree}")
     t0 = time.time()
     make_tree(tree, n, seed=n)
+    open(done, "w").close()
     B.log(f"bench: created in {time.time() - t0:.0f} s")
+    return tree
+
+
+def measure(a, metamori, work, n, use_git):
+    tree = tree_for(a, work, n)
     B.mtm(metamori, "init", tree)
     os.sync()
     r = {"files": n}
@@ -136,7 +158,8 @@ def measure(a, metamori, work, n, use_git):
         r["git_status_s"], _ = B.timed(["git", "status", "-s"], cwd=tree)
         os.sync()
         r["status_s"], _ = B.mtm(metamori, "-C", tree, "status", check=False)
-    B.rmtree(tree)
+    if not a.reuse:
+        B.rmtree(tree)
     return r
 
 
@@ -151,13 +174,23 @@ def main():
     ap.add_argument("--no-git", action="store_true")
     ap.add_argument("--work", default=os.path.join(here, "work", "million"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the trees in --work and reuse them in the next run with --reuse "
+                         "(making 1,000,000 files takes minutes); remove --work by hand afterwards")
+    ap.add_argument("--only", choices=("small", "big"),
+                    help="measure one tree only (to look at one size; no ratios)")
     a = ap.parse_args()
     metamori = os.path.abspath(a.metamori)
     work = os.path.abspath(a.work)
-    B.rmtree(work)
-    os.makedirs(work)
+    if not a.reuse:
+        B.rmtree(work)
+    os.makedirs(work, exist_ok=True)
     use_git = not a.no_git
     load0 = B.loadavg()
+    if a.only:
+        r = measure(a, metamori, work, a.small if a.only == "small" else a.files, use_git)
+        print(r)
+        return
     small = measure(a, metamori, work, a.small, use_git)
     big = measure(a, metamori, work, a.files, use_git)
     m = B.machine()
@@ -181,7 +214,7 @@ def main():
         g.append(["metamori status / git status (big)", f"{x:.2f}x", "<= 2x", B.goal(x, "<=", 2)])
     out.append(B.table(["measure", "value", "goal", ""], g))
     print("\n".join(out))
-    if not a.keep:
+    if not a.keep and not a.reuse:
         B.rmtree(work)
 
 

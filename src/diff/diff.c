@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "diff/diff_live.h"
 #include "io/beneath.h"
 #include "io/xattr.h"
 #include "tree/filemap_diff.h"
@@ -24,19 +25,12 @@ static int meta_changed(const entry *a, const entry *b)
 }
 
 /* A live item's metadata as an entry (symlinks: mode 0777, as recorded). */
-static int meta_changed_live(const entry *a, const live_item *it)
+int diff_meta_changed_live(const entry *a, const live_item *it)
 {
 	entry b;
 	live_entry(it, &b);
 	return meta_changed(a, &b);
 }
-
-/* Progress of a diff against the live tree (mtm_set_progress, phase
- * "status"): bytes of the live files compared, of those that will be. */
-typedef struct {
-	mtm_store *s;
-	uint64_t done, total;
-} live_progress;
 
 static void progress_tick(void *arg, uint64_t bytes)
 {
@@ -54,12 +48,9 @@ static int count_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
 	return 0;
 }
 
-/* Compares version a with the live file it; fills ch. */
-static int diff_live_file(mtm_store *s, const lineage *la, const entry *a, live_item *it, pathmap *sc, mtm_change *ch,
-                          live_progress *pg)
+int diff_live_content(mtm_store *s, const lineage *la, const entry *a, live_item *it, mtm_change *ch,
+                      live_progress *pg)
 {
-	if (statcache_fresh(pathmap_get(sc, it->path), &it->st, a->ver))
-		return 0;
 	uint64_t done_after = pg->done + (uint64_t)it->st.st_size; /* (holes are not read) */
 	vec map;
 	MTM_TRY(index_file_map(s, a->file_id, la, &map));
@@ -90,7 +81,7 @@ static int diff_live_file(mtm_store *s, const lineage *la, const entry *a, live_
 	if (cc.bytes || got != a->size) {
 		ch->kind = 'M';
 		ch->bytes = cc.bytes;
-	} else if (meta_changed_live(a, it)) {
+	} else if (diff_meta_changed_live(a, it)) {
 		ch->kind = 'm';
 	}
 	return 0;
@@ -124,49 +115,22 @@ static int diff_versions(mtm_store *s, const lineage *la, const entry *a, const 
 	return 0;
 }
 
-/* What the walk below will read (progress): the live regular files found
- * in a as regular files whose stat cache row does not vouch for them. */
-static uint64_t live_bytes_to_compare(const vec *ta, const vec *live, pathmap *sc)
-{
-	uint64_t total = 0;
-	for (size_t i = 0, j = 0; i < ta->n && j < live->n;) {
-		const entry *ea = &VEC_AT(ta, entry, i);
-		const live_item *it = &VEC_AT(live, live_item, j);
-		int cmp = strcmp(ea->path, it->path);
-		if (cmp == 0 && ea->kind == KIND_FILE && it->kind == KIND_FILE &&
-		    !statcache_fresh(pathmap_get(sc, it->path), &it->st, ea->ver))
-			total += (uint64_t)it->st.st_size;
-		i += cmp <= 0;
-		j += cmp >= 0;
-	}
-	return total;
-}
-
 int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_change_fn fn, void *arg)
 {
 	if (opts && opts->version != MTM_DIFF_OPTS_VERSION)
 		return mtm_set_error(MTM_EINVAL, "diff: unsupported options version %d", opts->version);
-	vec ta = VEC_INIT(entry), tb = VEC_INIT(entry), live = VEC_INIT(live_item);
+	if (b == MTM_LIVE)
+		return diff_live(s, a, opts, fn, arg);
+	vec ta = VEC_INIT(entry), tb = VEC_INIT(entry);
 	lineage la = {0}, lb = {0};
-	pathmap sc = {0};
-	ignore_set ign = {0};
 	int rc;
-	if ((rc = index_load_tree(s, a, &ta)) || (rc = lineage_of(s, a, &la)))
+	if ((rc = index_load_tree(s, a, &ta)) || (rc = lineage_of(s, a, &la)) || (rc = index_load_tree(s, b, &tb)) ||
+	    (rc = lineage_of(s, b, &lb)))
 		goto done;
-	int is_live = b == MTM_LIVE;
-	if (is_live) {
-		if ((rc = ignore_load(&ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)) ||
-		    (rc = statcache_load(s, &sc)) || (rc = walk_tree(s, &ign, &live)) || (rc = live_group_links(&live, NULL)))
-			goto done;
-	} else if ((rc = index_load_tree(s, b, &tb)) || (rc = lineage_of(s, b, &lb))) {
-		goto done;
-	}
-	live_progress pg = {s, 0, is_live && s->progress ? live_bytes_to_compare(&ta, &live, &sc) : 0};
-	size_t nb = is_live ? live.n : tb.n;
-	for (size_t i = 0, j = 0; (i < ta.n || j < nb) && !rc;) {
+	for (size_t i = 0, j = 0; (i < ta.n || j < tb.n) && !rc;) {
 		entry *ea = i < ta.n ? &VEC_AT(&ta, entry, i) : NULL;
-		const char *pb = j < nb ? (is_live ? VEC_AT(&live, live_item, j).path : VEC_AT(&tb, entry, j).path) : NULL;
-		int cmp = !ea ? 1 : !pb ? -1 : strcmp(ea->path, pb);
+		entry *eb = j < tb.n ? &VEC_AT(&tb, entry, j) : NULL;
+		int cmp = !ea ? 1 : !eb ? -1 : strcmp(ea->path, eb->path);
 		mtm_change ch = {0};
 		if (cmp < 0) {
 			ch.kind = 'D';
@@ -174,29 +138,16 @@ int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_ch
 			i++;
 		} else if (cmp > 0) {
 			ch.kind = 'A';
-			ch.path = pb;
-			/* a new file: all its bytes changed (as a checkpoint counts them) */
-			if (is_live && VEC_AT(&live, live_item, j).kind == KIND_FILE)
-				ch.bytes = (uint64_t)VEC_AT(&live, live_item, j).st.st_size;
-			else if (!is_live && VEC_AT(&tb, entry, j).kind == KIND_FILE)
-				ch.bytes = (uint64_t)VEC_AT(&tb, entry, j).size;
+			ch.path = eb->path;
+			if (eb->kind == KIND_FILE) /* a new file: all its bytes changed */
+				ch.bytes = (uint64_t)eb->size;
 			j++;
 		} else {
 			ch.path = ea->path;
-			int kind_b = is_live ? VEC_AT(&live, live_item, j).kind : VEC_AT(&tb, entry, j).kind;
-			if (kind_b != ea->kind)
+			if (eb->kind != ea->kind)
 				ch.kind = 'T';
-			else if (is_live) {
-				live_item *it = &VEC_AT(&live, live_item, j);
-				if (ea->kind == KIND_FILE)
-					rc = diff_live_file(s, &la, ea, it, &sc, &ch, &pg);
-				else if ((ea->kind == KIND_SYMLINK || ea->kind == KIND_LINK) && strcmp(ea->target, it->target) != 0)
-					ch.kind = 'M';
-				else if (meta_changed_live(ea, it))
-					ch.kind = 'm';
-			} else {
-				rc = diff_versions(s, &la, ea, &lb, &VEC_AT(&tb, entry, j), &ch);
-			}
+			else
+				rc = diff_versions(s, &la, ea, &lb, eb, &ch);
 			i++;
 			j++;
 		}
@@ -206,10 +157,7 @@ int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_ch
 done:
 	entries_free(&ta);
 	entries_free(&tb);
-	live_free(&live);
 	lineage_free(&la);
 	lineage_free(&lb);
-	pathmap_free(&sc, free);
-	ignore_free(&ign);
 	return rc;
 }

@@ -34,6 +34,10 @@
  * row written now vouches for nothing (a later scan compares the file).
  * Every unexplained change completed before the checkpoint was asked for
  * is in it: the mark comes after the request.
+ *
+ * A file created, renamed or replaced in the interval is copied whole: it
+ * is read ahead too (every block kept), and taken in the barrier only if it
+ * is the very inode read (device, number and birth time).
  */
 #include <assert.h>
 #include <errno.h>
@@ -63,7 +67,20 @@ struct ahead_file {
 	unsigned char **slot;     /* per block: NULL if it equals the parent's, else a slot (SLOT_LEN) */
 	const block_hashes *old;  /* the parent's compare (ss->hashes), or NULL: every block differs */
 	int dead;                 /* a refresh could not follow it: not to be used */
+	int fresh;                /* read without the parent's hashes: every block held */
+	struct statx_timestamp born; /* the inode's birth (statx): an inode number reused is born again */
+	int has_born;
 };
+
+/* The inode's birth time, if the file system keeps one. */
+static int born_at(int fd, struct statx_timestamp *out)
+{
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) || !(sx.stx_mask & STATX_BTIME))
+		return 0;
+	*out = sx.stx_btime;
+	return 1;
+}
 
 void ahead_free(void *p)
 {
@@ -160,8 +177,9 @@ static int ahead_resize(tctx *t, ahead_file *af, int64_t size)
 	return 0;
 }
 
-/* The first read of one file, whole. */
-static int ahead_file_read(tctx *t, const char *path, unsigned char *buf)
+/* The first read of one file, whole. fresh: not the parent's file (a
+ * namespace change at its path): every block is kept. */
+static int ahead_file_read(tctx *t, const char *path, unsigned char *buf, int fresh)
 {
 	int fd;
 	if (beneath_open(t->s->rootfd, path, O_RDONLY, &fd))
@@ -178,8 +196,10 @@ static int ahead_file_read(tctx *t, const char *path, unsigned char *buf)
 	af->dev = (int64_t)st.st_dev;
 	af->ino = (int64_t)st.st_ino;
 	const block_hashes *old = pathmap_get(&t->ss->hashes, path);
-	if (old && old->at == t->parent_id && old->dev == af->dev && old->ino == af->ino)
+	if (!fresh && old && old->at == t->parent_id && old->dev == af->dev && old->ino == af->ino)
 		af->old = old;
+	af->fresh = fresh;
+	af->has_born = born_at(fd, &af->born);
 	if ((rc = ahead_resize(t, af, (int64_t)st.st_size)) || (rc = ahead_read(t, af, fd, 0, af->n, buf)) ||
 	    (rc = pathmap_put(&t->ahead, path, af)))
 		goto out;
@@ -252,6 +272,12 @@ static int candidates(tctx *t, pathmap *out)
 		if (p && fc && fc->whole && !pathmap_get(out, p) && pathmap_put(out, p, (void *)1))
 			return ENOMEM;
 	}
+	/* created, renamed or replaced: read whole in the barrier otherwise */
+	for (size_t i = 0; i < cs->ns.cap; i++) {
+		const char *p = cs->ns.slots[i].key;
+		if (p && !pathmap_get(out, p) && pathmap_put(out, p, (void *)1))
+			return ENOMEM;
+	}
 	for (size_t i = 0; i < ss->sticky.n; i++) {
 		const char *p = VEC_AT(&ss->sticky, sticky_whole, i).path;
 		if (!pathmap_get(out, p) && pathmap_put(out, p, (void *)1))
@@ -279,9 +305,10 @@ int compare_ahead(tctx *t)
 	}
 	for (size_t i = 0; i < cand.cap && !rc; i++) {
 		const char *p = cand.slots[i].key;
-		/* a namespace change there: the file is read whole in the barrier */
-		if (p && !pathmap_get(&t->cs->ns, p) && !session_outside_tree(p))
-			rc = ahead_file_read(t, p, buf);
+		/* a namespace change there (a file created, renamed or replaced):
+		 * not the parent's, read whole */
+		if (p && !session_outside_tree(p))
+			rc = ahead_file_read(t, p, buf, pathmap_get(&t->cs->ns, p) != NULL);
 	}
 	free(buf);
 	const char *wait_ms = secure_getenv("METAMORI_TEST_AHEAD_WAIT_MS"); /* tests: a write lands here */
@@ -304,12 +331,18 @@ out:
 }
 
 /* In the barrier: a file compared ahead, brought up to this instant.
- * *done = 0 if it cannot be (the caller compares it as before). */
-int capture_ahead(tctx *t, live_item *it, capture *cap, int *done)
+ * whole: the file is not the parent's, the capture holds all of it (only
+ * from a fresh read, of the very inode: an inode number freed and reused
+ * since is born again). *done = 0 if it cannot be (the caller compares or
+ * copies it as before). */
+int capture_ahead(tctx *t, live_item *it, capture *cap, int whole, int *done)
 {
 	*done = 0;
 	ahead_file *af = pathmap_get(&t->ahead, it->path);
-	if (!af || af->dead || af->dev != (int64_t)it->st.st_dev || af->ino != (int64_t)it->st.st_ino)
+	/* (whole and carried over: a copy of a whole file vouches for it in the
+	 * stat cache, so it is read in the barrier, with the write) */
+	if (!af || af->dead || af->dev != (int64_t)it->st.st_dev || af->ino != (int64_t)it->st.st_ino ||
+	    (whole && (!af->fresh || !af->has_born || watch_carried(t->ss->watch, it->path))))
 		return 0;
 	const file_change *post = pathmap_get(&t->post.files, it->path);
 	if (post && post->whole)
@@ -324,6 +357,12 @@ int capture_ahead(tctx *t, live_item *it, capture *cap, int *done)
 		free(buf);
 		close(fd);
 		return buf ? 0 : mtm_set_error(ENOMEM, "checkpoint");
+	}
+	struct statx_timestamp born;
+	if (whole && (!born_at(fd, &born) || born.tv_sec != af->born.tv_sec || born.tv_nsec != af->born.tv_nsec)) {
+		free(buf);
+		close(fd);
+		return 0;
 	}
 	it->st = st;
 	*done = 1;
@@ -374,10 +413,12 @@ int capture_ahead(tctx *t, live_item *it, capture *cap, int *done)
 		}
 	}
 	assert(n == nblk);
+	/* (fresh: every block was kept, and reads only replace them) */
+	assert(!whole || (cap->runs.n == (af->n ? 1u : 0u) && nblk == (size_t)af->n));
 	memcpy(h, af->h, (size_t)af->n * sizeof *h);
 	cap->size = size;
 	cap->fd = -1;
-	cap->whole = 0;
+	cap->whole = whole; /* (whole: one run, [0, n), in memory) */
 	/* a write no log explains, after the mark, may be missing: the stat
 	 * cache row must not let a later scan skip the file */
 	cap->vouched = 0;

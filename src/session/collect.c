@@ -300,7 +300,7 @@ static int capture_touched(tctx *t, live_item *it)
 		/* compared before the gate closed (ahead.c): only what was written
 		 * since is read now */
 		int done;
-		rc = capture_ahead(t, it, cap, &done);
+		rc = capture_ahead(t, it, cap, 0, &done);
 		return rc || done ? rc : capture_hashed(t, it, cap);
 	}
 	cap->whole = !same || (fc && fc->whole);
@@ -309,6 +309,12 @@ static int capture_touched(tctx *t, live_item *it)
 	cap->vouched = t->ss->watch != NULL && !watch_carried(t->ss->watch, it->path);
 	if (!cap->whole && dirty_runs(fc, pe ? pe->size : 0, (int64_t)it->st.st_size, &cap->runs))
 		return mtm_set_error(ENOMEM, "checkpoint");
+	if (!same) { /* read before the gate closed, if it is the same inode */
+		int done;
+		rc = capture_ahead(t, it, cap, 1, &done);
+		if (rc || done)
+			return rc;
+	}
 	if (cap->whole || cap->runs.n || (int64_t)it->st.st_size != pe->size)
 		return capture_file(t, it, cap);
 	return 0;

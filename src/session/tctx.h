@@ -104,7 +104,7 @@ void deferred_free(tctx *t);
  * compare the file as before). */
 typedef struct ahead_file ahead_file;
 int compare_ahead(tctx *t);
-int capture_ahead(tctx *t, live_item *it, capture *cap, int *done);
+int capture_ahead(tctx *t, live_item *it, capture *cap, int whole, int *done);
 void ahead_free(void *p);
 /* precopy_pass's side: a file compared ahead, named by records peeked */
 int ahead_refresh(mtm_session *ss, void *arg, const char *path, const file_change *fc);

@@ -213,6 +213,116 @@ int index_load_tree(mtm_store *s, mtm_id k, vec *out)
 	return err;
 }
 
+int tree_cursor_open(mtm_store *s, mtm_id k, tree_cursor *c)
+{
+	memset(c, 0, sizeof *c);
+	c->s = s;
+	c->k = k;
+	MTM_TRY(lineage_of(s, k, &c->l));
+	if (!c->l.n) {
+		c->done = 1; /* no checkpoint: an empty tree */
+		return 0;
+	}
+	int rc = sqlite3_prepare_v2(s->db, "SELECT " ENTRY_COLUMNS " FROM entry ORDER BY path, branch, ckpt", -1, &c->st,
+	                            NULL);
+	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
+}
+
+/* The visible tree is closed under parents (FORMAT 3.4): e's parent is a
+ * directory handed out before it (parents sort first). */
+static int cursor_check_parent(tree_cursor *c, entry *e)
+{
+	char *slash = strrchr(e->path, '/');
+	if (slash) {
+		*slash = 0;
+		int ok = pathmap_get(&c->dirs, e->path) != NULL;
+		*slash = '/';
+		if (!ok)
+			return mtm_set_error(MTM_ECORRUPT,
+			                     "index: damaged tree at checkpoint %lld: '%.200s' has no parent directory",
+			                     (long long)c->k, e->path);
+	}
+	if (e->kind == KIND_DIR && pathmap_put(&c->dirs, e->path, (void *)1))
+		return mtm_set_error(ENOMEM, "index");
+	return 0;
+}
+
+int tree_cursor_next(tree_cursor *c, entry **out)
+{
+	*out = NULL;
+	entry_clear(&c->cur);
+	while (!c->done) {
+		int rc;
+		if (!c->on_row) {
+			rc = sqlite3_step(c->st);
+			if (rc == SQLITE_DONE) {
+				c->done = 1;
+				break;
+			}
+			if (rc != SQLITE_ROW)
+				return db_error(c->s, rc, "index");
+		}
+		c->on_row = 0;
+		/* one path's rows (grouped: ordered by path): the visible one with
+		 * the greatest ckpt */
+		const char *path = (const char *)sqlite3_column_text(c->st, 0);
+		if (!path)
+			return mtm_set_error(MTM_ECORRUPT, "index: entry with no path");
+		char *group = strdup(path);
+		if (!group)
+			return mtm_set_error(ENOMEM, "index");
+		entry best = {0};
+		int64_t best_ckpt = -1;
+		for (;;) {
+			int64_t branch = sqlite3_column_int64(c->st, 1), ckpt = sqlite3_column_int64(c->st, 2);
+			if (lineage_visible(&c->l, branch, ckpt) && ckpt > best_ckpt) {
+				entry_clear(&best);
+				if ((rc = read_entry_row(c->st, &best))) {
+					entry_clear(&best);
+					free(group);
+					return rc;
+				}
+				best_ckpt = ckpt;
+			}
+			rc = sqlite3_step(c->st);
+			if (rc == SQLITE_DONE) {
+				c->done = 1;
+				break;
+			}
+			if (rc != SQLITE_ROW) {
+				entry_clear(&best);
+				free(group);
+				return db_error(c->s, rc, "index");
+			}
+			path = (const char *)sqlite3_column_text(c->st, 0);
+			if (!path || strcmp(path, group) != 0) {
+				c->on_row = 1; /* the next group's first row */
+				break;
+			}
+		}
+		free(group);
+		if (best_ckpt < 0 || best.kind == KIND_NONE) {
+			entry_clear(&best);
+			continue;
+		}
+		c->cur = best;
+		if ((rc = cursor_check_parent(c, &c->cur)))
+			return rc;
+		*out = &c->cur;
+		return 0;
+	}
+	return 0;
+}
+
+void tree_cursor_close(tree_cursor *c)
+{
+	entry_clear(&c->cur);
+	sqlite3_finalize(c->st);
+	lineage_free(&c->l);
+	pathmap_free(&c->dirs, NULL);
+	memset(c, 0, sizeof *c);
+}
+
 /* A block rewritten in many checkpoints has many versions. Up to this many
  * are scanned in order; past it the visible one is found by a seek per
  * lineage step, so that the cost per block stays bounded however long the

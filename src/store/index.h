@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include "store/lineage.h"
 #include "store/store.h"
+#include "util/pathmap.h"
 #include "util/strvec.h"
 
 /* Entry kinds (FORMAT.md 3.4). KIND_LINK: another name of a hard-linked
@@ -55,6 +56,24 @@ void entries_free(vec *v);
 void entry_clear(entry *e);
 /* Binary search in a tree loaded by index_load_tree. */
 entry *tree_find(const vec *tree, const char *path);
+
+/* The tree at checkpoint k one entry at a time, in path order, as
+ * index_load_tree reads it (the same checks), without holding it: for
+ * status on a tree of millions of files. */
+typedef struct tree_cursor {
+	mtm_store *s;
+	mtm_id k;
+	sqlite3_stmt *st;
+	lineage l;
+	int on_row; /* st is on a row no group has taken yet */
+	int done;
+	entry cur;  /* the entry handed out last (the cursor's) */
+	pathmap dirs; /* the visible directories so far: each entry's parent must be one */
+} tree_cursor;
+int tree_cursor_open(mtm_store *s, mtm_id k, tree_cursor *c);
+/* *out: the next entry (valid until the next call), or NULL at the end. */
+int tree_cursor_next(tree_cursor *c, entry **out);
+void tree_cursor_close(tree_cursor *c);
 
 /* The visible block map of file_id under lineage l, sorted by blkno.
  * Includes hole rows (chunk 0); blocks with no row are holes too. */

@@ -88,6 +88,12 @@ struct timespec entry_mtime(const entry *e);
  * ignored paths); out is sorted by path. */
 int walk_tree(mtm_store *s, const ignore_set *ign, vec *out /* of live_item */);
 void live_free(vec *v);
+/* Hands each item of the tree (as walk_tree finds them) to fn, in path
+ * order, without holding the tree (walk_sorted.c): fn owns the item (to be
+ * freed with live_item_free); a non-zero return stops the walk with it. */
+typedef int (*walk_fn)(void *arg, live_item *it);
+int walk_sorted(mtm_store *s, const ignore_set *ign, walk_fn fn, void *arg);
+void live_item_free(live_item *it);
 /* Appends the entries under directory rel (not rel itself), unsorted. */
 int walk_subtree(mtm_store *s, const ignore_set *ign, const char *rel, vec *out);
 void capture_free(capture *c);
