@@ -46,6 +46,7 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 #include "session/session.h"
 #include "session/watch.h"
@@ -81,6 +82,7 @@ struct watcher {
 	pathmap inodes;   /* fanotify, loaded when needed: "dev:ino" of the tree's files (load_inodes) */
 	vec held;         /* fanotify: of held_event, events in a directory being freed, to resolve later */
 	int inodes_loaded;
+	struct timespec inodes_since; /* the last barrier (or the start): a file born after it is none of inodes' */
 	struct mtm_session *ss;
 	vec wds;          /* inotify: of wd_ent, by watch descriptor (path NULL: none) */
 	pathmap pending;  /* path -> pend*: events since the last barrier, not judged yet */
@@ -282,6 +284,23 @@ static int load_inodes(watcher *w, mtm_session *ss)
 	return rc;
 }
 
+/* 1 if the file open at fd was made after t: it is then none of the files
+ * the last checkpoint recorded (inodes), even when it has the number of one
+ * (a file of the tree removed since, its inode number given to a new file
+ * anywhere on the file system: another program's, a test's). A file made
+ * after the barrier is a change of this interval anyway (its name appeared
+ * in the tree, or it is not the tree's). 0 when unknown (no birth time):
+ * the caller then takes it for the tree's file, the safe side. The kernel
+ * stamps with a clock that may lag, never lead: a file made just after t
+ * may look older (a needless scan), never the reverse. */
+static int born_after(int fd, const struct timespec *t)
+{
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) || !(sx.stx_mask & STATX_BTIME))
+		return 0;
+	return sx.stx_btime.tv_sec > t->tv_sec || (sx.stx_btime.tv_sec == t->tv_sec && (long)sx.stx_btime.tv_nsec > t->tv_nsec);
+}
+
 /* 1 if the file a handle names (changed through a name outside the tree)
  * may be one of the tree's files; 0 if not (or it is gone, or not a regular
  * file); -1 if it is being freed (ask again later: open_handle). Its link
@@ -307,15 +326,22 @@ static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_ha
 		return 0;
 	}
 	int ok = !fstat(fd, &st);
-	close(fd);
-	if (!ok || !S_ISREG(st.st_mode) || st.st_nlink == 0)
+	if (!ok || !S_ISREG(st.st_mode) || st.st_nlink == 0) {
+		close(fd);
 		return 0;
-	if (!w->inodes_loaded && load_inodes(w, w->ss))
+	}
+	if (!w->inodes_loaded && load_inodes(w, w->ss)) {
+		close(fd);
 		return 1; /* cannot tell: the checkpoint scans */
+	}
 	char ik[48];
 	snprintf(ik, sizeof ik, "%llx:%llx", (unsigned long long)(int64_t)st.st_dev, (unsigned long long)(int64_t)st.st_ino);
-	if (pathmap_get(&w->inodes, ik))
-		return 1;
+	if (pathmap_get(&w->inodes, ik)) {
+		int reused = born_after(fd, &w->inodes_since);
+		close(fd);
+		return !reused;
+	}
+	close(fd);
 	/* one name, and not a file of the tree: until a link is made to it
 	 * (an attribute change), it cannot become one but by a rename into
 	 * the tree, and then its one name is there */
@@ -735,6 +761,7 @@ int watch_start(mtm_session *ss, const char **why)
 		return mtm_set_error(ENOMEM, "session");
 	w->fd = -1;
 	w->ss = ss;
+	clock_gettime(CLOCK_REALTIME, &w->inodes_since); /* (the stat cache holds files older than the session) */
 	if (!(w->root = realpath(ss->s->root, NULL))) {
 		free(w);
 		*why = "the tree's path cannot be resolved";
@@ -1076,5 +1103,6 @@ int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 	pathmap_free(&w->inodes, NULL); /* this checkpoint's files: loaded again when needed */
 	memset(&w->inodes, 0, sizeof w->inodes);
 	w->inodes_loaded = 0;
+	clock_gettime(CLOCK_REALTIME, &w->inodes_since);
 	return rc ? mtm_set_error(ENOMEM, "session") : 0;
 }
