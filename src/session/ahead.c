@@ -415,7 +415,8 @@ int capture_ahead(tctx *t, live_item *it, capture *cap, int whole, int *done)
 	assert(n == nblk);
 	/* (fresh: every block was kept, and reads only replace them) */
 	assert(!whole || (cap->runs.n == (af->n ? 1u : 0u) && nblk == (size_t)af->n));
-	memcpy(h, af->h, (size_t)af->n * sizeof *h);
+	if (af->n) /* (an empty file: no hashes, af->h may be NULL) */
+		memcpy(h, af->h, (size_t)af->n * sizeof *h);
 	cap->size = size;
 	cap->fd = -1;
 	cap->whole = whole; /* (whole: one run, [0, n), in memory) */
