@@ -34,29 +34,6 @@ def with_store(fn):
     return wrapper
 
 
-class History:
-    """Checkpoints of root with the manifest taken when each was made;
-    check() restores every one into a new directory and compares."""
-
-    def __init__(self, root):
-        self.root = root
-        self.seen = {}
-
-    def checkpoint(self):
-        m = T.manifest(self.root)
-        ck = T.checkpoint(self.root)
-        self.seen[ck] = m
-        return ck
-
-    def check(self):
-        base = T.tempdir("mtm-bh-to-")
-        try:
-            for ck, m in self.seen.items():
-                to = os.path.join(base, str(ck))
-                T.restore(self.root, ck, to=to)
-                T.assert_same(m, T.manifest(to), "checkpoint %d restored" % ck)
-        finally:
-            T.rmtree(base)
 
 
 def db(root):
@@ -92,7 +69,7 @@ def test_scan_reads_the_row_not_the_blocks(root):
     """The scan takes the parent's hashes from the file's row: a `block` row
     whose hash is made wrong (standing for what the scan no longer reads) is
     not seen, and only the one rewritten block is stored."""
-    h = History(root)
+    h = T.History(root)
     make_big(root)
     c1 = h.checkpoint()
     fid = file_id(root, "big")
@@ -114,7 +91,7 @@ def test_row_of_another_branch_is_not_used(root):
     """Checkpoint 2 rewrites a block; back at 1, the same bytes are written
     again: the row (describing 2) must not make the scan believe the block
     is already stored, or checkpoint 3 would read 1's bytes there."""
-    h = History(root)
+    h = T.History(root)
     make_big(root)
     c1 = h.checkpoint()
     T.patch_file(os.path.join(root, "big"), 5 * BLOCK, block_data(5))
@@ -132,7 +109,7 @@ def test_shrink_then_grow(root):
     """Rows past a file's end stay visible (FORMAT.md 3.5): a file that
     shrinks and grows again, with zeros or with its old bytes, is compared
     with what `block` says there, whichever way its hashes are read."""
-    h = History(root)
+    h = T.History(root)
     path = os.path.join(root, "big")
     make_big(root)
     old = open(path, "rb").read()
@@ -157,7 +134,7 @@ def test_shrink_then_grow(root):
 def test_damaged_or_moved_row_is_ignored(root):
     """A row whose blob, version or file id does not match its check is
     ignored: the scan reads `block` and records the file right."""
-    h = History(root)
+    h = T.History(root)
     make_big(root)
     make_big(root, "big2", seed=2)
     h.checkpoint()
@@ -189,7 +166,7 @@ def test_damaged_or_moved_row_is_ignored(root):
 def test_rename_prune_and_removal(root):
     """A renamed file keeps its history and its row; a removed file's row
     goes; prune leaves no row naming a dropped checkpoint."""
-    h = History(root)
+    h = T.History(root)
     make_big(root)
     make_big(root, "gone", seed=3)
     h.checkpoint()
@@ -222,7 +199,7 @@ def downgrade_to_4(root):
 def test_upgrade_from_format_4(root):
     """A format 4 store (no blockhash table) opens, is upgraded in place,
     keeps every checkpoint, and its next scans fill the table."""
-    h = History(root)
+    h = T.History(root)
     make_big(root)
     T.write_file(os.path.join(root, "small"), b"small")
     h.checkpoint()

@@ -21,26 +21,6 @@ def expect(cond, what):
         raise Failure(what)
 
 
-class History:
-    def __init__(self, root):
-        self.root = root
-        self.seen = {}
-
-    def checkpoint(self):
-        m = T.manifest(self.root)
-        ck = T.checkpoint(self.root)
-        self.seen[ck] = m
-        return ck
-
-    def check(self):
-        base = T.tempdir("mtm-pieces-to-")
-        try:
-            for ck, m in self.seen.items():
-                to = os.path.join(base, str(ck))
-                T.restore(self.root, ck, to=to)
-                T.assert_same(m, T.manifest(to), "checkpoint %d restored" % ck)
-        finally:
-            T.rmtree(base)
 
 
 def bytes_changed(root, ck):
@@ -51,7 +31,7 @@ def test_pieces_on_two_threads():
     root = T.tempdir("mtm-pieces-")
     try:
         T.init(root)
-        h = History(root)
+        h = T.History(root)
         rng = random.Random(21)
         big = os.path.join(root, "big")
         size = 5 * PIECE + 3 * BLOCK + 1000  # 6 pieces, the last short, a short last block

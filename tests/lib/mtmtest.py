@@ -143,6 +143,31 @@ def _took(t0):
     return "  (wall %.1f s, cpu %.1f s)" % (t1.elapsed - t0.elapsed, cpu)
 
 
+class History:
+    """Checkpoints of root with the manifest taken when each was made;
+    check() restores every one into a new directory and compares."""
+
+    def __init__(self, root):
+        self.root = root
+        self.seen = {}
+
+    def checkpoint(self):
+        m = manifest(self.root)
+        ck = checkpoint(self.root)
+        self.seen[ck] = m
+        return ck
+
+    def check(self):
+        base = tempdir("mtm-history-to-")
+        try:
+            for ck, m in self.seen.items():
+                to = os.path.join(base, str(ck))
+                restore(self.root, ck, to=to)
+                assert_same(m, manifest(to), "checkpoint %d restored" % ck)
+        finally:
+            rmtree(base)
+
+
 def _descendants(pid):
     """Every process below pid (from /proc), children before theirs."""
     kids = {}
