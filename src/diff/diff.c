@@ -4,88 +4,12 @@
  * every entry added or removed and would only repeat those lines.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "diff/diff_live.h"
-#include "io/beneath.h"
-#include "io/xattr.h"
 #include "tree/filemap_diff.h"
 #include "tree/scan.h"
 #include "util/error.h"
-
-/* Metadata differences between two versions of one kind (contents aside). */
-static int meta_changed(const entry *a, const entry *b)
-{
-	if (a->mode != b->mode || a->uid != b->uid || a->gid != b->gid || a->rdev != b->rdev ||
-	    a->xattrs_len != b->xattrs_len || (a->xattrs_len && memcmp(a->xattrs, b->xattrs, a->xattrs_len)))
-		return 1;
-	return a->kind != KIND_DIR && (a->mtime_s != b->mtime_s || a->mtime_nsec != b->mtime_nsec);
-}
-
-/* A live item's metadata as an entry (symlinks: mode 0777, as recorded). */
-int diff_meta_changed_live(const entry *a, const live_item *it)
-{
-	entry b;
-	live_entry(it, &b);
-	return meta_changed(a, &b);
-}
-
-static void progress_tick(void *arg, uint64_t bytes)
-{
-	live_progress *p = arg;
-	p->done += bytes;
-	if (p->s->progress) /* (the callback limits its own redraws) */
-		p->s->progress(p->s->progress_arg, "status", p->done < p->total ? p->done : p->total, p->total);
-}
-
-typedef struct { uint64_t bytes; } count_ctx;
-static int count_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
-                     const uint64_t *hashes, int zero, int lasting)
-{
-	((count_ctx *)arg)->bytes += len;
-	return 0;
-}
-
-int diff_live_content(mtm_store *s, const lineage *la, const entry *a, live_item *it, mtm_change *ch,
-                      live_progress *pg)
-{
-	uint64_t done_after = pg->done + (uint64_t)it->st.st_size; /* (holes are not read) */
-	vec map;
-	MTM_TRY(index_file_map(s, a->file_id, la, &map));
-	int fd, rc = beneath_open(s->rootfd, it->path, O_RDONLY, &fd);
-	if (rc) {
-		vec_free(&map);
-		return rc == ENOENT || rc == ENOTPLAIN ? 0 : mtm_set_errno(rc, "%s", it->path);
-	}
-	count_ctx cc = {0};
-	int64_t got;
-	rc = compare_file_ticking(FILE_SRC(fd), (int64_t)it->st.st_size, &map, count_run, &cc, &got,
-	                          s->progress ? progress_tick : NULL, pg);
-	if (s->progress && pg->done < done_after)
-		progress_tick(pg, done_after - pg->done);
-	if (!rc && !it->xattrs_read) {
-		int e = xattr_read_fd(fd, &it->xattrs, &it->xattrs_len);
-		if (e)
-			rc = mtm_set_errno(e, "reading extended attributes");
-		it->xattrs_read = !e;
-	}
-	close(fd);
-	/* Blocks of a past the live end are not counted: the size is the live
-	 * file's bytes that differ, as diff between checkpoints and a checkpoint
-	 * count it (a shorter file is reported by its size changing). */
-	vec_free(&map);
-	if (rc)
-		return mtm_set_error(rc, "%s: %s", it->path, mtm_last_error());
-	if (cc.bytes || got != a->size) {
-		ch->kind = 'M';
-		ch->bytes = cc.bytes;
-	} else if (diff_meta_changed_live(a, it)) {
-		ch->kind = 'm';
-	}
-	return 0;
-}
 
 static int diff_versions(mtm_store *s, const lineage *la, const entry *a, const lineage *lb, const entry *b, mtm_change *ch)
 {
@@ -110,7 +34,7 @@ static int diff_versions(mtm_store *s, const lineage *la, const entry *a, const 
 	}
 	if ((a->kind == KIND_SYMLINK || a->kind == KIND_LINK) && strcmp(a->target, b->target) != 0)
 		ch->kind = 'M';
-	else if (meta_changed(a, b))
+	else if (entry_meta_changed(a, b))
 		ch->kind = 'm';
 	return 0;
 }

@@ -26,6 +26,80 @@
 #include "tree/filemap_diff.h"
 #include "util/error.h"
 
+/* Progress of a diff against the live tree (mtm_set_progress, phase
+ * "status"): bytes of the live files compared, of those that will be. */
+typedef struct {
+	mtm_store *s;
+	uint64_t done, total;
+} live_progress;
+
+/* 1 if the live item's metadata differs from a's (contents aside; symlinks:
+ * mode 0777, as recorded). */
+static int meta_changed_live(const entry *a, const live_item *it)
+{
+	entry b;
+	live_entry(it, &b);
+	return entry_meta_changed(a, &b);
+}
+
+/* Compares version a of a file with the live file it, by content (the
+ * stat cache could not vouch for it); fills ch->kind ('M', 'm' or 0) and
+ * ch->bytes. */
+static void progress_tick(void *arg, uint64_t bytes)
+{
+	live_progress *p = arg;
+	p->done += bytes;
+	if (p->s->progress) /* (the callback limits its own redraws) */
+		p->s->progress(p->s->progress_arg, "status", p->done < p->total ? p->done : p->total, p->total);
+}
+
+typedef struct { uint64_t bytes; } count_ctx;
+static int count_run(void *arg, int64_t blkno, int nblocks, const unsigned char *data, size_t len,
+                     const uint64_t *hashes, int zero, int lasting)
+{
+	((count_ctx *)arg)->bytes += len;
+	return 0;
+}
+
+static int diff_live_content(mtm_store *s, const lineage *la, const entry *a, live_item *it, mtm_change *ch,
+                             live_progress *pg)
+{
+	uint64_t done_after = pg->done + (uint64_t)it->st.st_size; /* (holes are not read) */
+	vec map;
+	MTM_TRY(index_file_map(s, a->file_id, la, &map));
+	int fd, rc = beneath_open(s->rootfd, it->path, O_RDONLY, &fd);
+	if (rc) {
+		vec_free(&map);
+		return rc == ENOENT || rc == ENOTPLAIN ? 0 : mtm_set_errno(rc, "%s", it->path);
+	}
+	count_ctx cc = {0};
+	int64_t got;
+	rc = compare_file_ticking(FILE_SRC(fd), (int64_t)it->st.st_size, &map, count_run, &cc, &got,
+	                          s->progress ? progress_tick : NULL, pg);
+	if (s->progress && pg->done < done_after)
+		progress_tick(pg, done_after - pg->done);
+	if (!rc && !it->xattrs_read) {
+		int e = xattr_read_fd(fd, &it->xattrs, &it->xattrs_len);
+		if (e)
+			rc = mtm_set_errno(e, "reading extended attributes");
+		it->xattrs_read = !e;
+	}
+	close(fd);
+	/* Blocks of a past the live end are not counted: the size is the live
+	 * file's bytes that differ, as diff between checkpoints and a checkpoint
+	 * count it (a shorter file is reported by its size changing). */
+	vec_free(&map);
+	if (rc)
+		return mtm_set_error(rc, "%s: %s", it->path, mtm_last_error());
+	if (cc.bytes || got != a->size) {
+		ch->kind = 'M';
+		ch->bytes = cc.bytes;
+	} else if (meta_changed_live(a, it)) {
+		ch->kind = 'm';
+	}
+	return 0;
+}
+
 /* A change found by the merge, kept until those before it are out. */
 typedef struct {
 	mtm_change ch;   /* ch.path: owned (it->path when compare) */
@@ -165,7 +239,7 @@ static int on_live(void *arg, live_item *it)
 		}
 	} else if ((ea->kind == KIND_SYMLINK || ea->kind == KIND_LINK) && strcmp(ea->target, it->target) != 0) {
 		ch.kind = 'M';
-	} else if (diff_meta_changed_live(ea, it)) {
+	} else if (meta_changed_live(ea, it)) {
 		ch.kind = 'm';
 	}
 	if (ch.kind)

@@ -132,10 +132,10 @@ int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, vec *ru
 }
 
 
-/* Copies a live file's content (whole, or the blocks in cap->runs) out:
- * into memory (read with the other scattered blocks in read_deferred), or,
- * for a big whole file, into a memfd; and takes the stat of what was copied. */
-int capture_file(tctx *t, live_item *it, capture *cap)
+/* Opens the live file it names for its capture: the very file the
+ * interval's stat saw (a regular file, the same inode), its stat taken
+ * again into it->st. Anything else is a change no log explains: NEED_SCAN. */
+static int open_same_file(tctx *t, live_item *it, int *out)
 {
 	int fd, rc = open_live(t, it->path, &fd);
 	if (rc == ELOOP || rc == ENOENT || rc == ENOTDIR || rc == EXDEV)
@@ -148,6 +148,19 @@ int capture_file(tctx *t, live_item *it, capture *cap)
 		return need_scan(t, "a file changed under an untraced process");
 	}
 	it->st = st;
+	*out = fd;
+	return 0;
+}
+
+/* Copies a live file's content (whole, or the blocks in cap->runs) out:
+ * into memory (read with the other scattered blocks in read_deferred), or,
+ * for a big whole file, into a memfd; and takes the stat of what was copied. */
+int capture_file(tctx *t, live_item *it, capture *cap)
+{
+	int fd, rc = open_same_file(t, it, &fd);
+	if (rc)
+		return rc;
+	const struct stat st = it->st;
 	const int64_t B = MTM_BLOCK, size = (int64_t)st.st_size;
 	uint64_t want = 0;
 	if (cap->whole)
@@ -218,17 +231,10 @@ int capture_hashed(tctx *t, live_item *it, capture *cap)
 		/* hashed after the barrier, from the copy (not from a file read in place) */
 		return rc || t->hold ? rc : add_pending(t, it->path, &it->st, NULL, cap);
 	}
-	int fd, rc = open_live(t, it->path, &fd);
-	if (rc == ELOOP || rc == ENOENT || rc == ENOTDIR || rc == EXDEV)
-		return need_scan(t, "a file changed under an untraced process");
+	int fd, rc = open_same_file(t, it, &fd);
 	if (rc)
-		return mtm_set_errno(rc, "%s/%s", t->s->root, it->path);
-	struct stat st;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_ino != it->st.st_ino || st.st_dev != it->st.st_dev) {
-		close(fd);
-		return need_scan(t, "a file changed under an untraced process");
-	}
-	it->st = st;
+		return rc;
+	const struct stat st = it->st;
 	const int64_t B = MTM_BLOCK, size = (int64_t)st.st_size, n = (size + B - 1) / B;
 	uint64_t *h = malloc((size_t)(n ? n : 1) * sizeof *h);
 	unsigned char *buf = malloc(1 << 20), *dat = NULL;

@@ -183,7 +183,8 @@ int run_is_untraceable_cmd(const char *argv0)
 
 /* In the child: exec the program, or write errno to the pipe (closed on a
  * successful exec: O_CLOEXEC) and exit 127. */
-void run_exec_or_report(char *const argv[], char **env, int wr)
+static void exec_or_report(char *const argv[], char **env, int wr) __attribute__((noreturn));
+static void exec_or_report(char *const argv[], char **env, int wr)
 {
 	execvpe(argv[0], argv, env);
 	int e = errno;
@@ -194,7 +195,7 @@ void run_exec_or_report(char *const argv[], char **env, int wr)
 
 /* In the parent, after fork: closes both ends of the pipe; the errno the
  * child could not exec with (the child then reaped), or 0 once it ran. */
-int run_exec_error(int errpipe[2], pid_t pid)
+static int exec_error(int errpipe[2], pid_t pid)
 {
 	close(errpipe[1]);
 	int exec_err = 0;
@@ -209,8 +210,10 @@ int run_exec_error(int errpipe[2], pid_t pid)
 	return exec_err ? exec_err : EIO;
 }
 
-int run_spawn(char *const argv[], char **env, const run_signals *rs, pid_t *out, int *exit_status)
+int run_fork_exec(char *const argv[], char **env, void (*prepare)(const void *), const void *arg, pid_t *out,
+                  int *exec_err)
 {
+	*exec_err = 0;
 	int errpipe[2];
 	if (pipe2(errpipe, O_CLOEXEC))
 		return mtm_set_errno(errno, "run");
@@ -223,21 +226,31 @@ int run_spawn(char *const argv[], char **env, const run_signals *rs, pid_t *out,
 		return mtm_set_errno(e, "run: fork");
 	}
 	if (pid == 0) {
-		/* the program gets the signal state we were given */
-		const int sigs[] = RUN_SIGNALS;
-		for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-			signal(sigs[i], SIG_DFL);
-		pthread_sigmask(SIG_SETMASK, &rs->old, NULL);
-		sigaction(SIGPIPE, &rs->old_pipe, NULL);
-		run_exec_or_report(argv, env, errpipe[1]);
+		prepare(arg);
+		exec_or_report(argv, env, errpipe[1]);
 	}
-	int exec_err = run_exec_error(errpipe, pid);
-	if (exec_err) {
-		/* what a shell reports for a command it could not start */
-		if (exit_status)
-			*exit_status = exec_err == ENOENT ? 127 : 126;
-		return mtm_set_errno(exec_err, "run: %s", argv[0]);
-	}
+	if ((*exec_err = exec_error(errpipe, pid)))
+		return mtm_set_errno(*exec_err, "run: %s", argv[0]);
 	*out = pid;
 	return 0;
+}
+
+/* In the child: the program gets the signal state we were given. */
+static void restore_signals(const void *arg)
+{
+	const run_signals *rs = arg;
+	const int sigs[] = RUN_SIGNALS;
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		signal(sigs[i], SIG_DFL);
+	pthread_sigmask(SIG_SETMASK, &rs->old, NULL);
+	sigaction(SIGPIPE, &rs->old_pipe, NULL);
+}
+
+int run_spawn(char *const argv[], char **env, const run_signals *rs, pid_t *out, int *exit_status)
+{
+	int exec_err, rc = run_fork_exec(argv, env, restore_signals, rs, out, &exec_err);
+	/* what a shell reports for a command it could not start */
+	if (exec_err && exit_status)
+		*exit_status = exec_err == ENOENT ? 127 : 126;
+	return rc;
 }

@@ -83,29 +83,10 @@ void members_free(session_members *m)
 	memset(m, 0, sizeof *m);
 }
 
-/* Forks and runs argv with env; the child gets the signal state we were given. */
-static int spawn(char *const argv[], char **env, const sigset_t *old, pid_t *out)
+/* In the child: the program gets the signal mask we were given. */
+static void restore_mask(const void *old)
 {
-	int errpipe[2];
-	if (pipe2(errpipe, O_CLOEXEC))
-		return mtm_set_errno(errno, "run");
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(errpipe[0]);
-		close(errpipe[1]);
-		return mtm_set_errno(e, "run: fork");
-	}
-	if (pid == 0) {
-		pthread_sigmask(SIG_SETMASK, old, NULL);
-		run_exec_or_report(argv, env, errpipe[1]);
-	}
-	int exec_err = run_exec_error(errpipe, pid);
-	if (exec_err)
-		return mtm_set_errno(exec_err, "run: %s", argv[0]);
-	*out = pid;
-	return 0;
+	pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 int session_join_run(mtm_store *s, const char *preload, char *const argv[], int quiet, int *exit_status)
@@ -140,10 +121,11 @@ int session_join_run(mtm_store *s, const char *preload, char *const argv[], int 
 	pthread_sigmask(SIG_BLOCK, &mask, &old);
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	pid_t pid = -1;
+	int exec_err;
 	if (sfd < 0)
 		rc = mtm_set_errno(errno, "run");
 	else
-		rc = spawn(argv, env, &old, &pid);
+		rc = run_fork_exec(argv, env, restore_mask, &old, &pid, &exec_err);
 	int status = 0;
 	while (!rc) {
 		struct signalfd_siginfo si;

@@ -284,9 +284,12 @@ void members_free(session_members *m);
 char **run_child_env(const char *preload, const char *session_dir, const char *root);
 void run_child_env_free(char **env);
 int run_is_untraceable_cmd(const char *argv0);
-/* The exec of a forked program, its failure reported through a pipe. */
-void run_exec_or_report(char *const argv[], char **env, int wr) __attribute__((noreturn));
-int run_exec_error(int errpipe[2], pid_t pid);
+/* Forks and execs argv with env (prepare(arg) first, in the child: its
+ * signal state). 0 and *out the pid once the program runs; an exec that
+ * failed is reported as its errno in *exec_err (the child reaped) and as
+ * the error "run: ARGV0". */
+int run_fork_exec(char *const argv[], char **env, void (*prepare)(const void *), const void *arg, pid_t *out,
+                  int *exec_err);
 /* A tracked (or, when needed, scanned) consistent checkpoint. */
 int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
 /* The same, but when nothing differs from the head nothing is recorded

@@ -17,7 +17,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "tree/scan.h"
+#include "tree/source.h"
 
 /* A multiple of the chunk group, so groups never straddle reads. 1 MiB: on
  * a quiet machine, cold cache, W1 (16 x 64 MiB) scanned in 524-648 ms with

@@ -9,6 +9,7 @@
 #include "tree/ignore.h"
 #include "store/index.h"
 #include "util/pathmap.h"
+#include "tree/source.h"
 
 /* A file whose mtime is this close to (or after) the start of the scan that
  * recorded it is "racy": a write in the same timestamp tick would not change
@@ -22,41 +23,6 @@
 #define RACY_FINE_NS 50000000LL
 /* The racy window for a file with this stat in s's tree. */
 int64_t racy_window(mtm_store *s, const struct stat *st);
-
-/* A file's content copied out during a session's barrier (session/): the
- * whole file (whole) or only the blocks in runs. A big whole file is copied
- * into a memfd (fd); anything else stays in the memory it was read into
- * (fd = -1, blk): writing it to a memfd and reading it back cost more than
- * the rest of a tracked checkpoint. */
-typedef struct capture {
-	int fd;
-	int whole;
-	vec runs;       /* of blk_run, sorted; a whole file held in memory: [0, nblocks) */
-	const unsigned char **blk; /* fd < 0: each block of runs in order (its bytes, clipped to size) */
-	size_t *first;  /* per run, the index in blk of its first block */
-	/* per block of blk, or NULL: 1 if the XXH3-64 of its MTM_BLOCK bytes
-	 * follows them (a pre-copy slot, hashed when it was copied) */
-	unsigned char *hashed;
-	int64_t size;   /* fd < 0: the file's size when captured */
-	/* only blocks (not whole): 1 if every change to the file since its last
-	 * record is known to be among them (the session's watcher saw no other
-	 * writer); else its stat cache row must not let a later scan skip it */
-	int vouched;
-} capture;
-
-/* Block b's pre-copy slot (session.h's SLOT_LEN layout) if the capture
- * took it from the pre-copy, else NULL. */
-const unsigned char *capture_slot(const capture *c, int64_t b);
-
-/* Where a file's bytes are read from: a descriptor, or a capture in memory. */
-typedef struct file_src { int fd; const capture *mem; } file_src;
-#define FILE_SRC(fd) ((file_src){(fd), NULL})
-/* pread(2) of either: got < len only at the end of the file. A block that a
- * capture does not hold is EIO (never read as zeros by mistake). */
-int src_pread(file_src src, void *buf, size_t len, int64_t off, size_t *got);
-/* The bytes [off, off + len) of a capture in memory, if they lie there in
- * one piece (block-aligned off, not past the end); else NULL: read them. */
-const unsigned char *src_at(file_src src, int64_t off, size_t len);
 
 typedef struct live_item {
 	char *path;
@@ -81,6 +47,9 @@ int live_group_links(vec *live /* of live_item */, const ignore_set *ign);
 int kind_of_mode(mode_t mode);
 /* What a live item records, as an entry (pointing into it, not copied). */
 void live_entry(const live_item *it, entry *e);
+/* 1 if two versions of one kind differ in metadata (contents aside; a
+ * directory's mtime is not compared: it changes with every entry). */
+int entry_meta_changed(const entry *a, const entry *b);
 /* The entry's mtime as a timespec, and a stat's mtime as the entry fields. */
 struct timespec entry_mtime(const entry *e);
 

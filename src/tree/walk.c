@@ -103,6 +103,14 @@ void live_entry(const live_item *it, entry *e)
 	e->xattrs_len = it->xattrs_len;
 }
 
+int entry_meta_changed(const entry *a, const entry *b)
+{
+	if (a->mode != b->mode || a->uid != b->uid || a->gid != b->gid || a->rdev != b->rdev ||
+	    a->xattrs_len != b->xattrs_len || (a->xattrs_len && memcmp(a->xattrs, b->xattrs, a->xattrs_len)))
+		return 1;
+	return a->kind != KIND_DIR && (a->mtime_s != b->mtime_s || a->mtime_nsec != b->mtime_nsec);
+}
+
 struct timespec entry_mtime(const entry *e)
 {
 	return (struct timespec){.tv_sec = (time_t)e->mtime_s, .tv_nsec = e->mtime_nsec};
