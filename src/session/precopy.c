@@ -208,13 +208,11 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 	 * watch_compares_whole below knows every file inotify saw written */
 	if (!side && ss->watch)
 		watch_drain(ss->watch);
-	parent_hashes *ph = rc || !delta.files.n ? NULL : ph_for_head(ss);
-	/* the pass's lookups in one read transaction, not one each: a read
-	 * transaction locks and unlocks the WAL index (two fcntl calls), which
-	 * was 15% of the session's CPU with a lookup per block copied. (The
-	 * checkpoint's own pass runs inside the checkpoint's transaction.) */
-	int own_tx = ph && sqlite3_get_autocommit(ss->s->db) &&
-	             sqlite3_exec(ss->s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	/* (the parent's hashes and the read transaction: at the first file
+	 * copied; a pass that copies nothing, the usual one under inotify,
+	 * reads nothing from the index) */
+	parent_hashes *ph = NULL;
+	int ph_tried = 0, own_tx = 0;
 	for (size_t i = 0; i < delta.files.cap && !rc; i++) {
 		const char *path = delta.files.slots[i].key;
 		const file_change *fc = delta.files.slots[i].val;
@@ -233,8 +231,19 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 		 * the compare's own reads) */
 		const file_change *acc = side ? NULL : pathmap_get(&cs->files, path);
 		int whole_anyway = !side && ((acc && acc->whole) || watch_compares_whole(ss->watch, path));
-		int err = took || over || whole_anyway || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n
-		          ? -1 : copy_file(ss, ph, path, fc, pre, held, read, limit);
+		int skip = took || over || whole_anyway || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n;
+		if (!skip && !ph_tried) {
+			ph_tried = 1;
+			ph = ph_for_head(ss);
+			/* the pass's lookups in one read transaction, not one each: a
+			 * read transaction locks and unlocks the WAL index (two fcntl
+			 * calls), which was 15% of the session's CPU with a lookup per
+			 * block copied. (The checkpoint's own pass runs inside the
+			 * checkpoint's transaction.) */
+			own_tx = ph && sqlite3_get_autocommit(ss->s->db) &&
+			         sqlite3_exec(ss->s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+		}
+		int err = skip ? -1 : copy_file(ss, ph, path, fc, pre, held, read, limit);
 		if (err) {
 			over |= err == EAGAIN; /* past the budget: the other files named lose their copies too */
 			rc = forget(ss, pre, path, held);
