@@ -348,9 +348,12 @@ def part_many(a, metamori, writer, work, res):
 
 
 def part_w2git(a, metamori, writer, work, res):
-    """W2 (issue 15): 20,000 files of 16 KiB, 200 of them touched (one 4 KiB
-    block each) per interval: the tracked checkpoint against `git add -A &&
-    git commit` on a twin tree touched the same way, alternated, in one run."""
+    """W2 (issues 15, 21): 20,000 files of 16 KiB, 200 of them touched (one
+    4 KiB block each) per interval: the tracked checkpoint against `git add -A
+    && git commit` on a twin tree touched the same way, alternated, in one
+    run; and against the floor (the changed bytes written once, with fsync,
+    right after the checkpoint, as W1's). Every tracked checkpoint is
+    restored (--to) at the end and compared with the tree as it was made."""
     import shutil
     if not shutil.which("git"):
         B.log("bench: w2git: no git, skipped")
@@ -369,13 +372,22 @@ def part_w2git(a, metamori, writer, work, res):
     os.sync()
     ses = Session(metamori, trees["mtm"], work, writer, [0, 0, 0, 11, n], "w2")
     checkpoint(metamori, trees["mtm"], "session start", ses)
-    out = {"files": n, "touched": touched, "tracked": [], "git": []}
+    out = {"files": n, "touched": touched, "tracked": [], "git": [], "floor": [], "changed": [], "cpu": []}
+    seen = {}  # checkpoint id -> the tree's digest when it was made
     rounds = max(a.intervals, 5)
     for i in range(rounds):
         for side in (("mtm", "git") if i % 2 == 0 else ("git", "mtm")):
             if side == "mtm":
-                ses.ask(f"touch {touched} {n}")
-                out["tracked"].append(checkpoint(metamori, trees["mtm"], f"w2 {i}", ses)["s"])
+                changed = ses.ask(f"touch {touched} {n}")[0]
+                c = checkpoint(metamori, trees["mtm"], f"w2 {i}", ses)
+                out["tracked"].append(c["s"])
+                out["cpu"].append(c["session_cpu_s"])
+                # the floor right after the checkpoint, as W1's (and before
+                # the digest below reads the whole tree)
+                os.sync()
+                out["floor"].append(B.floor_write(os.path.join(work, "floor.bin"), changed))
+                out["changed"].append(changed)
+                seen[c["entry"]["id"]] = tree_digest(trees["mtm"])
             else:
                 rng = random.Random(1000 + i)
                 for f in rng.sample(range(n), touched):
@@ -388,11 +400,33 @@ def part_w2git(a, metamori, writer, work, res):
                 subprocess.run(["sh", "-c", f"git add -A && git commit -q -m w2-{i}"], cwd=g, check=True, env=genv)
                 out["git"].append(time.perf_counter() - t0)
     ses.quit()
+    # correctness: every tracked checkpoint restored and compared
+    for ck, dig in seen.items():
+        to = os.path.join(work, f"w2to{ck}")
+        B.mtm(metamori, "-C", trees["mtm"], "restore", str(ck), "--to", to)
+        if tree_digest(to) != dig:
+            sys.exit(f"bench: w2: restore {ck}: differs from the tree when it was made")
+        B.rmtree(to)
+    out["restored"] = sorted(seen)
     for t in trees.values():
         B.rmtree(t)
     B.log(f"bench: W2 {n} files: tracked {', '.join(B.secs(v) for v in out['tracked'])}; "
-          f"git add+commit {', '.join(B.secs(v) for v in out['git'])}")
+          f"floor {', '.join(B.secs(v) for v in out['floor'])}; "
+          f"git add+commit {', '.join(B.secs(v) for v in out['git'])}; restored and compared {out['restored']}")
     res["w2git"] = out
+
+
+def tree_digest(root):
+    """path -> sha256 of every regular file under root (m/ only: the writer's
+    heartbeat.bin changes while a checkpoint is made, by design)."""
+    import hashlib
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, "m")):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out
 
 
 def empty_checkpoints(metamori, tree, ses, n=5):
@@ -743,6 +777,16 @@ def report(res):
         o.append(f"| tracked checkpoint (median) | {B.secs(tm)} | | |")
         o.append(f"| `git add -A && git commit` (median) | {B.secs(gm)} | | |")
         o.append(f"| git / tracked checkpoint | {B.ratio(gm, tm)} | >= 15x | {B.goal(gm / tm, '>=', 15)} |")
+        if w2.get("floor"):
+            fl = B.median([t / f for t, f in zip(w2["tracked"], w2["floor"])])
+            o.append(f"| floor: the changed bytes ({B.human(B.median(w2['changed']))}) written once + fsync "
+                     f"(median) | {B.secs(B.median(w2['floor']))} | | |")
+            o.append(f"| tracked checkpoint / floor (median of the intervals' ratios) | {fl:.2f}x | <= 3x | "
+                     f"{B.goal(fl, '<=', 3)} |")
+            o.append(f"| per interval: tracked / floor | "
+                     + ", ".join(f"{B.secs(t)} / {B.secs(f)}" for t, f in zip(w2["tracked"], w2["floor"])) + " | | |")
+        if w2.get("restored"):
+            o.append(f"| checkpoints restored (--to) and compared | {len(w2['restored'])} | all | met |")
         o.append("")
     w = res.get("watch")
     if w:

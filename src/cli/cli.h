@@ -4,6 +4,7 @@
 #ifndef MTM_CLI_H
 #define MTM_CLI_H
 #include <stdint.h>
+#include <stdio.h>
 #include "metamori.h"
 #include "cli/progress.h"
 
@@ -16,6 +17,18 @@ typedef struct {
 
 extern const char *cli_dir; /* -C DIR, or NULL */
 
+/* A line for stderr built whole, then written at once: stderr is
+ * unbuffered, so a line written piece by piece was a write per piece (per
+ * byte through quote_line), and a session's line came out mixed with the
+ * lines of the program it runs, which share the terminal. Write the line to
+ * what err_line_begin returns, then err_line_end. */
+typedef struct {
+	FILE *m;
+	char *buf;
+	size_t len;
+} err_line;
+FILE *err_line_begin(err_line *l);
+void err_line_end(err_line *l);
 /* Prints "metamori: <detail>" for err and returns 1 (the exit status). */
 int cli_fail(int err);
 /* Prints "metamori: <what>: <why>" and returns 1. */

@@ -88,9 +88,12 @@ int cmd_tag(int argc, char **argv)
 		}
 		rc = force ? mtm_tag_move(s, argv[optind + 1], id) : mtm_tag(s, argv[optind + 1], id);
 		if (rc == MTM_EEXIST) { /* "tag 'NAME': already names checkpoint N" */
-			fputs("metamori: ", stderr); /* (the name was checked: letters, digits, '-', '_', '.') */
-			quote_line(stderr, mtm_last_error());
-			fputs(" (use -f to move it)\n", stderr);
+			err_line l; /* (the name was checked: letters, digits, '-', '_', '.') */
+			FILE *f = err_line_begin(&l);
+			fputs("metamori: ", f);
+			quote_line(f, mtm_last_error());
+			fputs(" (use -f to move it)\n", f);
+			err_line_end(&l);
 			mtm_close(s);
 			return 1;
 		}

@@ -31,13 +31,16 @@ static int report(void *arg, const char *problem)
 		return 0;
 	}
 	cli_progress_end();
-	fputs("metamori: damaged: ", stderr);
+	err_line l;
+	FILE *f = err_line_begin(&l);
+	fputs("metamori: damaged: ", f);
 	/* a name in the problem is a file's: no escape sequence reaches the terminal */
 	if (quote_needed(problem))
-		quote_put(stderr, problem);
+		quote_put(f, problem);
 	else
-		fputs(problem, stderr);
-	fputc('\n', stderr);
+		fputs(problem, f);
+	fputc('\n', f);
+	err_line_end(&l);
 	return 0;
 }
 

@@ -14,22 +14,45 @@ const char *cli_dir;
 /* Errors and log lines name paths, tags and arguments as given: each is
  * written with quote_line (one line, no escape sequence reaches the
  * terminal). */
+FILE *err_line_begin(err_line *l)
+{
+	l->buf = NULL;
+	l->len = 0;
+	l->m = open_memstream(&l->buf, &l->len);
+	return l->m ? l->m : stderr; /* no memory: piece by piece, as before */
+}
+
+void err_line_end(err_line *l)
+{
+	if (!l->m)
+		return;
+	if (!fclose(l->m))
+		fwrite(l->buf, 1, l->len, stderr);
+	free(l->buf);
+}
+
 int cli_fail(int err)
 {
 	const char *detail = mtm_last_error();
-	fputs("metamori: ", stderr);
-	quote_line(stderr, detail && *detail ? detail : mtm_strerror(err));
-	fputc('\n', stderr);
+	err_line l;
+	FILE *f = err_line_begin(&l);
+	fputs("metamori: ", f);
+	quote_line(f, detail && *detail ? detail : mtm_strerror(err));
+	fputc('\n', f);
+	err_line_end(&l);
 	return 1;
 }
 
 int cli_error(const char *what, const char *why)
 {
-	fputs("metamori: ", stderr);
-	quote_line(stderr, what);
-	fputs(": ", stderr);
-	quote_line(stderr, why);
-	fputc('\n', stderr);
+	err_line l;
+	FILE *f = err_line_begin(&l);
+	fputs("metamori: ", f);
+	quote_line(f, what);
+	fputs(": ", f);
+	quote_line(f, why);
+	fputc('\n', f);
+	err_line_end(&l);
 	return 1;
 }
 
@@ -37,9 +60,12 @@ void cli_log(void *arg, int level, const char *line)
 {
 	(void)arg;
 	(void)level;
-	fputs("metamori: ", stderr);
-	quote_line(stderr, line);
-	fputc('\n', stderr);
+	err_line l;
+	FILE *f = err_line_begin(&l);
+	fputs("metamori: ", f);
+	quote_line(f, line);
+	fputc('\n', f);
+	err_line_end(&l);
 }
 
 int cli_open_only(mtm_store **out)

@@ -367,6 +367,41 @@ int io_fsync(int fd)
 	return 0;
 }
 
+typedef struct {
+	const int *fds;
+	int *errs;
+	size_t n, next; /* next: taken with an atomic add */
+} fsync_batch;
+
+static void *fsync_worker(void *arg)
+{
+	fsync_batch *b = arg;
+	for (;;) {
+		size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+		if (i >= b->n)
+			return NULL;
+		b->errs[i] = io_fsync(b->fds[i]);
+	}
+}
+
+int io_fsync_many(const int *fds, size_t n, int *errs)
+{
+	fsync_batch b = {fds, errs, n, 0};
+	pthread_t th[IO_FSYNC_THREADS - 1];
+	size_t started = 0;
+	/* one thread per fsync beyond the caller's, up to the bound; a thread
+	 * that cannot start leaves its share to the others */
+	while (started + 1 < n && started < IO_FSYNC_THREADS - 1 && !pthread_create(&th[started], NULL, fsync_worker, &b))
+		started++;
+	fsync_worker(&b);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	for (size_t i = 0; i < n; i++)
+		if (errs[i])
+			return errs[i];
+	return 0;
+}
+
 int io_fdatasync(int fd)
 {
 	int f = io_fault(IO_FSYNC);

@@ -59,6 +59,8 @@ static int write_files(rctx *c, inplace *w)
 				rc = set_meta_path(c, p->te);
 		}
 	}
+	if (!rc) /* the last batch of files written whole, before their other names */
+		rc = rename_written(c);
 	if (!rc)
 		rc = make_links(c, &w->target);
 	c->changed_ns = now_ns(); /* the last change to a file (its stat cache row) */

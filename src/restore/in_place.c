@@ -116,9 +116,7 @@ int restore_in_place(rctx *c, mtm_id k, mtm_id from, int pending)
 	if (!rc && secure_getenv("METAMORI_DEBUG_RESTORE"))
 		debug_phases(c, k, ph);
 done:
-	for (size_t i = 0; i < c->unsynced.n; i++) /* after a failure */
-		close(VEC_AT(&c->unsynced, unsynced_file, i).fd);
-	c->unsynced.n = 0;
+	drop_unfinished(c); /* (after a failure) */
 	preflight_close_dirs(s->rootfd, &opened); /* (after a failure) */
 	if (in_read)
 		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);

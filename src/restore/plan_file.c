@@ -114,12 +114,17 @@ static int plan_file_as(rctx *c, plan_item *p, const vec *head_tree, pathmap *sc
 	 * them changes the ctime); otherwise they are read with the content */
 	if (fresh)
 		p->xattrs_differ = xattrs_differ(te, he->xattrs, he->xattrs_len);
-	if (!*partial)
-		MTM_TRY(index_file_map(c->s, te->file_id, &c->lin_k, &p->map));
 	if (fresh && he->ver == te->ver) {
+		/* the version the file holds: its map only if it is written whole
+		 * (several names); a query per unchanged file made a restore's
+		 * plan O(tree) in queries */
 		p->action = file_meta_action(c, p);
+		if (p->action == ACT_REWRITE)
+			MTM_TRY(index_file_map(c->s, te->file_id, &c->lin_k, &p->map));
 		return 0;
 	}
+	if (!*partial)
+		MTM_TRY(index_file_map(c->s, te->file_id, &c->lin_k, &p->map));
 	if (*partial) {
 		MTM_TRY(diff_changed(c, p, he));
 	} else if (fresh) { /* the live file holds the head's version: diff through the index */

@@ -76,6 +76,7 @@ typedef struct {
 	                  * block_log holds no row in this read transaction) */
 	int64_t fsync_ns; /* for $METAMORI_DEBUG_RESTORE: time in the files' fsyncs */
 	vec unsynced;    /* of unsynced_file: patched in place, not yet fsynced */
+	vec unrenamed;   /* of unrenamed_file: written whole in place, not yet fsynced nor renamed in */
 } rctx;
 
 /* A file patched in place is fsynced after the others are written, not
@@ -87,6 +88,16 @@ typedef struct {
 typedef struct { int fd; const char *path; } unsynced_file;
 
 #define UNSYNCED_MAX 64
+
+/* A file written whole in place waits, under its temporary name, for the
+ * fsyncs of a batch (io_fsync_many: one journal commit for the batch
+ * instead of one per file), then is renamed in (old or new under its name,
+ * never a mix: renamed only once its bytes are durable). */
+typedef struct {
+	int dfd, fd;
+	char tmp[64];
+	const char *path, *leaf; /* the entry's (the plan outlives the batch) */
+} unrenamed_file;
 
 /* Past this many rows between head and k, whole block maps are compared. */
 #define BETWEEN_LIMIT ((size_t)1 << 22)
@@ -152,6 +163,10 @@ int write_whole(rctx *c, const plan_item *p);
 int write_patch(rctx *c, const plan_item *p);
 /* fsyncs (and closes) the files patched in place so far. */
 int sync_patched(rctx *c);
+/* fsyncs the files written whole in place so far and renames them in. */
+int rename_written(rctx *c);
+/* After a failure: closes what is still open and removes the temporaries. */
+void drop_unfinished(rctx *c);
 int fsync_dirs(rctx *c);
 
 /* make.c */

@@ -11,7 +11,8 @@
  *   apply, under a restore intent fsynced first: remove what k lacks
  *     (deepest first), make directories, rewrite small or mostly-changed
  *     files whole (temporary name, O_EXCL|O_NOFOLLOW, metadata through the
- *     fd, fsync, rename, directory fsync: each file is old or new), patch
+ *     fd; a batch's fsyncs together, then each renamed in; directory
+ *     fsyncs: each file is old or new), patch
  *     large files extent by extent (the intent makes a rerun finish them),
  *     create symlinks, then set directory metadata last. The index records
  *     the new head and stat cache; the intent is removed.
@@ -42,6 +43,7 @@ static int rctx_init(rctx *c, mtm_store *s, const rreq *rq)
 	c->rootfd = s->rootfd;
 	c->in_place = 1;
 	c->unsynced = (vec)VEC_INIT(unsynced_file);
+	c->unrenamed = (vec)VEC_INIT(unrenamed_file);
 	return pack_reader_init(&c->pr, s);
 }
 
@@ -51,6 +53,7 @@ static void rctx_free(rctx *c)
 	pathmap_free(&c->dirs, NULL);
 	vec_free(&c->between);
 	vec_free(&c->unsynced);
+	vec_free(&c->unrenamed);
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

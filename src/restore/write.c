@@ -47,11 +47,16 @@ int write_whole(rctx *c, const plan_item *p)
 		mtm_set_error(rc, "%s: %s", e->path, mtm_last_error());
 	else if ((rc = set_meta_fd(c, fd, e)))
 		mtm_set_errno(rc, "%s: setting metadata", e->path);
-	else if (c->in_place) {
-		int64_t t = now_ns();
-		if ((rc = io_fsync(fd)))
-			mtm_set_errno(rc, "%s: fsync", e->path);
-		c->fsync_ns += now_ns() - t;
+	else if (c->in_place) { /* fsynced with a batch, then renamed in (rename_written) */
+		unrenamed_file *u = vec_push(&c->unrenamed);
+		if (!u) {
+			rc = mtm_set_error(ENOMEM, "restore");
+		} else {
+			*u = (unrenamed_file){dfd, fd, "", e->path, leaf};
+			snprintf(u->tmp, sizeof u->tmp, "%s", tmp);
+			progress(c, c->st.bytes_written - before);
+			return c->unrenamed.n < UNSYNCED_MAX ? 0 : rename_written(c);
+		}
 	}
 	close(fd);
 	if (!rc && (rc = io_renameat(dfd, tmp, dfd, leaf)))
@@ -65,6 +70,57 @@ int write_whole(rctx *c, const plan_item *p)
 		progress(c, c->st.bytes_written - before);
 	}
 	return rc;
+}
+
+/* The batch's fsyncs at once; then each file renamed in, in plan order,
+ * or (once one failed) its temporary removed. */
+int rename_written(rctx *c)
+{
+	size_t n = c->unrenamed.n;
+	if (!n)
+		return 0;
+	int *fds = malloc(n * sizeof *fds), *errs = calloc(n, sizeof *errs), rc = 0;
+	if (!fds || !errs)
+		rc = mtm_set_error(ENOMEM, "restore");
+	for (size_t i = 0; i < n && !rc; i++)
+		fds[i] = VEC_AT(&c->unrenamed, unrenamed_file, i).fd;
+	int64_t t = now_ns();
+	if (!rc)
+		io_fsync_many(fds, n, errs);
+	c->fsync_ns += now_ns() - t;
+	for (size_t i = 0; i < n; i++) {
+		unrenamed_file *u = &VEC_AT(&c->unrenamed, unrenamed_file, i);
+		close(u->fd);
+		if (!rc && errs[i])
+			rc = mtm_set_errno(errs[i], "%s: fsync", u->path);
+		if (!rc && (rc = io_renameat(u->dfd, u->tmp, u->dfd, u->leaf)))
+			mtm_set_errno(rc, "%s: rename into place", u->path);
+		if (rc)
+			(void)io_unlinkat(u->dfd, u->tmp, 0); /* best effort: scans skip a left temporary */
+		else {
+			touch_dir(c, u->path);
+			c->st.files_written++;
+		}
+		close(u->dfd);
+	}
+	c->unrenamed.n = 0;
+	free(fds);
+	free(errs);
+	return rc;
+}
+
+void drop_unfinished(rctx *c)
+{
+	for (size_t i = 0; i < c->unsynced.n; i++)
+		close(VEC_AT(&c->unsynced, unsynced_file, i).fd);
+	c->unsynced.n = 0;
+	for (size_t i = 0; i < c->unrenamed.n; i++) {
+		unrenamed_file *u = &VEC_AT(&c->unrenamed, unrenamed_file, i);
+		close(u->fd);
+		(void)io_unlinkat(u->dfd, u->tmp, 0); /* best effort: scans skip a left temporary */
+		close(u->dfd);
+	}
+	c->unrenamed.n = 0;
 }
 
 /* Where the file system can share extents (btrfs, XFS), a large file is
@@ -105,20 +161,28 @@ static int open_for_patch(rctx *c, const entry *e, int *dfd_out, const char **le
 	return 0;
 }
 
-/* fsyncs (and closes) the files patched in place so far. */
+/* fsyncs (and closes) the files patched in place so far, together. */
 int sync_patched(rctx *c)
 {
-	int rc = 0;
+	size_t n = c->unsynced.n;
+	int *fds = malloc((n ? n : 1) * sizeof *fds), *errs = calloc(n ? n : 1, sizeof *errs), rc = 0;
+	if (!fds || !errs)
+		rc = mtm_set_error(ENOMEM, "restore");
+	for (size_t i = 0; i < n && !rc; i++)
+		fds[i] = VEC_AT(&c->unsynced, unsynced_file, i).fd;
 	int64_t t = now_ns();
-	for (size_t i = 0; i < c->unsynced.n; i++) {
+	if (!rc)
+		io_fsync_many(fds, n, errs);
+	c->fsync_ns += now_ns() - t;
+	for (size_t i = 0; i < n; i++) {
 		unsynced_file *u = &VEC_AT(&c->unsynced, unsynced_file, i);
-		int err = rc ? 0 : io_fsync(u->fd);
-		if (err)
-			rc = mtm_set_errno(err, "%s: fsync", u->path);
+		if (!rc && errs[i])
+			rc = mtm_set_errno(errs[i], "%s: fsync", u->path);
 		close(u->fd);
 	}
 	c->unsynced.n = 0;
-	c->fsync_ns += now_ns() - t;
+	free(fds);
+	free(errs);
 	return rc;
 }
 
@@ -171,23 +235,50 @@ int write_patch(rctx *c, const plan_item *p)
 	return rc;
 }
 
+/* A directory removed or replaced later in this restore: its parent holds
+ * that change and is fsynced itself. */
+static int dir_gone(int rc) { return rc == ENOENT || rc == ENOTDIR || rc == ELOOP; }
+
+/* fsyncs the batch's directories together; closes them. */
+static int sync_dirs(int *fds, const char **names, size_t n)
+{
+	int errs[UNSYNCED_MAX] = {0}, rc = 0;
+	io_fsync_many(fds, n, errs);
+	for (size_t i = 0; i < n; i++) {
+		close(fds[i]);
+		if (!rc && errs[i])
+			rc = mtm_set_errno(errs[i], "%s: fsync", names[i]);
+	}
+	return rc;
+}
+
 int fsync_dirs(rctx *c)
 {
-	for (size_t i = 0; i < c->dirs.cap; i++) {
+	int fds[UNSYNCED_MAX];
+	const char *names[UNSYNCED_MAX];
+	size_t n = 0;
+	int rc = 0;
+	for (size_t i = 0; i < c->dirs.cap && !rc; i++) {
 		const char *d = c->dirs.slots[i].key;
 		if (!d)
 			continue;
-		int fd, rc;
-		if (!strcmp(d, "."))
-			rc = io_fsync_dirat(c->rootfd, ".");
-		else if (!(rc = beneath_open(c->rootfd, d, O_RDONLY | O_DIRECTORY, &fd))) {
-			rc = io_fsync(fd);
-			close(fd);
+		int fd;
+		rc = !strcmp(d, ".") ? io_openat(c->rootfd, ".", O_RDONLY | O_DIRECTORY, 0, &fd)
+		                     : beneath_open(c->rootfd, d, O_RDONLY | O_DIRECTORY, &fd);
+		if (rc) {
+			rc = dir_gone(rc) ? 0 : mtm_set_errno(rc, "%s: fsync", d);
+			continue;
 		}
-		/* a directory removed or replaced later in this restore: its
-		 * parent holds that change and is fsynced itself */
-		if (rc && rc != ENOENT && rc != ENOTDIR && rc != ELOOP)
-			return mtm_set_errno(rc, "%s: fsync", d);
+		fds[n] = fd;
+		names[n++] = d;
+		if (n == UNSYNCED_MAX) {
+			rc = sync_dirs(fds, names, n);
+			n = 0;
+		}
 	}
-	return 0;
+	if (n) {
+		int r = sync_dirs(fds, names, n);
+		rc = rc ? rc : r;
+	}
+	return rc;
 }

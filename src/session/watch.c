@@ -93,6 +93,8 @@ struct watcher {
 	int marked;       /* a checkpoint compares files ahead (ahead.c): writes to them from here on are carried */
 	pathmap carry;    /* path -> 1: written after the mark by a writer no log explains: compared whole next time */
 	const char *lost; /* events were lost since the last barrier: why */
+	char lost_why[128]; /* lost's text when it names an errno */
+	char lost_told[128]; /* the copy a change set keeps (lost_why is rewritten while it is used) */
 	const char *blind; /* cannot see everything (watch limit): every checkpoint scans */
 	int rewatch;      /* inotify: events were lost, watches may be missing: walk the tree again */
 	unsigned char buf[64 * 1024] __attribute__((aligned(8)));
@@ -232,8 +234,11 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 			return BEING_FREED;
 		/* gone (its removal is an event at its parent); anything else
 		 * (no CAP_DAC_READ_SEARCH, say) would drop events unseen */
-		if (errno != ESTALE && errno != ENOENT)
-			w->lost = "the watcher could not resolve a directory";
+		if (errno != ESTALE && errno != ENOENT) {
+			snprintf(w->lost_why, sizeof w->lost_why,
+				 "the watcher could not resolve a directory (%s)", strerror(errno));
+			w->lost = w->lost_why;
+		}
 		return NULL;
 	}
 	char link[64], abs[PATH_MAX + 1];
@@ -241,7 +246,10 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	ssize_t n = readlink(link, abs, sizeof abs - 1);
 	close(fd);
 	if (n <= 0 || n >= (ssize_t)sizeof abs - 1) {
-		w->lost = "the watcher could not resolve a directory";
+		snprintf(w->lost_why, sizeof w->lost_why,
+			 "the watcher could not resolve a directory (its path: %s)",
+			 n < 0 ? strerror(errno) : "too long");
+		w->lost = w->lost_why;
 		return NULL;
 	}
 	abs[n] = 0;
@@ -379,7 +387,8 @@ static int hold(watcher *w, const unsigned char *ev, size_t len)
 	if (!h || !(h->ev = malloc(len))) {
 		if (h)
 			w->held.n--;
-		w->lost = "the watcher could not resolve a directory";
+		w->lost = h ? "the watcher ran out of memory"
+			    : "the watcher could not resolve a directory (too many events held)";
 		return 0;
 	}
 	memcpy(h->ev, ev, len);
@@ -1073,6 +1082,10 @@ int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 	if (w->blind)
 		change_set_scan(cs, w->blind);
 	if (w->lost) {
+		if (w->lost == w->lost_why) {
+			memcpy(w->lost_told, w->lost_why, sizeof w->lost_told);
+			w->lost = w->lost_told;
+		}
 		change_set_scan(cs, w->lost);
 		w->lost = NULL;
 	}

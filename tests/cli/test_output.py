@@ -230,7 +230,48 @@ def test_errors_escape_names():
     expect(rc == 1 and err == b"metamori: \\033[2J: unexpected argument (see 'metamori status --help')\n", err)
 
 
+def writes_to_stderr(args, **kw):
+    """Runs metamori with stderr on a SOCK_SEQPACKET socket, which keeps
+    every write(2) a message of its own: (exit status, the writes)."""
+    import socket
+    import subprocess
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    p = subprocess.run([os.path.abspath(T.METAMORI)] + list(args), stderr=b, stdout=subprocess.DEVNULL, **kw)
+    b.close()
+    writes = []
+    while True:
+        m = a.recv(65536)
+        if not m:
+            break
+        writes.append(m)
+    a.close()
+    return p.returncode, writes
+
+
+def test_each_error_line_is_one_write():
+    """stderr is unbuffered: a line written piece by piece was a write(2)
+    per piece (per byte through the quoting), so the line of a session's
+    checkpoint came out mixed, mid-line, with what the program it runs wrote
+    to the same terminal. Every line metamori writes there is one write."""
+    root = store()
+    write(root, "a", b"a")
+    ok(["-C", root, "checkpoint", "-q"])
+    rc, w = writes_to_stderr(["-C", root, "cat", "1", b"no\x1bfile"])
+    expect(rc == 1 and w == [b"metamori: no\\033file: not in checkpoint 1\n"], w)
+    rc, w = writes_to_stderr(["-C", root, "status", "x"])
+    expect(rc == 1 and w == [b"metamori: x: unexpected argument (see 'metamori status --help')\n"], w)
+    ok(["-C", root, "tag", "1", "t"])
+    write(root, "a", b"b")
+    ok(["-C", root, "checkpoint", "-q"])
+    rc, w = writes_to_stderr(["-C", root, "tag", "2", "t"])
+    expect(rc == 1 and w == [b"metamori: tag 't': already names checkpoint 1 (use -f to move it)\n"], w)
+    # the library's log lines: a session's line per checkpoint
+    rc, w = writes_to_stderr(["-C", root, "run", "--every", "0.2", "--", "sh", "-c", "echo x > b; sleep 0.5"])
+    lines = [m for m in w if m.startswith(b"metamori: checkpoint")]
+    expect(rc == 0 and lines and all(m.endswith(b"\n") and m.count(b"\n") == 1 for m in lines), w)
+
+
 if __name__ == "__main__":
     T.main([test_json_on_every_reporting_command, test_nul_separated_paths, test_quoting_on_the_terminal,
             test_exit_codes, test_log_n_and_branches_in_id_order, test_wording, test_many_excludes,
-            test_tag_needs_force_to_move, test_errors_escape_names])
+            test_tag_needs_force_to_move, test_errors_escape_names, test_each_error_line_is_one_write])
