@@ -180,16 +180,17 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 		}
 		usleep(10000);
 	}
+	/* block_log's rows (a dead session's, scan checkpoints') go into block
+	 * now, before anyone can reach us, under the writer lock run.c holds:
+	 * this handle takes the log for empty once it merged it
+	 * (index_block_at), and while it lives only it adds rows there
+	 * (checkpoint.c) */
+	assert(s->locked);
+	if ((rc = index_settle(s)))
+		goto fail;
 	/* ours now: whatever else is here is a dead session's */
 	release_stale_ctl(ss->dirfd);
 	if ((rc = clear_dir(ss->dirfd, ss->dir)) || (rc = make_ctl(ss)) || (rc = make_socket(ss)))
-		goto fail;
-	/* block_log's rows (a dead session's, scan checkpoints') go into block
-	 * now, under the writer lock run.c holds: this handle takes the log for
-	 * empty once it merged it (index_block_at), and while it lives only it
-	 * adds rows there (checkpoint.c) */
-	assert(s->locked);
-	if ((rc = index_settle(s)))
 		goto fail;
 	s->session = ss;
 	s->log_blocks = 1;

@@ -84,11 +84,11 @@ def pages_of(root, names):
 
 @with_store
 def test_scattered_changes_touch_no_page_of_block(root):
-    """2% of a 64 MiB file's blocks rewritten, scattered: the checkpoint
+    """2% of a 32 MiB file's blocks rewritten, scattered: the checkpoint
     writes no page of `block` or its indexes (the code before wrote about
     one per changed block, up to every leaf of the table), and its rows sit
     in a few pages of block_log."""
-    nblocks = 16384
+    nblocks = 8192
     path = os.path.join(root, "big")
     rnd = random.Random(21)
     T.write_file(path, rnd.randbytes(nblocks * BLOCK))
@@ -151,6 +151,10 @@ def test_log_merged_past_its_bound(root):
     expect(rows(root, "block_log") == 1 and rows(root, "block_log", "ckpt=%d" % c) == 1,
            "after the merge: block_log holds %d rows" % rows(root, "block_log"))
     expect(rows(root, "block", "ckpt=%d" % (c - 1)) == LOG_CKPT_ROWS, "the merge lost rows")
+    # (16 MiB a restore: every other checkpoint, the first and the last two)
+    keep = sorted(h.seen)
+    keep = set(keep[::2] + keep[-2:])
+    h.seen = {k: v for k, v in h.seen.items() if k in keep}
     h.check()
 
 
