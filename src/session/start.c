@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include "io/io.h"
 #include "session/session.h"
+#include "session/slots.h"
 #include "session/watch.h"
 #include "store/index.h"
 #include "track/protocol.h"
@@ -241,6 +242,7 @@ void session_stop(mtm_session *ss)
 	change_set_free(&ss->bg_cs);
 	prewrite_free(ss); /* first: its thread may be writing from the pre-copy's slots */
 	pathmap_free(&ss->bg_pre, precopy_free);
+	slot_pool_trim(1);
 	parent_hashes_free(ss->bg_ph);
 	if (ss->dirfd >= 0 && ss->lockfd >= 0 && ss->ctl)
 		clear_dir(ss->dirfd, ss->dir); /* the lock file stays: unlinking it would race a new session */
