@@ -13,9 +13,9 @@
 
 /* The pool: slots carved from slabs of SLAB_BYTES, aligned to their size
  * (a slot finds its slab by masking its address), each with a free list
- * linked through the free slots' first bytes. A slab's pages are faulted
- * in by one madvise when it is made (a fault per page costs a VM exit
- * here), and it stays while the busiest interval needs it. The session's
+ * linked through the free slots' first bytes. A slab is one huge page
+ * where the kernel allows, faulted in when it is made, and it stays while
+ * the busiest interval needs it. The session's
  * thread takes and drops slots; the lock is for whoever else may (cheap
  * when uncontended). */
 #define SLAB_BYTES ((size_t)2 << 20)
@@ -79,8 +79,17 @@ static struct slab *slab_new(void)
 		munmap(m, (size_t)(base - m));
 	if (base + SLAB_BYTES < m + 2 * SLAB_BYTES)
 		munmap(base + SLAB_BYTES, (size_t)(m + 2 * SLAB_BYTES - (base + SLAB_BYTES)));
+	/* One huge page where the kernel gives them (transparent_hugepage
+	 * "madvise" or "always"), then faulted in at once. Hints both: else it
+	 * is faulted in a page at a time as touched, which costs a trap to the
+	 * hypervisor per 4 KiB on a VM with shadow page tables (13-50 ms per
+	 * slab measured on the 2-CPU VM of BENCHMARKS.md; 0.2-2 ms as a huge
+	 * page). */
+#ifdef MADV_HUGEPAGE
+	(void)madvise(base, SLAB_BYTES, MADV_HUGEPAGE);
+#endif
 #ifdef MADV_POPULATE_WRITE
-	(void)madvise(base, SLAB_BYTES, MADV_POPULATE_WRITE); /* (a hint: else faulted in as touched) */
+	(void)madvise(base, SLAB_BYTES, MADV_POPULATE_WRITE);
 #endif
 	struct slab *sl = (struct slab *)base;
 	sl->free = NULL;
