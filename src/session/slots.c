@@ -13,9 +13,9 @@
 
 /* The pool: slots carved from slabs of SLAB_BYTES, aligned to their size
  * (a slot finds its slab by masking its address), each with a free list
- * linked through the free slots' first bytes. A slab's pages are faulted
- * in by one madvise when it is made (a fault per page costs a VM exit
- * here), and it stays while the busiest interval needs it. The session's
+ * linked through the free slots' first bytes. A slab is one huge page
+ * where the kernel allows, faulted in when it is made, and it stays while
+ * the busiest interval needs it. The session's
  * thread takes and drops slots; the lock is for whoever else may (cheap
  * when uncontended). */
 #define SLAB_BYTES ((size_t)2 << 20)
@@ -23,7 +23,8 @@
 #define SLAB_SLOTS ((SLAB_BYTES - SLAB_HEAD) / SLOT_LEN)
 
 struct slab {
-	struct slab *next, *prev;
+	struct slab *next, *prev;       /* every slab */
+	struct slab *anext, *aprev;     /* the slabs with free slots (nfree > 0) */
 	void *free;        /* its free slots */
 	size_t nfree;
 };
@@ -31,7 +32,9 @@ struct slab {
 static struct {
 	pthread_mutex_t mu;
 	struct slab *slabs;  /* every slab */
-	struct slab *cur;    /* the one slots are taken from (has free ones, or NULL) */
+	struct slab *avail;  /* those with free slots: taken from the first (O(1): a
+	                      * search for one, at each slot taken once slabs had
+	                      * one free slot each, was 25% of the session's CPU) */
 	size_t nslabs;
 	size_t used;         /* slots taken and not released */
 	size_t peak;         /* the most taken at once since the last trim */
@@ -45,6 +48,26 @@ static struct {
 #define POOLED 1
 #endif
 
+static void avail_add(struct slab *sl)
+{
+	sl->aprev = NULL;
+	sl->anext = pool.avail;
+	if (pool.avail)
+		pool.avail->aprev = sl;
+	pool.avail = sl;
+}
+
+static void avail_remove(struct slab *sl)
+{
+	if (sl->aprev)
+		sl->aprev->anext = sl->anext;
+	else
+		pool.avail = sl->anext;
+	if (sl->anext)
+		sl->anext->aprev = sl->aprev;
+	sl->anext = sl->aprev = NULL;
+}
+
 static struct slab *slab_new(void)
 {
 	/* twice the size, then the unaligned ends cut off */
@@ -56,8 +79,17 @@ static struct slab *slab_new(void)
 		munmap(m, (size_t)(base - m));
 	if (base + SLAB_BYTES < m + 2 * SLAB_BYTES)
 		munmap(base + SLAB_BYTES, (size_t)(m + 2 * SLAB_BYTES - (base + SLAB_BYTES)));
+	/* One huge page where the kernel gives them (transparent_hugepage
+	 * "madvise" or "always"), then faulted in at once. Hints both: else it
+	 * is faulted in a page at a time as touched, which costs a trap to the
+	 * hypervisor per 4 KiB on a VM with shadow page tables (13-50 ms per
+	 * slab measured on the 2-CPU VM of BENCHMARKS.md; 0.2-2 ms as a huge
+	 * page). */
+#ifdef MADV_HUGEPAGE
+	(void)madvise(base, SLAB_BYTES, MADV_HUGEPAGE);
+#endif
 #ifdef MADV_POPULATE_WRITE
-	(void)madvise(base, SLAB_BYTES, MADV_POPULATE_WRITE); /* (a hint: else faulted in as touched) */
+	(void)madvise(base, SLAB_BYTES, MADV_POPULATE_WRITE);
 #endif
 	struct slab *sl = (struct slab *)base;
 	sl->free = NULL;
@@ -73,6 +105,7 @@ static struct slab *slab_new(void)
 		pool.slabs->prev = sl;
 	pool.slabs = sl;
 	pool.nslabs++;
+	avail_add(sl);
 	return sl;
 }
 
@@ -91,19 +124,16 @@ unsigned char *slot_alloc(void)
 		return s;
 	}
 	pthread_mutex_lock(&pool.mu);
-	struct slab *sl = pool.cur;
-	if (!sl || !sl->nfree) {
-		for (sl = pool.slabs; sl && !sl->nfree; sl = sl->next)
-			;
-		if (!sl && !(sl = slab_new())) {
-			pthread_mutex_unlock(&pool.mu);
-			return NULL;
-		}
-		pool.cur = sl;
+	struct slab *sl = pool.avail;
+	if (!sl && !(sl = slab_new())) {
+		pthread_mutex_unlock(&pool.mu);
+		return NULL;
 	}
+	assert(sl->nfree > 0);
 	void *s = sl->free;
 	sl->free = *(void **)s;
-	sl->nfree--;
+	if (!--sl->nfree)
+		avail_remove(sl);
 	if (++pool.used > pool.peak)
 		pool.peak = pool.used;
 	pthread_mutex_unlock(&pool.mu);
@@ -122,7 +152,8 @@ void slot_release(unsigned char *s)
 		assert(sl->nfree < SLAB_SLOTS);
 		*(void **)s = sl->free;
 		sl->free = s;
-		sl->nfree++;
+		if (!sl->nfree++)
+			avail_add(sl);
 	}
 	pthread_mutex_unlock(&pool.mu);
 	if (!POOLED)
@@ -144,8 +175,7 @@ void slot_pool_trim(int all)
 			pool.slabs = sl->next;
 		if (sl->next)
 			sl->next->prev = sl->prev;
-		if (pool.cur == sl)
-			pool.cur = NULL;
+		avail_remove(sl);
 		pool.nslabs--;
 		munmap(sl, SLAB_BYTES);
 	}
