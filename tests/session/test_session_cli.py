@@ -504,6 +504,62 @@ def assert_restore_to(root, taken, what):
         T.assert_same(man, T.manifest(to), "checkpoint %d (%s)" % (ckpt, what))
 
 
+def trace_syncs(path, start):
+    """The files synced in a METAMORI_IO_TRACE file from byte start on
+    (io.c's records: op, path, path2, off, len, and a write's data)."""
+    import struct
+    with open(path, "rb") as f:
+        f.seek(start)
+        buf = f.read()
+    out, i = [], 0
+    while i < len(buf):
+        op = chr(buf[i])
+        (l1,) = struct.unpack_from("<I", buf, i + 1)
+        name = buf[i + 5:i + 5 + l1].decode(errors="replace")
+        (l2,) = struct.unpack_from("<I", buf, i + 5 + l1)
+        j = i + 9 + l1 + l2
+        _, n = struct.unpack_from("<QQ", buf, j)
+        i = j + 16 + (n if op == "W" else 0)
+        if op == "S":
+            out.append(name)
+    return out
+
+
+def test_one_wal_sync_after_an_idle_copy():
+    """A tracked checkpoint's commit syncs the index's WAL once. After the
+    idle session copied the WAL into index.db, the next commit starts the
+    WAL over, and SQLite syncs its new header first: that second sync was
+    inside every checkpoint a second or more after the one before (W2 under
+    `run`, issue 21); the session starts the WAL over while idle now."""
+    root = S.new_tree({"f": bytes(8 * 4096)})
+    ctl = T.tempdir("mtm-ctl-")
+    trace = os.path.join(T.tempdir("mtm-trace-"), "trace")
+    writes = [[(b * 4096, bytes([0x41 + b]) * 4096)] for b in range(3)]
+    env = dict(os.environ, METAMORI_TEST_IDLE_MS="100", METAMORI_IO_TRACE=trace)
+
+    def settled():
+        # the idle work done: the trace stops growing
+        size = os.path.getsize(trace)
+        time.sleep(0.6)
+        return os.path.getsize(trace) == size
+
+    taken = []
+    with poker_session(root, ctl, writes, os.path.join(root, "f"), env=env):
+        T.checkpoint(root, "session start")  # the first one in a session may scan
+        for i in range(len(writes)):
+            poke_step(ctl, i)
+            wait_for(settled, "the idle session's copy of the WAL")
+            start = os.path.getsize(trace)
+            taken.append(tracked_checkpoint(root, "c%d" % i))
+            syncs = trace_syncs(trace, start)
+            wal = [n for n in syncs if n.endswith("/index.db-wal")]
+            if len(wal) != 1:
+                raise T.Failure("checkpoint c%d after an idle copy synced the WAL %d times (want 1); syncs: %r"
+                                % (i, len(wal), syncs))
+    assert_restore_to(root, taken, "after idle copies of the WAL")
+    T.rmtree(root)
+
+
 def test_block_log_read_before_the_merge():
     """A session's checkpoints leave their block rows in block_log until it
     is idle (FORMAT.md 3.5.1). Before the merge, every reader sees them:
@@ -737,7 +793,7 @@ def test_precopy_pass_fails():
         raise T.Failure("no injected read failed a pre-copy pass")
 
 if __name__ == "__main__":
-    T.main([test_index_wal_copied_back_when_idle, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
+    T.main([test_index_wal_copied_back_when_idle, test_one_wal_sync_after_an_idle_copy, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
             test_exit_status, test_errors, test_second_run_joins_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
