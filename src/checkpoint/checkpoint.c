@@ -721,7 +721,13 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	run_state *r = calloc(1, sizeof *r);
 	if (!r)
 		return mtm_set_error(ENOMEM, "checkpoint");
+	/* A scan checkpoint of the API or the CLI (one that asks whether a
+	 * session runs: not a session's own, nor the one an in-place restore
+	 * makes first) adds its block rows to block_log (store_trim_log) */
+	int scan_logs = hooks && !hooks->arg && hooks->pack_fresh;
 	int rc = store_lock(s);
+	if (!rc && scan_logs && (rc = store_trim_log(s)))
+		store_unlock(s);
 	if (rc) {
 		free(r);
 		return rc;
@@ -762,7 +768,12 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 		po.ahead = r->hooks.ahead(r->hooks.arg);
 	else if (r->hooks.pack_fresh)
 		po.fresh = r->hooks.pack_fresh(s);
-	if ((rc = pack_writer_begin(&r->ctx.pw, s, &po)) || (rc = index_writer_init(&r->ctx.iw, s)))
+	/* ... unless a session runs: its handle takes block_log for empty once
+	 * it merged it (index_block_at), so while it lives only it adds rows
+	 * there; it merges the log when it starts, under the lock we hold */
+	if ((rc = pack_writer_begin(&r->ctx.pw, s, &po)) ||
+	    (rc = index_writer_init(&r->ctx.iw, s, s->log_blocks ? INDEX_TO_LOG
+	                                           : scan_logs && !po.fresh ? INDEX_TO_LOG_IF_FEW : INDEX_TO_BLOCK)))
 		return rc;
 	return 0;
 }

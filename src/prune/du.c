@@ -53,12 +53,17 @@ static const char *merged_view_sql =
 static int settle_or_view(mtm_store *s, int *view)
 {
 	*view = 0;
-	if (!s->readonly)
-		return store_settle(s);
 	int empty;
 	MTM_TRY(index_log_empty(s, &empty));
 	if (empty)
 		return 0;
+	if (!s->readonly) {
+		/* the merge's pages folded into index.db at once: the index's size
+		 * reported is the store's at rest, not with a WAL of our own */
+		MTM_TRY(store_settle(s));
+		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+		return 0;
+	}
 	MTM_TRY(db_exec(s, merged_view_sql));
 	*view = 1;
 	return 0;

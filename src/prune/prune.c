@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "prune/prune.h"
+#include "store/index.h"
 #include "util/error.h"
 
 typedef struct { uint64_t added, changed, removed, bytes; } change_counts;
@@ -117,6 +118,10 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 	if ((rc = db_exec(s, "BEGIN IMMEDIATE")))
 		goto done;
 	in_tx = 1;
+	/* folding and gc read block alone: the log's rows go there first, in
+	 * this transaction (a dry run rolls the merge back with the rest) */
+	if ((rc = index_merge_log(s)))
+		goto done;
 	mtm_id head;
 	if ((rc = mtm_head(s, &head)) || (rc = prune_fold_begin(s, head)))
 		goto done;

@@ -50,6 +50,7 @@
 #include <xxhash.h>
 #include "io/beneath.h"
 #include "io/io.h"
+#include "session/slots.h"
 #include "session/tctx.h"
 #include "session/watch.h"
 #include "util/error.h"
@@ -88,7 +89,7 @@ void ahead_free(void *p)
 	if (!af)
 		return;
 	for (int64_t b = 0; af->slot && b < af->n; b++)
-		free(af->slot[b]);
+		slot_release(af->slot[b]);
 	free(af->slot);
 	free(af->h);
 	free(af);
@@ -102,7 +103,7 @@ static int ahead_put(tctx *t, ahead_file *af, int64_t b, const unsigned char *bu
 	af->h[b] = h;
 	if (af->old && b < af->old->n && af->old->h[b] == h) {
 		if (af->slot[b]) {
-			free(af->slot[b]);
+			slot_release(af->slot[b]);
 			af->slot[b] = NULL;
 			t->budget += MTM_BLOCK;
 		}
@@ -110,7 +111,7 @@ static int ahead_put(tctx *t, ahead_file *af, int64_t b, const unsigned char *bu
 	}
 	unsigned char *s = af->slot[b];
 	if (!s) {
-		if (!(s = malloc(SLOT_LEN)))
+		if (!(s = slot_alloc()))
 			return ENOMEM;
 		af->slot[b] = s;
 		t->budget = t->budget > MTM_BLOCK ? t->budget - MTM_BLOCK : 0;
@@ -157,7 +158,7 @@ static int ahead_resize(tctx *t, ahead_file *af, int64_t size)
 	int64_t n = (size + MTM_BLOCK - 1) / MTM_BLOCK;
 	for (int64_t b = n; b < af->n; b++)
 		if (af->slot[b]) {
-			free(af->slot[b]);
+			slot_release(af->slot[b]);
 			af->slot[b] = NULL;
 			t->budget += MTM_BLOCK;
 		}

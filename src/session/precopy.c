@@ -23,6 +23,7 @@
 #include "io/io.h"
 #include "session/session.h"
 #include "session/slots.h"
+#include "session/watch.h"
 #include "store/index.h"
 #include "store/lineage.h"
 #include "util/human.h"
@@ -202,13 +203,16 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 	memset(&delta, 0, sizeof delta);
 	prewrite_drain(ss); /* slots are copied into below: none may still be being written from */
 	int rc = barrier_peek(ss, cs, &delta), over = 0;
-	parent_hashes *ph = rc || !delta.files.n ? NULL : ph_for_head(ss);
-	/* the pass's lookups in one read transaction, not one each: a read
-	 * transaction locks and unlocks the WAL index (two fcntl calls), which
-	 * was 15% of the session's CPU with a lookup per block copied. (The
-	 * checkpoint's own pass runs inside the checkpoint's transaction.) */
-	int own_tx = ph && sqlite3_get_autocommit(ss->s->db) &&
-	             sqlite3_exec(ss->s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	/* after the peek: the watcher's event for every write peeked is queued
+	 * (the kernel queues it inside the call, before the record), so
+	 * watch_compares_whole below knows every file inotify saw written */
+	if (!side && ss->watch)
+		watch_drain(ss->watch);
+	/* (the parent's hashes and the read transaction: at the first file
+	 * copied; a pass that copies nothing, the usual one under inotify,
+	 * reads nothing from the index) */
+	parent_hashes *ph = NULL;
+	int ph_tried = 0, own_tx = 0;
 	for (size_t i = 0; i < delta.files.cap && !rc; i++) {
 		const char *path = delta.files.slots[i].key;
 		const file_change *fc = delta.files.slots[i].val;
@@ -221,8 +225,25 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 			rc = ENOMEM;
 			break;
 		}
-		int err = took || over || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n ? -1
-		          : copy_file(ss, ph, path, fc, pre, held, read, limit);
+		/* a file the checkpoint compares whole anyway (inotify saw it
+		 * written) is read by the compare: a copy would be read for
+		 * nothing, and written ahead for nothing (its capture comes from
+		 * the compare's own reads) */
+		const file_change *acc = side ? NULL : pathmap_get(&cs->files, path);
+		int whole_anyway = !side && ((acc && acc->whole) || watch_compares_whole(ss->watch, path));
+		int skip = took || over || whole_anyway || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n;
+		if (!skip && !ph_tried) {
+			ph_tried = 1;
+			ph = ph_for_head(ss);
+			/* the pass's lookups in one read transaction, not one each: a
+			 * read transaction locks and unlocks the WAL index (two fcntl
+			 * calls), which was 15% of the session's CPU with a lookup per
+			 * block copied. (The checkpoint's own pass runs inside the
+			 * checkpoint's transaction.) */
+			own_tx = ph && sqlite3_get_autocommit(ss->s->db) &&
+			         sqlite3_exec(ss->s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+		}
+		int err = skip ? -1 : copy_file(ss, ph, path, fc, pre, held, read, limit);
 		if (err) {
 			over |= err == EAGAIN; /* past the budget: the other files named lose their copies too */
 			rc = forget(ss, pre, path, held);

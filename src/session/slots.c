@@ -2,11 +2,194 @@
  * slots.c — the pre-copy's store of copied blocks (slots.h): found by
  * path, inode and block number, listed for writing ahead, freed.
  */
+#include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include "session/slots.h"
 #include "util/error.h"
+
+/* The pool: slots carved from slabs of SLAB_BYTES, aligned to their size
+ * (a slot finds its slab by masking its address), each with a free list
+ * linked through the free slots' first bytes. A slab is one huge page
+ * where the kernel allows, faulted in when it is made, and it stays while
+ * the busiest interval needs it. The session's
+ * thread takes and drops slots; the lock is for whoever else may (cheap
+ * when uncontended). */
+#define SLAB_BYTES ((size_t)2 << 20)
+#define SLAB_HEAD 64
+#define SLAB_SLOTS ((SLAB_BYTES - SLAB_HEAD) / SLOT_LEN)
+
+struct slab {
+	struct slab *next, *prev;       /* every slab */
+	struct slab *anext, *aprev;     /* the slabs with free slots (nfree > 0) */
+	void *free;        /* its free slots */
+	size_t nfree;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct slab *slabs;  /* every slab */
+	struct slab *avail;  /* those with free slots: taken from the first (O(1): a
+	                      * search for one, at each slot taken once slabs had
+	                      * one free slot each, was 25% of the session's CPU) */
+	size_t nslabs;
+	size_t used;         /* slots taken and not released */
+	size_t peak;         /* the most taken at once since the last trim */
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+#ifdef __SANITIZE_ADDRESS__
+/* (the sanitizer build mallocs and frees each slot: a use after release is
+ * caught) */
+#define POOLED 0
+#else
+#define POOLED 1
+#endif
+
+static void avail_add(struct slab *sl)
+{
+	sl->aprev = NULL;
+	sl->anext = pool.avail;
+	if (pool.avail)
+		pool.avail->aprev = sl;
+	pool.avail = sl;
+}
+
+static void avail_remove(struct slab *sl)
+{
+	if (sl->aprev)
+		sl->aprev->anext = sl->anext;
+	else
+		pool.avail = sl->anext;
+	if (sl->anext)
+		sl->anext->aprev = sl->aprev;
+	sl->anext = sl->aprev = NULL;
+}
+
+static struct slab *slab_new(void)
+{
+	/* twice the size, then the unaligned ends cut off */
+	unsigned char *m = mmap(NULL, 2 * SLAB_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	unsigned char *base = (unsigned char *)(((uintptr_t)m + SLAB_BYTES - 1) & ~(uintptr_t)(SLAB_BYTES - 1));
+	if (base > m)
+		munmap(m, (size_t)(base - m));
+	if (base + SLAB_BYTES < m + 2 * SLAB_BYTES)
+		munmap(base + SLAB_BYTES, (size_t)(m + 2 * SLAB_BYTES - (base + SLAB_BYTES)));
+	/* One huge page where the kernel gives them (transparent_hugepage
+	 * "madvise" or "always"), then faulted in at once. Hints both: else it
+	 * is faulted in a page at a time as touched, which costs a trap to the
+	 * hypervisor per 4 KiB on a VM with shadow page tables (13-50 ms per
+	 * slab measured on the 2-CPU VM of BENCHMARKS.md; 0.2-2 ms as a huge
+	 * page). */
+#ifdef MADV_HUGEPAGE
+	(void)madvise(base, SLAB_BYTES, MADV_HUGEPAGE);
+#endif
+#ifdef MADV_POPULATE_WRITE
+	(void)madvise(base, SLAB_BYTES, MADV_POPULATE_WRITE);
+#endif
+	struct slab *sl = (struct slab *)base;
+	sl->free = NULL;
+	for (size_t i = SLAB_SLOTS; i-- > 0;) {
+		void *slot = base + SLAB_HEAD + i * SLOT_LEN;
+		*(void **)slot = sl->free;
+		sl->free = slot;
+	}
+	sl->nfree = SLAB_SLOTS;
+	sl->prev = NULL;
+	sl->next = pool.slabs;
+	if (pool.slabs)
+		pool.slabs->prev = sl;
+	pool.slabs = sl;
+	pool.nslabs++;
+	avail_add(sl);
+	return sl;
+}
+
+static struct slab *slab_of(const void *slot)
+{
+	return (struct slab *)((uintptr_t)slot & ~(uintptr_t)(SLAB_BYTES - 1));
+}
+
+unsigned char *slot_alloc(void)
+{
+	if (!POOLED) {
+		unsigned char *s = malloc(SLOT_LEN);
+		pthread_mutex_lock(&pool.mu);
+		pool.used += s != NULL;
+		pthread_mutex_unlock(&pool.mu);
+		return s;
+	}
+	pthread_mutex_lock(&pool.mu);
+	struct slab *sl = pool.avail;
+	if (!sl && !(sl = slab_new())) {
+		pthread_mutex_unlock(&pool.mu);
+		return NULL;
+	}
+	assert(sl->nfree > 0);
+	void *s = sl->free;
+	sl->free = *(void **)s;
+	if (!--sl->nfree)
+		avail_remove(sl);
+	if (++pool.used > pool.peak)
+		pool.peak = pool.used;
+	pthread_mutex_unlock(&pool.mu);
+	return s;
+}
+
+void slot_release(unsigned char *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&pool.mu);
+	assert(pool.used > 0);
+	pool.used--;
+	if (POOLED) {
+		struct slab *sl = slab_of(s);
+		assert(sl->nfree < SLAB_SLOTS);
+		*(void **)s = sl->free;
+		sl->free = s;
+		if (!sl->nfree++)
+			avail_add(sl);
+	}
+	pthread_mutex_unlock(&pool.mu);
+	if (!POOLED)
+		free(s);
+}
+
+void slot_pool_trim(int all)
+{
+	pthread_mutex_lock(&pool.mu);
+	/* keep as many slabs as the busiest moment since the last trim filled */
+	size_t keep = all ? 0 : (pool.peak + SLAB_SLOTS - 1) / SLAB_SLOTS;
+	for (struct slab *sl = pool.slabs, *next; sl && pool.nslabs > keep; sl = next) {
+		next = sl->next;
+		if (sl->nfree != SLAB_SLOTS)
+			continue;
+		if (sl->prev)
+			sl->prev->next = sl->next;
+		else
+			pool.slabs = sl->next;
+		if (sl->next)
+			sl->next->prev = sl->prev;
+		avail_remove(sl);
+		pool.nslabs--;
+		munmap(sl, SLAB_BYTES);
+	}
+	pool.peak = pool.used;
+	pthread_mutex_unlock(&pool.mu);
+}
+
+void slot_pool_counts(size_t *used, size_t *pooled)
+{
+	pthread_mutex_lock(&pool.mu);
+	*used = pool.used;
+	*pooled = pool.nslabs * SLAB_SLOTS - (POOLED ? pool.used : 0);
+	pthread_mutex_unlock(&pool.mu);
+}
 
 static const unsigned char *precopy_block(const precopy *pc, int64_t b)
 {
@@ -20,7 +203,7 @@ unsigned char *slot_for(precopy *pc, int64_t b, int *fresh)
 {
 	uint64_t *v = keymap_put(&pc->blocks, b, 0, fresh);
 	if (v && *fresh) {
-		if (!(*v = (uint64_t)(uintptr_t)malloc(SLOT_LEN)))
+		if (!(*v = (uint64_t)(uintptr_t)slot_alloc()))
 			return NULL; /* (an empty slot: precopy_block finds no copy there) */
 		*slot_meta((unsigned char *)(uintptr_t)*v) = 0;
 	}
@@ -54,7 +237,7 @@ void precopy_free(void *p)
 		return;
 	for (size_t i = 0; i < pc->blocks.cap; i++)
 		if (pc->blocks.slots[i].used)
-			free((void *)(uintptr_t)pc->blocks.slots[i].val);
+			slot_release((unsigned char *)(uintptr_t)pc->blocks.slots[i].val);
 	keymap_free(&pc->blocks);
 	free(pc);
 }

@@ -4,6 +4,7 @@
  * socket, the index's WAL hook; at the stop, the gate opened for good and
  * everything the session held freed.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 #include "io/io.h"
 #include "session/session.h"
+#include "session/slots.h"
 #include "session/watch.h"
 #include "store/index.h"
 #include "track/protocol.h"
@@ -179,6 +181,14 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 		}
 		usleep(10000);
 	}
+	/* block_log's rows (a dead session's, scan checkpoints') go into block
+	 * now, before anyone can reach us, under the writer lock run.c holds:
+	 * this handle takes the log for empty once it merged it
+	 * (index_block_at), and while it lives only it adds rows there
+	 * (checkpoint.c) */
+	assert(s->locked);
+	if ((rc = index_settle(s)))
+		goto fail;
 	/* ours now: whatever else is here is a dead session's */
 	release_stale_ctl(ss->dirfd);
 	if ((rc = clear_dir(ss->dirfd, ss->dir)) || (rc = make_ctl(ss)) || (rc = make_socket(ss)))
@@ -232,6 +242,7 @@ void session_stop(mtm_session *ss)
 	change_set_free(&ss->bg_cs);
 	prewrite_free(ss); /* first: its thread may be writing from the pre-copy's slots */
 	pathmap_free(&ss->bg_pre, precopy_free);
+	slot_pool_trim(1);
 	parent_hashes_free(ss->bg_ph);
 	if (ss->dirfd >= 0 && ss->lockfd >= 0 && ss->ctl)
 		clear_dir(ss->dirfd, ss->dir); /* the lock file stays: unlinking it would race a new session */

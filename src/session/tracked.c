@@ -44,6 +44,7 @@
 #include <unistd.h>
 #include "checkpoint/checkpoint.h"
 #include "session/session.h"
+#include "session/slots.h"
 #include "session/tctx.h"
 #include "util/error.h"
 #include "util/human.h"
@@ -188,6 +189,7 @@ static void tracked_end(tctx *t, ckpt_run *r, change_set *cs, int rc)
 	ss->bg_held = ss->bg_read = ss->bg_limit = 0; /* a new interval */
 	change_set_free(&t->post);
 	change_set_free(cs);
+	slot_pool_trim(0); /* (the slots the next interval will likely take again stay pooled) */
 	/* the logs were reset: if this checkpoint failed, only a scan knows
 	 * what they said */
 	ss->force_scan = rc != 0;

@@ -933,6 +933,19 @@ int watch_carried(const watcher *w, const char *path)
 	return w && pathmap_get(&w->carry, path) != NULL;
 }
 
+int watch_compares_whole(const watcher *w, const char *path)
+{
+	if (!w)
+		return 0;
+	if (pathmap_get(&w->carry, path))
+		return 1;
+	/* (judge_map: under inotify no write is explained_by the logs) */
+	const pend *p = pathmap_get(&w->pending, path);
+	if (!p)
+		p = pathmap_get(&w->early, path);
+	return w->kind == W_INOTIFY && p && (p->kinds & EV_MODIFY);
+}
+
 /* The files carried from the last interval: compared whole now. */
 static int apply_carry(watcher *w, change_set *cs)
 {

@@ -52,4 +52,10 @@ int watch_mark(watcher *w, struct mtm_session *ss, struct change_set *cs, pathma
 /* 1 if a write to path after the mark is left to the next checkpoint (the
  * stat cache row written now must not vouch for the file). */
 int watch_carried(const watcher *w, const char *path);
+/* 1 if the file at path is sure to be compared whole at the next checkpoint
+ * whatever the logs say (inotify saw it written: inotify names no writer;
+ * or it was carried over): its pre-copy would be read again, and written
+ * ahead for nothing. A hint (0 when unsure): a file it misses is
+ * pre-copied as before, one it names is read by the compare. */
+int watch_compares_whole(const watcher *w, const char *path);
 #endif

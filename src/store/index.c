@@ -494,13 +494,15 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
  * one checkpoint) is then put again by ins_block, which replaces it. */
 #define BLOCK_BATCH 16
 
-int index_writer_init(index_writer *w, mtm_store *s)
+int index_writer_init(index_writer *w, mtm_store *s, int where)
 {
+	/* a session's handle puts every checkpoint's rows in the log */
+	assert(where == INDEX_TO_LOG || !s->log_blocks);
 	memset(w, 0, sizeof *w);
 	w->s = s;
 	int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO entry(" ENTRY_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1,
 	                            &w->ins_entry, NULL);
-	const char *table = s->log_blocks ? "block_log" : "block";
+	const char *table = where == INDEX_TO_BLOCK ? "block" : "block_log";
 	char sql[64 + BLOCK_BATCH * 16];
 	int n = snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO %s VALUES(?,?,?,?,?,?,?)", table);
 	if (rc == SQLITE_OK)
@@ -511,7 +513,10 @@ int index_writer_init(index_writer *w, mtm_store *s)
 		rc = sqlite3_prepare_v2(s->db, sql, -1, &w->ins_blocks, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(s->db, "INSERT INTO block VALUES(?,?,?,?,?,?,?)", -1, &w->ins_new, NULL);
-	w->to_log = s->log_blocks;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO block VALUES(?,?,?,?,?,?,?)", -1, &w->ins_again, NULL);
+	w->to_log = where != INDEX_TO_BLOCK;
+	w->log_if_few = where == INDEX_TO_LOG_IF_FEW;
 	w->held = (vec)VEC_INIT(held_block);
 	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
 }
@@ -522,6 +527,7 @@ void index_writer_free(index_writer *w)
 	sqlite3_finalize(w->ins_block);
 	sqlite3_finalize(w->ins_blocks);
 	sqlite3_finalize(w->ins_new);
+	sqlite3_finalize(w->ins_again);
 	vec_free(&w->held);
 	memset(w, 0, sizeof *w);
 }
@@ -570,7 +576,6 @@ int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t bra
 	if (!h)
 		return mtm_set_error(ENOMEM, "index");
 	*h = (held_block){file_id, blkno, branch, ckpt, (int64_t)hash, chunk, boff};
-	w->s->log_pending += w->to_log;
 	return 0;
 }
 
@@ -596,7 +601,7 @@ static int insert_block(index_writer *w, const held_block *h)
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) { /* the same block again: the later row wins */
-		st = w->ins_block;
+		st = w->ins_again;
 		sqlite3_reset(st);
 		bind_block(st, 0, h);
 		rc = sqlite3_step(st);
@@ -607,6 +612,15 @@ static int insert_block(index_writer *w, const held_block *h)
 
 int index_flush_blocks(index_writer *w)
 {
+	/* The first flush decides, for all of the checkpoint's rows (a key put
+	 * twice must land in the same table, where the later row replaces the
+	 * earlier): a scan's many rows (a first checkpoint, files rewritten
+	 * whole) go to block, where they would only make the log big */
+	if (!w->decided && w->log_if_few && w->held.n > INDEX_LOG_CKPT_ROWS)
+		w->to_log = 0;
+	w->decided = 1;
+	if (w->to_log)
+		w->s->log_pending += (int64_t)w->held.n;
 	size_t i = 0;
 	while (!w->to_log && i < w->held.n)
 		MTM_TRY(insert_block(w, &VEC_AT(&w->held, held_block, i++)));
@@ -639,6 +653,30 @@ int index_log_empty(mtm_store *s, int *empty)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(s, rc, "index");
 }
 
+static int merge_error(mtm_store *s, int rc)
+{
+	char what[4200];
+	snprintf(what, sizeof what, "%s/.metamori/index.db: merging block_log's rows into block", s->root);
+	return db_error(s, rc, what);
+}
+
+int index_merge_log(mtm_store *s)
+{
+	static const char *const steps[] = {
+		"INSERT OR REPLACE INTO block SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM block_log",
+		"DELETE FROM block_log",
+	};
+	assert(!sqlite3_get_autocommit(s->db));
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		int rc = sqlite3_exec(s->db, steps[i], NULL, NULL, NULL);
+		if (rc == SQLITE_OK && sqlite3_get_autocommit(s->db))
+			rc = SQLITE_IOERR; /* rolled back by SQLite after an I/O error */
+		if (rc != SQLITE_OK)
+			return merge_error(s, rc);
+	}
+	return 0;
+}
+
 int index_settle(mtm_store *s)
 {
 	int empty;
@@ -649,23 +687,13 @@ int index_settle(mtm_store *s)
 	}
 	/* one transaction: a crash leaves the rows in one table or the other,
 	 * and a row in either means the same (FORMAT.md 3.5.1) */
-	char what[4200];
-	snprintf(what, sizeof what, "%s/.metamori/index.db: merging a session's block rows", s->root);
-	static const char *const steps[] = {
-		"BEGIN IMMEDIATE",
-		"INSERT OR REPLACE INTO block SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM block_log",
-		"DELETE FROM block_log",
-		"COMMIT",
-	};
-	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-		int rc = sqlite3_exec(s->db, steps[i], NULL, NULL, NULL);
-		if (rc == SQLITE_OK && i > 0 && i < 3 && sqlite3_get_autocommit(s->db))
-			rc = SQLITE_IOERR; /* rolled back by SQLite after an I/O error */
-		if (rc != SQLITE_OK) {
-			rc = db_error(s, rc, what);
-			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-			return rc;
-		}
+	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	rc = rc != SQLITE_OK ? merge_error(s, rc) : index_merge_log(s);
+	if (!rc && (rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+		rc = merge_error(s, rc);
+	if (rc) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
 	}
 	s->log_rows = 0;
 	return 0;
@@ -803,9 +831,10 @@ int index_block_at(mtm_store *s, int64_t file_id, int64_t blkno, const lineage *
 	                             NULL)) != SQLITE_OK)
 		return db_error(s, rc, "index");
 	/* A session's own handle knows the log holds no committed row once it
-	 * merged it: only a session appends to it, one per store, and the rows
-	 * of a dead one are merged before the next starts (run.c takes the lock
-	 * first). The open checkpoint's rows are not visible to any lineage. */
+	 * merged it: while it lives only it appends to it (one per store; scan
+	 * checkpoints append only while none runs), and session_start merges
+	 * what is there under the lock. The open checkpoint's rows are not
+	 * visible to any lineage. */
 	int log_empty = s->log_blocks && s->log_rows == 0;
 	return block_seek(s, s->q_block_at, log_empty ? NULL : s->q_block_at_log, file_id, blkno, l, out, found);
 }

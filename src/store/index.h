@@ -123,10 +123,18 @@ typedef struct {
 	sqlite3_stmt *ins_entry, *ins_block;
 	sqlite3_stmt *ins_blocks; /* BLOCK_BATCH rows in one statement */
 	sqlite3_stmt *ins_new;    /* one row that no row has the key of yet */
-	int to_log; /* block rows go to block_log (s->log_blocks) */
-	vec held;   /* of held_block */
+	sqlite3_stmt *ins_again;  /* ... and one that replaces the row of its key */
+	int to_log;     /* block rows go to block_log (FORMAT.md 3.5.1) */
+	int log_if_few; /* ... only if the first flush holds at most INDEX_LOG_CKPT_ROWS */
+	int decided;    /* the first flush is done: to_log holds for the rest */
+	vec held;       /* of held_block */
 } index_writer;
-int index_writer_init(index_writer *w, mtm_store *s);
+/* Where a checkpoint's block rows go: block; block_log (a session's); or
+ * block_log if there are at most INDEX_LOG_CKPT_ROWS of them (a scan's:
+ * store.h, STORE_LOG_KEEP_ROWS). */
+enum { INDEX_TO_BLOCK, INDEX_TO_LOG, INDEX_TO_LOG_IF_FEW };
+#define INDEX_LOG_CKPT_ROWS 4096
+int index_writer_init(index_writer *w, mtm_store *s, int where);
 void index_writer_free(index_writer *w);
 int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *e);
 int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t branch, int64_t ckpt,
@@ -138,4 +146,7 @@ int index_log_empty(mtm_store *s, int *empty);
 /* Moves every block_log row into block, in one transaction of its own. The
  * caller holds the writer lock and has no transaction open. */
 int index_settle(mtm_store *s);
+/* The same inside the caller's open transaction (prune: a dry run or a
+ * refusal rolls it back with the rest, and leaves the index as it was). */
+int index_merge_log(mtm_store *s);
 #endif

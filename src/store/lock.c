@@ -1,7 +1,8 @@
 /*
  * lock.c — the writer lock (flock on .metamori/lock, nested within one
- * handle) and the merge of a session's block_log rows it brings.
+ * handle), and when block_log's rows are merged into block.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -36,11 +37,27 @@ int store_lock(mtm_store *s)
 	/* Past this many rows, a session's own checkpoint merges the log too
 	 * (checkpoints with no idle second between them). */
 	enum { LOG_SETTLE_ROWS = 1 << 18 };
-	if (!rc && (!s->log_blocks || s->log_rows > LOG_SETTLE_ROWS))
+	if (!rc && s->log_blocks && s->log_rows > LOG_SETTLE_ROWS)
 		rc = index_settle(s);
 	if (rc)
 		store_unlock(s);
 	return rc;
+}
+
+int store_trim_log(mtm_store *s)
+{
+	assert(s->locked);
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM (SELECT 1 FROM block_log LIMIT ?1)", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_bind_int64(st, 1, STORE_LOG_KEEP_ROWS + 1);
+	rc = sqlite3_step(st);
+	int over = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) > STORE_LOG_KEEP_ROWS;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return db_error(s, rc, "index");
+	return over ? index_settle(s) : 0;
 }
 
 int store_settle(mtm_store *s)
@@ -52,13 +69,14 @@ int store_settle(mtm_store *s)
 		MTM_TRY(index_log_empty(s, &empty));
 		if (empty)
 			return 0;
-		int rc = store_lock(s); /* merges the log */
+		int rc = store_lock(s);
 		if (!rc) {
-			rc = index_settle(s); /* (a session's handle: store_lock may have left it) */
+			rc = index_settle(s);
 			store_unlock(s);
 			return rc;
 		}
-		/* the writer holding the lock merged the log when it took it */
+		/* a writer holds the lock (a checkpoint may add to the log): try
+		 * again once it is done */
 		if (rc != MTM_EBUSY || i == 500)
 			return rc;
 		usleep(10000);

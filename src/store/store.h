@@ -38,8 +38,8 @@ struct mtm_store {
 	sqlite3_stmt *q_block_pair, *q_block_pair_log;
 	sqlite3_stmt *q_file_map;    /* index_file_map's range scan */
 	/* A session's checkpoints append their block rows to block_log (schema.c),
-	 * merged when it is idle (index_settle); every other writer merges the
-	 * log when it takes the lock, so only readers ever see both tables. */
+	 * merged when it is idle (index_settle); so do scan checkpoints while no
+	 * session runs (store_trim_log). Every reader reads both tables. */
 	int log_blocks;
 	int64_t log_rows;            /* committed rows appended since this handle last merged */
 	int64_t log_pending;         /* rows appended by the open checkpoint (ckpt_commit adds them) */
@@ -64,15 +64,26 @@ struct mtm_store {
  * with mtm_close. */
 int store_open_dirs(mtm_store **out, const char *path);
 
-/* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. Then
- * merges block_log into block, unless this is a session's handle and the
- * log is still small. Its holder may take it again: it is let go at the
- * matching last store_unlock. */
+/* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. A
+ * session's handle then merges block_log into block if its own rows there
+ * have grown past a bound. Its holder may take it again: it is let go at
+ * the matching last store_unlock. */
 int store_lock(mtm_store *s);
 void store_unlock(mtm_store *s);
+/* block_log's rows at rest (FORMAT.md 3.5.1). A scan checkpoint adds its
+ * block rows to block_log, and merges the log into block first once it
+ * holds more than this many (store_trim_log, under the lock). A
+ * checkpoint's rows are scattered over the whole of `block` (a row per
+ * changed block of each file: about a page of the B-tree each, written
+ * twice, into the WAL and then into the database); in the small log they
+ * share a few pages, and a merge puts many checkpoints' rows into each
+ * page of `block` at once. Whoever needs the log empty merges it: a
+ * session as it starts, prune in its transaction, du (store_settle). */
+#define STORE_LOG_KEEP_ROWS (1 << 15)
+int store_trim_log(mtm_store *s);
 /* Leaves block_log empty: merges it, under the writer lock, waiting a few
- * seconds at most for a writer that holds the lock (it merged the log when
- * it took it). For readers whose queries read block alone (du). */
+ * seconds at most for a writer that holds the lock. For readers whose
+ * queries read block alone (du). */
 int store_settle(mtm_store *s);
 /* Loads the branch table into s->branches. */
 int store_load_branches(mtm_store *s);

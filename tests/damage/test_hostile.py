@@ -23,6 +23,10 @@ def store():
     global S
     if S is None:
         S = dlib.Store(seed=8)
+        # the scan checkpoints' block rows wait in block_log (FORMAT.md
+        # 3.5.1); du merges them, so that the lies about `block` below reach
+        # every row (those about block_log insert their own)
+        T.run(["-C", S.pristine, "du"])
         S.outside = os.path.join(S.base, "outside")
         os.makedirs(S.outside)
         T.write_file(os.path.join(S.outside, "keep.txt"), b"outside the root\n")

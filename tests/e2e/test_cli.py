@@ -247,7 +247,8 @@ def test_more_block_rows_than_held(root):
             f.seek(b * 4096)
             f.write(b"%08d" % b * 512)
     c = T.checkpoint(root)
-    rows = T.index_value(root, "SELECT count(*) FROM block WHERE ckpt=%d" % c)
+    rows = T.index_value(root, "SELECT (SELECT count(*) FROM block WHERE ckpt=%d) + "
+                               "(SELECT count(*) FROM block_log WHERE ckpt=%d)" % (c, c))
     expect(rows == n, "block rows of the checkpoint: %r, not %d" % (rows, n))
     before = T.manifest(root)
     to = os.path.join(T.tempdir("mtm-cli-to-"), "t")

@@ -285,12 +285,15 @@ def space(root):
         for path, b, c, kind, size, fid in con.execute("SELECT path, branch, ckpt, kind, size, file_id FROM entry"):
             entries.setdefault(path, []).append((c, b, kind, size, fid))
         blocks = {}
-        for fid, blk, b, c, chunk in con.execute("SELECT file_id, blkno, branch, ckpt, chunk FROM block"):
+        # block rows are those of block and block_log together (FORMAT.md 3.5.1)
+        for fid, blk, b, c, chunk in con.execute("SELECT file_id, blkno, branch, ckpt, chunk FROM block UNION ALL "
+                                                 "SELECT file_id, blkno, branch, ckpt, chunk FROM block_log"):
             blocks.setdefault(fid, {}).setdefault(blk, []).append((c, b, chunk))
         clen = dict(con.execute("SELECT id, 40 + clen FROM chunk"))
         plen = dict(con.execute("SELECT id, plen FROM chunk"))
         used = {}
-        for chunk, boff in con.execute("SELECT DISTINCT chunk, boff FROM block WHERE chunk != 0"):
+        for chunk, boff in con.execute("SELECT chunk, boff FROM block WHERE chunk != 0 UNION "
+                                       "SELECT chunk, boff FROM block_log WHERE chunk != 0"):
             used.setdefault(chunk, set()).add(boff)
         dead = con.execute("SELECT COALESCE(SUM(dead), 0) FROM pack").fetchone()[0]
     finally:

@@ -7,7 +7,9 @@ taken: every checkpoint restored must be exactly a state the program was
 in (J names the last write), and the barrier must read only what was
 written since the compare ahead, not D again. A write no log explains that
 lands after the compare ahead (METAMORI_TEST_AHEAD_WAIT_MS holds the
-checkpoint there) must be in the next checkpoint."""
+checkpoint there) must be in the next checkpoint. Such a file is not
+pre-copied as well (read twice, and its blocks written ahead into the
+store for nothing)."""
 import os
 import re
 import struct
@@ -104,6 +106,41 @@ sp.stdin.close(); sp.wait()
     T.rmtree(root)
 
 
+def test_files_compared_whole_are_not_precopied():
+    """Under inotify every file written is compared whole (ahead): the
+    pre-copy's passes must not read its blocks as well, nor write them ahead
+    into the store, where no checkpoint uses them (the capture comes from
+    the compare's reads): they were read twice, and stored twice."""
+    root = S.new_tree({"D": b"\0" * (1024 * 4096)})
+    body = r'''
+fd = os.open(P("D"), os.O_RDWR)
+for i in range(4):
+    for b in range(i * 128, i * 128 + 256):
+        os.pwrite(fd, bytes([i + 1]) * 4096, b * 4096)
+    time.sleep(0.3)  # the passes run; the program is quiet: writing ahead would start
+    ck("burst %d" % i)
+os.close(fd)
+'''
+    got = scenario(root, body, {"METAMORI_WATCH": "inotify", "METAMORI_DEBUG_SESSION": "1"}, "bursts")
+    if not got:
+        return
+    p, res = got
+    S.check_restores(root, res, in_place=False)
+    lines = debug_lines(p.stderr)
+    if len(lines) < len(res):
+        raise T.Failure("no debug line per checkpoint:\n%s" % p.stderr[-3000:])
+    written = 4 * 256 * 4  # KiB
+    precopied = sum(int(k) for k in re.findall(r"session: pre-copy pass: (\d+) KiB read", p.stderr))
+    ahead = sum(int(k) for k in re.findall(r"; (\d+) KiB written ahead", "\n".join(lines)))
+    for line in lines:  # every checkpoint compared D ahead
+        if not re.search(r"compared ahead [0-9.]+ ms: [1-9]", line):
+            raise T.Failure("D was not compared ahead: %s" % line)
+    if precopied > written // 8 or ahead > written // 8:
+        raise T.Failure("of %d KiB written to a file compared whole, the pre-copy read %d KiB and wrote %d KiB "
+                        "ahead:\n%s" % (written, precopied, ahead, "\n".join(lines)))
+    T.rmtree(root)
+
+
 WRITER = r"""
 import os, sys, time
 u, sig = sys.argv[1], sys.argv[2]
@@ -168,4 +205,5 @@ ck("after")
 if __name__ == "__main__":
     if not os.path.exists(TP.PRELOAD):
         T.exit_skipped("no interposer at %s" % TP.PRELOAD)
-    T.main([test_scattered_writes_compared_ahead, test_untraced_write_after_the_compare_is_in_the_next])
+    T.main([test_scattered_writes_compared_ahead, test_untraced_write_after_the_compare_is_in_the_next,
+            test_files_compared_whole_are_not_precopied])

@@ -88,7 +88,7 @@ for step in range(2):
 '''
     p, res = S.run_scenario(root, body, preload=LIBC, env={"METAMORI_CAPTURE_THREADS": "3"})
     if S.modes(res) != ["tracked", "tracked"]:
-        raise T.Failure("expected tracked checkpoints, got %s" % S.modes(res))
+        raise T.Failure("expected tracked checkpoints, got %s; the session said:\n%s" % (S.modes(res), p.stderr))
     S.check_restores(root, res)
     T.rmtree(root)
 
@@ -257,7 +257,7 @@ ck("refilled")
 '''
     p, res = S.run_scenario(root, body, preload=LIBC)
     if S.modes(res) != ["tracked"] * 8:
-        raise T.Failure("expected tracked checkpoints, got %s" % S.modes(res))
+        raise T.Failure("expected tracked checkpoints, got %s; the session said:\n%s" % (S.modes(res), p.stderr))
     S.check_restores(root, res)
     T.rmtree(root)
 

@@ -34,7 +34,7 @@ static void rows_in_and_later_wins(void **state)
 	(void)state;
 	index_writer w;
 	assert_int_equal(sqlite3_exec(S->db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(index_writer_init(&w, S), 0);
+	assert_int_equal(index_writer_init(&w, S, INDEX_TO_BLOCK), 0);
 	/* 1,000 blocks of file 7 at checkpoint 3, in order, then block 5 again */
 	for (int b = 0; b < 1000; b++)
 		assert_int_equal(index_put_block(&w, 7, b, 1, 3, 100 + b, 1 + b / 16, b % 16), 0);

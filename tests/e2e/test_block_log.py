@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""A scan checkpoint's block rows kept together (FORMAT.md 3.5.1, issue 21):
+up to INDEX_LOG_CKPT_ROWS of them go to block_log, a small table, instead of
+one page of the big `block` B-tree per changed block; the log is merged into
+`block` by the scan checkpoint that finds more than STORE_LOG_KEEP_ROWS rows
+there, by a session as it starts, by prune in its own transaction (a refused
+or dry-run prune leaves the store as it was), by du, and by an in-place
+restore. Every checkpoint is restored and compared
+with a copy of the tree taken when it was made."""
+import os
+import random
+import sqlite3
+import struct
+import subprocess
+import time
+
+import mtmtest as T
+from mtmtest import Failure
+
+BLOCK = 4096
+KEEP_ROWS = 1 << 15  # STORE_LOG_KEEP_ROWS (src/store/store.h)
+LOG_CKPT_ROWS = 4096  # INDEX_LOG_CKPT_ROWS (src/store/index.h)
+
+
+def expect(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def with_store(fn):
+    def wrapper():
+        root = T.tempdir("mtm-blog-")
+        try:
+            T.init(root)
+            fn(root)
+        finally:
+            T.rmtree(root)
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def rows(root, table, where="1"):
+    return T.index_value(root, "SELECT count(*) FROM %s WHERE %s" % (table, where))
+
+
+def read_trace(path):
+    """(op, path, off, data) of the W records of a METAMORI_IO_TRACE file (src/io/io.c)."""
+    with open(path, "rb") as f:
+        d = f.read()
+    out, i = [], 0
+    while i < len(d):
+        op = chr(d[i])
+        (l1,) = struct.unpack_from("<I", d, i + 1)
+        p1 = d[i + 5:i + 5 + l1].decode("utf-8", "surrogateescape")
+        i += 5 + l1
+        (l2,) = struct.unpack_from("<I", d, i)
+        i += 4 + l2
+        off, ln = struct.unpack_from("<QQ", d, i)
+        i += 16
+        data = None
+        if op == "W":
+            data = d[i:i + ln]
+            i += ln
+        out.append((op, p1, off, data))
+    return out
+
+
+def wal_pages(trace):
+    """Page numbers of the frames written to the index's WAL: a frame's
+    24-byte header (written by itself) starts with the page number."""
+    return {struct.unpack(">I", data[:4])[0] for op, p, off, data in trace
+            if op == "W" and p.endswith("index.db-wal") and off >= 32 and len(data) == 24}
+
+
+def pages_of(root, names):
+    """Pages of these tables and indexes (SQLite's dbstat)."""
+    c = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+    try:
+        q = "SELECT pageno FROM dbstat WHERE name IN (%s)" % ",".join("?" * len(names))
+        return {p for (p,) in c.execute(q, names)}
+    finally:
+        c.close()
+
+
+@with_store
+def test_scattered_changes_touch_no_page_of_block(root):
+    """2% of a 32 MiB file's blocks rewritten, scattered: the checkpoint
+    writes no page of `block` or its indexes (the code before wrote about
+    one per changed block, up to every leaf of the table), and its rows sit
+    in a few pages of block_log."""
+    nblocks = 8192
+    path = os.path.join(root, "big")
+    rnd = random.Random(21)
+    T.write_file(path, rnd.randbytes(nblocks * BLOCK))
+    h = T.History(root)
+    h.checkpoint()
+    changed = sorted(rnd.sample(range(nblocks), nblocks // 50))
+    with open(path, "r+b") as f:
+        for b in changed:
+            f.seek(b * BLOCK)
+            f.write(rnd.randbytes(BLOCK))
+    trace = os.path.join(T.tempdir("mtm-blog-trace-"), "trace")
+    m = T.manifest(root)
+    p = T.run(["-C", root, "checkpoint", "-q"], env=dict(os.environ, METAMORI_IO_TRACE=trace))
+    ck = int(p.stdout.split()[-1])
+    h.seen[ck] = m
+    written = wal_pages(read_trace(trace))
+    T.rmtree(os.path.dirname(trace))
+    of_block = written & pages_of(root, ["block", "block_by_ckpt", "block_by_chunk"])
+    of_log = written & pages_of(root, ["block_log"])
+    expect(rows(root, "block_log", "ckpt=%d" % ck) == len(changed),
+           "block_log holds %d rows of checkpoint %d, not %d" % (rows(root, "block_log", "ckpt=%d" % ck), ck,
+                                                                  len(changed)))
+    expect(not of_block, "the checkpoint of %d changed blocks wrote %d pages of block and its indexes"
+           % (len(changed), len(of_block)))
+    expect(0 < len(of_log) <= len(changed) // 50 + 4,
+           "the checkpoint's %d rows took %d pages of block_log" % (len(changed), len(of_log)))
+    h.check()
+    T.restore(root, 1)  # in place: merges the log first
+    expect(rows(root, "block_log") == 0, "an in-place restore left block_log rows")
+    expect(rows(root, "block", "ckpt=%d" % ck) == len(changed), "the merge lost rows")
+    h.check()
+
+
+@with_store
+def test_log_merged_past_its_bound(root):
+    """A checkpoint with more than INDEX_LOG_CKPT_ROWS block rows (a first
+    one) puts them in block; fewer go to the log, which grows until a scan
+    checkpoint finds more than STORE_LOG_KEEP_ROWS rows there and merges it
+    first."""
+    path = os.path.join(root, "big")
+    rnd = random.Random(3)
+    T.write_file(path, rnd.randbytes((LOG_CKPT_ROWS + 1) * BLOCK))
+    h = T.History(root)
+    c = h.checkpoint()
+    expect(rows(root, "block", "ckpt=%d" % c) == LOG_CKPT_ROWS + 1 and rows(root, "block_log") == 0,
+           "a first checkpoint of %d blocks: %d rows in block, %d in block_log"
+           % (LOG_CKPT_ROWS + 1, rows(root, "block", "ckpt=%d" % c), rows(root, "block_log")))
+    # rewritten whole, less its last block, until the log passes its bound
+    n, logged = 0, 0
+    while logged <= KEEP_ROWS:
+        with open(path, "r+b") as f:
+            f.write(rnd.randbytes(LOG_CKPT_ROWS * BLOCK))
+        c = h.checkpoint()
+        n += 1
+        logged += LOG_CKPT_ROWS
+        expect(rows(root, "block_log") == logged, "after %d checkpoints: %d rows in block_log, not %d"
+               % (n, rows(root, "block_log"), logged))
+    T.patch_file(path, 5 * BLOCK, b"x" * 100)
+    c = h.checkpoint()
+    expect(rows(root, "block_log") == 1 and rows(root, "block_log", "ckpt=%d" % c) == 1,
+           "after the merge: block_log holds %d rows" % rows(root, "block_log"))
+    expect(rows(root, "block", "ckpt=%d" % (c - 1)) == LOG_CKPT_ROWS, "the merge lost rows")
+    # (16 MiB a restore: every other checkpoint, the first and the last two)
+    keep = sorted(h.seen)
+    keep = set(keep[::2] + keep[-2:])
+    h.seen = {k: v for k, v in h.seen.items() if k in keep}
+    h.check()
+
+
+def store_bytes(root):
+    """T.store_state, where an empty WAL and no WAL are the same bytes."""
+    st = T.store_state(root)
+    if st.get("index.db-wal") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855":
+        del st["index.db-wal"]
+    return st
+
+
+@with_store
+def test_prune_merges_in_its_transaction(root):
+    """prune merges the log in its own transaction: refused, or a dry run,
+    it leaves every byte of the index as it was; done, it keeps what every
+    kept checkpoint reads."""
+    path = os.path.join(root, "f")
+    rnd = random.Random(5)
+    T.write_file(path, rnd.randbytes(64 * BLOCK))
+    h = T.History(root)
+    for i in range(4):
+        T.patch_file(path, rnd.randrange(64) * BLOCK, rnd.randbytes(300))
+        h.checkpoint()
+    expect(rows(root, "block_log") > 0, "no rows in block_log")
+    before = store_bytes(root)
+    T.run_fail(["-C", root, "prune", "--keep", "99"])
+    T.assert_same(before, store_bytes(root), "the store after a refused prune")
+    T.run(["-C", root, "prune", "--keep-last", "2", "--dry-run"])
+    T.assert_same(before, store_bytes(root), "the store after prune --dry-run")
+    T.run(["-C", root, "prune", "--keep-last", "2"])
+    expect(rows(root, "block_log") == 0, "prune left rows in block_log")
+    for ck in list(h.seen):
+        if ck < 3:
+            del h.seen[ck]
+    h.check()
+    T.run(["-C", root, "verify", "--data"])
+
+
+@with_store
+def test_session_merges_as_it_starts(root):
+    """A session takes block_log for empty once it merged it: it merges the
+    scan checkpoints' rows as it starts, before any checkpoint of its own,
+    and what it then records reads right."""
+    path = os.path.join(root, "f")
+    rnd = random.Random(9)
+    T.write_file(path, rnd.randbytes(64 * BLOCK))
+    h = T.History(root)
+    h.checkpoint()
+    T.patch_file(path, 7 * BLOCK, b"y" * 5000)
+    h.checkpoint()
+    expect(rows(root, "block_log") > 0, "no rows in block_log")
+    env = dict(os.environ, METAMORI_TEST_IDLE_MS="600000")  # never idle: no merge of its own
+    flag = os.path.join(T.tempdir("mtm-blog-run-"), "go")
+    p = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--", "sh", "-c",
+                          "while [ ! -e %s ]; do sleep 0.05; done" % flag],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.time() + 30
+        while not os.path.exists(os.path.join(root, ".metamori", "session", "sock")) and time.time() < end:
+            time.sleep(0.05)
+        left = rows(root, "block_log")
+        T.patch_file(path, 40 * BLOCK, b"z" * 3000)
+        h.checkpoint()  # asked of the session
+    finally:
+        open(flag, "w").close()
+        out, err = p.communicate(timeout=60)
+        T.rmtree(os.path.dirname(flag))
+    expect(p.returncode == 0, "run: %d %s" % (p.returncode, err))
+    expect(left == 0, "a session started with %d rows in block_log" % left)
+    h.check()
+    T.run(["-C", root, "verify", "--data"])
+
+
+if __name__ == "__main__":
+    T.main([test_scattered_changes_touch_no_page_of_block, test_log_merged_past_its_bound,
+            test_prune_merges_in_its_transaction, test_session_merges_as_it_starts])
