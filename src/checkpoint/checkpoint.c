@@ -864,6 +864,18 @@ int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial)
 	return 0;
 }
 
+int ckpt_record_scanned(ckpt_run *r, vec *parent, vec *live, const tree_rest *rest)
+{
+	assert(!r->sc_loaded); /* one record per checkpoint */
+	MTM_TRY(statcache_load_paths(r, parent, live));
+	r->sc_loaded = 1;
+	r->info.entries = r->info.tree_bytes = 0;
+	MTM_TRY(scan_and_record(r, parent, live));
+	r->info.entries += rest->entries;
+	r->info.tree_bytes += rest->bytes;
+	return 0;
+}
+
 void ckpt_note_session(ckpt_run *r, int tracked, uint64_t pause_ns)
 {
 	r->info.tracked = !!tracked;

@@ -52,6 +52,9 @@ const ignore_set *ckpt_ignore(const ckpt_run *r);
 /* Records live against parent (both sorted by path). partial: they hold
  * only the touched paths; everything else is unchanged. */
 int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial);
+/* The same for a scan found by scan_changed (tree/scan.h): live and parent
+ * hold what may differ, rest counts the unchanged entries and bytes. */
+int ckpt_record_scanned(ckpt_run *r, vec *parent, vec *live, const tree_rest *rest);
 /* After ckpt_record: 1 if no entry differs from the parent's and there is a
  * parent (a first checkpoint is never "unchanged"). Regions not counted. */
 int ckpt_unchanged(const ckpt_run *r);

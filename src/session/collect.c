@@ -3,6 +3,7 @@
  * (the live tree and the parent's entries), and the capture of each touched
  * file; when the logs cannot be trusted (NEED_SCAN), the whole tree.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -342,37 +343,36 @@ int collect_tracked(tctx *t)
 	return rc;
 }
 
-/* Inside the barrier, when the logs are not enough: the whole tree. Files
- * the stat cache cannot vouch for are copied out, unless that is more than
- * the budget: then t->hold says to record before opening the barrier. */
+/* Inside the barrier, when the logs are not enough: the whole tree, walked
+ * without holding it (scan_changed): what may differ is kept, the rest
+ * counted in t->rest. Files the stat cache cannot vouch for are copied out,
+ * unless that is more than the budget: then t->hold says to record before
+ * opening the barrier. */
 int collect_scan(tctx *t, mtm_id parent)
 {
-	pathmap sc = {0};
-	int rc;
-	if ((rc = walk_tree(t->s, t->ign, t->live)) || (rc = index_load_tree(t->s, parent, t->parent)) ||
-	    (rc = statcache_load(t->s, &sc)))
-		goto done;
+	assert(!t->live->n && !t->parent->n); /* (restart_as_scan dropped the tracked sides) */
+	live_free(t->live);
+	entries_free(t->parent);
+	MTM_TRY(scan_changed(t->s, t->ign, parent, 0, t->live, t->parent, &t->rest));
+	/* every file kept is new, replaced or not vouched for: all are read */
 	uint64_t total = 0;
 	for (size_t i = 0; i < t->live->n; i++) {
 		live_item *it = &VEC_AT(t->live, live_item, i);
-		entry *pe = tree_find(t->parent, it->path);
-		if (it->kind == KIND_FILE && !(pe && pe->kind == KIND_FILE && statcache_fresh(pathmap_get(&sc, it->path), &it->st, pe->ver)))
+		if (it->kind == KIND_FILE)
 			total += (uint64_t)it->st.st_size;
 	}
 	if (total > t->budget) {
 		t->hold = 1; /* read in place while the barrier holds */
-		goto done;
+		return 0;
 	}
+	int rc = 0;
 	for (size_t i = 0; i < t->live->n && !rc; i++) {
 		live_item *it = &VEC_AT(t->live, live_item, i);
-		entry *pe = tree_find(t->parent, it->path);
-		if (it->kind != KIND_FILE || (pe && pe->kind == KIND_FILE && statcache_fresh(pathmap_get(&sc, it->path), &it->st, pe->ver)))
+		if (it->kind != KIND_FILE)
 			continue;
 		capture *cap = calloc(1, sizeof *cap);
-		if (!cap) {
-			rc = mtm_set_error(ENOMEM, "checkpoint");
-			break;
-		}
+		if (!cap)
+			return mtm_set_error(ENOMEM, "checkpoint");
 		cap->fd = -1;
 		cap->whole = 1;
 		cap->runs = (vec)VEC_INIT(blk_run);
@@ -384,7 +384,5 @@ int collect_scan(tctx *t, mtm_id parent)
 			rc = 0;
 		}
 	}
-done:
-	pathmap_free(&sc, free);
 	return rc;
 }

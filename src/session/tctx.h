@@ -50,6 +50,7 @@ typedef struct {
 	uint64_t ahead_read, ahead_again; /* bytes read by the compares ahead; blocks read again */
 	int64_t ahead_ns;
 	uint64_t barrier_read; /* bytes of live files read with the gate closed */
+	tree_rest rest;  /* a scan: the unchanged entries and bytes, not held (collect_scan) */
 } tctx;
 
 /* Scattered blocks cost a system call each to read (the pause is mostly

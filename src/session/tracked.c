@@ -161,7 +161,7 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 	if (!rc)
 		rc = materialize(t);
 	if (!rc)
-		rc = ckpt_record(r, t->parent, t->live, !*scan);
+		rc = *scan ? ckpt_record_scanned(r, t->parent, t->live, &t->rest) : ckpt_record(r, t->parent, t->live, 1);
 	if (!opened) {
 		barrier_open(ss);
 		tm->t1 = now_ns();

@@ -51,6 +51,8 @@
 #include "session/session.h"
 #include "session/watch.h"
 #include "util/error.h"
+#include "util/log.h"
+#include "util/xxh.h"
 
 enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
 enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
@@ -79,7 +81,8 @@ struct watcher {
 	vec marks;        /* of fs_mark (fanotify): a file system and a directory on it */
 	pathmap dircache; /* fanotify: handle (hex) -> path relative to the root, or OUTSIDE */
 	pathmap objcache; /* fanotify: a file's handle (hex) -> ONE_NAME: one name, outside the tree */
-	pathmap inodes;   /* fanotify, loaded when needed: "dev:ino" of the tree's files (load_inodes) */
+	uint64_t *inodes; /* fanotify, loaded when needed: the tree's files, inode_key of each, sorted (load_inodes) */
+	size_t n_inodes;
 	vec held;         /* fanotify: of held_event, events in a directory being freed, to resolve later */
 	int inodes_loaded;
 	struct timespec inodes_since; /* the last barrier (or the start): a file born after it is none of inodes' */
@@ -133,7 +136,7 @@ void watch_stop(watcher *w)
 	dircache_clear(w);
 	pathmap_free(&w->objcache, NULL);
 	pathmap_free(&w->carry, NULL);
-	pathmap_free(&w->inodes, NULL);
+	free(w->inodes);
 	pathmap_free(&w->pending, free);
 	pathmap_free(&w->early, free);
 	pathmap_free(&w->explained, free);
@@ -270,26 +273,60 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	return val;
 }
 
+/* An inode as load_inodes keeps it: 8 bytes, not its "dev:ino" text in a
+ * hash map (~70 bytes a file: at 1,000,000 files, more than the session's
+ * whole budget of 100 MiB). Two inodes may share a key (one chance in
+ * 2^64 per pair): then a file outside the tree is taken for the tree's,
+ * the safe side (the checkpoint compares it, or scans). */
+static uint64_t inode_key(int64_t dev, int64_t ino)
+{
+	const int64_t k[2] = {dev, ino};
+	return XXH3_64bits(k, sizeof k);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 /* Loads the inodes of the tree's files as of the last checkpoint (its stat
- * cache rows: "dev:ino" -> non-NULL). A file made since is a namespace
- * change of this interval, compared whole at the next checkpoint anyway. */
+ * cache rows), counted first so that the array is allocated once. A file
+ * made since is a namespace change of this interval, compared whole at the
+ * next checkpoint anyway. */
 static int load_inodes(watcher *w, mtm_session *ss)
 {
 	sqlite3_stmt *st;
+	int64_t n = -1;
+	if (sqlite3_prepare_v2(ss->s->db, "SELECT count(*) FROM statcache", -1, &st, NULL) != SQLITE_OK)
+		return EIO;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (n < 0)
+		return EIO;
+	free(w->inodes);
+	w->n_inodes = 0;
+	if (!(w->inodes = malloc((size_t)(n ? n : 1) * sizeof *w->inodes)))
+		return ENOMEM;
 	if (sqlite3_prepare_v2(ss->s->db, "SELECT dev, ino FROM statcache", -1, &st, NULL) != SQLITE_OK)
 		return EIO;
-	int rc = 0, r;
-	char key[48];
-	while (!rc && (r = sqlite3_step(st)) == SQLITE_ROW) {
-		snprintf(key, sizeof key, "%llx:%llx", (unsigned long long)sqlite3_column_int64(st, 0),
-		         (unsigned long long)sqlite3_column_int64(st, 1));
-		rc = change_set_mark(&w->inodes, key);
-	}
-	if (!rc && r != SQLITE_DONE)
-		rc = EIO;
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW && w->n_inodes < (size_t)n)
+		w->inodes[w->n_inodes++] = inode_key(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
 	sqlite3_finalize(st);
-	w->inodes_loaded = !rc;
-	return rc;
+	/* (rows added between the count and the read: only a checkpoint adds
+	 * them, and none runs while the watcher looks) */
+	if (r != SQLITE_DONE && r != SQLITE_ROW)
+		return EIO;
+	if (r == SQLITE_ROW)
+		return EIO; /* more rows than counted: cannot tell, the checkpoint scans */
+	qsort(w->inodes, w->n_inodes, sizeof *w->inodes, cmp_u64);
+	w->inodes_loaded = 1;
+	if (ss->debug)
+		log_msg(MTM_LOG_DEBUG, "session: watcher: a file changed outside the tree: the tree's %zu inodes loaded (%zu KiB)",
+		        w->n_inodes, w->n_inodes * sizeof *w->inodes / 1024);
+	return 0;
 }
 
 /* 1 if the file open at fd was made after t: it is then none of the files
@@ -342,9 +379,8 @@ static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_ha
 		close(fd);
 		return 1; /* cannot tell: the checkpoint scans */
 	}
-	char ik[48];
-	snprintf(ik, sizeof ik, "%llx:%llx", (unsigned long long)(int64_t)st.st_dev, (unsigned long long)(int64_t)st.st_ino);
-	if (pathmap_get(&w->inodes, ik)) {
+	uint64_t ik = inode_key((int64_t)st.st_dev, (int64_t)st.st_ino);
+	if (w->n_inodes && bsearch(&ik, w->inodes, w->n_inodes, sizeof ik, cmp_u64)) {
 		int reused = born_after(fd, &w->inodes_since);
 		close(fd);
 		return !reused;
@@ -1126,8 +1162,9 @@ int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 	memset(&w->explained, 0, sizeof w->explained);
 	w->nmemo = 0; /* a new interval */
 	w->marked = 0;
-	pathmap_free(&w->inodes, NULL); /* this checkpoint's files: loaded again when needed */
-	memset(&w->inodes, 0, sizeof w->inodes);
+	free(w->inodes); /* this checkpoint's files: loaded again when needed */
+	w->inodes = NULL;
+	w->n_inodes = 0;
 	w->inodes_loaded = 0;
 	clock_gettime(CLOCK_REALTIME, &w->inodes_since);
 	return rc ? mtm_set_error(ENOMEM, "session") : 0;

@@ -63,6 +63,15 @@ void live_free(vec *v);
 typedef int (*walk_fn)(void *arg, live_item *it);
 int walk_sorted(mtm_store *s, const ignore_set *ign, walk_fn fn, void *arg);
 void live_item_free(live_item *it);
+/* What a scan checkpoint must record against checkpoint parent, found
+ * without holding the tree (changed.c): live gets the items that are new
+ * or may differ (a file the stat cache cannot vouch for), parent_out the
+ * parent's entries at those paths and the ones gone, both in path order;
+ * the unchanged rest is only counted. group_links: hard links grouped as
+ * live_group_links does. */
+typedef struct { uint64_t entries, bytes; } tree_rest;
+int scan_changed(mtm_store *s, const ignore_set *ign, mtm_id parent, int group_links, vec *live /* of live_item */,
+                 vec *parent_out /* of entry */, tree_rest *rest);
 /* Appends the entries under directory rel (not rel itself), unsorted. */
 int walk_subtree(mtm_store *s, const ignore_set *ign, const char *rel, vec *out);
 void capture_free(capture *c);

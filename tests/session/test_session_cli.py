@@ -331,9 +331,6 @@ def test_unfinished_restore_is_left_pending_by_run():
     T.patch_file(os.path.join(base, "big"), 8192, b"X" * 100)
     T.patch_file(os.path.join(base, "big"), 3 << 20, b"Y" * 5000)
     T.checkpoint(base, "patched")
-    # the block rows merged now (du), not by the restore: the crash points
-    # searched below are the restore's own writes
-    T.run(["-C", base, "du"])
     ref = os.path.join(T.tempdir(), "ref")
     T.restore(base, 1, to=ref)
     root = None
@@ -573,8 +570,8 @@ def test_block_log_read_before_the_merge():
     is idle (FORMAT.md 3.5.1). Before the merge, every reader sees them:
     diff, verify --data and restore --to of each checkpoint are exact; du,
     a writer-side reader, merges them first; a session killed before its
-    merge leaves them for the next writer (an in-place restore), and nothing
-    is lost. The writes are the traced program's (the real interposer), so
+    merge leaves them there, in-place restores read them, and nothing is
+    lost. The writes are the traced program's (the real interposer), so
     the checkpoints are tracked ones."""
     big = bytes(range(256)) * (4096 * 64 // 256)  # 64 blocks
     root = S.new_tree({"big": big, "small": b"s" * 100})
@@ -618,23 +615,30 @@ def test_block_log_read_before_the_merge():
             raise T.Failure("read_store extract %d: %s" % (ckpt, p.stderr))
         T.assert_same(man, T.manifest(out), "checkpoint %d read by read_store.py" % ckpt)
     T.run(["-C", root, "verify", "--data"])
-    # a writer merges the log first: if that fails, it stops there, and the
+    # an in-place restore reads the rows where they are (it does not merge
+    # them); du merges them first: if that fails, it stops there, and the
     # store and the tree stay as they were
     before, rows = T.manifest(root), log_rows()
     for fault in ("write:1:EIO", "fsync:1:EIO", "write:1:ENOSPC"):
-        p = T.run_fail(["-C", root, "restore", str(taken[0][0])], env=dict(os.environ, METAMORI_FAULT=fault))
+        p = T.run_fail(["-C", root, "du"], env=dict(os.environ, METAMORI_FAULT=fault))
         want = "metamori: %s/.metamori/index.db: merging block_log's rows into block: " % os.path.realpath(root)
         if not p.stderr.strip().startswith(want):
             raise T.Failure("%s: expected the merge to fail first, got: %s" % (fault, p.stderr.strip()))
-        T.assert_same(before, T.manifest(root), "the tree after a restore whose merge failed (%s)" % fault)
+        T.assert_same(before, T.manifest(root), "the tree after a du whose merge failed (%s)" % fault)
         if log_rows() not in (0, rows):
             raise T.Failure("%s: block_log half merged: %d of %d rows" % (fault, log_rows(), rows))
     T.run(["-C", root, "verify", "--data"])
     for ckpt, man in reversed(taken):
         T.restore(root, ckpt)
         T.assert_same(man, T.manifest(root), "checkpoint %d restored in place after the session was killed" % ckpt)
+    if log_rows() == 0:
+        raise T.Failure("the in-place restores merged block_log (they read it)")
+    T.run(["-C", root, "du"])
     if log_rows() != 0:
-        raise T.Failure("the in-place restore (a writer) left %d rows in block_log" % log_rows())
+        raise T.Failure("du left %d rows in block_log" % log_rows())
+    for ckpt, man in taken:
+        T.restore(root, ckpt)
+        T.assert_same(man, T.manifest(root), "checkpoint %d restored in place after the merge" % ckpt)
     T.rmtree(root)
 
 def test_write_after_a_precopy_pass():
