@@ -54,7 +54,8 @@ static int load(rctx *c, inplace *w, mtm_id k)
 	if ((rc = index_load_tree(s, k, &w->target)) || (rc = lineage_of(s, k, &c->lin_k)) || (rc = mtm_head(s, &head)) ||
 	    (rc = index_load_tree(s, head, &w->head_tree)) || (rc = lineage_of(s, head, &c->lin_h)) ||
 	    (rc = statcache_load(s, &w->sc)) ||
-	    (rc = index_blocks_between(s, &c->lin_k, &c->lin_h, BETWEEN_LIMIT, &c->between, &c->between_ok)) ||
+	    (rc = index_blocks_between(s, &c->lin_k, &c->lin_h, BETWEEN_LIMIT, &c->between, &c->between_ok,
+	                               &c->log_empty)) ||
 	    (rc = ignore_load(&w->ign, s->rootfd, rq->excludes, rq->n_excludes)) ||
 	    (rc = walk_tree(s, &none, &w->live)) || (rc = live_group_links(&w->live, &w->ign)))
 		return rc;

@@ -74,7 +74,7 @@ static int diff_changed(rctx *c, plan_item *p, const entry *he)
 			tail++;
 		blockref r[2]; /* te's row, he's (one file: the caller checked) */
 		int f[2];
-		MTM_TRY(index_block_pair(c->s, te->file_id, blk, &c->lin_k, &c->lin_h, 1, r, f));
+		MTM_TRY(index_block_pair(c->s, te->file_id, blk, &c->lin_k, &c->lin_h, c->log_empty, r, f));
 		if (blk >= hblocks)
 			f[1] = 0; /* past the head's end: zeros */
 		if (f[0]) {

@@ -72,8 +72,8 @@ typedef struct {
 	pathmap dirs;    /* directories whose entries changed: fsync them */
 	blockcache *bc;  /* blocks of patched files kept from the verify pass */
 	vec between;     /* of blockkey: blocks written by a checkpoint between head and k */
-	int between_ok;  /* ... and that is all of them (index_blocks_between: then
-	                  * block_log holds no row in this read transaction) */
+	int between_ok;  /* ... and that is all of them (index_blocks_between) */
+	int log_empty;   /* block_log holds no row in this read transaction */
 	int64_t fsync_ns; /* for $METAMORI_DEBUG_RESTORE: time in the files' fsyncs */
 	vec unsynced;    /* of unsynced_file: patched in place, not yet fsynced */
 	vec unrenamed;   /* of unrenamed_file: written whole in place, not yet fsynced nor renamed in */

@@ -31,7 +31,6 @@
 #include "restore/rctx.h"
 #include "restore/restore.h"
 #include "checkpoint/checkpoint.h"
-#include "store/index.h"
 #include "store/intent.h"
 #include "util/error.h"
 
@@ -184,15 +183,10 @@ static int restore_locked(mtm_store *s, mtm_id k, const rreq *rq, int discard, m
 /* Takes the lock and asks the caller's refusal with it held (api/restore.c:
  * not under a running `metamori run`, whose tree would change under the
  * traced program; a session starts only while holding the lock too). */
-static int lock_for_tree(mtm_store *s, int (*refuse)(mtm_store *s), int dry_run)
+static int lock_for_tree(mtm_store *s, int (*refuse)(mtm_store *s))
 {
 	MTM_TRY(store_lock(s));
 	int rc = refuse ? refuse(s) : 0;
-	/* block_log's rows into block first: the blocks written between the
-	 * head and the target are then read from block_by_ckpt (between.c;
-	 * a dry run changes nothing, and compares whole block maps instead) */
-	if (!rc && !dry_run)
-		rc = index_settle(s);
 	if (rc)
 		store_unlock(s);
 	return rc;
@@ -219,7 +213,7 @@ int restore_checkpoint(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, in
 			st = c.st;
 		}
 		rctx_free(&c);
-	} else if (!rc && !(rc = lock_for_tree(s, refuse, o.dry_run))) {
+	} else if (!rc && !(rc = lock_for_tree(s, refuse))) {
 		rc = restore_locked(s, id, &rq, o.discard, &saved, &st);
 		store_unlock(s);
 	}
@@ -251,7 +245,7 @@ int restore_resume(mtm_store *s, int abort, const mtm_restore_opts *opts, int (*
 {
 	mtm_restore_opts o;
 	MTM_TRY(opts_begin(opts, &o, out));
-	MTM_TRY(lock_for_tree(s, refuse, o.dry_run));
+	MTM_TRY(lock_for_tree(s, refuse));
 	intent in;
 	int rc = intent_read(s, &in);
 	if (!rc && !in.target)

@@ -7,7 +7,8 @@
  * exactly one of them sees. Per branch, each sees a prefix of the branch's
  * checkpoints, so the checkpoints seen by one only are, per branch, the ids
  * between the two prefixes' ends: found through block_by_ckpt, in time
- * proportional to the rows they wrote, not to the size of the files.
+ * proportional to the rows they wrote, not to the size of the files. Rows
+ * still in block_log (FORMAT.md 3.5.1) are looked at too.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -53,21 +54,25 @@ static int scan_branch(mtm_store *s, sqlite3_stmt *st, int64_t branch, int64_t l
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
-int index_blocks_between(mtm_store *s, const lineage *a, const lineage *b, size_t limit, vec *out, int *complete)
+int index_blocks_between(mtm_store *s, const lineage *a, const lineage *b, size_t limit, vec *out, int *complete,
+                         int *log_empty)
 {
 	*out = (vec)VEC_INIT(blockkey);
 	*complete = 0;
-	int empty;
-	MTM_TRY(index_log_empty(s, &empty));
-	if (!empty) /* rows not merged yet (a writer merges them under the lock): whole maps read both tables */
-		return 0;
-	sqlite3_stmt *st;
-	/* block_by_ckpt holds the key columns: no row of the table is read */
+	MTM_TRY(index_log_empty(s, log_empty));
+	sqlite3_stmt *st[2] = {NULL, NULL};
+	/* block_by_ckpt holds the key columns: no row of the table is read;
+	 * block_log, small (store.h, STORE_LOG_KEEP_ROWS), is read whole */
 	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT file_id, blkno FROM block INDEXED BY block_by_ckpt "
 	                       "WHERE ckpt > ?1 AND ckpt <= ?2 AND branch = ?3",
-	                       -1, &st, NULL) != SQLITE_OK)
+	                       -1, &st[0], NULL) != SQLITE_OK ||
+	    (!*log_empty && sqlite3_prepare_v2(s->db,
+	                                       "SELECT file_id, blkno FROM block_log WHERE ckpt > ?1 AND ckpt <= ?2 AND branch = ?3",
+	                                       -1, &st[1], NULL) != SQLITE_OK)) {
+		sqlite3_finalize(st[0]);
 		return 0; /* (an index without it: the caller reads whole maps) */
+	}
 	*complete = 1;
 	int rc = 0;
 	const lineage *both[2] = {a, b};
@@ -78,10 +83,11 @@ int index_blocks_between(mtm_store *s, const lineage *a, const lineage *b, size_
 				continue;
 			int64_t ma = lineage_max(a, br), mb = lineage_max(b, br);
 			int64_t lo = ma < mb ? ma : mb, hi = ma < mb ? mb : ma;
-			if (lo < hi)
-				rc = scan_branch(s, st, br, lo, hi, limit, out, complete);
+			for (int t = 0; t < 2 && st[t] && lo < hi && !rc && *complete; t++)
+				rc = scan_branch(s, st[t], br, lo, hi, limit, out, complete);
 		}
-	sqlite3_finalize(st);
+	sqlite3_finalize(st[0]);
+	sqlite3_finalize(st[1]);
 	if (rc || !*complete) {
 		vec_free(out);
 		*complete = 0;

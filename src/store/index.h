@@ -105,9 +105,11 @@ void index_lookups_free(mtm_store *s);
  * lineages a and b: those with a row written by a checkpoint exactly one of
  * them sees (between.c). Sorted by (file_id, blkno), unique. *complete = 0
  * (and out empty) if there are more than limit rows to look at, or the
- * index cannot answer cheaply: then compare whole maps. */
+ * index cannot answer cheaply: then compare whole maps. *log_empty: 1 if
+ * block_log holds no row (index_block_pair need not read it). */
 typedef struct { int64_t file_id, blkno; } blockkey;
-int index_blocks_between(mtm_store *s, const lineage *a, const lineage *b, size_t limit, vec *out, int *complete);
+int index_blocks_between(mtm_store *s, const lineage *a, const lineage *b, size_t limit, vec *out, int *complete,
+                         int *log_empty);
 
 /* The XXH3-64 of an all-zero block. */
 uint64_t zero_block_hash(void);

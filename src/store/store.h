@@ -78,7 +78,8 @@ void store_unlock(mtm_store *s);
  * twice, into the WAL and then into the database); in the small log they
  * share a few pages, and a merge puts many checkpoints' rows into each
  * page of `block` at once. Whoever needs the log empty merges it: a
- * session as it starts, prune in its transaction, du (store_settle). */
+ * session as it starts, prune in its transaction, du (store_settle);
+ * other writers leave it (an in-place restore reads it, between.c). */
 #define STORE_LOG_KEEP_ROWS (1 << 15)
 int store_trim_log(mtm_store *s);
 /* Leaves block_log empty: merges it, under the writer lock, waiting a few
