@@ -73,6 +73,7 @@ static int poll_timeout(run_loop *l, loop_clock *c, struct pollfd *pf, int *time
 		int64_t left = (int64_t)c->idle_ms - (now_ns() - c->last_busy) / 1000000;
 		if (left <= 0) {
 			session_wal_maintain(ss, 1);
+			session_wal_restart(ss);
 			c->last_busy = now_ns();
 			return 1;
 		}

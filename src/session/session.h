@@ -114,6 +114,7 @@ typedef struct mtm_session {
 	                          * ("phases"): only a line per checkpoint (a busy program's records
 	                          * would be millions of lines) */
 	int wal_frames;          /* frames in the index's WAL after the last commit (0: nothing to copy) */
+	int wal_copied;          /* the WAL was copied whole since: session_wal_restart starts it over */
 	/* the pre-copy made while the program runs, taken over by the next
 	 * checkpoint (tracked.c) */
 	change_set bg_cs;        /* the records the passes peeked */
@@ -255,6 +256,8 @@ void session_reap_logs(mtm_session *ss);
 #define SESSION_IDLE_MS 1000
 #define SESSION_WAL_MAX_FRAMES 16384
 void session_wal_maintain(mtm_session *ss, int idle);
+/* Idle, after session_wal_maintain: starts the copied WAL over (session.c). */
+void session_wal_restart(mtm_session *ss);
 
 /* Serves one client connection: reads the request, checkpoints, replies;
  * 1 if it was a join: the connection is then a member's (join.c), kept open. */

@@ -80,7 +80,7 @@ void store_unlock(mtm_store *s);
  * page of `block` at once. Whoever needs the log empty merges it: a
  * session as it starts, prune in its transaction, du (store_settle);
  * other writers leave it (an in-place restore reads it, between.c). */
-#define STORE_LOG_KEEP_ROWS (1 << 15)
+#define STORE_LOG_KEEP_ROWS (1 << 13)
 int store_trim_log(mtm_store *s);
 /* Leaves block_log empty: merges it, under the writer lock, waiting a few
  * seconds at most for a writer that holds the lock. For readers whose

@@ -18,7 +18,7 @@ import mtmtest as T
 from mtmtest import Failure
 
 BLOCK = 4096
-KEEP_ROWS = 1 << 15  # STORE_LOG_KEEP_ROWS (src/store/store.h)
+KEEP_ROWS = 1 << 13  # STORE_LOG_KEEP_ROWS (src/store/store.h)
 LOG_CKPT_ROWS = 4096  # INDEX_LOG_CKPT_ROWS (src/store/index.h)
 
 

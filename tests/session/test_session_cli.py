@@ -504,6 +504,67 @@ def assert_restore_to(root, taken, what):
         T.assert_same(man, T.manifest(to), "checkpoint %d (%s)" % (ckpt, what))
 
 
+def trace_records(path, start):
+    """(op, path, off, len) of each record of a METAMORI_IO_TRACE file from
+    byte start on (io.c's records: op, path, path2, off, len, and a write's
+    data)."""
+    import struct
+    with open(path, "rb") as f:
+        f.seek(start)
+        buf = f.read()
+    out, i = [], 0
+    while i < len(buf):
+        op = chr(buf[i])
+        (l1,) = struct.unpack_from("<I", buf, i + 1)
+        name = buf[i + 5:i + 5 + l1].decode(errors="replace")
+        (l2,) = struct.unpack_from("<I", buf, i + 5 + l1)
+        j = i + 9 + l1 + l2
+        off, n = struct.unpack_from("<QQ", buf, j)
+        i = j + 16 + (n if op == "W" else 0)
+        out.append((op, name, off, n))
+    return out
+
+
+def test_one_wal_sync_after_an_idle_copy():
+    """A tracked checkpoint's commit syncs the index's WAL once. After the
+    idle session copied the WAL into index.db, the next commit started the
+    WAL over, and SQLite wrote and synced its new header before the frames:
+    a second sync inside every checkpoint a second or more after the one
+    before (W2 under `run`, issue 21). The session starts the WAL over while
+    idle now: the checkpoint's records up to its first WAL sync hold no new
+    WAL header (the idle work that follows the answer comes after it)."""
+    root = S.new_tree({"f": bytes(8 * 4096)})
+    ctl = T.tempdir("mtm-ctl-")
+    trace = os.path.join(T.tempdir("mtm-trace-"), "trace")
+    writes = [[(b * 4096, bytes([0x41 + b]) * 4096)] for b in range(3)]
+    env = dict(os.environ, METAMORI_TEST_IDLE_MS="100", METAMORI_IO_TRACE=trace)
+
+    def settled():
+        # the idle work done: the trace stops growing
+        size = os.path.getsize(trace)
+        time.sleep(0.6)
+        return os.path.getsize(trace) == size
+
+    taken = []
+    with poker_session(root, ctl, writes, os.path.join(root, "f"), env=env):
+        T.checkpoint(root, "session start")  # the first one in a session may scan
+        for i in range(len(writes)):
+            poke_step(ctl, i)
+            wait_for(settled, "the idle session's copy of the WAL")
+            start = os.path.getsize(trace)
+            taken.append(tracked_checkpoint(root, "c%d" % i))
+            recs = trace_records(trace, start)
+            wal = [k for k, r in enumerate(recs) if r[0] == "S" and r[1].endswith("/index.db-wal")]
+            if not wal or not any(r[0] == "S" and r[1].endswith(".pack") for r in recs[:wal[0]]):
+                raise T.Failure("checkpoint c%d: expected the pack's sync, then the WAL's: %r" % (i, recs[:40]))
+            hdr = [r for r in recs[:wal[0]] if r[0] == "W" and r[1].endswith("/index.db-wal") and r[2] == 0]
+            if hdr:
+                raise T.Failure("checkpoint c%d after an idle copy started the WAL over (wrote its header %r and "
+                                "synced it before the frames)" % (i, hdr))
+    assert_restore_to(root, taken, "after idle copies of the WAL")
+    T.rmtree(root)
+
+
 def test_block_log_read_before_the_merge():
     """A session's checkpoints leave their block rows in block_log until it
     is idle (FORMAT.md 3.5.1). Before the merge, every reader sees them:
@@ -744,7 +805,7 @@ def test_precopy_pass_fails():
         raise T.Failure("no injected read failed a pre-copy pass")
 
 if __name__ == "__main__":
-    T.main([test_index_wal_copied_back_when_idle, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
+    T.main([test_index_wal_copied_back_when_idle, test_one_wal_sync_after_an_idle_copy, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
             test_exit_status, test_errors, test_second_run_joins_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
