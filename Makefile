@@ -14,7 +14,8 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # libmetamori_mpi and runs its tests (tests/mpi).
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
                libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
-               libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin libopenmpi-dev openmpi-bin
+               libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin libopenmpi-dev openmpi-bin \
+               time
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md);
 # PostgreSQL for `make bench-pg`.
 BENCH_PACKAGES = rsync borgbackup restic fio postgresql postgresql-contrib git

@@ -245,7 +245,7 @@ struct ckpt_run {
 	ignore_set ign;
 	uint64_t done_bytes, total_bytes;
 	int in_tx, committed;
-	int sc_loaded; /* the stat cache is read by ckpt_record: all of it, or only the touched paths */
+	int sc_loaded; /* the stat cache rows of the recorded paths are read (record_paths) */
 	ckpt_hooks hooks;
 	int regions_recorded; /* the handle's region hashes now describe this checkpoint, once committed */
 };
@@ -839,14 +839,23 @@ static int statcache_load_paths(run_state *r, const vec *parent, const vec *live
 	return 0;
 }
 
-int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial)
+/* Records the paths in parent and live (the stat cache read for those
+ * alone); entries and bytes: the totals of every other path, added to what
+ * the record counts. */
+static int record_paths(run_state *r, vec *parent, vec *live, uint64_t entries, uint64_t bytes)
 {
-	if (!r->sc_loaded) {
-		MTM_TRY(partial ? statcache_load_paths(r, parent, live) : statcache_load(r->s, &r->sc));
-		r->sc_loaded = 1;
-	}
-	if (!partial)
-		return scan_and_record(r, parent, live);
+	assert(!r->sc_loaded); /* one record per checkpoint */
+	MTM_TRY(statcache_load_paths(r, parent, live));
+	r->sc_loaded = 1;
+	r->info.entries = r->info.tree_bytes = 0;
+	MTM_TRY(scan_and_record(r, parent, live));
+	r->info.entries += entries;
+	r->info.tree_bytes += bytes;
+	return 0;
+}
+
+int ckpt_record(ckpt_run *r, vec *parent, vec *live)
+{
 	/* parent and live hold only the touched paths: the totals are the
 	 * parent's, adjusted by the difference over those paths */
 	MTM_TRY(parent_totals(r));
@@ -857,23 +866,12 @@ int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial)
 		if (e->kind == KIND_FILE)
 			bytes -= (uint64_t)e->size;
 	}
-	r->info.entries = r->info.tree_bytes = 0;
-	MTM_TRY(scan_and_record(r, parent, live));
-	r->info.entries += entries;
-	r->info.tree_bytes += bytes;
-	return 0;
+	return record_paths(r, parent, live, entries, bytes);
 }
 
 int ckpt_record_scanned(ckpt_run *r, vec *parent, vec *live, const tree_rest *rest)
 {
-	assert(!r->sc_loaded); /* one record per checkpoint */
-	MTM_TRY(statcache_load_paths(r, parent, live));
-	r->sc_loaded = 1;
-	r->info.entries = r->info.tree_bytes = 0;
-	MTM_TRY(scan_and_record(r, parent, live));
-	r->info.entries += rest->entries;
-	r->info.tree_bytes += rest->bytes;
-	return 0;
+	return record_paths(r, parent, live, rest->entries, rest->bytes);
 }
 
 void ckpt_note_session(ckpt_run *r, int tracked, uint64_t pause_ns)
@@ -940,22 +938,21 @@ void ckpt_end(ckpt_run *r)
 	free(r);
 }
 
-/* A full scan: the whole tree against the whole parent tree. only_if_changed:
- * nothing is recorded (out->id = 0) when no entry differs from the parent's. */
+/* A full scan: the whole tree against the whole parent tree, streamed
+ * (scan_changed: what may differ is held, the rest only counted).
+ * only_if_changed: nothing is recorded (out->id = 0) when no entry differs
+ * from the parent's. */
 static int scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *hooks, mtm_checkpoint_info *out,
                 int only_if_changed)
 {
 	ckpt_run *r;
 	vec parent = VEC_INIT(entry), live = VEC_INIT(live_item);
+	tree_rest rest;
 	int rc = ckpt_begin(s, opts, hooks, &r);
 	if (!rc)
-		rc = index_load_tree(s, r->info.parent, &parent);
+		rc = scan_changed(s, &r->ign, r->info.parent, 1, &live, &parent, &rest);
 	if (!rc)
-		rc = walk_tree(s, &r->ign, &live);
-	if (!rc)
-		rc = live_group_links(&live, NULL);
-	if (!rc)
-		rc = ckpt_record(r, &parent, &live, 0);
+		rc = ckpt_record_scanned(r, &parent, &live, &rest);
 	if (!rc && only_if_changed && ckpt_unchanged(r)) {
 		if (out) {
 			memset(out, 0, sizeof *out); /* ckpt_end rolls back: nothing was recorded */

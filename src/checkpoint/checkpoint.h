@@ -2,7 +2,8 @@
  * checkpoint.h — the one engine that records a checkpoint, for the two ways
  * of learning what changed: a scan of the whole tree (ckpt_scan), and a
  * session's tracked change set (session/tracked.c), which records only the
- * touched paths with ckpt_record(..., partial = 1).
+ * touched paths with ckpt_record. A scan too records only the paths that
+ * may differ (ckpt_record_scanned; tree/changed.c finds them).
  *
  * The engine knows nothing of sessions: what a session lends it (blocks
  * written ahead, parent hashes looked up while the program ran) comes in
@@ -49,9 +50,9 @@ mtm_id ckpt_parent(const ckpt_run *r);
 const pack_writer *ckpt_pack(const ckpt_run *r);
 const lineage *ckpt_lineage(const ckpt_run *r);
 const ignore_set *ckpt_ignore(const ckpt_run *r);
-/* Records live against parent (both sorted by path). partial: they hold
- * only the touched paths; everything else is unchanged. */
-int ckpt_record(ckpt_run *r, vec *parent, vec *live, int partial);
+/* Records live against parent (both sorted by path), which hold only the
+ * touched paths; everything else is unchanged. */
+int ckpt_record(ckpt_run *r, vec *parent, vec *live);
 /* The same for a scan found by scan_changed (tree/scan.h): live and parent
  * hold what may differ, rest counts the unchanged entries and bytes. */
 int ckpt_record_scanned(ckpt_run *r, vec *parent, vec *live, const tree_rest *rest);

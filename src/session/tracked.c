@@ -7,7 +7,7 @@
  *     look up the parent's entries for exactly those paths (point lookups),
  *     copy the dirty blocks of touched files out of the page cache (capture)
  *   barrier_open                                     the program runs on
- *   ckpt_record(partial) / ckpt_commit: hash, compress, write, fsync
+ *   ckpt_record / ckpt_commit: hash, compress, write, fsync
  *
  * The live side and the parent side hold the same set of paths (whatever
  * exists of it on each side), so ckpt_record's merge sees additions,
@@ -161,7 +161,7 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 	if (!rc)
 		rc = materialize(t);
 	if (!rc)
-		rc = *scan ? ckpt_record_scanned(r, t->parent, t->live, &t->rest) : ckpt_record(r, t->parent, t->live, 1);
+		rc = *scan ? ckpt_record_scanned(r, t->parent, t->live, &t->rest) : ckpt_record(r, t->parent, t->live);
 	if (!opened) {
 		barrier_open(ss);
 		tm->t1 = now_ns();
