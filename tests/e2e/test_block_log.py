@@ -15,28 +15,15 @@ import subprocess
 import time
 
 import mtmtest as T
-from mtmtest import Failure
+from mtmtest import Failure, expect
 
 BLOCK = 4096
 KEEP_ROWS = 1 << 13  # STORE_LOG_KEEP_ROWS (src/store/store.h)
 LOG_CKPT_ROWS = 4096  # INDEX_LOG_CKPT_ROWS (src/store/index.h)
 
 
-def expect(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
 def with_store(fn):
-    def wrapper():
-        root = T.tempdir("mtm-blog-")
-        try:
-            T.init(root)
-            fn(root)
-        finally:
-            T.rmtree(root)
-    wrapper.__name__ = fn.__name__
-    return wrapper
+    return T.with_store(fn, "mtm-blog-")
 
 
 def rows(root, table, where="1"):

@@ -11,27 +11,14 @@ import random
 import sqlite3
 
 import mtmtest as T
-from mtmtest import Failure
+from mtmtest import Failure, expect
 
 BLOCK = 4096
 NBLOCKS = 64  # past BLOCKHASH_MIN_BLOCKS: the file gets a row
 
 
-def expect(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
 def with_store(fn):
-    def wrapper():
-        root = T.tempdir("mtm-bh-")
-        try:
-            T.init(root)
-            fn(root)
-        finally:
-            T.rmtree(root)
-    wrapper.__name__ = fn.__name__
-    return wrapper
+    return T.with_store(fn, "mtm-bh-")
 
 
 

@@ -20,6 +20,25 @@ class Failure(Exception):
     pass
 
 
+def expect(cond, what):
+    """Fails the test with what unless cond."""
+    if not cond:
+        raise Failure(what)
+
+
+def with_store(fn, prefix="mtm-store-"):
+    """Decorator: runs fn(root) on a new initialized store, removed after."""
+    def wrapper():
+        root = tempdir(prefix)
+        try:
+            init(root)
+            fn(root)
+        finally:
+            rmtree(root)
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
 def run(args, cwd=None, check=True, env=None, input=None):
     """Runs metamori ARGS; returns CompletedProcess (text). check: exit 0 required."""
     p = subprocess.run([METAMORI] + list(args), cwd=cwd, capture_output=True, text=True,
