@@ -5,6 +5,7 @@
  * system shares extents, else in place under the intent, fsynced together
  * at the end); and the fsyncs of the directories changed.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -72,22 +73,26 @@ int write_whole(rctx *c, const plan_item *p)
 	return rc;
 }
 
+/* A batch's files fsynced together (io_fsync_many); errs[i] for fds[i].
+ * Counted in fsync_ns ($METAMORI_DEBUG_RESTORE). */
+static void fsync_batch(rctx *c, const int *fds, size_t n, int *errs)
+{
+	int64_t t = now_ns();
+	if (n)
+		io_fsync_many(fds, n, errs);
+	c->fsync_ns += now_ns() - t;
+}
+
 /* The batch's fsyncs at once; then each file renamed in, in plan order,
  * or (once one failed) its temporary removed. */
 int rename_written(rctx *c)
 {
 	size_t n = c->unrenamed.n;
-	if (!n)
-		return 0;
-	int *fds = malloc(n * sizeof *fds), *errs = calloc(n, sizeof *errs), rc = 0;
-	if (!fds || !errs)
-		rc = mtm_set_error(ENOMEM, "restore");
-	for (size_t i = 0; i < n && !rc; i++)
+	int fds[UNSYNCED_MAX], errs[UNSYNCED_MAX], rc = 0;
+	assert(n <= UNSYNCED_MAX); /* write_whole renames a full batch in */
+	for (size_t i = 0; i < n; i++)
 		fds[i] = VEC_AT(&c->unrenamed, unrenamed_file, i).fd;
-	int64_t t = now_ns();
-	if (!rc)
-		io_fsync_many(fds, n, errs);
-	c->fsync_ns += now_ns() - t;
+	fsync_batch(c, fds, n, errs);
 	for (size_t i = 0; i < n; i++) {
 		unrenamed_file *u = &VEC_AT(&c->unrenamed, unrenamed_file, i);
 		close(u->fd);
@@ -104,8 +109,6 @@ int rename_written(rctx *c)
 		close(u->dfd);
 	}
 	c->unrenamed.n = 0;
-	free(fds);
-	free(errs);
 	return rc;
 }
 
@@ -165,15 +168,11 @@ static int open_for_patch(rctx *c, const entry *e, int *dfd_out, const char **le
 int sync_patched(rctx *c)
 {
 	size_t n = c->unsynced.n;
-	int *fds = malloc((n ? n : 1) * sizeof *fds), *errs = calloc(n ? n : 1, sizeof *errs), rc = 0;
-	if (!fds || !errs)
-		rc = mtm_set_error(ENOMEM, "restore");
-	for (size_t i = 0; i < n && !rc; i++)
+	int fds[UNSYNCED_MAX], errs[UNSYNCED_MAX], rc = 0;
+	assert(n <= UNSYNCED_MAX); /* write_patch syncs a full batch first */
+	for (size_t i = 0; i < n; i++)
 		fds[i] = VEC_AT(&c->unsynced, unsynced_file, i).fd;
-	int64_t t = now_ns();
-	if (!rc)
-		io_fsync_many(fds, n, errs);
-	c->fsync_ns += now_ns() - t;
+	fsync_batch(c, fds, n, errs);
 	for (size_t i = 0; i < n; i++) {
 		unsynced_file *u = &VEC_AT(&c->unsynced, unsynced_file, i);
 		if (!rc && errs[i])
@@ -181,8 +180,6 @@ int sync_patched(rctx *c)
 		close(u->fd);
 	}
 	c->unsynced.n = 0;
-	free(fds);
-	free(errs);
 	return rc;
 }
 

@@ -30,32 +30,10 @@ def rows(root, table, where="1"):
     return T.index_value(root, "SELECT count(*) FROM %s WHERE %s" % (table, where))
 
 
-def read_trace(path):
-    """(op, path, off, data) of the W records of a METAMORI_IO_TRACE file (src/io/io.c)."""
-    with open(path, "rb") as f:
-        d = f.read()
-    out, i = [], 0
-    while i < len(d):
-        op = chr(d[i])
-        (l1,) = struct.unpack_from("<I", d, i + 1)
-        p1 = d[i + 5:i + 5 + l1].decode("utf-8", "surrogateescape")
-        i += 5 + l1
-        (l2,) = struct.unpack_from("<I", d, i)
-        i += 4 + l2
-        off, ln = struct.unpack_from("<QQ", d, i)
-        i += 16
-        data = None
-        if op == "W":
-            data = d[i:i + ln]
-            i += ln
-        out.append((op, p1, off, data))
-    return out
-
-
 def wal_pages(trace):
     """Page numbers of the frames written to the index's WAL: a frame's
     24-byte header (written by itself) starts with the page number."""
-    return {struct.unpack(">I", data[:4])[0] for op, p, off, data in trace
+    return {struct.unpack(">I", data[:4])[0] for op, p, _, off, _, data in trace
             if op == "W" and p.endswith("index.db-wal") and off >= 32 and len(data) == 24}
 
 
@@ -91,7 +69,7 @@ def test_scattered_changes_touch_no_page_of_block(root):
     p = T.run(["-C", root, "checkpoint", "-q"], env=dict(os.environ, METAMORI_IO_TRACE=trace))
     ck = int(p.stdout.split()[-1])
     h.seen[ck] = m
-    written = wal_pages(read_trace(trace))
+    written = wal_pages(T.read_trace(trace))
     T.rmtree(os.path.dirname(trace))
     of_block = written & pages_of(root, ["block", "block_by_ckpt", "block_by_chunk"])
     of_log = written & pages_of(root, ["block_log"])

@@ -7,6 +7,7 @@ metadata taken at checkpoint time.
 import hashlib
 import os
 import shutil
+import struct
 import stat
 import subprocess
 import sys
@@ -399,3 +400,34 @@ def restore_counts(output):
     if not m:
         raise Failure("unexpected restore output: %r" % output)
     return tuple(int(x) for x in m.groups())
+
+
+def read_trace(path, start=0):
+    """The records of a METAMORI_IO_TRACE file (src/io/io.c: u8 op, u32 len +
+    path, u32 len + path2, u64 off, u64 len, then a write's data), from byte
+    start on: (op, path, path2, off, len, data; data None but for writes)."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        d = f.read()
+    out, i = [], 0
+    while i < len(d):
+        op = chr(d[i])
+        i += 1
+        (l1,) = struct.unpack_from("<I", d, i)
+        i += 4
+        p1 = d[i:i + l1].decode("utf-8", "surrogateescape")
+        i += l1
+        (l2,) = struct.unpack_from("<I", d, i)
+        i += 4
+        p2 = d[i:i + l2].decode("utf-8", "surrogateescape")
+        i += l2
+        off, ln = struct.unpack_from("<QQ", d, i)
+        i += 16
+        data = None
+        if op == "W":
+            data = d[i:i + ln]
+            i += ln
+        if op not in "WSRTUDMCLP":
+            raise Failure("trace: unknown record %r at byte %d" % (op, start + i))
+        out.append((op, p1, p2, off, ln, data))
+    return out

@@ -30,7 +30,6 @@ more than 1,000.
 import os
 import random
 import stat
-import struct
 import sys
 
 import mtmtest as T
@@ -39,32 +38,7 @@ import rlib
 STATS = {"prefixes": 0, "records": 0, "steps": 0}
 
 
-def read_trace(path):
-    """The records of a METAMORI_IO_TRACE file: (op, path, path2, off, len, data)."""
-    with open(path, "rb") as f:
-        d = f.read()
-    out, i = [], 0
-    while i < len(d):
-        op = chr(d[i])
-        i += 1
-        (l1,) = struct.unpack_from("<I", d, i)
-        i += 4
-        p1 = d[i:i + l1].decode("utf-8", "surrogateescape")
-        i += l1
-        (l2,) = struct.unpack_from("<I", d, i)
-        i += 4
-        p2 = d[i:i + l2].decode("utf-8", "surrogateescape")
-        i += l2
-        off, ln = struct.unpack_from("<QQ", d, i)
-        i += 16
-        data = None
-        if op == "W":
-            data = d[i:i + ln]
-            i += ln
-        if op not in "WSRTUDMCLP":
-            raise T.Failure("trace: unknown record %r at byte %d" % (op, i))
-        out.append((op, p1, p2, off, ln, data))
-    return out
+read_trace = T.read_trace  # (op, path, path2, off, len, data)
 
 
 class Inode:

@@ -506,23 +506,8 @@ def assert_restore_to(root, taken, what):
 
 def trace_records(path, start):
     """(op, path, off, len) of each record of a METAMORI_IO_TRACE file from
-    byte start on (io.c's records: op, path, path2, off, len, and a write's
-    data)."""
-    import struct
-    with open(path, "rb") as f:
-        f.seek(start)
-        buf = f.read()
-    out, i = [], 0
-    while i < len(buf):
-        op = chr(buf[i])
-        (l1,) = struct.unpack_from("<I", buf, i + 1)
-        name = buf[i + 5:i + 5 + l1].decode(errors="replace")
-        (l2,) = struct.unpack_from("<I", buf, i + 5 + l1)
-        j = i + 9 + l1 + l2
-        off, n = struct.unpack_from("<QQ", buf, j)
-        i = j + 16 + (n if op == "W" else 0)
-        out.append((op, name, off, n))
-    return out
+    byte start on."""
+    return [(op, p, off, n) for op, p, _, off, n, _ in T.read_trace(path, start)]
 
 
 def test_one_wal_sync_after_an_idle_copy():
