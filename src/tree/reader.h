@@ -37,6 +37,7 @@ typedef struct {
 
 typedef struct scan_reader {
 	read_piece *p[2]; /* p[0] the caller's, p[1] the thread's */
+	unsigned char *mem; /* both pieces' buffers, cap bytes each */
 	size_t cap;       /* of each buffer */
 	int threaded;     /* may start the thread */
 	/* the thread, once started (reader_ahead) */

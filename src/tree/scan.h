@@ -115,11 +115,13 @@ int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, 
 /* compare_file, also giving the new version's hash of every block it
  * compared: out[b] for b < ceil(*size_read / MTM_BLOCK) (out holds
  * ceil(size / MTM_BLOCK)); a hole's blocks get the zero block's hash.
+ * The parent's hashes: parent_h[b] for b < parent_n (past it the zero
+ * block's) when parent_h is not NULL (map is not read then), else map.
  * Reads through rd (tree/reader.h: its buffers and its second thread),
  * which the caller keeps from one file to the next. */
 typedef struct scan_reader scan_reader;
-int compare_file_hashes(scan_reader *rd, file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
-                        uint64_t *out);
+int compare_file_hashes(scan_reader *rd, file_src src, int64_t size, const vec *map, const uint64_t *parent_h,
+                        int64_t parent_n, run_fn fn, void *arg, int64_t *size_read, uint64_t *out);
 /* Compares only the blocks in runs (sorted blk_runs, clipped to size) with
  * the hashes parent_hash gives; the rest of the file is taken as unchanged. */
 typedef int (*hash_fn)(void *arg, int64_t blkno, uint64_t *hash);
