@@ -521,7 +521,7 @@ def overflow_test(kind):
 
 def test_fanotify_reads_while_the_inodes_load():
     """A file changed outside the tree makes the fanotify watcher load the
-    tree's inodes (the stat cache: at 1,000,000 files, ~0.5 s). It must read
+    tree's inodes (the stat cache: at 1,000,000 files, 0.4-0.9 s). It must read
     its queue on meanwhile: on a busy file system the queue (16,384 events)
     overflowed during the load, and every tracked checkpoint then scanned
     (issue 21, item 4). The load waits here while a gate file exists
