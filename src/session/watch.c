@@ -92,6 +92,7 @@ struct watcher {
 	unsigned char *stash; /* fanotify: raw events read while the inodes loaded, not judged yet (fan_stash) */
 	size_t stash_len, stash_cap;
 	size_t stashed;   /* events stashed by the last load (the debug log) */
+	struct timespec read_at; /* CLOCK_MONOTONIC: the queue last read on into the stash (load_read_on, watch_read_on) */
 	const char *test_gate; /* METAMORI_TEST_INODE_LOAD_GATE: the load waits while this file exists (tests) */
 	vec held;         /* fanotify: of held_event, events in a directory being freed, to resolve later */
 	int inodes_loaded;
@@ -368,14 +369,20 @@ static void fan_stash(watcher *w)
 	}
 }
 
-/* While the inodes load: the queue read on if LOAD_READ_NS passed since
- * *read_at. */
-static void load_read_on(watcher *w, struct timespec *read_at)
+/* While the inodes load (or a scan fallback walks, watch_read_on): the
+ * queue read on if LOAD_READ_NS passed since it last was. */
+static void load_read_on(watcher *w)
 {
-	if (elapsed_ns(read_at) < LOAD_READ_NS)
+	if (elapsed_ns(&w->read_at) < LOAD_READ_NS)
 		return;
 	fan_stash(w);
-	clock_gettime(CLOCK_MONOTONIC, read_at);
+	clock_gettime(CLOCK_MONOTONIC, &w->read_at);
+}
+
+void watch_read_on(watcher *w)
+{
+	if (w->kind == W_FANOTIFY)
+		load_read_on(w);
 }
 
 /* Loads the inodes of the tree's files as of the last checkpoint (its stat
@@ -384,9 +391,9 @@ static void load_read_on(watcher *w, struct timespec *read_at)
  * checkpoint anyway. */
 static int load_inodes(watcher *w, mtm_session *ss)
 {
-	struct timespec start, read_at;
+	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	read_at = start;
+	w->read_at = start;
 	if (ss->debug)
 		log_msg(MTM_LOG_DEBUG, "session: watcher: a file changed outside the tree: loading the tree's inodes");
 	free(w->inodes);
@@ -415,10 +422,10 @@ static int load_inodes(watcher *w, mtm_session *ss)
 		if (w->n_inodes % INODE_RUN == 0)
 			qsort(w->inodes + w->n_inodes - INODE_RUN, INODE_RUN, sizeof *w->inodes, cmp_u64);
 		if (w->n_inodes % LOAD_READ_ROWS == 0)
-			load_read_on(w, &read_at);
+			load_read_on(w);
 		while (w->test_gate && w->n_inodes == 1 && !access(w->test_gate, F_OK)) {
 			usleep(1000);
-			load_read_on(w, &read_at);
+			load_read_on(w);
 		}
 	}
 	sqlite3_finalize(st);
@@ -1290,6 +1297,8 @@ int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 	if (w->kind == W_FANOTIFY)
 		fan_settle(w); /* (the events read while the inodes loaded are of this interval) */
 	assert(!w->stash_len && !w->held.n);
+	/* (from here, until the next drain, what watch_read_on stashes is of
+	 * the next interval) */
 	if (w->blind)
 		change_set_scan(cs, w->blind);
 	if (w->lost) {

@@ -568,6 +568,50 @@ test_fanotify_reads_while_the_inodes_load.system_wide = True
 test_fanotify_reads_while_the_inodes_load.normal_build_only = True
 
 
+def test_fanotify_reads_while_a_scan_walks():
+    """A checkpoint that falls back to a scan walks the whole tree with the
+    barrier judged (at 1,000,000 files: 6 s); the watcher must read its
+    queue on meanwhile, or a busy file system overflows it and the next
+    checkpoint scans too (and the one after, each scan as long). The walk
+    waits here while a gate file exists (METAMORI_TEST_SCAN_GATE) and more
+    events than the queue holds come meanwhile: the next checkpoint is
+    tracked, and holds what changed."""
+    knob = "/proc/sys/fs/fanotify/max_queued_events"
+    if os.geteuid() != 0 or not os.path.exists(knob):
+        raise Skip("needs root and fs.fanotify.max_queued_events")
+    qmax = int(open(knob).read())
+    if qmax > 100000:
+        raise Skip("fs.fanotify.max_queued_events is %d: too long a queue to fill here" % qmax)
+    gate = os.path.join(T.tempdir("mtm-gate-"), "gate")
+    s = Session({"f": b"A" * 12288, "d/g": b"G" * 5000}, env={"METAMORI_TEST_SCAN_GATE": gate}, run_args=())
+    s.inside("open(P('.metamoriignore'), 'a').write('# the next checkpoint scans' + chr(10))")
+    T.write_file(gate, b"")
+    ck = subprocess.Popen([T.METAMORI, "-C", s.root, "checkpoint", "-m", "scan"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    outside = T.tempdir("mtm-outside-")
+    time.sleep(0.3)
+    for i in range(qmax + 4000):  # more events than the queue holds, while the walk waits
+        os.close(os.open(os.path.join(outside, "n%06d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+    os.unlink(gate)
+    out1, err1 = ck.communicate()
+    if ck.returncode or "(scanned" not in out1:
+        raise T.Failure("the checkpoint after .metamoriignore changed must scan: %s%s" % (out1, err1))
+    s.cks.append((int(out1.split()[1]), T.manifest(s.root), "scan", out1.strip()))
+    s.inside("open(P('f'), 'r+b').write(b'INSIDE')")
+    out = s.ck("after the scan")
+    s.stop()
+    T.rmtree(outside)
+    if "tracked" not in out or "overflowed" in s.stderr:
+        raise T.Failure("the queue overflowed while the scan walked, and the next checkpoint scanned: %s%s" %
+                        (out, s.stderr))
+    s.verify()
+
+
+test_fanotify_reads_while_a_scan_walks.watch_kind = "fanotify"
+test_fanotify_reads_while_a_scan_walks.system_wide = True  # (its burst reaches every watcher)
+test_fanotify_reads_while_a_scan_walks.normal_build_only = True
+
+
 def test_inotify_watch_limit():
     """fs.inotify.max_user_watches below the tree's directory count: the
     watcher cannot see every directory, so every checkpoint scans and says
@@ -607,7 +651,7 @@ def main():
             [test_mixed_libc_and_inline_alive, test_dispatch_trusts_the_logs] + [hard_link_test(w) for w in ("before", "during", "gone", "moved")] + \
             [test_directories_come_and_go_outside] + \
             [overflow_test("inotify"), overflow_test("fanotify"), test_inotify_watch_limit,
-             test_fanotify_reads_while_the_inodes_load]
+             test_fanotify_reads_while_the_inodes_load, test_fanotify_reads_while_a_scan_walks]
     only = os.environ.get("SOUND_ONLY")
     limits = os.environ.get("SOUND_LIMITS")
     if limits:
