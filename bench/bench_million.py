@@ -204,6 +204,9 @@ def measure(a, metamori, work, n, use_git):
         genv = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b",
                     GIT_COMMITTER_EMAIL="b@b")
         subprocess.run(["git", "init", "-q", tree], check=True)
+        # no repack in the background after the commit (Z4: a `git gc --auto`
+        # of 1,000,000 objects still ran while the statuses were timed)
+        subprocess.run(["git", "-C", tree, "config", "gc.auto", "0"], check=True)
         with open(os.path.join(tree, ".git", "info", "exclude"), "a") as f:
             f.write(".metamori/\n")
         subprocess.run(["sh", "-c", "git add -A && git commit -q -m x"], cwd=tree, env=genv, check=True)

@@ -13,6 +13,18 @@ autovacuum or PostgreSQL checkpoint owed), and runs `pgbench -c CLIENTS -j 2
           `metamori -C TREE run --every N -- postgres ...`;
   run:    the same with no periodic checkpoint (what the interposer and the
           watcher alone cost; --arms alone,every,run).
+  fan:    as every, but the session may use fanotify (it has CAP_SYS_ADMIN:
+          the writer's pid), postgres started under it through `setpriv` with
+          every capability dropped; its log is trusted while syscall user
+          dispatch is on in it (docs/TRACKING.md);
+  fanscan: fan with dispatch off (METAMORI_NO_DISPATCH=1): postgres's code
+          is looked at for system call instructions, as before.
+The session of every and run uses inotify (METAMORI_WATCH=inotify), as an
+unprivileged session does. With fan or fanscan, the script runs as the user
+with CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH (fanotify, open_by_handle_at) as
+ambient capabilities (setpriv, in place of runuser),
+so postgres alone and the other arms run with it too (postgres never uses
+it).
 The arms' order turns each round and reverses every other cycle (ABBA), so
 none always runs first. Reported per round: transactions per second of each
 run and the ratio to alone in the same round, the CPU per transaction
@@ -144,7 +156,11 @@ def as_user(a):
     env = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TERM")}
     env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
     env["HOME"] = work
-    os.execvp("runuser", ["runuser", "-u", a.user, "--", "env"] + [f"{k}={v}" for k, v in env.items()] + argv)
+    pre = ["runuser", "-u", a.user, "--"]
+    if {"fan", "fanscan"} & set(a.arms.split(",")):  # a session that may use fanotify, as the user
+        pre = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
+               "--inh-caps=+sys_admin,+dac_read_search", "--ambient-caps=+sys_admin,+dac_read_search"]
+    os.execvp(pre[0], pre + ["env"] + [f"{k}={v}" for k, v in env.items()] + argv)
 
 
 def session_lines(text):
@@ -210,6 +226,8 @@ def sync_dir(path):
 
 
 ARMS = {"alone": "postgres alone", "every": "under `metamori run --every N`",
+        "fan": "under `metamori run --every N` with fanotify (syscall user dispatch on)",
+        "fanscan": "under `metamori run --every N` with fanotify, dispatch off (the code looked at)",
         "run": "under `metamori run` with no periodic checkpoint (the interposer and watcher only)",
         "base": "under `metamori run --every N` of --base-metamori (another build, for comparison)"}
 
@@ -274,10 +292,14 @@ def one_run(a, bindir, sock, work, template, kind, r, res):
         bench_cpu(pg, out, bench_args)
         pg.stop()
     else:
-        env = dict(os.environ, METAMORI_DEBUG_SESSION="phases")
+        fan = kind in ("fan", "fanscan")
+        env = dict(os.environ, METAMORI_DEBUG_SESSION="phases", METAMORI_WATCH="fanotify" if fan else "inotify")
+        if kind == "fanscan":
+            env["METAMORI_NO_DISPATCH"] = "1"
         errf = open(os.path.join(work, f"session-{kind}{r}.err"), "w+")
-        every = ["--every", str(a.every)] if kind in ("every", "base") else []
-        sess = subprocess.Popen([mtm, "-C", tree, "run"] + every + ["--", os.path.join(bindir, "postgres"),
+        every = ["--every", str(a.every)] if kind in ("every", "base", "fan", "fanscan") else []
+        drop = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all"] if fan else []
+        sess = subprocess.Popen([mtm, "-C", tree, "run"] + every + ["--"] + drop + [os.path.join(bindir, "postgres"),
                                 "-D", pg.data] + pg.opts(), cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=errf)
         pg.wait_ready()
         bench_cpu(pg, out, bench_args, sess)
@@ -320,7 +342,8 @@ def main():
     ap.add_argument("--every", type=float, default=5)
     ap.add_argument("--arms", default="alone,every",
                     help="comma-separated: alone, every (run --every N), run (run, no periodic checkpoint), "
-                         "base (run --every N of --base-metamori)")
+                         "base (run --every N of --base-metamori), fan (--every N with fanotify), fanscan "
+                         "(fan with syscall user dispatch off)")
     ap.add_argument("--base-metamori", help="another build of metamori, for the arm base")
     ap.add_argument("--scale", type=int, default=10, help="pgbench -i -s (10 = 1M accounts, ~160 MiB)")
     ap.add_argument("--clients", type=int, default=6)
@@ -334,7 +357,7 @@ def main():
     a.metamori = os.path.abspath(a.metamori)
     arms = a.arms.split(",")
     if arms[0] != "alone" or any(k not in ARMS for k in arms) or len(set(arms)) != len(arms) or len(arms) < 2:
-        sys.exit("bench: --arms: alone first, then at least one of every, run, base")
+        sys.exit("bench: --arms: alone first, then at least one of every, run, base, fan, fanscan")
     if ("base" in arms) != bool(a.base_metamori):
         sys.exit("bench: the arm base and --base-metamori go together")
     if a.base_metamori:
@@ -387,7 +410,10 @@ def main():
                         if not x]
     if "base" in arms:
         res["base_pauses_ms"] = [p for row in res["rounds"] for _, _, p, x in row["base"]["checkpoints"] if not x]
-    res["debug"] = [d for row in res["rounds"] if "every" in row for d in row["every"]["debug"]]
+    for k in ("fan", "fanscan"):
+        if k in arms:
+            res[k + "_pauses_ms"] = [p for row in res["rounds"] for _, _, p, x in row[k]["checkpoints"] if not x]
+    res["debug"] = [f"{k}: {d}" for row in res["rounds"] for k in arms[1:] for d in row[k].get("debug", [])]
     res["load_end"] = B.loadavg()
     report(res)
     if a.json:
@@ -463,6 +489,11 @@ def report(res):
         g.append(["pause per checkpoint while postgres runs, p50", f"{percentile(ps, 50):.1f} ms", "", ""])
         p99 = percentile(ps, 99)
         g.append(["pause per checkpoint while postgres runs, p99", f"{p99:.1f} ms", "<= 5 ms", B.goal(p99, "<=", 5)])
+    for k in ("fan", "fanscan"):
+        if res.get(k + "_pauses_ms"):
+            fp = res[k + "_pauses_ms"]
+            g.append([f"{k}: pause per checkpoint, p50 / p99", f"{percentile(fp, 50):.1f} / {percentile(fp, 99):.1f} ms",
+                      "", ""])
     if res.get("base_pauses_ms"):
         bp = res["base_pauses_ms"]
         g.append(["base: pause per checkpoint, p50 / p99", f"{percentile(bp, 50):.1f} / {percentile(bp, 99):.1f} ms",
@@ -470,7 +501,7 @@ def report(res):
     out.append(B.table(["measure", "value", "goal", ""], g))
     if res["debug"]:
         out += ["", "Where the pause goes (METAMORI_DEBUG_SESSION, one line per checkpoint):", "", "```"]
-        out += [d[:400] for d in res["debug"]]
+        out += res["debug"]
         out.append("```")
     print("\n".join(out))
 

@@ -300,9 +300,11 @@ typedef struct {
 	int from_row; /* read from its blockhash row (not from `block`) */
 } hash_list;
 
-/* The parent version's hashes of file_id: its blockhash row when that
- * describes prev_ver, else its rows of `block` (*map, and also as an
- * array when the file is one a row is kept for). */
+/* The parent version's hashes of file_id as an array (*old): its blockhash
+ * row when that describes prev_ver, else from its rows of `block` (*map),
+ * unless the file is too sparse and large for an array (old->h NULL: the
+ * compare reads *map then). The compare reads the array as it is: no map
+ * of 16,384 entries is built per 64 MiB file from a row that holds them. */
 static int load_parent_hashes(run_state *r, int64_t file_id, int64_t prev_ver, vec *map, hash_list *old)
 {
 	const uint64_t zh = zero_block_hash();
@@ -311,14 +313,6 @@ static int load_parent_hashes(run_state *r, int64_t file_id, int64_t prev_ver, v
 		MTM_TRY(blockhash_get(r->s, &r->bh, file_id, prev_ver, &old->h, &old->n, &found));
 	if (found) {
 		old->from_row = 1;
-		for (int64_t b = 0; b < old->n; b++) {
-			if (old->h[b] == zh)
-				continue; /* the same as no row */
-			blockref *br = vec_push(map);
-			if (!br)
-				return mtm_set_error(ENOMEM, "checkpoint");
-			*br = (blockref){.blkno = b, .hash = old->h[b]};
-		}
 		return 0;
 	}
 	if (prev_ver)
@@ -357,7 +351,8 @@ static int compare_whole(run_state *r, file_src src, const struct stat *st, int6
 	if (!rc && keep && old.h && !(out = malloc((size_t)nblocks * sizeof *out)))
 		rc = mtm_set_error(ENOMEM, "checkpoint");
 	if (!rc)
-		rc = compare_file_hashes(&r->rd, src, (int64_t)st->st_size, &map, store_run, r->c, size_read, out);
+		rc = compare_file_hashes(&r->rd, src, (int64_t)st->st_size, &map, old.h, old.n, store_run, r->c, size_read,
+		                         out);
 	if (!rc && out) {
 		int64_t got = (*size_read + MTM_BLOCK - 1) / MTM_BLOCK, n = got > old.n ? got : old.n;
 		assert(got <= nblocks);
@@ -950,7 +945,7 @@ static int scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks 
 	tree_rest rest;
 	int rc = ckpt_begin(s, opts, hooks, &r);
 	if (!rc)
-		rc = scan_changed(s, &r->ign, r->info.parent, 1, &live, &parent, &rest);
+		rc = scan_changed(s, &r->ign, r->info.parent, 1, &live, &parent, &rest, NULL, NULL);
 	if (!rc)
 		rc = ckpt_record_scanned(r, &parent, &live, &rest);
 	if (!rc && only_if_changed && ckpt_unchanged(r)) {

@@ -4,9 +4,8 @@
  * stat per live path and one pass over the checkpoint's and the stat
  * cache's rows.
  *
- * Three streams in path order are merged: the live tree (walk_sorted), the
- * checkpoint's entries (tree_cursor) and the stat cache (statcache is a
- * WITHOUT ROWID table keyed by path: read in order, with no sort). Nothing
+ * Three streams in path order are merged (tree_merge, tree/merge.c): the
+ * live tree, the checkpoint's entries and the stat cache. Nothing
  * of the tree is held: at 1,000,000 files the earlier way (load all three,
  * then sort the walk) took ~500 MiB and most of its time in malloc, the
  * sort and the hash map. What is held is what changed: changes wait (in
@@ -15,8 +14,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +21,7 @@
 #include "io/beneath.h"
 #include "io/xattr.h"
 #include "tree/filemap_diff.h"
+#include "tree/merge.h"
 #include "util/error.h"
 
 /* Progress of a diff against the live tree (mtm_set_progress, phase
@@ -110,11 +108,6 @@ typedef struct {
 typedef struct {
 	mtm_store *s;
 	lineage la;
-	tree_cursor tc;
-	entry *ea;        /* the cursor's current entry, NULL at the end */
-	sqlite3_stmt *sc; /* the stat cache in path order */
-	int sc_row;       /* sc is on a row (not past the end) */
-	pathmap links;    /* "dev:ino" of live files with several names -> their first name */
 	mtm_change_fn fn;
 	void *arg;
 	vec held;         /* of held_change, in path order */
@@ -152,90 +145,29 @@ static int put_change(live_diff *d, const mtm_change *ch, entry *e, live_item *i
 	return 0;
 }
 
-/* The stat cache row of path, if there is one (the rows before it are
- * passed: the live paths come in order). */
-static int sc_row_of(live_diff *d, const char *path, sc_row *out, int *found)
+/* A checkpoint entry with no live item at its path: removed. */
+static int on_gone(void *arg, entry *ea)
 {
-	*found = 0;
-	while (d->sc_row) {
-		const char *p = (const char *)sqlite3_column_text(d->sc, 0);
-		int c = p ? strcmp(p, path) : -1;
-		if (c > 0)
-			return 0;
-		if (c == 0) {
-			statcache_row_read(d->sc, 1, out);
-			*found = 1;
-			return 0;
-		}
-		int rc = sqlite3_step(d->sc);
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return db_error(d->s, rc, "index");
-		d->sc_row = rc == SQLITE_ROW;
-	}
-	return 0;
+	mtm_change ch = {.kind = 'D', .path = ea->path};
+	return put_change(arg, &ch, NULL, NULL);
 }
 
-/* Hard links: the first name of a link group in path order holds the file,
- * the others become KIND_LINK to it (as live_group_links makes them). The
- * walk comes in path order, so the first name met is the first. */
-static int group_link(live_diff *d, live_item *it)
-{
-	if (it->kind != KIND_FILE || it->st.st_nlink < 2)
-		return 0;
-	char key[48];
-	snprintf(key, sizeof key, "%" PRIu64 ":%" PRIu64, (uint64_t)it->st.st_dev, (uint64_t)it->st.st_ino);
-	const char *first = pathmap_get(&d->links, key);
-	if (first) {
-		it->kind = KIND_LINK;
-		return (it->target = strdup(first)) ? 0 : mtm_set_error(ENOMEM, "status");
-	}
-	char *name = strdup(it->path);
-	if (!name || pathmap_put(&d->links, key, name)) {
-		free(name);
-		return mtm_set_error(ENOMEM, "status");
-	}
-	return 0;
-}
-
-/* The checkpoint's entries before path (NULL: all that are left): removed. */
-static int removed_before(live_diff *d, const char *path)
-{
-	int rc = 0;
-	while (!rc && d->ea && (!path || strcmp(d->ea->path, path) < 0)) {
-		mtm_change ch = {.kind = 'D', .path = d->ea->path};
-		if (!(rc = put_change(d, &ch, NULL, NULL)))
-			rc = tree_cursor_next(&d->tc, &d->ea);
-	}
-	return rc;
-}
-
-/* One live item against the checkpoint's entry at its path (if any). */
-static int on_live(void *arg, live_item *it)
+/* One live item against the checkpoint's entry at its path (ea, if any). */
+static int on_live(void *arg, live_item *it, entry *ea, int fresh)
 {
 	live_diff *d = arg;
-	int rc;
-	if ((rc = group_link(d, it)) || (rc = removed_before(d, it->path))) {
-		live_item_free(it);
-		return rc;
-	}
+	int rc = 0;
 	mtm_change ch = {.path = it->path};
-	entry *ea = d->ea && !strcmp(d->ea->path, it->path) ? d->ea : NULL;
 	if (!ea) {
 		ch.kind = 'A'; /* a new file: all its bytes changed (as a checkpoint counts them) */
 		ch.bytes = it->kind == KIND_FILE ? (uint64_t)it->st.st_size : 0;
 	} else if (it->kind != ea->kind) {
 		ch.kind = 'T';
 	} else if (ea->kind == KIND_FILE) {
-		sc_row row;
-		int found;
-		if ((rc = sc_row_of(d, it->path, &row, &found)))
-			goto out;
-		if (!(found && statcache_fresh(&row, &it->st, ea->ver))) {
-			rc = put_change(d, &ch, ea, it); /* compared after the walk */
-			it = NULL;
-			if (!rc)
-				rc = tree_cursor_next(&d->tc, &d->ea);
-			goto out;
+		if (!fresh) { /* the stat cache cannot vouch for it: compared after the walk */
+			if ((rc = put_change(d, &ch, ea, it)))
+				live_item_free(it);
+			return rc;
 		}
 	} else if ((ea->kind == KIND_SYMLINK || ea->kind == KIND_LINK) && strcmp(ea->target, it->target) != 0) {
 		ch.kind = 'M';
@@ -244,9 +176,6 @@ static int on_live(void *arg, live_item *it)
 	}
 	if (ch.kind)
 		rc = put_change(d, &ch, NULL, NULL);
-	if (!rc && ea)
-		rc = tree_cursor_next(&d->tc, &d->ea);
-out:
 	live_item_free(it);
 	return rc;
 }
@@ -254,26 +183,11 @@ out:
 int diff_live(mtm_store *s, mtm_id a, const mtm_diff_opts *opts, mtm_change_fn fn, void *arg)
 {
 	live_diff d = {.s = s, .fn = fn, .arg = arg, .held = VEC_INIT(held_change)};
+	merge_fns fns = {.live = on_live, .gone = on_gone, .arg = &d, .group_links = 1, .what = "status"};
 	ignore_set ign = {0};
 	int rc;
 	if ((rc = ignore_load(&ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)) ||
-	    (rc = lineage_of(s, a, &d.la)) || (rc = tree_cursor_open(s, a, &d.tc)) ||
-	    (rc = tree_cursor_next(&d.tc, &d.ea)))
-		goto done;
-	if ((rc = sqlite3_prepare_v2(s->db,
-	                             "SELECT path, ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache "
-	                             "ORDER BY path",
-	                             -1, &d.sc, NULL)) != SQLITE_OK) {
-		rc = db_error(s, rc, "index");
-		goto done;
-	}
-	rc = sqlite3_step(d.sc);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		rc = db_error(s, rc, "index");
-		goto done;
-	}
-	d.sc_row = rc == SQLITE_ROW;
-	if ((rc = walk_sorted(s, &ign, on_live, &d)) || (rc = removed_before(&d, NULL)))
+	    (rc = lineage_of(s, a, &d.la)) || (rc = tree_merge(s, &ign, a, &fns)))
 		goto done;
 	/* the files whose content must be compared, and what waited behind them */
 	live_progress pg = {s, 0, d.compare_total};
@@ -288,10 +202,7 @@ done:
 	for (size_t i = 0; i < d.held.n; i++)
 		held_free(&VEC_AT(&d.held, held_change, i));
 	vec_free(&d.held);
-	sqlite3_finalize(d.sc);
-	tree_cursor_close(&d.tc);
 	lineage_free(&d.la);
-	pathmap_free(&d.links, free);
 	ignore_free(&ign);
 	return rc;
 }

@@ -18,7 +18,8 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	        "commit %.2f ms (waits for the pack's thread: %.2f ms in the record, %.2f ms in the commit; the "
 	        "thread's writes %.2f ms, fsyncs %.2f ms); %zu live, %zu parent entries; %.2f ms before the gate "
 	        "(pre-copy %.2f ms, %llu blocks used; compared ahead %.2f ms: %llu files, %llu KiB read, %llu blocks "
-	        "read again, %llu used); %llu KiB read in the barrier; %s", scan ? "scanned: " : "tracked",
+	        "read again, %llu used); %llu KiB read in the barrier; %s; %llu writers trusted by dispatch",
+	        scan ? "scanned: " : "tracked",
 	        scan ? (scan_why ? scan_why : "?") : "", t->hold ? " (read in place)" : "",
 	        (double)(tm->tpre - tm->tb) / 1e6, (double)(tm->tl - tm->t0) / 1e6, (double)(tm->t1 - tm->tl) / 1e6,
 	        (double)(tm->tr - tm->t1) / 1e6, (double)(now_ns() - tm->tr) / 1e6, (double)tm->wait_rec / 1e6,
@@ -27,7 +28,8 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	        (double)(tm->tpc - tm->tpre) / 1e6, (unsigned long long)t->precopied_blocks, (double)t->ahead_ns / 1e6,
 	        (unsigned long long)t->ahead_files, (unsigned long long)(t->ahead_read >> 10),
 	        (unsigned long long)t->ahead_again, (unsigned long long)t->ahead_used,
-	        (unsigned long long)(t->barrier_read >> 10), ahead);
+	        (unsigned long long)(t->barrier_read >> 10), ahead, (unsigned long long)ss->dispatch_trusted);
+	ss->dispatch_trusted = 0;
 }
 
 const char *session_describe(char *buf, size_t len, const mtm_checkpoint_info *ci, const char *why)

@@ -128,6 +128,7 @@ typedef struct mtm_session {
 	const char *watch_why;   /* no watcher: why (then every checkpoint scans, unless switched off) */
 	int watch_off;           /* METAMORI_WATCH=off (benchmarks): the logs alone are trusted */
 	vec code_seen;           /* of code_verdict, by pid (bypass.c) */
+	uint64_t dispatch_trusted; /* writers trusted for their dispatch flag since the last report */
 } mtm_session;
 
 /* 1 if traced process pid may change files without its interposer

@@ -34,6 +34,7 @@
  * the queue only once every region is empty.
  */
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -56,7 +57,11 @@
 
 enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
 enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
-#define PEND_PIDS 4
+/* The writers of one file kept per interval; past them the file is
+ * compared whole. A database's busiest files are written by every backend
+ * and its writer processes (pgbench -c 6: 8-10 pids), and each of them is
+ * judged (trusted, memo) once per interval anyway. */
+#define PEND_PIDS 16
 #define DIRCACHE_MAX 65536 /* resolved directories kept (the whole file system's, not only the tree's) */
 #define OUTSIDE ((char *)1) /* dircache: a directory outside the tree */
 #define BEING_FREED ((char *)2) /* fan_dir: a directory the kernel is freeing: ask again later */
@@ -72,7 +77,7 @@ typedef struct { int32_t pid; int trusted; } trust_memo;
 /* inotify: what a watch descriptor watches */
 enum { WD_DIR = 1, WD_FILE_ATTRIB = 2, WD_FILE_ALL = 3 };
 typedef struct { char *path; uint8_t kind; } wd_ent;
-#define TRUST_MEMO 32
+#define TRUST_MEMO 64
 
 struct watcher {
 	int kind, fd;
@@ -81,8 +86,14 @@ struct watcher {
 	vec marks;        /* of fs_mark (fanotify): a file system and a directory on it */
 	pathmap dircache; /* fanotify: handle (hex) -> path relative to the root, or OUTSIDE */
 	pathmap objcache; /* fanotify: a file's handle (hex) -> ONE_NAME: one name, outside the tree */
-	uint64_t *inodes; /* fanotify, loaded when needed: the tree's files, inode_key of each, sorted (load_inodes) */
+	uint64_t *inodes; /* fanotify, loaded when needed: the tree's files, inode_key of each, sorted by runs (load_inodes) */
 	size_t n_inodes;
+	int inodes_failed; /* the load failed in this interval: every file changed outside may be the tree's (scan) */
+	unsigned char *stash; /* fanotify: raw events read while the inodes loaded, not judged yet (fan_stash) */
+	size_t stash_len, stash_cap;
+	size_t stashed;   /* events stashed by the last load (the debug log) */
+	struct timespec read_at; /* CLOCK_MONOTONIC: the queue last read on into the stash (load_read_on, watch_read_on) */
+	const char *test_gate; /* METAMORI_TEST_INODE_LOAD_GATE: the load waits while this file exists (tests) */
 	vec held;         /* fanotify: of held_event, events in a directory being freed, to resolve later */
 	int inodes_loaded;
 	struct timespec inodes_since; /* the last barrier (or the start): a file born after it is none of inodes' */
@@ -137,6 +148,7 @@ void watch_stop(watcher *w)
 	pathmap_free(&w->objcache, NULL);
 	pathmap_free(&w->carry, NULL);
 	free(w->inodes);
+	free(w->stash);
 	pathmap_free(&w->pending, free);
 	pathmap_free(&w->early, free);
 	pathmap_free(&w->explained, free);
@@ -290,42 +302,151 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The loaded inodes are sorted by runs of INODE_RUN keys (each sorted in a
+ * few ms as it fills, so that the load never stops reading the queue for
+ * long: a sort of 1,000,000 keys takes ~100 ms), and a lookup searches each
+ * run (16 at 1,000,000 files: only a file changed outside the tree is looked
+ * up). */
+#define INODE_RUN 65536
+/* While the inodes load, the queue is read whenever LOAD_READ_NS passed,
+ * looked at every LOAD_READ_ROWS rows: on a busy file system the kernel's
+ * queue (fs.fanotify.max_queued_events, 16,384) overflows in well under a
+ * second, and a load takes ~0.5 s a 1,000,000 files. */
+#define LOAD_READ_ROWS 16
+#define LOAD_READ_NS 2000000L
+/* The events read while the inodes load are kept (raw) up to this; past it
+ * they are left in the kernel's queue, which is read after the stash: the
+ * order holds, and the kernel says if its queue overflows. */
+#define STASH_MAX ((size_t)8 << 20)
+
+static int in_inodes(const watcher *w, uint64_t key)
+{
+	for (size_t off = 0; off < w->n_inodes; off += INODE_RUN) {
+		size_t n = w->n_inodes - off < INODE_RUN ? w->n_inodes - off : INODE_RUN;
+		if (bsearch(&key, w->inodes + off, n, sizeof key, cmp_u64))
+			return 1;
+	}
+	return 0;
+}
+
+static int64_t elapsed_ns(const struct timespec *since)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - since->tv_sec) * 1000000000 + (now.tv_nsec - since->tv_nsec);
+}
+
+/* Reads the queue on, into the stash, in the middle of an event (the inodes
+ * loading for it): the events read are judged after the ones read before
+ * them, in order (fan_unstash). */
+static void fan_stash(watcher *w)
+{
+	for (;;) {
+		if (w->stash_cap - w->stash_len < sizeof w->buf) {
+			size_t cap = w->stash_cap ? 2 * w->stash_cap : 2 * sizeof w->buf;
+			unsigned char *p = cap <= STASH_MAX ? realloc(w->stash, cap) : NULL;
+			if (!p)
+				return; /* left in the queue, read after the stash */
+			w->stash = p;
+			w->stash_cap = cap;
+		}
+		ssize_t n = read(w->fd, w->stash + w->stash_len, sizeof w->buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0 && errno != EAGAIN)
+				w->lost = "the watcher could not be read";
+			return;
+		}
+		for (size_t off = 0; off + sizeof(uint32_t) <= (size_t)n; w->stashed++) {
+			uint32_t elen;
+			memcpy(&elen, w->stash + w->stash_len + off, sizeof elen);
+			if (!elen)
+				break;
+			off += elen;
+		}
+		w->stash_len += (size_t)n;
+	}
+}
+
+/* While the inodes load (or a scan fallback walks, watch_read_on): the
+ * queue read on if LOAD_READ_NS passed since it last was. */
+static void load_read_on(watcher *w)
+{
+	if (elapsed_ns(&w->read_at) < LOAD_READ_NS)
+		return;
+	fan_stash(w);
+	clock_gettime(CLOCK_MONOTONIC, &w->read_at);
+}
+
+void watch_read_on(watcher *w)
+{
+	if (w->kind == W_FANOTIFY)
+		load_read_on(w);
+}
+
 /* Loads the inodes of the tree's files as of the last checkpoint (its stat
- * cache rows), counted first so that the array is allocated once. A file
- * made since is a namespace change of this interval, compared whole at the
- * next checkpoint anyway. */
+ * cache rows), reading the queue on meanwhile (fan_stash). A file made
+ * since is a namespace change of this interval, compared whole at the next
+ * checkpoint anyway. */
 static int load_inodes(watcher *w, mtm_session *ss)
 {
-	sqlite3_stmt *st;
-	int64_t n = -1;
-	if (sqlite3_prepare_v2(ss->s->db, "SELECT count(*) FROM statcache", -1, &st, NULL) != SQLITE_OK)
-		return EIO;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	if (n < 0)
-		return EIO;
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	w->read_at = start;
+	if (ss->debug)
+		log_msg(MTM_LOG_DEBUG, "session: watcher: a file changed outside the tree: loading the tree's inodes");
 	free(w->inodes);
+	w->inodes = NULL;
 	w->n_inodes = 0;
-	if (!(w->inodes = malloc((size_t)(n ? n : 1) * sizeof *w->inodes)))
-		return ENOMEM;
+	w->stashed = 0;
+	size_t cap = 0;
+	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(ss->s->db, "SELECT dev, ino FROM statcache", -1, &st, NULL) != SQLITE_OK)
 		return EIO;
-	int r;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW && w->n_inodes < (size_t)n)
+	int r, rc = 0;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		if (w->n_inodes == cap) {
+			/* (grown by doubling: glibc moves a block this large by
+			 * remapping its pages, not by copying them) */
+			size_t ncap = cap ? 2 * cap : INODE_RUN;
+			uint64_t *p = realloc(w->inodes, ncap * sizeof *p);
+			if (!p) {
+				rc = ENOMEM;
+				break;
+			}
+			w->inodes = p;
+			cap = ncap;
+		}
 		w->inodes[w->n_inodes++] = inode_key(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+		if (w->n_inodes % INODE_RUN == 0)
+			qsort(w->inodes + w->n_inodes - INODE_RUN, INODE_RUN, sizeof *w->inodes, cmp_u64);
+		if (w->n_inodes % LOAD_READ_ROWS == 0)
+			load_read_on(w);
+		while (w->test_gate && w->n_inodes == 1 && !access(w->test_gate, F_OK)) {
+			usleep(1000);
+			load_read_on(w);
+		}
+	}
 	sqlite3_finalize(st);
-	/* (rows added between the count and the read: only a checkpoint adds
-	 * them, and none runs while the watcher looks) */
-	if (r != SQLITE_DONE && r != SQLITE_ROW)
-		return EIO;
-	if (r == SQLITE_ROW)
-		return EIO; /* more rows than counted: cannot tell, the checkpoint scans */
-	qsort(w->inodes, w->n_inodes, sizeof *w->inodes, cmp_u64);
+	/* (rows are added only by a checkpoint, and none runs while the
+	 * watcher looks) */
+	if (!rc && r != SQLITE_DONE)
+		rc = EIO;
+	if (rc) {
+		free(w->inodes);
+		w->inodes = NULL;
+		w->n_inodes = 0;
+		return rc;
+	}
+	size_t tail = w->n_inodes % INODE_RUN;
+	if (tail)
+		qsort(w->inodes + w->n_inodes - tail, tail, sizeof *w->inodes, cmp_u64);
 	w->inodes_loaded = 1;
 	if (ss->debug)
-		log_msg(MTM_LOG_DEBUG, "session: watcher: a file changed outside the tree: the tree's %zu inodes loaded (%zu KiB)",
-		        w->n_inodes, w->n_inodes * sizeof *w->inodes / 1024);
+		log_msg(MTM_LOG_DEBUG, "session: watcher: a file changed outside the tree: the tree's %zu inodes loaded (%zu KiB) "
+		        "in %.1f ms, %zu events read meanwhile",
+		        w->n_inodes, w->n_inodes * sizeof *w->inodes / 1024, (double)elapsed_ns(&start) / 1e6, w->stashed);
 	return 0;
 }
 
@@ -375,12 +496,12 @@ static int linked_into_tree(watcher *w, const fsid_t *fsid, const struct file_ha
 		close(fd);
 		return 0;
 	}
-	if (!w->inodes_loaded && load_inodes(w, w->ss)) {
+	if (!w->inodes_loaded && (w->inodes_failed || load_inodes(w, w->ss))) {
+		w->inodes_failed = 1; /* (not loaded again for every event) */
 		close(fd);
 		return 1; /* cannot tell: the checkpoint scans */
 	}
-	uint64_t ik = inode_key((int64_t)st.st_dev, (int64_t)st.st_ino);
-	if (w->n_inodes && bsearch(&ik, w->inodes, w->n_inodes, sizeof ik, cmp_u64)) {
+	if (in_inodes(w, inode_key((int64_t)st.st_dev, (int64_t)st.st_ino))) {
 		int reused = born_after(fd, &w->inodes_since);
 		close(fd);
 		return !reused;
@@ -806,6 +927,9 @@ int watch_start(mtm_session *ss, const char **why)
 		return mtm_set_error(ENOMEM, "session");
 	w->fd = -1;
 	w->ss = ss;
+	/* tests: the load of the tree's inodes waits after its first row while
+	 * this file exists (a long load, events coming meanwhile) */
+	w->test_gate = secure_getenv("METAMORI_TEST_INODE_LOAD_GATE");
 	clock_gettime(CLOCK_REALTIME, &w->inodes_since); /* (the stat cache holds files older than the session) */
 	if (!(w->root = realpath(ss->s->root, NULL))) {
 		free(w);
@@ -862,10 +986,59 @@ static void fan_held(watcher *w, int final)
 	}
 }
 
+/* The fanotify events of n bytes at buf, in order. 0 or ENOMEM. */
+static int fan_batch(watcher *w, const unsigned char *buf, size_t n)
+{
+	int rc = 0;
+	for (size_t off = 0; off + sizeof(struct fanotify_event_metadata) <= n && !rc;) {
+		uint32_t elen;
+		memcpy(&elen, buf + off, sizeof elen); /* event_len comes first */
+		if (elen < sizeof(struct fanotify_event_metadata) || off + elen > n)
+			break;
+		rc = fan_event(w, buf + off, elen);
+		off += elen;
+	}
+	return rc;
+}
+
+/* The events read while the inodes loaded (fan_stash), after the ones read
+ * before them: called after every batch read and every pass over the held
+ * events. Taken out first: should they make the inodes load again (they
+ * do not: a load is once an interval), what is read then comes after
+ * them. */
+static void fan_unstash(watcher *w)
+{
+	while (w->stash_len) {
+		unsigned char *buf = w->stash;
+		size_t n = w->stash_len;
+		w->stash = NULL;
+		w->stash_len = w->stash_cap = 0;
+		if (fan_batch(w, buf, n))
+			w->lost = "the watcher ran out of memory";
+		free(buf);
+	}
+}
+
+/* Before the mark and in the barrier: every event read so far judged now,
+ * none held (one whose directory is still being freed makes this checkpoint
+ * scan) nor stashed. A stashed event may be held, and a held one may make
+ * the inodes load (and stash), so until neither is left: at most twice,
+ * as the inodes load once an interval. */
+static void fan_settle(watcher *w)
+{
+	while (w->held.n || w->stash_len) {
+		if (w->held.n)
+			fan_held(w, 1);
+		fan_unstash(w);
+	}
+}
+
 int watch_drain(watcher *w)
 {
 	if (w->kind == W_FANOTIFY && w->held.n)
 		fan_held(w, 0);
+	if (w->kind == W_FANOTIFY)
+		fan_unstash(w);
 	for (;;) {
 		ssize_t n = read(w->fd, w->buf, sizeof w->buf);
 		if (n < 0 && errno == EINTR)
@@ -877,14 +1050,9 @@ int watch_drain(watcher *w)
 		}
 		int rc = 0;
 		if (w->kind == W_FANOTIFY) {
-			for (size_t off = 0; off + sizeof(struct fanotify_event_metadata) <= (size_t)n && !rc;) {
-				uint32_t elen;
-				memcpy(&elen, w->buf + off, sizeof elen); /* event_len comes first */
-				if (elen < sizeof(struct fanotify_event_metadata) || off + elen > (size_t)n)
-					break;
-				rc = fan_event(w, w->buf + off, elen);
-				off += elen;
-			}
+			rc = fan_batch(w, w->buf, (size_t)n);
+			if (!rc)
+				fan_unstash(w); /* (read after this batch, before the next) */
 		} else {
 			/* inotify pads names so that each event stays aligned */
 			for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n && !rc;) {
@@ -1101,8 +1269,8 @@ int watch_mark(watcher *w, mtm_session *ss, change_set *cs, pathmap *written)
 	watch_drain(w);
 	/* a held event came before the mark: resolved later it would be taken
 	 * for one after it (carried to the next checkpoint) */
-	if (w->kind == W_FANOTIFY && w->held.n)
-		fan_held(w, 1);
+	if (w->kind == W_FANOTIFY)
+		fan_settle(w);
 	if (judge(w, ss, cs, 0))
 		return mtm_set_error(ENOMEM, "session");
 	/* writes whose records have not come yet: compared ahead too, in case
@@ -1126,8 +1294,11 @@ int watch_mark(watcher *w, mtm_session *ss, change_set *cs, pathmap *written)
 int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 {
 	watch_drain(w);
-	if (w->kind == W_FANOTIFY && w->held.n)
-		fan_held(w, 1);
+	if (w->kind == W_FANOTIFY)
+		fan_settle(w); /* (the events read while the inodes loaded are of this interval) */
+	assert(!w->stash_len && !w->held.n);
+	/* (from here, until the next drain, what watch_read_on stashes is of
+	 * the next interval) */
 	if (w->blind)
 		change_set_scan(cs, w->blind);
 	if (w->lost) {
@@ -1166,6 +1337,7 @@ int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 	w->inodes = NULL;
 	w->n_inodes = 0;
 	w->inodes_loaded = 0;
+	w->inodes_failed = 0;
 	clock_gettime(CLOCK_REALTIME, &w->inodes_since);
 	return rc ? mtm_set_error(ENOMEM, "session") : 0;
 }

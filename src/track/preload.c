@@ -55,6 +55,7 @@
 #include <unistd.h>
 #include <utime.h>
 
+#include "track/dispatch.h"
 #include "track/protocol.h"
 
 #ifdef _FILE_OFFSET_BITS
@@ -650,6 +651,9 @@ static pid_t real_pid(void)
 	return (pid_t)REAL(syscall)(SYS_getpid);
 }
 
+static int g_dispatch_owed; /* the log does not say yet that dispatch is on */
+static void dispatch_settle(struct mtm_log_hdr *h);
+
 static int log_attach(int fd)
 {
 	struct stat st;
@@ -680,6 +684,10 @@ static int log_attach(int fd)
 		h->pid = real_pid();
 		__atomic_store_n(&h->inflight, 0, __ATOMIC_SEQ_CST);
 	}
+	/* Dispatch is said on only once the interval it was turned on in is
+	 * over (enter: dispatch_settle). */
+	__atomic_store_n(&h->dispatch, 0, __ATOMIC_SEQ_CST);
+	g_dispatch_owed = dispatch_on();
 	g_logfd = fd;
 	STORE(&g_hdr, h);
 	return 0;
@@ -789,6 +797,8 @@ static int enter(void)
 		if (LIKELY(!__atomic_load_n(&g_ctl->gate, __ATOMIC_SEQ_CST)) || g_gone) {
 			if (UNLIKELY(g_sticky_lost) && !__atomic_load_n(&h->overflow, __ATOMIC_SEQ_CST))
 				restick();
+			if (UNLIKELY(__atomic_load_n(&g_dispatch_owed, __ATOMIC_RELAXED)))
+				dispatch_settle(h);
 			return 1;
 		}
 		__atomic_fetch_sub(&h->inflight, 1, __ATOMIC_SEQ_CST);
@@ -920,6 +930,40 @@ static void code_changed(void)
 	} else {
 		note_untrackable();
 	}
+}
+
+/* Inside the region: the log says dispatch is on (dispatch.c) once the
+ * interval it was turned on in is over (the calls this image made before,
+ * in that interval, were not trapped): a checkpoint judges an interval's
+ * writes while the epoch is still the interval's (before its barrier) or
+ * while every call is held (after), so the flag is never seen set in the
+ * interval it was turned on in. */
+static void dispatch_settle(struct mtm_log_hdr *h)
+{
+	if (!dispatch_on()) {
+		__atomic_store_n(&g_dispatch_owed, 0, __ATOMIC_RELAXED);
+		return;
+	}
+	if (__atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST) <= dispatch_since())
+		return; /* still that interval: the next call looks again */
+	__atomic_store_n(&g_dispatch_owed, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->dispatch, MTM_DISPATCH_ON, __ATOMIC_SEQ_CST);
+}
+
+void preload_dispatch_lost(void)
+{
+	__atomic_store_n(&g_dispatch_owed, 0, __ATOMIC_RELAXED);
+	struct mtm_log_hdr *h = LOAD(&g_hdr);
+	if (h)
+		__atomic_store_n(&h->dispatch, 0, __ATOMIC_SEQ_CST);
+	int err = errno;
+	code_changed();
+	errno = err;
+}
+
+uint64_t preload_epoch(void)
+{
+	return g_ctl ? __atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST) : 0;
 }
 
 /* A change to a file with several names (inside the region): scan once in
@@ -1141,6 +1185,7 @@ static void atfork_child(void)
 	g_multi_ep = 0;
 	g_log_gen++;
 	t_last.r = NULL;
+	dispatch_fork_child(); /* clone turned it off in this thread, the only one */
 	/* What we inherited and cannot see (streams, mappings, a ring) stays
 	 * ours to declare, for as long as we live. */
 	if ((g_sticky_scan || LOAD(&g_st_n)) && enter()) {
@@ -1180,6 +1225,9 @@ void metamori_preload_detach(void)
 {
 	if (LOAD(&g_state) != ST_ON || LOAD(&g_detached))
 		return;
+	/* DMTCP's image does not carry the kernel's dispatch setting: a
+	 * restarted process has it in no thread */
+	dispatch_lose();
 	STORE(&g_detached, 1);
 	lock(&g_log_lock);
 	if (g_hdr) {
@@ -1379,8 +1427,10 @@ static void do_init(void)
 	ok = 1;
 out:
 	STORE(&g_state, ok ? ST_ON : ST_OFF);
-	if (ok)
+	if (ok) {
 		scan_inherited();
+		dispatch_start();
+	}
 	t_guard--;
 }
 
@@ -2548,6 +2598,17 @@ long syscall(long n, ...)
 	long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
 	long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
 	va_end(ap);
+	return preload_traced_syscall(n, a1, a2, a3, a4, a5, a6);
+}
+
+long preload_real_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+	return REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
+}
+
+/* What syscall() does for a call, also for a call trapped by dispatch.c. */
+long preload_traced_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6)
+{
 	if (LOAD(&g_state) != ST_ON || t_guard)
 		return REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
 	switch (n) {
@@ -2872,9 +2933,15 @@ static int xcall_run(const struct xcall *x)
 	int lfd = g_logfd;
 	if (keep)
 		REAL(fcntl)(lfd, F_SETFD, 0);
+	/* The new image turns dispatch on itself, if it can: until then its
+	 * log does not say so (its adoption records MTM_REC_CODE). */
+	struct mtm_log_hdr *h = keep && !spawn ? LOAD(&g_hdr) : NULL;
+	uint32_t said = h ? __atomic_exchange_n(&h->dispatch, 0, __ATOMIC_SEQ_CST) : 0;
 	t_guard--;
 	int r = xcall_real(x, nenv);
 	int err = errno;
+	if (said && dispatch_on())
+		__atomic_store_n(&h->dispatch, said, __ATOMIC_SEQ_CST);
 	if (keep)
 		REAL(fcntl)(lfd, F_SETFD, FD_CLOEXEC);
 	errno = err;

@@ -62,11 +62,18 @@ struct mtm_log_hdr {
 	uint64_t epoch;       /* ctl->epoch when the records were started */
 	uint64_t capacity;    /* bytes available for records after the header */
 	uint32_t overflow;    /* atomic: 1 if a record did not fit (the session then scans) */
-	uint32_t pad;
+	uint32_t dispatch;    /* atomic: MTM_DISPATCH_ON while every thread of this process image
+	                       * traps the system calls it makes outside the C library to the
+	                       * interposer (syscall user dispatch), which records them: its writes
+	                       * need no look at its code (session/bypass.c). Stored inside the
+	                       * in-flight region once ctl->epoch has moved past the one read when
+	                       * it was turned on (never during that interval); 0 before an exec,
+	                       * and as soon as it is lost (then with a MTM_REC_CODE) */
 	uint64_t peeked;      /* atomic: the session may have read the records before this offset
 	                       * while the process ran (barrier_peek); such a WRITE record is not
 	                       * extended in place any more, or not only (see struct mtm_rec) */
 };
+#define MTM_DISPATCH_ON 0x44535544u /* "DUSD" */
 #define MTM_LOG_HDR_SIZE 64 /* records start here */
 
 enum mtm_rec_type {
@@ -120,7 +127,8 @@ _Static_assert(offsetof(struct mtm_ctl, gate) == 8 && offsetof(struct mtm_ctl, e
 _Static_assert(sizeof(struct mtm_log_hdr) == 56 && sizeof(struct mtm_log_hdr) <= MTM_LOG_HDR_SIZE,
                "mtm_log_hdr must fit before the records");
 _Static_assert(offsetof(struct mtm_log_hdr, inflight) == 12 && offsetof(struct mtm_log_hdr, tail) == 16 &&
-               offsetof(struct mtm_log_hdr, overflow) == 40 && offsetof(struct mtm_log_hdr, peeked) == 48,
+               offsetof(struct mtm_log_hdr, overflow) == 40 && offsetof(struct mtm_log_hdr, dispatch) == 44 &&
+               offsetof(struct mtm_log_hdr, peeked) == 48,
                "mtm_log_hdr field offsets");
 _Static_assert(sizeof(struct mtm_rec) == 24 && MTM_LOG_HDR_SIZE % 8 == 0, "records are 8-byte aligned");
 _Static_assert(offsetof(struct mtm_rec, seal) == 4 && offsetof(struct mtm_rec, a) == 8, "mtm_rec field offsets");

@@ -22,7 +22,8 @@
 /* A multiple of the chunk group, so groups never straddle reads. 1 MiB: on
  * a quiet machine, cold cache, W1 (16 x 64 MiB) scanned in 524-648 ms with
  * it against 614-925 ms with 128 KiB pieces (S9, BENCHMARKS.md; the 128 KiB
- * pieces had looked cheaper in CPU under a load of 20). */
+ * pieces had looked cheaper in CPU under a load of 20). Warm, 512 KiB, 2 MiB
+ * and 4 MiB pieces were all slower than 1 MiB (S15). */
 #define READ_PIECE (1u << 20)
 
 /* One piece of a file: [off, off + want) asked, got read, h[b] the XXH3-64
@@ -37,6 +38,7 @@ typedef struct {
 
 typedef struct scan_reader {
 	read_piece *p[2]; /* p[0] the caller's, p[1] the thread's */
+	unsigned char *mem; /* both pieces' buffers, cap bytes each */
 	size_t cap;       /* of each buffer */
 	int threaded;     /* may start the thread */
 	/* the thread, once started (reader_ahead) */

@@ -161,36 +161,65 @@ static void find_data(int fd, int64_t off, int64_t size, int64_t *data, int64_t 
 	}
 }
 
-/* The blocks of the hole [from, to) that the map holds as data: each run
+/* The parent version's block hashes as a compare reads them, in block
+ * order: rows of `block` (map, sorted by blkno, walked once with a cursor;
+ * a block with no row is a hole), or an array (h[b] block b's, past n the
+ * zero block's: a blockhash row, store/blockhash.h). */
+typedef struct {
+	const vec *map;
+	size_t mi;
+	const uint64_t *h;
+	int64_t n;
+	uint64_t zh; /* zero_block_hash() */
+} parent_hashes;
+
+/* Block blkno's parent hash; blkno never goes back (the map's cursor). */
+static inline uint64_t parent_at(parent_hashes *ph, int64_t blkno)
+{
+	if (ph->h)
+		return blkno < ph->n ? ph->h[blkno] : ph->zh;
+	const vec *m = ph->map;
+	while (ph->mi < m->n && VEC_AT(m, blockref, ph->mi).blkno < blkno)
+		ph->mi++;
+	return ph->mi < m->n && VEC_AT(m, blockref, ph->mi).blkno == blkno ? VEC_AT(m, blockref, ph->mi).hash : ph->zh;
+}
+
+/* The first block in [from, end) whose parent hash is not the zero
+ * block's, or end: the map's rows are skipped, not its holes' blocks. */
+static int64_t next_parent_data(parent_hashes *ph, int64_t from, int64_t end)
+{
+	if (ph->h) {
+		int64_t stop = end < ph->n ? end : ph->n;
+		for (int64_t b = from; b < stop; b++)
+			if (ph->h[b] != ph->zh)
+				return b;
+		return end;
+	}
+	const vec *m = ph->map;
+	while (ph->mi < m->n && (VEC_AT(m, blockref, ph->mi).blkno < from || VEC_AT(m, blockref, ph->mi).hash == ph->zh))
+		ph->mi++;
+	return ph->mi < m->n && VEC_AT(m, blockref, ph->mi).blkno < end ? VEC_AT(m, blockref, ph->mi).blkno : end;
+}
+
+/* The blocks of the hole [from, to) that the parent holds as data: each run
  * of them (within one group) changed to zeros. No block is read: a hole of
  * any size costs what its map rows cost. */
-static int compare_hole(const vec *map, size_t *mi, int64_t from, int64_t to, int64_t size, run_fn fn, void *arg,
+static int compare_hole(parent_hashes *ph, int64_t from, int64_t to, int64_t size, run_fn fn, void *arg,
                         uint64_t *out)
 {
-	const uint64_t zh = zero_block_hash();
 	uint64_t hashes[MTM_CHUNK_BLOCKS];
 	for (int i = 0; i < MTM_CHUNK_BLOCKS; i++)
-		hashes[i] = zh;
+		hashes[i] = ph->zh;
 	int64_t first = from / MTM_BLOCK, end = (to + MTM_BLOCK - 1) / MTM_BLOCK;
 	for (int64_t b = first; out && b < end; b++)
-		out[b] = zh; /* whatever the map held, zeros from now on */
-	while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno < first)
-		(*mi)++;
-	while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno < end) {
-		int64_t b = VEC_AT(map, blockref, *mi).blkno;
-		if (VEC_AT(map, blockref, *mi).hash == zh) {
-			(*mi)++;
-			continue;
-		}
+		out[b] = ph->zh; /* whatever the parent held, zeros from now on */
+	for (int64_t b = first; (b = next_parent_data(ph, b, end)) < end;) {
 		int64_t e = b + 1, gend = (b / MTM_CHUNK_BLOCKS + 1) * MTM_CHUNK_BLOCKS;
-		(*mi)++;
-		while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno == e && e < gend && e < end &&
-		       VEC_AT(map, blockref, *mi).hash != zh) {
+		while (e < gend && e < end && parent_at(ph, e) != ph->zh)
 			e++;
-			(*mi)++;
-		}
 		int64_t stop = e * MTM_BLOCK < size ? e * MTM_BLOCK : size;
 		MTM_TRY(fn(arg, b, (int)(e - b), NULL, (size_t)(stop - b * MTM_BLOCK), hashes, 1, 0));
+		b = e;
 	}
 	return 0;
 }
@@ -198,9 +227,9 @@ _Static_assert(READ_PIECE % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_PIECE hol
 
 /* Compares the blocks of a piece read (and hashed) with the map, and gives
  * fn the maximal runs of changed blocks within each aligned group. */
-static int compare_piece(const read_piece *p, const vec *map, size_t *mi, run_fn fn, void *arg, uint64_t *out)
+static int compare_piece(const read_piece *p, parent_hashes *ph, run_fn fn, void *arg, uint64_t *out)
 {
-	const uint64_t zh = zero_block_hash();
+	const uint64_t zh = ph->zh;
 	assert(p->off % GROUP_BYTES == 0);
 	int64_t first = p->off / MTM_BLOCK;
 	size_t nblk = (p->got + MTM_BLOCK - 1) / MTM_BLOCK;
@@ -210,14 +239,12 @@ static int compare_piece(const read_piece *p, const vec *map, size_t *mi, run_fn
 		for (size_t b = g; b < gend; b++) {
 			uint64_t h = p->h[b];
 			int64_t blkno = first + (int64_t)b;
-			while (*mi < map->n && VEC_AT(map, blockref, *mi).blkno < blkno)
-				(*mi)++;
-			uint64_t ph = *mi < map->n && VEC_AT(map, blockref, *mi).blkno == blkno ? VEC_AT(map, blockref, *mi).hash : zh;
+			uint64_t was = parent_at(ph, blkno);
 			if (out)
 				out[blkno] = h;
 			size_t len = p->got - b * MTM_BLOCK < MTM_BLOCK ? p->got - b * MTM_BLOCK : MTM_BLOCK;
 			int zero = h == zh && all_zero(p->buf + b * MTM_BLOCK, len); /* (the rest of a short block is padding) */
-			state[b - g] = h == ph ? 0 : zero ? 2 : 1;
+			state[b - g] = h == was ? 0 : zero ? 2 : 1;
 		}
 		/* emit maximal runs of equal state */
 		for (size_t b = g; b < gend;) {
@@ -239,8 +266,7 @@ static int compare_piece(const read_piece *p, const vec *map, size_t *mi, run_fn
 }
 
 typedef struct {
-	const vec *map;
-	size_t mi;
+	parent_hashes ph;
 	run_fn fn;
 	void *arg;
 	uint64_t *out;
@@ -260,7 +286,7 @@ static int take_piece(compare_state *cs, const read_piece *p)
 		cs->stop = 1;
 		return 0;
 	}
-	MTM_TRY(compare_piece(p, cs->map, &cs->mi, cs->fn, cs->arg, cs->out));
+	MTM_TRY(compare_piece(p, &cs->ph, cs->fn, cs->arg, cs->out));
 	cs->off += (int64_t)p->got;
 	if (cs->tick)
 		cs->tick(cs->tick_arg, p->got);
@@ -268,8 +294,9 @@ static int take_piece(compare_state *cs, const read_piece *p)
 	return 0;
 }
 
-static int compare_file_full(scan_reader *rd, file_src src, int64_t size, const vec *map, run_fn fn, void *arg,
-                             int64_t *size_read, uint64_t *out, read_tick_fn tick, void *tick_arg)
+static int compare_file_full(scan_reader *rd, file_src src, int64_t size, const vec *map, const uint64_t *parent_h,
+                             int64_t parent_n, run_fn fn, void *arg, int64_t *size_read, uint64_t *out,
+                             read_tick_fn tick, void *tick_arg)
 {
 	/* no bigger than the file needs, in whole groups */
 	size_t cap = size < (int64_t)READ_PIECE ? (size_t)((size + GROUP_BYTES - 1) / GROUP_BYTES * GROUP_BYTES) : READ_PIECE;
@@ -278,7 +305,8 @@ static int compare_file_full(scan_reader *rd, file_src src, int64_t size, const 
 	int rc = reader_reserve(rd, cap);
 	if (rc)
 		return rc;
-	compare_state cs = {map, 0, fn, arg, out, tick, tick_arg, 0, 0};
+	compare_state cs = {{map, 0, parent_h, parent_n, zero_block_hash()}, fn, arg, out, tick, tick_arg, 0, 0};
+	assert(map || parent_h);
 	read_piece *mine = rd->p[0], *ahead = rd->p[1];
 	int64_t data_end = 0;
 	/* holes are found, not read (a 100 GiB sparse file costs its data) */
@@ -288,7 +316,7 @@ static int compare_file_full(scan_reader *rd, file_src src, int64_t size, const 
 			int64_t data;
 			find_data(seek_fd, cs.off, size, &data, &data_end);
 			if (data > cs.off) {
-				if ((rc = compare_hole(map, &cs.mi, cs.off, data, size, fn, arg, out)))
+				if ((rc = compare_hole(&cs.ph, cs.off, data, size, fn, arg, out)))
 					break;
 				cs.off = data;
 				continue;
@@ -322,7 +350,7 @@ int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *ar
 {
 	scan_reader rd;
 	reader_init(&rd, 0);
-	int rc = compare_file_full(&rd, src, size, map, fn, arg, size_read, NULL, NULL, NULL);
+	int rc = compare_file_full(&rd, src, size, map, NULL, 0, fn, arg, size_read, NULL, NULL, NULL);
 	reader_free(&rd);
 	return rc;
 }
@@ -332,15 +360,15 @@ int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, 
 {
 	scan_reader rd;
 	reader_init(&rd, 0);
-	int rc = compare_file_full(&rd, src, size, map, fn, arg, size_read, NULL, tick, tick_arg);
+	int rc = compare_file_full(&rd, src, size, map, NULL, 0, fn, arg, size_read, NULL, tick, tick_arg);
 	reader_free(&rd);
 	return rc;
 }
 
-int compare_file_hashes(scan_reader *rd, file_src src, int64_t size, const vec *map, run_fn fn, void *arg,
-                        int64_t *size_read, uint64_t *out)
+int compare_file_hashes(scan_reader *rd, file_src src, int64_t size, const vec *map, const uint64_t *parent_h,
+                        int64_t parent_n, run_fn fn, void *arg, int64_t *size_read, uint64_t *out)
 {
-	return compare_file_full(rd, src, size, map, fn, arg, size_read, out, NULL, NULL);
+	return compare_file_full(rd, src, size, map, parent_h, parent_n, fn, arg, size_read, out, NULL, NULL);
 }
 
 int compare_runs(file_src src, int64_t size, const vec *runs, hash_fn parent_hash, void *parg, run_fn fn, void *arg)

@@ -70,8 +70,13 @@ void live_item_free(live_item *it);
  * the unchanged rest is only counted. group_links: hard links grouped as
  * live_group_links does. */
 typedef struct { uint64_t entries, bytes; } tree_rest;
+/* tick (NULL: none) is called with tick_arg at the first item and every
+ * SCAN_TICK_ITEMS after: the walk of 1,000,000 files takes seconds, in
+ * which a session reads its watcher's queue on. */
+typedef void (*scan_tick_fn)(void *arg);
+#define SCAN_TICK_ITEMS 64
 int scan_changed(mtm_store *s, const ignore_set *ign, mtm_id parent, int group_links, vec *live /* of live_item */,
-                 vec *parent_out /* of entry */, tree_rest *rest);
+                 vec *parent_out /* of entry */, tree_rest *rest, scan_tick_fn tick, void *tick_arg);
 /* Appends the entries under directory rel (not rel itself), unsorted. */
 int walk_subtree(mtm_store *s, const ignore_set *ign, const char *rel, vec *out);
 void capture_free(capture *c);
@@ -115,11 +120,13 @@ int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, 
 /* compare_file, also giving the new version's hash of every block it
  * compared: out[b] for b < ceil(*size_read / MTM_BLOCK) (out holds
  * ceil(size / MTM_BLOCK)); a hole's blocks get the zero block's hash.
+ * The parent's hashes: parent_h[b] for b < parent_n (past it the zero
+ * block's) when parent_h is not NULL (map is not read then), else map.
  * Reads through rd (tree/reader.h: its buffers and its second thread),
  * which the caller keeps from one file to the next. */
 typedef struct scan_reader scan_reader;
-int compare_file_hashes(scan_reader *rd, file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read,
-                        uint64_t *out);
+int compare_file_hashes(scan_reader *rd, file_src src, int64_t size, const vec *map, const uint64_t *parent_h,
+                        int64_t parent_n, run_fn fn, void *arg, int64_t *size_read, uint64_t *out);
 /* Compares only the blocks in runs (sorted blk_runs, clipped to size) with
  * the hashes parent_hash gives; the rest of the file is taken as unchanged. */
 typedef int (*hash_fn)(void *arg, int64_t blkno, uint64_t *hash);

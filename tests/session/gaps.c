@@ -16,6 +16,10 @@
  *   gaps sys FILE      syscall(SYS_pwritev)      gaps procfd FILE  a reopen of /proc/self/fd/N
  *   gaps scm FILE      an fd received over a unix socket (SCM_RIGHTS)
  *   gaps pidfd FILE    an fd taken from a child by pidfd_getfd
+ *   gaps later FILE OTHER READY GO DONE END  lives across checkpoints: writes
+ *                      FILE, creates READY, waits for GO, then the recorded pwrite on FILE
+ *                      and the inline syscall on OTHER, creates DONE, waits
+ *                      for END (syscall user dispatch: both recorded)
  */
 #define _GNU_SOURCE
 #include <aio.h>
@@ -165,8 +169,27 @@ static void gap_pidfd(const char *file)
 	close(fd);
 }
 
+static void wait_for(const char *path)
+{
+	while (access(path, F_OK))
+		usleep(10000);
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 8 && !strcmp(argv[1], "later")) {
+		int fd = open(argv[2], O_WRONLY), other = open(argv[3], O_WRONLY);
+		if (fd < 0 || other < 0 || pwrite(fd, "BORN", 4, 8192) != 4) /* its log made: known at once */
+			die("open");
+		close(creat(argv[4], 0644));
+		wait_for(argv[5]);
+		if (pwrite(fd, "REC!", 4, 0) != 4)
+			die("pwrite");
+		gap_rawsys(other);
+		close(creat(argv[6], 0644));
+		wait_for(argv[7]);
+		return 0;
+	}
 	if (argc != 3 && !(argc == 5 && !strcmp(argv[1], "mixed")))
 		return 2;
 	const char *how = argv[1], *file = argv[2];

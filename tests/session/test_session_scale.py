@@ -95,7 +95,9 @@ def session_run(root, n):
 
 def test_session_memory_does_not_grow_with_the_tree():
     sized = not os.environ.get("MTM_SANITIZED")
-    sizes = (500, 4000) if sized else (200, 600)
+    # (the sanitizer build: one size, its checkpoints checked; the sizes are
+    # compared in the normal build only, peak RSS saying nothing under ASan)
+    sizes = (500, 4000) if sized else (200,)
     rss, db = [], []
     for n in sizes:
         root = store()
