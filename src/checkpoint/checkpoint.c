@@ -945,7 +945,7 @@ static int scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks 
 	tree_rest rest;
 	int rc = ckpt_begin(s, opts, hooks, &r);
 	if (!rc)
-		rc = scan_changed(s, &r->ign, r->info.parent, 1, &live, &parent, &rest);
+		rc = scan_changed(s, &r->ign, r->info.parent, 1, &live, &parent, &rest, NULL, NULL);
 	if (!rc)
 		rc = ckpt_record_scanned(r, &parent, &live, &rest);
 	if (!rc && only_if_changed && ckpt_unchanged(r)) {

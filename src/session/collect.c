@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "session/tctx.h"
 #include "session/watch.h"
 #include "store/index.h"
@@ -343,6 +344,30 @@ int collect_tracked(tctx *t)
 	return rc;
 }
 
+typedef struct {
+	mtm_session *ss;
+	const char *gate; /* METAMORI_TEST_SCAN_GATE */
+} scan_ticks;
+
+/* Every few items of the walk: the watcher's queue read on (watch_read_on:
+ * at 1,000,000 files the walk takes seconds, and a busy file system
+ * overflowed the queue meanwhile: the next checkpoint scanned too, and so
+ * on). Tests: the walk waits at its first item while the file
+ * METAMORI_TEST_SCAN_GATE names exists (a long walk, events coming
+ * meanwhile). */
+static void scan_tick(void *arg)
+{
+	scan_ticks *st = arg;
+	if (st->ss->watch)
+		watch_read_on(st->ss->watch);
+	while (st->gate && !access(st->gate, F_OK)) {
+		usleep(1000);
+		if (st->ss->watch)
+			watch_read_on(st->ss->watch);
+	}
+	st->gate = NULL;
+}
+
 /* Inside the barrier, when the logs are not enough: the whole tree, walked
  * without holding it (scan_changed): what may differ is kept, the rest
  * counted in t->rest. Files the stat cache cannot vouch for are copied out,
@@ -353,7 +378,8 @@ int collect_scan(tctx *t, mtm_id parent)
 	assert(!t->live->n && !t->parent->n); /* (restart_as_scan dropped the tracked sides) */
 	live_free(t->live);
 	entries_free(t->parent);
-	MTM_TRY(scan_changed(t->s, t->ign, parent, 0, t->live, t->parent, &t->rest));
+	scan_ticks st = {.ss = t->ss, .gate = secure_getenv("METAMORI_TEST_SCAN_GATE")};
+	MTM_TRY(scan_changed(t->s, t->ign, parent, 0, t->live, t->parent, &t->rest, scan_tick, &st));
 	/* every file kept is new, replaced or not vouched for: all are read */
 	uint64_t total = 0;
 	for (size_t i = 0; i < t->live->n; i++) {

@@ -57,7 +57,11 @@
 
 enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
 enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
-#define PEND_PIDS 4
+/* The writers of one file kept per interval; past them the file is
+ * compared whole. A database's busiest files are written by every backend
+ * and its writer processes (pgbench -c 6: 8-10 pids), and each of them is
+ * judged (trusted, memo) once per interval anyway. */
+#define PEND_PIDS 16
 #define DIRCACHE_MAX 65536 /* resolved directories kept (the whole file system's, not only the tree's) */
 #define OUTSIDE ((char *)1) /* dircache: a directory outside the tree */
 #define BEING_FREED ((char *)2) /* fan_dir: a directory the kernel is freeing: ask again later */
@@ -73,7 +77,7 @@ typedef struct { int32_t pid; int trusted; } trust_memo;
 /* inotify: what a watch descriptor watches */
 enum { WD_DIR = 1, WD_FILE_ATTRIB = 2, WD_FILE_ALL = 3 };
 typedef struct { char *path; uint8_t kind; } wd_ent;
-#define TRUST_MEMO 32
+#define TRUST_MEMO 64
 
 struct watcher {
 	int kind, fd;
@@ -88,6 +92,7 @@ struct watcher {
 	unsigned char *stash; /* fanotify: raw events read while the inodes loaded, not judged yet (fan_stash) */
 	size_t stash_len, stash_cap;
 	size_t stashed;   /* events stashed by the last load (the debug log) */
+	struct timespec read_at; /* CLOCK_MONOTONIC: the queue last read on into the stash (load_read_on, watch_read_on) */
 	const char *test_gate; /* METAMORI_TEST_INODE_LOAD_GATE: the load waits while this file exists (tests) */
 	vec held;         /* fanotify: of held_event, events in a directory being freed, to resolve later */
 	int inodes_loaded;
@@ -364,14 +369,20 @@ static void fan_stash(watcher *w)
 	}
 }
 
-/* While the inodes load: the queue read on if LOAD_READ_NS passed since
- * *read_at. */
-static void load_read_on(watcher *w, struct timespec *read_at)
+/* While the inodes load (or a scan fallback walks, watch_read_on): the
+ * queue read on if LOAD_READ_NS passed since it last was. */
+static void load_read_on(watcher *w)
 {
-	if (elapsed_ns(read_at) < LOAD_READ_NS)
+	if (elapsed_ns(&w->read_at) < LOAD_READ_NS)
 		return;
 	fan_stash(w);
-	clock_gettime(CLOCK_MONOTONIC, read_at);
+	clock_gettime(CLOCK_MONOTONIC, &w->read_at);
+}
+
+void watch_read_on(watcher *w)
+{
+	if (w->kind == W_FANOTIFY)
+		load_read_on(w);
 }
 
 /* Loads the inodes of the tree's files as of the last checkpoint (its stat
@@ -380,9 +391,9 @@ static void load_read_on(watcher *w, struct timespec *read_at)
  * checkpoint anyway. */
 static int load_inodes(watcher *w, mtm_session *ss)
 {
-	struct timespec start, read_at;
+	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	read_at = start;
+	w->read_at = start;
 	if (ss->debug)
 		log_msg(MTM_LOG_DEBUG, "session: watcher: a file changed outside the tree: loading the tree's inodes");
 	free(w->inodes);
@@ -411,10 +422,10 @@ static int load_inodes(watcher *w, mtm_session *ss)
 		if (w->n_inodes % INODE_RUN == 0)
 			qsort(w->inodes + w->n_inodes - INODE_RUN, INODE_RUN, sizeof *w->inodes, cmp_u64);
 		if (w->n_inodes % LOAD_READ_ROWS == 0)
-			load_read_on(w, &read_at);
+			load_read_on(w);
 		while (w->test_gate && w->n_inodes == 1 && !access(w->test_gate, F_OK)) {
 			usleep(1000);
-			load_read_on(w, &read_at);
+			load_read_on(w);
 		}
 	}
 	sqlite3_finalize(st);
@@ -1286,6 +1297,8 @@ int watch_apply(watcher *w, mtm_session *ss, change_set *cs)
 	if (w->kind == W_FANOTIFY)
 		fan_settle(w); /* (the events read while the inodes loaded are of this interval) */
 	assert(!w->stash_len && !w->held.n);
+	/* (from here, until the next drain, what watch_read_on stashes is of
+	 * the next interval) */
 	if (w->blind)
 		change_set_scan(cs, w->blind);
 	if (w->lost) {

@@ -32,6 +32,11 @@ int watch_fd(const watcher *w);
 const char *watch_kind(const watcher *w);
 /* Reads the queued events (the session's loop, and the barrier). */
 int watch_drain(watcher *w);
+/* In long work that cannot judge events (a scan fallback's walk, after the
+ * barrier judged): the queue read on, if 2 ms passed since it last was,
+ * and the events kept to be judged, in order, at the next drain (as if the
+ * kernel's queue had held them). fanotify only: inotify's queue waits. */
+void watch_read_on(watcher *w);
 /* In the barrier, after the logs were read into cs: the events since the
  * last barrier that the logs do not explain become changes of cs (a file to
  * compare whole, a path's metadata, a namespace change), or a reason to

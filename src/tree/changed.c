@@ -24,7 +24,16 @@
 typedef struct {
 	vec *live, *parent;
 	tree_rest *rest;
+	scan_tick_fn tick;
+	void *tick_arg;
+	uint64_t items;
 } changed_scan;
+
+static void tick(changed_scan *c)
+{
+	if (c->tick && c->items++ % SCAN_TICK_ITEMS == 0)
+		c->tick(c->tick_arg);
+}
 
 /* The parent's entry taken into the parent side. */
 static int keep_parent(changed_scan *c, entry *pe)
@@ -39,6 +48,7 @@ static int keep_parent(changed_scan *c, entry *pe)
 
 static int on_gone(void *arg, entry *pe)
 {
+	tick(arg);
 	return keep_parent(arg, pe);
 }
 
@@ -58,6 +68,7 @@ static int unchanged(const live_item *it, const entry *pe, int fresh)
 static int on_live(void *arg, live_item *it, entry *pe, int fresh)
 {
 	changed_scan *c = arg;
+	tick(c);
 	if (unchanged(it, pe, fresh)) {
 		c->rest->entries++;
 		if (it->kind == KIND_FILE)
@@ -76,12 +87,12 @@ static int on_live(void *arg, live_item *it, entry *pe, int fresh)
 }
 
 int scan_changed(mtm_store *s, const ignore_set *ign, mtm_id parent, int group_links, vec *live, vec *parent_out,
-                 tree_rest *rest)
+                 tree_rest *rest, scan_tick_fn tick_fn, void *tick_arg)
 {
 	*live = (vec)VEC_INIT(live_item);
 	*parent_out = (vec)VEC_INIT(entry);
 	memset(rest, 0, sizeof *rest);
-	changed_scan c = {.live = live, .parent = parent_out, .rest = rest};
+	changed_scan c = {.live = live, .parent = parent_out, .rest = rest, .tick = tick_fn, .tick_arg = tick_arg};
 	merge_fns fns = {.live = on_live, .gone = on_gone, .arg = &c, .group_links = group_links, .what = "checkpoint"};
 	int rc = tree_merge(s, ign, parent, &fns);
 	if (rc) {

@@ -70,8 +70,13 @@ void live_item_free(live_item *it);
  * the unchanged rest is only counted. group_links: hard links grouped as
  * live_group_links does. */
 typedef struct { uint64_t entries, bytes; } tree_rest;
+/* tick (NULL: none) is called with tick_arg at the first item and every
+ * SCAN_TICK_ITEMS after: the walk of 1,000,000 files takes seconds, in
+ * which a session reads its watcher's queue on. */
+typedef void (*scan_tick_fn)(void *arg);
+#define SCAN_TICK_ITEMS 64
 int scan_changed(mtm_store *s, const ignore_set *ign, mtm_id parent, int group_links, vec *live /* of live_item */,
-                 vec *parent_out /* of entry */, tree_rest *rest);
+                 vec *parent_out /* of entry */, tree_rest *rest, scan_tick_fn tick, void *tick_arg);
 /* Appends the entries under directory rel (not rel itself), unsorted. */
 int walk_subtree(mtm_store *s, const ignore_set *ign, const char *rel, vec *out);
 void capture_free(capture *c);
