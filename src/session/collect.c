@@ -52,18 +52,22 @@ static int under(const pathmap *m, const char *path)
 	return found;
 }
 
-/* Whether some checkpoint recorded another name of the file at path. */
-static int has_links(mtm_store *s, const char *path, int *out)
+/* Whether some checkpoint recorded another name of the file at path. Asked
+ * for every touched file inside the pause: the statement is prepared once
+ * a checkpoint (W2: 200 preparations were ~13% of the barrier's collect). */
+static int has_links(tctx *t, const char *path, int *out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM entry WHERE kind = 8 AND target = ? LIMIT 1", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
-	sqlite3_bind_blob(st, 1, path, (int)strlen(path), SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	int rc;
+	if (!t->q_links && (rc = sqlite3_prepare_v2(t->s->db, "SELECT 1 FROM entry WHERE kind = 8 AND target = ? LIMIT 1",
+	                                            -1, &t->q_links, NULL)) != SQLITE_OK)
+		return db_error(t->s, rc, "index");
+	sqlite3_reset(t->q_links);
+	sqlite3_bind_blob(t->q_links, 1, path, (int)strlen(path), SQLITE_STATIC);
+	rc = sqlite3_step(t->q_links);
+	sqlite3_reset(t->q_links); /* (and path is no longer bound's business) */
+	sqlite3_clear_bindings(t->q_links);
 	*out = rc == SQLITE_ROW;
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(t->s, rc, "index");
 }
 
 /* The parent's entries strictly under directory path (its subtree). */
@@ -264,7 +268,7 @@ static int check_parent_links(tctx *t)
 	for (size_t i = 0; i < t->parent->n && !rc; i++) {
 		const entry *pe = &VEC_AT(t->parent, entry, i);
 		int linked = pe->kind == KIND_LINK;
-		if (pe->kind == KIND_FILE && (rc = has_links(t->s, pe->path, &linked)))
+		if (pe->kind == KIND_FILE && (rc = has_links(t, pe->path, &linked)))
 			break;
 		if (linked)
 			rc = need_scan(t, "a touched file is or was hard-linked");

@@ -176,6 +176,7 @@ static void tracked_end(tctx *t, ckpt_run *r, change_set *cs, int rc)
 	mtm_session *ss = t->ss;
 	pathmap_free(&t->pending, pending_free);
 	sqlite3_finalize(t->q_sc);
+	sqlite3_finalize(t->q_links);
 	ckpt_end(r);
 	prewrite_reset(ss); /* (after the pack writer: what it adopted is committed or rolled back) */
 	live_free(t->live);
