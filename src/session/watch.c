@@ -57,7 +57,11 @@
 
 enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
 enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
-#define PEND_PIDS 4
+/* The writers of one file kept per interval; past them the file is
+ * compared whole. A database's busiest files are written by every backend
+ * and its writer processes (pgbench -c 6: 8-10 pids), and each of them is
+ * judged (trusted, memo) once per interval anyway. */
+#define PEND_PIDS 16
 #define DIRCACHE_MAX 65536 /* resolved directories kept (the whole file system's, not only the tree's) */
 #define OUTSIDE ((char *)1) /* dircache: a directory outside the tree */
 #define BEING_FREED ((char *)2) /* fan_dir: a directory the kernel is freeing: ask again later */
@@ -73,7 +77,7 @@ typedef struct { int32_t pid; int trusted; } trust_memo;
 /* inotify: what a watch descriptor watches */
 enum { WD_DIR = 1, WD_FILE_ATTRIB = 2, WD_FILE_ALL = 3 };
 typedef struct { char *path; uint8_t kind; } wd_ent;
-#define TRUST_MEMO 32
+#define TRUST_MEMO 64
 
 struct watcher {
 	int kind, fd;
