@@ -87,7 +87,7 @@ static void *next_cached(void **slot, const char *name)
 	}
 	return p;
 }
-static void *next_sigaction, *next_sigprocmask, *next_pthread_sigmask, *next_pthread_create, *next_clone,
+static void *next__Fork, *next_sigaction, *next_sigprocmask, *next_pthread_sigmask, *next_pthread_create, *next_clone,
 	*next_prctl, *next_timer_create, *next_mq_notify, *next_signal, *next_sigset, *next_thrd_create;
 
 int dispatch_on(void) { return LOAD(&g_d) == D_ON; }
@@ -320,6 +320,15 @@ int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *)
 	if (r)
 		free(s);
 	return r;
+}
+
+/* _Fork runs no atfork handler: its child turns dispatch on here. */
+pid_t _Fork(void)
+{
+	pid_t p = NEXT(pid_t (*)(void), _Fork)();
+	if (p == 0)
+		dispatch_fork_child();
+	return p;
 }
 
 /* C11 threads start through libc's own pthread_create, not ours. */
