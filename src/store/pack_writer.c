@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include "util/xxh.h"
@@ -92,6 +93,15 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 }
 
 /* The writer's buffers, codec and thread (no index statements). */
+unsigned char *pack_wbuf_alloc(void)
+{
+	void *p;
+	if (posix_memalign(&p, WBUF, WBUF))
+		return NULL;
+	madvise(p, WBUF, MADV_HUGEPAGE); /* (advice: without it, small pages) */
+	return p;
+}
+
 static int writer_init(pack_writer *w, mtm_store *s)
 {
 	memset(w, 0, sizeof *w);
@@ -99,7 +109,7 @@ static int writer_init(pack_writer *w, mtm_store *s)
 	w->fd = -1;
 	w->touched = (vec)VEC_INIT(struct touched_pack);
 	w->segs = (vec)VEC_INIT(struct pack_seg);
-	w->buf = malloc(WBUF);
+	w->buf = pack_wbuf_alloc();
 	w->cbuf = malloc(ZSTD_compressBound(CHUNK_MAX_PLAIN));
 	w->cctx = ZSTD_createCCtx();
 	w->drop_cache = s->session != NULL;
