@@ -87,8 +87,8 @@ static void *next_cached(void **slot, const char *name)
 	}
 	return p;
 }
-static void *next_sigaction, *next_sigprocmask, *next_pthread_sigmask, *next_pthread_create, *next_clone,
-	*next_prctl, *next_timer_create, *next_mq_notify, *next_signal, *next_sigset, *next_thrd_create;
+static void *next__Fork, *next_sigaction, *next_sigprocmask, *next_pthread_sigmask, *next_pthread_create, *next_clone,
+	*next_prctl, *next_timer_create, *next_mq_notify, *next_signal, *next_sysv_signal, *next_bsd_signal, *next_sigset, *next_thrd_create;
 
 int dispatch_on(void) { return LOAD(&g_d) == D_ON; }
 uint64_t dispatch_since(void) { return g_since; }
@@ -322,6 +322,15 @@ int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *)
 	return r;
 }
 
+/* _Fork runs no atfork handler: its child turns dispatch on here. */
+pid_t _Fork(void)
+{
+	pid_t p = NEXT(pid_t (*)(void), _Fork)();
+	if (p == 0)
+		dispatch_fork_child();
+	return p;
+}
+
 /* C11 threads start through libc's own pthread_create, not ours. */
 int thrd_create(void *t, int (*fn)(void *), void *arg)
 {
@@ -386,6 +395,20 @@ sighandler_t signal(int sig, sighandler_t h)
 	if (sig == SIGSYS)
 		dispatch_lose();
 	return NEXT(sighandler_t (*)(int, sighandler_t), signal)(sig, h);
+}
+
+sighandler_t sysv_signal(int sig, sighandler_t h)
+{
+	if (sig == SIGSYS)
+		dispatch_lose();
+	return NEXT(sighandler_t (*)(int, sighandler_t), sysv_signal)(sig, h);
+}
+
+sighandler_t bsd_signal(int sig, sighandler_t h)
+{
+	if (sig == SIGSYS)
+		dispatch_lose();
+	return NEXT(sighandler_t (*)(int, sighandler_t), bsd_signal)(sig, h);
 }
 
 sighandler_t sigset(int sig, sighandler_t h)
