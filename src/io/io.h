@@ -126,10 +126,6 @@ int io_clone(int dst, int src);
 /* The name of a SQLite VFS whose file I/O goes through io_fault() and the
  * trace (sqlite_vfs.c); registered on first use. */
 const char *io_sqlite_vfs(void);
-/* Whether a write, truncate or sync of the index (through io_sqlite_vfs)
- * has failed in this process: a commit that failed may have left frames in
- * the WAL that SQLite's next recovery would take for committed ones. */
-int io_sqlite_failed(void);
 /* Trace hooks for I/O done outside this file (the SQLite VFS shim). */
 void io_trace_write(const char *path, const void *buf, size_t len, int64_t off);
 void io_trace_truncate(const char *path, int64_t len);

@@ -23,18 +23,6 @@ typedef struct {
 
 static sqlite3_vfs *real_vfs;
 
-/* A write, truncate or sync of the index failed in this process (io.h). */
-static _Atomic int index_io_failed;
-
-int io_sqlite_failed(void) { return index_io_failed; }
-
-static int noted(int rc)
-{
-	if (rc != SQLITE_OK)
-		index_io_failed = 1;
-	return rc;
-}
-
 static int fault_rc(int err, int ioerr)
 {
 	return err == ENOSPC || err == EDQUOT ? SQLITE_FULL : ioerr;
@@ -58,37 +46,37 @@ static int x_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 	shim_file *p = (shim_file *)f;
 	int e = io_fault(IO_WRITE);
 	if (e > 0 && e != EINTR)
-		return noted(fault_rc(e, SQLITE_IOERR_WRITE));
+		return fault_rc(e, SQLITE_IOERR_WRITE);
 	if (e == -1 && n > 1) {
 		/* an injected short write: half reaches the file, and SQLite hears
 		 * what the unix VFS says after a short write (the disk is full) */
 		if (p->real->pMethods->xWrite(p->real, buf, n / 2, off) == SQLITE_OK)
 			io_trace_write(p->name, buf, (size_t)(n / 2), off);
-		return noted(SQLITE_FULL);
+		return SQLITE_FULL;
 	}
 	int rc = p->real->pMethods->xWrite(p->real, buf, n, off);
 	if (rc == SQLITE_OK) /* traced only once it happened */
 		io_trace_write(p->name, buf, (size_t)n, off);
-	return noted(rc);
+	return rc;
 }
 static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
 	shim_file *p = (shim_file *)f;
 	int e = io_fault(IO_TRUNCATE);
 	if (e > 0 && e != EINTR)
-		return noted(fault_rc(e, SQLITE_IOERR_TRUNCATE));
+		return fault_rc(e, SQLITE_IOERR_TRUNCATE);
 	int rc = p->real->pMethods->xTruncate(p->real, size);
 	if (rc == SQLITE_OK)
 		io_trace_truncate(p->name, size);
-	return noted(rc);
+	return rc;
 }
 static int x_sync(sqlite3_file *f, int flags)
 {
 	shim_file *p = (shim_file *)f;
 	int e = io_fault(IO_FSYNC);
 	if (e > 0)
-		return noted(SQLITE_IOERR_FSYNC);
-	int rc = noted(p->real->pMethods->xSync(p->real, flags));
+		return SQLITE_IOERR_FSYNC;
+	int rc = p->real->pMethods->xSync(p->real, flags);
 	if (rc == SQLITE_OK && p->name) {
 		io_trace_sync(p->name);
 		if (p->dirsync) {

@@ -73,15 +73,6 @@ static void uri_of(char *out, size_t cap, const char *path, const char *query)
 	snprintf(out + n, cap - n, "?%s", query);
 }
 
-/* The index's WAL is kept between commands (DESIGN.md, "The index's WAL
- * is kept"): copying it into index.db at every close, and deleting it,
- * cost each writing command four syncs more than its commit's (the copy's
- * two, the next command's new WAL header and its directory) and every
- * page written twice. A command that wrote copies it back once it holds
- * more than this; SQLite's auto-checkpoint does for a handle kept open
- * across many commits (open_db). */
-#define WAL_KEEP_MAX (8 << 20)
-
 /* The index opened for reading only. Without a WAL to read, as immutable:
  * SQLite then needs no -shm file and takes no lock (there is nothing to
  * write them to). With one (a writer elsewhere, or one that died), mode=ro
@@ -138,9 +129,6 @@ static int open_db(mtm_store *s, int create)
 		return mtm_set_error(err == MTM_ECORRUPT ? MTM_EFOREIGN : err, "%s: %s", path,
 		                     err == MTM_ECORRUPT ? "not a metamori index (or damaged)" : mtm_last_error());
 	}
-	/* (pages of 4 KiB: twice the WAL a command keeps, so that a command's
-	 * commits leave the copying to its close) */
-	sqlite3_wal_autocheckpoint(s->db, 2 * WAL_KEEP_MAX / 4096);
 	return 0;
 }
 
@@ -392,33 +380,11 @@ fail:
 	return rc;
 }
 
-static int wal_copy_due(mtm_store *s)
-{
-	if (s->wal_kept_by_session)
-		return 0;
-	/* a commit whose write or sync failed may have left its frames in the
-	 * WAL: copying the committed ones back and deleting the WAL drops
-	 * them, where the next command's recovery would take them for
-	 * committed (a checkpoint reported failed would come back) */
-	if (io_sqlite_failed())
-		return 1;
-	/* a command that only read leaves the store's files as it found them */
-	if (sqlite3_total_changes64(s->db) == 0)
-		return 0;
-	struct stat st;
-	return !fstatat(s->dirfd, "index.db-wal", &st, AT_SYMLINK_NOFOLLOW) && st.st_size > WAL_KEEP_MAX;
-}
-
 /* A store opened by store_open_dirs (or mtm_open) is closed the same way. */
 void mtm_close(mtm_store *s)
 {
-	if (s && s->db && !s->readonly) {
-		if (wal_copy_due(s))
-			/* SQLite's close then deletes the WAL when we are its last user */
-			sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-		else
-			/* its commits are durable where they are: in the synced WAL */
-			sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
-	}
+	if (s && s->db && !s->wal_kept_by_session && !s->readonly)
+		/* fold the WAL back into the database when we are the last user */
+		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	store_free(s);
 }

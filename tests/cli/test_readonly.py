@@ -106,5 +106,40 @@ def test_read_only_and_full():
         sh(["umount", "-l", fs])
 
 
+def test_store_at_rest_is_its_index():
+    """A store at rest is its index file alone (DESIGN.md: a command folds
+    the WAL into index.db when it closes the store): copied without
+    SQLite's -wal and -shm files (as a backup that takes them for scratch
+    files does) onto read-only media, every reader works and sees every
+    checkpoint. With a WAL kept between commands, the copy lost checkpoint
+    2, and without -shm SQLite could not read the store at all."""
+    fs = T.tempdir("mtm-ro-rest-")
+    p = sh(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", fs])
+    if p.returncode != 0:
+        print("skip: cannot mount a tmpfs: %s" % p.stderr.strip())
+        sys.exit(77)
+    try:
+        root = os.path.join(fs, "tree")
+        os.mkdir(root)
+        T.init(root)
+        T.write_file(os.path.join(root, "a"), b"one\n")
+        T.checkpoint(root)
+        T.write_file(os.path.join(root, "a"), b"two\n")
+        T.write_file(os.path.join(root, "b"), b"b" * 10000)
+        T.checkpoint(root)
+        T.write_file(os.path.join(root, "a"), b"three\n")
+        wal = os.path.join(root, ".metamori", "index.db-wal")
+        expect(not os.path.exists(wal) or os.path.getsize(wal) == 0,
+               "a WAL of %d bytes left at rest" % os.path.getsize(wal) if os.path.exists(wal) else "")
+        for f in ("index.db-wal", "index.db-shm"):
+            if os.path.exists(os.path.join(root, ".metamori", f)):
+                os.unlink(os.path.join(root, ".metamori", f))
+        p = sh(["mount", "-o", "remount,ro", fs])
+        expect(p.returncode == 0, "remount ro: %s" % p.stderr)
+        readers_work(root, "read-only, at rest, no -wal or -shm")
+    finally:
+        sh(["umount", "-l", fs])
+
+
 if __name__ == "__main__":
-    T.main([test_read_only_and_full])
+    T.main([test_read_only_and_full, test_store_at_rest_is_its_index])

@@ -59,10 +59,6 @@ class Store:
         os.unlink(os.path.join(r, "sub/deep/d.bin"))
         self.manifests[T.checkpoint(r)] = tree(r)
         self.head_tree = tree(r)
-        # the commands keep the index's WAL (DESIGN.md): copied into index.db
-        # (SQLite's last connection does at close), the damage below hits the
-        # pages every read comes from
-        T.fold_wal(r)
 
     def copy(self, name):
         dst = os.path.join(self.base, name)

@@ -7,7 +7,6 @@ metadata taken at checkpoint time.
 import hashlib
 import os
 import shutil
-import sqlite3
 import struct
 import stat
 import subprocess
@@ -341,17 +340,6 @@ def manifest_full(root, ignore=(".metamori",)):
 def allocated(path):
     """Bytes the file system allocated for path (st_blocks * 512)."""
     return os.lstat(path).st_blocks * 512
-
-
-def fold_wal(root):
-    """Copies the index's WAL into index.db and removes it, as SQLite's
-    last connection does when it closes (the commands keep it, DESIGN.md
-    "The index's WAL is kept"): for a test that needs index.db whole."""
-    c = sqlite3.connect(os.path.join(root, ".metamori", "index.db"))
-    c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    c.close()
-    if os.path.exists(os.path.join(root, ".metamori", "index.db-wal")):
-        raise Failure("%s: the index's WAL was not copied into index.db" % root)
 
 
 def store_state(root):

@@ -82,9 +82,6 @@ def test_wal_and_shm_modes_while_open():
         os.makedirs(root)
         T.write_file(os.path.join(root, "f"), random.Random(2).randbytes(300000))
         T.init(root)
-        # init's WAL, kept (DESIGN.md), copied back and removed: the
-        # checkpoint below creates both files, under umask 000
-        T.fold_wal(root)
         fifo = os.path.join(base, "fifo")
         os.mkfifo(fifo)
         rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)

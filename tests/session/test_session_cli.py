@@ -388,7 +388,6 @@ def test_index_wal_copied_back_when_idle():
     import shutil
     import sqlite3
     root = S.new_tree({"a": b"a" * 5000})
-    T.fold_wal(root)  # (the commands keep their WAL: index.db alone holds all from here)
     stop = os.path.join(T.tempdir("mtm-stop-"), "stop")
     peek = T.tempdir("mtm-peek-")
 
@@ -767,9 +766,6 @@ def test_precopy_pass_fails():
     step = 2 if os.environ.get("MTM_SANITIZED") else 1
     for n in range(1, 41, step):
         root = S.new_tree({"big": rnd.randbytes(2 << 20)})
-        # the index whole in index.db, as the sweep of N was set for (a kept
-        # WAL adds its recovery's reads to the session's start)
-        T.fold_wal(root)
         ctl = T.tempdir("mtm-ctl-")
         steps = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(512), 40)]]
         env = dict(os.environ, METAMORI_FAULT="read:%d:EIO" % n, METAMORI_DEBUG_SESSION="1")
