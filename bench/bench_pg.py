@@ -288,9 +288,19 @@ def one_run(a, bindir, sock, work, template, kind, r, res):
     out["load"] = B.loadavg()
     bench_args = ["-c", str(a.clients), "-j", "2", "-T", str(a.seconds), "-n", f"--random-seed={a.seed + r}"]
     if kind == "alone":
-        pg.start()
-        bench_cpu(pg, out, bench_args)
-        pg.stop()
+        # started as the other arms start it: a child of this script, in its
+        # session, so in the scheduler's autogroup pgbench runs in. pg_ctl
+        # puts the postmaster in a session of its own, and with autogroup
+        # scheduling (kernel.sched_autogroup_enabled) that alone changed how
+        # the 2 CPUs were shared between postgres and pgbench: P7 had the
+        # arms under `metamori run` 2-9% faster than postgres alone.
+        with open(pg.data + ".log", "w") as errf:
+            proc = subprocess.Popen([os.path.join(bindir, "postgres"), "-D", pg.data] + pg.opts(), cwd=tree,
+                                    stdout=subprocess.DEVNULL, stderr=errf)
+            pg.wait_ready()
+            bench_cpu(pg, out, bench_args)
+            pg.stop()
+            proc.wait(timeout=300)
     else:
         fan = kind in ("fan", "fanscan")
         env = dict(os.environ, METAMORI_DEBUG_SESSION="phases", METAMORI_WATCH="fanotify" if fan else "inotify")
