@@ -57,22 +57,30 @@ def readers_work(root, what):
     expect(store_bytes(root) == before, what + ": a reader changed the store")
 
 
-def test_read_only_and_full():
-    fs = T.tempdir("mtm-ro-fs-")
+def tree_on_tmpfs(fs):
+    """A tmpfs of 8 MiB mounted at fs (exit 77 when it cannot be), with a
+    tree of two checkpoints (a: one, two; b added in 2) and a changed
+    since: the tree's path."""
     p = sh(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", fs])
     if p.returncode != 0:
         print("skip: cannot mount a tmpfs: %s" % p.stderr.strip())
         sys.exit(77)
+    root = os.path.join(fs, "tree")
+    os.mkdir(root)
+    T.init(root)
+    T.write_file(os.path.join(root, "a"), b"one\n")
+    T.checkpoint(root)
+    T.write_file(os.path.join(root, "a"), b"two\n")
+    T.write_file(os.path.join(root, "b"), b"b" * 10000)
+    T.checkpoint(root)
+    T.write_file(os.path.join(root, "a"), b"three\n")
+    return root
+
+
+def test_read_only_and_full():
+    fs = T.tempdir("mtm-ro-fs-")
+    root = tree_on_tmpfs(fs)
     try:
-        root = os.path.join(fs, "tree")
-        os.mkdir(root)
-        T.init(root)
-        T.write_file(os.path.join(root, "a"), b"one\n")
-        T.checkpoint(root)
-        T.write_file(os.path.join(root, "a"), b"two\n")
-        T.write_file(os.path.join(root, "b"), b"b" * 10000)
-        T.checkpoint(root)
-        T.write_file(os.path.join(root, "a"), b"three\n")
         # checkpoint 2's block rows as a session leaves them until its idle
         # merge (killed, it leaves them there): in block_log, which a
         # writer merges first; readers read both tables
@@ -114,20 +122,8 @@ def test_store_at_rest_is_its_index():
     checkpoint. With a WAL kept between commands, the copy lost checkpoint
     2, and without -shm SQLite could not read the store at all."""
     fs = T.tempdir("mtm-ro-rest-")
-    p = sh(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", fs])
-    if p.returncode != 0:
-        print("skip: cannot mount a tmpfs: %s" % p.stderr.strip())
-        sys.exit(77)
+    root = tree_on_tmpfs(fs)
     try:
-        root = os.path.join(fs, "tree")
-        os.mkdir(root)
-        T.init(root)
-        T.write_file(os.path.join(root, "a"), b"one\n")
-        T.checkpoint(root)
-        T.write_file(os.path.join(root, "a"), b"two\n")
-        T.write_file(os.path.join(root, "b"), b"b" * 10000)
-        T.checkpoint(root)
-        T.write_file(os.path.join(root, "a"), b"three\n")
         wal = os.path.join(root, ".metamori", "index.db-wal")
         expect(not os.path.exists(wal) or os.path.getsize(wal) == 0,
                "a WAL of %d bytes left at rest" % os.path.getsize(wal) if os.path.exists(wal) else "")
