@@ -252,7 +252,7 @@ int flusher_hand_over(pack_writer *w, int sync)
 int flusher_init(pack_writer *w)
 {
 	struct pack_flusher *f = w->fl = calloc(1, sizeof *w->fl);
-	if (!f || !(f->spare = pack_wbuf_alloc()) || !(f->check = XXH3_createState()))
+	if (!f || !(f->spare = pack_wbuf_alloc(!w->s->session)) || !(f->check = XXH3_createState()))
 		return mtm_set_error(ENOMEM, "pack writer");
 	f->job = (vec)VEC_INIT(struct pack_seg);
 	pthread_mutex_init(&f->mu, NULL);

@@ -24,10 +24,15 @@ static inline void pack_name(char *buf, size_t len, int64_t id) { snprintf(buf, 
  * record past FLUSH_AT. */
 #define FLUSH_AT (1u << 20)
 #define WBUF (2u << 20)
-/* A buffer of WBUF bytes (free() frees it), in a huge page where the kernel
- * has them: its first fill costs one page fault, not 512 (a fault is dear in
- * a virtual machine; a scan checkpoint is a short process). NULL: no memory. */
-unsigned char *pack_wbuf_alloc(void);
+/* A buffer of WBUF bytes (free() frees it). huge: in a huge page where the
+ * kernel has them, so that its first fill costs one page fault, not 512 (a
+ * fault is dear in a virtual machine; a scan checkpoint is a short
+ * process). A session's writer lives across its checkpoints (its faults are
+ * paid once) and asks for small pages: a huge page is resident whole once
+ * one byte of it is touched, which made the session's peak RSS jump by 2 MiB
+ * at a time with the data a checkpoint wrote (session_scale). NULL: no
+ * memory. */
+unsigned char *pack_wbuf_alloc(int huge);
 struct touched_pack { int64_t id; int fd; uint64_t start, size; }; /* start: where this writer began */
 
 /* A piece of what the writer hands over: bytes in its buffer, or a raw

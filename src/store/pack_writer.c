@@ -93,12 +93,13 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 }
 
 /* The writer's buffers, codec and thread (no index statements). */
-unsigned char *pack_wbuf_alloc(void)
+unsigned char *pack_wbuf_alloc(int huge)
 {
 	void *p;
-	if (posix_memalign(&p, WBUF, WBUF))
+	if (posix_memalign(&p, huge ? WBUF : MTM_BLOCK, WBUF))
 		return NULL;
-	madvise(p, WBUF, MADV_HUGEPAGE); /* (advice: without it, small pages) */
+	if (huge)
+		madvise(p, WBUF, MADV_HUGEPAGE); /* (advice: without it, small pages) */
 	return p;
 }
 
@@ -109,7 +110,7 @@ static int writer_init(pack_writer *w, mtm_store *s)
 	w->fd = -1;
 	w->touched = (vec)VEC_INIT(struct touched_pack);
 	w->segs = (vec)VEC_INIT(struct pack_seg);
-	w->buf = pack_wbuf_alloc();
+	w->buf = pack_wbuf_alloc(!s->session);
 	w->cbuf = malloc(ZSTD_compressBound(CHUNK_MAX_PLAIN));
 	w->cctx = ZSTD_createCCtx();
 	w->drop_cache = s->session != NULL;
