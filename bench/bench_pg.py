@@ -17,7 +17,7 @@ autovacuum or PostgreSQL checkpoint owed), and runs `pgbench -c CLIENTS -j 2
           the writer's pid), postgres started under it through `setpriv` with
           every capability dropped; its log is trusted while syscall user
           dispatch is on in it (docs/TRACKING.md);
-  fanscan: fan with dispatch off (METAMORI_NO_DISPATCH=1): postgres's code
+  fanscan: fan with dispatch off (METAMORI_DISPATCH unset): postgres's code
           is looked at for system call instructions, as before.
 The session of every and run uses inotify (METAMORI_WATCH=inotify), as an
 unprivileged session does. With fan or fanscan, the script runs as the user
@@ -304,8 +304,9 @@ def one_run(a, bindir, sock, work, template, kind, r, res):
     else:
         fan = kind in ("fan", "fanscan")
         env = dict(os.environ, METAMORI_DEBUG_SESSION="phases", METAMORI_WATCH="fanotify" if fan else "inotify")
-        if kind == "fanscan":
-            env["METAMORI_NO_DISPATCH"] = "1"
+        env.pop("METAMORI_DISPATCH", None)
+        if kind == "fan":
+            env["METAMORI_DISPATCH"] = "1"
         errf = open(os.path.join(work, f"session-{kind}{r}.err"), "w+")
         every = ["--every", str(a.every)] if kind in ("every", "base", "fan", "fanscan") else []
         drop = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all"] if fan else []

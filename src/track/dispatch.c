@@ -259,7 +259,13 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 
 void dispatch_start(void)
 {
-	if (secure_getenv("METAMORI_NO_DISPATCH"))
+	/* Opt-in (METAMORI_DISPATCH=1) until a hang of a traced program seen
+	 * once in CI (session_cli, the sanitizer build: a python program that
+	 * takes SIGUSR1 requests, timed out after 60 s) is understood: a
+	 * mechanism that traps every system call made outside libc in the
+	 * user's program must not be on by default while one is unexplained. */
+	const char *on = secure_getenv("METAMORI_DISPATCH");
+	if (!on || strcmp(on, "1") != 0)
 		return;
 	void *in_libc = next("syscall");
 	if (!dl_iterate_phdr(find_libc, in_libc) || threads() != 1)

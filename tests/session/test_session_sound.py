@@ -664,6 +664,9 @@ def main():
     if os.environ.get("MTM_SANITIZED") and not os.environ.get("METAMORI_WATCH"):
         modes = ["fanotify", "off"]  # the sanitizer build: fewer runs (inotify is the normal build's)
     passed = failed = skipped = 0
+    # syscall user dispatch is opt-in (track/dispatch.c): these tests run
+    # with it, as test_dispatch_trusts_the_logs and the inline gaps need
+    os.environ["METAMORI_DISPATCH"] = "1"
     for mode in modes:
         os.environ["METAMORI_WATCH"] = mode
         for t in tests:
