@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <sys/uio.h>
 #include "io/io.h"
@@ -247,6 +248,17 @@ int flusher_hand_over(pack_writer *w, int sync)
 	w->buf_off += w->job_len;
 	w->buf_len = w->job_len = 0;
 	return 0;
+}
+
+/* (here, below the writer: the writer and its flusher both take one) */
+unsigned char *pack_wbuf_alloc(int huge)
+{
+	void *p;
+	if (posix_memalign(&p, huge ? WBUF : MTM_BLOCK, WBUF))
+		return NULL;
+	if (huge)
+		madvise(p, WBUF, MADV_HUGEPAGE); /* (advice: without it, small pages) */
+	return p;
 }
 
 int flusher_init(pack_writer *w)

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include "util/xxh.h"
@@ -93,16 +92,6 @@ static int open_pack(pack_writer *w, int64_t id, uint64_t committed, int exists)
 }
 
 /* The writer's buffers, codec and thread (no index statements). */
-unsigned char *pack_wbuf_alloc(int huge)
-{
-	void *p;
-	if (posix_memalign(&p, huge ? WBUF : MTM_BLOCK, WBUF))
-		return NULL;
-	if (huge)
-		madvise(p, WBUF, MADV_HUGEPAGE); /* (advice: without it, small pages) */
-	return p;
-}
-
 static int writer_init(pack_writer *w, mtm_store *s)
 {
 	memset(w, 0, sizeof *w);
