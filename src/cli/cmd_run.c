@@ -45,7 +45,7 @@ const char usage_run[] =
 	"                       even when nothing changed\n"
 	"  --exclude PATTERN    leave matching paths out of the session's checkpoints\n"
 	"                       (gitignore syntax; adds to .metamoriignore)\n"
-	"  -q, --quiet          no line on stderr per checkpoint\n"
+	"  -q, --quiet          no line on stderr per checkpoint made (failures are said)\n"
 	"  --dmtcp              also checkpoint CMD's memory: CMD runs under DMTCP\n"
 	"                       (dmtcp_launch, a coordinator of its own on a free\n"
 	"                       port, Metamori's DMTCP plugin); 'metamori checkpoint'\n"

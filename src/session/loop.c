@@ -25,14 +25,15 @@
 
 #define WATCH_READ_MS 5 /* the watcher's queue is read at most this often while the program runs */
 
+/* A checkpoint's line on stderr; a failure is said even under -q (which
+ * drops only the lines of the checkpoints made): a SIGUSR1 or --every
+ * checkpoint has no one else to tell. */
 static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 {
-	if (!ss->verbose || (!rc && !ci->id)) /* (nothing changed: nothing recorded, nothing to say) */
-		return;
 	char line[512];
 	if (rc)
 		log_msg(MTM_LOG_ERROR, "%s", mtm_last_error());
-	else
+	else if (ss->verbose && ci->id) /* (nothing changed: nothing recorded, nothing to say) */
 		log_msg(MTM_LOG_INFO, "%s", session_describe(line, sizeof line, ci, ss->scan_why));
 }
 

@@ -109,6 +109,26 @@ def test_errors():
     T.rmtree(root)
 
 
+def test_quiet_still_says_a_failed_checkpoint():
+    # -q drops the line of each checkpoint made, never the error of one that
+    # failed: a SIGUSR1 checkpoint has no one else to tell (it was silent)
+    import fcntl
+    root = S.new_tree({"a": b"a"})
+    go = os.path.join(T.tempdir("mtm-go-"), "go")
+    sess = start(root, ["sh", "-c", "while [ ! -e '%s' ]; do sleep 0.02; done; echo b > b; kill -USR1 $PPID; sleep 0.5" % go])
+    with open(os.path.join(root, ".metamori", "lock"), "w") as lk:
+        try:
+            wait_for(lambda: session_up(root), "the session")
+        finally:
+            fcntl.flock(lk, fcntl.LOCK_EX)  # another writer holds the store
+            open(go, "w").close()
+            out, err = sess.communicate(timeout=60)
+    want = "metamori: %s: another metamori command is writing this store\n" % os.path.realpath(root)
+    if sess.returncode != 0 or err != want:
+        raise T.Failure("a failed SIGUSR1 checkpoint under -q: exit %d, %r" % (sess.returncode, err))
+    T.rmtree(root)
+
+
 def test_second_run_joins_and_restore_refused():
     root = S.new_tree({"a": b"a" * 1000})
     sess = start(root, ["sleep", "60"])
@@ -195,8 +215,12 @@ def test_requests_from_other_shells_usr1_and_every():
         wait_for(lambda: n_checkpoints(root) > n, "the SIGUSR1 checkpoint")
         expected[max(c["id"] for c in T.log_json(root))] = T.manifest(root)
         open(os.path.join(ctl, "go2"), "w").write("end")
-    finally:
         sess.wait(timeout=60)
+    except Exception as e:
+        # the step that failed is the report (not the wait for a session
+        # whose program still waits for its next step): stop both, say so
+        T.reap_strays()
+        raise T.Failure("%s; the session's stderr: %r" % (e, sess.communicate()[1][-2000:]))
     if sess.returncode != 0:
         raise T.Failure("session failed: %s" % sess.stderr.read())
     msgs = [c["message"] for c in T.log_json(root)]
@@ -794,7 +818,7 @@ def test_precopy_pass_fails():
 
 if __name__ == "__main__":
     T.main([test_index_wal_copied_back_when_idle, test_one_wal_sync_after_an_idle_copy, test_block_log_read_before_the_merge, test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
-            test_exit_status, test_errors, test_second_run_joins_and_restore_refused,
+            test_exit_status, test_errors, test_quiet_still_says_a_failed_checkpoint, test_second_run_joins_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
             test_unfinished_restore_is_left_pending_by_run,
