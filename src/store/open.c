@@ -129,6 +129,9 @@ static int open_db(mtm_store *s, int create)
 		return mtm_set_error(err == MTM_ECORRUPT ? MTM_EFOREIGN : err, "%s: %s", path,
 		                     err == MTM_ECORRUPT ? "not a metamori index (or damaged)" : mtm_last_error());
 	}
+	/* the WAL is open now (the pragma read the header): its writes can be
+	 * gathered in the VFS shim, made before index.db's locks change */
+	io_sqlite_link(s->db);
 	return 0;
 }
 

@@ -52,7 +52,9 @@ def test_scattered_changes_touch_no_page_of_block(root):
     """2% of a 32 MiB file's blocks rewritten, scattered: the checkpoint
     writes no page of `block` or its indexes (the code before wrote about
     one per changed block, up to every leaf of the table), and its rows sit
-    in a few pages of block_log."""
+    in a few pages of block_log. It syncs the WAL once, with its commit
+    (a new WAL's header was synced first by itself, and the fold at close
+    synced the WAL again with nothing new in it)."""
     nblocks = 8192
     path = os.path.join(root, "big")
     rnd = random.Random(21)
@@ -69,8 +71,14 @@ def test_scattered_changes_touch_no_page_of_block(root):
     p = T.run(["-C", root, "checkpoint", "-q"], env=dict(os.environ, METAMORI_IO_TRACE=trace))
     ck = int(p.stdout.split()[-1])
     h.seen[ck] = m
-    written = wal_pages(T.read_trace(trace))
+    recs = T.read_trace(trace)
+    written = wal_pages(recs)
     T.rmtree(os.path.dirname(trace))
+    # the commit's sync, with the new WAL's header; the fold at close syncs
+    # only index.db: the WAL holds nothing written since the commit's sync
+    wal_syncs = [op for op, p, _, _, _, _ in recs if op == "S" and p.endswith("/index.db-wal")]
+    expect(len(wal_syncs) == 1, "the checkpoint synced the index's WAL %d times, not once (the commit)"
+           % len(wal_syncs))
     of_block = written & pages_of(root, ["block", "block_by_ckpt", "block_by_chunk"])
     of_log = written & pages_of(root, ["block_log"])
     expect(rows(root, "block_log", "ckpt=%d" % ck) == len(changed),
