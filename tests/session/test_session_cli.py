@@ -196,8 +196,17 @@ def test_requests_from_other_shells_usr1_and_every():
     try:
         wait_for(lambda: session_up(root), "the session")
 
+        def order(i, what):
+            # the program reads the step once it exists: it appears whole
+            # (an empty read of a file still being written made the program
+            # skip its SIGUSR1, and a CI run wait for that checkpoint)
+            path = os.path.join(ctl, "go%d" % i)
+            with open(path + ".tmp", "w") as f:
+                f.write(what)
+            os.rename(path + ".tmp", path)
+
         def step(i, what):
-            open(os.path.join(ctl, "go%d" % i), "w").write(what)
+            order(i, what)
             wait_for(lambda: os.path.exists(os.path.join(ctl, "go%d.done" % i)), "step %d" % i)
 
         step(0, "write")
@@ -214,7 +223,7 @@ def test_requests_from_other_shells_usr1_and_every():
         step(1, "usr1")
         wait_for(lambda: n_checkpoints(root) > n, "the SIGUSR1 checkpoint")
         expected[max(c["id"] for c in T.log_json(root))] = T.manifest(root)
-        open(os.path.join(ctl, "go2"), "w").write("end")
+        order(2, "end")
         sess.wait(timeout=60)
     except Exception as e:
         # the step that failed is the report (not the wait for a session

@@ -474,6 +474,34 @@ def test_directories_come_and_go_outside():
 test_directories_come_and_go_outside.watch_kind = "fanotify"
 
 
+def test_a_flood_outside_does_not_hold_the_session():
+    """A neighbour on the tree's file system making events faster than the
+    session judges them (here: the session's reads slowed down) must not
+    keep it in its queue: the session's loop read until the queue was
+    empty, which a flood never lets it be, so a checkpoint asked for
+    waited for the flood to end. Each read now takes what was queued when
+    it began; the rest waits for the next one."""
+    s = Session({"f": b"A" * 4096}, env={"METAMORI_TEST_DRAIN_READ_US": "5000"}, run_args=())
+    flood = subprocess.Popen([sys.executable, "-c", CHURN, T.tempdir("mtm-flood-"), "60"])
+    try:
+        time.sleep(0.5)
+        s.inside("open(P('g'), 'wb').write(b'in')")
+        try:
+            out = subprocess.run([T.METAMORI, "-C", s.root, "checkpoint", "-m", "flood"], capture_output=True,
+                                 text=True, timeout=20).stdout
+        except subprocess.TimeoutExpired:
+            raise T.Failure("a flood of events outside the tree held the session: no checkpoint in 20 s")
+        s.cks.append((int(out.split()[1]), T.manifest(s.root), "flood", out.strip()))
+    finally:
+        flood.kill()
+        flood.wait()
+    s.stop()
+    s.verify()
+
+
+test_a_flood_outside_does_not_hold_the_session.watch_kind = "fanotify"
+
+
 def set_sysctl(name, value):
     path = "/proc/sys/" + name.replace(".", "/")
     old = open(path).read().strip()
@@ -649,7 +677,7 @@ def main():
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier] + \
             [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "mixed", "procfd", "scm", "pidfd")] + \
             [test_mixed_libc_and_inline_alive, test_dispatch_trusts_the_logs] + [hard_link_test(w) for w in ("before", "during", "gone", "moved")] + \
-            [test_directories_come_and_go_outside] + \
+            [test_directories_come_and_go_outside, test_a_flood_outside_does_not_hold_the_session] + \
             [overflow_test("inotify"), overflow_test("fanotify"), test_inotify_watch_limit,
              test_fanotify_reads_while_the_inodes_load, test_fanotify_reads_while_a_scan_walks]
     only = os.environ.get("SOUND_ONLY")
