@@ -2,6 +2,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -77,7 +79,19 @@ static stat_pool *pool_new(void)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->done, NULL);
-	if (pthread_create(&p->th, NULL, helper, p)) {
+	/* the thread takes no signals (they stay with the threads that expect
+	 * them), and does not preempt the walk's thread when woken: it runs
+	 * where a CPU is free (SCHED_BATCH; a hint, as for the pack's flusher) */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&p->th, NULL, helper, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!rc) {
+		struct sched_param sp = {0};
+		(void)pthread_setschedparam(p->th, SCHED_BATCH, &sp);
+	}
+	if (rc) {
 		pthread_mutex_destroy(&p->mu);
 		pthread_cond_destroy(&p->work);
 		pthread_cond_destroy(&p->done);
