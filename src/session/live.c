@@ -56,14 +56,16 @@ void dirfds_close(tctx *t)
 	pathmap_free(&t->dirfds, NULL);
 }
 
-/* Opens a live file for its capture. */
-int open_live(tctx *t, const char *path, int *fd)
+/* Opens a live file for its capture; *st: its stat, which the open takes
+ * anyway (a regular file or a directory: it must not block), so that the
+ * caller needs no fstat of its own inside the pause. */
+int open_live(tctx *t, const char *path, int *fd, struct stat *st)
 {
 	int dfd;
 	const char *leaf;
 	int rc = parent_fd(t, path, &dfd, &leaf);
 	if (!rc)
-		rc = io_open_plain(dfd, leaf, O_RDONLY | O_NOFOLLOW, fd, NULL);
+		rc = io_open_plain(dfd, leaf, O_RDONLY | O_NOFOLLOW, fd, st);
 	return rc == ENOTPLAIN ? ENOENT : rc; /* replaced by a FIFO or device: never blocks */
 }
 

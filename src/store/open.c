@@ -124,6 +124,8 @@ static int open_db(mtm_store *s, int create)
 	/* WAL: one writer, readers alongside. synchronous=FULL: the WAL is
 	 * fsynced at every commit, so a returned commit is durable. */
 	int err = db_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-32768;");
+	if (!err) /* (FULL: each commit syncs the WAL, which then holds no frame back) */
+		sqlite3_file_control(s->db, "main", IO_FCNTL_BUFFER_WAL, NULL);
 	if (err) {
 		/* a file that is not SQLite at all fails here */
 		return mtm_set_error(err == MTM_ECORRUPT ? MTM_EFOREIGN : err, "%s: %s", path,
