@@ -30,11 +30,20 @@ def rows(root, table, where="1"):
     return T.index_value(root, "SELECT count(*) FROM %s WHERE %s" % (table, where))
 
 
-def wal_pages(trace):
+def wal_pages(trace, page=4096):
     """Page numbers of the frames written to the index's WAL: a frame's
-    24-byte header (written by itself) starts with the page number."""
-    return {struct.unpack(">I", data[:4])[0] for op, p, _, off, _, data in trace
-            if op == "W" and p.endswith("index.db-wal") and off >= 32 and len(data) == 24}
+    24-byte header starts with the page number. Frames sit at 32 + k *
+    (24 + page); the store writes several in one piece (the VFS shim)."""
+    frame, out = 24 + page, set()
+    for op, p, _, off, _, data in trace:
+        if op != "W" or not p.endswith("index.db-wal"):
+            continue
+        k = max(0, -(-(off - 32) // frame))  # the first frame header at or after off
+        while 32 + k * frame + 4 <= off + len(data):
+            h = 32 + k * frame - off
+            out.add(struct.unpack(">I", data[h:h + 4])[0])
+            k += 1
+    return out
 
 
 def pages_of(root, names):
