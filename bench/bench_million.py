@@ -146,53 +146,42 @@ def measure(a, metamori, work, n, use_git):
     time.sleep(1.0)
     seen, touched, times, modes = {}, set(), [], []
     sample = random.Random(1).sample(range(n), min(n, 2000))
-    try:
-        for i in range(1, a.intervals + 1):
-            ses.stdin.write(f"{i} {a.touch}\n")
-            ses.stdin.flush()
-            if ses.stdout.readline().strip() != "ok":
-                raise SystemExit("bench: the traced program did not answer")
-            touched |= set(random.Random(i).sample(range(n), a.touch))
-            time.sleep(1.5)  # the session's pre-copy runs while the program is quiet
-            os.sync()
-            t, p = B.mtm(metamori, "-C", tree, "checkpoint", "-m", f"interval {i}")
-            times.append(t)
-            modes.append("tracked" if "(tracked, paused" in p.stdout else "SCANNED")
-            seen[int(p.stdout.split()[1])] = digest(tree, [path_of(k) for k in sorted(touched | set(sample))])
-        r["hwm_tracked"] = vm_hwm(ses.pid)
-        # a checkpoint that falls back to a scan: the whole tree walked
-        i = a.intervals + 1
-        for line in ("ignore", f"{i} {a.touch}"):
+
+    def interval(i, msg, lines=(), extra=()):
+        """The traced program told lines, then to touch a.touch files; the
+        session's pre-copy given time; a checkpoint, and the touched files
+        (and a sample of the others) digested for the restores."""
+        for line in list(lines) + [f"{i} {a.touch}"]:
             ses.stdin.write(line + "\n")
             ses.stdin.flush()
             if ses.stdout.readline().strip() != "ok":
                 raise SystemExit("bench: the traced program did not answer")
-        touched |= set(random.Random(i).sample(range(n), a.touch))
-        time.sleep(1.5)
+        touched.update(random.Random(i).sample(range(n), a.touch))
+        time.sleep(1.5)  # the session's pre-copy runs while the program is quiet
         os.sync()
-        t, p = B.mtm(metamori, "-C", tree, "checkpoint", "-m", "scan fallback")
-        if "(scanned, paused" not in p.stdout:
-            raise SystemExit(f"bench: the checkpoint did not scan: {p.stdout!r}")
+        t, p = B.mtm(metamori, "-C", tree, "checkpoint", "-m", msg)
+        seen[int(p.stdout.split()[1])] = digest(tree, [path_of(k) for k in sorted(touched | set(sample))] + list(extra))
+        return t, p.stdout
+
+    try:
+        for i in range(1, a.intervals + 1):
+            t, out = interval(i, f"interval {i}")
+            times.append(t)
+            modes.append("tracked" if "(tracked, paused" in out else "SCANNED")
+        r["hwm_tracked"] = vm_hwm(ses.pid)
+        # a checkpoint that falls back to a scan: the whole tree walked
+        i = a.intervals + 1
+        t, out = interval(i, "scan fallback", lines=("ignore",), extra=(".metamoriignore",))
+        if "(scanned, paused" not in out:
+            raise SystemExit(f"bench: the checkpoint did not scan: {out!r}")
         r["scan_s"] = t
-        seen[int(p.stdout.split()[1])] = digest(tree, [path_of(k) for k in sorted(touched | set(sample))] +
-                                                [".metamoriignore"])
         r["hwm"] = vm_hwm(ses.pid)
         # one more interval after the scan fallback: tracked unless the
         # watcher lost events while the scan walked the tree (before Z5, at
         # 1,000,000 files, its queue overflowed then: every checkpoint after
         # a scan scanned too)
-        i += 1
-        ses.stdin.write(f"{i} {a.touch}\n")
-        ses.stdin.flush()
-        if ses.stdout.readline().strip() != "ok":
-            raise SystemExit("bench: the traced program did not answer")
-        touched |= set(random.Random(i).sample(range(n), a.touch))
-        time.sleep(1.5)
-        os.sync()
-        t, p = B.mtm(metamori, "-C", tree, "checkpoint", "-m", "after the scan")
-        r["after_scan"] = (t, "tracked" if "(tracked, paused" in p.stdout else "SCANNED")
-        seen[int(p.stdout.split()[1])] = digest(tree, [path_of(k) for k in sorted(touched | set(sample))] +
-                                                [".metamoriignore"])
+        t, out = interval(i + 1, "after the scan", extra=(".metamoriignore",))
+        r["after_scan"] = (t, "tracked" if "(tracked, paused" in out else "SCANNED")
     finally:
         ses.stdin.close()
         _, status, ru = os.wait4(ses.pid, 0)

@@ -24,6 +24,7 @@
 #include "tree/scan.h"
 #include "store/pack.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/human.h"
 #include "checkpoint/checkpoint.h"
 #include "store/region.h"
@@ -248,6 +249,7 @@ struct ckpt_run {
 	int sc_loaded; /* the stat cache rows of the recorded paths are read (record_paths) */
 	ckpt_hooks hooks;
 	int regions_recorded; /* the handle's region hashes now describe this checkpoint, once committed */
+	int ph_debug;
 };
 typedef struct ckpt_run run_state;
 
@@ -892,11 +894,20 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 		return rc;
 	/* packs durable first, then the commit that names them; the held
 	 * block rows go in while the pack's last writes and fsync run */
+	int64_t c0 = now_ns();
 	if ((rc = pack_writer_sync_begin(&r->ctx.pw)))
 		return rc;
-	if ((rc = index_flush_blocks(&r->ctx.iw)) || (rc = pack_writer_finish(&r->ctx.pw)) ||
-	    (rc = db_exec(s, "COMMIT")))
+	if ((rc = index_flush_blocks(&r->ctx.iw)))
+		return rc;
+	int64_t c1 = now_ns();
+	if ((rc = pack_writer_finish(&r->ctx.pw)))
+		return rc;
+	int64_t c2 = now_ns();
+	if ((rc = db_exec(s, "COMMIT")))
 		return rc; /* (ckpt_end joins the pack's thread before it lets the lock go) */
+	if (r->ph_debug)
+		log_msg(MTM_LOG_DEBUG, "checkpoint commit: rows %.1f ms, pack sync wait %.1f ms, index COMMIT %.1f ms",
+		        (c1 - c0) / 1e6, (c2 - c1) / 1e6, (now_ns() - c2) / 1e6);
 	r->in_tx = 0;
 	r->committed = 1;
 	for (size_t i = 0; r->regions_recorded && i < s->n_regions; i++)
@@ -943,11 +954,19 @@ static int scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks 
 	ckpt_run *r;
 	vec parent = VEC_INIT(entry), live = VEC_INIT(live_item);
 	tree_rest rest;
+	int64_t ph[4] = {now_ns()};
 	int rc = ckpt_begin(s, opts, hooks, &r);
+	ph[1] = now_ns();
 	if (!rc)
 		rc = scan_changed(s, &r->ign, r->info.parent, 1, &live, &parent, &rest, NULL, NULL);
+	ph[2] = now_ns();
 	if (!rc)
 		rc = ckpt_record_scanned(r, &parent, &live, &rest);
+	ph[3] = now_ns();
+	r->ph_debug = secure_getenv("METAMORI_DEBUG_CHECKPOINT") != NULL;
+	if (!rc && r->ph_debug)
+		log_msg(MTM_LOG_DEBUG, "checkpoint phases: begin %.1f ms, walk %.1f ms, record %.1f ms (%zu files compared)",
+		        (ph[1] - ph[0]) / 1e6, (ph[2] - ph[1]) / 1e6, (ph[3] - ph[2]) / 1e6, live.n);
 	if (!rc && only_if_changed && ckpt_unchanged(r)) {
 		if (out) {
 			memset(out, 0, sizeof *out); /* ckpt_end rolls back: nothing was recorded */

@@ -14,7 +14,12 @@ static const char *progress_phase;
 void cli_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
 {
 	(void)arg;
-	if (!isatty(2))
+	/* asked once: this is called per file (a system call per file of a
+	 * scan of many small ones, issue 21) */
+	static int tty = -1;
+	if (tty < 0)
+		tty = isatty(2);
+	if (!tty)
 		return;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);

@@ -126,10 +126,11 @@ int io_clone(int dst, int src);
 /* The name of a SQLite VFS whose file I/O goes through io_fault() and the
  * trace (sqlite_vfs.c); registered on first use. */
 const char *io_sqlite_vfs(void);
-/* sqlite3_file_control(db, "main", IO_FCNTL_BUFFER_WAL, NULL): the WAL of
- * that connection is written in large pieces (sqlite_vfs.c). Only for a
- * connection with synchronous=FULL, whose every commit syncs its WAL. */
-#define IO_FCNTL_BUFFER_WAL 0x4d544d01
+/* Links the open WAL of connection db to its index.db handle in the shim,
+ * so that the WAL's writes can be gathered too (sqlite_vfs.c); without a
+ * WAL open yet, or outside the shim, nothing. */
+typedef struct sqlite3 sqlite3;
+void io_sqlite_link(sqlite3 *db);
 /* Trace hooks for I/O done outside this file (the SQLite VFS shim). */
 void io_trace_write(const char *path, const void *buf, size_t len, int64_t off);
 void io_trace_truncate(const char *path, int64_t len);

@@ -5,22 +5,10 @@
  * truncates, syncs, opens and deletes of index.db and its WAL consult
  * io_fault() first, so crash and fault tests cover the index commit itself,
  * not only the packs; with METAMORI_IO_TRACE the writes and syncs are traced
- * too (for the power-loss simulation). Everything else passes through.
- *
- * The WAL of a connection that asks for it (io_sqlite_buffer_wal: the
- * store's, synchronous=FULL) is written in large pieces: SQLite writes each
- * frame as two calls (its 24-byte header, then the page), so a W2 tracked
- * checkpoint's commit of ~350 pages was ~700 pwrite calls (1.3-2 ms here,
- * against 0.2 ms for the same bytes in 128 KiB pieces). The contiguous
- * frames gather in a buffer that reaches the file before anything that
- * could look at it: a sync (with synchronous=FULL every commit syncs its
- * WAL before the wal-index names its frames, so no other connection reads
- * a frame still held here), a read, a size, a truncate, a file control,
- * the close, a write elsewhere in the file; and, should a commit ever come
- * without a sync, the wal-index header's update (the database file's shm
- * barrier). Nothing is durable that was not before: only a sync makes it
- * so, and what a sync covers has reached the file first. A process killed
- * with frames held loses them, as it loses an uncommitted transaction.
+ * too (for the power-loss simulation). A sync of a file not written through
+ * its handle since that handle's last sync is not done, and writes that
+ * follow one another are handed to the kernel together (both below).
+ * Everything else passes through.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -29,24 +17,46 @@
 #include <sqlite3.h>
 #include "io/io.h"
 
-enum { WAL_BUF = 128 << 10 };
-
 typedef struct shim_file shim_file;
 struct shim_file {
 	sqlite3_file base;
 	const char *name;     /* owned by SQLite, valid while open */
 	sqlite3_file *real;   /* the wrapped file, placed right after this struct */
 	int dirsync;          /* the unix VFS fsyncs the directory at the first sync */
-	/* a database file: */
-	int buffer_wal;       /* its WAL may be buffered (io_sqlite_buffer_wal) */
-	shim_file *wal;       /* its WAL, while open */
-	/* a WAL file: */
-	shim_file *db;        /* its database file */
-	unsigned char *buf;   /* frames not yet written: len bytes for offset at */
-	size_t len;
+	int dirty;            /* written or truncated through this handle since its last sync (or never synced) */
+	int gather;           /* its writes are gathered (below) */
+	int is_wal;
+	shim_file *peer;      /* a linked pair: index.db's handle and its connection's WAL (io_sqlite_link) */
+	/* Writes gathered, not yet made: [at, at + len) of the file, as n
+	 * pieces (their lengths, each a write SQLite made, traced as such) */
+	unsigned char *buf;
 	sqlite3_int64 at;
-	int werr;             /* a write of held frames failed (in the shm barrier): said at the next call */
+	int len, n;
+	int piece[128];
 };
+
+/* Writes that follow one another are gathered and made as one (issue 21):
+ * SQLite writes a WAL frame as two writes (its 24-byte header, then the
+ * page), a commit's frames one after the other (453 writes in one run for
+ * a 4 x 64 MiB scan checkpoint), and the fold of the WAL into index.db at
+ * close the pages in order, often next to each other (226 writes in 53
+ * runs); on this kind of VM 900 small writes cost 2.5 ms, one of the same
+ * bytes 0.3 ms. The gathered writes are made before anything that could
+ * see them: a read of the range, a sync, a truncate, the size, a lock
+ * change of the file or of the WAL index (shm), a file control, the close.
+ * That is enough because nothing another connection reads from either file
+ * is published before a sync of ours: frames become visible when the
+ * commit that synced them is, index.db's copies when the checkpoint that
+ * synced them is (every connection of ours runs with synchronous=FULL).
+ * A crash that loses gathered writes loses writes not synced, which SQLite
+ * expects a power cut to lose. A WAL's writes are gathered only once it is
+ * linked to its index.db handle (io_sqlite_link): a transaction rolled back
+ * after spilling frames releases the WAL's write lock through index.db's
+ * handle, and its frames are made before that, not later over another
+ * writer's. */
+/* (SQLite's unix VFS writes at most 128 KiB at a time: it masks a write's
+ * length with 0x1ffff, and takes a longer one for a full disk) */
+#define GATHER_BYTES (124 << 10)
 
 static sqlite3_vfs *real_vfs;
 
@@ -55,77 +65,87 @@ static int fault_rc(int err, int ioerr)
 	return err == ENOSPC || err == EDQUOT ? SQLITE_FULL : ioerr;
 }
 
-/* The frames held reach the file (traced as written there). */
-static int flush_wal(shim_file *p)
+/* Makes the gathered writes (the unix VFS writes all or says why not: a
+ * short write is SQLITE_FULL). Traced piece by piece once made. */
+static int flush(shim_file *p)
 {
-	if (p->werr) {
-		int rc = p->werr;
-		p->werr = 0;
-		return rc;
-	}
 	if (!p->len)
 		return SQLITE_OK;
-	int rc = p->real->pMethods->xWrite(p->real, p->buf, (int)p->len, p->at);
-	if (rc == SQLITE_OK)
-		io_trace_write(p->name, p->buf, p->len, p->at);
-	p->len = 0; /* (after a failure: SQLite writes the transaction's frames again, or rolls it back) */
+	int rc = p->real->pMethods->xWrite(p->real, p->buf, p->len, p->at);
+	if (rc == SQLITE_OK) {
+		sqlite3_int64 off = p->at;
+		for (int i = 0; i < p->n; i++) {
+			io_trace_write(p->name, p->buf + (off - p->at), (size_t)p->piece[i], off);
+			off += p->piece[i];
+		}
+	}
+	p->len = p->n = 0;
 	return rc;
 }
 
-/* Whether a write to p is held: a WAL of a connection that asked, a piece
- * that continues the held ones (or the first) and fits. */
-static int hold_write(shim_file *p, const void *buf, int n, sqlite3_int64 off, int *rc)
+/* 1 if the write was gathered (it follows the gathered ones, or starts
+ * them), 0 if it is to be made now (after flush). */
+static int gathered(shim_file *p, const void *buf, int n, sqlite3_int64 off)
 {
-	*rc = SQLITE_OK;
-	if (!p->db || !p->db->buffer_wal || n <= 0 || (size_t)n > WAL_BUF)
+	if (!p->gather || n > GATHER_BYTES / 2)
 		return 0;
-	if (p->len && (off != p->at + (sqlite3_int64)p->len || p->len + (size_t)n > WAL_BUF) &&
-	    (*rc = flush_wal(p)) != SQLITE_OK)
-		return 1;
-	if (!p->buf && !(p->buf = malloc(WAL_BUF)))
-		return 0; /* (written as it comes) */
+	if (p->len && (off != p->at + p->len || p->len + n > GATHER_BYTES || p->n == (int)(sizeof p->piece / sizeof p->piece[0])))
+		return 0;
+	if (!p->buf && !(p->buf = malloc(GATHER_BYTES)))
+		return 0;
 	if (!p->len)
 		p->at = off;
 	memcpy(p->buf + p->len, buf, (size_t)n);
-	p->len += (size_t)n;
+	p->len += n;
+	p->piece[p->n++] = n;
 	return 1;
+}
+
+/* The writes gathered for both files of a linked pair. */
+static int flush_pair(shim_file *p)
+{
+	int rc = p->peer ? flush(p->peer) : SQLITE_OK;
+	return rc != SQLITE_OK ? rc : flush(p);
 }
 
 static int x_close(sqlite3_file *f)
 {
 	shim_file *p = (shim_file *)f;
-	int frc = flush_wal(p);
-	if (p->db)
-		p->db->wal = NULL;
-	if (p->wal)
-		p->wal->db = NULL;
+	int frc = flush(p);
+	if (p->peer) {
+		p->peer->peer = NULL;
+		p->peer = NULL;
+	}
 	free(p->buf);
 	p->buf = NULL;
 	int rc = p->real->pMethods->xClose(p->real);
-	return rc == SQLITE_OK ? frc : rc;
+	return frc != SQLITE_OK ? frc : rc;
 }
 static int x_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
 {
 	shim_file *p = (shim_file *)f;
-	int frc = flush_wal(p);
-	if (frc != SQLITE_OK)
-		return frc;
 	int e = io_fault(IO_READ);
 	if (e > 0 && e != EINTR)
 		return fault_rc(e, SQLITE_IOERR_READ);
+	int rc;
+	if (p->len && off < p->at + p->len && off + n > p->at && (rc = flush(p)) != SQLITE_OK)
+		return rc;
 	return p->real->pMethods->xRead(p->real, buf, n, off);
 }
 static int x_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 {
 	shim_file *p = (shim_file *)f;
-	int e = io_fault(IO_WRITE), rc;
-	if ((e == 0 || e == EINTR) && hold_write(p, buf, n, off, &rc))
-		return rc;
-	/* the frames held go first, as they came */
-	if ((rc = flush_wal(p)) != SQLITE_OK)
-		return rc;
+	int e = io_fault(IO_WRITE);
 	if (e > 0 && e != EINTR)
 		return fault_rc(e, SQLITE_IOERR_WRITE);
+	p->dirty = 1;
+	if (e != -1 && gathered(p, buf, n, off))
+		return SQLITE_OK;
+	int frc = flush(p);
+	if (frc != SQLITE_OK)
+		return frc;
+	if (e != -1 && gathered(p, buf, n, off))
+		return SQLITE_OK;
 	if (e == -1 && n > 1) {
 		/* an injected short write: half reaches the file, and SQLite hears
 		 * what the unix VFS says after a short write (the disk is full) */
@@ -133,7 +153,7 @@ static int x_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 			io_trace_write(p->name, buf, (size_t)(n / 2), off);
 		return SQLITE_FULL;
 	}
-	rc = p->real->pMethods->xWrite(p->real, buf, n, off);
+	int rc = p->real->pMethods->xWrite(p->real, buf, n, off);
 	if (rc == SQLITE_OK) /* traced only once it happened */
 		io_trace_write(p->name, buf, (size_t)n, off);
 	return rc;
@@ -141,27 +161,55 @@ static int x_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
 	shim_file *p = (shim_file *)f;
-	int frc = flush_wal(p);
-	if (frc != SQLITE_OK)
-		return frc;
 	int e = io_fault(IO_TRUNCATE);
 	if (e > 0 && e != EINTR)
 		return fault_rc(e, SQLITE_IOERR_TRUNCATE);
-	int rc = p->real->pMethods->xTruncate(p->real, size);
+	p->dirty = 1;
+	int rc = flush(p);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = p->real->pMethods->xTruncate(p->real, size);
 	if (rc == SQLITE_OK)
 		io_trace_truncate(p->name, size);
 	return rc;
 }
+/* A sync with nothing written through this handle since its last one is
+ * not done: what it would make durable already is. The case is the fold of
+ * the WAL into index.db as a command closes the store: SQLite syncs the WAL
+ * before it copies frames out, and the commit (synchronous=FULL) synced
+ * exactly those frames (issue 21: 1-3 ms of every scan checkpoint). Frames
+ * another connection wrote are synced by that connection's commit before
+ * they become visible to a checkpointer (every connection of ours runs with
+ * synchronous=FULL), and fsync works on the file, not on the handle. The
+ * first sync of a handle is always done (an older writer's frames, the
+ * directory sync of a new WAL). */
+/* 1 if all there is of the WAL is the header of a new one, gathered: SQLite
+ * syncs it before the first frames so that new frames after a restart are
+ * never read with an old header (its ticket ff5be73dee), but an empty file
+ * has no old frames: header and frames are synced together by the commit
+ * (and the new WAL's directory entry with them, at that first real sync),
+ * and a crash before that leaves no commit either way. */
+static int new_wal_header(shim_file *p)
+{
+	sqlite3_int64 size;
+	return p->is_wal && p->n == 1 && p->at == 0 && p->len == 32 &&
+	       p->real->pMethods->xFileSize(p->real, &size) == SQLITE_OK && size == 0;
+}
+
 static int x_sync(sqlite3_file *f, int flags)
 {
 	shim_file *p = (shim_file *)f;
-	int frc = flush_wal(p);
-	if (frc != SQLITE_OK)
-		return frc;
+	if (!p->dirty || new_wal_header(p))
+		return SQLITE_OK;
 	int e = io_fault(IO_FSYNC);
 	if (e > 0)
 		return SQLITE_IOERR_FSYNC;
-	int rc = p->real->pMethods->xSync(p->real, flags);
+	int rc = flush(p);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = p->real->pMethods->xSync(p->real, flags);
+	if (rc == SQLITE_OK)
+		p->dirty = 0;
 	if (rc == SQLITE_OK && p->name) {
 		io_trace_sync(p->name);
 		if (p->dirsync) {
@@ -180,24 +228,31 @@ static int x_sync(sqlite3_file *f, int flags)
 	}
 	return rc;
 }
+/* (the gathered writes are made first: see flush) */
 static int x_size(sqlite3_file *f, sqlite3_int64 *out)
 {
 	shim_file *p = (shim_file *)f;
-	int frc = flush_wal(p);
-	return frc != SQLITE_OK ? frc : p->real->pMethods->xFileSize(p->real, out);
+	int rc = flush(p);
+	return rc != SQLITE_OK ? rc : p->real->pMethods->xFileSize(p->real, out);
 }
-static int x_lock(sqlite3_file *f, int l) { shim_file *p = (shim_file *)f; return p->real->pMethods->xLock(p->real, l); }
-static int x_unlock(sqlite3_file *f, int l) { shim_file *p = (shim_file *)f; return p->real->pMethods->xUnlock(p->real, l); }
+static int x_lock(sqlite3_file *f, int l)
+{
+	shim_file *p = (shim_file *)f;
+	int rc = flush_pair(p);
+	return rc != SQLITE_OK ? rc : p->real->pMethods->xLock(p->real, l);
+}
+static int x_unlock(sqlite3_file *f, int l)
+{
+	shim_file *p = (shim_file *)f;
+	int rc = flush_pair(p);
+	return rc != SQLITE_OK ? rc : p->real->pMethods->xUnlock(p->real, l);
+}
 static int x_check(sqlite3_file *f, int *out) { shim_file *p = (shim_file *)f; return p->real->pMethods->xCheckReservedLock(p->real, out); }
 static int x_fcntl(sqlite3_file *f, int op, void *arg)
 {
 	shim_file *p = (shim_file *)f;
-	if (op == IO_FCNTL_BUFFER_WAL) {
-		p->buffer_wal = 1;
-		return SQLITE_OK;
-	}
-	int frc = flush_wal(p);
-	return frc != SQLITE_OK ? frc : p->real->pMethods->xFileControl(p->real, op, arg);
+	int rc = flush(p);
+	return rc != SQLITE_OK ? rc : p->real->pMethods->xFileControl(p->real, op, arg);
 }
 static int x_sector(sqlite3_file *f) { shim_file *p = (shim_file *)f; return p->real->pMethods->xSectorSize(p->real); }
 static int x_devchar(sqlite3_file *f) { shim_file *p = (shim_file *)f; return p->real->pMethods->xDeviceCharacteristics(p->real); }
@@ -206,30 +261,15 @@ static int x_shm_map(sqlite3_file *f, int pg, int sz, int ext, void volatile **p
 	shim_file *p = (shim_file *)f;
 	return p->real->pMethods->xShmMap(p->real, pg, sz, ext, pp);
 }
-/* The wal-index header is written around a barrier (and a lock): the
- * frames it may name are in the WAL file by then. (With synchronous=FULL
- * the commit's sync wrote them already.) A failure is said at the WAL's
- * next call. */
-static void wal_to_file(shim_file *p)
-{
-	if (p->wal && p->wal->len) {
-		int rc = flush_wal(p->wal);
-		if (rc != SQLITE_OK)
-			p->wal->werr = rc;
-	}
-}
 static int x_shm_lock(sqlite3_file *f, int off, int n, int flags)
 {
 	shim_file *p = (shim_file *)f;
-	wal_to_file(p);
+	int rc = flush_pair(p); /* (a checkpoint's copies, a rolled back transaction's frames: before its lock goes) */
+	if (rc != SQLITE_OK)
+		return rc;
 	return p->real->pMethods->xShmLock(p->real, off, n, flags);
 }
-static void x_shm_barrier(sqlite3_file *f)
-{
-	shim_file *p = (shim_file *)f;
-	wal_to_file(p);
-	p->real->pMethods->xShmBarrier(p->real);
-}
+static void x_shm_barrier(sqlite3_file *f) { shim_file *p = (shim_file *)f; p->real->pMethods->xShmBarrier(p->real); }
 static int x_shm_unmap(sqlite3_file *f, int del) { shim_file *p = (shim_file *)f; return p->real->pMethods->xShmUnmap(p->real, del); }
 static int x_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
 {
@@ -251,21 +291,18 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
 	int e = io_fault(IO_OPEN);
 	if (e > 0 && e != EINTR)
 		return SQLITE_CANTOPEN;
-	memset(p, 0, sizeof *p);
 	p->real = (sqlite3_file *)(p + 1);
 	p->name = name;
+	p->dirty = 1;
+	p->gather = !!(flags & SQLITE_OPEN_MAIN_DB);
+	p->is_wal = !!(flags & SQLITE_OPEN_WAL);
+	p->peer = NULL;
+	p->buf = NULL;
+	p->len = p->n = 0;
 	p->dirsync = (flags & SQLITE_OPEN_CREATE) &&
 	             (flags & (SQLITE_OPEN_MAIN_JOURNAL | SQLITE_OPEN_SUPER_JOURNAL | SQLITE_OPEN_WAL));
 	int rc = real_vfs->xOpen(real_vfs, name, p->real, flags, out_flags);
 	p->base.pMethods = rc == SQLITE_OK && p->real->pMethods ? &shim_methods : NULL;
-	if (p->base.pMethods && name && (flags & SQLITE_OPEN_WAL)) {
-		/* the database file it belongs to: opened through this VFS too */
-		sqlite3_file *db = sqlite3_database_file_object(name);
-		if (db && db->pMethods == &shim_methods) {
-			p->db = (shim_file *)db;
-			p->db->wal = p;
-		}
-	}
 	if (rc == SQLITE_OK && name && (flags & SQLITE_OPEN_CREATE))
 		io_trace_create(name);
 	return rc;
@@ -317,6 +354,21 @@ static void register_shim(void)
 	shim_vfs.szOsFile = (int)sizeof(shim_file) + real_vfs->szOsFile;
 	shim_vfs.mxPathname = real_vfs->mxPathname;
 	registered = sqlite3_vfs_register(&shim_vfs, 0) == SQLITE_OK;
+}
+
+void io_sqlite_link(sqlite3 *db)
+{
+	sqlite3_file *f = NULL, *w = NULL;
+	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+	    sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &w) != SQLITE_OK || !f || !w ||
+	    f->pMethods != &shim_methods || w->pMethods != &shim_methods)
+		return;
+	shim_file *pf = (shim_file *)f, *pw = (shim_file *)w;
+	if (pf->is_wal || !pw->is_wal || pf->peer || pw->peer)
+		return;
+	pf->peer = pw;
+	pw->peer = pf;
+	pw->gather = 1;
 }
 
 /* Registered once per process: separate store handles may open at once

@@ -30,7 +30,7 @@
 #include "prune/prune.h"
 #include "store/pack.h"
 #include "util/error.h"
-#include <xxhash.h>
+#include "util/xxh.h"
 
 static void pack_file_name(char *buf, size_t len, int64_t id) { snprintf(buf, len, "packs/%08lld.pack", (long long)id); }
 

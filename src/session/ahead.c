@@ -47,7 +47,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 #include "io/beneath.h"
 #include "io/io.h"
 #include "session/slots.h"
@@ -56,6 +55,7 @@
 #include "util/error.h"
 #include "util/human.h"
 #include "util/log.h"
+#include "util/xxh.h"
 
 #define AHEAD_ROUNDS 3        /* refresh passes at most */
 #define AHEAD_RESIDUE 64      /* blocks: fewer read again in a pass, and the barrier's share is small */

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <xxhash.h>
 #include "session/tctx.h"
 #include "util/error.h"
+#include "util/xxh.h"
 
 void block_hashes_free(void *p)
 {

@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 #include "io/beneath.h"
 #include "io/io.h"
 #include "session/session.h"
@@ -30,6 +29,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/keymap.h"
+#include "util/xxh.h"
 
 typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
 

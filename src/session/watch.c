@@ -45,6 +45,7 @@
 #include <string.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <time.h>
@@ -94,6 +95,7 @@ struct watcher {
 	size_t stashed;   /* events stashed by the last load (the debug log) */
 	struct timespec read_at; /* CLOCK_MONOTONIC: the queue last read on into the stash (load_read_on, watch_read_on) */
 	const char *test_gate; /* METAMORI_TEST_INODE_LOAD_GATE: the load waits while this file exists (tests) */
+	int test_read_us; /* METAMORI_TEST_DRAIN_READ_US: each read of the queue takes this long more (tests) */
 	vec held;         /* fanotify: of held_event, events in a directory being freed, to resolve later */
 	int inodes_loaded;
 	struct timespec inodes_since; /* the last barrier (or the start): a file born after it is none of inodes' */
@@ -930,6 +932,10 @@ int watch_start(mtm_session *ss, const char **why)
 	/* tests: the load of the tree's inodes waits after its first row while
 	 * this file exists (a long load, events coming meanwhile) */
 	w->test_gate = secure_getenv("METAMORI_TEST_INODE_LOAD_GATE");
+	/* tests: a slow reader, so that a neighbour's events come faster than
+	 * they are judged (tests/session: a flood outside the tree) */
+	const char *slow = secure_getenv("METAMORI_TEST_DRAIN_READ_US");
+	w->test_read_us = slow ? atoi(slow) : 0;
 	clock_gettime(CLOCK_REALTIME, &w->inodes_since); /* (the stat cache holds files older than the session) */
 	if (!(w->root = realpath(ss->s->root, NULL))) {
 		free(w);
@@ -1039,7 +1045,18 @@ int watch_drain(watcher *w)
 		fan_held(w, 0);
 	if (w->kind == W_FANOTIFY)
 		fan_unstash(w);
-	for (;;) {
+	/* What is queued now is what every caller needs read (the loop: what
+	 * came since it last looked; the barrier, the mark, a pre-copy pass:
+	 * every event of a call made before them). Read until the queue was
+	 * empty, a neighbour on the file system making events faster than they
+	 * are judged kept the session here: no request, signal or end of the
+	 * program served, or a pause held, for as long as it went on. What
+	 * comes meanwhile is read by the next drain. (Whole events are read: a
+	 * read may take a few more than were counted.) */
+	int queued;
+	if (ioctl(w->fd, FIONREAD, &queued) < 0)
+		queued = INT_MAX; /* (not told: until empty, as before) */
+	for (size_t got = 0; got < (size_t)queued;) {
 		ssize_t n = read(w->fd, w->buf, sizeof w->buf);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -1048,6 +1065,9 @@ int watch_drain(watcher *w)
 				w->lost = "the watcher could not be read";
 			return 0;
 		}
+		got += (size_t)n;
+		if (w->test_read_us > 0)
+			usleep((useconds_t)w->test_read_us);
 		int rc = 0;
 		if (w->kind == W_FANOTIFY) {
 			rc = fan_batch(w, w->buf, (size_t)n);
@@ -1073,6 +1093,7 @@ int watch_drain(watcher *w)
 				w->lost = "the watcher ran out of memory";
 		}
 	}
+	return 0;
 }
 
 static int trusted(watcher *w, mtm_session *ss, int32_t pid)

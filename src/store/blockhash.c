@@ -3,9 +3,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 #include "store/blockhash.h"
 #include "util/error.h"
+#include "util/xxh.h"
 
 /* The row's check: XXH3-64 of the blob, seeded with the XXH3-64 of the
  * key and version (16 bytes, LE), so that a flipped byte anywhere in the

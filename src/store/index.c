@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 #include "io/beneath.h"
 #include "io/xattr.h"
 #include "store/index.h"
 #include "util/error.h"
+#include "util/xxh.h"
 
 static uint64_t zero_hash;
 

@@ -21,6 +21,8 @@
 #include "store/region.h"
 #include "store/store.h"
 #include "util/error.h"
+#include "util/human.h"
+#include "util/log.h"
 
 /* Every checkpoint's parent is older than it (FORMAT.md 3.2), which is what
  * makes every walk up the history end. A damaged or hostile index that
@@ -124,13 +126,14 @@ static int open_db(mtm_store *s, int create)
 	/* WAL: one writer, readers alongside. synchronous=FULL: the WAL is
 	 * fsynced at every commit, so a returned commit is durable. */
 	int err = db_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-32768;");
-	if (!err) /* (FULL: each commit syncs the WAL, which then holds no frame back) */
-		sqlite3_file_control(s->db, "main", IO_FCNTL_BUFFER_WAL, NULL);
 	if (err) {
 		/* a file that is not SQLite at all fails here */
 		return mtm_set_error(err == MTM_ECORRUPT ? MTM_EFOREIGN : err, "%s: %s", path,
 		                     err == MTM_ECORRUPT ? "not a metamori index (or damaged)" : mtm_last_error());
 	}
+	/* the WAL is open now (the pragma read the header): its writes can be
+	 * gathered in the VFS shim, made before index.db's locks change */
+	io_sqlite_link(s->db);
 	return 0;
 }
 
@@ -362,6 +365,7 @@ fail:
 int mtm_open(mtm_store **out, const char *path)
 {
 	mtm_store *s;
+	int64_t t0 = now_ns();
 	int rc = store_open_dirs(&s, path);
 	*out = NULL;
 	if (rc)
@@ -376,6 +380,8 @@ int mtm_open(mtm_store **out, const char *path)
 	 * it (mtm_restore_continue, mtm_restore_abort); until then every command
 	 * works on the tree as it is (mtm_restore_pending says so). */
 	*out = s;
+	if (secure_getenv("METAMORI_DEBUG_CHECKPOINT"))
+		log_msg(MTM_LOG_DEBUG, "open: %.1f ms", (now_ns() - t0) / 1e6);
 	return 0;
 fail:
 	store_free(s);
@@ -385,8 +391,12 @@ fail:
 /* A store opened by store_open_dirs (or mtm_open) is closed the same way. */
 void mtm_close(mtm_store *s)
 {
+	int64_t t0 = now_ns();
 	if (s && s->db && !s->wal_kept_by_session && !s->readonly)
 		/* fold the WAL back into the database when we are the last user */
 		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	int64_t t1 = now_ns();
 	store_free(s);
+	if (secure_getenv("METAMORI_DEBUG_CHECKPOINT"))
+		log_msg(MTM_LOG_DEBUG, "close: fold %.1f ms, close %.1f ms", (t1 - t0) / 1e6, (now_ns() - t1) / 1e6);
 }

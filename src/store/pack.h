@@ -22,11 +22,11 @@
 #define MTM_STORE_PACK_H
 #include <stddef.h>
 #include <stdint.h>
-#include <xxhash.h>
 #include <zstd.h>
 #include "store/store.h"
 #include "util/keymap.h"
 #include "util/strvec.h"
+#include "util/xxh.h"
 
 #define PACK_HEADER_LEN 16
 #define CHUNK_HEADER_LEN 40

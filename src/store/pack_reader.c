@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 #include "io/io.h"
 #include "store/pack.h"
 #include "store/pack_record.h"
 #include "util/error.h"
+#include "util/xxh.h"
 
 /* A chunk's row: where its record is and what it holds. */
 typedef struct {

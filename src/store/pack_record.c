@@ -2,10 +2,10 @@
  * pack.h; docs/FORMAT.md 3). */
 #include <assert.h>
 #include <string.h>
-#include <xxhash.h>
 #include "store/pack.h"
 #include "store/pack_record.h"
 #include "util/error.h"
+#include "util/xxh.h"
 
 void chunk_header_put(unsigned char *rec, int codec, uint32_t plen, uint32_t clen, const unsigned char digest[16])
 {

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <xxhash.h>
+#include "util/xxh.h"
 
 /* "packs/00000012.pack": pack id's file, relative to .metamori */
 static inline void pack_name(char *buf, size_t len, int64_t id) { snprintf(buf, len, "packs/%08lld.pack", (long long)id); }

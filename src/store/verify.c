@@ -12,12 +12,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 #include "io/beneath.h"
 #include "io/io.h"
 #include "store/index.h"
 #include "store/pack.h"
 #include "util/error.h"
+#include "util/xxh.h"
 
 typedef struct {
 	mtm_store *s;

@@ -17,7 +17,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +24,7 @@
 #include "io/io.h"
 #include "io/xattr.h"
 #include "tree/scan.h"
+#include "tree/stat_pool.h"
 #include "util/error.h"
 
 /* One key of a directory: an item (sub == 0) or a directory's subtree. */
@@ -55,48 +55,8 @@ typedef struct {
 	const ignore_set *ign;
 	walk_fn fn;
 	void *arg;
+	stat_pool *pool; /* the names' lstats on a second thread (stat_pool.h) */
 } walker;
-
-/* One name of a directory, and its lstat (err: its errno, 0 if none). */
-typedef struct {
-	char *name;
-	unsigned char d_type;
-	int err;
-	struct stat st;
-} dname;
-
-typedef struct {
-	int dfd;
-	dname *v;
-	size_t from, to;
-} stat_share;
-
-static void *stat_names(void *arg)
-{
-	stat_share *sh = arg;
-	for (size_t i = sh->from; i < sh->to; i++)
-		sh->v[i].err = fstatat(sh->dfd, sh->v[i].name, &sh->v[i].st, AT_SYMLINK_NOFOLLOW) ? errno : 0;
-	return NULL;
-}
-
-/* The names' lstat: a directory's stats are most of status's time (its
- * kernel's path lookups), so a large one is shared with a second thread
- * when there is a second CPU (git status does the same). */
-static void stat_all(int dfd, dname *v, size_t n)
-{
-	static long ncpu;
-	if (!ncpu)
-		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	stat_share a = {dfd, v, 0, n}, b = {dfd, v, n / 2, n};
-	pthread_t th;
-	if (ncpu > 1 && n >= 256 && !pthread_create(&th, NULL, stat_names, &b)) {
-		a.to = n / 2;
-		stat_names(&a);
-		pthread_join(th, NULL);
-		return;
-	}
-	stat_names(&a);
-}
 
 /* The item for name (with its lstat) in directory dfd (rel its path), or
  * NULL when it is not part of the tree. */
@@ -207,7 +167,7 @@ static int read_dir(walker *w, int dfd, const char *rel, dkey **out, size_t *nou
 	size_t nn;
 	int rc = list_names(w, d, rel, &names, &nn);
 	if (!rc)
-		stat_all(dirfd(d), names, nn);
+		stat_pool_run(&w->pool, dirfd(d), names, nn);
 	dkey *k = NULL;
 	size_t n = 0;
 	if (!rc && nn && !(k = malloc(2 * nn * sizeof *k)))
@@ -292,6 +252,8 @@ int walk_sorted(mtm_store *s, const ignore_set *ign, walk_fn fn, void *arg)
 	int dfd, e = io_openat(s->rootfd, ".", O_RDONLY | O_DIRECTORY, 0, &dfd);
 	if (e)
 		return mtm_set_errno(e, "%s", s->root);
-	walker w = {s, ign, fn, arg};
-	return walk_dir_sorted(&w, dfd, "");
+	walker w = {s, ign, fn, arg, NULL};
+	int rc = walk_dir_sorted(&w, dfd, "");
+	stat_pool_free(w.pool);
+	return rc;
 }

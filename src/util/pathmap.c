@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 #include "util/pathmap.h"
+#include "util/xxh.h"
 
 static size_t slot_of(const pathmap *m, const char *key)
 {

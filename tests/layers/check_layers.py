@@ -18,6 +18,9 @@ src/cli/, the interposer (src/track/, a program of its own) and the DMTCP
 plugin (src/dmtcp/, loaded into a program by DMTCP), no code may
 name stdout or stderr or call printf, puts, perror or dprintf.
 
+And no file but src/util/xxh.h includes <xxhash.h> (the SSE2 build of XXH3;
+util/xxh.h picks the CPU's widest vector unit at run time).
+
 Usage: check_layers.py [SOURCE_DIR]   (default: the checkout holding this file)
 Prints one line per offending include and exits 1; exits 0 when all point down.
 """
@@ -48,6 +51,10 @@ PRINTS = re.compile(r"\b(stdout|stderr|STDOUT_FILENO|STDERR_FILENO|printf|vprint
 NOT_CODE = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+# libxxhash's own header gives the SSE2 build of XXH3: every file that
+# hashes takes util/xxh.h, which picks the CPU's widest unit at run time
+# (the session's block hashes went without it, a quarter of its CPU)
+XXHASH = re.compile(r'^\s*#\s*include\s+<xxhash\.h>', re.M)
 
 
 def rank_of():
@@ -100,6 +107,10 @@ def problems(src, seen):
                         line = code.count("\n", 0, m.start()) + 1
                         out.append(f"{rel}:{line}: {m.group(1)}: the library never prints "
                                    f"(log_msg, src/util/log.h)")
+                for m in XXHASH.finditer(text) if rel != os.path.join("src", "util", "xxh.h") else ():
+                    line = text.count("\n", 0, m.start()) + 1
+                    out.append(f"{rel}:{line}: includes <xxhash.h>: include \"util/xxh.h\" (XXH3 for the CPU's "
+                               f"widest vector unit)")
                 for m in INCLUDE.finditer(text):
                     inc = m.group(1)
                     line = text.count("\n", 0, m.start()) + 1

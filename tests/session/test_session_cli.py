@@ -196,8 +196,17 @@ def test_requests_from_other_shells_usr1_and_every():
     try:
         wait_for(lambda: session_up(root), "the session")
 
+        def order(i, what):
+            # the program reads the step once it exists: it appears whole
+            # (an empty read of a file still being written made the program
+            # skip its SIGUSR1, and a CI run wait for that checkpoint)
+            path = os.path.join(ctl, "go%d" % i)
+            with open(path + ".tmp", "w") as f:
+                f.write(what)
+            os.rename(path + ".tmp", path)
+
         def step(i, what):
-            open(os.path.join(ctl, "go%d" % i), "w").write(what)
+            order(i, what)
             wait_for(lambda: os.path.exists(os.path.join(ctl, "go%d.done" % i)), "step %d" % i)
 
         step(0, "write")
@@ -214,7 +223,7 @@ def test_requests_from_other_shells_usr1_and_every():
         step(1, "usr1")
         wait_for(lambda: n_checkpoints(root) > n, "the SIGUSR1 checkpoint")
         expected[max(c["id"] for c in T.log_json(root))] = T.manifest(root)
-        open(os.path.join(ctl, "go2"), "w").write("end")
+        order(2, "end")
         sess.wait(timeout=60)
     except Exception as e:
         # the step that failed is the report (not the wait for a session
@@ -542,10 +551,8 @@ def test_one_wal_sync_after_an_idle_copy():
     before (W2 under `run`, issue 21). The session starts the WAL over while
     idle now: the checkpoint's records up to its first WAL sync hold no new
     WAL header (the idle work that follows the answer comes after it).
-    The commit writes its frames in one piece (SQLite writes a frame in two
-    calls, header and page: a W2 commit was ~700 calls; the VFS shim gathers
-    them, and they reach the file before its sync). And the file's extended
-    attribute, read with the capture in the barrier, is in every checkpoint."""
+    And the file's extended attribute, read through the capture's fd in the
+    barrier, is in every checkpoint."""
     root = S.new_tree({"f": bytes(8 * 4096)})
     try:
         os.setxattr(os.path.join(root, "f"), "user.mtm", b"kept")
@@ -579,10 +586,6 @@ def test_one_wal_sync_after_an_idle_copy():
             if hdr:
                 raise T.Failure("checkpoint c%d after an idle copy started the WAL over (wrote its header %r and "
                                 "synced it before the frames)" % (i, hdr))
-            frames = [r for r in recs[:wal[0]] if r[0] == "W" and r[1].endswith("/index.db-wal")]
-            if len(frames) != 1:
-                raise T.Failure("checkpoint c%d wrote its WAL frames in %d calls before their sync, not one: %r"
-                                % (i, len(frames), frames[:12]))
     for ckpt, man in taken:  # (assert_restore_to, and the attribute)
         to = os.path.join(T.tempdir(), "out")
         T.restore(root, ckpt, to=to)

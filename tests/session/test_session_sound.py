@@ -474,6 +474,34 @@ def test_directories_come_and_go_outside():
 test_directories_come_and_go_outside.watch_kind = "fanotify"
 
 
+def test_a_flood_outside_does_not_hold_the_session():
+    """A neighbour on the tree's file system making events faster than the
+    session judges them (here: the session's reads slowed down) must not
+    keep it in its queue: the session's loop read until the queue was
+    empty, which a flood never lets it be, so a checkpoint asked for
+    waited for the flood to end. Each read now takes what was queued when
+    it began; the rest waits for the next one."""
+    s = Session({"f": b"A" * 4096}, env={"METAMORI_TEST_DRAIN_READ_US": "5000"}, run_args=())
+    flood = subprocess.Popen([sys.executable, "-c", CHURN, T.tempdir("mtm-flood-"), "60"])
+    try:
+        time.sleep(0.5)
+        s.inside("open(P('g'), 'wb').write(b'in')")
+        try:
+            out = subprocess.run([T.METAMORI, "-C", s.root, "checkpoint", "-m", "flood"], capture_output=True,
+                                 text=True, timeout=20).stdout
+        except subprocess.TimeoutExpired:
+            raise T.Failure("a flood of events outside the tree held the session: no checkpoint in 20 s")
+        s.cks.append((int(out.split()[1]), T.manifest(s.root), "flood", out.strip()))
+    finally:
+        flood.kill()
+        flood.wait()
+    s.stop()
+    s.verify()
+
+
+test_a_flood_outside_does_not_hold_the_session.watch_kind = "fanotify"
+
+
 def set_sysctl(name, value):
     path = "/proc/sys/" + name.replace(".", "/")
     old = open(path).read().strip()
@@ -519,6 +547,24 @@ def overflow_test(kind):
     return t
 
 
+def fanotify_queue_len():
+    """fs.fanotify.max_queued_events, for the cases that fill the queue (a
+    skip where it cannot be read or is too long to fill here)."""
+    knob = "/proc/sys/fs/fanotify/max_queued_events"
+    if os.geteuid() != 0 or not os.path.exists(knob):
+        raise Skip("needs root and fs.fanotify.max_queued_events")
+    qmax = int(open(knob).read())
+    if qmax > 100000:
+        raise Skip("fs.fanotify.max_queued_events is %d: too long a queue to fill here" % qmax)
+    return qmax
+
+
+def burst_outside(outside, n):
+    """n files made outside the tree: n events for every fanotify watcher."""
+    for i in range(n):
+        os.close(os.open(os.path.join(outside, "n%06d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+
+
 def test_fanotify_reads_while_the_inodes_load():
     """A file changed outside the tree makes the fanotify watcher load the
     tree's inodes (the stat cache: at 1,000,000 files, 0.4-0.9 s). It must read
@@ -527,14 +573,9 @@ def test_fanotify_reads_while_the_inodes_load():
     (issue 21, item 4). The load waits here while a gate file exists
     (METAMORI_TEST_INODE_LOAD_GATE) and more events than the queue holds come
     meanwhile: the checkpoint after stays tracked, and holds what changed."""
-    knob = "/proc/sys/fs/fanotify/max_queued_events"
-    if os.geteuid() != 0 or not os.path.exists(knob):
-        raise Skip("needs root and fs.fanotify.max_queued_events")
     # (the queue as it is: a shorter one overflowed here whenever the
     # session waited for a CPU on a loaded machine, load or not)
-    qmax = int(open(knob).read())
-    if qmax > 100000:
-        raise Skip("fs.fanotify.max_queued_events is %d: too long a queue to fill here" % qmax)
+    qmax = fanotify_queue_len()
     gate = os.path.join(T.tempdir("mtm-gate-"), "gate")
     T.write_file(gate, b"")
     s = Session({"f": b"A" * 12288, "d/g": b"G" * 5000},
@@ -542,8 +583,7 @@ def test_fanotify_reads_while_the_inodes_load():
     outside = T.tempdir("mtm-outside-")
     T.write_file(os.path.join(outside, "trigger"), b"t")  # a file changed outside: the inodes load (and wait)
     time.sleep(0.2)
-    for i in range(qmax + 4000):  # more events than the queue holds, while the load waits
-        os.close(os.open(os.path.join(outside, "n%06d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+    burst_outside(outside, qmax + 4000)  # more events than the queue holds, while the load waits
     os.unlink(gate)
     s.inside("open(P('f'), 'r+b').write(b'INSIDE')")
     outside_write(s.P("d/g"), 100, b"OUTSIDE")
@@ -576,12 +616,7 @@ def test_fanotify_reads_while_a_scan_walks():
     waits here while a gate file exists (METAMORI_TEST_SCAN_GATE) and more
     events than the queue holds come meanwhile: the next checkpoint is
     tracked, and holds what changed."""
-    knob = "/proc/sys/fs/fanotify/max_queued_events"
-    if os.geteuid() != 0 or not os.path.exists(knob):
-        raise Skip("needs root and fs.fanotify.max_queued_events")
-    qmax = int(open(knob).read())
-    if qmax > 100000:
-        raise Skip("fs.fanotify.max_queued_events is %d: too long a queue to fill here" % qmax)
+    qmax = fanotify_queue_len()
     gate = os.path.join(T.tempdir("mtm-gate-"), "gate")
     s = Session({"f": b"A" * 12288, "d/g": b"G" * 5000}, env={"METAMORI_TEST_SCAN_GATE": gate}, run_args=())
     s.inside("open(P('.metamoriignore'), 'a').write('# the next checkpoint scans' + chr(10))")
@@ -590,8 +625,7 @@ def test_fanotify_reads_while_a_scan_walks():
                           stderr=subprocess.PIPE, text=True)
     outside = T.tempdir("mtm-outside-")
     time.sleep(0.3)
-    for i in range(qmax + 4000):  # more events than the queue holds, while the walk waits
-        os.close(os.open(os.path.join(outside, "n%06d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+    burst_outside(outside, qmax + 4000)  # more events than the queue holds, while the walk waits
     os.unlink(gate)
     out1, err1 = ck.communicate()
     if ck.returncode or "(scanned" not in out1:
@@ -649,7 +683,7 @@ def main():
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier] + \
             [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "mixed", "procfd", "scm", "pidfd")] + \
             [test_mixed_libc_and_inline_alive, test_dispatch_trusts_the_logs] + [hard_link_test(w) for w in ("before", "during", "gone", "moved")] + \
-            [test_directories_come_and_go_outside] + \
+            [test_directories_come_and_go_outside, test_a_flood_outside_does_not_hold_the_session] + \
             [overflow_test("inotify"), overflow_test("fanotify"), test_inotify_watch_limit,
              test_fanotify_reads_while_the_inodes_load, test_fanotify_reads_while_a_scan_walks]
     only = os.environ.get("SOUND_ONLY")
