@@ -348,12 +348,12 @@ int capture_ahead(tctx *t, live_item *it, capture *cap, int whole, int *done)
 	const file_change *post = pathmap_get(&t->post.files, it->path);
 	if (post && post->whole)
 		return 0;
-	int fd, rc = open_live(t, it->path, &fd);
+	struct stat st;
+	int fd, rc = open_live(t, it->path, &fd, &st);
 	if (rc)
 		return 0; /* (the compare as before says what is wrong) */
-	struct stat st;
 	unsigned char *buf = malloc(AHEAD_PIECE);
-	if (!buf || fstat(fd, &st) || !S_ISREG(st.st_mode) || (int64_t)st.st_ino != af->ino ||
+	if (!buf || !S_ISREG(st.st_mode) || (int64_t)st.st_ino != af->ino ||
 	    (int64_t)st.st_dev != af->dev) {
 		free(buf);
 		close(fd);

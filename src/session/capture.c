@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "io/io.h"
+#include "io/xattr.h"
 #include "session/tctx.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -134,18 +135,29 @@ int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, vec *ru
 
 /* Opens the live file it names for its capture: the very file the
  * interval's stat saw (a regular file, the same inode), its stat taken
- * again into it->st. Anything else is a change no log explains: NEED_SCAN. */
+ * again into it->st, and its extended attributes read through the same fd
+ * (those of the inode captured, with its content, as a scan reads them;
+ * ckpt_record would otherwise open the file's directory again by name
+ * after the barrier: six system calls a file instead of one). Anything
+ * else is a change no log explains: NEED_SCAN. */
 static int open_same_file(tctx *t, live_item *it, int *out)
 {
-	int fd, rc = open_live(t, it->path, &fd);
+	struct stat st;
+	int fd, rc = open_live(t, it->path, &fd, &st);
 	if (rc == ELOOP || rc == ENOENT || rc == ENOTDIR || rc == EXDEV)
 		return need_scan(t, "a file changed under an untraced process");
 	if (rc)
 		return mtm_set_errno(rc, "%s/%s", t->s->root, it->path);
-	struct stat st;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_ino != it->st.st_ino || st.st_dev != it->st.st_dev) {
+	if (!S_ISREG(st.st_mode) || st.st_ino != it->st.st_ino || st.st_dev != it->st.st_dev) {
 		close(fd);
 		return need_scan(t, "a file changed under an untraced process");
+	}
+	if (!it->xattrs_read) {
+		if ((rc = xattr_read_fd(fd, &it->xattrs, &it->xattrs_len))) {
+			close(fd);
+			return mtm_set_errno(rc, "%s/%s: reading extended attributes", t->s->root, it->path);
+		}
+		it->xattrs_read = 1;
 	}
 	it->st = st;
 	*out = fd;

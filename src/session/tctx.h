@@ -81,7 +81,7 @@ static inline int need_scan(tctx *t, const char *why)
 /* live.c */
 int live_stat(tctx *t, const char *path, live_item *it, int *found);
 /* Opens a live file for its capture. */
-int open_live(tctx *t, const char *path, int *fd);
+int open_live(tctx *t, const char *path, int *fd, struct stat *st);
 void dirfds_close(tctx *t);
 
 /* collect.c: inside the barrier, the touched paths, both sides, and the

@@ -550,8 +550,15 @@ def test_one_wal_sync_after_an_idle_copy():
     a second sync inside every checkpoint a second or more after the one
     before (W2 under `run`, issue 21). The session starts the WAL over while
     idle now: the checkpoint's records up to its first WAL sync hold no new
-    WAL header (the idle work that follows the answer comes after it)."""
+    WAL header (the idle work that follows the answer comes after it).
+    And the file's extended attribute, read through the capture's fd in the
+    barrier, is in every checkpoint."""
     root = S.new_tree({"f": bytes(8 * 4096)})
+    try:
+        os.setxattr(os.path.join(root, "f"), "user.mtm", b"kept")
+        xattr = True
+    except OSError:
+        xattr = False  # (a file system without user attributes: the rest still holds)
     ctl = T.tempdir("mtm-ctl-")
     trace = os.path.join(T.tempdir("mtm-trace-"), "trace")
     writes = [[(b * 4096, bytes([0x41 + b]) * 4096)] for b in range(3)]
@@ -579,7 +586,13 @@ def test_one_wal_sync_after_an_idle_copy():
             if hdr:
                 raise T.Failure("checkpoint c%d after an idle copy started the WAL over (wrote its header %r and "
                                 "synced it before the frames)" % (i, hdr))
-    assert_restore_to(root, taken, "after idle copies of the WAL")
+    for ckpt, man in taken:  # (assert_restore_to, and the attribute)
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(root, ckpt, to=to)
+        T.assert_same(man, T.manifest(to), "checkpoint %d (after idle copies of the WAL)" % ckpt)
+        got = os.getxattr(os.path.join(to, "f"), "user.mtm") if xattr else b"kept"
+        if got != b"kept":
+            raise T.Failure("checkpoint %d: f's attribute user.mtm restored as %r, not b'kept'" % (ckpt, got))
     T.rmtree(root)
 
 
