@@ -892,6 +892,7 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 	if ((rc = insert_checkpoint(s, &r->info, r->ctx.branch)) || (rc = meta_set_int(s, "head", r->info.id)) ||
 	    (rc = meta_set_int(s, "next_id", r->info.id + 1)) || (rc = meta_set_int(s, "next_file_id", r->ctx.next_file_id)))
 		return rc;
+	reader_stop(&r->rd); /* every file is read: its thread ends meanwhile */
 	/* packs durable first, then the commit that names them; the held
 	 * block rows go in while the pack's last writes and fsync run */
 	int64_t c0 = now_ns();
@@ -963,8 +964,10 @@ static int scan(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks 
 	if (!rc)
 		rc = ckpt_record_scanned(r, &parent, &live, &rest);
 	ph[3] = now_ns();
-	r->ph_debug = secure_getenv("METAMORI_DEBUG_CHECKPOINT") != NULL;
-	if (!rc && r->ph_debug)
+	int debug = secure_getenv("METAMORI_DEBUG_CHECKPOINT") != NULL;
+	if (r) /* (NULL when ckpt_begin failed: a store that cannot be written) */
+		r->ph_debug = debug;
+	if (!rc && debug)
 		log_msg(MTM_LOG_DEBUG, "checkpoint phases: begin %.1f ms, walk %.1f ms, record %.1f ms (%zu files compared)",
 		        (ph[1] - ph[0]) / 1e6, (ph[2] - ph[1]) / 1e6, (ph[3] - ph[2]) / 1e6, live.n);
 	if (!rc && only_if_changed && ckpt_unchanged(r)) {

@@ -1,4 +1,5 @@
 /* flusher.c — the pack writer's second thread; see flusher.h. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -226,6 +227,7 @@ int flusher_hand_over(pack_writer *w, int sync)
 {
 	struct pack_flusher *f = w->fl;
 	MTM_TRY(flusher_wait(w));
+	assert(!f->quit); /* (flusher_stop: nothing after) */
 	if (!f->started)
 		MTM_TRY(flusher_start(w));
 	unsigned char *full = w->buf;
@@ -284,6 +286,17 @@ int flusher_busy(pack_writer *w)
 	int busy = f->busy;
 	pthread_mutex_unlock(&f->mu);
 	return busy;
+}
+
+void flusher_stop(pack_writer *w)
+{
+	struct pack_flusher *f = w->fl;
+	if (!f || !f->started)
+		return;
+	pthread_mutex_lock(&f->mu);
+	f->quit = 1;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
 }
 
 void flusher_free(pack_writer *w)

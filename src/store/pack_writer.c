@@ -401,6 +401,7 @@ int pack_writer_finish(pack_writer *w)
 		return rc;
 	if (!flusher_synced(w)) /* (it cannot be otherwise: flusher_wait would have said why) */
 		return mtm_set_error(EIO, "%s/.metamori/packs: not synced", w->s->root);
+	flusher_stop(w); /* the last job: the thread ends while the index commits */
 	sqlite3_stmt *st;
 	rc = sqlite3_prepare_v2(w->s->db, "INSERT INTO pack(id,size) VALUES(?,?) ON CONFLICT(id) DO UPDATE SET size=excluded.size", -1, &st, NULL);
 	if (rc != SQLITE_OK)

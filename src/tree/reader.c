@@ -85,7 +85,7 @@ static void *reader_main(void *arg)
 
 int reader_ahead(scan_reader *rd, file_src src)
 {
-	assert(rd->cap && rd->job == READER_IDLE);
+	assert(rd->cap && rd->job == READER_IDLE && !rd->quit);
 	if (!rd->started && rd->threaded) {
 		if (pthread_mutex_init(&rd->mu, NULL))
 			rd->threaded = 0;
@@ -117,6 +117,16 @@ void reader_wait(scan_reader *rd)
 	while (rd->job != READER_DONE)
 		pthread_cond_wait(&rd->cv, &rd->mu);
 	rd->job = READER_IDLE;
+	pthread_mutex_unlock(&rd->mu);
+}
+
+void reader_stop(scan_reader *rd)
+{
+	if (!rd->started)
+		return;
+	pthread_mutex_lock(&rd->mu);
+	rd->quit = 1;
+	pthread_cond_broadcast(&rd->cv);
 	pthread_mutex_unlock(&rd->mu);
 }
 

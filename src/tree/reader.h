@@ -63,6 +63,10 @@ void reader_read(file_src src, read_piece *p);
 int reader_ahead(scan_reader *rd, file_src src);
 /* Waits for the piece reader_ahead asked for. */
 void reader_wait(scan_reader *rd);
+/* Lets the thread go (after its piece, without waiting for it): no piece
+ * is asked for after, and reader_free's join then finds it gone, instead
+ * of waking it then (up to ms on a loaded machine). */
+void reader_stop(scan_reader *rd);
 /* Stops the thread (after its piece) and frees the buffers. */
 void reader_free(scan_reader *rd);
 #endif
