@@ -305,10 +305,7 @@ void flusher_free(pack_writer *w)
 	if (!f)
 		return;
 	if (f->started) { /* after the job in hand, if any: the fds are its */
-		pthread_mutex_lock(&f->mu);
-		f->quit = 1;
-		pthread_cond_broadcast(&f->cv);
-		pthread_mutex_unlock(&f->mu);
+		flusher_stop(w);
 		pthread_join(f->thread, NULL);
 	}
 	if (f->inited) {

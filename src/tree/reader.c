@@ -133,10 +133,7 @@ void reader_stop(scan_reader *rd)
 void reader_free(scan_reader *rd)
 {
 	if (rd->started) {
-		pthread_mutex_lock(&rd->mu);
-		rd->quit = 1;
-		pthread_cond_broadcast(&rd->cv);
-		pthread_mutex_unlock(&rd->mu);
+		reader_stop(rd);
 		pthread_join(rd->thread, NULL);
 		pthread_cond_destroy(&rd->cv);
 		pthread_mutex_destroy(&rd->mu);
