@@ -320,6 +320,31 @@ PRELOAD_HIDDEN void sticky_scan(void);
 PRELOAD_HIDDEN void code_changed(void);
 
 /* ------------------------------------------------------------------ */
+/* The frame of a wrapper's body (a macro: the body returns the call's  */
+/* result from the wrapper).                                           */
+
+/* A call made while this thread is already inside a wrapper (a signal
+ * handler's) goes straight through and asks the session for a scan;
+ * otherwise the in-flight region is entered: in_ says whether this process
+ * records (0: no log, or detached). */
+#define WRAP_ENTER(call)            \
+	if (t_guard) {              \
+		note_untrackable(); \
+		return call;        \
+	}                           \
+	t_guard++;                  \
+	int in_ = enter()
+/* Once the call is made, with its errno in err_ and its records appended
+ * (when in_): the region left and errno given back. */
+#define WRAP_LEAVE()          \
+	do {                  \
+		if (in_)      \
+			leave(); \
+		t_guard--;    \
+		errno = err_; \
+	} while (0)
+
+/* ------------------------------------------------------------------ */
 /* Shared between the wrappers' files.                                 */
 
 /* (wrap_write.c) an fd received from elsewhere, tracked if it is ours */

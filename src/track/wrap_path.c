@@ -19,10 +19,8 @@
 				if ((type) != MTM_REC_NS)                     \
 					multi_check_at(dirfd, path, follow);  \
 			}                                                     \
-			leave();                                              \
 		}                                                             \
-		t_guard--;                                                    \
-		errno = err_;                                                 \
+		WRAP_LEAVE();                                                 \
 		return r_;                                                    \
 	} while (0)
 
@@ -50,10 +48,8 @@
 				rec(MTM_REC_META, 0, 0, rel_, (size_t)rl_);   \
 				multi_check_fd(fd);                           \
 			}                                                     \
-			leave();                                              \
 		}                                                             \
-		t_guard--;                                                    \
-		errno = err_;                                                 \
+		WRAP_LEAVE();                                                 \
 		return r_;                                                    \
 	} while (0)
 

@@ -39,38 +39,24 @@ static off_t pos_before(int fd, int append)
 }
 
 /* Wrapper body for a call writing at the position of tracked fd. */
-#define SEQ_WRITE(e, fd, call, append_expr)                                   \
-	do {                                                                  \
-		if (t_guard) {                                                \
-			note_untrackable();                                   \
-			return call;                                          \
-		}                                                             \
-		t_guard++;                                                    \
-		int in_ = enter();                                            \
-		int app_ = (append_expr);                                     \
-		off_t before_ = in_ ? pos_before(fd, app_) : -1;              \
-		ssize_t r_ = call;                                            \
-		int err_ = errno;                                             \
-		if (in_) {                                                    \
-			if (r_ > 0)                                           \
-				note_seq(fd, e, before_, r_, app_);           \
-			leave();                                              \
-		}                                                             \
-		t_guard--;                                                    \
-		errno = err_;                                                 \
-		return r_;                                                    \
+#define SEQ_WRITE(e, fd, call, append_expr)               \
+	do {                                              \
+		WRAP_ENTER(call);                         \
+		int app_ = (append_expr);                 \
+		off_t before_ = in_ ? pos_before(fd, app_) : -1; \
+		ssize_t r_ = call;                        \
+		int err_ = errno;                         \
+		if (in_ && r_ > 0)                        \
+			note_seq(fd, e, before_, r_, app_); \
+		WRAP_LEAVE();                             \
+		return r_;                                \
 	} while (0)
 
 /* Wrapper body for a call writing at offset off of tracked fd (pwrite). On
  * Linux, pwrite on an O_APPEND fd appends. */
 #define POS_WRITE(e, fd, call, off, append)                                   \
 	do {                                                                  \
-		if (t_guard) {                                                \
-			note_untrackable();                                   \
-			return call;                                          \
-		}                                                             \
-		t_guard++;                                                    \
-		int in_ = enter();                                            \
+		WRAP_ENTER(call);                                             \
 		off_t before_ = in_ && (append) ? pos_before(fd, 1) : -1;    \
 		ssize_t r_ = call;                                            \
 		int err_ = errno;                                             \
@@ -89,10 +75,8 @@ static off_t pos_before(int fd, int append)
 			}                                                     \
 			if (r_ > 0 && MULTI(e))                               \
 				multi_scan();                                 \
-			leave();                                              \
 		}                                                             \
-		t_guard--;                                                    \
-		errno = err_;                                                 \
+		WRAP_LEAVE();                                                 \
 		return r_;                                                    \
 	} while (0)
 
@@ -180,24 +164,15 @@ ssize_t splice(int in, off64_t *inoff, int out, off64_t *outoff, size_t n, unsig
 #include "track/calls.def"
 
 /* Calls on a tracked fd that succeed with 0 and leave one record. */
-#define FD_REC(e, call, type, a, b)                                           \
-	do {                                                                  \
-		if (t_guard) {                                                \
-			note_untrackable();                                   \
-			return call;                                          \
-		}                                                             \
-		t_guard++;                                                    \
-		int in_ = enter();                                            \
-		int r_ = call;                                                \
-		int err_ = errno;                                             \
-		if (in_) {                                                    \
-			if (r_ == 0)                                          \
-				rec_e(type, a, b, e);                         \
-			leave();                                              \
-		}                                                             \
-		t_guard--;                                                    \
-		errno = err_;                                                 \
-		return r_;                                                    \
+#define FD_REC(e, call, type, a, b)         \
+	do {                                \
+		WRAP_ENTER(call);           \
+		int r_ = call;              \
+		int err_ = errno;           \
+		if (in_ && r_ == 0)         \
+			rec_e(type, a, b, e); \
+		WRAP_LEAVE();               \
+		return r_;                  \
 	} while (0)
 
 #define SHIFTS(mode) ((mode) & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE))
