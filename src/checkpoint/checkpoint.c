@@ -745,6 +745,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	r->ci = &r->info;
 	r->opts = opts;
 	r->t0 = now_ns();
+	r->ph_debug = secure_getenv("METAMORI_DEBUG_CHECKPOINT") != NULL; /* (a session's too: the commit's parts) */
 	r->info.time_ns = r->t0;
 	r->info.message = (char *)(opts && opts->message ? opts->message : "");
 	*out = r;

@@ -20,6 +20,7 @@
  * open for writing is EROFS.
  */
 #define FUSE_USE_VERSION 31
+#include <dlfcn.h>
 #include <errno.h>
 #include <fuse.h>
 #include <stdio.h>
@@ -30,6 +31,62 @@
 #include "cli/cli.h"
 #include "cli/mountfs.h"
 
+/* libfuse3 is loaded when a mount starts, not linked into the CLI: every
+ * other command paid for loading it at its start, ~40 page faults and
+ * ~1.5 ms of CPU on the 2-CPU VM of BENCHMARKS-ARCHIVE.md T41 (a
+ * `metamori checkpoint` that a running session answers takes ~25 ms in
+ * all there). Its functions are taken at the versions the header names. */
+static struct {
+	struct fuse_context *(*get_context)(void);
+	struct fuse *(*new_fs)(struct fuse_args *, const struct fuse_operations *, size_t, void *);
+	int (*mount)(struct fuse *, const char *);
+	int (*daemonize)(int);
+	void (*unmount)(struct fuse *);
+	void (*destroy)(struct fuse *);
+	struct fuse_session *(*get_session)(struct fuse *);
+	int (*set_signal_handlers)(struct fuse_session *);
+	void (*remove_signal_handlers)(struct fuse_session *);
+	int (*loop)(struct fuse *);
+} fz;
+
+/* name at version, else its default version (a libfuse3 built without
+ * versioned symbols), else plain (fuse_new's own name in such a build) */
+static void *fuse_sym(void *h, const char *name, const char *version, const char *plain)
+{
+	void *p = dlvsym(h, name, version);
+	if (!p)
+		p = dlsym(h, name);
+	if (!p && plain)
+		p = dlsym(h, plain);
+	return p;
+}
+
+static int load_fuse(void)
+{
+	void *h = dlopen("libfuse3.so.3", RTLD_NOW | RTLD_LOCAL); /* (kept: the process serves the mount) */
+	if (!h)
+		return cli_error("mount", "could not load libfuse3.so.3 (is FUSE 3 installed?)");
+	struct { void **slot; const char *name, *version, *plain; } want[] = {
+		{(void **)&fz.get_context, "fuse_get_context", "FUSE_3.0", NULL},
+		{(void **)&fz.new_fs, "fuse_new", "FUSE_3.1", "fuse_new_31"},
+		{(void **)&fz.mount, "fuse_mount", "FUSE_3.0", NULL},
+		{(void **)&fz.daemonize, "fuse_daemonize", "FUSE_3.0", NULL},
+		{(void **)&fz.unmount, "fuse_unmount", "FUSE_3.0", NULL},
+		{(void **)&fz.destroy, "fuse_destroy", "FUSE_3.0", NULL},
+		{(void **)&fz.get_session, "fuse_get_session", "FUSE_3.0", NULL},
+		{(void **)&fz.set_signal_handlers, "fuse_set_signal_handlers", "FUSE_3.0", NULL},
+		{(void **)&fz.remove_signal_handlers, "fuse_remove_signal_handlers", "FUSE_3.0", NULL},
+		{(void **)&fz.loop, "fuse_loop", "FUSE_3.0", NULL},
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		if (!(*want[i].slot = fuse_sym(h, want[i].name, want[i].version, want[i].plain))) {
+			char why[128];
+			snprintf(why, sizeof why, "libfuse3.so.3 has no %s", want[i].name);
+			return cli_error("mount", why);
+		}
+	return 0;
+}
+
 typedef struct {
 	mtm_store *s;
 	mtm_id id; /* 0: every checkpoint */
@@ -38,7 +95,7 @@ typedef struct {
 	int64_t mounted_ns; /* time of the synthetic directories */
 } fs_state;
 
-static fs_state *state(void) { return fuse_get_context()->private_data; }
+static fs_state *state(void) { return fz.get_context()->private_data; }
 
 /* The library's codes as errno for the kernel. */
 static int to_errno(int rc)
@@ -363,6 +420,8 @@ static const struct fuse_operations ops = {
 
 int mountfs_run(const mountfs_opts *o)
 {
+	if (load_fuse())
+		return 1;
 	static fs_state fs;
 	fs.id = o->id;
 	fs.uid = getuid();
@@ -372,38 +431,38 @@ int mountfs_run(const mountfs_opts *o)
 	fs.mounted_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 	char *args[] = {"metamori", "-o", "ro,default_permissions,fsname=metamori,subtype=metamori", NULL};
 	struct fuse_args fa = FUSE_ARGS_INIT(3, args);
-	struct fuse *f = fuse_new(&fa, &ops, sizeof ops, &fs);
+	struct fuse *f = fz.new_fs(&fa, &ops, sizeof ops, &fs);
 	if (!f)
 		return cli_error("mount", "could not start FUSE");
-	if (fuse_mount(f, o->mountpoint)) {
-		fuse_destroy(f);
+	if (fz.mount(f, o->mountpoint)) {
+		fz.destroy(f);
 		return cli_error(o->mountpoint, "could not mount (is /dev/fuse there, and fusermount3 installed?)");
 	}
 	/* the store is opened after the fork (a handle is not shared across
 	 * fork), and the parent returns once the child is serving */
-	if (!o->foreground && fuse_daemonize(0)) {
-		fuse_unmount(f);
-		fuse_destroy(f);
+	if (!o->foreground && fz.daemonize(0)) {
+		fz.unmount(f);
+		fz.destroy(f);
 		return cli_error("mount", "could not go to the background");
 	}
 	int rc = mtm_open(&fs.s, o->store_dir);
 	if (rc) {
 		cli_fail(rc);
-		fuse_unmount(f);
-		fuse_destroy(f);
+		fz.unmount(f);
+		fz.destroy(f);
 		return 1;
 	}
-	struct fuse_session *se = fuse_get_session(f);
-	if (fuse_set_signal_handlers(se)) {
+	struct fuse_session *se = fz.get_session(f);
+	if (fz.set_signal_handlers(se)) {
 		mtm_close(fs.s);
-		fuse_unmount(f);
-		fuse_destroy(f);
+		fz.unmount(f);
+		fz.destroy(f);
 		return cli_error("mount", "could not set signal handlers");
 	}
-	rc = fuse_loop(f);
-	fuse_remove_signal_handlers(se);
-	fuse_unmount(f);
-	fuse_destroy(f);
+	rc = fz.loop(f);
+	fz.remove_signal_handlers(se);
+	fz.unmount(f);
+	fz.destroy(f);
 	mtm_close(fs.s);
 	return rc ? 1 : 0;
 }

@@ -22,7 +22,7 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	        scan ? "scanned: " : "tracked",
 	        scan ? (scan_why ? scan_why : "?") : "", t->hold ? " (read in place)" : "",
 	        (double)(tm->tpre - tm->tb) / 1e6, (double)(tm->tl - tm->t0) / 1e6, (double)(tm->t1 - tm->tl) / 1e6,
-	        (double)(tm->tr - tm->t1) / 1e6, (double)(now_ns() - tm->tr) / 1e6, (double)tm->wait_rec / 1e6,
+	        (double)(tm->tr - tm->t1) / 1e6, (double)(tm->tc - tm->tr) / 1e6, (double)tm->wait_rec / 1e6,
 	        (double)(ckpt_pack(r)->waited_ns - tm->wait_rec) / 1e6, (double)ckpt_pack(r)->write_ns / 1e6,
 	        (double)ckpt_pack(r)->fsync_ns / 1e6, nlive, nparent, (double)(tm->t0 - tm->tpre) / 1e6,
 	        (double)(tm->tpc - tm->tpre) / 1e6, (unsigned long long)t->precopied_blocks, (double)t->ahead_ns / 1e6,

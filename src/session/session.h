@@ -299,6 +299,13 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 /* The same, but when nothing differs from the head nothing is recorded
  * (out->id = 0; `run --every` ticks while the program idles). */
 int session_tracked_checkpoint_if_changed(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
+/* The same, and answer(arg, rc, info) as soon as the checkpoint is durable
+ * (or failed) and the writer lock let go, before the session drops what it
+ * held (the captures, the pre-copy's copies: ~0.7 ms for 200 files), so
+ * that a client is answered sooner. info is NULL when rc != 0. */
+typedef void (*session_answer_fn)(void *arg, int rc, const mtm_checkpoint_info *info);
+int session_tracked_checkpoint_answer(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
+                                      session_answer_fn answer, void *arg);
 /* mtm_checkpoint's entry: in the session process, a tracked checkpoint;
  * elsewhere, a request to the running session; MTM_ENOSESSION if none. */
 int session_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);

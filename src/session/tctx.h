@@ -119,7 +119,7 @@ void pending_free(void *p);
 
 /* describe.c: the phases of one checkpoint, for METAMORI_DEBUG_SESSION */
 typedef struct {
-	int64_t tb, t0, tpc, tl, tpre, t1, tr; /* begin, gate closed, pre-copy done, logs read, ... */
+	int64_t tb, t0, tpc, tl, tpre, t1, tr, tc; /* begin, gate closed, pre-copy done, logs read, ..., committed */
 	int64_t wait_rec;                      /* the pack's thread's wait, in the record */
 } tracked_times;
 void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_times *tm, int scan,

@@ -169,15 +169,24 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 	return rc;
 }
 
-/* Everything the checkpoint held, and the session's state for the next
- * interval. */
-static void tracked_end(tctx *t, ckpt_run *r, change_set *cs, int rc)
+/* The store let go: the statements, the transaction (rolled back unless
+ * committed), the pack writer, the writer lock. Before the caller is
+ * answered: a command it runs next may take the lock at once. */
+static void tracked_release(tctx *t, ckpt_run *r)
 {
-	mtm_session *ss = t->ss;
 	pathmap_free(&t->pending, pending_free);
 	sqlite3_finalize(t->q_sc);
 	sqlite3_finalize(t->q_links);
 	ckpt_end(r);
+}
+
+/* Everything else the checkpoint held, and the session's state for the
+ * next interval: after the caller was answered (~0.7 ms for W2's 200
+ * files: the captures, the pre-copy's copies, the change sets), and before
+ * the session does anything else. */
+static void tracked_end(tctx *t, change_set *cs, int rc)
+{
+	mtm_session *ss = t->ss;
 	prewrite_reset(ss); /* (after the pack writer: what it adopted is committed or rolled back) */
 	live_free(t->live);
 	deferred_free(t); /* the captures' bytes (after live_free: nothing points at them now) */
@@ -203,13 +212,17 @@ static void tracked_end(tctx *t, ckpt_run *r, change_set *cs, int rc)
 /* only_if_changed: when nothing differs from the head, nothing is recorded
  * (out->id 0, out->parent the head). */
 static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
-                              int only_if_changed)
+                              int only_if_changed, session_answer_fn answer, void *arg)
 {
 	if (out)
 		memset(out, 0, sizeof *out);
-	if (!same_excludes(ss, opts))
-		return mtm_set_error(MTM_EINVAL, "checkpoint: --exclude cannot change while 'metamori run' tracks the tree "
-		                                 "(give the patterns to 'metamori run')");
+	if (!same_excludes(ss, opts)) {
+		int rc = mtm_set_error(MTM_EINVAL, "checkpoint: --exclude cannot change while 'metamori run' tracks the "
+		                                   "tree (give the patterns to 'metamori run')");
+		if (answer)
+			answer(arg, rc, NULL);
+		return rc;
+	}
 	mtm_checkpoint_opts o = session_opts(ss, opts);
 	ckpt_run *r;
 	tracked_times tm = {.tb = now_ns()}; /* phases, for METAMORI_DEBUG_SESSION */
@@ -218,6 +231,8 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 	if (rc) {
 		ckpt_end(r);
 		prewrite_reset(ss); /* (what was written ahead may have been cut by now) */
+		if (answer)
+			answer(arg, rc, NULL);
 		return rc;
 	}
 	vec live = VEC_INIT(live_item), parent = VEC_INIT(entry);
@@ -243,20 +258,31 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 		ckpt_note_session(r, !scan, (uint64_t)(tm.t1 - tm.t0));
 		rc = ckpt_commit(r, &ci);
 	}
+	tm.tc = now_ns();
 	if (ss->debug)
 		tracked_report(ss, r, &t, &tm, scan, cs.scan_why, live.n, parent.n);
 	if (!rc) /* (skipped: the files' hashes are the parent's) */
 		keep_hashes(&t, skipped ? t.parent_id : ci.id);
 	else
 		pathmap_free(&ss->hashes, block_hashes_free);
-	tracked_end(&t, r, &cs, rc);
+	tracked_release(&t, r);
+	if (!rc) {
+		ci.tracked = !scan;
+		ci.pause_ns = (uint64_t)(tm.t1 - tm.t0);
+		if (skipped)
+			ci.parent = t.parent_id;
+		ss->scan_why = scan ? cs_why : NULL;
+	}
+	/* committed (the pack, then the index commit naming it, durable) or
+	 * rolled back, and the lock let go: the caller may be told */
+	if (answer)
+		answer(arg, rc, rc ? NULL : &ci);
+	int64_t te = now_ns();
+	tracked_end(&t, &cs, rc);
+	if (ss->debug)
+		log_msg(MTM_LOG_DEBUG, "session: after the answer: %.2f ms", (double)(now_ns() - te) / 1e6);
 	if (rc)
 		return rc;
-	ci.tracked = !scan;
-	ci.pause_ns = (uint64_t)(tm.t1 - tm.t0);
-	if (skipped)
-		ci.parent = t.parent_id;
-	ss->scan_why = scan ? cs_why : NULL;
 	if (out)
 		*out = ci;
 	else
@@ -266,10 +292,16 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 
 int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
 {
-	return tracked_checkpoint(ss, opts, out, 0);
+	return tracked_checkpoint(ss, opts, out, 0, NULL, NULL);
 }
 
 int session_tracked_checkpoint_if_changed(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
 {
-	return tracked_checkpoint(ss, opts, out, 1);
+	return tracked_checkpoint(ss, opts, out, 1, NULL, NULL);
+}
+
+int session_tracked_checkpoint_answer(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
+                                      session_answer_fn answer, void *arg)
+{
+	return tracked_checkpoint(ss, opts, out, 0, answer, arg);
 }
