@@ -735,12 +735,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	r->removed_ids = (vec)VEC_INIT(int64_t);
 	if (hooks)
 		r->hooks = *hooks;
-	/* A session's own checkpoints (hooks.arg: its state) read on this
-	 * thread alone: they read captures in memory mostly, and the session's
-	 * threads (watcher, pre-copy) read too, in the order its fault sweeps
-	 * count (tests/session: with a reader thread as well, the EIO meant for
-	 * a pre-copy pass could hit the watcher instead) */
-	reader_init(&r->rd, !r->hooks.arg);
+	reader_init(&r->rd);
 	r->ctx.hooks = &r->hooks;
 	r->ci = &r->info;
 	r->opts = opts;
@@ -893,7 +888,6 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 	if ((rc = insert_checkpoint(s, &r->info, r->ctx.branch)) || (rc = meta_set_int(s, "head", r->info.id)) ||
 	    (rc = meta_set_int(s, "next_id", r->info.id + 1)) || (rc = meta_set_int(s, "next_file_id", r->ctx.next_file_id)))
 		return rc;
-	reader_stop(&r->rd); /* every file is read: its thread ends meanwhile */
 	/* packs durable first, then the commit that names them; the held
 	 * block rows go in while the pack's last writes and fsync run */
 	int64_t c0 = now_ns();

@@ -307,7 +307,7 @@ static int compare_file_full(scan_reader *rd, file_src src, int64_t size, const 
 		return rc;
 	compare_state cs = {{map, 0, parent_h, parent_n, zero_block_hash()}, fn, arg, out, tick, tick_arg, 0, 0};
 	assert(map || parent_h);
-	read_piece *mine = rd->p[0], *ahead = rd->p[1];
+	read_piece *p = rd->p;
 	int64_t data_end = 0;
 	/* holes are found, not read (a 100 GiB sparse file costs its data) */
 	int seek_fd = !src.mem ? src.fd : src.mem->fd;
@@ -323,23 +323,10 @@ static int compare_file_full(scan_reader *rd, file_src src, int64_t size, const 
 			}
 		}
 		int64_t end = data_end < size ? data_end : size;
-		mine->off = cs.off;
-		mine->want = (size_t)(end - cs.off < (int64_t)cap ? end - cs.off : (int64_t)cap);
-		/* the piece after it, on the other thread, while we read this one */
-		int asked = 0;
-		if (mine->want == cap && cs.off + (int64_t)cap < end) {
-			ahead->off = cs.off + (int64_t)cap;
-			ahead->want = (size_t)(end - ahead->off < (int64_t)cap ? end - ahead->off : (int64_t)cap);
-			asked = reader_ahead(rd, src);
-		}
-		reader_read(src, mine);
-		rc = take_piece(&cs, mine);
-		if (asked) {
-			reader_wait(rd); /* (even after a failure: the thread holds the buffer) */
-			if (!rc && !cs.stop)
-				rc = take_piece(&cs, ahead);
-		}
-		if (rc)
+		p->off = cs.off;
+		p->want = (size_t)(end - cs.off < (int64_t)cap ? end - cs.off : (int64_t)cap);
+		reader_read(src, p);
+		if ((rc = take_piece(&cs, p)))
 			break;
 	}
 	*size_read = cs.off;
@@ -349,7 +336,7 @@ static int compare_file_full(scan_reader *rd, file_src src, int64_t size, const 
 int compare_file(file_src src, int64_t size, const vec *map, run_fn fn, void *arg, int64_t *size_read)
 {
 	scan_reader rd;
-	reader_init(&rd, 0);
+	reader_init(&rd);
 	int rc = compare_file_full(&rd, src, size, map, NULL, 0, fn, arg, size_read, NULL, NULL, NULL);
 	reader_free(&rd);
 	return rc;
@@ -359,7 +346,7 @@ int compare_file_ticking(file_src src, int64_t size, const vec *map, run_fn fn, 
                          read_tick_fn tick, void *tick_arg)
 {
 	scan_reader rd;
-	reader_init(&rd, 0);
+	reader_init(&rd);
 	int rc = compare_file_full(&rd, src, size, map, NULL, 0, fn, arg, size_read, NULL, tick, tick_arg);
 	reader_free(&rd);
 	return rc;
