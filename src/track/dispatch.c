@@ -45,7 +45,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "track/dispatch.h"
+#include "track/preload.h"
 
 #ifndef PR_SET_SYSCALL_USER_DISPATCH
 #define PR_SET_SYSCALL_USER_DISPATCH 59
@@ -58,23 +58,16 @@
 #define AUDIT_ARCH_X86_64 0xc000003eu
 #endif
 
-enum { D_NEVER = 0, D_ON = 1, D_LOST = 2 };
-static int g_d;                   /* D_*: atomic */
+/* (g_dispatch, D_*, and g_dispatch_since are in state.c: the log reads them) */
 static volatile char g_sel = SUD_ALLOW; /* the selector of every thread */
-static uint64_t g_since;
 static unsigned long g_lo, g_len; /* libc's text */
-static unsigned long g_traps;     /* calls trapped so far (atomic) */
-#define MAX_TRAPS 10000
-
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 /* The next definition of a function we wrap here (libc's). */
 static void *next(const char *name)
 {
 	void *p = dlsym(RTLD_NEXT, name);
 	if (!p)
-		abort(); /* every one of them is libc's (preload.c's resolve says why) */
+		abort(); /* every one of them is libc's (state.c's resolve says why) */
 	return p;
 }
 #define NEXT(type, name) ((type)next_cached(&next_##name, #name))
@@ -88,18 +81,15 @@ static void *next_cached(void **slot, const char *name)
 	return p;
 }
 static void *next__Fork, *next_sigaction, *next_sigprocmask, *next_pthread_sigmask, *next_pthread_create, *next_clone,
-	*next_prctl, *next_timer_create, *next_mq_notify, *next_signal, *next_sysv_signal, *next_bsd_signal, *next_sigset, *next_thrd_create;
-
-int dispatch_on(void) { return LOAD(&g_d) == D_ON; }
-uint64_t dispatch_since(void) { return g_since; }
+	*next_prctl, *next_timer_create, *next_mq_notify, *next_signal, *next_sysv_signal, *next_bsd_signal, *next_sigset, *next_thrd_create, *next_syscall;
 
 void dispatch_lose(void)
 {
-	if (LOAD(&g_d) != D_ON)
+	if (LOAD(&g_dispatch) != D_ON)
 		return;
 	g_sel = SUD_ALLOW; /* no thread traps from here on */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	STORE(&g_d, D_LOST);
+	STORE(&g_dispatch, D_LOST);
 	preload_dispatch_lost();
 }
 
@@ -131,12 +121,12 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *data)
 /* Threads of this process (its /proc/self/status), -1 if unknown. */
 static int threads(void)
 {
-	int fd = (int)preload_real_syscall(SYS_openat, AT_FDCWD, (long)"/proc/self/status", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+	int fd = (int)NEXT(long (*)(long, ...), syscall)(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	char buf[4096];
-	long n = preload_real_syscall(SYS_read, fd, (long)buf, sizeof buf - 1, 0, 0, 0);
-	preload_real_syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+	long n = NEXT(long (*)(long, ...), syscall)(SYS_read, fd, buf, sizeof buf - 1);
+	NEXT(long (*)(long, ...), syscall)(SYS_close, fd);
 	if (n <= 0)
 		return -1;
 	buf[n] = 0;
@@ -147,117 +137,14 @@ static int threads(void)
 /* Strip SIGSYS from a mask being blocked. */
 static const sigset_t *unblockable(const sigset_t *set, sigset_t *copy)
 {
-	if (!set || LOAD(&g_d) != D_ON || !sigismember(set, SIGSYS))
+	if (!set || LOAD(&g_dispatch) != D_ON || !sigismember(set, SIGSYS))
 		return set;
 	*copy = *set;
 	sigdelset(copy, SIGSYS);
 	return copy;
 }
 
-/* What a trapped call is. */
-enum { K_TRACED, K_HARMLESS, K_MASK, K_NATIVE, K_LOSE };
-static int kind(long nr)
-{
-	switch (nr) {
-	/* the interposer's syscall() records these */
-	case SYS_write: case SYS_pwrite64: case SYS_writev: case SYS_pwritev: case SYS_pwritev2:
-	case SYS_ftruncate: case SYS_fallocate: case SYS_close: case SYS_renameat2: case SYS_renameat:
-	case SYS_unlinkat: case SYS_mkdirat: case SYS_openat2: case SYS_pidfd_getfd: case SYS_io_uring_setup:
-	/* and these, through the wrappers of their libc functions (below) */
-	case SYS_open: case SYS_openat: case SYS_creat: case SYS_rename: case SYS_unlink: case SYS_mkdir:
-	case SYS_rmdir: case SYS_truncate: case SYS_mmap: case SYS_munmap: case SYS_mprotect: case SYS_msync:
-	case SYS_dup: case SYS_dup2: case SYS_dup3: case SYS_fcntl: case SYS_execve:
-		return K_TRACED;
-	/* change no file and nothing the interposer follows */
-	case SYS_read: case SYS_pread64: case SYS_readv: case SYS_preadv: case SYS_preadv2: case SYS_lseek:
-	case SYS_fstat: case SYS_stat: case SYS_lstat: case SYS_newfstatat: case SYS_statx: case SYS_access:
-	case SYS_faccessat: case SYS_faccessat2: case SYS_getdents64: case SYS_readlink: case SYS_readlinkat:
-	case SYS_getcwd: case SYS_poll: case SYS_ppoll: case SYS_select: case SYS_pselect6: case SYS_epoll_wait:
-	case SYS_epoll_pwait: case SYS_epoll_ctl: case SYS_epoll_create1: case SYS_futex: case SYS_nanosleep:
-	case SYS_clock_nanosleep: case SYS_clock_gettime: case SYS_clock_getres: case SYS_gettimeofday:
-	case SYS_time: case SYS_getcpu: case SYS_getpid: case SYS_gettid: case SYS_getppid: case SYS_getuid:
-	case SYS_geteuid: case SYS_getgid: case SYS_getegid: case SYS_sched_yield: case SYS_getrandom:
-	case SYS_madvise: case SYS_brk: case SYS_recvfrom: case SYS_sendto: case SYS_sendmsg: case SYS_socket:
-	case SYS_connect: case SYS_accept: case SYS_accept4: case SYS_bind: case SYS_listen: case SYS_getsockopt:
-	case SYS_setsockopt: case SYS_shutdown: case SYS_getsockname: case SYS_getpeername: case SYS_kill:
-	case SYS_tgkill: case SYS_tkill: case SYS_getrusage: case SYS_uname: case SYS_sysinfo: case SYS_fsync:
-	case SYS_fdatasync: case SYS_fadvise64: case SYS_wait4: case SYS_waitid: case SYS_exit:
-	case SYS_exit_group: case SYS_sched_getaffinity: case SYS_pipe2: case SYS_eventfd2:
-		return K_HARMLESS;
-	case SYS_rt_sigprocmask:
-		return K_MASK;
-	/* cannot be made from a handler: they need the caller's own stack */
-	case SYS_clone: case SYS_clone3: case SYS_fork: case SYS_vfork: case SYS_rt_sigreturn:
-		return K_NATIVE;
-	default:
-		return K_LOSE;
-	}
-}
-
-static long traced(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
-{
-	switch (nr) {
-	case SYS_open: return open((const char *)a1, (int)a2, (mode_t)a3);
-	case SYS_openat: return openat((int)a1, (const char *)a2, (int)a3, (mode_t)a4);
-	case SYS_creat: return creat((const char *)a1, (mode_t)a2);
-	case SYS_rename: return rename((const char *)a1, (const char *)a2);
-	case SYS_unlink: return unlink((const char *)a1);
-	case SYS_mkdir: return mkdir((const char *)a1, (mode_t)a2);
-	case SYS_rmdir: return rmdir((const char *)a1);
-	case SYS_truncate: return truncate((const char *)a1, (off_t)a2);
-	case SYS_mmap: return (long)mmap((void *)a1, (size_t)a2, (int)a3, (int)a4, (int)a5, (off_t)a6);
-	case SYS_munmap: return munmap((void *)a1, (size_t)a2);
-	case SYS_mprotect: return mprotect((void *)a1, (size_t)a2, (int)a3);
-	case SYS_msync: return msync((void *)a1, (size_t)a2, (int)a3);
-	case SYS_dup: return dup((int)a1);
-	case SYS_dup2: return dup2((int)a1, (int)a2);
-	case SYS_dup3: return dup3((int)a1, (int)a2, (int)a3);
-	case SYS_fcntl: return fcntl((int)a1, (int)a2, a3);
-	case SYS_execve: return execve((const char *)a1, (char *const *)a2, (char *const *)a3);
-	default: return preload_traced_syscall(nr, a1, a2, a3, a4, a5, a6);
-	}
-}
-
-static void on_sigsys(int sig, siginfo_t *si, void *ctx)
-{
-	ucontext_t *uc = ctx;
-	greg_t *g = uc->uc_mcontext.gregs;
-	if (si->si_code != SUD_CODE) {
-		/* not a trap of ours (seccomp, kill): what SIGSYS does by default */
-		struct sigaction dfl = {.sa_handler = SIG_DFL};
-		NEXT(int (*)(int, const struct sigaction *, struct sigaction *), sigaction)(sig, &dfl, NULL);
-		raise(sig);
-		return;
-	}
-	int saved = errno;
-	long nr = si->si_syscall;
-	int k = (unsigned)si->si_arch == AUDIT_ARCH_X86_64 ? kind(nr) : K_NATIVE;
-	if (k == K_NATIVE) {
-		/* make it again, from where it was made, with nothing trapped */
-		dispatch_lose();
-		g[REG_RIP] -= 2; /* syscall, sysenter and int $0x80 are two bytes */
-		g[REG_RAX] = nr;
-		errno = saved;
-		return;
-	}
-	long a1 = g[REG_RDI], a2 = g[REG_RSI], a3 = g[REG_RDX], a4 = g[REG_R10], a5 = g[REG_R8], a6 = g[REG_R9];
-	/* a trap costs a signal: a program that makes its own calls all the
-	 * time is left to the session's look at its code instead */
-	if (k == K_LOSE || __atomic_add_fetch(&g_traps, 1, __ATOMIC_RELAXED) > MAX_TRAPS)
-		dispatch_lose();
-	if (k == K_MASK && a2 && (a1 == SIG_BLOCK || a1 == SIG_SETMASK) && LOAD(&g_d) == D_ON) {
-		/* the kernel's sigset: SIGSYS is bit SIGSYS - 1 of the first word */
-		static __thread unsigned long mask;
-		mask = *(const unsigned long *)a2 & ~(1ul << (SIGSYS - 1));
-		a2 = (long)&mask;
-	}
-	errno = 0;
-	long r = k == K_TRACED ? traced(nr, a1, a2, a3, a4, a5, a6) : preload_real_syscall(nr, a1, a2, a3, a4, a5, a6);
-	g[REG_RAX] = r == -1 && errno ? -errno : r;
-	errno = saved;
-}
-
-void dispatch_start(void)
+void dispatch_start(void (*handler)(int, siginfo_t *, void *))
 {
 	/* Opt-in (METAMORI_DISPATCH=1): every system call a program makes
 	 * outside libc then costs a signal (a runtime that makes its own, Go's
@@ -273,7 +160,7 @@ void dispatch_start(void)
 		return; /* a thread made before us may not trap: never on */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
-	sa.sa_sigaction = on_sigsys;
+	sa.sa_sigaction = handler;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigset_t sys;
@@ -287,19 +174,19 @@ void dispatch_start(void)
 		g_sel = SUD_ALLOW;
 		return;
 	}
-	g_since = preload_epoch(); /* read after: this interval is not covered */
-	STORE(&g_d, D_ON);
+	STORE(&g_dispatch_since, preload_epoch()); /* read after: this interval is not covered */
+	STORE(&g_dispatch, D_ON);
 }
 
 void dispatch_fork_child(void)
 {
-	if (LOAD(&g_d) != D_ON)
+	if (LOAD(&g_dispatch) != D_ON)
 		return;
 	if (thread_on() != 0) {
 		dispatch_lose();
 		return;
 	}
-	g_since = preload_epoch();
+	STORE(&g_dispatch_since, preload_epoch());
 }
 
 /* Threads: on before the program's start routine runs. */
@@ -308,7 +195,7 @@ static void *thread_start(void *p)
 {
 	struct start s = *(struct start *)p;
 	free(p);
-	if (LOAD(&g_d) == D_ON && thread_on() != 0)
+	if (LOAD(&g_dispatch) == D_ON && thread_on() != 0)
 		dispatch_lose();
 	return s.fn(s.arg);
 }
@@ -316,7 +203,7 @@ static void *thread_start(void *p)
 int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	typedef int (*fn_t)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-	struct start *s = LOAD(&g_d) == D_ON ? malloc(sizeof *s) : NULL;
+	struct start *s = LOAD(&g_dispatch) == D_ON ? malloc(sizeof *s) : NULL;
 	if (!s) {
 		dispatch_lose();
 		return NEXT(fn_t, pthread_create)(t, attr, fn, arg);
@@ -389,7 +276,7 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 	if (sig == SIGSYS && act)
 		dispatch_lose(); /* the program's own handler (a seccomp sandbox's) */
 	struct sigaction copy;
-	if (act && LOAD(&g_d) == D_ON && sigismember(&act->sa_mask, SIGSYS)) {
+	if (act && LOAD(&g_dispatch) == D_ON && sigismember(&act->sa_mask, SIGSYS)) {
 		copy = *act;
 		sigdelset(&copy.sa_mask, SIGSYS);
 		act = &copy;
@@ -438,7 +325,15 @@ int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 	return NEXT(int (*)(int, const sigset_t *, sigset_t *), pthread_sigmask)(how, how == SIG_UNBLOCK ? set :
 	                                                                          unblockable(set, &copy), old);
 }
+/* A SIGSYS that is not a trap of ours (seccomp, kill): what it does by
+ * default. */
+void dispatch_sigsys_default(int sig)
+{
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	NEXT(int (*)(int, const struct sigaction *, struct sigaction *), sigaction)(sig, &dfl, NULL);
+	raise(sig);
+}
 #else
-void dispatch_start(void) {}
+void dispatch_start(void (*handler)(int, siginfo_t *, void *)) { (void)handler; }
 void dispatch_fork_child(void) {}
 #endif

@@ -335,11 +335,16 @@ def test_session_killed_with_the_gate_closed():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: os.path.exists(os.path.join(ctl, "n")), "the writer")
     os.kill(sess.pid, signal.SIGUSR1)  # a checkpoint that holds the gate for 3 s
-    time.sleep(1.0)
-    held = open(os.path.join(ctl, "n")).read()
-    time.sleep(0.3)
-    if open(os.path.join(ctl, "n")).read() != held:
-        raise T.Failure("the writer was not held at the gate")
+    # held: the writer makes no progress for 0.3 s, once the checkpoint has
+    # reached its barrier (under load that may take more than a second)
+    deadline = time.time() + 10
+    while True:
+        held = open(os.path.join(ctl, "n")).read()
+        time.sleep(0.3)
+        if open(os.path.join(ctl, "n")).read() == held:
+            break
+        if time.time() > deadline:
+            raise T.Failure("the writer was not held at the gate")
     os.kill(sess.pid, signal.SIGKILL)
     sess.wait()
     wait_for(lambda: open(os.path.join(ctl, "n")).read() != held, "the writer to go on after the session died",
