@@ -102,7 +102,11 @@ static int add_point(tctx *t, const char *path, int subtree)
 	entry pe;
 	if ((rc = live_stat(t, path, &it, &have_live)))
 		return rc;
-	if ((rc = index_entry_at(t->s, path, t->lin, &pe, &have_pe))) {
+	/* the passes looked the parent's entry up already, for the blocks they
+	 * copied (only the session moves the head; prune keeps what it reads) */
+	if ((have_pe = parent_entry_get(t->ss->bg_ph, t->parent_id, path, &pe)))
+		rc = 0;
+	else if ((rc = index_entry_at(t->s, path, t->lin, &pe, &have_pe))) {
 		free(it.target);
 		free(it.xattrs);
 		return rc;
