@@ -247,6 +247,7 @@ struct ckpt_run {
 	uint64_t done_bytes, total_bytes;
 	int in_tx, committed;
 	int sc_loaded; /* the stat cache rows of the recorded paths are read (record_paths) */
+	sqlite3_stmt *sc_get; /* one row of the stat cache by path (statcache_get) */
 	ckpt_hooks hooks;
 	int regions_recorded; /* the handle's region hashes now describe this checkpoint, once committed */
 	int ph_debug;
@@ -798,37 +799,57 @@ static int parent_totals(run_state *r)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(r->s, rc, "index");
 }
 
-/* The stat cache rows of the paths in parent and live only: a tracked
- * checkpoint never reads the rows of untouched files. */
-static int statcache_load_paths(run_state *r, const vec *parent, const vec *live)
+/* path's stat cache row into r->sc (*out NULL: none), read once a
+ * checkpoint. */
+static int statcache_get(run_state *r, const char *path, const sc_row **out)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(r->s->db,
-	                            "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
+	*out = pathmap_get(&r->sc, path);
+	if (*out)
+		return 0;
+	int rc;
+	if (!r->sc_get &&
+	    (rc = sqlite3_prepare_v2(r->s->db,
+	                             "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?",
+	                             -1, &r->sc_get, NULL)) != SQLITE_OK)
 		return db_error(r->s, rc, "index");
-	for (size_t i = 0; i < parent->n + live->n; i++) {
-		const char *path = i < parent->n ? VEC_AT(parent, entry, i).path : VEC_AT(live, live_item, i - parent->n).path;
-		if (pathmap_get(&r->sc, path))
-			continue;
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-		if ((rc = sqlite3_step(st)) == SQLITE_DONE)
-			continue;
-		if (rc != SQLITE_ROW) {
-			sqlite3_finalize(st);
-			return db_error(r->s, rc, "index");
-		}
-		sc_row *row = malloc(sizeof *row);
+	sqlite3_stmt *st = r->sc_get;
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sc_row *row = NULL;
+	if (rc == SQLITE_ROW) {
+		row = malloc(sizeof *row);
 		if (!row || pathmap_put(&r->sc, path, row)) {
 			free(row);
-			sqlite3_finalize(st);
-			return mtm_set_error(ENOMEM, "stat cache");
+			rc = mtm_set_error(ENOMEM, "stat cache");
+		} else {
+			statcache_row_read(st, 0, row);
+			rc = 0;
 		}
-		statcache_row_read(st, 0, row);
+	} else {
+		rc = rc == SQLITE_DONE ? 0 : db_error(r->s, rc, "index");
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st); /* (path is not ours to keep bound) */
+	*out = rc ? NULL : row;
+	return rc;
+}
+
+int ckpt_statcache_row(ckpt_run *r, const char *path, const sc_row **out)
+{
+	return statcache_get(r, path, out);
+}
+
+/* The stat cache rows of the paths in parent and live only: a tracked
+ * checkpoint never reads the rows of untouched files (and not twice the
+ * rows a session's collect read already, ckpt_statcache_row). */
+static int statcache_load_paths(run_state *r, const vec *parent, const vec *live)
+{
+	for (size_t i = 0; i < parent->n + live->n; i++) {
+		const char *path = i < parent->n ? VEC_AT(parent, entry, i).path : VEC_AT(live, live_item, i - parent->n).path;
+		const sc_row *row;
+		MTM_TRY(statcache_get(r, path, &row));
+	}
 	return 0;
 }
 
@@ -927,6 +948,7 @@ void ckpt_end(ckpt_run *r)
 	s->log_pending = 0;
 	sqlite3_finalize(r->sc_put);
 	sqlite3_finalize(r->sc_del);
+	sqlite3_finalize(r->sc_get);
 	blockhash_stmts_free(&r->bh);
 	reader_free(&r->rd);
 	vec_free(&r->removed_ids);

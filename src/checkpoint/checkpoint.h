@@ -50,6 +50,10 @@ mtm_id ckpt_parent(const ckpt_run *r);
 const pack_writer *ckpt_pack(const ckpt_run *r);
 const lineage *ckpt_lineage(const ckpt_run *r);
 const ignore_set *ckpt_ignore(const ckpt_run *r);
+/* path's stat cache row as this checkpoint reads it (*out NULL: none; the
+ * row lives until ckpt_end): a session's collect asks for each touched
+ * file's, and ckpt_record then does not read it again. */
+int ckpt_statcache_row(ckpt_run *r, const char *path, const sc_row **out);
 /* Records live against parent (both sorted by path), which hold only the
  * touched paths; everything else is unchanged. */
 int ckpt_record(ckpt_run *r, vec *parent, vec *live);

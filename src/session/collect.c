@@ -102,7 +102,11 @@ static int add_point(tctx *t, const char *path, int subtree)
 	entry pe;
 	if ((rc = live_stat(t, path, &it, &have_live)))
 		return rc;
-	if ((rc = index_entry_at(t->s, path, t->lin, &pe, &have_pe))) {
+	/* the passes looked the parent's entry up already, for the blocks they
+	 * copied (only the session moves the head; prune keeps what it reads) */
+	if ((have_pe = parent_entry_get(t->ss->bg_ph, t->parent_id, path, &pe)))
+		rc = 0;
+	else if ((rc = index_entry_at(t->s, path, t->lin, &pe, &have_pe))) {
 		free(it.target);
 		free(it.xattrs);
 		return rc;
@@ -150,24 +154,20 @@ static int put_point(tctx *t, const char *path)
 	       : mtm_set_error(ENOMEM, "checkpoint");
 }
 
-/* The stat cache row the parent's version left for path: its inode. */
+/* The stat cache row the parent's version left for path: its inode. The
+ * row is read through the checkpoint, which keeps it for its record (one
+ * lookup a touched file, not two). */
 static int sc_inode(tctx *t, const char *path, int64_t ver, int64_t *dev, int64_t *ino, int *found)
 {
+	const sc_row *row;
 	*found = 0;
-	int rc;
-	if (!t->q_sc && (rc = sqlite3_prepare_v2(t->s->db, "SELECT ver, dev, ino FROM statcache WHERE path=?", -1, &t->q_sc,
-	                                         NULL)) != SQLITE_OK)
-		return db_error(t->s, rc, "index");
-	sqlite3_reset(t->q_sc);
-	sqlite3_bind_text(t->q_sc, 1, path, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(t->q_sc);
-	if (rc == SQLITE_ROW && sqlite3_column_int64(t->q_sc, 0) == ver) {
-		*dev = sqlite3_column_int64(t->q_sc, 1);
-		*ino = sqlite3_column_int64(t->q_sc, 2);
+	MTM_TRY(ckpt_statcache_row(t->run, path, &row));
+	if (row && row->ver == ver) {
+		*dev = row->dev;
+		*ino = row->ino;
 		*found = 1;
 	}
-	sqlite3_reset(t->q_sc);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(t->s, rc, "index");
+	return 0;
 }
 
 /* Namespace changes: whole subtrees, unless an ancestor's covers them, and

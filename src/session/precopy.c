@@ -42,6 +42,7 @@ struct parent_hashes {
 	mtm_id at;           /* the head they belong to (0: none yet) */
 	lineage lin;         /* at's */
 	pathmap fid;         /* path -> (file_id at `at`) + 1, or 1 when not a file there */
+	pathmap ent;         /* path -> entry* at `at` (found there), for the checkpoint's collect */
 	keymap hash;         /* (file_id, blkno) -> the hash at `at` */
 	int off;             /* a lookup failed: none until the head changes */
 };
@@ -54,11 +55,41 @@ int parent_hashes_get(const parent_hashes *ph, mtm_id parent, int64_t file_id, i
 	return v != NULL;
 }
 
+static void entry_free(void *p)
+{
+	if (p)
+		entry_clear(p);
+	free(p);
+}
+
+/* A copy the caller owns (entry_clear): strings and attributes duplicated. */
+static int entry_dup(const entry *e, entry *out)
+{
+	*out = *e;
+	out->path = strdup(e->path);
+	out->target = e->target ? strdup(e->target) : NULL;
+	out->xattrs = e->xattrs_len ? malloc(e->xattrs_len) : NULL;
+	if (!out->path || (e->target && !out->target) || (e->xattrs_len && !out->xattrs)) {
+		entry_clear(out);
+		return ENOMEM;
+	}
+	if (e->xattrs_len)
+		memcpy(out->xattrs, e->xattrs, e->xattrs_len);
+	return 0;
+}
+
+int parent_entry_get(const parent_hashes *ph, mtm_id parent, const char *path, entry *out)
+{
+	const entry *e = ph && parent && ph->at == parent ? pathmap_get(&ph->ent, path) : NULL;
+	return e && !entry_dup(e, out);
+}
+
 void parent_hashes_free(parent_hashes *ph)
 {
 	if (!ph)
 		return;
 	lineage_free(&ph->lin);
+	pathmap_free(&ph->ent, entry_free);
 	pathmap_free(&ph->fid, NULL);
 	keymap_free(&ph->hash);
 	free(ph);
@@ -98,9 +129,13 @@ static void note_parent_hash(mtm_session *ss, parent_hashes *ph, const char *pat
 			return;
 		}
 		f = found && e.kind == KIND_FILE && e.file_id > 0 ? (intptr_t)e.file_id + 1 : 1;
-		if (found)
+		entry *kept = found ? malloc(sizeof *kept) : NULL;
+		if (kept)
+			*kept = e;
+		else if (found)
 			entry_clear(&e);
-		if (pathmap_put(&ph->fid, path, (void *)f)) {
+		if (pathmap_put(&ph->fid, path, (void *)f) || (kept && pathmap_put(&ph->ent, path, kept))) {
+			entry_free(kept);
 			ph->off = 1;
 			return;
 		}

@@ -236,6 +236,11 @@ void prewrite_free(mtm_session *ss);
 typedef struct parent_hashes parent_hashes;
 int parent_hashes_get(const parent_hashes *ph, mtm_id parent, int64_t file_id, int64_t b, uint64_t *out);
 void parent_hashes_free(parent_hashes *ph);
+/* The parent's entry at path as the session's passes looked it up (for the
+ * blocks they copied), while parent is still the head they looked at: a
+ * copy in *out (entry_clear), 1; else 0 (look it up). Saves the collect a
+ * lookup a touched file inside the pause. */
+int parent_entry_get(const parent_hashes *ph, mtm_id parent, const char *path, entry *out);
 /* The session's passes while the program runs (run.c): when records came
  * since the last one. Returns the poll timeout until the next (ms), -1: none. */
 int session_precopy_tick(mtm_session *ss);

@@ -175,7 +175,6 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 static void tracked_release(tctx *t, ckpt_run *r)
 {
 	pathmap_free(&t->pending, pending_free);
-	sqlite3_finalize(t->q_sc);
 	sqlite3_finalize(t->q_links);
 	ckpt_end(r);
 }
@@ -236,8 +235,9 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 		return rc;
 	}
 	vec live = VEC_INIT(live_item), parent = VEC_INIT(entry);
-	tctx t = {.ss = ss, .s = ss->s, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live, .parent = &parent,
-	          .budget = capture_budget(), .parent_id = ckpt_parent(r), .deferred = VEC_INIT(deferred_copy)};
+	tctx t = {.ss = ss, .s = ss->s, .run = r, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live,
+	          .parent = &parent, .budget = capture_budget(), .parent_id = ckpt_parent(r),
+	          .deferred = VEC_INIT(deferred_copy)};
 	/* what the session's passes peeked and copied while the program ran is
 	 * this checkpoint's now (the logs' peek offsets match it) */
 	change_set cs = ss->bg_cs;

@@ -33,7 +33,8 @@ struct pack_flusher {
 	uint64_t off;
 	int fd;
 	int64_t pack_id;
-	int sync;                  /* then fsync every pack touched (and the directory) */
+	int sync;                  /* then fsync every pack touched (and the directory); FLUSH_SYNC_AHEAD: fd only */
+	uint64_t drop_from, drop_to; /* FLUSH_SYNC_AHEAD: what leaves the page cache once durable */
 	int synced;                /* that was done */
 	int err;                   /* the first failure's errno */
 	int err_what;              /* FAILED_* */
@@ -157,7 +158,15 @@ static void *flusher_main(void *arg)
 				(void)sync_file_range(f->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
 			f->w->write_ns += now_ns() - t0;
 		}
-		if (!failed && !rc && f->sync) {
+		if (!failed && !rc && f->sync == FLUSH_SYNC_AHEAD) {
+			int64_t t0 = now_ns();
+			if ((rc = io_fsync(f->fd)))
+				what = FAILED_FSYNC;
+			else if (f->drop_to > f->drop_from) /* (a hint, as in sync_packs) */
+				(void)posix_fadvise(f->fd, (off_t)f->drop_from, (off_t)(f->drop_to - f->drop_from),
+				                    POSIX_FADV_DONTNEED);
+			f->w->fsync_ns += now_ns() - t0;
+		} else if (!failed && !rc && f->sync) {
 			int64_t t0 = now_ns();
 			rc = sync_packs(f->w, &what, &pack);
 			f->w->fsync_ns += now_ns() - t0;
@@ -242,6 +251,9 @@ int flusher_hand_over(pack_writer *w, int sync)
 	f->fd = w->fd;
 	f->pack_id = w->pack_id;
 	f->sync = sync;
+	f->synced = 0; /* (until this job's fsyncs: bytes handed over now are not covered by an earlier one) */
+	f->drop_from = w->ahead.base;
+	f->drop_to = w->drop_cache ? w->ahead.end & ~(uint64_t)4095 : 0; /* (not the last partial page) */
 	f->busy = 1;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);

@@ -16,7 +16,11 @@
 
 int flusher_init(pack_writer *w);
 /* Hands w's buffered bytes (perhaps none) over, with the fsyncs if sync,
- * and gives w the other buffer; waits for the previous job first. */
+ * and gives w the other buffer; waits for the previous job first.
+ * sync FLUSH_SYNC_AHEAD: only the current pack's fsync (the records
+ * written ahead, w->ahead), without the touched list, which the writer
+ * goes on changing meanwhile. */
+#define FLUSH_SYNC_AHEAD 2
 int flusher_hand_over(pack_writer *w, int sync);
 /* Waits for the job in hand; the first failure, as an error line. */
 int flusher_wait(pack_writer *w);

@@ -78,6 +78,12 @@ typedef struct {
 		int64_t dev, ino;     /* through this file */
 	} ahead;
 	uint64_t ahead_adopted;
+	/* The records written ahead, fsynced as soon as the checkpoint's writer
+	 * continues after them (while the checkpoint collects and records), and
+	 * the pack's size then: a commit that appended nothing since waits for
+	 * that fsync instead of making its own (pack_writer_sync_begin). */
+	int early_sync;
+	uint64_t early_size;
 } pack_writer;
 typedef struct pack_ahead pack_ahead;
 

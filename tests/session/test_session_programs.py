@@ -395,6 +395,41 @@ ck("end")
     T.rmtree(root)
 
 
+def test_prune_folds_what_the_precopy_looked_up():
+    # The pre-copy's passes keep the parent's entry of each file they copy
+    # blocks of, and the checkpoint's collect takes it from there (SESSION.md).
+    # A prune between a pass and the checkpoint may fold the version that
+    # entry names into the head (a renumbering): the checkpoint, and the next
+    # ones, must still restore exactly, and the store verify.
+    root = S.new_tree({"a": os.urandom(64 * 4096), "b": b"b" * 5000})
+    body = r'''
+def mtm(*a):
+    subprocess.run([T.METAMORI, "-C", ROOT] + list(a), check=True, stdout=subprocess.DEVNULL)
+ck("a written")
+for i in range(3):                      # a's entry stays at an early version
+    with open(P("b"), "ab") as g:
+        g.write(b"line %d\n" % i)
+    ck("b %d" % i)
+for i in range(3):
+    with open(P("a"), "r+b") as f:      # a pass copies the block and looks a's entry up ...
+        f.seek(4096 * (7 + 9 * i)); f.write(os.urandom(4096))
+    time.sleep(0.3)
+    mtm("prune", "--keep-last", "1", "--gc-threshold", "0")   # ... then a's version is folded into the head
+    ck("after prune %d" % i)
+with open(P("a"), "r+b") as f:
+    f.seek(4096 * 40); f.write(b"last")
+ck("end")
+'''
+    p, res = scenario(root, body)
+    kept = {c["id"] for c in T.log_json(root)}
+    res = [r for r in res if r["id"] in kept]
+    if len(res) < 2:
+        raise T.Failure("prune kept only %s" % sorted(kept))
+    S.check_restores(root, res)
+    T.run(["-C", root, "verify", "--data"])
+    T.rmtree(root)
+
+
 def test_linked_program_checkpoints_itself():
     # mtm_checkpoint() in a program linked with libmetamori asks the session
     exe = os.path.join(T.tempdir("mtm-linked-"), "linked")
@@ -426,5 +461,5 @@ if __name__ == "__main__":
         T.exit_skipped("no interposer at %s" % PRELOAD)
     T.main([test_append, test_threads, test_fork, test_stdio, test_mmap, test_python_writer, test_tar_extract_delete,
             test_sqlite_rollback_journal, test_sqlite_wal, test_git, test_lockstep_consistency, test_scattered_writes_consistency, test_concurrent_requests_and_every,
-            test_prune_and_tag_during_the_session,
+            test_prune_and_tag_during_the_session, test_prune_folds_what_the_precopy_looked_up,
             test_linked_program_checkpoints_itself])

@@ -561,15 +561,24 @@ def overflow_test(kind):
             s = Session({"a": b"a"}, env={"METAMORI_WATCH": kind}, run_args=())
         finally:
             set_sysctl(knob, old)  # the queue's bound was taken when the session started
+        # "many" watched (a checkpoint: the session has read its event and
+        # set a watch), then the session stopped while the queue fills: it
+        # overflows whatever the machine's load (a session that reads as
+        # fast as the events come never lets 8 pile up)
         os.makedirs(s.P("many"))
-        for i in range(64):
-            T.write_file(s.P("many/f%02d" % i), b"%d" % i)
-            outside_write(s.P("a"), 0, b"%d" % i)
-        # made while the queue is full: their events are lost too
-        os.makedirs(s.P("late/sub"))
-        T.write_file(s.P("late/sub/g"), b"g" * 5000)
-        link = os.path.join(T.tempdir("mtm-outside-"), "alias")
-        os.link(s.P("many/f00"), link)
+        s.ck("many")
+        os.kill(s.p.pid, signal.SIGSTOP)
+        try:
+            for i in range(64):
+                T.write_file(s.P("many/f%02d" % i), b"%d" % i)
+                outside_write(s.P("a"), 0, b"%d" % i)
+            # made while the queue is full: their events are lost too
+            os.makedirs(s.P("late/sub"))
+            T.write_file(s.P("late/sub/g"), b"g" * 5000)
+            link = os.path.join(T.tempdir("mtm-outside-"), "alias")
+            os.link(s.P("many/f00"), link)
+        finally:
+            os.kill(s.p.pid, signal.SIGCONT)
         out = s.ck("overflow")
         # the watches lost with those events are set again: what changes
         # there now is seen by the next (tracked) checkpoint
