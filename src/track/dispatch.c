@@ -62,26 +62,20 @@
 static volatile char g_sel = SUD_ALLOW; /* the selector of every thread */
 static unsigned long g_lo, g_len; /* libc's text */
 
-/* The next definition of a function we wrap here (libc's). */
-static void *next(const char *name)
-{
-	void *p = dlsym(RTLD_NEXT, name);
-	if (!p)
-		abort(); /* every one of them is libc's (state.c's resolve says why) */
-	return p;
-}
+/* The next definition of a function we wrap here (libc's), through
+ * state.c's resolve; calls.def's table has the others (REAL). */
 #define NEXT(type, name) ((type)next_cached(&next_##name, #name))
 static void *next_cached(void **slot, const char *name)
 {
 	void *p = __atomic_load_n(slot, __ATOMIC_RELAXED);
 	if (!p) {
-		p = next(name);
+		p = resolve(name);
 		__atomic_store_n(slot, p, __ATOMIC_RELAXED);
 	}
 	return p;
 }
 static void *next__Fork, *next_sigaction, *next_sigprocmask, *next_pthread_sigmask, *next_pthread_create, *next_clone,
-	*next_prctl, *next_timer_create, *next_mq_notify, *next_signal, *next_sysv_signal, *next_bsd_signal, *next_sigset, *next_thrd_create, *next_syscall;
+	*next_prctl, *next_timer_create, *next_mq_notify, *next_signal, *next_sysv_signal, *next_bsd_signal, *next_sigset, *next_thrd_create;
 
 void dispatch_lose(void)
 {
@@ -121,12 +115,12 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *data)
 /* Threads of this process (its /proc/self/status), -1 if unknown. */
 static int threads(void)
 {
-	int fd = (int)NEXT(long (*)(long, ...), syscall)(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
+	int fd = (int)REAL(syscall)(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	char buf[4096];
-	long n = NEXT(long (*)(long, ...), syscall)(SYS_read, fd, buf, sizeof buf - 1);
-	NEXT(long (*)(long, ...), syscall)(SYS_close, fd);
+	long n = REAL(syscall)(SYS_read, fd, buf, sizeof buf - 1);
+	REAL(syscall)(SYS_close, fd);
 	if (n <= 0)
 		return -1;
 	buf[n] = 0;
@@ -155,7 +149,7 @@ void dispatch_start(void (*handler)(int, siginfo_t *, void *))
 	const char *on = secure_getenv("METAMORI_DISPATCH");
 	if (!on || strcmp(on, "1") != 0)
 		return;
-	void *in_libc = next("syscall");
+	void *in_libc = resolve("syscall");
 	if (!dl_iterate_phdr(find_libc, in_libc) || threads() != 1)
 		return; /* a thread made before us may not trap: never on */
 	struct sigaction sa;

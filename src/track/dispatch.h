@@ -26,8 +26,7 @@ DISPATCH_HIDDEN void dispatch_sigsys_default(int sig);
  * preload.h, read by the log too.) */
 
 /* The interposer's side. */
-/* libc's syscall(), and ours (which records what it changes): wrap_syscall.c */
-DISPATCH_HIDDEN long preload_real_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6);
+/* our syscall() (which records what it changes): wrap_syscall.c */
 DISPATCH_HIDDEN long preload_traced_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6);
 /* ctl->epoch, or 0 without a session: notes.c */
 DISPATCH_HIDDEN uint64_t preload_epoch(void);

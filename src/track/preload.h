@@ -94,9 +94,18 @@
 /* ------------------------------------------------------------------ */
 /* The table of real functions.                                        */
 
+/* One table for the whole library (defined in state.c): a function is
+ * looked up once, at its first call from any file, as when the interposer
+ * was one file (a trapped call's handler, trap.c, finds libc's syscall()
+ * resolved by then, not looked up inside the handler). */
+#ifdef PRELOAD_REAL_TABLE_HERE
+#define REAL_SLOT(name) PRELOAD_HIDDEN name##_fn real_##name
+#else
+#define REAL_SLOT(name) PRELOAD_HIDDEN extern name##_fn real_##name
+#endif
 #define W_CUSTOM(ret, name, params) \
 	typedef ret(*name##_fn) params; \
-	static name##_fn real_##name __attribute__((unused));
+	REAL_SLOT(name);
 #define W_REAL(ret, name, params) W_CUSTOM(ret, name, params)
 #define W_NS(ret, name, params, args, d, p) W_CUSTOM(ret, name, params)
 #define W_META(ret, name, params, args, d, p, f) W_CUSTOM(ret, name, params)
@@ -119,7 +128,7 @@
 #include "track/calls.def"
 
 /* The real function called name (dlsym(RTLD_NEXT)); aborts if libc has none.
- * Each file has its own table: each resolves what it calls, once. */
+ * (REAL caches it in the table.) */
 PRELOAD_HIDDEN void *resolve(const char *name);
 #define REAL(name)                                                             \
 	(*({                                                                   \

@@ -1,5 +1,6 @@
 /* state.c — the interposer's state: what the session told it, its log, its
  * locks (declared, with what each holds, in preload.h). */
+#define PRELOAD_REAL_TABLE_HERE /* (the table of real functions: preload.h) */
 #include "track/preload.h"
 
 int g_state;

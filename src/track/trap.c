@@ -114,7 +114,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 		a2 = (long)&mask;
 	}
 	errno = 0;
-	long r = k == K_TRACED ? traced(nr, a1, a2, a3, a4, a5, a6) : preload_real_syscall(nr, a1, a2, a3, a4, a5, a6);
+	long r = k == K_TRACED ? traced(nr, a1, a2, a3, a4, a5, a6) : REAL(syscall)(nr, a1, a2, a3, a4, a5, a6);
 	g[REG_RAX] = r == -1 && errno ? -errno : r;
 	errno = saved;
 }

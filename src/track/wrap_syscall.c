@@ -14,11 +14,6 @@ long syscall(long n, ...)
 	return preload_traced_syscall(n, a1, a2, a3, a4, a5, a6);
 }
 
-long preload_real_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6)
-{
-	return REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
-}
-
 /* What syscall() does for a call, also for a call trapped by dispatch.c. */
 long preload_traced_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6)
 {
