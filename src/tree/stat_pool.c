@@ -265,7 +265,8 @@ int stat_pool_push(stat_pool *p, dirjob *jobs, size_t n)
 		p->offered += n;
 		if (p->offered >= START_JOBS)
 			start(p);
-		wake(p);
+		if (p->ahead_dirs < AHEAD_DIRS && p->ahead_names < AHEAD_NAMES)
+			wake(p); /* (else it is woken when there is room) */
 	}
 	pthread_mutex_unlock(&p->mu);
 	return 0;
@@ -350,7 +351,10 @@ void stat_pool_take(stat_pool *p, dirjob *j)
 		p->ahead_dirs--;
 		p->ahead_names -= j->n;
 		j->by_helper = 0;
-		wake(p); /* room ahead again */
+		/* room ahead again: woken once half is taken, not per directory
+		 * (a tree of many small directories) */
+		if (p->ahead_dirs <= AHEAD_DIRS / 2 && p->ahead_names <= AHEAD_NAMES / 2)
+			wake(p);
 	}
 	j->state = J_TAKEN;
 	pthread_mutex_unlock(&p->mu);
