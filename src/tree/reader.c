@@ -1,6 +1,7 @@
 /* reader.c — see reader.h. */
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -91,6 +92,146 @@ int mtm_set_mapped_reads(int on)
 	return 0;
 }
 
+static void hash_blocks(const unsigned char *at, size_t got, uint64_t *h)
+{
+	size_t nblk = (got + MTM_BLOCK - 1) / MTM_BLOCK;
+	for (size_t b = 0; b < nblk; b++) {
+		const unsigned char *blk = at + b * MTM_BLOCK;
+		size_t len = got - b * MTM_BLOCK;
+		if (len < MTM_BLOCK) { /* the file's last block, zero-padded */
+			unsigned char pad[MTM_BLOCK];
+			memcpy(pad, blk, len);
+			memset(pad + len, 0, MTM_BLOCK - len);
+			h[b] = XXH3_64bits(pad, MTM_BLOCK);
+		} else {
+			h[b] = XXH3_64bits(blk, MTM_BLOCK);
+		}
+	}
+}
+
+/* Hashes len mapped bytes at at into h; 0, or -1 if the file was shortened
+ * under them (a SIGBUS anywhere in [lo, hi), this thread's mapping). */
+static int hash_mapped(const unsigned char *at, size_t len, uint64_t *h, const unsigned char *lo,
+                       const unsigned char *hi)
+{
+	sigjmp_buf jb;
+	if (sigsetjmp(jb, 0)) {
+		bus_jmp = NULL;
+		return -1;
+	}
+	bus_lo = lo;
+	bus_hi = hi;
+	bus_jmp = &jb;
+	atomic_signal_fence(memory_order_seq_cst); /* (set before the first touch) */
+	hash_blocks(at, len, h);
+	atomic_signal_fence(memory_order_seq_cst);
+	bus_jmp = NULL;
+	return 0;
+}
+
+/* A second thread hashing part of a big window while we hash the rest:
+ * warm, hashing is all a scan's reading costs once nothing is copied. */
+struct hash_helper {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	const unsigned char *at, *lo, *hi;
+	size_t len;
+	uint64_t *h;
+	int posted, done, fault, quit;
+};
+
+static void *helper_main(void *arg)
+{
+	struct hash_helper *hh = arg;
+	pthread_mutex_lock(&hh->mu);
+	for (;;) {
+		while (!hh->posted && !hh->quit)
+			pthread_cond_wait(&hh->cv, &hh->mu);
+		if (hh->quit)
+			break;
+		hh->posted = 0;
+		pthread_mutex_unlock(&hh->mu);
+		int fault = hash_mapped(hh->at, hh->len, hh->h, hh->lo, hh->hi);
+		pthread_mutex_lock(&hh->mu);
+		hh->fault = fault;
+		hh->done = 1;
+		pthread_cond_broadcast(&hh->cv);
+	}
+	pthread_mutex_unlock(&hh->mu);
+	return NULL;
+}
+
+static struct hash_helper *helper_start(void)
+{
+	struct hash_helper *hh = calloc(1, sizeof *hh);
+	if (!hh)
+		return NULL;
+	pthread_mutex_init(&hh->mu, NULL);
+	pthread_cond_init(&hh->cv, NULL);
+	/* the helper takes no signal but its own faults (a caller's handler
+	 * of SIGINT, say, must not run on a thread of ours) */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigdelset(&all, SIGBUS);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&hh->th, NULL, helper_main, hh);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		pthread_cond_destroy(&hh->cv);
+		pthread_mutex_destroy(&hh->mu);
+		free(hh);
+		return NULL;
+	}
+	return hh;
+}
+
+static void helper_stop(struct hash_helper *hh)
+{
+	if (!hh)
+		return;
+	pthread_mutex_lock(&hh->mu);
+	hh->quit = 1;
+	pthread_cond_broadcast(&hh->cv);
+	pthread_mutex_unlock(&hh->mu);
+	pthread_join(hh->th, NULL);
+	pthread_cond_destroy(&hh->cv);
+	pthread_mutex_destroy(&hh->mu);
+	free(hh);
+}
+
+/* Below this a window is hashed on one thread: the hand-off would cost
+ * more than the half it saves (W2's 16 KiB files never wake the helper). */
+#define SHARE_MIN ((size_t)1 << 20)
+
+/* The window's blocks hashed into rd->win_h, on two threads when it is
+ * big; 0, or -1 if the file was shortened under it. */
+static int hash_window(scan_reader *rd)
+{
+	const unsigned char *lo = rd->win, *hi = rd->win + rd->win_len;
+	if (rd->win_len < SHARE_MIN || (!rd->hh && !(rd->hh = helper_start())))
+		return hash_mapped(lo, rd->win_len, rd->win_h, lo, hi);
+	struct hash_helper *hh = rd->hh;
+	size_t nblk = (rd->win_len + MTM_BLOCK - 1) / MTM_BLOCK, mine = nblk / 2;
+	pthread_mutex_lock(&hh->mu);
+	hh->at = lo + mine * MTM_BLOCK;
+	hh->len = rd->win_len - mine * MTM_BLOCK;
+	hh->h = rd->win_h + mine;
+	hh->lo = lo;
+	hh->hi = hi;
+	hh->done = hh->fault = 0;
+	hh->posted = 1;
+	pthread_cond_broadcast(&hh->cv);
+	pthread_mutex_unlock(&hh->mu);
+	int fault = hash_mapped(lo, mine * MTM_BLOCK, rd->win_h, lo, hi);
+	pthread_mutex_lock(&hh->mu);
+	while (!hh->done)
+		pthread_cond_wait(&hh->cv, &hh->mu);
+	fault |= hh->fault;
+	pthread_mutex_unlock(&hh->mu);
+	return fault ? -1 : 0;
+}
+
 void reader_init(scan_reader *rd)
 {
 	memset(rd, 0, sizeof *rd);
@@ -107,8 +248,8 @@ void reader_end_file(scan_reader *rd)
 	rd->win_len = 0;
 }
 
-/* The window holding [off, off + want) of fd, mapped if all of it is
- * cached: the one we have, or a new one from off on (up to until). */
+/* The window holding [off, off + want) of fd, mapped and hashed if all of
+ * it is cached: the one we have, or a new one from off on (up to until). */
 static void window_for(scan_reader *rd, int fd, int64_t off, size_t want, int64_t until)
 {
 	if (rd->win_fd == fd && off >= rd->win_off && off + (int64_t)want <= rd->win_off + (int64_t)rd->win_len)
@@ -127,47 +268,19 @@ static void window_for(scan_reader *rd, int fd, int64_t off, size_t want, int64_
 	uint64_t pages = ((uint64_t)len + 4095) / 4096;
 	if (syscall(SYS_cachestat, fd, &r, &cs, 0) || cs.cache < pages)
 		return; /* (not all cached: read; its read-ahead serves the cold case) */
+	if (!rd->win_h && !(rd->win_h = malloc(MAP_WINDOW / MTM_BLOCK * sizeof *rd->win_h)))
+		return;
 	void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
 	if (m == MAP_FAILED)
 		return;
 	rd->win = m;
 	if (reader_mapped_hook)
 		reader_mapped_hook(fd, rd->win, rd->win_len);
-}
-
-static void hash_blocks(const unsigned char *at, size_t got, uint64_t *h)
-{
-	size_t nblk = (got + MTM_BLOCK - 1) / MTM_BLOCK;
-	for (size_t b = 0; b < nblk; b++) {
-		const unsigned char *blk = at + b * MTM_BLOCK;
-		size_t len = got - b * MTM_BLOCK;
-		if (len < MTM_BLOCK) { /* the file's last block, zero-padded */
-			unsigned char pad[MTM_BLOCK];
-			memcpy(pad, blk, len);
-			memset(pad + len, 0, MTM_BLOCK - len);
-			h[b] = XXH3_64bits(pad, MTM_BLOCK);
-		} else {
-			h[b] = XXH3_64bits(blk, MTM_BLOCK);
-		}
+	if (hash_window(rd)) {
+		/* shortened under us: the window is read, as pread finds it now */
+		munmap(rd->win, rd->win_len);
+		rd->win = NULL;
 	}
-}
-
-/* Hashes the mapped piece; 0, or -1 if the file was shortened under it. */
-static int hash_mapped(read_piece *p, const unsigned char *at, const unsigned char *lo, const unsigned char *hi)
-{
-	sigjmp_buf jb;
-	if (sigsetjmp(jb, 0)) {
-		bus_jmp = NULL;
-		return -1;
-	}
-	bus_lo = lo;
-	bus_hi = hi;
-	bus_jmp = &jb;
-	atomic_signal_fence(memory_order_seq_cst); /* (set before the first touch) */
-	hash_blocks(at, p->want, p->h);
-	atomic_signal_fence(memory_order_seq_cst);
-	bus_jmp = NULL;
-	return 0;
 }
 
 int reader_reserve(scan_reader *rd, size_t cap)
@@ -204,14 +317,13 @@ void reader_read(scan_reader *rd, file_src src, read_piece *p)
 	    p->until >= p->off + (int64_t)p->want) {
 		window_for(rd, src.fd, p->off, p->want, p->until);
 		if (rd->win) {
-			const unsigned char *at = rd->win + (p->off - rd->win_off);
-			if (!hash_mapped(p, at, rd->win, rd->win + rd->win_len)) {
-				p->map = at;
-				p->got = p->want;
-				p->err = 0;
-				return;
-			}
-			reader_end_file(rd); /* shortened: read what is left, as pread finds it */
+			size_t first = (size_t)(p->off - rd->win_off) / MTM_BLOCK;
+			p->map = rd->win + (p->off - rd->win_off);
+			p->got = p->want;
+			p->err = 0;
+			/* (a piece ends at a block's end, or where the window does) */
+			memcpy(p->h, rd->win_h + first, (p->want + MTM_BLOCK - 1) / MTM_BLOCK * sizeof *p->h);
+			return;
 		}
 	}
 	if ((p->err = src_pread(src, p->buf, p->want, p->off, &p->got)))
@@ -246,6 +358,8 @@ int reader_settle(read_piece *p, size_t b, size_t e)
 void reader_free(scan_reader *rd)
 {
 	reader_end_file(rd);
+	helper_stop(rd->hh);
+	free(rd->win_h);
 	free(rd->p);
 	free(rd->mem);
 	memset(rd, 0, sizeof *rd);

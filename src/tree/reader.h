@@ -66,6 +66,8 @@ typedef struct scan_reader {
 	int64_t win_off;
 	size_t win_len;
 	unsigned char *win;
+	uint64_t *win_h;         /* the hashes of win's blocks (MAP_WINDOW / MTM_BLOCK) */
+	struct hash_helper *hh;  /* the thread hashing part of a big window, once one came */
 } scan_reader;
 
 void reader_init(scan_reader *rd);
