@@ -314,7 +314,7 @@ void reader_read(scan_reader *rd, file_src src, read_piece *p)
 	p->got = 0;
 	p->map = NULL;
 	if (atomic_load_explicit(&map_reads, memory_order_relaxed) && !src.mem && p->want > 0 &&
-	    p->until >= p->off + (int64_t)p->want) {
+	    p->until >= p->off + (int64_t)p->want && (p->until - p->off >= (int64_t)MAP_MIN || rd->win_fd == src.fd)) {
 		window_for(rd, src.fd, p->off, p->want, p->until);
 		if (rd->win) {
 			size_t first = (size_t)(p->off - rd->win_off) / MTM_BLOCK;
