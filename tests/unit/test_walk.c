@@ -207,6 +207,7 @@ static void checkpoint(void)
 {
 	mtm_checkpoint_info info;
 	assert_int_equal(mtm_checkpoint(S, NULL, &info), 0);
+	mtm_free(info.message);
 }
 
 static void threads_walk_as_one(void **state)
