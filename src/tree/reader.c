@@ -11,6 +11,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "metamori.h"
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* (Linux 5.14; an older kernel says EINVAL: the hashing faults them in) */
+#endif
 #include "tree/reader.h"
 #include "util/error.h"
 #include "util/xxh.h"
@@ -119,6 +122,10 @@ static int hash_mapped(const unsigned char *at, size_t len, uint64_t *h, const u
 		bus_jmp = NULL;
 		return -1;
 	}
+	/* its pages mapped first, in one call (each thread its own part: the
+	 * mapping is made without MAP_POPULATE); EFAULT: past the file's end */
+	if (madvise((void *)at, len, MADV_POPULATE_READ) && errno == EFAULT)
+		return -1;
 	bus_lo = lo;
 	bus_hi = hi;
 	bus_jmp = &jb;
@@ -270,7 +277,7 @@ static void window_for(scan_reader *rd, int fd, int64_t off, size_t want, int64_
 		return; /* (not all cached: read; its read-ahead serves the cold case) */
 	if (!rd->win_h && !(rd->win_h = malloc(MAP_WINDOW / MTM_BLOCK * sizeof *rd->win_h)))
 		return;
-	void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
+	void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, (off_t)off);
 	if (m == MAP_FAILED)
 		return;
 	rd->win = m;
