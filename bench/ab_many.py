@@ -12,7 +12,7 @@ new / old, the median of the per-interval ratios (each pair ran within a
 second of each other), and `status` of both trees at the end (each must be
 clean). Run the same build on both sides to see the noise of the moment.
 
-usage: ab_many.py OLD NEW [--intervals 12] [--files 20000] [--work DIR] [--env K=V] [--env-old K=V]
+usage: ab_many.py OLD NEW [--intervals 12] [--files 20000] [--work DIR] [--env K=V] [--env-old K=V] [--as-bench]
 """
 import argparse
 import os
@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--env", action="append", default=[], help="K=V for the new build only")
     ap.add_argument("--env-old", action="append", default=[], help="K=V for the old build only")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--as-bench", action="store_true",
+                    help="before each checkpoint, bench_many's stat walk (find) and read of the changed files")
     a = ap.parse_args()
     bins = {"old": os.path.abspath(a.old), "new": os.path.abspath(a.new)}
     envs = {k: dict(os.environ, **dict(kv.split("=", 1) for kv in v)) if v else None
@@ -66,7 +68,13 @@ def main():
     for i in range(a.intervals):
         for name in (("old", "new") if i % 2 == 0 else ("new", "old")):
             w = ws[name]
-            w.interval()
+            changed = w.interval()
+            if a.as_bench:
+                os.sync()
+                subprocess.run(["find", w.root, "(", "-name", ".git", "-o", "-name", ".metamori", ")", "-prune",
+                                "-o", "-printf", "%s\n"], check=True, stdout=subprocess.DEVNULL)
+                os.sync()
+                subprocess.run(["sh", "-c", 'cat "$@" > /dev/null', "cat"] + changed, cwd=w.root, check=True)
             os.sync()
             res[name].append(timed([bins[name], "-C", w.root, "checkpoint", "-q"], envs[name]))
         print(f"interval {i + 1}: old {res['old'][-1][0] * 1e3:.1f} ms, new {res['new'][-1][0] * 1e3:.1f} ms, "
