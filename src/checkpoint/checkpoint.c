@@ -248,6 +248,8 @@ struct ckpt_run {
 	int in_tx, committed;
 	int sc_loaded; /* the stat cache rows of the recorded paths are read (record_paths) */
 	sqlite3_stmt *sc_get; /* one row of the stat cache by path (statcache_get) */
+	int sc_defer;   /* the stat cache rows go to sc_kept (hooks.sc_kept), not into the index */
+	pathmap sc_out; /* path -> sc_row* (ver 0: deleted): the rows this checkpoint did not write */
 	ckpt_hooks hooks;
 	int regions_recorded; /* the handle's region hashes now describe this checkpoint, once committed */
 	int ph_debug;
@@ -376,6 +378,36 @@ static int compare_whole(run_state *r, file_src src, const struct stat *st, int6
 	return rc;
 }
 
+/* The stat cache row of path for version ver (0: no row), written now or
+ * kept for the layer above (ckpt_hooks.sc_kept). */
+static int sc_keep(run_state *r, const char *path, int64_t ver, const struct stat *st, int64_t seen)
+{
+	sc_row *row = malloc(sizeof *row);
+	if (!row)
+		return mtm_set_error(ENOMEM, "stat cache");
+	if (ver)
+		statcache_row_make(r->s, ver, st, seen, row);
+	else
+		memset(row, 0, sizeof *row);
+	sc_row *old = pathmap_get(&r->sc_out, path);
+	if (pathmap_put(&r->sc_out, path, row)) {
+		free(row);
+		return mtm_set_error(ENOMEM, "stat cache");
+	}
+	free(old);
+	return 0;
+}
+
+static int sc_write(run_state *r, const char *path, int64_t ver, const struct stat *st, int64_t seen)
+{
+	return r->sc_defer ? sc_keep(r, path, ver, st, seen) : statcache_put(r->s, &r->sc_put, path, ver, st, seen);
+}
+
+static int sc_delete(run_state *r, const char *path)
+{
+	return r->sc_defer ? sc_keep(r, path, 0, NULL, 0) : statcache_del(r->s, &r->sc_del, path);
+}
+
 /* Records one live regular file: compares its content with its history. */
 static int record_file(run_state *r, live_item *it, entry *pe, gone_file *renamed)
 {
@@ -469,7 +501,7 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	 * later scan skip the file only if nobody else can have written it */
 	if (cap && !cap->whole && !cap->vouched)
 		seen = STATCACHE_UNVOUCHED;
-	return statcache_put(r->s, &r->sc_put, it->path, ver, &st, seen);
+	return sc_write(r, it->path, ver, &st, seen);
 }
 
 static int record_other(run_state *r, const live_item *it, const entry *pe)
@@ -500,7 +532,7 @@ static int record_removal(run_state *r, const entry *pe)
 		return mtm_set_error(ENOMEM, "checkpoint");
 	if (id)
 		*id = pe->file_id;
-	return pe->kind == KIND_FILE ? statcache_del(r->s, &r->sc_del, pe->path) : 0;
+	return pe->kind == KIND_FILE ? sc_delete(r, pe->path) : 0;
 }
 
 static int scan_and_record(run_state *r, vec *parent, vec *live)
@@ -551,7 +583,7 @@ static int scan_and_record(run_state *r, vec *parent, vec *live)
 			pe = NULL;
 		i++;
 		r->ci->entries++;
-		if (pe && pe->kind != it->kind && pe->kind == KIND_FILE && (rc = statcache_del(r->s, &r->sc_del, pe->path)))
+		if (pe && pe->kind != it->kind && pe->kind == KIND_FILE && (rc = sc_delete(r, pe->path)))
 			break;
 		if (it->kind != KIND_FILE) {
 			if ((rc = record_other(r, it, pe)))
@@ -736,6 +768,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	r->removed_ids = (vec)VEC_INIT(int64_t);
 	if (hooks)
 		r->hooks = *hooks;
+	r->sc_defer = r->hooks.sc_kept != NULL;
 	reader_init(&r->rd);
 	r->ctx.hooks = &r->hooks;
 	r->ci = &r->info;
@@ -807,6 +840,20 @@ static int statcache_get(run_state *r, const char *path, const sc_row **out)
 	if (*out)
 		return 0;
 	int rc;
+	const sc_row *kept;
+	if (r->hooks.sc_pending && r->hooks.sc_pending(r->hooks.arg, path, &kept)) {
+		/* written by a checkpoint of the session, not in the index yet */
+		sc_row *row = kept ? malloc(sizeof *row) : NULL;
+		if (!kept)
+			return 0; /* deleted */
+		if (!row || pathmap_put(&r->sc, path, row)) {
+			free(row);
+			return mtm_set_error(ENOMEM, "stat cache");
+		}
+		*row = *kept;
+		*out = row;
+		return 0;
+	}
 	if (!r->sc_get &&
 	    (rc = sqlite3_prepare_v2(r->s->db,
 	                             "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?",
@@ -838,6 +885,12 @@ static int statcache_get(run_state *r, const char *path, const sc_row **out)
 int ckpt_statcache_row(ckpt_run *r, const char *path, const sc_row **out)
 {
 	return statcache_get(r, path, out);
+}
+
+void ckpt_statcache_direct(ckpt_run *r)
+{
+	assert(!r->sc_out.n); /* (before the record) */
+	r->sc_defer = 0;
 }
 
 /* The stat cache rows of the paths in parent and live only: a tracked
@@ -927,6 +980,11 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 		        (c1 - c0) / 1e6, (c2 - c1) / 1e6, (now_ns() - c2) / 1e6);
 	r->in_tx = 0;
 	r->committed = 1;
+	if (r->hooks.sc_kept) {
+		r->hooks.sc_kept(r->hooks.arg, &r->sc_out); /* (the values are its now) */
+		pathmap_free(&r->sc_out, NULL);
+		memset(&r->sc_out, 0, sizeof r->sc_out);
+	}
 	for (size_t i = 0; r->regions_recorded && i < s->n_regions; i++)
 		s->regions[i].hashes_at = r->info.id;
 	s->log_rows += s->log_pending;
@@ -955,6 +1013,7 @@ void ckpt_end(ckpt_run *r)
 	pack_writer_free(&r->ctx.pw);
 	index_writer_free(&r->ctx.iw);
 	pathmap_free(&r->sc, free);
+	pathmap_free(&r->sc_out, free);
 	lineage_free(&r->parent_lin);
 	ignore_free(&r->ign);
 	store_load_branches(s);

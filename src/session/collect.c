@@ -382,6 +382,11 @@ int collect_scan(tctx *t, mtm_id parent)
 	assert(!t->live->n && !t->parent->n); /* (restart_as_scan dropped the tracked sides) */
 	live_free(t->live);
 	entries_free(t->parent);
+	/* the walk trusts the stat cache as the index holds it: the rows the
+	 * session kept go in first, and this record's rows (the whole tree's,
+	 * it may be) are written, not kept */
+	MTM_TRY(session_sc_write(t->ss));
+	ckpt_statcache_direct(t->run);
 	scan_ticks st = {.ss = t->ss, .gate = secure_getenv("METAMORI_TEST_SCAN_GATE")};
 	MTM_TRY(scan_changed(t->s, t->ign, parent, 0, t->live, t->parent, &t->rest, scan_tick, &st));
 	/* every file kept is new, replaced or not vouched for: all are read */
