@@ -841,8 +841,8 @@ static int statcache_get(run_state *r, const char *path, const sc_row **out)
 		return 0;
 	int rc;
 	const sc_row *kept;
-	if (r->hooks.sc_pending && r->hooks.sc_pending(r->hooks.arg, path, &kept)) {
-		/* written by a checkpoint of the session, not in the index yet */
+	if (r->hooks.sc_pending && r->hooks.sc_pending(r->hooks.arg, r->info.parent, path, &kept)) {
+		/* kept by the session (not in the index yet), or read by its passes */
 		sc_row *row = kept ? malloc(sizeof *row) : NULL;
 		if (!kept)
 			return 0; /* deleted */

@@ -38,10 +38,12 @@ typedef struct ckpt_hooks {
 	 * the store's last pack (a running session), so this checkpoint starts
 	 * a pack of its own. */
 	int (*pack_fresh)(mtm_store *s);
-	/* The stat cache rows a session keeps in memory, not yet written
-	 * (sc_kept): 1 if it holds one for path, *row then that row, or NULL if
-	 * the row was deleted. */
-	int (*sc_pending)(void *arg, const char *path, const sc_row **row);
+	/* The stat cache row of path as the layer above knows it without
+	 * asking the index: one a session keeps in memory, not yet written
+	 * (sc_kept), or one its passes read while the program ran, while parent
+	 * is still the head they read at: 1 if it knows, *row then that row,
+	 * or NULL if there is none. */
+	int (*sc_pending)(void *arg, mtm_id parent, const char *path, const sc_row **row);
 	/* Given, once the checkpoint is committed, the stat cache rows it did
 	 * not write (path -> sc_row*, ver 0: the row deleted; the values are the
 	 * callee's to keep, the keys are freed after): with this hook, a

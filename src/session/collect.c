@@ -264,11 +264,24 @@ static int check_new_dirs(tctx *t)
  * name that was a hard link, or a file that had some, needs a scan. */
 static int check_parent_links(tctx *t)
 {
-	int rc = 0;
+	int rc = 0, any = 0;
+	/* no link row in any version: no touched file has other names (one
+	 * query on entry_links, which holds exactly those rows, instead of one
+	 * a touched file inside the pause) */
+	sqlite3_stmt *st;
+	if ((rc = sqlite3_prepare_v2(t->s->db, "SELECT 1 FROM entry INDEXED BY entry_links WHERE kind = 8 LIMIT 1", -1, &st,
+	                             NULL)) != SQLITE_OK)
+		return db_error(t->s, rc, "index");
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(t->s, rc, "index");
+	any = rc == SQLITE_ROW;
+	rc = 0;
 	for (size_t i = 0; i < t->parent->n && !rc; i++) {
 		const entry *pe = &VEC_AT(t->parent, entry, i);
 		int linked = pe->kind == KIND_LINK;
-		if (pe->kind == KIND_FILE && (rc = has_links(t, pe->path, &linked)))
+		if (any && pe->kind == KIND_FILE && (rc = has_links(t, pe->path, &linked)))
 			break;
 		if (linked)
 			rc = need_scan(t, "a touched file is or was hard-linked");

@@ -21,12 +21,12 @@ static int hook_parent_hash(void *arg, mtm_id parent, int64_t file_id, int64_t b
 	return parent_hashes_get(ss->bg_ph, parent, file_id, b, out);
 }
 
-static int hook_sc_pending(void *arg, const char *path, const sc_row **row)
+static int hook_sc_pending(void *arg, mtm_id parent, const char *path, const sc_row **row)
 {
 	const mtm_session *ss = arg;
 	const sc_row *r = ss->sc_kept.n ? pathmap_get(&ss->sc_kept, path) : NULL;
 	if (!r)
-		return 0;
+		return parent_sc_get(ss->bg_ph, parent, path, row);
 	*row = r->ver ? r : NULL;
 	return 1;
 }

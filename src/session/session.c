@@ -86,6 +86,7 @@ int session_sc_write(mtm_session *ss)
 	sqlite3_finalize(put);
 	sqlite3_finalize(del);
 	ss->sc_in_tx = !rc;
+	parent_sc_forget(ss->bg_ph); /* (what the passes read is older now) */
 	return rc;
 }
 

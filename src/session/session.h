@@ -247,6 +247,11 @@ void parent_hashes_free(parent_hashes *ph);
  * copy in *out (entry_clear), 1; else 0 (look it up). Saves the collect a
  * lookup a touched file inside the pause. */
 int parent_entry_get(const parent_hashes *ph, mtm_id parent, const char *path, entry *out);
+/* The same for the stat cache row of a file whose entry they looked up: 1
+ * if known (*row NULL: none), 0 (look it up). The rows the session writes
+ * (session_sc_write) drop what they read. */
+int parent_sc_get(const parent_hashes *ph, mtm_id parent, const char *path, const sc_row **row);
+void parent_sc_forget(parent_hashes *ph);
 /* The session's passes while the program runs (run.c): when records came
  * since the last one. Returns the poll timeout until the next (ms), -1: none. */
 int session_precopy_tick(mtm_session *ss);
