@@ -151,14 +151,13 @@ static int choose_branch(mtm_store *s, mtm_id head, int64_t *out)
 	int64_t hb = 0;
 	if (head) {
 		MTM_TRY(checkpoint_branch(s, head, &hb));
+		static const char sql[] = "SELECT 1 FROM checkpoint WHERE branch=? AND id>? LIMIT 1";
 		sqlite3_stmt *st;
-		int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM checkpoint WHERE branch=? AND id>? LIMIT 1", -1, &st, NULL);
-		if (rc != SQLITE_OK)
-			return db_error(s, rc, "index");
+		MTM_TRY(db_cached(s, sql, sql, &st));
 		sqlite3_bind_int64(st, 1, hb);
 		sqlite3_bind_int64(st, 2, head);
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
 		if (rc == SQLITE_DONE) {
 			*out = hb;
 			return 0;
@@ -184,14 +183,12 @@ static int choose_branch(mtm_store *s, mtm_id head, int64_t *out)
 
 static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_t branch)
 {
+	static const char sql[] = "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
+	                          " files_removed, bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes,"
+	                          " region_bytes_changed, tracked, pause_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
-	                            " files_removed, bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes,"
-	                            " region_bytes_changed, tracked, pause_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
+	MTM_TRY(db_cached(s, sql, sql, &st));
+	int rc;
 	sqlite3_bind_int64(st, 1, ci->id);
 	sqlite3_bind_int64(st, 2, ci->parent);
 	sqlite3_bind_int64(st, 3, branch);
@@ -211,7 +208,8 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 	sqlite3_bind_int(st, 16, ci->tracked);
 	sqlite3_bind_int64(st, 17, (int64_t)ci->pause_ns);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st); /* (the message is not ours to keep bound) */
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
@@ -819,16 +817,16 @@ static int parent_totals(run_state *r)
 {
 	if (!r->info.parent)
 		return 0;
+	static const char sql[] = "SELECT entries, tree_bytes FROM checkpoint WHERE id=?";
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(r->s->db, "SELECT entries, tree_bytes FROM checkpoint WHERE id=?", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(r->s, rc, "index");
+	MTM_TRY(db_cached(r->s, sql, sql, &st));
 	sqlite3_bind_int64(st, 1, r->info.parent);
+	int rc;
 	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		r->info.entries = (uint64_t)sqlite3_column_int64(st, 0);
 		r->info.tree_bytes = (uint64_t)sqlite3_column_int64(st, 1);
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(r->s, rc, "index");
 }
 
