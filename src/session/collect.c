@@ -100,7 +100,10 @@ static int add_point(tctx *t, const char *path, int subtree)
 	live_item it = {0};
 	int have_live, have_pe, rc;
 	entry pe;
-	if ((rc = live_stat(t, path, &it, &have_live)))
+	/* a written file (not a namespace change): opened once, for both its
+	 * stat and its capture */
+	if ((rc = !subtree && pathmap_get(&t->cs->files, path) ? live_open(t, path, &it, &have_live)
+	                                                       : live_stat(t, path, &it, &have_live)))
 		return rc;
 	/* the passes looked the parent's entry up already, for the blocks they
 	 * copied (only the session moves the head; prune keeps what it reads) */

@@ -93,6 +93,7 @@ static void restart_as_scan(tctx *t)
 {
 	t->hold = 0;
 	t->budget = capture_budget();
+	filefds_close(t); /* (their stats are the tracked side's) */
 	pathmap_free(&t->pending, pending_free);
 	deferred_free(t);
 	t->deferred = (vec)VEC_INIT(deferred_copy);
