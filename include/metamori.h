@@ -92,6 +92,22 @@ enum mtm_log_level { MTM_LOG_ERROR = 1, MTM_LOG_WARNING = 2, MTM_LOG_INFO = 3, M
 typedef void (*mtm_log_fn)(void *arg, int level, const char *line);
 MTM_API void mtm_set_log_handler(mtm_log_fn fn, void *arg);
 
+/*
+ * Lets this process's scans hash a file where it lies in the page cache
+ * (mmap) when the part being read is all cached, instead of copying it into
+ * a buffer first: a warm scan then costs about one read of the changed
+ * files, not two. Cold parts are read as before. A file shortened by
+ * another process while mapped raises SIGBUS: on = 1 installs a SIGBUS
+ * handler for the whole process (once) that turns such a fault in
+ * Metamori's own reads into the short read pread(2) would have given, and
+ * hands every other SIGBUS to the disposition that was there before (a
+ * handler, or the default action). Call it early, before code that installs
+ * its own SIGBUS handler; on = 0 stops mapping (the handler stays). Off by
+ * default. Returns 0, or an errno: ENOSYS if the kernel cannot tell what is
+ * cached (cachestat(2), Linux 6.5): reads then stay copies.
+ */
+MTM_API int mtm_set_mapped_reads(int on);
+
 typedef struct mtm_store mtm_store;
 typedef int64_t mtm_id; /* checkpoint id: 1, 2, ...; 0 means "none" */
 

@@ -1,5 +1,6 @@
 /* main.c — the metamori command: global options and dispatch. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
 
@@ -68,6 +69,9 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	mtm_set_log_handler(cli_log, NULL);
+	/* our own process: a warm scan hashes the page cache in place; on a
+	 * kernel without cachestat(2) it copies, as before */
+	(void)mtm_set_mapped_reads(getenv("METAMORI_NO_MAP") == NULL);
 	int i = 1;
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "-C")) {

@@ -7,8 +7,9 @@
  * a file handle and the entry by name, and the file itself by its handle,
  * and carries the writer's pid. Directory handles are resolved once
  * (open_by_handle_at, then the kernel's path of the fd) and cached; a
- * directory moved or removed anywhere empties the cache, so a directory
- * moved into the tree is never taken for one outside it. Events outside the
+ * directory moved to or from anywhere but a directory known to be outside
+ * the tree empties the cache, so a directory moved into the tree is never
+ * taken for one outside it (one removed leaves nothing under it to go stale). Events outside the
  * tree cost a hash lookup, except a file's content or attributes changed
  * there: if that file is one of the tree's (its inode is, whatever its link
  * count now: the outside name may be gone again), the next checkpoint scans
@@ -87,6 +88,7 @@ struct watcher {
 	vec marks;        /* of fs_mark (fanotify): a file system and a directory on it */
 	pathmap dircache; /* fanotify: handle (hex) -> path relative to the root, or OUTSIDE */
 	pathmap objcache; /* fanotify: a file's handle (hex) -> ONE_NAME: one name, outside the tree */
+	uint64_t resolved, emptied; /* fanotify: directory handles resolved, dircache emptied (the debug log) */
 	uint64_t *inodes; /* fanotify, loaded when needed: the tree's files, inode_key of each, sorted by runs (load_inodes) */
 	size_t n_inodes;
 	int inodes_failed; /* the load failed in this interval: every file changed outside may be the tree's (scan) */
@@ -135,6 +137,9 @@ void watch_stop(watcher *w)
 {
 	if (!w)
 		return;
+	if (w->kind == W_FANOTIFY && w->ss && w->ss->debug)
+		log_msg(MTM_LOG_DEBUG, "session: watcher: %llu directory handles resolved, the cache emptied %llu times",
+		        (unsigned long long)w->resolved, (unsigned long long)w->emptied);
 	if (w->fd >= 0)
 		close(w->fd);
 	for (size_t i = 0; i < w->marks.n; i++)
@@ -246,6 +251,7 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	if (mfd < 0)
 		return OUTSIDE;
 	int fd = open_handle(mfd, fh);
+	w->resolved++;
 	if (fd < 0) {
 		if (errno == ENOMEM)
 			return BEING_FREED;
@@ -620,10 +626,19 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		else
 			snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
 	}
-	/* a directory moved or removed: cached paths below it are stale (dir
-	 * is one of them: not used past this point; path was made before) */
-	if ((m.mask & FAN_ONDIR) && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)))
+	/* a directory moved: cached paths at and below it are stale (dir is
+	 * one of them: not used past this point; path was made before). Not
+	 * one removed: it has no descendants left, and its handle dies with it
+	 * (a neighbour's builds remove directories all the time: emptying the
+	 * cache for each had every later event resolved again, the tree's too,
+	 * tests/session test_directories_removed_outside_keep_the_cache). Nor
+	 * one moved from or to a directory known to be outside the tree: what
+	 * is under it was outside and stays so (moved into the tree, it is a
+	 * MOVED_TO in a directory of the tree, which empties the cache). */
+	if ((m.mask & FAN_ONDIR) && (m.mask & (FAN_MOVED_FROM | FAN_MOVED_TO)) && dir != OUTSIDE) {
 		dircache_clear(w);
+		w->emptied++;
+	}
 	dir = NULL;
 	if (!*path) {
 		/* outside the tree (or a name gone, or the root itself): the file

@@ -1,18 +1,293 @@
 /* reader.c — see reader.h. */
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "metamori.h"
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* (Linux 5.14; an older kernel says EINVAL: the hashing faults them in) */
+#endif
 #include "tree/reader.h"
 #include "util/error.h"
 #include "util/xxh.h"
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
+/* cachestat(2), Linux 6.5; glibc 2.36's headers do not have it yet. */
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+struct cs_range {
+	uint64_t off, len;
+};
+struct cs_stat {
+	uint64_t cache, dirty, writeback, evicted, recently_evicted;
+};
+
+void (*reader_mapped_hook)(int fd, const unsigned char *win, size_t len);
+
+/* Mapped reads: 1 once mtm_set_mapped_reads(1) installed the handler, 0
+ * again if the kernel cannot say what is cached (cachestat: ENOSYS). */
+static atomic_int map_reads;
+static struct sigaction bus_old; /* SIGBUS as it was before ours */
+
+/* While this thread touches a mapping: where to jump on a SIGBUS in it.
+ * initial-exec: a signal handler must not be the first to touch a dynamic
+ * TLS block (its lazy allocation is not async-signal-safe). */
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+static TLS sigjmp_buf *bus_jmp;
+static TLS const unsigned char *bus_lo, *bus_hi;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	const unsigned char *a = si->si_addr;
+	if (bus_jmp && a >= bus_lo && a < bus_hi)
+		siglongjmp(*bus_jmp, 1); /* our mapping: the file was shortened */
+	/* not ours: as if we had not been here */
+	if (bus_old.sa_flags & SA_SIGINFO) {
+		bus_old.sa_sigaction(sig, si, uc);
+	} else if (bus_old.sa_handler != SIG_DFL && bus_old.sa_handler != SIG_IGN) {
+		bus_old.sa_handler(sig);
+	} else {
+		/* the default action: the faulting access runs again and kills */
+		signal(SIGBUS, SIG_DFL);
+	}
+}
+
+static atomic_int installed; /* our handler is SIGBUS's */
+
+void reader_forget_handler(void)
+{
+	atomic_store(&installed, 0);
+}
+
+int mtm_set_mapped_reads(int on)
+{
+	if (on && !atomic_exchange(&installed, 1)) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = on_sigbus;
+		/* SA_NODEFER: a jump out of the handler leaves SIGBUS unblocked
+		 * without sigsetjmp saving the mask (a system call per piece) */
+		sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, &bus_old)) {
+			atomic_store(&installed, 0);
+			return errno;
+		}
+	}
+	if (on) {
+		struct cs_range r = {0, 1};
+		struct cs_stat cs;
+		if (syscall(SYS_cachestat, -1, &r, &cs, 0) && errno == ENOSYS) {
+			atomic_store(&map_reads, 0);
+			return ENOSYS;
+		}
+	}
+	atomic_store(&map_reads, on != 0);
+	return 0;
+}
+
+static void hash_blocks(const unsigned char *at, size_t got, uint64_t *h)
+{
+	size_t nblk = (got + MTM_BLOCK - 1) / MTM_BLOCK;
+	for (size_t b = 0; b < nblk; b++) {
+		const unsigned char *blk = at + b * MTM_BLOCK;
+		size_t len = got - b * MTM_BLOCK;
+		if (len < MTM_BLOCK) { /* the file's last block, zero-padded */
+			unsigned char pad[MTM_BLOCK];
+			memcpy(pad, blk, len);
+			memset(pad + len, 0, MTM_BLOCK - len);
+			h[b] = XXH3_64bits(pad, MTM_BLOCK);
+		} else {
+			h[b] = XXH3_64bits(blk, MTM_BLOCK);
+		}
+	}
+}
+
+/* Hashes len mapped bytes at at into h; 0, or -1 if the file was shortened
+ * under them (a SIGBUS anywhere in [lo, hi), this thread's mapping). */
+static int hash_mapped(const unsigned char *at, size_t len, uint64_t *h, const unsigned char *lo,
+                       const unsigned char *hi)
+{
+	sigjmp_buf jb;
+	if (sigsetjmp(jb, 0)) {
+		bus_jmp = NULL;
+		return -1;
+	}
+	/* its pages mapped first, in one call (each thread its own part: the
+	 * mapping is made without MAP_POPULATE); EFAULT: past the file's end */
+	if (madvise((void *)at, len, MADV_POPULATE_READ) && errno == EFAULT)
+		return -1;
+	bus_lo = lo;
+	bus_hi = hi;
+	bus_jmp = &jb;
+	atomic_signal_fence(memory_order_seq_cst); /* (set before the first touch) */
+	hash_blocks(at, len, h);
+	atomic_signal_fence(memory_order_seq_cst);
+	bus_jmp = NULL;
+	return 0;
+}
+
+/* A second thread hashing part of a big window while we hash the rest:
+ * warm, hashing is all a scan's reading costs once nothing is copied. */
+struct hash_helper {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	const unsigned char *at, *lo, *hi;
+	size_t len;
+	uint64_t *h;
+	int posted, done, fault, quit;
+};
+
+static void *helper_main(void *arg)
+{
+	struct hash_helper *hh = arg;
+	pthread_mutex_lock(&hh->mu);
+	for (;;) {
+		while (!hh->posted && !hh->quit)
+			pthread_cond_wait(&hh->cv, &hh->mu);
+		if (hh->quit)
+			break;
+		hh->posted = 0;
+		pthread_mutex_unlock(&hh->mu);
+		int fault = hash_mapped(hh->at, hh->len, hh->h, hh->lo, hh->hi);
+		pthread_mutex_lock(&hh->mu);
+		hh->fault = fault;
+		hh->done = 1;
+		pthread_cond_broadcast(&hh->cv);
+	}
+	pthread_mutex_unlock(&hh->mu);
+	return NULL;
+}
+
+static struct hash_helper *helper_start(void)
+{
+	struct hash_helper *hh = calloc(1, sizeof *hh);
+	if (!hh)
+		return NULL;
+	pthread_mutex_init(&hh->mu, NULL);
+	pthread_cond_init(&hh->cv, NULL);
+	/* the helper takes no signal but its own faults (a caller's handler
+	 * of SIGINT, say, must not run on a thread of ours) */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigdelset(&all, SIGBUS);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&hh->th, NULL, helper_main, hh);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		pthread_cond_destroy(&hh->cv);
+		pthread_mutex_destroy(&hh->mu);
+		free(hh);
+		return NULL;
+	}
+	return hh;
+}
+
+static void helper_stop(struct hash_helper *hh)
+{
+	if (!hh)
+		return;
+	pthread_mutex_lock(&hh->mu);
+	hh->quit = 1;
+	pthread_cond_broadcast(&hh->cv);
+	pthread_mutex_unlock(&hh->mu);
+	pthread_join(hh->th, NULL);
+	pthread_cond_destroy(&hh->cv);
+	pthread_mutex_destroy(&hh->mu);
+	free(hh);
+}
+
+/* Below this a window is hashed on one thread: the hand-off would cost
+ * more than the half it saves (W2's 16 KiB files never wake the helper). */
+#define SHARE_MIN ((size_t)1 << 20)
+
+/* The window's blocks hashed into rd->win_h, on two threads when it is
+ * big; 0, or -1 if the file was shortened under it. */
+static int hash_window(scan_reader *rd)
+{
+	const unsigned char *lo = rd->win, *hi = rd->win + rd->win_len;
+	if (rd->win_len < SHARE_MIN || (!rd->hh && !(rd->hh = helper_start())))
+		return hash_mapped(lo, rd->win_len, rd->win_h, lo, hi);
+	struct hash_helper *hh = rd->hh;
+	size_t nblk = (rd->win_len + MTM_BLOCK - 1) / MTM_BLOCK, mine = nblk / 2;
+	pthread_mutex_lock(&hh->mu);
+	hh->at = lo + mine * MTM_BLOCK;
+	hh->len = rd->win_len - mine * MTM_BLOCK;
+	hh->h = rd->win_h + mine;
+	hh->lo = lo;
+	hh->hi = hi;
+	hh->done = hh->fault = 0;
+	hh->posted = 1;
+	pthread_cond_broadcast(&hh->cv);
+	pthread_mutex_unlock(&hh->mu);
+	int fault = hash_mapped(lo, mine * MTM_BLOCK, rd->win_h, lo, hi);
+	pthread_mutex_lock(&hh->mu);
+	while (!hh->done)
+		pthread_cond_wait(&hh->cv, &hh->mu);
+	fault |= hh->fault;
+	pthread_mutex_unlock(&hh->mu);
+	return fault ? -1 : 0;
+}
+
 void reader_init(scan_reader *rd)
 {
 	memset(rd, 0, sizeof *rd);
+	rd->win_fd = -1;
+}
+
+void reader_end_file(scan_reader *rd)
+{
+	if (rd->win)
+		munmap(rd->win, rd->win_len);
+	rd->win = NULL;
+	rd->win_fd = -1;
+	rd->win_off = 0;
+	rd->win_len = 0;
+}
+
+/* The window holding [off, off + want) of fd, mapped and hashed if all of
+ * it is cached: the one we have, or a new one from off on (up to until). */
+static void window_for(scan_reader *rd, int fd, int64_t off, size_t want, int64_t until)
+{
+	if (rd->win_fd == fd && off >= rd->win_off && off + (int64_t)want <= rd->win_off + (int64_t)rd->win_len)
+		return;
+	reader_end_file(rd);
+	int64_t len = until - off;
+	if (len > (int64_t)MAP_WINDOW)
+		len = MAP_WINDOW;
+	if (len < (int64_t)want)
+		len = (int64_t)want;
+	rd->win_fd = fd;
+	rd->win_off = off;
+	rd->win_len = (size_t)len;
+	struct cs_range r = {(uint64_t)off, (uint64_t)len};
+	struct cs_stat cs;
+	uint64_t pages = ((uint64_t)len + 4095) / 4096;
+	if (syscall(SYS_cachestat, fd, &r, &cs, 0) || cs.cache < pages)
+		return; /* (not all cached: read; its read-ahead serves the cold case) */
+	if (!rd->win_h && !(rd->win_h = malloc(MAP_WINDOW / MTM_BLOCK * sizeof *rd->win_h)))
+		return;
+	void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+	if (m == MAP_FAILED)
+		return;
+	rd->win = m;
+	if (reader_mapped_hook)
+		reader_mapped_hook(fd, rd->win, rd->win_len);
+	if (hash_window(rd)) {
+		/* shortened under us: the window is read, as pread finds it now */
+		munmap(rd->win, rd->win_len);
+		rd->win = NULL;
+	}
 }
 
 int reader_reserve(scan_reader *rd, size_t cap)
@@ -39,29 +314,59 @@ int reader_reserve(scan_reader *rd, size_t cap)
 	return 0;
 }
 
-void reader_read(file_src src, read_piece *p)
+void reader_read(scan_reader *rd, file_src src, read_piece *p)
 {
 	assert(p->want <= READ_PIECE);
+	assert(p->off % 4096 == 0); /* (mmap's offsets are page-aligned) */
 	p->got = 0;
-	if ((p->err = src_pread(src, p->buf, p->want, p->off, &p->got)))
-		return;
-	size_t nblk = (p->got + MTM_BLOCK - 1) / MTM_BLOCK;
-	for (size_t b = 0; b < nblk; b++) {
-		const unsigned char *blk = p->buf + b * MTM_BLOCK;
-		size_t len = p->got - b * MTM_BLOCK;
-		if (len < MTM_BLOCK) { /* the file's last block, zero-padded */
-			unsigned char pad[MTM_BLOCK];
-			memcpy(pad, blk, len);
-			memset(pad + len, 0, MTM_BLOCK - len);
-			p->h[b] = XXH3_64bits(pad, MTM_BLOCK);
-		} else {
-			p->h[b] = XXH3_64bits(blk, MTM_BLOCK);
+	p->map = NULL;
+	if (atomic_load_explicit(&map_reads, memory_order_relaxed) && !src.mem && p->want > 0 &&
+	    p->until >= p->off + (int64_t)p->want && (p->until - p->off >= (int64_t)MAP_MIN || rd->win_fd == src.fd)) {
+		window_for(rd, src.fd, p->off, p->want, p->until);
+		if (rd->win) {
+			size_t first = (size_t)(p->off - rd->win_off) / MTM_BLOCK;
+			p->map = rd->win + (p->off - rd->win_off);
+			p->got = p->want;
+			p->err = 0;
+			/* (a piece ends at a block's end, or where the window does) */
+			memcpy(p->h, rd->win_h + first, (p->want + MTM_BLOCK - 1) / MTM_BLOCK * sizeof *p->h);
+			return;
 		}
 	}
+	if ((p->err = src_pread(src, p->buf, p->want, p->off, &p->got)))
+		return;
+	hash_blocks(p->buf, p->got, p->h);
+}
+
+int reader_settle(read_piece *p, size_t b, size_t e)
+{
+	if (!p->map || b >= e)
+		return 0;
+	size_t from = b * MTM_BLOCK, to = e * MTM_BLOCK < p->got ? e * MTM_BLOCK : p->got;
+	if (from >= to)
+		return 0; /* (past what the piece holds) */
+	sigjmp_buf jb;
+	if (sigsetjmp(jb, 0)) {
+		bus_jmp = NULL;
+		p->got = from; /* nothing from b on can be read: as a short read */
+		return -1;
+	}
+	bus_lo = p->map + from;
+	bus_hi = p->map + to;
+	bus_jmp = &jb;
+	atomic_signal_fence(memory_order_seq_cst);
+	memcpy(p->buf + from, p->map + from, to - from);
+	atomic_signal_fence(memory_order_seq_cst);
+	bus_jmp = NULL;
+	hash_blocks(p->buf + from, to - from, p->h + b);
+	return 0;
 }
 
 void reader_free(scan_reader *rd)
 {
+	reader_end_file(rd);
+	helper_stop(rd->hh);
+	free(rd->win_h);
 	free(rd->p);
 	free(rd->mem);
 	memset(rd, 0, sizeof *rd);

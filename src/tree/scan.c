@@ -247,7 +247,7 @@ _Static_assert(READ_PIECE % (MTM_CHUNK_BLOCKS * MTM_BLOCK) == 0, "READ_PIECE hol
 
 /* Compares the blocks of a piece read (and hashed) with the map, and gives
  * fn the maximal runs of changed blocks within each aligned group. */
-static int compare_piece(const read_piece *p, parent_hashes *ph, run_fn fn, void *arg, uint64_t *out)
+static int compare_piece(read_piece *p, parent_hashes *ph, run_fn fn, void *arg, uint64_t *out)
 {
 	const uint64_t zh = ph->zh;
 	assert(p->off % GROUP_BYTES == 0);
@@ -256,15 +256,38 @@ static int compare_piece(const read_piece *p, parent_hashes *ph, run_fn fn, void
 	for (size_t g = 0; g < nblk; g += MTM_CHUNK_BLOCKS) {
 		size_t gend = g + MTM_CHUNK_BLOCKS < nblk ? g + MTM_CHUNK_BLOCKS : nblk;
 		signed char state[MTM_CHUNK_BLOCKS]; /* 0 same, 1 changed data, 2 changed to zeros */
+		uint64_t was[MTM_CHUNK_BLOCKS];
+		for (size_t b = g; b < gend; b++)
+			was[b - g] = parent_at(ph, first + (int64_t)b);
+		if (p->map) {
+			/* hashed where it lies: copy out what differs, each run of it
+			 * at once, and hash that (the file may be written meanwhile) */
+			for (size_t b = g; b < gend;) {
+				if (p->h[b] == was[b - g]) {
+					b++;
+					continue;
+				}
+				size_t e = b + 1;
+				while (e < gend && p->h[e] != was[e - g])
+					e++;
+				if (reader_settle(p, b, e)) { /* shortened under us: stop at b */
+					gend = b;
+					nblk = b;
+					break;
+				}
+				b = e;
+			}
+		}
 		for (size_t b = g; b < gend; b++) {
 			uint64_t h = p->h[b];
 			int64_t blkno = first + (int64_t)b;
-			uint64_t was = parent_at(ph, blkno);
 			if (out)
 				out[blkno] = h;
 			size_t len = p->got - b * MTM_BLOCK < MTM_BLOCK ? p->got - b * MTM_BLOCK : MTM_BLOCK;
-			int zero = h == zh && all_zero(p->buf + b * MTM_BLOCK, len); /* (the rest of a short block is padding) */
-			state[b - g] = h == was ? 0 : zero ? 2 : 1;
+			/* (the rest of a short block is padding; a block that did not
+			 * change is not looked at: mapped, buf does not hold it) */
+			int zero = h != was[b - g] && h == zh && all_zero(p->buf + b * MTM_BLOCK, len);
+			state[b - g] = h == was[b - g] ? 0 : zero ? 2 : 1;
 		}
 		/* emit maximal runs of equal state */
 		for (size_t b = g; b < gend;) {
@@ -297,7 +320,7 @@ typedef struct {
 } compare_state;
 
 /* Compares a piece read (the one at cs->off) and moves on past it. */
-static int take_piece(compare_state *cs, const read_piece *p)
+static int take_piece(compare_state *cs, read_piece *p)
 {
 	assert(p->off == cs->off);
 	if (p->err)
@@ -344,11 +367,13 @@ static int compare_file_full(scan_reader *rd, file_src src, int64_t size, const 
 		}
 		int64_t end = data_end < size ? data_end : size;
 		p->off = cs.off;
+		p->until = end;
 		p->want = (size_t)(end - cs.off < (int64_t)cap ? end - cs.off : (int64_t)cap);
-		reader_read(src, p);
+		reader_read(rd, src, p);
 		if ((rc = take_piece(&cs, p)))
 			break;
 	}
+	reader_end_file(rd);
 	*size_read = cs.off;
 	return rc;
 }

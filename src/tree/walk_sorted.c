@@ -27,16 +27,25 @@
 #include "tree/stat_pool.h"
 #include "util/error.h"
 
-/* One key of a directory: an item (sub == 0) or a directory's subtree. */
+/* One key of a directory: an item (sub == 0) or a directory's subtree
+ * (sub == 1): its name followed by '/' (the '/' implied, not stored). */
 typedef struct {
-	char *key;       /* the name, or the name and '/' */
-	live_item *item; /* sub == 0: the item, owned until handed out; sub == 1: NULL */
+	const char *name; /* in the directory's names buffer */
+	live_item *item;  /* sub == 0: the item, owned until handed out */
+	size_t job;       /* sub == 1: its subdirectory's job */
 	int sub;
 } dkey;
 
-static int cmp_key(const void *a, const void *b)
+/* strcmp of the keys with their '/': names hold no '/', so past the first
+ * byte where one name ends or the names differ, that byte decides. */
+static int cmp_key(const void *x, const void *y)
 {
-	return strcmp(((const dkey *)a)->key, ((const dkey *)b)->key);
+	const dkey *a = x, *b = y;
+	const unsigned char *p = (const unsigned char *)a->name, *q = (const unsigned char *)b->name;
+	while (*p && *p == *q)
+		p++, q++;
+	int ca = *p ? *p : a->sub ? '/' : 0, cb = *q ? *q : b->sub ? '/' : 0;
+	return ca - cb;
 }
 
 void live_item_free(live_item *it)
@@ -55,9 +64,8 @@ typedef struct {
 	const ignore_set *ign;
 	walk_fn fn;
 	void *arg;
-	stat_pool *pool; /* the names' lstats on a second thread (stat_pool.h) */
+	stat_pool *pool; /* directories read ahead on a second thread (stat_pool.h) */
 } walker;
-
 /* The item for name (with its lstat) in directory dfd (rel its path), or
  * NULL when it is not part of the tree. */
 static int read_item(walker *w, int dfd, const char *rel, const dname *dn, live_item **out)
@@ -109,89 +117,33 @@ static int read_item(walker *w, int dfd, const char *rel, const dname *dn, live_
 	return 0;
 }
 
-static void names_free(dname *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i].name);
-	free(v);
-}
-
-/* The names of directory d, but "." and "..". */
-static int list_names(walker *w, DIR *d, const char *rel, dname **out, size_t *nout)
-{
-	dname *v = NULL;
-	size_t n = 0, cap = 0;
-	int lerr;
-	struct dirent *de;
-	/* a listing that fails is an error: a directory that looked emptier than
-	 * it is would show its files as removed */
-	while (!(lerr = io_readdir(d, &de)) && de) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			dname *nv = realloc(v, nc * sizeof *nv);
-			if (!nv) {
-				lerr = ENOMEM;
-				break;
-			}
-			v = nv;
-			cap = nc;
-		}
-		if (!(v[n].name = strdup(de->d_name))) {
-			lerr = ENOMEM;
-			break;
-		}
-		v[n++].d_type = de->d_type;
-	}
-	*out = v;
-	*nout = n;
-	if (lerr == ENOMEM)
-		return mtm_set_error(ENOMEM, "walk");
-	return lerr ? mtm_set_errno(lerr, "%s%s%s: listing", w->s->root, *rel ? "/" : "", rel) : 0;
-}
-
-/* Reads directory dfd (taken) into keys, sorted. */
-static int read_dir(walker *w, int dfd, const char *rel, dkey **out, size_t *nout, DIR **dout)
+/* Reads directory j (its names and their lstats, with the pool) into
+ * keys, sorted; rel is its path. The names stay in j's buffer. */
+static int read_dir(walker *w, dirjob *j, const char *rel, dkey **out, size_t *nout)
 {
 	*out = NULL;
 	*nout = 0;
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		int e = errno;
-		close(dfd);
-		return mtm_set_errno(e, "%s/%s", w->s->root, rel);
-	}
-	*dout = d;
-	dname *names;
-	size_t nn;
-	int rc = list_names(w, d, rel, &names, &nn);
-	if (!rc)
-		stat_pool_run(&w->pool, dirfd(d), names, nn);
+	if (j->list_err)
+		return j->list_err == ENOMEM ? mtm_set_error(ENOMEM, "walk")
+		                             : mtm_set_errno(j->list_err, "%s%s%s: listing", w->s->root, *rel ? "/" : "", rel);
 	dkey *k = NULL;
-	size_t n = 0;
-	if (!rc && nn && !(k = malloc(2 * nn * sizeof *k)))
-		rc = mtm_set_error(ENOMEM, "walk");
+	size_t n = 0, nn = j->n;
+	int rc = 0;
+	if (nn && !(k = malloc(2 * nn * sizeof *k)))
+		return mtm_set_error(ENOMEM, "walk");
 	for (size_t i = 0; i < nn && !rc; i++) {
 		live_item *it;
-		if ((rc = read_item(w, dirfd(d), rel, &names[i], &it)) || !it)
+		if ((rc = read_item(w, dirfd(j->d), rel, &j->v[i], &it)) || !it)
 			continue;
 		/* the name is the item's key; a directory's subtree is at name/ */
-		size_t len = strlen(names[i].name);
-		k[n++] = (dkey){names[i].name, it, 0};
-		names[i].name = NULL;
-		if (it->kind == KIND_DIR) {
-			char *sub = malloc(len + 2);
-			if (!sub) {
-				rc = mtm_set_error(ENOMEM, "walk");
-				break;
-			}
-			memcpy(sub, k[n - 1].key, len);
-			memcpy(sub + len, "/", 2);
-			k[n++] = (dkey){sub, NULL, 1};
-		}
+		k[n++] = (dkey){j->v[i].name, it, 0, 0};
+		if (it->kind == KIND_DIR)
+			k[n++] = (dkey){j->v[i].name, NULL, 0, 1};
 	}
-	names_free(names, nn);
+	/* the lstats are in the items now: only the names are kept */
+	free(j->v);
+	j->v = NULL;
+	j->n = 0;
 	if (!rc && n > 1)
 		qsort(k, n, sizeof *k, cmp_key);
 	*out = k;
@@ -201,21 +153,41 @@ static int read_dir(walker *w, int dfd, const char *rel, dkey **out, size_t *nou
 
 static void keys_free(dkey *k, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(k[i].key);
+	for (size_t i = 0; i < n; i++)
 		if (!k[i].sub)
 			live_item_free(k[i].item);
-	}
 	free(k);
 }
 
-/* dfd is taken. */
-static int walk_dir_sorted(walker *w, int dfd, const char *rel)
+/* Reads and walks directory j (freed here), whose path is rel. */
+static int walk_dir_sorted(walker *w, dirjob *j, const char *rel)
 {
+	stat_pool_take(w->pool, j);
+	if (j->open_err) {
+		int e = j->open_err;
+		dirjob_free(j);
+		if (*rel && (e == ENOENT || e == ENOTDIR || e == ELOOP))
+			return 0; /* gone or replaced since it was read: as if gone */
+		return *rel ? mtm_set_errno(e, "%s/%s", w->s->root, rel) : mtm_set_errno(e, "%s", w->s->root);
+	}
 	dkey *k;
 	size_t n;
-	DIR *d = NULL;
-	int rc = read_dir(w, dfd, rel, &k, &n, &d);
+	int rc = read_dir(w, j, rel, &k, &n);
+	/* the subdirectories, in the order they are walked, offered ahead */
+	dirjob *jobs = NULL;
+	size_t nj = 0;
+	for (size_t i = 0; i < n; i++)
+		nj += k[i].sub;
+	if (!rc && nj && !(jobs = calloc(nj, sizeof *jobs)))
+		rc = mtm_set_error(ENOMEM, "walk");
+	for (size_t i = 0, m = 0; !rc && i < n; i++)
+		if (k[i].sub) {
+			jobs[m] = (dirjob){.pfd = dirfd(j->d), .name = k[i].name};
+			k[i].job = m++;
+		}
+	int pushed = 0;
+	if (!rc && !(rc = stat_pool_push(w->pool, jobs, nj) ? mtm_set_error(ENOMEM, "walk") : 0))
+		pushed = 1;
 	for (size_t i = 0; i < n && !rc; i++) {
 		if (!k[i].sub) {
 			live_item *it = k[i].item;
@@ -223,37 +195,25 @@ static int walk_dir_sorted(walker *w, int dfd, const char *rel)
 			rc = w->fn(w->arg, it);
 			continue;
 		}
-		/* the subtree of directory k[i].key without its '/' */
-		size_t len = strlen(k[i].key);
-		k[i].key[len - 1] = 0;
-		char *sub_rel = path_join(rel, k[i].key);
-		int sub;
-		int e = io_openat(dirfd(d), k[i].key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &sub);
-		if (e == ENOENT || e == ENOTDIR || e == ELOOP) {
-			free(sub_rel); /* gone or replaced since it was read: as if gone */
-			continue;
-		}
-		if (e) {
-			rc = mtm_set_errno(e, "%s/%s", w->s->root, sub_rel);
-			free(sub_rel);
-			break;
-		}
-		rc = walk_dir_sorted(w, sub, sub_rel);
+		char *sub_rel = path_join(rel, k[i].name);
+		rc = walk_dir_sorted(w, &jobs[k[i].job], sub_rel);
 		free(sub_rel);
 	}
-	if (d)
-		closedir(d);
+	if (pushed)
+		stat_pool_pop(w->pool);
+	for (size_t i = 0; i < nj; i++)
+		dirjob_free(&jobs[i]); /* (the walk stopped: read ahead, never taken) */
+	free(jobs);
 	keys_free(k, n);
+	dirjob_free(j);
 	return rc;
 }
 
 int walk_sorted(mtm_store *s, const ignore_set *ign, walk_fn fn, void *arg)
 {
-	int dfd, e = io_openat(s->rootfd, ".", O_RDONLY | O_DIRECTORY, 0, &dfd);
-	if (e)
-		return mtm_set_errno(e, "%s", s->root);
-	walker w = {s, ign, fn, arg, NULL};
-	int rc = walk_dir_sorted(&w, dfd, "");
+	walker w = {s, ign, fn, arg, stat_pool_new()};
+	dirjob root = {.pfd = s->rootfd, .name = "."};
+	int rc = walk_dir_sorted(&w, &root, "");
 	stat_pool_free(w.pool);
 	return rc;
 }

@@ -177,5 +177,55 @@ def test_racing_writers_never_interleave():
         T.rmtree(base)
 
 
+def test_files_shortened_while_read():
+    """A neighbour shortens and regrows files while checkpoints read them.
+    The CLI hashes cached files where they lie in the page cache (mapped
+    reads): a page cut off under the mapping raises SIGBUS, which must read
+    as the short read pread gives, never kill the command. Every checkpoint
+    exits 0; once the neighbour stops, the next checkpoint restores exactly
+    and the store verifies."""
+    base = T.tempdir("mtm-conc-")
+    try:
+        rng = random.Random(9)
+        root = os.path.realpath(os.path.join(base, "t"))
+        os.makedirs(root)
+        size = 12 << 20
+        data = {n: rng.randbytes(size) for n in ("a.bin", "b.bin")}
+        for n, d in data.items():
+            T.write_file(os.path.join(root, n), d)
+        T.init(root)
+        T.checkpoint(root)
+        stop = threading.Event()
+
+        def neighbour():
+            r = random.Random(10)
+            while not stop.is_set():
+                for n, d in data.items():
+                    p = os.path.join(root, n)
+                    with open(p, "r+b") as f:
+                        f.truncate(r.randrange(0, size))
+                        f.seek(0)
+                        f.write(d)  # regrown: cached again, to be mapped again
+        th = threading.Thread(target=neighbour)
+        th.start()
+        try:
+            for i in range(25):
+                r = subprocess.run([T.METAMORI, "-C", root, "checkpoint", "-q"], capture_output=True, text=True)
+                T.expect(r.returncode == 0, "checkpoint %d beside the neighbour: exit %d: %s"
+                         % (i, r.returncode, r.stderr.strip()))
+        finally:
+            stop.set()
+            th.join()
+        m = rlib.tree_manifest(root)
+        last = T.checkpoint(root)
+        to = os.path.join(base, "to")
+        T.restore(root, last, to=to)
+        T.assert_same(m, rlib.tree_manifest(to), "the checkpoint after the neighbour stopped")
+        rlib.mtm(["-C", root, "verify", "--data"], check=True)
+    finally:
+        T.rmtree(base)
+
+
 if __name__ == "__main__":
-    T.main([test_writer_held_mid_checkpoint, test_lock_held_by_another_process, test_racing_writers_never_interleave])
+    T.main([test_writer_held_mid_checkpoint, test_lock_held_by_another_process, test_racing_writers_never_interleave,
+            test_files_shortened_while_read])

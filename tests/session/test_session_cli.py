@@ -67,13 +67,21 @@ def test_exit_status():
     if p.returncode or p.stderr.splitlines()[-1] != want:
         raise T.Failure("environment of CMD: %r, wanted %r" % (p.stderr, want))
     # its stderr closed early (run ... 2>&1 | head -1): the session lives on
+    # (the program runs until three checkpoints were made after the close,
+    # however loaded the machine: a fixed second was not always enough)
     n = n_checkpoints(root)
+    stop = os.path.join(T.tempdir("mtm-stop-"), "stop")
     r, w = os.pipe()
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "--every", "0.05", "--keep-empty", "--", "sleep", "1"], env=ENV,
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "--every", "0.05", "--keep-empty", "--", "sh", "-c",
+                             'while [ ! -e "$1" ]; do sleep 0.05; done', "sh", stop], env=ENV,
                             stderr=w, stdout=subprocess.DEVNULL)
     os.close(w)
     os.read(r, 1)
     os.close(r)
+    deadline = time.time() + 60
+    while n_checkpoints(root) < n + 3 and time.time() < deadline and sess.poll() is None:
+        time.sleep(0.05)
+    open(stop, "w").close()
     if sess.wait() != 0 or n_checkpoints(root) < n + 3:
         raise T.Failure("the session died with its stderr: exit %d, %d checkpoints" % (sess.returncode,
                                                                                       n_checkpoints(root) - n))

@@ -475,6 +475,79 @@ def test_directories_come_and_go_outside():
 test_directories_come_and_go_outside.watch_kind = "fanotify"
 
 
+def test_directories_removed_outside_keep_the_cache():
+    """The fanotify watcher keeps the path of each directory it resolved
+    (open_by_handle_at, then the kernel's path of the fd). Every directory
+    removed anywhere on the file system used to empty that cache, so under a
+    neighbour's builds every event, the tree's own too, was resolved again:
+    a storm of open_by_handle_at calls (ESTALE on the dying directories)
+    that held checkpoints for 0.1-2.9 s and overflowed the queue. A removed
+    directory has no descendants left, so no cached path can go stale by
+    it: only a directory moved empties the cache. The session's debug log
+    says how often the cache was emptied; here, never."""
+    s = Session({"f": b"A" * 12288}, env={"METAMORI_DEBUG_SESSION": "1"}, run_args=())
+    churn = subprocess.Popen([sys.executable, "-c", CHURN, T.tempdir("mtm-churn-"), "1.5"])
+    try:
+        for i in range(3):
+            outside_write(s.P("f"), i * 100, b"out%d" % i)
+            s.inside("open(P('g%d'), 'wb').write(b'in')" % i)
+            s.ck("churn %d" % i)
+            time.sleep(0.3)
+    finally:
+        churn.wait()
+    s.stop()
+    stats = re.findall(r"session: watcher: (\d+) directory handles resolved, the cache emptied (\d+) times",
+                       s.stderr)
+    if not stats:
+        raise T.Failure("no watcher line in the session's debug log:\n%s" % s.stderr[-2000:])
+    resolved, cleared = (int(x) for x in stats[-1])
+    print("  %d directory handles resolved, the cache emptied %d times" % (resolved, cleared))
+    if cleared:
+        raise T.Failure("directories removed outside the tree emptied the watcher's cache %d times "
+                        "(%d handles resolved)" % (cleared, resolved))
+    s.verify()
+
+
+test_directories_removed_outside_keep_the_cache.watch_kind = "fanotify"
+
+
+def test_directories_moved_in_from_outside():
+    """A directory the watcher has resolved as outside the tree (an outside
+    write in it, and in a directory under it), then moved into the tree, or
+    its parent moved in: the writes in it after the move are the tree's,
+    and each checkpoint holds them. The removed directories around it (a
+    neighbour's churn) must not stand in for the move's emptying of the
+    cache."""
+    s = Session({"f": b"A" * 4096}, env={"METAMORI_DEBUG_SESSION": "1"}, run_args=())
+    out = T.tempdir("mtm-out-")
+    churn = subprocess.Popen([sys.executable, "-c", CHURN, T.tempdir("mtm-churn-"), "2"])
+    try:
+        os.makedirs(os.path.join(out, "x"))
+        os.makedirs(os.path.join(out, "y/z"))
+        for rel in ("x/a", "y/z/b"):
+            T.write_file(os.path.join(out, rel), b"0" * 8192)
+        for rel in ("x/a", "y/z/b"):
+            outside_write(os.path.join(out, rel), 0, b"outside")  # resolved: outside
+        s.inside("open(P('g0'), 'wb').write(b'in')")
+        s.ck("before the moves")
+        os.rename(os.path.join(out, "x"), s.P("x"))  # the directory itself
+        outside_write(s.P("x/a"), 4096, b"moved in x")
+        s.ck("x moved in, written")
+        os.rename(os.path.join(out, "y"), s.P("y"))  # the parent of one resolved
+        outside_write(s.P("y/z/b"), 4096, b"moved in y/z")
+        s.ck("y moved in, y/z written")
+        outside_write(s.P("x/a"), 100, b"again")
+        outside_write(s.P("y/z/b"), 100, b"again")
+        s.ck("both written again")
+    finally:
+        churn.wait()
+    s.stop()
+    s.verify()
+
+
+test_directories_moved_in_from_outside.watch_kind = "fanotify"
+
+
 def test_a_flood_outside_does_not_hold_the_session():
     """A neighbour on the tree's file system making events faster than the
     session judges them (here: the session's reads slowed down) must not
@@ -731,7 +804,9 @@ def main():
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier] + \
             [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "mixed", "procfd", "scm", "pidfd")] + \
             [test_mixed_libc_and_inline_alive, test_dispatch_trusts_the_logs] + [hard_link_test(w) for w in ("before", "during", "gone", "moved")] + \
-            [test_directories_come_and_go_outside, test_a_flood_outside_does_not_hold_the_session,
+            [test_directories_come_and_go_outside, test_directories_removed_outside_keep_the_cache,
+             test_directories_moved_in_from_outside,
+             test_a_flood_outside_does_not_hold_the_session,
              test_an_outside_write_behind_a_long_queue] + \
             [overflow_test("inotify"), overflow_test("fanotify"), test_inotify_watch_limit,
              test_fanotify_reads_while_the_inodes_load, test_fanotify_reads_while_a_scan_walks]
