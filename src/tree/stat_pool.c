@@ -17,7 +17,7 @@
 #define PIECE 8
 /* Read ahead and not yet taken by the walk: at most this many directories
  * and (about) this many names (~200 bytes each with their lstat) */
-#define AHEAD_DIRS 8
+#define AHEAD_DIRS 16
 #define AHEAD_NAMES 16384
 /* The helper starts once the walk has offered this many directories (or
  * read one of SHARE_MIN names): a small tree is walked on one thread. */
