@@ -40,6 +40,7 @@ PHASES = [("begin", r"begin ([0-9.]+) ms"), ("before the gate", r"; ([0-9.]+) ms
           ("record", r"record ([0-9.]+) ms"), ("commit", r"commit ([0-9.]+) ms \("),
           ("rows", r"checkpoint commit: rows ([0-9.]+) ms"), ("pack sync wait", r"pack sync wait ([0-9.]+) ms"),
           ("index COMMIT", r"index COMMIT ([0-9.]+) ms"), ("answered", r"answered ([0-9.]+) ms later"),
+          ("answer thread CPU", r"its thread's CPU ([0-9.]+) ms"),
           ("after the answer", r"after the answer: ([0-9.]+) ms")]
 
 

@@ -151,14 +151,13 @@ static int choose_branch(mtm_store *s, mtm_id head, int64_t *out)
 	int64_t hb = 0;
 	if (head) {
 		MTM_TRY(checkpoint_branch(s, head, &hb));
+		static const char sql[] = "SELECT 1 FROM checkpoint WHERE branch=? AND id>? LIMIT 1";
 		sqlite3_stmt *st;
-		int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM checkpoint WHERE branch=? AND id>? LIMIT 1", -1, &st, NULL);
-		if (rc != SQLITE_OK)
-			return db_error(s, rc, "index");
+		MTM_TRY(db_cached(s, sql, sql, &st));
 		sqlite3_bind_int64(st, 1, hb);
 		sqlite3_bind_int64(st, 2, head);
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
 		if (rc == SQLITE_DONE) {
 			*out = hb;
 			return 0;
@@ -184,14 +183,12 @@ static int choose_branch(mtm_store *s, mtm_id head, int64_t *out)
 
 static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_t branch)
 {
+	static const char sql[] = "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
+	                          " files_removed, bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes,"
+	                          " region_bytes_changed, tracked, pause_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
-	                            " files_removed, bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes,"
-	                            " region_bytes_changed, tracked, pause_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-	                            -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
+	MTM_TRY(db_cached(s, sql, sql, &st));
+	int rc;
 	sqlite3_bind_int64(st, 1, ci->id);
 	sqlite3_bind_int64(st, 2, ci->parent);
 	sqlite3_bind_int64(st, 3, branch);
@@ -211,7 +208,8 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 	sqlite3_bind_int(st, 16, ci->tracked);
 	sqlite3_bind_int64(st, 17, (int64_t)ci->pause_ns);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st); /* (the message is not ours to keep bound) */
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
@@ -248,6 +246,8 @@ struct ckpt_run {
 	int in_tx, committed;
 	int sc_loaded; /* the stat cache rows of the recorded paths are read (record_paths) */
 	sqlite3_stmt *sc_get; /* one row of the stat cache by path (statcache_get) */
+	int sc_defer;   /* the stat cache rows go to sc_kept (hooks.sc_kept), not into the index */
+	pathmap sc_out; /* path -> sc_row* (ver 0: deleted): the rows this checkpoint did not write */
 	ckpt_hooks hooks;
 	int regions_recorded; /* the handle's region hashes now describe this checkpoint, once committed */
 	int ph_debug;
@@ -376,6 +376,36 @@ static int compare_whole(run_state *r, file_src src, const struct stat *st, int6
 	return rc;
 }
 
+/* The stat cache row of path for version ver (0: no row), written now or
+ * kept for the layer above (ckpt_hooks.sc_kept). */
+static int sc_keep(run_state *r, const char *path, int64_t ver, const struct stat *st, int64_t seen)
+{
+	sc_row *row = malloc(sizeof *row);
+	if (!row)
+		return mtm_set_error(ENOMEM, "stat cache");
+	if (ver)
+		statcache_row_make(r->s, ver, st, seen, row);
+	else
+		memset(row, 0, sizeof *row);
+	sc_row *old = pathmap_get(&r->sc_out, path);
+	if (pathmap_put(&r->sc_out, path, row)) {
+		free(row);
+		return mtm_set_error(ENOMEM, "stat cache");
+	}
+	free(old);
+	return 0;
+}
+
+static int sc_write(run_state *r, const char *path, int64_t ver, const struct stat *st, int64_t seen)
+{
+	return r->sc_defer ? sc_keep(r, path, ver, st, seen) : statcache_put(r->s, &r->sc_put, path, ver, st, seen);
+}
+
+static int sc_delete(run_state *r, const char *path)
+{
+	return r->sc_defer ? sc_keep(r, path, 0, NULL, 0) : statcache_del(r->s, &r->sc_del, path);
+}
+
 /* Records one live regular file: compares its content with its history. */
 static int record_file(run_state *r, live_item *it, entry *pe, gone_file *renamed)
 {
@@ -469,7 +499,7 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	 * later scan skip the file only if nobody else can have written it */
 	if (cap && !cap->whole && !cap->vouched)
 		seen = STATCACHE_UNVOUCHED;
-	return statcache_put(r->s, &r->sc_put, it->path, ver, &st, seen);
+	return sc_write(r, it->path, ver, &st, seen);
 }
 
 static int record_other(run_state *r, const live_item *it, const entry *pe)
@@ -500,7 +530,7 @@ static int record_removal(run_state *r, const entry *pe)
 		return mtm_set_error(ENOMEM, "checkpoint");
 	if (id)
 		*id = pe->file_id;
-	return pe->kind == KIND_FILE ? statcache_del(r->s, &r->sc_del, pe->path) : 0;
+	return pe->kind == KIND_FILE ? sc_delete(r, pe->path) : 0;
 }
 
 static int scan_and_record(run_state *r, vec *parent, vec *live)
@@ -551,7 +581,7 @@ static int scan_and_record(run_state *r, vec *parent, vec *live)
 			pe = NULL;
 		i++;
 		r->ci->entries++;
-		if (pe && pe->kind != it->kind && pe->kind == KIND_FILE && (rc = statcache_del(r->s, &r->sc_del, pe->path)))
+		if (pe && pe->kind != it->kind && pe->kind == KIND_FILE && (rc = sc_delete(r, pe->path)))
 			break;
 		if (it->kind != KIND_FILE) {
 			if ((rc = record_other(r, it, pe)))
@@ -736,6 +766,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	r->removed_ids = (vec)VEC_INIT(int64_t);
 	if (hooks)
 		r->hooks = *hooks;
+	r->sc_defer = r->hooks.sc_kept != NULL;
 	reader_init(&r->rd);
 	r->ctx.hooks = &r->hooks;
 	r->ci = &r->info;
@@ -786,16 +817,16 @@ static int parent_totals(run_state *r)
 {
 	if (!r->info.parent)
 		return 0;
+	static const char sql[] = "SELECT entries, tree_bytes FROM checkpoint WHERE id=?";
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(r->s->db, "SELECT entries, tree_bytes FROM checkpoint WHERE id=?", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(r->s, rc, "index");
+	MTM_TRY(db_cached(r->s, sql, sql, &st));
 	sqlite3_bind_int64(st, 1, r->info.parent);
+	int rc;
 	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		r->info.entries = (uint64_t)sqlite3_column_int64(st, 0);
 		r->info.tree_bytes = (uint64_t)sqlite3_column_int64(st, 1);
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(r->s, rc, "index");
 }
 
@@ -807,6 +838,20 @@ static int statcache_get(run_state *r, const char *path, const sc_row **out)
 	if (*out)
 		return 0;
 	int rc;
+	const sc_row *kept;
+	if (r->hooks.sc_pending && r->hooks.sc_pending(r->hooks.arg, r->info.parent, path, &kept)) {
+		/* kept by the session (not in the index yet), or read by its passes */
+		sc_row *row = kept ? malloc(sizeof *row) : NULL;
+		if (!kept)
+			return 0; /* deleted */
+		if (!row || pathmap_put(&r->sc, path, row)) {
+			free(row);
+			return mtm_set_error(ENOMEM, "stat cache");
+		}
+		*row = *kept;
+		*out = row;
+		return 0;
+	}
 	if (!r->sc_get &&
 	    (rc = sqlite3_prepare_v2(r->s->db,
 	                             "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?",
@@ -838,6 +883,12 @@ static int statcache_get(run_state *r, const char *path, const sc_row **out)
 int ckpt_statcache_row(ckpt_run *r, const char *path, const sc_row **out)
 {
 	return statcache_get(r, path, out);
+}
+
+void ckpt_statcache_direct(ckpt_run *r)
+{
+	assert(!r->sc_out.n); /* (before the record) */
+	r->sc_defer = 0;
 }
 
 /* The stat cache rows of the paths in parent and live only: a tracked
@@ -927,6 +978,11 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 		        (c1 - c0) / 1e6, (c2 - c1) / 1e6, (now_ns() - c2) / 1e6);
 	r->in_tx = 0;
 	r->committed = 1;
+	if (r->hooks.sc_kept) {
+		r->hooks.sc_kept(r->hooks.arg, &r->sc_out); /* (the values are its now) */
+		pathmap_free(&r->sc_out, NULL);
+		memset(&r->sc_out, 0, sizeof r->sc_out);
+	}
 	for (size_t i = 0; r->regions_recorded && i < s->n_regions; i++)
 		s->regions[i].hashes_at = r->info.id;
 	s->log_rows += s->log_pending;
@@ -955,6 +1011,7 @@ void ckpt_end(ckpt_run *r)
 	pack_writer_free(&r->ctx.pw);
 	index_writer_free(&r->ctx.iw);
 	pathmap_free(&r->sc, free);
+	pathmap_free(&r->sc_out, free);
 	lineage_free(&r->parent_lin);
 	ignore_free(&r->ign);
 	store_load_branches(s);

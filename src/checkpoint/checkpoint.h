@@ -38,6 +38,21 @@ typedef struct ckpt_hooks {
 	 * the store's last pack (a running session), so this checkpoint starts
 	 * a pack of its own. */
 	int (*pack_fresh)(mtm_store *s);
+	/* The stat cache row of path as the layer above knows it without
+	 * asking the index: one a session keeps in memory, not yet written
+	 * (sc_kept), or one its passes read while the program ran, while parent
+	 * is still the head they read at: 1 if it knows, *row then that row,
+	 * or NULL if there is none. */
+	int (*sc_pending)(void *arg, mtm_id parent, const char *path, const sc_row **row);
+	/* Given, once the checkpoint is committed, the stat cache rows it did
+	 * not write (path -> sc_row*, ver 0: the row deleted; the values are the
+	 * callee's to keep, the keys are freed after): with this hook, a
+	 * checkpoint's rows wait for the caller to write them (when the session
+	 * is idle, ...), not in its own commit, where ~200 rows of random paths
+	 * were ~150 index pages (W2): a stat cache row is a cache, not history
+	 * (FORMAT.md 3.9: a row whose ver is not the visible entry's vouches for
+	 * nothing, so one written late, or lost, only makes a scan read more). */
+	void (*sc_kept)(void *arg, pathmap *rows);
 } ckpt_hooks;
 
 typedef struct ckpt_run ckpt_run;
@@ -54,6 +69,10 @@ const ignore_set *ckpt_ignore(const ckpt_run *r);
  * row lives until ckpt_end): a session's collect asks for each touched
  * file's, and ckpt_record then does not read it again. */
 int ckpt_statcache_row(ckpt_run *r, const char *path, const sc_row **out);
+/* This checkpoint writes its stat cache rows in its own commit, even with
+ * an sc_kept hook (a session's checkpoint that scans: its rows may be the
+ * whole tree's). */
+void ckpt_statcache_direct(ckpt_run *r);
 /* Records live against parent (both sorted by path), which hold only the
  * touched paths; everything else is unchanged. */
 int ckpt_record(ckpt_run *r, vec *parent, vec *live);

@@ -143,7 +143,13 @@ int dirty_runs(const file_change *fc, int64_t parent_size, int64_t size, vec *ru
 static int open_same_file(tctx *t, live_item *it, int *out)
 {
 	struct stat st;
-	int fd, rc = open_live(t, it->path, &fd, &st);
+	int fd = live_take_fd(t, it->path), rc;
+	if (fd >= 0) { /* opened by live_open, which took it->st from that open */
+		st = it->st;
+		rc = 0;
+	} else {
+		rc = open_live(t, it->path, &fd, &st);
+	}
 	if (rc == ELOOP || rc == ENOENT || rc == ENOTDIR || rc == EXDEV)
 		return need_scan(t, "a file changed under an untraced process");
 	if (rc)

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include "io/io.h"
@@ -141,7 +142,14 @@ struct answer_to {
 	mtm_session *ss;
 	int fd;
 	int64_t t0, t1; /* for METAMORI_DEBUG_SESSION: the checkpoint began, the reply was sent */
+	int64_t c0, c1; /* and the session thread's CPU time then (load-independent, for A/B runs) */
 };
+
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	return clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) ? 0 : (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static void answer(void *arg, int rc, const mtm_checkpoint_info *ci)
 {
@@ -156,6 +164,7 @@ static void answer(void *arg, int rc, const mtm_checkpoint_info *ci)
 	mtm_checkpoint_info none = {0};
 	reply(a->fd, rc, ci ? ci : &none);
 	a->t1 = now_ns();
+	a->c1 = thread_cpu_ns();
 }
 
 int session_serve(mtm_session *ss, int fd)
@@ -200,11 +209,11 @@ int session_serve(mtm_session *ss, int fd)
 	o.excludes = (const char *const *)ex;
 	o.n_excludes = nex;
 	mtm_checkpoint_info ci = {0};
-	struct answer_to a = {ss, fd, now_ns(), 0};
+	struct answer_to a = {ss, fd, now_ns(), 0, thread_cpu_ns(), 0};
 	session_tracked_checkpoint_answer(ss, &o, &ci, answer, &a);
 	if (ss->debug)
-		log_msg(MTM_LOG_DEBUG, "session: a request: read in %.2f ms, answered %.2f ms later",
-		        (double)(a.t0 - tq) / 1e6, (double)(a.t1 - a.t0) / 1e6);
+		log_msg(MTM_LOG_DEBUG, "session: a request: read in %.2f ms, answered %.2f ms later (its thread's CPU %.2f ms)",
+		        (double)(a.t0 - tq) / 1e6, (double)(a.t1 - a.t0) / 1e6, (double)(a.c1 - a.c0) / 1e6);
 	free(ci.message);
 done:
 	for (size_t i = 0; i < nex; i++)

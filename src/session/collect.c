@@ -100,7 +100,10 @@ static int add_point(tctx *t, const char *path, int subtree)
 	live_item it = {0};
 	int have_live, have_pe, rc;
 	entry pe;
-	if ((rc = live_stat(t, path, &it, &have_live)))
+	/* a written file (not a namespace change): opened once, for both its
+	 * stat and its capture */
+	if ((rc = !subtree && pathmap_get(&t->cs->files, path) ? live_open(t, path, &it, &have_live)
+	                                                       : live_stat(t, path, &it, &have_live)))
 		return rc;
 	/* the passes looked the parent's entry up already, for the blocks they
 	 * copied (only the session moves the head; prune keeps what it reads) */
@@ -264,11 +267,24 @@ static int check_new_dirs(tctx *t)
  * name that was a hard link, or a file that had some, needs a scan. */
 static int check_parent_links(tctx *t)
 {
-	int rc = 0;
+	int rc = 0, any = 0;
+	/* no link row in any version: no touched file has other names (one
+	 * query on entry_links, which holds exactly those rows, instead of one
+	 * a touched file inside the pause) */
+	sqlite3_stmt *st;
+	if ((rc = sqlite3_prepare_v2(t->s->db, "SELECT 1 FROM entry INDEXED BY entry_links WHERE kind = 8 LIMIT 1", -1, &st,
+	                             NULL)) != SQLITE_OK)
+		return db_error(t->s, rc, "index");
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(t->s, rc, "index");
+	any = rc == SQLITE_ROW;
+	rc = 0;
 	for (size_t i = 0; i < t->parent->n && !rc; i++) {
 		const entry *pe = &VEC_AT(t->parent, entry, i);
 		int linked = pe->kind == KIND_LINK;
-		if (pe->kind == KIND_FILE && (rc = has_links(t, pe->path, &linked)))
+		if (any && pe->kind == KIND_FILE && (rc = has_links(t, pe->path, &linked)))
 			break;
 		if (linked)
 			rc = need_scan(t, "a touched file is or was hard-linked");
@@ -382,6 +398,11 @@ int collect_scan(tctx *t, mtm_id parent)
 	assert(!t->live->n && !t->parent->n); /* (restart_as_scan dropped the tracked sides) */
 	live_free(t->live);
 	entries_free(t->parent);
+	/* the walk trusts the stat cache as the index holds it: the rows the
+	 * session kept go in first, and this record's rows (the whole tree's,
+	 * it may be) are written, not kept */
+	MTM_TRY(session_sc_write(t->ss));
+	ckpt_statcache_direct(t->run);
 	scan_ticks st = {.ss = t->ss, .gate = secure_getenv("METAMORI_TEST_SCAN_GATE")};
 	MTM_TRY(scan_changed(t->s, t->ign, parent, 0, t->live, t->parent, &t->rest, scan_tick, &st));
 	/* every file kept is new, replaced or not vouched for: all are read */

@@ -83,6 +83,26 @@ void dirfds_close(tctx *t)
 		if (t->dirfds.slots[i].key && (intptr_t)t->dirfds.slots[i].val > 0)
 			close((int)((intptr_t)t->dirfds.slots[i].val - 1));
 	pathmap_free(&t->dirfds, NULL);
+	filefds_close(t);
+}
+
+void filefds_close(tctx *t)
+{
+	/* (files opened and not captured: no capture needed, or a restart) */
+	for (size_t i = 0; i < t->filefds.cap; i++)
+		if (t->filefds.slots[i].key && (intptr_t)t->filefds.slots[i].val > 0)
+			close((int)((intptr_t)t->filefds.slots[i].val - 1));
+	pathmap_free(&t->filefds, NULL);
+	memset(&t->filefds, 0, sizeof t->filefds);
+}
+
+int live_take_fd(tctx *t, const char *path)
+{
+	intptr_t v = t->filefds.n ? (intptr_t)pathmap_get(&t->filefds, path) : 0;
+	if (v <= 0)
+		return -1;
+	pathmap_put(&t->filefds, path, NULL); /* (replacing a value allocates nothing) */
+	return (int)(v - 1);
 }
 
 /* Opens a live file for its capture; *st: its stat, which the open takes
@@ -96,6 +116,33 @@ int open_live(tctx *t, const char *path, int *fd, struct stat *st)
 	if (!rc)
 		rc = io_open_plain(dfd, leaf, O_RDONLY | O_NOFOLLOW, fd, st);
 	return rc == ENOTPLAIN ? ENOENT : rc; /* replaced by a FIFO or device: never blocks */
+}
+
+int live_open(tctx *t, const char *path, live_item *it, int *found)
+{
+	*found = 0;
+	int dfd, fd;
+	const char *leaf;
+	struct stat st;
+	/* (what the pre-copy's passes open too: io_open_plain never blocks, on
+	 * a FIFO or a device either, and keeps neither) */
+	if (parent_fd(t, path, &dfd, &leaf) || io_open_plain(dfd, leaf, O_RDONLY | O_NOFOLLOW, &fd, &st))
+		return live_stat(t, path, it, found); /* gone, a symlink, a FIFO ...: as before */
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return live_stat(t, path, it, found);
+	}
+	intptr_t old = (intptr_t)pathmap_get(&t->filefds, path);
+	if (pathmap_put(&t->filefds, path, (void *)((intptr_t)fd + 1))) {
+		close(fd);
+		return mtm_set_error(ENOMEM, "checkpoint");
+	}
+	if (old > 0)
+		close((int)(old - 1));
+	it->st = st;
+	it->kind = KIND_FILE;
+	*found = 1;
+	return 0;
 }
 
 /* lstat of a tree path, never through a symlink (and its extended

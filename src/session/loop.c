@@ -70,7 +70,7 @@ static int poll_timeout(run_loop *l, loop_clock *c, struct pollfd *pf, int *time
 		pf[3].fd = watch_fd(ss->watch);
 	else if (ss->watch && (*timeout < 0 || wait_watch + 1 < *timeout))
 		*timeout = (int)wait_watch + 1;
-	if (ss->wal_frames > 0 || ss->s->log_rows > 0) {
+	if (ss->wal_frames > 0 || ss->s->log_rows > 0 || ss->sc_kept.n) {
 		int64_t left = (int64_t)c->idle_ms - (now_ns() - c->last_busy) / 1000000;
 		if (left <= 0) {
 			session_wal_maintain(ss, 1);

@@ -43,6 +43,8 @@ struct parent_hashes {
 	lineage lin;         /* at's */
 	pathmap fid;         /* path -> (file_id at `at`) + 1, or 1 when not a file there */
 	pathmap ent;         /* path -> entry* at `at` (found there), for the checkpoint's collect */
+	pathmap sc;          /* path -> sc_row* (ver 0: no row) of the files in ent, for the same */
+	sqlite3_stmt *q_sc;  /* a stat cache row by path */
 	keymap hash;         /* (file_id, blkno) -> the hash at `at` */
 	int off;             /* a lookup failed: none until the head changes */
 };
@@ -84,12 +86,53 @@ int parent_entry_get(const parent_hashes *ph, mtm_id parent, const char *path, e
 	return e && !entry_dup(e, out);
 }
 
+int parent_sc_get(const parent_hashes *ph, mtm_id parent, const char *path, const sc_row **row)
+{
+	const sc_row *r = ph && parent && ph->at == parent && ph->sc.n ? pathmap_get(&ph->sc, path) : NULL;
+	if (!r)
+		return 0;
+	*row = r->ver ? r : NULL;
+	return 1;
+}
+
+void parent_sc_forget(parent_hashes *ph)
+{
+	if (!ph)
+		return;
+	pathmap_free(&ph->sc, free);
+	memset(&ph->sc, 0, sizeof ph->sc);
+}
+
+/* The stat cache row of path, kept for the collect (best effort: a row not
+ * kept is looked up there). */
+static void note_sc_row(mtm_session *ss, parent_hashes *ph, const char *path)
+{
+	if (!ph->q_sc &&
+	    sqlite3_prepare_v2(ss->s->db,
+	                       "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?", -1,
+	                       &ph->q_sc, NULL) != SQLITE_OK)
+		return;
+	sqlite3_stmt *st = ph->q_sc;
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sc_row *row = rc == SQLITE_ROW || rc == SQLITE_DONE ? calloc(1, sizeof *row) : NULL;
+	if (row && rc == SQLITE_ROW)
+		statcache_row_read(st, 0, row);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (row && pathmap_put(&ph->sc, path, row))
+		free(row);
+}
+
 void parent_hashes_free(parent_hashes *ph)
 {
 	if (!ph)
 		return;
 	lineage_free(&ph->lin);
 	pathmap_free(&ph->ent, entry_free);
+	pathmap_free(&ph->sc, free);
+	sqlite3_finalize(ph->q_sc);
 	pathmap_free(&ph->fid, NULL);
 	keymap_free(&ph->hash);
 	free(ph);
@@ -139,6 +182,8 @@ static void note_parent_hash(mtm_session *ss, parent_hashes *ph, const char *pat
 			ph->off = 1;
 			return;
 		}
+		if (f > 1)
+			note_sc_row(ss, ph, path);
 	}
 	uint64_t h, *v;
 	int fresh;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -72,27 +73,69 @@ int session_sock_addr(int dirfd, const char *dir, struct sockaddr_un *sa)
 	return n > 0 && (size_t)n < sizeof sa->sun_path ? 0 : ENAMETOOLONG;
 }
 
+int session_sc_write(mtm_session *ss)
+{
+	sqlite3_stmt *put = NULL, *del = NULL;
+	int rc = 0;
+	for (size_t i = 0; i < ss->sc_kept.cap && !rc; i++) {
+		const pathmap_slot *sl = &ss->sc_kept.slots[i];
+		const sc_row *row = sl->val;
+		if (sl->key)
+			rc = row->ver ? statcache_put_row(ss->s, &put, sl->key, row) : statcache_del(ss->s, &del, sl->key);
+	}
+	sqlite3_finalize(put);
+	sqlite3_finalize(del);
+	ss->sc_in_tx = !rc;
+	parent_sc_forget(ss->bg_ph); /* (what the passes read is older now) */
+	return rc;
+}
+
+/* The kept stat cache rows and the block_log merge, one transaction. */
+static int settle_kept(mtm_session *ss)
+{
+	mtm_store *s = ss->s;
+	int rc = db_exec(s, "BEGIN IMMEDIATE");
+	if (rc)
+		return rc;
+	if (!(rc = session_sc_write(ss)) && !(rc = index_merge_log(s)))
+		rc = db_exec(s, "COMMIT");
+	if (rc) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		ss->sc_in_tx = 0;
+		return rc;
+	}
+	s->log_rows = 0;
+	pathmap_free(&ss->sc_kept, free);
+	memset(&ss->sc_kept, 0, sizeof ss->sc_kept);
+	ss->sc_in_tx = 0;
+	return 0;
+}
+
 /* Idle: the block rows of the session's checkpoints go from block_log into
- * block (the random B-tree writes the checkpoints did not make). Best
+ * block (the random B-tree writes the checkpoints did not make), and the
+ * stat cache rows its checkpoints kept (sc_kept) go into statcache. Best
  * effort: rows left in the log are read from there, and the next writer to
- * take the lock merges them. */
+ * take the lock merges them; stat cache rows not written leave older rows,
+ * which vouch for nothing newer (a scan reads those files again). */
 static void settle_log(mtm_session *ss)
 {
 	mtm_store *s = ss->s;
 	int64_t rows = s->log_rows, t0 = now_ns();
+	size_t kept = ss->sc_kept.n;
 	int rc = store_lock(s);
 	if (!rc) {
-		rc = index_settle(s);
+		rc = kept ? settle_kept(ss) : index_settle(s);
 		store_unlock(s);
 	}
 	if (ss->debug)
-		log_msg(MTM_LOG_DEBUG, "session: block_log merged (%lld rows): %.2f ms%s%s", (long long)rows,
-		        (double)(now_ns() - t0) / 1e6, rc ? ", failed: " : "", rc ? mtm_last_error() : "");
+		log_msg(MTM_LOG_DEBUG, "session: block_log merged (%lld rows), %zu stat cache rows written: %.2f ms%s%s",
+		        (long long)rows, kept, (double)(now_ns() - t0) / 1e6, rc ? ", failed: " : "",
+		        rc ? mtm_last_error() : "");
 }
 
 void session_wal_maintain(mtm_session *ss, int idle)
 {
-	if (idle && ss->s->log_rows > 0)
+	if (idle && (ss->s->log_rows > 0 || ss->sc_kept.n))
 		settle_log(ss);
 	if (ss->wal_frames <= 0 || (!idle && ss->wal_frames < SESSION_WAL_MAX_FRAMES))
 		return;

@@ -129,6 +129,12 @@ typedef struct mtm_session {
 	int watch_off;           /* METAMORI_WATCH=off (benchmarks): the logs alone are trusted */
 	vec code_seen;           /* of code_verdict, by pid (bypass.c) */
 	uint64_t dispatch_trusted; /* writers trusted for their dispatch flag since the last report */
+	/* The stat cache rows of the session's committed checkpoints, not
+	 * written yet (ckpt_hooks.sc_kept): path -> sc_row* (ver 0: deleted).
+	 * Written when idle, when a checkpoint scans, past SESSION_SC_KEPT_MAX
+	 * rows, and when the session ends (session_sc_write). */
+	pathmap sc_kept;
+	int sc_in_tx;            /* sc_kept is written into the open transaction: emptied once it commits */
 } mtm_session;
 
 /* 1 if traced process pid may change files without its interposer
@@ -241,6 +247,11 @@ void parent_hashes_free(parent_hashes *ph);
  * copy in *out (entry_clear), 1; else 0 (look it up). Saves the collect a
  * lookup a touched file inside the pause. */
 int parent_entry_get(const parent_hashes *ph, mtm_id parent, const char *path, entry *out);
+/* The same for the stat cache row of a file whose entry they looked up: 1
+ * if known (*row NULL: none), 0 (look it up). The rows the session writes
+ * (session_sc_write) drop what they read. */
+int parent_sc_get(const parent_hashes *ph, mtm_id parent, const char *path, const sc_row **row);
+void parent_sc_forget(parent_hashes *ph);
 /* The session's passes while the program runs (run.c): when records came
  * since the last one. Returns the poll timeout until the next (ms), -1: none. */
 int session_precopy_tick(mtm_session *ss);
@@ -264,6 +275,12 @@ void session_reap_logs(mtm_session *ss);
 void session_wal_maintain(mtm_session *ss, int idle);
 /* Idle, after session_wal_maintain: starts the copied WAL over (session.c). */
 void session_wal_restart(mtm_session *ss);
+/* Past this many rows kept (~150 bytes each), a checkpoint writes them in
+ * its own commit. */
+#define SESSION_SC_KEPT_MAX 16384
+/* Writes the kept stat cache rows into the open transaction (sc_in_tx);
+ * they are forgotten once it commits (ckpt_hooks.sc_kept, session.c). */
+int session_sc_write(mtm_session *ss);
 
 /* Serves one client connection: reads the request, checkpoints, replies;
  * 1 if it was a join: the connection is then a member's (join.c), kept open. */

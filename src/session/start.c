@@ -239,6 +239,7 @@ void session_stop(mtm_session *ss)
 	vec_free(&ss->sticky_scan);
 	vec_free(&ss->code_seen);
 	pathmap_free(&ss->hashes, block_hashes_free);
+	pathmap_free(&ss->sc_kept, free); /* (written by session_wal_maintain above, if it could) */
 	change_set_free(&ss->bg_cs);
 	prewrite_free(ss); /* first: its thread may be writing from the pre-copy's slots */
 	pathmap_free(&ss->bg_pre, precopy_free);

@@ -43,6 +43,7 @@ typedef struct {
 	pathmap pending; /* path -> pending_hashes*: ss->hashes after a commit */
 	vec deferred;    /* of deferred_copy: blocks read in the barrier, the captures' bytes */
 	pathmap dirfds;  /* directory -> its fd + 1, or -errno: each opened once per checkpoint */
+	pathmap filefds; /* written file -> its fd + 1, opened by live_open for its capture (open_same_file) */
 	pathmap pre;     /* path -> precopy*: blocks read before the barrier */
 	change_set post; /* what the records say changed after they were read */
 	uint64_t precopied_blocks;
@@ -80,6 +81,16 @@ static inline int need_scan(tctx *t, const char *why)
 
 /* live.c */
 int live_stat(tctx *t, const char *path, live_item *it, int *found);
+/* live_stat for a path the logs say was written: opened (it is a regular
+ * file, as a rule), its stat taken from the open, and the fd kept for its
+ * capture (filefds, taken by open_same_file): one lookup of the path
+ * inside the pause, not two. Anything but a regular file opened: as
+ * live_stat. */
+int live_open(tctx *t, const char *path, live_item *it, int *found);
+/* The fd live_open kept for path (the caller's now; its stat is the item's
+ * st), or -1. filefds_close: the ones nobody took. */
+int live_take_fd(tctx *t, const char *path);
+void filefds_close(tctx *t);
 /* Opens a live file for its capture. */
 int open_live(tctx *t, const char *path, int *fd, struct stat *st);
 void dirfds_close(tctx *t);

@@ -93,6 +93,7 @@ static void restart_as_scan(tctx *t)
 {
 	t->hold = 0;
 	t->budget = capture_budget();
+	filefds_close(t); /* (their stats are the tracked side's) */
 	pathmap_free(&t->pending, pending_free);
 	deferred_free(t);
 	t->deferred = (vec)VEC_INIT(deferred_copy);
@@ -208,6 +209,13 @@ static void tracked_end(tctx *t, change_set *cs, int rc)
 	session_reap_logs(ss);
 }
 
+/* SESSION_SC_KEPT_MAX, or METAMORI_TEST_SC_KEPT_MAX (tests: a small bound) */
+static size_t sc_kept_max(void)
+{
+	const char *knob = secure_getenv("METAMORI_TEST_SC_KEPT_MAX");
+	return knob && *knob ? (size_t)atol(knob) : SESSION_SC_KEPT_MAX;
+}
+
 /* only_if_changed: when nothing differs from the head, nothing is recorded
  * (out->id 0, out->parent the head). */
 static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
@@ -246,7 +254,11 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 	memset(&ss->bg_pre, 0, sizeof ss->bg_pre);
 	t.cs = &cs;
 	int scan = 0;
-	rc = barrier_and_record(&t, r, &tm, &scan);
+	/* too many stat cache rows kept (no idle time between checkpoints):
+	 * this commit writes them */
+	rc = ss->sc_kept.n >= sc_kept_max() ? session_sc_write(ss) : 0;
+	if (!rc)
+		rc = barrier_and_record(&t, r, &tm, &scan);
 	tm.tr = now_ns();
 	tm.wait_rec = ckpt_pack(r)->waited_ns;
 	mtm_checkpoint_info ci = {0};
@@ -266,6 +278,7 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 	else
 		pathmap_free(&ss->hashes, block_hashes_free);
 	tracked_release(&t, r);
+	ss->sc_in_tx = 0; /* (rolled back, if the commit did not empty sc_kept) */
 	if (!rc) {
 		ci.tracked = !scan;
 		ci.pause_ns = (uint64_t)(tm.t1 - tm.t0);

@@ -441,6 +441,25 @@ static int load_inodes(watcher *w, mtm_session *ss)
 	 * watcher looks) */
 	if (!rc && r != SQLITE_DONE)
 		rc = EIO;
+	/* and the rows the session's checkpoints kept, not written yet */
+	for (size_t i = 0; !rc && i < ss->sc_kept.cap; i++) {
+		const sc_row *row = ss->sc_kept.slots[i].val;
+		if (!ss->sc_kept.slots[i].key || !row->ver)
+			continue;
+		if (w->n_inodes == cap) {
+			size_t ncap = cap ? 2 * cap : INODE_RUN;
+			uint64_t *p = realloc(w->inodes, ncap * sizeof *p);
+			if (!p) {
+				rc = ENOMEM;
+				break;
+			}
+			w->inodes = p;
+			cap = ncap;
+		}
+		w->inodes[w->n_inodes++] = inode_key(row->dev, row->ino);
+		if (w->n_inodes % INODE_RUN == 0)
+			qsort(w->inodes + w->n_inodes - INODE_RUN, INODE_RUN, sizeof *w->inodes, cmp_u64);
+	}
 	if (rc) {
 		free(w->inodes);
 		w->inodes = NULL;

@@ -500,34 +500,34 @@ int index_writer_init(index_writer *w, mtm_store *s, int where)
 	assert(where == INDEX_TO_LOG || !s->log_blocks);
 	memset(w, 0, sizeof *w);
 	w->s = s;
-	int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO entry(" ENTRY_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1,
-	                            &w->ins_entry, NULL);
+	/* (the statements are the handle's, prepared once: db_cached; the keys
+	 * are these static strings) */
+	static const char ins_entry[] = "INSERT OR REPLACE INTO entry(" ENTRY_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	static const char ins_new[] = "INSERT INTO block VALUES(?,?,?,?,?,?,?)";
+	static const char ins_again[] = "INSERT OR REPLACE INTO block VALUES(?,?,?,?,?,?,?)";
+	static const char key_one[2], key_batch[2]; /* [0]: to block, [1]: to block_log */
+	w->held = (vec)VEC_INIT(held_block);
+	w->to_log = where != INDEX_TO_BLOCK;
+	w->log_if_few = where == INDEX_TO_LOG_IF_FEW;
 	const char *table = where == INDEX_TO_BLOCK ? "block" : "block_log";
 	char sql[64 + BLOCK_BATCH * 16];
 	int n = snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO %s VALUES(?,?,?,?,?,?,?)", table);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, sql, -1, &w->ins_block, NULL);
+	MTM_TRY(db_cached(s, ins_entry, ins_entry, &w->ins_entry));
+	MTM_TRY(db_cached(s, &key_one[w->to_log], sql, &w->ins_block));
 	for (int i = 1; i < BLOCK_BATCH; i++)
 		n += snprintf(sql + n, sizeof sql - (size_t)n, ",(?,?,?,?,?,?,?)");
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, sql, -1, &w->ins_blocks, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, "INSERT INTO block VALUES(?,?,?,?,?,?,?)", -1, &w->ins_new, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO block VALUES(?,?,?,?,?,?,?)", -1, &w->ins_again, NULL);
-	w->to_log = where != INDEX_TO_BLOCK;
-	w->log_if_few = where == INDEX_TO_LOG_IF_FEW;
-	w->held = (vec)VEC_INIT(held_block);
-	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
+	MTM_TRY(db_cached(s, &key_batch[w->to_log], sql, &w->ins_blocks));
+	MTM_TRY(db_cached(s, ins_new, ins_new, &w->ins_new));
+	return db_cached(s, ins_again, ins_again, &w->ins_again);
 }
 
 void index_writer_free(index_writer *w)
 {
-	sqlite3_finalize(w->ins_entry);
-	sqlite3_finalize(w->ins_block);
-	sqlite3_finalize(w->ins_blocks);
-	sqlite3_finalize(w->ins_new);
-	sqlite3_finalize(w->ins_again);
+	/* (the handle's: reset, not finalized) */
+	sqlite3_stmt *st[] = {w->ins_entry, w->ins_block, w->ins_blocks, w->ins_new, w->ins_again};
+	for (size_t i = 0; i < sizeof st / sizeof st[0]; i++)
+		if (st[i])
+			sqlite3_reset(st[i]);
 	vec_free(&w->held);
 	memset(w, 0, sizeof *w);
 }
@@ -708,6 +708,9 @@ void index_lookups_free(mtm_store *s)
 	sqlite3_finalize(s->q_block_pair);
 	sqlite3_finalize(s->q_block_pair_log);
 	s->q_entry_at = s->q_block_at = s->q_block_at_log = s->q_block_pair = s->q_block_pair_log = s->q_file_map = NULL;
+	for (int i = 0; i < s->n_cached; i++)
+		sqlite3_finalize(s->cached[i].st);
+	s->n_cached = 0;
 }
 
 int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out, int *found)

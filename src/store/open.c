@@ -247,6 +247,7 @@ static int reclaim_unfinished(mtm_store *s)
 		int has_index = !fstatat(s->dirfd, "index.db", &st, AT_SYMLINK_NOFOLLOW);
 		int unfinished = (!has_index || !open_db(s, 0)) && store_unfinished(s);
 		if (s->db) {
+			index_lookups_free(s);
 			sqlite3_close_v2(s->db);
 			s->db = NULL;
 		}

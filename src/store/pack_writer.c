@@ -115,17 +115,17 @@ static int writer_init(pack_writer *w, mtm_store *s)
 /* The newest pack's id and committed size (0, 0: none yet). */
 static int newest_pack(mtm_store *s, int64_t *id, uint64_t *size)
 {
+	static const char sql[] = "SELECT id, size FROM pack ORDER BY id DESC LIMIT 1";
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT id, size FROM pack ORDER BY id DESC LIMIT 1", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
+	MTM_TRY(db_cached(s, sql, sql, &st));
 	*id = 0;
 	*size = 0;
+	int rc;
 	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		*id = sqlite3_column_int64(st, 0);
 		*size = (uint64_t)sqlite3_column_int64(st, 1);
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
@@ -193,12 +193,12 @@ static int sync_ahead_early(pack_writer *w)
 int pack_writer_begin(pack_writer *w, mtm_store *s, const pack_begin_opts *o)
 {
 	MTM_TRY(writer_init(w, s));
-	int rc = sqlite3_prepare_v2(s->db, "SELECT id FROM chunk WHERE hash=?", -1, &w->find, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, "INSERT INTO chunk(hash,pack,off,clen,plen,codec) VALUES(?,?,?,?,?,?)",
-		                        -1, &w->insert, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
+	/* (the handle's statements: db_cached) */
+	static const char find[] = "SELECT id FROM chunk WHERE hash=?";
+	static const char insert[] = "INSERT INTO chunk(hash,pack,off,clen,plen,codec) VALUES(?,?,?,?,?,?)";
+	int rc;
+	MTM_TRY(db_cached(s, find, find, &w->find));
+	MTM_TRY(db_cached(s, insert, insert, &w->insert));
 	if (o && o->ahead && (rc = continue_ahead(w, o->ahead)))
 		return rc < 0 ? rc : sync_ahead_early(w);
 	/* continue the newest pack if it is not full */
@@ -427,21 +427,20 @@ int pack_writer_finish(pack_writer *w)
 	if (!flusher_synced(w)) /* (it cannot be otherwise: flusher_wait would have said why) */
 		return mtm_set_error(EIO, "%s/.metamori/packs: not synced", w->s->root);
 	flusher_stop(w); /* the last job: the thread ends while the index commits */
+	static const char upsert[] = "INSERT INTO pack(id,size) VALUES(?,?) ON CONFLICT(id) DO UPDATE SET size=excluded.size";
 	sqlite3_stmt *st;
-	rc = sqlite3_prepare_v2(w->s->db, "INSERT INTO pack(id,size) VALUES(?,?) ON CONFLICT(id) DO UPDATE SET size=excluded.size", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(w->s, rc, "index");
+	MTM_TRY(db_cached(w->s, upsert, upsert, &st));
 	for (size_t i = 0; i < w->touched.n; i++) {
 		struct touched_pack *t = &VEC_AT(&w->touched, struct touched_pack, i);
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, t->id);
 		sqlite3_bind_int64(st, 2, (int64_t)t->size);
 		if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
-			sqlite3_finalize(st);
+			sqlite3_reset(st);
 			return db_error(w->s, rc, "index");
 		}
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (w->ahead_kept && w->ahead.end - w->ahead.base > w->ahead_adopted) {
 		/* records written ahead that no block took: dead, for gc to reclaim */
 		rc = sqlite3_prepare_v2(w->s->db, "UPDATE pack SET dead = dead + ? WHERE id = ?", -1, &st, NULL);
@@ -464,8 +463,10 @@ void pack_writer_free(pack_writer *w)
 		close(VEC_AT(&w->touched, struct touched_pack, i).fd);
 	vec_free(&w->touched);
 	vec_free(&w->segs);
-	sqlite3_finalize(w->find);
-	sqlite3_finalize(w->insert);
+	if (w->find) /* (the handle's: reset, not finalized) */
+		sqlite3_reset(w->find);
+	if (w->insert)
+		sqlite3_reset(w->insert);
 	ZSTD_freeCCtx(w->cctx);
 	free(w->buf);
 	free(w->cbuf);

@@ -45,6 +45,27 @@ static int db_step_once(mtm_store *s, const char *sql, const int64_t *args, int 
 	return sqlite3_step(*st);
 }
 
+int db_cached(mtm_store *s, const void *key, const char *sql, sqlite3_stmt **out)
+{
+	for (int i = 0; i < s->n_cached; i++)
+		if (s->cached[i].key == key) {
+			*out = s->cached[i].st;
+			sqlite3_reset(*out);
+			return 0;
+		}
+	*out = NULL;
+	if (s->n_cached == (int)(sizeof s->cached / sizeof s->cached[0]))
+		return mtm_set_error(MTM_EINVAL, "index: too many cached statements"); /* (a bug: more call sites) */
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(s, rc, "index");
+	s->cached[s->n_cached].key = key;
+	s->cached[s->n_cached++].st = st;
+	*out = st;
+	return 0;
+}
+
 int db_run(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n)
 {
 	sqlite3_stmt *st = NULL;
@@ -64,17 +85,18 @@ int db_int(mtm_store *s, const char *what, const char *sql, const int64_t *args,
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, what);
 }
 
+static const char meta_get_sql[] = "SELECT value FROM meta WHERE key=?";
+static const char meta_set_sql[] = "INSERT OR REPLACE INTO meta VALUES(?,?)";
+
 int meta_get_int(mtm_store *s, const char *key, int64_t *out)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
+	MTM_TRY(db_cached(s, meta_get_sql, meta_get_sql, &st));
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
+	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*out = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (rc == SQLITE_DONE)
 		return mtm_set_error(MTM_ECORRUPT, "index: meta key '%s' is missing", key);
 	return rc == SQLITE_ROW ? 0 : db_error(s, rc, "index");
@@ -83,22 +105,20 @@ int meta_get_int(mtm_store *s, const char *key, int64_t *out)
 int meta_set_int(mtm_store *s, const char *key, int64_t v)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
+	MTM_TRY(db_cached(s, meta_set_sql, meta_set_sql, &st));
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, v);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
 int store_load_branches(mtm_store *s)
 {
+	static const char sql[] = "SELECT id, parent_branch, fork FROM branch ORDER BY id";
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT id, parent_branch, fork FROM branch ORDER BY id", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(s, rc, "index");
+	MTM_TRY(db_cached(s, sql, sql, &st));
+	int rc;
 	free(s->branches);
 	s->branches = NULL;
 	s->n_branches = 0;
@@ -111,7 +131,7 @@ int store_load_branches(mtm_store *s)
 		 * no gaps (rows are never deleted): a gap is damage, and would make a
 		 * lying id cost an allocation of its size. */
 		if (id != prev + 1 || parent < 0 || parent >= id) {
-			sqlite3_finalize(st);
+			sqlite3_reset(st);
 			return mtm_set_error(MTM_ECORRUPT, "index: branch %lld is damaged", (long long)id);
 		}
 		if (id >= cap) {
@@ -120,7 +140,7 @@ int store_load_branches(mtm_store *s)
 				ncap *= 2;
 			struct mtm_branch *b = realloc(s->branches, (size_t)ncap * sizeof *b);
 			if (!b) {
-				sqlite3_finalize(st);
+				sqlite3_reset(st);
 				return mtm_set_error(ENOMEM, "index: loading branches");
 			}
 			memset(b + cap, 0, (size_t)(ncap - cap) * sizeof *b);
@@ -133,7 +153,7 @@ int store_load_branches(mtm_store *s)
 		if (id + 1 > s->n_branches)
 			s->n_branches = id + 1;
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 

@@ -86,8 +86,24 @@ int64_t racy_window(mtm_store *s, const struct stat *st)
 	return (int64_t)st->st_dev == s->root_fine_dev ? RACY_FINE_NS : RACY_WINDOW_NS;
 }
 
-int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t ver, const struct stat *st,
-                  int64_t scan_start_ns)
+void statcache_row_make(mtm_store *s, int64_t ver, const struct stat *st, int64_t scan_start_ns, sc_row *out)
+{
+	out->ver = ver;
+	out->size = (int64_t)st->st_size;
+	out->mtime_ns = st_mtime_ns(st);
+	out->ctime_ns = st_ctime_ns(st);
+	out->ino = (int64_t)st->st_ino;
+	out->dev = (int64_t)st->st_dev;
+	out->mode = st->st_mode;
+	out->uid = st->st_uid;
+	out->gid = st->st_gid;
+	/* ctime too: restore's own writes happen "now" */
+	int64_t window = racy_window(s, st);
+	out->racy = scan_start_ns == STATCACHE_UNVOUCHED || out->mtime_ns >= scan_start_ns - window ||
+	            out->ctime_ns >= scan_start_ns - window;
+}
+
+int statcache_put_row(mtm_store *s, sqlite3_stmt **cache, const char *path, const sc_row *r)
 {
 	int rc;
 	if (!*cache && (rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO statcache VALUES(?,?,?,?,?,?,?,?,?,?,?)",
@@ -96,23 +112,27 @@ int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t 
 	sqlite3_stmt *q = *cache;
 	sqlite3_reset(q);
 	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, ver);
-	sqlite3_bind_int64(q, 3, (int64_t)st->st_size);
-	sqlite3_bind_int64(q, 4, st_mtime_ns(st));
-	sqlite3_bind_int64(q, 5, st_ctime_ns(st));
-	sqlite3_bind_int64(q, 6, (int64_t)st->st_ino);
-	sqlite3_bind_int64(q, 7, (int64_t)st->st_dev);
-	sqlite3_bind_int64(q, 8, st->st_mode);
-	sqlite3_bind_int64(q, 9, st->st_uid);
-	sqlite3_bind_int64(q, 10, st->st_gid);
-	/* ctime too: restore's own writes happen "now" */
-	int64_t window = racy_window(s, st);
-	int racy = scan_start_ns == STATCACHE_UNVOUCHED || st_mtime_ns(st) >= scan_start_ns - window ||
-	           st_ctime_ns(st) >= scan_start_ns - window;
-	sqlite3_bind_int(q, 11, racy);
+	sqlite3_bind_int64(q, 2, r->ver);
+	sqlite3_bind_int64(q, 3, r->size);
+	sqlite3_bind_int64(q, 4, r->mtime_ns);
+	sqlite3_bind_int64(q, 5, r->ctime_ns);
+	sqlite3_bind_int64(q, 6, r->ino);
+	sqlite3_bind_int64(q, 7, r->dev);
+	sqlite3_bind_int64(q, 8, r->mode);
+	sqlite3_bind_int64(q, 9, r->uid);
+	sqlite3_bind_int64(q, 10, r->gid);
+	sqlite3_bind_int(q, 11, r->racy);
 	rc = sqlite3_step(q);
 	sqlite3_reset(q);
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
+int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t ver, const struct stat *st,
+                  int64_t scan_start_ns)
+{
+	sc_row r;
+	statcache_row_make(s, ver, st, scan_start_ns, &r);
+	return statcache_put_row(s, cache, path, &r);
 }
 
 int statcache_del(mtm_store *s, sqlite3_stmt **cache, const char *path)

@@ -101,6 +101,10 @@ int statcache_fresh(const sc_row *r, const struct stat *st, int64_t ver);
 int statcache_put(mtm_store *s, sqlite3_stmt **cache, const char *path, int64_t ver, const struct stat *st,
                   int64_t scan_start_ns);
 int statcache_del(mtm_store *s, sqlite3_stmt **cache, const char *path);
+/* statcache_put in two steps: the row (its racy flag judged from st and
+ * scan_start_ns, as statcache_put does), then its upsert. */
+void statcache_row_make(mtm_store *s, int64_t ver, const struct stat *st, int64_t scan_start_ns, sc_row *out);
+int statcache_put_row(mtm_store *s, sqlite3_stmt **cache, const char *path, const sc_row *r);
 
 /* Called for each maximal run (within one aligned group of MTM_CHUNK_BLOCKS)
  * of blocks whose content differs from the map. zero: the run is all zeros
