@@ -150,6 +150,11 @@ def as_user(a):
     B.rmtree(work)
     os.makedirs(work)
     os.chown(work, pw.pw_uid, pw.pw_gid)
+    if a.json:  # (written by the user at the end: made theirs now, where root may write)
+        j = os.path.abspath(a.json)
+        open(j, "w").close()
+        os.chown(j, pw.pw_uid, pw.pw_gid)
+        sys.argv += ["--json", j]
     py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable  # (root's may be private)
     argv = [py, os.path.abspath(__file__)] + sys.argv[1:]
     argv += ["--work", work, "--as-user"]
