@@ -38,17 +38,6 @@ typedef struct { int64_t off, len; } byte_range; /* as in barrier.c */
  * version (a seek per block), and takes them from here while the head is
  * still the one they were looked up at (only the session makes
  * checkpoints; prune keeps what the head reads; restore is refused). */
-struct parent_hashes {
-	mtm_id at;           /* the head they belong to (0: none yet) */
-	lineage lin;         /* at's */
-	pathmap fid;         /* path -> (file_id at `at`) + 1, or 1 when not a file there */
-	pathmap ent;         /* path -> entry* at `at` (found there), for the checkpoint's collect */
-	pathmap sc;          /* path -> sc_row* (ver 0: no row) of the files in ent, for the same */
-	sqlite3_stmt *q_sc;  /* a stat cache row by path */
-	keymap hash;         /* (file_id, blkno) -> the hash at `at` */
-	int off;             /* a lookup failed: none until the head changes */
-};
-
 int parent_hashes_get(const parent_hashes *ph, mtm_id parent, int64_t file_id, int64_t b, uint64_t *out)
 {
 	const uint64_t *v = ph && parent && ph->at == parent ? keymap_get(&ph->hash, file_id, b) : NULL;
@@ -93,14 +82,6 @@ int parent_sc_get(const parent_hashes *ph, mtm_id parent, const char *path, cons
 		return 0;
 	*row = r->ver ? r : NULL;
 	return 1;
-}
-
-void parent_sc_forget(parent_hashes *ph)
-{
-	if (!ph)
-		return;
-	pathmap_free(&ph->sc, free);
-	memset(&ph->sc, 0, sizeof ph->sc);
 }
 
 /* The stat cache row of path, kept for the collect (best effort: a row not

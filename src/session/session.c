@@ -73,6 +73,17 @@ int session_sock_addr(int dirfd, const char *dir, struct sockaddr_un *sa)
 	return n > 0 && (size_t)n < sizeof sa->sun_path ? 0 : ENAMETOOLONG;
 }
 
+/* The stat cache rows the pre-copy's passes kept (parent_hashes.sc)
+ * dropped: here, not in precopy.c, so that this file, which precopy.c
+ * builds on, does not call back into it. */
+static void parent_sc_forget(parent_hashes *ph)
+{
+	if (!ph)
+		return;
+	pathmap_free(&ph->sc, free);
+	memset(&ph->sc, 0, sizeof ph->sc);
+}
+
 int session_sc_write(mtm_session *ss)
 {
 	sqlite3_stmt *put = NULL, *del = NULL;

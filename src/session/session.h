@@ -26,7 +26,9 @@
 #include "metamori.h"
 #include "checkpoint/checkpoint.h"
 #include "store/pack.h"
+#include "store/lineage.h"
 #include "store/store.h"
+#include "util/keymap.h"
 #include "util/pathmap.h"
 #include "util/strvec.h"
 
@@ -239,7 +241,16 @@ void prewrite_free(mtm_session *ss);
 
 /* The parent's hashes of the blocks the passes copied, looked up along
  * (precopy.c): 1 and *out if block b of file_id is known at parent. */
-typedef struct parent_hashes parent_hashes;
+typedef struct parent_hashes {
+	mtm_id at;           /* the head they belong to (0: none yet) */
+	lineage lin;         /* at's */
+	pathmap fid;         /* path -> (file_id at `at`) + 1, or 1 when not a file there */
+	pathmap ent;         /* path -> entry* at `at` (found there), for the checkpoint's collect */
+	pathmap sc;          /* path -> sc_row* (ver 0: no row) of the files in ent, for the same */
+	sqlite3_stmt *q_sc;  /* a stat cache row by path */
+	keymap hash;         /* (file_id, blkno) -> the hash at `at` */
+	int off;             /* a lookup failed: none until the head changes */
+} parent_hashes;
 int parent_hashes_get(const parent_hashes *ph, mtm_id parent, int64_t file_id, int64_t b, uint64_t *out);
 void parent_hashes_free(parent_hashes *ph);
 /* The parent's entry at path as the session's passes looked it up (for the
@@ -251,7 +262,6 @@ int parent_entry_get(const parent_hashes *ph, mtm_id parent, const char *path, e
  * if known (*row NULL: none), 0 (look it up). The rows the session writes
  * (session_sc_write) drop what they read. */
 int parent_sc_get(const parent_hashes *ph, mtm_id parent, const char *path, const sc_row **row);
-void parent_sc_forget(parent_hashes *ph);
 /* The session's passes while the program runs (run.c): when records came
  * since the last one. Returns the poll timeout until the next (ms), -1: none. */
 int session_precopy_tick(mtm_session *ss);
