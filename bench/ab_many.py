@@ -16,11 +16,9 @@ usage: ab_many.py OLD NEW [--intervals 12] [--files 20000] [--work DIR] [--env K
 """
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
@@ -28,12 +26,9 @@ from bench_many import W2  # noqa: E402
 
 
 def timed(cmd, env=None):
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
-    t = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return t, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    """Wall and CPU seconds of cmd (benchlib.timed: exits on a failure)."""
+    t, p = B.timed(cmd, env=env)
+    return t, p.cpu
 
 
 def main():

@@ -14,23 +14,18 @@ usage: ab_scan.py OLD NEW [--intervals 20] [--files 4] [--cache warm|cold] [--wo
 """
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
 
-def timed(cmd):
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    t = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return t, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+def timed(cmd, env=None):
+    """Wall and CPU seconds of cmd (benchlib.timed: exits on a failure)."""
+    t, p = B.timed(cmd, env=env)
+    return t, p.cpu
 
 
 def main():

@@ -44,7 +44,9 @@ PHASES = [("begin", r"begin ([0-9.]+) ms"), ("before the gate", r"; ([0-9.]+) ms
           ("after the answer", r"after the answer: ([0-9.]+) ms")]
 
 
-def run_once(metamori, work, n, gap, idle):
+def w2_store(metamori, work):
+    """WORK/tree: W2 with a store and its first checkpoint, made once (kept
+    between rounds and runs: WORK/made says it is whole). Returns the tree."""
     tree = os.path.join(work, "tree")
     if not os.path.exists(os.path.join(work, "made")):
         B.rmtree(work)
@@ -53,6 +55,11 @@ def run_once(metamori, work, n, gap, idle):
         B.mtm(metamori, "init", tree)
         B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "initial")
         open(os.path.join(work, "made"), "w").close()
+    return tree
+
+
+def run_once(metamori, work, n, gap, idle):
+    tree = w2_store(metamori, work)
     writer = T.build_writer(work)
     os.environ["METAMORI_DEBUG_SESSION"] = "phases"
     os.environ["METAMORI_DEBUG_CHECKPOINT"] = "1"

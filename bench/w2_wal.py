@@ -25,8 +25,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 import bench_track as T  # noqa: E402
+from w2_phases import N_FILES, w2_store  # noqa: E402
 
-N_FILES, TOUCHED = 20000, 200
+TOUCHED = 200
 
 
 def wal_commits(path):
@@ -57,14 +58,7 @@ def owners(dbdir):
 
 
 def run_once(metamori, work, n, gap, idle):
-    tree = os.path.join(work, "tree")
-    if not os.path.exists(os.path.join(work, "made")):
-        B.rmtree(work)
-        os.makedirs(work)
-        T.make_many(tree, N_FILES)
-        B.mtm(metamori, "init", tree)
-        B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "initial")
-        open(os.path.join(work, "made"), "w").close()
+    tree = w2_store(metamori, work)
     writer = T.build_writer(work)
     ses = T.Session(metamori, tree, work, writer, [0, 0, 0, 11, N_FILES], "w2")
     subprocess.run([metamori, "-C", tree, "checkpoint", "-q"], check=True, capture_output=True)

@@ -393,6 +393,26 @@ void watch_read_on(watcher *w)
 		load_read_on(w);
 }
 
+/* Appends key to the inodes being loaded (*cap: their room), each full
+ * run of INODE_RUN sorted as it completes; 0 or ENOMEM. */
+static int push_inode(watcher *w, size_t *cap, uint64_t key)
+{
+	if (w->n_inodes == *cap) {
+		/* (grown by doubling: glibc moves a block this large by
+		 * remapping its pages, not by copying them) */
+		size_t ncap = *cap ? 2 * *cap : INODE_RUN;
+		uint64_t *p = realloc(w->inodes, ncap * sizeof *p);
+		if (!p)
+			return ENOMEM;
+		w->inodes = p;
+		*cap = ncap;
+	}
+	w->inodes[w->n_inodes++] = key;
+	if (w->n_inodes % INODE_RUN == 0)
+		qsort(w->inodes + w->n_inodes - INODE_RUN, INODE_RUN, sizeof *w->inodes, cmp_u64);
+	return 0;
+}
+
 /* Loads the inodes of the tree's files as of the last checkpoint (its stat
  * cache rows), reading the queue on meanwhile (fan_stash). A file made
  * since is a namespace change of this interval, compared whole at the next
@@ -414,21 +434,8 @@ static int load_inodes(watcher *w, mtm_session *ss)
 		return EIO;
 	int r, rc = 0;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		if (w->n_inodes == cap) {
-			/* (grown by doubling: glibc moves a block this large by
-			 * remapping its pages, not by copying them) */
-			size_t ncap = cap ? 2 * cap : INODE_RUN;
-			uint64_t *p = realloc(w->inodes, ncap * sizeof *p);
-			if (!p) {
-				rc = ENOMEM;
-				break;
-			}
-			w->inodes = p;
-			cap = ncap;
-		}
-		w->inodes[w->n_inodes++] = inode_key(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
-		if (w->n_inodes % INODE_RUN == 0)
-			qsort(w->inodes + w->n_inodes - INODE_RUN, INODE_RUN, sizeof *w->inodes, cmp_u64);
+		if ((rc = push_inode(w, &cap, inode_key(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)))))
+			break;
 		if (w->n_inodes % LOAD_READ_ROWS == 0)
 			load_read_on(w);
 		while (w->test_gate && w->n_inodes == 1 && !access(w->test_gate, F_OK)) {
@@ -444,21 +451,8 @@ static int load_inodes(watcher *w, mtm_session *ss)
 	/* and the rows the session's checkpoints kept, not written yet */
 	for (size_t i = 0; !rc && i < ss->sc_kept.cap; i++) {
 		const sc_row *row = ss->sc_kept.slots[i].val;
-		if (!ss->sc_kept.slots[i].key || !row->ver)
-			continue;
-		if (w->n_inodes == cap) {
-			size_t ncap = cap ? 2 * cap : INODE_RUN;
-			uint64_t *p = realloc(w->inodes, ncap * sizeof *p);
-			if (!p) {
-				rc = ENOMEM;
-				break;
-			}
-			w->inodes = p;
-			cap = ncap;
-		}
-		w->inodes[w->n_inodes++] = inode_key(row->dev, row->ino);
-		if (w->n_inodes % INODE_RUN == 0)
-			qsort(w->inodes + w->n_inodes - INODE_RUN, INODE_RUN, sizeof *w->inodes, cmp_u64);
+		if (ss->sc_kept.slots[i].key && row->ver)
+			rc = push_inode(w, &cap, inode_key(row->dev, row->ino));
 	}
 	if (rc) {
 		free(w->inodes);
