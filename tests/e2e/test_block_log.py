@@ -248,7 +248,39 @@ def test_entry_log_merged_by_du_and_prune(root):
     T.run(["-C", root, "verify", "--data"])
 
 
+ENTRY_LOG_SETTLE_ROWS = 1 << 12  # src/store/lock.c
+
+
+@with_store
+def test_entry_log_merged_past_its_bound(root):
+    """A session whose checkpoints come with no idle second between them
+    merges entry_log into entry in the checkpoint that finds more than
+    ENTRY_LOG_SETTLE_ROWS of its rows there: the log's leaves a commit
+    dirties grow with it."""
+    n = 1100
+    d = os.path.join(root, "d")
+    os.mkdir(d)
+    for i in range(n):
+        T.write_file(os.path.join(d, "f%04d" % i), b"0")
+    h = T.History(root)
+    h.checkpoint()
+    logged = 0
+    with never_idle_session(root):
+        for k in range(1, 6):
+            for i in range(n):
+                T.write_file(os.path.join(d, "f%04d" % i), b"%d" % k)
+            c = h.checkpoint()  # asked of the session: every file's entry row
+            logged = n if logged > ENTRY_LOG_SETTLE_ROWS else logged + n
+            expect(rows(root, "entry_log") == logged and rows(root, "entry_log", "ckpt=%d" % c) == n,
+                   "after %d checkpoints: %d rows in entry_log (%d of the last), not %d"
+                   % (k, rows(root, "entry_log"), rows(root, "entry_log", "ckpt=%d" % c), logged))
+    expect(rows(root, "entry_log") == 0, "the session ended with rows in entry_log")
+    keep = sorted(h.seen)
+    h.seen = {k: v for k, v in h.seen.items() if k in keep[:1] + keep[-3:]}  # (before and after the merge)
+    h.check()
+
+
 if __name__ == "__main__":
     T.main([test_scattered_changes_touch_no_page_of_block, test_log_merged_past_its_bound,
             test_prune_merges_in_its_transaction, test_session_merges_as_it_starts,
-            test_entry_log_merged_by_du_and_prune])
+            test_entry_log_merged_by_du_and_prune, test_entry_log_merged_past_its_bound])
