@@ -254,6 +254,14 @@ int session_pid_code_changed(mtm_session *ss, int32_t pid)
 	return 0;
 }
 
+int session_pid_traced(const mtm_session *ss, int32_t pid)
+{
+	for (size_t i = 0; pid > 0 && i < ss->logs.n; i++)
+		if (VEC_AT(&ss->logs, log_slot, i).pid == pid)
+			return 1;
+	return 0;
+}
+
 int session_pid_trusted(mtm_session *ss, int32_t pid)
 {
 	if (pid <= 0)

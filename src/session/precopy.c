@@ -287,11 +287,12 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 			break;
 		}
 		/* a file the checkpoint compares whole anyway (inotify saw it
-		 * written) is read by the compare: a copy would be read for
+		 * written, or fanotify a writer the logs cannot vouch for) is read
+		 * by the compare: a copy would be read for
 		 * nothing, and written ahead for nothing (its capture comes from
 		 * the compare's own reads) */
 		const file_change *acc = side ? NULL : pathmap_get(&cs->files, path);
-		int whole_anyway = !side && ((acc && acc->whole) || watch_compares_whole(ss->watch, path));
+		int whole_anyway = !side && ((acc && acc->whole) || watch_compares_whole(ss->watch, ss, path));
 		int skip = took || over || whole_anyway || fc->whole || fc->trunc_min >= 0 || !fc->ranges.n;
 		if (!skip && !ph_tried) {
 			ph_tried = 1;

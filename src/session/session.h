@@ -151,6 +151,8 @@ void session_forget_pid(mtm_session *ss, int32_t pid);
  * change in this interval and no code of its own that bypasses the
  * interposer (barrier.c). */
 int session_pid_trusted(mtm_session *ss, int32_t pid);
+/* 1 if pid has a log the session has found (it may be dead). */
+int session_pid_traced(const mtm_session *ss, int32_t pid);
 /* 1 if pid's log said its code changed in this interval (MTM_REC_CODE). */
 int session_pid_code_changed(mtm_session *ss, int32_t pid);
 

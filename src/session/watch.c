@@ -1168,6 +1168,18 @@ static int trusted(watcher *w, mtm_session *ss, int32_t pid)
 	return t;
 }
 
+/* The same, asked by the pre-copy between barriers: a pid with no log
+ * found yet (a process started since the pass listed them) is not
+ * remembered as untrusted, so the barrier, which lists the logs again,
+ * judges it afresh. */
+static int trusted_before_barrier(watcher *w, mtm_session *ss, int32_t pid)
+{
+	for (int i = 0; i < w->nmemo; i++)
+		if (w->memo[i].pid == pid)
+			return w->memo[i].trusted;
+	return session_pid_traced(ss, pid) ? trusted(w, ss, pid) : 0;
+}
+
 /* 1 if path or a strict ancestor of it is in m. */
 static int at_or_under(const pathmap *m, const char *path)
 {
@@ -1219,17 +1231,27 @@ int watch_carried(const watcher *w, const char *path)
 	return w && pathmap_get(&w->carry, path) != NULL;
 }
 
-int watch_compares_whole(const watcher *w, const char *path)
+int watch_compares_whole(watcher *w, mtm_session *ss, const char *path)
 {
 	if (!w)
 		return 0;
 	if (pathmap_get(&w->carry, path))
 		return 1;
-	/* (judge_map: under inotify no write is explained_by the logs) */
 	const pend *p = pathmap_get(&w->pending, path);
 	if (!p)
 		p = pathmap_get(&w->early, path);
-	return w->kind == W_INOTIFY && p && (p->kinds & EV_MODIFY);
+	if (!p || !(p->kinds & EV_MODIFY))
+		return 0;
+	/* judge_map: under inotify no write is explained_by the logs; under
+	 * fanotify, none by a writer that is not trusted. (Only a hint: a
+	 * writer's trust is never regained within an interval, and one that
+	 * turns out trusted after all has its blocks read in the barrier.) */
+	if (w->kind == W_INOTIFY || p->many)
+		return 1;
+	for (int j = 0; j < p->npid; j++)
+		if (!trusted_before_barrier(w, ss, p->pid[j]))
+			return 1;
+	return 0;
 }
 
 /* The files carried from the last interval: compared whole now. */

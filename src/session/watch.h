@@ -59,8 +59,9 @@ int watch_mark(watcher *w, struct mtm_session *ss, struct change_set *cs, pathma
 int watch_carried(const watcher *w, const char *path);
 /* 1 if the file at path is sure to be compared whole at the next checkpoint
  * whatever the logs say (inotify saw it written: inotify names no writer;
- * or it was carried over): its pre-copy would be read again, and written
+ * fanotify saw a writer the logs cannot vouch for, as judge_map will; or
+ * it was carried over): its pre-copy would be read again, and written
  * ahead for nothing. A hint (0 when unsure): a file it misses is
  * pre-copied as before, one it names is read by the compare. */
-int watch_compares_whole(const watcher *w, const char *path);
+int watch_compares_whole(watcher *w, struct mtm_session *ss, const char *path);
 #endif

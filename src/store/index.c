@@ -226,7 +226,16 @@ int tree_cursor_open(mtm_store *s, mtm_id k, tree_cursor *c)
 		c->done = 1; /* no checkpoint: an empty tree */
 		return 0;
 	}
-	int rc = sqlite3_prepare_v2(s->db, ENTRY_ALL_SQL, -1, &c->st, NULL);
+	/* (both tables' rows: FORMAT.md 3.4.1; a key is in one of them) */
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "SELECT path, branch, ckpt, kind FROM entry UNION ALL "
+	                            "SELECT path, branch, ckpt, kind FROM entry_log ORDER BY 1, 2, 3",
+	                            -1, &c->st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(s->db,
+		                        "SELECT " ENTRY_COLUMNS " FROM entry WHERE path=?1 AND branch=?2 AND ckpt=?3 UNION ALL "
+		                        "SELECT " ENTRY_COLUMNS " FROM entry_log WHERE path=?1 AND branch=?2 AND ckpt=?3",
+		                        -1, &c->full, NULL);
 	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
 }
 
@@ -253,6 +262,7 @@ int tree_cursor_next(tree_cursor *c, entry **out)
 {
 	*out = NULL;
 	entry_clear(&c->cur);
+	c->partial = 0;
 	while (!c->done) {
 		int rc;
 		if (!c->on_row) {
@@ -266,25 +276,23 @@ int tree_cursor_next(tree_cursor *c, entry **out)
 		}
 		c->on_row = 0;
 		/* one path's rows (grouped: ordered by path): the visible one with
-		 * the greatest ckpt */
+		 * the greatest ckpt; only its key and kind are kept */
 		const char *path = (const char *)sqlite3_column_text(c->st, 0);
 		if (!path)
 			return mtm_set_error(MTM_ECORRUPT, "index: entry with no path");
 		char *group = strdup(path);
 		if (!group)
 			return mtm_set_error(ENOMEM, "index");
-		entry best = {0};
-		int64_t best_ckpt = -1;
+		int64_t best_ckpt = -1, best_branch = 0;
+		int best_kind = KIND_NONE, best_safe = 0;
 		for (;;) {
 			int64_t branch = sqlite3_column_int64(c->st, 1), ckpt = sqlite3_column_int64(c->st, 2);
 			if (lineage_visible(&c->l, branch, ckpt) && ckpt > best_ckpt) {
-				entry_clear(&best);
-				if ((rc = read_entry_row(c->st, &best))) {
-					entry_clear(&best);
-					free(group);
-					return rc;
-				}
 				best_ckpt = ckpt;
+				best_branch = branch;
+				best_kind = sqlite3_column_int(c->st, 3);
+				/* (the row's own bytes: a NUL inside hides from strcmp) */
+				best_safe = path_is_safe(path, (size_t)sqlite3_column_bytes(c->st, 0));
 			}
 			rc = sqlite3_step(c->st);
 			if (rc == SQLITE_DONE) {
@@ -292,7 +300,6 @@ int tree_cursor_next(tree_cursor *c, entry **out)
 				break;
 			}
 			if (rc != SQLITE_ROW) {
-				entry_clear(&best);
 				free(group);
 				return db_error(c->s, rc, "index");
 			}
@@ -302,12 +309,23 @@ int tree_cursor_next(tree_cursor *c, entry **out)
 				break;
 			}
 		}
-		free(group);
-		if (best_ckpt < 0 || best.kind == KIND_NONE) {
-			entry_clear(&best);
+		if (best_ckpt < 0 || best_kind == KIND_NONE) {
+			free(group);
 			continue;
 		}
-		c->cur = best;
+		if (!best_safe) {
+			rc = mtm_set_error(MTM_ECORRUPT, "index: unsafe or damaged path in an entry ('%.80s')", group);
+			free(group);
+			return rc;
+		}
+		if (best_kind < KIND_NONE || best_kind > KIND_MAX) {
+			rc = mtm_set_error(MTM_ECORRUPT, "index: damaged entry for '%s'", group);
+			free(group);
+			return rc;
+		}
+		c->cur = (entry){.path = group, .ver = best_ckpt, .kind = best_kind};
+		c->cur_branch = best_branch;
+		c->partial = 1;
 		if ((rc = cursor_check_parent(c, &c->cur)))
 			return rc;
 		*out = &c->cur;
@@ -316,10 +334,49 @@ int tree_cursor_next(tree_cursor *c, entry **out)
 	return 0;
 }
 
+int tree_cursor_fill(tree_cursor *c)
+{
+	if (!c->partial)
+		return 0;
+	sqlite3_stmt *q = c->full;
+	int rc = SQLITE_DONE;
+	entry e = {0};
+	/* the key as TEXT, as written; then as a BLOB (a BLOB never equals a
+	 * TEXT, and a hand-edited index may hold one) */
+	for (int blob = 0; blob < 2 && rc == SQLITE_DONE; blob++) {
+		sqlite3_reset(q);
+		if (blob)
+			sqlite3_bind_blob(q, 1, c->cur.path, (int)strlen(c->cur.path), SQLITE_STATIC);
+		else
+			sqlite3_bind_text(q, 1, c->cur.path, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 2, c->cur_branch);
+		sqlite3_bind_int64(q, 3, c->cur.ver);
+		rc = sqlite3_step(q);
+	}
+	if (rc == SQLITE_ROW)
+		rc = read_entry_row(q, &e);
+	else if (rc == SQLITE_DONE) /* read a moment ago in this transaction */
+		rc = mtm_set_error(MTM_ECORRUPT, "index: the entry for '%s' is gone", c->cur.path);
+	else
+		rc = db_error(c->s, rc, "index");
+	sqlite3_reset(q);
+	if (!rc && e.kind != c->cur.kind)
+		rc = mtm_set_error(MTM_ECORRUPT, "index: damaged entry for '%s'", c->cur.path);
+	if (rc) {
+		entry_clear(&e);
+		return rc;
+	}
+	entry_clear(&c->cur);
+	c->cur = e;
+	c->partial = 0;
+	return 0;
+}
+
 void tree_cursor_close(tree_cursor *c)
 {
 	entry_clear(&c->cur);
 	sqlite3_finalize(c->st);
+	sqlite3_finalize(c->full);
 	lineage_free(&c->l);
 	pathmap_free(&c->dirs, NULL);
 	memset(c, 0, sizeof *c);

@@ -18,11 +18,21 @@ void sticky_scan(void)
 /* Our code changed (an executable mapping, dlclose, an exec): the code
  * that ran in this interval is not the code the session can look at now,
  * so what we wrote in it is compared wherever the watcher saw us write
- * (MTM_REC_CODE). Once per interval. */
+ * (MTM_REC_CODE). Once per interval.
+ * Not while dispatch has been on since before this interval began: every
+ * system call made outside libc traps to the wrappers, the new code's too,
+ * so the log is the whole truth of the interval's writes without looking
+ * at any code (session/bypass.c; the log's flag says so from our next
+ * recorded call, region.c). A library loaded (PostgreSQL's extensions,
+ * Python's modules, at first use) made the interval's writes compared
+ * whole. If dispatch is lost later in the interval, preload_dispatch_lost
+ * clears the flag first and then records. */
 static uint64_t g_code_ep;
 void code_changed(void)
 {
 	if (LOAD(&g_state) != ST_ON || !g_ctl)
+		return;
+	if (dispatch_on() && __atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST) > dispatch_since())
 		return;
 	uint64_t ep = __atomic_load_n(&g_ctl->epoch, __ATOMIC_SEQ_CST) + 1;
 	if (__atomic_load_n(&g_code_ep, __ATOMIC_RELAXED) == ep)

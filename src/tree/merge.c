@@ -29,7 +29,7 @@ static int gone_before(merger *m, const char *path)
 {
 	int rc = 0;
 	while (!rc && m->pe && (!path || strcmp(m->pe->path, path) < 0))
-		if (!(rc = m->fns->gone(m->fns->arg, m->pe)))
+		if (!(rc = tree_cursor_fill(&m->tc)) && !(rc = m->fns->gone(m->fns->arg, m->pe)))
 			rc = tree_cursor_next(&m->tc, &m->pe);
 	return rc;
 }
@@ -96,6 +96,11 @@ static int on_live(void *arg, live_item *it)
 			return rc;
 		}
 		fresh = found && statcache_fresh(&row, &it->st, pe->ver);
+	}
+	/* a file the stat cache vouches for needs no more of its entry */
+	if (pe && !fresh && (rc = tree_cursor_fill(&m->tc))) {
+		live_item_free(it);
+		return rc;
 	}
 	if ((rc = m->fns->live(m->fns->arg, it, pe, fresh)))
 		return rc;

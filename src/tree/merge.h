@@ -7,8 +7,10 @@
 
 /* A live item with the checkpoint's entry at its path (pe, NULL if none).
  * fresh: both are files and the stat cache vouches that the live file
- * holds pe's version. The callback owns it (live_item_free) and may take
- * *pe's contents (leaving it zeroed); a non-zero return stops the merge. */
+ * holds pe's version; then only pe's path, ver and kind are read (the rest
+ * is zero: tree_cursor, store/index.h), else all of it. The callback owns
+ * it (live_item_free) and may take *pe's contents (leaving it zeroed); a
+ * non-zero return stops the merge. */
 typedef int (*merge_live_fn)(void *arg, live_item *it, entry *pe, int fresh);
 /* A checkpoint entry with no live item at its path (gone); the callback
  * may take its contents. */

@@ -20,9 +20,12 @@
  *                      FILE, creates READY, waits for GO, then the recorded pwrite on FILE
  *                      and the inline syscall on OTHER, creates DONE, waits
  *                      for END (syscall user dispatch: both recorded)
+ *   gaps later FILE OTHER READY GO DONE END dlopen   the same, loading a
+ *                      library (new code) after GO, before the writes
  */
 #define _GNU_SOURCE
 #include <aio.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <libaio.h>
 #include <signal.h>
@@ -177,12 +180,14 @@ static void wait_for(const char *path)
 
 int main(int argc, char **argv)
 {
-	if (argc == 8 && !strcmp(argv[1], "later")) {
+	if ((argc == 8 || (argc == 9 && !strcmp(argv[8], "dlopen"))) && !strcmp(argv[1], "later")) {
 		int fd = open(argv[2], O_WRONLY), other = open(argv[3], O_WRONLY);
 		if (fd < 0 || other < 0 || pwrite(fd, "BORN", 4, 8192) != 4) /* its log made: known at once */
 			die("open");
 		close(creat(argv[4], 0644));
 		wait_for(argv[5]);
+		if (argc == 9 && !dlopen("libm.so.6", RTLD_NOW)) /* (not linked in: its code is mapped now) */
+			die("dlopen");
 		if (pwrite(fd, "REC!", 4, 0) != 4)
 			die("pwrite");
 		gap_rawsys(other);

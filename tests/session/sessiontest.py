@@ -35,7 +35,7 @@ def ck(msg="c", manifest=True, **extra):
     m = re.search(r"^checkpoint (\d+)", p.stdout, re.M)
     mode = re.search(r"\((tracked|scanned), paused", p.stdout)
     RESULTS.append(dict(extra, id=int(m.group(1)), mode=mode.group(1) if mode else "none",
-                        manifest=T.manifest(ROOT) if manifest else None, msg=msg))
+                        manifest=T.manifest(ROOT) if manifest else None, msg=msg, said=p.stdout.strip()))
     with open(OUT, "w") as f:
         json.dump(RESULTS, f)
     return RESULTS[-1]
@@ -108,6 +108,11 @@ def new_tree(files=None):
 
 def modes(results):
     return [r["mode"] for r in results]
+
+
+def said(results):
+    """What each checkpoint printed (a scan says why), for a failure's message."""
+    return "\n".join("  %s: %s" % (r["msg"], r.get("said", "")) for r in results)
 
 
 def libc_path():

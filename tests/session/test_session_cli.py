@@ -985,9 +985,12 @@ def test_session_pack_leaves_the_page_cache():
         return sum(resident_pages(n) for n in names), sum(os.path.getsize(n) for n in names)
 
     data = random.Random(11).randbytes(4 << 20)
-    with poker_session(root, ctl, [[(0, data)]], os.path.join(root, "big")):
-        # (before the writes: the session may write the blocks into the
-        # pack ahead of the checkpoint, src/session/prewrite.c)
+    # (the writer trusted, and past its first interval: its blocks may be
+    # written into the pack ahead of the checkpoint, src/session/prewrite.c;
+    # an untrusted one's file is compared whole instead)
+    env = dict(os.environ, METAMORI_DISPATCH="1")
+    with poker_session(root, ctl, [[(0, data)]], os.path.join(root, "big"), env=env):
+        T.checkpoint(root, "session start")
         cached0, size0 = cached_and_size()
         poke_step(ctl, 0)
         taken = [tracked_checkpoint(root, "4 MiB")]
@@ -998,6 +1001,48 @@ def test_session_pack_leaves_the_page_cache():
             raise T.Failure("%d pack pages stayed in the page cache after the checkpoint (%d before)"
                             % (cached1, cached0))
     assert_restore_to(root, taken, "its pack pages dropped from the cache")
+    T.rmtree(root)
+
+
+def test_untrusted_writer_not_written_ahead():
+    """A file whose writer the logs cannot vouch for (the watcher saw a
+    process that may make system calls of its own: the Python interpreter's
+    code holds the bytes of one, and dispatch is off) is compared whole at
+    the checkpoint, which stores what that compare read. Its blocks must not
+    also be pre-copied and written into the pack ahead of it: read for
+    nothing, and left in the pack as dead bytes (4 MiB written in two steps,
+    a pre-copy pass after each, grew the pack by 10 MiB). The pack grows by
+    the bytes changed, within 10%, and the checkpoint restores exactly."""
+    import random
+    env = dict(os.environ)
+    env.pop("METAMORI_DISPATCH", None)
+    env["METAMORI_WATCH"] = "fanotify"
+    env["METAMORI_DEBUG_SESSION"] = "1"
+    root = S.new_tree({"big": bytes(4 << 20)})
+    ctl = T.tempdir("mtm-ctl-")
+    packs = os.path.join(root, ".metamori", "packs")
+
+    def size():
+        return sum(os.path.getsize(os.path.join(packs, n)) for n in os.listdir(packs))
+
+    data = random.Random(12).randbytes(4 << 20)
+    half = (2 << 20) - 4096
+    writes = [[(0, data[:half])], [(half, data[half:])]]
+    with poker_session(root, ctl, writes, os.path.join(root, "big"), env=env) as sess:
+        size0 = size()
+        for i in range(len(writes)):
+            before = log_peeked(root)
+            poke_step(ctl, i)
+            wait_for(lambda: log_peeked(root) > before, "a pre-copy pass to read the log")
+            time.sleep(0.2)  # (and to write ahead what it copied, if it does)
+        taken = [tracked_checkpoint(root, "4 MiB by an untrusted writer")]
+        grew = size() - size0
+    err = sess.stderr.read()
+    if not re.search(r"compared ahead [0-9.]+ ms: 1 files", err):
+        raise T.Failure("the premise: the file was not compared whole (is the interpreter trusted now?):\n" + err)
+    if grew > len(data) * 11 // 10:
+        raise T.Failure("the pack grew by %d bytes for %d changed" % (grew, len(data)))
+    assert_restore_to(root, taken, "an untrusted writer's file")
     T.rmtree(root)
 
 
@@ -1072,4 +1117,5 @@ if __name__ == "__main__":
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
             test_unfinished_restore_is_left_pending_by_run,
-            test_static_program_scans, test_session_pack_leaves_the_page_cache, test_precopy_pass_fails])
+            test_static_program_scans, test_session_pack_leaves_the_page_cache,
+            test_untrusted_writer_not_written_ahead, test_precopy_pass_fails])

@@ -284,7 +284,7 @@ ck("tracked")
 '''
     p, res = S.run_scenario(root, body, preload=LIBC)
     if S.modes(res) != ["scanned", "tracked"]:
-        raise T.Failure("expected scanned then tracked, got %s" % S.modes(res))
+        raise T.Failure("expected scanned then tracked, got %s:\n%s\n%s" % (S.modes(res), S.said(res), p.stderr))
     S.check_restores(root, res)
     T.rmtree(root)
 

@@ -46,6 +46,10 @@ def verify_data(root):
 # by chance, so with fanotify its writes are compared whole (session/bypass.c)
 # and take nothing written ahead; the write-ahead itself is what these test)
 DEBUG = dict(os.environ, METAMORI_DEBUG_SESSION="1", METAMORI_WATCH="off")
+# The writer trusted under the watcher (syscall user dispatch: the Python
+# interpreter's code holds a system call instruction's bytes, and a file an
+# untrusted writer wrote is compared whole, never written ahead).
+TRUSTED = dict(os.environ, METAMORI_DISPATCH="1")
 
 
 def test_blocks_written_ahead_are_used():
@@ -140,7 +144,7 @@ def test_session_killed_after_writing_ahead():
     ctl = T.tempdir("mtm-ctl-")
     writes = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(256), 30)]]
     sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, writes, os.path.join(root, "f")),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=TRUSTED, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: session_up(root), "the session")
         T.checkpoint(root, "session start")
@@ -169,7 +173,7 @@ def test_session_ends_with_records_written_ahead():
     root = S.new_tree({"f": rnd.randbytes(64 * 4096)})
     ctl = T.tempdir("mtm-ctl-")
     writes = [[(b * 4096, rnd.randbytes(4096)) for b in range(0, 64, 4)]]
-    with poker_session(root, ctl, writes, os.path.join(root, "f")):
+    with poker_session(root, ctl, writes, os.path.join(root, "f"), env=TRUSTED):
         T.checkpoint(root, "session start")
         poke_step(ctl, 0)
         wait_for(lambda: pack_tail(root) >= 16 * 4096, "the blocks to be written ahead")

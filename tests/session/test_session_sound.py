@@ -291,48 +291,55 @@ def test_mixed_libc_and_inline_alive():
     s.verify()
 
 
-def test_dispatch_trusts_the_logs():
-    """Traced processes alive across checkpoints write one file through
-    libc and another with an inline syscall instruction: with syscall user
-    dispatch on, the inline write is trapped and recorded, so the
-    checkpoint holds both while fanotify's events of those pids are taken
-    as explained by their logs (no file compared whole, the writers counted
-    as trusted by dispatch); before, their code was looked at, the bytes of
-    the instruction found, and both files compared whole. Five writers of
-    the same files, as a database's backends are: a file written by more
-    than four pids in an interval was compared whole too."""
-    exe = gaps_exe()
-    work = T.tempdir("mtm-later-")
-    go, end = os.path.join(work, "go"), os.path.join(work, "end")
-    s = Session({"f": b"A" * 12288, "g": b"G" * 12288}, env={"METAMORI_DEBUG_SESSION": "phases"})
-    writers = 5
-    for i in range(writers):
-        s.inside("subprocess.Popen([%r, 'later', P('f'), P('g'), %r, %r, %r, %r])" %
-                 (exe, os.path.join(work, "ready%d" % i), go, os.path.join(work, "done%d" % i), end))
-    try:
+def dispatch_trust_test(new_code):
+    def t():
+        """Traced processes alive across checkpoints write one file through
+        libc and another with an inline syscall instruction: with syscall
+        user dispatch on, the inline write is trapped and recorded, so the
+        checkpoint holds both while fanotify's events of those pids are
+        taken as explained by their logs (no file compared whole, the
+        writers counted as trusted by dispatch); before, their code was
+        looked at, the bytes of the instruction found, and both files
+        compared whole. Five writers of the same files, as a database's
+        backends are: a file written by more than four pids in an interval
+        was compared whole too. With new_code, each loads a library just
+        before its writes (PostgreSQL loads an extension's, Python a module's
+        at first use): its system calls trap as well, so the log is still
+        the whole truth (a library loaded made the interval's writes
+        compared whole, as if its code had to be looked at)."""
+        exe = gaps_exe()
+        work = T.tempdir("mtm-later-")
+        go, end = os.path.join(work, "go"), os.path.join(work, "end")
+        s = Session({"f": b"A" * 12288, "g": b"G" * 12288}, env={"METAMORI_DEBUG_SESSION": "phases"})
+        writers = 5
         for i in range(writers):
-            wait_file(os.path.join(work, "ready%d" % i))
-        s.ck("the writers' first interval")
-        open(go, "w").close()
-        for i in range(writers):
-            wait_file(os.path.join(work, "done%d" % i))
-        s.ck("written both ways")
-    finally:
-        open(end, "w").close()
-    s.stop()
-    data = open(s.P("f"), "rb").read()[:4] + open(s.P("g"), "rb").read()[4096:4100]
-    if data != b"REC!GAP!":
-        raise T.Failure("the writes did not happen: %r" % data)
-    s.verify()
-    lines = [l for l in s.stderr.splitlines() if "compared ahead" in l]
-    if len(lines) < 2:
-        raise T.Failure("no phases for the checkpoints: %s" % s.stderr)
-    m = re.search(r"compared ahead [0-9.]+ ms: (\d+) files.*; (\d+) writers trusted by dispatch", lines[1])
-    if not m or m.group(1) != "0" or int(m.group(2)) < writers:
-        raise T.Failure("the writers' logs were not trusted (files compared whole, writers trusted): %s" % lines[1])
-
-
-test_dispatch_trusts_the_logs.watch_kind = "fanotify"
+            s.inside("subprocess.Popen([%r, 'later', P('f'), P('g'), %r, %r, %r, %r]%s)" %
+                     (exe, os.path.join(work, "ready%d" % i), go, os.path.join(work, "done%d" % i), end,
+                      " + ['dlopen']" if new_code else ""))
+        try:
+            for i in range(writers):
+                wait_file(os.path.join(work, "ready%d" % i))
+            s.ck("the writers' first interval")
+            open(go, "w").close()
+            for i in range(writers):
+                wait_file(os.path.join(work, "done%d" % i))
+            s.ck("written both ways")
+        finally:
+            open(end, "w").close()
+        s.stop()
+        data = open(s.P("f"), "rb").read()[:4] + open(s.P("g"), "rb").read()[4096:4100]
+        if data != b"REC!GAP!":
+            raise T.Failure("the writes did not happen: %r" % data)
+        s.verify()
+        lines = [l for l in s.stderr.splitlines() if "compared ahead" in l]
+        if len(lines) < 2:
+            raise T.Failure("no phases for the checkpoints: %s" % s.stderr)
+        m = re.search(r"compared ahead [0-9.]+ ms: (\d+) files.*; (\d+) writers trusted by dispatch", lines[1])
+        if not m or m.group(1) != "0" or int(m.group(2)) < writers:
+            raise T.Failure("the writers' logs were not trusted (files compared whole, writers trusted): %s" % lines[1])
+    t.__name__ = "test_dispatch_trusts_the_logs" + ("_after_new_code" if new_code else "")
+    t.watch_kind = "fanotify"
+    return t
 
 
 def hard_link_test(when):
@@ -803,7 +810,7 @@ def main():
              test_outside_changes_of_every_kind, test_other_user, test_double_forked_daemon,
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier] + \
             [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "mixed", "procfd", "scm", "pidfd")] + \
-            [test_mixed_libc_and_inline_alive, test_dispatch_trusts_the_logs] + [hard_link_test(w) for w in ("before", "during", "gone", "moved")] + \
+            [test_mixed_libc_and_inline_alive, dispatch_trust_test(False), dispatch_trust_test(True)] + [hard_link_test(w) for w in ("before", "during", "gone", "moved")] + \
             [test_directories_come_and_go_outside, test_directories_removed_outside_keep_the_cache,
              test_directories_moved_in_from_outside,
              test_a_flood_outside_does_not_hold_the_session,

@@ -148,6 +148,70 @@ static void visible_version_is_the_newest_ancestor(void **state)
 	}
 }
 
+/* tree_cursor (narrow: path, ver and kind; the rest by tree_cursor_fill)
+ * hands out at every k exactly index_load_tree's entries: several paths,
+ * each with versions at random checkpoints of a random tree (branches,
+ * tombstones, every field set from the ckpt that wrote it). Each entry is
+ * filled, or left partial every other time (then its other fields are
+ * zero), as a scan leaves the files the stat cache vouches for. */
+static void cursor_hands_out_the_loaded_tree(void **state)
+{
+	(void)state;
+	unsigned seed = 11;
+	static const char *paths[] = {"a", "a-b", "b", "c.txt", "lnk", "z"};
+	const int np = (int)(sizeof paths / sizeof *paths);
+	for (int round = 0; round < 6; round++) {
+		make_tree(&seed);
+		char q[512];
+		sql("BEGIN");
+		for (int i = 0; i < np; i++)
+			for (int c = 1; c <= N; c++) {
+				if (rand_r(&seed) % 4)
+					continue;
+				int kind = rand_r(&seed) % 6 ? (i == 4 ? 3 : 1) : 0; /* 0: a tombstone; "lnk" a symlink */
+				snprintf(q, sizeof q,
+				         "INSERT INTO entry(path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id, target,"
+				         " mtime_s) VALUES('%s', %d, %d, %d, %d, %d, %d, %d, %d, %d, %s, %d)",
+				         paths[i], branch[c], c, kind, kind ? 0600 + c : 0, c, c + 1, kind == 1 ? 100 + c : 0, c * 1000,
+				         kind == 1 ? 1 + i : 0, kind == 3 ? "CAST('t' AS BLOB)" : "NULL", 1000 + c);
+				sql(q);
+			}
+		sql("COMMIT");
+		for (int k = 1; k <= N; k++) {
+			vec want;
+			assert_int_equal(index_load_tree(S, k, &want), 0);
+			tree_cursor tc;
+			assert_int_equal(tree_cursor_open(S, k, &tc), 0);
+			size_t n = 0;
+			for (;;) {
+				entry *e;
+				assert_int_equal(tree_cursor_next(&tc, &e), 0);
+				if (!e)
+					break;
+				assert_true(n < want.n);
+				const entry *w = &VEC_AT(&want, entry, n);
+				assert_string_equal(e->path, w->path);
+				assert_int_equal(e->ver, w->ver);
+				assert_int_equal(e->kind, w->kind);
+				if ((n + (size_t)k) % 2) {
+					assert_int_equal(e->size, 0); /* partial: not read */
+					assert_null(e->target);
+				} else {
+					assert_int_equal(tree_cursor_fill(&tc), 0);
+					assert_int_equal(tree_cursor_fill(&tc), 0); /* (once whole, nothing) */
+					assert_true(entry_same(e, w));
+					assert_int_equal(e->ver, w->ver);
+					assert_int_equal(e->file_id, w->file_id);
+				}
+				n++;
+			}
+			assert_int_equal(n, want.n);
+			tree_cursor_close(&tc);
+			entries_free(&want);
+		}
+	}
+}
+
 static void unknown_checkpoint_is_refused(void **state)
 {
 	(void)state;
@@ -180,6 +244,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(visibility_is_ancestry),
 		cmocka_unit_test(visible_version_is_the_newest_ancestor),
+		cmocka_unit_test(cursor_hands_out_the_loaded_tree),
 		cmocka_unit_test(unknown_checkpoint_is_refused),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
