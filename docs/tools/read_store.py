@@ -30,7 +30,7 @@ import sys
 BLOCK = 4096
 CHUNK_MAX_PLAIN = 16 * BLOCK
 APPLICATION_ID = 0x4D544D52
-FORMAT_VERSION = 6  # regions (3.10) are not part of the tree, blockhash (3.11) is a cache, tracked and pause_ns (3.2, format 6) are statistics: this reader ignores them
+FORMAT_VERSION = 7  # entry_log (3.4.1, format 7) is read with entry; regions (3.10) are not part of the tree, blockhash (3.11) is a cache, tracked and pause_ns (3.2, format 6) are statistics: this reader ignores them
 KIND_NONE, KIND_FILE, KIND_DIR, KIND_SYMLINK = 0, 1, 2, 3
 KIND_FIFO, KIND_SOCKET, KIND_CHR, KIND_BLK, KIND_LINK = 4, 5, 6, 7, 8
 NODE_TYPE = {KIND_FIFO: stat.S_IFIFO, KIND_SOCKET: stat.S_IFSOCK, KIND_CHR: stat.S_IFCHR, KIND_BLK: stat.S_IFBLK}
@@ -208,11 +208,12 @@ class Store:
         return branch in lin and ckpt <= lin[branch]
 
     # FORMAT.md 4.2: for each path, the visible row with the greatest ckpt
+    # (3.4.1: rows merged into entry or still in entry_log mean the same)
     def tree(self, k):
         lin = self.lineage(k)
         best = {}
-        for row in self.db.execute("SELECT path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id,"
-                                   " target, mtime_s, rdev, xattrs FROM entry"):
+        cols = "path, branch, ckpt, kind, mode, uid, gid, size, mtime_nsec, file_id, target, mtime_s, rdev, xattrs"
+        for row in self.db.execute("SELECT %s FROM entry UNION ALL SELECT %s FROM entry_log" % (cols, cols)):
             path, branch, ckpt = row[0], row[1], row[2]
             if self.visible(lin, branch, ckpt) and (path not in best or ckpt > best[path][2]):
                 best[path] = row

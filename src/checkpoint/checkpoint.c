@@ -986,7 +986,8 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 	for (size_t i = 0; r->regions_recorded && i < s->n_regions; i++)
 		s->regions[i].hashes_at = r->info.id;
 	s->log_rows += s->log_pending;
-	s->log_pending = 0;
+	s->entry_log_rows += s->entry_log_pending;
+	s->log_pending = s->entry_log_pending = 0;
 	if (out) {
 		*out = r->info;
 		out->message = strdup(r->info.message);
@@ -1001,7 +1002,7 @@ void ckpt_end(ckpt_run *r)
 	mtm_store *s = r->s;
 	if (r->in_tx)
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	s->log_pending = 0;
+	s->log_pending = s->entry_log_pending = 0;
 	sqlite3_finalize(r->sc_put);
 	sqlite3_finalize(r->sc_del);
 	sqlite3_finalize(r->sc_get);

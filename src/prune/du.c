@@ -37,24 +37,30 @@ static const char *unique_sql =
 	" GROUP BY b.chunk) f JOIN chunk ch ON ch.id = f.id"
 	" WHERE f.n = (SELECT COUNT(*) FROM block b2 WHERE b2.chunk = f.id)";
 
-/* The queries above read `block` only, so block_log is merged first
- * (store_settle). A store this process cannot write (read-only file
- * system, no write permission, a full disk: s->readonly) cannot merge it:
- * there a temporary view named `block` (SQLite looks names up in temp
- * first) shows both tables as the merge would leave them, a log row
- * replacing the block row of the same key (FORMAT.md 3.5.1). Dropped again
- * at the end of mtm_du: other readers read the two tables themselves. */
+/* The queries above read `block` and `entry` only, so block_log and
+ * entry_log are merged first (store_settle). A store this process cannot
+ * write (read-only file system, no write permission, a full disk:
+ * s->readonly) cannot merge them: there temporary views named `block` and
+ * `entry` (SQLite looks names up in temp first) show both tables as the
+ * merge would leave them, a log row replacing the row of the same key
+ * (FORMAT.md 3.4.1, 3.5.1). Dropped again at the end of mtm_du: other
+ * readers read the two tables themselves. */
 static const char *merged_view_sql =
 	"CREATE TEMP VIEW block AS SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM main.block b"
 	" WHERE NOT EXISTS (SELECT 1 FROM main.block_log l WHERE l.file_id = b.file_id AND l.blkno = b.blkno"
 	"  AND l.branch = b.branch AND l.ckpt = b.ckpt)"
-	" UNION ALL SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM main.block_log";
+	" UNION ALL SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM main.block_log;"
+	"CREATE TEMP VIEW entry AS SELECT " ENTRY_COLUMNS " FROM main.entry e"
+	" WHERE NOT EXISTS (SELECT 1 FROM main.entry_log l WHERE l.path = e.path AND l.branch = e.branch"
+	"  AND l.ckpt = e.ckpt)"
+	" UNION ALL SELECT " ENTRY_COLUMNS " FROM main.entry_log";
+static const char *drop_views_sql = "DROP VIEW temp.block; DROP VIEW temp.entry";
 
 static int settle_or_view(mtm_store *s, int *view)
 {
 	*view = 0;
 	int empty;
-	MTM_TRY(index_log_empty(s, &empty));
+	MTM_TRY(index_logs_empty(s, &empty));
 	if (empty)
 		return 0;
 	if (!s->readonly) {
@@ -137,7 +143,7 @@ int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 	int err = mtm_log(s, &list, &n);
 	if (err) {
 		if (view)
-			db_exec(s, "DROP VIEW temp.block");
+			db_exec(s, drop_views_sql);
 		return err;
 	}
 	mtm_du_entry *v = calloc(n ? n : 1, sizeof *v);
@@ -175,7 +181,7 @@ int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 		err = one_int(s, "SELECT COALESCE(SUM(dead), 0) FROM pack", &t->dead);
 	if (in_tx)
 		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-	int dropped = view ? db_exec(s, "DROP VIEW temp.block") : 0;
+	int dropped = view ? db_exec(s, drop_views_sql) : 0;
 	if (!err)
 		err = dropped;
 	if (err) {

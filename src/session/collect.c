@@ -58,7 +58,10 @@ static int under(const pathmap *m, const char *path)
 static int has_links(tctx *t, const char *path, int *out)
 {
 	int rc;
-	if (!t->q_links && (rc = sqlite3_prepare_v2(t->s->db, "SELECT 1 FROM entry WHERE kind = 8 AND target = ? LIMIT 1",
+	/* (entry_log's rows too: FORMAT.md 3.4.1) */
+	if (!t->q_links && (rc = sqlite3_prepare_v2(t->s->db,
+	                                            "SELECT 1 FROM entry WHERE kind = 8 AND target = ?1 UNION ALL "
+	                                            "SELECT 1 FROM entry_log WHERE kind = 8 AND target = ?1 LIMIT 1",
 	                                            -1, &t->q_links, NULL)) != SQLITE_OK)
 		return db_error(t->s, rc, "index");
 	sqlite3_reset(t->q_links);
@@ -272,8 +275,10 @@ static int check_parent_links(tctx *t)
 	 * query on entry_links, which holds exactly those rows, instead of one
 	 * a touched file inside the pause) */
 	sqlite3_stmt *st;
-	if ((rc = sqlite3_prepare_v2(t->s->db, "SELECT 1 FROM entry INDEXED BY entry_links WHERE kind = 8 LIMIT 1", -1, &st,
-	                             NULL)) != SQLITE_OK)
+	if ((rc = sqlite3_prepare_v2(t->s->db,
+	                             "SELECT 1 FROM entry INDEXED BY entry_links WHERE kind = 8 UNION ALL "
+	                             "SELECT 1 FROM entry_log INDEXED BY entry_log_links WHERE kind = 8 LIMIT 1",
+	                             -1, &st, NULL)) != SQLITE_OK)
 		return db_error(t->s, rc, "index");
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);

@@ -6,7 +6,7 @@
  * them to the program, which decides), a timerfd for --every, the
  * watcher's queue and the joined members. Checkpoints are made one at a
  * time, in this thread; between them, the pre-copy's passes and the idle
- * work (block_log merge, WAL copy).
+ * work (block_log and entry_log merge, WAL copy).
  */
 #include <errno.h>
 #include <poll.h>
@@ -61,7 +61,7 @@ static int poll_timeout(run_loop *l, loop_clock *c, struct pollfd *pf, int *time
 {
 	mtm_session *ss = l->ss;
 	/* two clocks: the pre-copy's passes while the program writes, and the
-	 * idle work (block_log merge, WAL copy) once nothing was asked for a while */
+	 * idle work (block_log and entry_log merge, WAL copy) once nothing was asked for a while */
 	*timeout = session_precopy_tick(ss);
 	/* a program writing all the time would wake us at every write: the
 	 * queue is read in batches (the kernel merges a file's events meanwhile) */

@@ -101,7 +101,8 @@ int session_sc_write(mtm_session *ss)
 	return rc;
 }
 
-/* The kept stat cache rows and the block_log merge, one transaction. */
+/* The kept stat cache rows and the block_log and entry_log merge, one
+ * transaction. */
 static int settle_kept(mtm_session *ss)
 {
 	mtm_store *s = ss->s;
@@ -115,19 +116,20 @@ static int settle_kept(mtm_session *ss)
 		ss->sc_in_tx = 0;
 		return rc;
 	}
-	s->log_rows = 0;
+	s->log_rows = s->entry_log_rows = 0;
 	pathmap_free(&ss->sc_kept, free);
 	memset(&ss->sc_kept, 0, sizeof ss->sc_kept);
 	ss->sc_in_tx = 0;
 	return 0;
 }
 
-/* Idle: the block rows of the session's checkpoints go from block_log into
- * block (the random B-tree writes the checkpoints did not make), and the
- * stat cache rows its checkpoints kept (sc_kept) go into statcache. Best
- * effort: rows left in the log are read from there, and the next writer to
- * take the lock merges them; stat cache rows not written leave older rows,
- * which vouch for nothing newer (a scan reads those files again). */
+/* Idle: the block and entry rows of the session's checkpoints go from
+ * block_log and entry_log into block and entry (the random B-tree writes
+ * the checkpoints did not make), and the stat cache rows its checkpoints
+ * kept (sc_kept) go into statcache. Best effort: rows left in the logs are
+ * read from there, and the next session, prune or du merges them; stat
+ * cache rows not written leave older rows, which vouch for nothing newer
+ * (a scan reads those files again). */
 static void settle_log(mtm_session *ss)
 {
 	mtm_store *s = ss->s;
@@ -139,7 +141,8 @@ static void settle_log(mtm_session *ss)
 		store_unlock(s);
 	}
 	if (ss->debug)
-		log_msg(MTM_LOG_DEBUG, "session: block_log merged (%lld rows), %zu stat cache rows written: %.2f ms%s%s",
+		log_msg(MTM_LOG_DEBUG,
+		        "session: block_log and entry_log merged (%lld rows), %zu stat cache rows written: %.2f ms%s%s",
 		        (long long)rows, kept, (double)(now_ns() - t0) / 1e6, rc ? ", failed: " : "",
 		        rc ? mtm_last_error() : "");
 }

@@ -182,10 +182,10 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 		usleep(10000);
 	}
 	/* block_log's rows (a dead session's, scan checkpoints') go into block
-	 * now, before anyone can reach us, under the writer lock run.c holds:
-	 * this handle takes the log for empty once it merged it
-	 * (index_block_at), and while it lives only it adds rows there
-	 * (checkpoint.c) */
+	 * and entry_log's (a dead session's) into entry now, before anyone can
+	 * reach us, under the writer lock run.c holds: this handle takes the
+	 * logs for empty once it merged them (index_block_at, index_entry_at),
+	 * and while it lives only it adds rows there (checkpoint.c) */
 	assert(s->locked);
 	if ((rc = index_settle(s)))
 		goto fail;

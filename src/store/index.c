@@ -117,6 +117,12 @@ static int read_entry_row(sqlite3_stmt *st, entry *e)
 	return 0;
 }
 
+/* Every entry row, of entry and of entry_log (FORMAT.md 3.4.1: a reader
+ * takes both tables' rows), in key order: SQLite merges the two
+ * primary-key scans (no sort). */
+#define ENTRY_ALL_SQL \
+	"SELECT " ENTRY_COLUMNS " FROM entry UNION ALL SELECT " ENTRY_COLUMNS " FROM entry_log ORDER BY 1, 2, 3"
+
 /* Steps st (rows of entry ordered by path, branch, ckpt) and appends to out
  * the visible version of each path under l that is not a tombstone. */
 static int collect_visible(mtm_store *s, sqlite3_stmt *st, const lineage *l, vec *out)
@@ -179,10 +185,7 @@ int index_load_tree(mtm_store *s, mtm_id k, vec *out)
 	if (!l.n)
 		return 0;
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT " ENTRY_COLUMNS " "
-	                            "FROM entry ORDER BY path, branch, ckpt",
-	                            -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db, ENTRY_ALL_SQL, -1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		lineage_free(&l);
 		return db_error(s, rc, "index");
@@ -223,10 +226,15 @@ int tree_cursor_open(mtm_store *s, mtm_id k, tree_cursor *c)
 		c->done = 1; /* no checkpoint: an empty tree */
 		return 0;
 	}
-	int rc = sqlite3_prepare_v2(s->db, "SELECT path, branch, ckpt, kind FROM entry ORDER BY path, branch, ckpt", -1,
-	                            &c->st, NULL);
+	/* (both tables' rows: FORMAT.md 3.4.1; a key is in one of them) */
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "SELECT path, branch, ckpt, kind FROM entry UNION ALL "
+	                            "SELECT path, branch, ckpt, kind FROM entry_log ORDER BY 1, 2, 3",
+	                            -1, &c->st, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(s->db, "SELECT " ENTRY_COLUMNS " FROM entry WHERE path=?1 AND branch=?2 AND ckpt=?3",
+		rc = sqlite3_prepare_v2(s->db,
+		                        "SELECT " ENTRY_COLUMNS " FROM entry WHERE path=?1 AND branch=?2 AND ckpt=?3 UNION ALL "
+		                        "SELECT " ENTRY_COLUMNS " FROM entry_log WHERE path=?1 AND branch=?2 AND ckpt=?3",
 		                        -1, &c->full, NULL);
 	return rc == SQLITE_OK ? 0 : db_error(s, rc, "index");
 }
@@ -554,16 +562,22 @@ int index_writer_init(index_writer *w, mtm_store *s, int where)
 	/* (the statements are the handle's, prepared once: db_cached; the keys
 	 * are these static strings) */
 	static const char ins_entry[] = "INSERT OR REPLACE INTO entry(" ENTRY_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	static const char ins_entry_log[] =
+		"INSERT OR REPLACE INTO entry_log(" ENTRY_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 	static const char ins_new[] = "INSERT INTO block VALUES(?,?,?,?,?,?,?)";
 	static const char ins_again[] = "INSERT OR REPLACE INTO block VALUES(?,?,?,?,?,?,?)";
 	static const char key_one[2], key_batch[2]; /* [0]: to block, [1]: to block_log */
 	w->held = (vec)VEC_INIT(held_block);
 	w->to_log = where != INDEX_TO_BLOCK;
 	w->log_if_few = where == INDEX_TO_LOG_IF_FEW;
+	/* a session's entry rows go to entry_log (FORMAT.md 3.4.1); a scan's,
+	 * with no session, to entry */
+	w->entries_to_log = where == INDEX_TO_LOG;
 	const char *table = where == INDEX_TO_BLOCK ? "block" : "block_log";
 	char sql[64 + BLOCK_BATCH * 16];
 	int n = snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO %s VALUES(?,?,?,?,?,?,?)", table);
-	MTM_TRY(db_cached(s, ins_entry, ins_entry, &w->ins_entry));
+	const char *ie = w->entries_to_log ? ins_entry_log : ins_entry;
+	MTM_TRY(db_cached(s, ie, ie, &w->ins_entry));
 	MTM_TRY(db_cached(s, &key_one[w->to_log], sql, &w->ins_block));
 	for (int i = 1; i < BLOCK_BATCH; i++)
 		n += snprintf(sql + n, sizeof sql - (size_t)n, ",(?,?,?,?,?,?,?)");
@@ -609,7 +623,13 @@ int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *
 		sqlite3_bind_null(st, 14);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : db_error(w->s, rc, "index");
+	if (rc != SQLITE_DONE)
+		return db_error(w->s, rc, "index");
+	if (w->entries_to_log) {
+		w->s->log_pending++;
+		w->s->entry_log_pending++;
+	}
+	return 0;
 }
 
 /* Held rows at most: 3.5 MiB; a big scan inserts as it goes. */
@@ -692,10 +712,10 @@ int index_flush_blocks(index_writer *w)
 	return 0;
 }
 
-int index_log_empty(mtm_store *s, int *empty)
+static int none_in(mtm_store *s, const char *sql, int *empty)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM block_log LIMIT 1", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
 	rc = sqlite3_step(st);
@@ -704,10 +724,20 @@ int index_log_empty(mtm_store *s, int *empty)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(s, rc, "index");
 }
 
+int index_log_empty(mtm_store *s, int *empty)
+{
+	return none_in(s, "SELECT 1 FROM block_log LIMIT 1", empty);
+}
+
+int index_logs_empty(mtm_store *s, int *empty)
+{
+	return none_in(s, "SELECT 1 FROM block_log UNION ALL SELECT 1 FROM entry_log LIMIT 1", empty);
+}
+
 static int merge_error(mtm_store *s, int rc)
 {
 	char what[4200];
-	snprintf(what, sizeof what, "%s/.metamori/index.db: merging block_log's rows into block", s->root);
+	snprintf(what, sizeof what, "%s/.metamori/index.db: merging block_log's and entry_log's rows into block and entry", s->root);
 	return db_error(s, rc, what);
 }
 
@@ -716,9 +746,18 @@ int index_merge_log(mtm_store *s)
 	static const char *const steps[] = {
 		"INSERT OR REPLACE INTO block SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM block_log",
 		"DELETE FROM block_log",
+		"INSERT OR REPLACE INTO entry(" ENTRY_COLUMNS ") SELECT " ENTRY_COLUMNS " FROM entry_log",
+		"DELETE FROM entry_log",
 	};
 	assert(!sqlite3_get_autocommit(s->db));
+	/* an empty log is left alone: the DELETE would still write its root
+	 * page (and its index's) */
+	int empty[2];
+	MTM_TRY(index_log_empty(s, &empty[0]));
+	MTM_TRY(none_in(s, "SELECT 1 FROM entry_log LIMIT 1", &empty[1]));
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		if (empty[i / 2])
+			continue;
 		int rc = sqlite3_exec(s->db, steps[i], NULL, NULL, NULL);
 		if (rc == SQLITE_OK && sqlite3_get_autocommit(s->db))
 			rc = SQLITE_IOERR; /* rolled back by SQLite after an I/O error */
@@ -731,9 +770,9 @@ int index_merge_log(mtm_store *s)
 int index_settle(mtm_store *s)
 {
 	int empty;
-	MTM_TRY(index_log_empty(s, &empty));
+	MTM_TRY(index_logs_empty(s, &empty));
 	if (empty) {
-		s->log_rows = 0;
+		s->log_rows = s->entry_log_rows = 0;
 		return 0;
 	}
 	/* one transaction: a crash leaves the rows in one table or the other,
@@ -746,13 +785,15 @@ int index_settle(mtm_store *s)
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return rc;
 	}
-	s->log_rows = 0;
+	s->log_rows = s->entry_log_rows = 0;
 	return 0;
 }
 
 void index_lookups_free(mtm_store *s)
 {
 	sqlite3_finalize(s->q_entry_at);
+	sqlite3_finalize(s->q_entry_at_log);
+	s->q_entry_at_log = NULL;
 	sqlite3_finalize(s->q_block_at);
 	sqlite3_finalize(s->q_file_map);
 	sqlite3_finalize(s->q_block_at_log);
@@ -769,37 +810,51 @@ int index_entry_at(mtm_store *s, const char *path, const lineage *l, entry *out,
 	*found = 0;
 	memset(out, 0, sizeof *out);
 	int rc;
-	if (!s->q_entry_at &&
-	    (rc = sqlite3_prepare_v2(s->db,
-	                             "SELECT " ENTRY_COLUMNS " "
-	                             "FROM entry WHERE path=?1 AND branch=?2 AND ckpt<=?3 ORDER BY ckpt DESC LIMIT 1",
-	                             -1, &s->q_entry_at, NULL)) != SQLITE_OK)
+#define ENTRY_SEEK_WHERE "WHERE path=?1 AND branch=?2 AND ckpt<=?3 ORDER BY ckpt DESC LIMIT 1"
+	if (!s->q_entry_at && (rc = sqlite3_prepare_v2(s->db, "SELECT " ENTRY_COLUMNS " FROM entry " ENTRY_SEEK_WHERE, -1,
+	                                               &s->q_entry_at, NULL)) != SQLITE_OK)
 		return db_error(s, rc, "index");
-	sqlite3_stmt *st = s->q_entry_at;
-	/* the deepest branch first: its rows are the newest on the path */
+	if (!s->q_entry_at_log && (rc = sqlite3_prepare_v2(s->db, "SELECT " ENTRY_COLUMNS " FROM entry_log " ENTRY_SEEK_WHERE,
+	                                                   -1, &s->q_entry_at_log, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	/* entry_log's rows too (FORMAT.md 3.4.1), unless a session's own
+	 * handle knows it holds none (as index_block_at) */
+	sqlite3_stmt *q[2] = {s->q_entry_at, s->log_blocks && s->entry_log_rows == 0 ? NULL : s->q_entry_at_log};
+	/* the deepest branch first: its rows are the newest on the path; in a
+	 * branch, the greater ckpt of the two tables' */
 	for (size_t i = 0; i < l->n; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(st, 2, l->v[i].branch);
-		sqlite3_bind_int64(st, 3, l->v[i].max);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			int err = read_entry_row(st, out);
+		int64_t best = -1;
+		for (int t = 0; t < 2 && q[t]; t++) {
+			sqlite3_stmt *st = q[t];
 			sqlite3_reset(st);
-			if (err)
-				return err;
+			sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int64(st, 2, l->v[i].branch);
+			sqlite3_bind_int64(st, 3, l->v[i].max);
+			rc = sqlite3_step(st);
+			if (rc == SQLITE_ROW && sqlite3_column_int64(st, 2) > best) {
+				best = sqlite3_column_int64(st, 2);
+				entry_clear(out);
+				int err = read_entry_row(st, out);
+				if (err) {
+					sqlite3_reset(st);
+					entry_clear(out);
+					return err;
+				}
+			} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+				sqlite3_reset(st);
+				entry_clear(out);
+				return db_error(s, rc, "index");
+			}
+			sqlite3_reset(st);
+		}
+		if (best >= 0) {
 			if (out->kind == KIND_NONE)
 				entry_clear(out);
 			else
 				*found = 1;
 			return 0;
 		}
-		if (rc != SQLITE_DONE) {
-			sqlite3_reset(st);
-			return db_error(s, rc, "index");
-		}
 	}
-	sqlite3_reset(st);
 	return 0;
 }
 
@@ -809,7 +864,10 @@ int index_link_names(mtm_store *s, const char *first, const lineage *l, uint32_t
 	sqlite3_stmt *st;
 	/* every path that ever named first (entry_links), then which of them
 	 * still does at l: O(names the group ever had) */
-	int rc = sqlite3_prepare_v2(s->db, "SELECT DISTINCT path FROM entry WHERE kind = 8 AND target = ?1", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "SELECT path FROM entry WHERE kind = 8 AND target = ?1 UNION "
+	                            "SELECT path FROM entry_log WHERE kind = 8 AND target = ?1",
+	                            -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
 	sqlite3_bind_blob(st, 1, first, (int)strlen(first), SQLITE_STATIC);
@@ -846,8 +904,8 @@ int index_entries_under(mtm_store *s, const char *dir, const lineage *l, vec *ou
 	lo[n + 1] = hi[n + 1] = 0;
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT " ENTRY_COLUMNS " "
-	                            "FROM entry WHERE path>=?1 AND path<?2 ORDER BY path, branch, ckpt",
+	                            "SELECT " ENTRY_COLUMNS " FROM entry WHERE path>=?1 AND path<?2 UNION ALL "
+	                            "SELECT " ENTRY_COLUMNS " FROM entry_log WHERE path>=?1 AND path<?2 ORDER BY 1, 2, 3",
 	                            -1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		free(lo);

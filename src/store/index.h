@@ -146,9 +146,11 @@ typedef struct {
 	int to_log;     /* block rows go to block_log (FORMAT.md 3.5.1) */
 	int log_if_few; /* ... only if the first flush holds at most INDEX_LOG_CKPT_ROWS */
 	int decided;    /* the first flush is done: to_log holds for the rest */
+	int entries_to_log; /* entry rows go to entry_log (FORMAT.md 3.4.1): a session's */
 	vec held;       /* of held_block */
 } index_writer;
-/* Where a checkpoint's block rows go: block; block_log (a session's); or
+/* Where a checkpoint's block rows go: block; block_log (a session's, whose
+ * entry rows go to entry_log too); or
  * block_log if there are at most INDEX_LOG_CKPT_ROWS of them (a scan's:
  * store.h, STORE_LOG_KEEP_ROWS). */
 enum { INDEX_TO_BLOCK, INDEX_TO_LOG, INDEX_TO_LOG_IF_FEW };
@@ -162,8 +164,11 @@ int index_flush_blocks(index_writer *w);
 
 /* Whether block_log holds no row. */
 int index_log_empty(mtm_store *s, int *empty);
-/* Moves every block_log row into block, in one transaction of its own. The
- * caller holds the writer lock and has no transaction open. */
+/* Whether block_log and entry_log hold no row. */
+int index_logs_empty(mtm_store *s, int *empty);
+/* Moves every block_log row into block and every entry_log row into entry
+ * (FORMAT.md 3.4.1, 3.5.1), in one transaction of its own. The caller holds
+ * the writer lock and has no transaction open. */
 int index_settle(mtm_store *s);
 /* The same inside the caller's open transaction (prune: a dry run or a
  * refusal rolls it back with the rest, and leaves the index as it was). */

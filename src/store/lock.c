@@ -1,6 +1,6 @@
 /*
  * lock.c — the writer lock (flock on .metamori/lock, nested within one
- * handle), and when block_log's rows are merged into block.
+ * handle), and when block_log's and entry_log's rows are merged.
  */
 #include <assert.h>
 #include <errno.h>
@@ -34,10 +34,16 @@ int store_lock(mtm_store *s)
 	s->locked = 1;
 	/* the branch table may have grown under another writer since we opened */
 	int rc = store_load_branches(s);
-	/* Past this many rows, a session's own checkpoint merges the log too
-	 * (checkpoints with no idle second between them). */
-	enum { LOG_SETTLE_ROWS = 1 << 18 };
-	if (!rc && s->log_blocks && s->log_rows > LOG_SETTLE_ROWS)
+	/* Past this many rows, a session's own checkpoint merges the logs too
+	 * (checkpoints with no idle second between them; before its gate
+	 * closes). entry_log's bound is lower: a checkpoint's rows land at
+	 * random paths of the log, ~50 rows a leaf, so the leaves a commit
+	 * dirties grow with it (W2's 200 paths: all of a log of 2,000 rows,
+	 * ~73 of one of 4,096), and the merge (~all leaves of `entry`) is
+	 * shared by fewer checkpoints as the bound falls: at 2^12, ~50 frames
+	 * a commit on average, counting the merge's share. */
+	enum { LOG_SETTLE_ROWS = 1 << 18, ENTRY_LOG_SETTLE_ROWS = 1 << 12 };
+	if (!rc && s->log_blocks && (s->log_rows > LOG_SETTLE_ROWS || s->entry_log_rows > ENTRY_LOG_SETTLE_ROWS))
 		rc = index_settle(s);
 	if (rc)
 		store_unlock(s);
@@ -66,7 +72,7 @@ int store_settle(mtm_store *s)
 		return index_settle(s);
 	for (int i = 0;; i++) {
 		int empty;
-		MTM_TRY(index_log_empty(s, &empty));
+		MTM_TRY(index_logs_empty(s, &empty));
 		if (empty)
 			return 0;
 		int rc = store_lock(s);

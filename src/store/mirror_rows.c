@@ -4,7 +4,7 @@
  * since the mirror's last push, inserted into the mirror's own index.db.
  *
  * Checkpoint ids only grow, and a checkpoint's rows (checkpoint, entry,
- * block, block_log, region) carry its id; chunk ids only grow too. So what
+ * entry_log, block, block_log, region) carry its id; chunk ids only grow too. So what
  * the store added since the mirror's newest checkpoint M and newest chunk C
  * is the rows past M and C. Only prune and gc change or delete older rows,
  * and each leaves a trace the mirror can see: prune deletes checkpoints (the
@@ -18,8 +18,9 @@
  * Crash safety: one SQLite transaction on the mirror's index (WAL,
  * synchronous=FULL), committed after the packs it names are copied and
  * fsynced: killed before the commit, the mirror reads as before.
- * A block_log row the store merged into block since (index_settle) stays in
- * the mirror's block_log: the two are read as one.
+ * A block_log (entry_log) row the store merged into block (entry) since
+ * (index_settle) stays in the mirror's block_log (entry_log): the two are
+ * read as one.
  */
 #include <assert.h>
 #include <errno.h>
@@ -33,8 +34,8 @@
 #include "util/error.h"
 
 /* every table of the schema (store/schema.c); another means another format */
-static const char *const history[] = {"checkpoint", "entry", "block", "block_log", "region"};
-#define KNOWN_TABLES "'meta','checkpoint','branch','entry','block','block_log','region','chunk','pack','tag'," \
+static const char *const history[] = {"checkpoint", "entry", "entry_log", "block", "block_log", "region"};
+#define KNOWN_TABLES "'meta','checkpoint','branch','entry','entry_log','block','block_log','region','chunk','pack','tag'," \
 	"'statcache','blockhash'"
 
 static int rows_error(mirror_rows *m, const char *mdir, const char *what)

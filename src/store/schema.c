@@ -1,4 +1,4 @@
-/* schema.c — the index schema, format version 6 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 7 (docs/FORMAT.md). */
 #include <stdio.h>
 #include "store/store.h"
 #include "util/error.h"
@@ -12,6 +12,20 @@
 	"CREATE TABLE block_log(file_id INTEGER NOT NULL, blkno INTEGER NOT NULL, branch INTEGER NOT NULL," \
 	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL," \
 	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
+
+/* Rows of `entry` not yet merged into it (format 7, FORMAT.md 3.4.1): a
+ * session's checkpoints append here, as their block rows go to block_log:
+ * a touched path's row inserted into the big entry B-tree dirtied about a
+ * random leaf page each (W2's 200 paths: 143 of the commit's ~200 WAL
+ * frames). Same columns, in the same order, and key; entry_log_links
+ * answers what entry_links does. */
+#define ENTRY_LOG_SQL \
+	"CREATE TABLE entry_log(path TEXT NOT NULL, branch INTEGER NOT NULL, ckpt INTEGER NOT NULL," \
+	" kind INTEGER NOT NULL, mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL," \
+	" size INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL, file_id INTEGER NOT NULL, target BLOB," \
+	" mtime_s INTEGER NOT NULL DEFAULT 0, rdev INTEGER NOT NULL DEFAULT 0, xattrs BLOB," \
+	" PRIMARY KEY(path, branch, ckpt)) WITHOUT ROWID;" \
+	"CREATE INDEX entry_log_links ON entry_log(target) WHERE kind = 8;"
 
 /* Memory regions (format 3, FORMAT.md 3.10): versioned like entry, one row
  * per name per checkpoint that added, changed, resized or dropped the
@@ -62,6 +76,7 @@ static const char *schema_sql =
 	" ckpt INTEGER NOT NULL, hash INTEGER NOT NULL, chunk INTEGER NOT NULL, boff INTEGER NOT NULL,"
 	" PRIMARY KEY(file_id, blkno, branch, ckpt)) WITHOUT ROWID;"
 	BLOCK_LOG_SQL
+	ENTRY_LOG_SQL
 	REGION_SQL
 	"CREATE TABLE chunk(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, pack INTEGER NOT NULL,"
 	" off INTEGER NOT NULL, clen INTEGER NOT NULL, plen INTEGER NOT NULL, codec INTEGER NOT NULL);"
@@ -124,7 +139,8 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
  *  4 -> 5: the blockhash table, empty (each file's first scan after the
  *          upgrade reads its rows of `block`, as before, and fills it);
  *  5 -> 6: the checkpoint's tracked flag and pause, NULL in older rows:
- *          unknown, which is not the same as "scanned, no pause". */
+ *          unknown, which is not the same as "scanned, no pause";
+ *  6 -> 7: entry_log (an empty log means what format 6 meant). */
 static const char *const upgrade_sql[] = {
 	[1] = BLOCK_LOG_SQL,
 	[2] = REGION_SQL "ALTER TABLE checkpoint ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
@@ -139,6 +155,7 @@ static const char *const upgrade_sql[] = {
 	[4] = BLOCKHASH_SQL,
 	[5] = "ALTER TABLE checkpoint ADD COLUMN tracked INTEGER;"
 	      "ALTER TABLE checkpoint ADD COLUMN pause_ns INTEGER;",
+	[6] = ENTRY_LOG_SQL,
 };
 
 _Static_assert(sizeof upgrade_sql / sizeof upgrade_sql[0] == MTM_FORMAT_VERSION, "one upgrade step per older version");

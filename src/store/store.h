@@ -15,7 +15,7 @@
 #include "metamori.h"
 
 #define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
-#define MTM_FORMAT_VERSION 6
+#define MTM_FORMAT_VERSION 7
 #define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
 #define MTM_BLOCK 4096
 #define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */
@@ -34,7 +34,7 @@ struct mtm_store {
 	/* branches, loaded at open and extended by checkpoints */
 	struct mtm_branch *branches; /* index = branch id */
 	int64_t n_branches;          /* highest id + 1 */
-	sqlite3_stmt *q_entry_at, *q_block_at, *q_block_at_log; /* point lookups (index.c) */
+	sqlite3_stmt *q_entry_at, *q_entry_at_log, *q_block_at, *q_block_at_log; /* point lookups (index.c) */
 	sqlite3_stmt *q_block_pair, *q_block_pair_log;
 	sqlite3_stmt *q_file_map;    /* index_file_map's range scan */
 	/* statements every checkpoint runs, prepared once per handle (db_cached) */
@@ -46,6 +46,9 @@ struct mtm_store {
 	int log_blocks;
 	int64_t log_rows;            /* committed rows appended since this handle last merged */
 	int64_t log_pending;         /* rows appended by the open checkpoint (ckpt_commit adds them) */
+	/* ... and its entry rows go to entry_log (format 7), counted here too
+	 * (log_rows, log_pending: either log's), and apart: */
+	int64_t entry_log_rows, entry_log_pending;
 	struct mtm_session *session; /* set inside `metamori run` (session.c) */
 	int wal_kept_by_session;     /* a session answered us: its WAL is its own to copy back */
 	int zstd_raw_streak, zstd_skip; /* compression backoff on incompressible data (pack_writer.c) */
@@ -85,9 +88,9 @@ void store_unlock(mtm_store *s);
  * other writers leave it (an in-place restore reads it, between.c). */
 #define STORE_LOG_KEEP_ROWS (1 << 13)
 int store_trim_log(mtm_store *s);
-/* Leaves block_log empty: merges it, under the writer lock, waiting a few
- * seconds at most for a writer that holds the lock. For readers whose
- * queries read block alone (du). */
+/* Leaves block_log and entry_log empty: merges them, under the writer
+ * lock, waiting a few seconds at most for a writer that holds the lock.
+ * For readers whose queries read block and entry alone (du). */
 int store_settle(mtm_store *s);
 /* Loads the branch table into s->branches. */
 int store_load_branches(mtm_store *s);

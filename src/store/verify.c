@@ -71,7 +71,10 @@ static int count(vctx *v, const char *sql, uint64_t *out)
 static int check_paths(vctx *v)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(v->s->db, "SELECT path, ckpt, kind, target FROM entry", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(v->s->db,
+	                            "SELECT path, ckpt, kind, target FROM entry UNION ALL "
+	                            "SELECT path, ckpt, kind, target FROM entry_log",
+	                            -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(v->s, rc, "verify");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -129,10 +132,8 @@ static int check_index(vctx *v)
 		 " (SELECT 1 FROM branch b WHERE b.id = c.branch)"},
 		{"branch with a bad parent", "SELECT id, parent_branch FROM branch b WHERE parent_branch >= id OR (parent_branch != 0"
 		 " AND NOT EXISTS (SELECT 1 FROM branch p WHERE p.id = b.parent_branch))"},
-		{"entry of a missing checkpoint", "SELECT path, ckpt FROM entry e WHERE NOT EXISTS"
-		 " (SELECT 1 FROM checkpoint c WHERE c.id = e.ckpt AND c.branch = e.branch)"},
-		{"entry with a bad kind or size", "SELECT path, ckpt FROM entry WHERE kind NOT BETWEEN 0 AND 8 OR size < 0"
-		 " OR (kind = 1 AND file_id <= 0) OR mode < 0 OR mode > 4095"},
+		{"entry in both entry and entry_log", "SELECT l.path, l.ckpt FROM entry_log l JOIN entry e"
+		 " ON e.path = l.path AND e.branch = l.branch AND e.ckpt = l.ckpt"},
 		{"region of a missing checkpoint", "SELECT name, ckpt FROM region r WHERE NOT EXISTS"
 		 " (SELECT 1 FROM checkpoint c WHERE c.id = r.ckpt AND c.branch = r.branch)"},
 		{"region with a bad kind or size", "SELECT name, ckpt FROM region WHERE kind NOT IN (0,1) OR size < 0"
@@ -146,6 +147,20 @@ static int check_index(vctx *v)
 	};
 	for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
 		MTM_TRY(rows_are_problems(v, refs[i].what, refs[i].sql));
+	/* entry rows, merged or still in entry_log (FORMAT.md 3.4.1) */
+	static const struct { const char *what, *sql; } entry_refs[] = {
+		{"entry of a missing checkpoint", "SELECT path, ckpt FROM %s e WHERE NOT EXISTS"
+		 " (SELECT 1 FROM checkpoint c WHERE c.id = e.ckpt AND c.branch = e.branch)"},
+		{"entry with a bad kind or size", "SELECT path, ckpt FROM %s WHERE kind NOT BETWEEN 0 AND 8 OR size < 0"
+		 " OR (kind = 1 AND file_id <= 0) OR mode < 0 OR mode > 4095"},
+	};
+	static const char *const entry_tables[2] = {"entry", "entry_log"};
+	for (size_t t = 0; t < 2; t++)
+		for (size_t i = 0; i < sizeof entry_refs / sizeof entry_refs[0]; i++) {
+			char sql[512];
+			snprintf(sql, sizeof sql, entry_refs[i].sql, entry_tables[t]);
+			MTM_TRY(rows_are_problems(v, entry_refs[i].what, sql));
+		}
 	/* block rows, merged or still in block_log (FORMAT.md 3.5.1) */
 	static const struct { const char *what, *sql; } block_refs[] = {
 		{"block of a missing checkpoint", "SELECT file_id, blkno, ckpt FROM %s b WHERE NOT EXISTS"
@@ -323,7 +338,7 @@ int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify
 	if (!rc)
 		rc = count(&v, "SELECT count(*) FROM checkpoint", &v.st.checkpoints);
 	if (!rc)
-		rc = count(&v, "SELECT count(*) FROM entry", &v.st.entries);
+		rc = count(&v, "SELECT (SELECT count(*) FROM entry) + (SELECT count(*) FROM entry_log)", &v.st.entries);
 	if (!rc)
 		rc = count(&v, "SELECT (SELECT count(*) FROM block) + (SELECT count(*) FROM block_log)", &v.st.blocks);
 	if (!rc)

@@ -81,15 +81,17 @@ def test_read_only_and_full():
     fs = T.tempdir("mtm-ro-fs-")
     root = tree_on_tmpfs(fs)
     try:
-        # checkpoint 2's block rows as a session leaves them until its idle
-        # merge (killed, it leaves them there): in block_log, which a
-        # writer merges first; readers read both tables
+        # checkpoint 2's block and entry rows as a session leaves them until
+        # its idle merge (killed, it leaves them there): in block_log and
+        # entry_log, which du merges first; readers read both tables
         du = as_json(["-C", root, "du", "--json"])
         db = sqlite3.connect(os.path.join(root, ".metamori", "index.db"))
         db.executescript("INSERT INTO block_log SELECT file_id, blkno, branch, ckpt, hash, chunk, boff FROM block"
-                         " WHERE ckpt = 2; DELETE FROM block WHERE ckpt = 2;")
+                         " WHERE ckpt = 2; DELETE FROM block WHERE ckpt = 2;"
+                         "INSERT INTO entry_log SELECT * FROM entry WHERE ckpt = 2; DELETE FROM entry WHERE ckpt = 2;")
         db.close()
         expect(T.index_value(root, "SELECT count(*) FROM block_log") > 0, "no rows in block_log")
+        expect(T.index_value(root, "SELECT count(*) FROM entry_log") > 0, "no rows in entry_log")
         # a read-only file system
         p = sh(["mount", "-o", "remount,ro", fs])
         expect(p.returncode == 0, "remount ro: %s" % p.stderr)

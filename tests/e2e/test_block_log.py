@@ -7,10 +7,9 @@ there, by a session as it starts, by prune in its own transaction (a refused
 or dry-run prune leaves the store as it was) and by du; an in-place restore
 reads it where it is. Every checkpoint is restored and compared
 with a copy of the tree taken when it was made."""
+import contextlib
 import os
 import random
-import sqlite3
-import struct
 import subprocess
 import time
 
@@ -28,23 +27,6 @@ def with_store(fn):
 
 def rows(root, table, where="1"):
     return T.index_value(root, "SELECT count(*) FROM %s WHERE %s" % (table, where))
-
-
-def wal_pages(trace):
-    """Page numbers of the frames written to the index's WAL: a frame's
-    24-byte header (written by itself) starts with the page number."""
-    return {struct.unpack(">I", data[:4])[0] for op, p, _, off, _, data in trace
-            if op == "W" and p.endswith("index.db-wal") and off >= 32 and len(data) == 24}
-
-
-def pages_of(root, names):
-    """Pages of these tables and indexes (SQLite's dbstat)."""
-    c = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
-    try:
-        q = "SELECT pageno FROM dbstat WHERE name IN (%s)" % ",".join("?" * len(names))
-        return {p for (p,) in c.execute(q, names)}
-    finally:
-        c.close()
 
 
 @with_store
@@ -72,15 +54,15 @@ def test_scattered_changes_touch_no_page_of_block(root):
     ck = int(p.stdout.split()[-1])
     h.seen[ck] = m
     recs = T.read_trace(trace)
-    written = wal_pages(recs)
+    written = T.wal_pages(recs)
     T.rmtree(os.path.dirname(trace))
     # the commit's sync, with the new WAL's header; the fold at close syncs
     # only index.db: the WAL holds nothing written since the commit's sync
     wal_syncs = [op for op, p, _, _, _, _ in recs if op == "S" and p.endswith("/index.db-wal")]
     expect(len(wal_syncs) == 1, "the checkpoint synced the index's WAL %d times, not once (the commit)"
            % len(wal_syncs))
-    of_block = written & pages_of(root, ["block", "block_by_ckpt", "block_by_chunk"])
-    of_log = written & pages_of(root, ["block_log"])
+    of_block = written & T.index_pages(root, ["block", "block_by_ckpt", "block_by_chunk"])
+    of_log = written & T.index_pages(root, ["block_log"])
     expect(rows(root, "block_log", "ckpt=%d" % ck) == len(changed),
            "block_log holds %d rows of checkpoint %d, not %d" % (rows(root, "block_log", "ckpt=%d" % ck), ck,
                                                                   len(changed)))
@@ -171,6 +153,32 @@ def test_prune_merges_in_its_transaction(root):
     T.run(["-C", root, "verify", "--data"])
 
 
+@contextlib.contextmanager
+def never_idle_session(root, kill=False):
+    """`metamori run` of a program that waits, on root, up; a session never
+    idle (no merge of its own). At the end it is killed (SIGKILL) if kill,
+    and its program told to end; the Popen gets stderr_text."""
+    env = dict(os.environ, METAMORI_TEST_IDLE_MS="600000")
+    flag = os.path.join(T.tempdir("mtm-blog-run-"), "go")
+    sock = os.path.join(root, ".metamori", "session", "sock")
+    if os.path.lexists(sock):
+        os.unlink(sock)  # a killed session's: wait for the new one's
+    p = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--", "sh", "-c",
+                          "while [ ! -e %s ]; do sleep 0.05; done" % flag],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.time() + 30
+        while not os.path.exists(sock) and time.time() < end:
+            time.sleep(0.05)
+        yield p
+    finally:
+        if kill:
+            p.kill()
+        open(flag, "w").close()
+        p.stderr_text = p.communicate(timeout=60)[1]
+        T.rmtree(os.path.dirname(flag))
+
+
 @with_store
 def test_session_merges_as_it_starts(root):
     """A session takes block_log for empty once it merged it: it merges the
@@ -184,28 +192,95 @@ def test_session_merges_as_it_starts(root):
     T.patch_file(path, 7 * BLOCK, b"y" * 5000)
     h.checkpoint()
     expect(rows(root, "block_log") > 0, "no rows in block_log")
-    env = dict(os.environ, METAMORI_TEST_IDLE_MS="600000")  # never idle: no merge of its own
-    flag = os.path.join(T.tempdir("mtm-blog-run-"), "go")
-    p = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--", "sh", "-c",
-                          "while [ ! -e %s ]; do sleep 0.05; done" % flag],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        end = time.time() + 30
-        while not os.path.exists(os.path.join(root, ".metamori", "session", "sock")) and time.time() < end:
-            time.sleep(0.05)
+    with never_idle_session(root) as p:
         left = rows(root, "block_log")
         T.patch_file(path, 40 * BLOCK, b"z" * 3000)
         h.checkpoint()  # asked of the session
-    finally:
-        open(flag, "w").close()
-        out, err = p.communicate(timeout=60)
-        T.rmtree(os.path.dirname(flag))
-    expect(p.returncode == 0, "run: %d %s" % (p.returncode, err))
+    expect(p.returncode == 0, "run: %d %s" % (p.returncode, p.stderr_text))
     expect(left == 0, "a session started with %d rows in block_log" % left)
     h.check()
     T.run(["-C", root, "verify", "--data"])
 
 
+def killed_session_checkpoints(root, h, rnd, n):
+    """n checkpoints asked of a session (its checkpoints put their entry
+    and block rows in entry_log and block_log), which is then killed before
+    any idle merge: the rows stay in the logs."""
+    with never_idle_session(root, kill=True):
+        for i in range(n):
+            T.patch_file(os.path.join(root, "f"), rnd.randrange(64) * BLOCK, rnd.randbytes(300))
+            T.write_file(os.path.join(root, "d", "n%d" % rnd.randrange(1 << 30)), b"new")
+            h.checkpoint()  # asked of the session
+
+
+@with_store
+def test_entry_log_merged_by_du_and_prune(root):
+    """A session's entry rows wait in entry_log (FORMAT.md 3.4.1); a session
+    killed before its idle merge leaves them there. du merges them (its
+    queries read entry alone); prune merges them in its own transaction: a
+    refused or dry-run prune leaves every byte of the index as it was, a
+    done one keeps what every kept checkpoint reads."""
+    rnd = random.Random(7)
+    T.write_file(os.path.join(root, "f"), rnd.randbytes(64 * BLOCK))
+    os.mkdir(os.path.join(root, "d"))
+    h = T.History(root)
+    h.checkpoint()
+    killed_session_checkpoints(root, h, rnd, 2)
+    expect(rows(root, "entry_log") >= 4, "entry_log holds %d rows" % rows(root, "entry_log"))
+    T.run(["-C", root, "du"])
+    expect(rows(root, "entry_log") == 0 and rows(root, "block_log") == 0,
+           "du left %d rows in entry_log, %d in block_log" % (rows(root, "entry_log"), rows(root, "block_log")))
+    h.check()
+    killed_session_checkpoints(root, h, rnd, 3)
+    T.run(["-C", root, "log"])  # (a reader: folds the killed session's WAL as it closes, merges nothing)
+    expect(rows(root, "entry_log") >= 6, "entry_log holds %d rows" % rows(root, "entry_log"))
+    before = store_bytes(root)
+    T.run_fail(["-C", root, "prune", "--keep", "99"])
+    T.assert_same(before, store_bytes(root), "the store after a refused prune")
+    T.run(["-C", root, "prune", "--keep-last", "3", "--dry-run"])
+    T.assert_same(before, store_bytes(root), "the store after prune --dry-run")
+    h.check()
+    T.run(["-C", root, "prune", "--keep-last", "3"])
+    expect(rows(root, "entry_log") == 0, "prune left %d rows in entry_log" % rows(root, "entry_log"))
+    kept = [e["id"] for e in T.log_json(root)]
+    h.seen = {k: v for k, v in h.seen.items() if k in kept}
+    h.check()
+    T.run(["-C", root, "verify", "--data"])
+
+
+ENTRY_LOG_SETTLE_ROWS = 1 << 12  # src/store/lock.c
+
+
+@with_store
+def test_entry_log_merged_past_its_bound(root):
+    """A session whose checkpoints come with no idle second between them
+    merges entry_log into entry in the checkpoint that finds more than
+    ENTRY_LOG_SETTLE_ROWS of its rows there: the log's leaves a commit
+    dirties grow with it."""
+    n = 1100
+    d = os.path.join(root, "d")
+    os.mkdir(d)
+    for i in range(n):
+        T.write_file(os.path.join(d, "f%04d" % i), b"0")
+    h = T.History(root)
+    h.checkpoint()
+    logged = 0
+    with never_idle_session(root):
+        for k in range(1, 6):
+            for i in range(n):
+                T.write_file(os.path.join(d, "f%04d" % i), b"%d" % k)
+            c = h.checkpoint()  # asked of the session: every file's entry row
+            logged = n if logged > ENTRY_LOG_SETTLE_ROWS else logged + n
+            expect(rows(root, "entry_log") == logged and rows(root, "entry_log", "ckpt=%d" % c) == n,
+                   "after %d checkpoints: %d rows in entry_log (%d of the last), not %d"
+                   % (k, rows(root, "entry_log"), rows(root, "entry_log", "ckpt=%d" % c), logged))
+    expect(rows(root, "entry_log") == 0, "the session ended with rows in entry_log")
+    keep = sorted(h.seen)
+    h.seen = {k: v for k, v in h.seen.items() if k in keep[:1] + keep[-3:]}  # (before and after the merge)
+    h.check()
+
+
 if __name__ == "__main__":
     T.main([test_scattered_changes_touch_no_page_of_block, test_log_merged_past_its_bound,
-            test_prune_merges_in_its_transaction, test_session_merges_as_it_starts])
+            test_prune_merges_in_its_transaction, test_session_merges_as_it_starts,
+            test_entry_log_merged_by_du_and_prune, test_entry_log_merged_past_its_bound])

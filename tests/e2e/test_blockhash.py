@@ -178,7 +178,7 @@ def test_rename_prune_and_removal(root):
 
 
 def downgrade_to_4(root):
-    sql(root, "DROP TABLE blockhash", "ALTER TABLE checkpoint DROP COLUMN tracked",
+    sql(root, "DROP TABLE entry_log", "DROP TABLE blockhash", "ALTER TABLE checkpoint DROP COLUMN tracked",
         "ALTER TABLE checkpoint DROP COLUMN pause_ns", "PRAGMA user_version=4")
 
 
@@ -194,7 +194,7 @@ def test_upgrade_from_format_4(root):
     h.checkpoint()
     downgrade_to_4(root)
     T.run(["-C", root, "log"])
-    expect(T.index_value(root, "PRAGMA user_version") == 6, "upgraded to format 6 (through 5)")
+    expect(T.index_value(root, "PRAGMA user_version") == 7, "upgraded to format 7 (through 5 and 6)")
     expect(T.index_value(root, "SELECT count(*) FROM blockhash") == 0, "an empty table")
     h.check()
     T.patch_file(os.path.join(root, "big"), 9 * BLOCK, block_data(9))

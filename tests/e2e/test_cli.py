@@ -83,12 +83,23 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
-FORMAT = 6  # the store format this Metamori writes (src/store/store.h)
+FORMAT = 7  # the store format this Metamori writes (src/store/store.h)
+
+def downgrade_to_6(db):
+    """Turns a format 7 index into what format 6 wrote: no entry_log (its
+    rows, if any, where format 6 kept them: in entry)."""
+    c = sqlite3.connect(db)
+    c.executescript("INSERT INTO entry SELECT * FROM entry_log; DROP TABLE entry_log; PRAGMA user_version=6;")
+    c.commit()
+    c.close()
+
 
 def downgrade_to_3(db):
-    """Turns a format 6 index into what format 3 wrote: one signed count of
+    """Turns a format 7 index into what format 3 wrote: one signed count of
     nanoseconds for the mtime, no rdev, no xattrs (and no blockhash, format
-    5's, nor the checkpoint's tracked and pause_ns, format 6's)."""
+    5's, nor the checkpoint's tracked and pause_ns, format 6's, nor
+    entry_log, format 7's)."""
+    downgrade_to_6(db)
     c = sqlite3.connect(db)
     c.executescript("ALTER TABLE checkpoint DROP COLUMN tracked; ALTER TABLE checkpoint DROP COLUMN pause_ns;"
                     "DROP TABLE IF EXISTS blockhash; ALTER TABLE entry RENAME COLUMN mtime_nsec TO mtime_ns;"
@@ -97,6 +108,17 @@ def downgrade_to_3(db):
                     "ALTER TABLE entry DROP COLUMN xattrs; DROP INDEX entry_links; PRAGMA user_version=3;")
     c.commit()
     c.close()
+
+
+def upgraded(root, downgrade, old):
+    """root's index made format old by downgrade, then opened by `log`:
+    upgraded in place to FORMAT. Returns a connection to it."""
+    db = os.path.join(root, ".metamori", "index.db")
+    downgrade(db)
+    T.run(["-C", root, "log"])
+    c = sqlite3.connect(db)
+    expect(c.execute("PRAGMA user_version").fetchone()[0] == FORMAT, "upgraded from format %d" % old)
+    return c
 
 
 @with_store
@@ -111,11 +133,7 @@ def test_upgrade_from_format_3(root):
     os.setxattr(os.path.join(root, "new"), "user.k", b"v")
     T.write_file(os.path.join(root, "old"), b"changed")
     T.checkpoint(root)
-    db = os.path.join(root, ".metamori", "index.db")
-    downgrade_to_3(db)
-    T.run(["-C", root, "log"])
-    c = sqlite3.connect(db)
-    expect(c.execute("PRAGMA user_version").fetchone()[0] == FORMAT, "upgraded from format 3")
+    c = upgraded(root, downgrade_to_3, 3)
     expect(c.execute("SELECT count(*) FROM statcache").fetchone()[0] == 0, "stat cache dropped")
     c.close()
     T.restore(root, 1)
@@ -126,6 +144,32 @@ def test_upgrade_from_format_3(root):
     os.removexattr(os.path.join(root, "new"), "user.k")
     T.restore(root, ck)
     expect(os.getxattr(os.path.join(root, "new"), "user.k") == b"v", "attributes recorded after the upgrade")
+
+
+@with_store
+def test_upgrade_from_format_6(root):
+    """A format 6 store (no entry_log) is upgraded in place by the first
+    command that opens it, in one transaction, and keeps every checkpoint;
+    a session's checkpoints then put their entry rows in the new table."""
+    T.init(root)
+    h = T.History(root)
+    T.write_file(os.path.join(root, "a"), b"a" * 5000)
+    os.mkdir(os.path.join(root, "d"))
+    T.write_file(os.path.join(root, "d", "b"), b"b")
+    h.checkpoint()
+    T.write_file(os.path.join(root, "a"), b"changed")
+    os.unlink(os.path.join(root, "d", "b"))
+    h.checkpoint()
+    c = upgraded(root, downgrade_to_6, 6)
+    expect(c.execute("SELECT count(*) FROM entry_log").fetchone()[0] == 0, "entry_log added, empty")
+    expect(c.execute("SELECT count(*) FROM sqlite_master WHERE name = 'entry_log_links'").fetchone()[0] == 1,
+           "entry_log's link index added")
+    c.close()
+    h.check()
+    T.write_file(os.path.join(root, "d", "c"), b"c")
+    h.checkpoint()
+    h.check()
+    T.run(["-C", root, "verify", "--data"])
 
 
 @with_store
@@ -271,6 +315,6 @@ def test_help_everywhere():
 
 if __name__ == "__main__":
     T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
-            test_upgrade_from_format_3,
+            test_upgrade_from_format_3, test_upgrade_from_format_6,
             test_newer_foreign_damaged_index, test_pack_write_fails_part_way, test_more_block_rows_than_held,
             test_help_everywhere])

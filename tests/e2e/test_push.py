@@ -78,11 +78,12 @@ def test_push_incremental_and_recover_a_lost_store():
 
 
 def history_rows(root):
-    """Rows of the index's history tables, block and block_log as one."""
+    """Rows of the index's history tables, block and block_log as one, entry
+    and entry_log as one."""
     import sqlite3
     db = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
     try:
-        q = ("SELECT (SELECT count(*) FROM checkpoint), (SELECT count(*) FROM entry), "
+        q = ("SELECT (SELECT count(*) FROM checkpoint), (SELECT count(*) FROM entry) + (SELECT count(*) FROM entry_log), "
              "(SELECT count(*) FROM block) + (SELECT count(*) FROM block_log), (SELECT count(*) FROM chunk), "
              "(SELECT count(*) FROM region)")
         return db.execute(q).fetchone()

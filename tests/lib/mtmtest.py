@@ -344,7 +344,8 @@ def allocated(path):
 
 def store_state(root):
     """A fingerprint of the store at root/.metamori: the bytes of every file
-    in it (SQLite's shared-memory file aside, which readers may touch)."""
+    in it (SQLite's shared-memory file aside, which readers may touch, and
+    a killed session's socket, which has no bytes)."""
     out = {}
     base = os.path.join(root, ".metamori")
     for dirpath, dirnames, filenames in os.walk(base):
@@ -352,9 +353,30 @@ def store_state(root):
             if name.endswith("-shm"):
                 continue
             full = os.path.join(dirpath, name)
+            if stat.S_ISSOCK(os.lstat(full).st_mode):
+                continue
             with open(full, "rb") as f:
                 out[os.path.relpath(full, base)] = hashlib.sha256(f.read()).hexdigest()
     return out
+
+
+def wal_pages(records):
+    """Page numbers of the frames written to the index's WAL among records
+    (read_trace's): a frame's 24-byte header (written by itself) starts with
+    the page number."""
+    return {struct.unpack(">I", data[:4])[0] for op, p, _, off, _, data in records
+            if op == "W" and p.endswith("index.db-wal") and off >= 32 and len(data) == 24}
+
+
+def index_pages(root, names):
+    """Pages of these tables and indexes of root's index (SQLite's dbstat)."""
+    import sqlite3
+    c = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+    try:
+        q = "SELECT pageno FROM dbstat WHERE name IN (%s)" % ",".join("?" * len(names))
+        return {p for (p,) in c.execute(q, names)}
+    finally:
+        c.close()
 
 
 def rmtree(path):

@@ -282,7 +282,9 @@ def space(root):
         br = {b: (pb, fork) for b, pb, fork in con.execute("SELECT id, parent_branch, fork FROM branch")}
         ck = dict(con.execute("SELECT id, branch FROM checkpoint"))
         entries = {}
-        for path, b, c, kind, size, fid in con.execute("SELECT path, branch, ckpt, kind, size, file_id FROM entry"):
+        # entry rows are those of entry and entry_log together (FORMAT.md 3.4.1)
+        for path, b, c, kind, size, fid in con.execute("SELECT path, branch, ckpt, kind, size, file_id FROM entry UNION ALL "
+                                                       "SELECT path, branch, ckpt, kind, size, file_id FROM entry_log"):
             entries.setdefault(path, []).append((c, b, kind, size, fid))
         blocks = {}
         # block rows are those of block and block_log together (FORMAT.md 3.5.1)
@@ -359,7 +361,8 @@ def statcache_current(root):
         out = set()
         for path, ver in con.execute("SELECT path, ver FROM statcache").fetchall():
             best = None
-            for rb, rc in con.execute("SELECT branch, ckpt FROM entry WHERE path = CAST(? AS TEXT)", (path,)):
+            for rb, rc in con.execute("SELECT branch, ckpt FROM entry WHERE path = CAST(?1 AS TEXT) UNION ALL "
+                                      "SELECT branch, ckpt FROM entry_log WHERE path = CAST(?1 AS TEXT)", (path,)):
                 if rb in lin and rc <= lin[rb] and (best is None or rc > best):
                     best = rc
             if best == ver:

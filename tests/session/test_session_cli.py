@@ -476,13 +476,16 @@ def test_index_wal_copied_back_when_idle():
 
 
 def poker(ctl, writes, path):
-    """A program for `metamori run`: at each step i, once ctl/go<i> exists, it
-    makes the writes of writes[i] ((offset, bytes) pairs) into path, then
-    creates ctl/done<i>; it ends when ctl/stop exists. Returns its argv."""
+    """A program for `metamori run`: once started (Python's modules loaded:
+    each load is a code change its log records, MTM_REC_CODE) it creates
+    ctl/ready; at each step i, once ctl/go<i> exists, it makes the writes of
+    writes[i] ((offset, bytes) pairs) into path, then creates ctl/done<i>; it
+    ends when ctl/stop exists. Returns its argv."""
     prog = os.path.join(ctl, "poke.py")
     with open(prog, "w") as f:
         f.write("import os, sys, time\n"
                 "ctl, path = sys.argv[1], sys.argv[2]\n"
+                "open(os.path.join(ctl, 'ready'), 'w').close()\n"
                 "for i, writes in enumerate(%r):\n"
                 "    while not os.path.exists(os.path.join(ctl, 'go%%d' %% i)):\n"
                 "        if os.path.exists(os.path.join(ctl, 'stop')):\n"
@@ -506,11 +509,22 @@ def poker_session(root, ctl, writes, path, env=None):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: session_up(root), "the session")
+        poker_ready(ctl)
         yield sess
     finally:
         open(os.path.join(ctl, "stop"), "w").close()
         if sess.poll() is None:
             sess.wait(timeout=60)
+
+
+def poker_ready(ctl):
+    """The poker has started: a checkpoint now ends the interval its start
+    (its modules loaded, dispatch turned on) was in, so its writes after it
+    are a trusted writer's (under a load, Python's start took longer than
+    the session's, and the first checkpoint came before it: the writes were
+    then in the interval of a code change, compared whole, never written
+    ahead; session_prewrite's kill test failed 6 of 28 runs at load 4-8)."""
+    wait_for(lambda: os.path.exists(os.path.join(ctl, "ready")), "the program's start")
 
 
 def poke_step(ctl, i):
@@ -548,6 +562,18 @@ def assert_restore_to(root, taken, what):
         to = os.path.join(T.tempdir(), "out")
         T.restore(root, ckpt, to=to)
         T.assert_same(man, T.manifest(to), "checkpoint %d (%s)" % (ckpt, what))
+
+
+def assert_read_store(root, taken):
+    """The format's independent reader (docs/tools/read_store.py) extracts
+    each checkpoint of taken as it was."""
+    reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "tools", "read_store.py")
+    for ckpt, man in taken:
+        out = os.path.join(T.tempdir(), "read")
+        p = subprocess.run([sys.executable, reader, root, "extract", str(ckpt), out], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise T.Failure("read_store extract %d: %s" % (ckpt, p.stderr))
+        T.assert_same(man, T.manifest(out), "checkpoint %d read by read_store.py" % ckpt)
 
 
 def trace_records(path, start):
@@ -651,26 +677,24 @@ def test_block_log_read_before_the_merge():
     if log_rows() == 0:
         raise T.Failure("c3's rows were merged before the kill: the test does not test the left-over log")
     # the format's independent reader (docs/tools/read_store.py) reads both tables too
-    reader = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "tools", "read_store.py")
-    for ckpt, man in taken:
-        out = os.path.join(T.tempdir(), "read")
-        p = subprocess.run([sys.executable, reader, root, "extract", str(ckpt), out], capture_output=True, text=True)
-        if p.returncode != 0:
-            raise T.Failure("read_store extract %d: %s" % (ckpt, p.stderr))
-        T.assert_same(man, T.manifest(out), "checkpoint %d read by read_store.py" % ckpt)
+    assert_read_store(root, taken)
     T.run(["-C", root, "verify", "--data"])
     # an in-place restore reads the rows where they are (it does not merge
     # them); du merges them first: if that fails, it stops there, and the
     # store and the tree stay as they were
-    before, rows = T.manifest(root), log_rows()
+    entry_rows = lambda: T.index_value(root, "SELECT count(*) FROM entry_log")
+    before, rows, erows = T.manifest(root), log_rows(), entry_rows()
+    if not erows:
+        raise T.Failure("c3's entry rows were merged before the kill")
     for fault in ("write:1:EIO", "fsync:1:EIO", "write:1:ENOSPC"):
         p = T.run_fail(["-C", root, "du"], env=dict(os.environ, METAMORI_FAULT=fault))
-        want = "metamori: %s/.metamori/index.db: merging block_log's rows into block: " % os.path.realpath(root)
+        want = "metamori: %s/.metamori/index.db: merging block_log's and entry_log's rows into block and entry: " % os.path.realpath(root)
         if not p.stderr.strip().startswith(want):
             raise T.Failure("%s: expected the merge to fail first, got: %s" % (fault, p.stderr.strip()))
         T.assert_same(before, T.manifest(root), "the tree after a du whose merge failed (%s)" % fault)
-        if log_rows() not in (0, rows):
-            raise T.Failure("%s: block_log half merged: %d of %d rows" % (fault, log_rows(), rows))
+        if (log_rows(), entry_rows()) not in ((0, 0), (rows, erows)):
+            raise T.Failure("%s: the logs half merged: block_log %d of %d rows, entry_log %d of %d"
+                            % (fault, log_rows(), rows, entry_rows(), erows))
     T.run(["-C", root, "verify", "--data"])
     for ckpt, man in reversed(taken):
         T.restore(root, ckpt)
@@ -683,6 +707,133 @@ def test_block_log_read_before_the_merge():
     for ckpt, man in taken:
         T.restore(root, ckpt)
         T.assert_same(man, T.manifest(root), "checkpoint %d restored in place after the merge" % ckpt)
+    T.rmtree(root)
+
+
+MULTI_POKE = """import os, sys, time
+ctl, steps = sys.argv[1], eval(open(sys.argv[2]).read())
+for i, ops in enumerate(steps):
+    while not os.path.exists(os.path.join(ctl, 'go%d' % i)):
+        if os.path.exists(os.path.join(ctl, 'stop')):
+            sys.exit(0)
+        time.sleep(0.01)
+    for op in ops:
+        if op[0] == 'w':
+            fd = os.open(op[1], os.O_WRONLY)
+            os.pwrite(fd, op[3], op[2])
+            os.close(fd)
+        elif op[0] == 'mv':
+            os.rename(op[1], op[2])
+        elif op[0] == 'rm':
+            os.unlink(op[1])
+        else:
+            with open(op[1], 'wb') as f:
+                f.write(op[2])
+    open(os.path.join(ctl, 'done%d' % i), 'w').close()
+while not os.path.exists(os.path.join(ctl, 'stop')):
+    time.sleep(0.01)
+"""
+
+
+def multi_poker(ctl, steps):
+    """A program for `metamori run` like poker, whose step i runs the
+    operations of steps[i] on the tree: ("w", path, offset, bytes) writes,
+    ("mv", a, b) renames, ("rm", path) removes, ("new", path, bytes)
+    creates. Returns its argv."""
+    prog, data = os.path.join(ctl, "multipoke.py"), os.path.join(ctl, "steps")
+    with open(prog, "w") as f:
+        f.write(MULTI_POKE)
+    with open(data, "w") as f:
+        f.write(repr(steps))
+    return [sys.executable, prog, ctl, data]
+
+
+def test_entry_log_read_before_the_merge():
+    """A session's checkpoints put their entry rows in entry_log (FORMAT.md
+    3.4.1), a small table, not at ~one random leaf of `entry` a touched
+    path (W2's 200 paths: 143 of the commit's 198 WAL frames, issue 21):
+    a tracked checkpoint writes no page of `entry` or its indexes. Before
+    the merge every reader sees the rows: diff, status, verify --data,
+    restore --to, in-place restore and docs/tools/read_store.py; a session
+    killed before its merge loses nothing; the next session merges them
+    as it starts, and so does prune in its transaction."""
+    files = {"d%d/f%02d" % (d, i): bytes([0x30 + i]) * 8192 for d in range(4) for i in range(24)}
+    root = S.new_tree(files)
+    ctl = T.tempdir("mtm-ctl-")
+    trace = os.path.join(T.tempdir("mtm-trace-"), "trace")
+    touched = sorted(files)[::3]  # 32 files over the four directories
+    r = lambda rel: os.path.join(root, rel)
+    steps = [[("w", r(p), 4096 + k, b"A%d" % k) for k, p in enumerate(touched)],
+             [("w", r(p), 17, b"B") for p in touched[:8]] +
+             [("mv", r("d1/f01"), r("d2/moved")), ("rm", r("d3/f05")), ("new", r("d0/new"), b"n" * 5000)],
+             [("w", r("d0/f00"), 0, b"C" * 4096)]]
+    env = dict(os.environ, METAMORI_TEST_IDLE_MS="600000", METAMORI_IO_TRACE=trace)  # never idle: no merge
+
+    def rows(table, where="1"):
+        return T.index_value(root, "SELECT count(*) FROM %s WHERE %s" % (table, where))
+
+    taken = []
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + multi_poker(ctl, steps), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        T.checkpoint(root, "session start")  # the first one in a session may scan
+        poke_step(ctl, 0)
+        start = os.path.getsize(trace)
+        ck, man = tracked_checkpoint(root, "c0")
+        taken.append((ck, man))
+        written = T.wal_pages(T.read_trace(trace, start))
+        in_log, in_entry = rows("entry_log", "ckpt=%d" % ck), rows("entry", "ckpt=%d" % ck)
+        if in_log != len(touched) or in_entry:
+            raise T.Failure("tracked checkpoint %d of %d files: %d entry rows in entry_log, %d in entry"
+                            % (ck, len(touched), in_log, in_entry))
+        of_entry = written & T.index_pages(root, ["entry", "entry_by_ckpt", "entry_links"])
+        if of_entry:
+            raise T.Failure("tracked checkpoint %d wrote %d pages of entry and its indexes (of %d pages)"
+                            % (ck, len(of_entry), len(written)))
+        poke_step(ctl, 1)
+        ck = T.checkpoint(root, "c1")  # (renames: tracked or scanned, a session's either way)
+        taken.append((ck, T.manifest(root)))
+        if rows("entry_log", "ckpt=%d" % ck) < 11 or rows("entry", "ckpt=%d" % ck):
+            raise T.Failure("checkpoint %d: %d entry rows in entry_log, %d in entry"
+                            % (ck, rows("entry_log", "ckpt=%d" % ck), rows("entry", "ckpt=%d" % ck)))
+        d = T.run(["-C", root, "diff", str(taken[0][0]), str(ck)]).stdout
+        for name in ("d2/moved", "d3/f05", "d0/new", touched[0]):
+            if name not in d:
+                raise T.Failure("diff between two unmerged checkpoints does not name %s:\n%s" % (name, d))
+        out = T.run(["-C", root, "status"]).stdout
+        if "nothing changed" not in out:
+            raise T.Failure("status against an unmerged checkpoint:\n" + out)
+        T.run(["-C", root, "verify", "--data"])
+        assert_restore_to(root, taken, "entries in entry_log")
+        poke_step(ctl, 2)
+        taken.append(tracked_checkpoint(root, "c2"))
+        os.kill(sess.pid, signal.SIGKILL)  # before any merge
+        sess.wait()
+    finally:
+        open(os.path.join(ctl, "stop"), "w").close()
+        if sess.poll() is None:
+            sess.kill()
+            sess.wait()
+    left = rows("entry_log")
+    if left < len(touched) + 12:
+        raise T.Failure("the killed session's entry rows were merged: %d left in entry_log" % left)
+    assert_read_store(root, taken)
+    T.run(["-C", root, "verify", "--data"])
+    for ckpt, man in reversed(taken):
+        T.restore(root, ckpt)
+        T.assert_same(man, T.manifest(root), "checkpoint %d restored in place after the session was killed" % ckpt)
+    # the next session merges the log as it starts
+    ctl = T.tempdir("mtm-ctl-")
+    with poker_session(root, ctl, [[(0, b"D")]], r("d0/f03"), env=dict(os.environ, METAMORI_TEST_IDLE_MS="600000")):
+        wait_for(lambda: rows("entry_log") == 0, "the new session's merge", timeout=10)
+        T.checkpoint(root, "session start")
+        poke_step(ctl, 0)
+        taken.append(tracked_checkpoint(root, "c3"))
+    if rows("entry_log"):
+        raise T.Failure("the session ended with %d rows in entry_log" % rows("entry_log"))
+    assert_restore_to(root, taken, "after the merge")
+    T.run(["-C", root, "verify", "--data"])
     T.rmtree(root)
 
 
@@ -973,7 +1124,8 @@ def test_precopy_pass_fails():
         raise T.Failure("no injected read failed a pre-copy pass")
 
 if __name__ == "__main__":
-    T.main([test_index_wal_copied_back_when_idle, test_one_wal_sync_after_an_idle_copy, test_block_log_read_before_the_merge, test_stat_cache_rows_kept_until_idle,
+    T.main([test_index_wal_copied_back_when_idle, test_one_wal_sync_after_an_idle_copy, test_block_log_read_before_the_merge, test_entry_log_read_before_the_merge,
+            test_stat_cache_rows_kept_until_idle,
             test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
             test_exit_status, test_errors, test_quiet_still_says_a_failed_checkpoint, test_second_run_joins_and_restore_refused,
             test_requests_from_other_shells_usr1_and_every, test_killed_session_then_plain_checkpoint,
