@@ -509,7 +509,6 @@ def poker_session(root, ctl, writes, path, env=None):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: session_up(root), "the session")
-        poker_ready(ctl)
         yield sess
     finally:
         open(os.path.join(ctl, "stop"), "w").close()
