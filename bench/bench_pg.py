@@ -30,10 +30,13 @@ none always runs first. Reported per round: transactions per second of each
 run and the ratio to alone in the same round, the CPU per transaction
 (postgres's, read from the postmaster with its reaped backends, plus the
 session's), how busy the machine was, the load; then the median and the
-spread of the ratios, and the pause of each checkpoint as the session
-reports it (`paused X ms`, with METAMORI_DEBUG_SESSION's breakdown).
+spread of the ratios, the CPU the rest of the machine took during each run
+(others' CPU: a disturbed run shows there), and the pause of each checkpoint
+as the session reports it (`paused X ms`, with METAMORI_DEBUG_SESSION's breakdown).
 
-After each run under `metamori run`, every checkpoint of its tree is restored
+When the round's runs are done (so that they follow each other, under the
+same conditions of the shared machine; the checks take longer than the
+runs), every checkpoint of each tree run under `metamori run` is restored
 (`restore ID --to`), started as a PostgreSQL server (crash recovery from the
 image), and checked: `pg_amcheck --heapallindexed` over every relation, and
 pgbench's invariant sum(abalance) = sum(bbalance) = sum(tbalance) = sum(delta
@@ -216,6 +219,11 @@ def bench_cpu(pg, out, bench_args, sess=None):
     time.sleep(0.5)  # (the backends exit and are reaped)
     cpu1, busy1, pg1 = proc_cpu(sess.pid) if sess else 0, cpu_times(), postmaster_cpu(pg)
     out["busy"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
+    # the CPU the rest of the machine took meanwhile (other users of the
+    # shared CPUs): a run it disturbed shows here, whichever arm it was
+    own = (ch1.children_user + ch1.children_system) - (ch0.children_user + ch0.children_system)
+    own += (pg1 - pg0 if pg0 is not None and pg1 is not None else 0) + (cpu1 - cpu0 if sess and cpu0 is not None and cpu1 is not None else 0)
+    out["others_cpu_s"] = max(0.0, (busy1[0] - busy0[0]) / os.sysconf("SC_CLK_TCK") - own)
     out["pgbench_cpu_s"] = (ch1.children_user + ch1.children_system) - (ch0.children_user + ch0.children_system)
     out["postgres_cpu_s"] = pg1 - pg0 if pg0 is not None and pg1 is not None else None
     if sess:
@@ -331,13 +339,7 @@ def one_run(a, bindir, sock, work, template, kind, r, res):
         msgs = {e["id"]: e["message"] for e in B.mtm_log(mtm, tree)}
         out["checkpoints"] = [(i, k, p, msgs.get(i) == "exit") for i, k, p in ck]
         out["debug"] = dbg
-        initial = [e["id"] for e in B.mtm_log(mtm, tree) if e["message"] == "initial"]
-        # (the initial checkpoint is the template's, the same in every tree: checked once)
-        out["checked"] = check_checkpoints(mtm, bindir, sock, work, tree, skip=initial if res["checked_initial"] else ())
-        res["checked_initial"] = True
-    B.rmtree(tree)
-    for f in glob.glob(tree + "*.log"):
-        os.remove(f)
+    out["_tree"] = (mtm if kind != "alone" else None, tree)  # checked and removed when the round ends (check_run)
     extra = ""
     if kind != "alone":
         extra = (f", session CPU {out['session_cpu_s']:.2f} s, {len(out.get('checkpoints', []))} checkpoints, pauses "
@@ -347,6 +349,25 @@ def one_run(a, bindir, sock, work, template, kind, r, res):
           f"load {out['load']}, postgres CPU {out['postgres_cpu_s']:.1f} s, pgbench CPU {out['pgbench_cpu_s']:.1f} s, "
           f"CPU per transaction (postgres + session) {out['us_per_tx']:.0f} us{extra}")
     return out
+
+
+def check_run(bindir, sock, work, out, res):
+    """After the round: every checkpoint of a run's tree restored, started
+    and checked, then the tree removed. Not right after the run: the checks
+    (a restore, a server started and pg_amcheck per checkpoint) take longer
+    than the runs, so the arms of a round would run minutes apart, each under
+    whatever else the shared machine did then (P13: postgres alone moved
+    1,757-2,520 tps between rounds); the runs of a round now follow each
+    other, and their ratio compares like with like."""
+    mtm, tree = out.pop("_tree")
+    if mtm:
+        initial = [e["id"] for e in B.mtm_log(mtm, tree) if e["message"] == "initial"]
+        # (the initial checkpoint is the template's, the same in every tree: checked once)
+        out["checked"] = check_checkpoints(mtm, bindir, sock, work, tree, skip=initial if res["checked_initial"] else ())
+        res["checked_initial"] = True
+    B.rmtree(tree)
+    for f in glob.glob(tree + "*.log"):
+        os.remove(f)
 
 
 def main():
@@ -415,6 +436,8 @@ def main():
         row = {"round": r, "order": order, "uptime": open("/proc/loadavg").read().split()[:3]}
         for kind in order:
             row[kind] = one_run(a, bindir, sock, work, template, kind, r, res)
+        for kind in order:
+            check_run(bindir, sock, work, row[kind], res)
         for kind in arms[1:]:
             row[kind]["ratio"] = row[kind]["tps"] / row["alone"]["tps"]
         res["rounds"].append(row)
@@ -457,7 +480,7 @@ def report(res):
            f"start and {res['load_end']} at the end. Every checkpoint restored, started and checked "
            f"(pg_amcheck --heapallindexed, pgbench's balance invariant): "
            f"{sum(c['ok'] for c in res['checked'])} of {len(res['checked'])}.", ""]
-    head = ["round", "order", "uptime", "alone tps", "alone CPU/tx"]
+    head = ["round", "order", "uptime", "alone tps", "alone CPU/tx", "others' CPU (s)"]
     for k in arms[1:]:
         head += [f"{k} tps", f"{k}: fewer", f"{k}: CPU/tx (session's)"]
     if "every" in arms:
@@ -467,7 +490,8 @@ def report(res):
     rows = []
     for r in res["rounds"]:
         row = [r["round"], " ".join(r["order"]), " ".join(r["uptime"]), f"{r['alone']['tps']:.0f}",
-               f"{r['alone']['us_per_tx']:.0f} us"]
+               f"{r['alone']['us_per_tx']:.0f} us",
+               " / ".join(f"{r[k].get('others_cpu_s', 0):.1f}" for k in arms)]
         for k in arms[1:]:
             x = r[k]
             row += [f"{x['tps']:.0f}", f"{(1 - x['ratio']) * 100:+.1f}%",

@@ -67,6 +67,7 @@ struct ahead_file {
 	uint64_t *h;              /* block_hash of each block */
 	unsigned char **slot;     /* per block: NULL if it equals the parent's, else a slot (SLOT_LEN) */
 	const block_hashes *old;  /* the parent's compare (ss->hashes), or NULL: every block differs */
+	block_hashes *own;        /* or the parent's version's, from the store (old points here) */
 	int dead;                 /* a refresh could not follow it: not to be used */
 	int fresh;                /* read without the parent's hashes: every block held */
 	struct statx_timestamp born; /* the inode's birth (statx): an inode number reused is born again */
@@ -92,6 +93,7 @@ void ahead_free(void *p)
 		slot_release(af->slot[b]);
 	free(af->slot);
 	free(af->h);
+	block_hashes_free(af->own);
 	free(af);
 }
 
@@ -199,6 +201,8 @@ static int ahead_file_read(tctx *t, const char *path, unsigned char *buf, int fr
 	const block_hashes *old = pathmap_get(&t->ss->hashes, path);
 	if (!fresh && old && old->at == t->parent_id && old->dev == af->dev && old->ino == af->ino)
 		af->old = old;
+	else if (!fresh && parent_file_hashes(t->ss, t->parent_id, path, &af->own))
+		af->old = af->own; /* (the session's first compare of it: the store's) */
 	af->fresh = fresh;
 	af->has_born = born_at(fd, &af->born);
 	if ((rc = ahead_resize(t, af, (int64_t)st.st_size)) || (rc = ahead_read(t, af, fd, 0, af->n, buf)) ||

@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include "session/session.h"
+#include "session/slots.h"
 #include "session/tctx.h"
 #include "util/human.h"
 #include "util/log.h"
@@ -18,7 +19,8 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	        "commit %.2f ms (waits for the pack's thread: %.2f ms in the record, %.2f ms in the commit; the "
 	        "thread's writes %.2f ms, fsyncs %.2f ms); %zu live, %zu parent entries; %.2f ms before the gate "
 	        "(pre-copy %.2f ms, %llu blocks used; compared ahead %.2f ms: %llu files, %llu KiB read, %llu blocks "
-	        "read again, %llu used); %llu KiB read in the barrier; %s; %llu writers trusted by dispatch",
+	        "read again, %llu used); %llu KiB read in the barrier; %s; %llu writers trusted by dispatch; "
+	        "%zu slabs made",
 	        scan ? "scanned: " : "tracked",
 	        scan ? (scan_why ? scan_why : "?") : "", t->hold ? " (read in place)" : "",
 	        (double)(tm->tpre - tm->tb) / 1e6, (double)(tm->tl - tm->t0) / 1e6, (double)(tm->t1 - tm->tl) / 1e6,
@@ -28,7 +30,8 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	        (double)(tm->tpc - tm->tpre) / 1e6, (unsigned long long)t->precopied_blocks, (double)t->ahead_ns / 1e6,
 	        (unsigned long long)t->ahead_files, (unsigned long long)(t->ahead_read >> 10),
 	        (unsigned long long)t->ahead_again, (unsigned long long)t->ahead_used,
-	        (unsigned long long)(t->barrier_read >> 10), ahead, (unsigned long long)ss->dispatch_trusted);
+	        (unsigned long long)(t->barrier_read >> 10), ahead, (unsigned long long)ss->dispatch_trusted,
+	        slot_pool_made());
 	ss->dispatch_trusted = 0;
 }
 

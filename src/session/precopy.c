@@ -23,6 +23,7 @@
 #include "session/session.h"
 #include "session/slots.h"
 #include "session/watch.h"
+#include "store/blockhash.h"
 #include "store/index.h"
 #include "store/lineage.h"
 #include "util/human.h"
@@ -137,6 +138,36 @@ static parent_hashes *ph_for_head(mtm_session *ss)
 	}
 	ph->at = head;
 	return ph;
+}
+
+int parent_file_hashes(mtm_session *ss, mtm_id parent, const char *path, block_hashes **out)
+{
+	parent_hashes *ph = ph_for_head(ss);
+	entry e;
+	int found = 0;
+	*out = NULL;
+	if (!ph || ph->at != parent || index_entry_at(ss->s, path, &ph->lin, &e, &found) || !found)
+		return 0;
+	int64_t fid = e.kind == KIND_FILE ? e.file_id : 0, ver = e.ver, size = e.size;
+	entry_clear(&e);
+	if (fid <= 0 || size < 0)
+		return 0;
+	blockhash_stmts q = {0};
+	uint64_t *h = NULL;
+	int64_t n = 0;
+	int rc = blockhash_get(ss->s, &q, fid, ver, &h, &n, &found);
+	blockhash_stmts_free(&q);
+	block_hashes *bh = !rc && found ? malloc(sizeof *bh) : NULL;
+	if (!bh) {
+		free(h);
+		return 0;
+	}
+	/* only the blocks within the parent's size (rows past its end stay
+	 * visible, FORMAT.md 3.5: a block there is held, whatever it holds) */
+	int64_t in_size = (size + MTM_BLOCK - 1) / MTM_BLOCK;
+	*bh = (block_hashes){.at = parent, .dev = -1, .ino = -1, .n = n < in_size ? n : in_size, .h = h};
+	*out = bh;
+	return 1;
 }
 
 /* The parent's hash of block b of path, looked up now (best effort). */

@@ -264,6 +264,12 @@ int parent_entry_get(const parent_hashes *ph, mtm_id parent, const char *path, e
  * if known (*row NULL: none), 0 (look it up). The rows the session writes
  * (session_sc_write) drop what they read. */
 int parent_sc_get(const parent_hashes *ph, mtm_id parent, const char *path, const sc_row **row);
+/* The block hashes of path's version at parent (the head), from its
+ * blockhash row (kept by the scan that last read it whole): 1 and *out
+ * (block_hashes_free; dev and ino -1: any inode), 0 when there is none.
+ * For a file the session compares whole before it hashed it itself (its
+ * first checkpoint): without them every block read is held. */
+int parent_file_hashes(mtm_session *ss, mtm_id parent, const char *path, block_hashes **out);
 /* The session's passes while the program runs (run.c): when records came
  * since the last one. Returns the poll timeout until the next (ms), -1: none. */
 int session_precopy_tick(mtm_session *ss);

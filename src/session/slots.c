@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include "session/slots.h"
 #include "util/error.h"
@@ -38,6 +39,9 @@ static struct {
 	size_t nslabs;
 	size_t used;         /* slots taken and not released */
 	size_t peak;         /* the most taken at once since the last trim */
+	size_t peaks[SLOT_POOL_KEEP]; /* the peaks of the last intervals (a ring) */
+	size_t npeak;        /* trims so far (the ring's next place: npeak % SLOT_POOL_KEEP) */
+	size_t made;         /* slabs made since slot_pool_made */
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 #ifdef __SANITIZE_ADDRESS__
@@ -105,6 +109,7 @@ static struct slab *slab_new(void)
 		pool.slabs->prev = sl;
 	pool.slabs = sl;
 	pool.nslabs++;
+	pool.made++;
 	avail_add(sl);
 	return sl;
 }
@@ -163,8 +168,15 @@ void slot_release(unsigned char *s)
 void slot_pool_trim(int all)
 {
 	pthread_mutex_lock(&pool.mu);
-	/* keep as many slabs as the busiest moment since the last trim filled */
-	size_t keep = all ? 0 : (pool.peak + SLAB_SLOTS - 1) / SLAB_SLOTS;
+	/* keep as many slabs as the busiest moment of the last SLOT_POOL_KEEP
+	 * intervals filled */
+	pool.peaks[pool.npeak++ % SLOT_POOL_KEEP] = all ? 0 : pool.peak;
+	size_t most = 0;
+	for (size_t i = 0; i < SLOT_POOL_KEEP; i++)
+		most = pool.peaks[i] > most ? pool.peaks[i] : most;
+	if (all)
+		memset(pool.peaks, 0, sizeof pool.peaks);
+	size_t keep = all ? 0 : (most + SLAB_SLOTS - 1) / SLAB_SLOTS;
 	for (struct slab *sl = pool.slabs, *next; sl && pool.nslabs > keep; sl = next) {
 		next = sl->next;
 		if (sl->nfree != SLAB_SLOTS)
@@ -181,6 +193,15 @@ void slot_pool_trim(int all)
 	}
 	pool.peak = pool.used;
 	pthread_mutex_unlock(&pool.mu);
+}
+
+size_t slot_pool_made(void)
+{
+	pthread_mutex_lock(&pool.mu);
+	size_t n = pool.made;
+	pool.made = 0;
+	pthread_mutex_unlock(&pool.mu);
+	return n;
 }
 
 void slot_pool_counts(size_t *used, size_t *pooled)

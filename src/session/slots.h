@@ -25,11 +25,19 @@ unsigned char *slot_for(precopy *pc, int64_t b, int *fresh);
  * returns NULL when out of memory; slot_release(NULL) does nothing. */
 unsigned char *slot_alloc(void);
 void slot_release(unsigned char *s);
-/* Frees the pooled slots past the most that were in use at once since the
- * last trim (what the next interval will likely take again), and starts
- * counting anew; all: every pooled slot (the session ends). Called at the
- * end of each checkpoint. */
+/* Frees the pooled slots past the most that were in use at once in any of
+ * the last SLOT_POOL_KEEP intervals (a trim ends one: what the next ones
+ * will likely take again), and starts counting anew; all: every pooled slot
+ * (the session ends). Called at the end of each checkpoint. Kept over
+ * several intervals because a slab made again is a huge page the kernel
+ * zeroes: under pgbench, whose intervals alternate between ~25,000 slots
+ * and many more, the slabs freed after a quiet interval and made again in
+ * the next busy one were 37% of the session's CPU (BENCHMARKS-ARCHIVE.md
+ * P14). */
+#define SLOT_POOL_KEEP 8
 void slot_pool_trim(int all);
 /* Slots in use, and pooled free (tests, debugging). */
 void slot_pool_counts(size_t *used, size_t *pooled);
+/* Slabs made (memory faulted in) since the last call (debugging, tests). */
+size_t slot_pool_made(void);
 #endif

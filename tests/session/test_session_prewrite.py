@@ -15,7 +15,7 @@ import time
 
 import mtmtest as T
 import sessiontest as S
-from test_session_cli import (poker, poker_session, poke_step, session_up, tracked_checkpoint, assert_restore_to,
+from test_session_cli import (poker, poker_session, poker_ready, poke_step, session_up, tracked_checkpoint, assert_restore_to,
                               wait_for, checkpoint_may_fail, assert_refused_start)
 
 
@@ -147,6 +147,7 @@ def test_session_killed_after_writing_ahead():
                             env=TRUSTED, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: session_up(root), "the session")
+        poker_ready(ctl)
         T.checkpoint(root, "session start")
         poke_step(ctl, 0)
         wait_for(lambda: pack_tail(root) >= 30 * 4096, "the blocks to be written ahead")
