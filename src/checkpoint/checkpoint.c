@@ -429,12 +429,12 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		 * gets an mtime at least (now - one clock tick), which differs from
 		 * the stat recorded below unless that stat is itself that recent. */
 		seen = now_ns();
-		rc = beneath_open(r->s->rootfd, it->path, O_RDONLY, &fd);
+		rc = beneath_open_st(r->s->rootfd, it->path, O_RDONLY, &fd, &st);
 		if (rc == ENOENT || rc == ELOOP || rc == ENOTPLAIN)
 			return ENOENT; /* vanished or replaced since the walk (never waited on) */
 		if (rc)
 			return mtm_set_errno(rc, "%s/%s", r->s->root, it->path);
-		if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		if (!S_ISREG(st.st_mode)) { /* (the open's own fstat) */
 			close(fd);
 			return ENOENT;
 		}

@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
+#include "util/error.h"
 
 int path_is_safe(const char *path, size_t len)
 {
@@ -92,14 +95,50 @@ int beneath_open_parent(int rootfd, const char *relpath, int *dirfd_out, const c
 	return rc;
 }
 
-int beneath_open(int rootfd, const char *relpath, int flags, int *fd_out)
+int beneath_open_st(int rootfd, const char *relpath, int flags, int *fd_out, struct stat *st)
 {
+	struct stat own;
+	if (!st)
+		st = &own;
+	*fd_out = -1;
+	/* One openat2 of the whole path, as io_open_plain opens (never blocks;
+	 * a regular file or a directory, else ENOTPLAIN): a scan opens every
+	 * changed file, and the parent's open and close cost as much again */
+	if (have_openat2 && strlen(relpath) < PATH_MAX) {
+		int f = io_fault(IO_OPEN);
+		if (f > 0 && f != EINTR) /* an injected EINTR is retried (io.h) */
+			return f;
+		struct open_how how = {.flags = (uint64_t)(flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC),
+		                       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+		long fd;
+		do
+			fd = syscall(SYS_openat2, rootfd, relpath, &how, sizeof how);
+		while (fd < 0 && errno == EINTR);
+		if (fd >= 0) {
+			int rc = fstat((int)fd, st) ? errno : !S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode) ? ENOTPLAIN : 0;
+			if (rc) {
+				close((int)fd);
+				return rc;
+			}
+			*fd_out = (int)fd;
+			return 0;
+		}
+		if (errno != ENOSYS && errno != EPERM)
+			return errno;
+		/* seccomp or an old kernel (open_dir_beneath finds out), or a
+		 * refusal of the file itself, which the open below gives again */
+	}
 	int dfd;
 	const char *leaf;
 	int rc = beneath_open_parent(rootfd, relpath, &dfd, &leaf);
 	if (rc)
 		return rc;
-	rc = io_open_plain(dfd, leaf, flags | O_NOFOLLOW, fd_out, NULL);
+	rc = io_open_plain(dfd, leaf, flags | O_NOFOLLOW, fd_out, st);
 	close(dfd);
 	return rc;
+}
+
+int beneath_open(int rootfd, const char *relpath, int flags, int *fd_out)
+{
+	return beneath_open_st(rootfd, relpath, flags, fd_out, NULL);
 }

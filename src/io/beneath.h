@@ -28,4 +28,7 @@ int beneath_open_parent(int rootfd, const char *relpath, int *dirfd_out, const c
  * io_open_plain: never blocks, and anything but a regular file or a
  * directory is ENOTPLAIN. */
 int beneath_open(int rootfd, const char *relpath, int flags, int *fd_out);
+/* The same, with the opened file's fstat in *st (NULL: not wanted). */
+struct stat;
+int beneath_open_st(int rootfd, const char *relpath, int flags, int *fd_out, struct stat *st);
 #endif
