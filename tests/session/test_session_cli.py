@@ -822,6 +822,15 @@ def test_entry_log_read_before_the_merge():
     for ckpt, man in reversed(taken):
         T.restore(root, ckpt)
         T.assert_same(man, T.manifest(root), "checkpoint %d restored in place after the session was killed" % ckpt)
+    # a scan checkpoint with no session reads the parent's rows where they
+    # are, and puts its own in entry
+    T.write_file(r("d2/moved"), b"scanned")
+    ck = T.checkpoint(root, "a scan beside the log")
+    taken.append((ck, T.manifest(root)))
+    if not rows("entry", "ckpt=%d" % ck) or rows("entry_log", "ckpt=%d" % ck) or rows("entry_log") != left:
+        raise T.Failure("the scan checkpoint %d: %d entry rows in entry, %d in entry_log (the log %d rows, was %d)"
+                        % (ck, rows("entry", "ckpt=%d" % ck), rows("entry_log", "ckpt=%d" % ck), rows("entry_log"),
+                           left))
     # the next session merges the log as it starts
     ctl = T.tempdir("mtm-ctl-")
     with poker_session(root, ctl, [[(0, b"D")]], r("d0/f03"), env=dict(os.environ, METAMORI_TEST_IDLE_MS="600000")):
