@@ -832,52 +832,32 @@ static int parent_totals(run_state *r)
 
 /* path's stat cache row into r->sc (*out NULL: none), read once a
  * checkpoint. */
+/* A copy of row kept in r->sc as path's. */
+static int sc_cache_copy(run_state *r, const char *path, const sc_row *row, const sc_row **out)
+{
+	sc_row *copy = malloc(sizeof *copy);
+	if (!copy || pathmap_put(&r->sc, path, copy)) {
+		free(copy);
+		return mtm_set_error(ENOMEM, "stat cache");
+	}
+	*copy = *row;
+	*out = copy;
+	return 0;
+}
+
 static int statcache_get(run_state *r, const char *path, const sc_row **out)
 {
 	*out = pathmap_get(&r->sc, path);
 	if (*out)
 		return 0;
-	int rc;
 	const sc_row *kept;
-	if (r->hooks.sc_pending && r->hooks.sc_pending(r->hooks.arg, r->info.parent, path, &kept)) {
-		/* kept by the session (not in the index yet), or read by its passes */
-		sc_row *row = kept ? malloc(sizeof *row) : NULL;
-		if (!kept)
-			return 0; /* deleted */
-		if (!row || pathmap_put(&r->sc, path, row)) {
-			free(row);
-			return mtm_set_error(ENOMEM, "stat cache");
-		}
-		*row = *kept;
-		*out = row;
-		return 0;
-	}
-	if (!r->sc_get &&
-	    (rc = sqlite3_prepare_v2(r->s->db,
-	                             "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?",
-	                             -1, &r->sc_get, NULL)) != SQLITE_OK)
-		return db_error(r->s, rc, "index");
-	sqlite3_stmt *st = r->sc_get;
-	sqlite3_reset(st);
-	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sc_row *row = NULL;
-	if (rc == SQLITE_ROW) {
-		row = malloc(sizeof *row);
-		if (!row || pathmap_put(&r->sc, path, row)) {
-			free(row);
-			rc = mtm_set_error(ENOMEM, "stat cache");
-		} else {
-			statcache_row_read(st, 0, row);
-			rc = 0;
-		}
-	} else {
-		rc = rc == SQLITE_DONE ? 0 : db_error(r->s, rc, "index");
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st); /* (path is not ours to keep bound) */
-	*out = rc ? NULL : row;
-	return rc;
+	if (r->hooks.sc_pending && r->hooks.sc_pending(r->hooks.arg, r->info.parent, path, &kept))
+		/* kept by the session (not in the index yet), or read by its passes;
+		 * NULL: deleted */
+		return kept ? sc_cache_copy(r, path, kept, out) : 0;
+	sc_row got;
+	int found, rc = statcache_get_row(r->s, &r->sc_get, path, &got, &found);
+	return rc || !found ? rc : sc_cache_copy(r, path, &got, out);
 }
 
 int ckpt_statcache_row(ckpt_run *r, const char *path, const sc_row **out)

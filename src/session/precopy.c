@@ -89,21 +89,15 @@ int parent_sc_get(const parent_hashes *ph, mtm_id parent, const char *path, cons
  * kept is looked up there). */
 static void note_sc_row(mtm_session *ss, parent_hashes *ph, const char *path)
 {
-	if (!ph->q_sc &&
-	    sqlite3_prepare_v2(ss->s->db,
-	                       "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?", -1,
-	                       &ph->q_sc, NULL) != SQLITE_OK)
+	sc_row got;
+	int found;
+	if (statcache_get_row(ss->s, &ph->q_sc, path, &got, &found))
 		return;
-	sqlite3_stmt *st = ph->q_sc;
-	sqlite3_reset(st);
-	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	sc_row *row = rc == SQLITE_ROW || rc == SQLITE_DONE ? calloc(1, sizeof *row) : NULL;
-	if (row && rc == SQLITE_ROW)
-		statcache_row_read(st, 0, row);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (row && pathmap_put(&ph->sc, path, row))
+	sc_row *row = malloc(sizeof *row);
+	if (!row)
+		return;
+	*row = found ? got : (sc_row){0}; /* (ver 0: none) */
+	if (pathmap_put(&ph->sc, path, row))
 		free(row);
 }
 

@@ -25,6 +25,28 @@ void statcache_row_read(sqlite3_stmt *st, int col, sc_row *r)
 	r->racy = sqlite3_column_int(st, col + 9);
 }
 
+int statcache_get_row(mtm_store *s, sqlite3_stmt **cache, const char *path, sc_row *out, int *found)
+{
+	int rc;
+	*found = 0;
+	if (!*cache &&
+	    (rc = sqlite3_prepare_v2(s->db,
+	                             "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?",
+	                             -1, cache, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "index");
+	sqlite3_stmt *st = *cache;
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		statcache_row_read(st, 0, out);
+		*found = 1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st); /* (path is not ours to keep bound) */
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
+}
+
 int statcache_load(mtm_store *s, pathmap *out)
 {
 	memset(out, 0, sizeof *out);

@@ -91,6 +91,9 @@ typedef struct sc_row {
 int statcache_load(mtm_store *s, pathmap *out /* of sc_row* */);
 /* Decodes the ten statcache columns (ver ... racy) starting at column col. */
 void statcache_row_read(sqlite3_stmt *st, int col, sc_row *r);
+/* path's row into *out (*found = 1), or *found = 0 if it has none; *cache
+ * holds the statement between calls (the caller finalizes it). */
+int statcache_get_row(mtm_store *s, sqlite3_stmt **cache, const char *path, sc_row *out, int *found);
 /* 1 if the live file with stat st is known to hold entry version ver. */
 int statcache_fresh(const sc_row *r, const struct stat *st, int64_t ver);
 /* scan_start_ns for a row that must not vouch for the file's content (a
