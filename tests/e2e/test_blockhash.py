@@ -36,7 +36,9 @@ def sql(root, *stmts):
 
 
 def file_id(root, path):
-    return T.index_value(root, "SELECT file_id FROM entry WHERE path='%s' ORDER BY ckpt DESC LIMIT 1" % path)
+    return T.index_value(root, "SELECT file_id FROM (SELECT file_id, ckpt FROM entry WHERE path='%s' UNION ALL "
+                               "SELECT file_id, ckpt FROM entry_log WHERE path='%s') ORDER BY ckpt DESC LIMIT 1"
+                         % (path, path))
 
 
 def block_data(seed):
@@ -178,7 +180,8 @@ def test_rename_prune_and_removal(root):
 
 
 def downgrade_to_4(root):
-    sql(root, "DROP TABLE entry_log", "DROP TABLE blockhash", "ALTER TABLE checkpoint DROP COLUMN tracked",
+    # (format 6 kept a scan's entry rows in entry)
+    sql(root, "INSERT INTO entry SELECT * FROM entry_log", "DROP TABLE entry_log", "DROP TABLE blockhash", "ALTER TABLE checkpoint DROP COLUMN tracked",
         "ALTER TABLE checkpoint DROP COLUMN pause_ns", "PRAGMA user_version=4")
 
 
