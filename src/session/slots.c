@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include "session/slots.h"
 #include "util/error.h"
 
@@ -279,11 +281,67 @@ int precopy_each_unwritten(const precopy *pc, vec *out)
 
 void precopy_mark_written(precopy *pc) { pc->unwritten = 0; }
 
+/* The fds the passes keep (pc->fd1), in the whole process. */
+static size_t kept_fds;
+
+/* Whether a pass may keep one more fd: PRECOPY_FDS_MAX, and a quarter of
+ * RLIMIT_NOFILE (the session's own fds, the logs', the watcher's and the
+ * barrier's directories need the rest). */
+static int may_keep_fd(void)
+{
+	static size_t cap;
+	if (!cap) {
+		struct rlimit rl;
+		size_t c = PRECOPY_FDS_MAX;
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < c)
+			c = (size_t)(rl.rlim_cur / 4);
+		__atomic_store_n(&cap, c ? c : 1, __ATOMIC_RELAXED);
+	}
+	return __atomic_load_n(&kept_fds, __ATOMIC_RELAXED) < __atomic_load_n(&cap, __ATOMIC_RELAXED);
+}
+
+int precopy_keep_fd(precopy *pc, int fd)
+{
+	if (pc->fd1 || !may_keep_fd())
+		return 0;
+	pc->fd1 = fd + 1;
+	__atomic_add_fetch(&kept_fds, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
+static void drop_fd(precopy *pc)
+{
+	if (!pc->fd1)
+		return;
+	close(pc->fd1 - 1);
+	pc->fd1 = 0;
+	__atomic_sub_fetch(&kept_fds, 1, __ATOMIC_RELAXED);
+}
+
+void precopy_drop_fd(pathmap *pre, const char *path)
+{
+	precopy *pc = pre->n ? pathmap_get(pre, path) : NULL;
+	if (pc)
+		drop_fd(pc);
+}
+
+int precopy_take_fd(pathmap *pre, const char *path)
+{
+	precopy *pc = pre->n ? pathmap_get(pre, path) : NULL;
+	if (!pc || !pc->fd1)
+		return -1;
+	int fd = pc->fd1 - 1;
+	pc->fd1 = 0;
+	__atomic_sub_fetch(&kept_fds, 1, __ATOMIC_RELAXED);
+	return fd;
+}
+
 void precopy_free(void *p)
 {
 	precopy *pc = p;
 	if (!pc)
 		return;
+	drop_fd(pc);
 	for (size_t i = 0; i < pc->blocks.cap; i++)
 		if (pc->blocks.slots[i].used)
 			slot_release((unsigned char *)(uintptr_t)pc->blocks.slots[i].val);
