@@ -753,6 +753,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	 * session runs: not a session's own, nor the one an in-place restore
 	 * makes first) adds its block rows to block_log (store_trim_log) */
 	int scan_logs = hooks && !hooks->arg && hooks->pack_fresh;
+	int64_t b0 = now_ns();
 	int rc = store_lock(s);
 	if (!rc && scan_logs && (rc = store_trim_log(s)))
 		store_unlock(s);
@@ -776,11 +777,16 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	r->info.time_ns = r->t0;
 	r->info.message = (char *)(opts && opts->message ? opts->message : "");
 	*out = r;
-	if ((rc = ignore_load(&r->ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)) ||
-	    (rc = mtm_head(s, &r->info.parent)) || (rc = lineage_of(s, r->info.parent, &r->parent_lin)))
+	int64_t b1 = now_ns();
+	if ((rc = ignore_load(&r->ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)))
 		return rc;
+	int64_t b2 = now_ns();
+	if ((rc = mtm_head(s, &r->info.parent)) || (rc = lineage_of(s, r->info.parent, &r->parent_lin)))
+		return rc;
+	int64_t b3 = now_ns();
 	if ((rc = db_exec(s, "BEGIN IMMEDIATE")))
 		return rc;
+	int64_t b4 = now_ns();
 	r->in_tx = 1;
 	if ((rc = meta_get_int(s, "next_id", &r->info.id)) || (rc = meta_get_int(s, "next_file_id", &r->ctx.next_file_id)) ||
 	    (rc = choose_branch(s, r->info.parent, &r->ctx.branch)))
@@ -789,10 +795,12 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	/* A session's checkpoint continues after what it wrote ahead; while a
 	 * session runs, anyone else's starts a pack of its own */
 	pack_begin_opts po = {0};
+	int64_t b5 = now_ns();
 	if (r->hooks.ahead)
 		po.ahead = r->hooks.ahead(r->hooks.arg);
 	else if (r->hooks.pack_fresh)
 		po.fresh = r->hooks.pack_fresh(s);
+	int64_t b6 = now_ns();
 	/* ... unless a session runs: its handle takes block_log for empty once
 	 * it merged it (index_block_at), so while it lives only it adds rows
 	 * there; it merges the log when it starts, under the lock we hold */
@@ -800,6 +808,13 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	    (rc = index_writer_init(&r->ctx.iw, s, s->log_blocks ? INDEX_TO_LOG
 	                                           : scan_logs && !po.fresh ? INDEX_TO_LOG_IF_FEW : INDEX_TO_BLOCK)))
 		return rc;
+	if (r->ph_debug) {
+		int64_t b7 = now_ns();
+		log_msg(MTM_LOG_DEBUG, "checkpoint begin: lock %.2f ms, ignore file %.2f ms, head %.2f ms, BEGIN %.2f ms, "
+		        "ids %.2f ms, what was written ahead %.2f ms, writers %.2f ms", (double)(b1 - b0) / 1e6,
+		        (double)(b2 - b1) / 1e6, (double)(b3 - b2) / 1e6, (double)(b4 - b3) / 1e6, (double)(b5 - b4) / 1e6,
+		        (double)(b6 - b5) / 1e6, (double)(b7 - b6) / 1e6);
+	}
 	return 0;
 }
 
@@ -890,8 +905,11 @@ static int statcache_load_paths(run_state *r, const vec *parent, const vec *live
 static int record_paths(run_state *r, vec *parent, vec *live, uint64_t entries, uint64_t bytes)
 {
 	assert(!r->sc_loaded); /* one record per checkpoint */
-	/* (no more entry rows than paths in parent and live) */
-	MTM_TRY(index_writer_entries_to_log_if_few(&r->ctx.iw, parent->n + live->n));
+	/* (no more entry rows than paths in parent and live; a first
+	 * checkpoint's rows are appended to entry in key order, and a session
+	 * that starts would merge the log first, its pages in its memory) */
+	if (r->info.parent)
+		MTM_TRY(index_writer_entries_to_log_if_few(&r->ctx.iw, parent->n + live->n));
 	MTM_TRY(statcache_load_paths(r, parent, live));
 	r->sc_loaded = 1;
 	r->info.entries = r->info.tree_bytes = 0;

@@ -171,11 +171,7 @@ int read_deferred(tctx *t)
 			rc = mtm_set_errno(pool.err, "capture");
 	}
 	vec_free(&jobs);
-	for (size_t i = 0; i < t->deferred.n; i++) {
-		deferred_copy *d = &VEC_AT(&t->deferred, deferred_copy, i);
-		if (d->src >= 0)
-			close(d->src);
-		d->src = -1;
-	}
+	/* (the files stay open until deferred_free, after the answer: 200
+	 * closes a W2 checkpoint are not the pause's) */
 	return rc;
 }

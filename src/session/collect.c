@@ -33,8 +33,7 @@ static live_item *live_find(const vec *live, const char *path)
 	return bsearch(&key, live->v, live->n, sizeof(live_item), cmp_live);
 }
 
-/* 1 if a strict ancestor of path is in m. */
-static int under(const pathmap *m, const char *path)
+int ns_under(const pathmap *m, const char *path)
 {
 	if (!m->n)
 		return 0;
@@ -189,7 +188,7 @@ static int collect_namespace(tctx *t)
 	}
 	for (size_t i = 0; i < cs->ns.cap; i++) {
 		const char *p = cs->ns.slots[i].key;
-		if (!p || under(&t->nsdirs, p))
+		if (!p || ns_under(&t->nsdirs, p))
 			continue;
 		if ((rc = add_point(t, p, 1)))
 			return rc;
@@ -219,7 +218,7 @@ static int collect_points(tctx *t)
 	for (size_t i = 0; i < t->points.cap; i++) {
 		const char *p = t->points.slots[i].key;
 		/* namespace paths were done above (or are inside a listed subtree) */
-		if (p && !pathmap_get(&t->nsdirs, p) && !under(&t->nsdirs, p) && (rc = add_point(t, p, 0)))
+		if (p && !pathmap_get(&t->nsdirs, p) && !ns_under(&t->nsdirs, p) && (rc = add_point(t, p, 0)))
 			return rc;
 	}
 	return 0;
@@ -311,7 +310,7 @@ static int capture_touched(tctx *t, live_item *it)
 	 * (or above): an inode freed there may have been reused by a file
 	 * written under another name. Then it is read whole; a rename keeps
 	 * its history all the same (ckpt_record matches it by inode). */
-	int ns = pathmap_get(&t->nsdirs, it->path) || under(&t->nsdirs, it->path);
+	int ns = pathmap_get(&t->nsdirs, it->path) || ns_under(&t->nsdirs, it->path);
 	if (pe && pe->kind == KIND_FILE && !ns) {
 		if ((rc = sc_inode(t, it->path, pe->ver, &dev, &ino, &found)))
 			return rc;

@@ -18,7 +18,7 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	log_msg(MTM_LOG_DEBUG, "session: %s%s%s: begin %.2f ms, logs %.2f ms, collect %.2f ms, record %.2f ms, "
 	        "commit %.2f ms (waits for the pack's thread: %.2f ms in the record, %.2f ms in the commit; the "
 	        "thread's writes %.2f ms, fsyncs %.2f ms); %zu live, %zu parent entries; %.2f ms before the gate "
-	        "(pre-copy %.2f ms, %llu blocks used; compared ahead %.2f ms: %llu files, %llu KiB read, %llu blocks "
+	        "(pre-copy %.2f ms, %llu blocks used, %llu files opened by it; compared ahead %.2f ms: %llu files, %llu KiB read, %llu blocks "
 	        "read again, %llu used); %llu KiB read in the barrier; %s; %llu writers trusted by dispatch; "
 	        "%zu slabs made",
 	        scan ? "scanned: " : "tracked",
@@ -27,7 +27,8 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	        (double)(tm->tr - tm->t1) / 1e6, (double)(tm->tc - tm->tr) / 1e6, (double)tm->wait_rec / 1e6,
 	        (double)(ckpt_pack(r)->waited_ns - tm->wait_rec) / 1e6, (double)ckpt_pack(r)->write_ns / 1e6,
 	        (double)ckpt_pack(r)->fsync_ns / 1e6, nlive, nparent, (double)(tm->t0 - tm->tpre) / 1e6,
-	        (double)(tm->tpc - tm->tpre) / 1e6, (unsigned long long)t->precopied_blocks, (double)t->ahead_ns / 1e6,
+	        (double)(tm->tpc - tm->tpre) / 1e6, (unsigned long long)t->precopied_blocks,
+	        (unsigned long long)t->kept_fds_used, (double)t->ahead_ns / 1e6,
 	        (unsigned long long)t->ahead_files, (unsigned long long)(t->ahead_read >> 10),
 	        (unsigned long long)t->ahead_again, (unsigned long long)t->ahead_used,
 	        (unsigned long long)(t->barrier_read >> 10), ahead, (unsigned long long)ss->dispatch_trusted,

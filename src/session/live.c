@@ -118,6 +118,29 @@ int open_live(tctx *t, const char *path, int *fd, struct stat *st)
 	return rc == ENOTPLAIN ? ENOENT : rc; /* replaced by a FIFO or device: never blocks */
 }
 
+/* The fd a pre-copy pass opened path with (beneath the root, never
+ * through a symlink, as here), if path names that file still: no entry was
+ * created, removed or renamed at the path or above it in the interval. A
+ * traced process's such call is in its log, read in the barrier once every
+ * call is done; any other process's is a watcher's event, queued inside
+ * the call and read in the barrier too: both are in cs->ns, so in nsdirs.
+ * Without a watcher (METAMORI_WATCH=off) the path is looked up again, as a
+ * process nobody watches may have moved it. -1: none; *st its stat now. */
+static int kept_fd(tctx *t, const char *path, struct stat *st)
+{
+	if (!t->ss->watch || !t->pre.n || pathmap_get(&t->nsdirs, path) || ns_under(&t->nsdirs, path))
+		return -1;
+	int fd = precopy_take_fd(&t->pre, path);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) || !S_ISREG(st->st_mode) || st->st_nlink == 0) { /* (unlinked: what is there now) */
+		close(fd);
+		return -1;
+	}
+	t->kept_fds_used++;
+	return fd;
+}
+
 int live_open(tctx *t, const char *path, live_item *it, int *found)
 {
 	*found = 0;
@@ -126,7 +149,8 @@ int live_open(tctx *t, const char *path, live_item *it, int *found)
 	struct stat st;
 	/* (what the pre-copy's passes open too: io_open_plain never blocks, on
 	 * a FIFO or a device either, and keeps neither) */
-	if (parent_fd(t, path, &dfd, &leaf) || io_open_plain(dfd, leaf, O_RDONLY | O_NOFOLLOW, &fd, &st))
+	if ((fd = kept_fd(t, path, &st)) < 0 &&
+	    (parent_fd(t, path, &dfd, &leaf) || io_open_plain(dfd, leaf, O_RDONLY | O_NOFOLLOW, &fd, &st)))
 		return live_stat(t, path, it, found); /* gone, a symlink, a FIFO ...: as before */
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);

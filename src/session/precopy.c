@@ -278,7 +278,10 @@ static int copy_file(mtm_session *ss, parent_hashes *ph, const char *path, const
 			note_parent_hash(ss, ph, path, b);
 		}
 	}
-	close(fd);
+	/* kept for the barrier, which then need not look the path up inside
+	 * the pause (live_open): the file the copies are of */
+	if (rc || !precopy_keep_fd(pc, fd))
+		close(fd);
 	return rc;
 }
 
@@ -299,6 +302,11 @@ int precopy_pass(mtm_session *ss, change_set *cs, pathmap *pre, uint64_t *held, 
 	 * reads nothing from the index) */
 	parent_hashes *ph = NULL;
 	int ph_tried = 0, own_tx = 0;
+	/* a file removed or renamed over is not held open until the checkpoint
+	 * (its space; and the barrier would not take its fd anyway) */
+	for (size_t i = 0; !rc && i < delta.ns.cap && pre->n; i++)
+		if (delta.ns.slots[i].key)
+			precopy_drop_fd(pre, delta.ns.slots[i].key);
 	for (size_t i = 0; i < delta.files.cap && !rc; i++) {
 		const char *path = delta.files.slots[i].key;
 		const file_change *fc = delta.files.slots[i].val;

@@ -240,7 +240,10 @@ const pack_ahead *prewrite_ahead(mtm_session *ss)
 		return NULL;
 	prewrite_drain(ss);
 	pw->at.end = pw->w.size; /* (all of it handed over and written by the drain) */
-	close_writer(pw); /* its thread is done: the checkpoint's writer continues the file */
+	/* its thread is done: the checkpoint's writer continues the file. The
+	 * writer itself is freed after the answer (prewrite_reset, from
+	 * tracked_end): its thread's join and its buffers' frees were up to
+	 * half a W2 checkpoint's begin. Nothing more is handed to it (taken). */
 	pw->taken = 1;
 	return pw->bad || !pw->recs.n ? NULL : &pw->at;
 }

@@ -104,6 +104,7 @@ typedef struct mtm_session {
 	vec sticky;              /* of sticky_whole: compared at every checkpoint while the pid lives */
 	vec sticky_scan;         /* of sticky_scanner: every checkpoint scans while it lives */
 	pathmap hashes;          /* path -> block_hashes*: files compared whole */
+	struct scan_reader *ahead_rd; /* what compares them ahead reads with (ahead.c), once it has */
 	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
 	const char *force_why;   /* and why */
 	int64_t gate_ns;         /* when barrier_close closed the gate (the pause starts) */
@@ -187,6 +188,14 @@ typedef struct precopy precopy;
 void precopy_free(void *p);
 /* The copy of block b of path (that inode), or NULL. */
 const unsigned char *precopy_get(const pathmap *pre, const char *path, int64_t dev, int64_t ino, int64_t b);
+/* The fd a pass opened path's file with (the inode the copy is of), kept
+ * for the barrier: the caller's now, or -1. Whether the path still names
+ * that file is the caller's to judge (collect's live_open: no namespace
+ * change at the path or above it in the interval, logged or watched). */
+int precopy_take_fd(pathmap *pre, const char *path);
+/* Closes the fd kept for path, if any (a namespace change there: a file
+ * removed is not kept from the disk until the checkpoint). */
+void precopy_drop_fd(pathmap *pre, const char *path);
 /* side, if given, is offered each file the records name first: 1 if it
  * took it (then its copies, if any, are dropped), 0 if not, <0 an error. */
 typedef int (*precopy_side)(mtm_session *ss, void *arg, const char *path, const file_change *fc);

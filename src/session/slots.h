@@ -13,7 +13,17 @@ struct precopy {
 	int64_t dev, ino;
 	keymap blocks;
 	size_t unwritten;    /* slots SLOT_WHOLE and not written ahead (prewrite.c) */
+	int fd1;             /* the pass's fd of the file (dev, ino) + 1, kept for the barrier; 0: none */
 };
+
+/* A pass keeps the fd it opened a file with (pc->fd1), so that the barrier
+ * need not look the path up again inside the pause (precopy_take_fd), at
+ * most this many at once in the process, and a quarter of RLIMIT_NOFILE's
+ * soft limit (the others are opened again by path in the barrier). */
+#define PRECOPY_FDS_MAX 4096
+/* pc keeps fd (1), or the caller closes it (0: pc keeps one already, or
+ * the process keeps as many as it may). */
+int precopy_keep_fd(precopy *pc, int fd);
 
 /* The slot for block b, new or the old copy's: its bytes are overwritten. */
 unsigned char *slot_for(precopy *pc, int64_t b, int *fresh);

@@ -47,6 +47,7 @@ typedef struct {
 	pathmap pre;     /* path -> precopy*: blocks read before the barrier */
 	change_set post; /* what the records say changed after they were read */
 	uint64_t precopied_blocks;
+	uint64_t kept_fds_used; /* files opened by the pre-copy's passes, not looked up in the pause */
 	pathmap ahead;   /* path -> ahead_file*: compared whole before the gate closed (ahead.c) */
 	uint64_t ahead_files, ahead_used; /* compared ahead; of them, taken in the barrier */
 	uint64_t ahead_read, ahead_again; /* bytes read by the compares ahead; blocks read again */
@@ -62,7 +63,7 @@ typedef struct {
 	capture *cap;
 	unsigned char *data; /* the runs' bytes, in run order, clipped to size */
 	int64_t size;
-	int src;             /* the live file, until the reads are done (-1: read already) */
+	int src;             /* the live file (-1: none), closed by deferred_free, after the answer */
 	const char *path;    /* live_item's */
 	int64_t dev, ino;
 	int src_precopy;     /* blocks may come from the pre-copy (read_deferred decided) */
@@ -79,13 +80,18 @@ static inline int need_scan(tctx *t, const char *why)
 	return NEED_SCAN;
 }
 
+/* collect.c: 1 if a strict ancestor of path is in m (nsdirs). */
+int ns_under(const pathmap *m, const char *path);
+
 /* live.c */
 int live_stat(tctx *t, const char *path, live_item *it, int *found);
 /* live_stat for a path the logs say was written: opened (it is a regular
  * file, as a rule), its stat taken from the open, and the fd kept for its
  * capture (filefds, taken by open_same_file): one lookup of the path
- * inside the pause, not two. Anything but a regular file opened: as
- * live_stat. */
+ * inside the pause, not two, and none when a pre-copy pass kept the fd it
+ * opened the path with and no namespace change in the interval was at the
+ * path or above it (t->nsdirs: every one the logs and the watcher saw).
+ * Anything but a regular file opened: as live_stat. */
 int live_open(tctx *t, const char *path, live_item *it, int *found);
 /* The fd live_open kept for path (the caller's now; its stat is the item's
  * st), or -1. filefds_close: the ones nobody took. */
