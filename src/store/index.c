@@ -244,7 +244,8 @@ int tree_cursor_open(mtm_store *s, mtm_id k, tree_cursor *c)
 static int cursor_check_parent(tree_cursor *c, entry *e)
 {
 	char *slash = strrchr(e->path, '/');
-	if (slash) {
+	size_t len = slash ? (size_t)(slash - e->path) : 0;
+	if (slash && !(len == c->parent_ok_len && c->parent_ok && !memcmp(e->path, c->parent_ok, len))) {
 		*slash = 0;
 		int ok = pathmap_get(&c->dirs, e->path) != NULL;
 		*slash = '/';
@@ -252,6 +253,16 @@ static int cursor_check_parent(tree_cursor *c, entry *e)
 			return mtm_set_error(MTM_ECORRUPT,
 			                     "index: damaged tree at checkpoint %lld: '%.200s' has no parent directory",
 			                     (long long)c->k, e->path);
+		/* (the set only grows: a parent found stays found) */
+		if (len + 1 > c->parent_ok_cap) {
+			char *p = realloc(c->parent_ok, len + 1);
+			if (!p)
+				return mtm_set_error(ENOMEM, "index");
+			c->parent_ok = p;
+			c->parent_ok_cap = len + 1;
+		}
+		memcpy(c->parent_ok, e->path, len);
+		c->parent_ok_len = len;
 	}
 	if (e->kind == KIND_DIR && pathmap_put(&c->dirs, e->path, (void *)1))
 		return mtm_set_error(ENOMEM, "index");
@@ -379,6 +390,7 @@ void tree_cursor_close(tree_cursor *c)
 	sqlite3_finalize(c->full);
 	lineage_free(&c->l);
 	pathmap_free(&c->dirs, NULL);
+	free(c->parent_ok);
 	memset(c, 0, sizeof *c);
 }
 

@@ -81,6 +81,8 @@ typedef struct tree_cursor {
 	int64_t cur_branch; /* its row's branch */
 	int partial;        /* cur holds path, ver and kind only */
 	pathmap dirs; /* the visible directories so far: each entry's parent must be one */
+	char *parent_ok; /* the last parent found among them (a directory's entries share it) */
+	size_t parent_ok_len, parent_ok_cap;
 } tree_cursor;
 int tree_cursor_open(mtm_store *s, mtm_id k, tree_cursor *c);
 /* *out: the next entry (valid until the next call), or NULL at the end;
