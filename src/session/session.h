@@ -104,6 +104,7 @@ typedef struct mtm_session {
 	vec sticky;              /* of sticky_whole: compared at every checkpoint while the pid lives */
 	vec sticky_scan;         /* of sticky_scanner: every checkpoint scans while it lives */
 	pathmap hashes;          /* path -> block_hashes*: files compared whole */
+	struct scan_reader *ahead_rd; /* what compares them ahead reads with (ahead.c), once it has */
 	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
 	const char *force_why;   /* and why */
 	int64_t gate_ns;         /* when barrier_close closed the gate (the pause starts) */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include "session/slots.h"
 #include "util/error.h"
@@ -44,6 +45,7 @@ static struct {
 	size_t peaks[SLOT_POOL_KEEP]; /* the peaks of the last intervals (a ring) */
 	size_t npeak;        /* trims so far (the ring's next place: npeak % SLOT_POOL_KEEP) */
 	size_t made;         /* slabs made since slot_pool_made */
+	int small_pages;     /* a huge page came cold: slabs are made of small ones (slab_new) */
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 #ifdef __SANITIZE_ADDRESS__
@@ -74,6 +76,14 @@ static void avail_remove(struct slab *sl)
 	sl->anext = sl->aprev = NULL;
 }
 
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static struct slab *slab_new(void)
 {
 	/* twice the size, then the unaligned ends cut off */
@@ -90,12 +100,30 @@ static struct slab *slab_new(void)
 	 * is faulted in a page at a time as touched, which costs a trap to the
 	 * hypervisor per 4 KiB on a VM with shadow page tables (13-50 ms per
 	 * slab measured on the 2-CPU VM of BENCHMARKS.md; 0.2-2 ms as a huge
-	 * page). */
+	 * page).
+	 *
+	 * But a huge page can come cold: a VM that reports free memory to its
+	 * host (free page reporting, virtio-balloon; the benchmark VM reports
+	 * free blocks of 8 MiB and more) has it taken back, and each of its
+	 * 4 KiB is then faulted in again by the host as the kernel zeroes it:
+	 * 5.3 ms of CPU per slab there (0.17-0.22 ms warm), against 0.8-0.9 ms
+	 * for 4 KiB pages populated in one call (those come from the smaller
+	 * free blocks, never reported). The session's first checkpoint under
+	 * pgbench makes 26-38 slabs: 130-200 ms of zeroing, a third of that
+	 * checkpoint's CPU (P16). So the populate is timed (CPU time, not
+	 * preemption), and once a huge slab cost more than a small one would,
+	 * the rest are small pages. */
+	enum { COLD_NS = 1500000 };
+	int huge = !pool.small_pages;
 #ifdef MADV_HUGEPAGE
-	(void)madvise(base, SLAB_BYTES, MADV_HUGEPAGE);
+	if (huge)
+		(void)madvise(base, SLAB_BYTES, MADV_HUGEPAGE);
 #endif
 #ifdef MADV_POPULATE_WRITE
+	int64_t t0 = huge ? thread_cpu_ns() : 0;
 	(void)madvise(base, SLAB_BYTES, MADV_POPULATE_WRITE);
+	if (huge && thread_cpu_ns() - t0 > COLD_NS)
+		pool.small_pages = 1;
 #endif
 	struct slab *sl = (struct slab *)base;
 	sl->free = NULL;

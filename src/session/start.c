@@ -26,6 +26,7 @@
 #include "session/watch.h"
 #include "store/index.h"
 #include "track/protocol.h"
+#include "tree/reader.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/human.h"
@@ -239,6 +240,9 @@ void session_stop(mtm_session *ss)
 	vec_free(&ss->sticky_scan);
 	vec_free(&ss->code_seen);
 	pathmap_free(&ss->hashes, block_hashes_free);
+	if (ss->ahead_rd)
+		reader_free(ss->ahead_rd);
+	free(ss->ahead_rd);
 	pathmap_free(&ss->sc_kept, free); /* (written by session_wal_maintain above, if it could) */
 	change_set_free(&ss->bg_cs);
 	prewrite_free(ss); /* first: its thread may be writing from the pre-copy's slots */

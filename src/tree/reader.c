@@ -216,7 +216,7 @@ static void helper_stop(struct hash_helper *hh)
 static int hash_window(scan_reader *rd)
 {
 	const unsigned char *lo = rd->win, *hi = rd->win + rd->win_len;
-	if (rd->win_len < SHARE_MIN || (!rd->hh && !(rd->hh = helper_start())))
+	if (rd->win_len < SHARE_MIN || rd->one_thread || (!rd->hh && !(rd->hh = helper_start())))
 		return hash_mapped(lo, rd->win_len, rd->win_h, lo, hi);
 	struct hash_helper *hh = rd->hh;
 	size_t nblk = (rd->win_len + MTM_BLOCK - 1) / MTM_BLOCK, mine = nblk / 2;

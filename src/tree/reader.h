@@ -72,6 +72,8 @@ typedef struct scan_reader {
 	unsigned char *win;
 	uint64_t *win_h;         /* the hashes of win's blocks (MAP_WINDOW / MTM_BLOCK) */
 	struct hash_helper *hh;  /* the thread hashing part of a big window, once one came */
+	int one_thread;          /* never that thread: the caller's CPU time counts, not its wait (a
+	                          * session's compare ahead, beside the program it serves) */
 } scan_reader;
 
 void reader_init(scan_reader *rd);
