@@ -393,6 +393,7 @@ int session_precopy_tick(mtm_session *ss)
 	int found = ss->bg_read != before || ss->bg_cs.files.n != files_before || ss->bg_cs.meta.n != meta_before ||
 	            ss->bg_cs.ns.n != ns_before;
 	ss->bg_wait_ms = found ? FAST_MS : ss->bg_wait_ms * 2 > SLOW_MS ? SLOW_MS : ss->bg_wait_ms * 2;
+	ss->bg_quiet = !found;
 	if (!rc && prewrite_tick(ss, ss->bg_read - before))
 		return 1; /* more to write ahead: soon (a request may come first) */
 	if (rc) {

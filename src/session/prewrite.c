@@ -44,6 +44,7 @@ struct prewrite {
 	pack_ahead at;
 	vec recs;            /* ahead_rec: index + 1 in a slot's meta */
 	uint64_t written;    /* bytes of records this interval */
+	uint64_t synced;     /* of them, handed to the thread's fsync while the program was quiet */
 	uint64_t superseded; /* bytes of blocks rewritten after being written */
 	uint64_t used;       /* blocks the checkpoint took from records written ahead */
 	int off;             /* no more this interval */
@@ -71,7 +72,8 @@ static void close_writer(struct prewrite *pw)
 /* A write ahead failed: none of this interval's is used, no more are made. */
 static void failed(mtm_session *ss, struct prewrite *pw)
 {
-	if (ss->debug)
+	/* (the thread's first failure stays its answer to every drain: said once) */
+	if (ss->debug && !pw->bad)
 		log_msg(MTM_LOG_DEBUG, "session: writing ahead failed (%s): nothing written ahead is used",
 		        mtm_last_error());
 	pw->bad = pw->off = 1;
@@ -164,6 +166,23 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 		return 0;
 	if (copied)
 		pw->pending = 1;
+	/* All written and the program quiet (the last pass found nothing new):
+	 * their fsync now, in the thread, rather than once the checkpoint is
+	 * asked for (pack_writer_begin's early fsync, which then finds them on
+	 * the disk: ~0.1 ms instead of the 1-5 ms the W2 checkpoint's commit
+	 * waited for). A program that writes all the time is never quiet: no
+	 * fsyncs of ours beside its own. */
+	if (!pw->pending && pw->open && ss->bg_quiet && pw->written > pw->synced && !pack_writer_busy(&pw->w)) {
+		if (pack_writer_sync_soon(&pw->w)) {
+			failed(ss, pw);
+			return 0;
+		}
+		pw->synced = pw->written;
+		if (ss->debug == 1)
+			log_msg(MTM_LOG_DEBUG, "session: written ahead: %llu KiB, their fsync begun",
+			        (unsigned long long)pw->written >> 10);
+		return 0;
+	}
 	/* Not while the program writes hard (the last pass copied more than
 	 * QUIET): what it writes now it may write again, and a program that
 	 * writes all the time (fio, a log) would get its writes' bandwidth

@@ -125,6 +125,7 @@ typedef struct mtm_session {
 	uint64_t bg_held, bg_read, bg_limit; /* bytes held, read this interval; 0 limit: not computed yet */
 	int64_t bg_last_ns;      /* when the last pass ran */
 	int bg_wait_ms;          /* until the next: longer while passes find nothing */
+	int bg_quiet;            /* the last pass found nothing new (prewrite.c then syncs what it wrote) */
 	struct parent_hashes *bg_ph; /* the head's hashes of the blocks copied */
 	struct prewrite *pw;     /* the pre-copied blocks written into the pack ahead (prewrite.c) */
 	struct watcher *watch;   /* what changes that no log explains (watch.c); NULL: none */

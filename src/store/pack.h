@@ -136,6 +136,11 @@ int pack_writer_push(pack_writer *w);
 int pack_writer_drain(pack_writer *w);
 /* 1 while the thread is writing what it was given: a push would wait. */
 int pack_writer_busy(pack_writer *w);
+/* Hands what is buffered to the thread with an fsync of the pack after it,
+ * and returns at once (waiting for the previous job first). Durability is
+ * still the commit's fsync's to give; done early, that one finds the
+ * bytes on the disk already. Its failure shows at the next push or drain. */
+int pack_writer_sync_soon(pack_writer *w);
 /* In the checkpoint's writer (ahead_kept): the chunk id for a record
  * written ahead, an identical chunk's if there is one (the record then
  * stays dead), else a new row naming the record. Records nobody adopts are

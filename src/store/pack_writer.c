@@ -391,6 +391,11 @@ int pack_writer_drain(pack_writer *w) { return w->fl ? flusher_wait(w) : 0; }
 
 int pack_writer_busy(pack_writer *w) { return flusher_busy(w); }
 
+/* (FLUSH_SYNC_AHEAD: the current pack's fd only; a writer that writes
+ * ahead has the one pack, and no range to drop from the cache: w->ahead
+ * is a continuing writer's) */
+int pack_writer_sync_soon(pack_writer *w) { return flusher_hand_over(w, FLUSH_SYNC_AHEAD); }
+
 int pack_adopt(pack_writer *w, const pack_loc *loc, int64_t *chunk_id)
 {
 	if (!w->ahead_kept || loc->pack != w->ahead.pack || loc->off < w->ahead.base ||
