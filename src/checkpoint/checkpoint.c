@@ -905,6 +905,11 @@ static int statcache_load_paths(run_state *r, const vec *parent, const vec *live
 static int record_paths(run_state *r, vec *parent, vec *live, uint64_t entries, uint64_t bytes)
 {
 	assert(!r->sc_loaded); /* one record per checkpoint */
+	/* (no more entry rows than paths in parent and live; a first
+	 * checkpoint's rows are appended to entry in key order, and a session
+	 * that starts would merge the log first, its pages in its memory) */
+	if (r->info.parent)
+		MTM_TRY(index_writer_entries_to_log_if_few(&r->ctx.iw, parent->n + live->n));
 	MTM_TRY(statcache_load_paths(r, parent, live));
 	r->sc_loaded = 1;
 	r->info.entries = r->info.tree_bytes = 0;

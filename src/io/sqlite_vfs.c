@@ -25,6 +25,7 @@ struct shim_file {
 	int dirsync;          /* the unix VFS fsyncs the directory at the first sync */
 	int dirty;            /* written or truncated through this handle since its last sync (or never synced) */
 	int gather;           /* its writes are gathered (below) */
+	int lost;             /* a gathered write failed since the last sync or truncate (its error): lost_write */
 	int is_wal;
 	shim_file *peer;      /* a linked pair: index.db's handle and its connection's WAL (io_sqlite_link) */
 	/* Writes gathered, not yet made: [at, at + len) of the file, as n
@@ -78,8 +79,25 @@ static int flush(shim_file *p)
 			io_trace_write(p->name, p->buf + (off - p->at), (size_t)p->piece[i], off);
 			off += p->piece[i];
 		}
+	} else if (!p->lost) {
+		p->lost = rc;
 	}
 	p->len = p->n = 0;
+	return rc;
+}
+
+/* A gathered write that failed is not made again later (another
+ * connection may own those bytes by then: a lock change makes them), but
+ * the next sync or truncate of the file says it failed. SQLite ignores what
+ * some calls return (the file control that ends a checkpoint, whose flush
+ * of the copies into index.db once met a full disk): the checkpoint's
+ * truncate and sync that follow succeeded, SQLite took the WAL as copied
+ * and deleted it, and the pages were lost (test_full_disk, W2l). Told
+ * once: the failed checkpoint (or commit) is done again from its start. */
+static int lost_write(shim_file *p)
+{
+	int rc = p->lost;
+	p->lost = 0;
 	return rc;
 }
 
@@ -127,9 +145,8 @@ static int x_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
 	int e = io_fault(IO_READ);
 	if (e > 0 && e != EINTR)
 		return fault_rc(e, SQLITE_IOERR_READ);
-	int rc;
-	if (p->len && off < p->at + p->len && off + n > p->at && (rc = flush(p)) != SQLITE_OK)
-		return rc;
+	if (p->len && off < p->at + p->len && off + n > p->at && flush(p) != SQLITE_OK)
+		return lost_write(p); /* (told here: SQLite heeds a read's failure) */
 	return p->real->pMethods->xRead(p->real, buf, n, off);
 }
 static int x_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
@@ -141,9 +158,8 @@ static int x_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 	p->dirty = 1;
 	if (e != -1 && gathered(p, buf, n, off))
 		return SQLITE_OK;
-	int frc = flush(p);
-	if (frc != SQLITE_OK)
-		return frc;
+	if (flush(p) != SQLITE_OK)
+		return lost_write(p); /* (told here: SQLite heeds a write's failure) */
 	if (e != -1 && gathered(p, buf, n, off))
 		return SQLITE_OK;
 	if (e == -1 && n > 1) {
@@ -165,7 +181,8 @@ static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
 	if (e > 0 && e != EINTR)
 		return fault_rc(e, SQLITE_IOERR_TRUNCATE);
 	p->dirty = 1;
-	int rc = flush(p);
+	flush(p);
+	int rc = lost_write(p);
 	if (rc != SQLITE_OK)
 		return rc;
 	rc = p->real->pMethods->xTruncate(p->real, size);
@@ -199,6 +216,8 @@ static int new_wal_header(shim_file *p)
 static int x_sync(sqlite3_file *f, int flags)
 {
 	shim_file *p = (shim_file *)f;
+	if (p->lost)
+		return lost_write(p);
 	if (!p->dirty || new_wal_header(p))
 		return SQLITE_OK;
 	int e = io_fault(IO_FSYNC);
@@ -206,7 +225,7 @@ static int x_sync(sqlite3_file *f, int flags)
 		return SQLITE_IOERR_FSYNC;
 	int rc = flush(p);
 	if (rc != SQLITE_OK)
-		return rc;
+		return lost_write(p);
 	rc = p->real->pMethods->xSync(p->real, flags);
 	if (rc == SQLITE_OK)
 		p->dirty = 0;
@@ -295,6 +314,7 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
 	p->name = name;
 	p->dirty = 1;
 	p->gather = !!(flags & SQLITE_OPEN_MAIN_DB);
+	p->lost = 0;
 	p->is_wal = !!(flags & SQLITE_OPEN_WAL);
 	p->peer = NULL;
 	p->buf = NULL;

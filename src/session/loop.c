@@ -23,7 +23,18 @@
 #include "util/human.h"
 #include "util/log.h"
 
-#define WATCH_READ_MS 5 /* the watcher's queue is read at most this often while the program runs */
+/* The watcher's queue is read at most this often while the program runs,
+ * and not this long after a pre-copy pass read it (each pass does, after
+ * its peek). A program that writes all the time makes the queue readable
+ * at once, so every read is a wakeup, and on a busy machine one that takes
+ * a CPU from the program: at 5 ms, a writer of 3 files under inotify woke
+ * the session ~230 times a second (100-150 ms of CPU in 10 s); at 20 ms,
+ * aligned with the passes, ~50 (40-50 ms). Under pgbench the wakeups were
+ * the session's whole cost between checkpoints, a third of it switching
+ * in (P16). Nothing waits on a read: the mark and the barrier read the
+ * queue themselves, and 20 ms of events is far from what the kernel
+ * queues (16,384: 800,000 events a second). */
+#define WATCH_READ_MS 20
 
 /* A checkpoint's line on stderr; a failure is said even under -q (which
  * drops only the lines of the checkpoints made): a SIGUSR1 or --every
@@ -53,6 +64,7 @@ typedef struct {
 	int idle_ms;        /* idle work after this long without a request */
 	int64_t last_busy;  /* the last request, signal or timer: idle counts from it */
 	int64_t watch_next; /* the watcher's queue is read at most every WATCH_READ_MS */
+	int64_t pass_seen;  /* the pre-copy's last pass that loop_clock knows of (it read the queue) */
 } loop_clock;
 
 /* The poll timeout (ms, -1: none) and pf[3] (the watcher's fd when its
@@ -63,6 +75,11 @@ static int poll_timeout(run_loop *l, loop_clock *c, struct pollfd *pf, int *time
 	/* two clocks: the pre-copy's passes while the program writes, and the
 	 * idle work (block_log and entry_log merge, WAL copy) once nothing was asked for a while */
 	*timeout = session_precopy_tick(ss);
+	if (ss->bg_last_ns != c->pass_seen) { /* a pass read the queue: the next read is due from there */
+		c->pass_seen = ss->bg_last_ns;
+		if (c->watch_next < c->pass_seen + (int64_t)WATCH_READ_MS * 1000000)
+			c->watch_next = c->pass_seen + (int64_t)WATCH_READ_MS * 1000000;
+	}
 	/* a program writing all the time would wake us at every write: the
 	 * queue is read in batches (the kernel merges a file's events meanwhile) */
 	int64_t wait_watch = (c->watch_next - now_ns()) / 1000000;
@@ -114,7 +131,7 @@ int run_serve(run_loop *l)
 {
 	mtm_session *ss = l->ss;
 	const char *idle_knob = secure_getenv("METAMORI_TEST_IDLE_MS"); /* tests: read rows before the merge */
-	loop_clock c = {idle_knob && *idle_knob ? atoi(idle_knob) : SESSION_IDLE_MS, now_ns(), 0};
+	loop_clock c = {idle_knob && *idle_knob ? atoi(idle_knob) : SESSION_IDLE_MS, now_ns(), 0, ss->bg_last_ns};
 	/* The loop ends when the program has ended and no joined `metamori run`
 	 * is still running one (members, join.c, polled after the 4 fixed fds). */
 	for (;;) {

@@ -53,6 +53,7 @@
 #include <unistd.h>
 #include "session/session.h"
 #include "session/watch.h"
+#include "store/statblob.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/xxh.h"
@@ -430,11 +431,16 @@ static int load_inodes(watcher *w, mtm_session *ss)
 	w->stashed = 0;
 	size_t cap = 0;
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(ss->s->db, "SELECT dev, ino FROM statcache", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(ss->s->db, "SELECT st FROM statcache", -1, &st, NULL) != SQLITE_OK)
 		return EIO;
 	int r, rc = 0;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		if ((rc = push_inode(w, &cap, inode_key(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)))))
+		int64_t f[STATBLOB_FIELDS]; /* (dev f[4], ino f[3]) */
+		if (statblob_unpack(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), f)) {
+			rc = EIO; /* a damaged row: which file's inode it was is not known */
+			break;
+		}
+		if ((rc = push_inode(w, &cap, inode_key(f[4], f[3]))))
 			break;
 		if (w->n_inodes % LOAD_READ_ROWS == 0)
 			load_read_on(w);

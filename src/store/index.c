@@ -244,7 +244,8 @@ int tree_cursor_open(mtm_store *s, mtm_id k, tree_cursor *c)
 static int cursor_check_parent(tree_cursor *c, entry *e)
 {
 	char *slash = strrchr(e->path, '/');
-	if (slash) {
+	size_t len = slash ? (size_t)(slash - e->path) : 0;
+	if (slash && !(len == c->parent_ok_len && c->parent_ok && !memcmp(e->path, c->parent_ok, len))) {
 		*slash = 0;
 		int ok = pathmap_get(&c->dirs, e->path) != NULL;
 		*slash = '/';
@@ -252,6 +253,16 @@ static int cursor_check_parent(tree_cursor *c, entry *e)
 			return mtm_set_error(MTM_ECORRUPT,
 			                     "index: damaged tree at checkpoint %lld: '%.200s' has no parent directory",
 			                     (long long)c->k, e->path);
+		/* (the set only grows: a parent found stays found) */
+		if (len + 1 > c->parent_ok_cap) {
+			char *p = realloc(c->parent_ok, len + 1);
+			if (!p)
+				return mtm_set_error(ENOMEM, "index");
+			c->parent_ok = p;
+			c->parent_ok_cap = len + 1;
+		}
+		memcpy(c->parent_ok, e->path, len);
+		c->parent_ok_len = len;
 	}
 	if (e->kind == KIND_DIR && pathmap_put(&c->dirs, e->path, (void *)1))
 		return mtm_set_error(ENOMEM, "index");
@@ -379,6 +390,7 @@ void tree_cursor_close(tree_cursor *c)
 	sqlite3_finalize(c->full);
 	lineage_free(&c->l);
 	pathmap_free(&c->dirs, NULL);
+	free(c->parent_ok);
 	memset(c, 0, sizeof *c);
 }
 
@@ -553,6 +565,10 @@ int index_file_map(mtm_store *s, int64_t file_id, const lineage *l, vec *out)
  * one checkpoint) is then put again by ins_block, which replaces it. */
 #define BLOCK_BATCH 16
 
+/* (a session's entry rows, and a small scan's) */
+static const char ins_entry_log[] =
+	"INSERT OR REPLACE INTO entry_log(" ENTRY_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
 int index_writer_init(index_writer *w, mtm_store *s, int where)
 {
 	/* a session's handle puts every checkpoint's rows in the log */
@@ -562,8 +578,6 @@ int index_writer_init(index_writer *w, mtm_store *s, int where)
 	/* (the statements are the handle's, prepared once: db_cached; the keys
 	 * are these static strings) */
 	static const char ins_entry[] = "INSERT OR REPLACE INTO entry(" ENTRY_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-	static const char ins_entry_log[] =
-		"INSERT OR REPLACE INTO entry_log(" ENTRY_COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 	static const char ins_new[] = "INSERT INTO block VALUES(?,?,?,?,?,?,?)";
 	static const char ins_again[] = "INSERT OR REPLACE INTO block VALUES(?,?,?,?,?,?,?)";
 	static const char key_one[2], key_batch[2]; /* [0]: to block, [1]: to block_log */
@@ -571,7 +585,7 @@ int index_writer_init(index_writer *w, mtm_store *s, int where)
 	w->to_log = where != INDEX_TO_BLOCK;
 	w->log_if_few = where == INDEX_TO_LOG_IF_FEW;
 	/* a session's entry rows go to entry_log (FORMAT.md 3.4.1); a scan's,
-	 * with no session, to entry */
+	 * with no session, to entry unless they are few (below) */
 	w->entries_to_log = where == INDEX_TO_LOG;
 	const char *table = where == INDEX_TO_BLOCK ? "block" : "block_log";
 	char sql[64 + BLOCK_BATCH * 16];
@@ -584,6 +598,22 @@ int index_writer_init(index_writer *w, mtm_store *s, int where)
 	MTM_TRY(db_cached(s, &key_batch[w->to_log], sql, &w->ins_blocks));
 	MTM_TRY(db_cached(s, ins_new, ins_new, &w->ins_new));
 	return db_cached(s, ins_again, ins_again, &w->ins_again);
+}
+
+int index_writer_entries_to_log_if_few(index_writer *w, size_t rows)
+{
+	/* A scan's entry rows land at random paths of `entry`: about one leaf
+	 * page each in the commit, and again in the fold of the WAL (W2's 225:
+	 * 195 of its 516 pages); in the small log they share a few leaves, and
+	 * the merge (store_trim_log) puts many checkpoints' rows into each leaf
+	 * of `entry` at once. Many rows (a first checkpoint) go to `entry`,
+	 * where they would only make the log big. */
+	if (!w->log_if_few || w->entries_to_log || rows > INDEX_LOG_CKPT_ROWS)
+		return 0;
+	sqlite3_reset(w->ins_entry);
+	MTM_TRY(db_cached(w->s, ins_entry_log, ins_entry_log, &w->ins_entry));
+	w->entries_to_log = 1;
+	return 0;
 }
 
 void index_writer_free(index_writer *w)

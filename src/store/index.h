@@ -81,6 +81,8 @@ typedef struct tree_cursor {
 	int64_t cur_branch; /* its row's branch */
 	int partial;        /* cur holds path, ver and kind only */
 	pathmap dirs; /* the visible directories so far: each entry's parent must be one */
+	char *parent_ok; /* the last parent found among them (a directory's entries share it) */
+	size_t parent_ok_len, parent_ok_cap;
 } tree_cursor;
 int tree_cursor_open(mtm_store *s, mtm_id k, tree_cursor *c);
 /* *out: the next entry (valid until the next call), or NULL at the end;
@@ -146,7 +148,7 @@ typedef struct {
 	int to_log;     /* block rows go to block_log (FORMAT.md 3.5.1) */
 	int log_if_few; /* ... only if the first flush holds at most INDEX_LOG_CKPT_ROWS */
 	int decided;    /* the first flush is done: to_log holds for the rest */
-	int entries_to_log; /* entry rows go to entry_log (FORMAT.md 3.4.1): a session's */
+	int entries_to_log; /* entry rows go to entry_log (FORMAT.md 3.4.1): a session's, a small scan's */
 	vec held;       /* of held_block */
 } index_writer;
 /* Where a checkpoint's block rows go: block; block_log (a session's, whose
@@ -156,6 +158,10 @@ typedef struct {
 enum { INDEX_TO_BLOCK, INDEX_TO_LOG, INDEX_TO_LOG_IF_FEW };
 #define INDEX_LOG_CKPT_ROWS 4096
 int index_writer_init(index_writer *w, mtm_store *s, int where);
+/* A scan's writer (INDEX_TO_LOG_IF_FEW) puts its entry rows in entry_log
+ * too when they are at most INDEX_LOG_CKPT_ROWS (rows: at least as many as
+ * it will put; FORMAT.md 3.4.1). Before its first entry row. */
+int index_writer_entries_to_log_if_few(index_writer *w, size_t rows);
 void index_writer_free(index_writer *w);
 int index_put_entry(index_writer *w, int64_t branch, int64_t ckpt, const entry *e);
 int index_put_block(index_writer *w, int64_t file_id, int64_t blkno, int64_t branch, int64_t ckpt,

@@ -54,12 +54,16 @@ int store_trim_log(mtm_store *s)
 {
 	assert(s->locked);
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM (SELECT 1 FROM block_log LIMIT ?1)", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db,
+	                            "SELECT (SELECT count(*) FROM (SELECT 1 FROM block_log LIMIT ?1)) > ?1 - 1 OR "
+	                            "(SELECT count(*) FROM (SELECT 1 FROM entry_log LIMIT ?2)) > ?2 - 1",
+	                            -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
 	sqlite3_bind_int64(st, 1, STORE_LOG_KEEP_ROWS + 1);
+	sqlite3_bind_int64(st, 2, STORE_ENTRY_LOG_KEEP_ROWS + 1);
 	rc = sqlite3_step(st);
-	int over = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) > STORE_LOG_KEEP_ROWS;
+	int over = rc == SQLITE_ROW && sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
 		return db_error(s, rc, "index");

@@ -1,5 +1,6 @@
-/* schema.c — the index schema, format version 7 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 8 (docs/FORMAT.md). */
 #include <stdio.h>
+#include "store/statblob.h"
 #include "store/store.h"
 #include "util/error.h"
 
@@ -50,6 +51,12 @@
 	"CREATE TABLE blockhash(file_id INTEGER PRIMARY KEY, ver INTEGER NOT NULL, hashes BLOB NOT NULL," \
 	" chk INTEGER NOT NULL);"
 
+/* The stat cache (format 8, FORMAT.md 3.9): a file's stat fields in one
+ * BLOB (store/statblob.h), not nine columns: a scan reads every row, and
+ * SQLite's cost of a row was about its number of columns. */
+#define STATCACHE_SQL(name) \
+	"CREATE TABLE " name "(path TEXT PRIMARY KEY, ver INTEGER NOT NULL, st BLOB NOT NULL) WITHOUT ROWID;"
+
 static const char *schema_sql =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
 	/* checkpoints: parent 0 = none; branch = the chain the checkpoint extends */
@@ -93,9 +100,7 @@ static const char *schema_sql =
 	/* names that pin checkpoints against prune */
 	"CREATE TABLE tag(name TEXT PRIMARY KEY, ckpt INTEGER NOT NULL) WITHOUT ROWID;"
 	/* live-tree stat of files known identical to entry version ver (not history) */
-	"CREATE TABLE statcache(path TEXT PRIMARY KEY, ver INTEGER NOT NULL, size INTEGER NOT NULL,"
-	" mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, dev INTEGER NOT NULL,"
-	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, racy INTEGER NOT NULL) WITHOUT ROWID;"
+	STATCACHE_SQL("statcache")
 	BLOCKHASH_SQL;
 
 int schema_create(mtm_store *s)
@@ -140,7 +145,9 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
  *          upgrade reads its rows of `block`, as before, and fills it);
  *  5 -> 6: the checkpoint's tracked flag and pause, NULL in older rows:
  *          unknown, which is not the same as "scanned, no pause";
- *  6 -> 7: entry_log (an empty log means what format 6 meant). */
+ *  6 -> 7: entry_log (an empty log means what format 6 meant);
+ *  7 -> 8: statcache's nine stat columns become one BLOB, st (every row
+ *          kept: mtm_statblob, below, packs them). */
 static const char *const upgrade_sql[] = {
 	[1] = BLOCK_LOG_SQL,
 	[2] = REGION_SQL "ALTER TABLE checkpoint ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
@@ -156,12 +163,32 @@ static const char *const upgrade_sql[] = {
 	[5] = "ALTER TABLE checkpoint ADD COLUMN tracked INTEGER;"
 	      "ALTER TABLE checkpoint ADD COLUMN pause_ns INTEGER;",
 	[6] = ENTRY_LOG_SQL,
+	[7] = STATCACHE_SQL("statcache8")
+	      "INSERT INTO statcache8 SELECT path, ver, mtm_statblob(size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy)"
+	      " FROM statcache;"
+	      "DROP TABLE statcache; ALTER TABLE statcache8 RENAME TO statcache;",
 };
+
+/* mtm_statblob(size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy):
+ * a format 7 row's stat columns as format 8's st (the 7 -> 8 step). */
+static void sql_statblob(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+	int64_t f[STATBLOB_FIELDS];
+	unsigned char b[STATBLOB_MAX];
+	for (int i = 0; i < STATBLOB_FIELDS && i < argc; i++)
+		f[i] = sqlite3_value_int64(argv[i]);
+	f[8] = !!f[8];
+	sqlite3_result_blob(cx, b, (int)statblob_pack(b, f), SQLITE_TRANSIENT);
+}
 
 _Static_assert(sizeof upgrade_sql / sizeof upgrade_sql[0] == MTM_FORMAT_VERSION, "one upgrade step per older version");
 
 static int upgrade(mtm_store *s)
 {
+	int frc = sqlite3_create_function(s->db, "mtm_statblob", STATBLOB_FIELDS, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+	                                  sql_statblob, NULL, NULL);
+	if (frc != SQLITE_OK)
+		return db_error(s, frc, "index");
 	MTM_TRY(db_exec(s, "BEGIN IMMEDIATE"));
 	int64_t ver;
 	int rc = pragma_int(s, "PRAGMA user_version", &ver);

@@ -15,7 +15,7 @@
 #include "metamori.h"
 
 #define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
-#define MTM_FORMAT_VERSION 7
+#define MTM_FORMAT_VERSION 8
 #define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
 #define MTM_BLOCK 4096
 #define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */
@@ -87,6 +87,11 @@ void store_unlock(mtm_store *s);
  * session as it starts, prune in its transaction, du (store_settle);
  * other writers leave it (an in-place restore reads it, between.c). */
 #define STORE_LOG_KEEP_ROWS (1 << 13)
+/* ... and entry_log's (FORMAT.md 3.4.1: a scan checkpoint's entry rows go
+ * there when they are few, as its block rows do): its rows land at random
+ * paths of the log, so the leaves a commit dirties grow with it (as for a
+ * session's, lock.c). */
+#define STORE_ENTRY_LOG_KEEP_ROWS (1 << 12)
 int store_trim_log(mtm_store *s);
 /* Leaves block_log and entry_log empty: merges them, under the writer
  * lock, waiting a few seconds at most for a writer that holds the lock.

@@ -45,8 +45,7 @@ static int sc_row_of(merger *m, const char *path, sc_row *out, int *found)
 		if (cmp > 0)
 			return 0;
 		if (cmp == 0) {
-			statcache_row_read(m->sc, 1, out);
-			*found = 1;
+			*found = !statcache_row_read(m->sc, 1, out);
 			return 0;
 		}
 		int rc = sqlite3_step(m->sc);
@@ -114,8 +113,7 @@ int tree_merge(mtm_store *s, const ignore_set *ign, mtm_id ckpt, const merge_fns
 	if ((rc = tree_cursor_open(s, ckpt, &m.tc)) || (rc = tree_cursor_next(&m.tc, &m.pe)))
 		goto done;
 	if ((rc = sqlite3_prepare_v2(s->db,
-	                             "SELECT path, ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache "
-	                             "ORDER BY path",
+	                             "SELECT path, ver, st FROM statcache ORDER BY path",
 	                             -1, &m.sc, NULL)) != SQLITE_OK) {
 		rc = db_error(s, rc, "index");
 		goto done;

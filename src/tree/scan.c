@@ -9,20 +9,28 @@
 #include "io/io.h"
 #include "tree/reader.h"
 #include "tree/scan.h"
+#include "store/statblob.h"
 #include "util/error.h"
 
-void statcache_row_read(sqlite3_stmt *st, int col, sc_row *r)
+int statcache_row_read(sqlite3_stmt *st, int col, sc_row *r)
 {
+	int64_t f[STATBLOB_FIELDS];
+	const void *b = sqlite3_column_blob(st, col + 1);
+	if (statblob_unpack(b, (size_t)sqlite3_column_bytes(st, col + 1), f) ||
+	    (uint64_t)f[5] > UINT32_MAX || (uint64_t)f[6] > UINT32_MAX || (uint64_t)f[7] > UINT32_MAX ||
+	    (uint64_t)f[8] > 1)
+		return -1; /* damaged: no row (it vouches for nothing) */
 	r->ver = sqlite3_column_int64(st, col);
-	r->size = sqlite3_column_int64(st, col + 1);
-	r->mtime_ns = sqlite3_column_int64(st, col + 2);
-	r->ctime_ns = sqlite3_column_int64(st, col + 3);
-	r->ino = sqlite3_column_int64(st, col + 4);
-	r->dev = sqlite3_column_int64(st, col + 5);
-	r->mode = (uint32_t)sqlite3_column_int64(st, col + 6);
-	r->uid = (uint32_t)sqlite3_column_int64(st, col + 7);
-	r->gid = (uint32_t)sqlite3_column_int64(st, col + 8);
-	r->racy = sqlite3_column_int(st, col + 9);
+	r->size = f[0];
+	r->mtime_ns = f[1];
+	r->ctime_ns = f[2];
+	r->ino = f[3];
+	r->dev = f[4];
+	r->mode = (uint32_t)f[5];
+	r->uid = (uint32_t)f[6];
+	r->gid = (uint32_t)f[7];
+	r->racy = (int)f[8];
+	return 0;
 }
 
 int statcache_get_row(mtm_store *s, sqlite3_stmt **cache, const char *path, sc_row *out, int *found)
@@ -31,17 +39,15 @@ int statcache_get_row(mtm_store *s, sqlite3_stmt **cache, const char *path, sc_r
 	*found = 0;
 	if (!*cache &&
 	    (rc = sqlite3_prepare_v2(s->db,
-	                             "SELECT ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache WHERE path=?",
+	                             "SELECT ver, st FROM statcache WHERE path=?",
 	                             -1, cache, NULL)) != SQLITE_OK)
 		return db_error(s, rc, "index");
 	sqlite3_stmt *st = *cache;
 	sqlite3_reset(st);
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		statcache_row_read(st, 0, out);
-		*found = 1;
-	}
+	if (rc == SQLITE_ROW)
+		*found = !statcache_row_read(st, 0, out);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st); /* (path is not ours to keep bound) */
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
@@ -52,13 +58,14 @@ int statcache_load(mtm_store *s, pathmap *out)
 	memset(out, 0, sizeof *out);
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(s->db,
-	                            "SELECT path, ver, size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy FROM statcache",
+	                            "SELECT path, ver, st FROM statcache",
 	                            -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(s, rc, "index");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *path = (const char *)sqlite3_column_text(st, 0);
-		if (!path)
+		sc_row row;
+		if (!path || statcache_row_read(st, 1, &row))
 			continue;
 		sc_row *r = malloc(sizeof *r);
 		if (!r || pathmap_put(out, path, r)) {
@@ -67,7 +74,7 @@ int statcache_load(mtm_store *s, pathmap *out)
 			pathmap_free(out, free);
 			return mtm_set_error(ENOMEM, "stat cache");
 		}
-		statcache_row_read(st, 1, r);
+		*r = row;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -128,22 +135,17 @@ void statcache_row_make(mtm_store *s, int64_t ver, const struct stat *st, int64_
 int statcache_put_row(mtm_store *s, sqlite3_stmt **cache, const char *path, const sc_row *r)
 {
 	int rc;
-	if (!*cache && (rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO statcache VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-	                                        -1, cache, NULL)) != SQLITE_OK)
+	if (!*cache && (rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO statcache VALUES(?,?,?)", -1, cache, NULL)) !=
+	                   SQLITE_OK)
 		return db_error(s, rc, "index");
 	sqlite3_stmt *q = *cache;
+	int64_t f[STATBLOB_FIELDS] = {r->size, r->mtime_ns, r->ctime_ns, r->ino, r->dev, r->mode, r->uid, r->gid, !!r->racy};
+	unsigned char b[STATBLOB_MAX];
+	size_t n = statblob_pack(b, f);
 	sqlite3_reset(q);
 	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, r->ver);
-	sqlite3_bind_int64(q, 3, r->size);
-	sqlite3_bind_int64(q, 4, r->mtime_ns);
-	sqlite3_bind_int64(q, 5, r->ctime_ns);
-	sqlite3_bind_int64(q, 6, r->ino);
-	sqlite3_bind_int64(q, 7, r->dev);
-	sqlite3_bind_int64(q, 8, r->mode);
-	sqlite3_bind_int64(q, 9, r->uid);
-	sqlite3_bind_int64(q, 10, r->gid);
-	sqlite3_bind_int(q, 11, r->racy);
+	sqlite3_bind_blob(q, 3, b, (int)n, SQLITE_STATIC);
 	rc = sqlite3_step(q);
 	sqlite3_reset(q);
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");

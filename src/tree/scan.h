@@ -89,8 +89,9 @@ typedef struct sc_row {
 	int racy;
 } sc_row;
 int statcache_load(mtm_store *s, pathmap *out /* of sc_row* */);
-/* Decodes the ten statcache columns (ver ... racy) starting at column col. */
-void statcache_row_read(sqlite3_stmt *st, int col, sc_row *r);
+/* Decodes a statcache row's ver (column col) and st (col + 1, store/statblob.h):
+ * 0, or -1 if st is damaged (then the row is as good as none). */
+int statcache_row_read(sqlite3_stmt *st, int col, sc_row *r);
 /* path's row into *out (*found = 1), or *found = 0 if it has none; *cache
  * holds the statement between calls (the caller finalizes it). */
 int statcache_get_row(mtm_store *s, sqlite3_stmt **cache, const char *path, sc_row *out, int *found);

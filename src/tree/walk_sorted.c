@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 /* One key of a directory: an item (sub == 0) or a directory's subtree
  * (sub == 1): its name followed by '/' (the '/' implied, not stored). */
 typedef struct {
+	uint64_t pre;     /* the key's first 8 bytes (key_prefix) */
 	const char *name; /* in the directory's names buffer */
 	live_item *item;  /* sub == 0: the item, owned until handed out */
 	size_t job;       /* sub == 1: its subdirectory's job */
@@ -46,6 +48,64 @@ static int cmp_key(const void *x, const void *y)
 		p++, q++;
 	int ca = *p ? *p : a->sub ? '/' : 0, cb = *q ? *q : b->sub ? '/' : 0;
 	return ca - cb;
+}
+
+/* The first 8 bytes of k's key (its name, then '/' for a subtree), as one
+ * big-endian number, 0 past the key's end: two keys whose numbers differ
+ * compare as the numbers do (a key that ends first has 0 where the other
+ * has a byte, as strcmp has its NUL); equal numbers are keys of 8 bytes or
+ * more that share them (a directory's names are distinct). */
+static uint64_t key_prefix(const dkey *k)
+{
+	const unsigned char *p = (const unsigned char *)k->name;
+	uint64_t v = 0;
+	int i = 0;
+	for (; i < 8 && p[i]; i++)
+		v |= (uint64_t)p[i] << (56 - 8 * i);
+	if (i < 8 && k->sub)
+		v |= (uint64_t)'/' << (56 - 8 * i);
+	return v;
+}
+
+static inline int key_before(const dkey *a, const dkey *b)
+{
+	return a->pre != b->pre ? a->pre < b->pre : cmp_key(a, b) < 0;
+}
+
+/* Sorts k[0..n) by key, tmp holding n more: a merge sort with the prefix
+ * compared inline (qsort's calls of cmp_key were ~10% of a W2 walk's user
+ * instructions: 200 names of 11 bytes a directory). */
+static void sort_keys(dkey *k, dkey *tmp, size_t n)
+{
+	enum { RUN = 8 };
+	for (size_t lo = 0; lo < n; lo += RUN) { /* insertion sort of each run */
+		size_t hi = lo + RUN < n ? lo + RUN : n;
+		for (size_t i = lo + 1; i < hi; i++) {
+			dkey x = k[i];
+			size_t j = i;
+			for (; j > lo && key_before(&x, &k[j - 1]); j--)
+				k[j] = k[j - 1];
+			k[j] = x;
+		}
+	}
+	dkey *from = k, *to = tmp;
+	for (size_t w = RUN; w < n; w *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * w) {
+			size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+			size_t a = lo, b = mid, o = lo;
+			while (a < mid && b < hi)
+				to[o++] = key_before(&from[b], &from[a]) ? from[b++] : from[a++];
+			while (a < mid)
+				to[o++] = from[a++];
+			while (b < hi)
+				to[o++] = from[b++];
+		}
+		dkey *t = from;
+		from = to;
+		to = t;
+	}
+	if (from != k)
+		memcpy(k, from, n * sizeof *k);
 }
 
 void live_item_free(live_item *it)
@@ -136,16 +196,27 @@ static int read_dir(walker *w, dirjob *j, const char *rel, dkey **out, size_t *n
 		if ((rc = read_item(w, dirfd(j->d), rel, &j->v[i], &it)) || !it)
 			continue;
 		/* the name is the item's key; a directory's subtree is at name/ */
-		k[n++] = (dkey){j->v[i].name, it, 0, 0};
-		if (it->kind == KIND_DIR)
-			k[n++] = (dkey){j->v[i].name, NULL, 0, 1};
+		k[n] = (dkey){0, j->v[i].name, it, 0, 0};
+		k[n].pre = key_prefix(&k[n]);
+		n++;
+		if (it->kind == KIND_DIR) {
+			k[n] = (dkey){0, j->v[i].name, NULL, 0, 1};
+			k[n].pre = key_prefix(&k[n]);
+			n++;
+		}
 	}
 	/* the lstats are in the items now: only the names are kept */
 	free(j->v);
 	j->v = NULL;
 	j->n = 0;
-	if (!rc && n > 1)
-		qsort(k, n, sizeof *k, cmp_key);
+	if (!rc && n > 1) {
+		dkey *tmp = malloc(n * sizeof *tmp); /* (as qsort took) */
+		if (!tmp)
+			rc = mtm_set_error(ENOMEM, "walk");
+		else
+			sort_keys(k, tmp, n);
+		free(tmp);
+	}
 	*out = k;
 	*nout = n;
 	return rc;

@@ -280,7 +280,80 @@ def test_entry_log_merged_past_its_bound(root):
     h.check()
 
 
+ENTRY_KEEP_ROWS = 1 << 12  # STORE_ENTRY_LOG_KEEP_ROWS (src/store/store.h)
+
+
+@with_store
+def test_scan_entry_rows_in_the_log(root):
+    """A scan checkpoint of few entry rows puts them in entry_log (FORMAT.md
+    3.4.1), not one leaf of the big `entry` B-tree per changed path; a
+    first checkpoint of more than INDEX_LOG_CKPT_ROWS paths puts them in
+    `entry`; the log grows until a scan checkpoint finds more than
+    STORE_ENTRY_LOG_KEEP_ROWS rows there and merges it first. Readers
+    (status, diff, restore, verify) read both tables; du merges."""
+    n, per_dir, batch = 4400, 100, 1000
+    rnd = random.Random(11)
+    names = ["d%02d/f%04d" % (i // per_dir, i) for i in range(n)]
+    for d in range(n // per_dir):
+        os.mkdir(os.path.join(root, "d%02d" % d))
+    for p in names:
+        T.write_file(os.path.join(root, p), rnd.randbytes(64))
+    h = T.History(root)
+    c = h.checkpoint()
+    expect(rows(root, "entry", "ckpt=%d" % c) > LOG_CKPT_ROWS and rows(root, "entry_log") == 0,
+           "a first checkpoint of %d files: %d entry rows in entry, %d in entry_log"
+           % (n, rows(root, "entry", "ckpt=%d" % c), rows(root, "entry_log")))
+    logged, k = 0, 0
+    while True:
+        k += 1
+        touched = rnd.sample(names, batch)
+        for p in touched:
+            T.write_file(os.path.join(root, p), rnd.randbytes(64))
+        gone = names.pop(rnd.randrange(len(names)))
+        os.remove(os.path.join(root, gone))
+        new = "d%02d/new%d" % (rnd.randrange(n // per_dir), k)
+        T.write_file(os.path.join(root, new), b"new")
+        names.append(new)
+        if logged > ENTRY_KEEP_ROWS:
+            break
+        trace = os.path.join(T.tempdir("mtm-elog-trace-"), "trace")
+        m = T.manifest(root)
+        p = T.run(["-C", root, "checkpoint", "-q"], env=dict(os.environ, METAMORI_IO_TRACE=trace))
+        c = int(p.stdout.split()[-1])
+        h.seen[c] = m
+        written = T.wal_pages(T.read_trace(trace))
+        T.rmtree(os.path.dirname(trace))
+        of_entry = written & T.index_pages(root, ["entry", "entry_by_ckpt", "entry_links"])
+        in_log = rows(root, "entry_log", "ckpt=%d" % c)
+        expect(in_log >= batch + 2 and not rows(root, "entry", "ckpt=%d" % c),
+               "scan checkpoint %d: %d entry rows in entry_log, %d in entry"
+               % (c, in_log, rows(root, "entry", "ckpt=%d" % c)))
+        expect(not of_entry, "scan checkpoint %d wrote %d pages of entry and its indexes" % (c, len(of_entry)))
+        logged += in_log
+        expect(rows(root, "entry_log") == logged, "after %d checkpoints: %d rows in entry_log, not %d"
+               % (k, rows(root, "entry_log"), logged))
+        T.run(["-C", root, "status"])  # (exit 0: nothing changed since)
+    # past the bound: this scan merges the log first, then logs its own rows
+    c = h.checkpoint()
+    expect(rows(root, "entry_log") == rows(root, "entry_log", "ckpt=%d" % c) >= batch + 2,
+           "after the merge: entry_log holds %d rows, %d of checkpoint %d"
+           % (rows(root, "entry_log"), rows(root, "entry_log", "ckpt=%d" % c), c))
+    expect(rows(root, "entry", "ckpt=%d" % (c - 1)) >= batch + 2, "the merge lost rows")
+    T.run(["-C", root, "status"])
+    out = T.run(["-C", root, "diff", str(c - 1), str(c)]).stdout
+    expect(out.strip(), "no difference between checkpoints %d and %d" % (c - 1, c))
+    T.run(["-C", root, "verify", "--data"])
+    # (a restore of the 4,400 files takes seconds: two of them) c - 1's rows
+    # merged into entry, c's in the log
+    h.seen = {k: v for k, v in h.seen.items() if k in (c - 1, c)}
+    h.check()
+    T.run(["-C", root, "du"])
+    expect(rows(root, "entry_log") == 0, "du left %d rows in entry_log" % rows(root, "entry_log"))
+    expect(rows(root, "entry", "ckpt=%d" % c) >= batch + 2, "du's merge lost rows")
+
+
 if __name__ == "__main__":
     T.main([test_scattered_changes_touch_no_page_of_block, test_log_merged_past_its_bound,
             test_prune_merges_in_its_transaction, test_session_merges_as_it_starts,
-            test_entry_log_merged_by_du_and_prune, test_entry_log_merged_past_its_bound])
+            test_entry_log_merged_by_du_and_prune, test_entry_log_merged_past_its_bound,
+            test_scan_entry_rows_in_the_log])

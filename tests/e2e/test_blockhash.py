@@ -36,7 +36,9 @@ def sql(root, *stmts):
 
 
 def file_id(root, path):
-    return T.index_value(root, "SELECT file_id FROM entry WHERE path='%s' ORDER BY ckpt DESC LIMIT 1" % path)
+    return T.index_value(root, "SELECT file_id FROM (SELECT file_id, ckpt FROM entry WHERE path='%s' UNION ALL "
+                               "SELECT file_id, ckpt FROM entry_log WHERE path='%s') ORDER BY ckpt DESC LIMIT 1"
+                         % (path, path))
 
 
 def block_data(seed):
@@ -178,7 +180,12 @@ def test_rename_prune_and_removal(root):
 
 
 def downgrade_to_4(root):
-    sql(root, "DROP TABLE entry_log", "DROP TABLE blockhash", "ALTER TABLE checkpoint DROP COLUMN tracked",
+    # (format 6 kept a scan's entry rows in entry; format 7 the stat cache as nine columns)
+    c = sqlite3.connect(db(root))
+    T.statcache_to_format_7(c)
+    c.commit()
+    c.close()
+    sql(root, "INSERT INTO entry SELECT * FROM entry_log", "DROP TABLE entry_log", "DROP TABLE blockhash", "ALTER TABLE checkpoint DROP COLUMN tracked",
         "ALTER TABLE checkpoint DROP COLUMN pause_ns", "PRAGMA user_version=4")
 
 
@@ -194,7 +201,7 @@ def test_upgrade_from_format_4(root):
     h.checkpoint()
     downgrade_to_4(root)
     T.run(["-C", root, "log"])
-    expect(T.index_value(root, "PRAGMA user_version") == 7, "upgraded to format 7 (through 5 and 6)")
+    expect(T.index_value(root, "PRAGMA user_version") == 8, "upgraded to format 8 (through 5, 6 and 7)")
     expect(T.index_value(root, "SELECT count(*) FROM blockhash") == 0, "an empty table")
     h.check()
     T.patch_file(os.path.join(root, "big"), 9 * BLOCK, block_data(9))

@@ -3,6 +3,7 @@
 input, missing, newer, foreign and damaged stores; help for every command;
 checkpoint output; the store and the tree unchanged by a failed command."""
 import os
+import time
 import sqlite3
 
 import mtmtest as T
@@ -83,11 +84,22 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
-FORMAT = 7  # the store format this Metamori writes (src/store/store.h)
+FORMAT = 8  # the store format this Metamori writes (src/store/store.h)
+
+def downgrade_to_7(db):
+    """Turns a format 8 index into what format 7 wrote: the stat cache's
+    nine stat columns (every row kept)."""
+    c = sqlite3.connect(db)
+    T.statcache_to_format_7(c)
+    c.execute("PRAGMA user_version=7")
+    c.commit()
+    c.close()
+
 
 def downgrade_to_6(db):
-    """Turns a format 7 index into what format 6 wrote: no entry_log (its
+    """Turns a format 8 index into what format 6 wrote: no entry_log (its
     rows, if any, where format 6 kept them: in entry)."""
+    downgrade_to_7(db)
     c = sqlite3.connect(db)
     c.executescript("INSERT INTO entry SELECT * FROM entry_log; DROP TABLE entry_log; PRAGMA user_version=6;")
     c.commit()
@@ -95,7 +107,7 @@ def downgrade_to_6(db):
 
 
 def downgrade_to_3(db):
-    """Turns a format 7 index into what format 3 wrote: one signed count of
+    """Turns a format 8 index into what format 3 wrote: one signed count of
     nanoseconds for the mtime, no rdev, no xattrs (and no blockhash, format
     5's, nor the checkpoint's tracked and pause_ns, format 6's, nor
     entry_log, format 7's)."""
@@ -167,6 +179,42 @@ def test_upgrade_from_format_6(root):
     c.close()
     h.check()
     T.write_file(os.path.join(root, "d", "c"), b"c")
+    h.checkpoint()
+    h.check()
+    T.run(["-C", root, "verify", "--data"])
+
+
+@with_store
+def test_upgrade_from_format_7(root):
+    """A format 7 store (the stat cache as nine columns) is upgraded in place
+    by the first command that opens it: every row kept, field for field
+    (a time before 1970 too), so the cache still vouches for the files it
+    did and the next checkpoint reads none of them."""
+    T.init(root)
+    h = T.History(root)
+    T.write_file(os.path.join(root, "a"), b"a" * 5000)
+    T.write_file(os.path.join(root, "old"), b"old", mtime_ns=-86400 * 10**9 * 365 - 123)
+    os.mkdir(os.path.join(root, "d"))
+    for i in range(20):
+        T.write_file(os.path.join(root, "d", "f%02d" % i), b"%d" % i)
+    h.checkpoint()
+    T.write_file(os.path.join(root, "a"), b"changed")
+    time.sleep(0.1)  # (past the racy window: every row vouches)
+    h.checkpoint()
+    db = os.path.join(root, ".metamori", "index.db")
+    paths = ["a", "old"] + ["d/f%02d" % i for i in range(20)]
+    before = {p: T.statcache_row(root, p) for p in paths}
+    expect(all(before.values()), "rows before: %r" % before)
+    c = upgraded(root, downgrade_to_7, 7)
+    expect([r[1] for r in c.execute("PRAGMA table_info(statcache)")] == ["path", "ver", "st"], "statcache's columns")
+    c.close()
+    after = {p: T.statcache_row(root, p) for p in paths}
+    T.assert_same(before, after, "the stat cache after the upgrade")
+    expect(T.statcache_row(root, "old")["mtime_ns"] == -86400 * 10**9 * 365 - 123, "a time before 1970")
+    p = T.run(["-C", root, "checkpoint", "-q"], env=dict(os.environ, METAMORI_DEBUG_CHECKPOINT="1"))
+    expect("(0 files compared)" in p.stderr, "the checkpoint after the upgrade read files:\n%s" % p.stderr)
+    h.check()
+    T.write_file(os.path.join(root, "d", "f03"), b"new")
     h.checkpoint()
     h.check()
     T.run(["-C", root, "verify", "--data"])
@@ -315,6 +363,6 @@ def test_help_everywhere():
 
 if __name__ == "__main__":
     T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
-            test_upgrade_from_format_3, test_upgrade_from_format_6,
+            test_upgrade_from_format_3, test_upgrade_from_format_6, test_upgrade_from_format_7,
             test_newer_foreign_damaged_index, test_pack_write_fails_part_way, test_more_block_rows_than_held,
             test_help_everywhere])

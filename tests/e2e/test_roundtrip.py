@@ -836,7 +836,7 @@ def test_restore_leaves_stat_cache_trusted():
         expect(T.restore_counts(out) == (1, 1, 0), "restore of %d: %s" % (c1, out))
         T.assert_same(want1, T.manifest_full(root), "restore of %d" % c1)
         for name in ("big.bin", "small"):
-            racy = T.index_value(root, "SELECT racy FROM statcache WHERE path='%s'" % name)
+            racy = T.statcache_row(root, name)["racy"]
             expect(racy == 0, "%s: the restore left its stat cache row racy" % name)
         # same size, the restored mtime put back: only the ctime differs
         st = os.stat(small)

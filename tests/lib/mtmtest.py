@@ -323,6 +323,52 @@ def index_value(root, sql):
         db.close()
 
 
+STAT_FIELDS = ("size", "mtime_ns", "ctime_ns", "ino", "dev", "mode", "uid", "gid", "racy")
+
+
+def statblob(st):
+    """A stat cache row's st (FORMAT.md 3.9, format 8) as a dict of its nine
+    fields (times and sizes signed), or None if it is not a valid one."""
+    import struct
+    if not isinstance(st, bytes) or len(st) < 5:
+        return None
+    lens = [(st[i // 2] >> (4 * (i % 2))) & 15 for i in range(9)]
+    if st[4] >> 4 or any(n > 8 for n in lens) or 5 + sum(lens) != len(st):
+        return None
+    out, at = {}, 5
+    for name, n in zip(STAT_FIELDS, lens):
+        v = int.from_bytes(st[at:at + n], "little")
+        at += n
+        out[name] = struct.unpack("<q", struct.pack("<Q", v))[0]
+    return out
+
+
+def statcache_row(root, path):
+    """path's stat cache row: {"ver": ..., and statblob's fields}, or None."""
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, ".metamori", "index.db"), uri=True)
+    try:
+        r = db.execute("SELECT ver, st FROM statcache WHERE path = CAST(? AS TEXT)", (path,)).fetchone()
+    finally:
+        db.close()
+    if r is None:
+        return None
+    fields = statblob(r[1])
+    return dict(fields, ver=r[0]) if fields is not None else None
+
+
+def statcache_to_format_7(con):
+    """In an open connection to a format 8 index: the stat cache as format 7
+    kept it (nine columns), every row kept. The caller sets user_version."""
+    rows = [(p, v, statblob(st)) for p, v, st in con.execute("SELECT path, ver, st FROM statcache")]
+    con.executescript("DROP TABLE statcache; CREATE TABLE statcache(path TEXT PRIMARY KEY, ver INTEGER NOT NULL,"
+                      " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,"
+                      " ino INTEGER NOT NULL, dev INTEGER NOT NULL, mode INTEGER NOT NULL, uid INTEGER NOT NULL,"
+                      " gid INTEGER NOT NULL, racy INTEGER NOT NULL) WITHOUT ROWID;")
+    con.executemany("INSERT INTO statcache VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                    [(p, v) + tuple(f[k] for k in STAT_FIELDS) for p, v, f in rows if f is not None])
+
+
 def manifest_full(root, ignore=(".metamori",)):
     """manifest() plus ownership and symlink mtimes: every piece of metadata
     a checkpoint records. Files: ('f', mode, size, sha256, mtime_ns, uid, gid);

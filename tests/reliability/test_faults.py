@@ -280,11 +280,12 @@ def test_full_disk():
         m2 = rlib.tree_manifest(root)
         base = os.path.join(outside, "base")
         rlib.copy_root(root, base)
-        enospc = 0
-        free0 = None
-        # every 32 KiB of free space from 0 to 864 KiB (every third in the
-        # sanitizer build: each command there costs ten times as much)
-        for step in range(0, 28, 3 if rlib.SANITIZED else 1):
+        state = {"enospc": 0, "free0": None}
+
+        def try_with(left):
+            """The checkpoint with left bytes free; then the store must verify,
+            hold checkpoint 1, and take the checkpoint with space again.
+            True if the checkpoint succeeded on the full disk."""
             # the same start each time, then leave `left` bytes free
             T.rmtree(root)
             for name in os.listdir(mnt):
@@ -292,16 +293,15 @@ def test_full_disk():
             rlib.copy_root(base, root)
             sv = os.statvfs(mnt)
             free = sv.f_bavail * sv.f_frsize
-            free0 = free0 or free
-            left = step * 32 * 1024
+            state["free0"] = state["free0"] or free
             if free - left > 0:
                 with open(os.path.join(mnt, "filler"), "wb") as f:
                     f.write(b"\0" * (free - left))
             p = rlib.mtm(["-C", root, "checkpoint", "-q"])
             STATS["full_disk_runs"] += 1
             if p.returncode != 0:
-                line = rlib.one_error_line(p, "full disk, %d bytes free" % left)
-                enospc += 1
+                rlib.one_error_line(p, "full disk, %d bytes free" % left)
+                state["enospc"] += 1
             T.remove(os.path.join(mnt, "filler"))
             v = rlib.mtm(["-C", root, "verify", "--data"])
             if v.returncode != 0:
@@ -323,6 +323,21 @@ def test_full_disk():
             T.restore(root, cid, to=dst)
             T.assert_same(m2, rlib.tree_manifest(dst), "full disk: rerun checkpoint")
             T.rmtree(dst)
+            return p.returncode == 0
+
+        # every 32 KiB of free space from 0 to 864 KiB (every third in the
+        # sanitizer build: each command there costs ten times as much)
+        first_ok = None
+        for step in range(0, 28, 3 if rlib.SANITIZED else 1):
+            if try_with(step * 32 * 1024) and first_ok is None:
+                first_ok = step * 32 * 1024
+        # then every 4 KiB below the first success: where the commit fits and
+        # the fold of the WAL into index.db (which may grow the file) may not
+        # (the fold's failed write was lost: the store was damaged, W2l)
+        if first_ok is not None:
+            for left in range(max(0, first_ok - 32 * 1024), first_ok, 4096 * (4 if rlib.SANITIZED else 1)):
+                try_with(left)
+        enospc = state["enospc"]
         STATS["full_disk_enospc"] = enospc
         if enospc == 0:
             raise T.Failure("the disk never filled up")

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 #include "tree/scan.h"
+#include "store/statblob.h"
 #include "store/store.h"
 #include "util/pathmap.h"
 
@@ -117,6 +118,68 @@ static void racy_rows_vouch_for_nothing(void **state)
 	sqlite3_finalize(put);
 }
 
+/* The stat fields' BLOB (format 8, store/statblob.h) gives back every
+ * 64-bit value, and reads no blob that is not exactly what it writes. */
+static void statblob_round_trip(void **state)
+{
+	(void)state;
+	const int64_t cases[][STATBLOB_FIELDS] = {
+		{0, 0, 0, 0, 0, 0, 0, 0, 0},
+		{16384, 1765000000123456789, 1765000000123456790, 123456, 2049, 0100644, 1000, 1000, 1},
+		{INT64_MAX, -1, INT64_MIN, -1, (int64_t)UINT64_C(0x8000000000000001), 0177777, UINT32_MAX, UINT32_MAX, 0},
+		{1, -86400000000000LL, 255, 256, 65535, 65536, 1, 0, 1},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+		unsigned char b[STATBLOB_MAX];
+		int64_t got[STATBLOB_FIELDS];
+		size_t n = statblob_pack(b, cases[c]);
+		assert_true(n <= STATBLOB_MAX);
+		assert_int_equal(statblob_unpack(b, n, got), 0);
+		for (int i = 0; i < STATBLOB_FIELDS; i++)
+			assert_int_equal(got[i], cases[c][i]);
+		/* cut short, one byte too many, a length past 8 */
+		assert_int_equal(statblob_unpack(b, n - 1, got), -1);
+		unsigned char more[STATBLOB_MAX + 1];
+		memcpy(more, b, n);
+		more[n] = 0;
+		assert_int_equal(statblob_unpack(more, n + 1, got), -1);
+		more[0] = (unsigned char)((more[0] & 0xf0) | 9);
+		assert_int_equal(statblob_unpack(more, n, got), -1);
+	}
+	assert_int_equal(statblob_unpack(NULL, 0, (int64_t[STATBLOB_FIELDS]){0}), -1);
+}
+
+/* A row whose st is damaged (not what statblob_pack writes) is as good as
+ * none: it vouches for no file, and a lookup or load does not give it. */
+static void damaged_rows_vouch_for_nothing(void **state)
+{
+	(void)state;
+	sqlite3_stmt *put = NULL, *get = NULL;
+	assert_int_equal(statcache_put(S, &put, "d", 3, &ST, st_mtime_ns(&ST) + HOUR_NS), 0);
+	sqlite3_finalize(put);
+	sc_row row;
+	int found;
+	assert_int_equal(statcache_get_row(S, &get, "d", &row, &found), 0);
+	assert_true(found && statcache_fresh(&row, &ST, 3));
+	const char *damage[] = {"x''", "x'00'", "NULL", "substr(st, 1, length(st) - 1)", "st || x'00'", "42"};
+	for (size_t i = 0; i < sizeof damage / sizeof *damage; i++) {
+		char sql[160];
+		/* (st is NOT NULL: a NULL is put as the empty blob) */
+		snprintf(sql, sizeof sql, "UPDATE statcache SET st = coalesce(%s, zeroblob(0)) WHERE path = 'd'", damage[i]);
+		assert_int_equal(sqlite3_exec(S->db, "SAVEPOINT s", NULL, NULL, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(S->db, sql, NULL, NULL, NULL), SQLITE_OK);
+		assert_int_equal(statcache_get_row(S, &get, "d", &row, &found), 0);
+		assert_false(found);
+		pathmap m;
+		assert_null(load_one(&m, "d"));
+		pathmap_free(&m, free);
+		assert_int_equal(sqlite3_exec(S->db, "ROLLBACK TO s; RELEASE s", NULL, NULL, NULL), SQLITE_OK);
+	}
+	assert_int_equal(statcache_get_row(S, &get, "d", &row, &found), 0);
+	assert_true(found && statcache_fresh(&row, &ST, 3));
+	sqlite3_finalize(get);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -145,6 +208,8 @@ int main(void)
 		cmocka_unit_test(put_and_reload),
 		cmocka_unit_test(every_field_counts),
 		cmocka_unit_test(racy_rows_vouch_for_nothing),
+		cmocka_unit_test(statblob_round_trip),
+		cmocka_unit_test(damaged_rows_vouch_for_nothing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
