@@ -35,7 +35,6 @@ typedef struct {
 	pathmap nsdirs;  /* namespace paths whose subtrees are listed on both sides */
 	pathmap points;  /* other touched paths */
 	ckpt_run *run;   /* the checkpoint being made (its stat cache rows) */
-	sqlite3_stmt *q_links; /* has_links' query, prepared once a checkpoint (not once a touched file) */
 	const char *why; /* NEED_SCAN's reason */
 	uint64_t budget; /* bytes still to copy out; past it, captures refer to the live file ... */
 	int hold;        /* ... and the barrier stays closed until they are recorded */

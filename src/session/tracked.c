@@ -176,7 +176,6 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 static void tracked_release(tctx *t, ckpt_run *r)
 {
 	pathmap_free(&t->pending, pending_free);
-	sqlite3_finalize(t->q_links);
 	ckpt_end(r);
 }
 
