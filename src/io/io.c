@@ -94,7 +94,9 @@ uint64_t io_mutations(void) { return __atomic_load_n(&plan.mutations, __ATOMIC_R
 int io_fault_plan_active(void)
 {
 	load_plan();
-	return plan.nth != 0;
+	/* a fault at the nth operation, a count of them (METAMORI_IO_COUNT: the
+	 * tests number the faults they inject from it), a kill at the nth read */
+	return plan.nth != 0 || plan.count_file[0] || plan.crash_op == IO_READ;
 }
 
 /* Set by mtm_set_mapped_reads (tree/reader.c): this process may read its

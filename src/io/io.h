@@ -64,8 +64,9 @@ enum io_op { IO_OPEN, IO_READ, IO_WRITE, IO_FSYNC, IO_RENAME, IO_TRUNCATE, IO_UN
 int io_fault(enum io_op op);
 /* The number of mutating operations done so far. */
 uint64_t io_mutations(void);
-/* 1 if a fault plan (METAMORI_FAULT) counts operations: every read must
- * then go through io_fault(), none through a mapping. */
+/* 1 if a test's plan counts reads (METAMORI_FAULT, METAMORI_IO_COUNT, a
+ * METAMORI_CRASH_OP of read): every read must then go through io_fault(),
+ * none through a mapping, so that counted runs and faulted runs agree. */
 int io_fault_plan_active(void);
 /* Whether this process reads its stores' index through a memory mapping
  * (SQLite's mmap_size; sqlite_vfs.c): set with mtm_set_mapped_reads, never
