@@ -80,7 +80,10 @@ typedef struct tree_cursor {
 	sqlite3_stmt *full; /* one row by its key (tree_cursor_fill) */
 	lineage l;
 	int done;
-	entry cur;  /* the entry handed out last (the cursor's) */
+	entry cur;  /* the entry handed out last (the cursor's; while partial, its
+	             * path is pathbuf: a caller takes only a filled entry) */
+	char *pathbuf;
+	size_t pathbuf_cap;
 	int64_t cur_branch; /* its row's branch */
 	int partial;        /* cur holds path, ver and kind only */
 	pathmap dirs; /* the visible directories so far: each entry's parent must be one */
