@@ -1106,14 +1106,15 @@ def thread_nices(pid):
 def test_every_records_on_a_lower_priority_thread():
     """A periodic checkpoint's record and commit run on a thread of the
     session at nice +10 (METAMORI_SESSION_NICE=3: +3; off: no such thread),
-    the session's thread waiting for it (util/lowprio.c): each checkpoint
-    taken after the program's writes restores exactly, and the session's own
+    and so do the reads of the files compared ahead, the session's thread
+    waiting (util/lowprio.c): each checkpoint taken after the program's
+    writes and an untraced one restores exactly, and the session's own
     thread stays at its nice value."""
     import random
     rnd = random.Random(21)
     own = os.nice(0)
     for knob, want in ((None, min(19, own + 10)), ("3", min(19, own + 3)), ("off", None)):
-        root = S.new_tree({"big": rnd.randbytes(1 << 20)})
+        root = S.new_tree({"big": rnd.randbytes(1 << 20), "side": rnd.randbytes(1 << 20)})
         ctl = T.tempdir("mtm-ctl-")
         steps = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(256), 20)] for _ in range(4)]
         env = dict(os.environ)
@@ -1129,6 +1130,13 @@ def test_every_records_on_a_lower_priority_thread():
             poker_ready(ctl)
             for i in range(len(steps)):
                 poke_step(ctl, i)
+                # and a write no log names (this process is not traced): the
+                # watcher's, its file compared whole ahead of the gate, the
+                # reads on the same thread
+                with open(os.path.join(root, "side"), "r+b") as f:
+                    for b in rnd.sample(range(256), 8):
+                        f.seek(b * 4096)
+                        f.write(rnd.randbytes(4096))
                 man = T.manifest(root)
                 # two periodic checkpoints after the writes: the later one
                 # began after them (each records, --keep-empty)
