@@ -22,6 +22,7 @@
 #include "util/error.h"
 #include "util/human.h"
 #include "util/log.h"
+#include "util/lowprio.h"
 
 /* The watcher's queue is read at most this often while the program runs,
  * and not this long after a pre-copy pass read it (each pass does, after
@@ -48,15 +49,25 @@ static void report(mtm_session *ss, int rc, const mtm_checkpoint_info *ci)
 		log_msg(MTM_LOG_INFO, "%s", session_describe(line, sizeof line, ci, ss->scan_why));
 }
 
-void run_local_checkpoint(mtm_session *ss, const char *why, int only_if_changed)
+void run_local_checkpoint(mtm_session *ss, const char *why, int only_if_changed, int periodic)
 {
 	mtm_checkpoint_opts o = MTM_CHECKPOINT_OPTS_INIT;
 	o.message = why;
 	mtm_checkpoint_info ci = {0};
-	int rc = only_if_changed ? session_tracked_checkpoint_if_changed(ss, &o, &ci)
-	                         : session_tracked_checkpoint(ss, &o, &ci);
+	int rc = periodic          ? session_tracked_checkpoint_periodic(ss, &o, &ci, only_if_changed)
+	         : only_if_changed ? session_tracked_checkpoint_if_changed(ss, &o, &ci)
+	                           : session_tracked_checkpoint(ss, &o, &ci);
 	report(ss, rc, &ci);
 	free(ci.message);
+}
+
+/* The idle work: the block_log and entry_log merge, the WAL copied */
+static int idle_work(void *arg)
+{
+	mtm_session *ss = arg;
+	session_wal_maintain(ss, 1);
+	session_wal_restart(ss);
+	return 0;
 }
 
 /* The loop's clocks */
@@ -90,8 +101,8 @@ static int poll_timeout(run_loop *l, loop_clock *c, struct pollfd *pf, int *time
 	if (ss->wal_frames > 0 || ss->s->log_rows > 0 || ss->sc_kept.n) {
 		int64_t left = (int64_t)c->idle_ms - (now_ns() - c->last_busy) / 1000000;
 		if (left <= 0) {
-			session_wal_maintain(ss, 1);
-			session_wal_restart(ss);
+			/* on the periodic checkpoints' thread, once they made one */
+			lowprio_call(ss->low, idle_work, ss);
 			c->last_busy = now_ns();
 			return 1;
 		}
@@ -171,11 +182,11 @@ int run_serve(run_loop *l)
 		if (l->child_done && !l->members.n)
 			return 0;
 		if (want_ckpt)
-			run_local_checkpoint(ss, "SIGUSR1", 0);
+			run_local_checkpoint(ss, "SIGUSR1", 0, 1);
 		if (l->tfd >= 0 && pf[2].fd == l->tfd && (pf[2].revents & POLLIN)) {
 			uint64_t ticks;
 			if (read(l->tfd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks)
-				run_local_checkpoint(ss, "every", !l->keep_empty);
+				run_local_checkpoint(ss, "every", !l->keep_empty, 1);
 		}
 		if (pf[1].revents & POLLIN)
 			accept_requests(l);

@@ -207,7 +207,7 @@ static int run_program(mtm_session *ss, const mtm_run_opts *opts, const char *pr
 		/* periodic checkpoints end with one of the program's final state
 		 * (what it wrote after the last tick would otherwise be in none) */
 		if (opts->every_seconds > 0 && !opts->no_final)
-			run_local_checkpoint(ss, "exit", !opts->keep_empty);
+			run_local_checkpoint(ss, "exit", !opts->keep_empty, 0);
 	}
 	run_child_env_free(env);
 	members_free(&l.members);

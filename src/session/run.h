@@ -42,6 +42,8 @@ typedef struct {
 int run_serve(run_loop *l);
 /* A checkpoint the session makes itself (SIGUSR1, --every, the final one);
  * only_if_changed: the timer's ticks and the last checkpoint at exit record
- * nothing when nothing changed (unless mtm_run_opts.keep_empty). */
-void run_local_checkpoint(mtm_session *ss, const char *why, int only_if_changed);
+ * nothing when nothing changed (unless mtm_run_opts.keep_empty); periodic:
+ * no one waits for it (SIGUSR1, --every), its record and commit at a lower
+ * priority (session_tracked_checkpoint_periodic). */
+void run_local_checkpoint(mtm_session *ss, const char *why, int only_if_changed, int periodic);
 #endif

@@ -128,6 +128,9 @@ typedef struct mtm_session {
 	int bg_quiet;            /* the last pass found nothing new (prewrite.c then syncs what it wrote) */
 	struct parent_hashes *bg_ph; /* the head's hashes of the blocks copied */
 	struct prewrite *pw;     /* the pre-copied blocks written into the pack ahead (prewrite.c) */
+	struct lowprio *low;     /* the thread the periodic checkpoints' record and commit run on (tracked.c) */
+	int low_prio;            /* its priority (util/lowprio.h); 0: none, they run on the session's thread */
+	int low_tried;           /* low_prio read, the thread started if it could be */
 	struct watcher *watch;   /* what changes that no log explains (watch.c); NULL: none */
 	const char *watch_why;   /* no watcher: why (then every checkpoint scans, unless switched off) */
 	int watch_off;           /* METAMORI_WATCH=off (benchmarks): the logs alone are trusted */
@@ -354,6 +357,17 @@ int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts,
 /* The same, but when nothing differs from the head nothing is recorded
  * (out->id = 0; `run --every` ticks while the program idles). */
 int session_tracked_checkpoint_if_changed(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
+/* A checkpoint no one waits for (`run --every`, SIGUSR1), only_if_changed
+ * as above: what it does while the program runs after the gate opened (the
+ * record, the commit) runs on a thread of lower priority, the session's
+ * waiting for it (ss->low; METAMORI_SESSION_NICE: a nice increment 1-19,
+ * "idle" for SCHED_IDLE, "off" or 0 for none; SESSION_LOW_NICE when unset).
+ * On a machine the program keeps busy, the session then takes mostly what
+ * the program leaves idle, not a CPU from it. The pause is the session's
+ * own thread's, at its own priority. */
+#define SESSION_LOW_NICE 10
+int session_tracked_checkpoint_periodic(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
+                                        int only_if_changed);
 /* The same, and answer(arg, rc, info) as soon as the checkpoint is durable
  * (or failed) and the writer lock let go, before the session drops what it
  * held (the captures, the pre-copy's copies: ~0.7 ms for 200 files), so

@@ -29,6 +29,7 @@
 #include "tree/reader.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/lowprio.h"
 #include "util/human.h"
 
 #define SESSION_SUBDIR "session" /* under .metamori: MTM_SESSION_DIR (as in session.c) */
@@ -210,6 +211,8 @@ void session_stop(mtm_session *ss)
 {
 	if (!ss)
 		return;
+	lowprio_stop(ss->low); /* (idle: the session's thread is here) */
+	ss->low = NULL;
 	if (ss->s && ss->s->session == ss) {
 		ss->s->session = NULL;
 		session_wal_maintain(ss, 1);

@@ -51,6 +51,7 @@ typedef struct {
 	uint64_t precopied_blocks;
 	uint64_t kept_fds_used; /* files opened by the pre-copy's passes, not looked up in the pause */
 	pathmap ahead;   /* path -> ahead_file*: compared whole before the gate closed (ahead.c) */
+	struct lowprio *low; /* the record and commit run there (a periodic checkpoint), NULL: here */
 	uint64_t ahead_files, ahead_used; /* compared ahead; of them, taken in the barrier */
 	uint64_t ahead_read, ahead_again; /* bytes read by the compares ahead; blocks read again */
 	int64_t ahead_ns;

@@ -49,6 +49,7 @@
 #include "util/error.h"
 #include "util/human.h"
 #include "util/log.h"
+#include "util/lowprio.h"
 
 /* Before the barrier: a last pass over the records since the session's
  * passes (precopy.c), whose copies this checkpoint takes over. Best effort:
@@ -128,6 +129,53 @@ static int collect(tctx *t, mtm_id parent, int *scan)
 	return rc;
 }
 
+/* The record, on the low-priority thread when there is one (t->low). */
+struct record_job {
+	tctx *t;
+	ckpt_run *r;
+	int scan;
+};
+
+static int record_job_run(void *arg)
+{
+	struct record_job *j = arg;
+	int rc = materialize(j->t);
+	if (!rc)
+		rc = j->scan ? ckpt_record_scanned(j->r, j->t->parent, j->t->live, &j->t->rest)
+		             : ckpt_record(j->r, j->t->parent, j->t->live);
+	return rc;
+}
+
+/* The commit, the same way */
+struct commit_job {
+	ckpt_run *r;
+	int tracked;
+	uint64_t pause_ns;
+	mtm_checkpoint_info *ci;
+};
+
+static int commit_job_run(void *arg)
+{
+	struct commit_job *j = arg;
+	ckpt_note_session(j->r, j->tracked, j->pause_ns);
+	return ckpt_commit(j->r, j->ci);
+}
+
+/* The session's low-priority thread, started at its first use (after the
+ * program was forked: no thread of ours in the child between its fork and
+ * exec); NULL when METAMORI_SESSION_NICE says none or it could not start
+ * (then the work runs on the session's thread, as it always may). */
+static lowprio *session_low(mtm_session *ss)
+{
+	if (!ss->low_tried) {
+		ss->low_tried = 1;
+		ss->low_prio = lowprio_from_env(secure_getenv("METAMORI_SESSION_NICE"), SESSION_LOW_NICE);
+		if (ss->low_prio && lowprio_start(&ss->low, ss->low_prio))
+			ss->low = NULL;
+	}
+	return ss->low;
+}
+
 /* The pre-copy's last pass, the barrier, and the record: the gate opens as
  * soon as the captures are read (or, when they are read in place, t->hold,
  * once the record is made). tm gets the phases' times. */
@@ -159,10 +207,12 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 		tm->t1 = now_ns();
 		opened = 1;
 	}
-	if (!rc)
-		rc = materialize(t);
-	if (!rc)
-		rc = *scan ? ckpt_record_scanned(r, t->parent, t->live, &t->rest) : ckpt_record(r, t->parent, t->live);
+	if (!rc) {
+		struct record_job job = {t, r, *scan};
+		/* with the gate held (t->hold) the program waits for the record:
+		 * at the session's own priority */
+		rc = lowprio_call(opened ? t->low : NULL, record_job_run, &job);
+	}
 	if (!opened) {
 		barrier_open(ss);
 		tm->t1 = now_ns();
@@ -218,7 +268,7 @@ static size_t sc_kept_max(void)
 /* only_if_changed: when nothing differs from the head, nothing is recorded
  * (out->id 0, out->parent the head). */
 static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
-                              int only_if_changed, session_answer_fn answer, void *arg)
+                              int only_if_changed, int low, session_answer_fn answer, void *arg)
 {
 	if (out)
 		memset(out, 0, sizeof *out);
@@ -245,7 +295,7 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 	tctx t = {.ss = ss, .s = ss->s, .run = r, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live,
 	          .parent = &parent, .budget = capture_budget(), .parent_id = ckpt_parent(r),
 	          .deferred = VEC_INIT(deferred_copy), .slabs = VEC_INIT(unsigned char *), .slab_at = ss->cap_slab,
-	          .slab_left = ss->cap_slab ? CAP_SLAB_BYTES : 0};
+	          .slab_left = ss->cap_slab ? CAP_SLAB_BYTES : 0, .low = low ? session_low(ss) : NULL};
 	/* what the session's passes peeked and copied while the program ran is
 	 * this checkpoint's now (the logs' peek offsets match it) */
 	change_set cs = ss->bg_cs;
@@ -267,8 +317,8 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 	 * interval's logs said is consumed all the same: it changed nothing) */
 	int skipped = !rc && only_if_changed && ckpt_unchanged(r);
 	if (!rc && !skipped) {
-		ckpt_note_session(r, !scan, (uint64_t)(tm.t1 - tm.t0));
-		rc = ckpt_commit(r, &ci);
+		struct commit_job job = {r, !scan, (uint64_t)(tm.t1 - tm.t0), &ci};
+		rc = lowprio_call(t.low, commit_job_run, &job);
 	}
 	tm.tc = now_ns();
 	if (ss->debug)
@@ -305,16 +355,22 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 
 int session_tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
 {
-	return tracked_checkpoint(ss, opts, out, 0, NULL, NULL);
+	return tracked_checkpoint(ss, opts, out, 0, 0, NULL, NULL);
 }
 
 int session_tracked_checkpoint_if_changed(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
 {
-	return tracked_checkpoint(ss, opts, out, 1, NULL, NULL);
+	return tracked_checkpoint(ss, opts, out, 1, 0, NULL, NULL);
 }
 
 int session_tracked_checkpoint_answer(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
                                       session_answer_fn answer, void *arg)
 {
-	return tracked_checkpoint(ss, opts, out, 0, answer, arg);
+	return tracked_checkpoint(ss, opts, out, 0, 0, answer, arg);
+}
+
+int session_tracked_checkpoint_periodic(mtm_session *ss, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out,
+                                        int only_if_changed)
+{
+	return tracked_checkpoint(ss, opts, out, only_if_changed, 1, NULL, NULL);
 }

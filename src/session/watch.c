@@ -86,6 +86,8 @@ struct watcher {
 	int kind, fd;
 	char *root;       /* canonical absolute path of the tree */
 	size_t rootlen;
+	dev_t root_dev;   /* the tree's root directory (deep_dir_inside) */
+	ino_t root_ino;
 	vec marks;        /* of fs_mark (fanotify): a file system and a directory on it */
 	pathmap dircache; /* fanotify: handle (hex) -> path relative to the root, or OUTSIDE */
 	pathmap objcache; /* fanotify: a file's handle (hex) -> ONE_NAME: one name, outside the tree */
@@ -241,6 +243,46 @@ static int open_handle(int mfd, const struct file_handle *fh)
 	return fd;
 }
 
+/* Whether the directory FD names is the tree's or below it, when the
+ * kernel cannot print its path (longer than PATH_MAX: readlink of its
+ * /proc/self/fd link answers ENAMETOOLONG; a neighbour's deep directories,
+ * as e2e's test_long_path makes, on the tree's file system). Its parents
+ * are walked up with "..", which crosses mounts upwards, until the tree's
+ * root (inside) or the top, whose ".." is itself (outside). 1 inside, 0
+ * outside, -1 not known (a parent could not be opened). */
+static int deep_dir_inside(const watcher *w, int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st))
+		return -1;
+	int cur = fd, r = -1;
+	/* a path of 1 MiB (MTM_PATH_MAX) has at most this many parents */
+	for (int depth = 0; depth < (1 << 19); depth++) {
+		if (st.st_dev == w->root_dev && st.st_ino == w->root_ino) {
+			r = 1;
+			break;
+		}
+		int up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		struct stat ust;
+		if (up < 0 || fstat(up, &ust)) {
+			if (up >= 0)
+				close(up);
+			break;
+		}
+		if (cur != fd)
+			close(cur);
+		cur = up;
+		if (ust.st_dev == st.st_dev && ust.st_ino == st.st_ino) {
+			r = 0; /* the top: its ".." is itself */
+			break;
+		}
+		st = ust;
+	}
+	if (cur != fd)
+		close(cur);
+	return r;
+}
+
 static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_handle *fh)
 {
 	char key[HANDLE_KEY_LEN];
@@ -268,14 +310,26 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	char link[64], abs[PATH_MAX + 1];
 	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
 	ssize_t n = readlink(link, abs, sizeof abs - 1);
-	close(fd);
 	if (n <= 0 || n >= (ssize_t)sizeof abs - 1) {
+		int err = n < 0 ? errno : ENAMETOOLONG;
+		/* a directory outside whose path is too long to print is
+		 * outside all the same; inside, its events cannot be placed
+		 * by path: the session scans (it reads such paths) */
+		int inside = err == ENAMETOOLONG ? deep_dir_inside(w, fd) : -1;
+		close(fd);
+		if (inside == 0) {
+			if (w->dircache.n >= DIRCACHE_MAX)
+				dircache_clear(w);
+			(void)pathmap_put(&w->dircache, key, OUTSIDE); /* (not kept: resolved again) */
+			return OUTSIDE;
+		}
 		snprintf(w->lost_why, sizeof w->lost_why,
 			 "the watcher could not resolve a directory (its path: %s)",
-			 n < 0 ? strerror(errno) : "too long");
+			 inside == 1 ? "longer than PATH_MAX, in the tree" : strerror(err));
 		w->lost = w->lost_why;
 		return NULL;
 	}
+	close(fd);
 	abs[n] = 0;
 	if (n > 10 && !strcmp(abs + n - 10, " (deleted)"))
 		return NULL;
@@ -288,7 +342,9 @@ static const char *fan_dir(watcher *w, const fsid_t *fsid, const struct file_han
 	if (w->dircache.n >= DIRCACHE_MAX)
 		dircache_clear(w);
 	if (pathmap_put(&w->dircache, key, val)) {
+		/* NULL alone would say "gone", and the event would be dropped */
 		dircache_free(val);
+		w->lost = "the watcher ran out of memory";
 		return NULL;
 	}
 	return val;
@@ -977,6 +1033,15 @@ int watch_start(mtm_session *ss, const char **why)
 		return 0;
 	}
 	w->rootlen = strlen(w->root);
+	struct stat rst;
+	if (stat(w->root, &rst)) {
+		free(w->root);
+		free(w);
+		*why = "the tree's root cannot be read";
+		return 0;
+	}
+	w->root_dev = rst.st_dev;
+	w->root_ino = rst.st_ino;
 	int rc = EINVAL;
 	if (!knob || !*knob || !strcmp(knob, "fanotify")) {
 		w->kind = W_FANOTIFY;

@@ -1090,6 +1090,78 @@ def assert_refused_start(sess, what):
         raise T.Failure("%s: the session ended %s: %r" % (what, sess.returncode, err))
 
 
+def thread_nices(pid):
+    """The nice value of each thread of pid (/proc/PID/task/*/stat, field 19)."""
+    out = []
+    d = "/proc/%d/task" % pid
+    for tid in os.listdir(d) if os.path.isdir(d) else []:
+        try:
+            with open(os.path.join(d, tid, "stat")) as f:
+                out.append(int(f.read().rsplit(")", 1)[1].split()[16]))
+        except (OSError, IndexError, ValueError):
+            pass  # (a thread that ended meanwhile)
+    return out
+
+
+def test_every_records_on_a_lower_priority_thread():
+    """A periodic checkpoint's record and commit run on a thread of the
+    session at nice +10 (METAMORI_SESSION_NICE=3: +3; off: no such thread),
+    and so do the reads of the files compared ahead, the session's thread
+    waiting (util/lowprio.c): each checkpoint taken after the program's
+    writes and an untraced one restores exactly, and the session's own
+    thread stays at its nice value."""
+    import random
+    rnd = random.Random(21)
+    own = os.nice(0)
+    for knob, want in ((None, min(19, own + 10)), ("3", min(19, own + 3)), ("off", None)):
+        root = S.new_tree({"big": rnd.randbytes(1 << 20), "side": rnd.randbytes(1 << 20)})
+        ctl = T.tempdir("mtm-ctl-")
+        steps = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(256), 20)] for _ in range(4)]
+        env = dict(os.environ)
+        env.pop("METAMORI_SESSION_NICE", None)
+        if knob:
+            env["METAMORI_SESSION_NICE"] = knob
+        sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--every", "0.1", "--keep-empty", "--"]
+                                + poker(ctl, steps, os.path.join(root, "big")),
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        taken, seen = [], set()
+        try:
+            wait_for(lambda: session_up(root), "the session")
+            poker_ready(ctl)
+            for i in range(len(steps)):
+                poke_step(ctl, i)
+                # and a write no log names (this process is not traced): the
+                # watcher's, its file compared whole ahead of the gate, the
+                # reads on the same thread
+                with open(os.path.join(root, "side"), "r+b") as f:
+                    for b in rnd.sample(range(256), 8):
+                        f.seek(b * 4096)
+                        f.write(rnd.randbytes(4096))
+                man = T.manifest(root)
+                # two periodic checkpoints after the writes: the later one
+                # began after them (each records, --keep-empty)
+                n = n_checkpoints(root)
+                while n_checkpoints(root) < n + 2:
+                    seen.update(thread_nices(sess.pid))
+                    time.sleep(0.02)
+                taken.append((max(c["id"] for c in T.log_json(root)), man))
+            seen.update(thread_nices(sess.pid))
+        finally:
+            open(os.path.join(ctl, "stop"), "w").close()
+            out, err = sess.communicate(timeout=60)
+        if sess.returncode != 0 or err:
+            raise T.Failure("METAMORI_SESSION_NICE=%s: exit %d: %r" % (knob, sess.returncode, err))
+        if own not in seen:
+            raise T.Failure("METAMORI_SESSION_NICE=%s: no thread of the session at its own nice %d: %s" % (knob, own, seen))
+        if want is not None and want not in seen:
+            raise T.Failure("METAMORI_SESSION_NICE=%s: no thread at nice %d: %s" % (knob, want, seen))
+        if want is None and seen != {own}:
+            raise T.Failure("METAMORI_SESSION_NICE=off: threads at nice %s" % seen)
+        assert_restore_to(root, taken, "METAMORI_SESSION_NICE=%s" % knob)
+        T.rmtree(root)
+        T.rmtree(ctl)
+
+
 def test_precopy_pass_fails():
     """A pre-copy pass that fails to read (an injected EIO on the session's
     Nth read, N swept) drops every copy it holds and stops until the next
@@ -1140,4 +1212,5 @@ if __name__ == "__main__":
             test_session_killed_during_checkpoints, test_session_killed_with_the_gate_closed,
             test_unfinished_restore_is_left_pending_by_run,
             test_static_program_scans, test_session_pack_leaves_the_page_cache,
-            test_untrusted_writer_not_written_ahead, test_precopy_pass_fails])
+            test_untrusted_writer_not_written_ahead, test_precopy_pass_fails,
+            test_every_records_on_a_lower_priority_thread])

@@ -430,10 +430,22 @@ ck("end")
     T.rmtree(root)
 
 
+def sanitizer_flags(lib):
+    """-fsanitize flags matching the sanitizer runtimes LIB was linked with."""
+    needed = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True, check=True).stdout
+    flags = [f for rt, f in (("libasan.so", "address"), ("libubsan.so", "undefined")) if rt in needed]
+    return ["-fsanitize=" + ",".join(flags)] if flags else []
+
+
 def test_linked_program_checkpoints_itself():
     # mtm_checkpoint() in a program linked with libmetamori asks the session
+    # Built the way a program linking this build must be: against a
+    # sanitized libmetamori the program is sanitized too, so that the ASan
+    # runtime comes first in its link order (ASan's own rule); an unsanitized
+    # program loading it dies in the runtime's start, before main.
     exe = os.path.join(T.tempdir("mtm-linked-"), "linked")
-    subprocess.run(["cc", "-I", os.path.join(S.HERE, "..", "..", "include"), "-o", exe, os.path.join(S.HERE, "linked.c"),
+    subprocess.run(["cc"] + sanitizer_flags(os.path.join(BUILD, "libmetamori.so")) +
+                   ["-I", os.path.join(S.HERE, "..", "..", "include"), "-o", exe, os.path.join(S.HERE, "linked.c"),
                     "-L", BUILD, "-lmetamori", "-Wl,-rpath," + BUILD], check=True)
     root = S.new_tree({})
     p = subprocess.run([T.METAMORI, "-C", root, "run", "-q", "--", exe, root, "4"], capture_output=True, text=True,

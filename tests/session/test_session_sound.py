@@ -644,6 +644,58 @@ def test_a_flood_outside_does_not_hold_the_session():
 test_a_flood_outside_does_not_hold_the_session.watch_kind = "fanotify"
 
 
+DEEP = r'''
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for i in range(20):                     # 20 x 250 bytes: past PATH_MAX (4096)
+    name = "%02d" % i + "d" * 248
+    os.mkdir(name, dir_fd=fd)
+    nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+end = time.time() + float(sys.argv[2])
+i = 0
+while time.time() < end:                # events in a directory whose path the kernel cannot print
+    w = os.open("f%d" % (i % 5), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=fd)
+    os.write(w, b"x"); os.close(w)
+    i += 1
+    time.sleep(0.002)
+'''
+
+
+def test_a_deep_directory_outside():
+    """A neighbour writing in a directory whose path is longer than PATH_MAX
+    (the e2e suite's test_long_path makes one, on the same file system):
+    the kernel's path of that directory's fd cannot be read
+    (ENAMETOOLONG), and the watcher took that for a loss, so the session's
+    checkpoints scanned ("the watcher could not resolve a directory (its
+    path: File name too long)"). A directory is placed by walking up its
+    parents to the tree's root or the file system's top: this one is
+    outside, and every checkpoint stays tracked."""
+    s = Session({"f": b"A" * 12288}, run_args=())
+    top = T.tempdir("mtm-deep-")
+    deep = subprocess.Popen([sys.executable, "-c", DEEP, top, "4"])
+    outs = []
+    try:
+        time.sleep(0.5)
+        for i in range(4):
+            outside_write(s.P("f"), i * 100, b"out%d" % i)
+            s.inside("open(P('g%d'), 'wb').write(b'in')" % i)
+            outs.append(s.ck("deep %d" % i))
+            time.sleep(0.3)
+    finally:
+        deep.kill()
+        deep.wait()
+        subprocess.run(["rm", "-rf", top], check=True)  # (T.rmtree cannot: the path is too long)
+    s.stop()
+    if [o for o in outs if "tracked" not in o]:
+        raise T.Failure("events in a deep directory outside the tree made checkpoints scan: %s\n%s" % (outs, s.stderr))
+    s.verify()
+
+
+test_a_deep_directory_outside.watch_kind = "fanotify"
+
+
 def test_an_outside_write_behind_a_long_queue():
     """A write outside the session, completed before the checkpoint was
     asked for, behind a long queue of a neighbour's events (long names:
@@ -876,7 +928,7 @@ def main():
             [test_directories_come_and_go_outside, test_directories_removed_outside_keep_the_cache,
              test_directories_moved_in_from_outside,
              test_a_flood_outside_does_not_hold_the_session,
-             test_an_outside_write_behind_a_long_queue] + \
+             test_an_outside_write_behind_a_long_queue, test_a_deep_directory_outside] + \
             [overflow_test("inotify"), overflow_test("fanotify"), test_inotify_watch_limit,
              test_fanotify_reads_while_the_inodes_load, test_fanotify_reads_while_a_scan_walks]
     only = os.environ.get("SOUND_ONLY")
