@@ -178,6 +178,8 @@ static int open_same_file(tctx *t, live_item *it, int *out)
 static unsigned char *capture_alloc(tctx *t, size_t n, int *owned)
 {
 	*owned = 0;
+	if (!n)
+		n = 1; /* (an empty file: still a place, never NULL) */
 	if (n > t->slab_left && n <= CAP_SLAB_BYTES / 4) {
 		unsigned char *slab = NULL;
 		if (!t->ss->cap_slab && (t->ss->cap_slab = malloc(CAP_SLAB_BYTES)))
@@ -203,7 +205,7 @@ static unsigned char *capture_alloc(tctx *t, size_t n, int *owned)
 		return p;
 	}
 	*owned = 1;
-	return malloc(n ? n : 1);
+	return malloc(n);
 }
 
 /* Copies a live file's content (whole, or the blocks in cap->runs) out:
