@@ -104,7 +104,11 @@ MTM_API void mtm_set_log_handler(mtm_log_fn fn, void *arg);
  * handler, or the default action). Call it early, before code that installs
  * its own SIGBUS handler; on = 0 stops mapping (the handler stays). Off by
  * default. Returns 0, or an errno: ENOSYS if the kernel cannot tell what is
- * cached (cachestat(2), Linux 6.5): reads then stay copies.
+ * cached (cachestat(2), Linux 6.5): reads then stay copies. Stores opened
+ * while it is on also read their index through a mapping (SQLite's
+ * mmap_size), whatever cachestat says; a SIGBUS there (the index shortened
+ * by something other than Metamori, an I/O error) is not Metamori's read
+ * and goes to the disposition that was there before.
  */
 MTM_API int mtm_set_mapped_reads(int on);
 

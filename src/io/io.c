@@ -1,5 +1,6 @@
 /* io.c — system calls with fault injection; see io.h for the contract. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -89,6 +90,22 @@ static void load_plan(void)
 }
 
 uint64_t io_mutations(void) { return __atomic_load_n(&plan.mutations, __ATOMIC_RELAXED); }
+
+int io_fault_plan_active(void)
+{
+	load_plan();
+	/* a fault at the nth operation, a count of them (METAMORI_IO_COUNT: the
+	 * tests number the faults they inject from it), a kill at the nth read */
+	return plan.nth != 0 || plan.count_file[0] || plan.crash_op == IO_READ;
+}
+
+/* Set by mtm_set_mapped_reads (tree/reader.c): this process may read its
+ * store's index through a mapping (io_sqlite_map_size). */
+static atomic_int index_map;
+
+void io_set_index_map(int on) { atomic_store(&index_map, on != 0); }
+
+int io_index_map(void) { return atomic_load(&index_map) && !io_fault_plan_active(); }
 
 /* --- tracing (tests only) --- */
 enum { TR_WRITE = 'W', TR_SYNC = 'S', TR_RENAME = 'R', TR_TRUNCATE = 'T', TR_UNLINK = 'U', TR_RMDIR = 'D',

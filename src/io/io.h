@@ -64,6 +64,15 @@ enum io_op { IO_OPEN, IO_READ, IO_WRITE, IO_FSYNC, IO_RENAME, IO_TRUNCATE, IO_UN
 int io_fault(enum io_op op);
 /* The number of mutating operations done so far. */
 uint64_t io_mutations(void);
+/* 1 if a test's plan counts reads (METAMORI_FAULT, METAMORI_IO_COUNT, a
+ * METAMORI_CRASH_OP of read): every read must then go through io_fault(),
+ * none through a mapping, so that counted runs and faulted runs agree. */
+int io_fault_plan_active(void);
+/* Whether this process reads its stores' index through a memory mapping
+ * (SQLite's mmap_size; sqlite_vfs.c): set with mtm_set_mapped_reads, never
+ * while a fault plan counts reads (io_fault_plan_active). */
+void io_set_index_map(int on);
+int io_index_map(void);
 
 int io_openat(int dirfd, const char *path, int flags, mode_t mode, int *fd_out);
 /* Opens path to read it without ever blocking: O_NONBLOCK and O_NOCTTY
@@ -131,6 +140,9 @@ const char *io_sqlite_vfs(void);
  * WAL open yet, or outside the shim, nothing. */
 typedef struct sqlite3 sqlite3;
 void io_sqlite_link(sqlite3 *db);
+/* The pragma that maps a connection's index.db for reading (up to 1 GiB),
+ * or NULL when this process reads its index with copies (io_index_map). */
+const char *io_sqlite_map_pragma(void);
 /* Trace hooks for I/O done outside this file (the SQLite VFS shim). */
 void io_trace_write(const char *path, const void *buf, size_t len, int64_t off);
 void io_trace_truncate(const char *path, int64_t len);

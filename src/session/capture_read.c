@@ -71,11 +71,19 @@ void deferred_free(tctx *t)
 {
 	for (size_t i = 0; i < t->deferred.n; i++) {
 		deferred_copy *d = &VEC_AT(&t->deferred, deferred_copy, i);
-		free(d->data);
+		if (d->owned)
+			free(d->data);
 		if (d->src >= 0)
 			close(d->src);
 	}
 	vec_free(&t->deferred);
+	for (size_t i = 0; i < t->slabs.n; i++)
+		free(VEC_AT(&t->slabs, unsigned char *, i));
+	vec_free(&t->slabs);
+	t->slabs = (vec)VEC_INIT(unsigned char *);
+	/* (the session's slab is free again: whatever the next captures are) */
+	t->slab_at = t->ss->cap_slab;
+	t->slab_left = t->ss->cap_slab ? CAP_SLAB_BYTES : 0;
 }
 
 /* The reads of the barrier: one pread per run, from several threads on a

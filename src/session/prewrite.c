@@ -259,6 +259,9 @@ const pack_ahead *prewrite_ahead(mtm_session *ss)
 		return NULL;
 	prewrite_drain(ss);
 	pw->at.end = pw->w.size; /* (all of it handed over and written by the drain) */
+	/* the fsync made once the program was quiet covers all of it (nothing
+	 * written since): the checkpoint's writer makes none for them */
+	pw->at.synced = !pw->bad && pack_writer_synced(&pw->w);
 	/* its thread is done: the checkpoint's writer continues the file. The
 	 * writer itself is freed after the answer (prewrite_reset, from
 	 * tracked_end): its thread's join and its buffers' frees were up to

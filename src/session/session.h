@@ -141,6 +141,11 @@ typedef struct mtm_session {
 	 * Written when idle, when a checkpoint scans, past SESSION_SC_KEPT_MAX
 	 * rows, and when the session ends (session_sc_write). */
 	pathmap sc_kept;
+	/* the captures' bytes of a checkpoint, bump-allocated (capture.c):
+	 * kept between checkpoints, so that a pause makes no malloc per file
+	 * (W2: 200 of 4 KiB, a sixth of the collect's CPU with their page
+	 * faults) */
+	unsigned char *cap_slab;
 	int sc_in_tx;            /* sc_kept is written into the open transaction: emptied once it commits */
 } mtm_session;
 

@@ -250,6 +250,7 @@ void session_stop(mtm_session *ss)
 	change_set_free(&ss->bg_cs);
 	prewrite_free(ss); /* first: its thread may be writing from the pre-copy's slots */
 	pathmap_free(&ss->bg_pre, precopy_free);
+	free(ss->cap_slab);
 	slot_pool_trim(1);
 	parent_hashes_free(ss->bg_ph);
 	if (ss->dirfd >= 0 && ss->lockfd >= 0 && ss->ctl)

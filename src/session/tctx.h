@@ -41,6 +41,9 @@ typedef struct {
 	mtm_id parent_id;
 	pathmap pending; /* path -> pending_hashes*: ss->hashes after a commit */
 	vec deferred;    /* of deferred_copy: blocks read in the barrier, the captures' bytes */
+	unsigned char *slab_at; /* where the next capture's bytes go (capture_alloc) ... */
+	size_t slab_left;       /* ... and room there */
+	vec slabs;              /* (unsigned char *) slabs beyond ss->cap_slab, freed by deferred_free */
 	pathmap dirfds;  /* directory -> its fd + 1, or -errno: each opened once per checkpoint */
 	pathmap filefds; /* written file -> its fd + 1, opened by live_open for its capture (open_same_file) */
 	pathmap pre;     /* path -> precopy*: blocks read before the barrier */
@@ -56,6 +59,10 @@ typedef struct {
 	tree_rest rest;  /* a scan: the unchanged entries and bytes, not held (collect_scan) */
 } tctx;
 
+/* The session's slab for the captures' bytes (mtm_session.cap_slab), and
+ * those a checkpoint makes beyond it. */
+#define CAP_SLAB_BYTES ((size_t)1 << 20)
+
 /* Scattered blocks cost a system call each to read (the pause is mostly
  * that): in the barrier they are only read, into memory, where
  * ckpt_record reads them (materialize points the capture at them). */
@@ -67,6 +74,7 @@ typedef struct {
 	const char *path;    /* live_item's */
 	int64_t dev, ino;
 	int src_precopy;     /* blocks may come from the pre-copy (read_deferred decided) */
+	int owned;           /* data is a malloc of its own (else in a slab: capture_alloc) */
 } deferred_copy;
 
 /* Block hashes for ss->hashes once the checkpoint commits: known (h), or to

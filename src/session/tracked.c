@@ -294,7 +294,8 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 	vec live = VEC_INIT(live_item), parent = VEC_INIT(entry);
 	tctx t = {.ss = ss, .s = ss->s, .run = r, .lin = ckpt_lineage(r), .ign = ckpt_ignore(r), .live = &live,
 	          .parent = &parent, .budget = capture_budget(), .parent_id = ckpt_parent(r),
-	          .deferred = VEC_INIT(deferred_copy), .low = low ? session_low(ss) : NULL};
+	          .deferred = VEC_INIT(deferred_copy), .slabs = VEC_INIT(unsigned char *), .slab_at = ss->cap_slab,
+	          .slab_left = ss->cap_slab ? CAP_SLAB_BYTES : 0, .low = low ? session_low(ss) : NULL};
 	/* what the session's passes peeked and copied while the program ran is
 	 * this checkpoint's now (the logs' peek offsets match it) */
 	change_set cs = ss->bg_cs;

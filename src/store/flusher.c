@@ -39,7 +39,7 @@ struct pack_flusher {
 	int err;                   /* the first failure's errno */
 	int err_what;              /* FAILED_* */
 	int64_t err_pack;
-	unsigned char *spare;      /* the buffer pack_putv is not filling */
+	unsigned char *spare;      /* the buffer pack_putv is not filling (NULL: none made yet) */
 	XXH3_state_t *check;       /* a record check over its segments */
 	struct iovec *iov;         /* the job's segments, adjacent ones joined */
 	size_t iov_cap;
@@ -278,7 +278,9 @@ unsigned char *pack_wbuf_alloc(int huge)
 int flusher_init(pack_writer *w)
 {
 	struct pack_flusher *f = w->fl = calloc(1, sizeof *w->fl);
-	if (!f || !(f->spare = pack_wbuf_alloc(!w->s->session)) || !(f->check = XXH3_createState()))
+	/* (no spare buffer yet: the writer's is made when first needed, and
+	 * the two are swapped at each hand-over) */
+	if (!f || !(f->check = XXH3_createState()))
 		return mtm_set_error(ENOMEM, "pack writer");
 	f->job = (vec)VEC_INIT(struct pack_seg);
 	pthread_mutex_init(&f->mu, NULL);

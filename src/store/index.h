@@ -72,12 +72,18 @@ entry *tree_find(const vec *tree, const char *path);
 typedef struct tree_cursor {
 	mtm_store *s;
 	mtm_id k;
-	sqlite3_stmt *st;   /* the narrow rows */
+	sqlite3_stmt *src[2]; /* the narrow rows of entry and of entry_log, each in key order */
+	int state[2];         /* each: ROW_NEED (step it), ROW_ON (on a row not taken yet), ROW_DONE */
+	int type[2];          /* the path's SQLite type on that row (before any conversion) */
+	const char *path[2];  /* and its path as text (SQLite's, valid until the next step) */
+	int path_len[2];      /* (its bytes) */
 	sqlite3_stmt *full; /* one row by its key (tree_cursor_fill) */
 	lineage l;
-	int on_row; /* st is on a row no group has taken yet */
 	int done;
-	entry cur;  /* the entry handed out last (the cursor's) */
+	entry cur;  /* the entry handed out last (the cursor's; while partial, its
+	             * path is pathbuf: a caller takes only a filled entry) */
+	char *pathbuf;
+	size_t pathbuf_cap;
 	int64_t cur_branch; /* its row's branch */
 	int partial;        /* cur holds path, ver and kind only */
 	pathmap dirs; /* the visible directories so far: each entry's parent must be one */

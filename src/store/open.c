@@ -134,6 +134,11 @@ static int open_db(mtm_store *s, int create)
 	/* the WAL is open now (the pragma read the header): its writes can be
 	 * gathered in the VFS shim, made before index.db's locks change */
 	io_sqlite_link(s->db);
+	/* pages read where they lie in the page cache (a process that chose
+	 * mapped reads: mtm_set_mapped_reads), not copied into SQLite's cache */
+	const char *map = io_sqlite_map_pragma();
+	if (map && (err = db_exec(s, map)))
+		return err;
 	return 0;
 }
 

@@ -76,6 +76,12 @@ typedef struct {
 		int64_t pack;         /* written into this pack ... */
 		uint64_t base, end;   /* ... past its committed size base, up to end */
 		int64_t dev, ino;     /* through this file */
+		/* [base, end) was fsynced by the writer that wrote it, after its
+		 * last write there (pack_writer_synced): durable already, so the
+		 * writer that continues after it needs no fsync of its own for
+		 * them (session/prewrite.c: the fsync made once the program was
+		 * quiet) */
+		int synced;
 	} ahead;
 	uint64_t ahead_adopted;
 	/* The records written ahead, fsynced as soon as the checkpoint's writer
@@ -137,10 +143,17 @@ int pack_writer_drain(pack_writer *w);
 /* 1 while the thread is writing what it was given: a push would wait. */
 int pack_writer_busy(pack_writer *w);
 /* Hands what is buffered to the thread with an fsync of the pack after it,
- * and returns at once (waiting for the previous job first). Durability is
- * still the commit's fsync's to give; done early, that one finds the
- * bytes on the disk already. Its failure shows at the next push or drain. */
+ * and returns at once (waiting for the previous job first). Its failure
+ * shows at the next push or drain. Once drained, pack_writer_synced says
+ * whether it covers everything written: a continuing writer told so
+ * (pack_ahead.synced) makes no fsync for those records, and a commit that
+ * appended nothing after them makes none at all. Once durable, the
+ * records leave the page cache (a hint, as a checkpoint's do). */
 int pack_writer_sync_soon(pack_writer *w);
+/* After a drain: 1 if everything this writer wrote was fsynced after it was
+ * written (the last job it handed over was sync_soon's, and succeeded),
+ * nothing buffered since. */
+int pack_writer_synced(pack_writer *w);
 /* In the checkpoint's writer (ahead_kept): the chunk id for a record
  * written ahead, an identical chunk's if there is one (the record then
  * stays dead), else a new row naming the record. Records nobody adopts are

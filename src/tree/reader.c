@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "metamori.h"
+#include "io/io.h"
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22 /* (Linux 5.14; an older kernel says EINVAL: the hashing faults them in) */
 #endif
@@ -70,6 +71,10 @@ void reader_forget_handler(void)
 
 int mtm_set_mapped_reads(int on)
 {
+	/* the store's index too (io_index_map): SQLite maps it; a SIGBUS in that
+	 * mapping (the file shortened by someone else, an I/O error) is not ours
+	 * and goes to the disposition that was there before */
+	io_set_index_map(on);
 	if (on && !atomic_exchange(&installed, 1)) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof sa);

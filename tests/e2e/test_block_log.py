@@ -352,8 +352,47 @@ def test_scan_entry_rows_in_the_log(root):
     expect(rows(root, "entry", "ckpt=%d" % c) >= batch + 2, "du's merge lost rows")
 
 
+@with_store
+def test_entry_and_log_read_in_one_path_order(root):
+    """Readers read `entry` and `entry_log` as one stream in path order
+    (strcmp: '-' < '/' < '0', so a directory's subtree is not next to the
+    directory), each table in its key's order, merged as they go (W2m):
+    paths of one table fall between paths of the other, and a path whose
+    versions are in both is one entry. With the order wrong, a scan would
+    see files as removed and added again."""
+    names = ["a-b", "a.c", "a/x", "a/b/z", "a/b-c", "a/b0", "a0", "ab", "b", "c/a-b", "c/a/x", "c/a0"]
+    for p in names:
+        os.makedirs(os.path.dirname(os.path.join(root, p)), exist_ok=True)
+        T.write_file(os.path.join(root, p), p.encode())
+    h = T.History(root)
+    first = h.checkpoint()
+    expect(rows(root, "entry_log") == 0, "a first checkpoint's rows went to entry_log")
+    # every other path gets a version in the log; new paths fall between the old
+    for p in names[::2]:
+        T.write_file(os.path.join(root, p), b"v2 " + p.encode())
+    new = ["a/b.1", "a-c", "a/a", "a/b/y", "a00", "c/a.b", "c/a/w"]
+    for p in new:
+        os.makedirs(os.path.dirname(os.path.join(root, p)), exist_ok=True)
+        T.write_file(os.path.join(root, p), p.encode())
+    c = h.checkpoint()
+    expect(rows(root, "entry_log", "ckpt=%d" % c) >= len(names[::2]) + len(new) and
+           not rows(root, "entry", "ckpt=%d" % c),
+           "checkpoint %d: %d entry rows in entry_log, %d in entry"
+           % (c, rows(root, "entry_log", "ckpt=%d" % c), rows(root, "entry", "ckpt=%d" % c)))
+    p = T.run(["-C", root, "status"])
+    expect("nothing changed" in p.stdout, "status after checkpoint %d: %s" % (c, p.stdout.strip()))
+    out = [l.split()[:2] for l in T.run(["-C", root, "diff", str(first), str(c)]).stdout.splitlines() if l]
+    want = sorted([["M", p] for p in names[::2]] + [["A", p] for p in new], key=lambda kp: kp[1].encode())
+    expect(out == want, "diff %d %d (in path order): %s" % (first, c, out))
+    # a scan of nothing changed finds nothing, and both checkpoints restore
+    again = h.checkpoint()
+    out = T.run(["-C", root, "diff", str(c), str(again)]).stdout.strip()
+    expect(not out, "a checkpoint of the same tree differs: %s" % out)
+    h.check()
+
+
 if __name__ == "__main__":
     T.main([test_scattered_changes_touch_no_page_of_block, test_log_merged_past_its_bound,
             test_prune_merges_in_its_transaction, test_session_merges_as_it_starts,
             test_entry_log_merged_by_du_and_prune, test_entry_log_merged_past_its_bound,
-            test_scan_entry_rows_in_the_log])
+            test_scan_entry_rows_in_the_log, test_entry_and_log_read_in_one_path_order])
