@@ -56,7 +56,6 @@
 #include "util/error.h"
 #include "util/human.h"
 #include "util/log.h"
-#include "util/lowprio.h"
 #include "util/xxh.h"
 
 #define AHEAD_ROUNDS 3        /* refresh passes at most */
@@ -357,27 +356,6 @@ static int candidates(tctx *t, pathmap *out)
 	return 0;
 }
 
-/* The candidates read and compared, each against the parent's hashes */
-struct reads_job {
-	tctx *t;
-	pathmap *cand;
-};
-
-static int reads_job_run(void *arg)
-{
-	struct reads_job *j = arg;
-	tctx *t = j->t;
-	int rc = 0;
-	for (size_t i = 0; i < j->cand->cap && !rc; i++) {
-		const char *p = j->cand->slots[i].key;
-		/* a namespace change there (a file created, renamed or replaced):
-		 * not the parent's, read whole */
-		if (p && !session_outside_tree(p))
-			rc = ahead_file_read(t, p, t->ss->ahead_rd, pathmap_get(&t->cs->ns, p) != NULL);
-	}
-	return rc;
-}
-
 int compare_ahead(tctx *t)
 {
 	mtm_session *ss = t->ss;
@@ -403,12 +381,12 @@ int compare_ahead(tctx *t)
 		rc = ENOMEM;
 		goto out;
 	}
-	/* the reads on the periodic checkpoints' thread of lower priority
-	 * (t->low: tracked.c); the refresh passes after them on this one, so
-	 * that what is left for the barrier is as small as before */
-	if (!rc) {
-		struct reads_job job = {t, &cand};
-		rc = lowprio_call(t->low, reads_job_run, &job);
+	for (size_t i = 0; i < cand.cap && !rc; i++) {
+		const char *p = cand.slots[i].key;
+		/* a namespace change there (a file created, renamed or replaced):
+		 * not the parent's, read whole */
+		if (p && !session_outside_tree(p))
+			rc = ahead_file_read(t, p, ss->ahead_rd, pathmap_get(&t->cs->ns, p) != NULL);
 	}
 	const char *wait_ms = secure_getenv("METAMORI_TEST_AHEAD_WAIT_MS"); /* tests: a write lands here */
 	if (!rc && wait_ms && *wait_ms)

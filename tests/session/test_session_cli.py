@@ -1106,10 +1106,9 @@ def thread_nices(pid):
 def test_every_records_on_a_lower_priority_thread():
     """A periodic checkpoint's record and commit run on a thread of the
     session at nice +10 (METAMORI_SESSION_NICE=3: +3; off: no such thread),
-    and so do the reads of the files compared ahead, the session's thread
-    waiting (util/lowprio.c): each checkpoint taken after the program's
-    writes and an untraced one restores exactly, and the session's own
-    thread stays at its nice value."""
+    the session's thread waiting (util/lowprio.c): each checkpoint taken
+    after the program's writes and an untraced one (its file compared ahead)
+    restores exactly, and the session's own thread stays at its nice value."""
     import random
     rnd = random.Random(21)
     own = os.nice(0)
@@ -1131,8 +1130,7 @@ def test_every_records_on_a_lower_priority_thread():
             for i in range(len(steps)):
                 poke_step(ctl, i)
                 # and a write no log names (this process is not traced): the
-                # watcher's, its file compared whole ahead of the gate, the
-                # reads on the same thread
+                # watcher's, its file compared whole ahead of the gate
                 with open(os.path.join(root, "side"), "r+b") as f:
                     for b in rnd.sample(range(256), 8):
                         f.seek(b * 4096)
