@@ -393,9 +393,10 @@ def test_entry_and_log_read_in_one_path_order(root):
 
 if __name__ == "__main__":
     # BLOCK_LOG_PART=bounds: the two cases that fill entry_log past its bound
-    # (hundreds of commands: ctest's e2e_block_log_bounds, a long suite, so
-    # that the sanitizer build runs it without the leak check at every exit
-    # and starts it first); =rest: the others; unset: all
+    # (hundreds of commands: ctest's e2e_block_log_bounds, a long suite that
+    # the sanitizer build runs in `make torture`, for `make test`'s 10
+    # minutes; the normal build runs it in `make test`); =rest: the others;
+    # unset: all
     bounds = [test_entry_log_merged_past_its_bound, test_scan_entry_rows_in_the_log]
     rest = [test_scattered_changes_touch_no_page_of_block, test_log_merged_past_its_bound,
             test_prune_merges_in_its_transaction, test_session_merges_as_it_starts,
