@@ -140,6 +140,13 @@ int session_start(mtm_store *s, const char *const *excludes, size_t n_excludes, 
 	if (!ss)
 		return mtm_set_error(ENOMEM, "session");
 	ss->s = s;
+	/* A session lives as long as its program, within a memory budget
+	 * (under 100 MiB at 1,000,000 files: SCALING.md, session_scale): it
+	 * reads its index through SQLite's cache, bounded by cache_size, not
+	 * through a mapping of up to 1 GiB of it (io_index_map, which the
+	 * short commands use), whose pages count in its resident set. */
+	io_set_index_map(0);
+	sqlite3_exec(s->db, "PRAGMA mmap_size=0;", NULL, NULL, NULL);
 	ss->dirfd = ss->lockfd = ss->listenfd = -1;
 	ss->logs = (vec)VEC_INIT(log_slot);
 	ss->sticky = (vec)VEC_INIT(sticky_whole);
