@@ -245,7 +245,6 @@ struct ckpt_run {
 	uint64_t done_bytes, total_bytes;
 	int in_tx, committed;
 	int sc_loaded; /* the stat cache rows of the recorded paths are read (record_paths) */
-	sqlite3_stmt *sc_get; /* one row of the stat cache by path (statcache_get) */
 	int sc_defer;   /* the stat cache rows go to sc_kept (hooks.sc_kept), not into the index */
 	pathmap sc_out; /* path -> sc_row* (ver 0: deleted): the rows this checkpoint did not write */
 	ckpt_hooks hooks;
@@ -784,7 +783,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	if ((rc = mtm_head(s, &r->info.parent)) || (rc = lineage_of(s, r->info.parent, &r->parent_lin)))
 		return rc;
 	int64_t b3 = now_ns();
-	if ((rc = db_exec(s, "BEGIN IMMEDIATE")))
+	if ((rc = db_exec_cached(s, "BEGIN IMMEDIATE")))
 		return rc;
 	int64_t b4 = now_ns();
 	r->in_tx = 1;
@@ -870,8 +869,14 @@ static int statcache_get(run_state *r, const char *path, const sc_row **out)
 		/* kept by the session (not in the index yet), or read by its passes;
 		 * NULL: deleted */
 		return kept ? sc_cache_copy(r, path, kept, out) : 0;
+	/* (the handle's statement: a session's checkpoint reads a few rows,
+	 * and preparing one for each checkpoint cost as much as those reads) */
+	static const char sql[] = "SELECT ver, st FROM statcache WHERE path=?";
+	sqlite3_stmt *st;
 	sc_row got;
-	int found, rc = statcache_get_row(r->s, &r->sc_get, path, &got, &found);
+	int found;
+	MTM_TRY(db_cached(r->s, sql, sql, &st));
+	int rc = statcache_get_row(r->s, &st, path, &got, &found);
 	return rc || !found ? rc : sc_cache_copy(r, path, &got, out);
 }
 
@@ -971,7 +976,7 @@ int ckpt_commit(ckpt_run *r, mtm_checkpoint_info *out)
 	if ((rc = pack_writer_finish(&r->ctx.pw)))
 		return rc;
 	int64_t c2 = now_ns();
-	if ((rc = db_exec(s, "COMMIT")))
+	if ((rc = db_exec_cached(s, "COMMIT")))
 		return rc; /* (ckpt_end joins the pack's thread before it lets the lock go) */
 	if (r->ph_debug)
 		log_msg(MTM_LOG_DEBUG, "checkpoint commit: rows %.1f ms, pack sync wait %.1f ms, index COMMIT %.1f ms",
@@ -1005,7 +1010,6 @@ void ckpt_end(ckpt_run *r)
 	s->log_pending = s->entry_log_pending = 0;
 	sqlite3_finalize(r->sc_put);
 	sqlite3_finalize(r->sc_del);
-	sqlite3_finalize(r->sc_get);
 	blockhash_stmts_free(&r->bh);
 	reader_free(&r->rd);
 	vec_free(&r->removed_ids);

@@ -7,11 +7,19 @@
 
 int checkpoint_branch(mtm_store *s, mtm_id k, int64_t *out)
 {
-	int64_t branch;
-	int found;
-	MTM_TRY(db_int(s, "index", "SELECT branch FROM checkpoint WHERE id=?", DB_ARGS(k), &branch, &found));
-	if (!found)
+	/* (a cached statement: every checkpoint asks twice, for its
+	 * parent's lineage and for its branch) */
+	static const char sql[] = "SELECT branch FROM checkpoint WHERE id=?";
+	sqlite3_stmt *st;
+	MTM_TRY(db_cached(s, sql, sql, &st));
+	sqlite3_bind_int64(st, 1, k);
+	int rc = sqlite3_step(st);
+	int64_t branch = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
 		return mtm_set_error(MTM_ENOCKPT, "checkpoint %lld: no such checkpoint", (long long)k);
+	if (rc != SQLITE_ROW)
+		return db_error(s, rc, "index");
 	*out = branch;
 	return 0;
 }

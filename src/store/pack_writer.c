@@ -140,12 +140,13 @@ static int newest_pack(mtm_store *s, int64_t *id, uint64_t *size)
  * at least end long. Anything else: they are not used. */
 static int ahead_intact(pack_writer *w, const pack_ahead *a, int fd)
 {
+	static const char sql[] = "SELECT size FROM pack WHERE id=?";
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(w->s->db, "SELECT size FROM pack WHERE id=?", -1, &st, NULL) != SQLITE_OK)
+	if (db_cached(w->s, sql, sql, &st))
 		return 0;
 	sqlite3_bind_int64(st, 1, a->pack);
 	int ok = sqlite3_step(st) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(st, 0) == a->base;
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	struct stat sb;
 	return ok && !fstat(fd, &sb) && (int64_t)sb.st_dev == a->dev && (int64_t)sb.st_ino == a->ino &&
 	       (uint64_t)sb.st_size >= a->end;
@@ -479,14 +480,16 @@ int pack_writer_finish(pack_writer *w)
 	}
 	sqlite3_reset(st);
 	if (w->ahead_kept && w->ahead.end - w->ahead.base > w->ahead_adopted) {
-		/* records written ahead that no block took: dead, for gc to reclaim */
-		rc = sqlite3_prepare_v2(w->s->db, "UPDATE pack SET dead = dead + ? WHERE id = ?", -1, &st, NULL);
-		if (rc != SQLITE_OK)
-			return db_error(w->s, rc, "index");
+		/* records written ahead that no block took: dead, for gc to
+		 * reclaim (a W2 session's commit runs this each time: a cached
+		 * statement, not one prepared between the pack's fsync and the
+		 * index COMMIT) */
+		static const char dead[] = "UPDATE pack SET dead = dead + ? WHERE id = ?";
+		MTM_TRY(db_cached(w->s, dead, dead, &st));
 		sqlite3_bind_int64(st, 1, (int64_t)(w->ahead.end - w->ahead.base - w->ahead_adopted));
 		sqlite3_bind_int64(st, 2, w->ahead.pack);
 		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
+		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return db_error(w->s, rc, "index");
 	}

@@ -66,6 +66,15 @@ int db_cached(mtm_store *s, const void *key, const char *sql, sqlite3_stmt **out
 	return 0;
 }
 
+int db_exec_cached(mtm_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	MTM_TRY(db_cached(s, sql, sql, &st));
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st); /* (not left active: a COMMIT or ROLLBACK may follow) */
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(s, rc, "index");
+}
+
 int db_run(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n)
 {
 	sqlite3_stmt *st = NULL;

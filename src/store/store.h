@@ -38,7 +38,7 @@ struct mtm_store {
 	sqlite3_stmt *q_block_pair, *q_block_pair_log;
 	sqlite3_stmt *q_file_map;    /* index_file_map's range scan */
 	/* statements every checkpoint runs, prepared once per handle (db_cached) */
-	struct { const void *key; sqlite3_stmt *st; } cached[24];
+	struct { const void *key; sqlite3_stmt *st; } cached[32];
 	int n_cached;
 	/* A session's checkpoints append their block rows to block_log (schema.c),
 	 * merged when it is idle (index_settle); so do scan checkpoints while no
@@ -122,6 +122,9 @@ int db_run(mtm_store *s, const char *what, const char *sql, const int64_t *args,
  * does when it closes (index_lookups_free). A checkpoint prepared ~15
  * statements, 10-45 us each, in its begin and its commit. */
 int db_cached(mtm_store *s, const void *key, const char *sql, sqlite3_stmt **out);
+/* db_exec of a statement without results through db_cached (key: sql's
+ * address): for the BEGIN and COMMIT every checkpoint runs */
+int db_exec_cached(mtm_store *s, const char *sql);
 int db_int(mtm_store *s, const char *what, const char *sql, const int64_t *args, int n, int64_t *out, int *found);
 #define DB_ARGS(...) (const int64_t[]){__VA_ARGS__}, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
 
