@@ -39,7 +39,7 @@ PHASES = [("begin", r"begin ([0-9.]+) ms"), ("before the gate", r"; ([0-9.]+) ms
           ("logs", r"logs ([0-9.]+) ms"), ("collect", r"collect ([0-9.]+) ms"),
           ("record", r"record ([0-9.]+) ms"), ("commit", r"commit ([0-9.]+) ms \("),
           ("rows", r"checkpoint commit: rows ([0-9.]+) ms"), ("pack sync wait", r"pack sync wait ([0-9.]+) ms"),
-          ("index COMMIT", r"index COMMIT ([0-9.]+) ms"), ("answered", r"answered ([0-9.]+) ms later"),
+          ("index COMMIT", r"index COMMIT ([0-9.]+) ms"), ("pack fsyncs", r"the thread's writes [0-9.]+ ms, fsyncs ([0-9.]+) ms"), ("answered", r"answered ([0-9.]+) ms later"),
           ("answer thread CPU", r"its thread's CPU ([0-9.]+) ms"),
           ("after the answer", r"after the answer: ([0-9.]+) ms")]
 
@@ -58,7 +58,7 @@ def w2_store(metamori, work):
     return tree
 
 
-def run_once(metamori, work, n, gap, idle):
+def run_once(metamori, work, n, gap, idle, probe=False):
     tree = w2_store(metamori, work)
     writer = T.build_writer(work)
     os.environ["METAMORI_DEBUG_SESSION"] = "phases"
@@ -71,12 +71,17 @@ def run_once(metamori, work, n, gap, idle):
         time.sleep(idle)
         ses.ask(f"touch {TOUCHED} {N_FILES}")
         os.sync()
+        if probe:
+            ses.ask("probe start")
         time.sleep(gap)
         c0 = T.cpu_ns(ses.proc.pid)
         t0 = time.perf_counter()
         p = subprocess.run([metamori, "-C", tree, "checkpoint", "-m", f"w2 {i}"], capture_output=True, text=True)
         t = time.perf_counter() - t0
         c1 = T.cpu_ns(ses.proc.pid)
+        if probe:
+            time.sleep(0.02)
+            ses.ask("probe stop")
         if p.returncode or "tracked" not in p.stdout:
             ses.quit()
             sys.exit(f"w2_phases: checkpoint {i}: {p.stdout.strip()} {p.stderr.strip()}")
@@ -107,6 +112,9 @@ def main():
     ap.add_argument("--warm", type=int, default=2, help="checkpoints dropped at the start of each run")
     ap.add_argument("--gap", type=float, default=0.03, help="seconds between the touch and the request")
     ap.add_argument("--idle", type=float, default=0.3, help="seconds before each touch")
+    ap.add_argument("--probe", action="store_true",
+                    help="the writer's heartbeat (8 bytes every 100 us) runs from before the request to after "
+                         "the answer, as in bench_track.py: the program is never quiet, nothing is fsynced ahead")
     ap.add_argument("builds", nargs="+", help="NAME=PATH/TO/metamori")
     a = ap.parse_args()
     builds = [b.split("=", 1) for b in a.builds]
@@ -115,7 +123,8 @@ def main():
     for r in range(a.rounds):
         for name, path in builds:
             load = os.getloadavg()[0]
-            rows = run_once(os.path.abspath(path), os.path.join(a.work, name), a.checkpoints, a.gap, a.idle)
+            rows = run_once(os.path.abspath(path), os.path.join(a.work, name), a.checkpoints, a.gap, a.idle,
+                            a.probe)
             print(f"{name} {r + 1} {load:.1f} | " + " | ".join(f"{med(rows, k, a.warm):.2f}" for k in keys),
                   flush=True)
 

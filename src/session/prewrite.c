@@ -51,6 +51,7 @@ struct prewrite {
 	int bad;             /* something failed: nothing written this interval is used */
 	uint64_t gen;        /* of recs, in the slots that name them */
 	uint64_t tick_start; /* written when this tick began */
+	int64_t sync_ns;     /* when the last fsync ahead was begun while the program wrote */
 	int taken;           /* a checkpoint took them: nothing more until the reset */
 	int pending;         /* passes copied blocks not looked at since */
 };
@@ -158,9 +159,23 @@ static int put_file(struct prewrite *pw, pending_blk *blk, size_t n)
 	return rc;
 }
 
+/* What was written ahead goes to the thread's fsync (once it is done, the
+ * checkpoint's writer makes none for them: pack_ahead.synced). */
+static void sync_ahead(mtm_session *ss, struct prewrite *pw, const char *why)
+{
+	if (pack_writer_sync_soon(&pw->w)) {
+		failed(ss, pw);
+		return;
+	}
+	pw->synced = pw->written;
+	if (ss->debug == 1)
+		log_msg(MTM_LOG_DEBUG, "session: written ahead: %llu KiB, their fsync begun (%s)",
+		        (unsigned long long)pw->written >> 10, why);
+}
+
 int prewrite_tick(mtm_session *ss, uint64_t copied)
 {
-	enum { SUPERSEDED_FREE = 4 << 20, QUIET = 1 << 20 };
+	enum { SUPERSEDED_FREE = 4 << 20, QUIET = 1 << 20, BUSY_SYNC_MS = 100 };
 	struct prewrite *pw = state(ss);
 	if (!pw || pw->off || pw->taken || secure_getenv("METAMORI_NO_PREWRITE"))
 		return 0;
@@ -170,17 +185,10 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 	 * their fsync now, in the thread, rather than once the checkpoint is
 	 * asked for (pack_writer_begin's early fsync, which then finds them on
 	 * the disk: ~0.1 ms instead of the 1-5 ms the W2 checkpoint's commit
-	 * waited for). A program that writes all the time is never quiet: no
-	 * fsyncs of ours beside its own. */
+	 * waited for). A program that writes all the time is never quiet: see
+	 * below for when it is synced all the same. */
 	if (!pw->pending && pw->open && ss->bg_quiet && pw->written > pw->synced && !pack_writer_busy(&pw->w)) {
-		if (pack_writer_sync_soon(&pw->w)) {
-			failed(ss, pw);
-			return 0;
-		}
-		pw->synced = pw->written;
-		if (ss->debug == 1)
-			log_msg(MTM_LOG_DEBUG, "session: written ahead: %llu KiB, their fsync begun",
-			        (unsigned long long)pw->written >> 10);
+		sync_ahead(ss, pw, "the program quiet");
 		return 0;
 	}
 	/* Not while the program writes hard (the last pass copied more than
@@ -249,6 +257,22 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 		        "interval", (unsigned long long)(pw->written - before) >> 10, (long long)pw->at.pack,
 		        (double)(now_ns() - t0) / 1e6, (unsigned long long)pw->written >> 10);
 	pw->pending = more;
+	/* The program writes, but nothing of what the last pass copied had to
+	 * be written ahead (a file's last, partial block rewritten all the
+	 * time: a heartbeat, a counter): what was written ahead before will
+	 * not be superseded by these writes, so its fsync now, rather than the
+	 * checkpoint's early one, which the checkpoint's own fsync of the
+	 * blocks it captures in its pause then had to follow (two cache
+	 * flushes in a row in its commit; bench_track's W2 probe). At most one
+	 * every BUSY_SYNC_MS, and only for what was written ahead since the
+	 * last: a program whose whole blocks are written ahead at every tick
+	 * gets no fsyncs of ours beside its own. */
+	int64_t now = now_ns();
+	if (!more && pw->written == before && pw->written > pw->synced && !pack_writer_busy(&pw->w) &&
+	    now - pw->sync_ns >= (int64_t)BUSY_SYNC_MS * 1000000) {
+		pw->sync_ns = now;
+		sync_ahead(ss, pw, "nothing more to write ahead");
+	}
 	return more;
 }
 

@@ -11,6 +11,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import mtmtest as T
@@ -244,6 +245,112 @@ def test_no_pack_fsync_after_the_fsync_ahead():
     T.rmtree(root)
 
 
+def heartbeat_poker(ctl, writes, path, beat):
+    """poker()'s program, and once its first step is done a heartbeat: 8
+    bytes written at offset 0 of beat every ~0.5 ms until ctl/stop (as
+    bench_track's W2 probe: the program is not quiet, and beat's one
+    partial block is never written ahead)."""
+    prog = os.path.join(ctl, "beat.py")
+    with open(prog, "w") as f:
+        f.write("import os, sys, time\n"
+                "ctl, path, beat = sys.argv[1], sys.argv[2], sys.argv[3]\n"
+                "open(os.path.join(ctl, 'ready'), 'w').close()\n"
+                "while not os.path.exists(os.path.join(ctl, 'go0')):\n"
+                "    time.sleep(0.01)\n"
+                "fd = os.open(path, os.O_WRONLY)\n"
+                "for off, data in %r:\n"
+                "    os.pwrite(fd, data, off)\n"
+                "os.close(fd)\n"
+                "open(os.path.join(ctl, 'done0'), 'w').close()\n"
+                "fd, n = os.open(beat, os.O_WRONLY), 0\n"
+                "while not os.path.exists(os.path.join(ctl, 'stop')):\n"
+                "    n += 1\n"
+                "    os.pwrite(fd, n.to_bytes(8, 'little'), 0)\n"
+                "    time.sleep(0.0005)\n" % (writes,))
+    return [sys.executable, prog, ctl, path, beat]
+
+
+def test_fsync_ahead_while_the_program_beats():
+    """16 blocks written ahead, then the program rewrites 8 bytes of a small
+    file every ~0.5 ms (not quiet; that file's partial block is never written
+    ahead): the session fsyncs what it wrote ahead all the same, once a pass
+    finds nothing more to write ahead (its debug line says so: a pass that
+    found nothing at all, the program stalled for one, syncs them as
+    before), and the checkpoint that takes the 16 blocks makes no early
+    fsync of them: the pack's only sync in its commit is the one after its
+    own write (the heartbeat's block captured in its pause), so its commit
+    has two cache flushes in a row, not three
+    (before: no fsync ahead while the program wrote, and the checkpoint's
+    early fsync of the 16 blocks, then its own). Durable all the same: up
+    to the commit's WAL sync, the pack's last operation is a sync. The
+    checkpoint restores exactly."""
+    rnd = random.Random(13)
+    root = S.new_tree({"f": rnd.randbytes(64 * 4096), "hb": bytes(8)})
+    ctl = T.tempdir("mtm-ctl-")
+    trace = os.path.join(T.tempdir("mtm-trace-"), "trace")
+    writes = [(b * 4096, rnd.randbytes(4096)) for b in range(0, 64, 4)]
+    env = dict(DEBUG, METAMORI_TEST_IDLE_MS="600000", METAMORI_IO_TRACE=trace)
+
+    def pack_ops(recs):
+        return [k for k, r in enumerate(recs) if r[1].endswith(".pack") and r[0] in "WS"]
+
+    def synced_ahead():
+        recs = trace_records(trace, start)
+        ops = pack_ops(recs)
+        return bool(ops) and recs[ops[-1]][0] == "S" and any(recs[k][0] == "W" for k in ops)
+
+    argv = heartbeat_poker(ctl, writes, os.path.join(root, "f"), os.path.join(root, "hb"))
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + argv, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        poker_ready(ctl)
+        T.checkpoint(root, "session start")
+        start = os.path.getsize(trace)
+        poke_step(ctl, 0)
+        wait_for(lambda: pack_tail(root) >= 16 * 4096, "the blocks to be written ahead")
+        wait_for(synced_ahead, "the fsync ahead of what was written ahead, the heartbeat going on")
+        mid = os.path.getsize(trace)
+        ckpt, man = tracked_checkpoint(root, "after the fsync ahead, the heartbeat going on")
+        end = os.path.getsize(trace)
+    finally:
+        open(os.path.join(ctl, "stop"), "w").close()
+        if sess.poll() is None:
+            sess.wait(timeout=60)
+    err = sess.stderr.read()
+    if blocks_used(err)[-1:] != [16]:
+        raise T.Failure("the checkpoint did not take the 16 blocks from what was written ahead: %r\n%s"
+                        % (blocks_used(err), err[-2000:]))
+    why = re.findall(r"their fsync begun \(([^)]*)\)", err)
+    if "nothing more to write ahead" not in why:
+        raise T.Failure("no fsync ahead while the program wrote (fsyncs ahead: %r)\n%s" % (why, err[-2000:]))
+    recs = trace_records(trace, start)
+    from_mid = trace_records(trace, mid)
+    crecs = from_mid[:len(from_mid) - len(trace_records(trace, end))]  # (the checkpoint's records)
+    wal = [k for k, r in enumerate(crecs) if r[0] == "S" and r[1].endswith("/index.db-wal")]
+    if not wal:
+        raise T.Failure("the checkpoint's commit synced no WAL: %r" % crecs[:40])
+    ops = [crecs[k][0] for k in pack_ops(crecs[:wal[0]])]
+    if ops.count("S") > 1 or (ops and ops[0] == "S"):
+        raise T.Failure("the checkpoint synced the pack before its own write (an early fsync of what was "
+                        "written and synced ahead): %r" % ops)
+    # durable: up to the commit's WAL sync, the pack's last operation is a sync
+    upto = recs[:len(recs) - len(from_mid) + wal[0]]
+    ops = pack_ops(upto)
+    if not ops or upto[ops[-1]][0] != "S":
+        raise T.Failure("a write to the pack is not synced before the commit: %r" % [upto[k] for k in ops[-5:]])
+    # (hb changed after the checkpoint: the rest restores exactly)
+    to = os.path.join(T.tempdir(), "out")
+    T.restore(root, ckpt, to=to)
+    got = T.manifest(to)
+    if got.pop("hb", (None, None, None))[2] != 8:
+        raise T.Failure("hb is not 8 bytes in checkpoint %d" % ckpt)
+    man.pop("hb", None)
+    T.assert_same(man, got, "checkpoint %d (blocks fsynced ahead, the heartbeat going on)" % ckpt)
+    verify_data(root)
+    T.rmtree(root)
+
+
 def test_writing_ahead_fails():
     """An injected EIO on the session's Nth write, N swept: whatever write
     it hits (its start, writing ahead, a checkpoint), the session refuses
@@ -364,4 +471,4 @@ if __name__ == "__main__":
     T.main([test_blocks_written_ahead_are_used, test_block_rewritten_after_it_was_written_ahead,
             test_prune_rewrites_the_pack_written_into, test_session_killed_after_writing_ahead,
             test_session_ends_with_records_written_ahead, test_no_pack_fsync_after_the_fsync_ahead,
-            test_writing_ahead_fails, test_fsync_ahead_fails])
+            test_fsync_ahead_while_the_program_beats, test_writing_ahead_fails, test_fsync_ahead_fails])
