@@ -189,6 +189,53 @@ def test_session_ends_with_records_written_ahead():
     T.rmtree(root)
 
 
+def pack_ops(recs):
+    """The indexes of the writes and syncs of pack files among I/O trace records."""
+    return [k for k, r in enumerate(recs) if r[1].endswith(".pack") and r[0] in "WS"]
+
+
+def synced_ahead(trace, start):
+    """Since byte start of the I/O trace, the packs were written, and their
+    last operation is a sync."""
+    recs = trace_records(trace, start)
+    ops = pack_ops(recs)
+    return bool(ops) and recs[ops[-1]][0] == "S" and any(recs[k][0] == "W" for k in ops)
+
+
+def commit_pack_ops(trace, start, mid, end):
+    """A checkpoint's pack operations (trace records from byte mid to end)
+    before its commit's WAL sync, after checking that the commit is
+    durable: from byte start up to that WAL sync, the pack's last operation
+    is a sync."""
+    recs = trace_records(trace, start)
+    from_mid = trace_records(trace, mid)
+    ckpt = from_mid[:len(from_mid) - len(trace_records(trace, end))]  # (the checkpoint's records)
+    wal = [k for k, r in enumerate(ckpt) if r[0] == "S" and r[1].endswith("/index.db-wal")]
+    if not wal:
+        raise T.Failure("the checkpoint's commit synced no WAL: %r" % ckpt[:40])
+    upto = recs[:len(recs) - len(from_mid) + wal[0]]
+    ops = pack_ops(upto)
+    if not ops or upto[ops[-1]][0] != "S":
+        raise T.Failure("a write to the pack is not synced before the commit: %r" % [upto[k] for k in ops[-5:]])
+    return [ckpt[k] for k in pack_ops(ckpt[:wal[0]])]
+
+
+def checkpoint_after_the_fsync_ahead(root, ctl, trace, msg):
+    """In a poker's session: its start, a checkpoint, its step 0 (16
+    blocks) written ahead and then fsynced ahead, and a tracked checkpoint
+    (msg). Returns the I/O trace's size before step 0, before and after
+    that checkpoint, and the checkpoint's (id, manifest)."""
+    poker_ready(ctl)
+    T.checkpoint(root, "session start")
+    start = os.path.getsize(trace)
+    poke_step(ctl, 0)
+    wait_for(lambda: pack_tail(root) >= 16 * 4096, "the blocks to be written ahead")
+    wait_for(lambda: synced_ahead(trace, start), "the fsync ahead of what was written ahead (%s)" % msg)
+    mid = os.path.getsize(trace)
+    taken = tracked_checkpoint(root, msg)
+    return (start, mid, os.path.getsize(trace)), taken
+
+
 def test_no_pack_fsync_after_the_fsync_ahead():
     """Blocks written ahead, then fsynced ahead once the program is quiet:
     the checkpoint that takes them all appends nothing to the pack and
@@ -204,70 +251,43 @@ def test_no_pack_fsync_after_the_fsync_ahead():
     # (never idle during the test: no commit of the idle session's between
     # the fsync ahead and the checkpoint's)
     env = dict(DEBUG, METAMORI_TEST_IDLE_MS="600000", METAMORI_IO_TRACE=trace)
-
-    def pack_ops(recs):
-        return [k for k, r in enumerate(recs) if r[1].endswith(".pack") and r[0] in "WS"]
-
-    def synced_ahead():
-        recs = trace_records(trace, start)
-        ops = pack_ops(recs)
-        return bool(ops) and recs[ops[-1]][0] == "S" and any(recs[k][0] == "W" for k in ops)
-
     with poker_session(root, ctl, writes, os.path.join(root, "f"), env=env) as sess:
-        T.checkpoint(root, "session start")
-        start = os.path.getsize(trace)
-        poke_step(ctl, 0)
-        wait_for(lambda: pack_tail(root) >= 16 * 4096, "the blocks to be written ahead")
-        wait_for(synced_ahead, "the fsync ahead of what was written ahead")
-        mid = os.path.getsize(trace)
-        taken = [tracked_checkpoint(root, "after the fsync ahead")]
-        end = os.path.getsize(trace)
+        at, ckpt = checkpoint_after_the_fsync_ahead(root, ctl, trace, "after the fsync ahead")
+        taken = [ckpt]
     err = sess.stderr.read()
     if blocks_used(err)[-1:] != [16]:
         raise T.Failure("the checkpoint did not take the 16 blocks from what was written ahead: %r\n%s"
                         % (blocks_used(err), err[-2000:]))
-    recs = trace_records(trace, start)
-    from_mid = trace_records(trace, mid)
-    ckpt = from_mid[:len(from_mid) - len(trace_records(trace, end))]  # (the checkpoint's records)
-    wal = [k for k, r in enumerate(ckpt) if r[0] == "S" and r[1].endswith("/index.db-wal")]
-    if not wal:
-        raise T.Failure("the checkpoint's commit synced no WAL: %r" % ckpt[:40])
-    if pack_ops(ckpt[:wal[0]]):
-        raise T.Failure("the checkpoint wrote or synced the pack after the fsync ahead: %r" %
-                        [ckpt[k] for k in pack_ops(ckpt[:wal[0]])])
-    # durable: up to the commit's WAL sync, the pack's last operation is a sync
-    upto = recs[:len(recs) - len(from_mid) + wal[0]]
-    ops = pack_ops(upto)
-    if not ops or upto[ops[-1]][0] != "S":
-        raise T.Failure("a write to the pack is not synced before the commit: %r" % [upto[k] for k in ops[-5:]])
+    ops = commit_pack_ops(trace, *at)
+    if ops:
+        raise T.Failure("the checkpoint wrote or synced the pack after the fsync ahead: %r" % ops)
     assert_restore_to(root, taken, "blocks fsynced ahead")
     verify_data(root)
     T.rmtree(root)
 
 
 def heartbeat_poker(ctl, writes, path, beat):
-    """poker()'s program, and once its first step is done a heartbeat: 8
-    bytes written at offset 0 of beat every ~0.5 ms until ctl/stop (as
-    bench_track's W2 probe: the program is not quiet, and beat's one
-    partial block is never written ahead)."""
+    """poker(ctl, [writes], path)'s program with a heartbeat beside it: once
+    the step is done, 8 bytes written at offset 0 of beat every ~0.5 ms
+    until ctl/stop (as bench_track's W2 probe: the program is not quiet, and
+    beat's one partial block is never written ahead)."""
+    argv = poker(ctl, [writes], path)
+    text = ("import os, runpy, sys, threading, time\n"
+            "def beat(ctl, beat):\n"
+            "    while not os.path.exists(os.path.join(ctl, 'done0')):\n"
+            "        time.sleep(0.001)\n"
+            "    fd, n = os.open(beat, os.O_WRONLY), 0\n"
+            "    while True:\n"
+            "        n += 1\n"
+            "        os.pwrite(fd, n.to_bytes(8, 'little'), 0)\n"
+            "        time.sleep(0.0005)\n"
+            "threading.Thread(target=beat, args=(sys.argv[3], sys.argv[1]), daemon=True).start()\n"
+            "sys.argv = sys.argv[2:]  # (poker's: its program, ctl, path)\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     prog = os.path.join(ctl, "beat.py")
     with open(prog, "w") as f:
-        f.write("import os, sys, time\n"
-                "ctl, path, beat = sys.argv[1], sys.argv[2], sys.argv[3]\n"
-                "open(os.path.join(ctl, 'ready'), 'w').close()\n"
-                "while not os.path.exists(os.path.join(ctl, 'go0')):\n"
-                "    time.sleep(0.01)\n"
-                "fd = os.open(path, os.O_WRONLY)\n"
-                "for off, data in %r:\n"
-                "    os.pwrite(fd, data, off)\n"
-                "os.close(fd)\n"
-                "open(os.path.join(ctl, 'done0'), 'w').close()\n"
-                "fd, n = os.open(beat, os.O_WRONLY), 0\n"
-                "while not os.path.exists(os.path.join(ctl, 'stop')):\n"
-                "    n += 1\n"
-                "    os.pwrite(fd, n.to_bytes(8, 'little'), 0)\n"
-                "    time.sleep(0.0005)\n" % (writes,))
-    return [sys.executable, prog, ctl, path, beat]
+        f.write(text)
+    return [argv[0], prog, beat] + argv[1:]
 
 
 def test_fsync_ahead_while_the_program_beats():
@@ -290,29 +310,12 @@ def test_fsync_ahead_while_the_program_beats():
     trace = os.path.join(T.tempdir("mtm-trace-"), "trace")
     writes = [(b * 4096, rnd.randbytes(4096)) for b in range(0, 64, 4)]
     env = dict(DEBUG, METAMORI_TEST_IDLE_MS="600000", METAMORI_IO_TRACE=trace)
-
-    def pack_ops(recs):
-        return [k for k, r in enumerate(recs) if r[1].endswith(".pack") and r[0] in "WS"]
-
-    def synced_ahead():
-        recs = trace_records(trace, start)
-        ops = pack_ops(recs)
-        return bool(ops) and recs[ops[-1]][0] == "S" and any(recs[k][0] == "W" for k in ops)
-
     argv = heartbeat_poker(ctl, writes, os.path.join(root, "f"), os.path.join(root, "hb"))
     sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + argv, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: session_up(root), "the session")
-        poker_ready(ctl)
-        T.checkpoint(root, "session start")
-        start = os.path.getsize(trace)
-        poke_step(ctl, 0)
-        wait_for(lambda: pack_tail(root) >= 16 * 4096, "the blocks to be written ahead")
-        wait_for(synced_ahead, "the fsync ahead of what was written ahead, the heartbeat going on")
-        mid = os.path.getsize(trace)
-        ckpt, man = tracked_checkpoint(root, "after the fsync ahead, the heartbeat going on")
-        end = os.path.getsize(trace)
+        at, (ckpt, man) = checkpoint_after_the_fsync_ahead(root, ctl, trace, "the heartbeat going on")
     finally:
         open(os.path.join(ctl, "stop"), "w").close()
         if sess.poll() is None:
@@ -324,21 +327,10 @@ def test_fsync_ahead_while_the_program_beats():
     why = re.findall(r"their fsync begun \(([^)]*)\)", err)
     if "nothing more to write ahead" not in why:
         raise T.Failure("no fsync ahead while the program wrote (fsyncs ahead: %r)\n%s" % (why, err[-2000:]))
-    recs = trace_records(trace, start)
-    from_mid = trace_records(trace, mid)
-    crecs = from_mid[:len(from_mid) - len(trace_records(trace, end))]  # (the checkpoint's records)
-    wal = [k for k, r in enumerate(crecs) if r[0] == "S" and r[1].endswith("/index.db-wal")]
-    if not wal:
-        raise T.Failure("the checkpoint's commit synced no WAL: %r" % crecs[:40])
-    ops = [crecs[k][0] for k in pack_ops(crecs[:wal[0]])]
+    ops = [r[0] for r in commit_pack_ops(trace, *at)]
     if ops.count("S") > 1 or (ops and ops[0] == "S"):
         raise T.Failure("the checkpoint synced the pack before its own write (an early fsync of what was "
                         "written and synced ahead): %r" % ops)
-    # durable: up to the commit's WAL sync, the pack's last operation is a sync
-    upto = recs[:len(recs) - len(from_mid) + wal[0]]
-    ops = pack_ops(upto)
-    if not ops or upto[ops[-1]][0] != "S":
-        raise T.Failure("a write to the pack is not synced before the commit: %r" % [upto[k] for k in ops[-5:]])
     # (hb changed after the checkpoint: the rest restores exactly)
     to = os.path.join(T.tempdir(), "out")
     T.restore(root, ckpt, to=to)
