@@ -685,6 +685,10 @@ def report(res):
               (r["base"]["session_cpu_s"] / (r["base"]["tps"] * a["seconds"])) for r in res["rounds"]]
         g.append(["session CPU per transaction, every / base: median (spread)",
                   f"{B.median(sc):.3f}x ({min(sc):.3f}x .. {max(sc):.3f}x)", "", ""])
+        sci = paired(sc)
+        if sci:
+            g.append(["session CPU per transaction, every / base: mean of pairs, 95% interval",
+                      f"{sci[0]:.3f}x ({sci[1]:.3f}x .. {sci[2]:.3f}x)", "", ""])
     ps = res["pauses_ms"]
     if ps:
         g.append(["pause per checkpoint while postgres runs, p50", f"{percentile(ps, 50):.1f} ms", "", ""])
