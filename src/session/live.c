@@ -128,7 +128,7 @@ int open_live(tctx *t, const char *path, int *fd, struct stat *st)
  * process nobody watches may have moved it. -1: none; *st its stat now. */
 static int kept_fd(tctx *t, const char *path, struct stat *st)
 {
-	if (!t->ss->watch || !t->pre.n || pathmap_get(&t->nsdirs, path) || ns_under(&t->nsdirs, path))
+	if (!t->ss->watch || !t->pre.n || pathmap_get(&t->nsdirs, path) || pathmap_under(&t->nsdirs, path))
 		return -1;
 	int fd = precopy_take_fd(&t->pre, path);
 	if (fd < 0)

@@ -88,9 +88,6 @@ static inline int need_scan(tctx *t, const char *why)
 	return NEED_SCAN;
 }
 
-/* collect.c: 1 if a strict ancestor of path is in m (nsdirs). */
-int ns_under(const pathmap *m, const char *path);
-
 /* live.c */
 int live_stat(tctx *t, const char *path, live_item *it, int *found);
 /* live_stat for a path the logs say was written: opened (it is a regular

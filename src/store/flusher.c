@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "store/pack_record.h"
 #include "util/error.h"
 #include "util/human.h"
+#include "util/thread.h"
 
 /* The writer's second thread: writes one buffer while pack_putv fills the
  * other, and at the end fsyncs the packs while the checkpoint inserts its
@@ -211,12 +211,7 @@ int flusher_wait(pack_writer *w)
 static int flusher_start(pack_writer *w)
 {
 	struct pack_flusher *f = w->fl;
-	/* the thread takes no signals: they stay with the threads that expect them */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&f->thread, NULL, flusher_main, f);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = thread_start_quiet(&f->thread, flusher_main, f);
 	if (rc)
 		return mtm_set_errno(rc, "pack writer: starting its thread");
 	/* Woken for each piece, the thread would otherwise preempt the one

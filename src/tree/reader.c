@@ -17,6 +17,7 @@
 #endif
 #include "tree/reader.h"
 #include "util/error.h"
+#include "util/thread.h"
 #include "util/xxh.h"
 
 #define HUGE_PAGE ((size_t)2 << 20)
@@ -181,14 +182,7 @@ static struct hash_helper *helper_start(void)
 		return NULL;
 	pthread_mutex_init(&hh->mu, NULL);
 	pthread_cond_init(&hh->cv, NULL);
-	/* the helper takes no signal but its own faults (a caller's handler
-	 * of SIGINT, say, must not run on a thread of ours) */
-	sigset_t all, old;
-	sigfillset(&all);
-	sigdelset(&all, SIGBUS);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&hh->th, NULL, helper_main, hh);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = thread_start_quiet(&hh->th, helper_main, hh);
 	if (rc) {
 		pthread_cond_destroy(&hh->cv);
 		pthread_mutex_destroy(&hh->mu);

@@ -3,13 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "io/io.h"
 #include "tree/stat_pool.h"
+#include "util/thread.h"
 
 /* A directory of fewer names is not worth waking the helper to share */
 #define SHARE_MIN 32
@@ -224,14 +224,9 @@ static void start(stat_pool *p)
 	if (p->started || !p->can_start)
 		return;
 	p->can_start = 0; /* one try */
-	/* the thread takes no signals (they stay with the threads that expect
-	 * them), and does not preempt the walk's thread when woken: it runs
+	/* the thread does not preempt the walk's thread when woken: it runs
 	 * where a CPU is free (SCHED_BATCH; a hint, as for the pack's flusher) */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&p->th, NULL, helper, p);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = thread_start_quiet(&p->th, helper, p);
 	if (rc)
 		return;
 	struct sched_param sp = {0};

@@ -2,12 +2,12 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include "util/error.h"
 #include "util/lowprio.h"
+#include "util/thread.h"
 
 struct lowprio {
 	pthread_t th;
@@ -23,18 +23,6 @@ struct lowprio {
 static void *lowprio_main(void *p)
 {
 	lowprio *lp = p;
-	/* the program's signals are the caller's (its signalfd, its EINTR);
-	 * the synchronous ones stay deliverable: the mapped reads catch SIGBUS
-	 * on this thread, and a blocked fault signal would kill the process */
-	sigset_t all;
-	sigfillset(&all);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	sigdelset(&all, SIGTRAP);
-	sigdelset(&all, SIGSYS);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	/* Linux: PRIO_PROCESS 0 is this thread alone. Best effort: at the
 	 * caller's priority the work is only what it was. */
 	if (lp->prio == LOWPRIO_IDLE) {
@@ -84,7 +72,7 @@ int lowprio_start(lowprio **out, int prio)
 	lp->prio = prio;
 	pthread_mutex_init(&lp->mu, NULL);
 	pthread_cond_init(&lp->cv, NULL);
-	int rc = pthread_create(&lp->th, NULL, lowprio_main, lp);
+	int rc = thread_start_quiet(&lp->th, lowprio_main, lp); /* (the mapped reads catch SIGBUS on it) */
 	if (rc) {
 		pthread_cond_destroy(&lp->cv);
 		pthread_mutex_destroy(&lp->mu);

@@ -15,6 +15,24 @@ static size_t slot_of(const pathmap *m, const char *key)
 	return i;
 }
 
+int pathmap_under(const pathmap *m, const char *path)
+{
+	if (!m->n)
+		return 0;
+	char *buf = strdup(path); /* (paths may be longer than PATH_MAX) */
+	if (!buf)
+		return 1;
+	int found = 0;
+	for (char *p = buf + strlen(buf); p > buf && !found; p--) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		found = pathmap_get(m, buf) != NULL;
+	}
+	free(buf);
+	return found;
+}
+
 static int grow(pathmap *m)
 {
 	size_t cap = m->cap ? m->cap * 2 : 1024;

@@ -244,66 +244,70 @@ def test_no_pack_fsync_after_the_fsync_ahead():
     T.rmtree(root)
 
 
-def test_writing_ahead_fails():
-    """An injected EIO on the session's Nth write, N swept: whatever write
-    it hits (its start, writing ahead, a checkpoint), the session refuses
-    to start with one line, or each checkpoint is exact or fails with one
-    line and records nothing, and the next is exact. Some N must hit a
-    write ahead, and then nothing written ahead is used."""
-    rnd = random.Random(10)
+def sweep_faults(kind, seed, runs, take, judge):
+    """The session under an injected EIO on its Nth call of kind (write,
+    fsync), N from 1 to runs, on a tree of one 1 MiB file whose 40 blocks a
+    poker rewrites: the session refuses to start with one line, or take(root,
+    n) takes its checkpoints ([(id, manifest)]) while it runs and judge(err,
+    n) reads its stderr after (1: the fault hit what the test is after).
+    Every checkpoint taken restores exactly. How many runs judge counted."""
+    rnd = random.Random(seed)
     hit = 0
-    # (the session's first writes are its merge of the scan checkpoint's
-    # block_log rows, ~10 index pages: the writes ahead come after them)
-    for n in range(1, 33):
+    for n in range(1, runs + 1):
         root = S.new_tree({"big": rnd.randbytes(1 << 20)})
         ctl = T.tempdir("mtm-ctl-")
         steps = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(256), 40)]]
-        env = dict(DEBUG, METAMORI_FAULT="write:%d:EIO" % n)
+        env = dict(DEBUG, METAMORI_FAULT="%s:%d:EIO" % (kind, n))
         sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, steps, os.path.join(root, "big")),
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: session_up(root) or sess.poll() is not None, "the session")
         taken = []
         if session_up(root):
             poke_step(ctl, 0)
-            time.sleep(0.3)  # passes (and writes ahead) run every 10-20 ms
-            man = T.manifest(root)
-            ckpt = checkpoint_may_fail(root, "write %d" % n)
-            if ckpt is not None:
-                taken.append((ckpt, man))
-            man = T.manifest(root)
-            out = T.run(["-C", root, "checkpoint"]).stdout  # (scanned after a failed one)
-            taken.append((int(out.split()[1]), man))
+            time.sleep(0.3)  # passes (and writes ahead, then their fsync) run every 10-20 ms
+            taken = take(root, n)
             open(os.path.join(ctl, "stop"), "w").close()
             sess.wait(timeout=60)
-            err = sess.stderr.read()
-            if "writing ahead failed" in err:
-                hit += 1
-                if any(blocks_used(err)):
-                    raise T.Failure("write %d: blocks were used from a failed write ahead: %r" % (n, blocks_used(err)))
+            hit += judge(sess.stderr.read(), n)
         else:
-            assert_refused_start(sess, "write %d" % n)
-        assert_restore_to(root, taken, "write %d failed" % n)
+            assert_refused_start(sess, "%s %d" % (kind, n))
+        assert_restore_to(root, taken, "%s %d failed" % (kind, n))
         verify_data(root)
         T.rmtree(root)
         T.rmtree(ctl)
+    return hit
+
+
+def test_writing_ahead_fails():
+    """An injected EIO on the session's Nth write, N swept: whatever write
+    it hits (its start, writing ahead, a checkpoint), the session refuses
+    to start with one line, or each checkpoint is exact or fails with one
+    line and records nothing, and the next is exact. Some N must hit a
+    write ahead, and then nothing written ahead is used."""
+    def take(root, n):
+        taken = []
+        man = T.manifest(root)
+        ckpt = checkpoint_may_fail(root, "write %d" % n)
+        if ckpt is not None:
+            taken.append((ckpt, man))
+        man = T.manifest(root)
+        out = T.run(["-C", root, "checkpoint"]).stdout  # (scanned after a failed one)
+        taken.append((int(out.split()[1]), man))
+        return taken
+
+    def judge(err, n):
+        if "writing ahead failed" not in err:
+            return 0
+        if any(blocks_used(err)):
+            raise T.Failure("write %d: blocks were used from a failed write ahead: %r" % (n, blocks_used(err)))
+        return 1
+
+    # (the session's first writes are its merge of the scan checkpoint's
+    # block_log rows, ~10 index pages: the writes ahead come after them)
+    hit = sweep_faults("write", 10, 32, take, judge)
     print("  %d of 32 runs failed a write ahead" % hit)
     if not hit:
         raise T.Failure("no injected write failed a write ahead")
-
-
-def fails_cleanly(root, what):
-    """`metamori checkpoint`: its id, or None after it failed with one
-    'metamori: ' line and recorded nothing."""
-    before = [e["id"] for e in T.log_json(root)]
-    p = T.run(["-C", root, "checkpoint"], check=False)
-    if not p.returncode:
-        return int(p.stdout.split()[1])
-    line = p.stderr.strip()
-    if p.returncode != 1 or "\n" in line or not line.startswith("metamori: "):
-        raise T.Failure("%s: %d %r" % (what, p.returncode, p.stderr))
-    if [e["id"] for e in T.log_json(root)] != before:
-        raise T.Failure("%s: a failed checkpoint was recorded" % what)
-    return None
 
 
 def test_fsync_ahead_fails():
@@ -313,48 +317,32 @@ def test_fsync_ahead_fails():
     line, or each checkpoint is exact or fails with one line, and the next
     is exact. Some N must hit the fsync ahead, and then nothing written
     ahead is used."""
-    rnd = random.Random(11)
-    hit = 0
-    for n in range(1, 13):
-        root = S.new_tree({"big": rnd.randbytes(1 << 20)})
-        ctl = T.tempdir("mtm-ctl-")
-        steps = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(256), 40)]]
-        env = dict(DEBUG, METAMORI_FAULT="fsync:%d:EIO" % n)
-        sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, steps, os.path.join(root, "big")),
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: session_up(root) or sess.poll() is not None, "the session")
-        taken = []
-        if session_up(root):
-            poke_step(ctl, 0)
-            time.sleep(0.3)  # passes (and writes ahead, then their fsync) run every 10-20 ms
-            # (an index fsync that failed while idle fails the next
-            # checkpoint too, as before the fsync ahead: one of three)
-            later = None
-            for k in range(4):
-                man = T.manifest(root)
-                ckpt = fails_cleanly(root, "fsync %d, checkpoint %d" % (n, k + 1))
-                if ckpt is not None:
-                    taken.append((ckpt, man))
-                    later = k if k else None
-                    if k:
-                        break
-            if later is None:
-                raise T.Failure("fsync %d: no checkpoint succeeded after the first: %r" % (n, taken))
-            open(os.path.join(ctl, "stop"), "w").close()
-            sess.wait(timeout=60)
-            err = sess.stderr.read()
-            begun = err.find("their fsync begun")
-            if begun >= 0 and re.search(r"writing ahead failed \(.*fsync", err[begun:]):
-                hit += 1
-                if any(blocks_used(err)):
-                    raise T.Failure("fsync %d: blocks were used from a write ahead whose fsync failed: %r" %
-                                    (n, blocks_used(err)))
-        else:
-            assert_refused_start(sess, "fsync %d" % n)
-        assert_restore_to(root, taken, "fsync %d failed" % n)
-        verify_data(root)
-        T.rmtree(root)
-        T.rmtree(ctl)
+    def take(root, n):
+        # (an index fsync that failed while idle fails the next
+        # checkpoint too, as before the fsync ahead: one of three)
+        taken, later = [], None
+        for k in range(4):
+            man = T.manifest(root)
+            ckpt = checkpoint_may_fail(root, "fsync %d, checkpoint %d" % (n, k + 1))
+            if ckpt is not None:
+                taken.append((ckpt, man))
+                later = k if k else None
+                if k:
+                    break
+        if later is None:
+            raise T.Failure("fsync %d: no checkpoint succeeded after the first: %r" % (n, taken))
+        return taken
+
+    def judge(err, n):
+        begun = err.find("their fsync begun")
+        if begun < 0 or not re.search(r"writing ahead failed \(.*fsync", err[begun:]):
+            return 0
+        if any(blocks_used(err)):
+            raise T.Failure("fsync %d: blocks were used from a write ahead whose fsync failed: %r" %
+                            (n, blocks_used(err)))
+        return 1
+
+    hit = sweep_faults("fsync", 11, 12, take, judge)
     print("  %d of 12 runs failed the fsync ahead" % hit)
     if not hit:
         raise T.Failure("no injected fsync failed the fsync ahead")
