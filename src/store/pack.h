@@ -63,6 +63,7 @@ typedef struct {
 	XXH3_state_t *hstate;      /* a chunk's hash over its pieces */
 	sqlite3_stmt *find, *insert;
 	uint64_t bytes_stored, chunks_new;
+	uint64_t zstd_in;          /* bytes given to zstd (tries that did not pay too) */
 	struct pack_flusher *fl;   /* the thread that writes (flusher.c) */
 	int sync_begun;
 	int drop_cache;            /* a session's: what it wrote leaves the page cache once durable */

@@ -52,6 +52,7 @@ struct mtm_store {
 	struct mtm_session *session; /* set inside `metamori run` (session.c) */
 	int wal_kept_by_session;     /* a session answered us: its WAL is its own to copy back */
 	int zstd_raw_streak, zstd_skip; /* compression backoff on incompressible data (pack_writer.c) */
+	int zstd_paid;                  /* the last chunk tried compressed (pack_writer.c) */
 	int fs_known;                /* root_fine_dev was determined (scan.c) */
 	int64_t root_fine_dev;       /* st_dev of the root if its file system keeps
 	                              * fine timestamps from the kernel clock, else -1 */

@@ -13,8 +13,7 @@
 #include "store/lineage.h"
 #include "store/store.h"
 
-static char dir[] = "/tmp/mtm-blockpair-XXXXXX";
-static mtm_store *S;
+#include "tmp_store.h"
 
 /* The checkpoint tree: ids 1-15 on branch 1; branch 2 forks at 8 and holds
  * 16-30; branch 3 forks at 22 and holds 31-40. */
@@ -93,25 +92,8 @@ static void agrees_with_point_lookups(void **state)
 	check_all(0, &seed); /* rows in both tables */
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	if (!mkdtemp(dir))
-		return -1;
-	return mtm_init(&S, dir) ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	mtm_close(S);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	return system(cmd);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {cmocka_unit_test(agrees_with_point_lookups)};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmp_store_setup, tmp_store_teardown);
 }

@@ -14,8 +14,7 @@
 #include "store/index.h"
 #include "store/store.h"
 
-static char dir[] = "/tmp/mtm-blockrows-XXXXXX";
-static mtm_store *S;
+#include "tmp_store.h"
 
 static int64_t count(const char *where)
 {
@@ -53,25 +52,8 @@ static void rows_in_and_later_wins(void **state)
 	assert_int_equal(count("file_id=7 AND blkno=7 AND hash=107 AND chunk=1 AND boff=7"), 1);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	if (!mkdtemp(dir))
-		return -1;
-	return mtm_init(&S, dir) ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	mtm_close(S);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	return system(cmd);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {cmocka_unit_test(rows_in_and_later_wins)};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmp_store_setup, tmp_store_teardown);
 }

@@ -18,8 +18,7 @@
 
 #define N 60 /* checkpoints 1..N */
 
-static char dir[] = "/tmp/mtm-lineage-XXXXXX";
-static mtm_store *S;
+#include "tmp_store.h"
 static int parent[N + 1], branch[N + 1];
 
 static void sql(const char *q)
@@ -222,23 +221,6 @@ static void unknown_checkpoint_is_refused(void **state)
 	assert_int_equal(lineage_of(S, -1, &l), MTM_ENOCKPT);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	if (!mkdtemp(dir))
-		return -1;
-	return mtm_init(&S, dir) ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	mtm_close(S);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	return system(cmd);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,5 +229,5 @@ int main(void)
 		cmocka_unit_test(cursor_hands_out_the_loaded_tree),
 		cmocka_unit_test(unknown_checkpoint_is_refused),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmp_store_setup, tmp_store_teardown);
 }

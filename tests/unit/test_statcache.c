@@ -17,8 +17,7 @@
 #include "store/store.h"
 #include "util/pathmap.h"
 
-static char dir[] = "/tmp/mtm-statcache-XXXXXX";
-static mtm_store *S;
+#include "tmp_store.h"
 static struct stat ST; /* of a real file in dir */
 
 #define HOUR_NS (3600LL * 1000000000)
@@ -183,7 +182,7 @@ static void damaged_rows_vouch_for_nothing(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	if (!mkdtemp(dir))
+	if (tmp_dir())
 		return -1;
 	char path[128];
 	snprintf(path, sizeof path, "%s/file", dir);
@@ -191,15 +190,6 @@ static int setup(void **state)
 	if (!f || fputs("some bytes\n", f) < 0 || fclose(f) || stat(path, &ST))
 		return -1;
 	return mtm_init(&S, dir) ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	mtm_close(S);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	return system(cmd);
 }
 
 int main(void)
@@ -211,5 +201,5 @@ int main(void)
 		cmocka_unit_test(statblob_round_trip),
 		cmocka_unit_test(damaged_rows_vouch_for_nothing),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, tmp_store_teardown);
 }
