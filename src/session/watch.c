@@ -101,7 +101,8 @@ struct watcher {
 	struct timespec read_at; /* CLOCK_MONOTONIC: the queue last read on into the stash (load_read_on, watch_read_on) */
 	const char *test_gate; /* METAMORI_TEST_INODE_LOAD_GATE: the load waits while this file exists (tests) */
 	int test_read_us; /* METAMORI_TEST_DRAIN_READ_US: each read of the queue takes this long more (tests) */
-	long test_freeing_us; /* METAMORI_TEST_FREEING_US: a gone handle answers ENOMEM, in the barrier's settle for this long (tests) */
+	long test_freeing_us; /* METAMORI_TEST_FREEING_US: these gone handles answer ENOMEM, in the barrier's settle for this long (tests) */
+	const char *test_freeing; /* METAMORI_TEST_FREEING_HANDLES: "TYPE:HEX,..." of the handles (tests) */
 	struct timespec settle_at; /* CLOCK_MONOTONIC: the barrier's settle began (fan_settle); 0: not settling */
 	vec held;         /* fanotify: of held_event, events in a directory being freed, to resolve later */
 	int inodes_loaded;
@@ -237,15 +238,35 @@ static int mark_fd(const watcher *w, const fsid_t *fsid)
  * may wait for the journal). */
 static int64_t elapsed_ns(const struct timespec *since);
 
+/* Tests: whether fh is one of METAMORI_TEST_FREEING_HANDLES, whose removed
+ * directories answer ENOMEM until test_freeing_us into the barrier's
+ * settle. */
+static int test_freeing(const watcher *w, const struct file_handle *fh)
+{
+	if (!w->test_freeing || w->test_freeing_us <= 0 || fh->handle_bytes > MAX_HANDLE_SZ)
+		return 0;
+	if (w->settle_at.tv_sec && elapsed_ns(&w->settle_at) >= w->test_freeing_us * 1000)
+		return 0;
+	char want[16 + 2 * MAX_HANDLE_SZ], *k = want + snprintf(want, 16, "%d:", fh->handle_type);
+	for (unsigned i = 0; i < fh->handle_bytes; i++)
+		k += sprintf(k, "%02x", fh->f_handle[i]);
+	size_t n = strlen(want);
+	for (const char *p = w->test_freeing; (p = strstr(p, want)); p += n)
+		if ((p == w->test_freeing || p[-1] == ',') && (!p[n] || p[n] == ','))
+			return 1;
+	return 0;
+}
+
+/* (In the barrier's settle, fan_settle waits between its looks instead:
+ * hundreds of held events, each waited for here, took seconds.) */
 static int open_handle(const watcher *w, int mfd, const struct file_handle *fh)
 {
 	int fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
-	for (int i = 0; fd < 0 && errno == ENOMEM && i < 3; i++) {
+	for (int i = 0; fd < 0 && errno == ENOMEM && i < 3 && !w->settle_at.tv_sec; i++) {
 		usleep(100);
 		fd = open_by_handle_at(mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
 	}
-	if (fd < 0 && errno == ESTALE && w->test_freeing_us > 0 &&
-	    (!w->settle_at.tv_sec || elapsed_ns(&w->settle_at) < w->test_freeing_us * 1000))
+	if (fd < 0 && errno == ESTALE && test_freeing(w, fh))
 		errno = ENOMEM;
 	return fd;
 }
@@ -1033,11 +1054,13 @@ int watch_start(mtm_session *ss, const char **why)
 	 * they are judged (tests/session: a flood outside the tree) */
 	const char *slow = secure_getenv("METAMORI_TEST_DRAIN_READ_US");
 	w->test_read_us = slow ? atoi(slow) : 0;
-	/* tests: a removed directory whose handle answers as one being freed
-	 * (ENOMEM: its inode number being reused) in every drain, and in the
-	 * barrier's settle for this long (test_a_directory_freed_at_the_barrier) */
+	/* tests: the removed directories these handles name answer as ones
+	 * being freed (ENOMEM: the inode number being reused) in every drain,
+	 * and in the barrier's settle for this long
+	 * (test_a_directory_freed_at_the_barrier) */
 	const char *freeing = secure_getenv("METAMORI_TEST_FREEING_US");
 	w->test_freeing_us = freeing ? atol(freeing) : 0;
+	w->test_freeing = secure_getenv("METAMORI_TEST_FREEING_HANDLES");
 	clock_gettime(CLOCK_REALTIME, &w->inodes_since); /* (the stat cache holds files older than the session) */
 	if (!(w->root = realpath(ss->s->root, NULL))) {
 		free(w);

@@ -9,10 +9,12 @@ the outside changes and asks for checkpoints from "another shell". At each
 checkpoint the tree is copied (a manifest); every checkpoint must restore
 --to exactly that; after the session ends, `status` must show nothing the
 last checkpoint missed (the tree is not touched after it)."""
+import ctypes
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -696,6 +698,19 @@ def test_a_deep_directory_outside():
 test_a_deep_directory_outside.watch_kind = "fanotify"
 
 
+def dir_handle(path):
+    """name_to_handle_at(2) of a directory: "TYPE:HEX", as
+    METAMORI_TEST_FREEING_HANDLES takes it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(8 + 128)
+    struct.pack_into("Ii", buf, 0, 128, 0)
+    mount_id = ctypes.c_int()
+    if libc.name_to_handle_at(-100, path.encode(), buf, ctypes.byref(mount_id), 0):  # (AT_FDCWD)
+        raise OSError(ctypes.get_errno(), "name_to_handle_at", path)
+    size, kind = struct.unpack_from("Ii", buf, 0)
+    return "%d:%s" % (kind, buf.raw[8:8 + size].hex())
+
+
 def test_a_directory_freed_at_the_barrier():
     """An event in a directory outside the tree that is removed just before
     a checkpoint: while the kernel reuses the directory's inode number
@@ -704,26 +719,31 @@ def test_a_directory_freed_at_the_barrier():
     answered ENOMEM for 0.01-3.5 ms. The barrier looked once (~0.3 ms) and
     took what was still held for a loss, so the checkpoint scanned (seen in
     a clean-clone make test: "the watcher could not resolve a directory
-    (being freed for too long)"). METAMORI_TEST_FREEING_US makes a gone
-    directory answer ENOMEM in every drain and for that long after the
-    barrier starts to settle: the barrier waits (up to 50 ms) and stays
-    tracked; past its bound, the checkpoint scans, and holds every change
-    either way."""
+    (being freed for too long)"). METAMORI_TEST_FREEING_US and _HANDLES
+    make the test's removed directories answer ENOMEM in every drain and
+    for that long after the barrier starts to settle: the barrier waits (up
+    to 50 ms) and stays tracked; past its bound, the checkpoint scans, and
+    holds every change either way."""
     for freeing_us, want in ((5000, "tracked"), (400000, "being freed for too long")):
-        s = Session({"f": b"A" * 12288}, env={"METAMORI_TEST_FREEING_US": str(freeing_us)}, run_args=())
-        out = os.path.join(T.tempdir("mtm-freed-"), "d")
+        top = T.tempdir("mtm-freed-")
+        dirs = [os.path.join(top, "d%d" % i) for i in range(2)]
+        for d in dirs:
+            os.mkdir(d)
+        env = {"METAMORI_TEST_FREEING_US": str(freeing_us),
+               "METAMORI_TEST_FREEING_HANDLES": ",".join(dir_handle(d) for d in dirs)}
+        s = Session({"f": b"A" * 12288}, env=env, run_args=())
         outs = []
-        for i in range(2):
-            os.makedirs(out + "/sub")
-            T.write_file(out + "/sub/f", b"x")
-            os.unlink(out + "/sub/f")
-            os.rmdir(out + "/sub")
-            os.rmdir(out)
+        for i, d in enumerate(dirs):
+            T.write_file(d + "/f", b"x")
+            os.unlink(d + "/f")
+            os.rmdir(d)
             outside_write(s.P("f"), i * 100, b"out%d" % i)
             s.inside("open(P('g%d'), 'wb').write(b'in')" % i)
             outs.append(s.ck("freed %d" % i))
         s.stop()
-        if [o for o in outs if "tracked" not in o] if want == "tracked" else want not in s.stderr:
+        # (a queue overflow under a heavy load is a real loss: scanning is right)
+        scanned = [o for o in s.stderr.splitlines() if "(scanned" in o and "queue overflowed" not in o]
+        if scanned if want == "tracked" else want not in s.stderr:
             raise T.Failure("a directory freed %d us after the barrier: want %r: %s\n%s" % (freeing_us, want, outs, s.stderr))
         s.verify()
 
