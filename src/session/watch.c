@@ -76,6 +76,14 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
 typedef struct { uint8_t kinds, npid, many, early; int32_t pid[PEND_PIDS]; } pend;
 typedef struct { fsid_t fsid; int fd; } fs_mark;
 typedef struct { unsigned char *ev; size_t len; } held_event;
+
+/* The held events dropped (their bytes freed; the vector kept). */
+static void held_drop(vec *held)
+{
+	for (size_t i = 0; i < held->n; i++)
+		free(VEC_AT(held, held_event, i).ev);
+	held->n = 0;
+}
 typedef struct { int32_t pid; int trusted; } trust_memo;
 /* inotify: what a watch descriptor watches */
 enum { WD_DIR = 1, WD_FILE_ATTRIB = 2, WD_FILE_ALL = 3 };
@@ -151,8 +159,7 @@ void watch_stop(watcher *w)
 	for (size_t i = 0; i < w->marks.n; i++)
 		close(VEC_AT(&w->marks, fs_mark, i).fd);
 	vec_free(&w->marks);
-	for (size_t i = 0; i < w->held.n; i++)
-		free(VEC_AT(&w->held, held_event, i).ev);
+	held_drop(&w->held);
 	vec_free(&w->held);
 	for (size_t i = 0; i < w->wds.n; i++)
 		free(VEC_AT(&w->wds, wd_ent, i).path);
@@ -1180,9 +1187,7 @@ static void fan_settle(watcher *w)
 			break;
 		if (elapsed_ns(&w->settle_at) >= FREEING_WAIT_NS) {
 			w->lost = "the watcher could not resolve a directory (being freed for too long)";
-			for (size_t i = 0; i < w->held.n; i++)
-				free(VEC_AT(&w->held, held_event, i).ev);
-			w->held.n = 0;
+			held_drop(&w->held);
 			break;
 		}
 		usleep(nap);
