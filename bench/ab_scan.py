@@ -13,13 +13,25 @@ each side's checkpoint / read-changed, and `status` of both trees at the end
 (each must be clean). Run the same build on both sides (with --env-new to
 change one knob, say METAMORI_NO_MAP=1) to see the noise of the moment.
 
+--cross runs each build on the other's tree and store for the second half of
+the intervals (both builds must read both stores: the same format). Each copy
+keeps its page cache and disk layout for the whole run, and those are not
+alike: which folio sizes a file's cache gets as it is written is up to the
+memory of the moment (benchlib.folio_kib; S27 in BENCHMARKS-ARCHIVE.md saw one
+of four files in ~60-120 KiB folios and its copy in 2 MiB ones), so an A/A
+run can show one side a few percent slower all run long (S26: 2-3%, always
+the same side within the run). Crossed, each half's pairs have that copy
+difference with opposite signs: the halves' medians and their geometric
+mean are printed, the mean free of it. Each copy's mean folio size is
+printed at the start (as root).
+
 --priority runs every timed command of both sides at nice -20 and, as root,
 in the real-time I/O class (ionice -c1): on a machine shared with other
 people's test loops (2 CPUs, CPU pressure > 90%), the waits for a CPU and for
 the disk's queue are then mostly not in the figures. Both sides alike.
 
 usage: ab_scan.py OLD NEW [--intervals 20] [--files 4] [--cache warm|cold]
-                  [--env-old K=V] [--env-new K=V] [--perf] [--priority] [--work DIR]
+                  [--env-old K=V] [--env-new K=V] [--perf] [--priority] [--cross] [--work DIR]
 """
 import argparse
 import os
@@ -60,6 +72,8 @@ def main():
     ap.add_argument("--perf", action="store_true", help="CPU: perf stat's task-clock (both commands)")
     ap.add_argument("--priority", action="store_true",
                     help="timed commands at nice -20 (and ionice -c1 as root), both sides")
+    ap.add_argument("--cross", action="store_true",
+                    help="each build on the other's tree and store for the second half of the intervals")
     ap.add_argument("--work", default=os.path.join(here, "work", "ab_scan"))
     a = ap.parse_args()
     cache = B.Cache(a.cache)
@@ -85,11 +99,17 @@ def main():
         subprocess.run([m, "-C", w.root, "checkpoint", "-q"], check=True, stdout=subprocess.DEVNULL,
                        env=envs[name])
     res = {"old": [], "new": []}
+    for name in ("old", "new"):
+        kib = [B.folio_kib(ws[name].path(f)) for f in ws[name].names]
+        if all(k is not None for k in kib):
+            print(f"{name}'s copy: mean folio KiB per file: " + ", ".join(f"{k:.0f}" for k in kib))
     print("load at the start:", B.loadavg(), flush=True)
+    half = a.intervals // 2 if a.cross else a.intervals
     for i in range(a.intervals):
         line = []
         for name in (("old", "new") if i % 2 == 0 else ("new", "old")):
-            w = ws[name]
+            # (crossed: the other build's copy, from the second half on)
+            w = ws[name] if i < half else ws["new" if name == "old" else "old"]
             w.interval()
             files = [w.path(f) for f in w.changed_files()]
             cache.prepare()
@@ -112,6 +132,15 @@ def main():
     cpu_pairs = statistics.median(y[3] / x[3] for x, y in zip(o, n))
     print(f"new / old: wall {med(n, 2) / med(o, 2):.3f} (pairs {pairs:.3f}), "
           f"CPU {med(n, 3) / med(o, 3):.3f} (pairs {cpu_pairs:.3f})")
+    if a.cross and 0 < half < a.intervals:
+        def halves(k):
+            r = [statistics.median(y[k] / x[k] for x, y in zip(o[lo:hi], n[lo:hi]))
+                 for lo, hi in ((0, half), (half, a.intervals))]
+            return r[0], r[1], (r[0] * r[1]) ** 0.5
+        w1, w2, wg = halves(2)
+        c1, c2, cg = halves(3)
+        print(f"crossed: pairs, own copies {w1:.3f}, swapped {w2:.3f}, geometric mean {wg:.3f}; "
+              f"CPU pairs {c1:.3f}, {c2:.3f}, geometric mean {cg:.3f}")
     for name in ("old", "new"):
         p = subprocess.run([bins[name], "-C", ws[name].root, "status"], capture_output=True, text=True)
         print(f"{name}: status exit {p.returncode}: {p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ''}")

@@ -419,6 +419,60 @@ def machine():
     return info
 
 
+def folio_kib(path):
+    """Mean size in KiB of the page-cache folios holding path's cached pages
+    (/proc/self/pagemap and /proc/kpageflags: root only), or None. Reading a
+    file through a mapping costs per folio: a W1 file in 4 KiB folios took
+    about twice the CPU of one in 2 MiB folios (BENCHMARKS-ARCHIVE.md S25),
+    and which one a file gets as it is written is up to the memory of the
+    moment, so two copies of a workload can differ (S27)."""
+    import mmap
+    import struct
+    page = 4096
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size < page:
+            return None
+        mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        try:
+            real = os.path.realpath(path)
+            start = None
+            with open("/proc/self/maps") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 6 and parts[5] == real:
+                        a, b = (int(x, 16) for x in parts[0].split("-"))
+                        if b - a >= size - page:
+                            start = a
+            if start is None:
+                return None
+            n = size // page
+            for off in range(0, n * page, page):
+                mm[off]  # mapped in (a cached page is not read again)
+            with open("/proc/self/pagemap", "rb") as pm, open("/proc/kpageflags", "rb") as kf:
+                pm.seek(start // page * 8)
+                present = heads = 0
+                for e in struct.unpack("<%dQ" % n, pm.read(8 * n)):
+                    pfn = e & ((1 << 55) - 1)
+                    if not e >> 63 or not pfn:
+                        continue
+                    present += 1
+                    kf.seek(pfn * 8)
+                    if not struct.unpack("<Q", kf.read(8))[0] & (1 << 16):  # not a tail page
+                        heads += 1
+        finally:
+            mm.close()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return 4.0 * present / heads if heads else None
+
+
 def loadavg():
     """The 1-minute load average: the machine is shared, so say how busy it was."""
     try:

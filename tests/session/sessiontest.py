@@ -1,6 +1,7 @@
 """Helpers for the session tests: run a scenario under `metamori run`,
 collect the checkpoints it made with a manifest taken at each, and check
 that every one restores exactly (into a new directory, and in place)."""
+import io
 import json
 import os
 import re
@@ -15,6 +16,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # preloaded ahead of the ASan runtime: let it run.
 if "verify_asan_link_order" not in os.environ.get("ASAN_OPTIONS", ""):
     os.environ["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
+
+def wait_run(proc, timeout=60):
+    """Waits for a `metamori run` started with its stdout and stderr as
+    pipes, reading them while it waits, and returns its exit status; after
+    it, proc.stdout and proc.stderr read back what the pipes held. A
+    session's debug lines (a pass every 10-20 ms) fill a pipe's 64 KiB in
+    seconds, and a session nobody reads blocks in write(2) before it can
+    end: a red session_prewrite test hung 60 s in proc.wait() and ended in
+    a timeout instead of its own failure."""
+    out, err = proc.communicate(timeout=timeout)
+    if proc.stdout is not None or out is not None:
+        proc.stdout = io.StringIO(out or "")
+    if proc.stderr is not None or err is not None:
+        proc.stderr = io.StringIO(err or "")
+    return proc.returncode
+
 
 # Prologue of every scenario script: `ck()` asks the running session for a
 # checkpoint (as `metamori checkpoint` from a shell would) and records its

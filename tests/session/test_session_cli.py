@@ -232,7 +232,7 @@ def test_requests_from_other_shells_usr1_and_every():
         wait_for(lambda: n_checkpoints(root) > n, "the SIGUSR1 checkpoint")
         expected[max(c["id"] for c in T.log_json(root))] = T.manifest(root)
         order(2, "end")
-        sess.wait(timeout=60)
+        S.wait_run(sess)
     except Exception as e:
         # the step that failed is the report (not the wait for a session
         # whose program still waits for its next step): stop both, say so
@@ -512,8 +512,7 @@ def poker_session(root, ctl, writes, path, env=None):
         yield sess
     finally:
         open(os.path.join(ctl, "stop"), "w").close()
-        if sess.poll() is None:
-            sess.wait(timeout=60)
+        S.wait_run(sess)
 
 
 def poker_ready(ctl):
@@ -1192,7 +1191,7 @@ def test_precopy_pass_fails():
             checkpoint_may_fail(root, "read %d" % n)
             taken.append(tracked_checkpoint(root, "after read %d" % n))
             open(os.path.join(ctl, "stop"), "w").close()
-            sess.wait(timeout=60)
+            S.wait_run(sess)
             if "pre-copy pass failed" in sess.stderr.read():
                 passes_failed += 1
         assert_restore_to(root, taken, "read %d failed" % n)

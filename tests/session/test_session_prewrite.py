@@ -318,8 +318,7 @@ def test_fsync_ahead_while_the_program_beats():
         at, (ckpt, man) = checkpoint_after_the_fsync_ahead(root, ctl, trace, "the heartbeat going on")
     finally:
         open(os.path.join(ctl, "stop"), "w").close()
-        if sess.poll() is None:
-            sess.wait(timeout=60)
+        S.wait_run(sess)
     err = sess.stderr.read()
     if blocks_used(err)[-1:] != [16]:
         raise T.Failure("the checkpoint did not take the 16 blocks from what was written ahead: %r\n%s"
@@ -366,7 +365,7 @@ def sweep_faults(kind, seed, runs, take, judge):
             time.sleep(0.3)  # passes (and writes ahead, then their fsync) run every 10-20 ms
             taken = take(root, n)
             open(os.path.join(ctl, "stop"), "w").close()
-            sess.wait(timeout=60)
+            S.wait_run(sess)
             hit += judge(sess.stderr.read(), n)
         else:
             assert_refused_start(sess, "%s %d" % (kind, n))
