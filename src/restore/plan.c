@@ -291,6 +291,21 @@ static int check_excluded_inside(const inplace *w)
 	return 0;
 }
 
+int plan_frozen(rctx *c, const inplace *w)
+{
+	for (size_t i = 0; i < w->removed.n; i++)
+		MTM_TRY(preflight_frozen_at(c->s->rootfd, VEC_AT(&w->removed, live_item *, i)->path));
+	for (size_t i = 0; i < w->plan.n; i++) {
+		const plan_item *p = &VEC_AT(&w->plan, plan_item, i);
+		if (p->li && p->action != ACT_NONE)
+			MTM_TRY(preflight_frozen_at(c->s->rootfd, p->li->path));
+	}
+	for (size_t i = 0; i < w->dirs.cap; i++)
+		if (w->dirs.slots[i].key)
+			MTM_TRY(preflight_frozen_at(c->s->rootfd, w->dirs.slots[i].key));
+	return 0;
+}
+
 int plan_in_place(rctx *c, inplace *w, mtm_id k)
 {
 	MTM_TRY(plan_merge(c, w));

@@ -129,6 +129,10 @@ int restore_to_dir(rctx *c, mtm_id k, const char *to);
  * for found, and what would fail half-way refused before any change. */
 int plan_in_place(rctx *c, inplace *w, mtm_id k);
 void plan_free(vec *plan);
+/* Refuses (preflight_frozen_at) a plan that changes an entry marked
+ * immutable or append-only: what it removes, replaces, patches or gives
+ * metadata, and the directories whose entries it changes. */
+int plan_frozen(rctx *c, const inplace *w);
 /* on_step for one step (action letter, path, bytes). */
 int report_step(rctx *c, char action, const char *path, uint64_t bytes);
 /* Lists the plan's steps (on_step), and collects the directories whose
