@@ -450,9 +450,11 @@ def test_partial_restore_in_place_and_to():
     expect(contents({k: got[k] for k in ("d/e/big", "want.txt")}) ==
            contents({k: m1[k] for k in ("d/e/big", "want.txt")}), "--to with paths: contents")
     T.rmtree(to)
+    ids = log_ids(root)  # (keep.txt is new: the tree differs from the head)
     p = mtm(["-C", root, "restore", str(c1), "--", "nowhere.txt"])
     expect(rlib.one_error_line(p, "missing path") ==
            "metamori: nowhere.txt: not in checkpoint %d, nor in the tree" % c1, p.stderr)
+    expect(p.stdout == "" and log_ids(root) == ids, "a refused path was saved first: %r %r" % (p.stdout, log_ids(root)))
     p = mtm(["-C", root, "restore", str(c1), "--"])
     expect(rlib.one_error_line(p, "no paths") == "metamori: restore: '--' must be followed by the paths to restore",
            p.stderr)
