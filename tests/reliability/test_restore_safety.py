@@ -460,13 +460,38 @@ def test_partial_restore_in_place_and_to():
            p.stderr)
 
 
+def test_restore_to_refuses_the_store():
+    """restore --to a directory in the store (however named: through a
+    symlink, new or empty) is refused with nothing written: the restore
+    wrote into .metamori/ and verify then found the store damaged."""
+    root, c1, c2, m1, m2 = base()
+    store_dir = os.path.join(root, ".metamori")
+    before = sorted(os.listdir(store_dir)), sorted(os.listdir(os.path.join(store_dir, "packs")))
+    os.mkdir(os.path.join(store_dir, "empty"))
+    link = root + ".link"
+    os.symlink(store_dir, link)
+    for to in (os.path.join(root, ".metamori", "x"), os.path.join(store_dir, "packs", "x"),
+               os.path.join(store_dir, "empty"), os.path.join(link, "y"), os.path.join(root, "d", "..", ".metamori", "z/")):
+        p = mtm(["-C", root, "restore", str(c1), "--to", to])
+        line = rlib.one_error_line(p, "restore --to %s" % to)
+        expect(line == "metamori: %s: cannot restore into the store" % to, line)
+    os.rmdir(os.path.join(store_dir, "empty"))
+    expect((sorted(os.listdir(store_dir)), sorted(os.listdir(os.path.join(store_dir, "packs")))) == before,
+           "the store's files changed: %r" % sorted(os.listdir(store_dir)))
+    ok(root, "verify")
+    to = os.path.join(root, "inside")  # in the tree, beside the store: as asked
+    ok(root, "restore", str(c1), "--to", to)
+    expect(contents(tree_manifest(to)) == contents(m1), "restore --to a directory of the tree")
+    os.unlink(link)
+
+
 ALL = ["test_unsaved_work_is_saved_first", "test_no_save_when_the_tree_is_the_head", "test_discard_skips_the_save",
        "test_dry_run_lists_and_changes_nothing", "test_killed_restore_never_reverts_later_edits",
        "test_intent_keeps_excludes_and_paths", "test_intent_removed_when_nothing_is_left_to_do",
        "test_abort_puts_the_tree_back", "test_intent_of_an_older_version", "test_other_types_in_the_way",
        "test_read_only_directory_is_opened_and_closed", "test_full_disk_is_refused_before_any_change",
        "test_stray_temporaries_are_removed", "test_partial_restore_in_place_and_to",
-       "test_immutable_and_append_only_are_refused_before_any_change"]
+       "test_immutable_and_append_only_are_refused_before_any_change", "test_restore_to_refuses_the_store"]
 ALONE = ["test_full_disk_is_refused_before_any_change", "test_read_only_directory_is_opened_and_closed",
          "test_immutable_and_append_only_are_refused_before_any_change"]
 
