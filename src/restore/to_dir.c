@@ -78,6 +78,14 @@ static int inside_store(const mtm_store *s, const char *to, int *inside)
 	return 0;
 }
 
+/* Whether the request's paths take e (a directory above them: made). */
+static int takes_scope(void *arg, const entry *e)
+{
+	const rreq *rq = arg;
+	int scope = scope_of(rq->paths, rq->n_paths, e->path);
+	return scope == SCOPE_IN || (scope == SCOPE_ABOVE && e->kind == KIND_DIR);
+}
+
 int restore_to_dir(rctx *c, mtm_id k, const char *to)
 {
 	const rreq *rq = c->rq;
@@ -91,11 +99,12 @@ int restore_to_dir(rctx *c, mtm_id k, const char *to)
 	if ((rc = index_load_tree(c->s, k, &target)) || (rc = lineage_of(c->s, k, &c->lin_k)))
 		goto done;
 	/* with paths: those, and the directories above them */
+	if (rq->n_paths && (rc = reroot_links(&target, takes_scope, (void *)rq)))
+		goto done;
 	size_t keep = 0;
 	for (size_t i = 0; i < target.n; i++) {
 		entry *e = &VEC_AT(&target, entry, i);
-		int scope = scope_of(rq->paths, rq->n_paths, e->path);
-		if (scope == SCOPE_IN || (scope == SCOPE_ABOVE && e->kind == KIND_DIR))
+		if (takes_scope((void *)rq, e))
 			VEC_AT(&target, entry, keep++) = *e;
 		else
 			entry_clear(e);
@@ -152,7 +161,7 @@ int restore_to_dir(rctx *c, mtm_id k, const char *to)
 		}
 	}
 	if (!rc)
-		rc = make_links(c, &target);
+		rc = make_links(c, &target, NULL);
 	for (size_t i = 0; i < target.n && !rc; i++) {
 		entry *e = &VEC_AT(&target, entry, i);
 		if (e->kind == KIND_SYMLINK)
