@@ -4,6 +4,7 @@
 #include <string.h>
 #include "cli/cli.h"
 #include "cli/json.h"
+#include "cli/quote.h"
 
 const char usage_ls[] =
 	"usage: metamori ls ID [PATH] [--json]\n\n"
@@ -46,11 +47,19 @@ static void json_entry(json *j, const mtm_entry_info *e)
 	json_obj_end(j);
 }
 
+/* The name and the target quoted as status quotes them: one line per
+ * entry, and no escape sequence from a name reaches the terminal. */
 static void print_entry(const mtm_entry_info *e)
 {
 	char when[32];
-	printf("%c %04o %10llu  %s  %s%s%s\n", e->kind, (unsigned)e->mode, (unsigned long long)e->size,
-	       human_time(when, sizeof when, e->mtime_ns), e->name, e->target ? " -> " : "", e->target ? e->target : "");
+	printf("%c %04o %10llu  %s  ", e->kind, (unsigned)e->mode, (unsigned long long)e->size,
+	       human_time(when, sizeof when, e->mtime_ns));
+	quote_put(stdout, e->name);
+	if (e->target) {
+		fputs(" -> ", stdout);
+		quote_put(stdout, e->target);
+	}
+	putchar('\n');
 }
 
 int cmd_ls(int argc, char **argv)

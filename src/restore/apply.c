@@ -62,7 +62,7 @@ static int write_files(rctx *c, inplace *w)
 	if (!rc) /* the last batch of files written whole, before their other names */
 		rc = rename_written(c);
 	if (!rc)
-		rc = make_links(c, &w->target);
+		rc = make_links(c, &w->target, &w->plan);
 	c->changed_ns = now_ns(); /* the last change to a file (its stat cache row) */
 	if (!rc)
 		rc = sync_patched(c);

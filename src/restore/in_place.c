@@ -94,7 +94,8 @@ int restore_in_place(rctx *c, mtm_id k, mtm_id from, int pending)
 	ph[1] = now_ns();
 	if ((rc = plan_in_place(c, &w, k)) || (rc = plan_steps(c, &w.plan, &w.removed, &w.dirs, &need)) || c->rq->dry_run)
 		goto done;
-	if ((rc = preflight_space(s->rootfd, need)) || (rc = preflight_access(s->rootfd, &w.dirs, &opened)))
+	if ((rc = preflight_space(s->rootfd, need)) || (rc = plan_frozen(c, &w)) ||
+	    (rc = preflight_access(s->rootfd, &w.dirs, &opened)))
 		goto done;
 	ph[2] = now_ns();
 	if ((rc = gather_reads(c, &w.plan)))

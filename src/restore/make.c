@@ -82,13 +82,69 @@ static int make_link(rctx *c, const vec *target, const entry *e)
 	return rc > 0 ? mtm_set_errno(rc, "%s: linking to %s", e->path, f->path) : 0;
 }
 
-/* Every other name of the hard-linked files, once the files are written. */
-int make_links(rctx *c, const vec *target)
+int make_links(rctx *c, const vec *target, const vec *plan)
 {
-	for (size_t i = 0; i < target->n; i++)
-		if (VEC_AT(target, entry, i).kind == KIND_LINK)
-			MTM_TRY(make_link(c, target, &VEC_AT(target, entry, i)));
+	if (!plan) {
+		for (size_t i = 0; i < target->n; i++)
+			if (VEC_AT(target, entry, i).kind == KIND_LINK)
+				MTM_TRY(make_link(c, target, &VEC_AT(target, entry, i)));
+		return 0;
+	}
+	for (size_t i = 0; i < plan->n; i++) {
+		const plan_item *p = &VEC_AT(plan, plan_item, i);
+		if (p->te->kind == KIND_LINK)
+			MTM_TRY(make_link(c, target, p->te));
+	}
 	return 0;
+}
+
+/* Makes link e the group's file f: f's content and metadata under e's
+ * path. ver 0: a version no stat cache row may name (record.c), and that
+ * plan_file never takes for the one the live file holds. */
+static int link_as_file(entry *e, const entry *f)
+{
+	unsigned char *x = NULL;
+	if (f->xattrs_len && !(x = malloc(f->xattrs_len)))
+		return mtm_set_error(ENOMEM, "restore");
+	if (x)
+		memcpy(x, f->xattrs, f->xattrs_len);
+	char *path = e->path;
+	free(e->target);
+	free(e->xattrs);
+	*e = *f;
+	e->path = path;
+	e->target = NULL;
+	e->xattrs = x;
+	e->ver = 0;
+	return 0;
+}
+
+int reroot_links(vec *target, int (*taken)(void *arg, const entry *e), void *arg)
+{
+	pathmap roots = {0}; /* group file left out -> the name made its file */
+	int rc = 0;
+	for (size_t i = 0; i < target->n && !rc; i++) {
+		entry *e = &VEC_AT(target, entry, i);
+		if (e->kind != KIND_LINK || !taken(arg, e))
+			continue;
+		const entry *f = tree_find(target, e->target);
+		if (!f || f->kind != KIND_FILE || taken(arg, f))
+			continue; /* (no file: make_link says the index is damaged) */
+		const char *root = pathmap_get(&roots, f->path);
+		if (root) {
+			char *t = strdup(root);
+			if (!t) {
+				rc = mtm_set_error(ENOMEM, "restore");
+				break;
+			}
+			free(e->target);
+			e->target = t;
+		} else if (!(rc = link_as_file(e, f)) && pathmap_put(&roots, f->path, e->path)) {
+			rc = mtm_set_error(ENOMEM, "restore");
+		}
+	}
+	pathmap_free(&roots, NULL);
+	return rc;
 }
 
 /* A FIFO, socket or device node, made as what it was (a socket as an

@@ -169,10 +169,23 @@ static int other_in_the_way(rctx *c, inplace *w, const entry *te)
 	return 0;
 }
 
+typedef struct { const rreq *rq; const ignore_set *ign; } takes_arg;
+
+/* Whether the request takes target entry te: neither excluded nor outside
+ * its paths (a directory above them is taken: made if missing). */
+static int takes(void *arg, const entry *te)
+{
+	const takes_arg *t = arg;
+	int scope = scope_of(t->rq->paths, t->rq->n_paths, te->path);
+	return !ignore_path(t->ign, te->path, te->kind == KIND_DIR) &&
+	       (scope == SCOPE_IN || (scope == SCOPE_ABOVE && te->kind == KIND_DIR));
+}
+
 /* Merges target and live, both in path order. */
 static int plan_merge(rctx *c, inplace *w)
 {
 	const rreq *rq = c->rq;
+	takes_arg ta = {rq, &w->ign};
 	int rc;
 	for (size_t i = 0, j = 0; i < w->target.n || j < w->live.n;) {
 		entry *te = i < w->target.n ? &VEC_AT(&w->target, entry, i) : NULL;
@@ -186,8 +199,7 @@ static int plan_merge(rctx *c, inplace *w)
 			continue;
 		}
 		int scope = scope_of(rq->paths, rq->n_paths, te->path);
-		if (ignore_path(&w->ign, te->path, te->kind == KIND_DIR) || scope == SCOPE_OUT ||
-		    (scope == SCOPE_ABOVE && te->kind != KIND_DIR)) {
+		if (!takes(&ta, te)) {
 			/* excluded or outside the request: neither restored nor removed, whatever is live there */
 			i++;
 			j += cmp == 0;
@@ -291,8 +303,25 @@ static int check_excluded_inside(const inplace *w)
 	return 0;
 }
 
+int plan_frozen(rctx *c, const inplace *w)
+{
+	for (size_t i = 0; i < w->removed.n; i++)
+		MTM_TRY(preflight_frozen_at(c->s->rootfd, VEC_AT(&w->removed, live_item *, i)->path));
+	for (size_t i = 0; i < w->plan.n; i++) {
+		const plan_item *p = &VEC_AT(&w->plan, plan_item, i);
+		if (p->li && p->action != ACT_NONE)
+			MTM_TRY(preflight_frozen_at(c->s->rootfd, p->li->path));
+	}
+	for (size_t i = 0; i < w->dirs.cap; i++)
+		if (w->dirs.slots[i].key)
+			MTM_TRY(preflight_frozen_at(c->s->rootfd, w->dirs.slots[i].key));
+	return 0;
+}
+
 int plan_in_place(rctx *c, inplace *w, mtm_id k)
 {
+	takes_arg ta = {c->rq, &w->ign};
+	MTM_TRY(reroot_links(&w->target, takes, &ta));
 	MTM_TRY(plan_merge(c, w));
 	MTM_TRY(check_asked(c->rq, w, k));
 	MTM_TRY(unwritable_rewritten(c, w));

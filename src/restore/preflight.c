@@ -124,6 +124,19 @@ int preflight_access(int rootfd, const pathmap *dirs, vec *out)
 	return 0;
 }
 
+int preflight_frozen_at(int rootfd, const char *path)
+{
+	struct statx sx;
+	int flags = AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC;
+	if (!strcmp(path, ".") ? statx(rootfd, "", flags | AT_EMPTY_PATH, 0, &sx) : statx(rootfd, path, flags, 0, &sx))
+		return 0; /* gone, or no statx: the restore's own calls will tell */
+	const char *what = (sx.stx_attributes & STATX_ATTR_IMMUTABLE) ? "immutable (chattr +i)"
+	                   : (sx.stx_attributes & STATX_ATTR_APPEND) ? "append-only (chattr +a)" : NULL;
+	if (!what)
+		return 0;
+	return mtm_set_error(EPERM, "%s: cannot restore, the tree was not changed: it is %s", path, what);
+}
+
 static int chmod_dir(int rootfd, const char *path, mode_t mode)
 {
 	int fd, rc = !strcmp(path, ".") ? ((fd = dup(rootfd)) < 0 ? errno : 0) : beneath_open(rootfd, path, O_RDONLY | O_DIRECTORY, &fd);

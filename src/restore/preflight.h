@@ -30,6 +30,12 @@ int preflight_others_in(int rootfd, const char *dir, strvec *out);
  * need bytes free. */
 int preflight_space(int rootfd, uint64_t need);
 
+/* EPERM, naming path, if the entry at path is marked immutable or
+ * append-only (chattr +i, +a): even root can then neither replace, remove
+ * nor change it, nor (a directory) rename a file into it, so a restore
+ * that must would fail half-way. One statx, the entry not opened. */
+int preflight_frozen_at(int rootfd, const char *path);
+
 /* A directory the restore changes that we may not write: ours, so opened
  * (u+wx) for the restore and its mode put back after. */
 typedef struct { char *path; mode_t mode; } opened_dir;

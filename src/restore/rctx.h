@@ -129,6 +129,10 @@ int restore_to_dir(rctx *c, mtm_id k, const char *to);
  * for found, and what would fail half-way refused before any change. */
 int plan_in_place(rctx *c, inplace *w, mtm_id k);
 void plan_free(vec *plan);
+/* Refuses (preflight_frozen_at) a plan that changes an entry marked
+ * immutable or append-only: what it removes, replaces, patches or gives
+ * metadata, and the directories whose entries it changes. */
+int plan_frozen(rctx *c, const inplace *w);
 /* on_step for one step (action letter, path, bytes). */
 int report_step(rctx *c, char action, const char *path, uint64_t bytes);
 /* Lists the plan's steps (on_step), and collects the directories whose
@@ -171,8 +175,16 @@ int fsync_dirs(rctx *c);
 
 /* make.c */
 int make_symlink(rctx *c, const entry *e);
-/* Every other name of the hard-linked files, once the files are written. */
-int make_links(rctx *c, const vec *target);
+/* Every other name of the hard-linked files, once the files are written:
+ * those of the plan (NULL: every one of target). */
+int make_links(rctx *c, const vec *target, const vec *plan);
+/* Before a restore that leaves out some entries of target (a partial
+ * restore, excluded paths): a link group whose file (its first name) is
+ * left out, but other names taken, gets the first of those as its file
+ * (the content and metadata of the file's entry), the others linked to it,
+ * so that each name restored holds the checkpoint's content, and nothing
+ * left out is touched. taken: whether the restore takes e. */
+int reroot_links(vec *target, int (*taken)(void *arg, const entry *e), void *arg);
 int make_node(rctx *c, const entry *e);
 int make_dir(rctx *c, const entry *e);
 int remove_path(rctx *c, const live_item *li, int must);

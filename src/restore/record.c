@@ -55,8 +55,8 @@ int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed, int whole)
 	rc = whole ? meta_set_int(c->s, "head", k) : 0;
 	for (size_t i = 0; i < plan->n && !rc; i++) {
 		plan_item *p = &VEC_AT(plan, plan_item, i);
-		if (p->te->kind != KIND_FILE || p->action == ACT_NONE)
-			continue;
+		if (p->te->kind != KIND_FILE || p->action == ACT_NONE || !p->te->ver)
+			continue; /* (ver 0: a name written as its group's file, reroot_links; hashed by the next scan) */
 		int fd;
 		struct stat st;
 		if ((rc = beneath_open(c->rootfd, p->te->path, O_RDONLY | O_NONBLOCK, &fd))) {

@@ -22,15 +22,18 @@
  * saved first); the parts are named in rctx.h.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "restore/browse.h"
 #include "restore/preflight.h"
 #include "restore/rctx.h"
 #include "restore/restore.h"
 #include "checkpoint/checkpoint.h"
+#include "io/beneath.h"
 #include "store/intent.h"
 #include "util/error.h"
 
@@ -136,6 +139,38 @@ static int live_differs(mtm_store *s, int *differs)
 	return rc == DIFF_STOP ? 0 : rc;
 }
 
+/* 1 if path is an entry of the live tree (its parents no symlinks). */
+static int live_has(int rootfd, const char *path)
+{
+	int dfd;
+	const char *leaf;
+	struct stat st;
+	if (beneath_open_parent(rootfd, path, &dfd, &leaf))
+		return 0;
+	int there = !fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW);
+	close(dfd);
+	return there;
+}
+
+/* A path asked for that neither checkpoint k nor the tree has is refused
+ * before the tree is saved, not after (plan.c's check_asked): a mistyped
+ * path must not cost a checkpoint and move the head. Only a sure refusal
+ * here; anything else is left to the plan. */
+static int asked_paths_exist(mtm_store *s, mtm_id k, const rreq *rq)
+{
+	for (size_t i = 0; i < rq->n_paths; i++) {
+		const char *q = rq->paths[i];
+		mtm_entry_info e;
+		int rc = mtm_stat(s, k, q, &e);
+		if (!rc)
+			mtm_entry_info_clear(&e);
+		if (!rc || live_has(s->rootfd, q) || (rc != ENOENT && rc != ENOTDIR))
+			continue;
+		return mtm_set_error(ENOENT, "%s: not in checkpoint %lld, nor in the tree", q, (long long)k);
+	}
+	return 0;
+}
+
 /* In place, under the writer lock: removes a killed restore's temporary
  * files (only a killed restore leaves an intent and them), saves the live
  * tree if it differs from the head (unless discard), then restores k.
@@ -153,6 +188,8 @@ static int restore_locked(mtm_store *s, mtm_id k, const rreq *rq, int discard, m
 	intent_free(&pending);
 	uint64_t cleaned;
 	if (had && !rq->dry_run && (rc = preflight_clean_temps(s->rootfd, &cleaned)))
+		return rc;
+	if ((rc = asked_paths_exist(s, k, rq)))
 		return rc;
 	int differs = 0;
 	if (!discard && !rq->dry_run && (rc = live_differs(s, &differs)))

@@ -91,6 +91,15 @@ def test_quoting_on_the_terminal():
         expect(ESC not in out and b"\x07" not in out, "%s printed an escape sequence: %r" % (args, out))
     log = ok(["-C", root, "log"])
     expect(b'"msg \\033]0;title\\a"' in log, log)
+    # ls quotes names and symlink targets like status: one line per entry, no escape reaches the terminal
+    os.symlink(b"to\x1b]0;t\x07", os.path.join(os.fsencode(root), b"link"))
+    write(root, b"line\nbreak", b"n")
+    c = mtm_id(ok(["-C", root, "checkpoint", "-q"]))
+    names = [l.split(b"  ")[-1] for l in ok(["-C", root, "ls", str(c)]).splitlines()]
+    expect(names == [b'"esc\\033[31mred\\377"', b'"line\\nbreak"', b'link -> "to\\033]0;t\\a"', b"plain",
+                     b'"tab\\tname\xc3\xa9"'], names)
+    one = ok(["-C", root, "ls", str(c), ODD])
+    expect(one.endswith(b'  "esc\\033[31mred\\377"\n') and ESC not in one, one)
     # a name with a tab and UTF-8 is quoted like git: the tab escaped, UTF-8 kept
     os.remove(os.path.join(os.fsencode(root), TAB))
     expect(b'D "tab\\tname\xc3\xa9"\n' in ok(["-C", root, "status"]), ok(["-C", root, "status"]))

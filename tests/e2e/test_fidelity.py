@@ -286,6 +286,58 @@ def test_hard_links_change_within_group():
     T.assert_same(want, digest(r), "group after its first name left (in place)")
 
 
+def test_hard_links_partly_restored():
+    """A restore that takes some names of a link group but not its file
+    (the first name): each name taken gets the checkpoint's content (it was
+    linked to the live file, or --to failed with 'index: hard link ...
+    names ..., which is no file of the checkpoint'), and a name left out
+    (not asked for, excluded, ignored) is left exactly as it is (it was
+    made a link, destroying what an ignored name held)."""
+    r = T.tempdir()
+    T.init(r)
+    for d in ("a", "b", "c"):
+        os.mkdir(os.path.join(r, d))
+    T.write_file(os.path.join(r, "a", "f"), b"one")
+    os.link(os.path.join(r, "a", "f"), os.path.join(r, "b", "g"))
+    os.link(os.path.join(r, "a", "f"), os.path.join(r, "c", "h"))
+    c1 = T.checkpoint(r)
+
+    def diverge():  # three files of their own
+        for name, data in (("a/f", b"two"), ("b/g", b"mine"), ("c/h", b"ours")):
+            os.unlink(os.path.join(r, name))
+            T.write_file(os.path.join(r, name), data)
+
+    def read(name):
+        with open(os.path.join(r, name), "rb") as f:
+            return f.read()
+
+    def ino(name):
+        return os.lstat(os.path.join(r, name)).st_ino
+
+    diverge()
+    T.checkpoint(r)
+    T.run(["-C", r, "restore", str(c1), "--", "b/g", "c"])
+    expect((read("a/f"), read("b/g"), read("c/h")) == (b"two", b"one", b"one"), "names restored without the file")
+    expect(ino("b/g") == ino("c/h") != ino("a/f"), "the names taken are one file, the file left out is not")
+    expect(T.run(["-C", r, "status"]).stdout.splitlines() == ["M b/g (3 B)", "T c/h"], T.run(["-C", r, "status"]).stdout)
+    to = os.path.join(T.tempdir(), "out")
+    T.run(["-C", r, "restore", str(c1), "--to", to, "--", "c/h"])
+    expect(os.listdir(to) == ["c"] and open(os.path.join(to, "c", "h"), "rb").read() == b"one", "--to of a name")
+    T.restore(r, c1, excludes=["c/h"])
+    diverge()
+    T.checkpoint(r)
+    T.run(["-C", r, "restore", str(c1), "--", "a/f"])
+    expect((read("a/f"), read("b/g"), read("c/h")) == (b"one", b"mine", b"ours"), "names not asked for changed")
+    T.restore(r, c1, excludes=["b/g"])
+    expect((read("a/f"), read("b/g"), read("c/h")) == (b"one", b"mine", b"one"), "an excluded name changed")
+    T.write_file(os.path.join(r, ".metamoriignore"), b"b/\n")
+    T.write_file(os.path.join(r, "b", "g"), b"never recorded")
+    T.checkpoint(r)
+    T.restore(r, c1)
+    expect(read("b/g") == b"never recorded", "an ignored name was replaced: %r" % read("b/g"))
+    expect(ino("a/f") == ino("c/h") and os.lstat(os.path.join(r, "a", "f")).st_nlink == 2, "the group's other names")
+
+
 def test_fifo_and_socket():
     def build(r):
         os.mkfifo(os.path.join(r, "fifo"), 0o620)
@@ -555,7 +607,8 @@ def test_history_cycles_refused():
 
 if __name__ == "__main__":
     tests = [test_user_xattrs, test_xattr_only_change_is_recorded, test_acls, test_trusted_and_security_xattrs,
-             test_capabilities, test_hard_links, test_hard_links_change_within_group, test_fifo_and_socket,
+             test_capabilities, test_hard_links, test_hard_links_change_within_group, test_hard_links_partly_restored,
+             test_fifo_and_socket,
              test_device_nodes, test_far_times, test_everything_together, test_target_without_xattrs_warns_once,
              test_fifo_ignore_file_does_not_block,
              test_pack_replaced_by_fifo, test_intent_replaced_by_fifo, test_sparse_file_is_cheap,

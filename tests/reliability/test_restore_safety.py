@@ -354,6 +354,58 @@ def test_full_disk_is_refused_before_any_change():
         subprocess.run(["umount", mnt])
 
 
+def chattr(flag, *paths):
+    return subprocess.run(["chattr", flag] + list(paths), capture_output=True).returncode == 0
+
+
+def test_immutable_and_append_only_are_refused_before_any_change():
+    """A file or directory marked immutable or append-only (chattr +i, +a)
+    cannot be replaced, removed, patched or given metadata, nor can a
+    directory so marked take a renamed-in file: refused before the tree is
+    touched (it failed half-way, the restore left pending), and the store
+    usable."""
+    if os.geteuid() != 0 or not shutil.which("chattr"):
+        print("  SKIPPED: chattr +i needs root and chattr")
+        raise SystemExit(77)
+    root, c1, c2, m1, m2 = base()
+    os.chmod(os.path.join(root, "d", "b.txt"), 0o600)  # the same in c1 and c2 but for this mode
+    c3 = T.checkpoint(root)
+    m3 = tree_manifest(root)
+    if not chattr("+i", os.path.join(root, "a.txt")) or not chattr("-i", os.path.join(root, "a.txt")):
+        print("  SKIPPED: the file system of %s takes no chattr +i" % root)
+        raise SystemExit(77)
+    cases = [("+i", "a.txt", "a.txt", "immutable"),              # rewritten whole
+             ("+a", "d/e/big", "d/e/big", "append-only"),        # patched
+             ("+i", "new.txt", "new.txt", "immutable"),          # removed (c1 lacks it)
+             ("+i", "d/b.txt", "d/b.txt", "immutable"),          # its mode only
+             ("+a", "d", "d", "append-only")]                    # its files renamed in
+    for flag, path, named, what in cases:
+        full = os.path.join(root, path)
+        expect(chattr(flag, full), "chattr %s %s" % (flag, path))
+        try:
+            if path == "d":  # only what d itself holds changes
+                p = mtm(["-C", root, "restore", str(c1), "--", "d/f0"])
+            else:
+                p = mtm(["-C", root, "restore", str(c1)])
+        finally:
+            chattr("-" + flag[1], full)
+        line = rlib.one_error_line(p, "%s %s" % (what, path))
+        expect(line == "metamori: %s: cannot restore, the tree was not changed: it is %s (chattr %s)" %
+               (named, what, flag), line)
+        T.assert_same(m3, tree_manifest(root), "tree after the refused restore (%s %s)" % (flag, path))
+        expect(not os.path.exists(os.path.join(root, INTENT)), "intent left by a refused restore")
+        expect(log_ids(root) == [c1, c2, c3], "log after the refused restore: %r" % log_ids(root))
+    ok(root, "verify")
+    b = os.path.join(root, "d", "b.txt")
+    expect(chattr("+i", b), "chattr +i d/b.txt")
+    try:  # an immutable file the restore leaves alone does not stop it
+        ok(root, "restore", str(c1), "--", "a.txt")
+    finally:
+        chattr("-i", b)
+    ok(root, "restore", str(c1))
+    T.assert_same(m1, tree_manifest(root), "restore once the flags are gone")
+
+
 def test_stray_temporaries_are_removed():
     root, c1, c2, m1, m2 = base()
     # a kill while a small file is written under its temporary name
@@ -398,12 +450,39 @@ def test_partial_restore_in_place_and_to():
     expect(contents({k: got[k] for k in ("d/e/big", "want.txt")}) ==
            contents({k: m1[k] for k in ("d/e/big", "want.txt")}), "--to with paths: contents")
     T.rmtree(to)
+    ids = log_ids(root)  # (keep.txt is new: the tree differs from the head)
     p = mtm(["-C", root, "restore", str(c1), "--", "nowhere.txt"])
     expect(rlib.one_error_line(p, "missing path") ==
            "metamori: nowhere.txt: not in checkpoint %d, nor in the tree" % c1, p.stderr)
+    expect(p.stdout == "" and log_ids(root) == ids, "a refused path was saved first: %r %r" % (p.stdout, log_ids(root)))
     p = mtm(["-C", root, "restore", str(c1), "--"])
     expect(rlib.one_error_line(p, "no paths") == "metamori: restore: '--' must be followed by the paths to restore",
            p.stderr)
+
+
+def test_restore_to_refuses_the_store():
+    """restore --to a directory in the store (however named: through a
+    symlink, new or empty) is refused with nothing written: the restore
+    wrote into .metamori/ and verify then found the store damaged."""
+    root, c1, c2, m1, m2 = base()
+    store_dir = os.path.join(root, ".metamori")
+    before = sorted(os.listdir(store_dir)), sorted(os.listdir(os.path.join(store_dir, "packs")))
+    os.mkdir(os.path.join(store_dir, "empty"))
+    link = root + ".link"
+    os.symlink(store_dir, link)
+    for to in (os.path.join(root, ".metamori", "x"), os.path.join(store_dir, "packs", "x"),
+               os.path.join(store_dir, "empty"), os.path.join(link, "y"), os.path.join(root, "d", "..", ".metamori", "z/")):
+        p = mtm(["-C", root, "restore", str(c1), "--to", to])
+        line = rlib.one_error_line(p, "restore --to %s" % to)
+        expect(line == "metamori: %s: cannot restore into the store" % to, line)
+    os.rmdir(os.path.join(store_dir, "empty"))
+    expect((sorted(os.listdir(store_dir)), sorted(os.listdir(os.path.join(store_dir, "packs")))) == before,
+           "the store's files changed: %r" % sorted(os.listdir(store_dir)))
+    ok(root, "verify")
+    to = os.path.join(root, "inside")  # in the tree, beside the store: as asked
+    ok(root, "restore", str(c1), "--to", to)
+    expect(contents(tree_manifest(to)) == contents(m1), "restore --to a directory of the tree")
+    os.unlink(link)
 
 
 ALL = ["test_unsaved_work_is_saved_first", "test_no_save_when_the_tree_is_the_head", "test_discard_skips_the_save",
@@ -411,8 +490,10 @@ ALL = ["test_unsaved_work_is_saved_first", "test_no_save_when_the_tree_is_the_he
        "test_intent_keeps_excludes_and_paths", "test_intent_removed_when_nothing_is_left_to_do",
        "test_abort_puts_the_tree_back", "test_intent_of_an_older_version", "test_other_types_in_the_way",
        "test_read_only_directory_is_opened_and_closed", "test_full_disk_is_refused_before_any_change",
-       "test_stray_temporaries_are_removed", "test_partial_restore_in_place_and_to"]
-ALONE = ["test_full_disk_is_refused_before_any_change", "test_read_only_directory_is_opened_and_closed"]
+       "test_stray_temporaries_are_removed", "test_partial_restore_in_place_and_to",
+       "test_immutable_and_append_only_are_refused_before_any_change", "test_restore_to_refuses_the_store"]
+ALONE = ["test_full_disk_is_refused_before_any_change", "test_read_only_directory_is_opened_and_closed",
+         "test_immutable_and_append_only_are_refused_before_any_change"]
 
 if __name__ == "__main__":
     import sys
