@@ -532,6 +532,61 @@ static int record_removal(run_state *r, const entry *pe)
 	return pe->kind == KIND_FILE ? sc_delete(r, pe->path) : 0;
 }
 
+/* Whether recording live file it may append to the pack: not when the
+ * stat cache vouches it unchanged, nor when every block captured was
+ * written ahead from the very slot it is recorded from (adopted, as
+ * store_run does). Else it may (a block like the parent's, or like some
+ * chunk, is not appended either: a guess on the safe side). */
+static int may_append(run_state *r, const live_item *it, const entry *pe)
+{
+	int had = pe && pe->kind == KIND_FILE;
+	if (it->kind != KIND_FILE)
+		return 0;
+	if (!it->cap)
+		return !(had && statcache_fresh(pathmap_get(&r->sc, it->path), &it->st, pe->ver));
+	if (it->cap->whole || !had || !r->ctx.pw.ahead_kept || !r->hooks.ahead_ref)
+		return 1;
+	for (size_t k = 0; k < it->cap->runs.n; k++) {
+		const blk_run *run = &VEC_AT(&it->cap->runs, blk_run, k);
+		for (int64_t b = run->blkno; b < run->blkno + run->count; b++)
+			if ((b + 1) * MTM_BLOCK > (int64_t)it->st.st_size || /* (a short block is never adopted) */
+			    !r->hooks.ahead_ref(r->hooks.arg, capture_slot(it->cap, b), NULL, NULL))
+				return 1;
+	}
+	return 0;
+}
+
+/* The index in live of the last file whose record may append to the pack
+ * (may_append), live->n if none: once it is recorded, the pack's fsync
+ * begins (pack_writer_sync_early) while the files after it are recorded
+ * (a session's W2 checkpoint: the heartbeat's captured block, then 200
+ * files whose blocks were written ahead: their adoptions and rows ran
+ * before the commit waited ~0.4 ms for that fsync). */
+static size_t last_append(run_state *r, vec *parent, vec *live)
+{
+	if (r->s->n_regions)
+		return live->n; /* (the regions' records come after the files') */
+	for (size_t i = live->n; i-- > 0;) {
+		const live_item *it = &VEC_AT(live, live_item, i);
+		if (may_append(r, it, tree_find(parent, it->path)))
+			return i;
+	}
+	return live->n;
+}
+
+/* Once the file at *after is recorded: the pack's fsync begins (once). */
+static int sync_early(run_state *r, vec *live, size_t *after)
+{
+	size_t i = *after;
+	int begun;
+	*after = live->n;
+	MTM_TRY(pack_writer_sync_early(&r->ctx.pw, &begun));
+	if (begun && r->ph_debug)
+		log_msg(MTM_LOG_DEBUG, "checkpoint record: the pack's fsync begun after %s, file %zu of %zu",
+		        VEC_AT(live, live_item, i).path, i + 1, live->n);
+	return 0;
+}
+
 static int scan_and_record(run_state *r, vec *parent, vec *live)
 {
 	int rc = 0;
@@ -564,7 +619,10 @@ static int scan_and_record(run_state *r, vec *parent, vec *live)
 				r->total_bytes += (uint64_t)it->st.st_size;
 		}
 	}
+	size_t sync_after = last_append(r, parent, live);
 	for (size_t i = 0, pi = 0; i < live->n || pi < parent->n;) {
+		if (i && i - 1 == sync_after && (rc = sync_early(r, live, &sync_after)))
+			break;
 		live_item *it = i < live->n ? &VEC_AT(live, live_item, i) : NULL;
 		entry *pe = pi < parent->n ? &VEC_AT(parent, entry, pi) : NULL;
 		int cmp = !it ? 1 : !pe ? -1 : strcmp(it->path, pe->path);
@@ -602,6 +660,8 @@ static int scan_and_record(run_state *r, vec *parent, vec *live)
 		if (rc)
 			break;
 	}
+	if (!rc && live->n && live->n - 1 == sync_after)
+		rc = sync_early(r, live, &sync_after);
 	/* the blockhash rows of removed files, unless a rename took the history on */
 	for (size_t i = 0; !rc && i < r->removed_ids.n; i++) {
 		int64_t id = VEC_AT(&r->removed_ids, int64_t, i);

@@ -29,7 +29,7 @@ typedef struct ckpt_hooks {
 	 * after (their writer closed), NULL if none can be used. */
 	const pack_ahead *(*ahead)(void *arg);
 	/* 1 if this pre-copy slot (tree/scan.h capture_slot) was written ahead:
-	 * its record and its block's place in it. */
+	 * its record and its block's place in it (rec NULL: only whether). */
 	int (*ahead_ref)(void *arg, const unsigned char *slot, ahead_rec **rec, int *boff);
 	/* 1 and *out if the hash of block b of file_id at parent is known
 	 * without asking the index. */

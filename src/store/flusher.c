@@ -33,8 +33,8 @@ struct pack_flusher {
 	uint64_t off;
 	int fd;
 	int64_t pack_id;
-	int sync;                  /* then fsync every pack touched (and the directory); FLUSH_SYNC_AHEAD: fd only */
-	uint64_t drop_from, drop_to; /* FLUSH_SYNC_AHEAD: what leaves the page cache once durable */
+	int sync;                  /* then fsync every pack touched (and the directory); FLUSH_SYNC_AHEAD, _EARLY: fd only */
+	uint64_t drop_from, drop_to; /* FLUSH_SYNC_AHEAD, _EARLY: what leaves the page cache once durable */
 	int synced;                /* that was done */
 	int err;                   /* the first failure's errno */
 	int err_what;              /* FAILED_* */
@@ -158,7 +158,7 @@ static void *flusher_main(void *arg)
 				(void)sync_file_range(f->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
 			f->w->write_ns += now_ns() - t0;
 		}
-		if (!failed && !rc && f->sync == FLUSH_SYNC_AHEAD) {
+		if (!failed && !rc && (f->sync == FLUSH_SYNC_AHEAD || f->sync == FLUSH_SYNC_EARLY)) {
 			int64_t t0 = now_ns();
 			if ((rc = io_fsync(f->fd)))
 				what = FAILED_FSYNC;
@@ -249,6 +249,10 @@ int flusher_hand_over(pack_writer *w, int sync)
 	f->synced = 0; /* (until this job's fsyncs: bytes handed over now are not covered by an earlier one) */
 	f->drop_from = w->ahead.base;
 	f->drop_to = w->drop_cache ? w->ahead.end & ~(uint64_t)4095 : 0; /* (not the last partial page) */
+	if (sync == FLUSH_SYNC_EARLY) { /* (one pack: pack_writer_sync_early) */
+		f->drop_from = VEC_AT(&w->touched, struct touched_pack, w->touched.n - 1).start;
+		f->drop_to = w->drop_cache ? w->size & ~(uint64_t)4095 : 0;
+	}
 	f->busy = 1;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);

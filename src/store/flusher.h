@@ -21,6 +21,10 @@ int flusher_init(pack_writer *w);
  * written ahead, w->ahead), without the touched list, which the writer
  * goes on changing meanwhile. */
 #define FLUSH_SYNC_AHEAD 2
+/* sync FLUSH_SYNC_EARLY: the same fsync, and what this writer appended to
+ * the pack leaves the page cache once durable, as the commit's fsyncs have
+ * it (pack_writer_sync_early: the commit then makes none). */
+#define FLUSH_SYNC_EARLY 3
 int flusher_hand_over(pack_writer *w, int sync);
 /* Waits for the job in hand; the first failure, as an error line. */
 int flusher_wait(pack_writer *w);

@@ -86,9 +86,10 @@ typedef struct {
 	} ahead;
 	uint64_t ahead_adopted;
 	/* The records written ahead, fsynced as soon as the checkpoint's writer
-	 * continues after them (while the checkpoint collects and records), and
-	 * the pack's size then: a commit that appended nothing since waits for
-	 * that fsync instead of making its own (pack_writer_sync_begin). */
+	 * continues after them (while the checkpoint collects and records), or
+	 * all the records so far (pack_writer_sync_early), and the pack's size
+	 * then: a commit that appended nothing since waits for that fsync
+	 * instead of making its own (pack_writer_sync_begin). */
 	int early_sync;
 	uint64_t early_size;
 } pack_writer;
@@ -123,6 +124,14 @@ int pack_putv(pack_writer *w, const pack_piece *pc, int n, size_t len, int64_t *
 /* Starts the last writes and the fsyncs in the writer's thread: the caller
  * may go on with its index rows (not with pack_putv) meanwhile. */
 int pack_writer_sync_begin(pack_writer *w);
+/* The caller expects to append nothing more: what it appended starts to be
+ * written and fsynced in the writer's thread now, while it goes on with
+ * its index rows (and may append after all: then the commit makes its own
+ * fsync, as without this). Not when the thread is busy (the caller never
+ * waits here), nor after a pack was created or a second one begun (the
+ * commit's fsyncs then cover more than the one pack's descriptor).
+ * *begun: 1 if it did. */
+int pack_writer_sync_early(pack_writer *w, int *begun);
 
 /* Writing ahead (session/prewrite.c): records appended to the newest pack
  * past its committed size while the program runs, named in the index by

@@ -458,6 +458,18 @@ static int early_sync_enough(const pack_writer *w)
 	return w->early_sync && w->size == w->early_size && !w->job_len && w->touched.n == 1;
 }
 
+int pack_writer_sync_early(pack_writer *w, int *begun)
+{
+	*begun = 0;
+	if (w->touched.n != 1 || w->created_any || early_sync_enough(w) || !w->fl || flusher_busy(w))
+		return 0;
+	MTM_TRY(flusher_hand_over(w, FLUSH_SYNC_EARLY));
+	w->early_sync = 1;
+	w->early_size = w->size;
+	*begun = 1;
+	return 0;
+}
+
 int pack_writer_sync_begin(pack_writer *w)
 {
 	w->sync_begun = 1;

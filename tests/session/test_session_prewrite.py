@@ -304,25 +304,7 @@ def test_fsync_ahead_while_the_program_beats():
     early fsync of the 16 blocks, then its own). Durable all the same: up
     to the commit's WAL sync, the pack's last operation is a sync. The
     checkpoint restores exactly."""
-    rnd = random.Random(13)
-    root = S.new_tree({"f": rnd.randbytes(64 * 4096), "hb": bytes(8)})
-    ctl = T.tempdir("mtm-ctl-")
-    trace = os.path.join(T.tempdir("mtm-trace-"), "trace")
-    writes = [(b * 4096, rnd.randbytes(4096)) for b in range(0, 64, 4)]
-    env = dict(DEBUG, METAMORI_TEST_IDLE_MS="600000", METAMORI_IO_TRACE=trace)
-    argv = heartbeat_poker(ctl, writes, os.path.join(root, "f"), os.path.join(root, "hb"))
-    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + argv, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: session_up(root), "the session")
-        at, (ckpt, man) = checkpoint_after_the_fsync_ahead(root, ctl, trace, "the heartbeat going on")
-    finally:
-        open(os.path.join(ctl, "stop"), "w").close()
-        S.wait_run(sess)
-    err = sess.stderr.read()
-    if blocks_used(err)[-1:] != [16]:
-        raise T.Failure("the checkpoint did not take the 16 blocks from what was written ahead: %r\n%s"
-                        % (blocks_used(err), err[-2000:]))
+    root, trace, at, (ckpt, man), err = beating_checkpoint(13, "hb")
     why = re.findall(r"their fsync begun \(([^)]*)\)", err)
     if "nothing more to write ahead" not in why:
         raise T.Failure("no fsync ahead while the program wrote (fsyncs ahead: %r)\n%s" % (why, err[-2000:]))
@@ -330,14 +312,70 @@ def test_fsync_ahead_while_the_program_beats():
     if ops.count("S") > 1 or (ops and ops[0] == "S"):
         raise T.Failure("the checkpoint synced the pack before its own write (an early fsync of what was "
                         "written and synced ahead): %r" % ops)
-    # (hb changed after the checkpoint: the rest restores exactly)
+    assert_restores_but_beat(root, ckpt, man, "hb")
+    verify_data(root)
+    T.rmtree(root)
+
+
+def beating_checkpoint(seed, beat):
+    """A tree of f (64 blocks) and beat (8 bytes); a heartbeat_poker session
+    (debug lines, the I/O trace) that rewrites 16 blocks of f, then beats;
+    the checkpoint taken once they were written and fsynced ahead (it must
+    take the 16 blocks from there). Returns root, the trace,
+    checkpoint_after_the_fsync_ahead's offsets and (id, manifest), and the
+    session's stderr."""
+    rnd = random.Random(seed)
+    root = S.new_tree({"f": rnd.randbytes(64 * 4096), beat: bytes(8)})
+    ctl = T.tempdir("mtm-ctl-")
+    trace = os.path.join(T.tempdir("mtm-trace-"), "trace")
+    writes = [(b * 4096, rnd.randbytes(4096)) for b in range(0, 64, 4)]
+    env = dict(DEBUG, METAMORI_TEST_IDLE_MS="600000", METAMORI_IO_TRACE=trace, METAMORI_DEBUG_CHECKPOINT="1")
+    argv = heartbeat_poker(ctl, writes, os.path.join(root, "f"), os.path.join(root, beat))
+    sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + argv, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: session_up(root), "the session")
+        at, taken = checkpoint_after_the_fsync_ahead(root, ctl, trace, "the heartbeat going on")
+    finally:
+        open(os.path.join(ctl, "stop"), "w").close()
+        S.wait_run(sess)
+    err = sess.stderr.read()
+    if blocks_used(err)[-1:] != [16]:
+        raise T.Failure("the checkpoint did not take the 16 blocks from what was written ahead: %r\n%s"
+                        % (blocks_used(err), err[-2000:]))
+    T.rmtree(ctl)
+    return root, trace, at, taken, err
+
+
+def assert_restores_but_beat(root, ckpt, man, beat):
+    """Checkpoint ckpt restores as man, but beat (changed after it, with
+    8 bytes in it)."""
     to = os.path.join(T.tempdir(), "out")
     T.restore(root, ckpt, to=to)
     got = T.manifest(to)
-    if got.pop("hb", (None, None, None))[2] != 8:
-        raise T.Failure("hb is not 8 bytes in checkpoint %d" % ckpt)
-    man.pop("hb", None)
+    if got.pop(beat, (None, None, None))[2] != 8:
+        raise T.Failure("%s is not 8 bytes in checkpoint %d" % (beat, ckpt))
+    man.pop(beat, None)
     T.assert_same(man, got, "checkpoint %d (blocks fsynced ahead, the heartbeat going on)" % ckpt)
+    T.rmtree(os.path.dirname(to))
+
+
+def test_pack_fsync_begins_after_the_last_file_that_appends():
+    """The heartbeat's file sorts first (a_hb, then f): the checkpoint
+    appends its captured partial block, then only adopts f's 16 blocks
+    written (and fsynced) ahead. The pack's fsync begins once a_hb is
+    recorded, while f is (its debug line says so; before, it began in the
+    commit, after every row, and the commit waited for it), and the commit
+    still makes the one write and then the one fsync of the pack, both
+    before its WAL sync. The checkpoint restores exactly."""
+    root, trace, at, (ckpt, man), err = beating_checkpoint(14, "a_hb")
+    begun = re.findall(r"checkpoint record: the pack's fsync begun after (.*)", err)
+    if begun != ["a_hb, file 1 of 2"]:
+        raise T.Failure("the pack's fsync did not begin after a_hb's record: %r\n%s" % (begun, err[-2000:]))
+    ops = [r[0] for r in commit_pack_ops(trace, *at)]
+    if not ops or ops != ["W"] * (len(ops) - 1) + ["S"]:  # (a pwritev: one record a segment)
+        raise T.Failure("the commit's pack operations: %r, not its write then one fsync" % ops)
+    assert_restores_but_beat(root, ckpt, man, "a_hb")
     verify_data(root)
     T.rmtree(root)
 
@@ -450,4 +488,5 @@ if __name__ == "__main__":
     T.main([test_blocks_written_ahead_are_used, test_block_rewritten_after_it_was_written_ahead,
             test_prune_rewrites_the_pack_written_into, test_session_killed_after_writing_ahead,
             test_session_ends_with_records_written_ahead, test_no_pack_fsync_after_the_fsync_ahead,
-            test_fsync_ahead_while_the_program_beats, test_writing_ahead_fails, test_fsync_ahead_fails])
+            test_fsync_ahead_while_the_program_beats, test_pack_fsync_begins_after_the_last_file_that_appends,
+            test_writing_ahead_fails, test_fsync_ahead_fails])
