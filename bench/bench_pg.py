@@ -33,6 +33,10 @@ session's), how busy the machine was, the load; then the median and the
 spread of the ratios, the CPU the rest of the machine took during each run
 (others' CPU: a disturbed run shows there), and the pause of each checkpoint
 as the session reports it (`paused X ms`, with METAMORI_DEBUG_SESSION's breakdown).
+The pause's p50 and p99 count the checkpoints logged by the end of pgbench's
+run; those logged after (made while postgres shut down, "(stop)", or once it
+had exited, "(exit)") are listed but not counted (P21: with --every 1 a
+periodic one often fell into the shutdown checkpoint's second of writing).
 
 What the rounds can resolve (P19): the rounds' ratios (arm / alone, each
 round a pair run back to back) are given as their geometric mean with a
@@ -392,6 +396,12 @@ def one_run(a, bindir, sock, work, template, kind, r, res):
         pg.wait_ready()
         warm()
         bench_cpu(pg, out, bench_args, sess)
+        # the checkpoints logged from here on were made while postgres shut
+        # down (its shutdown checkpoint writes every dirty buffer: ~100 MiB in
+        # a second) or after it exited: no transaction waited on them
+        # (read through a file of its own: errf's offset is the session's too)
+        with open(errf.name) as f:
+            before_stop = {int(m.group(1)) for m in re.finditer(r"checkpoint (\d+) \((?:tracked|scanned)", f.read())}
         pg.stop()
         rc = sess.wait(timeout=300)
         errf.seek(0)
@@ -402,13 +412,14 @@ def one_run(a, bindir, sock, work, template, kind, r, res):
         ck, dbg = session_lines(text)
         # the checkpoint made once postgres has exited ('exit') pauses no one
         msgs = {e["id"]: e["message"] for e in B.mtm_log(mtm, tree)}
-        out["checkpoints"] = [(i, k, p, msgs.get(i) == "exit") for i, k, p in ck]
+        out["checkpoints"] = [(i, k, p, "exit" if msgs.get(i) == "exit" else "" if i in before_stop else "stop")
+                              for i, k, p in ck]
         out["debug"] = dbg
     out["_tree"] = (mtm if kind not in ("alone", "again") else None, tree)  # checked and removed when the round ends (check_run)
     extra = ""
     if kind not in ("alone", "again"):
         extra = (f", session CPU {out['session_cpu_s']:.2f} s, {len(out.get('checkpoints', []))} checkpoints, pauses "
-                 + ", ".join(f"{p:.1f}" + (" (exit)" if x else "") for _, _, p, x in out["checkpoints"]) + " ms")
+                 + ", ".join(f"{p:.1f}" + (f" ({x})" if x else "") for _, _, p, x in out["checkpoints"]) + " ms")
     out["us_per_tx"] = ((out["postgres_cpu_s"] or 0) + (out.get("session_cpu_s") or 0)) / (out["tps"] * a.seconds) * 1e6
     # with pgbench's: on a machine the run keeps busy (CPUs 91-99% in P16),
     # transactions per second go as 1 / this
@@ -616,10 +627,10 @@ def report(res):
             row += [f"{x['tps']:.0f}", f"{(1 - x['ratio']) * 100:+.1f}%", f"{x['us_per_tx']:.0f} us{own}"]
         if "every" in arms:
             ck = r["every"]["checkpoints"]
-            row += [len(ck), ", ".join(f"{p:.1f}" + (" (exit)" if x else "") for _, _, p, x in ck)]
+            row += [len(ck), ", ".join(f"{p:.1f}" + (f" ({x})" if x else "") for _, _, p, x in ck)]
         if "base" in arms:
             ck = r["base"]["checkpoints"]
-            row += [len(ck), ", ".join(f"{p:.1f}" + (" (exit)" if x else "") for _, _, p, x in ck)]
+            row += [len(ck), ", ".join(f"{p:.1f}" + (f" ({x})" if x else "") for _, _, p, x in ck)]
         rows.append(row)
     out.append(B.table(head, rows))
     out.append("")
@@ -689,6 +700,11 @@ def report(res):
         if sci:
             g.append(["session CPU per transaction, every / base: mean of pairs, 95% interval",
                       f"{sci[0]:.3f}x ({sci[1]:.3f}x .. {sci[2]:.3f}x)", "", ""])
+    stops = [p for row in res["rounds"] for k in ("every", "base") if k in row
+             for _, _, p, x in row[k]["checkpoints"] if x == "stop"]
+    if stops:
+        g.append(["pauses of checkpoints made while postgres shut down (every and base; not counted)",
+                  ", ".join(f"{p:.1f}" for p in stops) + " ms", "", ""])
     ps = res["pauses_ms"]
     if ps:
         g.append(["pause per checkpoint while postgres runs, p50", f"{percentile(ps, 50):.1f} ms", "", ""])

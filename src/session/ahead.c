@@ -475,11 +475,18 @@ int capture_ahead(tctx *t, live_item *it, capture *cap, int whole, int *done)
 	cap->blk = malloc((nblk ? nblk : 1) * sizeof *cap->blk);
 	cap->first = malloc((cap->runs.n ? cap->runs.n : 1) * sizeof *cap->first);
 	cap->hashed = malloc(nblk ? nblk : 1);
-	uint64_t *h = malloc((size_t)(af->n ? af->n : 1) * sizeof *h);
+	/* the file's hashes go to the pending ones as they are (this is their
+	 * last use here): a copy, in the pause, of 8 bytes a block of the whole
+	 * file was a fresh allocation's page faults each time (PostgreSQL's
+	 * 130 MiB table: 260 KiB, ~65 faults, P21) */
+	uint64_t *h = af->n && af->h ? af->h : malloc(sizeof *h);
 	if (!cap->blk || !cap->first || !cap->hashed || !h) {
-		free(h);
+		if (h != af->h)
+			free(h);
 		return mtm_set_error(ENOMEM, "checkpoint");
 	}
+	if (h == af->h)
+		af->h = NULL; /* (ahead_free: not ours any more) */
 	size_t n = 0;
 	for (size_t k = 0; k < cap->runs.n; k++) {
 		const blk_run *r = &VEC_AT(&cap->runs, blk_run, k);
@@ -492,8 +499,6 @@ int capture_ahead(tctx *t, live_item *it, capture *cap, int whole, int *done)
 	assert(n == nblk);
 	/* (fresh: every block was kept, and reads only replace them) */
 	assert(!whole || (cap->runs.n == (af->n ? 1u : 0u) && nblk == (size_t)af->n));
-	if (af->n) /* (an empty file: no hashes, af->h may be NULL) */
-		memcpy(h, af->h, (size_t)af->n * sizeof *h);
 	cap->size = size;
 	cap->fd = -1;
 	cap->whole = whole; /* (whole: one run, [0, n), in memory) */

@@ -387,23 +387,38 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 		rc = watch_prejudge(ss->watch, ss, cs);
 	if (rc)
 		return rc;
+	barrier_times *bt = &ss->bt;
+	memset(bt, 0, sizeof *bt);
+	if (ss->debug)
+		thread_usage(&bt->cpu0, &bt->nvcsw0, &bt->nivcsw0, &bt->minflt0);
 	ss->gate_ns = now_ns();
 	__atomic_store_n(&ss->ctl->gate, 1, __ATOMIC_SEQ_CST);
 	if ((rc = list_logs(ss)))
 		return rc;
-	int64_t deadline = now_ns() + BARRIER_TIMEOUT_NS;
+	bt->listed = now_ns();
+	int64_t deadline = bt->listed + BARRIER_TIMEOUT_NS;
 	for (size_t i = 0; i < ss->logs.n; i++) {
 		log_slot *l = &VEC_AT(&ss->logs, log_slot, i);
+		int64_t w0 = 0;
 		for (;;) {
 			uint32_t v = __atomic_load_n(&l->hdr->inflight, __ATOMIC_SEQ_CST);
 			if (v == 0 || session_log_dead(l))
 				break;
-			if (now_ns() > deadline)
+			int64_t now = now_ns();
+			if (!w0)
+				w0 = now;
+			if (now > deadline)
 				return mtm_set_error(MTM_EBUSY, "checkpoint: traced process %d did not reach the barrier in %lld s",
 				                     (int)l->pid, BARRIER_TIMEOUT_NS / 1000000000);
 			futex_wait(&l->hdr->inflight, v, 1000000); /* 1 ms: then look whether it died */
 		}
+		bt->nlive += !session_log_dead(l);
+		if (w0 && now_ns() - w0 > bt->wait_max) {
+			bt->wait_max = now_ns() - w0;
+			bt->wait_pid = l->pid;
+		}
 	}
+	bt->waited = now_ns();
 	/* every live process is held outside its calls: the logs are stable */
 	uint64_t epoch = __atomic_add_fetch(&ss->ctl->epoch, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_exchange_n(&ss->ctl->scan_needed, 0, __ATOMIC_SEQ_CST))
@@ -420,6 +435,7 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 	}
 	if (ss->sticky_scan.n)
 		change_set_scan(cs, "a traced process cannot be tracked");
+	bt->consumed = now_ns();
 	/* what changed that the logs do not explain: every region is empty, so
 	 * the events of every recorded call are queued by now */
 	if (!ss->watch) {

@@ -14,6 +14,7 @@
 #include "store/index.h"
 #include "tree/ignore.h"
 #include "util/error.h"
+#include "util/human.h"
 
 static int cmp_live(const void *a, const void *b)
 {
@@ -332,16 +333,25 @@ int collect_tracked(tctx *t)
 	if (pathmap_get(&cs->files, ".metamoriignore") || pathmap_get(&cs->ns, ".metamoriignore") ||
 	    pathmap_get(&cs->meta, ".metamoriignore"))
 		return need_scan(t, ".metamoriignore changed");
-	if ((rc = collect_namespace(t)) || (rc = collect_points(t)) || (rc = sort_sides(t)) ||
-	    (rc = check_new_dirs(t)) || (rc = check_parent_links(t)))
+	t->col_t0 = now_ns();
+	if ((rc = collect_namespace(t)) || (rc = collect_points(t)))
 		return rc;
+	t->col_points = now_ns();
+	if ((rc = sort_sides(t)) || (rc = check_new_dirs(t)) || (rc = check_parent_links(t)))
+		return rc;
+	t->col_checks = now_ns();
 	for (size_t i = 0; i < t->live->n && !rc; i++) {
 		live_item *it = &VEC_AT(t->live, live_item, i);
 		if (it->kind != KIND_FILE)
 			continue;
 		if (it->st.st_nlink > 1)
 			return need_scan(t, "a touched file has other hard links");
+		int64_t c0 = now_ns();
 		rc = capture_touched(t, it);
+		if (now_ns() - c0 > t->cap_max_ns) {
+			t->cap_max_ns = now_ns() - c0;
+			t->cap_max_path = it->path;
+		}
 	}
 	return rc;
 }

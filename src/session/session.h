@@ -41,6 +41,19 @@ typedef struct file_change {
 	int whole;         /* compare the whole file */
 } file_change;
 
+/* The steps of barrier_close after the gate closed, for
+ * METAMORI_DEBUG_SESSION's breakdown of the pause (now_ns() times). */
+typedef struct barrier_times {
+	int64_t listed, waited, consumed; /* the logs listed, every live one's calls done, read */
+	int64_t wait_max;                 /* the longest wait for one process's calls */
+	int32_t wait_pid;                 /* whose */
+	uint32_t nlive;                   /* logs of live processes */
+	int64_t cpu0, nvcsw0, nivcsw0, minflt0; /* the session's thread at the gate's closing */
+} barrier_times;
+/* The calling thread's CPU time (ns), voluntary and involuntary context
+ * switches and minor faults so far: was the pause's thread preempted? */
+void thread_usage(int64_t *cpu, int64_t *nvcsw, int64_t *nivcsw, int64_t *minflt);
+
 typedef struct change_set {
 	pathmap files;     /* path -> file_change* */
 	pathmap meta;      /* path -> non-NULL */
@@ -108,6 +121,7 @@ typedef struct mtm_session {
 	int force_scan;          /* the next checkpoint must scan (baseline, failed checkpoint) */
 	const char *force_why;   /* and why */
 	int64_t gate_ns;         /* when barrier_close closed the gate (the pause starts) */
+	barrier_times bt;        /* and its steps after that */
 	const char *scan_why;    /* why the last checkpoint scanned (a static string) */
 	int always_scan;         /* the program cannot be tracked (static): every checkpoint scans */
 	const char *const *excludes;

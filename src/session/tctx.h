@@ -56,6 +56,10 @@ typedef struct {
 	uint64_t ahead_read, ahead_again; /* bytes read by the compares ahead; blocks read again */
 	int64_t ahead_ns;
 	uint64_t barrier_read; /* bytes of live files read with the gate closed */
+	/* METAMORI_DEBUG_SESSION: collect_tracked's steps (now_ns() times), and
+	 * its slowest capture */
+	int64_t col_t0, col_points, col_checks, cap_max_ns;
+	const char *cap_max_path;
 	tree_rest rest;  /* a scan: the unchanged entries and bytes, not held (collect_scan) */
 } tctx;
 
@@ -143,6 +147,8 @@ void pending_free(void *p);
 typedef struct {
 	int64_t tb, t0, tpc, tl, tpre, t1, tr, tc; /* begin, gate closed, pre-copy done, logs read, ..., committed */
 	int64_t wait_rec;                      /* the pack's thread's wait, in the record */
+	int64_t tcol, tdef;                    /* in the pause: collected, deferred reads done */
+	int64_t cpu1, nvcsw1, nivcsw1, minflt1; /* the session's thread when the gate opened */
 } tracked_times;
 void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_times *tm, int scan,
                     const char *scan_why, size_t nlive, size_t nparent);

@@ -100,13 +100,15 @@ static void restart_as_scan(tctx *t)
 	t->deferred = (vec)VEC_INIT(deferred_copy);
 	live_free(t->live);
 	entries_free(t->parent);
+	t->cap_max_path = NULL; /* (a live item's) */
+	t->col_checks = t->cap_max_ns = 0;
 	*t->live = (vec)VEC_INIT(live_item);
 	*t->parent = (vec)VEC_INIT(entry);
 }
 
 /* With the gate closed: the touched paths (or the whole tree, *scan) and
  * the reads of their blocks. */
-static int collect(tctx *t, mtm_id parent, int *scan)
+static int collect(tctx *t, mtm_id parent, int *scan, tracked_times *tm)
 {
 	mtm_session *ss = t->ss;
 	change_set *cs = t->cs;
@@ -124,8 +126,10 @@ static int collect(tctx *t, mtm_id parent, int *scan)
 	}
 	if (*scan)
 		rc = collect_scan(t, parent);
+	tm->tcol = now_ns();
 	if (!rc)
 		rc = read_deferred(t);
+	tm->tdef = now_ns();
 	return rc;
 }
 
@@ -201,11 +205,13 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 	if (ss->gate_ns)
 		tm->t0 = ss->gate_ns; /* dead processes' logs were read before: not part of the pause */
 	if (!rc)
-		rc = collect(t, ckpt_parent(r), scan);
+		rc = collect(t, ckpt_parent(r), scan, tm);
 	if (!t->hold || rc) {
 		barrier_open(ss);
 		tm->t1 = now_ns();
 		opened = 1;
+		if (ss->debug)
+			thread_usage(&tm->cpu1, &tm->nvcsw1, &tm->nivcsw1, &tm->minflt1);
 	}
 	if (!rc) {
 		struct record_job job = {t, r, *scan};
@@ -216,6 +222,8 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 	if (!opened) {
 		barrier_open(ss);
 		tm->t1 = now_ns();
+		if (ss->debug)
+			thread_usage(&tm->cpu1, &tm->nvcsw1, &tm->nivcsw1, &tm->minflt1);
 	}
 	return rc;
 }
