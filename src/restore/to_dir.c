@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,51 +30,6 @@ static int dir_is_empty(int fd, int *empty)
 	if (d)
 		closedir(d);
 	return rc;
-}
-
-/* 1 in *inside if directory to (or, not there yet, the directory that
- * would hold it) is the store or under it, however it is named (a symlink,
- * "..", a relative path): walked up by ".." to the root, comparing each
- * directory with the store's. */
-static int inside_store(const mtm_store *s, const char *to, int *inside)
-{
-	struct stat st, store_st;
-	*inside = 0;
-	if (fstat(s->dirfd, &store_st))
-		return mtm_set_errno(errno, "restore");
-	int fd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) {
-		char *parent = strdup(to), *end = parent ? parent + strlen(parent) : NULL;
-		if (!parent)
-			return mtm_set_error(ENOMEM, "restore");
-		while (end > parent + 1 && end[-1] == '/') /* "a/b/": the parent of b */
-			*--end = 0;
-		char *slash = strrchr(parent, '/');
-		if (slash)
-			slash[slash == parent] = 0;
-		fd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		free(parent);
-	}
-	if (fd < 0)
-		return 0; /* not a directory there: mkdir or open will say why */
-	for (;;) {
-		if (fstat(fd, &st))
-			break;
-		if (st.st_dev == store_st.st_dev && st.st_ino == store_st.st_ino) {
-			*inside = 1;
-			break;
-		}
-		int up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		struct stat ust;
-		int top = up < 0 || fstat(up, &ust) || (ust.st_dev == st.st_dev && ust.st_ino == st.st_ino);
-		close(fd);
-		fd = up;
-		if (top)
-			break;
-	}
-	if (fd >= 0)
-		close(fd);
-	return 0;
 }
 
 /* Whether the request's paths take e (a directory above them: made). */
@@ -123,7 +77,7 @@ int restore_to_dir(rctx *c, mtm_id k, const char *to)
 	if (rc || rq->dry_run)
 		goto done;
 	int inside;
-	if ((rc = inside_store(c->s, to, &inside)))
+	if ((rc = store_holds_dir(c->s, to, &inside)))
 		goto done;
 	if (inside) {
 		rc = mtm_set_error(MTM_EINVAL, "%s: cannot restore into the store", to);

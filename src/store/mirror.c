@@ -62,7 +62,12 @@ static void push_progress(push_ctx *c)
 /* DIR/.metamori, created as a mirror, or an existing mirror. */
 static int open_mirror(push_ctx *c, const char *dir, int *lockfd)
 {
-	int rc = io_mkdirat(AT_FDCWD, dir, 0700);
+	int inside, rc = store_holds_dir(c->s, dir, &inside);
+	if (rc)
+		return rc;
+	if (inside) /* (the mirror would be files the store does not know: damage to verify) */
+		return mtm_set_error(MTM_EINVAL, "push: %s: cannot push into the store", dir);
+	rc = io_mkdirat(AT_FDCWD, dir, 0700);
 	if (rc && rc != EEXIST)
 		return mtm_set_errno(rc, "push: %s", dir);
 	int dfd;

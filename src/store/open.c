@@ -267,12 +267,30 @@ static int reclaim_unfinished(mtm_store *s)
 	return mtm_set_error(MTM_EEXIST, "%s/.metamori: a store already exists", s->root);
 }
 
+/* MTM_EINVAL if root (a real path) is a store's directory or under one: a
+ * store made there would be files that store does not know (damage to
+ * verify), and its tree left out of every checkpoint. */
+static int refuse_inside_a_store(const char *root)
+{
+	for (const char *p = strstr(root, "/.metamori"); p; p = strstr(p + 1, "/.metamori")) {
+		if (p[10] != '/' && p[10])
+			continue;
+		char index[PATH_MAX];
+		struct stat st;
+		if (snprintf(index, sizeof index, "%.*s/index.db", (int)(p + 10 - root), root) < (int)sizeof index &&
+		    !lstat(index, &st))
+			return mtm_set_error(MTM_EINVAL, "%s: inside the store %.*s", root, (int)(p + 10 - root), root);
+	}
+	return 0;
+}
+
 int mtm_init(mtm_store **out, const char *dir)
 {
 	char root[PATH_MAX];
 	*out = NULL;
 	if (!realpath(dir ? dir : ".", root))
 		return mtm_set_errno(errno, "%s", dir ? dir : ".");
+	MTM_TRY(refuse_inside_a_store(root));
 	struct stat st;
 	if (stat(root, &st) || !S_ISDIR(st.st_mode))
 		return mtm_set_error(ENOTDIR, "%s: not a directory", root);
@@ -315,6 +333,49 @@ fail_errno:
 fail:
 	store_free(s);
 	return rc;
+}
+
+/* (walked up by ".." to the root, comparing each directory with the
+ * store's, so that any name of it counts) */
+int store_holds_dir(const mtm_store *s, const char *to, int *inside)
+{
+	struct stat st, store_st;
+	*inside = 0;
+	if (fstat(s->dirfd, &store_st))
+		return mtm_set_errno(errno, "restore");
+	int fd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		char *parent = strdup(to), *end = parent ? parent + strlen(parent) : NULL;
+		if (!parent)
+			return mtm_set_error(ENOMEM, "restore");
+		while (end > parent + 1 && end[-1] == '/') /* "a/b/": the parent of b */
+			*--end = 0;
+		char *slash = strrchr(parent, '/');
+		if (slash)
+			slash[slash == parent] = 0;
+		fd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		free(parent);
+	}
+	if (fd < 0)
+		return 0; /* not a directory there: mkdir or open will say why */
+	for (;;) {
+		if (fstat(fd, &st))
+			break;
+		if (st.st_dev == store_st.st_dev && st.st_ino == store_st.st_ino) {
+			*inside = 1;
+			break;
+		}
+		int up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		struct stat ust;
+		int top = up < 0 || fstat(up, &ust) || (ust.st_dev == st.st_dev && ust.st_ino == st.st_ino);
+		close(fd);
+		fd = up;
+		if (top)
+			break;
+	}
+	if (fd >= 0)
+		close(fd);
+	return 0;
 }
 
 /* The store's directories, found from path upwards, without its index. */

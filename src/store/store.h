@@ -71,6 +71,13 @@ struct mtm_store {
  * with mtm_close. */
 int store_open_dirs(mtm_store **out, const char *path);
 
+/* 1 in *inside if directory to, or (not there yet) the directory that
+ * would hold it, is the store's directory or under it, however it is named
+ * (a symlink, "..", a relative path): what restore --to and push must not
+ * write into. 0 in *inside when to cannot be looked at (its mkdir or open
+ * then says why). */
+int store_holds_dir(const mtm_store *s, const char *to, int *inside);
+
 /* Takes the writer lock (flock LOCK_EX|LOCK_NB): MTM_EBUSY when held. A
  * session's handle then merges block_log into block if its own rows there
  * have grown past a bound. Its holder may take it again: it is let go at

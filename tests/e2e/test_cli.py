@@ -52,6 +52,16 @@ def test_init_twice(root):
     expect(out == "initialized empty metamori store in %s/.metamori" % os.path.realpath(root), out)
     expect(err_line(["-C", root, "init"]) == "metamori: %s/.metamori: a store already exists" % os.path.realpath(root),
            "init twice")
+    # a store inside the store's own directory (it was made: verify then found the store damaged)
+    real = os.path.realpath(root)
+    os.mkdir(os.path.join(root, ".metamori", "sub"))
+    for d in (os.path.join(root, ".metamori"), os.path.join(root, ".metamori", "sub")):
+        expect(err_line(["init", d]) == "metamori: %s: inside the store %s/.metamori" % (os.path.realpath(d), real),
+               "init in the store: " + d)
+    os.rmdir(os.path.join(root, ".metamori", "sub"))
+    expect(sorted(os.listdir(os.path.join(root, ".metamori"))) == ["index.db", "lock", "packs"],
+           "init in the store wrote: %r" % os.listdir(os.path.join(root, ".metamori")))
+    T.run(["-C", root, "verify"])
 
 
 @with_store

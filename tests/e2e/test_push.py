@@ -154,6 +154,14 @@ def test_push_refuses_a_store_and_bad_arguments():
     p = T.run_fail(["-C", root, "push", root])
     if "a store that is not a mirror" not in p.stderr:
         raise T.Failure("push into itself: %r" % p.stderr)
+    # into the store itself (it wrote a mirror there, which verify took for damage)
+    for d in (os.path.join(root, ".metamori"), os.path.join(root, ".metamori", "packs", "m")):
+        p = T.run_fail(["-C", root, "push", d])
+        if p.stderr.strip() != "metamori: push: %s: cannot push into the store" % d:
+            raise T.Failure("push into the store: %r" % p.stderr)
+    if sorted(os.listdir(os.path.join(root, ".metamori"))) != ["index.db", "lock", "packs"]:
+        raise T.Failure("push into the store wrote: %r" % os.listdir(os.path.join(root, ".metamori")))
+    T.run(["-C", root, "verify"])
     p = T.run_fail(["-C", root, "push"])
     if p.stderr.strip() != "metamori: push: no directory given (see 'metamori push --help')":
         raise T.Failure("push without DIR: %r" % p.stderr)
