@@ -16,6 +16,11 @@ typedef struct {
 } cli_command;
 
 extern const char *cli_dir; /* -C DIR, or NULL */
+/* A directory named on the command line (restore --to, push, mount, init,
+ * checkpoint --mirror), as the command takes it: under -C DIR a relative
+ * one is DIR's ("run as if started in DIR", as git -C has it); arg itself
+ * otherwise. The joined string lives until the process ends. */
+const char *cli_path(const char *arg);
 
 /* A line for stderr built whole, then written at once: stderr is
  * unbuffered, so a line written piece by piece was a write per piece (per

@@ -50,7 +50,7 @@ int cmd_checkpoint(int argc, char **argv)
 		else if (c == 'j')
 			as_json = 1;
 		else if (c == 'M')
-			mirror = optarg;
+			mirror = cli_path(optarg);
 		else {
 			free(ex);
 			return cli_option_error("checkpoint", c, argv);

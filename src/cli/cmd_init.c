@@ -38,7 +38,7 @@ int cmd_init(int argc, char **argv)
 {
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
 		return cli_error("init", "usage: metamori init [DIR]");
-	const char *dir = argc == 2 ? argv[1] : cli_dir ? cli_dir : ".";
+	const char *dir = argc == 2 ? cli_path(argv[1]) : cli_dir ? cli_dir : ".";
 	mtm_store *s;
 	int rc = mtm_init(&s, dir);
 	if (rc)

@@ -37,7 +37,7 @@ int cmd_mount(int argc, char **argv)
 	int nargs = argc - optind;
 	if (nargs < 1 || nargs > 2)
 		return cli_error("mount", "usage: metamori mount [-f] [ID] DIR");
-	o.mountpoint = argv[argc - 1];
+	o.mountpoint = cli_path(argv[argc - 1]);
 	/* the store and the id are checked here, where errors can be seen; the
 	 * file system opens its own handle once in the background (mountfs.c) */
 	mtm_store *s;

@@ -28,7 +28,7 @@ int cmd_push(int argc, char **argv)
 		return 1;
 	mtm_push_stats st;
 	mtm_set_progress(s, cli_progress, NULL);
-	int rc = mtm_push(s, argv[argc - 1], &st);
+	int rc = mtm_push(s, cli_path(argv[argc - 1]), &st);
 	cli_progress_end();
 	mtm_close(s);
 	if (rc)

@@ -120,7 +120,7 @@ int cmd_restore(int argc, char **argv)
 			break;
 		}
 		if (c == 't')
-			o.to_dir = optarg;
+			o.to_dir = cli_path(optarg);
 		else if (c == 'x')
 			ex[o.n_excludes++] = optarg;
 		else if (c == 'j')

@@ -11,6 +11,18 @@
 
 const char *cli_dir;
 
+const char *cli_path(const char *arg)
+{
+	static char *joined[8]; /* (kept: reachable until exit, a command names few) */
+	static int n;
+	if (!cli_dir || !arg || arg[0] == '/' || n == 8)
+		return arg; /* (a ninth: as given; no command names that many) */
+	char *p;
+	if (asprintf(&p, "%s/%s", cli_dir, arg) < 0)
+		return arg;
+	return joined[n++] = p;
+}
+
 /* Errors and log lines name paths, tags and arguments as given: each is
  * written with quote_line (one line, no escape sequence reaches the
  * terminal). */

@@ -358,6 +358,33 @@ def test_more_block_rows_than_held(root):
     T.assert_same(before, T.manifest(to), "the file restored from %d block rows" % n)
     T.rmtree(os.path.dirname(to))
 
+def test_dash_c_takes_relative_directories_from_dir():
+    """-C DIR runs as if started in DIR: a relative directory given to a
+    command is DIR's, not the shell's (before: restore --to, push, init
+    and checkpoint --mirror made theirs in the shell's directory)."""
+    top = T.tempdir("mtm-cli-c-")
+    # (the shell one level deeper than the tree: "../x" names another place from each)
+    tree, shell = os.path.join(top, "tree"), os.path.join(top, "deeper", "elsewhere")
+    os.mkdir(tree)
+    os.makedirs(shell)
+    T.write_file(os.path.join(tree, "a"), b"alpha")
+    T.run(["-C", tree, "init"], cwd=shell)
+    c = int(T.run(["-C", tree, "checkpoint", "-q", "--mirror", "../mirror1"], cwd=shell).stdout)
+    T.run(["-C", tree, "restore", str(c), "--to", "../out"], cwd=shell)
+    T.run(["-C", tree, "push", "-q", "../mirror2"], cwd=shell)
+    os.mkdir(os.path.join(top, "other"))
+    os.mkdir(os.path.join(top, "deeper", "other"))
+    p = T.run(["-C", tree, "init", "../other"], cwd=shell, check=False)
+    for name in ("mirror1", "out", "mirror2", "other/.metamori", "deeper/mirror1", "deeper/out",
+                 "deeper/mirror2", "deeper/other/.metamori"):
+        want = not name.startswith("deeper")
+        expect(os.path.exists(os.path.join(top, name)) == want,
+               "-C %s from %s: %s %s%s" % (tree, shell, name, "missing" if want else "made in the shell's directory",
+                                          " (init: %s)" % p.stderr.strip() if p.returncode else ""))
+    expect(open(os.path.join(top, "out", "a"), "rb").read() == b"alpha", "restore --to ../out: a")
+    T.rmtree(top)
+
+
 def test_help_everywhere():
     p = T.run(["--help"])
     for c in COMMANDS:
@@ -375,4 +402,4 @@ if __name__ == "__main__":
     T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
             test_upgrade_from_format_3, test_upgrade_from_format_6, test_upgrade_from_format_7,
             test_newer_foreign_damaged_index, test_pack_write_fails_part_way, test_more_block_rows_than_held,
-            test_help_everywhere])
+            test_dash_c_takes_relative_directories_from_dir, test_help_everywhere])
