@@ -176,16 +176,14 @@ typedef struct { const rreq *rq; const ignore_set *ign; } takes_arg;
 static int takes(void *arg, const entry *te)
 {
 	const takes_arg *t = arg;
-	int scope = scope_of(t->rq->paths, t->rq->n_paths, te->path);
 	return !ignore_path(t->ign, te->path, te->kind == KIND_DIR) &&
-	       (scope == SCOPE_IN || (scope == SCOPE_ABOVE && te->kind == KIND_DIR));
+	       scope_takes(scope_of(t->rq->paths, t->rq->n_paths, te->path), te->kind == KIND_DIR);
 }
 
 /* Merges target and live, both in path order. */
 static int plan_merge(rctx *c, inplace *w)
 {
 	const rreq *rq = c->rq;
-	takes_arg ta = {rq, &w->ign};
 	int rc;
 	for (size_t i = 0, j = 0; i < w->target.n || j < w->live.n;) {
 		entry *te = i < w->target.n ? &VEC_AT(&w->target, entry, i) : NULL;
@@ -199,7 +197,7 @@ static int plan_merge(rctx *c, inplace *w)
 			continue;
 		}
 		int scope = scope_of(rq->paths, rq->n_paths, te->path);
-		if (!takes(&ta, te)) {
+		if (ignore_path(&w->ign, te->path, te->kind == KIND_DIR) || !scope_takes(scope, te->kind == KIND_DIR)) {
 			/* excluded or outside the request: neither restored nor removed, whatever is live there */
 			i++;
 			j += cmp == 0;

@@ -18,6 +18,12 @@
  * directory above one), SCOPE_OUT. */
 enum { SCOPE_OUT = 0, SCOPE_ABOVE = 1, SCOPE_IN = 2 };
 int scope_of(char *const *paths, size_t n, const char *path);
+/* Whether a request takes an entry at scope: in it, or a directory above
+ * it (made if missing). */
+static inline int scope_takes(int scope, int is_dir)
+{
+	return scope == SCOPE_IN || (scope == SCOPE_ABOVE && is_dir);
+}
 
 /* An entry at path that the walk does not list (a FIFO, socket or device
  * node: not recorded): *st and 1, or 0 if there is none (or it is listed). */

@@ -36,8 +36,7 @@ static int dir_is_empty(int fd, int *empty)
 static int takes_scope(void *arg, const entry *e)
 {
 	const rreq *rq = arg;
-	int scope = scope_of(rq->paths, rq->n_paths, e->path);
-	return scope == SCOPE_IN || (scope == SCOPE_ABOVE && e->kind == KIND_DIR);
+	return scope_takes(scope_of(rq->paths, rq->n_paths, e->path), e->kind == KIND_DIR);
 }
 
 int restore_to_dir(rctx *c, mtm_id k, const char *to)
