@@ -176,6 +176,33 @@ def test_outside_changes_of_every_kind():
     s.verify()
 
 
+def test_outside_mmap_write():
+    """A process outside the session writes files through shared mappings:
+    no write(2), so neither fanotify nor inotify reports a modification
+    (the mtime moves). Mapped, written and unmapped between two checkpoints;
+    mapped before a checkpoint, written and unmapped after it; written by a
+    process that ends with its mapping (never unmapped). What the watcher
+    hears of is the file let go (its last reference: the mapping)."""
+    import mmap
+    s = Session({"f": b"A" * 12288, "g": b"G" * 8192, "h": b"H" * 5000})
+    s.ck("first")
+    with open(s.P("f"), "r+b") as f:
+        m = mmap.mmap(f.fileno(), 0)
+    m[4096:4100] = b"MMAP"
+    m.close()
+    with open(s.P("g"), "r+b") as f:
+        held = mmap.mmap(f.fileno(), 0)
+    s.ck("f mapped, written, unmapped")
+    held[100:104] = b"LATE"
+    held.close()
+    subprocess.run([sys.executable, "-c", "import mmap, os\n"
+                    "fd = os.open(%r, os.O_RDWR); m = mmap.mmap(fd, 0); os.close(fd)\n"
+                    "m[4999:5000] = b'E'\nos._exit(0)" % s.P("h")], check=True)
+    s.ck("g written through a mapping made before; h by a process that ended")
+    s.stop()
+    s.verify()
+
+
 def test_other_user():
     """Changes made by another user (nobody), through setpriv."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
@@ -975,7 +1002,7 @@ test_inotify_watch_limit.system_wide = True
 
 def main():
     tests = [test_issue_example_plain_checkpoint_after_session, test_outside_write_same_file,
-             test_outside_changes_of_every_kind, test_other_user, test_double_forked_daemon,
+             test_outside_changes_of_every_kind, test_outside_mmap_write, test_other_user, test_double_forked_daemon,
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier,
              test_precopy_fds_only_for_the_same_file] + \
             [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "mixed", "procfd", "scm", "pidfd")] + \
