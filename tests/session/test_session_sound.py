@@ -203,6 +203,25 @@ def test_outside_mmap_write():
     s.verify()
 
 
+def test_file_moved_in_while_open():
+    """A traced process opens a file outside the tree, moves it into the
+    tree, and after a checkpoint writes it through that fd (which the
+    interposer never took for the tree's) and through a new one opened
+    under its name in the tree (which it did)."""
+    s = Session({"keep": b"k"})
+    outside = T.tempdir("mtm-outside-")
+    os.chmod(outside, 0o777)
+    src = os.path.join(outside, "x")
+    s.inside("fa = os.open(%r, os.O_RDWR | os.O_CREAT, 0o644); os.pwrite(fa, b'A' * 12288, 0)" % src)
+    s.inside("os.rename(%r, P('x'))" % src)
+    s.ck("moved in")
+    s.inside("fb = os.open(P('x'), os.O_RDWR); os.pwrite(fb, b'BBBB', 0); os.pwrite(fa, b'CCCC', 8192)")
+    s.ck("written through both fds")
+    s.inside("os.close(fa); os.close(fb)")
+    s.stop()
+    s.verify()
+
+
 def test_other_user():
     """Changes made by another user (nobody), through setpriv."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
@@ -1002,7 +1021,7 @@ test_inotify_watch_limit.system_wide = True
 
 def main():
     tests = [test_issue_example_plain_checkpoint_after_session, test_outside_write_same_file,
-             test_outside_changes_of_every_kind, test_outside_mmap_write, test_other_user, test_double_forked_daemon,
+             test_outside_changes_of_every_kind, test_outside_mmap_write, test_file_moved_in_while_open, test_other_user, test_double_forked_daemon,
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier,
              test_precopy_fds_only_for_the_same_file] + \
             [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "mixed", "procfd", "scm", "pidfd")] + \
