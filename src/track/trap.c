@@ -28,6 +28,7 @@ static int kind(long nr)
 	case SYS_write: case SYS_pwrite64: case SYS_writev: case SYS_pwritev: case SYS_pwritev2:
 	case SYS_ftruncate: case SYS_fallocate: case SYS_close: case SYS_renameat2: case SYS_renameat:
 	case SYS_unlinkat: case SYS_mkdirat: case SYS_openat2: case SYS_pidfd_getfd: case SYS_io_uring_setup:
+	case SYS_open_by_handle_at:
 	/* and these, through the wrappers of their libc functions (there too) */
 	case SYS_open: case SYS_openat: case SYS_creat: case SYS_rename: case SYS_unlink: case SYS_mkdir:
 	case SYS_rmdir: case SYS_truncate: case SYS_mmap: case SYS_munmap: case SYS_mprotect: case SYS_msync:

@@ -4,6 +4,38 @@
 
 struct open_how_ { uint64_t flags, mode, resolve; };
 
+/* An fd opened by a call whose path cannot be checked before it (openat2's
+ * RESOLVE_* rules, open_by_handle_at's handle): tracked if it is the
+ * tree's, recorded as made or truncated if flags say so. */
+static long opened(long fd, uint64_t flags)
+{
+	int err = errno;
+	char canon[PATH_MAX];
+	size_t rl;
+	const char *rel;
+	if (fd >= 0 && LOAD(&g_state) == ST_ON && !t_guard && fdpath((int)fd, canon) > 0 &&
+	    (rel = in_root(canon, &rl)) && trackable((int)fd)) {
+		t_guard++;
+		fd_set_path((int)fd, rel, rl, (uint32_t)flags);
+		if ((flags & (O_CREAT | O_TRUNC)) && enter()) {
+			rec(MTM_REC_NS, 0, 0, rel, rl); /* created or truncated: rescan */
+			leave();
+		}
+		t_guard--;
+	} else if (fd >= 0) {
+		fd_clear((int)fd);
+	}
+	errno = err;
+	return fd;
+}
+
+/* A file opened by its handle (name_to_handle_at's): the fd is the tree's
+ * if the file is (tests/session test_gap_alive_handle). */
+int open_by_handle_at(int mfd, struct file_handle *h, int flags)
+{
+	return (int)opened(REAL(open_by_handle_at)(mfd, h, flags), (uint64_t)flags);
+}
+
 long syscall(long n, ...)
 {
 	va_list ap;
@@ -96,25 +128,11 @@ long preload_traced_syscall(long n, long a1, long a2, long a3, long a4, long a5,
 		/* RESOLVE_* semantics cannot be pre-checked: record after */
 		const struct open_how_ *how = (const void *)a3;
 		long fd = REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
-		int err = errno;
-		char canon[PATH_MAX];
-		size_t rl;
-		const char *rel;
-		if (fd >= 0 && how && fdpath((int)fd, canon) > 0 && (rel = in_root(canon, &rl)) && trackable((int)fd)) {
-			t_guard++;
-			fd_set_path((int)fd, rel, rl, (uint32_t)how->flags);
-			if ((how->flags & (O_CREAT | O_TRUNC)) && enter()) {
-				rec(MTM_REC_NS, 0, 0, rel, rl); /* created or truncated: rescan */
-				leave();
-			}
-			t_guard--;
-		} else if (fd >= 0) {
-			fd_clear((int)fd);
-		}
-		errno = err;
-		return fd;
+		return how ? opened(fd, how->flags) : fd;
 	}
 #endif
+	case SYS_open_by_handle_at:
+		return open_by_handle_at((int)a1, (struct file_handle *)a2, (int)a3);
 	default:
 		return REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
 	}

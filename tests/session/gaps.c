@@ -18,6 +18,8 @@
  *                      written through that fd
  *   gaps sysmmap FILE [READY GO]  the file mapped with syscall(SYS_mmap), written
  *                      through the mapping
+ *   gaps handle FILE [READY GO]  the file opened again by its handle
+ *                      (open_by_handle_at: root), written through that fd
  *   gaps scm FILE      an fd received over a unix socket (SCM_RIGHTS)
  *   gaps pidfd FILE    an fd taken from a child by pidfd_getfd
  *   gaps later FILE OTHER READY GO DONE END  lives across checkpoints: writes
@@ -123,6 +125,21 @@ static void gap_sysmmap(const char *file)
 	memcpy(p + 4096, GAP, 4);
 	munmap(p, 8192);
 	close(fd);
+}
+
+static void gap_handle(const char *file)
+{
+	struct file_handle *fh = malloc(sizeof *fh + MAX_HANDLE_SZ);
+	int mount_id, mfd = open(file, O_RDONLY);
+	fh->handle_bytes = MAX_HANDLE_SZ;
+	if (mfd < 0 || name_to_handle_at(AT_FDCWD, file, fh, &mount_id, 0))
+		die("name_to_handle_at");
+	int fd = open_by_handle_at(mfd, fh, O_WRONLY);
+	if (fd < 0 || pwrite(fd, GAP, 4, 4096) != 4)
+		die("open_by_handle_at");
+	close(fd);
+	close(mfd);
+	free(fh);
 }
 
 static void gap_procfd(const char *file)
@@ -242,6 +259,8 @@ int main(int argc, char **argv)
 		gap_sysopen(file);
 	else if (!strcmp(how, "sysmmap"))
 		gap_sysmmap(file);
+	else if (!strcmp(how, "handle"))
+		gap_handle(file);
 	else if (!strcmp(how, "scm"))
 		gap_scm(file);
 	else if (!strcmp(how, "pidfd"))

@@ -322,7 +322,8 @@ def alive_gap_test(how):
     def t():
         """A traced process writes one file through libc (recorded) and
         through glibc's syscall(): an fd opened with SYS_openat, a mapping
-        made with SYS_mmap; it is alive at the checkpoint. A writer trusted
+        made with SYS_mmap; or through an fd open_by_handle_at opened (as
+        root); it is alive at the checkpoint. A writer trusted
         there (a C program without system call instructions of its own;
         this one has some) has fanotify's events taken as explained by its
         log, so what syscall() opened or mapped must be in it: the
@@ -330,6 +331,8 @@ def alive_gap_test(how):
         held the recorded one only: syscall() passed SYS_openat and SYS_mmap
         to the kernel unseen."""
         exe = gaps_exe()
+        if how == "handle" and os.geteuid() != 0:
+            raise Skip("open_by_handle_at needs root")
         work = T.tempdir("mtm-alive-")
         ready, go = os.path.join(work, "ready"), os.path.join(work, "go")
         s = Session({"f": b"A" * 12288})
@@ -1054,7 +1057,7 @@ def main():
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier,
              test_precopy_fds_only_for_the_same_file] + \
             [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "mixed", "procfd", "scm", "pidfd")] + \
-            [alive_gap_test(h) for h in ("sysopen", "sysmmap")] + \
+            [alive_gap_test(h) for h in ("sysopen", "sysmmap", "handle")] + \
             [test_mixed_libc_and_inline_alive, dispatch_trust_test(False), dispatch_trust_test(True)] + [hard_link_test(w) for w in ("before", "during", "gone", "moved")] + \
             [test_directories_come_and_go_outside, test_directories_removed_outside_keep_the_cache,
              test_directories_moved_in_from_outside,
