@@ -59,15 +59,20 @@
 #include "util/xxh.h"
 
 enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
-/* EV_MODIFY also stands for a file opened for writing that was let go (its
- * last fd closed, its last shared mapping unmapped, its process ended:
- * FAN_CLOSE_WRITE, IN_CLOSE_WRITE). Writes through a shared mapping make no
- * event of their own (no write(2)), so that is the one sign of them the
- * watcher gets; judged as a write, it is explained only by a trusted
- * writer's records of the file in the interval (a traced process's shared
- * writable mapping is a sticky WHOLE record), and otherwise the file is
- * compared whole (tests/session test_outside_mmap_write). */
-enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
+/* EV_LET_GO: a file opened for writing was let go (its last fd closed, its
+ * last shared mapping unmapped, its process ended: FAN_CLOSE_WRITE;
+ * inotify's IN_CLOSE_WRITE, whose writer is unknown, is an EV_MODIFY).
+ * Writes through a shared mapping make no event of their own (no
+ * write(2)), so that is the one sign of them the watcher gets. Let go by
+ * writers that are all trusted it says nothing their logs do not (a
+ * traced process's shared writable mapping is a sticky WHOLE record) and
+ * is kept as explained (let_go_explained); otherwise it is judged as a
+ * write: the file is compared whole (tests/session
+ * test_outside_mmap_write, and test_session_ahead's
+ * test_file_let_go_unwritten_is_not_compared: a database a traced process
+ * opened read-write and let go unwritten was read again whole at every
+ * checkpoint). */
+enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8 };
 /* The writers of one file kept per interval; past them the file is
  * compared whole. A database's busiest files are written by every backend
  * and its writer processes (pgbench -c 6: 8-10 pids), and each of them is
@@ -750,7 +755,8 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 			w->lost = "a file of the tree changed through a name outside it (a hard link)";
 		return 0;
 	}
-	int kind = (m.mask & (FAN_MODIFY | FAN_CLOSE_WRITE) ? EV_MODIFY : 0) | (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
+	int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_CLOSE_WRITE ? EV_LET_GO : 0) |
+	           (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
 	           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
 	return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
 }
@@ -1379,7 +1385,7 @@ int watch_compares_whole(watcher *w, mtm_session *ss, const char *path)
 	const pend *p = pathmap_get(&w->pending, path);
 	if (!p)
 		p = pathmap_get(&w->early, path);
-	if (!p || !(p->kinds & EV_MODIFY))
+	if (!p || !(p->kinds & (EV_MODIFY | EV_LET_GO)))
 		return 0;
 	/* judge_map: under inotify no write is explained_by the logs; under
 	 * fanotify, none by a writer that is not trusted. (Only a hint: a
@@ -1403,6 +1409,18 @@ static int apply_carry(watcher *w, change_set *cs)
 	pathmap_free(&w->carry, NULL);
 	memset(&w->carry, 0, sizeof w->carry);
 	return rc;
+}
+
+/* A file let go, and not written as far as the events say (EV_LET_GO
+ * alone), by writers all trusted (fanotify): explained by their logs
+ * without a record (see EV_LET_GO). 0: judged as a write. */
+static int let_go_explained(watcher *w, mtm_session *ss, const pend *p)
+{
+	int explained = w->kind == W_FANOTIFY && !p->many && p->npid > 0 && (p->kinds & EV_LET_GO) &&
+	                !(p->kinds & EV_MODIFY);
+	for (int j = 0; j < p->npid && explained; j++)
+		explained = trusted(w, ss, p->pid[j]);
+	return explained;
 }
 
 /* A write explained by the logs (so far): kept with its writers until the
@@ -1454,6 +1472,14 @@ static int judge_map(watcher *w, mtm_session *ss, change_set *cs, int final, pat
 			rc = change_set_mark(&cs->ns, path);
 		if (!rc && (p->kinds & EV_ATTRIB) && !pathmap_get(&cs->meta, path) && !pathmap_get(&cs->files, path))
 			rc = change_set_mark(&cs->meta, path);
+		if (!rc && (p->kinds & EV_LET_GO)) {
+			if (let_go_explained(w, ss, p)) {
+				/* kept for the barrier's look at its writers' code */
+				rc = keep_explained(w, cs, path, p);
+				continue;
+			}
+			p->kinds = (uint8_t)((p->kinds & ~EV_LET_GO) | EV_MODIFY);
+		}
 		file_change *fc = pathmap_get(&cs->files, path);
 		if (rc || !(p->kinds & EV_MODIFY) || (fc && fc->whole)) {
 			/* compared ahead, before this write perhaps: again next time */

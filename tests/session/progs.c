@@ -16,6 +16,10 @@
  *   progs scatter [B [U]]  until stdin closes: block (n * 2654435761) % B (256 if
  *                       not given) of D gets n, then J gets n; U us of sleep every
  *                       64 writes (inotify's queue keeps up)
+ *   progs letgo         per "step" line: db opened read-write, a block read, closed
+ *                       (nothing written); per "map" line: m opened read-write,
+ *                       "MAPW" written at 4096 through a shared mapping, unmapped,
+ *                       closed; "ok" after each
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -205,6 +209,29 @@ static int mapper(void)
 	return 0;
 }
 
+static int letgo(void)
+{
+	char line[64], buf[4096];
+	while (fgets(line, sizeof line, stdin)) {
+		int map = !strncmp(line, "map", 3);
+		int fd = open(map ? "m" : "db", O_RDWR);
+		if (fd < 0)
+			die("open");
+		if (map) {
+			char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			if (p == MAP_FAILED)
+				die("mmap");
+			memcpy(p + 4096, "MAPW", 4);
+			munmap(p, 8192);
+		} else if (pread(fd, buf, sizeof buf, 0) < 0) {
+			die("pread");
+		}
+		close(fd);
+		ok();
+	}
+	return 0;
+}
+
 static int stdin_closed(void)
 {
 	struct pollfd pf = {0, POLLIN, 0};
@@ -272,6 +299,8 @@ int main(int argc, char **argv)
 		return mapper();
 	if (!strcmp(argv[1], "lockstep"))
 		return lockstep();
+	if (!strcmp(argv[1], "letgo"))
+		return letgo();
 	if (!strcmp(argv[1], "scatter"))
 		return scatter(argc > 2 ? n : 256, argc > 3 ? atoi(argv[3]) : 0);
 	return 2;
