@@ -10,12 +10,21 @@
 #include "session/session.h"
 #include "util/error.h"
 
+static int opts_check(const mtm_checkpoint_opts *opts)
+{
+	if (opts && opts->version != MTM_CHECKPOINT_OPTS_VERSION)
+		return mtm_set_error(MTM_EINVAL, "checkpoint: unsupported options version %d", opts->version);
+	if (opts)
+		MTM_NEED_LIST(opts->excludes, opts->n_excludes, "checkpoint", "opts->excludes");
+	return 0;
+}
+
 int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
 {
 	if (out)
 		memset(out, 0, sizeof *out);
-	if (opts && opts->version != MTM_CHECKPOINT_OPTS_VERSION)
-		return mtm_set_error(MTM_EINVAL, "checkpoint: unsupported options version %d", opts->version);
+	MTM_NEED(s, "checkpoint");
+	MTM_TRY(opts_check(opts));
 	/* while a session runs (it may start any time we do not hold the
 	 * lock), our pack is one of our own: the session writes ahead into its */
 	ckpt_hooks hooks = session_ckpt_hooks(NULL);
@@ -35,6 +44,9 @@ int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint
 
 int mtm_checkpoint_at(const char *path, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out)
 {
+	if (out)
+		memset(out, 0, sizeof *out);
+	MTM_TRY(opts_check(opts));
 	/* a running session makes it: its client need not open the index */
 	int rc = session_checkpoint_at(path, opts, out);
 	if (rc != MTM_ENOSESSION)

@@ -29,6 +29,7 @@ int mtm_recover(mtm_store *s, mtm_id id, mtm_id *out)
 {
 	if (out)
 		*out = 0;
+	MTM_NEED(s, "recover");
 	if (id < 0)
 		return mtm_set_error(MTM_EINVAL, "recover: bad checkpoint id %lld", (long long)id);
 	if (!id) {

@@ -41,8 +41,11 @@ static int diff_versions(mtm_store *s, const lineage *la, const entry *a, const 
 
 int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_change_fn fn, void *arg)
 {
+	MTM_NEED(s, "diff");
 	if (opts && opts->version != MTM_DIFF_OPTS_VERSION)
 		return mtm_set_error(MTM_EINVAL, "diff: unsupported options version %d", opts->version);
+	if (opts)
+		MTM_NEED_LIST(opts->excludes, opts->n_excludes, "diff", "opts->excludes");
 	if (b == MTM_LIVE)
 		return diff_live(s, a, opts, fn, arg);
 	vec ta = VEC_INIT(entry), tb = VEC_INIT(entry);

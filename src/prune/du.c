@@ -133,6 +133,10 @@ static int one_int(mtm_store *s, const char *sql, uint64_t *out)
 
 int mtm_du(mtm_store *s, mtm_du_entry **out, size_t *n_out, mtm_du_totals *t)
 {
+	MTM_NEED(s, "du");
+	MTM_NEED(out, "du");
+	MTM_NEED(n_out, "du");
+	MTM_NEED(t, "du");
 	*out = NULL;
 	*n_out = 0;
 	memset(t, 0, sizeof *t);

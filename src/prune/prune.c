@@ -84,12 +84,15 @@ static int recount_children(mtm_store *s, const mtm_checkpoint_info *list, size_
 
 int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t *n_dropped, mtm_prune_stats *out)
 {
+	MTM_NEED(s, "prune");
 	mtm_prune_opts o = MTM_PRUNE_OPTS_INIT;
 	if (opts) {
 		if (opts->version != MTM_PRUNE_OPTS_VERSION)
 			return mtm_set_error(MTM_EINVAL, "prune: unsupported options version %d", opts->version);
 		o = *opts;
 	}
+	if (o.n_keep && !o.keep)
+		return mtm_set_error(MTM_EINVAL, "prune: keep is NULL");
 	if (o.gc_threshold < 0)
 		o.gc_threshold = 0.05;
 	if (dropped)

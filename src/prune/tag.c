@@ -82,11 +82,13 @@ static int tag_set(mtm_store *s, const char *name, mtm_id id, int move)
 
 int mtm_tag(mtm_store *s, const char *name, mtm_id id)
 {
+	MTM_NEED(s, "tag");
 	return tag_set(s, name, id, 0);
 }
 
 int mtm_tag_move(mtm_store *s, const char *name, mtm_id id)
 {
+	MTM_NEED(s, "tag");
 	if (!id)
 		return mtm_set_error(MTM_EINVAL, "tag '%s': moving a tag needs a checkpoint (mtm_tag with id 0 removes it)",
 		                     name ? name : "");
@@ -95,6 +97,9 @@ int mtm_tag_move(mtm_store *s, const char *name, mtm_id id)
 
 int mtm_tags(mtm_store *s, mtm_tag_info **out, size_t *n_out)
 {
+	MTM_NEED(s, "tags");
+	MTM_NEED(out, "tags");
+	MTM_NEED(n_out, "tags");
 	*out = NULL;
 	*n_out = 0;
 	sqlite3_stmt *st;
@@ -140,7 +145,10 @@ void mtm_tags_free(mtm_tag_info *tags, size_t n)
 
 int mtm_resolve(mtm_store *s, const char *text, mtm_id *out)
 {
+	MTM_NEED(out, "resolve");
 	*out = 0;
+	MTM_NEED(s, "resolve");
+	MTM_NEED(text, "resolve");
 	if (!strcmp(text, "head") || !strcmp(text, "HEAD")) {
 		MTM_TRY(mtm_head(s, out));
 		return *out ? 0 : mtm_set_error(MTM_ENOCKPT, "head: no checkpoint yet");

@@ -252,6 +252,8 @@ void browse_end(mtm_store *s, lineage *l)
 
 int mtm_stat(mtm_store *s, mtm_id id, const char *path, mtm_entry_info *out)
 {
+	MTM_NEED(s, "stat");
+	MTM_NEED(out, "stat");
 	memset(out, 0, sizeof *out);
 	char *p;
 	MTM_TRY(browse_norm_path(path, &p));
@@ -284,6 +286,9 @@ void mtm_ls_free(mtm_entry_info *list, size_t n)
 
 int mtm_ls(mtm_store *s, mtm_id id, const char *dir, mtm_entry_info **out, size_t *n_out)
 {
+	MTM_NEED(s, "ls");
+	MTM_NEED(out, "ls");
+	MTM_NEED(n_out, "ls");
 	*out = NULL;
 	*n_out = 0;
 	char *p;
@@ -382,7 +387,9 @@ void mtm_file_close(mtm_file *f)
 
 int mtm_file_open(mtm_file **out, mtm_store *s, mtm_id id, const char *path)
 {
+	MTM_NEED(out, "open");
 	*out = NULL;
+	MTM_NEED(s, "open");
 	mtm_file *f = calloc(1, sizeof *f);
 	if (!f)
 		return mtm_set_error(ENOMEM, "open");
@@ -413,7 +420,7 @@ int mtm_file_open(mtm_file **out, mtm_store *s, mtm_id id, const char *path)
 	return 0;
 }
 
-uint64_t mtm_file_size(const mtm_file *f) { return (uint64_t)f->size; }
+uint64_t mtm_file_size(const mtm_file *f) { return f ? (uint64_t)f->size : 0; }
 
 /* Copies [off, off + len) (within the file) from f's map. */
 static int file_copy(mtm_file *f, unsigned char *buf, size_t len, int64_t off)
@@ -438,7 +445,11 @@ static int file_copy(mtm_file *f, unsigned char *buf, size_t len, int64_t off)
 
 int mtm_file_pread(mtm_file *f, void *buf, size_t len, uint64_t off, size_t *got)
 {
+	MTM_NEED(got, "read");
 	*got = 0;
+	MTM_NEED(f, "read");
+	if (len)
+		MTM_NEED(buf, "read");
 	if (off >= (uint64_t)f->size || !len)
 		return 0;
 	if (len > (uint64_t)f->size - off)

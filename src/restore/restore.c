@@ -107,11 +107,14 @@ static int opts_begin(const mtm_restore_opts *opts, mtm_restore_opts *o, mtm_res
 		o->n_excludes = opts->n_excludes;
 		o->progress = opts->progress;
 		o->progress_arg = opts->progress_arg;
+		MTM_NEED_LIST(o->excludes, o->n_excludes, "restore", "opts->excludes");
 		return 0;
 	}
 	if (opts->version != MTM_RESTORE_OPTS_VERSION)
 		return mtm_set_error(MTM_EINVAL, "restore: unsupported options version %d", opts->version);
 	*o = *opts;
+	MTM_NEED_LIST(o->excludes, o->n_excludes, "restore", "opts->excludes");
+	MTM_NEED_LIST(o->paths, o->n_paths, "restore", "opts->paths");
 	return 0;
 }
 
@@ -265,6 +268,8 @@ int restore_checkpoint(mtm_store *s, mtm_id id, const mtm_restore_opts *opts, in
 int mtm_restore_pending(mtm_store *s, mtm_id *target, mtm_id *from)
 {
 	intent in;
+	MTM_NEED(s, "restore");
+	MTM_NEED(target, "restore");
 	*target = 0;
 	if (from)
 		*from = 0;

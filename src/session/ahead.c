@@ -172,8 +172,10 @@ static int ahead_read(tctx *t, ahead_file *af, int fd, int64_t from, int64_t to,
  * are copied out (reader_settle: what is kept is what was hashed). A
  * PostgreSQL under pgbench has ~150-250 MiB of files compared whole at
  * each checkpoint, ~25 MiB of it changed: the copy of the rest into a
- * buffer was a sixth of the session's CPU (P16). Elsewhere, and where the
- * file was shortened under the mapping, read as ahead_read reads. */
+ * buffer was a sixth of the session's CPU (P16). Elsewhere, where the
+ * file was shortened under the mapping, and where mapping costs this
+ * machine more than the copy (the reader picks: P23), read as ahead_read
+ * reads. */
 static int ahead_read_whole(tctx *t, ahead_file *af, int fd, scan_reader *rd)
 {
 	const int64_t B = MTM_BLOCK;
@@ -376,6 +378,7 @@ int compare_ahead(tctx *t)
 		}
 		reader_init(ss->ahead_rd);
 		ss->ahead_rd->one_thread = 1;
+		ss->ahead_rd->pick = 1; /* mapped or read, whichever costs this machine less (tree/reader.h) */
 	}
 	if (cand.n && reader_reserve(ss->ahead_rd, READ_PIECE)) {
 		rc = ENOMEM;

@@ -10,6 +10,7 @@
 #include "session/session.h"
 #include "session/slots.h"
 #include "session/tctx.h"
+#include "tree/reader.h"
 #include "util/human.h"
 #include "util/log.h"
 
@@ -53,7 +54,7 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	        "thread's writes %.2f ms, fsyncs %.2f ms); %zu live, %zu parent entries; %.2f ms before the gate "
 	        "(pre-copy %.2f ms, %llu blocks used, %llu files opened by it; compared ahead %.2f ms: %llu files, %llu KiB read, %llu blocks "
 	        "read again, %llu used); %llu KiB read in the barrier; %s; %llu writers trusted by dispatch; "
-	        "%zu slabs made; the pause: %s",
+	        "%zu slabs made; the pause: %s; the compare ahead's CPU a MiB: mapped %.3f, read %.3f ms",
 	        scan ? "scanned: " : "tracked",
 	        scan ? (scan_why ? scan_why : "?") : "", t->hold ? " (read in place)" : "",
 	        (double)(tm->tpre - tm->tb) / 1e6, (double)(tm->tl - tm->t0) / 1e6, (double)(tm->t1 - tm->tl) / 1e6,
@@ -65,7 +66,8 @@ void tracked_report(mtm_session *ss, ckpt_run *r, const tctx *t, const tracked_t
 	        (unsigned long long)t->ahead_files, (unsigned long long)(t->ahead_read >> 10),
 	        (unsigned long long)t->ahead_again, (unsigned long long)t->ahead_used,
 	        (unsigned long long)(t->barrier_read >> 10), ahead, (unsigned long long)ss->dispatch_trusted,
-	        slot_pool_made(), pause);
+	        slot_pool_made(), pause, ss->ahead_rd ? ss->ahead_rd->map_cost * 1048576 / 1e6 : 0.0,
+	        ss->ahead_rd ? ss->ahead_rd->read_cost * 1048576 / 1e6 : 0.0);
 	ss->dispatch_trusted = 0;
 }
 

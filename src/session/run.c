@@ -69,6 +69,7 @@ static int run_opts(const mtm_run_opts *opts, char *const argv[], mtm_run_opts *
 	o->version = MTM_RUN_OPTS_VERSION;
 	if (!argv || !argv[0] || !*argv[0])
 		return mtm_set_error(MTM_EINVAL, "run: no command given");
+	MTM_NEED_LIST(o->excludes, o->n_excludes, "run", "opts->excludes");
 	if (o->every_seconds < 0 || o->every_seconds > 1e9)
 		return mtm_set_error(MTM_EINVAL, "run: --every must be a positive number of seconds");
 	return 0;
@@ -220,6 +221,7 @@ static int run_program(mtm_session *ss, const mtm_run_opts *opts, const char *pr
 int mtm_run(mtm_store *s, const mtm_run_opts *opts, char *const argv[], int *exit_status)
 {
 	mtm_run_opts o;
+	MTM_NEED(s, "run");
 	MTM_TRY(run_opts(opts, argv, &o));
 	if (exit_status)
 		*exit_status = 0;

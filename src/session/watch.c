@@ -59,6 +59,14 @@
 #include "util/xxh.h"
 
 enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
+/* EV_MODIFY also stands for a file opened for writing that was let go (its
+ * last fd closed, its last shared mapping unmapped, its process ended:
+ * FAN_CLOSE_WRITE, IN_CLOSE_WRITE). Writes through a shared mapping make no
+ * event of their own (no write(2)), so that is the one sign of them the
+ * watcher gets; judged as a write, it is explained only by a trusted
+ * writer's records of the file in the interval (a traced process's shared
+ * writable mapping is a sticky WHOLE record), and otherwise the file is
+ * compared whole (tests/session test_outside_mmap_write). */
 enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4 };
 /* The writers of one file kept per interval; past them the file is
  * compared whole. A database's busiest files are written by every backend
@@ -740,7 +748,7 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 	if (!*path) {
 		/* outside the tree (or a name gone, or the root itself): the file
 		 * changed may still be in the tree under another name */
-		int linked = ofh && !(m.mask & FAN_ONDIR) && (m.mask & (FAN_MODIFY | FAN_ATTRIB)) ?
+		int linked = ofh && !(m.mask & FAN_ONDIR) && (m.mask & (FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE)) ?
 		             linked_into_tree(w, &ofsid, ofh, (m.mask & FAN_ATTRIB) != 0) : 0;
 		if (linked < 0)
 			return hold(w, ev, len);
@@ -748,7 +756,7 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 			w->lost = "a file of the tree changed through a name outside it (a hard link)";
 		return 0;
 	}
-	int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
+	int kind = (m.mask & (FAN_MODIFY | FAN_CLOSE_WRITE) ? EV_MODIFY : 0) | (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
 	           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
 	return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
 }
@@ -756,7 +764,8 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 /* The mount points under the root (besides the root's own file system). */
 static int fan_mark(watcher *w, const char *path)
 {
-	const uint64_t mask = FAN_MODIFY | FAN_ATTRIB | FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_ONDIR;
+	const uint64_t mask = FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM |
+	                      FAN_MOVED_TO | FAN_ONDIR;
 	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, path))
 		return errno;
 	struct statfs sf;
@@ -827,7 +836,7 @@ static int fan_start(watcher *w)
 
 /* ---- inotify ---- */
 
-#define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR | \
+#define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR | \
                   IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 
 /* A file with one name: its attribute changes (a link made to it is one,
@@ -836,7 +845,7 @@ static int fan_start(watcher *w)
  * watch raced onto another file than the one looked at never loses events. */
 #define INO_ONE_MASK (IN_ATTRIB | IN_DONT_FOLLOW | IN_MASK_ADD)
 /* A file with several names: every change, through whichever name. */
-#define INO_FILE_MASK (IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DONT_FOLLOW | IN_MASK_ADD)
+#define INO_FILE_MASK (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVE_SELF | IN_DONT_FOLLOW | IN_MASK_ADD)
 
 /* The absolute path of rel into buf; 0, or -1 if it does not fit. */
 static int path_abs(const watcher *w, const char *rel, char *buf, size_t len)
@@ -1019,7 +1028,7 @@ static int ino_event(watcher *w, const struct inotify_event *e)
 		w->lost = "a file with several names was moved";
 		return 0;
 	}
-	int kind = (e->mask & IN_MODIFY ? EV_MODIFY : 0) | (e->mask & IN_ATTRIB ? EV_ATTRIB : 0) |
+	int kind = (e->mask & (IN_MODIFY | IN_CLOSE_WRITE) ? EV_MODIFY : 0) | (e->mask & IN_ATTRIB ? EV_ATTRIB : 0) |
 	           (e->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO) ? EV_NS : 0);
 	int rc = kind ? note(w, path, kind, 0) : 0;
 	/* a file that arrived (made, linked or moved here): watched from now on,

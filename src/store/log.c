@@ -7,6 +7,9 @@
 
 int mtm_log(mtm_store *s, mtm_checkpoint_info **out, size_t *n_out)
 {
+	MTM_NEED(s, "log");
+	MTM_NEED(out, "log");
+	MTM_NEED(n_out, "log");
 	*out = NULL;
 	*n_out = 0;
 	sqlite3_stmt *st;

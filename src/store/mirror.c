@@ -283,6 +283,7 @@ int mtm_push(mtm_store *s, const char *dir, mtm_push_stats *out)
 {
 	if (out)
 		memset(out, 0, sizeof *out);
+	MTM_NEED(s, "push");
 	if (!dir || !*dir)
 		return mtm_set_error(MTM_EINVAL, "push: no directory given");
 	push_ctx c = {.s = s, .mfd = -1};

@@ -287,6 +287,7 @@ static int refuse_inside_a_store(const char *root)
 int mtm_init(mtm_store **out, const char *dir)
 {
 	char root[PATH_MAX];
+	MTM_NEED(out, "init");
 	*out = NULL;
 	if (!realpath(dir ? dir : ".", root))
 		return mtm_set_errno(errno, "%s", dir ? dir : ".");
@@ -432,6 +433,7 @@ fail:
 int mtm_open(mtm_store **out, const char *path)
 {
 	mtm_store *s;
+	MTM_NEED(out, "open");
 	int64_t t0 = now_ns();
 	int rc = store_open_dirs(&s, path);
 	*out = NULL;

@@ -166,12 +166,19 @@ int store_load_branches(mtm_store *s)
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
-const char *mtm_root(const mtm_store *s) { return s->root; }
+const char *mtm_root(const mtm_store *s) { return s ? s->root : NULL; }
 
 void mtm_set_progress(mtm_store *s, mtm_progress_fn fn, void *arg)
 {
+	if (!s)
+		return;
 	s->progress = fn;
 	s->progress_arg = arg;
 }
 
-int mtm_head(mtm_store *s, mtm_id *out) { return meta_get_int(s, "head", out); }
+int mtm_head(mtm_store *s, mtm_id *out)
+{
+	MTM_NEED(s, "head");
+	MTM_NEED(out, "head");
+	return meta_get_int(s, "head", out);
+}

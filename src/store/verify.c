@@ -328,6 +328,7 @@ static int check_data(vctx *v)
 
 int mtm_verify(mtm_store *s, int flags, mtm_problem_fn fn, void *arg, mtm_verify_stats *out)
 {
+	MTM_NEED(s, "verify");
 	vctx v = {.s = s, .fn = fn, .arg = arg};
 	/* one read transaction: every row checked comes from one snapshot (a
 	 * concurrent gc may compact a chunk and renumber its rows' boff) */

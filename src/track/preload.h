@@ -358,6 +358,11 @@ PRELOAD_HIDDEN void code_changed(void);
 
 /* (wrap_write.c) an fd received from elsewhere, tracked if it is ours */
 PRELOAD_HIDDEN void adopt_fd(int fd);
+/* (wrap_write.c) after this process moved something from outside the tree
+ * into it: its fds open on what moved (not in the table: they were opened
+ * outside) are tracked from now on, under their new paths (t_guard held).
+ * Another process's fds on it are not: see docs/TRACKING.md. */
+PRELOAD_HIDDEN void adopt_moved_in(void);
 /* (wrap_stdio.c) the stream's sticky entry dropped; *found if it had one */
 PRELOAD_HIDDEN struct ent *stream_forget(FILE *f, int *found);
 

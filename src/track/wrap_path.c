@@ -89,6 +89,12 @@ static int rename_impl(int od, const char *o, int nd, const char *n, unsigned fl
 	}
 	if (r == 0 && lo >= 0 && !(flags & RENAME_EXCHANGE))
 		paths_moved(ro, (size_t)lo, ln >= 0 ? rn : NULL, ln >= 0 ? (size_t)ln : 0, in);
+	/* moved in from outside (or swapped with something outside): an fd
+	 * opened on it there wrote unrecorded, and a write through it beside
+	 * recorded ones to the same file would have been taken as explained by
+	 * them (tests/session test_file_moved_in_while_open) */
+	if (r == 0 && (lo < 0) != (ln < 0) && (ln >= 0 || (flags & RENAME_EXCHANGE)))
+		adopt_moved_in();
 	if (in)
 		leave();
 	t_guard--;

@@ -4,6 +4,38 @@
 
 struct open_how_ { uint64_t flags, mode, resolve; };
 
+/* An fd opened by a call whose path cannot be checked before it (openat2's
+ * RESOLVE_* rules, open_by_handle_at's handle): tracked if it is the
+ * tree's, recorded as made or truncated if flags say so. */
+static long opened(long fd, uint64_t flags)
+{
+	int err = errno;
+	char canon[PATH_MAX];
+	size_t rl;
+	const char *rel;
+	if (fd >= 0 && LOAD(&g_state) == ST_ON && !t_guard && fdpath((int)fd, canon) > 0 &&
+	    (rel = in_root(canon, &rl)) && trackable((int)fd)) {
+		t_guard++;
+		fd_set_path((int)fd, rel, rl, (uint32_t)flags);
+		if ((flags & (O_CREAT | O_TRUNC)) && enter()) {
+			rec(MTM_REC_NS, 0, 0, rel, rl); /* created or truncated: rescan */
+			leave();
+		}
+		t_guard--;
+	} else if (fd >= 0) {
+		fd_clear((int)fd);
+	}
+	errno = err;
+	return fd;
+}
+
+/* A file opened by its handle (name_to_handle_at's): the fd is the tree's
+ * if the file is (tests/session test_gap_alive_handle). */
+int open_by_handle_at(int mfd, struct file_handle *h, int flags)
+{
+	return (int)opened(REAL(open_by_handle_at)(mfd, h, flags), (uint64_t)flags);
+}
+
 long syscall(long n, ...)
 {
 	va_list ap;
@@ -33,6 +65,29 @@ long preload_traced_syscall(long n, long a1, long a2, long a3, long a4, long a5,
 		return r;
 	}
 #endif
+	/* through the wrappers of their libc functions: an fd opened or a
+	 * mapping made here is tracked as open()'s and mmap()'s are (a trusted
+	 * writer's untracked fd beside a tracked one on the same file made its
+	 * writes through it look explained: tests/session test_gap_alive_*) */
+#ifdef SYS_open
+	case SYS_open: return open((const char *)a1, (int)a2, (mode_t)a3);
+	case SYS_creat: return creat((const char *)a1, (mode_t)a2);
+	case SYS_rename: return rename((const char *)a1, (const char *)a2);
+	case SYS_unlink: return unlink((const char *)a1);
+	case SYS_mkdir: return mkdir((const char *)a1, (mode_t)a2);
+	case SYS_rmdir: return rmdir((const char *)a1);
+	case SYS_dup2: return dup2((int)a1, (int)a2);
+#endif
+	case SYS_openat: return openat((int)a1, (const char *)a2, (int)a3, (mode_t)a4);
+	case SYS_truncate: return truncate((const char *)a1, (off_t)a2);
+	case SYS_mmap: return (long)mmap((void *)a1, (size_t)a2, (int)a3, (int)a4, (int)a5, (off_t)a6);
+	case SYS_munmap: return munmap((void *)a1, (size_t)a2);
+	case SYS_mprotect: return mprotect((void *)a1, (size_t)a2, (int)a3);
+	case SYS_msync: return msync((void *)a1, (size_t)a2, (int)a3);
+	case SYS_dup: return dup((int)a1);
+	case SYS_dup3: return dup3((int)a1, (int)a2, (int)a3);
+	case SYS_fcntl: return fcntl((int)a1, (int)a2, a3);
+	case SYS_execve: return execve((const char *)a1, (char *const *)a2, (char *const *)a3);
 	case SYS_renameat2:
 		return renameat2((int)a1, (const char *)a2, (int)a3, (const char *)a4, (unsigned)a5);
 	case SYS_renameat:
@@ -73,25 +128,11 @@ long preload_traced_syscall(long n, long a1, long a2, long a3, long a4, long a5,
 		/* RESOLVE_* semantics cannot be pre-checked: record after */
 		const struct open_how_ *how = (const void *)a3;
 		long fd = REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
-		int err = errno;
-		char canon[PATH_MAX];
-		size_t rl;
-		const char *rel;
-		if (fd >= 0 && how && fdpath((int)fd, canon) > 0 && (rel = in_root(canon, &rl)) && trackable((int)fd)) {
-			t_guard++;
-			fd_set_path((int)fd, rel, rl, (uint32_t)how->flags);
-			if ((how->flags & (O_CREAT | O_TRUNC)) && enter()) {
-				rec(MTM_REC_NS, 0, 0, rel, rl); /* created or truncated: rescan */
-				leave();
-			}
-			t_guard--;
-		} else if (fd >= 0) {
-			fd_clear((int)fd);
-		}
-		errno = err;
-		return fd;
+		return how ? opened(fd, how->flags) : fd;
 	}
 #endif
+	case SYS_open_by_handle_at:
+		return open_by_handle_at((int)a1, (struct file_handle *)a2, (int)a3);
 	default:
 		return REAL(syscall)(n, a1, a2, a3, a4, a5, a6);
 	}

@@ -255,12 +255,9 @@ int io_submit(aio_context_t ctx, long nr, struct iocb **ios)
 
 /* An fd that came from another process (SCM_RIGHTS, pidfd_getfd): into the
  * table as an open of its file would have put it. */
-void adopt_fd(int fd)
+/* adopt_fd's look at fd (t_guard held). */
+static void adopt_one(int fd)
 {
-	if (fd < 0 || LOAD(&g_state) != ST_ON || t_guard)
-		return;
-	int err = errno;
-	t_guard++;
 	char canon[PATH_MAX];
 	size_t rl;
 	const char *rel = NULL;
@@ -271,8 +268,30 @@ void adopt_fd(int fd)
 		fd_set_path(fd, rel, rl, (uint32_t)fl | (tk == 2 ? ENT_MULTI : 0));
 	else
 		fd_clear(fd);
+}
+
+void adopt_fd(int fd)
+{
+	if (fd < 0 || LOAD(&g_state) != ST_ON || t_guard)
+		return;
+	int err = errno;
+	t_guard++;
+	adopt_one(fd);
 	t_guard--;
 	errno = err;
+}
+
+void adopt_moved_in(void)
+{
+	DIR *d = REAL(opendir)("/proc/self/fd");
+	if (!d)
+		return;
+	int self = dirfd(d);
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && atoi(de->d_name) != self && !fd_get(atoi(de->d_name)))
+			adopt_one(atoi(de->d_name));
+	REAL(closedir)(d);
 }
 
 static void adopt_rights(const struct msghdr *m)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include "metamori.h"
 #include "io/io.h"
@@ -238,6 +239,39 @@ static int hash_window(scan_reader *rd)
 	return fault ? -1 : 0;
 }
 
+/* This thread's CPU time (ns), for pick mode. */
+static int64_t thread_ns(void)
+{
+	struct timespec t;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t))
+		return 0;
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* (a sample of no time, as when the clock fails, is not taken: with no
+ * map cost, windows are mapped as without pick) */
+static void smooth(double *cost, int64_t ns, size_t bytes)
+{
+	if (ns <= 0 || !bytes)
+		return;
+	double c = (double)ns / (double)bytes;
+	*cost = *cost > 0 ? 0.75 * *cost + 0.25 * c : c;
+}
+
+int reader_pick_map(scan_reader *rd)
+{
+	if (!rd->pick)
+		return 1;
+	rd->windows++;
+	if (rd->map_cost <= 0)
+		return 1;
+	if (rd->read_cost <= 0)
+		return 0;
+	int map = rd->map_cost <= rd->read_cost;
+	/* now and then the other way, so its cost follows the machine's */
+	return rd->windows % READER_PICK_EVERY ? map : !map;
+}
+
 void reader_init(scan_reader *rd)
 {
 	memset(rd, 0, sizeof *rd);
@@ -246,9 +280,14 @@ void reader_init(scan_reader *rd)
 
 void reader_end_file(scan_reader *rd)
 {
-	if (rd->win)
+	if (rd->win) {
+		int64_t t0 = rd->pick ? thread_ns() : 0;
 		munmap(rd->win, rd->win_len);
+		if (rd->pick) /* (unmapping is part of what mapping costs) */
+			smooth(&rd->map_cost, rd->win_ns + thread_ns() - t0, rd->win_len);
+	}
 	rd->win = NULL;
+	rd->declined = 0;
 	rd->win_fd = -1;
 	rd->win_off = 0;
 	rd->win_len = 0;
@@ -274,8 +313,13 @@ static void window_for(scan_reader *rd, int fd, int64_t off, size_t want, int64_
 	uint64_t pages = ((uint64_t)len + 4095) / 4096;
 	if (syscall(SYS_cachestat, fd, &r, &cs, 0) || cs.cache < pages)
 		return; /* (not all cached: read; its read-ahead serves the cold case) */
+	if (!reader_pick_map(rd)) {
+		rd->declined = 1; /* (its reads are timed) */
+		return;
+	}
 	if (!rd->win_h && !(rd->win_h = malloc(MAP_WINDOW / MTM_BLOCK * sizeof *rd->win_h)))
 		return;
+	int64_t t0 = rd->pick ? thread_ns() : 0;
 	void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, (off_t)off);
 	if (m == MAP_FAILED)
 		return;
@@ -286,7 +330,10 @@ static void window_for(scan_reader *rd, int fd, int64_t off, size_t want, int64_
 		/* shortened under us: the window is read, as pread finds it now */
 		munmap(rd->win, rd->win_len);
 		rd->win = NULL;
+		return;
 	}
+	if (rd->pick)
+		rd->win_ns = thread_ns() - t0;
 }
 
 int reader_reserve(scan_reader *rd, size_t cap)
@@ -332,9 +379,15 @@ void reader_read(scan_reader *rd, file_src src, read_piece *p)
 			return;
 		}
 	}
+	/* a cached window read by choice: what reading costs, timed */
+	int timed = rd->declined && rd->win_fd == src.fd && p->off >= rd->win_off &&
+	            p->off + (int64_t)p->want <= rd->win_off + (int64_t)rd->win_len;
+	int64_t t0 = timed ? thread_ns() : 0;
 	if ((p->err = src_pread(src, p->buf, p->want, p->off, &p->got)))
 		return;
 	hash_blocks(p->buf, p->got, p->h);
+	if (timed && p->got)
+		smooth(&rd->read_cost, thread_ns() - t0, p->got);
 }
 
 int reader_settle(read_piece *p, size_t b, size_t e)

@@ -74,7 +74,27 @@ typedef struct scan_reader {
 	struct hash_helper *hh;  /* the thread hashing part of a big window, once one came */
 	int one_thread;          /* never that thread: the caller's CPU time counts, not its wait (a
 	                          * session's compare ahead, beside the program it serves) */
+	/* pick: a cached window is mapped only while mapping has cost this
+	 * thread less CPU per byte than reading it into the buffer, each way
+	 * timed as it runs (smoothed) and the other one tried again every
+	 * READER_PICK_EVERY windows. What a mapping costs is the machine's:
+	 * on the VM of BENCHMARKS-ARCHIVE.md P23 (a PVM guest, whose page
+	 * tables the hypervisor shadows) mapping, hashing and unmapping a
+	 * cached 128 MiB file took 71-92 ms of CPU, reading and hashing it
+	 * 12-15 ms; on the one before, mapped was the cheaper (this header,
+	 * above). A session's compare ahead reads ~150 MiB a checkpoint under
+	 * pgbench, so it picks; a scan maps. */
+	int pick;
+	double map_cost, read_cost; /* ns of CPU per byte, smoothed; 0: not timed yet */
+	unsigned windows;           /* cached windows picked for */
+	int64_t win_ns;             /* the mapped window's CPU so far (map, hash) */
+	int declined;               /* the window is cached, and read (not mapped) by choice */
 } scan_reader;
+
+/* In pick mode, a window the other way every this many. */
+#define READER_PICK_EVERY 64u
+/* Whether to map the next cached window, from the costs so far (pick mode). */
+int reader_pick_map(scan_reader *rd);
 
 void reader_init(scan_reader *rd);
 /* A buffer of at least cap bytes (a multiple of MTM_BLOCK, <= READ_PIECE). */

@@ -14,6 +14,12 @@
  *                      READY GO: creates READY, then waits for GO to exist,
  *                      so that the checkpoint finds the writer alive)
  *   gaps sys FILE      syscall(SYS_pwritev)      gaps procfd FILE  a reopen of /proc/self/fd/N
+ *   gaps sysopen FILE [READY GO]  the file opened again with syscall(SYS_openat),
+ *                      written through that fd
+ *   gaps sysmmap FILE [READY GO]  the file mapped with syscall(SYS_mmap), written
+ *                      through the mapping
+ *   gaps handle FILE [READY GO]  the file opened again by its handle
+ *                      (open_by_handle_at: root), written through that fd
  *   gaps scm FILE      an fd received over a unix socket (SCM_RIGHTS)
  *   gaps pidfd FILE    an fd taken from a child by pidfd_getfd
  *   gaps later FILE OTHER READY GO DONE END  lives across checkpoints: writes
@@ -32,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -96,6 +103,43 @@ static void gap_sys(int fd)
 	struct iovec iov = {(void *)GAP, 4};
 	if (syscall(SYS_pwritev, fd, &iov, 1, 4096L, 0L) != 4)
 		die("syscall(SYS_pwritev)");
+}
+
+/* glibc's syscall() is a function the interposer wraps: what it opens or
+ * maps is tracked as open() and mmap() are */
+static void gap_sysopen(const char *file)
+{
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, file, O_WRONLY, 0);
+	if (fd < 0 || pwrite(fd, GAP, 4, 4096) != 4)
+		die("syscall(SYS_openat)");
+	close(fd);
+}
+
+static void gap_sysmmap(const char *file)
+{
+	int fd = open(file, O_RDWR);
+	char *p = fd < 0 ? MAP_FAILED : (char *)syscall(SYS_mmap, NULL, 8192L, (long)(PROT_READ | PROT_WRITE),
+	                                               (long)MAP_SHARED, (long)fd, 0L);
+	if (p == MAP_FAILED)
+		die("syscall(SYS_mmap)");
+	memcpy(p + 4096, GAP, 4);
+	munmap(p, 8192);
+	close(fd);
+}
+
+static void gap_handle(const char *file)
+{
+	struct file_handle *fh = malloc(sizeof *fh + MAX_HANDLE_SZ);
+	int mount_id, mfd = open(file, O_RDONLY);
+	fh->handle_bytes = MAX_HANDLE_SZ;
+	if (mfd < 0 || name_to_handle_at(AT_FDCWD, file, fh, &mount_id, 0))
+		die("name_to_handle_at");
+	int fd = open_by_handle_at(mfd, fh, O_WRONLY);
+	if (fd < 0 || pwrite(fd, GAP, 4, 4096) != 4)
+		die("open_by_handle_at");
+	close(fd);
+	close(mfd);
+	free(fh);
 }
 
 static void gap_procfd(const char *file)
@@ -195,7 +239,7 @@ int main(int argc, char **argv)
 		wait_for(argv[7]);
 		return 0;
 	}
-	if (argc != 3 && !(argc == 5 && !strcmp(argv[1], "mixed")))
+	if (argc != 3 && argc != 5)
 		return 2;
 	const char *how = argv[1], *file = argv[2];
 	int fd = open(file, O_WRONLY);
@@ -211,6 +255,12 @@ int main(int argc, char **argv)
 		gap_sys(fd);
 	else if (!strcmp(how, "procfd"))
 		gap_procfd(file);
+	else if (!strcmp(how, "sysopen"))
+		gap_sysopen(file);
+	else if (!strcmp(how, "sysmmap"))
+		gap_sysmmap(file);
+	else if (!strcmp(how, "handle"))
+		gap_handle(file);
 	else if (!strcmp(how, "scm"))
 		gap_scm(file);
 	else if (!strcmp(how, "pidfd"))

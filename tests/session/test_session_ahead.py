@@ -91,14 +91,18 @@ sp.stdin.close(); sp.wait()
     if not m or int(m.group(2)) < 1:
         raise T.Failure("the new file was not read ahead: %s" % lines[0])
     # D was compared whole at the checkpoint before: from the second one on,
-    # the compare happens ahead and the barrier reads a small part of D
+    # the compare happens ahead and the barrier reads a part of D, not D
+    # again. How much depends on how long the program went on writing
+    # between the compare and the gate: ~1/8 of D on a quiet machine, up to
+    # ~1/6 under a load of 20 (the compare ahead and the pause's captures
+    # slower, the writer not); without the compare ahead it is all of D.
     small = 0
     for line in lines[1:len(res)]:
         m = re.search(r"compared ahead [0-9.]+ ms: (\d+) files, \d+ KiB read, \d+ blocks read again, (\d+) used\); "
                       r"(\d+) KiB read in the barrier", line)
         if not m:
             raise T.Failure("no compare ahead reported: %s" % line)
-        if int(m.group(2)) >= 2 and int(m.group(3)) * 1024 < BLOCKS * 4096 // 8:
+        if int(m.group(2)) >= 2 and int(m.group(3)) * 1024 < BLOCKS * 4096 // 2:
             small += 1
     if small < 2:
         raise T.Failure("the barrier read most of D again (%d of %d checkpoints read little):\n%s" % (

@@ -176,6 +176,52 @@ def test_outside_changes_of_every_kind():
     s.verify()
 
 
+def test_outside_mmap_write():
+    """A process outside the session writes files through shared mappings:
+    no write(2), so neither fanotify nor inotify reports a modification
+    (the mtime moves). Mapped, written and unmapped between two checkpoints;
+    mapped before a checkpoint, written and unmapped after it; written by a
+    process that ends with its mapping (never unmapped). What the watcher
+    hears of is the file let go (its last reference: the mapping)."""
+    import mmap
+    s = Session({"f": b"A" * 12288, "g": b"G" * 8192, "h": b"H" * 5000})
+    s.ck("first")
+    with open(s.P("f"), "r+b") as f:
+        m = mmap.mmap(f.fileno(), 0)
+    m[4096:4100] = b"MMAP"
+    m.close()
+    with open(s.P("g"), "r+b") as f:
+        held = mmap.mmap(f.fileno(), 0)
+    s.ck("f mapped, written, unmapped")
+    held[100:104] = b"LATE"
+    held.close()
+    subprocess.run([sys.executable, "-c", "import mmap, os\n"
+                    "fd = os.open(%r, os.O_RDWR); m = mmap.mmap(fd, 0); os.close(fd)\n"
+                    "m[4999:5000] = b'E'\nos._exit(0)" % s.P("h")], check=True)
+    s.ck("g written through a mapping made before; h by a process that ended")
+    s.stop()
+    s.verify()
+
+
+def test_file_moved_in_while_open():
+    """A traced process opens a file outside the tree, moves it into the
+    tree, and after a checkpoint writes it through that fd (which the
+    interposer never took for the tree's) and through a new one opened
+    under its name in the tree (which it did)."""
+    s = Session({"keep": b"k"})
+    outside = T.tempdir("mtm-outside-")
+    os.chmod(outside, 0o777)
+    src = os.path.join(outside, "x")
+    s.inside("fa = os.open(%r, os.O_RDWR | os.O_CREAT, 0o644); os.pwrite(fa, b'A' * 12288, 0)" % src)
+    s.inside("os.rename(%r, P('x'))" % src)
+    s.ck("moved in")
+    s.inside("fb = os.open(P('x'), os.O_RDWR); os.pwrite(fb, b'BBBB', 0); os.pwrite(fa, b'CCCC', 8192)")
+    s.ck("written through both fds")
+    s.inside("os.close(fa); os.close(fb)")
+    s.stop()
+    s.verify()
+
+
 def test_other_user():
     """Changes made by another user (nobody), through setpriv."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
@@ -269,6 +315,38 @@ def gap_test(how):
             raise T.Failure("%s: the write did not happen" % how)
         s.verify()
     t.__name__ = "test_gap_" + how
+    return t
+
+
+def alive_gap_test(how):
+    def t():
+        """A traced process writes one file through libc (recorded) and
+        through glibc's syscall(): an fd opened with SYS_openat, a mapping
+        made with SYS_mmap; or through an fd open_by_handle_at opened (as
+        root); it is alive at the checkpoint. A writer trusted
+        there (a C program without system call instructions of its own;
+        this one has some) has fanotify's events taken as explained by its
+        log, so what syscall() opened or mapped must be in it: the
+        interposer alone (METAMORI_WATCH=off) must hold both writes. It
+        held the recorded one only: syscall() passed SYS_openat and SYS_mmap
+        to the kernel unseen."""
+        exe = gaps_exe()
+        if how == "handle" and os.geteuid() != 0:
+            raise Skip("open_by_handle_at needs root")
+        work = T.tempdir("mtm-alive-")
+        ready, go = os.path.join(work, "ready"), os.path.join(work, "go")
+        s = Session({"f": b"A" * 12288})
+        s.inside("subprocess.Popen([%r, %r, P('f'), %r, %r])" % (exe, how, ready, go))
+        try:
+            wait_file(ready)
+            s.ck(how + ", writer alive")
+        finally:
+            open(go, "w").close()
+        s.stop()
+        if open(s.P("f"), "rb").read()[:4] + open(s.P("f"), "rb").read()[4096:4100] != b"REC!GAP!":
+            raise T.Failure("%s: the writes did not happen" % how)
+        s.verify()
+    t.__name__ = "test_gap_alive_" + how
     return t
 
 
@@ -975,10 +1053,11 @@ test_inotify_watch_limit.system_wide = True
 
 def main():
     tests = [test_issue_example_plain_checkpoint_after_session, test_outside_write_same_file,
-             test_outside_changes_of_every_kind, test_other_user, test_double_forked_daemon,
+             test_outside_changes_of_every_kind, test_outside_mmap_write, test_file_moved_in_while_open, test_other_user, test_double_forked_daemon,
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier,
              test_precopy_fds_only_for_the_same_file] + \
             [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "mixed", "procfd", "scm", "pidfd")] + \
+            [alive_gap_test(h) for h in ("sysopen", "sysmmap", "handle")] + \
             [test_mixed_libc_and_inline_alive, dispatch_trust_test(False), dispatch_trust_test(True)] + [hard_link_test(w) for w in ("before", "during", "gone", "moved")] + \
             [test_directories_come_and_go_outside, test_directories_removed_outside_keep_the_cache,
              test_directories_moved_in_from_outside,

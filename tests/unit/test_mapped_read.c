@@ -2,7 +2,8 @@
  * a piece hashed where it lies in the page cache gives the hashes a read
  * gives; a window not all cached is read, not mapped; a file shortened
  * under the mapping, while it is hashed or while its changed blocks are
- * copied out, reads as pread would have read it (no crash); and a SIGBUS
+ * copied out, reads as pread would have read it (no crash); in pick mode,
+ * a window is mapped or read as the costs timed say; and a SIGBUS
  * that is not ours still reaches the handler that was there before, or
  * the default action. */
 #include <errno.h>
@@ -130,6 +131,66 @@ static void uncached_window_is_read(void **state)
 	assert_memory_equal(rd.p->buf, content, READ_PIECE);
 	reader_free(&rd);
 	warm(); /* cached again for the tests after */
+}
+
+/* One window of pick mode (the whole file is one): mapped or read, and
+ * either way the bytes and hashes a read gives. */
+static int pick_window(scan_reader *rd)
+{
+	warm();
+	read_at(rd, 0, READ_PIECE, (int64_t)SIZE);
+	int mapped = rd->p->map != NULL;
+	assert_memory_equal(mapped ? rd->p->map : rd->p->buf, content, READ_PIECE);
+	expect_hashes(rd->p, READ_PIECE);
+	reader_end_file(rd);
+	return mapped;
+}
+
+/* pick mode (a session's compare ahead): a cached window is mapped while
+ * mapping has cost less CPU a byte than reading, read otherwise, each cost
+ * timed as it runs, and the other way taken every READER_PICK_EVERY
+ * windows; a scan's reader (no pick) maps whatever the costs. */
+static void pick_mode_maps_or_reads_as_the_costs_say(void **state)
+{
+	(void)state;
+	need_mapping();
+	scan_reader rd;
+	reader_init(&rd);
+	rd.one_thread = 1;
+	rd.pick = 1;
+	assert_true(pick_window(&rd)); /* nothing timed: mapped first */
+	assert_true(rd.map_cost > 0);
+	assert_false(pick_window(&rd)); /* then read, to time it */
+	assert_true(rd.read_cost > 0);
+	/* mapping dearer: read, but for every READER_PICK_EVERY-th window */
+	rd.map_cost = 1e6;
+	rd.read_cost = 1e-9;
+	unsigned other = 0;
+	for (unsigned i = 0; i < 2 * READER_PICK_EVERY; i++) {
+		int expect = (rd.windows + 1) % READER_PICK_EVERY == 0;
+		assert_int_equal(pick_window(&rd), expect);
+		other += (unsigned)expect;
+	}
+	assert_int_equal(other, 2);
+	/* reading dearer: mapped, but for every READER_PICK_EVERY-th window */
+	rd.map_cost = 1e-9;
+	rd.read_cost = 1e6;
+	other = 0;
+	for (unsigned i = 0; i < 2 * READER_PICK_EVERY; i++) {
+		int expect = (rd.windows + 1) % READER_PICK_EVERY != 0;
+		assert_int_equal(pick_window(&rd), expect);
+		other += (unsigned)!expect;
+	}
+	assert_int_equal(other, 2);
+	reader_free(&rd);
+	/* no pick: mapped whatever the costs, none timed */
+	reader_init(&rd);
+	rd.map_cost = 1e6;
+	rd.read_cost = 1e-9;
+	assert_true(pick_window(&rd));
+	assert_true(pick_window(&rd));
+	assert_true(rd.map_cost == 1e6 && rd.read_cost == 1e-9 && rd.windows == 0);
+	reader_free(&rd);
 }
 
 static size_t cut_to;
@@ -264,6 +325,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(cached_pieces_are_mapped_and_hash_as_read),
 	    cmocka_unit_test(uncached_window_is_read),
+	    cmocka_unit_test(pick_mode_maps_or_reads_as_the_costs_say),
 	    cmocka_unit_test(shortened_while_hashed_reads_as_pread),
 	    cmocka_unit_test(shortened_before_the_copy_cuts_the_piece),
 	    cmocka_unit_test(other_faults_go_where_they_went),
