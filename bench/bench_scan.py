@@ -6,14 +6,18 @@ one run. Prints Markdown tables of times and ratios (docs/BENCHMARKS.md).
 W1: 16 files x 64 MiB of random data (--scale shrinks it) and a log; per
 interval 1% of all 4 KiB blocks rewritten at random with new data, plus 1 MiB
 appended to the log. Per interval, in the same cache state (see --cache):
-  read-changed  cat of the changed files to /dev/null (what a scan must at least read)
+  read-changed  cat of the changed files to /dev/null, one process (what a scan must
+                at least read)
   scan ckpt     metamori checkpoint
-  peers         cp -a, rsync --link-dest, borg create, restic backup (rsync's copy
-                is compared with the tree after it: an interval whose rsync missed a
-                changed file, its quick check passing it, has no rsync ratio)
   floor         the changed bytes written once into a new file and fsynced
+  peers         cp -a, rsync --link-dest, borg create, restic backup, after all of
+                metamori's intervals, on a second W1 from the same seed (the same
+                changes; rsync's copy is compared with the tree after it: an interval
+                whose rsync missed a changed file, its quick check passing it, has no
+                rsync ratio)
 Then: in-place restore three checkpoints back vs rewriting the differing
-blocks in place (+fsync), and restore --to vs cp -a.
+blocks in place (+fsync), and restore --to vs cp -a. Last, untimed: every
+checkpoint restored (--to) and compared with W1 made again from its seed.
 
 usage: bench_scan.py --metamori build/metamori [--scale 0.1] [--files 16] [--intervals 5]
                      [--cache auto|cold|warm] [--peers cp,rsync,borg,restic]
@@ -54,14 +58,21 @@ def main():
     os.makedirs(work)
     tree = os.path.join(work, "tree")
     w = B.W1(tree, scale=a.scale, nfiles=a.files)
-    peers = B.Peers(work, tree, w.names, [p for p in a.peers.split(",") if p])
+    # the peers run on a second W1 made from the same seed (the same bytes,
+    # the same changes), after metamori's intervals: run between them, their
+    # ~1 GiB of copies written and removed each interval doubled the next
+    # checkpoint's CPU (fresh memory is dear on this VM) while the read
+    # floor, which allocates nothing, did not feel it (S29)
+    ptree = os.path.join(work, "peers", "tree")
+    pw = B.W1(ptree, scale=a.scale, nfiles=a.files)
+    os.makedirs(os.path.dirname(ptree))
+    peers = B.Peers(os.path.dirname(ptree), ptree, pw.names, [p for p in a.peers.split(",") if p])
     for p in peers.missing:
         B.log(f"bench: {p} not installed: left out (apt-get install {p if p != 'borg' else 'borgbackup'})")
 
     B.log(f"bench: creating W1: {w.nfiles} x {B.human(w.file_size)} in {tree}")
     w.create()
     B.mtm(metamori, "init", tree)
-    peers.init()
 
     res = {"machine": B.machine(), "df": B.df_t(work), "versions": B.versions(),
            "scale": a.scale, "cache": cache.mode, "file_size": w.file_size,
@@ -72,11 +83,6 @@ def main():
     s0 = B.store_bytes(tree)
     t, _ = B.mtm(metamori, "-C", tree, "checkpoint", "-q", "-m", "initial")
     res["initial"]["metamori"] = {"s": t, "grew": B.store_bytes(tree) - s0}
-    for p in peers.which:
-        cache.prepare()
-        tp, grew = peers.run(p)
-        res["initial"][p] = {"s": tp, "grew": grew}
-    peers.next()
     B.log(f"bench: initial checkpoint {B.secs(t)}")
 
     back = min(3, a.intervals)
@@ -87,9 +93,7 @@ def main():
         changed = w.interval()
         row = {"interval": i, "changed": changed, "files": w.changed_files()}
         cache.prepare()
-        t, _ = B.timed(["sh", "-c", 'cat "$@" > /dev/null', "cat"] + row["files"], cwd=tree)
-        row["read"] = t
-        row["read_cpu"] = B.LAST_CPU
+        row["read"], row["read_cpu"] = B.read_files(row["files"], cwd=tree)
         cache.prepare()
         s0 = B.store_bytes(tree)
         t, p = B.mtm(metamori, "-C", tree, "checkpoint", "-m", f"interval {i}")
@@ -100,7 +104,28 @@ def main():
         last = B.mtm_log(metamori, tree)[-1]
         row["bytes_changed"] = last["bytes_changed"]
         row["bytes_stored"] = last["bytes_stored"]
+        cache.prepare()
+        row["floor"] = B.floor_write(os.path.join(work, "floor.bin"), changed)
+        res["intervals"].append(row)
+        B.log(f"bench: interval {i}: changed {B.human(changed)}, read {B.secs(row['read'])}, "
+              f"scan ckpt {B.secs(row['scan'])}, floor {B.secs(row['floor'])}")
+        if i == target_interval:
+            target_hashes = w.hashes()
+
+    # the peers, on the same changes
+    if peers.which:
+        pw.create()
+        peers.init()
+        for p in peers.which:
+            cache.prepare()
+            tp, grew = peers.run(p)
+            res["initial"][p] = {"s": tp, "grew": grew}
+        peers.next()
+    for row in res["intervals"]:
         row["peers"] = {}
+        if not peers.which:
+            continue
+        pw.interval()
         for pn in peers.which:
             cache.prepare()
             tp, grew = peers.run(pn)
@@ -108,16 +133,11 @@ def main():
             if pn == "rsync":
                 row["peers"][pn]["missed"] = peers.missed
         peers.next()
-        cache.prepare()
-        row["floor"] = B.floor_write(os.path.join(work, "floor.bin"), changed)
-        res["intervals"].append(row)
-        B.log(f"bench: interval {i}: changed {B.human(changed)}, read {B.secs(row['read'])}, "
-              f"scan ckpt {B.secs(row['scan'])}, floor {B.secs(row['floor'])}, "
+        B.log(f"bench: interval {row['interval']}: "
               + ", ".join(f"{k} {B.secs(v['s'])}" + (f" (missed {len(v['missed'])} changed files)"
                                                      if v.get("missed") else "")
                           for k, v in row["peers"].items()))
-        if i == target_interval:
-            target_hashes = w.hashes()
+    B.rmtree(os.path.dirname(ptree))
 
     # in-place restore `back` checkpoints back vs the floor of rewriting the differing blocks
     target = target_interval + 1
@@ -153,6 +173,8 @@ def main():
     B.rmtree(cp_dst)
     res["restore_to"] = to
     res["store_total"] = B.store_bytes(tree)
+    # every checkpoint, restored and compared (untimed)
+    res["verified"] = B.verify_w1(metamori, tree, a.files, a.intervals, work, scale=a.scale)
 
     report(res, peers)
     if a.json:
@@ -256,6 +278,8 @@ def report(res, peers):
                f"{B.human(rs['log_cut'])}).")
     out.append(f"restore --to (a new directory, {B.human(to['bytes'])}): {B.secs(to['s'])}; "
                f"cp -a of the same files: {B.secs(to['cp'])}; cp -a then sync: {B.secs(to['cp_sync'])}.")
+    out.append(f"Every checkpoint restored (--to) and compared with W1 made again from its seed: "
+               f"{res['verified']} of {len(res['intervals']) + 1}.")
     out.append(f"Store after the run: {B.human(res['store_total'])} "
                f"(the tree: {B.human(res['nfiles'] * res['file_size'])} + log).")
     print("\n".join(out))

@@ -84,13 +84,15 @@ class Cache:
                 "cache (it was just written), so reads are memory copies")
 
 
-def timed(cmd, cwd=None, env=None, check=True, capture=True):
+def timed(cmd, cwd=None, env=None, check=True, capture=True, discard_out=False):
     """Runs cmd (a list); returns (seconds, CompletedProcess). Wall clock,
-    process start included (the same for every contender)."""
+    process start included (the same for every contender). discard_out:
+    its standard output to /dev/null (not kept, not decoded)."""
     global LAST_CPU
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE if capture else None,
+    out = subprocess.DEVNULL if discard_out else subprocess.PIPE if capture else None
+    p = subprocess.run(cmd, cwd=cwd, env=env, stdout=out,
                        stderr=subprocess.PIPE if capture else None, text=True)
     t = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -101,6 +103,14 @@ def timed(cmd, cwd=None, env=None, check=True, capture=True):
     if check and p.returncode != 0:
         sys.exit(f"bench: {' '.join(map(str, cmd))}: exit {p.returncode}\n{p.stdout}{p.stderr}")
     return t, p
+
+
+def read_files(files, cwd=None, prefix=(), env=None):
+    """The read floor: `cat FILES` with its output to /dev/null, one process
+    (as a checkpoint is one process; `sh -c 'cat ...'` was two: S29 in
+    BENCHMARKS-ARCHIVE.md). Returns (seconds, CPU seconds)."""
+    t, p = timed(list(prefix) + ["cat"] + list(files), cwd=cwd, env=env, discard_out=True)
+    return t, p.cpu
 
 
 def tree_bytes(path):
@@ -232,6 +242,29 @@ class W1:
                     h.update(b)
             out[n] = h.hexdigest()
         return out
+
+
+def verify_w1(metamori, root, nfiles, intervals, work, scale=1.0, seed=1):
+    """Every checkpoint of a W1 run restored and compared, untimed, after
+    the run: W1 made again from the same seed (the same bytes and the same
+    changes) in work, and after the creation and each interval, checkpoint
+    1 + interval of root's store restored with --to and compared with it
+    byte for byte. Exits on a difference; returns the checkpoints compared."""
+    w = W1(os.path.join(work, "replay"), scale=scale, nfiles=nfiles, seed=seed)
+    w.create()
+    dst = os.path.join(work, "restored")
+    for i in range(intervals + 1):
+        if i:
+            w.interval()
+        rmtree(dst)
+        timed([metamori, "-C", root, "restore", str(i + 1), "--to", dst])
+        filecmp.clear_cache()
+        bad = [n for n in w.names if not filecmp.cmp(w.path(n), os.path.join(dst, n), shallow=False)]
+        if bad:
+            sys.exit(f"bench: checkpoint {i + 1} of {root}: restored {', '.join(bad)} differ from W1's")
+        rmtree(dst)
+    rmtree(w.root)
+    return intervals + 1
 
 
 # ---------------------------------------------------------------------------

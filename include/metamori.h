@@ -119,16 +119,17 @@ typedef int64_t mtm_id; /* checkpoint id: 1, 2, ...; 0 means "none" */
 #define MTM_LIVE ((mtm_id)-1)
 
 /*
- * Creates DIR/.metamori for the tree at dir and opens it.
+ * Creates DIR/.metamori for the tree at dir (NULL: the current directory)
+ * and opens it.
  * Errors: MTM_EEXIST if a store is there already; errno from mkdir/open.
  */
 MTM_API int mtm_init(mtm_store **out, const char *dir);
 
 /*
  * Opens the store of the tree containing path: walks up from path to the
- * first directory holding .metamori (like git). If a previous in-place
- * restore was interrupted, it stays pending (mtm_restore_pending): opening
- * never changes the tree.
+ * first directory holding .metamori (like git); NULL is the current
+ * directory. If a previous in-place restore was interrupted, it stays
+ * pending (mtm_restore_pending): opening never changes the tree.
  * Errors: MTM_ENOSTORE, MTM_EFOREIGN, MTM_ENEWER, MTM_ECORRUPT, MTM_EPERM.
  */
 MTM_API int mtm_open(mtm_store **out, const char *path);
@@ -190,7 +191,8 @@ typedef struct mtm_checkpoint_info {
  */
 MTM_API int mtm_checkpoint(mtm_store *s, const mtm_checkpoint_opts *opts, mtm_checkpoint_info *out);
 /*
- * The same for the store that holds path (or a parent), without a handle:
+ * The same for the store that holds path (or a parent; NULL: the current
+ * directory), without a handle:
  * when a session runs (mtm_run) it makes the checkpoint and this process
  * never opens the store's index (a request costs well under a millisecond);
  * otherwise the store is opened, scanned, and closed. Errors: those of

@@ -814,7 +814,7 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 	int scan_logs = hooks && !hooks->arg && hooks->pack_fresh;
 	int64_t b0 = now_ns();
 	int rc = store_lock(s);
-	if (!rc && scan_logs && (rc = store_trim_log(s)))
+	if (!rc && ((rc = store_unmirror(s)) || (scan_logs && (rc = store_trim_log(s)))))
 		store_unlock(s);
 	if (rc) {
 		free(r);

@@ -14,7 +14,8 @@ const char usage_push[] =
 	"the store of a tree whose .metamori is gone (then 'metamori -C TREE\n"
 	"restore ID'). An interrupted push leaves the previous mirror whole.\n"
 	"DIR/.metamori must be new or a mirror: another store is never\n"
-	"overwritten.\n\n"
+	"overwritten, nor a mirror that took a checkpoint, a restore or a tag of\n"
+	"its own (it is a store from then on).\n\n"
 	"  -q, --quiet   print nothing\n";
 
 int cmd_push(int argc, char **argv)

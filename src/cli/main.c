@@ -1,4 +1,5 @@
 /* main.c — the metamori command: global options and dispatch. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,7 @@ static void usage(FILE *f)
 	           "See metamori(1) for details.\n");
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
 	mtm_set_log_handler(cli_log, NULL);
 	/* our own process: a warm scan hashes the page cache in place; on a
@@ -108,4 +109,19 @@ int main(int argc, char **argv)
 	if (strcmp(c->name, "run") && cli_wants_help(c, argc - i, argv + i))
 		return 0;
 	return c->run(argc - i, argv + i);
+}
+
+/* A report that could not be written (stdout closed, a full disk, a pipe
+ * whose reader left with SIGPIPE ignored) is a failure the caller must see:
+ * exit would flush it, drop the error and exit 0. The command's work
+ * stands; only the exit status and one line say the report was lost. */
+int main(int argc, char **argv)
+{
+	int rc = run(argc, argv);
+	errno = 0;
+	if (fflush(stdout) || ferror(stdout)) {
+		cli_error("standard output", strerror(errno ? errno : EIO));
+		return rc ? rc : 1;
+	}
+	return rc;
 }

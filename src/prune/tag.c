@@ -61,6 +61,10 @@ static int tag_set(mtm_store *s, const char *name, mtm_id id, int move)
 		store_unlock(s);
 		return mtm_set_error(MTM_EEXIST, "tag '%s': already names checkpoint %lld", name, (long long)was);
 	}
+	if (id && (rc = store_unmirror(s))) { /* (a name push would drop; a removal it would undo) */
+		store_unlock(s);
+		return rc;
+	}
 	sqlite3_stmt *st;
 	rc = sqlite3_prepare_v2(s->db, id ? "INSERT OR REPLACE INTO tag VALUES(?1, ?2)" : "DELETE FROM tag WHERE name=?1",
 	                        -1, &st, NULL);

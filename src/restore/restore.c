@@ -227,6 +227,8 @@ static int lock_for_tree(mtm_store *s, int (*refuse)(mtm_store *s))
 {
 	MTM_TRY(store_lock(s));
 	int rc = refuse ? refuse(s) : 0;
+	if (!rc)
+		rc = store_unmirror(s);
 	if (rc)
 		store_unlock(s);
 	return rc;

@@ -21,7 +21,12 @@
  * leaves the previous mirror's index naming bytes that are all there.
  * A mirror holds a marker file, `mirror`; a push refuses any other store
  * (it would overwrite its history), and holds the mirror's writer lock.
+ * A mirror's own first write of history (a checkpoint in it, an in-place
+ * restore, a tag: a store recreated from a mirror and worked in) removes
+ * the marker (store_unmirror): from then it is a store, and its
+ * checkpoints are never overwritten by a push.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -105,6 +110,23 @@ static int open_mirror(push_ctx *c, const char *dir, int *lockfd)
 	if (flock(*lockfd, LOCK_EX | LOCK_NB))
 		return errno == EWOULDBLOCK ? mtm_set_error(MTM_EBUSY, "push: %s: another command is writing the mirror", c->dir)
 		                            : mtm_set_errno(errno, "push: %s/lock", c->dir);
+	return 0;
+}
+
+int store_unmirror(mtm_store *s)
+{
+	assert(s->locked);
+	if (s->unmirrored) /* (once a handle: a session checkpoints often) */
+		return 0;
+	if (unlinkat(s->dirfd, MIRROR_MARK, 0)) {
+		if (errno != ENOENT)
+			return mtm_set_errno(errno, "%s/.metamori/" MIRROR_MARK, s->root);
+	} else {
+		int rc = io_fsync(s->dirfd); /* (gone before the write it allows) */
+		if (rc)
+			return mtm_set_errno(rc, "%s/.metamori", s->root);
+	}
+	s->unmirrored = 1;
 	return 0;
 }
 

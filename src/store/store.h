@@ -62,6 +62,7 @@ struct mtm_store {
 	 * permission, a full disk): the index was opened read-only and nothing
 	 * may write (store_lock refuses; close folds no WAL). */
 	int readonly;
+	int unmirrored; /* store_unmirror done: not a mirror (any longer) */
 	mtm_progress_fn progress;    /* mtm_set_progress: long reads (verify --data) */
 	void *progress_arg;
 };
@@ -84,6 +85,10 @@ int store_holds_dir(const mtm_store *s, const char *to, int *inside);
  * the matching last store_unlock. */
 int store_lock(mtm_store *s);
 void store_unlock(mtm_store *s);
+/* Under the lock, before a write of history push would not bring back (a
+ * checkpoint, an in-place restore, a tag): a mirror (store/mirror.c)
+ * becomes a store of its own, which push refuses to overwrite. */
+int store_unmirror(mtm_store *s);
 /* block_log's rows at rest (FORMAT.md 3.5.1). A scan checkpoint adds its
  * block rows to block_log, and merges the log into block first once it
  * holds more than this many (store_trim_log, under the lock). A

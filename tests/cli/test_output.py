@@ -6,6 +6,7 @@ terminal; exit codes; log -n and the branch drawing in id order; the
 wording (plurals, a missing option argument, prune's figures)."""
 import json
 import os
+import subprocess
 
 import mtmtest as T
 from clilib import ESC, Failure, as_json, expect, mtm_id, ok, raw, store, write
@@ -280,7 +281,42 @@ def test_each_error_line_is_one_write():
     expect(rc == 0 and lines and all(m.endswith(b"\n") and m.count(b"\n") == 1 for m in lines), w)
 
 
+def to_stdout(args, stdout):
+    """Runs metamori ARGS with its stdout STDOUT (a file, or None: closed)."""
+    pre = (lambda: os.close(1)) if stdout is None else None
+    p = subprocess.run([os.path.abspath(T.METAMORI)] + list(args), stdout=stdout, stderr=subprocess.PIPE,
+                       preexec_fn=pre)
+    return p.returncode, p.stderr
+
+
+def test_unwritable_stdout_fails():
+    """What a command reports and cannot write is an error, not a success:
+    'metamori log >&-' and 'metamori restore 1 >/dev/full' exited 0, the
+    report (restore's 'saved the current tree as checkpoint N') gone
+    without a word. The command's work stands; the exit says the report
+    was lost, in one line."""
+    root = store()
+    write(root, "a", b"1")
+    ok(["-C", root, "checkpoint", "-q"])
+    write(root, "a", b"2")
+    ok(["-C", root, "checkpoint", "-q"])
+    ok(["-C", root, "tag", "1", "t"])
+    full = open("/dev/full", "wb")
+    cases = [["log"], ["status"], ["diff", "1", "2"], ["du"], ["verify"], ["ls", "2"], ["--version"],
+             ["log", "--help"], ["checkpoint", "-m", "x"], ["restore", "1"], ["tag"]]
+    for args in cases:
+        for out, why in ((full, b"No space left on device"), (None, b"Bad file descriptor")):
+            rc, err = to_stdout(["-C", root] + args, out)
+            expect(rc == 1 and err == b"metamori: standard output: " + why + b"\n", (args, why, rc, err))
+    full.close()
+    # what the commands did stands: the checkpoints taken, the restores done
+    log = as_json(["-C", root, "log", "--json"])
+    expect(len(log) >= 4 and open(os.path.join(root, "a"), "rb").read() == b"1", log)
+    expect(ok(["-C", root, "verify"]).startswith(b"store OK"), "verify")
+
+
 if __name__ == "__main__":
     T.main([test_json_on_every_reporting_command, test_nul_separated_paths, test_quoting_on_the_terminal,
             test_exit_codes, test_log_n_and_branches_in_id_order, test_wording, test_many_excludes,
-            test_tag_needs_force_to_move, test_errors_escape_names, test_each_error_line_is_one_write])
+            test_tag_needs_force_to_move, test_errors_escape_names, test_each_error_line_is_one_write,
+            test_unwritable_stdout_fails])

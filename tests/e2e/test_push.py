@@ -172,6 +172,46 @@ def test_push_refuses_a_store_and_bad_arguments():
     T.rmtree(other)
 
 
+def test_push_never_overwrites_a_mirrors_own_history():
+    """A mirror that took checkpoints of its own (a store recreated from a
+    mirror and worked in, or a checkpoint run in the mirror's directory)
+    is a store: push refuses it. It was overwritten as a mirror whose
+    source had pruned ("history rewritten since the last push"), the
+    checkpoints it took lost. A restore --to from a mirror leaves it one."""
+    root = T.tempdir()
+    T.write_file(os.path.join(root, "a"), b"1")
+    T.init(root)
+    T.checkpoint(root)
+    mirror = os.path.join(T.tempdir(), "m")
+    T.run(["-C", root, "push", mirror])
+    T.restore(mirror, 1, to=os.path.join(T.tempdir(), "out"))
+    T.run(["-C", root, "push", mirror])  # still a mirror
+    # the store is lost, recreated from the mirror, and worked in
+    shutil.rmtree(os.path.join(root, ".metamori"))
+    T.run(["-C", mirror, "push", root])
+    T.restore(root, 1)
+    T.write_file(os.path.join(root, "a"), b"precious")
+    T.checkpoint(root, "precious")
+    for src, dst in ((mirror, root), (root, mirror)):
+        if dst == mirror:  # the mirror took a checkpoint of its own
+            T.write_file(os.path.join(mirror, "m"), b"m")
+            T.checkpoint(mirror, "its own")
+        p = T.run_fail(["-C", src, "push", dst])
+        want = ("metamori: push: %s/.metamori: a store that is not a mirror (push writes into a new directory or a "
+                "mirror)" % dst)
+        if p.stderr.strip() != want:
+            raise T.Failure("push over a mirror's own checkpoint: %r" % p.stderr)
+        msgs = [e["message"] for e in T.log_json(dst)]
+        if msgs[-1] != ("precious" if dst == root else "its own"):
+            raise T.Failure("the checkpoint of %s is gone: %r" % (dst, msgs))
+    if open(os.path.join(root, "a"), "rb").read() != b"precious":
+        raise T.Failure("the tree changed")
+    T.run(["-C", root, "verify", "--data"])
+    T.run(["-C", mirror, "verify", "--data"])
+    T.rmtree(root)
+    T.rmtree(os.path.dirname(mirror))
+
+
 def killed_at_every_step(prune):
     """A push (rows added, or after prune the index copied whole) killed at
     each step (every few after a prune, to keep the test short)."""
@@ -225,5 +265,6 @@ def test_push_after_prune_killed_at_every_step():
 
 if __name__ == "__main__":
     T.main([test_push_incremental_and_recover_a_lost_store, test_push_copies_only_new_index_rows,
-            test_push_refuses_a_store_and_bad_arguments, test_push_killed_at_every_step,
+            test_push_refuses_a_store_and_bad_arguments, test_push_never_overwrites_a_mirrors_own_history,
+            test_push_killed_at_every_step,
             test_push_after_prune_killed_at_every_step])

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "metamori.h"
 #include "tmp_store.h"
 
@@ -149,12 +150,43 @@ static void lists_said_to_hold_items(void **state)
 	assert_int_equal(head, before);
 }
 
+/* A NULL path is no misuse for the three calls that find a tree: it is the
+ * current directory (metamori.h), as the CLI's default is. */
+static void null_path_is_the_current_directory(void **state)
+{
+	(void)state;
+	char here[] = "/tmp/mtm-unit-cwd-XXXXXX", old[4096], cmd[128];
+	assert_non_null(getcwd(old, sizeof old));
+	assert_non_null(mkdtemp(here));
+	assert_int_equal(chdir(here), 0);
+	mtm_store *s, *again;
+	assert_int_equal(mtm_init(&s, NULL), 0);
+	assert_string_equal(mtm_root(s), here);
+	assert_int_equal(mtm_open(&again, NULL), 0);
+	assert_string_equal(mtm_root(again), here);
+	FILE *f = fopen("f", "w");
+	assert_non_null(f);
+	fputs("data", f);
+	fclose(f);
+	mtm_checkpoint_info info;
+	assert_int_equal(mtm_checkpoint_at(NULL, NULL, &info), 0);
+	assert_int_equal(info.id, 1);
+	assert_int_equal(info.files_added, 1);
+	mtm_free(info.message);
+	mtm_close(again);
+	mtm_close(s);
+	assert_int_equal(chdir(old), 0);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", here);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(no_store),
 		cmocka_unit_test(no_place_for_the_answer),
 		cmocka_unit_test(lists_said_to_hold_items),
+		cmocka_unit_test(null_path_is_the_current_directory),
 	};
 	return cmocka_run_group_tests(tests, tmp_store_setup, tmp_store_teardown);
 }
