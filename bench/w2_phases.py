@@ -8,7 +8,8 @@ is run from outside, as bench_track.py --parts w2git does (the pre-copy's
 passes get --gap seconds first, as bench_track's probe gives them). Prints,
 per build given, the medians over the checkpoints (the first --warm
 dropped) of: the client's wall time, the session's CPU for it, the floor
-(800 KiB written once + fsync, right after), and the session's phases
+(800 KiB written once + fsync, right after), a process start alone (`true`,
+spawned as the client is), and the session's phases
 (METAMORI_DEBUG_SESSION=phases, METAMORI_DEBUG_CHECKPOINT=1): begin,
 before the gate, logs, collect (the pause), record, commit (its parts:
 rows, the pack's sync wait, the index COMMIT), when the answer went, and
@@ -24,6 +25,7 @@ bench_track.py --parts w2git restores and compares every one.
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +36,7 @@ import benchlib as B  # noqa: E402
 import bench_track as T  # noqa: E402
 
 N_FILES, TOUCHED = 20000, 200
+TRUE = shutil.which("true")
 
 PHASES = [("begin", r"begin ([0-9.]+) ms"), ("before the gate", r"; ([0-9.]+) ms before the gate"),
           ("logs", r"logs ([0-9.]+) ms"), ("collect", r"collect ([0-9.]+) ms"),
@@ -86,8 +89,12 @@ def run_once(metamori, work, n, gap, idle, probe=False):
             ses.quit()
             sys.exit(f"w2_phases: checkpoint {i}: {p.stdout.strip()} {p.stderr.strip()}")
         os.sync()
-        rows.append({"ckpt": t * 1e3, "cpu": (c1 - c0) / 1e6,
-                     "floor": B.floor_write(os.path.join(work, "floor.bin"), TOUCHED * 4096) * 1e3})
+        floor = B.floor_write(os.path.join(work, "floor.bin"), TOUCHED * 4096) * 1e3
+        # a process start alone, timed as the client above is
+        t0 = time.perf_counter()
+        subprocess.run([TRUE], capture_output=True, text=True)
+        rows.append({"ckpt": t * 1e3, "cpu": (c1 - c0) / 1e6, "floor": floor,
+                     "spawn": (time.perf_counter() - t0) * 1e3})
     err = ses.quit()
     for k in ("METAMORI_DEBUG_SESSION", "METAMORI_DEBUG_CHECKPOINT"):
         del os.environ[k]
@@ -118,7 +125,7 @@ def main():
     ap.add_argument("builds", nargs="+", help="NAME=PATH/TO/metamori")
     a = ap.parse_args()
     builds = [b.split("=", 1) for b in a.builds]
-    keys = ["ckpt", "cpu", "floor"] + [name for name, _ in PHASES]
+    keys = ["ckpt", "cpu", "floor", "spawn"] + [name for name, _ in PHASES]
     print("build round load | " + " | ".join(keys))
     for r in range(a.rounds):
         for name, path in builds:
