@@ -4,11 +4,6 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
-# The normal build's suites wait about a third of their time (sessions,
-# fsyncs, programs between steps): twice as many at once as cores keeps
-# both busy. The sanitizer build's are ~90% CPU (ASan's start and
-# LeakSanitizer's exit scan, ~0.13 s of CPU a command): one per core.
-TEST_JOBS  ?= $(shell echo $$(( $(JOBS) * 2 )))
 
 # git, tar and sqlite3 are real programs the tracking tests run under
 # `metamori run`; liburing-dev lets the interposer's io_uring test run;
@@ -60,7 +55,7 @@ asan: deps
 # `make torture` runs there (tests/CMakeLists.txt, add_long_test), and samples
 # the kill-point, power-cut and fault matrices more sparsely.
 test: build asan
-	cd $(BUILD) && ctest --output-on-failure -j $(TEST_JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -LE asan-torture
 
 demo: build
