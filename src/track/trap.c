@@ -60,9 +60,6 @@ static int kind(long nr)
 	}
 }
 
-/* (every K_TRACED call: preload_traced_syscall, syscall()'s body, routes
- * each through the wrapper that records it) */
-#define traced preload_traced_syscall
 
 static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 {
@@ -95,7 +92,10 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 		a2 = (long)&mask;
 	}
 	errno = 0;
-	long r = k == K_TRACED ? traced(nr, a1, a2, a3, a4, a5, a6) : REAL(syscall)(nr, a1, a2, a3, a4, a5, a6);
+	/* a K_TRACED call goes where syscall() sends it: through the wrapper
+	 * that records it (preload_traced_syscall) */
+	long r = k == K_TRACED ? preload_traced_syscall(nr, a1, a2, a3, a4, a5, a6)
+	                       : REAL(syscall)(nr, a1, a2, a3, a4, a5, a6);
 	g[REG_RAX] = r == -1 && errno ? -errno : r;
 	errno = saved;
 }

@@ -288,9 +288,11 @@ void adopt_moved_in(void)
 		return;
 	int self = dirfd(d);
 	struct dirent *de;
-	while ((de = readdir(d)))
-		if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && atoi(de->d_name) != self && !fd_get(atoi(de->d_name)))
-			adopt_one(atoi(de->d_name));
+	while ((de = readdir(d))) {
+		int fd = de->d_name[0] >= '0' && de->d_name[0] <= '9' ? atoi(de->d_name) : -1;
+		if (fd >= 0 && fd != self && !fd_get(fd))
+			adopt_one(fd);
+	}
 	REAL(closedir)(d);
 }
 
