@@ -60,7 +60,56 @@
 
 #define AHEAD_ROUNDS 3        /* refresh passes at most */
 #define AHEAD_RESIDUE 64      /* blocks: fewer read again in a pass, and the barrier's share is small */
-#define AHEAD_PIECE (1 << 20) /* read in pieces of this much */
+#define AHEAD_PIECE (1 << 20) /* read in pieces of this much (into the reader's buffer: ahead_buf) */
+_Static_assert(AHEAD_PIECE <= READ_PIECE, "the reader's buffer holds a piece");
+
+/* A capture's arrays (capture_ahead fills them) and their room: made
+ * before the gate closes, so that the pause writes into memory already
+ * faulted in (a fresh page costs this VM tens of microseconds: a PostgreSQL
+ * table of 130 MiB with ~8,000 blocks changed made ~60 faults a pause,
+ * BENCHMARKS-ARCHIVE.md P25). */
+typedef struct {
+	vec runs;                  /* of blk_run, room for cap_runs */
+	const unsigned char **blk; /* room for cap_blk each: */
+	unsigned char *hashed;
+	size_t *first;             /* room for cap_runs */
+	size_t cap_blk, cap_runs;
+} cap_arrays;
+
+static void cap_arrays_free(cap_arrays *a)
+{
+	vec_free(&a->runs);
+	free(a->blk);
+	free(a->hashed);
+	free(a->first);
+	memset(a, 0, sizeof *a);
+}
+
+/* Room for nblk blocks in nruns runs; the memory written (faulted in) when
+ * touch. 0 or ENOMEM (a is then empty). */
+static int cap_arrays_make(cap_arrays *a, size_t nblk, size_t nruns, int touch)
+{
+	cap_arrays_free(a);
+	a->runs = (vec)VEC_INIT(blk_run);
+	a->runs.v = malloc((nruns ? nruns : 1) * sizeof(blk_run));
+	a->runs.cap = nruns ? nruns : 1;
+	a->blk = malloc((nblk ? nblk : 1) * sizeof *a->blk);
+	a->hashed = malloc(nblk ? nblk : 1);
+	a->first = malloc((nruns ? nruns : 1) * sizeof *a->first);
+	if (!a->runs.v || !a->blk || !a->hashed || !a->first) {
+		cap_arrays_free(a);
+		return ENOMEM;
+	}
+	a->cap_blk = nblk ? nblk : 1;
+	a->cap_runs = a->runs.cap;
+	if (touch) {
+		memset(a->runs.v, 0, a->cap_runs * sizeof(blk_run));
+		memset(a->blk, 0, a->cap_blk * sizeof *a->blk);
+		memset(a->hashed, 0, a->cap_blk);
+		memset(a->first, 0, a->cap_runs * sizeof *a->first);
+	}
+	return 0;
+}
 
 struct ahead_file {
 	int64_t dev, ino, size;   /* the inode read, and its size then */
@@ -73,6 +122,8 @@ struct ahead_file {
 	int fresh;                /* read without the parent's hashes: every block held */
 	struct statx_timestamp born; /* the inode's birth (statx): an inode number reused is born again */
 	int has_born;
+	int fd1;                  /* the fd it was read through + 1, kept for the barrier (ahead_take_fd); 0: none */
+	cap_arrays pre;           /* the capture's arrays, made and faulted in before the gate (ahead_prebuild) */
 };
 
 /* The inode's birth time, if the file system keeps one. */
@@ -96,6 +147,11 @@ void ahead_free(void *p)
 	ahead_file *af = p;
 	if (!af)
 		return;
+	if (af->fd1) {
+		close(af->fd1 - 1);
+		kept_fd_give();
+	}
+	cap_arrays_free(&af->pre);
 	for (int64_t b = 0; af->slot && b < af->n; b++)
 		slot_release(af->slot[b]);
 	free(af->slot);
@@ -272,14 +328,24 @@ static int ahead_file_read(tctx *t, const char *path, scan_reader *rd, int fresh
 		af->old = af->own; /* (the session's first compare of it: the store's) */
 	af->fresh = fresh;
 	af->has_born = born_at(fd, &af->born);
-	if ((rc = ahead_resize(t, af, (int64_t)st.st_size)) || (rc = ahead_read_whole(t, af, fd, rd)) ||
-	    (rc = pathmap_put(&t->ahead, path, af)))
+	if ((rc = ahead_resize(t, af, (int64_t)st.st_size)) || (rc = ahead_read_whole(t, af, fd, rd)))
+		goto out;
+	/* what the barrier's collect would look up inside the pause, looked
+	 * up now: the parent's entry and stat cache row, and the file itself
+	 * (its fd, valid there unless the path's namespace changed: live.c) */
+	parent_note_entry(t->ss, t->parent_id, path);
+	if (kept_fd_take()) {
+		af->fd1 = fd + 1;
+		fd = -1;
+	}
+	if ((rc = pathmap_put(&t->ahead, path, af)))
 		goto out;
 	af = NULL;
 	t->ahead_files++;
 out:
 	ahead_free(af);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return rc;
 }
 
@@ -289,6 +355,28 @@ static uint64_t held_blocks(const ahead_file *af, int64_t a, int64_t b)
 	if (b > af->n)
 		b = af->n;
 	return b > a ? (uint64_t)(b - a) : 0;
+}
+
+/* The buffer the refreshes and the barrier read into: the session
+ * reader's (compare_ahead reserved it, AHEAD_PIECE, and its first compare
+ * faulted it in), not a fresh megabyte each: a malloc that size is an
+ * mmap, every page touched a fault (tens of microseconds on this VM), and
+ * the barrier's are inside the pause. NULL: none. */
+static unsigned char *ahead_buf(tctx *t)
+{
+	const scan_reader *rd = t->ss->ahead_rd;
+	return rd && rd->cap >= AHEAD_PIECE ? rd->mem : NULL;
+}
+
+int ahead_take_fd(tctx *t, const char *path)
+{
+	ahead_file *af = t->ahead.n ? pathmap_get(&t->ahead, path) : NULL;
+	if (!af || af->dead || !af->fd1)
+		return -1;
+	int fd = af->fd1 - 1;
+	af->fd1 = 0;
+	kept_fd_give();
+	return fd;
 }
 
 int ahead_refresh(mtm_session *ss, void *arg, const char *path, const file_change *fc)
@@ -302,10 +390,10 @@ int ahead_refresh(mtm_session *ss, void *arg, const char *path, const file_chang
 		return 1;
 	int fd = -1, rc = 0;
 	struct stat st;
-	unsigned char *buf = NULL;
+	unsigned char *buf = ahead_buf(t);
 	/* a truncation, a whole-file record, another inode: compared in the barrier */
 	if (fc->whole || fc->trunc_min >= 0 || beneath_open(t->s->rootfd, path, O_RDONLY, &fd) || fstat(fd, &st) ||
-	    (int64_t)st.st_dev != af->dev || (int64_t)st.st_ino != af->ino || !(buf = malloc(AHEAD_PIECE))) {
+	    (int64_t)st.st_dev != af->dev || (int64_t)st.st_ino != af->ino || !buf) {
 		rc = 1;
 		goto out;
 	}
@@ -323,12 +411,53 @@ int ahead_refresh(mtm_session *ss, void *arg, const char *path, const file_chang
 		t->ahead_again += held_blocks(af, a, b);
 	}
 out:
-	free(buf);
 	if (fd >= 0)
 		close(fd);
 	if (rc)
 		af->dead = 1; /* the barrier compares it as before */
 	return 1;
+}
+
+/* The blocks af holds (those that differ from the parent's), and in how
+ * many runs. */
+static void held_shape(const ahead_file *af, size_t *nblk, size_t *nruns)
+{
+	*nblk = *nruns = 0;
+	for (int64_t b = 0; b < af->n; b++)
+		if (af->slot[b]) {
+			*nblk += 1;
+			*nruns += b == 0 || !af->slot[b - 1];
+		}
+}
+
+/* cap's arrays (room enough: held_shape) pointed at af's slots. */
+static void fill_runs(const ahead_file *af, capture *cap)
+{
+	size_t n = 0;
+	cap->runs.n = 0;
+	for (int64_t b = 0; b < af->n; b++) {
+		if (!af->slot[b])
+			continue;
+		blk_run *last = cap->runs.n ? &VEC_AT(&cap->runs, blk_run, cap->runs.n - 1) : NULL;
+		if (!last || last->blkno + last->count != b) {
+			cap->first[cap->runs.n] = n;
+			last = &VEC_AT(&cap->runs, blk_run, cap->runs.n++);
+			*last = (blk_run){.blkno = b, .count = 0};
+		}
+		last->count++;
+		cap->hashed[n] = 1;
+		cap->blk[n++] = af->slot[b];
+	}
+}
+
+/* Before the gate: the capture's arrays made for what af holds now, with
+ * room for what the barrier's reads may add, and faulted in. Best effort
+ * (without them the barrier allocates its own). */
+static void ahead_prebuild(ahead_file *af)
+{
+	size_t nblk, nruns;
+	held_shape(af, &nblk, &nruns);
+	(void)cap_arrays_make(&af->pre, nblk + nblk / 8 + 256, nruns + nruns / 8 + 256, 1);
 }
 
 /* The files to compare ahead: those the change set compares whole so far,
@@ -390,6 +519,10 @@ int compare_ahead(tctx *t)
 		 * not the parent's, read whole */
 		if (p && !session_outside_tree(p))
 			rc = ahead_file_read(t, p, ss->ahead_rd, pathmap_get(&t->cs->ns, p) != NULL);
+		/* (~150 MiB under pgbench, up to a second on a busy machine: the
+		 * watcher's queue read on meanwhile, judged in the barrier) */
+		if (ss->watch)
+			watch_read_on(ss->watch);
 	}
 	const char *wait_ms = secure_getenv("METAMORI_TEST_AHEAD_WAIT_MS"); /* tests: a write lands here */
 	if (!rc && wait_ms && *wait_ms)
@@ -401,6 +534,11 @@ int compare_ahead(tctx *t)
 		rc = precopy_pass(ss, t->cs, &t->pre, &ss->bg_held, &read, t->budget / 2, ahead_refresh, t);
 		if (t->ahead_again - before < AHEAD_RESIDUE)
 			break;
+	}
+	for (size_t i = 0; !rc && i < t->ahead.cap; i++) {
+		ahead_file *af = t->ahead.slots[i].val;
+		if (t->ahead.slots[i].key && af && !af->dead)
+			ahead_prebuild(af);
 	}
 out:
 	pathmap_free(&cand, NULL);
@@ -427,20 +565,19 @@ int capture_ahead(tctx *t, live_item *it, capture *cap, int whole, int *done)
 	const file_change *post = pathmap_get(&t->post.files, it->path);
 	if (post && post->whole)
 		return 0;
-	struct stat st;
-	int fd, rc = open_live(t, it->path, &fd, &st);
+	/* the fd the collect opened it with (live_open: it->st is its stat),
+	 * else opened again */
+	struct stat st = it->st;
+	int fd = live_take_fd(t, it->path), rc = fd < 0 ? open_live(t, it->path, &fd, &st) : 0;
 	if (rc)
 		return 0; /* (the compare as before says what is wrong) */
-	unsigned char *buf = malloc(AHEAD_PIECE);
-	if (!buf || !S_ISREG(st.st_mode) || (int64_t)st.st_ino != af->ino ||
-	    (int64_t)st.st_dev != af->dev) {
-		free(buf);
+	unsigned char *buf = ahead_buf(t); /* (faulted in by the compare: no fresh memory in the pause) */
+	if (!buf || !S_ISREG(st.st_mode) || (int64_t)st.st_ino != af->ino || (int64_t)st.st_dev != af->dev) {
 		close(fd);
-		return buf ? 0 : mtm_set_error(ENOMEM, "checkpoint");
+		return 0;
 	}
 	struct statx_timestamp born;
 	if (whole && (!born_at(fd, &born) || born.tv_sec != af->born.tv_sec || born.tv_nsec != af->born.tv_nsec)) {
-		free(buf);
 		close(fd);
 		return 0;
 	}
@@ -457,49 +594,34 @@ int capture_ahead(tctx *t, live_item *it, capture *cap, int whole, int *done)
 		const byte_range *r = &VEC_AT(&post->ranges, byte_range, k);
 		rc = ahead_read(t, af, fd, r->off / B, (r->off + r->len + B - 1) / B, buf);
 	}
-	free(buf);
 	close(fd);
 	t->barrier_read += t->ahead_read - before;
 	if (rc)
 		return mtm_set_errno(rc, "%s/%s: capture", t->s->root, it->path);
-	/* the capture points at the slots (no copy in the barrier) */
-	size_t nblk = 0;
-	for (int64_t b = 0; b < af->n; b++)
-		if (af->slot[b]) {
-			nblk++;
-			blk_run *last = cap->runs.n ? &VEC_AT(&cap->runs, blk_run, cap->runs.n - 1) : NULL;
-			if (last && last->blkno + last->count == b)
-				last->count++;
-			else if (!(last = vec_push(&cap->runs)))
-				return mtm_set_error(ENOMEM, "checkpoint");
-			else
-				*last = (blk_run){.blkno = b, .count = 1};
-		}
-	cap->blk = malloc((nblk ? nblk : 1) * sizeof *cap->blk);
-	cap->first = malloc((cap->runs.n ? cap->runs.n : 1) * sizeof *cap->first);
-	cap->hashed = malloc(nblk ? nblk : 1);
+	/* the capture points at the slots (no copy in the barrier), in the
+	 * arrays made before the gate while they have room */
+	size_t nblk, nruns;
+	held_shape(af, &nblk, &nruns);
+	cap_arrays a = af->pre;
+	memset(&af->pre, 0, sizeof af->pre);
+	if ((!a.blk || nblk > a.cap_blk || nruns > a.cap_runs) && cap_arrays_make(&a, nblk, nruns, 0))
+		return mtm_set_error(ENOMEM, "checkpoint");
+	vec_free(&cap->runs);
+	cap->runs = a.runs;
+	cap->blk = a.blk;
+	cap->first = a.first;
+	cap->hashed = a.hashed;
+	fill_runs(af, cap);
 	/* the file's hashes go to the pending ones as they are (this is their
 	 * last use here): a copy, in the pause, of 8 bytes a block of the whole
 	 * file was a fresh allocation's page faults each time (PostgreSQL's
 	 * 130 MiB table: 260 KiB, ~65 faults, P21) */
 	uint64_t *h = af->n && af->h ? af->h : malloc(sizeof *h);
-	if (!cap->blk || !cap->first || !cap->hashed || !h) {
-		if (h != af->h)
-			free(h);
+	if (!h)
 		return mtm_set_error(ENOMEM, "checkpoint");
-	}
 	if (h == af->h)
 		af->h = NULL; /* (ahead_free: not ours any more) */
-	size_t n = 0;
-	for (size_t k = 0; k < cap->runs.n; k++) {
-		const blk_run *r = &VEC_AT(&cap->runs, blk_run, k);
-		cap->first[k] = n;
-		for (int64_t b = r->blkno; b < r->blkno + r->count; b++) {
-			cap->hashed[n] = 1;
-			cap->blk[n++] = af->slot[b];
-		}
-	}
-	assert(n == nblk);
+	assert(cap->runs.n == nruns);
 	/* (fresh: every block was kept, and reads only replace them) */
 	assert(!whole || (cap->runs.n == (af->n ? 1u : 0u) && nblk == (size_t)af->n));
 	cap->size = size;

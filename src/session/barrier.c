@@ -387,6 +387,17 @@ int barrier_close(mtm_session *ss, change_set *cs, change_set *post)
 		rc = watch_prejudge(ss->watch, ss, cs);
 	if (rc)
 		return rc;
+	/* A moment's sleep before the gate closes. The session's thread comes
+	 * here from its busiest work (the compare ahead: 50-1,000 ms of CPU
+	 * under pgbench), mid-slice and owed nothing by the scheduler, and on a
+	 * shared machine it was preempted inside the pause: 4-26 ms held for
+	 * 0.3-1.5 ms of CPU (BENCHMARKS-ARCHIVE.md P21). Woken, it waits for a
+	 * CPU here, while the program runs, and starts the pause on a fresh
+	 * slice: a 1 ms burst of CPU right after 20 ms of work took p90 7.8 ms,
+	 * p99 15.9 ms at load 14, and 1.05 ms, 5.2 ms after a 1 us sleep (P25;
+	 * a longer custom slice, sched_setattr, did not help). */
+	struct timespec nap = {0, 1000};
+	nanosleep(&nap, NULL);
 	barrier_times *bt = &ss->bt;
 	memset(bt, 0, sizeof *bt);
 	if (ss->debug)

@@ -128,9 +128,13 @@ int open_live(tctx *t, const char *path, int *fd, struct stat *st)
  * process nobody watches may have moved it. -1: none; *st its stat now. */
 static int kept_fd(tctx *t, const char *path, struct stat *st)
 {
-	if (!t->ss->watch || !t->pre.n || pathmap_get(&t->nsdirs, path) || pathmap_under(&t->nsdirs, path))
+	if (!t->ss->watch || (!t->pre.n && !t->ahead.n) || pathmap_get(&t->nsdirs, path) ||
+	    pathmap_under(&t->nsdirs, path))
 		return -1;
+	/* (or a compare ahead's: the same file by the same reasoning) */
 	int fd = precopy_take_fd(&t->pre, path);
+	if (fd < 0)
+		fd = ahead_take_fd(t, path);
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, st) || !S_ISREG(st->st_mode) || st->st_nlink == 0) { /* (unlinked: what is there now) */

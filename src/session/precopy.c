@@ -134,17 +134,20 @@ static parent_hashes *ph_for_head(mtm_session *ss)
 	return ph;
 }
 
+static intptr_t note_entry(mtm_session *ss, parent_hashes *ph, const char *path);
+
 int parent_file_hashes(mtm_session *ss, mtm_id parent, const char *path, block_hashes **out)
 {
 	parent_hashes *ph = ph_for_head(ss);
-	entry e;
-	int found = 0;
 	*out = NULL;
-	if (!ph || ph->at != parent || index_entry_at(ss->s, path, &ph->lin, &e, &found) || !found)
+	/* (the entry kept for the barrier's collect too) */
+	intptr_t f = ph && ph->at == parent ? note_entry(ss, ph, path) : 0;
+	const entry *e = f > 1 ? pathmap_get(&ph->ent, path) : NULL;
+	if (!e)
 		return 0;
-	int64_t fid = e.kind == KIND_FILE ? e.file_id : 0, ver = e.ver, size = e.size;
-	entry_clear(&e);
-	if (fid <= 0 || size < 0)
+	int64_t fid = (int64_t)f - 1, ver = e->ver, size = e->size;
+	int found = 0;
+	if (size < 0)
 		return 0;
 	blockhash_stmts q = {0};
 	uint64_t *h = NULL;
@@ -164,33 +167,51 @@ int parent_file_hashes(mtm_session *ss, mtm_id parent, const char *path, block_h
 	return 1;
 }
 
+/* The parent's entry of path (and its stat cache row), looked up now and
+ * kept in ph for the barrier's collect (parent_entry_get): its file id + 1,
+ * 1 if it is not a file there, 0 after an error (ph is off then). */
+static intptr_t note_entry(mtm_session *ss, parent_hashes *ph, const char *path)
+{
+	intptr_t f = (intptr_t)pathmap_get(&ph->fid, path);
+	if (f)
+		return f;
+	entry e;
+	int found;
+	if (index_entry_at(ss->s, path, &ph->lin, &e, &found)) {
+		ph->off = 1;
+		return 0;
+	}
+	f = found && e.kind == KIND_FILE && e.file_id > 0 ? (intptr_t)e.file_id + 1 : 1;
+	entry *kept = found ? malloc(sizeof *kept) : NULL;
+	if (kept)
+		*kept = e;
+	else if (found)
+		entry_clear(&e);
+	if (pathmap_put(&ph->fid, path, (void *)f) || (kept && pathmap_put(&ph->ent, path, kept))) {
+		entry_free(kept);
+		ph->off = 1;
+		return 0;
+	}
+	if (f > 1)
+		note_sc_row(ss, ph, path);
+	return f;
+}
+
+void parent_note_entry(mtm_session *ss, mtm_id parent, const char *path)
+{
+	parent_hashes *ph = ph_for_head(ss);
+	if (ph && ph->at == parent)
+		(void)note_entry(ss, ph, path);
+}
+
 /* The parent's hash of block b of path, looked up now (best effort). */
 static void note_parent_hash(mtm_session *ss, parent_hashes *ph, const char *path, int64_t b)
 {
 	if (!ph || ph->off)
 		return;
-	intptr_t f = (intptr_t)pathmap_get(&ph->fid, path);
-	if (!f) {
-		entry e;
-		int found;
-		if (index_entry_at(ss->s, path, &ph->lin, &e, &found)) {
-			ph->off = 1;
-			return;
-		}
-		f = found && e.kind == KIND_FILE && e.file_id > 0 ? (intptr_t)e.file_id + 1 : 1;
-		entry *kept = found ? malloc(sizeof *kept) : NULL;
-		if (kept)
-			*kept = e;
-		else if (found)
-			entry_clear(&e);
-		if (pathmap_put(&ph->fid, path, (void *)f) || (kept && pathmap_put(&ph->ent, path, kept))) {
-			entry_free(kept);
-			ph->off = 1;
-			return;
-		}
-		if (f > 1)
-			note_sc_row(ss, ph, path);
-	}
+	intptr_t f = note_entry(ss, ph, path);
+	if (!f)
+		return;
 	uint64_t h, *v;
 	int fresh;
 	if (f > 1 && (index_block_hash(ss->s, (int64_t)f - 1, b, &ph->lin, &h) ||

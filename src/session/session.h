@@ -296,6 +296,10 @@ int parent_entry_get(const parent_hashes *ph, mtm_id parent, const char *path, e
  * if known (*row NULL: none), 0 (look it up). The rows the session writes
  * (session_sc_write) drop what they read. */
 int parent_sc_get(const parent_hashes *ph, mtm_id parent, const char *path, const sc_row **row);
+/* The parent's entry at path and its stat cache row looked up now, while
+ * the program runs, for parent_entry_get and parent_sc_get in the barrier
+ * (the compare ahead's files: ahead.c). Best effort. */
+void parent_note_entry(mtm_session *ss, mtm_id parent, const char *path);
 /* The block hashes of path's version at parent (the head), from its
  * blockhash row (kept by the scan that last read it whole): 1 and *out
  * (block_hashes_free; dev and ino -1: any inode), 0 when there is none.

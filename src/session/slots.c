@@ -281,7 +281,8 @@ int precopy_each_unwritten(const precopy *pc, vec *out)
 
 void precopy_mark_written(precopy *pc) { pc->unwritten = 0; }
 
-/* The fds the passes keep (pc->fd1), in the whole process. */
+/* The fds the passes and the compares ahead keep for the barrier, in the
+ * whole process. */
 static size_t kept_fds;
 
 /* Whether a pass may keep one more fd: PRECOPY_FDS_MAX, and a quarter of
@@ -300,12 +301,24 @@ static int may_keep_fd(void)
 	return __atomic_load_n(&kept_fds, __ATOMIC_RELAXED) < __atomic_load_n(&cap, __ATOMIC_RELAXED);
 }
 
+int kept_fd_take(void)
+{
+	if (!may_keep_fd())
+		return 0;
+	__atomic_add_fetch(&kept_fds, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
+void kept_fd_give(void)
+{
+	__atomic_sub_fetch(&kept_fds, 1, __ATOMIC_RELAXED);
+}
+
 int precopy_keep_fd(precopy *pc, int fd)
 {
-	if (pc->fd1 || !may_keep_fd())
+	if (pc->fd1 || !kept_fd_take())
 		return 0;
 	pc->fd1 = fd + 1;
-	__atomic_add_fetch(&kept_fds, 1, __ATOMIC_RELAXED);
 	return 1;
 }
 
@@ -315,7 +328,7 @@ static void drop_fd(precopy *pc)
 		return;
 	close(pc->fd1 - 1);
 	pc->fd1 = 0;
-	__atomic_sub_fetch(&kept_fds, 1, __ATOMIC_RELAXED);
+	kept_fd_give();
 }
 
 void precopy_drop_fd(pathmap *pre, const char *path)
@@ -332,7 +345,7 @@ int precopy_take_fd(pathmap *pre, const char *path)
 		return -1;
 	int fd = pc->fd1 - 1;
 	pc->fd1 = 0;
-	__atomic_sub_fetch(&kept_fds, 1, __ATOMIC_RELAXED);
+	kept_fd_give();
 	return fd;
 }
 

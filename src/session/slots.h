@@ -24,6 +24,11 @@ struct precopy {
 /* pc keeps fd (1), or the caller closes it (0: pc keeps one already, or
  * the process keeps as many as it may). */
 int precopy_keep_fd(precopy *pc, int fd);
+/* The same count for any fd kept for the barrier (a compare ahead's,
+ * ahead.c): 1 and counted, or 0 (as many kept as may be); kept_fd_give when
+ * it is closed or taken. */
+int kept_fd_take(void);
+void kept_fd_give(void);
 
 /* The slot for block b, new or the old copy's: its bytes are overwritten. */
 unsigned char *slot_for(precopy *pc, int64_t b, int *fresh);

@@ -134,6 +134,10 @@ typedef struct ahead_file ahead_file;
 int compare_ahead(tctx *t);
 int capture_ahead(tctx *t, live_item *it, capture *cap, int whole, int *done);
 void ahead_free(void *p);
+/* The fd a compare ahead read path through, now the caller's (-1: none):
+ * the file at path then, which it still is if no namespace change in the
+ * interval was at the path or above it (live.c's kept_fd checks). */
+int ahead_take_fd(tctx *t, const char *path);
 /* precopy_pass's side: a file compared ahead, named by records peeked */
 int ahead_refresh(mtm_session *ss, void *arg, const char *path, const file_change *fc);
 

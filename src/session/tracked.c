@@ -46,6 +46,7 @@
 #include "session/session.h"
 #include "session/slots.h"
 #include "session/tctx.h"
+#include "session/watch.h"
 #include "util/error.h"
 #include "util/human.h"
 #include "util/log.h"
@@ -143,11 +144,31 @@ struct record_job {
 static int record_job_run(void *arg)
 {
 	struct record_job *j = arg;
+	/* tests: the record waits while the file METAMORI_TEST_RECORD_GATE
+	 * names exists (a long record, events coming meanwhile) */
+	const char *gate = secure_getenv("METAMORI_TEST_RECORD_GATE");
+	if (gate && *gate && !access(gate, F_OK) && j->t->ss->debug)
+		log_msg(MTM_LOG_DEBUG, "session: the record waits at METAMORI_TEST_RECORD_GATE");
+	while (gate && *gate && !access(gate, F_OK))
+		usleep(1000);
 	int rc = materialize(j->t);
 	if (!rc)
 		rc = j->scan ? ckpt_record_scanned(j->r, j->t->parent, j->t->live, &j->t->rest)
 		             : ckpt_record(j->r, j->t->parent, j->t->live);
 	return rc;
+}
+
+/* While the session's thread waits for the record or the commit on the
+ * low-priority thread (hundreds of ms under pgbench, seconds for a big
+ * tree): the watcher's queue read on into its stash, as a scan's walk
+ * does (collect.c): a busy file system overflowed fanotify's queue (16,384
+ * events, file-system wide) meanwhile, and the next checkpoint scanned. */
+#define READ_ON_MS 5
+static void read_on(void *arg)
+{
+	mtm_session *ss = arg;
+	if (ss->watch)
+		watch_read_on(ss->watch);
 }
 
 /* The commit, the same way */
@@ -217,7 +238,7 @@ static int barrier_and_record(tctx *t, ckpt_run *r, tracked_times *tm, int *scan
 		struct record_job job = {t, r, *scan};
 		/* with the gate held (t->hold) the program waits for the record:
 		 * at the session's own priority */
-		rc = lowprio_call(opened ? t->low : NULL, record_job_run, &job);
+		rc = lowprio_call_tick(opened ? t->low : NULL, record_job_run, &job, read_on, ss, READ_ON_MS);
 	}
 	if (!opened) {
 		barrier_open(ss);
@@ -326,7 +347,7 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 	int skipped = !rc && only_if_changed && ckpt_unchanged(r);
 	if (!rc && !skipped) {
 		struct commit_job job = {r, !scan, (uint64_t)(tm.t1 - tm.t0), &ci};
-		rc = lowprio_call(t.low, commit_job_run, &job);
+		rc = lowprio_call_tick(t.low, commit_job_run, &job, read_on, ss, READ_ON_MS);
 	}
 	tm.tc = now_ns();
 	if (ss->debug)

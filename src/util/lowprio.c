@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include "util/error.h"
 #include "util/lowprio.h"
 #include "util/thread.h"
@@ -89,6 +90,11 @@ int lowprio_start(lowprio **out, int prio)
 
 int lowprio_call(lowprio *lp, int (*fn)(void *), void *arg)
 {
+	return lowprio_call_tick(lp, fn, arg, NULL, NULL, 0);
+}
+
+int lowprio_call_tick(lowprio *lp, int (*fn)(void *), void *arg, void (*tick)(void *), void *tick_arg, int ms)
+{
 	if (!lp)
 		return fn(arg);
 	pthread_mutex_lock(&lp->mu);
@@ -96,8 +102,22 @@ int lowprio_call(lowprio *lp, int (*fn)(void *), void *arg)
 	lp->arg = arg;
 	lp->done = 0;
 	pthread_cond_broadcast(&lp->cv);
-	while (!lp->done)
-		pthread_cond_wait(&lp->cv, &lp->mu);
+	while (!lp->done) {
+		if (!tick) {
+			pthread_cond_wait(&lp->cv, &lp->mu);
+			continue;
+		}
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until); /* (the condition's clock) */
+		until.tv_nsec += (long)ms * 1000000;
+		until.tv_sec += until.tv_nsec / 1000000000;
+		until.tv_nsec %= 1000000000;
+		if (pthread_cond_timedwait(&lp->cv, &lp->mu, &until) == ETIMEDOUT && !lp->done) {
+			pthread_mutex_unlock(&lp->mu);
+			tick(tick_arg);
+			pthread_mutex_lock(&lp->mu);
+		}
+	}
 	int rc = lp->rc;
 	pthread_mutex_unlock(&lp->mu);
 	if (rc)

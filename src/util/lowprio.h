@@ -27,6 +27,11 @@ int lowprio_start(lowprio **out, int prio);
  * return's last error (util/error.h, per thread) is the caller's after it.
  * With lp NULL, fn runs here. Not to be called from two threads at once. */
 int lowprio_call(lowprio *lp, int (*fn)(void *), void *arg);
+/* The same, tick(tick_arg) called here every ms milliseconds while the
+ * caller waits (none with lp NULL): work of the caller's own that must not
+ * wait for fn (a session's watcher queue read on). tick must not touch what
+ * fn does. */
+int lowprio_call_tick(lowprio *lp, int (*fn)(void *), void *arg, void (*tick)(void *), void *tick_arg, int ms);
 
 /* The thread's nice value (after it applied its priority), for tests. */
 int lowprio_nice(const lowprio *lp);

@@ -939,6 +939,20 @@ def burst_outside(outside, n):
         os.close(os.open(os.path.join(outside, "n%06d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
 
 
+def burst_past_the_gate(s, gate, outside, qmax):
+    """More events than the queue holds (files made in outside) while the
+    session waits at the gate; then the gate opened, a write inside and one
+    outside the session, a checkpoint (its line), the session stopped."""
+    burst_outside(outside, qmax + 4000)
+    os.unlink(gate)
+    s.inside("open(P('f'), 'r+b').write(b'INSIDE')")
+    outside_write(s.P("d/g"), 100, b"OUTSIDE")
+    out = s.ck("after the burst")
+    s.stop()
+    T.rmtree(outside)
+    return out
+
+
 def test_fanotify_reads_while_the_inodes_load():
     """A file changed outside the tree makes the fanotify watcher load the
     tree's inodes (the stat cache: at 1,000,000 files, 0.4-0.9 s). It must read
@@ -957,13 +971,7 @@ def test_fanotify_reads_while_the_inodes_load():
     outside = T.tempdir("mtm-outside-")
     T.write_file(os.path.join(outside, "trigger"), b"t")  # a file changed outside: the inodes load (and wait)
     time.sleep(0.2)
-    burst_outside(outside, qmax + 4000)  # more events than the queue holds, while the load waits
-    os.unlink(gate)
-    s.inside("open(P('f'), 'r+b').write(b'INSIDE')")
-    outside_write(s.P("d/g"), 100, b"OUTSIDE")
-    out = s.ck("after the burst")
-    s.stop()
-    T.rmtree(outside)
+    out = burst_past_the_gate(s, gate, outside, qmax)  # (while the load waits)
     if "loading the tree's inodes" not in s.stderr:
         raise T.Failure("no file changed outside made the inodes load: the case proves nothing\n%s" % s.stderr)
     if "tracked" not in out or "overflowed" in s.stderr:
@@ -1020,6 +1028,39 @@ test_fanotify_reads_while_a_scan_walks.system_wide = True  # (its burst reaches 
 test_fanotify_reads_while_a_scan_walks.normal_build_only = True
 
 
+def test_fanotify_reads_while_the_record_waits():
+    """A periodic checkpoint's record and commit run on the session's
+    low-priority thread while its own thread waits (under pgbench hundreds
+    of ms, a big tree's seconds); the watcher must read its queue on
+    meanwhile, or a busy file system overflows it (16,384 events, file
+    system wide: track_restore and session_cli scanned at load 12-20) and
+    the next checkpoint scans. The record (SIGUSR1's checkpoint) waits here
+    while a gate file exists (METAMORI_TEST_RECORD_GATE) and more events
+    than the queue holds come meanwhile: the checkpoint after is tracked,
+    and holds what changed."""
+    qmax = fanotify_queue_len()
+    gate = os.path.join(T.tempdir("mtm-gate-"), "gate")
+    T.write_file(gate, b"")
+    s = Session({"f": b"A" * 12288, "d/g": b"G" * 5000},
+                env={"METAMORI_TEST_RECORD_GATE": gate, "METAMORI_DEBUG_SESSION": "phases"}, run_args=())
+    s.inside("open(P('f'), 'r+b').write(b'FIRST')")
+    os.kill(s.p.pid, signal.SIGUSR1)  # (a periodic checkpoint: its record waits at the gate)
+    outside = T.tempdir("mtm-outside-")
+    time.sleep(0.5)
+    out = burst_past_the_gate(s, gate, outside, qmax)  # (while the record waits)
+    if "the record waits at METAMORI_TEST_RECORD_GATE" not in s.stderr:
+        raise T.Failure("no record waited at the gate: the case proves nothing\n%s" % s.stderr[-3000:])
+    if "tracked" not in out or "overflowed" in s.stderr:
+        raise T.Failure("the queue overflowed while the record waited, and the checkpoint scanned: %s%s" %
+                        (out, s.stderr[-3000:]))
+    s.verify()
+
+
+test_fanotify_reads_while_the_record_waits.watch_kind = "fanotify"
+test_fanotify_reads_while_the_record_waits.system_wide = True  # (its burst reaches every watcher)
+test_fanotify_reads_while_the_record_waits.normal_build_only = True
+
+
 def test_inotify_watch_limit():
     """fs.inotify.max_user_watches below the tree's directory count: the
     watcher cannot see every directory, so every checkpoint scans and says
@@ -1065,7 +1106,8 @@ def main():
              test_an_outside_write_behind_a_long_queue, test_a_deep_directory_outside,
              test_a_directory_freed_at_the_barrier] + \
             [overflow_test("inotify"), overflow_test("fanotify"), test_inotify_watch_limit,
-             test_fanotify_reads_while_the_inodes_load, test_fanotify_reads_while_a_scan_walks]
+             test_fanotify_reads_while_the_inodes_load, test_fanotify_reads_while_a_scan_walks,
+             test_fanotify_reads_while_the_record_waits]
     only = os.environ.get("SOUND_ONLY")
     limits = os.environ.get("SOUND_LIMITS")
     if limits:
