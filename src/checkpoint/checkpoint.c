@@ -828,6 +828,10 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 		r->hooks = *hooks;
 	r->sc_defer = r->hooks.sc_kept != NULL;
 	reader_init(&r->rd);
+	/* mapped or read, each on two threads, whichever costs this machine
+	 * less (tree/reader.h): on a PVM guest, mapping a file cached in small
+	 * folios cost 2.5x the CPU of reading it (BENCHMARKS-ARCHIVE.md S31) */
+	r->rd.pick = 1;
 	r->ctx.hooks = &r->hooks;
 	r->ci = &r->info;
 	r->opts = opts;
