@@ -173,6 +173,10 @@ def test_log_n_and_branches_in_id_order():
     expect(len(log_rows(root, "-n", "100")) == 6, "-n past the count")
     rc, _, err = raw(["-C", root, "log", "-n", "0"])
     expect(rc == 1 and err == b"metamori: -n: needs a whole number of at least 1\n", err)
+    # strtoull's leniency is no number: " -1" was every checkpoint, " 2" and "+2" were 2
+    for bad in (" -1", " 2", "+2", "2 ", "0x2"):
+        rc, _, err = raw(["-C", root, "log", "-n", bad])
+        expect(rc == 1 and err == b"metamori: -n: needs a whole number of at least 1\n", "-n %r: %r" % (bad, err))
 
 
 def test_wording():

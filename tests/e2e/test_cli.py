@@ -75,6 +75,12 @@ def test_unknown_command_option_and_ids(root):
     expect(err_line(["-C", root, "restore", "9"]) == "metamori: checkpoint 9: no such checkpoint", "restore 9")
     expect(err_line(["-C", root, "restore", "abc"]) == "metamori: abc: no such checkpoint or tag", "restore abc")
     expect(err_line(["-C", root, "diff", "7"]) == "metamori: checkpoint 7: no such checkpoint", "diff 7")
+    # an id is digits only: " 1" and "+1" were checkpoint 1 (strtoll skips blanks and takes a sign)
+    for bad in (" 1", "+1", "\t1", "1 ", "-1", "0x1"):
+        expect(err_line(["-C", root, "cat", bad, "f"]) ==
+               "metamori: %s: no such checkpoint or tag" % bad.replace("\t", "\\t"),
+               "cat %r" % bad)
+    expect(T.run(["-C", root, "cat", "01", "f"]).stdout == "hi", "cat 01 (leading zeros are still the number)")
     expect(err_line(["-C", root, "checkpoint", "--bogus"]) ==
            "metamori: checkpoint: bad option (see 'metamori checkpoint --help')", "bad option")
     expect(T.store_state(root) == before_store, "a failed command changed the store")
