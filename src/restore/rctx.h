@@ -47,7 +47,7 @@ typedef struct {
 typedef struct {
 	const char *const *excludes;
 	size_t n_excludes;
-	char **paths;      /* normalized (browse_norm_path), sorted; n_paths = 0: the whole tree */
+	char **paths;      /* normalized (browse_norm_path: browse_asked names each as given), sorted; n_paths = 0: the whole tree */
 	size_t n_paths;
 	int dry_run;
 	mtm_restore_step_fn on_step;
