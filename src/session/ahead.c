@@ -522,7 +522,7 @@ int compare_ahead(tctx *t)
 		/* (~150 MiB under pgbench, up to a second on a busy machine: the
 		 * watcher's queue read on meanwhile, judged in the barrier) */
 		if (ss->watch)
-			watch_read_on(ss->watch);
+			watch_read_on_if_filling(ss->watch);
 	}
 	const char *wait_ms = secure_getenv("METAMORI_TEST_AHEAD_WAIT_MS"); /* tests: a write lands here */
 	if (!rc && wait_ms && *wait_ms)

@@ -168,7 +168,7 @@ static void read_on(void *arg)
 {
 	mtm_session *ss = arg;
 	if (ss->watch)
-		watch_read_on(ss->watch);
+		watch_read_on_if_filling(ss->watch);
 }
 
 /* The commit, the same way */

@@ -433,6 +433,9 @@ static int cmp_u64(const void *a, const void *b)
  * second, and a load takes ~0.5 s a 1,000,000 files. */
 #define LOAD_READ_ROWS 16
 #define LOAD_READ_NS 2000000L
+/* watch_read_on_if_filling reads on past this many events queued (of
+ * fs.fanotify.max_queued_events, 16,384 by default). */
+#define READ_ON_QUEUED 4096
 /* The events read while the inodes load are kept (raw) up to this; past it
  * they are left in the kernel's queue, which is read after the stash: the
  * order holds, and the kernel says if its queue overflows. */
@@ -501,6 +504,17 @@ static void load_read_on(watcher *w)
 void watch_read_on(watcher *w)
 {
 	if (w->kind == W_FANOTIFY)
+		load_read_on(w);
+}
+
+static size_t queued_units(const watcher *w);
+
+void watch_read_on_if_filling(watcher *w)
+{
+	/* (the stash is the session's memory, the queue the kernel's: a
+	 * checkpoint's record of 4,000 files stashed its own store's events,
+	 * and session_scale's peak RSS rose by 0.5 MiB) */
+	if (w->kind == W_FANOTIFY && queued_units(w) >= READ_ON_QUEUED)
 		load_read_on(w);
 }
 

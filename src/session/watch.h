@@ -37,6 +37,9 @@ int watch_drain(watcher *w);
  * and the events kept to be judged, in order, at the next drain (as if the
  * kernel's queue had held them). fanotify only: inotify's queue waits. */
 void watch_read_on(watcher *w);
+/* The same, only when the kernel's queue holds more than a quarter of what
+ * it may (a periodic checkpoint's record, tracked.c; the compare ahead). */
+void watch_read_on_if_filling(watcher *w);
 /* In the barrier, after the logs were read into cs: the events since the
  * last barrier that the logs do not explain become changes of cs (a file to
  * compare whole, a path's metadata, a namespace change), or a reason to
