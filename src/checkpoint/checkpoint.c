@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "io/beneath.h"
 #include "io/io.h"
@@ -185,7 +186,12 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 {
 	static const char sql[] = "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
 	                          " files_removed, bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes,"
-	                          " region_bytes_changed, tracked, pause_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	                          " region_bytes_changed, tracked, pause_ns, root_mode) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	/* the root's own mode (its entries have theirs): a private tree must
+	 * come back private, a shared one shared (FORMAT.md 3.2, format 9) */
+	struct stat rs;
+	if (fstat(s->rootfd, &rs))
+		return mtm_set_errno(errno, "%s", s->root);
 	sqlite3_stmt *st;
 	MTM_TRY(db_cached(s, sql, sql, &st));
 	int rc;
@@ -207,6 +213,7 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 	assert(ci->tracked == 0 || ci->tracked == 1);
 	sqlite3_bind_int(st, 16, ci->tracked);
 	sqlite3_bind_int64(st, 17, (int64_t)ci->pause_ns);
+	sqlite3_bind_int(st, 18, (int)(rs.st_mode & 07777));
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st); /* (the message is not ours to keep bound) */
@@ -828,6 +835,10 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 		r->hooks = *hooks;
 	r->sc_defer = r->hooks.sc_kept != NULL;
 	reader_init(&r->rd);
+	/* mapped or read, each on two threads, whichever costs this machine
+	 * less (tree/reader.h): on a PVM guest, mapping a file cached in small
+	 * folios cost 2.5x the CPU of reading it (BENCHMARKS-ARCHIVE.md S31) */
+	r->rd.pick = 1;
 	r->ctx.hooks = &r->hooks;
 	r->ci = &r->info;
 	r->opts = opts;

@@ -60,6 +60,15 @@ static inline const char *human_time(char *buf, size_t len, int64_t time_ns) { r
 int cli_option_error(const char *cmd, int c, char **argv);
 /* A whole number >= min for option opt; returns 0 or prints an error and returns 1. */
 int cli_parse_uint(const char *opt, const char *text, uint64_t min, uint64_t *out);
+/* Length of text's leading plain decimal: digits, and with fraction a '.'
+ * and more digits; 0 if it starts with none. strtoul and strtod also take
+ * blanks, signs, hex, exponents, inf and nan, which no option means. */
+size_t cli_decimal_len(const char *text, int fraction);
+static inline int cli_is_decimal(const char *text, int fraction)
+{
+	size_t n = cli_decimal_len(text, fraction);
+	return n && !text[n];
+}
 
 /* A JSON string on stdout (cli/json.c: valid UTF-8, bytes as \\udcNN). */
 void json_string(const char *s);

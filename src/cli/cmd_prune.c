@@ -31,7 +31,7 @@ static int parse_duration(const char *text, int64_t *out)
 	char *end;
 	errno = 0;
 	double v = strtod(text, &end);
-	if (errno || end == text || v <= 0)
+	if (errno || !cli_decimal_len(text, 1) || end != text + cli_decimal_len(text, 1) || v <= 0)
 		return -1;
 	double mult = 1;
 	if (!strcmp(end, "") || !strcmp(end, "s"))
@@ -58,7 +58,7 @@ static int parse_count(const char *opt, const char *text, uint32_t *out)
 	char *end;
 	errno = 0;
 	long v = strtol(text, &end, 10);
-	if (errno || end == text || *end || v < 1 || v > 100000000)
+	if (errno || !cli_is_decimal(text, 0) || *end || v < 1 || v > 100000000)
 		return cli_error(opt, "needs a whole number of at least 1");
 	*out = (uint32_t)v;
 	return 0;
@@ -93,7 +93,7 @@ int cmd_prune(int argc, char **argv)
 		case 'g': {
 			char *end;
 			double v = strtod(optarg, &end);
-			if (end == optarg || *end || v < 0 || v > 100)
+			if (!cli_is_decimal(optarg, 1) || *end || v < 0 || v > 100)
 				bad = cli_error("--gc-threshold", "needs a percentage from 0 to 100");
 			o.gc_threshold = v / 100;
 			break;

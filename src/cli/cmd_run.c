@@ -81,7 +81,7 @@ int cmd_run(int argc, char **argv)
 		if (c == 'e') {
 			char *end;
 			o.every_seconds = strtod(optarg, &end);
-			if (end == optarg || *end || !(o.every_seconds > 0) || o.every_seconds > 1e9) {
+			if (!cli_is_decimal(optarg, 1) || *end || !(o.every_seconds > 0) || o.every_seconds > 1e9) {
 				free(ex);
 				return cli_error("run", "--every needs a positive number of seconds");
 			}

@@ -132,7 +132,7 @@ static int split(fs_state *fs, const char *path, mtm_id *id, const char **rest, 
 		return 1;
 	char *end;
 	long long v = strtoll(name, &end, 10);
-	if (*end || v <= 0 || name[0] == '0' || name[0] == '+')
+	if (*end || v <= 0 || name[0] < '1' || name[0] > '9') /* one name a checkpoint: no blanks, sign, zeros */
 		return 1; /* a tag or "head": a symlink at the top */
 	*id = v;
 	*rest = slash ? slash + 1 : "";
@@ -190,6 +190,8 @@ static void fill_entry(const mtm_entry_info *e, struct stat *st)
 /* What a top-level name (all-checkpoints mount) links to: "head" or a tag. */
 static int top_link(fs_state *fs, const char *name, mtm_id *out)
 {
+	if (cli_is_decimal(name, 0))
+		return -ENOENT; /* "01": a number that is not its checkpoint's one name (no tag is a number) */
 	int rc = mtm_resolve(fs->s, name, out);
 	if (rc)
 		return rc == MTM_ENOCKPT || rc == MTM_EINVAL ? -ENOENT : to_errno(rc);

@@ -135,12 +135,23 @@ int cli_option_error(const char *cmd, int c, char **argv)
 	return cli_error(cmd, why);
 }
 
+size_t cli_decimal_len(const char *text, int fraction)
+{
+	size_t n = strspn(text, "0123456789");
+	if (n && fraction && text[n] == '.') {
+		size_t f = strspn(text + n + 1, "0123456789");
+		if (f)
+			n += 1 + f;
+	}
+	return n;
+}
+
 int cli_parse_uint(const char *opt, const char *text, uint64_t min, uint64_t *out)
 {
 	char *end;
 	errno = 0;
 	unsigned long long v = strtoull(text, &end, 10);
-	if (errno || end == text || *end || text[0] == '-' || v < min) {
+	if (errno || !cli_is_decimal(text, 0) || *end || v < min) {
 		char why[64];
 		snprintf(why, sizeof why, "needs a whole number of at least %llu", (unsigned long long)min);
 		return cli_error(opt, why);

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,15 +60,19 @@ static int count_run(void *arg, int64_t blkno, int nblocks, const unsigned char 
 	return 0;
 }
 
+/* *unreadable is set when the error returned is the live file's own (it
+ * could not be opened or read): the caller goes on with the other files. */
 static int diff_live_content(mtm_store *s, const lineage *la, const entry *a, live_item *it, mtm_change *ch,
-                             live_progress *pg)
+                             live_progress *pg, int *unreadable)
 {
 	uint64_t done_after = pg->done + (uint64_t)it->st.st_size; /* (holes are not read) */
 	vec map;
+	*unreadable = 0;
 	MTM_TRY(index_file_map(s, a->file_id, la, &map));
 	int fd, rc = beneath_open(s->rootfd, it->path, O_RDONLY, &fd);
 	if (rc) {
 		vec_free(&map);
+		*unreadable = rc != ENOENT && rc != ENOTPLAIN && rc != ENOMEM;
 		return rc == ENOENT || rc == ENOTPLAIN ? 0 : mtm_set_errno(rc, "%s", it->path);
 	}
 	count_ctx cc = {0};
@@ -87,6 +92,7 @@ static int diff_live_content(mtm_store *s, const lineage *la, const entry *a, li
 	 * file's bytes that differ, as diff between checkpoints and a checkpoint
 	 * count it (a shorter file is reported by its size changing). */
 	vec_free(&map);
+	*unreadable = rc && rc != ENOMEM;
 	if (rc)
 		return mtm_set_error(rc, "%s: %s", it->path, mtm_last_error());
 	if (cc.bytes || got != a->size) {
@@ -189,15 +195,36 @@ int diff_live(mtm_store *s, mtm_id a, const mtm_diff_opts *opts, mtm_change_fn f
 	if ((rc = ignore_load(&ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)) ||
 	    (rc = lineage_of(s, a, &d.la)) || (rc = tree_merge(s, &ign, a, &fns)))
 		goto done;
-	/* the files whose content must be compared, and what waited behind them */
+	/* the files whose content must be compared, and what waited behind
+	 * them. A file that cannot be read (no permission, an I/O error) does
+	 * not hide the rest: it is left out, every other change is reported,
+	 * and the first such file's error is returned at the end, with a count
+	 * of the others (a checkpoint would fail on it). */
 	live_progress pg = {s, 0, d.compare_total};
+	char first[512] = "";
+	int first_rc = 0;
+	size_t n_unreadable = 0;
 	for (size_t i = 0; i < d.held.n && !rc; i++) {
 		held_change *h = &VEC_AT(&d.held, held_change, i);
-		if (h->it && !(rc = diff_live_content(s, &d.la, &h->e, h->it, &h->ch, &pg)) && !h->ch.kind)
+		int unreadable = 0;
+		if (h->it && (rc = diff_live_content(s, &d.la, &h->e, h->it, &h->ch, &pg, &unreadable)) && unreadable) {
+			if (!n_unreadable++) {
+				first_rc = rc;
+				snprintf(first, sizeof first, "%s", mtm_last_error());
+			}
+			rc = 0;
+			continue;
+		}
+		if (h->it && !rc && !h->ch.kind)
 			continue;
 		if (!rc)
 			rc = fn(arg, &h->ch);
 	}
+	if (!rc && n_unreadable > 1)
+		rc = mtm_set_error(first_rc, "%s (%zu more file%s could not be read)", first, n_unreadable - 1,
+		                   n_unreadable > 2 ? "s" : "");
+	else if (!rc && n_unreadable)
+		rc = mtm_set_error(first_rc, "%s", first);
 done:
 	for (size_t i = 0; i < d.held.n; i++)
 		held_free(&VEC_AT(&d.held, held_change, i));

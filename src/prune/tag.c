@@ -160,7 +160,7 @@ int mtm_resolve(mtm_store *s, const char *text, mtm_id *out)
 	char *end;
 	errno = 0;
 	long long v = strtoll(text, &end, 10);
-	if (*text && !*end && !errno) {
+	if (isdigit((unsigned char)*text) && !*end && !errno) { /* digits only: strtoll skips blanks, takes a sign */
 		int64_t b;
 		if (v <= 0)
 			return mtm_set_error(MTM_ENOCKPT, "checkpoint %s: no such checkpoint", text);

@@ -25,7 +25,7 @@ int browse_norm_path(const char *in, char **out)
 	if (!in)
 		in = "";
 	size_t n = strlen(in);
-	char *p = malloc(n + 1);
+	char *p = malloc(2 * n + 2); /* the normalized path (at most n), then in */
 	if (!p)
 		return mtm_set_error(ENOMEM, "path");
 	size_t o = 0;
@@ -49,6 +49,7 @@ int browse_norm_path(const char *in, char **out)
 		c += len;
 	}
 	p[o] = 0;
+	memcpy(p + o + 1, in, n + 1);
 	*out = p;
 	return 0;
 }
@@ -268,7 +269,7 @@ int mtm_stat(mtm_store *s, mtm_id id, const char *path, mtm_entry_info *out)
 	rc = lookup(s, &l, p, &e, &found, &nlink);
 	browse_end(s, &l);
 	if (!rc && !found)
-		rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", *p ? p : ".", (long long)id);
+		rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", browse_asked(p), (long long)id);
 	if (!rc)
 		rc = info_from_entry(out, &e, nlink);
 	else if (found)
@@ -304,13 +305,13 @@ int mtm_ls(mtm_store *s, mtm_id id, const char *dir, mtm_entry_info **out, size_
 	if ((rc = lookup(s, &l, p, &d, &found, NULL)))
 		goto done;
 	if (!found) {
-		rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", *p ? p : ".", (long long)id);
+		rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", browse_asked(p), (long long)id);
 		goto done;
 	}
 	int is_dir = d.kind == KIND_DIR;
 	entry_clear(&d);
 	if (!is_dir) {
-		rc = mtm_set_error(ENOTDIR, "%s: not a directory in checkpoint %lld", p, (long long)id);
+		rc = mtm_set_error(ENOTDIR, "%s: not a directory in checkpoint %lld", browse_asked(p), (long long)id);
 		goto done;
 	}
 	if ((rc = *p ? index_entries_under(s, p, &l, &under) : index_load_tree(s, id, &under)))
@@ -360,16 +361,15 @@ static int file_load(mtm_file *f, const lineage *l)
 	int found = 0;
 	MTM_TRY(lookup(f->s, l, f->path, &e, &found, NULL));
 	if (!found)
-		return mtm_set_error(ENOENT, "%s: not in checkpoint %lld", *f->path ? f->path : ".", (long long)f->id);
+		return mtm_set_error(ENOENT, "%s: not in checkpoint %lld", browse_asked(f->path), (long long)f->id);
 	int kind = e.kind;
 	f->file_id = e.file_id;
 	f->size = e.size;
 	entry_clear(&e);
 	if (kind == KIND_DIR)
-		return mtm_set_error(EISDIR, "%s: is a directory in checkpoint %lld", *f->path ? f->path : ".",
-		                     (long long)f->id);
+		return mtm_set_error(EISDIR, "%s: is a directory in checkpoint %lld", browse_asked(f->path), (long long)f->id);
 	if (kind != KIND_FILE)
-		return mtm_set_error(EINVAL, "%s: not a regular file in checkpoint %lld", f->path, (long long)f->id);
+		return mtm_set_error(EINVAL, "%s: not a regular file in checkpoint %lld", browse_asked(f->path), (long long)f->id);
 	vec_free(&f->map);
 	f->map = (vec)VEC_INIT(blockref);
 	return index_file_map(f->s, f->file_id, l, &f->map);
@@ -462,7 +462,7 @@ int mtm_file_pread(mtm_file *f, void *buf, size_t len, uint64_t off, size_t *got
 		if (!(rc = file_load(f, &l)) && f->size == old_size)
 			rc = file_copy(f, buf, len, (int64_t)off);
 		else if (!rc)
-			rc = mtm_set_error(MTM_ECORRUPT, "%s: changed size in checkpoint %lld", f->path, (long long)f->id);
+			rc = mtm_set_error(MTM_ECORRUPT, "%s: changed size in checkpoint %lld", browse_asked(f->path), (long long)f->id);
 	}
 	browse_end(f->s, &l);
 	if (!rc)

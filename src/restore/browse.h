@@ -10,8 +10,17 @@
 
 /* A path as the index spells it: no leading "/" or "./", no "." or empty
  * components, no trailing "/"; "" for the root. ".." is MTM_EINVAL.
- * *out is malloc'ed. */
+ * *out is malloc'ed, and holds the path as given after its NUL
+ * (browse_asked): messages name what the user typed ("/etc/passwd", not
+ * "etc/passwd", which reads as if the tree had been looked in for it). */
 int browse_norm_path(const char *in, char **out);
+/* The path as given to browse_norm_path, of its normalized form norm ("."
+ * for none). */
+static inline const char *browse_asked(const char *norm)
+{
+	const char *a = norm + __builtin_strlen(norm) + 1;
+	return *a ? a : ".";
+}
 /* The public kind letter of an entry kind ('?' for one this build does not name). */
 char browse_kind_char(int kind);
 /* Opens a read transaction and the lineage of checkpoint id (MTM_ENOCKPT);

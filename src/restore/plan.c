@@ -235,7 +235,7 @@ static int check_asked(const rreq *rq, const inplace *w, mtm_id k)
 	for (size_t i = 0; i < rq->n_paths; i++) {
 		const char *q = rq->paths[i];
 		if (*q && !tree_find(&w->target, q) && !live_find(&w->live, q))
-			return mtm_set_error(ENOENT, "%s: not in checkpoint %lld, nor in the tree", q, (long long)k);
+			return mtm_set_error(ENOENT, "%s: not in checkpoint %lld, nor in the tree", browse_asked(q), (long long)k);
 	}
 	return 0;
 }

@@ -47,7 +47,7 @@ typedef struct {
 typedef struct {
 	const char *const *excludes;
 	size_t n_excludes;
-	char **paths;      /* normalized (browse_norm_path), sorted; n_paths = 0: the whole tree */
+	char **paths;      /* normalized (browse_norm_path: browse_asked names each as given), sorted; n_paths = 0: the whole tree */
 	size_t n_paths;
 	int dry_run;
 	mtm_restore_step_fn on_step;
@@ -202,4 +202,8 @@ int fix_dirs(rctx *c, vec *target, const vec *plan);
 /* record.c: records the new head (whole: a restore of the whole tree) and
  * the stat cache rows of the files written. */
 int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed, int whole);
+/* The root directory (c->rootfd) given the mode checkpoint k recorded for
+ * it (format 9; an older checkpoint's NULL: left as it is). A whole-tree
+ * restore's last step, after every entry's own. */
+int set_root_mode(rctx *c, mtm_id k);
 #endif

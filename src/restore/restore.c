@@ -169,7 +169,7 @@ static int asked_paths_exist(mtm_store *s, mtm_id k, const rreq *rq)
 			mtm_entry_info_clear(&e);
 		if (!rc || live_has(s->rootfd, q) || (rc != ENOENT && rc != ENOTDIR))
 			continue;
-		return mtm_set_error(ENOENT, "%s: not in checkpoint %lld, nor in the tree", q, (long long)k);
+		return mtm_set_error(ENOENT, "%s: not in checkpoint %lld, nor in the tree", browse_asked(q), (long long)k);
 	}
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "io/io.h"
+#include "restore/browse.h"
 #include "restore/rctx.h"
 #include "restore/preflight.h"
 #include "store/index.h"
@@ -65,7 +66,7 @@ int restore_to_dir(rctx *c, mtm_id k, const char *to)
 	target.n = keep;
 	for (size_t i = 0; i < rq->n_paths; i++)
 		if (*rq->paths[i] && !tree_find(&target, rq->paths[i])) {
-			rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", rq->paths[i], (long long)k);
+			rc = mtm_set_error(ENOENT, "%s: not in checkpoint %lld", browse_asked(rq->paths[i]), (long long)k);
 			goto done;
 		}
 	for (size_t i = 0; i < target.n && !rc; i++) {
@@ -124,6 +125,8 @@ int restore_to_dir(rctx *c, mtm_id k, const char *to)
 	}
 	if (!rc)
 		rc = fix_dirs(c, &target, NULL);
+	if (!rc && !rq->n_paths)
+		rc = set_root_mode(c, k);
 	/* one syncfs instead of an fsync per file: the directory was empty, so
 	 * there is no old version to protect, only durability at the end */
 	if (!rc && syncfs(c->rootfd))

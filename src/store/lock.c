@@ -15,8 +15,7 @@
 int store_lock(mtm_store *s)
 {
 	if (s->readonly)
-		return mtm_set_errno(EROFS, "%s/.metamori: the store cannot be written (read-only file system, "
-		                            "no write permission or a full disk)", s->root);
+		return mtm_set_errno(s->readonly, "%s/.metamori: the store cannot be written", s->root);
 	if (s->locked) { /* nested: an in-place restore saves the tree first */
 		s->locked++;
 		return 0;

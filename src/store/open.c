@@ -46,20 +46,21 @@ static int check_history(mtm_store *s)
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
-/* 1 if nothing can be written in .metamori: a read-only file system, no
- * write permission, or a disk too full for SQLite's WAL index (-shm, 32 KiB
- * at first). Reading must still work there. */
+/* Why nothing can be written in .metamori (an errno: EROFS, EACCES or
+ * ENOSPC for a disk too full for SQLite's WAL index, -shm, 32 KiB at
+ * first), or 0 if it can. Reading must still work there, and a refused
+ * write must name the real cause. */
 static int store_unwritable(mtm_store *s)
 {
 	struct statvfs vfs;
 	if (faccessat(s->dirfd, ".", W_OK, AT_EACCESS))
-		return 1;
+		return errno == EROFS || errno == EACCES || errno == EPERM ? errno : EACCES;
 	if (fstatvfs(s->dirfd, &vfs))
 		return 0;
 	if (vfs.f_flag & ST_RDONLY)
-		return 1;
+		return EROFS;
 	uint64_t avail = (uint64_t)(geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail) * vfs.f_frsize;
-	return avail < (256u << 10);
+	return avail < (256u << 10) ? ENOSPC : 0;
 }
 
 /* "file:" URI of path, percent-encoding what a URI gives meaning to. */
@@ -79,7 +80,7 @@ static void uri_of(char *out, size_t cap, const char *path, const char *query)
  * SQLite then needs no -shm file and takes no lock (there is nothing to
  * write them to). With one (a writer elsewhere, or one that died), mode=ro
  * reads it through an existing -shm. */
-static int open_db_readonly(mtm_store *s, const char *path)
+static int open_db_readonly(mtm_store *s, const char *path, int why)
 {
 	struct stat st;
 	int has_wal = !fstatat(s->dirfd, "index.db-wal", &st, AT_SYMLINK_NOFOLLOW) && st.st_size > 0;
@@ -96,7 +97,7 @@ static int open_db_readonly(mtm_store *s, const char *path)
 	if (err)
 		return mtm_set_error(err == MTM_ECORRUPT ? MTM_EFOREIGN : err, "%s: %s", path,
 		                     err == MTM_ECORRUPT ? "not a metamori index (or damaged)" : mtm_last_error());
-	s->readonly = 1;
+	s->readonly = why;
 	return 0;
 }
 
@@ -104,8 +105,9 @@ static int open_db(mtm_store *s, int create)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/.metamori/index.db", s->root);
-	if (!create && store_unwritable(s))
-		return open_db_readonly(s, path);
+	int why = create ? 0 : store_unwritable(s);
+	if (why)
+		return open_db_readonly(s, path, why);
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
 	/* the index's file I/O goes through our fault points too (io/sqlite_vfs.c) */
 	int rc = sqlite3_open_v2(path, &s->db, flags, io_sqlite_vfs());

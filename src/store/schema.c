@@ -65,7 +65,7 @@ static const char *schema_sql =
 	" files_added INTEGER NOT NULL, files_changed INTEGER NOT NULL, files_removed INTEGER NOT NULL,"
 	" bytes_changed INTEGER NOT NULL, bytes_stored INTEGER NOT NULL, entries INTEGER NOT NULL,"
 	" tree_bytes INTEGER NOT NULL, regions INTEGER NOT NULL DEFAULT 0, region_bytes INTEGER NOT NULL DEFAULT 0,"
-	" region_bytes_changed INTEGER NOT NULL DEFAULT 0, tracked INTEGER, pause_ns INTEGER);"
+	" region_bytes_changed INTEGER NOT NULL DEFAULT 0, tracked INTEGER, pause_ns INTEGER, root_mode INTEGER);"
 	"CREATE INDEX checkpoint_by_branch ON checkpoint(branch, id);"
 	"CREATE INDEX checkpoint_by_parent ON checkpoint(parent);"
 	/* a branch is a chain of checkpoints that forks from parent_branch after checkpoint fork */
@@ -147,7 +147,9 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
  *          unknown, which is not the same as "scanned, no pause";
  *  6 -> 7: entry_log (an empty log means what format 6 meant);
  *  7 -> 8: statcache's nine stat columns become one BLOB, st (every row
- *          kept: mtm_statblob, below, packs them). */
+ *          kept: mtm_statblob, below, packs them);
+ *  8 -> 9: the checkpoint's root_mode, NULL in older rows: not recorded
+ *          (a restore leaves the root's mode as it is). */
 static const char *const upgrade_sql[] = {
 	[1] = BLOCK_LOG_SQL,
 	[2] = REGION_SQL "ALTER TABLE checkpoint ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
@@ -167,6 +169,7 @@ static const char *const upgrade_sql[] = {
 	      "INSERT INTO statcache8 SELECT path, ver, mtm_statblob(size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy)"
 	      " FROM statcache;"
 	      "DROP TABLE statcache; ALTER TABLE statcache8 RENAME TO statcache;",
+	[8] = "ALTER TABLE checkpoint ADD COLUMN root_mode INTEGER;",
 };
 
 /* mtm_statblob(size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy):

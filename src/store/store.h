@@ -15,7 +15,7 @@
 #include "metamori.h"
 
 #define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
-#define MTM_FORMAT_VERSION 8
+#define MTM_FORMAT_VERSION 9
 #define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
 #define MTM_BLOCK 4096
 #define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */
@@ -58,9 +58,10 @@ struct mtm_store {
 	                              * fine timestamps from the kernel clock, else -1 */
 	struct mtm_region *regions;  /* mtm_protect: memory saved with each checkpoint (region.h) */
 	size_t n_regions;
-	/* The store cannot be written (read-only file system, no write
-	 * permission, a full disk): the index was opened read-only and nothing
-	 * may write (store_lock refuses; close folds no WAL). */
+	/* The store cannot be written, and why: EROFS, EACCES (no write
+	 * permission) or ENOSPC (a full disk); 0 if it can. The index was
+	 * opened read-only and nothing may write (store_lock refuses, naming
+	 * the cause; close folds no WAL). */
 	int readonly;
 	int unmirrored; /* store_unmirror done: not a mirror (any longer) */
 	mtm_progress_fn progress;    /* mtm_set_progress: long reads (verify --data) */

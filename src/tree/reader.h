@@ -23,6 +23,15 @@
  * stored is what was hashed even if the file is written meanwhile; a file
  * shortened under the mapping raises SIGBUS, which the handler turns into
  * the short read a pread would have given.
+ *
+ * A cached window that is read rather than mapped (pick mode, below) by a
+ * reader with a helper thread (not one_thread: a scan's) is read into a
+ * window buffer on both threads, each its half, read and hashed a piece at
+ * a time, and its pieces are served from it as from a mapping. On a
+ * loaded PVM guest, W1 whose files were cached in small folios (as they
+ * are after some rewrites) took 0.56-0.60x the CPU and 0.59-0.68x the wall
+ * this way than mapped; freshly written files (2 MiB folios) about the
+ * same either way (BENCHMARKS-ARCHIVE.md S31).
  */
 #ifndef MTM_TREE_READER_H
 #define MTM_TREE_READER_H
@@ -70,6 +79,10 @@ typedef struct scan_reader {
 	int64_t win_off;
 	size_t win_len;
 	unsigned char *win;
+	/* a cached window read rather than mapped, on two threads (not
+	 * one_thread), is read into this buffer (MAP_WINDOW bytes) and win
+	 * points at it: its pieces are served from it as from a mapping */
+	unsigned char *wbuf;
 	uint64_t *win_h;         /* the hashes of win's blocks (MAP_WINDOW / MTM_BLOCK) */
 	struct hash_helper *hh;  /* the thread hashing part of a big window, once one came */
 	int one_thread;          /* never that thread: the caller's CPU time counts, not its wait (a
@@ -83,7 +96,12 @@ typedef struct scan_reader {
 	 * cached 128 MiB file took 71-92 ms of CPU, reading and hashing it
 	 * 12-15 ms; on the one before, mapped was the cheaper (this header,
 	 * above). A session's compare ahead reads ~150 MiB a checkpoint under
-	 * pgbench, so it picks; a scan maps. */
+	 * pgbench, so it picks; so does a scan (S31: W1's windows mapped cost
+	 * 0.06-0.2 ns of CPU a byte in 2 MiB folios and 0.5-0.9 in small ones,
+	 * read 0.05-0.14 either way). A mapped window's cost is both threads'
+	 * CPU, mapping, hashing and unmapping; a read one's both threads' too,
+	 * reading and hashing (the helper's start and the buffer's faults are
+	 * paid once, and counted in neither). */
 	int pick;
 	double map_cost, read_cost; /* ns of CPU per byte, smoothed; 0: not timed yet */
 	unsigned windows;           /* cached windows picked for */
@@ -115,6 +133,7 @@ void reader_free(scan_reader *rd);
 /* For tests: mtm_set_mapped_reads(1) installs its handler again (taking
  * the one there now as the one to pass other faults to). */
 void reader_forget_handler(void);
-/* For tests: called with the window just mapped (NULL: nothing). */
+/* For tests: called with the window just mapped, or with win NULL before
+ * a window is read into the buffer (NULL: nothing). */
 extern void (*reader_mapped_hook)(int fd, const unsigned char *win, size_t len);
 #endif

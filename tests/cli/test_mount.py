@@ -98,6 +98,9 @@ def test_mount_every_checkpoint():
         c = T.checkpoint(root)
         T.assert_same(T.manifest(root), T.manifest(os.path.join(mnt, str(c))), "checkpoint made while mounted")
         expect(not os.path.exists(os.path.join(mnt, "99")), "a checkpoint that does not exist")
+        # one name a checkpoint: " 1" was checkpoint 1 too (strtoll skips blanks)
+        for alias in (" 1", "\t1", "+1", "01"):
+            expect(not os.path.exists(os.path.join(mnt, alias)), "%r: another name for checkpoint 1" % alias)
     finally:
         unmount(mnt)
     expect(not mounted(mnt), "still mounted")

@@ -138,6 +138,40 @@ def test_exit_codes():
     expect(rc == 7, "the command's own status: %d" % rc)
 
 
+def test_status_reports_all_it_can_read():
+    """A file status cannot read (its stat changed, so its content must be
+    compared) does not hide the rest: every other change is listed, in
+    order, then one error line names the file (a checkpoint would fail on
+    it), exit 1. Status stopped at the first such file."""
+    import shutil
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        T.skip_part("the unreadable file", "root without setpriv cannot test permissions")
+        return
+    root = os.path.realpath(store())
+    pre = []
+    if os.geteuid() == 0:  # as a normal user: root reads anything
+        pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    for n in ("b", "c", "e"):
+        write(root, n, n.encode())
+    if pre:
+        subprocess.run(["chown", "-R", "65534:65534", root], check=True)
+    subprocess.run(pre + [os.path.abspath(T.METAMORI), "-C", root, "checkpoint", "-q"], check=True, capture_output=True)
+    write(root, "b", b"bb")
+    write(root, "d", b"new")
+    for n in ("c", "e"):
+        os.chmod(os.path.join(root, n), 0)
+    for mode, out_want in (([], b"M b (2 B)\nA d\n"), (["-z"], b"M b\0A d\0")):
+        for cmd in (["status"], ["diff", "1"]):
+            p = subprocess.run(pre + [os.path.abspath(T.METAMORI), "-C", root] + cmd + mode, capture_output=True)
+            expect(p.returncode == 1 and p.stdout == out_want and
+                   p.stderr == b"metamori: c: Permission denied (1 more file could not be read)\n",
+                   "%r: %d %r %r" % (cmd + mode, p.returncode, p.stdout, p.stderr))
+    os.chmod(os.path.join(root, "e"), 0o644)
+    p = subprocess.run(pre + [os.path.abspath(T.METAMORI), "-C", root, "status"], capture_output=True)
+    expect(p.returncode == 1 and p.stdout == b"M b (2 B)\nA d\n" and p.stderr == b"metamori: c: Permission denied\n",
+           "one unreadable: %d %r %r" % (p.returncode, p.stdout, p.stderr))
+
+
 def log_rows(root, *args):
     """(mark, depth, id, rest) of each line of metamori log."""
     rows = []
@@ -173,6 +207,10 @@ def test_log_n_and_branches_in_id_order():
     expect(len(log_rows(root, "-n", "100")) == 6, "-n past the count")
     rc, _, err = raw(["-C", root, "log", "-n", "0"])
     expect(rc == 1 and err == b"metamori: -n: needs a whole number of at least 1\n", err)
+    # strtoull's leniency is no number: " -1" was every checkpoint, " 2" and "+2" were 2
+    for bad in (" -1", " 2", "+2", "2 ", "0x2"):
+        rc, _, err = raw(["-C", root, "log", "-n", bad])
+        expect(rc == 1 and err == b"metamori: -n: needs a whole number of at least 1\n", "-n %r: %r" % (bad, err))
 
 
 def test_wording():
@@ -319,4 +357,4 @@ if __name__ == "__main__":
     T.main([test_json_on_every_reporting_command, test_nul_separated_paths, test_quoting_on_the_terminal,
             test_exit_codes, test_log_n_and_branches_in_id_order, test_wording, test_many_excludes,
             test_tag_needs_force_to_move, test_errors_escape_names, test_each_error_line_is_one_write,
-            test_unwritable_stdout_fails])
+            test_unwritable_stdout_fails, test_status_reports_all_it_can_read])

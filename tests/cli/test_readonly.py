@@ -14,7 +14,7 @@ import sys
 import mtmtest as T
 from clilib import as_json, expect, ok, raw
 
-WRITE_REFUSED = "the store cannot be written (read-only file system, no write permission or a full disk)"
+WRITE_REFUSED = "the store cannot be written"
 
 
 def sh(args):
@@ -112,6 +112,9 @@ def test_read_only_and_full():
             except OSError:
                 pass
         readers_work(root, "full disk")
+        rc, _, err = raw(["-C", root, "tag", "1", "x"])
+        expect(rc == 1 and err.decode() == "metamori: %s/.metamori: %s: No space left on device\n"
+               % (os.path.realpath(root), WRITE_REFUSED), err)
     finally:
         sh(["umount", "-l", fs])
 

@@ -99,6 +99,7 @@ def test_log_says_how_each_checkpoint_was_made():
     db = sqlite3.connect(os.path.join(root, ".metamori", "index.db"))
     db.execute("ALTER TABLE checkpoint DROP COLUMN tracked")
     db.execute("ALTER TABLE checkpoint DROP COLUMN pause_ns")
+    T.checkpoint_to_format_8(db)
     T.statcache_to_format_7(db)
     db.execute("INSERT INTO entry SELECT * FROM entry_log")  # (where format 6 kept them)
     db.execute("DROP TABLE entry_log")

@@ -182,6 +182,7 @@ def test_rename_prune_and_removal(root):
 def downgrade_to_4(root):
     # (format 6 kept a scan's entry rows in entry; format 7 the stat cache as nine columns)
     c = sqlite3.connect(db(root))
+    T.checkpoint_to_format_8(c)
     T.statcache_to_format_7(c)
     c.commit()
     c.close()
@@ -201,7 +202,7 @@ def test_upgrade_from_format_4(root):
     h.checkpoint()
     downgrade_to_4(root)
     T.run(["-C", root, "log"])
-    expect(T.index_value(root, "PRAGMA user_version") == 8, "upgraded to format 8 (through 5, 6 and 7)")
+    expect(T.index_value(root, "PRAGMA user_version") == 9, "upgraded to format 9 (through 5, 6, 7 and 8)")
     expect(T.index_value(root, "SELECT count(*) FROM blockhash") == 0, "an empty table")
     h.check()
     T.patch_file(os.path.join(root, "big"), 9 * BLOCK, block_data(9))

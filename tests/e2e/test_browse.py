@@ -94,6 +94,13 @@ def test_errors():
     expect(err_line(["-C", root, "ls", str(c1), "../etc"]) ==
            "metamori: ../etc: a path in a checkpoint may not contain '..'", "ls ..")
     expect(err_line(["-C", root, "ls", "9"]) == "metamori: checkpoint 9: no such checkpoint", "ls 9")
+    # a path is named as it was given: "/etc/passwd" was "etc/passwd", as if the tree had been looked in for that
+    for args, why in ((["cat", str(c2), "/etc/passwd"], "not in checkpoint %d" % c2),
+                      (["cat", str(c1), "/src/"], "is a directory in checkpoint %d" % c1),
+                      (["cat", str(c1), "/link"], "not a regular file in checkpoint %d" % c1),
+                      (["ls", str(c1), "/nope"], "not in checkpoint %d" % c1),
+                      (["ls", str(c1), "./nope//x"], "not in checkpoint %d" % c1)):
+        expect(err_line(["-C", root] + args) == "metamori: %s: %s" % (args[2], why), "%r" % args)
     expect(err_line(["-C", root, "cat", str(c1)]) == "metamori: cat: usage: metamori cat ID PATH", "cat usage")
     expect(err_line(["-C", root, "ls"]) == "metamori: ls: usage: metamori ls ID [PATH] [--json]", "ls usage")
 

@@ -75,6 +75,12 @@ def test_unknown_command_option_and_ids(root):
     expect(err_line(["-C", root, "restore", "9"]) == "metamori: checkpoint 9: no such checkpoint", "restore 9")
     expect(err_line(["-C", root, "restore", "abc"]) == "metamori: abc: no such checkpoint or tag", "restore abc")
     expect(err_line(["-C", root, "diff", "7"]) == "metamori: checkpoint 7: no such checkpoint", "diff 7")
+    # an id is digits only: " 1" and "+1" were checkpoint 1 (strtoll skips blanks and takes a sign)
+    for bad in (" 1", "+1", "\t1", "1 ", "-1", "0x1"):
+        expect(err_line(["-C", root, "cat", bad, "f"]) ==
+               "metamori: %s: no such checkpoint or tag" % bad.replace("\t", "\\t"),
+               "cat %r" % bad)
+    expect(T.run(["-C", root, "cat", "01", "f"]).stdout == "hi", "cat 01 (leading zeros are still the number)")
     expect(err_line(["-C", root, "checkpoint", "--bogus"]) ==
            "metamori: checkpoint: bad option (see 'metamori checkpoint --help')", "bad option")
     expect(T.store_state(root) == before_store, "a failed command changed the store")
@@ -94,11 +100,21 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
-FORMAT = 8  # the store format this Metamori writes (src/store/store.h)
+FORMAT = 9  # the store format this Metamori writes (src/store/store.h)
+
+def downgrade_to_8(db):
+    """Turns a format 9 index into what format 8 wrote: no root_mode."""
+    c = sqlite3.connect(db)
+    T.checkpoint_to_format_8(c)
+    c.execute("PRAGMA user_version=8")
+    c.commit()
+    c.close()
+
 
 def downgrade_to_7(db):
-    """Turns a format 8 index into what format 7 wrote: the stat cache's
+    """Turns a format 9 index into what format 7 wrote: the stat cache's
     nine stat columns (every row kept)."""
+    downgrade_to_8(db)
     c = sqlite3.connect(db)
     T.statcache_to_format_7(c)
     c.execute("PRAGMA user_version=7")
@@ -107,7 +123,7 @@ def downgrade_to_7(db):
 
 
 def downgrade_to_6(db):
-    """Turns a format 8 index into what format 6 wrote: no entry_log (its
+    """Turns a format 9 index into what format 6 wrote: no entry_log (its
     rows, if any, where format 6 kept them: in entry)."""
     downgrade_to_7(db)
     c = sqlite3.connect(db)
@@ -117,7 +133,7 @@ def downgrade_to_6(db):
 
 
 def downgrade_to_3(db):
-    """Turns a format 8 index into what format 3 wrote: one signed count of
+    """Turns a format 9 index into what format 3 wrote: one signed count of
     nanoseconds for the mtime, no rdev, no xattrs (and no blockhash, format
     5's, nor the checkpoint's tracked and pause_ns, format 6's, nor
     entry_log, format 7's)."""
@@ -192,6 +208,27 @@ def test_upgrade_from_format_6(root):
     h.checkpoint()
     h.check()
     T.run(["-C", root, "verify", "--data"])
+
+
+@with_store
+def test_upgrade_from_format_8(root):
+    """A format 8 store (no root_mode) is upgraded in place by the first
+    command that opens it; its checkpoints did not record the root's mode,
+    so a restore of one leaves the root as it is, and the next checkpoint
+    records it."""
+    T.init(root)
+    T.write_file(os.path.join(root, "a"), b"a")
+    os.chmod(root, 0o750)
+    T.checkpoint(root)
+    c = upgraded(root, downgrade_to_8, 8)
+    expect(c.execute("SELECT root_mode FROM checkpoint").fetchall() == [(None,)], "old rows: NULL")
+    c.close()
+    os.chmod(root, 0o705)
+    T.write_file(os.path.join(root, "a"), b"b")
+    T.run(["-C", root, "restore", "--discard", "1"])
+    expect(os.stat(root).st_mode & 0o7777 == 0o705, "a format 8 checkpoint set the root's mode")
+    ck = T.checkpoint(root)
+    expect(T.index_value(root, "SELECT root_mode FROM checkpoint WHERE id=%d" % ck) == 0o705, "recorded after")
 
 
 @with_store
@@ -401,5 +438,6 @@ def test_help_everywhere():
 if __name__ == "__main__":
     T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
             test_upgrade_from_format_3, test_upgrade_from_format_6, test_upgrade_from_format_7,
+            test_upgrade_from_format_8,
             test_newer_foreign_damaged_index, test_pack_write_fails_part_way, test_more_block_rows_than_held,
             test_dash_c_takes_relative_directories_from_dir, test_help_everywhere])

@@ -578,6 +578,32 @@ def test_long_path():
     T.assert_same(want, got, "long path (in place)")
 
 
+def test_root_mode():
+    """The root directory's own mode is part of the tree: a private tree
+    (0750) comes back 0750, in place after a chmod and --to (which made it
+    0700 whatever it had been: a shared tree came back private, a private
+    one readable by the group no more than before, but neither as it was).
+    It was not recorded (FORMAT.md before format 9)."""
+    for mode in (0o750, 0o755, 0o1770):
+        root = T.tempdir()
+        T.init(root)
+        T.write_file(os.path.join(root, "f"), b"f")
+        os.chmod(root, mode)
+        ck = T.checkpoint(root)
+        to = os.path.join(T.tempdir(), "out")
+        T.restore(root, ck, to=to)
+        expect(stat.S_IMODE(os.stat(to).st_mode) == mode, "--to: %o, not %o" % (os.stat(to).st_mode, mode))
+        os.chmod(root, 0o700)
+        T.write_file(os.path.join(root, "f"), b"changed")  # (so that the restore has work to do)
+        T.restore(root, ck)
+        expect(stat.S_IMODE(os.stat(root).st_mode) == mode, "in place: %o, not %o" % (os.stat(root).st_mode, mode))
+        # a partial restore leaves the root's mode alone
+        os.chmod(root, 0o700)
+        T.write_file(os.path.join(root, "f"), b"changed again")
+        T.run(["-C", root, "restore", "--discard", str(ck), "--", "f"])
+        expect(stat.S_IMODE(os.stat(root).st_mode) == 0o700, "a partial restore set the root's mode")
+
+
 def cycle_store(sql):
     r = T.tempdir()
     T.init(r)
@@ -612,7 +638,7 @@ if __name__ == "__main__":
              test_device_nodes, test_far_times, test_everything_together, test_target_without_xattrs_warns_once,
              test_fifo_ignore_file_does_not_block,
              test_pack_replaced_by_fifo, test_intent_replaced_by_fifo, test_sparse_file_is_cheap,
-             test_nested_store, test_long_path, test_history_cycles_refused]
+             test_nested_store, test_long_path, test_history_cycles_refused, test_root_mode]
     only = sys.argv[1:]
     if only:
         tests = [t for t in tests if t.__name__ in only]

@@ -357,6 +357,12 @@ def statcache_row(root, path):
     return dict(fields, ver=r[0]) if fields is not None else None
 
 
+def checkpoint_to_format_8(con):
+    """In an open connection to a format 9 index: the checkpoint table as
+    format 8 kept it (no root_mode). The caller sets user_version."""
+    con.execute("ALTER TABLE checkpoint DROP COLUMN root_mode")
+
+
 def statcache_to_format_7(con):
     """In an open connection to a format 8 index: the stat cache as format 7
     kept it (nine columns), every row kept. The caller sets user_version."""

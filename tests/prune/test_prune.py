@@ -385,6 +385,15 @@ def test_errors():
             (["--keep-hourly", "-2"], "metamori: --keep-hourly: needs a whole number of at least 1"),
             (["--keep-daily", ""], "metamori: --keep-daily: needs a whole number of at least 1"),
             (["--keep-last", "1", "--gc-threshold", "101"], "metamori: --gc-threshold: needs a percentage from 0 to 100"),
+            # only plain decimals: strtol/strtod took blanks, signs, hex and nan
+            (["--keep-last", " 1"], "metamori: --keep-last: needs a whole number of at least 1"),
+            (["--keep-last", "+1"], "metamori: --keep-last: needs a whole number of at least 1"),
+            (["--keep-every", " 5m"], "metamori: --keep-every: needs a duration such as 90s, 15m, 6h, 2d or 1w"),
+            (["--keep-every", "0x10"], "metamori: --keep-every: needs a duration such as 90s, 15m, 6h, 2d or 1w"),
+            (["--keep-every", "1e3"], "metamori: --keep-every: needs a duration such as 90s, 15m, 6h, 2d or 1w"),
+            (["--keep-last", "1", "--gc-threshold", "nan"], "metamori: --gc-threshold: needs a percentage from 0 to 100"),
+            (["--keep-last", "1", "--gc-threshold", " 5"], "metamori: --gc-threshold: needs a percentage from 0 to 100"),
+            (["--keep", " 1"], "metamori:  1: no such checkpoint or tag"),
             (["--keep-last", "1", "extra"], "metamori: extra: unexpected argument (see 'metamori prune --help')"),
             (["--bogus"], "metamori: prune: bad option (see 'metamori prune --help')"),
         ]

@@ -6,6 +6,7 @@ runs); a store writable by group or others, or owned by another user, is
 refused with one clear error line."""
 import os
 import random
+import shutil
 import stat
 import subprocess
 
@@ -149,5 +150,41 @@ def test_refuses_open_store():
         T.rmtree(base)
 
 
+def test_unwritable_store_says_why():
+    """A store its owner may not write (.metamori mode 0500) refuses a
+    checkpoint with the real cause: "Permission denied". It said "Read-only
+    file system" whatever the cause was."""
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        T.skip_part("the unwritable store", "root without setpriv cannot test permissions")
+        return
+    base = T.tempdir("mtm-perm-")
+    try:
+        root = os.path.realpath(os.path.join(base, "t"))
+        os.makedirs(root)
+        T.write_file(os.path.join(root, "f"), b"data")
+        pre = []
+        if os.geteuid() == 0:  # as a normal user: root may write anywhere
+            subprocess.run(["chown", "-R", "65534:65534", base], check=True)
+            pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        as_user = lambda args: subprocess.run(pre + [T.METAMORI, "-C", root] + args, capture_output=True, text=True)
+        for args in (["init"], ["checkpoint", "-q"]):
+            p = as_user(args)
+            if p.returncode:
+                raise T.Failure("%s failed: %s" % (args[0], p.stderr))
+        T.write_file(os.path.join(root, "f"), b"changed")
+        os.chmod(os.path.join(root, ".metamori"), 0o500)
+        for args in (["checkpoint"], ["tag", "1", "x"]):
+            line = rlib.one_error_line(as_user(args), "unwritable store: " + args[0])
+            want = "metamori: %s/.metamori: the store cannot be written: Permission denied" % root
+            if line != want:
+                raise T.Failure("expected %r, got %r" % (want, line))
+        if as_user(["log"]).returncode:
+            raise T.Failure("log of an unwritable store failed")
+    finally:
+        os.chmod(os.path.join(root, ".metamori"), 0o700)
+        T.rmtree(base)
+
+
 if __name__ == "__main__":
-    T.main([test_modes_whatever_the_umask, test_wal_and_shm_modes_while_open, test_refuses_open_store])
+    T.main([test_modes_whatever_the_umask, test_wal_and_shm_modes_while_open, test_refuses_open_store,
+            test_unwritable_store_says_why])

@@ -455,6 +455,14 @@ def test_partial_restore_in_place_and_to():
     expect(rlib.one_error_line(p, "missing path") ==
            "metamori: nowhere.txt: not in checkpoint %d, nor in the tree" % c1, p.stderr)
     expect(p.stdout == "" and log_ids(root) == ids, "a refused path was saved first: %r %r" % (p.stdout, log_ids(root)))
+    # named as given, leading slash and all
+    p = mtm(["-C", root, "restore", str(c1), "--", "/tmp/nowhere.txt"])
+    expect(rlib.one_error_line(p, "missing absolute path") ==
+           "metamori: /tmp/nowhere.txt: not in checkpoint %d, nor in the tree" % c1, p.stderr)
+    p = mtm(["-C", root, "restore", str(c1), "--to", to, "--", "/nowhere.txt"])
+    expect(rlib.one_error_line(p, "missing path, --to") ==
+           "metamori: /nowhere.txt: not in checkpoint %d" % c1, p.stderr)
+    expect(not os.path.exists(to), "a refused restore --to made its directory")
     p = mtm(["-C", root, "restore", str(c1), "--"])
     expect(rlib.one_error_line(p, "no paths") == "metamori: restore: '--' must be followed by the paths to restore",
            p.stderr)

@@ -101,9 +101,11 @@ def test_errors():
     p = T.run_fail(["-C", root, "run"], env=ENV)
     if p.stderr.strip() != "metamori: run: no command given (see 'metamori run --help')":
         raise T.Failure("unexpected error: %r" % p.stderr)
-    p = T.run_fail(["-C", root, "run", "--every", "0", "true"], env=ENV)
-    if p.stderr.strip() != "metamori: run: --every needs a positive number of seconds":
-        raise T.Failure("unexpected error: %r" % p.stderr)
+    # only plain decimals: strtod took blanks, signs, hex, exponents and nan
+    for bad in ("0", " 5", "+5", "0x10", "1e1", "nan", "5."):
+        p = T.run_fail(["-C", root, "run", "--every", bad, "true"], env=ENV)
+        if p.stderr.strip() != "metamori: run: --every needs a positive number of seconds":
+            raise T.Failure("--every %r: unexpected error: %r" % (bad, p.stderr))
     env = dict(os.environ, METAMORI_PRELOAD="/nonexistent/libx.so")
     p = T.run_fail(["-C", root, "run", "true"], env=env)
     if p.stderr.strip() != "metamori: run: /nonexistent/libx.so: No such file or directory":
