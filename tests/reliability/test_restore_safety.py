@@ -317,6 +317,40 @@ def test_read_only_directory_is_opened_and_closed():
     expect(not os.path.exists(os.path.join(root, INTENT)), "intent left")
 
 
+def test_discard_rewrites_an_unreadable_file():
+    """restore --discard over a file its owner made unreadable (mode 0):
+    the file is written whole, with its mode, instead of being read to
+    compare it. The restore failed with 'b: Permission denied', so the tree
+    could not be put back at all. Without --discard, saving the tree first
+    fails on that file, and the tree is not changed."""
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        print("  SKIPPED: root without setpriv cannot test permissions")
+        raise SystemExit(77)
+    base = T.tempdir("mtm-unread-")
+    root = os.path.join(base, "t")
+    os.mkdir(root)
+    pre = []
+    if os.geteuid() == 0:  # as a normal user: root reads anything
+        subprocess.run(["chown", "-R", "65534:65534", base], check=True)
+        pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    as_user = lambda *args: subprocess.run(pre + [T.METAMORI, "-C", root] + list(args), capture_output=True, text=True)
+    as_user("init")
+    subprocess.run(pre + ["sh", "-c", "echo a > a; echo b > b; chmod 644 a b"], cwd=root, check=True)
+    expect(as_user("checkpoint", "-q").returncode == 0, "checkpoint")
+    subprocess.run(pre + ["sh", "-c", "echo a2 > a; chmod 0 b"], cwd=root, check=True)
+    p = as_user("restore", "1")
+    expect(p.returncode == 1 and "saving it first failed" in p.stderr, "restore without --discard: %r" % p.stderr)
+    expect(os.stat(os.path.join(root, "b")).st_mode & 0o7777 == 0, "the refused restore changed b")
+    p = as_user("restore", "--discard", "1")
+    expect(p.returncode == 0, "restore --discard over an unreadable file failed: %s" % p.stderr.strip())
+    expect(os.stat(os.path.join(root, "b")).st_mode & 0o7777 == 0o644, "b's mode")
+    for n, want in (("a", b"a\n"), ("b", b"b\n")):
+        with open(os.path.join(root, n), "rb") as f:
+            expect(f.read() == want, n)
+    expect(as_user("status").stdout.startswith("nothing changed"), "status after")
+    T.rmtree(base)
+
+
 def test_full_disk_is_refused_before_any_change():
     if os.geteuid() != 0:
         print("  SKIPPED: mounting a small tmpfs needs root")
@@ -499,8 +533,9 @@ ALL = ["test_unsaved_work_is_saved_first", "test_no_save_when_the_tree_is_the_he
        "test_abort_puts_the_tree_back", "test_intent_of_an_older_version", "test_other_types_in_the_way",
        "test_read_only_directory_is_opened_and_closed", "test_full_disk_is_refused_before_any_change",
        "test_stray_temporaries_are_removed", "test_partial_restore_in_place_and_to",
-       "test_immutable_and_append_only_are_refused_before_any_change", "test_restore_to_refuses_the_store"]
-ALONE = ["test_full_disk_is_refused_before_any_change", "test_read_only_directory_is_opened_and_closed",
+       "test_immutable_and_append_only_are_refused_before_any_change", "test_restore_to_refuses_the_store",
+       "test_discard_rewrites_an_unreadable_file"]
+ALONE = ["test_discard_rewrites_an_unreadable_file", "test_full_disk_is_refused_before_any_change", "test_read_only_directory_is_opened_and_closed",
          "test_immutable_and_append_only_are_refused_before_any_change"]
 
 if __name__ == "__main__":
