@@ -143,6 +143,17 @@ void io_sqlite_link(sqlite3 *db);
 /* The pragma that maps a connection's index.db for reading (up to 1 GiB),
  * or NULL when this process reads its index with copies (io_index_map). */
 const char *io_sqlite_map_pragma(void);
+/* A connection's WAL, room ahead (issue 21): a commit that writes past
+ * the WAL file's end makes its sync commit the file system's journal too
+ * (the new size and blocks), a second device flush on the path a
+ * checkpoint's caller waits on; frames written over blocks the file has
+ * are synced without it. io_sqlite_wal_short: 1 if the WAL (with a
+ * header) is shorter than its frames up to end_frames and room_frames
+ * more. io_sqlite_wal_reserve: makes it hold end_frames (zeros past its
+ * end, synced); the caller holds the WAL's write lock (a write transaction
+ * begun), so that no frame can be written there meanwhile. 0 or EIO. */
+int io_sqlite_wal_short(sqlite3 *db, int64_t end_frames, int64_t room_frames);
+int io_sqlite_wal_reserve(sqlite3 *db, int64_t end_frames);
 /* Trace hooks for I/O done outside this file (the SQLite VFS shim). */
 void io_trace_write(const char *path, const void *buf, size_t len, int64_t off);
 void io_trace_truncate(const char *path, int64_t len);

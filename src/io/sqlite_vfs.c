@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sqlite3.h>
 #include "io/io.h"
@@ -402,6 +403,71 @@ void io_sqlite_link(sqlite3 *db)
 	pf->peer = pw;
 	pw->peer = pf;
 	pw->gather = 1;
+}
+
+/* The WAL's handle of a connection (our shim), or NULL. */
+static shim_file *wal_of(sqlite3 *db)
+{
+	sqlite3_file *w = NULL;
+	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &w) != SQLITE_OK || !w ||
+	    w->pMethods != &shim_methods || !((shim_file *)w)->is_wal)
+		return NULL;
+	return (shim_file *)w;
+}
+
+/* The WAL's frame length (from its header: its page size) and its size; 0
+ * when it has no header yet (a new WAL: its first commit writes one). */
+static int wal_geometry(shim_file *p, sqlite3_int64 *frame, sqlite3_int64 *size)
+{
+	unsigned char h[32];
+	if (p->len || p->real->pMethods->xFileSize(p->real, size) != SQLITE_OK || *size < 32 ||
+	    p->real->pMethods->xRead(p->real, h, 32, 0) != SQLITE_OK)
+		return 0;
+	uint32_t magic = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+	uint32_t psz = (uint32_t)h[8] << 24 | (uint32_t)h[9] << 16 | (uint32_t)h[10] << 8 | h[11];
+	if ((magic & ~1u) != 0x377f0682u || psz < 512 || psz > 65536 || (psz & (psz - 1)))
+		return 0;
+	*frame = 24 + (sqlite3_int64)psz;
+	return 1;
+}
+
+int io_sqlite_wal_short(sqlite3 *db, int64_t end_frames, int64_t room_frames)
+{
+	shim_file *p = wal_of(db);
+	sqlite3_int64 frame, size;
+	if (!p || !wal_geometry(p, &frame, &size))
+		return 0;
+	return size < 32 + (end_frames + room_frames) * frame;
+}
+
+int io_sqlite_wal_reserve(sqlite3 *db, int64_t end_frames)
+{
+	shim_file *p = wal_of(db);
+	sqlite3_int64 frame, size;
+	if (!p || !wal_geometry(p, &frame, &size))
+		return 0;
+	sqlite3_int64 want = 32 + end_frames * frame;
+	if (size >= want)
+		return 0;
+	/* the zeros go where no frame is yet (past the file's end): nothing
+	 * SQLite reads from them is a frame (a frame needs the header's salts).
+	 * Each write is a fault point; the power-loss trace is told of them as
+	 * the file extended with zeros (one small record: the tests that read
+	 * the trace while the session writes it met megabytes of zeros) */
+	static const unsigned char zeros[64 << 10];
+	int rc = SQLITE_OK;
+	for (sqlite3_int64 off = size; rc == SQLITE_OK && off < want; off += (sqlite3_int64)sizeof zeros) {
+		int n = want - off < (sqlite3_int64)sizeof zeros ? (int)(want - off) : (int)sizeof zeros;
+		int e = io_fault(IO_WRITE);
+		p->dirty = 1;
+		rc = e > 0 && e != EINTR ? SQLITE_IOERR_WRITE : e == -1 ? SQLITE_FULL
+		     : p->real->pMethods->xWrite(p->real, zeros, n, off);
+	}
+	if (rc == SQLITE_OK) {
+		io_trace_truncate(p->name, want);
+		rc = x_sync(&p->base, SQLITE_SYNC_NORMAL);
+	}
+	return rc == SQLITE_OK ? 0 : EIO;
 }
 
 const char *io_sqlite_map_pragma(void)

@@ -195,3 +195,29 @@ void session_wal_restart(mtm_session *ss)
 		log_msg(MTM_LOG_DEBUG, "session: index WAL started over (idle)%s%s", rc ? ": " : "",
 		        rc ? mtm_last_error() : "");
 }
+
+void session_wal_reserve(mtm_session *ss)
+{
+	mtm_store *s = ss->s;
+	int64_t last = ss->wal_last;
+	/* short of room for another commit as large as the last */
+	if (ss->wal_end <= 0 || !io_sqlite_wal_short(s->db, ss->wal_end, last + 64))
+		return;
+	int64_t room = 4 * last < SESSION_WAL_ROOM_MIN ? SESSION_WAL_ROOM_MIN
+	               : 4 * last > SESSION_WAL_ROOM_MAX ? SESSION_WAL_ROOM_MAX : 4 * last;
+	if (room < last + 64)
+		return; /* a commit this large grows the file whatever is done */
+	int64_t t0 = now_ns();
+	if (store_lock(s))
+		return;
+	/* the WAL's write lock: no frame is written past its end meanwhile */
+	int rc = db_exec(s, "BEGIN IMMEDIATE");
+	if (!rc) {
+		rc = io_sqlite_wal_reserve(s->db, ss->wal_end + room);
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	store_unlock(s);
+	if (ss->debug)
+		log_msg(MTM_LOG_DEBUG, "session: index WAL: room for %lld frames made: %.2f ms%s", (long long)room,
+		        (double)(now_ns() - t0) / 1e6, rc ? " (failed)" : "");
+}

@@ -132,6 +132,8 @@ typedef struct mtm_session {
 	                          * would be millions of lines) */
 	int wal_frames;          /* frames in the index's WAL after the last commit (0: nothing to copy) */
 	int wal_copied;          /* the WAL was copied whole since: session_wal_restart starts it over */
+	int wal_end;             /* frames in the WAL after the last commit, copied or not (0: none yet) */
+	int wal_last;            /* frames the last commit that added to the WAL added */
 	/* the pre-copy made while the program runs, taken over by the next
 	 * checkpoint (tracked.c) */
 	change_set bg_cs;        /* the records the passes peeked */
@@ -329,6 +331,14 @@ void session_reap_logs(mtm_session *ss);
 void session_wal_maintain(mtm_session *ss, int idle);
 /* Idle, after session_wal_maintain: starts the copied WAL over (session.c). */
 void session_wal_restart(mtm_session *ss);
+/* After a checkpoint's answer: room in the WAL's file for the next
+ * commits, made when short (io_sqlite_wal_short: a commit past the file's
+ * end syncs the file system's journal too). Room for SESSION_WAL_ROOM_MIN
+ * frames, or 4 commits as large as the last, up to SESSION_WAL_ROOM_MAX
+ * (16 MiB: a larger commit, a scan's, grows the file as before). */
+#define SESSION_WAL_ROOM_MIN 512
+#define SESSION_WAL_ROOM_MAX 4096
+void session_wal_reserve(mtm_session *ss);
 /* Past this many rows kept (~150 bytes each), a checkpoint writes them in
  * its own commit. */
 #define SESSION_SC_KEPT_MAX 16384

@@ -129,7 +129,12 @@ static int wal_commit_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	(void)db;
 	(void)name;
-	((mtm_session *)arg)->wal_frames = frames;
+	mtm_session *ss = arg;
+	ss->wal_frames = frames;
+	/* (fewer than before: the WAL started over; the last size stands) */
+	if (frames > ss->wal_end)
+		ss->wal_last = frames - ss->wal_end;
+	ss->wal_end = frames;
 	return SQLITE_OK;
 }
 

@@ -371,6 +371,8 @@ static int tracked_checkpoint(mtm_session *ss, const mtm_checkpoint_opts *opts, 
 		answer(arg, rc, rc ? NULL : &ci);
 	int64_t te = now_ns();
 	tracked_end(&t, &cs, rc);
+	if (!rc)
+		session_wal_reserve(ss);
 	if (ss->debug)
 		log_msg(MTM_LOG_DEBUG, "session: after the answer: %.2f ms", (double)(now_ns() - te) / 1e6);
 	if (rc)

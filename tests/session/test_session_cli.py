@@ -635,6 +635,65 @@ def test_one_wal_sync_after_an_idle_copy():
     T.rmtree(root)
 
 
+def wal_frames_past_the_end(recs, start):
+    """The writes of the index's WAL at record start or later that hold a
+    frame or header (any byte not zero) and reach past the WAL file's end as
+    the records before them left it: [(off, len, end then)]."""
+    end, out = 0, []
+    for k, (op, path, _, off, n, data) in enumerate(recs):
+        if not path.endswith("/index.db-wal"):
+            continue
+        if op == "W":
+            if k >= start and off + n > end and any(data):
+                out.append((off, n, end))
+            end = max(end, off + n)
+        elif op == "T":
+            end = n
+        elif op in "UC":
+            end = 0
+    return out
+
+
+def test_commit_never_grows_the_wal():
+    """A tracked checkpoint's commit writes its frames over blocks the
+    index's WAL file already has. A commit past the file's end made its sync
+    commit the file system's journal too (the file's new size and blocks): a
+    second device flush on the path the caller waits on, at every checkpoint
+    less than a second after the one before (the WAL is then never copied
+    back and started over between them; issue 21, W2). The session makes
+    the room, zeros past the frames, after its answer. A session killed with
+    that room made loses nothing: the zeros are no frame."""
+    root = S.new_tree({"f": bytes(8 * 4096)})
+    ctl = T.tempdir("mtm-ctl-")
+    trace = os.path.join(T.tempdir("mtm-trace-"), "trace")
+    steps = 6
+    writes = [[(b * 4096, bytes([0x41 + i]) * 4096) for b in range(0, 8, 1 + i % 2)] for i in range(steps)]
+    env = dict(os.environ, METAMORI_TEST_IDLE_MS="600000", METAMORI_IO_TRACE=trace)  # never idle: no copy back
+    taken = []
+    with poker_session(root, ctl, writes, os.path.join(root, "f"), env=env) as sess:
+        poker_ready(ctl)
+        T.checkpoint(root, "session start")  # (the first one may scan, and its commit may grow the WAL)
+        start = len(T.read_trace(trace))
+        for i in range(steps):
+            poke_step(ctl, i)
+            taken.append(tracked_checkpoint(root, "c%d" % i))
+        recs = T.read_trace(trace)
+        os.kill(sess.pid, signal.SIGKILL)
+    grew = wal_frames_past_the_end(recs, start)
+    if grew:
+        raise T.Failure("%d writes of the checkpoints' commits grew the index's WAL (offset, length, its end "
+                        "then): %r" % (len(grew), grew[:6]))
+    wal = os.path.join(root, ".metamori", "index.db-wal")
+    if not os.path.exists(wal):
+        raise T.Failure("no WAL left by the killed session")
+    if [c["id"] for c in T.log_json(root)][-1] != taken[-1][0]:
+        raise T.Failure("checkpoint %d, committed before the session was killed, is gone" % taken[-1][0])
+    T.run(["-C", root, "verify", "--data"])
+    assert_restore_to(root, taken, "a WAL with room made past its frames")
+    T.rmtree(root)
+    T.rmtree(ctl)
+
+
 def test_block_log_read_before_the_merge():
     """A session's checkpoints leave their block rows in block_log until it
     is idle (FORMAT.md 3.5.1). Before the merge, every reader sees them:
@@ -1204,7 +1263,7 @@ def test_precopy_pass_fails():
         raise T.Failure("no injected read failed a pre-copy pass")
 
 if __name__ == "__main__":
-    T.main([test_index_wal_copied_back_when_idle, test_one_wal_sync_after_an_idle_copy, test_block_log_read_before_the_merge, test_entry_log_read_before_the_merge,
+    T.main([test_index_wal_copied_back_when_idle, test_one_wal_sync_after_an_idle_copy, test_commit_never_grows_the_wal, test_block_log_read_before_the_merge, test_entry_log_read_before_the_merge,
             test_stat_cache_rows_kept_until_idle,
             test_write_after_a_precopy_pass, test_block_written_back_after_a_checkpoint,
             test_exit_status, test_errors, test_quiet_still_says_a_failed_checkpoint, test_second_run_joins_and_restore_refused,
