@@ -64,11 +64,8 @@ int cli_parse_uint(const char *opt, const char *text, uint64_t min, uint64_t *ou
  * and more digits; 0 if it starts with none. strtoul and strtod also take
  * blanks, signs, hex, exponents, inf and nan, which no option means. */
 size_t cli_decimal_len(const char *text, int fraction);
-static inline int cli_is_decimal(const char *text, int fraction)
-{
-	size_t n = cli_decimal_len(text, fraction);
-	return n && !text[n];
-}
+/* 1 if the whole of text is such a decimal. */
+int cli_is_decimal(const char *text, int fraction);
 
 /* A JSON string on stdout (cli/json.c: valid UTF-8, bytes as \\udcNN). */
 void json_string(const char *s);

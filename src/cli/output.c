@@ -146,6 +146,12 @@ size_t cli_decimal_len(const char *text, int fraction)
 	return n;
 }
 
+int cli_is_decimal(const char *text, int fraction)
+{
+	size_t n = cli_decimal_len(text, fraction);
+	return n && !text[n];
+}
+
 int cli_parse_uint(const char *opt, const char *text, uint64_t min, uint64_t *out)
 {
 	char *end;
