@@ -222,6 +222,56 @@ def test_file_moved_in_while_open():
     s.verify()
 
 
+def test_file_moved_in_by_another_process():
+    """A traced process opens a file outside the tree; another traced
+    process moves it into the tree. After a checkpoint the first writes it
+    through its old fd (which its interposer never took for the tree's) and
+    through a new one opened under its name in the tree (which it did): the
+    watcher hears both writes from a traced pid with a record for the file,
+    so only the interposer can say the old fd's bytes (before, they were
+    missed)."""
+    s = Session({"keep": b"k"})
+    outside = T.tempdir("mtm-outside-")
+    os.chmod(outside, 0o777)
+    src = os.path.join(outside, "x")
+    s.inside("fa = os.open(%r, os.O_RDWR | os.O_CREAT, 0o644); os.pwrite(fa, b'A' * 12288, 0)" % src)
+    s.inside("subprocess.run([sys.executable, '-c', 'import os, sys; os.rename(sys.argv[1], sys.argv[2])', %r, P('x')],"
+             " check=True)" % src)
+    s.ck("moved in by another process")
+    s.inside("fb = os.open(P('x'), os.O_RDWR); os.pwrite(fb, b'BBBB', 0); os.pwrite(fa, b'CCCC', 8192)")
+    s.ck("written through both fds")
+    s.inside("os.write(fa, b'DDDD'); os.pwrite(fb, b'EEEE', 4096)")
+    s.ck("written through both fds again")
+    s.inside("os.close(fa); os.close(fb)")
+    s.stop()
+    s.verify()
+
+
+def test_outside_mapping_held_across_checkpoints():
+    """A process outside the session maps a file of the tree shared and
+    writable, closes its fd, and writes through the mapping while it holds
+    it across checkpoints: no write(2), and no event until the mapping goes
+    (FAN_CLOSE_WRITE). Each checkpoint must hold what was written before it
+    (before, the checkpoints made while it was held missed the writes; a
+    second write to a page already dirty moves no mtime either)."""
+    import mmap
+    s = Session({"g": b"G" * 12288, "h": b"H" * 100})
+    s.ck("first")
+    with open(s.P("g"), "r+b") as f:
+        held = mmap.mmap(f.fileno(), 0)
+    held[0:4] = b"ONE!"
+    s.ck("written, still mapped")
+    held[8:12] = b"TWO!"  # the same page, already dirty
+    held[8192:8196] = b"3333"
+    s.ck("written again, still mapped")
+    s.ck("nothing written, still mapped")
+    held[100:104] = b"LAST"
+    held.close()
+    s.ck("let go")
+    s.stop()
+    s.verify()
+
+
 def test_other_user():
     """Changes made by another user (nobody), through setpriv."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
@@ -1094,7 +1144,8 @@ test_inotify_watch_limit.system_wide = True
 
 def main():
     tests = [test_issue_example_plain_checkpoint_after_session, test_outside_write_same_file,
-             test_outside_changes_of_every_kind, test_outside_mmap_write, test_file_moved_in_while_open, test_other_user, test_double_forked_daemon,
+             test_outside_changes_of_every_kind, test_outside_mmap_write, test_outside_mapping_held_across_checkpoints, test_file_moved_in_while_open,
+             test_file_moved_in_by_another_process, test_other_user, test_double_forked_daemon,
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier,
              test_precopy_fds_only_for_the_same_file] + \
             [gap_test(h) for h in ("aio", "lio", "sys", "rawsys", "mixed", "procfd", "scm", "pidfd")] + \
