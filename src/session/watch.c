@@ -72,7 +72,16 @@ enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
  * test_file_let_go_unwritten_is_not_compared: a database a traced process
  * opened read-write and let go unwritten was read again whole at every
  * checkpoint). */
-enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8 };
+/* EV_OPEN (fanotify): a file of the tree opened, in any mode (fanotify
+ * does not say which), by a pid. A process outside the session can map a
+ * file it opened for writing, close the fd, and write through the mapping
+ * for as long as it likes: no event at all until the mapping goes. So a
+ * file opened by a writer the logs cannot vouch for is asked, at each
+ * barrier, whether anyone holds it open for writing (held_for_writing: a
+ * read lease is refused then, and a mapping holds its file open); while
+ * one does it is compared whole (w->held_w). tests/session
+ * test_outside_mapping_held_across_checkpoints. */
+enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8, EV_OPEN = 16 };
 /* The writers of one file kept per interval; past them the file is
  * compared whole. A database's busiest files are written by every backend
  * and its writer processes (pgbench -c 6: 8-10 pids), and each of them is
@@ -137,6 +146,9 @@ struct watcher {
 	int nmemo;
 	int marked;       /* a checkpoint compares files ahead (ahead.c): writes to them from here on are carried */
 	pathmap carry;    /* path -> 1: written after the mark by a writer no log explains: compared whole next time */
+	pathmap held_w;   /* fanotify: path -> 1: opened by a writer no log vouches for, perhaps still held for writing (EV_OPEN) */
+	int32_t self;     /* the session's pid: its own opens (compares) are not the tree's writers */
+	uint64_t probes;  /* held_for_writing asked (the debug log) */
 	const char *lost; /* events were lost since the last barrier: why */
 	char lost_why[128]; /* lost's text when it names an errno */
 	char lost_told[128]; /* the copy a change set keeps (lost_why is rewritten while it is used) */
@@ -165,8 +177,9 @@ void watch_stop(watcher *w)
 	if (!w)
 		return;
 	if (w->kind == W_FANOTIFY && w->ss && w->ss->debug)
-		log_msg(MTM_LOG_DEBUG, "session: watcher: %llu directory handles resolved, the cache emptied %llu times",
-		        (unsigned long long)w->resolved, (unsigned long long)w->emptied);
+		log_msg(MTM_LOG_DEBUG, "session: watcher: %llu directory handles resolved, the cache emptied %llu times; "
+		        "%llu files asked whether held for writing", (unsigned long long)w->resolved,
+		        (unsigned long long)w->emptied, (unsigned long long)w->probes);
 	if (w->fd >= 0)
 		close(w->fd);
 	for (size_t i = 0; i < w->marks.n; i++)
@@ -180,6 +193,7 @@ void watch_stop(watcher *w)
 	dircache_clear(w);
 	pathmap_free(&w->objcache, NULL);
 	pathmap_free(&w->carry, NULL);
+	pathmap_free(&w->held_w, NULL);
 	free(w->inodes);
 	free(w->stash);
 	pathmap_free(&w->pending, free);
@@ -716,6 +730,13 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		w->lost = "the watcher's queue overflowed (events were lost)";
 		return 0;
 	}
+	/* an open of a directory, or the session's own (it reads files to
+	 * compare them): nothing to ask (cheap: most opens are such, or
+	 * outside the tree) */
+	if ((m.mask & FAN_OPEN) && ((m.mask & FAN_ONDIR) || m.pid == w->self))
+		m.mask &= ~(uint64_t)FAN_OPEN;
+	if (!(m.mask & ~(uint64_t)FAN_ONDIR))
+		return 0;
 	unsigned char dhb[sizeof(struct file_handle) + MAX_HANDLE_SZ] __attribute__((aligned(8)));
 	unsigned char ohb[sizeof(struct file_handle) + MAX_HANDLE_SZ] __attribute__((aligned(8)));
 	struct file_handle *dfh = NULL, *ofh = NULL;
@@ -776,7 +797,7 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		return 0;
 	}
 	int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_CLOSE_WRITE ? EV_LET_GO : 0) |
-	           (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
+	           (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) | (m.mask & FAN_OPEN ? EV_OPEN : 0) |
 	           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
 	return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
 }
@@ -784,8 +805,8 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 /* The mount points under the root (besides the root's own file system). */
 static int fan_mark(watcher *w, const char *path)
 {
-	const uint64_t mask = FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM |
-	                      FAN_MOVED_TO | FAN_ONDIR;
+	const uint64_t mask = FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_OPEN | FAN_CREATE | FAN_DELETE |
+	                      FAN_MOVED_FROM | FAN_MOVED_TO | FAN_ONDIR;
 	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, path))
 		return errno;
 	struct statfs sf;
@@ -1089,6 +1110,7 @@ int watch_start(mtm_session *ss, const char **why)
 		return mtm_set_error(ENOMEM, "session");
 	w->fd = -1;
 	w->ss = ss;
+	w->self = (int32_t)getpid();
 	/* tests: the load of the tree's inodes waits after its first row while
 	 * this file exists (a long load, events coming meanwhile) */
 	w->test_gate = secure_getenv("METAMORI_TEST_INODE_LOAD_GATE");
@@ -1400,7 +1422,7 @@ int watch_compares_whole(watcher *w, mtm_session *ss, const char *path)
 {
 	if (!w)
 		return 0;
-	if (pathmap_get(&w->carry, path))
+	if (pathmap_get(&w->carry, path) || pathmap_get(&w->held_w, path))
 		return 1;
 	const pend *p = pathmap_get(&w->pending, path);
 	if (!p)
@@ -1443,6 +1465,72 @@ static int let_go_explained(watcher *w, mtm_session *ss, const pend *p)
 	return explained;
 }
 
+/* An open (EV_OPEN) by writers all trusted: whatever they map is a sticky
+ * WHOLE record in their logs. */
+static int open_vouched(watcher *w, mtm_session *ss, const pend *p)
+{
+	int vouched = w->kind == W_FANOTIFY && !p->many;
+	for (int j = 0; j < p->npid && vouched; j++)
+		vouched = trusted(w, ss, p->pid[j]);
+	return vouched;
+}
+
+/* 1 if someone (anyone: the kernel counts every open for writing, and a
+ * mapping holds its file open) has the file at path open for writing, 0 if
+ * nobody has, or it is gone. A read lease is refused (EAGAIN) exactly
+ * then; the lease, taken and given back at once, is never broken: an open
+ * for writing meanwhile waits the few microseconds it lasts (one with
+ * O_NONBLOCK is refused, EWOULDBLOCK). Our O_RDONLY open waits for nobody
+ * (O_NONBLOCK: a write lease of someone else's refuses it). Anything
+ * unexpected answers 1: the file is compared. */
+static int held_for_writing(watcher *w, const char *path)
+{
+	char abs[PATH_MAX * 2];
+	snprintf(abs, sizeof abs, "%s%s%s", w->root, w->root[w->rootlen - 1] == '/' || !*path ? "" : "/", path);
+	w->probes++;
+	int fd = open(abs, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ELOOP || errno == ENOTDIR ? 0 : 1;
+	struct stat st;
+	int held = 1;
+	if (!fstat(fd, &st) && !S_ISREG(st.st_mode))
+		held = 0; /* (a directory or a device: no bytes of the tree's to map) */
+	else if (!fcntl(fd, F_SETLEASE, F_RDLCK))
+		held = fcntl(fd, F_SETLEASE, F_UNLCK) != 0;
+	close(fd);
+	return held;
+}
+
+/* The files opened by a writer no log vouches for: asked whether they are
+ * still held for writing; those held are compared whole (and, written
+ * perhaps after they were compared ahead, again next time), the others
+ * forgotten (their last writer let them go: FAN_CLOSE_WRITE, judged as a
+ * write). A file already whole in cs is asked again only at the barrier of
+ * a checkpoint that compared ahead. */
+static int probe_held(watcher *w, change_set *cs, int final)
+{
+	if (!w->held_w.n)
+		return 0;
+	pathmap keep = {0};
+	int rc = 0;
+	for (size_t i = 0; i < w->held_w.cap && !rc; i++) {
+		const char *path = w->held_w.slots[i].key;
+		if (!path)
+			continue;
+		const file_change *fc = pathmap_get(&cs->files, path);
+		int held = fc && fc->whole && !(final && w->marked) ? 1 : held_for_writing(w, path);
+		if (held && !(fc && fc->whole))
+			rc = mark_whole(cs, path);
+		if (!rc && held && final && w->marked)
+			rc = carry(w, path);
+		if (!rc && held)
+			rc = pathmap_put(&keep, path, (void *)1);
+	}
+	pathmap_free(&w->held_w, NULL);
+	w->held_w = keep;
+	return rc;
+}
+
 /* A write explained by the logs (so far): kept with its writers until the
  * barrier has looked at their code changes. p is taken. */
 static int keep_explained(watcher *w, change_set *cs, const char *path, pend *p)
@@ -1483,6 +1571,11 @@ static int judge_map(watcher *w, mtm_session *ss, change_set *cs, int final, pat
 		pend *p = m->slots[i].val;
 		if (!path)
 			continue;
+		/* (before anything else: a file made or replaced now, read whole
+		 * anyway, may still be held after this checkpoint) */
+		if (!rc && (p->kinds & EV_OPEN) && !open_vouched(w, ss, p) && !pathmap_get(&w->held_w, path))
+			rc = pathmap_put(&w->held_w, path, (void *)1);
+		p->kinds &= (uint8_t)~EV_OPEN;
 		/* a namespace change at the path or above: listed and read whole anyway */
 		if (rc || at_or_under(&cs->ns, path)) {
 			free(p);
@@ -1544,6 +1637,8 @@ static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
 		rc = judge_map(w, ss, cs, final, &w->early);
 	if (!rc)
 		rc = judge_map(w, ss, cs, final, &w->pending);
+	if (!rc)
+		rc = probe_held(w, cs, final);
 	return rc;
 }
 
