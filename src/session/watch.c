@@ -49,6 +49,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include "session/session.h"
@@ -146,7 +147,8 @@ struct watcher {
 	int nmemo;
 	int marked;       /* a checkpoint compares files ahead (ahead.c): writes to them from here on are carried */
 	pathmap carry;    /* path -> 1: written after the mark by a writer no log explains: compared whole next time */
-	pathmap held_w;   /* fanotify: path -> 1: opened by a writer no log vouches for, perhaps still held for writing (EV_OPEN) */
+	pathmap opens;    /* fanotify: path -> pend*: opened since the last barrier (EV_OPEN), not judged yet */
+	pathmap held_w;   /* fanotify: path -> pend* (its openers): opened by a writer no log vouched for, perhaps still held for writing (EV_OPEN) */
 	int32_t self;     /* the session's pid: its own opens (compares) are not the tree's writers */
 	uint64_t probes;  /* held_for_writing asked (the debug log) */
 	const char *lost; /* events were lost since the last barrier: why */
@@ -193,7 +195,8 @@ void watch_stop(watcher *w)
 	dircache_clear(w);
 	pathmap_free(&w->objcache, NULL);
 	pathmap_free(&w->carry, NULL);
-	pathmap_free(&w->held_w, NULL);
+	pathmap_free(&w->held_w, free);
+	pathmap_free(&w->opens, free);
 	free(w->inodes);
 	free(w->stash);
 	pathmap_free(&w->pending, free);
@@ -203,14 +206,16 @@ void watch_stop(watcher *w)
 	free(w);
 }
 
-/* Records that something (kind) happened to path, by pid (0: unknown). */
-static int note(watcher *w, const char *path, int kind, int32_t pid)
+/* Records that something (kind) happened to path, by pid (0: unknown), in
+ * m (w->pending; w->opens for EV_OPEN: an opener is no writer, and a
+ * writer's pids are all asked whether the logs vouch for them). */
+static int note_in(watcher *w, pathmap *m, const char *path, int kind, int32_t pid)
 {
 	if (session_outside_tree(path))
 		return 0;
-	pend *p = pathmap_get(&w->pending, path);
+	pend *p = pathmap_get(m, path);
 	if (!p) {
-		if (!(p = calloc(1, sizeof *p)) || pathmap_put(&w->pending, path, p)) {
+		if (!(p = calloc(1, sizeof *p)) || pathmap_put(m, path, p)) {
 			free(p);
 			return ENOMEM;
 		}
@@ -224,6 +229,11 @@ static int note(watcher *w, const char *path, int kind, int32_t pid)
 	else
 		p->many = 1;
 	return 0;
+}
+
+static int note(watcher *w, const char *path, int kind, int32_t pid)
+{
+	return note_in(w, &w->pending, path, kind, pid);
 }
 
 /* path relative to the root, or NULL if abs is not in the tree. */
@@ -797,8 +807,10 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		return 0;
 	}
 	int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_CLOSE_WRITE ? EV_LET_GO : 0) |
-	           (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) | (m.mask & FAN_OPEN ? EV_OPEN : 0) |
+	           (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
 	           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
+	if ((m.mask & FAN_OPEN) && note_in(w, &w->opens, path, EV_OPEN, (int32_t)m.pid))
+		return ENOMEM;
 	return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
 }
 
@@ -1422,7 +1434,7 @@ int watch_compares_whole(watcher *w, mtm_session *ss, const char *path)
 {
 	if (!w)
 		return 0;
-	if (pathmap_get(&w->carry, path) || pathmap_get(&w->held_w, path))
+	if (pathmap_get(&w->carry, path))
 		return 1;
 	const pend *p = pathmap_get(&w->pending, path);
 	if (!p)
@@ -1465,14 +1477,43 @@ static int let_go_explained(watcher *w, mtm_session *ss, const pend *p)
 	return explained;
 }
 
-/* An open (EV_OPEN) by writers all trusted: whatever they map is a sticky
- * WHOLE record in their logs. */
+/* Opened by traced processes only: what they map is in their logs (a
+ * sticky WHOLE record: the interposer wraps mmap, syscall user dispatch
+ * traps an inline one, and a forked child declares again the mappings it
+ * inherited); what they write through an fd makes events of its own,
+ * judged as any write. Whether they are trusted this interval is not the
+ * question: a program's file held open by the program itself (a database)
+ * would be compared whole at every checkpoint in which it is not
+ * (test_dispatch_trusts_the_logs). */
 static int open_vouched(watcher *w, mtm_session *ss, const pend *p)
 {
 	int vouched = w->kind == W_FANOTIFY && !p->many;
 	for (int j = 0; j < p->npid && vouched; j++)
-		vouched = trusted(w, ss, p->pid[j]);
+		vouched = session_pid_traced(ss, p->pid[j]);
 	return vouched;
+}
+
+/* path's openers (p's pids) added to those held_w remembers. */
+static int held_add(watcher *w, const char *path, const pend *p)
+{
+	pend *q = pathmap_get(&w->held_w, path);
+	if (!q) {
+		if (!(q = calloc(1, sizeof *q)) || pathmap_put(&w->held_w, path, q)) {
+			free(q);
+			return ENOMEM;
+		}
+	}
+	q->many |= p->many;
+	for (int i = 0; i < p->npid && !q->many; i++) {
+		int seen = 0;
+		for (int j = 0; j < q->npid && !seen; j++)
+			seen = q->pid[j] == p->pid[i];
+		if (!seen && q->npid < PEND_PIDS)
+			q->pid[q->npid++] = p->pid[i];
+		else if (!seen)
+			q->many = 1;
+	}
+	return 0;
 }
 
 /* 1 if someone (anyone: the kernel counts every open for writing, and a
@@ -1483,7 +1524,7 @@ static int open_vouched(watcher *w, mtm_session *ss, const pend *p)
  * O_NONBLOCK is refused, EWOULDBLOCK). Our O_RDONLY open waits for nobody
  * (O_NONBLOCK: a write lease of someone else's refuses it). Anything
  * unexpected answers 1: the file is compared. */
-static int held_for_writing(watcher *w, const char *path)
+static int held_for_writing(watcher *w, const char *path, struct stat *st)
 {
 	char abs[PATH_MAX * 2];
 	snprintf(abs, sizeof abs, "%s%s%s", w->root, w->root[w->rootlen - 1] == '/' || !*path ? "" : "/", path);
@@ -1491,13 +1532,66 @@ static int held_for_writing(watcher *w, const char *path)
 	int fd = open(abs, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT || errno == ELOOP || errno == ENOTDIR ? 0 : 1;
-	struct stat st;
 	int held = 1;
-	if (!fstat(fd, &st) && !S_ISREG(st.st_mode))
+	if (fstat(fd, st))
+		memset(st, 0, sizeof *st);
+	else if (!S_ISREG(st->st_mode))
 		held = 0; /* (a directory or a device: no bytes of the tree's to map) */
 	else if (!fcntl(fd, F_SETLEASE, F_RDLCK))
 		held = fcntl(fd, F_SETLEASE, F_UNLCK) != 0;
 	close(fd);
+	return held;
+}
+
+/* 1 if pid has the file st names open for writing or mapped shared (its
+ * /proc/PID/fd, fdinfo and maps), 0 if not, or if pid is gone. Asked only
+ * of a file someone holds for writing (held_for_writing): the holder may
+ * be a traced program (a database keeps its files open), and a process
+ * outside that only read the file (a backup, `cat`, a test's manifest)
+ * must not make it compared whole at every checkpoint. */
+static int pid_holds(int32_t pid, const struct stat *st)
+{
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(p);
+	if (!d)
+		return 0;
+	int held = 0;
+	struct dirent *de;
+	while (!held && (de = readdir(d))) {
+		struct stat fst;
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' || fstatat(dirfd(d), de->d_name, &fst, 0) ||
+		    fst.st_dev != st->st_dev || fst.st_ino != st->st_ino)
+			continue;
+		char q[320], line[128];
+		snprintf(q, sizeof q, "/proc/%d/fdinfo/%s", (int)pid, de->d_name);
+		FILE *f = fopen(q, "re");
+		unsigned long flags = O_RDWR; /* (unknown: taken as held) */
+		while (f && fgets(line, sizeof line, f))
+			if (sscanf(line, "flags: %lo", &flags) == 1)
+				break;
+		if (f)
+			fclose(f);
+		held = (flags & O_ACCMODE) != O_RDONLY;
+	}
+	closedir(d);
+	if (held)
+		return 1;
+	snprintf(p, sizeof p, "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(p, "re");
+	char line[PATH_MAX + 256];
+	while (f && !held && fgets(line, sizeof line, f)) {
+		char perms[8];
+		unsigned maj, min;
+		unsigned long long ino;
+		if (sscanf(line, "%*x-%*x %7s %*x %x:%x %llu", perms, &maj, &min, &ino) == 4 && perms[3] == 's' &&
+		    ino == (unsigned long long)st->st_ino && makedev(maj, min) == st->st_dev)
+			held = 1;
+		/* (a line longer than the buffer: its rest read as a line, which
+		 * does not parse) */
+	}
+	if (f)
+		fclose(f);
 	return held;
 }
 
@@ -1507,24 +1601,43 @@ static int held_for_writing(watcher *w, const char *path)
  * forgotten (their last writer let them go: FAN_CLOSE_WRITE, judged as a
  * write). A file already whole in cs is asked again only at the barrier of
  * a checkpoint that compared ahead. */
-static int probe_held(watcher *w, change_set *cs, int final)
+static int probe_held(watcher *w, mtm_session *ss, change_set *cs, int final)
 {
 	if (!w->held_w.n)
 		return 0;
 	pathmap keep = {0};
 	int rc = 0;
-	for (size_t i = 0; i < w->held_w.cap && !rc; i++) {
+	for (size_t i = 0; i < w->held_w.cap; i++) {
 		const char *path = w->held_w.slots[i].key;
+		pend *p = w->held_w.slots[i].val;
 		if (!path)
 			continue;
+		/* (asked at the barrier: a process with no log found before it
+		 * may have made one since) */
+		if (rc || (final && open_vouched(w, ss, p))) {
+			free(p);
+			continue;
+		}
+		struct stat st = {0};
+		int held = held_for_writing(w, path, &st);
+		/* held, and by one of the openers the logs do not vouch for?
+		 * (decided at the barrier, with the writers' trust of the
+		 * interval; before it, a file nobody holds is forgotten, so that
+		 * the barrier asks only of those held: files a process outside
+		 * read by the thousand, as a backup does, cost it nothing) */
+		if (held && final && st.st_ino && !p->many) {
+			held = 0;
+			for (int j = 0; j < p->npid && !held; j++)
+				held = !session_pid_traced(ss, p->pid[j]) && pid_holds(p->pid[j], &st);
+		}
 		const file_change *fc = pathmap_get(&cs->files, path);
-		int held = fc && fc->whole && !(final && w->marked) ? 1 : held_for_writing(w, path);
-		if (held && !(fc && fc->whole))
+		if (held && final && !(fc && fc->whole))
 			rc = mark_whole(cs, path);
 		if (!rc && held && final && w->marked)
 			rc = carry(w, path);
-		if (!rc && held)
-			rc = pathmap_put(&keep, path, (void *)1);
+		if (!rc && held && !(rc = pathmap_put(&keep, path, p)))
+			continue;
+		free(p);
 	}
 	pathmap_free(&w->held_w, NULL);
 	w->held_w = keep;
@@ -1571,11 +1684,6 @@ static int judge_map(watcher *w, mtm_session *ss, change_set *cs, int final, pat
 		pend *p = m->slots[i].val;
 		if (!path)
 			continue;
-		/* (before anything else: a file made or replaced now, read whole
-		 * anyway, may still be held after this checkpoint) */
-		if (!rc && (p->kinds & EV_OPEN) && !open_vouched(w, ss, p) && !pathmap_get(&w->held_w, path))
-			rc = pathmap_put(&w->held_w, path, (void *)1);
-		p->kinds &= (uint8_t)~EV_OPEN;
 		/* a namespace change at the path or above: listed and read whole anyway */
 		if (rc || at_or_under(&cs->ns, path)) {
 			free(p);
@@ -1637,8 +1745,15 @@ static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
 		rc = judge_map(w, ss, cs, final, &w->early);
 	if (!rc)
 		rc = judge_map(w, ss, cs, final, &w->pending);
+	/* the files opened: remembered (their openers too) until nobody
+	 * holds them (at the barrier, with the trust of the interval) */
+	for (size_t i = 0; i < w->opens.cap && !rc; i++)
+		if (w->opens.slots[i].key)
+			rc = held_add(w, w->opens.slots[i].key, w->opens.slots[i].val);
+	pathmap_free(&w->opens, free);
+	memset(&w->opens, 0, sizeof w->opens);
 	if (!rc)
-		rc = probe_held(w, cs, final);
+		rc = probe_held(w, ss, cs, final);
 	return rc;
 }
 
