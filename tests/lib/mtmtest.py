@@ -257,6 +257,15 @@ def main(tests):
 # Added helpers (round-trip, model and CLI tests). The functions above keep
 # their behaviour; these only build on them.
 
+def overflowed(text):
+    """True if a session's messages say its watcher's queue overflowed:
+    other work on the file system made events faster than the session read
+    them (a loaded machine), events were lost, and the next checkpoint
+    scanned, rightly. A test that must see a tracked checkpoint may make it
+    once more then, and says so; a second overflow fails it."""
+    return "queue overflowed" in text
+
+
 def init(root):
     """Creates the store for root (which must exist)."""
     return run(["-C", root, "init"])
