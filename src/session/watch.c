@@ -74,13 +74,12 @@ enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
  * opened read-write and let go unwritten was read again whole at every
  * checkpoint). */
 /* EV_OPEN (fanotify): a file of the tree opened, in any mode (fanotify
- * does not say which), by a pid. A process outside the session can map a
+ * does not say which), by a process with no log. Such a process can map a
  * file it opened for writing, close the fd, and write through the mapping
- * for as long as it likes: no event at all until the mapping goes. So a
- * file opened by a writer the logs cannot vouch for is asked, at each
- * barrier, whether anyone holds it open for writing (held_for_writing: a
- * read lease is refused then, and a mapping holds its file open); while
- * one does it is compared whole (w->held_w). tests/session
+ * for as long as it likes: no event at all until the mapping goes. So the
+ * file is remembered with its openers (w->opens, then w->held_w), and at
+ * each barrier compared whole while one of them holds it for writing or
+ * maps it (probe_held). tests/session
  * test_outside_mapping_held_across_checkpoints. */
 enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8, EV_OPEN = 16 };
 /* The writers of one file kept per interval; past them the file is
@@ -150,7 +149,7 @@ struct watcher {
 	pathmap opens;    /* fanotify: path -> pend*: opened since the last barrier (EV_OPEN), not judged yet */
 	pathmap held_w;   /* fanotify: path -> pend* (its openers): opened by a writer no log vouched for, perhaps still held for writing (EV_OPEN) */
 	int32_t self;     /* the session's pid: its own opens (compares) are not the tree's writers */
-	uint64_t probes;  /* held_for_writing asked (the debug log) */
+	uint64_t probes;  /* processes outside asked what they hold (probe_held; the debug log) */
 	const char *lost; /* events were lost since the last barrier: why */
 	char lost_why[128]; /* lost's text when it names an errno */
 	char lost_told[128]; /* the copy a change set keeps (lost_why is rewritten while it is used) */
@@ -180,7 +179,7 @@ void watch_stop(watcher *w)
 		return;
 	if (w->kind == W_FANOTIFY && w->ss && w->ss->debug)
 		log_msg(MTM_LOG_DEBUG, "session: watcher: %llu directory handles resolved, the cache emptied %llu times; "
-		        "%llu files asked whether held for writing", (unsigned long long)w->resolved,
+		        "%llu processes outside asked what they hold for writing", (unsigned long long)w->resolved,
 		        (unsigned long long)w->emptied, (unsigned long long)w->probes);
 	if (w->fd >= 0)
 		close(w->fd);
@@ -809,7 +808,10 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 	int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_CLOSE_WRITE ? EV_LET_GO : 0) |
 	           (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
 	           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
-	if ((m.mask & FAN_OPEN) && note_in(w, &w->opens, path, EV_OPEN, (int32_t)m.pid))
+	/* (a traced opener's mappings are in its log; one whose log is not
+	 * found yet is asked about at the barrier) */
+	if ((m.mask & FAN_OPEN) && !session_pid_traced(w->ss, (int32_t)m.pid) &&
+	    note_in(w, &w->opens, path, EV_OPEN, (int32_t)m.pid))
 		return ENOMEM;
 	return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
 }
@@ -1477,22 +1479,6 @@ static int let_go_explained(watcher *w, mtm_session *ss, const pend *p)
 	return explained;
 }
 
-/* Opened by traced processes only: what they map is in their logs (a
- * sticky WHOLE record: the interposer wraps mmap, syscall user dispatch
- * traps an inline one, and a forked child declares again the mappings it
- * inherited); what they write through an fd makes events of its own,
- * judged as any write. Whether they are trusted this interval is not the
- * question: a program's file held open by the program itself (a database)
- * would be compared whole at every checkpoint in which it is not
- * (test_dispatch_trusts_the_logs). */
-static int open_vouched(watcher *w, mtm_session *ss, const pend *p)
-{
-	int vouched = w->kind == W_FANOTIFY && !p->many;
-	for (int j = 0; j < p->npid && vouched; j++)
-		vouched = session_pid_traced(ss, p->pid[j]);
-	return vouched;
-}
-
 /* path's openers (p's pids) added to those held_w remembers. */
 static int held_add(watcher *w, const char *path, const pend *p)
 {
@@ -1516,122 +1502,118 @@ static int held_add(watcher *w, const char *path, const pend *p)
 	return 0;
 }
 
-/* 1 if someone (anyone: the kernel counts every open for writing, and a
- * mapping holds its file open) has the file at path open for writing, 0 if
- * nobody has, or it is gone. A read lease is refused (EAGAIN) exactly
- * then; the lease, taken and given back at once, is never broken: an open
- * for writing meanwhile waits the few microseconds it lasts (one with
- * O_NONBLOCK is refused, EWOULDBLOCK). Our O_RDONLY open waits for nobody
- * (O_NONBLOCK: a write lease of someone else's refuses it). Anything
- * unexpected answers 1: the file is compared. */
-static int held_for_writing(watcher *w, const char *path, struct stat *st)
+/* What a process outside the session holds for writing, asked of it
+ * through /proc: its fds open for writing (the mode of a /proc/PID/fd link
+ * says how its file is open: S_IWUSR for writing) and its shared mappings
+ * (any: one made read-only through an fd open for writing may be made
+ * writable later), as inode keys. Read once per process per look. */
+typedef struct { int32_t pid; vec keys; } holds;
+
+static int holds_add(holds *h, uint64_t dev, uint64_t ino)
 {
-	char abs[PATH_MAX * 2];
-	snprintf(abs, sizeof abs, "%s%s%s", w->root, w->root[w->rootlen - 1] == '/' || !*path ? "" : "/", path);
-	w->probes++;
-	int fd = open(abs, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ELOOP || errno == ENOTDIR ? 0 : 1;
-	int held = 1;
-	if (fstat(fd, st))
-		memset(st, 0, sizeof *st);
-	else if (!S_ISREG(st->st_mode))
-		held = 0; /* (a directory or a device: no bytes of the tree's to map) */
-	else if (!fcntl(fd, F_SETLEASE, F_RDLCK))
-		held = fcntl(fd, F_SETLEASE, F_UNLCK) != 0;
-	close(fd);
-	return held;
+	uint64_t *k = vec_push(&h->keys);
+	if (!k)
+		return ENOMEM;
+	*k = inode_key((int64_t)dev, (int64_t)ino);
+	return 0;
 }
 
-/* 1 if pid has the file st names open for writing or mapped shared (its
- * /proc/PID/fd, fdinfo and maps), 0 if not, or if pid is gone. Asked only
- * of a file someone holds for writing (held_for_writing): the holder may
- * be a traced program (a database keeps its files open), and a process
- * outside that only read the file (a backup, `cat`, a test's manifest)
- * must not make it compared whole at every checkpoint. */
-static int pid_holds(int32_t pid, const struct stat *st)
+static int holds_read(holds *h)
 {
 	char p[64];
-	snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
+	h->keys = (vec)VEC_INIT(uint64_t);
+	snprintf(p, sizeof p, "/proc/%d/fd", (int)h->pid);
 	DIR *d = opendir(p);
 	if (!d)
-		return 0;
-	int held = 0;
+		return 0; /* gone: holds nothing any more */
+	int rc = 0;
 	struct dirent *de;
-	while (!held && (de = readdir(d))) {
-		struct stat fst;
-		if (de->d_name[0] < '0' || de->d_name[0] > '9' || fstatat(dirfd(d), de->d_name, &fst, 0) ||
-		    fst.st_dev != st->st_dev || fst.st_ino != st->st_ino)
-			continue;
-		char q[320], line[128];
-		snprintf(q, sizeof q, "/proc/%d/fdinfo/%s", (int)pid, de->d_name);
-		FILE *f = fopen(q, "re");
-		unsigned long flags = O_RDWR; /* (unknown: taken as held) */
-		while (f && fgets(line, sizeof line, f))
-			if (sscanf(line, "flags: %lo", &flags) == 1)
-				break;
-		if (f)
-			fclose(f);
-		held = (flags & O_ACCMODE) != O_RDONLY;
+	while (!rc && (de = readdir(d))) {
+		struct stat lst, st;
+		if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && !fstatat(dirfd(d), de->d_name, &lst, AT_SYMLINK_NOFOLLOW) &&
+		    (lst.st_mode & S_IWUSR) && !fstatat(dirfd(d), de->d_name, &st, 0) && S_ISREG(st.st_mode))
+			rc = holds_add(h, st.st_dev, st.st_ino);
 	}
 	closedir(d);
-	if (held)
-		return 1;
-	snprintf(p, sizeof p, "/proc/%d/maps", (int)pid);
+	snprintf(p, sizeof p, "/proc/%d/maps", (int)h->pid);
 	FILE *f = fopen(p, "re");
 	char line[PATH_MAX + 256];
-	while (f && !held && fgets(line, sizeof line, f)) {
+	while (!rc && f && fgets(line, sizeof line, f)) {
 		char perms[8];
 		unsigned maj, min;
 		unsigned long long ino;
-		if (sscanf(line, "%*x-%*x %7s %*x %x:%x %llu", perms, &maj, &min, &ino) == 4 && perms[3] == 's' &&
-		    ino == (unsigned long long)st->st_ino && makedev(maj, min) == st->st_dev)
-			held = 1;
-		/* (a line longer than the buffer: its rest read as a line, which
-		 * does not parse) */
+		/* (a line longer than the buffer: its rest does not parse) */
+		if (sscanf(line, "%*x-%*x %7s %*x %x:%x %llu", perms, &maj, &min, &ino) == 4 && perms[3] == 's' && ino)
+			rc = holds_add(h, makedev(maj, min), ino);
 	}
 	if (f)
 		fclose(f);
-	return held;
+	return rc;
 }
 
-/* The files opened by a writer no log vouches for: asked whether they are
- * still held for writing; those held are compared whole (and, written
- * perhaps after they were compared ahead, again next time), the others
- * forgotten (their last writer let them go: FAN_CLOSE_WRITE, judged as a
- * write). A file already whole in cs is asked again only at the barrier of
- * a checkpoint that compared ahead. */
+static int holds_has(const holds *h, uint64_t key)
+{
+	for (size_t i = 0; i < h->keys.n; i++)
+		if (VEC_AT(&h->keys, uint64_t, i) == key)
+			return 1;
+	return 0;
+}
+
+/* The files opened by a process outside the session (EV_OPEN; held_w):
+ * those one of their openers still holds for writing or maps shared are
+ * kept, and at the barrier compared whole (and, compared ahead perhaps
+ * before a write, again next time); the others are forgotten: their
+ * openers let them go (FAN_CLOSE_WRITE, judged as a write) or only read
+ * them. Before the barrier only to forget, so that the barrier asks only of
+ * those held: files a process outside read by the thousand (a backup) cost
+ * it nothing. An opener gone, or one that holds nothing, costs one look at
+ * its /proc; a file is looked at (stat) only if an opener holds something. */
 static int probe_held(watcher *w, mtm_session *ss, change_set *cs, int final)
 {
 	if (!w->held_w.n)
 		return 0;
 	pathmap keep = {0};
+	vec looked = VEC_INIT(holds);
 	int rc = 0;
 	for (size_t i = 0; i < w->held_w.cap; i++) {
 		const char *path = w->held_w.slots[i].key;
 		pend *p = w->held_w.slots[i].val;
 		if (!path)
 			continue;
-		/* (asked at the barrier: a process with no log found before it
-		 * may have made one since) */
-		if (rc || (final && open_vouched(w, ss, p))) {
-			free(p);
-			continue;
-		}
-		struct stat st = {0};
-		int held = held_for_writing(w, path, &st);
-		/* held, and by one of the openers the logs do not vouch for?
-		 * (decided at the barrier, with the writers' trust of the
-		 * interval; before it, a file nobody holds is forgotten, so that
-		 * the barrier asks only of those held: files a process outside
-		 * read by the thousand, as a backup does, cost it nothing) */
-		if (held && final && st.st_ino && !p->many) {
-			held = 0;
-			for (int j = 0; j < p->npid && !held; j++)
-				held = !session_pid_traced(ss, p->pid[j]) && pid_holds(p->pid[j], &st);
+		int held = rc ? 0 : p->many, statted = 0;
+		uint64_t key = 0;
+		for (int j = 0; j < p->npid && !held && !rc; j++) {
+			/* (a process with no log found yet may have made one since:
+			 * the barrier's look at the logs says whether it is traced;
+			 * a traced process's mappings are in its log) */
+			if (final && session_pid_traced(ss, p->pid[j]))
+				continue;
+			holds *h = NULL;
+			for (size_t k = 0; k < looked.n && !h; k++)
+				if (VEC_AT(&looked, holds, k).pid == p->pid[j])
+					h = &VEC_AT(&looked, holds, k);
+			if (!h) {
+				if (!(h = vec_push(&looked))) {
+					rc = ENOMEM;
+					break;
+				}
+				h->pid = p->pid[j];
+				if ((rc = holds_read(h)))
+					break;
+				w->probes++;
+			}
+			if (h->keys.n && !statted) {
+				char abs[PATH_MAX * 2];
+				struct stat st;
+				snprintf(abs, sizeof abs, "%s%s%s", w->root, w->root[w->rootlen - 1] == '/' || !*path ? "" : "/", path);
+				statted = 1;
+				if (!stat(abs, &st) && S_ISREG(st.st_mode))
+					key = inode_key((int64_t)st.st_dev, (int64_t)st.st_ino);
+			}
+			held = key && holds_has(h, key);
 		}
 		const file_change *fc = pathmap_get(&cs->files, path);
-		if (held && final && !(fc && fc->whole))
+		if (!rc && held && final && !(fc && fc->whole))
 			rc = mark_whole(cs, path);
 		if (!rc && held && final && w->marked)
 			rc = carry(w, path);
@@ -1639,6 +1621,9 @@ static int probe_held(watcher *w, mtm_session *ss, change_set *cs, int final)
 			continue;
 		free(p);
 	}
+	for (size_t k = 0; k < looked.n; k++)
+		vec_free(&VEC_AT(&looked, holds, k).keys);
+	vec_free(&looked);
 	pathmap_free(&w->held_w, NULL);
 	w->held_w = keep;
 	return rc;
