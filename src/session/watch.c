@@ -91,6 +91,7 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8, EV_OPEN = 16 };
 #define OUTSIDE ((char *)1) /* dircache: a directory outside the tree */
 #define BEING_FREED ((char *)2) /* fan_dir: a directory the kernel is freeing: ask again later */
 #define RETRY_MAX 4096 /* events kept for later (BEING_FREED) */
+#define HELD_LOOK_AT 16384 /* files opened outside kept before a look between barriers (watch_drain) */
 #define ONE_NAME ((void *)1)  /* objcache: a file with one name */
 
 /* early: noted before the mark (watch_mark), so before the checkpoint was
@@ -1303,6 +1304,8 @@ static size_t queued_units(const watcher *w)
 	return (size_t)queued;
 }
 
+static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final);
+
 int watch_drain(watcher *w)
 {
 	if (w->kind == W_FANOTIFY && w->held.n)
@@ -1344,6 +1347,13 @@ int watch_drain(watcher *w)
 			}
 		}
 		if (rc) { /* out of memory: what was not noted is lost */
+			w->lost = "the watcher ran out of memory";
+			return 0;
+		}
+		/* files read by the thousand by a process outside (a backup):
+		 * looked at now, not kept to the barrier (a look forgets those
+		 * their openers do not hold; one per process) */
+		if (w->opens.n + w->held_w.n > HELD_LOOK_AT && look_held(w, w->ss, NULL, 0)) {
 			w->lost = "the watcher ran out of memory";
 			return 0;
 		}
@@ -1490,6 +1500,7 @@ static int held_add(watcher *w, const char *path, const pend *p)
 		}
 	}
 	q->many |= p->many;
+	q->kinds |= EV_OPEN; /* (fresh: not looked at yet, see probe_held) */
 	for (int i = 0; i < p->npid && !q->many; i++) {
 		int seen = 0;
 		for (int j = 0; j < q->npid && !seen; j++)
@@ -1612,12 +1623,19 @@ static int probe_held(watcher *w, mtm_session *ss, change_set *cs, int final)
 			}
 			held = key && holds_has(h, key);
 		}
-		const file_change *fc = pathmap_get(&cs->files, path);
+		const file_change *fc = final ? pathmap_get(&cs->files, path) : NULL;
 		if (!rc && held && final && !(fc && fc->whole))
 			rc = mark_whole(cs, path);
 		if (!rc && held && final && w->marked)
 			rc = carry(w, path);
-		if (!rc && held && !(rc = pathmap_put(&keep, path, p)))
+		/* an open's event is queued before its fd is installed (the
+		 * kernel's do_dentry_open, then fd_install): a look right after
+		 * the event may find nothing yet. So a file is forgotten only at
+		 * a look after the first that saw its opener (held or not, it
+		 * is kept until then) */
+		int fresh = (p->kinds & EV_OPEN) != 0;
+		p->kinds &= (uint8_t)~EV_OPEN;
+		if (!rc && (held || fresh) && !(rc = pathmap_put(&keep, path, p)))
 			continue;
 		free(p);
 	}
@@ -1627,6 +1645,19 @@ static int probe_held(watcher *w, mtm_session *ss, change_set *cs, int final)
 	pathmap_free(&w->held_w, NULL);
 	w->held_w = keep;
 	return rc;
+}
+
+/* The files opened since the last look remembered (their openers too),
+ * and all looked at (probe_held). cs: NULL unless final. */
+static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final)
+{
+	int rc = 0;
+	for (size_t i = 0; i < w->opens.cap && !rc; i++)
+		if (w->opens.slots[i].key)
+			rc = held_add(w, w->opens.slots[i].key, w->opens.slots[i].val);
+	pathmap_free(&w->opens, free);
+	memset(&w->opens, 0, sizeof w->opens);
+	return rc ? rc : probe_held(w, ss, cs, final);
 }
 
 /* A write explained by the logs (so far): kept with its writers until the
@@ -1730,15 +1761,8 @@ static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
 		rc = judge_map(w, ss, cs, final, &w->early);
 	if (!rc)
 		rc = judge_map(w, ss, cs, final, &w->pending);
-	/* the files opened: remembered (their openers too) until nobody
-	 * holds them (at the barrier, with the trust of the interval) */
-	for (size_t i = 0; i < w->opens.cap && !rc; i++)
-		if (w->opens.slots[i].key)
-			rc = held_add(w, w->opens.slots[i].key, w->opens.slots[i].val);
-	pathmap_free(&w->opens, free);
-	memset(&w->opens, 0, sizeof w->opens);
 	if (!rc)
-		rc = probe_held(w, ss, cs, final);
+		rc = look_held(w, ss, cs, final);
 	return rc;
 }
 
