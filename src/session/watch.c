@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
@@ -115,6 +116,9 @@ typedef struct { char *path; uint8_t kind; } wd_ent;
 
 struct watcher {
 	int kind, fd;
+	int ofd, epfd;    /* fanotify: the group that hears opens (FAN_OPEN) alone; an epoll of fd and ofd (watch_fd) */
+	int opens_lost;   /* ofd's queue overflowed: what is held is found by a sweep of /proc (look_held) */
+	int test_opens_lost; /* METAMORI_TEST_OPENS_LOST: every open read is taken as lost (tests) */
 	char *root;       /* canonical absolute path of the tree */
 	size_t rootlen;
 	dev_t root_dev;   /* the tree's root directory (deep_dir_inside) */
@@ -159,7 +163,7 @@ struct watcher {
 	unsigned char buf[64 * 1024] __attribute__((aligned(8)));
 };
 
-int watch_fd(const watcher *w) { return w ? w->fd : -1; }
+int watch_fd(const watcher *w) { return !w ? -1 : w->epfd >= 0 ? w->epfd : w->fd; }
 const char *watch_kind(const watcher *w) { return w && w->kind == W_FANOTIFY ? "fanotify" : "inotify"; }
 
 static void dircache_free(void *p)
@@ -184,6 +188,10 @@ void watch_stop(watcher *w)
 		        (unsigned long long)w->emptied, (unsigned long long)w->probes);
 	if (w->fd >= 0)
 		close(w->fd);
+	if (w->ofd >= 0)
+		close(w->ofd);
+	if (w->epfd >= 0)
+		close(w->epfd);
 	for (size_t i = 0; i < w->marks.n; i++)
 		close(VEC_AT(&w->marks, fs_mark, i).fd);
 	vec_free(&w->marks);
@@ -531,14 +539,14 @@ void watch_read_on(watcher *w)
 		load_read_on(w);
 }
 
-static size_t queued_units(const watcher *w);
+static size_t queued_units(const watcher *w, int fd);
 
 void watch_read_on_if_filling(watcher *w)
 {
 	/* (the stash is the session's memory, the queue the kernel's: a
 	 * checkpoint's record of 4,000 files stashed its own store's events,
 	 * and session_scale's peak RSS rose by 0.5 MiB) */
-	if (w->kind == W_FANOTIFY && queued_units(w) >= READ_ON_QUEUED)
+	if (w->kind == W_FANOTIFY && queued_units(w, w->fd) >= READ_ON_QUEUED)
 		load_read_on(w);
 }
 
@@ -820,9 +828,10 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 /* The mount points under the root (besides the root's own file system). */
 static int fan_mark(watcher *w, const char *path)
 {
-	const uint64_t mask = FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_OPEN | FAN_CREATE | FAN_DELETE |
-	                      FAN_MOVED_FROM | FAN_MOVED_TO | FAN_ONDIR;
-	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, path))
+	const uint64_t mask = FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM |
+	                      FAN_MOVED_TO | FAN_ONDIR;
+	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, path) ||
+	    fanotify_mark(w->ofd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, AT_FDCWD, path))
 		return errno;
 	struct statfs sf;
 	fs_mark fm = {.fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
@@ -867,6 +876,16 @@ static int fan_start(watcher *w)
 	w->fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME | FAN_REPORT_FID,
 	                      O_RDONLY | O_LARGEFILE);
 	if (w->fd < 0)
+		return errno;
+	/* opens in a group of their own: a busy file system opens more than
+	 * it writes (a third more events here), and were they in the same
+	 * queue they would overflow it sooner, which makes a checkpoint scan;
+	 * their own queue overflowing costs a sweep of /proc instead */
+	w->ofd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME | FAN_REPORT_FID,
+	                       O_RDONLY | O_LARGEFILE);
+	struct epoll_event ev = {.events = EPOLLIN};
+	if (w->ofd < 0 || (w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->fd, &ev) ||
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->ofd, &ev))
 		return errno;
 	w->marks = (vec)VEC_INIT(fs_mark);
 	w->held = (vec)VEC_INIT(held_event);
@@ -1123,7 +1142,7 @@ int watch_start(mtm_session *ss, const char **why)
 	watcher *w = calloc(1, sizeof *w);
 	if (!w)
 		return mtm_set_error(ENOMEM, "session");
-	w->fd = -1;
+	w->fd = w->ofd = w->epfd = -1;
 	w->ss = ss;
 	w->self = (int32_t)getpid();
 	/* tests: the load of the tree's inodes waits after its first row while
@@ -1140,6 +1159,9 @@ int watch_start(mtm_session *ss, const char **why)
 	const char *freeing = secure_getenv("METAMORI_TEST_FREEING_US");
 	w->test_freeing_us = freeing ? atol(freeing) : 0;
 	w->test_freeing = secure_getenv("METAMORI_TEST_FREEING_HANDLES");
+	/* tests: the opens' queue taken as overflowed at each read
+	 * (test_mapping_held_when_the_opens_were_lost) */
+	w->test_opens_lost = secure_getenv("METAMORI_TEST_OPENS_LOST") != NULL;
 	clock_gettime(CLOCK_REALTIME, &w->inodes_since); /* (the stat cache holds files older than the session) */
 	if (!(w->root = realpath(ss->s->root, NULL))) {
 		free(w);
@@ -1166,6 +1188,11 @@ int watch_start(mtm_session *ss, const char **why)
 			vec_free(&w->marks);
 			close(w->fd);
 			w->fd = -1;
+			if (w->ofd >= 0)
+				close(w->ofd);
+			if (w->epfd >= 0)
+				close(w->epfd);
+			w->ofd = w->epfd = -1;
 		}
 	}
 	if (rc && (!knob || !*knob || !strcmp(knob, "inotify"))) {
@@ -1294,10 +1321,10 @@ static size_t fan_count(const unsigned char *buf, size_t n)
  * events, this takes more events than were queued: read until the queue is
  * empty or the count is reached, more than needed, never less. SIZE_MAX:
  * not told (until empty). */
-static size_t queued_units(const watcher *w)
+static size_t queued_units(const watcher *w, int fd)
 {
 	int queued;
-	if (ioctl(w->fd, FIONREAD, &queued) < 0 || queued < 0)
+	if (ioctl(fd, FIONREAD, &queued) < 0 || queued < 0)
 		return SIZE_MAX;
 	if (w->kind == W_FANOTIFY)
 		return ((size_t)queued + sizeof(struct fanotify_event_metadata) - 1) / sizeof(struct fanotify_event_metadata);
@@ -1306,7 +1333,46 @@ static size_t queued_units(const watcher *w)
 
 static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final);
 
+/* The opens queued (ofd): noted (fan_event), or, lost to an overflow, a
+ * sweep owed (opens_lost). */
+static void fan_read_opens(watcher *w)
+{
+	size_t want = w->ofd >= 0 ? queued_units(w, w->ofd) : 0;
+	for (size_t got = 0; got < want;) {
+		ssize_t n = read(w->ofd, w->buf, sizeof w->buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0 && errno != EAGAIN)
+				w->opens_lost = 1;
+			return;
+		}
+		got += fan_count(w->buf, (size_t)n);
+		for (size_t off = 0; off + sizeof(struct fanotify_event_metadata) <= (size_t)n;) {
+			struct fanotify_event_metadata m;
+			memcpy(&m, w->buf + off, sizeof m);
+			if (m.event_len < sizeof m || off + m.event_len > (size_t)n)
+				break;
+			if ((m.mask & FAN_Q_OVERFLOW) || w->test_opens_lost)
+				w->opens_lost = 1;
+			else if (fan_event(w, w->buf + off, m.event_len))
+				w->opens_lost = 1; /* (out of memory: what was not noted is looked for) */
+			off += m.event_len;
+		}
+	}
+}
+
+static int drain_main(watcher *w);
+
 int watch_drain(watcher *w)
+{
+	int rc = drain_main(w);
+	if (w->kind == W_FANOTIFY)
+		fan_read_opens(w);
+	return rc;
+}
+
+static int drain_main(watcher *w)
 {
 	if (w->kind == W_FANOTIFY && w->held.n)
 		fan_held(w);
@@ -1320,7 +1386,7 @@ int watch_drain(watcher *w)
 	 * program served, or a pause held, for as long as it went on. What
 	 * comes meanwhile is read by the next drain. (Whole events are read: a
 	 * read may take a few more than were counted.) */
-	size_t want = queued_units(w);
+	size_t want = queued_units(w, w->fd);
 	for (size_t got = 0; got < want;) {
 		ssize_t n = read(w->fd, w->buf, sizeof w->buf);
 		if (n < 0 && errno == EINTR)
@@ -1647,11 +1713,68 @@ static int probe_held(watcher *w, mtm_session *ss, change_set *cs, int final)
 	return rc;
 }
 
+/* The opens were lost (ofd's queue overflowed): every process with no log
+ * is asked, through /proc, which files of the tree it holds for writing
+ * (an fd open for writing, a shared mapping), and those are remembered as
+ * if it had been heard opening them. (~0.1 ms a process: only then.) */
+static int sweep_holds(watcher *w, mtm_session *ss)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	int rc = 0;
+	struct dirent *de;
+	while (!rc && (de = readdir(d))) {
+		int32_t pid = (int32_t)atoi(de->d_name);
+		if (pid <= 0 || pid == w->self || session_pid_traced(ss, pid))
+			continue;
+		pend one = {.npid = 1, .pid = {pid}};
+		char p[64], link[PATH_MAX + 1];
+		snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
+		DIR *fds = opendir(p);
+		struct dirent *fe;
+		while (!rc && fds && (fe = readdir(fds))) {
+			struct stat lst;
+			ssize_t n;
+			if (fe->d_name[0] < '0' || fe->d_name[0] > '9' ||
+			    fstatat(dirfd(fds), fe->d_name, &lst, AT_SYMLINK_NOFOLLOW) || !(lst.st_mode & S_IWUSR) ||
+			    (n = readlinkat(dirfd(fds), fe->d_name, link, sizeof link - 1)) <= 0)
+				continue;
+			link[n] = 0;
+			const char *rel = in_tree(w, link);
+			if (rel && *rel && !session_outside_tree(rel))
+				rc = held_add(w, rel, &one);
+		}
+		if (fds)
+			closedir(fds);
+		snprintf(p, sizeof p, "/proc/%d/maps", (int)pid);
+		FILE *f = fopen(p, "re");
+		char line[PATH_MAX + 256];
+		while (!rc && f && fgets(line, sizeof line, f)) {
+			char perms[8];
+			int at = 0;
+			if (sscanf(line, "%*x-%*x %7s %*x %*x:%*x %*u %n", perms, &at) != 1 || !at || perms[3] != 's')
+				continue;
+			char *path = line + at;
+			path[strcspn(path, "\n")] = 0;
+			const char *rel = in_tree(w, path);
+			if (rel && *rel && !session_outside_tree(rel))
+				rc = held_add(w, rel, &one);
+		}
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	if (!rc)
+		w->opens_lost = 0;
+	return rc;
+}
+
 /* The files opened since the last look remembered (their openers too),
  * and all looked at (probe_held). cs: NULL unless final. */
 static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final)
 {
-	int rc = 0;
+	int rc = w->opens_lost ? sweep_holds(w, ss) : 0;
 	for (size_t i = 0; i < w->opens.cap && !rc; i++)
 		if (w->opens.slots[i].key)
 			rc = held_add(w, w->opens.slots[i].key, w->opens.slots[i].val);

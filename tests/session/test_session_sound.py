@@ -1116,6 +1116,34 @@ test_fanotify_reads_while_the_record_waits.system_wide = True  # (its burst reac
 test_fanotify_reads_while_the_record_waits.normal_build_only = True
 
 
+def test_mapping_held_when_the_opens_were_lost():
+    """The opens are heard in a queue of their own (a third more events on
+    a busy file system: in the writes' queue they would overflow it sooner,
+    and a checkpoint would scan). When that queue overflows (here, with
+    METAMORI_TEST_OPENS_LOST, every open read is taken as lost), the open
+    of a file an outsider then maps and holds is not heard: the session
+    asks every process outside what it holds instead, and the checkpoints
+    made while the mapping is held have its writes, tracked."""
+    import mmap
+    s = Session({"g": b"G" * 12288, "h": b"H" * 100}, env={"METAMORI_TEST_OPENS_LOST": "1"})
+    s.ck("first")
+    with open(s.P("g"), "r+b") as f:
+        held = mmap.mmap(f.fileno(), 0)
+    held[0:4] = b"ONE!"
+    outs = [s.ck("written, still mapped, its open lost")]
+    held[8:12] = b"TWO!"  # the same page, already dirty
+    outs.append(s.ck("written again, still mapped"))
+    held.close()
+    s.ck("let go")
+    s.stop()
+    if any("tracked" not in o for o in outs) and not T.overflowed(s.stderr):
+        raise T.Failure("the checkpoints did not stay tracked: %s%s" % (outs, s.stderr))
+    s.verify()
+
+
+test_mapping_held_when_the_opens_were_lost.watch_kind = "fanotify"
+
+
 def test_inotify_watch_limit():
     """fs.inotify.max_user_watches below the tree's directory count: the
     watcher cannot see every directory, so every checkpoint scans and says
@@ -1149,7 +1177,8 @@ test_inotify_watch_limit.system_wide = True
 
 def main():
     tests = [test_issue_example_plain_checkpoint_after_session, test_outside_write_same_file,
-             test_outside_changes_of_every_kind, test_outside_mmap_write, test_outside_mapping_held_across_checkpoints, test_file_moved_in_while_open,
+             test_outside_changes_of_every_kind, test_outside_mmap_write, test_outside_mapping_held_across_checkpoints,
+             test_mapping_held_when_the_opens_were_lost, test_file_moved_in_while_open,
              test_file_moved_in_by_another_process, test_other_user, test_double_forked_daemon,
              test_static_child_closes_inherited_fds, test_dropped_privileges, test_write_racing_the_barrier,
              test_precopy_fds_only_for_the_same_file] + \
