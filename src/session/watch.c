@@ -1555,6 +1555,20 @@ static int let_go_explained(watcher *w, mtm_session *ss, const pend *p)
 	return explained;
 }
 
+/* p's pids added to q's (past PEND_PIDS: many). */
+static void pend_merge(pend *q, const pend *p)
+{
+	for (int i = 0; i < p->npid && !q->many; i++) {
+		int seen = 0;
+		for (int j = 0; j < q->npid && !seen; j++)
+			seen = q->pid[j] == p->pid[i];
+		if (!seen && q->npid < PEND_PIDS)
+			q->pid[q->npid++] = p->pid[i];
+		else if (!seen)
+			q->many = 1;
+	}
+}
+
 /* path's openers (p's pids) added to those held_w remembers. */
 static int held_add(watcher *w, const char *path, const pend *p)
 {
@@ -1567,15 +1581,7 @@ static int held_add(watcher *w, const char *path, const pend *p)
 	}
 	q->many |= p->many;
 	q->kinds |= EV_OPEN; /* (fresh: not looked at yet, see probe_held) */
-	for (int i = 0; i < p->npid && !q->many; i++) {
-		int seen = 0;
-		for (int j = 0; j < q->npid && !seen; j++)
-			seen = q->pid[j] == p->pid[i];
-		if (!seen && q->npid < PEND_PIDS)
-			q->pid[q->npid++] = p->pid[i];
-		else if (!seen)
-			q->many = 1;
-	}
+	pend_merge(q, p);
 	return 0;
 }
 
@@ -1795,15 +1801,7 @@ static int keep_explained(watcher *w, change_set *cs, const char *path, pend *p)
 		}
 		return 0;
 	}
-	for (int i = 0; i < p->npid && !q->many; i++) {
-		int seen = 0;
-		for (int j = 0; j < q->npid && !seen; j++)
-			seen = q->pid[j] == p->pid[i];
-		if (!seen && q->npid < PEND_PIDS)
-			q->pid[q->npid++] = p->pid[i];
-		else if (!seen)
-			q->many = 1;
-	}
+	pend_merge(q, p);
 	free(p);
 	return q->many ? mark_whole(cs, path) : 0;
 }
