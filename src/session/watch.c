@@ -74,15 +74,15 @@ enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
  * test_file_let_go_unwritten_is_not_compared: a database a traced process
  * opened read-write and let go unwritten was read again whole at every
  * checkpoint). */
-/* EV_OPEN (fanotify): a file of the tree opened, in any mode (fanotify
- * does not say which), by a process with no log. Such a process can map a
- * file it opened for writing, close the fd, and write through the mapping
- * for as long as it likes: no event at all until the mapping goes. So the
- * file is remembered with its openers (w->opens, then w->held_w), and at
- * each barrier compared whole while one of them holds it for writing or
- * maps it (probe_held). tests/session
- * test_outside_mapping_held_across_checkpoints. */
-enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8, EV_OPEN = 16 };
+/* A process outside the session can map a file of the tree it opened for
+ * writing, close the fd, and write through the mapping for as long as it
+ * likes: no event at all until the mapping goes. So the processes with no
+ * log heard opening a file of the tree (FAN_OPEN, in a group of its own:
+ * ofd) are asked at each look what they hold for writing or map, and what
+ * they hold is compared whole at each barrier until they let it go
+ * (look_held). tests/session test_outside_mapping_held_across_checkpoints,
+ * test_mapping_held_when_the_opens_were_lost. */
+enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8 };
 /* The writers of one file kept per interval; past them the file is
  * compared whole. A database's busiest files are written by every backend
  * and its writer processes (pgbench -c 6: 8-10 pids), and each of them is
@@ -92,12 +92,13 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8, EV_OPEN = 16 };
 #define OUTSIDE ((char *)1) /* dircache: a directory outside the tree */
 #define BEING_FREED ((char *)2) /* fan_dir: a directory the kernel is freeing: ask again later */
 #define RETRY_MAX 4096 /* events kept for later (BEING_FREED) */
-#define HELD_LOOK_AT 16384 /* files opened outside kept before a look between barriers (watch_drain) */
+#define OPENERS_MAX 4096 /* processes outside heard opening files of the tree, kept to be looked at */
 #define ONE_NAME ((void *)1)  /* objcache: a file with one name */
 
 /* early: noted before the mark (watch_mark), so before the checkpoint was
  * asked for: what it says is in this checkpoint, never carried over */
 typedef struct { uint8_t kinds, npid, many, early; int32_t pid[PEND_PIDS]; } pend;
+typedef struct { int32_t pid; int fresh; } opener; /* fresh: heard since the last look */
 typedef struct { fsid_t fsid; int fd; } fs_mark;
 typedef struct { unsigned char *ev; size_t len; } held_event;
 
@@ -151,10 +152,10 @@ struct watcher {
 	int nmemo;
 	int marked;       /* a checkpoint compares files ahead (ahead.c): writes to them from here on are carried */
 	pathmap carry;    /* path -> 1: written after the mark by a writer no log explains: compared whole next time */
-	pathmap opens;    /* fanotify: path -> pend*: opened since the last barrier (EV_OPEN), not judged yet */
-	pathmap held_w;   /* fanotify: path -> pend* (its openers): opened by a writer no log vouched for, perhaps still held for writing (EV_OPEN) */
+	vec openers;      /* fanotify: of opener: processes with no log heard opening a file of the tree (look_held) */
+	pathmap held_w;   /* fanotify: path -> pend*: files of the tree an opener held for writing or mapped at the last look */
 	int32_t self;     /* the session's pid: its own opens (compares) are not the tree's writers */
-	uint64_t probes;  /* processes outside asked what they hold (probe_held; the debug log) */
+	uint64_t probes;  /* processes outside asked what they hold (holds_read; the debug log) */
 	const char *lost; /* events were lost since the last barrier: why */
 	char lost_why[128]; /* lost's text when it names an errno */
 	char lost_told[128]; /* the copy a change set keeps (lost_why is rewritten while it is used) */
@@ -204,7 +205,7 @@ void watch_stop(watcher *w)
 	pathmap_free(&w->objcache, NULL);
 	pathmap_free(&w->carry, NULL);
 	pathmap_free(&w->held_w, free);
-	pathmap_free(&w->opens, free);
+	vec_free(&w->openers);
 	free(w->inodes);
 	free(w->stash);
 	pathmap_free(&w->pending, free);
@@ -214,16 +215,14 @@ void watch_stop(watcher *w)
 	free(w);
 }
 
-/* Records that something (kind) happened to path, by pid (0: unknown), in
- * m (w->pending; w->opens for EV_OPEN: an opener is no writer, and a
- * writer's pids are all asked whether the logs vouch for them). */
-static int note_in(watcher *w, pathmap *m, const char *path, int kind, int32_t pid)
+/* Records that something (kind) happened to path, by pid (0: unknown). */
+static int note(watcher *w, const char *path, int kind, int32_t pid)
 {
 	if (session_outside_tree(path))
 		return 0;
-	pend *p = pathmap_get(m, path);
+	pend *p = pathmap_get(&w->pending, path);
 	if (!p) {
-		if (!(p = calloc(1, sizeof *p)) || pathmap_put(m, path, p)) {
+		if (!(p = calloc(1, sizeof *p)) || pathmap_put(&w->pending, path, p)) {
 			free(p);
 			return ENOMEM;
 		}
@@ -237,11 +236,6 @@ static int note_in(watcher *w, pathmap *m, const char *path, int kind, int32_t p
 	else
 		p->many = 1;
 	return 0;
-}
-
-static int note(watcher *w, const char *path, int kind, int32_t pid)
-{
-	return note_in(w, &w->pending, path, kind, pid);
 }
 
 /* path relative to the root, or NULL if abs is not in the tree. */
@@ -736,6 +730,8 @@ static int hold(watcher *w, const unsigned char *ev, size_t len)
 	return 0;
 }
 
+static void opener_add(watcher *w, int32_t pid);
+
 /* One event of len bytes at ev. Events hold names of any length, so the
  * next one may be unaligned: every structure is copied out before use. */
 static int fan_event(watcher *w, const unsigned char *ev, size_t len)
@@ -819,9 +815,8 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 	           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
 	/* (a traced opener's mappings are in its log; one whose log is not
 	 * found yet is asked about at the barrier) */
-	if ((m.mask & FAN_OPEN) && !session_pid_traced(w->ss, (int32_t)m.pid) &&
-	    note_in(w, &w->opens, path, EV_OPEN, (int32_t)m.pid))
-		return ENOMEM;
+	if ((m.mask & FAN_OPEN) && !session_outside_tree(path) && !session_pid_traced(w->ss, (int32_t)m.pid))
+		opener_add(w, (int32_t)m.pid);
 	return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
 }
 
@@ -888,6 +883,7 @@ static int fan_start(watcher *w)
 	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->ofd, &ev))
 		return errno;
 	w->marks = (vec)VEC_INIT(fs_mark);
+	w->openers = (vec)VEC_INIT(opener);
 	w->held = (vec)VEC_INIT(held_event);
 	int rc = fan_mark(w, w->root);
 	FILE *f = rc ? NULL : fopen("/proc/self/mountinfo", "re");
@@ -1331,8 +1327,6 @@ static size_t queued_units(const watcher *w, int fd)
 	return (size_t)queued;
 }
 
-static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final);
-
 /* The opens queued (ofd): noted (fan_event), or, lost to an overflow, a
  * sweep owed (opens_lost). */
 static void fan_read_opens(watcher *w)
@@ -1413,13 +1407,6 @@ static int drain_main(watcher *w)
 			}
 		}
 		if (rc) { /* out of memory: what was not noted is lost */
-			w->lost = "the watcher ran out of memory";
-			return 0;
-		}
-		/* files read by the thousand by a process outside (a backup):
-		 * looked at now, not kept to the barrier (a look forgets those
-		 * their openers do not hold; one per process) */
-		if (w->opens.n + w->held_w.n > HELD_LOOK_AT && look_held(w, w->ss, NULL, 0)) {
 			w->lost = "the watcher ran out of memory";
 			return 0;
 		}
@@ -1569,224 +1556,151 @@ static void pend_merge(pend *q, const pend *p)
 	}
 }
 
-/* path's openers (p's pids) added to those held_w remembers. */
-static int held_add(watcher *w, const char *path, const pend *p)
+/* An opener heard (FAN_OPEN of a file of the tree by a process with no
+ * log): looked at at the next look. Past OPENERS_MAX, a sweep of every
+ * process instead. */
+static void opener_add(watcher *w, int32_t pid)
 {
-	pend *q = pathmap_get(&w->held_w, path);
+	for (size_t i = 0; i < w->openers.n; i++)
+		if (VEC_AT(&w->openers, opener, i).pid == pid) {
+			VEC_AT(&w->openers, opener, i).fresh = 1;
+			return;
+		}
+	opener *o = w->openers.n < OPENERS_MAX ? vec_push(&w->openers) : NULL;
+	if (!o) {
+		w->opens_lost = 1;
+		return;
+	}
+	o->pid = pid;
+	o->fresh = 1;
+}
+
+/* path held by pid: added to m (path -> pend of the pids). */
+static int held_put(pathmap *m, const char *path, int32_t pid)
+{
+	pend *q = pathmap_get(m, path);
 	if (!q) {
-		if (!(q = calloc(1, sizeof *q)) || pathmap_put(&w->held_w, path, q)) {
+		if (!(q = calloc(1, sizeof *q)) || pathmap_put(m, path, q)) {
 			free(q);
 			return ENOMEM;
 		}
 	}
-	q->many |= p->many;
-	q->kinds |= EV_OPEN; /* (fresh: not looked at yet, see probe_held) */
-	pend_merge(q, p);
+	const pend one = {.npid = 1, .pid = {pid}};
+	pend_merge(q, &one);
 	return 0;
 }
 
-/* What a process outside the session holds for writing, asked of it
+/* The files of the tree pid holds for writing, added to m, asked of it
  * through /proc: its fds open for writing (the mode of a /proc/PID/fd link
  * says how its file is open: S_IWUSR for writing) and its shared mappings
  * (any: one made read-only through an fd open for writing may be made
- * writable later), as inode keys. Read once per process per look. */
-typedef struct { int32_t pid; vec keys; } holds;
-
-static int holds_add(holds *h, uint64_t dev, uint64_t ino)
+ * writable later). Named as the kernel names them now (a file renamed
+ * since its open is found under its new name). *any: 1 if it holds one. */
+static int holds_read(watcher *w, int32_t pid, pathmap *m, int *any)
 {
-	uint64_t *k = vec_push(&h->keys);
-	if (!k)
-		return ENOMEM;
-	*k = inode_key((int64_t)dev, (int64_t)ino);
-	return 0;
-}
-
-static int holds_read(holds *h)
-{
-	char p[64];
-	h->keys = (vec)VEC_INIT(uint64_t);
-	snprintf(p, sizeof p, "/proc/%d/fd", (int)h->pid);
+	char p[64], link[PATH_MAX + 1];
+	int rc = 0;
+	snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
 	DIR *d = opendir(p);
 	if (!d)
 		return 0; /* gone: holds nothing any more */
-	int rc = 0;
+	w->probes++;
 	struct dirent *de;
 	while (!rc && (de = readdir(d))) {
-		struct stat lst, st;
-		if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && !fstatat(dirfd(d), de->d_name, &lst, AT_SYMLINK_NOFOLLOW) &&
-		    (lst.st_mode & S_IWUSR) && !fstatat(dirfd(d), de->d_name, &st, 0) && S_ISREG(st.st_mode))
-			rc = holds_add(h, st.st_dev, st.st_ino);
+		struct stat lst;
+		ssize_t n;
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' ||
+		    fstatat(dirfd(d), de->d_name, &lst, AT_SYMLINK_NOFOLLOW) || !(lst.st_mode & S_IWUSR) ||
+		    (n = readlinkat(dirfd(d), de->d_name, link, sizeof link - 1)) <= 0)
+			continue;
+		link[n] = 0;
+		const char *rel = in_tree(w, link);
+		if (rel && *rel && !session_outside_tree(rel) && !(rc = held_put(m, rel, pid)))
+			*any = 1;
 	}
 	closedir(d);
-	snprintf(p, sizeof p, "/proc/%d/maps", (int)h->pid);
+	snprintf(p, sizeof p, "/proc/%d/maps", (int)pid);
 	FILE *f = fopen(p, "re");
 	char line[PATH_MAX + 256];
 	while (!rc && f && fgets(line, sizeof line, f)) {
 		char perms[8];
-		unsigned maj, min;
-		unsigned long long ino;
+		int at = 0;
 		/* (a line longer than the buffer: its rest does not parse) */
-		if (sscanf(line, "%*x-%*x %7s %*x %x:%x %llu", perms, &maj, &min, &ino) == 4 && perms[3] == 's' && ino)
-			rc = holds_add(h, makedev(maj, min), ino);
+		if (sscanf(line, "%*x-%*x %7s %*x %*x:%*x %*u %n", perms, &at) != 1 || !at || perms[3] != 's')
+			continue;
+		char *path = line + at;
+		path[strcspn(path, "\n")] = 0;
+		const char *rel = in_tree(w, path);
+		if (rel && *rel && !session_outside_tree(rel) && !(rc = held_put(m, rel, pid)))
+			*any = 1;
 	}
 	if (f)
 		fclose(f);
 	return rc;
 }
 
-static int holds_has(const holds *h, uint64_t key)
-{
-	for (size_t i = 0; i < h->keys.n; i++)
-		if (VEC_AT(&h->keys, uint64_t, i) == key)
-			return 1;
-	return 0;
-}
-
-/* The files opened by a process outside the session (EV_OPEN; held_w):
- * those one of their openers still holds for writing or maps shared are
- * kept, and at the barrier compared whole (and, compared ahead perhaps
- * before a write, again next time); the others are forgotten: their
- * openers let them go (FAN_CLOSE_WRITE, judged as a write) or only read
- * them. Before the barrier only to forget, so that the barrier asks only of
- * those held: files a process outside read by the thousand (a backup) cost
- * it nothing. An opener gone, or one that holds nothing, costs one look at
- * its /proc; a file is looked at (stat) only if an opener holds something. */
-static int probe_held(watcher *w, mtm_session *ss, change_set *cs, int final)
-{
-	if (!w->held_w.n)
-		return 0;
-	pathmap keep = {0};
-	vec looked = VEC_INIT(holds);
-	int rc = 0;
-	for (size_t i = 0; i < w->held_w.cap; i++) {
-		const char *path = w->held_w.slots[i].key;
-		pend *p = w->held_w.slots[i].val;
-		if (!path)
-			continue;
-		int held = rc ? 0 : p->many, statted = 0;
-		uint64_t key = 0;
-		for (int j = 0; j < p->npid && !held && !rc; j++) {
-			/* (a process with no log found yet may have made one since:
-			 * the barrier's look at the logs says whether it is traced;
-			 * a traced process's mappings are in its log) */
-			if (final && session_pid_traced(ss, p->pid[j]))
-				continue;
-			holds *h = NULL;
-			for (size_t k = 0; k < looked.n && !h; k++)
-				if (VEC_AT(&looked, holds, k).pid == p->pid[j])
-					h = &VEC_AT(&looked, holds, k);
-			if (!h) {
-				if (!(h = vec_push(&looked))) {
-					rc = ENOMEM;
-					break;
-				}
-				h->pid = p->pid[j];
-				if ((rc = holds_read(h)))
-					break;
-				w->probes++;
-			}
-			if (h->keys.n && !statted) {
-				char abs[PATH_MAX * 2];
-				struct stat st;
-				snprintf(abs, sizeof abs, "%s%s%s", w->root, w->root[w->rootlen - 1] == '/' || !*path ? "" : "/", path);
-				statted = 1;
-				if (!stat(abs, &st) && S_ISREG(st.st_mode))
-					key = inode_key((int64_t)st.st_dev, (int64_t)st.st_ino);
-			}
-			held = key && holds_has(h, key);
-		}
-		const file_change *fc = final ? pathmap_get(&cs->files, path) : NULL;
-		if (!rc && held && final && !(fc && fc->whole))
-			rc = mark_whole(cs, path);
-		if (!rc && held && final && w->marked)
-			rc = carry(w, path);
-		/* an open's event is queued before its fd is installed (the
-		 * kernel's do_dentry_open, then fd_install): a look right after
-		 * the event may find nothing yet. So a file is forgotten only at
-		 * a look after the first that saw its opener (held or not, it
-		 * is kept until then) */
-		int fresh = (p->kinds & EV_OPEN) != 0;
-		p->kinds &= (uint8_t)~EV_OPEN;
-		if (!rc && (held || fresh) && !(rc = pathmap_put(&keep, path, p)))
-			continue;
-		free(p);
-	}
-	for (size_t k = 0; k < looked.n; k++)
-		vec_free(&VEC_AT(&looked, holds, k).keys);
-	vec_free(&looked);
-	pathmap_free(&w->held_w, NULL);
-	w->held_w = keep;
-	return rc;
-}
-
-/* The opens were lost (ofd's queue overflowed): every process with no log
- * is asked, through /proc, which files of the tree it holds for writing
- * (an fd open for writing, a shared mapping), and those are remembered as
- * if it had been heard opening them. (~0.1 ms a process: only then.) */
-static int sweep_holds(watcher *w, mtm_session *ss)
+/* The opens were lost (ofd's queue overflowed, or too many openers): every
+ * process with no log is asked what it holds, and one that holds a file of
+ * the tree is an opener from now on. (~0.1 ms a process: only then.) */
+static int sweep_holds(watcher *w, mtm_session *ss, pathmap *m)
 {
 	DIR *d = opendir("/proc");
 	if (!d)
 		return 0;
 	int rc = 0;
 	struct dirent *de;
+	w->opens_lost = 0;
 	while (!rc && (de = readdir(d))) {
-		int32_t pid = (int32_t)atoi(de->d_name);
+		int32_t pid = (int32_t)atoi(de->d_name), any = 0;
 		if (pid <= 0 || pid == w->self || session_pid_traced(ss, pid))
 			continue;
-		pend one = {.npid = 1, .pid = {pid}};
-		char p[64], link[PATH_MAX + 1];
-		snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
-		DIR *fds = opendir(p);
-		struct dirent *fe;
-		while (!rc && fds && (fe = readdir(fds))) {
-			struct stat lst;
-			ssize_t n;
-			if (fe->d_name[0] < '0' || fe->d_name[0] > '9' ||
-			    fstatat(dirfd(fds), fe->d_name, &lst, AT_SYMLINK_NOFOLLOW) || !(lst.st_mode & S_IWUSR) ||
-			    (n = readlinkat(dirfd(fds), fe->d_name, link, sizeof link - 1)) <= 0)
-				continue;
-			link[n] = 0;
-			const char *rel = in_tree(w, link);
-			if (rel && *rel && !session_outside_tree(rel))
-				rc = held_add(w, rel, &one);
-		}
-		if (fds)
-			closedir(fds);
-		snprintf(p, sizeof p, "/proc/%d/maps", (int)pid);
-		FILE *f = fopen(p, "re");
-		char line[PATH_MAX + 256];
-		while (!rc && f && fgets(line, sizeof line, f)) {
-			char perms[8];
-			int at = 0;
-			if (sscanf(line, "%*x-%*x %7s %*x %*x:%*x %*u %n", perms, &at) != 1 || !at || perms[3] != 's')
-				continue;
-			char *path = line + at;
-			path[strcspn(path, "\n")] = 0;
-			const char *rel = in_tree(w, path);
-			if (rel && *rel && !session_outside_tree(rel))
-				rc = held_add(w, rel, &one);
-		}
-		if (f)
-			fclose(f);
+		rc = holds_read(w, pid, m, &any);
+		if (!rc && any)
+			opener_add(w, pid);
 	}
 	closedir(d);
-	if (!rc)
-		w->opens_lost = 0;
 	return rc;
 }
 
-/* The files opened since the last look remembered (their openers too),
- * and all looked at (probe_held). cs: NULL unless final. */
+/* A look: each opener is asked what it holds (holds_read), and held_w
+ * becomes the files of the tree they hold for writing or map; at the
+ * barrier (final, cs), those are compared whole (and, compared ahead
+ * perhaps before a write that makes no event, again next time). An opener
+ * that holds nothing is forgotten, but only at a look after the first that
+ * saw it: an open's event is queued before its fd is installed. Before the
+ * barrier to spread the work; only the barrier's look says who is traced
+ * (a log found since). Costs a look at /proc per opener, whatever it read
+ * (a backup reading the tree by the thousand: one process). */
 static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final)
 {
-	int rc = w->opens_lost ? sweep_holds(w, ss) : 0;
-	for (size_t i = 0; i < w->opens.cap && !rc; i++)
-		if (w->opens.slots[i].key)
-			rc = held_add(w, w->opens.slots[i].key, w->opens.slots[i].val);
-	pathmap_free(&w->opens, free);
-	memset(&w->opens, 0, sizeof w->opens);
-	return rc ? rc : probe_held(w, ss, cs, final);
+	pathmap now = {0};
+	int rc = 0;
+	size_t kept = 0;
+	for (size_t i = 0; i < w->openers.n; i++) {
+		opener o = VEC_AT(&w->openers, opener, i);
+		int any = 0;
+		if (rc || (final && session_pid_traced(ss, o.pid)))
+			continue;
+		rc = holds_read(w, o.pid, &now, &any);
+		if (any || o.fresh)
+			VEC_AT(&w->openers, opener, kept++) = (opener){o.pid, 0};
+	}
+	w->openers.n = kept;
+	if (!rc && w->opens_lost)
+		rc = sweep_holds(w, ss, &now);
+	pathmap_free(&w->held_w, free);
+	w->held_w = now;
+	for (size_t i = 0; final && !rc && i < w->held_w.cap; i++) {
+		const char *path = w->held_w.slots[i].key;
+		if (!path)
+			continue;
+		const file_change *fc = pathmap_get(&cs->files, path);
+		if (!(fc && fc->whole))
+			rc = mark_whole(cs, path);
+		if (!rc && w->marked)
+			rc = carry(w, path);
+	}
+	return rc;
 }
 
 /* A write explained by the logs (so far): kept with its writers until the
