@@ -93,6 +93,7 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8 };
 #define BEING_FREED ((char *)2) /* fan_dir: a directory the kernel is freeing: ask again later */
 #define RETRY_MAX 4096 /* events kept for later (BEING_FREED) */
 #define OPENERS_MAX 4096 /* processes outside heard opening files of the tree, kept to be looked at */
+#define LOOK_NS 50000000L /* openers looked at between checkpoints at most this often (watch_drain) */
 #define ONE_NAME ((void *)1)  /* objcache: a file with one name */
 
 /* early: noted before the mark (watch_mark), so before the checkpoint was
@@ -153,6 +154,7 @@ struct watcher {
 	int marked;       /* a checkpoint compares files ahead (ahead.c): writes to them from here on are carried */
 	pathmap carry;    /* path -> 1: written after the mark by a writer no log explains: compared whole next time */
 	vec openers;      /* fanotify: of opener: processes with no log heard opening a file of the tree (look_held) */
+	struct timespec look_at; /* CLOCK_MONOTONIC: the openers last looked at */
 	pathmap held_w;   /* fanotify: path -> pend*: files of the tree an opener held for writing or mapped at the last look */
 	int32_t self;     /* the session's pid: its own opens (compares) are not the tree's writers */
 	uint64_t probes;  /* processes outside asked what they hold (holds_read; the debug log) */
@@ -1357,12 +1359,20 @@ static void fan_read_opens(watcher *w)
 }
 
 static int drain_main(watcher *w);
+static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final);
 
 int watch_drain(watcher *w)
 {
 	int rc = drain_main(w);
 	if (w->kind == W_FANOTIFY)
 		fan_read_opens(w);
+	/* openers heard: looked at between checkpoints too (every LOOK_NS at
+	 * most), so that the barrier's look is left only those heard since,
+	 * and those that hold something (an opener is forgotten at its
+	 * second look) */
+	if (w->kind == W_FANOTIFY && w->openers.n && (!w->look_at.tv_sec || elapsed_ns(&w->look_at) >= LOOK_NS) &&
+	    look_held(w, w->ss, NULL, 0))
+		w->lost = "the watcher ran out of memory";
 	return rc;
 }
 
@@ -1675,6 +1685,7 @@ static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final)
 {
 	pathmap now = {0};
 	int rc = 0;
+	clock_gettime(CLOCK_MONOTONIC, &w->look_at);
 	size_t kept = 0;
 	for (size_t i = 0; i < w->openers.n; i++) {
 		opener o = VEC_AT(&w->openers, opener, i);
