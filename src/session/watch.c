@@ -1361,9 +1361,11 @@ static void fan_read_opens(watcher *w)
 				break;
 			if ((m.mask & FAN_Q_OVERFLOW) || w->test_opens_lost)
 				w->opens_lost = 1;
-			else if ((m.mask & FAN_ONDIR) || m.pid == w->self || opener_fresh(w, m.pid))
+			else if ((m.mask & FAN_ONDIR) || m.pid == w->self || opener_fresh(w, m.pid) ||
+			         session_pid_traced(w->ss, m.pid))
 				; /* (nothing to learn: no path resolved, ~0.2 us an event:
-				   * a process reading 20,000 files of the tree) */
+				   * a process reading 20,000 files of the tree, a traced
+				   * database opening its own) */
 			else if (fan_event(w, w->buf + off, m.event_len))
 				w->opens_lost = 1; /* (out of memory: what was not noted is looked for) */
 			off += m.event_len;
