@@ -11,11 +11,14 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # the session's io_submit test (tests/session/gaps.c); attr, acl and
 # libcap2-bin (setfattr, setfacl, setcap) make the files with attributes,
 # ACLs and capabilities the fidelity test restores; Open MPI builds
-# libmetamori_mpi and runs its tests (tests/mpi).
+# libmetamori_mpi and runs its tests (tests/mpi); e2fsprogs (chattr) and
+# mount (mount, umount: a small tmpfs) are for the restore-safety and
+# full-disk tests: Debian marks neither essential, and a minimal image (a
+# container's) lacks them.
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
                libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
                libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin libopenmpi-dev openmpi-bin \
-               time ninja-build
+               time ninja-build e2fsprogs mount
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md);
 # PostgreSQL for `make bench-pg`.
 BENCH_PACKAGES = rsync borgbackup restic fio postgresql postgresql-contrib git
