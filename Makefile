@@ -129,6 +129,9 @@ dmtcp: build
 # The full reliability matrix (issue 4, docs/RELIABILITY.md): every kill point of
 # a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips,
 # 1,000 random model histories. `make test` runs bounded versions of each.
+# Then the sanitizer build's long suites, and its other suites again with
+# every command leak-checked (MTM_LEAKS=all: make test reads results back
+# without LeakSanitizer, tests/lib/mtmtest.py, readback_env).
 TORTURE_TESTS = tests/e2e/test_model.py tests/reliability/test_crash.py tests/reliability/test_crash_tracked.py tests/reliability/powerloss.py \
                 tests/reliability/test_faults.py tests/damage/test_damage.py tests/damage/test_hostile.py \
                 tests/reliability/test_concurrency.py tests/reliability/test_permissions.py \
@@ -139,6 +142,7 @@ torture: build asan
 	  METAMORI_TORTURE=1 METAMORI=$(abspath $(BUILD))/metamori PYTHONPATH=tests/lib PYTHONDONTWRITEBYTECODE=1 \
 	  python3 $$t; done
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L asan-torture
+	cd $(ASAN_BUILD) && MTM_LEAKS=all ctest --output-on-failure -j $(JOBS) -LE asan-torture
 
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"

@@ -242,7 +242,8 @@ def powerloss_step(sc, i, st, budget, rng):
         while applied < k:
             model.apply(recs[applied])
             applied += 1
-        for v in ([variants[idx % 3]] if k not in (0, n) else variants):
+        # (at k = 0 nothing was written: the three variants are the same state)
+        for v in ([variants[idx % 3]] if k != n else variants):
             if tried >= budget + 4:
                 break
             root = sc.work("pl-cut")
