@@ -197,7 +197,7 @@ class History:
         try:
             for ck, m in self.seen.items():
                 to = os.path.join(base, str(ck))
-                run(["-C", self.root, "restore", str(ck), "--to", to], env=readback_env())
+                restore(self.root, ck, to=to, env=readback_env())
                 assert_same(m, manifest(to), "checkpoint %d restored" % ck)
         finally:
             rmtree(base)
@@ -277,14 +277,14 @@ def init(root):
     return run(["-C", root, "init"])
 
 
-def restore(root, ckpt, to=None, excludes=()):
+def restore(root, ckpt, to=None, excludes=(), env=None):
     """Restores checkpoint ckpt of the store at root, in place or into to."""
     args = ["-C", root, "restore", str(ckpt)]
     if to is not None:
         args += ["--to", to]
     for pat in excludes:
         args += ["--exclude", pat]
-    return run(args)
+    return run(args, env=env)
 
 
 def checkpoint_args(root, msg=None, excludes=()):

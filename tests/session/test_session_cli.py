@@ -562,7 +562,7 @@ def assert_restore_to(root, taken, what):
     """Each (checkpoint, manifest) of taken restores exactly into a new directory."""
     for ckpt, man in taken:
         to = os.path.join(T.tempdir(), "out")
-        T.restore(root, ckpt, to=to)
+        T.restore(root, ckpt, to=to, env=T.readback_env())
         T.assert_same(man, T.manifest(to), "checkpoint %d (%s)" % (ckpt, what))
 
 
