@@ -59,7 +59,8 @@ asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # Under 10 minutes on 2 cores. The normal build runs every suite, the matrices
-# bounded (every second kill point, pairwise faults); the sanitizer build runs
+# sampled (every eighth kill point and each command's first and last two,
+# every fault operation and error at each step: docs/RELIABILITY.md); the sanitizer build runs
 # every suite but the repetitive long ones labelled asan-torture, which
 # `make torture` runs there (tests/CMakeLists.txt, add_long_test), and samples
 # the kill-point, power-cut and fault matrices more sparsely. The two trees
