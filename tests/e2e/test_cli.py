@@ -100,10 +100,20 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
-FORMAT = 9  # the store format this Metamori writes (src/store/store.h)
+FORMAT = 10  # the store format this Metamori writes (src/store/store.h)
+
+def downgrade_to_9(db):
+    """Turns a format 10 index into what format 9 wrote: no blockhash_delta."""
+    c = sqlite3.connect(db)
+    T.blockhash_to_format_9(c)
+    c.execute("PRAGMA user_version=9")
+    c.commit()
+    c.close()
+
 
 def downgrade_to_8(db):
-    """Turns a format 9 index into what format 8 wrote: no root_mode."""
+    """Turns a format 10 index into what format 8 wrote: no root_mode (and no
+    blockhash_delta)."""
     c = sqlite3.connect(db)
     T.checkpoint_to_format_8(c)
     c.execute("PRAGMA user_version=8")
@@ -112,7 +122,7 @@ def downgrade_to_8(db):
 
 
 def downgrade_to_7(db):
-    """Turns a format 9 index into what format 7 wrote: the stat cache's
+    """Turns a format 10 index into what format 7 wrote: the stat cache's
     nine stat columns (every row kept)."""
     downgrade_to_8(db)
     c = sqlite3.connect(db)
@@ -123,7 +133,7 @@ def downgrade_to_7(db):
 
 
 def downgrade_to_6(db):
-    """Turns a format 9 index into what format 6 wrote: no entry_log (its
+    """Turns a format 10 index into what format 6 wrote: no entry_log (its
     rows, if any, where format 6 kept them: in entry)."""
     downgrade_to_7(db)
     c = sqlite3.connect(db)
@@ -133,7 +143,7 @@ def downgrade_to_6(db):
 
 
 def downgrade_to_3(db):
-    """Turns a format 9 index into what format 3 wrote: one signed count of
+    """Turns a format 10 index into what format 3 wrote: one signed count of
     nanoseconds for the mtime, no rdev, no xattrs (and no blockhash, format
     5's, nor the checkpoint's tracked and pause_ns, format 6's, nor
     entry_log, format 7's)."""
@@ -229,6 +239,28 @@ def test_upgrade_from_format_8(root):
     expect(os.stat(root).st_mode & 0o7777 == 0o705, "a format 8 checkpoint set the root's mode")
     ck = T.checkpoint(root)
     expect(T.index_value(root, "SELECT root_mode FROM checkpoint WHERE id=%d" % ck) == 0o705, "recorded after")
+
+
+@with_store
+def test_upgrade_from_format_9(root):
+    """A format 9 store (whole blockhash rows only) is upgraded in place by
+    the first command that opens it: blockhash_delta added, empty; the
+    next scan of a big file keeps its version as a delta against the
+    format 9 row, and every checkpoint restores."""
+    T.init(root)
+    h = T.History(root)
+    path = os.path.join(root, "big")
+    T.write_file(path, bytes(range(256)) * 16 * 64)  # 64 blocks: a blockhash row
+    c1 = h.checkpoint()
+    c = upgraded(root, downgrade_to_9, 9)
+    expect(c.execute("SELECT count(*) FROM blockhash_delta").fetchone()[0] == 0, "blockhash_delta added, empty")
+    expect(c.execute("SELECT ver FROM blockhash").fetchall() == [(c1,)], "the format 9 row kept")
+    c.close()
+    T.patch_file(path, 5 * 4096, b"x" * 4096)
+    c2 = h.checkpoint()
+    expect(T.index_value(root, "SELECT ver || ' ' || base FROM blockhash_delta") == "%d %d" % (c2, c1),
+           "a delta against the format 9 row")
+    h.check()
 
 
 @with_store
@@ -438,6 +470,6 @@ def test_help_everywhere():
 if __name__ == "__main__":
     T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
             test_upgrade_from_format_3, test_upgrade_from_format_6, test_upgrade_from_format_7,
-            test_upgrade_from_format_8,
+            test_upgrade_from_format_8, test_upgrade_from_format_9,
             test_newer_foreign_damaged_index, test_pack_write_fails_part_way, test_more_block_rows_than_held,
             test_dash_c_takes_relative_directories_from_dir, test_help_everywhere])

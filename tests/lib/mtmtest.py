@@ -357,9 +357,18 @@ def statcache_row(root, path):
     return dict(fields, ver=r[0]) if fields is not None else None
 
 
+def blockhash_to_format_9(con):
+    """In an open connection to a format 10 index: what format 9 kept, no
+    blockhash_delta (a cache: its rows are dropped; the whole rows stay,
+    each describes the version it names). The caller sets user_version."""
+    con.execute("DROP TABLE blockhash_delta")
+
+
 def checkpoint_to_format_8(con):
-    """In an open connection to a format 9 index: the checkpoint table as
-    format 8 kept it (no root_mode). The caller sets user_version."""
+    """In an open connection to a format 10 index: the checkpoint table as
+    format 8 kept it (no root_mode), and no blockhash_delta (format 10's).
+    The caller sets user_version."""
+    blockhash_to_format_9(con)
     con.execute("ALTER TABLE checkpoint DROP COLUMN root_mode")
 
 
