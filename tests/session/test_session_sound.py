@@ -1230,10 +1230,11 @@ def main():
             if getattr(t, "watch_kind", mode) != mode:
                 continue
             name = "%s (%s)" % (t.__name__, mode)
+            t0 = os.times()
             try:
                 t()
                 passed += 1
-                print("ok   %s" % name)
+                print("ok   %s%s" % (name, T._took(t0)))  # (its time: make test's budget)
             except Skip as e:
                 skipped += 1
                 print("skip %s: %s" % (name, e))
