@@ -123,6 +123,24 @@ def new_tree(files=None):
     return root
 
 
+def renew_tree(root, files=None):
+    """root made over as new_tree(files) made it (the same path: a scenario
+    run again, its checks naming root)."""
+    for name in os.listdir(root):
+        full = os.path.join(root, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            T.rmtree(full)
+        else:
+            os.remove(full)
+    for rel, data in (files or {}).items():
+        full = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(data)
+    T.init(root)
+    T.checkpoint(root, "base")
+
+
 def modes(results):
     return [r["mode"] for r in results]
 

@@ -49,10 +49,36 @@ def scatter_check(blocks):
     return check
 
 
+# The files each tree was made of (tree): a scenario whose session lost
+# events is run again on the tree made over
+TREES = {}
+
+
+def tree(files):
+    root = S.new_tree(files)
+    TREES[root] = files
+    return root
+
+
+def run_once_more(root, body, env):
+    """S.run_scenario, and once more on root made over (tree) if the
+    session's watcher queue overflowed: the machine's other work made events
+    faster than a starved session read them (inotify's queue, 16,384, under
+    a load of 10-20), and a checkpoint after it scanned, rightly, where the
+    test looks for what a tracked one does. It says so; a second overflow
+    is the test's to judge (its checks then fail)."""
+    p, res = S.run_scenario(root, body, preload=TP.PRELOAD, env=env)
+    if T.overflowed(p.stderr) and root in TREES:
+        print("again: the watcher's queue overflowed (a loaded machine): a checkpoint scanned")
+        S.renew_tree(root, TREES[root])
+        p, res = S.run_scenario(root, body, preload=TP.PRELOAD, env=env)
+    return p, res
+
+
 def scenario(root, body, env, what):
     """TP.scenario, or None (a skipped part) when inotify cannot watch the
     tree: its watches are per user, and another session may hold them all."""
-    p, res = S.run_scenario(root, body, preload=TP.PRELOAD, env=env)
+    p, res = run_once_more(root, body, env)
     if "cannot watch every directory of the tree" in p.stderr:
         T.skip_part(what, "inotify's watches are used up (fs.inotify.max_user_watches)")
         T.rmtree(root)
@@ -67,7 +93,7 @@ def debug_lines(stderr):
 
 
 def test_scattered_writes_compared_ahead():
-    root = S.new_tree({})
+    root = tree({})
     body = r'''
 sp = subprocess.Popen([%r, "scatter", "%d", "%d"], stdin=subprocess.PIPE, cwd=ROOT)
 while not (os.path.exists(P("J")) and os.path.getsize(P("J")) == 8):
@@ -115,7 +141,7 @@ def test_files_compared_whole_are_not_precopied():
     pre-copy's passes must not read its blocks as well, nor write them ahead
     into the store, where no checkpoint uses them (the capture comes from
     the compare's reads): they were read twice, and stored twice."""
-    root = S.new_tree({"D": b"\0" * (1024 * 4096)})
+    root = tree({"D": b"\0" * (1024 * 4096)})
     body = r'''
 fd = os.open(P("D"), os.O_RDWR)
 for i in range(4):
@@ -154,7 +180,7 @@ def test_first_compare_holds_only_what_differs():
     row per file): only the blocks that differ are held, and the checkpoint
     is still exact."""
     data = b"".join(struct.pack("<512Q", *([b] * 512)) for b in range(1024))  # D: 4 MiB, every block its own
-    root = S.new_tree({"D": data})
+    root = tree({"D": data})
     body = r'''
 fd = os.open(P("D"), os.O_RDWR)
 for b in range(0, 1024, 128):
@@ -209,7 +235,7 @@ def test_pause_takes_the_compares_hashes_without_a_copy():
     48 pages, and a few more at each checkpoint (D grows); no pause may
     fault in half as many (the copy did in each). Not under ASan: its
     shadow pages fault in too."""
-    root = S.new_tree({"D": b"\0" * (96 << 20)})
+    root = tree({"D": b"\0" * (96 << 20)})
     body = r'''
 fd = os.open(P("D"), os.O_RDWR)
 for i in range(12):
@@ -235,7 +261,7 @@ def test_pause_writes_no_fresh_memory_for_many_blocks():
     block, ~400 KiB of arrays, more each time than the allocator has had
     back (~100 pages at the last); no pause may fault in a quarter of that.
     Not under ASan: its shadow pages fault in too."""
-    root = S.new_tree({"D": b"\0" * (96 << 20)})
+    root = tree({"D": b"\0" * (96 << 20)})
     body = r'''
 fd = os.open(P("D"), os.O_RDWR)
 for i, n in enumerate((2048, 4096, 8192, 12288, 16384, 24576)):
@@ -261,7 +287,7 @@ for c in "BCD":
 
 
 def test_untraced_write_after_the_compare_is_in_the_next():
-    root = S.new_tree({"U": b"A" * 8192})
+    root = S.new_tree({"U": b"A" * 8192})  # (not run again: its writer is outside)
     sig = T.tempdir("mtm-sig-")
     # U is written by a process outside the session (started here, not by
     # the traced program: no interposer), so it is compared whole, and
@@ -321,7 +347,7 @@ def test_file_let_go_unwritten_is_not_compared():
     if os.geteuid() != 0:
         T.skip_part("let go unwritten", "fanotify needs root")
         return
-    root = S.new_tree({"db": os.urandom(8 << 20), "m": b"M" * 8192})
+    root = tree({"db": os.urandom(8 << 20), "m": b"M" * 8192})
     body = r"""
 lg = subprocess.Popen([%r, "letgo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 def say(what):
@@ -335,8 +361,7 @@ say("map")
 ck("m written through a mapping and let go")
 lg.stdin.close(); lg.wait()
 """ % TP.progs()
-    p, res = S.run_scenario(root, body, preload=TP.PRELOAD,
-                            env={"METAMORI_WATCH": "fanotify", "METAMORI_DEBUG_SESSION": "phases"})
+    p, res = run_once_more(root, body, {"METAMORI_WATCH": "fanotify", "METAMORI_DEBUG_SESSION": "phases"})
     if not res or set(S.modes(res)) != {"tracked"}:
         raise T.Failure("not every checkpoint was tracked: %s\n%s" % (S.modes(res), p.stderr[-3000:]))
     S.check_restores(root, res, in_place=False)
