@@ -1280,22 +1280,34 @@ def test_precopy_pass_fails():
         ctl = T.tempdir("mtm-ctl-")
         steps = [[(b * 4096, rnd.randbytes(4096)) for b in rnd.sample(range(512), 40)]]
         env = dict(os.environ, METAMORI_FAULT="read:%d:EIO" % n, METAMORI_DEBUG_SESSION="1")
-        sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--"] + poker(ctl, steps, os.path.join(root, "big")),
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # (its stderr a file, read by tracked_checkpoint: how a checkpoint
+        # was made, said while the session runs)
+        err = open(os.path.join(ctl, "session.err"), "w+")
+        sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "--"] + poker(ctl, steps, os.path.join(root, "big")),
+                                env=env, stdout=subprocess.PIPE, stderr=err, text=True)
         wait_for(lambda: session_up(root) or sess.poll() is not None, "the session")
         taken = []
         if not session_up(root):  # the fault hit the session's start
+            sess.wait()
+            err.seek(0)
+            sess.stderr = io.StringIO(err.read())
             assert_refused_start(sess, "read %d" % n)
             starts_failed += 1
         else:
             poke_step(ctl, 0)
             time.sleep(0.1)  # passes run every 10-20 ms
             checkpoint_may_fail(root, "read %d" % n)
-            taken.append(tracked_checkpoint(root, "after read %d" % n))
+            SESSION_ERR[0] = err.name
+            try:
+                taken.append(tracked_checkpoint(root, "after read %d" % n))
+            finally:
+                SESSION_ERR[0] = None
             open(os.path.join(ctl, "stop"), "w").close()
             S.wait_run(sess)
-            if "pre-copy pass failed" in sess.stderr.read():
+            err.seek(0)
+            if "pre-copy pass failed" in err.read():
                 passes_failed += 1
+        err.close()
         assert_restore_to(root, taken, "read %d failed" % n)
         T.rmtree(root)
         T.rmtree(ctl)
