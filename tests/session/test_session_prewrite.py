@@ -306,6 +306,14 @@ def test_fsync_ahead_while_the_program_beats():
     checkpoint restores exactly."""
     root, trace, at, (ckpt, man), err = beating_checkpoint(13, "hb")
     why = re.findall(r"their fsync begun \(([^)]*)\)", err)
+    if why == ["the program quiet"]:
+        # the premise did not hold: a pass found nothing at all, the beating
+        # program stalled for it (load ~24: the one fsync ahead was for that),
+        # and nothing was left to sync while it beat. Once more, said so
+        print("again: the heartbeat stalled for a whole pass (a loaded machine): %r" % why)
+        T.rmtree(root)
+        root, trace, at, (ckpt, man), err = beating_checkpoint(13, "hb")
+        why = re.findall(r"their fsync begun \(([^)]*)\)", err)
     if "nothing more to write ahead" not in why:
         raise T.Failure("no fsync ahead while the program wrote (fsyncs ahead: %r)\n%s" % (why, err[-2000:]))
     ops = [r[0] for r in commit_pack_ops(trace, *at)]
