@@ -113,6 +113,12 @@ def check_restores(root, results, in_place=True, check=None):
 def new_tree(files=None):
     """A tree with a store and one checkpoint of files {rel: bytes}."""
     root = T.tempdir()
+    _fill(root, files)
+    return root
+
+
+def _fill(root, files):
+    """files {rel: bytes} written under root, a store made, checkpoint 'base'."""
     for rel, data in (files or {}).items():
         full = os.path.join(root, rel)
         os.makedirs(os.path.dirname(full), exist_ok=True)
@@ -120,7 +126,6 @@ def new_tree(files=None):
             f.write(data)
     T.init(root)
     T.checkpoint(root, "base")
-    return root
 
 
 def renew_tree(root, files=None):
@@ -132,13 +137,7 @@ def renew_tree(root, files=None):
             T.rmtree(full)
         else:
             os.remove(full)
-    for rel, data in (files or {}).items():
-        full = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "wb") as f:
-            f.write(data)
-    T.init(root)
-    T.checkpoint(root, "base")
+    _fill(root, files)
 
 
 def modes(results):
