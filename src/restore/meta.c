@@ -13,6 +13,7 @@
 #include "io/io.h"
 #include "io/xattr.h"
 #include "restore/rctx.h"
+#include "tree/root.h"
 #include "util/error.h"
 
 /* Sets owner, extended attributes, mode and mtime, in that order, through
@@ -39,27 +40,22 @@ int set_meta_fd(rctx *c, int fd, const entry *e)
 	return io_futimens(fd, ts);
 }
 
-int set_root_mode(rctx *c, mtm_id k)
+int set_root_meta(rctx *c, mtm_id k)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(c->s->db, "SELECT root_mode FROM checkpoint WHERE id=?", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(c->s, rc, "index");
-	sqlite3_bind_int64(st, 1, k);
-	rc = sqlite3_step(st);
-	int known = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
-	mode_t mode = known ? (mode_t)(sqlite3_column_int(st, 0) & 07777) : 0;
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_error(c->s, rc, "index");
-	struct stat now;
-	if (!known)
-		return 0;
-	if (fstat(c->rootfd, &now))
-		return mtm_set_errno(errno, "the tree's root");
-	if ((now.st_mode & 07777) != mode && (rc = io_fchmod(c->rootfd, mode)))
-		return mtm_set_errno(rc, "the tree's root: setting its mode");
-	return 0;
+	root_meta m;
+	int rc = root_meta_of(c->s, k, &m);
+	if (!rc && m.have_rest) {
+		if ((rc = set_meta_fd(c, c->rootfd, &m.e)))
+			rc = mtm_set_errno(rc, "the tree's root: setting its metadata");
+	} else if (!rc && m.have_mode) { /* (format 9: only the mode recorded) */
+		struct stat now;
+		if (fstat(c->rootfd, &now))
+			rc = mtm_set_errno(errno, "the tree's root");
+		else if ((now.st_mode & 07777) != m.e.mode && (rc = io_fchmod(c->rootfd, m.e.mode)))
+			rc = mtm_set_errno(rc, "the tree's root: setting its mode");
+	}
+	root_meta_free(&m);
+	return rc;
 }
 
 int set_meta_at(rctx *c, int dfd, const char *leaf, const entry *e)

@@ -100,10 +100,20 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
-FORMAT = 9  # the store format this Metamori writes (src/store/store.h)
+FORMAT = 10  # the store format this Metamori writes (src/store/store.h)
+
+def downgrade_to_9(db):
+    """Turns a format 10 index into what format 9 wrote: the root's mode
+    only."""
+    c = sqlite3.connect(db)
+    T.checkpoint_to_format_9(c)
+    c.execute("PRAGMA user_version=9")
+    c.commit()
+    c.close()
+
 
 def downgrade_to_8(db):
-    """Turns a format 9 index into what format 8 wrote: no root_mode."""
+    """Turns a format 10 index into what format 8 wrote: no root_mode."""
     c = sqlite3.connect(db)
     T.checkpoint_to_format_8(c)
     c.execute("PRAGMA user_version=8")
@@ -112,7 +122,7 @@ def downgrade_to_8(db):
 
 
 def downgrade_to_7(db):
-    """Turns a format 9 index into what format 7 wrote: the stat cache's
+    """Turns a format 10 index into what format 7 wrote: the stat cache's
     nine stat columns (every row kept)."""
     downgrade_to_8(db)
     c = sqlite3.connect(db)
@@ -123,7 +133,7 @@ def downgrade_to_7(db):
 
 
 def downgrade_to_6(db):
-    """Turns a format 9 index into what format 6 wrote: no entry_log (its
+    """Turns a format 10 index into what format 6 wrote: no entry_log (its
     rows, if any, where format 6 kept them: in entry)."""
     downgrade_to_7(db)
     c = sqlite3.connect(db)
@@ -133,7 +143,7 @@ def downgrade_to_6(db):
 
 
 def downgrade_to_3(db):
-    """Turns a format 9 index into what format 3 wrote: one signed count of
+    """Turns a format 10 index into what format 3 wrote: one signed count of
     nanoseconds for the mtime, no rdev, no xattrs (and no blockhash, format
     5's, nor the checkpoint's tracked and pause_ns, format 6's, nor
     entry_log, format 7's)."""
@@ -229,6 +239,44 @@ def test_upgrade_from_format_8(root):
     expect(os.stat(root).st_mode & 0o7777 == 0o705, "a format 8 checkpoint set the root's mode")
     ck = T.checkpoint(root)
     expect(T.index_value(root, "SELECT root_mode FROM checkpoint WHERE id=%d" % ck) == 0o705, "recorded after")
+
+
+@with_store
+def test_upgrade_from_format_9(root):
+    """A format 9 store (the root's mode only) is upgraded in place by the
+    first command that opens it; its checkpoints did not record the root's
+    owner, mtime nor attributes, so status does not compare them and a
+    restore of one leaves them as they are (the mode it gives back); the
+    next checkpoint records them."""
+    T.init(root)
+    T.write_file(os.path.join(root, "a"), b"a")
+    os.chmod(root, 0o750)
+    os.setxattr(root, "user.x", b"1")
+    T.checkpoint(root)
+    c = upgraded(root, downgrade_to_9, 9)
+    expect(c.execute("SELECT root_mode, root_uid, root_gid, root_mtime_s, root_mtime_nsec, root_xattrs"
+                     " FROM checkpoint").fetchall() == [(0o750, None, None, None, None, None)], "old rows")
+    c.close()
+    os.removexattr(root, "user.x")
+    expect(T.status(root) == "nothing changed since checkpoint 1\n", "status: %r" % T.status(root))
+    os.chmod(root, 0o705)
+    T.write_file(os.path.join(root, "a"), b"b")
+    T.run(["-C", root, "restore", "--discard", "1"])
+    expect(os.stat(root).st_mode & 0o7777 == 0o750, "the mode was recorded")
+    expect(os.listxattr(root) == [], "a format 9 checkpoint set the root's attributes")
+    os.setxattr(root, "user.y", b"2")
+    ck = T.checkpoint(root)
+    expect(T.index_value(root, "SELECT root_xattrs FROM checkpoint WHERE id=%d" % ck) is not None, "recorded after")
+    # back at checkpoint 1, which did not record the attributes: a restore
+    # of ck would remove user.z, which status cannot show: saved first
+    T.run(["-C", root, "restore", "1"])
+    os.setxattr(root, "user.z", b"3")
+    T.restore(root, ck)
+    expect(os.listxattr(root) == ["user.y"], "restored: %r" % os.listxattr(root))
+    saved = T.log_json(root)[-1]
+    expect(saved["message"].startswith("saved before restoring"), "not saved: %r" % saved)
+    T.restore(root, saved["id"])
+    expect(sorted(os.listxattr(root)) == ["user.y", "user.z"], "the save: %r" % os.listxattr(root))
 
 
 @with_store
@@ -438,6 +486,6 @@ def test_help_everywhere():
 if __name__ == "__main__":
     T.main([test_no_store, test_init_twice, test_unknown_command_option_and_ids, test_checkpoint_output,
             test_upgrade_from_format_3, test_upgrade_from_format_6, test_upgrade_from_format_7,
-            test_upgrade_from_format_8,
+            test_upgrade_from_format_8, test_upgrade_from_format_9,
             test_newer_foreign_damaged_index, test_pack_write_fails_part_way, test_more_block_rows_than_held,
             test_dash_c_takes_relative_directories_from_dir, test_help_everywhere])

@@ -604,6 +604,77 @@ def test_root_mode():
         expect(stat.S_IMODE(os.stat(root).st_mode) == 0o700, "a partial restore set the root's mode")
 
 
+def test_root_mode_change_is_seen_and_saved():
+    """A change of the root's mode alone is a change: status shows it (as
+    ".", first), a checkpoint records it, and an in-place restore saves it
+    first (a restore must never destroy work). Failed before: status said
+    "nothing changed", and the restore put the mode of the checkpoint
+    restored over it with no save."""
+    root = T.tempdir()
+    T.init(root)
+    T.write_file(os.path.join(root, "f"), b"f")
+    os.chmod(root, 0o755)
+    ck = T.checkpoint(root)
+    os.chmod(root, 0o700)
+    p = T.run(["-C", root, "status"])
+    expect(p.stdout == "m .\n", "status: %r" % p.stdout)
+    p = T.run(["-C", root, "diff", str(ck)])
+    expect(p.stdout == "m .\n", "diff K: %r" % p.stdout)
+    T.restore(root, ck)
+    expect(stat.S_IMODE(os.stat(root).st_mode) == 0o755, "the restore did not give back 0755")
+    saved = T.log_json(root)[-1]
+    expect(saved["id"] == ck + 1 and saved["message"].startswith("saved before restoring"), "no save: %r" % saved)
+    T.restore(root, saved["id"])
+    expect(stat.S_IMODE(os.stat(root).st_mode) == 0o700, "the save did not hold 0700")
+    p = T.run(["-C", root, "diff", str(ck), str(saved["id"])])
+    expect(p.stdout == "m .\n", "diff A B: %r" % p.stdout)
+
+
+def root_digest(path):
+    st = os.lstat(path)
+    xs = {n: os.getxattr(path, n, follow_symlinks=False) for n in sorted(os.listxattr(path, follow_symlinks=False))
+          if n.startswith("user.") or n.startswith("system.posix_acl")}
+    return (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, xs)
+
+
+def test_root_owner_times_xattrs():
+    """A whole-tree restore gives the root directory back as it was: mode,
+    owner, mtime and extended attributes (an ACL too), in place and --to,
+    like any directory of the tree (store format 10). Status shows an owner
+    or attribute change of the root. A partial restore leaves the root
+    alone. Failed before: the owner, mtime and attributes were not recorded."""
+    if not IS_ROOT:
+        print("  (skipped: the owner needs root)")
+        return
+    root = T.tempdir()
+    T.init(root)
+    T.write_file(os.path.join(root, "f"), b"f")
+    os.chown(root, 1234, 4321)
+    os.setxattr(root, "user.note", b"the root's")
+    subprocess.run(["setfacl", "-m", "u:1000:rx", root], check=True)
+    os.chmod(root, 0o750)
+    os.utime(root, ns=(1, 1_500_000_000_123_456_789))
+    want = root_digest(root)
+    ck = T.checkpoint(root)
+    to = os.path.join(T.tempdir(), "out")
+    T.restore(root, ck, to=to)
+    expect(root_digest(to) == want, "--to: %r, not %r" % (root_digest(to), want))
+    os.chown(root, 0, 0)
+    os.removexattr(root, "user.note")
+    subprocess.run(["setfacl", "-b", root], check=True)
+    p = T.run(["-C", root, "status"])
+    expect(p.stdout == "m .\n", "status: %r" % p.stdout)
+    T.write_file(os.path.join(root, "g"), b"new")
+    T.restore(root, ck)
+    expect(root_digest(root) == want, "in place: %r, not %r" % (root_digest(root), want))
+    expect(T.status(root) == "nothing changed since checkpoint %d\n" % ck, "status after: %r" % T.status(root))
+    # a partial restore leaves the root alone
+    os.chown(root, 0, 0)
+    T.write_file(os.path.join(root, "f"), b"changed")
+    T.run(["-C", root, "restore", "--discard", str(ck), "--", "f"])
+    expect(os.stat(root).st_uid == 0, "a partial restore set the root's owner")
+
+
 def cycle_store(sql):
     r = T.tempdir()
     T.init(r)
@@ -638,7 +709,8 @@ if __name__ == "__main__":
              test_device_nodes, test_far_times, test_everything_together, test_target_without_xattrs_warns_once,
              test_fifo_ignore_file_does_not_block,
              test_pack_replaced_by_fifo, test_intent_replaced_by_fifo, test_sparse_file_is_cheap,
-             test_nested_store, test_long_path, test_history_cycles_refused, test_root_mode]
+             test_nested_store, test_long_path, test_history_cycles_refused, test_root_mode,
+             test_root_mode_change_is_seen_and_saved, test_root_owner_times_xattrs]
     only = sys.argv[1:]
     if only:
         tests = [t for t in tests if t.__name__ in only]

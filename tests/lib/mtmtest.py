@@ -357,9 +357,18 @@ def statcache_row(root, path):
     return dict(fields, ver=r[0]) if fields is not None else None
 
 
+def checkpoint_to_format_9(con):
+    """In an open connection to a format 10 index: the checkpoint table as
+    format 9 kept it (the root's mode, not its owner, mtime nor
+    attributes). The caller sets user_version."""
+    for col in ("root_uid", "root_gid", "root_mtime_s", "root_mtime_nsec", "root_xattrs"):
+        con.execute("ALTER TABLE checkpoint DROP COLUMN " + col)
+
+
 def checkpoint_to_format_8(con):
-    """In an open connection to a format 9 index: the checkpoint table as
+    """In an open connection to a format 10 index: the checkpoint table as
     format 8 kept it (no root_mode). The caller sets user_version."""
+    checkpoint_to_format_9(con)
     con.execute("ALTER TABLE checkpoint DROP COLUMN root_mode")
 
 
