@@ -11,11 +11,14 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 # the session's io_submit test (tests/session/gaps.c); attr, acl and
 # libcap2-bin (setfattr, setfacl, setcap) make the files with attributes,
 # ACLs and capabilities the fidelity test restores; Open MPI builds
-# libmetamori_mpi and runs its tests (tests/mpi).
+# libmetamori_mpi and runs its tests (tests/mpi); e2fsprogs (chattr) and
+# mount (mount, umount: a small tmpfs) are for the restore-safety and
+# full-disk tests: Debian marks neither essential, and a minimal image (a
+# container's) lacks them.
 DEB_PACKAGES = build-essential cmake pkg-config libsqlite3-dev sqlite3 libzstd-dev \
                libxxhash-dev libcmocka-dev python3 rsync git tar liburing-dev \
                libfuse3-dev fuse3 libaio-dev attr acl libcap2-bin libopenmpi-dev openmpi-bin \
-               time ninja-build
+               time ninja-build e2fsprogs mount
 # The peers `make bench` measures against (bench/, docs/BENCHMARKS.md);
 # PostgreSQL for `make bench-pg`.
 BENCH_PACKAGES = rsync borgbackup restic fio postgresql postgresql-contrib git
@@ -56,7 +59,8 @@ asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # Under 10 minutes on 2 cores. The normal build runs every suite, the matrices
-# bounded (every second kill point, pairwise faults); the sanitizer build runs
+# sampled (every eighth kill point and each command's first and last two,
+# every fault operation and error at each step: docs/RELIABILITY.md); the sanitizer build runs
 # every suite but the repetitive long ones labelled asan-torture, which
 # `make torture` runs there (tests/CMakeLists.txt, add_long_test), and samples
 # the kill-point, power-cut and fault matrices more sparsely. The two trees
@@ -126,6 +130,9 @@ dmtcp: build
 # The full reliability matrix (issue 4, docs/RELIABILITY.md): every kill point of
 # a big scenario, 1,000+ power cuts, the whole fault matrix, 400 index flips,
 # 1,000 random model histories. `make test` runs bounded versions of each.
+# Then the sanitizer build's long suites, and its other suites again with
+# every command leak-checked (MTM_LEAKS=all: make test reads results back
+# without LeakSanitizer, tests/lib/mtmtest.py, readback_env).
 TORTURE_TESTS = tests/e2e/test_model.py tests/reliability/test_crash.py tests/reliability/test_crash_tracked.py tests/reliability/powerloss.py \
                 tests/reliability/test_faults.py tests/damage/test_damage.py tests/damage/test_hostile.py \
                 tests/reliability/test_concurrency.py tests/reliability/test_permissions.py \
@@ -136,6 +143,7 @@ torture: build asan
 	  METAMORI_TORTURE=1 METAMORI=$(abspath $(BUILD))/metamori PYTHONPATH=tests/lib PYTHONDONTWRITEBYTECODE=1 \
 	  python3 $$t; done
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L asan-torture
+	cd $(ASAN_BUILD) && MTM_LEAKS=all ctest --output-on-failure -j $(JOBS) -LE asan-torture
 
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"

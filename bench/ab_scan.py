@@ -39,7 +39,11 @@ in the real-time I/O class (ionice -c1): on a machine shared with other
 people's test loops (2 CPUs, CPU pressure > 90%), the waits for a CPU and for
 the disk's queue are then mostly not in the figures. Both sides alike.
 
-usage: ab_scan.py OLD NEW [--intervals 20] [--files 4] [--cache warm|cold]
+--cache evict evicts only the two trees' and stores' files before each timed
+command (benchlib.Cache): cold for the workload, without a global
+drop_caches that would make every other run on the machine cold too.
+
+usage: ab_scan.py OLD NEW [--intervals 20] [--files 4] [--cache warm|cold|evict]
                   [--env-old K=V] [--env-new K=V] [--perf] [--priority] [--cross] [--no-verify]
                   [--work DIR]
 """
@@ -81,7 +85,7 @@ def main():
     ap.add_argument("new")
     ap.add_argument("--intervals", type=int, default=20)
     ap.add_argument("--files", type=int, default=4)
-    ap.add_argument("--cache", choices=("warm", "cold"), default="warm")
+    ap.add_argument("--cache", choices=("warm", "cold", "evict"), default="warm")
     ap.add_argument("--env-old", action="append", default=[], metavar="K=V",
                     help="set in the old side's environment (repeatable)")
     ap.add_argument("--env-new", action="append", default=[], metavar="K=V",
@@ -95,7 +99,7 @@ def main():
                     help="skip restoring and comparing every checkpoint at the end (exploration only)")
     ap.add_argument("--work", default=os.path.join(here, "work", "ab_scan"))
     a = ap.parse_args()
-    cache = B.Cache(a.cache)
+    cache = B.Cache(a.cache, roots=[os.path.abspath(a.work)])
     prefix = []
     if a.priority:
         prefix = ["nice", "-n", "-20"] + (["ionice", "-c1", "-n0"] if os.geteuid() == 0 else [])

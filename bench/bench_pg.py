@@ -58,6 +58,17 @@ cannot tell apart). Short rounds, more of them (--seconds 15 --rounds 20),
 put a pair's two runs closer together in time; the interval says what the
 rounds resolved, whatever their length.
 
+--side-by-side runs each arm at the same time as a run of postgres alone of
+its own, each server with its pgbench (half the clients, one thread) and,
+for the arm, its session on one CPU of its own (sched_setaffinity), the
+CPUs swapped each round. Runs one after the other each meet whatever the
+host does then (P26: postgres alone's CPU per transaction moved 683-919 us
+between rounds, so the A/A arm's interval spanned 23 points over 6 rounds);
+side by side, both runs of a pair meet it in the same seconds. What they
+do not share equally is the one disk (the session's checkpoint writes slow
+the other server's fsyncs a little, which can only understate what the
+session costs) and what else runs on either CPU. The same checks follow.
+
 When the round's runs are done (so that they follow each other, under the
 same conditions of the shared machine; the checks take longer than the
 runs), every checkpoint of each tree run under `metamori run` is restored
@@ -71,7 +82,7 @@ directory to an unprivileged user (--user, default postgres) and runs
 itself again as that user (runuser).
 
 usage: bench_pg.py --metamori build/metamori [--rounds 12] [--seconds 20] [--warmup 5] [--every 5]
-                   [--arms alone,every[,run|base|fan|fanscan|again]] [--pg-defaults]
+                   [--arms alone,every[,run|base|fan|fanscan|again]] [--pg-defaults] [--side-by-side]
                    [--scale 10] [--clients 6] [--seed 1] [--user postgres] [--work DIR] [--keep] [--json FILE]
 """
 import argparse
@@ -85,6 +96,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -252,12 +265,14 @@ def postmaster_cpu(pg):
     return proc_cpu(pid, children=True)
 
 
-def bench_cpu(pg, out, bench_args, sess=None):
-    """pgbench's run, with the CPU each side used meanwhile."""
+def bench_cpu(pg, out, bench_args, sess=None, cpu=None, go=None):
+    """pgbench's run, with the CPU each side used meanwhile (go: a barrier
+    passed just before pgbench starts, by both arms of a pair)."""
+    if go:
+        go.wait()
     cpu0, busy0, pg0, mf0 = proc_cpu(sess.pid) if sess else 0, cpu_times(), postmaster_cpu(pg), majflt()
-    ch0 = os.times()
-    out["tps"] = tps(pg.pgbench(*bench_args))
-    ch1 = os.times()
+    text, bench_s = pgbench_cpu(pg, bench_args, cpu)
+    out["tps"] = tps(text)
     time.sleep(0.5)  # (the backends exit and are reaped)
     cpu1, busy1, pg1 = proc_cpu(sess.pid) if sess else 0, cpu_times(), postmaster_cpu(pg)
     out["busy"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
@@ -265,10 +280,11 @@ def bench_cpu(pg, out, bench_args, sess=None):
     out["majflt"] = majflt() - mf0
     # the CPU the rest of the machine took meanwhile (other users of the
     # shared CPUs): a run it disturbed shows here, whichever arm it was
-    own = (ch1.children_user + ch1.children_system) - (ch0.children_user + ch0.children_system)
+    own = bench_s
     own += (pg1 - pg0 if pg0 is not None and pg1 is not None else 0) + (cpu1 - cpu0 if sess and cpu0 is not None and cpu1 is not None else 0)
+    out["own_cpu_s"] = own
     out["others_cpu_s"] = max(0.0, (busy1[0] - busy0[0]) / os.sysconf("SC_CLK_TCK") - own)
-    out["pgbench_cpu_s"] = (ch1.children_user + ch1.children_system) - (ch0.children_user + ch0.children_system)
+    out["pgbench_cpu_s"] = bench_s
     out["postgres_cpu_s"] = pg1 - pg0 if pg0 is not None and pg1 is not None else None
     if sess:
         out["session_cpu_s"] = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
@@ -337,99 +353,212 @@ def check_checkpoints(mtm, bindir, sock, work, tree, skip=()):
     return checked
 
 
-def one_run(a, bindir, sock, work, template, kind, r, res):
-    """One pgbench run on a fresh copy of the initialized database: postgres
+def pinned(cpu):
+    """A preexec_fn that puts the child on one CPU (None: anywhere)."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def pgbench_cpu(pg, args, cpu=None):
+    """pgbench's output and its own CPU seconds, from its rusage (reaped
+    here with wait4: side by side two run at once, so this script's children
+    times would hold both)."""
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen([pg.tool("pgbench"), "-h", pg.sock, "-p", str(pg.port), "-U", "bench"] + list(args)
+                             + ["bench"], stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=pinned(cpu))
+        out = p.stdout.read()
+        p.stdout.close()
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            raise SystemExit("bench: pgbench failed:\n" + out + err.read())
+    return out, ru.ru_utime + ru.ru_stime
+
+
+class Arm:
+    """One arm's run on a fresh copy of the initialized database: postgres
     alone, or under `metamori run` (kind "every": --every N; "run": no
     periodic checkpoint). The copy is synced first, so each run starts from
-    the same bytes, clean in the page cache."""
-    tree = os.path.join(work, f"{kind}{r}")
-    shutil.copytree(template, tree, symlinks=True)
-    pg = Pg(bindir, os.path.join(tree, "data"), sock, free_port())
-    out = {"kind": kind}
-    mtm = a.base_metamori if kind == "base" else a.metamori
-    if kind != "alone":
-        B.mtm(mtm, "init", tree)
-        with open(os.path.join(tree, ".metamoriignore"), "w") as f:
-            f.write("data.log\n")
-        t, _ = B.mtm(mtm, "-C", tree, "checkpoint", "-q", "-m", "initial")
-        out["initial_ckpt_s"] = t
-    sync_dir(tree)
-    time.sleep(1)
-    out["load"] = B.loadavg()
-    bench_args = ["-c", str(a.clients), "-j", "2", "-T", str(a.seconds), "-n", f"--random-seed={a.seed + r}"]
-    warm_args = ["-c", str(a.clients), "-j", "2", "-T", str(a.warmup), "-n", f"--random-seed={a.seed + 1000 + r}"]
+    the same bytes, clean in the page cache. start, warm, measure, finish:
+    one after the other for a run alone (one_run), or two arms' steps at
+    once, each on its own CPU, side by side (pair_run)."""
 
-    def warm():
+    def __init__(self, a, bindir, sock, work, template, kind, r, cpu=None, clients=None, jobs=2, name=None):
+        self.a, self.bindir, self.work, self.kind, self.r, self.cpu = a, bindir, work, kind, r, cpu
+        self.tree = os.path.join(work, f"{name or kind}{r}")
+        shutil.copytree(template, self.tree, symlinks=True)
+        self.pg = Pg(bindir, os.path.join(self.tree, "data"), sock, free_port())
+        self.out = out = {"kind": kind}
+        if cpu is not None:
+            out["cpu"] = cpu
+        self.mtm = a.base_metamori if kind == "base" else a.metamori
+        self.alone = kind in ("alone", "again")
+        if not self.alone:
+            B.mtm(self.mtm, "init", self.tree)
+            with open(os.path.join(self.tree, ".metamoriignore"), "w") as f:
+                f.write("data.log\n")
+            t, _ = B.mtm(self.mtm, "-C", self.tree, "checkpoint", "-q", "-m", "initial")
+            out["initial_ckpt_s"] = t
+        sync_dir(self.tree)
+        c = clients or a.clients
+        self.bench_args = ["-c", str(c), "-j", str(jobs), "-T", str(a.seconds), "-n", f"--random-seed={a.seed + r}"]
+        self.warm_args = ["-c", str(c), "-j", str(jobs), "-T", str(a.warmup), "-n",
+                          f"--random-seed={a.seed + 1000 + r}"]
+
+    def start(self):
+        pg, out = self.pg, self.out
+        out["load"] = B.loadavg()
+        if self.alone:
+            # started as the other arms start it: a child of this script, in its
+            # session, so in the scheduler's autogroup pgbench runs in. pg_ctl
+            # puts the postmaster in a session of its own, and with autogroup
+            # scheduling (kernel.sched_autogroup_enabled) that alone changed how
+            # the 2 CPUs were shared between postgres and pgbench: P7 had the
+            # arms under `metamori run` 2-9% faster than postgres alone.
+            self.errf = open(pg.data + ".log", "w")
+            self.proc = subprocess.Popen([os.path.join(self.bindir, "postgres"), "-D", pg.data] + pg.opts(),
+                                         cwd=self.tree, stdout=subprocess.DEVNULL, stderr=self.errf,
+                                         preexec_fn=pinned(self.cpu))
+            self.sess = None
+        else:
+            kind = self.kind
+            fan = kind in ("fan", "fanscan")
+            env = dict(os.environ, METAMORI_DEBUG_SESSION="phases", METAMORI_WATCH="fanotify" if fan else "inotify")
+            env.pop("METAMORI_DISPATCH", None)
+            if kind == "fan":
+                env["METAMORI_DISPATCH"] = "1"
+            self.errf = open(os.path.join(self.work, f"session-{kind}{self.r}.err"), "w+")
+            every = ["--every", str(self.a.every)] if kind in ("every", "base", "fan", "fanscan") else []
+            drop = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all"] if fan else []
+            # (side by side, the session is on its arm's CPU with postgres:
+            # what it costs comes out of that arm's transactions only)
+            self.sess = self.proc = subprocess.Popen(
+                [self.mtm, "-C", self.tree, "run"] + every + ["--"] + drop
+                + [os.path.join(self.bindir, "postgres"), "-D", pg.data] + pg.opts(), cwd=self.tree, env=env,
+                stdout=subprocess.DEVNULL, stderr=self.errf, preexec_fn=pinned(self.cpu))
+        pg.wait_ready()
+
+    def warm(self):
         """pgbench for --warmup seconds on the same server (and session), not
         counted: the server's shared buffers filled, the first full-page
         images after the template's CHECKPOINT written, the session's first
         periodic checkpoint (it has no block hashes of its own yet) made in
         every arm's same place before the window counted."""
-        if a.warmup > 0:
-            out["warm_tps"] = tps(pg.pgbench(*warm_args))
-    if kind in ("alone", "again"):
-        # started as the other arms start it: a child of this script, in its
-        # session, so in the scheduler's autogroup pgbench runs in. pg_ctl
-        # puts the postmaster in a session of its own, and with autogroup
-        # scheduling (kernel.sched_autogroup_enabled) that alone changed how
-        # the 2 CPUs were shared between postgres and pgbench: P7 had the
-        # arms under `metamori run` 2-9% faster than postgres alone.
-        with open(pg.data + ".log", "w") as errf:
-            proc = subprocess.Popen([os.path.join(bindir, "postgres"), "-D", pg.data] + pg.opts(), cwd=tree,
-                                    stdout=subprocess.DEVNULL, stderr=errf)
-            pg.wait_ready()
-            warm()
-            bench_cpu(pg, out, bench_args)
+        if self.a.warmup > 0:
+            self.out["warm_tps"] = tps(pgbench_cpu(self.pg, self.warm_args, self.cpu)[0])
+
+    def measure(self, go=None):
+        """pgbench's counted run, with the CPU each side used meanwhile
+        (go: a barrier both arms side by side pass just before)."""
+        bench_cpu(self.pg, self.out, self.bench_args, self.sess, self.cpu, go)
+
+    def finish(self):
+        pg, out, kind = self.pg, self.out, self.kind
+        if self.alone:
             pg.stop()
-            proc.wait(timeout=300)
-    else:
-        fan = kind in ("fan", "fanscan")
-        env = dict(os.environ, METAMORI_DEBUG_SESSION="phases", METAMORI_WATCH="fanotify" if fan else "inotify")
-        env.pop("METAMORI_DISPATCH", None)
-        if kind == "fan":
-            env["METAMORI_DISPATCH"] = "1"
-        errf = open(os.path.join(work, f"session-{kind}{r}.err"), "w+")
-        every = ["--every", str(a.every)] if kind in ("every", "base", "fan", "fanscan") else []
-        drop = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all"] if fan else []
-        sess = subprocess.Popen([mtm, "-C", tree, "run"] + every + ["--"] + drop + [os.path.join(bindir, "postgres"),
-                                "-D", pg.data] + pg.opts(), cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=errf)
-        pg.wait_ready()
-        warm()
-        bench_cpu(pg, out, bench_args, sess)
-        # the checkpoints logged from here on were made while postgres shut
-        # down (its shutdown checkpoint writes every dirty buffer: ~100 MiB in
-        # a second) or after it exited: no transaction waited on them
-        # (read through a file of its own: errf's offset is the session's too)
-        with open(errf.name) as f:
-            before_stop = {int(m.group(1)) for m in re.finditer(r"checkpoint (\d+) \((?:tracked|scanned)", f.read())}
-        pg.stop()
-        rc = sess.wait(timeout=300)
-        errf.seek(0)
-        text = errf.read()
-        errf.close()
-        if rc != 0:
-            sys.exit(f"bench: metamori run exited {rc}:\n{text[-3000:]}")
-        ck, dbg = session_lines(text)
-        # the checkpoint made once postgres has exited ('exit') pauses no one
-        msgs = {e["id"]: e["message"] for e in B.mtm_log(mtm, tree)}
-        out["checkpoints"] = [(i, k, p, "exit" if msgs.get(i) == "exit" else "" if i in before_stop else "stop")
-                              for i, k, p in ck]
-        out["debug"] = dbg
-    out["_tree"] = (mtm if kind not in ("alone", "again") else None, tree)  # checked and removed when the round ends (check_run)
-    extra = ""
-    if kind not in ("alone", "again"):
-        extra = (f", session CPU {out['session_cpu_s']:.2f} s, {len(out.get('checkpoints', []))} checkpoints, pauses "
-                 + ", ".join(f"{p:.1f}" + (f" ({x})" if x else "") for _, _, p, x in out["checkpoints"]) + " ms")
-    out["us_per_tx"] = ((out["postgres_cpu_s"] or 0) + (out.get("session_cpu_s") or 0)) / (out["tps"] * a.seconds) * 1e6
-    # with pgbench's: on a machine the run keeps busy (CPUs 91-99% in P16),
-    # transactions per second go as 1 / this
-    out["all_us_per_tx"] = out["us_per_tx"] + out["pgbench_cpu_s"] / (out["tps"] * a.seconds) * 1e6
-    B.log(f"bench: round {r} {kind}: {out['tps']:.0f} tps, CPUs busy {out['busy'] * 100:.0f}%, "
-          f"load {out['load']}, postgres CPU {out['postgres_cpu_s']:.1f} s, pgbench CPU {out['pgbench_cpu_s']:.1f} s, "
-          f"CPU per transaction (postgres + session) {out['us_per_tx']:.0f} us, steal {out['steal_s']:.1f} s, "
-          f"{out['majflt']} major faults"
-          + (f", warm-up {out['warm_tps']:.0f} tps" if "warm_tps" in out else "") + extra)
-    return out
+            self.proc.wait(timeout=300)
+            self.errf.close()
+        else:
+            errf = self.errf
+            # the checkpoints logged from here on were made while postgres shut
+            # down (its shutdown checkpoint writes every dirty buffer: ~100 MiB in
+            # a second) or after it exited: no transaction waited on them
+            # (read through a file of its own: errf's offset is the session's too)
+            with open(errf.name) as f:
+                before_stop = {int(m.group(1)) for m in re.finditer(r"checkpoint (\d+) \((?:tracked|scanned)", f.read())}
+            pg.stop()
+            rc = self.sess.wait(timeout=300)
+            errf.seek(0)
+            text = errf.read()
+            errf.close()
+            if rc != 0:
+                sys.exit(f"bench: metamori run exited {rc}:\n{text[-3000:]}")
+            ck, dbg = session_lines(text)
+            # the checkpoint made once postgres has exited ('exit') pauses no one
+            msgs = {e["id"]: e["message"] for e in B.mtm_log(self.mtm, self.tree)}
+            out["checkpoints"] = [(i, k, p, "exit" if msgs.get(i) == "exit" else "" if i in before_stop else "stop")
+                                  for i, k, p in ck]
+            out["debug"] = dbg
+        out["_tree"] = (self.mtm if not self.alone else None, self.tree)  # checked and removed when the round ends (check_run)
+        a = self.a
+        extra = ""
+        if not self.alone:
+            extra = (f", session CPU {out['session_cpu_s']:.2f} s, {len(out.get('checkpoints', []))} checkpoints, "
+                     "pauses " + ", ".join(f"{p:.1f}" + (f" ({x})" if x else "") for _, _, p, x in out["checkpoints"])
+                     + " ms")
+        out["us_per_tx"] = ((out["postgres_cpu_s"] or 0) + (out.get("session_cpu_s") or 0)) / (out["tps"] * a.seconds) * 1e6
+        # with pgbench's: on a machine the run keeps busy (CPUs 91-99% in P16),
+        # transactions per second go as 1 / this
+        out["all_us_per_tx"] = out["us_per_tx"] + out["pgbench_cpu_s"] / (out["tps"] * a.seconds) * 1e6
+        B.log(f"bench: round {self.r} {kind}" + (f" (CPU {self.cpu})" if self.cpu is not None else "")
+              + f": {out['tps']:.0f} tps, CPUs busy {out['busy'] * 100:.0f}%, "
+              f"load {out['load']}, postgres CPU {out['postgres_cpu_s']:.1f} s, pgbench CPU {out['pgbench_cpu_s']:.1f} s, "
+              f"CPU per transaction (postgres + session) {out['us_per_tx']:.0f} us, steal {out['steal_s']:.1f} s, "
+              f"{out['majflt']} major faults"
+              + (f", warm-up {out['warm_tps']:.0f} tps" if "warm_tps" in out else "") + extra)
+        return out
+
+
+def one_run(a, bindir, sock, work, template, kind, r, res):
+    """One arm's run by itself (the machine's 2 CPUs its own)."""
+    arm = Arm(a, bindir, sock, work, template, kind, r)
+    time.sleep(1)
+    arm.start()
+    arm.warm()
+    arm.measure()
+    return arm.finish()
+
+
+def both(f, g):
+    """f() and g() at once (two threads); the first exception raised again."""
+    errs = []
+
+    def run(h):
+        try:
+            h()
+        except BaseException as e:  # (SystemExit too: pgbench or postgres failed)
+            errs.append(e)
+    ts = [threading.Thread(target=run, args=(h,)) for h in (f, g)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errs:
+        raise errs[0]
+
+
+def pair_run(a, bindir, sock, work, template, kind, r, res):
+    """Postgres alone and arm kind at the same time, side by side, each
+    server with its pgbench (half the clients, one thread) and, for kind, its
+    session on a CPU of its own; the CPUs swap each round. Whatever the
+    machine does over time (the host's other guests, this VM's clock speed:
+    postgres alone moved 1,921-2,386 tps between P26's rounds, its CPU per
+    transaction 683-919 us) falls on both arms in the same seconds, where
+    runs one after the other each meet it on their own. What is not shared
+    equally: the one disk (the session's checkpoint writes slow alone's
+    fsyncs a little too, so this can only understate what the session
+    costs) and the other CPU's load. Returns (alone's out, kind's out)."""
+    cpus = (0, 1) if r % 2 else (1, 0)
+    half = max(1, a.clients // 2)
+    arms = [Arm(a, bindir, sock, work, template, k, r, cpu=c, clients=half, jobs=1, name=n)
+            for k, c, n in zip(("alone", kind), cpus, (f"alone-{kind}", kind))]
+    time.sleep(1)
+    both(arms[0].start, arms[1].start)
+    both(arms[0].warm, arms[1].warm)
+    go = threading.Barrier(2)
+    both(lambda: arms[0].measure(go), lambda: arms[1].measure(go))
+    # the machine's busy and others' CPU: both arms' own CPU is not "others'"
+    for x, y in ((arms[0].out, arms[1].out), (arms[1].out, arms[0].out)):
+        x["others_cpu_s"] = max(0.0, x["others_cpu_s"] - y["own_cpu_s"])
+    return arms[0].finish(), arms[1].finish()
+
+
+def alone_of(row, kind):
+    """The run of postgres alone that kind's run is compared with: the one
+    beside it (--side-by-side), or the round's."""
+    return row[kind].get("pair_alone") or row["alone"]
 
 
 def check_run(bindir, sock, work, out, res):
@@ -475,6 +604,9 @@ def main():
     ap.add_argument("--user", default="postgres", help="the unprivileged user postgres runs as (when run as root)")
     ap.add_argument("--work", default=os.path.join(here, "work", "pg"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="each arm at the same time as its own run of postgres alone, each on one CPU with "
+                         "half the clients (the CPUs swapped each round), in place of one after the other")
     ap.add_argument("--json")
     ap.add_argument("--as-user", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -523,15 +655,29 @@ def main():
         if (r - 1) // len(arms) % 2:
             order.reverse()
         row = {"round": r, "order": order, "uptime": open("/proc/loadavg").read().split()[:3]}
-        for kind in order:
-            row[kind] = one_run(a, bindir, sock, work, template, kind, r, res)
-        for kind in order:
-            check_run(bindir, sock, work, row[kind], res)
+        if a.side_by_side:
+            # each arm beside its own run of postgres alone (pair_run); the
+            # pairs' order turns as the arms' does
+            pairs = [k for k in order if k != "alone"]
+            done = []
+            for kind in pairs:
+                alone, row[kind] = pair_run(a, bindir, sock, work, template, kind, r, res)
+                row[kind]["pair_alone"] = alone
+                row.setdefault("alone", alone)
+                done += [alone, row[kind]]
+            for out in done:
+                check_run(bindir, sock, work, out, res)
+        else:
+            for kind in order:
+                row[kind] = one_run(a, bindir, sock, work, template, kind, r, res)
+            for kind in order:
+                check_run(bindir, sock, work, row[kind], res)
         for kind in arms[1:]:
-            row[kind]["ratio"] = row[kind]["tps"] / row["alone"]["tps"]
+            row[kind]["ratio"] = row[kind]["tps"] / alone_of(row, kind)["tps"]
         res["rounds"].append(row)
-        B.log(f"bench: round {r}: alone {row['alone']['tps']:.0f} tps; "
-              + "; ".join(f"{k} {row[k]['tps']:.0f} tps ({(1 - row[k]['ratio']) * 100:+.1f}% fewer)" for k in arms[1:]))
+        B.log(f"bench: round {r}: " + "; ".join(
+            f"{k} {row[k]['tps']:.0f} tps against alone {alone_of(row, k)['tps']:.0f} "
+            f"({(1 - row[k]['ratio']) * 100:+.1f}% fewer)" for k in arms[1:]))
 
     res["checked"] = [c for row in res["rounds"] for k in arms[1:] for c in row[k].get("checked", [])]
     res["pauses_ms"] = [p for row in res["rounds"] if "every" in row for _, _, p, x in row["every"]["checkpoints"]
@@ -600,7 +746,10 @@ def report(res):
     m, a, arms = res["machine"], res["args"], res["arms"]
     out = [f"## PostgreSQL under `metamori run --every {a['every']:g}` (pgbench -s {a['scale']}, -c {a['clients']}, "
            f"{a['seconds']} s per run" + (f" after {a['warmup']} s of warm-up" if a.get("warmup") else "")
-           + f", {a['rounds']} rounds, order turned each round, every run on a fresh copy of the same database"
+           + f", {a['rounds']} rounds, "
+           + ("each arm side by side with its own run of postgres alone, each on one CPU with half the clients, "
+              "the CPUs swapped each round" if a.get("side_by_side") else "order turned each round")
+           + ", every run on a fresh copy of the same database"
            + ("" if a.get("pg_defaults") else "; autovacuum off, no PostgreSQL checkpoint in a run") + ")", "",
            f"Run {m['date']} on {m['nproc']} CPUs, kernel {m['kernel']}, load average {res['load_start']} at the "
            f"start and {res['load_end']} at the end. Every checkpoint restored, started and checked "
@@ -624,7 +773,8 @@ def report(res):
             x = r[k]
             own = (f" ({x['session_cpu_s'] / (x['tps'] * a['seconds']) * 1e6:.0f} us)"
                    if x.get("session_cpu_s") is not None else "")
-            row += [f"{x['tps']:.0f}", f"{(1 - x['ratio']) * 100:+.1f}%", f"{x['us_per_tx']:.0f} us{own}"]
+            beside = f" (alone beside it {x['pair_alone']['tps']:.0f})" if "pair_alone" in x else ""
+            row += [f"{x['tps']:.0f}{beside}", f"{(1 - x['ratio']) * 100:+.1f}%", f"{x['us_per_tx']:.0f} us{own}"]
         if "every" in arms:
             ck = r["every"]["checkpoints"]
             row += [len(ck), ", ".join(f"{p:.1f}" + (f" ({x})" if x else "") for _, _, p, x in ck)]
@@ -638,31 +788,39 @@ def report(res):
     for k in arms[1:]:
         fewer = [(1 - r[k]["ratio"]) * 100 for r in res["rounds"]]
         med = B.median(fewer)
-        tot = (1 - sum(r[k]["tps"] for r in res["rounds"]) / sum(r["alone"]["tps"] for r in res["rounds"])) * 100
+        tot = (1 - sum(r[k]["tps"] for r in res["rounds"]) / sum(alone_of(r, k)["tps"] for r in res["rounds"])) * 100
         ci = fewer_ci([r[k]["ratio"] for r in res["rounds"]])
         g.append([f"fewer transactions, {ARMS[k]}: mean of the rounds' pairs, 95% interval",
                   f"{ci[0]:+.1f}% ({ci[1]:+.1f}% .. {ci[2]:+.1f}%)" if ci else "-",
                   "<= 3%" if k == "every" else "", goal_ci(ci, 3) if k == "every" else ""])
         g.append([f"fewer transactions, {k}: median of rounds (spread; all rounds pooled)",
                   f"{med:+.1f}% ({spread(fewer)}; {tot:+.1f}%)", "", ""])
-        if all("warm_tps" in r[k] and "warm_tps" in r["alone"] for r in res["rounds"]):
+        if all("warm_tps" in r[k] and "warm_tps" in alone_of(r, k) for r in res["rounds"]):
             # (not counted, shown: the window it leaves out holds the
             # session's first checkpoint, its dearest: no block hashes yet)
-            wci = fewer_ci([r[k]["warm_tps"] / r["alone"]["warm_tps"] for r in res["rounds"]])
+            wci = fewer_ci([r[k]["warm_tps"] / alone_of(r, k)["warm_tps"] for r in res["rounds"]])
             g.append([f"fewer transactions in the warm-up ({a['warmup']} s, not counted), {k}: mean of pairs, "
                       f"95% interval", f"{wci[0]:+.1f}% ({wci[1]:+.1f}% .. {wci[2]:+.1f}%)" if wci else "-", "", ""])
-        first = [(1 - r[k]["ratio"]) * 100 for r in res["rounds"] if r["order"].index(k) < r["order"].index("alone")]
-        second = [(1 - r[k]["ratio"]) * 100 for r in res["rounds"] if r["order"].index(k) > r["order"].index("alone")]
+        if a.get("side_by_side"):
+            # (the two CPUs need not be alike: the arms swap them each round)
+            on = [[(1 - r[k]["ratio"]) * 100 for r in res["rounds"] if r[k].get("cpu") == c] for c in (0, 1)]
+            if on[0] and on[1]:
+                g.append([f"fewer transactions, {k}: median of the rounds it ran on CPU 0 / on CPU 1",
+                          f"{B.median(on[0]):+.1f}% ({len(on[0])}) / {B.median(on[1]):+.1f}% ({len(on[1])})", "", ""])
+            first = second = None
+        else:
+            first = [(1 - r[k]["ratio"]) * 100 for r in res["rounds"] if r["order"].index(k) < r["order"].index("alone")]
+            second = [(1 - r[k]["ratio"]) * 100 for r in res["rounds"] if r["order"].index(k) > r["order"].index("alone")]
         if first and second:
             g.append([f"fewer transactions, {k}: median of the rounds it ran before alone / after alone",
                       f"{B.median(first):+.1f}% ({len(first)}) / {B.median(second):+.1f}% ({len(second)})", "", ""])
-        cpu = [r[k]["us_per_tx"] / r["alone"]["us_per_tx"] for r in res["rounds"]]
+        cpu = [r[k]["us_per_tx"] / alone_of(r, k)["us_per_tx"] for r in res["rounds"]]
         g.append([f"CPU per transaction (postgres + the session), {k} / alone: median (spread)",
                   f"{B.median(cpu):.3f}x ({min(cpu):.3f}x .. {max(cpu):.3f}x)", "", ""])
         # pgbench's CPU in too: on a machine the runs keep busy this is what
         # bounds the rate, and it does not move with what else ran beside
         # the run as the rate does (the CPU is counted, not the wall)
-        cci = fewer_ci([r["alone"]["all_us_per_tx"] / r[k]["all_us_per_tx"] for r in res["rounds"]])
+        cci = fewer_ci([alone_of(r, k)["all_us_per_tx"] / r[k]["all_us_per_tx"] for r in res["rounds"]])
         g.append([f"fewer transactions as the CPU per transaction (postgres + session + pgbench) says, {k}: "
                   f"mean of pairs, 95% interval", f"{cci[0]:+.1f}% ({cci[1]:+.1f}% .. {cci[2]:+.1f}%)" if cci else "-",
                   "", ""])
@@ -684,7 +842,7 @@ def report(res):
                       f"mean, 95% interval (spread)", f"{msh:.2f}% ({msh - hw:.2f}% .. {msh + hw:.2f}%) "
                       f"({min(sh):.2f}% .. {max(sh):.2f}%)", "", ""])
             pci = paired([(r[k]["us_per_tx"] - r[k]["session_cpu_s"] / (r[k]["tps"] * a["seconds"]) * 1e6)
-                          / r["alone"]["us_per_tx"] for r in res["rounds"]])
+                          / alone_of(r, k)["us_per_tx"] for r in res["rounds"]])
             if pci:
                 g.append([f"postgres's own CPU per transaction, {k} / alone: mean of pairs, 95% interval",
                           f"{pci[0]:.3f}x ({pci[1]:.3f}x .. {pci[2]:.3f}x)", "", ""])

@@ -58,7 +58,16 @@ def ratio(a, b):
 # cache state
 
 class Cache:
-    def __init__(self, mode):
+    """warm, cold (every cache of the machine dropped), or evict: only the
+    files under self.roots (set by the caller: the benchmark's trees and
+    stores) evicted with POSIX_FADV_DONTNEED after a sync. evict reads the
+    workload and the index from the disk as cold does, but leaves the
+    program, its libraries and everything of other people's cached: on a
+    shared machine a global drop makes their warm runs cold (so their
+    figures, not only ours, move)."""
+
+    def __init__(self, mode, roots=()):
+        self.roots = list(roots)
         if mode == "auto":
             mode = "cold" if self._can_drop() else "warm"
         if mode == "cold" and not self._can_drop():
@@ -75,8 +84,23 @@ class Cache:
         if self.mode == "cold":
             with open("/proc/sys/vm/drop_caches", "w") as f:
                 f.write("3\n")
+        elif self.mode == "evict":
+            for root in self.roots:
+                for d, _, files in os.walk(root):
+                    for f in files:
+                        try:
+                            fd = os.open(os.path.join(d, f), os.O_RDONLY | os.O_NOFOLLOW)
+                        except OSError:
+                            continue
+                        try:
+                            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                        finally:
+                            os.close(fd)
 
     def describe(self):
+        if self.mode == "evict":
+            return ("evict: `sync` and POSIX_FADV_DONTNEED of the workload's and the store's files before "
+                    "every timed contender (the program and the rest of the machine stay cached)")
         if self.mode == "cold":
             return ("cold: `sync` and `echo 3 > /proc/sys/vm/drop_caches` before every timed "
                     "contender; each reads its input from the disk")

@@ -30,7 +30,7 @@ import sys
 BLOCK = 4096
 CHUNK_MAX_PLAIN = 16 * BLOCK
 APPLICATION_ID = 0x4D544D52
-FORMAT_VERSION = 10  # root_mode (3.2, format 9) and the root's owner, mtime and attributes (format 10) are given to the extracted root; entry_log (3.4.1, format 7) is read with entry; regions (3.10) are not part of the tree, blockhash (3.11) and statcache (3.9, its st blob format 8's) are caches, tracked and pause_ns (3.2, format 6) are statistics: this reader ignores them
+FORMAT_VERSION = 11  # root_mode (3.2, format 9) and the root's owner, mtime and attributes (format 11) are given to the extracted root; entry_log (3.4.1, format 7) is read with entry; regions (3.10) are not part of the tree, blockhash and blockhash_delta (3.11, format 10's) and statcache (3.9, its st blob format 8's) are caches, tracked and pause_ns (3.2, format 6) are statistics: this reader ignores them
 KIND_NONE, KIND_FILE, KIND_DIR, KIND_SYMLINK = 0, 1, 2, 3
 KIND_FIFO, KIND_SOCKET, KIND_CHR, KIND_BLK, KIND_LINK = 4, 5, 6, 7, 8
 NODE_TYPE = {KIND_FIFO: stat.S_IFIFO, KIND_SOCKET: stat.S_IFSOCK, KIND_CHR: stat.S_IFCHR, KIND_BLK: stat.S_IFBLK}
@@ -393,7 +393,7 @@ def cmd_extract(st, k, dest):
             os.link(os.path.join(dest_b, e["target"]), os.path.join(dest_b, e["path"]))
             os.utime(parent, ns=(st.st_atime_ns, st.st_mtime_ns))
     root_mode, root_uid, root_gid, mtime_s, mtime_nsec, xattrs = root
-    if root_uid is not None:  # (NULL: not recorded, format 9 and before)
+    if root_uid is not None:  # (NULL: not recorded, format 10 and before)
         if os.geteuid() == 0:
             os.chown(dest_b, root_uid, root_gid)
         for name, val in parse_xattrs(xattrs):

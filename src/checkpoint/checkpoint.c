@@ -191,7 +191,7 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 	                          " root_mtime_nsec, root_xattrs) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 	/* the root's own metadata (its entries have theirs): a private tree
 	 * must come back private, a shared one shared, and a whole-tree restore
-	 * give the root back as it was (FORMAT.md 3.2, formats 9 and 10) */
+	 * give the root back as it was (FORMAT.md 3.2, formats 9 and 11) */
 	root_meta root;
 	int rc = root_meta_live(s->rootfd, &root);
 	if (rc) {
@@ -322,6 +322,7 @@ typedef struct {
 	uint64_t *h;
 	int64_t n;
 	int from_row; /* read from its blockhash row (not from `block`) */
+	blockhash_base base; /* the file's whole blockhash row: the next one may be a delta against it */
 } hash_list;
 
 /* The parent version's hashes of file_id as an array (*old): its blockhash
@@ -334,7 +335,7 @@ static int load_parent_hashes(run_state *r, int64_t file_id, int64_t prev_ver, v
 	const uint64_t zh = zero_block_hash();
 	int found = 0;
 	if (prev_ver)
-		MTM_TRY(blockhash_get(r->s, &r->bh, file_id, prev_ver, &old->h, &old->n, &found));
+		MTM_TRY(blockhash_get(r->s, &r->bh, file_id, prev_ver, &old->h, &old->n, &found, &old->base));
 	if (found) {
 		old->from_row = 1;
 		return 0;
@@ -387,12 +388,14 @@ static int compare_whole(run_state *r, file_src src, const struct stat *st, int6
 			out = h;
 			for (int64_t b = got; b < n; b++)
 				out[b] = old.h[b];
-			*fresh = (hash_list){out, n, old.from_row};
+			*fresh = (hash_list){out, n, old.from_row, old.base};
+			old.base = (blockhash_base){0};
 			out = NULL;
 		}
 	}
 	free(out);
 	free(old.h);
+	blockhash_base_free(&old.base);
 	vec_free(&map);
 	return rc;
 }
@@ -488,6 +491,7 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		close(fd);
 	if (rc) {
 		free(fresh.h);
+		blockhash_base_free(&fresh.base);
 		return rc;
 	}
 	r->done_bytes += (uint64_t)size_read;
@@ -500,8 +504,9 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 	e.file_id = file_id;
 	int64_t ver;
 	int content_changed = c->blocks_changed != before;
+	rc = 0;
 	if (!pe || pe->kind != KIND_FILE || pe->file_id != file_id || content_changed || !entry_same(&e, pe)) {
-		MTM_TRY(index_put_entry(&c->iw, c->branch, c->id, &e));
+		rc = index_put_entry(&c->iw, c->branch, c->id, &e);
 		ver = c->id;
 		if (!pe)
 			r->ci->files_added++;
@@ -511,8 +516,12 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		ver = pe->ver;
 	}
 	/* the hashes of version ver, for the next scan that finds the file changed */
-	rc = fresh.h && (ver == c->id || !fresh.from_row) ? blockhash_put(r->s, &r->bh, file_id, ver, fresh.h, fresh.n) : 0;
+	if (!rc)
+		rc = fresh.h && (ver == c->id || !fresh.from_row)
+		             ? blockhash_put(r->s, &r->bh, file_id, ver, fresh.h, fresh.n, &fresh.base)
+		             : 0;
 	free(fresh.h);
+	blockhash_base_free(&fresh.base);
 	if (rc)
 		return rc;
 	r->ci->tree_bytes += (uint64_t)size_read;

@@ -155,7 +155,9 @@ int mtm_prune(mtm_store *s, const mtm_prune_opts *opts, mtm_id **dropped, size_t
 		goto done;
 	/* a blockhash row describes its version's blocks, which no longer
 	 * exist as such once it is dropped (FORMAT.md 3.11) */
-	if ((rc = db_exec(s, "DELETE FROM blockhash WHERE ver NOT IN (SELECT id FROM checkpoint)")))
+	if ((rc = db_exec(s, "DELETE FROM blockhash WHERE ver NOT IN (SELECT id FROM checkpoint);"
+	                     "DELETE FROM blockhash_delta WHERE ver NOT IN (SELECT id FROM checkpoint)"
+	                     " OR base NOT IN (SELECT id FROM checkpoint)")))
 		goto done;
 	if (!o.dry_run && (rc = recount_children(s, list, n, keep)))
 		goto done;

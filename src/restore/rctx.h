@@ -203,7 +203,7 @@ int fix_dirs(rctx *c, vec *target, const vec *plan);
  * the stat cache rows of the files written. */
 int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed, int whole);
 /* The root directory (c->rootfd) given the metadata checkpoint k recorded
- * for it (the mode since format 9, owner, attributes and mtime since 10;
+ * for it (the mode since format 9, owner, attributes and mtime since 11;
  * what an older checkpoint did not record is left as it is). A whole-tree
  * restore's last step, after every entry's own (its mtime last of all). */
 int set_root_meta(rctx *c, mtm_id k);

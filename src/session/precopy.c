@@ -152,7 +152,7 @@ int parent_file_hashes(mtm_session *ss, mtm_id parent, const char *path, block_h
 	blockhash_stmts q = {0};
 	uint64_t *h = NULL;
 	int64_t n = 0;
-	int rc = blockhash_get(ss->s, &q, fid, ver, &h, &n, &found);
+	int rc = blockhash_get(ss->s, &q, fid, ver, &h, &n, &found, NULL);
 	blockhash_stmts_free(&q);
 	block_hashes *bh = !rc && found ? malloc(sizeof *bh) : NULL;
 	if (!bh) {

@@ -44,11 +44,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include "session/session.h"
@@ -72,6 +74,14 @@ enum { W_FANOTIFY = 1, W_INOTIFY = 2 };
  * test_file_let_go_unwritten_is_not_compared: a database a traced process
  * opened read-write and let go unwritten was read again whole at every
  * checkpoint). */
+/* A process outside the session can map a file of the tree it opened for
+ * writing, close the fd, and write through the mapping for as long as it
+ * likes: no event at all until the mapping goes. So the processes with no
+ * log heard opening a file of the tree (FAN_OPEN, in a group of its own:
+ * ofd) are asked at each look what they hold for writing or map, and what
+ * they hold is compared whole at each barrier until they let it go
+ * (look_held). tests/session test_outside_mapping_held_across_checkpoints,
+ * test_mapping_held_when_the_opens_were_lost. */
 enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8 };
 /* The writers of one file kept per interval; past them the file is
  * compared whole. A database's busiest files are written by every backend
@@ -82,11 +92,14 @@ enum { EV_MODIFY = 1, EV_ATTRIB = 2, EV_NS = 4, EV_LET_GO = 8 };
 #define OUTSIDE ((char *)1) /* dircache: a directory outside the tree */
 #define BEING_FREED ((char *)2) /* fan_dir: a directory the kernel is freeing: ask again later */
 #define RETRY_MAX 4096 /* events kept for later (BEING_FREED) */
+#define OPENERS_MAX 4096 /* processes outside heard opening files of the tree, kept to be looked at */
+#define LOOK_NS 50000000L /* openers looked at between checkpoints at most this often (watch_drain) */
 #define ONE_NAME ((void *)1)  /* objcache: a file with one name */
 
 /* early: noted before the mark (watch_mark), so before the checkpoint was
  * asked for: what it says is in this checkpoint, never carried over */
 typedef struct { uint8_t kinds, npid, many, early; int32_t pid[PEND_PIDS]; } pend;
+typedef struct { int32_t pid; int fresh; } opener; /* fresh: heard since the last look */
 typedef struct { fsid_t fsid; int fd; } fs_mark;
 typedef struct { unsigned char *ev; size_t len; } held_event;
 
@@ -105,6 +118,9 @@ typedef struct { char *path; uint8_t kind; } wd_ent;
 
 struct watcher {
 	int kind, fd;
+	int ofd, epfd;    /* fanotify: the group that hears opens (FAN_OPEN) alone; an epoll of fd and ofd (watch_fd) */
+	int opens_lost;   /* ofd's queue overflowed: what is held is found by a sweep of /proc (look_held) */
+	int test_opens_lost; /* METAMORI_TEST_OPENS_LOST: every open read is taken as lost (tests) */
 	char *root;       /* canonical absolute path of the tree */
 	size_t rootlen;
 	dev_t root_dev;   /* the tree's root directory (deep_dir_inside) */
@@ -137,6 +153,11 @@ struct watcher {
 	int nmemo;
 	int marked;       /* a checkpoint compares files ahead (ahead.c): writes to them from here on are carried */
 	pathmap carry;    /* path -> 1: written after the mark by a writer no log explains: compared whole next time */
+	vec openers;      /* fanotify: of opener: processes with no log heard opening a file of the tree (look_held) */
+	struct timespec look_at; /* CLOCK_MONOTONIC: the openers last looked at */
+	pathmap held_w;   /* fanotify: path -> pend*: files of the tree an opener held for writing or mapped at the last look */
+	int32_t self;     /* the session's pid: its own opens (compares) are not the tree's writers */
+	uint64_t probes;  /* processes outside asked what they hold (holds_read; the debug log) */
 	const char *lost; /* events were lost since the last barrier: why */
 	char lost_why[128]; /* lost's text when it names an errno */
 	char lost_told[128]; /* the copy a change set keeps (lost_why is rewritten while it is used) */
@@ -145,7 +166,7 @@ struct watcher {
 	unsigned char buf[64 * 1024] __attribute__((aligned(8)));
 };
 
-int watch_fd(const watcher *w) { return w ? w->fd : -1; }
+int watch_fd(const watcher *w) { return !w ? -1 : w->epfd >= 0 ? w->epfd : w->fd; }
 const char *watch_kind(const watcher *w) { return w && w->kind == W_FANOTIFY ? "fanotify" : "inotify"; }
 
 static void dircache_free(void *p)
@@ -165,10 +186,15 @@ void watch_stop(watcher *w)
 	if (!w)
 		return;
 	if (w->kind == W_FANOTIFY && w->ss && w->ss->debug)
-		log_msg(MTM_LOG_DEBUG, "session: watcher: %llu directory handles resolved, the cache emptied %llu times",
-		        (unsigned long long)w->resolved, (unsigned long long)w->emptied);
+		log_msg(MTM_LOG_DEBUG, "session: watcher: %llu directory handles resolved, the cache emptied %llu times; "
+		        "%llu processes outside asked what they hold for writing", (unsigned long long)w->resolved,
+		        (unsigned long long)w->emptied, (unsigned long long)w->probes);
 	if (w->fd >= 0)
 		close(w->fd);
+	if (w->ofd >= 0)
+		close(w->ofd);
+	if (w->epfd >= 0)
+		close(w->epfd);
 	for (size_t i = 0; i < w->marks.n; i++)
 		close(VEC_AT(&w->marks, fs_mark, i).fd);
 	vec_free(&w->marks);
@@ -180,6 +206,8 @@ void watch_stop(watcher *w)
 	dircache_clear(w);
 	pathmap_free(&w->objcache, NULL);
 	pathmap_free(&w->carry, NULL);
+	pathmap_free(&w->held_w, free);
+	vec_free(&w->openers);
 	free(w->inodes);
 	free(w->stash);
 	pathmap_free(&w->pending, free);
@@ -507,14 +535,14 @@ void watch_read_on(watcher *w)
 		load_read_on(w);
 }
 
-static size_t queued_units(const watcher *w);
+static size_t queued_units(const watcher *w, int fd);
 
 void watch_read_on_if_filling(watcher *w)
 {
 	/* (the stash is the session's memory, the queue the kernel's: a
 	 * checkpoint's record of 4,000 files stashed its own store's events,
 	 * and session_scale's peak RSS rose by 0.5 MiB) */
-	if (w->kind == W_FANOTIFY && queued_units(w) >= READ_ON_QUEUED)
+	if (w->kind == W_FANOTIFY && queued_units(w, w->fd) >= READ_ON_QUEUED)
 		load_read_on(w);
 }
 
@@ -704,6 +732,18 @@ static int hold(watcher *w, const unsigned char *ev, size_t len)
 	return 0;
 }
 
+static void opener_add(watcher *w, int32_t pid);
+
+/* 1 if pid was heard opening a file of the tree since the last look: its
+ * other opens say nothing more. */
+static int opener_fresh(const watcher *w, int32_t pid)
+{
+	for (size_t i = 0; i < w->openers.n; i++)
+		if (VEC_AT(&w->openers, opener, i).pid == pid)
+			return VEC_AT(&w->openers, opener, i).fresh;
+	return 0;
+}
+
 /* One event of len bytes at ev. Events hold names of any length, so the
  * next one may be unaligned: every structure is copied out before use. */
 static int fan_event(watcher *w, const unsigned char *ev, size_t len)
@@ -716,6 +756,13 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 		w->lost = "the watcher's queue overflowed (events were lost)";
 		return 0;
 	}
+	/* an open of a directory, or the session's own (it reads files to
+	 * compare them): nothing to ask (cheap: most opens are such, or
+	 * outside the tree) */
+	if ((m.mask & FAN_OPEN) && ((m.mask & FAN_ONDIR) || m.pid == w->self))
+		m.mask &= ~(uint64_t)FAN_OPEN;
+	if (!(m.mask & ~(uint64_t)FAN_ONDIR))
+		return 0;
 	unsigned char dhb[sizeof(struct file_handle) + MAX_HANDLE_SZ] __attribute__((aligned(8)));
 	unsigned char ohb[sizeof(struct file_handle) + MAX_HANDLE_SZ] __attribute__((aligned(8)));
 	struct file_handle *dfh = NULL, *ofh = NULL;
@@ -778,6 +825,10 @@ static int fan_event(watcher *w, const unsigned char *ev, size_t len)
 	int kind = (m.mask & FAN_MODIFY ? EV_MODIFY : 0) | (m.mask & FAN_CLOSE_WRITE ? EV_LET_GO : 0) |
 	           (m.mask & FAN_ATTRIB ? EV_ATTRIB : 0) |
 	           (m.mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) ? EV_NS : 0);
+	/* (a traced opener's mappings are in its log; one whose log is not
+	 * found yet is asked about at the barrier) */
+	if ((m.mask & FAN_OPEN) && !session_outside_tree(path) && !session_pid_traced(w->ss, (int32_t)m.pid))
+		opener_add(w, (int32_t)m.pid);
 	return kind ? note(w, path, kind, (int32_t)m.pid) : 0;
 }
 
@@ -786,7 +837,8 @@ static int fan_mark(watcher *w, const char *path)
 {
 	const uint64_t mask = FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM |
 	                      FAN_MOVED_TO | FAN_ONDIR;
-	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, path))
+	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, path) ||
+	    fanotify_mark(w->ofd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, AT_FDCWD, path))
 		return errno;
 	struct statfs sf;
 	fs_mark fm = {.fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
@@ -832,7 +884,18 @@ static int fan_start(watcher *w)
 	                      O_RDONLY | O_LARGEFILE);
 	if (w->fd < 0)
 		return errno;
+	/* opens in a group of their own: a busy file system opens more than
+	 * it writes (a third more events here), and were they in the same
+	 * queue they would overflow it sooner, which makes a checkpoint scan;
+	 * their own queue overflowing costs a sweep of /proc instead */
+	w->ofd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME | FAN_REPORT_FID,
+	                       O_RDONLY | O_LARGEFILE);
+	struct epoll_event ev = {.events = EPOLLIN};
+	if (w->ofd < 0 || (w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->fd, &ev) ||
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->ofd, &ev))
+		return errno;
 	w->marks = (vec)VEC_INIT(fs_mark);
+	w->openers = (vec)VEC_INIT(opener);
 	w->held = (vec)VEC_INIT(held_event);
 	int rc = fan_mark(w, w->root);
 	FILE *f = rc ? NULL : fopen("/proc/self/mountinfo", "re");
@@ -1087,8 +1150,9 @@ int watch_start(mtm_session *ss, const char **why)
 	watcher *w = calloc(1, sizeof *w);
 	if (!w)
 		return mtm_set_error(ENOMEM, "session");
-	w->fd = -1;
+	w->fd = w->ofd = w->epfd = -1;
 	w->ss = ss;
+	w->self = (int32_t)getpid();
 	/* tests: the load of the tree's inodes waits after its first row while
 	 * this file exists (a long load, events coming meanwhile) */
 	w->test_gate = secure_getenv("METAMORI_TEST_INODE_LOAD_GATE");
@@ -1103,6 +1167,9 @@ int watch_start(mtm_session *ss, const char **why)
 	const char *freeing = secure_getenv("METAMORI_TEST_FREEING_US");
 	w->test_freeing_us = freeing ? atol(freeing) : 0;
 	w->test_freeing = secure_getenv("METAMORI_TEST_FREEING_HANDLES");
+	/* tests: the opens' queue taken as overflowed at each read
+	 * (test_mapping_held_when_the_opens_were_lost) */
+	w->test_opens_lost = secure_getenv("METAMORI_TEST_OPENS_LOST") != NULL;
 	clock_gettime(CLOCK_REALTIME, &w->inodes_since); /* (the stat cache holds files older than the session) */
 	if (!(w->root = realpath(ss->s->root, NULL))) {
 		free(w);
@@ -1129,6 +1196,11 @@ int watch_start(mtm_session *ss, const char **why)
 			vec_free(&w->marks);
 			close(w->fd);
 			w->fd = -1;
+			if (w->ofd >= 0)
+				close(w->ofd);
+			if (w->epfd >= 0)
+				close(w->epfd);
+			w->ofd = w->epfd = -1;
 		}
 	}
 	if (rc && (!knob || !*knob || !strcmp(knob, "inotify"))) {
@@ -1257,17 +1329,69 @@ static size_t fan_count(const unsigned char *buf, size_t n)
  * events, this takes more events than were queued: read until the queue is
  * empty or the count is reached, more than needed, never less. SIZE_MAX:
  * not told (until empty). */
-static size_t queued_units(const watcher *w)
+static size_t queued_units(const watcher *w, int fd)
 {
 	int queued;
-	if (ioctl(w->fd, FIONREAD, &queued) < 0 || queued < 0)
+	if (ioctl(fd, FIONREAD, &queued) < 0 || queued < 0)
 		return SIZE_MAX;
 	if (w->kind == W_FANOTIFY)
 		return ((size_t)queued + sizeof(struct fanotify_event_metadata) - 1) / sizeof(struct fanotify_event_metadata);
 	return (size_t)queued;
 }
 
+/* The opens queued (ofd): noted (fan_event), or, lost to an overflow, a
+ * sweep owed (opens_lost). */
+static void fan_read_opens(watcher *w)
+{
+	size_t want = w->ofd >= 0 ? queued_units(w, w->ofd) : 0;
+	for (size_t got = 0; got < want;) {
+		ssize_t n = read(w->ofd, w->buf, sizeof w->buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0 && errno != EAGAIN)
+				w->opens_lost = 1;
+			return;
+		}
+		got += fan_count(w->buf, (size_t)n);
+		for (size_t off = 0; off + sizeof(struct fanotify_event_metadata) <= (size_t)n;) {
+			struct fanotify_event_metadata m;
+			memcpy(&m, w->buf + off, sizeof m);
+			if (m.event_len < sizeof m || off + m.event_len > (size_t)n)
+				break;
+			if ((m.mask & FAN_Q_OVERFLOW) || w->test_opens_lost)
+				w->opens_lost = 1;
+			else if ((m.mask & FAN_ONDIR) || m.pid == w->self || opener_fresh(w, m.pid) ||
+			         session_pid_traced(w->ss, m.pid))
+				; /* (nothing to learn: no path resolved, ~0.2 us an event:
+				   * a process reading 20,000 files of the tree, a traced
+				   * database opening its own) */
+			else if (fan_event(w, w->buf + off, m.event_len))
+				w->opens_lost = 1; /* (out of memory: what was not noted is looked for) */
+			off += m.event_len;
+		}
+	}
+}
+
+static int drain_main(watcher *w);
+static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final);
+
 int watch_drain(watcher *w)
+{
+	int rc = drain_main(w);
+	if (w->kind == W_FANOTIFY)
+		fan_read_opens(w);
+	/* openers heard: looked at between checkpoints too (every LOOK_NS at
+	 * most), so that the barrier's look is left only those heard since,
+	 * and those that hold something (an opener is forgotten at its
+	 * second look) */
+	if (w->kind == W_FANOTIFY && w->openers.n && (!w->look_at.tv_sec || elapsed_ns(&w->look_at) >= LOOK_NS) &&
+	    look_held(w, w->ss, NULL, 0))
+		w->lost = "the watcher ran out of memory";
+	return rc;
+}
+
+static int drain_main(watcher *w)
 {
 	if (w->kind == W_FANOTIFY && w->held.n)
 		fan_held(w);
@@ -1281,7 +1405,7 @@ int watch_drain(watcher *w)
 	 * program served, or a pause held, for as long as it went on. What
 	 * comes meanwhile is read by the next drain. (Whole events are read: a
 	 * read may take a few more than were counted.) */
-	size_t want = queued_units(w);
+	size_t want = queued_units(w, w->fd);
 	for (size_t got = 0; got < want;) {
 		ssize_t n = read(w->fd, w->buf, sizeof w->buf);
 		if (n < 0 && errno == EINTR)
@@ -1443,6 +1567,168 @@ static int let_go_explained(watcher *w, mtm_session *ss, const pend *p)
 	return explained;
 }
 
+/* p's pids added to q's (past PEND_PIDS: many). */
+static void pend_merge(pend *q, const pend *p)
+{
+	for (int i = 0; i < p->npid && !q->many; i++) {
+		int seen = 0;
+		for (int j = 0; j < q->npid && !seen; j++)
+			seen = q->pid[j] == p->pid[i];
+		if (!seen && q->npid < PEND_PIDS)
+			q->pid[q->npid++] = p->pid[i];
+		else if (!seen)
+			q->many = 1;
+	}
+}
+
+/* An opener heard (FAN_OPEN of a file of the tree by a process with no
+ * log): looked at at the next look. Past OPENERS_MAX, a sweep of every
+ * process instead. */
+static void opener_add(watcher *w, int32_t pid)
+{
+	for (size_t i = 0; i < w->openers.n; i++)
+		if (VEC_AT(&w->openers, opener, i).pid == pid) {
+			VEC_AT(&w->openers, opener, i).fresh = 1;
+			return;
+		}
+	opener *o = w->openers.n < OPENERS_MAX ? vec_push(&w->openers) : NULL;
+	if (!o) {
+		w->opens_lost = 1;
+		return;
+	}
+	o->pid = pid;
+	o->fresh = 1;
+}
+
+/* path held by pid: added to m (path -> pend of the pids). */
+static int held_put(pathmap *m, const char *path, int32_t pid)
+{
+	pend *q = pathmap_get(m, path);
+	if (!q) {
+		if (!(q = calloc(1, sizeof *q)) || pathmap_put(m, path, q)) {
+			free(q);
+			return ENOMEM;
+		}
+	}
+	const pend one = {.npid = 1, .pid = {pid}};
+	pend_merge(q, &one);
+	return 0;
+}
+
+/* The files of the tree pid holds for writing, added to m, asked of it
+ * through /proc: its fds open for writing (the mode of a /proc/PID/fd link
+ * says how its file is open: S_IWUSR for writing) and its shared mappings
+ * (any: one made read-only through an fd open for writing may be made
+ * writable later). Named as the kernel names them now (a file renamed
+ * since its open is found under its new name). *any: 1 if it holds one. */
+static int holds_read(watcher *w, int32_t pid, pathmap *m, int *any)
+{
+	char p[64], link[PATH_MAX + 1];
+	int rc = 0;
+	snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(p);
+	if (!d)
+		return 0; /* gone: holds nothing any more */
+	w->probes++;
+	struct dirent *de;
+	while (!rc && (de = readdir(d))) {
+		struct stat lst;
+		ssize_t n;
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' ||
+		    fstatat(dirfd(d), de->d_name, &lst, AT_SYMLINK_NOFOLLOW) || !(lst.st_mode & S_IWUSR) ||
+		    (n = readlinkat(dirfd(d), de->d_name, link, sizeof link - 1)) <= 0)
+			continue;
+		link[n] = 0;
+		const char *rel = in_tree(w, link);
+		if (rel && *rel && !session_outside_tree(rel) && !(rc = held_put(m, rel, pid)))
+			*any = 1;
+	}
+	closedir(d);
+	snprintf(p, sizeof p, "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(p, "re");
+	char line[PATH_MAX + 256];
+	while (!rc && f && fgets(line, sizeof line, f)) {
+		char perms[8];
+		int at = 0;
+		/* (a line longer than the buffer: its rest does not parse) */
+		if (sscanf(line, "%*x-%*x %7s %*x %*x:%*x %*u %n", perms, &at) != 1 || !at || perms[3] != 's')
+			continue;
+		char *path = line + at;
+		path[strcspn(path, "\n")] = 0;
+		const char *rel = in_tree(w, path);
+		if (rel && *rel && !session_outside_tree(rel) && !(rc = held_put(m, rel, pid)))
+			*any = 1;
+	}
+	if (f)
+		fclose(f);
+	return rc;
+}
+
+/* The opens were lost (ofd's queue overflowed, or too many openers): every
+ * process with no log is asked what it holds, and one that holds a file of
+ * the tree is an opener from now on. (~0.1 ms a process: only then.) */
+static int sweep_holds(watcher *w, mtm_session *ss, pathmap *m)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	int rc = 0;
+	struct dirent *de;
+	w->opens_lost = 0;
+	while (!rc && (de = readdir(d))) {
+		int32_t pid = (int32_t)atoi(de->d_name), any = 0;
+		if (pid <= 0 || pid == w->self || session_pid_traced(ss, pid))
+			continue;
+		rc = holds_read(w, pid, m, &any);
+		if (!rc && any)
+			opener_add(w, pid);
+	}
+	closedir(d);
+	return rc;
+}
+
+/* A look: each opener is asked what it holds (holds_read), and held_w
+ * becomes the files of the tree they hold for writing or map; at the
+ * barrier (final, cs), those are compared whole (and, compared ahead
+ * perhaps before a write that makes no event, again next time). An opener
+ * that holds nothing is forgotten, but only at a look after the first that
+ * saw it: an open's event is queued before its fd is installed. Before the
+ * barrier to spread the work; only the barrier's look says who is traced
+ * (a log found since). Costs a look at /proc per opener, whatever it read
+ * (a backup reading the tree by the thousand: one process). */
+static int look_held(watcher *w, mtm_session *ss, change_set *cs, int final)
+{
+	pathmap now = {0};
+	int rc = 0;
+	clock_gettime(CLOCK_MONOTONIC, &w->look_at);
+	size_t kept = 0;
+	for (size_t i = 0; i < w->openers.n; i++) {
+		opener o = VEC_AT(&w->openers, opener, i);
+		int any = 0;
+		if (rc || (final && session_pid_traced(ss, o.pid)))
+			continue;
+		rc = holds_read(w, o.pid, &now, &any);
+		if (any || o.fresh)
+			VEC_AT(&w->openers, opener, kept++) = (opener){o.pid, 0};
+	}
+	w->openers.n = kept;
+	if (!rc && w->opens_lost)
+		rc = sweep_holds(w, ss, &now);
+	pathmap_free(&w->held_w, free);
+	w->held_w = now;
+	for (size_t i = 0; final && !rc && i < w->held_w.cap; i++) {
+		const char *path = w->held_w.slots[i].key;
+		if (!path)
+			continue;
+		const file_change *fc = pathmap_get(&cs->files, path);
+		if (!(fc && fc->whole))
+			rc = mark_whole(cs, path);
+		if (!rc && w->marked)
+			rc = carry(w, path);
+	}
+	return rc;
+}
+
 /* A write explained by the logs (so far): kept with its writers until the
  * barrier has looked at their code changes. p is taken. */
 static int keep_explained(watcher *w, change_set *cs, const char *path, pend *p)
@@ -1455,15 +1741,7 @@ static int keep_explained(watcher *w, change_set *cs, const char *path, pend *p)
 		}
 		return 0;
 	}
-	for (int i = 0; i < p->npid && !q->many; i++) {
-		int seen = 0;
-		for (int j = 0; j < q->npid && !seen; j++)
-			seen = q->pid[j] == p->pid[i];
-		if (!seen && q->npid < PEND_PIDS)
-			q->pid[q->npid++] = p->pid[i];
-		else if (!seen)
-			q->many = 1;
-	}
+	pend_merge(q, p);
 	free(p);
 	return q->many ? mark_whole(cs, path) : 0;
 }
@@ -1544,6 +1822,8 @@ static int judge(watcher *w, mtm_session *ss, change_set *cs, int final)
 		rc = judge_map(w, ss, cs, final, &w->early);
 	if (!rc)
 		rc = judge_map(w, ss, cs, final, &w->pending);
+	if (!rc)
+		rc = look_held(w, ss, cs, final);
 	return rc;
 }
 

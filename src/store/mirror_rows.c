@@ -12,7 +12,7 @@
  * rewrote (a pack of the mirror's the store no longer has). Then, and when
  * the mirror's index has another schema, the caller copies the index whole.
  * The small tables that are updated in place (meta, branch, pack, tag) are
- * replaced whole; the caches (statcache, blockhash: "any row may be deleted
+ * replaced whole; the caches (statcache, blockhash, blockhash_delta: "any row may be deleted
  * at any time") are emptied, as they describe the store's tree.
  *
  * Crash safety: one SQLite transaction on the mirror's index (WAL,
@@ -36,7 +36,7 @@
 /* every table of the schema (store/schema.c); another means another format */
 static const char *const history[] = {"checkpoint", "entry", "entry_log", "block", "block_log", "region"};
 #define KNOWN_TABLES "'meta','checkpoint','branch','entry','entry_log','block','block_log','region','chunk','pack','tag'," \
-	"'statcache','blockhash'"
+	"'statcache','blockhash','blockhash_delta'"
 
 static int rows_error(mirror_rows *m, const char *mdir, const char *what)
 {
@@ -110,7 +110,8 @@ static int copy_rows(mirror_rows *m, int64_t last, int64_t last_chunk)
 		rc = sqlite3_exec(m->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 	}
 	if (!rc)
-		rc = sqlite3_exec(m->db, "DELETE FROM main.statcache; DELETE FROM main.blockhash", NULL, NULL, NULL) ==
+		rc = sqlite3_exec(m->db, "DELETE FROM main.statcache; DELETE FROM main.blockhash;"
+		                               " DELETE FROM main.blockhash_delta", NULL, NULL, NULL) ==
 		             SQLITE_OK ? 0 : -1;
 	for (size_t i = 0; !rc && i < sizeof history / sizeof history[0]; i++) {
 		snprintf(sql, sizeof sql, "INSERT INTO main.%s SELECT * FROM src.%s WHERE %s > ?1", history[i], history[i],

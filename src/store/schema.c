@@ -1,4 +1,4 @@
-/* schema.c — the index schema, format version 8 (docs/FORMAT.md). */
+/* schema.c — the index schema, format version 10 (docs/FORMAT.md). */
 #include <stdio.h>
 #include "store/statblob.h"
 #include "store/store.h"
@@ -51,6 +51,14 @@
 	"CREATE TABLE blockhash(file_id INTEGER PRIMARY KEY, ver INTEGER NOT NULL, hashes BLOB NOT NULL," \
 	" chk INTEGER NOT NULL);"
 
+/* A newer version of a file as its blocks that differ from the file's
+ * blockhash row (format 10, FORMAT.md 3.11.1, store/blockhash.h): a
+ * checkpoint that rewrote 1% of a big file's blocks writes ~1/8 of a row
+ * here instead of the whole row again. A cache too. */
+#define BLOCKHASH_DELTA_SQL \
+	"CREATE TABLE blockhash_delta(file_id INTEGER PRIMARY KEY, ver INTEGER NOT NULL, base INTEGER NOT NULL," \
+	" n INTEGER NOT NULL, pairs BLOB NOT NULL, chk INTEGER NOT NULL);"
+
 /* The stat cache (format 8, FORMAT.md 3.9): a file's stat fields in one
  * BLOB (store/statblob.h), not nine columns: a scan reads every row, and
  * SQLite's cost of a row was about its number of columns. */
@@ -102,7 +110,8 @@ static const char *schema_sql =
 	"CREATE TABLE tag(name TEXT PRIMARY KEY, ckpt INTEGER NOT NULL) WITHOUT ROWID;"
 	/* live-tree stat of files known identical to entry version ver (not history) */
 	STATCACHE_SQL("statcache")
-	BLOCKHASH_SQL;
+	BLOCKHASH_SQL
+	BLOCKHASH_DELTA_SQL;
 
 int schema_create(mtm_store *s)
 {
@@ -151,7 +160,9 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
  *          kept: mtm_statblob, below, packs them);
  *  8 -> 9: the checkpoint's root_mode, NULL in older rows: not recorded
  *          (a restore leaves the root's mode as it is);
- *  9 -> 10: the root's owner, mtime and extended attributes, NULL in
+ *  9 -> 10: blockhash_delta, empty (every blockhash row is still a whole
+ *          row, as format 9 wrote them);
+ * 10 -> 11: the root's owner, mtime and extended attributes, NULL in
  *          older rows: not recorded (a restore leaves them as they are). */
 static const char *const upgrade_sql[] = {
 	[1] = BLOCK_LOG_SQL,
@@ -173,9 +184,10 @@ static const char *const upgrade_sql[] = {
 	      " FROM statcache;"
 	      "DROP TABLE statcache; ALTER TABLE statcache8 RENAME TO statcache;",
 	[8] = "ALTER TABLE checkpoint ADD COLUMN root_mode INTEGER;",
-	[9] = "ALTER TABLE checkpoint ADD COLUMN root_uid INTEGER; ALTER TABLE checkpoint ADD COLUMN root_gid INTEGER;"
-	      "ALTER TABLE checkpoint ADD COLUMN root_mtime_s INTEGER; ALTER TABLE checkpoint ADD COLUMN root_mtime_nsec INTEGER;"
-	      "ALTER TABLE checkpoint ADD COLUMN root_xattrs BLOB;",
+	[9] = BLOCKHASH_DELTA_SQL,
+	[10] = "ALTER TABLE checkpoint ADD COLUMN root_uid INTEGER; ALTER TABLE checkpoint ADD COLUMN root_gid INTEGER;"
+	       "ALTER TABLE checkpoint ADD COLUMN root_mtime_s INTEGER; ALTER TABLE checkpoint ADD COLUMN root_mtime_nsec INTEGER;"
+	       "ALTER TABLE checkpoint ADD COLUMN root_xattrs BLOB;",
 };
 
 /* mtm_statblob(size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy):

@@ -258,6 +258,7 @@ void do_init(void)
 		goto out;
 	}
 	g_ctl = c;
+	g_moved_seen = LOAD(&c->moved_in); /* (the fds inherited are looked at below) */
 
 	Dl_info info;
 	if (!dladdr((void *)do_init, &info) || !info.dli_fname || !realpath(info.dli_fname, g_self))

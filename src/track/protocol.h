@@ -51,7 +51,9 @@ struct mtm_ctl {
 	uint32_t scan_needed; /* atomic: set to 1 when something could not be tracked */
 	uint64_t epoch;       /* atomic: bumped each time the logs are reset */
 	uint32_t session_pid;
-	uint32_t pad;
+	uint32_t moved_in;    /* atomic: bumped by a traced process that moved something from outside
+	                       * the tree into it: every interposer then looks again at its fds not in
+	                       * its table (one may be open on that file: docs/TRACKING.md) */
 };
 
 struct mtm_log_hdr {

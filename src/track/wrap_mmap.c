@@ -4,10 +4,30 @@
 static void *mmap_impl(void *addr, size_t len, int prot, int flags, int fd, off_t off, int how)
 {
 #define MMAP_CALL (how ? REAL(mmap64)(addr, len, prot, flags, fd, off) : REAL(mmap)(addr, len, prot, flags, fd, off))
-	struct ent *e = fd_get(fd);
 	int type = flags & MAP_TYPE;
-	if (LIKELY(!e) || (type != MAP_SHARED && type != MAP_SHARED_VALIDATE) || t_guard)
+	if ((type != MAP_SHARED && type != MAP_SHARED_VALIDATE) || t_guard)
 		return MMAP_CALL;
+	struct ent *e = fd_get_w(fd);
+	if (LIKELY(!e)) {
+		/* a move into the tree while it mapped: caught up, and a mapping
+		 * of a file now the tree's recorded as mappings are */
+		uint32_t g = moved_gen();
+		void *p = MMAP_CALL;
+		if (UNLIKELY(moved_gen() != g) && p != MAP_FAILED) {
+			int err = errno;
+			moved_in_catch_up(moved_gen());
+			if ((e = fd_get(fd)) && ((prot & PROT_WRITE) || (LOAD(&e->flags) & O_ACCMODE) == O_RDWR)) {
+				t_guard++;
+				if (enter()) {
+					sticky_add(SK_MAP, (uintptr_t)p, len, (prot & PROT_WRITE) != 0, e->path, e->len);
+					leave();
+				}
+				t_guard--;
+			}
+			errno = err;
+		}
+		return p;
+	}
 	int writable = (prot & PROT_WRITE) != 0;
 	if (!writable && (LOAD(&e->flags) & O_ACCMODE) != O_RDWR)
 		return MMAP_CALL; /* can never become writable */

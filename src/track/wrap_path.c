@@ -92,9 +92,15 @@ static int rename_impl(int od, const char *o, int nd, const char *n, unsigned fl
 	/* moved in from outside (or swapped with something outside): an fd
 	 * opened on it there wrote unrecorded, and a write through it beside
 	 * recorded ones to the same file would have been taken as explained by
-	 * them (tests/session test_file_moved_in_while_open) */
-	if (r == 0 && (lo < 0) != (ln < 0) && (ln >= 0 || (flags & RENAME_EXCHANGE)))
+	 * them (tests/session test_file_moved_in_while_open); and so may
+	 * another traced process's fds: told through ctl->moved_in, bumped
+	 * while still in the region, so before any barrier after the move
+	 * (test_file_moved_in_by_another_process) */
+	if (r == 0 && (lo < 0) != (ln < 0) && (ln >= 0 || (flags & RENAME_EXCHANGE))) {
+		if (LOAD(&g_ctl))
+			__atomic_fetch_add(&g_ctl->moved_in, 1, __ATOMIC_SEQ_CST);
 		adopt_moved_in();
+	}
 	if (in)
 		leave();
 	t_guard--;

@@ -88,25 +88,25 @@ static off_t pos_before(int fd, int append)
 #define W_SEQ_WRITE(ret, name, params, args, fd)                   \
 	ret name params                                             \
 	{                                                           \
-		struct ent *e = fd_get(fd);                         \
+		struct ent *e = fd_get_w(fd);                       \
 		if (LIKELY(!e))                                     \
-			return REAL(name) args;                     \
+			UNTRACKED_CALL(fd, REAL(name) args);        \
 		SEQ_WRITE(e, fd, REAL(name) args, IS_APPEND(e));    \
 	}
 #define W_POS_WRITE(ret, name, params, args, fd, off)                   \
 	ret name params                                                  \
 	{                                                                \
-		struct ent *e = fd_get(fd);                              \
+		struct ent *e = fd_get_w(fd);                            \
 		if (LIKELY(!e))                                          \
-			return REAL(name) args;                          \
+			UNTRACKED_CALL(fd, REAL(name) args);             \
 		POS_WRITE(e, fd, REAL(name) args, off, IS_APPEND(e));    \
 	}
 #define W_POS_WRITE2(ret, name, params, args, fd, off, flags)                                   \
 	ret name params                                                                          \
 	{                                                                                        \
-		struct ent *e = fd_get(fd);                                                      \
+		struct ent *e = fd_get_w(fd);                                                    \
 		if (LIKELY(!e))                                                                  \
-			return REAL(name) args;                                                  \
+			UNTRACKED_CALL(fd, REAL(name) args);                                     \
 		if (off == -1)                                                                   \
 			SEQ_WRITE(e, fd, REAL(name) args, IS_APPEND(e) || (flags & RWF_APPEND));      \
 		POS_WRITE(e, fd, REAL(name) args, off, IS_APPEND(e) || (flags & RWF_APPEND));         \
@@ -116,9 +116,9 @@ static off_t pos_before(int fd, int append)
 /* copy_file_range, splice: an explicit output offset, else the position. */
 ssize_t copy_file_range(int in, off64_t *inoff, int out, off64_t *outoff, size_t n, unsigned int flags)
 {
-	struct ent *e = fd_get(out);
+	struct ent *e = fd_get_w(out);
 	if (LIKELY(!e))
-		return REAL(copy_file_range)(in, inoff, out, outoff, n, flags);
+		UNTRACKED_CALL(out, REAL(copy_file_range)(in, inoff, out, outoff, n, flags));
 	if (!outoff)
 		SEQ_WRITE(e, out, REAL(copy_file_range)(in, inoff, out, outoff, n, flags), 0);
 	off64_t o = *outoff;
@@ -140,9 +140,9 @@ static void wait_input(int in)
 
 ssize_t splice(int in, off64_t *inoff, int out, off64_t *outoff, size_t n, unsigned int flags)
 {
-	struct ent *e = fd_get(out);
+	struct ent *e = fd_get_w(out);
 	if (LIKELY(!e))
-		return REAL(splice)(in, inoff, out, outoff, n, flags);
+		UNTRACKED_CALL(out, REAL(splice)(in, inoff, out, outoff, n, flags));
 	if (!(flags & SPLICE_F_NONBLOCK))
 		wait_input(in);
 	if (!outoff)
@@ -155,9 +155,9 @@ ssize_t splice(int in, off64_t *inoff, int out, off64_t *outoff, size_t n, unsig
 #define W_SENDFILE(ret, name, params, args, out, in)                \
 	ret name params                                              \
 	{                                                            \
-		struct ent *e = fd_get(out);                         \
+		struct ent *e = fd_get_w(out);                       \
 		if (LIKELY(!e))                                      \
-			return REAL(name) args;                      \
+			UNTRACKED_CALL(out, REAL(name) args);        \
 		wait_input(in);                                      \
 		SEQ_WRITE(e, out, REAL(name) args, IS_APPEND(e));    \
 	}
@@ -180,9 +180,9 @@ ssize_t splice(int in, off64_t *inoff, int out, off64_t *outoff, size_t n, unsig
 #define W_FD_REC(ret, name, params, args, fd, type, a, b)    \
 	ret name params                                       \
 	{                                                     \
-		struct ent *e = fd_get(fd);                   \
+		struct ent *e = fd_get_w(fd);                 \
 		if (LIKELY(!e))                               \
-			return REAL(name) args;               \
+			UNTRACKED_CALL(fd, REAL(name) args);  \
 		FD_REC(e, REAL(name) args, type, a, b);       \
 	}
 #include "track/calls.def"
@@ -281,19 +281,59 @@ void adopt_fd(int fd)
 	errno = err;
 }
 
+/* Every fd not in the table looked at again: /proc/self/fd read with
+ * getdents64 into a buffer on the stack (no opendir: this runs in write()
+ * and the like, which a signal handler may call). */
 void adopt_moved_in(void)
 {
-	DIR *d = REAL(opendir)("/proc/self/fd");
-	if (!d)
+	int d = REAL(open)("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d < 0)
 		return;
-	int self = dirfd(d);
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		int fd = de->d_name[0] >= '0' && de->d_name[0] <= '9' ? atoi(de->d_name) : -1;
-		if (fd >= 0 && fd != self && !fd_get(fd))
-			adopt_one(fd);
+	char buf[4096] __attribute__((aligned(8)));
+	long n;
+	while ((n = REAL(syscall)(SYS_getdents64, d, buf, sizeof buf)) > 0)
+		for (long off = 0; off < n;) {
+			const struct dirent64 *de = (const void *)(buf + off);
+			off += de->d_reclen;
+			int fd = 0;
+			const char *c = de->d_name;
+			for (; *c >= '0' && *c <= '9' && fd < (1 << 24); c++)
+				fd = fd * 10 + (*c - '0');
+			if (c != de->d_name && !*c && fd != d && !fd_get(fd))
+				adopt_one(fd);
+		}
+	REAL(close)(d);
+}
+
+uint32_t g_moved_seen;
+
+void moved_in_catch_up(uint32_t gen)
+{
+	if (LOAD(&g_state) != ST_ON || LOAD(&g_detached) || t_guard)
+		return;
+	int err = errno;
+	t_guard++;
+	/* (seen first: a move made while we look is looked at again) */
+	__atomic_store_n(&g_moved_seen, gen, __ATOMIC_SEQ_CST);
+	adopt_moved_in();
+	t_guard--;
+	errno = err;
+}
+
+void moved_in_during(int fd)
+{
+	int err = errno;
+	moved_in_catch_up(moved_gen());
+	struct ent *e = fd_get(fd);
+	if (e && !t_guard) {
+		t_guard++;
+		if (enter()) {
+			rec_e(MTM_REC_WHOLE, 0, 0, e);
+			leave();
+		}
+		t_guard--;
 	}
-	REAL(closedir)(d);
+	errno = err;
 }
 
 static void adopt_rights(const struct msghdr *m)

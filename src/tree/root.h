@@ -11,7 +11,7 @@
 
 /* What a checkpoint recorded of its root, or what the live root has.
  * Older checkpoints recorded less: the mode since format 9, the owner,
- * mtime and extended attributes since format 10. */
+ * mtime and extended attributes since format 11. */
 typedef struct root_meta {
 	int have_mode;
 	int have_rest;

@@ -74,7 +74,7 @@ def test_idle_intervals_record_nothing():
     expect(rc == 1 and err == b"metamori: run: --keep-empty needs --every\n", err)
 
 
-def test_log_says_how_each_checkpoint_was_made():
+def test_log_says_how_each_checkpoint_was_made(again=True):
     """log --json gives each checkpoint's tracked flag and pause as the
     checkpoint itself reported them (they were 0 for every checkpoint, a
     session's too): a plain checkpoint is not tracked and paused nothing; one
@@ -86,10 +86,14 @@ def test_log_says_how_each_checkpoint_was_made():
     ok(["-C", root, "checkpoint", "-q"])
     out = os.path.join(os.path.dirname(root), "ckpt.json")
     script = "printf more >> a; %s -C %s checkpoint --json > %s" % (T.METAMORI, root, out)
-    rc, _, err = raw(["-C", root, "run", "-q", "sh", "-c", script], cwd=root, env=env())
+    # (not -q: the session says why a checkpoint scanned)
+    rc, _, err = raw(["-C", root, "run", "sh", "-c", script], cwd=root, env=env())
     expect(rc == 0, "run: %d %r" % (rc, err))
     import json
     said = json.load(open(out))
+    if not said["tracked"] and again and T.overflowed(err):
+        print("again: the watcher's queue overflowed (a loaded machine): the checkpoint scanned")
+        return test_log_says_how_each_checkpoint_was_made(again=False)
     expect(said["tracked"] is True and said["pause_ns"] > 0, "the session's checkpoint said %r" % said)
     log = as_json(["-C", root, "log", "--json"])
     expect((log[0]["tracked"], log[0]["pause_ns"]) == (False, 0), "plain checkpoint: %r" % log[0])

@@ -4,11 +4,13 @@ a scan compares a changed file with that row instead of reading a row of
 `block` per 4 KiB block, and never believes a row that does not describe the
 parent's version (another branch, a damaged or moved row, a file that shrank
 and grew). Every checkpoint is restored and compared with a copy of the tree
-taken when it was made. Also: a format 4 store is upgraded and keeps every
-checkpoint."""
+taken when it was made. A newer version is kept as its blocks that differ
+from the row (format 10, FORMAT.md 3.11.1) while they are few. Also: a
+format 4 store is upgraded and keeps every checkpoint."""
 import os
 import random
 import sqlite3
+import struct
 
 import mtmtest as T
 from mtmtest import Failure, expect
@@ -70,7 +72,8 @@ def test_scan_reads_the_row_not_the_blocks(root):
     T.patch_file(os.path.join(root, "big"), 30 * BLOCK, block_data(30))
     c2 = h.checkpoint()
     expect(bytes_changed(root, c2) == BLOCK, "one block changed, not %d bytes" % bytes_changed(root, c2))
-    expect(T.index_value(root, "SELECT ver FROM blockhash WHERE file_id=%d" % fid) == c2, "the row follows")
+    expect(T.index_value(root, "SELECT ver FROM blockhash_delta WHERE file_id=%d" % fid) == c2,
+           "the version follows (one block: as a delta against the row, FORMAT.md 3.11.1)")
     sql(root, "UPDATE block SET hash = hash - 1 WHERE file_id=%d AND blkno=7" % fid)
     h.check()
 
@@ -170,12 +173,125 @@ def test_rename_prune_and_removal(root):
     for i in range(3):
         T.patch_file(os.path.join(root, "moved"), (10 + i) * BLOCK, block_data(100 + i))
         h.checkpoint()
+    expect(delta(root, fid) is not None, "a delta before the prune")
     T.run(["-C", root, "prune", "--keep-last", "1"])
     expect(T.index_value(root, "SELECT count(*) FROM blockhash WHERE ver NOT IN (SELECT id FROM checkpoint)") == 0,
            "rows of dropped checkpoints")
+    expect(T.index_value(root, "SELECT count(*) FROM blockhash_delta WHERE ver NOT IN (SELECT id FROM checkpoint)"
+                               " OR base NOT IN (SELECT id FROM checkpoint)") == 0, "deltas of dropped checkpoints")
     h.seen = {k: v for k, v in h.seen.items() if k in [e["id"] for e in T.log_json(root)]}
     T.patch_file(os.path.join(root, "moved"), 20 * BLOCK, block_data(20))
     h.checkpoint()
+    h.check()
+
+
+def delta(root, fid):
+    """(ver, base, n, [(blkno, hash)]) of fid's blockhash_delta row, or None."""
+    c = sqlite3.connect(db(root))
+    r = c.execute("SELECT ver, base, n, pairs FROM blockhash_delta WHERE file_id=%d" % fid).fetchone()
+    c.close()
+    if r is None:
+        return None
+    p = r[3]
+    return r[0], r[1], r[2], [struct.unpack_from("<IQ", p, i) for i in range(0, len(p), 12)]
+
+
+# pairs a delta may hold for a file of NBLOCKS blocks: 1/8 of its whole row
+# (8 bytes a block), 12 bytes a pair (store/blockhash.h)
+MOST_PAIRS = NBLOCKS * 8 // 8 // 12
+
+
+@with_store
+def test_delta_until_an_eighth_then_whole_row(root):
+    """Each checkpoint that rewrites one more block keeps the new version as
+    the blocks that differ from the file's whole row, which stays as it was;
+    once they would pass 1/8 of a whole row, the whole row is written again
+    and the delta goes. Only the rewritten block is stored each time, so
+    the scan read each delta right (a wrong hash would store more, or lose
+    a block that every restore below would find)."""
+    h = T.History(root)
+    make_big(root)
+    c1 = h.checkpoint()
+    fid = file_id(root, "big")
+    whole = T.index_value(root, "SELECT hashes FROM blockhash WHERE file_id=%d" % fid)
+    for i in range(1, MOST_PAIRS + 1):
+        T.patch_file(os.path.join(root, "big"), (3 * i) * BLOCK, block_data(1000 + i))
+        ck = h.checkpoint()
+        expect(bytes_changed(root, ck) == BLOCK, "one block stored, not %d bytes" % bytes_changed(root, ck))
+        d = delta(root, fid)
+        expect(d is not None and d[:3] == (ck, c1, NBLOCKS), "delta of %d against %d: %r" % (ck, c1, d and d[:3]))
+        expect([b for b, _ in d[3]] == [3 * j for j in range(1, i + 1)], "the differing blocks: %r" % d[3])
+        expect(T.index_value(root, "SELECT hashes FROM blockhash WHERE file_id=%d" % fid) == whole,
+               "the whole row is not rewritten")
+    T.patch_file(os.path.join(root, "big"), 50 * BLOCK, block_data(2000))
+    ck = h.checkpoint()
+    expect(bytes_changed(root, ck) == BLOCK, "one block stored, not %d bytes" % bytes_changed(root, ck))
+    expect(T.index_value(root, "SELECT ver FROM blockhash WHERE file_id=%d" % fid) == ck, "a whole row again")
+    expect(delta(root, fid) is None, "the delta against the old row is gone")
+    T.patch_file(os.path.join(root, "big"), 51 * BLOCK, block_data(2001))
+    ck2 = h.checkpoint()
+    expect(delta(root, fid)[:2] == (ck2, ck), "the next delta is against the new row")
+    h.check()
+
+
+@with_store
+def test_grown_file_delta(root):
+    """A file grown past its row's blocks: the new blocks are pairs of the
+    delta (a block past the row reads as the zero block's, and a zero block
+    appended is not a pair)."""
+    h = T.History(root)
+    path = os.path.join(root, "big")
+    make_big(root)
+    h.checkpoint()
+    fid = file_id(root, "big")
+    with open(path, "ab") as f:
+        f.write(block_data(70) + bytes(BLOCK))
+    ck = h.checkpoint()
+    d = delta(root, fid)
+    expect(d is not None and d[0] == ck and d[2] == NBLOCKS + 2, "grown by two blocks: %r" % (d and d[:3],))
+    expect([b for b, _ in d[3]] == [NBLOCKS], "only the block that is not zeros: %r" % d[3])
+    T.patch_file(path, (NBLOCKS + 1) * BLOCK, block_data(71))
+    ck = h.checkpoint()
+    expect(bytes_changed(root, ck) == BLOCK, "the zero block past the row rewritten: %d bytes" % bytes_changed(root, ck))
+    h.check()
+
+
+@with_store
+def test_damaged_or_moved_delta_is_ignored(root):
+    """A delta whose pairs, version, base or file id do not match its check
+    is ignored (the scan reads `block`): the file is recorded right. Each
+    damage below, believed, would make a rewritten block look unchanged."""
+    h = T.History(root)
+    make_big(root)
+    make_big(root, "big2", seed=2)
+    h.checkpoint()
+    fid, fid2 = file_id(root, "big"), file_id(root, "big2")
+    path = os.path.join(root, "big")
+    with open(path, "rb") as f:
+        f.seek(30 * BLOCK)
+        old30 = f.read(BLOCK)
+    T.patch_file(path, 30 * BLOCK, block_data(30))
+    T.patch_file(os.path.join(root, "big2"), 30 * BLOCK, block_data(31))
+    h.checkpoint()
+    # big2's delta (its block 30 is data 31) moved to big's id, then data 31
+    # written into big's block 30
+    sql(root, "DELETE FROM blockhash_delta WHERE file_id=%d" % fid,
+        "UPDATE blockhash_delta SET file_id=%d WHERE file_id=%d" % (fid, fid2))
+    T.patch_file(path, 30 * BLOCK, block_data(31))
+    c3 = h.checkpoint()
+    expect(bytes_changed(root, c3) == BLOCK, "a moved delta was believed: %d bytes" % bytes_changed(root, c3))
+    # big's delta now holds (30, data 31's hash): made (3, that hash), then
+    # data 31 written into block 3 and block 30's first bytes back
+    c = sqlite3.connect(db(root))
+    pairs = bytearray(c.execute("SELECT pairs FROM blockhash_delta WHERE file_id=%d" % fid).fetchone()[0])
+    c.close()
+    expect(len(pairs) == 12 and struct.unpack_from("<I", pairs)[0] == 30, "one pair, block 30")
+    struct.pack_into("<I", pairs, 0, 3)
+    sql(root, "UPDATE blockhash_delta SET pairs=x'%s' WHERE file_id=%d" % (pairs.hex(), fid))
+    T.patch_file(path, 3 * BLOCK, block_data(31))
+    T.patch_file(path, 30 * BLOCK, old30)
+    c4 = h.checkpoint()
+    expect(bytes_changed(root, c4) == 2 * BLOCK, "a damaged delta was believed: %d bytes" % bytes_changed(root, c4))
     h.check()
 
 
@@ -202,7 +318,7 @@ def test_upgrade_from_format_4(root):
     h.checkpoint()
     downgrade_to_4(root)
     T.run(["-C", root, "log"])
-    expect(T.index_value(root, "PRAGMA user_version") == 10, "upgraded to format 10 (through 5, 6, 7, 8 and 9)")
+    expect(T.index_value(root, "PRAGMA user_version") == 11, "upgraded to format 11 (through 5 .. 10)")
     expect(T.index_value(root, "SELECT count(*) FROM blockhash") == 0, "an empty table")
     h.check()
     T.patch_file(os.path.join(root, "big"), 9 * BLOCK, block_data(9))
@@ -216,4 +332,5 @@ def test_upgrade_from_format_4(root):
 
 if __name__ == "__main__":
     T.main([test_scan_reads_the_row_not_the_blocks, test_row_of_another_branch_is_not_used, test_shrink_then_grow,
-            test_damaged_or_moved_row_is_ignored, test_rename_prune_and_removal, test_upgrade_from_format_4])
+            test_damaged_or_moved_row_is_ignored, test_rename_prune_and_removal, test_upgrade_from_format_4,
+            test_delta_until_an_eighth_then_whole_row, test_grown_file_delta, test_damaged_or_moved_delta_is_ignored])

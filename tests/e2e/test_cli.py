@@ -100,20 +100,31 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
-FORMAT = 10  # the store format this Metamori writes (src/store/store.h)
+FORMAT = 11  # the store format this Metamori writes (src/store/store.h)
 
-def downgrade_to_9(db):
-    """Turns a format 10 index into what format 9 wrote: the root's mode
+def downgrade_to_10(db):
+    """Turns a format 11 index into what format 10 wrote: the root's mode
     only."""
     c = sqlite3.connect(db)
-    T.checkpoint_to_format_9(c)
+    T.checkpoint_to_format_10(c)
+    c.execute("PRAGMA user_version=10")
+    c.commit()
+    c.close()
+
+
+def downgrade_to_9(db):
+    """Turns a format 11 index into what format 9 wrote: no blockhash_delta
+    (and the root's mode only)."""
+    c = sqlite3.connect(db)
+    T.blockhash_to_format_9(c)
     c.execute("PRAGMA user_version=9")
     c.commit()
     c.close()
 
 
 def downgrade_to_8(db):
-    """Turns a format 10 index into what format 8 wrote: no root_mode."""
+    """Turns a format 11 index into what format 8 wrote: no root_mode (and no
+    blockhash_delta)."""
     c = sqlite3.connect(db)
     T.checkpoint_to_format_8(c)
     c.execute("PRAGMA user_version=8")
@@ -122,7 +133,7 @@ def downgrade_to_8(db):
 
 
 def downgrade_to_7(db):
-    """Turns a format 10 index into what format 7 wrote: the stat cache's
+    """Turns a format 11 index into what format 7 wrote: the stat cache's
     nine stat columns (every row kept)."""
     downgrade_to_8(db)
     c = sqlite3.connect(db)
@@ -133,7 +144,7 @@ def downgrade_to_7(db):
 
 
 def downgrade_to_6(db):
-    """Turns a format 10 index into what format 6 wrote: no entry_log (its
+    """Turns a format 11 index into what format 6 wrote: no entry_log (its
     rows, if any, where format 6 kept them: in entry)."""
     downgrade_to_7(db)
     c = sqlite3.connect(db)
@@ -143,7 +154,7 @@ def downgrade_to_6(db):
 
 
 def downgrade_to_3(db):
-    """Turns a format 10 index into what format 3 wrote: one signed count of
+    """Turns a format 11 index into what format 3 wrote: one signed count of
     nanoseconds for the mtime, no rdev, no xattrs (and no blockhash, format
     5's, nor the checkpoint's tracked and pause_ns, format 6's, nor
     entry_log, format 7's)."""
@@ -243,7 +254,29 @@ def test_upgrade_from_format_8(root):
 
 @with_store
 def test_upgrade_from_format_9(root):
-    """A format 9 store (the root's mode only) is upgraded in place by the
+    """A format 9 store (whole blockhash rows only) is upgraded in place by
+    the first command that opens it: blockhash_delta added, empty; the
+    next scan of a big file keeps its version as a delta against the
+    format 9 row, and every checkpoint restores."""
+    T.init(root)
+    h = T.History(root)
+    path = os.path.join(root, "big")
+    T.write_file(path, bytes(range(256)) * 16 * 64)  # 64 blocks: a blockhash row
+    c1 = h.checkpoint()
+    c = upgraded(root, downgrade_to_9, 9)
+    expect(c.execute("SELECT count(*) FROM blockhash_delta").fetchone()[0] == 0, "blockhash_delta added, empty")
+    expect(c.execute("SELECT ver FROM blockhash").fetchall() == [(c1,)], "the format 9 row kept")
+    c.close()
+    T.patch_file(path, 5 * 4096, b"x" * 4096)
+    c2 = h.checkpoint()
+    expect(T.index_value(root, "SELECT ver || ' ' || base FROM blockhash_delta") == "%d %d" % (c2, c1),
+           "a delta against the format 9 row")
+    h.check()
+
+
+@with_store
+def test_upgrade_from_format_10(root):
+    """A format 10 store (the root's mode only) is upgraded in place by the
     first command that opens it; its checkpoints did not record the root's
     owner, mtime nor attributes, so status does not compare them and a
     restore of one leaves them as they are (the mode it gives back); the
@@ -253,7 +286,7 @@ def test_upgrade_from_format_9(root):
     os.chmod(root, 0o750)
     os.setxattr(root, "user.x", b"1")
     T.checkpoint(root)
-    c = upgraded(root, downgrade_to_9, 9)
+    c = upgraded(root, downgrade_to_10, 10)
     expect(c.execute("SELECT root_mode, root_uid, root_gid, root_mtime_s, root_mtime_nsec, root_xattrs"
                      " FROM checkpoint").fetchall() == [(0o750, None, None, None, None, None)], "old rows")
     c.close()
@@ -263,7 +296,7 @@ def test_upgrade_from_format_9(root):
     T.write_file(os.path.join(root, "a"), b"b")
     T.run(["-C", root, "restore", "--discard", "1"])
     expect(os.stat(root).st_mode & 0o7777 == 0o750, "the mode was recorded")
-    expect(os.listxattr(root) == [], "a format 9 checkpoint set the root's attributes")
+    expect(os.listxattr(root) == [], "a format 10 checkpoint set the root's attributes")
     os.setxattr(root, "user.y", b"2")
     ck = T.checkpoint(root)
     expect(T.index_value(root, "SELECT root_xattrs FROM checkpoint WHERE id=%d" % ck) is not None, "recorded after")

@@ -640,7 +640,7 @@ def root_digest(path):
 def test_root_owner_times_xattrs():
     """A whole-tree restore gives the root directory back as it was: mode,
     owner, mtime and extended attributes (an ACL too), in place and --to,
-    like any directory of the tree (store format 10). Status shows an owner
+    like any directory of the tree (store format 11). Status shows an owner
     or attribute change of the root. A partial restore leaves the root
     alone. Failed before: the owner, mtime and attributes were not recorded."""
     if not IS_ROOT:

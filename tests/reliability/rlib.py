@@ -75,7 +75,7 @@ def copy_root(src, dst):
 
 
 def checkpoint_ids(root):
-    p = mtm(["-C", root, "log", "--json"])
+    p = mtm(["-C", root, "log", "--json"], env=T.readback_env(env_with()))
     if p.returncode != 0:
         raise T.Failure("log failed (%d): %s" % (p.returncode, p.stderr.strip()))
     return [c["id"] for c in json.loads(p.stdout)]
@@ -310,7 +310,7 @@ class Checker:
     def restores_exactly(self, cid, want, scratch):
         if os.path.lexists(scratch):
             T.rmtree(scratch)
-        p = mtm(["-C", self.root, "restore", str(cid), "--to", scratch])
+        p = mtm(["-C", self.root, "restore", str(cid), "--to", scratch], env=T.readback_env(env_with()))
         if p.returncode != 0:
             self.fail("restore %d --to failed: %s" % (cid, p.stderr.strip()))
         try:

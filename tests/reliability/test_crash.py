@@ -12,9 +12,12 @@ asserts: the tree is untouched (checkpoint, prune) or each file is old or new
 byte-exactly; the interrupted checkpoint is whole or absent; the next command
 finishes an interrupted restore; rerunning the command completes.
 
-make test: every fourth kill point of the small scenario, and its last
-(every twelfth in the ASan build, where each command costs ten times as much). METAMORI_TORTURE=1 (make torture): every
-kill point of the big scenario, and of the small one with a second seed.
+make test: every eighth kill point of each command of the small scenario
+(every twelfth in the ASan build, where each command costs ten times as
+much), the stride's offset moving on with each command, and each command's
+first two and last two (kill_points). METAMORI_TORTURE=1 (make torture):
+every kill point of the small scenario, of the big one, and of the small
+one with a second seed.
 
 The metadata calls of a restore (owner, mode, times, extended attributes)
 are crash points counted apart (METAMORI_CRASH_OP=meta), so that the matrix
@@ -46,10 +49,7 @@ def crash_step(sc, i, st):
     if n < 3:
         raise T.Failure("step %d: only %d mutating operations counted" % (i, n))
     STATS["steps"] += 1
-    stride = 1 if rlib.TORTURE else 12 if rlib.SANITIZED else 4
-    for k in range(1, n + 1):
-        if (k - 1) % stride and k != n:
-            continue
+    for k in kill_points(n, i):
         rlib.copy_root(st.snapshot, root)
         p = rlib.mtm(["-C", root] + st.args, env=rlib.env_with(METAMORI_CRASH_AT=k))
         label = "step %d (%s) killed at op %d/%d" % (i, " ".join(st.args), k, n)
@@ -62,6 +62,20 @@ def crash_step(sc, i, st):
         mixed = rlib.Checker(sc, st, root, label).full(scratch)
         STATS["mixed_patched"] += len(mixed)
     rlib.banner("  step %d %-40s %3d kill points" % (i, " ".join(st.args), n))
+
+
+def kill_points(n, i):
+    """The kill points of step i's n: every one in make torture. In make
+    test every eighth (every twelfth in the ASan build, where each command
+    costs ten times as much), starting at a point that moves on with the
+    step (i), so the six commands together land on every position of the
+    stride; plus each command's first two and last two, where the store is
+    opened and the commit and its cleanup are: the points unlike the runs of
+    pack and page writes between them."""
+    if rlib.TORTURE:
+        return list(range(1, n + 1))
+    stride = 12 if rlib.SANITIZED else 8
+    return sorted(set(range(1 + i % stride, n + 1, stride)) | {1, 2, n - 1, n} & set(range(1, n + 1)))
 
 
 def spread(n, most):

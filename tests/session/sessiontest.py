@@ -95,7 +95,7 @@ def check_restores(root, results, in_place=True, check=None):
     for r in results:
         to = T.tempdir("mtm-to-")
         os.rmdir(to)
-        T.restore(root, r["id"], to=to)
+        T.restore(root, r["id"], to=to, env=T.readback_env())
         if r["manifest"] is not None:
             T.assert_same(r["manifest"], T.manifest(to), "checkpoint %d (%s) restored --to" % (r["id"], r["msg"]))
         if check:

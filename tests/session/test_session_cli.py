@@ -7,6 +7,7 @@ interposer is replaced by a harmless library), so these tests depend only
 on the session's side."""
 import contextlib
 import filecmp
+import json
 import os
 import re
 import signal
@@ -44,7 +45,8 @@ def session_up(root):
 
 
 def n_checkpoints(root):
-    return len(T.log_json(root))
+    """(polled: T.readback_env)"""
+    return len(json.loads(T.run(["-C", root, "log", "--json"], env=T.readback_env()).stdout))
 
 
 def test_exit_status():
@@ -560,7 +562,7 @@ def assert_restore_to(root, taken, what):
     """Each (checkpoint, manifest) of taken restores exactly into a new directory."""
     for ckpt, man in taken:
         to = os.path.join(T.tempdir(), "out")
-        T.restore(root, ckpt, to=to)
+        T.restore(root, ckpt, to=to, env=T.readback_env())
         T.assert_same(man, T.manifest(to), "checkpoint %d (%s)" % (ckpt, what))
 
 
@@ -1181,7 +1183,11 @@ def test_every_records_on_a_lower_priority_thread():
         env.pop("METAMORI_SESSION_NICE", None)
         if knob:
             env["METAMORI_SESSION_NICE"] = knob
-        sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--every", "0.1", "--keep-empty", "--"]
+        # (every 0.3 s in the sanitizer build, where a checkpoint costs ~10x
+        # the CPU: at 0.1 s the session checkpointed back to back, a core's
+        # worth of make test while the test waited)
+        every = "0.3" if os.environ.get("MTM_SANITIZED") else "0.1"
+        sess = subprocess.Popen([T.METAMORI, "-C", root, "run", "-q", "--every", every, "--keep-empty", "--"]
                                 + poker(ctl, steps, os.path.join(root, "big")),
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         taken, seen = [], set()
@@ -1200,9 +1206,13 @@ def test_every_records_on_a_lower_priority_thread():
                 # two periodic checkpoints after the writes: the later one
                 # began after them (each records, --keep-empty)
                 n = n_checkpoints(root)
-                while n_checkpoints(root) < n + 2:
+                polls = 0
+                while polls % 10 or n_checkpoints(root) < n + 2:
+                    # the threads' nice values every 20 ms, the log (a whole
+                    # command: 85 ms of CPU in the sanitizer build) every 200
                     seen.update(thread_nices(sess.pid))
                     time.sleep(0.02)
+                    polls += 1
                 taken.append((max(c["id"] for c in T.log_json(root)), man))
             seen.update(thread_nices(sess.pid))
         finally:
