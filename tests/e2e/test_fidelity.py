@@ -675,6 +675,42 @@ def test_root_owner_times_xattrs():
     expect(os.stat(root).st_uid == 0, "a partial restore set the root's owner")
 
 
+def test_root_not_owned_restores_as_user():
+    """A tree whose root another user owns (a shared directory this user
+    may write in): a whole-tree restore by this user puts every file back
+    and leaves the root's mode and mtime, which only its owner may set, as
+    they are, with one warning line; exit 0. Failed before (hunt16): the
+    restore's last step set the root's mtime (changed by the restore
+    itself) and failed, 'the tree's root: setting its metadata: Operation
+    not permitted', after every file was restored."""
+    if not IS_ROOT or shutil.which("setpriv") is None:
+        print("  (skipped: needs root and setpriv to act as another user)")
+        return
+    root = T.tempdir()
+    os.chmod(root, 0o777)  # root's, writable by all
+    pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    as_user = lambda *args: subprocess.run(pre + [os.path.abspath(T.METAMORI), "-C", root] + list(args), capture_output=True,
+                                           text=True)
+    for args in (["init"], ["sh", "-c", "cd %s && echo f > f" % root]):
+        p = subprocess.run(pre + ([os.path.abspath(T.METAMORI), "-C", root] + args if args == ["init"] else args),
+                           capture_output=True, text=True)
+        expect(p.returncode == 0, "%r: %s" % (args, p.stderr))
+    p = as_user("checkpoint", "-q")
+    expect(p.returncode == 0, "checkpoint: %s" % p.stderr)
+    subprocess.run(pre + ["sh", "-c", "cd %s && echo g > g && echo f2 > f" % root], check=True)
+    p = as_user("restore", "1")
+    expect(p.returncode == 0, "restore: %d %r" % (p.returncode, p.stderr))
+    expect(sorted(os.listdir(root)) == [".metamori", "f"], "the tree: %r" % os.listdir(root))
+    with open(os.path.join(root, "f"), "rb") as f:
+        expect(f.read() == b"f\n", "f not restored")
+    warn = [l for l in p.stderr.splitlines() if "the tree's root" in l]
+    expect(warn == ["metamori: warning: the tree's root: its mode and modification time were left as they are"
+                    " (owned by uid 0: only its owner or root may set them)"], "stderr: %r" % p.stderr)
+    expect(stat.S_IMODE(os.stat(root).st_mode) == 0o777 and os.stat(root).st_uid == 0, "the root changed")
+    p = as_user("restore", "2")  # (the save: back to f2 and g)
+    expect(p.returncode == 0 and sorted(os.listdir(root)) == [".metamori", "f", "g"], "restore 2: %r" % p.stderr)
+
+
 def cycle_store(sql):
     r = T.tempdir()
     T.init(r)
@@ -710,7 +746,8 @@ if __name__ == "__main__":
              test_fifo_ignore_file_does_not_block,
              test_pack_replaced_by_fifo, test_intent_replaced_by_fifo, test_sparse_file_is_cheap,
              test_nested_store, test_long_path, test_history_cycles_refused, test_root_mode,
-             test_root_mode_change_is_seen_and_saved, test_root_owner_times_xattrs]
+             test_root_mode_change_is_seen_and_saved, test_root_owner_times_xattrs,
+             test_root_not_owned_restores_as_user]
     only = sys.argv[1:]
     if only:
         tests = [t for t in tests if t.__name__ in only]
