@@ -217,6 +217,8 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 	if (!pw->open) {
 		rc = pack_writer_begin_ahead(&pw->w, ss->s, &pw->at);
 		pw->open = 1;
+		if (!rc && pw->room_pack && pw->room_pack != pw->at.pack)
+			(void)pack_cut_tail(ss->s, pw->room_pack); /* (the last one was full: its room goes) */
 		if (!rc)
 			pw->room_pack = pw->at.pack; /* (its fsyncs ahead give the file room: pack_writer.room) */
 		if (rc) {
