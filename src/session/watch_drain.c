@@ -93,36 +93,32 @@ void fan_settle(watcher *w)
 
 /* The opens queued (ofd): noted (fan_event), or, lost to an overflow, a
  * sweep owed (opens_lost). */
+/* One batch of n bytes of opens (read_queued). */
+static int opens_batch(watcher *w, size_t n)
+{
+	for (size_t off = 0; off + sizeof(struct fanotify_event_metadata) <= n;) {
+		struct fanotify_event_metadata m;
+		memcpy(&m, w->buf + off, sizeof m);
+		if (m.event_len < sizeof m || off + m.event_len > n)
+			break;
+		if ((m.mask & FAN_Q_OVERFLOW) || w->test_opens_lost)
+			w->opens_lost = 1;
+		else if ((m.mask & FAN_ONDIR) || m.pid == w->self || opener_fresh(w, m.pid) ||
+		         session_pid_traced(w->ss, m.pid))
+			; /* (nothing to learn: no path resolved, ~0.2 us an event:
+			   * a process reading 20,000 files of the tree, a traced
+			   * database opening its own) */
+		else if (fan_event(w, w->buf + off, m.event_len))
+			w->opens_lost = 1; /* (out of memory: what was not noted is looked for) */
+		off += m.event_len;
+	}
+	return 0;
+}
+
 static void fan_read_opens(watcher *w)
 {
-	size_t want = w->ofd >= 0 ? queued_units(w, w->ofd) : 0;
-	for (size_t got = 0; got < want;) {
-		ssize_t n = read(w->ofd, w->buf, sizeof w->buf);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n < 0 && errno != EAGAIN)
-				w->opens_lost = 1;
-			return;
-		}
-		got += fan_count(w->buf, (size_t)n);
-		for (size_t off = 0; off + sizeof(struct fanotify_event_metadata) <= (size_t)n;) {
-			struct fanotify_event_metadata m;
-			memcpy(&m, w->buf + off, sizeof m);
-			if (m.event_len < sizeof m || off + m.event_len > (size_t)n)
-				break;
-			if ((m.mask & FAN_Q_OVERFLOW) || w->test_opens_lost)
-				w->opens_lost = 1;
-			else if ((m.mask & FAN_ONDIR) || m.pid == w->self || opener_fresh(w, m.pid) ||
-			         session_pid_traced(w->ss, m.pid))
-				; /* (nothing to learn: no path resolved, ~0.2 us an event:
-				   * a process reading 20,000 files of the tree, a traced
-				   * database opening its own) */
-			else if (fan_event(w, w->buf + off, m.event_len))
-				w->opens_lost = 1; /* (out of memory: what was not noted is looked for) */
-			off += m.event_len;
-		}
-	}
+	if (w->ofd >= 0 && read_queued(w, w->ofd, opens_batch) < 0)
+		w->opens_lost = 1;
 }
 
 static int drain_main(watcher *w);
@@ -142,6 +138,36 @@ int watch_drain(watcher *w)
 	return rc;
 }
 
+/* One batch of n bytes of events (read_queued); 0 or ENOMEM. */
+static int drain_batch(watcher *w, size_t n)
+{
+	if (w->test_read_us > 0)
+		usleep((useconds_t)w->test_read_us);
+	int rc = 0;
+	if (w->kind == W_FANOTIFY) {
+		rc = fan_batch(w, w->buf, n);
+		if (!rc)
+			fan_unstash(w); /* (read after this batch, before the next) */
+	} else {
+		/* inotify pads names so that each event stays aligned */
+		for (size_t off = 0; off + sizeof(struct inotify_event) <= n && !rc;) {
+			const struct inotify_event *e = (const void *)(w->buf + off);
+			rc = ino_event(w, e);
+			off += sizeof *e + e->len;
+		}
+	}
+	if (rc)
+		return rc;
+	/* after lost events (this checkpoint scans): every directory and
+	 * file watched again, so the watches miss nothing from now on */
+	if (w->rewatch && w->kind == W_INOTIFY) {
+		w->rewatch = 0;
+		if (ino_add_tree(w, ""))
+			w->lost = "the watcher ran out of memory";
+	}
+	return 0;
+}
+
 static int drain_main(watcher *w)
 {
 	if (w->kind == W_FANOTIFY && w->held.n)
@@ -150,49 +176,11 @@ static int drain_main(watcher *w)
 		fan_unstash(w);
 	/* What is queued now is what every caller needs read (the loop: what
 	 * came since it last looked; the barrier, the mark, a pre-copy pass:
-	 * every event of a call made before them). Read until the queue was
-	 * empty, a neighbour on the file system making events faster than they
-	 * are judged kept the session here: no request, signal or end of the
-	 * program served, or a pause held, for as long as it went on. What
-	 * comes meanwhile is read by the next drain. (Whole events are read: a
-	 * read may take a few more than were counted.) */
-	size_t want = queued_units(w, w->fd);
-	for (size_t got = 0; got < want;) {
-		ssize_t n = read(w->fd, w->buf, sizeof w->buf);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n < 0 && errno != EAGAIN)
-				w->lost = "the watcher could not be read";
-			return 0;
-		}
-		got += w->kind == W_FANOTIFY ? fan_count(w->buf, (size_t)n) : (size_t)n;
-		if (w->test_read_us > 0)
-			usleep((useconds_t)w->test_read_us);
-		int rc = 0;
-		if (w->kind == W_FANOTIFY) {
-			rc = fan_batch(w, w->buf, (size_t)n);
-			if (!rc)
-				fan_unstash(w); /* (read after this batch, before the next) */
-		} else {
-			/* inotify pads names so that each event stays aligned */
-			for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n && !rc;) {
-				const struct inotify_event *e = (const void *)(w->buf + off);
-				rc = ino_event(w, e);
-				off += (ssize_t)(sizeof *e + e->len);
-			}
-		}
-		if (rc) { /* out of memory: what was not noted is lost */
-			w->lost = "the watcher ran out of memory";
-			return 0;
-		}
-		/* after lost events (this checkpoint scans): every directory and
-		 * file watched again, so the watches miss nothing from now on */
-		if (w->rewatch && w->kind == W_INOTIFY) {
-			w->rewatch = 0;
-			if (ino_add_tree(w, ""))
-				w->lost = "the watcher ran out of memory";
-		}
-	}
+	 * every event of a call made before them): read_queued. */
+	int rc = read_queued(w, w->fd, drain_batch);
+	if (rc < 0)
+		w->lost = "the watcher could not be read";
+	else if (rc) /* out of memory: what was not noted is lost */
+		w->lost = "the watcher ran out of memory";
 	return 0;
 }

@@ -176,6 +176,7 @@ void pend_merge(pend *q, const pend *p);
 /* watch_queue.c */
 size_t fan_count(const unsigned char *buf, size_t n);
 size_t queued_units(const watcher *w, int fd);
+int read_queued(watcher *w, int fd, int (*take)(watcher *w, size_t n));
 /* watch_handle.c */
 void handle_key(char *key, const fsid_t *fsid, const struct file_handle *fh);
 int mark_fd(const watcher *w, const fsid_t *fsid);

@@ -1,6 +1,7 @@
 /*
- * watch_queue.c — how much the kernel has queued for the watcher
- * (queued_units), counted in the unit a drain counts what it reads in.
+ * watch_queue.c — the kernel's queue of the watcher's events (or of its
+ * opens): how much is queued (queued_units), and that much read
+ * (read_queued), for the drain and the opens alike.
  */
 #include "session/watch_parts.h"
 
@@ -37,4 +38,28 @@ size_t queued_units(const watcher *w, int fd)
 	if (w->kind == W_FANOTIFY)
 		return ((size_t)queued + sizeof(struct fanotify_event_metadata) - 1) / sizeof(struct fanotify_event_metadata);
 	return (size_t)queued;
+}
+
+/* fd's queue read as far as it stood when called, a batch at a time into
+ * w->buf, each handed to take (its n bytes): until that much was read or
+ * the queue is empty, never until it stays empty (a neighbour on the file
+ * system making events faster than they are judged would keep the session
+ * here: what comes meanwhile is read by the next drain). Whole events are
+ * read, so a read may take a few more than were counted. 0 once read,
+ * take's nonzero answer (it stops there), or -1: a read failed. */
+int read_queued(watcher *w, int fd, int (*take)(watcher *w, size_t n))
+{
+	size_t want = queued_units(w, fd);
+	for (size_t got = 0; got < want;) {
+		ssize_t n = read(fd, w->buf, sizeof w->buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 && errno != EAGAIN ? -1 : 0;
+		got += w->kind == W_FANOTIFY ? fan_count(w->buf, (size_t)n) : (size_t)n;
+		int rc = take(w, (size_t)n);
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
