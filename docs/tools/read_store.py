@@ -30,7 +30,7 @@ import sys
 BLOCK = 4096
 CHUNK_MAX_PLAIN = 16 * BLOCK
 APPLICATION_ID = 0x4D544D52
-FORMAT_VERSION = 10  # root_mode (3.2, format 9) is given to the extracted root; entry_log (3.4.1, format 7) is read with entry; regions (3.10) are not part of the tree, blockhash and blockhash_delta (3.11, format 10's) and statcache (3.9, its st blob format 8's) are caches, tracked and pause_ns (3.2, format 6) are statistics: this reader ignores them
+FORMAT_VERSION = 11  # root_mode (3.2, format 9) and the root's owner, mtime and attributes (format 11) are given to the extracted root; entry_log (3.4.1, format 7) is read with entry; regions (3.10) are not part of the tree, blockhash and blockhash_delta (3.11, format 10's) and statcache (3.9, its st blob format 8's) are caches, tracked and pause_ns (3.2, format 6) are statistics: this reader ignores them
 KIND_NONE, KIND_FILE, KIND_DIR, KIND_SYMLINK = 0, 1, 2, 3
 KIND_FIFO, KIND_SOCKET, KIND_CHR, KIND_BLK, KIND_LINK = 4, 5, 6, 7, 8
 NODE_TYPE = {KIND_FIFO: stat.S_IFIFO, KIND_SOCKET: stat.S_IFSOCK, KIND_CHR: stat.S_IFCHR, KIND_BLK: stat.S_IFBLK}
@@ -350,7 +350,8 @@ def cmd_cat(st, k, path):
 
 def cmd_extract(st, k, dest):
     tree, lin = st.tree(k)
-    root_mode = st.db.execute("SELECT root_mode FROM checkpoint WHERE id=?", (k,)).fetchone()[0]
+    root = st.db.execute("SELECT root_mode, root_uid, root_gid, root_mtime_s, root_mtime_nsec, root_xattrs"
+                         " FROM checkpoint WHERE id=?", (k,)).fetchone()
     os.makedirs(dest, exist_ok=False)
     dest_b = os.fsencode(dest)
     for e in tree:
@@ -391,8 +392,17 @@ def cmd_extract(st, k, dest):
             st = os.lstat(parent)
             os.link(os.path.join(dest_b, e["target"]), os.path.join(dest_b, e["path"]))
             os.utime(parent, ns=(st.st_atime_ns, st.st_mtime_ns))
+    root_mode, root_uid, root_gid, mtime_s, mtime_nsec, xattrs = root
+    if root_uid is not None:  # (NULL: not recorded, format 10 and before)
+        if os.geteuid() == 0:
+            os.chown(dest_b, root_uid, root_gid)
+        for name, val in parse_xattrs(xattrs):
+            os.setxattr(dest_b, name, val)
     if root_mode is not None:  # (NULL: not recorded, format 8 and before)
         os.chmod(dest_b, root_mode)
+    if root_uid is not None:
+        ns = mtime_s * 10**9 + mtime_nsec
+        os.utime(dest_b, ns=(ns, ns))
 
 
 def main(argv):

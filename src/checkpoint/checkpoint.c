@@ -21,6 +21,7 @@
 #include "io/beneath.h"
 #include "io/io.h"
 #include "io/xattr.h"
+#include "tree/root.h"
 #include "tree/reader.h"
 #include "tree/scan.h"
 #include "store/pack.h"
@@ -186,15 +187,22 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 {
 	static const char sql[] = "INSERT INTO checkpoint(id, parent, branch, time_ns, message, files_added, files_changed,"
 	                          " files_removed, bytes_changed, bytes_stored, entries, tree_bytes, regions, region_bytes,"
-	                          " region_bytes_changed, tracked, pause_ns, root_mode) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-	/* the root's own mode (its entries have theirs): a private tree must
-	 * come back private, a shared one shared (FORMAT.md 3.2, format 9) */
-	struct stat rs;
-	if (fstat(s->rootfd, &rs))
-		return mtm_set_errno(errno, "%s", s->root);
+	                          " region_bytes_changed, tracked, pause_ns, root_mode, root_uid, root_gid, root_mtime_s,"
+	                          " root_mtime_nsec, root_xattrs) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	/* the root's own metadata (its entries have theirs): a private tree
+	 * must come back private, a shared one shared, and a whole-tree restore
+	 * give the root back as it was (FORMAT.md 3.2, formats 9 and 11) */
+	root_meta root;
+	int rc = root_meta_live(s->rootfd, &root);
+	if (rc) {
+		root_meta_free(&root);
+		return mtm_set_errno(rc, "the tree's root");
+	}
 	sqlite3_stmt *st;
-	MTM_TRY(db_cached(s, sql, sql, &st));
-	int rc;
+	if ((rc = db_cached(s, sql, sql, &st))) {
+		root_meta_free(&root);
+		return rc;
+	}
 	sqlite3_bind_int64(st, 1, ci->id);
 	sqlite3_bind_int64(st, 2, ci->parent);
 	sqlite3_bind_int64(st, 3, branch);
@@ -213,10 +221,17 @@ static int insert_checkpoint(mtm_store *s, const mtm_checkpoint_info *ci, int64_
 	assert(ci->tracked == 0 || ci->tracked == 1);
 	sqlite3_bind_int(st, 16, ci->tracked);
 	sqlite3_bind_int64(st, 17, (int64_t)ci->pause_ns);
-	sqlite3_bind_int(st, 18, (int)(rs.st_mode & 07777));
+	sqlite3_bind_int(st, 18, (int)root.e.mode);
+	sqlite3_bind_int64(st, 19, root.e.uid);
+	sqlite3_bind_int64(st, 20, root.e.gid);
+	sqlite3_bind_int64(st, 21, root.e.mtime_s);
+	sqlite3_bind_int(st, 22, root.e.mtime_nsec);
+	if (root.e.xattrs_len)
+		sqlite3_bind_blob(st, 23, root.e.xattrs, (int)root.e.xattrs_len, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	sqlite3_clear_bindings(st); /* (the message is not ours to keep bound) */
+	sqlite3_clear_bindings(st); /* (the message and the attributes are not ours to keep bound) */
+	root_meta_free(&root);
 	return rc == SQLITE_DONE ? 0 : db_error(s, rc, "index");
 }
 
@@ -898,9 +913,25 @@ int ckpt_begin(mtm_store *s, const mtm_checkpoint_opts *opts, const ckpt_hooks *
 }
 
 mtm_id ckpt_parent(const ckpt_run *r) { return r->info.parent; }
+/* The root's own metadata counts too (status shows it as "."): a restore's
+ * save-first that skipped a changed root would lose it. A root that cannot
+ * be read counts as changed: the commit then says why. */
+static int root_changed(const ckpt_run *r)
+{
+	root_meta live, head = {0};
+	int rc = root_meta_live(r->s->rootfd, &live);
+	if (!rc)
+		rc = root_meta_of(r->s, r->info.parent, &head);
+	int changed = rc || root_meta_changed(&head, &live);
+	root_meta_free(&live);
+	root_meta_free(&head);
+	return changed;
+}
+
 int ckpt_unchanged(const ckpt_run *r)
 {
-	return r->info.parent && !r->info.files_added && !r->info.files_changed && !r->info.files_removed;
+	return r->info.parent && !r->info.files_added && !r->info.files_changed && !r->info.files_removed &&
+	       !root_changed(r);
 }
 const pack_writer *ckpt_pack(const ckpt_run *r) { return &r->ctx.pw; }
 const lineage *ckpt_lineage(const ckpt_run *r) { return &r->parent_lin; }

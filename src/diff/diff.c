@@ -1,13 +1,16 @@
 /*
  * diff.c — what differs between two checkpoints, or a checkpoint and the
  * live tree (status). Directory mtimes are not reported: they change with
- * every entry added or removed and would only repeat those lines.
+ * every entry added or removed and would only repeat those lines. The root
+ * directory's own metadata (mode, owner, attributes: tree/root.h) is
+ * reported first, as "." ('m').
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "diff/diff_live.h"
 #include "tree/filemap_diff.h"
+#include "tree/root.h"
 #include "tree/scan.h"
 #include "util/error.h"
 
@@ -39,6 +42,22 @@ static int diff_versions(mtm_store *s, const lineage *la, const entry *a, const 
 	return 0;
 }
 
+int diff_root(mtm_store *s, mtm_id a, mtm_id b, mtm_change_fn fn, void *arg)
+{
+	root_meta ra, rb = {0};
+	int rc = root_meta_of(s, a, &ra);
+	if (!rc && b == MTM_LIVE && (rc = root_meta_live(s->rootfd, &rb)))
+		rc = mtm_set_errno(rc, "the tree's root");
+	else if (!rc && b != MTM_LIVE)
+		rc = root_meta_of(s, b, &rb);
+	mtm_change ch = {.kind = 'm', .path = "."};
+	if (!rc && root_meta_changed(&ra, &rb))
+		rc = fn(arg, &ch);
+	root_meta_free(&ra);
+	root_meta_free(&rb);
+	return rc;
+}
+
 int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_change_fn fn, void *arg)
 {
 	MTM_NEED(s, "diff");
@@ -51,7 +70,7 @@ int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_ch
 	vec ta = VEC_INIT(entry), tb = VEC_INIT(entry);
 	lineage la = {0}, lb = {0};
 	int rc;
-	if ((rc = index_load_tree(s, a, &ta)) || (rc = lineage_of(s, a, &la)) || (rc = index_load_tree(s, b, &tb)) ||
+	if ((rc = diff_root(s, a, b, fn, arg)) || (rc = index_load_tree(s, a, &ta)) || (rc = lineage_of(s, a, &la)) || (rc = index_load_tree(s, b, &tb)) ||
 	    (rc = lineage_of(s, b, &lb)))
 		goto done;
 	for (size_t i = 0, j = 0; (i < ta.n || j < tb.n) && !rc;) {

@@ -193,7 +193,7 @@ int diff_live(mtm_store *s, mtm_id a, const mtm_diff_opts *opts, mtm_change_fn f
 	ignore_set ign = {0};
 	int rc;
 	if ((rc = ignore_load(&ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)) ||
-	    (rc = lineage_of(s, a, &d.la)) || (rc = tree_merge(s, &ign, a, &fns)))
+	    (rc = lineage_of(s, a, &d.la)) || (rc = diff_root(s, a, MTM_LIVE, fn, arg)) || (rc = tree_merge(s, &ign, a, &fns)))
 		goto done;
 	/* the files whose content must be compared, and what waited behind
 	 * them. A file that cannot be read (no permission, an I/O error) does

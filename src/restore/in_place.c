@@ -109,7 +109,7 @@ int restore_in_place(rctx *c, mtm_id k, mtm_id from, int pending)
 	ph[5] = now_ns();
 	in_read = 0;
 	if ((rc = db_exec(s, "COMMIT")) || (rc = record_restored(c, k, &w.plan, &w.removed, c->rq->n_paths == 0)) ||
-	    (!c->rq->n_paths && (rc = set_root_mode(c, k))))
+	    (!c->rq->n_paths && (rc = set_root_meta(c, k))))
 		goto done;
 	/* on every path that completes, "nothing left to do" included: an
 	 * intent left behind would make a later restore's plan start from it */

@@ -13,7 +13,9 @@
 #include "io/io.h"
 #include "io/xattr.h"
 #include "restore/rctx.h"
+#include "tree/root.h"
 #include "util/error.h"
+#include "util/log.h"
 
 /* Sets owner, extended attributes, mode and mtime, in that order, through
  * an fd (files) or no-follow calls: a chown clears capabilities and set-id
@@ -39,27 +41,54 @@ int set_meta_fd(rctx *c, int fd, const entry *e)
 	return io_futimens(fd, ts);
 }
 
-int set_root_mode(rctx *c, mtm_id k)
+/* The root as set_meta_fd sets an entry, but only what differs, and what
+ * its owner alone may set (mode, mtime) kept with a warning when this user
+ * is not its owner: the tree's files are all restored by then, and a
+ * shared directory the user may write in but does not own must not fail
+ * every restore at its last step (before format 11 only a mode that
+ * differed was set). */
+static int set_root_fd(rctx *c, const root_meta *m)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(c->s->db, "SELECT root_mode FROM checkpoint WHERE id=?", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(c->s, rc, "index");
-	sqlite3_bind_int64(st, 1, k);
-	rc = sqlite3_step(st);
-	int known = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
-	mode_t mode = known ? (mode_t)(sqlite3_column_int(st, 0) & 07777) : 0;
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_error(c->s, rc, "index");
-	struct stat now;
-	if (!known)
-		return 0;
-	if (fstat(c->rootfd, &now))
-		return mtm_set_errno(errno, "the tree's root");
-	if ((now.st_mode & 07777) != mode && (rc = io_fchmod(c->rootfd, mode)))
-		return mtm_set_errno(rc, "the tree's root: setting its mode");
+	struct stat st;
+	if (fstat(c->rootfd, &st))
+		return errno;
+	int rc, denied = 0;
+	if (m->have_rest) {
+		if ((st.st_uid != m->e.uid || st.st_gid != m->e.gid) && (rc = io_fchown(c->rootfd, m->e.uid, m->e.gid)) &&
+		    !(rc == EPERM && geteuid()))
+			return rc; /* an unprivileged user cannot give files away: keep ours */
+		unsigned skipped = 0;
+		rc = xattr_apply_fd(c->rootfd, m->e.xattrs, m->e.xattrs_len, &skipped);
+		c->st.attrs_skipped += skipped;
+		/* a chown clears set-id bits, an ACL sets the group bits */
+		if (rc || fstat(c->rootfd, &st))
+			return rc ? rc : errno;
+	}
+	if ((uint32_t)(st.st_mode & 07777) != m->e.mode && (rc = io_fchmod(c->rootfd, m->e.mode))) {
+		if (!(rc == EPERM && geteuid()))
+			return rc;
+		denied = 1;
+	}
+	if (m->have_rest && (st.st_mtim.tv_sec != m->e.mtime_s || st.st_mtim.tv_nsec != m->e.mtime_nsec)) {
+		struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, entry_mtime(&m->e)};
+		if ((rc = io_futimens(c->rootfd, ts)) && !(rc == EPERM && geteuid()))
+			return rc;
+		denied |= rc != 0;
+	}
+	if (denied)
+		log_msg(MTM_LOG_WARNING, "warning: the tree's root: its mode and modification time were left as they are "
+		        "(owned by uid %u: only its owner or root may set them)", (unsigned)st.st_uid);
 	return 0;
+}
+
+int set_root_meta(rctx *c, mtm_id k)
+{
+	root_meta m;
+	int rc = root_meta_of(c->s, k, &m);
+	if (!rc && m.have_mode && (rc = set_root_fd(c, &m)))
+		rc = mtm_set_errno(rc, "the tree's root: setting its metadata");
+	root_meta_free(&m);
+	return rc;
 }
 
 int set_meta_at(rctx *c, int dfd, const char *leaf, const entry *e)

@@ -202,8 +202,9 @@ int fix_dirs(rctx *c, vec *target, const vec *plan);
 /* record.c: records the new head (whole: a restore of the whole tree) and
  * the stat cache rows of the files written. */
 int record_restored(rctx *c, mtm_id k, vec *plan, vec *removed, int whole);
-/* The root directory (c->rootfd) given the mode checkpoint k recorded for
- * it (format 9; an older checkpoint's NULL: left as it is). A whole-tree
- * restore's last step, after every entry's own. */
-int set_root_mode(rctx *c, mtm_id k);
+/* The root directory (c->rootfd) given the metadata checkpoint k recorded
+ * for it (the mode since format 9, owner, attributes and mtime since 11;
+ * what an older checkpoint did not record is left as it is). A whole-tree
+ * restore's last step, after every entry's own (its mtime last of all). */
+int set_root_meta(rctx *c, mtm_id k);
 #endif

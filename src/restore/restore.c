@@ -31,6 +31,7 @@
 #include "restore/browse.h"
 #include "restore/preflight.h"
 #include "restore/rctx.h"
+#include "tree/root.h"
 #include "restore/restore.h"
 #include "checkpoint/checkpoint.h"
 #include "io/beneath.h"
@@ -142,6 +143,29 @@ static int live_differs(mtm_store *s, int *differs)
 	return rc == DIFF_STOP ? 0 : rc;
 }
 
+/* A whole-tree restore of k sets the root's metadata k recorded; when the
+ * head recorded less of it (made before format 9 or 10), status cannot
+ * see the root's change, yet the restore would overwrite it: saved first
+ * if the live root differs from what k would set. */
+static int root_unsaved(mtm_store *s, mtm_id k, int *unsaved)
+{
+	mtm_id head;
+	root_meta h = {0}, t = {0}, live = {0};
+	*unsaved = 0;
+	int rc = mtm_head(s, &head);
+	if (!rc && head && !(rc = root_meta_of(s, head, &h)) && !(rc = root_meta_of(s, k, &t)) &&
+	    ((t.have_mode && !h.have_mode) || (t.have_rest && !h.have_rest))) {
+		if ((rc = root_meta_live(s->rootfd, &live)))
+			rc = mtm_set_errno(rc, "the tree's root");
+		else
+			*unsaved = root_meta_changed(&t, &live);
+	}
+	root_meta_free(&h);
+	root_meta_free(&t);
+	root_meta_free(&live);
+	return rc;
+}
+
 /* 1 if path is an entry of the live tree (its parents no symlinks). */
 static int live_has(int rootfd, const char *path)
 {
@@ -194,17 +218,18 @@ static int restore_locked(mtm_store *s, mtm_id k, const rreq *rq, int discard, m
 		return rc;
 	if ((rc = asked_paths_exist(s, k, rq)))
 		return rc;
-	int differs = 0;
-	if (!discard && !rq->dry_run && (rc = live_differs(s, &differs)))
+	int differs = 0, root_only = 0;
+	if (!discard && !rq->dry_run &&
+	    ((rc = live_differs(s, &differs)) || (!differs && !rq->n_paths && (rc = root_unsaved(s, k, &root_only)))))
 		return mtm_set_error(rc, "cannot restore, the tree was not changed: comparing it with the head failed: %s",
 		                     mtm_last_error());
-	if (differs) {
+	if (differs || root_only) {
 		char msg[96];
 		snprintf(msg, sizeof msg, RESTORE_SAVE_MESSAGE "%lld", (long long)k);
 		mtm_checkpoint_opts co = MTM_CHECKPOINT_OPTS_INIT;
 		co.message = msg;
 		mtm_checkpoint_info info;
-		if ((rc = ckpt_scan_if_changed(s, &co, NULL, &info)))
+		if ((rc = (root_only ? ckpt_scan : ckpt_scan_if_changed)(s, &co, NULL, &info)))
 			return mtm_set_error(rc, "cannot restore, the tree was not changed: saving it first failed "
 			                     "(restore --discard skips the save): %s", mtm_last_error());
 		free(info.message);

@@ -126,7 +126,7 @@ int restore_to_dir(rctx *c, mtm_id k, const char *to)
 	if (!rc)
 		rc = fix_dirs(c, &target, NULL);
 	if (!rc && !rq->n_paths)
-		rc = set_root_mode(c, k);
+		rc = set_root_meta(c, k);
 	/* one syncfs instead of an fsync per file: the directory was empty, so
 	 * there is no old version to protect, only durability at the end */
 	if (!rc && syncfs(c->rootfd))

@@ -73,7 +73,8 @@ static const char *schema_sql =
 	" files_added INTEGER NOT NULL, files_changed INTEGER NOT NULL, files_removed INTEGER NOT NULL,"
 	" bytes_changed INTEGER NOT NULL, bytes_stored INTEGER NOT NULL, entries INTEGER NOT NULL,"
 	" tree_bytes INTEGER NOT NULL, regions INTEGER NOT NULL DEFAULT 0, region_bytes INTEGER NOT NULL DEFAULT 0,"
-	" region_bytes_changed INTEGER NOT NULL DEFAULT 0, tracked INTEGER, pause_ns INTEGER, root_mode INTEGER);"
+	" region_bytes_changed INTEGER NOT NULL DEFAULT 0, tracked INTEGER, pause_ns INTEGER, root_mode INTEGER,"
+	" root_uid INTEGER, root_gid INTEGER, root_mtime_s INTEGER, root_mtime_nsec INTEGER, root_xattrs BLOB);"
 	"CREATE INDEX checkpoint_by_branch ON checkpoint(branch, id);"
 	"CREATE INDEX checkpoint_by_parent ON checkpoint(parent);"
 	/* a branch is a chain of checkpoints that forks from parent_branch after checkpoint fork */
@@ -160,7 +161,9 @@ static int pragma_int(mtm_store *s, const char *sql, int64_t *out)
  *  8 -> 9: the checkpoint's root_mode, NULL in older rows: not recorded
  *          (a restore leaves the root's mode as it is);
  *  9 -> 10: blockhash_delta, empty (every blockhash row is still a whole
- *          row, as format 9 wrote them). */
+ *          row, as format 9 wrote them);
+ * 10 -> 11: the root's owner, mtime and extended attributes, NULL in
+ *          older rows: not recorded (a restore leaves them as they are). */
 static const char *const upgrade_sql[] = {
 	[1] = BLOCK_LOG_SQL,
 	[2] = REGION_SQL "ALTER TABLE checkpoint ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
@@ -182,6 +185,9 @@ static const char *const upgrade_sql[] = {
 	      "DROP TABLE statcache; ALTER TABLE statcache8 RENAME TO statcache;",
 	[8] = "ALTER TABLE checkpoint ADD COLUMN root_mode INTEGER;",
 	[9] = BLOCKHASH_DELTA_SQL,
+	[10] = "ALTER TABLE checkpoint ADD COLUMN root_uid INTEGER; ALTER TABLE checkpoint ADD COLUMN root_gid INTEGER;"
+	       "ALTER TABLE checkpoint ADD COLUMN root_mtime_s INTEGER; ALTER TABLE checkpoint ADD COLUMN root_mtime_nsec INTEGER;"
+	       "ALTER TABLE checkpoint ADD COLUMN root_xattrs BLOB;",
 };
 
 /* mtm_statblob(size, mtime_ns, ctime_ns, ino, dev, mode, uid, gid, racy):

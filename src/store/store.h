@@ -15,7 +15,7 @@
 #include "metamori.h"
 
 #define MTM_STORE_DIR "metamori"      /* prefixed with '.' on disk */
-#define MTM_FORMAT_VERSION 10
+#define MTM_FORMAT_VERSION 11
 #define MTM_APPLICATION_ID 0x4D544D52 /* "MTMR" in the SQLite header */
 #define MTM_BLOCK 4096
 #define MTM_CHUNK_BLOCKS 16           /* a chunk holds up to 16 adjacent changed blocks */

@@ -318,7 +318,7 @@ def test_upgrade_from_format_4(root):
     h.checkpoint()
     downgrade_to_4(root)
     T.run(["-C", root, "log"])
-    expect(T.index_value(root, "PRAGMA user_version") == 10, "upgraded to format 10 (through 5 .. 9)")
+    expect(T.index_value(root, "PRAGMA user_version") == 11, "upgraded to format 11 (through 5 .. 10)")
     expect(T.index_value(root, "SELECT count(*) FROM blockhash") == 0, "an empty table")
     h.check()
     T.patch_file(os.path.join(root, "big"), 9 * BLOCK, block_data(9))

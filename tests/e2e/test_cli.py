@@ -100,10 +100,21 @@ def test_checkpoint_output(root):
     expect([(e["id"], e["parent"], e["message"]) for e in log] == [(1, 0, "first"), (2, 1, "")], log)
 
 
-FORMAT = 10  # the store format this Metamori writes (src/store/store.h)
+FORMAT = 11  # the store format this Metamori writes (src/store/store.h)
+
+def downgrade_to_10(db):
+    """Turns a format 11 index into what format 10 wrote: the root's mode
+    only."""
+    c = sqlite3.connect(db)
+    T.checkpoint_to_format_10(c)
+    c.execute("PRAGMA user_version=10")
+    c.commit()
+    c.close()
+
 
 def downgrade_to_9(db):
-    """Turns a format 10 index into what format 9 wrote: no blockhash_delta."""
+    """Turns a format 11 index into what format 9 wrote: no blockhash_delta
+    (and the root's mode only)."""
     c = sqlite3.connect(db)
     T.blockhash_to_format_9(c)
     c.execute("PRAGMA user_version=9")
@@ -112,7 +123,7 @@ def downgrade_to_9(db):
 
 
 def downgrade_to_8(db):
-    """Turns a format 10 index into what format 8 wrote: no root_mode (and no
+    """Turns a format 11 index into what format 8 wrote: no root_mode (and no
     blockhash_delta)."""
     c = sqlite3.connect(db)
     T.checkpoint_to_format_8(c)
@@ -122,7 +133,7 @@ def downgrade_to_8(db):
 
 
 def downgrade_to_7(db):
-    """Turns a format 10 index into what format 7 wrote: the stat cache's
+    """Turns a format 11 index into what format 7 wrote: the stat cache's
     nine stat columns (every row kept)."""
     downgrade_to_8(db)
     c = sqlite3.connect(db)
@@ -133,7 +144,7 @@ def downgrade_to_7(db):
 
 
 def downgrade_to_6(db):
-    """Turns a format 10 index into what format 6 wrote: no entry_log (its
+    """Turns a format 11 index into what format 6 wrote: no entry_log (its
     rows, if any, where format 6 kept them: in entry)."""
     downgrade_to_7(db)
     c = sqlite3.connect(db)
@@ -143,7 +154,7 @@ def downgrade_to_6(db):
 
 
 def downgrade_to_3(db):
-    """Turns a format 10 index into what format 3 wrote: one signed count of
+    """Turns a format 11 index into what format 3 wrote: one signed count of
     nanoseconds for the mtime, no rdev, no xattrs (and no blockhash, format
     5's, nor the checkpoint's tracked and pause_ns, format 6's, nor
     entry_log, format 7's)."""
@@ -261,6 +272,44 @@ def test_upgrade_from_format_9(root):
     expect(T.index_value(root, "SELECT ver || ' ' || base FROM blockhash_delta") == "%d %d" % (c2, c1),
            "a delta against the format 9 row")
     h.check()
+
+
+@with_store
+def test_upgrade_from_format_10(root):
+    """A format 10 store (the root's mode only) is upgraded in place by the
+    first command that opens it; its checkpoints did not record the root's
+    owner, mtime nor attributes, so status does not compare them and a
+    restore of one leaves them as they are (the mode it gives back); the
+    next checkpoint records them."""
+    T.init(root)
+    T.write_file(os.path.join(root, "a"), b"a")
+    os.chmod(root, 0o750)
+    os.setxattr(root, "user.x", b"1")
+    T.checkpoint(root)
+    c = upgraded(root, downgrade_to_10, 10)
+    expect(c.execute("SELECT root_mode, root_uid, root_gid, root_mtime_s, root_mtime_nsec, root_xattrs"
+                     " FROM checkpoint").fetchall() == [(0o750, None, None, None, None, None)], "old rows")
+    c.close()
+    os.removexattr(root, "user.x")
+    expect(T.status(root) == "nothing changed since checkpoint 1\n", "status: %r" % T.status(root))
+    os.chmod(root, 0o705)
+    T.write_file(os.path.join(root, "a"), b"b")
+    T.run(["-C", root, "restore", "--discard", "1"])
+    expect(os.stat(root).st_mode & 0o7777 == 0o750, "the mode was recorded")
+    expect(os.listxattr(root) == [], "a format 10 checkpoint set the root's attributes")
+    os.setxattr(root, "user.y", b"2")
+    ck = T.checkpoint(root)
+    expect(T.index_value(root, "SELECT root_xattrs FROM checkpoint WHERE id=%d" % ck) is not None, "recorded after")
+    # back at checkpoint 1, which did not record the attributes: a restore
+    # of ck would remove user.z, which status cannot show: saved first
+    T.run(["-C", root, "restore", "1"])
+    os.setxattr(root, "user.z", b"3")
+    T.restore(root, ck)
+    expect(os.listxattr(root) == ["user.y"], "restored: %r" % os.listxattr(root))
+    saved = T.log_json(root)[-1]
+    expect(saved["message"].startswith("saved before restoring"), "not saved: %r" % saved)
+    T.restore(root, saved["id"])
+    expect(sorted(os.listxattr(root)) == ["user.y", "user.z"], "the save: %r" % os.listxattr(root))
 
 
 @with_store

@@ -381,17 +381,28 @@ def statcache_row(root, path):
     return dict(fields, ver=r[0]) if fields is not None else None
 
 
+def checkpoint_to_format_10(con):
+    """In an open connection to a format 11 index: the checkpoint table as
+    format 10 kept it (the root's mode, not its owner, mtime nor
+    attributes). The caller sets user_version."""
+    for col in ("root_uid", "root_gid", "root_mtime_s", "root_mtime_nsec", "root_xattrs"):
+        con.execute("ALTER TABLE checkpoint DROP COLUMN " + col)
+
+
 def blockhash_to_format_9(con):
-    """In an open connection to a format 10 index: what format 9 kept, no
-    blockhash_delta (a cache: its rows are dropped; the whole rows stay,
-    each describes the version it names). The caller sets user_version."""
+    """In an open connection to a format 11 index: what format 9 kept (and
+    format 10's checkpoint table), no blockhash_delta (a cache: its rows
+    are dropped; the whole rows stay, each describes the version it
+    names). The caller sets user_version."""
+    checkpoint_to_format_10(con)
     con.execute("DROP TABLE blockhash_delta")
 
 
 def checkpoint_to_format_8(con):
-    """In an open connection to a format 10 index: the checkpoint table as
-    format 8 kept it (no root_mode), and no blockhash_delta (format 10's).
-    The caller sets user_version."""
+    """In an open connection to a format 11 index: the checkpoint table as
+    format 8 kept it (no root_mode), and no blockhash_delta (format 10's)
+    nor the root's owner, mtime and attributes (format 11's). The caller
+    sets user_version."""
     blockhash_to_format_9(con)
     con.execute("ALTER TABLE checkpoint DROP COLUMN root_mode")
 
