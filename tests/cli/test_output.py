@@ -138,19 +138,28 @@ def test_exit_codes():
     expect(rc == 7, "the command's own status: %d" % rc)
 
 
+def not_root(what):
+    """The command prefix that runs as a normal user (root reads anything):
+    [] when not root, setpriv as nobody when root; None (the part skipped)
+    when root has no setpriv."""
+    import shutil
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        T.skip_part(what, "root without setpriv cannot test permissions")
+        return None
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
 def test_status_reports_all_it_can_read():
     """A file status cannot read (its stat changed, so its content must be
     compared) does not hide the rest: every other change is listed, in
     order, then one error line names the file (a checkpoint would fail on
     it), exit 1. Status stopped at the first such file."""
-    import shutil
-    if os.geteuid() == 0 and not shutil.which("setpriv"):
-        T.skip_part("the unreadable file", "root without setpriv cannot test permissions")
+    pre = not_root("the unreadable file")
+    if pre is None:
         return
     root = os.path.realpath(store())
-    pre = []
-    if os.geteuid() == 0:  # as a normal user: root reads anything
-        pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     for n in ("b", "c", "e"):
         write(root, n, n.encode())
     if pre:
@@ -183,14 +192,10 @@ def test_unreadable_directory_is_named_and_not_lost():
     refuses, the tree untouched. Once readable, everything is there. Failed
     before: status stopped at the directory and listed nothing, and every
     message named it by its absolute path."""
-    import shutil
-    if os.geteuid() == 0 and not shutil.which("setpriv"):
-        T.skip_part("the unreadable directory", "root without setpriv cannot test permissions")
+    pre = not_root("the unreadable directory")
+    if pre is None:
         return
     root = os.path.realpath(store())
-    pre = []
-    if os.geteuid() == 0:  # as a normal user: root reads anything
-        pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     as_user = lambda *args: subprocess.run(pre + [os.path.abspath(T.METAMORI), "-C", root] + list(args),
                                            capture_output=True)
     for d in ("d", "d/sub", "e"):
