@@ -13,7 +13,7 @@
  *
  *   the pre-copy's last pass peeks the logs (records so far: P)
  *   the watcher's queue is judged; from here on (the mark) an event for a
- *     file compared ahead is carried to the next interval (watch.c)
+ *     file compared ahead is carried to the next interval (watch_judge.c)
  *   each such file is read whole and hashed; the blocks that differ from
  *     the parent's are kept (their bytes and hash, in the pre-copy's slot
  *     layout)                                               program runs

@@ -9,7 +9,7 @@
  * itself, or code made at run time. fanotify tells the session which pid
  * wrote a file, not how: when a traced pid that may bypass wrote a file the
  * logs name, the file is compared whole instead of trusting the ranges
- * logged (watch.c).
+ * logged (watch_judge.c).
  *
  * The verdict reads the process's executable mappings (/proc/PID/maps) and
  * their bytes as they are in its memory (/proc/PID/mem), looking for the

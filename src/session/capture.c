@@ -19,27 +19,6 @@
 #include "util/error.h"
 #include "util/log.h"
 
-#define CAPTURE_LIMIT ((uint64_t)512 << 20) /* copy at most this much (and a quarter of free memory) */
-
-/* How much a checkpoint may copy into memory during the barrier. */
-uint64_t capture_budget(void)
-{
-	uint64_t limit = CAPTURE_LIMIT;
-	const char *knob = secure_getenv("METAMORI_CAPTURE_LIMIT"); /* tests: force reading in place */
-	if (knob && *knob)
-		return strtoull(knob, NULL, 10);
-	FILE *f = fopen("/proc/meminfo", "re");
-	if (f) {
-		char line[128];
-		unsigned long long kb;
-		while (fgets(line, sizeof line, f))
-			if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1 && kb * 1024 / 4 < limit)
-				limit = kb * 1024 / 4;
-		fclose(f);
-	}
-	return limit;
-}
-
 /* Copies bytes [off, off + len) of fd to the same offset of mfd. */
 static int copy_range(int mfd, int fd, int64_t off, int64_t len)
 {

@@ -1,5 +1,5 @@
 /*
- * change_set.c — what the logs (barrier.c) and the watcher (watch.c) say
+ * change_set.c — what the logs (barrier.c) and the watcher (watch_*.c) say
  * changed since the last checkpoint: the files written (byte ranges,
  * truncations, whole), the paths whose metadata or namespace changed, and
  * whether only a scan is safe.

@@ -12,7 +12,7 @@
  *
  * Split: session.c (liveness, the socket's address, idle work), start.c
  * (start and stop, stale cleanup), barrier.c (the logs and the barrier),
- * change_set.c (what changed), watch.c (what no log explains), precopy.c
+ * change_set.c (what changed), watch_*.c (what no log explains), precopy.c
  * and slots.c (blocks copied ahead), prewrite.c (written ahead), hooks.c
  * (what the engine borrows), tracked.c (a checkpoint from a change set; its
  * parts in tctx.h), run.c (mtm_run; its parts in run.h), join.c (a second
@@ -147,7 +147,7 @@ typedef struct mtm_session {
 	struct lowprio *low;     /* the thread the periodic checkpoints' record and commit run on (tracked.c) */
 	int low_prio;            /* its priority (util/lowprio.h); 0: none, they run on the session's thread */
 	int low_tried;           /* low_prio read, the thread started if it could be */
-	struct watcher *watch;   /* what changes that no log explains (watch.c); NULL: none */
+	struct watcher *watch;   /* what changes that no log explains (watch.h); NULL: none */
 	const char *watch_why;   /* no watcher: why (then every checkpoint scans, unless switched off) */
 	int watch_off;           /* METAMORI_WATCH=off (benchmarks): the logs alone are trusted */
 	vec code_seen;           /* of code_verdict, by pid (bypass.c) */

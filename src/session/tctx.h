@@ -94,14 +94,8 @@ static inline int need_scan(tctx *t, const char *why)
 
 /* live.c */
 int live_stat(tctx *t, const char *path, live_item *it, int *found);
-/* live_stat for a path the logs say was written: opened (it is a regular
- * file, as a rule), its stat taken from the open, and the fd kept for its
- * capture (filefds, taken by open_same_file): one lookup of the path
- * inside the pause, not two, and none when a pre-copy pass kept the fd it
- * opened the path with and no namespace change in the interval was at the
- * path or above it (t->nsdirs: every one the logs and the watcher saw).
- * Anything but a regular file opened: as live_stat. */
-int live_open(tctx *t, const char *path, live_item *it, int *found);
+/* The fd of path's directory and its last component. 0 or an errno. */
+int live_parent_fd(tctx *t, const char *path, int *dfd, const char **leaf);
 /* The fd live_open kept for path (the caller's now; its stat is the item's
  * st), or -1. filefds_close: the ones nobody took. */
 int live_take_fd(tctx *t, const char *path);
@@ -109,6 +103,15 @@ void filefds_close(tctx *t);
 /* Opens a live file for its capture. */
 int open_live(tctx *t, const char *path, int *fd, struct stat *st);
 void dirfds_close(tctx *t);
+
+/* live_open.c: live_stat for a path the logs say was written: opened (it
+ * is a regular file, as a rule), its stat taken from the open, and the fd
+ * kept for its capture (filefds, taken by open_same_file): one lookup of
+ * the path inside the pause, not two, and none when a pre-copy pass kept
+ * the fd it opened the path with and no namespace change in the interval
+ * was at the path or above it (t->nsdirs: every one the logs and the
+ * watcher saw). Anything but a regular file opened: as live_stat. */
+int live_open(tctx *t, const char *path, live_item *it, int *found);
 
 /* collect.c: inside the barrier, the touched paths, both sides, and the
  * captures; or, when the logs are not enough (NEED_SCAN), the whole tree. */

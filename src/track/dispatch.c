@@ -45,6 +45,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "track/dispatch.h"
 #include "track/preload.h"
 
 #ifndef PR_SET_SYSCALL_USER_DISPATCH

@@ -89,7 +89,7 @@ void fd_set_path(int fd, const char *rel, size_t len, uint32_t flags)
 	/* A file of the tree open for writing: the log made now, not at the
 	 * first record, so the session knows this process is traced when the
 	 * file is let go unwritten (FAN_CLOSE_WRITE): no record then means no
-	 * write (session/watch.c, EV_LET_GO), where a process with no log
+	 * write (session/watch_parts.h, EV_LET_GO), where a process with no log
 	 * could be any process's, its file compared whole */
 	if ((flags & O_ACCMODE) != O_RDONLY)
 		ensure_log();

@@ -1,5 +1,7 @@
 /* init.c — initialisation, fork, and DMTCP's detach and attach. */
+#include "track/dispatch.h"
 #include "track/init.h"
+#include "track/adopt.h"
 
 static void atfork_prepare(void)
 {

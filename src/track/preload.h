@@ -23,11 +23,14 @@
  *    write on a tracked fd there sets ctl->scan_needed instead.
  *
  * This header is what the interposer's files share (none of it is seen
- * outside the library: PRELOAD_HIDDEN). The core, from the bottom:
- * state.c (what the session told us, the locks), fd_table.c, paths.c,
- * log.c (the in-flight region and the records), sticky.c, init.c; then
- * the wrappers, one family per file (wrap_*.c), and dispatch.c, which
- * sends the system calls a program makes outside libc to them.
+ * outside the library: PRELOAD_HIDDEN). Each file calls only those below
+ * it. The core, from the bottom: state.c (what the session told us, the
+ * locks), paths.c and log.c (the records), fd_table.c, sticky.c,
+ * region.c (the in-flight region), notes.c, adopt.c (fds opened elsewhere;
+ * its own header, which the writing wrappers include); then the wrappers,
+ * one family per file (wrap_*.c), init.c under those that may be a
+ * process's first call (init.h), and dispatch.c and trap.c (dispatch.h),
+ * which send the system calls a program makes outside libc to them.
  */
 #ifndef MTM_TRACK_PRELOAD_H
 #define MTM_TRACK_PRELOAD_H
@@ -64,7 +67,6 @@
 #include <unistd.h>
 #include <utime.h>
 
-#include "track/dispatch.h"
 #include "track/protocol.h"
 
 #ifdef _FILE_OFFSET_BITS
@@ -262,48 +264,6 @@ static inline struct ent *fd_get(int fd)
 	return LOAD(&g_fds[fd]);
 }
 
-/* Something was moved into the tree from outside (by any traced process:
- * ctl->moved_in): an fd not in the table may be open on it now, and its
- * writes, unrecorded, beside recorded ones to the same file would be taken
- * as explained by them. So a call that changes a file through an fd not in
- * the table compares ctl->moved_in (one load) with the generation this
- * process last caught up with, and on news looks at its fds again
- * (moved_in_catch_up; async-signal-safe). */
-PRELOAD_HIDDEN extern uint32_t g_moved_seen;
-PRELOAD_HIDDEN void moved_in_catch_up(uint32_t gen);
-/* The call through an fd not in the table saw ctl->moved_in change while
- * it ran (a barrier may have come between): if fd is in the table now, its
- * file is compared whole at the next checkpoint. */
-PRELOAD_HIDDEN void moved_in_during(int fd);
-static inline uint32_t moved_gen(void)
-{
-	struct mtm_ctl *c = LOAD(&g_ctl);
-	return c ? LOAD(&c->moved_in) : 0;
-}
-/* fd_get for a call that changes the file: on a miss, caught up with the
- * moves into the tree first. */
-static inline struct ent *fd_get_w(int fd)
-{
-	struct ent *e = fd_get(fd);
-	if (LIKELY(e))
-		return e;
-	uint32_t g = moved_gen();
-	if (LIKELY(g == LOAD(&g_moved_seen)))
-		return NULL;
-	moved_in_catch_up(g);
-	return fd_get(fd);
-}
-/* The body of a wrapper for an fd not in the table: the real call, and a
- * look at moved_in around it. */
-#define UNTRACKED_CALL(fd, call)                       \
-	do {                                           \
-		uint32_t g_ = moved_gen();              \
-		__typeof__(call) r_ = call;             \
-		if (UNLIKELY(moved_gen() != g_))        \
-			moved_in_during(fd);            \
-		return r_;                              \
-	} while (0)
-
 /* fd is not (or no longer) one of ours. */
 PRELOAD_HIDDEN void fd_clear(int fd);
 
@@ -371,6 +331,18 @@ PRELOAD_HIDDEN void sticky_scan(void);
 PRELOAD_HIDDEN void code_changed(void);
 
 /* ------------------------------------------------------------------ */
+/* What syscall user dispatch (dispatch.c, trap.c) asks of the         */
+/* interposer below it.                                                */
+
+/* ctl->epoch, or 0 without a session: notes.c */
+PRELOAD_HIDDEN uint64_t preload_epoch(void);
+/* Dispatch was lost: the log's flag cleared, then MTM_REC_CODE for this
+ * interval (what ran without it cannot be vouched for): notes.c */
+PRELOAD_HIDDEN void preload_dispatch_lost(void);
+/* our syscall() (which records what it changes): wrap_syscall.c */
+PRELOAD_HIDDEN long preload_traced_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6);
+
+/* ------------------------------------------------------------------ */
 /* The frame of a wrapper's body (a macro: the body returns the call's  */
 /* result from the wrapper).                                           */
 
@@ -398,13 +370,6 @@ PRELOAD_HIDDEN void code_changed(void);
 /* ------------------------------------------------------------------ */
 /* Shared between the wrappers' files.                                 */
 
-/* (wrap_write.c) an fd received from elsewhere, tracked if it is ours */
-PRELOAD_HIDDEN void adopt_fd(int fd);
-/* (wrap_write.c) after this process moved something from outside the tree
- * into it: its fds open on what moved (not in the table: they were opened
- * outside) are tracked from now on, under their new paths (t_guard held).
- * Another process's fds on it are not: see docs/TRACKING.md. */
-PRELOAD_HIDDEN void adopt_moved_in(void);
 /* (wrap_stdio.c) the stream's sticky entry dropped; *found if it had one */
 PRELOAD_HIDDEN struct ent *stream_forget(FILE *f, int *found);
 

@@ -9,6 +9,7 @@
  */
 #include <ucontext.h>
 
+#include "track/dispatch.h"
 #include "track/init.h"
 
 #if defined(__x86_64__)

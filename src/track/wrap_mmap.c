@@ -1,5 +1,5 @@
 /* wrap_mmap.c — wrappers: shared writable mappings. */
-#include "track/preload.h"
+#include "track/adopt.h"
 
 static void *mmap_impl(void *addr, size_t len, int prot, int flags, int fd, off_t off, int how)
 {

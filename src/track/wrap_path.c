@@ -1,6 +1,7 @@
 /* wrap_path.c — wrappers: calls that change the tree through a path (create,
  * remove, rename, link, metadata). */
 #include "track/init.h"
+#include "track/adopt.h"
 
 /* Wrapper body: resolve, enter, call, record on success (r == 0). */
 #define PATH_REC(call, dirfd, path, follow, type, a, b)                       \

@@ -1,6 +1,6 @@
 /* wrap_syscall.c — wrappers: syscall(), io_uring, and calls without a libc
  * wrapper. */
-#include "track/preload.h"
+#include "track/adopt.h"
 
 struct open_how_ { uint64_t flags, mode, resolve; };
 
