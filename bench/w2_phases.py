@@ -96,6 +96,8 @@ def run_once(metamori, work, n, gap, idle, probe=False):
         rows.append({"ckpt": t * 1e3, "cpu": (c1 - c0) / 1e6, "floor": floor,
                      "spawn": (time.perf_counter() - t0) * 1e3})
     err = ses.quit()
+    with open(os.path.join(work, "session.err"), "w") as f:  # the debug lines, to read afterwards
+        f.write(err)
     for k in ("METAMORI_DEBUG_SESSION", "METAMORI_DEBUG_CHECKPOINT"):
         del os.environ[k]
     # the phases of the last n checkpoints, in order (the session's first one is not ours)

@@ -311,7 +311,7 @@ static int read_file_xattrs(run_state *r, live_item *it, int fd)
 			rc = 0; /* gone since: the next checkpoint records that */
 	}
 	if (rc)
-		return mtm_set_errno(rc, "%s/%s: reading extended attributes", r->s->root, it->path);
+		return mtm_set_errno(rc, "%s: reading extended attributes", it->path);
 	it->xattrs_read = 1;
 	return 0;
 }
@@ -457,7 +457,7 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 		if (rc == ENOENT || rc == ELOOP || rc == ENOTPLAIN)
 			return ENOENT; /* vanished or replaced since the walk (never waited on) */
 		if (rc)
-			return mtm_set_errno(rc, "%s/%s", r->s->root, it->path);
+			return mtm_set_errno(rc, "%s", it->path);
 		if (!S_ISREG(st.st_mode)) { /* (the open's own fstat) */
 			close(fd);
 			return ENOENT;

@@ -119,7 +119,28 @@ typedef struct {
 	void *arg;
 	vec held;         /* of held_change, in path order */
 	uint64_t compare_total;
+	/* what could not be read (a file, a directory), the first one's error
+	 * kept: the rest is reported, then this (a checkpoint would fail on it) */
+	size_t n_unreadable;
+	int first_rc;
+	char first[512];
 } live_diff;
+
+static void note_unreadable(live_diff *d, int rc)
+{
+	if (!d->n_unreadable++) {
+		d->first_rc = rc;
+		snprintf(d->first, sizeof d->first, "%s", mtm_last_error());
+	}
+}
+
+/* A directory that could not be read: what it holds is not known, so none
+ * of it is reported (not as removed either); its error is, at the end. */
+static int on_unlisted(void *arg, const char *dir, int err)
+{
+	note_unreadable(arg, mtm_set_errno(err, "%s", dir));
+	return 0;
+}
 
 static void held_free(held_change *h)
 {
@@ -206,7 +227,8 @@ int diff_root(mtm_store *s, mtm_id a, mtm_id b, mtm_change_fn fn, void *arg)
 int diff_live(mtm_store *s, mtm_id a, const mtm_diff_opts *opts, mtm_change_fn fn, void *arg)
 {
 	live_diff d = {.s = s, .fn = fn, .arg = arg, .held = VEC_INIT(held_change)};
-	merge_fns fns = {.live = on_live, .gone = on_gone, .arg = &d, .group_links = 1, .what = "status"};
+	merge_fns fns = {.live = on_live, .gone = on_gone, .unlisted = on_unlisted, .arg = &d, .group_links = 1,
+	                 .what = "status"};
 	ignore_set ign = {0};
 	int rc;
 	if ((rc = ignore_load(&ign, s->rootfd, opts ? opts->excludes : NULL, opts ? opts->n_excludes : 0)) ||
@@ -214,21 +236,16 @@ int diff_live(mtm_store *s, mtm_id a, const mtm_diff_opts *opts, mtm_change_fn f
 		goto done;
 	/* the files whose content must be compared, and what waited behind
 	 * them. A file that cannot be read (no permission, an I/O error) does
-	 * not hide the rest: it is left out, every other change is reported,
-	 * and the first such file's error is returned at the end, with a count
-	 * of the others (a checkpoint would fail on it). */
+	 * not hide the rest, nor does a directory (on_unlisted): it is left
+	 * out, every other change is reported, and the first such error is
+	 * returned at the end, with a count of the others (a checkpoint would
+	 * fail on it). */
 	live_progress pg = {s, 0, d.compare_total};
-	char first[512] = "";
-	int first_rc = 0;
-	size_t n_unreadable = 0;
 	for (size_t i = 0; i < d.held.n && !rc; i++) {
 		held_change *h = &VEC_AT(&d.held, held_change, i);
 		int unreadable = 0;
 		if (h->it && (rc = diff_live_content(s, &d.la, &h->e, h->it, &h->ch, &pg, &unreadable)) && unreadable) {
-			if (!n_unreadable++) {
-				first_rc = rc;
-				snprintf(first, sizeof first, "%s", mtm_last_error());
-			}
+			note_unreadable(&d, rc);
 			rc = 0;
 			continue;
 		}
@@ -237,11 +254,11 @@ int diff_live(mtm_store *s, mtm_id a, const mtm_diff_opts *opts, mtm_change_fn f
 		if (!rc)
 			rc = fn(arg, &h->ch);
 	}
-	if (!rc && n_unreadable > 1)
-		rc = mtm_set_error(first_rc, "%s (%zu more file%s could not be read)", first, n_unreadable - 1,
-		                   n_unreadable > 2 ? "s" : "");
-	else if (!rc && n_unreadable)
-		rc = mtm_set_error(first_rc, "%s", first);
+	if (!rc && d.n_unreadable > 1)
+		rc = mtm_set_error(d.first_rc, "%s (%zu more file%s could not be read)", d.first, d.n_unreadable - 1,
+		                   d.n_unreadable > 2 ? "s" : "");
+	else if (!rc && d.n_unreadable)
+		rc = mtm_set_error(d.first_rc, "%s", d.first);
 done:
 	for (size_t i = 0; i < d.held.n; i++)
 		held_free(&VEC_AT(&d.held, held_change, i));

@@ -430,6 +430,37 @@ int io_fdatasync(int fd)
 	return 0;
 }
 
+int io_extend_zeros(int fd, off_t from, off_t to)
+{
+	static const unsigned char zeros[64 << 10];
+	off_t off = from;
+	int rc = 0;
+	while (off < to) {
+		int f = io_fault(IO_WRITE);
+		if (f > 0 && f != EINTR) {
+			rc = f;
+			break;
+		}
+		size_t want = to - off < (off_t)sizeof zeros ? (size_t)(to - off) : sizeof zeros;
+		if (f == -1 && want > 1)
+			want /= 2; /* injected short write */
+		ssize_t r;
+		do
+			r = pwrite(fd, zeros, want, off);
+		while (r < 0 && errno == EINTR);
+		if (r <= 0) {
+			rc = r < 0 ? errno : EIO;
+			break;
+		}
+		off += r;
+	}
+	/* one record, not the zeros themselves (a trace read while it is
+	 * written: see io_sqlite_wal_reserve) */
+	if (off > from)
+		trace_fd_op(TR_TRUNCATE, fd, NULL, 0, off, NULL);
+	return rc;
+}
+
 int io_renameat(int olddir, const char *oldpath, int newdir, const char *newpath)
 {
 	int f = io_fault(IO_RENAME);

@@ -107,6 +107,12 @@ int io_fsync(int fd);
 #define IO_FSYNC_THREADS 16
 int io_fsync_many(const int *fds, size_t n, int *errs);
 int io_fdatasync(int fd);
+/* Writes zeros over [from, to) of fd, which ends at from: blocks given to
+ * the file and counted in its size, so that a later write there, once they
+ * are durable, is an overwrite (its fdatasync needs no journal commit).
+ * Each write is a fault point; the trace records the file extended with
+ * zeros (as far as the writes went). */
+int io_extend_zeros(int fd, off_t from, off_t to);
 int io_renameat(int olddir, const char *oldpath, int newdir, const char *newpath);
 int io_ftruncate(int fd, off_t len);
 int io_unlinkat(int dirfd, const char *path, int flags);

@@ -54,6 +54,7 @@ struct prewrite {
 	int64_t sync_ns;     /* when the last fsync ahead was begun while the program wrote */
 	int taken;           /* a checkpoint took them: nothing more until the reset */
 	int pending;         /* passes copied blocks not looked at since */
+	int64_t room_pack;   /* the pack the writers ahead gave room (kept by prewrite_reset) */
 };
 
 static struct prewrite *state(mtm_session *ss)
@@ -216,6 +217,10 @@ int prewrite_tick(mtm_session *ss, uint64_t copied)
 	if (!pw->open) {
 		rc = pack_writer_begin_ahead(&pw->w, ss->s, &pw->at);
 		pw->open = 1;
+		if (!rc && pw->room_pack && pw->room_pack != pw->at.pack)
+			(void)pack_cut_tail(ss->s, pw->room_pack); /* (the last one was full: its room goes) */
+		if (!rc)
+			pw->room_pack = pw->at.pack; /* (its fsyncs ahead give the file room: pack_writer.room) */
 		if (rc) {
 			close_writer(pw);
 			pw->off = 1;
@@ -328,9 +333,11 @@ void prewrite_reset(mtm_session *ss)
 	close_writer(pw);
 	vec_free(&pw->recs);
 	uint64_t gen = (pw->gen + 1) & SLOT_GEN_MASK;
+	int64_t room = pw->room_pack;
 	memset(pw, 0, sizeof *pw);
 	pw->recs = (vec)VEC_INIT(ahead_rec);
 	pw->gen = gen;
+	pw->room_pack = room;
 }
 
 void prewrite_free(mtm_session *ss)
@@ -345,6 +352,11 @@ void prewrite_free(mtm_session *ss)
 		(void)pack_writer_push(&pw->w);
 		(void)pack_writer_drain(&pw->w);
 		(void)io_ftruncate(pw->w.fd, (off_t)pw->at.base);
+	} else if (pw->room_pack) {
+		/* the room past the last checkpoint's records (pack_writer.room):
+		 * no writer is left to use it; the next one would cut it off,
+		 * but none may come for a long time */
+		(void)pack_cut_tail(ss->s, pw->room_pack);
 	}
 	prewrite_reset(ss);
 	vec_free(&ss->pw->recs);

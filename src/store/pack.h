@@ -67,6 +67,15 @@ typedef struct {
 	struct pack_flusher *fl;   /* the thread that writes (flusher.c) */
 	int sync_begun;
 	int drop_cache;            /* a session's: what it wrote leaves the page cache once durable */
+	/* A session's: its fsync ahead (FLUSH_SYNC_AHEAD) first gives the
+	 * file room, zeros past what was written (PACK_ROOM, flusher.c), so
+	 * that what the checkpoint appends after the records written ahead
+	 * (the blocks captured in its pause) lands on blocks the file has,
+	 * within its durable size: the commit's fdatasync of the pack then
+	 * flushes data only, with no journal commit of the file system
+	 * (issue 21, W2). The room is past the committed size, where bytes
+	 * are ignored (FORMAT.md 3.7); the next writer cuts it off. */
+	int room;
 	/* for METAMORI_DEBUG_SESSION: time spent waiting for the thread, and
 	 * the thread's time in its writes and fsyncs */
 	int64_t waited_ns, write_ns, fsync_ns;
@@ -164,6 +173,11 @@ int pack_writer_sync_soon(pack_writer *w);
  * written (the last job it handed over was sync_soon's, and succeeded),
  * nothing buffered since. */
 int pack_writer_synced(pack_writer *w);
+/* Cuts pack id's file down to its committed size (the room a session
+ * left past it, records written ahead that no checkpoint took); nothing if
+ * the pack has no row or the file is no longer. The caller holds the
+ * writer lock. */
+int pack_cut_tail(mtm_store *s, int64_t id);
 /* In the checkpoint's writer (ahead_kept): the chunk id for a record
  * written ahead, an identical chunk's if there is one (the record then
  * stays dead), else a new row naming the record. Records nobody adopts are

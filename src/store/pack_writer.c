@@ -107,7 +107,7 @@ static int writer_init(pack_writer *w, mtm_store *s)
 	/* (w->buf: job_add makes it) */
 	w->cbuf = malloc(ZSTD_compressBound(CHUNK_MAX_PLAIN));
 	w->cctx = ZSTD_createCCtx();
-	w->drop_cache = s->session != NULL;
+	w->drop_cache = w->room = s->session != NULL;
 	w->gbuf = malloc(CHUNK_MAX_PLAIN);
 	w->hstate = XXH3_createState();
 	if (!w->cbuf || !w->cctx || !w->gbuf || !w->hstate)
@@ -436,6 +436,28 @@ int pack_writer_sync_soon(pack_writer *w)
 int pack_writer_synced(pack_writer *w)
 {
 	return !w->job_len && w->fl && !flusher_busy(w) && flusher_synced(w);
+}
+
+int pack_cut_tail(mtm_store *s, int64_t id)
+{
+	static const char sql[] = "SELECT size FROM pack WHERE id=?";
+	sqlite3_stmt *st;
+	MTM_TRY(db_cached(s, sql, sql, &st));
+	sqlite3_bind_int64(st, 1, id);
+	int rc = sqlite3_step(st);
+	int64_t size = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(s, rc, "index");
+	char name[64];
+	int fd;
+	pack_name(name, sizeof name, id);
+	if (size < 0 || io_open_regular(s->dirfd, name, O_RDWR | O_NOFOLLOW, &fd))
+		return 0; /* (no row: not ours to cut; gone: nothing to cut) */
+	struct stat sb;
+	rc = fstat(fd, &sb) ? errno : sb.st_size > size ? io_ftruncate(fd, (off_t)size) : 0;
+	close(fd);
+	return rc ? mtm_set_errno(rc, "%s/.metamori/%s", s->root, name) : 0;
 }
 
 int pack_adopt(pack_writer *w, const pack_loc *loc, int64_t *chunk_id)

@@ -1,5 +1,7 @@
 /* schema.c — the index schema, format version 10 (docs/FORMAT.md). */
+#include <assert.h>
 #include <stdio.h>
+#include <string.h>
 #include "store/statblob.h"
 #include "store/store.h"
 #include "util/error.h"
@@ -227,6 +229,42 @@ static int upgrade(mtm_store *s)
 	return rc;
 }
 
+/* A store of an older format that cannot be written (read-only media, a
+ * snapshot, a full disk, another user's): the readers read a private copy
+ * of its index, upgraded (SQLite's temporary database, in $TMPDIR or
+ * SQLITE_TMPDIR, deleted when closed). The store is never written: nothing
+ * is half upgraded, and lock.c refuses every writer (s->readonly stays). */
+static int upgrade_copy(mtm_store *s, int64_t ver)
+{
+	sqlite3 *copy = NULL;
+	int rc = sqlite3_open_v2("", &copy, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	sqlite3_backup *b = rc == SQLITE_OK ? sqlite3_backup_init(copy, "main", s->db, "main") : NULL;
+	if (b) {
+		rc = sqlite3_backup_step(b, -1);
+		int frc = sqlite3_backup_finish(b);
+		rc = rc == SQLITE_DONE ? frc : rc;
+	} else if (rc == SQLITE_OK) {
+		rc = sqlite3_errcode(copy);
+	}
+	if (rc != SQLITE_OK) {
+		rc = mtm_set_error(MTM_EINDEX, "%s/.metamori: store format %lld must be upgraded and the store cannot be "
+		                   "written (%s): reading an upgraded copy of its index failed: %s", s->root, (long long)ver,
+		                   strerror(s->readonly), copy ? sqlite3_errmsg(copy) : sqlite3_errstr(rc));
+		sqlite3_close(copy);
+		return rc;
+	}
+	assert(!s->n_cached); /* (no statement of the store's own handle survives it) */
+	sqlite3_close(s->db);
+	s->db = copy;
+	sqlite3_extended_result_codes(s->db, 1);
+	db_exec(s, "PRAGMA cache_size=-32768");
+	if ((rc = upgrade(s)))
+		return mtm_set_error(rc, "%s/.metamori: store format %lld must be upgraded and the store cannot be written "
+		                     "(%s): upgrading a copy of its index failed: %s", s->root, (long long)ver,
+		                     strerror(s->readonly), mtm_last_error());
+	return 0;
+}
+
 int schema_check(mtm_store *s)
 {
 	int64_t app, ver;
@@ -240,8 +278,7 @@ int schema_check(mtm_store *s)
 	if (ver < 1)
 		return mtm_set_error(MTM_ECORRUPT, "%s/.metamori/index.db: no format version", s->root);
 	if (ver < MTM_FORMAT_VERSION && s->readonly)
-		return mtm_set_error(MTM_EINVAL, "%s/.metamori: store format %lld must be upgraded, "
-		                     "and the store cannot be written", s->root, (long long)ver);
+		return upgrade_copy(s, ver);
 	if (ver < MTM_FORMAT_VERSION)
 		return upgrade(s);
 	return 0;

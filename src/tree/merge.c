@@ -106,6 +106,24 @@ static int on_live(void *arg, live_item *it)
 	return pe ? tree_cursor_next(&m->tc, &m->pe) : 0;
 }
 
+/* A directory the walk could not read: the checkpoint's entries before
+ * its subtree are gone (the walk is past them), those in it unknown. */
+static int on_unlisted(void *arg, const char *dir, int err)
+{
+	merger *m = arg;
+	size_t n = strlen(dir);
+	char *sub = malloc(n + 2);
+	if (!sub)
+		return mtm_set_error(ENOMEM, "%s", m->fns->what);
+	memcpy(sub, dir, n);
+	memcpy(sub + n, "/", 2);
+	int rc = gone_before(m, sub);
+	while (!rc && m->pe && !strncmp(m->pe->path, sub, n + 1))
+		rc = tree_cursor_next(&m->tc, &m->pe);
+	free(sub);
+	return rc ? rc : m->fns->unlisted(m->fns->arg, dir, err);
+}
+
 int tree_merge(mtm_store *s, const ignore_set *ign, mtm_id ckpt, const merge_fns *fns)
 {
 	merger m = {.s = s, .fns = fns};
@@ -124,7 +142,7 @@ int tree_merge(mtm_store *s, const ignore_set *ign, mtm_id ckpt, const merge_fns
 		goto done;
 	}
 	m.sc_row = rc == SQLITE_ROW;
-	if (!(rc = walk_sorted(s, ign, on_live, &m)))
+	if (!(rc = walk_sorted(s, ign, on_live, fns->unlisted ? on_unlisted : NULL, &m)))
 		rc = gone_before(&m, NULL);
 done:
 	sqlite3_finalize(m.sc);

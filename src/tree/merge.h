@@ -16,9 +16,16 @@ typedef int (*merge_live_fn)(void *arg, live_item *it, entry *pe, int fresh);
  * may take its contents. */
 typedef int (*merge_gone_fn)(void *arg, entry *pe);
 
+/* A directory under the root that could not be read (err: why; status's
+ * no permission): its entries are neither live nor gone but unknown, and
+ * given to neither callback. NULL in merge_fns: its error stops the merge
+ * (a checkpoint must not record what it could not see). */
+typedef int (*merge_unlisted_fn)(void *arg, const char *dir, int err);
+
 typedef struct {
 	merge_live_fn live;
 	merge_gone_fn gone;
+	merge_unlisted_fn unlisted;
 	void *arg;
 	int group_links; /* hard links grouped: a group's later names KIND_LINK to its first (live_group_links' rule) */
 	const char *what; /* the context of an error ("checkpoint", "status") */

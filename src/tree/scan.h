@@ -59,9 +59,14 @@ int walk_tree(mtm_store *s, const ignore_set *ign, vec *out /* of live_item */);
 void live_free(vec *v);
 /* Hands each item of the tree (as walk_tree finds them) to fn, in path
  * order, without holding the tree (walk_sorted.c): fn owns the item (to be
- * freed with live_item_free); a non-zero return stops the walk with it. */
+ * freed with live_item_free); a non-zero return stops the walk with it.
+ * A directory under the root that cannot be read (opened, listed, or an
+ * entry in it looked at; err: why) goes to unlisted, if given, in the
+ * place of its subtree, which the walk then skips; with none it stops the
+ * walk with its error. */
 typedef int (*walk_fn)(void *arg, live_item *it);
-int walk_sorted(mtm_store *s, const ignore_set *ign, walk_fn fn, void *arg);
+typedef int (*walk_unlisted_fn)(void *arg, const char *dir, int err);
+int walk_sorted(mtm_store *s, const ignore_set *ign, walk_fn fn, walk_unlisted_fn unlisted, void *arg);
 void live_item_free(live_item *it);
 /* What a scan checkpoint must record against checkpoint parent, found
  * without holding the tree (changed.c): live gets the items that are new

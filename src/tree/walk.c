@@ -127,7 +127,7 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 	if (!d) {
 		int e = errno;
 		close(dfd);
-		return mtm_set_errno(e, "%s/%s", s->root, rel);
+		return mtm_set_errno(e, "%s", *rel ? rel : s->root);
 	}
 	int rc = 0, lerr;
 	struct dirent *de;
@@ -150,7 +150,9 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 		if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW)) {
 			if (errno == ENOENT)
 				continue; /* removed while we looked */
-			rc = mtm_set_errno(errno, "%s/%s%s%s", s->root, rel, *rel ? "/" : "", name);
+			/* EACCES: the directory is listed but not searchable */
+			rc = errno == EACCES ? mtm_set_errno(errno, "%s", *rel ? rel : s->root)
+			                     : mtm_set_errno(errno, "%s%s%s", rel, *rel ? "/" : "", name);
 			break;
 		}
 		int kind = kind_of_mode(st.st_mode);
@@ -174,7 +176,7 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 			char buf[4096];
 			ssize_t n = readlinkat(dirfd(d), name, buf, sizeof buf - 1);
 			if (n < 0) {
-				rc = mtm_set_errno(errno, "%s/%s", s->root, path);
+				rc = mtm_set_errno(errno, "%s", path);
 				break;
 			}
 			it->target = strndup(buf, (size_t)n);
@@ -182,7 +184,7 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 		if (kind != KIND_FILE) { /* (a file's are read with its content) */
 			int e = xattr_read_at(dirfd(d), name, &it->xattrs, &it->xattrs_len);
 			if (e && e != ENOENT) {
-				rc = mtm_set_errno(e, "%s/%s: reading extended attributes", s->root, path);
+				rc = mtm_set_errno(e, "%s: reading extended attributes", path);
 				break;
 			}
 			it->xattrs_read = 1;
@@ -190,7 +192,7 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 		if (kind == KIND_DIR) {
 			int sub, e = io_openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &sub);
 			if (e) {
-				rc = mtm_set_errno(e, "%s/%s", s->root, path);
+				rc = mtm_set_errno(e, "%s", path);
 				break;
 			}
 			char *sub_rel = xstrdup(path); /* out may move when it grows */
@@ -201,7 +203,7 @@ static int walk_dir(mtm_store *s, const ignore_set *ign, int dfd, const char *re
 		}
 	}
 	if (!rc && lerr)
-		rc = mtm_set_errno(lerr, "%s%s%s: listing", s->root, *rel ? "/" : "", rel);
+		rc = mtm_set_errno(lerr, "%s: listing", *rel ? rel : s->root);
 	closedir(d);
 	return rc;
 }
@@ -227,7 +229,7 @@ int walk_subtree(mtm_store *s, const ignore_set *ign, const char *rel, vec *out)
 	int dfd;
 	int rc = beneath_open(s->rootfd, rel, O_RDONLY | O_DIRECTORY, &dfd);
 	if (rc)
-		return rc == ENOENT || rc == ENOTDIR || rc == ELOOP ? 0 : mtm_set_errno(rc, "%s/%s", s->root, rel);
+		return rc == ENOENT || rc == ENOTDIR || rc == ELOOP ? 0 : mtm_set_errno(rc, "%s", rel);
 	return walk_dir(s, ign, dfd, rel, out);
 }
 

@@ -123,6 +123,7 @@ typedef struct {
 	mtm_store *s;
 	const ignore_set *ign;
 	walk_fn fn;
+	walk_unlisted_fn unlisted; /* NULL: a directory that cannot be read stops the walk */
 	void *arg;
 	stat_pool *pool; /* directories read ahead on a second thread (stat_pool.h) */
 } walker;
@@ -136,9 +137,12 @@ static int read_item(walker *w, int dfd, const char *rel, const dname *dn, live_
 		return 0; /* the store is never part of the tree, nor is a store nested in it */
 	if (!strncmp(name, MTM_TMP_PREFIX, strlen(MTM_TMP_PREFIX)))
 		return 0; /* a restore's temporary file */
+	if (dn->err == ENOENT)
+		return 0; /* removed while we looked */
+	if (dn->err == EACCES) /* (an lstat's: the directory listed is not searchable) */
+		return mtm_set_errno(dn->err, "%s", *rel ? rel : w->s->root);
 	if (dn->err)
-		return dn->err == ENOENT ? 0 /* removed while we looked */
-		                         : mtm_set_errno(dn->err, "%s/%s%s%s", w->s->root, rel, *rel ? "/" : "", name);
+		return mtm_set_errno(dn->err, "%s%s%s", rel, *rel ? "/" : "", name);
 	const struct stat st = dn->st;
 	int kind = kind_of_mode(st.st_mode);
 	if (kind == KIND_NONE)
@@ -162,14 +166,14 @@ static int read_item(walker *w, int dfd, const char *rel, const dname *dn, live_
 		if (n < 0 || !(it->target = strndup(buf, n < 0 ? 0 : (size_t)n))) {
 			int e = n < 0 ? errno : ENOMEM;
 			live_item_free(it);
-			return mtm_set_errno(e, "%s/%s", w->s->root, path);
+			return mtm_set_errno(e, "%s", path);
 		}
 	}
 	if (kind != KIND_FILE) { /* (a file's are read with its content) */
 		int e = xattr_read_at(dfd, name, &it->xattrs, &it->xattrs_len);
 		if (e && e != ENOENT) {
 			live_item_free(it);
-			return mtm_set_errno(e, "%s/%s: reading extended attributes", w->s->root, path);
+			return mtm_set_errno(e, "%s: reading extended attributes", path);
 		}
 		it->xattrs_read = 1;
 	}
@@ -178,14 +182,20 @@ static int read_item(walker *w, int dfd, const char *rel, const dname *dn, live_
 }
 
 /* Reads directory j (its names and their lstats, with the pool) into
- * keys, sorted; rel is its path. The names stay in j's buffer. */
-static int read_dir(walker *w, dirjob *j, const char *rel, dkey **out, size_t *nout)
+ * keys, sorted; rel is its path. The names stay in j's buffer. *own: the
+ * error is the directory's own (its listing, or an entry it holds that
+ * cannot be looked at: a directory readable but not searchable), not a
+ * lack of memory. */
+static int read_dir(walker *w, dirjob *j, const char *rel, dkey **out, size_t *nout, int *own)
 {
 	*out = NULL;
 	*nout = 0;
-	if (j->list_err)
+	*own = 0;
+	if (j->list_err) {
+		*own = j->list_err != ENOMEM;
 		return j->list_err == ENOMEM ? mtm_set_error(ENOMEM, "walk")
-		                             : mtm_set_errno(j->list_err, "%s%s%s: listing", w->s->root, *rel ? "/" : "", rel);
+		                             : mtm_set_errno(j->list_err, "%s: listing", *rel ? rel : w->s->root);
+	}
 	dkey *k = NULL;
 	size_t n = 0, nn = j->n;
 	int rc = 0;
@@ -193,8 +203,10 @@ static int read_dir(walker *w, dirjob *j, const char *rel, dkey **out, size_t *n
 		return mtm_set_error(ENOMEM, "walk");
 	for (size_t i = 0; i < nn && !rc; i++) {
 		live_item *it;
-		if ((rc = read_item(w, dirfd(j->d), rel, &j->v[i], &it)) || !it)
+		if ((rc = read_item(w, dirfd(j->d), rel, &j->v[i], &it)) || !it) {
+			*own = rc && rc != ENOMEM;
 			continue;
+		}
 		/* the name is the item's key; a directory's subtree is at name/ */
 		k[n] = (dkey){0, j->v[i].name, it, 0, 0};
 		k[n].pre = key_prefix(&k[n]);
@@ -239,11 +251,19 @@ static int walk_dir_sorted(walker *w, dirjob *j, const char *rel)
 		dirjob_free(j);
 		if (*rel && (e == ENOENT || e == ENOTDIR || e == ELOOP))
 			return 0; /* gone or replaced since it was read: as if gone */
-		return *rel ? mtm_set_errno(e, "%s/%s", w->s->root, rel) : mtm_set_errno(e, "%s", w->s->root);
+		if (*rel && w->unlisted && e != ENOMEM)
+			return w->unlisted(w->arg, rel, e);
+		return mtm_set_errno(e, "%s", *rel ? rel : w->s->root);
 	}
 	dkey *k;
 	size_t n;
-	int rc = read_dir(w, j, rel, &k, &n);
+	int own;
+	int rc = read_dir(w, j, rel, &k, &n, &own);
+	if (rc && own && *rel && w->unlisted) { /* (none of its items handed out yet) */
+		keys_free(k, n);
+		dirjob_free(j);
+		return w->unlisted(w->arg, rel, rc);
+	}
 	/* the subdirectories, in the order they are walked, offered ahead */
 	dirjob *jobs = NULL;
 	size_t nj = 0;
@@ -280,9 +300,9 @@ static int walk_dir_sorted(walker *w, dirjob *j, const char *rel)
 	return rc;
 }
 
-int walk_sorted(mtm_store *s, const ignore_set *ign, walk_fn fn, void *arg)
+int walk_sorted(mtm_store *s, const ignore_set *ign, walk_fn fn, walk_unlisted_fn unlisted, void *arg)
 {
-	walker w = {s, ign, fn, arg, stat_pool_new()};
+	walker w = {s, ign, fn, unlisted, arg, stat_pool_new()};
 	dirjob root = {.pfd = s->rootfd, .name = "."};
 	int rc = walk_dir_sorted(&w, &root, "");
 	stat_pool_free(w.pool);

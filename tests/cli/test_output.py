@@ -138,19 +138,28 @@ def test_exit_codes():
     expect(rc == 7, "the command's own status: %d" % rc)
 
 
+def not_root(what):
+    """The command prefix that runs as a normal user (root reads anything):
+    [] when not root, setpriv as nobody when root; None (the part skipped)
+    when root has no setpriv."""
+    import shutil
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        T.skip_part(what, "root without setpriv cannot test permissions")
+        return None
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
 def test_status_reports_all_it_can_read():
     """A file status cannot read (its stat changed, so its content must be
     compared) does not hide the rest: every other change is listed, in
     order, then one error line names the file (a checkpoint would fail on
     it), exit 1. Status stopped at the first such file."""
-    import shutil
-    if os.geteuid() == 0 and not shutil.which("setpriv"):
-        T.skip_part("the unreadable file", "root without setpriv cannot test permissions")
+    pre = not_root("the unreadable file")
+    if pre is None:
         return
     root = os.path.realpath(store())
-    pre = []
-    if os.geteuid() == 0:  # as a normal user: root reads anything
-        pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     for n in ("b", "c", "e"):
         write(root, n, n.encode())
     if pre:
@@ -170,6 +179,63 @@ def test_status_reports_all_it_can_read():
     p = subprocess.run(pre + [os.path.abspath(T.METAMORI), "-C", root, "status"], capture_output=True)
     expect(p.returncode == 1 and p.stdout == b"M b (2 B)\nA d\n" and p.stderr == b"metamori: c: Permission denied\n",
            "one unreadable: %d %r %r" % (p.returncode, p.stdout, p.stderr))
+
+
+def test_unreadable_directory_is_named_and_not_lost():
+    """A directory of the tree this user cannot read (mode 0; or 0444:
+    listed, not searchable): status lists every other change (the
+    directory's own mode, `m d`, too), then names it in one error line,
+    relative to the tree like every other path, exit 1; what it holds is
+    unknown, so nothing in it shows as removed. A checkpoint fails on it
+    with that line and records nothing (its contents would be recorded as
+    removed, and a restore of that checkpoint would delete them); a restore
+    refuses, the tree untouched. Once readable, everything is there. Failed
+    before: status stopped at the directory and listed nothing, and every
+    message named it by its absolute path."""
+    pre = not_root("the unreadable directory")
+    if pre is None:
+        return
+    root = os.path.realpath(store())
+    as_user = lambda *args: subprocess.run(pre + [os.path.abspath(T.METAMORI), "-C", root] + list(args),
+                                           capture_output=True)
+    for d in ("d", "d/sub", "e"):
+        os.mkdir(os.path.join(root, d), 0o755)
+    for n in ("a", "z", "d/x", "d/sub/s", "e/y"):
+        write(root, n, n[-1].encode())
+    if pre:
+        subprocess.run(["chown", "-R", "65534:65534", root], check=True)
+    expect(as_user("checkpoint", "-q").returncode == 0, "checkpoint 1")
+    for n in ("a", "z"):
+        write(root, n, n.encode() * 2)
+    for n in ("d-new", "e/new"):  # ("d-new" sorts between d and d/x)
+        write(root, n, b"n")
+        if pre:
+            os.chown(os.path.join(root, n), 65534, 65534)
+    want = b"M a (2 B)\nm d\nA d-new\nA e/new\nM z (2 B)\n"
+    for mode in (0, 0o444):
+        os.chmod(os.path.join(root, "d"), mode)
+        for cmd in (["status"], ["diff", "1"]):
+            p = as_user(*cmd)
+            expect(p.returncode == 1 and p.stdout == want and p.stderr == b"metamori: d: Permission denied\n",
+                   "%r, d %o: %d %r %r" % (cmd, mode, p.returncode, p.stdout, p.stderr))
+        p = as_user("checkpoint", "-q")
+        expect(p.returncode == 1 and p.stderr == b"metamori: d: Permission denied\n",
+               "checkpoint, d %o: %d %r" % (mode, p.returncode, p.stderr))
+        expect(len(json.loads(as_user("log", "--json").stdout)) == 1, "a checkpoint was recorded")
+        before = sorted(os.listdir(root)) + sorted(os.listdir(os.path.join(root, "d")))
+        p = as_user("restore", "1")
+        expect(p.returncode == 1 and p.stderr.endswith(b": d: Permission denied\n") and p.stderr.count(b"\n") == 1,
+               "restore, d %o: %d %r" % (mode, p.returncode, p.stderr))
+        expect(sorted(os.listdir(root)) + sorted(os.listdir(os.path.join(root, "d"))) == before and
+               open(os.path.join(root, "a"), "rb").read() == b"aa", "the refused restore changed the tree")
+    os.chmod(os.path.join(root, "d"), 0o755)
+    p = as_user("status")
+    expect(p.returncode == 0 and p.stdout == b"M a (2 B)\nA d-new\nA e/new\nM z (2 B)\n", "readable: %r" % p.stdout)
+    expect(as_user("checkpoint", "-q").returncode == 0, "checkpoint 2")
+    expect(as_user("restore", "1").returncode == 0, "restore 1")
+    for n, data in (("a", b"a"), ("d/x", b"x"), ("d/sub/s", b"s"), ("e/y", b"y")):
+        expect(open(os.path.join(root, n), "rb").read() == data, n)
+    expect(not os.path.exists(os.path.join(root, "d-new")), "d-new")
 
 
 def log_rows(root, *args):
@@ -357,4 +423,5 @@ if __name__ == "__main__":
     T.main([test_json_on_every_reporting_command, test_nul_separated_paths, test_quoting_on_the_terminal,
             test_exit_codes, test_log_n_and_branches_in_id_order, test_wording, test_many_excludes,
             test_tag_needs_force_to_move, test_errors_escape_names, test_each_error_line_is_one_write,
-            test_unwritable_stdout_fails, test_status_reports_all_it_can_read])
+            test_unwritable_stdout_fails, test_status_reports_all_it_can_read,
+            test_unreadable_directory_is_named_and_not_lost])

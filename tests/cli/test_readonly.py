@@ -142,5 +142,34 @@ def test_store_at_rest_is_its_index():
         sh(["umount", "-l", fs])
 
 
+def test_older_format_on_read_only_media():
+    """A store of an older format on read-only media (a snapshot, a backup
+    disk): every reader works, on an upgraded private copy of its index,
+    and the store is left byte for byte as it was (nothing half
+    upgraded); a writer fails with one line. Writable again, the first
+    command upgrades it in place. Failed before: every command, log and
+    restore --to included, failed: 'store format 10 must be upgraded, and
+    the store cannot be written'."""
+    for old, downgrade in ((10, T.checkpoint_to_format_10), (9, T.blockhash_to_format_9)):
+        fs = T.tempdir("mtm-ro-old-")
+        root = tree_on_tmpfs(fs)
+        try:
+            db = sqlite3.connect(os.path.join(root, ".metamori", "index.db"))
+            downgrade(db)
+            db.execute("PRAGMA user_version=%d" % old)
+            db.commit()
+            db.close()
+            p = sh(["mount", "-o", "remount,ro", fs])
+            expect(p.returncode == 0, "remount ro: %s" % p.stderr)
+            readers_work(root, "format %d, read-only" % old)
+            p = sh(["mount", "-o", "remount,rw", fs])
+            expect(p.returncode == 0, "remount rw: %s" % p.stderr)
+            expect(T.index_value(root, "PRAGMA user_version") == old, "format %d: upgraded on read-only media" % old)
+            T.checkpoint(root)
+            expect(T.index_value(root, "PRAGMA user_version") > old, "format %d: not upgraded when writable" % old)
+        finally:
+            sh(["umount", "-l", fs])
+
+
 if __name__ == "__main__":
-    T.main([test_read_only_and_full, test_store_at_rest_is_its_index])
+    T.main([test_read_only_and_full, test_store_at_rest_is_its_index, test_older_format_on_read_only_media])

@@ -28,6 +28,23 @@ def pack_tail(root):
     return files - (T.index_value(root, "SELECT COALESCE(SUM(size), 0) FROM pack") or 0)
 
 
+def tail_records(root):
+    """Bytes past the packs' committed sizes that are not zeros: records
+    (the room a session keeps past them is zeros, at most 256 KiB and a
+    page)."""
+    d = os.path.join(root, ".metamori", "packs")
+    n = 0
+    for name in os.listdir(d):
+        pid = int(name.split(".")[0])
+        size = T.index_value(root, "SELECT size FROM pack WHERE id=%d" % pid) or 0
+        with open(os.path.join(d, name), "rb") as f:
+            f.seek(size)
+            tail = f.read()
+        if tail.strip(b"\0") or len(tail) > (256 << 10) + 4096:
+            n += len(tail)
+    return n
+
+
 def dead(root):
     return T.index_value(root, "SELECT COALESCE(SUM(dead), 0) FROM pack") or 0
 
@@ -57,7 +74,8 @@ def test_blocks_written_ahead_are_used():
     """40 scattered blocks and a whole aligned group, written while the
     program runs, are in the pack before the checkpoint is asked for; the
     checkpoint takes all 56 from there, writes nothing dead and leaves no
-    tail; the checkpoint restores exactly and verifies."""
+    tail but the room's zeros (and none once the session ends); the
+    checkpoint restores exactly and verifies."""
     rnd = random.Random(5)
     root = S.new_tree({"big": rnd.randbytes(2 << 20)})
     ctl = T.tempdir("mtm-ctl-")
@@ -68,13 +86,15 @@ def test_blocks_written_ahead_are_used():
         poke_step(ctl, 0)
         wait_for(lambda: pack_tail(root) >= 56 * 4096, "the blocks to be written ahead")
         taken = [tracked_checkpoint(root, "written ahead")]
-        tail = pack_tail(root)
+        tail = tail_records(root)
     err = sess.stderr.read()
     if blocks_used(err)[-1:] != [56]:
         raise T.Failure("the checkpoint did not take the 56 blocks from what was written ahead: %r\n%s"
                         % (blocks_used(err), err[-2000:]))
     if tail or dead(root):
         raise T.Failure("after the checkpoint: %d bytes of tail, %d dead" % (tail, dead(root)))
+    if pack_tail(root):
+        raise T.Failure("the session left %d bytes past the packs' committed sizes" % pack_tail(root))
     assert_restore_to(root, taken, "blocks written ahead")
     verify_data(root)
     T.rmtree(root)
@@ -360,6 +380,49 @@ def assert_restores_but_beat(root, ckpt, man, beat):
     T.rmtree(os.path.dirname(to))
 
 
+def pack_sizes(trace, start, mid):
+    """Each pack file's size at byte mid of the I/O trace, replaying its
+    records from byte start on (from its first truncate there: the writer
+    ahead cuts the pack to its committed size when it begins)."""
+    recs = trace_records(trace, start)
+    recs = recs[:len(recs) - len(trace_records(trace, mid))]
+    size = {}
+    for op, path, off, n in recs:
+        if not path.endswith(".pack"):
+            continue
+        if op == "T":
+            size[path] = n
+        elif op == "W" and path in size:
+            size[path] = max(size[path], off + n)
+    return size
+
+
+def test_the_pause_appends_within_the_pack_file():
+    """The heartbeat's block captured in the pause is appended after the 16
+    blocks written ahead. It used to go past the pack file's end: the
+    commit's fsync of the pack then committed the file system's journal (the
+    new size and blocks), a device flush more on the path the caller waits
+    on, before the WAL's own (issue 21, W2). The fsync ahead now first gives
+    the file room, zeros past the records (durable with them), and the
+    checkpoint's writes land within the file's size as of that fsync. The
+    room is past the committed size: ignored by readers, cut off when the
+    session ends; the checkpoint restores exactly and the store verifies."""
+    root, trace, at, (ckpt, man), err = beating_checkpoint(15, "hb")
+    sizes = pack_sizes(trace, at[0], at[1])
+    writes = [r for r in commit_pack_ops(trace, *at) if r[0] == "W"]
+    if not writes:
+        raise T.Failure("the checkpoint wrote nothing to the pack (the heartbeat's block?)")
+    past = [(p, off, n, sizes.get(p)) for _, p, off, n in writes if sizes.get(p) is None or off + n > sizes[p]]
+    if past:
+        raise T.Failure("the checkpoint's pack writes past the file's end as synced ahead (path, offset, length, "
+                        "size): %r" % past)
+    if pack_tail(root):
+        raise T.Failure("the session left %d bytes past the packs' committed sizes" % pack_tail(root))
+    assert_restores_but_beat(root, ckpt, man, "hb")
+    verify_data(root)
+    T.rmtree(root)
+
+
 def test_pack_fsync_begins_after_the_last_file_that_appends():
     """The heartbeat's file sorts first (a_hb, then f): the checkpoint
     appends its captured partial block, then only adopts f's 16 blocks
@@ -488,5 +551,6 @@ if __name__ == "__main__":
     T.main([test_blocks_written_ahead_are_used, test_block_rewritten_after_it_was_written_ahead,
             test_prune_rewrites_the_pack_written_into, test_session_killed_after_writing_ahead,
             test_session_ends_with_records_written_ahead, test_no_pack_fsync_after_the_fsync_ahead,
-            test_fsync_ahead_while_the_program_beats, test_pack_fsync_begins_after_the_last_file_that_appends,
+            test_fsync_ahead_while_the_program_beats, test_the_pause_appends_within_the_pack_file,
+            test_pack_fsync_begins_after_the_last_file_that_appends,
             test_writing_ahead_fails, test_fsync_ahead_fails])

@@ -125,7 +125,7 @@ static void same_lines(const vec *a, const vec *b, const char *what)
 static void walk_lines(vec *out)
 {
 	*out = (vec)VEC_INIT(char *);
-	assert_int_equal(walk_sorted(S, &IGN, collect, out), 0);
+	assert_int_equal(walk_sorted(S, &IGN, collect, NULL, out), 0);
 }
 
 /* The three walks agree, every time. */
