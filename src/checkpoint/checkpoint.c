@@ -463,6 +463,14 @@ static int record_file(run_state *r, live_item *it, entry *pe, gone_file *rename
 			return ENOENT;
 		}
 		it->st = st; /* the stat of what we actually read */
+		/* A write through a shared mapping to a page it already dirtied
+		 * sets no new mtime nor ctime (the kernel stamps the file when a
+		 * clean page is first written): the row written below would vouch
+		 * for content that kept changing. Writeback started here cleans
+		 * (write-protects) the dirty pages, so a write after this read
+		 * stamps the file again (best effort: its error changes nothing
+		 * read here). */
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE);
 	}
 	if (!file_id)
 		file_id = c->next_file_id++;

@@ -10,7 +10,6 @@
 #include <string.h>
 #include "diff/diff_live.h"
 #include "tree/filemap_diff.h"
-#include "tree/root.h"
 #include "tree/scan.h"
 #include "util/error.h"
 
@@ -40,22 +39,6 @@ static int diff_versions(mtm_store *s, const lineage *la, const entry *a, const 
 	else if (entry_meta_changed(a, b))
 		ch->kind = 'm';
 	return 0;
-}
-
-int diff_root(mtm_store *s, mtm_id a, mtm_id b, mtm_change_fn fn, void *arg)
-{
-	root_meta ra, rb = {0};
-	int rc = root_meta_of(s, a, &ra);
-	if (!rc && b == MTM_LIVE && (rc = root_meta_live(s->rootfd, &rb)))
-		rc = mtm_set_errno(rc, "the tree's root");
-	else if (!rc && b != MTM_LIVE)
-		rc = root_meta_of(s, b, &rb);
-	mtm_change ch = {.kind = 'm', .path = "."};
-	if (!rc && root_meta_changed(&ra, &rb))
-		rc = fn(arg, &ch);
-	root_meta_free(&ra);
-	root_meta_free(&rb);
-	return rc;
 }
 
 int mtm_diff(mtm_store *s, mtm_id a, mtm_id b, const mtm_diff_opts *opts, mtm_change_fn fn, void *arg)

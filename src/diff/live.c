@@ -23,6 +23,7 @@
 #include "io/xattr.h"
 #include "tree/filemap_diff.h"
 #include "tree/merge.h"
+#include "tree/root.h"
 #include "util/error.h"
 
 /* Progress of a diff against the live tree (mtm_set_progress, phase
@@ -204,6 +205,22 @@ static int on_live(void *arg, live_item *it, entry *ea, int fresh)
 	if (ch.kind)
 		rc = put_change(d, &ch, NULL, NULL);
 	live_item_free(it);
+	return rc;
+}
+
+int diff_root(mtm_store *s, mtm_id a, mtm_id b, mtm_change_fn fn, void *arg)
+{
+	root_meta ra, rb = {0};
+	int rc = root_meta_of(s, a, &ra);
+	if (!rc && b == MTM_LIVE && (rc = root_meta_live(s->rootfd, &rb)))
+		rc = mtm_set_errno(rc, "the tree's root");
+	else if (!rc && b != MTM_LIVE)
+		rc = root_meta_of(s, b, &rb);
+	mtm_change ch = {.kind = 'm', .path = "."};
+	if (!rc && root_meta_changed(&ra, &rb))
+		rc = fn(arg, &ch);
+	root_meta_free(&ra);
+	root_meta_free(&rb);
 	return rc;
 }
 

@@ -192,8 +192,11 @@ static void *flusher_main(void *arg)
 			int64_t t0 = now_ns();
 			/* (the room is a gain, not a need: zeros the disk has no
 			 * space for fail nothing, the append then grows the file as
-			 * every append did before) */
-			if (f->sync == FLUSH_SYNC_AHEAD && f->w->room)
+			 * every append did before. Only the writer ahead's own
+			 * fsync, while the program runs: the checkpoint's early
+			 * fsync of the records written ahead is one its pause's
+			 * append waits for, and zeros there would be on its path) */
+			if (f->sync == FLUSH_SYNC_AHEAD && f->w->room && !f->w->ahead_kept)
 				(void)make_room(f);
 			if ((rc = io_fdatasync(f->fd)))
 				what = FAILED_FSYNC;
