@@ -314,28 +314,38 @@ int io_pread(int fd, void *buf, size_t len, off_t off, size_t *got)
 	return 0;
 }
 
-int io_pwrite(int fd, const void *buf, size_t len, off_t off)
+/* Writes len bytes at off, retrying short writes and EINTR, through the
+ * fault points; *done says how far it got (also on an error). trace: one
+ * record per piece written (io_pwrite), or none (the caller records). */
+static int pwrite_all(int fd, const void *buf, size_t len, off_t off, size_t *done, int trace)
 {
-	size_t done = 0;
-	while (done < len) {
+	*done = 0;
+	while (*done < len) {
 		int f = io_fault(IO_WRITE);
 		if (f > 0 && f != EINTR)
 			return f;
-		size_t want = len - done;
+		size_t want = len - *done;
 		if (f == -1 && want > 1)
 			want /= 2; /* injected short write */
 		ssize_t r;
 		do
-			r = pwrite(fd, (const char *)buf + done, want, off + (off_t)done);
+			r = pwrite(fd, (const char *)buf + *done, want, off + (off_t)*done);
 		while (r < 0 && errno == EINTR);
 		if (r < 0)
 			return errno;
 		if (r == 0)
 			return EIO;
-		trace_fd_op(TR_WRITE, fd, NULL, off + (off_t)done, r, (const char *)buf + done);
-		done += (size_t)r;
+		if (trace)
+			trace_fd_op(TR_WRITE, fd, NULL, off + (off_t)*done, r, (const char *)buf + *done);
+		*done += (size_t)r;
 	}
 	return 0;
+}
+
+int io_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	size_t done;
+	return pwrite_all(fd, buf, len, off, &done, 1);
 }
 
 int io_pwritev(int fd, struct iovec *iov, int cnt, off_t off)
@@ -435,24 +445,10 @@ int io_extend_zeros(int fd, off_t from, off_t to)
 	static const unsigned char zeros[64 << 10];
 	off_t off = from;
 	int rc = 0;
-	while (off < to) {
-		int f = io_fault(IO_WRITE);
-		if (f > 0 && f != EINTR) {
-			rc = f;
-			break;
-		}
-		size_t want = to - off < (off_t)sizeof zeros ? (size_t)(to - off) : sizeof zeros;
-		if (f == -1 && want > 1)
-			want /= 2; /* injected short write */
-		ssize_t r;
-		do
-			r = pwrite(fd, zeros, want, off);
-		while (r < 0 && errno == EINTR);
-		if (r <= 0) {
-			rc = r < 0 ? errno : EIO;
-			break;
-		}
-		off += r;
+	while (!rc && off < to) {
+		size_t want = to - off < (off_t)sizeof zeros ? (size_t)(to - off) : sizeof zeros, done;
+		rc = pwrite_all(fd, zeros, want, off, &done, 0);
+		off += (off_t)done;
 	}
 	/* one record, not the zeros themselves (a trace read while it is
 	 * written: see io_sqlite_wal_reserve) */
